@@ -1,0 +1,113 @@
+package consistency
+
+import (
+	"math/rand/v2"
+	"time"
+
+	"github.com/dialkv/dialkv/core"
+)
+
+// NodeID names a replica (a node) within a cluster.
+type NodeID string
+
+// Options are the per-operation consistency options. Each strategy reads the
+// fields that concern it and ignores the others; zero values mean the
+// namespace's defaults.
+type Options struct {
+	// Raft: "linearizable" (ReadIndex, default), "lease", or "stale"
+	// (any replica, possibly out of date).
+	Read string
+	// Quorum: replicas that must answer a read (R) or acknowledge a write
+	// (W); 0 means the namespace default. Strict forbids sloppy quorum
+	// (hinted replicas outside the preference list).
+	R, W   int
+	Strict bool
+	// Quorum: "linearizable" asks for ABD-style reads and writes.
+	Mode string
+}
+
+// Request is a client request handed to a Replica.
+type Request struct {
+	// ID is unique among the requests the driver hands to one replica; the
+	// Response carries it back.
+	ID     uint64
+	Client string // client or session id, for logs and session state
+	// Exactly one of Cmd and Txn is set.
+	Cmd   *core.Command
+	Txn   *core.Txn
+	Opts  Options
+	Token []byte // session token the client sent (nil: none)
+}
+
+// Response answers one Request.
+type Response struct {
+	ID    uint64
+	Reply core.Reply
+	// Token is the new session token for the client to send with its next
+	// request (nil if the strategy has none).
+	Token []byte
+	// Values holds sibling values when a quorum read finds concurrent
+	// versions (Reply then holds one of them).
+	Values [][]byte
+}
+
+// Message is a message between replicas. Body is encoded by the strategy
+// that sent it; the transport never looks inside.
+type Message struct {
+	From, To NodeID
+	Body     []byte
+}
+
+// Ready is what a Replica has produced since the driver last collected it.
+type Ready struct {
+	// Sync asks the driver to make the replica's engine durable before it
+	// sends Messages or Responses.
+	Sync      bool
+	Messages  []Message
+	Responses []Response
+}
+
+// Replica is one node's instance of a sans-IO strategy. Calls are never
+// concurrent; now is the node's own clock reading (it may be skewed).
+type Replica interface {
+	// Request hands the replica a client request.
+	Request(now time.Time, req Request)
+	// Receive hands the replica a message from a peer.
+	Receive(now time.Time, m Message)
+	// Tick advances the replica's timers (retries, timeouts, anti-entropy).
+	Tick(now time.Time)
+	// Ready returns and clears the outputs accumulated so far.
+	Ready() Ready
+	// Dump renders the replica's user-visible state, one canonical string
+	// per live key, for the convergence check.
+	Dump(now time.Time) (map[string]string, error)
+}
+
+// Config is what a strategy needs to start one replica.
+type Config struct {
+	ID    NodeID
+	Peers []NodeID // every replica of the namespace, including ID, in a fixed order
+	// Engine is the replica's storage; after a crash the driver passes the
+	// same engine, holding only what was synced.
+	Engine core.Engine
+	// Rand is the replica's own randomness, seeded by the driver.
+	Rand *rand.Rand
+	// Params are strategy parameters (N, R, W, regions, ...), as given at
+	// namespace creation; each strategy documents its keys.
+	Params map[string]string
+	// Bug names a deliberately broken variant (see Bugs); "" is the correct
+	// strategy.
+	Bug string
+}
+
+// Bug describes a deliberately broken variant of a strategy, which the
+// checkers must catch.
+type Bug struct {
+	Name     string // --bug NAME
+	Strategy string
+	Breaks   string // what it breaks, one line
+}
+
+// Factory starts a replica from a Config; it is called again with the same
+// engine after a crash.
+type Factory func(cfg Config) (Replica, error)
