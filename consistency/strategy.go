@@ -1,6 +1,8 @@
 package consistency
 
 import (
+	"context"
+	"errors"
 	"math/rand/v2"
 	"time"
 
@@ -111,3 +113,33 @@ type Bug struct {
 // Factory starts a replica from a Config; it is called again with the same
 // engine after a crash.
 type Factory func(cfg Config) (Replica, error)
+
+// Service is a strategy instance that owns its goroutines and I/O — the
+// Raft strategy (Dragonboat runs its own), and the drivers that host a
+// sans-IO Replica on a real node. A node routes each client request of a
+// namespace to the namespace's Service.
+type Service interface {
+	// Do executes one request, honouring ctx's deadline. Errors that are not
+	// replies (unavailable, not leader, timeout) are returned as error; use
+	// *Redirect for "ask that node instead" and ErrUnavailable/ErrTimeout.
+	Do(ctx context.Context, req Request) (Response, error)
+	// Close stops the service.
+	Close() error
+}
+
+// Redirect is the error a Service returns when another node must serve the
+// request (not the leader, or the key moved).
+type Redirect struct {
+	Addr   string // client address of the node to use ("" if unknown)
+	Reason string
+}
+
+func (r *Redirect) Error() string {
+	return "redirect to " + r.Addr + ": " + r.Reason
+}
+
+// Errors a Service returns; wrap them with context (errors.Is works).
+var (
+	ErrUnavailable = errors.New("unavailable: not enough replicas reachable")
+	ErrTimeout     = errors.New("timeout: outcome unknown")
+)
