@@ -31,7 +31,7 @@ var allowed = map[string][]string{
 // global randomness or the network.
 var forbiddenStd = map[string][]string{
 	"sim":  {"net", "net/http"},
-	"core": {"net", "net/http", "math/rand"},
+	"core": {"net", "net/http", "math/rand", "math/rand/v2"},
 }
 
 type pkg struct {
