@@ -143,3 +143,12 @@ var (
 	ErrUnavailable = errors.New("unavailable: not enough replicas reachable")
 	ErrTimeout     = errors.New("timeout: outcome unknown")
 )
+
+// Error codes sans-IO replicas put in a Response's error reply when the
+// request did not get a normal answer. Drivers and clients map them:
+// CodeUnavailable means the request certainly did not take effect (retry is
+// safe); CodeTimeout means its outcome is unknown.
+const (
+	CodeUnavailable core.Code = "UNAVAILABLE"
+	CodeTimeout     core.Code = "TIMEOUT"
+)
