@@ -1,0 +1,319 @@
+// Package simrun holds the options and the result of one simulator run, the
+// seed derivation every component uses, and the reproducer command line.
+//
+// It is a leaf package (it imports nothing of ours) so that both package sim
+// and the strategies it dispatches to — sim/raftsim, which sim imports and
+// which therefore cannot import sim — share one description of a run:
+//
+//	func Run(opts simrun.Options) (simrun.Result, error)
+//
+// is the shape every strategy runner has. Options.Args renders the options
+// back into the `dialkv sim` flags that reproduce the run.
+package simrun
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Verdict is the outcome of a run.
+type Verdict string
+
+// The verdicts and their exit codes.
+const (
+	Pass     Verdict = "pass"     // exit 0
+	Safety   Verdict = "safety"   // exit 1: a checker found a safety violation
+	Liveness Verdict = "liveness" // exit 2: the cluster did not serve or converge in the bound
+)
+
+// ExitCode maps a verdict to the `dialkv sim` exit code.
+func (v Verdict) ExitCode() int {
+	switch v {
+	case Pass:
+		return 0
+	case Safety:
+		return 1
+	case Liveness:
+		return 2
+	}
+	return 3
+}
+
+// Options describe one run. The zero value of a field means its default
+// (see Defaults); Normalize fills them in.
+type Options struct {
+	Strategy string // primary-backup, raft, quorum, causal
+	Seed     uint64
+	Ops      int // operations issued in the safety phase (the liveness phase adds LiveOps)
+	LiveOps  int // operations issued in the liveness phase
+	Clients  int
+	Nodes    int
+	// Faults lists the enabled fault kinds (faults.Kinds); nil means the
+	// default set, []string{"none"} none at all.
+	Faults []string
+	// Rates fixes swarm-drawn fault rates by name (faults.Rates names);
+	// missing ones are drawn from the seed.
+	Rates    map[string]float64
+	Bug      string
+	Workload string // register, counter, set, mixed, jepsen-set
+	Keys     int
+	KeyDist  string // uniform, zipfian, hotkey
+	// Latency is the one-way link latency distribution (netmodel.ParseDist).
+	Latency string
+	Regions int // nodes are spread over this many regions (1: one region)
+	// CrossRegion is the latency distribution between regions.
+	CrossRegion string
+	Think       time.Duration // mean client think time between operations
+	Timeout     time.Duration // client operation timeout
+	// LivenessBound is how long (virtual) after the faults stop the
+	// cluster has to serve again and converge.
+	LivenessBound time.Duration
+	Params        map[string]string // strategy parameters
+	Out           string            // report directory ("" = write nothing)
+	// KeepFaults, when not nil, keeps only the planned faults with these
+	// indices (the shrinker's handle on the fault list).
+	KeepFaults []int
+}
+
+// Defaults returns the default options.
+func Defaults() Options {
+	return Options{
+		Strategy:      "primary-backup",
+		Seed:          1,
+		Ops:           1000,
+		LiveOps:       200,
+		Clients:       5,
+		Nodes:         3,
+		Workload:      "mixed",
+		Keys:          5,
+		KeyDist:       "uniform",
+		Latency:       "exp:1ms",
+		Regions:       1,
+		CrossRegion:   "mix:0.9*uniform:20ms-40ms+0.1*pareto:30ms,1.5",
+		Think:         2 * time.Millisecond,
+		Timeout:       500 * time.Millisecond,
+		LivenessBound: 10 * time.Second,
+	}
+}
+
+// Normalize fills zero fields with their defaults.
+func (o Options) Normalize() Options {
+	d := Defaults()
+	if o.Strategy == "" {
+		o.Strategy = d.Strategy
+	}
+	if o.Ops == 0 {
+		o.Ops = d.Ops
+	}
+	if o.LiveOps == 0 {
+		o.LiveOps = d.LiveOps
+	}
+	if o.Clients == 0 {
+		o.Clients = d.Clients
+	}
+	if o.Nodes == 0 {
+		o.Nodes = d.Nodes
+	}
+	if o.Workload == "" {
+		o.Workload = d.Workload
+	}
+	if o.Keys == 0 {
+		o.Keys = d.Keys
+	}
+	if o.KeyDist == "" {
+		o.KeyDist = d.KeyDist
+	}
+	if o.Latency == "" {
+		o.Latency = d.Latency
+	}
+	if o.Regions == 0 {
+		o.Regions = d.Regions
+	}
+	if o.CrossRegion == "" {
+		o.CrossRegion = d.CrossRegion
+	}
+	if o.Think == 0 {
+		o.Think = d.Think
+	}
+	if o.Timeout == 0 {
+		o.Timeout = d.Timeout
+	}
+	if o.LivenessBound == 0 {
+		o.LivenessBound = d.LivenessBound
+	}
+	return o
+}
+
+// Args renders the options as `dialkv sim` flags, every non-default one,
+// in a fixed order. Out is left out.
+func (o Options) Args() []string {
+	o = o.Normalize()
+	d := Defaults()
+	a := []string{"--strategy", o.Strategy, "--seed", strconv.FormatUint(o.Seed, 10)}
+	num := func(flag string, v, def int) {
+		if v != def {
+			a = append(a, flag, strconv.Itoa(v))
+		}
+	}
+	str := func(flag, v, def string) {
+		if v != def {
+			a = append(a, flag, v)
+		}
+	}
+	dur := func(flag string, v, def time.Duration) {
+		if v != def {
+			a = append(a, flag, v.String())
+		}
+	}
+	num("--ops", o.Ops, d.Ops)
+	num("--live-ops", o.LiveOps, d.LiveOps)
+	num("--clients", o.Clients, d.Clients)
+	num("--nodes", o.Nodes, d.Nodes)
+	if o.Faults != nil {
+		a = append(a, "--faults", strings.Join(o.Faults, ","))
+	}
+	if len(o.Rates) > 0 {
+		a = append(a, "--rates", FormatMap(floatMap(o.Rates)))
+	}
+	str("--bug", o.Bug, "")
+	str("--workload", o.Workload, d.Workload)
+	num("--keys", o.Keys, d.Keys)
+	str("--key-dist", o.KeyDist, d.KeyDist)
+	str("--latency", o.Latency, d.Latency)
+	num("--regions", o.Regions, d.Regions)
+	str("--cross-region", o.CrossRegion, d.CrossRegion)
+	dur("--think", o.Think, d.Think)
+	dur("--timeout", o.Timeout, d.Timeout)
+	dur("--liveness-bound", o.LivenessBound, d.LivenessBound)
+	if len(o.Params) > 0 {
+		a = append(a, "--params", FormatMap(o.Params))
+	}
+	if o.KeepFaults != nil {
+		s := make([]string, len(o.KeepFaults))
+		for i, k := range o.KeepFaults {
+			s[i] = strconv.Itoa(k)
+		}
+		v := strings.Join(s, ",")
+		if v == "" {
+			v = "none"
+		}
+		a = append(a, "--keep-faults", v)
+	}
+	return a
+}
+
+// Command is the one-line reproducer: `dialkv sim` and Args, shell-quoted.
+func (o Options) Command() string {
+	parts := []string{"dialkv", "sim"}
+	for _, a := range o.Args() {
+		parts = append(parts, shellQuote(a))
+	}
+	return strings.Join(parts, " ")
+}
+
+func shellQuote(s string) string {
+	if s == "" {
+		return "''"
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-_.,:=/+@%", c)) {
+			return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+		}
+	}
+	return s
+}
+
+func floatMap(m map[string]float64) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = strconv.FormatFloat(v, 'g', -1, 64)
+	}
+	return out
+}
+
+// FormatMap renders a map as k=v,k=v in key order.
+func FormatMap(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		keys[i] = k + "=" + m[k]
+	}
+	return strings.Join(keys, ",")
+}
+
+// ParseMap parses k=v,k=v.
+func ParseMap(s string) (map[string]string, error) {
+	m := map[string]string{}
+	if s == "" {
+		return m, nil
+	}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("simrun: %q is not key=value", kv)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+// Result is what a run found.
+type Result struct {
+	Options  Options
+	Verdict  Verdict
+	Problems []string // one line each: what failed
+	Ops      int      // operations invoked (both phases)
+	OK       int      // operations that completed ok
+	Failed   int      // operations that certainly did not happen
+	Unknown  int      // operations whose outcome is unknown
+	Events   int64    // simulator events processed
+	Messages int64    // messages delivered between replicas
+	Virtual  time.Duration
+	Real     time.Duration
+	// Converged is the virtual time from the end of the faults to the
+	// moment the replicas agreed (-1: they never did).
+	Converged time.Duration
+	// FaultPlan is the plan that was run, one line per fault.
+	FaultPlan []string
+	// Rates are the fault rates in effect (drawn or fixed).
+	Rates map[string]float64
+	// ReportDir is where the report was written ("" if none).
+	ReportDir string
+	// HistoryHash and TraceHash are SHA-256 hex digests of the history
+	// and the trace, for reproducibility checks.
+	HistoryHash, TraceHash string
+}
+
+// DeriveSeed derives a component's seed from the run's seed and the
+// component's name (splitmix64 over the seed mixed with an FNV-1a hash of
+// the name), so components draw independent streams and adding a component
+// does not shift the others.
+func DeriveSeed(seed uint64, name string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(name); i++ {
+		h ^= uint64(name[i])
+		h *= 1099511628211
+	}
+	return SplitMix64(seed ^ h)
+}
+
+// SplitMix64 is one step of the splitmix64 generator.
+func SplitMix64(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}
+
+// NewRand returns a PCG-seeded generator for the named component.
+func NewRand(seed uint64, name string) *rand.Rand {
+	s := DeriveSeed(seed, name)
+	return rand.New(rand.NewPCG(s, SplitMix64(s)))
+}
