@@ -1,0 +1,382 @@
+// Package pebbleengine is the durable core.Engine of dialkv, built on
+// Pebble (github.com/cockroachdb/pebble/v2).
+//
+// An Engine stores exactly the bytes the Store gives it: record encodings and
+// checksums belong to core.Store. Every file access goes through the vfs.FS
+// in Options, so tests and the simulator run the engine on a memory file
+// system (vfs.NewMem, vfs.NewCrashableMem and its CrashClone) and inject I/O
+// errors and corruption with FaultFS.
+//
+// Durability follows core.SyncPolicy:
+//
+//   - SyncAlways: every Commit writes and fsyncs the WAL before it returns.
+//   - SyncInterval: commits are written to the WAL without fsync; the caller
+//     calls Engine.Sync on its own timer (SyncInterval in Options is the
+//     period it should use; the engine starts no goroutine of its own).
+//   - SyncNever: commits are written without fsync and only Commit(true) or
+//     an explicit Sync makes them durable.
+//
+// See docs/storage.md for what survives a process crash and a power loss.
+package pebbleengine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/dialkv/dialkv/core"
+)
+
+// Options configure Open. The zero value is valid: the OS file system,
+// SyncAlways, Pebble's default cache and no logging.
+type Options struct {
+	// FS is the file system every file is read and written through;
+	// nil means vfs.Default (the operating system's).
+	FS vfs.FS
+	// Sync is the durability policy applied by Batch.Commit.
+	Sync core.SyncPolicy
+	// SyncInterval is, for core.SyncInterval, how often the owner of the
+	// engine should call Engine.Sync. The engine does not call it itself
+	// (it starts no goroutines); it only reports the value back through
+	// Engine.SyncInterval. Zero means DefaultSyncInterval.
+	SyncInterval time.Duration
+	// CacheSize is the block cache size in bytes; 0 means Pebble's default
+	// (8 MiB).
+	CacheSize int64
+	// Logger receives Pebble's log lines; nil discards them (quiet).
+	Logger *slog.Logger
+}
+
+// DefaultSyncInterval is the Sync period used for core.SyncInterval when
+// Options.SyncInterval is zero.
+const DefaultSyncInterval = 100 * time.Millisecond
+
+// Engine is a core.Engine over one Pebble database.
+type Engine struct {
+	db       *pebble.DB
+	dir      string
+	policy   core.SyncPolicy
+	interval time.Duration
+}
+
+var (
+	_ core.Engine   = (*Engine)(nil)
+	_ core.Snapshot = (*snapshot)(nil)
+	_ core.Batch    = (*batch)(nil)
+	_ core.Iterator = (*iter)(nil)
+)
+
+// Open opens (creating if needed) the Pebble database in dir on opts.FS.
+func Open(dir string, opts Options) (*Engine, error) {
+	switch opts.Sync {
+	case core.SyncAlways, core.SyncInterval, core.SyncNever:
+	default:
+		return nil, fmt.Errorf("pebbleengine: open %s: unknown sync policy %d", dir, int(opts.Sync))
+	}
+	fs := opts.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	interval := opts.SyncInterval
+	if interval <= 0 {
+		interval = DefaultSyncInterval
+	}
+	po := &pebble.Options{
+		FS:                 fs,
+		CacheSize:          opts.CacheSize,
+		Logger:             slogLogger{l: opts.Logger},
+		FormatMajorVersion: pebble.FormatNewest,
+	}
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("pebbleengine: open %s: %w", dir, wrapErr(err))
+	}
+	return &Engine{db: db, dir: dir, policy: opts.Sync, interval: interval}, nil
+}
+
+// Dir is the directory the engine was opened in.
+func (e *Engine) Dir() string { return e.dir }
+
+// Policy is the engine's sync policy.
+func (e *Engine) Policy() core.SyncPolicy { return e.policy }
+
+// SyncInterval is how often the owner should call Sync under
+// core.SyncInterval.
+func (e *Engine) SyncInterval() time.Duration { return e.interval }
+
+// Metrics returns Pebble's metrics (LSM shape, WAL and cache figures) for
+// the node's Prometheus exporter.
+func (e *Engine) Metrics() *pebble.Metrics { return e.db.Metrics() }
+
+// Get returns the value of key or core.ErrNotFound.
+func (e *Engine) Get(key []byte) ([]byte, error) { return get(e.db, key) }
+
+// NewIter iterates [lower, upper) in ascending key order.
+func (e *Engine) NewIter(lower, upper []byte) core.Iterator { return newIter(e.db, lower, upper) }
+
+// NewBatch starts an atomic group of writes.
+func (e *Engine) NewBatch() core.Batch {
+	return &batch{b: e.db.NewBatch(), policy: e.policy}
+}
+
+// NewSnapshot returns a consistent read-only view as of now.
+func (e *Engine) NewSnapshot() core.Snapshot { return &snapshot{s: e.db.NewSnapshot()} }
+
+// Sync makes every committed batch durable by writing an empty record to
+// the WAL with fsync: the WAL is a single append-only log, so syncing it
+// syncs every record before it.
+func (e *Engine) Sync() error {
+	if err := e.db.LogData(nil, pebble.Sync); err != nil {
+		return fmt.Errorf("pebbleengine: sync: %w", wrapErr(err))
+	}
+	return nil
+}
+
+// Checkpoint writes an openable copy of the engine into dir (on the same
+// FS; dir must not exist). The WAL is synced first, so the checkpoint holds
+// every batch committed before the call. Sstables are hard-linked where the
+// FS allows it, so a checkpoint is cheap; Open(dir) opens it.
+func (e *Engine) Checkpoint(dir string) error {
+	if err := e.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
+		return fmt.Errorf("pebbleengine: checkpoint to %s: %w", dir, wrapErr(err))
+	}
+	return nil
+}
+
+// Close flushes nothing further and releases the database. Batches
+// committed without sync may be lost if the machine fails after Close;
+// call Sync first to make them durable.
+func (e *Engine) Close() error {
+	if err := e.db.Close(); err != nil {
+		return fmt.Errorf("pebbleengine: close %s: %w", e.dir, wrapErr(err))
+	}
+	return nil
+}
+
+// getter and iterMaker are what *pebble.DB and *pebble.Snapshot share.
+type getter interface {
+	Get(key []byte) ([]byte, io.Closer, error)
+}
+
+type iterMaker interface {
+	NewIter(o *pebble.IterOptions) (*pebble.Iterator, error)
+}
+
+func get(r getter, key []byte) ([]byte, error) {
+	v, closer, err := r.Get(key)
+	if err != nil {
+		if errors.Is(err, pebble.ErrNotFound) {
+			return nil, core.ErrNotFound
+		}
+		return nil, fmt.Errorf("pebbleengine: get %q: %w", key, wrapErr(err))
+	}
+	out := make([]byte, len(v))
+	copy(out, v)
+	if err := closer.Close(); err != nil {
+		return nil, fmt.Errorf("pebbleengine: get %q: release: %w", key, wrapErr(err))
+	}
+	return out, nil
+}
+
+func newIter(r iterMaker, lower, upper []byte) core.Iterator {
+	if upper != nil && bytes.Compare(lower, upper) >= 0 {
+		// An empty range. Pebble requires lower < upper, and it would read
+		// an empty (non-nil) upper bound as "unbounded".
+		return &iter{}
+	}
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: clone(lower), UpperBound: clone(upper)})
+	if err != nil {
+		return &iter{err: fmt.Errorf("pebbleengine: new iterator: %w", wrapErr(err))}
+	}
+	return &iter{it: it}
+}
+
+func clone(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return append([]byte{}, b...)
+}
+
+// wrapErr marks Pebble's corruption errors with core.ErrCorruption so that
+// core.AsError reports them as CodeCorruption.
+func wrapErr(err error) error {
+	if err != nil && pebble.IsCorruptionError(err) && !errors.Is(err, core.ErrCorruption) {
+		return &corruptionError{err: err}
+	}
+	return err
+}
+
+// corruptionError is a Pebble corruption error that also matches
+// core.ErrCorruption.
+type corruptionError struct{ err error }
+
+func (c *corruptionError) Error() string { return c.err.Error() }
+func (c *corruptionError) Unwrap() []error {
+	return []error{c.err, core.ErrCorruption}
+}
+
+// snapshot is a core.Snapshot over a pebble.Snapshot.
+type snapshot struct{ s *pebble.Snapshot }
+
+func (s *snapshot) Get(key []byte) ([]byte, error) { return get(s.s, key) }
+func (s *snapshot) NewIter(lower, upper []byte) core.Iterator {
+	return newIter(s.s, lower, upper)
+}
+func (s *snapshot) Close() error {
+	if err := s.s.Close(); err != nil {
+		return fmt.Errorf("pebbleengine: close snapshot: %w", err)
+	}
+	return nil
+}
+
+// iter is a core.Iterator over a pebble.Iterator. A nil it means the
+// iterator failed to open; err says why.
+type iter struct {
+	it  *pebble.Iterator
+	err error
+}
+
+func (i *iter) First() bool {
+	if i.it == nil {
+		return false
+	}
+	return i.it.First()
+}
+
+func (i *iter) SeekGE(key []byte) bool {
+	if i.it == nil {
+		return false
+	}
+	return i.it.SeekGE(key)
+}
+
+func (i *iter) Valid() bool { return i.it != nil && i.it.Valid() }
+
+func (i *iter) Next() bool {
+	if i.it == nil {
+		return false
+	}
+	return i.it.Next()
+}
+
+func (i *iter) Key() []byte { return i.it.Key() }
+
+// Value returns the current value. If Pebble fails to read it (for example
+// a value block fails its checksum) the iterator becomes invalid and Error
+// reports the failure.
+func (i *iter) Value() []byte {
+	v, err := i.it.ValueAndErr()
+	if err != nil {
+		return nil
+	}
+	return v
+}
+
+func (i *iter) Error() error {
+	if i.it == nil {
+		return i.err
+	}
+	if err := i.it.Error(); err != nil {
+		return fmt.Errorf("pebbleengine: iterate: %w", wrapErr(err))
+	}
+	return nil
+}
+
+func (i *iter) Close() error {
+	if i.it == nil {
+		return i.err
+	}
+	it := i.it
+	i.it = nil
+	if err := it.Close(); err != nil {
+		i.err = fmt.Errorf("pebbleengine: close iterator: %w", wrapErr(err))
+		return i.err
+	}
+	return nil
+}
+
+// batch is a core.Batch over a pebble.Batch. Pebble's batch methods only
+// fail on misuse (a closed batch); the first such error is returned by
+// Commit.
+type batch struct {
+	b      *pebble.Batch
+	policy core.SyncPolicy
+	n      int // operations added, including empty range deletions
+	err    error
+}
+
+func (b *batch) note(err error) {
+	if err != nil && b.err == nil {
+		b.err = err
+	}
+}
+
+func (b *batch) Set(key, value []byte) { b.n++; b.note(b.b.Set(key, value, nil)) }
+func (b *batch) Delete(key []byte)     { b.n++; b.note(b.b.Delete(key, nil)) }
+
+// DeleteRange deletes [start, end); an empty or inverted range is a no-op
+// (Pebble requires start < end) that still counts in Len.
+func (b *batch) DeleteRange(start, end []byte) {
+	b.n++
+	if bytes.Compare(start, end) < 0 {
+		b.note(b.b.DeleteRange(start, end, nil))
+	}
+}
+
+// Len is the number of operations added to the batch.
+func (b *batch) Len() int { return b.n }
+
+// Commit applies the batch atomically. It syncs the WAL when sync is set or
+// the policy is core.SyncAlways.
+func (b *batch) Commit(sync bool) error {
+	if b.err != nil {
+		return fmt.Errorf("pebbleengine: commit: %w", b.err)
+	}
+	wo := pebble.NoSync
+	if sync || b.policy == core.SyncAlways {
+		wo = pebble.Sync
+	}
+	if err := b.b.Commit(wo); err != nil {
+		return fmt.Errorf("pebbleengine: commit %d ops: %w", b.b.Count(), wrapErr(err))
+	}
+	return nil
+}
+
+func (b *batch) Close() {
+	if b.b != nil {
+		_ = b.b.Close()
+		b.b = nil
+	}
+}
+
+// slogLogger adapts *slog.Logger to pebble.Logger; a nil logger discards
+// everything but Fatalf, which panics (Pebble never expects Fatalf to
+// return).
+type slogLogger struct{ l *slog.Logger }
+
+func (s slogLogger) Infof(format string, args ...any) {
+	if s.l != nil {
+		s.l.Info(fmt.Sprintf(format, args...), "component", "pebble")
+	}
+}
+
+func (s slogLogger) Errorf(format string, args ...any) {
+	if s.l != nil {
+		s.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+	}
+}
+
+func (s slogLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if s.l != nil {
+		s.l.Error(msg, "component", "pebble", "fatal", true)
+	}
+	panic("pebbleengine: pebble fatal error: " + msg)
+}
