@@ -1,0 +1,156 @@
+package primarybackup
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/dialkv/dialkv/core"
+)
+
+// Message kinds.
+const (
+	msgAppend byte = 1 // primary -> backup: entries (possibly none: a probe)
+	msgAck    byte = 2 // backup -> primary: the highest sequence number applied
+)
+
+// entry is one replicated write: a transaction applied at the primary's
+// clock reading Now (unix nanoseconds).
+type entry struct {
+	Seq uint64
+	Now int64
+	Txn core.Txn
+}
+
+var errShort = errors.New("primarybackup: message truncated")
+
+type enc struct{ b []byte }
+
+func (e *enc) u(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+func (e *enc) bytes(p []byte) {
+	e.u(uint64(len(p)))
+	e.b = append(e.b, p...)
+}
+
+type dec struct {
+	b   []byte
+	err error
+}
+
+func (d *dec) u() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errShort
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) bytes() []byte {
+	n := d.u()
+	if d.err != nil {
+		return nil
+	}
+	if uint64(len(d.b)) < n {
+		d.err = errShort
+		return nil
+	}
+	p := append([]byte(nil), d.b[:n]...)
+	d.b = d.b[n:]
+	return p
+}
+
+func encodeEntry(e *enc, en entry) {
+	e.u(en.Seq)
+	e.u(uint64(en.Now))
+	e.u(uint64(len(en.Txn.Conds)))
+	for _, c := range en.Txn.Conds {
+		e.bytes(c.Key)
+		e.u(uint64(c.Kind))
+		e.u(c.Version)
+		e.bytes(c.Value)
+	}
+	e.u(uint64(len(en.Txn.Cmds)))
+	for _, c := range en.Txn.Cmds {
+		e.bytes([]byte(c.Name))
+		e.u(uint64(len(c.Args)))
+		for _, a := range c.Args {
+			e.bytes(a)
+		}
+	}
+}
+
+func decodeEntry(d *dec) entry {
+	var en entry
+	en.Seq = d.u()
+	en.Now = int64(d.u())
+	nc := d.u()
+	if nc > uint64(len(d.b)) {
+		d.err = errShort
+		return en
+	}
+	for i := uint64(0); i < nc && d.err == nil; i++ {
+		var c core.Condition
+		c.Key = d.bytes()
+		c.Kind = core.CondKind(d.u())
+		c.Version = d.u()
+		c.Value = d.bytes()
+		en.Txn.Conds = append(en.Txn.Conds, c)
+	}
+	nm := d.u()
+	if nm > uint64(len(d.b)) {
+		d.err = errShort
+		return en
+	}
+	for i := uint64(0); i < nm && d.err == nil; i++ {
+		c := core.Command{Name: string(d.bytes())}
+		na := d.u()
+		if na > uint64(len(d.b)) {
+			d.err = errShort
+			return en
+		}
+		c.Args = make([][]byte, 0, na)
+		for j := uint64(0); j < na && d.err == nil; j++ {
+			c.Args = append(c.Args, d.bytes())
+		}
+		en.Txn.Cmds = append(en.Txn.Cmds, c)
+	}
+	return en
+}
+
+// encodeAppend encodes an append of raw (already encoded) entries.
+func encodeAppend(primarySeq uint64, raws [][]byte) []byte {
+	e := enc{b: []byte{msgAppend}}
+	e.u(primarySeq)
+	e.u(uint64(len(raws)))
+	for _, r := range raws {
+		e.bytes(r)
+	}
+	return e.b
+}
+
+func encodeAck(applied uint64) []byte {
+	e := enc{b: []byte{msgAck}}
+	e.u(applied)
+	return e.b
+}
+
+// rawEntry encodes one entry on its own (the form kept in the log).
+func rawEntry(en entry) []byte {
+	var e enc
+	encodeEntry(&e, en)
+	return e.b
+}
+
+func parseRaw(raw []byte) (entry, error) {
+	d := dec{b: raw}
+	en := decodeEntry(&d)
+	if d.err != nil {
+		return en, fmt.Errorf("primarybackup: decode entry: %w", d.err)
+	}
+	return en, nil
+}

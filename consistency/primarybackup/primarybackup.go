@@ -1,0 +1,448 @@
+// Package primarybackup is the simulator's reference strategy: small enough
+// to validate the harness, correct enough that the checkers pass on it, and
+// with deliberately broken variants (Bugs) that they must flag.
+//
+// # Protocol
+//
+// The view is fixed: the first of Config.Peers is the primary (parameter
+// "primary" names another), every other replica is a backup. There is no
+// failover — a crashed primary makes the cluster unavailable until it
+// restarts — which keeps the protocol obviously safe; Raft is the strategy
+// with leader election.
+//
+//   - A write (any non-read-only command, or a transaction) sent to the
+//     primary is applied there with the next sequence number, in one atomic
+//     batch together with a log record of it; the primary asks the driver to
+//     sync (Ready.Sync) before the entry is sent to the backups.
+//   - A backup applies entries strictly in sequence order, records the
+//     highest applied number in the same batch, syncs, and acknowledges it.
+//     Gaps, duplicates and reordering are answered with its current number;
+//     the primary resends what is missing on every tick (go-back-N).
+//   - The primary answers the client once every backup has acknowledged the
+//     entry (parameter "ack=all", the default) or once a majority of the
+//     replicas, itself included, hold it ("ack=majority").
+//   - Reads are served by the primary from its own state. A write the
+//     primary has applied is already durable there and will reach every
+//     backup, so such reads are linearizable.
+//   - A backup answers every request with a MOVED error naming the
+//     primary; clients retry there (this is certain not to have happened).
+//   - A failed command (wrong type, failed condition, I/O error, corrupted
+//     record) changes nothing and is not replicated; a backup that fails to
+//     apply an entry (I/O error, corruption) does not acknowledge it and
+//     retries when it is resent.
+//   - Log records are deleted once every backup has acknowledged them.
+//
+// Metadata lives in the store under keys starting with "\x00pb:", which
+// Dump leaves out.
+package primarybackup
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dialkv/dialkv/consistency"
+	"github.com/dialkv/dialkv/core"
+)
+
+// Name is the strategy's name, as in `dialkv sim --strategy`.
+const Name = "primary-backup"
+
+// CodeMoved is the error code a backup answers requests with; the message
+// is the primary's node id. The request did not happen: retry there.
+const CodeMoved core.Code = "MOVED"
+
+// The deliberately broken variants.
+const (
+	BugStaleBackupRead    = "stale-backup-read"
+	BugAckBeforeReplicate = "ack-before-replicate"
+)
+
+// Bugs lists the broken variants, for `dialkv sim --list-bugs`.
+func Bugs() []consistency.Bug {
+	return []consistency.Bug{
+		{Name: BugStaleBackupRead, Strategy: Name, Breaks: "linearizability: backups serve reads from their own, possibly stale, state"},
+		{Name: BugAckBeforeReplicate, Strategy: Name, Breaks: "durability: the primary acks writes before syncing or replicating them; a primary crash loses them"},
+	}
+}
+
+const (
+	metaPrefix  = "\x00pb:"
+	keySeq      = metaPrefix + "seq"     // primary: last sequence number
+	keyLow      = metaPrefix + "low"     // primary: lowest log record kept
+	keyApplied  = metaPrefix + "applied" // backup: last applied sequence number
+	logPrefix   = metaPrefix + "log:"
+	resendEvery = 20 * time.Millisecond
+	maxBatch    = 64
+	truncBatch  = 256
+)
+
+type pending struct {
+	seq   uint64
+	id    uint64
+	reply core.Reply
+}
+
+// Replica is one node of the strategy.
+type Replica struct {
+	id      consistency.NodeID
+	peers   []consistency.NodeID
+	primary consistency.NodeID
+	store   *core.Store
+	bug     string
+	rnd     *rand.Rand
+	ackAll  bool
+
+	out consistency.Ready
+
+	// primary state
+	seq      uint64
+	low      uint64
+	acked    map[consistency.NodeID]uint64
+	known    map[consistency.NodeID]bool
+	cache    map[uint64][]byte
+	waiting  []pending
+	lastSend time.Time
+
+	// backup state
+	applied uint64
+}
+
+var _ consistency.Replica = (*Replica)(nil)
+
+// Factory is the strategy's consistency.Factory.
+func Factory(cfg consistency.Config) (consistency.Replica, error) { return New(cfg) }
+
+var _ consistency.Factory = Factory
+
+// New starts a replica over cfg.Engine, recovering its sequence numbers
+// from what the engine holds.
+func New(cfg consistency.Config) (*Replica, error) {
+	if len(cfg.Peers) == 0 || !slices.Contains(cfg.Peers, cfg.ID) {
+		return nil, fmt.Errorf("primarybackup: node %q is not among the peers %v", cfg.ID, cfg.Peers)
+	}
+	switch cfg.Bug {
+	case "", BugStaleBackupRead, BugAckBeforeReplicate:
+	default:
+		return nil, fmt.Errorf("primarybackup: unknown bug %q", cfg.Bug)
+	}
+	r := &Replica{id: cfg.ID, peers: slices.Clone(cfg.Peers), primary: cfg.Peers[0], bug: cfg.Bug, rnd: cfg.Rand, ackAll: true}
+	for k, v := range cfg.Params {
+		switch k {
+		case "primary":
+			if !slices.Contains(cfg.Peers, consistency.NodeID(v)) {
+				return nil, fmt.Errorf("primarybackup: primary %q is not a peer", v)
+			}
+			r.primary = consistency.NodeID(v)
+		case "ack":
+			switch v {
+			case "all":
+			case "majority":
+				r.ackAll = false
+			default:
+				return nil, fmt.Errorf("primarybackup: ack=%q: want all or majority", v)
+			}
+		default:
+			return nil, fmt.Errorf("primarybackup: unknown parameter %q (known: primary, ack)", k)
+		}
+	}
+	st, err := core.NewStore(cfg.Engine, core.Limits{})
+	if err != nil {
+		return nil, fmt.Errorf("primarybackup: open store: %w", err)
+	}
+	r.store = st
+	if r.id == r.primary {
+		if r.seq, err = r.readMeta(keySeq); err != nil {
+			return nil, err
+		}
+		if r.low, err = r.readMeta(keyLow); err != nil {
+			return nil, err
+		}
+		if r.low == 0 {
+			r.low = 1
+		}
+		r.acked = map[consistency.NodeID]uint64{}
+		r.known = map[consistency.NodeID]bool{}
+		r.cache = map[uint64][]byte{}
+	} else if r.applied, err = r.readMeta(keyApplied); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Replica) readMeta(key string) (uint64, error) {
+	rep := r.store.Apply(time.Unix(0, 0), core.Cmd("GET", key))
+	switch {
+	case rep.IsError():
+		return 0, fmt.Errorf("primarybackup: read %q: %w", key, rep.Err)
+	case rep.Kind == core.KindNil:
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(string(rep.Str), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("primarybackup: metadata %q = %q: %w", key, rep.Str, err)
+	}
+	return n, nil
+}
+
+func (r *Replica) backups() []consistency.NodeID {
+	out := make([]consistency.NodeID, 0, len(r.peers)-1)
+	for _, p := range r.peers {
+		if p != r.primary {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (r *Replica) respond(id uint64, rep core.Reply) {
+	r.out.Responses = append(r.out.Responses, consistency.Response{ID: id, Reply: rep})
+}
+
+func (r *Replica) send(to consistency.NodeID, body []byte) {
+	r.out.Messages = append(r.out.Messages, consistency.Message{From: r.id, To: to, Body: body})
+}
+
+// isRead reports whether a request changes nothing.
+func isRead(req consistency.Request) bool {
+	return req.Cmd != nil && core.IsReadOnly(req.Cmd.Name)
+}
+
+// Request implements consistency.Replica.
+func (r *Replica) Request(now time.Time, req consistency.Request) {
+	if (req.Cmd == nil) == (req.Txn == nil) {
+		r.respond(req.ID, core.ErrorReply(core.Errorf(core.CodeErr, "request needs exactly one of a command and a transaction")))
+		return
+	}
+	if r.id != r.primary {
+		if r.bug == BugStaleBackupRead && isRead(req) {
+			r.respond(req.ID, r.store.Apply(now, *req.Cmd))
+			return
+		}
+		r.respond(req.ID, core.ErrorReply(&core.Error{Code: CodeMoved, Msg: string(r.primary)}))
+		return
+	}
+	if isRead(req) {
+		r.respond(req.ID, r.store.Apply(now, *req.Cmd))
+		return
+	}
+	var txn core.Txn
+	if req.Cmd != nil {
+		txn.Cmds = []core.Command{*req.Cmd}
+	} else {
+		txn = core.Txn{Conds: req.Txn.Conds, Cmds: slices.Clone(req.Txn.Cmds)}
+	}
+	en := entry{Seq: r.seq + 1, Now: now.UnixNano(), Txn: txn}
+	raw := rawEntry(en)
+	n := len(txn.Cmds)
+	full := core.Txn{Conds: txn.Conds, Cmds: append(slices.Clone(txn.Cmds),
+		core.Command{Name: "SET", Args: [][]byte{[]byte(logKey(en.Seq)), raw}},
+		core.Cmd("SET", keySeq, strconv.FormatUint(en.Seq, 10)))}
+	rep := r.store.ApplyTxn(now, full)
+	if rep.IsError() {
+		r.respond(req.ID, userError(rep, req))
+		return
+	}
+	r.seq = en.Seq
+	r.cache[en.Seq] = raw
+	var user core.Reply
+	if req.Cmd != nil {
+		user = rep.Array[0]
+	} else {
+		user = core.Array(rep.Array[:n]...)
+	}
+	if r.bug == BugAckBeforeReplicate {
+		// Acknowledge at once, durable nowhere yet.
+		r.respond(req.ID, user)
+	} else {
+		r.out.Sync = true
+		r.waiting = append(r.waiting, pending{seq: en.Seq, id: req.ID, reply: user})
+	}
+	for _, b := range r.backups() {
+		if r.known[b] && r.acked[b] == en.Seq-1 {
+			r.send(b, encodeAppend(r.seq, [][]byte{raw}))
+		}
+	}
+	r.release()
+}
+
+// userError strips the transaction wrapping from a single command's error.
+func userError(rep core.Reply, req consistency.Request) core.Reply {
+	if req.Cmd == nil || rep.Err == nil {
+		return rep
+	}
+	e := *rep.Err
+	e.Msg = strings.TrimPrefix(e.Msg, fmt.Sprintf("command 0 (%s): ", strings.ToUpper(req.Cmd.Name)))
+	rep.Err = &e
+	return rep
+}
+
+func logKey(seq uint64) string { return logPrefix + strconv.FormatUint(seq, 10) }
+
+// release answers the waiting writes that enough backups hold.
+func (r *Replica) release() {
+	if len(r.waiting) == 0 {
+		return
+	}
+	bs := r.backups()
+	acks := make([]uint64, 0, len(bs))
+	for _, b := range bs {
+		if r.known[b] {
+			acks = append(acks, r.acked[b])
+		} else {
+			acks = append(acks, 0)
+		}
+	}
+	slices.Sort(acks)
+	slices.Reverse(acks)
+	need := len(bs) // ack=all
+	if !r.ackAll {
+		need = len(r.peers) / 2 // with the primary, a majority of the replicas
+	}
+	committed := r.seq
+	if need > 0 {
+		committed = acks[need-1]
+	}
+	i := 0
+	for ; i < len(r.waiting) && r.waiting[i].seq <= committed; i++ {
+		r.respond(r.waiting[i].id, r.waiting[i].reply)
+	}
+	r.waiting = r.waiting[i:]
+}
+
+// Receive implements consistency.Replica.
+func (r *Replica) Receive(now time.Time, m consistency.Message) {
+	if len(m.Body) == 0 {
+		return
+	}
+	d := dec{b: m.Body[1:]}
+	switch m.Body[0] {
+	case msgAppend:
+		if r.id == r.primary {
+			return
+		}
+		primarySeq := d.u()
+		n := d.u()
+		_ = primarySeq
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			raw := d.bytes()
+			if d.err != nil {
+				break
+			}
+			en, err := parseRaw(raw)
+			if err != nil || en.Seq != r.applied+1 {
+				continue
+			}
+			full := core.Txn{Conds: en.Txn.Conds, Cmds: append(slices.Clone(en.Txn.Cmds),
+				core.Cmd("SET", keyApplied, strconv.FormatUint(en.Seq, 10)))}
+			rep := r.store.ApplyTxn(time.Unix(0, en.Now), full)
+			if rep.IsError() {
+				// The primary applied it, so only a disk fault fails it
+				// here: do not acknowledge; it will be resent.
+				break
+			}
+			r.applied = en.Seq
+			r.out.Sync = true
+		}
+		r.send(m.From, encodeAck(r.applied))
+	case msgAck:
+		if r.id != r.primary {
+			return
+		}
+		a := d.u()
+		if d.err != nil {
+			return
+		}
+		if !r.known[m.From] || a > r.acked[m.From] {
+			r.acked[m.From] = a
+		}
+		r.known[m.From] = true
+		r.release()
+		if a < r.seq {
+			r.sendFrom(m.From, a+1)
+		}
+	}
+}
+
+// sendFrom sends backup b the entries from seq on (at most maxBatch).
+func (r *Replica) sendFrom(b consistency.NodeID, from uint64) {
+	var raws [][]byte
+	for s := from; s <= r.seq && len(raws) < maxBatch; s++ {
+		raw, ok := r.cache[s]
+		if !ok {
+			rep := r.store.Apply(time.Unix(0, 0), core.Cmd("GET", logKey(s)))
+			if rep.IsError() || rep.Kind == core.KindNil {
+				break // a disk fault, or (should not happen) a truncated record
+			}
+			raw = rep.Str
+			r.cache[s] = raw
+		}
+		raws = append(raws, raw)
+	}
+	r.send(b, encodeAppend(r.seq, raws))
+}
+
+// Tick implements consistency.Replica: the primary probes backups it has not
+// heard from, resends what they miss, and deletes log records every backup
+// holds.
+func (r *Replica) Tick(now time.Time) {
+	if r.id != r.primary || now.Sub(r.lastSend) < resendEvery {
+		return
+	}
+	r.lastSend = now
+	minAck := r.seq
+	for _, b := range r.backups() {
+		switch {
+		case !r.known[b]:
+			r.send(b, encodeAppend(r.seq, nil))
+			minAck = 0
+		case r.acked[b] < r.seq:
+			r.sendFrom(b, r.acked[b]+1)
+		}
+		if r.known[b] {
+			minAck = min(minAck, r.acked[b])
+		}
+	}
+	if minAck >= r.low {
+		hi := min(minAck, r.low+truncBatch-1)
+		var cmds []core.Command
+		for s := r.low; s <= hi; s++ {
+			cmds = append(cmds, core.Cmd("DEL", logKey(s)))
+		}
+		cmds = append(cmds, core.Cmd("SET", keyLow, strconv.FormatUint(hi+1, 10)))
+		if rep := r.store.ApplyTxn(now, core.Txn{Cmds: cmds}); !rep.IsError() {
+			for s := r.low; s <= hi; s++ {
+				delete(r.cache, s)
+			}
+			r.low = hi + 1
+		}
+	}
+}
+
+// Ready implements consistency.Replica.
+func (r *Replica) Ready() consistency.Ready {
+	out := r.out
+	r.out = consistency.Ready{}
+	return out
+}
+
+// Dump implements consistency.Replica: the store's user-visible state,
+// without the strategy's metadata.
+func (r *Replica) Dump(now time.Time) (map[string]string, error) {
+	m, err := r.store.Dump(now)
+	if err != nil {
+		return nil, fmt.Errorf("primarybackup: dump %s: %w", r.id, err)
+	}
+	for k := range m {
+		if strings.HasPrefix(k, metaPrefix) {
+			delete(m, k)
+		}
+	}
+	return m, nil
+}
+
+// IsPrimary reports whether this replica is the primary.
+func (r *Replica) IsPrimary() bool { return r.id == r.primary }
