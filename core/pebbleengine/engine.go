@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -59,10 +60,11 @@ const DefaultSyncInterval = 100 * time.Millisecond
 
 // Engine is a core.Engine over one Pebble database.
 type Engine struct {
-	db       *pebble.DB
-	dir      string
-	policy   core.SyncPolicy
-	interval time.Duration
+	db          *pebble.DB
+	dir         string
+	policy      core.SyncPolicy
+	interval    time.Duration
+	corruptions *atomic.Int64
 }
 
 var (
@@ -87,17 +89,28 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if interval <= 0 {
 		interval = DefaultSyncInterval
 	}
+	logger := slogLogger{l: opts.Logger}
+	corruptions := new(atomic.Int64)
 	po := &pebble.Options{
 		FS:                 fs,
 		CacheSize:          opts.CacheSize,
-		Logger:             slogLogger{l: opts.Logger},
+		Logger:             logger,
 		FormatMajorVersion: pebble.FormatNewest,
+		EventListener: &pebble.EventListener{
+			// Pebble's default is Logger.Fatalf: a node would die on one bad
+			// block. Log it, count it and let the read fail instead; the
+			// error reaches the Store as core.ErrCorruption.
+			DataCorruption: func(info pebble.DataCorruptionInfo) {
+				corruptions.Add(1)
+				logger.Errorf("on-disk corruption detected: %s", info)
+			},
+		},
 	}
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("pebbleengine: open %s: %w", dir, wrapErr(err))
 	}
-	return &Engine{db: db, dir: dir, policy: opts.Sync, interval: interval}, nil
+	return &Engine{db: db, dir: dir, policy: opts.Sync, interval: interval, corruptions: corruptions}, nil
 }
 
 // Dir is the directory the engine was opened in.
@@ -113,6 +126,10 @@ func (e *Engine) SyncInterval() time.Duration { return e.interval }
 // Metrics returns Pebble's metrics (LSM shape, WAL and cache figures) for
 // the node's Prometheus exporter.
 func (e *Engine) Metrics() *pebble.Metrics { return e.db.Metrics() }
+
+// Corruptions is the number of on-disk corruptions (failed block
+// checksums) Pebble has detected since Open.
+func (e *Engine) Corruptions() int64 { return e.corruptions.Load() }
 
 // Get returns the value of key or core.ErrNotFound.
 func (e *Engine) Get(key []byte) ([]byte, error) { return get(e.db, key) }

@@ -1,0 +1,225 @@
+package core
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Default limits.
+const (
+	DefaultMaxKeySize     = 64 << 10
+	DefaultMaxValueSize   = 1 << 20
+	DefaultLargeValueWarn = 512 << 10
+)
+
+// Store is one replica's state machine over an Engine. It is not safe for
+// concurrent use: replication strategies apply commands one at a time, in
+// order, and readers that share a Store must serialise with its writers.
+type Store struct {
+	e           Engine
+	lim         Limits
+	counter     uint64 // store-wide version counter, see op.put
+	indexes     map[string]*indexDef
+	stats       Stats
+	syncCommits bool
+}
+
+const (
+	metaCounter  = "counter"
+	metaIndexPfx = "idx/"
+)
+
+func metaKey(name string) []byte { return append([]byte{pfxMeta}, name...) }
+
+// NewStore opens a Store over e, loading its metadata (version counter,
+// index definitions) and counting its keys.
+func NewStore(e Engine, l Limits) (*Store, error) {
+	if l.MaxKeySize <= 0 {
+		l.MaxKeySize = DefaultMaxKeySize
+	}
+	if l.MaxValueSize <= 0 {
+		l.MaxValueSize = DefaultMaxValueSize
+	}
+	if l.LargeValueWarn <= 0 {
+		l.LargeValueWarn = DefaultLargeValueWarn
+	}
+	s := &Store{e: e, lim: l}
+	if err := s.load(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// load reads the metadata and key count from the engine.
+func (s *Store) load() error {
+	s.counter = 0
+	s.indexes = map[string]*indexDef{}
+	s.stats.Keys = 0
+	b, err := s.e.Get(metaKey(metaCounter))
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("core: read version counter: %w", err)
+	case len(b) != 8:
+		return fmt.Errorf("core: version counter of %d bytes: %w", len(b), ErrCorruption)
+	default:
+		s.counter = binary.BigEndian.Uint64(b)
+	}
+	it := s.e.NewIter(metaKey(metaIndexPfx), prefixEnd(metaKey(metaIndexPfx)))
+	for it.First(); it.Valid(); it.Next() {
+		def, err := decodeIndexDef(it.Value())
+		if err != nil {
+			it.Close()
+			return fmt.Errorf("core: index definition %q: %w", it.Key(), err)
+		}
+		s.indexes[def.name] = def
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("core: read index definitions: %w", err)
+	}
+	it = s.e.NewIter([]byte{pfxData}, []byte{pfxData + 1})
+	for it.First(); it.Valid(); it.Next() {
+		s.stats.Keys++
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("core: count keys: %w", err)
+	}
+	return nil
+}
+
+// Engine returns the store's engine.
+func (s *Store) Engine() Engine { return s.e }
+
+// Limits returns the store's limits, defaults filled in.
+func (s *Store) Limits() Limits { return s.lim }
+
+// Stats returns the store's counters.
+func (s *Store) Stats() Stats { return s.stats }
+
+// SetSyncCommits makes every commit synced (Commit(true)) when on; the
+// default leaves syncing to the engine's policy or the caller's Engine.Sync.
+func (s *Store) SetSyncCommits(on bool) { s.syncCommits = on }
+
+// Apply executes one command at time now. The command's writes reach the
+// engine in one atomic batch; a command that fails changes nothing.
+func (s *Store) Apply(now time.Time, c Command) Reply {
+	o := s.newOp(now)
+	r := o.run(c)
+	if r.IsError() {
+		o.discard()
+		return r
+	}
+	if err := o.commit(); err != nil {
+		return ErrorReply(AsError(err))
+	}
+	return r
+}
+
+// run looks the command up, checks arity and key sizes, and calls its
+// handler.
+func (o *op) run(c Command) Reply {
+	spec, ok := commandTable[strings.ToUpper(c.Name)]
+	if !ok {
+		return ErrorReply(Errorf(CodeUnknownCommand, "unknown command '%s'", c.Name))
+	}
+	n := len(c.Args) + 1
+	if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
+		return ErrorReply(Errorf(CodeErr, "wrong number of arguments for '%s' command", strings.ToLower(spec.name)))
+	}
+	for _, k := range specKeys(spec, c.Args) {
+		if len(k) > o.s.lim.MaxKeySize {
+			return ErrorReply(Errorf(CodeKeyTooLarge, "key of %d bytes exceeds the limit of %d bytes", len(k), o.s.lim.MaxKeySize))
+		}
+	}
+	o.lastVer = 0
+	r := spec.handler(o, c.Args)
+	if spec.first == 1 && spec.last == 1 && !r.IsError() && r.Version == 0 {
+		r.Version = o.lastVer
+	}
+	return r
+}
+
+// fail turns an error into an error reply.
+func fail(err error) Reply { return ErrorReply(AsError(err)) }
+
+// ApplyTxn executes a transaction at time now: if every condition holds,
+// every command runs, in order, and their writes reach the engine in one
+// batch; the reply is an Array of the commands' replies. If a condition
+// fails the reply is a CodeConditionFailed error naming it ("0: version of k
+// is 3, want 2") with the key's current Version; if a command fails, the
+// reply is that command's error prefixed with its index. Either way nothing
+// changes.
+func (s *Store) ApplyTxn(now time.Time, t Txn) Reply {
+	o := s.newOp(now)
+	for i, c := range t.Conds {
+		if e := o.checkCond(c); e != nil {
+			o.discard()
+			if e.Code == CodeConditionFailed {
+				e.Condition = fmt.Sprintf("%d: %s", i, e.Condition)
+				e.Msg = e.Condition
+			}
+			return Reply{Kind: KindError, Err: e, Version: e.Version}
+		}
+	}
+	replies := make([]Reply, 0, len(t.Cmds))
+	for i, c := range t.Cmds {
+		r := o.run(c)
+		if r.IsError() {
+			o.discard()
+			e := *r.Err
+			e.Msg = fmt.Sprintf("command %d (%s): %s", i, strings.ToUpper(c.Name), e.Msg)
+			return Reply{Kind: KindError, Err: &e, Version: r.Version}
+		}
+		replies = append(replies, r)
+	}
+	if err := o.commit(); err != nil {
+		return fail(err)
+	}
+	return Array(replies...)
+}
+
+// checkCond evaluates one condition; nil when it holds.
+func (o *op) checkCond(c Condition) *Error {
+	r, err := o.load(c.Key)
+	if err != nil {
+		return AsError(err)
+	}
+	var cur uint64
+	if r != nil {
+		cur = r.version
+	}
+	failed := func(format string, args ...any) *Error {
+		msg := fmt.Sprintf(format, args...)
+		return &Error{Code: CodeConditionFailed, Msg: msg, Condition: msg, Version: cur}
+	}
+	switch c.Kind {
+	case CondVersion:
+		if cur != c.Version {
+			return failed("version of %s is %d, want %d", quoteArg(c.Key), cur, c.Version)
+		}
+	case CondValue:
+		if r == nil {
+			return failed("value of %s: key does not exist", quoteArg(c.Key))
+		}
+		if r.typ != TypeString {
+			return failed("value of %s: key holds a %s, not a string", quoteArg(c.Key), r.typ)
+		}
+		if string(r.payload) != string(c.Value) {
+			return failed("value of %s differs", quoteArg(c.Key))
+		}
+	case CondExists:
+		if r == nil {
+			return failed("%s does not exist", quoteArg(c.Key))
+		}
+	case CondAbsent:
+		if r != nil {
+			return failed("%s exists", quoteArg(c.Key))
+		}
+	default:
+		return Errorf(CodeErr, "unknown condition kind %d", c.Kind)
+	}
+	return nil
+}

@@ -1,0 +1,307 @@
+package core
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"sort"
+	"time"
+)
+
+// op is the context of one Apply or ApplyTxn: a write-buffering overlay over
+// the engine. Reads see the engine plus the op's own writes; nothing reaches
+// the engine until commit, which writes the whole overlay as one atomic
+// batch. An op that fails is simply dropped, so a failed command or an
+// aborted transaction changes nothing.
+//
+// A Store is single-threaded (replication strategies apply commands in
+// order), so the engine does not change under an op: reads inside an op see
+// one snapshot plus the op's own writes.
+type op struct {
+	s      *Store
+	now    time.Time
+	nowMs  int64
+	writes map[string]opWrite
+	// counter is the op's copy of the store's version counter.
+	counter uint64
+	// lastVer is the version of the last key loaded or written, for
+	// Reply.Version.
+	lastVer uint64
+
+	keysDelta, expired, warns, corrupt int64
+}
+
+type opWrite struct {
+	val []byte
+	del bool
+}
+
+func (s *Store) newOp(now time.Time) *op {
+	return &op{s: s, now: now, nowMs: now.UnixMilli(), counter: s.counter}
+}
+
+// get reads an engine key through the overlay.
+func (o *op) get(ek []byte) ([]byte, bool, error) {
+	if w, ok := o.writes[string(ek)]; ok {
+		if w.del {
+			return nil, false, nil
+		}
+		return w.val, true, nil
+	}
+	v, err := o.s.e.Get(ek)
+	if errors.Is(err, ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return v, true, nil
+}
+
+func (o *op) set(ek, v []byte) {
+	if o.writes == nil {
+		o.writes = make(map[string]opWrite)
+	}
+	o.writes[string(ek)] = opWrite{val: v}
+}
+
+func (o *op) delete(ek []byte) {
+	if o.writes == nil {
+		o.writes = make(map[string]opWrite)
+	}
+	o.writes[string(ek)] = opWrite{del: true}
+}
+
+// loadRaw returns the key's record, expired or not; nil when absent.
+func (o *op) loadRaw(key []byte) (*record, error) {
+	b, ok, err := o.get(dataKey(key))
+	if err != nil || !ok {
+		return nil, err
+	}
+	r, err := decodeRecord(key, b)
+	if err != nil {
+		o.corrupt++
+		return nil, err
+	}
+	return r, nil
+}
+
+func (o *op) isExpired(r *record) bool { return r.expireAt != 0 && o.nowMs > r.expireAt }
+
+// load returns the key's live record, or nil when it is absent or expired.
+func (o *op) load(key []byte) (*record, error) {
+	r, err := o.loadRaw(key)
+	if err != nil || r == nil {
+		return nil, err
+	}
+	if o.isExpired(r) {
+		o.lastVer = 0
+		return nil, nil
+	}
+	o.lastVer = r.version
+	return r, nil
+}
+
+// loadType loads the key and checks it holds want (nil when absent).
+func (o *op) loadType(key []byte, want ValueType) (*record, error) {
+	r, err := o.load(key)
+	if err != nil || r == nil {
+		return nil, err
+	}
+	if r.typ != want {
+		return nil, errWrongType
+	}
+	return r, nil
+}
+
+var errWrongType = &Error{Code: CodeWrongType, Msg: "Operation against a key holding the wrong kind of value"}
+
+// put writes key with a new value, bumping its version. Versions: a key
+// that exists (and has not expired) goes from version v to v+1. A key that
+// is created (absent, deleted or expired before) takes counter+1, where the
+// store-wide counter is at least every version any deleted or created key
+// ever had; so a key's versions never repeat, even across delete and
+// re-create. The counter is persisted with the batch that changes it.
+func (o *op) put(key []byte, typ ValueType, payload []byte, expireAt int64) error {
+	if len(payload) > o.s.lim.MaxValueSize {
+		return Errorf(CodeValueTooLarge, "value of %d bytes exceeds the limit of %d bytes", len(payload), o.s.lim.MaxValueSize)
+	}
+	old, err := o.loadRaw(key)
+	if err != nil {
+		return err
+	}
+	var version uint64
+	var oldTTL int64
+	if old != nil {
+		oldTTL = old.expireAt
+	}
+	if old != nil && !o.isExpired(old) {
+		version = old.version + 1
+	} else {
+		if old != nil {
+			o.expired++
+			o.keysDelta--
+			o.counter = max(o.counter, old.version)
+		}
+		o.counter++
+		version = o.counter
+		o.keysDelta++
+	}
+	if oldTTL != expireAt {
+		if oldTTL != 0 {
+			o.delete(expiryKey(oldTTL, key))
+		}
+		if expireAt != 0 {
+			o.set(expiryKey(expireAt, key), nil)
+		}
+	}
+	if len(payload) > o.s.lim.LargeValueWarn {
+		o.warns++
+	}
+	nr := &record{typ: typ, version: version, expireAt: expireAt, payload: payload}
+	if err := o.s.indexUpdate(o, key, old, nr); err != nil {
+		return err
+	}
+	o.set(dataKey(key), encodeRecord(key, nr))
+	o.lastVer = version
+	return nil
+}
+
+// putKeepTTL writes a new value keeping the key's current expiry (if live).
+func (o *op) putKeepTTL(key []byte, typ ValueType, payload []byte, old *record) error {
+	var exp int64
+	if old != nil {
+		exp = old.expireAt
+	}
+	return o.put(key, typ, payload, exp)
+}
+
+// del removes key; it reports whether a live key was removed.
+func (o *op) del(key []byte) (bool, error) {
+	old, err := o.loadRaw(key)
+	if err != nil || old == nil {
+		return false, err
+	}
+	if old.expireAt != 0 {
+		o.delete(expiryKey(old.expireAt, key))
+	}
+	if err := o.s.indexUpdate(o, key, old, nil); err != nil {
+		return false, err
+	}
+	o.delete(dataKey(key))
+	o.counter = max(o.counter, old.version)
+	o.keysDelta--
+	o.lastVer = 0
+	if o.isExpired(old) {
+		o.expired++
+		return false, nil
+	}
+	return true, nil
+}
+
+// iter iterates engine keys in [lower, upper) through the overlay.
+func (o *op) iter(lower, upper []byte) *mergeIter {
+	var pending []string
+	for k := range o.writes {
+		kb := []byte(k)
+		if bytes.Compare(kb, lower) >= 0 && (upper == nil || bytes.Compare(kb, upper) < 0) {
+			pending = append(pending, k)
+		}
+	}
+	sort.Strings(pending)
+	m := &mergeIter{o: o, base: o.s.e.NewIter(lower, upper), pending: pending}
+	m.baseOK = m.base.First()
+	m.settle()
+	return m
+}
+
+// mergeIter merges the engine's iterator with the overlay's writes.
+type mergeIter struct {
+	o       *op
+	base    Iterator
+	baseOK  bool
+	pending []string
+	key     []byte
+	val     []byte
+	valid   bool
+}
+
+// settle positions on the next visible key at or after the current inputs.
+func (m *mergeIter) settle() {
+	for {
+		var bk []byte
+		if m.baseOK {
+			bk = m.base.Key()
+		}
+		if len(m.pending) == 0 && !m.baseOK {
+			m.valid = false
+			return
+		}
+		usePending := len(m.pending) > 0 && (!m.baseOK || m.pending[0] <= string(bk))
+		if usePending {
+			k := m.pending[0]
+			m.pending = m.pending[1:]
+			if m.baseOK && k == string(bk) {
+				m.baseOK = m.base.Next()
+			}
+			w := m.o.writes[k]
+			if w.del {
+				continue
+			}
+			m.key, m.val, m.valid = []byte(k), w.val, true
+			return
+		}
+		m.key = append(m.key[:0:0], bk...)
+		m.val = append([]byte(nil), m.base.Value()...)
+		m.valid = true
+		m.baseOK = m.base.Next()
+		return
+	}
+}
+
+func (m *mergeIter) Valid() bool { return m.valid }
+func (m *mergeIter) Next()       { m.settle() }
+func (m *mergeIter) Error() error { return m.base.Error() }
+func (m *mergeIter) Close() error {
+	return m.base.Close()
+}
+
+// commit writes the overlay to the engine as one batch.
+func (o *op) commit() error {
+	s := o.s
+	if o.counter != s.counter {
+		o.set(metaKey(metaCounter), binary.BigEndian.AppendUint64(nil, o.counter))
+	}
+	s.stats.CorruptionsSeen += o.corrupt
+	if len(o.writes) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(o.writes))
+	for k := range o.writes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b := s.e.NewBatch()
+	defer b.Close()
+	for _, k := range keys {
+		w := o.writes[k]
+		if w.del {
+			b.Delete([]byte(k))
+		} else {
+			b.Set([]byte(k), w.val)
+		}
+	}
+	if err := b.Commit(s.syncCommits); err != nil {
+		return Errorf(CodeIO, "commit: %v", err)
+	}
+	s.counter = o.counter
+	s.stats.Keys += o.keysDelta
+	s.stats.Expired += o.expired
+	s.stats.LargeValueWarns += o.warns
+	return nil
+}
+
+// discard drops the overlay, keeping only the corruption count.
+func (o *op) discard() {
+	o.s.stats.CorruptionsSeen += o.corrupt
+}

@@ -1,0 +1,220 @@
+package core
+
+import "sort"
+
+func setCommands() []cmdSpec {
+	return []cmdSpec{
+		{name: "SADD", handler: cmdSAdd, arity: -3, first: 1, last: 1},
+		{name: "SREM", handler: cmdSRem, arity: -3, first: 1, last: 1},
+		{name: "SMEMBERS", handler: cmdSMembers, arity: 2, readOnly: true, first: 1, last: 1},
+		{name: "SISMEMBER", handler: cmdSIsMember, arity: 3, readOnly: true, first: 1, last: 1},
+		{name: "SMISMEMBER", handler: cmdSMIsMember, arity: -3, readOnly: true, first: 1, last: 1},
+		{name: "SCARD", handler: cmdSCard, arity: 2, readOnly: true, first: 1, last: 1},
+		{name: "SINTER", handler: cmdSInter, arity: -2, readOnly: true, first: 1, last: -1},
+		{name: "SUNION", handler: cmdSUnion, arity: -2, readOnly: true, first: 1, last: -1},
+		{name: "SDIFF", handler: cmdSDiff, arity: -2, readOnly: true, first: 1, last: -1},
+		{name: "SINTERSTORE", handler: cmdSInterStore, arity: -3, first: 1, last: -1},
+		{name: "SUNIONSTORE", handler: cmdSUnionStore, arity: -3, first: 1, last: -1},
+		{name: "SDIFFSTORE", handler: cmdSDiffStore, arity: -3, first: 1, last: -1},
+	}
+}
+
+// loadSet returns the set at key (empty when absent) and its record.
+func loadSet(o *op, key []byte) (map[string]struct{}, *record, error) {
+	r, err := o.loadType(key, TypeSet)
+	if err != nil || r == nil {
+		return map[string]struct{}{}, r, err
+	}
+	s, err := decodeSet(key, r.payload)
+	if err != nil {
+		o.corrupt++
+	}
+	return s, r, err
+}
+
+// storeSet writes s at key, deleting the key when s is empty (empty
+// collections disappear).
+func storeSet(o *op, key []byte, s map[string]struct{}, old *record) error {
+	if len(s) == 0 {
+		_, err := o.del(key)
+		return err
+	}
+	return o.putKeepTTL(key, TypeSet, encodeSet(s), old)
+}
+
+func sortedMembers(s map[string]struct{}) Reply {
+	ms := make([]string, 0, len(s))
+	for m := range s {
+		ms = append(ms, m)
+	}
+	sort.Strings(ms)
+	rs := make([]Reply, len(ms))
+	for i, m := range ms {
+		rs[i] = bulkStr(m)
+	}
+	return Array(rs...)
+}
+
+func cmdSAdd(o *op, a [][]byte) Reply {
+	s, r, err := loadSet(o, a[0])
+	if err != nil {
+		return fail(err)
+	}
+	n := int64(0)
+	for _, m := range a[1:] {
+		if _, ok := s[string(m)]; !ok {
+			s[string(m)] = struct{}{}
+			n++
+		}
+	}
+	if n > 0 {
+		if err := storeSet(o, a[0], s, r); err != nil {
+			return fail(err)
+		}
+	}
+	return Int(n)
+}
+
+func cmdSRem(o *op, a [][]byte) Reply {
+	s, r, err := loadSet(o, a[0])
+	if err != nil {
+		return fail(err)
+	}
+	n := int64(0)
+	for _, m := range a[1:] {
+		if _, ok := s[string(m)]; ok {
+			delete(s, string(m))
+			n++
+		}
+	}
+	if n > 0 {
+		if err := storeSet(o, a[0], s, r); err != nil {
+			return fail(err)
+		}
+	}
+	return Int(n)
+}
+
+// cmdSMembers replies with the members sorted, for determinism (Redis's
+// order is unspecified).
+func cmdSMembers(o *op, a [][]byte) Reply {
+	s, _, err := loadSet(o, a[0])
+	if err != nil {
+		return fail(err)
+	}
+	return sortedMembers(s)
+}
+
+func cmdSIsMember(o *op, a [][]byte) Reply {
+	s, _, err := loadSet(o, a[0])
+	if err != nil {
+		return fail(err)
+	}
+	if _, ok := s[string(a[1])]; ok {
+		return Int(1)
+	}
+	return Int(0)
+}
+
+func cmdSMIsMember(o *op, a [][]byte) Reply {
+	s, _, err := loadSet(o, a[0])
+	if err != nil {
+		return fail(err)
+	}
+	rs := make([]Reply, len(a)-1)
+	for i, m := range a[1:] {
+		if _, ok := s[string(m)]; ok {
+			rs[i] = Int(1)
+		} else {
+			rs[i] = Int(0)
+		}
+	}
+	return Array(rs...)
+}
+
+func cmdSCard(o *op, a [][]byte) Reply {
+	s, _, err := loadSet(o, a[0])
+	if err != nil {
+		return fail(err)
+	}
+	return Int(int64(len(s)))
+}
+
+// setAlgebra computes the intersection, union or difference of the sets at
+// keys. Every key is type-checked, as in Redis.
+func setAlgebra(o *op, keys [][]byte, kind byte) (map[string]struct{}, error) {
+	sets := make([]map[string]struct{}, len(keys))
+	for i, k := range keys {
+		s, _, err := loadSet(o, k)
+		if err != nil {
+			return nil, err
+		}
+		sets[i] = s
+	}
+	out := map[string]struct{}{}
+	switch kind {
+	case 'i':
+		for m := range sets[0] {
+			in := true
+			for _, s := range sets[1:] {
+				if _, ok := s[m]; !ok {
+					in = false
+					break
+				}
+			}
+			if in {
+				out[m] = struct{}{}
+			}
+		}
+	case 'u':
+		for _, s := range sets {
+			for m := range s {
+				out[m] = struct{}{}
+			}
+		}
+	case 'd':
+		for m := range sets[0] {
+			out[m] = struct{}{}
+		}
+		for _, s := range sets[1:] {
+			for m := range s {
+				delete(out, m)
+			}
+		}
+	}
+	return out, nil
+}
+
+func setAlgebraCmd(o *op, keys [][]byte, kind byte) Reply {
+	s, err := setAlgebra(o, keys, kind)
+	if err != nil {
+		return fail(err)
+	}
+	return sortedMembers(s)
+}
+
+// setAlgebraStore stores the result at dest (replacing whatever it held,
+// dropping its TTL) and replies with its size.
+func setAlgebraStore(o *op, dest []byte, keys [][]byte, kind byte) Reply {
+	s, err := setAlgebra(o, keys, kind)
+	if err != nil {
+		return fail(err)
+	}
+	if len(s) == 0 {
+		if _, err := o.del(dest); err != nil {
+			return fail(err)
+		}
+		return Int(0)
+	}
+	if err := o.put(dest, TypeSet, encodeSet(s), 0); err != nil {
+		return fail(err)
+	}
+	return Int(int64(len(s)))
+}
+
+func cmdSInter(o *op, a [][]byte) Reply      { return setAlgebraCmd(o, a, 'i') }
+func cmdSUnion(o *op, a [][]byte) Reply      { return setAlgebraCmd(o, a, 'u') }
+func cmdSDiff(o *op, a [][]byte) Reply       { return setAlgebraCmd(o, a, 'd') }
+func cmdSInterStore(o *op, a [][]byte) Reply { return setAlgebraStore(o, a[0], a[1:], 'i') }
+func cmdSUnionStore(o *op, a [][]byte) Reply { return setAlgebraStore(o, a[0], a[1:], 'u') }
+func cmdSDiffStore(o *op, a [][]byte) Reply  { return setAlgebraStore(o, a[0], a[1:], 'd') }

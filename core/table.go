@@ -1,0 +1,96 @@
+package core
+
+import "strings"
+
+// cmdSpec describes one command. One table drives Apply (handler, arity),
+// CommandKeys (key positions), IsReadOnly and KnownCommand.
+type cmdSpec struct {
+	name    string
+	handler func(o *op, args [][]byte) Reply
+	// arity counts the name, as in Redis: n > 0 exactly n, n < 0 at least -n.
+	arity int
+	// readOnly commands never write.
+	readOnly bool
+	// first, last, step locate the keys among name+args, as in Redis's
+	// COMMAND INFO: first key at index first (1 = the first argument), last
+	// key at last (-1 = the last argument), every step-th in between. first
+	// 0 means the command touches no key.
+	first, last, step int
+}
+
+// specKeys returns the key arguments of a command.
+func specKeys(s *cmdSpec, args [][]byte) [][]byte {
+	if s.first == 0 || len(args) == 0 {
+		return nil
+	}
+	last := s.last
+	if last < 0 {
+		last = len(args) + 1 + last
+	}
+	var keys [][]byte
+	for i := s.first; i <= last && i <= len(args); i += s.step {
+		keys = append(keys, args[i-1])
+	}
+	return keys
+}
+
+// commandTable maps upper-case names to specs. It is built once and never
+// modified.
+var commandTable = buildCommandTable()
+
+func buildCommandTable() map[string]*cmdSpec {
+	specs := []cmdSpec{}
+	specs = append(specs, keyCommands()...)
+	specs = append(specs, stringCommands()...)
+	specs = append(specs, setCommands()...)
+	specs = append(specs, listCommands()...)
+	specs = append(specs, hashCommands()...)
+	specs = append(specs, zsetCommands()...)
+	specs = append(specs, scanCommands()...)
+	specs = append(specs, indexCommands()...)
+	t := make(map[string]*cmdSpec, len(specs))
+	for i := range specs {
+		s := &specs[i]
+		if s.step == 0 {
+			s.step = 1
+		}
+		if _, dup := t[s.name]; dup {
+			panic("core: duplicate command " + s.name)
+		}
+		t[s.name] = s
+	}
+	return t
+}
+
+// CommandKeys returns the keys a command touches (for shard routing); nil
+// for keyless and unknown commands.
+func CommandKeys(c Command) [][]byte {
+	s, ok := commandTable[strings.ToUpper(c.Name)]
+	if !ok {
+		return nil
+	}
+	return specKeys(s, c.Args)
+}
+
+// IsReadOnly reports whether the named command never writes; false for
+// unknown names.
+func IsReadOnly(name string) bool {
+	s, ok := commandTable[strings.ToUpper(name)]
+	return ok && s.readOnly
+}
+
+// KnownCommand reports whether the store implements the named command.
+func KnownCommand(name string) bool {
+	_, ok := commandTable[strings.ToUpper(name)]
+	return ok
+}
+
+// CommandNames returns every command name, sorted.
+func CommandNames() []string {
+	names := make([]string, 0, len(commandTable))
+	for n := range commandTable {
+		names = append(names, n)
+	}
+	sortStrings(names)
+	return names
+}
