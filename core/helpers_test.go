@@ -45,7 +45,7 @@ func render(r Reply) string {
 	return fmt.Sprintf("(kind %d)", r.Kind)
 }
 
-// splitArgs splits a test command line on spaces; '' is an empty argument.
+// splitArgs splits a test command line on spaces; ” is an empty argument.
 func splitArgs(line string) Command {
 	f := strings.Fields(line)
 	for i := range f {

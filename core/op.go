@@ -259,8 +259,8 @@ func (m *mergeIter) settle() {
 	}
 }
 
-func (m *mergeIter) Valid() bool { return m.valid }
-func (m *mergeIter) Next()       { m.settle() }
+func (m *mergeIter) Valid() bool  { return m.valid }
+func (m *mergeIter) Next()        { m.settle() }
 func (m *mergeIter) Error() error { return m.base.Error() }
 func (m *mergeIter) Close() error {
 	return m.base.Close()

@@ -197,8 +197,8 @@ func cmdSetNX(o *op, a [][]byte) Reply {
 	return Int(1)
 }
 
-func cmdSetEX(o *op, a [][]byte) Reply   { return setEx(o, a, 1000, "setex") }
-func cmdPSetEX(o *op, a [][]byte) Reply  { return setEx(o, a, 1, "psetex") }
+func cmdSetEX(o *op, a [][]byte) Reply  { return setEx(o, a, 1000, "setex") }
+func cmdPSetEX(o *op, a [][]byte) Reply { return setEx(o, a, 1, "psetex") }
 func setEx(o *op, a [][]byte, unit int64, name string) Reply {
 	at, e := expireFrom(o, a[1], unit, false, name)
 	if e != nil {
