@@ -252,8 +252,8 @@ func TestLogger(t *testing.T) {
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// Opening a new store logs nothing by default in Pebble v2; Fatalf must
-	// still reach the logger and panic.
+	// Fatalf must reach the logger and panic: Pebble never expects it to
+	// return.
 	func() {
 		defer func() {
 			if recover() == nil {
