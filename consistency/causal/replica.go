@@ -1,0 +1,848 @@
+package causal
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dialkv/dialkv/consistency"
+	"github.com/dialkv/dialkv/core"
+)
+
+// Bug names of the deliberately broken variants.
+const (
+	BugNoDepCheck  = "causal-no-dep-check"
+	BugIgnoreToken = "causal-ignore-token"
+)
+
+// Bugs lists the deliberately broken variants of the causal strategy.
+func Bugs() []consistency.Bug {
+	return []consistency.Bug{
+		{Name: BugNoDepCheck, Strategy: "causal", Breaks: "applies remote writes without checking their dependencies (causal order across regions)"},
+		{Name: BugIgnoreToken, Strategy: "causal", Breaks: "serves a client without waiting for its session token's dependencies (read-your-writes, monotonic reads after moving)"},
+	}
+}
+
+// Defaults of the Params.
+const (
+	DefaultTimeout = 2 * time.Second
+	DefaultRetry   = 50 * time.Millisecond
+	// maxResend bounds the replication entries resent per retry round.
+	maxResend = 256
+)
+
+var _ consistency.Replica = (*Replica)(nil)
+var _ consistency.Factory = New
+
+// Engine key prefixes.
+const (
+	prefixValue = "v/" // v/<key> -> record
+	prefixQueue = "q/" // q/<seq, 8 bytes big-endian> -> outEntry
+	keyMeta     = "m/meta"
+)
+
+// record is a key's state on a replica; a delete leaves a tombstone.
+type record struct {
+	Value   []byte  `json:"val,omitempty"`
+	Deleted bool    `json:"del,omitempty"`
+	V       Version `json:"v"`
+	// Deps is the write's causal past that was not yet known to be
+	// visible everywhere when it was written; a reader inherits it.
+	Deps []Dep `json:"deps,omitempty"`
+}
+
+// outEntry is a write waiting to be acknowledged by one other region.
+type outEntry struct {
+	Seq    uint64 `json:"seq"`
+	First  uint64 `json:"first"` // Seq of the write's first entry: one entry per other region, consecutive
+	Region string `json:"region"`
+	Key    string `json:"key"`
+	Rec    record `json:"rec"`
+	Deps   []Dep  `json:"deps,omitempty"`
+	sent   time.Time
+}
+
+// meta is persisted with every local write.
+type meta struct {
+	Seq     uint64 `json:"seq"`
+	Wall    int64  `json:"wall"`
+	Logical uint32 `json:"logical"`
+}
+
+// Message kinds.
+const (
+	kindForward      = "fwd"       // coordinator -> owner: a client request
+	kindForwardReply = "fwd-reply" // owner -> coordinator
+	kindReplicate    = "repl"      // owner -> owner in another region: a write and its deps
+	kindReplicateAck = "repl-ack"  // the write is durable and visible there
+	kindCheck        = "check"     // are these deps visible in your region?
+	kindCheckOK      = "check-ok"  // yes (with the ones known stable everywhere)
+	kindStable       = "stable"    // origin -> owners elsewhere: this write is applied in every region
+)
+
+// msg is the body of every message, JSON-encoded.
+type msg struct {
+	Kind     string        `json:"kind"`
+	ID       uint64        `json:"id,omitempty"`
+	Cmd      *core.Command `json:"cmd,omitempty"`
+	Token    []byte        `json:"token,omitempty"`
+	Reply    *core.Reply   `json:"reply,omitempty"`
+	Deadline int64         `json:"deadline,omitempty"`
+	Entry    *outEntry     `json:"entry,omitempty"`
+	Region   string        `json:"region,omitempty"`
+	Deps     []Dep         `json:"deps,omitempty"`
+	Stable   []Dep         `json:"stable,omitempty"`
+}
+
+// token is a client's causal context.
+type token struct {
+	Deps []Dep `json:"deps"`
+}
+
+// waiter waits until deps are visible in this region, then runs ready; if
+// the deadline (zero: none) passes first it runs expired.
+type waiter struct {
+	id       uint64
+	deps     []Dep
+	pending  map[consistency.NodeID][]Dep // deps checked by other owners, not yet confirmed
+	stable   []Dep
+	deadline time.Time
+	lastSent time.Time
+	ready    func(now time.Time, stable []Dep)
+	expired  func(now time.Time)
+}
+
+// inCheck is another node's question about deps this node owns.
+type inCheck struct {
+	from     consistency.NodeID
+	id       uint64
+	deps     []Dep
+	deadline time.Time
+}
+
+// forwarded is a client request this node forwarded to the key's owner.
+type forwarded struct {
+	reqID    uint64
+	deadline time.Time
+}
+
+type fwdKey struct {
+	from consistency.NodeID
+	id   uint64
+}
+
+type region struct {
+	name  string
+	nodes []consistency.NodeID
+}
+
+// Replica is one node's causal+ replica.
+type Replica struct {
+	id       consistency.NodeID
+	region   string
+	regions  []region // sorted by name
+	eng      core.Engine
+	rnd      *rand.Rand
+	bug      string
+	timeout  time.Duration
+	retry    time.Duration
+	clock    hlc
+	seq      uint64
+	nextID   uint64
+	queue    map[uint64]*outEntry // outbound replication not yet acknowledged
+	acked    map[uint64]int       // First of a local write -> regions that acknowledged it
+	stable   map[string]Version   // key -> newest version known applied in every region
+	waiters  map[uint64]*waiter
+	checks   []*inCheck
+	fwds     map[uint64]*forwarded
+	seenFwd  map[fwdKey]time.Time
+	inflight map[fwdKey]bool // remote writes waiting for their deps, by (sender, seq)
+	lastTick time.Time
+	out      consistency.Ready
+	stats    Stats
+}
+
+// Stats are counters for metrics and experiments.
+type Stats struct {
+	RemoteApplied  int64         // remote writes applied
+	LagTotal       time.Duration // sum over remote writes of (apply time - write's HLC wall time)
+	LagMax         time.Duration
+	DepBytes       int64 // bytes of dependency metadata shipped with writes
+	WritesShipped  int64 // replication messages sent (first sends)
+	DepWaitTimeout int64 // requests refused because their token's deps were not visible in time
+}
+
+// Stats returns the replica's counters.
+func (r *Replica) Stats() Stats { return r.stats }
+
+// ParseRegions parses "us:n1,n2;eu:n3,n4". An empty spec puts every peer in
+// one region named "default".
+func ParseRegions(spec string, peers []consistency.NodeID) (map[consistency.NodeID]string, error) {
+	out := make(map[consistency.NodeID]string, len(peers))
+	if strings.TrimSpace(spec) == "" {
+		for _, p := range peers {
+			out[p] = "default"
+		}
+		return out, nil
+	}
+	for _, part := range strings.Split(spec, ";") {
+		name, nodes, ok := strings.Cut(strings.TrimSpace(part), ":")
+		if !ok || name == "" || nodes == "" {
+			return nil, fmt.Errorf("causal: region %q: want NAME:NODE,NODE", part)
+		}
+		for _, n := range strings.Split(nodes, ",") {
+			id := consistency.NodeID(strings.TrimSpace(n))
+			if prev, dup := out[id]; dup {
+				return nil, fmt.Errorf("causal: node %s is in regions %s and %s", id, prev, name)
+			}
+			out[id] = name
+		}
+	}
+	for _, p := range peers {
+		if _, ok := out[p]; !ok {
+			return nil, fmt.Errorf("causal: peer %s is in no region of %q", p, spec)
+		}
+	}
+	if len(out) != len(peers) {
+		return nil, fmt.Errorf("causal: regions %q name nodes that are not peers", spec)
+	}
+	return out, nil
+}
+
+// New starts a replica (and restarts one after a crash: it recovers its
+// outbound queue and clock from cfg.Engine). Params: "regions" (see
+// ParseRegions), "timeout" and "retry" (Go durations).
+func New(cfg consistency.Config) (consistency.Replica, error) {
+	return NewReplica(cfg)
+}
+
+// NewReplica is New with the concrete type.
+func NewReplica(cfg consistency.Config) (*Replica, error) {
+	if cfg.Engine == nil {
+		return nil, errors.New("causal: no engine")
+	}
+	regionOf, err := ParseRegions(cfg.Params["regions"], cfg.Peers)
+	if err != nil {
+		return nil, err
+	}
+	r := &Replica{
+		id:       cfg.ID,
+		region:   regionOf[cfg.ID],
+		eng:      cfg.Engine,
+		rnd:      cfg.Rand,
+		bug:      cfg.Bug,
+		timeout:  DefaultTimeout,
+		retry:    DefaultRetry,
+		queue:    map[uint64]*outEntry{},
+		acked:    map[uint64]int{},
+		stable:   map[string]Version{},
+		waiters:  map[uint64]*waiter{},
+		fwds:     map[uint64]*forwarded{},
+		seenFwd:  map[fwdKey]time.Time{},
+		inflight: map[fwdKey]bool{},
+	}
+	if r.region == "" {
+		return nil, fmt.Errorf("causal: node %s is not among the peers", cfg.ID)
+	}
+	if cfg.Bug != "" && cfg.Bug != BugNoDepCheck && cfg.Bug != BugIgnoreToken {
+		return nil, fmt.Errorf("causal: unknown bug %q", cfg.Bug)
+	}
+	for _, p := range []struct {
+		key string
+		dst *time.Duration
+	}{{"timeout", &r.timeout}, {"retry", &r.retry}} {
+		if s := cfg.Params[p.key]; s != "" {
+			d, err := time.ParseDuration(s)
+			if err != nil || d <= 0 {
+				return nil, fmt.Errorf("causal: param %s=%q: want a positive duration", p.key, s)
+			}
+			*p.dst = d
+		}
+	}
+	byRegion := map[string][]consistency.NodeID{}
+	for _, p := range cfg.Peers {
+		byRegion[regionOf[p]] = append(byRegion[regionOf[p]], p)
+	}
+	for name, nodes := range byRegion {
+		sort.Slice(nodes, func(i, j int) bool { return nodes[i] < nodes[j] })
+		r.regions = append(r.regions, region{name: name, nodes: nodes})
+	}
+	sort.Slice(r.regions, func(i, j int) bool { return r.regions[i].name < r.regions[j].name })
+	if err := r.recover(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// recover loads the persisted clock, sequence number and outbound queue.
+func (r *Replica) recover() error {
+	b, err := r.eng.Get([]byte(keyMeta))
+	switch {
+	case errors.Is(err, core.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("causal: read meta: %w", err)
+	default:
+		var m meta
+		if err := json.Unmarshal(b, &m); err != nil {
+			return fmt.Errorf("causal: decode meta: %w", err)
+		}
+		r.seq, r.clock.wall, r.clock.logical = m.Seq, m.Wall, m.Logical
+	}
+	it := r.eng.NewIter([]byte(prefixQueue), []byte("q0"))
+	for ok := it.First(); ok; ok = it.Next() {
+		var e outEntry
+		if err := json.Unmarshal(it.Value(), &e); err != nil {
+			it.Close()
+			return fmt.Errorf("causal: decode queue entry: %w", err)
+		}
+		r.queue[e.Seq] = &e
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("causal: scan queue: %w", err)
+	}
+	return nil
+}
+
+// owner returns the node of region reg that owns key.
+func (r *Replica) owner(reg string, key string) consistency.NodeID {
+	for _, g := range r.regions {
+		if g.name == reg {
+			h := fnv.New64a()
+			h.Write([]byte(key))
+			return g.nodes[h.Sum64()%uint64(len(g.nodes))]
+		}
+	}
+	return ""
+}
+
+func (r *Replica) send(to consistency.NodeID, m msg) {
+	body, err := json.Marshal(m)
+	if err != nil {
+		panic(fmt.Sprintf("causal: encode message: %v", err)) // only plain data: cannot fail
+	}
+	r.out.Messages = append(r.out.Messages, consistency.Message{From: r.id, To: to, Body: body})
+}
+
+func errReply(code core.Code, format string, args ...any) core.Reply {
+	return core.ErrorReply(core.Errorf(code, format, args...))
+}
+
+// Request implements consistency.Replica.
+func (r *Replica) Request(now time.Time, req consistency.Request) {
+	r.lastTick = now
+	if req.Cmd == nil {
+		r.respond(req.ID, errReply(core.CodeErr, "the causal strategy does not support transactions"), nil)
+		return
+	}
+	key, err := checkCommand(*req.Cmd)
+	if err != nil {
+		r.respond(req.ID, core.ErrorReply(err), nil)
+		return
+	}
+	deadline := now.Add(r.timeout)
+	if o := r.owner(r.region, key); o != r.id {
+		r.nextID++
+		r.fwds[r.nextID] = &forwarded{reqID: req.ID, deadline: deadline}
+		cmd := *req.Cmd
+		r.send(o, msg{Kind: kindForward, ID: r.nextID, Cmd: &cmd, Token: req.Token, Deadline: deadline.UnixNano()})
+		return
+	}
+	r.serve(now, *req.Cmd, req.Token, deadline, func(rep core.Reply, tok []byte) { r.respond(req.ID, rep, tok) })
+}
+
+func (r *Replica) respond(id uint64, rep core.Reply, tok []byte) {
+	r.out.Responses = append(r.out.Responses, consistency.Response{ID: id, Reply: rep, Token: tok})
+}
+
+// checkCommand validates a command and returns its key.
+func checkCommand(c core.Command) (string, *core.Error) {
+	switch c.Name {
+	case "GET", "DEL":
+		if len(c.Args) != 1 {
+			return "", core.Errorf(core.CodeErr, "wrong number of arguments for '%s' command", strings.ToLower(c.Name))
+		}
+	case "SET":
+		if len(c.Args) != 2 {
+			return "", core.Errorf(core.CodeErr, "the causal strategy supports only SET key value")
+		}
+	default:
+		return "", core.Errorf(core.CodeErr, "command %s is not supported by the causal strategy (GET, SET, DEL); use a raft namespace", c.Name)
+	}
+	return string(c.Args[0]), nil
+}
+
+// serve runs a request at the key's owner once the client's dependencies are
+// visible in this region.
+func (r *Replica) serve(now time.Time, cmd core.Command, tokBytes []byte, deadline time.Time, reply func(core.Reply, []byte)) {
+	var tok token
+	if len(tokBytes) > 0 {
+		if err := json.Unmarshal(tokBytes, &tok); err != nil {
+			reply(errReply(core.CodeErr, "invalid session token: %v", err), nil)
+			return
+		}
+	}
+	wait := tok.Deps
+	if r.bug == BugIgnoreToken {
+		wait = nil
+	}
+	r.await(now, wait, deadline, func(now time.Time, stable []Dep) {
+		rep, deps := r.execute(now, cmd, tok.Deps)
+		reply(rep, r.encodeToken(deps, stable))
+	}, func(now time.Time) {
+		r.stats.DepWaitTimeout++
+		reply(errReply(consistency.CodeUnavailable, "dependencies of the session token are not yet visible in region %s; retry", r.region), tokBytes)
+	})
+}
+
+// encodeToken drops dependencies known to be visible everywhere.
+func (r *Replica) encodeToken(deps, stable []Dep) []byte {
+	drop := map[string]Version{}
+	for _, s := range mergeDeps(stable) {
+		drop[s.Key] = s.V
+	}
+	for k, v := range r.stable {
+		if cur, ok := drop[k]; !ok || cur.Less(v) {
+			drop[k] = v
+		}
+	}
+	kept := make([]Dep, 0, len(deps))
+	for _, d := range deps {
+		if s, ok := drop[d.Key]; ok && s.AtLeast(d.V) {
+			continue
+		}
+		kept = append(kept, d)
+	}
+	b, _ := json.Marshal(token{Deps: kept})
+	return b
+}
+
+// execute applies a command at the key's owner; deps is the client's context.
+// It returns the reply and the client's new context.
+func (r *Replica) execute(now time.Time, cmd core.Command, deps []Dep) (core.Reply, []Dep) {
+	key := string(cmd.Args[0])
+	cur, err := r.load(key)
+	if err != nil {
+		return core.ErrorReply(core.AsError(err)), deps
+	}
+	if cmd.Name == "GET" {
+		if cur.V.IsZero() {
+			return core.Nil(), deps
+		}
+		deps = mergeDeps(deps, append(r.prune(cur.Deps), Dep{Key: key, V: cur.V})...)
+		if cur.Deleted {
+			return core.Nil(), deps
+		}
+		return core.Bulk(cur.Value), deps
+	}
+	wall, logical := r.clock.next(now)
+	deps = r.prune(deps)
+	rec := record{V: Version{Wall: wall, Logical: logical, Node: string(r.id)}, Deps: deps}
+	var rep core.Reply
+	if cmd.Name == "SET" {
+		rec.Value = append([]byte(nil), cmd.Args[1]...)
+		rep = core.OK()
+	} else {
+		rec.Deleted = true
+		existed := int64(0)
+		if !cur.V.IsZero() && !cur.Deleted {
+			existed = 1
+		}
+		rep = core.Int(existed)
+	}
+	b := r.eng.NewBatch()
+	defer b.Close()
+	b.Set([]byte(prefixValue+key), mustJSON(rec))
+	var entries []*outEntry
+	first := r.seq + 1
+	for _, g := range r.regions {
+		if g.name == r.region {
+			continue
+		}
+		r.seq++
+		e := &outEntry{Seq: r.seq, First: first, Region: g.name, Key: key, Rec: rec, Deps: deps}
+		b.Set(queueKey(e.Seq), mustJSON(e))
+		entries = append(entries, e)
+	}
+	b.Set([]byte(keyMeta), mustJSON(meta{Seq: r.seq, Wall: r.clock.wall, Logical: r.clock.logical}))
+	if err := b.Commit(false); err != nil {
+		return core.ErrorReply(core.AsError(fmt.Errorf("causal: write %q: %w", key, err))), deps
+	}
+	// Ordering rule: the record and its replication entries must be durable
+	// before the client's acknowledgement or any replication message leaves.
+	r.out.Sync = true
+	for _, e := range entries {
+		r.queue[e.Seq] = e
+		e.sent = now
+		r.send(r.owner(e.Region, key), msg{Kind: kindReplicate, Entry: e, Region: r.region})
+		r.stats.WritesShipped++
+		r.stats.DepBytes += int64(len(mustJSON(e.Deps)))
+	}
+	if len(entries) == 0 { // a single region: the write is stable at once
+		r.markStable(key, rec.V)
+	}
+	r.recheck(now)
+	rep.Version = 0 // versions are HLC triples here, not a per-key counter
+	return rep, mergeDeps(deps, Dep{Key: key, V: rec.V})
+}
+
+// prune drops the dependencies known to be visible in every region.
+func (r *Replica) prune(deps []Dep) []Dep {
+	out := make([]Dep, 0, len(deps))
+	for _, d := range deps {
+		if s, ok := r.stable[d.Key]; ok && s.AtLeast(d.V) {
+			continue
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+func (r *Replica) markStable(key string, v Version) {
+	if cur, ok := r.stable[key]; !ok || cur.Less(v) {
+		r.stable[key] = v
+	}
+}
+
+func queueKey(seq uint64) []byte {
+	k := make([]byte, len(prefixQueue)+8)
+	copy(k, prefixQueue)
+	binary.BigEndian.PutUint64(k[len(prefixQueue):], seq)
+	return k
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("causal: encode: %v", err)) // only plain data: cannot fail
+	}
+	return b
+}
+
+// load reads a key's record (zero record when absent).
+func (r *Replica) load(key string) (record, error) {
+	b, err := r.eng.Get([]byte(prefixValue + key))
+	if errors.Is(err, core.ErrNotFound) {
+		return record{}, nil
+	}
+	if err != nil {
+		return record{}, fmt.Errorf("causal: read %q: %w", key, err)
+	}
+	var rec record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return record{}, fmt.Errorf("causal: decode %q: %w: %w", key, core.ErrCorruption, err)
+	}
+	return rec, nil
+}
+
+// visible reports whether dep is visible at this node (which must own it).
+func (r *Replica) visible(d Dep) bool {
+	rec, err := r.load(d.Key)
+	return err == nil && rec.V.AtLeast(d.V)
+}
+
+// await runs ready once every dep is visible in this region, or expired
+// when the deadline (zero: none) passes first.
+func (r *Replica) await(now time.Time, deps []Dep, deadline time.Time, ready func(time.Time, []Dep), expired func(time.Time)) {
+	w := &waiter{deps: deps, pending: map[consistency.NodeID][]Dep{}, deadline: deadline, ready: ready, expired: expired}
+	for _, d := range deps {
+		o := r.owner(r.region, d.Key)
+		if o != r.id {
+			w.pending[o] = append(w.pending[o], d)
+		}
+	}
+	if len(w.pending) == 0 && r.localReady(w) {
+		ready(now, nil)
+		return
+	}
+	r.nextID++
+	w.id = r.nextID
+	r.waiters[w.id] = w
+	r.sendChecks(now, w)
+}
+
+func (r *Replica) sendChecks(now time.Time, w *waiter) {
+	w.lastSent = now
+	owners := make([]consistency.NodeID, 0, len(w.pending))
+	for o := range w.pending {
+		owners = append(owners, o)
+	}
+	sort.Slice(owners, func(i, j int) bool { return owners[i] < owners[j] })
+	dl := int64(0)
+	if !w.deadline.IsZero() {
+		dl = w.deadline.UnixNano()
+	}
+	for _, o := range owners {
+		r.send(o, msg{Kind: kindCheck, ID: w.id, Deps: w.pending[o], Deadline: dl})
+	}
+}
+
+// localReady reports whether the deps this node owns are visible.
+func (r *Replica) localReady(w *waiter) bool {
+	for _, d := range w.deps {
+		if r.owner(r.region, d.Key) == r.id && !r.visible(d) {
+			return false
+		}
+	}
+	return true
+}
+
+// recheck re-evaluates waiters and incoming checks after local state changed.
+func (r *Replica) recheck(now time.Time) {
+	ids := make([]uint64, 0, len(r.waiters))
+	for id := range r.waiters {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		w, ok := r.waiters[id]
+		if ok && len(w.pending) == 0 && r.localReady(w) {
+			delete(r.waiters, id)
+			w.ready(now, w.stable)
+		}
+	}
+	kept := r.checks[:0]
+	for _, c := range r.checks {
+		if r.answerCheck(c) {
+			continue
+		}
+		kept = append(kept, c)
+	}
+	r.checks = kept
+}
+
+// answerCheck replies to c if its deps are all visible here.
+func (r *Replica) answerCheck(c *inCheck) bool {
+	var stable []Dep
+	for _, d := range c.deps {
+		if !r.visible(d) {
+			return false
+		}
+		if s, ok := r.stable[d.Key]; ok && s.AtLeast(d.V) {
+			stable = append(stable, d)
+		}
+	}
+	r.send(c.from, msg{Kind: kindCheckOK, ID: c.id, Stable: stable})
+	return true
+}
+
+// Receive implements consistency.Replica.
+func (r *Replica) Receive(now time.Time, m consistency.Message) {
+	r.lastTick = now
+	var in msg
+	if err := json.Unmarshal(m.Body, &in); err != nil {
+		return // a garbled message is dropped; the sender retries
+	}
+	switch in.Kind {
+	case kindForward:
+		r.onForward(now, m.From, in)
+	case kindForwardReply:
+		if f, ok := r.fwds[in.ID]; ok && in.Reply != nil {
+			delete(r.fwds, in.ID)
+			r.respond(f.reqID, *in.Reply, in.Token)
+		}
+	case kindReplicate:
+		r.onReplicate(now, m.From, in)
+	case kindReplicateAck:
+		r.onReplicateAck(in)
+	case kindCheck:
+		c := &inCheck{from: m.From, id: in.ID, deps: in.Deps}
+		if in.Deadline != 0 {
+			c.deadline = time.Unix(0, in.Deadline)
+		} else {
+			c.deadline = now.Add(4 * r.retry) // the waiter resends
+		}
+		if !r.answerCheck(c) {
+			r.checks = append(r.checks, c)
+		}
+	case kindStable:
+		for _, d := range in.Deps {
+			r.markStable(d.Key, d.V)
+		}
+	case kindCheckOK:
+		w, ok := r.waiters[in.ID]
+		if !ok {
+			return
+		}
+		delete(w.pending, m.From)
+		w.stable = append(w.stable, in.Stable...)
+		if len(w.pending) == 0 && r.localReady(w) {
+			delete(r.waiters, w.id)
+			w.ready(now, w.stable)
+		}
+	}
+}
+
+func (r *Replica) onForward(now time.Time, from consistency.NodeID, in msg) {
+	k := fwdKey{from, in.ID}
+	if _, dup := r.seenFwd[k]; dup || in.Cmd == nil {
+		return // a duplicated request must not write twice
+	}
+	r.seenFwd[k] = now
+	if _, err := checkCommand(*in.Cmd); err != nil {
+		return
+	}
+	deadline := time.Unix(0, in.Deadline)
+	r.serve(now, *in.Cmd, in.Token, deadline, func(rep core.Reply, tok []byte) {
+		r.send(from, msg{Kind: kindForwardReply, ID: in.ID, Reply: &rep, Token: tok})
+	})
+}
+
+func (r *Replica) onReplicate(now time.Time, from consistency.NodeID, in msg) {
+	e := in.Entry
+	if e == nil {
+		return
+	}
+	r.clock.observe(e.Rec.V)
+	k := fwdKey{from, e.Seq}
+	if r.inflight[k] {
+		return // already waiting for its dependencies
+	}
+	apply := func(now time.Time, _ []Dep) {
+		delete(r.inflight, k)
+		cur, err := r.load(e.Key)
+		if err != nil {
+			return // not acknowledged: the sender retries
+		}
+		if cur.V.Less(e.Rec.V) {
+			b := r.eng.NewBatch()
+			b.Set([]byte(prefixValue+e.Key), mustJSON(e.Rec))
+			err := b.Commit(false)
+			b.Close()
+			if err != nil {
+				return
+			}
+			r.stats.RemoteApplied++
+			lag := now.Sub(time.Unix(0, e.Rec.V.Wall))
+			r.stats.LagTotal += lag
+			if lag > r.stats.LagMax {
+				r.stats.LagMax = lag
+			}
+		}
+		// Ordering rule: acknowledge only what is durable.
+		r.out.Sync = true
+		r.send(from, msg{Kind: kindReplicateAck, ID: e.Seq, Region: r.region})
+		r.recheck(now)
+	}
+	deps := e.Deps
+	if r.bug == BugNoDepCheck {
+		deps = nil
+	}
+	r.inflight[k] = true
+	r.await(now, deps, time.Time{}, apply, func(time.Time) { delete(r.inflight, k) })
+}
+
+func (r *Replica) onReplicateAck(in msg) {
+	e, ok := r.queue[in.ID]
+	if !ok || e.Region != in.Region {
+		return
+	}
+	b := r.eng.NewBatch()
+	b.Delete(queueKey(e.Seq))
+	err := b.Commit(false)
+	b.Close()
+	if err != nil {
+		return // the entry stays and is resent; the receiver is idempotent
+	}
+	delete(r.queue, e.Seq)
+	r.acked[e.First]++
+	if r.acked[e.First] == len(r.regions)-1 {
+		delete(r.acked, e.First)
+		r.markStable(e.Key, e.Rec.V)
+		// Tell the key's owners elsewhere, so that they too drop it from
+		// the contexts they hand out.
+		for _, g := range r.regions {
+			if g.name != r.region {
+				r.send(r.owner(g.name, e.Key), msg{Kind: kindStable, Deps: []Dep{{Key: e.Key, V: e.Rec.V}}})
+			}
+		}
+	}
+}
+
+// Tick implements consistency.Replica: it resends unacknowledged
+// replication, repeats dependency checks, and expires what is overdue.
+func (r *Replica) Tick(now time.Time) {
+	r.lastTick = now
+	// Expire forwarded requests: their outcome is unknown.
+	ids := sortedKeys(r.fwds)
+	for _, id := range ids {
+		if f := r.fwds[id]; !now.Before(f.deadline) {
+			delete(r.fwds, id)
+			r.respond(f.reqID, errReply(consistency.CodeTimeout, "no answer from the key's owner in region %s", r.region), nil)
+		}
+	}
+	for _, id := range sortedKeys(r.waiters) {
+		w := r.waiters[id]
+		switch {
+		case !w.deadline.IsZero() && !now.Before(w.deadline):
+			delete(r.waiters, id)
+			w.expired(now)
+		case len(w.pending) > 0 && now.Sub(w.lastSent) >= r.retry:
+			r.sendChecks(now, w)
+		}
+	}
+	kept := r.checks[:0]
+	for _, c := range r.checks {
+		if now.Before(c.deadline) {
+			kept = append(kept, c)
+		}
+	}
+	r.checks = kept
+	for k, t := range r.seenFwd {
+		if now.Sub(t) > 4*r.timeout {
+			delete(r.seenFwd, k)
+		}
+	}
+	resent := 0
+	for _, seq := range sortedKeys(r.queue) {
+		e := r.queue[seq]
+		if now.Sub(e.sent) < r.retry || resent >= maxResend {
+			continue
+		}
+		e.sent = now
+		resent++
+		r.send(r.owner(e.Region, e.Key), msg{Kind: kindReplicate, Entry: e, Region: r.region})
+	}
+}
+
+func sortedKeys[V any](m map[uint64]V) []uint64 {
+	out := make([]uint64, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// Ready implements consistency.Replica.
+func (r *Replica) Ready() consistency.Ready {
+	rd := r.out
+	r.out = consistency.Ready{}
+	return rd
+}
+
+// Dump implements consistency.Replica: the live keys this replica holds.
+func (r *Replica) Dump(now time.Time) (map[string]string, error) {
+	out := map[string]string{}
+	it := r.eng.NewIter([]byte(prefixValue), []byte("v0"))
+	for ok := it.First(); ok; ok = it.Next() {
+		var rec record
+		if err := json.Unmarshal(it.Value(), &rec); err != nil {
+			it.Close()
+			return nil, fmt.Errorf("causal: dump: %w", err)
+		}
+		if !rec.Deleted {
+			out[string(it.Key()[len(prefixValue):])] = strconv.Quote(string(rec.Value))
+		}
+	}
+	return out, it.Close()
+}
+
+// Region returns the region this replica is in.
+func (r *Replica) Region() string { return r.region }
