@@ -60,6 +60,11 @@ type Op struct {
 type ReplicaState struct {
 	Node string            `json:"node"`
 	Data map[string]string `json:"data"`
+	// Holds, when set, lists the keys this replica is responsible for
+	// under a sharded strategy (see consistency.Placement); a listed key
+	// missing from Data means the replica holds no live value for it. When
+	// Holds is nil the replica is responsible for every key.
+	Holds []string `json:"holds,omitempty"`
 }
 
 // StrPtr returns a pointer to s, for Op.Value.

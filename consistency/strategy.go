@@ -51,6 +51,9 @@ type Response struct {
 	// Values holds sibling values when a quorum read finds concurrent
 	// versions (Reply then holds one of them).
 	Values [][]byte
+	// Stale is set when the read was served without a linearizability
+	// guarantee (raft: Options.Read "stale"); the value may be out of date.
+	Stale bool
 }
 
 // Message is a message between replicas. Body is encoded by the strategy
@@ -152,3 +155,12 @@ const (
 	CodeUnavailable core.Code = "UNAVAILABLE"
 	CodeTimeout     core.Code = "TIMEOUT"
 )
+
+// Placement is implemented by replicas whose nodes each hold only part of
+// the data (sharded strategies). Holders returns the nodes that must hold a
+// copy of key once the cluster has converged; the convergence check compares
+// a key only across its holders. Replicas that do not implement Placement
+// hold every key.
+type Placement interface {
+	Holders(key string) []NodeID
+}

@@ -846,3 +846,14 @@ func (r *Replica) Dump(now time.Time) (map[string]string, error) {
 
 // Region returns the region this replica is in.
 func (r *Replica) Region() string { return r.region }
+
+var _ consistency.Placement = (*Replica)(nil)
+
+// Holders implements consistency.Placement: the key's owner in every region.
+func (r *Replica) Holders(key string) []consistency.NodeID {
+	out := make([]consistency.NodeID, 0, len(r.regions))
+	for _, g := range r.regions {
+		out = append(out, r.owner(g.name, key))
+	}
+	return out
+}
