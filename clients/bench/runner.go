@@ -1,0 +1,362 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/dialkv/dialkv/core"
+)
+
+// Conn is one connection to the server under test. A worker owns one.
+type Conn interface {
+	// Do sends cmds as one request (one command: a single call; more: a
+	// batch) and returns how many of them failed on their own (error
+	// replies). err means the whole request failed.
+	Do(ctx context.Context, cmds []core.Command) (failed int, err error)
+	Close() error
+}
+
+// Connector opens a connection.
+type Connector func(ctx context.Context) (Conn, error)
+
+// Config is one benchmark run.
+type Config struct {
+	Addr      string        `json:"addr"`
+	Workload  string        `json:"workload"`
+	Keys      int           `json:"keys"`
+	Dist      string        `json:"dist"`
+	ValueSize int           `json:"value_size"`
+	Clients   int           `json:"clients"`
+	Batch     int           `json:"batch"`
+	Duration  time.Duration `json:"-"`
+	Rate      float64       `json:"rate,omitempty"` // target ops/s; 0: closed loop
+	Load      bool          `json:"load"`           // write every key before measuring
+	Seed      uint64        `json:"seed"`
+	Timeout   time.Duration `json:"-"` // per request
+	Protocol  string        `json:"protocol"`
+	Namespace string        `json:"namespace,omitempty"`
+	Progress  time.Duration `json:"-"` // progress line period; 0: none
+}
+
+// Interval is one progress period.
+type Interval struct {
+	T         float64 `json:"t_s"` // seconds since the start, at the end of the period
+	OpsPerSec float64 `json:"ops_per_sec"`
+	ReadP99   float64 `json:"read_p99_ms"`
+	WriteP99  float64 `json:"write_p99_ms"`
+	Errors    int64   `json:"errors"`
+}
+
+// Result is the outcome of a run (`--json` prints it).
+type Result struct {
+	Config     Config       `json:"config"`
+	DurationS  float64      `json:"duration_s"`
+	Mode       string       `json:"mode"` // "closed-loop" or "open-loop"
+	ElapsedS   float64      `json:"elapsed_s"`
+	Ops        int64        `json:"ops"`
+	OpsPerSec  float64      `json:"ops_per_sec"`
+	Errors     int64        `json:"errors"`
+	Missed     int64        `json:"missed"` // open loop: operations due before the end but never sent
+	Reads      LatencyStats `json:"reads"`
+	Writes     LatencyStats `json:"writes"`
+	LoadS      float64      `json:"load_s,omitempty"`
+	Intervals  []Interval   `json:"intervals"`
+	LatencyPer string       `json:"latency_per"` // "operation" or "batch of N"
+}
+
+// Validate checks a configuration.
+func (c *Config) Validate() error {
+	if _, err := ParseMix(c.Workload); err != nil {
+		return err
+	}
+	if c.Dist != "uniform" && c.Dist != "zipfian" {
+		return fmt.Errorf("--dist %q: want uniform or zipfian", c.Dist)
+	}
+	if c.Keys < 1 {
+		return fmt.Errorf("--keys %d: need at least 1", c.Keys)
+	}
+	if c.ValueSize < 0 || c.ValueSize > 1<<20 {
+		return fmt.Errorf("--value-size %d: want 0 to 1048576 bytes", c.ValueSize)
+	}
+	if c.Clients < 1 || c.Clients > 100000 {
+		return fmt.Errorf("--clients %d: want 1 to 100000", c.Clients)
+	}
+	if c.Batch < 1 || c.Batch > 100000 {
+		return fmt.Errorf("--batch %d: want 1 to 100000", c.Batch)
+	}
+	if c.Duration <= 0 {
+		return fmt.Errorf("--duration %v: must be positive", c.Duration)
+	}
+	if c.Rate < 0 {
+		return fmt.Errorf("--rate %v: must not be negative", c.Rate)
+	}
+	if c.Timeout <= 0 {
+		return fmt.Errorf("--timeout %v: must be positive", c.Timeout)
+	}
+	return nil
+}
+
+// Run runs the benchmark: it opens cfg.Clients connections, optionally
+// loads every key, then runs the mix for cfg.Duration and returns the
+// summary. Progress lines go to progress (nil: none). Cancelling ctx ends
+// the measurement early; the result then covers the time actually run.
+func Run(ctx context.Context, cfg Config, connect Connector, progress io.Writer) (Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return Result{}, err
+	}
+	mix, _ := ParseMix(cfg.Workload)
+	keys, err := NewKeyChooser(cfg.Dist, cfg.Keys)
+	if err != nil {
+		return Result{}, err
+	}
+	conns := make([]Conn, 0, cfg.Clients)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range cfg.Clients {
+		c, err := connect(ctx)
+		if err != nil {
+			return Result{}, fmt.Errorf("bench: connection %d of %d: %w", i+1, cfg.Clients, err)
+		}
+		conns = append(conns, c)
+	}
+	res := Result{Config: cfg, DurationS: cfg.Duration.Seconds(), Mode: "closed-loop", LatencyPer: "operation"}
+	if cfg.Rate > 0 {
+		res.Mode = "open-loop"
+	}
+	if cfg.Batch > 1 {
+		res.LatencyPer = fmt.Sprintf("batch of %d", cfg.Batch)
+	}
+	if cfg.Load {
+		t0 := time.Now()
+		if progress != nil {
+			fmt.Fprintf(progress, "loading %d keys of %d bytes...\n", cfg.Keys, cfg.ValueSize)
+		}
+		if err := load(ctx, cfg, conns); err != nil {
+			return res, err
+		}
+		res.LoadS = time.Since(t0).Seconds()
+	}
+
+	stats := make([]*workerStats, cfg.Clients)
+	for i := range stats {
+		stats[i] = newWorkerStats()
+	}
+	var missed atomic.Int64
+	start := time.Now()
+	end := start.Add(cfg.Duration)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		w := &worker{
+			cfg:   cfg,
+			conn:  c,
+			gen:   NewGenerator(mix, keys, cfg.ValueSize, cfg.Seed*1_000_003+uint64(i)),
+			stats: stats[i],
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if cfg.Rate > 0 {
+				// Stagger the workers' schedules over one interval.
+				perWorker := cfg.Rate / float64(cfg.Clients)
+				interval := time.Duration(float64(time.Second) * float64(cfg.Batch) / perWorker)
+				offset := time.Duration(int64(interval) * int64(i) / int64(cfg.Clients))
+				missed.Add(w.openLoop(runCtx, start.Add(offset), end, interval))
+			} else {
+				w.closedLoop(runCtx, end)
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+
+	totalRead, totalWrite := newHist(), newHist()
+	var total counts
+	ivRead, ivWrite := newHist(), newHist()
+	collect := func(now time.Time, last time.Time) {
+		ivRead.Reset()
+		ivWrite.Reset()
+		var c counts
+		for _, s := range stats {
+			s.drainInto(ivRead, ivWrite, &c)
+		}
+		totalRead.Merge(ivRead)
+		totalWrite.Merge(ivWrite)
+		total.add(c)
+		secs := now.Sub(last).Seconds()
+		iv := Interval{
+			T:        now.Sub(start).Seconds(),
+			ReadP99:  quantileMs(ivRead, 99),
+			WriteP99: quantileMs(ivWrite, 99),
+			Errors:   c.errors,
+		}
+		if secs > 0 {
+			iv.OpsPerSec = float64(c.readOps+c.writeOps) / secs
+		}
+		res.Intervals = append(res.Intervals, iv)
+		if progress != nil {
+			fmt.Fprintf(progress, "[%5.1fs] %9.0f ops/s  read p99 %7.3f ms  write p99 %7.3f ms  errors %d\n",
+				iv.T, iv.OpsPerSec, iv.ReadP99, iv.WriteP99, iv.Errors)
+		}
+	}
+	period := cfg.Progress
+	if period <= 0 {
+		period = time.Second
+	}
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	last := start
+loop:
+	for {
+		select {
+		case now := <-tick.C:
+			collect(now, last)
+			last = now
+		case <-ctx.Done():
+			cancel()
+			<-done
+			break loop
+		case <-done:
+			break loop
+		}
+	}
+	finish := time.Now()
+	collect(finish, last)
+	elapsed := finish.Sub(start) // includes the last in-flight requests
+	res.ElapsedS = elapsed.Seconds()
+	res.Ops = total.readOps + total.writeOps
+	res.OpsPerSec = float64(res.Ops) / elapsed.Seconds()
+	res.Errors = total.errors
+	res.Missed = missed.Load()
+	res.Reads = latencyStats(totalRead, total.readOps, total.readReqs, elapsed)
+	res.Writes = latencyStats(totalWrite, total.writeOps, total.writeReqs, elapsed)
+	if res.Ops == 0 && res.Errors > 0 {
+		return res, errors.New("bench: every request failed")
+	}
+	return res, nil
+}
+
+func quantileMs(h *hdrhistogram.Histogram, q float64) float64 {
+	if h.TotalCount() == 0 {
+		return 0
+	}
+	return float64(h.ValueAtQuantile(q)) / 1000
+}
+
+type worker struct {
+	cfg   Config
+	conn  Conn
+	gen   *Generator
+	stats *workerStats
+}
+
+func (w *worker) send(ctx context.Context, cmds []core.Command, read bool, from time.Time) {
+	rctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
+	failed, err := w.conn.Do(rctx, cmds)
+	cancel()
+	if err != nil && ctx.Err() != nil {
+		return // cancelled by the end of the run, not a failure of the server
+	}
+	w.stats.record(read, len(cmds), failed, time.Since(from), err)
+}
+
+// closedLoop sends the next request as soon as the previous one is
+// answered, until end.
+func (w *worker) closedLoop(ctx context.Context, end time.Time) {
+	cmds := make([]core.Command, w.cfg.Batch)
+	for ctx.Err() == nil {
+		t0 := time.Now()
+		if !t0.Before(end) {
+			return
+		}
+		read := w.gen.Batch(cmds)
+		w.send(ctx, cmds, read, t0)
+	}
+}
+
+// openLoop sends requests on a fixed schedule (first at first, then every
+// interval) until end. Latency is measured from each request's intended send
+// time, so a slow server's queueing delay counts against it (no
+// coordinated omission). It returns how many operations were due before end
+// but not sent because the worker fell behind.
+func (w *worker) openLoop(ctx context.Context, first, end time.Time, interval time.Duration) (missed int64) {
+	cmds := make([]core.Command, w.cfg.Batch)
+	next := first
+	for next.Before(end) {
+		now := time.Now()
+		if !now.Before(end) || ctx.Err() != nil {
+			break
+		}
+		if d := next.Sub(now); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return 0
+			}
+		}
+		read := w.gen.Batch(cmds)
+		w.send(ctx, cmds, read, next)
+		next = next.Add(interval)
+	}
+	if next.Before(end) && ctx.Err() == nil {
+		missed = int64((end.Sub(next)+interval-1)/interval) * int64(w.cfg.Batch)
+	}
+	return missed
+}
+
+// load writes every key once, in batches of up to 100, over at most 16
+// connections.
+func load(ctx context.Context, cfg Config, conns []Conn) error {
+	const batch = 100
+	n := min(len(conns), 16)
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for w := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g := NewGenerator(Mix{}, Uniform{N: 1}, cfg.ValueSize, cfg.Seed+uint64(w)+7)
+			cmds := make([]core.Command, 0, batch)
+			flush := func() error {
+				if len(cmds) == 0 {
+					return nil
+				}
+				rctx, cancel := context.WithTimeout(ctx, cfg.Timeout*10)
+				failed, err := conns[w].Do(rctx, cmds)
+				cancel()
+				if err != nil {
+					return fmt.Errorf("bench: load: %w", err)
+				}
+				if failed > 0 {
+					return fmt.Errorf("bench: load: %d of %d writes failed", failed, len(cmds))
+				}
+				cmds = cmds[:0]
+				return nil
+			}
+			for k := w; k < cfg.Keys; k += n {
+				cmds = append(cmds, core.Command{Name: "SET", Args: [][]byte{Key(k), g.Value()}})
+				if len(cmds) == batch {
+					if errs[w] = flush(); errs[w] != nil {
+						return
+					}
+				}
+			}
+			errs[w] = flush()
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
