@@ -5,7 +5,7 @@ BIN       := bin/dialkv
 PKGS      := ./...
 TEST_FLAGS ?= -count=1 -timeout 9m
 
-.PHONY: all build run test test-short soak bench lint gen tidy clean docker fuzz-short
+.PHONY: all build run test test-short soak bench lint gen tidy clean experiments exp-%
 
 all: build
 
@@ -43,3 +43,10 @@ tidy:
 
 clean:
 	rm -rf bin
+
+# Every table and plot of PAPER.md; results under experiments/results/NAME/.
+EXPERIMENTS := staleness
+experiments: $(addprefix exp-,$(EXPERIMENTS))
+
+exp-%:
+	$(GO) run ./experiments/$*
