@@ -13,8 +13,10 @@ import (
 )
 
 // The engine conformance suite runs the same operations against every
-// core.Engine implementation and requires identical observable results.
-// The first engine (the map model) is the reference.
+// core.Engine implementation (a map model, core.MemEngine and this package's
+// Engine) and requires identical observable results. The first engine, the
+// map model, is the reference. This is the engine half of the metamorphic
+// test; metamorphic_test.go is the Store half.
 
 // failer is what opening an engine needs of a *testing.T or *rapid.T.
 type failer interface {
@@ -39,6 +41,7 @@ func openMemPebble(tb failer, policy core.SyncPolicy) *Engine {
 func conformanceEngines() []namedEngine {
 	return []namedEngine{
 		{"model", func(failer) core.Engine { return newModelEngine() }},
+		{"mem", func(failer) core.Engine { return core.NewMemEngine() }},
 		{"pebble", func(tb failer) core.Engine { return openMemPebble(tb, core.SyncNever) }},
 	}
 }

@@ -174,31 +174,7 @@ func TestPebbleCorruption(t *testing.T) {
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
-	names, err := fs.List("db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	flipped := 0
-	for _, n := range names {
-		if !strings.HasSuffix(n, ".sst") {
-			continue
-		}
-		f, err := fs.OpenReadWrite(fs.PathJoin("db", n), vfs.WriteCategoryUnspecified)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := make([]byte, 1)
-		if _, err := f.ReadAt(b, 500); err != nil {
-			t.Fatal(err)
-		}
-		b[0] ^= 0x5a
-		if _, err := f.WriteAt(b, 500); err != nil {
-			t.Fatal(err)
-		}
-		_ = f.Close()
-		flipped++
-	}
-	if flipped == 0 {
+	if flipSSTByte(t, fs, "db", 500) == 0 {
 		t.Fatal("no sstable to corrupt")
 	}
 	e, err = Open("db", Options{FS: fs})
