@@ -1,0 +1,368 @@
+// Command node-vs-redis measures one dialkv node against redis-server on
+// the same machine in one run and reports dialkv/Redis ratios. run.sh
+// beside this file installs Redis if needed, builds, and runs it.
+//
+// dialkv: `dialkv node` with --fsync never and always, loaded by
+// `dialkv bench` (70/30 GET/SET, 100-byte values, N connections, single
+// commands and batches of 100). Redis: redis-server without persistence and
+// with appendonly + appendfsync always, loaded by redis-benchmark at the same
+// concurrency (SET and GET tests run one after the other; the 70/30 figure
+// is their time-weighted mix: 1 / (0.7/GET rps + 0.3/SET rps)).
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dialkv/dialkv/clients/bench"
+)
+
+type options struct {
+	dialkv   string
+	duration time.Duration
+	clients  int
+	keys     int
+	out      string
+	port     int
+}
+
+// RedisTest is one redis-benchmark test line.
+type RedisTest struct {
+	Test  string  `json:"test"`
+	RPS   float64 `json:"rps"`
+	P50Ms float64 `json:"p50_ms"`
+	P99Ms float64 `json:"p99_ms"`
+	MaxMs float64 `json:"max_ms"`
+	N     int     `json:"n"`
+}
+
+// RedisRun is one redis-server configuration.
+type RedisRun struct {
+	Config   string               `json:"config"`
+	Pipeline int                  `json:"pipeline"`
+	Tests    map[string]RedisTest `json:"tests"`
+	Mix7030  float64              `json:"mix_70_30_ops_per_sec"`
+}
+
+// DialkvRun is one dialkv configuration.
+type DialkvRun struct {
+	Fsync  string       `json:"fsync"`
+	Batch  int          `json:"batch"`
+	Result bench.Result `json:"result"`
+}
+
+// Results is what results.json holds.
+type Results struct {
+	Date     string      `json:"date"`
+	Host     string      `json:"host"`
+	Duration string      `json:"duration"`
+	Clients  int         `json:"clients"`
+	Keys     int         `json:"keys"`
+	Dialkv   []DialkvRun `json:"dialkv"`
+	Redis    []RedisRun  `json:"redis"`
+	Command  string      `json:"command"`
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.dialkv, "dialkv", "bin/dialkv", "the dialkv binary")
+	flag.DurationVar(&o.duration, "duration", 20*time.Second, "measurement time of each dialkv configuration (Redis tests are sized to about half of it each)")
+	flag.IntVar(&o.clients, "clients", 50, "connections")
+	flag.IntVar(&o.keys, "keys", 100000, "distinct keys")
+	flag.StringVar(&o.out, "out", "experiments/results/node-vs-redis", "output directory")
+	flag.IntVar(&o.port, "port", 17390, "first loopback port to use")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "node-vs-redis:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "node-vs-redis-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	host, _ := os.Hostname()
+	res := Results{
+		Date: time.Now().UTC().Format(time.RFC3339), Host: host, Duration: o.duration.String(),
+		Clients: o.clients, Keys: o.keys, Command: "experiments/node-vs-redis/run.sh " + strings.Join(os.Args[1:], " "),
+	}
+	port := o.port
+	for _, fsync := range []string{"never", "always"} {
+		port++
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		data := filepath.Join(tmp, "dialkv-"+fsync)
+		node, err := start(o.dialkv, "node", "--id", "bench", "--listen", addr, "--data", data, "--fsync", fsync)
+		if err != nil {
+			return err
+		}
+		if err := waitPort(addr, 15*time.Second); err != nil {
+			node.stop()
+			return fmt.Errorf("dialkv node (fsync %s): %w", fsync, err)
+		}
+		for _, batch := range []int{1, 100} {
+			r, err := dialkvBench(o, addr, batch, batch == 1)
+			if err != nil {
+				node.stop()
+				return fmt.Errorf("dialkv bench (fsync %s, batch %d): %w", fsync, batch, err)
+			}
+			res.Dialkv = append(res.Dialkv, DialkvRun{Fsync: fsync, Batch: batch, Result: r})
+			fmt.Fprintf(os.Stderr, "dialkv fsync=%s batch=%d: %.0f ops/s, read p99 %.3f ms, write p99 %.3f ms\n",
+				fsync, batch, r.OpsPerSec, r.Reads.P99Ms, r.Writes.P99Ms)
+		}
+		if err := node.stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "dialkv node (fsync %s) exited: %v\n", fsync, err)
+		}
+	}
+	for _, rc := range []struct {
+		name     string
+		args     []string
+		pipeline int
+	}{
+		{"no persistence", []string{"--save", "", "--appendonly", "no"}, 1},
+		{"appendfsync always", []string{"--save", "", "--appendonly", "yes", "--appendfsync", "always"}, 1},
+		{"no persistence", []string{"--save", "", "--appendonly", "no"}, 100},
+		{"appendfsync always", []string{"--save", "", "--appendonly", "yes", "--appendfsync", "always"}, 100},
+	} {
+		port++
+		dir := filepath.Join(tmp, fmt.Sprintf("redis-%d", port))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir, "--daemonize", "no", "--loglevel", "warning"}, rc.args...)
+		srv, err := start("redis-server", args...)
+		if err != nil {
+			return err
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		if err := waitPort(addr, 15*time.Second); err != nil {
+			srv.stop()
+			return fmt.Errorf("redis-server: %w", err)
+		}
+		rr, err := redisBench(o, port, rc.pipeline)
+		srv.stop()
+		if err != nil {
+			return fmt.Errorf("redis-benchmark (%s, pipeline %d): %w", rc.name, rc.pipeline, err)
+		}
+		rr.Config = rc.name
+		res.Redis = append(res.Redis, rr)
+		fmt.Fprintf(os.Stderr, "redis %s pipeline %d: SET %.0f/s GET %.0f/s, 70/30 mix %.0f ops/s\n",
+			rc.name, rc.pipeline, rr.Tests["SET"].RPS, rr.Tests["GET"].RPS, rr.Mix7030)
+	}
+	b, _ := json.MarshalIndent(res, "", "  ")
+	if err := os.WriteFile(filepath.Join(o.out, "results.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	var md bytes.Buffer
+	summary(&md, res)
+	if err := os.WriteFile(filepath.Join(o.out, "summary.md"), md.Bytes(), 0o644); err != nil {
+		return err
+	}
+	os.Stdout.Write(md.Bytes())
+	return nil
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+func start(bin string, args ...string) (*proc, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout = io.Discard
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	p := &proc{cmd: cmd, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
+	return p, nil
+}
+
+// stop sends SIGTERM and waits up to 10 s, then kills.
+func (p *proc) stop() error {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		return err
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+		return errors.New("did not stop within 10 s of SIGTERM; killed")
+	}
+}
+
+func waitPort(addr string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nothing listens on %s after %v: %w", addr, within, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func dialkvBench(o options, addr string, batch int, load bool) (bench.Result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), o.duration+5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, o.dialkv, "bench", "--addr", addr, "--workload", "70/30",
+		"--clients", strconv.Itoa(o.clients), "--value-size", "100", "--keys", strconv.Itoa(o.keys),
+		"--batch", strconv.Itoa(batch), "--duration", o.duration.String(), "--load="+strconv.FormatBool(load),
+		"--progress", "5s", "--json")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return bench.Result{}, err
+	}
+	var r bench.Result
+	if err := json.Unmarshal(out, &r); err != nil {
+		return r, fmt.Errorf("parse dialkv bench --json: %w", err)
+	}
+	return r, nil
+}
+
+func redisBench(o options, port, pipeline int) (RedisRun, error) {
+	rr := RedisRun{Pipeline: pipeline, Tests: map[string]RedisTest{}}
+	// Calibrate: a short SET run sizes the measured runs to about half the
+	// dialkv duration each.
+	cal, err := redisBenchmark(port, o.clients, pipeline, o.keys, 20000*pipeline, "set")
+	if err != nil {
+		return rr, err
+	}
+	for _, test := range []string{"set", "get"} {
+		n := int(cal["SET"].RPS * o.duration.Seconds() / 2)
+		if test == "get" && pipeline == 1 {
+			n = int(float64(n) * 1.5) // GET is faster than SET under appendfsync
+		}
+		n = max(n, 10000)
+		ts, err := redisBenchmark(port, o.clients, pipeline, o.keys, n, test)
+		if err != nil {
+			return rr, err
+		}
+		for k, v := range ts {
+			rr.Tests[k] = v
+		}
+	}
+	if g, s := rr.Tests["GET"].RPS, rr.Tests["SET"].RPS; g > 0 && s > 0 {
+		rr.Mix7030 = 1 / (0.7/g + 0.3/s)
+	}
+	return rr, nil
+}
+
+func redisBenchmark(port, clients, pipeline, keys, n int, test string) (map[string]RedisTest, error) {
+	cmd := exec.Command("redis-benchmark", "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-c", strconv.Itoa(clients),
+		"-P", strconv.Itoa(pipeline), "-d", "100", "-r", strconv.Itoa(keys), "-n", strconv.Itoa(n), "-t", test, "--csv")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, err
+	}
+	recs, err := csv.NewReader(bytes.NewReader(out)).ReadAll()
+	if err != nil || len(recs) < 2 {
+		return nil, fmt.Errorf("parse redis-benchmark --csv %q: %v", out, err)
+	}
+	col := map[string]int{}
+	for i, h := range recs[0] {
+		col[h] = i
+	}
+	for _, h := range []string{"test", "rps", "p50_latency_ms", "p99_latency_ms", "max_latency_ms"} {
+		if _, ok := col[h]; !ok {
+			return nil, fmt.Errorf("redis-benchmark --csv lacks column %q: %q", h, recs[0])
+		}
+	}
+	f := func(rec []string, h string) float64 { v, _ := strconv.ParseFloat(rec[col[h]], 64); return v }
+	ts := map[string]RedisTest{}
+	for _, rec := range recs[1:] {
+		name := rec[col["test"]]
+		name, _, _ = strings.Cut(name, " ")
+		ts[name] = RedisTest{Test: name, RPS: f(rec, "rps"), P50Ms: f(rec, "p50_latency_ms"), P99Ms: f(rec, "p99_latency_ms"), MaxMs: f(rec, "max_latency_ms"), N: n}
+	}
+	return ts, nil
+}
+
+func summary(w io.Writer, r Results) {
+	fmt.Fprintf(w, "# dialkv node vs Redis (%s, %s)\n\n", r.Date, r.Host)
+	fmt.Fprintf(w, "One node on loopback, %d connections, 70/30 GET/SET, 100-byte values, %d keys; dialkv runs %s each.\n\n", r.Clients, r.Keys, r.Duration)
+	fmt.Fprintln(w, "| system | durability | batch | ops/s | read p50 ms | read p99 ms | write p50 ms | write p99 ms |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	for _, d := range r.Dialkv {
+		fmt.Fprintf(w, "| dialkv | fsync %s | %d | %.0f | %.3f | %.3f | %.3f | %.3f |\n", d.Fsync, d.Batch, d.Result.OpsPerSec,
+			d.Result.Reads.P50Ms, d.Result.Reads.P99Ms, d.Result.Writes.P50Ms, d.Result.Writes.P99Ms)
+	}
+	for _, x := range r.Redis {
+		fmt.Fprintf(w, "| redis | %s | pipeline %d | %.0f (mix) | %.3f | %.3f | %.3f | %.3f |\n", x.Config, x.Pipeline, x.Mix7030,
+			x.Tests["GET"].P50Ms, x.Tests["GET"].P99Ms, x.Tests["SET"].P50Ms, x.Tests["SET"].P99Ms)
+	}
+	find := func(fsync string, batch int) *bench.Result {
+		for i := range r.Dialkv {
+			if r.Dialkv[i].Fsync == fsync && r.Dialkv[i].Batch == batch {
+				return &r.Dialkv[i].Result
+			}
+		}
+		return nil
+	}
+	redis := func(cfg string, pipeline int) *RedisRun {
+		for i := range r.Redis {
+			if r.Redis[i].Config == cfg && r.Redis[i].Pipeline == pipeline {
+				return &r.Redis[i]
+			}
+		}
+		return nil
+	}
+	fmt.Fprintln(w, "\n| ratio (dialkv / Redis) | ops/s | read p99 | write p99 |")
+	fmt.Fprintln(w, "|---|---|---|---|")
+	for _, pair := range []struct{ fsync, redis string }{{"never", "no persistence"}, {"always", "appendfsync always"}} {
+		d, x := find(pair.fsync, 1), redis(pair.redis, 1)
+		if d == nil || x == nil || x.Mix7030 == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "| fsync %s vs Redis %s | %.2f | %.2f | %.2f |\n", pair.fsync, pair.redis,
+			d.OpsPerSec/x.Mix7030, ratio(d.Reads.P99Ms, x.Tests["GET"].P99Ms), ratio(d.Writes.P99Ms, x.Tests["SET"].P99Ms))
+	}
+	for _, pair := range []struct{ fsync, redis string }{{"never", "no persistence"}, {"always", "appendfsync always"}} {
+		d, x := find(pair.fsync, 100), redis(pair.redis, 100)
+		if d == nil || x == nil || x.Mix7030 == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "| fsync %s batch 100 vs Redis %s pipeline 100 | %.2f | | |\n", pair.fsync, pair.redis, d.OpsPerSec/x.Mix7030)
+	}
+	fmt.Fprintln(w, "\n| batching gain (batch 100 / single) | ops/s |")
+	fmt.Fprintln(w, "|---|---|")
+	for _, fsync := range []string{"never", "always"} {
+		if one, hundred := find(fsync, 1), find(fsync, 100); one != nil && hundred != nil && one.OpsPerSec > 0 {
+			fmt.Fprintf(w, "| dialkv fsync %s | %.1fx |\n", fsync, hundred.OpsPerSec/one.OpsPerSec)
+		}
+	}
+	fmt.Fprintf(w, "\nReproduce: `%s`. Redis's 70/30 figure is the time-weighted mix of its separate SET and GET runs; dialkv's batch latencies are per batch of 100.\n", r.Command)
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
