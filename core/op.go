@@ -27,6 +27,9 @@ type op struct {
 	// lastVer is the version of the last key loaded or written, for
 	// Reply.Version.
 	lastVer uint64
+	// idxChanges are index definitions created (non-nil) or dropped (nil)
+	// by this op, applied to the store on commit.
+	idxChanges map[string]*indexDef
 
 	keysDelta, expired, warns, corrupt int64
 }
@@ -295,6 +298,13 @@ func (o *op) commit() error {
 		return Errorf(CodeIO, "commit: %v", err)
 	}
 	s.counter = o.counter
+	for n, d := range o.idxChanges {
+		if d == nil {
+			delete(s.indexes, n)
+		} else {
+			s.indexes[n] = d
+		}
+	}
 	s.stats.Keys += o.keysDelta
 	s.stats.Expired += o.expired
 	s.stats.LargeValueWarns += o.warns
