@@ -202,11 +202,17 @@ type Fate struct {
 // Net is the state of every link between N endpoints: partitions, clogs,
 // drop and duplication rates, and latencies from a Topology.
 type Net struct {
-	N        int
-	Topo     Topology
-	Drop     float64 // probability a message is lost
-	Dup      float64 // probability a message is delivered twice
+	N    int
+	Topo Topology
+	Drop float64 // probability a message is lost
+	Dup  float64 // probability a message is delivered twice
+	// SpikeP is the probability that a message is slowed by an extra
+	// delay drawn from Spike (latency spikes, which reorder messages).
+	SpikeP   float64
+	Spike    Dist
 	cuts     []Cut
+	cutIDs   []int
+	nextCut  int
 	clogged  []bool
 	blockedN []int // number of cuts blocking each link
 }
@@ -216,19 +222,40 @@ func NewNet(n int, topo Topology) *Net {
 	return &Net{N: n, Topo: topo, clogged: make([]bool, n*n), blockedN: make([]int, n*n)}
 }
 
-// AddCut applies a partition; it stays until Heal.
-func (nt *Net) AddCut(c Cut) {
+// AddCut applies a partition until RemoveCut(id) or Heal.
+func (nt *Net) AddCut(c Cut) (id int) {
+	nt.nextCut++
 	nt.cuts = append(nt.cuts, c)
+	nt.cutIDs = append(nt.cutIDs, nt.nextCut)
 	for i, b := range c.Blocked {
 		if b {
 			nt.blockedN[i]++
 		}
 	}
+	return nt.nextCut
+}
+
+// RemoveCut removes one partition; it reports whether it was in effect.
+func (nt *Net) RemoveCut(id int) bool {
+	for j, cid := range nt.cutIDs {
+		if cid == id {
+			for i, b := range nt.cuts[j].Blocked {
+				if b {
+					nt.blockedN[i]--
+				}
+			}
+			nt.cuts = slices.Delete(nt.cuts, j, j+1)
+			nt.cutIDs = slices.Delete(nt.cutIDs, j, j+1)
+			return true
+		}
+	}
+	return false
 }
 
 // Heal removes every partition.
 func (nt *Net) Heal() {
 	nt.cuts = nil
+	nt.cutIDs = nil
 	clear(nt.blockedN)
 }
 
@@ -269,12 +296,20 @@ func (nt *Net) Decide(from, to int, r *rand.Rand) Fate {
 		return Fate{Held: true}
 	}
 	lat := nt.Topo.Latency(from, to)
-	f := Fate{Delays: []time.Duration{lat.Sample(r)}}
+	f := Fate{Delays: []time.Duration{nt.sample(lat, r)}}
 	if nt.Dup > 0 && r.Float64() < nt.Dup {
-		f.Delays = append(f.Delays, lat.Sample(r))
+		f.Delays = append(f.Delays, nt.sample(lat, r))
 	}
 	return f
 }
 
 // Cuts returns the partitions in effect.
 func (nt *Net) Cuts() []Cut { return slices.Clone(nt.cuts) }
+
+func (nt *Net) sample(lat Dist, r *rand.Rand) time.Duration {
+	d := lat.Sample(r)
+	if nt.SpikeP > 0 && nt.Spike != nil && r.Float64() < nt.SpikeP {
+		d += nt.Spike.Sample(r)
+	}
+	return d
+}

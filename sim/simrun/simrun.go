@@ -74,6 +74,10 @@ type Options struct {
 	LivenessBound time.Duration
 	Params        map[string]string // strategy parameters
 	Out           string            // report directory ("" = write nothing)
+	// Horizon is how far into the run the fault plan reaches (0: derived
+	// from Ops, Clients and Think). The shrinker pins it so that cutting
+	// operations keeps the same plan.
+	Horizon time.Duration
 	// KeepFaults, when not nil, keeps only the planned faults with these
 	// indices (the shrinker's handle on the fault list).
 	KeepFaults []int
@@ -189,6 +193,7 @@ func (o Options) Args() []string {
 	dur("--think", o.Think, d.Think)
 	dur("--timeout", o.Timeout, d.Timeout)
 	dur("--liveness-bound", o.LivenessBound, d.LivenessBound)
+	dur("--horizon", o.Horizon, 0)
 	if len(o.Params) > 0 {
 		a = append(a, "--params", FormatMap(o.Params))
 	}
@@ -280,6 +285,8 @@ type Result struct {
 	// Converged is the virtual time from the end of the faults to the
 	// moment the replicas agreed (-1: they never did).
 	Converged time.Duration
+	// Horizon is how far the fault plan reached.
+	Horizon time.Duration
 	// FaultPlan is the plan that was run, one line per fault.
 	FaultPlan []string
 	// Rates are the fault rates in effect (drawn or fixed).

@@ -1,0 +1,817 @@
+package sim
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dialkv/dialkv/checker"
+	"github.com/dialkv/dialkv/clients/workload"
+	"github.com/dialkv/dialkv/consistency"
+	"github.com/dialkv/dialkv/consistency/primarybackup"
+	"github.com/dialkv/dialkv/core"
+	"github.com/dialkv/dialkv/sim/faults"
+	"github.com/dialkv/dialkv/sim/netmodel"
+	"github.com/dialkv/dialkv/sim/simrun"
+)
+
+// epoch is virtual time zero on every node's clock (before skew).
+var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+const (
+	tickEvery     = 10 * time.Millisecond
+	pollEvery     = 50 * time.Millisecond
+	maxRedirects  = 5
+	checkerBudget = 30 * time.Second
+)
+
+type node struct {
+	idx     int
+	id      consistency.NodeID
+	disk    *disk
+	rep     consistency.Replica // nil while crashed
+	paused  bool
+	held    []func() // deliveries queued while paused
+	clk     faults.Clock
+	rnd     *rand.Rand
+	nextReq uint64
+	pending map[uint64]*call
+	crashes int
+}
+
+func (n *node) clock(v int64) time.Time {
+	return epoch.Add(n.clk.Offset + time.Duration(float64(v)*(1+n.clk.Drift)))
+}
+
+type client struct {
+	idx     int
+	proc    int // the history's client (process) id; changes after an unknown outcome
+	session string
+	home    int
+	rnd     *rand.Rand
+	token   []byte
+	cur     *call
+	idle    bool
+}
+
+type call struct {
+	c         *client
+	op        workload.Op
+	rec       *checker.Op
+	node      int
+	reqID     uint64
+	redirects int
+	done      bool
+	final     bool
+	live      bool
+}
+
+// runner is one run's state. Everything happens on one goroutine.
+type runner struct {
+	opts     simrun.Options
+	userOpts simrun.Options // as given (Horizon not filled in), for the reproducer
+	strat    Strategy
+	now      int64
+	seq      uint64
+	q        queue
+	net      *netmodel.Net
+	netRand  *rand.Rand
+	cliRand  *rand.Rand
+	nodes    []*node
+	ids      map[consistency.NodeID]int
+	clients  []*client
+	gen      *workload.Generator
+	rec      *checker.Recorder
+	plan     faults.Plan
+	held     map[[2]int][]consistency.Message
+	trace    *bytes.Buffer
+
+	phase       int // 0 safety, 1 liveness, 2 converging, 3 done
+	issued      int
+	liveIssued  int
+	finals      []workload.Op
+	healAt      int64
+	convergedAt int64
+	stopped     bool
+	problems    []string
+	liveness    []string
+
+	events, messages int64
+	liveOK, liveAll  int
+	corruptReplies   int
+	restartFailures  int
+}
+
+func (r *runner) at(d int64, fn func()) {
+	r.seq++
+	r.q.push(event{at: r.now + d, seq: r.seq, fn: fn})
+}
+
+func (r *runner) tracef(who, kind, format string, args ...any) {
+	if r.trace == nil {
+		return
+	}
+	b := r.trace
+	b.WriteString(strconv.FormatInt(r.now, 10))
+	b.WriteByte(' ')
+	b.WriteString(who)
+	b.WriteByte(' ')
+	b.WriteString(kind)
+	b.WriteByte(' ')
+	fmt.Fprintf(b, format, args...)
+	b.WriteByte('\n')
+}
+
+// outcome is a run's full output.
+type outcome struct {
+	res      simrun.Result
+	history  []byte
+	trace    []byte
+	replicas []checker.ReplicaState
+	ops      []checker.Op
+	check    *checker.Result
+	plan     faults.Plan
+}
+
+// runSansIO runs a sans-IO strategy.
+func runSansIO(opts simrun.Options, strat Strategy, withTrace bool) (*outcome, error) {
+	start := time.Now()
+	opts = opts.Normalize()
+	userOpts := opts
+	kinds, err := faults.ParseKinds(opts.Faults)
+	if err != nil {
+		return nil, err
+	}
+	rates, err := faults.DrawRates(kinds, opts.Rates, simrun.NewRand(opts.Seed, "rates"))
+	if err != nil {
+		return nil, err
+	}
+	lat, err := netmodel.ParseDist(opts.Latency)
+	if err != nil {
+		return nil, err
+	}
+	cross, err := netmodel.ParseDist(opts.CrossRegion)
+	if err != nil {
+		return nil, err
+	}
+	gen, err := workload.New(workload.Config{Kind: opts.Workload, Keys: opts.Keys, KeyDist: opts.KeyDist})
+	if err != nil {
+		return nil, err
+	}
+	if opts.Nodes < 1 || opts.Clients < 1 || opts.Ops < 1 {
+		return nil, fmt.Errorf("sim: --nodes, --clients and --ops must be at least 1")
+	}
+	if opts.Bug != "" && !hasBug(strat, opts.Bug) {
+		return nil, fmt.Errorf("sim: strategy %s has no bug %q (see --list-bugs)", strat.Name, opts.Bug)
+	}
+	horizon := time.Duration(opts.Ops/opts.Clients+1) * (opts.Think + 5*time.Millisecond)
+	horizon = max(horizon, time.Second)
+	if opts.Horizon > 0 {
+		horizon = opts.Horizon
+	}
+	plan, err := faults.Draw(kinds, rates, opts.Nodes, horizon, simrun.NewRand(opts.Seed, "plan"))
+	if err != nil {
+		return nil, err
+	}
+	plan = plan.Keep(opts.KeepFaults)
+	opts.Horizon = horizon
+
+	r := &runner{opts: opts, userOpts: userOpts, strat: strat, gen: gen, plan: plan,
+		rec:         checker.NewRecorder(nil),
+		netRand:     simrun.NewRand(opts.Seed, "net"),
+		cliRand:     simrun.NewRand(opts.Seed, "client-links"),
+		ids:         map[consistency.NodeID]int{},
+		held:        map[[2]int][]consistency.Message{},
+		convergedAt: -1,
+	}
+	if withTrace {
+		r.trace = &bytes.Buffer{}
+	}
+	topo := netmodel.Spread(opts.Nodes, opts.Regions, 1, lat, cross)
+	r.net = netmodel.NewNet(opts.Nodes, topo)
+	peers := make([]consistency.NodeID, opts.Nodes)
+	for i := range peers {
+		peers[i] = consistency.NodeID("n" + strconv.Itoa(i+1))
+		r.ids[peers[i]] = i
+	}
+	for i := range peers {
+		n := &node{idx: i, id: peers[i], disk: newDisk(), clk: plan.Clocks[i],
+			rnd: simrun.NewRand(opts.Seed, "node/"+string(peers[i])), pending: map[uint64]*call{}}
+		r.nodes = append(r.nodes, n)
+	}
+	r.tracef("sim", "start", "strategy=%s seed=%d nodes=%d clients=%d ops=%d bug=%q", opts.Strategy, opts.Seed, opts.Nodes, opts.Clients, opts.Ops, opts.Bug)
+	r.tracef("sim", "rates", "%s", rates)
+	r.tracef("sim", "topology", "%s", topo.Describe(idStrings(peers)))
+	for i, c := range plan.Clocks {
+		r.tracef(string(peers[i]), "clock", "offset=%v drift=%.0fppm", c.Offset, c.Drift*1e6)
+	}
+	for _, n := range r.nodes {
+		if err := r.startNode(n, peers); err != nil {
+			return nil, err
+		}
+	}
+	// Faults.
+	r.net.Drop, r.net.Dup = rates["drop"], rates["dup"]
+	if p := rates["delay"]; p > 0 {
+		r.net.SpikeP = p
+		r.net.Spike, _ = netmodel.ParseDist("mix:0.7*exp:20ms+0.3*pareto:10ms,1.2")
+	}
+	for _, f := range plan.Faults {
+		r.at(int64(f.At), func() { r.startFault(f, peers) })
+	}
+	// Ticks, staggered so that nodes never tick at the same instant.
+	for _, n := range r.nodes {
+		r.at(int64(n.idx)*1_370_000+333, func() { r.tick(n) })
+	}
+	// Clients.
+	for i := 0; i < opts.Clients; i++ {
+		c := &client{idx: i, proc: i, session: "s" + strconv.Itoa(i), home: i % opts.Nodes,
+			rnd: simrun.NewRand(opts.Seed, "client/"+strconv.Itoa(i))}
+		r.clients = append(r.clients, c)
+		r.at(int64(i)*100_003+1, func() { r.next(c) })
+	}
+	// The loop.
+	for r.q.len() > 0 && !r.stopped {
+		e := r.q.pop()
+		r.now = e.at
+		r.events++
+		e.fn()
+	}
+	if r.phase < 3 && !r.stopped {
+		r.liveness = append(r.liveness, "the run ran out of events before it finished")
+	}
+	return r.finish(start, peers)
+}
+
+func idStrings(ids []consistency.NodeID) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = string(id)
+	}
+	return out
+}
+
+func (r *runner) startNode(n *node, peers []consistency.NodeID) error {
+	cfg := consistency.Config{ID: n.id, Peers: peers, Engine: n.disk, Rand: n.rnd, Params: r.opts.Params, Bug: r.opts.Bug}
+	rep, err := r.strat.Factory(cfg)
+	if err != nil {
+		return fmt.Errorf("sim: start %s: %w", n.id, err)
+	}
+	n.rep = rep
+	r.drain(n)
+	return nil
+}
+
+func (r *runner) tick(n *node) {
+	if r.phase == 3 {
+		return
+	}
+	if n.rep != nil && !n.paused {
+		n.rep.Tick(n.clock(r.now))
+		r.drain(n)
+	}
+	r.at(int64(tickEvery), func() { r.tick(n) })
+}
+
+// drain collects a replica's outputs: sync first, then messages and
+// responses. A failed sync stops the node (fail-stop on I/O errors).
+func (r *runner) drain(n *node) {
+	rd := n.rep.Ready()
+	if rd.Sync {
+		if err := n.disk.Sync(); err != nil {
+			r.tracef(string(n.id), "ioerr", "%v: the node stops; %d messages and %d responses dropped", err, len(rd.Messages), len(rd.Responses))
+			r.crash(n, time.Duration(r.plan.Rates["fault-mean-ms"]*float64(time.Millisecond)))
+			return
+		}
+	}
+	for _, m := range rd.Messages {
+		r.send(n, m)
+	}
+	for _, resp := range rd.Responses {
+		r.respond(n, resp)
+	}
+}
+
+func (r *runner) send(n *node, m consistency.Message) {
+	to, ok := r.ids[m.To]
+	if !ok {
+		r.tracef(string(n.id), "drop", "message to unknown node %q", m.To)
+		return
+	}
+	from := n.idx
+	fate := r.net.Decide(from, to, r.netRand)
+	switch {
+	case fate.Held:
+		r.held[[2]int{from, to}] = append(r.held[[2]int{from, to}], m)
+		r.tracef(string(n.id), "clogged", "->%s %dB held", m.To, len(m.Body))
+	case len(fate.Delays) == 0:
+		r.tracef(string(n.id), "lost", "->%s %dB", m.To, len(m.Body))
+	default:
+		for i, d := range fate.Delays {
+			if i > 0 {
+				r.tracef(string(n.id), "dup", "->%s %dB", m.To, len(m.Body))
+			}
+			r.at(int64(d), func() { r.deliver(to, m) })
+		}
+	}
+}
+
+func (r *runner) deliver(to int, m consistency.Message) {
+	n := r.nodes[to]
+	if n.rep == nil {
+		r.tracef(string(n.id), "lost", "<-%s %dB (node down)", m.From, len(m.Body))
+		return
+	}
+	if n.paused {
+		n.held = append(n.held, func() { r.deliver(to, m) })
+		return
+	}
+	if r.net.Blocked(r.ids[m.From], to) {
+		// Cut while in flight.
+		r.tracef(string(n.id), "lost", "<-%s %dB (partitioned in flight)", m.From, len(m.Body))
+		return
+	}
+	r.messages++
+	r.tracef(string(n.id), "recv", "<-%s %dB", m.From, len(m.Body))
+	n.rep.Receive(n.clock(r.now), m)
+	r.drain(n)
+}
+
+func (r *runner) respond(n *node, resp consistency.Response) {
+	cl, ok := n.pending[resp.ID]
+	if !ok {
+		return
+	}
+	delete(n.pending, resp.ID)
+	d := r.net.Topo.Local.Sample(r.cliRand)
+	r.at(int64(d), func() { r.reply(cl, n, resp) })
+}
+
+// next starts a client's next operation, or leaves it idle when its phase
+// has none left.
+func (r *runner) next(c *client) {
+	c.cur = nil
+	var op workload.Op
+	final, live := false, false
+	switch r.phase {
+	case 0:
+		if r.issued >= r.opts.Ops {
+			r.idle(c)
+			return
+		}
+		r.issued++
+		op = r.gen.Next(c.rnd, c.proc)
+	case 1:
+		live = true
+		switch {
+		case r.liveIssued < r.opts.LiveOps:
+			r.liveIssued++
+			op = r.gen.Next(c.rnd, c.proc)
+		case len(r.finals) > 0:
+			op, r.finals = r.finals[0], r.finals[1:]
+			final = true
+		default:
+			r.idle(c)
+			return
+		}
+	default:
+		r.idle(c)
+		return
+	}
+	c.idle = false
+	rec := op.Rec
+	rec.Client = c.proc
+	rec.Session = c.session
+	rec.Invoke = r.now
+	if c.token != nil {
+		rec.TokenIn = hex.EncodeToString(c.token)
+	}
+	cl := &call{c: c, op: op, rec: r.rec.Invoke(rec), final: final, live: live}
+	c.cur = cl
+	target := c.home
+	if c.rnd.IntN(2) == 0 {
+		target = c.rnd.IntN(len(r.nodes))
+	}
+	r.tracef("c"+strconv.Itoa(c.idx), "invoke", "op=%d %s -> %s", cl.rec.ID, describe(op), r.nodes[target].id)
+	r.sendRequest(cl, target)
+	r.at(int64(r.opts.Timeout), func() { r.timeout(cl) })
+}
+
+func describe(op workload.Op) string {
+	if op.Cmd != nil {
+		return op.Cmd.String()
+	}
+	var parts []string
+	for _, c := range op.Txn.Cmds {
+		parts = append(parts, c.String())
+	}
+	return fmt.Sprintf("TXN[%d conds] %s", len(op.Txn.Conds), strings.Join(parts, "; "))
+}
+
+func (r *runner) sendRequest(cl *call, target int) {
+	cl.node = target
+	d := r.net.Topo.Local.Sample(r.cliRand)
+	r.at(int64(d), func() { r.arrive(cl, target) })
+}
+
+func (r *runner) arrive(cl *call, target int) {
+	if cl.done {
+		return
+	}
+	n := r.nodes[target]
+	if n.rep == nil {
+		r.tracef(string(n.id), "refused", "op=%d (node down)", cl.rec.ID)
+		return
+	}
+	if n.paused {
+		n.held = append(n.held, func() { r.arrive(cl, target) })
+		return
+	}
+	n.nextReq++
+	cl.reqID = n.nextReq
+	n.pending[cl.reqID] = cl
+	req := consistency.Request{ID: cl.reqID, Client: cl.c.session, Cmd: cl.op.Cmd, Txn: cl.op.Txn, Token: cl.c.token}
+	r.tracef(string(n.id), "request", "op=%d req=%d", cl.rec.ID, cl.reqID)
+	n.rep.Request(n.clock(r.now), req)
+	r.drain(n)
+}
+
+func (r *runner) reply(cl *call, n *node, resp consistency.Response) {
+	if cl.done || cl.node != n.idx {
+		return
+	}
+	rep := resp.Reply
+	if rep.IsError() && rep.Err != nil && rep.Err.Code == primarybackup.CodeMoved && cl.redirects < maxRedirects {
+		if to, ok := r.ids[consistency.NodeID(rep.Err.Msg)]; ok {
+			cl.redirects++
+			r.tracef("c"+strconv.Itoa(cl.c.idx), "moved", "op=%d -> %s", cl.rec.ID, rep.Err.Msg)
+			r.sendRequest(cl, to)
+			return
+		}
+	}
+	cl.done = true
+	if resp.Token != nil {
+		cl.c.token = resp.Token
+		cl.rec.TokenOut = hex.EncodeToString(resp.Token)
+	}
+	if rep.IsError() && rep.Err != nil && rep.Err.Code == core.CodeCorruption {
+		r.corruptReplies++
+	}
+	cl.rec.Node = string(n.id)
+	outcome := workload.Complete(cl.rec, rep)
+	if outcome == checker.Unknown && cl.op.Read {
+		outcome = checker.Fail
+	}
+	r.finishCall(cl, outcome)
+}
+
+func (r *runner) timeout(cl *call) {
+	if cl.done {
+		return
+	}
+	cl.done = true
+	cl.rec.Node = string(r.nodes[cl.node].id)
+	cl.rec.Error = "TIMEOUT no reply within " + r.opts.Timeout.String()
+	outcome := checker.Unknown
+	if cl.op.Read {
+		outcome = checker.Fail // a read that never answered changed nothing
+	}
+	r.finishCall(cl, outcome)
+}
+
+func (r *runner) finishCall(cl *call, outcome checker.Outcome) {
+	r.rec.Finish(cl.rec, r.now, outcome)
+	c := cl.c
+	r.tracef("c"+strconv.Itoa(c.idx), "complete", "op=%d %s %s", cl.rec.ID, outcome, resultString(cl.rec))
+	if cl.live {
+		r.liveAll++
+		if outcome == checker.OK {
+			r.liveOK++
+		}
+	}
+	if cl.final && outcome != checker.OK {
+		r.finals = append(r.finals, cl.op) // read it again
+	}
+	if outcome == checker.Unknown {
+		c.proc += len(r.clients)
+	}
+	think := time.Duration(c.rnd.ExpFloat64() * float64(r.opts.Think))
+	r.at(int64(think)+1, func() { r.next(c) })
+}
+
+func resultString(op *checker.Op) string {
+	switch {
+	case op.Error != "":
+		return op.Error
+	case op.Value != nil:
+		return strconv.Quote(*op.Value)
+	case op.Values != nil:
+		return fmt.Sprintf("%q", op.Values)
+	case op.Int != nil:
+		return strconv.FormatInt(*op.Int, 10)
+	}
+	return ""
+}
+
+// idle parks a client; when every client is idle the phase ends.
+func (r *runner) idle(c *client) {
+	c.idle = true
+	for _, o := range r.clients {
+		if !o.idle {
+			return
+		}
+	}
+	switch r.phase {
+	case 0:
+		r.heal()
+	case 1:
+		r.phase = 2
+		r.tracef("sim", "phase", "liveness workload done at +%v; waiting for convergence", time.Duration(r.now-r.healAt))
+		r.poll()
+	}
+}
+
+// heal ends the safety phase: every fault stops, crashed nodes restart,
+// paused ones resume, and the liveness phase starts.
+func (r *runner) heal() {
+	r.phase = 1
+	r.healAt = r.now
+	r.tracef("sim", "phase", "safety phase done: %d operations; healing every fault", r.issued)
+	r.net.Heal()
+	r.net.Drop, r.net.Dup, r.net.SpikeP = 0, 0, 0
+	for _, l := range r.net.UnclogAll() {
+		r.release(l[0], l[1])
+	}
+	peers := make([]consistency.NodeID, len(r.nodes))
+	for i, n := range r.nodes {
+		peers[i] = n.id
+	}
+	for _, n := range r.nodes {
+		n.disk.failNext, n.disk.corruptNext = false, false
+		if n.paused {
+			r.resume(n)
+		}
+		if n.rep == nil {
+			r.restart(n, peers)
+		}
+	}
+	r.finals = r.gen.Final()
+	r.at(int64(r.opts.LivenessBound), func() {
+		if r.phase < 3 {
+			r.liveness = append(r.liveness, fmt.Sprintf("not done %v after the faults stopped (phase %s, %d/%d final reads left, converged=%v)",
+				r.opts.LivenessBound, phaseName(r.phase), len(r.finals), len(r.gen.Final()), r.convergedAt >= 0))
+			r.phase = 3
+			r.stopped = true
+		}
+	})
+	for _, c := range r.clients {
+		c.idle = false
+		r.at(int64(c.idx)+1, func() { r.next(c) })
+	}
+}
+
+func phaseName(p int) string {
+	return [...]string{"safety", "liveness", "converging", "done"}[p]
+}
+
+// poll compares the replicas' states until they agree.
+func (r *runner) poll() {
+	if r.phase != 2 {
+		return
+	}
+	var first map[string]string
+	same := true
+	for i, n := range r.nodes {
+		if n.rep == nil {
+			same = false
+			break
+		}
+		d, err := n.rep.Dump(n.clock(r.now))
+		if err != nil {
+			same = false
+			break
+		}
+		if i == 0 {
+			first = d
+		} else if !equalMaps(first, d) {
+			same = false
+			break
+		}
+	}
+	if same {
+		r.convergedAt = r.now
+		r.tracef("sim", "converged", "replicas agree %v after the faults stopped", time.Duration(r.now-r.healAt))
+		r.phase = 3
+		r.stopped = true
+		return
+	}
+	r.at(int64(pollEvery), r.poll)
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *runner) startFault(f faults.Fault, peers []consistency.NodeID) {
+	if r.phase != 0 {
+		return
+	}
+	r.tracef("sim", "fault", "%s", f)
+	n := r.nodes[f.Node]
+	switch f.Kind {
+	case faults.Partition:
+		id := r.net.AddCut(f.Cut)
+		r.at(int64(f.For), func() {
+			if r.net.RemoveCut(id) {
+				r.tracef("sim", "heal", "partition %s", f.Cut.Desc)
+			}
+		})
+	case faults.Clog:
+		r.net.SetClog(f.Node, f.To, true)
+		r.at(int64(f.For), func() {
+			if r.net.Clogged(f.Node, f.To) {
+				r.net.SetClog(f.Node, f.To, false)
+				r.release(f.Node, f.To)
+			}
+		})
+	case faults.Crash:
+		if n.rep != nil {
+			r.crash(n, f.For)
+		}
+	case faults.Pause:
+		if n.rep != nil && !n.paused {
+			n.paused = true
+			r.at(int64(f.For), func() {
+				if n.paused {
+					r.resume(n)
+				}
+			})
+		}
+	case faults.IOErr:
+		n.disk.failNext = true
+	case faults.Corrupt:
+		n.disk.corruptNext = true
+	}
+}
+
+// release delivers the messages a clogged link held.
+func (r *runner) release(from, to int) {
+	msgs := r.held[[2]int{from, to}]
+	delete(r.held, [2]int{from, to})
+	r.tracef(string(r.nodes[from].id), "unclog", "->%s %d messages released", r.nodes[to].id, len(msgs))
+	for _, m := range msgs {
+		d := r.net.Topo.Latency(from, to).Sample(r.netRand)
+		r.at(int64(d), func() { r.deliver(to, m) })
+	}
+}
+
+func (r *runner) resume(n *node) {
+	n.paused = false
+	held := n.held
+	n.held = nil
+	r.tracef(string(n.id), "resume", "%d deliveries queued", len(held))
+	for _, fn := range held {
+		r.at(0, fn)
+	}
+}
+
+// crash stops a node: its replica is dropped, its disk keeps only what was
+// synced, and it restarts after down.
+func (r *runner) crash(n *node, down time.Duration) {
+	n.rep = nil
+	n.paused = false
+	n.held = nil
+	n.pending = map[uint64]*call{}
+	n.crashes++
+	n.disk.crash()
+	n.disk.failNext, n.disk.corruptNext = false, false
+	r.tracef(string(n.id), "crash", "unsynced writes lost; restart in %v", down)
+	peers := make([]consistency.NodeID, len(r.nodes))
+	for i, m := range r.nodes {
+		peers[i] = m.id
+	}
+	inc := n.crashes
+	r.at(int64(down), func() {
+		if n.rep == nil && n.crashes == inc {
+			r.restart(n, peers)
+		}
+	})
+}
+
+func (r *runner) restart(n *node, peers []consistency.NodeID) {
+	if err := r.startNode(n, peers); err != nil {
+		r.restartFailures++
+		r.tracef(string(n.id), "restart-failed", "%v", err)
+		r.problems = append(r.problems, fmt.Sprintf("restart of %s failed: %v", n.id, err))
+		return
+	}
+	r.tracef(string(n.id), "restart", "from its synced disk")
+}
+
+// finish dumps the replicas, runs the checkers and fills the result.
+func (r *runner) finish(start time.Time, peers []consistency.NodeID) (*outcome, error) {
+	o := &outcome{plan: r.plan}
+	for _, n := range r.nodes {
+		st := checker.ReplicaState{Node: string(n.id)}
+		if n.rep == nil {
+			r.liveness = append(r.liveness, fmt.Sprintf("%s is down at the end of the run", n.id))
+			continue
+		}
+		d, err := n.rep.Dump(n.clock(r.now))
+		if err != nil {
+			r.liveness = append(r.liveness, fmt.Sprintf("dump %s: %v", n.id, err))
+			continue
+		}
+		st.Data = d
+		o.replicas = append(o.replicas, st)
+	}
+	o.ops = r.rec.Ops()
+	var hist bytes.Buffer
+	if err := checker.WriteHistory(&hist, o.ops); err != nil {
+		return nil, err
+	}
+	o.history = hist.Bytes()
+	copts := checker.DefaultOptions()
+	copts.Checks = r.strat.Checks
+	copts.Timeout = checkerBudget
+	if r.opts.Out == "" {
+		copts.Visualize = 0
+	}
+	cres := checker.Check(o.ops, o.replicas, copts)
+	o.check = &cres
+	res := simrun.Result{Options: r.userOpts, Events: r.events, Messages: r.messages,
+		Virtual: time.Duration(r.now), Converged: -1, Rates: r.plan.Rates, Horizon: r.opts.Horizon}
+	if r.convergedAt >= 0 {
+		res.Converged = time.Duration(r.convergedAt - r.healAt)
+	}
+	for _, f := range r.plan.Faults {
+		res.FaultPlan = append(res.FaultPlan, f.String())
+	}
+	for _, op := range o.ops {
+		res.Ops++
+		switch op.Outcome {
+		case checker.OK:
+			res.OK++
+		case checker.Fail:
+			res.Failed++
+		default:
+			res.Unknown++
+		}
+	}
+	for _, c := range cres.Checks {
+		if c.Verdict == checker.VerdictViolation {
+			r.problems = append(r.problems, fmt.Sprintf("%s: %s", c.Name, c.Summary))
+		}
+	}
+	switch {
+	case cres.Verdict == checker.VerdictViolation:
+		res.Verdict = simrun.Safety
+		res.Problems = append(r.problems, r.liveness...)
+	case len(r.problems) > 0:
+		res.Verdict = simrun.Safety
+		res.Problems = append(r.problems, r.liveness...)
+	case len(r.liveness) > 0:
+		res.Verdict = simrun.Liveness
+		res.Problems = r.liveness
+	default:
+		res.Verdict = simrun.Pass
+	}
+	if r.trace != nil {
+		r.tracef("sim", "end", "verdict=%s ops=%d ok=%d fail=%d unknown=%d", res.Verdict, res.Ops, res.OK, res.Failed, res.Unknown)
+		o.trace = r.trace.Bytes()
+		res.TraceHash = sha(o.trace)
+	}
+	res.HistoryHash = sha(o.history)
+	res.Real = time.Since(start)
+	o.res = res
+	return o, nil
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// sortedKeys returns m's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,100 @@
+package sim
+
+import (
+	"fmt"
+
+	"github.com/dialkv/dialkv/sim/simrun"
+)
+
+// Shrink reduces a failing run while it keeps failing with the same
+// verdict, within budget runs: first the fault list (delta debugging over
+// the plan's indices, with the plan's horizon pinned so the remaining
+// faults stay the same), then the operation counts (halving), then the
+// clients. The seed never changes. It returns the smallest failing options
+// found and their result.
+func Shrink(o simrun.Options, want simrun.Verdict, budget int, logf func(string)) (simrun.Options, simrun.Result) {
+	o.Out = ""
+	runs := 0
+	var best simrun.Result
+	fails := func(c simrun.Options) (simrun.Result, bool) {
+		if runs >= budget {
+			return simrun.Result{}, false
+		}
+		runs++
+		oc, err := run(c, false)
+		if err != nil {
+			return simrun.Result{}, false
+		}
+		return oc.res, oc.res.Verdict == want
+	}
+	res, ok := fails(o)
+	if !ok {
+		logf("the run does not fail as given; nothing to shrink")
+		return o, res
+	}
+	best = res
+	o.Horizon = res.Horizon
+	if o.KeepFaults == nil {
+		o.KeepFaults = make([]int, len(res.FaultPlan))
+		for i := range o.KeepFaults {
+			o.KeepFaults[i] = i
+		}
+	}
+	// ddmin over the kept faults.
+	keep := o.KeepFaults
+	n := 2
+	for len(keep) >= 1 && runs < budget {
+		chunk := (len(keep) + n - 1) / n
+		reduced := false
+		for start := 0; start < len(keep); start += chunk {
+			end := min(start+chunk, len(keep))
+			comp := append(append([]int{}, keep[:start]...), keep[end:]...)
+			c := o
+			c.KeepFaults = comp
+			if r, ok := fails(c); ok {
+				keep, best = comp, r
+				n = max(n-1, 2)
+				reduced = true
+				logf(fmt.Sprintf("faults: %d left", len(keep)))
+				break
+			}
+		}
+		if !reduced {
+			if n >= len(keep) {
+				break
+			}
+			n = min(n*2, len(keep))
+		}
+	}
+	o.KeepFaults = keep
+	// Fewer operations.
+	for _, field := range []*int{&o.Ops, &o.LiveOps} {
+		for *field > 1 && runs < budget {
+			c := o
+			old := *field
+			*field = old / 2
+			c2 := o
+			*field = old
+			c = c2
+			if r, ok := fails(c); ok {
+				o, best = c, r
+				logf(fmt.Sprintf("ops=%d live-ops=%d", o.Ops, o.LiveOps))
+				continue
+			}
+			break
+		}
+	}
+	// Fewer clients.
+	for o.Clients > 1 && runs < budget {
+		c := o
+		c.Clients = o.Clients - 1
+		if r, ok := fails(c); ok {
+			o, best = c, r
+			logf(fmt.Sprintf("clients=%d", o.Clients))
+			continue
+		}
+		break
+	}
+	logf(fmt.Sprintf("%d runs", runs))
+	return o, best
+}
