@@ -78,7 +78,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer, dial Dialer) 
 		return 1
 	}
 	defer exec.Close()
-	s := &session{cfg: cfg, exec: exec, out: stdout, errw: stderr, ns: cfg.Namespace}
+	s := &session{cfg: cfg, exec: exec, out: stdout, errw: stderr, ns: cfg.Namespace, rl: noPrompt{}}
 	if len(cmd) > 0 {
 		bargs := make([][]byte, len(cmd))
 		for i, a := range cmd {
@@ -154,7 +154,16 @@ type session struct {
 	out  io.Writer
 	errw io.Writer
 	ns   string
+	rl   prompter
 }
+
+// prompter is the line editor's prompt setter (a no-op outside the
+// interactive mode).
+type prompter interface{ SetPrompt(string) }
+
+type noPrompt struct{}
+
+func (noPrompt) SetPrompt(string) {}
 
 // line runs one input line.
 func (s *session) line(ctx context.Context, line string) status {
@@ -197,6 +206,15 @@ func (s *session) run(ctx context.Context, args [][]byte) status {
 		return stOK
 	case "QUIT", "EXIT":
 		return stQuit
+	case "USE":
+		if len(args) != 2 {
+			fmt.Fprintln(s.out, "(error) ERR wrong number of arguments for 'use' command (USE namespace; USE \"\" for the default)")
+			return stErrReply
+		}
+		s.ns = string(args[1])
+		s.rl.SetPrompt(s.prompt())
+		fmt.Fprintln(s.out, "OK")
+		return stOK
 	case "CLEAR":
 		fmt.Fprint(s.out, "\x1b[H\x1b[2J")
 		return stOK
@@ -272,6 +290,7 @@ func (s *session) interactive(ctx context.Context, in *os.File) int {
 		return s.lines(ctx, in)
 	}
 	defer rl.Close()
+	s.rl = rl
 	for {
 		line, err := rl.Readline()
 		if errors.Is(err, readline.ErrInterrupt) {

@@ -24,10 +24,10 @@ func (f *fakeExec) Do(_ context.Context, ns string, c core.Command) (core.Reply,
 	f.seen = append(f.seen, ns+":"+c.String())
 	switch c.Name {
 	case "SET":
-		f.data[string(c.Args[0])] = string(c.Args[1])
+		f.data[ns+"/"+string(c.Args[0])] = string(c.Args[1])
 		return core.OK(), nil
 	case "GET":
-		v, ok := f.data[string(c.Args[0])]
+		v, ok := f.data[ns+"/"+string(c.Args[0])]
 		if !ok {
 			return core.Nil(), nil
 		}
@@ -74,7 +74,7 @@ func TestOneShot(t *testing.T) {
 		{[]string{"TYPED"}, "(error) CONDFAILED version 3\n", 0},
 		{[]string{"DOWN"}, "(error) connection refused\n", 1},
 		{[]string{"--raw", "GET", "k"}, "hello world\n", 0},
-		{[]string{"--namespace", "users", "GET", "k"}, "\"hello world\"\n", 0},
+		{[]string{"--namespace", "users", "GET", "k"}, "(nil)\n", 0},
 	} {
 		out, errOut, code := runWith(t, f, "", tc.args...)
 		if out != tc.out || code != tc.code {
@@ -99,17 +99,23 @@ func TestLines(t *testing.T) {
 		`GET k`,
 		`3 INCR n`,
 		`SET k "unbalanced`,
+		`USE other`,
+		`GET k`,
+		`USE ""`,
 		`help GET`,
 		`quit`,
 		`GET never-run`,
 	}, "\n")
 	out, _, code := runWith(t, f, in)
-	want := "OK\n\"two words\"\n(integer) 1\n(integer) 2\n(integer) 3\nInvalid argument(s)\n\n  GET key\n  summary: Get the value of a key\n  group: string\n\n"
+	want := "OK\n\"two words\"\n(integer) 1\n(integer) 2\n(integer) 3\nInvalid argument(s)\nOK\n(nil)\nOK\n\n  GET key\n  summary: Get the value of a key\n  group: string\n\n"
 	if out != want {
 		t.Errorf("output\n%s\nwant\n%s", out, want)
 	}
 	if code != 1 { // the invalid line
 		t.Errorf("exit %d, want 1 (a line failed)", code)
+	}
+	if got := strings.Join(f.seen, "|"); !strings.Contains(got, "|other:GET k") {
+		t.Errorf("USE other did not switch the namespace: %s", got)
 	}
 	for _, s := range f.seen {
 		if strings.Contains(s, "never-run") {

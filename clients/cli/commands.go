@@ -97,6 +97,7 @@ func commandDocs() []CommandDoc {
 		{"ZPOPMAX", "key [count]", "Remove and return members with the highest scores in a sorted set", "sorted-set"},
 		// CLI-side commands
 		{"HELP", "[command|@group]", "Show the commands, one command's syntax, or a group's commands", "cli"},
+		{"USE", "namespace", "Run the following commands in another namespace (\"\" for the default)", "cli"},
 		{"QUIT", "", "Leave the interactive CLI (also EXIT)", "cli"},
 		{"CLEAR", "", "Clear the screen", "cli"},
 	}
