@@ -1,0 +1,505 @@
+package raft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/lni/dragonboat/v4"
+	"github.com/lni/dragonboat/v4/config"
+	"github.com/lni/dragonboat/v4/raftio"
+	sm "github.com/lni/dragonboat/v4/statemachine"
+	"github.com/lni/vfs"
+
+	"github.com/dialkv/dialkv/consistency"
+	"github.com/dialkv/dialkv/core"
+)
+
+// CodeCrossShard is the error code of the reply to a multi-key command or a
+// transaction whose keys live on more than one shard (like Redis Cluster's
+// CROSSSLOT). Put such keys on one shard with a hash tag.
+const CodeCrossShard core.Code = "CROSSSHARD"
+
+// Node is one node of a namespace.
+type Node struct {
+	ID         consistency.NodeID
+	RaftAddr   string // Dragonboat RaftAddress (host:port, or any name under a custom transport)
+	ClientAddr string // where clients reach the node; Redirects point here
+}
+
+// Config describes one node's Service of one namespace. Zero values take
+// the documented defaults.
+type Config struct {
+	NodeID consistency.NodeID // this node; must be in Nodes
+	Nodes  []Node             // every node of the namespace, in a fixed order
+	// Shards is the number of shards (default 1); Replicas the replicas per
+	// shard, 3 or 5 (default 3, at most len(Nodes)).
+	Shards, Replicas int
+	// ShardIDBase is the Dragonboat shard ID of shard 0 (default 1); shard s
+	// is ShardIDBase+s. Namespaces sharing a NodeHost need disjoint ranges.
+	ShardIDBase uint64
+
+	Dir        string        // NodeHostDir (required)
+	WALDir     string        // default: Dir
+	NodeHostID string        // fixed NodeHost ID (default: Dragonboat's random one)
+	RTT        time.Duration // Dragonboat RTTMillisecond (default 10ms)
+	// ElectionRTT and HeartbeatRTT in RTTs (defaults 10 and 1).
+	ElectionRTT, HeartbeatRTT uint64
+	// SnapshotEntries: take a snapshot every so many entries (default
+	// 1000); CompactionOverhead entries are kept after it (default 100).
+	SnapshotEntries, CompactionOverhead uint64
+
+	// Simulator plug points (nil: Dragonboat's TCP transport, the OS disk).
+	TransportFactory config.TransportFactory
+	FS               vfs.FS // wrap custom disks with vfs.Wrap (see package doc)
+	// LogDBShards sets the LogDB's shard count (0: Dragonboat's default);
+	// 1 keeps goroutines few in the simulator.
+	LogDBShards uint64
+	// SmallEngine runs Dragonboat with one worker of each kind (simulator).
+	SmallEngine bool
+	// RaftEvents receives leader changes (optional).
+	RaftEvents raftio.IRaftEventListener
+
+	// Clock is the proposer's clock stamped into proposals (default
+	// time.Now); the simulator skews it per node.
+	Clock func() time.Time
+	// RedirectToLeader answers requests for a shard whose leader is known
+	// to be another node with a *consistency.Redirect to that node instead
+	// of forwarding them inside Raft.
+	RedirectToLeader bool
+	// Limits bound keys and values (core.Limits defaults).
+	Limits core.Limits
+	// Bug selects a deliberately broken variant (see Bugs); "" is correct.
+	Bug string
+}
+
+func (c *Config) defaults() error {
+	if c.Shards <= 0 {
+		c.Shards = 1
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = 3
+	}
+	if c.Replicas > len(c.Nodes) {
+		c.Replicas = len(c.Nodes)
+	}
+	if c.ShardIDBase == 0 {
+		c.ShardIDBase = 1
+	}
+	if c.RTT <= 0 {
+		c.RTT = 10 * time.Millisecond
+	}
+	if c.ElectionRTT == 0 {
+		c.ElectionRTT = 10
+	}
+	if c.HeartbeatRTT == 0 {
+		c.HeartbeatRTT = 1
+	}
+	if c.SnapshotEntries == 0 {
+		c.SnapshotEntries = 1000
+	}
+	if c.CompactionOverhead == 0 {
+		c.CompactionOverhead = 100
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.Dir == "" {
+		return errors.New("raft: Config.Dir is required")
+	}
+	if len(c.Nodes) == 0 {
+		return errors.New("raft: Config.Nodes is empty")
+	}
+	if c.Bug != "" && !knownBug(c.Bug) {
+		return fmt.Errorf("raft: unknown bug %q (see Bugs)", c.Bug)
+	}
+	return nil
+}
+
+// Service is one node's part of a raft namespace: a Dragonboat NodeHost
+// running this node's replicas of the namespace's shards.
+type Service struct {
+	cfg   Config
+	self  int            // index of this node in cfg.Nodes
+	nh    *dragonboat.NodeHost
+	local  map[int]uint64 // shard index -> this node's replica ID
+	closed atomic.Bool
+}
+
+var _ consistency.Service = (*Service)(nil)
+
+// ReplicaID is the Dragonboat replica ID of node index i in every shard.
+func ReplicaID(i int) uint64 { return uint64(i + 1) }
+
+// New starts the NodeHost and this node's replicas. On a restart (the disk
+// already holds the shards) it recovers them from the disk.
+func New(cfg Config) (*Service, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, self: -1, local: map[int]uint64{}}
+	for i, n := range cfg.Nodes {
+		if n.ID == cfg.NodeID {
+			s.self = i
+		}
+	}
+	if s.self < 0 {
+		return nil, fmt.Errorf("raft: node %q is not in Config.Nodes", cfg.NodeID)
+	}
+	rtt := uint64(cfg.RTT / time.Millisecond)
+	if rtt == 0 {
+		rtt = 1
+	}
+	nhc := config.NodeHostConfig{
+		NodeHostDir:       cfg.Dir,
+		WALDir:            cfg.WALDir,
+		NodeHostID:        cfg.NodeHostID,
+		RTTMillisecond:    rtt,
+		RaftAddress:       cfg.Nodes[s.self].RaftAddr,
+		RaftEventListener: cfg.RaftEvents,
+		Expert: config.ExpertConfig{
+			TransportFactory: cfg.TransportFactory,
+			FS:               cfg.FS,
+		},
+	}
+	if cfg.LogDBShards > 0 {
+		ldb := config.GetTinyMemLogDBConfig()
+		ldb.Shards = cfg.LogDBShards
+		nhc.Expert.LogDB = ldb
+	}
+	if cfg.SmallEngine {
+		nhc.Expert.Engine = config.EngineConfig{ExecShards: 1, CommitShards: 1,
+			ApplyShards: 1, SnapshotShards: 1, CloseShards: 1}
+	}
+	nh, err := dragonboat.NewNodeHost(nhc)
+	if err != nil {
+		return nil, fmt.Errorf("raft: start NodeHost %s: %w", cfg.NodeID, err)
+	}
+	if nh == nil { // NewNodeHost recovers non-error panics and returns (nil, nil)
+		return nil, fmt.Errorf("raft: NodeHost %s failed to start (a custom FS must be wrapped with vfs.Wrap)", cfg.NodeID)
+	}
+	s.nh = nh
+	for sh := 0; sh < cfg.Shards; sh++ {
+		place := Placement(sh, cfg.Replicas, len(cfg.Nodes))
+		members := map[uint64]dragonboat.Target{}
+		mine := false
+		for _, i := range place {
+			members[ReplicaID(i)] = cfg.Nodes[i].RaftAddr
+			mine = mine || i == s.self
+		}
+		if !mine {
+			continue
+		}
+		rc := config.Config{
+			ReplicaID:          ReplicaID(s.self),
+			ShardID:            cfg.ShardIDBase + uint64(sh),
+			ElectionRTT:        cfg.ElectionRTT,
+			HeartbeatRTT:       cfg.HeartbeatRTT,
+			CheckQuorum:        true,
+			PreVote:            true,
+			SnapshotEntries:    cfg.SnapshotEntries,
+			CompactionOverhead: cfg.CompactionOverhead,
+		}
+		limits := cfg.Limits
+		create := func(uint64, uint64) sm.IStateMachine {
+			m, err := newMemSM(limits)
+			if err != nil { // a fresh memory engine cannot fail to open
+				panic(err)
+			}
+			return m
+		}
+		if err := nh.StartReplica(members, false, create, rc); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("raft: start replica of shard %d on %s: %w", sh, cfg.NodeID, err)
+		}
+		s.local[sh] = ReplicaID(s.self)
+	}
+	return s, nil
+}
+
+// NodeHost returns the underlying NodeHost (for the simulator and tests).
+func (s *Service) NodeHost() *dragonboat.NodeHost { return s.nh }
+
+// ShardID returns the Dragonboat shard ID of shard index sh.
+func (s *Service) ShardID(sh int) uint64 { return s.cfg.ShardIDBase + uint64(sh) }
+
+// Shards returns the namespace's shard count.
+func (s *Service) Shards() int { return s.cfg.Shards }
+
+// Hosts reports whether this node has a replica of shard sh.
+func (s *Service) Hosts(sh int) bool { _, ok := s.local[sh]; return ok }
+
+// Leader returns the node this node believes leads shard sh.
+func (s *Service) Leader(sh int) (consistency.NodeID, bool) {
+	if !s.Hosts(sh) {
+		return "", false
+	}
+	id, _, ok, err := s.nh.GetLeaderID(s.ShardID(sh))
+	if err != nil || !ok || id == 0 || int(id) > len(s.cfg.Nodes) {
+		return "", false
+	}
+	return s.cfg.Nodes[id-1].ID, true
+}
+
+// Close stops the NodeHost. Dragonboat panics on Close after a disk error;
+// that panic is returned as an error.
+func (s *Service) Close() (err error) {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	nh := s.nh
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("raft: NodeHost %s close panicked: %v", s.cfg.NodeID, r)
+		}
+	}()
+	nh.Close()
+	return nil
+}
+
+// Dump renders the user-visible state of every shard this node hosts (one
+// canonical string per live key, core.Store.Dump), read locally without
+// any Raft round: for the convergence check after quiescence.
+func (s *Service) Dump(now time.Time) (map[string]string, error) {
+	out := map[string]string{}
+	for sh := 0; sh < s.cfg.Shards; sh++ {
+		if !s.Hosts(sh) {
+			continue
+		}
+		v, err := s.nh.StaleRead(s.ShardID(sh), dumpQuery{now: now.UnixNano()})
+		if err != nil {
+			return nil, fmt.Errorf("raft: dump shard %d on %s: %w", sh, s.cfg.NodeID, err)
+		}
+		for k, val := range v.(map[string]string) {
+			out[k] = val
+		}
+	}
+	return out, nil
+}
+
+// route returns the shard of a request's keys, or an error reply.
+func (s *Service) route(req consistency.Request) (int, *core.Error) {
+	var keys [][]byte
+	var name string
+	switch {
+	case req.Cmd != nil:
+		if !core.KnownCommand(req.Cmd.Name) {
+			return 0, core.Errorf(core.CodeUnknownCommand, "unknown command '%s'", req.Cmd.Name)
+		}
+		keys = core.CommandKeys(*req.Cmd)
+		name = req.Cmd.Name
+	case req.Txn != nil:
+		for _, c := range req.Txn.Conds {
+			keys = append(keys, c.Key)
+		}
+		for _, c := range req.Txn.Cmds {
+			if !core.KnownCommand(c.Name) {
+				return 0, core.Errorf(core.CodeUnknownCommand, "unknown command '%s' in transaction", c.Name)
+			}
+			keys = append(keys, core.CommandKeys(c)...)
+		}
+		name = "transaction"
+	default:
+		return 0, core.Errorf(core.CodeErr, "empty request")
+	}
+	if len(keys) == 0 {
+		if s.cfg.Shards == 1 {
+			return 0, nil
+		}
+		return 0, &core.Error{Code: CodeCrossShard, Msg: fmt.Sprintf(
+			"%s touches no key and would span all %d shards of this namespace", name, s.cfg.Shards)}
+	}
+	sh := ShardOf(keys[0], s.cfg.Shards)
+	for _, k := range keys[1:] {
+		if o := ShardOf(k, s.cfg.Shards); o != sh {
+			return 0, &core.Error{Code: CodeCrossShard, Msg: fmt.Sprintf(
+				"keys of %s live on shards %d and %d; put them on one shard with a hash tag such as {user42}:key", name, sh, o)}
+		}
+	}
+	return sh, nil
+}
+
+// readOnly reports whether the request can be served by a read.
+func readOnly(req consistency.Request) bool {
+	return req.Cmd != nil && core.IsReadOnly(req.Cmd.Name)
+}
+
+// defaultTimeout bounds requests whose context has no deadline.
+const defaultTimeout = 5 * time.Second
+
+// Do executes one request on its shard. Errors: *consistency.Redirect (the
+// shard lives elsewhere, or its leader is another node and
+// RedirectToLeader is set), consistency.ErrUnavailable (the request
+// certainly did not take effect) and consistency.ErrTimeout (a write whose
+// outcome is unknown).
+func (s *Service) Do(ctx context.Context, req consistency.Request) (consistency.Response, error) {
+	resp := consistency.Response{ID: req.ID}
+	if s.closed.Load() {
+		return resp, fmt.Errorf("raft: node %s closed: %w", s.cfg.NodeID, consistency.ErrUnavailable)
+	}
+	sh, rerr := s.route(req)
+	if rerr != nil {
+		resp.Reply = core.ErrorReply(rerr)
+		return resp, nil
+	}
+	if !s.Hosts(sh) {
+		place := Placement(sh, s.cfg.Replicas, len(s.cfg.Nodes))
+		return resp, &consistency.Redirect{Addr: s.cfg.Nodes[place[0]].ClientAddr,
+			Reason: fmt.Sprintf("shard %d has no replica on %s", sh, s.cfg.NodeID)}
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultTimeout)
+		defer cancel()
+	}
+	shardID := s.ShardID(sh)
+	leader, _, leaderKnown, _ := s.nh.GetLeaderID(shardID)
+	me := s.local[sh]
+	stale := req.Opts.Read == "stale"
+	if s.cfg.RedirectToLeader && !stale && leaderKnown && leader != me && int(leader) <= len(s.cfg.Nodes) {
+		return resp, &consistency.Redirect{Addr: s.cfg.Nodes[leader-1].ClientAddr, Reason: "not leader"}
+	}
+	if readOnly(req) {
+		q := readQuery{now: s.cfg.Clock().UnixNano(), cmd: *req.Cmd}
+		var v any
+		var err error
+		switch {
+		case stale:
+			resp.Stale = true
+			v, err = s.nh.StaleRead(shardID, q)
+		case s.cfg.Bug == BugLocalRead && leaderKnown && leader == me:
+			// BUG: believes it is leader, answers without ReadIndex.
+			v, err = s.nh.StaleRead(shardID, q)
+		default:
+			v, err = s.linearizableRead(ctx, shardID, q)
+		}
+		if err != nil {
+			// A read that failed changed nothing.
+			return resp, fmt.Errorf("raft: read shard %d on %s: %w: %w", sh, s.cfg.NodeID, consistency.ErrUnavailable, err)
+		}
+		resp.Reply = v.(core.Reply)
+		return resp, nil
+	}
+	p := proposal{now: s.cfg.Clock().UnixNano(), cmd: req.Cmd, txn: req.Txn}
+	data := encodeProposal(p)
+	if s.cfg.Bug == BugAckBeforeCommit && req.Cmd != nil && req.Cmd.Name == "SET" {
+		// BUG: acknowledge once the proposal is queued, before it commits.
+		if _, err := s.nh.Propose(s.nh.GetNoOPSession(shardID), data, timeLeft(ctx)); err != nil {
+			return resp, fmt.Errorf("raft: propose to shard %d on %s: %w: %w", sh, s.cfg.NodeID, consistency.ErrUnavailable, err)
+		}
+		resp.Reply = core.OK()
+		return resp, nil
+	}
+	res, err := s.propose(ctx, shardID, data)
+	if err != nil {
+		return resp, fmt.Errorf("raft: write to shard %d on %s: %w", sh, s.cfg.NodeID, err)
+	}
+	reply, derr := core.DecodeReply(res.Data)
+	if derr != nil {
+		return resp, fmt.Errorf("raft: decode reply of shard %d: %w", sh, derr)
+	}
+	resp.Reply = reply
+	return resp, nil
+}
+
+func timeLeft(ctx context.Context) time.Duration {
+	d, _ := ctx.Deadline()
+	left := time.Until(d)
+	if left < time.Millisecond {
+		left = time.Millisecond
+	}
+	return left
+}
+
+// retryable errors say the shard cannot take the request yet (no leader
+// known, queue full); the request did not enter the log.
+func retryable(err error) bool {
+	return errors.Is(err, dragonboat.ErrShardNotReady) || errors.Is(err, dragonboat.ErrSystemBusy) ||
+		errors.Is(err, dragonboat.ErrShardNotInitialized)
+}
+
+// linearizableRead runs a ReadIndex read. Reads change nothing, so a read
+// is retried until ctx expires: while the replica knows no leader, and
+// after an attempt that took two election timeouts (a ReadIndex request
+// can be lost, e.g. while the replica installs a snapshot).
+func (s *Service) linearizableRead(ctx context.Context, shardID uint64, q readQuery) (any, error) {
+	attempt := 2 * time.Duration(s.cfg.ElectionRTT) * s.cfg.RTT
+	var err error = dragonboat.ErrShardNotReady
+	for ctx.Err() == nil {
+		if _, _, ok, _ := s.nh.GetLeaderID(shardID); ok {
+			actx, cancel := context.WithTimeout(ctx, attempt)
+			var v any
+			v, err = s.nh.SyncRead(actx, shardID, q)
+			cancel()
+			if err == nil || !(retryable(err) || errors.Is(err, dragonboat.ErrTimeout)) {
+				return v, err
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(s.cfg.RTT):
+		}
+	}
+	return nil, err
+}
+
+// propose proposes data and waits for it to be applied. Until the proposal
+// enters Raft, failures are ErrUnavailable (it certainly did not happen);
+// after, a timeout or abort is ErrTimeout (outcome unknown).
+func (s *Service) propose(ctx context.Context, shardID uint64, data []byte) (sm.Result, error) {
+	session := s.nh.GetNoOPSession(shardID)
+	for {
+		rs, err := s.nh.Propose(session, data, timeLeft(ctx))
+		if err != nil {
+			if retryable(err) && ctx.Err() == nil {
+				select {
+				case <-ctx.Done():
+				case <-time.After(s.cfg.RTT):
+				}
+				continue
+			}
+			return sm.Result{}, fmt.Errorf("%w: %w", consistency.ErrUnavailable, err)
+		}
+		select {
+		case r := <-rs.ResultC():
+			rs.Release()
+			switch {
+			case r.Completed():
+				return r.GetResult(), nil
+			case r.Dropped():
+				// Dropped by Raft before it entered the log (no leader):
+				// retry while there is time.
+				if ctx.Err() == nil {
+					select {
+					case <-ctx.Done():
+					case <-time.After(s.cfg.RTT):
+					}
+					if ctx.Err() == nil {
+						continue
+					}
+				}
+				return sm.Result{}, fmt.Errorf("%w: proposal dropped", consistency.ErrUnavailable)
+			case r.Rejected():
+				return sm.Result{}, fmt.Errorf("%w: proposal rejected", consistency.ErrUnavailable)
+			default: // timeout, aborted, terminated: it may still commit
+				return sm.Result{}, fmt.Errorf("%w: proposal %s", consistency.ErrTimeout, resultString(r))
+			}
+		case <-ctx.Done():
+			return sm.Result{}, fmt.Errorf("%w: %w", consistency.ErrTimeout, ctx.Err())
+		}
+	}
+}
+
+func resultString(r dragonboat.RequestResult) string {
+	switch {
+	case r.Timeout():
+		return "timed out"
+	case r.Aborted():
+		return "aborted"
+	case r.Terminated():
+		return "terminated (shard closed)"
+	}
+	return "failed"
+}

@@ -1,0 +1,330 @@
+package raft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lni/dragonboat/v4/logger"
+	"github.com/lni/vfs"
+
+	"github.com/dialkv/dialkv/consistency"
+	"github.com/dialkv/dialkv/core"
+)
+
+func quiet() {
+	for _, p := range []string{"config", "dragonboat", "gossip", "logdb", "pebblekv", "raft",
+		"raftpb", "registry", "rsm", "server", "settings", "tan", "transport", "grpc"} {
+		logger.GetLogger(p).SetLevel(logger.ERROR)
+	}
+}
+
+// memDisk is an in-memory disk with the GetDiskUsage MemFS lacks (Pebble
+// logs an error every time it is missing).
+type memDisk struct{ *vfs.MemFS }
+
+func (memDisk) GetDiskUsage(string) (vfs.DiskUsage, error) {
+	return vfs.DiskUsage{AvailBytes: 1 << 40, TotalBytes: 1 << 40}, nil
+}
+
+type noFaults struct{}
+
+func (noFaults) MaybeError(vfs.Op) error { return nil }
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// testCluster is three Services in one process over Dragonboat's TCP
+// transport on loopback, each with its own in-memory disk.
+type testCluster struct {
+	t     *testing.T
+	cfgs  []Config
+	svcs  []*Service
+	clock atomic.Int64 // offset added to time.Now for proposer timestamps
+}
+
+func newTestCluster(t *testing.T, shards int, mutate func(*Config)) *testCluster {
+	t.Helper()
+	quiet()
+	c := &testCluster{t: t}
+	var nodes []Node
+	for i := 0; i < 3; i++ {
+		nodes = append(nodes, Node{ID: consistency.NodeID(fmt.Sprintf("n%d", i+1)),
+			RaftAddr: freePort(t), ClientAddr: fmt.Sprintf("client-n%d", i+1)})
+	}
+	clock := func() time.Time { return time.Now().Add(time.Duration(c.clock.Load())) }
+	for i := range nodes {
+		cfg := Config{
+			NodeID: nodes[i].ID, Nodes: nodes, Shards: shards, Replicas: 3,
+			Dir: "/" + string(nodes[i].ID), NodeHostID: fmt.Sprintf("00000000-0000-0000-0000-%012d", i+1),
+			RTT: 5 * time.Millisecond, FS: vfs.Wrap(memDisk{vfs.NewStrictMem()}, noFaults{}), LogDBShards: 1, SmallEngine: true,
+			SnapshotEntries: 20, CompactionOverhead: 5, Clock: clock,
+		}
+		if mutate != nil {
+			mutate(&cfg)
+		}
+		c.cfgs = append(c.cfgs, cfg)
+	}
+	// Start the NodeHosts concurrently: each waits for its peers to elect.
+	c.svcs = make([]*Service, 3)
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range c.cfgs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.svcs[i], errs[i] = New(c.cfgs[i])
+		}()
+	}
+	wg.Wait()
+	t.Cleanup(c.close)
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for sh := 0; sh < shards; sh++ {
+		c.waitLeader(sh, -1)
+	}
+	return c
+}
+
+func (c *testCluster) close() {
+	for _, s := range c.svcs {
+		if s != nil {
+			if err := s.Close(); err != nil {
+				c.t.Log(err)
+			}
+		}
+	}
+}
+
+// waitLeader waits until a node other than not (-1: any) leads shard sh and
+// returns its index.
+func (c *testCluster) waitLeader(sh, not int) int {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for i, s := range c.svcs {
+			if s == nil || i == not || s.closed.Load() {
+				continue
+			}
+			if l, ok := s.Leader(sh); ok && l == s.cfg.NodeID {
+				return i
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.t.Fatalf("no leader for shard %d", sh)
+	return -1
+}
+
+func (c *testCluster) do(i int, req consistency.Request) (consistency.Response, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	return c.svcs[i].Do(ctx, req)
+}
+
+func (c *testCluster) cmd(i int, opts consistency.Options, name string, args ...string) core.Reply {
+	c.t.Helper()
+	cmd := core.Cmd(name, args...)
+	resp, err := c.do(i, consistency.Request{Cmd: &cmd, Opts: opts})
+	if err != nil {
+		c.t.Fatalf("%s on n%d: %v", cmd, i+1, err)
+	}
+	return resp.Reply
+}
+
+func str(r core.Reply) string {
+	switch r.Kind {
+	case core.KindNil:
+		return "(nil)"
+	case core.KindStatus, core.KindBulk:
+		return string(r.Str)
+	case core.KindInt:
+		return fmt.Sprint(r.Int)
+	case core.KindError:
+		return "ERR:" + string(r.Err.Code)
+	}
+	return fmt.Sprintf("%+v", r)
+}
+
+func TestServiceReadsWritesShards(t *testing.T) {
+	c := newTestCluster(t, 2, nil)
+	lin := consistency.Options{}
+	for i := 0; i < 3; i++ { // every node takes writes and linearizable reads
+		k := fmt.Sprintf("k%d", i)
+		if got := str(c.cmd(i, lin, "SET", k, "v"+k)); got != "OK" {
+			t.Fatalf("SET via n%d = %s", i+1, got)
+		}
+		for j := 0; j < 3; j++ {
+			if got := str(c.cmd(j, lin, "GET", k)); got != "v"+k {
+				t.Errorf("GET %s via n%d = %s, want v%s", k, j+1, got, k)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"MSET", []string{"{u1}:a", "1", "{u1}:b", "2"}, "OK"},
+		{"MGET", []string{"{u1}:a", "{u1}:b"}, ""},
+		{"MSET", []string{"k0", "1", "k1", "2"}, "ERR:CROSSSHARD"}, // k0 and k1 live on different shards
+		{"NOSUCHCMD", []string{"x"}, "ERR:UNKNOWN"},
+	} {
+		r := c.cmd(0, lin, tc.name, tc.args...)
+		if tc.name == "MGET" {
+			if r.Kind != core.KindArray || len(r.Array) != 2 || str(r.Array[0]) != "1" || str(r.Array[1]) != "2" {
+				t.Errorf("MGET = %+v", r)
+			}
+			continue
+		}
+		if got := str(r); got != tc.want {
+			t.Errorf("%s %v = %s, want %s", tc.name, tc.args, got, tc.want)
+		}
+	}
+	if ShardOf([]byte("k0"), 2) == ShardOf([]byte("k1"), 2) {
+		t.Fatal("test assumes k0 and k1 on different shards")
+	}
+	// Transactions within a shard: a CAS that holds, then one that fails.
+	txn := func(expect, nv string) core.Reply {
+		tx := core.Txn{Conds: []core.Condition{{Key: []byte("{u1}:a"), Kind: core.CondValue, Value: []byte(expect)}},
+			Cmds: []core.Command{core.Cmd("SET", "{u1}:a", nv), core.Cmd("SET", "{u1}:b", nv)}}
+		resp, err := c.do(1, consistency.Request{Txn: &tx})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Reply
+	}
+	if r := txn("1", "3"); r.IsError() {
+		t.Errorf("txn with a true condition: %+v", r.Err)
+	}
+	if r := txn("1", "4"); !r.IsError() || r.Err.Code != core.CodeConditionFailed {
+		t.Errorf("txn with a false condition = %+v, want CONDFAILED", r)
+	}
+	if got := str(c.cmd(2, lin, "GET", "{u1}:b")); got != "3" {
+		t.Errorf("after txn {u1}:b = %s, want 3", got)
+	}
+	// Stale reads are flagged.
+	cmd := core.Cmd("GET", "k0")
+	resp, err := c.do(2, consistency.Request{Cmd: &cmd, Opts: consistency.Options{Read: "stale"}})
+	if err != nil || !resp.Stale {
+		t.Errorf("stale read: stale=%v err=%v", resp.Stale, err)
+	}
+	resp, err = c.do(2, consistency.Request{Cmd: &cmd})
+	if err != nil || resp.Stale {
+		t.Errorf("linearizable read: stale=%v err=%v", resp.Stale, err)
+	}
+}
+
+// The proposer's clock, stamped into the proposal, decides expiry on every
+// replica.
+func TestServiceTTLFollowsProposerClock(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	lin := consistency.Options{}
+	c.cmd(0, lin, "SET", "ttl", "x", "PX", "1000")
+	if got := str(c.cmd(1, lin, "GET", "ttl")); got != "x" {
+		t.Fatalf("GET before expiry = %s", got)
+	}
+	c.clock.Add(int64(2 * time.Second)) // every node's clock jumps 2 s
+	if got := str(c.cmd(2, lin, "GET", "ttl")); got != "(nil)" {
+		t.Errorf("GET after the clock passed the TTL = %s, want (nil)", got)
+	}
+}
+
+func TestServiceRedirectsToLeader(t *testing.T) {
+	c := newTestCluster(t, 1, func(cfg *Config) { cfg.RedirectToLeader = true })
+	l := c.waitLeader(0, -1)
+	f := (l + 1) % 3
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if id, ok := c.svcs[f].Leader(0); ok && id == c.cfgs[l].NodeID {
+			break
+		}
+	}
+	cmd := core.Cmd("SET", "a", "1")
+	_, err := c.do(f, consistency.Request{Cmd: &cmd})
+	var rd *consistency.Redirect
+	if !errors.As(err, &rd) || rd.Addr != c.cfgs[l].Nodes[l].ClientAddr {
+		t.Fatalf("follower n%d answered %v, want a redirect to %s", f+1, err, c.cfgs[l].Nodes[l].ClientAddr)
+	}
+	if _, err := c.do(l, consistency.Request{Cmd: &cmd}); err != nil {
+		t.Fatalf("leader: %v", err)
+	}
+	// Stale reads are served by any replica.
+	get := core.Cmd("GET", "a")
+	if _, err := c.do(f, consistency.Request{Cmd: &get, Opts: consistency.Options{Read: "stale"}}); err != nil {
+		t.Errorf("stale read on follower: %v", err)
+	}
+}
+
+// A leader crash: a new leader serves, and a node restarted from its disk
+// recovers (through snapshots: SnapshotEntries is 20).
+func TestServiceFailoverAndRestart(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	lin := consistency.Options{}
+	for i := 0; i < 60; i++ {
+		c.cmd(i%3, lin, "SET", fmt.Sprintf("k%d", i%7), fmt.Sprint(i))
+	}
+	l := c.waitLeader(0, -1)
+	start := time.Now()
+	if err := c.svcs[l].Close(); err != nil {
+		t.Fatal(err)
+	}
+	nl := c.waitLeader(0, l)
+	if got := str(c.cmd(nl, lin, "GET", "k6")); got != "55" {
+		t.Errorf("after failover GET k6 = %s, want 55", got)
+	}
+	t.Logf("failover (real clock, RTT 5ms, election 10 RTT): new leader n%d serving %v after the crash", nl+1, time.Since(start).Round(time.Millisecond))
+	c.cmd(nl, lin, "SET", "after", "crash")
+	svc, err := New(c.cfgs[l])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.svcs[l] = svc
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		cmd := core.Cmd("GET", "after")
+		resp, err := c.do(l, consistency.Request{Cmd: &cmd, Opts: consistency.Options{Read: "stale"}})
+		if err == nil && str(resp.Reply) == "crash" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("restarted n%d did not catch up: %v %v", l+1, resp.Reply, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := str(c.cmd(l, lin, "GET", "k0")); got != "56" {
+		t.Errorf("restarted node GET k0 = %s, want 56", got)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	nodes := []Node{{ID: "n1", RaftAddr: "a"}}
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"no dir", Config{NodeID: "n1", Nodes: nodes}},
+		{"no nodes", Config{NodeID: "n1", Dir: "/x"}},
+		{"not a member", Config{NodeID: "n9", Nodes: nodes, Dir: "/x", FS: vfs.NewMem()}},
+		{"unknown bug", Config{NodeID: "n1", Nodes: nodes, Dir: "/x", Bug: "nope"}},
+	} {
+		if s, err := New(tc.cfg); err == nil {
+			s.Close()
+			t.Errorf("%s: New succeeded", tc.name)
+		}
+	}
+}
