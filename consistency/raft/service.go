@@ -121,9 +121,9 @@ func (c *Config) defaults() error {
 // Service is one node's part of a raft namespace: a Dragonboat NodeHost
 // running this node's replicas of the namespace's shards.
 type Service struct {
-	cfg   Config
-	self  int            // index of this node in cfg.Nodes
-	nh    *dragonboat.NodeHost
+	cfg    Config
+	self   int // index of this node in cfg.Nodes
+	nh     *dragonboat.NodeHost
 	local  map[int]uint64 // shard index -> this node's replica ID
 	closed atomic.Bool
 }
