@@ -171,13 +171,13 @@ func TestFlagsAndDialErrors(t *testing.T) {
 }
 
 func TestCompleter(t *testing.T) {
-	got, n := completer{}.Do([]rune("zra"), 3)
+	got, n := completer{}.Do([]rune("zpo"), 3)
 	var gs []string
 	for _, g := range got {
 		gs = append(gs, string(g))
 	}
-	if n != 3 || strings.Join(gs, ",") != "NK ,NGE " { // ZRANK, ZRANGE
-		t.Errorf("complete zra: %q %d", got, n)
+	if n != 3 || strings.Join(gs, ",") != "PMIN ,PMAX " { // ZPOPMIN, ZPOPMAX
+		t.Errorf("complete zpo: %q %d", got, n)
 	}
 	if got, _ := (completer{}).Do([]rune("GET k"), 5); got != nil {
 		t.Errorf("completed an argument: %q", got)

@@ -39,6 +39,10 @@ func commandDocs() []CommandDoc {
 		{"DECR", "key", "Decrement the integer value of a key by one", "string"},
 		{"DECRBY", "key decrement", "Decrement the integer value of a key by the given number", "string"},
 		{"INCRBYFLOAT", "key increment", "Increment the float value of a key by the given amount", "string"},
+		{"CAS", "key expected-version value", "Set a key's value only if its version is expected-version (0: the key is absent)", "string"},
+		{"SETNX", "key value", "Set the value of a key, only if the key does not exist", "string"},
+		{"SETEX", "key seconds value", "Set the value and expiration of a key", "string"},
+		{"PSETEX", "key milliseconds value", "Set the value and expiration in milliseconds of a key", "string"},
 		// keys
 		{"DEL", "key [key ...]", "Delete keys", "generic"},
 		{"EXISTS", "key [key ...]", "Count how many of the given keys exist", "generic"},
@@ -48,6 +52,10 @@ func commandDocs() []CommandDoc {
 		{"PERSIST", "key", "Remove the expiration from a key", "generic"},
 		{"TTL", "key", "Get the time to live for a key in seconds", "generic"},
 		{"PTTL", "key", "Get the time to live for a key in milliseconds", "generic"},
+		{"UNLINK", "key [key ...]", "Delete keys (same as DEL)", "generic"},
+		{"EXPIREAT", "key unix-time-seconds", "Set the expiration for a key as a UNIX timestamp", "generic"},
+		{"PEXPIREAT", "key unix-time-milliseconds", "Set the expiration for a key as a UNIX timestamp in milliseconds", "generic"},
+		{"VERSION", "key", "Get the version of a key (0 when absent), for CAS and transaction conditions", "generic"},
 		// lists
 		{"LPUSH", "key element [element ...]", "Prepend one or multiple elements to a list", "list"},
 		{"RPUSH", "key element [element ...]", "Append one or multiple elements to a list", "list"},
@@ -59,6 +67,8 @@ func commandDocs() []CommandDoc {
 		{"LSET", "key index element", "Set the value of an element in a list by its index", "list"},
 		{"LREM", "key count element", "Remove elements from a list", "list"},
 		{"LTRIM", "key start stop", "Trim a list to the specified range", "list"},
+		{"LPUSHX", "key element [element ...]", "Prepend elements to a list, only if the list exists", "list"},
+		{"RPUSHX", "key element [element ...]", "Append elements to a list, only if the list exists", "list"},
 		// sets
 		{"SADD", "key member [member ...]", "Add one or more members to a set", "set"},
 		{"SREM", "key member [member ...]", "Remove one or more members from a set", "set"},
@@ -71,6 +81,7 @@ func commandDocs() []CommandDoc {
 		{"SINTERSTORE", "destination key [key ...]", "Intersect multiple sets and store the resulting set in a key", "set"},
 		{"SUNIONSTORE", "destination key [key ...]", "Add multiple sets and store the resulting set in a key", "set"},
 		{"SDIFFSTORE", "destination key [key ...]", "Subtract multiple sets and store the resulting set in a key", "set"},
+		{"SMISMEMBER", "key member [member ...]", "Returns the membership associated with the given elements for a set", "set"},
 		// hashes
 		{"HSET", "key field value [field value ...]", "Set the string value of hash fields", "hash"},
 		{"HGET", "key field", "Get the value of a hash field", "hash"},
@@ -83,6 +94,9 @@ func commandDocs() []CommandDoc {
 		{"HLEN", "key", "Get the number of fields in a hash", "hash"},
 		{"HKEYS", "key", "Get all the fields in a hash", "hash"},
 		{"HVALS", "key", "Get all the values in a hash", "hash"},
+		{"HMSET", "key field value [field value ...]", "Set multiple hash fields to multiple values", "hash"},
+		{"HSETNX", "key field value", "Set the value of a hash field, only if the field does not exist", "hash"},
+		{"HSTRLEN", "key field", "Get the length of the value of a hash field", "hash"},
 		// sorted sets
 		{"ZADD", "key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...]", "Add one or more members to a sorted set, or update their scores", "sorted-set"},
 		{"ZREM", "key member [member ...]", "Remove one or more members from a sorted set", "sorted-set"},
@@ -95,6 +109,21 @@ func commandDocs() []CommandDoc {
 		{"ZRANGE", "key start stop [BYSCORE|BYLEX] [REV] [LIMIT offset count] [WITHSCORES]", "Return a range of members in a sorted set", "sorted-set"},
 		{"ZPOPMIN", "key [count]", "Remove and return members with the lowest scores in a sorted set", "sorted-set"},
 		{"ZPOPMAX", "key [count]", "Remove and return members with the highest scores in a sorted set", "sorted-set"},
+		{"ZREVRANGE", "key start stop [WITHSCORES]", "Return a range of members in a sorted set, by index, with scores ordered from high to low", "sorted-set"},
+		{"ZRANGEBYSCORE", "key min max [WITHSCORES] [LIMIT offset count]", "Return a range of members in a sorted set, by score", "sorted-set"},
+		{"ZREVRANGEBYSCORE", "key max min [WITHSCORES] [LIMIT offset count]", "Return a range of members in a sorted set, by score, with scores ordered from high to low", "sorted-set"},
+		{"ZRANGEBYLEX", "key min max [LIMIT offset count]", "Return a range of members in a sorted set, by lexicographical range", "sorted-set"},
+		{"ZREVRANGEBYLEX", "key max min [LIMIT offset count]", "Return a range of members in a sorted set, by lexicographical range, ordered from higher to lower strings", "sorted-set"},
+		{"ZLEXCOUNT", "key min max", "Count the members in a sorted set between a given lexicographical range", "sorted-set"},
+		{"ZMSCORE", "key member [member ...]", "Get the score associated with the given members in a sorted set", "sorted-set"},
+		// scans
+		{"SCAN.PREFIX", "prefix cursor [COUNT n]", "Keys with a prefix in key order, one page at a time: replies [next-cursor, [keys]]; start with cursor \"\", \"\" comes back at the end", "scan"},
+		{"SCAN.RANGE", "start end cursor [COUNT n]", "Keys in [start, end) in key order (end \"\": unbounded), one page at a time: replies [next-cursor, [keys]]", "scan"},
+		// secondary indexes
+		{"IDX.CREATE", "name ON HASH PREFIX prefix FIELD field TYPE string|number", "Create a secondary index on a field of the hashes under a key prefix (back-fills existing data)", "index"},
+		{"IDX.DROP", "name", "Drop a secondary index", "index"},
+		{"IDX.LIST", "", "List the secondary indexes", "index"},
+		{"IDX.QUERY", "name EQ value|RANGE min max [LIMIT n] [CURSOR c]", "Keys whose indexed field equals value or lies in the range (number: ZRANGEBYSCORE syntax; string: ZRANGEBYLEX syntax): replies [next-cursor, [keys]]", "index"},
 		// CLI-side commands
 		{"HELP", "[command|@group]", "Show the commands, one command's syntax, or a group's commands", "cli"},
 		{"USE", "namespace", "Run the following commands in another namespace (\"\" for the default)", "cli"},
@@ -197,4 +226,14 @@ func commandNames() []string {
 		out = append(out, d.Name)
 	}
 	return out
+}
+
+// clientSide reports whether a group's commands are run by the CLI (or
+// through typed API calls) rather than sent to core as commands.
+func clientSide(group string) bool {
+	switch group {
+	case "cli", "transaction", "pubsub", "namespace":
+		return true
+	}
+	return false
 }
