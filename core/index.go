@@ -9,7 +9,7 @@ import (
 
 func indexCommands() []cmdSpec {
 	return []cmdSpec{
-		{name: "IDX.CREATE", handler: cmdIdxCreate, arity: 11},
+		{name: "IDX.CREATE", handler: cmdIdxCreate, arity: 10},
 		{name: "IDX.DROP", handler: cmdIdxDrop, arity: 2},
 		{name: "IDX.QUERY", handler: cmdIdxQuery, arity: -4, readOnly: true},
 		{name: "IDX.LIST", handler: cmdIdxList, arity: 1, readOnly: true},
