@@ -119,7 +119,7 @@ struct Condition {
 struct ScanRequest {
   /** Only keys with this prefix (empty: all). */
   1: optional binary prefix,
-  /** First key (inclusive; empty: from the start of the prefix). Use ScanResponse.next to page. */
+  /** First key (inclusive; empty: from the start of the prefix). */
   2: optional binary start_key,
   /** Last key (exclusive; empty: to the end of the prefix). */
   3: optional binary end_key,
@@ -127,13 +127,18 @@ struct ScanRequest {
   4: optional i32 limit,
   /** Return keys only, without values. */
   5: optional bool keys_only,
+  /** The next_key of the previous page (empty: the first page). Keys come strictly after it. */
+  6: optional binary cursor,
 }
 
 struct ScanResponse {
   1: required list<binary> keys,
-  /** values[i] is the value of keys[i] (a Reply as GET/HGETALL/... would give), unless keys_only. */
+  /**
+   * values[i] is the string value of keys[i] as MGET gives it (NIL for keys
+   * of other types), read just after the keys; absent with keys_only.
+   */
   2: optional list<Reply> values,
-  /** Pass as start_key to continue; empty when the scan is complete. */
+  /** Pass as cursor (with the same bounds) to continue; empty when the scan is complete. */
   3: optional binary next_key,
   4: optional binary token,
   5: optional string served_by,

@@ -2436,16 +2436,18 @@ func (p *Condition) String() string {
 //
 // Attributes:
 //   - Prefix: Only keys with this prefix (empty: all).
-//   - StartKey: First key (inclusive; empty: from the start of the prefix). Use ScanResponse.next to page.
+//   - StartKey: First key (inclusive; empty: from the start of the prefix).
 //   - EndKey: Last key (exclusive; empty: to the end of the prefix).
 //   - Limit: Maximum keys returned (0: 100; the node caps it at 10000).
 //   - KeysOnly: Return keys only, without values.
+//   - Cursor: The next_key of the previous page (empty: the first page). Keys come strictly after it.
 type ScanRequest struct {
 	Prefix   []byte `thrift:"prefix,1" db:"prefix" json:"prefix,omitempty"`
 	StartKey []byte `thrift:"start_key,2" db:"start_key" json:"start_key,omitempty"`
 	EndKey   []byte `thrift:"end_key,3" db:"end_key" json:"end_key,omitempty"`
 	Limit    *int32 `thrift:"limit,4" db:"limit" json:"limit,omitempty"`
 	KeysOnly *bool  `thrift:"keys_only,5" db:"keys_only" json:"keys_only,omitempty"`
+	Cursor   []byte `thrift:"cursor,6" db:"cursor" json:"cursor,omitempty"`
 }
 
 func NewScanRequest() *ScanRequest {
@@ -2487,6 +2489,12 @@ func (p *ScanRequest) GetKeysOnly() bool {
 	}
 	return *p.KeysOnly
 }
+
+var ScanRequest_Cursor_DEFAULT []byte
+
+func (p *ScanRequest) GetCursor() []byte {
+	return p.Cursor
+}
 func (p *ScanRequest) IsSetPrefix() bool {
 	return p.Prefix != nil
 }
@@ -2505,6 +2513,10 @@ func (p *ScanRequest) IsSetLimit() bool {
 
 func (p *ScanRequest) IsSetKeysOnly() bool {
 	return p.KeysOnly != nil
+}
+
+func (p *ScanRequest) IsSetCursor() bool {
+	return p.Cursor != nil
 }
 
 func (p *ScanRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -2564,6 +2576,16 @@ func (p *ScanRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
 		case 5:
 			if fieldTypeId == thrift.BOOL {
 				if err := p.ReadField5(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 6:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField6(ctx, iprot); err != nil {
 					return err
 				}
 			} else {
@@ -2631,6 +2653,15 @@ func (p *ScanRequest) ReadField5(ctx context.Context, iprot thrift.TProtocol) er
 	return nil
 }
 
+func (p *ScanRequest) ReadField6(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadBinary(ctx); err != nil {
+		return thrift.PrependError("error reading field 6: ", err)
+	} else {
+		p.Cursor = v
+	}
+	return nil
+}
+
 func (p *ScanRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "ScanRequest"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -2649,6 +2680,9 @@ func (p *ScanRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
 			return err
 		}
 		if err := p.writeField5(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField6(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -2736,6 +2770,21 @@ func (p *ScanRequest) writeField5(ctx context.Context, oprot thrift.TProtocol) (
 	return err
 }
 
+func (p *ScanRequest) writeField6(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetCursor() {
+		if err := oprot.WriteFieldBegin(ctx, "cursor", thrift.STRING, 6); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 6:cursor: ", p), err)
+		}
+		if err := oprot.WriteBinary(ctx, p.Cursor); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.cursor (6) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 6:cursor: ", p), err)
+		}
+	}
+	return err
+}
+
 func (p *ScanRequest) Equals(other *ScanRequest) bool {
 	if p == other {
 		return true
@@ -2767,6 +2816,9 @@ func (p *ScanRequest) Equals(other *ScanRequest) bool {
 			return false
 		}
 	}
+	if bytes.Compare(p.Cursor, other.Cursor) != 0 {
+		return false
+	}
 	return true
 }
 
@@ -2779,8 +2831,10 @@ func (p *ScanRequest) String() string {
 
 // Attributes:
 //   - Keys
-//   - Values: values[i] is the value of keys[i] (a Reply as GET/HGETALL/... would give), unless keys_only.
-//   - NextKey: Pass as start_key to continue; empty when the scan is complete.
+//   - Values: values[i] is the string value of keys[i] as MGET gives it (NIL for keys
+//
+// of other types), read just after the keys; absent with keys_only.
+//   - NextKey: Pass as cursor (with the same bounds) to continue; empty when the scan is complete.
 //   - Token
 //   - ServedBy
 type ScanResponse struct {

@@ -1,0 +1,186 @@
+package client
+
+import (
+	"context"
+	"time"
+
+	"github.com/dialkv/dialkv/checker"
+	"github.com/dialkv/dialkv/transport"
+	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
+)
+
+// Option configures a Client.
+type Option func(*config)
+
+type config struct {
+	protocol    transport.Protocol
+	maxFrame    int
+	maxIdle     int
+	timeout     time.Duration
+	dialTimeout time.Duration
+	retries     int
+	backoffBase time.Duration
+	backoffMax  time.Duration
+	namespace   string
+	clientID    string
+	rec         *checker.Recorder
+	recClient   int
+	recStart    time.Time
+}
+
+func defaults() config {
+	return config{
+		protocol:    transport.Binary,
+		maxIdle:     16,
+		timeout:     5 * time.Second,
+		dialTimeout: 2 * time.Second,
+		retries:     5,
+		backoffBase: 10 * time.Millisecond,
+		backoffMax:  time.Second,
+	}
+}
+
+// WithProtocol selects "binary" (default) or "compact"; it must match the
+// node's --protocol.
+func WithProtocol(p string) Option {
+	return func(c *config) { c.protocol = transport.Protocol(p) }
+}
+
+// WithMaxFrame bounds the frames sent and accepted (default 16 MiB).
+func WithMaxFrame(n int) Option { return func(c *config) { c.maxFrame = n } }
+
+// WithPoolSize sets how many idle connections are kept per node (default 16).
+// Connections in use are not limited: each concurrent call holds one.
+func WithPoolSize(n int) Option { return func(c *config) { c.maxIdle = n } }
+
+// WithTimeout sets the deadline used when a call's context has none
+// (default 5 s).
+func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = d } }
+
+// WithDialTimeout bounds connecting (default 2 s).
+func WithDialTimeout(d time.Duration) Option { return func(c *config) { c.dialTimeout = d } }
+
+// WithRetries sets the number of retries after the first attempt (default 5;
+// 0 disables retrying) and the backoff: attempt n waits a uniformly random
+// time in [0, min(max, base*2^n)] ("full jitter").
+func WithRetries(n int, base, max time.Duration) Option {
+	return func(c *config) { c.retries, c.backoffBase, c.backoffMax = n, base, max }
+}
+
+// WithNamespace sets the default namespace (default "default").
+func WithNamespace(ns string) Option { return func(c *config) { c.namespace = ns } }
+
+// WithClientID names the client in node logs and session state.
+func WithClientID(id string) Option { return func(c *config) { c.clientID = id } }
+
+// WithRecorder records the operations of the convenience methods (Get, Set,
+// Del, CAS, Incr, SAdd, SRem, SMembers) into rec, in the checker's history
+// format; client is the history's client number of the default session
+// (sessions made by NewSession take client+1, client+2, ...), and times are
+// nanoseconds since start.
+func WithRecorder(rec *checker.Recorder, client int, start time.Time) Option {
+	return func(c *config) { c.rec, c.recClient, c.recStart = rec, client, start }
+}
+
+// CallOption is a per-operation option; attach them to a context with With.
+type CallOption func(*callOpts)
+
+type callOpts struct {
+	ns         string
+	readMode   string
+	r, w       int32
+	strict     bool
+	mode       string
+	idempotent bool
+	noRetry    bool
+}
+
+type ctxKey struct{}
+
+// With returns ctx carrying per-operation options for the calls made with it.
+func With(ctx context.Context, opts ...CallOption) context.Context {
+	var co callOpts
+	if prev, ok := ctx.Value(ctxKey{}).(*callOpts); ok {
+		co = *prev
+	}
+	for _, o := range opts {
+		o(&co)
+	}
+	return context.WithValue(ctx, ctxKey{}, &co)
+}
+
+func optsFrom(ctx context.Context) callOpts {
+	if co, ok := ctx.Value(ctxKey{}).(*callOpts); ok {
+		return *co
+	}
+	return callOpts{}
+}
+
+// Namespace sends the operation to namespace ns.
+func Namespace(ns string) CallOption { return func(o *callOpts) { o.ns = ns } }
+
+// ReadMode sets the raft read mode: "linearizable", "lease" or "stale".
+func ReadMode(m string) CallOption { return func(o *callOpts) { o.readMode = m } }
+
+// R sets the quorum read size.
+func R(n int) CallOption { return func(o *callOpts) { o.r = int32(n) } }
+
+// W sets the quorum write size.
+func W(n int) CallOption { return func(o *callOpts) { o.w = int32(n) } }
+
+// Strict forbids sloppy quorum.
+func Strict() CallOption { return func(o *callOpts) { o.strict = true } }
+
+// Mode sets the quorum mode ("linearizable" for ABD).
+func Mode(m string) CallOption { return func(o *callOpts) { o.mode = m } }
+
+// Idempotent declares the operation safe to repeat, so that it is retried
+// even when its outcome is unknown.
+func Idempotent() CallOption { return func(o *callOpts) { o.idempotent = true } }
+
+// NoRetry disables retries for the operation.
+func NoRetry() CallOption { return func(o *callOpts) { o.noRetry = true } }
+
+// wire builds the RequestOptions of a call.
+func (s *Session) wire(co callOpts, budget time.Duration) *gen.RequestOptions {
+	o := &gen.RequestOptions{}
+	ns := co.ns
+	if ns == "" {
+		ns = s.c.cfg.namespace
+	}
+	if ns != "" {
+		o.Ns = &ns
+	}
+	if co.readMode != "" {
+		m := co.readMode
+		o.ReadMode = &m
+	}
+	if co.r != 0 {
+		r := co.r
+		o.R = &r
+	}
+	if co.w != 0 {
+		w := co.w
+		o.W = &w
+	}
+	if co.strict {
+		t := true
+		o.Strict = &t
+	}
+	if co.mode != "" {
+		m := co.mode
+		o.Mode = &m
+	}
+	if tok := s.Token(); tok != nil {
+		o.Token = tok
+	}
+	if budget > 0 {
+		ms := max(budget.Milliseconds(), 1)
+		o.DeadlineMs = &ms
+	}
+	if s.id != "" {
+		id := s.id
+		o.ClientID = &id
+	}
+	return o
+}

@@ -1,0 +1,426 @@
+package nodes
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/dialkv/dialkv/consistency"
+	"github.com/dialkv/dialkv/core"
+	"github.com/dialkv/dialkv/transport"
+	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
+)
+
+// handler implements the Thrift service on a node.
+type handler struct {
+	n     *Node
+	reqID atomic.Uint64
+}
+
+var _ gen.DialKV = (*handler)(nil)
+
+// Limits of single API calls.
+const (
+	maxScanLimit     = 10000
+	defaultScanLimit = 100
+	maxPollWait      = 60 * time.Second
+	maxSubTargets    = 1024
+)
+
+// begin derives the request context from the options' deadline.
+func (h *handler) begin(ctx context.Context, o *gen.RequestOptions) (context.Context, context.CancelFunc) {
+	d := h.n.cfg.DefaultDeadline
+	if ms := o.GetDeadlineMs(); ms > 0 {
+		d = min(time.Duration(ms)*time.Millisecond, maxDeadline)
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+func (h *handler) ns(o *gen.RequestOptions) (*namespace, error) {
+	ns := h.n.namespace(o.GetNs())
+	if ns == nil {
+		return nil, &gen.InvalidArgument{Message: fmt.Sprintf("NONAMESPACE no namespace %q", o.GetNs()), Code: "NONAMESPACE"}
+	}
+	return ns, nil
+}
+
+func (h *handler) request(o *gen.RequestOptions) consistency.Request {
+	return consistency.Request{
+		ID:     h.reqID.Add(1),
+		Client: o.GetClientID(),
+		Opts: consistency.Options{
+			Read:   o.GetReadMode(),
+			R:      int(o.GetR()),
+			W:      int(o.GetW()),
+			Strict: o.GetStrict(),
+			Mode:   o.GetMode(),
+		},
+		Token: o.Token,
+	}
+}
+
+// serviceErr maps a Service error to the API's exceptions.
+func serviceErr(err error) error {
+	var rd *consistency.Redirect
+	switch {
+	case errors.As(err, &rd):
+		return &gen.NotLeader{Message: "MOVED " + rd.Error(), Address: rd.Addr}
+	case errors.Is(err, consistency.ErrUnavailable):
+		return &gen.Unavailable{Message: "UNAVAILABLE " + err.Error(), RetryAfterMs: 50}
+	case errors.Is(err, consistency.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return &gen.Timeout{Message: "TIMEOUT " + err.Error()}
+	}
+	return fmt.Errorf("internal error: %w", err)
+}
+
+// outcome names an exception for the requests metric.
+func outcome(err error) string {
+	switch err.(type) {
+	case nil:
+		return "ok"
+	case *gen.WrongType:
+		return "wrong_type"
+	case *gen.ConditionFailed:
+		return "condition_failed"
+	case *gen.ValueTooLarge:
+		return "too_large"
+	case *gen.InvalidArgument:
+		return "invalid"
+	case *gen.Unavailable:
+		return "unavailable"
+	case *gen.Timeout:
+		return "timeout"
+	case *gen.Corruption:
+		return "corruption"
+	case *gen.NotLeader:
+		return "not_leader"
+	case *gen.Unauthenticated:
+		return "unauthenticated"
+	case *gen.Forbidden:
+		return "forbidden"
+	}
+	return "internal"
+}
+
+func (h *handler) served() *string { id := h.n.cfg.ID; return &id }
+
+func (h *handler) Ping(ctx context.Context) (*gen.NodeInfo, error) {
+	v, a := h.n.cfg.Version, h.n.Addr()
+	return &gen.NodeInfo{ID: h.n.cfg.ID, Version: &v, Address: &a}, nil
+}
+
+func (h *handler) Call(ctx context.Context, o *gen.RequestOptions, cmd *gen.Command) (_ *gen.ExecuteResponse, err error) {
+	start := time.Now()
+	defer func() { h.n.metrics.observe("call", outcome(err), start) }()
+	if o == nil {
+		o = &gen.RequestOptions{}
+	}
+	c, err := transport.CommandToCore(cmd)
+	if err != nil {
+		return nil, &gen.InvalidArgument{Message: "ERR " + err.Error(), Code: "ERR"}
+	}
+	ns, err := h.ns(o)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := h.begin(ctx, o)
+	defer cancel()
+	req := h.request(o)
+	req.Cmd = &c
+	resp, err := ns.svc.Do(ctx, req)
+	if err != nil {
+		return nil, serviceErr(err)
+	}
+	if resp.Reply.IsError() {
+		return nil, transport.ExceptionFromCore(resp.Reply.Err)
+	}
+	return &gen.ExecuteResponse{Replies: []*gen.Reply{transport.ReplyFromCore(resp.Reply, resp.Values)}, Token: resp.Token, ServedBy: h.served()}, nil
+}
+
+func (h *handler) Execute(ctx context.Context, o *gen.RequestOptions, cmds []*gen.Command) (_ *gen.ExecuteResponse, err error) {
+	start := time.Now()
+	defer func() { h.n.metrics.observe("execute", outcome(err), start) }()
+	if o == nil {
+		o = &gen.RequestOptions{}
+	}
+	cs, err := transport.CommandsToCore(cmds)
+	if err != nil {
+		return nil, &gen.InvalidArgument{Message: "ERR " + err.Error(), Code: "ERR"}
+	}
+	ns, err := h.ns(o)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := h.begin(ctx, o)
+	defer cancel()
+	reqs := make([]consistency.Request, len(cs))
+	for i := range cs {
+		reqs[i] = h.request(o)
+		reqs[i].Cmd = &cs[i]
+	}
+	var resps []consistency.Response
+	if b, ok := ns.svc.(batcher); ok {
+		if resps, err = b.DoBatch(ctx, reqs); err != nil {
+			return nil, serviceErr(err)
+		}
+	} else {
+		// One command after the other; a command the service could not
+		// serve gets an error reply and the rest still run.
+		resps = make([]consistency.Response, len(reqs))
+		for i, r := range reqs {
+			if len(resps) > 0 && i > 0 && resps[i-1].Token != nil {
+				r.Token = resps[i-1].Token
+			}
+			resp, err := ns.svc.Do(ctx, r)
+			if err != nil {
+				resp.Reply = core.ErrorReply(batchErr(serviceErr(err)))
+			}
+			resps[i] = resp
+		}
+	}
+	out := &gen.ExecuteResponse{Replies: make([]*gen.Reply, len(resps)), ServedBy: h.served()}
+	for i, r := range resps {
+		out.Replies[i] = transport.ReplyFromCore(r.Reply, r.Values)
+		if r.Token != nil {
+			out.Token = r.Token
+		}
+	}
+	return out, nil
+}
+
+// batchErr turns a request-level exception into a batch reply error.
+func batchErr(err error) *core.Error {
+	switch e := err.(type) {
+	case *gen.NotLeader:
+		return &core.Error{Code: "MOVED", Msg: e.Address}
+	case *gen.Unavailable:
+		return &core.Error{Code: "UNAVAILABLE", Msg: e.Message}
+	case *gen.Timeout:
+		return &core.Error{Code: "TIMEOUT", Msg: e.Message}
+	}
+	return &core.Error{Code: core.CodeIO, Msg: err.Error()}
+}
+
+func (h *handler) Transaction(ctx context.Context, o *gen.RequestOptions, conds []*gen.Condition, cmds []*gen.Command) (_ *gen.ExecuteResponse, err error) {
+	start := time.Now()
+	defer func() { h.n.metrics.observe("transaction", outcome(err), start) }()
+	if o == nil {
+		o = &gen.RequestOptions{}
+	}
+	txn := core.Txn{Conds: make([]core.Condition, len(conds))}
+	for i, c := range conds {
+		if txn.Conds[i], err = transport.CondToCore(c); err != nil {
+			return nil, &gen.InvalidArgument{Message: "ERR " + err.Error(), Code: "ERR"}
+		}
+	}
+	if txn.Cmds, err = transport.CommandsToCore(cmds); err != nil {
+		return nil, &gen.InvalidArgument{Message: "ERR " + err.Error(), Code: "ERR"}
+	}
+	ns, err := h.ns(o)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := h.begin(ctx, o)
+	defer cancel()
+	req := h.request(o)
+	req.Txn = &txn
+	resp, err := ns.svc.Do(ctx, req)
+	if err != nil {
+		return nil, serviceErr(err)
+	}
+	if resp.Reply.IsError() {
+		return nil, transport.ExceptionFromCore(resp.Reply.Err)
+	}
+	out := &gen.ExecuteResponse{Replies: make([]*gen.Reply, len(resp.Reply.Array)), Token: resp.Token, ServedBy: h.served()}
+	for i, r := range resp.Reply.Array {
+		out.Replies[i] = transport.ReplyFromCore(r, nil)
+	}
+	return out, nil
+}
+
+// prefixEnd is the first key after every key with prefix p (nil: none).
+func prefixEnd(p []byte) []byte {
+	e := bytes.Clone(p)
+	for i := len(e) - 1; i >= 0; i-- {
+		if e[i] < 0xff {
+			e[i]++
+			return e[:i+1]
+		}
+	}
+	return nil
+}
+
+// scanCommand translates a ScanRequest into core's SCAN.RANGE.
+func scanCommand(r *gen.ScanRequest) core.Command {
+	lower, upper := r.StartKey, r.EndKey
+	if len(r.Prefix) > 0 {
+		if bytes.Compare(r.Prefix, lower) > 0 {
+			lower = r.Prefix
+		}
+		if pe := prefixEnd(r.Prefix); pe != nil && (len(upper) == 0 || bytes.Compare(pe, upper) < 0) {
+			upper = pe
+		}
+	}
+	limit := int(r.GetLimit())
+	if limit <= 0 {
+		limit = defaultScanLimit
+	}
+	limit = min(limit, maxScanLimit)
+	return core.Command{Name: "SCAN.RANGE", Args: [][]byte{
+		nz(lower), nz(upper), nz(r.Cursor), []byte("COUNT"), strconv.AppendInt(nil, int64(limit), 10),
+	}}
+}
+
+func nz(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func (h *handler) Scan(ctx context.Context, o *gen.RequestOptions, r *gen.ScanRequest) (_ *gen.ScanResponse, err error) {
+	start := time.Now()
+	defer func() { h.n.metrics.observe("scan", outcome(err), start) }()
+	if o == nil {
+		o = &gen.RequestOptions{}
+	}
+	if r == nil {
+		r = &gen.ScanRequest{}
+	}
+	ns, err := h.ns(o)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := h.begin(ctx, o)
+	defer cancel()
+	cmd := scanCommand(r)
+	req := h.request(o)
+	req.Cmd = &cmd
+	resp, err := ns.svc.Do(ctx, req)
+	if err != nil {
+		return nil, serviceErr(err)
+	}
+	if resp.Reply.IsError() {
+		return nil, transport.ExceptionFromCore(resp.Reply.Err)
+	}
+	a := resp.Reply.Array
+	if len(a) != 2 {
+		return nil, fmt.Errorf("internal error: SCAN.RANGE replied %d elements", len(a))
+	}
+	out := &gen.ScanResponse{Keys: make([][]byte, len(a[1].Array)), ServedBy: h.served(), Token: resp.Token}
+	if len(a[0].Str) > 0 {
+		out.NextKey = a[0].Str
+	}
+	for i, k := range a[1].Array {
+		out.Keys[i] = k.Str
+	}
+	if !r.GetKeysOnly() {
+		out.Values = []*gen.Reply{}
+		if len(out.Keys) > 0 {
+			mget := core.Command{Name: "MGET", Args: out.Keys}
+			req := h.request(o)
+			if resp.Token != nil {
+				req.Token = resp.Token
+			}
+			req.Cmd = &mget
+			vr, err := ns.svc.Do(ctx, req)
+			if err != nil {
+				return nil, serviceErr(err)
+			}
+			if vr.Reply.IsError() {
+				return nil, transport.ExceptionFromCore(vr.Reply.Err)
+			}
+			for _, v := range vr.Reply.Array {
+				out.Values = append(out.Values, transport.ReplyFromCore(v, nil))
+			}
+			if vr.Token != nil {
+				out.Token = vr.Token
+			}
+		}
+	}
+	return out, nil
+}
+
+func (h *handler) IndexQuery(ctx context.Context, o *gen.RequestOptions, q *gen.IndexQuery) (_ *gen.IndexQueryResponse, err error) {
+	start := time.Now()
+	defer func() { h.n.metrics.observe("index_query", outcome(err), start) }()
+	return nil, &gen.InvalidArgument{Message: "UNSUPPORTED index queries are not available in this build", Code: "UNSUPPORTED"}
+}
+
+func (h *handler) Publish(ctx context.Context, o *gen.RequestOptions, channel string, payload []byte) (_ int64, err error) {
+	start := time.Now()
+	defer func() { h.n.metrics.observe("publish", outcome(err), start) }()
+	return int64(h.n.hub.publish(channel, payload)), nil
+}
+
+func (h *handler) Subscribe(ctx context.Context, o *gen.RequestOptions, channels []string, patterns []string) (_ string, err error) {
+	start := time.Now()
+	defer func() { h.n.metrics.observe("subscribe", outcome(err), start) }()
+	if len(channels)+len(patterns) == 0 {
+		return "", &gen.InvalidArgument{Message: "ERR subscribe needs at least one channel or pattern", Code: "ERR"}
+	}
+	if len(channels)+len(patterns) > maxSubTargets {
+		return "", &gen.InvalidArgument{Message: fmt.Sprintf("ERR at most %d channels and patterns per subscription", maxSubTargets), Code: "ERR"}
+	}
+	return h.n.hub.subscribe(channels, patterns, time.Now()), nil
+}
+
+func (h *handler) Poll(ctx context.Context, id string, max int32, waitMs int32) (_ *gen.PollResponse, err error) {
+	start := time.Now()
+	defer func() { h.n.metrics.observe("poll", outcome(err), start) }()
+	wait := min(time.Duration(waitMs)*time.Millisecond, maxPollWait)
+	msgs, dropped, ok := h.n.hub.poll(ctx, id, int(min(max, 10000)), wait, time.Now)
+	if !ok {
+		return nil, &gen.InvalidArgument{Message: fmt.Sprintf("NOSUBSCRIPTION no subscription %q (expired or unsubscribed)", id), Code: "NOSUBSCRIPTION"}
+	}
+	out := &gen.PollResponse{Messages: make([]*gen.Message, len(msgs))}
+	if dropped > 0 {
+		out.Dropped = &dropped
+	}
+	for i, m := range msgs {
+		out.Messages[i] = &gen.Message{Channel: m.channel, Payload: m.payload}
+		if m.pattern != "" {
+			p := m.pattern
+			out.Messages[i].Pattern = &p
+		}
+	}
+	return out, nil
+}
+
+func (h *handler) Unsubscribe(ctx context.Context, id string) (err error) {
+	start := time.Now()
+	defer func() { h.n.metrics.observe("unsubscribe", outcome(err), start) }()
+	if !h.n.hub.unsubscribe(id) {
+		return &gen.InvalidArgument{Message: fmt.Sprintf("NOSUBSCRIPTION no subscription %q", id), Code: "NOSUBSCRIPTION"}
+	}
+	return nil
+}
+
+func (h *handler) CreateNamespace(ctx context.Context, spec *gen.NamespaceSpec) (err error) {
+	start := time.Now()
+	defer func() { h.n.metrics.observe("create_namespace", outcome(err), start) }()
+	if spec == nil {
+		return &gen.InvalidArgument{Message: "ERR missing namespace spec", Code: "ERR"}
+	}
+	return h.n.CreateNamespace(NamespaceSpec{Name: spec.Name, Strategy: spec.Strategy, Params: spec.Params})
+}
+
+func (h *handler) DropNamespace(ctx context.Context, name string) (err error) {
+	start := time.Now()
+	defer func() { h.n.metrics.observe("drop_namespace", outcome(err), start) }()
+	return h.n.DropNamespace(name)
+}
+
+func (h *handler) ListNamespaces(ctx context.Context) (_ []*gen.NamespaceSpec, err error) {
+	start := time.Now()
+	defer func() { h.n.metrics.observe("list_namespaces", outcome(err), start) }()
+	var out []*gen.NamespaceSpec
+	for _, s := range h.n.specs() {
+		out = append(out, &gen.NamespaceSpec{Name: s.Name, Strategy: s.Strategy, Params: s.Params})
+	}
+	return out, nil
+}

@@ -1,0 +1,120 @@
+package nodes
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/dialkv/dialkv/core"
+	"github.com/dialkv/dialkv/transport"
+)
+
+// Main runs `dialkv node`.
+func Main(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("dialkv node", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		id          = fs.String("id", "", "node name (required)")
+		listen      = fs.String("listen", fmt.Sprintf("127.0.0.1:%d", DefaultPort), "client API address HOST:PORT")
+		data        = fs.String("data", "", "data directory (required; created if missing)")
+		fsync       = fs.String("fsync", "always", "durability: always (acknowledged writes are synced: group commit), interval (sync every --sync-interval), never (left to the OS)")
+		syncEvery   = fs.Duration("sync-interval", 100*time.Millisecond, "sync period for --fsync=interval")
+		metrics     = fs.String("metrics", "", "serve Prometheus metrics at http://HOST:PORT/metrics (empty: off)")
+		maxConns    = fs.Int("max-conns", transport.DefaultMaxConns, "client connections beyond this are refused with an UNAVAILABLE error")
+		idle        = fs.Duration("idle-timeout", transport.DefaultIdleTimeout, "close client connections silent this long")
+		maxFrame    = fs.Int("max-frame", transport.DefaultMaxFrame, "largest request frame in bytes; a larger frame closes the connection")
+		protocol    = fs.String("protocol", "binary", "Thrift protocol: binary or compact (clients must match)")
+		engine      = fs.String("engine", "pebble", "storage engine: pebble, or memory (nothing survives a restart)")
+		subTTL      = fs.Duration("subscription-ttl", 60*time.Second, "pub/sub subscriptions not polled this long expire")
+		maxValue    = fs.Int("max-value", core.DefaultMaxValueSize, "largest value in bytes")
+		logLevel    = fs.String("log-level", "info", "log level: debug, info, warn, error")
+		logFormat   = fs.String("log-format", "text", "log format: text or json")
+		shutdownDur = fs.Duration("shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT, how long requests in flight may take to finish")
+	)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: dialkv node --id NAME --listen HOST:PORT --data DIR [--fsync always|interval|never] [flags]\n\n"+
+			"Runs a dialkv node: the Thrift client API (framed transport) on --listen, data in Pebble under --data,\n"+
+			"one namespace \"default\" (strategy local) at first start. SIGTERM/SIGINT shut it down gracefully.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "dialkv node: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	policy, err := core.ParseSyncPolicy(*fsync)
+	if err != nil {
+		fmt.Fprintf(stderr, "dialkv node: --fsync: %v\n", err)
+		return 2
+	}
+	proto, err := transport.ParseProtocol(*protocol)
+	if err != nil {
+		fmt.Fprintf(stderr, "dialkv node: --protocol: %v\n", err)
+		return 2
+	}
+	logger, err := newLogger(stderr, *logLevel, *logFormat)
+	if err != nil {
+		fmt.Fprintf(stderr, "dialkv node: %v\n", err)
+		return 2
+	}
+	n, err := Start(Config{
+		ID: *id, Listen: *listen, DataDir: *data, Fsync: policy, SyncInterval: *syncEvery,
+		MetricsAddr: *metrics, Protocol: proto, MaxConns: *maxConns, IdleTimeout: *idle,
+		MaxFrame: *maxFrame, Engine: *engine, SubscriptionTTL: *subTTL,
+		Limits: core.Limits{MaxValueSize: *maxValue}, Logger: logger, Version: buildVersion(),
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "dialkv node: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "dialkv node %s listening on %s\n", *id, n.Addr())
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+	s := <-sig
+	logger.Info("shutting down", "signal", s.String())
+	ctx, cancel := context.WithTimeout(context.Background(), *shutdownDur)
+	defer cancel()
+	if err := n.Close(ctx); err != nil {
+		logger.Error("shutdown", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	o := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, o)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, o)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is not text or json", format)
+}
+
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}

@@ -1,0 +1,444 @@
+package nodes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/dialkv/dialkv/consistency"
+	"github.com/dialkv/dialkv/core"
+	"github.com/dialkv/dialkv/core/pebbleengine"
+	"github.com/dialkv/dialkv/transport"
+	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
+)
+
+// DefaultPort is the default client port.
+const DefaultPort = 7379
+
+// DefaultNamespace is created (strategy local) at a node's first start.
+const DefaultNamespace = "default"
+
+// Config configures a node. Zero fields take defaults.
+type Config struct {
+	ID           string          // node name (required)
+	Listen       string          // client API address; default 127.0.0.1:7379
+	DataDir      string          // data directory (required)
+	Fsync        core.SyncPolicy // always (default), interval or never
+	SyncInterval time.Duration   // for interval; default 100 ms
+	MetricsAddr  string          // "" : no metrics endpoint
+	Protocol     transport.Protocol
+	MaxConns     int
+	IdleTimeout  time.Duration
+	MaxFrame     int
+	// Engine is "pebble" (default) or "memory" (tests: nothing survives a
+	// restart).
+	Engine string
+	// SubscriptionTTL: a subscription not polled this long expires; default 60 s.
+	SubscriptionTTL time.Duration
+	// DefaultDeadline bounds requests that carry no deadline_ms; default 5 s.
+	DefaultDeadline time.Duration
+	Limits          core.Limits
+	Logger          *slog.Logger
+	// Strategies adds strategies by name beside the built-in "local".
+	Strategies map[string]StrategyFactory
+	Version    string
+}
+
+// StrategyEnv is what a strategy factory gets to start a namespace.
+type StrategyEnv struct {
+	Spec   NamespaceSpec
+	Dir    string // the namespace's own data directory (exists)
+	NodeID string
+	Fsync  core.SyncPolicy
+	Logger *slog.Logger
+}
+
+// StrategyFactory starts the Service of one namespace.
+type StrategyFactory func(env StrategyEnv) (consistency.Service, error)
+
+// maxDeadline caps a request's deadline_ms.
+const maxDeadline = 60 * time.Second
+
+func (c *Config) fill() error {
+	if c.ID == "" {
+		return errors.New("node: --id is required")
+	}
+	if c.DataDir == "" && c.Engine != "memory" {
+		return errors.New("node: --data is required")
+	}
+	if c.Listen == "" {
+		c.Listen = fmt.Sprintf("127.0.0.1:%d", DefaultPort)
+	}
+	if c.Protocol == "" {
+		c.Protocol = transport.Binary
+	}
+	if c.Engine == "" {
+		c.Engine = "pebble"
+	}
+	if c.Engine != "pebble" && c.Engine != "memory" {
+		return fmt.Errorf("node: unknown engine %q (want pebble or memory)", c.Engine)
+	}
+	if c.SubscriptionTTL <= 0 {
+		c.SubscriptionTTL = 60 * time.Second
+	}
+	if c.DefaultDeadline <= 0 {
+		c.DefaultDeadline = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Version == "" {
+		c.Version = "(devel)"
+	}
+	return nil
+}
+
+// Node is a running dialkv node.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	hub     *hub
+	metrics *metrics
+	server  *transport.Server
+	ln      net.Listener
+	mln     net.Listener
+	httpSrv *http.Server
+	stop    chan struct{}
+	bg      sync.WaitGroup
+
+	adminMu sync.Mutex // serialises namespace create/drop and catalog writes
+	mu      sync.RWMutex
+	nss     map[string]*namespace
+}
+
+// namespace is one open namespace.
+type namespace struct {
+	spec   NamespaceSpec
+	svc    consistency.Service
+	local  *Local               // for strategy local
+	pebble *pebbleengine.Engine // when the namespace's engine is Pebble
+	engine core.Engine          // closed with the namespace (nil: the service owns it)
+	dir    string
+}
+
+// Start opens the data directory, the namespaces of the catalog (creating
+// "default" at first start), and starts serving.
+func Start(cfg Config) (*Node, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, nss: map[string]*namespace{}, stop: make(chan struct{})}
+	n.hub = newHub(cfg.SubscriptionTTL, 1024)
+	if err := n.openNamespaces(); err != nil {
+		n.closeNamespaces()
+		return nil, err
+	}
+	n.metrics = newMetrics(n)
+	n.server = transport.NewServer(gen.NewDialKVProcessor(&handler{n: n}), transport.ServerConfig{
+		Protocol:    cfg.Protocol,
+		MaxConns:    cfg.MaxConns,
+		IdleTimeout: cfg.IdleTimeout,
+		MaxFrame:    cfg.MaxFrame,
+		Logger:      n.log,
+		Observer:    n.metrics,
+	})
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		n.closeNamespaces()
+		return nil, fmt.Errorf("node: listen %s: %w", cfg.Listen, err)
+	}
+	n.ln = ln
+	if cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			ln.Close()
+			n.closeNamespaces()
+			return nil, fmt.Errorf("node: metrics listen %s: %w", cfg.MetricsAddr, err)
+		}
+		n.mln = mln
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{Registry: n.metrics.reg}))
+		n.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		n.bg.Add(1)
+		go func() {
+			defer n.bg.Done()
+			if err := n.httpSrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				n.log.Error("metrics server stopped", "err", err)
+			}
+		}()
+	}
+	n.bg.Add(2)
+	go func() {
+		defer n.bg.Done()
+		if err := n.server.Serve(ln); err != nil {
+			n.log.Error("client server stopped", "err", err)
+		}
+	}()
+	go n.housekeeping()
+	n.log.Info("node started", "id", cfg.ID, "listen", n.Addr(), "data", cfg.DataDir, "fsync", cfg.Fsync.String(),
+		"engine", cfg.Engine, "protocol", string(cfg.Protocol), "metrics", n.MetricsAddr())
+	return n, nil
+}
+
+// Addr is the client API address the node listens on.
+func (n *Node) Addr() string { return n.ln.Addr().String() }
+
+// MetricsAddr is the metrics address ("" if none).
+func (n *Node) MetricsAddr() string {
+	if n.mln == nil {
+		return ""
+	}
+	return n.mln.Addr().String()
+}
+
+// NumConns is the number of open client connections.
+func (n *Node) NumConns() int { return n.server.NumConns() }
+
+// Close shuts the node down gracefully: it stops accepting, lets requests
+// in flight finish (up to ctx), stops the namespaces (syncing their
+// engines) and closes them.
+func (n *Node) Close(ctx context.Context) error {
+	close(n.stop)
+	err := n.server.Shutdown(ctx)
+	if n.httpSrv != nil {
+		n.httpSrv.Shutdown(ctx)
+	}
+	n.bg.Wait()
+	if cerr := n.closeNamespaces(); err == nil {
+		err = cerr
+	}
+	n.log.Info("node stopped", "id", n.cfg.ID)
+	return err
+}
+
+func (n *Node) housekeeping() {
+	defer n.bg.Done()
+	t := time.NewTicker(max(n.cfg.SubscriptionTTL/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case now := <-t.C:
+			if k := n.hub.sweep(now); k > 0 {
+				n.log.Info("expired abandoned subscriptions", "count", k)
+			}
+		}
+	}
+}
+
+func (n *Node) nsDir(name string) string { return filepath.Join(n.cfg.DataDir, "ns", name) }
+
+func (n *Node) openNamespaces() error {
+	var specs []NamespaceSpec
+	if n.cfg.Engine == "pebble" {
+		if err := os.MkdirAll(n.cfg.DataDir, 0o755); err != nil {
+			return fmt.Errorf("node: data dir: %w", err)
+		}
+		var err error
+		if specs, err = loadCatalog(n.cfg.DataDir); err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
+	}
+	if len(specs) == 0 {
+		specs = []NamespaceSpec{{Name: DefaultNamespace, Strategy: "local"}}
+		if n.cfg.Engine == "pebble" {
+			if err := saveCatalog(n.cfg.DataDir, specs); err != nil {
+				return fmt.Errorf("node: %w", err)
+			}
+		}
+	}
+	for _, s := range specs {
+		ns, err := n.openNamespace(s)
+		if err != nil {
+			return err
+		}
+		n.nss[s.Name] = ns
+	}
+	return nil
+}
+
+// openNamespace starts one namespace's strategy.
+func (n *Node) openNamespace(spec NamespaceSpec) (*namespace, error) {
+	dir := ""
+	if n.cfg.Engine == "pebble" {
+		dir = n.nsDir(spec.Name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("node: namespace %s: %w", spec.Name, err)
+		}
+	}
+	log := n.log.With("namespace", spec.Name)
+	if spec.Strategy == "local" {
+		ns := &namespace{spec: spec, dir: dir}
+		if n.cfg.Engine == "memory" {
+			ns.engine = core.NewMemEngine()
+		} else {
+			// Local decides when to sync (group commit), so Pebble's own
+			// commits never sync.
+			pe, err := pebbleengine.Open(filepath.Join(dir, "pebble"), pebbleengine.Options{Sync: core.SyncNever, Logger: log})
+			if err != nil {
+				return nil, fmt.Errorf("node: namespace %s: %w", spec.Name, err)
+			}
+			ns.engine, ns.pebble = pe, pe
+		}
+		st, err := core.NewStore(ns.engine, n.cfg.Limits)
+		if err != nil {
+			ns.engine.Close()
+			return nil, fmt.Errorf("node: namespace %s: %w", spec.Name, err)
+		}
+		ns.local = NewLocal(LocalConfig{Store: st, Policy: n.cfg.Fsync, SyncInterval: n.cfg.SyncInterval, Logger: log})
+		ns.svc = ns.local
+		return ns, nil
+	}
+	f := n.cfg.Strategies[spec.Strategy]
+	if f == nil {
+		return nil, fmt.Errorf("node: namespace %s: unknown strategy %q (this node has: %v)", spec.Name, spec.Strategy, n.strategyNames())
+	}
+	svc, err := f(StrategyEnv{Spec: spec, Dir: dir, NodeID: n.cfg.ID, Fsync: n.cfg.Fsync, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("node: namespace %s (%s): %w", spec.Name, spec.Strategy, err)
+	}
+	return &namespace{spec: spec, svc: svc, dir: dir}, nil
+}
+
+func (n *Node) strategyNames() []string {
+	names := []string{"local"}
+	for k := range n.cfg.Strategies {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (ns *namespace) close() error {
+	err := ns.svc.Close()
+	if ns.engine != nil {
+		if cerr := ns.engine.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+func (n *Node) closeNamespaces() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var err error
+	for name, ns := range n.nss {
+		if cerr := ns.close(); cerr != nil && err == nil {
+			err = fmt.Errorf("node: close namespace %s: %w", name, cerr)
+		}
+		delete(n.nss, name)
+	}
+	return err
+}
+
+// namespace returns the open namespace called name ("" is "default").
+func (n *Node) namespace(name string) *namespace {
+	if name == "" {
+		name = DefaultNamespace
+	}
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.nss[name]
+}
+
+func (n *Node) namespaceList() []*namespace {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	out := make([]*namespace, 0, len(n.nss))
+	for _, ns := range n.nss {
+		out = append(out, ns)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].spec.Name < out[j].spec.Name })
+	return out
+}
+
+func (n *Node) specs() []NamespaceSpec {
+	var out []NamespaceSpec
+	for _, ns := range n.namespaceList() {
+		out = append(out, ns.spec)
+	}
+	return out
+}
+
+// CreateNamespace creates and persists a namespace.
+func (n *Node) CreateNamespace(spec NamespaceSpec) error {
+	if err := validNamespace(spec.Name); err != nil {
+		return &gen.InvalidArgument{Message: "ERR " + err.Error(), Code: "ERR"}
+	}
+	if spec.Strategy != "local" && n.cfg.Strategies[spec.Strategy] == nil {
+		return &gen.InvalidArgument{Message: fmt.Sprintf("ERR unknown strategy %q (this node has: %v)", spec.Strategy, n.strategyNames()), Code: "ERR"}
+	}
+	n.adminMu.Lock()
+	defer n.adminMu.Unlock()
+	if n.namespace(spec.Name) != nil {
+		return &gen.InvalidArgument{Message: fmt.Sprintf("EXISTS namespace %q already exists", spec.Name), Code: "EXISTS"}
+	}
+	if n.cfg.Engine == "pebble" {
+		// A directory left by a drop that crashed before removing it.
+		if err := os.RemoveAll(n.nsDir(spec.Name)); err != nil {
+			return fmt.Errorf("node: create namespace %s: %w", spec.Name, err)
+		}
+	}
+	ns, err := n.openNamespace(spec)
+	if err != nil {
+		return err
+	}
+	if n.cfg.Engine == "pebble" {
+		if err := saveCatalog(n.cfg.DataDir, append(n.specs(), spec)); err != nil {
+			ns.close()
+			os.RemoveAll(n.nsDir(spec.Name))
+			return err
+		}
+	}
+	n.mu.Lock()
+	n.nss[spec.Name] = ns
+	n.mu.Unlock()
+	n.log.Info("namespace created", "namespace", spec.Name, "strategy", spec.Strategy, "params", spec.Params)
+	return nil
+}
+
+// DropNamespace removes a namespace and its data.
+func (n *Node) DropNamespace(name string) error {
+	if name == DefaultNamespace {
+		return &gen.InvalidArgument{Message: "ERR the default namespace cannot be dropped", Code: "ERR"}
+	}
+	n.adminMu.Lock()
+	defer n.adminMu.Unlock()
+	ns := n.namespace(name)
+	if ns == nil {
+		return &gen.InvalidArgument{Message: fmt.Sprintf("NONAMESPACE no namespace %q", name), Code: "NONAMESPACE"}
+	}
+	n.mu.Lock()
+	delete(n.nss, name)
+	n.mu.Unlock()
+	if n.cfg.Engine == "pebble" {
+		if err := saveCatalog(n.cfg.DataDir, n.specs()); err != nil {
+			n.mu.Lock()
+			n.nss[name] = ns
+			n.mu.Unlock()
+			return err
+		}
+	}
+	if err := ns.close(); err != nil {
+		n.log.Error("closing dropped namespace", "namespace", name, "err", err)
+	}
+	if ns.dir != "" {
+		if err := os.RemoveAll(ns.dir); err != nil {
+			n.log.Error("removing dropped namespace's data", "namespace", name, "err", err)
+		}
+	}
+	n.log.Info("namespace dropped", "namespace", name)
+	return nil
+}

@@ -1,0 +1,77 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/apache/thrift/lib/go/thrift"
+	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
+)
+
+// DialOptions configure a client connection. Zero fields take defaults.
+type DialOptions struct {
+	Protocol Protocol // binary (default) or compact; must match the node's
+	MaxFrame int      // largest frame accepted from or sent to the node; default 16 MiB
+}
+
+// Conn is one client connection to a node: a generated DialKV client over a
+// framed transport. A Conn is not safe for concurrent use (Thrift calls on
+// one connection are strictly request-response); pool them.
+type Conn struct {
+	*gen.DialKVClient
+	nc   net.Conn
+	addr string
+}
+
+// Dial connects to addr ("host:port"), honouring ctx's deadline.
+func Dial(ctx context.Context, addr string, opts DialOptions) (*Conn, error) {
+	if opts.Protocol == "" {
+		opts.Protocol = Binary
+	}
+	if opts.MaxFrame <= 0 {
+		opts.MaxFrame = DefaultMaxFrame
+	}
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	cfg := &thrift.TConfiguration{MaxMessageSize: int32(opts.MaxFrame), MaxFrameSize: int32(opts.MaxFrame)}
+	framed := thrift.NewTFramedTransportConf(thrift.NewStreamTransportRW(nc), cfg)
+	iprot := opts.Protocol.newProtocol(framed, cfg)
+	oprot := opts.Protocol.newProtocol(framed, cfg)
+	return &Conn{DialKVClient: gen.NewDialKVClientProtocol(framed, iprot, oprot), nc: nc, addr: addr}, nil
+}
+
+// Addr is the address the connection was dialled to.
+func (c *Conn) Addr() string { return c.addr }
+
+// SetDeadline bounds the next calls (zero: no deadline). A call that misses
+// it fails with a timeout and leaves the connection unusable: close it.
+func (c *Conn) SetDeadline(t time.Time) error { return c.nc.SetDeadline(t) }
+
+// Close closes the connection.
+func (c *Conn) Close() error { return c.nc.Close() }
+
+// Alive reports whether the idle connection still looks usable: the node
+// has not closed it and sent nothing unsolicited. It costs one non-blocking
+// read; call it only on connections that sat idle.
+func (c *Conn) Alive() bool {
+	if err := c.nc.SetReadDeadline(time.Now().Add(-time.Second)); err != nil {
+		return false
+	}
+	var b [1]byte
+	n, err := c.nc.Read(b[:])
+	c.nc.SetReadDeadline(time.Time{})
+	if n > 0 {
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

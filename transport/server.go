@@ -1,0 +1,432 @@
+package transport
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/apache/thrift/lib/go/thrift"
+)
+
+// Protocol is a Thrift protocol spelling: "binary" or "compact".
+type Protocol string
+
+// The protocols a server speaks and a client uses (both sides must agree).
+const (
+	Binary  Protocol = "binary"
+	Compact Protocol = "compact"
+)
+
+// ParseProtocol parses "binary" or "compact".
+func ParseProtocol(s string) (Protocol, error) {
+	switch Protocol(s) {
+	case Binary, Compact:
+		return Protocol(s), nil
+	}
+	return "", fmt.Errorf("transport: unknown protocol %q (want binary or compact)", s)
+}
+
+func (p Protocol) newProtocol(t thrift.TTransport, cfg *thrift.TConfiguration) thrift.TProtocol {
+	if p == Compact {
+		return thrift.NewTCompactProtocolConf(t, cfg)
+	}
+	return thrift.NewTBinaryProtocolConf(t, cfg)
+}
+
+// Defaults of ServerConfig.
+const (
+	DefaultMaxConns    = 20000
+	DefaultIdleTimeout = 5 * time.Minute
+	DefaultMaxFrame    = 16 << 20
+	// frameTimeout bounds how long the rest of a frame may take once its
+	// header has arrived, and how long a response write may block.
+	frameTimeout = 10 * time.Second
+)
+
+// ServerConfig configures a Server. Zero fields take the defaults.
+type ServerConfig struct {
+	Protocol    Protocol      // binary (default) or compact
+	MaxConns    int           // connections beyond this are refused with an error
+	IdleTimeout time.Duration // a connection silent this long is closed
+	MaxFrame    int           // largest request frame in bytes; larger ones close the connection
+	Logger      *slog.Logger  // nil: discard
+	Observer    Observer      // nil: none
+}
+
+func (c *ServerConfig) fill() {
+	if c.Protocol == "" {
+		c.Protocol = Binary
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.MaxFrame <= 0 {
+		c.MaxFrame = DefaultMaxFrame
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
+}
+
+// Observer receives connection-level events for metrics. Calls are
+// concurrent.
+type Observer interface {
+	ConnOpened()
+	// ConnClosed is called once per opened connection; reason is "eof",
+	// "idle", "bad_frame", "error" or "shutdown".
+	ConnClosed(reason string)
+	// ConnRejected counts connections refused by the connection limit.
+	ConnRejected()
+	BytesIn(n int)
+	BytesOut(n int)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) ConnOpened()       {}
+func (nopObserver) ConnClosed(string) {}
+func (nopObserver) ConnRejected()     {}
+func (nopObserver) BytesIn(int)       {}
+func (nopObserver) BytesOut(int)      {}
+
+// disableConnectivityCheck turns off the generated processors' per-request
+// connectivity-check goroutine: our processors read from memory buffers, so
+// the check could never fire, and it costs a goroutine and a ticker per
+// request. The variable is the thrift library's; it is written once.
+var disableConnectivityCheck = sync.OnceFunc(func() { thrift.ServerConnectivityCheckInterval = 0 })
+
+// Server serves a Thrift processor over framed TCP connections.
+type Server struct {
+	cfg     ServerConfig
+	proc    thrift.TProcessor
+	tcfg    *thrift.TConfiguration
+	codecs  sync.Pool
+	ctx     context.Context
+	cancel  context.CancelFunc
+	nconns  atomic.Int64
+	closing atomic.Bool
+	wg      sync.WaitGroup
+
+	mu    sync.Mutex
+	lns   map[net.Listener]struct{}
+	conns map[*serverConn]struct{}
+}
+
+type serverConn struct {
+	nc   net.Conn
+	busy atomic.Bool
+}
+
+// NewServer returns a server for proc (the generated DialKVProcessor).
+func NewServer(proc thrift.TProcessor, cfg ServerConfig) *Server {
+	disableConnectivityCheck()
+	cfg.fill()
+	s := &Server{
+		cfg:   cfg,
+		proc:  proc,
+		lns:   map[net.Listener]struct{}{},
+		conns: map[*serverConn]struct{}{},
+		tcfg: &thrift.TConfiguration{
+			MaxMessageSize: int32(cfg.MaxFrame),
+			MaxFrameSize:   int32(cfg.MaxFrame),
+		},
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.codecs.New = func() any { return s.newCodec() }
+	return s
+}
+
+// NumConns is the number of open connections.
+func (s *Server) NumConns() int { return int(s.nconns.Load()) }
+
+// Serve accepts connections on ln until Shutdown; it returns nil after
+// Shutdown and the accept error otherwise.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.lns[ln] = struct{}{}
+	s.mu.Unlock()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscallEMFILE) {
+				// Out of file descriptors or a transient error: back off.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.cfg.Logger.Warn("accept failed; backing off", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("transport: accept: %w", err)
+		}
+		delay = 0
+		if int(s.nconns.Load()) >= s.cfg.MaxConns {
+			s.cfg.Observer.ConnRejected()
+			s.wg.Add(1)
+			go s.reject(nc)
+			continue
+		}
+		s.nconns.Add(1)
+		s.cfg.Observer.ConnOpened()
+		c := &serverConn{nc: nc}
+		s.mu.Lock()
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go s.serveConn(c)
+	}
+}
+
+// Shutdown stops accepting, closes idle connections, lets requests in
+// flight finish and closes their connections, waiting until ctx is done;
+// then it closes whatever remains.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	s.mu.Lock()
+	for ln := range s.lns {
+		ln.Close()
+	}
+	for c := range s.conns {
+		if !c.busy.Load() {
+			c.nc.SetReadDeadline(time.Unix(1, 0)) // wakes the reader, which sees closing
+		}
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+	}
+	s.cancel()
+	s.mu.Lock()
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+	<-done
+	return ctx.Err()
+}
+
+// reject answers the first request of a connection over the limit with an
+// application exception ("UNAVAILABLE connection limit reached ...") and
+// closes it.
+func (s *Server) reject(nc net.Conn) {
+	defer s.wg.Done()
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(2 * time.Second))
+	msg := fmt.Sprintf("UNAVAILABLE connection limit reached (max-conns %d); retry later", s.cfg.MaxConns)
+	name, seq := "", int32(0)
+	if frame, err := readFrame(nc, nil, 64<<10); err == nil {
+		c := s.codecs.Get().(*codec)
+		c.reset(frame)
+		if n, _, sq, err := c.iprot.ReadMessageBegin(s.ctx); err == nil {
+			name, seq = n, sq
+		}
+		s.codecs.Put(c)
+	}
+	nc.Write(s.exceptionFrame(name, seq, thrift.INTERNAL_ERROR, msg))
+}
+
+// exceptionFrame encodes a framed application exception.
+func (s *Server) exceptionFrame(name string, seq int32, typ int32, msg string) []byte {
+	c := s.newCodec()
+	c.reset(nil)
+	writeException(s.ctx, c.oprot, name, seq, typ, msg)
+	return c.frame()
+}
+
+func writeException(ctx context.Context, oprot thrift.TProtocol, name string, seq int32, typ int32, msg string) {
+	x := thrift.NewTApplicationException(typ, msg)
+	oprot.WriteMessageBegin(ctx, name, thrift.EXCEPTION, seq)
+	x.Write(ctx, oprot)
+	oprot.WriteMessageEnd(ctx)
+	oprot.Flush(ctx)
+}
+
+func (s *Server) serveConn(c *serverConn) {
+	defer s.wg.Done()
+	reason := "eof"
+	defer func() {
+		c.nc.Close()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.nconns.Add(-1)
+		s.cfg.Observer.ConnClosed(reason)
+	}()
+	var hdr [4]byte
+	var buf []byte
+	for {
+		if s.closing.Load() {
+			reason = "shutdown"
+			return
+		}
+		c.nc.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		if _, err := io.ReadFull(c.nc, hdr[:1]); err != nil {
+			reason = closeReason(err, s.closing.Load())
+			return
+		}
+		c.busy.Store(true)
+		c.nc.SetDeadline(time.Now().Add(frameTimeout))
+		if _, err := io.ReadFull(c.nc, hdr[1:]); err != nil {
+			reason = closeReason(err, false)
+			return
+		}
+		n := binary.BigEndian.Uint32(hdr[:])
+		if n == 0 || n > uint32(s.cfg.MaxFrame) {
+			reason = "bad_frame"
+			s.cfg.Logger.Warn("closing connection: bad frame size", "remote", c.nc.RemoteAddr().String(), "size", n, "max", s.cfg.MaxFrame)
+			c.nc.Write(s.exceptionFrame("", 0, thrift.PROTOCOL_ERROR,
+				fmt.Sprintf("frame size %d is not in 1..%d (max-frame); closing connection", n, s.cfg.MaxFrame)))
+			return
+		}
+		if cap(buf) < int(n) {
+			buf = make([]byte, n)
+		}
+		frame := buf[:n]
+		if _, err := io.ReadFull(c.nc, frame); err != nil {
+			reason = closeReason(err, false)
+			return
+		}
+		s.cfg.Observer.BytesIn(int(n) + 4)
+		resp, keep := s.Process(frame)
+		if len(resp) > 0 {
+			if _, err := c.nc.Write(resp); err != nil {
+				reason = "error"
+				return
+			}
+			s.cfg.Observer.BytesOut(len(resp))
+		}
+		if !keep {
+			reason = "bad_frame"
+			return
+		}
+		c.busy.Store(false)
+		if cap(buf) > 64<<10 {
+			buf = nil // do not pin a large frame's buffer on an idle connection
+		}
+	}
+}
+
+func closeReason(err error, closing bool) string {
+	if closing {
+		return "shutdown"
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "idle"
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return "eof"
+	}
+	return "error"
+}
+
+// readFrame reads one frame from r (into buf if it is big enough).
+func readFrame(r io.Reader, buf []byte, maxFrame int) ([]byte, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n == 0 || n > uint32(maxFrame) {
+		return nil, fmt.Errorf("transport: frame size %d is not in 1..%d", n, maxFrame)
+	}
+	if cap(buf) < int(n) {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	_, err := io.ReadFull(r, buf)
+	return buf, err
+}
+
+// codec is the per-request decoding state, pooled.
+type codec struct {
+	in, out      *thrift.TMemoryBuffer
+	iprot, oprot thrift.TProtocol
+}
+
+func (s *Server) newCodec() *codec {
+	c := &codec{in: thrift.NewTMemoryBuffer(), out: thrift.NewTMemoryBufferLen(256)}
+	c.iprot = s.cfg.Protocol.newProtocol(c.in, s.tcfg)
+	c.oprot = s.cfg.Protocol.newProtocol(c.out, s.tcfg)
+	return c
+}
+
+func (c *codec) reset(frame []byte) {
+	c.in.Buffer.Reset()
+	c.in.Buffer.Write(frame)
+	c.out.Buffer.Reset()
+	c.out.Buffer.Write([]byte{0, 0, 0, 0}) // frame header, patched by frame()
+}
+
+// frame returns the response with its 4-byte length header.
+func (c *codec) frame() []byte {
+	b := c.out.Buffer.Bytes()
+	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+	return b
+}
+
+// Process decodes one request frame (without its length header), runs it
+// and returns the framed response (nil if there is none) and whether the
+// connection may stay open. A request that does not decode gets a Thrift
+// application exception; the framing is intact, so the connection stays
+// open. A panic in the handler closes the connection and is logged. The
+// returned slice is valid until the next call.
+func (s *Server) Process(frame []byte) (resp []byte, keep bool) {
+	c := s.codecs.Get().(*codec)
+	c.reset(frame)
+	keep = true
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				s.cfg.Logger.Error("request handler panicked; closing connection", "panic", fmt.Sprint(r))
+				c.out.Buffer.Reset()
+				c.out.Buffer.Write([]byte{0, 0, 0, 0})
+				writeException(s.ctx, c.oprot, "", 0, thrift.INTERNAL_ERROR, fmt.Sprintf("internal error: %v", r))
+				keep = false
+			}
+		}()
+		_, err := s.proc.Process(s.ctx, c.iprot, c.oprot)
+		if err != nil && c.out.Buffer.Len() == 4 {
+			// Nothing was written: the message header did not decode.
+			writeException(s.ctx, c.oprot, "", 0, thrift.PROTOCOL_ERROR, "cannot decode request: "+err.Error())
+		}
+	}()
+	out := c.frame()
+	resp = append([]byte(nil), out...)
+	if c.out.Buffer.Cap() > 64<<10 {
+		c.out = thrift.NewTMemoryBufferLen(256)
+		c.oprot = s.cfg.Protocol.newProtocol(c.out, s.tcfg)
+	}
+	if c.in.Buffer.Cap() > 64<<10 {
+		c.in = thrift.NewTMemoryBuffer()
+		c.iprot = s.cfg.Protocol.newProtocol(c.in, s.tcfg)
+	}
+	s.codecs.Put(c)
+	return resp, keep
+}
