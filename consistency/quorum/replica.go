@@ -1,0 +1,1082 @@
+package quorum
+
+import (
+	"bytes"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dialkv/dialkv/consistency"
+	"github.com/dialkv/dialkv/core"
+)
+
+// Error codes the strategy replies with, besides consistency.CodeTimeout
+// (the quorum did not answer before the deadline: outcome unknown).
+const (
+	// CodeSiblings: a write would leave more than max_siblings concurrent
+	// versions; read the key and write back with its token to resolve them.
+	CodeSiblings core.Code = "SIBLINGS"
+)
+
+// Resolver merges the concurrent values (siblings) of a key into one, for
+// namespaces whose conflicts Go code resolves (NewWithResolver). It must be
+// deterministic and must not depend on the order of siblings.
+type Resolver interface {
+	Resolve(key []byte, siblings [][]byte) []byte
+}
+
+// ResolverFunc adapts a function to Resolver.
+type ResolverFunc func(key []byte, siblings [][]byte) []byte
+
+// Resolve calls f.
+func (f ResolverFunc) Resolve(key []byte, siblings [][]byte) []byte { return f(key, siblings) }
+
+// Engine key prefixes.
+const (
+	prefixObj  = "o/" // o/<key> → Object (main store)
+	prefixHint = "h/" // h/<owner>\x00<key> → Object held for owner
+	keyHLC     = "m/hlc"
+)
+
+type entry struct {
+	obj    *Object
+	seg    int
+	digest uint64
+}
+
+type target struct {
+	node    nodeID
+	hintFor nodeID // "" when node is an owner
+}
+
+// op is one request in flight at its coordinator.
+type op struct {
+	id       uint64
+	req      consistency.Request
+	origin   nodeID // node that forwarded it ("" = our own client)
+	originOp uint64
+	key      string
+	seg      int
+	write    bool
+	lin      bool
+	fwdTo    nodeID // a write forwarded to an owner
+	r, w     int
+	deadline time.Time
+	targets  []target
+	phase    int                  // 0: reading (reads, ABD writes); 1: writing (puts, repairs, write-back)
+	resps    map[nodeID]*Object   // phase 0 answers (nil: key absent)
+	acks     map[nodeID]bool      // phase 1 positive acks
+	sent     map[nodeID]bool      // phase 1 puts sent (awaiting ack)
+	need     int                  // phase 1 acks needed before replying
+	merged   *Object              // reads: merged answers; writes: the object written
+	reply    consistency.Response // prepared reply (sent once need is met)
+	replied  bool
+}
+
+type hintOp struct {
+	owner    nodeID
+	key      string
+	digest   uint64
+	deadline time.Time
+}
+
+// Replica is one node's sloppy-quorum replica. It implements
+// consistency.Replica; see the package documentation.
+type Replica struct {
+	id       nodeID
+	p        params
+	bug      string
+	resolver Resolver
+	ring     *ring
+	clock    hlc
+	eng      core.Engine
+	now      time.Time
+
+	objs   map[string]*entry
+	hints  map[nodeID]map[string]*entry
+	nhints int
+
+	suspect map[nodeID]time.Time // skip until
+	heard   map[nodeID]time.Time // last message from each peer
+	down    map[nodeID]bool      // SetPeerState(id, false)
+
+	nextID       uint64
+	ops          map[uint64]*op
+	hintOps      map[uint64]hintOp
+	hintInflight map[nodeID]int
+	nextHint     time.Time
+
+	// anti-entropy and tombstone GC
+	nextAAE   time.Time
+	aaePeer   int
+	shared    map[nodeID][]uint32 // segments we own together with each peer
+	aaePeers  []nodeID
+	conf      map[string]map[nodeID]uint64
+	recentGC  map[string]uint64
+	recentOrd []string
+
+	out   consistency.Ready
+	dirty bool
+	stats Stats
+}
+
+// Stats are counters for tests and metrics.
+type Stats struct {
+	HintsStored, HintsDelivered, HintsRefused int
+	ReadRepairs, AAEPushed, TombstonesGCed    int
+	Timeouts, Forwarded                       int
+}
+
+var (
+	_ consistency.Replica   = (*Replica)(nil)
+	_ consistency.Placement = (*Replica)(nil)
+	_ consistency.Factory   = New
+)
+
+// New starts a replica (a consistency.Factory). It recovers every object and
+// hint from cfg.Engine, which after a crash holds only what was synced.
+func New(cfg consistency.Config) (consistency.Replica, error) {
+	r, err := newReplica(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// NewWithResolver starts a replica whose siblings are merged by res
+// (resolve=custom): at every write coordinator and on every read.
+func NewWithResolver(cfg consistency.Config, res Resolver) (*Replica, error) {
+	if res == nil {
+		return nil, fmt.Errorf("quorum: NewWithResolver: nil resolver")
+	}
+	return newReplica(cfg, res)
+}
+
+func newReplica(cfg consistency.Config, res Resolver) (*Replica, error) {
+	in := cfg.Params
+	if res != nil {
+		in = map[string]string{}
+		for k, v := range cfg.Params {
+			if k == "resolve" && v != ResolveCustom {
+				return nil, fmt.Errorf("quorum: NewWithResolver with resolve=%q (want custom or unset)", v)
+			}
+			if k != "resolve" {
+				in[k] = v
+			}
+		}
+	}
+	p, err := parseParams(in, len(cfg.Peers))
+	if err != nil {
+		return nil, err
+	}
+	if res != nil {
+		p.resolve = ResolveCustom
+	}
+	if cfg.Bug != "" && !knownBug(cfg.Bug) {
+		return nil, fmt.Errorf("quorum: unknown bug %q (see Bugs)", cfg.Bug)
+	}
+	if cfg.Engine == nil {
+		return nil, fmt.Errorf("quorum: no engine")
+	}
+	self := false
+	for _, x := range cfg.Peers {
+		if x == cfg.ID {
+			self = true
+		}
+	}
+	if !self {
+		return nil, fmt.Errorf("quorum: %s is not among the peers %v", cfg.ID, cfg.Peers)
+	}
+	r := &Replica{
+		id: cfg.ID, p: p, bug: cfg.Bug, resolver: res, eng: cfg.Engine,
+		ring:    newRing(cfg.Peers, p.vnodes, p.n),
+		objs:    map[string]*entry{},
+		hints:   map[nodeID]map[string]*entry{},
+		suspect: map[nodeID]time.Time{}, heard: map[nodeID]time.Time{}, down: map[nodeID]bool{},
+		ops: map[uint64]*op{}, hintOps: map[uint64]hintOp{}, hintInflight: map[nodeID]int{},
+		shared: map[nodeID][]uint32{}, conf: map[string]map[nodeID]uint64{}, recentGC: map[string]uint64{},
+	}
+	for seg := range r.ring.walks {
+		if !r.ring.isOwner(seg, r.id) {
+			continue
+		}
+		for _, o := range r.ring.owners(seg) {
+			if o != r.id {
+				r.shared[o] = append(r.shared[o], uint32(seg))
+			}
+		}
+	}
+	for _, x := range cfg.Peers {
+		if len(r.shared[x]) > 0 {
+			r.aaePeers = append(r.aaePeers, x)
+		}
+	}
+	// Start the anti-entropy rotation at a per-node offset so that nodes
+	// do not all pick the same peer.
+	if len(r.aaePeers) > 0 && cfg.Rand != nil {
+		r.aaePeer = cfg.Rand.IntN(len(r.aaePeers))
+	}
+	if err := r.recover(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Replica) recover() error {
+	if v, err := r.eng.Get([]byte(keyHLC)); err == nil {
+		d := &dec{b: v}
+		if t := d.ts(); d.err == nil {
+			r.clock.observe(t)
+		}
+	}
+	it := r.eng.NewIter([]byte(prefixObj), []byte("o0"))
+	for it.First(); it.Valid(); it.Next() {
+		key := string(it.Key()[len(prefixObj):])
+		d := &dec{b: it.Value()}
+		o := decodeObject(d)
+		if d.err != nil {
+			it.Close()
+			return fmt.Errorf("quorum: recovering object %q: %w", key, d.err)
+		}
+		r.objs[key] = &entry{obj: o, seg: r.ring.segment(key), digest: o.digest()}
+		r.clock.observe(o.Mod)
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("quorum: recovering objects: %w", err)
+	}
+	it = r.eng.NewIter([]byte(prefixHint), []byte("h0"))
+	for it.First(); it.Valid(); it.Next() {
+		rest := string(it.Key()[len(prefixHint):])
+		i := strings.IndexByte(rest, 0)
+		if i < 0 {
+			continue
+		}
+		owner, key := nodeID(rest[:i]), rest[i+1:]
+		d := &dec{b: it.Value()}
+		o := decodeObject(d)
+		if d.err != nil {
+			it.Close()
+			return fmt.Errorf("quorum: recovering hint %q for %s: %w", key, owner, d.err)
+		}
+		if r.hints[owner] == nil {
+			r.hints[owner] = map[string]*entry{}
+		}
+		r.hints[owner][key] = &entry{obj: o, seg: r.ring.segment(key), digest: o.digest()}
+		r.nhints++
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("quorum: recovering hints: %w", err)
+	}
+	return nil
+}
+
+// SetPeerState feeds membership (memberlist on real nodes): a peer marked
+// not alive is skipped by sloppy quorum until marked alive again. Without
+// it, the replica suspects peers that miss a request's deadline.
+func (r *Replica) SetPeerState(id consistency.NodeID, alive bool) {
+	if alive {
+		delete(r.down, id)
+		delete(r.suspect, id)
+	} else {
+		r.down[id] = true
+	}
+}
+
+// Holders implements consistency.Placement: a key's preference list.
+func (r *Replica) Holders(key string) []consistency.NodeID {
+	return append([]nodeID(nil), r.ring.owners(r.ring.segment(key))...)
+}
+
+// Stats returns the replica's counters.
+func (r *Replica) Stats() Stats { return r.stats }
+
+func (r *Replica) suspected(n nodeID) bool {
+	if n == r.id {
+		return false
+	}
+	if r.down[n] {
+		return true
+	}
+	t, ok := r.suspect[n]
+	return ok && r.now.Before(t)
+}
+
+// Ready returns and clears the outputs.
+func (r *Replica) Ready() consistency.Ready {
+	out := r.out
+	out.Sync = r.dirty
+	r.out = consistency.Ready{}
+	r.dirty = false
+	return out
+}
+
+func (r *Replica) send(to nodeID, m *msg) {
+	m.ts = r.clock.now(r.now)
+	r.out.Messages = append(r.out.Messages, consistency.Message{From: r.id, To: to, Body: encodeMsg(m)})
+}
+
+func (r *Replica) newID() uint64 {
+	r.nextID++
+	return r.nextID
+}
+
+// ---- persistence ----
+
+func (r *Replica) persist(engKey string, o *Object) error {
+	b := r.eng.NewBatch()
+	defer b.Close()
+	if o == nil {
+		b.Delete([]byte(engKey))
+	} else {
+		b.Set([]byte(engKey), encodeObject(o))
+	}
+	var e enc
+	e.ts(r.clock.last)
+	b.Set([]byte(keyHLC), e.b)
+	if err := b.Commit(false); err != nil {
+		return fmt.Errorf("quorum: persisting %q: %w", engKey, err)
+	}
+	r.dirty = true
+	return nil
+}
+
+func hintKey(owner nodeID, key string) string { return prefixHint + string(owner) + "\x00" + key }
+
+// normalize applies the namespace's resolution to a merged register.
+func (r *Replica) normalize(o *Object) {
+	if o == nil || o.Kind != KindRegister {
+		return
+	}
+	if r.p.resolve == ResolveLWW || r.p.resolve == ResolveCRDT {
+		o.lwwReduce()
+	}
+}
+
+// mergeMain merges an object into the main store and persists it if it
+// changed.
+func (r *Replica) mergeMain(key string, o *Object) error {
+	e := r.objs[key]
+	if e == nil {
+		if dg, ok := r.recentGC[key]; ok && dg == o.digest() {
+			return nil // a copy of a tombstone we already collected
+		}
+		e = &entry{seg: r.ring.segment(key)}
+	}
+	n := merge(e.obj, o)
+	r.normalize(n)
+	dg := n.digest()
+	if e.obj != nil && dg == e.digest {
+		return nil
+	}
+	r.clock.observe(n.Mod)
+	if err := r.persist(prefixObj+key, n); err != nil {
+		return err
+	}
+	e.obj, e.digest = n, dg
+	r.objs[key] = e
+	return nil
+}
+
+func (r *Replica) storeHint(owner nodeID, key string, o *Object) (bool, error) {
+	hm := r.hints[owner]
+	if hm == nil {
+		hm = map[string]*entry{}
+		r.hints[owner] = hm
+	}
+	e := hm[key]
+	if e == nil {
+		if r.nhints >= r.p.hintLimit {
+			r.stats.HintsRefused++
+			return false, nil
+		}
+		e = &entry{seg: r.ring.segment(key)}
+	}
+	n := merge(e.obj, o)
+	r.normalize(n)
+	if err := r.persist(hintKey(owner, key), n); err != nil {
+		return false, err
+	}
+	if e.obj == nil {
+		r.nhints++
+		r.stats.HintsStored++
+	}
+	e.obj, e.digest = n, n.digest()
+	hm[key] = e
+	return true, nil
+}
+
+// ---- requests ----
+
+type cmdInfo struct {
+	write bool
+	crdt  bool // needs resolve=crdt
+	minA  int  // minimum args (including the key)
+	maxA  int  // -1: unbounded
+	pairs bool // args after the key come in pairs
+}
+
+var commands = map[string]cmdInfo{
+	"GET":       {minA: 1, maxA: 1},
+	"SET":       {write: true, minA: 2, maxA: 2},
+	"DEL":       {write: true, minA: 1, maxA: 1},
+	"INCR":      {write: true, crdt: true, minA: 1, maxA: 1},
+	"DECR":      {write: true, crdt: true, minA: 1, maxA: 1},
+	"INCRBY":    {write: true, crdt: true, minA: 2, maxA: 2},
+	"DECRBY":    {write: true, crdt: true, minA: 2, maxA: 2},
+	"SADD":      {write: true, crdt: true, minA: 2, maxA: -1},
+	"SREM":      {write: true, crdt: true, minA: 2, maxA: -1},
+	"SMEMBERS":  {crdt: true, minA: 1, maxA: 1},
+	"SISMEMBER": {crdt: true, minA: 2, maxA: 2},
+	"SCARD":     {crdt: true, minA: 1, maxA: 1},
+	"HSET":      {write: true, crdt: true, minA: 3, maxA: -1, pairs: true},
+	"HDEL":      {write: true, crdt: true, minA: 2, maxA: -1},
+	"HGET":      {crdt: true, minA: 2, maxA: 2},
+	"HGETALL":   {crdt: true, minA: 1, maxA: 1},
+}
+
+func errReply(id uint64, e *core.Error) consistency.Response {
+	return consistency.Response{ID: id, Reply: core.ErrorReply(e)}
+}
+
+// Request hands the replica a client request.
+func (r *Replica) Request(now time.Time, req consistency.Request) {
+	r.now = now
+	r.handleRequest(req, "", 0)
+}
+
+func (r *Replica) respond(o *op, resp consistency.Response) {
+	if o.replied {
+		return
+	}
+	o.replied = true
+	resp.ID = o.req.ID
+	if o.origin != "" {
+		r.send(o.origin, &msg{kind: mFwdReply, op: o.originOp, resp: resp})
+		return
+	}
+	r.out.Responses = append(r.out.Responses, resp)
+}
+
+func (r *Replica) handleRequest(req consistency.Request, origin nodeID, originOp uint64) {
+	fail := func(e *core.Error) {
+		r.respond(&op{req: req, origin: origin, originOp: originOp}, errReply(req.ID, e))
+	}
+	if req.Txn != nil || req.Cmd == nil {
+		fail(core.Errorf(core.CodeErr, "transactions are not supported by the quorum strategy; use a raft namespace"))
+		return
+	}
+	name := strings.ToUpper(req.Cmd.Name)
+	ci, ok := commands[name]
+	if !ok {
+		fail(core.Errorf(core.CodeErr, "command %s is not supported by the quorum strategy; use a raft namespace", name))
+		return
+	}
+	args := req.Cmd.Args
+	if name == "SET" && len(args) > 2 {
+		fail(core.Errorf(core.CodeErr, "SET options (%s) are not supported by the quorum strategy; use a raft namespace", strings.ToUpper(string(args[2]))))
+		return
+	}
+	if len(args) < ci.minA || (ci.maxA >= 0 && len(args) > ci.maxA) || (ci.pairs && (len(args)-1)%2 != 0) {
+		fail(core.Errorf(core.CodeErr, "wrong number of arguments for '%s' command", strings.ToLower(name)))
+		return
+	}
+	if ci.crdt && r.p.resolve != ResolveCRDT {
+		fail(core.Errorf(core.CodeErr, "command %s needs a namespace with resolve=crdt in the quorum strategy (this one has resolve=%s)", name, r.p.resolve))
+		return
+	}
+	lin := req.Opts.Mode == "linearizable"
+	if req.Opts.Mode != "" && !lin {
+		fail(core.Errorf(core.CodeErr, "unknown quorum mode %q (want linearizable or empty)", req.Opts.Mode))
+		return
+	}
+	rr, err := r.p.count(req.Opts.R, r.p.r)
+	if err != nil {
+		fail(core.Errorf(core.CodeErr, "R: %v", err))
+		return
+	}
+	ww, err := r.p.count(req.Opts.W, r.p.w)
+	if err != nil {
+		fail(core.Errorf(core.CodeErr, "W: %v", err))
+		return
+	}
+	if lin && rr+ww <= r.p.n {
+		fail(core.Errorf(core.CodeErr, "linearizable mode needs R+W>N (R=%d, W=%d, N=%d)", rr, ww, r.p.n))
+		return
+	}
+	key := string(args[0])
+	seg := r.ring.segment(key)
+	o := &op{id: r.newID(), req: req, origin: origin, originOp: originOp, key: key, seg: seg,
+		write: ci.write, lin: lin, r: rr, w: ww, deadline: r.now.Add(r.p.timeout)}
+	if o.write && !r.ring.isOwner(seg, r.id) {
+		if origin != "" {
+			fail(core.Errorf(core.CodeErr, "write forwarded to %s, which does not own key %q", r.id, key))
+			return
+		}
+		r.forward(o)
+		return
+	}
+	r.ops[o.id] = o
+	o.targets = r.targetsFor(seg, req.Opts.Strict || lin)
+	if o.write && !lin {
+		e := r.objs[key]
+		var base *Object
+		if e != nil {
+			base = e.obj
+		}
+		r.beginPut(o, base)
+		return
+	}
+	r.beginRead(o)
+}
+
+// forward hands a write to an owner of its key: only owners mint dots.
+func (r *Replica) forward(o *op) {
+	// Prefer, in ring order, an owner that is not suspected and that we
+	// heard from recently (it is probably on our side of a partition).
+	owners := r.ring.owners(o.seg)
+	o.fwdTo = ""
+	for pass := 0; pass < 3 && o.fwdTo == ""; pass++ {
+		for _, x := range owners {
+			recent := r.now.Sub(r.heard[x]) < r.p.suspectFor
+			if pass == 2 || (!r.suspected(x) && (pass == 1 || recent)) {
+				o.fwdTo = x
+				break
+			}
+		}
+	}
+	r.ops[o.id] = o
+	r.stats.Forwarded++
+	r.send(o.fwdTo, &msg{kind: mFwd, op: o.id, req: o.req})
+}
+
+// targetsFor lists the replicas of a segment: the owners, with suspected
+// owners replaced (sloppy quorum) by the next healthy fallbacks, which hold
+// the write as a hint for the owner.
+func (r *Replica) targetsFor(seg int, strict bool) []target {
+	owners := r.ring.owners(seg)
+	ts := make([]target, 0, len(owners))
+	if strict || !r.p.sloppy {
+		for _, x := range owners {
+			ts = append(ts, target{node: x})
+		}
+		return ts
+	}
+	fb := r.ring.fallbacks(seg)
+	for _, x := range owners {
+		if !r.suspected(x) {
+			ts = append(ts, target{node: x})
+			continue
+		}
+		sub := target{node: x}
+		for len(fb) > 0 {
+			c := fb[0]
+			fb = fb[1:]
+			if !r.suspected(c) {
+				sub = target{node: c, hintFor: x}
+				break
+			}
+		}
+		ts = append(ts, sub)
+	}
+	return ts
+}
+
+func (r *Replica) localObj(key string, hintFor nodeID) *Object {
+	if hintFor != "" && hintFor != r.id {
+		if e := r.hints[hintFor][key]; e != nil {
+			return e.obj
+		}
+		return nil
+	}
+	if e := r.objs[key]; e != nil {
+		return e.obj
+	}
+	return nil
+}
+
+func (r *Replica) beginRead(o *op) {
+	o.phase = 0
+	o.resps = map[nodeID]*Object{}
+	for _, t := range o.targets {
+		if t.node == r.id {
+			o.resps[r.id] = r.localObj(o.key, t.hintFor).clone()
+			continue
+		}
+		r.send(t.node, &msg{kind: mGet, op: o.id, key: o.key, hintFor: t.hintFor})
+	}
+	r.progress(o)
+}
+
+func maxTS(o *Object) Timestamp {
+	if o == nil {
+		return Timestamp{}
+	}
+	return o.Mod
+}
+
+// beginPut applies a write on base (the local object, or the merged quorum
+// read under ABD), stores it and replicates it to the targets.
+func (r *Replica) beginPut(o *op, base *Object) {
+	r.clock.observe(maxTS(base))
+	ts := r.clock.now(r.now)
+	if r.bug == BugLWWNoClock {
+		ts = Timestamp{Wall: r.now.UnixNano()}
+	}
+	ctx := decodeToken(o.key, o.req.Token)
+	if o.lin && base != nil {
+		ctx = Context{VV: base.Clock}
+		for _, s := range base.Sibs {
+			ctx.Dots = append(ctx.Dots, s.Dot)
+		}
+	}
+	nobj, reply, tok, e := r.applyWrite(o.key, base, ctx, o.req.Cmd, ts)
+	if e != nil {
+		delete(r.ops, o.id)
+		r.respond(o, errReply(o.req.ID, e))
+		return
+	}
+	r.normalize(nobj)
+	if r.p.resolve == ResolveCustom && nobj.Kind == KindRegister {
+		if lv := nobj.live(); len(lv) > 1 {
+			nobj = r.resolveCustom(o.key, nobj, lv, ts)
+		}
+	}
+	if r.p.resolve == ResolveSiblings && nobj.Kind == KindRegister {
+		if n := len(nobj.live()); n > r.p.maxSiblings {
+			delete(r.ops, o.id)
+			r.respond(o, errReply(o.req.ID, core.Errorf(CodeSiblings,
+				"key %q would have %d siblings (max_siblings %d): read it and write back with its token to resolve them", o.key, n, r.p.maxSiblings)))
+			return
+		}
+	}
+	if err := r.mergeMain(o.key, nobj); err != nil {
+		delete(r.ops, o.id)
+		r.respond(o, errReply(o.req.ID, core.AsError(err)))
+		return
+	}
+	o.merged = r.objs[o.key].obj
+	o.reply = consistency.Response{Reply: reply, Token: tok}
+	r.startPhase1(o, o.merged, o.w, nil)
+}
+
+// resolveCustom replaces the live siblings by the resolver's value, with a
+// fresh dot that supersedes them all.
+func (r *Replica) resolveCustom(key string, o *Object, live []Sibling, ts Timestamp) *Object {
+	vals := make([][]byte, len(live))
+	for i, s := range live {
+		vals[i] = s.Val
+	}
+	sort.Slice(vals, func(i, j int) bool { return bytes.Compare(vals[i], vals[j]) < 0 })
+	v := r.resolver.Resolve([]byte(key), vals)
+	ctx := Context{VV: o.Clock}
+	return putSibling(o, ctx, Sibling{Dot: o.nextDot(r.id, ctx), TS: ts, Val: v})
+}
+
+// startPhase1 sends obj to the targets (all of them for writes and ABD
+// write-back; only stale owners for read repair) and replies once need acks
+// arrived. skip lists targets that already hold obj (they count as acks).
+func (r *Replica) startPhase1(o *op, obj *Object, need int, only map[nodeID]bool) {
+	o.phase = 1
+	o.need = need
+	o.acks = map[nodeID]bool{}
+	o.sent = map[nodeID]bool{}
+	dg := obj.digest()
+	for _, t := range o.targets {
+		if only != nil && !only[t.node] {
+			continue
+		}
+		if t.node == r.id {
+			if t.hintFor == "" {
+				if e := r.objs[o.key]; e != nil && e.digest == dg {
+					o.acks[r.id] = true
+					continue
+				}
+				if err := r.mergeMain(o.key, obj); err == nil {
+					o.acks[r.id] = true
+				}
+			}
+			continue
+		}
+		if o.resps != nil {
+			if prev, ok := o.resps[t.node]; ok && prev != nil && prev.digest() == dg && t.hintFor == "" {
+				o.acks[t.node] = true
+				continue
+			}
+		}
+		o.sent[t.node] = true
+		r.send(t.node, &msg{kind: mPut, op: o.id, key: o.key, hintFor: t.hintFor, obj: obj})
+	}
+	r.progress(o)
+}
+
+// progress moves an op forward after an answer.
+func (r *Replica) progress(o *op) {
+	if o.phase == 0 {
+		if len(o.resps) < o.r {
+			return
+		}
+		var merged *Object
+		var nodes []nodeID
+		for n := range o.resps {
+			nodes = append(nodes, n)
+		}
+		sort.Slice(nodes, func(i, j int) bool { return nodes[i] < nodes[j] })
+		for _, n := range nodes {
+			merged = merge(merged, o.resps[n])
+		}
+		r.normalize(merged)
+		r.clock.observe(maxTS(merged))
+		o.merged = merged
+		if o.write { // ABD write: the read phase found the latest versions
+			if e := r.objs[o.key]; e != nil {
+				merged = merge(merged, e.obj)
+			}
+			r.beginPut(o, merged)
+			return
+		}
+		o.reply = r.readReply(o, merged)
+		if merged == nil {
+			r.finishRead(o)
+			return
+		}
+		repair := r.repairObject(merged)
+		switch {
+		case o.lin: // ABD: write the value back to a write quorum first
+			r.stats.ReadRepairs++
+			r.startPhase1(o, repair, o.w, nil)
+		case r.p.readRepair == RepairSync:
+			stale := r.staleOwners(o, repair)
+			if len(stale) == 0 {
+				r.finishRead(o)
+				return
+			}
+			r.stats.ReadRepairs += len(stale)
+			r.startPhase1(o, repair, len(stale), stale)
+		default:
+			r.finishRead(o)
+		}
+		return
+	}
+	// phase 1
+	if len(o.acks) >= o.need && !o.replied {
+		r.respond(o, o.reply)
+	}
+	r.maybeDone(o)
+}
+
+// finishRead replies to a read and keeps the op open to repair late
+// answers asynchronously.
+func (r *Replica) finishRead(o *op) {
+	o.phase = 2
+	r.respond(o, o.reply)
+	if r.p.readRepair != RepairOff && o.merged != nil {
+		r.asyncRepair(o)
+	}
+	r.maybeDone(o)
+}
+
+func (r *Replica) asyncRepair(o *op) {
+	repair := r.repairObject(o.merged)
+	for n := range r.staleOwners(o, repair) {
+		if o.sent == nil {
+			o.sent = map[nodeID]bool{}
+		}
+		if o.sent[n] {
+			continue
+		}
+		o.sent[n] = true
+		r.stats.ReadRepairs++
+		if n == r.id {
+			_ = r.mergeMain(o.key, repair)
+			continue
+		}
+		r.send(n, &msg{kind: mPut, key: o.key, obj: repair})
+	}
+}
+
+// repairObject is what read repair writes: the merged object, or under the
+// read-repair-drops-siblings bug only the latest sibling.
+func (r *Replica) repairObject(m *Object) *Object {
+	if r.bug != BugReadRepairDropsSiblings || m.Kind != KindRegister || len(m.Sibs) <= 1 {
+		return m
+	}
+	c := m.clone()
+	lv := c.live()
+	if len(lv) == 0 {
+		return c
+	}
+	c.Sibs = []Sibling{lv[0]}
+	return c
+}
+
+// staleOwners are the owners among the answers whose copy differs from obj.
+func (r *Replica) staleOwners(o *op, obj *Object) map[nodeID]bool {
+	dg := obj.digest()
+	out := map[nodeID]bool{}
+	for _, t := range o.targets {
+		if t.hintFor != "" {
+			continue
+		}
+		prev, ok := o.resps[t.node]
+		if ok && (prev == nil || prev.digest() != dg) {
+			out[t.node] = true
+		}
+	}
+	return out
+}
+
+func (r *Replica) maybeDone(o *op) {
+	if !o.replied {
+		return
+	}
+	if o.phase == 1 {
+		for n := range o.sent {
+			if !o.acks[n] {
+				return
+			}
+		}
+	}
+	if o.phase == 2 && len(o.resps) < len(o.targets) && r.p.readRepair != RepairOff {
+		return // wait for late answers to repair them
+	}
+	delete(r.ops, o.id)
+}
+
+// readReply renders a read's answer from the merged object.
+func (r *Replica) readReply(o *op, m *Object) consistency.Response {
+	args := o.req.Cmd.Args
+	name := strings.ToUpper(o.req.Cmd.Name)
+	var resp consistency.Response
+	if m != nil && m.Kind == KindRegister {
+		resp.Token = encodeToken(o.key, Context{VV: m.Clock})
+	}
+	wrong := func(k Kind) consistency.Response {
+		return errReply(0, core.Errorf(core.CodeWrongType, "Operation against a key holding the wrong kind of value (%s)", k))
+	}
+	switch name {
+	case "GET":
+		if m == nil || m.dead() {
+			resp.Reply = core.Nil()
+			return resp
+		}
+		switch m.Kind {
+		case KindCounter:
+			resp.Reply = core.Bulk([]byte(strconv.FormatInt(m.counter(), 10)))
+			return resp
+		case KindRegister:
+		default:
+			return wrong(m.Kind)
+		}
+		lv := m.live()
+		vals := make([][]byte, len(lv))
+		for i, s := range lv {
+			vals[i] = s.Val
+		}
+		sort.Slice(vals, func(i, j int) bool { return bytes.Compare(vals[i], vals[j]) < 0 })
+		switch {
+		case len(lv) == 1:
+			resp.Reply = core.Bulk(lv[0].Val)
+		case r.p.resolve == ResolveCustom:
+			resp.Reply = core.Bulk(r.resolver.Resolve([]byte(o.key), vals))
+		default:
+			resp.Reply = core.Bulk(lv[0].Val) // the latest by HLC; all in Values
+			resp.Values = vals
+		}
+	case "SMEMBERS", "SISMEMBER", "SCARD":
+		if m != nil && m.Kind != KindSet {
+			return wrong(m.Kind)
+		}
+		var elems []Elem
+		if m != nil {
+			elems = m.Elems
+		}
+		switch name {
+		case "SMEMBERS":
+			rs := make([]core.Reply, len(elems))
+			for i, e := range elems {
+				rs[i] = core.Bulk(e.Val)
+			}
+			resp.Reply = core.Array(rs...)
+		case "SCARD":
+			resp.Reply = core.Int(int64(len(elems)))
+		default:
+			n := int64(0)
+			for _, e := range elems {
+				if bytes.Equal(e.Val, args[1]) {
+					n = 1
+				}
+			}
+			resp.Reply = core.Int(n)
+		}
+	case "HGET", "HGETALL":
+		if m != nil && m.Kind != KindMap {
+			return wrong(m.Kind)
+		}
+		var fields []Field
+		if m != nil {
+			fields = m.Fields
+		}
+		if name == "HGET" {
+			resp.Reply = core.Nil()
+			for _, f := range fields {
+				if bytes.Equal(f.Name, args[1]) && !f.Del {
+					resp.Reply = core.Bulk(f.Val)
+				}
+			}
+			return resp
+		}
+		rs := []core.Reply{}
+		for _, f := range fields {
+			if !f.Del {
+				rs = append(rs, core.Bulk(f.Name), core.Bulk(f.Val))
+			}
+		}
+		resp.Reply = core.Array(rs...)
+	}
+	return resp
+}
+
+// applyWrite computes the new object for a write command on base.
+func (r *Replica) applyWrite(key string, base *Object, ctx Context, cmd *core.Command, ts Timestamp) (*Object, core.Reply, []byte, *core.Error) {
+	name := strings.ToUpper(cmd.Name)
+	args := cmd.Args
+	kind := KindRegister
+	switch name {
+	case "INCR", "DECR", "INCRBY", "DECRBY":
+		kind = KindCounter
+	case "SADD", "SREM":
+		kind = KindSet
+	case "HSET", "HDEL":
+		kind = KindMap
+	case "DEL":
+		if base != nil {
+			kind = base.Kind
+		}
+	}
+	if base != nil && base.Kind != kind {
+		return nil, core.Reply{}, nil, core.Errorf(core.CodeWrongType, "Operation against a key holding the wrong kind of value (%s)", base.Kind)
+	}
+	n := base.clone()
+	if n == nil {
+		n = &Object{Kind: kind}
+	}
+	if n.Mod.Less(ts) {
+		n.Mod = ts
+	}
+	switch name {
+	case "SET", "DEL":
+		if kind == KindRegister {
+			dot := n.nextDot(r.id, ctx)
+			reply := core.OK()
+			if name == "DEL" {
+				had := int64(0)
+				if base != nil && !base.dead() {
+					had = 1
+				}
+				reply = core.Int(had)
+			}
+			var val []byte
+			if name == "SET" {
+				val = args[1]
+			}
+			obj := putSibling(base, ctx, Sibling{Dot: dot, TS: ts, Del: name == "DEL", Val: val})
+			tok := encodeToken(key, Context{VV: ctx.VV, Dots: append(append([]Dot(nil), ctx.Dots...), dot)})
+			return obj, reply, tok, nil
+		}
+		had := int64(0)
+		if !base.dead() {
+			had = 1
+		}
+		switch kind {
+		case KindSet:
+			n.Elems = nil
+		case KindMap:
+			for i := range n.Fields {
+				n.Fields[i] = Field{Name: n.Fields[i].Name, TS: ts, Node: r.id, Del: true}
+			}
+		default:
+			return nil, core.Reply{}, nil, core.Errorf(core.CodeErr, "DEL of a counter is not supported by the quorum strategy (a PN-counter cannot be reset)")
+		}
+		return n, core.Int(had), nil, nil
+	case "INCR", "DECR", "INCRBY", "DECRBY":
+		d := int64(1)
+		if len(args) > 1 {
+			v, err := strconv.ParseInt(string(args[1]), 10, 64)
+			if err != nil {
+				return nil, core.Reply{}, nil, core.Errorf(core.CodeErr, "value is not an integer or out of range")
+			}
+			d = v
+		}
+		if name == "DECR" || name == "DECRBY" {
+			d = -d
+		}
+		i := sort.Search(len(n.Counts), func(i int) bool { return n.Counts[i].Node >= r.id })
+		if i == len(n.Counts) || n.Counts[i].Node != r.id {
+			n.Counts = append(n.Counts, Count{})
+			copy(n.Counts[i+1:], n.Counts[i:])
+			n.Counts[i] = Count{Node: r.id}
+		}
+		if d >= 0 {
+			n.Counts[i].P += uint64(d)
+		} else {
+			n.Counts[i].N += uint64(-d)
+		}
+		return n, core.Int(n.counter()), nil, nil
+	case "SADD", "SREM":
+		changed := int64(0)
+		for _, m := range args[1:] {
+			i := sort.Search(len(n.Elems), func(i int) bool { return bytes.Compare(n.Elems[i].Val, m) >= 0 })
+			present := i < len(n.Elems) && bytes.Equal(n.Elems[i].Val, m)
+			if name == "SREM" {
+				if present {
+					n.Elems = append(n.Elems[:i], n.Elems[i+1:]...)
+					changed++
+				}
+				continue
+			}
+			dot := Dot{Node: r.id, C: n.Clock.get(r.id) + 1}
+			n.Clock = n.Clock.with(dot)
+			if present {
+				n.Elems[i].Dots = []Dot{dot}
+				continue
+			}
+			n.Elems = append(n.Elems, Elem{})
+			copy(n.Elems[i+1:], n.Elems[i:])
+			n.Elems[i] = Elem{Val: append([]byte(nil), m...), Dots: []Dot{dot}}
+			changed++
+		}
+		return n, core.Int(changed), nil, nil
+	case "HSET", "HDEL":
+		changed := int64(0)
+		step := 2
+		if name == "HDEL" {
+			step = 1
+		}
+		for j := 1; j+step-1 < len(args); j += step {
+			f := Field{Name: append([]byte(nil), args[j]...), TS: ts, Node: r.id, Del: name == "HDEL"}
+			if name == "HSET" {
+				f.Val = append([]byte(nil), args[j+1]...)
+			}
+			i := sort.Search(len(n.Fields), func(i int) bool { return bytes.Compare(n.Fields[i].Name, f.Name) >= 0 })
+			present := i < len(n.Fields) && bytes.Equal(n.Fields[i].Name, f.Name)
+			live := present && !n.Fields[i].Del
+			switch {
+			case name == "HDEL" && !live:
+				continue
+			case present:
+				n.Fields[i] = f
+			default:
+				n.Fields = append(n.Fields, Field{})
+				copy(n.Fields[i+1:], n.Fields[i:])
+				n.Fields[i] = f
+			}
+			if name == "HDEL" || !live {
+				changed++
+			}
+		}
+		return n, core.Int(changed), nil, nil
+	}
+	return nil, core.Reply{}, nil, core.Errorf(core.CodeErr, "command %s is not supported by the quorum strategy; use a raft namespace", name)
+}
