@@ -1,0 +1,402 @@
+package checker
+
+import (
+	"bytes"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// kvState is the state of one key in the linearizability model: absent, a
+// string (registers and counters) or a set (canonical sorted encoding).
+// It is comparable, so Porcupine can compare states with ==.
+type kvState struct {
+	kind byte   // 0 absent, 's' string, 'S' set
+	s    string // the string, or the set's members quoted and joined by ","
+}
+
+// kvInput is one operation as the model sees it.
+type kvInput struct {
+	f          string
+	a0, a1     string
+	delta      int64
+	condFailed bool // cas that reported CONDFAILED: a read that saw another value
+	unknown    bool // outcome unknown: the result is not constrained
+}
+
+// kvOutput is what the operation returned.
+type kvOutput struct {
+	present bool
+	val     string
+	members []string // sorted, for smembers
+	hasInt  bool
+	n       int64
+}
+
+func setMembers(st kvState) []string {
+	if st.kind != 'S' || st.s == "" {
+		return nil
+	}
+	parts := strings.Split(st.s, ",")
+	out := make([]string, len(parts))
+	for i, p := range parts {
+		out[i], _ = strconv.Unquote(p)
+	}
+	return out
+}
+
+func setState(m []string) kvState {
+	if len(m) == 0 {
+		return kvState{}
+	}
+	q := make([]string, len(m))
+	for i, s := range m {
+		q[i] = strconv.Quote(s)
+	}
+	return kvState{kind: 'S', s: strings.Join(q, ",")}
+}
+
+// kvStep is the sequential specification of one key.
+func kvStep(state, input, output interface{}) (bool, interface{}) {
+	st := state.(kvState)
+	in := input.(kvInput)
+	out := output.(kvOutput)
+	switch in.f {
+	case FGet:
+		if st.kind == 'S' {
+			return false, st
+		}
+		if out.present != (st.kind == 's') || (out.present && out.val != st.s) {
+			return false, st
+		}
+		return true, st
+	case FPut:
+		return true, kvState{kind: 's', s: in.a0}
+	case FDelete:
+		return true, kvState{}
+	case FCAS:
+		match := st.kind == 's' && st.s == in.a0
+		switch {
+		case in.condFailed:
+			return !match, st
+		case in.unknown:
+			if match {
+				return true, kvState{kind: 's', s: in.a1}
+			}
+			return true, st
+		default:
+			if !match {
+				return false, st
+			}
+			return true, kvState{kind: 's', s: in.a1}
+		}
+	case FIncr:
+		var n int64
+		switch st.kind {
+		case 'S':
+			return false, st
+		case 's':
+			v, err := strconv.ParseInt(st.s, 10, 64)
+			if err != nil {
+				return false, st
+			}
+			n = v
+		}
+		n += in.delta
+		if !in.unknown && out.hasInt && out.n != n {
+			return false, st
+		}
+		return true, kvState{kind: 's', s: strconv.FormatInt(n, 10)}
+	case FSAdd, FSRem:
+		if st.kind == 's' {
+			return false, st
+		}
+		m := setMembers(st)
+		i := sort.SearchStrings(m, in.a0)
+		had := i < len(m) && m[i] == in.a0
+		changed := (in.f == FSAdd) != had
+		if !in.unknown && out.hasInt && (out.n == 1) != changed {
+			return false, st
+		}
+		if !changed {
+			return true, st
+		}
+		nm := make([]string, 0, len(m)+1)
+		nm = append(nm, m[:i]...)
+		if in.f == FSAdd {
+			nm = append(nm, in.a0)
+			nm = append(nm, m[i:]...)
+		} else {
+			nm = append(nm, m[i+1:]...)
+		}
+		return true, setState(nm)
+	case FSMembers:
+		if st.kind == 's' {
+			return false, st
+		}
+		return setState(out.members) == st, st
+	}
+	return false, st
+}
+
+func describeKVOp(input, output interface{}) string {
+	in := input.(kvInput)
+	out := output.(kvOutput)
+	var call string
+	switch in.f {
+	case FGet, FDelete, FSMembers:
+		call = in.f + "()"
+	case FCAS:
+		call = fmt.Sprintf("cas(%q→%q)", in.a0, in.a1)
+	case FIncr:
+		call = fmt.Sprintf("incr(%d)", in.delta)
+	default:
+		call = fmt.Sprintf("%s(%q)", in.f, in.a0)
+	}
+	switch {
+	case in.unknown:
+		return call + " → ?"
+	case in.condFailed:
+		return call + " → CONDFAILED"
+	case in.f == FGet && !out.present:
+		return call + " → nil"
+	case in.f == FGet:
+		return fmt.Sprintf("%s → %q", call, out.val)
+	case in.f == FSMembers:
+		return fmt.Sprintf("%s → %q", call, out.members)
+	case out.hasInt:
+		return fmt.Sprintf("%s → %d", call, out.n)
+	}
+	return call + " → ok"
+}
+
+func describeKVState(state interface{}) string {
+	st := state.(kvState)
+	switch st.kind {
+	case 0:
+		return "nil"
+	case 'S':
+		return "{" + st.s + "}"
+	}
+	return strconv.Quote(st.s)
+}
+
+// KVModel is the Porcupine model of one key: a register/counter (get, put,
+// delete, cas, incr) or a set (sadd, srem, smembers). Histories are
+// partitioned by key before it is used, so its state is one key's value.
+func KVModel() porcupine.Model {
+	return porcupine.Model{
+		Init: func() interface{} { return kvState{} },
+		Step: kvStep,
+		Hash: func(state interface{}) uint64 {
+			st := state.(kvState)
+			h := fnv.New64a()
+			h.Write([]byte{st.kind})
+			h.Write([]byte(st.s))
+			return h.Sum64()
+		},
+		DescribeOperation: describeKVOp,
+		DescribeState:     describeKVState,
+		DescribeOperationMetadata: func(info interface{}) string {
+			if info == nil {
+				return ""
+			}
+			return fmt.Sprint(info)
+		},
+	}
+}
+
+// porcupineOps converts one key's operations: fail ops are dropped (except a
+// cas that reported CONDFAILED), reads with an unknown outcome are dropped
+// (they constrain nothing), and writes with an unknown outcome get an
+// infinite return time so that Porcupine may linearize them anywhere after
+// their invocation — including after every other operation, which is the
+// same as never having happened.
+func porcupineOps(h *history, k *keyInfo) (out []porcupine.Operation, idx []int) {
+	clients := map[int]int{}
+	for _, i := range k.ops {
+		op := &h.ops[i]
+		in := kvInput{f: op.F, unknown: op.Outcome == Unknown}
+		switch op.F {
+		case FGet, FSMembers:
+			if op.Outcome != OK {
+				continue
+			}
+		case FPut, FDelete, FIncr, FSAdd, FSRem:
+			if op.Outcome == Fail {
+				continue
+			}
+		case FCAS:
+			if op.Outcome == Fail {
+				if !isCondFailed(op) {
+					continue
+				}
+				in.condFailed = true
+			}
+		default:
+			continue
+		}
+		if len(op.Args) > 0 {
+			in.a0 = op.Args[0]
+		}
+		if len(op.Args) > 1 {
+			in.a1 = op.Args[1]
+		}
+		if op.F == FIncr {
+			in.delta, _ = strconv.ParseInt(op.Args[0], 10, 64)
+		}
+		var o kvOutput
+		if op.Value != nil {
+			o.present, o.val = true, *op.Value
+		}
+		if op.F == FSMembers {
+			o.members = append([]string(nil), op.Values...)
+			sort.Strings(o.members)
+			// dedupe: a set has each member once
+			o.members = dedupSorted(o.members)
+		}
+		if op.Int != nil {
+			o.hasInt, o.n = true, *op.Int
+		}
+		c, ok := clients[op.Client]
+		if !ok {
+			c = len(clients)
+			clients[op.Client] = c
+		}
+		ret := int64(math.MaxInt64)
+		if op.Complete != nil && op.Outcome != Unknown {
+			ret = *op.Complete
+		}
+		out = append(out, porcupine.Operation{ClientId: c, Input: in, Output: o, Call: op.Invoke, Return: ret, Metadata: fmt.Sprintf("op #%d %s", op.ID, sessionOf(op))})
+		idx = append(idx, i)
+	}
+	return out, idx
+}
+
+func dedupSorted(s []string) []string {
+	if len(s) < 2 {
+		return s
+	}
+	out := s[:1]
+	for _, x := range s[1:] {
+		if x != out[len(out)-1] {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// checkLinearizable checks each key's sub-history with Porcupine, in
+// parallel, within opts.Timeout overall.
+func checkLinearizable(h *history, opts Options) CheckResult {
+	cr := CheckResult{Counts: map[string]int64{}}
+	model := KVModel()
+	deadline := time.Now().Add(opts.Timeout)
+	type keyRes struct {
+		res  porcupine.CheckResult
+		ops  []porcupine.Operation
+		idx  []int
+		done bool
+	}
+	results := make([]keyRes, len(h.keys))
+	var next int
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	workers := runtime.GOMAXPROCS(0)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= len(h.keys) {
+					return
+				}
+				remaining := time.Until(deadline)
+				if remaining <= 0 {
+					continue // left unchecked: the verdict becomes unknown
+				}
+				ops, idx := porcupineOps(h, h.kinfo[h.keys[i]])
+				r := porcupine.Ok
+				if len(ops) > 0 {
+					r = porcupine.CheckOperationsTimeout(model, ops, remaining)
+				}
+				results[i] = keyRes{res: r, ops: ops, idx: idx, done: true}
+			}
+		}()
+	}
+	wg.Wait()
+	col := newCollector(opts.MaxExamples)
+	var checked, unknown, checkedOps int64
+	var unknownKeys []string
+	for i, r := range results {
+		key := h.keys[i]
+		if !r.done || r.res == porcupine.Unknown {
+			unknown++
+			if len(unknownKeys) < 5 {
+				unknownKeys = append(unknownKeys, strconv.Quote(key))
+			}
+			continue
+		}
+		checked++
+		checkedOps += int64(len(r.ops))
+		if r.res != porcupine.Illegal {
+			continue
+		}
+		const maxOps = 40
+		idx := r.idx
+		msg := fmt.Sprintf("no linearization of the %d operations on key %q is consistent with a single register/counter/set", len(r.idx), key)
+		if len(idx) > maxOps {
+			msg += fmt.Sprintf(" (first %d shown)", maxOps)
+			idx = idx[:maxOps]
+		}
+		col.add(Anomaly{Kind: "non-linearizable", Key: key, Message: msg, Ops: h.opsOf(idx...)})
+		if len(cr.Visualizations) < opts.Visualize {
+			remaining := time.Until(deadline)
+			if remaining < time.Second {
+				remaining = time.Second
+			}
+			vr, info := porcupine.CheckOperationsVerbose(model, r.ops, remaining)
+			if vr == porcupine.Illegal {
+				var buf bytes.Buffer
+				if err := porcupine.Visualize(model, info, &buf); err == nil {
+					cr.Visualizations = append(cr.Visualizations, Visualization{Key: key, HTML: buf.Bytes()})
+				}
+			}
+		}
+	}
+	col.fill(&cr)
+	cr.Counts["keys"] = int64(len(h.keys))
+	cr.Counts["keys_checked"] = checked
+	cr.Counts["keys_unknown"] = unknown
+	cr.Counts["ops_checked"] = checkedOps
+	cr.Notes = append(cr.Notes,
+		"model per key: register (get/put/delete/cas), counter (incr, absent = 0) and set (sadd/srem/smembers); partitioned by key",
+		"fail ops are dropped, except cas with CONDFAILED (a read that saw a different value); unknown writes may take effect at any time after their invocation, or never; unknown reads are dropped")
+	switch {
+	case col.total > 0:
+		cr.Verdict = VerdictViolation
+		cr.Summary = fmt.Sprintf("%d of %d keys are not linearizable", col.total, len(h.keys))
+	case unknown > 0:
+		cr.Verdict = VerdictUnknown
+		cr.Summary = fmt.Sprintf("timed out after %s: %d of %d keys not decided (e.g. %s)", opts.Timeout, unknown, len(h.keys), strings.Join(unknownKeys, ", "))
+	case len(h.keys) == 0:
+		cr.Verdict = VerdictSkipped
+		cr.Summary = "no operations"
+	default:
+		cr.Verdict = VerdictOK
+		cr.Summary = fmt.Sprintf("all %d keys linearizable (%d operations)", checked, checkedOps)
+	}
+	return cr
+}
