@@ -348,7 +348,66 @@ func (h *handler) Scan(ctx context.Context, o *gen.RequestOptions, r *gen.ScanRe
 func (h *handler) IndexQuery(ctx context.Context, o *gen.RequestOptions, q *gen.IndexQuery) (_ *gen.IndexQueryResponse, err error) {
 	start := time.Now()
 	defer func() { h.n.metrics.observe("index_query", outcome(err), start) }()
-	return nil, &gen.InvalidArgument{Message: "UNSUPPORTED index queries are not available in this build", Code: "UNSUPPORTED"}
+	if o == nil {
+		o = &gen.RequestOptions{}
+	}
+	if q == nil {
+		return nil, &gen.InvalidArgument{Message: "ERR missing query", Code: "ERR"}
+	}
+	ns, err := h.ns(o)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := h.begin(ctx, o)
+	defer cancel()
+	cmd := indexCommand(q)
+	req := h.request(o)
+	req.Cmd = &cmd
+	resp, err := ns.svc.Do(ctx, req)
+	if err != nil {
+		return nil, serviceErr(err)
+	}
+	if resp.Reply.IsError() {
+		return nil, transport.ExceptionFromCore(resp.Reply.Err)
+	}
+	a := resp.Reply.Array
+	if len(a) != 2 {
+		return nil, fmt.Errorf("internal error: IDX.QUERY replied %d elements", len(a))
+	}
+	out := &gen.IndexQueryResponse{Keys: make([][]byte, len(a[1].Array)), ServedBy: h.served(), Token: resp.Token}
+	if len(a[0].Str) > 0 {
+		out.NextCursor = a[0].Str
+	}
+	for i, k := range a[1].Array {
+		out.Keys[i] = k.Str
+	}
+	return out, nil
+}
+
+// indexCommand translates an IndexQuery into core's IDX.QUERY.
+func indexCommand(q *gen.IndexQuery) core.Command {
+	args := [][]byte{[]byte(q.Index)}
+	if q.Value != nil {
+		args = append(args, []byte("EQ"), q.Value)
+	} else {
+		lo, hi := q.Min, q.Max
+		if lo == nil {
+			lo = []byte("-")
+		}
+		if hi == nil {
+			hi = []byte("+")
+		}
+		args = append(args, []byte("RANGE"), lo, hi)
+	}
+	limit := int(q.GetLimit())
+	if limit <= 0 {
+		limit = defaultScanLimit
+	}
+	args = append(args, []byte("LIMIT"), strconv.AppendInt(nil, int64(min(limit, maxScanLimit)), 10))
+	if len(q.Cursor) > 0 {
+		args = append(args, []byte("CURSOR"), q.Cursor)
+	}
+	return core.Command{Name: "IDX.QUERY", Args: args}
 }
 
 func (h *handler) Publish(ctx context.Context, o *gen.RequestOptions, channel string, payload []byte) (_ int64, err error) {

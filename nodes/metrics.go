@@ -54,11 +54,14 @@ func newMetrics(n *Node) *metrics {
 	return m
 }
 
-func (m *metrics) ConnOpened()              { m.openConns.Inc(); m.conns.WithLabelValues("opened").Inc() }
-func (m *metrics) ConnClosed(reason string) { m.openConns.Dec(); m.conns.WithLabelValues("closed_" + reason).Inc() }
-func (m *metrics) ConnRejected()            { m.conns.WithLabelValues("rejected").Inc() }
-func (m *metrics) BytesIn(n int)            { m.bytesIn.Add(float64(n)) }
-func (m *metrics) BytesOut(n int)           { m.bytesOut.Add(float64(n)) }
+func (m *metrics) ConnOpened() { m.openConns.Inc(); m.conns.WithLabelValues("opened").Inc() }
+func (m *metrics) ConnClosed(reason string) {
+	m.openConns.Dec()
+	m.conns.WithLabelValues("closed_" + reason).Inc()
+}
+func (m *metrics) ConnRejected()  { m.conns.WithLabelValues("rejected").Inc() }
+func (m *metrics) BytesIn(n int)  { m.bytesIn.Add(float64(n)) }
+func (m *metrics) BytesOut(n int) { m.bytesOut.Add(float64(n)) }
 
 // observe counts one request.
 func (m *metrics) observe(op, outcome string, start time.Time) {

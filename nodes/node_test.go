@@ -225,19 +225,3 @@ func TestPubSub(t *testing.T) {
 	}
 }
 
-func TestGlobMatch(t *testing.T) {
-	for _, tc := range []struct {
-		p, s string
-		want bool
-	}{
-		{"*", "", true}, {"*", "abc", true}, {"a*c", "abbbc", true}, {"a*c", "abcd", false},
-		{"h?llo", "hello", true}, {"h?llo", "hllo", false}, {"h[ae]llo", "hallo", true},
-		{"h[ae]llo", "hillo", false}, {"h[^e]llo", "hallo", true}, {"h[^e]llo", "hello", false},
-		{"h[a-c]x", "hbx", true}, {"h[a-c]x", "hdx", false}, {`a\*b`, "a*b", true}, {`a\*b`, "axb", false},
-		{"user.*", "user.1/2", true}, {"[", "[", false}, {"*.*.*", "a.b", false},
-	} {
-		if got := globMatch(tc.p, tc.s); got != tc.want {
-			t.Errorf("globMatch(%q, %q) = %v, want %v", tc.p, tc.s, got, tc.want)
-		}
-	}
-}

@@ -6,17 +6,19 @@ import (
 	"encoding/hex"
 	"sync"
 	"time"
+
+	"github.com/dialkv/dialkv/core"
 )
 
-// hub is the node's pub/sub state: subscriptions with bounded queues,
-// long-polled by clients. Messages are delivered to the subscriptions of
-// this node only (pub/sub is not replicated). A subscription not polled for
-// ttl expires.
+// hub is the node's pub/sub: who receives what is core's deterministic
+// PubSub state (subscription ids are its client ids); the hub adds the
+// delivery — a bounded queue per subscription, long-polled by clients.
+// Messages reach the subscriptions of this node only (pub/sub is not
+// replicated). A subscription not polled for ttl expires.
 type hub struct {
 	mu       sync.Mutex
+	ps       *core.PubSub
 	subs     map[string]*subscription
-	channels map[string]map[*subscription]struct{}
-	patterns map[*subscription]struct{}
 	ttl      time.Duration
 	maxQueue int
 }
@@ -28,8 +30,6 @@ type pubMsg struct {
 
 type subscription struct {
 	id       string
-	channels []string
-	patterns []string
 	queue    []pubMsg
 	dropped  int64
 	lastPoll time.Time
@@ -39,9 +39,8 @@ type subscription struct {
 
 func newHub(ttl time.Duration, maxQueue int) *hub {
 	return &hub{
+		ps:       core.NewPubSub(),
 		subs:     map[string]*subscription{},
-		channels: map[string]map[*subscription]struct{}{},
-		patterns: map[*subscription]struct{}{},
 		ttl:      ttl,
 		maxQueue: maxQueue,
 	}
@@ -55,35 +54,22 @@ func newSubID() string {
 
 // subscribe registers a subscription and returns its id.
 func (h *hub) subscribe(channels, patterns []string, now time.Time) string {
-	s := &subscription{id: newSubID(), channels: channels, patterns: patterns, lastPoll: now, notify: make(chan struct{}, 1)}
+	s := &subscription{id: newSubID(), lastPoll: now, notify: make(chan struct{}, 1)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.subs[s.id] = s
-	for _, c := range channels {
-		m := h.channels[c]
-		if m == nil {
-			m = map[*subscription]struct{}{}
-			h.channels[c] = m
-		}
-		m[s] = struct{}{}
+	if len(channels) > 0 {
+		h.ps.Subscribe(s.id, channels...)
 	}
 	if len(patterns) > 0 {
-		h.patterns[s] = struct{}{}
+		h.ps.PSubscribe(s.id, patterns...)
 	}
 	return s.id
 }
 
 func (h *hub) removeLocked(s *subscription) {
 	delete(h.subs, s.id)
-	for _, c := range s.channels {
-		if m := h.channels[c]; m != nil {
-			delete(m, s)
-			if len(m) == 0 {
-				delete(h.channels, c)
-			}
-		}
-	}
-	delete(h.patterns, s)
+	h.ps.Disconnect(s.id)
 	select {
 	case s.notify <- struct{}{}:
 	default:
@@ -102,8 +88,9 @@ func (h *hub) unsubscribe(id string) bool {
 	return true
 }
 
-// publish delivers payload to every matching subscription and returns how
-// many received it. A full queue drops its oldest message.
+// publish delivers payload to every matching subscription (once per
+// matching subscription target, as in Redis) and returns the number of
+// deliveries. A full queue drops its oldest message.
 func (h *hub) publish(channel string, payload []byte) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -120,15 +107,9 @@ func (h *hub) publish(channel string, payload []byte) int {
 		}
 		n++
 	}
-	for s := range h.channels[channel] {
-		deliver(s, "")
-	}
-	for s := range h.patterns {
-		for _, p := range s.patterns {
-			if globMatch(p, channel) {
-				deliver(s, p)
-				break
-			}
+	for _, r := range h.ps.Publish(channel) {
+		if s := h.subs[r.Client]; s != nil {
+			deliver(s, r.Pattern)
 		}
 	}
 	return n
@@ -203,88 +184,4 @@ func (h *hub) count() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.subs)
-}
-
-// globMatch matches Redis-style glob patterns: * (any run), ? (any one
-// byte), [abc], [a-z], [^a] and \ escapes.
-func globMatch(pattern, s string) bool {
-	p, i := 0, 0
-	starP, starI := -1, 0
-	for i < len(s) {
-		if p < len(pattern) {
-			switch c := pattern[p]; c {
-			case '*':
-				starP, starI = p, i
-				p++
-				continue
-			case '?':
-				p++
-				i++
-				continue
-			case '[':
-				if end, ok := classMatch(pattern, p, s[i]); ok {
-					p = end
-					i++
-					continue
-				}
-			case '\\':
-				if p+1 < len(pattern) && pattern[p+1] == s[i] {
-					p += 2
-					i++
-					continue
-				}
-			default:
-				if c == s[i] {
-					p++
-					i++
-					continue
-				}
-			}
-		}
-		if starP < 0 {
-			return false
-		}
-		p = starP + 1
-		starI++
-		i = starI
-	}
-	for p < len(pattern) && pattern[p] == '*' {
-		p++
-	}
-	return p == len(pattern)
-}
-
-// classMatch matches b against the class starting at pattern[p] == '['; it
-// returns the index after the class and whether b matched. An unterminated
-// class matches nothing.
-func classMatch(pattern string, p int, b byte) (int, bool) {
-	j := p + 1
-	neg := j < len(pattern) && pattern[j] == '^'
-	if neg {
-		j++
-	}
-	matched := false
-	for first := true; j < len(pattern) && (first || pattern[j] != ']'); first = false {
-		lo := pattern[j]
-		if lo == '\\' && j+1 < len(pattern) {
-			j++
-			lo = pattern[j]
-		}
-		hi := lo
-		if j+2 < len(pattern) && pattern[j+1] == '-' && pattern[j+2] != ']' {
-			hi = pattern[j+2]
-			j += 2
-		}
-		if lo > hi {
-			lo, hi = hi, lo
-		}
-		if b >= lo && b <= hi {
-			matched = true
-		}
-		j++
-	}
-	if j >= len(pattern) {
-		return 0, false
-	}
-	return j + 1, matched != neg
 }

@@ -60,24 +60,43 @@ func (s *Session) Scan(ctx context.Context, req ScanRequest) (ScanPage, error) {
 	return page, err
 }
 
-// IndexQuery returns the keys whose indexed field equals value (when min
-// and max are nil) or lies in [min, max].
-func (s *Session) IndexQuery(ctx context.Context, index string, value, min, max []byte, limit int) ([][]byte, error) {
-	q := &gen.IndexQuery{Index: index, Value: value, Min: min, Max: max}
-	if limit > 0 {
-		l := int32(limit)
-		q.Limit = &l
+// IndexQuery is a secondary-index query (indexes are made with the
+// IDX.CREATE command): keys whose field equals Value, or, when Value is nil,
+// lies between Min and Max (ZRANGEBYSCORE syntax for number indexes,
+// ZRANGEBYLEX syntax for string indexes; nil: unbounded).
+type IndexQuery struct {
+	Index           string
+	Value, Min, Max []byte
+	Limit           int    // 0: 100
+	Cursor          []byte // Next of the previous page
+}
+
+// IndexPage is one page of an index query; Next is nil when done.
+type IndexPage struct {
+	Keys [][]byte
+	Next []byte
+}
+
+// QueryIndex runs one page of an index query.
+func (s *Session) QueryIndex(ctx context.Context, q IndexQuery) (IndexPage, error) {
+	w := &gen.IndexQuery{Index: q.Index, Value: q.Value, Min: q.Min, Max: q.Max, Cursor: q.Cursor}
+	if q.Limit > 0 {
+		l := int32(q.Limit)
+		w.Limit = &l
 	}
-	var keys [][]byte
+	var page IndexPage
 	_, err := s.invoke(ctx, true, func(ctx context.Context, conn *transport.Conn, o *gen.RequestOptions) (meta, error) {
-		r, err := conn.IndexQuery(ctx, o, q)
+		r, err := conn.IndexQuery(ctx, o, w)
 		if err != nil {
 			return meta{}, err
 		}
-		keys = r.Keys
+		page = IndexPage{Keys: r.Keys}
+		if len(r.NextCursor) > 0 {
+			page.Next = r.NextCursor
+		}
 		return meta{node: r.GetServedBy(), token: r.Token}, nil
 	})
-	return keys, err
+	return page, err
 }
 
 // Publish sends payload to channel and returns how many subscriptions

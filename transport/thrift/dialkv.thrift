@@ -144,19 +144,30 @@ struct ScanResponse {
   5: optional string served_by,
 }
 
-/** A secondary-index query: keys whose indexed field equals value, or lies in [min, max]. */
+/**
+ * A secondary-index query (indexes are made with the IDX.CREATE command):
+ * the keys whose indexed field equals value, or, when value is unset, lies
+ * between min and max. Bounds use ZRANGEBYSCORE syntax for number indexes
+ * ("1.5", "(1.5", "-inf", "+inf") and ZRANGEBYLEX syntax for string indexes
+ * ("[a", "(a", "-", "+"). Keys come ordered by (field value, key).
+ */
 struct IndexQuery {
   1: required string index,
   2: optional binary value,
   3: optional binary min,
   4: optional binary max,
+  /** Maximum keys returned (0: 100; the node caps it at 10000). */
   5: optional i32 limit,
+  /** The next_cursor of the previous page (empty: the first page). */
+  6: optional binary cursor,
 }
 
 struct IndexQueryResponse {
   1: required list<binary> keys,
   2: optional binary token,
   3: optional string served_by,
+  /** Pass as cursor to continue; empty when the query is complete. */
+  4: optional binary next_cursor,
 }
 
 /** A published message delivered to a subscription. */

@@ -3216,20 +3216,26 @@ func (p *ScanResponse) String() string {
 	return fmt.Sprintf("ScanResponse(%+v)", *p)
 }
 
-// A secondary-index query: keys whose indexed field equals value, or lies in [min, max].
+// A secondary-index query (indexes are made with the IDX.CREATE command):
+// the keys whose indexed field equals value, or, when value is unset, lies
+// between min and max. Bounds use ZRANGEBYSCORE syntax for number indexes
+// ("1.5", "(1.5", "-inf", "+inf") and ZRANGEBYLEX syntax for string indexes
+// ("[a", "(a", "-", "+"). Keys come ordered by (field value, key).
 //
 // Attributes:
 //   - Index
 //   - Value
 //   - Min
 //   - Max
-//   - Limit
+//   - Limit: Maximum keys returned (0: 100; the node caps it at 10000).
+//   - Cursor: The next_cursor of the previous page (empty: the first page).
 type IndexQuery struct {
-	Index string `thrift:"index,1,required" db:"index" json:"index"`
-	Value []byte `thrift:"value,2" db:"value" json:"value,omitempty"`
-	Min   []byte `thrift:"min,3" db:"min" json:"min,omitempty"`
-	Max   []byte `thrift:"max,4" db:"max" json:"max,omitempty"`
-	Limit *int32 `thrift:"limit,5" db:"limit" json:"limit,omitempty"`
+	Index  string `thrift:"index,1,required" db:"index" json:"index"`
+	Value  []byte `thrift:"value,2" db:"value" json:"value,omitempty"`
+	Min    []byte `thrift:"min,3" db:"min" json:"min,omitempty"`
+	Max    []byte `thrift:"max,4" db:"max" json:"max,omitempty"`
+	Limit  *int32 `thrift:"limit,5" db:"limit" json:"limit,omitempty"`
+	Cursor []byte `thrift:"cursor,6" db:"cursor" json:"cursor,omitempty"`
 }
 
 func NewIndexQuery() *IndexQuery {
@@ -3266,6 +3272,12 @@ func (p *IndexQuery) GetLimit() int32 {
 	}
 	return *p.Limit
 }
+
+var IndexQuery_Cursor_DEFAULT []byte
+
+func (p *IndexQuery) GetCursor() []byte {
+	return p.Cursor
+}
 func (p *IndexQuery) IsSetValue() bool {
 	return p.Value != nil
 }
@@ -3280,6 +3292,10 @@ func (p *IndexQuery) IsSetMax() bool {
 
 func (p *IndexQuery) IsSetLimit() bool {
 	return p.Limit != nil
+}
+
+func (p *IndexQuery) IsSetCursor() bool {
+	return p.Cursor != nil
 }
 
 func (p *IndexQuery) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -3342,6 +3358,16 @@ func (p *IndexQuery) Read(ctx context.Context, iprot thrift.TProtocol) error {
 		case 5:
 			if fieldTypeId == thrift.I32 {
 				if err := p.ReadField5(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 6:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField6(ctx, iprot); err != nil {
 					return err
 				}
 			} else {
@@ -3412,6 +3438,15 @@ func (p *IndexQuery) ReadField5(ctx context.Context, iprot thrift.TProtocol) err
 	return nil
 }
 
+func (p *IndexQuery) ReadField6(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadBinary(ctx); err != nil {
+		return thrift.PrependError("error reading field 6: ", err)
+	} else {
+		p.Cursor = v
+	}
+	return nil
+}
+
 func (p *IndexQuery) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "IndexQuery"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -3430,6 +3465,9 @@ func (p *IndexQuery) Write(ctx context.Context, oprot thrift.TProtocol) error {
 			return err
 		}
 		if err := p.writeField5(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField6(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -3515,6 +3553,21 @@ func (p *IndexQuery) writeField5(ctx context.Context, oprot thrift.TProtocol) (e
 	return err
 }
 
+func (p *IndexQuery) writeField6(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetCursor() {
+		if err := oprot.WriteFieldBegin(ctx, "cursor", thrift.STRING, 6); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 6:cursor: ", p), err)
+		}
+		if err := oprot.WriteBinary(ctx, p.Cursor); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.cursor (6) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 6:cursor: ", p), err)
+		}
+	}
+	return err
+}
+
 func (p *IndexQuery) Equals(other *IndexQuery) bool {
 	if p == other {
 		return true
@@ -3541,6 +3594,9 @@ func (p *IndexQuery) Equals(other *IndexQuery) bool {
 			return false
 		}
 	}
+	if bytes.Compare(p.Cursor, other.Cursor) != 0 {
+		return false
+	}
 	return true
 }
 
@@ -3555,10 +3611,12 @@ func (p *IndexQuery) String() string {
 //   - Keys
 //   - Token
 //   - ServedBy
+//   - NextCursor: Pass as cursor to continue; empty when the query is complete.
 type IndexQueryResponse struct {
-	Keys     [][]byte `thrift:"keys,1,required" db:"keys" json:"keys"`
-	Token    []byte   `thrift:"token,2" db:"token" json:"token,omitempty"`
-	ServedBy *string  `thrift:"served_by,3" db:"served_by" json:"served_by,omitempty"`
+	Keys       [][]byte `thrift:"keys,1,required" db:"keys" json:"keys"`
+	Token      []byte   `thrift:"token,2" db:"token" json:"token,omitempty"`
+	ServedBy   *string  `thrift:"served_by,3" db:"served_by" json:"served_by,omitempty"`
+	NextCursor []byte   `thrift:"next_cursor,4" db:"next_cursor" json:"next_cursor,omitempty"`
 }
 
 func NewIndexQueryResponse() *IndexQueryResponse {
@@ -3583,12 +3641,22 @@ func (p *IndexQueryResponse) GetServedBy() string {
 	}
 	return *p.ServedBy
 }
+
+var IndexQueryResponse_NextCursor_DEFAULT []byte
+
+func (p *IndexQueryResponse) GetNextCursor() []byte {
+	return p.NextCursor
+}
 func (p *IndexQueryResponse) IsSetToken() bool {
 	return p.Token != nil
 }
 
 func (p *IndexQueryResponse) IsSetServedBy() bool {
 	return p.ServedBy != nil
+}
+
+func (p *IndexQueryResponse) IsSetNextCursor() bool {
+	return p.NextCursor != nil
 }
 
 func (p *IndexQueryResponse) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -3631,6 +3699,16 @@ func (p *IndexQueryResponse) Read(ctx context.Context, iprot thrift.TProtocol) e
 		case 3:
 			if fieldTypeId == thrift.STRING {
 				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField4(ctx, iprot); err != nil {
 					return err
 				}
 			} else {
@@ -3696,6 +3774,15 @@ func (p *IndexQueryResponse) ReadField3(ctx context.Context, iprot thrift.TProto
 	return nil
 }
 
+func (p *IndexQueryResponse) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadBinary(ctx); err != nil {
+		return thrift.PrependError("error reading field 4: ", err)
+	} else {
+		p.NextCursor = v
+	}
+	return nil
+}
+
 func (p *IndexQueryResponse) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "IndexQueryResponse"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -3708,6 +3795,9 @@ func (p *IndexQueryResponse) Write(ctx context.Context, oprot thrift.TProtocol) 
 			return err
 		}
 		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -3771,6 +3861,21 @@ func (p *IndexQueryResponse) writeField3(ctx context.Context, oprot thrift.TProt
 	return err
 }
 
+func (p *IndexQueryResponse) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNextCursor() {
+		if err := oprot.WriteFieldBegin(ctx, "next_cursor", thrift.STRING, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:next_cursor: ", p), err)
+		}
+		if err := oprot.WriteBinary(ctx, p.NextCursor); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.next_cursor (4) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:next_cursor: ", p), err)
+		}
+	}
+	return err
+}
+
 func (p *IndexQueryResponse) Equals(other *IndexQueryResponse) bool {
 	if p == other {
 		return true
@@ -3796,6 +3901,9 @@ func (p *IndexQueryResponse) Equals(other *IndexQueryResponse) bool {
 		if (*p.ServedBy) != (*other.ServedBy) {
 			return false
 		}
+	}
+	if bytes.Compare(p.NextCursor, other.NextCursor) != 0 {
+		return false
 	}
 	return true
 }
