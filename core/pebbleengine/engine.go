@@ -47,8 +47,9 @@ type Options struct {
 	// (it starts no goroutines); it only reports the value back through
 	// Engine.SyncInterval. Zero means DefaultSyncInterval.
 	SyncInterval time.Duration
-	// CacheSize is the block cache size in bytes; 0 means Pebble's default
-	// (8 MiB).
+	// CacheSize is the block cache size in bytes; 0 means DefaultCacheSize.
+	// Pebble charges its memtables (4 MiB each, usually two live) to this
+	// cache, so a cache under ~16 MiB leaves little or nothing for blocks.
 	CacheSize int64
 	// Logger receives Pebble's log lines; nil discards them (quiet).
 	Logger *slog.Logger
@@ -57,6 +58,11 @@ type Options struct {
 // DefaultSyncInterval is the Sync period used for core.SyncInterval when
 // Options.SyncInterval is zero.
 const DefaultSyncInterval = 100 * time.Millisecond
+
+// DefaultCacheSize is the block cache size used when Options.CacheSize is
+// zero. Pebble's own default (8 MiB) is entirely taken by memtable
+// reservations, which left every read going to the file system.
+const DefaultCacheSize = 64 << 20
 
 // Engine is a core.Engine over one Pebble database.
 type Engine struct {
@@ -89,11 +95,15 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if interval <= 0 {
 		interval = DefaultSyncInterval
 	}
+	cacheSize := opts.CacheSize
+	if cacheSize <= 0 {
+		cacheSize = DefaultCacheSize
+	}
 	logger := slogLogger{l: opts.Logger}
 	corruptions := new(atomic.Int64)
 	po := &pebble.Options{
 		FS:                 fs,
-		CacheSize:          opts.CacheSize,
+		CacheSize:          cacheSize,
 		Logger:             logger,
 		FormatMajorVersion: pebble.FormatNewest,
 		EventListener: &pebble.EventListener{
