@@ -121,6 +121,9 @@ func (r *Replica) Tick(now time.Time) {
 		r.nextHint = now.Add(r.p.hintInterval)
 		r.deliverHints()
 	}
+	if r.nextAAE.IsZero() { // first tick: start the rotation one interval in, jittered
+		r.nextAAE = now.Add(r.p.aaeInterval + time.Duration(r.jitter(int64(r.p.aaeInterval))))
+	}
 	if !now.Before(r.nextAAE) {
 		r.nextAAE = now.Add(r.p.aaeInterval)
 		r.startAAE()

@@ -3,6 +3,7 @@ package quorum
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"strconv"
 	"strings"
@@ -117,6 +118,7 @@ type Replica struct {
 	recentGC  map[string]uint64
 	recentOrd []string
 
+	rnd   *rand.Rand
 	out   consistency.Ready
 	dirty bool
 	stats Stats
@@ -215,8 +217,9 @@ func newReplica(cfg consistency.Config, res Resolver) (*Replica, error) {
 	}
 	// Start the anti-entropy rotation at a per-node offset so that nodes
 	// do not all pick the same peer.
-	if len(r.aaePeers) > 0 && cfg.Rand != nil {
-		r.aaePeer = cfg.Rand.IntN(len(r.aaePeers))
+	r.rnd = cfg.Rand
+	if len(r.aaePeers) > 0 {
+		r.aaePeer = int(r.jitter(int64(len(r.aaePeers))))
 	}
 	if err := r.recover(); err != nil {
 		return nil, err
@@ -287,6 +290,15 @@ func (r *Replica) SetPeerState(id consistency.NodeID, alive bool) {
 // Holders implements consistency.Placement: a key's preference list.
 func (r *Replica) Holders(key string) []consistency.NodeID {
 	return append([]nodeID(nil), r.ring.owners(r.ring.segment(key))...)
+}
+
+// jitter returns a number in [0, n) from the replica's own randomness (0
+// without one).
+func (r *Replica) jitter(n int64) int64 {
+	if r.rnd == nil || n <= 0 {
+		return 0
+	}
+	return r.rnd.Int64N(n)
 }
 
 // Stats returns the replica's counters.
