@@ -35,20 +35,26 @@ Exit codes: 0 passed, 1 safety violation, 2 liveness failure, 3 usage error.
 Flags:
 `
 
-// Main runs `dialkv sim`.
-func Main(args []string, stdout, stderr io.Writer) int {
+// cliFlags are the flags that are not run options.
+type cliFlags struct {
+	seeds                                     string
+	listBugs, listFaults, shrink, quiet, help bool
+	workers                                   int
+}
+
+// parseArgs parses `dialkv sim` flags into run options.
+func parseArgs(args []string, out io.Writer) (simrun.Options, cliFlags, *flag.FlagSet, error) {
 	fs := flag.NewFlagSet("dialkv sim", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(out)
 	d := simrun.Defaults()
 	var (
-		o                                         simrun.Options
-		seeds, faultList, rates, params, keep     string
-		listBugs, listFaults, shrink, quiet, help bool
-		workers                                   int
+		o                              simrun.Options
+		cf                             cliFlags
+		faultList, rates, params, keep string
 	)
 	fs.StringVar(&o.Strategy, "strategy", d.Strategy, "strategy: "+strings.Join(StrategyNames(), ", "))
 	fs.Uint64Var(&o.Seed, "seed", d.Seed, "the run's seed")
-	fs.StringVar(&seeds, "seeds", "", "sweep seeds A..B (inclusive) on GOMAXPROCS workers")
+	fs.StringVar(&cf.seeds, "seeds", "", "sweep seeds A..B (inclusive) on --workers parallel runs")
 	fs.IntVar(&o.Ops, "ops", d.Ops, "operations in the safety phase")
 	fs.IntVar(&o.LiveOps, "live-ops", d.LiveOps, "operations in the liveness phase (then a final read of every key)")
 	fs.IntVar(&o.Clients, "clients", d.Clients, "concurrent clients (each one operation at a time)")
@@ -69,65 +75,38 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&params, "params", "", "strategy parameters k=v,k=v (primary-backup: ack=all|majority, primary=nN)")
 	fs.StringVar(&keep, "keep-faults", "", "keep only these fault-plan indices, e.g. 0,3 or none (set by --shrink)")
 	fs.StringVar(&o.Out, "out", "", "report directory (default: a temporary directory, written only on failure)")
-	fs.BoolVar(&shrink, "shrink", false, "on failure, shrink the run (faults, operations, clients) and print the smaller reproducer")
-	fs.BoolVar(&listBugs, "list-bugs", false, "list the deliberately broken variants and exit")
-	fs.BoolVar(&listFaults, "list-faults", false, "list the fault kinds and exit")
-	fs.IntVar(&workers, "workers", runtime.GOMAXPROCS(0), "parallel runs for --seeds")
-	fs.BoolVar(&quiet, "quiet", false, "no progress bar")
-	fs.BoolVar(&help, "help", false, "show this help")
+	fs.BoolVar(&cf.shrink, "shrink", false, "on failure, shrink the run (faults, operations, clients) and print the smaller reproducer")
+	fs.BoolVar(&cf.listBugs, "list-bugs", false, "list the deliberately broken variants and exit")
+	fs.BoolVar(&cf.listFaults, "list-faults", false, "list the fault kinds and exit")
+	fs.IntVar(&cf.workers, "workers", runtime.GOMAXPROCS(0), "parallel runs for --seeds")
+	fs.BoolVar(&cf.quiet, "quiet", false, "no progress bar")
+	fs.BoolVar(&cf.help, "help", false, "show this help")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageHead)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return 0
-		}
-		return 3
-	}
-	if help {
-		fs.SetOutput(stdout)
-		fs.Usage()
-		return 0
+		return o, cf, fs, err
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "dialkv sim: unexpected argument %q (see --help)\n", fs.Arg(0))
-		return 3
-	}
-	if listBugs {
-		for _, b := range AllBugs() {
-			fmt.Fprintf(stdout, "%-24s %-16s %s\n", b.Name, b.Strategy, b.Breaks)
-		}
-		return 0
-	}
-	if listFaults {
-		for _, k := range faults.Kinds() {
-			fmt.Fprintf(stdout, "%-10s %s\n", k.Kind, k.Desc)
-		}
-		return 0
-	}
-	usageErr := func(err error) int {
-		fmt.Fprintf(stderr, "dialkv sim: %v\n", err)
-		return 3
+		return o, cf, fs, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
 	}
 	if faultList != "" {
 		o.Faults = strings.Split(faultList, ",")
 		if _, err := faults.ParseKinds(o.Faults); err != nil {
-			return usageErr(err)
+			return o, cf, fs, err
 		}
 	}
 	if rates != "" {
 		m, err := simrun.ParseMap(rates)
 		if err != nil {
-			return usageErr(err)
+			return o, cf, fs, err
 		}
 		o.Rates = map[string]float64{}
 		for k, v := range m {
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil || f < 0 {
-				return usageErr(fmt.Errorf("rate %s=%q is not a non-negative number", k, v))
+				return o, cf, fs, fmt.Errorf("rate %s=%q is not a non-negative number", k, v)
 			}
 			o.Rates[k] = f
 		}
@@ -135,7 +114,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if params != "" {
 		m, err := simrun.ParseMap(params)
 		if err != nil {
-			return usageErr(err)
+			return o, cf, fs, err
 		}
 		o.Params = m
 	}
@@ -145,20 +124,48 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			for _, s := range strings.Split(keep, ",") {
 				i, err := strconv.Atoi(s)
 				if err != nil || i < 0 {
-					return usageErr(fmt.Errorf("--keep-faults: %q is not an index", s))
+					return o, cf, fs, fmt.Errorf("--keep-faults: %q is not an index", s)
 				}
 				o.KeepFaults = append(o.KeepFaults, i)
 			}
 		}
 	}
-	if seeds != "" {
-		lo, hi, err := parseSeeds(seeds)
-		if err != nil {
-			return usageErr(err)
-		}
-		return sweep(o, lo, hi, workers, shrink, quiet, stdout, stderr)
+	return o, cf, fs, nil
+}
+
+// Main runs `dialkv sim`.
+func Main(args []string, stdout, stderr io.Writer) int {
+	o, cf, fs, err := parseArgs(args, stderr)
+	if errors.Is(err, flag.ErrHelp) || (err == nil && cf.help) {
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return 0
 	}
-	return single(o, shrink, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "dialkv sim: %v\n", err)
+		return 3
+	}
+	if cf.listBugs {
+		for _, b := range AllBugs() {
+			fmt.Fprintf(stdout, "%-24s %-16s %s\n", b.Name, b.Strategy, b.Breaks)
+		}
+		return 0
+	}
+	if cf.listFaults {
+		for _, k := range faults.Kinds() {
+			fmt.Fprintf(stdout, "%-10s %s\n", k.Kind, k.Desc)
+		}
+		return 0
+	}
+	if cf.seeds != "" {
+		lo, hi, err := parseSeeds(cf.seeds)
+		if err != nil {
+			fmt.Fprintf(stderr, "dialkv sim: %v\n", err)
+			return 3
+		}
+		return sweep(o, lo, hi, cf.workers, cf.shrink, cf.quiet, stdout, stderr)
+	}
+	return single(o, cf.shrink, stdout, stderr)
 }
 
 func joinKinds(ks []faults.Kind) string {
@@ -191,15 +198,16 @@ func parseSeeds(s string) (uint64, uint64, error) {
 }
 
 func defaultReportDir(o simrun.Options) string {
-	return filepath.Join(os.TempDir(), fmt.Sprintf("dialkv-sim-%s-seed%d", o.Normalize().Strategy, o.Seed))
+	name := "dialkv-sim-" + o.Normalize().Strategy
+	if o.Bug != "" {
+		name += "-" + o.Bug
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("%s-seed%d", name, o.Seed))
 }
 
 // single runs one seed and prints its verdict.
 func single(o simrun.Options, shrink bool, stdout, stderr io.Writer) int {
 	explicitOut := o.Out != ""
-	if !explicitOut {
-		o.Out = ""
-	}
 	res, err := Run(o)
 	if err != nil {
 		return runErr(err, stderr)

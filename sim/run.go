@@ -76,6 +76,7 @@ type call struct {
 type runner struct {
 	opts     simrun.Options
 	userOpts simrun.Options // as given (Horizon not filled in), for the reproducer
+	noCheck  bool
 	strat    Strategy
 	now      int64
 	seq      uint64
@@ -139,8 +140,14 @@ type outcome struct {
 	plan     faults.Plan
 }
 
-// runSansIO runs a sans-IO strategy.
+// runSansIO runs a sans-IO strategy and checks its history.
 func runSansIO(opts simrun.Options, strat Strategy, withTrace bool) (*outcome, error) {
+	return runSansIOWith(opts, strat, withTrace, false)
+}
+
+// runSansIOWith runs a sans-IO strategy; noCheck skips the checkers (for
+// benchmarks of the simulator alone).
+func runSansIOWith(opts simrun.Options, strat Strategy, withTrace, noCheck bool) (*outcome, error) {
 	start := time.Now()
 	opts = opts.Normalize()
 	userOpts := opts
@@ -182,7 +189,7 @@ func runSansIO(opts simrun.Options, strat Strategy, withTrace bool) (*outcome, e
 	plan = plan.Keep(opts.KeepFaults)
 	opts.Horizon = horizon
 
-	r := &runner{opts: opts, userOpts: userOpts, strat: strat, gen: gen, plan: plan,
+	r := &runner{opts: opts, userOpts: userOpts, strat: strat, noCheck: noCheck, gen: gen, plan: plan,
 		rec:         checker.NewRecorder(nil),
 		netRand:     simrun.NewRand(opts.Seed, "net"),
 		cliRand:     simrun.NewRand(opts.Seed, "client-links"),
@@ -751,13 +758,24 @@ func (r *runner) finish(start time.Time, peers []consistency.NodeID) (*outcome, 
 	if r.opts.Out == "" {
 		copts.Visualize = 0
 	}
-	cres := checker.Check(o.ops, o.replicas, copts)
+	var cres checker.Result
+	if r.noCheck {
+		cres.Verdict = checker.VerdictSkipped
+	} else {
+		cres = checker.Check(o.ops, o.replicas, copts)
+	}
 	o.check = &cres
+	simReal := time.Since(start)
 	res := simrun.Result{Options: r.userOpts, Events: r.events, Messages: r.messages,
 		Virtual: time.Duration(r.now), Converged: -1, Rates: r.plan.Rates, Horizon: r.opts.Horizon}
 	if r.convergedAt >= 0 {
 		res.Converged = time.Duration(r.convergedAt - r.healAt)
 	}
+	for _, n := range r.nodes {
+		res.IOErrors += n.disk.ioErrors
+		res.Corruptions += n.disk.corruptions
+	}
+	res.CorruptReplies = r.corruptReplies
 	for _, f := range r.plan.Faults {
 		res.FaultPlan = append(res.FaultPlan, f.String())
 	}
@@ -797,6 +815,9 @@ func (r *runner) finish(start time.Time, peers []consistency.NodeID) (*outcome, 
 	}
 	res.HistoryHash = sha(o.history)
 	res.Real = time.Since(start)
+	if r.noCheck {
+		res.Real = simReal
+	}
 	o.res = res
 	return o, nil
 }

@@ -9,8 +9,8 @@ import (
 // Shrink reduces a failing run while it keeps failing with the same
 // verdict, within budget runs: first the fault list (delta debugging over
 // the plan's indices, with the plan's horizon pinned so the remaining
-// faults stay the same), then the operation counts (halving), then the
-// clients. The seed never changes. It returns the smallest failing options
+// faults stay the same), then the operation counts and the clients, over
+// and over while that helps. The seed never changes. It returns the smallest failing options
 // found and their result.
 func Shrink(o simrun.Options, want simrun.Verdict, budget int, logf func(string)) (simrun.Options, simrun.Result) {
 	o.Out = ""
@@ -67,33 +67,43 @@ func Shrink(o simrun.Options, want simrun.Verdict, budget int, logf func(string)
 		}
 	}
 	o.KeepFaults = keep
-	// Fewer operations.
-	for _, field := range []*int{&o.Ops, &o.LiveOps} {
-		for *field > 1 && runs < budget {
-			c := o
-			old := *field
-			*field = old / 2
-			c2 := o
-			*field = old
-			c = c2
-			if r, ok := fails(c); ok {
-				o, best = c, r
-				logf(fmt.Sprintf("ops=%d live-ops=%d", o.Ops, o.LiveOps))
-				continue
-			}
-			break
-		}
-	}
-	// Fewer clients.
-	for o.Clients > 1 && runs < budget {
-		c := o
-		c.Clients = o.Clients - 1
+	// Fewer operations and clients, repeated until nothing more helps.
+	try := func(c simrun.Options, what string) bool {
 		if r, ok := fails(c); ok {
 			o, best = c, r
-			logf(fmt.Sprintf("clients=%d", o.Clients))
-			continue
+			logf(what)
+			return true
 		}
-		break
+		return false
+	}
+	for progress := true; progress && runs < budget; {
+		progress = false
+		for _, f := range []struct{ num, den int }{{1, 2}, {3, 4}, {7, 8}} {
+			for o.Ops*f.num/f.den >= 1 && o.Ops*f.num/f.den < o.Ops && runs < budget {
+				c := o
+				c.Ops = o.Ops * f.num / f.den
+				if !try(c, fmt.Sprintf("ops=%d", c.Ops)) {
+					break
+				}
+				progress = true
+			}
+		}
+		for o.LiveOps > 1 && runs < budget {
+			c := o
+			c.LiveOps = o.LiveOps / 2
+			if !try(c, fmt.Sprintf("live-ops=%d", c.LiveOps)) {
+				break
+			}
+			progress = true
+		}
+		for o.Clients > 1 && runs < budget {
+			c := o
+			c.Clients = o.Clients - 1
+			if !try(c, fmt.Sprintf("clients=%d", c.Clients)) {
+				break
+			}
+			progress = true
+		}
 	}
 	logf(fmt.Sprintf("%d runs", runs))
 	return o, best

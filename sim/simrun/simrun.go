@@ -291,6 +291,9 @@ type Result struct {
 	FaultPlan []string
 	// Rates are the fault rates in effect (drawn or fixed).
 	Rates map[string]float64
+	// Disk faults that fired: injected I/O errors, corrupted reads, and
+	// client replies that reported a CORRUPTION error.
+	IOErrors, Corruptions, CorruptReplies int
 	// ReportDir is where the report was written ("" if none).
 	ReportDir string
 	// HistoryHash and TraceHash are SHA-256 hex digests of the history

@@ -1,0 +1,48 @@
+package sim
+
+import (
+	"testing"
+	"time"
+
+	"github.com/dialkv/dialkv/sim/simrun"
+)
+
+// BenchmarkPrimaryBackup5 simulates a 5-node primary-backup cluster with
+// the default faults and reports simulated operations per CPU-second of the
+// simulation alone (sim-ops/s, checkers excluded) and the virtual/real
+// time ratio. Run: go test -run '^$' -bench PrimaryBackup5 -benchtime=20x ./sim
+func BenchmarkPrimaryBackup5(b *testing.B) {
+	benchRun(b, simrun.Options{Strategy: "primary-backup", Nodes: 5, Clients: 10, Ops: 5000, LiveOps: 500})
+}
+
+func benchRun(b *testing.B, o simrun.Options) {
+	s, _ := lookup(o.Strategy)
+	var ops int
+	var virt, simReal time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		o.Seed = uint64(i + 1)
+		out, err := runSansIOWith(o, s, false, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ops += out.res.Ops
+		virt += out.res.Virtual
+		simReal += out.res.Real
+	}
+	b.ReportMetric(float64(ops)/simReal.Seconds(), "sim-ops/s")
+	b.ReportMetric(float64(virt)/float64(simReal), "virtual/real")
+}
+
+// BenchmarkPrimaryBackup5Register is the same over the register workload
+// only (small values: the store's cost per operation stays flat).
+func BenchmarkPrimaryBackup5Register(b *testing.B) {
+	benchRun(b, simrun.Options{Strategy: "primary-backup", Nodes: 5, Clients: 10, Ops: 5000, LiveOps: 500, Workload: "register"})
+}
+
+// BenchmarkPrimaryBackup5Slow has clients that think 100 ms between
+// operations (100 operations per virtual second): the virtual/real ratio a
+// lightly loaded cluster gets.
+func BenchmarkPrimaryBackup5Slow(b *testing.B) {
+	benchRun(b, simrun.Options{Strategy: "primary-backup", Nodes: 5, Clients: 10, Ops: 5000, LiveOps: 500, Workload: "register", Think: 100 * time.Millisecond})
+}
