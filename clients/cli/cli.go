@@ -78,7 +78,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer, dial Dialer) 
 		return 1
 	}
 	defer exec.Close()
-	s := &session{cfg: cfg, exec: exec, out: stdout, errw: stderr, ns: cfg.Namespace, rl: noPrompt{}}
+	s := &session{cfg: cfg, exec: exec, out: stdout, errw: stderr, ns: cfg.Namespace, rl: noPrompt{}, subCtx: untilInterrupt}
 	if len(cmd) > 0 {
 		bargs := make([][]byte, len(cmd))
 		for i, a := range cmd {
@@ -155,6 +155,13 @@ type session struct {
 	errw io.Writer
 	ns   string
 	rl   prompter
+
+	// MULTI ... EXEC state.
+	multi   bool
+	queued  []core.Command
+	watched []core.Condition
+	// subCtx bounds a SUBSCRIBE loop: by default until Ctrl-C.
+	subCtx func(context.Context) (context.Context, context.CancelFunc)
 }
 
 // prompter is the line editor's prompt setter (a no-op outside the
@@ -220,9 +227,26 @@ func (s *session) run(ctx context.Context, args [][]byte) status {
 		return stOK
 	}
 	cmd := core.Command{Name: name, Args: args[1:]}
+	switch name {
+	case "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH":
+		return s.txnCommand(ctx, cmd)
+	case "SUBSCRIBE", "PSUBSCRIBE":
+		if s.multi {
+			return s.print(core.ErrorReply(core.Errorf(core.CodeErr, "%s inside MULTI is not allowed", name)), nil)
+		}
+		return s.subscribe(ctx, cmd)
+	}
+	if s.multi {
+		s.queued = append(s.queued, cmd)
+		return s.print(core.Reply{Kind: core.KindStatus, Str: []byte("QUEUED")}, nil)
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	reply, err := s.exec.Do(ctx, s.ns, cmd)
+	return s.print(s.exec.Do(ctx, s.ns, cmd))
+}
+
+// print shows a reply (or a transport error) and classifies it.
+func (s *session) print(reply core.Reply, err error) status {
 	if err != nil {
 		var ce *core.Error
 		if errors.As(err, &ce) {
@@ -266,10 +290,14 @@ func (s *session) lines(ctx context.Context, r io.Reader) int {
 }
 
 func (s *session) prompt() string {
+	p := s.cfg.Addr
 	if s.ns != "" {
-		return s.cfg.Addr + "[" + s.ns + "]> "
+		p += "[" + s.ns + "]"
 	}
-	return s.cfg.Addr + "> "
+	if s.multi {
+		p += "(TX)"
+	}
+	return p + "> "
 }
 
 // interactive runs the read-eval-print loop with line editing and history.

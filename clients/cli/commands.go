@@ -17,7 +17,7 @@ type CommandDoc struct {
 }
 
 // Groups in the order `help` lists them.
-var groupOrder = []string{"string", "generic", "list", "set", "hash", "sorted-set", "scan", "index", "transaction", "pubsub", "namespace", "cli"}
+var groupOrder = []string{"string", "generic", "list", "set", "hash", "sorted-set", "scan", "index", "transaction", "pubsub", "namespace", "connection", "cli"}
 
 // commandDocs is the help table. It lists the commands of the core data
 // model (package core) plus the CLI's own commands (group "cli"); the
@@ -124,6 +124,20 @@ func commandDocs() []CommandDoc {
 		{"IDX.DROP", "name", "Drop a secondary index", "index"},
 		{"IDX.LIST", "", "List the secondary indexes", "index"},
 		{"IDX.QUERY", "name EQ value|RANGE min max [LIMIT n] [CURSOR c]", "Keys whose indexed field equals value or lies in the range (number: ZRANGEBYSCORE syntax; string: ZRANGEBYLEX syntax): replies [next-cursor, [keys]]", "index"},
+		// transactions (queued by the CLI, sent as one atomic transaction)
+		{"MULTI", "", "Start a transaction: the following commands are queued until EXEC", "transaction"},
+		{"EXEC", "", "Run the queued commands atomically; fails with CONDFAILED (nothing applied) if a WATCHed key changed", "transaction"},
+		{"DISCARD", "", "Drop the queued commands", "transaction"},
+		{"WATCH", "key [key ...]", "Make the next transaction conditional on these keys keeping their current versions", "transaction"},
+		{"UNWATCH", "", "Forget the WATCHed keys", "transaction"},
+		// pub/sub
+		{"PUBLISH", "channel message", "Post a message to a channel; replies the number of subscriptions that received it", "pubsub"},
+		{"SUBSCRIBE", "channel [channel ...]", "Listen for messages published to channels (Ctrl-C to stop)", "pubsub"},
+		{"PSUBSCRIBE", "pattern [pattern ...]", "Listen for messages published to channels matching glob patterns (Ctrl-C to stop)", "pubsub"},
+		// namespaces
+		{"NAMESPACE", "CREATE name strategy [param value ...] | DROP name | LIST", "Create, drop or list namespaces (strategy: local now; raft, quorum, causal as they land)", "namespace"},
+		// connection
+		{"PING", "[message]", "Ask the node whether it is alive: PONG, or the message", "connection"},
 		// CLI-side commands
 		{"HELP", "[command|@group]", "Show the commands, one command's syntax, or a group's commands", "cli"},
 		{"USE", "namespace", "Run the following commands in another namespace (\"\" for the default)", "cli"},
@@ -232,7 +246,7 @@ func commandNames() []string {
 // through typed API calls) rather than sent to core as commands.
 func clientSide(group string) bool {
 	switch group {
-	case "cli", "transaction", "pubsub", "namespace":
+	case "cli", "transaction", "pubsub", "namespace", "connection":
 		return true
 	}
 	return false
