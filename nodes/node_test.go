@@ -224,4 +224,3 @@ func TestPubSub(t *testing.T) {
 		t.Fatalf("expired subscription still receives (%d)", k)
 	}
 }
-
