@@ -104,7 +104,7 @@ type Result struct {
 }
 
 // Get returns the result of the named check, or nil.
-func (r *Result) Get(name string) *CheckResult {
+func (r Result) Get(name string) *CheckResult {
 	for i := range r.Checks {
 		if r.Checks[i].Name == name {
 			return &r.Checks[i]
@@ -115,7 +115,7 @@ func (r *Result) Get(name string) *CheckResult {
 
 // ExitCode maps the overall verdict to `dialkv check`'s exit code: 1 for a
 // violation, 2 when a check could not finish, 0 otherwise.
-func (r *Result) ExitCode() int {
+func (r Result) ExitCode() int {
 	switch r.Verdict {
 	case VerdictViolation:
 		return 1

@@ -79,11 +79,6 @@ func prefixAt(list []prefixEntry, pos int) (frontier, bool) {
 	return list[i-1].f, true
 }
 
-type sessKey struct {
-	session string
-	key     string
-}
-
 // dep records that a reading session observed a write of another session.
 type dep struct {
 	pos   int // the write's position in its session
@@ -98,8 +93,13 @@ func checkSession(h *history, opts Options) CheckResult {
 	cr := CheckResult{Counts: map[string]int64{}}
 	col := newCollector(opts.MaxExamples)
 	pos := make(map[int]int, len(h.ops)) // op index -> position in its session
-	ownW := map[sessKey][]prefixEntry{}  // cumulative own ok writes
-	obsR := map[sessKey][]prefixEntry{}  // cumulative observed writes
+	sessNum := make(map[string]int, len(h.sessions))
+	ownW := make([]map[string][]prefixEntry, len(h.sessions)) // per session and key: cumulative own ok writes
+	obsR := make([]map[string][]prefixEntry, len(h.sessions)) // per session and key: cumulative observed writes
+	for si, s := range h.sessions {
+		sessNum[s] = si
+		ownW[si], obsR[si] = map[string][]prefixEntry{}, map[string][]prefixEntry{}
+	}
 	var keysChecked, keysSkipped, versionedKeys int64
 	for _, key := range h.keys {
 		k := h.kinfo[key]
@@ -113,7 +113,7 @@ func checkSession(h *history, opts Options) CheckResult {
 		}
 	}
 	// Pass 1: session positions and the cumulative frontiers of each session.
-	for _, s := range h.sessions {
+	for si, s := range h.sessions {
 		for p, i := range h.bySession[s] {
 			pos[i] = p
 			op := &h.ops[i]
@@ -121,22 +121,23 @@ func checkSession(h *history, opts Options) CheckResult {
 			if !k.uniqueRegister() {
 				continue
 			}
-			sk := sessKey{s, op.Key}
 			if ro, ok := h.observed(k, i); ok && !ro.initial && ro.write >= 0 {
 				f := newFrontier()
-				if l := obsR[sk]; len(l) > 0 {
+				l := obsR[si][op.Key]
+				if len(l) > 0 {
 					f = l[len(l)-1].f
 				}
 				f.add(h, ro.write)
-				obsR[sk] = append(obsR[sk], prefixEntry{p, f})
+				obsR[si][op.Key] = append(l, prefixEntry{p, f})
 			}
 			if op.Outcome == OK && mayHaveWritten(op) {
 				f := newFrontier()
-				if l := ownW[sk]; len(l) > 0 {
+				l := ownW[si][op.Key]
+				if len(l) > 0 {
 					f = l[len(l)-1].f
 				}
 				f.add(h, i)
-				ownW[sk] = append(ownW[sk], prefixEntry{p, f})
+				ownW[si][op.Key] = append(l, prefixEntry{p, f})
 			}
 		}
 	}
@@ -145,7 +146,7 @@ func checkSession(h *history, opts Options) CheckResult {
 	for _, s := range h.sessions {
 		ryw := map[string]*frontier{}
 		mr := map[string]*frontier{}
-		deps := map[string]dep{}
+		deps := map[int]dep{} // writer session number -> latest observed write
 		get := func(m map[string]*frontier, key string) *frontier {
 			f := m[key]
 			if f == nil {
@@ -177,15 +178,15 @@ func checkSession(h *history, opts Options) CheckResult {
 					col.add(Anomaly{Kind: "monotonic-reads", Key: op.Key, Ops: h.opsOf(w, ro.write, i),
 						Message: fmt.Sprintf("session %s read %s after it had read op #%d's write, which is ordered after it", s, what(), h.ops[w].ID)})
 				}
-				for ws, d := range deps {
-					sk := sessKey{ws, op.Key}
-					if f, ok := prefixAt(ownW[sk], d.pos); ok {
+				for _, wsn := range sortedDeps(deps) {
+					d, ws := deps[wsn], h.sessions[wsn]
+					if f, ok := prefixAt(ownW[wsn][op.Key], d.pos); ok {
 						if w := f.newer(h, k, ro); w >= 0 {
 							col.add(Anomaly{Kind: "monotonic-writes", Key: op.Key, Ops: h.opsOf(w, d.write, d.read, ro.write, i),
 								Message: fmt.Sprintf("session %s saw op #%d of session %s, then read %s although %s had written op #%d (ordered after it) before op #%d", s, h.ops[d.write].ID, ws, what(), ws, h.ops[w].ID, h.ops[d.write].ID)})
 						}
 					}
-					if f, ok := prefixAt(obsR[sk], d.pos); ok {
+					if f, ok := prefixAt(obsR[wsn][op.Key], d.pos); ok {
 						if w := f.newer(h, k, ro); w >= 0 {
 							col.add(Anomaly{Kind: "writes-follow-reads", Key: op.Key, Ops: h.opsOf(w, d.write, d.read, ro.write, i),
 								Message: fmt.Sprintf("session %s saw op #%d of session %s, which %s wrote after reading op #%d's write, then read %s, which is ordered before that", s, h.ops[d.write].ID, ws, ws, h.ops[w].ID, what())})
@@ -194,10 +195,9 @@ func checkSession(h *history, opts Options) CheckResult {
 				}
 				if !ro.initial {
 					get(mr, op.Key).add(h, ro.write)
-					ws := sessionOf(&h.ops[ro.write])
-					if ws != s {
-						if p := pos[ro.write]; p >= deps[ws].pos {
-							deps[ws] = dep{pos: p, read: i, write: ro.write}
+					if wsn := sessNum[sessionOf(&h.ops[ro.write])]; h.sessions[wsn] != s {
+						if p := pos[ro.write]; p >= deps[wsn].pos {
+							deps[wsn] = dep{pos: p, read: i, write: ro.write}
 						}
 					}
 				}
@@ -246,4 +246,13 @@ func valueRead(op *Op) *string {
 		return &op.Args[0]
 	}
 	return op.Value
+}
+
+func sortedDeps(m map[int]dep) []int {
+	out := make([]int, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Ints(out)
+	return out
 }

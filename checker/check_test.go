@@ -1,0 +1,150 @@
+package checker
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// op is shorthand for hand-written histories in tests: complete < 0 means
+// an unknown outcome.
+func op(id int64, client int, f, key string, inv, comp int64, args ...string) Op {
+	o := Op{ID: id, Client: client, F: f, Key: key, Args: args, Invoke: inv, Outcome: OK}
+	if comp < 0 {
+		o.Outcome = Unknown
+	} else {
+		o.Complete = Int64Ptr(comp)
+	}
+	return o
+}
+
+func read(id int64, client int, key string, inv, comp int64, v *string) Op {
+	o := op(id, client, FGet, key, inv, comp)
+	o.Value = v
+	return o
+}
+
+func TestLinearizableTimeoutIsUnknown(t *testing.T) {
+	ops := genHistory(5, 2000, 20, 8)
+	opts := DefaultOptions()
+	opts.Checks = []string{CheckLinearizable}
+	opts.Timeout = time.Nanosecond
+	res := Check(ops, nil, opts)
+	c := res.Get(CheckLinearizable)
+	if c.Verdict != VerdictUnknown || res.Verdict != VerdictUnknown || res.ExitCode() != 2 {
+		t.Fatalf("verdict %s / %s (exit %d): %s; want unknown (exit 2)", c.Verdict, res.Verdict, res.ExitCode(), c.Summary)
+	}
+	if !strings.Contains(c.Summary, "timed out") {
+		t.Errorf("summary %q does not say it timed out", c.Summary)
+	}
+}
+
+func TestUnknownOutcomes(t *testing.T) {
+	a, b := StrPtr("a"), StrPtr("b")
+	cases := []struct {
+		name string
+		ops  []Op
+		want Verdict
+	}{
+		// an unknown put may never happen...
+		{"unknown put never seen", []Op{op(0, 0, FPut, "x", 0, 10, "a"), op(1, 1, FPut, "x", 20, -1, "b"), read(2, 2, "x", 30, 40, a)}, VerdictOK},
+		// ...or happen long after its invocation
+		{"unknown put seen late", []Op{op(0, 0, FPut, "x", 0, 10, "a"), op(1, 1, FPut, "x", 20, -1, "b"), read(2, 2, "x", 30, 40, a), read(3, 2, "x", 50, 60, b)}, VerdictOK},
+		// but not before it was invoked
+		{"unknown put seen before invoke", []Op{read(0, 2, "x", 0, 10, b), op(1, 1, FPut, "x", 20, -1, "b")}, VerdictViolation},
+		// and once seen it cannot be unseen
+		{"unknown put seen then lost", []Op{op(0, 0, FPut, "x", 0, 10, "a"), op(1, 1, FPut, "x", 20, -1, "b"), read(2, 2, "x", 30, 40, b), read(3, 2, "x", 50, 60, a)}, VerdictViolation},
+		// a failed put certainly did not happen
+		{"failed put seen", []Op{op(0, 0, FPut, "x", 0, 10, "a"), func() Op { o := op(1, 1, FPut, "x", 20, 25, "b"); o.Outcome = Fail; return o }(), read(2, 2, "x", 30, 40, b)}, VerdictViolation},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := DefaultOptions()
+			opts.Checks = []string{CheckLinearizable}
+			if c := Check(tc.ops, nil, opts).Get(CheckLinearizable); c.Verdict != tc.want {
+				t.Errorf("%s (%s), want %s", c.Verdict, c.Summary, tc.want)
+			}
+		})
+	}
+}
+
+func TestStalenessMeasures(t *testing.T) {
+	a := StrPtr("a")
+	ops := []Op{
+		op(0, 0, FPut, "x", 0, 10, "a"),
+		op(1, 0, FPut, "x", 20, 30, "b"),
+		op(2, 0, FPut, "x", 40, 50, "c"),
+		read(3, 1, "x", 60, 70, a), // 2 writes behind, superseded at 30: 30 ns
+		read(4, 1, "x", 5, 8, nil), // initial, concurrent with put a: fresh
+		read(5, 2, "x", 12, 18, a), // fresh
+	}
+	for _, versioned := range []bool{false, true} {
+		in := append([]Op(nil), ops...)
+		if versioned {
+			for i := 0; i < 3; i++ {
+				in[i].Version = uint64(i + 1)
+			}
+		}
+		opts := DefaultOptions()
+		opts.Checks = []string{CheckStaleness}
+		opts.MaxStaleVersions = 1
+		c := Check(in, nil, opts).Get(CheckStaleness)
+		st := c.Staleness
+		if st.Reads != 3 || st.StaleReads != 1 || st.Versions.Max != 2 || st.TimeNs.Max != 30 {
+			t.Errorf("versioned=%v: %+v", versioned, st)
+		}
+		if c.Verdict != VerdictViolation || len(c.Anomalies) != 1 || c.Anomalies[0].Ops[len(c.Anomalies[0].Ops)-1].ID != 3 {
+			t.Errorf("versioned=%v: bound 1: %s %v", versioned, c.Verdict, c.Anomalies)
+		}
+	}
+}
+
+func TestConvergenceFirstKey(t *testing.T) {
+	reps := []ReplicaState{
+		{Node: "n1", Data: map[string]string{"a": "1", "c": "3", "d": "4"}},
+		{Node: "n2", Data: map[string]string{"a": "1", "c": "x", "b": "2"}},
+	}
+	c := Check(nil, reps, Options{Checks: []string{CheckConvergence}}).Get(CheckConvergence)
+	if c.Verdict != VerdictViolation || c.Counts["anomalies"] != 3 || c.Anomalies[0].Key != "b" {
+		t.Fatalf("%s %v", c.Summary, c.Anomalies)
+	}
+	if !strings.Contains(c.Anomalies[0].Message, "n1=(absent)") || !strings.Contains(c.Anomalies[1].Message, `n2="x"`) {
+		t.Errorf("messages lack each replica's value: %v", c.Anomalies)
+	}
+	same := []ReplicaState{reps[0], {Node: "n3", Data: reps[0].Data}}
+	if c := Check(nil, same, Options{Checks: []string{CheckConvergence}}).Get(CheckConvergence); c.Verdict != VerdictOK {
+		t.Errorf("equal replicas: %s", c.Summary)
+	}
+}
+
+func TestParseChecks(t *testing.T) {
+	if got, err := ParseChecks("session, linearizable,session"); err != nil || strings.Join(got, ",") != "session,linearizable" {
+		t.Errorf("got %v %v", got, err)
+	}
+	if got, _ := ParseChecks("all"); len(got) != len(AllChecks) {
+		t.Errorf("all: %v", got)
+	}
+	for _, bad := range []string{"", "bogus", "session,bogus"} {
+		if _, err := ParseChecks(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+// TestSessionVersionedOrder: with versions, the store's order is used even
+// against real time, and writes-follow-reads on one key is caught.
+func TestSessionVersionedOrder(t *testing.T) {
+	a := StrPtr("a")
+	w := func(id int64, c int, v string, inv, comp int64, ver uint64) Op {
+		o := op(id, c, FPut, "x", inv, comp, v)
+		o.Version = ver
+		return o
+	}
+	r := read(1, 1, "x", 20, 30, a)
+	r.Version = 5
+	ops := []Op{w(0, 0, "a", 0, 10, 5), r, w(2, 1, "b", 40, 50, 3)} // client 1 read a (v5) then wrote b with v3
+	c := Check(ops, nil, Options{Checks: []string{CheckSession}}).Get(CheckSession)
+	if c.Counts["anomaly:writes-follow-reads"] != 1 {
+		t.Errorf("want one writes-follow-reads: %s %v", c.Summary, c.Anomalies)
+	}
+}
