@@ -1,0 +1,46 @@
+package raftsim
+
+import (
+	"testing"
+
+	"github.com/dialkv/dialkv/sim/simrun"
+)
+
+// Same seed, same build: the same history and the same trace (every fault,
+// phase and delivered message), byte for byte.
+func TestDeterminism(t *testing.T) {
+	for _, opts := range []simrun.Options{
+		{Strategy: "raft", Seed: 4, Ops: 300, Workload: "register"},
+		{Strategy: "raft", Seed: 11, Ops: 300, Workload: "mixed", Params: map[string]string{"shards": "2"},
+			Faults: []string{"partition", "crash", "drop", "delay", "pause", "skew"}},
+	} {
+		var first *Outcome
+		for i := 0; i < 3; i++ {
+			out, err := RunT(t, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if first == nil {
+				first = out
+				t.Logf("%s: history %s… (%d ops), trace %s… (%d bytes), faults %d", opts.Command(),
+					out.Result.HistoryHash[:12], out.Result.Ops, out.Result.TraceHash[:12], len(out.Trace), len(out.Result.FaultPlan))
+				continue
+			}
+			if out.Result.HistoryHash != first.Result.HistoryHash || out.Result.TraceHash != first.Result.TraceHash {
+				t.Errorf("%s run %d: history %s trace %s, run 0: history %s trace %s\n%s",
+					opts.Command(), i, out.Result.HistoryHash[:12], out.Result.TraceHash[:12],
+					first.Result.HistoryHash[:12], first.Result.TraceHash[:12], firstDiff(first.Trace, out.Trace))
+			}
+		}
+	}
+}
+
+func firstDiff(a, b []byte) string {
+	la, lb := lines(a), lines(b)
+	for i := 0; i < len(la) && i < len(lb); i++ {
+		if la[i] != lb[i] {
+			return "first trace difference at line " + itoa(i) + ":\n  " + la[i] + "\n  " + lb[i]
+		}
+	}
+	return "traces differ in length: " + itoa(len(la)) + " vs " + itoa(len(lb)) + " lines"
+}

@@ -1,0 +1,39 @@
+package raftsim
+
+import (
+	"sync/atomic"
+
+	"github.com/lni/vfs"
+)
+
+// disk is one node's private in-memory disk: lni/vfs's strict MemFS (on a
+// crash, unsynced data is discarded by ResetToSyncedState) with a fake
+// GetDiskUsage, which MemFS lacks. Dragonboat's LogDB accepts only a few
+// concrete FS types, so the disk reaches it wrapped by vfs.Wrap with
+// diskFaults as the injector.
+type disk struct{ *vfs.MemFS }
+
+func (disk) GetDiskUsage(string) (vfs.DiskUsage, error) {
+	return vfs.DiskUsage{AvailBytes: 1 << 40, TotalBytes: 1 << 40}, nil
+}
+
+// diskFaults injects I/O errors into one node's disk.
+type diskFaults struct {
+	failWrites atomic.Bool
+	failSyncs  atomic.Bool
+}
+
+var _ vfs.Injector = (*diskFaults)(nil)
+
+func (d *diskFaults) MaybeError(op vfs.Op) error {
+	switch {
+	case op == vfs.OpWrite && d.failWrites.Load(), op == vfs.OpSync && d.failSyncs.Load():
+		return vfs.ErrInjected
+	}
+	return nil
+}
+
+func (d *diskFaults) set(on bool) {
+	d.failWrites.Store(on)
+	d.failSyncs.Store(on)
+}
