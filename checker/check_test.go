@@ -148,3 +148,31 @@ func TestSessionVersionedOrder(t *testing.T) {
 		t.Errorf("want one writes-follow-reads: %s %v", c.Summary, c.Anomalies)
 	}
 }
+
+// TestSiblings: a get that returned several values (quorum siblings) is not
+// linearizable, is not attributed to one write by the other checks, and
+// its values must each have been written.
+func TestSiblings(t *testing.T) {
+	sib := func(id int64, vals ...string) Op {
+		o := op(id, 2, FGet, "x", 30, 40)
+		o.Values = vals
+		return o
+	}
+	base := []Op{op(0, 0, FPut, "x", 0, 10, "a"), op(1, 1, FPut, "x", 0, 10, "b")}
+	res := Check(append(base, sib(2, "a", "b")), nil, Options{Checks: AllChecks})
+	if c := res.Get(CheckLinearizable); c.Verdict != VerdictViolation {
+		t.Errorf("linearizable: %s", c.Summary)
+	}
+	for _, name := range []string{CheckSession, CheckCausal, CheckDurability, CheckStaleness} {
+		if c := res.Get(name); c.Verdict == VerdictViolation {
+			t.Errorf("%s: %s %v", name, c.Summary, c.Anomalies)
+		}
+	}
+	if c := Check(append(base, sib(2, "a", "z")), nil, Options{Checks: []string{CheckDurability}}).Get(CheckDurability); c.Counts["anomaly:thin-air-read"] != 1 {
+		t.Errorf("durability: %s", c.Summary)
+	}
+	// a single sibling is an ordinary value
+	if res := Check(append(base, sib(2, "b")), nil, Options{Checks: AllChecks}); res.Verdict != VerdictOK {
+		t.Errorf("single sibling: %s", res.Verdict)
+	}
+}

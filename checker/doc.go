@@ -30,6 +30,54 @@
 // An operation with outcome "unknown" may or may not have taken effect at
 // any time after its invocation; checkers treat it so.
 //
+// Conventions the checkers rely on:
+//
+//   - get: value absent means the key was absent; a get that returned
+//     several values (quorum siblings) records them in values.
+//   - cas [expected, new]: outcome ok means it swapped; a cas whose
+//     condition did not hold is outcome fail with an error starting
+//     "CONDFAILED" (core.CodeConditionFailed), which linearizability
+//     reads as "the value was not expected"; any other fail is dropped.
+//   - incr: int is the value after the increment (absent counts as 0).
+//   - sadd/srem: int, when present, is 1 if the set changed, else 0.
+//   - Written values (put, cas new, sadd element) should be unique per
+//     key: session, causal and staleness checks skip keys where they are
+//     not (clients/workload makes them unique).
+//
 // Replica states for the convergence check are a second file,
 // replicas.jsonl: one ReplicaState per line.
+//
+// # Checking
+//
+// Check runs the checks named in Options.Checks (DefaultChecks when empty)
+// and returns a Result: an overall Verdict and one CheckResult per check
+// with its verdict (ok, violation, unknown, skipped), counts, notes on its
+// assumptions and the first anomalies with their operations. WriteReports
+// writes summary.md, summary.json and report.html. A simulator or test
+// uses it like this:
+//
+//	opts := checker.DefaultOptions()
+//	opts.Checks = []string{checker.CheckLinearizable, checker.CheckSession}
+//	res := checker.Check(rec.Ops(), replicaStates, opts)
+//	if res.Verdict == checker.VerdictViolation { ... res.Checks[i].Anomalies ... }
+//	err := checker.WriteReports(dir, res)
+//
+// The checks, in short (docs/checker.md has the exact definitions):
+//
+//   - linearizable: Porcupine per key, with a register/counter/set model
+//     (KVModel); unknown writes may take effect any time after their
+//     invocation or never; a timeout is verdict unknown, never ok.
+//   - session: read-your-writes, monotonic reads, monotonic writes and
+//     writes-follow-reads per session, on unique-value register keys.
+//   - causal: the causal-consistency bad patterns of Bouajjani et al.,
+//     "On verifying causal consistency" (POPL 2017): CyclicCO,
+//     WriteCOInitRead, ThinAirRead, WriteCORead; causal-memory adds
+//     WriteHBInitRead and CyclicHB (bounded history size).
+//   - convergence: replica states equal; the first differing key is named.
+//   - durability: acknowledged set adds missing from the final read (lost
+//     writes) and reads of values no operation wrote.
+//   - staleness: per read, how many acknowledged writes and how much time
+//     it lagged; percentiles. A violation only with MaxStaleVersions >= 0.
+//
+// Main is `dialkv check`.
 package checker

@@ -88,12 +88,16 @@ func checkDurability(h *history, opts Options) CheckResult {
 				continue
 			}
 			regReads++
-			if op.Value == nil {
-				continue
+			vals := op.Values // siblings
+			if op.Value != nil {
+				vals = []string{*op.Value}
 			}
-			if _, ok := k.byValue[*op.Value]; !ok {
-				col.add(Anomaly{Kind: "thin-air-read", Key: key, Ops: h.opsOf(i),
-					Message: fmt.Sprintf("op #%d read %q from key %q, but no put or cas wrote that value", op.ID, *op.Value, key)})
+			for _, v := range vals {
+				if _, ok := k.byValue[v]; !ok {
+					col.add(Anomaly{Kind: "thin-air-read", Key: key, Ops: h.opsOf(i),
+						Message: fmt.Sprintf("op #%d read %q from key %q, but no put or cas wrote that value", op.ID, v, key)})
+					break
+				}
 			}
 		}
 	}

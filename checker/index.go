@@ -201,7 +201,11 @@ func (h *history) observed(k *keyInfo, i int) (readOf, bool) {
 	var v *string
 	switch op.F {
 	case FGet:
-		v = op.Value
+		var siblings bool
+		v, siblings = getResult(op)
+		if siblings {
+			return readOf{}, false // several values: not attributable to one write
+		}
 	case FCAS:
 		v = &op.Args[0]
 	default:
@@ -244,4 +248,14 @@ func (h *history) opsOf(idx ...int) []Op {
 		}
 	}
 	return out
+}
+
+// getResult returns the value a get returned, and whether it returned
+// several (siblings under quorum: Values with more than one element). A
+// single element of Values counts as the value.
+func getResult(op *Op) (*string, bool) {
+	if op.Value == nil && len(op.Values) == 1 {
+		return &op.Values[0], false
+	}
+	return op.Value, op.Value == nil && len(op.Values) > 1
 }

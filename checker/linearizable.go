@@ -74,6 +74,9 @@ func kvStep(state, input, output interface{}) (bool, interface{}) {
 		if st.kind == 'S' {
 			return false, st
 		}
+		if len(out.members) > 1 {
+			return false, st // siblings: a register has one value
+		}
 		if out.present != (st.kind == 's') || (out.present && out.val != st.s) {
 			return false, st
 		}
@@ -166,6 +169,8 @@ func describeKVOp(input, output interface{}) string {
 		return call + " → ?"
 	case in.condFailed:
 		return call + " → CONDFAILED"
+	case in.f == FGet && len(out.members) > 1:
+		return fmt.Sprintf("%s → siblings %q", call, out.members)
 	case in.f == FGet && !out.present:
 		return call + " → nil"
 	case in.f == FGet:
@@ -254,14 +259,20 @@ func porcupineOps(h *history, k *keyInfo) (out []porcupine.Operation, idx []int)
 			in.delta, _ = strconv.ParseInt(op.Args[0], 10, 64)
 		}
 		var o kvOutput
-		if op.Value != nil {
+		if op.F == FGet {
+			v, siblings := getResult(op)
+			if v != nil {
+				o.present, o.val = true, *v
+			}
+			if siblings {
+				o.present, o.members = true, dedupSorted(sortedCopy(op.Values))
+			}
+		} else if op.Value != nil {
 			o.present, o.val = true, *op.Value
 		}
 		if op.F == FSMembers {
-			o.members = append([]string(nil), op.Values...)
-			sort.Strings(o.members)
-			// dedupe: a set has each member once
-			o.members = dedupSorted(o.members)
+			// a set has each member once
+			o.members = dedupSorted(sortedCopy(op.Values))
 		}
 		if op.Int != nil {
 			o.hasInt, o.n = true, *op.Int
@@ -279,6 +290,12 @@ func porcupineOps(h *history, k *keyInfo) (out []porcupine.Operation, idx []int)
 		idx = append(idx, i)
 	}
 	return out, idx
+}
+
+func sortedCopy(s []string) []string {
+	c := append([]string(nil), s...)
+	sort.Strings(c)
+	return c
 }
 
 func dedupSorted(s []string) []string {

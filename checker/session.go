@@ -245,7 +245,11 @@ func valueRead(op *Op) *string {
 	if op.F == FCAS {
 		return &op.Args[0]
 	}
-	return op.Value
+	v, _ := getResult(op)
+	if v == nil {
+		return StrPtr("")
+	}
+	return v
 }
 
 func sortedDeps(m map[int]dep) []int {

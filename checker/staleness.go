@@ -187,7 +187,7 @@ func checkStaleness(h *history, opts Options) CheckResult {
 		op := &h.ops[s.read]
 		what := "the initial (absent) value"
 		if s.write >= 0 {
-			what = fmt.Sprintf("%q of op #%d", *op.Value, h.ops[s.write].ID)
+			what = fmt.Sprintf("%q of op #%d", *valueRead(op), h.ops[s.write].ID)
 		}
 		a := Anomaly{Kind: "stale-read", Key: op.Key, Ops: h.opsOf(s.write, s.read),
 			Message: fmt.Sprintf("op #%d read %s, %d acknowledged write(s) behind; superseded %d ns before the read began", op.ID, what, s.versions, s.ns)}
