@@ -158,6 +158,7 @@ type session struct {
 
 	// MULTI ... EXEC state.
 	multi   bool
+	dirty   bool // a command was rejected while queueing: EXEC aborts
 	queued  []core.Command
 	watched []core.Condition
 	// subCtx bounds a SUBSCRIBE loop: by default until Ctrl-C.
@@ -237,6 +238,11 @@ func (s *session) run(ctx context.Context, args [][]byte) status {
 		return s.subscribe(ctx, cmd)
 	}
 	if s.multi {
+		if !core.KnownCommand(name) {
+			// As Redis: reject at queue time and abort the transaction.
+			s.dirty = true
+			return s.print(core.ErrorReply(core.Errorf(core.CodeUnknownCommand, "unknown command '%s'", name)), nil)
+		}
 		s.queued = append(s.queued, cmd)
 		return s.print(core.Reply{Kind: core.KindStatus, Str: []byte("QUEUED")}, nil)
 	}

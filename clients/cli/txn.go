@@ -31,7 +31,7 @@ func (s *session) txnCommand(ctx context.Context, cmd core.Command) status {
 		if _, ok := s.exec.(Transactor); !ok {
 			return s.print(errReply("this connection cannot run transactions"), nil)
 		}
-		s.multi, s.queued = true, nil
+		s.multi, s.queued, s.dirty = true, nil, false
 		return s.print(core.OK(), nil)
 	case "DISCARD":
 		if !s.multi {
@@ -67,8 +67,11 @@ func (s *session) txnCommand(ctx context.Context, cmd core.Command) status {
 	if !s.multi {
 		return s.print(errReply("EXEC without MULTI"), nil)
 	}
-	queued, conds := s.queued, s.watched
-	s.multi, s.queued, s.watched = false, nil, nil
+	queued, conds, dirty := s.queued, s.watched, s.dirty
+	s.multi, s.queued, s.watched, s.dirty = false, nil, nil, false
+	if dirty {
+		return s.print(core.ErrorReply(&core.Error{Code: "EXECABORT", Msg: "Transaction discarded because of previous errors."}), nil)
+	}
 	if len(queued) == 0 {
 		return s.print(core.Array(), nil)
 	}
