@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"sort"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/dialkv/dialkv/consistency"
@@ -16,8 +15,14 @@ import (
 // queue with seeded latency and drops, a virtual clock with per-node skew,
 // partitions and crashes (a crash restarts the replica from the engine's
 // synced state).
+// tb is what the harness needs of testing.T and rapid.T.
+type tb interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
 type cluster struct {
-	t       testing.TB
+	t       tb
 	seed    uint64
 	rnd     *rand.Rand
 	ids     []nodeID
@@ -44,7 +49,7 @@ type flight struct {
 
 const tickEvery = 10 * time.Millisecond
 
-func newCluster(t testing.TB, n int, params map[string]string, bug string, seed uint64) *cluster {
+func newCluster(t tb, n int, params map[string]string, bug string, seed uint64) *cluster {
 	c := &cluster{t: t, seed: seed, rnd: rand.New(rand.NewPCG(seed, 7)), params: params, bug: bug,
 		eng: map[nodeID]*core.MemEngine{}, reps: map[nodeID]consistency.Replica{}, skew: map[nodeID]time.Duration{},
 		now: time.Unix(1_700_000_000, 0), blocked: map[[2]nodeID]bool{}, resps: map[nodeID]map[uint64]consistency.Response{}}
@@ -114,15 +119,28 @@ func (c *cluster) collect(id nodeID) {
 	}
 }
 
-// step advances the clock by 1ms, delivering due messages and ticking.
-func (c *cluster) step() {
-	c.now = c.now.Add(time.Millisecond)
+// step advances the clock to the next event (a message due or a tick, at
+// most 1ms... tickEvery ahead), delivering due messages and ticking.
+func (c *cluster) step() { c.stepUntil(c.now.Add(tickEvery)) }
+
+func (c *cluster) stepUntil(limit time.Time) {
 	sort.Slice(c.queue, func(i, j int) bool {
 		if !c.queue[i].at.Equal(c.queue[j].at) {
 			return c.queue[i].at.Before(c.queue[j].at)
 		}
 		return c.queue[i].seq < c.queue[j].seq
 	})
+	next := c.now.Truncate(tickEvery).Add(tickEvery)
+	if len(c.queue) > 0 && c.queue[0].at.Before(next) {
+		next = c.queue[0].at
+	}
+	if next.After(limit) {
+		next = limit
+	}
+	if !next.After(c.now) {
+		next = c.now.Add(time.Millisecond)
+	}
+	c.now = next
 	n := 0
 	for n < len(c.queue) && !c.queue[n].at.After(c.now) {
 		n++
@@ -136,7 +154,7 @@ func (c *cluster) step() {
 		c.reps[f.m.To].Receive(c.local(f.m.To), f.m)
 		c.collect(f.m.To)
 	}
-	if c.now.UnixMilli()%int64(tickEvery/time.Millisecond) == 0 {
+	if c.now.Equal(c.now.Truncate(tickEvery)) {
 		for _, id := range c.ids {
 			c.reps[id].Tick(c.local(id))
 			c.collect(id)
@@ -146,7 +164,7 @@ func (c *cluster) step() {
 
 func (c *cluster) run(d time.Duration) {
 	for end := c.now.Add(d); c.now.Before(end); {
-		c.step()
+		c.stepUntil(end)
 	}
 }
 
@@ -162,7 +180,7 @@ func (c *cluster) submit(at nodeID, cmd core.Command, opts consistency.Options, 
 func (c *cluster) do(at nodeID, opts consistency.Options, token []byte, name string, args ...string) consistency.Response {
 	c.t.Helper()
 	id := c.submit(at, core.Cmd(name, args...), opts, token)
-	for i := 0; i < 3000; i++ {
+	for end := c.now.Add(3 * time.Second); c.now.Before(end); {
 		if r, ok := c.resps[at][id]; ok {
 			delete(c.resps[at], id)
 			return r
