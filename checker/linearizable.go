@@ -371,25 +371,32 @@ func checkLinearizable(h *history, opts Options) CheckResult {
 		if r.res != porcupine.Illegal {
 			continue
 		}
-		const maxOps = 40
-		idx := r.idx
+		remaining := time.Until(deadline)
+		if remaining < time.Second {
+			remaining = time.Second
+		}
+		vr, info := porcupine.CheckOperationsVerbose(model, r.ops, remaining)
+		window, stuck, longest := failureWindow(r.ops, info)
 		msg := fmt.Sprintf("no linearization of the %d operations on key %q is consistent with a single register/counter/set", len(r.idx), key)
-		if len(idx) > maxOps {
-			msg += fmt.Sprintf(" (first %d shown)", maxOps)
-			idx = idx[:maxOps]
+		var idx []int
+		if vr == porcupine.Illegal && stuck >= 0 {
+			msg += fmt.Sprintf("; the longest partial linearization covers %d of them and cannot place op #%d (shown: the operations overlapping it and the last ones linearized before it)", longest, h.ops[r.idx[stuck]].ID)
+			for _, w := range window {
+				idx = append(idx, r.idx[w])
+			}
+		} else {
+			const maxOps = 40
+			idx = r.idx
+			if len(idx) > maxOps {
+				msg += fmt.Sprintf(" (first %d shown)", maxOps)
+				idx = idx[:maxOps]
+			}
 		}
 		col.add(Anomaly{Kind: "non-linearizable", Key: key, Message: msg, Ops: h.opsOf(idx...)})
-		if len(cr.Visualizations) < opts.Visualize {
-			remaining := time.Until(deadline)
-			if remaining < time.Second {
-				remaining = time.Second
-			}
-			vr, info := porcupine.CheckOperationsVerbose(model, r.ops, remaining)
-			if vr == porcupine.Illegal {
-				var buf bytes.Buffer
-				if err := porcupine.Visualize(model, info, &buf); err == nil {
-					cr.Visualizations = append(cr.Visualizations, Visualization{Key: key, HTML: buf.Bytes()})
-				}
+		if vr == porcupine.Illegal && len(cr.Visualizations) < opts.Visualize {
+			var buf bytes.Buffer
+			if err := porcupine.Visualize(model, info, &buf); err == nil {
+				cr.Visualizations = append(cr.Visualizations, Visualization{Key: key, HTML: buf.Bytes()})
 			}
 		}
 	}
@@ -416,4 +423,52 @@ func checkLinearizable(h *history, opts Options) CheckResult {
 		cr.Summary = fmt.Sprintf("all %d keys linearizable (%d operations)", checked, checkedOps)
 	}
 	return cr
+}
+
+// failureWindow picks, from Porcupine's longest partial linearization of a
+// non-linearizable key, the first operation (by invocation) it could not
+// place, and returns it with the operations overlapping it in time and the
+// last two linearized before it (indices into ops, sorted, at most 20).
+func failureWindow(ops []porcupine.Operation, info porcupine.LinearizationInfo) (window []int, stuck, longest int) {
+	parts := info.PartialLinearizations()
+	if len(parts) != 1 || len(parts[0]) == 0 {
+		return nil, -1, 0
+	}
+	var best []int
+	for _, p := range parts[0] {
+		if len(p) > len(best) {
+			best = p
+		}
+	}
+	in := make([]bool, len(ops))
+	for _, id := range best {
+		in[id] = true
+	}
+	stuck = -1
+	for i, op := range ops {
+		if !in[i] && (stuck < 0 || op.Call < ops[stuck].Call) {
+			stuck = i
+		}
+	}
+	if stuck < 0 {
+		return nil, -1, len(best)
+	}
+	sel := map[int]bool{stuck: true}
+	for n := len(best) - 1; n >= 0 && n >= len(best)-2; n-- {
+		sel[best[n]] = true
+	}
+	s := ops[stuck]
+	for i, op := range ops {
+		if len(sel) >= 20 {
+			break
+		}
+		if op.Call <= s.Return && op.Return >= s.Call {
+			sel[i] = true
+		}
+	}
+	for i := range sel {
+		window = append(window, i)
+	}
+	sort.Ints(window)
+	return window, stuck, len(best)
 }
