@@ -92,14 +92,17 @@ type dep struct {
 func checkSession(h *history, opts Options) CheckResult {
 	cr := CheckResult{Counts: map[string]int64{}}
 	col := newCollector(opts.MaxExamples)
-	pos := make(map[int]int, len(h.ops)) // op index -> position in its session
-	sessNum := make(map[string]int, len(h.sessions))
-	ownW := make([]map[string][]prefixEntry, len(h.sessions)) // per session and key: cumulative own ok writes
-	obsR := make([]map[string][]prefixEntry, len(h.sessions)) // per session and key: cumulative observed writes
-	for si, s := range h.sessions {
-		sessNum[s] = si
-		ownW[si], obsR[si] = map[string][]prefixEntry{}, map[string][]prefixEntry{}
+	S := int64(len(h.sessions))
+	pos := make([]int, len(h.ops))    // op index -> position in its session
+	sessOf := make([]int, len(h.ops)) // op index -> session number
+	keyID := make(map[string]int64, len(h.keys))
+	for i, k := range h.keys {
+		keyID[k] = int64(i)
 	}
+	// per (key, session) = keyID*S + session: cumulative frontiers of the
+	// session's own acknowledged writes and of the writes it observed
+	ownW := map[int64][]prefixEntry{}
+	obsR := map[int64][]prefixEntry{}
 	var keysChecked, keysSkipped, versionedKeys int64
 	for _, key := range h.keys {
 		k := h.kinfo[key]
@@ -115,7 +118,7 @@ func checkSession(h *history, opts Options) CheckResult {
 	// Pass 1: session positions and the cumulative frontiers of each session.
 	for si, s := range h.sessions {
 		for p, i := range h.bySession[s] {
-			pos[i] = p
+			pos[i], sessOf[i] = p, si
 			op := &h.ops[i]
 			k := h.kinfo[op.Key]
 			if !k.uniqueRegister() {
@@ -123,21 +126,23 @@ func checkSession(h *history, opts Options) CheckResult {
 			}
 			if ro, ok := h.observed(k, i); ok && !ro.initial && ro.write >= 0 {
 				f := newFrontier()
-				l := obsR[si][op.Key]
+				ks := keyID[op.Key]*S + int64(si)
+				l := obsR[ks]
 				if len(l) > 0 {
 					f = l[len(l)-1].f
 				}
 				f.add(h, ro.write)
-				obsR[si][op.Key] = append(l, prefixEntry{p, f})
+				obsR[ks] = append(l, prefixEntry{p, f})
 			}
 			if op.Outcome == OK && mayHaveWritten(op) {
 				f := newFrontier()
-				l := ownW[si][op.Key]
+				ks := keyID[op.Key]*S + int64(si)
+				l := ownW[ks]
 				if len(l) > 0 {
 					f = l[len(l)-1].f
 				}
 				f.add(h, i)
-				ownW[si][op.Key] = append(l, prefixEntry{p, f})
+				ownW[ks] = append(l, prefixEntry{p, f})
 			}
 		}
 	}
@@ -146,7 +151,13 @@ func checkSession(h *history, opts Options) CheckResult {
 	for _, s := range h.sessions {
 		ryw := map[string]*frontier{}
 		mr := map[string]*frontier{}
-		deps := map[int]dep{} // writer session number -> latest observed write
+		// deps[t]: the latest write of session t this session observed
+		// (pos -1: none); depList: the sessions with one, in order
+		deps := make([]dep, S)
+		for t := range deps {
+			deps[t].pos = -1
+		}
+		var depList []int
 		get := func(m map[string]*frontier, key string) *frontier {
 			f := m[key]
 			if f == nil {
@@ -178,15 +189,16 @@ func checkSession(h *history, opts Options) CheckResult {
 					col.add(Anomaly{Kind: "monotonic-reads", Key: op.Key, Ops: h.opsOf(w, ro.write, i),
 						Message: fmt.Sprintf("session %s read %s after it had read op #%d's write, which is ordered after it", s, what(), h.ops[w].ID)})
 				}
-				for _, wsn := range sortedDeps(deps) {
+				kbase := keyID[op.Key] * S
+				for _, wsn := range depList {
 					d, ws := deps[wsn], h.sessions[wsn]
-					if f, ok := prefixAt(ownW[wsn][op.Key], d.pos); ok {
+					if f, ok := prefixAt(ownW[kbase+int64(wsn)], d.pos); ok {
 						if w := f.newer(h, k, ro); w >= 0 {
 							col.add(Anomaly{Kind: "monotonic-writes", Key: op.Key, Ops: h.opsOf(w, d.write, d.read, ro.write, i),
 								Message: fmt.Sprintf("session %s saw op #%d of session %s, then read %s although %s had written op #%d (ordered after it) before op #%d", s, h.ops[d.write].ID, ws, what(), ws, h.ops[w].ID, h.ops[d.write].ID)})
 						}
 					}
-					if f, ok := prefixAt(obsR[wsn][op.Key], d.pos); ok {
+					if f, ok := prefixAt(obsR[kbase+int64(wsn)], d.pos); ok {
 						if w := f.newer(h, k, ro); w >= 0 {
 							col.add(Anomaly{Kind: "writes-follow-reads", Key: op.Key, Ops: h.opsOf(w, d.write, d.read, ro.write, i),
 								Message: fmt.Sprintf("session %s saw op #%d of session %s, which %s wrote after reading op #%d's write, then read %s, which is ordered before that", s, h.ops[d.write].ID, ws, ws, h.ops[w].ID, what())})
@@ -195,7 +207,13 @@ func checkSession(h *history, opts Options) CheckResult {
 				}
 				if !ro.initial {
 					get(mr, op.Key).add(h, ro.write)
-					if wsn := sessNum[sessionOf(&h.ops[ro.write])]; h.sessions[wsn] != s {
+					if wsn := sessOf[ro.write]; h.sessions[wsn] != s {
+						if deps[wsn].pos < 0 {
+							j := sort.SearchInts(depList, wsn)
+							depList = append(depList, 0)
+							copy(depList[j+1:], depList[j:])
+							depList[j] = wsn
+						}
 						if p := pos[ro.write]; p >= deps[wsn].pos {
 							deps[wsn] = dep{pos: p, read: i, write: ro.write}
 						}
@@ -250,13 +268,4 @@ func valueRead(op *Op) *string {
 		return StrPtr("")
 	}
 	return v
-}
-
-func sortedDeps(m map[int]dep) []int {
-	out := make([]int, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Ints(out)
-	return out
 }
