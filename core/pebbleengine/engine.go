@@ -71,6 +71,42 @@ type Engine struct {
 	policy      core.SyncPolicy
 	interval    time.Duration
 	corruptions *atomic.Int64
+	failed      atomic.Pointer[string] // why the engine failed; nil while healthy
+}
+
+// ErrFailed is returned by every write, Sync and Checkpoint of an engine
+// that hit a fatal storage error, such as a failed WAL write or fsync:
+// Pebble cannot go on after one (nor should anything trust the file after a
+// failed fsync), so the engine stops, like a crashed process. Close it and
+// Open the directory again to recover what was durable.
+var ErrFailed = errors.New("pebbleengine: engine failed")
+
+// fatalPanic carries a Pebble Fatalf out of Pebble's call stack; the
+// engine's entry points turn it into ErrFailed.
+type fatalPanic struct{ msg string }
+
+func (e *Engine) check(what string) error {
+	if m := e.failed.Load(); m != nil {
+		return fmt.Errorf("pebbleengine: %s: %w (%s)", what, ErrFailed, *m)
+	}
+	return nil
+}
+
+// recoverFatal, deferred by an entry point, turns a Pebble Fatalf raised
+// on the caller's goroutine into ErrFailed and marks the engine failed.
+// Other panics continue.
+func (e *Engine) recoverFatal(errp *error, what string) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	fp, ok := r.(fatalPanic)
+	if !ok {
+		panic(r)
+	}
+	msg := fp.msg
+	e.failed.CompareAndSwap(nil, &msg)
+	*errp = fmt.Errorf("pebbleengine: %s: %w (%s)", what, ErrFailed, fp.msg)
 }
 
 var (
@@ -142,14 +178,17 @@ func (e *Engine) Metrics() *pebble.Metrics { return e.db.Metrics() }
 func (e *Engine) Corruptions() int64 { return e.corruptions.Load() }
 
 // Get returns the value of key or core.ErrNotFound.
-func (e *Engine) Get(key []byte) ([]byte, error) { return get(e.db, key) }
+func (e *Engine) Get(key []byte) (v []byte, err error) {
+	defer e.recoverFatal(&err, "get")
+	return get(e.db, key)
+}
 
 // NewIter iterates [lower, upper) in ascending key order.
 func (e *Engine) NewIter(lower, upper []byte) core.Iterator { return newIter(e.db, lower, upper) }
 
 // NewBatch starts an atomic group of writes.
 func (e *Engine) NewBatch() core.Batch {
-	return &batch{b: e.db.NewBatch(), policy: e.policy}
+	return &batch{e: e, b: e.db.NewBatch(), policy: e.policy}
 }
 
 // NewSnapshot returns a consistent read-only view as of now.
@@ -158,7 +197,11 @@ func (e *Engine) NewSnapshot() core.Snapshot { return &snapshot{s: e.db.NewSnaps
 // Sync makes every committed batch durable by writing an empty record to
 // the WAL with fsync: the WAL is a single append-only log, so syncing it
 // syncs every record before it.
-func (e *Engine) Sync() error {
+func (e *Engine) Sync() (err error) {
+	if err := e.check("sync"); err != nil {
+		return err
+	}
+	defer e.recoverFatal(&err, "sync")
 	if err := e.db.LogData(nil, pebble.Sync); err != nil {
 		return fmt.Errorf("pebbleengine: sync: %w", wrapErr(err))
 	}
@@ -169,21 +212,29 @@ func (e *Engine) Sync() error {
 // FS; dir must not exist). The WAL is synced first, so the checkpoint holds
 // every batch committed before the call. Sstables are hard-linked where the
 // FS allows it, so a checkpoint is cheap; Open(dir) opens it.
-func (e *Engine) Checkpoint(dir string) error {
+func (e *Engine) Checkpoint(dir string) (err error) {
+	if err := e.check("checkpoint"); err != nil {
+		return err
+	}
+	defer e.recoverFatal(&err, "checkpoint")
 	if err := e.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
 		return fmt.Errorf("pebbleengine: checkpoint to %s: %w", dir, wrapErr(err))
 	}
 	return nil
 }
 
-// Close flushes nothing further and releases the database. Batches
-// committed without sync may be lost if the machine fails after Close;
-// call Sync first to make them durable.
-func (e *Engine) Close() error {
-	if err := e.db.Close(); err != nil {
-		return fmt.Errorf("pebbleengine: close %s: %w", e.dir, wrapErr(err))
+// Close releases the database. Batches committed without sync may be lost
+// if the machine fails after Close; call Sync first to make them durable.
+// Closing a failed engine releases what it can and returns ErrFailed.
+func (e *Engine) Close() (err error) {
+	defer e.recoverFatal(&err, "close")
+	if cerr := e.db.Close(); cerr != nil {
+		if ferr := e.check("close"); ferr != nil {
+			return fmt.Errorf("%w; close: %v", ferr, cerr)
+		}
+		return fmt.Errorf("pebbleengine: close %s: %w", e.dir, wrapErr(cerr))
 	}
-	return nil
+	return e.check("close")
 }
 
 // getter and iterMaker are what *pebble.DB and *pebble.Snapshot share.
@@ -333,6 +384,7 @@ func (i *iter) Close() error {
 // fail on misuse (a closed batch); the first such error is returned by
 // Commit.
 type batch struct {
+	e      *Engine
 	b      *pebble.Batch
 	policy core.SyncPolicy
 	n      int // operations added, including empty range deletions
@@ -362,7 +414,11 @@ func (b *batch) Len() int { return b.n }
 
 // Commit applies the batch atomically. It syncs the WAL when sync is set or
 // the policy is core.SyncAlways.
-func (b *batch) Commit(sync bool) error {
+func (b *batch) Commit(sync bool) (err error) {
+	if err := b.e.check("commit"); err != nil {
+		return err
+	}
+	defer b.e.recoverFatal(&err, "commit")
 	if b.err != nil {
 		return fmt.Errorf("pebbleengine: commit: %w", b.err)
 	}
@@ -384,8 +440,10 @@ func (b *batch) Close() {
 }
 
 // slogLogger adapts *slog.Logger to pebble.Logger; a nil logger discards
-// everything but Fatalf, which panics (Pebble never expects Fatalf to
-// return).
+// everything. Fatalf panics with a fatalPanic (Pebble never expects Fatalf
+// to return): on the caller's goroutine the engine's entry points recover
+// it as ErrFailed; on one of Pebble's background goroutines it ends the
+// process, as Pebble's own default logger would.
 type slogLogger struct{ l *slog.Logger }
 
 func (s slogLogger) Infof(format string, args ...any) {
@@ -405,5 +463,5 @@ func (s slogLogger) Fatalf(format string, args ...any) {
 	if s.l != nil {
 		s.l.Error(msg, "component", "pebble", "fatal", true)
 	}
-	panic("pebbleengine: pebble fatal error: " + msg)
+	panic(fatalPanic{msg: msg})
 }
