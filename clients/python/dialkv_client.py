@@ -152,10 +152,13 @@ class Client(object):
         resp = self._keep(self._client.transaction(self._opts(), list(conditions), cmds))
         return [to_python(r) for r in resp.replies]
 
-    def scan(self, prefix=b"", start=b"", end=b"", limit=0, keys_only=False):
-        """One page of a scan: (keys, values or None, next start key or None)."""
+    def scan(self, prefix=b"", start=b"", end=b"", limit=0, keys_only=False, cursor=None):
+        """One page of a scan: (keys, values or None, cursor of the next page
+        or None at the end). Pass the cursor back, with the same bounds, to
+        continue."""
         req = ttypes.ScanRequest(prefix=_b(prefix), start_key=_b(start), end_key=_b(end),
-                                 limit=limit, keys_only=keys_only)
+                                 limit=limit, keys_only=keys_only,
+                                 cursor=None if cursor is None else _b(cursor))
         resp = self._keep(self._client.scan(self._opts(), req))
         values = None if resp.values is None else [to_python(v) for v in resp.values]
         return resp.keys, values, (resp.next_key or None)

@@ -2,7 +2,8 @@
 
     python3 interop.py HOST:PORT write PREFIX N [binary|compact]
         writes PREFIX<i> = "py-<i>" for i < N (half one by one, half in one
-        batch), a hash PREFIXh and a binary value PREFIXbin, then prints "ok".
+        batch), a hash PREFIXh and a binary value PREFIXbin, pages through
+        them with a prefix scan, then prints "ok".
     python3 interop.py HOST:PORT read PREFIX N [binary|compact]
         reads the keys the Go side wrote (PREFIX<i> = "go-<i>", hash PREFIXh,
         counter PREFIXn) and prints them as one JSON object (bytes as
@@ -31,6 +32,15 @@ def main(argv):
             assert c.execute(batch) == ["OK"] * len(batch)
             c.call("HSET", prefix + "h", "lang", "python", "n", 3)
             c.set(prefix + "bin", b"\x00\xff\n")
+            # Page through the prefix: every key once, in byte order.
+            keys, cursor = [], None
+            while True:
+                page, values, cursor = c.scan(prefix=prefix, limit=7, cursor=cursor)
+                keys.extend(page)
+                if cursor is None:
+                    break
+            want = sorted([("%s%d" % (prefix, i)).encode() for i in range(n)] + [(prefix + "h").encode(), (prefix + "bin").encode()])
+            assert keys == want, (keys, want)
             print("ok")
         elif mode == "read":
             out = {}

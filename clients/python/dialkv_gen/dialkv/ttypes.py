@@ -756,20 +756,22 @@ class ScanRequest(object):
 
     Attributes:
      - prefix: Only keys with this prefix (empty: all).
-     - start_key: First key (inclusive; empty: from the start of the prefix). Use ScanResponse.next to page.
+     - start_key: First key (inclusive; empty: from the start of the prefix).
      - end_key: Last key (exclusive; empty: to the end of the prefix).
      - limit: Maximum keys returned (0: 100; the node caps it at 10000).
      - keys_only: Return keys only, without values.
+     - cursor: The next_key of the previous page (empty: the first page). Keys come strictly after it.
 
     """
 
 
-    def __init__(self, prefix=None, start_key=None, end_key=None, limit=None, keys_only=None,):
+    def __init__(self, prefix=None, start_key=None, end_key=None, limit=None, keys_only=None, cursor=None,):
         self.prefix = prefix
         self.start_key = start_key
         self.end_key = end_key
         self.limit = limit
         self.keys_only = keys_only
+        self.cursor = cursor
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -805,6 +807,11 @@ class ScanRequest(object):
                     self.keys_only = iprot.readBool()
                 else:
                     iprot.skip(ftype)
+            elif fid == 6:
+                if ftype == TType.STRING:
+                    self.cursor = iprot.readBinary()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -835,6 +842,10 @@ class ScanRequest(object):
             oprot.writeFieldBegin('keys_only', TType.BOOL, 5)
             oprot.writeBool(self.keys_only)
             oprot.writeFieldEnd()
+        if self.cursor is not None:
+            oprot.writeFieldBegin('cursor', TType.STRING, 6)
+            oprot.writeBinary(self.cursor)
+            oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
 
@@ -857,8 +868,9 @@ class ScanResponse(object):
     """
     Attributes:
      - keys
-     - values: values[i] is the value of keys[i] (a Reply as GET/HGETALL/... would give), unless keys_only.
-     - next_key: Pass as start_key to continue; empty when the scan is complete.
+     - values: values[i] is the string value of keys[i] as MGET gives it (NIL for keys
+    of other types), read just after the keys; absent with keys_only.
+     - next_key: Pass as cursor (with the same bounds) to continue; empty when the scan is complete.
      - token
      - served_by
 
@@ -975,24 +987,30 @@ class ScanResponse(object):
 
 class IndexQuery(object):
     """
-    A secondary-index query: keys whose indexed field equals value, or lies in [min, max].
+    A secondary-index query (indexes are made with the IDX.CREATE command):
+    the keys whose indexed field equals value, or, when value is unset, lies
+    between min and max. Bounds use ZRANGEBYSCORE syntax for number indexes
+    ("1.5", "(1.5", "-inf", "+inf") and ZRANGEBYLEX syntax for string indexes
+    ("[a", "(a", "-", "+"). Keys come ordered by (field value, key).
 
     Attributes:
      - index
      - value
      - min
      - max
-     - limit
+     - limit: Maximum keys returned (0: 100; the node caps it at 10000).
+     - cursor: The next_cursor of the previous page (empty: the first page).
 
     """
 
 
-    def __init__(self, index=None, value=None, min=None, max=None, limit=None,):
+    def __init__(self, index=None, value=None, min=None, max=None, limit=None, cursor=None,):
         self.index = index
         self.value = value
         self.min = min
         self.max = max
         self.limit = limit
+        self.cursor = cursor
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -1028,6 +1046,11 @@ class IndexQuery(object):
                     self.limit = iprot.readI32()
                 else:
                     iprot.skip(ftype)
+            elif fid == 6:
+                if ftype == TType.STRING:
+                    self.cursor = iprot.readBinary()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -1058,6 +1081,10 @@ class IndexQuery(object):
             oprot.writeFieldBegin('limit', TType.I32, 5)
             oprot.writeI32(self.limit)
             oprot.writeFieldEnd()
+        if self.cursor is not None:
+            oprot.writeFieldBegin('cursor', TType.STRING, 6)
+            oprot.writeBinary(self.cursor)
+            oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
 
@@ -1084,14 +1111,16 @@ class IndexQueryResponse(object):
      - keys
      - token
      - served_by
+     - next_cursor: Pass as cursor to continue; empty when the query is complete.
 
     """
 
 
-    def __init__(self, keys=None, token=None, served_by=None,):
+    def __init__(self, keys=None, token=None, served_by=None, next_cursor=None,):
         self.keys = keys
         self.token = token
         self.served_by = served_by
+        self.next_cursor = next_cursor
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -1122,6 +1151,11 @@ class IndexQueryResponse(object):
                     self.served_by = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
                 else:
                     iprot.skip(ftype)
+            elif fid == 4:
+                if ftype == TType.STRING:
+                    self.next_cursor = iprot.readBinary()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -1146,6 +1180,10 @@ class IndexQueryResponse(object):
         if self.served_by is not None:
             oprot.writeFieldBegin('served_by', TType.STRING, 3)
             oprot.writeString(self.served_by.encode('utf-8') if sys.version_info[0] == 2 else self.served_by)
+            oprot.writeFieldEnd()
+        if self.next_cursor is not None:
+            oprot.writeFieldBegin('next_cursor', TType.STRING, 4)
+            oprot.writeBinary(self.next_cursor)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -2371,6 +2409,7 @@ ScanRequest.thrift_spec = (
     (3, TType.STRING, 'end_key', 'BINARY', None, ),  # 3
     (4, TType.I32, 'limit', None, None, ),  # 4
     (5, TType.BOOL, 'keys_only', None, None, ),  # 5
+    (6, TType.STRING, 'cursor', 'BINARY', None, ),  # 6
 )
 all_structs.append(ScanResponse)
 ScanResponse.thrift_spec = (
@@ -2389,6 +2428,7 @@ IndexQuery.thrift_spec = (
     (3, TType.STRING, 'min', 'BINARY', None, ),  # 3
     (4, TType.STRING, 'max', 'BINARY', None, ),  # 4
     (5, TType.I32, 'limit', None, None, ),  # 5
+    (6, TType.STRING, 'cursor', 'BINARY', None, ),  # 6
 )
 all_structs.append(IndexQueryResponse)
 IndexQueryResponse.thrift_spec = (
@@ -2396,6 +2436,7 @@ IndexQueryResponse.thrift_spec = (
     (1, TType.LIST, 'keys', (TType.STRING, 'BINARY', False), None, ),  # 1
     (2, TType.STRING, 'token', 'BINARY', None, ),  # 2
     (3, TType.STRING, 'served_by', 'UTF8', None, ),  # 3
+    (4, TType.STRING, 'next_cursor', 'BINARY', None, ),  # 4
 )
 all_structs.append(Message)
 Message.thrift_spec = (
