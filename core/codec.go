@@ -180,7 +180,7 @@ func readReply(r *payloadReader, depth int) Reply {
 		rep.Str = append([]byte{}, r.bytes()...)
 	case KindInt:
 		v, n := binary.Varint(r.b)
-		if n <= 0 {
+		if n <= 0 || n != len(binary.AppendVarint(nil, v)) {
 			r.bad = true
 			return Reply{}
 		}

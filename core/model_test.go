@@ -1138,9 +1138,21 @@ func checkDump(t *rapid.T, s *Store, m *model, now time.Time) {
 	}
 }
 
-func TestModelStrings(t *testing.T) { rapid.Check(t, func(t *rapid.T) { checkAgainstModel(t, genStringCmd) }) }
-func TestModelLists(t *testing.T)   { rapid.Check(t, func(t *rapid.T) { checkAgainstModel(t, genListCmd) }) }
-func TestModelSets(t *testing.T)    { rapid.Check(t, func(t *rapid.T) { checkAgainstModel(t, genSetCmd) }) }
-func TestModelHashes(t *testing.T)  { rapid.Check(t, func(t *rapid.T) { checkAgainstModel(t, genHashCmd) }) }
-func TestModelZSets(t *testing.T)   { rapid.Check(t, func(t *rapid.T) { checkAgainstModel(t, genZSetCmd) }) }
-func TestModelMixed(t *testing.T)   { rapid.Check(t, func(t *rapid.T) { checkAgainstModel(t, genAnyCmd) }) }
+func TestModelStrings(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) { checkAgainstModel(t, genStringCmd) })
+}
+func TestModelLists(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) { checkAgainstModel(t, genListCmd) })
+}
+func TestModelSets(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) { checkAgainstModel(t, genSetCmd) })
+}
+func TestModelHashes(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) { checkAgainstModel(t, genHashCmd) })
+}
+func TestModelZSets(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) { checkAgainstModel(t, genZSetCmd) })
+}
+func TestModelMixed(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) { checkAgainstModel(t, genAnyCmd) })
+}

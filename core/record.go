@@ -175,7 +175,7 @@ type payloadReader struct {
 
 func (r *payloadReader) uvarint() uint64 {
 	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
+	if n <= 0 || n != uvarintLen(v) { // overlong encodings are malformed
 		r.bad = true
 		r.b = nil
 		return 0
@@ -318,4 +318,13 @@ func decodeZSet(key, p []byte) (map[string]float64, error) {
 		return nil, corruptf(key, "bad zset payload")
 	}
 	return z, nil
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
 }
