@@ -28,7 +28,7 @@ func BenchmarkCheck(b *testing.B) {
 		k := "k" + itoa(uint64(i))
 		reps[0].Data[k], reps[1].Data[k] = "v"+k, "v"+k
 	}
-	for _, name := range []string{CheckLinearizable, CheckSession, CheckCausal, CheckConvergence, CheckDurability, CheckStaleness} {
+	for _, name := range []string{CheckLinearizable, CheckSession, CheckCausal, CheckCausalConvergence, CheckConvergence, CheckDurability, CheckStaleness} {
 		b.Run(name, func(b *testing.B) {
 			opts := DefaultOptions()
 			opts.Checks = []string{name}

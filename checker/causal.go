@@ -201,7 +201,9 @@ const maxVCEntries = 1 << 25
 // (POPL 2017): CyclicCO, WriteCOInitRead, ThinAirRead and WriteCORead.
 // With memory set it also checks causal memory (CM): WriteHBInitRead and
 // CyclicHB.
-func checkCausal(h *history, opts Options, memory bool) CheckResult {
+func checkCausal(h *history, opts Options, model string) CheckResult {
+	memory := model == CheckCausalMemory
+	convergence := model == CheckCausalConvergence
 	cr := CheckResult{Counts: map[string]int64{}}
 	col := newCollector(opts.MaxExamples)
 	g := buildCausalGraph(h)
@@ -211,7 +213,7 @@ func checkCausal(h *history, opts Options, memory bool) CheckResult {
 	cr.Notes = append(cr.Notes,
 		"applies to register keys whose put/cas values are unique; a cas that succeeded reads its expected value and writes its new one",
 		"unknown-outcome writes count only if some read returned their value; absent reads are the initial value only on keys never deleted",
-		"CC = no CyclicCO, WriteCOInitRead, ThinAirRead, WriteCORead (POPL 2017, Table 3); CM adds WriteHBInitRead and CyclicHB")
+		"CC = no CyclicCO, WriteCOInitRead, ThinAirRead, WriteCORead (POPL 2017, Table 3); CM adds WriteHBInitRead and CyclicHB; CCv (causal+) adds CyclicCF, reported only when the CC patterns are absent")
 	if len(g.nodes) == 0 {
 		cr.Verdict, cr.Summary = VerdictSkipped, "no register keys with unique written values"
 		return cr
@@ -256,6 +258,7 @@ func checkCausal(h *history, opts Options, memory bool) CheckResult {
 		return v
 	}
 	var reads int64
+	cf := map[int][]int{} // node -> conflict-order predecessors (CCv)
 	for _, n := range order {
 		vc := newVC()
 		if p := g.poPred[n]; p >= 0 {
@@ -290,6 +293,7 @@ func checkCausal(h *history, opts Options, memory bool) CheckResult {
 		case g.wrSrc[n] >= 0:
 			reads++
 			w1 := g.wrSrc[n]
+			reported := false
 			for _, t := range sortedSessions(g.writes[key]) {
 				ws := g.writes[key][t]
 				// the latest write of session t on key strictly in n's past
@@ -298,10 +302,15 @@ func checkCausal(h *history, opts Options, memory bool) CheckResult {
 					continue
 				}
 				w2 := ws[j]
-				if vcs[w2] != nil && int32(g.pos[w1]) <= vcs[w2][g.sess[w1]] {
+				if convergence {
+					// w2 is in the causal past of a read of w1: every
+					// replica must order w2 before w1 (conflict order cf)
+					cf[w1] = append(cf[w1], w2)
+				}
+				if !reported && vcs[w2] != nil && int32(g.pos[w1]) <= vcs[w2][g.sess[w1]] {
 					col.add(Anomaly{Kind: "WriteCORead", Key: key, Ops: g.ops(w1, w2, n),
 						Message: fmt.Sprintf("%s read the value of %s although %s overwrote it in %s's causal past (%s co %s co %s)", g.name(n), g.name(w1), g.name(w2), g.name(n), g.name(w1), g.name(w2), g.name(n))})
-					break
+					reported = true
 				}
 			}
 		}
@@ -323,17 +332,31 @@ func checkCausal(h *history, opts Options, memory bool) CheckResult {
 	if memory && len(left) == 0 {
 		g.checkMemory(vcs, col)
 	}
+	if convergence && ccViolations == 0 {
+		if _, cleft := g.topo(nil, cf); len(cleft) > 0 {
+			c := g.cycle(cleft, cf)
+			names := make([]string, len(c))
+			for i, m := range c {
+				names[i] = g.name(m)
+			}
+			col.add(Anomaly{Kind: "CyclicCF", Key: g.key[c[0]], Ops: g.ops(c...),
+				Message: fmt.Sprintf("no order of the writes agrees with causality and with what every read saw (conflict order ∪ causal order is cyclic): %s → %s", strings.Join(names, " → "), names[0])})
+		}
+	}
 	col.fill(&cr)
 	cr.Counts["reads_checked"] = reads
-	model := "causal consistency (CC)"
-	if memory {
-		model = "causal memory (CM)"
+	name := "causal consistency (CC)"
+	switch {
+	case memory:
+		name = "causal memory (CM)"
+	case convergence:
+		name = "causal convergence (CCv)"
 	}
 	cr.Verdict = col.verdict()
 	if col.total > 0 {
-		cr.Summary = fmt.Sprintf("%d bad patterns of %s found (%d of them CC patterns)", col.total, model, ccViolations)
+		cr.Summary = fmt.Sprintf("%d bad patterns of %s found (%d of them CC patterns)", col.total, name, ccViolations)
 	} else {
-		cr.Summary = fmt.Sprintf("%s holds: no bad pattern among %d operations of %d sessions", model, len(g.nodes), S)
+		cr.Summary = fmt.Sprintf("%s holds: no bad pattern among %d operations of %d sessions", name, len(g.nodes), S)
 	}
 	return cr
 }

@@ -21,17 +21,18 @@ const (
 
 // Check names, as used by Options.Checks and `dialkv check --checks`.
 const (
-	CheckLinearizable = "linearizable"
-	CheckSession      = "session"
-	CheckCausal       = "causal"
-	CheckCausalMemory = "causal-memory"
-	CheckConvergence  = "convergence"
-	CheckDurability   = "durability"
-	CheckStaleness    = "staleness"
+	CheckLinearizable      = "linearizable"
+	CheckSession           = "session"
+	CheckCausal            = "causal"
+	CheckCausalMemory      = "causal-memory"
+	CheckCausalConvergence = "causal-convergence"
+	CheckConvergence       = "convergence"
+	CheckDurability        = "durability"
+	CheckStaleness         = "staleness"
 )
 
 // AllChecks lists every check in report order.
-var AllChecks = []string{CheckLinearizable, CheckSession, CheckCausal, CheckCausalMemory, CheckConvergence, CheckDurability, CheckStaleness}
+var AllChecks = []string{CheckLinearizable, CheckSession, CheckCausal, CheckCausalConvergence, CheckCausalMemory, CheckConvergence, CheckDurability, CheckStaleness}
 
 // DefaultChecks are the checks run when Options.Checks is empty.
 var DefaultChecks = []string{CheckLinearizable, CheckSession, CheckCausal, CheckConvergence, CheckDurability, CheckStaleness}
@@ -198,10 +199,8 @@ func Check(ops []Op, replicas []ReplicaState, opts Options) Result {
 			cr = checkLinearizable(h, opts)
 		case CheckSession:
 			cr = checkSession(h, opts)
-		case CheckCausal:
-			cr = checkCausal(h, opts, false)
-		case CheckCausalMemory:
-			cr = checkCausal(h, opts, true)
+		case CheckCausal, CheckCausalConvergence, CheckCausalMemory:
+			cr = checkCausal(h, opts, name)
 		case CheckConvergence:
 			cr = checkConvergence(replicas, opts)
 		case CheckDurability:

@@ -71,7 +71,8 @@
 //     writes-follow-reads per session, on unique-value register keys.
 //   - causal: the causal-consistency bad patterns of Bouajjani et al.,
 //     "On verifying causal consistency" (POPL 2017): CyclicCO,
-//     WriteCOInitRead, ThinAirRead, WriteCORead; causal-memory adds
+//     WriteCOInitRead, ThinAirRead, WriteCORead; causal-convergence
+//     (CCv, what causal+ stores promise) adds CyclicCF; causal-memory adds
 //     WriteHBInitRead and CyclicHB (bounded history size).
 //   - convergence: replica states equal; the first differing key is named.
 //   - durability: acknowledged set adds missing from the final read (lost

@@ -21,6 +21,7 @@ Checks (comma-separated, or "all"; default: linearizable,session,causal,converge
   linearizable   Porcupine, per key: register/counter/set models
   session        read-your-writes, monotonic reads, monotonic writes, writes-follow-reads
   causal         causal consistency (CC): CyclicCO, WriteCOInitRead, ThinAirRead, WriteCORead
+  causal-convergence  causal convergence (CCv, causal+): the CC patterns plus CyclicCF
   causal-memory  causal memory (CM): the CC patterns plus WriteHBInitRead, CyclicHB (small histories)
   convergence    replica states after quiescence are equal (needs --replicas)
   durability     lost acknowledged set adds, reads of values never written
@@ -105,7 +106,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	res := Check(ops, replicas, opts)
 	fmt.Fprintf(stdout, "%s: %d ops, %d keys, %d sessions\n", *historyPath, res.Ops, res.Keys, res.Sessions)
 	for _, c := range res.Checks {
-		fmt.Fprintf(stdout, "  %-14s %-9s %s\n", c.Name, c.Verdict, c.Summary)
+		fmt.Fprintf(stdout, "  %-18s %-9s %s\n", c.Name, c.Verdict, c.Summary)
 	}
 	if *out != "" {
 		if err := WriteReports(*out, res); err != nil {

@@ -26,10 +26,10 @@ func TestMainEndToEnd(t *testing.T) {
 		code int
 		want []string // substrings of stdout
 	}{
-		{"valid", []string{"--history", "testdata/valid-register.jsonl", "--replicas", "testdata/valid-register.replicas.jsonl", "--checks", "all", "--out", filepath.Join(dir, "valid")}, 0, []string{"verdict: ok", "linearizable   ok"}},
-		{"violation", []string{"--history", "testdata/nonlinearizable-cas.jsonl", "--checks", "linearizable,session", "--out", filepath.Join(dir, "bad")}, 1, []string{"verdict: violation", "linearizable   violation"}},
+		{"valid", []string{"--history", "testdata/valid-register.jsonl", "--replicas", "testdata/valid-register.replicas.jsonl", "--checks", "all", "--out", filepath.Join(dir, "valid")}, 0, []string{"verdict: ok", "linearizable       ok"}},
+		{"violation", []string{"--history", "testdata/nonlinearizable-cas.jsonl", "--checks", "linearizable,session", "--out", filepath.Join(dir, "bad")}, 1, []string{"verdict: violation", "linearizable       violation"}},
 		{"divergence", []string{"--history", "testdata/divergence.jsonl", "--replicas", "testdata/divergence.replicas.jsonl", "--checks", "convergence"}, 1, []string{`first: "x"`}},
-		{"stale bound", []string{"--history", "testdata/stale-read.jsonl", "--checks", "staleness", "--max-stale", "0"}, 1, []string{"staleness      violation"}},
+		{"stale bound", []string{"--history", "testdata/stale-read.jsonl", "--checks", "staleness", "--max-stale", "0"}, 1, []string{"staleness          violation"}},
 		{"causal-memory too large", []string{"--history", "testdata/valid-register.jsonl", "--checks", "causal-memory", "--cm-limit", "2"}, 2, []string{"verdict: unknown"}},
 		{"help", []string{"--help"}, 0, []string{"Usage: dialkv check", "Exit codes"}},
 		{"no history", []string{"--checks", "session"}, 3, nil},

@@ -60,6 +60,7 @@ func TestSensitivity(t *testing.T) {
 		{file: "causal-write-co-read.jsonl", maxStale: -1, flagged: []flag{{CheckCausal, "WriteCORead"}}},
 		{file: "causal-write-hb-init-read.jsonl", maxStale: -1, flagged: []flag{{CheckCausalMemory, "WriteHBInitRead"}}, passes: []string{CheckCausal}},
 		{file: "causal-cyclic-hb.jsonl", maxStale: -1, flagged: []flag{{CheckCausalMemory, "CyclicHB"}}, passes: []string{CheckCausal, CheckSession}},
+		{file: "causal-cyclic-cf.jsonl", maxStale: -1, flagged: []flag{{CheckCausalConvergence, "CyclicCF"}}, passes: []string{CheckCausal, CheckCausalMemory, CheckSession}},
 		{file: "lost-write.jsonl", maxStale: -1, flagged: []flag{{CheckDurability, "lost-write"}, {CheckLinearizable, "non-linearizable"}}},
 		{file: "thin-air-set.jsonl", maxStale: -1, flagged: []flag{{CheckDurability, "thin-air-read"}}},
 		{file: "divergence.jsonl", maxStale: -1, flagged: []flag{{CheckConvergence, "divergence"}}},
