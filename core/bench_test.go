@@ -1,0 +1,186 @@
+package core
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"testing"
+)
+
+// Benchmarks of the Store on the memory engine. Run briefly on a shared
+// machine:
+//
+//	go test -run XXX -bench . -benchtime=200ms -benchmem ./core
+
+func benchStore(b *testing.B) *Store {
+	s, err := NewStore(NewMemEngine(), Limits{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+func benchKey(i int) string { return fmt.Sprintf("key:%012d", i) } // 16 bytes
+
+func mustOK(b *testing.B, r Reply) {
+	if r.IsError() {
+		b.Fatal(render(r))
+	}
+}
+
+const benchKeys = 10000
+
+func BenchmarkGet(b *testing.B) {
+	s := benchStore(b)
+	val := string(make([]byte, 100))
+	for i := 0; i < benchKeys; i++ {
+		mustOK(b, s.Apply(t0, Cmd("SET", benchKey(i), val)))
+	}
+	cmds := make([]Command, benchKeys)
+	for i := range cmds {
+		cmds[i] = Cmd("GET", benchKey(i))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if r := s.Apply(t0, cmds[i%benchKeys]); r.Kind != KindBulk {
+			b.Fatal(render(r))
+		}
+	}
+}
+
+func BenchmarkSet(b *testing.B) {
+	s := benchStore(b)
+	val := string(make([]byte, 100))
+	cmds := make([]Command, benchKeys)
+	for i := range cmds {
+		cmds[i] = Cmd("SET", benchKey(i), val)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		mustOK(b, s.Apply(t0, cmds[i%benchKeys]))
+	}
+}
+
+func BenchmarkIncr(b *testing.B) {
+	s := benchStore(b)
+	cmds := make([]Command, 100)
+	for i := range cmds {
+		cmds[i] = Cmd("INCR", benchKey(i))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		mustOK(b, s.Apply(t0, cmds[i%100]))
+	}
+}
+
+// BenchmarkLPush pushes onto lists of 0..99 elements (a new list every
+// 100 pushes): collections are one record, so the cost grows with length.
+func BenchmarkLPush(b *testing.B) {
+	s := benchStore(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		mustOK(b, s.Apply(t0, Command{Name: "LPUSH", Args: [][]byte{[]byte(benchKey(i / 100)), []byte("element-value")}}))
+	}
+}
+
+// BenchmarkZAdd adds members to sorted sets of 0..99 members.
+func BenchmarkZAdd(b *testing.B) {
+	s := benchStore(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		mustOK(b, s.Apply(t0, Command{Name: "ZADD", Args: [][]byte{[]byte(benchKey(i / 100)), []byte(strconv.Itoa(i % 997)), []byte("member-" + strconv.Itoa(i%100))}}))
+	}
+}
+
+// BenchmarkHSet sets fields of hashes of 0..99 fields.
+func BenchmarkHSet(b *testing.B) {
+	s := benchStore(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		mustOK(b, s.Apply(t0, Command{Name: "HSET", Args: [][]byte{[]byte(benchKey(i / 100)), []byte("field-" + strconv.Itoa(i%100)), []byte("value")}}))
+	}
+}
+
+// BenchmarkScan100 reads one page of 100 keys with SCAN.PREFIX.
+func BenchmarkScan100(b *testing.B) {
+	s := benchStore(b)
+	val := string(make([]byte, 100))
+	for i := 0; i < benchKeys; i++ {
+		mustOK(b, s.Apply(t0, Cmd("SET", benchKey(i), val)))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := benchKey((i * 100) % (benchKeys - 100))
+		r := s.Apply(t0, Cmd("SCAN.RANGE", start, "", "", "COUNT", "100"))
+		if r.IsError() || len(r.Array[1].Array) != 100 {
+			b.Fatal(render(r))
+		}
+	}
+}
+
+// BenchmarkTxn10 runs transactions of one version condition and 10
+// commands (5 SET, 5 GET).
+func BenchmarkTxn10(b *testing.B) {
+	s := benchStore(b)
+	txns := make([]Txn, 100)
+	for i := range txns {
+		t := Txn{Conds: []Condition{{Key: []byte("guard"), Kind: CondVersion, Version: 0}}}
+		for j := 0; j < 5; j++ {
+			k := benchKey(i*10 + j)
+			t.Cmds = append(t.Cmds, Cmd("SET", k, "value"), Cmd("GET", k))
+		}
+		txns[i] = t
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		mustOK(b, s.ApplyTxn(t0, txns[i%100]))
+	}
+}
+
+// TestMemoryPerKey measures the memory engine's heap per key for 1M keys
+// of 16 bytes with 100-byte values, written through the Store (so records
+// carry their type byte, version and checksum), against the 116 raw bytes
+// per key. It takes a few seconds and ~200 MB, so it runs under
+// DIALKV_SOAK=1 (make soak):
+//
+//	DIALKV_SOAK=1 go test -run TestMemoryPerKey -v ./core
+func TestMemoryPerKey(t *testing.T) {
+	if os.Getenv("DIALKV_SOAK") == "" {
+		t.Skip("set DIALKV_SOAK=1 to measure memory per key for 1M keys")
+	}
+	const n = 1_000_000
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	s, err := NewStore(NewMemEngine(), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	val := make([]byte, 100)
+	key := make([]byte, 16)
+	for i := 0; i < n; i++ {
+		copy(key, benchKey(i*7919%n)) // insert in scattered order
+		for j := range val {
+			val[j] = byte(i + j)
+		}
+		if r := s.Apply(t0, Command{Name: "SET", Args: [][]byte{key, val}}); r.IsError() {
+			t.Fatal(render(r))
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	used := float64(after.HeapAlloc - before.HeapAlloc)
+	raw := float64(n * (16 + 100))
+	t.Logf("1M keys (16 B keys, 100 B values): heap %.1f MB, %.1f bytes/key vs %.0f raw: overhead %.1f%%",
+		used/1e6, used/n, raw/n, 100*(used-raw)/raw)
+	runtime.KeepAlive(s)
+}
