@@ -17,7 +17,7 @@ import (
 
 var (
 	crashSeed  = flag.Uint64("crash.seed", 0, "run the crash test for this one seed only")
-	crashSeeds = flag.Int("crash.seeds", 40, "seeds per sync policy in the crash test (DIALKV_SOAK: 500)")
+	crashSeeds = flag.Int("crash.seeds", 20, "seeds per sync policy in the crash test (DIALKV_SOAK: 500)")
 )
 
 // crashOp is one write of a crash-test batch.
@@ -226,7 +226,7 @@ func short(v string, ok bool) string {
 // prints the command that replays it.
 func TestCrash(t *testing.T) {
 	seeds := *crashSeeds
-	if os.Getenv("DIALKV_SOAK") != "" && seeds == 40 {
+	if os.Getenv("DIALKV_SOAK") != "" && seeds == 20 {
 		seeds = 500
 	}
 	for _, policy := range []core.SyncPolicy{core.SyncAlways, core.SyncInterval, core.SyncNever} {
