@@ -353,10 +353,15 @@ func (completer) Do(line []rune, pos int) ([][]rune, int) {
 		return nil, 0
 	}
 	up := strings.ToUpper(word)
+	lower := word != "" && word == strings.ToLower(word)
 	var out [][]rune
 	for _, n := range commandNames() {
 		if strings.HasPrefix(n, up) {
-			out = append(out, []rune(n[len(up):]+" "))
+			rest := n[len(up):]
+			if lower { // keep the case the user types in
+				rest = strings.ToLower(rest)
+			}
+			out = append(out, []rune(rest+" "))
 		}
 	}
 	return out, len(word)

@@ -171,13 +171,16 @@ func TestFlagsAndDialErrors(t *testing.T) {
 }
 
 func TestCompleter(t *testing.T) {
-	got, n := completer{}.Do([]rune("zpo"), 3)
+	got, n := completer{}.Do([]rune("ZPO"), 3)
 	var gs []string
 	for _, g := range got {
 		gs = append(gs, string(g))
 	}
 	if n != 3 || strings.Join(gs, ",") != "PMIN ,PMAX " { // ZPOPMIN, ZPOPMAX
 		t.Errorf("complete zpo: %q %d", got, n)
+	}
+	if got, _ := (completer{}).Do([]rune("hgetal"), 6); len(got) != 1 || string(got[0]) != "l " {
+		t.Errorf("complete hgetal: %q", got)
 	}
 	if got, _ := (completer{}).Do([]rune("GET k"), 5); got != nil {
 		t.Errorf("completed an argument: %q", got)

@@ -22,7 +22,7 @@ func errReply(format string, args ...any) core.Reply {
 // transaction: if another client changed it, EXEC fails with CONDFAILED
 // (where Redis would print (nil)) and nothing is applied.
 func (s *session) txnCommand(ctx context.Context, cmd core.Command) status {
-	defer s.rl.SetPrompt(s.prompt())
+	defer func() { s.rl.SetPrompt(s.prompt()) }()
 	switch cmd.Name {
 	case "MULTI":
 		if s.multi {

@@ -102,6 +102,26 @@ func TestMultiExecWatch(t *testing.T) {
 	}
 }
 
+type recPrompt struct{ last string }
+
+func (r *recPrompt) SetPrompt(p string) { r.last = p }
+
+func TestPromptFollowsState(t *testing.T) {
+	v := newVersioned()
+	var out bytes.Buffer
+	rp := &recPrompt{}
+	s := &session{cfg: Config{Addr: "h:1", Timeout: time.Second}, exec: v, out: &out, errw: &out, rl: rp}
+	ctx := context.Background()
+	for _, step := range []struct{ line, prompt string }{
+		{"MULTI", "h:1(TX)> "}, {"USE ns", "h:1[ns](TX)> "}, {"EXEC", "h:1[ns]> "}, {`USE ""`, "h:1> "},
+	} {
+		s.line(ctx, step.line)
+		if rp.last != step.prompt {
+			t.Errorf("after %s: prompt %q, want %q", step.line, rp.last, step.prompt)
+		}
+	}
+}
+
 func TestSubscribe(t *testing.T) {
 	v := newVersioned()
 	v.msgs = []Message{{Channel: "news", Payload: []byte("hello")}, {Channel: "news.eu", Pattern: "news.*", Payload: []byte("hi")}}
