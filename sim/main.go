@@ -62,7 +62,7 @@ func parseArgs(args []string, out io.Writer) (simrun.Options, cliFlags, *flag.Fl
 	fs.StringVar(&faultList, "faults", "", "comma-separated fault kinds, 'all' or 'none' (default: "+joinKinds(faults.DefaultKinds())+"); see --list-faults")
 	fs.StringVar(&rates, "rates", "", "fix swarm-drawn rates, e.g. drop=0.05,crash/s=2 (names: "+strings.Join(faults.RateNames(), ", ")+")")
 	fs.StringVar(&o.Bug, "bug", "", "run a deliberately broken variant (see --list-bugs)")
-	fs.StringVar(&o.Workload, "workload", d.Workload, "workload: "+workloadNames())
+	fs.StringVar(&o.Workload, "workload", "", "workload: "+workloadNames()+" (default mixed, or the strategy's own: causal register)")
 	fs.IntVar(&o.Keys, "keys", d.Keys, "keys per data type")
 	fs.StringVar(&o.KeyDist, "key-dist", d.KeyDist, "key distribution: "+strings.Join(workload.KeyDists(), ", "))
 	fs.StringVar(&o.Latency, "latency", d.Latency, "one-way latency within a region: const:D, uniform:A-B, exp:MEAN, pareto:SCALE,ALPHA, mix:W*DIST+W*DIST")

@@ -119,7 +119,12 @@ func (r *runner) tracef(who, kind, format string, args ...any) {
 		return
 	}
 	b := r.trace
-	b.WriteString(strconv.FormatInt(r.now, 10))
+	// Virtual time in seconds with nanosecond digits, e.g. 1.000266728.
+	b.WriteString(strconv.FormatInt(r.now/1e9, 10))
+	b.WriteByte('.')
+	ns := strconv.FormatInt(r.now%1e9, 10)
+	b.WriteString("000000000"[len(ns):])
+	b.WriteString(ns)
 	b.WriteByte(' ')
 	b.WriteString(who)
 	b.WriteByte(' ')
@@ -207,16 +212,32 @@ func runSansIOWith(opts simrun.Options, strat Strategy, withTrace, noCheck bool)
 		peers[i] = consistency.NodeID("n" + strconv.Itoa(i+1))
 		r.ids[peers[i]] = i
 	}
+	if strat.Params != nil {
+		params := map[string]string{}
+		for k, v := range opts.Params {
+			params[k] = v
+		}
+		strat.Params(params, opts, peers, topo.Region)
+		r.opts.Params = params
+	}
 	for i := range peers {
 		n := &node{idx: i, id: peers[i], disk: newDisk(), clk: plan.Clocks[i],
 			rnd: simrun.NewRand(opts.Seed, "node/"+string(peers[i])), pending: map[uint64]*call{}}
 		r.nodes = append(r.nodes, n)
 	}
-	r.tracef("sim", "start", "strategy=%s seed=%d nodes=%d clients=%d ops=%d bug=%q", opts.Strategy, opts.Seed, opts.Nodes, opts.Clients, opts.Ops, opts.Bug)
-	r.tracef("sim", "rates", "%s", rates)
-	r.tracef("sim", "topology", "%s", topo.Describe(idStrings(peers)))
+	if r.trace != nil {
+		r.tracef("sim", "start", "strategy=%s seed=%d nodes=%d clients=%d ops=%d bug=%q", opts.Strategy, opts.Seed, opts.Nodes, opts.Clients, opts.Ops, opts.Bug)
+	}
+	if r.trace != nil {
+		r.tracef("sim", "rates", "%s", rates)
+	}
+	if r.trace != nil {
+		r.tracef("sim", "topology", "%s", topo.Describe(idStrings(peers)))
+	}
 	for i, c := range plan.Clocks {
-		r.tracef(string(peers[i]), "clock", "offset=%v drift=%.0fppm", c.Offset, c.Drift*1e6)
+		if r.trace != nil {
+			r.tracef(string(peers[i]), "clock", "offset=%v drift=%.0fppm", c.Offset, c.Drift*1e6)
+		}
 	}
 	for _, n := range r.nodes {
 		if err := r.startNode(n, peers); err != nil {
@@ -292,7 +313,9 @@ func (r *runner) drain(n *node) {
 	rd := n.rep.Ready()
 	if rd.Sync {
 		if err := n.disk.Sync(); err != nil {
-			r.tracef(string(n.id), "ioerr", "%v: the node stops; %d messages and %d responses dropped", err, len(rd.Messages), len(rd.Responses))
+			if r.trace != nil {
+				r.tracef(string(n.id), "ioerr", "%v: the node stops; %d messages and %d responses dropped", err, len(rd.Messages), len(rd.Responses))
+			}
 			r.crash(n, time.Duration(r.plan.Rates["fault-mean-ms"]*float64(time.Millisecond)))
 			return
 		}
@@ -308,7 +331,9 @@ func (r *runner) drain(n *node) {
 func (r *runner) send(n *node, m consistency.Message) {
 	to, ok := r.ids[m.To]
 	if !ok {
-		r.tracef(string(n.id), "drop", "message to unknown node %q", m.To)
+		if r.trace != nil {
+			r.tracef(string(n.id), "drop", "message to unknown node %q", m.To)
+		}
 		return
 	}
 	from := n.idx
@@ -316,13 +341,19 @@ func (r *runner) send(n *node, m consistency.Message) {
 	switch {
 	case fate.Held:
 		r.held[[2]int{from, to}] = append(r.held[[2]int{from, to}], m)
-		r.tracef(string(n.id), "clogged", "->%s %dB held", m.To, len(m.Body))
+		if r.trace != nil {
+			r.tracef(string(n.id), "clogged", "->%s %dB held", m.To, len(m.Body))
+		}
 	case len(fate.Delays) == 0:
-		r.tracef(string(n.id), "lost", "->%s %dB", m.To, len(m.Body))
+		if r.trace != nil {
+			r.tracef(string(n.id), "lost", "->%s %dB", m.To, len(m.Body))
+		}
 	default:
 		for i, d := range fate.Delays {
 			if i > 0 {
-				r.tracef(string(n.id), "dup", "->%s %dB", m.To, len(m.Body))
+				if r.trace != nil {
+					r.tracef(string(n.id), "dup", "->%s %dB", m.To, len(m.Body))
+				}
 			}
 			r.at(int64(d), func() { r.deliver(to, m) })
 		}
@@ -332,7 +363,9 @@ func (r *runner) send(n *node, m consistency.Message) {
 func (r *runner) deliver(to int, m consistency.Message) {
 	n := r.nodes[to]
 	if n.rep == nil {
-		r.tracef(string(n.id), "lost", "<-%s %dB (node down)", m.From, len(m.Body))
+		if r.trace != nil {
+			r.tracef(string(n.id), "lost", "<-%s %dB (node down)", m.From, len(m.Body))
+		}
 		return
 	}
 	if n.paused {
@@ -341,11 +374,15 @@ func (r *runner) deliver(to int, m consistency.Message) {
 	}
 	if r.net.Blocked(r.ids[m.From], to) {
 		// Cut while in flight.
-		r.tracef(string(n.id), "lost", "<-%s %dB (partitioned in flight)", m.From, len(m.Body))
+		if r.trace != nil {
+			r.tracef(string(n.id), "lost", "<-%s %dB (partitioned in flight)", m.From, len(m.Body))
+		}
 		return
 	}
 	r.messages++
-	r.tracef(string(n.id), "recv", "<-%s %dB", m.From, len(m.Body))
+	if r.trace != nil {
+		r.tracef(string(n.id), "recv", "<-%s %dB", m.From, len(m.Body))
+	}
 	n.rep.Receive(n.clock(r.now), m)
 	r.drain(n)
 }
@@ -405,7 +442,9 @@ func (r *runner) next(c *client) {
 	if c.rnd.IntN(2) == 0 {
 		target = c.rnd.IntN(len(r.nodes))
 	}
-	r.tracef("c"+strconv.Itoa(c.idx), "invoke", "op=%d %s -> %s", cl.rec.ID, describe(op), r.nodes[target].id)
+	if r.trace != nil {
+		r.tracef("c"+strconv.Itoa(c.idx), "invoke", "op=%d %s -> %s", cl.rec.ID, describe(op), r.nodes[target].id)
+	}
 	r.sendRequest(cl, target)
 	r.at(int64(r.opts.Timeout), func() { r.timeout(cl) })
 }
@@ -433,7 +472,9 @@ func (r *runner) arrive(cl *call, target int) {
 	}
 	n := r.nodes[target]
 	if n.rep == nil {
-		r.tracef(string(n.id), "refused", "op=%d (node down)", cl.rec.ID)
+		if r.trace != nil {
+			r.tracef(string(n.id), "refused", "op=%d (node down)", cl.rec.ID)
+		}
 		return
 	}
 	if n.paused {
@@ -444,7 +485,9 @@ func (r *runner) arrive(cl *call, target int) {
 	cl.reqID = n.nextReq
 	n.pending[cl.reqID] = cl
 	req := consistency.Request{ID: cl.reqID, Client: cl.c.session, Cmd: cl.op.Cmd, Txn: cl.op.Txn, Token: cl.c.token}
-	r.tracef(string(n.id), "request", "op=%d req=%d", cl.rec.ID, cl.reqID)
+	if r.trace != nil {
+		r.tracef(string(n.id), "request", "op=%d req=%d", cl.rec.ID, cl.reqID)
+	}
 	n.rep.Request(n.clock(r.now), req)
 	r.drain(n)
 }
@@ -457,7 +500,9 @@ func (r *runner) reply(cl *call, n *node, resp consistency.Response) {
 	if rep.IsError() && rep.Err != nil && rep.Err.Code == primarybackup.CodeMoved && cl.redirects < maxRedirects {
 		if to, ok := r.ids[consistency.NodeID(rep.Err.Msg)]; ok {
 			cl.redirects++
-			r.tracef("c"+strconv.Itoa(cl.c.idx), "moved", "op=%d -> %s", cl.rec.ID, rep.Err.Msg)
+			if r.trace != nil {
+				r.tracef("c"+strconv.Itoa(cl.c.idx), "moved", "op=%d -> %s", cl.rec.ID, rep.Err.Msg)
+			}
 			r.sendRequest(cl, to)
 			return
 		}
@@ -495,7 +540,9 @@ func (r *runner) timeout(cl *call) {
 func (r *runner) finishCall(cl *call, outcome checker.Outcome) {
 	r.rec.Finish(cl.rec, r.now, outcome)
 	c := cl.c
-	r.tracef("c"+strconv.Itoa(c.idx), "complete", "op=%d %s %s", cl.rec.ID, outcome, resultString(cl.rec))
+	if r.trace != nil {
+		r.tracef("c"+strconv.Itoa(c.idx), "complete", "op=%d %s %s", cl.rec.ID, outcome, resultString(cl.rec))
+	}
 	if cl.live {
 		r.liveAll++
 		if outcome == checker.OK {
@@ -503,7 +550,11 @@ func (r *runner) finishCall(cl *call, outcome checker.Outcome) {
 		}
 	}
 	if cl.final && outcome != checker.OK {
-		r.finals = append(r.finals, cl.op) // read it again
+		if retryable(cl.rec.Error) {
+			r.finals = append(r.finals, cl.op) // read it again
+		} else {
+			r.liveness = append(r.liveness, fmt.Sprintf("final read %s %s failed: %s", cl.rec.F, cl.rec.Key, cl.rec.Error))
+		}
 	}
 	if outcome == checker.Unknown {
 		c.proc += len(r.clients)
@@ -539,7 +590,9 @@ func (r *runner) idle(c *client) {
 		r.heal()
 	case 1:
 		r.phase = 2
-		r.tracef("sim", "phase", "liveness workload done at +%v; waiting for convergence", time.Duration(r.now-r.healAt))
+		if r.trace != nil {
+			r.tracef("sim", "phase", "liveness workload done at +%v; waiting for convergence", time.Duration(r.now-r.healAt))
+		}
 		r.poll()
 	}
 }
@@ -549,7 +602,9 @@ func (r *runner) idle(c *client) {
 func (r *runner) heal() {
 	r.phase = 1
 	r.healAt = r.now
-	r.tracef("sim", "phase", "safety phase done: %d operations; healing every fault", r.issued)
+	if r.trace != nil {
+		r.tracef("sim", "phase", "safety phase done: %d operations; healing every fault", r.issued)
+	}
 	r.net.Heal()
 	r.net.Drop, r.net.Dup, r.net.SpikeP = 0, 0, 0
 	for _, l := range r.net.UnclogAll() {
@@ -592,33 +647,63 @@ func (r *runner) poll() {
 	if r.phase != 2 {
 		return
 	}
-	var first map[string]string
-	same := true
-	for i, n := range r.nodes {
-		if n.rep == nil {
-			same = false
-			break
-		}
-		d, err := n.rep.Dump(n.clock(r.now))
-		if err != nil {
-			same = false
-			break
-		}
-		if i == 0 {
-			first = d
-		} else if !equalMaps(first, d) {
-			same = false
-			break
-		}
+	states, err := r.states()
+	same := err == nil
+	for i := 1; same && i < len(states); i++ {
+		same = equalMaps(states[0].Data, states[i].Data)
 	}
 	if same {
 		r.convergedAt = r.now
-		r.tracef("sim", "converged", "replicas agree %v after the faults stopped", time.Duration(r.now-r.healAt))
+		if r.trace != nil {
+			r.tracef("sim", "converged", "replicas agree %v after the faults stopped", time.Duration(r.now-r.healAt))
+		}
 		r.phase = 3
 		r.stopped = true
 		return
 	}
 	r.at(int64(pollEvery), r.poll)
+}
+
+// states dumps every replica; for a sharded strategy (Strategy.Groups)
+// one state per group, the union of its members' dumps, named after it.
+func (r *runner) states() ([]checker.ReplicaState, error) {
+	var out []checker.ReplicaState
+	for _, n := range r.nodes {
+		if n.rep == nil {
+			return out, fmt.Errorf("%s is down", n.id)
+		}
+		d, err := n.rep.Dump(n.clock(r.now))
+		if err != nil {
+			return out, fmt.Errorf("dump %s: %w", n.id, err)
+		}
+		out = append(out, checker.ReplicaState{Node: string(n.id), Data: d})
+	}
+	if r.strat.Groups == nil {
+		return out, nil
+	}
+	peers := make([]consistency.NodeID, len(r.nodes))
+	for i, n := range r.nodes {
+		peers[i] = n.id
+	}
+	groups, err := r.strat.Groups(r.opts.Params, peers)
+	if err != nil {
+		return nil, fmt.Errorf("replica groups: %w", err)
+	}
+	merged := map[string]map[string]string{}
+	for _, st := range out {
+		g := groups[consistency.NodeID(st.Node)]
+		if merged[g] == nil {
+			merged[g] = map[string]string{}
+		}
+		for k, v := range st.Data {
+			merged[g][k] = v
+		}
+	}
+	out = out[:0]
+	for _, g := range sortedKeys(merged) {
+		out = append(out, checker.ReplicaState{Node: "group " + g, Data: merged[g]})
+	}
+	return out, nil
 }
 
 func equalMaps(a, b map[string]string) bool {
@@ -637,14 +722,18 @@ func (r *runner) startFault(f faults.Fault, peers []consistency.NodeID) {
 	if r.phase != 0 {
 		return
 	}
-	r.tracef("sim", "fault", "%s", f)
+	if r.trace != nil {
+		r.tracef("sim", "fault", "%s", f)
+	}
 	n := r.nodes[f.Node]
 	switch f.Kind {
 	case faults.Partition:
 		id := r.net.AddCut(f.Cut)
 		r.at(int64(f.For), func() {
 			if r.net.RemoveCut(id) {
-				r.tracef("sim", "heal", "partition %s", f.Cut.Desc)
+				if r.trace != nil {
+					r.tracef("sim", "heal", "partition %s", f.Cut.Desc)
+				}
 			}
 		})
 	case faults.Clog:
@@ -679,7 +768,9 @@ func (r *runner) startFault(f faults.Fault, peers []consistency.NodeID) {
 func (r *runner) release(from, to int) {
 	msgs := r.held[[2]int{from, to}]
 	delete(r.held, [2]int{from, to})
-	r.tracef(string(r.nodes[from].id), "unclog", "->%s %d messages released", r.nodes[to].id, len(msgs))
+	if r.trace != nil {
+		r.tracef(string(r.nodes[from].id), "unclog", "->%s %d messages released", r.nodes[to].id, len(msgs))
+	}
 	for _, m := range msgs {
 		d := r.net.Topo.Latency(from, to).Sample(r.netRand)
 		r.at(int64(d), func() { r.deliver(to, m) })
@@ -690,7 +781,9 @@ func (r *runner) resume(n *node) {
 	n.paused = false
 	held := n.held
 	n.held = nil
-	r.tracef(string(n.id), "resume", "%d deliveries queued", len(held))
+	if r.trace != nil {
+		r.tracef(string(n.id), "resume", "%d deliveries queued", len(held))
+	}
 	for _, fn := range held {
 		r.at(0, fn)
 	}
@@ -706,7 +799,9 @@ func (r *runner) crash(n *node, down time.Duration) {
 	n.crashes++
 	n.disk.crash()
 	n.disk.failNext, n.disk.corruptNext = false, false
-	r.tracef(string(n.id), "crash", "unsynced writes lost; restart in %v", down)
+	if r.trace != nil {
+		r.tracef(string(n.id), "crash", "unsynced writes lost; restart in %v", down)
+	}
 	peers := make([]consistency.NodeID, len(r.nodes))
 	for i, m := range r.nodes {
 		peers[i] = m.id
@@ -722,32 +817,28 @@ func (r *runner) crash(n *node, down time.Duration) {
 func (r *runner) restart(n *node, peers []consistency.NodeID) {
 	if err := r.startNode(n, peers); err != nil {
 		r.restartFailures++
-		r.tracef(string(n.id), "restart-failed", "%v", err)
+		if r.trace != nil {
+			r.tracef(string(n.id), "restart-failed", "%v", err)
+		}
 		r.problems = append(r.problems, fmt.Sprintf("restart of %s failed: %v", n.id, err))
 		return
 	}
-	r.tracef(string(n.id), "restart", "from its synced disk")
+	if r.trace != nil {
+		r.tracef(string(n.id), "restart", "from its synced disk")
+	}
 }
 
 // finish dumps the replicas, runs the checkers and fills the result.
 func (r *runner) finish(start time.Time, peers []consistency.NodeID) (*outcome, error) {
 	o := &outcome{plan: r.plan}
-	for _, n := range r.nodes {
-		st := checker.ReplicaState{Node: string(n.id)}
-		if n.rep == nil {
-			r.liveness = append(r.liveness, fmt.Sprintf("%s is down at the end of the run", n.id))
-			continue
-		}
-		d, err := n.rep.Dump(n.clock(r.now))
-		if err != nil {
-			r.liveness = append(r.liveness, fmt.Sprintf("dump %s: %v", n.id, err))
-			continue
-		}
-		st.Data = d
-		o.replicas = append(o.replicas, st)
+	states, err := r.states()
+	if err != nil {
+		r.liveness = append(r.liveness, "at the end of the run: "+err.Error())
 	}
+	o.replicas = states
 	o.ops = r.rec.Ops()
 	var hist bytes.Buffer
+	hist.Grow(len(o.ops) * 200)
 	if err := checker.WriteHistory(&hist, o.ops); err != nil {
 		return nil, err
 	}
@@ -809,7 +900,9 @@ func (r *runner) finish(start time.Time, peers []consistency.NodeID) (*outcome, 
 		res.Verdict = simrun.Pass
 	}
 	if r.trace != nil {
-		r.tracef("sim", "end", "verdict=%s ops=%d ok=%d fail=%d unknown=%d", res.Verdict, res.Ops, res.OK, res.Failed, res.Unknown)
+		if r.trace != nil {
+			r.tracef("sim", "end", "verdict=%s ops=%d ok=%d fail=%d unknown=%d", res.Verdict, res.Ops, res.OK, res.Failed, res.Unknown)
+		}
 		o.trace = r.trace.Bytes()
 		res.TraceHash = sha(o.trace)
 	}
@@ -835,4 +928,15 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// retryable reports whether an error means "try again": a timeout, an
+// unavailable or redirected replica, or a disk fault.
+func retryable(errText string) bool {
+	code, _, _ := strings.Cut(errText, " ")
+	switch core.Code(code) {
+	case consistency.CodeTimeout, consistency.CodeUnavailable, primarybackup.CodeMoved, core.CodeCorruption, core.CodeIO:
+		return true
+	}
+	return false
 }

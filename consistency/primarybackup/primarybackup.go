@@ -30,7 +30,9 @@
 //     record) changes nothing and is not replicated; a backup that fails to
 //     apply an entry (I/O error, corruption) does not acknowledge it and
 //     retries when it is resent.
-//   - Log records are deleted once every backup has acknowledged them.
+//   - Log records are deleted once every backup has acknowledged them;
+//     the lowest record kept is recorded in the same batch. A restarted
+//     primary finds its last sequence number as that of its last record.
 //
 // Metadata lives in the store under keys starting with "\x00pb:", which
 // Dump leaves out.
@@ -71,7 +73,6 @@ func Bugs() []consistency.Bug {
 
 const (
 	metaPrefix  = "\x00pb:"
-	keySeq      = metaPrefix + "seq"     // primary: last sequence number
 	keyLow      = metaPrefix + "low"     // primary: lowest log record kept
 	keyApplied  = metaPrefix + "applied" // backup: last applied sequence number
 	logPrefix   = metaPrefix + "log:"
@@ -155,14 +156,25 @@ func New(cfg consistency.Config) (*Replica, error) {
 	}
 	r.store = st
 	if r.id == r.primary {
-		if r.seq, err = r.readMeta(keySeq); err != nil {
-			return nil, err
-		}
 		if r.low, err = r.readMeta(keyLow); err != nil {
 			return nil, err
 		}
 		if r.low == 0 {
 			r.low = 1
+		}
+		// The last sequence number is that of the last log record kept
+		// (records from low on are never deleted), or low-1 when every
+		// record has been deleted.
+		r.seq = r.low - 1
+		for {
+			rep := r.store.Apply(time.Unix(0, 0), core.Cmd("GET", logKey(r.seq+1)))
+			if rep.IsError() {
+				return nil, fmt.Errorf("primarybackup: read log record %d: %w", r.seq+1, rep.Err)
+			}
+			if rep.Kind == core.KindNil {
+				break
+			}
+			r.seq++
 		}
 		r.acked = map[consistency.NodeID]uint64{}
 		r.known = map[consistency.NodeID]bool{}
@@ -239,8 +251,7 @@ func (r *Replica) Request(now time.Time, req consistency.Request) {
 	raw := rawEntry(en)
 	n := len(txn.Cmds)
 	full := core.Txn{Conds: txn.Conds, Cmds: append(slices.Clone(txn.Cmds),
-		core.Command{Name: "SET", Args: [][]byte{[]byte(logKey(en.Seq)), raw}},
-		core.Cmd("SET", keySeq, strconv.FormatUint(en.Seq, 10)))}
+		core.Command{Name: "SET", Args: [][]byte{[]byte(logKey(en.Seq)), raw}})}
 	rep := r.store.ApplyTxn(now, full)
 	if rep.IsError() {
 		r.respond(req.ID, userError(rep, req))
