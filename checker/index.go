@@ -30,7 +30,8 @@ type keyInfo struct {
 	byValue   map[string]int
 	unique    bool // every put/cas on the key writes a distinct value
 	hasDelete bool
-	versioned bool // every ok put/cas/delete carries a version: order writes by it
+	versioned bool // every ok put/cas/delete carries a version (and there is one): order writes by it
+	okWrites  int
 }
 
 // uniqueRegister reports whether the key is a plain register whose written
@@ -150,8 +151,11 @@ func newHistory(ops []Op) *history {
 			continue
 		}
 		k.writes = append(k.writes, i)
-		if op.Outcome == OK && op.Version == 0 {
-			k.versioned = false
+		if op.Outcome == OK {
+			k.okWrites++
+			if op.Version == 0 {
+				k.versioned = false
+			}
 		}
 		if op.F == FDelete {
 			k.hasDelete = true
@@ -177,7 +181,7 @@ func newHistory(ops []Op) *history {
 		})
 	}
 	for _, k := range h.kinfo {
-		if len(k.writes) == 0 {
+		if k.okWrites == 0 {
 			k.versioned = false
 		}
 	}
@@ -222,6 +226,18 @@ func (h *history) observed(k *keyInfo, i int) (readOf, bool) {
 		return readOf{write: -1}, true
 	}
 	return readOf{write: w}, true
+}
+
+// versionOf returns the version of the write a read of op observed: the
+// write's own, else the version the read reported (0: unknown).
+func (h *history) versionOf(ro readOf, read int) uint64 {
+	if ro.write >= 0 && h.ops[ro.write].Version != 0 {
+		return h.ops[ro.write].Version
+	}
+	if read >= 0 && h.ops[read].F == FGet {
+		return h.ops[read].Version
+	}
+	return 0
 }
 
 // before reports whether write a is certainly ordered before write b on key

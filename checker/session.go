@@ -19,13 +19,16 @@ type frontier struct {
 
 func newFrontier() frontier { return frontier{verOp: -1, invOp: -1, any: -1, maxInv: -1 << 62} }
 
-func (f *frontier) add(h *history, w int) {
+func (f *frontier) add(h *history, w int) { f.addVersion(h, w, h.ops[w].Version) }
+
+// addVersion adds write w known to have version ver (0: unknown).
+func (f *frontier) addVersion(h *history, w int, ver uint64) {
 	op := &h.ops[w]
 	if f.any < 0 {
 		f.any = w
 	}
-	if op.Version > f.maxVer {
-		f.maxVer, f.verOp = op.Version, w
+	if ver > f.maxVer {
+		f.maxVer, f.verOp = ver, w
 	}
 	if op.Invoke > f.maxInv {
 		f.maxInv, f.invOp = op.Invoke, w
@@ -33,8 +36,9 @@ func (f *frontier) add(h *history, w int) {
 }
 
 // newer returns a write of the set that is certainly ordered after what ro
-// observed, or -1. Reads of values no write wrote are never judged here.
-func (f *frontier) newer(h *history, k *keyInfo, ro readOf) int {
+// observed (with version ver, 0 if unknown), or -1. Reads of values no
+// write wrote are never judged here.
+func (f *frontier) newer(h *history, k *keyInfo, ro readOf, ver uint64) int {
 	if f.any < 0 {
 		return -1
 	}
@@ -52,7 +56,7 @@ func (f *frontier) newer(h *history, k *keyInfo, ro readOf) int {
 	}
 	w := &h.ops[ro.write]
 	if k.versioned {
-		if w.Version != 0 && f.maxVer > w.Version {
+		if ver != 0 && f.maxVer > ver {
 			return f.verOp
 		}
 		return -1
@@ -131,7 +135,7 @@ func checkSession(h *history, opts Options) CheckResult {
 				if len(l) > 0 {
 					f = l[len(l)-1].f
 				}
-				f.add(h, ro.write)
+				f.addVersion(h, ro.write, h.versionOf(ro, i))
 				obsR[ks] = append(l, prefixEntry{p, f})
 			}
 			if op.Outcome == OK && mayHaveWritten(op) {
@@ -175,17 +179,18 @@ func checkSession(h *history, opts Options) CheckResult {
 			}
 			if ro, ok := h.observed(k, i); ok && (ro.initial || ro.write >= 0) {
 				reads++
+				ver := h.versionOf(ro, i)
 				what := func() string {
 					if ro.initial {
 						return "the initial (absent) value"
 					}
 					return fmt.Sprintf("%q from op #%d", *valueRead(op), h.ops[ro.write].ID)
 				}
-				if w := get(ryw, op.Key).newer(h, k, ro); w >= 0 {
+				if w := get(ryw, op.Key).newer(h, k, ro, ver); w >= 0 {
 					col.add(Anomaly{Kind: "read-your-writes", Key: op.Key, Ops: h.opsOf(w, ro.write, i),
 						Message: fmt.Sprintf("session %s read %s after its own write op #%d, which is ordered after it", s, what(), h.ops[w].ID)})
 				}
-				if w := get(mr, op.Key).newer(h, k, ro); w >= 0 {
+				if w := get(mr, op.Key).newer(h, k, ro, ver); w >= 0 {
 					col.add(Anomaly{Kind: "monotonic-reads", Key: op.Key, Ops: h.opsOf(w, ro.write, i),
 						Message: fmt.Sprintf("session %s read %s after it had read op #%d's write, which is ordered after it", s, what(), h.ops[w].ID)})
 				}
@@ -193,20 +198,20 @@ func checkSession(h *history, opts Options) CheckResult {
 				for _, wsn := range depList {
 					d, ws := deps[wsn], h.sessions[wsn]
 					if f, ok := prefixAt(ownW[kbase+int64(wsn)], d.pos); ok {
-						if w := f.newer(h, k, ro); w >= 0 {
+						if w := f.newer(h, k, ro, ver); w >= 0 {
 							col.add(Anomaly{Kind: "monotonic-writes", Key: op.Key, Ops: h.opsOf(w, d.write, d.read, ro.write, i),
 								Message: fmt.Sprintf("session %s saw op #%d of session %s, then read %s although %s had written op #%d (ordered after it) before op #%d", s, h.ops[d.write].ID, ws, what(), ws, h.ops[w].ID, h.ops[d.write].ID)})
 						}
 					}
 					if f, ok := prefixAt(obsR[kbase+int64(wsn)], d.pos); ok {
-						if w := f.newer(h, k, ro); w >= 0 {
+						if w := f.newer(h, k, ro, ver); w >= 0 {
 							col.add(Anomaly{Kind: "writes-follow-reads", Key: op.Key, Ops: h.opsOf(w, d.write, d.read, ro.write, i),
 								Message: fmt.Sprintf("session %s saw op #%d of session %s, which %s wrote after reading op #%d's write, then read %s, which is ordered before that", s, h.ops[d.write].ID, ws, ws, h.ops[w].ID, what())})
 						}
 					}
 				}
 				if !ro.initial {
-					get(mr, op.Key).add(h, ro.write)
+					get(mr, op.Key).addVersion(h, ro.write, ver)
 					if wsn := sessOf[ro.write]; h.sessions[wsn] != s {
 						if deps[wsn].pos < 0 {
 							j := sort.SearchInts(depList, wsn)

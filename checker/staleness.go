@@ -152,11 +152,12 @@ func checkStaleness(h *history, opts Options) CheckResult {
 			from := 0 // initial value: every acknowledged write is newer
 			if !ro.initial {
 				w := &h.ops[ro.write]
+				v := h.versionOf(ro, r)
 				switch {
-				case k.versioned && w.Version == 0:
+				case k.versioned && v == 0:
 					continue
 				case k.versioned:
-					from = firstAbove(int64(w.Version))
+					from = firstAbove(int64(v))
 				case w.Complete == nil:
 					from = len(ranks) // unknown write: cannot tell what is newer
 				default:
