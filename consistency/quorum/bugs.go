@@ -5,8 +5,10 @@ import "github.com/dialkv/dialkv/consistency"
 // The deliberately broken variants (Config.Bug).
 const (
 	// BugReadRepairDropsSiblings: read repair (and ABD write-back) writes
-	// only the latest sibling with the merged clock, so the other
-	// concurrent writes are superseded everywhere: acknowledged writes lost.
+	// one version with the merged clock — the latest sibling of a register,
+	// the last-written replica's copy of a set — so the other concurrent
+	// writes are superseded everywhere: acknowledged writes (SETs, SADDs)
+	// are lost.
 	BugReadRepairDropsSiblings = "read-repair-drops-siblings"
 	// BugAAESkipsTombstones: anti-entropy neither hashes nor ships
 	// tombstones, so a replica that missed a DEL keeps (and serves) the
@@ -21,7 +23,7 @@ const (
 // Bugs lists the strategy's deliberately broken variants.
 func Bugs() []consistency.Bug {
 	return []consistency.Bug{
-		{Name: BugReadRepairDropsSiblings, Strategy: "quorum", Breaks: "read repair keeps one sibling: concurrent acknowledged writes are lost"},
+		{Name: BugReadRepairDropsSiblings, Strategy: "quorum", Breaks: "read repair keeps one version (sibling, or one replica's set): concurrent acknowledged writes are lost"},
 		{Name: BugAAESkipsTombstones, Strategy: "quorum", Breaks: "anti-entropy skips tombstones: a replica that missed a DEL serves the deleted value forever"},
 		{Name: BugLWWNoClock, Strategy: "quorum", Breaks: "LWW uses raw skewed wall clocks, not the HLC: later writes can lose to earlier ones"},
 	}

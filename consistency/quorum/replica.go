@@ -753,7 +753,7 @@ func (r *Replica) progress(o *op) {
 			r.finishRead(o)
 			return
 		}
-		repair := r.repairObject(merged)
+		repair := r.repairObject(o, merged)
 		switch {
 		case o.lin: // ABD: write the value back to a write quorum first
 			r.stats.ReadRepairs++
@@ -790,7 +790,7 @@ func (r *Replica) finishRead(o *op) {
 }
 
 func (r *Replica) asyncRepair(o *op) {
-	repair := r.repairObject(o.merged)
+	repair := r.repairObject(o, o.merged)
 	for n := range r.staleOwners(o, repair) {
 		if o.sent == nil {
 			o.sent = map[nodeID]bool{}
@@ -808,19 +808,43 @@ func (r *Replica) asyncRepair(o *op) {
 	}
 }
 
-// repairObject is what read repair writes: the merged object, or under the
-// read-repair-drops-siblings bug only the latest sibling.
-func (r *Replica) repairObject(m *Object) *Object {
-	if r.bug != BugReadRepairDropsSiblings || m.Kind != KindRegister || len(m.Sibs) <= 1 {
+// repairObject is what read repair writes: the merged object. Under the
+// read-repair-drops-siblings bug it is one version with the merged clock, so
+// the concurrent versions it does not hold are superseded wherever it
+// lands: for a register only the latest sibling, for a set the answer of
+// the replica written last (the members others added concurrently go).
+func (r *Replica) repairObject(o *op, m *Object) *Object {
+	if r.bug != BugReadRepairDropsSiblings || m == nil {
 		return m
 	}
-	c := m.clone()
-	lv := c.live()
-	if len(lv) == 0 {
+	switch m.Kind {
+	case KindRegister:
+		c := m.clone()
+		if lv := c.live(); len(lv) > 1 {
+			c.Sibs = []Sibling{lv[0]}
+		}
+		return c
+	case KindSet:
+		var best *Object
+		var nodes []nodeID
+		for n := range o.resps {
+			nodes = append(nodes, n)
+		}
+		sort.Slice(nodes, func(i, j int) bool { return nodes[i] < nodes[j] })
+		for _, n := range nodes {
+			if x := o.resps[n]; x != nil && x.Kind == KindSet && (best == nil || best.Mod.Less(x.Mod)) {
+				best = x
+			}
+		}
+		if best == nil {
+			return m
+		}
+		c := best.clone()
+		c.Clock = m.Clock
+		c.Mod = m.Mod
 		return c
 	}
-	c.Sibs = []Sibling{lv[0]}
-	return c
+	return m
 }
 
 // staleOwners are the owners among the answers whose copy differs from obj.
