@@ -45,9 +45,9 @@ const (
 	DefaultMaxConns    = 20000
 	DefaultIdleTimeout = 5 * time.Minute
 	DefaultMaxFrame    = 16 << 20
-	// frameTimeout bounds how long the rest of a frame may take once its
-	// header has arrived, and how long a response write may block.
-	frameTimeout = 10 * time.Second
+	// DefaultFrameTimeout bounds how long the rest of a frame may take once
+	// its first byte has arrived, and how long a response write may block.
+	DefaultFrameTimeout = 10 * time.Second
 )
 
 // ServerConfig configures a Server. Zero fields take the defaults.
@@ -56,8 +56,11 @@ type ServerConfig struct {
 	MaxConns    int           // connections beyond this are refused with an error
 	IdleTimeout time.Duration // a connection silent this long is closed
 	MaxFrame    int           // largest request frame in bytes; larger ones close the connection
-	Logger      *slog.Logger  // nil: discard
-	Observer    Observer      // nil: none
+	// FrameTimeout bounds reading the rest of a frame once it has started
+	// and writing a response; a slower peer is disconnected.
+	FrameTimeout time.Duration
+	Logger       *slog.Logger // nil: discard
+	Observer     Observer     // nil: none
 }
 
 func (c *ServerConfig) fill() {
@@ -72,6 +75,9 @@ func (c *ServerConfig) fill() {
 	}
 	if c.MaxFrame <= 0 {
 		c.MaxFrame = DefaultMaxFrame
+	}
+	if c.FrameTimeout <= 0 {
+		c.FrameTimeout = DefaultFrameTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -118,7 +124,9 @@ type Server struct {
 	cancel  context.CancelFunc
 	nconns  atomic.Int64
 	closing atomic.Bool
-	wg      sync.WaitGroup
+	// frameTimeout is cfg.FrameTimeout, changeable by tests.
+	frameTimeout atomic.Int64
+	wg           sync.WaitGroup
 
 	mu    sync.Mutex
 	lns   map[net.Listener]struct{}
@@ -144,6 +152,7 @@ func NewServer(proc thrift.TProcessor, cfg ServerConfig) *Server {
 			MaxFrameSize:   int32(cfg.MaxFrame),
 		},
 	}
+	s.frameTimeout.Store(int64(cfg.FrameTimeout))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.codecs.New = func() any { return s.newCodec() }
 	return s
@@ -291,7 +300,7 @@ func (s *Server) serveConn(c *serverConn) {
 			return
 		}
 		c.busy.Store(true)
-		c.nc.SetDeadline(time.Now().Add(frameTimeout))
+		c.nc.SetDeadline(time.Now().Add(time.Duration(s.frameTimeout.Load())))
 		if _, err := io.ReadFull(c.nc, hdr[1:]); err != nil {
 			reason = closeReason(err, false)
 			return
@@ -429,4 +438,9 @@ func (s *Server) Process(frame []byte) (resp []byte, keep bool) {
 	}
 	s.codecs.Put(c)
 	return resp, keep
+}
+
+// SetFrameTimeoutForTest changes FrameTimeout on a running server (tests).
+func (s *Server) SetFrameTimeoutForTest(d time.Duration) {
+	s.frameTimeout.Store(int64(d))
 }
