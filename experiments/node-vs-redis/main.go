@@ -75,6 +75,17 @@ type Results struct {
 	Dialkv   []DialkvRun `json:"dialkv"`
 	Redis    []RedisRun  `json:"redis"`
 	Command  string      `json:"command"`
+	// LoadAvg is /proc/loadavg at the start and the end: the machine is
+	// shared, and figures only compare within one run.
+	LoadAvg []string `json:"loadavg"`
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(b))
 }
 
 func main() {
@@ -104,14 +115,16 @@ func run(o options) error {
 	host, _ := os.Hostname()
 	res := Results{
 		Date: time.Now().UTC().Format(time.RFC3339), Host: host, Duration: o.duration.String(),
-		Clients: o.clients, Keys: o.keys, Command: "experiments/node-vs-redis/run.sh " + strings.Join(os.Args[1:], " "),
+		Clients: o.clients, Keys: o.keys,
+		Command: fmt.Sprintf("DURATION=%s CLIENTS=%d KEYS=%d experiments/node-vs-redis/run.sh", o.duration, o.clients, o.keys),
 	}
+	res.LoadAvg = append(res.LoadAvg, loadavg())
 	port := o.port
 	for _, fsync := range []string{"never", "always"} {
 		port++
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		data := filepath.Join(tmp, "dialkv-"+fsync)
-		node, err := start(o.dialkv, "node", "--id", "bench", "--listen", addr, "--data", data, "--fsync", fsync)
+		node, err := start(o.dialkv, "node", "--id", "bench", "--listen", addr, "--data", data, "--fsync", fsync, "--log-level", "warn")
 		if err != nil {
 			return err
 		}
@@ -168,6 +181,7 @@ func run(o options) error {
 		fmt.Fprintf(os.Stderr, "redis %s pipeline %d: SET %.0f/s GET %.0f/s, 70/30 mix %.0f ops/s\n",
 			rc.name, rc.pipeline, rr.Tests["SET"].RPS, rr.Tests["GET"].RPS, rr.Mix7030)
 	}
+	res.LoadAvg = append(res.LoadAvg, loadavg())
 	b, _ := json.MarshalIndent(res, "", "  ")
 	if err := os.WriteFile(filepath.Join(o.out, "results.json"), append(b, '\n'), 0o644); err != nil {
 		return err
@@ -306,7 +320,8 @@ func redisBenchmark(port, clients, pipeline, keys, n int, test string) (map[stri
 
 func summary(w io.Writer, r Results) {
 	fmt.Fprintf(w, "# dialkv node vs Redis (%s, %s)\n\n", r.Date, r.Host)
-	fmt.Fprintf(w, "One node on loopback, %d connections, 70/30 GET/SET, 100-byte values, %d keys; dialkv runs %s each.\n\n", r.Clients, r.Keys, r.Duration)
+	fmt.Fprintf(w, "One node on loopback, %d connections, 70/30 GET/SET, 100-byte values, %d keys; dialkv runs %s each.\n", r.Clients, r.Keys, r.Duration)
+	fmt.Fprintf(w, "Load average (1/5/15 min) at the start: %s; at the end: %s.\n\n", r.LoadAvg[0], r.LoadAvg[len(r.LoadAvg)-1])
 	fmt.Fprintln(w, "| system | durability | batch | ops/s | read p50 ms | read p99 ms | write p50 ms | write p99 ms |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
 	for _, d := range r.Dialkv {
