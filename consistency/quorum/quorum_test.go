@@ -282,3 +282,16 @@ func (r *Replica) objCounter(k string) int64 {
 	}
 	return 0
 }
+
+func TestBlindDelete(t *testing.T) {
+	c := newCluster(t, 3, nil, "", 8)
+	c.do("n1", def, nil, "SET", "k", "a")
+	c.do("n2", def, nil, "SET", "k", "b")
+	c.run(50 * time.Millisecond)
+	if d := c.do("n3", def, nil, "DEL", "k"); str(d) != "1" {
+		c.fatalf("DEL: %s", str(d))
+	}
+	if got := c.do("n1", consistency.Options{R: 3}, nil, "GET", "k"); str(got) != "(nil)" {
+		c.fatalf("after a DEL without token: %s", vals(got))
+	}
+}

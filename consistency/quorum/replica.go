@@ -637,6 +637,10 @@ func (r *Replica) beginPut(o *op, base *Object) {
 		ts = Timestamp{Wall: r.now.UnixNano()}
 	}
 	ctx := decodeToken(o.key, o.req.Token)
+	if base != nil && len(ctx.VV) == 0 && len(ctx.Dots) == 0 && strings.EqualFold(o.req.Cmd.Name, "DEL") {
+		// A DEL without a token deletes what its coordinator has seen.
+		ctx = Context{VV: base.Clock}
+	}
 	if o.lin && base != nil {
 		ctx = Context{VV: base.Clock}
 		for _, s := range base.Sibs {
