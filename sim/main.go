@@ -147,7 +147,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	if cf.listBugs {
 		for _, b := range AllBugs() {
-			fmt.Fprintf(stdout, "%-24s %-16s %s\n", b.Name, b.Strategy, b.Breaks)
+			fmt.Fprintf(stdout, "%-28s %-16s %s\n", b.Name, b.Strategy, b.Breaks)
 		}
 		return 0
 	}

@@ -101,7 +101,17 @@ func writeReport(dir string, o *outcome) error {
 	if err := write("summary.json", append(js, '\n')); err != nil {
 		return err
 	}
-	if err := write("summary.md", []byte(summaryMarkdown(s))); err != nil {
+	md := summaryMarkdown(s)
+	if o.check != nil && len(o.check.Checks) > 0 {
+		// The checker's own reports (with Porcupine's visualization of
+		// offending keys) go to check/; report.html is the checker's page
+		// with the run's summary on top.
+		if err := checker.WriteReports(filepath.Join(dir, "check"), *o.check); err != nil {
+			return fmt.Errorf("sim: %w", err)
+		}
+		md += "\n## Checker report (check/summary.md)\n\n" + strings.Replace(checker.Markdown(*o.check), "# ", "### ", 1)
+	}
+	if err := write("summary.md", []byte(md)); err != nil {
 		return err
 	}
 	return writeHTML(filepath.Join(dir, "report.html"), s, o)
@@ -157,29 +167,24 @@ table{border-collapse:collapse}.pass,.ok{color:#070}.safety,.liveness,.violation
 <tr><th>virtual time</th><td>{{.Virtual}}</td></tr></table>
 <h2>Checks</h2><table><tr><th>check</th><th>verdict</th><th>summary</th></tr>
 {{range .S.Checks}}<tr><td>{{.Name}}</td><td class="{{.Verdict}}">{{.Verdict}}</td><td>{{.Summary}}</td></tr>{{end}}</table>
-{{range .Anomalies}}<h3>{{.Check}}: {{.Kind}} {{.Key}}</h3><p>{{.Message}}</p><pre>{{range .Ops}}{{.}}
-{{end}}</pre>{{end}}
 <h2>Fault plan</h2><ol start="0">{{range .S.Faults}}<li>{{.}}</li>{{end}}</ol>
-<p>Files: history.jsonl, trace.log, replicas.jsonl, summary.json, summary.md.</p></body></html>
+<p>Files: history.jsonl, trace.log, replicas.jsonl, summary.json, summary.md; the checker's own reports in check/. The checks' verdicts, anomalies and Porcupine's visualization follow.</p></body></html>
 `))
 
-type anomalyView struct {
-	Check, Kind, Key, Message string
-	Ops                       []string
-}
-
 func writeHTML(path string, s summary, o *outcome) error {
-	var an []anomalyView
-	if o.check != nil {
-		for _, c := range o.check.Checks {
-			for _, a := range c.Anomalies {
-				v := anomalyView{Check: c.Name, Kind: a.Kind, Key: a.Key, Message: a.Message}
-				for _, op := range a.Ops {
-					b, _ := json.Marshal(op)
-					v.Ops = append(v.Ops, string(b))
-				}
-				an = append(an, v)
-			}
+	var runHTML strings.Builder
+	err := reportTmpl.Execute(&runHTML, map[string]any{"S": s, "Virtual": time.Duration(s.VirtualNS).String()})
+	if err != nil {
+		return fmt.Errorf("sim: write report.html: %w", err)
+	}
+	page := runHTML.String()
+	if o.check != nil && len(o.check.Checks) > 0 {
+		// The checker's page, with the run's summary (the body of ours)
+		// inserted at the top of its body.
+		ch := checker.HTML(*o.check)
+		body := page[strings.Index(page, "<body>")+len("<body>") : strings.Index(page, "</body>")]
+		if i := strings.Index(ch, "<body>"); i >= 0 {
+			page = ch[:i+len("<body>")] + "\n<section>" + body + "</section><hr>\n" + ch[i+len("<body>"):]
 		}
 	}
 	f, err := os.Create(path)
@@ -187,7 +192,7 @@ func writeHTML(path string, s summary, o *outcome) error {
 		return fmt.Errorf("sim: write report.html: %w", err)
 	}
 	w := bufio.NewWriter(f)
-	err = reportTmpl.Execute(w, map[string]any{"S": s, "Virtual": time.Duration(s.VirtualNS).String(), "Anomalies": an})
+	_, err = w.WriteString(page)
 	if err == nil {
 		err = w.Flush()
 	}

@@ -178,7 +178,7 @@ func TestMainCLI(t *testing.T) {
 		out  string
 	}{
 		{"help", []string{"--help"}, 0, "Exit codes"},
-		{"list-bugs", []string{"--list-bugs"}, 0, "stale-backup-read        primary-backup"},
+		{"list-bugs", []string{"--list-bugs"}, 0, "stale-backup-read            primary-backup"},
 		{"list-faults", []string{"--list-faults"}, 0, "partition"},
 		{"bad flag", []string{"--nope"}, 3, ""},
 		{"bad strategy", []string{"--strategy", "nope"}, 3, ""},
