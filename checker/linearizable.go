@@ -225,10 +225,61 @@ func KVModel() porcupine.Model {
 // infinite return time so that Porcupine may linearize them anywhere after
 // their invocation — including after every other operation, which is the
 // same as never having happened.
-func porcupineOps(h *history, k *keyInfo) (out []porcupine.Operation, idx []int) {
+//
+// Unknown puts and cas whose value nothing observed (no get returned it, no
+// cas expected it) are pruned on plain register keys, keeping only the k
+// earliest-invoked where k is the number of CONDFAILED cas on the key (such
+// a cas may need some unobserved value in place). This is exact: a
+// linearization of the full history uses at most k of them, and the k
+// earliest can stand in for those (the others go last, where they change
+// nothing observed). It keeps Porcupine's search small when faults leave
+// many writes unknown.
+func porcupineOps(h *history, k *keyInfo) (out []porcupine.Operation, idx []int, pruned int) {
 	clients := map[int]int{}
+	prune := map[int]bool{}
+	if k.register && !k.counter && !k.set {
+		observed := map[string]bool{}
+		condFailed := 0
+		for _, i := range k.ops {
+			op := &h.ops[i]
+			switch {
+			case isCondFailed(op):
+				condFailed++
+				observed[op.Args[0]] = true
+			case op.F == FGet && op.Outcome == OK:
+				if v, _ := getResult(op); v != nil {
+					observed[*v] = true
+				}
+				for _, v := range op.Values {
+					observed[v] = true
+				}
+			case op.F == FCAS:
+				observed[op.Args[0]] = true
+			}
+		}
+		var cand []int
+		for _, i := range k.ops {
+			op := &h.ops[i]
+			if op.Outcome != Unknown || (op.F != FPut && op.F != FCAS) {
+				continue
+			}
+			if v, _ := writeValue(op); !observed[v] {
+				cand = append(cand, i)
+			}
+		}
+		sort.SliceStable(cand, func(a, b int) bool { return h.ops[cand[a]].Invoke < h.ops[cand[b]].Invoke })
+		for n, i := range cand {
+			if n >= condFailed {
+				prune[i] = true
+			}
+		}
+	}
 	for _, i := range k.ops {
 		op := &h.ops[i]
+		if prune[i] {
+			pruned++
+			continue
+		}
 		in := kvInput{f: op.F, unknown: op.Outcome == Unknown}
 		switch op.F {
 		case FGet, FSMembers:
@@ -289,7 +340,7 @@ func porcupineOps(h *history, k *keyInfo) (out []porcupine.Operation, idx []int)
 		out = append(out, porcupine.Operation{ClientId: c, Input: in, Output: o, Call: op.Invoke, Return: ret, Metadata: fmt.Sprintf("op #%d %s", op.ID, sessionOf(op))})
 		idx = append(idx, i)
 	}
-	return out, idx
+	return out, idx, pruned
 }
 
 func sortedCopy(s []string) []string {
@@ -318,10 +369,11 @@ func checkLinearizable(h *history, opts Options) CheckResult {
 	model := KVModel()
 	deadline := time.Now().Add(opts.Timeout)
 	type keyRes struct {
-		res  porcupine.CheckResult
-		ops  []porcupine.Operation
-		idx  []int
-		done bool
+		res    porcupine.CheckResult
+		ops    []porcupine.Operation
+		idx    []int
+		pruned int
+		done   bool
 	}
 	results := make([]keyRes, len(h.keys))
 	var next int
@@ -344,18 +396,18 @@ func checkLinearizable(h *history, opts Options) CheckResult {
 				if remaining <= 0 {
 					continue // left unchecked: the verdict becomes unknown
 				}
-				ops, idx := porcupineOps(h, h.kinfo[h.keys[i]])
+				ops, idx, pruned := porcupineOps(h, h.kinfo[h.keys[i]])
 				r := porcupine.Ok
 				if len(ops) > 0 {
 					r = porcupine.CheckOperationsTimeout(model, ops, remaining)
 				}
-				results[i] = keyRes{res: r, ops: ops, idx: idx, done: true}
+				results[i] = keyRes{res: r, ops: ops, idx: idx, pruned: pruned, done: true}
 			}
 		}()
 	}
 	wg.Wait()
 	col := newCollector(opts.MaxExamples)
-	var checked, unknown, checkedOps int64
+	var checked, unknown, checkedOps, pruned int64
 	var unknownKeys []string
 	for i, r := range results {
 		key := h.keys[i]
@@ -368,6 +420,7 @@ func checkLinearizable(h *history, opts Options) CheckResult {
 		}
 		checked++
 		checkedOps += int64(len(r.ops))
+		pruned += int64(r.pruned)
 		if r.res != porcupine.Illegal {
 			continue
 		}
@@ -405,9 +458,10 @@ func checkLinearizable(h *history, opts Options) CheckResult {
 	cr.Counts["keys_checked"] = checked
 	cr.Counts["keys_unknown"] = unknown
 	cr.Counts["ops_checked"] = checkedOps
+	cr.Counts["unknown_writes_pruned"] = pruned
 	cr.Notes = append(cr.Notes,
 		"model per key: register (get/put/delete/cas), counter (incr, absent = 0) and set (sadd/srem/smembers); partitioned by key",
-		"fail ops are dropped, except cas with CONDFAILED (a read that saw a different value); unknown writes may take effect at any time after their invocation, or never; unknown reads are dropped")
+		"fail ops are dropped, except cas with CONDFAILED (a read that saw a different value); unknown writes may take effect at any time after their invocation, or never; unknown reads are dropped; unknown puts/cas whose value nothing observed are pruned on plain register keys, but for as many as there are CONDFAILED cas (exact: see porcupineOps)")
 	switch {
 	case col.total > 0:
 		cr.Verdict = VerdictViolation
