@@ -208,6 +208,11 @@ func TestUnobservedUnknownWritesPruned(t *testing.T) {
 	if c.Counts["unknown_writes_pruned"] != 39 || c.Verdict != VerdictOK {
 		t.Fatalf("with CONDFAILED: %s %v", c.Summary, c.Counts)
 	}
+	// sets: an unknown sadd of an element never read is pruned
+	sets, _ := loadTestdata(t, "valid-set.jsonl")
+	if c := Check(sets, nil, opts).Get(CheckLinearizable); c.Verdict != VerdictOK || c.Counts["unknown_writes_pruned"] != 1 {
+		t.Fatalf("valid-set: %s %v", c.Summary, c.Counts)
+	}
 	// but not if no unknown put was invoked before the cas returned
 	early := op(302, 3, FCAS, "x", 12, 15, "a", "c")
 	early.Outcome, early.Error = Fail, "CONDFAILED"

@@ -274,6 +274,27 @@ func porcupineOps(h *history, k *keyInfo) (out []porcupine.Operation, idx []int,
 			}
 		}
 	}
+	if k.set && !k.register && !k.counter {
+		// an unknown sadd of an element no smembers returned and no srem
+		// touched can always go last: prune it
+		seen := map[string]bool{}
+		for _, i := range k.ops {
+			op := &h.ops[i]
+			switch {
+			case op.F == FSMembers && op.Outcome == OK:
+				for _, e := range op.Values {
+					seen[e] = true
+				}
+			case op.F == FSRem:
+				seen[op.Args[0]] = true
+			}
+		}
+		for _, i := range k.ops {
+			if op := &h.ops[i]; op.F == FSAdd && op.Outcome == Unknown && !seen[op.Args[0]] {
+				prune[i] = true
+			}
+		}
+	}
 	for _, i := range k.ops {
 		op := &h.ops[i]
 		if prune[i] {
