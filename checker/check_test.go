@@ -220,3 +220,32 @@ func TestUnobservedUnknownWritesPruned(t *testing.T) {
 		t.Fatalf("early CONDFAILED: %s %v", c.Summary, c.Counts)
 	}
 }
+
+// TestPerReplicaVersionsUntrusted: versions that are per-replica counters
+// (shared by two writes, or disagreeing with the reads) are not used to
+// order writes, so they cause no false session anomaly.
+func TestPerReplicaVersionsUntrusted(t *testing.T) {
+	w := func(id int64, c int, v string, inv, comp int64, ver uint64) Op {
+		o := op(id, c, FPut, "x", inv, comp, v)
+		o.Version = ver
+		return o
+	}
+	r := read(2, 1, "x", 40, 50, StrPtr("b"))
+	r.Version = 1 // replica n2 counted b as its first write
+	// a then b, in real time; replica counters gave them versions 1 and 1
+	ops := []Op{w(0, 0, "a", 0, 10, 1), w(1, 1, "b", 20, 30, 1), r}
+	res := Check(ops, nil, Options{Checks: []string{CheckSession, CheckStaleness}, MaxStaleVersions: 0})
+	c := res.Get(CheckSession)
+	if c.Verdict != VerdictOK || c.Counts["keys_versions_untrusted"] != 1 || c.Counts["keys_versioned"] != 0 {
+		t.Errorf("session: %s %v", c.Summary, c.Counts)
+	}
+	if c := res.Get(CheckStaleness); c.Verdict != VerdictOK {
+		t.Errorf("staleness: %s", c.Summary)
+	}
+	// distinct versions that the reads agree with are trusted
+	r.Version = 2
+	ops = []Op{w(0, 0, "a", 0, 10, 1), w(1, 1, "b", 20, 30, 2), r}
+	if c := Check(ops, nil, Options{Checks: []string{CheckSession}}).Get(CheckSession); c.Counts["keys_versioned"] != 1 {
+		t.Errorf("consistent versions not trusted: %v", c.Counts)
+	}
+}

@@ -32,6 +32,41 @@ type keyInfo struct {
 	hasDelete bool
 	versioned bool // every ok put/cas/delete carries a version (and there is one): order writes by it
 	okWrites  int
+	// versionsUntrusted: the writes carry versions, but they are not one
+	// order of the key's writes (two writes share one, or a read of a
+	// write's value reports another version: per-replica counters).
+	versionsUntrusted bool
+}
+
+// versionsConsistent reports whether the versions on k can order its
+// writes: distinct per acknowledged write, and every read of a write's value
+// that reports a version reports that write's.
+func (h *history) versionsConsistent(k *keyInfo) bool {
+	seen := map[uint64]bool{}
+	for _, w := range k.writes {
+		op := &h.ops[w]
+		if op.Outcome != OK {
+			continue
+		}
+		if seen[op.Version] {
+			return false
+		}
+		seen[op.Version] = true
+	}
+	for _, i := range k.ops {
+		op := &h.ops[i]
+		if op.F != FGet || op.Outcome != OK || op.Version == 0 {
+			continue
+		}
+		v, _ := getResult(op)
+		if v == nil {
+			continue
+		}
+		if w, ok := k.byValue[*v]; ok && h.ops[w].Version != 0 && h.ops[w].Version != op.Version {
+			return false
+		}
+	}
+	return true
 }
 
 // uniqueRegister reports whether the key is a plain register whose written
@@ -183,6 +218,9 @@ func newHistory(ops []Op) *history {
 	for _, k := range h.kinfo {
 		if k.okWrites == 0 {
 			k.versioned = false
+		}
+		if k.versioned && !h.versionsConsistent(k) {
+			k.versioned, k.versionsUntrusted = false, true
 		}
 	}
 	return h

@@ -107,13 +107,16 @@ func checkSession(h *history, opts Options) CheckResult {
 	// session's own acknowledged writes and of the writes it observed
 	ownW := map[int64][]prefixEntry{}
 	obsR := map[int64][]prefixEntry{}
-	var keysChecked, keysSkipped, versionedKeys int64
+	var keysChecked, keysSkipped, versionedKeys, untrusted int64
 	for _, key := range h.keys {
 		k := h.kinfo[key]
 		if k.uniqueRegister() {
 			keysChecked++
 			if k.versioned {
 				versionedKeys++
+			}
+			if k.versionsUntrusted {
+				untrusted++
 			}
 		} else {
 			keysSkipped++
@@ -244,11 +247,12 @@ func checkSession(h *history, opts Options) CheckResult {
 	cr.Counts["sessions"] = int64(len(h.sessions))
 	cr.Counts["keys_checked"] = keysChecked
 	cr.Counts["keys_versioned"] = versionedKeys
+	cr.Counts["keys_versions_untrusted"] = untrusted
 	cr.Counts["keys_skipped"] = keysSkipped
 	cr.Counts["reads_checked"] = reads
 	cr.Notes = append(cr.Notes,
 		"applies to register keys (get/put/delete/cas) whose put/cas values are unique; counter, set and duplicate-value keys are skipped",
-		"write order per key: by version when every acknowledged write on the key carries one, else real time (w1 before w2 only if w1 completed before w2 was invoked); writes concurrent in that order never cause a violation",
+		"write order per key: by version when every acknowledged write on the key carries a distinct one that its reads agree with, else real time (w1 before w2 only if w1 completed before w2 was invoked); writes concurrent in that order never cause a violation",
 		"a session is Op.Session, or client-N when empty; its order is invocation order")
 	cr.Verdict = col.verdict()
 	switch {
