@@ -159,101 +159,128 @@ func BenchmarkPebbleBatch100(b *testing.B) {
 	})
 }
 
-// BenchmarkStore runs Store commands over both engines, named
-// BenchmarkStore/<engine>/<op> so they compare with core's MemEngine
-// benchmarks and with each other in one run. Pebble runs on disk with
-// SyncNever (no fsync per command); SET-sync fsyncs every command.
+// BenchmarkStore runs the workloads of core's Store benchmarks
+// (core/bench_test.go: BenchmarkGet, Set, Incr, LPush, ZAdd, HSet, Scan100,
+// Txn10, same keys, values and shapes) over both engines in one run, as
+// BenchmarkStore/<engine>/<workload>: the mem rows reproduce core's figures
+// and the pebble rows are directly comparable to them. Pebble runs on disk
+// with SyncNever; Set-sync fsyncs every command (SyncAlways; the memory
+// engine's "sync" is a clone of its tree).
+//
+//	go test ./core/pebbleengine -run '^$' -bench BenchmarkStore -benchtime=200ms -benchmem
 func BenchmarkStore(b *testing.B) {
 	now := time.Unix(1_700_000_000, 0)
+	const keys = 10000 // as in core/bench_test.go
+	skey := func(i int) string { return fmt.Sprintf("key:%012d", i) }
 	val := string(make([]byte, benchValLen))
-	type benchOp struct {
-		name    string
-		needs   []string
-		sync    bool // SyncAlways and synced commits; otherwise SyncNever
-		prepare func(b *testing.B, s *core.Store)
-		run     func(s *core.Store, rng *rand.Rand, i int) core.Reply
-	}
-	loadStrings := func(b *testing.B, s *core.Store) {
-		for i := 0; i < benchKeys; i += 100 {
-			args := make([]string, 0, 200)
-			for j := i; j < i+100; j++ {
-				args = append(args, string(benchKey(j)), val)
-			}
-			if r := s.Apply(now, core.Cmd("MSET", args...)); r.IsError() {
-				b.Fatal(r.Err)
-			}
+	mustOK := func(b *testing.B, r core.Reply) {
+		if r.IsError() {
+			b.Fatal(r.Err)
 		}
 	}
-	key := func(rng *rand.Rand) string { return string(benchKey(rng.IntN(benchKeys))) }
-	ops := []benchOp{
-		{name: "GET", needs: []string{"GET", "MSET"}, prepare: loadStrings,
-			run: func(s *core.Store, rng *rand.Rand, _ int) core.Reply { return s.Apply(now, core.Cmd("GET", key(rng))) }},
-		{name: "SET", needs: []string{"SET"},
-			run: func(s *core.Store, rng *rand.Rand, _ int) core.Reply {
-				return s.Apply(now, core.Cmd("SET", key(rng), val))
-			}},
-		{name: "SET-sync", needs: []string{"SET"}, sync: true,
-			run: func(s *core.Store, rng *rand.Rand, _ int) core.Reply {
-				return s.Apply(now, core.Cmd("SET", key(rng), val))
-			}},
-		{name: "INCR", needs: []string{"INCR"},
-			run: func(s *core.Store, rng *rand.Rand, _ int) core.Reply {
-				return s.Apply(now, core.Cmd("INCR", "ctr:"+strconv.Itoa(rng.IntN(1000))))
-			}},
-		{name: "LPUSH", needs: []string{"LPUSH"},
-			run: func(s *core.Store, rng *rand.Rand, i int) core.Reply {
-				return s.Apply(now, core.Cmd("LPUSH", "list:"+strconv.Itoa(rng.IntN(1000)), val))
-			}},
-		{name: "ZADD", needs: []string{"ZADD"},
-			run: func(s *core.Store, rng *rand.Rand, i int) core.Reply {
-				return s.Apply(now, core.Cmd("ZADD", "zset:"+strconv.Itoa(rng.IntN(1000)), strconv.Itoa(i), "m"+strconv.Itoa(i%100)))
-			}},
-		{name: "HSET", needs: []string{"HSET"},
-			run: func(s *core.Store, rng *rand.Rand, i int) core.Reply {
-				return s.Apply(now, core.Cmd("HSET", "hash:"+strconv.Itoa(rng.IntN(1000)), "f"+strconv.Itoa(i%100), val))
-			}},
-		{name: "SCAN-100", needs: []string{"SCAN", "MSET"}, prepare: loadStrings,
-			run: func(s *core.Store, rng *rand.Rand, _ int) core.Reply {
-				return s.Apply(now, core.Cmd("SCAN", "0", "COUNT", "100"))
-			}},
-		{name: "TXN-10", needs: []string{"SET", "INCR"},
-			run: func(s *core.Store, rng *rand.Rand, _ int) core.Reply {
-				t := core.Txn{Conds: []core.Condition{{Key: []byte("txn:guard"), Kind: core.CondAbsent}}}
-				for j := 0; j < 5; j++ {
-					t.Cmds = append(t.Cmds, core.Cmd("SET", key(rng), val), core.Cmd("INCR", "ctr:"+strconv.Itoa(rng.IntN(1000))))
+	loadStrings := func(b *testing.B, s *core.Store) {
+		for i := 0; i < keys; i++ {
+			mustOK(b, s.Apply(now, core.Cmd("SET", skey(i), val)))
+		}
+	}
+	type workload struct {
+		name  string
+		needs []string
+		sync  bool // SyncAlways and synced commits; otherwise SyncNever
+		// setup prepares the store and returns the loop body.
+		setup func(b *testing.B, s *core.Store) func(i int) core.Reply
+	}
+	workloads := []workload{
+		{"Get", []string{"GET", "SET"}, false, func(b *testing.B, s *core.Store) func(int) core.Reply {
+			loadStrings(b, s)
+			cmds := make([]core.Command, keys)
+			for i := range cmds {
+				cmds[i] = core.Cmd("GET", skey(i))
+			}
+			return func(i int) core.Reply { return s.Apply(now, cmds[i%keys]) }
+		}},
+		{"Set", []string{"SET"}, false, func(b *testing.B, s *core.Store) func(int) core.Reply {
+			cmds := make([]core.Command, keys)
+			for i := range cmds {
+				cmds[i] = core.Cmd("SET", skey(i), val)
+			}
+			return func(i int) core.Reply { return s.Apply(now, cmds[i%keys]) }
+		}},
+		{"Set-sync", []string{"SET"}, true, func(b *testing.B, s *core.Store) func(int) core.Reply {
+			cmds := make([]core.Command, keys)
+			for i := range cmds {
+				cmds[i] = core.Cmd("SET", skey(i), val)
+			}
+			return func(i int) core.Reply { return s.Apply(now, cmds[i%keys]) }
+		}},
+		{"Incr", []string{"INCR"}, false, func(b *testing.B, s *core.Store) func(int) core.Reply {
+			cmds := make([]core.Command, 100)
+			for i := range cmds {
+				cmds[i] = core.Cmd("INCR", skey(i))
+			}
+			return func(i int) core.Reply { return s.Apply(now, cmds[i%100]) }
+		}},
+		{"LPush", []string{"LPUSH"}, false, func(b *testing.B, s *core.Store) func(int) core.Reply {
+			return func(i int) core.Reply {
+				return s.Apply(now, core.Command{Name: "LPUSH", Args: [][]byte{[]byte(skey(i / 100)), []byte("element-value")}})
+			}
+		}},
+		{"ZAdd", []string{"ZADD"}, false, func(b *testing.B, s *core.Store) func(int) core.Reply {
+			return func(i int) core.Reply {
+				return s.Apply(now, core.Command{Name: "ZADD", Args: [][]byte{[]byte(skey(i / 100)), []byte(strconv.Itoa(i % 997)), []byte("member-" + strconv.Itoa(i%100))}})
+			}
+		}},
+		{"HSet", []string{"HSET"}, false, func(b *testing.B, s *core.Store) func(int) core.Reply {
+			return func(i int) core.Reply {
+				return s.Apply(now, core.Command{Name: "HSET", Args: [][]byte{[]byte(skey(i / 100)), []byte("field-" + strconv.Itoa(i%100)), []byte("value")}})
+			}
+		}},
+		{"Scan100", []string{"SCAN.RANGE", "SET"}, false, func(b *testing.B, s *core.Store) func(int) core.Reply {
+			loadStrings(b, s)
+			return func(i int) core.Reply {
+				r := s.Apply(now, core.Cmd("SCAN.RANGE", skey((i*100)%(keys-100)), "", "", "COUNT", "100"))
+				if !r.IsError() && (len(r.Array) < 2 || len(r.Array[1].Array) != 100) {
+					b.Fatalf("SCAN.RANGE returned %+v", r)
 				}
-				return s.ApplyTxn(now, t)
-			}},
+				return r
+			}
+		}},
+		{"Txn10", []string{"SET", "GET"}, false, func(b *testing.B, s *core.Store) func(int) core.Reply {
+			txns := make([]core.Txn, 100)
+			for i := range txns {
+				t := core.Txn{Conds: []core.Condition{{Key: []byte("guard"), Kind: core.CondVersion, Version: 0}}}
+				for j := 0; j < 5; j++ {
+					k := skey(i*10 + j)
+					t.Cmds = append(t.Cmds, core.Cmd("SET", k, "value"), core.Cmd("GET", k))
+				}
+				txns[i] = t
+			}
+			return func(i int) core.Reply { return s.ApplyTxn(now, txns[i%100]) }
+		}},
 	}
 	for _, be := range benchEngines {
 		b.Run(be.name, func(b *testing.B) {
-			for _, op := range ops {
-				b.Run(op.name, func(b *testing.B) {
-					for _, n := range op.needs {
+			for _, w := range workloads {
+				b.Run(w.name, func(b *testing.B) {
+					for _, n := range w.needs {
 						if !core.KnownCommand(n) {
 							b.Skipf("core does not implement %s yet", n)
 						}
 					}
 					policy := core.SyncNever
-					if op.sync {
+					if w.sync {
 						policy = core.SyncAlways
 					}
-					e := be.open(b, policy)
-					s, err := core.NewStore(e, core.Limits{})
+					s, err := core.NewStore(be.open(b, policy), core.Limits{})
 					if err != nil {
 						b.Fatal(err)
 					}
-					s.SetSyncCommits(op.sync) // what the memory engine gets for "sync"
-					if op.prepare != nil {
-						op.prepare(b, s)
-					}
-					rng := rand.New(rand.NewPCG(3, 4))
+					s.SetSyncCommits(w.sync)
+					run := w.setup(b, s)
 					b.ReportAllocs()
 					b.ResetTimer()
 					for i := 0; i < b.N; i++ {
-						if r := op.run(s, rng, i); r.IsError() {
-							b.Fatalf("%s: %v", op.name, r.Err)
-						}
+						mustOK(b, run(i))
 					}
 				})
 			}

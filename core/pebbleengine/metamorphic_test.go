@@ -2,8 +2,10 @@ package pebbleengine
 
 import (
 	"bytes"
+	"flag"
 	"fmt"
 	"math"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -94,6 +96,8 @@ var (
 	mem, score     = one(mMembers), one(mScores)
 	secs, millis   = one(mSecs), one(mMillis)
 	ver            = one(mVers)
+	cursor         = one(rapid.SampledFrom([]string{"", "a", "b", "c", "zz"}))
+	idxName        = one(rapid.SampledFrom([]string{"i1", "i2"}))
 )
 
 // mTemplates are the commands the test draws from; those the Store does not
@@ -145,6 +149,28 @@ var mTemplates = map[string]gen{
 		return append(args, opts(2, lit("REV"), seq(lit("LIMIT"), idx, cnt), lit("WITHSCORES"))(t)...)
 	},
 	"ZPOPMIN": seq(k, maybe(cnt)), "ZPOPMAX": seq(k, maybe(cnt)),
+	"ZMSCORE": seq(k, some(3, mem)), "ZLEXCOUNT": seq(k, one(mLex), one(mLex)),
+	"ZREVRANGE":        seq(k, idx, idx, maybe(lit("WITHSCORES"))),
+	"ZRANGEBYSCORE":    seq(k, one(mRanges), one(mRanges), opts(2, lit("WITHSCORES"), seq(lit("LIMIT"), idx, cnt))),
+	"ZREVRANGEBYSCORE": seq(k, one(mRanges), one(mRanges), opts(2, lit("WITHSCORES"), seq(lit("LIMIT"), idx, cnt))),
+	"ZRANGEBYLEX":      seq(k, one(mLex), one(mLex), maybe(seq(lit("LIMIT"), idx, cnt))),
+	"ZREVRANGEBYLEX":   seq(k, one(mLex), one(mLex), maybe(seq(lit("LIMIT"), idx, cnt))),
+	"SCAN.PREFIX":      seq(one(rapid.SampledFrom([]string{"", "a", "b", "x"})), cursor, maybe(seq(lit("COUNT"), cnt))),
+	"SCAN.RANGE":       seq(k, one(rapid.SampledFrom([]string{"", "c", "e", "a"})), cursor, maybe(seq(lit("COUNT"), cnt))),
+	"IDX.CREATE": seq(idxName, lit("ON", "HASH", "PREFIX"), one(rapid.SampledFrom([]string{"", "a", "b"})),
+		lit("FIELD"), mem, lit("TYPE"), one(rapid.SampledFrom([]string{"string", "number", "x"}))),
+	"IDX.DROP": idxName,
+	"IDX.LIST": lit(),
+	"IDX.QUERY": func(t *rapid.T) []string {
+		args := idxName(t)
+		if rapid.Bool().Draw(t, "eq") {
+			args = append(args, "EQ", mVals.Draw(t, "v"))
+		} else {
+			bounds := rapid.SampledFrom([]string{"-inf", "+inf", "0", "(1", "2", "-", "+", "[a", "(abc"})
+			args = append(args, "RANGE", bounds.Draw(t, "min"), bounds.Draw(t, "max"))
+		}
+		return append(args, opts(2, seq(lit("LIMIT"), cnt), seq(lit("CURSOR"), cursor))(t)...)
+	},
 }
 
 // knownTemplates returns the names of mTemplates the Store implements,
@@ -217,29 +243,34 @@ func renderReply(r core.Reply) string {
 // pebbleStore is a Store over a Pebble engine on a memory FS that can be
 // closed and reopened.
 type pebbleStore struct {
-	fs vfs.FS
-	e  *Engine
-	s  *core.Store
+	fs   vfs.FS
+	wrap func(core.Engine) core.Engine // nil, or a mutant for the self-test
+	e    *Engine
+	s    *core.Store
 }
 
-func openPebbleStore(fs vfs.FS) (*pebbleStore, error) {
+func openPebbleStore(fs vfs.FS, wrap func(core.Engine) core.Engine) (*pebbleStore, error) {
 	e, err := Open("db", Options{FS: fs, Sync: core.SyncNever})
 	if err != nil {
 		return nil, err
 	}
-	s, err := core.NewStore(e, core.Limits{})
+	var ce core.Engine = e
+	if wrap != nil {
+		ce = wrap(e)
+	}
+	s, err := core.NewStore(ce, core.Limits{})
 	if err != nil {
 		_ = e.Close()
 		return nil, fmt.Errorf("new store: %w", err)
 	}
-	return &pebbleStore{fs: fs, e: e, s: s}, nil
+	return &pebbleStore{fs: fs, wrap: wrap, e: e, s: s}, nil
 }
 
 func (p *pebbleStore) reopen() error {
 	if err := p.e.Close(); err != nil {
 		return err
 	}
-	q, err := openPebbleStore(p.fs)
+	q, err := openPebbleStore(p.fs, p.wrap)
 	if err != nil {
 		return err
 	}
@@ -253,12 +284,18 @@ func TestMetamorphic(t *testing.T) {
 		t.Fatalf("only %d known commands among the templates: %v", len(names), names)
 	}
 	t.Logf("%d commands in use: %s", len(names), strings.Join(names, " "))
-	rapid.Check(t, func(rt *rapid.T) {
+	rapid.Check(t, metamorphicProperty(names, nil))
+}
+
+// metamorphicProperty is the property TestMetamorphic checks; wrap, when
+// set, wraps the Pebble engine (the self-test's mutants).
+func metamorphicProperty(names []string, wrap func(core.Engine) core.Engine) func(*rapid.T) {
+	return func(rt *rapid.T) {
 		ms, err := core.NewStore(core.NewMemEngine(), core.Limits{})
 		if err != nil {
 			rt.Fatalf("mem store: %v", err)
 		}
-		ps, err := openPebbleStore(vfs.NewMem())
+		ps, err := openPebbleStore(vfs.NewMem(), wrap)
 		if err != nil {
 			rt.Fatalf("pebble store: %v", err)
 		}
@@ -300,7 +337,7 @@ func TestMetamorphic(t *testing.T) {
 		if err := ms.SaveSnapshot(&snap); err != nil {
 			rt.Fatalf("save snapshot: %v", err)
 		}
-		fresh, err := openPebbleStore(vfs.NewMem())
+		fresh, err := openPebbleStore(vfs.NewMem(), wrap)
 		if err != nil {
 			rt.Fatalf("pebble store: %v", err)
 		}
@@ -309,7 +346,7 @@ func TestMetamorphic(t *testing.T) {
 			rt.Fatalf("restore snapshot into pebble: %v", err)
 		}
 		compareStores(rt, now, ms, fresh.s)
-	})
+	}
 }
 
 func compareStores(t *rapid.T, now time.Time, ms, ps *core.Store) {
@@ -336,28 +373,97 @@ func compareStores(t *rapid.T, now time.Time, ms, ps *core.Store) {
 	}
 }
 
-// TestMetamorphicCatchesDivergence shows the comparison is not vacuous: a
-// Pebble store that silently drops one write must be told apart.
-func TestMetamorphicCatchesDivergence(t *testing.T) {
-	ms, err := core.NewStore(core.NewMemEngine(), core.Limits{})
-	if err != nil {
-		t.Fatal(err)
+// Mutant engines for the self-test: each breaks one thing a Store relies
+// on, the way a storage bug would.
+type (
+	// dropDeletes ignores point deletes.
+	dropDeletes      struct{ core.Engine }
+	dropDeletesBatch struct{ core.Batch }
+	// leakyUpper ignores iterators' upper bounds.
+	leakyUpper struct{ core.Engine }
+	// loseSecondWrite drops the second Set of every batch.
+	loseSecondWrite      struct{ core.Engine }
+	loseSecondWriteBatch struct {
+		core.Batch
+		n int
 	}
-	ps, err := openPebbleStore(vfs.NewMem())
-	if err != nil {
-		t.Fatal(err)
+)
+
+func (d dropDeletes) NewBatch() core.Batch              { return dropDeletesBatch{d.Engine.NewBatch()} }
+func (dropDeletesBatch) Delete([]byte)                  {}
+func (l leakyUpper) NewIter(lo, _ []byte) core.Iterator { return l.Engine.NewIter(lo, nil) }
+func (l loseSecondWrite) NewBatch() core.Batch {
+	return &loseSecondWriteBatch{Batch: l.Engine.NewBatch()}
+}
+func (b *loseSecondWriteBatch) Set(k, v []byte) {
+	if b.n++; b.n != 2 {
+		b.Batch.Set(k, v)
 	}
-	defer ps.e.Close()
-	now := time.Unix(1_700_000_000, 0)
-	ms.Apply(now, core.Cmd("SET", "a", "1"))
-	ms.Apply(now, core.Cmd("SADD", "b", "x"))
-	ps.s.Apply(now, core.Cmd("SET", "a", "1")) // the SADD is "lost"
-	if a, b := renderReply(ms.Apply(now, core.Cmd("SCARD", "b"))), renderReply(ps.s.Apply(now, core.Cmd("SCARD", "b"))); a == b {
-		t.Fatalf("replies to SCARD after a lost SADD are equal: %s", a)
+}
+
+// failureRecorder is a rapid.TB that records a failure instead of failing
+// the test; FailNow ends the goroutine as testing.T's does.
+type failureRecorder struct {
+	failed bool
+	msg    string
+}
+
+func (f *failureRecorder) Helper()             {}
+func (f *failureRecorder) Name() string        { return "mutant" }
+func (f *failureRecorder) Logf(string, ...any) {}
+func (f *failureRecorder) Log(...any)          {}
+func (f *failureRecorder) Skipf(string, ...any) {
+	runtime.Goexit()
+}
+func (f *failureRecorder) Skip(...any) { runtime.Goexit() }
+func (f *failureRecorder) SkipNow()    { runtime.Goexit() }
+func (f *failureRecorder) Errorf(format string, args ...any) {
+	f.failed, f.msg = true, fmt.Sprintf(format, args...)
+}
+func (f *failureRecorder) Error(args ...any) { f.failed, f.msg = true, fmt.Sprint(args...) }
+func (f *failureRecorder) Fatalf(format string, args ...any) {
+	f.Errorf(format, args...)
+	runtime.Goexit()
+}
+func (f *failureRecorder) Fatal(args ...any) { f.Error(args...); runtime.Goexit() }
+func (f *failureRecorder) FailNow()          { f.failed = true; runtime.Goexit() }
+func (f *failureRecorder) Fail()             { f.failed = true }
+func (f *failureRecorder) Failed() bool      { return f.failed }
+
+// TestMetamorphicCatchesMutants shows the metamorphic property is not
+// vacuous: over each mutant engine it must fail.
+func TestMetamorphicCatchesMutants(t *testing.T) {
+	// Expected failures: write no fail files, spend little on shrinking.
+	for name, v := range map[string]string{"rapid.nofailfile": "true", "rapid.shrinktime": "500ms"} {
+		old := flag.Lookup(name).Value.String()
+		if err := flag.Set(name, v); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = flag.Set(name, old) })
 	}
-	da, _ := ms.Dump(now)
-	db, _ := ps.s.Dump(now)
-	if fmt.Sprint(da) == fmt.Sprint(db) {
-		t.Fatal("dumps are equal after a lost write")
+	names := knownTemplates()
+	mutants := []struct {
+		name string
+		wrap func(core.Engine) core.Engine
+	}{
+		{"drop deletes", func(e core.Engine) core.Engine { return dropDeletes{e} }},
+		{"leaky upper bound", func(e core.Engine) core.Engine { return leakyUpper{e} }},
+		{"lose the second write of a batch", func(e core.Engine) core.Engine { return loseSecondWrite{e} }},
+	}
+	for _, m := range mutants {
+		t.Run(m.name, func(t *testing.T) {
+			rec := &failureRecorder{}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				rapid.Check(rec, metamorphicProperty(names, m.wrap))
+			}()
+			<-done
+			if !rec.failed {
+				t.Fatalf("the metamorphic property passed over a mutant that %s", m.name)
+			}
+			first, _, _ := strings.Cut(rec.msg, "\n")
+			t.Logf("caught: %s", first)
+		})
 	}
 }
