@@ -36,6 +36,7 @@ type params struct {
 	sloppy          bool
 	maxSiblings     int
 	readRepair      string
+	mode            string // default Options.Mode: "" or "linearizable"
 	hintLimit       int
 	timeout         time.Duration // per request
 	suspectFor      time.Duration // how long an unresponsive peer is skipped
@@ -60,6 +61,7 @@ var paramDefaults = map[string]string{
 	"hint_interval": "200ms",
 	"aae_interval":  "500ms",
 	"gc_grace":      "10m",
+	"mode":          "",
 }
 
 // ParamDefaults returns the Params keys the strategy reads with their
@@ -129,6 +131,13 @@ func parseParams(in map[string]string, npeers int) (params, error) {
 	case RepairSync, RepairAsync, RepairOff:
 	default:
 		return params{}, fmt.Errorf("quorum: param read_repair=%q: want sync, async or off", p.readRepair)
+	}
+	p.mode = get("mode")
+	if p.mode != "" && p.mode != "linearizable" {
+		return params{}, fmt.Errorf("quorum: param mode=%q: want linearizable or empty", p.mode)
+	}
+	if p.mode == "linearizable" && p.r+p.w <= p.n {
+		return params{}, fmt.Errorf("quorum: mode=linearizable needs r+w>n (r=%d, w=%d, n=%d)", p.r, p.w, p.n)
 	}
 	if npeers == 0 {
 		return params{}, fmt.Errorf("quorum: no peers")

@@ -344,3 +344,19 @@ func TestCustomResolver(t *testing.T) {
 		c.fatalf("NewWithResolver with resolve=lww accepted")
 	}
 }
+
+// mode=linearizable makes ABD the namespace default.
+func TestLinearizableParam(t *testing.T) {
+	c := newCluster(t, 3, p(append(noAAE, "mode", "linearizable")...), "", 22)
+	c.isolate("n3")
+	if w := c.do("n1", def, nil, "SET", "k", "v"); str(w) != "OK" {
+		c.fatalf("write: %s", str(w))
+	}
+	c.partition([]nodeID{"n1"}, []nodeID{"n2", "n3"})
+	if got := c.do("n3", def, nil, "GET", "k"); str(got) != "v" || c.dump("n3")["k"] != `"v"` {
+		c.fatalf("default ABD read: %s, n3 holds %q", str(got), c.dump("n3")["k"])
+	}
+	if _, err := New(consistency.Config{ID: "n1", Peers: c.ids, Engine: core.NewMemEngine(), Params: p("mode", "linearizable", "r", "1", "w", "1")}); err == nil {
+		c.fatalf("mode=linearizable with r+w<=n accepted")
+	}
+}

@@ -498,8 +498,12 @@ func (r *Replica) handleRequest(req consistency.Request, origin nodeID, originOp
 		fail(core.Errorf(core.CodeErr, "command %s needs a namespace with resolve=crdt in the quorum strategy (this one has resolve=%s)", name, r.p.resolve))
 		return
 	}
-	lin := req.Opts.Mode == "linearizable"
-	if req.Opts.Mode != "" && !lin {
+	mode := req.Opts.Mode
+	if mode == "" {
+		mode = r.p.mode
+	}
+	lin := mode == "linearizable"
+	if mode != "" && !lin {
 		fail(core.Errorf(core.CodeErr, "unknown quorum mode %q (want linearizable or empty)", req.Opts.Mode))
 		return
 	}
