@@ -8,7 +8,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/dialkv/dialkv/core"
@@ -53,13 +55,27 @@ func DemoMain(args []string, stdout, stderr io.Writer) int {
 	n, err := Start(Config{ID: "demo1", Listen: *listen, DataDir: dir, Fsync: core.SyncAlways, MetricsAddr: *metrics, Logger: logger, Version: buildVersion()})
 	if err != nil {
 		fmt.Fprintf(stderr, "dialkv demo: %v\n", err)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			fmt.Fprintf(stderr, "dialkv demo: %s is taken (another demo or node?); try --listen 127.0.0.1:0 for any free port\n", *listen)
+		}
 		return 1
 	}
-	fmt.Fprintf(stdout, "dialkv demo: 1 node (demo1) on %s, data in %s\n", n.Addr(), dir)
+	removed := ", removed on exit"
+	if *keep {
+		removed = ", kept on exit"
+	}
+	fmt.Fprintf(stdout, "dialkv demo: 1 node (demo1) listening on %s (fsync always; data in %s%s)\n", n.Addr(), dir, removed)
 	if m := n.MetricsAddr(); m != "" {
 		fmt.Fprintf(stdout, "metrics: http://%s/metrics\n", m)
 	}
-	fmt.Fprintf(stdout, "\nTry:\n  dialkv cli --addr %s\n  dialkv cli --addr %s SET greeting hello\n\nCtrl-C to stop.\n", n.Addr(), n.Addr())
+	bin := demoBinary()
+	fmt.Fprintf(stdout, "\nTalk to it from another terminal:\n")
+	tw := tabwriter.NewWriter(stdout, 0, 0, 3, ' ', 0)
+	fmt.Fprintf(tw, "  %s cli --addr %s\tinteractive; type \"help\"\n", bin, n.Addr())
+	fmt.Fprintf(tw, "  %s cli --addr %s SET greeting hello\tone command\n", bin, n.Addr())
+	fmt.Fprintf(tw, "  %s bench --addr %s --duration 10s\tload it\n", bin, n.Addr())
+	tw.Flush()
+	fmt.Fprintf(stdout, "\nStop with Ctrl-C (or kill %d).\n", os.Getpid())
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sig)
@@ -72,4 +88,14 @@ func DemoMain(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// demoBinary is how the person ran this binary ("bin/dialkv" under make
+// run), so that the printed commands work as they are; "dialkv" if it was
+// found on the PATH.
+func demoBinary() string {
+	if a := os.Args[0]; strings.Contains(a, "/") {
+		return a
+	}
+	return "dialkv"
 }
