@@ -51,7 +51,7 @@ func TestMainEndToEnd(t *testing.T) {
 		})
 	}
 	// The reports of the violation run.
-	for _, f := range []string{"summary.md", "summary.json", "report.html"} {
+	for _, f := range []string{"summary.md", "summary.json", "report.html", "porcupine-1.html"} {
 		b, err := os.ReadFile(filepath.Join(dir, "bad", f))
 		if err != nil {
 			t.Fatal(err)

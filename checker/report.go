@@ -14,7 +14,8 @@ import (
 // WriteReports writes the reports of res into dir (created if needed):
 // summary.md for people, summary.json for programs (the Result as JSON)
 // and report.html, a self-contained page with the verdicts, the anomalies
-// and Porcupine's visualization of offending keys.
+// and Porcupine's visualization of offending keys (embedded; each is also
+// written as porcupine-N.html).
 func WriteReports(dir string, res Result) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("checker: reports: %w", err)
@@ -30,6 +31,16 @@ func WriteReports(dir string, res Result) error {
 		{"summary.json", append(js, '\n')},
 		{"summary.md", []byte(Markdown(res))},
 		{"report.html", []byte(HTML(res))},
+	}
+	n := 0
+	for _, c := range res.Checks {
+		for _, v := range c.Visualizations {
+			n++
+			files = append(files, struct {
+				name string
+				data []byte
+			}{visualizationFile(n), v.HTML})
+		}
 	}
 	for _, f := range files {
 		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, 0o644); err != nil {
@@ -87,7 +98,7 @@ func Markdown(res Result) string {
 			writeAnomaliesMD(&b, c.Anomalies)
 		}
 		if len(c.Visualizations) > 0 {
-			b.WriteString("\nPorcupine's visualization of the offending keys is in report.html.\n")
+			fmt.Fprintf(&b, "\nPorcupine's visualization of the offending keys is in report.html (and %s...).\n", visualizationFile(1))
 		}
 	}
 	return b.String()
@@ -125,6 +136,7 @@ iframe{width:100%;height:40em;border:1px solid #ccc}</style></head><body>`)
 		fmt.Fprintf(&b, "<tr><td><a href=\"#%s\">%s</a></td><td class=%q>%s</td><td>%s</td></tr>", e(c.Name), e(c.Name), c.Verdict, c.Verdict, e(c.Summary))
 	}
 	b.WriteString("</table>")
+	nvis := 0
 	for _, c := range res.Checks {
 		fmt.Fprintf(&b, "<h2 id=%q>%s: <span class=%q>%s</span></h2><p>%s</p>", c.Name, e(c.Name), c.Verdict, c.Verdict, e(c.Summary))
 		if len(c.Counts) > 0 {
@@ -156,7 +168,9 @@ iframe{width:100%;height:40em;border:1px solid #ccc}</style></head><body>`)
 			writeAnomaliesHTML(&b, c.Anomalies)
 		}
 		for _, v := range c.Visualizations {
-			fmt.Fprintf(&b, "<h3>Porcupine visualization of key %s</h3><iframe srcdoc=\"%s\"></iframe>", e(fmt.Sprintf("%q", v.Key)), e(string(v.HTML)))
+			nvis++
+			fmt.Fprintf(&b, "<h3>Porcupine visualization of key %s</h3><p>Also as a page of its own: <a href=%q>%s</a> (written beside this report).</p><iframe srcdoc=\"%s\"></iframe>",
+				e(fmt.Sprintf("%q", v.Key)), visualizationFile(nvis), visualizationFile(nvis), e(string(v.HTML)))
 		}
 	}
 	b.WriteString("</body></html>\n")
@@ -184,3 +198,5 @@ func writeAnomaliesHTML(b *strings.Builder, as []Anomaly) {
 	}
 	b.WriteString("</ol>")
 }
+
+func visualizationFile(n int) string { return fmt.Sprintf("porcupine-%d.html", n) }
