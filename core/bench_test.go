@@ -1,6 +1,7 @@
 package core
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"runtime"
@@ -149,26 +150,43 @@ func BenchmarkTxn10(b *testing.B) {
 // TestMemoryPerKey measures the memory engine's heap per key for 1M keys
 // of 16 bytes with 100-byte values, written through the Store (so records
 // carry their type byte, version and checksum), against the 116 raw bytes
-// per key. It takes a few seconds and ~200 MB, so it runs under
-// DIALKV_SOAK=1 (make soak):
+// per key. Two key shapes: sequential ("key:000000123456", long shared
+// prefixes, which the packed run's prefix compression exploits) and 16
+// uniformly random bytes (almost nothing shared). It takes a while and
+// ~250 MB, so it runs under DIALKV_SOAK=1 (make soak):
 //
 //	DIALKV_SOAK=1 go test -run TestMemoryPerKey -v ./core
 func TestMemoryPerKey(t *testing.T) {
 	if os.Getenv("DIALKV_SOAK") == "" {
 		t.Skip("set DIALKV_SOAK=1 to measure memory per key for 1M keys")
 	}
+	for _, shape := range []string{"sequential", "random"} {
+		t.Run(shape, func(t *testing.T) { measureMemory(t, shape) })
+	}
+}
+
+func measureMemory(t *testing.T, shape string) {
 	const n = 1_000_000
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	s, err := NewStore(NewMemEngine(), Limits{})
+	e := NewMemEngine()
+	s, err := NewStore(e, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	val := make([]byte, 100)
 	key := make([]byte, 16)
+	rng := uint64(42)
 	for i := 0; i < n; i++ {
-		copy(key, benchKey(i*7919%n)) // insert in scattered order
+		if shape == "sequential" {
+			copy(key, benchKey(i*7919%n)) // scattered insertion order
+		} else {
+			for j := 0; j < 16; j += 8 {
+				rng = splitmix64(rng)
+				binary.LittleEndian.PutUint64(key[j:], rng)
+			}
+		}
 		for j := range val {
 			val[j] = byte(i + j)
 		}
@@ -180,7 +198,15 @@ func TestMemoryPerKey(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	used := float64(after.HeapAlloc - before.HeapAlloc)
 	raw := float64(n * (16 + 100))
-	t.Logf("1M keys (16 B keys, 100 B values): heap %.1f MB, %.1f bytes/key vs %.0f raw: overhead %.1f%%",
-		used/1e6, used/n, raw/n, 100*(used-raw)/raw)
+	t.Logf("1M %s keys (16 B keys, 100 B values): heap %.1f MB, %.1f bytes/key vs %.0f raw: overhead %.1f%% (B-tree holds %d entries, packed runs %d)",
+		shape, used/1e6, used/n, raw/n, 100*(used-raw)/raw, e.cur.mem.Len(), e.cur.l0.n+e.cur.l1.n)
 	runtime.KeepAlive(s)
+}
+
+func splitmix64(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	z := x
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
 }

@@ -2,43 +2,78 @@ package core
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"sync"
 
 	"github.com/google/btree"
 )
 
-// memItem is one key/value pair of a MemEngine. Items are immutable once in
-// a tree, so trees cloned for snapshots can share them.
-type memItem struct {
-	key []byte
-	val []byte
-}
-
-func memLess(a, b memItem) bool { return bytes.Compare(a.key, b.key) < 0 }
-
-const memDegree = 32
-
-// MemEngine is an in-memory Engine: a copy-on-write B-tree
-// (github.com/google/btree) whose O(1) clones give snapshots, iterators and
-// the crash model. It is safe for concurrent use.
+// MemEngine is an in-memory Engine built for a small footprint per key. It
+// is a small log-structured merge tree with three levels:
+//
+//   - recent writes go to a mutable copy-on-write B-tree
+//     (github.com/google/btree), tombstones included;
+//   - older data lives in two immutable packed runs, L0 and L1: entries
+//     sorted by key, keys prefix-compressed against their predecessor,
+//     lengths as varints, a restart point (full key) every 16 entries, and
+//     a sparse index holding only the restart offsets.
+//
+// When the B-tree reaches 4096 entries it is merged into a new L0
+// (tombstones kept, they may hide L1 entries); when L0 reaches 1/8 of L1
+// it is merged into a new L1 (tombstones dropped). A packed entry costs 3
+// bytes beyond its key and value bytes, minus what prefix compression
+// saves; a B-tree entry costs about 100, but the B-tree never holds more
+// than 4096. Each write is re-encoded about a dozen times on its way down
+// (amortised). Runs are immutable and the B-tree clones in O(1), so
+// snapshots, iterators and the crash model are cheap: each is a (B-tree
+// clone, L0, L1) triple.
 //
 // Crash model: the engine remembers the state as of the last Sync (or the
 // last Commit(sync=true)); SyncedClone returns that state, which is what
 // would survive a crash. Commits without sync are lost by a crash.
+//
+// MemEngine is safe for concurrent use.
 type MemEngine struct {
 	mu     sync.Mutex
-	tree   *btree.BTreeG[memItem]
-	synced *btree.BTreeG[memItem]
+	cur    memState
+	synced memState
 	closed bool
 }
 
+// memState is one consistent version of the engine's contents.
+type memState struct {
+	mem    *btree.BTreeG[memItem]
+	l0, l1 *packedRun
+}
+
+func (s memState) clone() memState { return memState{mem: s.mem.Clone(), l0: s.l0, l1: s.l1} }
+
+// memItem is one B-tree entry; tomb marks a deletion that hides the run's
+// entry. Items are immutable once in a tree.
+type memItem struct {
+	key  []byte
+	val  []byte
+	tomb bool
+}
+
+func memLess(a, b memItem) bool { return bytes.Compare(a.key, b.key) < 0 }
+
+const (
+	memDegree       = 16
+	memFlushAt      = 4096 // B-tree entries that trigger a merge into L0
+	l0Ratio         = 8    // L0 merges into L1 at 1/l0Ratio of L1's entries
+	runRestartEvery = 16
+)
+
 var _ Engine = (*MemEngine)(nil)
+
+func newMemTree() *btree.BTreeG[memItem] { return btree.NewG[memItem](memDegree, memLess) }
 
 // NewMemEngine returns an empty memory engine.
 func NewMemEngine() *MemEngine {
-	t := btree.NewG[memItem](memDegree, memLess)
-	return &MemEngine{tree: t, synced: t.Clone()}
+	st := memState{mem: newMemTree(), l0: &packedRun{}, l1: &packedRun{}}
+	return &MemEngine{cur: st, synced: st.clone()}
 }
 
 // SyncedClone returns a new engine holding only the state as of the last
@@ -46,36 +81,80 @@ func NewMemEngine() *MemEngine {
 func (m *MemEngine) SyncedClone() *MemEngine {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	t := m.synced.Clone()
-	return &MemEngine{tree: t, synced: t.Clone()}
+	st := m.synced.clone()
+	return &MemEngine{cur: st, synced: st.clone()}
 }
 
 // Len returns the number of keys in the engine.
 func (m *MemEngine) Len() int {
+	it := m.NewIter(nil, nil)
+	defer it.Close()
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		n++
+	}
+	return n
+}
+
+// Compact merges everything into L1 now.
+func (m *MemEngine) Compact() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.tree.Len()
+	m.flushLocked()
+	m.cur.l1 = mergeRun(&runIter{r: m.cur.l0}, m.cur.l1, false)
+	m.cur.l0 = &packedRun{}
 }
+
+// flushLocked merges the B-tree into L0.
+func (m *MemEngine) flushLocked() {
+	items := make([]memItem, 0, m.cur.mem.Len())
+	m.cur.mem.Ascend(func(it memItem) bool { items = append(items, it); return true })
+	m.cur.l0 = mergeRun(&sliceSrc{items: items}, m.cur.l0, true)
+	m.cur.mem = newMemTree()
+}
+
+// maybeCompactLocked applies the merge policy after a commit.
+func (m *MemEngine) maybeCompactLocked() {
+	if m.cur.mem.Len() < memFlushAt {
+		return
+	}
+	m.flushLocked()
+	if m.cur.l0.n >= memFlushAt && m.cur.l0.n >= m.cur.l1.n/l0Ratio {
+		m.cur.l1 = mergeRun(&runIter{r: m.cur.l0}, m.cur.l1, false)
+		m.cur.l0 = &packedRun{}
+	}
+}
+
+var errClosed = errors.New("core: engine closed")
 
 // Get implements Reader.
 func (m *MemEngine) Get(key []byte) ([]byte, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
+	st, closed := m.cur, m.closed
+	m.mu.Unlock()
+	if closed {
 		return nil, errClosed
 	}
-	return memGet(m.tree, key)
+	return st.get(key)
 }
 
-func memGet(t *btree.BTreeG[memItem], key []byte) ([]byte, error) {
-	it, ok := t.Get(memItem{key: key})
-	if !ok {
-		return nil, ErrNotFound
+func (s memState) get(key []byte) ([]byte, error) {
+	if it, ok := s.mem.Get(memItem{key: key}); ok {
+		if it.tomb {
+			return nil, ErrNotFound
+		}
+		return bytes.Clone(it.val), nil
 	}
-	return bytes.Clone(it.val), nil
+	for _, r := range []*packedRun{s.l0, s.l1} {
+		if v, tomb, ok := r.get(key); ok {
+			if tomb {
+				return nil, ErrNotFound
+			}
+			return bytes.Clone(v), nil
+		}
+	}
+	return nil, ErrNotFound
 }
-
-var errClosed = errors.New("core: engine closed")
 
 // NewIter implements Reader. The iterator sees the state as of its creation.
 func (m *MemEngine) NewIter(lower, upper []byte) Iterator {
@@ -84,7 +163,7 @@ func (m *MemEngine) NewIter(lower, upper []byte) Iterator {
 	if m.closed {
 		return &memIter{err: errClosed}
 	}
-	return newMemIter(m.tree.Clone(), lower, upper)
+	return newMemIter(m.cur.clone(), lower, upper)
 }
 
 // NewBatch implements Engine.
@@ -94,7 +173,7 @@ func (m *MemEngine) NewBatch() Batch { return &memBatch{m: m} }
 func (m *MemEngine) NewSnapshot() Snapshot {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return &memSnapshot{tree: m.tree.Clone()}
+	return &memSnapshot{st: m.cur.clone()}
 }
 
 // Sync implements Engine: everything committed so far survives a crash.
@@ -104,7 +183,7 @@ func (m *MemEngine) Sync() error {
 	if m.closed {
 		return errClosed
 	}
-	m.synced = m.tree.Clone()
+	m.synced = m.cur.clone()
 	return nil
 }
 
@@ -121,13 +200,11 @@ func (m *MemEngine) Close() error {
 	return nil
 }
 
-type memSnapshot struct {
-	tree *btree.BTreeG[memItem]
-}
+type memSnapshot struct{ st memState }
 
-func (s *memSnapshot) Get(key []byte) ([]byte, error) { return memGet(s.tree, key) }
+func (s *memSnapshot) Get(key []byte) ([]byte, error) { return s.st.get(key) }
 func (s *memSnapshot) NewIter(lower, upper []byte) Iterator {
-	return newMemIter(s.tree.Clone(), lower, upper)
+	return newMemIter(s.st.clone(), lower, upper)
 }
 func (s *memSnapshot) Close() error { return nil }
 
@@ -142,7 +219,11 @@ type memBatch struct {
 }
 
 func (b *memBatch) Set(key, value []byte) {
-	b.ops = append(b.ops, memOp{kind: 0, key: bytes.Clone(key), value: bytes.Clone(value)})
+	v := bytes.Clone(value)
+	if v == nil {
+		v = []byte{}
+	}
+	b.ops = append(b.ops, memOp{kind: 0, key: bytes.Clone(key), value: v})
 }
 func (b *memBatch) Delete(key []byte) {
 	b.ops = append(b.ops, memOp{kind: 1, key: bytes.Clone(key)})
@@ -163,55 +244,233 @@ func (b *memBatch) Commit(sync bool) error {
 	for _, op := range b.ops {
 		switch op.kind {
 		case 0:
-			if op.value == nil {
-				op.value = []byte{}
-			}
-			m.tree.ReplaceOrInsert(memItem{key: op.key, val: op.value})
+			m.cur.mem.ReplaceOrInsert(memItem{key: op.key, val: op.value})
 		case 1:
-			m.tree.Delete(memItem{key: op.key})
+			m.cur.mem.ReplaceOrInsert(memItem{key: op.key, tomb: true})
 		case 2:
-			var doomed []memItem
-			visit := func(it memItem) bool {
-				if op.value != nil && bytes.Compare(it.key, op.value) >= 0 {
-					return false
-				}
-				doomed = append(doomed, it)
-				return true
+			it := newMemIter(m.cur.clone(), op.key, op.value)
+			var doomed [][]byte
+			for it.First(); it.Valid(); it.Next() {
+				doomed = append(doomed, bytes.Clone(it.Key()))
 			}
-			if op.key == nil {
-				m.tree.Ascend(visit)
-			} else {
-				m.tree.AscendGreaterOrEqual(memItem{key: op.key}, visit)
-			}
-			for _, it := range doomed {
-				m.tree.Delete(it)
+			for _, k := range doomed {
+				m.cur.mem.ReplaceOrInsert(memItem{key: k, tomb: true})
 			}
 		}
 	}
 	b.ops = nil
+	m.maybeCompactLocked()
 	if sync {
-		m.synced = m.tree.Clone()
+		m.synced = m.cur.clone()
 	}
 	return nil
 }
 
-// memIter walks a private clone of the tree, fetching items in chunks.
+// packedRun is an immutable sorted run. Entry encoding:
+//
+//	uvarint shared  (bytes shared with the previous key; 0 at restarts)
+//	uvarint unshared
+//	uvarint len(value)+1, or 0 for a tombstone
+//	key[shared:] value
+type packedRun struct {
+	data     []byte
+	restarts []int // offsets of every runRestartEvery-th entry
+	n        int
+}
+
+type runBuilder struct {
+	r       packedRun
+	lastKey []byte
+}
+
+func (b *runBuilder) add(key, val []byte, tomb bool) {
+	shared := 0
+	if b.r.n%runRestartEvery == 0 {
+		b.r.restarts = append(b.r.restarts, len(b.r.data))
+	} else {
+		for shared < len(key) && shared < len(b.lastKey) && key[shared] == b.lastKey[shared] {
+			shared++
+		}
+	}
+	d := b.r.data
+	d = binary.AppendUvarint(d, uint64(shared))
+	d = binary.AppendUvarint(d, uint64(len(key)-shared))
+	if tomb {
+		d = binary.AppendUvarint(d, 0)
+	} else {
+		d = binary.AppendUvarint(d, uint64(len(val))+1)
+	}
+	d = append(d, key[shared:]...)
+	b.r.data = append(d, val...)
+	b.lastKey = append(b.lastKey[:0], key...)
+	b.r.n++
+}
+
+// kvSource is a sorted stream of entries: a run or a slice of B-tree items.
+type kvSource interface {
+	ok() bool
+	k() []byte
+	v() []byte
+	dead() bool // a tombstone
+	advance()
+}
+
+type sliceSrc struct {
+	items []memItem
+	i     int
+}
+
+func (s *sliceSrc) ok() bool   { return s.i < len(s.items) }
+func (s *sliceSrc) k() []byte  { return s.items[s.i].key }
+func (s *sliceSrc) v() []byte  { return s.items[s.i].val }
+func (s *sliceSrc) dead() bool { return s.items[s.i].tomb }
+func (s *sliceSrc) advance()   { s.i++ }
+
+func (it *runIter) ok() bool   { return it.valid }
+func (it *runIter) k() []byte  { return it.key }
+func (it *runIter) v() []byte  { return it.val }
+func (it *runIter) dead() bool { return it.tomb }
+func (it *runIter) advance()   { it.next() }
+
+// mergeRun builds a new run from newer overlaid on older; tombstones are
+// kept when keepTombs (a lower level may hold the key), dropped otherwise.
+func mergeRun(newer kvSource, older *packedRun, keepTombs bool) *packedRun {
+	if ri, ok := newer.(*runIter); ok {
+		ri.first()
+	}
+	var b runBuilder
+	b.r.data = make([]byte, 0, len(older.data)+len(older.data)/l0Ratio+4096*64)
+	oi := runIter{r: older}
+	oi.first()
+	for newer.ok() {
+		for oi.valid && bytes.Compare(oi.key, newer.k()) < 0 {
+			b.add(oi.key, oi.val, oi.tomb)
+			oi.next()
+		}
+		if oi.valid && bytes.Equal(oi.key, newer.k()) {
+			oi.next()
+		}
+		if !newer.dead() || keepTombs {
+			b.add(newer.k(), newer.v(), newer.dead())
+		}
+		newer.advance()
+	}
+	for ; oi.valid; oi.next() {
+		if !oi.tomb || keepTombs {
+			b.add(oi.key, oi.val, oi.tomb)
+		}
+	}
+	b.r.data = bytes.Clone(b.r.data) // drop the spare capacity
+	b.r.restarts = append([]int(nil), b.r.restarts...)
+	return &b.r
+}
+
+// runIter walks a packed run. key is reconstructed in a private buffer;
+// val points into the immutable run.
+type runIter struct {
+	r     *packedRun
+	off   int // offset of the next entry
+	key   []byte
+	val   []byte
+	tomb  bool
+	valid bool
+}
+
+func (it *runIter) decodeAt(off int) {
+	d := it.r.data
+	if off >= len(d) {
+		it.valid = false
+		return
+	}
+	shared, n1 := binary.Uvarint(d[off:])
+	off += n1
+	unshared, n2 := binary.Uvarint(d[off:])
+	off += n2
+	vlen1, n3 := binary.Uvarint(d[off:])
+	off += n3
+	it.key = append(it.key[:shared], d[off:off+int(unshared)]...)
+	off += int(unshared)
+	it.tomb = vlen1 == 0
+	vlen := 0
+	if !it.tomb {
+		vlen = int(vlen1 - 1)
+	}
+	it.val = d[off : off+vlen : off+vlen]
+	it.off = off + vlen
+	it.valid = true
+}
+
+func (it *runIter) first() { it.key = it.key[:0]; it.decodeAt(0) }
+func (it *runIter) next()  { it.decodeAt(it.off) }
+
+// seekGE positions at the first entry >= target.
+func (it *runIter) seekGE(target []byte) {
+	rs := it.r.restarts
+	// Last restart whose key <= target.
+	lo, hi := 0, len(rs)
+	for lo < hi {
+		mid := (lo + hi) / 2
+		it.key = it.key[:0]
+		it.decodeAt(rs[mid])
+		if bytes.Compare(it.key, target) <= 0 {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	if lo == 0 {
+		it.first()
+		return
+	}
+	it.key = it.key[:0]
+	it.decodeAt(rs[lo-1])
+	for it.valid && bytes.Compare(it.key, target) < 0 {
+		it.next()
+	}
+}
+
+// get finds key in the run: its value, or a tombstone.
+func (r *packedRun) get(key []byte) (val []byte, tomb, ok bool) {
+	if r.n == 0 {
+		return nil, false, false
+	}
+	it := runIter{r: r}
+	it.seekGE(key)
+	if it.valid && bytes.Equal(it.key, key) {
+		return it.val, it.tomb, true
+	}
+	return nil, false, false
+}
+
+// memIter merges a private B-tree clone (read in chunks) with L0 and L1;
+// on equal keys the newer level wins.
 type memIter struct {
-	tree         *btree.BTreeG[memItem]
+	st           memState
 	lower, upper []byte
-	buf          []memItem
-	pos          int
-	more         bool // the tree may hold items after buf
-	err          error
+	// B-tree side
+	buf    []memItem
+	pos    int
+	more   bool
+	bValid bool
+	// run side, newest first
+	ris [2]runIter
+	// current merged entry
+	key, val []byte
+	valid    bool
+	err      error
 }
 
 const memIterChunk = 64
 
-func newMemIter(t *btree.BTreeG[memItem], lower, upper []byte) *memIter {
-	return &memIter{tree: t, lower: bytes.Clone(lower), upper: bytes.Clone(upper)}
+func newMemIter(st memState, lower, upper []byte) *memIter {
+	it := &memIter{st: st, lower: bytes.Clone(lower), upper: bytes.Clone(upper)}
+	if st.mem != nil {
+		it.ris = [2]runIter{{r: st.l0}, {r: st.l1}}
+	}
+	return it
 }
 
-// fill loads up to memIterChunk items >= from (> from when exclusive).
+// fill loads up to memIterChunk B-tree items >= from (> from when exclusive).
 func (it *memIter) fill(from []byte, exclusive bool) {
 	it.buf = it.buf[:0]
 	it.pos = 0
@@ -219,9 +478,6 @@ func (it *memIter) fill(from []byte, exclusive bool) {
 	visit := func(x memItem) bool {
 		if exclusive && bytes.Equal(x.key, from) {
 			return true
-		}
-		if it.upper != nil && bytes.Compare(x.key, it.upper) >= 0 {
-			return false
 		}
 		if len(it.buf) == memIterChunk {
 			it.more = true
@@ -231,50 +487,105 @@ func (it *memIter) fill(from []byte, exclusive bool) {
 		return true
 	}
 	if from == nil {
-		it.tree.Ascend(visit)
+		it.st.mem.Ascend(visit)
 	} else {
-		it.tree.AscendGreaterOrEqual(memItem{key: from}, visit)
+		it.st.mem.AscendGreaterOrEqual(memItem{key: from}, visit)
+	}
+	it.bValid = len(it.buf) > 0
+}
+
+func (it *memIter) bNext() {
+	it.pos++
+	if it.pos == len(it.buf) {
+		if it.more {
+			it.fill(it.buf[len(it.buf)-1].key, true)
+		} else {
+			it.bValid = false
+		}
 	}
 }
 
-func (it *memIter) First() bool {
+func (it *memIter) seek(from []byte) bool {
 	if it.err != nil {
 		return false
 	}
-	it.fill(it.lower, false)
-	return it.Valid()
+	it.fill(from, false)
+	for i := range it.ris {
+		if from == nil {
+			it.ris[i].first()
+		} else {
+			it.ris[i].seekGE(from)
+		}
+	}
+	it.settle()
+	return it.valid
 }
+
+// settle moves to the next visible entry: the smallest key of any level,
+// taken from the newest level that has it; tombstones hide the key.
+func (it *memIter) settle() {
+	for {
+		var min []byte
+		if it.bValid {
+			min = it.buf[it.pos].key
+		}
+		for i := range it.ris {
+			if r := &it.ris[i]; r.valid && (min == nil || bytes.Compare(r.key, min) < 0) {
+				min = r.key
+			}
+		}
+		if min == nil {
+			it.valid = false
+			return
+		}
+		min = append(it.key[:0:0], min...)
+		found, tomb := false, false
+		if it.bValid && bytes.Equal(it.buf[it.pos].key, min) {
+			x := it.buf[it.pos]
+			found, tomb, it.val = true, x.tomb, x.val
+			it.bNext()
+		}
+		for i := range it.ris {
+			if r := &it.ris[i]; r.valid && bytes.Equal(r.key, min) {
+				if !found {
+					found, tomb, it.val = true, r.tomb, r.val
+				}
+				r.next()
+			}
+		}
+		if tomb {
+			continue
+		}
+		it.key = min
+		it.valid = it.upper == nil || bytes.Compare(it.key, it.upper) < 0
+		return
+	}
+}
+
+func (it *memIter) First() bool { return it.seek(it.lower) }
 
 func (it *memIter) SeekGE(key []byte) bool {
-	if it.err != nil {
-		return false
-	}
 	if it.lower != nil && bytes.Compare(key, it.lower) < 0 {
 		key = it.lower
 	}
-	it.fill(key, false)
-	return it.Valid()
+	return it.seek(key)
 }
 
-func (it *memIter) Valid() bool { return it.err == nil && it.pos < len(it.buf) }
+func (it *memIter) Valid() bool { return it.err == nil && it.valid }
 
 func (it *memIter) Next() bool {
 	if !it.Valid() {
 		return false
 	}
-	it.pos++
-	if it.pos == len(it.buf) && it.more {
-		last := it.buf[len(it.buf)-1].key
-		it.fill(last, true)
-	}
-	return it.Valid()
+	it.settle()
+	return it.valid
 }
 
-func (it *memIter) Key() []byte   { return it.buf[it.pos].key }
-func (it *memIter) Value() []byte { return it.buf[it.pos].val }
+func (it *memIter) Key() []byte   { return it.key }
+func (it *memIter) Value() []byte { return it.val }
 func (it *memIter) Error() error  { return it.err }
 func (it *memIter) Close() error {
 	it.buf = nil
-	it.tree = nil
+	it.valid = false
 	return it.err
 }

@@ -35,7 +35,7 @@ import (
 )
 
 // Options configure Open. The zero value is valid: the OS file system,
-// SyncAlways, Pebble's default cache and no logging.
+// SyncAlways, DefaultCacheSize and no logging.
 type Options struct {
 	// FS is the file system every file is read and written through;
 	// nil means vfs.Default (the operating system's).
@@ -117,7 +117,18 @@ var (
 )
 
 // Open opens (creating if needed) the Pebble database in dir on opts.FS.
-func Open(dir string, opts Options) (*Engine, error) {
+// A fatal error while opening (Pebble's Fatalf) is returned wrapping
+// ErrFailed rather than ending the process.
+func Open(dir string, opts Options) (_ *Engine, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			fp, ok := r.(fatalPanic)
+			if !ok {
+				panic(r)
+			}
+			err = fmt.Errorf("pebbleengine: open %s: %w (%s)", dir, ErrFailed, fp.msg)
+		}
+	}()
 	switch opts.Sync {
 	case core.SyncAlways, core.SyncInterval, core.SyncNever:
 	default:
