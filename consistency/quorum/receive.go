@@ -159,6 +159,12 @@ func (r *Replica) expire(o *op) {
 	if o.replied {
 		return
 	}
+	if !o.write && !o.lin && o.phase == 1 {
+		// Sync read repair is best effort: the read itself had its R
+		// answers, so it still gets them.
+		r.respond(o, o.reply)
+		return
+	}
 	r.stats.Timeouts++
 	what := "answers"
 	got, need := len(o.resps), o.r
