@@ -55,6 +55,12 @@ type Options struct {
 	// CausalMemoryLimit is the largest history (operations) the
 	// causal-memory check attempts (default 5000); larger ones are unknown.
 	CausalMemoryLimit int
+	// NoRealTimeOrder stops the session and staleness checks from ordering
+	// a key's writes by real time when the key has no trusted versions:
+	// only the initial value is then known to be older than a write. Set
+	// it for stores whose arbitration may contradict real time (last
+	// writer wins under clock skew) and that report no per-key versions.
+	NoRealTimeOrder bool
 	// Visualize asks the linearizability check for Porcupine's HTML
 	// visualization of up to this many offending keys (default 3 via
 	// DefaultOptions; 0 disables).
@@ -188,6 +194,7 @@ func Check(ops []Op, replicas []ReplicaState, opts Options) Result {
 		want[c] = true
 	}
 	h := newHistory(ops)
+	h.noRealTime = opts.NoRealTimeOrder
 	res := Result{Ops: len(ops), Keys: len(h.keys), Sessions: len(h.sessions), Replicas: len(replicas)}
 	for _, name := range AllChecks {
 		if !want[name] {

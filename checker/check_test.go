@@ -249,3 +249,20 @@ func TestPerReplicaVersionsUntrusted(t *testing.T) {
 		t.Errorf("consistent versions not trusted: %v", c.Counts)
 	}
 }
+
+// TestNoRealTimeOrder: with real-time order off, a last-writer-wins
+// outcome that contradicts real time is not a session anomaly, while
+// anomalies that need no write order (reading the initial value after a
+// write was seen) are still caught.
+func TestNoRealTimeOrder(t *testing.T) {
+	ops, _ := loadTestdata(t, "read-your-writes.jsonl") // c1 writes b after a completed, then reads a
+	on := Check(ops, nil, Options{Checks: []string{CheckSession}})
+	off := Check(ops, nil, Options{Checks: []string{CheckSession}, NoRealTimeOrder: true})
+	if on.Verdict != VerdictViolation || off.Verdict != VerdictOK {
+		t.Errorf("read-your-writes: real time on %s, off %s; want violation, ok", on.Verdict, off.Verdict)
+	}
+	ops, _ = loadTestdata(t, "monotonic-writes.jsonl") // reads the initial value after seeing a later write
+	if c := Check(ops, nil, Options{Checks: []string{CheckSession}, NoRealTimeOrder: true}).Get(CheckSession); c.Counts["anomaly:monotonic-writes"] != 1 {
+		t.Errorf("monotonic-writes without real time: %s", c.Summary)
+	}
+}

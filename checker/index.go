@@ -17,6 +17,8 @@ type history struct {
 	sessions  []string         // sorted
 	bySession map[string][]int // op indices in session order (invoke time, then id)
 	malformed int
+	// noRealTime: never order writes by real time (Options.NoRealTimeOrder)
+	noRealTime bool
 }
 
 // keyInfo describes the operations on one key.
@@ -276,20 +278,6 @@ func (h *history) versionOf(ro readOf, read int) uint64 {
 		return h.ops[read].Version
 	}
 	return 0
-}
-
-// before reports whether write a is certainly ordered before write b on key
-// k: by version when the key is versioned, else by real time (a completed
-// before b was invoked).
-func (h *history) before(k *keyInfo, a, b int) bool {
-	oa, ob := &h.ops[a], &h.ops[b]
-	if k.versioned && oa.Version != 0 && ob.Version != 0 {
-		return oa.Version < ob.Version
-	}
-	if k.versioned {
-		return false
-	}
-	return oa.Complete != nil && *oa.Complete < ob.Invoke
 }
 
 func (h *history) opsOf(idx ...int) []Op {

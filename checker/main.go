@@ -46,6 +46,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	maxStale := fs.Int("max-stale", -1, "staleness bound in acknowledged writes (-1: measure only)")
 	examples := fs.Int("examples", 10, "anomalies kept per check in the reports")
 	cmLimit := fs.Int("cm-limit", 5000, "largest history the causal-memory check attempts")
+	noRT := fs.Bool("no-realtime-order", false, "never order writes by real time (stores whose last-writer-wins order may contradict it and that report no versions)")
 	help := fs.Bool("help", false, "show this help")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageText)
@@ -103,6 +104,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	opts.MaxStaleVersions = *maxStale
 	opts.MaxExamples = *examples
 	opts.CausalMemoryLimit = *cmLimit
+	opts.NoRealTimeOrder = *noRT
 	res := Check(ops, replicas, opts)
 	fmt.Fprintf(stdout, "%s: %d ops, %d keys, %d sessions\n", *historyPath, res.Ops, res.Keys, res.Sessions)
 	for _, c := range res.Checks {

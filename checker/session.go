@@ -61,7 +61,7 @@ func (f *frontier) newer(h *history, k *keyInfo, ro readOf, ver uint64) int {
 		}
 		return -1
 	}
-	if w.Complete != nil && *w.Complete < f.maxInv {
+	if !h.noRealTime && w.Complete != nil && *w.Complete < f.maxInv {
 		return f.invOp
 	}
 	return -1
@@ -253,6 +253,11 @@ func checkSession(h *history, opts Options) CheckResult {
 	cr.Notes = append(cr.Notes,
 		"applies to register keys (get/put/delete/cas) whose put/cas values are unique; counter, set and duplicate-value keys are skipped",
 		"write order per key: by version when every acknowledged write on the key carries a distinct one that its reads agree with, else real time (w1 before w2 only if w1 completed before w2 was invoked); writes concurrent in that order never cause a violation",
+	)
+	if h.noRealTime {
+		cr.Notes = append(cr.Notes, "real-time order disabled (--no-realtime-order): without trusted versions only the initial value is known to precede a write")
+	}
+	cr.Notes = append(cr.Notes,
 		"a session is Op.Session, or client-N when empty; its order is invocation order")
 	cr.Verdict = col.verdict()
 	switch {

@@ -158,8 +158,8 @@ func checkStaleness(h *history, opts Options) CheckResult {
 					continue
 				case k.versioned:
 					from = firstAbove(int64(v))
-				case w.Complete == nil:
-					from = len(ranks) // unknown write: cannot tell what is newer
+				case w.Complete == nil || h.noRealTime:
+					from = len(ranks) // cannot tell what is newer
 				default:
 					from = firstAbove(*w.Complete)
 				}
