@@ -11,7 +11,7 @@ import (
 // Message kinds.
 const (
 	msgAppend byte = 1 // primary -> backup: entries (possibly none: a probe)
-	msgAck    byte = 2 // backup -> primary: the highest sequence number applied
+	msgAck    byte = 2 // backup -> primary: the highest sequence number applied, and whether it saw a gap
 )
 
 // entry is one replicated write: a transaction applied at the primary's
@@ -133,9 +133,14 @@ func encodeAppend(primarySeq uint64, raws [][]byte) []byte {
 	return e.b
 }
 
-func encodeAck(applied uint64) []byte {
+func encodeAck(applied uint64, gap bool) []byte {
 	e := enc{b: []byte{msgAck}}
 	e.u(applied)
+	if gap {
+		e.u(1)
+	} else {
+		e.u(0)
+	}
 	return e.b
 }
 

@@ -16,8 +16,10 @@
 //     sync (Ready.Sync) before the entry is sent to the backups.
 //   - A backup applies entries strictly in sequence order, records the
 //     highest applied number in the same batch, syncs, and acknowledges it.
-//     Gaps, duplicates and reordering are answered with its current number;
-//     the primary resends what is missing on every tick (go-back-N).
+//     Duplicates are ignored; an entry after a gap is refused and the
+//     acknowledgement says so, and the primary resends from the gap at
+//     once (go-back-N). On every tick the primary also resends to a backup
+//     that has made no progress since the previous tick.
 //   - The primary answers the client once every backup has acknowledged the
 //     entry (parameter "ack=all", the default) or once a majority of the
 //     replicas, itself included, hold it ("ack=majority").
@@ -104,6 +106,7 @@ type Replica struct {
 	low      uint64
 	acked    map[consistency.NodeID]uint64
 	known    map[consistency.NodeID]bool
+	ticked   map[consistency.NodeID]uint64 // acked as of the last tick
 	cache    map[uint64][]byte
 	waiting  []pending
 	lastSend time.Time
@@ -178,6 +181,7 @@ func New(cfg consistency.Config) (*Replica, error) {
 		}
 		r.acked = map[consistency.NodeID]uint64{}
 		r.known = map[consistency.NodeID]bool{}
+		r.ticked = map[consistency.NodeID]uint64{}
 		r.cache = map[uint64][]byte{}
 	} else if r.applied, err = r.readMeta(keyApplied); err != nil {
 		return nil, err
@@ -273,7 +277,7 @@ func (r *Replica) Request(now time.Time, req consistency.Request) {
 		r.waiting = append(r.waiting, pending{seq: en.Seq, id: req.ID, reply: user})
 	}
 	for _, b := range r.backups() {
-		if r.known[b] && r.acked[b] == en.Seq-1 {
+		if r.known[b] {
 			r.send(b, encodeAppend(r.seq, [][]byte{raw}))
 		}
 	}
@@ -335,17 +339,24 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 		if r.id == r.primary {
 			return
 		}
-		primarySeq := d.u()
+		_ = d.u() // the primary's last sequence number (for traces)
 		n := d.u()
-		_ = primarySeq
+		gap := false
 		for i := uint64(0); i < n && d.err == nil; i++ {
 			raw := d.bytes()
 			if d.err != nil {
 				break
 			}
 			en, err := parseRaw(raw)
-			if err != nil || en.Seq != r.applied+1 {
-				continue
+			if err != nil {
+				break
+			}
+			if en.Seq > r.applied+1 {
+				gap = true // an earlier entry was lost or is late
+				break
+			}
+			if en.Seq <= r.applied {
+				continue // a duplicate
 			}
 			full := core.Txn{Conds: en.Txn.Conds, Cmds: append(slices.Clone(en.Txn.Cmds),
 				core.Cmd("SET", keyApplied, strconv.FormatUint(en.Seq, 10)))}
@@ -353,26 +364,33 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 			if rep.IsError() {
 				// The primary applied it, so only a disk fault fails it
 				// here: do not acknowledge; it will be resent.
+				gap = true
 				break
 			}
 			r.applied = en.Seq
 			r.out.Sync = true
 		}
-		r.send(m.From, encodeAck(r.applied))
+		r.send(m.From, encodeAck(r.applied, gap))
 	case msgAck:
 		if r.id != r.primary {
 			return
 		}
 		a := d.u()
+		gap := d.u() == 1
 		if d.err != nil {
 			return
 		}
-		if !r.known[m.From] || a > r.acked[m.From] {
+		wasKnown := r.known[m.From]
+		if !wasKnown || a > r.acked[m.From] {
 			r.acked[m.From] = a
 		}
 		r.known[m.From] = true
 		r.release()
-		if a < r.seq {
+		if (gap || !wasKnown) && a < r.seq {
+			// The backup missed an entry (or answered a probe): resend
+			// from there at once
+			// (otherwise entries still in flight are not resent; Tick
+			// resends to a backup that made no progress).
 			r.sendFrom(m.From, a+1)
 		}
 	}
@@ -410,9 +428,11 @@ func (r *Replica) Tick(now time.Time) {
 		case !r.known[b]:
 			r.send(b, encodeAppend(r.seq, nil))
 			minAck = 0
-		case r.acked[b] < r.seq:
+		case r.acked[b] < r.seq && r.acked[b] == r.ticked[b]:
+			// No progress since the last tick: resend what it misses.
 			r.sendFrom(b, r.acked[b]+1)
 		}
+		r.ticked[b] = r.acked[b]
 		if r.known[b] {
 			minAck = min(minAck, r.acked[b])
 		}
