@@ -94,7 +94,7 @@ func runScheduleBug(rt *rapid.T, resolve, bug string) outcome {
 	o.settle(pending, true)
 	c.heal()
 	c.dropP = 0
-	c.run(8 * time.Second)
+	c.run(6 * time.Second)
 	return o
 }
 
@@ -131,7 +131,7 @@ func (o *outcome) settle(pending map[nodeID]map[uint64][]string, final bool) {
 }
 
 // limitChecks sets how many random schedules each property runs unless
-// -rapid.checks or RAPID_CHECKS says otherwise: 40 (rapid divides by 5
+// -rapid.checks or RAPID_CHECKS says otherwise: 25 (rapid divides by 5
 // under -short), 2000 under DIALKV_SOAK.
 func limitChecks(t *testing.T) {
 	set := os.Getenv("RAPID_CHECKS") != ""
@@ -139,7 +139,7 @@ func limitChecks(t *testing.T) {
 	if set {
 		return
 	}
-	n := "40"
+	n := "25"
 	if os.Getenv("DIALKV_SOAK") != "" {
 		n = "2000"
 	}

@@ -58,7 +58,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"LPUSH", "k", "v"}, def, "ERR command LPUSH is not supported by the quorum strategy; use a raft namespace"},
 		{[]string{"SET", "k"}, def, "ERR wrong number of arguments for 'set' command"},
 		{[]string{"SET", "k", "v", "EX", "10"}, def, "ERR SET options (EX) are not supported"},
-		{[]string{"INCR", "k"}, def, "ERR command INCR needs a namespace with resolve=crdt"},
+		{[]string{"INCR", "k"}, def, "ERR command INCR needs a namespace with resolve=crdt (or lww)"},
 		{[]string{"GET", "k"}, consistency.Options{R: 4}, "ERR R: 4 is not in 1..N=3"},
 		{[]string{"GET", "k"}, consistency.Options{R: 1, W: 1, Mode: "linearizable"}, "ERR linearizable mode needs R+W>N"},
 		{[]string{"GET", "k"}, consistency.Options{Mode: "bogus"}, "ERR unknown quorum mode"},
@@ -293,5 +293,30 @@ func TestBlindDelete(t *testing.T) {
 	}
 	if got := c.do("n1", consistency.Options{R: 3}, nil, "GET", "k"); str(got) != "(nil)" {
 		c.fatalf("after a DEL without token: %s", vals(got))
+	}
+}
+
+// Under lww, sets are whole-object last-write-wins: a concurrent SADD on
+// the other side of a partition is lost (what crdt mode exists to avoid).
+func TestLWWSetLosesConcurrentAdds(t *testing.T) {
+	for _, mode := range []string{ResolveLWW, ResolveCRDT} {
+		c := newCluster(t, 3, p("resolve", mode), "", 9)
+		c.partition([]nodeID{"n1"}, []nodeID{"n2", "n3"})
+		one := consistency.Options{W: 1}
+		c.do("n1", one, nil, "SADD", "s", "a")
+		c.run(5 * time.Millisecond)
+		c.do("n2", one, nil, "SADD", "s", "b")
+		c.heal()
+		c.run(3 * time.Second)
+		if d := c.divergence(); d != "" {
+			c.fatalf("%s: diverged: %s", mode, d)
+		}
+		got := c.dump("n1")["s"]
+		if mode == ResolveCRDT && got != `set{"a","b"}` {
+			c.fatalf("crdt lost an add: %s", got)
+		}
+		if mode == ResolveLWW && got != `set{"b"}` {
+			c.fatalf("lww: want the later copy only, got %s", got)
+		}
 	}
 }

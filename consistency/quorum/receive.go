@@ -45,7 +45,7 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 			r.progress(o)
 		case 2: // late answer after the reply: repair it asynchronously
 			if r.p.readRepair != RepairOff && x.obj != nil {
-				o.merged = merge(o.merged, x.obj)
+				o.merged = r.merge(o.merged, x.obj)
 				r.normalize(o.merged)
 			}
 			if r.p.readRepair != RepairOff && o.merged != nil {

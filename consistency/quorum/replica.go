@@ -356,6 +356,21 @@ func (r *Replica) persist(engKey string, o *Object) error {
 
 func hintKey(owner nodeID, key string) string { return prefixHint + string(owner) + "\x00" + key }
 
+// merge joins two copies of a key under the namespace's resolution. Under
+// lww, counters, sets and maps are whole-object last-write-wins (the copy
+// with the later HLC time replaces the other): that is what a store without
+// CRDTs does with a read-modify-write, and it loses concurrent updates — it
+// exists to measure that loss against resolve=crdt.
+func (r *Replica) merge(a, b *Object) *Object {
+	if r.p.resolve == ResolveLWW && a != nil && b != nil && (a.Kind != KindRegister || b.Kind != KindRegister) {
+		if a.Mod == b.Mod && a.digest() < b.digest() || a.Mod.Less(b.Mod) {
+			return b.clone()
+		}
+		return a.clone()
+	}
+	return merge(a, b)
+}
+
 // normalize applies the namespace's resolution to a merged register.
 func (r *Replica) normalize(o *Object) {
 	if o == nil || o.Kind != KindRegister {
@@ -376,7 +391,7 @@ func (r *Replica) mergeMain(key string, o *Object) error {
 		}
 		e = &entry{seg: r.ring.segment(key)}
 	}
-	n := merge(e.obj, o)
+	n := r.merge(e.obj, o)
 	r.normalize(n)
 	dg := n.digest()
 	if e.obj != nil && dg == e.digest {
@@ -405,7 +420,7 @@ func (r *Replica) storeHint(owner nodeID, key string, o *Object) (bool, error) {
 		}
 		e = &entry{seg: r.ring.segment(key)}
 	}
-	n := merge(e.obj, o)
+	n := r.merge(e.obj, o)
 	r.normalize(n)
 	if err := r.persist(hintKey(owner, key), n); err != nil {
 		return false, err
@@ -494,8 +509,8 @@ func (r *Replica) handleRequest(req consistency.Request, origin nodeID, originOp
 		fail(core.Errorf(core.CodeErr, "wrong number of arguments for '%s' command", strings.ToLower(name)))
 		return
 	}
-	if ci.crdt && r.p.resolve != ResolveCRDT {
-		fail(core.Errorf(core.CodeErr, "command %s needs a namespace with resolve=crdt in the quorum strategy (this one has resolve=%s)", name, r.p.resolve))
+	if ci.crdt && r.p.resolve != ResolveCRDT && r.p.resolve != ResolveLWW {
+		fail(core.Errorf(core.CodeErr, "command %s needs a namespace with resolve=crdt (or lww) in the quorum strategy (this one has resolve=%s)", name, r.p.resolve))
 		return
 	}
 	mode := req.Opts.Mode
@@ -744,14 +759,14 @@ func (r *Replica) progress(o *op) {
 		}
 		sort.Slice(nodes, func(i, j int) bool { return nodes[i] < nodes[j] })
 		for _, n := range nodes {
-			merged = merge(merged, o.resps[n])
+			merged = r.merge(merged, o.resps[n])
 		}
 		r.normalize(merged)
 		r.clock.observe(maxTS(merged))
 		o.merged = merged
 		if o.write { // ABD write: the read phase found the latest versions
 			if e := r.objs[o.key]; e != nil {
-				merged = merge(merged, e.obj)
+				merged = r.merge(merged, e.obj)
 			}
 			r.beginPut(o, merged)
 			return
