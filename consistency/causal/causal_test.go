@@ -278,3 +278,26 @@ func TestTokensStayBounded(t *testing.T) {
 		t.Fatalf("context after the writes became stable: %s (err %v), want no deps", r.Token, err)
 	}
 }
+
+// TestRepliesCarryVersionsInLWWOrder: the versions replies report order
+// writes exactly as last-writer-wins does, so checkers can use them.
+func TestRepliesCarryVersionsInLWWOrder(t *testing.T) {
+	c := newCluster(t, 7, twoRegions, "")
+	var last uint64
+	for i := 0; i < 5; i++ {
+		w := c.do("u1", nil, "SET", "k", fmt.Sprint(i))
+		if w.Reply.Version <= last {
+			t.Fatalf("write %d: version %d not above %d", i, w.Reply.Version, last)
+		}
+		last = w.Reply.Version
+	}
+	if r := c.do("u2", nil, "GET", "k"); r.Reply.Version != last {
+		t.Fatalf("read version %d, want the last write's %d", r.Reply.Version, last)
+	}
+	r := c.nodes["u1"].rep
+	a := Version{Wall: 5, Logical: 1, Node: "e1"}
+	b := Version{Wall: 5, Logical: 1, Node: "u2"}
+	if !(r.rank(a) < r.rank(b)) || !(r.rank(Version{Wall: 4, Logical: 9, Node: "u2"}) < r.rank(a)) {
+		t.Fatal("rank does not preserve version order")
+	}
+}

@@ -146,6 +146,7 @@ type region struct {
 // Replica is one node's causal+ replica.
 type Replica struct {
 	id       consistency.NodeID
+	index    map[consistency.NodeID]int // position in the sorted peers, for rank
 	region   string
 	regions  []region // sorted by name
 	eng      core.Engine
@@ -265,6 +266,12 @@ func NewReplica(cfg consistency.Config) (*Replica, error) {
 			}
 			*p.dst = d
 		}
+	}
+	sorted := append([]consistency.NodeID(nil), cfg.Peers...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+	r.index = make(map[consistency.NodeID]int, len(sorted))
+	for i, p := range sorted {
+		r.index[p] = i
 	}
 	byRegion := map[string][]consistency.NodeID{}
 	for _, p := range cfg.Peers {
@@ -436,10 +443,12 @@ func (r *Replica) execute(now time.Time, cmd core.Command, deps []Dep) (core.Rep
 			return core.Nil(), deps
 		}
 		deps = mergeDeps(deps, append(r.prune(cur.Deps), Dep{Key: key, V: cur.V})...)
+		rep := core.Bulk(cur.Value)
 		if cur.Deleted {
-			return core.Nil(), deps
+			rep = core.Nil()
 		}
-		return core.Bulk(cur.Value), deps
+		rep.Version = r.rank(cur.V)
+		return rep, deps
 	}
 	wall, logical := r.clock.next(now)
 	deps = r.prune(deps)
@@ -488,7 +497,7 @@ func (r *Replica) execute(now time.Time, cmd core.Command, deps []Dep) (core.Rep
 		r.markStable(key, rec.V)
 	}
 	r.recheck(now)
-	rep.Version = 0 // versions are HLC triples here, not a per-key counter
+	rep.Version = r.rank(rec.V)
 	return rep, mergeDeps(deps, Dep{Key: key, V: rec.V})
 }
 
@@ -502,6 +511,18 @@ func (r *Replica) prune(deps []Dep) []Dep {
 		out = append(out, d)
 	}
 	return out
+}
+
+// rank maps a version to the uint64 a Reply carries, preserving the order:
+// 41 bits of wall milliseconds (until 2039), 16 of logical counter, 7 of
+// node index. Versions that do not fit are reported as 0 (unknown), which
+// checkers read as "no version".
+func (r *Replica) rank(v Version) uint64 {
+	idx, ok := r.index[consistency.NodeID(v.Node)]
+	if !ok || v.Wall < 0 || v.Wall >= 1<<41 || v.Logical >= 1<<16 || idx >= 1<<7 {
+		return 0
+	}
+	return uint64(v.Wall)<<23 | uint64(v.Logical)<<7 | uint64(idx)
 }
 
 func (r *Replica) markStable(key string, v Version) {
@@ -689,6 +710,9 @@ func (r *Replica) onForward(now time.Time, from consistency.NodeID, in msg) {
 		return
 	}
 	deadline := time.Unix(0, in.Deadline)
+	if !now.Before(deadline) {
+		return // the coordinator has given up: do not execute it late
+	}
 	r.serve(now, *in.Cmd, in.Token, deadline, func(rep core.Reply, tok []byte) {
 		r.send(from, msg{Kind: kindForwardReply, ID: in.ID, Reply: &rep, Token: tok})
 	})
@@ -719,7 +743,7 @@ func (r *Replica) onReplicate(now time.Time, from consistency.NodeID, in msg) {
 				return
 			}
 			r.stats.RemoteApplied++
-			lag := now.Sub(time.Unix(0, e.Rec.V.Wall))
+			lag := now.Sub(time.UnixMilli(e.Rec.V.Wall))
 			r.stats.LagTotal += lag
 			if lag > r.stats.LagMax {
 				r.stats.LagMax = lag

@@ -7,9 +7,9 @@ import (
 )
 
 // Version orders the writes of one key: a hybrid logical clock reading
-// (Wall, Logical) and the id of the node that made the write, which breaks
-// ties, so every write's version is unique and all regions order two writes
-// the same way (last-writer-wins).
+// (Wall in Unix milliseconds, Logical) and the id of the node that made the
+// write, which breaks ties, so every write's version is unique and all
+// regions order two writes the same way (last-writer-wins).
 type Version struct {
 	Wall    int64  `json:"w"`
 	Logical uint32 `json:"l,omitempty"`
@@ -45,7 +45,7 @@ type hlc struct {
 
 // next returns a new reading for a local event at physical time now.
 func (c *hlc) next(now time.Time) (int64, uint32) {
-	p := now.UnixNano()
+	p := now.UnixMilli()
 	if p > c.wall {
 		c.wall, c.logical = p, 0
 	} else {
