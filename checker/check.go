@@ -78,6 +78,7 @@ type Anomaly struct {
 	Key     string `json:"key,omitempty"` // the key involved, when there is one
 	Message string `json:"message"`       // one sentence for people
 	Ops     []Op   `json:"ops,omitempty"` // the operations involved, in history order
+	at      int    // 1 + index of the operation that showed it, for tests (0: unset)
 }
 
 // CheckResult is the outcome of one check.

@@ -190,11 +190,11 @@ func checkSession(h *history, opts Options) CheckResult {
 					return fmt.Sprintf("%q from op #%d", *valueRead(op), h.ops[ro.write].ID)
 				}
 				if w := get(ryw, op.Key).newer(h, k, ro, ver); w >= 0 {
-					col.add(Anomaly{Kind: "read-your-writes", Key: op.Key, Ops: h.opsOf(w, ro.write, i),
+					col.add(Anomaly{at: i + 1, Kind: "read-your-writes", Key: op.Key, Ops: h.opsOf(w, ro.write, i),
 						Message: fmt.Sprintf("session %s read %s after its own write op #%d, which is ordered after it", s, what(), h.ops[w].ID)})
 				}
 				if w := get(mr, op.Key).newer(h, k, ro, ver); w >= 0 {
-					col.add(Anomaly{Kind: "monotonic-reads", Key: op.Key, Ops: h.opsOf(w, ro.write, i),
+					col.add(Anomaly{at: i + 1, Kind: "monotonic-reads", Key: op.Key, Ops: h.opsOf(w, ro.write, i),
 						Message: fmt.Sprintf("session %s read %s after it had read op #%d's write, which is ordered after it", s, what(), h.ops[w].ID)})
 				}
 				kbase := keyID[op.Key] * S
@@ -202,13 +202,13 @@ func checkSession(h *history, opts Options) CheckResult {
 					d, ws := deps[wsn], h.sessions[wsn]
 					if f, ok := prefixAt(ownW[kbase+int64(wsn)], d.pos); ok {
 						if w := f.newer(h, k, ro, ver); w >= 0 {
-							col.add(Anomaly{Kind: "monotonic-writes", Key: op.Key, Ops: h.opsOf(w, d.write, d.read, ro.write, i),
+							col.add(Anomaly{at: i + 1, Kind: "monotonic-writes", Key: op.Key, Ops: h.opsOf(w, d.write, d.read, ro.write, i),
 								Message: fmt.Sprintf("session %s saw op #%d of session %s, then read %s although %s had written op #%d (ordered after it) before op #%d", s, h.ops[d.write].ID, ws, what(), ws, h.ops[w].ID, h.ops[d.write].ID)})
 						}
 					}
 					if f, ok := prefixAt(obsR[kbase+int64(wsn)], d.pos); ok {
 						if w := f.newer(h, k, ro, ver); w >= 0 {
-							col.add(Anomaly{Kind: "writes-follow-reads", Key: op.Key, Ops: h.opsOf(w, d.write, d.read, ro.write, i),
+							col.add(Anomaly{at: i + 1, Kind: "writes-follow-reads", Key: op.Key, Ops: h.opsOf(w, d.write, d.read, ro.write, i),
 								Message: fmt.Sprintf("session %s saw op #%d of session %s, which %s wrote after reading op #%d's write, then read %s, which is ordered before that", s, h.ops[d.write].ID, ws, ws, h.ops[w].ID, what())})
 						}
 					}
@@ -231,11 +231,11 @@ func checkSession(h *history, opts Options) CheckResult {
 			if op.Outcome == OK && mayHaveWritten(op) {
 				if k.versioned && op.Version != 0 {
 					if f := get(ryw, op.Key); f.maxVer > op.Version {
-						col.add(Anomaly{Kind: "monotonic-writes", Key: op.Key, Ops: h.opsOf(f.verOp, i),
+						col.add(Anomaly{at: i + 1, Kind: "monotonic-writes", Key: op.Key, Ops: h.opsOf(f.verOp, i),
 							Message: fmt.Sprintf("session %s wrote op #%d after op #%d, but it got the lower version", s, op.ID, h.ops[f.verOp].ID)})
 					}
 					if f := get(mr, op.Key); f.maxVer > op.Version {
-						col.add(Anomaly{Kind: "writes-follow-reads", Key: op.Key, Ops: h.opsOf(f.verOp, i),
+						col.add(Anomaly{at: i + 1, Kind: "writes-follow-reads", Key: op.Key, Ops: h.opsOf(f.verOp, i),
 							Message: fmt.Sprintf("session %s wrote op #%d after reading op #%d's write, but it got the lower version", s, op.ID, h.ops[f.verOp].ID)})
 					}
 				}
