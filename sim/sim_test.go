@@ -92,13 +92,24 @@ func TestCorrectVariantPasses(t *testing.T) {
 }
 
 // TestBugsCaught: every deliberately broken variant is flagged as a safety
-// violation within a small sweep.
+// violation within a small sweep, under the faults that expose it.
 func TestBugsCaught(t *testing.T) {
+	setups := map[string]simrun.Options{
+		// Stale reads need a backup that lags while the primary serves
+		// newer values: partitions, pauses and slow links.
+		"stale-backup-read": {Workload: "register", Clients: 8, Faults: []string{"partition", "delay", "pause"},
+			Rates: map[string]float64{"partition/s": 3, "delay": 0.2}},
+		// Lost acknowledged writes need primary crashes.
+		"ack-before-replicate": {Faults: []string{"crash", "partition", "delay"}, Rates: map[string]float64{"crash/s": 2}},
+	}
 	for _, s := range referenceOnly() {
 		for _, b := range s.Bugs {
 			t.Run(b.Name, func(t *testing.T) {
-				o := simrun.Options{Strategy: s.Name, Bug: b.Name, Ops: 500, Faults: []string{"crash", "partition", "delay"},
-					Rates: map[string]float64{"crash/s": 2}}
+				o, ok := setups[b.Name]
+				if !ok {
+					t.Fatalf("no fault setup for bug %s", b.Name)
+				}
+				o.Strategy, o.Bug, o.Ops = s.Name, b.Name, 500
 				caught := 0
 				for _, res := range sweepSeeds(t, o, 20) {
 					if res.Verdict == simrun.Safety {
@@ -106,9 +117,16 @@ func TestBugsCaught(t *testing.T) {
 					}
 				}
 				if caught == 0 {
-					t.Errorf("bug %s not caught in 20 seeds", b.Name)
+					t.Errorf("bug %s not caught in 20 seeds of %s --seeds 1..20", b.Name, o.Command())
 				}
 				t.Logf("bug %s caught in %d of 20 seeds", b.Name, caught)
+				// The same setup without the bug passes.
+				o.Bug = ""
+				for _, res := range sweepSeeds(t, o, 20) {
+					if res.Verdict != simrun.Pass {
+						t.Errorf("correct variant fails: %s %v\nreproduce: %s", res.Verdict, res.Problems, res.Options.Command())
+					}
+				}
 			})
 		}
 	}
