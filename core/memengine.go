@@ -526,19 +526,20 @@ func (it *memIter) seek(from []byte) bool {
 func (it *memIter) settle() {
 	for {
 		var min []byte
+		any := false // min may be the empty key, so track presence apart
 		if it.bValid {
-			min = it.buf[it.pos].key
+			min, any = it.buf[it.pos].key, true
 		}
 		for i := range it.ris {
-			if r := &it.ris[i]; r.valid && (min == nil || bytes.Compare(r.key, min) < 0) {
-				min = r.key
+			if r := &it.ris[i]; r.valid && (!any || bytes.Compare(r.key, min) < 0) {
+				min, any = r.key, true
 			}
 		}
-		if min == nil {
+		if !any {
 			it.valid = false
 			return
 		}
-		min = append(it.key[:0:0], min...)
+		min = append([]byte{}, min...)
 		found, tomb := false, false
 		if it.bValid && bytes.Equal(it.buf[it.pos].key, min) {
 			x := it.buf[it.pos]

@@ -62,13 +62,14 @@ func checkEngine(t *rapid.T, what string, r Reader, m engineModel, keys []string
 	seek := rapid.SampledFrom(keys).Draw(t, "seek")
 	it.SeekGE([]byte(seek))
 	var first string
+	found := false
 	for _, k := range want {
 		if k >= seek {
-			first = k
+			first, found = k, true
 			break
 		}
 	}
-	if (first == "") == it.Valid() || (it.Valid() && string(it.Key()) != first) {
+	if found != it.Valid() || (found && string(it.Key()) != first) {
 		t.Fatalf("%s: SeekGE(%q) valid=%v, want %q", what, seek, it.Valid(), first)
 	}
 	it.Close()
@@ -90,7 +91,7 @@ func equalStrings(a, b []string) bool {
 // syncs and snapshots against a map model.
 func TestMemEngineModel(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		keys := []string{"a", "ab", "abc", "b", "ba", "c", "d\x00", "d", "\xff", "k1", "k2", "k10"}
+		keys := []string{"", "a", "ab", "abc", "b", "ba", "c", "d\x00", "d", "\xff", "k1", "k2", "k10"}
 		genK := rapid.SampledFrom(keys)
 		e := NewMemEngine()
 		m, synced := engineModel{}, engineModel{}
