@@ -39,6 +39,7 @@ type cluster struct {
 	resps   map[nodeID]map[uint64]consistency.Response
 	nextReq uint64
 	resolv  Resolver
+	trace   uint64 // running hash of every output, for determinism tests
 }
 
 type flight struct {
@@ -101,6 +102,7 @@ func (c *cluster) collect(id nodeID) {
 		}
 	}
 	for _, m := range rd.Messages {
+		c.trace = mix64(c.trace ^ hashString(string(m.To)+string(m.Body)))
 		if m.From != id {
 			c.fatalf("message from %s emitted by %s", m.From, id)
 		}
@@ -112,6 +114,7 @@ func (c *cluster) collect(id nodeID) {
 		c.queue = append(c.queue, flight{at: c.now.Add(lat), seq: c.seq, m: m})
 	}
 	for _, r := range rd.Responses {
+		c.trace = mix64(c.trace ^ hashString(fmt.Sprint(id, r.ID, str(r), vals(r))))
 		if c.resps[id] == nil {
 			c.resps[id] = map[uint64]consistency.Response{}
 		}
@@ -314,3 +317,7 @@ func vals(r consistency.Response) string {
 	}
 	return "{" + strings.Join(s, ",") + "}"
 }
+
+// trace hashes every message and response the cluster produced so far
+// (collected by recordTrace).
+func (c *cluster) traceHash() uint64 { return c.trace }

@@ -814,7 +814,13 @@ func (r *Replica) finishRead(o *op) {
 
 func (r *Replica) asyncRepair(o *op) {
 	repair := r.repairObject(o, o.merged)
-	for n := range r.staleOwners(o, repair) {
+	stale := r.staleOwners(o, repair)
+	var nodes []nodeID
+	for n := range stale {
+		nodes = append(nodes, n)
+	}
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i] < nodes[j] }) // deterministic sends
+	for _, n := range nodes {
 		if o.sent == nil {
 			o.sent = map[nodeID]bool{}
 		}
