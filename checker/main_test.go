@@ -78,6 +78,27 @@ func TestMainEndToEnd(t *testing.T) {
 	}
 }
 
+// TestMainTimeoutIsExit2: a linearizability check that runs out of time is
+// exit code 2, never a pass.
+func TestMainTimeoutIsExit2(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "history.jsonl")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteHistory(f, genHistory(3, 2000, 20, 8)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	code, out, errs := runMain(t, "--history", p, "--checks", "linearizable", "--timeout", "1ns")
+	if code != 2 || !strings.Contains(out, "linearizable       unknown") || !strings.Contains(out, "verdict: unknown") {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, _ := runMain(t, "--history", p, "--checks", "linearizable"); code != 0 {
+		t.Fatalf("with time: exit %d\n%s", code, out)
+	}
+}
+
 // TestMainUnreadable: a malformed history is exit 2 with the line named.
 func TestMainUnreadable(t *testing.T) {
 	dir := t.TempDir()
