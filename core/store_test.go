@@ -2,6 +2,7 @@ package core
 
 import (
 	"bytes"
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -90,6 +91,24 @@ func TestCorruptionSurfaces(t *testing.T) {
 	}
 	if s.Stats().CorruptionsSeen != int64(len(raw)) {
 		t.Fatalf("CorruptionsSeen %d, want %d", s.Stats().CorruptionsSeen, len(raw))
+	}
+	// Every other path that reads the record reports it too.
+	for _, c := range []Command{Cmd("EXISTS", "k"), Cmd("SET", "k", "x"), Cmd("DEL", "k"), Cmd("SCAN.PREFIX", "", ""), Cmd("APPEND", "k", "x")} {
+		if r := s.Apply(t0, c); r.Err == nil || r.Err.Code != CodeCorruption {
+			t.Fatalf("%s on a corrupted record replied %s, want CORRUPTION", c, render(r))
+		}
+	}
+	if _, err := s.Dump(t0); !errors.Is(err, ErrCorruption) {
+		t.Fatalf("Dump of a corrupted record: %v", err)
+	}
+	// A record moved under another key fails too (the key is checksummed).
+	s.Apply(t0, Cmd("SET", "a", "1"))
+	good, _ := e.Get(dataKey([]byte("a")))
+	b := e.NewBatch()
+	b.Set(dataKey([]byte("b")), good)
+	b.Commit(false)
+	if r := s.Apply(t0, Cmd("GET", "b")); r.Err == nil || r.Err.Code != CodeCorruption {
+		t.Fatalf("GET of a record stored under the wrong key replied %s", render(r))
 	}
 }
 
