@@ -266,3 +266,28 @@ func TestNoRealTimeOrder(t *testing.T) {
 		t.Errorf("monotonic-writes without real time: %s", c.Summary)
 	}
 }
+
+// TestHardKeysDoNotStarveOthers: keys Porcupine cannot decide in time are
+// unknown, but they do not keep the other keys from being checked, so a
+// violation elsewhere is still found.
+func TestHardKeysDoNotStarveOthers(t *testing.T) {
+	var ops []Op
+	id := int64(0)
+	for _, key := range []string{"a1", "a2"} {
+		// 30 concurrent increments of unknown outcome, then an impossible read
+		for i := 0; i < 30; i++ {
+			o := op(id, int(id), FIncr, key, int64(i), -1, "1")
+			ops, id = append(ops, o), id+1
+		}
+		ops, id = append(ops, read(id, 999, key, 100, 110, StrPtr("1000"))), id+1
+	}
+	ops = append(ops, op(id, 1000, FPut, "z", 0, 10, "a"), op(id+1, 1000, FPut, "z", 20, 30, "b"), read(id+2, 1001, "z", 40, 50, StrPtr("a")))
+	res := Check(ops, nil, Options{Checks: []string{CheckLinearizable}, Timeout: 2 * time.Second})
+	c := res.Get(CheckLinearizable)
+	if c.Verdict != VerdictViolation || c.Anomalies[0].Key != "z" {
+		t.Fatalf("%s: %s", c.Verdict, c.Summary)
+	}
+	if c.Counts["keys_unknown"] != 2 {
+		t.Errorf("keys_unknown = %d, want the 2 hard keys", c.Counts["keys_unknown"])
+	}
+}

@@ -397,36 +397,61 @@ func checkLinearizable(h *history, opts Options) CheckResult {
 		done   bool
 	}
 	results := make([]keyRes, len(h.keys))
-	var next int
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	workers := runtime.GOMAXPROCS(0)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				mu.Lock()
-				i := next
-				next++
-				mu.Unlock()
-				if i >= len(h.keys) {
-					return
+	// Two rounds: first every key with a small budget, so that one hard key
+	// cannot starve the others; then the undecided keys share what is left.
+	round := func(keys []int, budget func() time.Duration) {
+		var next int
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					mu.Lock()
+					n := next
+					next++
+					mu.Unlock()
+					if n >= len(keys) {
+						return
+					}
+					i := keys[n]
+					b := budget()
+					if b <= 0 {
+						continue // left undecided: the verdict becomes unknown
+					}
+					r := &results[i]
+					if r.ops == nil && r.idx == nil {
+						r.ops, r.idx, r.pruned = porcupineOps(h, h.kinfo[h.keys[i]])
+					}
+					r.res = porcupine.Ok
+					if len(r.ops) > 0 {
+						r.res = porcupine.CheckOperationsTimeout(model, r.ops, b)
+					}
+					r.done = true
 				}
-				remaining := time.Until(deadline)
-				if remaining <= 0 {
-					continue // left unchecked: the verdict becomes unknown
-				}
-				ops, idx, pruned := porcupineOps(h, h.kinfo[h.keys[i]])
-				r := porcupine.Ok
-				if len(ops) > 0 {
-					r = porcupine.CheckOperationsTimeout(model, ops, remaining)
-				}
-				results[i] = keyRes{res: r, ops: ops, idx: idx, pruned: pruned, done: true}
-			}
-		}()
+			}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
+	all := make([]int, len(h.keys))
+	for i := range all {
+		all[i] = i
+	}
+	first := opts.Timeout / 20
+	if first < 100*time.Millisecond {
+		first = 100 * time.Millisecond
+	}
+	round(all, func() time.Duration { return min(first, time.Until(deadline)) })
+	var hard []int
+	for i, r := range results {
+		if !r.done || r.res == porcupine.Unknown {
+			hard = append(hard, i)
+		}
+	}
+	if len(hard) > 0 {
+		round(hard, func() time.Duration { return time.Until(deadline) })
+	}
 	col := newCollector(opts.MaxExamples)
 	var checked, unknown, checkedOps, pruned int64
 	var unknownKeys []string
