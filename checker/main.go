@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -39,7 +40,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dialkv check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	historyPath := fs.String("history", "", "history file (JSON lines), required")
-	replicasPath := fs.String("replicas", "", "replica states after quiescence (JSON lines of {node, data}), for convergence")
+	replicasPath := fs.String("replicas", "", "replica states after quiescence (JSON lines of {node, data}), for convergence (default: replicas.jsonl beside the history, if there)")
 	checks := fs.String("checks", strings.Join(DefaultChecks, ","), "checks to run, comma-separated, or all")
 	out := fs.String("out", "", "directory for summary.md, summary.json and report.html (none: print only)")
 	timeout := fs.Duration("timeout", 60*time.Second, "time budget of the linearizability check")
@@ -91,6 +92,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var replicas []ReplicaState
+	if *replicasPath == "" {
+		// a simulator run directory holds both files
+		beside := filepath.Join(filepath.Dir(*historyPath), "replicas.jsonl")
+		if _, err := os.Stat(beside); err == nil {
+			*replicasPath = beside
+			fmt.Fprintf(stdout, "replica states: %s (beside the history)\n", beside)
+		}
+	}
 	if *replicasPath != "" {
 		replicas, err = ReadReplicasFile(*replicasPath)
 		if err != nil {

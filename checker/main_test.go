@@ -20,6 +20,19 @@ func runMain(t *testing.T, args ...string) (int, string, string) {
 // the reports it writes.
 func TestMainEndToEnd(t *testing.T) {
 	dir := t.TempDir()
+	runDir := filepath.Join(dir, "run") // a simulator run directory
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for from, to := range map[string]string{"divergence.jsonl": "history.jsonl", "divergence.replicas.jsonl": "replicas.jsonl"} {
+		b, err := os.ReadFile(filepath.Join("testdata", from))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(runDir, to), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cases := []struct {
 		name string
 		args []string
@@ -29,6 +42,7 @@ func TestMainEndToEnd(t *testing.T) {
 		{"valid", []string{"--history", "testdata/valid-register.jsonl", "--replicas", "testdata/valid-register.replicas.jsonl", "--checks", "all", "--out", filepath.Join(dir, "valid")}, 0, []string{"verdict: ok", "linearizable       ok"}},
 		{"violation", []string{"--history", "testdata/nonlinearizable-cas.jsonl", "--checks", "linearizable,session", "--out", filepath.Join(dir, "bad")}, 1, []string{"verdict: violation", "linearizable       violation"}},
 		{"divergence", []string{"--history", "testdata/divergence.jsonl", "--replicas", "testdata/divergence.replicas.jsonl", "--checks", "convergence"}, 1, []string{`first: "x"`}},
+		{"replicas beside", []string{"--history", filepath.Join(runDir, "history.jsonl"), "--checks", "convergence"}, 1, []string{"(beside the history)", `first: "x"`}},
 		{"stale bound", []string{"--history", "testdata/stale-read.jsonl", "--checks", "staleness", "--max-stale", "0"}, 1, []string{"staleness          violation"}},
 		{"causal-memory too large", []string{"--history", "testdata/valid-register.jsonl", "--checks", "causal-memory", "--cm-limit", "2"}, 2, []string{"verdict: unknown"}},
 		{"help", []string{"--help"}, 0, []string{"Usage: dialkv check", "Exit codes"}},
