@@ -97,7 +97,13 @@ func rawConn(t *testing.T, addr string) net.Conn {
 // connection gets an error or is closed; a well-behaved client on another
 // connection keeps working throughout, and its acknowledged writes stay.
 func TestBadInput(t *testing.T) {
-	n := startNode(t, Config{MaxFrame: 1 << 16, IdleTimeout: time.Minute})
+	for _, mode := range []transport.ConnMode{transport.ModeEpoll, transport.ModeGoroutine} {
+		t.Run(string(mode), func(t *testing.T) { badInput(t, mode) })
+	}
+}
+
+func badInput(t *testing.T, mode transport.ConnMode) {
+	n := startNode(t, Config{MaxFrame: 1 << 16, IdleTimeout: time.Minute, ConnMode: mode})
 	good := dial(t, n.Addr())
 	ctx := context.Background()
 	write := func(i int) {
@@ -226,5 +232,4 @@ func TestBadInput(t *testing.T) {
 			}
 		}
 	}
-	_ = transport.Binary
 }

@@ -19,10 +19,14 @@ import (
 
 // TestMain lets the test binary double as a node process: with
 // DIALKV_TEST_NODE_ARGS set it runs `dialkv node` with those arguments
-// (space-separated) instead of the tests.
+// (space-separated) instead of the tests; with DIALKV_TEST_CONNECT it is
+// the connection-holding child of TestTenThousandConns.
 func TestMain(m *testing.M) {
 	if args := os.Getenv("DIALKV_TEST_NODE_ARGS"); args != "" {
 		os.Exit(Main(strings.Fields(args), os.Stdout, os.Stderr))
+	}
+	if spec := os.Getenv("DIALKV_TEST_CONNECT"); spec != "" {
+		os.Exit(connectChild(spec))
 	}
 	os.Exit(m.Run())
 }

@@ -32,6 +32,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		idle        = fs.Duration("idle-timeout", transport.DefaultIdleTimeout, "close client connections silent this long")
 		maxFrame    = fs.Int("max-frame", transport.DefaultMaxFrame, "largest request frame in bytes; a larger frame closes the connection")
 		protocol    = fs.String("protocol", "binary", "Thrift protocol: binary or compact (clients must match)")
+		connMode    = fs.String("conn-mode", "epoll", "connection handling: epoll (Linux: no goroutine per idle connection) or goroutine")
 		engine      = fs.String("engine", "pebble", "storage engine: pebble, or memory (nothing survives a restart)")
 		subTTL      = fs.Duration("subscription-ttl", 60*time.Second, "pub/sub subscriptions not polled this long expire")
 		maxValue    = fs.Int("max-value", core.DefaultMaxValueSize, "largest value in bytes")
@@ -67,6 +68,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dialkv node: --protocol: %v\n", err)
 		return 2
 	}
+	mode, err := transport.ParseConnMode(*connMode)
+	if err != nil {
+		fmt.Fprintf(stderr, "dialkv node: --conn-mode: %v\n", err)
+		return 2
+	}
 	logger, err := newLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
 		fmt.Fprintf(stderr, "dialkv node: %v\n", err)
@@ -74,7 +80,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	n, err := Start(Config{
 		ID: *id, Listen: *listen, DataDir: *data, Fsync: policy, SyncInterval: *syncEvery,
-		MetricsAddr: *metrics, Protocol: proto, MaxConns: *maxConns, IdleTimeout: *idle,
+		MetricsAddr: *metrics, Protocol: proto, ConnMode: mode, MaxConns: *maxConns, IdleTimeout: *idle,
 		MaxFrame: *maxFrame, Engine: *engine, SubscriptionTTL: *subTTL,
 		Limits: core.Limits{MaxValueSize: *maxValue}, Logger: logger, Version: buildVersion(),
 	})

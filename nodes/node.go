@@ -37,6 +37,7 @@ type Config struct {
 	SyncInterval time.Duration   // for interval; default 100 ms
 	MetricsAddr  string          // "" : no metrics endpoint
 	Protocol     transport.Protocol
+	ConnMode     transport.ConnMode // epoll (default on Linux) or goroutine
 	MaxConns     int
 	IdleTimeout  time.Duration
 	MaxFrame     int
@@ -146,6 +147,7 @@ func Start(cfg Config) (*Node, error) {
 	n.metrics = newMetrics(n)
 	n.server = transport.NewServer(gen.NewDialKVProcessor(&handler{n: n}), transport.ServerConfig{
 		Protocol:    cfg.Protocol,
+		Mode:        cfg.ConnMode,
 		MaxConns:    cfg.MaxConns,
 		IdleTimeout: cfg.IdleTimeout,
 		MaxFrame:    cfg.MaxFrame,
@@ -186,7 +188,7 @@ func Start(cfg Config) (*Node, error) {
 	}()
 	go n.housekeeping()
 	n.log.Info("node started", "id", cfg.ID, "listen", n.Addr(), "data", cfg.DataDir, "fsync", cfg.Fsync.String(),
-		"engine", cfg.Engine, "protocol", string(cfg.Protocol), "metrics", n.MetricsAddr())
+		"engine", cfg.Engine, "protocol", string(cfg.Protocol), "conn_mode", string(n.server.Mode()), "metrics", n.MetricsAddr())
 	return n, nil
 }
 

@@ -50,8 +50,31 @@ const (
 	DefaultFrameTimeout = 10 * time.Second
 )
 
+// ConnMode is how a server holds its connections.
+type ConnMode string
+
+// The connection modes.
+const (
+	// ModeEpoll (Linux, the default there): idle connections hold no
+	// goroutine and no buffer — a few hundred bytes each.
+	ModeEpoll ConnMode = "epoll"
+	// ModeGoroutine: one goroutine per connection blocked in a read
+	// (portable; a few KB per idle connection).
+	ModeGoroutine ConnMode = "goroutine"
+)
+
+// ParseConnMode parses "epoll" or "goroutine".
+func ParseConnMode(s string) (ConnMode, error) {
+	switch ConnMode(s) {
+	case ModeEpoll, ModeGoroutine:
+		return ConnMode(s), nil
+	}
+	return "", fmt.Errorf("transport: unknown connection mode %q (want epoll or goroutine)", s)
+}
+
 // ServerConfig configures a Server. Zero fields take the defaults.
 type ServerConfig struct {
+	Mode        ConnMode      // epoll (default on Linux) or goroutine
 	Protocol    Protocol      // binary (default) or compact
 	MaxConns    int           // connections beyond this are refused with an error
 	IdleTimeout time.Duration // a connection silent this long is closed
@@ -64,6 +87,12 @@ type ServerConfig struct {
 }
 
 func (c *ServerConfig) fill() {
+	if c.Mode == "" || (c.Mode == ModeEpoll && !epollModeSupported) {
+		c.Mode = ModeGoroutine
+		if epollModeSupported {
+			c.Mode = ModeEpoll
+		}
+	}
 	if c.Protocol == "" {
 		c.Protocol = Binary
 	}
@@ -131,6 +160,7 @@ type Server struct {
 	mu    sync.Mutex
 	lns   map[net.Listener]struct{}
 	conns map[*serverConn]struct{}
+	ep    *epollState
 }
 
 type serverConn struct {
@@ -161,6 +191,9 @@ func NewServer(proc thrift.TProcessor, cfg ServerConfig) *Server {
 // NumConns is the number of open connections.
 func (s *Server) NumConns() int { return int(s.nconns.Load()) }
 
+// Mode is the server's connection mode.
+func (s *Server) Mode() ConnMode { return s.cfg.Mode }
+
 // Serve accepts connections on ln until Shutdown; it returns nil after
 // Shutdown and the accept error otherwise.
 func (s *Server) Serve(ln net.Listener) error {
@@ -172,6 +205,13 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.lns[ln] = struct{}{}
 	s.mu.Unlock()
+	if s.cfg.Mode == ModeEpoll {
+		return s.serveEpoll(ln)
+	}
+	return s.serveGoroutines(ln)
+}
+
+func (s *Server) serveGoroutines(ln net.Listener) error {
 	var delay time.Duration
 	for {
 		nc, err := ln.Accept()

@@ -1,0 +1,373 @@
+//go:build linux
+
+package transport
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/apache/thrift/lib/go/thrift"
+	"golang.org/x/sys/unix"
+)
+
+// The epoll connection mode (Linux): idle connections cost no goroutine and
+// no buffer. Accepted sockets are taken out of Go's network poller and
+// registered, one-shot, with an epoll instance of the server's own; one
+// goroutine waits on it, and a readable connection is handed to a
+// short-lived goroutine that reads what is there, serves every complete
+// frame in order, and re-arms the connection. Between requests a
+// connection is a small struct in a table indexed by file descriptor.
+
+const epollModeSupported = true
+
+// econn is one connection in epoll mode.
+type econn struct {
+	fd  int
+	gen uint32 // matches the epoll event's Pad; stale events are ignored
+	// busy is owned by whoever handles or closes the connection: the
+	// handler between an event and the re-arm, or the closer.
+	busy       atomic.Bool
+	lastActive atomic.Int64 // unix nanoseconds of the last byte read
+	partial    []byte       // an incomplete frame's bytes (nil when idle)
+}
+
+type epollState struct {
+	epfd    int
+	lfd     int           // the listener's descriptor
+	done    chan struct{} // closed when the event loop ends
+	err     error         // why it ended, if not Shutdown
+	delay   time.Duration // accept backoff
+	mu      sync.RWMutex
+	conns   []*econn // by fd
+	gen     uint32
+	scratch sync.Pool
+}
+
+const epollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+
+// listenerMark tags the listener's epoll events (connection events carry
+// a generation, which is never negative).
+const listenerMark = -1
+
+func (s *Server) serveEpoll(ln net.Listener) error {
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		return s.serveGoroutines(ln)
+	}
+	rc, err := tl.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("transport: listener: %w", err)
+	}
+	lfd := -1
+	rc.Control(func(fd uintptr) { lfd = int(fd) })
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("transport: epoll_create: %w", err)
+	}
+	st := &epollState{epfd: epfd, lfd: lfd, done: make(chan struct{})}
+	st.scratch.New = func() any { b := make([]byte, 64<<10); return &b }
+	// The listener stays Go's (Shutdown closes it); it is also watched,
+	// level-triggered, by this epoll instance, and accepted from here.
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(lfd), Pad: listenerMark}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, lfd, &ev); err != nil {
+		unix.Close(epfd)
+		return fmt.Errorf("transport: epoll_ctl listener: %w", err)
+	}
+	s.mu.Lock()
+	s.ep = st
+	s.mu.Unlock()
+	s.wg.Add(2)
+	go s.epollLoop(st)
+	go s.epollSweep(st)
+	<-st.done
+	return st.err
+}
+
+// epollAccept accepts every pending connection.
+func (s *Server) epollAccept(st *epollState) {
+	for !s.closing.Load() {
+		fd, _, err := unix.Accept4(st.lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		switch {
+		case err == nil:
+			s.epollAdd(st, fd)
+			st.delay = 0
+		case errors.Is(err, unix.EAGAIN):
+			return
+		case errors.Is(err, unix.EINTR), errors.Is(err, unix.ECONNABORTED):
+		case errors.Is(err, unix.EMFILE), errors.Is(err, unix.ENFILE), errors.Is(err, unix.ENOBUFS), errors.Is(err, unix.ENOMEM):
+			// Out of descriptors or memory: back off (the listener stays
+			// readable, so the loop comes back here).
+			st.delay = min(max(2*st.delay, 5*time.Millisecond), time.Second)
+			s.cfg.Logger.Warn("accept failed; backing off", "err", err, "delay", st.delay)
+			time.Sleep(st.delay)
+			return
+		default:
+			st.err = fmt.Errorf("transport: accept: %w", err)
+			return
+		}
+	}
+}
+
+// epollAdd registers an accepted socket, or refuses it over the limit.
+func (s *Server) epollAdd(st *epollState, fd int) {
+	if int(s.nconns.Load()) >= s.cfg.MaxConns {
+		s.cfg.Observer.ConnRejected()
+		// Rare path: hand the socket to Go's poller and answer it there.
+		f := os.NewFile(uintptr(fd), "rejected")
+		nc, err := net.FileConn(f)
+		f.Close()
+		if err == nil {
+			s.wg.Add(1)
+			go s.reject(nc)
+		}
+		return
+	}
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	st.mu.Lock()
+	st.gen++
+	c := &econn{fd: fd, gen: st.gen}
+	c.lastActive.Store(time.Now().UnixNano())
+	for len(st.conns) <= fd {
+		st.conns = append(st.conns, nil)
+	}
+	st.conns[fd] = c
+	st.mu.Unlock()
+	s.nconns.Add(1)
+	s.cfg.Observer.ConnOpened()
+	ev := unix.EpollEvent{Events: epollEvents, Fd: int32(fd), Pad: int32(c.gen)}
+	if err := unix.EpollCtl(st.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		s.cfg.Logger.Error("epoll_ctl add", "err", err)
+		c.busy.Store(true)
+		s.epollClose(st, c, "error")
+	}
+}
+
+func (st *epollState) lookup(fd int32, gen int32) *econn {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	if int(fd) >= len(st.conns) {
+		return nil
+	}
+	c := st.conns[fd]
+	if c == nil || c.gen != uint32(gen) {
+		return nil
+	}
+	return c
+}
+
+// epollClose closes a connection its caller owns (busy is set).
+func (s *Server) epollClose(st *epollState, c *econn, reason string) {
+	unix.EpollCtl(st.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
+	st.mu.Lock()
+	if c.fd < len(st.conns) && st.conns[c.fd] == c {
+		st.conns[c.fd] = nil
+	}
+	st.mu.Unlock()
+	unix.Close(c.fd)
+	c.partial = nil
+	s.nconns.Add(-1)
+	s.cfg.Observer.ConnClosed(reason)
+}
+
+func (s *Server) epollLoop(st *epollState) {
+	defer s.wg.Done()
+	defer close(st.done)
+	events := make([]unix.EpollEvent, 256)
+	for !s.closing.Load() && st.err == nil {
+		n, err := unix.EpollWait(st.epfd, events, 100)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			st.err = fmt.Errorf("transport: epoll_wait: %w", err)
+			return
+		}
+		for i := range n {
+			if events[i].Pad == listenerMark && int(events[i].Fd) == st.lfd {
+				s.epollAccept(st)
+				continue
+			}
+			c := st.lookup(events[i].Fd, events[i].Pad)
+			if c == nil || !c.busy.CompareAndSwap(false, true) {
+				continue
+			}
+			s.wg.Add(1)
+			go s.epollServe(st, c)
+		}
+	}
+}
+
+// epollServe reads what a readable connection has, serves its complete
+// frames in order, and re-arms it (or closes it).
+func (s *Server) epollServe(st *epollState, c *econn) {
+	defer s.wg.Done()
+	bp := st.scratch.Get().(*[]byte)
+	defer st.scratch.Put(bp)
+	buf := *bp
+	n, err := unix.Read(c.fd, buf)
+	switch {
+	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+		s.epollRearm(st, c)
+		return
+	case err != nil:
+		s.epollClose(st, c, "error")
+		return
+	case n == 0:
+		s.epollClose(st, c, "eof")
+		return
+	}
+	c.lastActive.Store(time.Now().UnixNano())
+	s.cfg.Observer.BytesIn(n)
+	data := buf[:n]
+	if c.partial != nil {
+		c.partial = append(c.partial, data...)
+		data = c.partial
+	}
+	for len(data) >= 4 {
+		size := binary.BigEndian.Uint32(data)
+		if size == 0 || size > uint32(s.cfg.MaxFrame) {
+			s.cfg.Logger.Warn("closing connection: bad frame size", "size", size, "max", s.cfg.MaxFrame)
+			s.epollWrite(c, s.exceptionFrame("", 0, thrift.PROTOCOL_ERROR,
+				fmt.Sprintf("frame size %d is not in 1..%d (max-frame); closing connection", size, s.cfg.MaxFrame)))
+			s.epollClose(st, c, "bad_frame")
+			return
+		}
+		if uint32(len(data)-4) < size {
+			break
+		}
+		resp, keep := s.Process(data[4 : 4+size])
+		data = data[4+size:]
+		if len(resp) > 0 {
+			if err := s.epollWrite(c, resp); err != nil {
+				s.epollClose(st, c, "error")
+				return
+			}
+		}
+		if !keep {
+			s.epollClose(st, c, "bad_frame")
+			return
+		}
+	}
+	switch {
+	case len(data) == 0:
+		c.partial = nil
+	case c.partial != nil && &data[0] == &c.partial[0]:
+		// still the start of the partial buffer: keep it
+	default:
+		c.partial = append(make([]byte, 0, max(len(data), 64)), data...)
+	}
+	if s.closing.Load() {
+		s.epollClose(st, c, "shutdown")
+		return
+	}
+	s.epollRearm(st, c)
+}
+
+func (s *Server) epollRearm(st *epollState, c *econn) {
+	c.busy.Store(false)
+	ev := unix.EpollEvent{Events: epollEvents, Fd: int32(c.fd), Pad: int32(c.gen)}
+	if err := unix.EpollCtl(st.epfd, unix.EPOLL_CTL_MOD, c.fd, &ev); err != nil {
+		if c.busy.CompareAndSwap(false, true) {
+			s.epollClose(st, c, "error")
+		}
+	}
+}
+
+// epollWrite writes b completely, waiting (up to the frame timeout) while
+// the socket buffer is full.
+func (s *Server) epollWrite(c *econn, b []byte) error {
+	deadline := time.Now().Add(time.Duration(s.frameTimeout.Load()))
+	total := len(b)
+	for len(b) > 0 {
+		n, err := unix.Write(c.fd, b)
+		switch {
+		case err == nil:
+			b = b[n:]
+		case errors.Is(err, unix.EINTR):
+		case errors.Is(err, unix.EAGAIN):
+			wait := time.Until(deadline)
+			if wait <= 0 {
+				return errors.New("transport: write timed out")
+			}
+			pfd := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLOUT}}
+			if _, err := unix.Poll(pfd, int(wait.Milliseconds())+1); err != nil && !errors.Is(err, unix.EINTR) {
+				return err
+			}
+		default:
+			return err
+		}
+	}
+	s.cfg.Observer.BytesOut(total)
+	return nil
+}
+
+// epollSweep closes connections idle longer than the idle timeout, and
+// those stuck in the middle of a frame longer than the frame timeout.
+func (s *Server) epollSweep(st *epollState) {
+	defer s.wg.Done()
+	every := min(max(s.cfg.IdleTimeout/4, 10*time.Millisecond), 100*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var victims []*econn
+	for range t.C {
+		if s.closing.Load() {
+			s.epollShutdown(st)
+			return
+		}
+		now := time.Now().UnixNano()
+		idle := int64(s.cfg.IdleTimeout)
+		ft := s.frameTimeout.Load()
+		victims = victims[:0]
+		st.mu.RLock()
+		for _, c := range st.conns {
+			if c == nil {
+				continue
+			}
+			age := now - c.lastActive.Load()
+			if age > idle || (age > ft && c.partial != nil) {
+				victims = append(victims, c)
+			}
+		}
+		st.mu.RUnlock()
+		for _, c := range victims {
+			if c.busy.CompareAndSwap(false, true) {
+				reason := "idle"
+				if c.partial != nil {
+					reason = "bad_frame"
+				}
+				s.epollClose(st, c, reason)
+			}
+		}
+	}
+}
+
+// epollShutdown closes every connection not being served; served ones
+// close themselves after their request.
+func (s *Server) epollShutdown(st *epollState) {
+	for {
+		st.mu.RLock()
+		var open []*econn
+		for _, c := range st.conns {
+			if c != nil {
+				open = append(open, c)
+			}
+		}
+		st.mu.RUnlock()
+		if len(open) == 0 {
+			break
+		}
+		for _, c := range open {
+			if c.busy.CompareAndSwap(false, true) {
+				s.epollClose(st, c, "shutdown")
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	unix.Close(st.epfd)
+}
