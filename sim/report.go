@@ -32,6 +32,10 @@ type summary struct {
 	VirtualNS   int64              `json:"virtual_ns"`
 	RealNS      int64              `json:"real_ns"`
 	ConvergedNS int64              `json:"converged_after_heal_ns"`
+	RecoveredNS int64              `json:"first_ok_after_heal_ns"`
+	IOErrors    int                `json:"disk_io_errors"`
+	Corruptions int                `json:"disk_corruptions"`
+	CorruptRepl int                `json:"corruption_replies"`
 	Rates       map[string]float64 `json:"rates"`
 	Faults      []string           `json:"faults"`
 	Checks      []checkSummary     `json:"checks"`
@@ -50,7 +54,8 @@ func makeSummary(o *outcome) summary {
 	s := summary{Command: res.Options.Command(), Strategy: res.Options.Strategy, Seed: res.Options.Seed, Bug: res.Options.Bug,
 		Verdict: res.Verdict, ExitCode: res.Verdict.ExitCode(), Problems: res.Problems,
 		Ops: res.Ops, OK: res.OK, Failed: res.Failed, Unknown: res.Unknown, Events: res.Events, Messages: res.Messages,
-		VirtualNS: int64(res.Virtual), RealNS: int64(res.Real), ConvergedNS: int64(res.Converged),
+		VirtualNS: int64(res.Virtual), RealNS: int64(res.Real), ConvergedNS: int64(res.Converged), RecoveredNS: int64(res.Recovered),
+		IOErrors: res.IOErrors, Corruptions: res.Corruptions, CorruptRepl: res.CorruptReplies,
 		Rates: res.Rates, Faults: res.FaultPlan, HistoryHash: res.HistoryHash, TraceHash: res.TraceHash}
 	if s.Faults == nil {
 		s.Faults = []string{}
@@ -139,7 +144,13 @@ func summaryMarkdown(s summary) string {
 	if s.ConvergedNS >= 0 {
 		conv = time.Duration(s.ConvergedNS).String() + " after the faults stopped"
 	}
-	fmt.Fprintf(&b, "| converged | %s |\n\n", conv)
+	rec := "never"
+	if s.RecoveredNS >= 0 {
+		rec = time.Duration(s.RecoveredNS).String() + " after the faults stopped"
+	}
+	fmt.Fprintf(&b, "| first successful operation | %s |\n", rec)
+	fmt.Fprintf(&b, "| converged | %s |\n", conv)
+	fmt.Fprintf(&b, "| disk faults fired | %d I/O errors, %d corrupted reads (%d CORRUPTION replies) |\n\n", s.IOErrors, s.Corruptions, s.CorruptRepl)
 	b.WriteString("## Checks\n\n| check | verdict | summary |\n|---|---|---|\n")
 	for _, c := range s.Checks {
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", c.Name, c.Verdict, strings.ReplaceAll(c.Summary, "|", "\\|"))

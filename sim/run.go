@@ -98,6 +98,7 @@ type runner struct {
 	liveIssued  int
 	finals      []workload.Op
 	healAt      int64
+	recoveredAt int64
 	convergedAt int64
 	stopped     bool
 	problems    []string
@@ -546,6 +547,9 @@ func (r *runner) finishCall(cl *call, outcome checker.Outcome) {
 	if cl.live {
 		r.liveAll++
 		if outcome == checker.OK {
+			if r.liveOK == 0 {
+				r.recoveredAt = r.now
+			}
 			r.liveOK++
 		}
 	}
@@ -861,6 +865,10 @@ func (r *runner) finish(start time.Time, peers []consistency.NodeID) (*outcome, 
 		Virtual: time.Duration(r.now), Converged: -1, Rates: r.plan.Rates, Horizon: r.opts.Horizon}
 	if r.convergedAt >= 0 {
 		res.Converged = time.Duration(r.convergedAt - r.healAt)
+	}
+	res.Recovered = -1
+	if r.liveOK > 0 {
+		res.Recovered = time.Duration(r.recoveredAt - r.healAt)
 	}
 	for _, n := range r.nodes {
 		res.IOErrors += n.disk.ioErrors

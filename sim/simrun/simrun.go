@@ -287,6 +287,9 @@ type Result struct {
 	Converged time.Duration
 	// Horizon is how far the fault plan reached.
 	Horizon time.Duration
+	// Recovered is the virtual time from the end of the faults to the
+	// first operation that succeeded after it (-1: none did).
+	Recovered time.Duration
 	// FaultPlan is the plan that was run, one line per fault.
 	FaultPlan []string
 	// Rates are the fault rates in effect (drawn or fixed).
