@@ -19,13 +19,15 @@ import (
 //     lengths as varints, a restart point (full key) every 16 entries, and
 //     a sparse index holding only the restart offsets.
 //
-// When the B-tree reaches 4096 entries it is merged into a new L0
-// (tombstones kept, they may hide L1 entries); when L0 reaches 1/8 of L1
-// it is merged into a new L1 (tombstones dropped). A packed entry costs 3
-// bytes beyond its key and value bytes, minus what prefix compression
-// saves; a B-tree entry costs about 100, but the B-tree never holds more
-// than 4096. Each write is re-encoded about a dozen times on its way down
-// (amortised). Runs are immutable and the B-tree clones in O(1), so
+// When the B-tree reaches 4096 entries (F) it is merged into a new L0
+// (tombstones kept, they may hide L1 entries); when L0 reaches
+// sqrt(2·F·|L1|) entries it is merged into a new L1 (tombstones dropped).
+// That L0 size minimises the amortised rewriting: an entry is re-encoded
+// about sqrt(2·|L1|/F) times on its way down (≈ 22 at 1M keys, ≈ 70 at
+// 10M): fine for the simulator's and tests' data sizes, not a substitute
+// for Pebble's many levels. A packed entry costs 3 bytes beyond its key
+// and value bytes, minus what prefix compression saves; a B-tree entry
+// costs about 100, but the B-tree never holds more than F. Runs are immutable and the B-tree clones in O(1), so
 // snapshots, iterators and the crash model are cheap: each is a (B-tree
 // clone, L0, L1) triple.
 //
@@ -62,7 +64,6 @@ func memLess(a, b memItem) bool { return bytes.Compare(a.key, b.key) < 0 }
 const (
 	memDegree       = 16
 	memFlushAt      = 4096 // B-tree entries that trigger a merge into L0
-	l0Ratio         = 8    // L0 merges into L1 at 1/l0Ratio of L1's entries
 	runRestartEvery = 16
 )
 
@@ -119,7 +120,7 @@ func (m *MemEngine) maybeCompactLocked() {
 		return
 	}
 	m.flushLocked()
-	if m.cur.l0.n >= memFlushAt && m.cur.l0.n >= m.cur.l1.n/l0Ratio {
+	if l0 := m.cur.l0.n; l0 >= memFlushAt && l0*l0 >= 2*memFlushAt*m.cur.l1.n {
 		m.cur.l1 = mergeRun(&runIter{r: m.cur.l0}, m.cur.l1, false)
 		m.cur.l0 = &packedRun{}
 	}
@@ -339,7 +340,7 @@ func mergeRun(newer kvSource, older *packedRun, keepTombs bool) *packedRun {
 		ri.first()
 	}
 	var b runBuilder
-	b.r.data = make([]byte, 0, len(older.data)+len(older.data)/l0Ratio+4096*64)
+	b.r.data = make([]byte, 0, len(older.data)+len(older.data)/8+memFlushAt*64)
 	oi := runIter{r: older}
 	oi.first()
 	for newer.ok() {

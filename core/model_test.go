@@ -1,6 +1,7 @@
 package core
 
 import (
+	"bytes"
 	"math"
 	"sort"
 	"strconv"
@@ -1113,7 +1114,22 @@ func checkAgainstModel(t *rapid.T, gen func(*rapid.T) Command) {
 			continue
 		}
 		c := fixCmd(gen(t))
+		var before bytes.Buffer
+		if IsReadOnly(c.Name) {
+			if err := s.SaveSnapshot(&before); err != nil {
+				t.Fatal(err)
+			}
+		}
 		got := s.Apply(now, c)
+		if IsReadOnly(c.Name) {
+			var after bytes.Buffer
+			if err := s.SaveSnapshot(&after); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(before.Bytes(), after.Bytes()) {
+				t.Fatalf("step %d: read-only %s changed the engine", i, c)
+			}
+		}
 		want := m.apply(c)
 		if render(got) != render(want) {
 			t.Fatalf("step %d at +%v: %s\n store %s\n model %s", i, now.Sub(t0), c, render(got), render(want))
