@@ -20,6 +20,7 @@ func soak() bool { return os.Getenv("DIALKV_SOAK") != "" }
 // different seed must give a different history (or the comparison proves
 // nothing).
 func TestDeterminism(t *testing.T) {
+	t.Parallel()
 	for _, s := range Strategies() {
 		t.Run(s.Name, func(t *testing.T) {
 			o := simrun.Options{Strategy: s.Name, Seed: 42, Ops: 400, Faults: []string{"all"}}
@@ -73,6 +74,7 @@ func sweepSeeds(t *testing.T, o simrun.Options, n int) []simrun.Result {
 // Only the reference strategy is swept here; each other strategy's package
 // owns its own sweep (the checks that must pass are in Strategy.Checks).
 func TestCorrectVariantPasses(t *testing.T) {
+	t.Parallel()
 	n := 25
 	if soak() {
 		n = 2000
@@ -94,6 +96,7 @@ func TestCorrectVariantPasses(t *testing.T) {
 // TestBugsCaught: every deliberately broken variant is flagged as a safety
 // violation within a small sweep, under the faults that expose it.
 func TestBugsCaught(t *testing.T) {
+	t.Parallel()
 	setups := map[string]simrun.Options{
 		// Stale reads need a backup that lags while the primary serves
 		// newer values: partitions, pauses and slow links.
@@ -122,7 +125,7 @@ func TestBugsCaught(t *testing.T) {
 				t.Logf("bug %s caught in %d of 20 seeds", b.Name, caught)
 				// The same setup without the bug passes.
 				o.Bug = ""
-				for _, res := range sweepSeeds(t, o, 20) {
+				for _, res := range sweepSeeds(t, o, 10) {
 					if res.Verdict != simrun.Pass {
 						t.Errorf("correct variant fails: %s %v\nreproduce: %s", res.Verdict, res.Problems, res.Options.Command())
 					}
@@ -135,6 +138,7 @@ func TestBugsCaught(t *testing.T) {
 // TestShrink: shrinking a failing run keeps it failing and makes it
 // smaller.
 func TestShrink(t *testing.T) {
+	t.Parallel()
 	o := simrun.Options{Strategy: "primary-backup", Bug: "ack-before-replicate", Ops: 500, Faults: []string{"crash", "partition"},
 		Rates: map[string]float64{"crash/s": 2}}
 	var failing simrun.Result
@@ -231,6 +235,7 @@ func TestMainCLI(t *testing.T) {
 // correct strategy still passes (the store's checksums turn corruption into
 // errors, never into wrong data).
 func TestDiskFaults(t *testing.T) {
+	t.Parallel()
 	o := simrun.Options{Strategy: "primary-backup", Ops: 500, Faults: []string{"ioerr", "corrupt"},
 		Rates: map[string]float64{"ioerr/s": 4, "corrupt/s": 8}}
 	ioerrs, corrupt, caught := 0, 0, 0
