@@ -281,23 +281,24 @@ func merge(a, b *Object) *Object {
 		}
 		sort.Slice(out.Counts, func(i, j int) bool { return out.Counts[i].Node < out.Counts[j].Node })
 	case KindSet:
-		bm := map[string][]Dot{}
-		for _, e := range b.Elems {
-			bm[string(e.Val)] = e.Dots
-		}
-		am := map[string][]Dot{}
-		for _, e := range a.Elems {
-			am[string(e.Val)] = e.Dots
-		}
-		keys := map[string]bool{}
-		for k := range am {
-			keys[k] = true
-		}
-		for k := range bm {
-			keys[k] = true
-		}
-		for k := range keys {
-			ad, bd := am[k], bm[k]
+		// Both element lists are sorted by value: merge them in one pass.
+		out.Elems = make([]Elem, 0, max(len(a.Elems), len(b.Elems)))
+		i, j := 0, 0
+		for i < len(a.Elems) || j < len(b.Elems) {
+			var ad, bd []Dot
+			var val []byte
+			switch {
+			case j == len(b.Elems) || (i < len(a.Elems) && bytes.Compare(a.Elems[i].Val, b.Elems[j].Val) < 0):
+				ad, val = a.Elems[i].Dots, a.Elems[i].Val
+				i++
+			case i == len(a.Elems) || bytes.Compare(a.Elems[i].Val, b.Elems[j].Val) > 0:
+				bd, val = b.Elems[j].Dots, b.Elems[j].Val
+				j++
+			default:
+				ad, bd, val = a.Elems[i].Dots, b.Elems[j].Dots, a.Elems[i].Val
+				i++
+				j++
+			}
 			var ds []Dot
 			for _, d := range ad {
 				if hasDot(bd, d) || !b.Clock.covers(d) {
@@ -310,11 +311,14 @@ func merge(a, b *Object) *Object {
 				}
 			}
 			if len(ds) > 0 {
-				sort.Slice(ds, func(i, j int) bool { return ds[i].less(ds[j]) })
-				out.Elems = append(out.Elems, Elem{Val: []byte(k), Dots: ds})
+				for x := 1; x < len(ds); x++ { // insertion sort: a handful of dots
+					for y := x; y > 0 && ds[y].less(ds[y-1]); y-- {
+						ds[y], ds[y-1] = ds[y-1], ds[y]
+					}
+				}
+				out.Elems = append(out.Elems, Elem{Val: val, Dots: ds})
 			}
 		}
-		sort.Slice(out.Elems, func(i, j int) bool { return bytes.Compare(out.Elems[i].Val, out.Elems[j].Val) < 0 })
 	case KindMap:
 		m := map[string]Field{}
 		for _, f := range a.Fields {
