@@ -13,6 +13,7 @@ func TestDeterminism(t *testing.T) {
 		{Strategy: "raft", Seed: 4, Ops: 300, Workload: "register"},
 		{Strategy: "raft", Seed: 11, Ops: 300, Workload: "mixed", Params: map[string]string{"shards": "2"},
 			Faults: []string{"partition", "crash", "drop", "delay", "pause", "skew"}},
+		hunterOpts(2, "local-read"),
 	} {
 		var first *Outcome
 		for i := 0; i < 3; i++ {

@@ -2,6 +2,7 @@ package raftsim
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/lni/vfs"
 )
@@ -17,15 +18,24 @@ func (disk) GetDiskUsage(string) (vfs.DiskUsage, error) {
 	return vfs.DiskUsage{AvailBytes: 1 << 40, TotalBytes: 1 << 40}, nil
 }
 
-// diskFaults injects I/O errors into one node's disk.
+// diskFaults injects I/O errors into one node's disk, and freezes it
+// during a pause: a disk operation blocks until the pause ends, which
+// stops Dragonboat's step worker at its next write, so the paused node
+// processes no ticks and no messages (a stop-the-world pause).
 type diskFaults struct {
-	failWrites atomic.Bool
-	failSyncs  atomic.Bool
+	failWrites  atomic.Bool
+	failSyncs   atomic.Bool
+	pausedUntil atomic.Int64 // unix nanos (virtual)
 }
 
 var _ vfs.Injector = (*diskFaults)(nil)
 
 func (d *diskFaults) MaybeError(op vfs.Op) error {
+	if u := d.pausedUntil.Load(); u != 0 {
+		if wait := time.Until(time.Unix(0, u)); wait > 0 {
+			time.Sleep(wait)
+		}
+	}
 	switch {
 	case op == vfs.OpWrite && d.failWrites.Load(), op == vfs.OpSync && d.failSyncs.Load():
 		return vfs.ErrInjected

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lni/dragonboat/v4/logger"
+	"github.com/lni/dragonboat/v4/raftio"
 	"github.com/lni/vfs"
 
 	"github.com/dialkv/dialkv/checker"
@@ -56,7 +57,9 @@ const (
 
 // params are the raft strategy's simulation parameters
 // (simrun.Options.Params): shards, replicas, rtt, election-rtt,
-// snapshot-entries, redirect (true/false), read (linearizable/stale).
+// snapshot-entries, redirect (true/false), read (linearizable/stale),
+// target (planned: crashes and pauses hit the planned node; leader: they
+// hit the node leading shard 0 at that moment, Jepsen-style).
 type params struct {
 	shards, replicas int
 	rtt              time.Duration
@@ -64,11 +67,12 @@ type params struct {
 	snapshotEntries  uint64
 	redirect         bool
 	read             string
+	leaderFaults     bool // crashes and pauses hit the leader of shard 0
 }
 
 // ParamNames lists the parameters Options.Params accepts for raft.
 func ParamNames() []string {
-	return []string{"shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect", "read"}
+	return []string{"shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect", "read", "target"}
 }
 
 func parseParams(m map[string]string, nodes int) (params, error) {
@@ -100,6 +104,14 @@ func parseParams(m map[string]string, nodes int) (params, error) {
 			}
 		case "redirect":
 			p.redirect, err = strconv.ParseBool(v)
+		case "target":
+			switch v {
+			case "planned":
+			case "leader":
+				p.leaderFaults = true
+			default:
+				err = errors.New("want planned or leader")
+			}
 		case "read":
 			if v != "linearizable" && v != "stale" && v != "lease" {
 				err = errors.New("want linearizable, lease or stale")
@@ -126,7 +138,11 @@ type simNode struct {
 	disk  *diskFaults
 	clock faults.Clock
 
-	life    sync.Mutex // held while crashing or restarting
+	// life is held (a token in the channel) while the node crashes or
+	// restarts. A channel, not a mutex: blocking on a channel is durable
+	// in a synctest bubble, on a mutex it is not, and a restart may sleep
+	// on a paused disk.
+	life    chan struct{}
 	mu      sync.Mutex // guards svc, crashes
 	svc     *raft.Service
 	crashes int
@@ -153,6 +169,7 @@ type run struct {
 	p        params
 	plan     faults.Plan
 	net      *Network
+	topo     netmodel.Topology
 	nodes    []*simNode
 	rec      *checker.Recorder
 	t0       time.Time
@@ -188,6 +205,16 @@ func (r *run) getPhase() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.phase
+}
+
+// leaderTracer traces every leader change a node sees.
+type leaderTracer struct {
+	r    *run
+	node string
+}
+
+func (l leaderTracer) LeaderUpdated(info raftio.LeaderInfo) {
+	l.r.tracef(l.node, "leader", "shard %d: leader r%d term %d", info.ShardID, info.LeaderID, info.Term)
 }
 
 // QuietLogs turns Dragonboat's and Pebble's loggers down to errors.
@@ -253,6 +280,7 @@ func simulate(opts simrun.Options, logf func(string, ...any)) (*Outcome, error) 
 	}
 	topo := netmodel.Spread(opts.Nodes, opts.Regions, 1, lat, cross)
 	links := netmodel.NewNet(opts.Nodes, topo)
+	r.topo = topo
 	r.net = NewNetwork(simrun.DeriveSeed(opts.Seed, "net"), names, links)
 	r.net.t0 = r.t0
 	seedElectionRand(int64(simrun.DeriveSeed(opts.Seed, "election")))
@@ -268,7 +296,8 @@ func simulate(opts simrun.Options, logf func(string, ...any)) (*Outcome, error) 
 		if i > 0 {
 			time.Sleep(stagger)
 		}
-		n := &simNode{idx: i, name: names[i], fs: vfs.NewStrictMem(), disk: &diskFaults{}, clock: plan.Clocks[i]}
+		n := &simNode{idx: i, name: names[i], fs: vfs.NewStrictMem(), disk: &diskFaults{}, clock: plan.Clocks[i],
+			life: make(chan struct{}, 1)}
 		t0, clk := r.t0, n.clock
 		n.cfg = raft.Config{
 			NodeID: nodes[i].ID, Nodes: nodes, Shards: p.shards, Replicas: p.replicas,
@@ -277,6 +306,7 @@ func simulate(opts simrun.Options, logf func(string, ...any)) (*Outcome, error) 
 			SnapshotEntries: p.snapshotEntries, CompactionOverhead: p.snapshotEntries / 4,
 			TransportFactory: r.net.Factory(), FS: vfs.Wrap(disk{n.fs}, n.disk),
 			LogDBShards: 1, SmallEngine: true, RedirectToLeader: p.redirect, Bug: opts.Bug,
+			RaftEvents: leaderTracer{r: r, node: names[i]},
 			Clock: func() time.Time {
 				now := time.Now()
 				return now.Add(clk.Offset + time.Duration(clk.Drift*float64(now.Sub(t0))))
@@ -402,7 +432,7 @@ func (r *run) leader(sh int) (int, bool) {
 
 func (r *run) closeAll() {
 	for _, n := range r.nodes {
-		n.life.Lock()
+		n.life <- struct{}{}
 		n.mu.Lock()
 		svc := n.svc
 		n.svc = nil
@@ -412,7 +442,7 @@ func (r *run) closeAll() {
 				r.tracef(n.name, "close", "%v", err)
 			}
 		}
-		n.life.Unlock()
+		<-n.life
 	}
 }
 
@@ -486,10 +516,13 @@ func (r *run) exec(c *client, op workload.Op, final bool) {
 	for hops := 0; ; hops++ {
 		n := r.nodes[target]
 		p.Node = n.name
+		r.clientHop(c, target, ctx) // the request travels to the node
 		if u := r.net.PausedUntil(target); !u.IsZero() {
-			// A paused process answers when it resumes (if the client still waits).
+			// A paused process serves the requests it queued as soon as it
+			// resumes (clientGap after, once the instant has settled), if
+			// the client still waits.
 			select {
-			case <-time.After(time.Until(u)):
+			case <-time.After(time.Until(u) + clientGap):
 			case <-ctx.Done():
 			}
 		}
@@ -503,6 +536,7 @@ func (r *run) exec(c *client, op workload.Op, final bool) {
 			break
 		}
 		resp, err := svc.Do(ctx, consistency.Request{ID: uint64(p.ID), Client: c.session, Cmd: op.Cmd, Txn: op.Txn, Opts: opts})
+		r.clientHop(c, target, ctx) // the reply travels back
 		var rd *consistency.Redirect
 		switch {
 		case err == nil:
@@ -550,6 +584,16 @@ func (r *run) after(d time.Duration, fn func()) {
 	})
 }
 
+// clientHop sleeps one client-node network latency (the node's local
+// latency distribution, sampled from the client's own generator).
+func (r *run) clientHop(c *client, node int, ctx context.Context) {
+	d := r.topo.Latency(node, node).Sample(c.rnd)
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+	}
+}
+
 // nemesis runs the fault plan of the safety phase.
 func (r *run) nemesis(start time.Time, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
@@ -565,6 +609,12 @@ func (r *run) nemesis(start time.Time, stop <-chan struct{}, done chan<- struct{
 }
 
 func (r *run) startFault(f faults.Fault) {
+	if r.p.leaderFaults && (f.Kind == faults.Pause || f.Kind == faults.Crash) {
+		if l, ok := r.leader(0); ok {
+			f.Node = l
+			r.tracef("sim", "target", "%s hits the leader n%d", f.Kind, l+1)
+		}
+	}
 	switch f.Kind {
 	case faults.Partition:
 		var id int
@@ -585,6 +635,7 @@ func (r *run) startFault(f faults.Fault) {
 		})
 	case faults.Pause:
 		r.net.Pause(f.Node, f.For)
+		r.nodes[f.Node].disk.pausedUntil.Store(time.Now().Add(f.For).UnixNano())
 	case faults.Crash:
 		r.crash(f.Node, f.For)
 	case faults.IOErr:
@@ -606,8 +657,8 @@ func (r *run) startFault(f faults.Fault) {
 // from its disk after down (unless the liveness phase restarts it first).
 func (r *run) crash(i int, down time.Duration) {
 	n := r.nodes[i]
-	n.life.Lock()
-	defer n.life.Unlock()
+	n.life <- struct{}{}
+	defer func() { <-n.life }()
 	n.mu.Lock()
 	svc := n.svc
 	n.svc = nil
@@ -617,6 +668,9 @@ func (r *run) crash(i int, down time.Duration) {
 	if svc == nil {
 		return
 	}
+	// A dead process is not paused any more.
+	n.disk.pausedUntil.Store(0)
+	r.net.Pause(i, 0)
 	wasLeader := false
 	if id, ok := svc.Leader(0); ok && string(id) == n.name {
 		wasLeader = true
@@ -649,8 +703,8 @@ func (r *run) crash(i int, down time.Duration) {
 
 func (r *run) restart(i int) {
 	n := r.nodes[i]
-	n.life.Lock()
-	defer n.life.Unlock()
+	n.life <- struct{}{}
+	defer func() { <-n.life }()
 	if n.service() != nil {
 		return
 	}
@@ -719,6 +773,7 @@ func (r *run) heal() {
 	})
 	for i, n := range r.nodes {
 		r.net.Pause(i, 0)
+		n.disk.pausedUntil.Store(0)
 		n.disk.set(false)
 		if n.service() == nil {
 			r.restart(i)

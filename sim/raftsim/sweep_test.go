@@ -1,12 +1,13 @@
 package raftsim
 
 import (
-	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/dialkv/dialkv/consistency/raft"
 	"github.com/dialkv/dialkv/sim/simrun"
 )
 
@@ -17,21 +18,75 @@ func envInt(name string, def int) int {
 	return def
 }
 
-func TestSweepDbg(t *testing.T) {
-	bug := os.Getenv("BUG")
-	for seed := 1; seed <= envInt("SEEDS", 5); seed++ {
-		opts := simrun.Options{Strategy: "raft", Seed: uint64(seed), Ops: envInt("OPS", 300), Workload: "register", Bug: bug}
-		out, err := RunT(t, opts)
-		if err != nil {
-			t.Fatal(err)
+// defaultOpts is a run with the default faults (partitions, loss,
+// duplication, delay spikes, clogs, crashes, pauses, skew; rates drawn from
+// the seed).
+func defaultOpts(seed uint64) simrun.Options {
+	return simrun.Options{Strategy: "raft", Seed: seed, Ops: 500, Workload: "register"}
+}
+
+// hunterOpts is the bug-hunting configuration: ten clients on two keys,
+// short timeouts, frequent leader pauses (Jepsen-style, the nemesis
+// targets the leader), partitions and crashes.
+func hunterOpts(seed uint64, bug string) simrun.Options {
+	return simrun.Options{Strategy: "raft", Seed: seed, Ops: 2000, Workload: "register", Bug: bug,
+		Clients: 10, Keys: 2, Timeout: 200 * time.Millisecond,
+		Faults: []string{"pause", "partition", "crash"},
+		Rates:  map[string]float64{"pause/s": 4, "partition/s": 1, "crash/s": 1, "fault-mean-ms": 300},
+		Params: map[string]string{"target": "leader"}}
+}
+
+func runOne(t *testing.T, opts simrun.Options) *Outcome {
+	t.Helper()
+	out, err := RunT(t, opts)
+	if err != nil {
+		t.Fatalf("%s: %v", opts.Command(), err)
+	}
+	r := out.Result
+	t.Logf("%s: %s ops=%d ok=%d fail=%d unknown=%d virtual=%v real=%v msgs=%d faults=%d failovers=%v",
+		opts.Command(), r.Verdict, r.Ops, r.OK, r.Failed, r.Unknown, r.Virtual.Round(time.Millisecond),
+		r.Real.Round(time.Millisecond), r.Messages, len(r.FaultPlan), out.Failovers)
+	return out
+}
+
+// The correct strategy passes every check across a seed sweep, with the
+// default faults and with the bug-hunting configuration. DIALKV_SOAK runs
+// SOAK_SEEDS (default 1000) seeds of each.
+func TestCorrectSweep(t *testing.T) {
+	seeds := 3
+	if os.Getenv("DIALKV_SOAK") != "" {
+		seeds = envInt("SOAK_SEEDS", 1000)
+	}
+	for _, mk := range []func(uint64) simrun.Options{
+		defaultOpts,
+		func(s uint64) simrun.Options { return hunterOpts(s, "") },
+	} {
+		for seed := uint64(1); seed <= uint64(seeds); seed++ {
+			opts := mk(seed)
+			out := runOne(t, opts)
+			if out.Result.Verdict != simrun.Pass {
+				t.Errorf("reproduce: %s\n%s", opts.Command(), strings.Join(out.Result.Problems, "\n"))
+			}
 		}
-		r := out.Result
-		t.Logf("seed %d: verdict=%s ops=%d ok=%d fail=%d unknown=%d virtual=%v real=%v msgs=%d failovers=%v faults=%d problems=%v",
-			seed, r.Verdict, r.Ops, r.OK, r.Failed, r.Unknown, r.Virtual, r.Real, r.Messages, out.Failovers, len(r.FaultPlan), r.Problems)
-		if os.Getenv("DUMP") != "" {
-			os.WriteFile(fmt.Sprintf("/tmp/raftsim.%d.trace", seed), out.Trace, 0o644)
-			os.WriteFile(fmt.Sprintf("/tmp/raftsim.%d.history", seed), out.History, 0o644)
+	}
+}
+
+// Every deliberately broken variant is caught by the checkers within the
+// bug-hunting sweep (seeds 1..10; the first catching seed ends the sweep).
+func TestBugsCaught(t *testing.T) {
+	for _, b := range raft.Bugs() {
+		caught := false
+		for seed := uint64(1); seed <= 10 && !caught; seed++ {
+			opts := hunterOpts(seed, b.Name)
+			out := runOne(t, opts)
+			if out.Result.Verdict == simrun.Safety {
+				caught = true
+				t.Logf("bug %s caught at seed %d: %s", b.Name, seed, strings.Join(out.Result.Problems, "; "))
+			}
 		}
-		_ = strings.Join
+		if !caught {
+			t.Errorf("bug %s was not caught in seeds 1..10 (dialkv sim %s --seeds 1..10)", b.Name,
+				strings.Join(hunterOpts(1, b.Name).Args()[2:], " "))
+		}
 	}
 }
