@@ -25,6 +25,7 @@ type Store struct {
 	indexes     map[string]*indexDef
 	stats       Stats
 	syncCommits bool
+	scratch     op // reused by newOp
 }
 
 const (

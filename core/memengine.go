@@ -226,6 +226,15 @@ func (b *memBatch) Set(key, value []byte) {
 	}
 	b.ops = append(b.ops, memOp{kind: 0, key: bytes.Clone(key), value: v})
 }
+func (b *memBatch) setOwned(key, value []byte) {
+	if value == nil {
+		value = []byte{}
+	}
+	b.ops = append(b.ops, memOp{kind: 0, key: key, value: value})
+}
+
+var _ ownedSetter = (*memBatch)(nil)
+
 func (b *memBatch) Delete(key []byte) {
 	b.ops = append(b.ops, memOp{kind: 1, key: bytes.Clone(key)})
 }

@@ -39,8 +39,17 @@ type opWrite struct {
 	del bool
 }
 
+// newOp starts an op. The Store reuses one op (and its overlay map) for
+// every call: a Store is single-threaded and ops never nest.
 func (s *Store) newOp(now time.Time) *op {
-	return &op{s: s, now: now, nowMs: now.UnixMilli(), counter: s.counter}
+	o := &s.scratch
+	w := o.writes
+	if len(w) > 1024 {
+		w = nil // do not keep (and clear) a huge map for every later op
+	}
+	clear(w)
+	*o = op{s: s, now: now, nowMs: now.UnixMilli(), counter: s.counter, writes: w}
+	return o
 }
 
 // get reads an engine key through the overlay.
@@ -283,14 +292,20 @@ func (o *op) commit() error {
 	for k := range o.writes {
 		keys = append(keys, k)
 	}
-	sort.Strings(keys)
+	if len(keys) > 1 {
+		sort.Strings(keys)
+	}
 	b := s.e.NewBatch()
 	defer b.Close()
+	owned, _ := b.(ownedSetter)
 	for _, k := range keys {
 		w := o.writes[k]
-		if w.del {
+		switch {
+		case w.del:
 			b.Delete([]byte(k))
-		} else {
+		case owned != nil:
+			owned.setOwned([]byte(k), w.val)
+		default:
 			b.Set([]byte(k), w.val)
 		}
 	}
@@ -314,4 +329,11 @@ func (o *op) commit() error {
 // discard drops the overlay, keeping only the corruption count.
 func (o *op) discard() {
 	o.s.stats.CorruptionsSeen += o.corrupt
+}
+
+// ownedSetter is implemented by batches that can take ownership of the
+// key and value slices instead of copying them (the overlay's slices are
+// fresh and never modified after commit).
+type ownedSetter interface {
+	setOwned(key, value []byte)
 }

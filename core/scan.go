@@ -131,7 +131,7 @@ func cmdScanRange(o *op, a [][]byte) Reply {
 // Scan runs SCAN.PREFIX from Go: up to count keys with prefix after
 // cursor, at time now.
 func (s *Store) Scan(now time.Time, prefix, cursor []byte, count int) (ScanResult, error) {
-	o := s.newOp(now)
+	o := &op{s: s, now: now, nowMs: now.UnixMilli(), counter: s.counter} // read-only: not the shared scratch op
 	defer o.discard()
 	return o.scanKeys(prefix, prefixEnd(prefix), cursor, count)
 }

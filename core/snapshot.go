@@ -72,7 +72,7 @@ func (s *Store) ExpireStep(now time.Time, max int) (int, error) {
 // `hash {"f":"v" ...}` (sorted by field), `zset ["m":1.5 ...]` (by score,
 // then member).
 func (s *Store) Dump(now time.Time) (map[string]string, error) {
-	o := s.newOp(now)
+	o := &op{s: s, now: now, nowMs: now.UnixMilli()} // not the shared scratch op
 	out := map[string]string{}
 	it := s.e.NewIter([]byte{pfxData}, []byte{pfxData + 1})
 	defer it.Close()

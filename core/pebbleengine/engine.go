@@ -279,6 +279,9 @@ func newIter(r iterMaker, lower, upper []byte) core.Iterator {
 		// an empty (non-nil) upper bound as "unbounded".
 		return &iter{}
 	}
+	if len(lower) == 0 {
+		lower = nil // "" bounds nothing; Pebble's invariant checks reject empty seek keys
+	}
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: clone(lower), UpperBound: clone(upper)})
 	if err != nil {
 		return &iter{err: fmt.Errorf("pebbleengine: new iterator: %w", wrapErr(err))}
@@ -342,6 +345,9 @@ func (i *iter) First() bool {
 func (i *iter) SeekGE(key []byte) bool {
 	if i.it == nil {
 		return false
+	}
+	if len(key) == 0 {
+		return i.it.First() // every key is >= ""
 	}
 	return i.it.SeekGE(key)
 }
