@@ -45,9 +45,10 @@ type Options struct {
 	// expires the linearizable verdict is unknown unless a violation was
 	// already found.
 	Timeout time.Duration
-	// MaxStaleVersions, when >= 0, makes the staleness check a violation
-	// for any read that lagged more than this many acknowledged writes.
-	// Negative (the default from DefaultOptions) only measures.
+	// BoundStaleness makes the staleness check a violation for any read
+	// that lagged more than MaxStaleVersions acknowledged writes. Off (the
+	// zero value and the default), staleness is only measured.
+	BoundStaleness   bool
 	MaxStaleVersions int
 	// MaxExamples bounds the anomalies kept per check (default 10); the
 	// counts are always complete.
@@ -69,7 +70,7 @@ type Options struct {
 
 // DefaultOptions returns the options `dialkv check` starts from.
 func DefaultOptions() Options {
-	return Options{Timeout: 60 * time.Second, MaxStaleVersions: -1, MaxExamples: 10, CausalMemoryLimit: 5000, Visualize: 3}
+	return Options{Timeout: 60 * time.Second, MaxExamples: 10, CausalMemoryLimit: 5000, Visualize: 3}
 }
 
 // Anomaly is one violation found by a check, with the operations that show it.

@@ -87,7 +87,7 @@ func TestStalenessMeasures(t *testing.T) {
 		}
 		opts := DefaultOptions()
 		opts.Checks = []string{CheckStaleness}
-		opts.MaxStaleVersions = 1
+		opts.BoundStaleness, opts.MaxStaleVersions = true, 1
 		c := Check(in, nil, opts).Get(CheckStaleness)
 		st := c.Staleness
 		if st.Reads != 3 || st.StaleReads != 1 || st.Versions.Max != 2 || st.TimeNs.Max != 30 {
@@ -234,7 +234,7 @@ func TestPerReplicaVersionsUntrusted(t *testing.T) {
 	r.Version = 1 // replica n2 counted b as its first write
 	// a then b, in real time; replica counters gave them versions 1 and 1
 	ops := []Op{w(0, 0, "a", 0, 10, 1), w(1, 1, "b", 20, 30, 1), r}
-	res := Check(ops, nil, Options{Checks: []string{CheckSession, CheckStaleness}, MaxStaleVersions: 0})
+	res := Check(ops, nil, Options{Checks: []string{CheckSession, CheckStaleness}, BoundStaleness: true})
 	c := res.Get(CheckSession)
 	if c.Verdict != VerdictOK || c.Counts["keys_versions_untrusted"] != 1 || c.Counts["keys_versioned"] != 0 {
 		t.Errorf("session: %s %v", c.Summary, c.Counts)

@@ -78,7 +78,7 @@
 //   - durability: acknowledged set adds missing from the final read (lost
 //     writes) and reads of values no operation wrote.
 //   - staleness: per read, how many acknowledged writes and how much time
-//     it lagged; percentiles. A violation only with MaxStaleVersions >= 0.
+//     it lagged; percentiles. A violation only with Options.BoundStaleness.
 //
 // Main is `dialkv check`.
 package checker

@@ -68,7 +68,7 @@ func TestGeneratedMutationsCaught(t *testing.T) {
 	}
 	opts := DefaultOptions()
 	opts.Checks = []string{CheckLinearizable, CheckStaleness}
-	opts.MaxStaleVersions = 0
+	opts.BoundStaleness, opts.MaxStaleVersions = true, 0
 	res := Check(ops, nil, opts)
 	if c := res.Get(CheckLinearizable); c.Verdict != VerdictViolation || c.Anomalies[0].Key != ops[mutated].Key {
 		t.Errorf("linearizable: %s %s, want a violation on key %s", c.Verdict, c.Summary, ops[mutated].Key)

@@ -110,7 +110,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	opts := DefaultOptions()
 	opts.Checks = names
 	opts.Timeout = *timeout
-	opts.MaxStaleVersions = *maxStale
+	opts.BoundStaleness, opts.MaxStaleVersions = *maxStale >= 0, *maxStale
 	opts.MaxExamples = *examples
 	opts.CausalMemoryLimit = *cmLimit
 	opts.NoRealTimeOrder = *noRT

@@ -69,7 +69,7 @@ func TestSensitivity(t *testing.T) {
 		t.Run(tc.file, func(t *testing.T) {
 			ops, reps := loadTestdata(t, tc.file)
 			opts := testOptions()
-			opts.MaxStaleVersions = tc.maxStale
+			opts.BoundStaleness, opts.MaxStaleVersions = tc.maxStale >= 0, tc.maxStale
 			res := Check(ops, reps, opts)
 			if res.Verdict != VerdictViolation || res.ExitCode() != 1 {
 				t.Errorf("overall verdict %s (exit %d), want violation (exit 1)", res.Verdict, res.ExitCode())
@@ -116,7 +116,6 @@ func TestValidHistoriesPass(t *testing.T) {
 		t.Run(file, func(t *testing.T) {
 			ops, reps := loadTestdata(t, file)
 			opts := testOptions()
-			opts.MaxStaleVersions = -1
 			res := Check(ops, reps, opts)
 			for _, c := range res.Checks {
 				if c.Verdict != VerdictOK && c.Verdict != VerdictSkipped {

@@ -195,7 +195,7 @@ func checkStaleness(h *history, opts Options) CheckResult {
 		if i < opts.MaxExamples {
 			st.Worst = append(st.Worst, a)
 		}
-		if opts.MaxStaleVersions >= 0 && s.versions > int64(opts.MaxStaleVersions) {
+		if opts.BoundStaleness && s.versions > int64(opts.MaxStaleVersions) {
 			col.add(a)
 		}
 	}
@@ -207,7 +207,7 @@ func checkStaleness(h *history, opts Options) CheckResult {
 	cr.Notes = append(cr.Notes,
 		"measured for successful gets of register keys whose put/cas values are unique",
 		"a write is newer than the one read when its version is higher (versioned keys) or it was invoked after the read write completed (otherwise); it counts when it was acknowledged before the read was invoked")
-	if opts.MaxStaleVersions >= 0 {
+	if opts.BoundStaleness {
 		cr.Notes = append(cr.Notes, fmt.Sprintf("bound: a read may lag at most %d acknowledged writes", opts.MaxStaleVersions))
 	} else {
 		cr.Notes = append(cr.Notes, "no bound given (--max-stale): staleness is measured, never a violation")
