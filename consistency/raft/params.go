@@ -1,0 +1,102 @@
+package raft
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dialkv/dialkv/consistency"
+)
+
+// ParamNames lists the namespace parameters ConfigFromParams reads.
+func ParamNames() []string {
+	return []string{"nodes", "raft-addrs", "client-addrs", "shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect"}
+}
+
+// ConfigFromParams builds a node's Config from a raft namespace's
+// parameters, as a real node gets them at namespace creation:
+//
+//	nodes         n1,n2,n3                      the namespace's nodes, in order (required)
+//	raft-addrs    127.0.0.1:7380,...            each node's Raft (peer) address (required)
+//	client-addrs  127.0.0.1:7379,...            each node's client address, for redirects
+//	shards        1                             shards of the namespace
+//	replicas      3                             replicas per shard (3 or 5)
+//	rtt           10ms                          Dragonboat's RTT
+//	election-rtt  10                            election timeout in RTTs
+//	snapshot-entries 1000                       snapshot every so many entries
+//	redirect      true                          redirect requests to the shard leader
+//
+// dir is the node's directory for the namespace (the NodeHost directory).
+func ConfigFromParams(nodeID, dir string, params map[string]string) (Config, error) {
+	cfg := Config{NodeID: consistency.NodeID(nodeID), Dir: dir, RedirectToLeader: true}
+	list := func(k string) []string {
+		v := strings.TrimSpace(params[k])
+		if v == "" {
+			return nil
+		}
+		parts := strings.Split(v, ",")
+		for i := range parts {
+			parts[i] = strings.TrimSpace(parts[i])
+		}
+		return parts
+	}
+	ids, raftAddrs, clientAddrs := list("nodes"), list("raft-addrs"), list("client-addrs")
+	if len(ids) == 0 {
+		return cfg, fmt.Errorf("raft: parameter nodes is required (n1,n2,n3)")
+	}
+	if len(raftAddrs) != len(ids) {
+		return cfg, fmt.Errorf("raft: parameter raft-addrs has %d addresses for %d nodes", len(raftAddrs), len(ids))
+	}
+	if clientAddrs != nil && len(clientAddrs) != len(ids) {
+		return cfg, fmt.Errorf("raft: parameter client-addrs has %d addresses for %d nodes", len(clientAddrs), len(ids))
+	}
+	for i, id := range ids {
+		n := Node{ID: consistency.NodeID(id), RaftAddr: raftAddrs[i]}
+		if clientAddrs != nil {
+			n.ClientAddr = clientAddrs[i]
+		}
+		cfg.Nodes = append(cfg.Nodes, n)
+	}
+	for k, v := range params {
+		var err error
+		var n uint64
+		switch k {
+		case "nodes", "raft-addrs", "client-addrs":
+		case "shards", "replicas", "election-rtt", "snapshot-entries":
+			n, err = strconv.ParseUint(v, 10, 32)
+			if err == nil && n == 0 {
+				err = fmt.Errorf("must be at least 1")
+			}
+			switch k {
+			case "shards":
+				cfg.Shards = int(n)
+			case "replicas":
+				cfg.Replicas = int(n)
+				if err == nil && n != 3 && n != 5 && int(n) != len(ids) {
+					err = fmt.Errorf("want 3 or 5 (or the node count)")
+				}
+			case "election-rtt":
+				cfg.ElectionRTT = n
+			case "snapshot-entries":
+				cfg.SnapshotEntries = n
+			}
+		case "rtt":
+			cfg.RTT, err = time.ParseDuration(v)
+			if err == nil && cfg.RTT < time.Millisecond {
+				err = fmt.Errorf("must be at least 1ms")
+			}
+		case "redirect":
+			cfg.RedirectToLeader, err = strconv.ParseBool(v)
+		default:
+			err = fmt.Errorf("unknown parameter (known: %s)", strings.Join(ParamNames(), ", "))
+		}
+		if err != nil {
+			return cfg, fmt.Errorf("raft: parameter %s=%q: %w", k, v, err)
+		}
+	}
+	if cfg.Replicas > len(ids) {
+		return cfg, fmt.Errorf("raft: parameter replicas=%d exceeds the %d nodes", cfg.Replicas, len(ids))
+	}
+	return cfg, nil
+}
