@@ -214,8 +214,10 @@ func TestRunClosedLoopCounts(t *testing.T) {
 	if res.Ops == 0 || res.Errors != 0 || res.Mode != "closed-loop" {
 		t.Errorf("result %+v", res)
 	}
-	if frac := float64(res.Reads.Ops) / float64(res.Ops); math.Abs(frac-0.7) > 0.07 {
-		t.Errorf("read fraction %.2f, want 0.70", frac)
+	// Binomial: 4 standard deviations around 0.7 for this many operations
+	// (a slow machine runs few).
+	if frac, tol := float64(res.Reads.Ops)/float64(res.Ops), 4*math.Sqrt(0.21/float64(res.Ops)); math.Abs(frac-0.7) > tol {
+		t.Errorf("read fraction %.3f of %d ops, want 0.70 ± %.3f", frac, res.Ops, tol)
 	}
 	// Latency can't be below the server's delay.
 	if res.Reads.P50Ms < 0.2 {
@@ -272,8 +274,9 @@ func TestRunOpenLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Ops < 900 || res.Ops > 1010 || res.Missed != 0 {
-		t.Errorf("open loop at 2000 ops/s for 0.5 s sent %d ops (missed %d), want ~1000", res.Ops, res.Missed)
+	// 1000 operations are due; a busy machine may leave a few unsent.
+	if due := res.Ops + res.Missed; due < 950 || due > 1010 || res.Ops < 500 {
+		t.Errorf("open loop at 2000 ops/s for 0.5 s: %d sent + %d missed, want ~1000 due", res.Ops, res.Missed)
 	}
 
 	slow := &fakeServer{delay: 10 * time.Millisecond}
@@ -289,12 +292,15 @@ func TestRunOpenLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if closed.Reads.P99Ms > 30 {
-		t.Errorf("closed loop p99 %.1f ms on a 10 ms server", closed.Reads.P99Ms)
+	closedP50 := math.Max(closed.Reads.P50Ms, closed.Writes.P50Ms)
+	if closedP50 < 10 {
+		t.Errorf("closed loop p50 %.1f ms below the server's 10 ms", closedP50)
 	}
+	// Behind schedule by 5 ms per request, the last requests of 0.4 s wait
+	// ~200 ms: a measurement from the actual send time would see ~10 ms.
 	worst := math.Max(open.Reads.MaxMs, open.Writes.MaxMs)
-	if worst < 100 {
-		t.Errorf("open loop on an overloaded server: max latency %.1f ms, want the queueing delay (> 100 ms)", worst)
+	if worst < 100 || worst < 4*closedP50 {
+		t.Errorf("open loop on an overloaded server: max latency %.1f ms (closed-loop p50 %.1f ms), want the queueing delay (> 100 ms)", worst, closedP50)
 	}
 	if open.Missed == 0 {
 		t.Errorf("open loop on an overloaded server missed no operation")
