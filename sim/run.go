@@ -206,7 +206,7 @@ func runSansIOWith(opts simrun.Options, strat Strategy, withTrace, noCheck bool)
 	if withTrace {
 		r.trace = &bytes.Buffer{}
 	}
-	topo := netmodel.Spread(opts.Nodes, opts.Regions, 1, lat, cross)
+	topo := netmodel.Spread(opts.Nodes, opts.Regions, opts.Zones, lat, cross)
 	r.net = netmodel.NewNet(opts.Nodes, topo)
 	peers := make([]consistency.NodeID, opts.Nodes)
 	for i := range peers {

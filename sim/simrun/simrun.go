@@ -65,6 +65,7 @@ type Options struct {
 	// Latency is the one-way link latency distribution (netmodel.ParseDist).
 	Latency string
 	Regions int // nodes are spread over this many regions (1: one region)
+	Zones   int // zones per region (links between zones add 0.5 ms)
 	// CrossRegion is the latency distribution between regions.
 	CrossRegion string
 	Think       time.Duration // mean client think time between operations
@@ -97,6 +98,7 @@ func Defaults() Options {
 		KeyDist:       "uniform",
 		Latency:       "exp:1ms",
 		Regions:       1,
+		Zones:         1,
 		CrossRegion:   "mix:0.9*uniform:20ms-40ms+0.1*pareto:30ms,1.5",
 		Think:         2 * time.Millisecond,
 		Timeout:       500 * time.Millisecond,
@@ -136,6 +138,9 @@ func (o Options) Normalize() Options {
 	}
 	if o.Regions == 0 {
 		o.Regions = d.Regions
+	}
+	if o.Zones == 0 {
+		o.Zones = d.Zones
 	}
 	if o.CrossRegion == "" {
 		o.CrossRegion = d.CrossRegion
@@ -189,6 +194,7 @@ func (o Options) Args() []string {
 	str("--key-dist", o.KeyDist, d.KeyDist)
 	str("--latency", o.Latency, d.Latency)
 	num("--regions", o.Regions, d.Regions)
+	num("--zones", o.Zones, d.Zones)
 	str("--cross-region", o.CrossRegion, d.CrossRegion)
 	dur("--think", o.Think, d.Think)
 	dur("--timeout", o.Timeout, d.Timeout)
