@@ -122,20 +122,28 @@ func TestEndToEndOneShotAndPubSub(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer subExec.Close()
-	var subOut bytes.Buffer
+	var subOut syncBuffer
+	published := make(chan string, 1)
 	s := &session{cfg: Config{Addr: addr, Timeout: 5 * time.Second}, exec: subExec, out: &subOut, errw: &subOut, rl: noPrompt{},
 		subCtx: func(ctx context.Context) (context.Context, context.CancelFunc) {
-			return context.WithTimeout(ctx, 1500*time.Millisecond)
+			// Stop once the message has been printed (or after 20 s).
+			ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			go func() {
+				for ctx.Err() == nil && !strings.Contains(subOut.String(), "hello") {
+					time.Sleep(10 * time.Millisecond)
+				}
+				cancel()
+			}()
+			return ctx, cancel
 		}}
 	pubExec, err := dialClient(ctx, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pubExec.Close()
-	published := make(chan string, 1)
 	go func() {
 		// Publish until the subscription exists (PUBLISH replies 1).
-		for range 50 {
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); {
 			time.Sleep(20 * time.Millisecond)
 			r, err := pubExec.Do(ctx, "", mustCmd("PUBLISH", "news", "hello"))
 			if err == nil && r.Int == 1 {
