@@ -301,7 +301,7 @@ func decodeToken(key string, tok []byte) Context {
 		return Context{}
 	}
 	// Normalise: a VV from the wire must be sorted for get/join.
-	c.VV = VV(nil).join(sortedVV(c.VV))
+	c.VV = sortedVV(c.VV)
 	return c
 }
 

@@ -45,7 +45,7 @@ type params struct {
 	gcGrace         time.Duration // minimum age of a tombstone before GC
 }
 
-// ParamKeys documents every Params key with its default.
+// paramDefaults lists every Params key with its default.
 var paramDefaults = map[string]string{
 	"n":             "3",
 	"r":             "2",

@@ -2,7 +2,9 @@ package quorum
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"sort"
 	"strconv"
@@ -129,6 +131,37 @@ type Stats struct {
 	HintsStored, HintsDelivered, HintsRefused int
 	ReadRepairs, AAEPushed, TombstonesGCed    int
 	Timeouts, Forwarded                       int
+	Corrupt                                   int // records that failed their checksum at recovery
+}
+
+// Engine records are sealed with a CRC-32C of their payload, so that a
+// corrupted record is detected (and dropped) instead of decoded into a
+// wrong version.
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+func sealRecord(p []byte) []byte {
+	out := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(p)), crc32.Checksum(p, crcTable))
+	return append(out, p...)
+}
+
+func openRecord(v []byte) ([]byte, bool) {
+	if len(v) < 4 || binary.BigEndian.Uint32(v) != crc32.Checksum(v[4:], crcTable) {
+		return nil, false
+	}
+	return v[4:], true
+}
+
+func openObject(v []byte) *Object {
+	p, ok := openRecord(v)
+	if !ok {
+		return nil
+	}
+	d := &dec{b: p}
+	o := decodeObject(d)
+	if d.err != nil || len(d.b) != 0 {
+		return nil
+	}
+	return o
 }
 
 var (
@@ -229,19 +262,24 @@ func newReplica(cfg consistency.Config, res Resolver) (*Replica, error) {
 
 func (r *Replica) recover() error {
 	if v, err := r.eng.Get([]byte(keyHLC)); err == nil {
-		d := &dec{b: v}
-		if t := d.ts(); d.err == nil {
-			r.clock.observe(t)
+		if p, ok := openRecord(v); ok {
+			d := &dec{b: p}
+			if t := d.ts(); d.err == nil {
+				r.clock.observe(t)
+			}
+		} else {
+			r.stats.Corrupt++
 		}
 	}
 	it := r.eng.NewIter([]byte(prefixObj), []byte("o0"))
 	for it.First(); it.Valid(); it.Next() {
 		key := string(it.Key()[len(prefixObj):])
-		d := &dec{b: it.Value()}
-		o := decodeObject(d)
-		if d.err != nil {
-			it.Close()
-			return fmt.Errorf("quorum: recovering object %q: %w", key, d.err)
+		o := openObject(it.Value())
+		if o == nil {
+			// A corrupt record: forget it; the other owners still hold the
+			// key and anti-entropy (or the next write) brings it back.
+			r.stats.Corrupt++
+			continue
 		}
 		r.objs[key] = &entry{obj: o, seg: r.ring.segment(key), digest: o.digest()}
 		r.clock.observe(o.Mod)
@@ -257,11 +295,10 @@ func (r *Replica) recover() error {
 			continue
 		}
 		owner, key := nodeID(rest[:i]), rest[i+1:]
-		d := &dec{b: it.Value()}
-		o := decodeObject(d)
-		if d.err != nil {
-			it.Close()
-			return fmt.Errorf("quorum: recovering hint %q for %s: %w", key, owner, d.err)
+		o := openObject(it.Value())
+		if o == nil {
+			r.stats.Corrupt++ // a lost hint: anti-entropy among the owners is the backstop
+			continue
 		}
 		if r.hints[owner] == nil {
 			r.hints[owner] = map[string]*entry{}
@@ -342,11 +379,11 @@ func (r *Replica) persist(engKey string, o *Object) error {
 	if o == nil {
 		b.Delete([]byte(engKey))
 	} else {
-		b.Set([]byte(engKey), encodeObject(o))
+		b.Set([]byte(engKey), sealRecord(encodeObject(o)))
 	}
 	var e enc
 	e.ts(r.clock.last)
-	b.Set([]byte(keyHLC), e.b)
+	b.Set([]byte(keyHLC), sealRecord(e.b))
 	if err := b.Commit(false); err != nil {
 		return fmt.Errorf("quorum: persisting %q: %w", engKey, err)
 	}
