@@ -177,16 +177,17 @@ type run struct {
 
 	bg sync.WaitGroup // fault timers and failover probes
 
-	mu        sync.Mutex
-	phase     int // 0 safety, 1 liveness, 2 done
-	issued    int
-	liveLeft  int
-	finals    []workload.Op
-	trace     []string
-	problems  []string
-	liveness  []string
-	failovers []time.Duration
-	finalBad  []string
+	mu         sync.Mutex
+	phase      int // 0 safety, 1 liveness, 2 done
+	issued     int
+	liveLeft   int
+	finals     []workload.Op
+	trace      []string
+	problems   []string
+	liveness   []string
+	failovers  []time.Duration
+	finalBad   []string
+	crashCount int
 }
 
 func (r *run) now() int64 { return time.Since(r.t0).Nanoseconds() }
@@ -684,7 +685,16 @@ func (r *run) crash(i int, down time.Duration) {
 	n.fs.SetIgnoreSyncs(false)
 	n.disk.set(false)
 	r.tracef(n.name, "crash", "unsynced writes lost; restart in %v (leader of shard 0: %v)", down, wasLeader)
-	if wasLeader {
+	othersUp := true
+	for j, m := range r.nodes {
+		if j != i && m.service() == nil {
+			othersUp = false
+		}
+	}
+	r.mu.Lock()
+	r.crashCount++
+	r.mu.Unlock()
+	if wasLeader && othersUp { // a failover of one crash, not of a lost quorum
 		r.bg.Add(1)
 		go func() {
 			defer r.bg.Done()
@@ -723,7 +733,9 @@ func (r *run) restart(i int) {
 }
 
 // measureFailover polls, every millisecond, for another node that
-// believes it leads shard 0 and serves a linearizable read.
+// believes it leads shard 0 and serves a linearizable read. It measures
+// the failover of one crash: it starts only if every other node is up and
+// gives up if another node crashes meanwhile.
 func (r *run) measureFailover(crashed int, at time.Time) {
 	deadline := at.Add(10 * time.Second)
 	key := "failover-probe"
@@ -733,7 +745,17 @@ func (r *run) measureFailover(crashed int, at time.Time) {
 		}
 	}
 	cmd := core.Cmd("GET", key)
+	r.mu.Lock()
+	crashes := r.crashCount
+	r.mu.Unlock()
 	for time.Now().Before(deadline) && r.getPhase() < 2 {
+		r.mu.Lock()
+		again := r.crashCount != crashes
+		r.mu.Unlock()
+		if again { // another crash: this is no longer one failover
+			r.tracef("sim", "failover", "measurement abandoned: another node crashed")
+			return
+		}
 		for i, n := range r.nodes {
 			svc := n.service()
 			if i == crashed || svc == nil {
