@@ -217,6 +217,7 @@ func newHistory(ops []Op) *history {
 			return oa.ID < ob.ID
 		})
 	}
+	h.splitSessionsAtUnknown()
 	for _, k := range h.kinfo {
 		if k.okWrites == 0 {
 			k.versioned = false
@@ -300,4 +301,31 @@ func getResult(op *Op) (*string, bool) {
 		return &op.Values[0], false
 	}
 	return op.Value, op.Value == nil && len(op.Values) > 1
+}
+
+// splitSessionsAtUnknown ends a session at each operation whose outcome is
+// unknown: the operations after it form a new session ("s2/1", "s2/2", ...).
+// A session is sequential, but a client that gave up on an operation goes on
+// while that operation may still take effect at any later time, so it is not
+// ordered before the client's later operations (as Jepsen treats a process
+// whose operation timed out as crashed). Checks get fewer constraints, never
+// false ones.
+func (h *history) splitSessionsAtUnknown() {
+	var sessions []string
+	by := make(map[string][]int, len(h.bySession))
+	for _, s := range h.sessions {
+		cur, n := s, 0
+		for _, i := range h.bySession[s] {
+			if _, ok := by[cur]; !ok {
+				sessions = append(sessions, cur)
+			}
+			by[cur] = append(by[cur], i)
+			if h.ops[i].Outcome == Unknown {
+				n++
+				cur = s + "/" + strconv.Itoa(n)
+			}
+		}
+	}
+	sort.Strings(sessions)
+	h.sessions, h.bySession = sessions, by
 }

@@ -46,9 +46,25 @@ func refSession(ops []Op, versioned bool, noRealTime bool) map[string]bool {
 		s := sessionOf(&ops[i])
 		sess[s] = append(sess[s], i)
 	}
+	// A session ends at an operation with an unknown outcome: what follows
+	// is a new session (the client gave up on it, so it is not ordered
+	// before the client's later operations).
+	label := map[int]string{}
+	split := map[string][]int{}
+	for s, l := range sess {
+		sort.SliceStable(l, func(a, b int) bool { return ops[l[a]].Invoke < ops[l[b]].Invoke })
+		unknown := 0
+		for _, i := range l {
+			label[i] = fmt.Sprint(s, "/", unknown)
+			split[label[i]] = append(split[label[i]], i)
+			if ops[i].Outcome == Unknown {
+				unknown++
+			}
+		}
+	}
+	sess = split
 	pos := map[int]int{}
 	for _, l := range sess {
-		sort.SliceStable(l, func(a, b int) bool { return ops[l[a]].Invoke < ops[l[b]].Invoke })
 		for p, i := range l {
 			pos[i] = p
 		}
@@ -77,7 +93,7 @@ func refSession(ops []Op, versioned bool, noRealTime bool) map[string]bool {
 					continue
 				}
 				w2 := src(r0)
-				t := sessionOf(&ops[w2])
+				t := label[w2]
 				if t == s {
 					continue
 				}
