@@ -14,23 +14,28 @@ import (
 // that the benchmark measures the node, not the client library's policies.
 // A failed request closes it; the next request redials.
 type thriftConn struct {
-	addr  string
-	dopts transport.DialOptions
-	opts  *gen.RequestOptions
-	c     *transport.Conn
+	addr    string
+	timeout time.Duration
+	dopts   transport.DialOptions
+	opts    *gen.RequestOptions
+	c       *transport.Conn
 }
 
 var _ Conn = (*thriftConn)(nil)
 
 // ThriftConnector dials addr with the given protocol ("binary" or
-// "compact") and runs commands in namespace ns ("" for the default).
-func ThriftConnector(addr, protocol, ns string) (Connector, error) {
+// "compact") and runs commands in namespace ns ("" for the default); a
+// request without a context deadline gets timeout.
+func ThriftConnector(addr, protocol, ns string, timeout time.Duration) (Connector, error) {
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
 	p, err := transport.ParseProtocol(protocol)
 	if err != nil {
 		return nil, fmt.Errorf("--protocol: %w", err)
 	}
 	return func(ctx context.Context) (Conn, error) {
-		tc := &thriftConn{addr: addr, dopts: transport.DialOptions{Protocol: p}, opts: &gen.RequestOptions{}}
+		tc := &thriftConn{addr: addr, timeout: timeout, dopts: transport.DialOptions{Protocol: p}, opts: &gen.RequestOptions{}}
 		if ns != "" {
 			tc.opts.Ns = &ns
 		}
@@ -58,7 +63,7 @@ func (t *thriftConn) Do(ctx context.Context, cmds []core.Command) (int, error) {
 	}
 	dl, ok := ctx.Deadline()
 	if !ok {
-		dl = time.Now().Add(time.Minute)
+		dl = time.Now().Add(t.timeout)
 	}
 	t.c.SetDeadline(dl)
 	var (

@@ -72,7 +72,7 @@ func TestEndToEnd(t *testing.T) {
 }
 
 func connectOnce(addr string) (Conn, error) {
-	connect, err := ThriftConnector(addr, "binary", "")
+	connect, err := ThriftConnector(addr, "binary", "", 5*time.Second)
 	if err != nil {
 		return nil, err
 	}

@@ -44,7 +44,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dialkv bench: %v\n", err)
 		return 2
 	}
-	connect, err := ThriftConnector(cfg.Addr, cfg.Protocol, cfg.Namespace)
+	connect, err := ThriftConnector(cfg.Addr, cfg.Protocol, cfg.Namespace, cfg.Timeout)
 	if err != nil {
 		fmt.Fprintf(stderr, "dialkv bench: %v\n", err)
 		return 2

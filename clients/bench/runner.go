@@ -18,7 +18,8 @@ import (
 type Conn interface {
 	// Do sends cmds as one request (one command: a single call; more: a
 	// batch) and returns how many of them failed on their own (error
-	// replies). err means the whole request failed.
+	// replies). err means the whole request failed. The request is bounded
+	// by ctx's deadline if it has one, else by the connection's timeout.
 	Do(ctx context.Context, cmds []core.Command) (failed int, err error)
 	Close() error
 }
@@ -262,9 +263,9 @@ type worker struct {
 }
 
 func (w *worker) send(ctx context.Context, cmds []core.Command, read bool, from time.Time) {
-	rctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
-	failed, err := w.conn.Do(rctx, cmds)
-	cancel()
+	// No per-request context: the connection applies its own timeout
+	// (a socket deadline), which costs no timer allocation per request.
+	failed, err := w.conn.Do(ctx, cmds)
 	if err != nil && ctx.Err() != nil {
 		return // cancelled by the end of the run, not a failure of the server
 	}
