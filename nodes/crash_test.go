@@ -149,14 +149,24 @@ func kill9(t *testing.T, extra ...string) (lost, total int) {
 			}
 		}()
 	}
-	time.Sleep(400 * time.Millisecond)
+	// Kill once enough writes are acknowledged (slow builds, -race, need
+	// longer), mid-stream.
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		mu.Lock()
+		k := len(acked)
+		mu.Unlock()
+		if k >= 300 {
+			break
+		}
+	}
 	if err := child.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	child.cmd.Wait()
 	stop.Store(true)
 	wg.Wait()
-	if len(acked) < 50 {
+	if len(acked) < 300 {
 		t.Fatalf("only %d writes were acknowledged before the kill; the test shows nothing", len(acked))
 	}
 

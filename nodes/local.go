@@ -239,6 +239,8 @@ func (l *Local) apply(group []*localJob) {
 		}
 	}
 	l.groups.Add(1)
+	st := l.store.Stats()
+	l.stats.Store(&st)
 	for _, j := range group {
 		close(j.done)
 	}

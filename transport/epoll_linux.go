@@ -34,7 +34,10 @@ type econn struct {
 	// handler between an event and the re-arm, or the closer.
 	busy       atomic.Bool
 	lastActive atomic.Int64 // unix nanoseconds of the last byte read
-	partial    []byte       // an incomplete frame's bytes (nil when idle)
+	// partial holds an incomplete frame's bytes (nil when idle); only the
+	// owner touches it. inFrame mirrors partial != nil for the sweeper.
+	partial []byte
+	inFrame atomic.Bool
 }
 
 type epollState struct {
@@ -50,6 +53,11 @@ type epollState struct {
 }
 
 const epollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+
+// scratchSize is the read buffer a readable connection borrows; frames
+// larger than what one read returns accumulate in the connection's partial
+// buffer.
+const scratchSize = 4 << 10
 
 // listenerMark tags the listener's epoll events (connection events carry
 // a generation, which is never negative).
@@ -71,7 +79,7 @@ func (s *Server) serveEpoll(ln net.Listener) error {
 		return fmt.Errorf("transport: epoll_create: %w", err)
 	}
 	st := &epollState{epfd: epfd, lfd: lfd, done: make(chan struct{})}
-	st.scratch.New = func() any { b := make([]byte, 64<<10); return &b }
+	st.scratch.New = func() any { b := make([]byte, scratchSize); return &b }
 	// The listener stays Go's (Shutdown closes it); it is also watched,
 	// level-triggered, by this epoll instance, and accepted from here.
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(lfd), Pad: listenerMark}
@@ -262,6 +270,7 @@ func (s *Server) epollServe(st *epollState, c *econn) {
 	default:
 		c.partial = append(make([]byte, 0, max(len(data), 64)), data...)
 	}
+	c.inFrame.Store(c.partial != nil)
 	if s.closing.Load() {
 		s.epollClose(st, c, "shutdown")
 		return
@@ -330,7 +339,7 @@ func (s *Server) epollSweep(st *epollState) {
 				continue
 			}
 			age := now - c.lastActive.Load()
-			if age > idle || (age > ft && c.partial != nil) {
+			if age > idle || (age > ft && c.inFrame.Load()) {
 				victims = append(victims, c)
 			}
 		}
@@ -338,7 +347,7 @@ func (s *Server) epollSweep(st *epollState) {
 		for _, c := range victims {
 			if c.busy.CompareAndSwap(false, true) {
 				reason := "idle"
-				if c.partial != nil {
+				if c.inFrame.Load() {
 					reason = "bad_frame"
 				}
 				s.epollClose(st, c, reason)

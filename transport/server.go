@@ -204,7 +204,11 @@ func (s *Server) Serve(ln net.Listener) error {
 		return nil
 	}
 	s.lns[ln] = struct{}{}
+	// Serve's own count keeps the WaitGroup above zero while it adds
+	// connections, so Shutdown's Wait never races an Add from zero.
+	s.wg.Add(1)
 	s.mu.Unlock()
+	defer s.wg.Done()
 	if s.cfg.Mode == ModeEpoll {
 		return s.serveEpoll(ln)
 	}
