@@ -444,7 +444,8 @@ func (r *packedRun) get(key []byte) (val []byte, tomb, ok bool) {
 	if r.n == 0 {
 		return nil, false, false
 	}
-	it := runIter{r: r}
+	var buf [128]byte
+	it := runIter{r: r, key: buf[:0]}
 	it.seekGE(key)
 	if it.valid && bytes.Equal(it.key, key) {
 		return it.val, it.tomb, true

@@ -37,7 +37,9 @@ func cmdGet(o *op, a [][]byte) Reply {
 	if r == nil {
 		return Nil()
 	}
-	return Bulk(bytes.Clone(r.payload))
+	// No copy: the payload is either the engine's copy (owned by us) or an
+	// overlay value, which is never modified once written.
+	return Bulk(r.payload)
 }
 
 // setOpts are SET's options.

@@ -226,8 +226,11 @@ func short(v string, ok bool) string {
 // prints the command that replays it.
 func TestCrash(t *testing.T) {
 	seeds := *crashSeeds
-	if os.Getenv("DIALKV_SOAK") != "" && seeds == 20 {
+	switch {
+	case os.Getenv("DIALKV_SOAK") != "" && seeds == 20:
 		seeds = 500
+	case testing.Short() && seeds == 20:
+		seeds = 5
 	}
 	for _, policy := range []core.SyncPolicy{core.SyncAlways, core.SyncInterval, core.SyncNever} {
 		t.Run(policy.String(), func(t *testing.T) {
