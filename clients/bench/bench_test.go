@@ -337,3 +337,22 @@ func TestValidateAndFlags(t *testing.T) {
 		t.Errorf("--help: exit %d, %q", code, stderr.String())
 	}
 }
+
+// Many connections share a bounded number of histogram shards, and every
+// operation is still counted once.
+func TestRunManyClients(t *testing.T) {
+	srv := &fakeServer{delay: time.Millisecond}
+	cfg := baseConfig()
+	cfg.Clients = 3 * maxStatShards
+	cfg.Duration = 200 * time.Millisecond
+	res, err := Run(context.Background(), cfg, srv.connect, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.gs.Load() + srv.ss.Load(); res.Ops != got || res.Ops == 0 {
+		t.Errorf("counted %d ops; the server saw %d", res.Ops, got)
+	}
+	if len(srv.conns) != cfg.Clients {
+		t.Errorf("%d connections, want %d", len(srv.conns), cfg.Clients)
+	}
+}

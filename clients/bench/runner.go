@@ -104,6 +104,9 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// maxStatShards bounds the number of histogram pairs of a run.
+const maxStatShards = 64
+
 // Run runs the benchmark: it opens cfg.Clients connections, optionally
 // loads every key, then runs the mix for cfg.Duration and returns the
 // summary. Progress lines go to progress (nil: none). Cancelling ctx ends
@@ -148,7 +151,9 @@ func Run(ctx context.Context, cfg Config, connect Connector, progress io.Writer)
 		res.LoadS = time.Since(t0).Seconds()
 	}
 
-	stats := make([]*workerStats, cfg.Clients)
+	// Workers share statistics shards: a histogram pair takes ~280 KB, too
+	// much to give each of 10,000 connections its own.
+	stats := make([]*workerStats, min(cfg.Clients, maxStatShards))
 	for i := range stats {
 		stats[i] = newWorkerStats()
 	}
@@ -163,7 +168,7 @@ func Run(ctx context.Context, cfg Config, connect Connector, progress io.Writer)
 			cfg:   cfg,
 			conn:  c,
 			gen:   NewGenerator(mix, keys, cfg.ValueSize, cfg.Seed*1_000_003+uint64(i)),
-			stats: stats[i],
+			stats: stats[i%len(stats)],
 		}
 		wg.Add(1)
 		go func() {
