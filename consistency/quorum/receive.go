@@ -12,6 +12,7 @@ import (
 // dropped (the network may corrupt; the sender retries or times out).
 func (r *Replica) Receive(now time.Time, m consistency.Message) {
 	r.now = now
+	r.ensureEpoch(now)
 	x, err := decodeMsg(m.Body)
 	if err != nil {
 		return
@@ -94,6 +95,7 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 // Tick expires requests, delivers hints and runs anti-entropy.
 func (r *Replica) Tick(now time.Time) {
 	r.now = now
+	r.ensureEpoch(now)
 	var ids []uint64
 	for id, o := range r.ops {
 		if !now.Before(o.deadline) {

@@ -41,6 +41,7 @@ const (
 	prefixObj  = "o/" // o/<key> → Object (main store)
 	prefixHint = "h/" // h/<owner>\x00<key> → Object held for owner
 	keyHLC     = "m/hlc"
+	keyEpoch   = "m/epoch" // this disk's incarnation (see Replica.dotID)
 )
 
 type entry struct {
@@ -89,6 +90,7 @@ type hintOp struct {
 // consistency.Replica; see the package documentation.
 type Replica struct {
 	id       nodeID
+	dotID    nodeID // id.epoch: the name this incarnation mints dots and counts under
 	p        params
 	bug      string
 	resolver Resolver
@@ -261,6 +263,17 @@ func newReplica(cfg consistency.Config, res Resolver) (*Replica, error) {
 }
 
 func (r *Replica) recover() error {
+	// The epoch names this disk's incarnation. Dots and counter shares are
+	// minted as "id.epoch": a node whose disk was wiped gets a new epoch
+	// and cannot re-mint dots (or restart a counter share) that others
+	// already hold. A crash keeps the synced epoch, so the name is stable.
+	// A new disk gets its epoch at the first input (ensureEpoch), from that
+	// input's clock reading and the replica's randomness.
+	if v, err := r.eng.Get([]byte(keyEpoch)); err == nil {
+		if p, ok := openRecord(v); ok {
+			r.dotID = r.id + "." + nodeID(p)
+		}
+	}
 	if v, err := r.eng.Get([]byte(keyHLC)); err == nil {
 		if p, ok := openRecord(v); ok {
 			d := &dec{b: p}
@@ -310,6 +323,24 @@ func (r *Replica) recover() error {
 		return fmt.Errorf("quorum: recovering hints: %w", err)
 	}
 	return nil
+}
+
+// ensureEpoch gives a fresh disk its epoch. It is committed in the same
+// step as anything minted under it, so both are synced before any message
+// leaves (a crash before that loses both, harmlessly).
+func (r *Replica) ensureEpoch(now time.Time) {
+	if r.dotID != "" {
+		return
+	}
+	epoch := strconv.FormatInt(now.UnixNano(), 36) + strconv.FormatUint(uint64(r.jitter(1<<40)), 36)
+	b := r.eng.NewBatch()
+	defer b.Close()
+	b.Set([]byte(keyEpoch), sealRecord([]byte(epoch)))
+	if err := b.Commit(false); err != nil {
+		return // retried at the next input; no dot is minted without it
+	}
+	r.dirty = true
+	r.dotID = r.id + "." + nodeID(epoch)
 }
 
 // SetPeerState feeds membership (memberlist on real nodes): a peer marked
@@ -507,6 +538,7 @@ func errReply(id uint64, e *core.Error) consistency.Response {
 // Request hands the replica a client request.
 func (r *Replica) Request(now time.Time, req consistency.Request) {
 	r.now = now
+	r.ensureEpoch(now)
 	r.handleRequest(req, "", 0)
 }
 
@@ -571,6 +603,10 @@ func (r *Replica) handleRequest(req consistency.Request, origin nodeID, originOp
 	}
 	if lin && rr+ww <= r.p.n {
 		fail(core.Errorf(core.CodeErr, "linearizable mode needs R+W>N (R=%d, W=%d, N=%d)", rr, ww, r.p.n))
+		return
+	}
+	if ci.write && r.dotID == "" {
+		fail(core.Errorf(core.CodeIO, "quorum: the engine could not record this disk's epoch; writes are refused"))
 		return
 	}
 	key := string(args[0])
@@ -743,7 +779,7 @@ func (r *Replica) resolveCustom(key string, o *Object, live []Sibling, ts Timest
 	sort.Slice(vals, func(i, j int) bool { return bytes.Compare(vals[i], vals[j]) < 0 })
 	v := r.resolver.Resolve([]byte(key), vals)
 	ctx := Context{VV: o.Clock}
-	return putSibling(o, ctx, Sibling{Dot: o.nextDot(r.id, ctx), TS: ts, Val: v})
+	return putSibling(o, ctx, Sibling{Dot: o.nextDot(r.dotID, ctx), TS: ts, Val: v})
 }
 
 // startPhase1 sends obj to the targets (all of them for writes and ABD
@@ -1070,7 +1106,7 @@ func (r *Replica) applyWrite(key string, base *Object, ctx Context, cmd *core.Co
 	switch name {
 	case "SET", "DEL":
 		if kind == KindRegister {
-			dot := n.nextDot(r.id, ctx)
+			dot := n.nextDot(r.dotID, ctx)
 			reply := core.OK()
 			if name == "DEL" {
 				had := int64(0)
@@ -1114,11 +1150,11 @@ func (r *Replica) applyWrite(key string, base *Object, ctx Context, cmd *core.Co
 		if name == "DECR" || name == "DECRBY" {
 			d = -d
 		}
-		i := sort.Search(len(n.Counts), func(i int) bool { return n.Counts[i].Node >= r.id })
-		if i == len(n.Counts) || n.Counts[i].Node != r.id {
+		i := sort.Search(len(n.Counts), func(i int) bool { return n.Counts[i].Node >= r.dotID })
+		if i == len(n.Counts) || n.Counts[i].Node != r.dotID {
 			n.Counts = append(n.Counts, Count{})
 			copy(n.Counts[i+1:], n.Counts[i:])
-			n.Counts[i] = Count{Node: r.id}
+			n.Counts[i] = Count{Node: r.dotID}
 		}
 		if d >= 0 {
 			n.Counts[i].P += uint64(d)
@@ -1138,7 +1174,7 @@ func (r *Replica) applyWrite(key string, base *Object, ctx Context, cmd *core.Co
 				}
 				continue
 			}
-			dot := Dot{Node: r.id, C: n.Clock.get(r.id) + 1}
+			dot := Dot{Node: r.dotID, C: n.Clock.get(r.dotID) + 1}
 			n.Clock = n.Clock.with(dot)
 			if present {
 				n.Elems[i].Dots = []Dot{dot}
