@@ -467,6 +467,7 @@ type memIter struct {
 	ris [2]runIter
 	// current merged entry
 	key, val []byte
+	keyBuf   []byte
 	valid    bool
 	err      error
 }
@@ -550,7 +551,8 @@ func (it *memIter) settle() {
 			it.valid = false
 			return
 		}
-		min = append([]byte{}, min...)
+		it.keyBuf = append(it.keyBuf[:0], min...) // valid until the next call
+		min = it.keyBuf
 		found, tomb := false, false
 		if it.bValid && bytes.Equal(it.buf[it.pos].key, min) {
 			x := it.buf[it.pos]

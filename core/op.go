@@ -236,6 +236,8 @@ type mergeIter struct {
 	key     []byte
 	val     []byte
 	valid   bool
+	// keyBuf and valBuf back key and val for entries from the engine.
+	keyBuf, valBuf []byte
 }
 
 // settle positions on the next visible key at or after the current inputs.
@@ -263,8 +265,11 @@ func (m *mergeIter) settle() {
 			m.key, m.val, m.valid = []byte(k), w.val, true
 			return
 		}
-		m.key = append(m.key[:0:0], bk...)
-		m.val = append([]byte(nil), m.base.Value()...)
+		// Copies into reused buffers: the base iterator's slices are only
+		// valid until its Next, ours until our Next (as the Engine contract).
+		m.keyBuf = append(m.keyBuf[:0], bk...)
+		m.valBuf = append(m.valBuf[:0], m.base.Value()...)
+		m.key, m.val = m.keyBuf, m.valBuf
 		m.valid = true
 		m.baseOK = m.base.Next()
 		return
