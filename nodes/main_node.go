@@ -83,6 +83,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		MetricsAddr: *metrics, Protocol: proto, ConnMode: mode, MaxConns: *maxConns, IdleTimeout: *idle,
 		MaxFrame: *maxFrame, Engine: *engine, SubscriptionTTL: *subTTL,
 		Limits: core.Limits{MaxValueSize: *maxValue}, Logger: logger, Version: buildVersion(),
+		Strategies: map[string]StrategyFactory{"raft": RaftStrategy},
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "dialkv node: %v\n", err)
