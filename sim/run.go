@@ -889,28 +889,34 @@ func (r *runner) finish(start time.Time, peers []consistency.NodeID) (*outcome, 
 			res.Unknown++
 		}
 	}
+	// A replica state that differs is a safety violation only if the
+	// cluster had the time to converge: when the liveness phase did not
+	// finish, the convergence check's complaint is a liveness failure.
+	unfinished := len(r.liveness) > 0
+	var livenessChecks []string
 	for _, c := range cres.Checks {
-		if c.Verdict == checker.VerdictViolation {
-			r.problems = append(r.problems, fmt.Sprintf("%s: %s", c.Name, c.Summary))
+		if c.Verdict != checker.VerdictViolation {
+			continue
 		}
+		line := fmt.Sprintf("%s: %s", c.Name, c.Summary)
+		if unfinished && c.Name == checker.CheckConvergence {
+			livenessChecks = append(livenessChecks, line)
+			continue
+		}
+		r.problems = append(r.problems, line)
 	}
 	switch {
-	case cres.Verdict == checker.VerdictViolation:
-		res.Verdict = simrun.Safety
-		res.Problems = append(r.problems, r.liveness...)
 	case len(r.problems) > 0:
 		res.Verdict = simrun.Safety
-		res.Problems = append(r.problems, r.liveness...)
-	case len(r.liveness) > 0:
+		res.Problems = append(append(r.problems, r.liveness...), livenessChecks...)
+	case unfinished:
 		res.Verdict = simrun.Liveness
-		res.Problems = r.liveness
+		res.Problems = append(r.liveness, livenessChecks...)
 	default:
 		res.Verdict = simrun.Pass
 	}
 	if r.trace != nil {
-		if r.trace != nil {
-			r.tracef("sim", "end", "verdict=%s ops=%d ok=%d fail=%d unknown=%d", res.Verdict, res.Ops, res.OK, res.Failed, res.Unknown)
-		}
+		r.tracef("sim", "end", "verdict=%s ops=%d ok=%d fail=%d unknown=%d", res.Verdict, res.Ops, res.OK, res.Failed, res.Unknown)
 		o.trace = r.trace.Bytes()
 		res.TraceHash = sha(o.trace)
 	}

@@ -210,6 +210,7 @@ func TestMainCLI(t *testing.T) {
 		{"pass", []string{"--seed", "3", "--ops", "200", "--out", filepath.Join(dir, "pass")}, 0, "PASS"},
 		{"safety", []string{"--seed", "1", "--ops", "500", "--bug", "ack-before-replicate", "--faults", "crash", "--rates", "crash/s=3", "--out", filepath.Join(dir, "fail")}, 1, "reproduce: dialkv sim --strategy primary-backup --seed 1"},
 		{"sweep", []string{"--seeds", "1..3", "--ops", "100", "--quiet"}, 0, "seeds run     3"},
+		{"liveness", []string{"--seed", "1", "--ops", "100", "--liveness-bound", "5ms", "--out", filepath.Join(dir, "live")}, 2, "LIVENESS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errb bytes.Buffer
