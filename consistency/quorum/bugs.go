@@ -2,6 +2,9 @@ package quorum
 
 import "github.com/dialkv/dialkv/consistency"
 
+// Name is the strategy's name (dialkv sim --strategy quorum).
+const Name = "quorum"
+
 // The deliberately broken variants (Config.Bug).
 const (
 	// BugReadRepairDropsSiblings: read repair (and ABD write-back) writes
@@ -23,9 +26,9 @@ const (
 // Bugs lists the strategy's deliberately broken variants.
 func Bugs() []consistency.Bug {
 	return []consistency.Bug{
-		{Name: BugReadRepairDropsSiblings, Strategy: "quorum", Breaks: "read repair keeps one version (sibling, or one replica's set): concurrent acknowledged writes are lost"},
-		{Name: BugAAESkipsTombstones, Strategy: "quorum", Breaks: "anti-entropy skips tombstones: a replica that missed a DEL serves the deleted value forever"},
-		{Name: BugLWWNoClock, Strategy: "quorum", Breaks: "LWW uses raw skewed wall clocks, not the HLC: later writes can lose to earlier ones"},
+		{Name: BugReadRepairDropsSiblings, Strategy: Name, Breaks: "read repair keeps one version (sibling, or one replica's set): concurrent acknowledged writes are lost"},
+		{Name: BugAAESkipsTombstones, Strategy: Name, Breaks: "anti-entropy skips tombstones: a replica that missed a DEL serves the deleted value forever"},
+		{Name: BugLWWNoClock, Strategy: Name, Breaks: "LWW uses raw skewed wall clocks, not the HLC: later writes can lose to earlier ones"},
 	}
 }
 
