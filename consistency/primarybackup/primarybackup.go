@@ -94,10 +94,12 @@ type Replica struct {
 	id      consistency.NodeID
 	peers   []consistency.NodeID
 	primary consistency.NodeID
-	store   *core.Store
-	bug     string
-	rnd     *rand.Rand
-	ackAll  bool
+	// backupIDs are the peers other than the primary, in peer order.
+	backupIDs []consistency.NodeID
+	store     *core.Store
+	bug       string
+	rnd       *rand.Rand
+	ackAll    bool
 
 	out consistency.Ready
 
@@ -153,6 +155,11 @@ func New(cfg consistency.Config) (*Replica, error) {
 			return nil, fmt.Errorf("primarybackup: unknown parameter %q (known: primary, ack)", k)
 		}
 	}
+	for _, p := range r.peers {
+		if p != r.primary {
+			r.backupIDs = append(r.backupIDs, p)
+		}
+	}
 	st, err := core.NewStore(cfg.Engine, core.Limits{})
 	if err != nil {
 		return nil, fmt.Errorf("primarybackup: open store: %w", err)
@@ -204,15 +211,7 @@ func (r *Replica) readMeta(key string) (uint64, error) {
 	return n, nil
 }
 
-func (r *Replica) backups() []consistency.NodeID {
-	out := make([]consistency.NodeID, 0, len(r.peers)-1)
-	for _, p := range r.peers {
-		if p != r.primary {
-			out = append(out, p)
-		}
-	}
-	return out
-}
+func (r *Replica) backups() []consistency.NodeID { return r.backupIDs }
 
 func (r *Replica) respond(id uint64, rep core.Reply) {
 	r.out.Responses = append(r.out.Responses, consistency.Response{ID: id, Reply: rep})
@@ -358,7 +357,8 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 			if en.Seq <= r.applied {
 				continue // a duplicate
 			}
-			full := core.Txn{Conds: en.Txn.Conds, Cmds: append(slices.Clone(en.Txn.Cmds),
+			// en was decoded for this call: its command list is ours.
+			full := core.Txn{Conds: en.Txn.Conds, Cmds: append(en.Txn.Cmds,
 				core.Cmd("SET", keyApplied, strconv.FormatUint(en.Seq, 10)))}
 			rep := r.store.ApplyTxn(time.Unix(0, en.Now), full)
 			if rep.IsError() {
