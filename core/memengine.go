@@ -131,12 +131,11 @@ var errClosed = errors.New("core: engine closed")
 // Get implements Reader.
 func (m *MemEngine) Get(key []byte) ([]byte, error) {
 	m.mu.Lock()
-	st, closed := m.cur, m.closed
-	m.mu.Unlock()
-	if closed {
+	defer m.mu.Unlock() // the B-tree is mutated in place by commits
+	if m.closed {
 		return nil, errClosed
 	}
-	return st.get(key)
+	return m.cur.get(key)
 }
 
 func (s memState) get(key []byte) ([]byte, error) {
