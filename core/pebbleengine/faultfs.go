@@ -147,23 +147,26 @@ func (f *FaultFS) CorruptAt(name string, off int64, mask byte) error {
 	return nil
 }
 
-// Create, Open, OpenReadWrite and ReuseForWrite wrap the files they return.
-
+// Create creates name and wraps it for fault injection.
 func (f *FaultFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
 	file, err := f.FS.Create(name, category)
 	return f.wrap(name, file, err)
 }
 
+// Open opens name and wraps it for fault injection.
 func (f *FaultFS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
 	file, err := f.FS.Open(name, opts...)
 	return f.wrap(name, file, err)
 }
 
+// OpenReadWrite opens name for writing and wraps it for fault injection.
 func (f *FaultFS) OpenReadWrite(name string, category vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
 	file, err := f.FS.OpenReadWrite(name, category, opts...)
 	return f.wrap(name, file, err)
 }
 
+// ReuseForWrite renames oldname to newname for reuse (Pebble recycles WAL
+// files) and wraps it for fault injection.
 func (f *FaultFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
 	file, err := f.FS.ReuseForWrite(oldname, newname, category)
 	return f.wrap(newname, file, err)
