@@ -17,7 +17,13 @@ func BenchmarkPrimaryBackup5(b *testing.B) {
 }
 
 func benchRun(b *testing.B, o simrun.Options) {
-	s, _ := lookup(o.Strategy)
+	s, ok := lookup(o.Strategy)
+	if !ok {
+		b.Fatalf("no strategy %s", o.Strategy)
+	}
+	if o.Workload == "" && s.Workload != "" {
+		o.Workload = s.Workload
+	}
 	var ops int
 	var virt, simReal time.Duration
 	cpu0 := cpuTime(b)
@@ -59,4 +65,14 @@ func BenchmarkPrimaryBackup5Register(b *testing.B) {
 // lightly loaded cluster gets.
 func BenchmarkPrimaryBackup5Slow(b *testing.B) {
 	benchRun(b, simrun.Options{Strategy: "primary-backup", Nodes: 5, Clients: 10, Ops: 5000, LiveOps: 500, Workload: "register", Think: 100 * time.Millisecond})
+}
+
+// BenchmarkQuorum5 and BenchmarkCausal5: the other sans-IO strategies, same
+// cluster size and workload as BenchmarkPrimaryBackup5Register.
+func BenchmarkQuorum5(b *testing.B) {
+	benchRun(b, simrun.Options{Strategy: "quorum", Nodes: 5, Clients: 10, Ops: 5000, LiveOps: 500, Workload: "register"})
+}
+
+func BenchmarkCausal5(b *testing.B) {
+	benchRun(b, simrun.Options{Strategy: "causal", Nodes: 5, Clients: 10, Ops: 5000, LiveOps: 500, Workload: "register"})
 }
