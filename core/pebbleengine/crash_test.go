@@ -244,7 +244,7 @@ func TestCrash(t *testing.T) {
 			}
 			for _, seed := range list {
 				if err := crashRun(seed, policy, false); err != nil {
-					t.Errorf("seed %d: %v\nreproduce: go test ./core/pebbleengine -run 'TestCrash/%s$' -crash.seed=%d", seed, err, policy, seed)
+					t.Errorf("seed %d: %v\nreproduce: go test ./core/pebbleengine -run '^TestCrash$/^%s$' -crash.seed=%d", seed, err, policy, seed)
 				}
 			}
 		})
