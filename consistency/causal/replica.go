@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -282,6 +283,12 @@ func NewReplica(cfg consistency.Config) (*Replica, error) {
 		r.regions = append(r.regions, region{name: name, nodes: nodes})
 	}
 	sort.Slice(r.regions, func(i, j int) bool { return r.regions[i].name < r.regions[j].name })
+	// Request and check ids start at a random point of each incarnation,
+	// so that a late answer to a question asked before a crash cannot be
+	// taken for the answer to a new one.
+	if cfg.Rand != nil {
+		r.nextID = cfg.Rand.Uint64() &^ (1<<32 - 1)
+	}
 	if err := r.recover(); err != nil {
 		return nil, err
 	}
@@ -649,7 +656,7 @@ func (r *Replica) answerCheck(c *inCheck) bool {
 			stable = append(stable, d)
 		}
 	}
-	r.send(c.from, msg{Kind: kindCheckOK, ID: c.id, Stable: stable})
+	r.send(c.from, msg{Kind: kindCheckOK, ID: c.id, Deps: c.deps, Stable: stable})
 	return true
 }
 
@@ -688,8 +695,8 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 		}
 	case kindCheckOK:
 		w, ok := r.waiters[in.ID]
-		if !ok {
-			return
+		if !ok || !slices.Equal(w.pending[m.From], in.Deps) {
+			return // not an answer to this question
 		}
 		delete(w.pending, m.From)
 		w.stable = append(w.stable, in.Stable...)
