@@ -46,6 +46,7 @@ type epollState struct {
 	done    chan struct{} // closed when the event loop ends
 	err     error         // why it ended, if not Shutdown
 	delay   time.Duration // accept backoff
+	work    chan *econn   // to idle workers (unbuffered)
 	mu      sync.RWMutex
 	conns   []*econn // by fd
 	gen     uint32
@@ -78,7 +79,7 @@ func (s *Server) serveEpoll(ln net.Listener) error {
 	if err != nil {
 		return fmt.Errorf("transport: epoll_create: %w", err)
 	}
-	st := &epollState{epfd: epfd, lfd: lfd, done: make(chan struct{})}
+	st := &epollState{epfd: epfd, lfd: lfd, done: make(chan struct{}), work: make(chan *econn)}
 	st.scratch.New = func() any { b := make([]byte, scratchSize); return &b }
 	// The listener stays Go's (Shutdown closes it); it is also watched,
 	// level-triggered, by this epoll instance, and accepted from here.
@@ -205,8 +206,40 @@ func (s *Server) epollLoop(st *epollState) {
 			if c == nil || !c.busy.CompareAndSwap(false, true) {
 				continue
 			}
-			s.wg.Add(1)
-			go s.epollServe(st, c)
+			s.epollDispatch(st, c)
+		}
+	}
+}
+
+// workerIdle is how long a worker goroutine waits for more work before
+// it exits. Reusing workers spares a goroutine start (and stack growth) per
+// request; idle connections still hold none.
+const workerIdle = time.Second
+
+// epollDispatch hands a readable connection to an idle worker, or starts
+// one.
+func (s *Server) epollDispatch(st *epollState, c *econn) {
+	select {
+	case st.work <- c:
+	default:
+		s.wg.Add(1)
+		go s.epollWorker(st, c)
+	}
+}
+
+func (s *Server) epollWorker(st *epollState, c *econn) {
+	defer s.wg.Done()
+	t := time.NewTimer(workerIdle)
+	defer t.Stop()
+	for {
+		s.epollServe(st, c)
+		t.Reset(workerIdle)
+		select {
+		case c = <-st.work:
+		case <-t.C:
+			return
+		case <-st.done:
+			return
 		}
 	}
 }
@@ -214,7 +247,6 @@ func (s *Server) epollLoop(st *epollState) {
 // epollServe reads what a readable connection has, serves its complete
 // frames in order, and re-arms it (or closes it).
 func (s *Server) epollServe(st *epollState, c *econn) {
-	defer s.wg.Done()
 	bp := st.scratch.Get().(*[]byte)
 	defer st.scratch.Put(bp)
 	buf := *bp
