@@ -11,7 +11,7 @@ import (
 
 // ParamNames lists the namespace parameters ConfigFromParams reads.
 func ParamNames() []string {
-	return []string{"nodes", "raft-addrs", "client-addrs", "shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect"}
+	return []string{"nodes", "raft-addrs", "client-addrs", "shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect", "storage"}
 }
 
 // ConfigFromParams builds a node's Config from a raft namespace's
@@ -26,10 +26,11 @@ func ParamNames() []string {
 //	election-rtt  10                            election timeout in RTTs
 //	snapshot-entries 1000                       snapshot every so many entries
 //	redirect      true                          redirect requests to the shard leader
+//	storage       pebble                        state machine storage: pebble (on disk) or memory
 //
 // dir is the node's directory for the namespace (the NodeHost directory).
 func ConfigFromParams(nodeID, dir string, params map[string]string) (Config, error) {
-	cfg := Config{NodeID: consistency.NodeID(nodeID), Dir: dir, RedirectToLeader: true}
+	cfg := Config{NodeID: consistency.NodeID(nodeID), Dir: dir, RedirectToLeader: true, Storage: "pebble"}
 	list := func(k string) []string {
 		v := strings.TrimSpace(params[k])
 		if v == "" {
@@ -88,6 +89,11 @@ func ConfigFromParams(nodeID, dir string, params map[string]string) (Config, err
 			}
 		case "redirect":
 			cfg.RedirectToLeader, err = strconv.ParseBool(v)
+		case "storage":
+			cfg.Storage = v
+			if v != "pebble" && v != "memory" {
+				err = fmt.Errorf("want pebble or memory")
+			}
 		default:
 			err = fmt.Errorf("unknown parameter (known: %s)", strings.Join(ParamNames(), ", "))
 		}

@@ -14,7 +14,7 @@ func TestConfigFromParams(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(cfg.Nodes) != 3 || cfg.Nodes[1].RaftAddr != "h:2" || cfg.Nodes[2].ClientAddr != "c:3" ||
-		cfg.Shards != 4 || cfg.RTT != 5*time.Millisecond || cfg.RedirectToLeader || cfg.NodeID != "n2" || cfg.Dir != "/d" {
+		cfg.Shards != 4 || cfg.RTT != 5*time.Millisecond || cfg.RedirectToLeader || cfg.Storage != "pebble" || cfg.NodeID != "n2" || cfg.Dir != "/d" {
 		t.Errorf("config %+v", cfg)
 	}
 	for _, tc := range []struct {
@@ -27,6 +27,7 @@ func TestConfigFromParams(t *testing.T) {
 		{"bad replicas", "replicas", "4", "want 3 or 5"},
 		{"bad rtt", "rtt", "fast", "rtt"},
 		{"unknown", "colour", "blue", "unknown parameter"},
+		{"storage", "storage", "tape", "want pebble or memory"},
 	} {
 		p := map[string]string{}
 		for k, v := range good {

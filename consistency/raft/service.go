@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync/atomic"
 	"time"
+
+	pebblevfs "github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/lni/dragonboat/v4"
 	"github.com/lni/dragonboat/v4/config"
@@ -15,6 +18,7 @@ import (
 
 	"github.com/dialkv/dialkv/consistency"
 	"github.com/dialkv/dialkv/core"
+	"github.com/dialkv/dialkv/core/pebbleengine"
 )
 
 // CodeCrossShard is the error code of the reply to a multi-key command or a
@@ -71,6 +75,14 @@ type Config struct {
 	RedirectToLeader bool
 	// Limits bound keys and values (core.Limits defaults).
 	Limits core.Limits
+	// Storage is the state machine's storage: "memory" (the default: a
+	// core.MemEngine, rebuilt from Dragonboat's snapshot and log at
+	// restart) or "pebble" (an on-disk state machine over
+	// core/pebbleengine under Dir, which keeps its applied index).
+	Storage string
+	// PebbleFS is the file system of the Pebble state machines (nil: the
+	// operating system's); the simulator passes a crashable MemFS.
+	PebbleFS pebblevfs.FS
 	// Bug selects a deliberately broken variant (see Bugs); "" is correct.
 	Bug string
 }
@@ -111,6 +123,13 @@ func (c *Config) defaults() error {
 	}
 	if len(c.Nodes) == 0 {
 		return errors.New("raft: Config.Nodes is empty")
+	}
+	switch c.Storage {
+	case "":
+		c.Storage = "memory"
+	case "memory", "pebble":
+	default:
+		return fmt.Errorf("raft: unknown storage %q (want memory or pebble)", c.Storage)
 	}
 	if c.Bug != "" && !knownBug(c.Bug) {
 		return fmt.Errorf("raft: unknown bug %q (see Bugs)", c.Bug)
@@ -203,14 +222,23 @@ func New(cfg Config) (*Service, error) {
 			CompactionOverhead: cfg.CompactionOverhead,
 		}
 		limits := cfg.Limits
-		create := func(uint64, uint64) sm.IStateMachine {
-			m, err := newMemSM(limits)
-			if err != nil { // a fresh memory engine cannot fail to open
-				panic(err)
-			}
-			return m
+		var err error
+		if cfg.Storage == "pebble" {
+			dir := filepath.Join(cfg.Dir, fmt.Sprintf("sm-%d", rc.ShardID))
+			opts := pebbleengine.Options{FS: cfg.PebbleFS}
+			err = nh.StartOnDiskReplica(members, false, func(uint64, uint64) sm.IOnDiskStateMachine {
+				return newDiskSM(dir, opts, limits)
+			}, rc)
+		} else {
+			err = nh.StartReplica(members, false, func(uint64, uint64) sm.IStateMachine {
+				m, err := newMemSM(limits)
+				if err != nil { // a fresh memory engine cannot fail to open
+					panic(err)
+				}
+				return m
+			}, rc)
 		}
-		if err := nh.StartReplica(members, false, create, rc); err != nil {
+		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("raft: start replica of shard %d on %s: %w", sh, cfg.NodeID, err)
 		}

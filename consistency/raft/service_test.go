@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	pebblevfs "github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/lni/dragonboat/v4/logger"
 	"github.com/lni/vfs"
 
@@ -271,9 +272,19 @@ func TestServiceRedirectsToLeader(t *testing.T) {
 }
 
 // A leader crash: a new leader serves, and a node restarted from its disk
-// recovers (through snapshots: SnapshotEntries is 20).
+// recovers (through snapshots: SnapshotEntries is 20), with the in-memory
+// and with the on-disk (Pebble) state machine.
 func TestServiceFailoverAndRestart(t *testing.T) {
-	c := newTestCluster(t, 1, nil)
+	for _, storage := range []string{"memory", "pebble"} {
+		t.Run(storage, func(t *testing.T) { testFailoverAndRestart(t, storage) })
+	}
+}
+
+func testFailoverAndRestart(t *testing.T, storage string) {
+	c := newTestCluster(t, 1, func(cfg *Config) {
+		cfg.Storage = storage
+		cfg.PebbleFS = pebblevfs.NewMem()
+	})
 	lin := consistency.Options{}
 	for i := 0; i < 60; i++ {
 		c.cmd(i%3, lin, "SET", fmt.Sprintf("k%d", i%7), fmt.Sprint(i))
@@ -321,6 +332,7 @@ func TestConfigErrors(t *testing.T) {
 		{"no nodes", Config{NodeID: "n1", Dir: "/x"}},
 		{"not a member", Config{NodeID: "n9", Nodes: nodes, Dir: "/x", FS: vfs.NewMem()}},
 		{"unknown bug", Config{NodeID: "n1", Nodes: nodes, Dir: "/x", Bug: "nope"}},
+		{"unknown storage", Config{NodeID: "n1", Nodes: nodes, Dir: "/x", Storage: "tape"}},
 	} {
 		if s, err := New(tc.cfg); err == nil {
 			s.Close()

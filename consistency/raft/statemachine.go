@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"time"
 
 	sm "github.com/lni/dragonboat/v4/statemachine"
 
@@ -47,26 +46,11 @@ func newMemSM(limits core.Limits) (*memSM, error) {
 func (m *memSM) Update(e sm.Entry) (sm.Result, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return sm.Result{Value: e.Index, Data: core.EncodeReply(m.apply(e.Cmd))}, nil
-}
-
-func (m *memSM) apply(b []byte) core.Reply {
-	p, err := decodeProposal(b)
-	if err != nil {
-		return core.ErrorReply(core.Errorf(core.CodeErr, "%v", err))
-	}
-	if p.now > m.clock {
-		m.clock = p.now
-	}
-	now := time.Unix(0, m.clock)
-	if p.cmd != nil {
-		return m.store.Apply(now, *p.cmd)
-	}
-	return m.store.ApplyTxn(now, *p.txn)
+	return sm.Result{Value: e.Index, Data: core.EncodeReply(applyProposal(m.store, &m.clock, e.Cmd))}, nil
 }
 
 // dumpQuery asks Lookup for the replica's user-visible state (core
-// Store.Dump) and its applied clock.
+// Store.Dump).
 type dumpQuery struct{ now int64 }
 
 // Lookup serves a read-only command at max(reader's clock, applied clock),
@@ -74,13 +58,7 @@ type dumpQuery struct{ now int64 }
 func (m *memSM) Lookup(q any) (any, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	switch q := q.(type) {
-	case readQuery:
-		return m.store.Apply(time.Unix(0, max(q.now, m.clock)), q.cmd), nil
-	case dumpQuery:
-		return m.store.Dump(time.Unix(0, max(q.now, m.clock)))
-	}
-	return nil, fmt.Errorf("raft: lookup of %T", q)
+	return lookup(m.store, m.clock, q)
 }
 
 // SaveSnapshot writes the clock then the store's snapshot.

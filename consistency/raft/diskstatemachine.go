@@ -1,0 +1,261 @@
+package raft
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	sm "github.com/lni/dragonboat/v4/statemachine"
+
+	"github.com/dialkv/dialkv/core"
+	"github.com/dialkv/dialkv/core/pebbleengine"
+)
+
+// appliedKey holds the index of the last applied entry and the state
+// machine's clock. It sorts after every key of the Store's key space
+// ('d', 'x', 'i', 'm' prefixes), which Store.RestoreSnapshot clears with
+// DeleteRange([0], [0xff]).
+var appliedKey = []byte("\xffraft/applied")
+
+func encodeApplied(index uint64, clock int64) []byte {
+	b := binary.BigEndian.AppendUint64(nil, index)
+	return binary.BigEndian.AppendUint64(b, uint64(clock))
+}
+
+func decodeApplied(b []byte) (uint64, int64, error) {
+	if len(b) != 16 {
+		return 0, 0, fmt.Errorf("raft: applied-index record of %d bytes: %w", len(b), core.ErrCorruption)
+	}
+	return binary.BigEndian.Uint64(b), int64(binary.BigEndian.Uint64(b[8:])), nil
+}
+
+// indexEngine wraps the state machine's engine: every batch the Store
+// commits also records the index of the entry being applied (and the
+// clock), atomically with the entry's writes. After a crash, the state
+// machine restarts from exactly the entry whose writes it holds.
+type indexEngine struct {
+	core.Engine
+	cur       uint64 // entry being applied
+	clock     int64
+	persisted uint64 // index recorded by the last commit
+	restoring bool   // a snapshot restore carries its own record
+}
+
+func (e *indexEngine) NewBatch() core.Batch { return &indexBatch{Batch: e.Engine.NewBatch(), e: e} }
+
+type indexBatch struct {
+	core.Batch
+	e *indexEngine
+}
+
+func (b *indexBatch) Commit(sync bool) error {
+	if !b.e.restoring {
+		b.Batch.Set(appliedKey, encodeApplied(b.e.cur, b.e.clock))
+	}
+	if err := b.Batch.Commit(sync); err != nil {
+		return err
+	}
+	if !b.e.restoring {
+		b.e.persisted = b.e.cur
+	}
+	return nil
+}
+
+// diskSM is the on-disk replicated state machine: a core.Store over a
+// Pebble engine (core/pebbleengine) that persists its applied index with
+// every write, so a restart replays only the entries it lost.
+type diskSM struct {
+	dir    string
+	opts   pebbleengine.Options
+	limits core.Limits
+
+	mu    sync.Mutex // Update, Lookup and snapshots are concurrent in Dragonboat
+	eng   *pebbleengine.Engine
+	ie    *indexEngine
+	store *core.Store
+}
+
+var _ sm.IOnDiskStateMachine = (*diskSM)(nil)
+
+func newDiskSM(dir string, opts pebbleengine.Options, limits core.Limits) *diskSM {
+	opts.Sync = core.SyncNever // Dragonboat calls Sync; its log is the durable record
+	return &diskSM{dir: dir, opts: opts, limits: limits}
+}
+
+// Open opens Pebble and returns the index of the last applied entry.
+func (m *diskSM) Open(<-chan struct{}) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	eng, err := pebbleengine.Open(m.dir, m.opts)
+	if err != nil {
+		return 0, fmt.Errorf("raft: open state machine: %w", err)
+	}
+	ie := &indexEngine{Engine: eng}
+	idx, err := ie.readApplied()
+	if err != nil {
+		eng.Close()
+		return 0, err
+	}
+	st, err := core.NewStore(ie, m.limits)
+	if err != nil {
+		eng.Close()
+		return 0, fmt.Errorf("raft: open state machine: %w", err)
+	}
+	m.eng, m.ie, m.store = eng, ie, st
+	return idx, nil
+}
+
+// readApplied loads the applied record into e (0 when there is none).
+func (e *indexEngine) readApplied() (uint64, error) {
+	b, err := e.Engine.Get(appliedKey)
+	if errors.Is(err, core.ErrNotFound) {
+		e.cur, e.clock, e.persisted = 0, 0, 0
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("raft: read applied index: %w", err)
+	}
+	idx, clock, err := decodeApplied(b)
+	if err != nil {
+		return 0, err
+	}
+	e.cur, e.clock, e.persisted = idx, clock, idx
+	return idx, nil
+}
+
+// Update applies entries in order; entries that wrote nothing are recorded
+// by one final batch.
+func (m *diskSM) Update(ents []sm.Entry) ([]sm.Entry, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := range ents {
+		m.ie.cur = ents[i].Index
+		reply := applyProposal(m.store, &m.ie.clock, ents[i].Cmd)
+		ents[i].Result = sm.Result{Value: ents[i].Index, Data: core.EncodeReply(reply)}
+	}
+	if n := len(ents); n > 0 && m.ie.persisted < ents[n-1].Index {
+		b := m.ie.NewBatch()
+		defer b.Close()
+		if err := b.Commit(false); err != nil {
+			return nil, fmt.Errorf("raft: record applied index: %w", err)
+		}
+	}
+	return ents, nil
+}
+
+// Lookup serves a read-only command or a dump (see memSM.Lookup).
+func (m *diskSM) Lookup(q any) (any, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return lookup(m.store, m.ie.clock, q)
+}
+
+// Sync makes everything applied durable.
+func (m *diskSM) Sync() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.eng.Sync()
+}
+
+// PrepareSnapshot captures a point-in-time view (applied record included).
+func (m *diskSM) PrepareSnapshot() (any, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.eng.NewSnapshot(), nil
+}
+
+// SaveSnapshot writes the captured view in core's snapshot format.
+func (m *diskSM) SaveSnapshot(ctx any, w io.Writer, _ <-chan struct{}) error {
+	snap, ok := ctx.(core.Snapshot)
+	if !ok {
+		return fmt.Errorf("raft: snapshot context of type %T", ctx)
+	}
+	defer snap.Close()
+	view, err := core.NewStore(readOnlyEngine{snap}, m.limits)
+	if err != nil {
+		return fmt.Errorf("raft: snapshot view: %w", err)
+	}
+	if err := view.SaveSnapshot(w); err != nil {
+		return fmt.Errorf("raft: save snapshot: %w", err)
+	}
+	return nil
+}
+
+// RecoverFromSnapshot replaces the state, applied record included.
+func (m *diskSM) RecoverFromSnapshot(r io.Reader, _ <-chan struct{}) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.ie.restoring = true
+	err := m.store.RestoreSnapshot(r)
+	m.ie.restoring = false
+	if err != nil {
+		return fmt.Errorf("raft: restore snapshot: %w", err)
+	}
+	_, err = m.ie.readApplied()
+	return err
+}
+
+// Close syncs and closes Pebble.
+func (m *diskSM) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.eng == nil {
+		return nil
+	}
+	err := m.eng.Close()
+	m.eng = nil
+	return err
+}
+
+// readOnlyEngine is a core.Engine over a snapshot, for SaveSnapshot.
+type readOnlyEngine struct{ core.Snapshot }
+
+var errReadOnly = errors.New("raft: read-only snapshot view")
+
+func (readOnlyEngine) NewBatch() core.Batch           { return roBatch{} }
+func (e readOnlyEngine) NewSnapshot() core.Snapshot   { return e }
+func (readOnlyEngine) Sync() error                    { return errReadOnly }
+func (readOnlyEngine) Checkpoint(string) error        { return errReadOnly }
+func (readOnlyEngine) Close() error                   { return nil }
+func (e readOnlyEngine) Get(k []byte) ([]byte, error) { return e.Snapshot.Get(k) }
+
+type roBatch struct{}
+
+func (roBatch) Set(_, _ []byte)         {}
+func (roBatch) Delete([]byte)           {}
+func (roBatch) DeleteRange(_, _ []byte) {}
+func (roBatch) Commit(bool) error       { return errReadOnly }
+func (roBatch) Len() int                { return 0 }
+func (roBatch) Close()                  {}
+
+// applyProposal applies one encoded proposal to st, advancing *clock to
+// the largest proposer timestamp seen. Malformed proposals become error
+// replies (an error would stop the replica).
+func applyProposal(st *core.Store, clock *int64, b []byte) core.Reply {
+	p, err := decodeProposal(b)
+	if err != nil {
+		return core.ErrorReply(core.Errorf(core.CodeErr, "%v", err))
+	}
+	if p.now > *clock {
+		*clock = p.now
+	}
+	now := time.Unix(0, *clock)
+	if p.cmd != nil {
+		return st.Apply(now, *p.cmd)
+	}
+	return st.ApplyTxn(now, *p.txn)
+}
+
+// lookup serves a readQuery or a dumpQuery at max(reader's clock, clock).
+func lookup(st *core.Store, clock int64, q any) (any, error) {
+	switch q := q.(type) {
+	case readQuery:
+		return st.Apply(time.Unix(0, max(q.now, clock)), q.cmd), nil
+	case dumpQuery:
+		return st.Dump(time.Unix(0, max(q.now, clock)))
+	}
+	return nil, fmt.Errorf("raft: lookup of %T", q)
+}
