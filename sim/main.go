@@ -138,7 +138,7 @@ func parseArgs(args []string, out io.Writer) (simrun.Options, cliFlags, *flag.Fl
 // gcPercent is the garbage collector's target for `dialkv sim` when GOGC is
 // not set: runs allocate many short-lived objects and a larger heap target
 // costs little memory here (measured: ~1.5x simulated operations per
-// CPU-second over the default 100, docs/simulator.md).
+// CPU-second over the default 100; docs/simulator.md).
 const gcPercent = 400
 
 // Main runs `dialkv sim`.
