@@ -1,48 +1,28 @@
 package quorum
 
 import (
-	"strconv"
 	"time"
+
+	"github.com/dialkv/dialkv/core"
 )
 
-// Timestamp is a hybrid logical clock reading: the largest physical time
-// seen (Unix nanoseconds) and a logical counter that orders events within
-// it. core has no HLC yet, so the strategy keeps this small one.
-type Timestamp struct {
-	Wall    int64
-	Logical uint32
-}
+// Timestamp is a hybrid logical clock reading (core.HLC): the largest
+// physical time seen, in Unix nanoseconds, and a logical counter.
+type Timestamp = core.HLC
 
-// Less orders timestamps.
-func (t Timestamp) Less(o Timestamp) bool {
-	if t.Wall != o.Wall {
-		return t.Wall < o.Wall
-	}
-	return t.Logical < o.Logical
-}
-
-func (t Timestamp) String() string {
-	return strconv.FormatInt(t.Wall, 10) + "." + strconv.FormatUint(uint64(t.Logical), 10)
-}
-
-// hlc is a hybrid logical clock (Kulkarni et al., 2014) driven by the node's
-// own clock readings, which may be skewed.
-type hlc struct{ last Timestamp }
+// hlc is the replica's hybrid logical clock (core.Clock), driven by the
+// node's own clock readings, which may be skewed.
+type hlc struct{ c core.Clock }
 
 // now returns a timestamp greater than every one issued or observed so far.
-func (c *hlc) now(wall time.Time) Timestamp {
-	w := wall.UnixNano()
-	if w > c.last.Wall {
-		c.last = Timestamp{Wall: w}
-	} else {
-		c.last.Logical++
+func (h *hlc) now(wall time.Time) Timestamp { return h.c.Now(wall) }
+
+// observe folds in a timestamp seen in a message or a stored version: later
+// timestamps are greater than it.
+func (h *hlc) observe(t Timestamp) {
+	if h.c.Last().Less(t) {
+		h.c.Update(time.Unix(0, 0), t)
 	}
-	return c.last
 }
 
-// observe folds in a timestamp seen in a message or a stored version.
-func (c *hlc) observe(t Timestamp) {
-	if c.last.Less(t) {
-		c.last = t
-	}
-}
+func (h *hlc) last() Timestamp { return h.c.Last() }

@@ -413,7 +413,7 @@ func (r *Replica) persist(engKey string, o *Object) error {
 		b.Set([]byte(engKey), sealRecord(encodeObject(o)))
 	}
 	var e enc
-	e.ts(r.clock.last)
+	e.ts(r.clock.last())
 	b.Set([]byte(keyHLC), sealRecord(e.b))
 	if err := b.Commit(false); err != nil {
 		return fmt.Errorf("quorum: persisting %q: %w", engKey, err)
