@@ -126,6 +126,13 @@ func (l *Local) DoBatch(ctx context.Context, reqs []consistency.Request) ([]cons
 	select {
 	case <-j.done:
 		return j.resps, j.err
+	case <-l.done:
+		select {
+		case <-j.done: // applied in the final drain
+			return j.resps, j.err
+		default: // queued after the loop ended: never applied
+			return nil, fmt.Errorf("local: service closed: %w", consistency.ErrUnavailable)
+		}
 	case <-ctx.Done():
 		return nil, fmt.Errorf("local: %v: %w", ctx.Err(), consistency.ErrTimeout)
 	}
