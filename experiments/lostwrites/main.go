@@ -296,4 +296,3 @@ func write(out *expio.Out, cells []cell, seeds, ops, workers int, skews []float6
 	}
 	return nil
 }
-
