@@ -1,0 +1,130 @@
+package security
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+)
+
+// ErrUnauthenticated is wrapped by every error that means "who you are is
+// not known": no credentials, a wrong password, an unknown token.
+var ErrUnauthenticated = errors.New("unauthenticated")
+
+// ErrForbidden is wrapped by every error that means "you are known but may
+// not do this".
+var ErrForbidden = errors.New("forbidden")
+
+// AuthError is the typed error of authentication and authorization. Kind is
+// ErrUnauthenticated or ErrForbidden; errors.Is(err, ErrForbidden) works.
+type AuthError struct {
+	Kind      error  // ErrUnauthenticated or ErrForbidden
+	Principal string // empty when unauthenticated
+	Namespace string
+	Action    Action
+	Reason    string
+}
+
+func (e *AuthError) Error() string {
+	if e.Kind == ErrUnauthenticated {
+		return "unauthenticated: " + e.Reason
+	}
+	return fmt.Sprintf("forbidden: %q may not %s namespace %q", e.Principal, e.Action, e.Namespace)
+}
+
+// Unwrap returns Kind.
+func (e *AuthError) Unwrap() error { return e.Kind }
+
+func unauthenticated(reason string) error {
+	return &AuthError{Kind: ErrUnauthenticated, Reason: reason}
+}
+
+// Action is what a request does to a namespace.
+type Action uint8
+
+// The actions. Admin implies Write and Read; Write does not imply Read (a
+// write-only producer is a legitimate role).
+const (
+	Read Action = 1 << iota
+	Write
+	Admin
+)
+
+func (a Action) String() string {
+	switch a {
+	case Read:
+		return "read"
+	case Write:
+		return "write"
+	case Admin:
+		return "admin"
+	}
+	var parts []string
+	for _, x := range []Action{Read, Write, Admin} {
+		if a&x != 0 {
+			parts = append(parts, x.String())
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, "+")
+}
+
+// ParseAction parses "read", "write" or "admin".
+func ParseAction(s string) (Action, error) {
+	switch s {
+	case "read":
+		return Read, nil
+	case "write":
+		return Write, nil
+	case "admin":
+		return Admin, nil
+	}
+	return 0, fmt.Errorf("security: unknown action %q (want read, write or admin)", s)
+}
+
+// Principal is an authenticated identity.
+type Principal struct {
+	Name string // user name, token name or certificate common name
+	// Method says how it was authenticated: "password", "token" or "cert".
+	Method string
+}
+
+// LogValue logs the principal's name and method (never a credential).
+func (p Principal) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("name", p.Name), slog.String("method", p.Method))
+}
+
+var _ slog.LogValuer = Principal{}
+
+// Authorizer decides whether a principal may perform an action on a
+// namespace. It returns nil, or an *AuthError wrapping ErrUnauthenticated
+// (the zero Principal) or ErrForbidden. It must be called before any work
+// is done on the request.
+type Authorizer interface {
+	Authorize(p Principal, namespace string, action Action) error
+}
+
+type principalKey struct{}
+
+// WithPrincipal returns ctx carrying p.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// PrincipalFrom returns the principal carried by ctx, if any.
+func PrincipalFrom(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok && p.Name != ""
+}
+
+// AllowAll is the Authorizer of a node without authentication: it allows
+// everything, including anonymous requests.
+type AllowAll struct{}
+
+// Authorize always returns nil.
+func (AllowAll) Authorize(Principal, string, Action) error { return nil }
+
+var _ Authorizer = AllowAll{}
