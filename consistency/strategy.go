@@ -26,6 +26,9 @@ type Options struct {
 	Strict bool
 	// Quorum: "linearizable" asks for ABD-style reads and writes.
 	Mode string
+	// Quorum: read repair for this read, "sync", "async" or "off"; ""
+	// means the namespace default.
+	Repair string
 }
 
 // Request is a client request handed to a Replica.

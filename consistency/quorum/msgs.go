@@ -184,6 +184,7 @@ func encodeRequest(e *enc, r consistency.Request) {
 	e.boolean(r.Opts.Strict)
 	e.str(r.Opts.Mode)
 	e.str(r.Opts.Read)
+	e.str(r.Opts.Repair)
 	e.bytes(r.Token)
 }
 
@@ -199,6 +200,7 @@ func decodeRequest(d *dec) consistency.Request {
 	r.Opts.Strict = d.boolean()
 	r.Opts.Mode = d.str()
 	r.Opts.Read = d.str()
+	r.Opts.Repair = d.str()
 	if t := d.bytes(); len(t) > 0 {
 		r.Token = t
 	}

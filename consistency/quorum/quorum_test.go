@@ -62,6 +62,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"GET", "k"}, consistency.Options{R: 4}, "ERR R: 4 is not in 1..N=3"},
 		{[]string{"GET", "k"}, consistency.Options{R: 1, W: 1, Mode: "linearizable"}, "ERR linearizable mode needs R+W>N"},
 		{[]string{"GET", "k"}, consistency.Options{Mode: "bogus"}, "ERR unknown quorum mode"},
+		{[]string{"GET", "k"}, consistency.Options{Repair: "later"}, "ERR unknown read repair mode"},
 	}
 	for _, tc := range cases {
 		got := c.do("n1", tc.opts, nil, tc.cmd[0], tc.cmd[1:]...)

@@ -45,11 +45,11 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 		case 0:
 			r.progress(o)
 		case 2: // late answer after the reply: repair it asynchronously
-			if r.p.readRepair != RepairOff && x.obj != nil {
+			if o.repair != RepairOff && x.obj != nil {
 				o.merged = r.merge(o.merged, x.obj)
 				r.normalize(o.merged)
 			}
-			if r.p.readRepair != RepairOff && o.merged != nil {
+			if o.repair != RepairOff && o.merged != nil {
 				r.asyncRepair(o)
 			}
 			r.maybeDone(o)

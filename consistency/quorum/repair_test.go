@@ -77,9 +77,13 @@ func TestHintLimit(t *testing.T) {
 }
 
 func TestReadRepair(t *testing.T) {
-	for _, mode := range []string{RepairSync, RepairAsync, RepairOff} {
-		t.Run(mode, func(t *testing.T) {
-			c := newCluster(t, 3, p(append(noAAE, "read_repair", mode, "sloppy", "false")...), "", 13)
+	for _, tc := range []struct{ mode, param, opt string }{
+		{RepairSync, RepairSync, ""}, {RepairAsync, RepairAsync, ""}, {RepairOff, RepairOff, ""},
+		{RepairOff, RepairSync, RepairOff}, {RepairSync, RepairOff, RepairSync}, {RepairAsync, RepairOff, RepairAsync},
+	} {
+		mode := tc.mode
+		t.Run(tc.param+"/"+tc.opt, func(t *testing.T) {
+			c := newCluster(t, 3, p(append(noAAE, "read_repair", tc.param, "sloppy", "false")...), "", 13)
 			c.isolate("n3")
 			c.do("n1", def, nil, "SET", "k", "v")
 			c.heal()
@@ -87,7 +91,7 @@ func TestReadRepair(t *testing.T) {
 			if _, ok := c.dump("n3")["k"]; ok {
 				c.fatalf("n3 got the value without repair")
 			}
-			got := c.do("n2", consistency.Options{R: 3}, nil, "GET", "k")
+			got := c.do("n2", consistency.Options{R: 3, Repair: tc.opt}, nil, "GET", "k")
 			if str(got) != "v" {
 				c.fatalf("read: %s", str(got))
 			}

@@ -65,6 +65,7 @@ type op struct {
 	seg      int
 	write    bool
 	lin      bool
+	repair   string // read repair mode for this read
 	fwdTo    nodeID // a write forwarded to an owner
 	r, w     int
 	deadline time.Time
@@ -605,6 +606,14 @@ func (r *Replica) handleRequest(req consistency.Request, origin nodeID, originOp
 		fail(core.Errorf(core.CodeErr, "linearizable mode needs R+W>N (R=%d, W=%d, N=%d)", rr, ww, r.p.n))
 		return
 	}
+	repair := req.Opts.Repair
+	if repair == "" {
+		repair = r.p.readRepair
+	}
+	if repair != RepairSync && repair != RepairAsync && repair != RepairOff {
+		fail(core.Errorf(core.CodeErr, "unknown read repair mode %q (want sync, async or off)", repair))
+		return
+	}
 	if ci.write && r.dotID == "" {
 		fail(core.Errorf(core.CodeIO, "quorum: the engine could not record this disk's epoch; writes are refused"))
 		return
@@ -612,7 +621,7 @@ func (r *Replica) handleRequest(req consistency.Request, origin nodeID, originOp
 	key := string(args[0])
 	seg := r.ring.segment(key)
 	o := &op{id: r.newID(), req: req, origin: origin, originOp: originOp, key: key, seg: seg,
-		write: ci.write, lin: lin, r: rr, w: ww, deadline: r.now.Add(r.p.timeout)}
+		write: ci.write, lin: lin, repair: repair, r: rr, w: ww, deadline: r.now.Add(r.p.timeout)}
 	if o.write && !r.ring.isOwner(seg, r.id) {
 		if origin != "" {
 			fail(core.Errorf(core.CodeErr, "write forwarded to %s, which does not own key %q", r.id, key))
@@ -854,7 +863,7 @@ func (r *Replica) progress(o *op) {
 		case o.lin: // ABD: write the value back to a write quorum first
 			r.stats.ReadRepairs++
 			r.startPhase1(o, repair, o.w, nil)
-		case r.p.readRepair == RepairSync:
+		case o.repair == RepairSync:
 			stale := r.staleOwners(o, repair)
 			if len(stale) == 0 {
 				r.finishRead(o)
@@ -879,7 +888,7 @@ func (r *Replica) progress(o *op) {
 func (r *Replica) finishRead(o *op) {
 	o.phase = 2
 	r.respond(o, o.reply)
-	if r.p.readRepair != RepairOff && o.merged != nil {
+	if o.repair != RepairOff && o.merged != nil {
 		r.asyncRepair(o)
 	}
 	r.maybeDone(o)
@@ -976,7 +985,7 @@ func (r *Replica) maybeDone(o *op) {
 			}
 		}
 	}
-	if o.phase == 2 && len(o.resps) < len(o.targets) && r.p.readRepair != RepairOff {
+	if o.phase == 2 && len(o.resps) < len(o.targets) && o.repair != RepairOff {
 		return // wait for late answers to repair them
 	}
 	delete(r.ops, o.id)
