@@ -3,6 +3,7 @@ package sim
 import (
 	"flag"
 	"fmt"
+	"sync"
 
 	"github.com/dialkv/dialkv/consistency"
 	"github.com/dialkv/dialkv/consistency/raft"
@@ -22,9 +23,11 @@ func runRaft(opts simrun.Options, withTrace bool) (*outcome, error) {
 	// flag.CommandLine from os.Args unless it was parsed already; the
 	// dialkv binary's flags are not the testing package's, so mark it
 	// parsed with no arguments (dialkv uses its own FlagSets).
-	if !flag.Parsed() {
-		_ = flag.CommandLine.Parse(nil)
-	}
+	markFlagsParsed.Do(func() {
+		if !flag.Parsed() {
+			_ = flag.CommandLine.Parse(nil)
+		}
+	})
 	out, err := raftsim.Run(opts)
 	if err != nil {
 		return nil, fmt.Errorf("sim: raft run: %w", err)
@@ -35,6 +38,10 @@ func runRaft(opts simrun.Options, withTrace bool) (*outcome, error) {
 	}
 	return o, nil
 }
+
+// markFlagsParsed guards the process-wide flag.CommandLine, which sweep
+// workers would otherwise touch concurrently.
+var markFlagsParsed sync.Once
 
 func raftBugs() []consistency.Bug { return raft.Bugs() }
 
