@@ -166,6 +166,9 @@ func summaryMarkdown(s summary) string {
 	return b.String()
 }
 
+// simStyle colours the run's verdicts inside the checker's page.
+const simStyle = `<style>.pass{color:#070}.safety,.liveness{color:#b00}section code{background:#eee}</style>`
+
 var reportTmpl = template.Must(template.New("r").Parse(`<!doctype html>
 <html><head><meta charset="utf-8"><title>dialkv sim {{.S.Strategy}} seed {{.S.Seed}}: {{.S.Verdict}}</title>
 <style>body{font-family:sans-serif;margin:2em;max-width:70em}td,th{border:1px solid #ccc;padding:.2em .5em}
@@ -196,6 +199,12 @@ func writeHTML(path string, s summary, o *outcome) error {
 		body := page[strings.Index(page, "<body>")+len("<body>") : strings.Index(page, "</body>")]
 		if i := strings.Index(ch, "<body>"); i >= 0 {
 			page = ch[:i+len("<body>")] + "\n<section>" + body + "</section><hr>\n" + ch[i+len("<body>"):]
+			// Our styles and title too.
+			if j := strings.Index(page, "</head>"); j >= 0 {
+				page = page[:j] + simStyle + page[j:]
+			}
+			page = strings.Replace(page, "<title>dialkv consistency check</title>",
+				fmt.Sprintf("<title>dialkv sim %s seed %d: %s</title>", template.HTMLEscapeString(s.Strategy), s.Seed, s.Verdict), 1)
 		}
 	}
 	f, err := os.Create(path)
