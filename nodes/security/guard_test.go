@@ -81,7 +81,10 @@ func TestGuard(t *testing.T) {
 		{"anonymous ping", "", func(g *Guard, ctx context.Context) error { _, err := g.Ping(ctx); return err }, ok},
 		{"anonymous poll", "", func(g *Guard, ctx context.Context) error { _, err := g.Poll(ctx, "s", 1, 0); return err }, unauth},
 		{"reader get", "reader", func(g *Guard, ctx context.Context) error { _, err := g.Call(ctx, nil, cmd("get", "k")); return err }, ok},
-		{"reader set", "reader", func(g *Guard, ctx context.Context) error { _, err := g.Call(ctx, nil, cmd("SET", "k", "v")); return err }, forbid},
+		{"reader set", "reader", func(g *Guard, ctx context.Context) error {
+			_, err := g.Call(ctx, nil, cmd("SET", "k", "v"))
+			return err
+		}, forbid},
 		{"reader unknown command", "reader", func(g *Guard, ctx context.Context) error { _, err := g.Call(ctx, nil, cmd("FLUSHALL")); return err }, forbid},
 		{"reader batch with one write", "reader", func(g *Guard, ctx context.Context) error {
 			_, err := g.Execute(ctx, nil, []*gen.Command{cmd("GET", "a"), cmd("DEL", "a")})
@@ -99,7 +102,10 @@ func TestGuard(t *testing.T) {
 			_, err := g.Transaction(ctx, ns("ingest"), nil, []*gen.Command{cmd("SET", "k", "v")})
 			return err
 		}, ok},
-		{"alice set in app-x", "alice", func(g *Guard, ctx context.Context) error { _, err := g.Call(ctx, ns("app-x"), cmd("SET", "k", "v")); return err }, ok},
+		{"alice set in app-x", "alice", func(g *Guard, ctx context.Context) error {
+			_, err := g.Call(ctx, ns("app-x"), cmd("SET", "k", "v"))
+			return err
+		}, ok},
 		{"alice drop namespace", "alice", func(g *Guard, ctx context.Context) error { return g.DropNamespace(ctx, "app-x") }, forbid},
 		{"ops drop namespace", "ops", func(g *Guard, ctx context.Context) error { return g.DropNamespace(ctx, "app-x") }, ok},
 	} {
