@@ -68,6 +68,7 @@ func parseArgs(args []string, out io.Writer) (simrun.Options, cliFlags, *flag.Fl
 	fs.StringVar(&o.KeyDist, "key-dist", d.KeyDist, "key distribution: "+strings.Join(workload.KeyDists(), ", "))
 	fs.StringVar(&o.Latency, "latency", d.Latency, "one-way latency within a region: const:D, uniform:A-B, exp:MEAN, pareto:SCALE,ALPHA, mix:W*DIST+W*DIST")
 	fs.IntVar(&o.Regions, "regions", d.Regions, "spread the nodes round-robin over this many regions")
+	fs.StringVar(&o.PairLatency, "pair-latency", "", "latency of directed region pairs, e.g. '0>1=const:80ms;1>0=exp:70ms' (regions from 0)")
 	fs.IntVar(&o.Zones, "zones", d.Zones, "zones per region (links between zones add 0.5 ms to --latency)")
 	fs.StringVar(&o.CrossRegion, "cross-region", d.CrossRegion, "one-way latency between regions (same syntax as --latency)")
 	fs.DurationVar(&o.Think, "think", d.Think, "mean client think time between operations (exponential)")

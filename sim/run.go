@@ -207,6 +207,9 @@ func runSansIOWith(opts simrun.Options, strat Strategy, withTrace, noCheck bool)
 		r.trace = &bytes.Buffer{}
 	}
 	topo := netmodel.Spread(opts.Nodes, opts.Regions, opts.Zones, lat, cross)
+	if topo.Pairs, err = netmodel.ParsePairs(opts.PairLatency, opts.Regions); err != nil {
+		return nil, err
+	}
 	r.net = netmodel.NewNet(opts.Nodes, topo)
 	peers := make([]consistency.NodeID, opts.Nodes)
 	for i := range peers {

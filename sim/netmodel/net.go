@@ -313,3 +313,31 @@ func (nt *Net) sample(lat Dist, r *rand.Rand) time.Duration {
 	}
 	return d
 }
+
+// ParsePairs reads per-region-pair latencies, "A>B=DIST;C>D=DIST" (region
+// numbers from 0; semicolons because distributions contain commas), for
+// Topology.Pairs. Regions must be below regions.
+func ParsePairs(spec string, regions int) (map[[2]int]Dist, error) {
+	out := map[[2]int]Dist{}
+	if strings.TrimSpace(spec) == "" {
+		return out, nil
+	}
+	for _, part := range strings.Split(spec, ";") {
+		pair, dist, ok := strings.Cut(strings.TrimSpace(part), "=")
+		a, b, ok2 := strings.Cut(pair, ">")
+		if !ok || !ok2 {
+			return nil, fmt.Errorf("netmodel: pair latency %q: want FROM>TO=DIST", part)
+		}
+		from, err1 := strconv.Atoi(a)
+		to, err2 := strconv.Atoi(b)
+		if err1 != nil || err2 != nil || from < 0 || to < 0 || from >= regions || to >= regions {
+			return nil, fmt.Errorf("netmodel: pair latency %q: regions must be numbers from 0 to %d", part, regions-1)
+		}
+		d, err := ParseDist(dist)
+		if err != nil {
+			return nil, err
+		}
+		out[[2]int{from, to}] = d
+	}
+	return out, nil
+}

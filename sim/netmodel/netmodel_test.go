@@ -171,3 +171,15 @@ func TestTopologyLatency(t *testing.T) {
 		t.Errorf("pair override: %v", d)
 	}
 }
+
+func TestParsePairs(t *testing.T) {
+	m, err := ParsePairs("0>1=const:80ms; 1>0=pareto:10ms,1.5", 2)
+	if err != nil || len(m) != 2 || m[[2]int{0, 1}].String() != "const:80ms" || m[[2]int{1, 0}].String() != "pareto:10ms,1.5" {
+		t.Fatalf("ParsePairs = %v, %v", m, err)
+	}
+	for _, bad := range []string{"0>2=1ms", "0-1=1ms", "a>b=1ms", "0>1=bogus"} {
+		if _, err := ParsePairs(bad, 2); err == nil {
+			t.Errorf("ParsePairs(%q) accepted", bad)
+		}
+	}
+}

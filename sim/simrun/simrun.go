@@ -68,6 +68,9 @@ type Options struct {
 	Zones   int // zones per region (links between zones add 0.5 ms)
 	// CrossRegion is the latency distribution between regions.
 	CrossRegion string
+	// PairLatency overrides the latency of directed region pairs:
+	// "0>1=const:80ms;1>0=uniform:60ms-90ms" (netmodel.ParsePairs).
+	PairLatency string
 	Think       time.Duration // mean client think time between operations
 	Timeout     time.Duration // client operation timeout
 	// LivenessBound is how long (virtual) after the faults stop the
@@ -196,6 +199,7 @@ func (o Options) Args() []string {
 	num("--regions", o.Regions, d.Regions)
 	num("--zones", o.Zones, d.Zones)
 	str("--cross-region", o.CrossRegion, d.CrossRegion)
+	str("--pair-latency", o.PairLatency, "")
 	dur("--think", o.Think, d.Think)
 	dur("--timeout", o.Timeout, d.Timeout)
 	dur("--liveness-bound", o.LivenessBound, d.LivenessBound)
