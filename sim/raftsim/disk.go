@@ -47,3 +47,12 @@ func (d *diskFaults) set(on bool) {
 	d.failWrites.Store(on)
 	d.failSyncs.Store(on)
 }
+
+// pause freezes the disk until u (zero: no pause).
+func (d *diskFaults) pause(u time.Time) {
+	if u.IsZero() {
+		d.pausedUntil.Store(0)
+		return
+	}
+	d.pausedUntil.Store(u.UnixNano())
+}

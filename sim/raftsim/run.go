@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	pebblevfs "github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/lni/dragonboat/v4/logger"
 	"github.com/lni/dragonboat/v4/raftio"
 	"github.com/lni/vfs"
@@ -59,7 +60,11 @@ const (
 // (simrun.Options.Params): shards, replicas, rtt, election-rtt,
 // snapshot-entries, redirect (true/false), read (linearizable/stale),
 // target (planned: crashes and pauses hit the planned node; leader: they
-// hit the node leading shard 0 at that moment, Jepsen-style).
+// hit the node leading shard 0 at that moment, Jepsen-style), storage
+// (memory, or pebble: the on-disk state machine on a crashable MemFS),
+// pause (freeze: a paused node's disk blocks, which stops its Raft
+// processing; network: only its
+// messages and client requests are held).
 type params struct {
 	shards, replicas int
 	rtt              time.Duration
@@ -67,17 +72,19 @@ type params struct {
 	snapshotEntries  uint64
 	redirect         bool
 	read             string
-	leaderFaults     bool // crashes and pauses hit the leader of shard 0
+	leaderFaults     bool   // crashes and pauses hit the leader of shard 0
+	storage          string // memory or pebble
+	freeze           bool   // pauses freeze the node's disk (and so its Raft processing)
 }
 
 // ParamNames lists the parameters Options.Params accepts for raft.
 func ParamNames() []string {
-	return []string{"shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect", "read", "target"}
+	return []string{"shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect", "read", "target", "storage", "pause"}
 }
 
 func parseParams(m map[string]string, nodes int) (params, error) {
 	p := params{shards: 1, replicas: min(3, nodes), rtt: 10 * time.Millisecond, electionRTT: 10,
-		snapshotEntries: 200, redirect: true, read: "linearizable"}
+		snapshotEntries: 200, redirect: true, read: "linearizable", storage: "memory", freeze: true}
 	for k, v := range m {
 		var err error
 		var n uint64
@@ -104,6 +111,20 @@ func parseParams(m map[string]string, nodes int) (params, error) {
 			}
 		case "redirect":
 			p.redirect, err = strconv.ParseBool(v)
+		case "pause":
+			switch v {
+			case "freeze":
+				p.freeze = true
+			case "network":
+				p.freeze = false
+			default:
+				err = errors.New("want freeze or network")
+			}
+		case "storage":
+			if v != "memory" && v != "pebble" {
+				err = errors.New("want memory or pebble")
+			}
+			p.storage = v
 		case "target":
 			switch v {
 			case "planned":
@@ -135,6 +156,7 @@ type simNode struct {
 	name  string
 	cfg   raft.Config
 	fs    *vfs.MemFS
+	pfs   *pebblevfs.MemFS // the Pebble state machines' disk (storage=pebble)
 	disk  *diskFaults
 	clock faults.Clock
 
@@ -220,10 +242,7 @@ func (l leaderTracer) LeaderUpdated(info raftio.LeaderInfo) {
 
 // QuietLogs turns Dragonboat's and Pebble's loggers down to errors.
 func QuietLogs() {
-	for _, p := range []string{"config", "dragonboat", "gossip", "logdb", "pebblekv", "raft",
-		"raftpb", "registry", "rsm", "server", "settings", "tan", "transport", "grpc"} {
-		logger.GetLogger(p).SetLevel(logger.CRITICAL)
-	}
+	raft.QuietLogs(logger.CRITICAL)
 }
 
 // simulate runs one simulation. It must run inside a synctest bubble (see
@@ -312,6 +331,10 @@ func simulate(opts simrun.Options, logf func(string, ...any)) (*Outcome, error) 
 				now := time.Now()
 				return now.Add(clk.Offset + time.Duration(clk.Drift*float64(now.Sub(t0))))
 			},
+		}
+		if p.storage == "pebble" {
+			n.pfs = pebblevfs.NewCrashableMem()
+			n.cfg.Storage, n.cfg.PebbleFS = "pebble", n.pfs
 		}
 		r.nodes = append(r.nodes, n)
 		svc, err := raft.New(n.cfg)
@@ -520,10 +543,10 @@ func (r *run) exec(c *client, op workload.Op, final bool) {
 		r.clientHop(c, target, ctx) // the request travels to the node
 		if u := r.net.PausedUntil(target); !u.IsZero() {
 			// A paused process serves the requests it queued as soon as it
-			// resumes (clientGap after, once the instant has settled), if
-			// the client still waits.
+			// resumes, one client after another (clientGap apart, after the
+			// instant has settled), if the client still waits.
 			select {
-			case <-time.After(time.Until(u) + clientGap):
+			case <-time.After(time.Until(u) + time.Duration(1+c.idx)*clientGap):
 			case <-ctx.Done():
 			}
 		}
@@ -636,7 +659,9 @@ func (r *run) startFault(f faults.Fault) {
 		})
 	case faults.Pause:
 		r.net.Pause(f.Node, f.For)
-		r.nodes[f.Node].disk.pausedUntil.Store(time.Now().Add(f.For).UnixNano())
+		if r.p.freeze {
+			r.nodes[f.Node].disk.pause(time.Now().Add(f.For))
+		}
 	case faults.Crash:
 		r.crash(f.Node, f.For)
 	case faults.IOErr:
@@ -670,7 +695,7 @@ func (r *run) crash(i int, down time.Duration) {
 		return
 	}
 	// A dead process is not paused any more.
-	n.disk.pausedUntil.Store(0)
+	n.disk.pause(time.Time{})
 	r.net.Pause(i, 0)
 	wasLeader := false
 	if id, ok := svc.Leader(0); ok && string(id) == n.name {
@@ -678,11 +703,19 @@ func (r *run) crash(i int, down time.Duration) {
 	}
 	at := time.Now()
 	n.fs.SetIgnoreSyncs(true)
+	var synced *pebblevfs.MemFS
+	if n.pfs != nil {
+		synced = n.pfs.CrashClone(pebblevfs.CrashCloneCfg{}) // what Pebble had synced
+	}
 	if err := svc.Close(); err != nil {
 		r.tracef(n.name, "crash", "close: %v", err)
 	}
 	n.fs.ResetToSyncedState()
 	n.fs.SetIgnoreSyncs(false)
+	if synced != nil {
+		n.pfs = synced
+		n.cfg.PebbleFS = synced
+	}
 	n.disk.set(false)
 	r.tracef(n.name, "crash", "unsynced writes lost; restart in %v (leader of shard 0: %v)", down, wasLeader)
 	othersUp := true
@@ -795,7 +828,7 @@ func (r *run) heal() {
 	})
 	for i, n := range r.nodes {
 		r.net.Pause(i, 0)
-		n.disk.pausedUntil.Store(0)
+		n.disk.pause(time.Time{})
 		n.disk.set(false)
 		if n.service() == nil {
 			r.restart(i)
