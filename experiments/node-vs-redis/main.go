@@ -75,6 +75,7 @@ type Results struct {
 	Dialkv   []DialkvRun `json:"dialkv"`
 	Redis    []RedisRun  `json:"redis"`
 	Command  string      `json:"command"`
+	Commit   string      `json:"commit,omitempty"` // git HEAD of the work tree, if known
 	// LoadAvg is /proc/loadavg at the start and the end: the machine is
 	// shared, and figures only compare within one run.
 	LoadAvg []string `json:"loadavg"`
@@ -119,6 +120,9 @@ func run(o options) error {
 		Command: fmt.Sprintf("DURATION=%s CLIENTS=%d KEYS=%d experiments/node-vs-redis/run.sh", o.duration, o.clients, o.keys),
 	}
 	res.LoadAvg = append(res.LoadAvg, loadavg())
+	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
+		res.Commit = strings.TrimSpace(string(out))
+	}
 	port := o.port
 	for _, fsync := range []string{"never", "always"} {
 		port++
@@ -319,7 +323,7 @@ func redisBenchmark(port, clients, pipeline, keys, n int, test string) (map[stri
 }
 
 func summary(w io.Writer, r Results) {
-	fmt.Fprintf(w, "# dialkv node vs Redis (%s, %s)\n\n", r.Date, r.Host)
+	fmt.Fprintf(w, "# dialkv node vs Redis (%s, %s, commit %s)\n\n", r.Date, r.Host, r.Commit)
 	fmt.Fprintf(w, "One node on loopback, %d connections, 70/30 GET/SET, 100-byte values, %d keys; dialkv runs %s each.\n", r.Clients, r.Keys, r.Duration)
 	fmt.Fprintf(w, "Load average (1/5/15 min) at the start: %s; at the end: %s.\n\n", r.LoadAvg[0], r.LoadAvg[len(r.LoadAvg)-1])
 	fmt.Fprintln(w, "| system | durability | batch | ops/s | read p50 ms | read p99 ms | write p50 ms | write p99 ms |")
