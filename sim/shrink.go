@@ -9,7 +9,7 @@ import (
 // Shrink reduces a failing run while it keeps failing with the same
 // verdict, within budget runs: first the fault list (delta debugging over
 // the plan's indices, with the plan's horizon pinned so the remaining
-// faults stay the same), then the operation counts and the clients, over
+// faults stay the same), then the rate-driven faults (set to 0), then the operation counts and the clients, over
 // and over while that helps. The seed never changes. It returns the smallest failing options
 // found and their result.
 func Shrink(o simrun.Options, want simrun.Verdict, budget int, logf func(string)) (simrun.Options, simrun.Result) {
@@ -67,6 +67,23 @@ func Shrink(o simrun.Options, want simrun.Verdict, budget int, logf func(string)
 		}
 	}
 	o.KeepFaults = keep
+	// Switch off the rate-driven faults (loss, duplication, spikes, clock
+	// skew) one by one; fixing a rate does not shift the others' draws.
+	for _, name := range []string{"drop", "dup", "delay", "skew-ms", "drift-ppm"} {
+		if best.Rates[name] <= 0 || runs >= budget {
+			continue
+		}
+		c := o
+		c.Rates = map[string]float64{}
+		for k, v := range o.Rates {
+			c.Rates[k] = v
+		}
+		c.Rates[name] = 0
+		if r, ok := fails(c); ok {
+			o, best = c, r
+			logf(fmt.Sprintf("%s=0", name))
+		}
+	}
 	// Fewer operations and clients, repeated until nothing more helps.
 	try := func(c simrun.Options, what string) bool {
 		if r, ok := fails(c); ok {
