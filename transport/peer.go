@@ -1,0 +1,327 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/apache/thrift/lib/go/thrift"
+	peer "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkvpeer"
+)
+
+// PeerMessage is one replication message between nodes, of one namespace.
+// Body is opaque here: the strategy that sent it decodes it.
+type PeerMessage struct {
+	Namespace string
+	From, To  string
+	Body      []byte
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func bodyCRC(b []byte) int32 { return int32(crc32.Checksum(b, castagnoli)) }
+
+// PeerStats count what a peer endpoint did.
+type PeerStats struct {
+	Delivered, Dropped, BadChecksum, Rejected, SendErrors int64
+}
+
+type peerCounters struct {
+	delivered, dropped, badChecksum, rejected, sendErrors atomic.Int64
+}
+
+func (c *peerCounters) snapshot() PeerStats {
+	return PeerStats{Delivered: c.delivered.Load(), Dropped: c.dropped.Load(), BadChecksum: c.badChecksum.Load(), Rejected: c.rejected.Load(), SendErrors: c.sendErrors.Load()}
+}
+
+// PeerServer receives replication messages from other nodes and hands each
+// one whose checksum holds to the handler. The handler must not block.
+type PeerServer struct {
+	cluster string
+	handle  func(PeerMessage)
+	ln      net.Listener
+	log     *slog.Logger
+	n       peerCounters
+	done    chan struct{}
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	closed  bool
+	conns   map[net.Conn]bool
+}
+
+var _ peer.Peer = (*peerHandler)(nil)
+
+type peerHandler struct{ s *PeerServer }
+
+func (h *peerHandler) Deliver(_ context.Context, cluster string, msgs []*peer.PeerMessage) (int32, error) {
+	s := h.s
+	if cluster != s.cluster {
+		s.n.rejected.Add(int64(len(msgs)))
+		return 0, &peer.PeerError{Message: fmt.Sprintf("cluster %q is not this node's cluster %q", cluster, s.cluster)}
+	}
+	var ok int32
+	for _, m := range msgs {
+		if m == nil {
+			continue
+		}
+		if bodyCRC(m.Body) != m.Crc32c {
+			s.n.badChecksum.Add(1)
+			s.log.Warn("peer message failed its checksum; dropped", "from", m.FromNode, "namespace", m.NamespaceName)
+			continue
+		}
+		s.handle(PeerMessage{Namespace: m.NamespaceName, From: m.FromNode, To: m.ToNode, Body: m.Body})
+		s.n.delivered.Add(1)
+		ok++
+	}
+	return ok, nil
+}
+
+// PeerServerOptions configure a PeerServer. Zero values mean the defaults.
+type PeerServerOptions struct {
+	MaxFrame int // largest frame accepted; default DefaultMaxFrame
+	Logger   *slog.Logger
+}
+
+// ListenPeer serves the peer API on addr for the named cluster.
+func ListenPeer(addr, cluster string, handle func(PeerMessage), o PeerServerOptions) (*PeerServer, error) {
+	if o.MaxFrame <= 0 {
+		o.MaxFrame = DefaultMaxFrame
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("transport: peer listen %s: %w", addr, err)
+	}
+	s := &PeerServer{cluster: cluster, handle: handle, ln: ln, log: o.Logger, done: make(chan struct{}), conns: map[net.Conn]bool{}}
+	cfg := &thrift.TConfiguration{MaxFrameSize: int32(o.MaxFrame)}
+	proc := peer.NewPeerProcessor(&peerHandler{s})
+	go s.accept(proc, cfg)
+	return s, nil
+}
+
+// accept serves each connection on its own goroutine until Close.
+func (s *PeerServer) accept(proc thrift.TProcessor, cfg *thrift.TConfiguration) {
+	defer close(s.done)
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			return // closed
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			nc.Close()
+			return
+		}
+		s.conns[nc] = true
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			defer func() {
+				s.mu.Lock()
+				delete(s.conns, nc)
+				s.mu.Unlock()
+				nc.Close()
+			}()
+			tr := thrift.NewTFramedTransportConf(thrift.NewTSocketFromConnConf(nc, cfg), cfg)
+			prot := thrift.NewTBinaryProtocolConf(tr, cfg)
+			for {
+				// A malformed frame or call ends this connection only.
+				if ok, err := proc.Process(context.Background(), prot, prot); err != nil || !ok {
+					return
+				}
+			}
+		}()
+	}
+}
+
+// Addr is the address the server listens on.
+func (s *PeerServer) Addr() string { return s.ln.Addr().String() }
+
+// Stats returns the server's counters.
+func (s *PeerServer) Stats() PeerStats { return s.n.snapshot() }
+
+// Close stops the server and closes every peer connection.
+func (s *PeerServer) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	err := s.ln.Close()
+	<-s.done
+	s.wg.Wait()
+	return err
+}
+
+// PeerSender carries messages to one remote node: Send queues without
+// blocking (a full queue drops, and the strategies retry), one goroutine
+// sends batches over a framed Thrift connection and reconnects with
+// exponential backoff and full jitter when the connection fails.
+type PeerSender struct {
+	addr, cluster string
+	o             PeerSenderOptions
+	q             chan PeerMessage
+	n             peerCounters
+	stop          chan struct{}
+	done          chan struct{}
+	closeOnce     sync.Once
+}
+
+// PeerSenderOptions configure a PeerSender. Zero values mean the defaults.
+type PeerSenderOptions struct {
+	Queue      int           // queued messages before Send drops; default 8192
+	Batch      int           // messages per call; default 256
+	Timeout    time.Duration // per call, and per dial; default 2s
+	MaxBackoff time.Duration // default 2s
+	MaxFrame   int           // default DefaultMaxFrame
+	Logger     *slog.Logger
+	// Seed seeds the backoff jitter (0: from the address).
+	Seed uint64
+}
+
+// NewPeerSender starts a sender to addr.
+func NewPeerSender(addr, cluster string, o PeerSenderOptions) *PeerSender {
+	if o.Queue <= 0 {
+		o.Queue = 8192
+	}
+	if o.Batch <= 0 {
+		o.Batch = 256
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 2 * time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 2 * time.Second
+	}
+	if o.MaxFrame <= 0 {
+		o.MaxFrame = DefaultMaxFrame
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Seed == 0 {
+		o.Seed = uint64(crc32.ChecksumIEEE([]byte(addr))) + 1
+	}
+	p := &PeerSender{addr: addr, cluster: cluster, o: o, q: make(chan PeerMessage, o.Queue), stop: make(chan struct{}), done: make(chan struct{})}
+	go p.loop()
+	return p
+}
+
+// Send queues m; false means it was dropped (queue full or sender closed).
+func (p *PeerSender) Send(m PeerMessage) bool {
+	select {
+	case <-p.stop:
+		p.n.dropped.Add(1)
+		return false
+	default:
+	}
+	select {
+	case p.q <- m:
+		return true
+	default:
+		p.n.dropped.Add(1)
+		return false
+	}
+}
+
+// Stats returns the sender's counters (Delivered: accepted by the peer).
+func (p *PeerSender) Stats() PeerStats { return p.n.snapshot() }
+
+// Close stops the sender; queued messages are dropped.
+func (p *PeerSender) Close() error {
+	p.closeOnce.Do(func() { close(p.stop) })
+	<-p.done
+	return nil
+}
+
+func (p *PeerSender) loop() {
+	defer close(p.done)
+	rnd := rand.New(rand.NewPCG(p.o.Seed, 0x5eed))
+	var (
+		trans  thrift.TTransport
+		client *peer.PeerClient
+	)
+	closeConn := func() {
+		if trans != nil {
+			trans.Close()
+			trans, client = nil, nil
+		}
+	}
+	defer closeConn()
+	backoff := 10 * time.Millisecond
+	batch := make([]*peer.PeerMessage, 0, p.o.Batch)
+	for {
+		batch = batch[:0]
+		select {
+		case <-p.stop:
+			return
+		case m := <-p.q:
+			batch = append(batch, toWire(m))
+		}
+	fill:
+		for len(batch) < p.o.Batch {
+			select {
+			case m := <-p.q:
+				batch = append(batch, toWire(m))
+			default:
+				break fill
+			}
+		}
+		if client == nil {
+			cfg := &thrift.TConfiguration{MaxFrameSize: int32(p.o.MaxFrame), ConnectTimeout: p.o.Timeout, SocketTimeout: p.o.Timeout}
+			sock := thrift.NewTSocketConf(p.addr, cfg)
+			t := thrift.NewTFramedTransportConf(sock, cfg)
+			if err := t.Open(); err != nil {
+				p.n.sendErrors.Add(1)
+				p.n.dropped.Add(int64(len(batch)))
+				// Full jitter: sleep uniformly in [0, backoff).
+				sleep := time.Duration(rnd.Int64N(int64(backoff)))
+				backoff = min(2*backoff, p.o.MaxBackoff)
+				select {
+				case <-p.stop:
+					return
+				case <-time.After(sleep):
+				}
+				continue
+			}
+			trans = t
+			client = peer.NewPeerClientFactory(t, thrift.NewTBinaryProtocolFactoryConf(cfg))
+			backoff = 10 * time.Millisecond
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), p.o.Timeout)
+		n, err := client.Deliver(ctx, p.cluster, batch)
+		cancel()
+		if err != nil {
+			var pe *peer.PeerError
+			if errors.As(err, &pe) {
+				p.n.rejected.Add(int64(len(batch)))
+				p.o.Logger.Warn("peer rejected messages", "addr", p.addr, "err", pe.Message)
+			} else {
+				p.n.sendErrors.Add(1)
+				p.n.dropped.Add(int64(len(batch)))
+			}
+			closeConn()
+			continue
+		}
+		p.n.delivered.Add(int64(n))
+		if dropped := int64(len(batch)) - int64(n); dropped > 0 {
+			p.n.dropped.Add(dropped)
+		}
+	}
+}
+
+func toWire(m PeerMessage) *peer.PeerMessage {
+	return &peer.PeerMessage{NamespaceName: m.Namespace, FromNode: m.From, ToNode: m.To, Body: m.Body, Crc32c: bodyCRC(m.Body)}
+}
