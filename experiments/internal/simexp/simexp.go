@@ -165,9 +165,9 @@ func parseCut(desc string) (map[[2]int]bool, error) {
 	return blocked, nil
 }
 
-// traceTime parses a trace line's time: "s.ns" (sans-IO simulator) or
+// TraceTime parses a trace line's time: "s.ns" (sans-IO simulator) or
 // zero-padded nanoseconds (sim/raftsim).
-func traceTime(s string) (int64, error) {
+func TraceTime(s string) (int64, error) {
 	if sec, frac, ok := strings.Cut(s, "."); ok {
 		a, err1 := strconv.ParseInt(sec, 10, 64)
 		b, err2 := strconv.ParseInt(frac, 10, 64)
@@ -216,7 +216,7 @@ func Partitions(trace []byte, end int64) ([]Window, error) {
 			}
 			desc = d
 		}
-		t, err := traceTime(f[0])
+		t, err := TraceTime(f[0])
 		if err != nil {
 			return nil, err
 		}
