@@ -12,6 +12,7 @@ import (
 	"github.com/dialkv/dialkv/clients/bench"
 	"github.com/dialkv/dialkv/clients/cli"
 	"github.com/dialkv/dialkv/nodes"
+	"github.com/dialkv/dialkv/nodes/security"
 	"github.com/dialkv/dialkv/sim"
 )
 
@@ -30,6 +31,7 @@ func subcommands() []subcommand {
 		{"sim", "run the deterministic simulator", sim.Main},
 		{"check", "check a recorded history for consistency anomalies", checker.Main},
 		{"bench", "load generator (YCSB-like mixes, HDR latency histograms)", bench.Main},
+		{"certs", "make a development CA and node/client certificates", security.CertsMain},
 		{"version", "print the build's version", versionMain},
 	}
 }
