@@ -196,6 +196,16 @@ func (n *Network) send(from, to string, batch pb.MessageBatch) {
 			n.Dropped.Add(1)
 			continue
 		}
+		if m.Type == pb.Propose && len(fate.Delays) > 1 {
+			// A follower forwards client proposals to the leader in
+			// Propose messages, and Raft appends whatever it receives:
+			// a duplicated Propose is applied twice (no-op sessions do
+			// not deduplicate). Dragonboat's own transport (one TCP
+			// stream per peer, each batch sent once) never duplicates, so
+			// neither does this one for Propose; Raft's own messages
+			// are duplicated. (Found by the soak: seed 41.)
+			fate.Delays = fate.Delays[:1]
+		}
 		for _, d := range fate.Delays {
 			arrive := now.Add(d)
 			for _, node := range []int{fi, ti} {
