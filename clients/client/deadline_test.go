@@ -1,0 +1,69 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dialkv/dialkv/clients/client"
+	"github.com/dialkv/dialkv/consistency"
+	"github.com/dialkv/dialkv/nodes"
+	"github.com/dialkv/dialkv/transport"
+)
+
+// stuckService never answers before the request's deadline.
+type stuckService struct{ calls atomic.Int64 }
+
+func (s *stuckService) Do(ctx context.Context, req consistency.Request) (consistency.Response, error) {
+	s.calls.Add(1)
+	<-ctx.Done()
+	return consistency.Response{}, consistency.ErrTimeout
+}
+
+func (s *stuckService) Close() error { return nil }
+
+// TestDeadline: the context's deadline bounds the call (the node is told
+// the budget and answers Timeout), and a non-idempotent write whose outcome
+// is unknown is not retried.
+func TestDeadline(t *testing.T) {
+	st := &stuckService{}
+	n := startNode(t, nodes.Config{Strategies: map[string]nodes.StrategyFactory{
+		"stuck": func(nodes.StrategyEnv) (consistency.Service, error) { return st, nil },
+	}})
+	c := newClient(t, []string{n.Addr()})
+	ctx := context.Background()
+	if err := c.CreateNamespace(ctx, client.NamespaceSpec{Name: "s", Strategy: "stuck"}); err != nil {
+		t.Fatal(err)
+	}
+	dctx, cancel := context.WithTimeout(client.With(ctx, client.Namespace("s")), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := c.Incr(dctx, "k", 1)
+	if !errors.Is(err, client.ErrTimeout) || time.Since(start) > 2*time.Second {
+		t.Fatalf("Incr against a stuck strategy: %v after %v, want TIMEOUT near 200 ms", err, time.Since(start))
+	}
+	if k := st.calls.Load(); k != 1 {
+		t.Fatalf("INCR with an unknown outcome was sent %d times, want 1", k)
+	}
+}
+
+// TestCompactProtocol: a node and a client agreeing on the compact
+// protocol work end to end.
+func TestCompactProtocol(t *testing.T) {
+	n := startNode(t, nodes.Config{Protocol: transport.Compact})
+	c := newClient(t, []string{n.Addr()}, client.WithProtocol("compact"))
+	ctx := context.Background()
+	if _, err := c.Set(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Get(ctx, "k"); err != nil || v.String() != "v" {
+		t.Fatalf("Get over compact = %+v, %v", v, err)
+	}
+	// A binary client against the compact node fails cleanly.
+	b := newClient(t, []string{n.Addr()}, client.WithRetries(0, 0, 0))
+	if _, err := b.Get(ctx, "k"); err == nil {
+		t.Fatal("a binary-protocol client talked to a compact node")
+	}
+}
