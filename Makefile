@@ -45,7 +45,7 @@ clean:
 	rm -rf bin
 
 # Every table and plot of PAPER.md; results under experiments/results/NAME/.
-EXPERIMENTS := staleness
+EXPERIMENTS := staleness latency availability lostwrites sensitivity simspeed failover
 experiments: $(addprefix exp-,$(EXPERIMENTS))
 
 exp-%:
