@@ -52,7 +52,11 @@ type Config struct {
 	Logger          *slog.Logger
 	// Strategies adds strategies by name beside the built-in "local".
 	Strategies map[string]StrategyFactory
-	Version    string
+	// OnNamespaceCreated, if set, is called after CreateNamespace created a
+	// namespace (StartClusterNode uses it to spread the creation). It must
+	// not block.
+	OnNamespaceCreated func(NamespaceSpec)
+	Version            string
 }
 
 // StrategyEnv is what a strategy factory gets to start a namespace.
@@ -408,6 +412,9 @@ func (n *Node) CreateNamespace(spec NamespaceSpec) error {
 	n.nss[spec.Name] = ns
 	n.mu.Unlock()
 	n.log.Info("namespace created", "namespace", spec.Name, "strategy", spec.Strategy, "params", spec.Params)
+	if n.cfg.OnNamespaceCreated != nil {
+		n.cfg.OnNamespaceCreated(spec)
+	}
 	return nil
 }
 

@@ -1,0 +1,462 @@
+package nodes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math/rand/v2"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dialkv/dialkv/consistency"
+	"github.com/dialkv/dialkv/consistency/causal"
+	"github.com/dialkv/dialkv/consistency/quorum"
+	"github.com/dialkv/dialkv/core"
+	"github.com/dialkv/dialkv/core/pebbleengine"
+	"github.com/dialkv/dialkv/transport"
+	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
+)
+
+// ClusterPeer is one member of a static cluster.
+type ClusterPeer struct {
+	ID     string
+	Client string // client API address (HOST:PORT), for forwarding and redirects
+	Peer   string // peer API address (HOST:PORT), for replication messages
+}
+
+// ClusterConfig configures a node's membership of a static cluster.
+type ClusterConfig struct {
+	// Name is the cluster's name; peer messages of another cluster are
+	// rejected.
+	Name string
+	// PeerListen is this node's peer API address (default: the Peer address
+	// of its own entry in Peers).
+	PeerListen string
+	// Peers lists every member, this node included.
+	Peers []ClusterPeer
+	// CatalogSync is how often the node pulls the catalog from its peers to
+	// create namespaces it missed; default 2s.
+	CatalogSync time.Duration
+	// Tick is the replicas' tick interval; default 10ms.
+	Tick time.Duration
+}
+
+// ParsePeers parses the --peers flag: "n1=CLIENT@PEER,n2=CLIENT@PEER,...",
+// e.g. "n1=127.0.0.1:7379@127.0.0.1:7380,n2=127.0.0.1:7389@127.0.0.1:7390".
+func ParsePeers(s string) ([]ClusterPeer, error) {
+	var out []ClusterPeer
+	seen := map[string]bool{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		id, addrs, ok := strings.Cut(part, "=")
+		client, peer, ok2 := strings.Cut(addrs, "@")
+		if !ok || !ok2 || id == "" || client == "" || peer == "" {
+			return nil, fmt.Errorf("--peers: %q: want ID=CLIENT_ADDR@PEER_ADDR", part)
+		}
+		if seen[id] {
+			return nil, fmt.Errorf("--peers: node %q listed twice", id)
+		}
+		seen[id] = true
+		out = append(out, ClusterPeer{ID: id, Client: client, Peer: peer})
+	}
+	if len(out) == 0 {
+		return nil, errors.New("--peers: no peers")
+	}
+	return out, nil
+}
+
+// FormatPeers renders peers in the --peers format.
+func FormatPeers(peers []ClusterPeer) string {
+	parts := make([]string, len(peers))
+	for i, p := range peers {
+		parts[i] = p.ID + "=" + p.Client + "@" + p.Peer
+	}
+	return strings.Join(parts, ",")
+}
+
+// ClusterStrategies are the strategies a cluster node adds to "local".
+// Raft namespaces ("raft", RaftStrategy) carry their own member list in
+// their parameters and are started the same way on each node.
+var clusterStrategyNames = []string{"quorum", "causal"}
+
+// cluster is a node's view of its static cluster: the peer server, one
+// sender per remote node, and the replica hosts of its namespaces.
+type cluster struct {
+	self    string
+	cfg     ClusterConfig
+	ids     []consistency.NodeID // every member, sorted: the replicas' Peers
+	log     *slog.Logger
+	srv     *transport.PeerServer
+	senders map[string]*transport.PeerSender
+
+	mu    sync.RWMutex
+	hosts map[string]*ReplicaHost // by namespace
+}
+
+func newCluster(self string, cc ClusterConfig, log *slog.Logger) (*cluster, error) {
+	if cc.Name == "" {
+		return nil, errors.New("cluster: --cluster NAME is required with --peers")
+	}
+	if cc.CatalogSync <= 0 {
+		cc.CatalogSync = 2 * time.Second
+	}
+	c := &cluster{self: self, cfg: cc, log: log, senders: map[string]*transport.PeerSender{}, hosts: map[string]*ReplicaHost{}}
+	found := false
+	for _, p := range cc.Peers {
+		c.ids = append(c.ids, consistency.NodeID(p.ID))
+		if p.ID == self {
+			found = true
+			if c.cfg.PeerListen == "" {
+				c.cfg.PeerListen = p.Peer
+			}
+			continue
+		}
+		c.senders[p.ID] = transport.NewPeerSender(p.Peer, cc.Name, transport.PeerSenderOptions{Logger: log.With("peer", p.ID)})
+	}
+	sort.Slice(c.ids, func(i, j int) bool { return c.ids[i] < c.ids[j] })
+	if !found {
+		c.closeSenders()
+		return nil, fmt.Errorf("cluster: this node (%s) is not in --peers", self)
+	}
+	srv, err := transport.ListenPeer(c.cfg.PeerListen, cc.Name, c.deliver, transport.PeerServerOptions{Logger: log})
+	if err != nil {
+		c.closeSenders()
+		return nil, fmt.Errorf("cluster: peer listen %s: %w", c.cfg.PeerListen, err)
+	}
+	c.srv = srv
+	return c, nil
+}
+
+// deliver routes a peer message to its namespace's replica host; messages of
+// namespaces not (yet) open here are dropped — the strategies retry.
+func (c *cluster) deliver(m transport.PeerMessage) {
+	c.mu.RLock()
+	h := c.hosts[m.Namespace]
+	c.mu.RUnlock()
+	if h == nil || m.To != c.self {
+		return
+	}
+	h.Deliver(consistency.Message{From: consistency.NodeID(m.From), To: consistency.NodeID(m.To), Body: m.Body})
+}
+
+func (c *cluster) closeSenders() {
+	for _, s := range c.senders {
+		s.Close()
+	}
+}
+
+func (c *cluster) close() error {
+	var err error
+	if c.srv != nil {
+		err = c.srv.Close()
+	}
+	c.closeSenders()
+	return err
+}
+
+func seedOf(parts ...string) uint64 {
+	h := fnv.New64a()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return h.Sum64()
+}
+
+// strategies returns the factories of the sans-IO strategies on this
+// cluster.
+func (c *cluster) strategies() map[string]StrategyFactory {
+	return map[string]StrategyFactory{
+		"quorum": func(env StrategyEnv) (consistency.Service, error) { return c.startReplica(env, quorum.New) },
+		"causal": func(env StrategyEnv) (consistency.Service, error) { return c.startReplica(env, causal.New) },
+		"raft":   RaftStrategy,
+	}
+}
+
+// noSyncEngine drops Sync calls (--fsync=never).
+type noSyncEngine struct{ core.Engine }
+
+func (noSyncEngine) Sync() error { return nil }
+
+// startReplica opens the namespace's Pebble engine, builds its replica and
+// hosts it.
+func (c *cluster) startReplica(env StrategyEnv, f consistency.Factory) (consistency.Service, error) {
+	name := env.Spec.Name
+	var eng core.Engine
+	var pe *pebbleengine.Engine
+	if env.Dir == "" {
+		eng = core.NewMemEngine()
+	} else {
+		var err error
+		// The host syncs before anything the replica produced leaves the
+		// node (group commit); Pebble's own commits never sync.
+		pe, err = pebbleengine.Open(filepath.Join(env.Dir, "pebble"), pebbleengine.Options{Sync: core.SyncNever, Logger: env.Logger})
+		if err != nil {
+			return nil, err
+		}
+		eng = pe
+	}
+	hostEng := eng
+	if env.Fsync == core.SyncNever {
+		hostEng = noSyncEngine{eng}
+	}
+	rep, err := f(consistency.Config{
+		ID:     consistency.NodeID(c.self),
+		Peers:  append([]consistency.NodeID(nil), c.ids...),
+		Engine: eng,
+		Rand:   rand.New(rand.NewPCG(seedOf(c.self), seedOf(name))),
+		Params: env.Spec.Params,
+	})
+	if err != nil {
+		eng.Close()
+		return nil, err
+	}
+	send := func(m consistency.Message) {
+		if s := c.senders[string(m.To)]; s != nil {
+			s.Send(transport.PeerMessage{Namespace: name, From: string(m.From), To: string(m.To), Body: m.Body})
+		}
+	}
+	h := NewReplicaHost(rep, hostEng, send, HostOptions{Tick: c.cfg.Tick, Logger: env.Logger})
+	c.mu.Lock()
+	c.hosts[name] = h
+	c.mu.Unlock()
+	return &clusterService{ReplicaHost: h, c: c, name: name, eng: eng}, nil
+}
+
+// clusterService is a hosted replica that leaves the routing table and
+// closes its engine when closed.
+type clusterService struct {
+	*ReplicaHost
+	c    *cluster
+	name string
+	eng  core.Engine
+}
+
+func (s *clusterService) Close() error {
+	s.c.mu.Lock()
+	if s.c.hosts[s.name] == s.ReplicaHost {
+		delete(s.c.hosts, s.name)
+	}
+	s.c.mu.Unlock()
+	err := s.ReplicaHost.Close()
+	if cerr := s.eng.Sync(); err == nil {
+		err = cerr
+	}
+	if cerr := s.eng.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// ClusterNode is a node that is a member of a static cluster: a Node plus
+// its peer server, peer senders and the catalog spreading.
+type ClusterNode struct {
+	*Node
+	c      *cluster
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	warned sync.Map // spec conflicts and failures already logged
+}
+
+// StartClusterNode starts a node that is a member of the cluster cc. Besides
+// "local", its namespaces may use the strategies quorum and causal
+// (hosted sans-IO replicas whose peers are every member of the cluster) and
+// raft. A namespace created on one node is created on every member: the node
+// forwards the creation to its peers' client APIs, and every node pulls its
+// peers' catalogs at start and every cc.CatalogSync.
+func StartClusterNode(cfg Config, cc ClusterConfig) (*ClusterNode, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	c, err := newCluster(cfg.ID, cc, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	cn := &ClusterNode{c: c, stop: make(chan struct{})}
+	strats := c.strategies()
+	for k, v := range cfg.Strategies {
+		strats[k] = v
+	}
+	cfg.Strategies = strats
+	prev := cfg.OnNamespaceCreated
+	cfg.OnNamespaceCreated = func(spec NamespaceSpec) {
+		if prev != nil {
+			prev(spec)
+		}
+		cn.forwardCreate(spec)
+	}
+	n, err := Start(cfg)
+	if err != nil {
+		c.close()
+		return nil, err
+	}
+	cn.Node = n
+	cn.pullCatalogs()
+	cn.wg.Add(1)
+	go cn.catalogLoop()
+	n.log.Info("cluster member started", "cluster", cc.Name, "peer_listen", c.srv.Addr(), "peers", FormatPeers(cc.Peers))
+	return cn, nil
+}
+
+// PeerAddr is the peer API address the node listens on.
+func (cn *ClusterNode) PeerAddr() string { return cn.c.srv.Addr() }
+
+// PeerStats are the peer server's counters.
+func (cn *ClusterNode) PeerStats() transport.PeerStats { return cn.c.srv.Stats() }
+
+// Close stops the catalog spreading, the node, and then the peer endpoints.
+func (cn *ClusterNode) Close(ctx context.Context) error {
+	close(cn.stop)
+	cn.wg.Wait()
+	err := cn.Node.Close(ctx)
+	if cerr := cn.c.close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// spreads reports whether a namespace of this strategy is created on every
+// member.
+func spreads(strategy string) bool { return strategy != "local" }
+
+// forwardCreate sends a namespace creation to every peer's client API, in
+// the background; peers that miss it pull it later.
+func (cn *ClusterNode) forwardCreate(spec NamespaceSpec) {
+	if !spreads(spec.Strategy) {
+		return
+	}
+	select {
+	case <-cn.stop:
+		return
+	default:
+	}
+	for _, p := range cn.c.cfg.Peers {
+		if p.ID == cn.c.self {
+			continue
+		}
+		cn.wg.Add(1)
+		go func() {
+			defer cn.wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			if err := createAt(ctx, p.Client, spec); err != nil {
+				cn.c.log.Info("forwarding namespace creation failed; the peer will pull it", "peer", p.ID, "namespace", spec.Name, "err", err)
+			}
+		}()
+	}
+}
+
+// createAt creates spec at a node's client API; EXISTS counts as success
+// (the spec is compared when the catalogs are pulled).
+func createAt(ctx context.Context, addr string, spec NamespaceSpec) error {
+	conn, err := transport.Dial(ctx, addr, transport.DialOptions{})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if d, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(d)
+	}
+	err = conn.CreateNamespace(ctx, &gen.NamespaceSpec{Name: spec.Name, Strategy: spec.Strategy, Params: spec.Params})
+	var ia *gen.InvalidArgument
+	if errors.As(err, &ia) && ia.Code == "EXISTS" {
+		return nil
+	}
+	return err
+}
+
+func (cn *ClusterNode) catalogLoop() {
+	defer cn.wg.Done()
+	t := time.NewTicker(cn.c.cfg.CatalogSync)
+	defer t.Stop()
+	for {
+		select {
+		case <-cn.stop:
+			return
+		case <-t.C:
+			cn.pullCatalogs()
+		}
+	}
+}
+
+// pullCatalogs asks every reachable peer for its catalog and creates the
+// spreading namespaces missing here. A namespace that exists here with
+// another spec is a conflict: the local one is kept and the conflict logged
+// (once).
+func (cn *ClusterNode) pullCatalogs() {
+	for _, p := range cn.c.cfg.Peers {
+		if p.ID == cn.c.self {
+			continue
+		}
+		select {
+		case <-cn.stop:
+			return
+		default:
+		}
+		specs, err := listAt(p.Client)
+		if err != nil {
+			continue
+		}
+		for _, s := range specs {
+			if !spreads(s.Strategy) {
+				continue
+			}
+			if have := cn.namespace(s.Name); have != nil {
+				if !sameSpec(have.spec, s) {
+					cn.warnOnce("conflict/"+p.ID+"/"+s.Name, "namespace spec conflict: keeping the local one", "namespace", s.Name, "peer", p.ID,
+						"local", fmt.Sprint(have.spec), "peer_spec", fmt.Sprint(s))
+				}
+				continue
+			}
+			if err := cn.CreateNamespace(s); err != nil {
+				var ia *gen.InvalidArgument
+				if errors.As(err, &ia) && ia.Code == "EXISTS" {
+					continue
+				}
+				cn.warnOnce("fail/"+s.Name, "creating a namespace pulled from a peer failed", "namespace", s.Name, "peer", p.ID, "err", err)
+			}
+		}
+	}
+}
+
+func (cn *ClusterNode) warnOnce(key, msg string, args ...any) {
+	if _, loaded := cn.warned.LoadOrStore(key, true); !loaded {
+		cn.c.log.Warn(msg, args...)
+	}
+}
+
+func sameSpec(a, b NamespaceSpec) bool {
+	if len(a.Params) == 0 && len(b.Params) == 0 {
+		return a.Name == b.Name && a.Strategy == b.Strategy
+	}
+	return a.Name == b.Name && a.Strategy == b.Strategy && reflect.DeepEqual(a.Params, b.Params)
+}
+
+func listAt(addr string) ([]NamespaceSpec, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	conn, err := transport.Dial(ctx, addr, transport.DialOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(time.Second))
+	list, err := conn.ListNamespaces(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]NamespaceSpec, 0, len(list))
+	for _, s := range list {
+		out = append(out, NamespaceSpec{Name: s.Name, Strategy: s.Strategy, Params: s.Params})
+	}
+	return out, nil
+}
