@@ -1,0 +1,117 @@
+package security
+
+import (
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+)
+
+// Flags are the security flags proposed for `dialkv node` (docs/security.md
+// lists them and says which are wired). Register adds them to a flag set;
+// Load turns them into Settings, checking that they make sense together.
+type Flags struct {
+	TLSCert, TLSKey, TLSCA             string
+	PeerTLSCert, PeerTLSKey, PeerTLSCA string
+	AuthFile                           string
+	RateLimit                          float64 // requests per second per connection; 0: no limit
+	RateBurst                          int
+	MaxInFlight                        int // 0: no load shedding
+}
+
+// Register adds the flags to fs.
+func (f *Flags) Register(fs *flag.FlagSet) {
+	fs.StringVar(&f.TLSCert, "tls-cert", "", "PEM certificate of the client listener (enables TLS; needs --tls-key)")
+	fs.StringVar(&f.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&f.TLSCA, "tls-ca", "", "CA bundle: require client certificates signed by it (mutual TLS; the certificate's common name is the principal)")
+	fs.StringVar(&f.PeerTLSCert, "peer-tls-cert", "", "PEM node certificate for mutual TLS between nodes (needs --peer-tls-key and --peer-tls-ca)")
+	fs.StringVar(&f.PeerTLSKey, "peer-tls-key", "", "PEM private key of --peer-tls-cert")
+	fs.StringVar(&f.PeerTLSCA, "peer-tls-ca", "", "CA bundle that signs every node certificate")
+	fs.StringVar(&f.AuthFile, "auth-file", "", "JSON policy of users, tokens and per-namespace grants (see docs/security.md)")
+	fs.Float64Var(&f.RateLimit, "rate-limit", 0, "requests per second allowed per connection (0: no limit)")
+	fs.IntVar(&f.RateBurst, "rate-burst", 0, "burst of --rate-limit (default: one second's worth, at least 1)")
+	fs.IntVar(&f.MaxInFlight, "max-inflight", 0, "requests processed at once before shedding load with a retry-after hint (0: no limit)")
+}
+
+// Settings are loaded security flags.
+type Settings struct {
+	ClientTLS     *tls.Config // nil: plain TCP
+	PeerServerTLS *tls.Config // nil: plain peer traffic
+	PeerClientTLS *tls.Config
+	Authorizer    Authorizer // AllowAll without --auth-file
+	// NewLimiter makes one connection's rate limiter; nil without
+	// --rate-limit.
+	NewLimiter func() *TokenBucket
+	Shedder    *Shedder // nil without --max-inflight
+}
+
+// ErrBadFlags is wrapped by errors about flags that do not fit together.
+var ErrBadFlags = errors.New("bad security flags")
+
+// Load reads the files the flags name. seed seeds the shedder's jitter.
+func (f *Flags) Load(seed uint64) (Settings, error) {
+	bad := func(format string, args ...any) (Settings, error) {
+		return Settings{}, fmt.Errorf("security: %w: "+format, append([]any{ErrBadFlags}, args...)...)
+	}
+	s := Settings{Authorizer: AllowAll{}}
+	if f.TLSCert != "" || f.TLSKey != "" || f.TLSCA != "" {
+		if f.TLSCert == "" || f.TLSKey == "" {
+			return bad("--tls-cert and --tls-key go together (--tls-ca needs both)")
+		}
+		cfg, err := ServerConfig(TLSFiles{Cert: f.TLSCert, Key: f.TLSKey, CA: f.TLSCA})
+		if err != nil {
+			return Settings{}, err
+		}
+		s.ClientTLS = cfg
+	}
+	if f.PeerTLSCert != "" || f.PeerTLSKey != "" || f.PeerTLSCA != "" {
+		if f.PeerTLSCert == "" || f.PeerTLSKey == "" || f.PeerTLSCA == "" {
+			return bad("--peer-tls-cert, --peer-tls-key and --peer-tls-ca go together (peer TLS is always mutual)")
+		}
+		srv, cli, err := PeerConfigs(TLSFiles{Cert: f.PeerTLSCert, Key: f.PeerTLSKey, CA: f.PeerTLSCA})
+		if err != nil {
+			return Settings{}, err
+		}
+		s.PeerServerTLS, s.PeerClientTLS = srv, cli
+	}
+	if f.AuthFile != "" {
+		if f.TLSCA == "" {
+			// Only certificate principals reach the Guard until a login
+			// call or an auth field carries passwords and tokens: without
+			// client certificates every request would be refused.
+			return bad("--auth-file needs --tls-ca (client certificates are the only way to authenticate so far)")
+		}
+		p, err := LoadPolicy(f.AuthFile)
+		if err != nil {
+			return Settings{}, err
+		}
+		s.Authorizer = p
+	}
+	if f.RateLimit < 0 || f.RateBurst < 0 || f.MaxInFlight < 0 {
+		return bad("--rate-limit, --rate-burst and --max-inflight must not be negative")
+	}
+	if f.RateLimit > 0 {
+		burst := f.RateBurst
+		if burst == 0 {
+			burst = max(1, int(f.RateLimit))
+		}
+		if _, err := NewTokenBucket(f.RateLimit, burst); err != nil {
+			return Settings{}, err
+		}
+		rate := f.RateLimit
+		s.NewLimiter = func() *TokenBucket {
+			b, _ := NewTokenBucket(rate, burst) // validated above
+			return b
+		}
+	} else if f.RateBurst > 0 {
+		return bad("--rate-burst needs --rate-limit")
+	}
+	if f.MaxInFlight > 0 {
+		sh, err := NewShedder(ShedderConfig{MaxInFlight: f.MaxInFlight, Seed: seed})
+		if err != nil {
+			return Settings{}, err
+		}
+		s.Shedder = sh
+	}
+	return s, nil
+}
