@@ -2,5 +2,18 @@
 // one experiment of PAPER.md, a program that writes its results (CSV,
 // Markdown table, PNG plots, and the parameters and seeds it used) under
 // experiments/results/NAME/. `make experiments` runs them all; `make
-// exp-NAME` or `go run ./experiments/NAME` runs one.
+// exp-NAME` or `go run ./experiments/NAME` runs one; `--help` shows each
+// one's flags and `--quick` a small version of it.
+//
+//	latency       1. latency and throughput per strategy and consistency level (simulator)
+//	availability  2. operations that succeed on the majority and minority side of partitions
+//	staleness     3. PBS staleness of partial quorums (WARS model, production latency profiles)
+//	lostwrites    4. acknowledged writes lost by quorum's lww, siblings and crdt resolvers
+//	sensitivity   5. how often the checkers catch each deliberately broken variant
+//	simspeed      6. simulator speed per strategy and cluster size
+//	failover      7. failover time in the simulator (raft leader, primary-backup primary)
+//	node-vs-redis    one dialkv node against redis-server (run.sh; real processes)
+//
+// experiments/internal/expio writes results; experiments/internal/simexp
+// runs simulations and reads their histories and traces back.
 package experiments
