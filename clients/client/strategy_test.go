@@ -39,6 +39,13 @@ func (f *fakeService) Do(ctx context.Context, req consistency.Request) (consiste
 
 func (f *fakeService) Close() error { return nil }
 
+// got returns the tokens received so far.
+func (f *fakeService) got() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.tokens...)
+}
+
 func withFake(f *fakeService) nodes.Config {
 	return nodes.Config{Strategies: map[string]nodes.StrategyFactory{
 		"fake": func(nodes.StrategyEnv) (consistency.Service, error) { return f, nil },
@@ -69,12 +76,13 @@ func TestSessionTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"", "1", "2", "", "3"}
-	if len(f.tokens) != len(want) {
-		t.Fatalf("tokens sent %q, want %q", f.tokens, want)
+	tokens := f.got()
+	if len(tokens) != len(want) {
+		t.Fatalf("tokens sent %q, want %q", tokens, want)
 	}
 	for i := range want {
-		if f.tokens[i] != want[i] {
-			t.Fatalf("tokens sent %q, want %q", f.tokens, want)
+		if tokens[i] != want[i] {
+			t.Fatalf("tokens sent %q, want %q", tokens, want)
 		}
 	}
 	if string(c.Token()) != "4" || string(s2.Token()) != "1" {
@@ -101,8 +109,8 @@ func TestRedirect(t *testing.T) {
 	if _, err := c.Incr(fctx, "k", 1); err != nil {
 		t.Fatalf("Incr through a redirect: %v", err)
 	}
-	if len(leader.tokens) != 1 {
-		t.Fatalf("the leader served %d requests, want 1", len(leader.tokens))
+	if k := len(leader.got()); k != 1 {
+		t.Fatalf("the leader served %d requests, want 1", k)
 	}
 	// Without retries the redirect surfaces as ErrMoved with the address.
 	_, err := c.Incr(client.With(fctx, client.NoRetry()), "k", 1)
@@ -125,7 +133,7 @@ func TestUnavailableRetried(t *testing.T) {
 	if _, err := c.Incr(client.With(ctx, client.Namespace("f")), "k", 1); err != nil {
 		t.Fatalf("Incr after two Unavailable answers: %v", err)
 	}
-	if len(f.tokens) != 1 {
-		t.Fatalf("served %d times, want 1", len(f.tokens))
+	if k := len(f.got()); k != 1 {
+		t.Fatalf("served %d times, want 1", k)
 	}
 }
