@@ -460,3 +460,25 @@ func listAt(addr string) ([]NamespaceSpec, error) {
 	}
 	return out, nil
 }
+
+// member is a running node, alone or a cluster member.
+type member interface {
+	Addr() string
+	Close(ctx context.Context) error
+}
+
+// startMember starts a single node when peers is empty, else a member of the
+// static cluster the flags describe.
+func startMember(cfg Config, clusterName, peerListen, peers string) (member, error) {
+	if peers == "" {
+		if clusterName != "" || peerListen != "" {
+			return nil, errors.New("node: --cluster and --peer-listen need --peers")
+		}
+		return Start(cfg)
+	}
+	ps, err := ParsePeers(peers)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	return StartClusterNode(cfg, ClusterConfig{Name: clusterName, PeerListen: peerListen, Peers: ps})
+}

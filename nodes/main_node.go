@@ -39,11 +39,16 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		logLevel    = fs.String("log-level", "info", "log level: debug, info, warn, error")
 		logFormat   = fs.String("log-format", "text", "log format: text or json")
 		shutdownDur = fs.Duration("shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT, how long requests in flight may take to finish")
+		clusterName = fs.String("cluster", "", "cluster name (with --peers); peer messages of another cluster are rejected")
+		peerListen  = fs.String("peer-listen", "", "peer API address HOST:PORT (default: this node's PEER_ADDR in --peers)")
+		peers       = fs.String("peers", "", "static cluster members, this node included: ID=CLIENT_ADDR@PEER_ADDR,... (empty: a single node; see docs/cluster.md)")
 	)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: dialkv node --id NAME --listen HOST:PORT --data DIR [--fsync always|interval|never] [flags]\n\n"+
 			"Runs a dialkv node: the Thrift client API (framed transport) on --listen, data in Pebble under --data,\n"+
-			"one namespace \"default\" (strategy local) at first start. SIGTERM/SIGINT shut it down gracefully.\n\nFlags:\n")
+			"one namespace \"default\" (strategy local) at first start. SIGTERM/SIGINT shut it down gracefully.\n"+
+			"With --cluster NAME --peers n1=CLIENT@PEER,n2=... it is a member of a static cluster and also serves\n"+
+			"namespaces of strategy quorum and causal (docs/cluster.md).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -78,13 +83,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dialkv node: %v\n", err)
 		return 2
 	}
-	n, err := Start(Config{
+	n, err := startMember(Config{
 		ID: *id, Listen: *listen, DataDir: *data, Fsync: policy, SyncInterval: *syncEvery,
 		MetricsAddr: *metrics, Protocol: proto, ConnMode: mode, MaxConns: *maxConns, IdleTimeout: *idle,
 		MaxFrame: *maxFrame, Engine: *engine, SubscriptionTTL: *subTTL,
 		Limits: core.Limits{MaxValueSize: *maxValue}, Logger: logger, Version: buildVersion(),
 		Strategies: map[string]StrategyFactory{"raft": RaftStrategy},
-	})
+	}, *clusterName, *peerListen, *peers)
 	if err != nil {
 		fmt.Fprintf(stderr, "dialkv node: %v\n", err)
 		return 1
