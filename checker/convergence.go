@@ -9,6 +9,12 @@ import (
 // checkConvergence checks that every replica's state after quiescence is
 // the same; otherwise it names the first key (in sorted order) on which two
 // replicas differ, with every replica's value of it.
+//
+// Under a sharded strategy a replica lists in Holds the keys it is
+// responsible for: a key is then compared only across the replicas that hold
+// it (Holds nil = every key), a missing entry in Data meaning "absent"; keys
+// a replica has in Data but does not hold (leftovers such as handed-off
+// hints) are ignored.
 func checkConvergence(replicas []ReplicaState, opts Options) CheckResult {
 	cr := CheckResult{Counts: map[string]int64{"replicas": int64(len(replicas))}}
 	if len(replicas) == 0 {
@@ -16,9 +22,19 @@ func checkConvergence(replicas []ReplicaState, opts Options) CheckResult {
 		return cr
 	}
 	keys := map[string]bool{}
-	for _, r := range replicas {
+	holds := make([]map[string]bool, len(replicas)) // nil = holds every key
+	sharded := false
+	for i, r := range replicas {
 		for k := range r.Data {
 			keys[k] = true
+		}
+		if r.Holds != nil {
+			sharded = true
+			holds[i] = make(map[string]bool, len(r.Holds))
+			for _, k := range r.Holds {
+				holds[i][k] = true
+				keys[k] = true
+			}
 		}
 	}
 	sorted := make([]string, 0, len(keys))
@@ -29,11 +45,21 @@ func checkConvergence(replicas []ReplicaState, opts Options) CheckResult {
 	cr.Counts["keys"] = int64(len(sorted))
 	col := newCollector(opts.MaxExamples)
 	var first string
+	var members []int
 	for _, k := range sorted {
-		v0, ok0 := replicas[0].Data[k]
+		members = members[:0]
+		for i := range replicas {
+			if holds[i] == nil || holds[i][k] {
+				members = append(members, i)
+			}
+		}
+		if len(members) < 2 {
+			continue
+		}
+		v0, ok0 := replicas[members[0]].Data[k]
 		differ := false
-		for _, r := range replicas[1:] {
-			if v, ok := r.Data[k]; ok != ok0 || v != v0 {
+		for _, i := range members[1:] {
+			if v, ok := replicas[i].Data[k]; ok != ok0 || v != v0 {
 				differ = true
 				break
 			}
@@ -45,7 +71,8 @@ func checkConvergence(replicas []ReplicaState, opts Options) CheckResult {
 			first = k
 		}
 		msg := fmt.Sprintf("replicas differ on key %q:", k)
-		for _, r := range replicas {
+		for _, i := range members {
+			r := replicas[i]
 			if v, ok := r.Data[k]; ok {
 				msg += fmt.Sprintf(" %s=%s", r.Node, strconv.Quote(v))
 			} else {
@@ -56,6 +83,9 @@ func checkConvergence(replicas []ReplicaState, opts Options) CheckResult {
 	}
 	col.fill(&cr)
 	cr.Notes = append(cr.Notes, "replica states must be taken after quiescence (no writes in flight, anti-entropy finished)")
+	if sharded {
+		cr.Notes = append(cr.Notes, "sharded: each key compared only across the replicas whose holds list it")
+	}
 	cr.Verdict = col.verdict()
 	if col.total > 0 {
 		cr.Summary = fmt.Sprintf("%d of %d keys differ between %d replicas; first: %q", col.total, len(sorted), len(replicas), first)

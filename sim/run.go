@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -655,11 +656,7 @@ func (r *runner) poll() {
 		return
 	}
 	states, err := r.states()
-	same := err == nil
-	for i := 1; same && i < len(states); i++ {
-		same = equalMaps(states[0].Data, states[i].Data)
-	}
-	if same {
+	if err == nil && agree(states) {
 		r.convergedAt = r.now
 		if r.trace != nil {
 			r.tracef("sim", "converged", "replicas agree %v after the faults stopped", time.Duration(r.now-r.healAt))
@@ -671,8 +668,9 @@ func (r *runner) poll() {
 	r.at(int64(pollEvery), r.poll)
 }
 
-// states dumps every replica; for a sharded strategy (Strategy.Groups)
-// one state per group, the union of its members' dumps, named after it.
+// states dumps every replica. A sharded replica (consistency.Placement)
+// also lists in Holds the keys it must hold: of every key seen in any dump
+// or in the workload's key space, those whose Holders name it.
 func (r *runner) states() ([]checker.ReplicaState, error) {
 	var out []checker.ReplicaState
 	for _, n := range r.nodes {
@@ -685,44 +683,37 @@ func (r *runner) states() ([]checker.ReplicaState, error) {
 		}
 		out = append(out, checker.ReplicaState{Node: string(n.id), Data: d})
 	}
-	if r.strat.Groups == nil {
-		return out, nil
-	}
-	peers := make([]consistency.NodeID, len(r.nodes))
-	for i, n := range r.nodes {
-		peers[i] = n.id
-	}
-	groups, err := r.strat.Groups(r.opts.Params, peers)
-	if err != nil {
-		return nil, fmt.Errorf("replica groups: %w", err)
-	}
-	merged := map[string]map[string]string{}
+	keys := map[string]bool{}
 	for _, st := range out {
-		g := groups[consistency.NodeID(st.Node)]
-		if merged[g] == nil {
-			merged[g] = map[string]string{}
-		}
-		for k, v := range st.Data {
-			merged[g][k] = v
+		for k := range st.Data {
+			keys[k] = true
 		}
 	}
-	out = out[:0]
-	for _, g := range sortedKeys(merged) {
-		out = append(out, checker.ReplicaState{Node: "group " + g, Data: merged[g]})
+	for _, op := range r.gen.Final() {
+		keys[op.Rec.Key] = true
+	}
+	sorted := sortedKeys(keys)
+	for i, n := range r.nodes {
+		p, ok := n.rep.(consistency.Placement)
+		if !ok {
+			continue
+		}
+		holds := []string{}
+		for _, k := range sorted {
+			if slices.Contains(p.Holders(k), n.id) {
+				holds = append(holds, k)
+			}
+		}
+		out[i].Holds = holds
 	}
 	return out, nil
 }
 
-func equalMaps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
+// agree reports whether the replicas' states agree on every key, as the
+// checker's convergence check compares them (honouring Holds).
+func agree(states []checker.ReplicaState) bool {
+	c := checker.Check(nil, states, checker.Options{Checks: []string{checker.CheckConvergence}}).Get(checker.CheckConvergence)
+	return c.Verdict == checker.VerdictOK
 }
 
 func (r *runner) startFault(f faults.Fault, peers []consistency.NodeID) {

@@ -26,10 +26,6 @@ type Strategy struct {
 	// Workload is the default workload when the run names none ("" =
 	// the global default), for strategies that serve only some data types.
 	Workload string
-	// Groups, when set, says which replicas together hold one full copy
-	// of the data (a sharded strategy: each node dumps only its shard); the
-	// convergence check then compares the union of each group's dumps.
-	Groups func(params map[string]string, peers []consistency.NodeID) (map[consistency.NodeID]string, error)
 }
 
 // Strategies lists the sans-IO strategies, in --strategy order. Raft is
@@ -42,7 +38,7 @@ func Strategies() []Strategy {
 			Params: quorumParams},
 		{Name: "causal", Factory: causal.New, Bugs: causal.Bugs(),
 			Checks: []string{checker.CheckSession, checker.CheckCausal, checker.CheckConvergence, checker.CheckDurability},
-			Params: causalRegions, Groups: causalGroups, Workload: "register"},
+			Params: causalRegions, Workload: "register"},
 	}
 }
 
@@ -147,10 +143,4 @@ func quorumParams(params map[string]string, o simrun.Options, _ []consistency.No
 	if _, ok := params["resolve"]; !ok && o.Workload != "register" {
 		params["resolve"] = "crdt"
 	}
-}
-
-// causalGroups: every causal region holds a full copy, sharded over its
-// nodes.
-func causalGroups(params map[string]string, peers []consistency.NodeID) (map[consistency.NodeID]string, error) {
-	return causal.ParseRegions(params["regions"], peers)
 }
