@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/dialkv/dialkv/core"
 	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
@@ -22,9 +23,87 @@ import (
 // a namespace needs admin on it. Poll and unsubscribe need an authenticated
 // principal only (the subscription id was handed out to an authorized
 // subscriber); ping is open, for health checks.
+//
+// Limits: the calls whose IDL declares Unavailable (call, execute,
+// transaction, scan, index_query, create/drop namespace) first take tokens
+// from the connection's rate limiter (see WithLimiter; a batch of n
+// commands costs n), then, once authorized, a slot from Shedder; either
+// refusal is an Unavailable exception with retry_after_ms set. Rate
+// limiting comes before authorization so that a flood of bad requests is
+// throttled too.
 type Guard struct {
 	Inner gen.DialKV
 	Auth  Authorizer
+	// Shedder, if set, bounds the requests in flight.
+	Shedder *Shedder
+	// Now reads the clock for the limiters; nil: time.Now.
+	Now func() time.Time
+}
+
+type limiterKey struct{}
+
+// WithLimiter returns ctx carrying a connection's rate limiter.
+func WithLimiter(ctx context.Context, b *TokenBucket) context.Context {
+	return context.WithValue(ctx, limiterKey{}, b)
+}
+
+func (g *Guard) now() time.Time {
+	if g.Now != nil {
+		return g.Now()
+	}
+	return time.Now()
+}
+
+// unavailable maps a limiter refusal to the IDL's exception.
+func unavailable(err error) error {
+	var retry time.Duration
+	var rl *RateLimitError
+	var oe *OverloadError
+	switch {
+	case errors.As(err, &rl):
+		retry = rl.RetryAfter
+	case errors.As(err, &oe):
+		retry = oe.RetryAfter
+	}
+	ms := int32(min((retry+time.Millisecond-1)/time.Millisecond, 1<<30))
+	return &gen.Unavailable{Message: err.Error(), RetryAfterMs: ms}
+}
+
+// limit takes cost tokens from the connection's limiter, if it has one.
+func (g *Guard) limit(ctx context.Context, cost int) error {
+	b, _ := ctx.Value(limiterKey{}).(*TokenBucket)
+	if b == nil {
+		return nil
+	}
+	if err := b.AllowN(g.now(), max(cost, 1)); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+func noop() {}
+
+// admit takes a shedder slot; call the returned release when done.
+func (g *Guard) admit() (func(), error) {
+	if g.Shedder == nil {
+		return noop, nil
+	}
+	release, err := g.Shedder.Acquire(g.now())
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return release, nil
+}
+
+// gate is limit, then check, then admit.
+func (g *Guard) gate(ctx context.Context, cost int, ns string, a Action) (func(), error) {
+	if err := g.limit(ctx, cost); err != nil {
+		return nil, err
+	}
+	if err := g.check(ctx, ns, a); err != nil {
+		return nil, err
+	}
+	return g.admit()
 }
 
 var _ gen.DialKV = (*Guard)(nil)
@@ -84,17 +163,21 @@ func (g *Guard) Call(ctx context.Context, opts *gen.RequestOptions, cmd *gen.Com
 	if cmd != nil {
 		a = CommandAction(cmd.Name)
 	}
-	if err := g.check(ctx, nsOf(opts), a); err != nil {
+	release, err := g.gate(ctx, 1, nsOf(opts), a)
+	if err != nil {
 		return nil, err
 	}
+	defer release()
 	return g.Inner.Call(ctx, opts, cmd)
 }
 
 // Execute checks the union of the commands' actions.
 func (g *Guard) Execute(ctx context.Context, opts *gen.RequestOptions, cmds []*gen.Command) (*gen.ExecuteResponse, error) {
-	if err := g.check(ctx, nsOf(opts), commandsAction(cmds)); err != nil {
+	release, err := g.gate(ctx, len(cmds), nsOf(opts), commandsAction(cmds))
+	if err != nil {
 		return nil, err
 	}
+	defer release()
 	return g.Inner.Execute(ctx, opts, cmds)
 }
 
@@ -104,25 +187,31 @@ func (g *Guard) Transaction(ctx context.Context, opts *gen.RequestOptions, conds
 	if len(conds) > 0 {
 		a |= Read
 	}
-	if err := g.check(ctx, nsOf(opts), a); err != nil {
+	release, err := g.gate(ctx, len(cmds), nsOf(opts), a)
+	if err != nil {
 		return nil, err
 	}
+	defer release()
 	return g.Inner.Transaction(ctx, opts, conds, cmds)
 }
 
 // Scan reads.
 func (g *Guard) Scan(ctx context.Context, opts *gen.RequestOptions, req *gen.ScanRequest) (*gen.ScanResponse, error) {
-	if err := g.check(ctx, nsOf(opts), Read); err != nil {
+	release, err := g.gate(ctx, 1, nsOf(opts), Read)
+	if err != nil {
 		return nil, err
 	}
+	defer release()
 	return g.Inner.Scan(ctx, opts, req)
 }
 
 // IndexQuery reads.
 func (g *Guard) IndexQuery(ctx context.Context, opts *gen.RequestOptions, q *gen.IndexQuery) (*gen.IndexQueryResponse, error) {
-	if err := g.check(ctx, nsOf(opts), Read); err != nil {
+	release, err := g.gate(ctx, 1, nsOf(opts), Read)
+	if err != nil {
 		return nil, err
 	}
+	defer release()
 	return g.Inner.IndexQuery(ctx, opts, q)
 }
 
@@ -180,17 +269,21 @@ func (g *Guard) CreateNamespace(ctx context.Context, spec *gen.NamespaceSpec) er
 	if name == "" {
 		name = "*" // an unnamed spec is checked against a wildcard grant only
 	}
-	if err := g.check(ctx, name, Admin); err != nil {
+	release, err := g.gate(ctx, 1, name, Admin)
+	if err != nil {
 		return err
 	}
+	defer release()
 	return g.Inner.CreateNamespace(ctx, spec)
 }
 
 // DropNamespace needs admin on the namespace.
 func (g *Guard) DropNamespace(ctx context.Context, name string) error {
-	if err := g.check(ctx, name, Admin); err != nil {
+	release, err := g.gate(ctx, 1, name, Admin)
+	if err != nil {
 		return err
 	}
+	defer release()
 	return g.Inner.DropNamespace(ctx, name)
 }
 

@@ -284,3 +284,83 @@ func TestEndToEndTLSAndAuth(t *testing.T) {
 		}
 	})
 }
+
+// blockingKV holds Call until release is closed, to fill the shedder.
+type blockingKV struct {
+	fakeKV
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingKV) Call(ctx context.Context, o *gen.RequestOptions, c *gen.Command) (*gen.ExecuteResponse, error) {
+	b.entered <- struct{}{}
+	<-b.release
+	return b.fakeKV.Call(ctx, o, c)
+}
+
+func TestGuardLimits(t *testing.T) {
+	pol, _ := testPolicy(t)
+	now := time.Unix(5000, 0)
+	clock := func() time.Time { return now }
+	alice := WithPrincipal(context.Background(), Principal{Name: "alice", Method: "cert"})
+
+	t.Run("rate limit before authorization, batches cost per command", func(t *testing.T) {
+		inner := &fakeKV{}
+		g := &Guard{Inner: inner, Auth: pol, Now: clock}
+		tb, _ := NewTokenBucket(10, 3)
+		ctx := WithLimiter(alice, tb)
+		anon := WithLimiter(context.Background(), tb)
+		if _, err := g.Execute(ctx, nil, []*gen.Command{cmd("SET", "a", "1"), cmd("SET", "b", "2")}); err != nil {
+			t.Fatal(err)
+		}
+		// One token left: an anonymous request takes it (and is refused as
+		// unauthenticated), so alice's next call is throttled.
+		var ue *gen.Unauthenticated
+		if _, err := g.Call(anon, nil, cmd("GET", "a")); !errors.As(err, &ue) {
+			t.Fatalf("anonymous: %v; want Unauthenticated", err)
+		}
+		_, err := g.Call(ctx, nil, cmd("GET", "a"))
+		var un *gen.Unavailable
+		if !errors.As(err, &un) || un.RetryAfterMs != 100 {
+			t.Fatalf("over the rate: %v; want Unavailable with retry_after_ms 100", err)
+		}
+		if inner.calls.Load() != 1 {
+			t.Fatalf("inner ran %d times; want 1", inner.calls.Load())
+		}
+		now = now.Add(100 * time.Millisecond)
+		if _, err := g.Call(ctx, nil, cmd("GET", "a")); err != nil {
+			t.Fatalf("after 100ms: %v", err)
+		}
+	})
+
+	t.Run("shedder bounds requests in flight", func(t *testing.T) {
+		sh, _ := NewShedder(ShedderConfig{MaxInFlight: 1, BaseRetry: 40 * time.Millisecond, Seed: 1})
+		inner := &blockingKV{entered: make(chan struct{}), release: make(chan struct{})}
+		g := &Guard{Inner: inner, Auth: pol, Shedder: sh, Now: clock}
+		done := make(chan error, 1)
+		go func() { _, err := g.Call(alice, nil, cmd("SET", "k", "v")); done <- err }()
+		<-inner.entered
+		_, err := g.Call(alice, nil, cmd("SET", "k", "w"))
+		var un *gen.Unavailable
+		if !errors.As(err, &un) || un.RetryAfterMs < 20 || un.RetryAfterMs > 40 {
+			t.Fatalf("second call in flight: %v; want Unavailable with retry_after_ms in [20, 40]", err)
+		}
+		// A forbidden request is refused as forbidden, not as overload.
+		var fe *gen.Forbidden
+		if err := g.DropNamespace(alice, "default"); !errors.As(err, &fe) {
+			t.Fatalf("forbidden under load: %v", err)
+		}
+		close(inner.release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if sh.InFlight() != 0 {
+			t.Fatalf("in flight %d after the call returned; want 0", sh.InFlight())
+		}
+		go func() { _, err := g.Call(alice, nil, cmd("SET", "k", "x")); done <- err }()
+		<-inner.entered
+		if err := <-done; err != nil {
+			t.Fatalf("after release: %v", err)
+		}
+	})
+}

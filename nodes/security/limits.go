@@ -150,7 +150,7 @@ func (s *Shedder) Acquire(now time.Time) (release func(), err error) {
 	s.rejects++
 	// The hint doubles each time the rejections in this second pass another
 	// MaxInFlight: a storm of retries is pushed further out.
-	steps := min(s.rejects/s.cfg.MaxInFlight, 20)
+	steps := min((s.rejects-1)/s.cfg.MaxInFlight, 20)
 	hint := min(s.cfg.BaseRetry<<steps, s.cfg.MaxRetry)
 	hint = hint/2 + time.Duration(s.rng.Int64N(int64(hint/2)+1))
 	return nil, &OverloadError{RetryAfter: hint, InFlight: s.inFlight}

@@ -74,9 +74,9 @@ func TestShedder(t *testing.T) {
 		hints = append(hints, oe.RetryAfter)
 	}
 	// Hints are jittered in [h/2, h] with h = 100ms doubling every 2
-	// rejections, capped at 1s.
+	// rejections (the first two get the base), capped at 1s.
 	for i, h := range hints {
-		base := min(100*time.Millisecond<<((i+1)/2), time.Second)
+		base := min(100*time.Millisecond<<(i/2), time.Second)
 		if h < base/2 || h > base {
 			t.Errorf("hint %d = %v; want in [%v, %v]", i, h, base/2, base)
 		}
