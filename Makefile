@@ -5,7 +5,7 @@ BIN       := bin/dialkv
 PKGS      := ./...
 TEST_FLAGS ?= -count=1 -timeout 9m
 
-.PHONY: all build run test test-short soak bench lint gen tidy clean experiments exp-%
+.PHONY: all build run test test-short soak bench lint gen tidy clean experiments exp-% fuzz-short
 
 all: build
 
@@ -18,6 +18,17 @@ run: build
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test $(TEST_FLAGS) $(PKGS)
+	$(MAKE) fuzz-short
+
+# A short run of every fuzz target (their seed corpora also run in plain
+# `go test`); FUZZTIME=10m for long runs (make soak uses 2m).
+FUZZTIME ?= 8s
+FUZZ_TARGETS := core:FuzzDecodeCommand core:FuzzDecodeReplyTxn transport:FuzzProcess checker:FuzzReadHistory nodes/security:FuzzParsePolicy nodes/security:FuzzParsePasswordHash
+fuzz-short:
+	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+	  echo "fuzz $$fn ($$pkg, $(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg >/tmp/dialkv-fuzz.log 2>&1 || { cat /tmp/dialkv-fuzz.log; exit 1; }; \
+	done
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
@@ -25,6 +36,7 @@ test-short:
 # Long runs: thousands of simulator seeds, long fuzzing, real-process fault tests.
 soak:
 	DIALKV_SOAK=1 $(GO) test -count=1 -timeout 6h $(PKGS)
+	$(MAKE) fuzz-short FUZZTIME=2m
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
