@@ -522,6 +522,9 @@ func (r *runner) reply(cl *call, n *node, resp consistency.Response) {
 	}
 	cl.rec.Node = string(n.id)
 	outcome := workload.Complete(cl.rec, rep)
+	if outcome == checker.OK {
+		workload.RecordSiblings(cl.rec, resp.Values)
+	}
 	if outcome == checker.Unknown && cl.op.Read {
 		outcome = checker.Fail
 	}

@@ -282,3 +282,20 @@ func Complete(rec *checker.Op, reply core.Reply) checker.Outcome {
 	}
 	return checker.OK
 }
+
+// RecordSiblings records the sibling values of a successful get that found
+// several concurrent versions (consistency.Response.Values under quorum):
+// the history then carries them in values, with value absent, as
+// checker/doc.go asks. Fewer than two values change nothing (the reply's
+// single value is already recorded).
+func RecordSiblings(rec *checker.Op, values [][]byte) {
+	if rec.F != checker.FGet || rec.Error != "" || len(values) < 2 {
+		return
+	}
+	vals := make([]string, len(values))
+	for i, v := range values {
+		vals[i] = string(v)
+	}
+	sort.Strings(vals)
+	rec.Value, rec.Values = nil, vals
+}

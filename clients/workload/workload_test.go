@@ -1,6 +1,7 @@
 package workload
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -157,5 +158,37 @@ func TestCompleteAgainstStore(t *testing.T) {
 	rec = checker.Op{F: checker.FPut}
 	if o := Complete(&rec, core.ErrorReply(&core.Error{Code: "TIMEOUT"})); o != checker.Unknown {
 		t.Errorf("TIMEOUT reply gave %s", o)
+	}
+}
+
+func TestRecordSiblings(t *testing.T) {
+	tests := []struct {
+		name      string
+		rec       checker.Op
+		values    []string
+		wantValue *string
+		wantVals  []string
+	}{
+		{"siblings", checker.Op{F: checker.FGet, Value: checker.StrPtr("b")}, []string{"b", "a"}, nil, []string{"a", "b"}},
+		{"one value", checker.Op{F: checker.FGet, Value: checker.StrPtr("a")}, []string{"a"}, checker.StrPtr("a"), nil},
+		{"no values", checker.Op{F: checker.FGet, Value: checker.StrPtr("a")}, nil, checker.StrPtr("a"), nil},
+		{"failed get", checker.Op{F: checker.FGet, Error: "TIMEOUT"}, []string{"a", "b"}, nil, nil},
+		{"not a get", checker.Op{F: checker.FSMembers, Values: []string{"x"}}, []string{"a", "b"}, nil, []string{"x"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var values [][]byte
+			for _, v := range tc.values {
+				values = append(values, []byte(v))
+			}
+			rec := tc.rec
+			RecordSiblings(&rec, values)
+			if (rec.Value == nil) != (tc.wantValue == nil) || (rec.Value != nil && *rec.Value != *tc.wantValue) {
+				t.Errorf("value = %v, want %v", rec.Value, tc.wantValue)
+			}
+			if fmt.Sprint(rec.Values) != fmt.Sprint(tc.wantVals) {
+				t.Errorf("values = %q, want %q", rec.Values, tc.wantVals)
+			}
+		})
 	}
 }
