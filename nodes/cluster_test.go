@@ -282,3 +282,48 @@ func TestClusterCausal(t *testing.T) {
 		}
 	}
 }
+
+func TestDemoRegions(t *testing.T) {
+	peers := []ClusterPeer{{ID: "n1"}, {ID: "n2"}, {ID: "n3"}}
+	for _, tt := range []struct {
+		k    int
+		want string
+	}{{1, "r1:n1,n2,n3"}, {2, "r1:n1,n2;r2:n3"}, {3, "r1:n1;r2:n2;r3:n3"}, {7, "r1:n1;r2:n2;r3:n3"}} {
+		if got := demoRegions(peers, tt.k); got != tt.want {
+			t.Errorf("demoRegions(3 nodes, %d) = %q, want %q", tt.k, got, tt.want)
+		}
+	}
+}
+
+// TestDemoCluster: `dialkv demo --nodes 3 --strategy causal` starts a
+// cluster whose demo namespace is on every node and serves requests.
+func TestDemoCluster(t *testing.T) {
+	nodes, spec, err := startDemoCluster(demoClusterOptions{nodes: 3, strategy: "causal", regions: 2, listen: "127.0.0.1:0", dir: t.TempDir(), log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, cn := range nodes {
+			cn.Close(context.Background())
+		}
+	}()
+	if spec == nil || spec.Params["regions"] != "r1:n1,n2;r2:n3" {
+		t.Fatalf("demo namespace spec = %+v", spec)
+	}
+	for _, cn := range nodes {
+		if cn.namespace(demoNamespace) == nil {
+			t.Fatalf("namespace %s missing on %s", demoNamespace, cn.cfg.ID)
+		}
+	}
+	ns := demoNamespace
+	c := dial(t, nodes[0].Addr())
+	w, err := c.Call(context.Background(), &gen.RequestOptions{Ns: &ns}, cmd("SET", "greeting", "hello"))
+	if err != nil || replyStr(w) != "OK" {
+		t.Fatalf("SET at n1 = %s, %v", replyStr(w), err)
+	}
+	c3 := dial(t, nodes[2].Addr())
+	r, err := c3.Call(context.Background(), &gen.RequestOptions{Ns: &ns, Token: w.Token}, cmd("GET", "greeting"))
+	if err != nil || replyStr(r) != "hello" {
+		t.Fatalf("GET at n3 = %s, %v", replyStr(r), err)
+	}
+}

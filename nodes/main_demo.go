@@ -25,10 +25,15 @@ func DemoMain(args []string, stdout, stderr io.Writer) int {
 	metrics := fs.String("metrics", "127.0.0.1:0", "metrics address (empty: off)")
 	keep := fs.Bool("keep", false, "keep the temporary data directory on exit")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
+	nodes := fs.Int("nodes", 1, "number of nodes; more than 1 starts a static cluster in this process (docs/cluster.md)")
+	strategy := fs.String("strategy", "quorum", "with --nodes > 1: strategy of the namespace \"demo\": quorum, causal, or local (no shared namespace)")
+	regions := fs.Int("regions", 2, "with --strategy causal: number of regions the nodes are split into")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: dialkv demo [--listen HOST:PORT]\n\n"+
+		fmt.Fprintf(fs.Output(), "Usage: dialkv demo [--listen HOST:PORT] [--nodes N [--strategy local|quorum|causal] [--regions N]]\n\n"+
 			"Starts a local dialkv node on loopback (temporary data directory, --fsync=always) and prints\n"+
-			"the `dialkv cli` command to talk to it. Ctrl-C stops it and removes the data.\n\nFlags:\n")
+			"the `dialkv cli` command to talk to it. Ctrl-C stops it and removes the data.\n"+
+			"With --nodes N (N > 1) it starts N cluster members n1..nN (client ports PORT, PORT+10, ...; peer\n"+
+			"ports one above each) and creates the namespace \"demo\" of --strategy on all of them.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -44,6 +49,14 @@ func DemoMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dialkv demo: %v\n", err)
 		return 2
 	}
+	if *nodes < 1 || *nodes > 9 {
+		fmt.Fprintf(stderr, "dialkv demo: --nodes %d: want 1 to 9\n", *nodes)
+		return 2
+	}
+	if *strategy != "local" && *strategy != "quorum" && *strategy != "causal" {
+		fmt.Fprintf(stderr, "dialkv demo: --strategy %q: want local, quorum or causal\n", *strategy)
+		return 2
+	}
 	dir, err := os.MkdirTemp("", "dialkv-demo-")
 	if err != nil {
 		fmt.Fprintf(stderr, "dialkv demo: %v\n", err)
@@ -51,6 +64,9 @@ func DemoMain(args []string, stdout, stderr io.Writer) int {
 	}
 	if !*keep {
 		defer os.RemoveAll(dir)
+	}
+	if *nodes > 1 {
+		return runDemoCluster(demoClusterOptions{nodes: *nodes, strategy: *strategy, regions: *regions, listen: *listen, dir: dir, log: logger}, *keep, stdout, stderr)
 	}
 	n, err := Start(Config{ID: "demo1", Listen: *listen, DataDir: dir, Fsync: core.SyncAlways, MetricsAddr: *metrics, Logger: logger, Version: buildVersion()})
 	if err != nil {

@@ -1,0 +1,195 @@
+package nodes
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dialkv/dialkv/core"
+)
+
+// demoClusterOptions are `dialkv demo --nodes N`'s settings.
+type demoClusterOptions struct {
+	nodes    int
+	strategy string // local, quorum or causal
+	regions  int    // causal: number of regions
+	listen   string // first node's client address; the others follow
+	dir      string
+	log      *slog.Logger
+}
+
+// demoNamespace is the namespace `dialkv demo --nodes N` creates.
+const demoNamespace = "demo"
+
+// demoAddrs picks each node's client and peer addresses: from the base
+// address's port, n1 uses PORT and PORT+1, n2 PORT+10 and PORT+11, ...; port
+// 0 picks free ports.
+func demoAddrs(listen string, nodes int) ([]ClusterPeer, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %q: %w", listen, err)
+	}
+	base, err := strconv.Atoi(port)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %q: bad port", listen)
+	}
+	var free []string
+	if base == 0 {
+		if free, err = reserveAddrs(host, 2*nodes); err != nil {
+			return nil, err
+		}
+	}
+	var peers []ClusterPeer
+	for i := range nodes {
+		p := ClusterPeer{ID: fmt.Sprintf("n%d", i+1)}
+		if base == 0 {
+			p.Client, p.Peer = free[2*i], free[2*i+1]
+		} else {
+			p.Client = net.JoinHostPort(host, strconv.Itoa(base+10*i))
+			p.Peer = net.JoinHostPort(host, strconv.Itoa(base+10*i+1))
+		}
+		peers = append(peers, p)
+	}
+	return peers, nil
+}
+
+// reserveAddrs finds n free ports on host (released again at once).
+func reserveAddrs(host string, n int) ([]string, error) {
+	var out []string
+	for range n {
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ln.Addr().String())
+		defer ln.Close()
+	}
+	return out, nil
+}
+
+// demoRegions splits the nodes into k regions of consecutive nodes:
+// "r1:n1,n2;r2:n3".
+func demoRegions(peers []ClusterPeer, k int) string {
+	k = max(1, min(k, len(peers)))
+	groups := make([][]string, k)
+	for i, p := range peers {
+		groups[i*k/len(peers)] = append(groups[i*k/len(peers)], p.ID)
+	}
+	parts := make([]string, k)
+	for i, g := range groups {
+		parts[i] = fmt.Sprintf("r%d:%s", i+1, strings.Join(g, ","))
+	}
+	return strings.Join(parts, ";")
+}
+
+// startDemoCluster starts o.nodes cluster members in this process and
+// creates the demo namespace (strategy quorum or causal) at n1.
+func startDemoCluster(o demoClusterOptions) ([]*ClusterNode, *NamespaceSpec, error) {
+	peers, err := demoAddrs(o.listen, o.nodes)
+	if err != nil {
+		return nil, nil, err
+	}
+	var nodes []*ClusterNode
+	closeAll := func() {
+		for _, cn := range nodes {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			cn.Close(ctx)
+			cancel()
+		}
+	}
+	for _, p := range peers {
+		cn, err := StartClusterNode(
+			Config{ID: p.ID, Listen: p.Client, DataDir: filepath.Join(o.dir, p.ID), Fsync: core.SyncAlways, Logger: o.log.With("node", p.ID), Version: buildVersion()},
+			ClusterConfig{Name: "demo", Peers: peers},
+		)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("start %s: %w", p.ID, err)
+		}
+		nodes = append(nodes, cn)
+	}
+	if o.strategy == "local" {
+		return nodes, nil, nil
+	}
+	spec := NamespaceSpec{Name: demoNamespace, Strategy: o.strategy}
+	if o.strategy == "causal" {
+		spec.Params = map[string]string{"regions": demoRegions(peers, o.regions)}
+	}
+	if err := nodes[0].CreateNamespace(spec); err != nil {
+		closeAll()
+		return nil, nil, fmt.Errorf("create namespace %s: %w", spec.Name, err)
+	}
+	// Wait (briefly) for the namespace to reach every node.
+	deadline := time.Now().Add(10 * time.Second)
+	for _, cn := range nodes {
+		for cn.namespace(spec.Name) == nil && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return nodes, &spec, nil
+}
+
+// runDemoCluster is `dialkv demo --nodes N`: it prints the addresses and the
+// CLI commands, then waits for Ctrl-C.
+func runDemoCluster(o demoClusterOptions, keep bool, stdout, stderr io.Writer) int {
+	nodes, spec, err := startDemoCluster(o)
+	if err != nil {
+		fmt.Fprintf(stderr, "dialkv demo: %v\n", err)
+		if strings.Contains(err.Error(), "address already in use") {
+			fmt.Fprintf(stderr, "dialkv demo: a port is taken (another demo or node?); try --listen 127.0.0.1:0 for free ports\n")
+		}
+		return 1
+	}
+	removed := ", removed on exit"
+	if keep {
+		removed = ", kept on exit"
+	}
+	fmt.Fprintf(stdout, "dialkv demo: %d nodes, cluster \"demo\" (fsync always; data in %s%s)\n", len(nodes), o.dir, removed)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 3, ' ', 0)
+	fmt.Fprintf(tw, "  node\tclient API\tpeer API\n")
+	for _, cn := range nodes {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", cn.cfg.ID, cn.Addr(), cn.PeerAddr())
+	}
+	tw.Flush()
+	nsFlag := ""
+	if spec != nil {
+		fmt.Fprintf(stdout, "namespace %q: strategy %s %v (on every node)\n", spec.Name, spec.Strategy, spec.Params)
+		nsFlag = " --namespace " + spec.Name
+	} else {
+		fmt.Fprintf(stdout, "strategy local: each node's \"default\" namespace is its own (not replicated)\n")
+	}
+	bin := demoBinary()
+	a1, a3 := nodes[0].Addr(), nodes[len(nodes)-1].Addr()
+	fmt.Fprintf(stdout, "\nTalk to it from another terminal:\n")
+	tw = tabwriter.NewWriter(stdout, 0, 0, 3, ' ', 0)
+	fmt.Fprintf(tw, "  %s cli --addr %s%s\tinteractive; type \"help\"\n", bin, a1, nsFlag)
+	fmt.Fprintf(tw, "  %s cli --addr %s%s SET greeting hello\twrite at %s\n", bin, a1, nsFlag, nodes[0].cfg.ID)
+	fmt.Fprintf(tw, "  %s cli --addr %s%s GET greeting\tread at %s\n", bin, a3, nsFlag, nodes[len(nodes)-1].cfg.ID)
+	tw.Flush()
+	fmt.Fprintf(stdout, "\nStop with Ctrl-C (or kill %d).\n", os.Getpid())
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+	<-sig
+	fmt.Fprintln(stdout, "\nstopping")
+	code := 0
+	for _, cn := range nodes {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := cn.Close(ctx); err != nil {
+			fmt.Fprintf(stderr, "dialkv demo: close %s: %v\n", cn.cfg.ID, err)
+			code = 1
+		}
+		cancel()
+	}
+	return code
+}
