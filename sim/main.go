@@ -60,6 +60,7 @@ func parseArgs(args []string, out io.Writer) (simrun.Options, cliFlags, *flag.Fl
 	fs.IntVar(&o.LiveOps, "live-ops", d.LiveOps, "operations in the liveness phase (then a final read of every key)")
 	fs.IntVar(&o.Clients, "clients", d.Clients, "concurrent clients (each one operation at a time)")
 	fs.IntVar(&o.Nodes, "nodes", d.Nodes, "replicas")
+	fs.IntVar(&o.TokenlessReaders, "tokenless-readers", 0, "add N read-only clients that never send a session token, each stuck to one node of the last region (the writers then use only region 0's nodes)")
 	fs.StringVar(&faultList, "faults", "", "comma-separated fault kinds, 'all' or 'none' (default: "+joinKinds(faults.DefaultKinds())+"); see --list-faults")
 	fs.StringVar(&rates, "rates", "", "fix swarm-drawn rates, e.g. drop=0.05,crash/s=2 (names: "+strings.Join(faults.RateNames(), ", ")+")")
 	fs.StringVar(&o.Bug, "bug", "", "run a deliberately broken variant (see --list-bugs)")

@@ -59,6 +59,12 @@ type client struct {
 	token   []byte
 	cur     *call
 	idle    bool
+	// reader: a tokenless read-only client (Options.TokenlessReaders),
+	// stuck to its home node.
+	reader bool
+	// targets, when set, are the nodes the client may use (writers when
+	// there are tokenless readers: region 0's nodes).
+	targets []int
 }
 
 type call struct {
@@ -263,9 +269,28 @@ func runSansIOWith(opts simrun.Options, strat Strategy, withTrace, noCheck bool)
 		r.at(int64(n.idx)*1_370_000+333, func() { r.tick(n) })
 	}
 	// Clients.
-	for i := 0; i < opts.Clients; i++ {
+	var first, last []int // the nodes of region 0 and of the last region
+	maxRegion := slices.Max(topo.Region)
+	for i, g := range topo.Region {
+		if g == 0 {
+			first = append(first, i)
+		}
+		if g == maxRegion {
+			last = append(last, i)
+		}
+	}
+	for i := 0; i < opts.Clients+opts.TokenlessReaders; i++ {
 		c := &client{idx: i, proc: i, session: "s" + strconv.Itoa(i), home: i % opts.Nodes,
 			rnd: simrun.NewRand(opts.Seed, "client/"+strconv.Itoa(i))}
+		if opts.TokenlessReaders > 0 {
+			if i < opts.Clients {
+				c.targets = first
+				c.home = first[i%len(first)]
+			} else {
+				c.reader = true
+				c.home = last[(i-opts.Clients)%len(last)]
+			}
+		}
 		r.clients = append(r.clients, c)
 		r.at(int64(i)*100_003+1, func() { r.next(c) })
 	}
@@ -414,9 +439,18 @@ func (r *runner) next(c *client) {
 			r.idle(c)
 			return
 		}
+		if c.reader {
+			reads := r.gen.Final()
+			op = reads[c.rnd.IntN(len(reads))]
+			break
+		}
 		r.issued++
 		op = r.gen.Next(c.rnd, c.proc)
 	case 1:
+		if c.reader {
+			r.idle(c)
+			return
+		}
 		live = true
 		switch {
 		case r.liveIssued < r.opts.LiveOps:
@@ -444,7 +478,12 @@ func (r *runner) next(c *client) {
 	cl := &call{c: c, op: op, rec: r.rec.Invoke(rec), final: final, live: live}
 	c.cur = cl
 	target := c.home
-	if c.rnd.IntN(2) == 0 {
+	switch {
+	case c.reader:
+	case c.rnd.IntN(2) != 0:
+	case c.targets != nil:
+		target = c.targets[c.rnd.IntN(len(c.targets))]
+	default:
 		target = c.rnd.IntN(len(r.nodes))
 	}
 	if r.trace != nil {
@@ -513,7 +552,7 @@ func (r *runner) reply(cl *call, n *node, resp consistency.Response) {
 		}
 	}
 	cl.done = true
-	if resp.Token != nil {
+	if resp.Token != nil && !cl.c.reader {
 		cl.c.token = resp.Token
 		cl.rec.TokenOut = hex.EncodeToString(resp.Token)
 	}

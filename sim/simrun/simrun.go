@@ -65,7 +65,12 @@ type Options struct {
 	// Latency is the one-way link latency distribution (netmodel.ParseDist).
 	Latency string
 	Regions int // nodes are spread over this many regions (1: one region)
-	Zones   int // zones per region (links between zones add 0.5 ms)
+	// TokenlessReaders adds read-only clients that never send a session
+	// token and stick to one node of the last region; the other clients
+	// (the writers) then use only the nodes of region 0. They read in the
+	// safety phase only.
+	TokenlessReaders int
+	Zones            int // zones per region (links between zones add 0.5 ms)
 	// CrossRegion is the latency distribution between regions.
 	CrossRegion string
 	// PairLatency overrides the latency of directed region pairs:
@@ -184,6 +189,7 @@ func (o Options) Args() []string {
 	num("--ops", o.Ops, d.Ops)
 	num("--live-ops", o.LiveOps, d.LiveOps)
 	num("--clients", o.Clients, d.Clients)
+	num("--tokenless-readers", o.TokenlessReaders, d.TokenlessReaders)
 	num("--nodes", o.Nodes, d.Nodes)
 	if o.Faults != nil {
 		a = append(a, "--faults", strings.Join(o.Faults, ","))
