@@ -71,8 +71,9 @@ func sweepSeeds(t *testing.T, o simrun.Options, n int) []simrun.Result {
 // TestCorrectVariantPasses: the correct strategies pass a sweep under
 // every fault kind (a modest number of seeds; thousands under DIALKV_SOAK).
 //
-// Only the reference strategy is swept here; each other strategy's package
-// owns its own sweep (the checks that must pass are in Strategy.Checks).
+// Only the reference strategy is swept here; quorum and causal are swept
+// in strategies_test.go, raft in sim/raftsim (the checks that must pass are
+// in Strategy.Checks).
 func TestCorrectVariantPasses(t *testing.T) {
 	t.Parallel()
 	n := 25
