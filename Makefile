@@ -25,10 +25,7 @@ test:
 FUZZTIME ?= 8s
 FUZZ_TARGETS := core:FuzzDecodeCommand core:FuzzDecodeReplyTxn transport:FuzzProcess checker:FuzzReadHistory nodes/security:FuzzParsePolicy nodes/security:FuzzParsePasswordHash
 fuzz-short:
-	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
-	  echo "fuzz $$fn ($$pkg, $(FUZZTIME))"; \
-	  $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg >/tmp/dialkv-fuzz.log 2>&1 || { cat /tmp/dialkv-fuzz.log; exit 1; }; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz-short.sh $(FUZZ_TARGETS)
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
