@@ -297,34 +297,18 @@ func (h *handler) Scan(ctx context.Context, o *gen.RequestOptions, r *gen.ScanRe
 	}
 	ctx, cancel := h.begin(ctx, o)
 	defer cancel()
-	cmd := scanCommand(r)
-	req := h.request(o)
-	req.Cmd = &cmd
-	resp, err := ns.svc.Do(ctx, req)
+	cursor, keys, token, err := h.cursorCommand(ctx, ns, o, scanCommand(r))
 	if err != nil {
-		return nil, serviceErr(err)
+		return nil, err
 	}
-	if resp.Reply.IsError() {
-		return nil, transport.ExceptionFromCore(resp.Reply.Err)
-	}
-	a := resp.Reply.Array
-	if len(a) != 2 {
-		return nil, fmt.Errorf("internal error: SCAN.RANGE replied %d elements", len(a))
-	}
-	out := &gen.ScanResponse{Keys: make([][]byte, len(a[1].Array)), ServedBy: h.served(), Token: resp.Token}
-	if len(a[0].Str) > 0 {
-		out.NextKey = a[0].Str
-	}
-	for i, k := range a[1].Array {
-		out.Keys[i] = k.Str
-	}
+	out := &gen.ScanResponse{Keys: keys, NextKey: cursor, ServedBy: h.served(), Token: token}
 	if !r.GetKeysOnly() {
 		out.Values = []*gen.Reply{}
 		if len(out.Keys) > 0 {
 			mget := core.Command{Name: "MGET", Args: out.Keys}
 			req := h.request(o)
-			if resp.Token != nil {
-				req.Token = resp.Token
+			if token != nil {
+				req.Token = token
 			}
 			req.Cmd = &mget
 			vr, err := ns.svc.Do(ctx, req)
@@ -360,28 +344,37 @@ func (h *handler) IndexQuery(ctx context.Context, o *gen.RequestOptions, q *gen.
 	}
 	ctx, cancel := h.begin(ctx, o)
 	defer cancel()
-	cmd := indexCommand(q)
+	cursor, keys, token, err := h.cursorCommand(ctx, ns, o, indexCommand(q))
+	if err != nil {
+		return nil, err
+	}
+	return &gen.IndexQueryResponse{Keys: keys, NextCursor: cursor, ServedBy: h.served(), Token: token}, nil
+}
+
+// cursorCommand runs a command that replies [cursor, [key...]] (SCAN.RANGE,
+// SCAN.PREFIX, IDX.QUERY); an empty cursor comes back as nil (done).
+func (h *handler) cursorCommand(ctx context.Context, ns *namespace, o *gen.RequestOptions, cmd core.Command) (cursor []byte, keys [][]byte, token []byte, err error) {
 	req := h.request(o)
 	req.Cmd = &cmd
 	resp, err := ns.svc.Do(ctx, req)
 	if err != nil {
-		return nil, serviceErr(err)
+		return nil, nil, nil, serviceErr(err)
 	}
 	if resp.Reply.IsError() {
-		return nil, transport.ExceptionFromCore(resp.Reply.Err)
+		return nil, nil, nil, transport.ExceptionFromCore(resp.Reply.Err)
 	}
 	a := resp.Reply.Array
 	if len(a) != 2 {
-		return nil, fmt.Errorf("internal error: IDX.QUERY replied %d elements", len(a))
+		return nil, nil, nil, fmt.Errorf("internal error: %s replied %d elements", cmd.Name, len(a))
 	}
-	out := &gen.IndexQueryResponse{Keys: make([][]byte, len(a[1].Array)), ServedBy: h.served(), Token: resp.Token}
-	if len(a[0].Str) > 0 {
-		out.NextCursor = a[0].Str
-	}
+	keys = make([][]byte, len(a[1].Array))
 	for i, k := range a[1].Array {
-		out.Keys[i] = k.Str
+		keys[i] = k.Str
 	}
-	return out, nil
+	if len(a[0].Str) > 0 {
+		cursor = a[0].Str
+	}
+	return cursor, keys, resp.Token, nil
 }
 
 // indexCommand translates an IndexQuery into core's IDX.QUERY.
