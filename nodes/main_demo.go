@@ -36,14 +36,20 @@ func DemoMain(args []string, stdout, stderr io.Writer) int {
 			"ports one above each) and creates the namespace \"demo\" of --strategy on all of them.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
+	// Parse quietly: --help goes to stdout once, errors to stderr once.
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(stdout)
 			fs.Usage()
 			return 0
 		}
+		fs.SetOutput(stderr)
+		fmt.Fprintln(stderr, err)
+		fs.Usage()
 		return 2
 	}
+	fs.SetOutput(stderr)
 	logger, err := newLogger(stderr, *logLevel, "text")
 	if err != nil {
 		fmt.Fprintf(stderr, "dialkv demo: %v\n", err)

@@ -51,14 +51,20 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			"namespaces of strategy quorum and causal (docs/cluster.md).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
+	// Parse quietly: --help goes to stdout once, errors to stderr once.
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(stdout)
 			fs.Usage()
 			return 0
 		}
+		fs.SetOutput(stderr)
+		fmt.Fprintln(stderr, err)
+		fs.Usage()
 		return 2
 	}
+	fs.SetOutput(stderr)
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "dialkv node: unexpected argument %q\n", fs.Arg(0))
 		return 2
