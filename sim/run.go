@@ -164,22 +164,6 @@ func runSansIOWith(opts simrun.Options, strat Strategy, withTrace, noCheck bool)
 	start := time.Now()
 	opts = opts.Normalize()
 	userOpts := opts
-	kinds, err := faults.ParseKinds(opts.Faults)
-	if err != nil {
-		return nil, err
-	}
-	rates, err := faults.DrawRates(kinds, opts.Rates, simrun.NewRand(opts.Seed, "rates"))
-	if err != nil {
-		return nil, err
-	}
-	lat, err := netmodel.ParseDist(opts.Latency)
-	if err != nil {
-		return nil, err
-	}
-	cross, err := netmodel.ParseDist(opts.CrossRegion)
-	if err != nil {
-		return nil, err
-	}
 	gen, err := workload.New(workload.Config{Kind: opts.Workload, Keys: opts.Keys, KeyDist: opts.KeyDist})
 	if err != nil {
 		return nil, err
@@ -190,17 +174,12 @@ func runSansIOWith(opts simrun.Options, strat Strategy, withTrace, noCheck bool)
 	if opts.Bug != "" && !hasBug(strat, opts.Bug) {
 		return nil, fmt.Errorf("sim: strategy %s has no bug %q (see --list-bugs)", strat.Name, opts.Bug)
 	}
-	horizon := time.Duration(opts.Ops/opts.Clients+1) * (opts.Think + 5*time.Millisecond)
-	horizon = max(horizon, time.Second)
-	if opts.Horizon > 0 {
-		horizon = opts.Horizon
-	}
-	plan, err := faults.Draw(kinds, rates, opts.Nodes, horizon, simrun.NewRand(opts.Seed, "plan"))
+	setup, err := faults.Prepare(opts)
 	if err != nil {
 		return nil, err
 	}
-	plan = plan.Keep(opts.KeepFaults)
-	opts.Horizon = horizon
+	rates, plan := setup.Rates, setup.Plan
+	opts.Horizon = setup.Horizon
 
 	r := &runner{opts: opts, userOpts: userOpts, strat: strat, noCheck: noCheck, gen: gen, plan: plan,
 		rec:         checker.NewRecorder(nil),
@@ -213,7 +192,7 @@ func runSansIOWith(opts simrun.Options, strat Strategy, withTrace, noCheck bool)
 	if withTrace {
 		r.trace = &bytes.Buffer{}
 	}
-	topo := netmodel.Spread(opts.Nodes, opts.Regions, opts.Zones, lat, cross)
+	topo := netmodel.Spread(opts.Nodes, opts.Regions, opts.Zones, setup.Latency, setup.CrossRegion)
 	if topo.Pairs, err = netmodel.ParsePairs(opts.PairLatency, opts.Regions); err != nil {
 		return nil, err
 	}

@@ -4,8 +4,9 @@
 // run, and the plan is a list of timed faults that the shrinker can cut
 // down one by one.
 //
-// It is a leaf package (nothing of ours is imported) so that package sim and
-// sim/raftsim share it.
+// It imports only the other leaf packages of the simulator (netmodel,
+// simrun), so that package sim and sim/raftsim share it; Prepare derives a
+// run's whole fault setup from its options for both.
 package faults
 
 import (

@@ -263,33 +263,12 @@ func simulate(opts simrun.Options, logf func(string, ...any)) (*Outcome, error) 
 	if err != nil {
 		return nil, err
 	}
-	kinds, err := faults.ParseKinds(opts.Faults)
+	setup, err := faults.Prepare(opts)
 	if err != nil {
 		return nil, err
 	}
-	rates, err := faults.DrawRates(kinds, opts.Rates, simrun.NewRand(opts.Seed, "rates"))
-	if err != nil {
-		return nil, err
-	}
-	lat, err := netmodel.ParseDist(opts.Latency)
-	if err != nil {
-		return nil, err
-	}
-	cross, err := netmodel.ParseDist(opts.CrossRegion)
-	if err != nil {
-		return nil, err
-	}
-	horizon := time.Duration(opts.Ops/opts.Clients+1) * (opts.Think + 5*time.Millisecond)
-	horizon = max(horizon, time.Second)
-	if opts.Horizon > 0 {
-		horizon = opts.Horizon
-	}
-	plan, err := faults.Draw(kinds, rates, opts.Nodes, horizon, simrun.NewRand(opts.Seed, "plan"))
-	if err != nil {
-		return nil, err
-	}
-	plan = plan.Keep(opts.KeepFaults)
-	opts.Horizon = horizon
+	rates, plan := setup.Rates, setup.Plan
+	opts.Horizon = setup.Horizon
 
 	r := &run{opts: opts, userOpts: userOpts, p: p, plan: plan, rec: checker.NewRecorder(nil), logf: logf, t0: time.Now()}
 	names := make([]string, opts.Nodes)
@@ -298,7 +277,7 @@ func simulate(opts simrun.Options, logf func(string, ...any)) (*Outcome, error) 
 		names[i] = "n" + strconv.Itoa(i+1)
 		nodes[i] = raft.Node{ID: consistency.NodeID(names[i]), RaftAddr: names[i], ClientAddr: names[i]}
 	}
-	topo := netmodel.Spread(opts.Nodes, opts.Regions, 1, lat, cross)
+	topo := netmodel.Spread(opts.Nodes, opts.Regions, 1, setup.Latency, setup.CrossRegion)
 	links := netmodel.NewNet(opts.Nodes, topo)
 	r.topo = topo
 	r.net = NewNetwork(simrun.DeriveSeed(opts.Seed, "net"), names, links)
