@@ -131,12 +131,9 @@ func (h *handler) Call(ctx context.Context, o *gen.RequestOptions, cmd *gen.Comm
 	defer cancel()
 	req := h.request(o)
 	req.Cmd = &c
-	resp, err := ns.svc.Do(ctx, req)
+	resp, err := h.do(ctx, ns, req)
 	if err != nil {
-		return nil, serviceErr(err)
-	}
-	if resp.Reply.IsError() {
-		return nil, transport.ExceptionFromCore(resp.Reply.Err)
+		return nil, err
 	}
 	return &gen.ExecuteResponse{Replies: []*gen.Reply{transport.ReplyFromCore(resp.Reply, resp.Values)}, Token: resp.Token, ServedBy: h.served()}, nil
 }
@@ -228,12 +225,9 @@ func (h *handler) Transaction(ctx context.Context, o *gen.RequestOptions, conds 
 	defer cancel()
 	req := h.request(o)
 	req.Txn = &txn
-	resp, err := ns.svc.Do(ctx, req)
+	resp, err := h.do(ctx, ns, req)
 	if err != nil {
-		return nil, serviceErr(err)
-	}
-	if resp.Reply.IsError() {
-		return nil, transport.ExceptionFromCore(resp.Reply.Err)
+		return nil, err
 	}
 	out := &gen.ExecuteResponse{Replies: make([]*gen.Reply, len(resp.Reply.Array)), Token: resp.Token, ServedBy: h.served()}
 	for i, r := range resp.Reply.Array {
@@ -311,12 +305,9 @@ func (h *handler) Scan(ctx context.Context, o *gen.RequestOptions, r *gen.ScanRe
 				req.Token = token
 			}
 			req.Cmd = &mget
-			vr, err := ns.svc.Do(ctx, req)
+			vr, err := h.do(ctx, ns, req)
 			if err != nil {
-				return nil, serviceErr(err)
-			}
-			if vr.Reply.IsError() {
-				return nil, transport.ExceptionFromCore(vr.Reply.Err)
+				return nil, err
 			}
 			for _, v := range vr.Reply.Array {
 				out.Values = append(out.Values, transport.ReplyFromCore(v, nil))
@@ -351,17 +342,27 @@ func (h *handler) IndexQuery(ctx context.Context, o *gen.RequestOptions, q *gen.
 	return &gen.IndexQueryResponse{Keys: keys, NextCursor: cursor, ServedBy: h.served(), Token: token}, nil
 }
 
+// do runs one request on the namespace's service; a failed service call and
+// an error reply both come back as the typed Thrift exception.
+func (h *handler) do(ctx context.Context, ns *namespace, req consistency.Request) (consistency.Response, error) {
+	resp, err := ns.svc.Do(ctx, req)
+	if err != nil {
+		return resp, serviceErr(err)
+	}
+	if resp.Reply.IsError() {
+		return resp, transport.ExceptionFromCore(resp.Reply.Err)
+	}
+	return resp, nil
+}
+
 // cursorCommand runs a command that replies [cursor, [key...]] (SCAN.RANGE,
 // SCAN.PREFIX, IDX.QUERY); an empty cursor comes back as nil (done).
 func (h *handler) cursorCommand(ctx context.Context, ns *namespace, o *gen.RequestOptions, cmd core.Command) (cursor []byte, keys [][]byte, token []byte, err error) {
 	req := h.request(o)
 	req.Cmd = &cmd
-	resp, err := ns.svc.Do(ctx, req)
+	resp, err := h.do(ctx, ns, req)
 	if err != nil {
-		return nil, nil, nil, serviceErr(err)
-	}
-	if resp.Reply.IsError() {
-		return nil, nil, nil, transport.ExceptionFromCore(resp.Reply.Err)
+		return nil, nil, nil, err
 	}
 	a := resp.Reply.Array
 	if len(a) != 2 {
