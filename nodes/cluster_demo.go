@@ -6,12 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -176,12 +173,7 @@ func runDemoCluster(o demoClusterOptions, keep bool, stdout, stderr io.Writer) i
 	fmt.Fprintf(tw, "  %s cli --addr %s%s SET greeting hello\twrite at %s\n", bin, a1, nsFlag, nodes[0].cfg.ID)
 	fmt.Fprintf(tw, "  %s cli --addr %s%s GET greeting\tread at %s\n", bin, a3, nsFlag, nodes[len(nodes)-1].cfg.ID)
 	tw.Flush()
-	fmt.Fprintf(stdout, "\nStop with Ctrl-C (or kill %d).\n", os.Getpid())
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sig)
-	<-sig
-	fmt.Fprintln(stdout, "\nstopping")
+	waitForStop(stdout)
 	code := 0
 	for _, cn := range nodes {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

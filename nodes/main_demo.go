@@ -97,12 +97,7 @@ func DemoMain(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(tw, "  %s cli --addr %s SET greeting hello\tone command\n", bin, n.Addr())
 	fmt.Fprintf(tw, "  %s bench --addr %s --duration 10s\tload it\n", bin, n.Addr())
 	tw.Flush()
-	fmt.Fprintf(stdout, "\nStop with Ctrl-C (or kill %d).\n", os.Getpid())
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sig)
-	<-sig
-	fmt.Fprintln(stdout, "\nstopping")
+	waitForStop(stdout)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := n.Close(ctx); err != nil {
@@ -120,4 +115,14 @@ func demoBinary() string {
 		return a
 	}
 	return "dialkv"
+}
+
+// waitForStop says how to stop the demo and blocks until SIGINT or SIGTERM.
+func waitForStop(stdout io.Writer) {
+	fmt.Fprintf(stdout, "\nStop with Ctrl-C (or kill %d).\n", os.Getpid())
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+	<-sig
+	fmt.Fprintln(stdout, "\nstopping")
 }
