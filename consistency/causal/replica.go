@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"math/rand/v2"
 	"slices"
 	"sort"
 	"strconv"
@@ -151,7 +150,6 @@ type Replica struct {
 	region   string
 	regions  []region // sorted by name
 	eng      core.Engine
-	rnd      *rand.Rand
 	bug      string
 	timeout  time.Duration
 	retry    time.Duration
@@ -166,7 +164,6 @@ type Replica struct {
 	fwds     map[uint64]*forwarded
 	seenFwd  map[fwdKey]time.Time
 	inflight map[fwdKey]bool // remote writes waiting for their deps, by (sender, seq)
-	lastTick time.Time
 	out      consistency.Ready
 	stats    Stats
 }
@@ -238,7 +235,6 @@ func NewReplica(cfg consistency.Config) (*Replica, error) {
 		id:       cfg.ID,
 		region:   regionOf[cfg.ID],
 		eng:      cfg.Engine,
-		rnd:      cfg.Rand,
 		bug:      cfg.Bug,
 		timeout:  DefaultTimeout,
 		retry:    DefaultRetry,
@@ -350,7 +346,6 @@ func errReply(code core.Code, format string, args ...any) core.Reply {
 
 // Request implements consistency.Replica.
 func (r *Replica) Request(now time.Time, req consistency.Request) {
-	r.lastTick = now
 	if req.Cmd == nil {
 		r.respond(req.ID, errReply(core.CodeErr, "the causal strategy does not support transactions"), nil)
 		return
@@ -662,7 +657,6 @@ func (r *Replica) answerCheck(c *inCheck) bool {
 
 // Receive implements consistency.Replica.
 func (r *Replica) Receive(now time.Time, m consistency.Message) {
-	r.lastTick = now
 	var in msg
 	if err := json.Unmarshal(m.Body, &in); err != nil {
 		return // a garbled message is dropped; the sender retries
@@ -799,7 +793,6 @@ func (r *Replica) onReplicateAck(in msg) {
 // Tick implements consistency.Replica: it resends unacknowledged
 // replication, repeats dependency checks, and expires what is overdue.
 func (r *Replica) Tick(now time.Time) {
-	r.lastTick = now
 	// Expire forwarded requests: their outcome is unknown.
 	ids := sortedKeys(r.fwds)
 	for _, id := range ids {
