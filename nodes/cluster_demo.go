@@ -18,8 +18,9 @@ import (
 // demoClusterOptions are `dialkv demo --nodes N`'s settings.
 type demoClusterOptions struct {
 	nodes    int
-	strategy string // local, quorum or causal
+	strategy string // local, quorum, causal or raft
 	regions  int    // causal: number of regions
+	shards   int    // raft: number of shards
 	listen   string // first node's client address; the others follow
 	dir      string
 	log      *slog.Logger
@@ -90,7 +91,7 @@ func demoRegions(peers []ClusterPeer, k int) string {
 }
 
 // startDemoCluster starts o.nodes cluster members in this process and
-// creates the demo namespace (strategy quorum or causal) at n1.
+// creates the demo namespace (strategy quorum, causal or raft) at n1.
 func startDemoCluster(o demoClusterOptions) ([]*ClusterNode, *NamespaceSpec, error) {
 	peers, err := demoAddrs(o.listen, o.nodes)
 	if err != nil {
@@ -122,6 +123,12 @@ func startDemoCluster(o demoClusterOptions) ([]*ClusterNode, *NamespaceSpec, err
 	if o.strategy == "causal" {
 		spec.Params = map[string]string{"regions": demoRegions(peers, o.regions)}
 	}
+	if o.strategy == "raft" {
+		if spec.Params, err = demoRaftParams(o.listen, peers, o.shards); err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+	}
 	if err := nodes[0].CreateNamespace(spec); err != nil {
 		closeAll()
 		return nil, nil, fmt.Errorf("create namespace %s: %w", spec.Name, err)
@@ -131,6 +138,12 @@ func startDemoCluster(o demoClusterOptions) ([]*ClusterNode, *NamespaceSpec, err
 	for _, cn := range nodes {
 		for cn.namespace(spec.Name) == nil && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if o.strategy == "raft" {
+		if err := waitRaftLeaders(nodes, spec.Name, 20*time.Second); err != nil {
+			closeAll()
+			return nil, nil, err
 		}
 	}
 	return nodes, &spec, nil
@@ -162,6 +175,10 @@ func runDemoCluster(o demoClusterOptions, keep bool, stdout, stderr io.Writer) i
 	if spec != nil {
 		fmt.Fprintf(stdout, "namespace %q: strategy %s %v (on every node)\n", spec.Name, spec.Strategy, spec.Params)
 		nsFlag = " --namespace " + spec.Name
+		if spec.Strategy == "raft" {
+			fmt.Fprintf(stdout, "raft: requests go to each shard's leader (the CLI follows MOVED); multi-key commands need\n"+
+				"keys on one shard: use a hash tag, e.g. MSET {u1}:a 1 {u1}:b 2\n")
+		}
 	} else {
 		fmt.Fprintf(stdout, "strategy local: each node's \"default\" namespace is its own (not replicated)\n")
 	}

@@ -16,8 +16,9 @@ import (
 	"github.com/dialkv/dialkv/core"
 )
 
-// DemoMain runs `dialkv demo`: one node on loopback with a temporary data
-// directory, until Ctrl-C. (Later issues make it a three-node cluster.)
+// DemoMain runs `dialkv demo`: by default three cluster members on loopback
+// with a raft namespace "demo" (temporary data directories), until Ctrl-C;
+// --nodes 1 runs a single node.
 func DemoMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dialkv demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -25,15 +26,17 @@ func DemoMain(args []string, stdout, stderr io.Writer) int {
 	metrics := fs.String("metrics", "127.0.0.1:0", "metrics address (empty: off)")
 	keep := fs.Bool("keep", false, "keep the temporary data directory on exit")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
-	nodes := fs.Int("nodes", 1, "number of nodes; more than 1 starts a static cluster in this process (docs/cluster.md)")
-	strategy := fs.String("strategy", "quorum", "with --nodes > 1: strategy of the namespace \"demo\": quorum, causal, or local (no shared namespace)")
+	nodes := fs.Int("nodes", 3, "number of nodes; more than 1 starts a static cluster in this process (docs/cluster.md), 1 a single node")
+	strategy := fs.String("strategy", "raft", "with --nodes > 1: strategy of the namespace \"demo\": raft, quorum, causal, or local (no shared namespace)")
+	shards := fs.Int("shards", 2, "with --strategy raft: number of shards (Raft groups) of the namespace")
 	regions := fs.Int("regions", 2, "with --strategy causal: number of regions the nodes are split into")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: dialkv demo [--listen HOST:PORT] [--nodes N [--strategy local|quorum|causal] [--regions N]]\n\n"+
-			"Starts a local dialkv node on loopback (temporary data directory, --fsync=always) and prints\n"+
-			"the `dialkv cli` command to talk to it. Ctrl-C stops it and removes the data.\n"+
-			"With --nodes N (N > 1) it starts N cluster members n1..nN (client ports PORT, PORT+10, ...; peer\n"+
-			"ports one above each) and creates the namespace \"demo\" of --strategy on all of them.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: dialkv demo [--listen HOST:PORT] [--nodes N [--strategy raft|local|quorum|causal] [--shards N] [--regions N]]\n\n"+
+			"Starts dialkv on loopback (temporary data directories, --fsync=always) and prints the\n"+
+			"`dialkv cli` commands to talk to it. Ctrl-C stops it and removes the data.\n"+
+			"By default (--nodes 3) it starts cluster members n1..nN (client ports PORT, PORT+10, ...; peer\n"+
+			"ports one above each; raft ports two above) and creates the namespace \"demo\" of --strategy\n"+
+			"(default raft, --shards Raft groups) on all of them. --nodes 1 starts a single node.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	// Parse quietly: --help goes to stdout once, errors to stderr once.
@@ -59,8 +62,12 @@ func DemoMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dialkv demo: --nodes %d: want 1 to 9\n", *nodes)
 		return 2
 	}
-	if *strategy != "local" && *strategy != "quorum" && *strategy != "causal" {
-		fmt.Fprintf(stderr, "dialkv demo: --strategy %q: want local, quorum or causal\n", *strategy)
+	if *strategy != "local" && *strategy != "quorum" && *strategy != "causal" && *strategy != "raft" {
+		fmt.Fprintf(stderr, "dialkv demo: --strategy %q: want raft, local, quorum or causal\n", *strategy)
+		return 2
+	}
+	if *shards < 1 || *shards > 64 {
+		fmt.Fprintf(stderr, "dialkv demo: --shards %d: want 1 to 64\n", *shards)
 		return 2
 	}
 	dir, err := os.MkdirTemp("", "dialkv-demo-")
@@ -72,7 +79,7 @@ func DemoMain(args []string, stdout, stderr io.Writer) int {
 		defer os.RemoveAll(dir)
 	}
 	if *nodes > 1 {
-		return runDemoCluster(demoClusterOptions{nodes: *nodes, strategy: *strategy, regions: *regions, listen: *listen, dir: dir, log: logger}, *keep, stdout, stderr)
+		return runDemoCluster(demoClusterOptions{nodes: *nodes, strategy: *strategy, regions: *regions, shards: *shards, listen: *listen, dir: dir, log: logger}, *keep, stdout, stderr)
 	}
 	n, err := Start(Config{ID: "demo1", Listen: *listen, DataDir: dir, Fsync: core.SyncAlways, MetricsAddr: *metrics, Logger: logger, Version: buildVersion()})
 	if err != nil {

@@ -1,9 +1,15 @@
 package nodes
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/lni/dragonboat/v4/logger"
 
@@ -27,10 +33,102 @@ func RaftStrategy(env StrategyEnv) (consistency.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	raft.QuietLogs(logger.WARNING)
+	raft.QuietLogs(dragonboatLevel(env.Logger))
 	svc, err := raft.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("raft namespace %s: %w", env.Spec.Name, err)
 	}
 	return svc, nil
+}
+
+// dragonboatLevel maps the node's log level onto Dragonboat's
+// (process-wide) loggers, one step quieter: Dragonboat logs every election
+// step as a warning. debug: INFO; info (dialkv node's default): WARNING;
+// warn (dialkv demo's default): CRITICAL, so that the demo's expected
+// start-up and shut-down noise (peers not listening yet, peers gone) stays
+// off the terminal; error: CRITICAL.
+func dragonboatLevel(log *slog.Logger) logger.LogLevel {
+	ctx := context.Background()
+	switch {
+	case log == nil:
+		return logger.WARNING
+	case log.Enabled(ctx, slog.LevelDebug):
+		return logger.INFO
+	case log.Enabled(ctx, slog.LevelInfo):
+		return logger.WARNING
+	}
+	return logger.CRITICAL
+}
+
+// demoRaftParams are the parameters of the demo's raft namespace: every
+// cluster member is a node of it; its Raft (Dragonboat) address is two
+// above the client port (n1: PORT+2, n2: PORT+12, ...), or a free port when
+// the base port is 0.
+func demoRaftParams(listen string, peers []ClusterPeer, shards int) (map[string]string, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %q: %w", listen, err)
+	}
+	base, err := strconv.Atoi(port)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %q: bad port", listen)
+	}
+	var free []string
+	if base == 0 {
+		if free, err = reserveAddrs(host, len(peers)); err != nil {
+			return nil, err
+		}
+	}
+	ids, raftAddrs, clientAddrs := make([]string, len(peers)), make([]string, len(peers)), make([]string, len(peers))
+	for i, p := range peers {
+		ids[i], clientAddrs[i] = p.ID, p.Client
+		if base == 0 {
+			raftAddrs[i] = free[i]
+		} else {
+			raftAddrs[i] = net.JoinHostPort(host, strconv.Itoa(base+10*i+2))
+		}
+	}
+	return map[string]string{
+		"nodes":        strings.Join(ids, ","),
+		"raft-addrs":   strings.Join(raftAddrs, ","),
+		"client-addrs": strings.Join(clientAddrs, ","),
+		"shards":       strconv.Itoa(max(shards, 1)),
+		// Shorter than the 10 ms default: loopback round trips take
+		// microseconds, and failover takes 10-20 RTTs.
+		"rtt": "5ms",
+	}, nil
+}
+
+// waitRaftLeaders waits until every node's replicas of the namespace know
+// their shard's leader, so that the first command typed is served at once.
+func waitRaftLeaders(nodes []*ClusterNode, name string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for _, cn := range nodes {
+		for {
+			ns := cn.namespace(name)
+			svc, _ := nsService(ns).(*raft.Service)
+			ready := svc != nil
+			for sh := 0; ready && sh < svc.Shards(); sh++ {
+				if svc.Hosts(sh) {
+					_, ok := svc.Leader(sh)
+					ready = ok
+				}
+			}
+			if ready {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("raft namespace %s: no leader known on %s after %v", name, cn.cfg.ID, timeout)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+func nsService(ns *namespace) consistency.Service {
+	if ns == nil {
+		return nil
+	}
+	return ns.svc
 }

@@ -31,8 +31,9 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// What `make run` shows a person works: the demo prints a `cli` command,
-// that command talks to the demo node, and Ctrl-C stops the demo cleanly.
+// What `make run` shows a person works: the demo (three nodes, a raft
+// namespace) prints `cli` commands, the write at n1 and the read at n3 work
+// as printed, and Ctrl-C stops the demo cleanly.
 func TestDemoPrintsWorkingCLICommand(t *testing.T) {
 	// Keep SIGINT from killing the test binary whatever the timing.
 	guard := make(chan os.Signal, 1)
@@ -42,7 +43,8 @@ func TestDemoPrintsWorkingCLICommand(t *testing.T) {
 	var out, errw syncBuffer
 	done := make(chan int, 1)
 	go func() { done <- nodes.DemoMain([]string{"--listen", "127.0.0.1:0", "--metrics", ""}, &out, &errw) }()
-	re := regexp.MustCompile(`(?m)^\s+(\S+) cli --addr (\S+) SET greeting hello`)
+	re := regexp.MustCompile(`(?m)^\s+(\S+) cli --addr (\S+)((?: --namespace \S+)?) SET greeting hello`)
+	reGet := regexp.MustCompile(`(?m)^\s+(\S+) cli --addr (\S+)((?: --namespace \S+)?) GET greeting`)
 	var m []string
 	for deadline := time.Now().Add(20 * time.Second); m == nil; {
 		if time.Now().After(deadline) {
@@ -59,8 +61,16 @@ func TestDemoPrintsWorkingCLICommand(t *testing.T) {
 		t.Errorf("demo does not say how to stop it:\n%s", out.String())
 	}
 	var cliOut, cliErr bytes.Buffer
-	if code := Run([]string{"--addr", m[2], "SET", "greeting", "hello"}, strings.NewReader(""), &cliOut, &cliErr, dialClient); code != 0 || cliOut.String() != "OK\n" {
+	args := append([]string{"--addr", m[2]}, strings.Fields(m[3])...)
+	if code := Run(append(args, "SET", "greeting", "hello"), strings.NewReader(""), &cliOut, &cliErr, dialClient); code != 0 || cliOut.String() != "OK\n" {
 		t.Fatalf("the printed command: exit %d, %q %q", code, cliOut.String(), cliErr.String())
+	}
+	if g := reGet.FindStringSubmatch(out.String()); g != nil {
+		cliOut.Reset()
+		args := append([]string{"--addr", g[2]}, strings.Fields(g[3])...)
+		if code := Run(append(args, "GET", "greeting"), strings.NewReader(""), &cliOut, &cliErr, dialClient); code != 0 || cliOut.String() != "\"hello\"\n" {
+			t.Fatalf("the printed GET: exit %d, %q %q", code, cliOut.String(), cliErr.String())
+		}
 	}
 	syscall.Kill(os.Getpid(), syscall.SIGINT)
 	select {

@@ -24,6 +24,8 @@ type Client struct {
 	prefer   atomic.Int64 // index into addrs of the node to try first
 	sessions atomic.Int64
 
+	routes routes // where NotLeader/Moved answers sent requests
+
 	mu     sync.Mutex
 	pools  map[string]*pool
 	closed bool
@@ -195,6 +197,13 @@ type attempt func(ctx context.Context, conn *transport.Conn, o *gen.RequestOptio
 // documentation for what is retried). idempotent says whether the operation
 // may be repeated when its outcome is unknown.
 func (s *Session) invoke(ctx context.Context, idempotent bool, fn attempt) (meta, error) {
+	return s.invokeRoute(ctx, idempotent, "", fn)
+}
+
+// invokeRoute is invoke for a request whose keys give the route key rk
+// (routeKey): it starts at the node the routing cache names for rk, and
+// records where redirects lead.
+func (s *Session) invokeRoute(ctx context.Context, idempotent bool, rk string, fn attempt) (meta, error) {
 	c := s.c
 	co := optsFrom(ctx)
 	if co.idempotent {
@@ -211,6 +220,9 @@ func (s *Session) invoke(ctx context.Context, idempotent bool, fn attempt) (meta
 	}
 	idx := int(c.prefer.Load())
 	addr := c.addrs[idx%len(c.addrs)]
+	if a := c.routes.lookup(co.ns, rk); a != "" {
+		addr = a
+	}
 	var last *Error
 	for n := 0; ; n++ {
 		if err := ctx.Err(); err != nil {
@@ -251,6 +263,7 @@ func (s *Session) invoke(ctx context.Context, idempotent bool, fn attempt) (meta
 			retry = true
 			if e.Addr != "" {
 				addr = e.Addr
+				c.routes.moved(co.ns, rk, addr)
 			} else {
 				idx++
 				addr = c.addrs[idx%len(c.addrs)]
@@ -259,12 +272,14 @@ func (s *Session) invoke(ctx context.Context, idempotent bool, fn attempt) (meta
 			retry, wait = true, e.RetryAfter
 		case e.Code == CodeConnection && !e.Sent:
 			retry = true
+			c.routes.forget(co.ns, rk, addr)
 			idx++
 			addr = c.addrs[idx%len(c.addrs)]
 			c.prefer.Store(int64(idx % len(c.addrs)))
 		case (e.Code == CodeConnection || e.Code == CodeTimeout) && idempotent:
 			retry = true
 			if e.Code == CodeConnection {
+				c.routes.forget(co.ns, rk, addr)
 				idx++
 				addr = c.addrs[idx%len(c.addrs)]
 			}
@@ -288,7 +303,7 @@ func (s *Session) invoke(ctx context.Context, idempotent bool, fn attempt) (meta
 // call runs one command with the `call` method: errors are typed.
 func (s *Session) call(ctx context.Context, cmd core.Command) (core.Reply, meta, error) {
 	var reply core.Reply
-	m, err := s.invoke(ctx, isIdempotent(cmd), func(ctx context.Context, conn *transport.Conn, o *gen.RequestOptions) (meta, error) {
+	m, err := s.invokeRoute(ctx, isIdempotent(cmd), cmdsKey(optsFrom(ctx).ns, cmd), func(ctx context.Context, conn *transport.Conn, o *gen.RequestOptions) (meta, error) {
 		resp, err := conn.Call(ctx, o, transport.CommandFromCore(cmd))
 		if err != nil {
 			return meta{}, err
@@ -370,7 +385,7 @@ func (s *Session) Pipeline(ctx context.Context, cmds []core.Command) ([]core.Rep
 		wire[i] = transport.CommandFromCore(c)
 	}
 	var out []core.Reply
-	_, err := s.invoke(ctx, idem, func(ctx context.Context, conn *transport.Conn, o *gen.RequestOptions) (meta, error) {
+	_, err := s.invokeRoute(ctx, idem, cmdsKey(optsFrom(ctx).ns, cmds...), func(ctx context.Context, conn *transport.Conn, o *gen.RequestOptions) (meta, error) {
 		resp, err := conn.Execute(ctx, o, wire)
 		if err != nil {
 			return meta{}, err
@@ -443,8 +458,12 @@ func (s *Session) Txn(ctx context.Context, conds []core.Condition, cmds ...core.
 	for i, c := range cmds {
 		wcmds[i] = transport.CommandFromCore(c)
 	}
+	rk := cmdsKey(optsFrom(ctx).ns, cmds...)
+	if len(conds) > 0 {
+		rk = routeKey(optsFrom(ctx).ns, [][]byte{conds[0].Key})
+	}
 	var out []core.Reply
-	_, err := s.invoke(ctx, false, func(ctx context.Context, conn *transport.Conn, o *gen.RequestOptions) (meta, error) {
+	_, err := s.invokeRoute(ctx, false, rk, func(ctx context.Context, conn *transport.Conn, o *gen.RequestOptions) (meta, error) {
 		resp, err := conn.Transaction(ctx, o, wc, wcmds)
 		if err != nil {
 			return meta{}, err

@@ -19,6 +19,7 @@ type fakeService struct {
 	mu       sync.Mutex
 	tokens   []string
 	redirect string
+	moved    int // requests redirected
 	unavail  int // answer ErrUnavailable this many times first
 }
 
@@ -26,6 +27,7 @@ func (f *fakeService) Do(ctx context.Context, req consistency.Request) (consiste
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.redirect != "" {
+		f.moved++
 		return consistency.Response{}, &consistency.Redirect{Addr: f.redirect, Reason: "not the leader"}
 	}
 	if f.unavail > 0 {
@@ -91,7 +93,9 @@ func TestSessionTokens(t *testing.T) {
 }
 
 // TestRedirect: NotLeader is followed to the address it names, even for a
-// non-idempotent operation (the redirecting node executed nothing).
+// non-idempotent operation (the redirecting node executed nothing), and
+// the route is cached: later requests of the namespace go to the leader
+// first.
 func TestRedirect(t *testing.T) {
 	leader := &fakeService{}
 	b := startNode(t, withFake(leader))
@@ -112,8 +116,21 @@ func TestRedirect(t *testing.T) {
 	if k := len(leader.got()); k != 1 {
 		t.Fatalf("the leader served %d requests, want 1", k)
 	}
-	// Without retries the redirect surfaces as ErrMoved with the address.
-	_, err := c.Incr(client.With(fctx, client.NoRetry()), "k", 1)
+	for _, key := range []string{"k", "{k}:other", "unrelated"} {
+		if _, err := c.Incr(fctx, key, 1); err != nil {
+			t.Fatalf("Incr %s after the redirect: %v", key, err)
+		}
+	}
+	follower.mu.Lock()
+	moved := follower.moved
+	follower.mu.Unlock()
+	if k := len(leader.got()); k != 4 || moved != 1 {
+		t.Fatalf("leader served %d requests and the follower redirected %d; want 4 and 1 (routes cached)", k, moved)
+	}
+	// Without retries the redirect surfaces as ErrMoved with the address
+	// (a new client: nothing cached).
+	c2 := newClient(t, []string{a.Addr()})
+	_, err := c2.Incr(client.With(fctx, client.NoRetry()), "k", 1)
 	var ce *client.Error
 	if !errors.Is(err, client.ErrMoved) || !errors.As(err, &ce) || ce.Addr != b.Addr() {
 		t.Fatalf("with NoRetry: %v, want MOVED to %s", err, b.Addr())
