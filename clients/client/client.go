@@ -197,13 +197,13 @@ type attempt func(ctx context.Context, conn *transport.Conn, o *gen.RequestOptio
 // documentation for what is retried). idempotent says whether the operation
 // may be repeated when its outcome is unknown.
 func (s *Session) invoke(ctx context.Context, idempotent bool, fn attempt) (meta, error) {
-	return s.invokeRoute(ctx, idempotent, "", fn)
+	return s.invokeRoute(ctx, idempotent, nil, fn)
 }
 
-// invokeRoute is invoke for a request whose keys give the route key rk
-// (routeKey): it starts at the node the routing cache names for rk, and
-// records where redirects lead.
-func (s *Session) invokeRoute(ctx context.Context, idempotent bool, rk string, fn attempt) (meta, error) {
+// invokeRoute is invoke for a request whose shard is decided by key rk
+// (routeKey; nil: none): it starts at the node the routing cache names for
+// it, and records where redirects lead.
+func (s *Session) invokeRoute(ctx context.Context, idempotent bool, rk []byte, fn attempt) (meta, error) {
 	c := s.c
 	co := optsFrom(ctx)
 	if co.idempotent {
@@ -263,7 +263,7 @@ func (s *Session) invokeRoute(ctx context.Context, idempotent bool, rk string, f
 			retry = true
 			if e.Addr != "" {
 				addr = e.Addr
-				c.routes.moved(co.ns, rk, addr)
+				c.routes.moved(co.ns, rk, addr, e.Msg)
 			} else {
 				idx++
 				addr = c.addrs[idx%len(c.addrs)]
@@ -272,14 +272,14 @@ func (s *Session) invokeRoute(ctx context.Context, idempotent bool, rk string, f
 			retry, wait = true, e.RetryAfter
 		case e.Code == CodeConnection && !e.Sent:
 			retry = true
-			c.routes.forget(co.ns, rk, addr)
+			c.routes.forget(co.ns, addr)
 			idx++
 			addr = c.addrs[idx%len(c.addrs)]
 			c.prefer.Store(int64(idx % len(c.addrs)))
 		case (e.Code == CodeConnection || e.Code == CodeTimeout) && idempotent:
 			retry = true
 			if e.Code == CodeConnection {
-				c.routes.forget(co.ns, rk, addr)
+				c.routes.forget(co.ns, addr)
 				idx++
 				addr = c.addrs[idx%len(c.addrs)]
 			}
@@ -303,7 +303,7 @@ func (s *Session) invokeRoute(ctx context.Context, idempotent bool, rk string, f
 // call runs one command with the `call` method: errors are typed.
 func (s *Session) call(ctx context.Context, cmd core.Command) (core.Reply, meta, error) {
 	var reply core.Reply
-	m, err := s.invokeRoute(ctx, isIdempotent(cmd), cmdsKey(optsFrom(ctx).ns, cmd), func(ctx context.Context, conn *transport.Conn, o *gen.RequestOptions) (meta, error) {
+	m, err := s.invokeRoute(ctx, isIdempotent(cmd), routeKey(cmd), func(ctx context.Context, conn *transport.Conn, o *gen.RequestOptions) (meta, error) {
 		resp, err := conn.Call(ctx, o, transport.CommandFromCore(cmd))
 		if err != nil {
 			return meta{}, err
@@ -385,7 +385,7 @@ func (s *Session) Pipeline(ctx context.Context, cmds []core.Command) ([]core.Rep
 		wire[i] = transport.CommandFromCore(c)
 	}
 	var out []core.Reply
-	_, err := s.invokeRoute(ctx, idem, cmdsKey(optsFrom(ctx).ns, cmds...), func(ctx context.Context, conn *transport.Conn, o *gen.RequestOptions) (meta, error) {
+	_, err := s.invokeRoute(ctx, idem, routeKey(cmds...), func(ctx context.Context, conn *transport.Conn, o *gen.RequestOptions) (meta, error) {
 		resp, err := conn.Execute(ctx, o, wire)
 		if err != nil {
 			return meta{}, err
@@ -458,9 +458,9 @@ func (s *Session) Txn(ctx context.Context, conds []core.Condition, cmds ...core.
 	for i, c := range cmds {
 		wcmds[i] = transport.CommandFromCore(c)
 	}
-	rk := cmdsKey(optsFrom(ctx).ns, cmds...)
+	rk := routeKey(cmds...)
 	if len(conds) > 0 {
-		rk = routeKey(optsFrom(ctx).ns, [][]byte{conds[0].Key})
+		rk = conds[0].Key
 	}
 	var out []core.Reply
 	_, err := s.invokeRoute(ctx, false, rk, func(ctx context.Context, conn *transport.Conn, o *gen.RequestOptions) (meta, error) {

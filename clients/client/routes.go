@@ -2,33 +2,50 @@ package client
 
 import (
 	"bytes"
+	"hash/fnv"
+	"regexp"
+	"strconv"
 	"sync"
 
 	"github.com/dialkv/dialkv/core"
 )
 
-// maxRoutes bounds the routing cache; a full cache is emptied and refills
-// from the next redirects.
-const maxRoutes = 4096
+// maxShards bounds the shard count a redirect may announce.
+const maxShards = 1 << 16
 
 // routes is the client's routing cache, filled from NotLeader/Moved
-// answers: for each namespace and hash tag (the key's shard decider under the
-// raft strategy), the node that last took a request for it instead of
-// redirecting; and per namespace the last node redirected to, tried first
-// for keys not cached yet. Strategies that never redirect leave it empty.
+// answers. A raft node's redirect names the shard and the shard count
+// ("... shard 2 of 3"), so the cache keeps, per namespace, the leader of
+// each shard seen and sends a request to the leader of its key's shard (FNV-1a
+// of the key's hash tag modulo the count, as consistency/raft.ShardOf). Per
+// namespace it also keeps the last node redirected to, tried first when the
+// key's shard is not known (or the redirect named none). Strategies that
+// never redirect leave it empty.
 type routes struct {
-	mu    sync.Mutex
-	byKey map[string]string // ns + "\x00" + hash tag -> address
-	byNS  map[string]string // ns -> address
+	mu   sync.Mutex
+	byNS map[string]*nsRoutes
 }
 
-// routeKey is the cache key of a request on keys (the first key decides;
-// "" when there is none).
-func routeKey(ns string, keys [][]byte) string {
-	if len(keys) == 0 {
-		return ""
+type nsRoutes struct {
+	last   string   // last node redirected to
+	shards []string // leader address per shard ("" unknown); nil: count unknown
+}
+
+// shardRe finds the shard a redirect names in its message.
+var shardRe = regexp.MustCompile(`shard (\d+) of (\d+)`)
+
+// redirectShard parses "shard S of N" out of a redirect's message.
+func redirectShard(msg string) (shard, count int, ok bool) {
+	m := shardRe.FindStringSubmatch(msg)
+	if m == nil {
+		return 0, 0, false
 	}
-	return ns + "\x00" + string(hashTag(keys[0]))
+	s, err1 := strconv.Atoi(m[1])
+	n, err2 := strconv.Atoi(m[2])
+	if err1 != nil || err2 != nil || n < 1 || n > maxShards || s < 0 || s >= n {
+		return 0, 0, false
+	}
+	return s, n, true
 }
 
 // hashTag is the part of key that decides its shard, as consistency/raft's
@@ -47,50 +64,80 @@ func hashTag(key []byte) []byte {
 	return key[open+1 : open+1+end]
 }
 
-// lookup returns the cached address for a request ("" if none).
-func (r *routes) lookup(ns, key string) string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if a, ok := r.byKey[key]; ok && key != "" {
-		return a
+// shardOf is consistency/raft.ShardOf: FNV-1a of the hash tag modulo n.
+func shardOf(key []byte, n int) int {
+	if n <= 1 {
+		return 0
 	}
-	return r.byNS[ns]
+	h := fnv.New32a()
+	h.Write(hashTag(key))
+	return int(h.Sum32() % uint32(n))
 }
 
-// moved records that a request was redirected to addr.
-func (r *routes) moved(ns, key, addr string) {
+// lookup returns the cached address for a request on key in ns ("" if
+// none; key nil: a keyless request).
+func (r *routes) lookup(ns string, key []byte) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.byKey == nil || len(r.byKey) >= maxRoutes {
-		r.byKey = map[string]string{}
+	nr := r.byNS[ns]
+	if nr == nil {
+		return ""
 	}
+	if key != nil && nr.shards != nil {
+		if a := nr.shards[shardOf(key, len(nr.shards))]; a != "" {
+			return a
+		}
+	}
+	return nr.last
+}
+
+// moved records that a request on key in ns was redirected to addr with
+// message msg.
+func (r *routes) moved(ns string, key []byte, addr, msg string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.byNS == nil {
-		r.byNS = map[string]string{}
+		r.byNS = map[string]*nsRoutes{}
 	}
-	if key != "" {
-		r.byKey[key] = addr
+	nr := r.byNS[ns]
+	if nr == nil {
+		nr = &nsRoutes{}
+		r.byNS[ns] = nr
 	}
-	r.byNS[ns] = addr
+	nr.last = addr
+	if s, n, ok := redirectShard(msg); ok {
+		if len(nr.shards) != n {
+			nr.shards = make([]string, n)
+		}
+		nr.shards[s] = addr
+	}
 }
 
 // forget drops cached routes to addr (it failed to answer).
-func (r *routes) forget(ns, key, addr string) {
+func (r *routes) forget(ns, addr string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.byKey[key] == addr {
-		delete(r.byKey, key)
+	nr := r.byNS[ns]
+	if nr == nil {
+		return
 	}
-	if r.byNS[ns] == addr {
-		delete(r.byNS, ns)
+	if nr.last == addr {
+		nr.last = ""
+	}
+	for i, a := range nr.shards {
+		if a == addr {
+			nr.shards[i] = ""
+		}
 	}
 }
 
-// cmdsKey is the route key of commands (the first command with a key).
-func cmdsKey(ns string, cmds ...core.Command) string {
+// routeKey is the key that routes commands: the first key of the first
+// command that has one (nil: none).
+func routeKey(cmds ...core.Command) []byte {
 	for _, c := range cmds {
 		if keys := core.CommandKeys(c); len(keys) > 0 {
-			return routeKey(ns, keys)
+			return keys[0]
 		}
 	}
-	return ""
+	return nil
 }

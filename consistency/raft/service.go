@@ -375,7 +375,7 @@ func (s *Service) Do(ctx context.Context, req consistency.Request) (consistency.
 	if !s.Hosts(sh) {
 		place := Placement(sh, s.cfg.Replicas, len(s.cfg.Nodes))
 		return resp, &consistency.Redirect{Addr: s.cfg.Nodes[place[0]].ClientAddr,
-			Reason: fmt.Sprintf("shard %d has no replica on %s", sh, s.cfg.NodeID)}
+			Reason: fmt.Sprintf("%s has no replica of %s", s.cfg.NodeID, shardName(sh, s.cfg.Shards))}
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -387,7 +387,7 @@ func (s *Service) Do(ctx context.Context, req consistency.Request) (consistency.
 	me := s.local[sh]
 	stale := req.Opts.Read == "stale"
 	if s.cfg.RedirectToLeader && !stale && leaderKnown && leader != me && int(leader) <= len(s.cfg.Nodes) {
-		return resp, &consistency.Redirect{Addr: s.cfg.Nodes[leader-1].ClientAddr, Reason: "not leader"}
+		return resp, &consistency.Redirect{Addr: s.cfg.Nodes[leader-1].ClientAddr, Reason: "not the leader of " + shardName(sh, s.cfg.Shards)}
 	}
 	if readOnly(req) {
 		q := readQuery{now: s.cfg.Clock().UnixNano(), cmd: *req.Cmd}
@@ -431,6 +431,10 @@ func (s *Service) Do(ctx context.Context, req consistency.Request) (consistency.
 	resp.Reply = reply
 	return resp, nil
 }
+
+// shardName names a shard in redirects as "shard S of N": clients parse it
+// to cache each shard's leader (clients/client routes.go).
+func shardName(sh, shards int) string { return fmt.Sprintf("shard %d of %d", sh, shards) }
 
 func timeLeft(ctx context.Context) time.Duration {
 	d, _ := ctx.Deadline()

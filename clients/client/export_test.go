@@ -1,0 +1,4 @@
+package client
+
+// ShardOfForTest exposes shardOf to the external tests.
+var ShardOfForTest = shardOf
