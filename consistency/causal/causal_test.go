@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/dialkv/dialkv/consistency"
+	"github.com/dialkv/dialkv/core"
 )
 
 const twoRegions = "us:u1,u2;eu:e1,e2"
@@ -169,89 +171,96 @@ func TestCrashKeepsAcknowledgedWritesAndTheirReplication(t *testing.T) {
 // TestRandomSchedulesConvergeAndKeepSessions drives random clients that move
 // between nodes and regions, with partitions and crashes, then heals and
 // checks that every region holds the same data and that each client always
-// read its own latest write of its private key.
+// read its own latest write of its private key (in siblings mode: among the
+// values the read returned), in both conflict-handling modes.
 func TestRandomSchedulesConvergeAndKeepSessions(t *testing.T) {
 	seeds := 20
 	if testing.Short() {
 		seeds = 5
 	}
-	for seed := uint64(1); seed <= uint64(seeds); seed++ {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			c := newCluster(t, seed, "us:u1,u2;eu:e1,e2;ap:a1", "")
-			type client struct {
-				tok  []byte
-				last string
-			}
-			clients := make([]*client, 4)
-			for i := range clients {
-				clients[i] = &client{}
-			}
-			for step := 0; step < 150; step++ {
-				switch c.rnd.IntN(20) {
-				case 0:
-					regs := c.regions()
-					a, b := regs[c.rnd.IntN(len(regs))], regs[c.rnd.IntN(len(regs))]
-					if a != b {
-						c.partition(a, b, c.rnd.IntN(2) == 0)
-					}
-				case 1:
-					p := c.peers[c.rnd.IntN(len(c.peers))]
-					if c.nodes[p].down {
-						c.restart(p)
-					} else {
-						c.crash(p)
-					}
-				}
-				ci := c.rnd.IntN(len(clients))
-				cl := clients[ci]
-				at := c.peers[c.rnd.IntN(len(c.peers))]
-				if c.nodes[at].down {
-					continue
-				}
-				private := fmt.Sprintf("c%d", ci)
-				switch c.rnd.IntN(3) {
-				case 0:
-					v := fmt.Sprintf("%d-%d", ci, step)
-					r := c.do(at, cl.tok, "SET", private, v)
-					if r.Reply.Err == nil {
-						cl.tok, cl.last = r.Token, v
-					} else if r.Reply.Err.Code == consistency.CodeTimeout {
-						// Outcome unknown: the client can no longer tell
-						// which value is its latest; start a new session.
-						cl.tok, cl.last = nil, ""
-					}
-				case 1:
-					r := c.do(at, cl.tok, "GET", private)
-					if r.Reply.Err != nil {
-						continue
-					}
-					cl.tok = r.Token
-					if cl.last != "" && replyString(r.Reply) != cl.last {
-						t.Fatalf("step %d: client %d read %s at %s, want its own last write %s (seed %d)", step, ci, replyString(r.Reply), at, cl.last, seed)
-					}
-				case 2:
-					r := c.do(at, cl.tok, "SET", "shared", fmt.Sprintf("s%d-%d", ci, step))
-					if r.Reply.Err == nil {
-						cl.tok = r.Token
-					}
-				}
-				c.run(time.Duration(c.rnd.IntN(30)) * time.Millisecond)
-			}
-			for _, p := range c.peers {
-				if c.nodes[p].down {
-					c.restart(p)
-				}
-			}
-			c.cut = map[[2]consistency.NodeID]bool{}
-			c.run(3 * time.Second)
+	for _, mode := range []string{ResolveLWW, ResolveSiblings} {
+		for seed := uint64(1); seed <= uint64(seeds); seed++ {
+			t.Run(fmt.Sprintf("%s/%d", mode, seed), func(t *testing.T) {
+				randomSchedule(t, seed, mode)
+			})
+		}
+	}
+}
+
+func randomSchedule(t *testing.T, seed uint64, mode string) {
+	c := newClusterWith(t, seed, "us:u1,u2;eu:e1,e2;ap:a1", "", map[string]string{"resolve": mode})
+	type client struct {
+		tok  []byte
+		last string
+	}
+	clients := make([]*client, 4)
+	for i := range clients {
+		clients[i] = &client{}
+	}
+	for step := 0; step < 150; step++ {
+		switch c.rnd.IntN(20) {
+		case 0:
 			regs := c.regions()
-			first := c.regionDump(regs[0])
-			for _, reg := range regs[1:] {
-				if d := c.regionDump(reg); !maps.Equal(first, d) {
-					t.Fatalf("regions diverge after healing (seed %d): %s=%v %s=%v", seed, regs[0], first, reg, d)
-				}
+			a, b := regs[c.rnd.IntN(len(regs))], regs[c.rnd.IntN(len(regs))]
+			if a != b {
+				c.partition(a, b, c.rnd.IntN(2) == 0)
 			}
-		})
+		case 1:
+			p := c.peers[c.rnd.IntN(len(c.peers))]
+			if c.nodes[p].down {
+				c.restart(p)
+			} else {
+				c.crash(p)
+			}
+		}
+		ci := c.rnd.IntN(len(clients))
+		cl := clients[ci]
+		at := c.peers[c.rnd.IntN(len(c.peers))]
+		if c.nodes[at].down {
+			continue
+		}
+		private := fmt.Sprintf("c%d", ci)
+		switch c.rnd.IntN(3) {
+		case 0:
+			v := fmt.Sprintf("%d-%d", ci, step)
+			r := c.do(at, cl.tok, "SET", private, v)
+			if r.Reply.Err == nil {
+				cl.tok, cl.last = r.Token, v
+			} else if r.Reply.Err.Code == consistency.CodeTimeout {
+				// Outcome unknown: the client can no longer tell
+				// which value is its latest; start a new session.
+				cl.tok, cl.last = nil, ""
+			}
+		case 1:
+			r := c.do(at, cl.tok, "GET", private)
+			if r.Reply.Err != nil {
+				continue
+			}
+			cl.tok = r.Token
+			if cl.last != "" && replyString(r.Reply) != cl.last && !slices.ContainsFunc(r.Values, func(v []byte) bool { return string(v) == cl.last }) {
+				t.Fatalf("step %d: client %d read %s at %s, want its own last write %s (seed %d)", step, ci, replyString(r.Reply), at, cl.last, seed)
+			}
+		case 2:
+			r := c.do(at, cl.tok, "SET", "shared", fmt.Sprintf("s%d-%d", ci, step))
+			if r.Reply.Err == nil {
+				cl.tok = r.Token
+			}
+		}
+		c.run(time.Duration(c.rnd.IntN(30)) * time.Millisecond)
+	}
+	for _, p := range c.peers {
+		if c.nodes[p].down {
+			c.restart(p)
+		}
+	}
+	c.cut = map[[2]consistency.NodeID]bool{}
+	c.run(3 * time.Second)
+	regs := c.regions()
+	first := c.regionDump(regs[0])
+	for _, reg := range regs[1:] {
+		if d := c.regionDump(reg); !maps.Equal(first, d) {
+			t.Fatalf("regions diverge after healing (seed %d): %s=%v %s=%v", seed, regs[0], first, reg, d)
+		}
 	}
 }
 
@@ -299,5 +308,83 @@ func TestRepliesCarryVersionsInLWWOrder(t *testing.T) {
 	b := Version{Wall: 5, Logical: 1, Node: "u2"}
 	if !(r.rank(a) < r.rank(b)) || !(r.rank(Version{Wall: 4, Logical: 9, Node: "u2"}) < r.rank(a)) {
 		t.Fatal("rank does not preserve version order")
+	}
+}
+
+// TestSiblingsKeepConcurrentCrossRegionWrites: in siblings mode two writes
+// of one key made concurrently in two regions become two siblings in both
+// regions; a write replaces exactly the siblings its context saw (and its
+// own region's earlier write), so a write that saw both collapses them in
+// both regions — also when they had become stable before it was made, so
+// that only the token's write context still names them.
+func TestSiblingsKeepConcurrentCrossRegionWrites(t *testing.T) {
+	c := newClusterWith(t, 8, twoRegions, "", map[string]string{"resolve": ResolveSiblings})
+	expect := func(step, want string) {
+		t.Helper()
+		for _, reg := range c.regions() {
+			if got := c.regionDump(reg)["k"]; got != want {
+				t.Fatalf("%s: region %s holds %s, want %s", step, reg, got, want)
+			}
+		}
+	}
+	set := func(at consistency.NodeID, tok []byte, v string) {
+		t.Helper()
+		if r := c.do(at, tok, "SET", "k", v); replyString(r.Reply) != "OK" {
+			t.Fatalf("SET %s at %s: %s", v, at, replyString(r.Reply))
+		}
+	}
+	c.partition("us", "eu", true)
+	set("u1", nil, "from-us")
+	set("e1", nil, "from-eu")
+	c.partition("us", "eu", false)
+	c.run(time.Second)
+	expect("concurrent writes", `siblings["from-eu","from-us"]`)
+	both := [][]byte{[]byte("from-eu"), []byte("from-us")}
+	var tok1 []byte
+	for _, at := range []consistency.NodeID{"u2", "e2"} {
+		r := c.do(at, nil, "GET", "k")
+		if !slices.EqualFunc(r.Values, both, func(a, b []byte) bool { return string(a) == string(b) }) {
+			t.Fatalf("read at %s: reply %s values %q, want siblings %q", at, replyString(r.Reply), r.Values, both)
+		}
+		tok1 = r.Token
+	}
+
+	// A write from a client that saw nothing replaces only its own
+	// region's sibling (writes of a key in one region are ordered).
+	set("u1", nil, "blind")
+	c.run(time.Second)
+	expect("blind write in us", `siblings["blind","from-eu"]`)
+
+	// A write whose context saw from-us and from-eu but not blind keeps
+	// blind.
+	set("e2", tok1, "stale")
+	c.run(time.Second)
+	expect("write with an old context", `siblings["blind","stale"]`)
+
+	// The resolving write: read both (already stable, so the token keeps
+	// them only in its write context), move to the other region, write.
+	r := c.do("e1", nil, "GET", "k")
+	var parsed token
+	if err := json.Unmarshal(r.Token, &parsed); err != nil || len(parsed.Deps) != 0 || len(parsed.Ctx) != 2 {
+		t.Fatalf("token after reading stable siblings: %s (err %v), want no deps and 2 context versions", r.Token, err)
+	}
+	set("u2", r.Token, "merged")
+	c.run(time.Second)
+	expect("resolving write", `"merged"`)
+	if r := c.do("e2", nil, "GET", "k"); replyString(r.Reply) != "merged" || r.Values != nil {
+		t.Fatalf("read after resolving: %s %q, want merged alone", replyString(r.Reply), r.Values)
+	}
+}
+
+// TestSiblingsParam: resolve takes lww or siblings, nothing else.
+func TestSiblingsParam(t *testing.T) {
+	for _, tc := range []struct {
+		resolve string
+		ok      bool
+	}{{"", true}, {"lww", true}, {"siblings", true}, {"crdt", false}} {
+		_, err := NewReplica(consistency.Config{ID: "a", Peers: []consistency.NodeID{"a"}, Engine: core.NewMemEngine(), Params: map[string]string{"resolve": tc.resolve}})
+		if (err == nil) != tc.ok {
+			t.Errorf("resolve=%q: err %v, want ok=%v", tc.resolve, err, tc.ok)
+		}
 	}
 }

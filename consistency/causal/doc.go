@@ -36,10 +36,18 @@
 // the deadline passes it gets a retryable Unavailable error instead of an
 // older state.
 //
-// Convergence. Concurrent writes to one key are resolved by last-writer-wins
-// on versions (HLC, then node id), identically in every region, so regions
-// converge once replication catches up. A dependency (k, v) counts as visible
-// when the local version of k is at least v.
+// Convergence. With Params "resolve" = "lww" (the default) concurrent writes
+// to one key are resolved by last-writer-wins on versions (HLC, then node
+// id), identically in every region, so regions converge once replication
+// catches up; a dependency (k, v) counts as visible when the local version
+// of k is at least v. With "siblings" concurrent writes from different
+// regions are kept as siblings, returned together by reads
+// (Response.Values); a write replaces the siblings its client's context saw
+// (and its region's previous write of the key), so a write made after
+// reading them resolves them. Every write depends on what it replaces, so
+// the surviving set is the same in every region whatever the arrival order;
+// a dependency (k, v) is visible when the writes of k from v's node have
+// been applied up to v.
 //
 // Metadata. When every region has acknowledged a write, its origin marks it
 // stable and tells the key's owners in the other regions; stable writes are
@@ -55,4 +63,8 @@
 // Limitations: one owner per key per region (no replication inside a region
 // yet), so a crashed owner makes its keys unavailable in its region until it
 // restarts; tombstones are kept forever; only GET, SET and DEL are supported.
+//
+// Lag. Replica.TakeLags returns the propagation lag of each remote write
+// applied (the now the replica was given minus the write's HLC wall time),
+// by origin region; hosts export it as a histogram.
 package causal

@@ -68,6 +68,11 @@ func (q *evq) Pop() any {
 }
 
 func newCluster(t testing.TB, seed uint64, regions string, bug string) *cluster {
+	return newClusterWith(t, seed, regions, bug, nil)
+}
+
+// newClusterWith is newCluster with extra strategy parameters.
+func newClusterWith(t testing.TB, seed uint64, regions string, bug string, params map[string]string) *cluster {
 	c := &cluster{
 		t:       t,
 		now:     time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
@@ -80,6 +85,9 @@ func newCluster(t testing.TB, seed uint64, regions string, bug string) *cluster 
 		inter:   50 * time.Millisecond,
 		jitter:  20 * time.Millisecond,
 		replies: map[uint64]consistency.Response{},
+	}
+	for k, v := range params {
+		c.params[k] = v
 	}
 	for _, part := range strings.Split(regions, ";") {
 		_, nodes, _ := strings.Cut(part, ":")

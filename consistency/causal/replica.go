@@ -30,12 +30,26 @@ func Bugs() []consistency.Bug {
 	}
 }
 
+// Conflict handling modes (Params "resolve").
+const (
+	// ResolveLWW keeps, per key, the write with the greatest version.
+	ResolveLWW = "lww"
+	// ResolveSiblings keeps concurrent writes of a key made in different
+	// regions as siblings until a write that saw them replaces them.
+	ResolveSiblings = "siblings"
+)
+
 // Defaults of the Params.
 const (
 	DefaultTimeout = 2 * time.Second
 	DefaultRetry   = 50 * time.Millisecond
 	// maxResend bounds the replication entries resent per retry round.
 	maxResend = 256
+	// maxCtxKeys bounds the keys whose read versions a siblings-mode token
+	// keeps as its write context (the most recently used ones).
+	maxCtxKeys = 32
+	// maxLags bounds the lag samples kept until the host takes them.
+	maxLags = 4096
 )
 
 var _ consistency.Replica = (*Replica)(nil)
@@ -56,6 +70,14 @@ type record struct {
 	// Deps is the write's causal past that was not yet known to be
 	// visible everywhere when it was written; a reader inherits it.
 	Deps []Dep `json:"deps,omitempty"`
+	// Siblings mode. A stored record keeps its concurrent writes in Sibs
+	// (tombstones included, sorted by version, at most one per origin
+	// node) and in Seen the newest version applied from each origin node;
+	// V is then the greatest of Seen. A replicated write lists in Over the
+	// siblings it replaces.
+	Sibs []record  `json:"sibs,omitempty"`
+	Seen []Version `json:"seen,omitempty"`
+	Over []Version `json:"over,omitempty"`
 }
 
 // outEntry is a write waiting to be acknowledged by one other region.
@@ -99,11 +121,17 @@ type msg struct {
 	Region   string        `json:"region,omitempty"`
 	Deps     []Dep         `json:"deps,omitempty"`
 	Stable   []Dep         `json:"stable,omitempty"`
+	Values   [][]byte      `json:"values,omitempty"`
 }
 
 // token is a client's causal context.
 type token struct {
 	Deps []Dep `json:"deps"`
+	// Ctx (siblings mode) holds, for the keys the session used last, the
+	// versions it saw: a write of the key replaces the siblings they
+	// cover. Unlike Deps it is not pruned when writes become stable; it is
+	// bounded by maxCtxKeys keys, most recently used last.
+	Ctx []Dep `json:"ctx,omitempty"`
 }
 
 // waiter waits until deps are visible in this region, then runs ready; if
@@ -138,6 +166,14 @@ type fwdKey struct {
 	id   uint64
 }
 
+// depKey identifies what a dependency is about: the key, and in siblings
+// mode also the origin node (writes of one key from different regions are
+// not ordered there).
+type depKey struct {
+	key  string
+	node string
+}
+
 type region struct {
 	name  string
 	nodes []consistency.NodeID
@@ -153,12 +189,14 @@ type Replica struct {
 	bug      string
 	timeout  time.Duration
 	retry    time.Duration
+	siblings bool
+	regionOf map[consistency.NodeID]string
 	clock    hlc
 	seq      uint64
 	nextID   uint64
 	queue    map[uint64]*outEntry // outbound replication not yet acknowledged
 	acked    map[uint64]int       // First of a local write -> regions that acknowledged it
-	stable   map[string]Version   // key -> newest version known applied in every region
+	stable   map[depKey]Version   // newest version known applied in every region
 	waiters  map[uint64]*waiter
 	checks   []*inCheck
 	fwds     map[uint64]*forwarded
@@ -166,6 +204,15 @@ type Replica struct {
 	inflight map[fwdKey]bool // remote writes waiting for their deps, by (sender, seq)
 	out      consistency.Ready
 	stats    Stats
+	lags     []Lag
+}
+
+// Lag is the propagation lag of one remote write: the time it was applied
+// here (the now the replica was given) minus its HLC wall time, by the
+// region it came from.
+type Lag struct {
+	Region string
+	Lag    time.Duration
 }
 
 // Stats are counters for metrics and experiments.
@@ -173,9 +220,23 @@ type Stats struct {
 	RemoteApplied  int64         // remote writes applied
 	LagTotal       time.Duration // sum over remote writes of (apply time - write's HLC wall time)
 	LagMax         time.Duration
-	DepBytes       int64 // bytes of dependency metadata shipped with writes
+	DepBytes       int64 // bytes of dependency metadata shipped with writes (JSON of deps and Over)
 	WritesShipped  int64 // replication messages sent (first sends)
+	EntryBytes     int64 // bytes of the replication entries shipped (first sends), JSON
 	DepWaitTimeout int64 // requests refused because their token's deps were not visible in time
+	Tokens         int64 // session tokens handed out
+	TokenBytes     int64 // their total size in bytes
+	TokenMaxBytes  int64 // the largest
+	SiblingReads   int64 // reads that returned more than one value
+}
+
+// TakeLags returns and clears the propagation lags of the remote writes
+// applied since the last call (at most maxLags are kept; older ones are
+// dropped).
+func (r *Replica) TakeLags() []Lag {
+	out := r.lags
+	r.lags = nil
+	return out
 }
 
 // Stats returns the replica's counters.
@@ -217,7 +278,8 @@ func ParseRegions(spec string, peers []consistency.NodeID) (map[consistency.Node
 
 // New starts a replica (and restarts one after a crash: it recovers its
 // outbound queue and clock from cfg.Engine). Params: "regions" (see
-// ParseRegions), "timeout" and "retry" (Go durations).
+// ParseRegions), "timeout" and "retry" (Go durations), "resolve" (lww, the
+// default, or siblings).
 func New(cfg consistency.Config) (consistency.Replica, error) {
 	return NewReplica(cfg)
 }
@@ -240,7 +302,8 @@ func NewReplica(cfg consistency.Config) (*Replica, error) {
 		retry:    DefaultRetry,
 		queue:    map[uint64]*outEntry{},
 		acked:    map[uint64]int{},
-		stable:   map[string]Version{},
+		stable:   map[depKey]Version{},
+		regionOf: regionOf,
 		waiters:  map[uint64]*waiter{},
 		fwds:     map[uint64]*forwarded{},
 		seenFwd:  map[fwdKey]time.Time{},
@@ -248,6 +311,13 @@ func NewReplica(cfg consistency.Config) (*Replica, error) {
 	}
 	if r.region == "" {
 		return nil, fmt.Errorf("causal: node %s is not among the peers", cfg.ID)
+	}
+	switch cfg.Params["resolve"] {
+	case "", ResolveLWW:
+	case ResolveSiblings:
+		r.siblings = true
+	default:
+		return nil, fmt.Errorf("causal: param resolve=%q: want lww or siblings", cfg.Params["resolve"])
 	}
 	if cfg.Bug != "" && cfg.Bug != BugNoDepCheck && cfg.Bug != BugIgnoreToken {
 		return nil, fmt.Errorf("causal: unknown bug %q", cfg.Bug)
@@ -347,12 +417,12 @@ func errReply(code core.Code, format string, args ...any) core.Reply {
 // Request implements consistency.Replica.
 func (r *Replica) Request(now time.Time, req consistency.Request) {
 	if req.Cmd == nil {
-		r.respond(req.ID, errReply(core.CodeErr, "the causal strategy does not support transactions"), nil)
+		r.respond(req.ID, errReply(core.CodeErr, "the causal strategy does not support transactions"), nil, nil)
 		return
 	}
 	key, err := checkCommand(*req.Cmd)
 	if err != nil {
-		r.respond(req.ID, core.ErrorReply(err), nil)
+		r.respond(req.ID, core.ErrorReply(err), nil, nil)
 		return
 	}
 	deadline := now.Add(r.timeout)
@@ -363,11 +433,11 @@ func (r *Replica) Request(now time.Time, req consistency.Request) {
 		r.send(o, msg{Kind: kindForward, ID: r.nextID, Cmd: &cmd, Token: req.Token, Deadline: deadline.UnixNano()})
 		return
 	}
-	r.serve(now, *req.Cmd, req.Token, deadline, func(rep core.Reply, tok []byte) { r.respond(req.ID, rep, tok) })
+	r.serve(now, *req.Cmd, req.Token, deadline, func(rep core.Reply, tok []byte, vals [][]byte) { r.respond(req.ID, rep, tok, vals) })
 }
 
-func (r *Replica) respond(id uint64, rep core.Reply, tok []byte) {
-	r.out.Responses = append(r.out.Responses, consistency.Response{ID: id, Reply: rep, Token: tok})
+func (r *Replica) respond(id uint64, rep core.Reply, tok []byte, vals [][]byte) {
+	r.out.Responses = append(r.out.Responses, consistency.Response{ID: id, Reply: rep, Token: tok, Values: vals})
 }
 
 // checkCommand validates a command and returns its key.
@@ -389,11 +459,11 @@ func checkCommand(c core.Command) (string, *core.Error) {
 
 // serve runs a request at the key's owner once the client's dependencies are
 // visible in this region.
-func (r *Replica) serve(now time.Time, cmd core.Command, tokBytes []byte, deadline time.Time, reply func(core.Reply, []byte)) {
+func (r *Replica) serve(now time.Time, cmd core.Command, tokBytes []byte, deadline time.Time, reply func(core.Reply, []byte, [][]byte)) {
 	var tok token
 	if len(tokBytes) > 0 {
 		if err := json.Unmarshal(tokBytes, &tok); err != nil {
-			reply(errReply(core.CodeErr, "invalid session token: %v", err), nil)
+			reply(errReply(core.CodeErr, "invalid session token: %v", err), nil, nil)
 			return
 		}
 	}
@@ -402,74 +472,143 @@ func (r *Replica) serve(now time.Time, cmd core.Command, tokBytes []byte, deadli
 		wait = nil
 	}
 	r.await(now, wait, deadline, func(now time.Time, stable []Dep) {
-		rep, deps := r.execute(now, cmd, tok.Deps)
-		reply(rep, r.encodeToken(deps, stable))
+		rep, out, vals := r.execute(now, cmd, tok)
+		reply(rep, r.encodeToken(out, stable), vals)
 	}, func(now time.Time) {
 		r.stats.DepWaitTimeout++
-		reply(errReply(consistency.CodeUnavailable, "dependencies of the session token are not yet visible in region %s; retry", r.region), tokBytes)
+		reply(errReply(consistency.CodeUnavailable, "dependencies of the session token are not yet visible in region %s; retry", r.region), tokBytes, nil)
 	})
 }
 
+// dk returns what a dependency is about: its key, and in siblings mode its
+// origin node too.
+func (r *Replica) dk(d Dep) depKey {
+	if r.siblings {
+		return depKey{key: d.Key, node: d.V.Node}
+	}
+	return depKey{key: d.Key}
+}
+
+// merge is mergeDeps in this replica's mode.
+func (r *Replica) merge(a []Dep, b ...Dep) []Dep { return mergeDeps(r.siblings, a, b...) }
+
 // encodeToken drops dependencies known to be visible everywhere.
-func (r *Replica) encodeToken(deps, stable []Dep) []byte {
-	drop := map[string]Version{}
-	for _, s := range mergeDeps(stable) {
-		drop[s.Key] = s.V
+func (r *Replica) encodeToken(tok token, stable []Dep) []byte {
+	drop := map[depKey]Version{}
+	for _, s := range stable {
+		if cur, ok := drop[r.dk(s)]; !ok || cur.Less(s.V) {
+			drop[r.dk(s)] = s.V
+		}
 	}
 	for k, v := range r.stable {
 		if cur, ok := drop[k]; !ok || cur.Less(v) {
 			drop[k] = v
 		}
 	}
-	kept := make([]Dep, 0, len(deps))
-	for _, d := range deps {
-		if s, ok := drop[d.Key]; ok && s.AtLeast(d.V) {
+	kept := make([]Dep, 0, len(tok.Deps))
+	for _, d := range tok.Deps {
+		if s, ok := drop[r.dk(d)]; ok && s.AtLeast(d.V) {
 			continue
 		}
 		kept = append(kept, d)
 	}
-	b, _ := json.Marshal(token{Deps: kept})
+	b, _ := json.Marshal(token{Deps: kept, Ctx: tok.Ctx})
+	r.stats.Tokens++
+	r.stats.TokenBytes += int64(len(b))
+	r.stats.TokenMaxBytes = max(r.stats.TokenMaxBytes, int64(len(b)))
 	return b
 }
 
-// execute applies a command at the key's owner; deps is the client's context.
-// It returns the reply and the client's new context.
-func (r *Replica) execute(now time.Time, cmd core.Command, deps []Dep) (core.Reply, []Dep) {
+// touchCtx makes vs the versions of key in a siblings-mode write context,
+// most recently used last, keeping at most maxCtxKeys keys.
+func touchCtx(ctx []Dep, key string, vs []Version) []Dep {
+	out := make([]Dep, 0, len(ctx)+len(vs))
+	keys := map[string]bool{}
+	for _, d := range ctx {
+		if d.Key != key {
+			out = append(out, d)
+			keys[d.Key] = true
+		}
+	}
+	for _, v := range vs {
+		out = append(out, Dep{Key: key, V: v})
+	}
+	for len(keys) >= maxCtxKeys {
+		oldest := out[0].Key
+		delete(keys, oldest)
+		out = slices.DeleteFunc(out, func(d Dep) bool { return d.Key == oldest })
+	}
+	return out
+}
+
+// execute applies a command at the key's owner; tok is the client's context.
+// It returns the reply, the client's new context and, for a read of
+// several siblings, their values.
+func (r *Replica) execute(now time.Time, cmd core.Command, tok token) (core.Reply, token, [][]byte) {
 	key := string(cmd.Args[0])
 	cur, err := r.load(key)
 	if err != nil {
-		return core.ErrorReply(core.AsError(err)), deps
+		return core.ErrorReply(core.AsError(err)), tok, nil
 	}
 	if cmd.Name == "GET" {
-		if cur.V.IsZero() {
-			return core.Nil(), deps
+		if r.siblings {
+			return r.getSiblings(key, cur, tok)
 		}
-		deps = mergeDeps(deps, append(r.prune(cur.Deps), Dep{Key: key, V: cur.V})...)
+		if cur.V.IsZero() {
+			return core.Nil(), tok, nil
+		}
+		tok.Deps = r.merge(tok.Deps, append(r.prune(cur.Deps), Dep{Key: key, V: cur.V})...)
 		rep := core.Bulk(cur.Value)
 		if cur.Deleted {
 			rep = core.Nil()
 		}
 		rep.Version = r.rank(cur.V)
-		return rep, deps
+		return rep, tok, nil
 	}
 	wall, logical := r.clock.next(now)
-	deps = r.prune(deps)
-	rec := record{V: Version{Wall: wall, Logical: logical, Node: string(r.id)}, Deps: deps}
+	deps := r.prune(tok.Deps)
+	rec := record{V: Version{Wall: wall, Logical: logical, Node: string(r.id)}}
 	var rep core.Reply
 	if cmd.Name == "SET" {
 		rec.Value = append([]byte(nil), cmd.Args[1]...)
 		rep = core.OK()
 	} else {
 		rec.Deleted = true
-		existed := int64(0)
-		if !cur.V.IsZero() && !cur.Deleted {
-			existed = 1
+		rep = core.Int(0)
+		if live(cur) {
+			rep = core.Int(1)
 		}
-		rep = core.Int(existed)
+	}
+	stored := rec
+	if r.siblings {
+		// The write replaces the siblings the client's context covers
+		// and this node's own previous write of the key (writes of a key
+		// in one region are ordered by its owner). It depends on that
+		// previous write, so every region applies one node's writes of a
+		// key in order, and Seen then tells exactly what was applied.
+		cover := map[string]Version{}
+		for _, d := range slices.Concat(tok.Ctx, tok.Deps) {
+			if d.Key == key && cover[d.V.Node].Less(d.V) {
+				cover[d.V.Node] = d.V
+			}
+		}
+		for _, s := range cur.Sibs {
+			if c, ok := cover[s.V.Node]; s.V.Node == string(r.id) || (ok && c.AtLeast(s.V)) {
+				rec.Over = append(rec.Over, s.V)
+			}
+		}
+		if prev := seenOf(cur.Seen, string(r.id)); !prev.IsZero() {
+			deps = r.prune(r.merge(deps, Dep{Key: key, V: prev}))
+		}
+		rec.Deps = deps
+		stored = applySibling(cur, rec)
+	} else {
+		rec.Deps = deps
+		stored = rec
 	}
 	b := r.eng.NewBatch()
 	defer b.Close()
-	b.Set([]byte(prefixValue+key), mustJSON(rec))
+	b.Set([]byte(prefixValue+key), mustJSON(stored))
 	var entries []*outEntry
 	first := r.seq + 1
 	for _, g := range r.regions {
@@ -483,7 +622,7 @@ func (r *Replica) execute(now time.Time, cmd core.Command, deps []Dep) (core.Rep
 	}
 	b.Set([]byte(keyMeta), mustJSON(meta{Seq: r.seq, Wall: r.clock.wall, Logical: r.clock.logical}))
 	if err := b.Commit(false); err != nil {
-		return core.ErrorReply(core.AsError(fmt.Errorf("causal: write %q: %w", key, err))), deps
+		return core.ErrorReply(core.AsError(fmt.Errorf("causal: write %q: %w", key, err))), tok, nil
 	}
 	// Ordering rule: the record and its replication entries must be durable
 	// before the client's acknowledgement or any replication message leaves.
@@ -493,21 +632,121 @@ func (r *Replica) execute(now time.Time, cmd core.Command, deps []Dep) (core.Rep
 		e.sent = now
 		r.send(r.owner(e.Region, key), msg{Kind: kindReplicate, Entry: e, Region: r.region})
 		r.stats.WritesShipped++
+		// The dependency metadata of a shipped write: its deps (sent
+		// once, as the entry's Deps; Rec.Deps repeats them) and Over.
 		r.stats.DepBytes += int64(len(mustJSON(e.Deps)))
+		if len(rec.Over) > 0 {
+			r.stats.DepBytes += int64(len(mustJSON(rec.Over)))
+		}
+		r.stats.EntryBytes += int64(len(mustJSON(e)))
 	}
 	if len(entries) == 0 { // a single region: the write is stable at once
-		r.markStable(key, rec.V)
+		r.markStable(Dep{Key: key, V: rec.V})
 	}
 	r.recheck(now)
 	rep.Version = r.rank(rec.V)
-	return rep, mergeDeps(deps, Dep{Key: key, V: rec.V})
+	tok.Deps = r.merge(deps, Dep{Key: key, V: rec.V})
+	if r.siblings {
+		tok.Ctx = touchCtx(tok.Ctx, key, []Version{rec.V})
+	}
+	return rep, tok, nil
+}
+
+// live reports whether a stored record holds a value (not only tombstones).
+func live(rec record) bool {
+	if rec.Sibs == nil {
+		return !rec.V.IsZero() && !rec.Deleted
+	}
+	vis, _ := shown(rec)
+	return len(vis) > 0
+}
+
+// shown returns the siblings-mode values a read returns, oldest first: the
+// live siblings newer than every tombstone sibling (a delete concurrent with
+// a SET wins over it when its version is greater, as under last-writer-wins;
+// concurrent SETs are all kept). del is the newest tombstone (zero: none).
+func shown(rec record) (vis []record, del Version) {
+	for _, s := range rec.Sibs {
+		if s.Deleted && del.Less(s.V) {
+			del = s.V
+		}
+	}
+	for _, s := range rec.Sibs {
+		if !s.Deleted && del.Less(s.V) {
+			vis = append(vis, s)
+		}
+	}
+	return vis, del
+}
+
+// getSiblings reads a key in siblings mode: every live sibling's value, the
+// newest one in the reply; the client's context gains the versions seen.
+func (r *Replica) getSiblings(key string, cur record, tok token) (core.Reply, token, [][]byte) {
+	if len(cur.Sibs) == 0 {
+		return core.Nil(), tok, nil
+	}
+	add := []Dep{}
+	for _, s := range cur.Sibs {
+		add = append(append(add, r.prune(s.Deps)...), Dep{Key: key, V: s.V})
+	}
+	tok.Deps = r.merge(tok.Deps, add...)
+	tok.Ctx = touchCtx(tok.Ctx, key, cur.Seen)
+	vis, del := shown(cur)
+	if len(vis) == 0 {
+		rep := core.Nil()
+		rep.Version = r.rank(del)
+		return rep, tok, nil
+	}
+	// The reply holds the newest value and its version; with several,
+	// Values holds them all, sorted.
+	newest := vis[len(vis)-1]
+	rep := core.Bulk(newest.Value)
+	rep.Version = r.rank(newest.V)
+	if len(vis) == 1 {
+		return rep, tok, nil
+	}
+	r.stats.SiblingReads++
+	vals := make([][]byte, len(vis))
+	for i, s := range vis {
+		vals[i] = s.Value
+	}
+	slices.SortFunc(vals, func(a, b []byte) int { return strings.Compare(string(a), string(b)) })
+	return rep, tok, vals
+}
+
+// applySibling returns cur with the write w applied in siblings mode: the
+// siblings w replaces go, w joins, and Seen records it.
+func applySibling(cur record, w record) record {
+	out := record{}
+	for _, s := range cur.Sibs {
+		if !covers(w.Over, s.V) {
+			out.Sibs = append(out.Sibs, s)
+		}
+	}
+	ws := w
+	ws.Over = nil
+	out.Sibs = append(out.Sibs, ws)
+	sort.Slice(out.Sibs, func(i, j int) bool { return out.Sibs[i].V.Less(out.Sibs[j].V) })
+	for _, v := range cur.Seen {
+		if v.Node != w.V.Node {
+			out.Seen = append(out.Seen, v)
+		}
+	}
+	out.Seen = append(out.Seen, w.V)
+	sort.Slice(out.Seen, func(i, j int) bool { return out.Seen[i].Node < out.Seen[j].Node })
+	for _, v := range out.Seen {
+		if out.V.Less(v) {
+			out.V = v
+		}
+	}
+	return out
 }
 
 // prune drops the dependencies known to be visible in every region.
 func (r *Replica) prune(deps []Dep) []Dep {
 	out := make([]Dep, 0, len(deps))
 	for _, d := range deps {
-		if s, ok := r.stable[d.Key]; ok && s.AtLeast(d.V) {
+		if s, ok := r.stable[r.dk(d)]; ok && s.AtLeast(d.V) {
 			continue
 		}
 		out = append(out, d)
@@ -527,9 +766,10 @@ func (r *Replica) rank(v Version) uint64 {
 	return uint64(v.Wall)<<23 | uint64(v.Logical)<<7 | uint64(idx)
 }
 
-func (r *Replica) markStable(key string, v Version) {
-	if cur, ok := r.stable[key]; !ok || cur.Less(v) {
-		r.stable[key] = v
+// markStable records that d is visible in every region.
+func (r *Replica) markStable(d Dep) {
+	if cur, ok := r.stable[r.dk(d)]; !ok || cur.Less(d.V) {
+		r.stable[r.dk(d)] = d.V
 	}
 }
 
@@ -564,10 +804,19 @@ func (r *Replica) load(key string) (record, error) {
 	return rec, nil
 }
 
-// visible reports whether dep is visible at this node (which must own it).
+// visible reports whether dep is visible at this node (which must own it):
+// under last-writer-wins when the key's version is at least the dep's; in
+// siblings mode when the dep's origin node's writes of the key have been
+// applied up to it (they are applied in order).
 func (r *Replica) visible(d Dep) bool {
 	rec, err := r.load(d.Key)
-	return err == nil && rec.V.AtLeast(d.V)
+	if err != nil {
+		return false
+	}
+	if r.siblings {
+		return seenOf(rec.Seen, d.V.Node).AtLeast(d.V)
+	}
+	return rec.V.AtLeast(d.V)
 }
 
 // await runs ready once every dep is visible in this region, or expired
@@ -647,7 +896,7 @@ func (r *Replica) answerCheck(c *inCheck) bool {
 		if !r.visible(d) {
 			return false
 		}
-		if s, ok := r.stable[d.Key]; ok && s.AtLeast(d.V) {
+		if s, ok := r.stable[r.dk(d)]; ok && s.AtLeast(d.V) {
 			stable = append(stable, d)
 		}
 	}
@@ -667,7 +916,7 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 	case kindForwardReply:
 		if f, ok := r.fwds[in.ID]; ok && in.Reply != nil {
 			delete(r.fwds, in.ID)
-			r.respond(f.reqID, *in.Reply, in.Token)
+			r.respond(f.reqID, *in.Reply, in.Token, in.Values)
 		}
 	case kindReplicate:
 		r.onReplicate(now, m.From, in)
@@ -685,7 +934,7 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 		}
 	case kindStable:
 		for _, d := range in.Deps {
-			r.markStable(d.Key, d.V)
+			r.markStable(d)
 		}
 	case kindCheckOK:
 		w, ok := r.waiters[in.ID]
@@ -714,8 +963,8 @@ func (r *Replica) onForward(now time.Time, from consistency.NodeID, in msg) {
 	if !now.Before(deadline) {
 		return // the coordinator has given up: do not execute it late
 	}
-	r.serve(now, *in.Cmd, in.Token, deadline, func(rep core.Reply, tok []byte) {
-		r.send(from, msg{Kind: kindForwardReply, ID: in.ID, Reply: &rep, Token: tok})
+	r.serve(now, *in.Cmd, in.Token, deadline, func(rep core.Reply, tok []byte, vals [][]byte) {
+		r.send(from, msg{Kind: kindForwardReply, ID: in.ID, Reply: &rep, Token: tok, Values: vals})
 	})
 }
 
@@ -735,9 +984,17 @@ func (r *Replica) onReplicate(now time.Time, from consistency.NodeID, in msg) {
 		if err != nil {
 			return // not acknowledged: the sender retries
 		}
-		if cur.V.Less(e.Rec.V) {
+		var next *record
+		switch {
+		case r.siblings && !seenOf(cur.Seen, e.Rec.V.Node).AtLeast(e.Rec.V):
+			n := applySibling(cur, e.Rec)
+			next = &n
+		case !r.siblings && cur.V.Less(e.Rec.V):
+			next = &e.Rec
+		}
+		if next != nil {
 			b := r.eng.NewBatch()
-			b.Set([]byte(prefixValue+e.Key), mustJSON(e.Rec))
+			b.Set([]byte(prefixValue+e.Key), mustJSON(*next))
 			err := b.Commit(false)
 			b.Close()
 			if err != nil {
@@ -748,6 +1005,9 @@ func (r *Replica) onReplicate(now time.Time, from consistency.NodeID, in msg) {
 			r.stats.LagTotal += lag
 			if lag > r.stats.LagMax {
 				r.stats.LagMax = lag
+			}
+			if len(r.lags) < maxLags {
+				r.lags = append(r.lags, Lag{Region: in.Region, Lag: lag})
 			}
 		}
 		// Ordering rule: acknowledge only what is durable.
@@ -779,7 +1039,7 @@ func (r *Replica) onReplicateAck(in msg) {
 	r.acked[e.First]++
 	if r.acked[e.First] == len(r.regions)-1 {
 		delete(r.acked, e.First)
-		r.markStable(e.Key, e.Rec.V)
+		r.markStable(Dep{Key: e.Key, V: e.Rec.V})
 		// Tell the key's owners elsewhere, so that they too drop it from
 		// the contexts they hand out.
 		for _, g := range r.regions {
@@ -798,7 +1058,7 @@ func (r *Replica) Tick(now time.Time) {
 	for _, id := range ids {
 		if f := r.fwds[id]; !now.Before(f.deadline) {
 			delete(r.fwds, id)
-			r.respond(f.reqID, errReply(consistency.CodeTimeout, "no answer from the key's owner in region %s", r.region), nil)
+			r.respond(f.reqID, errReply(consistency.CodeTimeout, "no answer from the key's owner in region %s", r.region), nil, nil)
 		}
 	}
 	for _, id := range sortedKeys(r.waiters) {
@@ -861,11 +1121,34 @@ func (r *Replica) Dump(now time.Time) (map[string]string, error) {
 			it.Close()
 			return nil, fmt.Errorf("causal: dump: %w", err)
 		}
-		if !rec.Deleted {
-			out[string(it.Key()[len(prefixValue):])] = strconv.Quote(string(rec.Value))
+		if s, ok := render(rec); ok {
+			out[string(it.Key()[len(prefixValue):])] = s
 		}
 	}
 	return out, it.Close()
+}
+
+// render is a stored record's canonical rendering for Dump (false: no live
+// value): the value quoted, or in siblings mode "siblings[...]" with the
+// sorted quoted values when there are several, as the quorum strategy
+// renders its siblings.
+func render(rec record) (string, bool) {
+	if rec.Sibs == nil {
+		return strconv.Quote(string(rec.Value)), !rec.Deleted && !rec.V.IsZero()
+	}
+	var vals []string
+	vis, _ := shown(rec)
+	for _, s := range vis {
+		vals = append(vals, strconv.Quote(string(s.Value)))
+	}
+	sort.Strings(vals)
+	switch len(vals) {
+	case 0:
+		return "", false
+	case 1:
+		return vals[0], true
+	}
+	return "siblings[" + strings.Join(vals, ",") + "]", true
 }
 
 // Region returns the region this replica is in.

@@ -67,21 +67,52 @@ type Dep struct {
 	V   Version `json:"v"`
 }
 
-// mergeDeps returns the union of deps keeping the newest version per key,
-// sorted by key (deterministic tokens and messages).
-func mergeDeps(a []Dep, b ...Dep) []Dep {
-	m := make(map[string]Version, len(a)+len(b))
+// mergeDeps returns the union of deps keeping the newest version per key
+// (perNode: per key and origin node), sorted by key and node (deterministic
+// tokens and messages).
+func mergeDeps(perNode bool, a []Dep, b ...Dep) []Dep {
+	type id struct{ key, node string }
+	m := make(map[id]Version, len(a)+len(b))
 	for _, set := range [][]Dep{a, b} {
 		for _, d := range set {
-			if cur, ok := m[d.Key]; !ok || cur.Less(d.V) {
-				m[d.Key] = d.V
+			k := id{key: d.Key}
+			if perNode {
+				k.node = d.V.Node
+			}
+			if cur, ok := m[k]; !ok || cur.Less(d.V) {
+				m[k] = d.V
 			}
 		}
 	}
 	out := make([]Dep, 0, len(m))
 	for k, v := range m {
-		out = append(out, Dep{Key: k, V: v})
+		out = append(out, Dep{Key: k.key, V: v})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Key != out[j].Key {
+			return out[i].Key < out[j].Key
+		}
+		return out[i].V.Node < out[j].V.Node
+	})
 	return out
+}
+
+// covers reports whether a version in over, from v's node, is at least v.
+func covers(over []Version, v Version) bool {
+	for _, o := range over {
+		if o.Node == v.Node && o.AtLeast(v) {
+			return true
+		}
+	}
+	return false
+}
+
+// seenOf returns the newest version from node in seen (zero if none).
+func seenOf(seen []Version, node string) Version {
+	for _, v := range seen {
+		if v.Node == node {
+			return v
+		}
+	}
+	return Version{}
 }
