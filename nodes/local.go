@@ -12,13 +12,27 @@ import (
 	"github.com/dialkv/dialkv/core"
 )
 
-// Local is the `local` strategy: one replica, no replication. One goroutine
-// owns the core.Store and applies requests in arrival order; under
-// --fsync=always it group-commits: it applies every request waiting in the
-// queue (up to maxGroup), syncs the engine once, and only then answers the
-// whole group, so no reply — read or write — reveals a state that is not
-// durable. The same goroutine drives the TTL sweep and, under
-// --fsync=interval, the periodic sync.
+// Local is the `local` strategy: one replica, no replication.
+//
+// Requests are applied to the core.Store by the goroutine that serves them,
+// one at a time under a mutex (the Store is single-threaded), so a request
+// costs no hand-off to another goroutine. Under --fsync=always durability
+// is a pipelined group commit:
+//
+//   - Writes join the current sync epoch. A syncer goroutine takes the
+//     epoch (the next writes start a new one), syncs the engine once, and
+//     then releases every request waiting on that epoch. While it syncs, the
+//     next epoch fills: applying never waits for a sync.
+//   - Every key written is marked dirty until its epoch's sync. A reply
+//     never reveals state that is not yet durable: a write is answered after
+//     its epoch's sync; a read that touched dirty keys is answered after the
+//     sync of the newest epoch among them; a read of clean keys is answered
+//     at once, even while a sync is in flight. A read whose keys are not
+//     known (SCAN.*, IDX.*) waits for the newest epoch with writes.
+//
+// Under --fsync=interval a timer syncs the engine every SyncInterval, and
+// under --fsync=never the OS decides; neither waits. A timer also drives the
+// TTL sweep.
 type Local struct {
 	store  *core.Store
 	engine core.Engine
@@ -26,13 +40,42 @@ type Local struct {
 	log    *slog.Logger
 	clock  func() time.Time
 
-	in      chan *localJob
+	mu     sync.Mutex
+	closed bool
+	cur    *epoch            // collects writes for the next sync (fsync=always)
+	last   *epoch            // the newest epoch that has writes (nil: none yet)
+	dirty  map[string]*epoch // keys written in epochs not yet known durable
+
+	kick    chan struct{} // capacity 1: cur has writes to sync
 	stop    chan struct{}
-	done    chan struct{}
+	done    chan struct{} // closed when the background goroutines have ended
 	closing sync.Once
-	stats   atomic.Pointer[core.Stats]
+	bg      sync.WaitGroup
+
 	syncs   atomic.Int64
-	groups  atomic.Int64
+	applied atomic.Int64
+}
+
+// epoch is one group commit: the writes applied between two syncs.
+// Fields other than done and seq are guarded by Local.mu until done is
+// closed, and read-only afterwards.
+type epoch struct {
+	seq    uint64
+	wrote  bool
+	keys   []string // keys marked dirty in this epoch
+	synced bool     // its sync has finished (err says how)
+	err    error
+	done   chan struct{}
+}
+
+func newEpoch(seq uint64) *epoch { return &epoch{seq: seq, done: make(chan struct{})} }
+
+// later returns the later of two epochs (nil is the earliest).
+func later(a, b *epoch) *epoch {
+	if a == nil || (b != nil && b.seq > a.seq) {
+		return b
+	}
+	return a
 }
 
 // batcher is implemented by services that apply a list of requests as one
@@ -47,21 +90,11 @@ var (
 	_ batcher             = (*Local)(nil)
 )
 
-// maxGroup bounds the requests applied before one sync.
-const maxGroup = 512
-
 // Local's timers.
 const (
 	expireEvery = 100 * time.Millisecond
 	expireBatch = 1000
 )
-
-type localJob struct {
-	reqs  []consistency.Request
-	resps []consistency.Response
-	err   error
-	done  chan struct{}
-}
 
 // LocalConfig configures NewLocal.
 type LocalConfig struct {
@@ -92,72 +125,222 @@ func NewLocal(cfg LocalConfig) *Local {
 		policy: cfg.Policy,
 		log:    cfg.Logger,
 		clock:  cfg.Clock,
-		in:     make(chan *localJob, 1024),
+		cur:    newEpoch(1),
+		dirty:  map[string]*epoch{},
+		kick:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
-	st := cfg.Store.Stats()
-	l.stats.Store(&st)
-	go l.loop(cfg.SyncInterval)
+	l.bg.Add(1)
+	go l.timers(cfg.SyncInterval)
+	if l.policy == core.SyncAlways {
+		l.bg.Add(1)
+		go l.syncer()
+	}
+	go func() { l.bg.Wait(); close(l.done) }()
 	return l
 }
 
 // Do applies one request.
 func (l *Local) Do(ctx context.Context, req consistency.Request) (consistency.Response, error) {
-	rs, err := l.DoBatch(ctx, []consistency.Request{req})
+	var one [1]consistency.Request
+	one[0] = req
+	rs, err := l.DoBatch(ctx, one[:])
 	if err != nil {
 		return consistency.Response{}, err
 	}
 	return rs[0], nil
 }
 
-// DoBatch applies reqs in order as one unit: their replies are released
-// together after one sync.
+// DoBatch applies reqs in order as one unit (no other request runs between
+// them) and answers them together, once the state their replies reveal is
+// durable (--fsync=always).
 func (l *Local) DoBatch(ctx context.Context, reqs []consistency.Request) ([]consistency.Response, error) {
-	j := &localJob{reqs: reqs, done: make(chan struct{})}
-	select {
-	case l.in <- j:
-	case <-l.stop:
+	if err := ctx.Err(); err != nil {
+		// Not applied.
+		return nil, fmt.Errorf("local: %v before the request was applied: %w", err, consistency.ErrUnavailable)
+	}
+	resps := make([]consistency.Response, len(reqs))
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
 		return nil, fmt.Errorf("local: service closed: %w", consistency.ErrUnavailable)
-	case <-ctx.Done():
-		// Never queued: certainly not applied.
-		return nil, fmt.Errorf("local: queue full until the deadline: %w", consistency.ErrUnavailable)
+	}
+	now := l.clock()
+	var wait *epoch
+	for i, r := range reqs {
+		var rep core.Reply
+		switch {
+		case r.Txn != nil:
+			rep = l.store.ApplyTxn(now, *r.Txn)
+		case r.Cmd != nil:
+			rep = l.store.Apply(now, *r.Cmd)
+		default:
+			rep = core.ErrorReply(core.Errorf(core.CodeErr, "empty request"))
+		}
+		resps[i] = consistency.Response{ID: r.ID, Reply: rep}
+		if l.policy == core.SyncAlways {
+			wait = later(wait, l.track(r, rep))
+		}
+	}
+	if wait == l.cur && wait != nil {
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+	}
+	l.mu.Unlock()
+	l.applied.Add(int64(len(reqs)))
+	if wait == nil {
+		return resps, nil
 	}
 	select {
-	case <-j.done:
-		return j.resps, j.err
-	case <-l.done:
-		select {
-		case <-j.done: // applied in the final drain
-			return j.resps, j.err
-		default: // queued after the loop ended: never applied
-			return nil, fmt.Errorf("local: service closed: %w", consistency.ErrUnavailable)
+	case <-wait.done:
+		if wait.err != nil {
+			// Applied but not durable: the outcome is unknown to the
+			// client, and a read must not show the state.
+			return nil, fmt.Errorf("local: sync: %v: %w", wait.err, consistency.ErrTimeout)
 		}
+		return resps, nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("local: %v: %w", ctx.Err(), consistency.ErrTimeout)
+		return nil, fmt.Errorf("local: %v while waiting for the sync: %w", ctx.Err(), consistency.ErrTimeout)
 	}
 }
 
-// Stats returns the store's counters as of the last group (safe to call
-// concurrently).
-func (l *Local) Stats() core.Stats { return *l.stats.Load() }
-
-// Syncs is the number of engine syncs done for group commits.
-func (l *Local) Syncs() int64 { return l.syncs.Load() }
-
-// Groups is the number of groups applied.
-func (l *Local) Groups() int64 { return l.groups.Load() }
-
-// Close stops the service after the requests already queued, syncs the
-// engine and returns. It does not close the engine.
-func (l *Local) Close() error {
-	l.closing.Do(func() { close(l.stop) })
-	<-l.done
-	return nil
+// track records what request r (just applied, with reply rep) wrote and
+// returns the epoch whose sync its reply must wait for (nil: none). l.mu is
+// held.
+func (l *Local) track(r consistency.Request, rep core.Reply) *epoch {
+	if r.Txn != nil {
+		var keys [][]byte
+		for _, c := range r.Txn.Conds {
+			keys = append(keys, c.Key)
+		}
+		for _, c := range r.Txn.Cmds {
+			keys = append(keys, core.CommandKeys(c)...)
+		}
+		if rep.IsError() { // nothing written: it read the keys
+			return l.readNeed(keys)
+		}
+		return l.write(keys)
+	}
+	if r.Cmd == nil {
+		return nil
+	}
+	keys := core.CommandKeys(*r.Cmd)
+	switch {
+	case !core.IsReadOnly(r.Cmd.Name) && !rep.IsError():
+		// (A command that fails changes nothing; its error may still
+		// reveal the key's state, so it counts as a read.)
+		return l.write(keys)
+	case len(keys) == 0 && core.KnownCommand(r.Cmd.Name):
+		return l.readAll()
+	}
+	return l.readNeed(keys)
 }
 
-func (l *Local) loop(syncEvery time.Duration) {
-	defer close(l.done)
+// write marks keys dirty in the current epoch and returns it.
+func (l *Local) write(keys [][]byte) *epoch {
+	e := l.cur
+	e.wrote = true
+	l.last = e
+	for _, k := range keys {
+		if l.dirty[string(k)] != e {
+			s := string(k)
+			l.dirty[s] = e
+			e.keys = append(e.keys, s)
+		}
+	}
+	return e
+}
+
+// readNeed returns the newest unsynced epoch among keys' marks. A key whose
+// epoch's sync failed is written into the current epoch again: its state
+// becomes durable with the next successful sync.
+func (l *Local) readNeed(keys [][]byte) *epoch {
+	var need *epoch
+	for _, k := range keys {
+		e := l.dirty[string(k)]
+		switch {
+		case e == nil:
+		case !e.synced:
+			need = later(need, e)
+		case e.err == nil:
+			delete(l.dirty, string(k))
+		default:
+			need = later(need, l.write([][]byte{k}))
+		}
+	}
+	return need
+}
+
+// readAll is readNeed for a read that may reveal any key: it waits for the
+// newest epoch with writes.
+func (l *Local) readAll() *epoch {
+	e := l.last
+	switch {
+	case e == nil || (e.synced && e.err == nil):
+		return nil
+	case e.synced: // failed: sync again
+		return l.write(nil)
+	}
+	return e
+}
+
+// syncer runs the group commits of --fsync=always, one after the other:
+// while one syncs, the next epoch collects writes.
+func (l *Local) syncer() {
+	defer l.bg.Done()
+	for {
+		select {
+		case <-l.kick:
+			l.syncEpoch()
+		case <-l.stop:
+			// Close has set closed: nothing joins an epoch any more.
+			l.syncEpoch()
+			return
+		}
+	}
+}
+
+// syncEpoch syncs the current epoch, if it has writes, and releases its
+// waiters.
+func (l *Local) syncEpoch() {
+	l.mu.Lock()
+	e := l.cur
+	if !e.wrote {
+		l.mu.Unlock()
+		return
+	}
+	l.cur = newEpoch(e.seq + 1)
+	l.mu.Unlock()
+	// Every write of e was committed to the engine before the swap above
+	// (under l.mu), so this sync covers them all.
+	err := l.engine.Sync()
+	l.syncs.Add(1)
+	if err != nil {
+		// The writes are applied but not durable: their waiters get an
+		// error, and their keys stay dirty until a later sync succeeds.
+		l.log.Error("group sync failed", "err", err)
+	}
+	l.mu.Lock()
+	e.synced, e.err = true, err
+	if err == nil {
+		for _, k := range e.keys {
+			if l.dirty[k] == e {
+				delete(l.dirty, k)
+			}
+		}
+	}
+	e.keys = nil
+	l.mu.Unlock()
+	close(e.done)
+}
+
+// timers drives the TTL sweep and, under --fsync=interval, the periodic
+// sync.
+func (l *Local) timers(syncEvery time.Duration) {
+	defer l.bg.Done()
 	expire := time.NewTicker(expireEvery)
 	defer expire.Stop()
 	var syncTick <-chan time.Time
@@ -166,89 +349,53 @@ func (l *Local) loop(syncEvery time.Duration) {
 		defer t.Stop()
 		syncTick = t.C
 	}
-	group := make([]*localJob, 0, 64)
 	for {
 		select {
-		case j := <-l.in:
-			group = append(group[:0], j)
-			n := len(j.reqs)
-		drain:
-			for n < maxGroup {
-				select {
-				case j := <-l.in:
-					group = append(group, j)
-					n += len(j.reqs)
-				default:
-					break drain
+		case <-expire.C:
+			l.mu.Lock()
+			if !l.closed {
+				if _, err := l.store.ExpireStep(l.clock(), expireBatch); err != nil {
+					l.log.Error("ttl sweep failed", "err", err)
 				}
 			}
-			l.apply(group)
-		case <-expire.C:
-			if _, err := l.store.ExpireStep(l.clock(), expireBatch); err != nil {
-				l.log.Error("ttl sweep failed", "err", err)
-			}
-			st := l.store.Stats()
-			l.stats.Store(&st)
+			l.mu.Unlock()
 		case <-syncTick:
 			if err := l.engine.Sync(); err != nil {
 				l.log.Error("periodic sync failed", "err", err)
 			}
 		case <-l.stop:
-			for {
-				select {
-				case j := <-l.in:
-					l.apply([]*localJob{j})
-					continue
-				default:
-				}
-				break
-			}
-			if err := l.engine.Sync(); err != nil {
-				l.log.Error("final sync failed", "err", err)
-			}
 			return
 		}
 	}
 }
 
-// apply runs a group of jobs, syncs once if needed, then answers them.
-func (l *Local) apply(group []*localJob) {
-	now := l.clock()
-	wrote := false
-	for _, j := range group {
-		j.resps = make([]consistency.Response, len(j.reqs))
-		for i, r := range j.reqs {
-			var rep core.Reply
-			switch {
-			case r.Txn != nil:
-				rep = l.store.ApplyTxn(now, *r.Txn)
-				wrote = true
-			case r.Cmd != nil:
-				rep = l.store.Apply(now, *r.Cmd)
-				if !core.IsReadOnly(r.Cmd.Name) {
-					wrote = true
-				}
-			default:
-				rep = core.ErrorReply(core.Errorf(core.CodeErr, "empty request"))
-			}
-			j.resps[i] = consistency.Response{ID: r.ID, Reply: rep}
-		}
+// Stats returns the store's counters (safe to call concurrently).
+func (l *Local) Stats() core.Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.store.Stats()
+}
+
+// Syncs is the number of engine syncs done for group commits.
+func (l *Local) Syncs() int64 { return l.syncs.Load() }
+
+// Applied is the number of requests applied.
+func (l *Local) Applied() int64 { return l.applied.Load() }
+
+// Close stops the service: requests already applied are answered (after
+// their sync), later ones fail with ErrUnavailable. It syncs the engine
+// and returns; it does not close the engine.
+func (l *Local) Close() error {
+	l.closing.Do(func() {
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
+		close(l.stop)
+	})
+	<-l.done
+	if err := l.engine.Sync(); err != nil {
+		l.log.Error("final sync failed", "err", err)
+		return fmt.Errorf("local: final sync: %w", err)
 	}
-	if wrote && l.policy == core.SyncAlways {
-		l.syncs.Add(1)
-		if err := l.engine.Sync(); err != nil {
-			// The writes are applied but not durable: do not acknowledge
-			// them as done. Their outcome is unknown to the client.
-			l.log.Error("group sync failed", "err", err)
-			for _, j := range group {
-				j.resps, j.err = nil, fmt.Errorf("local: sync: %v: %w", err, consistency.ErrTimeout)
-			}
-		}
-	}
-	l.groups.Add(1)
-	st := l.store.Stats()
-	l.stats.Store(&st)
-	for _, j := range group {
-		close(j.done)
-	}
+	return nil
 }

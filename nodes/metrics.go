@@ -79,7 +79,7 @@ var (
 	descExp  = prometheus.NewDesc("dialkv_expired_keys_total", "Keys removed by expiry.", []string{"namespace"}, nil)
 	descCorr = prometheus.NewDesc("dialkv_corruptions_total", "Records or blocks that failed their checksum.", []string{"namespace"}, nil)
 	descSync = prometheus.NewDesc("dialkv_group_syncs_total", "Engine syncs done for group commits (--fsync=always).", []string{"namespace"}, nil)
-	descGrp  = prometheus.NewDesc("dialkv_apply_groups_total", "Groups of requests applied by the local strategy.", []string{"namespace"}, nil)
+	descApp  = prometheus.NewDesc("dialkv_applied_requests_total", "Requests applied by the local strategy.", []string{"namespace"}, nil)
 	descDisk = prometheus.NewDesc("dialkv_engine_disk_bytes", "Pebble: bytes on disk (sstables, WAL, ...).", []string{"namespace"}, nil)
 	descMem  = prometheus.NewDesc("dialkv_engine_memtable_bytes", "Pebble: memtable bytes.", []string{"namespace"}, nil)
 	descComp = prometheus.NewDesc("dialkv_engine_compactions_total", "Pebble: compactions.", []string{"namespace"}, nil)
@@ -89,7 +89,7 @@ var (
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descKeys, descWarn, descExp, descCorr, descSync, descGrp, descDisk, descMem, descComp, descWAL, descL0, descSubs} {
+	for _, d := range []*prometheus.Desc{descKeys, descWarn, descExp, descCorr, descSync, descApp, descDisk, descMem, descComp, descWAL, descL0, descSubs} {
 		ch <- d
 	}
 }
@@ -105,7 +105,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descExp, prometheus.CounterValue, float64(st.Expired), name)
 			ch <- prometheus.MustNewConstMetric(descCorr, prometheus.CounterValue, float64(st.CorruptionsSeen), name)
 			ch <- prometheus.MustNewConstMetric(descSync, prometheus.CounterValue, float64(ns.local.Syncs()), name)
-			ch <- prometheus.MustNewConstMetric(descGrp, prometheus.CounterValue, float64(ns.local.Groups()), name)
+			ch <- prometheus.MustNewConstMetric(descApp, prometheus.CounterValue, float64(ns.local.Applied()), name)
 		}
 		if ns.pebble != nil {
 			pm := ns.pebble.Metrics()

@@ -1,0 +1,330 @@
+package nodes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dialkv/dialkv/consistency"
+	"github.com/dialkv/dialkv/core"
+)
+
+// gatedEngine is a memory engine whose Sync blocks until the test lets it
+// go: each Sync announces itself on entered and then takes one value from
+// release (nil: sync, an error: fail). With open set, Sync passes straight
+// through.
+type gatedEngine struct {
+	*core.MemEngine
+	entered chan struct{}
+	release chan error
+	open    atomic.Bool
+}
+
+var _ core.Engine = (*gatedEngine)(nil)
+
+func newGatedEngine() *gatedEngine {
+	return &gatedEngine{MemEngine: core.NewMemEngine(), entered: make(chan struct{}, 16), release: make(chan error)}
+}
+
+func (g *gatedEngine) Sync() error {
+	if g.open.Load() {
+		return g.MemEngine.Sync()
+	}
+	g.entered <- struct{}{}
+	if err := <-g.release; err != nil {
+		return err
+	}
+	return g.MemEngine.Sync()
+}
+
+// durableVersion is key's version in the engine's synced state (0: absent).
+func (g *gatedEngine) durableVersion(t *testing.T, key string) uint64 {
+	t.Helper()
+	st, err := core.NewStore(g.SyncedClone(), core.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := st.Apply(time.Now(), core.Cmd("GET", key))
+	if r.IsError() {
+		t.Fatalf("GET %s on the synced state: %v", key, r.Err)
+	}
+	return r.Version
+}
+
+func newGatedLocal(t *testing.T, policy core.SyncPolicy) (*Local, *gatedEngine) {
+	t.Helper()
+	g := newGatedEngine()
+	st, err := core.NewStore(g, core.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := NewLocal(LocalConfig{Store: st, Policy: policy})
+	t.Cleanup(func() {
+		g.open.Store(true)
+		// Let a sync that is still waiting go.
+		select {
+		case g.release <- nil:
+		default:
+		}
+		l.Close()
+	})
+	return l, g
+}
+
+type result struct {
+	resp consistency.Response
+	err  error
+}
+
+// async runs one command on l and delivers its result on the returned
+// channel.
+func async(l *Local, name string, args ...string) <-chan result {
+	ch := make(chan result, 1)
+	c := core.Cmd(name, args...)
+	go func() {
+		r, err := l.Do(context.Background(), consistency.Request{Cmd: &c})
+		ch <- result{r, err}
+	}()
+	return ch
+}
+
+func waitResult(t *testing.T, ch <-chan result, what string) result {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s did not return within 10 s", what)
+	}
+	return result{}
+}
+
+func waitEntered(t *testing.T, g *gatedEngine) {
+	t.Helper()
+	select {
+	case <-g.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no sync started within 10 s")
+	}
+}
+
+// waitApplied waits until l has applied n requests in all.
+func waitApplied(t *testing.T, l *Local, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); l.Applied() < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("applied %d requests, want %d", l.Applied(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// notYet fails if ch delivers within a short grace period (a reply that
+// must wait for a sync the test is holding).
+func notYet(t *testing.T, ch <-chan result, what string) {
+	t.Helper()
+	select {
+	case r := <-ch:
+		t.Fatalf("%s returned (%+v, %v) before the sync it depends on", what, r.resp.Reply, r.err)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+// TestLocalReadOfDirtyKeyWaitsForItsSync: under fsync=always a read of a
+// key whose write is not yet synced is answered only after that sync, and
+// what it answers is durable by then.
+func TestLocalReadOfDirtyKeyWaitsForItsSync(t *testing.T) {
+	l, g := newGatedLocal(t, core.SyncAlways)
+	set := async(l, "SET", "k", "v1")
+	waitEntered(t, g)
+	get := async(l, "GET", "k")
+	waitApplied(t, l, 2)
+	notYet(t, set, "SET")
+	notYet(t, get, "GET of the key being synced")
+	g.release <- nil
+	r := waitResult(t, get, "GET")
+	if r.err != nil || string(r.resp.Reply.Str) != "v1" {
+		t.Fatalf("GET = %+v, %v; want v1", r.resp.Reply, r.err)
+	}
+	if dv := g.durableVersion(t, "k"); dv < r.resp.Reply.Version || dv == 0 {
+		t.Fatalf("GET revealed version %d, the durable version is %d", r.resp.Reply.Version, dv)
+	}
+	if r := waitResult(t, set, "SET"); r.err != nil {
+		t.Fatal(r.err)
+	}
+}
+
+// TestLocalReadOfCleanKeyDoesNotWait: a read of a key with no unsynced
+// write is answered while a slow sync of other keys is in flight.
+func TestLocalReadOfCleanKeyDoesNotWait(t *testing.T) {
+	l, g := newGatedLocal(t, core.SyncAlways)
+	first := async(l, "SET", "clean", "v")
+	waitEntered(t, g)
+	g.release <- nil
+	if r := waitResult(t, first, "SET clean"); r.err != nil {
+		t.Fatal(r.err)
+	}
+	slow := async(l, "SET", "dirty", "x")
+	waitEntered(t, g) // the sync of "dirty" is now held
+	for _, c := range [][]string{{"GET", "clean"}, {"GET", "absent"}, {"EXISTS", "clean", "other"}, {"TYPE", "clean"}} {
+		r := waitResult(t, async(l, c[0], c[1:]...), c[0]+" of clean keys during a held sync")
+		if r.err != nil || r.resp.Reply.IsError() {
+			t.Fatalf("%v = %+v, %v", c, r.resp.Reply, r.err)
+		}
+	}
+	notYet(t, slow, "SET dirty")
+	g.release <- nil
+	if r := waitResult(t, slow, "SET dirty"); r.err != nil {
+		t.Fatal(r.err)
+	}
+}
+
+// TestLocalPipelinedEpochs: while one sync is held, later writes are still
+// applied (into the next epoch); a read of such a write waits for the
+// next sync, not just the one in flight; a keyless read (SCAN.RANGE) waits
+// for the newest epoch with writes.
+func TestLocalPipelinedEpochs(t *testing.T) {
+	l, g := newGatedLocal(t, core.SyncAlways)
+	a := async(l, "SET", "a", "1")
+	waitEntered(t, g) // sync 1 (a) held
+	b := async(l, "SET", "b", "2")
+	waitApplied(t, l, 2) // b applied during sync 1: pipelining
+	getB := async(l, "GET", "b")
+	scan := async(l, "SCAN.RANGE", "", "", "", "COUNT", "10")
+	getA := async(l, "GET", "a")
+	waitApplied(t, l, 5)
+	notYet(t, getA, "GET a")
+	g.release <- nil // sync 1 done: a is durable, b is not
+	if r := waitResult(t, a, "SET a"); r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r := waitResult(t, getA, "GET a"); r.err != nil || string(r.resp.Reply.Str) != "1" {
+		t.Fatalf("GET a = %+v, %v", r.resp.Reply, r.err)
+	}
+	waitEntered(t, g) // sync 2 (b) held
+	notYet(t, getB, "GET b")
+	notYet(t, scan, "SCAN.RANGE")
+	g.release <- nil
+	for _, ch := range []<-chan result{b, getB, scan} {
+		if r := waitResult(t, ch, "after sync 2"); r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	if g.durableVersion(t, "b") == 0 {
+		t.Fatal("b is not durable after its sync")
+	}
+}
+
+// TestLocalFailedSync: a write whose sync fails is not acknowledged; a
+// later read of its key does not show it until another sync succeeds.
+func TestLocalFailedSync(t *testing.T) {
+	l, g := newGatedLocal(t, core.SyncAlways)
+	set := async(l, "SET", "k", "v")
+	waitEntered(t, g)
+	g.release <- errors.New("disk on fire")
+	r := waitResult(t, set, "SET")
+	if !errors.Is(r.err, consistency.ErrTimeout) {
+		t.Fatalf("SET after a failed sync: %v, want ErrTimeout (outcome unknown)", r.err)
+	}
+	get := async(l, "GET", "k")
+	waitEntered(t, g) // the read asked for a new sync
+	notYet(t, get, "GET of a key whose sync failed")
+	g.release <- nil
+	if r := waitResult(t, get, "GET"); r.err != nil || string(r.resp.Reply.Str) != "v" {
+		t.Fatalf("GET = %+v, %v", r.resp.Reply, r.err)
+	}
+	if g.durableVersion(t, "k") == 0 {
+		t.Fatal("k is not durable after the second sync")
+	}
+}
+
+// TestLocalNoWaitWithoutFsyncAlways: under never and interval, replies do
+// not wait for syncs.
+func TestLocalNoWaitWithoutFsyncAlways(t *testing.T) {
+	for _, p := range []core.SyncPolicy{core.SyncNever, core.SyncInterval} {
+		t.Run(p.String(), func(t *testing.T) {
+			l, _ := newGatedLocal(t, p)
+			for _, c := range [][]string{{"SET", "k", "v"}, {"GET", "k"}, {"SCAN.RANGE", "", "", "", "COUNT", "10"}} {
+				if r := waitResult(t, async(l, c[0], c[1:]...), c[0]); r.err != nil {
+					t.Fatal(r.err)
+				}
+			}
+		})
+	}
+}
+
+// TestLocalRepliesRevealOnlyDurableState: writers and readers run against
+// a node whose syncs the test releases at random moments; every reply
+// (read or write) must show a version that is durable when it arrives.
+func TestLocalRepliesRevealOnlyDurableState(t *testing.T) {
+	l, g := newGatedLocal(t, core.SyncAlways)
+	stop := make(chan struct{})
+	var syncer sync.WaitGroup
+	syncer.Add(1)
+	go func() {
+		defer syncer.Done()
+		rng := rand.New(rand.NewPCG(1, 2))
+		for {
+			select {
+			case <-g.entered:
+			case <-stop:
+				return
+			}
+			time.Sleep(time.Duration(rng.IntN(3000)) * time.Microsecond)
+			g.release <- nil
+		}
+	}()
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		checked int
+		errs    []string
+	)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			for i := range 150 {
+				k := fmt.Sprintf("k%d", rng.IntN(6))
+				c := core.Cmd("GET", k)
+				if rng.IntN(3) == 0 {
+					c = core.Cmd("SET", k, fmt.Sprintf("w%d-%d", w, i))
+				}
+				r, err := l.Do(context.Background(), consistency.Request{Cmd: &c})
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err.Error())
+					mu.Unlock()
+					return
+				}
+				if r.Reply.Version == 0 {
+					continue
+				}
+				if dv := g.durableVersion(t, k); dv < r.Reply.Version {
+					mu.Lock()
+					errs = append(errs, fmt.Sprintf("%v answered version %d of %s; durable: %d", c, r.Reply.Version, k, dv))
+					mu.Unlock()
+				}
+				mu.Lock()
+				checked++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	syncer.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("%d violations, first: %s", len(errs), errs[0])
+	}
+	if checked < 100 {
+		t.Fatalf("only %d replies carried a version; the test checks little", checked)
+	}
+	t.Logf("%d replies checked, %d syncs", checked, l.Syncs())
+}
