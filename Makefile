@@ -5,7 +5,7 @@ BIN       := bin/dialkv
 PKGS      := ./...
 TEST_FLAGS ?= -count=1 -timeout 9m
 
-.PHONY: all build run test test-short soak bench lint gen tidy clean experiments exp-% fuzz-short
+.PHONY: all build run test test-short soak bench lint gen tidy clean experiments exp-% exp-raft-vs-etcd fuzz-short
 
 all: build
 
@@ -56,6 +56,10 @@ clean:
 # Every table and plot of PAPER.md; results under experiments/results/NAME/.
 EXPERIMENTS := staleness latency availability lostwrites sensitivity simspeed failover
 experiments: $(addprefix exp-,$(EXPERIMENTS))
+
+# Real processes, not part of `make experiments` (needs etcd-server; run.sh installs it).
+exp-raft-vs-etcd:
+	experiments/raft-vs-etcd/run.sh
 
 exp-%:
 	$(GO) run ./experiments/$*

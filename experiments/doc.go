@@ -13,6 +13,7 @@
 //	simspeed      6. simulator speed per strategy and cluster size
 //	failover      7. failover time in the simulator (raft leader, primary-backup primary)
 //	node-vs-redis    one dialkv node against redis-server (run.sh; real processes)
+//	raft-vs-etcd     three dialkv nodes (raft) against three etcd members (run.sh; real processes)
 //
 // experiments/internal/expio writes results; experiments/internal/simexp
 // runs simulations and reads their histories and traces back.

@@ -133,8 +133,7 @@ func (m *diskSM) Update(ents []sm.Entry) ([]sm.Entry, error) {
 	defer m.mu.Unlock()
 	for i := range ents {
 		m.ie.cur = ents[i].Index
-		reply := applyProposal(m.store, &m.ie.clock, ents[i].Cmd)
-		ents[i].Result = sm.Result{Value: ents[i].Index, Data: core.EncodeReply(reply)}
+		ents[i].Result = sm.Result{Value: ents[i].Index, Data: applyEntry(m.store, &m.ie.clock, ents[i].Cmd)}
 	}
 	if n := len(ents); n > 0 && m.ie.persisted < ents[n-1].Index {
 		b := m.ie.NewBatch()

@@ -11,7 +11,7 @@ import (
 
 // ParamNames lists the namespace parameters ConfigFromParams reads.
 func ParamNames() []string {
-	return []string{"nodes", "raft-addrs", "client-addrs", "shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect", "storage"}
+	return []string{"nodes", "raft-addrs", "client-addrs", "shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect", "storage", "batch"}
 }
 
 // ConfigFromParams builds a node's Config from a raft namespace's
@@ -27,10 +27,11 @@ func ParamNames() []string {
 //	snapshot-entries 1000                       snapshot every so many entries
 //	redirect      true                          redirect requests to the shard leader
 //	storage       pebble                        state machine storage: pebble (on disk) or memory
+//	batch         true                          propose concurrent writes of a shard as one entry
 //
 // dir is the node's directory for the namespace (the NodeHost directory).
 func ConfigFromParams(nodeID, dir string, params map[string]string) (Config, error) {
-	cfg := Config{NodeID: consistency.NodeID(nodeID), Dir: dir, RedirectToLeader: true, Storage: "pebble"}
+	cfg := Config{NodeID: consistency.NodeID(nodeID), Dir: dir, RedirectToLeader: true, Storage: "pebble", BatchProposals: true}
 	list := func(k string) []string {
 		v := strings.TrimSpace(params[k])
 		if v == "" {
@@ -89,6 +90,8 @@ func ConfigFromParams(nodeID, dir string, params map[string]string) (Config, err
 			}
 		case "redirect":
 			cfg.RedirectToLeader, err = strconv.ParseBool(v)
+		case "batch":
+			cfg.BatchProposals, err = strconv.ParseBool(v)
 		case "storage":
 			cfg.Storage = v
 			if v != "pebble" && v != "memory" {

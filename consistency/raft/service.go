@@ -85,6 +85,10 @@ type Config struct {
 	PebbleFS pebblevfs.FS
 	// Bug selects a deliberately broken variant (see Bugs); "" is correct.
 	Bug string
+	// BatchProposals proposes concurrent writes to one shard as one Raft
+	// entry (batch.go). Real nodes turn it on (ConfigFromParams, parameter
+	// batch); the simulator leaves it off (the batcher starts goroutines).
+	BatchProposals bool
 }
 
 func (c *Config) defaults() error {
@@ -144,6 +148,7 @@ type Service struct {
 	self   int // index of this node in cfg.Nodes
 	nh     *dragonboat.NodeHost
 	local  map[int]uint64 // shard index -> this node's replica ID
+	batch  map[int]*batcher
 	closed atomic.Bool
 }
 
@@ -158,7 +163,7 @@ func New(cfg Config) (*Service, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, self: -1, local: map[int]uint64{}}
+	s := &Service{cfg: cfg, self: -1, local: map[int]uint64{}, batch: map[int]*batcher{}}
 	for i, n := range cfg.Nodes {
 		if n.ID == cfg.NodeID {
 			s.self = i
@@ -243,6 +248,7 @@ func New(cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("raft: start replica of shard %d on %s: %w", sh, cfg.NodeID, err)
 		}
 		s.local[sh] = ReplicaID(s.self)
+		s.batch[sh] = &batcher{s: s, shardID: rc.ShardID}
 	}
 	return s, nil
 }
@@ -420,11 +426,22 @@ func (s *Service) Do(ctx context.Context, req consistency.Request) (consistency.
 		resp.Reply = core.OK()
 		return resp, nil
 	}
-	res, err := s.propose(ctx, shardID, data)
+	var out []byte
+	var err error
+	if s.cfg.BatchProposals {
+		out, err = s.batch[sh].submit(ctx, data)
+		if errors.Is(err, errOutcomeUnknown) {
+			err = fmt.Errorf("%w: %w", consistency.ErrTimeout, err)
+		}
+	} else {
+		var res sm.Result
+		res, err = s.propose(ctx, shardID, data)
+		out = res.Data
+	}
 	if err != nil {
 		return resp, fmt.Errorf("raft: write to shard %d on %s: %w", sh, s.cfg.NodeID, err)
 	}
-	reply, derr := core.DecodeReply(res.Data)
+	reply, derr := core.DecodeReply(out)
 	if derr != nil {
 		return resp, fmt.Errorf("raft: decode reply of shard %d: %w", sh, derr)
 	}

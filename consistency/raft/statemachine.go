@@ -46,7 +46,7 @@ func newMemSM(limits core.Limits) (*memSM, error) {
 func (m *memSM) Update(e sm.Entry) (sm.Result, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return sm.Result{Value: e.Index, Data: core.EncodeReply(applyProposal(m.store, &m.clock, e.Cmd))}, nil
+	return sm.Result{Value: e.Index, Data: applyEntry(m.store, &m.clock, e.Cmd)}, nil
 }
 
 // dumpQuery asks Lookup for the replica's user-visible state (core

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Three dialkv nodes (raft namespaces of 1 and 3 shards) against a
+# three-member etcd (Debian's etcd-server), side by side in one run, on
+# loopback, fsync on (dialkv: --fsync always, Dragonboat syncs its log;
+# etcd syncs its WAL): writes (SET / put) and linearizable reads (GET /
+# range --consistency l) at 1 and 50 clients, 16-byte keys, 100-byte
+# values. dialkv is driven by ./driver (clients/bench's engine over the Go
+# client library, which follows redirects to each shard's leader); etcd by
+# its own tools/benchmark (etcd v3.5.11), built here in a temporary module
+# so that dialkv's go.mod stays clean, pointed at the etcd leader.
+# Writes results.csv and summary.md under experiments/results/raft-vs-etcd/
+# (or $OUT); every row carries the 1-minute load average before it ran.
+#
+#   experiments/raft-vs-etcd/run.sh               # DURATION=10s per dialkv row
+#   DURATION=3s SCALE=0.3 experiments/raft-vs-etcd/run.sh   # a quick look
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+OUT=${OUT:-$ROOT/experiments/results/raft-vs-etcd}
+DURATION=${DURATION:-10s}
+SCALE=${SCALE:-1}          # etcd request totals are scaled by this
+SHARDS=${SHARDS:-"1 3"}
+mkdir -p "$OUT"
+WORK=$(mktemp -d /tmp/raft-vs-etcd.XXXXXX)
+PIDS=()
+stop_all() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  PIDS=()
+}
+trap 'stop_all; [ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
+
+if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
+  echo "installing etcd-server and etcd-client" >&2
+  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client
+fi
+
+echo "building dialkv, the driver and etcd's benchmark" >&2
+mkdir -p bin
+CGO_ENABLED=0 go build -o bin/dialkv ./cmd/dialkv
+go build -o "$WORK/driver" ./experiments/raft-vs-etcd/driver
+mkdir -p "$WORK/etcdbench"
+cp experiments/raft-vs-etcd/etcdbench.go.mod "$WORK/etcdbench/go.mod"
+cp experiments/raft-vs-etcd/etcdbench.go.sum "$WORK/etcdbench/go.sum"
+printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/v3/tools/benchmark"\n' > "$WORK/etcdbench/tools.go"
+(cd "$WORK/etcdbench" && GOFLAGS=-mod=mod go build -o "$WORK/benchmark" go.etcd.io/etcd/v3/tools/benchmark)
+
+CSV=$OUT/results.csv
+echo "system,shards,op,clients,ops_per_sec,p50_ms,p99_ms,errors,load1,command" > "$CSV"
+load1() { cut -d' ' -f1 /proc/loadavg; }
+BIN=$ROOT/bin/dialkv
+
+# ---------------------------------------------------------------- dialkv
+PEERS=n1=127.0.0.1:27379@127.0.0.1:27380,n2=127.0.0.1:27389@127.0.0.1:27390,n3=127.0.0.1:27399@127.0.0.1:27400
+ADDRS=127.0.0.1:27379,127.0.0.1:27389,127.0.0.1:27399
+raft_addrs() { # each namespace runs its own NodeHost: its own Raft ports
+  local b=$((27381 + 100*$1)); echo 127.0.0.1:$b,127.0.0.1:$((b+10)),127.0.0.1:$((b+20)); }
+for i in 1 2 3; do
+  "$BIN" node --id n$i --listen 127.0.0.1:$((27379 + 10*(i-1))) --data "$WORK/n$i" --fsync always \
+    --cluster rve --peers "$PEERS" --log-level warn > "$WORK/n$i.log" 2>&1 &
+  PIDS+=($!)
+done
+for t in $(seq 100); do "$BIN" cli --addr 127.0.0.1:27399 PING >/dev/null 2>&1 && break; sleep 0.1; done
+for s in $SHARDS; do
+  "$BIN" cli --addr 127.0.0.1:27379 NAMESPACE CREATE r$s raft nodes n1,n2,n3 raft-addrs "$(raft_addrs $s)" client-addrs $ADDRS shards $s >/dev/null
+  for t in $(seq 100); do
+    "$BIN" cli --addr 127.0.0.1:27389 --namespace r$s SET warm 1 2>/dev/null | grep -q OK && break; sleep 0.2
+  done
+done
+drive() { # shards op clients workload [extra driver flags]
+  local s=$1 op=$2 c=$3 w=$4; shift 4
+  local cmd="driver --addrs $ADDRS --namespace r$s --workload $w --clients $c --duration $DURATION --value-size 100 $*"
+  local l; l=$(load1)
+  echo "dialkv r$s $op clients=$c (load $l)" >&2
+  "$WORK/driver" --addrs "$ADDRS" --namespace "r$s" --workload "$w" --clients "$c" --duration "$DURATION" --value-size 100 "$@" > "$WORK/out.json"
+  python3 - "$WORK/out.json" "$s" "$op" "$c" "$l" "$cmd" >> "$CSV" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+s = r["writes"] if sys.argv[3] == "write" else r["reads"]
+print(f'dialkv,{sys.argv[2]},{sys.argv[3]},{sys.argv[4]},{s["ops_per_sec"]:.0f},{s["p50_ms"]:.3f},{s["p99_ms"]:.3f},{r["errors"]},{sys.argv[5]},"{sys.argv[6]}"')
+PY
+}
+for s in $SHARDS; do
+  drive "$s" write 1 write-only
+  drive "$s" write 50 write-only
+  drive "$s" read 1 read-only --keys 1000 --load
+  drive "$s" read 50 read-only --keys 1000
+done
+stop_all
+
+# ---------------------------------------------------------------- etcd
+export ETCDCTL_API=3
+EPS=127.0.0.1:23790,127.0.0.1:23792,127.0.0.1:23794
+CLUSTER=m1=http://127.0.0.1:23791,m2=http://127.0.0.1:23793,m3=http://127.0.0.1:23795
+for i in 1 2 3; do
+  c=$((23790 + (i-1)*2)); p=$((c+1))
+  etcd --name m$i --data-dir "$WORK/m$i.etcd" \
+    --listen-client-urls http://127.0.0.1:$c --advertise-client-urls http://127.0.0.1:$c \
+    --listen-peer-urls http://127.0.0.1:$p --initial-advertise-peer-urls http://127.0.0.1:$p \
+    --initial-cluster $CLUSTER --initial-cluster-token rve --initial-cluster-state new \
+    --log-level warn > "$WORK/m$i.log" 2>&1 &
+  PIDS+=($!)
+done
+for t in $(seq 100); do etcdctl --endpoints=$EPS endpoint health >/dev/null 2>&1 && break; sleep 0.2; done
+LEADER=$(etcdctl --endpoints=$EPS endpoint status -w json | python3 -c '
+import json,sys
+for e in json.load(sys.stdin):
+    if e["Status"]["leader"]==e["Status"]["header"]["member_id"]: print(e["Endpoint"])')
+ETCD_VERSION=$(etcd --version | head -1)
+etcdctl --endpoints=$EPS put foo "$(head -c 100 /dev/zero | tr '\0' v)" >/dev/null
+bench() { # op clients total args...
+  local op=$1 c=$2 total; total=$(python3 -c "print(max(500, int($3 * $SCALE)))"); shift 3
+  local cmd="benchmark --endpoints=$LEADER --conns $c --clients $c $* --total $total"
+  local l; l=$(load1)
+  echo "etcd $op clients=$c (load $l)" >&2
+  "$WORK/benchmark" --endpoints="$LEADER" --conns "$c" --clients "$c" "$@" --total "$total" > "$WORK/etcd.txt" 2>&1
+  python3 - "$WORK/etcd.txt" "$op" "$c" "$l" "$cmd" >> "$CSV" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read().replace("\r", "\n")
+rps = float(re.search(r"Requests/sec:\s*([\d.]+)", t).group(1))
+q = lambda p: float(re.search(r"\s%s%% in ([\d.]+) secs" % p, t).group(1)) * 1000
+errs = len(re.findall(r"Error distribution", t))
+print(f'etcd,1,{sys.argv[2]},{sys.argv[3]},{rps:.0f},{q(50):.3f},{q(99):.3f},{errs},{sys.argv[4]},"{sys.argv[5]}"')
+PY
+}
+bench write 1 5000 put --key-size 16 --val-size 100 --key-space-size 100000
+bench write 50 40000 put --key-size 16 --val-size 100 --key-space-size 100000
+bench read 1 10000 range foo --consistency l
+bench read 50 50000 range foo --consistency l
+stop_all
+
+# ---------------------------------------------------------------- summary
+python3 - "$CSV" "$OUT/summary.md" "$DURATION" "$ETCD_VERSION" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+etcd = {(r["op"], r["clients"]): r for r in rows if r["system"] == "etcd"}
+out = ["# dialkv raft vs etcd (experiments/raft-vs-etcd/run.sh)", "",
+       f"Three nodes / members on loopback, fsync on, 16-byte keys, 100-byte values; dialkv rows {sys.argv[3]} each;",
+       f"etcd: {sys.argv[4]}, driven at its leader by tools/benchmark v3.5.11. load1 = 1-minute load average before the row.", "",
+       "| system | shards | op | clients | ops/s | p50 ms | p99 ms | errors | load1 | ops/s ratio vs etcd | p99 ratio vs etcd |",
+       "|---|---|---|---|---|---|---|---|---|---|---|"]
+for r in rows:
+    e = etcd.get((r["op"], r["clients"]))
+    ratio = p99r = ""
+    if e and r["system"] == "dialkv":
+        ratio = f'{float(r["ops_per_sec"]) / max(float(e["ops_per_sec"]), 1e-9):.2f}x'
+        p99r = f'{float(r["p99_ms"]) / max(float(e["p99_ms"]), 1e-9):.2f}x'
+    out.append(f'| {r["system"]} | {r["shards"]} | {r["op"]} | {r["clients"]} | {r["ops_per_sec"]} | {r["p50_ms"]} | {r["p99_ms"]} | {r["errors"]} | {r["load1"]} | {ratio} | {p99r} |')
+out += ["", "Commands: the `command` column of results.csv."]
+open(sys.argv[2], "w").write("\n".join(out) + "\n")
+print("\n".join(out))
+PY
