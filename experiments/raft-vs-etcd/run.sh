@@ -8,7 +8,8 @@
 # client library, which follows redirects to each shard's leader); etcd by
 # its own tools/benchmark (etcd v3.5.11), built here in a temporary module
 # so that dialkv's go.mod stays clean, pointed at the etcd leader.
-# Writes results.csv and summary.md under experiments/results/raft-vs-etcd/
+# Then the failover time on these processes (failover.csv). Writes
+# results.csv and summary.md under experiments/results/raft-vs-etcd/
 # (or $OUT); every row carries the 1-minute load average before it ran.
 #
 #   experiments/raft-vs-etcd/run.sh               # DURATION=10s per dialkv row
@@ -56,11 +57,14 @@ PEERS=n1=127.0.0.1:27379@127.0.0.1:27380,n2=127.0.0.1:27389@127.0.0.1:27390,n3=1
 ADDRS=127.0.0.1:27379,127.0.0.1:27389,127.0.0.1:27399
 raft_addrs() { # each namespace runs its own NodeHost: its own Raft ports
   local b=$((27381 + 100*$1)); echo 127.0.0.1:$b,127.0.0.1:$((b+10)),127.0.0.1:$((b+20)); }
-for i in 1 2 3; do
+declare -A NODEPID
+start_node() { # i
+  local i=$1
   "$BIN" node --id n$i --listen 127.0.0.1:$((27379 + 10*(i-1))) --data "$WORK/n$i" --fsync always \
-    --cluster rve --peers "$PEERS" --log-level warn > "$WORK/n$i.log" 2>&1 &
-  PIDS+=($!)
-done
+    --cluster rve --peers "$PEERS" --log-level warn >> "$WORK/n$i.log" 2>&1 &
+  PIDS+=($!); NODEPID[$i]=$!
+}
+for i in 1 2 3; do start_node $i; done
 for t in $(seq 100); do "$BIN" cli --addr 127.0.0.1:27399 PING >/dev/null 2>&1 && break; sleep 0.1; done
 for s in $SHARDS; do
   "$BIN" cli --addr 127.0.0.1:27379 NAMESPACE CREATE r$s raft nodes n1,n2,n3 raft-addrs "$(raft_addrs $s)" client-addrs $ADDRS shards $s >/dev/null
@@ -86,6 +90,33 @@ for s in $SHARDS; do
   drive "$s" write 50 write-only
   drive "$s" read 1 read-only --keys 1000 --load
   drive "$s" read 50 read-only --keys 1000
+done
+
+# Failover: SIGKILL the process of the leader of namespace r1's shard, then
+# time the first successful write (and linearizable read of it) through the
+# other two nodes; restart the killed node; ROUNDS times.
+FCSV=$OUT/failover.csv
+echo "round,leader,write_ms,read_ms,attempts,load1,rtt_ms,election_rtt" > "$FCSV"
+for r in $(seq "${ROUNDS:-5}"); do
+  spec=""
+  for i in 1 2 3; do spec+="${spec:+,}127.0.0.1:$((27379 + 10*(i-1)))=${NODEPID[$i]}"; done
+  l=$(load1)
+  "$WORK/driver" --addrs "$ADDRS" --namespace r1 --failover "$spec" --key "failover$r" > "$WORK/fo.json"
+  python3 - "$WORK/fo.json" "$r" "$l" >> "$FCSV" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f'{sys.argv[2]},{r["leader"]},{r["write_ms"]:.1f},{r["read_ms"]:.1f},{r["attempts"]},{sys.argv[3]},10,10')
+PY
+  echo "failover round $r: $(tail -1 "$FCSV")" >&2
+  leader=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["leader"])' "$WORK/fo.json")
+  for i in 1 2 3; do
+    if [ "$leader" = "127.0.0.1:$((27379 + 10*(i-1)))" ]; then
+      wait "${NODEPID[$i]}" 2>/dev/null || true
+      start_node $i
+      for t in $(seq 100); do "$BIN" cli --addr "$leader" PING >/dev/null 2>&1 && break; sleep 0.1; done
+    fi
+  done
+  sleep 3 # the restarted node catches up
 done
 stop_all
 
@@ -148,6 +179,17 @@ for r in rows:
         p99r = f'{float(r["p99_ms"]) / max(float(e["p99_ms"]), 1e-9):.2f}x'
     out.append(f'| {r["system"]} | {r["shards"]} | {r["op"]} | {r["clients"]} | {r["ops_per_sec"]} | {r["p50_ms"]} | {r["p99_ms"]} | {r["errors"]} | {r["load1"]} | {ratio} | {p99r} |')
 out += ["", "Commands: the `command` column of results.csv."]
+import os
+fo = os.path.join(os.path.dirname(sys.argv[1]), "failover.csv")
+if os.path.exists(fo):
+    f = list(csv.DictReader(open(fo)))
+    if f:
+        w = sorted(float(x["write_ms"]) for x in f)
+        out += ["", "## Failover (failover.csv)", "",
+                "SIGKILL of the process leading namespace r1's shard (RTT 10 ms, election timeout 10 RTT), then a write",
+                "every millisecond through the other two nodes: time from the kill to the first successful write.", "",
+                f"rounds {len(w)}: min {w[0]:.0f} ms, median {w[len(w)//2]:.0f} ms, max {w[-1]:.0f} ms; per round: " +
+                ", ".join(f'{x["write_ms"]} ms (read {x["read_ms"]} ms, load {x["load1"]})' for x in f)]
 open(sys.argv[2], "w").write("\n".join(out) + "\n")
 print("\n".join(out))
 PY

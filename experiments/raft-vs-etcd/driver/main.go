@@ -16,7 +16,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/dialkv/dialkv/clients/bench"
@@ -39,6 +41,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measurement time")
 	fs.BoolVar(&cfg.Load, "load", false, "write every key once before measuring")
 	readMode := fs.String("read", "linearizable", "read mode: linearizable or stale")
+	failover := fs.String("failover", "", "instead of a load: `ADDR=PID,...` of the nodes; find the leader of --key's shard, SIGKILL its process, and time the first successful write through the others")
+	key := fs.String("key", "failover", "with --failover: the key written")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: driver --addrs A,B,C --namespace NS [flags]\n\nLoads dialkv through the Go client library; prints the result as JSON.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -59,6 +63,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	opts := []client.CallOption{client.ReadMode(*readMode)}
 	if cfg.Namespace != "" {
 		opts = append(opts, client.Namespace(cfg.Namespace))
+	}
+	if *failover != "" {
+		return runFailover(c, *failover, cfg.Namespace, *key, stdout, stderr)
 	}
 	connect := func(ctx context.Context) (bench.Conn, error) {
 		return &libConn{c: c, opts: opts}, nil
@@ -100,3 +107,97 @@ func (l *libConn) Do(ctx context.Context, cmds []core.Command) (int, error) {
 }
 
 func (l *libConn) Close() error { return nil }
+
+// runFailover finds the leader of key's shard (the node that does not
+// redirect a write), kills its process with SIGKILL, and writes key through
+// the other nodes every millisecond until a write succeeds; it prints the
+// leader and the time from the kill to that write (and to the first
+// linearizable read that returns it) as JSON.
+func runFailover(c *client.Client, spec, ns, key string, stdout, stderr io.Writer) int {
+	pids := map[string]int{}
+	var addrs []string
+	for _, kv := range strings.Split(spec, ",") {
+		a, p, ok := strings.Cut(kv, "=")
+		pid, err := strconv.Atoi(p)
+		if !ok || err != nil {
+			fmt.Fprintf(stderr, "driver: --failover %q: want ADDR=PID,...\n", kv)
+			return 2
+		}
+		pids[a] = pid
+		addrs = append(addrs, a)
+	}
+	ctx := client.With(context.Background(), client.Namespace(ns))
+	leader := ""
+	for _, a := range addrs {
+		one, err := client.New([]string{a})
+		if err != nil {
+			fmt.Fprintf(stderr, "driver: %v\n", err)
+			return 1
+		}
+		_, err = one.Set(client.With(ctx, client.NoRetry()), key, []byte("before"))
+		one.Close()
+		var ce *client.Error
+		if err == nil {
+			leader = a
+			break
+		}
+		if errors.As(err, &ce) && ce.Code == client.CodeMoved && pids[ce.Addr] != 0 {
+			leader = ce.Addr
+			break
+		}
+	}
+	if leader == "" {
+		fmt.Fprintln(stderr, "driver: no leader found")
+		return 1
+	}
+	var others []string
+	for _, a := range addrs {
+		if a != leader {
+			others = append(others, a)
+		}
+	}
+	oc, err := client.New(others, client.WithRetries(5, time.Millisecond, 5*time.Millisecond), client.WithDialTimeout(100*time.Millisecond))
+	if err != nil {
+		fmt.Fprintf(stderr, "driver: %v\n", err)
+		return 1
+	}
+	defer oc.Close()
+	killed := time.Now()
+	if err := syscall.Kill(pids[leader], syscall.SIGKILL); err != nil {
+		fmt.Fprintf(stderr, "driver: kill %d: %v\n", pids[leader], err)
+		return 1
+	}
+	var writeMs, readMs float64
+	attempts := 0
+	for {
+		if time.Since(killed) > 30*time.Second {
+			fmt.Fprintln(stderr, "driver: no successful write within 30 s")
+			return 1
+		}
+		attempts++
+		wctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		_, err := oc.Set(wctx, key, []byte("after"))
+		cancel()
+		if err == nil {
+			writeMs = float64(time.Since(killed).Microseconds()) / 1000
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for {
+		rctx, cancel := context.WithTimeout(client.With(ctx, client.ReadMode("linearizable")), 200*time.Millisecond)
+		v, err := oc.Get(rctx, key)
+		cancel()
+		if err == nil && string(v.Data) == "after" {
+			readMs = float64(time.Since(killed).Microseconds()) / 1000
+			break
+		}
+		if time.Since(killed) > 30*time.Second {
+			fmt.Fprintln(stderr, "driver: no read of the write within 30 s")
+			return 1
+		}
+		time.Sleep(time.Millisecond)
+	}
+	json.NewEncoder(stdout).Encode(map[string]any{"leader": leader, "write_ms": writeMs, "read_ms": readMs, "attempts": attempts})
+	return 0
+}
