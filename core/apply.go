@@ -130,10 +130,8 @@ func (o *op) run(c Command) Reply {
 	if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
 		return ErrorReply(Errorf(CodeErr, "wrong number of arguments for '%s' command", strings.ToLower(spec.name)))
 	}
-	for _, k := range specKeys(spec, c.Args) {
-		if len(k) > o.s.lim.MaxKeySize {
-			return ErrorReply(Errorf(CodeKeyTooLarge, "key of %d bytes exceeds the limit of %d bytes", len(k), o.s.lim.MaxKeySize))
-		}
+	if n := longKey(spec, c.Args, o.s.lim.MaxKeySize); n >= 0 {
+		return ErrorReply(Errorf(CodeKeyTooLarge, "key of %d bytes exceeds the limit of %d bytes", n, o.s.lim.MaxKeySize))
 	}
 	o.lastVer = 0
 	r := spec.handler(o, c.Args)

@@ -33,15 +33,39 @@ import (
 //
 // Crash model: the engine remembers the state as of the last Sync (or the
 // last Commit(sync=true)); SyncedClone returns that state, which is what
-// would survive a crash. Commits without sync are lost by a crash.
+// would survive a crash. Commits without sync are lost by a crash. The
+// synced state is kept as an undo log: for every B-tree write since the
+// last sync, the item it replaced (or that there was none). A sync only
+// empties the log, so the usual commit-then-sync cycle clones nothing and
+// the B-tree is mutated in place, never copied on write; SyncedClone
+// applies the log backwards to a clone. Before the B-tree is merged into
+// L0, and when the log grows past memUndoMax entries (an engine nobody
+// syncs), the synced state is materialised as a clone instead and the log
+// is dropped until the next sync.
 //
 // MemEngine is safe for concurrent use.
 type MemEngine struct {
-	mu     sync.Mutex
-	cur    memState
-	synced memState
-	closed bool
+	mu  sync.Mutex
+	cur memState
+	// synced is the state as of the last sync when explicit; otherwise
+	// that state is cur with undo applied backwards.
+	synced   memState
+	explicit bool
+	undo     []memUndo
+	undoMax  int // 0: memUndoMax (tests set less)
+	closed   bool
 }
+
+// memUndo is one undo-log entry: the B-tree item a write replaced, or
+// (had false) that the key was not in the B-tree.
+type memUndo struct {
+	key  []byte
+	prev memItem
+	had  bool
+}
+
+// memUndoMax bounds the undo log.
+const memUndoMax = 4096
 
 // memState is one consistent version of the engine's contents.
 type memState struct {
@@ -73,8 +97,7 @@ func newMemTree() *btree.BTreeG[memItem] { return btree.NewG[memItem](memDegree,
 
 // NewMemEngine returns an empty memory engine.
 func NewMemEngine() *MemEngine {
-	st := memState{mem: newMemTree(), l0: &packedRun{}, l1: &packedRun{}}
-	return &MemEngine{cur: st, synced: st.clone()}
+	return &MemEngine{cur: memState{mem: newMemTree(), l0: &packedRun{}, l1: &packedRun{}}}
 }
 
 // SyncedClone returns a new engine holding only the state as of the last
@@ -82,8 +105,68 @@ func NewMemEngine() *MemEngine {
 func (m *MemEngine) SyncedClone() *MemEngine {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	st := m.synced.clone()
-	return &MemEngine{cur: st, synced: st.clone()}
+	return &MemEngine{cur: m.syncedLocked()}
+}
+
+// syncedLocked returns a private copy of the synced state.
+func (m *MemEngine) syncedLocked() memState {
+	if m.explicit {
+		return m.synced.clone()
+	}
+	st := m.cur.clone()
+	for i := len(m.undo) - 1; i >= 0; i-- {
+		u := &m.undo[i]
+		if u.had {
+			st.mem.ReplaceOrInsert(u.prev)
+		} else {
+			st.mem.Delete(memItem{key: u.key})
+		}
+	}
+	return st
+}
+
+// materializeLocked keeps the synced state as an explicit clone from now
+// on (until the next sync), so that cur may change in ways the undo log
+// cannot describe.
+func (m *MemEngine) materializeLocked() {
+	if m.explicit {
+		return
+	}
+	if len(m.undo) > 0 {
+		m.synced = m.syncedLocked()
+		m.explicit = true
+	}
+	clear(m.undo)
+	m.undo = m.undo[:0]
+}
+
+// markSyncedLocked records that everything committed so far is synced.
+func (m *MemEngine) markSyncedLocked() {
+	m.synced = memState{}
+	m.explicit = false
+	if cap(m.undo) > 4*memUndoMax {
+		m.undo = nil
+		return
+	}
+	clear(m.undo)
+	m.undo = m.undo[:0]
+}
+
+// putLocked writes one B-tree item, logging what it replaced.
+func (m *MemEngine) putLocked(it memItem) {
+	if !m.explicit {
+		limit := m.undoMax
+		if limit == 0 {
+			limit = memUndoMax
+		}
+		if len(m.undo) >= limit {
+			m.materializeLocked() // before this write: it is not synced
+		}
+	}
+	prev, had := m.cur.mem.ReplaceOrInsert(it)
+	if !m.explicit {
+		m.undo = append(m.undo, memUndo{key: it.key, prev: prev, had: had})
+	}
 }
 
 // Len returns the number of keys in the engine.
@@ -108,6 +191,7 @@ func (m *MemEngine) Compact() {
 
 // flushLocked merges the B-tree into L0.
 func (m *MemEngine) flushLocked() {
+	m.materializeLocked() // the undo log describes the B-tree only
 	items := make([]memItem, 0, m.cur.mem.Len())
 	m.cur.mem.Ascend(func(it memItem) bool { items = append(items, it); return true })
 	m.cur.l0 = mergeRun(&sliceSrc{items: items}, m.cur.l0, true)
@@ -167,7 +251,11 @@ func (m *MemEngine) NewIter(lower, upper []byte) Iterator {
 }
 
 // NewBatch implements Engine.
-func (m *MemEngine) NewBatch() Batch { return &memBatch{m: m} }
+func (m *MemEngine) NewBatch() Batch {
+	b := &memBatch{m: m}
+	b.ops = b.buf[:0]
+	return b
+}
 
 // NewSnapshot implements Engine.
 func (m *MemEngine) NewSnapshot() Snapshot {
@@ -183,7 +271,7 @@ func (m *MemEngine) Sync() error {
 	if m.closed {
 		return errClosed
 	}
-	m.synced = m.cur.clone()
+	m.markSyncedLocked()
 	return nil
 }
 
@@ -216,6 +304,7 @@ type memOp struct {
 type memBatch struct {
 	m   *MemEngine
 	ops []memOp
+	buf [4]memOp // backs ops for small batches: one allocation per batch
 }
 
 func (b *memBatch) Set(key, value []byte) {
@@ -253,9 +342,9 @@ func (b *memBatch) Commit(sync bool) error {
 	for _, op := range b.ops {
 		switch op.kind {
 		case 0:
-			m.cur.mem.ReplaceOrInsert(memItem{key: op.key, val: op.value})
+			m.putLocked(memItem{key: op.key, val: op.value})
 		case 1:
-			m.cur.mem.ReplaceOrInsert(memItem{key: op.key, tomb: true})
+			m.putLocked(memItem{key: op.key, tomb: true})
 		case 2:
 			it := newMemIter(m.cur.clone(), op.key, op.value)
 			var doomed [][]byte
@@ -263,14 +352,14 @@ func (b *memBatch) Commit(sync bool) error {
 				doomed = append(doomed, bytes.Clone(it.Key()))
 			}
 			for _, k := range doomed {
-				m.cur.mem.ReplaceOrInsert(memItem{key: k, tomb: true})
+				m.putLocked(memItem{key: k, tomb: true})
 			}
 		}
 	}
 	b.ops = nil
 	m.maybeCompactLocked()
 	if sync {
-		m.synced = m.cur.clone()
+		m.markSyncedLocked()
 	}
 	return nil
 }

@@ -94,6 +94,9 @@ func TestMemEngineModel(t *testing.T) {
 		keys := []string{"", "a", "ab", "abc", "b", "ba", "c", "d\x00", "d", "\xff", "k1", "k2", "k10"}
 		genK := rapid.SampledFrom(keys)
 		e := NewMemEngine()
+		if rapid.Bool().Draw(t, "small-undo") {
+			e.undoMax = rapid.IntRange(1, 6).Draw(t, "undo-max") // materialise the synced state often
+		}
 		m, synced := engineModel{}, engineModel{}
 		type snap struct {
 			s Snapshot

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"slices"
 	"sort"
 	"time"
 )
@@ -32,9 +33,21 @@ type op struct {
 	idxChanges map[string]*indexDef
 
 	keysDelta, expired, warns, corrupt int64
+
+	// keyBuf is scratch space for the engine key of a read.
+	keyBuf []byte
+	// memo is the last record loadRaw decoded from the engine, valid
+	// until the op's next write (a command loads its key, then put or del
+	// loads it again). Records are never modified in place.
+	memoKey []byte
+	memo    *record
+	memoOK  bool
 }
 
+// opWrite is one buffered write; key is the engine key, owned by the op
+// (handed to the batch at commit).
 type opWrite struct {
+	key []byte
 	val []byte
 	del bool
 }
@@ -48,7 +61,7 @@ func (s *Store) newOp(now time.Time) *op {
 		w = nil // do not keep (and clear) a huge map for every later op
 	}
 	clear(w)
-	*o = op{s: s, now: now, nowMs: now.UnixMilli(), counter: s.counter, writes: w}
+	*o = op{s: s, now: now, nowMs: now.UnixMilli(), counter: s.counter, writes: w, keyBuf: o.keyBuf[:0]}
 	return o
 }
 
@@ -70,23 +83,31 @@ func (o *op) get(ek []byte) ([]byte, bool, error) {
 	return v, true, nil
 }
 
+// set buffers a write of engine key ek, which the op then owns.
 func (o *op) set(ek, v []byte) {
 	if o.writes == nil {
 		o.writes = make(map[string]opWrite)
 	}
-	o.writes[string(ek)] = opWrite{val: v}
+	o.memoOK = false
+	o.writes[string(ek)] = opWrite{key: ek, val: v}
 }
 
+// delete buffers a deletion of engine key ek, which the op then owns.
 func (o *op) delete(ek []byte) {
 	if o.writes == nil {
 		o.writes = make(map[string]opWrite)
 	}
-	o.writes[string(ek)] = opWrite{del: true}
+	o.memoOK = false
+	o.writes[string(ek)] = opWrite{key: ek, del: true}
 }
 
 // loadRaw returns the key's record, expired or not; nil when absent.
 func (o *op) loadRaw(key []byte) (*record, error) {
-	b, ok, err := o.get(dataKey(key))
+	if o.memoOK && bytes.Equal(o.memoKey, key) {
+		return o.memo, nil
+	}
+	o.keyBuf = append(append(o.keyBuf[:0], pfxData), key...)
+	b, ok, err := o.get(o.keyBuf)
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -95,6 +116,7 @@ func (o *op) loadRaw(key []byte) (*record, error) {
 		o.corrupt++
 		return nil, err
 	}
+	o.memoKey, o.memo, o.memoOK = key, r, true
 	return r, nil
 }
 
@@ -293,25 +315,25 @@ func (o *op) commit() error {
 	if len(o.writes) == 0 {
 		return nil
 	}
-	keys := make([]string, 0, len(o.writes))
-	for k := range o.writes {
-		keys = append(keys, k)
+	var small [8]opWrite
+	ws := small[:0]
+	for _, w := range o.writes {
+		ws = append(ws, w)
 	}
-	if len(keys) > 1 {
-		sort.Strings(keys)
+	if len(ws) > 1 {
+		slices.SortFunc(ws, func(a, b opWrite) int { return bytes.Compare(a.key, b.key) })
 	}
 	b := s.e.NewBatch()
 	defer b.Close()
 	owned, _ := b.(ownedSetter)
-	for _, k := range keys {
-		w := o.writes[k]
+	for _, w := range ws {
 		switch {
 		case w.del:
-			b.Delete([]byte(k))
+			b.Delete(w.key)
 		case owned != nil:
-			owned.setOwned([]byte(k), w.val)
+			owned.setOwned(w.key, w.val)
 		default:
-			b.Set([]byte(k), w.val)
+			b.Set(w.key, w.val)
 		}
 	}
 	if err := b.Commit(s.syncCommits); err != nil {

@@ -34,6 +34,24 @@ func specKeys(s *cmdSpec, args [][]byte) [][]byte {
 	return keys
 }
 
+// longKey returns the length of the first of the command's keys (as
+// specKeys lists them) longer than max, or -1: specKeys without allocating.
+func longKey(s *cmdSpec, args [][]byte, max int) int {
+	if s.first == 0 || len(args) == 0 {
+		return -1
+	}
+	last := s.last
+	if last < 0 {
+		last = len(args) + 1 + last
+	}
+	for i := s.first; i <= last && i <= len(args); i += s.step {
+		if len(args[i-1]) > max {
+			return len(args[i-1])
+		}
+	}
+	return -1
+}
+
 // commandTable maps upper-case names to specs. It is built once and never
 // modified.
 var commandTable = buildCommandTable()

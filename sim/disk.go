@@ -58,7 +58,16 @@ func (d *disk) NewIter(lower, upper []byte) core.Iterator {
 	return &diskIter{Iterator: d.mem.NewIter(lower, upper), d: d}
 }
 
-func (d *disk) NewBatch() core.Batch { return &diskBatch{Batch: d.mem.NewBatch(), d: d} }
+// NewBatch wraps the engine's batch only while an I/O error is armed (a
+// batch is created and committed within one call of the store, during
+// which no fault is armed), so that otherwise the store gets the memory
+// engine's own batch and its fast paths.
+func (d *disk) NewBatch() core.Batch {
+	if !d.failNext {
+		return d.mem.NewBatch()
+	}
+	return &diskBatch{Batch: d.mem.NewBatch(), d: d}
+}
 
 func (d *disk) NewSnapshot() core.Snapshot { return d.mem.NewSnapshot() }
 

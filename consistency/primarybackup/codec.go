@@ -59,9 +59,31 @@ func (d *dec) bytes() []byte {
 		d.err = errShort
 		return nil
 	}
-	p := append([]byte(nil), d.b[:n]...)
+	p := d.b[:n:n] // aliases the message: decoded entries live only as long as the call that decodes them
 	d.b = d.b[n:]
 	return p
+}
+
+// name decodes a command name; the common ones without an allocation.
+func (d *dec) name() string {
+	b := d.bytes()
+	switch string(b) {
+	case "SET":
+		return "SET"
+	case "DEL":
+		return "DEL"
+	case "CAS":
+		return "CAS"
+	case "INCR":
+		return "INCR"
+	case "INCRBY":
+		return "INCRBY"
+	case "SADD":
+		return "SADD"
+	case "SREM":
+		return "SREM"
+	}
+	return string(b)
 }
 
 func encodeEntry(e *enc, en entry) {
@@ -93,6 +115,9 @@ func decodeEntry(d *dec) entry {
 		d.err = errShort
 		return en
 	}
+	if nc > 0 {
+		en.Txn.Conds = make([]core.Condition, 0, nc)
+	}
 	for i := uint64(0); i < nc && d.err == nil; i++ {
 		var c core.Condition
 		c.Key = d.bytes()
@@ -106,8 +131,9 @@ func decodeEntry(d *dec) entry {
 		d.err = errShort
 		return en
 	}
+	en.Txn.Cmds = make([]core.Command, 0, nm+1) // room for the backup's own metadata write
 	for i := uint64(0); i < nm && d.err == nil; i++ {
-		c := core.Command{Name: string(d.bytes())}
+		c := core.Command{Name: d.name()}
 		na := d.u()
 		if na > uint64(len(d.b)) {
 			d.err = errShort
@@ -124,7 +150,11 @@ func decodeEntry(d *dec) entry {
 
 // encodeAppend encodes an append of raw (already encoded) entries.
 func encodeAppend(primarySeq uint64, raws [][]byte) []byte {
-	e := enc{b: []byte{msgAppend}}
+	n := 1 + 2*binary.MaxVarintLen64
+	for _, r := range raws {
+		n += binary.MaxVarintLen64 + len(r)
+	}
+	e := enc{b: append(make([]byte, 0, n), msgAppend)}
 	e.u(primarySeq)
 	e.u(uint64(len(raws)))
 	for _, r := range raws {
@@ -134,7 +164,7 @@ func encodeAppend(primarySeq uint64, raws [][]byte) []byte {
 }
 
 func encodeAck(applied uint64, gap bool) []byte {
-	e := enc{b: []byte{msgAck}}
+	e := enc{b: append(make([]byte, 0, 2+binary.MaxVarintLen64), msgAck)}
 	e.u(applied)
 	if gap {
 		e.u(1)
@@ -146,7 +176,17 @@ func encodeAck(applied uint64, gap bool) []byte {
 
 // rawEntry encodes one entry on its own (the form kept in the log).
 func rawEntry(en entry) []byte {
-	var e enc
+	n := 4 * binary.MaxVarintLen64
+	for _, c := range en.Txn.Conds {
+		n += 4*binary.MaxVarintLen64 + len(c.Key) + len(c.Value)
+	}
+	for _, c := range en.Txn.Cmds {
+		n += 2*binary.MaxVarintLen64 + len(c.Name)
+		for _, a := range c.Args {
+			n += binary.MaxVarintLen64 + len(a)
+		}
+	}
+	e := enc{b: make([]byte, 0, n)}
 	encodeEntry(&e, en)
 	return e.b
 }

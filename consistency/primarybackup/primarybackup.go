@@ -177,7 +177,7 @@ func New(cfg consistency.Config) (*Replica, error) {
 		// record has been deleted.
 		r.seq = r.low - 1
 		for {
-			rep := r.store.Apply(time.Unix(0, 0), core.Cmd("GET", logKey(r.seq+1)))
+			rep := r.store.Apply(time.Unix(0, 0), core.Command{Name: "GET", Args: [][]byte{logKey(r.seq + 1)}})
 			if rep.IsError() {
 				return nil, fmt.Errorf("primarybackup: read log record %d: %w", r.seq+1, rep.Err)
 			}
@@ -244,17 +244,22 @@ func (r *Replica) Request(now time.Time, req consistency.Request) {
 		r.respond(req.ID, r.store.Apply(now, *req.Cmd))
 		return
 	}
-	var txn core.Txn
+	// One slice holds the client's commands and, after them, the log
+	// record's SET: the entry replicates the first n, the store applies all.
+	var cmds []core.Command
+	var conds []core.Condition
 	if req.Cmd != nil {
-		txn.Cmds = []core.Command{*req.Cmd}
+		cmds = make([]core.Command, 1, 2)
+		cmds[0] = *req.Cmd
 	} else {
-		txn = core.Txn{Conds: req.Txn.Conds, Cmds: slices.Clone(req.Txn.Cmds)}
+		conds = req.Txn.Conds
+		cmds = make([]core.Command, len(req.Txn.Cmds), len(req.Txn.Cmds)+1)
+		copy(cmds, req.Txn.Cmds)
 	}
-	en := entry{Seq: r.seq + 1, Now: now.UnixNano(), Txn: txn}
+	n := len(cmds)
+	en := entry{Seq: r.seq + 1, Now: now.UnixNano(), Txn: core.Txn{Conds: conds, Cmds: cmds}}
 	raw := rawEntry(en)
-	n := len(txn.Cmds)
-	full := core.Txn{Conds: txn.Conds, Cmds: append(slices.Clone(txn.Cmds),
-		core.Command{Name: "SET", Args: [][]byte{[]byte(logKey(en.Seq)), raw}})}
+	full := core.Txn{Conds: conds, Cmds: append(cmds, core.Command{Name: "SET", Args: [][]byte{logKey(en.Seq), raw}})}
 	rep := r.store.ApplyTxn(now, full)
 	if rep.IsError() {
 		r.respond(req.ID, userError(rep, req))
@@ -294,7 +299,9 @@ func userError(rep core.Reply, req consistency.Request) core.Reply {
 	return rep
 }
 
-func logKey(seq uint64) string { return logPrefix + strconv.FormatUint(seq, 10) }
+func logKey(seq uint64) []byte {
+	return strconv.AppendUint(append(make([]byte, 0, len(logPrefix)+20), logPrefix...), seq, 10)
+}
 
 // release answers the waiting writes that enough backups hold.
 func (r *Replica) release() {
@@ -359,7 +366,7 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 			}
 			// en was decoded for this call: its command list is ours.
 			full := core.Txn{Conds: en.Txn.Conds, Cmds: append(en.Txn.Cmds,
-				core.Cmd("SET", keyApplied, strconv.FormatUint(en.Seq, 10)))}
+				core.Command{Name: "SET", Args: [][]byte{[]byte(keyApplied), strconv.AppendUint(nil, en.Seq, 10)}})}
 			rep := r.store.ApplyTxn(time.Unix(0, en.Now), full)
 			if rep.IsError() {
 				// The primary applied it, so only a disk fault fails it
@@ -402,7 +409,7 @@ func (r *Replica) sendFrom(b consistency.NodeID, from uint64) {
 	for s := from; s <= r.seq && len(raws) < maxBatch; s++ {
 		raw, ok := r.cache[s]
 		if !ok {
-			rep := r.store.Apply(time.Unix(0, 0), core.Cmd("GET", logKey(s)))
+			rep := r.store.Apply(time.Unix(0, 0), core.Command{Name: "GET", Args: [][]byte{logKey(s)}})
 			if rep.IsError() || rep.Kind == core.KindNil {
 				break // a disk fault, or (should not happen) a truncated record
 			}
@@ -439,11 +446,11 @@ func (r *Replica) Tick(now time.Time) {
 	}
 	if minAck >= r.low {
 		hi := min(minAck, r.low+truncBatch-1)
-		var cmds []core.Command
+		del := core.Command{Name: "DEL", Args: make([][]byte, 0, hi-r.low+1)}
 		for s := r.low; s <= hi; s++ {
-			cmds = append(cmds, core.Cmd("DEL", logKey(s)))
+			del.Args = append(del.Args, logKey(s))
 		}
-		cmds = append(cmds, core.Cmd("SET", keyLow, strconv.FormatUint(hi+1, 10)))
+		cmds := []core.Command{del, {Name: "SET", Args: [][]byte{[]byte(keyLow), strconv.AppendUint(nil, hi+1, 10)}}}
 		if rep := r.store.ApplyTxn(now, core.Txn{Cmds: cmds}); !rep.IsError() {
 			for s := r.low; s <= hi; s++ {
 				delete(r.cache, s)

@@ -217,7 +217,7 @@ func TestBackupCatchesUpAfterCrash(t *testing.T) {
 		t.Errorf("n3 did not catch up: %v vs %v", c.mustDump("n3"), c.mustDump("n1"))
 	}
 	// Every backup holds everything: the log is truncated.
-	rep := c.reps["n1"].store.Apply(c.now, core.Cmd("GET", logKey(1)))
+	rep := c.reps["n1"].store.Apply(c.now, core.Cmd("GET", string(logKey(1))))
 	if rep.Kind != core.KindNil {
 		t.Errorf("log record 1 still present: %+v", rep)
 	}
