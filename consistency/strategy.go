@@ -167,3 +167,24 @@ const (
 type Placement interface {
 	Holders(key string) []NodeID
 }
+
+// Sample is one measurement a replica took, for metrics and experiments:
+// for example the propagation lag of one replicated write.
+type Sample struct {
+	Name  string // e.g. "causal_replication_lag_seconds"
+	Label string // e.g. the write's source region ("" if none)
+	Value float64
+}
+
+// Meter is implemented by replicas that measure themselves. The driver
+// calls it like the Replica's other methods (never concurrently with them).
+// Counters named NAME_sum and NAME_count are a total and how many values
+// it adds up (drivers may print their mean); NAME_max is a maximum (summed
+// across replicas by taking the largest); other counters are totals.
+type Meter interface {
+	// TakeSamples returns and clears the samples taken since the last
+	// call (a replica keeps a bounded number between calls).
+	TakeSamples() []Sample
+	// Counters returns this incarnation's counters by name.
+	Counters() map[string]float64
+}

@@ -234,6 +234,9 @@ func single(o simrun.Options, shrink bool, stdout, stderr io.Writer) int {
 	for _, p := range res.Problems {
 		fmt.Fprintf(stdout, "  %s\n", p)
 	}
+	for _, l := range MeasureLines(res.Counters, res.Samples) {
+		fmt.Fprintf(stdout, "measured: %s\n", l)
+	}
 	if res.Verdict == simrun.Pass {
 		if explicitOut {
 			fmt.Fprintf(stdout, "report: %s\n", res.ReportDir)
@@ -318,12 +321,14 @@ func sweep(o simrun.Options, lo, hi uint64, workers int, shrink, quiet bool, std
 	passed := 0
 	exit := 0
 	var fails []string
+	counters, samples := map[string]float64{}, map[string][]float64{}
 	for i, res := range results {
 		if errs[i] != nil {
 			return runErr(errs[i], stderr)
 		}
 		ops += res.Ops
 		virt += res.Virtual
+		mergeMeasures(counters, samples, res.Counters, res.Samples)
 		switch res.Verdict {
 		case simrun.Pass:
 			passed++
@@ -350,6 +355,9 @@ func sweep(o simrun.Options, lo, hi uint64, workers int, shrink, quiet bool, std
 	fmt.Fprintf(stdout, "operations    %d\n", ops)
 	fmt.Fprintf(stdout, "virtual time  %v\n", virt.Round(time.Millisecond))
 	fmt.Fprintf(stdout, "real time     %v on %d workers (virtual/real %.0fx)\n", real.Round(time.Millisecond), workers, float64(virt)/float64(real))
+	for _, l := range MeasureLines(counters, samples) {
+		fmt.Fprintf(stdout, "measured      %s\n", l)
+	}
 	if shrink {
 		for _, res := range results {
 			if res.Verdict != simrun.Pass {

@@ -81,6 +81,7 @@ type call struct {
 
 // runner is one run's state. Everything happens on one goroutine.
 type runner struct {
+	meter    meters
 	opts     simrun.Options
 	userOpts simrun.Options // as given (Horizon not filled in), for the reproducer
 	noCheck  bool
@@ -319,6 +320,7 @@ func (r *runner) tick(n *node) {
 // drain collects a replica's outputs: sync first, then messages and
 // responses. A failed sync stops the node (fail-stop on I/O errors).
 func (r *runner) drain(n *node) {
+	r.meter.take(n.rep)
 	rd := n.rep.Ready()
 	if rd.Sync {
 		if err := n.disk.Sync(); err != nil {
@@ -811,6 +813,9 @@ func (r *runner) resume(n *node) {
 // crash stops a node: its replica is dropped, its disk keeps only what was
 // synced, and it restarts after down.
 func (r *runner) crash(n *node, down time.Duration) {
+	if n.rep != nil {
+		r.meter.fold(n.rep)
+	}
 	n.rep = nil
 	n.paused = false
 	n.held = nil
@@ -890,6 +895,12 @@ func (r *runner) finish(start time.Time, peers []consistency.NodeID) (*outcome, 
 		res.Corruptions += n.disk.corruptions
 	}
 	res.CorruptReplies = r.corruptReplies
+	for _, n := range r.nodes {
+		if n.rep != nil {
+			r.meter.fold(n.rep)
+		}
+	}
+	res.Counters, res.Samples = r.meter.counters, r.meter.samples
 	for _, f := range r.plan.Faults {
 		res.FaultPlan = append(res.FaultPlan, f.String())
 	}

@@ -388,3 +388,37 @@ func TestSiblingsParam(t *testing.T) {
 		}
 	}
 }
+
+// TestLagSamplesAndMetadataCounters: a remote write's propagation lag is
+// reported by its source region, close to the inter-region latency of the
+// harness (50 ms + up to 20 ms jitter), and the counters add up the
+// dependency metadata shipped.
+func TestLagSamplesAndMetadataCounters(t *testing.T) {
+	c := newCluster(t, 9, twoRegions, "")
+	x, y := keysWithOwners(t, c)
+	w := c.do("u1", nil, "SET", x, "1")
+	c.do("u1", w.Token, "SET", y, "2") // depends on x
+	c.run(time.Second)
+	var lags []consistency.Sample
+	var shipped, depBytes float64
+	for _, p := range c.peers {
+		lags = append(lags, c.nodes[p].rep.TakeSamples()...)
+		ctr := c.nodes[p].rep.Counters()
+		shipped += ctr["causal_dep_bytes_per_write_count"]
+		depBytes += ctr["causal_dep_bytes_per_write_sum"]
+	}
+	if len(lags) != 2 {
+		t.Fatalf("lag samples %v, want one per write applied in eu", lags)
+	}
+	for _, l := range lags {
+		if l.Name != LagMetric || l.Label != "us" || l.Value < 0.045 || l.Value > 0.2 {
+			t.Errorf("lag sample %+v: want %s from us between 45 ms and 200 ms", l, LagMetric)
+		}
+	}
+	if shipped != 2 || depBytes <= 0 {
+		t.Errorf("shipped %v writes with %v dep bytes, want 2 writes and some bytes (y depends on x)", shipped, depBytes)
+	}
+	if again := c.nodes["e1"].rep.TakeSamples(); len(again) != 0 {
+		t.Errorf("samples taken twice: %v", again)
+	}
+}

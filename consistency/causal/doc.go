@@ -64,7 +64,8 @@
 // yet), so a crashed owner makes its keys unavailable in its region until it
 // restarts; tombstones are kept forever; only GET, SET and DEL are supported.
 //
-// Lag. Replica.TakeLags returns the propagation lag of each remote write
-// applied (the now the replica was given minus the write's HLC wall time),
-// by origin region; hosts export it as a histogram.
+// Measurements. The replica is a consistency.Meter: TakeSamples returns the
+// propagation lag of each remote write applied (the now it was given minus
+// the write's HLC wall time), by source region, and Counters the
+// dependency metadata shipped per write, token sizes, and more.
 package causal

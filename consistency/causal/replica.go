@@ -48,7 +48,7 @@ const (
 	// maxCtxKeys bounds the keys whose read versions a siblings-mode token
 	// keeps as its write context (the most recently used ones).
 	maxCtxKeys = 32
-	// maxLags bounds the lag samples kept until the host takes them.
+	// maxLags bounds the lag samples kept until the driver takes them.
 	maxLags = 4096
 )
 
@@ -204,15 +204,7 @@ type Replica struct {
 	inflight map[fwdKey]bool // remote writes waiting for their deps, by (sender, seq)
 	out      consistency.Ready
 	stats    Stats
-	lags     []Lag
-}
-
-// Lag is the propagation lag of one remote write: the time it was applied
-// here (the now the replica was given) minus its HLC wall time, by the
-// region it came from.
-type Lag struct {
-	Region string
-	Lag    time.Duration
+	lags     []consistency.Sample
 }
 
 // Stats are counters for metrics and experiments.
@@ -230,17 +222,38 @@ type Stats struct {
 	SiblingReads   int64 // reads that returned more than one value
 }
 
-// TakeLags returns and clears the propagation lags of the remote writes
-// applied since the last call (at most maxLags are kept; older ones are
-// dropped).
-func (r *Replica) TakeLags() []Lag {
+var _ consistency.Meter = (*Replica)(nil)
+
+// LagMetric is the name of the samples of propagation lag (seconds), by
+// source region: the time a remote write was applied here (the now the
+// replica was given) minus its HLC wall time.
+const LagMetric = "causal_replication_lag_seconds"
+
+// TakeSamples implements consistency.Meter: the propagation lags of the
+// remote writes applied since the last call (at most maxLags are kept in
+// between; later ones are dropped).
+func (r *Replica) TakeSamples() []consistency.Sample {
 	out := r.lags
 	r.lags = nil
 	return out
 }
 
-// Stats returns the replica's counters.
-func (r *Replica) Stats() Stats { return r.stats }
+// Counters implements consistency.Meter.
+func (r *Replica) Counters() map[string]float64 {
+	s := r.stats
+	return map[string]float64{
+		"causal_remote_applied":              float64(s.RemoteApplied),
+		"causal_dep_bytes_per_write_sum":     float64(s.DepBytes),
+		"causal_dep_bytes_per_write_count":   float64(s.WritesShipped),
+		"causal_entry_bytes_per_write_sum":   float64(s.EntryBytes),
+		"causal_entry_bytes_per_write_count": float64(s.WritesShipped),
+		"causal_token_bytes_sum":             float64(s.TokenBytes),
+		"causal_token_bytes_count":           float64(s.Tokens),
+		"causal_token_bytes_max":             float64(s.TokenMaxBytes),
+		"causal_sibling_reads":               float64(s.SiblingReads),
+		"causal_token_wait_timeouts":         float64(s.DepWaitTimeout),
+	}
+}
 
 // ParseRegions parses "us:n1,n2;eu:n3,n4". An empty spec puts every peer in
 // one region named "default".
@@ -1007,7 +1020,7 @@ func (r *Replica) onReplicate(now time.Time, from consistency.NodeID, in msg) {
 				r.stats.LagMax = lag
 			}
 			if len(r.lags) < maxLags {
-				r.lags = append(r.lags, Lag{Region: in.Region, Lag: lag})
+				r.lags = append(r.lags, consistency.Sample{Name: LagMetric, Label: in.Region, Value: lag.Seconds()})
 			}
 		}
 		// Ordering rule: acknowledge only what is durable.

@@ -318,6 +318,12 @@ type Result struct {
 	// HistoryHash and TraceHash are SHA-256 hex digests of the history
 	// and the trace, for reproducibility checks.
 	HistoryHash, TraceHash string
+	// Counters and Samples are what the replicas measured about
+	// themselves (consistency.Meter): counters summed over the replicas and
+	// their incarnations, samples by "name{label}". Nil for strategies
+	// that measure nothing.
+	Counters map[string]float64
+	Samples  map[string][]float64
 }
 
 // DeriveSeed derives a component's seed from the run's seed and the
