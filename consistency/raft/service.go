@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -147,6 +148,7 @@ type Service struct {
 	cfg    Config
 	self   int // index of this node in cfg.Nodes
 	nh     *dragonboat.NodeHost
+	mu     sync.RWMutex   // guards local and batch (membership changes)
 	local  map[int]uint64 // shard index -> this node's replica ID
 	batch  map[int]*batcher
 	closed atomic.Bool
@@ -205,6 +207,13 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("raft: NodeHost %s failed to start (a custom FS must be wrapped with vfs.Wrap)", cfg.NodeID)
 	}
 	s.nh = nh
+	hosted, restart, err := s.loadHosted()
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for sh := 0; sh < cfg.Shards; sh++ {
 		place := Placement(sh, cfg.Replicas, len(cfg.Nodes))
 		members := map[uint64]dragonboat.Target{}
@@ -213,44 +222,62 @@ func New(cfg Config) (*Service, error) {
 			members[ReplicaID(i)] = cfg.Nodes[i].RaftAddr
 			mine = mine || i == s.self
 		}
+		if restart {
+			// hosted.json (membership changes happened) decides; the
+			// replicas are bootstrapped: Dragonboat takes their members
+			// from its bootstrap record (and refuses a member list for a
+			// replica that joined).
+			mine, members = hosted[sh], nil
+		}
 		if !mine {
 			continue
 		}
-		rc := config.Config{
-			ReplicaID:          ReplicaID(s.self),
-			ShardID:            cfg.ShardIDBase + uint64(sh),
-			ElectionRTT:        cfg.ElectionRTT,
-			HeartbeatRTT:       cfg.HeartbeatRTT,
-			CheckQuorum:        true,
-			PreVote:            true,
-			SnapshotEntries:    cfg.SnapshotEntries,
-			CompactionOverhead: cfg.CompactionOverhead,
-		}
-		limits := cfg.Limits
-		var err error
-		if cfg.Storage == "pebble" {
-			dir := filepath.Join(cfg.Dir, fmt.Sprintf("sm-%d", rc.ShardID))
-			opts := pebbleengine.Options{FS: cfg.PebbleFS}
-			err = nh.StartOnDiskReplica(members, false, func(uint64, uint64) sm.IOnDiskStateMachine {
-				return newDiskSM(dir, opts, limits)
-			}, rc)
-		} else {
-			err = nh.StartReplica(members, false, func(uint64, uint64) sm.IStateMachine {
-				m, err := newMemSM(limits)
-				if err != nil { // a fresh memory engine cannot fail to open
-					panic(err)
-				}
-				return m
-			}, rc)
-		}
-		if err != nil {
+		if err := s.startReplica(sh, members, false); err != nil {
 			s.Close()
-			return nil, fmt.Errorf("raft: start replica of shard %d on %s: %w", sh, cfg.NodeID, err)
+			return nil, err
 		}
-		s.local[sh] = ReplicaID(s.self)
-		s.batch[sh] = &batcher{s: s, shardID: rc.ShardID}
 	}
 	return s, nil
+}
+
+// startReplica starts this node's replica of shard sh: a member of the
+// initial placement (members), or a replica joining an existing shard
+// (join). s.mu is held.
+func (s *Service) startReplica(sh int, members map[uint64]dragonboat.Target, join bool) error {
+	cfg := s.cfg
+	rc := config.Config{
+		ReplicaID:          ReplicaID(s.self),
+		ShardID:            cfg.ShardIDBase + uint64(sh),
+		ElectionRTT:        cfg.ElectionRTT,
+		HeartbeatRTT:       cfg.HeartbeatRTT,
+		CheckQuorum:        true,
+		PreVote:            true,
+		SnapshotEntries:    cfg.SnapshotEntries,
+		CompactionOverhead: cfg.CompactionOverhead,
+	}
+	limits := cfg.Limits
+	var err error
+	if cfg.Storage == "pebble" {
+		dir := filepath.Join(cfg.Dir, fmt.Sprintf("sm-%d", rc.ShardID))
+		opts := pebbleengine.Options{FS: cfg.PebbleFS}
+		err = s.nh.StartOnDiskReplica(members, join, func(uint64, uint64) sm.IOnDiskStateMachine {
+			return newDiskSM(dir, opts, limits)
+		}, rc)
+	} else {
+		err = s.nh.StartReplica(members, join, func(uint64, uint64) sm.IStateMachine {
+			m, err := newMemSM(limits)
+			if err != nil { // a fresh memory engine cannot fail to open
+				panic(err)
+			}
+			return m
+		}, rc)
+	}
+	if err != nil {
+		return fmt.Errorf("raft: start replica of shard %d on %s: %w", sh, cfg.NodeID, err)
+	}
+	s.local[sh] = ReplicaID(s.self)
+	s.batch[sh] = &batcher{s: s, shardID: rc.ShardID}
+	return nil
 }
 
 // NodeHost returns the underlying NodeHost (for the simulator and tests).
@@ -263,7 +290,21 @@ func (s *Service) ShardID(sh int) uint64 { return s.cfg.ShardIDBase + uint64(sh)
 func (s *Service) Shards() int { return s.cfg.Shards }
 
 // Hosts reports whether this node has a replica of shard sh.
-func (s *Service) Hosts(sh int) bool { _, ok := s.local[sh]; return ok }
+func (s *Service) Hosts(sh int) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.local[sh]
+	return ok
+}
+
+// replica returns this node's replica ID of shard sh and its batcher (ok
+// false: not hosted here).
+func (s *Service) replica(sh int) (uint64, *batcher, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	id, ok := s.local[sh]
+	return id, s.batch[sh], ok
+}
 
 // Leader returns the node this node believes leads shard sh.
 func (s *Service) Leader(sh int) (consistency.NodeID, bool) {
@@ -373,14 +414,33 @@ func (s *Service) Do(ctx context.Context, req consistency.Request) (consistency.
 	if s.closed.Load() {
 		return resp, fmt.Errorf("raft: node %s closed: %w", s.cfg.NodeID, consistency.ErrUnavailable)
 	}
+	if req.Cmd != nil && adminCommand(req.Cmd.Name) {
+		if _, ok := ctx.Deadline(); !ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, defaultTimeout)
+			defer cancel()
+		}
+		r, err := s.admin(ctx, *req.Cmd)
+		resp.Reply = r
+		return resp, err
+	}
 	sh, rerr := s.route(req)
 	if rerr != nil {
 		resp.Reply = core.ErrorReply(rerr)
 		return resp, nil
 	}
-	if !s.Hosts(sh) {
-		place := Placement(sh, s.cfg.Replicas, len(s.cfg.Nodes))
-		return resp, &consistency.Redirect{Addr: s.cfg.Nodes[place[0]].ClientAddr,
+	me, bat, hosted := s.replica(sh)
+	if !hosted {
+		// The initial placement's first other node (after a LeaveShard
+		// this node may be in it); its answer names the leader.
+		to := (s.self + 1) % len(s.cfg.Nodes)
+		for _, i := range Placement(sh, s.cfg.Replicas, len(s.cfg.Nodes)) {
+			if i != s.self {
+				to = i
+				break
+			}
+		}
+		return resp, &consistency.Redirect{Addr: s.cfg.Nodes[to].ClientAddr,
 			Reason: fmt.Sprintf("%s has no replica of %s", s.cfg.NodeID, shardName(sh, s.cfg.Shards))}
 	}
 	if _, ok := ctx.Deadline(); !ok {
@@ -390,7 +450,6 @@ func (s *Service) Do(ctx context.Context, req consistency.Request) (consistency.
 	}
 	shardID := s.ShardID(sh)
 	leader, _, leaderKnown, _ := s.nh.GetLeaderID(shardID)
-	me := s.local[sh]
 	stale := req.Opts.Read == "stale"
 	if s.cfg.RedirectToLeader && !stale && leaderKnown && leader != me && int(leader) <= len(s.cfg.Nodes) {
 		return resp, &consistency.Redirect{Addr: s.cfg.Nodes[leader-1].ClientAddr, Reason: "not the leader of " + shardName(sh, s.cfg.Shards)}
@@ -429,7 +488,7 @@ func (s *Service) Do(ctx context.Context, req consistency.Request) (consistency.
 	var out []byte
 	var err error
 	if s.cfg.BatchProposals {
-		out, err = s.batch[sh].submit(ctx, data)
+		out, err = bat.submit(ctx, data)
 		if errors.Is(err, errOutcomeUnknown) {
 			err = fmt.Errorf("%w: %w", consistency.ErrTimeout, err)
 		}

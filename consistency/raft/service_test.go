@@ -58,10 +58,17 @@ type testCluster struct {
 
 func newTestCluster(t *testing.T, shards int, mutate func(*Config)) *testCluster {
 	t.Helper()
+	return newTestClusterN(t, 3, shards, mutate)
+}
+
+// newTestClusterN is newTestCluster with n nodes (replicas stay 3: nodes
+// beyond the placement host nothing at first).
+func newTestClusterN(t *testing.T, n, shards int, mutate func(*Config)) *testCluster {
+	t.Helper()
 	quiet()
 	c := &testCluster{t: t}
 	var nodes []Node
-	for i := 0; i < 3; i++ {
+	for i := 0; i < n; i++ {
 		nodes = append(nodes, Node{ID: consistency.NodeID(fmt.Sprintf("n%d", i+1)),
 			RaftAddr: freePort(t), ClientAddr: fmt.Sprintf("client-n%d", i+1)})
 	}
@@ -79,9 +86,9 @@ func newTestCluster(t *testing.T, shards int, mutate func(*Config)) *testCluster
 		c.cfgs = append(c.cfgs, cfg)
 	}
 	// Start the NodeHosts concurrently: each waits for its peers to elect.
-	c.svcs = make([]*Service, 3)
+	c.svcs = make([]*Service, n)
 	var wg sync.WaitGroup
-	errs := make([]error, 3)
+	errs := make([]error, n)
 	for i := range c.cfgs {
 		wg.Add(1)
 		go func() {
