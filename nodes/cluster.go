@@ -19,6 +19,7 @@ import (
 	"github.com/dialkv/dialkv/consistency/quorum"
 	"github.com/dialkv/dialkv/core"
 	"github.com/dialkv/dialkv/core/pebbleengine"
+	"github.com/dialkv/dialkv/nodes/security"
 	"github.com/dialkv/dialkv/transport"
 	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
 )
@@ -45,6 +46,10 @@ type ClusterConfig struct {
 	CatalogSync time.Duration
 	// Tick is the replicas' tick interval; default 10ms.
 	Tick time.Duration
+
+	// sec is the node's Config.Security (set by StartClusterNode): peer
+	// TLS, and the TLS used to call the other members' client API.
+	sec security.Settings
 }
 
 // ParsePeers parses the --peers flag: "n1=CLIENT@PEER,n2=CLIENT@PEER,...",
@@ -120,14 +125,14 @@ func newCluster(self string, cc ClusterConfig, log *slog.Logger) (*cluster, erro
 			}
 			continue
 		}
-		c.senders[p.ID] = transport.NewPeerSender(p.Peer, cc.Name, transport.PeerSenderOptions{Logger: log.With("peer", p.ID)})
+		c.senders[p.ID] = transport.NewPeerSender(p.Peer, cc.Name, transport.PeerSenderOptions{Logger: log.With("peer", p.ID), TLS: cc.sec.PeerClientTLS})
 	}
 	sort.Slice(c.ids, func(i, j int) bool { return c.ids[i] < c.ids[j] })
 	if !found {
 		c.closeSenders()
 		return nil, fmt.Errorf("cluster: this node (%s) is not in --peers", self)
 	}
-	srv, err := transport.ListenPeer(c.cfg.PeerListen, cc.Name, c.deliver, transport.PeerServerOptions{Logger: log})
+	srv, err := transport.ListenPeer(c.cfg.PeerListen, cc.Name, c.deliver, transport.PeerServerOptions{Logger: log, TLS: cc.sec.PeerServerTLS})
 	if err != nil {
 		c.closeSenders()
 		return nil, fmt.Errorf("cluster: peer listen %s: %w", c.cfg.PeerListen, err)
@@ -277,6 +282,10 @@ func StartClusterNode(cfg Config, cc ClusterConfig) (*ClusterNode, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Security.ClientTLS != nil && cfg.Security.PeerClientTLS == nil {
+		return nil, errors.New("cluster: TLS on the client listener needs peer TLS too (--peer-tls-cert/-key/-ca): members call each other's client API to spread namespaces")
+	}
+	cc.sec = cfg.Security
 	c, err := newCluster(cfg.ID, cc, cfg.Logger)
 	if err != nil {
 		return nil, err
@@ -348,7 +357,7 @@ func (cn *ClusterNode) forwardCreate(spec NamespaceSpec) {
 			defer cn.wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			defer cancel()
-			if err := createAt(ctx, p.Client, spec); err != nil {
+			if err := createAt(ctx, p.Client, cn.c.clientDial(), spec); err != nil {
 				cn.c.log.Info("forwarding namespace creation failed; the peer will pull it", "peer", p.ID, "namespace", spec.Name, "err", err)
 			}
 		}()
@@ -357,8 +366,8 @@ func (cn *ClusterNode) forwardCreate(spec NamespaceSpec) {
 
 // createAt creates spec at a node's client API; EXISTS counts as success
 // (the spec is compared when the catalogs are pulled).
-func createAt(ctx context.Context, addr string, spec NamespaceSpec) error {
-	conn, err := transport.Dial(ctx, addr, transport.DialOptions{})
+func createAt(ctx context.Context, addr string, dopts transport.DialOptions, spec NamespaceSpec) error {
+	conn, err := transport.Dial(ctx, addr, dopts)
 	if err != nil {
 		return err
 	}
@@ -402,7 +411,7 @@ func (cn *ClusterNode) pullCatalogs() {
 			return
 		default:
 		}
-		specs, err := listAt(p.Client)
+		specs, err := listAt(p.Client, cn.c.clientDial())
 		if err != nil {
 			continue
 		}
@@ -441,10 +450,10 @@ func sameSpec(a, b NamespaceSpec) bool {
 	return a.Name == b.Name && a.Strategy == b.Strategy && reflect.DeepEqual(a.Params, b.Params)
 }
 
-func listAt(addr string) ([]NamespaceSpec, error) {
+func listAt(addr string, dopts transport.DialOptions) ([]NamespaceSpec, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	conn, err := transport.Dial(ctx, addr, transport.DialOptions{})
+	conn, err := transport.Dial(ctx, addr, dopts)
 	if err != nil {
 		return nil, err
 	}
@@ -459,6 +468,16 @@ func listAt(addr string) ([]NamespaceSpec, error) {
 		out = append(out, NamespaceSpec{Name: s.Name, Strategy: s.Strategy, Params: s.Params})
 	}
 	return out, nil
+}
+
+// clientDial is how this member dials another member's client API: under
+// TLS (with its node certificate, which authenticates it as the node's
+// name on members started with --tls-ca) when the client listeners use TLS.
+func (c *cluster) clientDial() transport.DialOptions {
+	if c.cfg.sec.ClientTLS == nil {
+		return transport.DialOptions{}
+	}
+	return transport.DialOptions{TLS: c.cfg.sec.PeerClientTLS}
 }
 
 // member is a running node, alone or a cluster member.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dialkv/dialkv/core"
+	"github.com/dialkv/dialkv/nodes/security"
 	"github.com/dialkv/dialkv/transport"
 )
 
@@ -43,12 +44,16 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		peerListen  = fs.String("peer-listen", "", "peer API address HOST:PORT (default: this node's PEER_ADDR in --peers)")
 		peers       = fs.String("peers", "", "static cluster members, this node included: ID=CLIENT_ADDR@PEER_ADDR,... (empty: a single node; see docs/cluster.md)")
 	)
+	var secFlags security.Flags
+	secFlags.Register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: dialkv node --id NAME --listen HOST:PORT --data DIR [--fsync always|interval|never] [flags]\n\n"+
 			"Runs a dialkv node: the Thrift client API (framed transport) on --listen, data in Pebble under --data,\n"+
 			"one namespace \"default\" (strategy local) at first start. SIGTERM/SIGINT shut it down gracefully.\n"+
 			"With --cluster NAME --peers n1=CLIENT@PEER,n2=... it is a member of a static cluster and also serves\n"+
-			"namespaces of strategy quorum and causal (docs/cluster.md).\n\nFlags:\n")
+			"namespaces of strategy quorum and causal (docs/cluster.md).\n"+
+			"TLS, mutual TLS between nodes, authentication and per-connection limits: --tls-*, --peer-tls-*,\n"+
+			"--auth-file, --rate-limit, --max-inflight (docs/security.md; `dialkv certs` makes a development CA).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	// Parse quietly: --help goes to stdout once, errors to stderr once.
@@ -89,12 +94,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dialkv node: %v\n", err)
 		return 2
 	}
+	// The shedder's jitter seed only spreads clients' retries apart.
+	sec, err := secFlags.Load(uint64(time.Now().UnixNano()))
+	if err != nil {
+		fmt.Fprintf(stderr, "dialkv node: %v\n", err)
+		return 2
+	}
 	n, err := startMember(Config{
 		ID: *id, Listen: *listen, DataDir: *data, Fsync: policy, SyncInterval: *syncEvery,
 		MetricsAddr: *metrics, Protocol: proto, ConnMode: mode, MaxConns: *maxConns, IdleTimeout: *idle,
 		MaxFrame: *maxFrame, Engine: *engine, SubscriptionTTL: *subTTL,
 		Limits: core.Limits{MaxValueSize: *maxValue}, Logger: logger, Version: buildVersion(),
-		Strategies: map[string]StrategyFactory{"raft": RaftStrategy},
+		Strategies: map[string]StrategyFactory{"raft": RaftStrategy}, Security: sec,
 	}, *clusterName, *peerListen, *peers)
 	if err != nil {
 		fmt.Fprintf(stderr, "dialkv node: %v\n", err)

@@ -18,6 +18,7 @@ import (
 	"github.com/dialkv/dialkv/consistency"
 	"github.com/dialkv/dialkv/core"
 	"github.com/dialkv/dialkv/core/pebbleengine"
+	"github.com/dialkv/dialkv/nodes/security"
 	"github.com/dialkv/dialkv/transport"
 	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
 )
@@ -57,6 +58,9 @@ type Config struct {
 	// not block.
 	OnNamespaceCreated func(NamespaceSpec)
 	Version            string
+	// Security holds the TLS, authentication and limit settings
+	// (security.Flags.Load); the zero value is a plain, open node.
+	Security security.Settings
 }
 
 // StrategyEnv is what a strategy factory gets to start a namespace.
@@ -149,7 +153,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.metrics = newMetrics(n)
-	n.server = transport.NewServer(gen.NewDialKVProcessor(&handler{n: n}), transport.ServerConfig{
+	tcfg := transport.ServerConfig{
 		Protocol:    cfg.Protocol,
 		Mode:        cfg.ConnMode,
 		MaxConns:    cfg.MaxConns,
@@ -157,8 +161,10 @@ func Start(cfg Config) (*Node, error) {
 		MaxFrame:    cfg.MaxFrame,
 		Logger:      n.log,
 		Observer:    n.metrics,
-	})
-	ln, err := net.Listen("tcp", cfg.Listen)
+	}
+	proc := n.processor(&tcfg)
+	n.server = transport.NewServer(proc, tcfg)
+	ln, err := n.listen()
 	if err != nil {
 		n.closeNamespaces()
 		return nil, fmt.Errorf("node: listen %s: %w", cfg.Listen, err)
@@ -192,7 +198,8 @@ func Start(cfg Config) (*Node, error) {
 	}()
 	go n.housekeeping()
 	n.log.Info("node started", "id", cfg.ID, "listen", n.Addr(), "data", cfg.DataDir, "fsync", cfg.Fsync.String(),
-		"engine", cfg.Engine, "protocol", string(cfg.Protocol), "conn_mode", string(n.server.Mode()), "metrics", n.MetricsAddr())
+		"engine", cfg.Engine, "protocol", string(cfg.Protocol), "conn_mode", string(n.server.Mode()), "metrics", n.MetricsAddr(),
+		"tls", cfg.Security.ClientTLS != nil, "auth", cfg.Security.Authenticator != nil)
 	return n, nil
 }
 

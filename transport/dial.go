@@ -2,8 +2,10 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 
@@ -15,7 +17,35 @@ import (
 type DialOptions struct {
 	Protocol Protocol // binary (default) or compact; must match the node's
 	MaxFrame int      // largest frame accepted from or sent to the node; default 16 MiB
+	// TLS, if set, makes the connection TLS (a client certificate in it
+	// authenticates the connection on nodes started with --tls-ca).
+	TLS *tls.Config
+	// Login, if set, authenticates the connection right after it is made
+	// (the login call; see Credentials).
+	Login *Credentials
 }
+
+// Credentials are what a login presents: a user name and password, or an
+// empty user and a bearer token. They print as "[REDACTED]" except for the
+// user name.
+type Credentials struct {
+	User   string
+	Secret string // the password, or the token when User is empty
+}
+
+// String never shows the secret.
+func (c Credentials) String() string {
+	if c.User == "" {
+		return "token [REDACTED]"
+	}
+	return fmt.Sprintf("user %q password [REDACTED]", c.User)
+}
+
+// GoString never shows the secret.
+func (c Credentials) GoString() string { return c.String() }
+
+// LogValue never shows the secret.
+func (c Credentials) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // Conn is one client connection to a node: a generated DialKV client over a
 // framed transport. A Conn is not safe for concurrent use (Thrift calls on
@@ -34,8 +64,15 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Conn, error) {
 	if opts.MaxFrame <= 0 {
 		opts.MaxFrame = DefaultMaxFrame
 	}
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	var nc net.Conn
+	var err error
+	if opts.TLS != nil {
+		d := tls.Dialer{Config: opts.TLS}
+		nc, err = d.DialContext(ctx, "tcp", addr) // includes the handshake
+	} else {
+		var d net.Dialer
+		nc, err = d.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
 	}
@@ -46,7 +83,19 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Conn, error) {
 	framed := thrift.NewTFramedTransportConf(thrift.NewStreamTransportRW(nc), cfg)
 	iprot := opts.Protocol.newProtocol(framed, cfg)
 	oprot := opts.Protocol.newProtocol(framed, cfg)
-	return &Conn{DialKVClient: gen.NewDialKVClientProtocol(framed, iprot, oprot), nc: nc, addr: addr}, nil
+	c := &Conn{DialKVClient: gen.NewDialKVClientProtocol(framed, iprot, oprot), nc: nc, addr: addr}
+	if opts.Login != nil {
+		if d, ok := ctx.Deadline(); ok {
+			nc.SetDeadline(d)
+		}
+		_, err := c.DialKVClient.Login(ctx, opts.Login.User, []byte(opts.Login.Secret))
+		nc.SetDeadline(time.Time{})
+		if err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("transport: login at %s as %s: %w", addr, opts.Login, err)
+		}
+	}
+	return c, nil
 }
 
 // Addr is the address the connection was dialled to.

@@ -3,6 +3,7 @@
 package transport
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -38,6 +39,7 @@ type econn struct {
 	// owner touches it. inFrame mirrors partial != nil for the sweeper.
 	partial []byte
 	inFrame atomic.Bool
+	ctx     context.Context // request context (ServerConfig.ConnContext)
 }
 
 type epollState struct {
@@ -137,10 +139,16 @@ func (s *Server) epollAdd(st *epollState, fd int) {
 		}
 		return
 	}
+	ctx, err := s.connContext(nil)
+	if err != nil {
+		s.cfg.Logger.Debug("refusing connection", "err", err)
+		unix.Close(fd)
+		return
+	}
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	st.mu.Lock()
 	st.gen++
-	c := &econn{fd: fd, gen: st.gen}
+	c := &econn{fd: fd, gen: st.gen, ctx: ctx}
 	c.lastActive.Store(time.Now().UnixNano())
 	for len(st.conns) <= fd {
 		st.conns = append(st.conns, nil)
@@ -281,7 +289,7 @@ func (s *Server) epollServe(st *epollState, c *econn) {
 		if uint32(len(data)-4) < size {
 			break
 		}
-		resp, keep := s.Process(data[4 : 4+size])
+		resp, keep := s.ProcessContext(c.ctx, data[4:4+size])
 		data = data[4+size:]
 		if len(resp) > 0 {
 			if err := s.epollWrite(c, resp); err != nil {

@@ -22,6 +22,9 @@ type stubHandler struct{}
 var _ gen.DialKV = stubHandler{}
 
 func (stubHandler) Ping(context.Context) (*gen.NodeInfo, error) { return &gen.NodeInfo{ID: "n"}, nil }
+func (stubHandler) Login(context.Context, string, []byte) (string, error) {
+	return "", &gen.Unauthenticated{Message: "stub"}
+}
 func (stubHandler) Call(_ context.Context, _ *gen.RequestOptions, c *gen.Command) (*gen.ExecuteResponse, error) {
 	cc, err := CommandToCore(c)
 	if err != nil {

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -47,6 +48,7 @@ type PeerServer struct {
 	cluster string
 	handle  func(PeerMessage)
 	ln      net.Listener
+	tls     *tls.Config
 	log     *slog.Logger
 	n       peerCounters
 	done    chan struct{}
@@ -87,6 +89,10 @@ func (h *peerHandler) Deliver(_ context.Context, cluster string, msgs []*peer.Pe
 type PeerServerOptions struct {
 	MaxFrame int // largest frame accepted; default DefaultMaxFrame
 	Logger   *slog.Logger
+	// TLS, if set, serves the peer API over TLS (nodes use mutual TLS:
+	// security.PeerConfigs). A connection whose handshake fails is closed
+	// and counted in PeerStats.Rejected.
+	TLS *tls.Config
 }
 
 // ListenPeer serves the peer API on addr for the named cluster.
@@ -101,7 +107,7 @@ func ListenPeer(addr, cluster string, handle func(PeerMessage), o PeerServerOpti
 	if err != nil {
 		return nil, fmt.Errorf("transport: peer listen %s: %w", addr, err)
 	}
-	s := &PeerServer{cluster: cluster, handle: handle, ln: ln, log: o.Logger, done: make(chan struct{}), conns: map[net.Conn]bool{}}
+	s := &PeerServer{cluster: cluster, handle: handle, ln: ln, tls: o.TLS, log: o.Logger, done: make(chan struct{}), conns: map[net.Conn]bool{}}
 	cfg := &thrift.TConfiguration{MaxFrameSize: int32(o.MaxFrame)}
 	proc := peer.NewPeerProcessor(&peerHandler{s})
 	go s.accept(proc, cfg)
@@ -133,7 +139,20 @@ func (s *PeerServer) accept(proc thrift.TProcessor, cfg *thrift.TConfiguration) 
 				s.mu.Unlock()
 				nc.Close()
 			}()
-			tr := thrift.NewTFramedTransportConf(thrift.NewTSocketFromConnConf(nc, cfg), cfg)
+			conn := nc
+			if s.tls != nil {
+				tc := tls.Server(nc, s.tls)
+				hctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				err := tc.HandshakeContext(hctx)
+				cancel()
+				if err != nil {
+					s.n.rejected.Add(1)
+					s.log.Warn("peer TLS handshake failed; connection refused", "remote", nc.RemoteAddr().String(), "err", err)
+					return
+				}
+				conn = tc
+			}
+			tr := thrift.NewTFramedTransportConf(thrift.NewTSocketFromConnConf(conn, cfg), cfg)
 			prot := thrift.NewTBinaryProtocolConf(tr, cfg)
 			for {
 				// A malformed frame or call ends this connection only.
@@ -189,6 +208,9 @@ type PeerSenderOptions struct {
 	Logger     *slog.Logger
 	// Seed seeds the backoff jitter (0: from the address).
 	Seed uint64
+	// TLS, if set, dials the peer over TLS (security.PeerConfigs' client
+	// side: the node certificate, verified both ways).
+	TLS *tls.Config
 }
 
 // NewPeerSender starts a sender to addr.
@@ -281,7 +303,12 @@ func (p *PeerSender) loop() {
 		}
 		if client == nil {
 			cfg := &thrift.TConfiguration{MaxFrameSize: int32(p.o.MaxFrame), ConnectTimeout: p.o.Timeout, SocketTimeout: p.o.Timeout}
-			sock := thrift.NewTSocketConf(p.addr, cfg)
+			var sock thrift.TTransport = thrift.NewTSocketConf(p.addr, cfg)
+			if p.o.TLS != nil {
+				tcfg := *cfg
+				tcfg.TLSConfig = p.o.TLS
+				sock = thrift.NewTSSLSocketConf(p.addr, &tcfg)
+			}
 			t := thrift.NewTFramedTransportConf(sock, cfg)
 			if err := t.Open(); err != nil {
 				p.n.sendErrors.Add(1)

@@ -84,6 +84,13 @@ type ServerConfig struct {
 	FrameTimeout time.Duration
 	Logger       *slog.Logger // nil: discard
 	Observer     Observer     // nil: none
+	// ConnContext, if set, derives the context of every request of a new
+	// connection from the server's (for example the TLS client's identity,
+	// a per-connection rate limiter or a login session). It is called once
+	// per connection, before its first request; an error refuses the
+	// connection (logged at debug level). In epoll mode nc is nil (epoll
+	// mode reads raw sockets and never carries TLS).
+	ConnContext func(ctx context.Context, nc net.Conn) (context.Context, error)
 }
 
 func (c *ServerConfig) fill() {
@@ -166,6 +173,19 @@ type Server struct {
 type serverConn struct {
 	nc   net.Conn
 	busy atomic.Bool
+}
+
+// connContext is the request context of a new connection (nc is nil in
+// epoll mode).
+func (s *Server) connContext(nc net.Conn) (context.Context, error) {
+	if s.cfg.ConnContext == nil {
+		return s.ctx, nil
+	}
+	ctx, err := s.cfg.ConnContext(s.ctx, nc)
+	if err != nil {
+		return nil, fmt.Errorf("transport: connection refused: %w", err)
+	}
+	return ctx, nil
 }
 
 // NewServer returns a server for proc (the generated DialKVProcessor).
@@ -331,6 +351,16 @@ func (s *Server) serveConn(c *serverConn) {
 		s.nconns.Add(-1)
 		s.cfg.Observer.ConnClosed(reason)
 	}()
+	// The context (a TLS handshake, for TLS listeners) is bounded by the
+	// frame timeout, so a silent client cannot hold a goroutine forever.
+	c.nc.SetDeadline(time.Now().Add(time.Duration(s.frameTimeout.Load())))
+	ctx, err := s.connContext(c.nc)
+	if err != nil {
+		reason = "error"
+		s.cfg.Logger.Debug("refusing connection", "remote", c.nc.RemoteAddr().String(), "err", err)
+		return
+	}
+	c.nc.SetDeadline(time.Time{})
 	var hdr [4]byte
 	var buf []byte
 	for {
@@ -366,7 +396,7 @@ func (s *Server) serveConn(c *serverConn) {
 			return
 		}
 		s.cfg.Observer.BytesIn(int(n) + 4)
-		resp, keep := s.Process(frame)
+		resp, keep := s.ProcessContext(ctx, frame)
 		if len(resp) > 0 {
 			if _, err := c.nc.Write(resp); err != nil {
 				reason = "error"
@@ -451,6 +481,12 @@ func (c *codec) frame() []byte {
 // open. A panic in the handler closes the connection and is logged. The
 // returned slice is valid until the next call.
 func (s *Server) Process(frame []byte) (resp []byte, keep bool) {
+	return s.ProcessContext(s.ctx, frame)
+}
+
+// ProcessContext is Process with the request context of a connection (see
+// ServerConfig.ConnContext).
+func (s *Server) ProcessContext(ctx context.Context, frame []byte) (resp []byte, keep bool) {
 	c := s.codecs.Get().(*codec)
 	c.reset(frame)
 	keep = true
@@ -464,7 +500,7 @@ func (s *Server) Process(frame []byte) (resp []byte, keep bool) {
 				keep = false
 			}
 		}()
-		_, err := s.proc.Process(s.ctx, c.iprot, c.oprot)
+		_, err := s.proc.Process(ctx, c.iprot, c.oprot)
 		if err != nil && c.out.Buffer.Len() == 4 {
 			// Nothing was written: the message header did not decode.
 			writeException(s.ctx, c.oprot, "", 0, thrift.PROTOCOL_ERROR, "cannot decode request: "+err.Error())

@@ -26,7 +26,10 @@ var _ Conn = (*thriftConn)(nil)
 // ThriftConnector dials addr with the given protocol ("binary" or
 // "compact") and runs commands in namespace ns ("" for the default); a
 // request without a context deadline gets timeout.
-func ThriftConnector(addr, protocol, ns string, timeout time.Duration) (Connector, error) {
+//
+// secure, if given, sets the TLS configuration and login credentials of
+// every connection (only those two fields of it are used).
+func ThriftConnector(addr, protocol, ns string, timeout time.Duration, secure ...transport.DialOptions) (Connector, error) {
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
@@ -34,8 +37,12 @@ func ThriftConnector(addr, protocol, ns string, timeout time.Duration) (Connecto
 	if err != nil {
 		return nil, fmt.Errorf("--protocol: %w", err)
 	}
+	dopts := transport.DialOptions{Protocol: p}
+	for _, o := range secure {
+		dopts.TLS, dopts.Login = o.TLS, o.Login
+	}
 	return func(ctx context.Context) (Conn, error) {
-		tc := &thriftConn{addr: addr, timeout: timeout, dopts: transport.DialOptions{Protocol: p}, opts: &gen.RequestOptions{}}
+		tc := &thriftConn{addr: addr, timeout: timeout, dopts: dopts, opts: &gen.RequestOptions{}}
 		if ns != "" {
 			tc.opts.Ns = &ns
 		}

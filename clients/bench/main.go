@@ -11,6 +11,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/dialkv/dialkv/transport"
 )
 
 const usage = `Usage: dialkv bench --addr HOST:PORT [flags]
@@ -44,7 +46,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dialkv bench: %v\n", err)
 		return 2
 	}
-	connect, err := ThriftConnector(cfg.Addr, cfg.Protocol, cfg.Namespace, cfg.Timeout)
+	tlsCfg, login, err := cfg.Conn.Dial()
+	if err != nil {
+		fmt.Fprintf(stderr, "dialkv bench: %v\n", err)
+		return 2
+	}
+	connect, err := ThriftConnector(cfg.Addr, cfg.Protocol, cfg.Namespace, cfg.Timeout, transport.DialOptions{TLS: tlsCfg, Login: login})
 	if err != nil {
 		fmt.Fprintf(stderr, "dialkv bench: %v\n", err)
 		return 2
@@ -88,6 +95,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, bool, error) {
 	fs.DurationVar(&cfg.Timeout, "timeout", 5*time.Second, "deadline of each request")
 	fs.StringVar(&cfg.Protocol, "protocol", "binary", "Thrift protocol: binary or compact (must match the node)")
 	fs.StringVar(&cfg.Namespace, "namespace", "", "namespace (default: the default namespace)")
+	cfg.Conn.Register(fs)
 	fs.DurationVar(&cfg.Progress, "progress", time.Second, "period of the progress lines on standard error")
 	asJSON := fs.Bool("json", false, "print the summary as JSON on standard output")
 	fs.Usage = func() {

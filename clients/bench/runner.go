@@ -11,6 +11,7 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
+	"github.com/dialkv/dialkv/clients/client"
 	"github.com/dialkv/dialkv/core"
 )
 
@@ -44,6 +45,8 @@ type Config struct {
 	Protocol  string        `json:"protocol"`
 	Namespace string        `json:"namespace,omitempty"`
 	Progress  time.Duration `json:"-"` // progress line period; 0: none
+	// Conn holds the TLS and login flags (never reported).
+	Conn client.ConnFlags `json:"-"`
 }
 
 // Interval is one progress period.

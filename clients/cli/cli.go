@@ -15,6 +15,7 @@ import (
 
 	"github.com/chzyer/readline"
 
+	"github.com/dialkv/dialkv/clients/client"
 	"github.com/dialkv/dialkv/core"
 )
 
@@ -27,8 +28,9 @@ type Executor interface {
 	Close() error
 }
 
-// Dialer connects to a server.
-type Dialer func(ctx context.Context, addr string) (Executor, error)
+// Dialer connects to a server with the client options of the TLS and
+// login flags.
+type Dialer func(ctx context.Context, addr string, opts ...client.Option) (Executor, error)
 
 // Config is what `dialkv cli` was asked to do.
 type Config struct {
@@ -38,6 +40,7 @@ type Config struct {
 	ExitOnErr bool          // exit status 1 when a command replies with an error (redis-cli -e)
 	Timeout   time.Duration // per command
 	HistFile  string        // interactive history ("" for none)
+	Conn      client.ConnFlags
 }
 
 const usage = `Usage: dialkv cli [--addr HOST:PORT] [--namespace NS] [flags] [COMMAND [ARG ...]]
@@ -52,6 +55,8 @@ Examples:
   dialkv cli --addr 127.0.0.1:7379 GET greeting
   dialkv cli --addr 127.0.0.1:7379              (interactive; "help" lists the commands)
   printf 'INCR n\nINCR n\n' | dialkv cli        (one command per line)
+  DIALKV_PASSWORD=... dialkv cli --tls-ca certs/ca.crt --user alice GET k   (TLS and login)
+  dialkv cli --tls-ca certs/ca.crt --tls-cert certs/client-alice.crt --tls-key certs/client-alice.key GET k
 
 Flags:
 `
@@ -71,8 +76,13 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer, dial Dialer) 
 		fmt.Fprintf(stderr, "dialkv cli: %v\n", err)
 		return 2
 	}
+	copts, err := cfg.Conn.Options()
+	if err != nil {
+		fmt.Fprintf(stderr, "dialkv cli: %v\n", err)
+		return 2
+	}
 	ctx := context.Background()
-	exec, err := dial(ctx, cfg.Addr)
+	exec, err := dial(ctx, cfg.Addr, copts...)
 	if err != nil {
 		fmt.Fprintf(stderr, "Could not connect to dialkv at %s: %v\n", cfg.Addr, err)
 		return 1
@@ -109,6 +119,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, []string, error) {
 	if h := os.Getenv("DIALKV_HISTFILE"); h != "" {
 		hist = h
 	}
+	cfg.Conn.Register(fs)
 	fs.StringVar(&cfg.HistFile, "history", hist, "interactive history `file` (\"\" for none; env DIALKV_HISTFILE)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dialkv/dialkv/clients/client"
 	"github.com/dialkv/dialkv/core"
 )
 
@@ -53,7 +54,7 @@ func runWith(t *testing.T, f *fakeExec, stdin string, args ...string) (string, s
 	t.Helper()
 	var out, errw bytes.Buffer
 	code := Run(append([]string{"--history", ""}, args...), strings.NewReader(stdin), &out, &errw,
-		func(context.Context, string) (Executor, error) { return f, nil })
+		func(context.Context, string, ...client.Option) (Executor, error) { return f, nil })
 	return out.String(), errw.String(), code
 }
 
@@ -161,7 +162,9 @@ func TestFlagsAndDialErrors(t *testing.T) {
 	}
 	errw.Reset()
 	code := Run([]string{"--addr", "127.0.0.1:1", "GET", "k"}, strings.NewReader(""), &out, &errw,
-		func(context.Context, string) (Executor, error) { return nil, errors.New("connection refused") })
+		func(context.Context, string, ...client.Option) (Executor, error) {
+			return nil, errors.New("connection refused")
+		})
 	if code != 1 || !strings.Contains(errw.String(), "Could not connect to dialkv at 127.0.0.1:1: connection refused") {
 		t.Errorf("dial failure: %d %q", code, errw.String())
 	}

@@ -52,10 +52,10 @@ var (
 
 // dialClient connects with the Go client library and pings the node, so
 // that a wrong address is reported at once (as redis-cli does).
-func dialClient(ctx context.Context, addr string) (Executor, error) {
+func dialClient(ctx context.Context, addr string, opts ...client.Option) (Executor, error) {
 	// A person is waiting: retry little.
-	c, err := client.New([]string{addr}, client.WithRetries(1, 50*time.Millisecond, 200*time.Millisecond),
-		client.WithDialTimeout(2*time.Second), client.WithPoolSize(2), client.WithClientID("dialkv-cli"))
+	c, err := client.New([]string{addr}, append([]client.Option{client.WithRetries(1, 50*time.Millisecond, 200*time.Millisecond),
+		client.WithDialTimeout(2 * time.Second), client.WithPoolSize(2), client.WithClientID("dialkv-cli")}, opts...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -166,7 +166,7 @@ func (c *Client) get(ctx context.Context, addr string) (*transport.Conn, error) 
 	}
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.dialTimeout)
 	defer cancel()
-	return transport.Dial(dctx, addr, transport.DialOptions{Protocol: c.cfg.protocol, MaxFrame: c.cfg.maxFrame})
+	return transport.Dial(dctx, addr, transport.DialOptions{Protocol: c.cfg.protocol, MaxFrame: c.cfg.maxFrame, TLS: c.cfg.tls, Login: c.cfg.login})
 }
 
 func (c *Client) put(conn *transport.Conn) {
@@ -235,7 +235,7 @@ func (s *Session) invokeRoute(ctx context.Context, idempotent bool, rk []byte, f
 		var e *Error
 		conn, err := c.get(ctx, addr)
 		if err != nil {
-			e = &Error{Code: CodeConnection, Msg: err.Error(), err: err}
+			e = dialError(err)
 		} else {
 			conn.SetDeadline(deadline)
 			var budget time.Duration

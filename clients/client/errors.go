@@ -166,3 +166,20 @@ func fromWire(err error, sent bool) *Error {
 	}
 	return &Error{Code: CodeConnection, Msg: err.Error(), Sent: sent, err: err}
 }
+
+// dialError maps a failure to connect: a refused login (NOAUTH, or
+// UNAVAILABLE when the node is throttling) keeps its type; anything else
+// is a connection error that never reached the node.
+func dialError(err error) *Error {
+	var (
+		un *gen.Unauthenticated
+		ua *gen.Unavailable
+		ia *gen.InvalidArgument
+	)
+	if errors.As(err, &un) || errors.As(err, &ua) || errors.As(err, &ia) {
+		e := fromWire(err, false)
+		e.Msg = err.Error()
+		return e
+	}
+	return &Error{Code: CodeConnection, Msg: err.Error(), err: err}
+}

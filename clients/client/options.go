@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"time"
 
 	"github.com/dialkv/dialkv/checker"
@@ -26,6 +27,8 @@ type config struct {
 	rec         *checker.Recorder
 	recClient   int
 	recStart    time.Time
+	tls         *tls.Config
+	login       *transport.Credentials
 }
 
 func defaults() config {
@@ -65,6 +68,23 @@ func WithDialTimeout(d time.Duration) Option { return func(c *config) { c.dialTi
 // time in [0, min(max, base*2^n)] ("full jitter").
 func WithRetries(n int, base, max time.Duration) Option {
 	return func(c *config) { c.retries, c.backoffBase, c.backoffMax = n, base, max }
+}
+
+// WithTLS connects over TLS with cfg (security.ClientConfig builds one
+// from PEM files; a client certificate in it authenticates the client on
+// nodes started with --tls-ca).
+func WithTLS(cfg *tls.Config) Option { return func(c *config) { c.tls = cfg } }
+
+// WithPassword logs every new connection in as user with password (nodes
+// started with --auth-file). The password is checked once per connection.
+func WithPassword(user, password string) Option {
+	return func(c *config) { c.login = &transport.Credentials{User: user, Secret: password} }
+}
+
+// WithToken logs every new connection in with a bearer token (nodes
+// started with --auth-file).
+func WithToken(token string) Option {
+	return func(c *config) { c.login = &transport.Credentials{Secret: token} }
 }
 
 // WithNamespace sets the default namespace (default "default").

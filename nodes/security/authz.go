@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 )
 
 // ErrUnauthenticated is wrapped by every error that means "who you are is
@@ -114,10 +115,55 @@ func WithPrincipal(ctx context.Context, p Principal) context.Context {
 	return context.WithValue(ctx, principalKey{}, p)
 }
 
-// PrincipalFrom returns the principal carried by ctx, if any.
+// PrincipalFrom returns the principal carried by ctx, if any: the one a
+// login bound to the connection's Session, else the one of WithPrincipal
+// (a client certificate).
 func PrincipalFrom(ctx context.Context) (Principal, bool) {
+	if s, _ := ctx.Value(sessionKey{}).(*Session); s != nil {
+		if p, ok := s.Principal(); ok {
+			return p, true
+		}
+	}
 	p, ok := ctx.Value(principalKey{}).(Principal)
 	return p, ok && p.Name != ""
+}
+
+// Session is the mutable authentication state of one connection: the
+// principal its last successful login bound. It is safe for concurrent
+// use.
+type Session struct {
+	mu sync.Mutex
+	p  Principal
+}
+
+// Principal returns the principal bound by a login, if any.
+func (s *Session) Principal() (Principal, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.p, s.p.Name != ""
+}
+
+// set binds p (the zero Principal unbinds).
+func (s *Session) set(p Principal) {
+	s.mu.Lock()
+	s.p = p
+	s.mu.Unlock()
+}
+
+type sessionKey struct{}
+
+// WithSession returns ctx carrying a new, unauthenticated Session: call it
+// once per connection so that a login binds a principal to that connection
+// only.
+func WithSession(ctx context.Context) context.Context {
+	return context.WithValue(ctx, sessionKey{}, &Session{})
+}
+
+// Authenticator checks credentials presented by a login. *Policy
+// implements it.
+type Authenticator interface {
+	AuthenticatePassword(user string, password Secret) (Principal, error)
+	AuthenticateToken(token Secret) (Principal, error)
 }
 
 // AllowAll is the Authorizer of a node without authentication: it allows

@@ -1,14 +1,20 @@
 package security
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+
+	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
 )
 
-// Flags are the security flags proposed for `dialkv node` (docs/security.md
-// lists them and says which are wired). Register adds them to a flag set;
+// Flags are the security flags of `dialkv node` (docs/security.md lists
+// them). Register adds them to a flag set;
 // Load turns them into Settings, checking that they make sense together.
 type Flags struct {
 	TLSCert, TLSKey, TLSCA             string
@@ -23,7 +29,7 @@ type Flags struct {
 func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.TLSCert, "tls-cert", "", "PEM certificate of the client listener (enables TLS; needs --tls-key)")
 	fs.StringVar(&f.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
-	fs.StringVar(&f.TLSCA, "tls-ca", "", "CA bundle: require client certificates signed by it (mutual TLS; the certificate's common name is the principal)")
+	fs.StringVar(&f.TLSCA, "tls-ca", "", "CA bundle of client certificates (mutual TLS; the certificate's common name is the principal): required from every client, or with --auth-file one way to authenticate beside passwords and tokens")
 	fs.StringVar(&f.PeerTLSCert, "peer-tls-cert", "", "PEM node certificate for mutual TLS between nodes (needs --peer-tls-key and --peer-tls-ca)")
 	fs.StringVar(&f.PeerTLSKey, "peer-tls-key", "", "PEM private key of --peer-tls-cert")
 	fs.StringVar(&f.PeerTLSCA, "peer-tls-ca", "", "CA bundle that signs every node certificate")
@@ -38,7 +44,8 @@ type Settings struct {
 	ClientTLS     *tls.Config // nil: plain TCP
 	PeerServerTLS *tls.Config // nil: plain peer traffic
 	PeerClientTLS *tls.Config
-	Authorizer    Authorizer // AllowAll without --auth-file
+	Authorizer    Authorizer    // AllowAll without --auth-file
+	Authenticator Authenticator // checks logins; nil without --auth-file
 	// NewLimiter makes one connection's rate limiter; nil without
 	// --rate-limit.
 	NewLimiter func() *TokenBucket
@@ -75,17 +82,22 @@ func (f *Flags) Load(seed uint64) (Settings, error) {
 		s.PeerServerTLS, s.PeerClientTLS = srv, cli
 	}
 	if f.AuthFile != "" {
-		if f.TLSCA == "" {
-			// Only certificate principals reach the Guard until a login
-			// call or an auth field carries passwords and tokens: without
-			// client certificates every request would be refused.
-			return bad("--auth-file needs --tls-ca (client certificates are the only way to authenticate so far)")
+		if f.TLSCert == "" {
+			// Passwords and tokens must not cross the network in clear.
+			return bad("--auth-file needs TLS on the client listener (--tls-cert, --tls-key): passwords and tokens must not travel in clear")
 		}
 		p, err := LoadPolicy(f.AuthFile)
 		if err != nil {
 			return Settings{}, err
 		}
 		s.Authorizer = p
+		s.Authenticator = p
+		if s.ClientTLS.ClientCAs != nil {
+			// A client certificate is one way in among three: clients
+			// without one log in with a password or a token, and requests
+			// with neither are refused by the policy.
+			s.ClientTLS.ClientAuth = tls.VerifyClientCertIfGiven
+		}
 	}
 	if f.RateLimit < 0 || f.RateBurst < 0 || f.MaxInFlight < 0 {
 		return bad("--rate-limit, --rate-burst and --max-inflight must not be negative")
@@ -114,4 +126,36 @@ func (f *Flags) Load(seed uint64) (Settings, error) {
 		s.Shedder = sh
 	}
 	return s, nil
+}
+
+// ConnContext is the transport.ServerConfig.ConnContext of the client
+// listener: it completes a TLS handshake and binds a verified client
+// certificate's common name (see the package-level ConnContext), gives the
+// connection a login Session and, with --rate-limit, its own TokenBucket.
+// nc is nil in epoll mode (no TLS).
+func (s Settings) ConnContext(ctx context.Context, nc net.Conn) (context.Context, error) {
+	if nc != nil {
+		var err error
+		if ctx, err = ConnContext(ctx, nc); err != nil {
+			return nil, err
+		}
+	}
+	ctx = WithSession(ctx)
+	if s.NewLimiter != nil {
+		ctx = WithLimiter(ctx, s.NewLimiter())
+	}
+	return ctx, nil
+}
+
+// Guard wraps a node's handler with the settings' authorization, login
+// checks and load shedding. logger receives failed logins.
+func (s Settings) Guard(inner gen.DialKV, logger *slog.Logger) *Guard {
+	return &Guard{
+		Inner:   inner,
+		Auth:    s.Authorizer,
+		Authn:   s.Authenticator,
+		Shedder: s.Shedder,
+		Logins:  NewLoginSlots(runtime.GOMAXPROCS(0)),
+		Logger:  logger,
+	}
 }

@@ -57,7 +57,12 @@ func TestFlags(t *testing.T) {
 		{"key without cert", []string{"--tls-key", p("node-n1.key")}, "go together", nil},
 		{"ca alone", []string{"--tls-ca", p("ca.crt")}, "go together", nil},
 		{"peer without ca", []string{"--peer-tls-cert", p("node-n1.crt"), "--peer-tls-key", p("node-n1.key")}, "go together", nil},
-		{"auth without client certs", append(tlsArgs, "--auth-file", pol), "needs --tls-ca", nil},
+		{"auth with TLS, no client certs", append(tlsArgs, "--auth-file", pol), "", func(t *testing.T, s Settings) {
+			if s.Authenticator == nil || s.ClientTLS.ClientCAs != nil {
+				t.Fatal("want logins checked by the policy over server-only TLS")
+			}
+		}},
+		{"auth without TLS", []string{"--auth-file", pol}, "needs TLS", nil},
 		{"missing auth file", append(tlsArgs, "--tls-ca", p("ca.crt"), "--auth-file", p("nope.json")), "nope.json", nil},
 		{"garbage key", []string{"--tls-cert", p("node-n1.crt"), "--tls-key", p("ca.crt")}, "ca.crt", nil},
 		{"burst alone", []string{"--rate-burst", "3"}, "needs --rate-limit", nil},

@@ -3,6 +3,7 @@ package security
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -36,8 +37,63 @@ type Guard struct {
 	Auth  Authorizer
 	// Shedder, if set, bounds the requests in flight.
 	Shedder *Shedder
+	// Authn checks login credentials; nil: login is refused with
+	// InvalidArgument (a node without --auth-file needs none).
+	Authn Authenticator
+	// Logins bounds the password checks run at once (argon2id takes tens
+	// of MiB and hundreds of ms each); nil: no bound. Make it with
+	// NewLoginSlots.
+	Logins chan struct{}
+	// Logger receives one line per failed login (principal name and
+	// remote cause only; never a secret); nil: none.
+	Logger *slog.Logger
 	// Now reads the clock for the limiters; nil: time.Now.
 	Now func() time.Time
+}
+
+// NewLoginSlots returns a semaphore for Guard.Logins allowing n password
+// checks at once.
+func NewLoginSlots(n int) chan struct{} { return make(chan struct{}, max(n, 1)) }
+
+// Login authenticates the connection (see the IDL): user and password, or
+// an empty user and a bearer token. It is rate limited like every other
+// request; password checks are bounded by Logins. The connection's
+// context must carry a Session (WithSession).
+func (g *Guard) Login(ctx context.Context, user string, secret []byte) (string, error) {
+	if err := g.limit(ctx, 1); err != nil {
+		return "", err
+	}
+	if g.Authn == nil {
+		return "", &gen.InvalidArgument{Message: "login: this node has no authentication configured (--auth-file); no login is needed", Code: "ERR"}
+	}
+	sess, _ := ctx.Value(sessionKey{}).(*Session)
+	if sess == nil {
+		return "", &gen.InvalidArgument{Message: "login: this connection cannot hold a session", Code: "ERR"}
+	}
+	var p Principal
+	var err error
+	if user == "" {
+		p, err = g.Authn.AuthenticateToken(Secret(secret))
+	} else {
+		if g.Logins != nil {
+			select {
+			case g.Logins <- struct{}{}:
+				defer func() { <-g.Logins }()
+			case <-ctx.Done():
+				return "", unavailable(ctx.Err())
+			}
+		}
+		p, err = g.Authn.AuthenticatePassword(user, Secret(secret))
+	}
+	if err != nil {
+		sess.set(Principal{})
+		if g.Logger != nil {
+			g.Logger.Warn("login failed", "user", user, "method", map[bool]string{true: "token", false: "password"}[user == ""], "err", err)
+		}
+		return "", toThrift(err)
+	}
+	sess.set(p)
+	return p.Name, nil
 }
 
 type limiterKey struct{}

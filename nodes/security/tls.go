@@ -145,6 +145,7 @@ func PeerConfigs(f TLSFiles) (server, client *tls.Config, err error) {
 	server.Certificates = []tls.Certificate{cert}
 	server.ClientCAs = pool
 	server.ClientAuth = tls.RequireAndVerifyClientCert
+	server.VerifyConnection = requireNodeCert
 	client = baseConfig()
 	client.Certificates = []tls.Certificate{cert}
 	client.RootCAs = pool
@@ -173,4 +174,21 @@ func ConnContext(ctx context.Context, nc net.Conn) (context.Context, error) {
 		return ctx, nil
 	}
 	return WithPrincipal(ctx, Principal{Name: cn, Method: "cert"}), nil
+}
+
+// requireNodeCert refuses a peer whose verified certificate is not a node
+// certificate: node certificates allow server use, client certificates from
+// `dialkv certs --clients` do not, so a client cannot pose as a node on the
+// peer port.
+func requireNodeCert(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return tlsErr("peer presented no certificate")
+	}
+	leaf := cs.PeerCertificates[0]
+	for _, u := range leaf.ExtKeyUsage {
+		if u == x509.ExtKeyUsageServerAuth || u == x509.ExtKeyUsageAny {
+			return nil
+		}
+	}
+	return tlsErr("peer certificate %q is not a node certificate (it does not allow server use)", leaf.Subject.CommonName)
 }

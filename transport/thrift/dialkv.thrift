@@ -221,6 +221,17 @@ service DialKV {
   /** Liveness check; returns the serving node. */
   NodeInfo ping(),
 
+  /**
+   * Authenticates this connection: with a user name, secret is the user's
+   * password; with an empty user, secret is a bearer token. Every later
+   * request on the connection acts as the returned principal name (a new
+   * login replaces it; a failed one leaves the connection unauthenticated).
+   * Call it once per connection: a password check is deliberately slow.
+   * Nodes without an --auth-file raise InvalidArgument.
+   */
+  string login(1: string user, 2: binary secret)
+    throws (4: InvalidArgument invalid, 5: Unavailable unavailable, 9: Unauthenticated unauthenticated),
+
   /** One command; every error is a typed exception. */
   ExecuteResponse call(1: RequestOptions opts, 2: Command cmd)
     throws (1: WrongType wrong_type, 2: ConditionFailed condition_failed,

@@ -6279,6 +6279,17 @@ var _ thrift.TException = (*Forbidden)(nil)
 type DialKV interface {
 	// Liveness check; returns the serving node.
 	Ping(ctx context.Context) (_r *NodeInfo, _err error)
+	// Authenticates this connection: with a user name, secret is the user's
+	// password; with an empty user, secret is a bearer token. Every later
+	// request on the connection acts as the returned principal name (a new
+	// login replaces it; a failed one leaves the connection unauthenticated).
+	// Call it once per connection: a password check is deliberately slow.
+	// Nodes without an --auth-file raise InvalidArgument.
+	//
+	// Parameters:
+	//  - User
+	//  - Secret
+	Login(ctx context.Context, user string, secret []byte) (_r string, _err error)
 	// One command; every error is a typed exception.
 	//
 	// Parameters:
@@ -6396,47 +6407,80 @@ func (p *DialKVClient) Ping(ctx context.Context) (_r *NodeInfo, _err error) {
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "ping failed: unknown result")
 }
 
+// Authenticates this connection: with a user name, secret is the user's
+// password; with an empty user, secret is a bearer token. Every later
+// request on the connection acts as the returned principal name (a new
+// login replaces it; a failed one leaves the connection unauthenticated).
+// Call it once per connection: a password check is deliberately slow.
+// Nodes without an --auth-file raise InvalidArgument.
+//
+// Parameters:
+//   - User
+//   - Secret
+func (p *DialKVClient) Login(ctx context.Context, user string, secret []byte) (_r string, _err error) {
+	var _args23 DialKVLoginArgs
+	_args23.User = user
+	_args23.Secret = secret
+	var _result25 DialKVLoginResult
+	var _meta24 thrift.ResponseMeta
+	_meta24, _err = p.Client_().Call(ctx, "login", &_args23, &_result25)
+	p.SetLastResponseMeta_(_meta24)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result25.Invalid != nil:
+		return _r, _result25.Invalid
+	case _result25.Unavailable != nil:
+		return _r, _result25.Unavailable
+	case _result25.Unauthenticated != nil:
+		return _r, _result25.Unauthenticated
+	}
+
+	return _result25.GetSuccess(), nil
+}
+
 // One command; every error is a typed exception.
 //
 // Parameters:
 //   - Opts
 //   - Cmd
 func (p *DialKVClient) Call(ctx context.Context, opts *RequestOptions, cmd *Command) (_r *ExecuteResponse, _err error) {
-	var _args23 DialKVCallArgs
-	_args23.Opts = opts
-	_args23.Cmd = cmd
-	var _result25 DialKVCallResult
-	var _meta24 thrift.ResponseMeta
-	_meta24, _err = p.Client_().Call(ctx, "call", &_args23, &_result25)
-	p.SetLastResponseMeta_(_meta24)
+	var _args26 DialKVCallArgs
+	_args26.Opts = opts
+	_args26.Cmd = cmd
+	var _result28 DialKVCallResult
+	var _meta27 thrift.ResponseMeta
+	_meta27, _err = p.Client_().Call(ctx, "call", &_args26, &_result28)
+	p.SetLastResponseMeta_(_meta27)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result25.WrongType != nil:
-		return _r, _result25.WrongType
-	case _result25.ConditionFailed != nil:
-		return _r, _result25.ConditionFailed
-	case _result25.TooLarge != nil:
-		return _r, _result25.TooLarge
-	case _result25.Invalid != nil:
-		return _r, _result25.Invalid
-	case _result25.Unavailable != nil:
-		return _r, _result25.Unavailable
-	case _result25.Timeout != nil:
-		return _r, _result25.Timeout
-	case _result25.Corruption != nil:
-		return _r, _result25.Corruption
-	case _result25.NotLeader != nil:
-		return _r, _result25.NotLeader
-	case _result25.Unauthenticated != nil:
-		return _r, _result25.Unauthenticated
-	case _result25.Forbidden != nil:
-		return _r, _result25.Forbidden
+	case _result28.WrongType != nil:
+		return _r, _result28.WrongType
+	case _result28.ConditionFailed != nil:
+		return _r, _result28.ConditionFailed
+	case _result28.TooLarge != nil:
+		return _r, _result28.TooLarge
+	case _result28.Invalid != nil:
+		return _r, _result28.Invalid
+	case _result28.Unavailable != nil:
+		return _r, _result28.Unavailable
+	case _result28.Timeout != nil:
+		return _r, _result28.Timeout
+	case _result28.Corruption != nil:
+		return _r, _result28.Corruption
+	case _result28.NotLeader != nil:
+		return _r, _result28.NotLeader
+	case _result28.Unauthenticated != nil:
+		return _r, _result28.Unauthenticated
+	case _result28.Forbidden != nil:
+		return _r, _result28.Forbidden
 	}
 
-	if _ret26 := _result25.GetSuccess(); _ret26 != nil {
-		return _ret26, nil
+	if _ret29 := _result28.GetSuccess(); _ret29 != nil {
+		return _ret29, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "call failed: unknown result")
 }
@@ -6449,33 +6493,33 @@ func (p *DialKVClient) Call(ctx context.Context, opts *RequestOptions, cmd *Comm
 //   - Opts
 //   - Cmds
 func (p *DialKVClient) Execute(ctx context.Context, opts *RequestOptions, cmds []*Command) (_r *ExecuteResponse, _err error) {
-	var _args27 DialKVExecuteArgs
-	_args27.Opts = opts
-	_args27.Cmds = cmds
-	var _result29 DialKVExecuteResult
-	var _meta28 thrift.ResponseMeta
-	_meta28, _err = p.Client_().Call(ctx, "execute", &_args27, &_result29)
-	p.SetLastResponseMeta_(_meta28)
+	var _args30 DialKVExecuteArgs
+	_args30.Opts = opts
+	_args30.Cmds = cmds
+	var _result32 DialKVExecuteResult
+	var _meta31 thrift.ResponseMeta
+	_meta31, _err = p.Client_().Call(ctx, "execute", &_args30, &_result32)
+	p.SetLastResponseMeta_(_meta31)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result29.Invalid != nil:
-		return _r, _result29.Invalid
-	case _result29.Unavailable != nil:
-		return _r, _result29.Unavailable
-	case _result29.Timeout != nil:
-		return _r, _result29.Timeout
-	case _result29.NotLeader != nil:
-		return _r, _result29.NotLeader
-	case _result29.Unauthenticated != nil:
-		return _r, _result29.Unauthenticated
-	case _result29.Forbidden != nil:
-		return _r, _result29.Forbidden
+	case _result32.Invalid != nil:
+		return _r, _result32.Invalid
+	case _result32.Unavailable != nil:
+		return _r, _result32.Unavailable
+	case _result32.Timeout != nil:
+		return _r, _result32.Timeout
+	case _result32.NotLeader != nil:
+		return _r, _result32.NotLeader
+	case _result32.Unauthenticated != nil:
+		return _r, _result32.Unauthenticated
+	case _result32.Forbidden != nil:
+		return _r, _result32.Forbidden
 	}
 
-	if _ret30 := _result29.GetSuccess(); _ret30 != nil {
-		return _ret30, nil
+	if _ret33 := _result32.GetSuccess(); _ret33 != nil {
+		return _ret33, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "execute failed: unknown result")
 }
@@ -6489,42 +6533,42 @@ func (p *DialKVClient) Execute(ctx context.Context, opts *RequestOptions, cmds [
 //   - Conds
 //   - Cmds
 func (p *DialKVClient) Transaction(ctx context.Context, opts *RequestOptions, conds []*Condition, cmds []*Command) (_r *ExecuteResponse, _err error) {
-	var _args31 DialKVTransactionArgs
-	_args31.Opts = opts
-	_args31.Conds = conds
-	_args31.Cmds = cmds
-	var _result33 DialKVTransactionResult
-	var _meta32 thrift.ResponseMeta
-	_meta32, _err = p.Client_().Call(ctx, "transaction", &_args31, &_result33)
-	p.SetLastResponseMeta_(_meta32)
+	var _args34 DialKVTransactionArgs
+	_args34.Opts = opts
+	_args34.Conds = conds
+	_args34.Cmds = cmds
+	var _result36 DialKVTransactionResult
+	var _meta35 thrift.ResponseMeta
+	_meta35, _err = p.Client_().Call(ctx, "transaction", &_args34, &_result36)
+	p.SetLastResponseMeta_(_meta35)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result33.WrongType != nil:
-		return _r, _result33.WrongType
-	case _result33.ConditionFailed != nil:
-		return _r, _result33.ConditionFailed
-	case _result33.TooLarge != nil:
-		return _r, _result33.TooLarge
-	case _result33.Invalid != nil:
-		return _r, _result33.Invalid
-	case _result33.Unavailable != nil:
-		return _r, _result33.Unavailable
-	case _result33.Timeout != nil:
-		return _r, _result33.Timeout
-	case _result33.Corruption != nil:
-		return _r, _result33.Corruption
-	case _result33.NotLeader != nil:
-		return _r, _result33.NotLeader
-	case _result33.Unauthenticated != nil:
-		return _r, _result33.Unauthenticated
-	case _result33.Forbidden != nil:
-		return _r, _result33.Forbidden
+	case _result36.WrongType != nil:
+		return _r, _result36.WrongType
+	case _result36.ConditionFailed != nil:
+		return _r, _result36.ConditionFailed
+	case _result36.TooLarge != nil:
+		return _r, _result36.TooLarge
+	case _result36.Invalid != nil:
+		return _r, _result36.Invalid
+	case _result36.Unavailable != nil:
+		return _r, _result36.Unavailable
+	case _result36.Timeout != nil:
+		return _r, _result36.Timeout
+	case _result36.Corruption != nil:
+		return _r, _result36.Corruption
+	case _result36.NotLeader != nil:
+		return _r, _result36.NotLeader
+	case _result36.Unauthenticated != nil:
+		return _r, _result36.Unauthenticated
+	case _result36.Forbidden != nil:
+		return _r, _result36.Forbidden
 	}
 
-	if _ret34 := _result33.GetSuccess(); _ret34 != nil {
-		return _ret34, nil
+	if _ret37 := _result36.GetSuccess(); _ret37 != nil {
+		return _ret37, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "transaction failed: unknown result")
 }
@@ -6533,35 +6577,35 @@ func (p *DialKVClient) Transaction(ctx context.Context, opts *RequestOptions, co
 //   - Opts
 //   - Req
 func (p *DialKVClient) Scan(ctx context.Context, opts *RequestOptions, req *ScanRequest) (_r *ScanResponse, _err error) {
-	var _args35 DialKVScanArgs
-	_args35.Opts = opts
-	_args35.Req = req
-	var _result37 DialKVScanResult
-	var _meta36 thrift.ResponseMeta
-	_meta36, _err = p.Client_().Call(ctx, "scan", &_args35, &_result37)
-	p.SetLastResponseMeta_(_meta36)
+	var _args38 DialKVScanArgs
+	_args38.Opts = opts
+	_args38.Req = req
+	var _result40 DialKVScanResult
+	var _meta39 thrift.ResponseMeta
+	_meta39, _err = p.Client_().Call(ctx, "scan", &_args38, &_result40)
+	p.SetLastResponseMeta_(_meta39)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result37.Invalid != nil:
-		return _r, _result37.Invalid
-	case _result37.Unavailable != nil:
-		return _r, _result37.Unavailable
-	case _result37.Timeout != nil:
-		return _r, _result37.Timeout
-	case _result37.Corruption != nil:
-		return _r, _result37.Corruption
-	case _result37.NotLeader != nil:
-		return _r, _result37.NotLeader
-	case _result37.Unauthenticated != nil:
-		return _r, _result37.Unauthenticated
-	case _result37.Forbidden != nil:
-		return _r, _result37.Forbidden
+	case _result40.Invalid != nil:
+		return _r, _result40.Invalid
+	case _result40.Unavailable != nil:
+		return _r, _result40.Unavailable
+	case _result40.Timeout != nil:
+		return _r, _result40.Timeout
+	case _result40.Corruption != nil:
+		return _r, _result40.Corruption
+	case _result40.NotLeader != nil:
+		return _r, _result40.NotLeader
+	case _result40.Unauthenticated != nil:
+		return _r, _result40.Unauthenticated
+	case _result40.Forbidden != nil:
+		return _r, _result40.Forbidden
 	}
 
-	if _ret38 := _result37.GetSuccess(); _ret38 != nil {
-		return _ret38, nil
+	if _ret41 := _result40.GetSuccess(); _ret41 != nil {
+		return _ret41, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "scan failed: unknown result")
 }
@@ -6570,35 +6614,35 @@ func (p *DialKVClient) Scan(ctx context.Context, opts *RequestOptions, req *Scan
 //   - Opts
 //   - Query
 func (p *DialKVClient) IndexQuery(ctx context.Context, opts *RequestOptions, query *IndexQuery) (_r *IndexQueryResponse, _err error) {
-	var _args39 DialKVIndexQueryArgs
-	_args39.Opts = opts
-	_args39.Query = query
-	var _result41 DialKVIndexQueryResult
-	var _meta40 thrift.ResponseMeta
-	_meta40, _err = p.Client_().Call(ctx, "index_query", &_args39, &_result41)
-	p.SetLastResponseMeta_(_meta40)
+	var _args42 DialKVIndexQueryArgs
+	_args42.Opts = opts
+	_args42.Query = query
+	var _result44 DialKVIndexQueryResult
+	var _meta43 thrift.ResponseMeta
+	_meta43, _err = p.Client_().Call(ctx, "index_query", &_args42, &_result44)
+	p.SetLastResponseMeta_(_meta43)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result41.Invalid != nil:
-		return _r, _result41.Invalid
-	case _result41.Unavailable != nil:
-		return _r, _result41.Unavailable
-	case _result41.Timeout != nil:
-		return _r, _result41.Timeout
-	case _result41.Corruption != nil:
-		return _r, _result41.Corruption
-	case _result41.NotLeader != nil:
-		return _r, _result41.NotLeader
-	case _result41.Unauthenticated != nil:
-		return _r, _result41.Unauthenticated
-	case _result41.Forbidden != nil:
-		return _r, _result41.Forbidden
+	case _result44.Invalid != nil:
+		return _r, _result44.Invalid
+	case _result44.Unavailable != nil:
+		return _r, _result44.Unavailable
+	case _result44.Timeout != nil:
+		return _r, _result44.Timeout
+	case _result44.Corruption != nil:
+		return _r, _result44.Corruption
+	case _result44.NotLeader != nil:
+		return _r, _result44.NotLeader
+	case _result44.Unauthenticated != nil:
+		return _r, _result44.Unauthenticated
+	case _result44.Forbidden != nil:
+		return _r, _result44.Forbidden
 	}
 
-	if _ret42 := _result41.GetSuccess(); _ret42 != nil {
-		return _ret42, nil
+	if _ret45 := _result44.GetSuccess(); _ret45 != nil {
+		return _ret45, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "index_query failed: unknown result")
 }
@@ -6610,45 +6654,13 @@ func (p *DialKVClient) IndexQuery(ctx context.Context, opts *RequestOptions, que
 //   - Channel
 //   - Payload
 func (p *DialKVClient) Publish(ctx context.Context, opts *RequestOptions, channel string, payload []byte) (_r int64, _err error) {
-	var _args43 DialKVPublishArgs
-	_args43.Opts = opts
-	_args43.Channel = channel
-	_args43.Payload = payload
-	var _result45 DialKVPublishResult
-	var _meta44 thrift.ResponseMeta
-	_meta44, _err = p.Client_().Call(ctx, "publish", &_args43, &_result45)
-	p.SetLastResponseMeta_(_meta44)
-	if _err != nil {
-		return
-	}
-	switch {
-	case _result45.Invalid != nil:
-		return _r, _result45.Invalid
-	case _result45.Unauthenticated != nil:
-		return _r, _result45.Unauthenticated
-	case _result45.Forbidden != nil:
-		return _r, _result45.Forbidden
-	}
-
-	return _result45.GetSuccess(), nil
-}
-
-// Subscribe to channels and glob patterns (*, ?, [...]); returns a
-// subscription id for poll. A subscription not polled for a while (node
-// setting, default 60 s) expires.
-//
-// Parameters:
-//   - Opts
-//   - Channels
-//   - Patterns
-func (p *DialKVClient) Subscribe(ctx context.Context, opts *RequestOptions, channels []string, patterns []string) (_r string, _err error) {
-	var _args46 DialKVSubscribeArgs
+	var _args46 DialKVPublishArgs
 	_args46.Opts = opts
-	_args46.Channels = channels
-	_args46.Patterns = patterns
-	var _result48 DialKVSubscribeResult
+	_args46.Channel = channel
+	_args46.Payload = payload
+	var _result48 DialKVPublishResult
 	var _meta47 thrift.ResponseMeta
-	_meta47, _err = p.Client_().Call(ctx, "subscribe", &_args46, &_result48)
+	_meta47, _err = p.Client_().Call(ctx, "publish", &_args46, &_result48)
 	p.SetLastResponseMeta_(_meta47)
 	if _err != nil {
 		return
@@ -6665,20 +6677,22 @@ func (p *DialKVClient) Subscribe(ctx context.Context, opts *RequestOptions, chan
 	return _result48.GetSuccess(), nil
 }
 
-// Long poll: up to max messages, waiting up to wait_ms for the first.
+// Subscribe to channels and glob patterns (*, ?, [...]); returns a
+// subscription id for poll. A subscription not polled for a while (node
+// setting, default 60 s) expires.
 //
 // Parameters:
-//   - Subscription
-//   - Max
-//   - WaitMs
-func (p *DialKVClient) Poll(ctx context.Context, subscription string, max int32, wait_ms int32) (_r *PollResponse, _err error) {
-	var _args49 DialKVPollArgs
-	_args49.Subscription = subscription
-	_args49.Max = max
-	_args49.WaitMs = wait_ms
-	var _result51 DialKVPollResult
+//   - Opts
+//   - Channels
+//   - Patterns
+func (p *DialKVClient) Subscribe(ctx context.Context, opts *RequestOptions, channels []string, patterns []string) (_r string, _err error) {
+	var _args49 DialKVSubscribeArgs
+	_args49.Opts = opts
+	_args49.Channels = channels
+	_args49.Patterns = patterns
+	var _result51 DialKVSubscribeResult
 	var _meta50 thrift.ResponseMeta
-	_meta50, _err = p.Client_().Call(ctx, "poll", &_args49, &_result51)
+	_meta50, _err = p.Client_().Call(ctx, "subscribe", &_args49, &_result51)
 	p.SetLastResponseMeta_(_meta50)
 	if _err != nil {
 		return
@@ -6686,10 +6700,40 @@ func (p *DialKVClient) Poll(ctx context.Context, subscription string, max int32,
 	switch {
 	case _result51.Invalid != nil:
 		return _r, _result51.Invalid
+	case _result51.Unauthenticated != nil:
+		return _r, _result51.Unauthenticated
+	case _result51.Forbidden != nil:
+		return _r, _result51.Forbidden
 	}
 
-	if _ret52 := _result51.GetSuccess(); _ret52 != nil {
-		return _ret52, nil
+	return _result51.GetSuccess(), nil
+}
+
+// Long poll: up to max messages, waiting up to wait_ms for the first.
+//
+// Parameters:
+//   - Subscription
+//   - Max
+//   - WaitMs
+func (p *DialKVClient) Poll(ctx context.Context, subscription string, max int32, wait_ms int32) (_r *PollResponse, _err error) {
+	var _args52 DialKVPollArgs
+	_args52.Subscription = subscription
+	_args52.Max = max
+	_args52.WaitMs = wait_ms
+	var _result54 DialKVPollResult
+	var _meta53 thrift.ResponseMeta
+	_meta53, _err = p.Client_().Call(ctx, "poll", &_args52, &_result54)
+	p.SetLastResponseMeta_(_meta53)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result54.Invalid != nil:
+		return _r, _result54.Invalid
+	}
+
+	if _ret55 := _result54.GetSuccess(); _ret55 != nil {
+		return _ret55, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "poll failed: unknown result")
 }
@@ -6697,18 +6741,18 @@ func (p *DialKVClient) Poll(ctx context.Context, subscription string, max int32,
 // Parameters:
 //   - Subscription
 func (p *DialKVClient) Unsubscribe(ctx context.Context, subscription string) (_err error) {
-	var _args53 DialKVUnsubscribeArgs
-	_args53.Subscription = subscription
-	var _result55 DialKVUnsubscribeResult
-	var _meta54 thrift.ResponseMeta
-	_meta54, _err = p.Client_().Call(ctx, "unsubscribe", &_args53, &_result55)
-	p.SetLastResponseMeta_(_meta54)
+	var _args56 DialKVUnsubscribeArgs
+	_args56.Subscription = subscription
+	var _result58 DialKVUnsubscribeResult
+	var _meta57 thrift.ResponseMeta
+	_meta57, _err = p.Client_().Call(ctx, "unsubscribe", &_args56, &_result58)
+	p.SetLastResponseMeta_(_meta57)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result55.Invalid != nil:
-		return _result55.Invalid
+	case _result58.Invalid != nil:
+		return _result58.Invalid
 	}
 
 	return nil
@@ -6717,37 +6761,11 @@ func (p *DialKVClient) Unsubscribe(ctx context.Context, subscription string) (_e
 // Parameters:
 //   - Spec
 func (p *DialKVClient) CreateNamespace(ctx context.Context, spec *NamespaceSpec) (_err error) {
-	var _args56 DialKVCreateNamespaceArgs
-	_args56.Spec = spec
-	var _result58 DialKVCreateNamespaceResult
-	var _meta57 thrift.ResponseMeta
-	_meta57, _err = p.Client_().Call(ctx, "create_namespace", &_args56, &_result58)
-	p.SetLastResponseMeta_(_meta57)
-	if _err != nil {
-		return
-	}
-	switch {
-	case _result58.Invalid != nil:
-		return _result58.Invalid
-	case _result58.Unavailable != nil:
-		return _result58.Unavailable
-	case _result58.Unauthenticated != nil:
-		return _result58.Unauthenticated
-	case _result58.Forbidden != nil:
-		return _result58.Forbidden
-	}
-
-	return nil
-}
-
-// Parameters:
-//   - Name
-func (p *DialKVClient) DropNamespace(ctx context.Context, name string) (_err error) {
-	var _args59 DialKVDropNamespaceArgs
-	_args59.Name = name
-	var _result61 DialKVDropNamespaceResult
+	var _args59 DialKVCreateNamespaceArgs
+	_args59.Spec = spec
+	var _result61 DialKVCreateNamespaceResult
 	var _meta60 thrift.ResponseMeta
-	_meta60, _err = p.Client_().Call(ctx, "drop_namespace", &_args59, &_result61)
+	_meta60, _err = p.Client_().Call(ctx, "create_namespace", &_args59, &_result61)
 	p.SetLastResponseMeta_(_meta60)
 	if _err != nil {
 		return
@@ -6766,16 +6784,42 @@ func (p *DialKVClient) DropNamespace(ctx context.Context, name string) (_err err
 	return nil
 }
 
-func (p *DialKVClient) ListNamespaces(ctx context.Context) (_r []*NamespaceSpec, _err error) {
-	var _args62 DialKVListNamespacesArgs
-	var _result64 DialKVListNamespacesResult
+// Parameters:
+//   - Name
+func (p *DialKVClient) DropNamespace(ctx context.Context, name string) (_err error) {
+	var _args62 DialKVDropNamespaceArgs
+	_args62.Name = name
+	var _result64 DialKVDropNamespaceResult
 	var _meta63 thrift.ResponseMeta
-	_meta63, _err = p.Client_().Call(ctx, "list_namespaces", &_args62, &_result64)
+	_meta63, _err = p.Client_().Call(ctx, "drop_namespace", &_args62, &_result64)
 	p.SetLastResponseMeta_(_meta63)
 	if _err != nil {
 		return
 	}
-	return _result64.GetSuccess(), nil
+	switch {
+	case _result64.Invalid != nil:
+		return _result64.Invalid
+	case _result64.Unavailable != nil:
+		return _result64.Unavailable
+	case _result64.Unauthenticated != nil:
+		return _result64.Unauthenticated
+	case _result64.Forbidden != nil:
+		return _result64.Forbidden
+	}
+
+	return nil
+}
+
+func (p *DialKVClient) ListNamespaces(ctx context.Context) (_r []*NamespaceSpec, _err error) {
+	var _args65 DialKVListNamespacesArgs
+	var _result67 DialKVListNamespacesResult
+	var _meta66 thrift.ResponseMeta
+	_meta66, _err = p.Client_().Call(ctx, "list_namespaces", &_args65, &_result67)
+	p.SetLastResponseMeta_(_meta66)
+	if _err != nil {
+		return
+	}
+	return _result67.GetSuccess(), nil
 }
 
 type DialKVProcessor struct {
@@ -6798,21 +6842,22 @@ func (p *DialKVProcessor) ProcessorMap() map[string]thrift.TProcessorFunction {
 
 func NewDialKVProcessor(handler DialKV) *DialKVProcessor {
 
-	self65 := &DialKVProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
-	self65.processorMap["ping"] = &dialKVProcessorPing{handler: handler}
-	self65.processorMap["call"] = &dialKVProcessorCall{handler: handler}
-	self65.processorMap["execute"] = &dialKVProcessorExecute{handler: handler}
-	self65.processorMap["transaction"] = &dialKVProcessorTransaction{handler: handler}
-	self65.processorMap["scan"] = &dialKVProcessorScan{handler: handler}
-	self65.processorMap["index_query"] = &dialKVProcessorIndexQuery{handler: handler}
-	self65.processorMap["publish"] = &dialKVProcessorPublish{handler: handler}
-	self65.processorMap["subscribe"] = &dialKVProcessorSubscribe{handler: handler}
-	self65.processorMap["poll"] = &dialKVProcessorPoll{handler: handler}
-	self65.processorMap["unsubscribe"] = &dialKVProcessorUnsubscribe{handler: handler}
-	self65.processorMap["create_namespace"] = &dialKVProcessorCreateNamespace{handler: handler}
-	self65.processorMap["drop_namespace"] = &dialKVProcessorDropNamespace{handler: handler}
-	self65.processorMap["list_namespaces"] = &dialKVProcessorListNamespaces{handler: handler}
-	return self65
+	self68 := &DialKVProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
+	self68.processorMap["ping"] = &dialKVProcessorPing{handler: handler}
+	self68.processorMap["login"] = &dialKVProcessorLogin{handler: handler}
+	self68.processorMap["call"] = &dialKVProcessorCall{handler: handler}
+	self68.processorMap["execute"] = &dialKVProcessorExecute{handler: handler}
+	self68.processorMap["transaction"] = &dialKVProcessorTransaction{handler: handler}
+	self68.processorMap["scan"] = &dialKVProcessorScan{handler: handler}
+	self68.processorMap["index_query"] = &dialKVProcessorIndexQuery{handler: handler}
+	self68.processorMap["publish"] = &dialKVProcessorPublish{handler: handler}
+	self68.processorMap["subscribe"] = &dialKVProcessorSubscribe{handler: handler}
+	self68.processorMap["poll"] = &dialKVProcessorPoll{handler: handler}
+	self68.processorMap["unsubscribe"] = &dialKVProcessorUnsubscribe{handler: handler}
+	self68.processorMap["create_namespace"] = &dialKVProcessorCreateNamespace{handler: handler}
+	self68.processorMap["drop_namespace"] = &dialKVProcessorDropNamespace{handler: handler}
+	self68.processorMap["list_namespaces"] = &dialKVProcessorListNamespaces{handler: handler}
+	return self68
 }
 
 func (p *DialKVProcessor) Process(ctx context.Context, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
@@ -6825,12 +6870,12 @@ func (p *DialKVProcessor) Process(ctx context.Context, iprot, oprot thrift.TProt
 	}
 	iprot.Skip(ctx, thrift.STRUCT)
 	iprot.ReadMessageEnd(ctx)
-	x66 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
+	x69 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
 	oprot.WriteMessageBegin(ctx, name, thrift.EXCEPTION, seqId)
-	x66.Write(ctx, oprot)
+	x69.Write(ctx, oprot)
 	oprot.WriteMessageEnd(ctx)
 	oprot.Flush(ctx)
-	return false, x66
+	return false, x69
 
 }
 
@@ -6839,7 +6884,7 @@ type dialKVProcessorPing struct {
 }
 
 func (p *dialKVProcessorPing) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err67 error
+	var _write_err70 error
 	args := DialKVPingArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -6885,21 +6930,21 @@ func (p *dialKVProcessorPing) Process(ctx context.Context, seqId int32, iprot, o
 		if errors.Is(err2, thrift.ErrAbandonRequest) {
 			return false, thrift.WrapTException(err2)
 		}
-		_exc68 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing ping: "+err2.Error())
+		_exc71 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing ping: "+err2.Error())
 		if err2 := oprot.WriteMessageBegin(ctx, "ping", thrift.EXCEPTION, seqId); err2 != nil {
-			_write_err67 = thrift.WrapTException(err2)
+			_write_err70 = thrift.WrapTException(err2)
 		}
-		if err2 := _exc68.Write(ctx, oprot); _write_err67 == nil && err2 != nil {
-			_write_err67 = thrift.WrapTException(err2)
+		if err2 := _exc71.Write(ctx, oprot); _write_err70 == nil && err2 != nil {
+			_write_err70 = thrift.WrapTException(err2)
 		}
-		if err2 := oprot.WriteMessageEnd(ctx); _write_err67 == nil && err2 != nil {
-			_write_err67 = thrift.WrapTException(err2)
+		if err2 := oprot.WriteMessageEnd(ctx); _write_err70 == nil && err2 != nil {
+			_write_err70 = thrift.WrapTException(err2)
 		}
-		if err2 := oprot.Flush(ctx); _write_err67 == nil && err2 != nil {
-			_write_err67 = thrift.WrapTException(err2)
+		if err2 := oprot.Flush(ctx); _write_err70 == nil && err2 != nil {
+			_write_err70 = thrift.WrapTException(err2)
 		}
-		if _write_err67 != nil {
-			return false, thrift.WrapTException(_write_err67)
+		if _write_err70 != nil {
+			return false, thrift.WrapTException(_write_err70)
 		}
 		return true, err
 	} else {
@@ -6907,19 +6952,118 @@ func (p *dialKVProcessorPing) Process(ctx context.Context, seqId int32, iprot, o
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "ping", thrift.REPLY, seqId); err2 != nil {
-		_write_err67 = thrift.WrapTException(err2)
+		_write_err70 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err67 == nil && err2 != nil {
-		_write_err67 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err70 == nil && err2 != nil {
+		_write_err70 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err67 == nil && err2 != nil {
-		_write_err67 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err70 == nil && err2 != nil {
+		_write_err70 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err67 == nil && err2 != nil {
-		_write_err67 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err70 == nil && err2 != nil {
+		_write_err70 = thrift.WrapTException(err2)
 	}
-	if _write_err67 != nil {
-		return false, thrift.WrapTException(_write_err67)
+	if _write_err70 != nil {
+		return false, thrift.WrapTException(_write_err70)
+	}
+	return true, err
+}
+
+type dialKVProcessorLogin struct {
+	handler DialKV
+}
+
+func (p *dialKVProcessorLogin) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err72 error
+	args := DialKVLoginArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "login", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := DialKVLoginResult{}
+	if retval, err2 := p.handler.Login(ctx, args.User, args.Secret); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *InvalidArgument:
+			result.Invalid = v
+		case *Unavailable:
+			result.Unavailable = v
+		case *Unauthenticated:
+			result.Unauthenticated = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc73 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing login: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "login", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err72 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc73.Write(ctx, oprot); _write_err72 == nil && err2 != nil {
+				_write_err72 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err72 == nil && err2 != nil {
+				_write_err72 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err72 == nil && err2 != nil {
+				_write_err72 = thrift.WrapTException(err2)
+			}
+			if _write_err72 != nil {
+				return false, thrift.WrapTException(_write_err72)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = &retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "login", thrift.REPLY, seqId); err2 != nil {
+		_write_err72 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err72 == nil && err2 != nil {
+		_write_err72 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err72 == nil && err2 != nil {
+		_write_err72 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err72 == nil && err2 != nil {
+		_write_err72 = thrift.WrapTException(err2)
+	}
+	if _write_err72 != nil {
+		return false, thrift.WrapTException(_write_err72)
 	}
 	return true, err
 }
@@ -6929,7 +7073,7 @@ type dialKVProcessorCall struct {
 }
 
 func (p *dialKVProcessorCall) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err69 error
+	var _write_err74 error
 	args := DialKVCallArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -6997,21 +7141,21 @@ func (p *dialKVProcessorCall) Process(ctx context.Context, seqId int32, iprot, o
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc70 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing call: "+err2.Error())
+			_exc75 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing call: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "call", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err69 = thrift.WrapTException(err2)
+				_write_err74 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc70.Write(ctx, oprot); _write_err69 == nil && err2 != nil {
-				_write_err69 = thrift.WrapTException(err2)
+			if err2 := _exc75.Write(ctx, oprot); _write_err74 == nil && err2 != nil {
+				_write_err74 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err69 == nil && err2 != nil {
-				_write_err69 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err74 == nil && err2 != nil {
+				_write_err74 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err69 == nil && err2 != nil {
-				_write_err69 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err74 == nil && err2 != nil {
+				_write_err74 = thrift.WrapTException(err2)
 			}
-			if _write_err69 != nil {
-				return false, thrift.WrapTException(_write_err69)
+			if _write_err74 != nil {
+				return false, thrift.WrapTException(_write_err74)
 			}
 			return true, err
 		}
@@ -7020,19 +7164,19 @@ func (p *dialKVProcessorCall) Process(ctx context.Context, seqId int32, iprot, o
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "call", thrift.REPLY, seqId); err2 != nil {
-		_write_err69 = thrift.WrapTException(err2)
+		_write_err74 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err69 == nil && err2 != nil {
-		_write_err69 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err74 == nil && err2 != nil {
+		_write_err74 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err69 == nil && err2 != nil {
-		_write_err69 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err74 == nil && err2 != nil {
+		_write_err74 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err69 == nil && err2 != nil {
-		_write_err69 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err74 == nil && err2 != nil {
+		_write_err74 = thrift.WrapTException(err2)
 	}
-	if _write_err69 != nil {
-		return false, thrift.WrapTException(_write_err69)
+	if _write_err74 != nil {
+		return false, thrift.WrapTException(_write_err74)
 	}
 	return true, err
 }
@@ -7042,7 +7186,7 @@ type dialKVProcessorExecute struct {
 }
 
 func (p *dialKVProcessorExecute) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err71 error
+	var _write_err76 error
 	args := DialKVExecuteArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -7102,21 +7246,21 @@ func (p *dialKVProcessorExecute) Process(ctx context.Context, seqId int32, iprot
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc72 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing execute: "+err2.Error())
+			_exc77 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing execute: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "execute", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err71 = thrift.WrapTException(err2)
+				_write_err76 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc72.Write(ctx, oprot); _write_err71 == nil && err2 != nil {
-				_write_err71 = thrift.WrapTException(err2)
+			if err2 := _exc77.Write(ctx, oprot); _write_err76 == nil && err2 != nil {
+				_write_err76 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err71 == nil && err2 != nil {
-				_write_err71 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err76 == nil && err2 != nil {
+				_write_err76 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err71 == nil && err2 != nil {
-				_write_err71 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err76 == nil && err2 != nil {
+				_write_err76 = thrift.WrapTException(err2)
 			}
-			if _write_err71 != nil {
-				return false, thrift.WrapTException(_write_err71)
+			if _write_err76 != nil {
+				return false, thrift.WrapTException(_write_err76)
 			}
 			return true, err
 		}
@@ -7125,19 +7269,19 @@ func (p *dialKVProcessorExecute) Process(ctx context.Context, seqId int32, iprot
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "execute", thrift.REPLY, seqId); err2 != nil {
-		_write_err71 = thrift.WrapTException(err2)
+		_write_err76 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err71 == nil && err2 != nil {
-		_write_err71 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err76 == nil && err2 != nil {
+		_write_err76 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err71 == nil && err2 != nil {
-		_write_err71 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err76 == nil && err2 != nil {
+		_write_err76 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err71 == nil && err2 != nil {
-		_write_err71 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err76 == nil && err2 != nil {
+		_write_err76 = thrift.WrapTException(err2)
 	}
-	if _write_err71 != nil {
-		return false, thrift.WrapTException(_write_err71)
+	if _write_err76 != nil {
+		return false, thrift.WrapTException(_write_err76)
 	}
 	return true, err
 }
@@ -7147,7 +7291,7 @@ type dialKVProcessorTransaction struct {
 }
 
 func (p *dialKVProcessorTransaction) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err73 error
+	var _write_err78 error
 	args := DialKVTransactionArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -7215,21 +7359,21 @@ func (p *dialKVProcessorTransaction) Process(ctx context.Context, seqId int32, i
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc74 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing transaction: "+err2.Error())
+			_exc79 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing transaction: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "transaction", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err73 = thrift.WrapTException(err2)
+				_write_err78 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc74.Write(ctx, oprot); _write_err73 == nil && err2 != nil {
-				_write_err73 = thrift.WrapTException(err2)
+			if err2 := _exc79.Write(ctx, oprot); _write_err78 == nil && err2 != nil {
+				_write_err78 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err73 == nil && err2 != nil {
-				_write_err73 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err78 == nil && err2 != nil {
+				_write_err78 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err73 == nil && err2 != nil {
-				_write_err73 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err78 == nil && err2 != nil {
+				_write_err78 = thrift.WrapTException(err2)
 			}
-			if _write_err73 != nil {
-				return false, thrift.WrapTException(_write_err73)
+			if _write_err78 != nil {
+				return false, thrift.WrapTException(_write_err78)
 			}
 			return true, err
 		}
@@ -7238,19 +7382,19 @@ func (p *dialKVProcessorTransaction) Process(ctx context.Context, seqId int32, i
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "transaction", thrift.REPLY, seqId); err2 != nil {
-		_write_err73 = thrift.WrapTException(err2)
+		_write_err78 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err73 == nil && err2 != nil {
-		_write_err73 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err78 == nil && err2 != nil {
+		_write_err78 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err73 == nil && err2 != nil {
-		_write_err73 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err78 == nil && err2 != nil {
+		_write_err78 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err73 == nil && err2 != nil {
-		_write_err73 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err78 == nil && err2 != nil {
+		_write_err78 = thrift.WrapTException(err2)
 	}
-	if _write_err73 != nil {
-		return false, thrift.WrapTException(_write_err73)
+	if _write_err78 != nil {
+		return false, thrift.WrapTException(_write_err78)
 	}
 	return true, err
 }
@@ -7260,7 +7404,7 @@ type dialKVProcessorScan struct {
 }
 
 func (p *dialKVProcessorScan) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err75 error
+	var _write_err80 error
 	args := DialKVScanArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -7322,21 +7466,21 @@ func (p *dialKVProcessorScan) Process(ctx context.Context, seqId int32, iprot, o
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc76 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing scan: "+err2.Error())
+			_exc81 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing scan: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "scan", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err75 = thrift.WrapTException(err2)
+				_write_err80 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc76.Write(ctx, oprot); _write_err75 == nil && err2 != nil {
-				_write_err75 = thrift.WrapTException(err2)
+			if err2 := _exc81.Write(ctx, oprot); _write_err80 == nil && err2 != nil {
+				_write_err80 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err75 == nil && err2 != nil {
-				_write_err75 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err80 == nil && err2 != nil {
+				_write_err80 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err75 == nil && err2 != nil {
-				_write_err75 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err80 == nil && err2 != nil {
+				_write_err80 = thrift.WrapTException(err2)
 			}
-			if _write_err75 != nil {
-				return false, thrift.WrapTException(_write_err75)
+			if _write_err80 != nil {
+				return false, thrift.WrapTException(_write_err80)
 			}
 			return true, err
 		}
@@ -7345,19 +7489,19 @@ func (p *dialKVProcessorScan) Process(ctx context.Context, seqId int32, iprot, o
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "scan", thrift.REPLY, seqId); err2 != nil {
-		_write_err75 = thrift.WrapTException(err2)
+		_write_err80 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err75 == nil && err2 != nil {
-		_write_err75 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err80 == nil && err2 != nil {
+		_write_err80 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err75 == nil && err2 != nil {
-		_write_err75 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err80 == nil && err2 != nil {
+		_write_err80 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err75 == nil && err2 != nil {
-		_write_err75 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err80 == nil && err2 != nil {
+		_write_err80 = thrift.WrapTException(err2)
 	}
-	if _write_err75 != nil {
-		return false, thrift.WrapTException(_write_err75)
+	if _write_err80 != nil {
+		return false, thrift.WrapTException(_write_err80)
 	}
 	return true, err
 }
@@ -7367,7 +7511,7 @@ type dialKVProcessorIndexQuery struct {
 }
 
 func (p *dialKVProcessorIndexQuery) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err77 error
+	var _write_err82 error
 	args := DialKVIndexQueryArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -7429,21 +7573,21 @@ func (p *dialKVProcessorIndexQuery) Process(ctx context.Context, seqId int32, ip
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc78 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing index_query: "+err2.Error())
+			_exc83 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing index_query: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "index_query", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err77 = thrift.WrapTException(err2)
+				_write_err82 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc78.Write(ctx, oprot); _write_err77 == nil && err2 != nil {
-				_write_err77 = thrift.WrapTException(err2)
+			if err2 := _exc83.Write(ctx, oprot); _write_err82 == nil && err2 != nil {
+				_write_err82 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err77 == nil && err2 != nil {
-				_write_err77 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err82 == nil && err2 != nil {
+				_write_err82 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err77 == nil && err2 != nil {
-				_write_err77 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err82 == nil && err2 != nil {
+				_write_err82 = thrift.WrapTException(err2)
 			}
-			if _write_err77 != nil {
-				return false, thrift.WrapTException(_write_err77)
+			if _write_err82 != nil {
+				return false, thrift.WrapTException(_write_err82)
 			}
 			return true, err
 		}
@@ -7452,19 +7596,19 @@ func (p *dialKVProcessorIndexQuery) Process(ctx context.Context, seqId int32, ip
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "index_query", thrift.REPLY, seqId); err2 != nil {
-		_write_err77 = thrift.WrapTException(err2)
+		_write_err82 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err77 == nil && err2 != nil {
-		_write_err77 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err82 == nil && err2 != nil {
+		_write_err82 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err77 == nil && err2 != nil {
-		_write_err77 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err82 == nil && err2 != nil {
+		_write_err82 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err77 == nil && err2 != nil {
-		_write_err77 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err82 == nil && err2 != nil {
+		_write_err82 = thrift.WrapTException(err2)
 	}
-	if _write_err77 != nil {
-		return false, thrift.WrapTException(_write_err77)
+	if _write_err82 != nil {
+		return false, thrift.WrapTException(_write_err82)
 	}
 	return true, err
 }
@@ -7474,7 +7618,7 @@ type dialKVProcessorPublish struct {
 }
 
 func (p *dialKVProcessorPublish) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err79 error
+	var _write_err84 error
 	args := DialKVPublishArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -7528,21 +7672,21 @@ func (p *dialKVProcessorPublish) Process(ctx context.Context, seqId int32, iprot
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc80 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing publish: "+err2.Error())
+			_exc85 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing publish: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "publish", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err79 = thrift.WrapTException(err2)
+				_write_err84 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc80.Write(ctx, oprot); _write_err79 == nil && err2 != nil {
-				_write_err79 = thrift.WrapTException(err2)
+			if err2 := _exc85.Write(ctx, oprot); _write_err84 == nil && err2 != nil {
+				_write_err84 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err79 == nil && err2 != nil {
-				_write_err79 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err84 == nil && err2 != nil {
+				_write_err84 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err79 == nil && err2 != nil {
-				_write_err79 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err84 == nil && err2 != nil {
+				_write_err84 = thrift.WrapTException(err2)
 			}
-			if _write_err79 != nil {
-				return false, thrift.WrapTException(_write_err79)
+			if _write_err84 != nil {
+				return false, thrift.WrapTException(_write_err84)
 			}
 			return true, err
 		}
@@ -7551,19 +7695,19 @@ func (p *dialKVProcessorPublish) Process(ctx context.Context, seqId int32, iprot
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "publish", thrift.REPLY, seqId); err2 != nil {
-		_write_err79 = thrift.WrapTException(err2)
+		_write_err84 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err79 == nil && err2 != nil {
-		_write_err79 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err84 == nil && err2 != nil {
+		_write_err84 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err79 == nil && err2 != nil {
-		_write_err79 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err84 == nil && err2 != nil {
+		_write_err84 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err79 == nil && err2 != nil {
-		_write_err79 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err84 == nil && err2 != nil {
+		_write_err84 = thrift.WrapTException(err2)
 	}
-	if _write_err79 != nil {
-		return false, thrift.WrapTException(_write_err79)
+	if _write_err84 != nil {
+		return false, thrift.WrapTException(_write_err84)
 	}
 	return true, err
 }
@@ -7573,7 +7717,7 @@ type dialKVProcessorSubscribe struct {
 }
 
 func (p *dialKVProcessorSubscribe) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err81 error
+	var _write_err86 error
 	args := DialKVSubscribeArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -7627,21 +7771,21 @@ func (p *dialKVProcessorSubscribe) Process(ctx context.Context, seqId int32, ipr
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc82 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing subscribe: "+err2.Error())
+			_exc87 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing subscribe: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "subscribe", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err81 = thrift.WrapTException(err2)
+				_write_err86 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc82.Write(ctx, oprot); _write_err81 == nil && err2 != nil {
-				_write_err81 = thrift.WrapTException(err2)
+			if err2 := _exc87.Write(ctx, oprot); _write_err86 == nil && err2 != nil {
+				_write_err86 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err81 == nil && err2 != nil {
-				_write_err81 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err86 == nil && err2 != nil {
+				_write_err86 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err81 == nil && err2 != nil {
-				_write_err81 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err86 == nil && err2 != nil {
+				_write_err86 = thrift.WrapTException(err2)
 			}
-			if _write_err81 != nil {
-				return false, thrift.WrapTException(_write_err81)
+			if _write_err86 != nil {
+				return false, thrift.WrapTException(_write_err86)
 			}
 			return true, err
 		}
@@ -7650,19 +7794,19 @@ func (p *dialKVProcessorSubscribe) Process(ctx context.Context, seqId int32, ipr
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "subscribe", thrift.REPLY, seqId); err2 != nil {
-		_write_err81 = thrift.WrapTException(err2)
+		_write_err86 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err81 == nil && err2 != nil {
-		_write_err81 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err86 == nil && err2 != nil {
+		_write_err86 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err81 == nil && err2 != nil {
-		_write_err81 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err86 == nil && err2 != nil {
+		_write_err86 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err81 == nil && err2 != nil {
-		_write_err81 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err86 == nil && err2 != nil {
+		_write_err86 = thrift.WrapTException(err2)
 	}
-	if _write_err81 != nil {
-		return false, thrift.WrapTException(_write_err81)
+	if _write_err86 != nil {
+		return false, thrift.WrapTException(_write_err86)
 	}
 	return true, err
 }
@@ -7672,7 +7816,7 @@ type dialKVProcessorPoll struct {
 }
 
 func (p *dialKVProcessorPoll) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err83 error
+	var _write_err88 error
 	args := DialKVPollArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -7722,21 +7866,21 @@ func (p *dialKVProcessorPoll) Process(ctx context.Context, seqId int32, iprot, o
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc84 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing poll: "+err2.Error())
+			_exc89 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing poll: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "poll", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err83 = thrift.WrapTException(err2)
+				_write_err88 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc84.Write(ctx, oprot); _write_err83 == nil && err2 != nil {
-				_write_err83 = thrift.WrapTException(err2)
+			if err2 := _exc89.Write(ctx, oprot); _write_err88 == nil && err2 != nil {
+				_write_err88 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err83 == nil && err2 != nil {
-				_write_err83 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err88 == nil && err2 != nil {
+				_write_err88 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err83 == nil && err2 != nil {
-				_write_err83 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err88 == nil && err2 != nil {
+				_write_err88 = thrift.WrapTException(err2)
 			}
-			if _write_err83 != nil {
-				return false, thrift.WrapTException(_write_err83)
+			if _write_err88 != nil {
+				return false, thrift.WrapTException(_write_err88)
 			}
 			return true, err
 		}
@@ -7745,19 +7889,19 @@ func (p *dialKVProcessorPoll) Process(ctx context.Context, seqId int32, iprot, o
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "poll", thrift.REPLY, seqId); err2 != nil {
-		_write_err83 = thrift.WrapTException(err2)
+		_write_err88 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err83 == nil && err2 != nil {
-		_write_err83 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err88 == nil && err2 != nil {
+		_write_err88 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err83 == nil && err2 != nil {
-		_write_err83 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err88 == nil && err2 != nil {
+		_write_err88 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err83 == nil && err2 != nil {
-		_write_err83 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err88 == nil && err2 != nil {
+		_write_err88 = thrift.WrapTException(err2)
 	}
-	if _write_err83 != nil {
-		return false, thrift.WrapTException(_write_err83)
+	if _write_err88 != nil {
+		return false, thrift.WrapTException(_write_err88)
 	}
 	return true, err
 }
@@ -7767,7 +7911,7 @@ type dialKVProcessorUnsubscribe struct {
 }
 
 func (p *dialKVProcessorUnsubscribe) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err85 error
+	var _write_err90 error
 	args := DialKVUnsubscribeArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -7817,40 +7961,40 @@ func (p *dialKVProcessorUnsubscribe) Process(ctx context.Context, seqId int32, i
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc86 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing unsubscribe: "+err2.Error())
+			_exc91 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing unsubscribe: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "unsubscribe", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err85 = thrift.WrapTException(err2)
+				_write_err90 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc86.Write(ctx, oprot); _write_err85 == nil && err2 != nil {
-				_write_err85 = thrift.WrapTException(err2)
+			if err2 := _exc91.Write(ctx, oprot); _write_err90 == nil && err2 != nil {
+				_write_err90 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err85 == nil && err2 != nil {
-				_write_err85 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err90 == nil && err2 != nil {
+				_write_err90 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err85 == nil && err2 != nil {
-				_write_err85 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err90 == nil && err2 != nil {
+				_write_err90 = thrift.WrapTException(err2)
 			}
-			if _write_err85 != nil {
-				return false, thrift.WrapTException(_write_err85)
+			if _write_err90 != nil {
+				return false, thrift.WrapTException(_write_err90)
 			}
 			return true, err
 		}
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "unsubscribe", thrift.REPLY, seqId); err2 != nil {
-		_write_err85 = thrift.WrapTException(err2)
+		_write_err90 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err85 == nil && err2 != nil {
-		_write_err85 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err90 == nil && err2 != nil {
+		_write_err90 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err85 == nil && err2 != nil {
-		_write_err85 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err90 == nil && err2 != nil {
+		_write_err90 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err85 == nil && err2 != nil {
-		_write_err85 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err90 == nil && err2 != nil {
+		_write_err90 = thrift.WrapTException(err2)
 	}
-	if _write_err85 != nil {
-		return false, thrift.WrapTException(_write_err85)
+	if _write_err90 != nil {
+		return false, thrift.WrapTException(_write_err90)
 	}
 	return true, err
 }
@@ -7860,7 +8004,7 @@ type dialKVProcessorCreateNamespace struct {
 }
 
 func (p *dialKVProcessorCreateNamespace) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err87 error
+	var _write_err92 error
 	args := DialKVCreateNamespaceArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -7916,40 +8060,40 @@ func (p *dialKVProcessorCreateNamespace) Process(ctx context.Context, seqId int3
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc88 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing create_namespace: "+err2.Error())
+			_exc93 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing create_namespace: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "create_namespace", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err87 = thrift.WrapTException(err2)
+				_write_err92 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc88.Write(ctx, oprot); _write_err87 == nil && err2 != nil {
-				_write_err87 = thrift.WrapTException(err2)
+			if err2 := _exc93.Write(ctx, oprot); _write_err92 == nil && err2 != nil {
+				_write_err92 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err87 == nil && err2 != nil {
-				_write_err87 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err92 == nil && err2 != nil {
+				_write_err92 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err87 == nil && err2 != nil {
-				_write_err87 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err92 == nil && err2 != nil {
+				_write_err92 = thrift.WrapTException(err2)
 			}
-			if _write_err87 != nil {
-				return false, thrift.WrapTException(_write_err87)
+			if _write_err92 != nil {
+				return false, thrift.WrapTException(_write_err92)
 			}
 			return true, err
 		}
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "create_namespace", thrift.REPLY, seqId); err2 != nil {
-		_write_err87 = thrift.WrapTException(err2)
+		_write_err92 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err87 == nil && err2 != nil {
-		_write_err87 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err92 == nil && err2 != nil {
+		_write_err92 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err87 == nil && err2 != nil {
-		_write_err87 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err92 == nil && err2 != nil {
+		_write_err92 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err87 == nil && err2 != nil {
-		_write_err87 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err92 == nil && err2 != nil {
+		_write_err92 = thrift.WrapTException(err2)
 	}
-	if _write_err87 != nil {
-		return false, thrift.WrapTException(_write_err87)
+	if _write_err92 != nil {
+		return false, thrift.WrapTException(_write_err92)
 	}
 	return true, err
 }
@@ -7959,7 +8103,7 @@ type dialKVProcessorDropNamespace struct {
 }
 
 func (p *dialKVProcessorDropNamespace) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err89 error
+	var _write_err94 error
 	args := DialKVDropNamespaceArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -8015,40 +8159,40 @@ func (p *dialKVProcessorDropNamespace) Process(ctx context.Context, seqId int32,
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc90 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing drop_namespace: "+err2.Error())
+			_exc95 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing drop_namespace: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "drop_namespace", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err89 = thrift.WrapTException(err2)
+				_write_err94 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc90.Write(ctx, oprot); _write_err89 == nil && err2 != nil {
-				_write_err89 = thrift.WrapTException(err2)
+			if err2 := _exc95.Write(ctx, oprot); _write_err94 == nil && err2 != nil {
+				_write_err94 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err89 == nil && err2 != nil {
-				_write_err89 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err94 == nil && err2 != nil {
+				_write_err94 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err89 == nil && err2 != nil {
-				_write_err89 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err94 == nil && err2 != nil {
+				_write_err94 = thrift.WrapTException(err2)
 			}
-			if _write_err89 != nil {
-				return false, thrift.WrapTException(_write_err89)
+			if _write_err94 != nil {
+				return false, thrift.WrapTException(_write_err94)
 			}
 			return true, err
 		}
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "drop_namespace", thrift.REPLY, seqId); err2 != nil {
-		_write_err89 = thrift.WrapTException(err2)
+		_write_err94 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err89 == nil && err2 != nil {
-		_write_err89 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err94 == nil && err2 != nil {
+		_write_err94 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err89 == nil && err2 != nil {
-		_write_err89 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err94 == nil && err2 != nil {
+		_write_err94 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err89 == nil && err2 != nil {
-		_write_err89 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err94 == nil && err2 != nil {
+		_write_err94 = thrift.WrapTException(err2)
 	}
-	if _write_err89 != nil {
-		return false, thrift.WrapTException(_write_err89)
+	if _write_err94 != nil {
+		return false, thrift.WrapTException(_write_err94)
 	}
 	return true, err
 }
@@ -8058,7 +8202,7 @@ type dialKVProcessorListNamespaces struct {
 }
 
 func (p *dialKVProcessorListNamespaces) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err91 error
+	var _write_err96 error
 	args := DialKVListNamespacesArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -8104,21 +8248,21 @@ func (p *dialKVProcessorListNamespaces) Process(ctx context.Context, seqId int32
 		if errors.Is(err2, thrift.ErrAbandonRequest) {
 			return false, thrift.WrapTException(err2)
 		}
-		_exc92 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing list_namespaces: "+err2.Error())
+		_exc97 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing list_namespaces: "+err2.Error())
 		if err2 := oprot.WriteMessageBegin(ctx, "list_namespaces", thrift.EXCEPTION, seqId); err2 != nil {
-			_write_err91 = thrift.WrapTException(err2)
+			_write_err96 = thrift.WrapTException(err2)
 		}
-		if err2 := _exc92.Write(ctx, oprot); _write_err91 == nil && err2 != nil {
-			_write_err91 = thrift.WrapTException(err2)
+		if err2 := _exc97.Write(ctx, oprot); _write_err96 == nil && err2 != nil {
+			_write_err96 = thrift.WrapTException(err2)
 		}
-		if err2 := oprot.WriteMessageEnd(ctx); _write_err91 == nil && err2 != nil {
-			_write_err91 = thrift.WrapTException(err2)
+		if err2 := oprot.WriteMessageEnd(ctx); _write_err96 == nil && err2 != nil {
+			_write_err96 = thrift.WrapTException(err2)
 		}
-		if err2 := oprot.Flush(ctx); _write_err91 == nil && err2 != nil {
-			_write_err91 = thrift.WrapTException(err2)
+		if err2 := oprot.Flush(ctx); _write_err96 == nil && err2 != nil {
+			_write_err96 = thrift.WrapTException(err2)
 		}
-		if _write_err91 != nil {
-			return false, thrift.WrapTException(_write_err91)
+		if _write_err96 != nil {
+			return false, thrift.WrapTException(_write_err96)
 		}
 		return true, err
 	} else {
@@ -8126,19 +8270,19 @@ func (p *dialKVProcessorListNamespaces) Process(ctx context.Context, seqId int32
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "list_namespaces", thrift.REPLY, seqId); err2 != nil {
-		_write_err91 = thrift.WrapTException(err2)
+		_write_err96 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err91 == nil && err2 != nil {
-		_write_err91 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err96 == nil && err2 != nil {
+		_write_err96 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err91 == nil && err2 != nil {
-		_write_err91 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err96 == nil && err2 != nil {
+		_write_err96 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err91 == nil && err2 != nil {
-		_write_err91 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err96 == nil && err2 != nil {
+		_write_err96 = thrift.WrapTException(err2)
 	}
-	if _write_err91 != nil {
-		return false, thrift.WrapTException(_write_err91)
+	if _write_err96 != nil {
+		return false, thrift.WrapTException(_write_err96)
 	}
 	return true, err
 }
@@ -8307,6 +8451,411 @@ func (p *DialKVPingResult) String() string {
 		return "<nil>"
 	}
 	return fmt.Sprintf("DialKVPingResult(%+v)", *p)
+}
+
+// Attributes:
+//   - User
+//   - Secret
+type DialKVLoginArgs struct {
+	User   string `thrift:"user,1" db:"user" json:"user"`
+	Secret []byte `thrift:"secret,2" db:"secret" json:"secret"`
+}
+
+func NewDialKVLoginArgs() *DialKVLoginArgs {
+	return &DialKVLoginArgs{}
+}
+
+func (p *DialKVLoginArgs) GetUser() string {
+	return p.User
+}
+
+func (p *DialKVLoginArgs) GetSecret() []byte {
+	return p.Secret
+}
+func (p *DialKVLoginArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *DialKVLoginArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadString(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.User = v
+	}
+	return nil
+}
+
+func (p *DialKVLoginArgs) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadBinary(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.Secret = v
+	}
+	return nil
+}
+
+func (p *DialKVLoginArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "login_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *DialKVLoginArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "user", thrift.STRING, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:user: ", p), err)
+	}
+	if err := oprot.WriteString(ctx, string(p.User)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.user (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:user: ", p), err)
+	}
+	return err
+}
+
+func (p *DialKVLoginArgs) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "secret", thrift.STRING, 2); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:secret: ", p), err)
+	}
+	if err := oprot.WriteBinary(ctx, p.Secret); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.secret (2) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 2:secret: ", p), err)
+	}
+	return err
+}
+
+func (p *DialKVLoginArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DialKVLoginArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Invalid
+//   - Unavailable
+//   - Unauthenticated
+type DialKVLoginResult struct {
+	Success *string `thrift:"success,0" db:"success" json:"success,omitempty"`
+	// unused fields # 1 to 3
+	Invalid     *InvalidArgument `thrift:"invalid,4" db:"invalid" json:"invalid,omitempty"`
+	Unavailable *Unavailable     `thrift:"unavailable,5" db:"unavailable" json:"unavailable,omitempty"`
+	// unused fields # 6 to 8
+	Unauthenticated *Unauthenticated `thrift:"unauthenticated,9" db:"unauthenticated" json:"unauthenticated,omitempty"`
+}
+
+func NewDialKVLoginResult() *DialKVLoginResult {
+	return &DialKVLoginResult{}
+}
+
+var DialKVLoginResult_Success_DEFAULT string
+
+func (p *DialKVLoginResult) GetSuccess() string {
+	if !p.IsSetSuccess() {
+		return DialKVLoginResult_Success_DEFAULT
+	}
+	return *p.Success
+}
+
+var DialKVLoginResult_Invalid_DEFAULT *InvalidArgument
+
+func (p *DialKVLoginResult) GetInvalid() *InvalidArgument {
+	if !p.IsSetInvalid() {
+		return DialKVLoginResult_Invalid_DEFAULT
+	}
+	return p.Invalid
+}
+
+var DialKVLoginResult_Unavailable_DEFAULT *Unavailable
+
+func (p *DialKVLoginResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return DialKVLoginResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+
+var DialKVLoginResult_Unauthenticated_DEFAULT *Unauthenticated
+
+func (p *DialKVLoginResult) GetUnauthenticated() *Unauthenticated {
+	if !p.IsSetUnauthenticated() {
+		return DialKVLoginResult_Unauthenticated_DEFAULT
+	}
+	return p.Unauthenticated
+}
+func (p *DialKVLoginResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *DialKVLoginResult) IsSetInvalid() bool {
+	return p.Invalid != nil
+}
+
+func (p *DialKVLoginResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *DialKVLoginResult) IsSetUnauthenticated() bool {
+	return p.Unauthenticated != nil
+}
+
+func (p *DialKVLoginResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 5:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField5(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 9:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField9(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *DialKVLoginResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadString(ctx); err != nil {
+		return thrift.PrependError("error reading field 0: ", err)
+	} else {
+		p.Success = &v
+	}
+	return nil
+}
+
+func (p *DialKVLoginResult) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Invalid = &InvalidArgument{}
+	if err := p.Invalid.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Invalid), err)
+	}
+	return nil
+}
+
+func (p *DialKVLoginResult) ReadField5(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *DialKVLoginResult) ReadField9(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unauthenticated = &Unauthenticated{}
+	if err := p.Unauthenticated.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unauthenticated), err)
+	}
+	return nil
+}
+
+func (p *DialKVLoginResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "login_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField5(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField9(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *DialKVLoginResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRING, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := oprot.WriteString(ctx, string(*p.Success)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.success (0) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *DialKVLoginResult) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetInvalid() {
+		if err := oprot.WriteFieldBegin(ctx, "invalid", thrift.STRUCT, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:invalid: ", p), err)
+		}
+		if err := p.Invalid.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Invalid), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:invalid: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *DialKVLoginResult) writeField5(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 5); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 5:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 5:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *DialKVLoginResult) writeField9(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnauthenticated() {
+		if err := oprot.WriteFieldBegin(ctx, "unauthenticated", thrift.STRUCT, 9); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 9:unauthenticated: ", p), err)
+		}
+		if err := p.Unauthenticated.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unauthenticated), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 9:unauthenticated: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *DialKVLoginResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("DialKVLoginResult(%+v)", *p)
 }
 
 // Attributes:
@@ -9177,11 +9726,11 @@ func (p *DialKVExecuteArgs) ReadField2(ctx context.Context, iprot thrift.TProtoc
 	tSlice := make([]*Command, 0, size)
 	p.Cmds = tSlice
 	for i := 0; i < size; i++ {
-		_elem93 := &Command{}
-		if err := _elem93.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem93), err)
+		_elem98 := &Command{}
+		if err := _elem98.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem98), err)
 		}
-		p.Cmds = append(p.Cmds, _elem93)
+		p.Cmds = append(p.Cmds, _elem98)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -9777,11 +10326,11 @@ func (p *DialKVTransactionArgs) ReadField2(ctx context.Context, iprot thrift.TPr
 	tSlice := make([]*Condition, 0, size)
 	p.Conds = tSlice
 	for i := 0; i < size; i++ {
-		_elem94 := &Condition{}
-		if err := _elem94.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem94), err)
+		_elem99 := &Condition{}
+		if err := _elem99.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem99), err)
 		}
-		p.Conds = append(p.Conds, _elem94)
+		p.Conds = append(p.Conds, _elem99)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -9797,11 +10346,11 @@ func (p *DialKVTransactionArgs) ReadField3(ctx context.Context, iprot thrift.TPr
 	tSlice := make([]*Command, 0, size)
 	p.Cmds = tSlice
 	for i := 0; i < size; i++ {
-		_elem95 := &Command{}
-		if err := _elem95.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem95), err)
+		_elem100 := &Command{}
+		if err := _elem100.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem100), err)
 		}
-		p.Cmds = append(p.Cmds, _elem95)
+		p.Cmds = append(p.Cmds, _elem100)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -12323,13 +12872,13 @@ func (p *DialKVSubscribeArgs) ReadField2(ctx context.Context, iprot thrift.TProt
 	tSlice := make([]string, 0, size)
 	p.Channels = tSlice
 	for i := 0; i < size; i++ {
-		var _elem96 string
+		var _elem101 string
 		if v, err := iprot.ReadString(ctx); err != nil {
 			return thrift.PrependError("error reading field 0: ", err)
 		} else {
-			_elem96 = v
+			_elem101 = v
 		}
-		p.Channels = append(p.Channels, _elem96)
+		p.Channels = append(p.Channels, _elem101)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -12345,13 +12894,13 @@ func (p *DialKVSubscribeArgs) ReadField3(ctx context.Context, iprot thrift.TProt
 	tSlice := make([]string, 0, size)
 	p.Patterns = tSlice
 	for i := 0; i < size; i++ {
-		var _elem97 string
+		var _elem102 string
 		if v, err := iprot.ReadString(ctx); err != nil {
 			return thrift.PrependError("error reading field 0: ", err)
 		} else {
-			_elem97 = v
+			_elem102 = v
 		}
-		p.Patterns = append(p.Patterns, _elem97)
+		p.Patterns = append(p.Patterns, _elem102)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -14116,11 +14665,11 @@ func (p *DialKVListNamespacesResult) ReadField0(ctx context.Context, iprot thrif
 	tSlice := make([]*NamespaceSpec, 0, size)
 	p.Success = tSlice
 	for i := 0; i < size; i++ {
-		_elem98 := &NamespaceSpec{}
-		if err := _elem98.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem98), err)
+		_elem103 := &NamespaceSpec{}
+		if err := _elem103.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem103), err)
 		}
-		p.Success = append(p.Success, _elem98)
+		p.Success = append(p.Success, _elem103)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)

@@ -1,0 +1,116 @@
+package client
+
+import (
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/dialkv/dialkv/nodes/security"
+	"github.com/dialkv/dialkv/transport"
+)
+
+// Environment variables ConnFlags read secrets from (secrets on a command
+// line show in ps and shell history).
+const (
+	EnvPassword = "DIALKV_PASSWORD"
+	EnvToken    = "DIALKV_TOKEN"
+)
+
+// ConnFlags are the TLS and login flags of `dialkv cli` and `dialkv
+// bench`: --tls-ca, --tls-cert, --tls-key, --tls-server-name, --user with
+// --password-file or $DIALKV_PASSWORD, and --token-file or $DIALKV_TOKEN.
+type ConnFlags struct {
+	CA, Cert, Key, ServerName string
+	User, PasswordFile        string
+	TokenFile                 string
+}
+
+// Register adds the flags to fs.
+func (f *ConnFlags) Register(fs *flag.FlagSet) {
+	fs.StringVar(&f.CA, "tls-ca", "", "connect over TLS, verifying the node's certificate against this CA bundle `file`")
+	fs.StringVar(&f.Cert, "tls-cert", "", "client certificate `file` for mutual TLS (needs --tls-key; its common name is the principal)")
+	fs.StringVar(&f.Key, "tls-key", "", "private key `file` of --tls-cert")
+	fs.StringVar(&f.ServerName, "tls-server-name", "", "name checked in the node's certificate (default: the host of --addr)")
+	fs.StringVar(&f.User, "user", "", "log in as this user; the password comes from --password-file or $"+EnvPassword)
+	fs.StringVar(&f.PasswordFile, "password-file", "", "`file` holding the password of --user (first line)")
+	fs.StringVar(&f.TokenFile, "token-file", "", "`file` holding a bearer token (first line); or set $"+EnvToken)
+}
+
+// Dial returns the TLS configuration (nil: plain TCP) and the login
+// credentials (nil: none) the flags ask for.
+func (f *ConnFlags) Dial() (*tls.Config, *transport.Credentials, error) {
+	var cfg *tls.Config
+	if f.CA != "" || f.Cert != "" || f.Key != "" || f.ServerName != "" {
+		if (f.Cert == "") != (f.Key == "") {
+			return nil, nil, errors.New("--tls-cert and --tls-key go together")
+		}
+		var err error
+		cfg, err = security.ClientConfig(security.TLSFiles{CA: f.CA, Cert: f.Cert, Key: f.Key}, f.ServerName)
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	token := os.Getenv(EnvToken)
+	if f.TokenFile != "" {
+		var err error
+		if token, err = readSecret(f.TokenFile, "--token-file"); err != nil {
+			return nil, nil, err
+		}
+	}
+	switch {
+	case f.User != "" && f.TokenFile != "":
+		return nil, nil, errors.New("--user and --token-file exclude each other")
+	case f.User != "":
+		pw := os.Getenv(EnvPassword)
+		if f.PasswordFile != "" {
+			var err error
+			if pw, err = readSecret(f.PasswordFile, "--password-file"); err != nil {
+				return nil, nil, err
+			}
+		}
+		if pw == "" {
+			return nil, nil, fmt.Errorf("--user %s needs a password: --password-file FILE or $%s", f.User, EnvPassword)
+		}
+		return cfg, &transport.Credentials{User: f.User, Secret: pw}, nil
+	case f.PasswordFile != "":
+		return nil, nil, errors.New("--password-file needs --user")
+	case token != "":
+		return cfg, &transport.Credentials{Secret: token}, nil
+	}
+	return cfg, nil, nil
+}
+
+// Options returns the client options the flags ask for.
+func (f *ConnFlags) Options() ([]Option, error) {
+	cfg, login, err := f.Dial()
+	if err != nil {
+		return nil, err
+	}
+	var opts []Option
+	if cfg != nil {
+		opts = append(opts, WithTLS(cfg))
+	}
+	if login != nil {
+		l := *login
+		opts = append(opts, func(c *config) { c.login = &l })
+	}
+	return opts, nil
+}
+
+// readSecret reads the first line of a secret file; errors name the file,
+// never its content.
+func readSecret(path, flagName string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", flagName, err)
+	}
+	s, _, _ := strings.Cut(string(b), "\n")
+	s = strings.TrimRight(s, "\r")
+	if s == "" {
+		return "", fmt.Errorf("%s %s: empty", flagName, path)
+	}
+	return s, nil
+}
