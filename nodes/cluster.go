@@ -181,8 +181,8 @@ func seedOf(parts ...string) uint64 {
 // cluster.
 func (c *cluster) strategies() map[string]StrategyFactory {
 	return map[string]StrategyFactory{
-		"quorum": func(env StrategyEnv) (consistency.Service, error) { return c.startReplica(env, quorum.New) },
-		"causal": func(env StrategyEnv) (consistency.Service, error) { return c.startReplica(env, causal.New) },
+		"quorum": func(env StrategyEnv) (consistency.Service, error) { return c.startReplica(env, quorum.New, true) },
+		"causal": func(env StrategyEnv) (consistency.Service, error) { return c.startReplica(env, causal.New, false) },
 		"raft":   RaftStrategy,
 	}
 }
@@ -193,8 +193,9 @@ type noSyncEngine struct{ core.Engine }
 func (noSyncEngine) Sync() error { return nil }
 
 // startReplica opens the namespace's Pebble engine, builds its replica and
-// hosts it.
-func (c *cluster) startReplica(env StrategyEnv, f consistency.Factory) (consistency.Service, error) {
+// hosts it. keyed: the strategy's keys are independent, so a batch's
+// commands on different keys may run at the same time (HostOptions).
+func (c *cluster) startReplica(env StrategyEnv, f consistency.Factory, keyed bool) (consistency.Service, error) {
 	name := env.Spec.Name
 	var eng core.Engine
 	var pe *pebbleengine.Engine
@@ -230,7 +231,7 @@ func (c *cluster) startReplica(env StrategyEnv, f consistency.Factory) (consiste
 			s.Send(transport.PeerMessage{Namespace: name, From: string(m.From), To: string(m.To), Body: m.Body})
 		}
 	}
-	h := NewReplicaHost(rep, hostEng, send, HostOptions{Tick: c.cfg.Tick, Logger: env.Logger})
+	h := NewReplicaHost(rep, hostEng, send, HostOptions{Tick: c.cfg.Tick, Logger: env.Logger, KeyedBatches: keyed})
 	c.mu.Lock()
 	c.hosts[name] = h
 	c.mu.Unlock()

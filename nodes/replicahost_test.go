@@ -3,7 +3,9 @@ package nodes
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/dialkv/dialkv/consistency"
 	"github.com/dialkv/dialkv/consistency/causal"
+	"github.com/dialkv/dialkv/consistency/quorum"
 	"github.com/dialkv/dialkv/core"
 )
 
@@ -114,5 +117,174 @@ func TestReplicaHostSendsNothingWhenSyncFails(t *testing.T) {
 	}
 	if n := sent.Load(); n != 0 {
 		t.Fatalf("%d messages left the node although its state was not durable", n)
+	}
+}
+
+// heldReplica records the requests it gets and answers them all at the
+// next Tick (or never, if mute); its reply token is "t"+value of the SET.
+type heldReplica struct {
+	mu       sync.Mutex
+	mute     bool
+	got      []consistency.Request
+	waiting  []consistency.Request
+	answered int
+	out      consistency.Ready
+}
+
+func (r *heldReplica) Request(_ time.Time, req consistency.Request) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, req)
+	r.waiting = append(r.waiting, req)
+}
+func (r *heldReplica) Receive(time.Time, consistency.Message) {}
+func (r *heldReplica) Tick(time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mute {
+		return
+	}
+	for _, req := range r.waiting {
+		val := string(req.Cmd.Args[len(req.Cmd.Args)-1])
+		r.out.Responses = append(r.out.Responses, consistency.Response{ID: req.ID, Reply: core.OK(), Token: []byte("t" + val)})
+		r.answered++
+	}
+	r.waiting = nil
+}
+func (r *heldReplica) Ready() consistency.Ready {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rd := r.out
+	r.out = consistency.Ready{}
+	return rd
+}
+func (r *heldReplica) Dump(time.Time) (map[string]string, error) { return nil, nil }
+
+var _ consistency.Replica = (*heldReplica)(nil)
+
+func setReqs(kvs ...string) []consistency.Request {
+	var out []consistency.Request
+	for i := 0; i < len(kvs); i += 2 {
+		c := core.Cmd("SET", kvs[i], kvs[i+1])
+		out = append(out, consistency.Request{Cmd: &c, Token: []byte("client")})
+	}
+	return out
+}
+
+func TestReplicaHostDoBatchChains(t *testing.T) {
+	// a1, b1, c1 start together (one tick answers them all); a2 and a3
+	// follow a1 one tick apart, each with the previous token on key a.
+	tests := []struct {
+		name  string
+		keyed bool
+		// want: for each request (in arrival order at the replica), its
+		// value and the token it carried.
+		want []string
+	}{
+		{"keyed", true, []string{"a1:client", "b1:client", "c1:client", "a2:ta1", "a3:ta2"}},
+		{"one chain", false, []string{"a1:client", "b1:ta1", "a2:tb1", "c1:ta2", "a3:tc1"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rep := &heldReplica{}
+			h := NewReplicaHost(rep, core.NewMemEngine(), func(consistency.Message) {}, HostOptions{Tick: 2 * time.Millisecond, KeyedBatches: tc.keyed})
+			defer h.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			resps, err := h.DoBatch(ctx, setReqs("a", "a1", "b", "b1", "a", "a2", "c", "c1", "a", "a3"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantTok := []string{"ta1", "tb1", "ta2", "tc1", "ta3"}
+			for i, r := range resps {
+				if string(r.Token) != wantTok[i] {
+					t.Errorf("response %d: token %q, want %q (responses out of order)", i, r.Token, wantTok[i])
+				}
+			}
+			rep.mu.Lock()
+			defer rep.mu.Unlock()
+			var got []string
+			for _, r := range rep.got {
+				got = append(got, string(r.Cmd.Args[1])+":"+string(r.Token))
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("requests reached the replica as %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestReplicaHostDoBatchDeadline(t *testing.T) {
+	rep := &heldReplica{mute: true}
+	h := NewReplicaHost(rep, core.NewMemEngine(), func(consistency.Message) {}, HostOptions{KeyedBatches: true})
+	defer h.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	resps, err := h.DoBatch(ctx, setReqs("a", "1", "b", "2", "a", "3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []core.Code{consistency.CodeTimeout, consistency.CodeTimeout, consistency.CodeUnavailable}
+	for i, r := range resps {
+		if !r.Reply.IsError() || r.Reply.Err.Code != want[i] {
+			t.Errorf("response %d: %+v, want a %s error", i, r.Reply, want[i])
+		}
+	}
+	// The host still serves after abandoning the batch.
+	rep.mu.Lock()
+	rep.mute = false
+	rep.mu.Unlock()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel2()
+	if r, err := h.Do(ctx2, setReqs("c", "4")[0]); err != nil || string(r.Token) != "t4" {
+		t.Fatalf("Do after an abandoned batch: %+v %v", r, err)
+	}
+}
+
+func startQuorumHosts(t *testing.T, params map[string]string) *hostNet {
+	t.Helper()
+	peers := []consistency.NodeID{"n1", "n2", "n3"}
+	net := &hostNet{hosts: map[consistency.NodeID]*ReplicaHost{}}
+	for i, id := range peers {
+		eng := core.NewMemEngine()
+		rep, err := quorum.New(consistency.Config{ID: id, Peers: peers, Engine: eng, Rand: rand.New(rand.NewPCG(uint64(i), 2)), Params: params})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := NewReplicaHost(rep, eng, net.send, HostOptions{Tick: 5 * time.Millisecond, KeyedBatches: true})
+		net.mu.Lock()
+		net.hosts[id] = h
+		net.mu.Unlock()
+		t.Cleanup(func() { h.Close() })
+	}
+	return net
+}
+
+func TestReplicaHostDoBatchOnQuorum(t *testing.T) {
+	net := startQuorumHosts(t, map[string]string{"n": "3", "r": "2", "w": "2"})
+	var reqs []consistency.Request
+	for i := range 200 {
+		c := core.Cmd("SET", fmt.Sprintf("k%d", i%50), fmt.Sprintf("v%d", i))
+		reqs = append(reqs, consistency.Request{Cmd: &c})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resps, err := net.hosts["n1"].DoBatch(ctx, reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range resps {
+		if r.Reply.IsError() {
+			t.Fatalf("SET %d: %+v", i, r.Reply)
+		}
+	}
+	// Per-key order and token chaining: each key holds exactly its last
+	// value (the chained writes superseded each other: no siblings).
+	for k := range 50 {
+		r, err := do(t, net.hosts["n3"], nil, "GET", fmt.Sprintf("k%d", k))
+		want := fmt.Sprintf("v%d", 150+k)
+		if err != nil || string(r.Reply.Str) != want || len(r.Values) > 1 {
+			t.Fatalf("GET k%d at n3: %q siblings %q err %v, want only %q", k, r.Reply.Str, r.Values, err, want)
+		}
 	}
 }
