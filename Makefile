@@ -5,7 +5,7 @@ BIN       := bin/dialkv
 PKGS      := ./...
 TEST_FLAGS ?= -count=1 -timeout 9m
 
-.PHONY: all build run test test-short soak bench lint gen tidy clean experiments exp-% exp-raft-vs-etcd fuzz-short
+.PHONY: all build run test test-short soak bench lint gen tidy clean experiments exp-% exp-raft-vs-etcd fuzz-short docker compose-up compose-down
 
 all: build
 
@@ -15,9 +15,11 @@ build:
 run: build
 	./$(BIN) demo
 
-test:
+# The fault tests on real processes (clients/jepsen) use the static binary
+# built here; the Docker ones skip with a message where Docker is missing.
+test: build
 	$(GO) vet $(PKGS)
-	$(GO) test $(TEST_FLAGS) $(PKGS)
+	DIALKV_BIN=$(CURDIR)/$(BIN) $(GO) test $(TEST_FLAGS) $(PKGS)
 	$(MAKE) fuzz-short
 
 # A short run of every fuzz target (their seed corpora also run in plain
@@ -31,8 +33,8 @@ test-short:
 	$(GO) test -short -count=1 $(PKGS)
 
 # Long runs: thousands of simulator seeds, long fuzzing, real-process fault tests.
-soak:
-	DIALKV_SOAK=1 $(GO) test -count=1 -timeout 6h $(PKGS)
+soak: build
+	DIALKV_SOAK=1 DIALKV_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 6h $(PKGS)
 	$(MAKE) fuzz-short FUZZTIME=2m
 
 bench:
@@ -52,6 +54,26 @@ tidy:
 
 clean:
 	rm -rf bin
+
+# The FROM scratch node image (deploy/Dockerfile): the static binary in a
+# build context of its own, so nothing is pulled. IMAGE=dialkv:latest.
+IMAGE ?= dialkv:latest
+docker: build
+	rm -rf bin/docker-context && mkdir -p bin/docker-context
+	cp $(BIN) deploy/Dockerfile bin/docker-context/
+	docker build -q -t $(IMAGE) bin/docker-context
+
+# A local cluster in containers: make compose-up N=3 (or 5); compose-down
+# stops it (V=1 also removes its data volumes). See docs/operations.md.
+N ?= 3
+COMPOSE := docker-compose -p dialkv$(N) -f deploy/compose-$(N).yml
+compose-up: docker
+	DIALKV_IMAGE=$(IMAGE) $(COMPOSE) up -d
+	@echo "client ports: 127.0.0.1:7379 (n1), :7389 (n2), :7399 (n3)$(if $(filter 5,$(N)), :7409 (n4), :7419 (n5))"
+	@echo "try: bin/dialkv cli --addr 127.0.0.1:7379 SET greeting hello"
+
+compose-down:
+	$(COMPOSE) down $(if $(V),-v)
 
 # Every table and plot of PAPER.md; results under experiments/results/NAME/.
 EXPERIMENTS := staleness latency availability lostwrites sensitivity simspeed failover

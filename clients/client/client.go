@@ -224,12 +224,24 @@ func (s *Session) invokeRoute(ctx context.Context, idempotent bool, rk []byte, f
 		addr = a
 	}
 	var last *Error
+	// maybe is set once an attempt may have taken effect: every error
+	// returned after it says so (MaybeApplied), even a definite one of a
+	// later retry.
+	maybe := false
+	fail := func(e *Error) (meta, error) {
+		if maybe && !e.MaybeApplied {
+			c := *e
+			c.MaybeApplied = true
+			e = &c
+		}
+		return meta{}, e
+	}
 	for n := 0; ; n++ {
 		if err := ctx.Err(); err != nil {
 			if last == nil {
 				last = &Error{Code: CodeTimeout, Msg: err.Error(), err: err}
 			}
-			return meta{}, last
+			return fail(last)
 		}
 		deadline, _ := ctx.Deadline()
 		var e *Error
@@ -256,6 +268,9 @@ func (s *Session) invokeRoute(ctx context.Context, idempotent bool, rk []byte, f
 			}
 		}
 		last = e
+		if ((e.Code == CodeTimeout || e.Code == CodeConnection) && e.Sent) || e.Code == CodeProtocol {
+			maybe = true
+		}
 		retry := false
 		var wait time.Duration
 		switch {
@@ -285,7 +300,7 @@ func (s *Session) invokeRoute(ctx context.Context, idempotent bool, rk []byte, f
 			}
 		}
 		if !retry || n >= retries {
-			return meta{}, e
+			return fail(e)
 		}
 		ceil := min(c.cfg.backoffMax, c.cfg.backoffBase<<min(n, 30))
 		d := time.Duration(rand.Int64N(int64(ceil) + 1))
@@ -294,7 +309,7 @@ func (s *Session) invokeRoute(ctx context.Context, idempotent bool, rk []byte, f
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return meta{}, e
+			return fail(e)
 		case <-t.C:
 		}
 	}

@@ -46,7 +46,12 @@ type Error struct {
 	// Sent reports, for CONNECTION and TIMEOUT, whether the request may
 	// have reached the node (its outcome is then unknown).
 	Sent bool
-	err  error
+	// MaybeApplied reports that an earlier attempt of the same call (the
+	// client retried it) may have reached the node: the call's outcome is
+	// unknown whatever this error says (e.g. a refused reconnect after a
+	// connection that broke with the request sent).
+	MaybeApplied bool
+	err          error
 }
 
 func (e *Error) Error() string {

@@ -260,7 +260,7 @@ func (s *Session) finish(op *checker.Op, m meta, err error, fill func(*checker.O
 	}
 	op.Error = err.Error()
 	e := asError(err)
-	if e == nil || e.Code == CodeTimeout || (e.Code == CodeConnection && e.Sent) || e.Code == CodeProtocol {
+	if e == nil || e.MaybeApplied || e.Code == CodeTimeout || (e.Code == CodeConnection && e.Sent) || e.Code == CodeProtocol {
 		s.c.cfg.rec.Finish(op, now, checker.Unknown)
 		return
 	}

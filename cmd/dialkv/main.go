@@ -11,6 +11,7 @@ import (
 	"github.com/dialkv/dialkv/checker"
 	"github.com/dialkv/dialkv/clients/bench"
 	"github.com/dialkv/dialkv/clients/cli"
+	"github.com/dialkv/dialkv/clients/jepsen"
 	"github.com/dialkv/dialkv/nodes"
 	"github.com/dialkv/dialkv/nodes/security"
 	"github.com/dialkv/dialkv/sim"
@@ -31,6 +32,7 @@ func subcommands() []subcommand {
 		{"sim", "run the deterministic simulator", sim.Main},
 		{"check", "check a recorded history for consistency anomalies", checker.Main},
 		{"bench", "load generator (YCSB-like mixes, HDR latency histograms)", bench.Main},
+		{"jepsen", "fault tests on real processes (kill -9, SIGSTOP, partitions) with checked histories", jepsen.Main},
 		{"certs", "make a development CA and node/client certificates", security.CertsMain},
 		{"version", "print the build's version", versionMain},
 	}
