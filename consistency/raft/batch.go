@@ -11,10 +11,12 @@ import (
 	"github.com/dialkv/dialkv/core"
 )
 
-// Proposal batching (Config.BatchProposals): concurrent writes to one shard
-// are proposed as one Raft entry, so that Dragonboat's per-entry costs (log
-// record, replication message, apply, result notification) are paid once
-// per batch. A batch entry holds the encoded proposals; the state machine
+// Proposal batching (Config.BatchProposals, off by default): concurrent
+// writes to one shard are proposed as one Raft entry, so that Dragonboat's
+// per-entry costs (log record, replication message, apply, result
+// notification) are paid once per batch. Measured on three loopback nodes
+// it was 5-15% slower than leaving the batching to Dragonboat, which
+// already appends all proposals queued at a step in one log write. A batch entry holds the encoded proposals; the state machine
 // applies them in order, each exactly as if it were its own entry, and its
 // result holds one reply per proposal.
 //
@@ -32,7 +34,7 @@ const (
 	maxBatch      = 256
 	maxBatchBytes = 512 << 10
 	// maxInflight is the number of batches of one shard in flight at once.
-	maxInflight = 2
+	maxInflight = 8
 )
 
 var errBadBatch = errors.New("raft: malformed batch")

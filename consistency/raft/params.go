@@ -27,11 +27,11 @@ func ParamNames() []string {
 //	snapshot-entries 1000                       snapshot every so many entries
 //	redirect      true                          redirect requests to the shard leader
 //	storage       pebble                        state machine storage: pebble (on disk) or memory
-//	batch         true                          propose concurrent writes of a shard as one entry
+//	batch         false                         propose concurrent writes of a shard as one entry (batch.go)
 //
 // dir is the node's directory for the namespace (the NodeHost directory).
 func ConfigFromParams(nodeID, dir string, params map[string]string) (Config, error) {
-	cfg := Config{NodeID: consistency.NodeID(nodeID), Dir: dir, RedirectToLeader: true, Storage: "pebble", BatchProposals: true}
+	cfg := Config{NodeID: consistency.NodeID(nodeID), Dir: dir, RedirectToLeader: true, Storage: "pebble"}
 	list := func(k string) []string {
 		v := strings.TrimSpace(params[k])
 		if v == "" {
