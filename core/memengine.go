@@ -323,6 +323,9 @@ func (b *memBatch) setOwned(key, value []byte) {
 
 var _ ownedSetter = (*memBatch)(nil)
 
+func (b *memBatch) deleteOwned(key []byte) {
+	b.ops = append(b.ops, memOp{kind: 1, key: key})
+}
 func (b *memBatch) Delete(key []byte) {
 	b.ops = append(b.ops, memOp{kind: 1, key: bytes.Clone(key)})
 }

@@ -192,11 +192,14 @@ func (o *op) put(key []byte, typ ValueType, payload []byte, expireAt int64) erro
 	if len(payload) > o.s.lim.LargeValueWarn {
 		o.warns++
 	}
-	nr := &record{typ: typ, version: version, expireAt: expireAt, payload: payload}
-	if err := o.s.indexUpdate(o, key, old, nr); err != nil {
-		return err
+	nr := record{typ: typ, version: version, expireAt: expireAt, payload: payload}
+	if len(o.s.indexes) > 0 || len(o.idxChanges) > 0 {
+		hr := nr // on the heap only when there are indexes to update
+		if err := o.s.indexUpdate(o, key, old, &hr); err != nil {
+			return err
+		}
 	}
-	o.set(dataKey(key), encodeRecord(key, nr))
+	o.set(dataKey(key), encodeRecord(key, &nr))
 	o.lastVer = version
 	return nil
 }
@@ -328,6 +331,8 @@ func (o *op) commit() error {
 	owned, _ := b.(ownedSetter)
 	for _, w := range ws {
 		switch {
+		case w.del && owned != nil:
+			owned.deleteOwned(w.key)
 		case w.del:
 			b.Delete(w.key)
 		case owned != nil:
@@ -363,4 +368,5 @@ func (o *op) discard() {
 // fresh and never modified after commit).
 type ownedSetter interface {
 	setOwned(key, value []byte)
+	deleteOwned(key []byte)
 }

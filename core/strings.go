@@ -178,7 +178,7 @@ func doSet(o *op, key, val []byte, opts setOpts) Reply {
 	if opts.keepTTL && old != nil {
 		exp = old.expireAt
 	}
-	if err := o.put(key, TypeString, bytes.Clone(val), exp); err != nil {
+	if err := o.put(key, TypeString, val, exp); err != nil { // put keeps only the encoded record
 		return fail(err)
 	}
 	if opts.get {

@@ -100,6 +100,9 @@ type runner struct {
 	plan     faults.Plan
 	held     map[[2]int][]consistency.Message
 	trace    *bytes.Buffer
+	delays   [2]time.Duration // Decide's reused buffer
+	msgs     msgSlab          // messages in flight
+	resps    respSlab         // responses in flight
 
 	phase       int // 0 safety, 1 liveness, 2 converging, 3 done
 	issued      int
@@ -120,7 +123,34 @@ type runner struct {
 
 func (r *runner) at(d int64, fn func()) {
 	r.seq++
-	r.q.push(event{at: r.now + d, seq: r.seq, fn: fn})
+	r.q.push(event{at: r.now + d, seq: r.seq, kind: evFn, fn: fn})
+}
+
+// atEv schedules a typed event d from now.
+func (r *runner) atEv(d int64, e event) {
+	r.seq++
+	e.at, e.seq = r.now+d, r.seq
+	r.q.push(e)
+}
+
+// run executes one event.
+func (r *runner) run(e event) {
+	switch e.kind {
+	case evFn:
+		e.fn()
+	case evTick:
+		r.tick(r.nodes[e.a])
+	case evDeliver:
+		r.deliver(int(e.a), r.msgs.take(e.slot))
+	case evArrive:
+		r.arrive(e.cl, int(e.a))
+	case evReply:
+		r.reply(e.cl, r.nodes[e.a], r.resps.take(e.slot))
+	case evTimeout:
+		r.timeout(e.cl)
+	case evNext:
+		r.next(r.clients[e.a])
+	}
 }
 
 func (r *runner) tracef(who, kind, format string, args ...any) {
@@ -246,7 +276,7 @@ func runSansIOWith(opts simrun.Options, strat Strategy, withTrace, noCheck bool)
 	}
 	// Ticks, staggered so that nodes never tick at the same instant.
 	for _, n := range r.nodes {
-		r.at(int64(n.idx)*1_370_000+333, func() { r.tick(n) })
+		r.atEv(int64(n.idx)*1_370_000+333, event{kind: evTick, a: int32(n.idx)})
 	}
 	// Clients.
 	var first, last []int // the nodes of region 0 and of the last region
@@ -272,14 +302,17 @@ func runSansIOWith(opts simrun.Options, strat Strategy, withTrace, noCheck bool)
 			}
 		}
 		r.clients = append(r.clients, c)
-		r.at(int64(i)*100_003+1, func() { r.next(c) })
+		r.atEv(int64(i)*100_003+1, event{kind: evNext, a: int32(i)})
 	}
 	// The loop.
-	for r.q.len() > 0 && !r.stopped {
-		e := r.q.pop()
+	for !r.stopped {
+		e, ok := r.q.next()
+		if !ok {
+			break
+		}
 		r.now = e.at
 		r.events++
-		e.fn()
+		r.run(e)
 	}
 	if r.phase < 3 && !r.stopped {
 		r.liveness = append(r.liveness, "the run ran out of events before it finished")
@@ -314,7 +347,7 @@ func (r *runner) tick(n *node) {
 		n.rep.Tick(n.clock(r.now))
 		r.drain(n)
 	}
-	r.at(int64(tickEvery), func() { r.tick(n) })
+	r.atEv(int64(tickEvery), event{kind: evTick, a: int32(n.idx)})
 }
 
 // drain collects a replica's outputs: sync first, then messages and
@@ -348,7 +381,7 @@ func (r *runner) send(n *node, m consistency.Message) {
 		return
 	}
 	from := n.idx
-	fate := r.net.Decide(from, to, r.netRand)
+	fate := r.net.DecideInto(from, to, r.netRand, r.delays[:0])
 	switch {
 	case fate.Held:
 		r.held[[2]int{from, to}] = append(r.held[[2]int{from, to}], m)
@@ -366,7 +399,7 @@ func (r *runner) send(n *node, m consistency.Message) {
 					r.tracef(string(n.id), "dup", "->%s %dB", m.To, len(m.Body))
 				}
 			}
-			r.at(int64(d), func() { r.deliver(to, m) })
+			r.atEv(int64(d), event{kind: evDeliver, a: int32(to), slot: r.msgs.put(m)})
 		}
 	}
 }
@@ -405,7 +438,7 @@ func (r *runner) respond(n *node, resp consistency.Response) {
 	}
 	delete(n.pending, resp.ID)
 	d := r.net.Topo.Local.Sample(r.cliRand)
-	r.at(int64(d), func() { r.reply(cl, n, resp) })
+	r.atEv(int64(d), event{kind: evReply, a: int32(n.idx), cl: cl, slot: r.resps.put(resp)})
 }
 
 // next starts a client's next operation, or leaves it idle when its phase
@@ -471,7 +504,8 @@ func (r *runner) next(c *client) {
 		r.tracef("c"+strconv.Itoa(c.idx), "invoke", "op=%d %s -> %s", cl.rec.ID, describe(op), r.nodes[target].id)
 	}
 	r.sendRequest(cl, target)
-	r.at(int64(r.opts.Timeout), func() { r.timeout(cl) })
+	r.seq++ // every timeout is the same time from now: the queue's FIFO
+	r.q.pushLate(event{at: r.now + int64(r.opts.Timeout), seq: r.seq, kind: evTimeout, cl: cl})
 }
 
 func describe(op workload.Op) string {
@@ -488,7 +522,7 @@ func describe(op workload.Op) string {
 func (r *runner) sendRequest(cl *call, target int) {
 	cl.node = target
 	d := r.net.Topo.Local.Sample(r.cliRand)
-	r.at(int64(d), func() { r.arrive(cl, target) })
+	r.atEv(int64(d), event{kind: evArrive, a: int32(target), cl: cl})
 }
 
 func (r *runner) arrive(cl *call, target int) {
@@ -591,7 +625,7 @@ func (r *runner) finishCall(cl *call, outcome checker.Outcome) {
 		c.proc += len(r.clients)
 	}
 	think := time.Duration(c.rnd.ExpFloat64() * float64(r.opts.Think))
-	r.at(int64(think)+1, func() { r.next(c) })
+	r.atEv(int64(think)+1, event{kind: evNext, a: int32(c.idx)})
 }
 
 func resultString(op *checker.Op) string {
@@ -665,7 +699,7 @@ func (r *runner) heal() {
 	})
 	for _, c := range r.clients {
 		c.idle = false
-		r.at(int64(c.idx)+1, func() { r.next(c) })
+		r.atEv(int64(c.idx)+1, event{kind: evNext, a: int32(c.idx)})
 	}
 }
 
@@ -794,7 +828,7 @@ func (r *runner) release(from, to int) {
 	}
 	for _, m := range msgs {
 		d := r.net.Topo.Latency(from, to).Sample(r.netRand)
-		r.at(int64(d), func() { r.deliver(to, m) })
+		r.atEv(int64(d), event{kind: evDeliver, a: int32(to), slot: r.msgs.put(m)})
 	}
 }
 

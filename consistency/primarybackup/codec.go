@@ -132,6 +132,7 @@ func decodeEntry(d *dec) entry {
 		return en
 	}
 	en.Txn.Cmds = make([]core.Command, 0, nm+1) // room for the backup's own metadata write
+	var args [][]byte                           // every command's arguments, in one array while it lasts
 	for i := uint64(0); i < nm && d.err == nil; i++ {
 		c := core.Command{Name: d.name()}
 		na := d.u()
@@ -139,10 +140,14 @@ func decodeEntry(d *dec) entry {
 			d.err = errShort
 			return en
 		}
-		c.Args = make([][]byte, 0, na)
-		for j := uint64(0); j < na && d.err == nil; j++ {
-			c.Args = append(c.Args, d.bytes())
+		if cap(args)-len(args) < int(na) {
+			args = make([][]byte, 0, max(int(na), 4*int(nm)))
 		}
+		start := len(args)
+		for j := uint64(0); j < na && d.err == nil; j++ {
+			args = append(args, d.bytes())
+		}
+		c.Args = args[start:len(args):len(args)]
 		en.Txn.Cmds = append(en.Txn.Cmds, c)
 	}
 	return en

@@ -115,6 +115,9 @@ type Replica struct {
 
 	// backup state
 	applied uint64
+	// appliedArgs is reused for the SET of keyApplied (the store keeps no
+	// argument).
+	appliedArgs [2][]byte
 }
 
 var _ consistency.Replica = (*Replica)(nil)
@@ -365,8 +368,10 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 				continue // a duplicate
 			}
 			// en was decoded for this call: its command list is ours.
+			r.appliedArgs[0] = append(r.appliedArgs[0][:0], keyApplied...)
+			r.appliedArgs[1] = strconv.AppendUint(r.appliedArgs[1][:0], en.Seq, 10)
 			full := core.Txn{Conds: en.Txn.Conds, Cmds: append(en.Txn.Cmds,
-				core.Command{Name: "SET", Args: [][]byte{[]byte(keyApplied), strconv.AppendUint(nil, en.Seq, 10)}})}
+				core.Command{Name: "SET", Args: r.appliedArgs[:]})}
 			rep := r.store.ApplyTxn(time.Unix(0, en.Now), full)
 			if rep.IsError() {
 				// The primary applied it, so only a disk fault fails it

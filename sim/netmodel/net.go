@@ -285,7 +285,11 @@ func (nt *Net) Blocked(from, to int) bool { return nt.blockedN[from*nt.N+to] > 0
 func (nt *Net) Partitioned() bool { return len(nt.cuts) > 0 }
 
 // Decide draws the fate of one message from -> to.
-func (nt *Net) Decide(from, to int, r *rand.Rand) Fate {
+func (nt *Net) Decide(from, to int, r *rand.Rand) Fate { return nt.DecideInto(from, to, r, nil) }
+
+// DecideInto is Decide with Fate.Delays appended to buf[:0] (a caller's
+// reused buffer of capacity 2 makes it allocation-free).
+func (nt *Net) DecideInto(from, to int, r *rand.Rand, buf []time.Duration) Fate {
 	if nt.Blocked(from, to) {
 		return Fate{}
 	}
@@ -296,7 +300,7 @@ func (nt *Net) Decide(from, to int, r *rand.Rand) Fate {
 		return Fate{Held: true}
 	}
 	lat := nt.Topo.Latency(from, to)
-	f := Fate{Delays: []time.Duration{nt.sample(lat, r)}}
+	f := Fate{Delays: append(buf[:0], nt.sample(lat, r))}
 	if nt.Dup > 0 && r.Float64() < nt.Dup {
 		f.Delays = append(f.Delays, nt.sample(lat, r))
 	}
