@@ -46,6 +46,10 @@ type ClusterConfig struct {
 	CatalogSync time.Duration
 	// Tick is the replicas' tick interval; default 10ms.
 	Tick time.Duration
+	// PeerDelay adds a one-way delay to every peer message this node sends
+	// to the given member (by ID): an injected WAN link, e.g. between the
+	// regions of a causal namespace in `dialkv demo --region-delay`.
+	PeerDelay map[string]time.Duration
 
 	// sec is the node's Config.Security (set by StartClusterNode): peer
 	// TLS, and the TLS used to call the other members' client API.
@@ -227,11 +231,18 @@ func (c *cluster) startReplica(env StrategyEnv, f consistency.Factory, keyed boo
 		return nil, err
 	}
 	send := func(m consistency.Message) {
-		if s := c.senders[string(m.To)]; s != nil {
-			s.Send(transport.PeerMessage{Namespace: name, From: string(m.From), To: string(m.To), Body: m.Body})
+		s := c.senders[string(m.To)]
+		if s == nil {
+			return
 		}
+		pm := transport.PeerMessage{Namespace: name, From: string(m.From), To: string(m.To), Body: m.Body}
+		if d := c.cfg.PeerDelay[string(m.To)]; d > 0 {
+			time.AfterFunc(d, func() { s.Send(pm) })
+			return
+		}
+		s.Send(pm)
 	}
-	h := NewReplicaHost(rep, hostEng, send, HostOptions{Tick: c.cfg.Tick, Logger: env.Logger, KeyedBatches: keyed})
+	h := NewReplicaHost(rep, hostEng, send, HostOptions{Tick: c.cfg.Tick, Logger: env.Logger, KeyedBatches: keyed, Samples: env.Samples})
 	c.mu.Lock()
 	c.hosts[name] = h
 	c.mu.Unlock()

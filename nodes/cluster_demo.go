@@ -20,10 +20,15 @@ type demoClusterOptions struct {
 	nodes    int
 	strategy string // local, quorum, causal or raft
 	regions  int    // causal: number of regions
-	shards   int    // raft: number of shards
-	listen   string // first node's client address; the others follow
-	dir      string
-	log      *slog.Logger
+	// regionDelay (causal) is added to every peer message between nodes
+	// of different regions, one way.
+	regionDelay time.Duration
+	metrics     string // metrics address of n1 ("" none); the others pick free ports
+	resolve     string // causal: conflict handling, lww or siblings ("": default)
+	shards      int    // raft: number of shards
+	listen      string // first node's client address; the others follow
+	dir         string
+	log         *slog.Logger
 }
 
 // demoNamespace is the namespace `dialkv demo --nodes N` creates.
@@ -105,10 +110,31 @@ func startDemoCluster(o demoClusterOptions) ([]*ClusterNode, *NamespaceSpec, err
 			cancel()
 		}
 	}
-	for _, p := range peers {
+	regions := demoRegions(peers, o.regions)
+	regionOf := map[string]string{}
+	for _, part := range strings.Split(regions, ";") {
+		name, ids, _ := strings.Cut(part, ":")
+		for _, id := range strings.Split(ids, ",") {
+			regionOf[id] = name
+		}
+	}
+	for i, p := range peers {
+		cc := ClusterConfig{Name: "demo", Peers: peers}
+		if o.strategy == "causal" && o.regionDelay > 0 {
+			cc.PeerDelay = map[string]time.Duration{}
+			for _, q := range peers {
+				if regionOf[q.ID] != regionOf[p.ID] {
+					cc.PeerDelay[q.ID] = o.regionDelay
+				}
+			}
+		}
+		metrics := o.metrics
+		if i > 0 && metrics != "" {
+			metrics = "127.0.0.1:0"
+		}
 		cn, err := StartClusterNode(
-			Config{ID: p.ID, Listen: p.Client, DataDir: filepath.Join(o.dir, p.ID), Fsync: core.SyncAlways, Logger: o.log.With("node", p.ID), Version: buildVersion()},
-			ClusterConfig{Name: "demo", Peers: peers},
+			Config{ID: p.ID, Listen: p.Client, DataDir: filepath.Join(o.dir, p.ID), Fsync: core.SyncAlways, MetricsAddr: metrics, Logger: o.log.With("node", p.ID), Version: buildVersion()},
+			cc,
 		)
 		if err != nil {
 			closeAll()
@@ -121,7 +147,10 @@ func startDemoCluster(o demoClusterOptions) ([]*ClusterNode, *NamespaceSpec, err
 	}
 	spec := NamespaceSpec{Name: demoNamespace, Strategy: o.strategy}
 	if o.strategy == "causal" {
-		spec.Params = map[string]string{"regions": demoRegions(peers, o.regions)}
+		spec.Params = map[string]string{"regions": regions}
+		if o.resolve != "" {
+			spec.Params["resolve"] = o.resolve
+		}
 	}
 	if o.strategy == "raft" {
 		if spec.Params, err = demoRaftParams(o.listen, peers, o.shards); err != nil {
@@ -166,15 +195,27 @@ func runDemoCluster(o demoClusterOptions, keep bool, stdout, stderr io.Writer) i
 	}
 	fmt.Fprintf(stdout, "dialkv demo: %d nodes, cluster \"demo\" (fsync always; data in %s%s)\n", len(nodes), o.dir, removed)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 3, ' ', 0)
-	fmt.Fprintf(tw, "  node\tclient API\tpeer API\n")
+	fmt.Fprintf(tw, "  node\tclient API\tpeer API\tmetrics\n")
 	for _, cn := range nodes {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\n", cn.cfg.ID, cn.Addr(), cn.PeerAddr())
+		m := "-"
+		if a := cn.MetricsAddr(); a != "" {
+			m = "http://" + a + "/metrics"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", cn.cfg.ID, cn.Addr(), cn.PeerAddr(), m)
 	}
 	tw.Flush()
 	nsFlag := ""
 	if spec != nil {
 		fmt.Fprintf(stdout, "namespace %q: strategy %s %v (on every node)\n", spec.Name, spec.Strategy, spec.Params)
 		nsFlag = " --namespace " + spec.Name
+		if spec.Strategy == "causal" {
+			fmt.Fprintf(stdout, "causal: each region holds every key, sharded over its nodes; any node serves any key (it\n"+
+				"forwards to the key's owner in its region). Writes reach the other regions asynchronously")
+			if o.regionDelay > 0 {
+				fmt.Fprintf(stdout, "\n(peer links between regions delayed by %v one way)", o.regionDelay)
+			}
+			fmt.Fprintf(stdout, "; the lag\nis the metric dialkv_causal_replication_lag_seconds.\n")
+		}
 		if spec.Strategy == "raft" {
 			fmt.Fprintf(stdout, "raft: requests go to each shard's leader (the CLI follows MOVED); multi-key commands need\n"+
 				"keys on one shard: use a hash tag, e.g. MSET {u1}:a 1 {u1}:b 2\n")

@@ -327,3 +327,65 @@ func TestDemoCluster(t *testing.T) {
 		t.Fatalf("GET at n3 = %s, %v", replyStr(r), err)
 	}
 }
+
+// TestDemoCausalRegionDelayAndLagMetric: `dialkv demo --strategy causal
+// --regions 2 --region-delay 200ms`: a write at n1 (region r1) is not yet
+// visible at n2 (region r2) right away, becomes visible, and n2 exports its
+// propagation lag — at least the injected delay — as the histogram
+// dialkv_causal_replication_lag_seconds{source_region="r1"}.
+func TestDemoCausalRegionDelayAndLagMetric(t *testing.T) {
+	const delay = 200 * time.Millisecond
+	nodes, _, err := startDemoCluster(demoClusterOptions{nodes: 2, strategy: "causal", regions: 2, regionDelay: delay, listen: "127.0.0.1:0", dir: t.TempDir(), log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, cn := range nodes {
+			cn.Close(context.Background())
+		}
+	}()
+	ns := demoNamespace
+	c1, c2 := dial(t, nodes[0].Addr()), dial(t, nodes[1].Addr())
+	if w, err := c1.Call(context.Background(), &gen.RequestOptions{Ns: &ns}, cmd("SET", "k", "v")); err != nil || replyStr(w) != "OK" {
+		t.Fatalf("SET at n1 = %s, %v", replyStr(w), err)
+	}
+	if r, err := c2.Call(context.Background(), &gen.RequestOptions{Ns: &ns}, cmd("GET", "k")); err != nil || replyStr(r) == "v" {
+		t.Fatalf("GET at n2 right after the write = %s, %v; want it not yet visible (%v delay)", replyStr(r), err, delay)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := c2.Call(context.Background(), &gen.RequestOptions{Ns: &ns}, cmd("GET", "k"))
+		if err == nil && replyStr(r) == "v" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("write never became visible at n2: %s, %v", replyStr(r), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mfs, err := nodes[1].metrics.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "dialkv_causal_replication_lag_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			h := m.GetHistogram()
+			if h.GetSampleCount() != 1 {
+				t.Fatalf("lag histogram has %d samples, want 1", h.GetSampleCount())
+			}
+			if h.GetSampleSum() < delay.Seconds()*0.95 {
+				t.Fatalf("lag %vs, want at least the injected %v", h.GetSampleSum(), delay)
+			}
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "source_region" && l.GetValue() != "r1" {
+					t.Fatalf("source_region %q, want r1", l.GetValue())
+				}
+			}
+			return
+		}
+	}
+	t.Fatal("n2 exports no dialkv_causal_replication_lag_seconds")
+}

@@ -30,8 +30,10 @@ func DemoMain(args []string, stdout, stderr io.Writer) int {
 	strategy := fs.String("strategy", "raft", "with --nodes > 1: strategy of the namespace \"demo\": raft, quorum, causal, or local (no shared namespace)")
 	shards := fs.Int("shards", 2, "with --strategy raft: number of shards (Raft groups) of the namespace")
 	regions := fs.Int("regions", 2, "with --strategy causal: number of regions the nodes are split into")
+	regionDelay := fs.Duration("region-delay", 0, "with --strategy causal: one-way delay injected on peer links between regions (e.g. 50ms)")
+	resolve := fs.String("resolve", "", "with --strategy causal: conflict handling, lww (default) or siblings")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: dialkv demo [--listen HOST:PORT] [--nodes N [--strategy raft|local|quorum|causal] [--shards N] [--regions N]]\n\n"+
+		fmt.Fprintf(fs.Output(), "Usage: dialkv demo [--listen HOST:PORT] [--nodes N [--strategy raft|local|quorum|causal] [--shards N] [--regions N [--region-delay D] [--resolve lww|siblings]]]\n\n"+
 			"Starts dialkv on loopback (temporary data directories, --fsync=always) and prints the\n"+
 			"`dialkv cli` commands to talk to it. Ctrl-C stops it and removes the data.\n"+
 			"By default (--nodes 3) it starts cluster members n1..nN (client ports PORT, PORT+10, ...; peer\n"+
@@ -66,6 +68,10 @@ func DemoMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dialkv demo: --strategy %q: want raft, local, quorum or causal\n", *strategy)
 		return 2
 	}
+	if *regionDelay < 0 || *regionDelay > time.Minute {
+		fmt.Fprintf(stderr, "dialkv demo: --region-delay %v: want 0 to 1m\n", *regionDelay)
+		return 2
+	}
 	if *shards < 1 || *shards > 64 {
 		fmt.Fprintf(stderr, "dialkv demo: --shards %d: want 1 to 64\n", *shards)
 		return 2
@@ -79,7 +85,8 @@ func DemoMain(args []string, stdout, stderr io.Writer) int {
 		defer os.RemoveAll(dir)
 	}
 	if *nodes > 1 {
-		return runDemoCluster(demoClusterOptions{nodes: *nodes, strategy: *strategy, regions: *regions, shards: *shards, listen: *listen, dir: dir, log: logger}, *keep, stdout, stderr)
+		return runDemoCluster(demoClusterOptions{nodes: *nodes, strategy: *strategy, regions: *regions, regionDelay: *regionDelay, resolve: *resolve,
+			metrics: *metrics, shards: *shards, listen: *listen, dir: dir, log: logger}, *keep, stdout, stderr)
 	}
 	n, err := Start(Config{ID: "demo1", Listen: *listen, DataDir: dir, Fsync: core.SyncAlways, MetricsAddr: *metrics, Logger: logger, Version: buildVersion()})
 	if err != nil {

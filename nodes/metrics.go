@@ -6,6 +6,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/dialkv/dialkv/consistency"
+	"github.com/dialkv/dialkv/consistency/causal"
 	"github.com/dialkv/dialkv/transport"
 )
 
@@ -18,6 +20,7 @@ type metrics struct {
 	conns     *prometheus.CounterVec
 	bytesIn   prometheus.Counter
 	bytesOut  prometheus.Counter
+	lag       *prometheus.HistogramVec
 }
 
 var _ transport.Observer = (*metrics)(nil)
@@ -47,8 +50,14 @@ func newMetrics(n *Node) *metrics {
 		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dialkv_sent_bytes_total", Help: "Bytes of reply frames sent.",
 		}),
+		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "dialkv_" + causal.LagMetric,
+			Help: "Causal strategy: propagation lag of the remote writes applied here (apply time minus the write's HLC wall time; includes clock skew), by namespace and source region.",
+			// 1 ms .. ~16 s
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+		}, []string{"namespace", "source_region"}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.openConns, m.conns, m.bytesIn, m.bytesOut,
+	m.reg.MustRegister(m.requests, m.latency, m.openConns, m.conns, m.bytesIn, m.bytesOut, m.lag,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&nodeCollector{n: n})
 	return m
@@ -62,6 +71,16 @@ func (m *metrics) ConnClosed(reason string) {
 func (m *metrics) ConnRejected()  { m.conns.WithLabelValues("rejected").Inc() }
 func (m *metrics) BytesIn(n int)  { m.bytesIn.Add(float64(n)) }
 func (m *metrics) BytesOut(n int) { m.bytesOut.Add(float64(n)) }
+
+// samples records a hosted replica's measurements; the ones the node has
+// no metric for are ignored.
+func (m *metrics) samples(namespace string, ss []consistency.Sample) {
+	for _, s := range ss {
+		if s.Name == causal.LagMetric {
+			m.lag.WithLabelValues(namespace, s.Label).Observe(s.Value)
+		}
+	}
+}
 
 // observe counts one request.
 func (m *metrics) observe(op, outcome string, start time.Time) {

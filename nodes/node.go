@@ -70,6 +70,9 @@ type StrategyEnv struct {
 	NodeID string
 	Fsync  core.SyncPolicy
 	Logger *slog.Logger
+	// Samples records measurements a hosted replica took
+	// (consistency.Meter) in the node's metrics; it never blocks.
+	Samples func([]consistency.Sample)
 }
 
 // StrategyFactory starts the Service of one namespace.
@@ -317,7 +320,8 @@ func (n *Node) openNamespace(spec NamespaceSpec) (*namespace, error) {
 	if f == nil {
 		return nil, fmt.Errorf("node: namespace %s: unknown strategy %q (this node has: %v)", spec.Name, spec.Strategy, n.strategyNames())
 	}
-	svc, err := f(StrategyEnv{Spec: spec, Dir: dir, NodeID: n.cfg.ID, Fsync: n.cfg.Fsync, Logger: log})
+	svc, err := f(StrategyEnv{Spec: spec, Dir: dir, NodeID: n.cfg.ID, Fsync: n.cfg.Fsync, Logger: log,
+		Samples: func(s []consistency.Sample) { n.metrics.samples(spec.Name, s) }})
 	if err != nil {
 		return nil, fmt.Errorf("node: namespace %s (%s): %w", spec.Name, spec.Strategy, err)
 	}

@@ -27,6 +27,7 @@ type ReplicaHost struct {
 	log     *slog.Logger
 	tick    time.Duration
 	keyed   bool
+	samples func([]consistency.Sample)
 	reqs    chan *hostJob
 	msgs    chan consistency.Message
 	cancels chan *hostJob
@@ -68,6 +69,9 @@ type HostOptions struct {
 	// it a batch runs in order, each command carrying the previous one's
 	// token (causal: a session's writes depend on each other).
 	KeyedBatches bool
+	// Samples receives what the replica measured (if it is a
+	// consistency.Meter), from the host's goroutine; it must not block.
+	Samples func([]consistency.Sample)
 }
 
 // NewReplicaHost starts a host for rep, whose storage is eng. send carries
@@ -90,7 +94,7 @@ func NewReplicaHost(rep consistency.Replica, eng core.Engine, send func(consiste
 		o.MaxRead = 256
 	}
 	h := &ReplicaHost{
-		rep: rep, eng: eng, send: send, now: o.Now, log: o.Logger, tick: o.Tick, keyed: o.KeyedBatches,
+		rep: rep, eng: eng, send: send, now: o.Now, log: o.Logger, tick: o.Tick, keyed: o.KeyedBatches, samples: o.Samples,
 		reqs:    make(chan *hostJob, o.Queue),
 		msgs:    make(chan consistency.Message, o.Queue),
 		cancels: make(chan *hostJob, o.Queue),
@@ -358,6 +362,11 @@ func (h *ReplicaHost) loop(maxRead int) {
 			}
 		}
 		rd := h.rep.Ready()
+		if m, ok := h.rep.(consistency.Meter); ok && h.samples != nil {
+			if s := m.TakeSamples(); len(s) > 0 {
+				h.samples(s)
+			}
+		}
 		if rd.Sync {
 			// Ordering rule: nothing the replica produced may leave the
 			// node before its state is durable.
