@@ -37,11 +37,18 @@ type Config struct {
 	Fsync        core.SyncPolicy // always (default), interval or never
 	SyncInterval time.Duration   // for interval; default 100 ms
 	MetricsAddr  string          // "" : no metrics endpoint
-	Protocol     transport.Protocol
-	ConnMode     transport.ConnMode // epoll (default on Linux) or goroutine
-	MaxConns     int
-	IdleTimeout  time.Duration
-	MaxFrame     int
+	// AdminAddr serves the admin HTTP API (backup, checkpoints;
+	// nodes/backup.go); "" : off.
+	AdminAddr string
+	// CheckpointEvery > 0 takes a checkpoint into DATA/checkpoints every
+	// interval; those older than CheckpointRetain are removed (0: kept).
+	CheckpointEvery  time.Duration
+	CheckpointRetain time.Duration
+	Protocol         transport.Protocol
+	ConnMode         transport.ConnMode // epoll (default on Linux) or goroutine
+	MaxConns         int
+	IdleTimeout      time.Duration
+	MaxFrame         int
 	// Engine is "pebble" (default) or "memory" (tests: nothing survives a
 	// restart).
 	Engine string
@@ -117,16 +124,18 @@ func (c *Config) fill() error {
 
 // Node is a running dialkv node.
 type Node struct {
-	cfg     Config
-	log     *slog.Logger
-	hub     *hub
-	metrics *metrics
-	server  *transport.Server
-	ln      net.Listener
-	mln     net.Listener
-	httpSrv *http.Server
-	stop    chan struct{}
-	bg      sync.WaitGroup
+	cfg      Config
+	log      *slog.Logger
+	hub      *hub
+	metrics  *metrics
+	server   *transport.Server
+	ln       net.Listener
+	mln      net.Listener
+	httpSrv  *http.Server
+	aln      net.Listener // admin API (nodes/backup.go)
+	adminSrv *http.Server
+	stop     chan struct{}
+	bg       sync.WaitGroup
 
 	adminMu sync.Mutex // serialises namespace create/drop and catalog writes
 	mu      sync.RWMutex
@@ -192,6 +201,15 @@ func Start(cfg Config) (*Node, error) {
 			}
 		}()
 	}
+	if err := n.startAdmin(); err != nil {
+		ln.Close()
+		if n.mln != nil {
+			n.mln.Close()
+		}
+		close(n.stop)
+		n.closeNamespaces()
+		return nil, err
+	}
 	n.bg.Add(2)
 	go func() {
 		defer n.bg.Done()
@@ -228,6 +246,9 @@ func (n *Node) Close(ctx context.Context) error {
 	err := n.server.Shutdown(ctx)
 	if n.httpSrv != nil {
 		n.httpSrv.Shutdown(ctx)
+	}
+	if n.adminSrv != nil {
+		n.adminSrv.Shutdown(ctx)
 	}
 	n.bg.Wait()
 	if cerr := n.closeNamespaces(); err == nil {

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 
 	"github.com/dialkv/dialkv/checker"
+	"github.com/dialkv/dialkv/clients/admin"
 	"github.com/dialkv/dialkv/clients/bench"
 	"github.com/dialkv/dialkv/clients/cli"
 	"github.com/dialkv/dialkv/clients/jepsen"
@@ -32,6 +33,7 @@ func subcommands() []subcommand {
 		{"sim", "run the deterministic simulator", sim.Main},
 		{"check", "check a recorded history for consistency anomalies", checker.Main},
 		{"bench", "load generator (YCSB-like mixes, HDR latency histograms)", bench.Main},
+		{"admin", "cluster operations: members, namespaces, where a key lives, backup, restore", admin.Main},
 		{"jepsen", "fault tests on real processes (kill -9, SIGSTOP, partitions) with checked histories", jepsen.Main},
 		{"certs", "make a development CA and node/client certificates", security.CertsMain},
 		{"version", "print the build's version", versionMain},

@@ -1,0 +1,544 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dialkv/dialkv/clients/client"
+	"github.com/dialkv/dialkv/consistency"
+	"github.com/dialkv/dialkv/consistency/causal"
+	"github.com/dialkv/dialkv/consistency/quorum"
+	"github.com/dialkv/dialkv/consistency/raft"
+	"github.com/dialkv/dialkv/core"
+	"github.com/dialkv/dialkv/nodes"
+)
+
+type command struct {
+	name, args, summary string
+	run                 func(args []string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"members", "--addrs A,B,...", "ping every node: id, version, round trip, up or down", members},
+		{"namespaces", "[list | create NAME STRATEGY [KEY VALUE]... | drop NAME] --addr A", "list, create or drop namespaces", namespaces},
+		{"where", "KEY --addr A --namespace NS [--members n1,n2,...]", "which nodes (and raft shard) hold a key", where},
+		{"backup", "--admin n1=HOST:PORT,... --out DIR", "online cluster backup: every node's checkpoint and catalog, plus a manifest", backup},
+		{"checkpoint", "--admin HOST:PORT [--list]", "take (or list) a retained checkpoint on one node, for point-in-time restore", checkpoint},
+		{"restore", "--from DIR (--node ID | --at TIME) --data NEWDIR", "restore a cluster backup's node, or the newest retained checkpoint at or before TIME, into a new data directory", restore},
+		{"add-node", "", "not implemented: membership is static (docs/operations.md)", notYet("add-node")},
+		{"remove-node", "", "not implemented: membership is static (docs/operations.md)", notYet("remove-node")},
+		{"move-shard", "", "raft replicas move with RAFT.ADD / RAFT.JOIN / RAFT.REMOVE (docs/raft.md)", notYet("move-shard")},
+	}
+}
+
+// Main is `dialkv admin`. Exit status 0 ok, 1 the operation failed, 2
+// usage.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintln(stdout, "Usage: dialkv admin COMMAND [args] (dialkv admin COMMAND --help for its flags)\n\nCommands:")
+		for _, c := range commands() {
+			fmt.Fprintf(stdout, "  %-11s %s\n", c.name, c.summary)
+		}
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			err := c.run(args[1:], stdout, stderr)
+			switch {
+			case err == nil:
+				return 0
+			case errors.Is(err, flag.ErrHelp):
+				return 0
+			case errors.Is(err, errUsage):
+				fmt.Fprintf(stderr, "dialkv admin %s: %v\n", c.name, err)
+				return 2
+			}
+			fmt.Fprintf(stderr, "dialkv admin %s: %v\n", c.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "dialkv admin: unknown command %q (run 'dialkv admin help')\n", args[0])
+	return 2
+}
+
+var errUsage = errors.New("usage")
+
+func usageErr(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, a...))
+}
+
+func notYet(name string) func([]string, io.Writer, io.Writer) error {
+	return func(args []string, stdout, _ io.Writer) error {
+		if len(args) > 0 && (args[0] == "--help" || args[0] == "-h") {
+			fmt.Fprintf(stdout, "Usage: dialkv admin %s\n\nNot implemented yet (issue 9): cluster membership is static (--peers);\n"+
+				"joining with --join and rebalancing are not on main. Raft replicas move with\n"+
+				"`dialkv cli --namespace NS RAFT.ADD SHARD NODE`, RAFT.JOIN, RAFT.REMOVE (docs/raft.md).\n", name)
+			return nil
+		}
+		return fmt.Errorf("not implemented: cluster membership is static (--peers); see `dialkv admin %s --help`", name)
+	}
+}
+
+// flags makes a FlagSet whose --help prints usage and the flags to stdout.
+func flags(name, usage string, stdout io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "Usage: dialkv admin %s %s\n\nFlags:\n", name, usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags that may come before or after positional arguments.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func members(args []string, stdout, stderr io.Writer) error {
+	fs := flags("members", "--addrs HOST:PORT,...", stdout)
+	addrs := fs.String("addrs", "127.0.0.1:7379", "the nodes' client API addresses")
+	timeout := fs.Duration("timeout", 2*time.Second, "ping deadline")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	down := 0
+	fmt.Fprintf(stdout, "%-22s %-8s %-6s %-10s %s\n", "ADDRESS", "ID", "STATUS", "RTT", "VERSION")
+	for _, a := range splitList(*addrs) {
+		c, err := client.New([]string{a}, client.WithTimeout(*timeout), client.WithRetries(0, 0, 0))
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		info, err := c.Ping(context.Background())
+		rtt := time.Since(start)
+		c.Close()
+		if err != nil {
+			down++
+			fmt.Fprintf(stdout, "%-22s %-8s %-6s %-10s %v\n", a, "?", "down", "-", err)
+			continue
+		}
+		fmt.Fprintf(stdout, "%-22s %-8s %-6s %-10s %s\n", a, info.ID, "up", rtt.Round(10*time.Microsecond), info.Version)
+	}
+	if down > 0 {
+		return fmt.Errorf("%d node(s) down", down)
+	}
+	return nil
+}
+
+func dial(addr, ns string) (*client.Client, error) {
+	opts := []client.Option{client.WithTimeout(10 * time.Second)}
+	if ns != "" {
+		opts = append(opts, client.WithNamespace(ns))
+	}
+	return client.New([]string{addr}, opts...)
+}
+
+func namespaces(args []string, stdout, stderr io.Writer) error {
+	fs := flags("namespaces", "[list | create NAME STRATEGY [KEY VALUE]... | drop NAME] [--addr HOST:PORT]", stdout)
+	addr := fs.String("addr", "127.0.0.1:7379", "a node's client API address")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	c, err := dial(*addr, "")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if len(pos) == 0 {
+		pos = []string{"list"}
+	}
+	switch pos[0] {
+	case "list":
+		specs, err := c.ListNamespaces(ctx)
+		if err != nil {
+			return err
+		}
+		sort.Slice(specs, func(i, j int) bool { return specs[i].Name < specs[j].Name })
+		fmt.Fprintf(stdout, "%-16s %-8s %s\n", "NAME", "STRATEGY", "PARAMS")
+		for _, s := range specs {
+			keys := make([]string, 0, len(s.Params))
+			for k := range s.Params {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			var ps []string
+			for _, k := range keys {
+				ps = append(ps, k+"="+s.Params[k])
+			}
+			fmt.Fprintf(stdout, "%-16s %-8s %s\n", s.Name, s.Strategy, strings.Join(ps, " "))
+		}
+		return nil
+	case "create":
+		if len(pos) < 3 || len(pos)%2 == 0 {
+			return usageErr("namespaces create NAME STRATEGY [KEY VALUE]...")
+		}
+		spec := client.NamespaceSpec{Name: pos[1], Strategy: pos[2], Params: map[string]string{}}
+		for i := 3; i+1 < len(pos); i += 2 {
+			spec.Params[pos[i]] = pos[i+1]
+		}
+		if err := c.CreateNamespace(ctx, spec); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "OK")
+		return nil
+	case "drop":
+		if len(pos) != 2 {
+			return usageErr("namespaces drop NAME")
+		}
+		if err := c.DropNamespace(ctx, pos[1]); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "OK (on this node only: docs/cluster.md)")
+		return nil
+	}
+	return usageErr("unknown namespaces subcommand %q (want list, create or drop)", pos[0])
+}
+
+// Holders computes which nodes hold key in a namespace of spec, for a
+// cluster whose member ids are members: local — the node asked; quorum and
+// causal — the replicas' own placement (built offline from the same
+// parameters and members); raft — the key's shard and its replicas.
+func Holders(spec client.NamespaceSpec, members []string, key string) (string, []string, error) {
+	switch spec.Strategy {
+	case "local":
+		return "local namespace: only on the node asked", nil, nil
+	case "raft":
+		shards, _ := strconv.Atoi(spec.Params["shards"])
+		nodeList := splitList(spec.Params["nodes"])
+		if len(nodeList) == 0 {
+			return "", nil, errors.New("raft namespace without a nodes parameter")
+		}
+		replicas, _ := strconv.Atoi(spec.Params["replicas"])
+		if replicas <= 0 {
+			replicas = len(nodeList)
+		}
+		s := raft.ShardOf([]byte(key), max(shards, 1))
+		var out []string
+		for _, i := range raft.Placement(s, replicas, len(nodeList)) {
+			out = append(out, nodeList[i])
+		}
+		return fmt.Sprintf("raft shard %d of %d (initial placement; RAFT.MEMBERS %d shows moves)", s, max(shards, 1), s), out, nil
+	case "quorum", "causal":
+		if len(members) == 0 {
+			return "", nil, usageErr("--members n1,n2,... (the cluster's node ids) is needed for %s namespaces", spec.Strategy)
+		}
+		ids := make([]consistency.NodeID, len(members))
+		for i, m := range members {
+			ids[i] = consistency.NodeID(m)
+		}
+		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+		newRep := quorum.New
+		if spec.Strategy == "causal" {
+			newRep = causal.New
+		}
+		rep, err := newRep(consistency.Config{ID: ids[0], Peers: ids, Engine: core.NewMemEngine(), Rand: rand.New(rand.NewPCG(1, 2)), Params: spec.Params})
+		if err != nil {
+			return "", nil, fmt.Errorf("%s parameters: %w", spec.Strategy, err)
+		}
+		p, ok := rep.(consistency.Placement)
+		if !ok {
+			return spec.Strategy + ": every member", members, nil
+		}
+		var out []string
+		for _, id := range p.Holders(key) {
+			out = append(out, string(id))
+		}
+		return spec.Strategy + " preference list", out, nil
+	}
+	return "", nil, fmt.Errorf("unknown strategy %q", spec.Strategy)
+}
+
+func where(args []string, stdout, stderr io.Writer) error {
+	fs := flags("where", "KEY [--addr HOST:PORT] --namespace NS [--members n1,n2,...]", stdout)
+	addr := fs.String("addr", "127.0.0.1:7379", "a node's client API address (to read the namespace's spec)")
+	ns := fs.String("namespace", "default", "namespace")
+	mem := fs.String("members", "", "the cluster's node ids (quorum and causal placement)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErr("where KEY")
+	}
+	c, err := dial(*addr, "")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	specs, err := c.ListNamespaces(context.Background())
+	if err != nil {
+		return err
+	}
+	for _, s := range specs {
+		if s.Name == *ns {
+			what, holders, err := Holders(s, splitList(*mem), pos[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "key %q in %s (%s): %s", pos[0], s.Name, s.Strategy, what)
+			if len(holders) > 0 {
+				fmt.Fprintf(stdout, ": %s", strings.Join(holders, ", "))
+			}
+			fmt.Fprintln(stdout)
+			return nil
+		}
+	}
+	return fmt.Errorf("no namespace %q at %s", *ns, *addr)
+}
+
+// BackupManifest is manifest.json of a cluster backup.
+type BackupManifest struct {
+	Format  int          `json:"format"`
+	Created time.Time    `json:"created"`
+	Nodes   []BackupNode `json:"nodes"`
+}
+
+// BackupNode is one node of a cluster backup: its checkpoint is in Dir
+// (relative to the backup directory).
+type BackupNode struct {
+	ID       string                   `json:"id"`
+	Admin    string                   `json:"admin"`
+	Dir      string                   `json:"dir"`
+	Manifest nodes.CheckpointManifest `json:"manifest"`
+}
+
+// Backup fetches every node's checkpoint (GET /v1/backup on its admin
+// API) into out/ID and writes out/manifest.json. admins maps node ids to
+// admin addresses. Each node's checkpoint is consistent on its own; the
+// nodes' checkpoints are taken one after the other.
+func Backup(admins map[string]string, out string) (BackupManifest, error) {
+	m := BackupManifest{Format: 1, Created: time.Now().UTC()}
+	if _, err := os.Stat(out); err == nil {
+		return m, fmt.Errorf("backup: %s already exists", out)
+	}
+	ids := make([]string, 0, len(admins))
+	for id := range admins {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	hc := &http.Client{Timeout: 30 * time.Minute}
+	for _, id := range ids {
+		resp, err := hc.Get("http://" + admins[id] + "/v1/backup")
+		if err != nil {
+			return m, fmt.Errorf("backup %s: %w", id, err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			return m, fmt.Errorf("backup %s: %s: %s", id, resp.Status, strings.TrimSpace(string(b)))
+		}
+		dir := filepath.Join(out, id)
+		err = nodes.ReadTar(resp.Body, dir)
+		resp.Body.Close()
+		if err != nil {
+			return m, fmt.Errorf("backup %s: %w", id, err)
+		}
+		var nm nodes.CheckpointManifest
+		b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+		if err == nil {
+			err = json.Unmarshal(b, &nm)
+		}
+		if err != nil {
+			return m, fmt.Errorf("backup %s: manifest: %w", id, err)
+		}
+		if nm.Node != id {
+			return m, fmt.Errorf("backup: the admin address given for %s belongs to node %s", id, nm.Node)
+		}
+		m.Nodes = append(m.Nodes, BackupNode{ID: id, Admin: admins[id], Dir: id, Manifest: nm})
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return m, fmt.Errorf("backup: manifest: %w", err)
+	}
+	return m, os.WriteFile(filepath.Join(out, "manifest.json"), append(b, '\n'), 0o644)
+}
+
+func parseAdmins(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, p := range splitList(s) {
+		id, addr, ok := strings.Cut(p, "=")
+		if !ok || id == "" || addr == "" {
+			return nil, usageErr("--admin: %q: want ID=HOST:PORT", p)
+		}
+		out[id] = addr
+	}
+	if len(out) == 0 {
+		return nil, usageErr("--admin ID=HOST:PORT,... is required")
+	}
+	return out, nil
+}
+
+func backup(args []string, stdout, stderr io.Writer) error {
+	fs := flags("backup", "--admin n1=HOST:PORT,... --out DIR", stdout)
+	adm := fs.String("admin", "", "every node's id and admin API address (dialkv node --admin)")
+	out := fs.String("out", "", "backup directory (must not exist)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	admins, err := parseAdmins(*adm)
+	if err != nil {
+		return err
+	}
+	if *out == "" {
+		return usageErr("--out is required")
+	}
+	m, err := Backup(admins, *out)
+	if err != nil {
+		return err
+	}
+	for _, n := range m.Nodes {
+		var inc, skip []string
+		for _, ns := range n.Manifest.Namespaces {
+			if ns.Included {
+				inc = append(inc, ns.Spec.Name)
+			} else {
+				skip = append(skip, ns.Spec.Name+" ("+ns.Reason+")")
+			}
+		}
+		fmt.Fprintf(stdout, "%s: %s at %s; namespaces %s", n.ID, n.Dir, n.Manifest.Created.Format(time.RFC3339Nano), strings.Join(inc, ", "))
+		if len(skip) > 0 {
+			fmt.Fprintf(stdout, "; not included: %s", strings.Join(skip, ", "))
+		}
+		fmt.Fprintln(stdout)
+	}
+	fmt.Fprintf(stdout, "backup of %d node(s) in %s\n", len(m.Nodes), *out)
+	return nil
+}
+
+func checkpoint(args []string, stdout, stderr io.Writer) error {
+	fs := flags("checkpoint", "--admin HOST:PORT [--list]", stdout)
+	adm := fs.String("admin", "127.0.0.1:9380", "the node's admin API address")
+	list := fs.Bool("list", false, "list the retained checkpoints instead of taking one")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	hc := &http.Client{Timeout: 10 * time.Minute}
+	var resp *http.Response
+	var err error
+	if *list {
+		resp, err = hc.Get("http://" + *adm + "/v1/checkpoints")
+	} else {
+		resp, err = hc.Post("http://"+*adm+"/v1/checkpoints", "", nil)
+	}
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	stdout.Write(b)
+	return nil
+}
+
+// Restore makes data, a new data directory, from a backup: with node set,
+// from the cluster backup at from (its manifest.json names the node);
+// else from the newest retained checkpoint under from (a node's
+// DATA/checkpoints) taken at or before at.
+func Restore(from, node string, at time.Time, data string) (string, error) {
+	if _, err := os.Stat(data); err == nil {
+		return "", fmt.Errorf("restore: %s already exists (restore into a new directory)", data)
+	}
+	var src string
+	if node != "" {
+		b, err := os.ReadFile(filepath.Join(from, "manifest.json"))
+		if err != nil {
+			return "", fmt.Errorf("restore: %w", err)
+		}
+		var m BackupManifest
+		if err := json.Unmarshal(b, &m); err != nil {
+			return "", fmt.Errorf("restore: manifest: %w", err)
+		}
+		for _, n := range m.Nodes {
+			if n.ID == node {
+				src = filepath.Join(from, n.Dir)
+			}
+		}
+		if src == "" {
+			return "", fmt.Errorf("restore: node %s is not in the backup", node)
+		}
+	} else {
+		cp, err := nodes.CheckpointAt(from, at)
+		if err != nil {
+			return "", fmt.Errorf("restore: %w", err)
+		}
+		src = cp.Dir
+	}
+	if err := nodes.CopyTree(src, data); err != nil {
+		return "", fmt.Errorf("restore: %w", err)
+	}
+	return src, nil
+}
+
+func restore(args []string, stdout, stderr io.Writer) error {
+	fs := flags("restore", "--from DIR (--node ID | --at TIME) --data NEWDIR", stdout)
+	from := fs.String("from", "", "a cluster backup directory (with --node) or a node's DATA/checkpoints (with --at)")
+	node := fs.String("node", "", "the node of the cluster backup to restore")
+	atS := fs.String("at", "", "restore the newest retained checkpoint at or before this time (RFC 3339, e.g. 2026-11-24T22:00:00Z; \"now\" for the newest)")
+	data := fs.String("data", "", "the new data directory (must not exist); start `dialkv node --data` on it")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *from == "" || *data == "" || (*node == "") == (*atS == "") {
+		return usageErr("--from, --data and exactly one of --node and --at are required")
+	}
+	var at time.Time
+	if *atS != "" {
+		if *atS == "now" {
+			at = time.Now()
+		} else {
+			t, err := time.Parse(time.RFC3339, *atS)
+			if err != nil {
+				return usageErr("--at: %v", err)
+			}
+			at = t
+		}
+	}
+	src, err := Restore(*from, *node, at, *data)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "restored %s into %s\n", src, *data)
+	return nil
+}
