@@ -57,7 +57,7 @@ func newSecEnv(t *testing.T) secEnv {
 		Users:  map[string]security.UserEntry{"bob": {Password: hash}},
 		Tokens: map[string]security.TokenEntry{"ci-bot": {SHA256: security.TokenDigest(testToken)}},
 		Grants: []security.Grant{
-			{Principals: []string{"alice"}, Namespaces: []string{"default"}, Actions: []string{"read", "write"}},
+			{Principals: []string{"alice"}, Namespaces: []string{"default", "kv"}, Actions: []string{"read", "write"}},
 			{Principals: []string{"reader", "bob"}, Namespaces: []string{"default"}, Actions: []string{"read"}},
 			{Principals: []string{"ci-bot"}, Namespaces: []string{"default"}, Actions: []string{"read", "write"}},
 			{Principals: []string{"n1", "n2"}, Namespaces: []string{"*"}, Actions: []string{"admin"}},
@@ -313,4 +313,116 @@ func TestSecureNode(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestRateLimitNode: --rate-limit refuses the requests over a connection's
+// budget with Unavailable and a retry-after hint, in epoll mode (no TLS),
+// and another connection is not affected.
+func TestRateLimitNode(t *testing.T) {
+	sec := loadSecurity(t, "--rate-limit", "1", "--rate-burst", "3")
+	n := startNode(t, Config{Engine: "memory", Security: sec})
+	ctx := context.Background()
+	c := dial(t, n.Addr())
+	var ua *gen.Unavailable
+	for i := range 3 {
+		if _, err := c.Call(ctx, noOpts(), cmd("SET", "k", "v")); err != nil {
+			t.Fatalf("request %d within the burst: %v", i, err)
+		}
+	}
+	_, err := c.Call(ctx, noOpts(), cmd("GET", "k"))
+	if !errors.As(err, &ua) || ua.RetryAfterMs <= 0 || ua.RetryAfterMs > 1000 {
+		t.Fatalf("request over the rate: %v; want Unavailable with retry_after_ms in (0, 1000]", err)
+	}
+	// A batch costs one token per command: refused on the drained
+	// connection too.
+	if _, err := c.Execute(ctx, noOpts(), []*gen.Command{cmd("GET", "a"), cmd("GET", "b"), cmd("GET", "c"), cmd("GET", "d"), cmd("GET", "e")}); !errors.As(err, &ua) {
+		t.Fatalf("batch on a drained connection: %v; want Unavailable", err)
+	}
+	if _, err := dial(t, n.Addr()).Call(ctx, noOpts(), cmd("GET", "k")); err != nil {
+		t.Fatalf("a fresh connection was throttled: %v", err)
+	}
+	// The Go client waits out the hint and retries.
+	cl := secClient(t, n.Addr(), client.WithRetries(3, time.Millisecond, 2*time.Second), client.WithPoolSize(1))
+	for i := range 5 {
+		if _, err := cl.Get(ctx, "k"); err != nil {
+			t.Fatalf("client GET %d under the rate limit: %v", i, err)
+		}
+	}
+}
+
+// TestSecureCluster: two members with mutual TLS between them (and TLS,
+// client certificates and a policy on their client listeners) spread a
+// quorum namespace over their client APIs and replicate writes over the
+// peer API; a peer connection without a node certificate is refused.
+func TestSecureCluster(t *testing.T) {
+	env := newSecEnv(t)
+	addrs := freeAddrs(t, 4)
+	peers := []ClusterPeer{{ID: "n1", Client: addrs[0], Peer: addrs[1]}, {ID: "n2", Client: addrs[2], Peer: addrs[3]}}
+	var logs syncBuffer
+	nodes := make([]*ClusterNode, 2)
+	for i, p := range peers {
+		sec := loadSecurity(t, "--tls-cert", env.path("node-"+p.ID+".crt"), "--tls-key", env.path("node-"+p.ID+".key"),
+			"--tls-ca", env.path("ca.crt"), "--auth-file", env.policy,
+			"--peer-tls-cert", env.path("node-"+p.ID+".crt"), "--peer-tls-key", env.path("node-"+p.ID+".key"), "--peer-tls-ca", env.path("ca.crt"))
+		cn, err := StartClusterNode(Config{ID: p.ID, Listen: p.Client, Engine: "memory", Security: sec,
+			Logger: slog.New(slog.NewTextHandler(&logs, nil)).With("node", p.ID)},
+			ClusterConfig{Name: "sec", Peers: peers, CatalogSync: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatalf("start %s: %v", p.ID, err)
+		}
+		nodes[i] = cn
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			cn.Close(ctx)
+		})
+	}
+	ctx := context.Background()
+	admin := secClient(t, peers[0].Client, client.WithTLS(env.clientTLS(t, "node-n1")))
+	if err := admin.CreateNamespace(ctx, client.NamespaceSpec{Name: "kv", Strategy: "quorum", Params: map[string]string{"n": "2", "timeout": "1s"}}); err != nil {
+		t.Fatalf("create kv: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for nodes[1].namespace("kv") == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("namespace kv did not spread to n2 over TLS; logs:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	alice1 := secClient(t, peers[0].Client, client.WithTLS(env.clientTLS(t, "client-alice")))
+	alice2 := secClient(t, peers[1].Client, client.WithTLS(env.clientTLS(t, "client-alice")))
+	kv := client.With(ctx, client.Namespace("kv"))
+	if _, err := alice1.Set(client.With(kv, client.W(2)), "k", []byte("v")); err != nil {
+		t.Fatalf("SET at n1 with W=2 (n2 must acknowledge over mutual TLS): %v\nlogs:\n%s", err, logs.String())
+	}
+	if v, err := alice2.Get(client.With(kv, client.R(2)), "k"); err != nil || v.String() != "v" {
+		t.Fatalf("GET at n2 with R=2 = %q, %v", v, err)
+	}
+	if d := nodes[1].PeerStats().Delivered; d == 0 {
+		t.Fatal("n2 received no peer message")
+	}
+
+	// Intruders on n1's peer port: a client certificate from the same CA,
+	// and plain TCP. Neither gets a message delivered.
+	aliceTLS := env.clientTLS(t, "client-alice")
+	for name, o := range map[string]transport.PeerSenderOptions{
+		"client certificate": {TLS: aliceTLS, Timeout: time.Second},
+		"plain TCP":          {Timeout: time.Second},
+	} {
+		before := nodes[0].PeerStats().Rejected
+		s := transport.NewPeerSender(peers[0].Peer, "sec", o)
+		deadline := time.Now().Add(10 * time.Second)
+		for nodes[0].PeerStats().Rejected == before {
+			if time.Now().After(deadline) {
+				s.Close()
+				t.Fatalf("%s: n1 did not refuse the connection", name)
+			}
+			s.Send(transport.PeerMessage{Namespace: "kv", From: "n2", To: "n1", Body: []byte("forged")})
+			time.Sleep(50 * time.Millisecond)
+		}
+		if d := s.Stats().Delivered; d != 0 {
+			t.Fatalf("%s: %d forged messages accepted", name, d)
+		}
+		s.Close()
+	}
 }

@@ -302,12 +302,12 @@ func (p *PeerSender) loop() {
 			}
 		}
 		if client == nil {
-			cfg := &thrift.TConfiguration{MaxFrameSize: int32(p.o.MaxFrame), ConnectTimeout: p.o.Timeout, SocketTimeout: p.o.Timeout}
+			// The framed transport propagates its configuration to the
+			// socket, so the TLS settings must be in this one.
+			cfg := &thrift.TConfiguration{MaxFrameSize: int32(p.o.MaxFrame), ConnectTimeout: p.o.Timeout, SocketTimeout: p.o.Timeout, TLSConfig: p.o.TLS}
 			var sock thrift.TTransport = thrift.NewTSocketConf(p.addr, cfg)
 			if p.o.TLS != nil {
-				tcfg := *cfg
-				tcfg.TLSConfig = p.o.TLS
-				sock = thrift.NewTSSLSocketConf(p.addr, &tcfg)
+				sock = thrift.NewTSSLSocketConf(p.addr, cfg)
 			}
 			t := thrift.NewTFramedTransportConf(sock, cfg)
 			if err := t.Open(); err != nil {
