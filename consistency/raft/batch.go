@@ -45,7 +45,7 @@ func encodeBatch(ps [][]byte) []byte {
 		n += binary.MaxVarintLen64 + len(p)
 	}
 	b := make([]byte, 2, n)
-	b[0], b[1] = proposalVersion, kindBatch
+	b[0], b[1] = proposalVersion, kindBatch // the version byte only marks the batch format
 	b = binary.AppendUvarint(b, uint64(len(ps)))
 	for _, p := range ps {
 		b = binary.AppendUvarint(b, uint64(len(p)))
@@ -80,9 +80,9 @@ func isBatch(b []byte) bool { return len(b) >= 2 && b[0] == proposalVersion && b
 
 // applyEntry applies one log entry (a proposal or a batch of them) and
 // returns its result data.
-func applyEntry(st *core.Store, clock *int64, b []byte) []byte {
+func applyEntry(st *core.Store, clock *int64, dd *dedup, index uint64, b []byte) []byte {
 	if !isBatch(b) {
-		return core.EncodeReply(applyProposal(st, clock, b))
+		return core.EncodeReply(applyProposal(st, clock, dd, index, b))
 	}
 	ps, err := splitList(b[2:], errBadBatch)
 	if err != nil {
@@ -90,7 +90,7 @@ func applyEntry(st *core.Store, clock *int64, b []byte) []byte {
 	}
 	out := binary.AppendUvarint(nil, uint64(len(ps)))
 	for _, p := range ps {
-		r := core.EncodeReply(applyProposal(st, clock, p))
+		r := core.EncodeReply(applyProposal(st, clock, dd, index, p))
 		out = binary.AppendUvarint(out, uint64(len(r)))
 		out = append(out, r...)
 	}

@@ -42,6 +42,7 @@ type indexEngine struct {
 	clock     int64
 	persisted uint64 // index recorded by the last commit
 	restoring bool   // a snapshot restore carries its own record
+	dd        *dedup // deduplication state, written with every commit
 }
 
 func (e *indexEngine) NewBatch() core.Batch { return &indexBatch{Batch: e.Engine.NewBatch(), e: e} }
@@ -54,6 +55,9 @@ type indexBatch struct {
 func (b *indexBatch) Commit(sync bool) error {
 	if !b.e.restoring {
 		b.Batch.Set(appliedKey, encodeApplied(b.e.cur, b.e.clock))
+		if b.e.dd != nil {
+			b.e.dd.flush(b.Batch)
+		}
 	}
 	if err := b.Batch.Commit(sync); err != nil {
 		return err
@@ -99,6 +103,10 @@ func (m *diskSM) Open(<-chan struct{}) (uint64, error) {
 		eng.Close()
 		return 0, err
 	}
+	if ie.dd, err = loadDedup(eng.Get); err != nil {
+		eng.Close()
+		return 0, err
+	}
 	st, err := core.NewStore(ie, m.limits)
 	if err != nil {
 		eng.Close()
@@ -133,7 +141,7 @@ func (m *diskSM) Update(ents []sm.Entry) ([]sm.Entry, error) {
 	defer m.mu.Unlock()
 	for i := range ents {
 		m.ie.cur = ents[i].Index
-		ents[i].Result = sm.Result{Value: ents[i].Index, Data: applyEntry(m.store, &m.ie.clock, ents[i].Cmd)}
+		ents[i].Result = sm.Result{Value: ents[i].Index, Data: applyEntry(m.store, &m.ie.clock, m.ie.dd, ents[i].Index, ents[i].Cmd)}
 	}
 	if n := len(ents); n > 0 && m.ie.persisted < ents[n-1].Index {
 		b := m.ie.NewBatch()
@@ -193,7 +201,10 @@ func (m *diskSM) RecoverFromSnapshot(r io.Reader, _ <-chan struct{}) error {
 	if err != nil {
 		return fmt.Errorf("raft: restore snapshot: %w", err)
 	}
-	_, err = m.ie.readApplied()
+	if _, err = m.ie.readApplied(); err != nil {
+		return err
+	}
+	m.ie.dd, err = loadDedup(m.eng.Get)
 	return err
 }
 
@@ -233,10 +244,15 @@ func (roBatch) Close()                  {}
 // applyProposal applies one encoded proposal to st, advancing *clock to
 // the largest proposer timestamp seen. Malformed proposals become error
 // replies (an error would stop the replica).
-func applyProposal(st *core.Store, clock *int64, b []byte) core.Reply {
+func applyProposal(st *core.Store, clock *int64, dd *dedup, index uint64, b []byte) core.Reply {
 	p, err := decodeProposal(b)
 	if err != nil {
 		return core.ErrorReply(core.Errorf(core.CodeErr, "%v", err))
+	}
+	if dd != nil {
+		if e := dd.admit(p.proposer, p.seq, index); e != nil {
+			return core.ErrorReply(e)
+		}
 	}
 	if p.now > *clock {
 		*clock = p.now

@@ -11,7 +11,7 @@ import (
 
 // ParamNames lists the namespace parameters ConfigFromParams reads.
 func ParamNames() []string {
-	return []string{"nodes", "raft-addrs", "client-addrs", "shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect", "storage", "batch"}
+	return []string{"nodes", "raft-addrs", "client-addrs", "shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect", "storage", "batch", "small-engine"}
 }
 
 // ConfigFromParams builds a node's Config from a raft namespace's
@@ -28,6 +28,7 @@ func ParamNames() []string {
 //	redirect      true                          redirect requests to the shard leader
 //	storage       pebble                        state machine storage: pebble (on disk) or memory
 //	batch         false                         propose concurrent writes of a shard as one entry (batch.go)
+//	small-engine  false                         one Dragonboat worker of each kind instead of 16 (small machines)
 //
 // dir is the node's directory for the namespace (the NodeHost directory).
 func ConfigFromParams(nodeID, dir string, params map[string]string) (Config, error) {
@@ -92,6 +93,8 @@ func ConfigFromParams(nodeID, dir string, params map[string]string) (Config, err
 			cfg.RedirectToLeader, err = strconv.ParseBool(v)
 		case "batch":
 			cfg.BatchProposals, err = strconv.ParseBool(v)
+		case "small-engine":
+			cfg.SmallEngine, err = strconv.ParseBool(v)
 		case "storage":
 			cfg.Storage = v
 			if v != "pebble" && v != "memory" {

@@ -8,23 +8,28 @@ import (
 	"github.com/dialkv/dialkv/core"
 )
 
-// A proposal is one Raft log entry: the proposer's clock reading and either
-// one command or one transaction.
+// A proposal is one Raft log entry: the proposer's clock reading, its
+// deduplication identity (dedup.go) and either one command or one
+// transaction.
 //
-//	byte    version (1)
-//	byte    kind: 1 command, 2 transaction
+//	byte    version (2; 1 has no proposer and seq)
+//	byte    kind: 1 command, 2 transaction (3: a batch, batch.go)
 //	int64   now, Unix nanoseconds of the proposer's clock, little endian
+//	uint64  proposer (version 2), little endian; 0: not deduplicated
+//	uint64  seq (version 2), little endian
 //	rest    core.EncodeCommand or core.EncodeTxn
 type proposal struct {
-	now int64
-	cmd *core.Command
-	txn *core.Txn
+	now           int64
+	proposer, seq uint64
+	cmd           *core.Command
+	txn           *core.Txn
 }
 
 const (
-	proposalVersion = 1
-	kindCommand     = 1
-	kindTxn         = 2
+	proposalVersion   = 2
+	proposalVersionV1 = 1
+	kindCommand       = 1
+	kindTxn           = 2
 )
 
 var errBadProposal = errors.New("raft: malformed proposal")
@@ -33,6 +38,8 @@ func encodeProposal(p proposal) []byte {
 	b := make([]byte, 2, 64)
 	b[0] = proposalVersion
 	b = binary.LittleEndian.AppendUint64(b, uint64(p.now))
+	b = binary.LittleEndian.AppendUint64(b, p.proposer)
+	b = binary.LittleEndian.AppendUint64(b, p.seq)
 	if p.cmd != nil {
 		b[1] = kindCommand
 		return append(b, core.EncodeCommand(*p.cmd)...)
@@ -43,19 +50,28 @@ func encodeProposal(p proposal) []byte {
 
 func decodeProposal(b []byte) (proposal, error) {
 	var p proposal
-	if len(b) < 10 || b[0] != proposalVersion {
+	if len(b) < 10 || (b[0] != proposalVersion && b[0] != proposalVersionV1) {
 		return p, errBadProposal
 	}
 	p.now = int64(binary.LittleEndian.Uint64(b[2:10]))
+	rest := b[10:]
+	if b[0] == proposalVersion {
+		if len(rest) < 16 {
+			return p, errBadProposal
+		}
+		p.proposer = binary.LittleEndian.Uint64(rest)
+		p.seq = binary.LittleEndian.Uint64(rest[8:])
+		rest = rest[16:]
+	}
 	switch b[1] {
 	case kindCommand:
-		c, err := core.DecodeCommand(b[10:])
+		c, err := core.DecodeCommand(rest)
 		if err != nil {
 			return p, fmt.Errorf("%w: %w", errBadProposal, err)
 		}
 		p.cmd = &c
 	case kindTxn:
-		t, err := core.DecodeTxn(b[10:])
+		t, err := core.DecodeTxn(rest)
 		if err != nil {
 			return p, fmt.Errorf("%w: %w", errBadProposal, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -154,6 +155,11 @@ type Service struct {
 	local  map[int]uint64 // shard index -> this node's replica ID
 	batch  map[int]*batcher
 	closed atomic.Bool
+	// proposer and seq identify proposals for deduplication (dedup.go):
+	// one proposer ID per Service incarnation (a hash of the node, the
+	// NodeHost ID and the clock at start), sequence numbers from 1.
+	proposer uint64
+	seq      atomic.Uint64
 }
 
 var _ consistency.Service = (*Service)(nil)
@@ -168,6 +174,9 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{cfg: cfg, self: -1, local: map[int]uint64{}, batch: map[int]*batcher{}}
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s\x00%s\x00%d", cfg.NodeID, cfg.NodeHostID, cfg.Clock().UnixNano())
+	s.proposer = h.Sum64() | 1 // never 0 (0: not deduplicated)
 	for i, n := range cfg.Nodes {
 		if n.ID == cfg.NodeID {
 			s.self = i
@@ -477,7 +486,7 @@ func (s *Service) Do(ctx context.Context, req consistency.Request) (consistency.
 		resp.Reply = v.(core.Reply)
 		return resp, nil
 	}
-	p := proposal{now: s.cfg.Clock().UnixNano(), cmd: req.Cmd, txn: req.Txn}
+	p := proposal{now: s.cfg.Clock().UnixNano(), proposer: s.proposer, seq: s.seq.Add(1), cmd: req.Cmd, txn: req.Txn}
 	data := encodeProposal(p)
 	if s.cfg.Bug == BugAckBeforeCommit && req.Cmd != nil && req.Cmd.Name == "SET" {
 		// BUG: acknowledge once the proposal is queued, before it commits.
@@ -505,6 +514,9 @@ func (s *Service) Do(ctx context.Context, req consistency.Request) (consistency.
 	reply, derr := core.DecodeReply(out)
 	if derr != nil {
 		return resp, fmt.Errorf("raft: decode reply of shard %d: %w", sh, derr)
+	}
+	if reply.IsError() && reply.Err.Code == CodeNotApplied {
+		return resp, fmt.Errorf("raft: write to shard %d on %s: %w: %s", sh, s.cfg.NodeID, consistency.ErrUnavailable, reply.Err.Msg)
 	}
 	resp.Reply = reply
 	return resp, nil

@@ -28,6 +28,7 @@ type memSM struct {
 	engine core.Engine
 	clock  int64 // unix nanos; part of the snapshot
 	limits core.Limits
+	dd     *dedup // kept in the engine too, so the snapshot carries it
 }
 
 var _ sm.IStateMachine = (*memSM)(nil)
@@ -38,7 +39,7 @@ func newMemSM(limits core.Limits) (*memSM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft: new store: %w", err)
 	}
-	return &memSM{store: st, engine: e, limits: limits}, nil
+	return &memSM{store: st, engine: e, limits: limits, dd: newDedup()}, nil
 }
 
 // Update applies one proposal. Malformed proposals become error replies:
@@ -46,7 +47,17 @@ func newMemSM(limits core.Limits) (*memSM, error) {
 func (m *memSM) Update(e sm.Entry) (sm.Result, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return sm.Result{Value: e.Index, Data: applyEntry(m.store, &m.clock, e.Cmd)}, nil
+	data := applyEntry(m.store, &m.clock, m.dd, e.Index, e.Cmd)
+	if m.dd.pending() {
+		b := m.engine.NewBatch()
+		m.dd.flush(b)
+		err := b.Commit(false)
+		b.Close()
+		if err != nil {
+			return sm.Result{}, fmt.Errorf("raft: record deduplication state: %w", err)
+		}
+	}
+	return sm.Result{Value: e.Index, Data: data}, nil
 }
 
 // dumpQuery asks Lookup for the replica's user-visible state (core
@@ -88,6 +99,11 @@ func (m *memSM) RecoverFromSnapshot(r io.Reader, _ []sm.SnapshotFile, _ <-chan s
 		return fmt.Errorf("raft: restore snapshot: %w", err)
 	}
 	m.clock = int64(binary.LittleEndian.Uint64(hdr[:]))
+	dd, err := loadDedup(m.engine.Get)
+	if err != nil {
+		return err
+	}
+	m.dd = dd
 	return nil
 }
 

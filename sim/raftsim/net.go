@@ -48,6 +48,10 @@ type Network struct {
 	trace   []string
 
 	Delivered, Dropped atomic.Int64
+	// DupPropose lets the network duplicate Propose messages like Raft's
+	// own (params dup-propose, default true): the state machine
+	// deduplicates proposals (consistency/raft dedup.go).
+	DupPropose bool
 }
 
 type heldBatch struct {
@@ -196,14 +200,15 @@ func (n *Network) send(from, to string, batch pb.MessageBatch) {
 			n.Dropped.Add(1)
 			continue
 		}
-		if m.Type == pb.Propose && len(fate.Delays) > 1 {
+		if m.Type == pb.Propose && len(fate.Delays) > 1 && !n.DupPropose {
 			// A follower forwards client proposals to the leader in
 			// Propose messages, and Raft appends whatever it receives:
 			// a duplicated Propose is applied twice (no-op sessions do
 			// not deduplicate). Dragonboat's own transport (one TCP
 			// stream per peer, each batch sent once) never duplicates, so
 			// neither does this one for Propose; Raft's own messages
-			// are duplicated. (Found by the soak: seed 41.)
+			// are duplicated. (Found by the soak: seed 41, before
+			// proposals were deduplicated; dup-propose=true lifts this.)
 			fate.Delays = fate.Delays[:1]
 		}
 		for _, d := range fate.Delays {

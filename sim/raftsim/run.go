@@ -64,13 +64,16 @@ const (
 // (memory, or pebble: the on-disk state machine on a crashable MemFS),
 // pause (freeze: a paused node's disk blocks, which stops its Raft
 // processing; network: only its
-// messages and client requests are held).
+// messages and client requests are held), dup-propose (true, the default:
+// Propose messages are duplicated like the others, the state machine
+// deduplicates proposals; false: never duplicated).
 type params struct {
 	shards, replicas int
 	rtt              time.Duration
 	electionRTT      uint64
 	snapshotEntries  uint64
 	redirect         bool
+	dupPropose       bool
 	read             string
 	leaderFaults     bool   // crashes and pauses hit the leader of shard 0
 	storage          string // memory or pebble
@@ -79,12 +82,12 @@ type params struct {
 
 // ParamNames lists the parameters Options.Params accepts for raft.
 func ParamNames() []string {
-	return []string{"shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect", "read", "target", "storage", "pause"}
+	return []string{"shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect", "read", "target", "storage", "pause", "dup-propose"}
 }
 
 func parseParams(m map[string]string, nodes int) (params, error) {
 	p := params{shards: 1, replicas: min(3, nodes), rtt: 10 * time.Millisecond, electionRTT: 10,
-		snapshotEntries: 200, redirect: true, read: "linearizable", storage: "memory", freeze: true}
+		snapshotEntries: 200, redirect: true, dupPropose: true, read: "linearizable", storage: "memory", freeze: true}
 	for k, v := range m {
 		var err error
 		var n uint64
@@ -111,6 +114,8 @@ func parseParams(m map[string]string, nodes int) (params, error) {
 			}
 		case "redirect":
 			p.redirect, err = strconv.ParseBool(v)
+		case "dup-propose":
+			p.dupPropose, err = strconv.ParseBool(v)
 		case "pause":
 			switch v {
 			case "freeze":
@@ -281,6 +286,7 @@ func simulate(opts simrun.Options, logf func(string, ...any)) (*Outcome, error) 
 	links := netmodel.NewNet(opts.Nodes, topo)
 	r.topo = topo
 	r.net = NewNetwork(simrun.DeriveSeed(opts.Seed, "net"), names, links)
+	r.net.DupPropose = p.dupPropose
 	r.net.t0 = r.t0
 	seedElectionRand(int64(simrun.DeriveSeed(opts.Seed, "election")))
 
