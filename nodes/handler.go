@@ -31,13 +31,16 @@ const (
 	maxSubTargets    = 1024
 )
 
-// begin derives the request context from the options' deadline.
-func (h *handler) begin(ctx context.Context, o *gen.RequestOptions) (context.Context, context.CancelFunc) {
+// deadline is the request's deadline from its options (or the node's
+// default). A context carrying it is made only for services that need one
+// (see doOne): the local strategy takes the deadline itself, which spares
+// a context and a timer per request.
+func (h *handler) deadline(o *gen.RequestOptions) time.Time {
 	d := h.n.cfg.DefaultDeadline
 	if ms := o.GetDeadlineMs(); ms > 0 {
 		d = min(time.Duration(ms)*time.Millisecond, maxDeadline)
 	}
-	return context.WithTimeout(ctx, d)
+	return time.Now().Add(d)
 }
 
 func (h *handler) ns(o *gen.RequestOptions) (*namespace, error) {
@@ -106,7 +109,9 @@ func outcome(err error) string {
 	return "internal"
 }
 
-func (h *handler) served() *string { id := h.n.cfg.ID; return &id }
+// served is the responses' served_by: the node's ID (never modified, so
+// every response may point at it).
+func (h *handler) served() *string { return &h.n.cfg.ID }
 
 func (h *handler) Ping(ctx context.Context) (*gen.NodeInfo, error) {
 	v, a := h.n.cfg.Version, h.n.Addr()
@@ -127,11 +132,10 @@ func (h *handler) Call(ctx context.Context, o *gen.RequestOptions, cmd *gen.Comm
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := h.begin(ctx, o)
-	defer cancel()
+	dl := h.deadline(o)
 	req := h.request(o)
 	req.Cmd = &c
-	resp, err := h.do(ctx, ns, req)
+	resp, err := h.do(ctx, dl, ns, req)
 	if err != nil {
 		return nil, err
 	}
@@ -152,19 +156,26 @@ func (h *handler) Execute(ctx context.Context, o *gen.RequestOptions, cmds []*ge
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := h.begin(ctx, o)
-	defer cancel()
+	dl := h.deadline(o)
 	reqs := make([]consistency.Request, len(cs))
 	for i := range cs {
 		reqs[i] = h.request(o)
 		reqs[i].Cmd = &cs[i]
 	}
 	var resps []consistency.Response
-	if b, ok := ns.svc.(batcher); ok {
+	if ns.local != nil {
+		if resps, err = ns.local.DoBatchBy(dl, reqs); err != nil {
+			return nil, serviceErr(err)
+		}
+	} else if b, ok := ns.svc.(batcher); ok {
+		ctx, cancel := context.WithDeadline(ctx, dl)
+		defer cancel()
 		if resps, err = b.DoBatch(ctx, reqs); err != nil {
 			return nil, serviceErr(err)
 		}
 	} else {
+		ctx, cancel := context.WithDeadline(ctx, dl)
+		defer cancel()
 		// One command after the other; a command the service could not
 		// serve gets an error reply and the rest still run.
 		resps = make([]consistency.Response, len(reqs))
@@ -221,11 +232,10 @@ func (h *handler) Transaction(ctx context.Context, o *gen.RequestOptions, conds 
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := h.begin(ctx, o)
-	defer cancel()
+	dl := h.deadline(o)
 	req := h.request(o)
 	req.Txn = &txn
-	resp, err := h.do(ctx, ns, req)
+	resp, err := h.do(ctx, dl, ns, req)
 	if err != nil {
 		return nil, err
 	}
@@ -289,9 +299,8 @@ func (h *handler) Scan(ctx context.Context, o *gen.RequestOptions, r *gen.ScanRe
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := h.begin(ctx, o)
-	defer cancel()
-	cursor, keys, token, err := h.cursorCommand(ctx, ns, o, scanCommand(r))
+	dl := h.deadline(o)
+	cursor, keys, token, err := h.cursorCommand(ctx, dl, ns, o, scanCommand(r))
 	if err != nil {
 		return nil, err
 	}
@@ -305,7 +314,7 @@ func (h *handler) Scan(ctx context.Context, o *gen.RequestOptions, r *gen.ScanRe
 				req.Token = token
 			}
 			req.Cmd = &mget
-			vr, err := h.do(ctx, ns, req)
+			vr, err := h.do(ctx, dl, ns, req)
 			if err != nil {
 				return nil, err
 			}
@@ -333,9 +342,8 @@ func (h *handler) IndexQuery(ctx context.Context, o *gen.RequestOptions, q *gen.
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := h.begin(ctx, o)
-	defer cancel()
-	cursor, keys, token, err := h.cursorCommand(ctx, ns, o, indexCommand(q))
+	dl := h.deadline(o)
+	cursor, keys, token, err := h.cursorCommand(ctx, dl, ns, o, indexCommand(q))
 	if err != nil {
 		return nil, err
 	}
@@ -344,8 +352,8 @@ func (h *handler) IndexQuery(ctx context.Context, o *gen.RequestOptions, q *gen.
 
 // do runs one request on the namespace's service; a failed service call and
 // an error reply both come back as the typed Thrift exception.
-func (h *handler) do(ctx context.Context, ns *namespace, req consistency.Request) (consistency.Response, error) {
-	resp, err := ns.svc.Do(ctx, req)
+func (h *handler) do(ctx context.Context, dl time.Time, ns *namespace, req consistency.Request) (consistency.Response, error) {
+	resp, err := doOne(ctx, dl, ns, req)
 	if err != nil {
 		return resp, serviceErr(err)
 	}
@@ -355,12 +363,27 @@ func (h *handler) do(ctx context.Context, ns *namespace, req consistency.Request
 	return resp, nil
 }
 
+// doOne runs one request on the namespace's service until dl.
+func doOne(ctx context.Context, dl time.Time, ns *namespace, req consistency.Request) (consistency.Response, error) {
+	if ns.local != nil {
+		one := [1]consistency.Request{req}
+		rs, err := ns.local.DoBatchBy(dl, one[:])
+		if err != nil {
+			return consistency.Response{}, err
+		}
+		return rs[0], nil
+	}
+	ctx, cancel := context.WithDeadline(ctx, dl)
+	defer cancel()
+	return ns.svc.Do(ctx, req)
+}
+
 // cursorCommand runs a command that replies [cursor, [key...]] (SCAN.RANGE,
 // SCAN.PREFIX, IDX.QUERY); an empty cursor comes back as nil (done).
-func (h *handler) cursorCommand(ctx context.Context, ns *namespace, o *gen.RequestOptions, cmd core.Command) (cursor []byte, keys [][]byte, token []byte, err error) {
+func (h *handler) cursorCommand(ctx context.Context, dl time.Time, ns *namespace, o *gen.RequestOptions, cmd core.Command) (cursor []byte, keys [][]byte, token []byte, err error) {
 	req := h.request(o)
 	req.Cmd = &cmd
-	resp, err := h.do(ctx, ns, req)
+	resp, err := h.do(ctx, dl, ns, req)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -157,14 +157,64 @@ func (l *Local) Do(ctx context.Context, req consistency.Request) (consistency.Re
 // durable (--fsync=always).
 func (l *Local) DoBatch(ctx context.Context, reqs []consistency.Request) ([]consistency.Response, error) {
 	if err := ctx.Err(); err != nil {
-		// Not applied.
 		return nil, fmt.Errorf("local: %v before the request was applied: %w", err, consistency.ErrUnavailable)
 	}
+	resps, wait, err := l.apply(reqs)
+	if err != nil || wait == nil {
+		return resps, err
+	}
+	select {
+	case <-wait.done:
+		return resps, wait.result()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("local: %v while waiting for the sync: %w", ctx.Err(), consistency.ErrTimeout)
+	}
+}
+
+// DoBatchBy is DoBatch with a deadline instead of a context: it costs no
+// context and, unless the replies must wait for a sync, no timer (the
+// node's handler uses it).
+func (l *Local) DoBatchBy(deadline time.Time, reqs []consistency.Request) ([]consistency.Response, error) {
+	if !time.Now().Before(deadline) {
+		return nil, fmt.Errorf("local: deadline passed before the request was applied: %w", consistency.ErrUnavailable)
+	}
+	resps, wait, err := l.apply(reqs)
+	if err != nil || wait == nil {
+		return resps, err
+	}
+	select {
+	case <-wait.done:
+		return resps, wait.result()
+	default:
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-wait.done:
+		return resps, wait.result()
+	case <-t.C:
+		return nil, fmt.Errorf("local: deadline passed while waiting for the sync: %w", consistency.ErrTimeout)
+	}
+}
+
+// result is the outcome of a finished epoch for the requests waiting on it.
+func (e *epoch) result() error {
+	if e.err != nil {
+		// Applied but not durable: the outcome is unknown to the client,
+		// and a read must not show the state.
+		return fmt.Errorf("local: sync: %v: %w", e.err, consistency.ErrTimeout)
+	}
+	return nil
+}
+
+// apply applies reqs under l.mu and returns their replies and the epoch
+// whose sync they must wait for (nil: none).
+func (l *Local) apply(reqs []consistency.Request) ([]consistency.Response, *epoch, error) {
 	resps := make([]consistency.Response, len(reqs))
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return nil, fmt.Errorf("local: service closed: %w", consistency.ErrUnavailable)
+		return nil, nil, fmt.Errorf("local: service closed: %w", consistency.ErrUnavailable)
 	}
 	now := l.clock()
 	var wait *epoch
@@ -183,7 +233,7 @@ func (l *Local) DoBatch(ctx context.Context, reqs []consistency.Request) ([]cons
 			wait = later(wait, l.track(r, rep))
 		}
 	}
-	if wait == l.cur && wait != nil {
+	if wait != nil && wait == l.cur {
 		select {
 		case l.kick <- struct{}{}:
 		default:
@@ -191,20 +241,7 @@ func (l *Local) DoBatch(ctx context.Context, reqs []consistency.Request) ([]cons
 	}
 	l.mu.Unlock()
 	l.applied.Add(int64(len(reqs)))
-	if wait == nil {
-		return resps, nil
-	}
-	select {
-	case <-wait.done:
-		if wait.err != nil {
-			// Applied but not durable: the outcome is unknown to the
-			// client, and a read must not show the state.
-			return nil, fmt.Errorf("local: sync: %v: %w", wait.err, consistency.ErrTimeout)
-		}
-		return resps, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("local: %v while waiting for the sync: %w", ctx.Err(), consistency.ErrTimeout)
-	}
+	return resps, wait, nil
 }
 
 // track records what request r (just applied, with reply rep) wrote and

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sort"
@@ -192,6 +193,12 @@ func Start(cfg Config) (*Node, error) {
 		n.mln = mln
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{Registry: n.metrics.reg}))
+		// Go's profiler, for performance work on a running node
+		// (`go tool pprof http://HOST:PORT/debug/pprof/profile?seconds=10`).
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		n.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		n.bg.Add(1)
 		go func() {

@@ -33,13 +33,6 @@ func ParseProtocol(s string) (Protocol, error) {
 	return "", fmt.Errorf("transport: unknown protocol %q (want binary or compact)", s)
 }
 
-func (p Protocol) newProtocol(t thrift.TTransport, cfg *thrift.TConfiguration) thrift.TProtocol {
-	if p == Compact {
-		return thrift.NewTCompactProtocolConf(t, cfg)
-	}
-	return thrift.NewTBinaryProtocolConf(t, cfg)
-}
-
 // Defaults of ServerConfig.
 const (
 	DefaultMaxConns    = 20000
