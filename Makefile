@@ -5,7 +5,7 @@ BIN       := bin/dialkv
 PKGS      := ./...
 TEST_FLAGS ?= -count=1 -timeout 9m
 
-.PHONY: all build run test test-short soak bench lint gen tidy clean experiments exp-% exp-raft-vs-etcd fuzz-short docker compose-up compose-down
+.PHONY: all build run test test-short soak bench lint gen tidy clean experiments exp-% exp-raft-vs-etcd exp-causal-real fuzz-short docker compose-up compose-down
 
 all: build
 
@@ -82,6 +82,11 @@ experiments: $(addprefix exp-,$(EXPERIMENTS))
 # Real processes, not part of `make experiments` (needs etcd-server; run.sh installs it).
 exp-raft-vs-etcd:
 	experiments/raft-vs-etcd/run.sh
+
+# Real loopback nodes in one process: causal+ against quorum, cross-region lag
+# (not part of `make experiments`: it takes minutes of wall-clock load).
+exp-causal-real:
+	$(GO) run ./experiments/causal-real
 
 exp-%:
 	$(GO) run ./experiments/$*

@@ -14,6 +14,7 @@
 //	failover      7. failover time in the simulator (raft leader, primary-backup primary)
 //	node-vs-redis    one dialkv node against redis-server (run.sh; real processes)
 //	raft-vs-etcd     three dialkv nodes (raft) against three etcd members (run.sh; real processes)
+//	causal-real      causal+ against quorum on four loopback nodes in two regions, visibility lag, metadata
 //
 // experiments/internal/expio writes results; experiments/internal/simexp
 // runs simulations and reads their histories and traces back.

@@ -47,7 +47,7 @@ const (
 	maxResend = 256
 	// maxCtxKeys bounds the keys whose read versions a siblings-mode token
 	// keeps as its write context (the most recently used ones).
-	maxCtxKeys = 32
+	maxCtxKeys = 16
 	// maxLags bounds the lag samples kept until the driver takes them.
 	maxLags = 4096
 )
