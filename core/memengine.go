@@ -53,6 +53,7 @@ type MemEngine struct {
 	explicit bool
 	undo     []memUndo
 	undoMax  int // 0: memUndoMax (tests set less)
+	spare    *memBatch // a closed batch, reused by NewBatch
 	closed   bool
 }
 
@@ -251,9 +252,18 @@ func (m *MemEngine) NewIter(lower, upper []byte) Iterator {
 }
 
 // NewBatch implements Engine.
+// A closed batch is kept and handed out again (using a batch after Close
+// is a bug).
 func (m *MemEngine) NewBatch() Batch {
-	b := &memBatch{m: m}
-	b.ops = b.buf[:0]
+	m.mu.Lock()
+	b := m.spare
+	m.spare = nil
+	m.mu.Unlock()
+	if b == nil {
+		b = &memBatch{}
+		b.ops = b.buf[:0]
+	}
+	b.m = m
 	return b
 }
 
@@ -333,7 +343,23 @@ func (b *memBatch) DeleteRange(start, end []byte) {
 	b.ops = append(b.ops, memOp{kind: 2, key: bytes.Clone(start), value: bytes.Clone(end)})
 }
 func (b *memBatch) Len() int { return len(b.ops) }
-func (b *memBatch) Close()   { b.ops = nil }
+func (b *memBatch) Close() {
+	m := b.m
+	if m == nil {
+		return // closed already
+	}
+	b.m = nil
+	clear(b.ops)
+	if cap(b.ops) > 64 {
+		b.ops = b.buf[:0] // do not keep a large batch's array
+	}
+	b.ops = b.ops[:0]
+	m.mu.Lock()
+	if m.spare == nil {
+		m.spare = b
+	}
+	m.mu.Unlock()
+}
 
 func (b *memBatch) Commit(sync bool) error {
 	m := b.m
@@ -359,7 +385,8 @@ func (b *memBatch) Commit(sync bool) error {
 			}
 		}
 	}
-	b.ops = nil
+	clear(b.ops)
+	b.ops = b.ops[:0]
 	m.maybeCompactLocked()
 	if sync {
 		m.markSyncedLocked()

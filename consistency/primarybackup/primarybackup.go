@@ -221,6 +221,9 @@ func (r *Replica) respond(id uint64, rep core.Reply) {
 }
 
 func (r *Replica) send(to consistency.NodeID, body []byte) {
+	if r.out.Messages == nil {
+		r.out.Messages = make([]consistency.Message, 0, len(r.peers)-1)
+	}
 	r.out.Messages = append(r.out.Messages, consistency.Message{From: r.id, To: to, Body: body})
 }
 
