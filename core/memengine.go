@@ -52,7 +52,7 @@ type MemEngine struct {
 	synced   memState
 	explicit bool
 	undo     []memUndo
-	undoMax  int // 0: memUndoMax (tests set less)
+	undoMax  int       // 0: memUndoMax (tests set less)
 	spare    *memBatch // a closed batch, reused by NewBatch
 	closed   bool
 }
