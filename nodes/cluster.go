@@ -7,9 +7,11 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +52,11 @@ type ClusterConfig struct {
 	// to the given member (by ID): an injected WAN link, e.g. between the
 	// regions of a causal namespace in `dialkv demo --region-delay`.
 	PeerDelay map[string]time.Duration
+	// Gossip, if set, runs hashicorp/memberlist: failure detection whose
+	// verdicts are fed to the replicas (quorum: SetPeerState), and the
+	// member table (CLUSTER MEMBERS). With no Peers, the static member
+	// list is learned from the first Gossip.Join seed that answers.
+	Gossip *GossipOptions
 
 	// sec is the node's Config.Security (set by StartClusterNode): peer
 	// TLS, and the TLS used to call the other members' client API.
@@ -109,6 +116,69 @@ type cluster struct {
 
 	mu    sync.RWMutex
 	hosts map[string]*ReplicaHost // by namespace
+
+	gossip *gossip // nil: no failure detector (static membership only)
+}
+
+// peerStater is implemented by replicas that take membership as an input
+// (quorum.Replica): a peer marked not alive is routed around.
+type peerStater interface {
+	SetPeerState(id consistency.NodeID, alive bool)
+}
+
+// setPeerState hands a liveness verdict to every hosted replica that takes
+// one.
+func (c *cluster) setPeerState(id string, alive bool) {
+	c.mu.RLock()
+	hosts := make([]*ReplicaHost, 0, len(c.hosts))
+	for _, h := range c.hosts {
+		hosts = append(hosts, h)
+	}
+	c.mu.RUnlock()
+	for _, h := range hosts {
+		h.Call(func(r consistency.Replica) {
+			if ps, ok := r.(peerStater); ok {
+				ps.SetPeerState(consistency.NodeID(id), alive)
+			}
+		})
+	}
+}
+
+// command answers CLUSTER MEMBERS: one line per member, "ID STATE
+// client=ADDR peer=ADDR gossip=ADDR" (and " self" for this node).
+func (c *cluster) command(cmd core.Command) (core.Reply, bool) {
+	if !strings.EqualFold(cmd.Name, "CLUSTER") {
+		return core.Reply{}, false
+	}
+	if len(cmd.Args) != 1 || !strings.EqualFold(string(cmd.Args[0]), "MEMBERS") {
+		return core.ErrorReply(core.Errorf(core.CodeErr, "syntax: CLUSTER MEMBERS")), true
+	}
+	var rs []core.Reply
+	for _, m := range c.members() {
+		line := fmt.Sprintf("%s %s client=%s peer=%s gossip=%s", m.ID, m.State, m.Client, m.Peer, m.Gossip)
+		if m.Self {
+			line += " self"
+		}
+		rs = append(rs, core.Bulk([]byte(line)))
+	}
+	return core.Array(rs...), true
+}
+
+// members is the member table: gossip's view, or the static list.
+func (c *cluster) members() []MemberInfo {
+	if c.gossip != nil {
+		return c.gossip.members()
+	}
+	out := make([]MemberInfo, 0, len(c.cfg.Peers))
+	for _, p := range c.cfg.Peers {
+		m := MemberInfo{ID: p.ID, Client: p.Client, Peer: p.Peer, State: "unknown", Self: p.ID == c.self}
+		if m.Self {
+			m.State = "alive"
+		}
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
 }
 
 func newCluster(self string, cc ClusterConfig, log *slog.Logger) (*cluster, error) {
@@ -165,6 +235,11 @@ func (c *cluster) closeSenders() {
 
 func (c *cluster) close() error {
 	var err error
+	if c.gossip != nil {
+		if gerr := c.gossip.close(); gerr != nil {
+			c.log.Info("gossip: leaving", "err", gerr)
+		}
+	}
 	if c.srv != nil {
 		err = c.srv.Close()
 	}
@@ -246,6 +321,19 @@ func (c *cluster) startReplica(env StrategyEnv, f consistency.Factory, keyed boo
 	c.mu.Lock()
 	c.hosts[name] = h
 	c.mu.Unlock()
+	if c.gossip != nil {
+		// Members already found dead; later changes reach the host
+		// through setPeerState, now that it is in c.hosts. The set is read
+		// on the host's goroutine, so a change racing with this one is
+		// applied after it.
+		h.Call(func(r consistency.Replica) {
+			if ps, ok := r.(peerStater); ok {
+				for id := range c.gossip.downSet() {
+					ps.SetPeerState(consistency.NodeID(id), false)
+				}
+			}
+		})
+	}
 	return &clusterService{ReplicaHost: h, c: c, name: name, eng: eng}, nil
 }
 
@@ -298,9 +386,39 @@ func StartClusterNode(cfg Config, cc ClusterConfig) (*ClusterNode, error) {
 		return nil, errors.New("cluster: TLS on the client listener needs peer TLS too (--peer-tls-cert/-key/-ca): members call each other's client API to spread namespaces")
 	}
 	cc.sec = cfg.Security
+	var g *gossip
+	if cc.Gossip != nil {
+		if cc.Name == "" {
+			return nil, errors.New("cluster: --cluster NAME is required with gossip")
+		}
+		meta := gossipMeta{Client: cfg.Listen, Peer: cc.PeerListen}
+		for _, p := range cc.Peers {
+			if p.ID == cfg.ID {
+				meta = gossipMeta{Client: p.Client, Peer: p.Peer}
+			}
+		}
+		var err error
+		if g, err = startGossip(cfg.ID, cc.Name, meta, cc.Peers, *cc.Gossip, cfg.Logger); err != nil {
+			return nil, err
+		}
+		if len(cc.Peers) == 0 {
+			if cc.Peers, err = g.waitLearnedPeers(10 * time.Second); err != nil {
+				g.close()
+				return nil, fmt.Errorf("cluster: --join: %w", err)
+			}
+			cfg.Logger.Info("cluster: member list learned through gossip", "peers", FormatPeers(cc.Peers))
+		}
+	}
 	c, err := newCluster(cfg.ID, cc, cfg.Logger)
 	if err != nil {
+		if g != nil {
+			g.close()
+		}
 		return nil, err
+	}
+	if g != nil {
+		c.gossip = g
+		g.setHandler(c.setPeerState)
 	}
 	cn := &ClusterNode{c: c, stop: make(chan struct{})}
 	strats := c.strategies()
@@ -308,6 +426,16 @@ func StartClusterNode(cfg Config, cc ClusterConfig) (*ClusterNode, error) {
 		strats[k] = v
 	}
 	cfg.Strategies = strats
+	prevCmd := cfg.NodeCommand
+	cfg.NodeCommand = func(cmd core.Command) (core.Reply, bool) {
+		if r, ok := c.command(cmd); ok {
+			return r, true
+		}
+		if prevCmd != nil {
+			return prevCmd(cmd)
+		}
+		return core.Reply{}, false
+	}
 	prev := cfg.OnNamespaceCreated
 	cfg.OnNamespaceCreated = func(spec NamespaceSpec) {
 		if prev != nil {
@@ -326,6 +454,18 @@ func StartClusterNode(cfg Config, cc ClusterConfig) (*ClusterNode, error) {
 	go cn.catalogLoop()
 	n.log.Info("cluster member started", "cluster", cc.Name, "peer_listen", c.srv.Addr(), "peers", FormatPeers(cc.Peers))
 	return cn, nil
+}
+
+// Members returns the member table: every static member with its state as
+// gossip sees it ("unknown" for all but this node when gossip is off).
+func (cn *ClusterNode) Members() []MemberInfo { return cn.c.members() }
+
+// GossipAddr is the gossip address the node listens on ("" when off).
+func (cn *ClusterNode) GossipAddr() string {
+	if cn.c.gossip == nil {
+		return ""
+	}
+	return cn.c.gossip.addr()
 }
 
 // PeerAddr is the peer API address the node listens on.
@@ -498,18 +638,83 @@ type member interface {
 	Close(ctx context.Context) error
 }
 
-// startMember starts a single node when peers is empty, else a member of the
-// static cluster the flags describe.
-func startMember(cfg Config, clusterName, peerListen, peers string) (member, error) {
-	if peers == "" {
-		if clusterName != "" || peerListen != "" {
-			return nil, errors.New("node: --cluster and --peer-listen need --peers")
+// memberFlags are dialkv node's cluster flags.
+type memberFlags struct {
+	cluster, peerListen, peers, gossip, join string
+}
+
+// portPlus returns addr with its port increased by d.
+func portPlus(addr string, d int) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return "", fmt.Errorf("port %q: %w", port, err)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p+d)), nil
+}
+
+// startMember starts a single node when neither --peers nor --join is
+// given, else a cluster member.
+func startMember(cfg Config, f memberFlags) (member, error) {
+	if f.peers == "" && f.join == "" {
+		if f.cluster != "" || f.peerListen != "" {
+			return nil, errors.New("node: --cluster and --peer-listen need --peers or --join")
 		}
 		return Start(cfg)
 	}
-	ps, err := ParsePeers(peers)
-	if err != nil {
-		return nil, fmt.Errorf("node: %w", err)
+	var ps []ClusterPeer
+	if f.peers != "" {
+		var err error
+		if ps, err = ParsePeers(f.peers); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
 	}
-	return StartClusterNode(cfg, ClusterConfig{Name: clusterName, PeerListen: peerListen, Peers: ps})
+	cc := ClusterConfig{Name: f.cluster, PeerListen: f.peerListen, Peers: ps}
+	if f.gossip != "off" {
+		g := &GossipOptions{Listen: f.gossip}
+		if f.join != "" {
+			for _, a := range strings.Split(f.join, ",") {
+				if a = strings.TrimSpace(a); a != "" {
+					g.Join = append(g.Join, a)
+				}
+			}
+		}
+		for _, p := range ps {
+			if p.ID == cfg.ID && g.Listen == "" {
+				peerAddr := p.Peer
+				if f.peerListen != "" {
+					peerAddr = f.peerListen
+				}
+				a, err := portPlus(peerAddr, 2)
+				if err != nil {
+					return nil, fmt.Errorf("node: default --gossip from peer address %q: %w", peerAddr, err)
+				}
+				g.Listen = a
+			}
+			if p.ID != cfg.ID && f.join == "" {
+				a, err := portPlus(p.Peer, 2)
+				if err != nil {
+					return nil, fmt.Errorf("node: default --join from %s's peer address %q: %w", p.ID, p.Peer, err)
+				}
+				g.Join = append(g.Join, a)
+			}
+		}
+		if g.Listen == "" {
+			if f.peerListen == "" {
+				return nil, errors.New("node: --join without --peers needs --gossip HOST:PORT (or --peer-listen)")
+			}
+			a, err := portPlus(f.peerListen, 2)
+			if err != nil {
+				return nil, fmt.Errorf("node: default --gossip from --peer-listen %q: %w", f.peerListen, err)
+			}
+			g.Listen = a
+		}
+		cc.Gossip = g
+	} else if len(ps) == 0 {
+		return nil, errors.New("node: --join needs gossip (--gossip is off)")
+	}
+	return StartClusterNode(cfg, cc)
 }

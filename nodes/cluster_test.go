@@ -40,12 +40,25 @@ type testCluster struct {
 	peers []ClusterPeer
 	dirs  []string
 	nodes []*ClusterNode
+	// gossip, if set, holds each member's gossip address: members run
+	// memberlist and join each other.
+	gossip []string
 }
 
 func newTestCluster(t *testing.T, ids ...string) *testCluster {
 	t.Helper()
-	addrs := freeAddrs(t, 2*len(ids))
+	return newTestClusterGossip(t, false, ids...)
+}
+
+// newTestClusterGossip is newTestCluster, with memberlist on every member
+// if gossip is set.
+func newTestClusterGossip(t *testing.T, gossip bool, ids ...string) *testCluster {
+	t.Helper()
+	addrs := freeAddrs(t, 3*len(ids))
 	tc := &testCluster{t: t}
+	if gossip {
+		tc.gossip = addrs[2*len(ids):]
+	}
 	for i, id := range ids {
 		tc.peers = append(tc.peers, ClusterPeer{ID: id, Client: addrs[2*i], Peer: addrs[2*i+1]})
 		tc.dirs = append(tc.dirs, t.TempDir())
@@ -68,9 +81,19 @@ func (tc *testCluster) start(i int) {
 	if os.Getenv("DIALKV_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("node", tc.peers[i].ID)
 	}
+	cc := ClusterConfig{Name: "test", Peers: tc.peers, CatalogSync: 200 * time.Millisecond}
+	if tc.gossip != nil {
+		g := &GossipOptions{Listen: tc.gossip[i], ProbeInterval: 100 * time.Millisecond, Rejoin: 300 * time.Millisecond}
+		for j, a := range tc.gossip {
+			if j != i {
+				g.Join = append(g.Join, a)
+			}
+		}
+		cc.Gossip = g
+	}
 	cn, err := StartClusterNode(
 		Config{ID: tc.peers[i].ID, Listen: tc.peers[i].Client, DataDir: tc.dirs[i], Fsync: core.SyncAlways, Logger: log},
-		ClusterConfig{Name: "test", Peers: tc.peers, CatalogSync: 200 * time.Millisecond},
+		cc,
 	)
 	if err != nil {
 		tc.t.Fatalf("start %s: %v", tc.peers[i].ID, err)

@@ -128,6 +128,11 @@ func (h *handler) Call(ctx context.Context, o *gen.RequestOptions, cmd *gen.Comm
 	if err != nil {
 		return nil, &gen.InvalidArgument{Message: "ERR " + err.Error(), Code: "ERR"}
 	}
+	if nc := h.n.cfg.NodeCommand; nc != nil {
+		if r, ok := nc(c); ok {
+			return &gen.ExecuteResponse{Replies: []*gen.Reply{transport.ReplyFromCore(r, nil)}, ServedBy: h.served()}, nil
+		}
+	}
 	ns, err := h.ns(o)
 	if err != nil {
 		return nil, err

@@ -46,6 +46,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		admin       = fs.String("admin", "", "serve the admin HTTP API (backup, checkpoints; no authentication: bind to loopback or a private network) at HOST:PORT (empty: off; docs/operations.md)")
 		cpEvery     = fs.Duration("checkpoint-every", 0, "take a checkpoint into DATA/checkpoints every interval, for point-in-time restore (0: off)")
 		cpRetain    = fs.Duration("checkpoint-retain", 24*time.Hour, "remove retained checkpoints older than this (the newest is always kept; 0: keep all)")
+		gossipAddr  = fs.String("gossip", "", "gossip (memberlist failure detector) address HOST:PORT, UDP and TCP (default: the peer address's host and port+2; \"off\": no gossip)")
+		join        = fs.String("join", "", "gossip addresses to join, ADDR[,ADDR...] (default with --peers: every other member's peer port+2); without --peers the member list is learned from them")
 	)
 	var secFlags security.Flags
 	secFlags.Register(fs)
@@ -54,6 +56,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			"Runs a dialkv node: the Thrift client API (framed transport) on --listen, data in Pebble under --data,\n"+
 			"one namespace \"default\" (strategy local) at first start. SIGTERM/SIGINT shut it down gracefully.\n"+
 			"With --cluster NAME --peers n1=CLIENT@PEER,n2=... it is a member of a static cluster and also serves\n"+
+			"(with --join ADDR instead of --peers it learns the member list from a running member)\n"+
 			"namespaces of strategy quorum and causal (docs/cluster.md).\n"+
 			"TLS, mutual TLS between nodes, authentication and per-connection limits: --tls-*, --peer-tls-*,\n"+
 			"--auth-file, --rate-limit, --max-inflight (docs/security.md; `dialkv certs` makes a development CA).\n\nFlags:\n")
@@ -109,7 +112,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		MaxFrame: *maxFrame, Engine: *engine, SubscriptionTTL: *subTTL,
 		Limits: core.Limits{MaxValueSize: *maxValue}, Logger: logger, Version: buildVersion(),
 		Strategies: map[string]StrategyFactory{"raft": RaftStrategy}, Security: sec,
-	}, *clusterName, *peerListen, *peers)
+	}, memberFlags{cluster: *clusterName, peerListen: *peerListen, peers: *peers, gossip: *gossipAddr, join: *join})
 	if err != nil {
 		fmt.Fprintf(stderr, "dialkv node: %v\n", err)
 		return 1

@@ -66,6 +66,10 @@ type Config struct {
 	// not block.
 	OnNamespaceCreated func(NamespaceSpec)
 	Version            string
+	// NodeCommand, if set, answers commands that concern the node rather
+	// than a namespace (StartClusterNode: CLUSTER MEMBERS) before they are
+	// routed to a namespace; ok false passes the command on.
+	NodeCommand func(cmd core.Command) (reply core.Reply, ok bool)
 	// Security holds the TLS, authentication and limit settings
 	// (security.Flags.Load); the zero value is a plain, open node.
 	Security security.Settings
