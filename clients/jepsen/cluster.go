@@ -25,6 +25,8 @@ type Cluster interface {
 	// the same data directory and addresses.
 	Kill(node string) error
 	Start(node string) error
+	// Stop shuts the node down gracefully (SIGTERM) and waits for it.
+	Stop(node string) error
 	// Pause sends SIGSTOP, Resume SIGCONT.
 	Pause(node string) error
 	Resume(node string) error
@@ -36,6 +38,12 @@ type Cluster interface {
 	Logs(node string) string
 	// Close stops every node and removes what the cluster created.
 	Close() error
+}
+
+// RaftCluster is a Cluster that knows the parameters a raft namespace
+// needs on it (every node's Raft and client address).
+type RaftCluster interface {
+	RaftParams() map[string]string
 }
 
 // Spec says what cluster to start.

@@ -151,6 +151,12 @@ func (c *DockerCluster) Kill(n string) error {
 	return err
 }
 
+// Stop implements Cluster: docker stop (SIGTERM, SIGKILL after 15 s).
+func (c *DockerCluster) Stop(n string) error {
+	_, err := docker("stop", "-t", "15", c.container(n))
+	return err
+}
+
 // Pause implements Cluster.
 func (c *DockerCluster) Pause(n string) error {
 	_, err := docker("kill", "-s", "STOP", c.container(n))

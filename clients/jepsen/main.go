@@ -31,9 +31,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		keys      = fs.Int("keys", 5, "keys per type")
 		clients   = fs.Int("clients", 4, "concurrent clients")
 		duration  = fs.Duration("duration", 20*time.Second, "workload duration (faults during it)")
-		faults    = fs.String("faults", "kill", "comma-separated faults to draw from: kill, pause, partition (\"\" for none)")
+		faults    = fs.String("faults", "kill", "comma-separated faults to draw from: kill, pause, restart, partition (\"\" for none)")
 		every     = fs.Duration("fault-every", 2*time.Second, "time between a heal and the next fault")
 		faultFor  = fs.Duration("fault-for", time.Second, "how long a fault lasts")
+		rr        = fs.Bool("round-robin", false, "fault the nodes in order n1, n2, ... (with --faults restart: a rolling restart)")
 		fsync     = fs.String("fsync", "always", "nodes' --fsync")
 		seed      = fs.Uint64("seed", 1, "seed of the workload and the fault choices")
 		checks    = fs.String("checks", "", "checks to run (default: linearizable,durability,convergence for local/raft; durability,convergence otherwise)")
@@ -78,7 +79,7 @@ Faults:`)
 		return 3
 	}
 	cfg := Config{Strategy: *strategy, Workload: workload.Config{Kind: *wl, Keys: *keys}, Clients: *clients, Duration: *duration,
-		FaultEvery: *every, FaultFor: *faultFor, Seed: *seed, OpTimeout: *opTimeout, Log: stdout,
+		FaultEvery: *every, FaultFor: *faultFor, RoundRobin: *rr, Seed: *seed, OpTimeout: *opTimeout, Log: stdout,
 		Command: "dialkv jepsen " + strings.Join(args, " ")}
 	if *faults != "" {
 		cfg.Faults = strings.Split(*faults, ",")

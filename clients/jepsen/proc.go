@@ -27,6 +27,7 @@ type ProcCluster struct {
 	cmds    map[string]*exec.Cmd
 	done    map[string]chan struct{}
 	paused  map[string]bool
+	raft    []string // each node's Raft (Dragonboat) address, for raft namespaces
 	cleanup bool
 }
 
@@ -48,9 +49,12 @@ func StartProcCluster(spec Spec, dir string) (*ProcCluster, error) {
 		}
 		c.dir, c.cleanup = d, true
 	}
-	ports, err := FreePorts(2 * spec.Nodes)
+	ports, err := FreePorts(3 * spec.Nodes)
 	if err != nil {
 		return nil, err
+	}
+	for i := range c.names {
+		c.raft = append(c.raft, fmt.Sprintf("127.0.0.1:%d", ports[2*spec.Nodes+i]))
 	}
 	var peers []string
 	for i, n := range c.names {
@@ -73,6 +77,18 @@ func StartProcCluster(spec Spec, dir string) (*ProcCluster, error) {
 	}
 	return c, nil
 }
+
+// RaftParams implements RaftCluster.
+func (c *ProcCluster) RaftParams() map[string]string {
+	clients := make([]string, len(c.names))
+	for i, n := range c.names {
+		clients[i] = c.addrs[n]
+	}
+	return map[string]string{"nodes": strings.Join(c.names, ","), "raft-addrs": strings.Join(c.raft, ","),
+		"client-addrs": strings.Join(clients, ","), "rtt": "10ms"}
+}
+
+var _ RaftCluster = (*ProcCluster)(nil)
 
 // Dir returns the directory holding the nodes' data and logs.
 func (c *ProcCluster) Dir() string { return c.dir }
@@ -152,6 +168,21 @@ func (c *ProcCluster) signal(n string, sig syscall.Signal) (*exec.Cmd, chan stru
 // Kill implements Cluster: SIGKILL, then it waits for the process to exit.
 func (c *ProcCluster) Kill(n string) error {
 	_, done, err := c.signal(n, syscall.SIGKILL)
+	if err != nil {
+		return err
+	}
+	<-done
+	c.mu.Lock()
+	delete(c.cmds, n)
+	delete(c.done, n)
+	c.paused[n] = false
+	c.mu.Unlock()
+	return nil
+}
+
+// Stop implements Cluster: SIGTERM, then it waits for the exit.
+func (c *ProcCluster) Stop(n string) error {
+	_, done, err := c.signal(n, syscall.SIGTERM)
 	if err != nil {
 		return err
 	}

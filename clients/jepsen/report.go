@@ -32,6 +32,7 @@ type Summary struct {
 	Unknown     int             `json:"unknown"`
 	RealNS      int64           `json:"real_ns"`
 	ConvergedNS int64           `json:"converged_after_heal_ns"`
+	MaxGapNS    int64           `json:"max_unavailable_ns"`
 	Faults      []string        `json:"faults"`
 	Checks      []CheckSummary  `json:"checks"`
 	Check       *checker.Result `json:"-"`
@@ -60,7 +61,7 @@ func ExitCode(verdict string) int {
 func MakeSummary(res *Result, backend string, nodes int, cfg Config) Summary {
 	s := Summary{Command: cfg.Command, Backend: backend, Strategy: cfg.Strategy, Workload: cfg.Workload.Kind, Nodes: nodes, Seed: cfg.Seed,
 		Verdict: res.Verdict(), Problems: res.Problems, Ops: res.Ops, OK: res.OK, Failed: res.Failed, Unknown: res.Unknown,
-		RealNS: int64(res.Elapsed), ConvergedNS: int64(res.Converged), Faults: res.Faults, Check: &res.Check}
+		RealNS: int64(res.Elapsed), ConvergedNS: int64(res.Converged), MaxGapNS: int64(res.MaxGap), Faults: res.Faults, Check: &res.Check}
 	if s.Strategy == "" {
 		s.Strategy = "local"
 	}
@@ -155,6 +156,7 @@ func Markdown(s Summary) string {
 	fmt.Fprintf(&b, "| what | value |\n|---|---|\n")
 	fmt.Fprintf(&b, "| operations | %d (ok %d, fail %d, unknown %d) |\n", s.Ops, s.OK, s.Failed, s.Unknown)
 	fmt.Fprintf(&b, "| real time | %v |\n", time.Duration(s.RealNS).Round(time.Millisecond))
+	fmt.Fprintf(&b, "| longest time with no successful operation | %v |\n", time.Duration(s.MaxGapNS).Round(time.Millisecond))
 	fmt.Fprintf(&b, "| converged | %s |\n\n", conv)
 	b.WriteString("## Checks\n\n| check | verdict | summary |\n|---|---|---|\n")
 	for _, c := range s.Checks {

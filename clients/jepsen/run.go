@@ -22,6 +22,7 @@ const (
 	FaultKill      = "kill"      // kill -9, restart after the fault's duration
 	FaultPause     = "pause"     // SIGSTOP, SIGCONT after the fault's duration
 	FaultPartition = "partition" // isolate one node from the network, then heal
+	FaultRestart   = "restart"   // graceful stop (SIGTERM), start after the fault's duration
 )
 
 // FaultKinds lists the fault kinds with a description.
@@ -29,6 +30,7 @@ func FaultKinds() [][2]string {
 	return [][2]string{
 		{FaultKill, "kill -9 one node, restart it on the same data after --fault-for"},
 		{FaultPause, "SIGSTOP one node, SIGCONT after --fault-for"},
+		{FaultRestart, "graceful stop (SIGTERM) of one node, start it again after --fault-for (with --round-robin: a rolling restart)"},
 		{FaultPartition, "cut one node off the network (docker network disconnect), reconnect after --fault-for (docker backend)"},
 	}
 }
@@ -50,6 +52,9 @@ type Config struct {
 	Faults     []string
 	FaultEvery time.Duration // default 2 s
 	FaultFor   time.Duration // default 1 s
+	// RoundRobin picks the faulty node in order n1, n2, ... instead of at
+	// random (with FaultRestart: a rolling restart).
+	RoundRobin bool
 	// OpTimeout is each operation's deadline (default 2 s).
 	OpTimeout time.Duration
 	// Converge bounds the wait, after healing, for every node to answer
@@ -118,9 +123,9 @@ func (c *Config) fill() error {
 	}
 	for _, f := range c.Faults {
 		switch f {
-		case FaultKill, FaultPause, FaultPartition:
+		case FaultKill, FaultPause, FaultPartition, FaultRestart:
 		default:
-			return fmt.Errorf("jepsen: unknown fault %q (want kill, pause or partition)", f)
+			return fmt.Errorf("jepsen: unknown fault %q (want kill, pause, restart or partition)", f)
 		}
 	}
 	if _, err := workload.New(c.Workload); err != nil {
@@ -141,6 +146,9 @@ type Result struct {
 	// Converged is how long after the last heal every node answered the
 	// same for every key (-1: not within Config.Converge; 0 for one node).
 	Converged time.Duration
+	// MaxGap is the longest time during the workload with no operation
+	// completing successfully (an availability measure).
+	MaxGap time.Duration
 	// Elapsed is the run's wall time.
 	Elapsed time.Duration
 	// Problems lists liveness failures (a node that did not come back, a
@@ -183,6 +191,17 @@ func (r *runner) logf(format string, args ...any) {
 func Run(ctx context.Context, cl Cluster, cfg Config) (*Result, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
+	}
+	if cfg.Strategy == "raft" && cfg.Params["nodes"] == "" {
+		rc, ok := cl.(RaftCluster)
+		if !ok {
+			return nil, errors.New("jepsen: raft needs --params nodes=...,raft-addrs=...,client-addrs=... on this backend")
+		}
+		p := rc.RaftParams()
+		for k, v := range cfg.Params {
+			p[k] = v
+		}
+		cfg.Params = p
 	}
 	r := &runner{cfg: cfg, cl: cl, rec: checker.NewRecorder(nil), start: time.Now()}
 	if err := r.createNamespace(ctx); err != nil {
@@ -265,6 +284,7 @@ func Run(ctx context.Context, cl Cluster, cfg Config) (*Result, error) {
 			res.Unknown++
 		}
 	}
+	res.MaxGap = maxGap(res.History, cfg.Duration)
 	opts := checker.DefaultOptions()
 	opts.Checks = cfg.Checks
 	opts.Timeout = 60 * time.Second
@@ -389,6 +409,32 @@ func (r *runner) worker(ctx context.Context, i int) {
 	}
 }
 
+// finalProc is the first process number of the final reads.
+const finalProc = 1_000_000
+
+// maxGap returns the longest interval within [0, workload) in which no
+// workload operation completed successfully.
+func maxGap(h []checker.Op, workload time.Duration) time.Duration {
+	var ts []int64
+	for _, op := range h {
+		if op.Outcome == checker.OK && op.Client < finalProc && op.Complete != nil && *op.Complete < int64(workload) {
+			ts = append(ts, *op.Complete)
+		}
+	}
+	slices.Sort(ts)
+	prev, gap := int64(0), int64(0)
+	for _, t := range ts {
+		gap = max(gap, t-prev)
+		prev = t
+	}
+	if len(ts) > 0 {
+		gap = max(gap, int64(workload)-prev)
+	} else {
+		gap = int64(workload)
+	}
+	return time.Duration(gap)
+}
+
 // do runs op through the session's recording methods.
 func do(ctx context.Context, s *client.Session, op workload.Op) error {
 	k, a := op.Rec.Key, op.Rec.Args
@@ -428,7 +474,7 @@ func (r *runner) nemesis(ctx context.Context) error {
 	}
 	rnd := rand.New(rand.NewPCG(r.cfg.Seed, 0xfa17))
 	nodes := r.cl.Nodes()
-	for {
+	for i := 0; ; i++ {
 		select {
 		case <-ctx.Done():
 			return nil
@@ -436,6 +482,9 @@ func (r *runner) nemesis(ctx context.Context) error {
 		}
 		kind := r.cfg.Faults[rnd.IntN(len(r.cfg.Faults))]
 		n := nodes[rnd.IntN(len(nodes))]
+		if r.cfg.RoundRobin {
+			n = nodes[i%len(nodes)]
+		}
 		var do, undo func(string) error
 		var doName, undoName string
 		switch kind {
@@ -445,6 +494,8 @@ func (r *runner) nemesis(ctx context.Context) error {
 			do, undo, doName, undoName = r.cl.Pause, r.cl.Resume, "SIGSTOP", "SIGCONT"
 		case FaultPartition:
 			do, undo, doName, undoName = r.cl.Isolate, r.cl.Heal, "isolate", "heal"
+		case FaultRestart:
+			do, undo, doName, undoName = r.cl.Stop, r.cl.Start, "stop", "start"
 		}
 		r.logf("fault %s %s", doName, n)
 		if err := do(n); err != nil {
@@ -495,7 +546,9 @@ func readKey(ctx context.Context, s *client.Session, op workload.Op) (string, bo
 }
 
 // converge reads every key at every node with R=1 (quorum: the node's own
-// copy answers first) until all nodes answer the same, or limit passes.
+// copy answers first; raft: a stale read of the node's replica) until all
+// nodes answer the same, or limit passes. A node that could not answer
+// every read is left out of the returned states.
 // These reads are not recorded.
 func (r *runner) converge(ctx context.Context, finals []workload.Op, limit time.Duration) ([]checker.ReplicaState, bool) {
 	deadline := time.Now().Add(limit)
@@ -509,12 +562,19 @@ func (r *runner) converge(ctx context.Context, finals []workload.Op, limit time.
 				complete = false
 				continue
 			}
+			// quorum/causal: R=1 (the node's own copy answers first);
+			// raft: a stale read, served by the node's own replica.
 			rctx := client.With(ctx, client.R(1))
+			if r.cfg.Strategy == "raft" {
+				rctx = client.With(ctx, client.ReadMode("stale"))
+			}
+			ok := true
 			for _, op := range finals {
 				v, found, err := readKey(rctx, c.Session, op)
 				if err != nil {
-					complete = false
+					complete, ok = false, false
 					if !retryable(err) {
+						c.Close()
 						return nil, false
 					}
 					break
@@ -524,7 +584,9 @@ func (r *runner) converge(ctx context.Context, finals []workload.Op, limit time.
 				}
 			}
 			c.Close()
-			states = append(states, st)
+			if ok {
+				states = append(states, st)
+			}
 		}
 		if complete && len(states) > 0 {
 			same := true
@@ -561,7 +623,7 @@ func mapsEqual(a, b map[string]string) bool {
 // that fails for up to 30 s.
 func (r *runner) finalReads(ctx context.Context, finals []workload.Op) []string {
 	var problems []string
-	proc := 1_000_000
+	proc := finalProc
 	for i, n := range r.cl.Nodes() {
 		c, err := r.newClient([]string{r.cl.Addr(n)}, proc+i)
 		if err != nil {
