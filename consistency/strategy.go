@@ -168,6 +168,16 @@ type Placement interface {
 	Holders(key string) []NodeID
 }
 
+// Settler is implemented by replicas that can hold work for other replicas
+// which Dump does not show, such as hints kept for a node that was down
+// (sloppy quorum). A cluster has settled when every replica reports none:
+// the simulator waits for that, and for the replicas to agree, before its
+// final reads, so that they read what the cluster converged to.
+type Settler interface {
+	// Unsettled is how many such items the replica holds (0: settled).
+	Unsettled() int
+}
+
 // Sample is one measurement a replica took, for metrics and experiments:
 // for example the propagation lag of one replicated write.
 type Sample struct {

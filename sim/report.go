@@ -31,6 +31,7 @@ type summary struct {
 	Messages    int64              `json:"messages"`
 	VirtualNS   int64              `json:"virtual_ns"`
 	RealNS      int64              `json:"real_ns"`
+	SettledNS   int64              `json:"settled_after_heal_ns"`
 	ConvergedNS int64              `json:"converged_after_heal_ns"`
 	RecoveredNS int64              `json:"first_ok_after_heal_ns"`
 	IOErrors    int                `json:"disk_io_errors"`
@@ -54,7 +55,7 @@ func makeSummary(o *outcome) summary {
 	s := summary{Command: res.Options.Command(), Strategy: res.Options.Strategy, Seed: res.Options.Seed, Bug: res.Options.Bug,
 		Verdict: res.Verdict, ExitCode: res.Verdict.ExitCode(), Problems: res.Problems,
 		Ops: res.Ops, OK: res.OK, Failed: res.Failed, Unknown: res.Unknown, Events: res.Events, Messages: res.Messages,
-		VirtualNS: int64(res.Virtual), RealNS: int64(res.Real), ConvergedNS: int64(res.Converged), RecoveredNS: int64(res.Recovered),
+		VirtualNS: int64(res.Virtual), RealNS: int64(res.Real), SettledNS: int64(res.Settled), ConvergedNS: int64(res.Converged), RecoveredNS: int64(res.Recovered),
 		IOErrors: res.IOErrors, Corruptions: res.Corruptions, CorruptRepl: res.CorruptReplies,
 		Rates: res.Rates, Faults: res.FaultPlan, HistoryHash: res.HistoryHash, TraceHash: res.TraceHash}
 	if s.Faults == nil {
@@ -144,11 +145,16 @@ func summaryMarkdown(s summary) string {
 	if s.ConvergedNS >= 0 {
 		conv = time.Duration(s.ConvergedNS).String() + " after the faults stopped"
 	}
+	settled := "never"
+	if s.SettledNS >= 0 {
+		settled = time.Duration(s.SettledNS).String() + " after the faults stopped"
+	}
 	rec := "never"
 	if s.RecoveredNS >= 0 {
 		rec = time.Duration(s.RecoveredNS).String() + " after the faults stopped"
 	}
 	fmt.Fprintf(&b, "| first successful operation | %s |\n", rec)
+	fmt.Fprintf(&b, "| settled (final reads start) | %s |\n", settled)
 	fmt.Fprintf(&b, "| converged | %s |\n", conv)
 	fmt.Fprintf(&b, "| disk faults fired | %d I/O errors, %d corrupted reads (%d CORRUPTION replies) |\n\n", s.IOErrors, s.Corruptions, s.CorruptRepl)
 	b.WriteString("## Checks\n\n| check | verdict | summary |\n|---|---|---|\n")

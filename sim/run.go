@@ -104,11 +104,12 @@ type runner struct {
 	msgs     msgSlab          // messages in flight
 	resps    respSlab         // responses in flight
 
-	phase       int // 0 safety, 1 liveness, 2 converging, 3 done
+	phase       int // phSafety ... phDone
 	issued      int
 	liveIssued  int
 	finals      []workload.Op
 	healAt      int64
+	settledAt   int64 // when the replicas first agreed and were settled (before the final reads); -1 before
 	recoveredAt int64
 	convergedAt int64
 	stopped     bool
@@ -219,6 +220,7 @@ func runSansIOWith(opts simrun.Options, strat Strategy, withTrace, noCheck bool)
 		ids:         map[consistency.NodeID]int{},
 		held:        map[[2]int][]consistency.Message{},
 		convergedAt: -1,
+		settledAt:   -1,
 	}
 	if withTrace {
 		r.trace = &bytes.Buffer{}
@@ -314,7 +316,7 @@ func runSansIOWith(opts simrun.Options, strat Strategy, withTrace, noCheck bool)
 		r.events++
 		r.run(e)
 	}
-	if r.phase < 3 && !r.stopped {
+	if r.phase < phDone && !r.stopped {
 		r.liveness = append(r.liveness, "the run ran out of events before it finished")
 	}
 	return r.finish(start, peers)
@@ -340,7 +342,7 @@ func (r *runner) startNode(n *node, peers []consistency.NodeID) error {
 }
 
 func (r *runner) tick(n *node) {
-	if r.phase == 3 {
+	if r.phase == phDone {
 		return
 	}
 	if n.rep != nil && !n.paused {
@@ -448,7 +450,7 @@ func (r *runner) next(c *client) {
 	var op workload.Op
 	final, live := false, false
 	switch r.phase {
-	case 0:
+	case phSafety:
 		if r.issued >= r.opts.Ops {
 			r.idle(c)
 			return
@@ -460,23 +462,21 @@ func (r *runner) next(c *client) {
 		}
 		r.issued++
 		op = r.gen.Next(c.rnd, c.proc)
-	case 1:
-		if c.reader {
+	case phLive:
+		if c.reader || r.liveIssued >= r.opts.LiveOps {
 			r.idle(c)
 			return
 		}
 		live = true
-		switch {
-		case r.liveIssued < r.opts.LiveOps:
-			r.liveIssued++
-			op = r.gen.Next(c.rnd, c.proc)
-		case len(r.finals) > 0:
-			op, r.finals = r.finals[0], r.finals[1:]
-			final = true
-		default:
+		r.liveIssued++
+		op = r.gen.Next(c.rnd, c.proc)
+	case phFinal:
+		if c.reader || len(r.finals) == 0 {
 			r.idle(c)
 			return
 		}
+		live, final = true, true
+		op, r.finals = r.finals[0], r.finals[1:]
 	default:
 		r.idle(c)
 		return
@@ -651,21 +651,45 @@ func (r *runner) idle(c *client) {
 		}
 	}
 	switch r.phase {
-	case 0:
+	case phSafety:
 		r.heal()
-	case 1:
-		r.phase = 2
+	case phLive:
+		r.phase = phSettle
 		if r.trace != nil {
-			r.tracef("sim", "phase", "liveness workload done at +%v; waiting for convergence", time.Duration(r.now-r.healAt))
+			r.tracef("sim", "phase", "liveness workload done at +%v; waiting for the replicas to agree and settle before the final reads", time.Duration(r.now-r.healAt))
 		}
 		r.poll()
+	case phFinal:
+		r.phase = phConverge
+		if r.trace != nil {
+			r.tracef("sim", "phase", "final reads done at +%v; waiting for convergence", time.Duration(r.now-r.healAt))
+		}
+		r.poll()
+	}
+}
+
+// The phases of a run.
+const (
+	phSafety   = iota // the workload under faults
+	phLive            // faults stopped: the liveness workload
+	phSettle          // waiting until the replicas agree and are settled (consistency.Settler)
+	phFinal           // the final reads
+	phConverge        // waiting until the replicas agree after the final reads
+	phDone
+)
+
+// wake restarts every writer (a new phase has operations for them).
+func (r *runner) wake() {
+	for _, c := range r.clients {
+		c.idle = false
+		r.atEv(int64(c.idx)+1, event{kind: evNext, a: int32(c.idx)})
 	}
 }
 
 // heal ends the safety phase: every fault stops, crashed nodes restart,
 // paused ones resume, and the liveness phase starts.
 func (r *runner) heal() {
-	r.phase = 1
+	r.phase = phLive
 	r.healAt = r.now
 	if r.trace != nil {
 		r.tracef("sim", "phase", "safety phase done: %d operations; healing every fault", r.issued)
@@ -690,39 +714,66 @@ func (r *runner) heal() {
 	}
 	r.finals = r.gen.Final()
 	r.at(int64(r.opts.LivenessBound), func() {
-		if r.phase < 3 {
-			r.liveness = append(r.liveness, fmt.Sprintf("not done %v after the faults stopped (phase %s, %d/%d final reads left, converged=%v)",
-				r.opts.LivenessBound, phaseName(r.phase), len(r.finals), len(r.gen.Final()), r.convergedAt >= 0))
-			r.phase = 3
+		if r.phase < phDone {
+			r.liveness = append(r.liveness, fmt.Sprintf("not done %v after the faults stopped (phase %s, %d/%d final reads left, settled=%v, converged=%v%s)",
+				r.opts.LivenessBound, phaseName(r.phase), len(r.finals), len(r.gen.Final()), r.settledAt >= 0, r.convergedAt >= 0, r.unsettledText()))
+			r.phase = phDone
 			r.stopped = true
 		}
 	})
-	for _, c := range r.clients {
-		c.idle = false
-		r.atEv(int64(c.idx)+1, event{kind: evNext, a: int32(c.idx)})
-	}
+	r.wake()
 }
 
 func phaseName(p int) string {
-	return [...]string{"safety", "liveness", "converging", "done"}[p]
+	return [...]string{"safety", "liveness", "settling", "final reads", "converging", "done"}[p]
 }
 
-// poll compares the replicas' states until they agree.
+// poll compares the replicas' states until they agree (and, before the
+// final reads, until every replica is settled), then moves to the next
+// phase.
 func (r *runner) poll() {
-	if r.phase != 2 {
+	if r.phase != phSettle && r.phase != phConverge {
 		return
 	}
 	states, err := r.states()
-	if err == nil && agree(states) {
-		r.convergedAt = r.now
-		if r.trace != nil {
-			r.tracef("sim", "converged", "replicas agree %v after the faults stopped", time.Duration(r.now-r.healAt))
-		}
-		r.phase = 3
-		r.stopped = true
+	if err != nil || !agree(states) || (r.phase == phSettle && r.unsettled() > 0) {
+		r.at(int64(pollEvery), r.poll)
 		return
 	}
-	r.at(int64(pollEvery), r.poll)
+	if r.phase == phSettle {
+		r.settledAt = r.now
+		if r.trace != nil {
+			r.tracef("sim", "settled", "replicas agree and are settled %v after the faults stopped; final reads", time.Duration(r.now-r.healAt))
+		}
+		r.phase = phFinal
+		r.wake()
+		return
+	}
+	r.convergedAt = r.now
+	if r.trace != nil {
+		r.tracef("sim", "converged", "replicas agree %v after the faults stopped", time.Duration(r.now-r.healAt))
+	}
+	r.phase = phDone
+	r.stopped = true
+}
+
+// unsettled sums what the replicas report as not settled yet
+// (consistency.Settler: quorum's hints not yet handed off).
+func (r *runner) unsettled() int {
+	n := 0
+	for _, nd := range r.nodes {
+		if s, ok := nd.rep.(consistency.Settler); ok {
+			n += s.Unsettled()
+		}
+	}
+	return n
+}
+
+func (r *runner) unsettledText() string {
+	if n := r.unsettled(); n > 0 {
+		return fmt.Sprintf(", %d items unsettled", n)
+	}
+	return ""
 }
 
 // states dumps every replica. A sharded replica (consistency.Placement)
@@ -919,6 +970,10 @@ func (r *runner) finish(start time.Time, peers []consistency.NodeID) (*outcome, 
 		Virtual: time.Duration(r.now), Converged: -1, Rates: r.plan.Rates, Horizon: r.opts.Horizon}
 	if r.convergedAt >= 0 {
 		res.Converged = time.Duration(r.convergedAt - r.healAt)
+	}
+	res.Settled = -1
+	if r.settledAt >= 0 {
+		res.Settled = time.Duration(r.settledAt - r.healAt)
 	}
 	res.Recovered = -1
 	if r.liveOK > 0 {

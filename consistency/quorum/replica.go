@@ -170,6 +170,7 @@ func openObject(v []byte) *Object {
 var (
 	_ consistency.Replica   = (*Replica)(nil)
 	_ consistency.Placement = (*Replica)(nil)
+	_ consistency.Settler   = (*Replica)(nil)
 	_ consistency.Factory   = New
 )
 
@@ -355,6 +356,10 @@ func (r *Replica) SetPeerState(id consistency.NodeID, alive bool) {
 		r.down[id] = true
 	}
 }
+
+// Unsettled implements consistency.Settler: the hints this replica keeps
+// for other nodes, not yet handed off.
+func (r *Replica) Unsettled() int { return r.nhints }
 
 // Holders implements consistency.Placement: a key's preference list.
 func (r *Replica) Holders(key string) []consistency.NodeID {

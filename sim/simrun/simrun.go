@@ -299,8 +299,13 @@ type Result struct {
 	Virtual  time.Duration
 	Real     time.Duration
 	// Converged is the virtual time from the end of the faults to the
-	// moment the replicas agreed (-1: they never did).
+	// moment the replicas agreed after the final reads (-1: they never
+	// did).
 	Converged time.Duration
+	// Settled is the virtual time from the end of the faults to the moment
+	// the replicas first agreed and were settled (no hints left to hand
+	// off), when the final reads started (-1: never).
+	Settled time.Duration
 	// Horizon is how far the fault plan reached.
 	Horizon time.Duration
 	// Recovered is the virtual time from the end of the faults to the
