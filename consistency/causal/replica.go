@@ -48,6 +48,10 @@ const (
 	// maxCtxKeys bounds the keys whose read versions a siblings-mode token
 	// keeps as its write context (the most recently used ones).
 	maxCtxKeys = 16
+	// maxSkipDeps: a token from this region with more dependencies than
+	// this is checked all the same — the checks' answers prune the ones
+	// that became stable, should a stability notice have been lost.
+	maxSkipDeps = 64
 	// maxLags bounds the lag samples kept until the driver takes them.
 	maxLags = 4096
 )
@@ -106,7 +110,7 @@ const (
 	kindReplicateAck = "repl-ack"  // the write is durable and visible there
 	kindCheck        = "check"     // are these deps visible in your region?
 	kindCheckOK      = "check-ok"  // yes (with the ones known stable everywhere)
-	kindStable       = "stable"    // origin -> owners elsewhere: this write is applied in every region
+	kindStable       = "stable"    // origin -> every node: these writes are applied in every region
 )
 
 // msg is the body of every message, JSON-encoded.
@@ -132,6 +136,11 @@ type token struct {
 	// cover. Unlike Deps it is not pruned when writes become stable; it is
 	// bounded by maxCtxKeys keys, most recently used last.
 	Ctx []Dep `json:"ctx,omitempty"`
+	// Region is where the token was last handed out. Everything in it is
+	// visible there (a region applies a write only after its deps, and
+	// acknowledges or serves only durable state), so a client that stays
+	// in its region skips the dependency wait.
+	Region string `json:"r,omitempty"`
 }
 
 // waiter waits until deps are visible in this region, then runs ready; if
@@ -205,6 +214,9 @@ type Replica struct {
 	out      consistency.Ready
 	stats    Stats
 	lags     []consistency.Sample
+	peers    []consistency.NodeID // sorted
+	// newStable are local writes that became stable since the last Tick.
+	newStable []Dep
 }
 
 // Stats are counters for metrics and experiments.
@@ -349,6 +361,7 @@ func NewReplica(cfg consistency.Config) (*Replica, error) {
 	}
 	sorted := append([]consistency.NodeID(nil), cfg.Peers...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+	r.peers = sorted
 	r.index = make(map[consistency.NodeID]int, len(sorted))
 	for i, p := range sorted {
 		r.index[p] = i
@@ -481,7 +494,7 @@ func (r *Replica) serve(now time.Time, cmd core.Command, tokBytes []byte, deadli
 		}
 	}
 	wait := tok.Deps
-	if r.bug == BugIgnoreToken {
+	if r.bug == BugIgnoreToken || (tok.Region == r.region && len(tok.Deps) <= maxSkipDeps) {
 		wait = nil
 	}
 	r.await(now, wait, deadline, func(now time.Time, stable []Dep) {
@@ -525,7 +538,7 @@ func (r *Replica) encodeToken(tok token, stable []Dep) []byte {
 		}
 		kept = append(kept, d)
 	}
-	b, _ := json.Marshal(token{Deps: kept, Ctx: tok.Ctx})
+	b, _ := json.Marshal(token{Deps: kept, Ctx: tok.Ctx, Region: r.region})
 	r.stats.Tokens++
 	r.stats.TokenBytes += int64(len(b))
 	r.stats.TokenMaxBytes = max(r.stats.TokenMaxBytes, int64(len(b)))
@@ -654,7 +667,7 @@ func (r *Replica) execute(now time.Time, cmd core.Command, tok token) (core.Repl
 		r.stats.EntryBytes += int64(len(mustJSON(e)))
 	}
 	if len(entries) == 0 { // a single region: the write is stable at once
-		r.markStable(Dep{Key: key, V: rec.V})
+		r.becameStable(Dep{Key: key, V: rec.V})
 	}
 	r.recheck(now)
 	rep.Version = r.rank(rec.V)
@@ -1052,15 +1065,18 @@ func (r *Replica) onReplicateAck(in msg) {
 	r.acked[e.First]++
 	if r.acked[e.First] == len(r.regions)-1 {
 		delete(r.acked, e.First)
-		r.markStable(Dep{Key: e.Key, V: e.Rec.V})
-		// Tell the key's owners elsewhere, so that they too drop it from
-		// the contexts they hand out.
-		for _, g := range r.regions {
-			if g.name != r.region {
-				r.send(r.owner(g.name, e.Key), msg{Kind: kindStable, Deps: []Dep{{Key: e.Key, V: e.Rec.V}}})
-			}
-		}
+		r.becameStable(Dep{Key: e.Key, V: e.Rec.V})
 	}
+}
+
+// becameStable records that a local write is applied in every region and
+// queues the news for every other node (sent in one message per node at the
+// next Tick), so that they all drop it from the contexts they hand out —
+// also from the tokens of clients that stay in their region, whose
+// dependencies are not checked (and so not pruned by the checks' answers).
+func (r *Replica) becameStable(d Dep) {
+	r.markStable(d)
+	r.newStable = append(r.newStable, d)
 }
 
 // Tick implements consistency.Replica: it resends unacknowledged
@@ -1095,6 +1111,14 @@ func (r *Replica) Tick(now time.Time) {
 		if now.Sub(t) > 4*r.timeout {
 			delete(r.seenFwd, k)
 		}
+	}
+	if len(r.newStable) > 0 {
+		for _, p := range r.peers {
+			if p != r.id {
+				r.send(p, msg{Kind: kindStable, Deps: r.newStable})
+			}
+		}
+		r.newStable = nil
 	}
 	resent := 0
 	for _, seq := range sortedKeys(r.queue) {
