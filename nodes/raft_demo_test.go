@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,5 +93,92 @@ func TestDemoRaft(t *testing.T) {
 	got, err := r.Do(ctx, "MGET", "{u1}:a", "{u1}:b")
 	if err != nil || len(got.Array) != 2 || string(got.Array[0].Str) != "1" || string(got.Array[1].Str) != "2" {
 		t.Fatalf("MGET on one hash tag through n3 = %+v, %v", got, err)
+	}
+}
+
+// TestRaftMembershipThroughTheAPI: four members, a raft namespace whose
+// shard starts on n1..n3; the membership commands sent through the client
+// API move the replica from n1 to n4 between writes, and every
+// acknowledged write is read back through n4 and through a client that
+// knows only n1 (which no longer hosts the shard and redirects).
+func TestRaftMembershipThroughTheAPI(t *testing.T) {
+	nodes, _, err := startDemoCluster(demoClusterOptions{nodes: 4, strategy: "raft", shards: 1, listen: "127.0.0.1:0", dir: t.TempDir(), log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, cn := range nodes {
+			cn.Close(context.Background())
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ctx = client.With(ctx, client.Namespace(demoNamespace))
+	at := func(i int) *client.Client {
+		c, err := client.New([]string{nodes[i].Addr()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	all := make([]string, len(nodes))
+	for i, cn := range nodes {
+		all[i] = cn.Addr()
+	}
+	w, err := client.New(all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	n := 0
+	write := func(k int) {
+		t.Helper()
+		for ; n < k; n++ {
+			if _, err := w.Set(ctx, fmt.Sprint("m", n), []byte(fmt.Sprint(n))); err != nil {
+				t.Fatalf("SET m%d: %v", n, err)
+			}
+		}
+	}
+	admin := func(c *client.Client, args ...any) {
+		t.Helper()
+		if r, err := c.Do(ctx, args[0].(string), args[1:]...); err != nil || string(r.Str) != "OK" {
+			t.Fatalf("%v: %+v, %v", args, r, err)
+		}
+	}
+	write(20)
+	admin(at(0), "RAFT.ADD", "0", "n4")
+	admin(at(3), "RAFT.JOIN", "0")
+	write(40)
+	// n4 serves stale reads once it has caught up.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		v, err := at(3).Get(client.With(ctx, client.ReadMode("stale")), "m39")
+		if err == nil && string(v.Data) == "39" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n4 did not catch up: %+v %v", v, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	admin(at(1), "RAFT.REMOVE", "0", "n1")
+	admin(at(0), "RAFT.LEAVE", "0")
+	write(60)
+	members, err := at(3).Do(ctx, "RAFT.MEMBERS", "0")
+	if err != nil || len(members.Array) != 3 {
+		t.Fatalf("RAFT.MEMBERS 0 at n4 = %+v, %v", members, err)
+	}
+	for _, r := range members.Array {
+		if strings.Contains(string(r.Str), " n1 ") {
+			t.Fatalf("n1 still a member: %+v", members.Array)
+		}
+	}
+	for _, c := range []*client.Client{at(3), at(0)} {
+		for i := range 60 {
+			v, err := c.Get(client.With(ctx, client.ReadMode("linearizable")), fmt.Sprint("m", i))
+			if err != nil || string(v.Data) != fmt.Sprint(i) {
+				t.Fatalf("GET m%d = %+v, %v", i, v, err)
+			}
+		}
 	}
 }

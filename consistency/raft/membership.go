@@ -136,30 +136,72 @@ func (s *Service) nodeIndex(id string) (int, bool) {
 
 // AddReplica adds node's replica to shard sh (a Raft configuration change
 // proposed through this node, which must host the shard). The node then
-// starts it with JoinShard.
+// starts it with JoinShard. A request forwarded from a follower can be
+// lost, so it is sent in attempts of two election timeouts, each followed by
+// a look at the membership (adding is done once the node is a member).
 func (s *Service) AddReplica(ctx context.Context, sh int, node consistency.NodeID) error {
 	i, ok := s.nodeIndex(string(node))
 	if !ok {
 		return fmt.Errorf("raft: add replica: node %q is not in the namespace's nodes", node)
 	}
-	if err := s.nh.SyncRequestAddReplica(ctx, s.ShardID(sh), ReplicaID(i), s.cfg.Nodes[i].RaftAddr, 0); err != nil {
+	err := s.configChange(ctx, sh, ReplicaID(i), true, func(actx context.Context) error {
+		return s.nh.SyncRequestAddReplica(actx, s.ShardID(sh), ReplicaID(i), s.cfg.Nodes[i].RaftAddr, 0)
+	})
+	if err != nil {
 		return fmt.Errorf("raft: add replica of %s to shard %d: %w", node, sh, err)
 	}
 	return nil
 }
 
 // RemoveReplica removes node's replica from shard sh (proposed through this
-// node, which must host the shard). The removed node then stops it with
-// LeaveShard.
+// node, which must host the shard; attempts as AddReplica). The removed
+// node then stops it with LeaveShard.
 func (s *Service) RemoveReplica(ctx context.Context, sh int, node consistency.NodeID) error {
 	i, ok := s.nodeIndex(string(node))
 	if !ok {
 		return fmt.Errorf("raft: remove replica: node %q is not in the namespace's nodes", node)
 	}
-	if err := s.nh.SyncRequestDeleteReplica(ctx, s.ShardID(sh), ReplicaID(i), 0); err != nil {
+	err := s.configChange(ctx, sh, ReplicaID(i), false, func(actx context.Context) error {
+		return s.nh.SyncRequestDeleteReplica(actx, s.ShardID(sh), ReplicaID(i), 0)
+	})
+	if err != nil {
 		return fmt.Errorf("raft: remove replica of %s from shard %d: %w", node, sh, err)
 	}
 	return nil
+}
+
+// configChange runs request in attempts until replica rid is (member) or
+// is not (!member) a voting member of shard sh, or ctx ends.
+func (s *Service) configChange(ctx context.Context, sh int, rid uint64, member bool, request func(context.Context) error) error {
+	attempt := 2 * time.Duration(s.cfg.ElectionRTT) * s.cfg.RTT
+	var err error
+	for ctx.Err() == nil {
+		actx, cancel := context.WithTimeout(ctx, attempt)
+		err = request(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if !(retryable(err) || errors.Is(err, dragonboat.ErrTimeout) || errors.Is(err, dragonboat.ErrRejected) ||
+			errors.Is(err, dragonboat.ErrAborted) || errors.Is(err, dragonboat.ErrShardClosed)) {
+			return err
+		}
+		// The change may have been applied (its result lost), or another
+		// change raced it: look.
+		mctx, cancel := context.WithTimeout(ctx, attempt)
+		m, merr := s.Members(mctx, sh)
+		cancel()
+		if merr == nil {
+			if _, ok := m[rid]; ok == member {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(s.cfg.RTT):
+		}
+	}
+	return err
 }
 
 // JoinShard starts this node's replica of shard sh as a joining member
