@@ -3,6 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/dialkv/dialkv/core"
@@ -25,15 +28,24 @@ var _ Conn = (*thriftConn)(nil)
 
 // ThriftConnector dials addr with the given protocol ("binary" or
 // "compact") and runs commands in namespace ns ("" for the default); a
-// request without a context deadline gets timeout.
+// request without a context deadline gets timeout. addr may list several
+// nodes separated by commas: connections go to them in turn.
 //
 // secure, if given, sets the TLS configuration and login credentials of
 // every connection (only those two fields of it are used).
 func ThriftConnector(addr, protocol, ns string, timeout time.Duration, secure ...transport.DialOptions) (Connector, error) {
+	return ThriftConnectorFor(Config{Addr: addr, Protocol: protocol, Namespace: ns, Timeout: timeout}, secure...)
+}
+
+// ThriftConnectorFor is ThriftConnector with every connection setting of
+// cfg: its addresses, protocol, namespace, timeout and per-request
+// consistency options (R, W, Strict, ReadMode, Mode).
+func ThriftConnectorFor(cfg Config, secure ...transport.DialOptions) (Connector, error) {
+	timeout := cfg.Timeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	p, err := transport.ParseProtocol(protocol)
+	p, err := transport.ParseProtocol(cfg.Protocol)
 	if err != nil {
 		return nil, fmt.Errorf("--protocol: %w", err)
 	}
@@ -41,16 +53,75 @@ func ThriftConnector(addr, protocol, ns string, timeout time.Duration, secure ..
 	for _, o := range secure {
 		dopts.TLS, dopts.Login = o.TLS, o.Login
 	}
-	return func(ctx context.Context) (Conn, error) {
-		tc := &thriftConn{addr: addr, timeout: timeout, dopts: dopts, opts: &gen.RequestOptions{}}
-		if ns != "" {
-			tc.opts.Ns = &ns
+	var addrs []string
+	for _, a := range strings.Split(cfg.Addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
 		}
+	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("--addr: no address")
+	}
+	var next atomic.Uint64
+	return func(ctx context.Context) (Conn, error) {
+		addr := addrs[(next.Add(1)-1)%uint64(len(addrs))]
+		tc := &thriftConn{addr: addr, timeout: timeout, dopts: dopts, opts: cfg.requestOptions()}
 		if err := tc.dial(ctx); err != nil {
 			return nil, err
 		}
 		return tc, nil
 	}, nil
+}
+
+// requestOptions are the RequestOptions every request of cfg carries.
+func (c Config) requestOptions() *gen.RequestOptions {
+	o := &gen.RequestOptions{}
+	if c.Namespace != "" {
+		ns := c.Namespace
+		o.Ns = &ns
+	}
+	if c.R != 0 {
+		r := int32(c.R)
+		o.R = &r
+	}
+	if c.W != 0 {
+		w := int32(c.W)
+		o.W = &w
+	}
+	if c.Strict {
+		t := true
+		o.Strict = &t
+	}
+	if c.ReadMode != "" {
+		m := c.ReadMode
+		o.ReadMode = &m
+	}
+	if c.Mode != "" {
+		m := c.Mode
+		o.Mode = &m
+	}
+	return o
+}
+
+// ParseQuorumSize parses an R or W flag: ONE, QUORUM, ALL, or a number
+// (0: the namespace default). QUORUM and ALL map to the quorum strategy's
+// -2 and -1.
+func ParseQuorumSize(s string) (int, error) {
+	switch strings.ToUpper(strings.TrimSpace(s)) {
+	case "", "DEFAULT":
+		return 0, nil
+	case "ONE":
+		return 1, nil
+	case "QUORUM":
+		return -2, nil
+	case "ALL":
+		return -1, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q: want ONE, QUORUM, ALL or a number >= 0", s)
+	}
+	return n, nil
 }
 
 func (t *thriftConn) dial(ctx context.Context) error {

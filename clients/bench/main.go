@@ -51,7 +51,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dialkv bench: %v\n", err)
 		return 2
 	}
-	connect, err := ThriftConnector(cfg.Addr, cfg.Protocol, cfg.Namespace, cfg.Timeout, transport.DialOptions{TLS: tlsCfg, Login: login})
+	connect, err := ThriftConnectorFor(cfg, transport.DialOptions{TLS: tlsCfg, Login: login})
 	if err != nil {
 		fmt.Fprintf(stderr, "dialkv bench: %v\n", err)
 		return 2
@@ -81,7 +81,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, bool, error) {
 	fs := flag.NewFlagSet("dialkv bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := Config{}
-	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:7379", "node address `HOST:PORT`")
+	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:7379", "node address `HOST:PORT`, or several separated by commas (connections go to them in turn)")
 	fs.StringVar(&cfg.Workload, "workload", "70/30", "read/write mix: read-only, 95/5, 70/30, 50/50 (any R/W adding to 100), write-only")
 	fs.IntVar(&cfg.Keys, "keys", 100000, "number of distinct keys")
 	fs.StringVar(&cfg.Dist, "dist", "uniform", "key distribution: uniform or zipfian (YCSB scrambled, theta 0.99)")
@@ -97,6 +97,11 @@ func parseFlags(args []string, stderr io.Writer) (Config, bool, error) {
 	fs.StringVar(&cfg.Namespace, "namespace", "", "namespace (default: the default namespace)")
 	cfg.Conn.Register(fs)
 	fs.DurationVar(&cfg.Progress, "progress", time.Second, "period of the progress lines on standard error")
+	rFlag := fs.String("r", "", "quorum namespaces: replicas a read waits for: ONE, QUORUM, ALL or a number (default: the namespace's r)")
+	wFlag := fs.String("w", "", "quorum namespaces: replicas a write waits for: ONE, QUORUM, ALL or a number (default: the namespace's w)")
+	fs.BoolVar(&cfg.Strict, "strict", false, "quorum namespaces: strict quorum (no hinted replicas outside the preference list)")
+	fs.StringVar(&cfg.ReadMode, "read-mode", "", "raft namespaces: linearizable, lease or stale (default: the namespace's)")
+	fs.StringVar(&cfg.Mode, "mode", "", "quorum namespaces: linearizable (ABD) for every request")
 	asJSON := fs.Bool("json", false, "print the summary as JSON on standard output")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
@@ -107,6 +112,13 @@ func parseFlags(args []string, stderr io.Writer) (Config, bool, error) {
 	}
 	if fs.NArg() > 0 {
 		return cfg, false, fmt.Errorf("unexpected arguments %q (see --help)", fs.Args())
+	}
+	var err error
+	if cfg.R, err = ParseQuorumSize(*rFlag); err != nil {
+		return cfg, false, fmt.Errorf("--r: %w", err)
+	}
+	if cfg.W, err = ParseQuorumSize(*wFlag); err != nil {
+		return cfg, false, fmt.Errorf("--w: %w", err)
 	}
 	return cfg, *asJSON, cfg.Validate()
 }
