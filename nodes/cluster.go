@@ -284,7 +284,7 @@ func (c *cluster) startReplica(env StrategyEnv, f consistency.Factory, keyed boo
 		var err error
 		// The host syncs before anything the replica produced leaves the
 		// node (group commit); Pebble's own commits never sync.
-		pe, err = pebbleengine.Open(filepath.Join(env.Dir, "pebble"), pebbleengine.Options{Sync: core.SyncNever, Logger: env.Logger})
+		pe, err = pebbleengine.Open(filepath.Join(env.Dir, "pebble"), pebbleengine.Options{Sync: core.SyncNever, Logger: env.Logger, Cache: env.Cache})
 		if err != nil {
 			return nil, err
 		}

@@ -45,11 +45,14 @@ type Config struct {
 	// interval; those older than CheckpointRetain are removed (0: kept).
 	CheckpointEvery  time.Duration
 	CheckpointRetain time.Duration
-	Protocol         transport.Protocol
-	ConnMode         transport.ConnMode // epoll (default on Linux) or goroutine
-	MaxConns         int
-	IdleTimeout      time.Duration
-	MaxFrame         int
+	// CacheSize is the node's block cache budget in bytes, shared by
+	// every Pebble-backed namespace; default DefaultCacheSize.
+	CacheSize   int64
+	Protocol    transport.Protocol
+	ConnMode    transport.ConnMode // epoll (default on Linux) or goroutine
+	MaxConns    int
+	IdleTimeout time.Duration
+	MaxFrame    int
 	// Engine is "pebble" (default) or "memory" (tests: nothing survives a
 	// restart).
 	Engine string
@@ -82,6 +85,8 @@ type StrategyEnv struct {
 	NodeID string
 	Fsync  core.SyncPolicy
 	Logger *slog.Logger
+	// Cache is the node's shared block cache (nil: each engine its own).
+	Cache *pebbleengine.SharedCache
 	// Samples records measurements a hosted replica took
 	// (consistency.Meter) in the node's metrics; it never blocks.
 	Samples func([]consistency.Sample)
@@ -89,6 +94,9 @@ type StrategyEnv struct {
 
 // StrategyFactory starts the Service of one namespace.
 type StrategyFactory func(env StrategyEnv) (consistency.Service, error)
+
+// DefaultCacheSize is the default node-wide block cache budget (--cache-size).
+const DefaultCacheSize = 256 << 20
 
 // maxDeadline caps a request's deadline_ms.
 const maxDeadline = 60 * time.Second
@@ -138,6 +146,7 @@ type Node struct {
 	mln      net.Listener
 	httpSrv  *http.Server
 	aln      net.Listener // admin API (nodes/backup.go)
+	cache    *pebbleengine.SharedCache
 	adminSrv *http.Server
 	stop     chan struct{}
 	bg       sync.WaitGroup
@@ -164,6 +173,13 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, nss: map[string]*namespace{}, stop: make(chan struct{})}
+	if cfg.Engine == "pebble" {
+		size := cfg.CacheSize
+		if size <= 0 {
+			size = DefaultCacheSize
+		}
+		n.cache = pebbleengine.NewSharedCache(size)
+	}
 	n.hub = newHub(cfg.SubscriptionTTL, 1024)
 	if err := n.openNamespaces(); err != nil {
 		n.closeNamespaces()
@@ -333,7 +349,7 @@ func (n *Node) openNamespace(spec NamespaceSpec) (*namespace, error) {
 		} else {
 			// Local decides when to sync (group commit), so Pebble's own
 			// commits never sync.
-			pe, err := pebbleengine.Open(filepath.Join(dir, "pebble"), pebbleengine.Options{Sync: core.SyncNever, Logger: log})
+			pe, err := pebbleengine.Open(filepath.Join(dir, "pebble"), pebbleengine.Options{Sync: core.SyncNever, Logger: log, Cache: n.cache})
 			if err != nil {
 				return nil, fmt.Errorf("node: namespace %s: %w", spec.Name, err)
 			}
@@ -352,7 +368,7 @@ func (n *Node) openNamespace(spec NamespaceSpec) (*namespace, error) {
 	if f == nil {
 		return nil, fmt.Errorf("node: namespace %s: unknown strategy %q (this node has: %v)", spec.Name, spec.Strategy, n.strategyNames())
 	}
-	svc, err := f(StrategyEnv{Spec: spec, Dir: dir, NodeID: n.cfg.ID, Fsync: n.cfg.Fsync, Logger: log,
+	svc, err := f(StrategyEnv{Spec: spec, Dir: dir, NodeID: n.cfg.ID, Fsync: n.cfg.Fsync, Logger: log, Cache: n.cache,
 		Samples: func(s []consistency.Sample) { n.metrics.samples(spec.Name, s) }})
 	if err != nil {
 		return nil, fmt.Errorf("node: namespace %s (%s): %w", spec.Name, spec.Strategy, err)
@@ -388,6 +404,10 @@ func (n *Node) closeNamespaces() error {
 			err = fmt.Errorf("node: close namespace %s: %w", name, cerr)
 		}
 		delete(n.nss, name)
+	}
+	if n.cache != nil {
+		n.cache.Close() // the engines closed above held their own references
+		n.cache = nil
 	}
 	return err
 }

@@ -32,7 +32,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"members", "--addrs A,B,...", "ping every node: id, version, round trip, up or down", members},
+		{"members", "--addrs A,B,...", "ping every node (id, version, round trip, up or down) and show the gossip view (CLUSTER MEMBERS)", members},
 		{"namespaces", "[list | create NAME STRATEGY [KEY VALUE]... | drop NAME] --addr A", "list, create or drop namespaces", namespaces},
 		{"where", "KEY --addr A --namespace NS [--members n1,n2,...]", "which nodes (and raft shard) hold a key", where},
 		{"backup", "--admin n1=HOST:PORT,... --out DIR", "online cluster backup: every node's checkpoint and catalog, plus a manifest", backup},
@@ -86,8 +86,8 @@ func usageErr(format string, a ...any) error {
 func notYet(name string) func([]string, io.Writer, io.Writer) error {
 	return func(args []string, stdout, _ io.Writer) error {
 		if len(args) > 0 && (args[0] == "--help" || args[0] == "-h") {
-			fmt.Fprintf(stdout, "Usage: dialkv admin %s\n\nNot implemented yet (issue 9): cluster membership is static (--peers);\n"+
-				"joining with --join and rebalancing are not on main. Raft replicas move with\n"+
+			fmt.Fprintf(stdout, "Usage: dialkv admin %s\n\nNot implemented yet (issue 9): gossip (--join) detects members, but the\n"+
+				"quorum/causal ring is the static --peers list and nothing rebalances. Raft replicas move with\n"+
 				"`dialkv cli --namespace NS RAFT.ADD SHARD NODE`, RAFT.JOIN, RAFT.REMOVE (docs/raft.md).\n", name)
 			return nil
 		}
@@ -140,6 +140,7 @@ func members(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	down := 0
+	var gossipFrom string
 	fmt.Fprintf(stdout, "%-22s %-8s %-6s %-10s %s\n", "ADDRESS", "ID", "STATUS", "RTT", "VERSION")
 	for _, a := range splitList(*addrs) {
 		c, err := client.New([]string{a}, client.WithTimeout(*timeout), client.WithRetries(0, 0, 0))
@@ -156,6 +157,31 @@ func members(args []string, stdout, stderr io.Writer) error {
 			continue
 		}
 		fmt.Fprintf(stdout, "%-22s %-8s %-6s %-10s %s\n", a, info.ID, "up", rtt.Round(10*time.Microsecond), info.Version)
+		if gossipFrom == "" {
+			gossipFrom = a
+		}
+	}
+	// The gossip view (CLUSTER MEMBERS) of the first node that answered:
+	// every member it knows of, with its state, including nodes not in
+	// --addrs.
+	if gossipFrom != "" {
+		c, err := client.New([]string{gossipFrom}, client.WithTimeout(*timeout), client.WithRetries(0, 0, 0))
+		if err != nil {
+			return err
+		}
+		r, err := c.Do(context.Background(), "CLUSTER", "MEMBERS")
+		c.Close()
+		if err != nil {
+			fmt.Fprintf(stdout, "\nCLUSTER MEMBERS at %s: %v\n", gossipFrom, err)
+		} else {
+			fmt.Fprintf(stdout, "\nCLUSTER MEMBERS at %s (gossip view):\n", gossipFrom)
+			for _, line := range r.Array {
+				fmt.Fprintf(stdout, "  %s\n", line.Str)
+			}
+			if len(r.Array) == 0 && len(r.Str) > 0 {
+				fmt.Fprintf(stdout, "  %s\n", r.Str)
+			}
+		}
 	}
 	if down > 0 {
 		return fmt.Errorf("%d node(s) down", down)

@@ -52,6 +52,9 @@ type Options struct {
 	// Pebble charges its memtables (4 MiB each, usually two live) to this
 	// cache, so a cache under ~16 MiB leaves little or nothing for blocks.
 	CacheSize int64
+	// Cache, when set, is a block cache shared with other engines (a
+	// node-wide memory budget); CacheSize is then ignored.
+	Cache *SharedCache
 	// Logger receives Pebble's log lines; nil discards them (quiet).
 	Logger *slog.Logger
 }
@@ -152,6 +155,7 @@ func Open(dir string, opts Options) (_ *Engine, err error) {
 	po := &pebble.Options{
 		FS:                 fs,
 		CacheSize:          cacheSize,
+		Cache:              opts.Cache.pebbleCache(),
 		Logger:             logger,
 		FormatMajorVersion: pebble.FormatNewest,
 		EventListener: &pebble.EventListener{
@@ -176,6 +180,31 @@ func Open(dir string, opts Options) (_ *Engine, err error) {
 		return nil, fmt.Errorf("pebbleengine: open %s: %w", dir, wrapErr(err))
 	}
 	return &Engine{db: db, dir: dir, policy: opts.Sync, interval: interval, corruptions: corruptions}, nil
+}
+
+// SharedCache is a block cache several engines share: the memory budget
+// for cached blocks (and memtables, which Pebble charges to it) of every
+// engine opened with it. Pebble evicts with CLOCK-Pro, an approximation of
+// least-recently-used that also weighs how often a block is used.
+type SharedCache struct {
+	c *pebble.Cache
+}
+
+// NewSharedCache makes a shared cache of size bytes; Close it after every
+// engine using it is closed.
+func NewSharedCache(size int64) *SharedCache { return &SharedCache{c: pebble.NewCache(size)} }
+
+// Size is the cache's capacity in bytes.
+func (s *SharedCache) Size() int64 { return s.c.MaxSize() }
+
+// Close releases the creator's reference (engines hold their own).
+func (s *SharedCache) Close() { s.c.Unref() }
+
+func (s *SharedCache) pebbleCache() *pebble.Cache {
+	if s == nil {
+		return nil
+	}
+	return s.c
 }
 
 // Dir is the directory the engine was opened in.
