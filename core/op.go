@@ -22,7 +22,7 @@ type op struct {
 	s      *Store
 	now    time.Time
 	nowMs  int64
-	writes map[string]opWrite
+	writes overlay
 	// counter is the op's copy of the store's version counter.
 	counter uint64
 	// lastVer is the version of the last key loaded or written, for
@@ -52,22 +52,77 @@ type opWrite struct {
 	del bool
 }
 
+// overlay is an op's buffered writes, one per engine key: a slice searched
+// linearly while small (most ops write a few keys), indexed by a map once
+// it grows past overlaySmall.
+type overlay struct {
+	ws  []opWrite
+	idx map[string]int // position in ws; nil while small
+}
+
+const overlaySmall = 8
+
+func (v *overlay) find(ek []byte) int {
+	if v.idx != nil {
+		if i, ok := v.idx[string(ek)]; ok {
+			return i
+		}
+		return -1
+	}
+	for i := range v.ws {
+		if bytes.Equal(v.ws[i].key, ek) {
+			return i
+		}
+	}
+	return -1
+}
+
+func (v *overlay) get(ek []byte) (opWrite, bool) {
+	if i := v.find(ek); i >= 0 {
+		return v.ws[i], true
+	}
+	return opWrite{}, false
+}
+
+func (v *overlay) put(w opWrite) {
+	if i := v.find(w.key); i >= 0 {
+		v.ws[i] = w
+		return
+	}
+	v.ws = append(v.ws, w)
+	switch {
+	case v.idx != nil:
+		v.idx[string(w.key)] = len(v.ws) - 1
+	case len(v.ws) > overlaySmall:
+		v.idx = make(map[string]int, 2*len(v.ws))
+		for i := range v.ws {
+			v.idx[string(v.ws[i].key)] = i
+		}
+	}
+}
+
+// reset empties the overlay, keeping a small slice for the next op.
+func (v *overlay) reset() {
+	if cap(v.ws) > 1024 {
+		v.ws = nil
+	}
+	clear(v.ws)
+	v.ws, v.idx = v.ws[:0], nil
+}
+
 // newOp starts an op. The Store reuses one op (and its overlay map) for
 // every call: a Store is single-threaded and ops never nest.
 func (s *Store) newOp(now time.Time) *op {
 	o := &s.scratch
 	w := o.writes
-	if len(w) > 1024 {
-		w = nil // do not keep (and clear) a huge map for every later op
-	}
-	clear(w)
+	w.reset()
 	*o = op{s: s, now: now, nowMs: now.UnixMilli(), counter: s.counter, writes: w, keyBuf: o.keyBuf[:0]}
 	return o
 }
 
 // get reads an engine key through the overlay.
 func (o *op) get(ek []byte) ([]byte, bool, error) {
-	if w, ok := o.writes[string(ek)]; ok {
+	if w, ok := o.writes.get(ek); ok {
 		if w.del {
 			return nil, false, nil
 		}
@@ -85,20 +140,14 @@ func (o *op) get(ek []byte) ([]byte, bool, error) {
 
 // set buffers a write of engine key ek, which the op then owns.
 func (o *op) set(ek, v []byte) {
-	if o.writes == nil {
-		o.writes = make(map[string]opWrite)
-	}
 	o.memoOK = false
-	o.writes[string(ek)] = opWrite{key: ek, val: v}
+	o.writes.put(opWrite{key: ek, val: v})
 }
 
 // delete buffers a deletion of engine key ek, which the op then owns.
 func (o *op) delete(ek []byte) {
-	if o.writes == nil {
-		o.writes = make(map[string]opWrite)
-	}
 	o.memoOK = false
-	o.writes[string(ek)] = opWrite{key: ek, del: true}
+	o.writes.put(opWrite{key: ek, del: true})
 }
 
 // loadRaw returns the key's record, expired or not; nil when absent.
@@ -239,10 +288,9 @@ func (o *op) del(key []byte) (bool, error) {
 // iter iterates engine keys in [lower, upper) through the overlay.
 func (o *op) iter(lower, upper []byte) *mergeIter {
 	var pending []string
-	for k := range o.writes {
-		kb := []byte(k)
-		if bytes.Compare(kb, lower) >= 0 && (upper == nil || bytes.Compare(kb, upper) < 0) {
-			pending = append(pending, k)
+	for _, w := range o.writes.ws {
+		if bytes.Compare(w.key, lower) >= 0 && (upper == nil || bytes.Compare(w.key, upper) < 0) {
+			pending = append(pending, string(w.key))
 		}
 	}
 	sort.Strings(pending)
@@ -283,7 +331,7 @@ func (m *mergeIter) settle() {
 			if m.baseOK && k == string(bk) {
 				m.baseOK = m.base.Next()
 			}
-			w := m.o.writes[k]
+			w, _ := m.o.writes.get([]byte(k))
 			if w.del {
 				continue
 			}
@@ -315,14 +363,10 @@ func (o *op) commit() error {
 		o.set(metaKey(metaCounter), binary.BigEndian.AppendUint64(nil, o.counter))
 	}
 	s.stats.CorruptionsSeen += o.corrupt
-	if len(o.writes) == 0 {
+	if len(o.writes.ws) == 0 {
 		return nil
 	}
-	var small [8]opWrite
-	ws := small[:0]
-	for _, w := range o.writes {
-		ws = append(ws, w)
-	}
+	ws := o.writes.ws // sorted in place: the op ends here
 	if len(ws) > 1 {
 		slices.SortFunc(ws, func(a, b opWrite) int { return bytes.Compare(a.key, b.key) })
 	}

@@ -4,16 +4,19 @@ import "github.com/dialkv/dialkv/consistency"
 
 // evKind says what an event does. The frequent events (ticks, message
 // deliveries, requests, replies, timeouts, a client's next operation) are
-// typed, so scheduling one allocates nothing; rare ones carry a closure.
+// typed, so scheduling one allocates nothing; rare ones run a closure. An
+// event holds no pointers (closures, calls, messages and responses live in
+// the runner's slabs, named by index), so the heap is never scanned by the
+// garbage collector and moving events needs no write barriers.
 type evKind uint8
 
 const (
-	evFn      evKind = iota // run fn
+	evFn      evKind = iota // run the closure in slot
 	evTick                  // tick node a
 	evDeliver               // node a receives the message in slot
-	evArrive                // call cl arrives at node a
-	evReply                 // call cl gets the response in slot from node a
-	evTimeout               // call cl times out
+	evArrive                // call c arrives at node a
+	evReply                 // call c gets the response in slot from node a
+	evTimeout               // call c times out
 	evNext                  // client a starts its next operation
 )
 
@@ -22,11 +25,10 @@ const (
 type event struct {
 	at   int64
 	seq  uint64
-	kind evKind
 	a    int32 // node or client index
-	slot int32 // index into the runner's message or response slab
-	cl   *call
-	fn   func()
+	slot int32 // index into the runner's closure, message or response slab
+	c    int32 // the call (runner.calls)
+	kind evKind
 }
 
 // queue is a binary min-heap of events plus a FIFO for events scheduled in
@@ -144,4 +146,5 @@ func (s *slab[T]) take(i int32) T {
 type (
 	msgSlab  = slab[consistency.Message]
 	respSlab = slab[consistency.Response]
+	fnSlab   = slab[func()]
 )

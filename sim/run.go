@@ -68,6 +68,7 @@ type client struct {
 }
 
 type call struct {
+	idx       int32 // in runner.calls
 	c         *client
 	op        workload.Op
 	rec       *checker.Op
@@ -101,6 +102,8 @@ type runner struct {
 	held     map[[2]int][]consistency.Message
 	trace    *bytes.Buffer
 	delays   [2]time.Duration // Decide's reused buffer
+	fns      fnSlab           // closures of scheduled evFn events
+	calls    []*call          // every call, by call.idx
 	msgs     msgSlab          // messages in flight
 	resps    respSlab         // responses in flight
 
@@ -124,7 +127,7 @@ type runner struct {
 
 func (r *runner) at(d int64, fn func()) {
 	r.seq++
-	r.q.push(event{at: r.now + d, seq: r.seq, kind: evFn, fn: fn})
+	r.q.push(event{at: r.now + d, seq: r.seq, kind: evFn, slot: r.fns.put(fn)})
 }
 
 // atEv schedules a typed event d from now.
@@ -138,17 +141,17 @@ func (r *runner) atEv(d int64, e event) {
 func (r *runner) run(e event) {
 	switch e.kind {
 	case evFn:
-		e.fn()
+		r.fns.take(e.slot)()
 	case evTick:
 		r.tick(r.nodes[e.a])
 	case evDeliver:
 		r.deliver(int(e.a), r.msgs.take(e.slot))
 	case evArrive:
-		r.arrive(e.cl, int(e.a))
+		r.arrive(r.calls[e.c], int(e.a))
 	case evReply:
-		r.reply(e.cl, r.nodes[e.a], r.resps.take(e.slot))
+		r.reply(r.calls[e.c], r.nodes[e.a], r.resps.take(e.slot))
 	case evTimeout:
-		r.timeout(e.cl)
+		r.timeout(r.calls[e.c])
 	case evNext:
 		r.next(r.clients[e.a])
 	}
@@ -440,7 +443,7 @@ func (r *runner) respond(n *node, resp consistency.Response) {
 	}
 	delete(n.pending, resp.ID)
 	d := r.net.Topo.Local.Sample(r.cliRand)
-	r.atEv(int64(d), event{kind: evReply, a: int32(n.idx), cl: cl, slot: r.resps.put(resp)})
+	r.atEv(int64(d), event{kind: evReply, a: int32(n.idx), c: cl.idx, slot: r.resps.put(resp)})
 }
 
 // next starts a client's next operation, or leaves it idle when its phase
@@ -489,7 +492,8 @@ func (r *runner) next(c *client) {
 	if c.token != nil {
 		rec.TokenIn = hex.EncodeToString(c.token)
 	}
-	cl := &call{c: c, op: op, rec: r.rec.Invoke(rec), final: final, live: live}
+	cl := &call{idx: int32(len(r.calls)), c: c, op: op, rec: r.rec.Invoke(rec), final: final, live: live}
+	r.calls = append(r.calls, cl)
 	c.cur = cl
 	target := c.home
 	switch {
@@ -505,7 +509,7 @@ func (r *runner) next(c *client) {
 	}
 	r.sendRequest(cl, target)
 	r.seq++ // every timeout is the same time from now: the queue's FIFO
-	r.q.pushLate(event{at: r.now + int64(r.opts.Timeout), seq: r.seq, kind: evTimeout, cl: cl})
+	r.q.pushLate(event{at: r.now + int64(r.opts.Timeout), seq: r.seq, kind: evTimeout, c: cl.idx})
 }
 
 func describe(op workload.Op) string {
@@ -522,7 +526,7 @@ func describe(op workload.Op) string {
 func (r *runner) sendRequest(cl *call, target int) {
 	cl.node = target
 	d := r.net.Topo.Local.Sample(r.cliRand)
-	r.atEv(int64(d), event{kind: evArrive, a: int32(target), cl: cl})
+	r.atEv(int64(d), event{kind: evArrive, a: int32(target), c: cl.idx})
 }
 
 func (r *runner) arrive(cl *call, target int) {

@@ -104,11 +104,12 @@ type Replica struct {
 	out consistency.Ready
 
 	// primary state
-	seq      uint64
-	low      uint64
-	acked    map[consistency.NodeID]uint64
-	known    map[consistency.NodeID]bool
-	ticked   map[consistency.NodeID]uint64 // acked as of the last tick
+	seq uint64
+	low uint64
+	// acked, known and ticked are per backup, in backupIDs order.
+	acked    []uint64
+	known    []bool
+	ticked   []uint64 // acked as of the last tick
 	cache    map[uint64][]byte
 	waiting  []pending
 	lastSend time.Time
@@ -189,9 +190,9 @@ func New(cfg consistency.Config) (*Replica, error) {
 			}
 			r.seq++
 		}
-		r.acked = map[consistency.NodeID]uint64{}
-		r.known = map[consistency.NodeID]bool{}
-		r.ticked = map[consistency.NodeID]uint64{}
+		r.acked = make([]uint64, len(r.backupIDs))
+		r.known = make([]bool, len(r.backupIDs))
+		r.ticked = make([]uint64, len(r.backupIDs))
 		r.cache = map[uint64][]byte{}
 	} else if r.applied, err = r.readMeta(keyApplied); err != nil {
 		return nil, err
@@ -215,6 +216,16 @@ func (r *Replica) readMeta(key string) (uint64, error) {
 }
 
 func (r *Replica) backups() []consistency.NodeID { return r.backupIDs }
+
+// backupIndex is id's position among the backups, or -1.
+func (r *Replica) backupIndex(id consistency.NodeID) int {
+	for i, b := range r.backupIDs {
+		if b == id {
+			return i
+		}
+	}
+	return -1
+}
 
 func (r *Replica) respond(id uint64, rep core.Reply) {
 	r.out.Responses = append(r.out.Responses, consistency.Response{ID: id, Reply: rep})
@@ -286,8 +297,8 @@ func (r *Replica) Request(now time.Time, req consistency.Request) {
 		r.out.Sync = true
 		r.waiting = append(r.waiting, pending{seq: en.Seq, id: req.ID, reply: user})
 	}
-	for _, b := range r.backups() {
-		if r.known[b] {
+	for i, b := range r.backups() {
+		if r.known[i] {
 			r.send(b, encodeAppend(r.seq, [][]byte{raw}))
 		}
 	}
@@ -315,10 +326,11 @@ func (r *Replica) release() {
 		return
 	}
 	bs := r.backups()
-	acks := make([]uint64, 0, len(bs))
-	for _, b := range bs {
-		if r.known[b] {
-			acks = append(acks, r.acked[b])
+	var buf [8]uint64
+	acks := buf[:0]
+	for i := range bs {
+		if r.known[i] {
+			acks = append(acks, r.acked[i])
 		} else {
 			acks = append(acks, 0)
 		}
@@ -395,11 +407,15 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 		if d.err != nil {
 			return
 		}
-		wasKnown := r.known[m.From]
-		if !wasKnown || a > r.acked[m.From] {
-			r.acked[m.From] = a
+		i := r.backupIndex(m.From)
+		if i < 0 {
+			return
 		}
-		r.known[m.From] = true
+		wasKnown := r.known[i]
+		if !wasKnown || a > r.acked[i] {
+			r.acked[i] = a
+		}
+		r.known[i] = true
 		r.release()
 		if (gap || !wasKnown) && a < r.seq {
 			// The backup missed an entry (or answered a probe): resend
@@ -438,18 +454,18 @@ func (r *Replica) Tick(now time.Time) {
 	}
 	r.lastSend = now
 	minAck := r.seq
-	for _, b := range r.backups() {
+	for i, b := range r.backups() {
 		switch {
-		case !r.known[b]:
+		case !r.known[i]:
 			r.send(b, encodeAppend(r.seq, nil))
 			minAck = 0
-		case r.acked[b] < r.seq && r.acked[b] == r.ticked[b]:
+		case r.acked[i] < r.seq && r.acked[i] == r.ticked[i]:
 			// No progress since the last tick: resend what it misses.
-			r.sendFrom(b, r.acked[b]+1)
+			r.sendFrom(b, r.acked[i]+1)
 		}
-		r.ticked[b] = r.acked[b]
-		if r.known[b] {
-			minAck = min(minAck, r.acked[b])
+		r.ticked[i] = r.acked[i]
+		if r.known[i] {
+			minAck = min(minAck, r.acked[i])
 		}
 	}
 	if minAck >= r.low {
