@@ -31,7 +31,8 @@
 //
 // Sessions across nodes and regions. Before serving any request the owner
 // waits — up to the request's deadline — until every dependency in the
-// client's token is visible in its region. A client that moves to another
+// client's token is visible in its region, unless the token was handed out
+// in this region (then all of it is visible here already). A client that moves to another
 // node or region therefore keeps read-your-writes and monotonic reads; when
 // the deadline passes it gets a retryable Unavailable error instead of an
 // older state.
@@ -50,7 +51,7 @@
 // been applied up to v.
 //
 // Metadata. When every region has acknowledged a write, its origin marks it
-// stable and tells the key's owners in the other regions; stable writes are
+// stable and tells every other node; stable writes are
 // dropped from the contexts handed out and from the dependencies stored and
 // shipped. Contexts therefore hold only the recent, not yet stable part of
 // a session's causal past: small while regions are connected, growing with
