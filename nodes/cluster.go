@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"math/rand/v2"
 	"net"
-	"path/filepath"
 	"reflect"
 	"sort"
 	"strconv"
@@ -20,7 +18,6 @@ import (
 	"github.com/dialkv/dialkv/consistency/causal"
 	"github.com/dialkv/dialkv/consistency/quorum"
 	"github.com/dialkv/dialkv/core"
-	"github.com/dialkv/dialkv/core/pebbleengine"
 	"github.com/dialkv/dialkv/nodes/security"
 	"github.com/dialkv/dialkv/transport"
 	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
@@ -276,34 +273,15 @@ func (noSyncEngine) Sync() error { return nil }
 // commands on different keys may run at the same time (HostOptions).
 func (c *cluster) startReplica(env StrategyEnv, f consistency.Factory, keyed bool) (consistency.Service, error) {
 	name := env.Spec.Name
-	var eng core.Engine
-	var pe *pebbleengine.Engine
-	if env.Dir == "" {
-		eng = core.NewMemEngine()
-	} else {
-		var err error
-		// The host syncs before anything the replica produced leaves the
-		// node (group commit); Pebble's own commits never sync.
-		pe, err = pebbleengine.Open(filepath.Join(env.Dir, "pebble"), pebbleengine.Options{Sync: core.SyncNever, Logger: env.Logger, Cache: env.Cache})
-		if err != nil {
-			return nil, err
-		}
-		eng = pe
+	// openReplica (integrity.go) rebuilds a quorum replica whose store is
+	// found corrupt.
+	eng, rep, err := c.openReplica(env, f)
+	if err != nil {
+		return nil, err
 	}
 	hostEng := eng
 	if env.Fsync == core.SyncNever {
 		hostEng = noSyncEngine{eng}
-	}
-	rep, err := f(consistency.Config{
-		ID:     consistency.NodeID(c.self),
-		Peers:  append([]consistency.NodeID(nil), c.ids...),
-		Engine: eng,
-		Rand:   rand.New(rand.NewPCG(seedOf(c.self), seedOf(name))),
-		Params: env.Spec.Params,
-	})
-	if err != nil {
-		eng.Close()
-		return nil, err
 	}
 	send := func(m consistency.Message) {
 		s := c.senders[string(m.To)]

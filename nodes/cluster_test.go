@@ -2,6 +2,7 @@ package nodes
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -43,6 +44,7 @@ type testCluster struct {
 	// gossip, if set, holds each member's gossip address: members run
 	// memberlist and join each other.
 	gossip []string
+	logw   io.Writer // if set, members log here
 }
 
 func newTestCluster(t *testing.T, ids ...string) *testCluster {
@@ -78,7 +80,9 @@ func newTestClusterGossip(t *testing.T, gossip bool, ids ...string) *testCluster
 func (tc *testCluster) start(i int) {
 	tc.t.Helper()
 	log := slog.New(slog.DiscardHandler)
-	if os.Getenv("DIALKV_TEST_LOG") != "" {
+	if tc.logw != nil {
+		log = slog.New(slog.NewTextHandler(tc.logw, nil)).With("node", tc.peers[i].ID)
+	} else if os.Getenv("DIALKV_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("node", tc.peers[i].ID)
 	}
 	cc := ClusterConfig{Name: "test", Peers: tc.peers, CatalogSync: 200 * time.Millisecond}

@@ -24,7 +24,8 @@ type metrics struct {
 	// ops caches the series of each API operation's successful requests:
 	// looking a labelled series up costs a hash and a lock per request.
 	// Filled by newMetrics, read-only afterwards.
-	ops map[string]opMetrics
+	ops     map[string]opMetrics
+	corrupt *prometheus.CounterVec
 }
 
 // opMetrics are one operation's cached series.
@@ -75,7 +76,11 @@ func newMetrics(n *Node) *metrics {
 	for _, op := range apiOps {
 		m.ops[op] = opMetrics{ok: m.requests.WithLabelValues(op, "ok"), latency: m.latency.WithLabelValues(op)}
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.openConns, m.conns, m.bytesIn, m.bytesOut, m.lag,
+	m.corrupt = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dialkv_corruption_events_total",
+		Help: "Corruption found in a replicated namespace's store and repaired from the other replicas: kind record (records that failed their checksum at recovery, dropped and refilled) or store (a store that failed with a checksum error, moved aside and rebuilt).",
+	}, []string{"namespace", "kind"})
+	m.reg.MustRegister(m.requests, m.latency, m.openConns, m.conns, m.bytesIn, m.bytesOut, m.lag, m.corrupt,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&nodeCollector{n: n})
 	return m
@@ -94,8 +99,11 @@ func (m *metrics) BytesOut(n int) { m.bytesOut.Add(float64(n)) }
 // no metric for are ignored.
 func (m *metrics) samples(namespace string, ss []consistency.Sample) {
 	for _, s := range ss {
-		if s.Name == causal.LagMetric {
+		switch s.Name {
+		case causal.LagMetric:
 			m.lag.WithLabelValues(namespace, s.Label).Observe(s.Value)
+		case corruptionSample:
+			m.corrupt.WithLabelValues(namespace, s.Label).Add(s.Value)
 		}
 	}
 }

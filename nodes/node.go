@@ -181,11 +181,12 @@ func Start(cfg Config) (*Node, error) {
 		n.cache = pebbleengine.NewSharedCache(size)
 	}
 	n.hub = newHub(cfg.SubscriptionTTL, 1024)
+	// Metrics first: namespaces report what their recovery found.
+	n.metrics = newMetrics(n)
 	if err := n.openNamespaces(); err != nil {
 		n.closeNamespaces()
 		return nil, err
 	}
-	n.metrics = newMetrics(n)
 	tcfg := transport.ServerConfig{
 		Protocol:    cfg.Protocol,
 		Mode:        cfg.ConnMode,
