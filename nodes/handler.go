@@ -128,6 +128,9 @@ func (h *handler) Call(ctx context.Context, o *gen.RequestOptions, cmd *gen.Comm
 	if err != nil {
 		return nil, &gen.InvalidArgument{Message: "ERR " + err.Error(), Code: "ERR"}
 	}
+	if r, ok := h.n.hotKeysCommand(c, start); ok {
+		return &gen.ExecuteResponse{Replies: []*gen.Reply{transport.ReplyFromCore(r, nil)}, ServedBy: h.served()}, nil
+	}
 	if nc := h.n.cfg.NodeCommand; nc != nil {
 		if r, ok := nc(c); ok {
 			return &gen.ExecuteResponse{Replies: []*gen.Reply{transport.ReplyFromCore(r, nil)}, ServedBy: h.served()}, nil
@@ -136,6 +139,9 @@ func (h *handler) Call(ctx context.Context, o *gen.RequestOptions, cmd *gen.Comm
 	ns, err := h.ns(o)
 	if err != nil {
 		return nil, err
+	}
+	if len(c.Args) > 0 {
+		h.n.hot.observe(ns.spec.Name, c.Args[0], start)
 	}
 	dl := h.deadline(o)
 	req := h.request(o)

@@ -147,6 +147,7 @@ type Node struct {
 	httpSrv  *http.Server
 	aln      net.Listener // admin API (nodes/backup.go)
 	cache    *pebbleengine.SharedCache
+	hot      *hotKeys // HOTKEYS (nodes/hotkeys.go)
 	adminSrv *http.Server
 	stop     chan struct{}
 	bg       sync.WaitGroup
@@ -173,6 +174,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, nss: map[string]*namespace{}, stop: make(chan struct{})}
+	n.hot = newHotKeys(64, 16, 10*time.Second)
 	if cfg.Engine == "pebble" {
 		size := cfg.CacheSize
 		if size <= 0 {
