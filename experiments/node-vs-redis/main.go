@@ -8,6 +8,13 @@
 // with appendonly + appendfsync always, loaded by redis-benchmark at the same
 // concurrency (SET and GET tests run one after the other; the 70/30 figure
 // is their time-weighted mix: 1 / (0.7/GET rps + 0.3/SET rps)).
+//
+// The machine is shared and small, so besides throughput and latency it
+// records CPU time per operation of each process (from /proc/PID/stat for
+// the servers, from the exit status for the load generators): the server's
+// CPU per operation does not depend on how much of the machine the run
+// got, and the load generator's shows whether it, not the server, is the
+// bottleneck.
 package main
 
 import (
@@ -42,12 +49,16 @@ type options struct {
 
 // RedisTest is one redis-benchmark test line.
 type RedisTest struct {
-	Test  string  `json:"test"`
-	RPS   float64 `json:"rps"`
-	P50Ms float64 `json:"p50_ms"`
-	P99Ms float64 `json:"p99_ms"`
-	MaxMs float64 `json:"max_ms"`
-	N     int     `json:"n"`
+	Test string  `json:"test"`
+	RPS  float64 `json:"rps"`
+	// ServerCPUUs and ClientCPUUs are redis-server's and
+	// redis-benchmark's CPU microseconds per request.
+	ServerCPUUs float64 `json:"server_cpu_us_per_op"`
+	ClientCPUUs float64 `json:"client_cpu_us_per_op"`
+	P50Ms       float64 `json:"p50_ms"`
+	P99Ms       float64 `json:"p99_ms"`
+	MaxMs       float64 `json:"max_ms"`
+	N           int     `json:"n"`
 }
 
 // RedisRun is one redis-server configuration.
@@ -56,6 +67,10 @@ type RedisRun struct {
 	Pipeline int                  `json:"pipeline"`
 	Tests    map[string]RedisTest `json:"tests"`
 	Mix7030  float64              `json:"mix_70_30_ops_per_sec"`
+	// ServerCPUUs and ClientCPUUs are the 70/30 mix of the tests' CPU
+	// microseconds per operation.
+	ServerCPUUs float64 `json:"server_cpu_us_per_op"`
+	ClientCPUUs float64 `json:"client_cpu_us_per_op"`
 }
 
 // DialkvRun is one dialkv configuration.
@@ -63,6 +78,10 @@ type DialkvRun struct {
 	Fsync  string       `json:"fsync"`
 	Batch  int          `json:"batch"`
 	Result bench.Result `json:"result"`
+	// NodeCPUUs and BenchCPUUs are the node's and `dialkv bench`'s CPU
+	// microseconds per operation during the measured run.
+	NodeCPUUs  float64 `json:"node_cpu_us_per_op"`
+	BenchCPUUs float64 `json:"bench_cpu_us_per_op"`
 }
 
 // Results is what results.json holds.
@@ -136,15 +155,26 @@ func run(o options) error {
 			node.stop()
 			return fmt.Errorf("dialkv node (fsync %s): %w", fsync, err)
 		}
+		// Load every key first, unmeasured (a bench run of 1 ms).
+		if _, _, err := dialkvBench(o, addr, 100, true, time.Millisecond); err != nil {
+			node.stop()
+			return fmt.Errorf("dialkv bench --load (fsync %s): %w", fsync, err)
+		}
 		for _, batch := range []int{1, 100} {
-			r, err := dialkvBench(o, addr, batch, batch == 1)
+			cpu0 := procCPU(node.cmd.Process.Pid)
+			r, benchCPU, err := dialkvBench(o, addr, batch, false, o.duration)
 			if err != nil {
 				node.stop()
 				return fmt.Errorf("dialkv bench (fsync %s, batch %d): %w", fsync, batch, err)
 			}
-			res.Dialkv = append(res.Dialkv, DialkvRun{Fsync: fsync, Batch: batch, Result: r})
-			fmt.Fprintf(os.Stderr, "dialkv fsync=%s batch=%d: %.0f ops/s, read p99 %.3f ms, write p99 %.3f ms\n",
-				fsync, batch, r.OpsPerSec, r.Reads.P99Ms, r.Writes.P99Ms)
+			run := DialkvRun{Fsync: fsync, Batch: batch, Result: r}
+			if r.Ops > 0 {
+				run.NodeCPUUs = (procCPU(node.cmd.Process.Pid) - cpu0).Seconds() * 1e6 / float64(r.Ops)
+				run.BenchCPUUs = benchCPU.Seconds() * 1e6 / float64(r.Ops)
+			}
+			res.Dialkv = append(res.Dialkv, run)
+			fmt.Fprintf(os.Stderr, "dialkv fsync=%s batch=%d: %.0f ops/s, read p99 %.3f ms, write p99 %.3f ms, CPU per op: node %.1f µs, bench %.1f µs\n",
+				fsync, batch, r.OpsPerSec, r.Reads.P99Ms, r.Writes.P99Ms, run.NodeCPUUs, run.BenchCPUUs)
 		}
 		if err := node.stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "dialkv node (fsync %s) exited: %v\n", fsync, err)
@@ -175,7 +205,7 @@ func run(o options) error {
 			srv.stop()
 			return fmt.Errorf("redis-server: %w", err)
 		}
-		rr, err := redisBench(o, port, rc.pipeline)
+		rr, err := redisBench(o, port, rc.pipeline, srv.cmd.Process.Pid)
 		srv.stop()
 		if err != nil {
 			return fmt.Errorf("redis-benchmark (%s, pipeline %d): %w", rc.name, rc.pipeline, err)
@@ -244,30 +274,57 @@ func waitPort(addr string, within time.Duration) error {
 	}
 }
 
-func dialkvBench(o options, addr string, batch int, load bool) (bench.Result, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), o.duration+5*time.Minute)
+// dialkvBench runs `dialkv bench` and returns its result and its CPU time.
+func dialkvBench(o options, addr string, batch int, load bool, d time.Duration) (bench.Result, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d+5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, o.dialkv, "bench", "--addr", addr, "--workload", "70/30",
 		"--clients", strconv.Itoa(o.clients), "--value-size", "100", "--keys", strconv.Itoa(o.keys),
-		"--batch", strconv.Itoa(batch), "--duration", o.duration.String(), "--load="+strconv.FormatBool(load),
+		"--batch", strconv.Itoa(batch), "--duration", d.String(), "--load="+strconv.FormatBool(load),
 		"--progress", "5s", "--json")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return bench.Result{}, err
+		return bench.Result{}, 0, err
 	}
+	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	var r bench.Result
 	if err := json.Unmarshal(out, &r); err != nil {
-		return r, fmt.Errorf("parse dialkv bench --json: %w", err)
+		return r, cpu, fmt.Errorf("parse dialkv bench --json: %w", err)
 	}
-	return r, nil
+	return r, cpu, nil
 }
 
-func redisBench(o options, port, pipeline int) (RedisRun, error) {
+// procCPU is the user+system CPU time process pid has used so far (0 if
+// /proc cannot say). Resolution: one clock tick (10 ms).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses: state is
+	// the first, utime the 12th, stime the 13th.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+s) * time.Second / clockTicks
+}
+
+// clockTicks is USER_HZ, which Linux fixes at 100 for /proc.
+const clockTicks = 100
+
+func redisBench(o options, port, pipeline, serverPid int) (RedisRun, error) {
 	rr := RedisRun{Pipeline: pipeline, Tests: map[string]RedisTest{}}
 	// Calibrate: a short SET run sizes the measured runs to about half the
 	// dialkv duration each.
-	cal, err := redisBenchmark(port, o.clients, pipeline, o.keys, 20000*pipeline, "set")
+	cal, err := redisBenchmark(port, o.clients, pipeline, o.keys, 20000*pipeline, "set", 0)
 	if err != nil {
 		return rr, err
 	}
@@ -277,7 +334,7 @@ func redisBench(o options, port, pipeline int) (RedisRun, error) {
 			n = int(float64(n) * 1.5) // GET is faster than SET under appendfsync
 		}
 		n = max(n, 10000)
-		ts, err := redisBenchmark(port, o.clients, pipeline, o.keys, n, test)
+		ts, err := redisBenchmark(port, o.clients, pipeline, o.keys, n, test, serverPid)
 		if err != nil {
 			return rr, err
 		}
@@ -288,16 +345,30 @@ func redisBench(o options, port, pipeline int) (RedisRun, error) {
 	if g, s := rr.Tests["GET"].RPS, rr.Tests["SET"].RPS; g > 0 && s > 0 {
 		rr.Mix7030 = 1 / (0.7/g + 0.3/s)
 	}
+	g, s := rr.Tests["GET"], rr.Tests["SET"]
+	rr.ServerCPUUs = 0.7*g.ServerCPUUs + 0.3*s.ServerCPUUs
+	rr.ClientCPUUs = 0.7*g.ClientCPUUs + 0.3*s.ClientCPUUs
 	return rr, nil
 }
 
-func redisBenchmark(port, clients, pipeline, keys, n int, test string) (map[string]RedisTest, error) {
+// redisBenchmark runs one redis-benchmark test; with serverPid > 0 it also
+// measures redis-server's and redis-benchmark's CPU time per request.
+func redisBenchmark(port, clients, pipeline, keys, n int, test string, serverPid int) (map[string]RedisTest, error) {
+	var cpu0 time.Duration
+	if serverPid > 0 {
+		cpu0 = procCPU(serverPid)
+	}
 	cmd := exec.Command("redis-benchmark", "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-c", strconv.Itoa(clients),
 		"-P", strconv.Itoa(pipeline), "-d", "100", "-r", strconv.Itoa(keys), "-n", strconv.Itoa(n), "-t", test, "--csv")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
 		return nil, err
+	}
+	var serverUs, clientUs float64
+	if serverPid > 0 {
+		serverUs = (procCPU(serverPid) - cpu0).Seconds() * 1e6 / float64(n)
+		clientUs = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds() * 1e6 / float64(n)
 	}
 	recs, err := csv.NewReader(bytes.NewReader(out)).ReadAll()
 	if err != nil || len(recs) < 2 {
@@ -317,7 +388,8 @@ func redisBenchmark(port, clients, pipeline, keys, n int, test string) (map[stri
 	for _, rec := range recs[1:] {
 		name := rec[col["test"]]
 		name, _, _ = strings.Cut(name, " ")
-		ts[name] = RedisTest{Test: name, RPS: f(rec, "rps"), P50Ms: f(rec, "p50_latency_ms"), P99Ms: f(rec, "p99_latency_ms"), MaxMs: f(rec, "max_latency_ms"), N: n}
+		ts[name] = RedisTest{Test: name, RPS: f(rec, "rps"), P50Ms: f(rec, "p50_latency_ms"), P99Ms: f(rec, "p99_latency_ms"), MaxMs: f(rec, "max_latency_ms"), N: n,
+			ServerCPUUs: serverUs, ClientCPUUs: clientUs}
 	}
 	return ts, nil
 }
@@ -326,15 +398,15 @@ func summary(w io.Writer, r Results) {
 	fmt.Fprintf(w, "# dialkv node vs Redis (%s, %s, commit %s)\n\n", r.Date, r.Host, r.Commit)
 	fmt.Fprintf(w, "One node on loopback, %d connections, 70/30 GET/SET, 100-byte values, %d keys; dialkv runs %s each.\n", r.Clients, r.Keys, r.Duration)
 	fmt.Fprintf(w, "Load average (1/5/15 min) at the start: %s; at the end: %s.\n\n", r.LoadAvg[0], r.LoadAvg[len(r.LoadAvg)-1])
-	fmt.Fprintln(w, "| system | durability | batch | ops/s | read p50 ms | read p99 ms | write p50 ms | write p99 ms |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| system | durability | batch | ops/s | read p50 ms | read p99 ms | write p50 ms | write p99 ms | server CPU µs/op | load generator CPU µs/op |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
 	for _, d := range r.Dialkv {
-		fmt.Fprintf(w, "| dialkv | fsync %s | %d | %.0f | %.3f | %.3f | %.3f | %.3f |\n", d.Fsync, d.Batch, d.Result.OpsPerSec,
-			d.Result.Reads.P50Ms, d.Result.Reads.P99Ms, d.Result.Writes.P50Ms, d.Result.Writes.P99Ms)
+		fmt.Fprintf(w, "| dialkv | fsync %s | %d | %.0f | %.3f | %.3f | %.3f | %.3f | %.1f | %.1f |\n", d.Fsync, d.Batch, d.Result.OpsPerSec,
+			d.Result.Reads.P50Ms, d.Result.Reads.P99Ms, d.Result.Writes.P50Ms, d.Result.Writes.P99Ms, d.NodeCPUUs, d.BenchCPUUs)
 	}
 	for _, x := range r.Redis {
-		fmt.Fprintf(w, "| redis | %s | pipeline %d | %.0f (mix) | %.3f | %.3f | %.3f | %.3f |\n", x.Config, x.Pipeline, x.Mix7030,
-			x.Tests["GET"].P50Ms, x.Tests["GET"].P99Ms, x.Tests["SET"].P50Ms, x.Tests["SET"].P99Ms)
+		fmt.Fprintf(w, "| redis | %s | pipeline %d | %.0f (mix) | %.3f | %.3f | %.3f | %.3f | %.1f | %.1f |\n", x.Config, x.Pipeline, x.Mix7030,
+			x.Tests["GET"].P50Ms, x.Tests["GET"].P99Ms, x.Tests["SET"].P50Ms, x.Tests["SET"].P99Ms, x.ServerCPUUs, x.ClientCPUUs)
 	}
 	find := func(fsync string, batch int) *bench.Result {
 		for i := range r.Dialkv {
@@ -352,31 +424,58 @@ func summary(w io.Writer, r Results) {
 		}
 		return nil
 	}
-	fmt.Fprintln(w, "\n| ratio (dialkv / Redis) | ops/s | read p99 | write p99 |")
-	fmt.Fprintln(w, "|---|---|---|---|")
+	fmt.Fprintln(w, "\n| ratio (dialkv / Redis) | ops/s | read p99 | write p99 | server CPU per op |")
+	fmt.Fprintln(w, "|---|---|---|---|---|")
 	for _, pair := range []struct{ fsync, redis string }{{"never", "no persistence"}, {"always", "appendfsync always"}} {
 		d, x := find(pair.fsync, 1), redis(pair.redis, 1)
 		if d == nil || x == nil || x.Mix7030 == 0 {
 			continue
 		}
-		fmt.Fprintf(w, "| fsync %s vs Redis %s | %.2f | %.2f | %.2f |\n", pair.fsync, pair.redis,
-			d.OpsPerSec/x.Mix7030, ratio(d.Reads.P99Ms, x.Tests["GET"].P99Ms), ratio(d.Writes.P99Ms, x.Tests["SET"].P99Ms))
+		fmt.Fprintf(w, "| fsync %s vs Redis %s | %.2f | %.2f | %.2f | %.2f |\n", pair.fsync, pair.redis,
+			d.OpsPerSec/x.Mix7030, ratio(d.Reads.P99Ms, x.Tests["GET"].P99Ms), ratio(d.Writes.P99Ms, x.Tests["SET"].P99Ms),
+			ratio(dk(r, pair.fsync, 1).NodeCPUUs, x.ServerCPUUs))
 	}
 	for _, pair := range []struct{ fsync, redis string }{{"never", "no persistence"}, {"always", "appendfsync always"}} {
 		d, x := find(pair.fsync, 100), redis(pair.redis, 100)
 		if d == nil || x == nil || x.Mix7030 == 0 {
 			continue
 		}
-		fmt.Fprintf(w, "| fsync %s batch 100 vs Redis %s pipeline 100 | %.2f | | |\n", pair.fsync, pair.redis, d.OpsPerSec/x.Mix7030)
+		fmt.Fprintf(w, "| fsync %s batch 100 vs Redis %s pipeline 100 | %.2f | | | %.2f |\n", pair.fsync, pair.redis, d.OpsPerSec/x.Mix7030,
+			ratio(dk(r, pair.fsync, 100).NodeCPUUs, x.ServerCPUUs))
 	}
-	fmt.Fprintln(w, "\n| batching gain (batch 100 / single) | ops/s |")
-	fmt.Fprintln(w, "|---|---|")
+	fmt.Fprintln(w, "\n| batching gain (batch 100 / single) | ops/s | node CPU per op |")
+	fmt.Fprintln(w, "|---|---|---|")
 	for _, fsync := range []string{"never", "always"} {
 		if one, hundred := find(fsync, 1), find(fsync, 100); one != nil && hundred != nil && one.OpsPerSec > 0 {
-			fmt.Fprintf(w, "| dialkv fsync %s | %.1fx |\n", fsync, hundred.OpsPerSec/one.OpsPerSec)
+			fmt.Fprintf(w, "| dialkv fsync %s | %.1fx | %.1fx less |\n", fsync, hundred.OpsPerSec/one.OpsPerSec,
+				ratio(dk(r, fsync, 1).NodeCPUUs, dk(r, fsync, 100).NodeCPUUs))
 		}
 	}
-	fmt.Fprintf(w, "\nReproduce: `%s`. Redis's 70/30 figure is the time-weighted mix of its separate SET and GET runs; dialkv's batch latencies are per batch of 100.\n", r.Command)
+	for _, cfg := range []string{"no persistence", "appendfsync always"} {
+		var one, hundred *RedisRun
+		for i := range r.Redis {
+			if r.Redis[i].Config == cfg && r.Redis[i].Pipeline == 1 {
+				one = &r.Redis[i]
+			}
+			if r.Redis[i].Config == cfg && r.Redis[i].Pipeline == 100 {
+				hundred = &r.Redis[i]
+			}
+		}
+		if one != nil && hundred != nil && one.Mix7030 > 0 {
+			fmt.Fprintf(w, "| redis %s (pipeline 100 / 1) | %.1fx | %.1fx less |\n", cfg, hundred.Mix7030/one.Mix7030, ratio(one.ServerCPUUs, hundred.ServerCPUUs))
+		}
+	}
+	fmt.Fprintf(w, "\nReproduce: `%s`. Redis's 70/30 figure is the time-weighted mix of its separate SET and GET runs; dialkv's batch latencies are per batch of 100. CPU µs/op: the server process's and the load generator's user+system CPU time over the measured run (Redis: over the SET and GET tests, mixed 70/30) divided by the operations done; it does not depend on how much of the shared machine the run got.\n", r.Command)
+}
+
+// dk is the dialkv run of fsync and batch (a zero run if there is none).
+func dk(r Results, fsync string, batch int) DialkvRun {
+	for _, d := range r.Dialkv {
+		if d.Fsync == fsync && d.Batch == batch {
+			return d
+		}
+	}
+	return DialkvRun{}
 }
 
 func ratio(a, b float64) float64 {
