@@ -5,7 +5,7 @@ BIN       := bin/dialkv
 PKGS      := ./...
 TEST_FLAGS ?= -count=1 -timeout 9m
 
-.PHONY: all build run test test-short soak bench lint gen tidy clean experiments exp-% exp-raft-vs-etcd exp-causal-real fuzz-short docker compose-up compose-down
+.PHONY: all build run test test-short soak bench lint gen tidy clean experiments exp-% exp-raft-vs-etcd exp-causal-real exp-strategies-real fuzz-short docker compose-up compose-down
 
 all: build
 
@@ -87,6 +87,10 @@ exp-raft-vs-etcd:
 # (not part of `make experiments`: it takes minutes of wall-clock load).
 exp-causal-real:
 	$(GO) run ./experiments/causal-real
+
+# Real processes: quorum (R=W=1, R=W=2), raft and causal in one run.
+exp-strategies-real:
+	experiments/strategies-real/run.sh
 
 exp-%:
 	$(GO) run ./experiments/$*
