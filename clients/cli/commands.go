@@ -136,6 +136,7 @@ func commandDocs() []CommandDoc {
 		{"PSUBSCRIBE", "pattern [pattern ...]", "Listen for messages published to channels matching glob patterns (Ctrl-C to stop)", "pubsub"},
 		// namespaces
 		{"NAMESPACE", "CREATE name strategy [param value ...] | DROP name | LIST", "Create, drop or list namespaces (strategy: local now; raft, quorum, causal as they land)", "namespace"},
+		{"CLUSTER", "MEMBERS", "List the cluster's members: ID STATE (alive, down, unknown) and addresses, as gossip sees them", "namespace"},
 		// connection
 		{"PING", "[message]", "Ask the node whether it is alive: PONG, or the message", "connection"},
 		// CLI-side commands
