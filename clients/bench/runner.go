@@ -46,12 +46,12 @@ type Config struct {
 	Namespace string        `json:"namespace,omitempty"`
 	// Per-request consistency options (0 / "" / false: the namespace's
 	// defaults). R and W: quorum sizes, -2 QUORUM, -1 ALL.
-	R        int    `json:"r,omitempty"`
-	W        int    `json:"w,omitempty"`
-	Strict   bool   `json:"strict,omitempty"`
-	ReadMode string `json:"read_mode,omitempty"`
-	Mode     string `json:"mode,omitempty"`
-	Progress  time.Duration `json:"-"` // progress line period; 0: none
+	R        int           `json:"r,omitempty"`
+	W        int           `json:"w,omitempty"`
+	Strict   bool          `json:"strict,omitempty"`
+	ReadMode string        `json:"read_mode,omitempty"`
+	Mode     string        `json:"mode,omitempty"`
+	Progress time.Duration `json:"-"` // progress line period; 0: none
 	// Conn holds the TLS and login flags (never reported).
 	Conn client.ConnFlags `json:"-"`
 }
