@@ -119,7 +119,10 @@ func startDemoCluster(o demoClusterOptions) ([]*ClusterNode, *NamespaceSpec, err
 		}
 	}
 	for i, p := range peers {
-		cc := ClusterConfig{Name: "demo", Peers: peers}
+		cc := ClusterConfig{Name: "demo", Peers: peers, Gossip: &GossipOptions{Listen: "127.0.0.1:0"}}
+		if i > 0 {
+			cc.Gossip.Join = []string{nodes[0].GossipAddr()} // failure detection (docs/cluster.md)
+		}
 		if o.strategy == "causal" && o.regionDelay > 0 {
 			cc.PeerDelay = map[string]time.Duration{}
 			for _, q := range peers {
