@@ -357,6 +357,9 @@ func (h *ReplicaHost) loop(maxRead int) {
 				cancel(j)
 			case f := <-h.calls:
 				handle(f)
+			case tm := <-t.C:
+				// Busy with chains (again): timers must still fire.
+				handle(tm)
 			default:
 				break drain
 			}
