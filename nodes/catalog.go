@@ -44,9 +44,14 @@ func loadCatalog(dir string) ([]NamespaceSpec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
+	return parseCatalog(b, filepath.Join(dir, catalogFile))
+}
+
+// parseCatalog decodes a catalog file's content (path names it in errors).
+func parseCatalog(b []byte, path string) ([]NamespaceSpec, error) {
 	var doc catalogDoc
 	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, fmt.Errorf("catalog %s: %w", filepath.Join(dir, catalogFile), err)
+		return nil, fmt.Errorf("catalog %s: %w", path, err)
 	}
 	for _, ns := range doc.Namespaces {
 		if err := validNamespace(ns.Name); err != nil {
