@@ -57,8 +57,8 @@ type MemEngine struct {
 	closed   bool
 }
 
-// memUndo is one undo-log entry: the B-tree item a write replaced, or
-// (had false) that the key was not in the B-tree.
+// memUndo is one undo-log entry: the B-tree item a write replaced or
+// removed, or (had false) that the key was not in the B-tree.
 type memUndo struct {
 	key  []byte
 	prev memItem
@@ -164,10 +164,29 @@ func (m *MemEngine) putLocked(it memItem) {
 			m.materializeLocked() // before this write: it is not synced
 		}
 	}
-	prev, had := m.cur.mem.ReplaceOrInsert(it)
+	var prev memItem
+	var had bool
+	if it.tomb && !m.inRunsLocked(it.key) {
+		// Nothing below to hide: drop the key instead of keeping a
+		// tombstone (keys written then deleted, such as logs, leave
+		// nothing behind).
+		prev, had = m.cur.mem.Delete(it)
+	} else {
+		prev, had = m.cur.mem.ReplaceOrInsert(it)
+	}
 	if !m.explicit {
 		m.undo = append(m.undo, memUndo{key: it.key, prev: prev, had: had})
 	}
+}
+
+// inRunsLocked reports whether L0 or L1 holds key (a value or a tombstone).
+func (m *MemEngine) inRunsLocked(key []byte) bool {
+	for _, r := range [2]*packedRun{m.cur.l0, m.cur.l1} {
+		if _, _, ok := r.get(key); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Len returns the number of keys in the engine.
