@@ -36,6 +36,7 @@ func subcommands() []subcommand {
 		{"admin", "cluster operations: members, namespaces, where a key lives, backup, restore", admin.Main},
 		{"jepsen", "fault tests on real processes (kill -9, SIGSTOP, partitions) with checked histories", jepsen.Main},
 		{"certs", "make a development CA and node/client certificates", security.CertsMain},
+		{"secret", "make a password hash or a bearer token for an --auth-file policy", func(a []string, o, e io.Writer) int { return security.SecretMain(a, os.Stdin, o, e) }},
 		{"version", "print the build's version", versionMain},
 	}
 }
