@@ -9,7 +9,7 @@ import (
 	"runtime/debug"
 
 	"github.com/dialkv/dialkv/checker"
-	"github.com/dialkv/dialkv/clients/admin"
+	"github.com/dialkv/dialkv/nodes/admin"
 	"github.com/dialkv/dialkv/clients/bench"
 	"github.com/dialkv/dialkv/clients/cli"
 	"github.com/dialkv/dialkv/clients/jepsen"

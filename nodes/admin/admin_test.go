@@ -192,12 +192,12 @@ func TestPointInTime(t *testing.T) {
 func TestHolders(t *testing.T) {
 	members := []string{"n1", "n2", "n3", "n4", "n5"}
 	for _, tc := range []struct {
-		spec  client.NamespaceSpec
+		spec  NamespaceSpec
 		nHold int
 	}{
-		{client.NamespaceSpec{Name: "q", Strategy: "quorum", Params: map[string]string{"n": "3"}}, 3},
-		{client.NamespaceSpec{Name: "r", Strategy: "raft", Params: map[string]string{"nodes": "n1,n2,n3,n4,n5", "shards": "4", "replicas": "3"}}, 3},
-		{client.NamespaceSpec{Name: "l", Strategy: "local"}, 0},
+		{NamespaceSpec{Name: "q", Strategy: "quorum", Params: map[string]string{"n": "3"}}, 3},
+		{NamespaceSpec{Name: "r", Strategy: "raft", Params: map[string]string{"nodes": "n1,n2,n3,n4,n5", "shards": "4", "replicas": "3"}}, 3},
+		{NamespaceSpec{Name: "l", Strategy: "local"}, 0},
 	} {
 		what, holders, err := Holders(tc.spec, members, "user:42")
 		if err != nil {
@@ -212,7 +212,7 @@ func TestHolders(t *testing.T) {
 			t.Errorf("%s: holders changed: %v then %v", tc.spec.Strategy, holders, again)
 		}
 	}
-	if _, _, err := Holders(client.NamespaceSpec{Strategy: "quorum"}, nil, "k"); err == nil {
+	if _, _, err := Holders(NamespaceSpec{Strategy: "quorum"}, nil, "k"); err == nil {
 		t.Error("quorum without members: no error")
 	}
 }

@@ -16,13 +16,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dialkv/dialkv/clients/client"
 	"github.com/dialkv/dialkv/consistency"
 	"github.com/dialkv/dialkv/consistency/causal"
 	"github.com/dialkv/dialkv/consistency/quorum"
 	"github.com/dialkv/dialkv/consistency/raft"
 	"github.com/dialkv/dialkv/core"
 	"github.com/dialkv/dialkv/nodes"
+	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
 )
 
 type command struct {
@@ -143,20 +143,15 @@ func members(args []string, stdout, stderr io.Writer) error {
 	var gossipFrom string
 	fmt.Fprintf(stdout, "%-22s %-8s %-6s %-10s %s\n", "ADDRESS", "ID", "STATUS", "RTT", "VERSION")
 	for _, a := range splitList(*addrs) {
-		c, err := client.New([]string{a}, client.WithTimeout(*timeout), client.WithRetries(0, 0, 0))
-		if err != nil {
-			return err
-		}
 		start := time.Now()
-		info, err := c.Ping(context.Background())
+		info, err := ping(a, *timeout)
 		rtt := time.Since(start)
-		c.Close()
 		if err != nil {
 			down++
 			fmt.Fprintf(stdout, "%-22s %-8s %-6s %-10s %v\n", a, "?", "down", "-", err)
 			continue
 		}
-		fmt.Fprintf(stdout, "%-22s %-8s %-6s %-10s %s\n", a, info.ID, "up", rtt.Round(10*time.Microsecond), info.Version)
+		fmt.Fprintf(stdout, "%-22s %-8s %-6s %-10s %s\n", a, info.ID, "up", rtt.Round(10*time.Microsecond), info.GetVersion())
 		if gossipFrom == "" {
 			gossipFrom = a
 		}
@@ -165,21 +160,13 @@ func members(args []string, stdout, stderr io.Writer) error {
 	// every member it knows of, with its state, including nodes not in
 	// --addrs.
 	if gossipFrom != "" {
-		c, err := client.New([]string{gossipFrom}, client.WithTimeout(*timeout), client.WithRetries(0, 0, 0))
+		r, err := clusterMembers(gossipFrom, *timeout)
 		if err != nil {
-			return err
-		}
-		r, err := c.Do(context.Background(), "CLUSTER", "MEMBERS")
-		c.Close()
-		if err != nil {
-			fmt.Fprintf(stdout, "\nCLUSTER MEMBERS at %s: %v\n", gossipFrom, err)
+			fmt.Fprintf(stdout, "\n%v\n", err)
 		} else {
 			fmt.Fprintf(stdout, "\nCLUSTER MEMBERS at %s (gossip view):\n", gossipFrom)
-			for _, line := range r.Array {
-				fmt.Fprintf(stdout, "  %s\n", line.Str)
-			}
-			if len(r.Array) == 0 && len(r.Str) > 0 {
-				fmt.Fprintf(stdout, "  %s\n", r.Str)
+			for _, line := range r {
+				fmt.Fprintf(stdout, "  %s\n", line)
 			}
 		}
 	}
@@ -189,14 +176,6 @@ func members(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func dial(addr, ns string) (*client.Client, error) {
-	opts := []client.Option{client.WithTimeout(10 * time.Second)}
-	if ns != "" {
-		opts = append(opts, client.WithNamespace(ns))
-	}
-	return client.New([]string{addr}, opts...)
-}
-
 func namespaces(args []string, stdout, stderr io.Writer) error {
 	fs := flags("namespaces", "[list | create NAME STRATEGY [KEY VALUE]... | drop NAME] [--addr HOST:PORT]", stdout)
 	addr := fs.String("addr", "127.0.0.1:7379", "a node's client API address")
@@ -204,7 +183,7 @@ func namespaces(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c, err := dial(*addr, "")
+	c, err := dial(*addr, 10*time.Second)
 	if err != nil {
 		return err
 	}
@@ -215,7 +194,7 @@ func namespaces(args []string, stdout, stderr io.Writer) error {
 	}
 	switch pos[0] {
 	case "list":
-		specs, err := c.ListNamespaces(ctx)
+		specs, err := listNamespaces(ctx, c)
 		if err != nil {
 			return err
 		}
@@ -238,12 +217,14 @@ func namespaces(args []string, stdout, stderr io.Writer) error {
 		if len(pos) < 3 || len(pos)%2 == 0 {
 			return usageErr("namespaces create NAME STRATEGY [KEY VALUE]...")
 		}
-		spec := client.NamespaceSpec{Name: pos[1], Strategy: pos[2], Params: map[string]string{}}
+		spec := &gen.NamespaceSpec{Name: pos[1], Strategy: pos[2], Params: map[string]string{}}
 		for i := 3; i+1 < len(pos); i += 2 {
 			spec.Params[pos[i]] = pos[i+1]
 		}
+		ctx, cancel := c.bound(ctx)
+		defer cancel()
 		if err := c.CreateNamespace(ctx, spec); err != nil {
-			return err
+			return fmt.Errorf("create namespace %s: %w", spec.Name, err)
 		}
 		fmt.Fprintln(stdout, "OK")
 		return nil
@@ -251,8 +232,10 @@ func namespaces(args []string, stdout, stderr io.Writer) error {
 		if len(pos) != 2 {
 			return usageErr("namespaces drop NAME")
 		}
+		ctx, cancel := c.bound(ctx)
+		defer cancel()
 		if err := c.DropNamespace(ctx, pos[1]); err != nil {
-			return err
+			return fmt.Errorf("drop namespace %s: %w", pos[1], err)
 		}
 		fmt.Fprintln(stdout, "OK (on this node only: docs/cluster.md)")
 		return nil
@@ -264,7 +247,7 @@ func namespaces(args []string, stdout, stderr io.Writer) error {
 // cluster whose member ids are members: local — the node asked; quorum and
 // causal — the replicas' own placement (built offline from the same
 // parameters and members); raft — the key's shard and its replicas.
-func Holders(spec client.NamespaceSpec, members []string, key string) (string, []string, error) {
+func Holders(spec NamespaceSpec, members []string, key string) (string, []string, error) {
 	switch spec.Strategy {
 	case "local":
 		return "local namespace: only on the node asked", nil, nil
@@ -326,12 +309,12 @@ func where(args []string, stdout, stderr io.Writer) error {
 	if len(pos) != 1 {
 		return usageErr("where KEY")
 	}
-	c, err := dial(*addr, "")
+	c, err := dial(*addr, 10*time.Second)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	specs, err := c.ListNamespaces(context.Background())
+	specs, err := listNamespaces(context.Background(), c)
 	if err != nil {
 		return err
 	}
