@@ -9,11 +9,11 @@ import (
 	"runtime/debug"
 
 	"github.com/dialkv/dialkv/checker"
-	"github.com/dialkv/dialkv/nodes/admin"
 	"github.com/dialkv/dialkv/clients/bench"
 	"github.com/dialkv/dialkv/clients/cli"
 	"github.com/dialkv/dialkv/clients/jepsen"
 	"github.com/dialkv/dialkv/nodes"
+	"github.com/dialkv/dialkv/nodes/admin"
 	"github.com/dialkv/dialkv/nodes/security"
 	"github.com/dialkv/dialkv/sim"
 )
