@@ -218,6 +218,7 @@ func (s *Service) JoinShard(sh int) error {
 	if err := s.startReplica(sh, nil, true); err != nil {
 		return err
 	}
+	delete(s.former, sh)
 	return s.saveHosted()
 }
 
@@ -229,11 +230,22 @@ func (s *Service) LeaveShard(sh int) error {
 	if !ok {
 		return fmt.Errorf("raft: leave: %s hosts no replica of shard %d", s.cfg.NodeID, sh)
 	}
+	// Remember the members this replica knew (without this node), where
+	// requests for the shard go from now on.
+	var former []int
+	if m, ok := s.appliedMembers(s.ShardID(sh)); ok {
+		for _, i := range memberIndexes(m, len(s.cfg.Nodes)) {
+			if i != s.self {
+				former = append(former, i)
+			}
+		}
+	}
 	if err := s.nh.StopReplica(s.ShardID(sh), rid); err != nil && !errors.Is(err, dragonboat.ErrShardNotFound) {
 		return fmt.Errorf("raft: leave shard %d: %w", sh, err)
 	}
 	delete(s.local, sh)
 	delete(s.batch, sh)
+	s.former[sh] = former
 	return s.saveHosted()
 }
 

@@ -2,6 +2,7 @@ package raft
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -161,5 +162,65 @@ func waitStale(t *testing.T, c *testCluster, i int, k, v string) {
 			t.Fatalf("n%d did not catch up: %s=%s, %v", i+1, k, str(resp.Reply), err)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRemovedLeaderNotRedirectedTo: the leader of shard 0 is removed (and
+// leaves) after n4 joined. The remaining members keep the removed leader's
+// ID until they elect a new one; in that window they must not redirect to
+// it (it redirects back: a loop that used to exhaust clients' retries in
+// TestRaftMembershipThroughTheAPI). Every write, sent at each node and
+// following redirects the way a client does, ends served, and no redirect
+// names the removed node.
+func TestRemovedLeaderNotRedirectedTo(t *testing.T) {
+	c := newTestClusterN(t, 4, 1, func(cfg *Config) { cfg.RedirectToLeader = true })
+	l := c.waitLeader(0, -1)
+	f := (l + 1) % 3 // a member that stays
+	if r := c.admin(f, "RAFT.ADD", "0", "n4"); str(r) != "OK" {
+		t.Fatalf("RAFT.ADD 0 n4 = %s", str(r))
+	}
+	if r := c.admin(3, "RAFT.JOIN", "0"); str(r) != "OK" {
+		t.Fatalf("RAFT.JOIN 0 at n4 = %s", str(r))
+	}
+	removed := false // l removed: no redirect may name it
+	set := func(i int, k string) {
+		t.Helper()
+		cmd := core.Cmd("SET", k, "v")
+		for hop := 0; ; hop++ {
+			resp, err := c.do(i, consistency.Request{Cmd: &cmd})
+			var rd *consistency.Redirect
+			if errors.As(err, &rd) && hop < 8 {
+				if removed && rd.Addr == c.cfgs[l].Nodes[l].ClientAddr {
+					t.Fatalf("SET %s: n%d redirects to the removed leader n%d (%s)", k, i+1, l+1, rd.Reason)
+				}
+				i = -1
+				for j, n := range c.cfgs[0].Nodes {
+					if n.ClientAddr == rd.Addr {
+						i = j
+					}
+				}
+				if i < 0 {
+					t.Fatalf("SET %s: redirect to unknown %s", k, rd.Addr)
+				}
+				continue
+			}
+			if err != nil || str(resp.Reply) != "OK" {
+				t.Fatalf("SET %s (hop %d, at n%d) = %s, %v", k, hop, i+1, str(resp.Reply), err)
+			}
+			return
+		}
+	}
+	set(f, "before")
+	waitStale(t, c, 3, "before", "v")
+	leaderNode := string(c.cfgs[l].NodeID)
+	if r := c.admin(f, "RAFT.REMOVE", "0", leaderNode); str(r) != "OK" {
+		t.Fatalf("RAFT.REMOVE 0 %s = %s", leaderNode, str(r))
+	}
+	removed = true
+	if r := c.admin(l, "RAFT.LEAVE", "0"); str(r) != "OK" {
+		t.Fatalf("RAFT.LEAVE 0 at %s = %s", leaderNode, str(r))
+	}
+	for _, i := range []int{f, 3, l, (l + 2) % 3} {
+		set(i, fmt.Sprintf("after-n%d", i+1))
 	}
 }

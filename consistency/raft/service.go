@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"path/filepath"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -148,12 +149,17 @@ func (c *Config) defaults() error {
 // Service is one node's part of a raft namespace: a Dragonboat NodeHost
 // running this node's replicas of the namespace's shards.
 type Service struct {
-	cfg    Config
-	self   int // index of this node in cfg.Nodes
-	nh     *dragonboat.NodeHost
-	mu     sync.RWMutex   // guards local and batch (membership changes)
-	local  map[int]uint64 // shard index -> this node's replica ID
-	batch  map[int]*batcher
+	cfg   Config
+	self  int // index of this node in cfg.Nodes
+	nh    *dragonboat.NodeHost
+	mu    sync.RWMutex   // guards local, batch and former (membership changes)
+	local map[int]uint64 // shard index -> this node's replica ID
+	batch map[int]*batcher
+	// former: for a shard this node left (LeaveShard), the node indexes of
+	// the shard's members as its replica last knew them, where requests
+	// for the shard are redirected (in memory: after a restart, the
+	// initial placement).
+	former map[int][]int
 	closed atomic.Bool
 	// proposer and seq identify proposals for deduplication (dedup.go):
 	// one proposer ID per Service incarnation (a hash of the node, the
@@ -173,7 +179,7 @@ func New(cfg Config) (*Service, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, self: -1, local: map[int]uint64{}, batch: map[int]*batcher{}}
+	s := &Service{cfg: cfg, self: -1, local: map[int]uint64{}, batch: map[int]*batcher{}, former: map[int][]int{}}
 	h := fnv.New64a()
 	fmt.Fprintf(h, "%s\x00%s\x00%d", cfg.NodeID, cfg.NodeHostID, cfg.Clock().UnixNano())
 	s.proposer = h.Sum64() | 1 // never 0 (0: not deduplicated)
@@ -442,17 +448,7 @@ func (s *Service) Do(ctx context.Context, req consistency.Request) (consistency.
 	}
 	me, bat, hosted := s.replica(sh)
 	if !hosted {
-		// The initial placement's first other node (after a LeaveShard
-		// this node may be in it); its answer names the leader.
-		to := (s.self + 1) % len(s.cfg.Nodes)
-		for _, i := range Placement(sh, s.cfg.Replicas, len(s.cfg.Nodes)) {
-			if i != s.self {
-				to = i
-				break
-			}
-		}
-		return resp, &consistency.Redirect{Addr: s.cfg.Nodes[to].ClientAddr,
-			Reason: fmt.Sprintf("%s has no replica of %s", s.cfg.NodeID, shardName(sh, s.cfg.Shards))}
+		return resp, s.redirectElsewhere(sh, "has no replica of")
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -462,6 +458,20 @@ func (s *Service) Do(ctx context.Context, req consistency.Request) (consistency.
 	shardID := s.ShardID(sh)
 	leader, _, leaderKnown, _ := s.nh.GetLeaderID(shardID)
 	stale := req.Opts.Read == "stale"
+	if !stale && (!leaderKnown || leader != me) {
+		// Not the leader: check the leader this replica knows against the
+		// membership it applied (the leader is never removed while it
+		// leads, so the leader's own path skips this).
+		var removed bool
+		var err error
+		leader, leaderKnown, removed, err = s.memberLeader(ctx, sh, me)
+		if removed {
+			return resp, s.redirectElsewhere(sh, "was removed from")
+		}
+		if err != nil {
+			return resp, fmt.Errorf("raft: shard %d on %s: %w: %w", sh, s.cfg.NodeID, consistency.ErrUnavailable, err)
+		}
+	}
 	if s.cfg.RedirectToLeader && !stale && leaderKnown && leader != me && int(leader) <= len(s.cfg.Nodes) {
 		return resp, &consistency.Redirect{Addr: s.cfg.Nodes[leader-1].ClientAddr, Reason: "not the leader of " + shardName(sh, s.cfg.Shards)}
 	}
@@ -520,6 +530,100 @@ func (s *Service) Do(ctx context.Context, req consistency.Request) (consistency.
 	}
 	resp.Reply = reply
 	return resp, nil
+}
+
+// redirectElsewhere answers a request for shard sh at a node that does not
+// host it or whose replica was removed from it (why says which): a
+// redirect to a member as this node last knew them (former, or the
+// membership its replica applied), else to the first other node of the
+// initial placement; its answer names the leader.
+func (s *Service) redirectElsewhere(sh int, why string) error {
+	var cands []int
+	s.mu.RLock()
+	cands = append(cands, s.former[sh]...)
+	s.mu.RUnlock()
+	if m, ok := s.appliedMembers(s.ShardID(sh)); ok {
+		if lead, _, known, _ := s.nh.GetLeaderID(s.ShardID(sh)); known {
+			if _, member := m[lead]; member && int(lead) <= len(s.cfg.Nodes) {
+				cands = append(cands, int(lead)-1)
+			}
+		}
+		cands = append(cands, memberIndexes(m, len(s.cfg.Nodes))...)
+	}
+	cands = append(cands, Placement(sh, s.cfg.Replicas, len(s.cfg.Nodes))...)
+	to := (s.self + 1) % len(s.cfg.Nodes)
+	for _, i := range cands {
+		if i != s.self {
+			to = i
+			break
+		}
+	}
+	return &consistency.Redirect{Addr: s.cfg.Nodes[to].ClientAddr,
+		Reason: fmt.Sprintf("%s %s %s", s.cfg.NodeID, why, shardName(sh, s.cfg.Shards))}
+}
+
+// memberIndexes returns the node indexes of the members in m (replica IDs),
+// in ascending order.
+func memberIndexes(m map[uint64]string, nodes int) []int {
+	out := make([]int, 0, len(m))
+	for id := range m {
+		if id >= 1 && int(id) <= nodes {
+			out = append(out, int(id)-1)
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
+// appliedMembers returns the voting replicas (ID to Raft address) of
+// shardID in the configuration this node's replica has applied, with no
+// round trip; ok is false while it has applied none.
+func (s *Service) appliedMembers(shardID uint64) (map[uint64]string, bool) {
+	info := s.nh.GetNodeHostInfo(dragonboat.NodeHostInfoOption{SkipLogInfo: true})
+	if info == nil {
+		return nil, false
+	}
+	for _, si := range info.ShardInfoList {
+		if si.ShardID == shardID && !si.Pending && len(si.Replicas) > 0 {
+			return si.Replicas, true
+		}
+	}
+	return nil, false
+}
+
+// memberLeader returns shard sh's leader as this replica (me) knows it,
+// unless that leader is no longer a member of the membership the replica
+// applied. A follower keeps the ID of a leader removed from the shard
+// until a new leader is elected (up to two election timeouts, longer on a
+// loaded machine): a redirect there would come straight back (the removed
+// node redirects to the members) and a proposal forwarded there would be
+// lost. So memberLeader waits, checking every RTT, until the leader is
+// unknown (the caller proceeds as with no leader) or a member, or ctx
+// ends (err). removed reports that this replica itself is no longer a
+// member (it was removed and is waiting for RAFT.LEAVE).
+func (s *Service) memberLeader(ctx context.Context, sh int, me uint64) (leader uint64, known, removed bool, err error) {
+	shardID := s.ShardID(sh)
+	for {
+		leader, _, known, _ = s.nh.GetLeaderID(shardID)
+		m, ok := s.appliedMembers(shardID)
+		if !ok {
+			return leader, known, false, nil
+		}
+		if _, member := m[me]; !member {
+			return leader, known, true, nil
+		}
+		if !known {
+			return leader, false, false, nil
+		}
+		if _, member := m[leader]; member {
+			return leader, true, false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, false, false, fmt.Errorf("leader %d was removed from the shard and no new leader is known yet: %w", leader, ctx.Err())
+		case <-time.After(s.cfg.RTT):
+		}
+	}
 }
 
 // shardName names a shard in redirects as "shard S of N": clients parse it
