@@ -395,7 +395,7 @@ func redisBenchmark(port, clients, pipeline, keys, n int, test string, serverPid
 }
 
 func summary(w io.Writer, r Results) {
-	fmt.Fprintf(w, "# dialkv node vs Redis (%s, %s, commit %s)\n\n", r.Date, r.Host, r.Commit)
+	fmt.Fprintf(w, "#### dialkv node vs Redis (%s, %s, commit %s)\n\n", r.Date, r.Host, r.Commit)
 	fmt.Fprintf(w, "One node on loopback, %d connections, 70/30 GET/SET, 100-byte values, %d keys; dialkv runs %s each.\n", r.Clients, r.Keys, r.Duration)
 	fmt.Fprintf(w, "Load average (1/5/15 min) at the start: %s; at the end: %s.\n\n", r.LoadAvg[0], r.LoadAvg[len(r.LoadAvg)-1])
 	fmt.Fprintln(w, "| system | durability | batch | ops/s | read p50 ms | read p99 ms | write p50 ms | write p99 ms | server CPU µs/op | load generator CPU µs/op |")
