@@ -5,7 +5,7 @@ BIN       := bin/dialkv
 PKGS      := ./...
 TEST_FLAGS ?= -count=1 -timeout 9m
 
-.PHONY: all build run test test-short soak bench lint gen tidy clean experiments exp-% exp-raft-vs-etcd exp-causal-real exp-strategies-real fuzz-short docker compose-up compose-down
+.PHONY: all build run test test-short soak bench lint gen tidy clean experiments exp-% experiments-sim experiments-real exp-node-vs-redis exp-raft-vs-etcd exp-causal-real exp-strategies-real fuzz-short docker compose-up compose-down
 
 all: build
 
@@ -76,15 +76,24 @@ compose-down:
 	$(COMPOSE) down $(if $(V),-v)
 
 # Every table and plot of PAPER.md; results under experiments/results/NAME/.
+# `make experiments` runs all of them: the simulator's (experiments-sim) and
+# those on real processes (experiments-real; they install redis-server and
+# etcd-server from Debian if missing and take minutes of wall-clock load).
 EXPERIMENTS := staleness latency availability lostwrites sensitivity simspeed failover
-experiments: $(addprefix exp-,$(EXPERIMENTS))
+EXPERIMENTS_REAL := node-vs-redis raft-vs-etcd strategies-real causal-real
+experiments: experiments-sim experiments-real
+experiments-sim: $(addprefix exp-,$(EXPERIMENTS))
+experiments-real: $(addprefix exp-,$(EXPERIMENTS_REAL))
 
-# Real processes, not part of `make experiments` (needs etcd-server; run.sh installs it).
+# Real processes: one node against redis-server.
+exp-node-vs-redis:
+	experiments/node-vs-redis/run.sh
+
+# Real processes (needs etcd-server; run.sh installs it).
 exp-raft-vs-etcd:
 	experiments/raft-vs-etcd/run.sh
 
-# Real loopback nodes in one process: causal+ against quorum, cross-region lag
-# (not part of `make experiments`: it takes minutes of wall-clock load).
+# Real loopback nodes in one process: causal+ against quorum, cross-region lag.
 exp-causal-real:
 	$(GO) run ./experiments/causal-real
 
