@@ -90,6 +90,10 @@ type StrategyEnv struct {
 	// Samples records measurements a hosted replica took
 	// (consistency.Meter) in the node's metrics; it never blocks.
 	Samples func([]consistency.Sample)
+	// PeerTLS are the node's peer TLS files (--peer-tls-*; empty: plain
+	// peer traffic). Strategies with a transport of their own (raft) use
+	// them for mutual TLS.
+	PeerTLS security.TLSFiles
 }
 
 // StrategyFactory starts the Service of one namespace.
@@ -372,6 +376,7 @@ func (n *Node) openNamespace(spec NamespaceSpec) (*namespace, error) {
 		return nil, fmt.Errorf("node: namespace %s: unknown strategy %q (this node has: %v)", spec.Name, spec.Strategy, n.strategyNames())
 	}
 	svc, err := f(StrategyEnv{Spec: spec, Dir: dir, NodeID: n.cfg.ID, Fsync: n.cfg.Fsync, Logger: log, Cache: n.cache,
+		PeerTLS: n.cfg.Security.PeerTLSFiles,
 		Samples: func(s []consistency.Sample) { n.metrics.samples(spec.Name, s) }})
 	if err != nil {
 		return nil, fmt.Errorf("node: namespace %s (%s): %w", spec.Name, spec.Strategy, err)

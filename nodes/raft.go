@@ -33,6 +33,11 @@ func RaftStrategy(env StrategyEnv) (consistency.Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	if f := env.PeerTLS; f.Cert != "" {
+		// Dragonboat's transport dials and accepts Raft connections
+		// itself; it gets the same node certificate as the peer port.
+		cfg.MutualTLS, cfg.CAFile, cfg.CertFile, cfg.KeyFile = true, f.CA, f.Cert, f.Key
+	}
 	raft.QuietLogs(dragonboatLevel(env.Logger))
 	svc, err := raft.New(cfg)
 	if err != nil {

@@ -58,6 +58,14 @@ type Config struct {
 	// 1000); CompactionOverhead entries are kept after it (default 100).
 	SnapshotEntries, CompactionOverhead uint64
 
+	// MutualTLS runs Dragonboat's TCP transport over mutual TLS
+	// (NodeHostConfig.MutualTLS): every Raft connection presents CertFile
+	// and checks the other side's certificate against CAFile (PEM paths;
+	// Dragonboat reads the files). The server name checked is the host of
+	// the peer's RaftAddr, so node certificates need it as a SAN.
+	MutualTLS                 bool
+	CAFile, CertFile, KeyFile string
+
 	// Simulator plug points (nil: Dragonboat's TCP transport, the OS disk).
 	TransportFactory config.TransportFactory
 	FS               vfs.FS // wrap custom disks with vfs.Wrap (see package doc)
@@ -202,6 +210,10 @@ func New(cfg Config) (*Service, error) {
 		RTTMillisecond:    rtt,
 		RaftAddress:       cfg.Nodes[s.self].RaftAddr,
 		RaftEventListener: cfg.RaftEvents,
+		MutualTLS:         cfg.MutualTLS,
+		CAFile:            cfg.CAFile,
+		CertFile:          cfg.CertFile,
+		KeyFile:           cfg.KeyFile,
 		Expert: config.ExpertConfig{
 			TransportFactory: cfg.TransportFactory,
 			FS:               cfg.FS,

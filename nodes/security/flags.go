@@ -44,6 +44,10 @@ type Settings struct {
 	ClientTLS     *tls.Config // nil: plain TCP
 	PeerServerTLS *tls.Config // nil: plain peer traffic
 	PeerClientTLS *tls.Config
+	// PeerTLSFiles are the files of --peer-tls-cert/-key/-ca (empty
+	// without peer TLS). Raft namespaces hand them to Dragonboat, whose
+	// transport loads them itself (NodeHostConfig.MutualTLS).
+	PeerTLSFiles TLSFiles
 	Authorizer    Authorizer    // AllowAll without --auth-file
 	Authenticator Authenticator // checks logins; nil without --auth-file
 	// NewLimiter makes one connection's rate limiter; nil without
@@ -80,6 +84,7 @@ func (f *Flags) Load(seed uint64) (Settings, error) {
 			return Settings{}, err
 		}
 		s.PeerServerTLS, s.PeerClientTLS = srv, cli
+		s.PeerTLSFiles = TLSFiles{Cert: f.PeerTLSCert, Key: f.PeerTLSKey, CA: f.PeerTLSCA}
 	}
 	if f.AuthFile != "" {
 		if f.TLSCert == "" {

@@ -1,0 +1,135 @@
+package nodes
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dialkv/dialkv/clients/client"
+	"github.com/dialkv/dialkv/core"
+	"github.com/dialkv/dialkv/nodes/security"
+)
+
+// TestSecureRaft runs a 3-node raft namespace whose Raft traffic
+// (Dragonboat's own transport) runs over mutual TLS with the nodes'
+// --peer-tls-* certificates: writes replicate to every node, and the Raft
+// port refuses a TLS client without a certificate and one whose
+// certificate another CA signed.
+func TestSecureRaft(t *testing.T) {
+	certs := t.TempDir()
+	var out, errb bytes.Buffer
+	if code := security.CertsMain([]string{"--out", certs, "--nodes", "n1,n2,n3", "--clients", "alice"}, &out, &errb); code != 0 {
+		t.Fatalf("dialkv certs: %d %s", code, errb.String())
+	}
+	other := t.TempDir()
+	if code := security.CertsMain([]string{"--out", other, "--nodes", "n1"}, &out, &errb); code != 0 {
+		t.Fatalf("dialkv certs (other CA): %d %s", code, errb.String())
+	}
+	addrs := freeAddrs(t, 9)
+	ids := []string{"n1", "n2", "n3"}
+	var peers []ClusterPeer
+	var raftAddrs, clientAddrs []string
+	for i, id := range ids {
+		peers = append(peers, ClusterPeer{ID: id, Client: addrs[3*i], Peer: addrs[3*i+1]})
+		clientAddrs = append(clientAddrs, addrs[3*i])
+		raftAddrs = append(raftAddrs, addrs[3*i+2])
+	}
+	var logs syncBuffer
+	nodes := make([]*ClusterNode, len(ids))
+	for i, p := range peers {
+		f := func(n string) string { return filepath.Join(certs, n) }
+		sec := loadSecurity(t, "--peer-tls-cert", f("node-"+p.ID+".crt"), "--peer-tls-key", f("node-"+p.ID+".key"), "--peer-tls-ca", f("ca.crt"))
+		cn, err := StartClusterNode(Config{ID: p.ID, Listen: p.Client, DataDir: t.TempDir(), Fsync: core.SyncAlways, Security: sec,
+			Logger: slog.New(slog.NewTextHandler(&logs, nil)).With("node", p.ID)},
+			ClusterConfig{Name: "sec", Peers: peers, CatalogSync: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatalf("start %s: %v", p.ID, err)
+		}
+		nodes[i] = cn
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			cn.Close(ctx)
+		})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := client.New(clientAddrs, client.WithTimeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.CreateNamespace(ctx, client.NamespaceSpec{Name: "rkv", Strategy: "raft", Params: map[string]string{
+		"nodes": strings.Join(ids, ","), "raft-addrs": strings.Join(raftAddrs, ","),
+		"client-addrs": strings.Join(clientAddrs, ","), "rtt": "5ms"}}); err != nil {
+		t.Fatalf("create rkv: %v", err)
+	}
+	if err := waitRaftLeadersSpread(nodes, "rkv", 30*time.Second); err != nil {
+		t.Fatalf("%v\nlogs:\n%s", err, logs.String())
+	}
+	rkv := client.With(ctx, client.Namespace("rkv"))
+	for i := range 5 {
+		if _, err := c.Set(rkv, fmt.Sprint("k", i), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatalf("SET k%d over a raft namespace with mutual TLS: %v\nlogs:\n%s", i, err, logs.String())
+		}
+	}
+	// Every node's replica applies the writes: Raft messages crossed TLS.
+	for i := range ids {
+		at, err := client.New([]string{clientAddrs[i]}, client.WithTimeout(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(20 * time.Second); ; {
+			v, err := at.Get(client.With(rkv, client.ReadMode("stale")), "k4")
+			if err == nil && string(v.Data) == "4" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not apply k4: %+v, %v", ids[i], v, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		at.Close()
+	}
+
+	// Intruders on n1's Raft port: TLS without a client certificate, and a
+	// node certificate of another CA. Both are refused in the handshake.
+	otherCert, err := tls.LoadX509KeyPair(filepath.Join(other, "node-n1.crt"), filepath.Join(other, "node-n1.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, certs := range map[string][]tls.Certificate{"no certificate": nil, "other CA": {otherCert}} {
+		conn, err := tls.Dial("tcp", raftAddrs[0], &tls.Config{InsecureSkipVerify: true, Certificates: certs})
+		if err == nil {
+			// TLS 1.3: the server's verdict on the client certificate
+			// arrives after the client's side of the handshake.
+			conn.SetDeadline(time.Now().Add(5 * time.Second))
+			_, err = conn.Read(make([]byte, 1))
+			conn.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), "certificate") {
+			t.Fatalf("%s: Raft port accepted the connection (err %v)", name, err)
+		}
+	}
+}
+
+// waitRaftLeadersSpread waits until the namespace has spread to every node
+// and each knows its shards' leaders.
+func waitRaftLeadersSpread(nodes []*ClusterNode, name string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for _, cn := range nodes {
+		for cn.namespace(name) == nil {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("namespace %s did not reach %s", name, cn.cfg.ID)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return waitRaftLeaders(nodes, name, time.Until(deadline))
+}
