@@ -47,7 +47,7 @@ type Settings struct {
 	// PeerTLSFiles are the files of --peer-tls-cert/-key/-ca (empty
 	// without peer TLS). Raft namespaces hand them to Dragonboat, whose
 	// transport loads them itself (NodeHostConfig.MutualTLS).
-	PeerTLSFiles TLSFiles
+	PeerTLSFiles  TLSFiles
 	Authorizer    Authorizer    // AllowAll without --auth-file
 	Authenticator Authenticator // checks logins; nil without --auth-file
 	// NewLimiter makes one connection's rate limiter; nil without
