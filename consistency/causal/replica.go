@@ -126,6 +126,9 @@ type msg struct {
 	Deps     []Dep         `json:"deps,omitempty"`
 	Stable   []Dep         `json:"stable,omitempty"`
 	Values   [][]byte      `json:"values,omitempty"`
+	// Ver (repl-ack) is the acknowledged write's version: a sequence
+	// number reused after a lost meta cannot retire another write's entry.
+	Ver *Version `json:"ver,omitempty"`
 }
 
 // token is a client's causal context.
@@ -175,6 +178,15 @@ type fwdKey struct {
 	id   uint64
 }
 
+// inKey identifies a remote write waiting for its dependencies: sender,
+// sequence number and version (a sender that lost its meta may reuse a
+// sequence number, never a version).
+type inKey struct {
+	from consistency.NodeID
+	seq  uint64
+	v    Version
+}
+
 // depKey identifies what a dependency is about: the key, and in siblings
 // mode also the origin node (writes of one key from different regions are
 // not ordered there).
@@ -210,7 +222,7 @@ type Replica struct {
 	checks   []*inCheck
 	fwds     map[uint64]*forwarded
 	seenFwd  map[fwdKey]time.Time
-	inflight map[fwdKey]bool // remote writes waiting for their deps, by (sender, seq)
+	inflight map[inKey]bool // remote writes waiting for their deps
 	out      consistency.Ready
 	stats    Stats
 	lags     []consistency.Sample
@@ -232,6 +244,10 @@ type Stats struct {
 	TokenBytes     int64 // their total size in bytes
 	TokenMaxBytes  int64 // the largest
 	SiblingReads   int64 // reads that returned more than one value
+	CorruptMeta    int64 // restarts that found the meta (sequence number, clock) corrupt and rebuilt it
+	CorruptQueue   int64 // outbound replication entries found corrupt at restart (rebuilt from the store)
+	Requeued       int64 // writes queued again for every other region to rebuild lost entries
+	CorruptReads   int64 // records that failed their checksum when read (answered with a CORRUPTION error)
 }
 
 var _ consistency.Meter = (*Replica)(nil)
@@ -264,6 +280,10 @@ func (r *Replica) Counters() map[string]float64 {
 		"causal_token_bytes_max":             float64(s.TokenMaxBytes),
 		"causal_sibling_reads":               float64(s.SiblingReads),
 		"causal_token_wait_timeouts":         float64(s.DepWaitTimeout),
+		"causal_corrupt_meta_rebuilt":        float64(s.CorruptMeta),
+		"causal_corrupt_queue_entries":       float64(s.CorruptQueue),
+		"causal_requeued_writes":             float64(s.Requeued),
+		"causal_corrupt_record_reads":        float64(s.CorruptReads),
 	}
 }
 
@@ -332,7 +352,7 @@ func NewReplica(cfg consistency.Config) (*Replica, error) {
 		waiters:  map[uint64]*waiter{},
 		fwds:     map[uint64]*forwarded{},
 		seenFwd:  map[fwdKey]time.Time{},
-		inflight: map[fwdKey]bool{},
+		inflight: map[inKey]bool{},
 	}
 	if r.region == "" {
 		return nil, fmt.Errorf("causal: node %s is not among the peers", cfg.ID)
@@ -385,35 +405,6 @@ func NewReplica(cfg consistency.Config) (*Replica, error) {
 		return nil, err
 	}
 	return r, nil
-}
-
-// recover loads the persisted clock, sequence number and outbound queue.
-func (r *Replica) recover() error {
-	b, err := r.eng.Get([]byte(keyMeta))
-	switch {
-	case errors.Is(err, core.ErrNotFound):
-	case err != nil:
-		return fmt.Errorf("causal: read meta: %w", err)
-	default:
-		var m meta
-		if err := json.Unmarshal(b, &m); err != nil {
-			return fmt.Errorf("causal: decode meta: %w", err)
-		}
-		r.seq, r.clock.wall, r.clock.logical = m.Seq, m.Wall, m.Logical
-	}
-	it := r.eng.NewIter([]byte(prefixQueue), []byte("q0"))
-	for ok := it.First(); ok; ok = it.Next() {
-		var e outEntry
-		if err := json.Unmarshal(it.Value(), &e); err != nil {
-			it.Close()
-			return fmt.Errorf("causal: decode queue entry: %w", err)
-		}
-		r.queue[e.Seq] = &e
-	}
-	if err := it.Close(); err != nil {
-		return fmt.Errorf("causal: scan queue: %w", err)
-	}
-	return nil
 }
 
 // owner returns the node of region reg that owns key.
@@ -591,6 +582,14 @@ func (r *Replica) execute(now time.Time, cmd core.Command, tok token) (core.Repl
 		rep.Version = r.rank(cur.V)
 		return rep, tok, nil
 	}
+	// The write must be newer than the key's stored versions, whatever
+	// clock was recovered at restart (a rebuilt meta; remote versions
+	// observed since the last local write are not persisted). Token
+	// versions are not observed: a client could push the clock anywhere.
+	r.clock.observe(cur.V)
+	for _, v := range cur.Seen {
+		r.clock.observe(v)
+	}
 	wall, logical := r.clock.next(now)
 	deps := r.prune(tok.Deps)
 	rec := record{V: Version{Wall: wall, Logical: logical, Node: string(r.id)}}
@@ -634,7 +633,7 @@ func (r *Replica) execute(now time.Time, cmd core.Command, tok token) (core.Repl
 	}
 	b := r.eng.NewBatch()
 	defer b.Close()
-	b.Set([]byte(prefixValue+key), mustJSON(stored))
+	b.Set([]byte(prefixValue+key), sealJSON([]byte(prefixValue+key), stored))
 	var entries []*outEntry
 	first := r.seq + 1
 	for _, g := range r.regions {
@@ -643,10 +642,10 @@ func (r *Replica) execute(now time.Time, cmd core.Command, tok token) (core.Repl
 		}
 		r.seq++
 		e := &outEntry{Seq: r.seq, First: first, Region: g.name, Key: key, Rec: rec, Deps: deps}
-		b.Set(queueKey(e.Seq), mustJSON(e))
+		b.Set(queueKey(e.Seq), sealJSON(queueKey(e.Seq), e))
 		entries = append(entries, e)
 	}
-	b.Set([]byte(keyMeta), mustJSON(meta{Seq: r.seq, Wall: r.clock.wall, Logical: r.clock.logical}))
+	b.Set([]byte(keyMeta), sealJSON([]byte(keyMeta), meta{Seq: r.seq, Wall: r.clock.wall, Logical: r.clock.logical}))
 	if err := b.Commit(false); err != nil {
 		return core.ErrorReply(core.AsError(fmt.Errorf("causal: write %q: %w", key, err))), tok, nil
 	}
@@ -824,8 +823,9 @@ func (r *Replica) load(key string) (record, error) {
 		return record{}, fmt.Errorf("causal: read %q: %w", key, err)
 	}
 	var rec record
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return record{}, fmt.Errorf("causal: decode %q: %w: %w", key, core.ErrCorruption, err)
+	if err := openJSON([]byte(prefixValue+key), b, &rec); err != nil {
+		r.stats.CorruptReads++
+		return record{}, fmt.Errorf("causal: read %q: %w", key, err)
 	}
 	return rec, nil
 }
@@ -1000,7 +1000,7 @@ func (r *Replica) onReplicate(now time.Time, from consistency.NodeID, in msg) {
 		return
 	}
 	r.clock.observe(e.Rec.V)
-	k := fwdKey{from, e.Seq}
+	k := inKey{from: from, seq: e.Seq, v: e.Rec.V}
 	if r.inflight[k] {
 		return // already waiting for its dependencies
 	}
@@ -1020,7 +1020,7 @@ func (r *Replica) onReplicate(now time.Time, from consistency.NodeID, in msg) {
 		}
 		if next != nil {
 			b := r.eng.NewBatch()
-			b.Set([]byte(prefixValue+e.Key), mustJSON(*next))
+			b.Set([]byte(prefixValue+e.Key), sealJSON([]byte(prefixValue+e.Key), *next))
 			err := b.Commit(false)
 			b.Close()
 			if err != nil {
@@ -1038,7 +1038,8 @@ func (r *Replica) onReplicate(now time.Time, from consistency.NodeID, in msg) {
 		}
 		// Ordering rule: acknowledge only what is durable.
 		r.out.Sync = true
-		r.send(from, msg{Kind: kindReplicateAck, ID: e.Seq, Region: r.region})
+		v := e.Rec.V
+		r.send(from, msg{Kind: kindReplicateAck, ID: e.Seq, Region: r.region, Ver: &v})
 		r.recheck(now)
 	}
 	deps := e.Deps
@@ -1051,7 +1052,7 @@ func (r *Replica) onReplicate(now time.Time, from consistency.NodeID, in msg) {
 
 func (r *Replica) onReplicateAck(in msg) {
 	e, ok := r.queue[in.ID]
-	if !ok || e.Region != in.Region {
+	if !ok || e.Region != in.Region || in.Ver == nil || *in.Ver != e.Rec.V {
 		return
 	}
 	b := r.eng.NewBatch()
@@ -1154,7 +1155,7 @@ func (r *Replica) Dump(now time.Time) (map[string]string, error) {
 	it := r.eng.NewIter([]byte(prefixValue), []byte("v0"))
 	for ok := it.First(); ok; ok = it.Next() {
 		var rec record
-		if err := json.Unmarshal(it.Value(), &rec); err != nil {
+		if err := openJSON(it.Key(), it.Value(), &rec); err != nil {
 			it.Close()
 			return nil, fmt.Errorf("causal: dump: %w", err)
 		}

@@ -1,0 +1,179 @@
+package causal
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"sort"
+
+	"github.com/dialkv/dialkv/core"
+)
+
+// Every value the replica stores (records, replication entries, meta) is
+// sealed: a 4-byte big-endian CRC-32C (Castagnoli) of the engine key
+// followed by the JSON payload, then the payload. A value that fails its
+// checksum (or does not decode) is reported as core.ErrCorruption instead
+// of being decoded into a wrong value, clock or queue.
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// seal returns the stored form of payload under key.
+func seal(key, payload []byte) []byte {
+	crc := crc32.Update(crc32.Checksum(key, crcTable), crcTable, payload)
+	return append(binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(payload)), crc), payload...)
+}
+
+// sealJSON seals the JSON encoding of v under key.
+func sealJSON(key []byte, v any) []byte { return seal(key, mustJSON(v)) }
+
+// openJSON checks a stored value's checksum and decodes its payload into
+// dst; failures wrap core.ErrCorruption.
+func openJSON(key, v []byte, dst any) error {
+	if len(v) < 4 {
+		return fmt.Errorf("causal: %q: %d bytes, shorter than its checksum: %w", key, len(v), core.ErrCorruption)
+	}
+	p := v[4:]
+	if binary.BigEndian.Uint32(v) != crc32.Update(crc32.Checksum(key, crcTable), crcTable, p) {
+		return fmt.Errorf("causal: %q: checksum mismatch: %w", key, core.ErrCorruption)
+	}
+	if err := json.Unmarshal(p, dst); err != nil {
+		return fmt.Errorf("causal: %q: %w: %w", key, core.ErrCorruption, err)
+	}
+	return nil
+}
+
+// recover loads the persisted sequence number, clock and outbound
+// replication queue after a (re)start, checking every value.
+//
+// A corrupt meta (sequence number and clock) is rebuilt: the sequence
+// number from the queue's keys (an entry's key holds its sequence number),
+// the clock from the versions in the queue. Neither needs more for safety:
+// acknowledgements name the write's version as well as its sequence number,
+// so a reused sequence number cannot retire another write's entry, and a
+// local write moves the clock past the key's stored versions and its
+// client's dependencies before it takes a version (execute).
+//
+// A corrupt replication entry is a write that may not have reached one
+// region yet. Under last-writer-wins it is rebuilt from the store: every
+// record whose current version is this node's write is queued again for
+// every other region (receivers apply a write only when it is newer, so the
+// copies are harmless). A lost entry whose record was since overwritten by
+// a newer write needs no resend: the newer write reaches every region from
+// its own origin and covers it, as value and as dependency. In siblings
+// mode a replaced sibling cannot be rebuilt from the store (its value is
+// gone but a region may still wait for it as a dependency), so recovery
+// fails with core.ErrCorruption rather than start with a hole.
+func (r *Replica) recover() error {
+	metaLost := false
+	b, err := r.eng.Get([]byte(keyMeta))
+	switch {
+	case errors.Is(err, core.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("causal: read meta: %w", err)
+	default:
+		var m meta
+		if err := openJSON([]byte(keyMeta), b, &m); err != nil {
+			metaLost = true
+			r.stats.CorruptMeta++
+		} else {
+			r.seq, r.clock.wall, r.clock.logical = m.Seq, m.Wall, m.Logical
+		}
+	}
+	var lost []uint64
+	it := r.eng.NewIter([]byte(prefixQueue), []byte("q0"))
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		if len(k) != len(prefixQueue)+8 {
+			continue
+		}
+		seq := binary.BigEndian.Uint64(k[len(prefixQueue):])
+		r.seq = max(r.seq, seq)
+		var e outEntry
+		if err := openJSON(k, it.Value(), &e); err != nil || e.Seq != seq {
+			lost = append(lost, seq)
+			continue
+		}
+		r.clock.observe(e.Rec.V)
+		r.queue[e.Seq] = &e
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("causal: scan queue: %w", err)
+	}
+	if len(lost) > 0 {
+		r.stats.CorruptQueue += int64(len(lost))
+		if r.siblings {
+			return fmt.Errorf("causal: %d outbound replication entries are corrupt (first seq %d) and siblings-mode writes cannot be rebuilt from the store: %w", len(lost), lost[0], core.ErrCorruption)
+		}
+		if err := r.requeueOwnWrites(lost); err != nil {
+			return err
+		}
+	} else if metaLost {
+		// Rewrite the rebuilt meta so that the next restart reads it back.
+		// Best effort: should this fail, the next local write rewrites it,
+		// and until then a restart rebuilds it again the same way.
+		bt := r.eng.NewBatch()
+		defer bt.Close()
+		bt.Set([]byte(keyMeta), sealJSON([]byte(keyMeta), meta{Seq: r.seq, Wall: r.clock.wall, Logical: r.clock.logical}))
+		if bt.Commit(false) == nil {
+			r.out.Sync = true
+		}
+	}
+	return nil
+}
+
+// requeueOwnWrites rebuilds lost replication entries under last-writer-wins:
+// it deletes them and queues every record whose current version is this
+// node's write again for every other region, in one batch with the meta.
+// A corrupt record makes it fail (its version, possibly this node's
+// unreplicated write, is unknown).
+func (r *Replica) requeueOwnWrites(lost []uint64) error {
+	type own struct {
+		key string
+		rec record
+	}
+	var mine []own
+	it := r.eng.NewIter([]byte(prefixValue), []byte("v0"))
+	for ok := it.First(); ok; ok = it.Next() {
+		var rec record
+		if err := openJSON(it.Key(), it.Value(), &rec); err != nil {
+			it.Close()
+			return fmt.Errorf("causal: rebuilding %d lost replication entries: %w", len(lost), err)
+		}
+		r.clock.observe(rec.V)
+		if rec.V.Node == string(r.id) {
+			mine = append(mine, own{key: string(it.Key()[len(prefixValue):]), rec: rec})
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("causal: scan records: %w", err)
+	}
+	sort.Slice(mine, func(i, j int) bool { return mine[i].key < mine[j].key })
+	b := r.eng.NewBatch()
+	defer b.Close()
+	for _, seq := range lost {
+		b.Delete(queueKey(seq))
+	}
+	for _, w := range mine {
+		deps := r.prune(w.rec.Deps)
+		first := r.seq + 1
+		for _, g := range r.regions {
+			if g.name == r.region {
+				continue
+			}
+			r.seq++
+			e := &outEntry{Seq: r.seq, First: first, Region: g.name, Key: w.key, Rec: w.rec, Deps: deps}
+			b.Set(queueKey(e.Seq), sealJSON(queueKey(e.Seq), e))
+			r.queue[e.Seq] = e
+		}
+	}
+	b.Set([]byte(keyMeta), sealJSON([]byte(keyMeta), meta{Seq: r.seq, Wall: r.clock.wall, Logical: r.clock.logical}))
+	r.stats.Requeued += int64(len(mine))
+	// Best effort too: should the commit fail, the rebuilt entries are
+	// sent from memory, and the corrupt ones stay on disk, so a restart
+	// before the next successful commit rebuilds them again.
+	if b.Commit(false) == nil {
+		r.out.Sync = true
+	}
+	return nil
+}
