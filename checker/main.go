@@ -2,6 +2,7 @@ package checker
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -161,4 +162,19 @@ func ReadReplicasFile(path string) ([]ReplicaState, error) {
 	}
 	defer f.Close()
 	return ReadReplicas(f)
+}
+
+// EncodeReplicas renders states as replicas.jsonl (one ReplicaState per
+// line), the inverse of ReadReplicas.
+func EncodeReplicas(states []ReplicaState) ([]byte, error) {
+	var b bytes.Buffer
+	for _, st := range states {
+		line, err := json.Marshal(st)
+		if err != nil {
+			return nil, fmt.Errorf("checker: encode replica %s: %w", st.Node, err)
+		}
+		b.Write(line)
+		b.WriteByte('\n')
+	}
+	return b.Bytes(), nil
 }

@@ -87,16 +87,11 @@ func writeReport(dir string, o *outcome) error {
 	if err := write("trace.log", o.trace); err != nil {
 		return err
 	}
-	var reps strings.Builder
-	for _, st := range o.replicas {
-		b, err := json.Marshal(st)
-		if err != nil {
-			return fmt.Errorf("sim: encode replica %s: %w", st.Node, err)
-		}
-		reps.Write(b)
-		reps.WriteByte('\n')
+	reps, err := checker.EncodeReplicas(o.replicas)
+	if err != nil {
+		return fmt.Errorf("sim: %w", err)
 	}
-	if err := write("replicas.jsonl", []byte(reps.String())); err != nil {
+	if err := write("replicas.jsonl", reps); err != nil {
 		return err
 	}
 	s := makeSummary(o)

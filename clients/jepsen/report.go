@@ -105,16 +105,11 @@ func WriteReport(dir string, res *Result, s Summary, logs map[string]string) err
 	if err := write("trace.log", []byte(trace.String())); err != nil {
 		return err
 	}
-	var reps strings.Builder
-	for _, st := range res.Replicas {
-		b, err := json.Marshal(st)
-		if err != nil {
-			return fmt.Errorf("jepsen: replica %s: %w", st.Node, err)
-		}
-		reps.Write(b)
-		reps.WriteByte('\n')
+	reps, err := checker.EncodeReplicas(res.Replicas)
+	if err != nil {
+		return fmt.Errorf("jepsen: %w", err)
 	}
-	if err := write("replicas.jsonl", []byte(reps.String())); err != nil {
+	if err := write("replicas.jsonl", reps); err != nil {
 		return err
 	}
 	js, err := json.MarshalIndent(s, "", "  ")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -591,7 +592,7 @@ func (r *runner) converge(ctx context.Context, finals []workload.Op, limit time.
 		if complete && len(states) > 0 {
 			same := true
 			for _, st := range states[1:] {
-				if !mapsEqual(st.Data, states[0].Data) {
+				if !maps.Equal(st.Data, states[0].Data) {
 					same = false
 				}
 			}
@@ -604,18 +605,6 @@ func (r *runner) converge(ctx context.Context, finals []workload.Op, limit time.
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 // finalReads records a read of every key at every node (the checkers take

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -835,19 +836,7 @@ func (r *run) agree() bool {
 		}
 		if i == 0 {
 			first = d
-		} else if !equalMaps(first, d) {
-			return false
-		}
-	}
-	return true
-}
-
-func equalMaps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
+		} else if !maps.Equal(first, d) {
 			return false
 		}
 	}
