@@ -24,7 +24,8 @@ type Client struct {
 	prefer   atomic.Int64 // index into addrs of the node to try first
 	sessions atomic.Int64
 
-	routes routes // where NotLeader/Moved answers sent requests
+	routes routes  // where NotLeader/Moved answers sent requests
+	health *health // circuit breakers and latency per node
 
 	mu     sync.Mutex
 	pools  map[string]*pool
@@ -44,7 +45,7 @@ func New(addrs []string, opts ...Option) (*Client, error) {
 	if _, err := transport.ParseProtocol(string(cfg.protocol)); err != nil {
 		return nil, &Error{Code: CodeInvalid, Msg: err.Error()}
 	}
-	c := &Client{cfg: cfg, addrs: append([]string(nil), addrs...), pools: map[string]*pool{}}
+	c := &Client{cfg: cfg, addrs: append([]string(nil), addrs...), pools: map[string]*pool{}, health: newHealth(cfg)}
 	c.Session = &Session{c: c, id: cfg.clientID, recClient: cfg.recClient}
 	return c, nil
 }
@@ -218,11 +219,9 @@ func (s *Session) invokeRoute(ctx context.Context, idempotent bool, rk []byte, f
 	if co.noRetry {
 		retries = 0
 	}
-	idx := int(c.prefer.Load())
-	addr := c.addrs[idx%len(c.addrs)]
-	if a := c.routes.lookup(co.ns, rk); a != "" {
-		addr = a
-	}
+	h := c.health
+	// addr is the node of the next attempt ("": pick one, avoiding avoid).
+	addr, avoid := c.routes.lookup(co.ns, rk), ""
 	var last *Error
 	// maybe is set once an attempt may have taken effect: every error
 	// returned after it says so (MaybeApplied), even a definite one of a
@@ -236,6 +235,7 @@ func (s *Session) invokeRoute(ctx context.Context, idempotent bool, rk []byte, f
 		}
 		return meta{}, e
 	}
+	skips := 0
 	for n := 0; ; n++ {
 		if err := ctx.Err(); err != nil {
 			if last == nil {
@@ -243,27 +243,59 @@ func (s *Session) invokeRoute(ctx context.Context, idempotent bool, rk []byte, f
 			}
 			return fail(last)
 		}
+		if addr == "" {
+			a, down := c.pickNode(avoid)
+			if down != nil {
+				return fail(down)
+			}
+			addr = a
+		}
+		if down := h.acquire(addr); down != nil {
+			// The node's breaker is open: skip it without spending a retry.
+			c.routes.forget(co.ns, addr)
+			skips++
+			if skips > len(c.addrs)+2 {
+				return fail(down)
+			}
+			avoid, addr = addr, ""
+			n--
+			continue
+		}
 		deadline, _ := ctx.Deadline()
 		var e *Error
 		conn, err := c.get(ctx, addr)
 		if err != nil {
 			e = dialError(err)
+			if e.Code == CodeConnection {
+				h.failed(addr)
+			} else {
+				h.answered(addr, -1)
+			}
 		} else {
 			conn.SetDeadline(deadline)
 			var budget time.Duration
 			if !deadline.IsZero() {
 				budget = time.Until(deadline)
 			}
+			t0 := h.now()
 			m, err := fn(ctx, conn, s.wire(co, budget))
+			lat := h.now().Sub(t0)
 			if err == nil {
+				h.answered(addr, lat)
 				c.put(conn)
 				s.observe(m.token)
 				return m, nil
 			}
 			e = fromWire(err, true)
-			if e.err == nil {
-				c.put(conn) // a typed exception: the connection is fine
-			} else {
+			switch {
+			case e.err == nil:
+				h.answered(addr, lat) // a typed exception: the node answered
+				c.put(conn)           // and the connection is fine
+			case e.Code == CodeConnection || e.Code == CodeTimeout:
+				h.failed(addr)
+				conn.Close()
+			default:
+				h.answered(addr, -1)
 				conn.Close()
 			}
 		}
@@ -280,23 +312,20 @@ func (s *Session) invokeRoute(ctx context.Context, idempotent bool, rk []byte, f
 				addr = e.Addr
 				c.routes.moved(co.ns, rk, addr, e.Msg)
 			} else {
-				idx++
-				addr = c.addrs[idx%len(c.addrs)]
+				avoid, addr = addr, ""
 			}
 		case e.Code == CodeUnavailable:
 			retry, wait = true, e.RetryAfter
 		case e.Code == CodeConnection && !e.Sent:
 			retry = true
 			c.routes.forget(co.ns, addr)
-			idx++
-			addr = c.addrs[idx%len(c.addrs)]
-			c.prefer.Store(int64(idx % len(c.addrs)))
+			c.movePreferred(addr)
+			avoid, addr = addr, ""
 		case (e.Code == CodeConnection || e.Code == CodeTimeout) && idempotent:
 			retry = true
 			if e.Code == CodeConnection {
 				c.routes.forget(co.ns, addr)
-				idx++
-				addr = c.addrs[idx%len(c.addrs)]
+				avoid, addr = addr, ""
 			}
 		}
 		if !retry || n >= retries {
@@ -314,6 +343,40 @@ func (s *Session) invokeRoute(ctx context.Context, idempotent bool, rk []byte, f
 		}
 	}
 }
+
+// pickNode chooses the node of a request that has no known leader (see
+// health.pick); when every node's breaker is open it returns the NODEDOWN
+// error of the one retried first.
+func (c *Client) pickNode(avoid string) (string, *Error) {
+	if a, ok := c.health.pick(c.addrs, int(c.prefer.Load()), avoid); ok {
+		return a, nil
+	}
+	var first *Error
+	for _, a := range c.addrs {
+		e := c.health.acquire(a)
+		if e == nil {
+			return a, nil // its cool-down just ended
+		}
+		if first == nil || e.RetryAfter < first.RetryAfter {
+			first = e
+		}
+	}
+	return "", first
+}
+
+// movePreferred moves the client's sticky node past addr (it failed).
+func (c *Client) movePreferred(addr string) {
+	for i, a := range c.addrs {
+		if a == addr {
+			c.prefer.Store(int64((i + 1) % len(c.addrs)))
+			return
+		}
+	}
+}
+
+// Stats reports the client's view of its nodes: breaker states and trips,
+// latency averages, and which nodes count as slow.
+func (c *Client) Stats() Stats { return c.health.stats(c.addrs) }
 
 // call runs one command with the `call` method: errors are typed.
 func (s *Session) call(ctx context.Context, cmd core.Command) (core.Reply, meta, error) {

@@ -293,7 +293,9 @@ func TestRetries(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens: connection refused
-	c := newClient(t, []string{addr}, client.WithRetries(50, 5*time.Millisecond, 50*time.Millisecond))
+	// Breakers off: this test is about retrying until the node comes up
+	// (TestBreakerRestart covers the breakers).
+	c := newClient(t, []string{addr}, client.WithRetries(50, 5*time.Millisecond, 50*time.Millisecond), client.WithCircuitBreaker(0, 0))
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
 	_, err = c.Incr(ctx, "x", 1)
 	cancel()

@@ -29,6 +29,11 @@ const (
 	// CodeProtocol: the node answered with a Thrift application exception
 	// (unknown method, undecodable request, internal error).
 	CodeProtocol = "PROTOCOL"
+	// CodeNodeDown: every node the call could go to has an open circuit
+	// breaker; nothing was sent. Addr names the node and RetryAfter says
+	// when it will be tried again. errors.Is(err, ErrConnection) matches
+	// it too.
+	CodeNodeDown = "NODEDOWN"
 )
 
 // Error is the typed error of every client call.
@@ -79,6 +84,9 @@ func (e *Error) Is(target error) bool {
 	if t.Code == CodeInvalid && e.Code == string(core.CodeUnknownCommand) {
 		return true
 	}
+	if t.Code == CodeConnection && e.Code == CodeNodeDown {
+		return true
+	}
 	return t.Code == e.Code && t.Msg == ""
 }
 
@@ -96,6 +104,7 @@ var (
 	ErrForbidden       = &Error{Code: CodeForbidden}
 	ErrConnection      = &Error{Code: CodeConnection}
 	ErrProtocol        = &Error{Code: CodeProtocol}
+	ErrNodeDown        = &Error{Code: CodeNodeDown}
 )
 
 // ReplyErr returns the *Error of an error reply (nil for other replies).

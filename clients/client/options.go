@@ -29,6 +29,13 @@ type config struct {
 	recStart    time.Time
 	tls         *tls.Config
 	login       *transport.Credentials
+
+	breakerFailures int
+	breakerCoolDown time.Duration
+	breakerWindow   time.Duration
+	slowFactor      float64
+	slowProbe       time.Duration
+	clock           func() time.Time
 }
 
 func defaults() config {
@@ -40,6 +47,12 @@ func defaults() config {
 		retries:     5,
 		backoffBase: 10 * time.Millisecond,
 		backoffMax:  time.Second,
+
+		breakerFailures: DefaultBreakerFailures,
+		breakerCoolDown: DefaultBreakerCoolDown,
+		breakerWindow:   DefaultBreakerWindow,
+		slowFactor:      DefaultSlowFactor,
+		slowProbe:       DefaultSlowProbe,
 	}
 }
 
@@ -86,6 +99,40 @@ func WithPassword(user, password string) Option {
 func WithToken(token string) Option {
 	return func(c *config) { c.login = &transport.Credentials{Secret: token} }
 }
+
+// WithCircuitBreaker sets the per-node circuit breakers: after failures
+// consecutive connection failures or timeouts on a node (within the breaker
+// window, default 10 s) its breaker opens and the client skips the node —
+// it tries the other addresses, or fails fast with a NODEDOWN error
+// (ErrNodeDown) naming the node and when it will be retried — until
+// coolDown has passed; then one probe request goes to it (half-open), and
+// an answer closes the breaker while a failure opens it for another
+// cool-down. failures 0 disables the breakers. Default: 5 failures, 1 s.
+func WithCircuitBreaker(failures int, coolDown time.Duration) Option {
+	return func(c *config) { c.breakerFailures, c.breakerCoolDown = failures, coolDown }
+}
+
+// WithBreakerWindow sets how close together the consecutive failures that
+// open a breaker must be (default 10 s): a failure more than window after
+// the first of the run starts a new run.
+func WithBreakerWindow(window time.Duration) Option {
+	return func(c *config) { c.breakerWindow = window }
+}
+
+// WithSlowNodeRouting sets how the client picks the node of a request that
+// has no known leader (quorum and causal namespaces, raft stale reads, and
+// a raft request before the first redirect): it keeps an EWMA of each
+// node's answer time and picks the faster of two random nodes (power of two
+// choices); a node slower than factor times the median is sent only one
+// probe request every probe. factor 0 disables it: the client then sticks
+// to one node until it fails. Default: 4, 1 s.
+func WithSlowNodeRouting(factor float64, probe time.Duration) Option {
+	return func(c *config) { c.slowFactor, c.slowProbe = factor, probe }
+}
+
+// WithClock replaces the clock of the breakers and the latency averages
+// (default time.Now); for tests.
+func WithClock(now func() time.Time) Option { return func(c *config) { c.clock = now } }
 
 // WithNamespace sets the default namespace (default "default").
 func WithNamespace(ns string) Option { return func(c *config) { c.namespace = ns } }
