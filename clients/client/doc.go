@@ -26,6 +26,14 @@
 //     (INCR, LPUSH, APPEND, CAS, transactions, ...) returns the error: the
 //     caller decides.
 //
+// Failing and slow nodes: each node address has a circuit breaker
+// (WithCircuitBreaker): after 5 consecutive connection failures or timeouts
+// the node is skipped for a cool-down (1 s) and then sent one probe; when
+// every node is skipped a call fails fast with NODEDOWN (ErrNodeDown). A
+// request without a known leader goes to the faster of two random nodes by
+// a latency EWMA, and a node more than 4x slower than the median gets only
+// probes (WithSlowNodeRouting). Client.Stats reports both.
+//
 // Errors are *Error values with a Code; errors.Is(err, client.ErrWrongType)
 // and friends match by code, and errors.As gives the details (the current
 // version for CONDFAILED, the address for MOVED, the retry-after hint).

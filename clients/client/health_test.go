@@ -201,3 +201,25 @@ func TestSlowProbe(t *testing.T) {
 		t.Fatalf("c still slow after fast answers: %+v", s.Nodes[2])
 	}
 }
+
+// BenchmarkHealth is the bookkeeping a call adds: pick a node, acquire
+// its breaker, record the answer.
+func BenchmarkHealth(b *testing.B) {
+	for _, factor := range []float64{0, DefaultSlowFactor} {
+		name := "sticky"
+		if factor > 0 {
+			name = "p2c"
+		}
+		b.Run(name, func(b *testing.B) {
+			cfg := defaults()
+			cfg.slowFactor = factor
+			h := newHealth(cfg)
+			addrs := []string{"a:1", "b:1", "c:1"}
+			for i := 0; b.Loop(); i++ {
+				a, _ := h.pick(addrs, 0, "")
+				h.acquire(a)
+				h.answered(a, time.Duration(100+i%50)*time.Microsecond)
+			}
+		})
+	}
+}
