@@ -365,9 +365,17 @@ func StartClusterNode(cfg Config, cc ClusterConfig) (*ClusterNode, error) {
 	}
 	cc.sec = cfg.Security
 	var g *gossip
+	if cc.Gossip == nil && cfg.Security.GossipKey != "" {
+		return nil, errors.New("cluster: --gossip-key-file needs gossip (--gossip is off)")
+	}
 	if cc.Gossip != nil {
 		if cc.Name == "" {
 			return nil, errors.New("cluster: --cluster NAME is required with gossip")
+		}
+		if k := cfg.Security.GossipKey; k != "" && cc.Gossip.SecretKey == nil {
+			o := *cc.Gossip
+			o.SecretKey = []byte(k.Reveal())
+			cc.Gossip = &o
 		}
 		meta := gossipMeta{Client: cfg.Listen, Peer: cc.PeerListen}
 		for _, p := range cc.Peers {
@@ -640,6 +648,9 @@ func startMember(cfg Config, f memberFlags) (member, error) {
 	if f.peers == "" && f.join == "" {
 		if f.cluster != "" || f.peerListen != "" {
 			return nil, errors.New("node: --cluster and --peer-listen need --peers or --join")
+		}
+		if cfg.Security.GossipKey != "" {
+			return nil, errors.New("node: --gossip-key-file needs a cluster (--peers or --join)")
 		}
 		return Start(cfg)
 	}

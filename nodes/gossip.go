@@ -139,6 +139,11 @@ type GossipOptions struct {
 	ProbeInterval time.Duration
 	// Rejoin is the retry period of Join (default 2s).
 	Rejoin time.Duration
+	// SecretKey, if set (16, 24 or 32 bytes), encrypts and authenticates
+	// every gossip message with AES-GCM (memberlist's keyring); messages
+	// without it, or sealed with another key, are dropped. StartClusterNode
+	// takes it from Config.Security.GossipKey.
+	SecretKey []byte
 }
 
 // startGossip starts memberlist as node self of cluster name. peers may be
@@ -175,6 +180,11 @@ func startGossip(self, name string, meta gossipMeta, peers []ClusterPeer, o Goss
 	cfg.PushPullInterval = 10 * time.Second
 	cfg.SuspicionMult = 3
 	cfg.DeadNodeReclaimTime = time.Second // a restarted node may come back at once
+	if len(o.SecretKey) > 0 {
+		// GossipVerifyIncoming/Outgoing stay at their default (true):
+		// plain gossip is neither sent nor accepted.
+		cfg.SecretKey = o.SecretKey
+	}
 	d := &gossipDelegate{g: g}
 	cfg.Delegate, cfg.Events = d, d
 	cfg.Logger = log.New(slogWriter{logger}, "", 0)

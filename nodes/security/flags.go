@@ -20,6 +20,7 @@ type Flags struct {
 	TLSCert, TLSKey, TLSCA             string
 	PeerTLSCert, PeerTLSKey, PeerTLSCA string
 	AuthFile                           string
+	GossipKeyFile                      string
 	RateLimit                          float64 // requests per second per connection; 0: no limit
 	RateBurst                          int
 	MaxInFlight                        int // 0: no load shedding
@@ -33,6 +34,7 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.PeerTLSCert, "peer-tls-cert", "", "PEM node certificate for mutual TLS between nodes (needs --peer-tls-key and --peer-tls-ca)")
 	fs.StringVar(&f.PeerTLSKey, "peer-tls-key", "", "PEM private key of --peer-tls-cert")
 	fs.StringVar(&f.PeerTLSCA, "peer-tls-ca", "", "CA bundle that signs every node certificate")
+	fs.StringVar(&f.GossipKeyFile, "gossip-key-file", "", "file with the cluster's gossip key (base64 of 16, 24 or 32 bytes, from: dialkv secret gossip-key): memberlist traffic is encrypted and authenticated with AES-GCM, and members without the key cannot join")
 	fs.StringVar(&f.AuthFile, "auth-file", "", "JSON policy of users, tokens and per-namespace grants (see docs/security.md)")
 	fs.Float64Var(&f.RateLimit, "rate-limit", 0, "requests per second allowed per connection (0: no limit)")
 	fs.IntVar(&f.RateBurst, "rate-burst", 0, "burst of --rate-limit (default: one second's worth, at least 1)")
@@ -54,6 +56,9 @@ type Settings struct {
 	// --rate-limit.
 	NewLimiter func() *TokenBucket
 	Shedder    *Shedder // nil without --max-inflight
+	// GossipKey is memberlist's SecretKey (raw 16, 24 or 32 bytes) from
+	// --gossip-key-file; empty: gossip in clear.
+	GossipKey Secret
 }
 
 // ErrBadFlags is wrapped by errors about flags that do not fit together.
@@ -103,6 +108,13 @@ func (f *Flags) Load(seed uint64) (Settings, error) {
 			// with neither are refused by the policy.
 			s.ClientTLS.ClientAuth = tls.VerifyClientCertIfGiven
 		}
+	}
+	if f.GossipKeyFile != "" {
+		k, err := LoadGossipKey(f.GossipKeyFile)
+		if err != nil {
+			return Settings{}, err
+		}
+		s.GossipKey = k
 	}
 	if f.RateLimit < 0 || f.RateBurst < 0 || f.MaxInFlight < 0 {
 		return bad("--rate-limit, --rate-burst and --max-inflight must not be negative")

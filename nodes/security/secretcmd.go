@@ -9,6 +9,7 @@ import (
 
 const secretUsage = `Usage: dialkv secret password < FILE     (or type the password, then Enter)
        dialkv secret token
+       dialkv secret gossip-key
 
 Makes the entries of an --auth-file policy (docs/security.md):
   password  reads one password from standard input (first line) and prints
@@ -16,6 +17,8 @@ Makes the entries of an --auth-file policy (docs/security.md):
   token     prints a fresh bearer token on the first line (give it to the
             client, e.g. in a --token-file) and its SHA-256 digest on the
             second, for "tokens": {"NAME": {"sha256": "DIGEST"}}
+  gossip-key  prints a fresh 32-byte gossip key in base64 (AES-256-GCM);
+            put it in the --gossip-key-file of every member
 `
 
 // SecretMain runs `dialkv secret`. The password is read from stdin so that
@@ -55,6 +58,14 @@ func SecretMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintln(stdout, tok.Reveal())
 		fmt.Fprintln(stdout, digest)
+		return 0
+	case "gossip-key":
+		k, err := NewGossipKey()
+		if err != nil {
+			fmt.Fprintf(stderr, "dialkv secret: %v\n", err)
+			return 1
+		}
+		fmt.Fprintln(stdout, k.Reveal())
 		return 0
 	}
 	fmt.Fprintf(stderr, "dialkv secret: unknown %q\n%s", args[0], secretUsage)
