@@ -61,6 +61,13 @@
 // outbound replication entries are durable (Ready.Sync); a remote write is
 // acknowledged to its sender only after it is durable here.
 //
+// Integrity. Every stored value (records, replication entries, meta) is
+// sealed with a CRC-32C of its key and payload. A corrupt record is a typed
+// CORRUPTION error; a corrupt meta is rebuilt at restart; corrupt
+// replication entries are re-derived from the store under last-writer-wins,
+// and fail the restart with core.ErrCorruption in siblings mode (see
+// recover).
+//
 // Limitations: one owner per key per region (no replication inside a region
 // yet), so a crashed owner makes its keys unavailable in its region until it
 // restarts; tombstones are kept forever; only GET, SET and DEL are supported.
