@@ -2,7 +2,6 @@ package raft
 
 import (
 	"bytes"
-	"encoding/binary"
 	"testing"
 
 	pebblevfs "github.com/cockroachdb/pebble/v2/vfs"
@@ -141,38 +140,4 @@ func TestDuplicateProposalAppliedOnce(t *testing.T) {
 			t.Fatalf("n missing from the dump")
 		}
 	})
-}
-
-// TestDuplicateResult: propose tells a copy's DUPLICATE result (single
-// proposal, or a batch whose every proposal is a duplicate) from a real one.
-func TestDuplicateResult(t *testing.T) {
-	single := encodeProposal(proposal{proposer: 7, seq: 1, cmd: &core.Command{Name: "SET", Args: [][]byte{[]byte("k"), []byte("v")}}})
-	batch := encodeBatch([][]byte{single, single})
-	dup := core.EncodeReply(core.ErrorReply(core.Errorf(CodeDuplicate, "already applied")))
-	ok := core.EncodeReply(core.OK())
-	other := core.EncodeReply(core.ErrorReply(core.Errorf(core.CodeErr, "wrong type")))
-	list := func(rs ...[]byte) []byte {
-		b := binary.AppendUvarint(nil, uint64(len(rs)))
-		for _, r := range rs {
-			b = binary.AppendUvarint(b, uint64(len(r)))
-			b = append(b, r...)
-		}
-		return b
-	}
-	for _, tt := range []struct {
-		name         string
-		data, result []byte
-		want         bool
-	}{
-		{"single duplicate", single, dup, true},
-		{"single ok", single, ok, false},
-		{"single other error", single, other, false},
-		{"batch all duplicates", batch, list(dup, dup), true},
-		{"batch one applied", batch, list(dup, ok), false},
-		{"batch malformed result", batch, dup, false},
-	} {
-		if got := duplicateResult(tt.data, tt.result); got != tt.want {
-			t.Errorf("%s: duplicateResult = %v, want %v", tt.name, got, tt.want)
-		}
-	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"path/filepath"
-	"reflect"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -684,139 +683,51 @@ func (s *Service) linearizableRead(ctx context.Context, shardID uint64, q readQu
 	return nil, err
 }
 
-// propose proposes data (an encoded proposal or batch, carrying its
-// proposer ID and sequence numbers) and returns its result. Before it
-// enters the log (Propose fails as not ready or busy, or Raft drops it: no
-// leader) it is retried every RTT until ctx ends: ErrUnavailable, certainly
-// not applied. Once proposed, a proposal can still be lost without any
-// notice from Dragonboat: a forwarded one dropped on the way to the leader,
-// an appended one overwritten after a leader change; Dragonboat then only
-// reports a timeout at the deadline. So when no result came within an
-// attempt (two election timeouts, doubling up to 16 times that), the same bytes are proposed
-// again, up to maxCopies in all. The state machine applies at most one copy
-// (dedup.go); the others get DUPLICATE replies, which are not results: the
-// applied copy's own result arrives first (results come in log order), so
-// propose keeps waiting on every copy and returns the first real result.
-// Without one by the deadline: ErrTimeout (outcome unknown).
+// propose proposes data and waits for it to be applied. Until the proposal
+// enters Raft, failures are ErrUnavailable (it certainly did not happen);
+// after, a timeout or abort is ErrTimeout (outcome unknown).
 func (s *Service) propose(ctx context.Context, shardID uint64, data []byte) (sm.Result, error) {
 	session := s.nh.GetNoOPSession(shardID)
-	base := max(2*time.Duration(s.cfg.ElectionRTT)*s.cfg.RTT, time.Millisecond)
-	attempt := base
-	var copies []*dragonboat.RequestState // proposed copies without a result yet
-	unknown := false                      // a copy may have entered the log and its fate is unknown
-	sent := 0
 	for {
-		if len(copies) == 0 || sent < maxCopies {
-			rs, err := s.nh.Propose(session, data, timeLeft(ctx))
-			switch {
-			case err == nil:
-				copies = append(copies, rs)
-				sent++
-			case !retryable(err) && len(copies) == 0 && !unknown:
-				return sm.Result{}, fmt.Errorf("%w: %w", consistency.ErrUnavailable, err)
-			}
-		}
-		wait := max(s.cfg.RTT, time.Millisecond) // nothing in flight: retry soon
-		if len(copies) > 0 {
-			wait = attempt
-		}
-		timer := time.NewTimer(wait)
-		// Wait for a result of any copy, the attempt's end or ctx.
-		for {
-			cases := make([]reflect.SelectCase, 0, len(copies)+2)
-			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
-				reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)})
-			for _, rs := range copies {
-				cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(rs.ResultC())})
-			}
-			chosen, v, _ := reflect.Select(cases)
-			if chosen == 0 {
-				timer.Stop()
-				if len(copies) == 0 && !unknown {
-					return sm.Result{}, fmt.Errorf("%w: not proposed before the deadline: %w", consistency.ErrUnavailable, ctx.Err())
+		rs, err := s.nh.Propose(session, data, timeLeft(ctx))
+		if err != nil {
+			if retryable(err) && ctx.Err() == nil {
+				select {
+				case <-ctx.Done():
+				case <-time.After(s.cfg.RTT):
 				}
-				return sm.Result{}, fmt.Errorf("%w: %w", consistency.ErrTimeout, ctx.Err())
+				continue
 			}
-			if chosen == 1 {
-				if len(copies) > 0 {
-					// The attempt ended without a result: the next
-					// one (and copy) waits twice as long, up to 16 times
-					// the first.
-					attempt = min(2*attempt, 16*base)
-				}
-				break
-			}
-			rs := copies[chosen-2]
-			copies = append(copies[:chosen-2], copies[chosen-1:]...)
-			r := v.Interface().(dragonboat.RequestResult)
+			return sm.Result{}, fmt.Errorf("%w: %w", consistency.ErrUnavailable, err)
+		}
+		select {
+		case r := <-rs.ResultC():
 			rs.Release()
 			switch {
 			case r.Completed():
-				if duplicateResult(data, r.GetResult().Data) {
-					// Another copy was applied; its result came first.
-					unknown = true
-					continue
-				}
-				timer.Stop()
 				return r.GetResult(), nil
-			case r.Dropped(), r.Rejected():
-				// Not in the log.
-			default: // timeout, aborted, terminated: it may still commit
-				unknown = true
-			}
-			if len(copies) > 0 {
-				continue
-			}
-			timer.Stop()
-			if ctx.Err() != nil || (unknown && sent >= maxCopies) {
-				if unknown {
-					return sm.Result{}, fmt.Errorf("%w: proposal %s", consistency.ErrTimeout, resultString(r))
+			case r.Dropped():
+				// Dropped by Raft before it entered the log (no leader):
+				// retry while there is time.
+				if ctx.Err() == nil {
+					select {
+					case <-ctx.Done():
+					case <-time.After(s.cfg.RTT):
+					}
+					if ctx.Err() == nil {
+						continue
+					}
 				}
-				return sm.Result{}, fmt.Errorf("%w: proposal %s", consistency.ErrUnavailable, resultString(r))
-			}
-			if r.Rejected() && !unknown {
-				return sm.Result{}, fmt.Errorf("%w: proposal rejected", consistency.ErrUnavailable)
-			}
-			// No copy left: propose again after an RTT.
-			select {
-			case <-ctx.Done():
-			case <-time.After(s.cfg.RTT):
-			}
-			break
-		}
-		if ctx.Err() != nil {
-			if len(copies) == 0 && !unknown {
 				return sm.Result{}, fmt.Errorf("%w: proposal dropped", consistency.ErrUnavailable)
+			case r.Rejected():
+				return sm.Result{}, fmt.Errorf("%w: proposal rejected", consistency.ErrUnavailable)
+			default: // timeout, aborted, terminated: it may still commit
+				return sm.Result{}, fmt.Errorf("%w: proposal %s", consistency.ErrTimeout, resultString(r))
 			}
+		case <-ctx.Done():
 			return sm.Result{}, fmt.Errorf("%w: %w", consistency.ErrTimeout, ctx.Err())
 		}
 	}
-}
-
-// maxCopies bounds the copies of one proposal propose sends.
-const maxCopies = 4
-
-// duplicateResult reports whether result (of proposal data, a single
-// proposal or a batch) says it was a copy of one already applied
-// (DUPLICATE replies).
-func duplicateResult(data, result []byte) bool {
-	dup := func(b []byte) bool {
-		r, err := core.DecodeReply(b)
-		return err == nil && r.IsError() && r.Err.Code == CodeDuplicate
-	}
-	if !isBatch(data) {
-		return dup(result)
-	}
-	parts, err := splitList(result, errBadBatch)
-	if err != nil || len(parts) == 0 {
-		return false
-	}
-	for _, p := range parts {
-		if !dup(p) {
-			return false
-		}
-	}
-	return true
 }
 
 func resultString(r dragonboat.RequestResult) string {
