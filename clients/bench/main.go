@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dialkv/dialkv/clients/client"
 	"github.com/dialkv/dialkv/transport"
 )
 
@@ -51,17 +52,43 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dialkv bench: %v\n", err)
 		return 2
 	}
-	connect, err := ThriftConnectorFor(cfg, transport.DialOptions{TLS: tlsCfg, Login: login})
-	if err != nil {
-		fmt.Fprintf(stderr, "dialkv bench: %v\n", err)
-		return 2
+	var (
+		connect Connector
+		lib     *client.Client
+	)
+	if cfg.ViaClient {
+		copts, err := cfg.Conn.Options()
+		if err != nil {
+			fmt.Fprintf(stderr, "dialkv bench: %v\n", err)
+			return 2
+		}
+		connect, lib, err = ClientConnector(cfg, copts...)
+		if err != nil {
+			fmt.Fprintf(stderr, "dialkv bench: %v\n", err)
+			return 2
+		}
+		defer lib.Close()
+	} else {
+		connect, err = ThriftConnectorFor(cfg, transport.DialOptions{TLS: tlsCfg, Login: login})
+		if err != nil {
+			fmt.Fprintf(stderr, "dialkv bench: %v\n", err)
+			return 2
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	fmt.Fprintln(stderr, describe(cfg))
 	res, err := Run(ctx, cfg, connect, stderr)
+	if lib != nil {
+		for _, n := range lib.Stats().Nodes {
+			if n.Trips > 0 {
+				res.BreakerTrips = append(res.BreakerTrips, NodeTrips{Addr: n.Addr, Trips: n.Trips, State: string(n.Breaker)})
+			}
+		}
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "dialkv bench: %v\n", err)
+		writeTrips(stderr, res)
 		return 1
 	}
 	if asJSON {
@@ -95,6 +122,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, bool, error) {
 	fs.DurationVar(&cfg.Timeout, "timeout", 5*time.Second, "deadline of each request")
 	fs.StringVar(&cfg.Protocol, "protocol", "binary", "Thrift protocol: binary or compact (must match the node)")
 	fs.StringVar(&cfg.Namespace, "namespace", "", "namespace (default: the default namespace)")
+	fs.BoolVar(&cfg.ViaClient, "via-client", false, "send through the Go client library (its pool, retries, circuit breakers and latency-aware node choice) instead of one raw connection per client; the summary lists per-node breaker trips")
 	cfg.Conn.Register(fs)
 	fs.DurationVar(&cfg.Progress, "progress", time.Second, "period of the progress lines on standard error")
 	rFlag := fs.String("r", "", "quorum namespaces: replicas a read waits for: ONE, QUORUM, ALL or a number (default: the namespace's r)")
@@ -132,8 +160,17 @@ func describe(cfg Config) string {
 		cfg.Addr, cfg.Workload, cfg.Keys, cfg.Dist, cfg.ValueSize, cfg.Clients, cfg.Batch, mode, cfg.Duration)
 }
 
+// writeTrips prints the per-node breaker trips of a --via-client run (none:
+// nothing).
+func writeTrips(w io.Writer, r Result) {
+	for _, t := range r.BreakerTrips {
+		fmt.Fprintf(w, "  breaker   %s tripped %d times (now %s)\n", t.Addr, t.Trips, t.State)
+	}
+}
+
 // WriteSummary prints a result for people.
 func WriteSummary(w io.Writer, r Result) {
+	defer writeTrips(w, r)
 	fmt.Fprintln(w, describe(r.Config))
 	if r.LoadS > 0 {
 		fmt.Fprintf(w, "  load      %d keys in %.2fs\n", r.Config.Keys, r.LoadS)

@@ -44,6 +44,8 @@ type Config struct {
 	Timeout   time.Duration `json:"-"` // per request
 	Protocol  string        `json:"protocol"`
 	Namespace string        `json:"namespace,omitempty"`
+	// ViaClient: through the Go client library (ClientConnector).
+	ViaClient bool `json:"via_client,omitempty"`
 	// Per-request consistency options (0 / "" / false: the namespace's
 	// defaults). R and W: quorum sizes, -2 QUORUM, -1 ALL.
 	R        int           `json:"r,omitempty"`
@@ -80,6 +82,16 @@ type Result struct {
 	LoadS      float64      `json:"load_s,omitempty"`
 	Intervals  []Interval   `json:"intervals"`
 	LatencyPer string       `json:"latency_per"` // "operation" or "batch of N"
+	// BreakerTrips: with --via-client, the nodes whose circuit breaker
+	// opened during the run.
+	BreakerTrips []NodeTrips `json:"breaker_trips,omitempty"`
+}
+
+// NodeTrips is one node's circuit breaker record of a run.
+type NodeTrips struct {
+	Addr  string `json:"addr"`
+	Trips int    `json:"trips"`
+	State string `json:"state"` // at the end of the run
 }
 
 // Validate checks a configuration.
