@@ -129,7 +129,7 @@ type delayProxy struct {
 	requests atomic.Int64
 }
 
-func newDelayProxy(t *testing.T, backend string, delay time.Duration) *delayProxy {
+func newDelayProxy(t testing.TB, backend string, delay time.Duration) *delayProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -253,5 +253,36 @@ func TestSlowNodeRouting(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("after recovery: request chunks per node %v, stats %+v; want the recovered node (last) back in use", got, c.Stats())
 		}
+	}
+}
+
+// BenchmarkSlowReplica: GETs over three routes to one node, the first
+// route delayed 2 ms per reply chunk. "sticky" is the client without
+// slow-node routing (it stays on its first address, the slow one, while it
+// answers); "p2c" is the default.
+func BenchmarkSlowReplica(b *testing.B) {
+	n := startNode(b, nodes.Config{})
+	for _, mode := range []struct {
+		name   string
+		factor float64
+	}{{"sticky", 0}, {"p2c", client.DefaultSlowFactor}} {
+		b.Run(mode.name, func(b *testing.B) {
+			var addrs []string
+			for i := range 3 {
+				p := newDelayProxy(b, n.Addr(), 2*time.Millisecond)
+				p.slow.Store(i == 0)
+				addrs = append(addrs, p.addr())
+			}
+			c := newClient(b, addrs, client.WithSlowNodeRouting(mode.factor, client.DefaultSlowProbe))
+			ctx := context.Background()
+			if _, err := c.Set(ctx, "k", []byte("v")); err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if _, err := c.Get(ctx, "k"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
