@@ -17,15 +17,27 @@ inside `execute` a failed command's entry is a ReplyFailure instead, as
 in a Redis pipeline. The session token of each response is sent with the
 next request automatically (read-your-writes across replicas).
 Nothing is retried: a failed call raises, and the caller decides.
+
+TLS and logins (docs/security.md): tls_ca turns TLS on and verifies the
+node against that CA; tls_cert/tls_key present a client certificate (its
+common name is the principal). user with password, or token, log the
+connection in with the IDL's `login` call right after connecting (a
+refused login raises ttypes.Unauthenticated); they need TLS, so that no
+secret crosses the network in clear. Secrets are not kept on the object.
+
+    with Client("127.0.0.1", 7379, tls_ca="certs/ca.crt",
+                user="bob", password=open("pw.txt").read().strip()) as c:
+        c.principal                    # 'bob'
 """
 
 import os
+import ssl
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "dialkv_gen"))
 
 from thrift.protocol import TBinaryProtocol, TCompactProtocol  # noqa: E402
-from thrift.transport import TSocket, TTransport  # noqa: E402
+from thrift.transport import TSocket, TSSLSocket, TTransport  # noqa: E402
 
 from dialkv import DialKV  # noqa: E402
 from dialkv import ttypes  # noqa: E402
@@ -91,11 +103,37 @@ class Client(object):
     """One connection to a dialkv node (framed transport).
 
     protocol is "binary" (default) or "compact"; namespace "" means the
-    default namespace; timeout is in seconds.
+    default namespace; timeout is in seconds. tls_ca, tls_cert, tls_key and
+    server_hostname (default: host) set up TLS; user and password, or
+    token, log in (see the module doc). principal is the name the node
+    logged the connection in as (None without a login).
     """
 
-    def __init__(self, host="127.0.0.1", port=7379, namespace="", protocol="binary", timeout=10.0):
-        sock = TSocket.TSocket(host, port)
+    def __init__(self, host="127.0.0.1", port=7379, namespace="", protocol="binary", timeout=10.0,
+                 tls_ca=None, tls_cert=None, tls_key=None, server_hostname=None,
+                 user=None, password=None, token=None):
+        if (password is None) != (user is None):
+            raise ValueError("user and password go together")
+        if user is not None and token is not None:
+            raise ValueError("log in with user and password, or with a token, not both")
+        if (user is not None or token is not None) and tls_ca is None:
+            raise ValueError("a login needs TLS (tls_ca): secrets must not cross the network in clear")
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if tls_ca is not None:
+            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls_ca)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            if tls_cert is not None:
+                ctx.load_cert_chain(tls_cert, tls_key)
+            # The context checks the node's certificate and name; thrift's
+            # own extra check (validate_callback) would repeat it.
+            sock = TSSLSocket.TSSLSocket(host, port, ssl_context=ctx,
+                                         server_hostname=server_hostname or host,
+                                         validate_callback=lambda cert, hostname: None)
+        elif tls_cert is not None:
+            raise ValueError("tls_cert needs tls_ca")
+        else:
+            sock = TSocket.TSocket(host, port)
         sock.setTimeout(timeout * 1000.0)
         self._transport = TTransport.TFramedTransport(sock)
         if protocol == "binary":
@@ -108,7 +146,16 @@ class Client(object):
         self.namespace = namespace
         self.token = None
         self.last_version = 0
+        self.principal = None
         self._transport.open()
+        try:
+            if token is not None:
+                self.login("", token)
+            elif user is not None:
+                self.login(user, password)
+        except Exception:
+            self._transport.close()
+            raise
 
     def close(self):
         self._transport.close()
@@ -130,6 +177,15 @@ class Client(object):
     def ping(self):
         """Returns the serving node's ttypes.NodeInfo."""
         return self._client.ping()
+
+    def login(self, user, secret):
+        """Logs this connection in: user with its password, or user "" with
+        a token (str or bytes). Returns the principal and keeps it in
+        self.principal; raises ttypes.Unauthenticated if refused (the
+        connection is then unauthenticated)."""
+        self.principal = None
+        self.principal = self._client.login(user, _b(secret))
+        return self.principal
 
     def call(self, name, *args):
         """Runs one command; raises the IDL's typed exceptions on errors."""

@@ -8,19 +8,47 @@
         reads the keys the Go side wrote (PREFIX<i> = "go-<i>", hash PREFIXh,
         counter PREFIXn) and prints them as one JSON object (bytes as
         latin-1 strings).
+    python3 interop.py HOST:PORT auth PREFIX
+        connects with TLS and logs in from the environment (DIALKV_TLS_CA,
+        DIALKV_USER with DIALKV_PASSWORD, or DIALKV_TOKEN), prints the
+        principal, sets PREFIXk = "auth" and prints "ok"; prints
+        "unauthenticated" if the login or the SET is refused as such and
+        "forbidden" if the SET is refused by the grants.
 """
 
 import json
+import os
 import sys
 
-from dialkv_client import Client
+from dialkv_client import Client, ttypes
+
+
+def auth(host, port, prefix):
+    env = os.environ.get
+    kw = {"tls_ca": env("DIALKV_TLS_CA")}
+    if env("DIALKV_USER"):
+        kw.update(user=env("DIALKV_USER"), password=env("DIALKV_PASSWORD", ""))
+    if env("DIALKV_TOKEN"):
+        kw["token"] = env("DIALKV_TOKEN")
+    try:
+        with Client(host, port, **kw) as c:
+            print(c.principal)
+            assert c.set(prefix + "k", "auth") == "OK"
+            print("ok")
+    except ttypes.Unauthenticated:
+        print("unauthenticated")
+    except ttypes.Forbidden:
+        print("forbidden")
+    return 0
 
 
 def main(argv):
-    if len(argv) < 5:
+    if len(argv) < 5 and not (len(argv) == 4 and argv[2] == "auth"):
         print(__doc__, file=sys.stderr)
         return 2
     host, port = argv[1].rsplit(":", 1)
+    if len(argv) == 4 and argv[2] == "auth":
+        return auth(host, int(port), argv[3])
     mode, prefix, n = argv[2], argv[3], int(argv[4])
     proto = argv[5] if len(argv) > 5 else "binary"
     with Client(host, int(port), protocol=proto) as c:

@@ -2,7 +2,7 @@
 
 import unittest
 
-from dialkv_client import ReplyFailure, command, to_python, ttypes
+from dialkv_client import Client, ReplyFailure, command, to_python, ttypes
 
 K = ttypes.ReplyKind
 
@@ -50,6 +50,23 @@ class CommandTest(unittest.TestCase):
     def test_bad_argument(self):
         with self.assertRaises(TypeError):
             command("SET", "k", object())
+
+
+class LoginArgumentsTest(unittest.TestCase):
+    """Bad credential arguments are refused before any connection is made
+    (port 1 would refuse it anyway)."""
+
+    def test_refused(self):
+        for kw in [
+            {"user": "bob", "password": "pw"},          # no TLS: secrets in clear
+            {"token": "tok"},                           # no TLS
+            {"user": "bob", "tls_ca": "ca.crt"},        # user without password
+            {"user": "bob", "password": "pw", "token": "t", "tls_ca": "ca.crt"},
+            {"tls_cert": "c.crt", "tls_ca": "ca.crt"},  # cert without key
+            {"tls_cert": "c.crt", "tls_key": "c.key"},  # cert without CA
+        ]:
+            with self.assertRaises(ValueError, msg=repr(kw)):
+                Client("127.0.0.1", 1, **kw)
 
 
 if __name__ == "__main__":
