@@ -230,15 +230,19 @@ func TestSlowNodeRouting(t *testing.T) {
 	round(200) // warm up: every node gets samples
 
 	ps[2].slow.Store(true)
-	round(100) // the slow node's EWMA rises
+	// The slow node's EWMA rises once it is picked (by the two choices or
+	// by a probe, due every probe interval).
+	for deadline := time.Now().Add(10 * time.Second); !nodeStats(t, c, addrs[2]).Slow; {
+		if time.Now().After(deadline) {
+			t.Fatalf("delayed node never marked slow: %+v", c.Stats())
+		}
+		round(20)
+	}
 	got, total := round(400)
 	// Round robin would send it a third; it gets only probes, at most one
 	// per probe interval.
 	if got[2]*10 > total {
 		t.Fatalf("while slow: request chunks per node %v, want the slow node (last) to get only probes", got)
-	}
-	if s := nodeStats(t, c, addrs[2]); !s.Slow {
-		t.Fatalf("slow node stats %+v, want Slow", s)
 	}
 
 	ps[2].slow.Store(false)
