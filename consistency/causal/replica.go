@@ -45,6 +45,9 @@ const (
 	DefaultRetry   = 50 * time.Millisecond
 	// maxResend bounds the replication entries resent per retry round.
 	maxResend = 256
+	// maxCheckBackoff bounds the resend interval of a waiter's dependency
+	// checks, in retries.
+	maxCheckBackoff = 16
 	// maxCtxKeys bounds the keys whose read versions a siblings-mode token
 	// keeps as its write context (the most recently used ones).
 	maxCtxKeys = 16
@@ -93,6 +96,7 @@ type outEntry struct {
 	Rec    record `json:"rec"`
 	Deps   []Dep  `json:"deps,omitempty"`
 	sent   time.Time
+	every  time.Duration // resend interval: doubles up to maxCheckBackoff retries
 }
 
 // meta is persisted with every local write.
@@ -155,6 +159,7 @@ type waiter struct {
 	stable   []Dep
 	deadline time.Time
 	lastSent time.Time
+	every    time.Duration // resend interval of its checks: doubles up to maxCheckBackoff retries
 	ready    func(now time.Time, stable []Dep)
 	expired  func(now time.Time)
 }
@@ -229,6 +234,9 @@ type Replica struct {
 	peers    []consistency.NodeID // sorted
 	// newStable are local writes that became stable since the last Tick.
 	newStable []Dep
+	// lastRound is when replication and checks were last resent: at most
+	// maxResend of each per retry, whatever the tick rate.
+	lastRound time.Time
 }
 
 // Stats are counters for metrics and experiments.
@@ -668,7 +676,7 @@ func (r *Replica) execute(now time.Time, cmd core.Command, tok token) (core.Repl
 	if len(entries) == 0 { // a single region: the write is stable at once
 		r.becameStable(Dep{Key: key, V: rec.V})
 	}
-	r.recheck(now)
+	r.recheck(now, key)
 	rep.Version = r.rank(rec.V)
 	tok.Deps = r.merge(deps, Dep{Key: key, V: rec.V})
 	if r.siblings {
@@ -835,9 +843,22 @@ func (r *Replica) load(key string) (record, error) {
 // siblings mode when the dep's origin node's writes of the key have been
 // applied up to it (they are applied in order).
 func (r *Replica) visible(d Dep) bool {
-	rec, err := r.load(d.Key)
-	if err != nil {
+	// Only the versions: decoding a record's dependencies and siblings
+	// for every dependency checked dominated the owners' CPU (issue #8).
+	var rec struct {
+		V    Version   `json:"v"`
+		Seen []Version `json:"seen,omitempty"`
+	}
+	b, err := r.eng.Get([]byte(prefixValue + d.Key))
+	switch {
+	case errors.Is(err, core.ErrNotFound):
+	case err != nil:
 		return false
+	default:
+		if openJSON([]byte(prefixValue+d.Key), b, &rec) != nil {
+			r.stats.CorruptReads++
+			return false
+		}
 	}
 	if r.siblings {
 		return seenOf(rec.Seen, d.V.Node).AtLeast(d.V)
@@ -872,9 +893,16 @@ func (r *Replica) sendChecks(now time.Time, w *waiter) {
 		owners = append(owners, o)
 	}
 	sort.Slice(owners, func(i, j int) bool { return owners[i] < owners[j] })
+	if w.every == 0 {
+		w.every = r.retry
+	}
 	dl := int64(0)
 	if !w.deadline.IsZero() {
 		dl = w.deadline.UnixNano()
+	} else if w.every > r.retry {
+		// No deadline (replication): the owner keeps the question
+		// until the next resend, and answers it as soon as it can.
+		dl = now.Add(2 * w.every).UnixNano()
 	}
 	for _, o := range owners {
 		r.send(o, msg{Kind: kindCheck, ID: w.id, Deps: w.pending[o], Deadline: dl})
@@ -891,11 +919,17 @@ func (r *Replica) localReady(w *waiter) bool {
 	return true
 }
 
-// recheck re-evaluates waiters and incoming checks after local state changed.
-func (r *Replica) recheck(now time.Time) {
+// recheck re-evaluates waiters and incoming checks after a new version of
+// key became visible here. Only those with a dependency on key can have
+// become ready: re-evaluating all of them (an engine read per dependency)
+// on every write made a backlog quadratic, the owner fell behind its
+// message queue and forwarded requests timed out for good (issue #8).
+func (r *Replica) recheck(now time.Time, key string) {
 	ids := make([]uint64, 0, len(r.waiters))
-	for id := range r.waiters {
-		ids = append(ids, id)
+	for id, w := range r.waiters {
+		if hasKey(w.deps, key) {
+			ids = append(ids, id)
+		}
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	for _, id := range ids {
@@ -907,12 +941,22 @@ func (r *Replica) recheck(now time.Time) {
 	}
 	kept := r.checks[:0]
 	for _, c := range r.checks {
-		if r.answerCheck(c) {
+		if hasKey(c.deps, key) && r.answerCheck(c) {
 			continue
 		}
 		kept = append(kept, c)
 	}
 	r.checks = kept
+}
+
+// hasKey reports whether one of deps is about key.
+func hasKey(deps []Dep, key string) bool {
+	for _, d := range deps {
+		if d.Key == key {
+			return true
+		}
+	}
+	return false
 }
 
 // answerCheck replies to c if its deps are all visible here.
@@ -955,7 +999,22 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 		} else {
 			c.deadline = now.Add(4 * r.retry) // the waiter resends
 		}
-		if !r.answerCheck(c) {
+		if r.answerCheck(c) {
+			break
+		}
+		// A waiter repeats its question every retry until answered: keep
+		// one pending copy per question, or a backlog of unanswerable
+		// checks grows without bound and every recheck rescans them all
+		// (issue #8: the owner saturated and forwarding timed out for good).
+		replaced := false
+		for i, p := range r.checks {
+			if p.from == c.from && p.id == c.id {
+				r.checks[i] = c
+				replaced = true
+				break
+			}
+		}
+		if !replaced {
 			r.checks = append(r.checks, c)
 		}
 	case kindStable:
@@ -1040,7 +1099,9 @@ func (r *Replica) onReplicate(now time.Time, from consistency.NodeID, in msg) {
 		r.out.Sync = true
 		v := e.Rec.V
 		r.send(from, msg{Kind: kindReplicateAck, ID: e.Seq, Region: r.region, Ver: &v})
-		r.recheck(now)
+		if next != nil {
+			r.recheck(now, e.Key) // only a new version can make something visible
+		}
 	}
 	deps := e.Deps
 	if r.bug == BugNoDepCheck {
@@ -1091,13 +1152,23 @@ func (r *Replica) Tick(now time.Time) {
 			r.respond(f.reqID, errReply(consistency.CodeTimeout, "no answer from the key's owner in region %s", r.region), nil, nil)
 		}
 	}
+	round := now.Sub(r.lastRound) >= r.retry
+	if round {
+		r.lastRound = now
+	}
+	rechecked := 0
 	for _, id := range sortedKeys(r.waiters) {
 		w := r.waiters[id]
 		switch {
 		case !w.deadline.IsZero() && !now.Before(w.deadline):
 			delete(r.waiters, id)
 			w.expired(now)
-		case len(w.pending) > 0 && now.Sub(w.lastSent) >= r.retry:
+		case round && len(w.pending) > 0 && now.Sub(w.lastSent) >= w.every && rechecked < maxResend:
+			// Back off: thousands of waiters resending every retry
+			// flooded the peer links and crowded out forwarded
+			// requests (issue #8).
+			w.every = min(2*w.every, maxCheckBackoff*r.retry)
+			rechecked++
 			r.sendChecks(now, w)
 		}
 	}
@@ -1122,11 +1193,22 @@ func (r *Replica) Tick(now time.Time) {
 		r.newStable = nil
 	}
 	resent := 0
+	if !round {
+		return
+	}
 	for _, seq := range sortedKeys(r.queue) {
 		e := r.queue[seq]
-		if now.Sub(e.sent) < r.retry || resent >= maxResend {
+		if e.every == 0 {
+			e.every = r.retry
+		}
+		if now.Sub(e.sent) < e.every || resent >= maxResend {
 			continue
 		}
+		// Back off: an entry waiting for its dependencies at the receiver
+		// is not acknowledged yet, and resending a backlog of them every
+		// retry kept the receivers' queues full, so that forwarded
+		// requests and their replies were dropped for good (issue #8).
+		e.every = min(2*e.every, maxCheckBackoff*r.retry)
 		e.sent = now
 		resent++
 		r.send(r.owner(e.Region, e.Key), msg{Kind: kindReplicate, Entry: e, Region: r.region})
