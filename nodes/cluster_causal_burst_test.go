@@ -3,6 +3,7 @@ package nodes
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -17,7 +18,12 @@ import (
 // owned by n2 succeed (issue #8: they kept timing out for good; 20 of 40
 // failed before the fix). Writes of the burst itself may time out on a
 // loaded machine: only logged.
+//
+// It takes 10-30s on a loaded machine, so it runs with DIALKV_SOAK=1.
 func TestClusterCausalAfterBurst(t *testing.T) {
+	if os.Getenv("DIALKV_SOAK") == "" {
+		t.Skip("set DIALKV_SOAK=1 to run the causal burst test (10-30s)")
+	}
 	tc := newTestCluster(t, "n1", "n2", "n3")
 	tc.createAt(0, "cz", "causal", map[string]string{"regions": "a:n1,n2;b:n3"})
 	tc.waitNamespace("cz")
