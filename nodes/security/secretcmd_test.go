@@ -22,6 +22,13 @@ func TestSecretMain(t *testing.T) {
 	if len(lines) != 2 || TokenDigest(Secret(lines[0])) != lines[1] {
 		t.Fatalf("token output %q", out.String())
 	}
+	out.Reset()
+	if code := SecretMain([]string{"gossip-key"}, nil, &out, &errb); code != 0 {
+		t.Fatal(code)
+	}
+	if k, err := ParseGossipKey(out.String()); err != nil || len(k.Reveal()) != 32 {
+		t.Fatalf("gossip-key output does not parse as a 32-byte key: %v", err)
+	}
 	for _, tc := range []struct {
 		args []string
 		in   string
