@@ -26,6 +26,7 @@ type Client struct {
 
 	routes routes  // where NotLeader/Moved answers sent requests
 	health *health // circuit breakers and latency per node
+	ns     nsCache // namespace strategies, for choosing nodes
 
 	mu     sync.Mutex
 	pools  map[string]*pool
@@ -236,6 +237,7 @@ func (s *Session) invokeRoute(ctx context.Context, idempotent bool, rk []byte, f
 		return meta{}, e
 	}
 	skips := 0
+	spread, spreadKnown := false, false
 	for n := 0; ; n++ {
 		if err := ctx.Err(); err != nil {
 			if last == nil {
@@ -244,7 +246,10 @@ func (s *Session) invokeRoute(ctx context.Context, idempotent bool, rk []byte, f
 			return fail(last)
 		}
 		if addr == "" {
-			a, down := c.pickNode(avoid)
+			if !spreadKnown {
+				spread, spreadKnown = c.spreads(ctx, co), true
+			}
+			a, down := c.pickNode(avoid, spread)
 			if down != nil {
 				return fail(down)
 			}
@@ -347,8 +352,8 @@ func (s *Session) invokeRoute(ctx context.Context, idempotent bool, rk []byte, f
 // pickNode chooses the node of a request that has no known leader (see
 // health.pick); when every node's breaker is open it returns the NODEDOWN
 // error of the one retried first.
-func (c *Client) pickNode(avoid string) (string, *Error) {
-	if a, ok := c.health.pick(c.addrs, int(c.prefer.Load()), avoid); ok {
+func (c *Client) pickNode(avoid string, spread bool) (string, *Error) {
+	if a, ok := c.health.pick(c.addrs, int(c.prefer.Load()), avoid, spread); ok {
 		return a, nil
 	}
 	var first *Error

@@ -30,9 +30,10 @@
 // (WithCircuitBreaker): after 5 consecutive connection failures or timeouts
 // the node is skipped for a cool-down (1 s) and then sent one probe; when
 // every node is skipped a call fails fast with NODEDOWN (ErrNodeDown). A
-// request without a known leader goes to the faster of two random nodes by
-// a latency EWMA, and a node more than 4x slower than the median gets only
-// probes (WithSlowNodeRouting). Client.Stats reports both.
+// request any node can serve (quorum and causal namespaces, raft stale
+// reads) goes to the faster of two random nodes by a latency EWMA, and a
+// node more than 4x slower than the median gets only probes
+// (WithSlowNodeRouting); other requests stay on one node until it fails. Client.Stats reports both.
 //
 // Errors are *Error values with a Code; errors.Is(err, client.ErrWrongType)
 // and friends match by code, and errors.As gives the details (the current

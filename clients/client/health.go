@@ -278,10 +278,11 @@ func (h *health) slowLocked(addrs []string) map[string]bool {
 // average fresh); otherwise two nodes that are not slow are drawn at
 // random and the one with the lower latency EWMA wins (power of two
 // choices; a node without samples counts as fastest, so it gets measured).
-// With slow-node routing disabled it keeps preferred (the client's sticky
-// choice) unless it is unusable. ok is false when every node's breaker is
+// With slow-node routing disabled, or spread false (a namespace whose
+// nodes do not share data), it keeps preferred (the client's sticky choice)
+// unless it is unusable. ok is false when every node's breaker is
 // open.
-func (h *health) pick(addrs []string, preferred int, avoid string) (addr string, ok bool) {
+func (h *health) pick(addrs []string, preferred int, avoid string, spread bool) (addr string, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := h.now()
@@ -299,7 +300,7 @@ func (h *health) pick(addrs []string, preferred int, avoid string) (addr string,
 			up = slices.Delete(slices.Clone(up), i, i+1)
 		}
 	}
-	if h.slowFactor <= 0 {
+	if h.slowFactor <= 0 || !spread {
 		for i := range addrs {
 			a := addrs[(preferred+i)%len(addrs)]
 			if slices.Contains(up, a) {

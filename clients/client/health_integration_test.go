@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dialkv/dialkv/clients/client"
+	"github.com/dialkv/dialkv/consistency"
 	"github.com/dialkv/dialkv/nodes"
 )
 
@@ -196,7 +197,7 @@ func (p *delayProxy) serve() {
 // slow, traffic moves away from it (it gets only probes), and comes back
 // once it is fast again.
 func TestSlowNodeRouting(t *testing.T) {
-	n := startNode(t, nodes.Config{})
+	n := quorumNode(t)
 	var ps []*delayProxy
 	var addrs []string
 	for range 3 {
@@ -205,7 +206,7 @@ func TestSlowNodeRouting(t *testing.T) {
 		addrs = append(addrs, p.addr())
 	}
 	const probe = 100 * time.Millisecond
-	c := newClient(t, addrs, client.WithSlowNodeRouting(4, probe))
+	c := newClient(t, addrs, client.WithSlowNodeRouting(4, probe), client.WithNamespace("q"))
 	ctx := context.Background()
 	if _, err := c.Set(ctx, "k", []byte("v")); err != nil {
 		t.Fatal(err)
@@ -265,7 +266,7 @@ func TestSlowNodeRouting(t *testing.T) {
 // slow-node routing (it stays on its first address, the slow one, while it
 // answers); "p2c" is the default.
 func BenchmarkSlowReplica(b *testing.B) {
-	n := startNode(b, nodes.Config{})
+	n := quorumNode(b)
 	for _, mode := range []struct {
 		name   string
 		factor float64
@@ -277,7 +278,7 @@ func BenchmarkSlowReplica(b *testing.B) {
 				p.slow.Store(i == 0)
 				addrs = append(addrs, p.addr())
 			}
-			c := newClient(b, addrs, client.WithSlowNodeRouting(mode.factor, client.DefaultSlowProbe))
+			c := newClient(b, addrs, client.WithSlowNodeRouting(mode.factor, client.DefaultSlowProbe), client.WithNamespace("q"))
 			ctx := context.Background()
 			if _, err := c.Set(ctx, "k", []byte("v")); err != nil {
 				b.Fatal(err)
@@ -288,5 +289,43 @@ func BenchmarkSlowReplica(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// quorumNode starts a node with namespace "q" of a strategy named
+// "quorum" (a fake that answers OK to everything: the client spreads
+// requests only over namespaces of strategies any node can serve).
+func quorumNode(t testing.TB) *nodes.Node {
+	t.Helper()
+	n := startNode(t, nodes.Config{Strategies: map[string]nodes.StrategyFactory{
+		"quorum": func(nodes.StrategyEnv) (consistency.Service, error) { return &fakeService{}, nil },
+	}})
+	c := newClient(t, []string{n.Addr()})
+	if err := c.CreateNamespace(context.Background(), client.NamespaceSpec{Name: "q", Strategy: "quorum"}); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestLocalStaysSticky: a local namespace (each node has its own data) is
+// not spread: every request goes to the client's first node.
+func TestLocalStaysSticky(t *testing.T) {
+	n := startNode(t, nodes.Config{})
+	var ps []*delayProxy
+	var addrs []string
+	for range 3 {
+		p := newDelayProxy(t, n.Addr(), 0)
+		ps = append(ps, p)
+		addrs = append(addrs, p.addr())
+	}
+	c := newClient(t, addrs)
+	ctx := context.Background()
+	for range 50 {
+		if _, err := c.Set(ctx, "k", []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a, b := ps[1].requests.Load(), ps[2].requests.Load(); a != 0 || b != 0 || ps[0].requests.Load() == 0 {
+		t.Fatalf("request chunks per node %d %d %d, want all on the first", ps[0].requests.Load(), a, b)
 	}
 }

@@ -148,7 +148,7 @@ func TestPick(t *testing.T) {
 				h.failed(a)
 			}
 			for range 200 {
-				got, ok := h.pick(addrs, 0, tt.avoid)
+				got, ok := h.pick(addrs, 0, tt.avoid, true)
 				if tt.want == nil {
 					if ok {
 						t.Fatalf("pick = %q with every breaker open", got)
@@ -183,14 +183,14 @@ func TestSlowProbe(t *testing.T) {
 	clk.advance(DefaultSlowProbe)
 	h.acquire("a") // a and b are in use; only c's probe is due
 	h.acquire("b")
-	if got, _ := h.pick(addrs, 0, ""); got != "c" {
+	if got, _ := h.pick(addrs, 0, "", true); got != "c" {
 		t.Fatalf("pick after the probe interval = %q, want the probe to c", got)
 	}
 	h.acquire("c")
 	for range 50 {
 		h.acquire("a")
 		h.acquire("b")
-		if got, _ := h.pick(addrs, 0, ""); got == "c" {
+		if got, _ := h.pick(addrs, 0, "", true); got == "c" {
 			t.Fatal("slow node picked again before the next probe interval")
 		}
 	}
@@ -216,7 +216,7 @@ func BenchmarkHealth(b *testing.B) {
 			h := newHealth(cfg)
 			addrs := []string{"a:1", "b:1", "c:1"}
 			for i := 0; b.Loop(); i++ {
-				a, _ := h.pick(addrs, 0, "")
+				a, _ := h.pick(addrs, 0, "", true)
 				h.acquire(a)
 				h.answered(a, time.Duration(100+i%50)*time.Microsecond)
 			}

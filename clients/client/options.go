@@ -119,13 +119,14 @@ func WithBreakerWindow(window time.Duration) Option {
 	return func(c *config) { c.breakerWindow = window }
 }
 
-// WithSlowNodeRouting sets how the client picks the node of a request that
-// has no known leader (quorum and causal namespaces, raft stale reads, and
-// a raft request before the first redirect): it keeps an EWMA of each
-// node's answer time and picks the faster of two random nodes (power of two
-// choices); a node slower than factor times the median is sent only one
-// probe request every probe. factor 0 disables it: the client then sticks
-// to one node until it fails. Default: 4, 1 s.
+// WithSlowNodeRouting sets how the client picks the node of a request any
+// node can serve (namespaces of the quorum and causal strategies, raft
+// stale reads; the client learns strategies from the namespace list): it
+// keeps an EWMA of each node's answer time and picks the faster of two
+// random nodes (power of two choices); a node slower than factor times the
+// median is sent only one probe request every probe. Other requests, and
+// all of them with factor 0, stick to one node until it fails. Default: 4,
+// 1 s.
 func WithSlowNodeRouting(factor float64, probe time.Duration) Option {
 	return func(c *config) { c.slowFactor, c.slowProbe = factor, probe }
 }
