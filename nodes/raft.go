@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lni/dragonboat/v4/logger"
@@ -16,6 +17,10 @@ import (
 	"github.com/dialkv/dialkv/consistency"
 	"github.com/dialkv/dialkv/consistency/raft"
 )
+
+// dragonboatLogsOnce guards the one process-wide setting of Dragonboat's
+// log levels (Dragonboat's loggers are package state of its own).
+var dragonboatLogsOnce sync.Once
 
 // RaftStrategy starts this node's part of a namespace of strategy raft
 // (consistency/raft: Dragonboat multi-Raft). Every node of the namespace
@@ -38,7 +43,11 @@ func RaftStrategy(env StrategyEnv) (consistency.Service, error) {
 		// itself; it gets the same node certificate as the peer port.
 		cfg.MutualTLS, cfg.CAFile, cfg.CertFile, cfg.KeyFile = true, f.CA, f.Cert, f.Key
 	}
-	raft.QuietLogs(dragonboatLevel(env.Logger))
+	// Dragonboat's log levels are process-wide: set them once, before
+	// the first NodeHost exists, so no NodeHost is logging while they
+	// change (a data race under -race when namespaces open concurrently).
+	// The first raft namespace's logger decides the level.
+	dragonboatLogsOnce.Do(func() { raft.QuietLogs(dragonboatLevel(env.Logger)) })
 	svc, err := raft.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("raft namespace %s: %w", env.Spec.Name, err)
