@@ -154,6 +154,8 @@ type Node struct {
 	hot      *hotKeys // HOTKEYS (nodes/hotkeys.go)
 	adminSrv *http.Server
 	stop     chan struct{}
+	closing  sync.Once
+	closeErr error
 	bg       sync.WaitGroup
 
 	adminMu sync.Mutex // serialises namespace create/drop and catalog writes
@@ -276,6 +278,13 @@ func (n *Node) NumConns() int { return n.server.NumConns() }
 // in flight finish (up to ctx), stops the namespaces (syncing their
 // engines) and closes them.
 func (n *Node) Close(ctx context.Context) error {
+	// Close is idempotent: a later call returns the first call's result,
+	// waiting for it if it is still running.
+	n.closing.Do(func() { n.closeErr = n.close(ctx) })
+	return n.closeErr
+}
+
+func (n *Node) close(ctx context.Context) error {
 	close(n.stop)
 	err := n.server.Shutdown(ctx)
 	if n.httpSrv != nil {

@@ -224,3 +224,16 @@ func TestPubSub(t *testing.T) {
 		t.Fatalf("expired subscription still receives (%d)", k)
 	}
 }
+
+func TestNodeCloseTwice(t *testing.T) {
+	n, err := Start(Config{ID: "twice", Listen: "127.0.0.1:0", Engine: "memory"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(context.Background()); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
