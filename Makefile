@@ -5,7 +5,7 @@ BIN       := bin/dialkv
 PKGS      := ./...
 TEST_FLAGS ?= -count=1 -timeout 9m
 
-.PHONY: all build run test test-short soak bench lint gen tidy clean experiments exp-% experiments-sim experiments-real exp-node-vs-redis exp-raft-vs-etcd exp-causal-real exp-strategies-real fuzz-short docker compose-up compose-down
+.PHONY: all build run test test-short soak bench lint gen tidy clean experiments exp-% experiments-sim experiments-real exp-jepsen exp-node-vs-redis exp-raft-vs-etcd exp-causal-real exp-strategies-real fuzz-short docker compose-up compose-down
 
 all: build
 
@@ -80,10 +80,14 @@ compose-down:
 # those on real processes (experiments-real; they install redis-server and
 # etcd-server from Debian if missing and take minutes of wall-clock load).
 EXPERIMENTS := staleness latency availability lostwrites sensitivity simspeed failover
-EXPERIMENTS_REAL := node-vs-redis raft-vs-etcd strategies-real causal-real
+EXPERIMENTS_REAL := node-vs-redis raft-vs-etcd strategies-real causal-real jepsen
 experiments: experiments-sim experiments-real
 experiments-sim: $(addprefix exp-,$(EXPERIMENTS))
 experiments-real: $(addprefix exp-,$(EXPERIMENTS_REAL))
+
+# Real processes: fault tests (kill -9, SIGSTOP, rolling restart) checked by the checkers.
+exp-jepsen:
+	experiments/jepsen/run.sh
 
 # Real processes: one node against redis-server.
 exp-node-vs-redis:

@@ -15,6 +15,7 @@
 //	node-vs-redis    one dialkv node against redis-server (run.sh; real processes)
 //	raft-vs-etcd     three dialkv nodes (raft) against three etcd members (run.sh; real processes)
 //	causal-real      causal+ against quorum on four loopback nodes in two regions, visibility lag, metadata
+//	jepsen           fault tests on real processes (kill -9, SIGSTOP, rolling restart) checked by the checkers (run.sh)
 //
 // experiments/internal/expio writes results; experiments/internal/simexp
 // runs simulations and reads their histories and traces back.
