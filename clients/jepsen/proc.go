@@ -166,23 +166,14 @@ func (c *ProcCluster) signal(n string, sig syscall.Signal) (*exec.Cmd, chan stru
 }
 
 // Kill implements Cluster: SIGKILL, then it waits for the process to exit.
-func (c *ProcCluster) Kill(n string) error {
-	_, done, err := c.signal(n, syscall.SIGKILL)
-	if err != nil {
-		return err
-	}
-	<-done
-	c.mu.Lock()
-	delete(c.cmds, n)
-	delete(c.done, n)
-	c.paused[n] = false
-	c.mu.Unlock()
-	return nil
-}
+func (c *ProcCluster) Kill(n string) error { return c.end(n, syscall.SIGKILL) }
 
 // Stop implements Cluster: SIGTERM, then it waits for the exit.
-func (c *ProcCluster) Stop(n string) error {
-	_, done, err := c.signal(n, syscall.SIGTERM)
+func (c *ProcCluster) Stop(n string) error { return c.end(n, syscall.SIGTERM) }
+
+// end sends sig to n's process, waits for it to exit and forgets it.
+func (c *ProcCluster) end(n string, sig syscall.Signal) error {
+	_, done, err := c.signal(n, sig)
 	if err != nil {
 		return err
 	}
