@@ -11,6 +11,7 @@ import (
 
 	"github.com/dialkv/dialkv/clients/client"
 	"github.com/dialkv/dialkv/consistency/raft"
+	"github.com/dialkv/dialkv/core"
 )
 
 // TestDemoRaft: the default `dialkv demo` (three nodes, raft namespace
@@ -47,7 +48,7 @@ func TestDemoRaft(t *testing.T) {
 	shards := map[int]bool{}
 	for i := range 20 {
 		k := fmt.Sprintf("k%d", i)
-		shards[raft.ShardOf([]byte(k), 2)] = true
+		shards[core.ShardOf([]byte(k), 2)] = true
 		if _, err := w.Set(ctx, k, []byte(fmt.Sprint("v", i))); err != nil {
 			t.Fatalf("SET %s through n1: %v", k, err)
 		}
@@ -75,10 +76,10 @@ func TestDemoRaft(t *testing.T) {
 		a, b := "", ""
 		for i := range 20 {
 			k := fmt.Sprintf("k%d", i)
-			if raft.ShardOf([]byte(k), 2) == 0 && a == "" {
+			if core.ShardOf([]byte(k), 2) == 0 && a == "" {
 				a = k
 			}
-			if raft.ShardOf([]byte(k), 2) == 1 && b == "" {
+			if core.ShardOf([]byte(k), 2) == 1 && b == "" {
 				b = k
 			}
 		}

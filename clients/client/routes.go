@@ -1,8 +1,6 @@
 package client
 
 import (
-	"bytes"
-	"hash/fnv"
 	"regexp"
 	"strconv"
 	"sync"
@@ -16,8 +14,8 @@ const maxShards = 1 << 16
 // routes is the client's routing cache, filled from NotLeader/Moved
 // answers. A raft node's redirect names the shard and the shard count
 // ("... shard 2 of 3"), so the cache keeps, per namespace, the leader of
-// each shard seen and sends a request to the leader of its key's shard (FNV-1a
-// of the key's hash tag modulo the count, as consistency/raft.ShardOf). Per
+// each shard seen and sends a request to the leader of its key's shard
+// (core.ShardOf, which the raft strategy uses too). Per
 // namespace it also keeps the last node redirected to, tried first when the
 // key's shard is not known (or the redirect named none). Strategies that
 // never redirect leave it empty.
@@ -48,32 +46,6 @@ func redirectShard(msg string) (shard, count int, ok bool) {
 	return s, n, true
 }
 
-// hashTag is the part of key that decides its shard, as consistency/raft's
-// HashTag (and Redis Cluster): the bytes between the first '{' and the first
-// '}' after it when there is at least one, otherwise the whole key. (A copy,
-// so that the client does not depend on Dragonboat.)
-func hashTag(key []byte) []byte {
-	open := bytes.IndexByte(key, '{')
-	if open < 0 {
-		return key
-	}
-	end := bytes.IndexByte(key[open+1:], '}')
-	if end <= 0 {
-		return key
-	}
-	return key[open+1 : open+1+end]
-}
-
-// shardOf is consistency/raft.ShardOf: FNV-1a of the hash tag modulo n.
-func shardOf(key []byte, n int) int {
-	if n <= 1 {
-		return 0
-	}
-	h := fnv.New32a()
-	h.Write(hashTag(key))
-	return int(h.Sum32() % uint32(n))
-}
-
 // lookup returns the cached address for a request on key in ns ("" if
 // none; key nil: a keyless request).
 func (r *routes) lookup(ns string, key []byte) string {
@@ -84,7 +56,7 @@ func (r *routes) lookup(ns string, key []byte) string {
 		return ""
 	}
 	if key != nil && nr.shards != nil {
-		if a := nr.shards[shardOf(key, len(nr.shards))]; a != "" {
+		if a := nr.shards[core.ShardOf(key, len(nr.shards))]; a != "" {
 			return a
 		}
 	}

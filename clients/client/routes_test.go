@@ -3,6 +3,8 @@ package client
 import (
 	"fmt"
 	"testing"
+
+	"github.com/dialkv/dialkv/core"
 )
 
 func TestHashTag(t *testing.T) {
@@ -14,8 +16,8 @@ func TestHashTag(t *testing.T) {
 		{"{open", "{open"},
 		{"", ""},
 	} {
-		if got := string(hashTag([]byte(tt.key))); got != tt.want {
-			t.Errorf("hashTag(%q) = %q, want %q", tt.key, got, tt.want)
+		if got := string(core.HashTag([]byte(tt.key))); got != tt.want {
+			t.Errorf("HashTag(%q) = %q, want %q", tt.key, got, tt.want)
 		}
 	}
 }
@@ -50,9 +52,9 @@ func TestRoutes(t *testing.T) {
 	var k0, k1 string
 	for i := 0; k0 == "" || k1 == ""; i++ {
 		k := fmt.Sprint("k", i)
-		if shardOf(key(k), 2) == 0 && k0 == "" {
+		if core.ShardOf(key(k), 2) == 0 && k0 == "" {
 			k0 = k
-		} else if shardOf(key(k), 2) == 1 && k1 == "" {
+		} else if core.ShardOf(key(k), 2) == 1 && k1 == "" {
 			k1 = k
 		}
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/dialkv/dialkv/clients/client"
 	"github.com/dialkv/dialkv/consistency"
-	"github.com/dialkv/dialkv/consistency/raft"
 	"github.com/dialkv/dialkv/core"
 	"github.com/dialkv/dialkv/nodes"
 )
@@ -153,21 +152,5 @@ func TestUnavailableRetried(t *testing.T) {
 	}
 	if k := len(f.got()); k != 1 {
 		t.Fatalf("served %d times, want 1", k)
-	}
-}
-
-// TestShardOfMatchesRaft: the client computes a key's shard as the raft
-// strategy does (the routing cache depends on it).
-func TestShardOfMatchesRaft(t *testing.T) {
-	for _, n := range []int{1, 2, 3, 7} {
-		for i := range 200 {
-			k := []byte("key" + strconv.Itoa(i))
-			if i%5 == 0 {
-				k = []byte("{tag" + strconv.Itoa(i) + "}:x")
-			}
-			if got, want := client.ShardOfForTest(k, n), raft.ShardOf(k, n); got != want {
-				t.Fatalf("shard of %q among %d: client %d, raft %d", k, n, got, want)
-			}
-		}
 	}
 }

@@ -14,7 +14,7 @@
 //     round trip (Response.Stale is set). "lease" is served as linearizable:
 //     Dragonboat has no lease reads.
 //   - Keys map to shards by the hash of their Redis-style hash tag (see
-//     HashTag), so "{user42}:cart" and "{user42}:orders" share a shard.
+//     core.HashTag), so "{user42}:cart" and "{user42}:orders" share a shard.
 //     Multi-key commands and transactions inside one shard are linearizable;
 //     across shards they are rejected with a CodeCrossShard error reply.
 //

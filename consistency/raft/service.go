@@ -415,9 +415,9 @@ func (s *Service) route(req consistency.Request) (int, *core.Error) {
 		return 0, &core.Error{Code: CodeCrossShard, Msg: fmt.Sprintf(
 			"%s touches no key and would span all %d shards of this namespace", name, s.cfg.Shards)}
 	}
-	sh := ShardOf(keys[0], s.cfg.Shards)
+	sh := core.ShardOf(keys[0], s.cfg.Shards)
 	for _, k := range keys[1:] {
-		if o := ShardOf(k, s.cfg.Shards); o != sh {
+		if o := core.ShardOf(k, s.cfg.Shards); o != sh {
 			return 0, &core.Error{Code: CodeCrossShard, Msg: fmt.Sprintf(
 				"keys of %s live on shards %d and %d; put them on one shard with a hash tag such as {user42}:key", name, sh, o)}
 		}

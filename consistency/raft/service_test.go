@@ -204,7 +204,7 @@ func TestServiceReadsWritesShards(t *testing.T) {
 			t.Errorf("%s %v = %s, want %s", tc.name, tc.args, got, tc.want)
 		}
 	}
-	if ShardOf([]byte("k0"), 2) == ShardOf([]byte("k1"), 2) {
+	if core.ShardOf([]byte("k0"), 2) == core.ShardOf([]byte("k1"), 2) {
 		t.Fatal("test assumes k0 and k1 on different shards")
 	}
 	// Transactions within a shard: a CAS that holds, then one that fails.

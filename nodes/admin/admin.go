@@ -261,7 +261,7 @@ func Holders(spec NamespaceSpec, members []string, key string) (string, []string
 		if replicas <= 0 {
 			replicas = len(nodeList)
 		}
-		s := raft.ShardOf([]byte(key), max(shards, 1))
+		s := core.ShardOf([]byte(key), max(shards, 1))
 		var out []string
 		for _, i := range raft.Placement(s, replicas, len(nodeList)) {
 			out = append(out, nodeList[i])

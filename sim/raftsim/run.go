@@ -759,7 +759,7 @@ func (r *run) measureFailover(crashed int, at time.Time) {
 	deadline := at.Add(10 * time.Second)
 	key := "failover-probe"
 	if r.p.shards > 1 {
-		for i := 0; raft.ShardOf([]byte(key), r.p.shards) != 0; i++ {
+		for i := 0; core.ShardOf([]byte(key), r.p.shards) != 0; i++ {
 			key = "failover-probe-" + strconv.Itoa(i)
 		}
 	}

@@ -1,4 +1,0 @@
-package client
-
-// ShardOfForTest exposes shardOf to the external tests.
-var ShardOfForTest = shardOf
