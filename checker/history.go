@@ -67,6 +67,21 @@ type ReplicaState struct {
 	Holds []string `json:"holds,omitempty"`
 }
 
+// Outcomes counts ops by outcome: ok, failed, and every other (unknown).
+func Outcomes(ops []Op) (ok, failed, unknown int) {
+	for i := range ops {
+		switch ops[i].Outcome {
+		case OK:
+			ok++
+		case Fail:
+			failed++
+		default:
+			unknown++
+		}
+	}
+	return ok, failed, unknown
+}
+
 // StrPtr returns a pointer to s, for Op.Value.
 func StrPtr(s string) *string { return &s }
 

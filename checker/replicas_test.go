@@ -26,3 +26,10 @@ func TestEncodeReplicasRoundTrip(t *testing.T) {
 		t.Fatalf("round trip:\n got %+v\nwant %+v", out, in)
 	}
 }
+
+func TestOutcomes(t *testing.T) {
+	ops := []Op{{Outcome: OK}, {Outcome: Fail}, {Outcome: Unknown}, {Outcome: OK}}
+	if ok, failed, unknown := Outcomes(ops); ok != 2 || failed != 1 || unknown != 1 {
+		t.Fatalf("Outcomes = %d, %d, %d; want 2, 1, 1", ok, failed, unknown)
+	}
+}

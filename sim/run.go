@@ -997,17 +997,8 @@ func (r *runner) finish(start time.Time, peers []consistency.NodeID) (*outcome, 
 	for _, f := range r.plan.Faults {
 		res.FaultPlan = append(res.FaultPlan, f.String())
 	}
-	for _, op := range o.ops {
-		res.Ops++
-		switch op.Outcome {
-		case checker.OK:
-			res.OK++
-		case checker.Fail:
-			res.Failed++
-		default:
-			res.Unknown++
-		}
-	}
+	res.Ops = len(o.ops)
+	res.OK, res.Failed, res.Unknown = checker.Outcomes(o.ops)
 	// A replica state that differs is a safety violation only if the
 	// cluster had the time to converge: when the liveness phase did not
 	// finish, the convergence check's complaint is a liveness failure.

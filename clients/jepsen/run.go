@@ -274,17 +274,8 @@ func Run(ctx context.Context, cl Cluster, cfg Config) (*Result, error) {
 			}
 		}
 	}
-	for _, op := range res.History {
-		res.Ops++
-		switch op.Outcome {
-		case checker.OK:
-			res.OK++
-		case checker.Fail:
-			res.Failed++
-		default:
-			res.Unknown++
-		}
-	}
+	res.Ops = len(res.History)
+	res.OK, res.Failed, res.Unknown = checker.Outcomes(res.History)
 	res.MaxGap = maxGap(res.History, cfg.Duration)
 	opts := checker.DefaultOptions()
 	opts.Checks = cfg.Checks

@@ -882,17 +882,8 @@ func (r *run) finish() (*Outcome, error) {
 	for _, f := range r.plan.Faults {
 		res.FaultPlan = append(res.FaultPlan, f.String())
 	}
-	for _, op := range o.Ops {
-		res.Ops++
-		switch op.Outcome {
-		case checker.OK:
-			res.OK++
-		case checker.Fail:
-			res.Failed++
-		default:
-			res.Unknown++
-		}
-	}
+	res.Ops = len(o.Ops)
+	res.OK, res.Failed, res.Unknown = checker.Outcomes(o.Ops)
 	r.mu.Lock()
 	problems := append([]string(nil), r.problems...)
 	o.Failovers = append([]time.Duration(nil), r.failovers...)
