@@ -38,6 +38,21 @@ const demoNamespace = "demo"
 // address's port, n1 uses PORT and PORT+1, n2 PORT+10 and PORT+11, ...; port
 // 0 picks free ports.
 func demoAddrs(listen string, nodes int) ([]ClusterPeer, error) {
+	addrs, err := demoPortAddrs(listen, nodes, 0, 1)
+	if err != nil {
+		return nil, err
+	}
+	peers := make([]ClusterPeer, nodes)
+	for i, a := range addrs {
+		peers[i] = ClusterPeer{ID: fmt.Sprintf("n%d", i+1), Client: a[0], Peer: a[1]}
+	}
+	return peers, nil
+}
+
+// demoPortAddrs returns, for each of n demo nodes, one address per offset:
+// node i's is host:PORT+10*i+offset, with host and PORT from listen, or a
+// free port of host when PORT is 0.
+func demoPortAddrs(listen string, n int, offsets ...int) ([][]string, error) {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
 		return nil, fmt.Errorf("--listen %q: %w", listen, err)
@@ -48,22 +63,22 @@ func demoAddrs(listen string, nodes int) ([]ClusterPeer, error) {
 	}
 	var free []string
 	if base == 0 {
-		if free, err = reserveAddrs(host, 2*nodes); err != nil {
+		if free, err = reserveAddrs(host, n*len(offsets)); err != nil {
 			return nil, err
 		}
 	}
-	var peers []ClusterPeer
-	for i := range nodes {
-		p := ClusterPeer{ID: fmt.Sprintf("n%d", i+1)}
-		if base == 0 {
-			p.Client, p.Peer = free[2*i], free[2*i+1]
-		} else {
-			p.Client = net.JoinHostPort(host, strconv.Itoa(base+10*i))
-			p.Peer = net.JoinHostPort(host, strconv.Itoa(base+10*i+1))
+	out := make([][]string, n)
+	for i := range out {
+		out[i] = make([]string, len(offsets))
+		for j, off := range offsets {
+			if base == 0 {
+				out[i][j] = free[i*len(offsets)+j]
+			} else {
+				out[i][j] = net.JoinHostPort(host, strconv.Itoa(base+10*i+off))
+			}
 		}
-		peers = append(peers, p)
 	}
-	return peers, nil
+	return out, nil
 }
 
 // reserveAddrs finds n free ports on host (released again at once).

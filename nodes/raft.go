@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -79,28 +78,13 @@ func dragonboatLevel(log *slog.Logger) logger.LogLevel {
 // above the client port (n1: PORT+2, n2: PORT+12, ...), or a free port when
 // the base port is 0.
 func demoRaftParams(listen string, peers []ClusterPeer, shards int) (map[string]string, error) {
-	host, port, err := net.SplitHostPort(listen)
+	addrs, err := demoPortAddrs(listen, len(peers), 2)
 	if err != nil {
-		return nil, fmt.Errorf("--listen %q: %w", listen, err)
-	}
-	base, err := strconv.Atoi(port)
-	if err != nil {
-		return nil, fmt.Errorf("--listen %q: bad port", listen)
-	}
-	var free []string
-	if base == 0 {
-		if free, err = reserveAddrs(host, len(peers)); err != nil {
-			return nil, err
-		}
+		return nil, err
 	}
 	ids, raftAddrs, clientAddrs := make([]string, len(peers)), make([]string, len(peers)), make([]string, len(peers))
 	for i, p := range peers {
-		ids[i], clientAddrs[i] = p.ID, p.Client
-		if base == 0 {
-			raftAddrs[i] = free[i]
-		} else {
-			raftAddrs[i] = net.JoinHostPort(host, strconv.Itoa(base+10*i+2))
-		}
+		ids[i], clientAddrs[i], raftAddrs[i] = p.ID, p.Client, addrs[i][0]
 	}
 	return map[string]string{
 		"nodes":        strings.Join(ids, ","),
