@@ -53,14 +53,14 @@ func root(t *[leaves]uint64) uint64 {
 }
 
 func (r *Replica) startAAE() {
-	if len(r.aaePeers) == 0 {
+	if len(r.aaePeers) == 0 || r.prev != nil {
 		return
 	}
 	peer := r.aaePeers[r.aaePeer%len(r.aaePeers)]
 	r.aaePeer++
 	segs := r.shared[peer]
 	tr := r.trees(segs)
-	m := &msg{kind: mAAERoots, op: r.newID(), segs: segs}
+	m := &msg{kind: mAAERoots, op: r.newID(), segs: segs, ringVer: r.ringVer}
 	for _, s := range segs {
 		m.hashes = append(m.hashes, root(tr[s]))
 	}
@@ -82,7 +82,7 @@ func (r *Replica) onAAERoots(from nodeID, m *msg) {
 		}
 	}
 	tr := r.trees(segs)
-	reply := &msg{kind: mAAELeaves, op: m.op}
+	reply := &msg{kind: mAAELeaves, op: m.op, ringVer: r.ringVer}
 	for i, s := range m.segs {
 		t := tr[s]
 		if t == nil {
@@ -127,7 +127,7 @@ func (r *Replica) onAAELeaves(from nodeID, m *msg) {
 	if len(want) == 0 {
 		return
 	}
-	push := &msg{kind: mAAEPush, op: m.op, want: want}
+	push := &msg{kind: mAAEPush, op: m.op, want: want, ringVer: r.ringVer}
 	r.fillPush(push, want)
 	r.send(from, push)
 }
@@ -181,7 +181,7 @@ func (r *Replica) onAAEPush(from nodeID, m *msg) {
 	if m.final {
 		return
 	}
-	reply := &msg{kind: mAAEPush, op: m.op, final: true}
+	reply := &msg{kind: mAAEPush, op: m.op, final: true, ringVer: r.ringVer}
 	r.fillPush(reply, m.want)
 	r.send(from, reply)
 }
@@ -213,7 +213,7 @@ func (r *Replica) confirm(peer nodeID, seg uint32) {
 // older version, have been delivered or expired).
 func (r *Replica) tryGC(key string) {
 	e := r.objs[key]
-	if e == nil || !e.obj.dead() {
+	if e == nil || !e.obj.dead() || r.prev != nil {
 		return
 	}
 	for _, o := range r.ring.owners(e.seg) {

@@ -26,6 +26,7 @@ type cluster struct {
 	seed    uint64
 	rnd     *rand.Rand
 	ids     []nodeID
+	peers   []nodeID // the replicas' Config.Peers (nil: ids)
 	params  map[string]string
 	bug     string
 	eng     map[nodeID]*core.MemEngine
@@ -70,7 +71,11 @@ func (c *cluster) fatalf(format string, args ...any) {
 }
 
 func (c *cluster) start(id nodeID) {
-	cfg := consistency.Config{ID: id, Peers: c.ids, Engine: c.eng[id], Rand: rand.New(rand.NewPCG(c.seed, uint64(len(id)))), Params: c.params, Bug: c.bug}
+	peers := c.ids
+	if c.peers != nil {
+		peers = c.peers
+	}
+	cfg := consistency.Config{ID: id, Peers: peers, Engine: c.eng[id], Rand: rand.New(rand.NewPCG(c.seed, uint64(len(id)))), Params: c.params, Bug: c.bug}
 	var r consistency.Replica
 	var err error
 	if c.resolv != nil {

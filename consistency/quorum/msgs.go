@@ -40,6 +40,7 @@ type msg struct {
 	objs    []keyObj
 	markers []keyDigest
 	final   bool
+	ringVer uint64 // AAE: the sender's ring version (0: not sent, an older sender)
 }
 
 type keyObj struct {
@@ -102,6 +103,10 @@ func encodeMsg(m *msg) []byte {
 			e.u64(kd.digest)
 		}
 		e.boolean(m.final)
+		if m.ringVer != 0 {
+			// A trailing field: older decoders ignore it.
+			e.u(m.ringVer)
+		}
 	}
 	return e.b
 }
@@ -162,6 +167,9 @@ func decodeMsg(b []byte) (*msg, error) {
 			m.markers = append(m.markers, keyDigest{d.str(), d.u64()})
 		}
 		m.final = d.boolean()
+		if d.err == nil && len(d.b) > 0 {
+			m.ringVer = d.u()
+		}
 	default:
 		return nil, fmt.Errorf("quorum: unknown message kind %d", m.kind)
 	}

@@ -73,6 +73,10 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 			r.hintAcked(x.op, ho, x.ok)
 			return
 		}
+		if ho, found := r.handOps[x.op]; found {
+			r.handAcked(x.op, ho, x.ok)
+			return
+		}
 		o := r.ops[x.op]
 		if o == nil || o.phase != 1 || !o.sent[from] {
 			return
@@ -83,6 +87,18 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 			delete(o.sent, from) // refused (hint store full): not an ack
 		}
 		r.progress(o)
+	case mAAERoots, mAAELeaves, mAAEPush:
+		// Segments are numbered per ring: exchanges across ring versions,
+		// or during a change, are ignored (the stream moves the data).
+		if r.prev != nil || x.ringVer != 0 && x.ringVer != r.ringVer {
+			return
+		}
+		r.onAAE(from, x)
+	}
+}
+
+func (r *Replica) onAAE(from nodeID, x *msg) {
+	switch x.kind {
 	case mAAERoots:
 		r.onAAERoots(from, x)
 	case mAAELeaves:
@@ -123,6 +139,7 @@ func (r *Replica) Tick(now time.Time) {
 		r.nextHint = now.Add(r.p.hintInterval)
 		r.deliverHints()
 	}
+	r.pumpHandoff()
 	if r.nextAAE.IsZero() { // first tick: start the rotation one interval in, jittered
 		r.nextAAE = now.Add(r.p.aaeInterval + time.Duration(r.jitter(int64(r.p.aaeInterval))))
 	}

@@ -70,14 +70,18 @@ type op struct {
 	r, w     int
 	deadline time.Time
 	targets  []target
-	phase    int                  // 0: reading (reads, ABD writes); 1: writing (puts, repairs, write-back)
-	resps    map[nodeID]*Object   // phase 0 answers (nil: key absent)
-	acks     map[nodeID]bool      // phase 1 positive acks
-	sent     map[nodeID]bool      // phase 1 puts sent (awaiting ack)
-	need     int                  // phase 1 acks needed before replying
-	merged   *Object              // reads: merged answers; writes: the object written
-	reply    consistency.Response // prepared reply (sent once need is met)
-	replied  bool
+	// During a ring change: the key's owners in the old and the new ring
+	// (quorums count among each; see op.met). nil when the ring is stable.
+	oldOwn, newOwn map[nodeID]bool
+	jointAcks      bool                 // phase 1 counts acks by owner group (writes, ABD write-back)
+	phase          int                  // 0: reading (reads, ABD writes); 1: writing (puts, repairs, write-back)
+	resps          map[nodeID]*Object   // phase 0 answers (nil: key absent)
+	acks           map[nodeID]bool      // phase 1 positive acks
+	sent           map[nodeID]bool      // phase 1 puts sent (awaiting ack)
+	need           int                  // phase 1 acks needed before replying
+	merged         *Object              // reads: merged answers; writes: the object written
+	reply          consistency.Response // prepared reply (sent once need is met)
+	replied        bool
 }
 
 type hintOp struct {
@@ -123,6 +127,15 @@ type Replica struct {
 	recentGC  map[string]uint64
 	recentOrd []string
 
+	// ring changes (rebalance.go)
+	ringVer      uint64
+	prev         *ring // the ring before the change under way; nil when stable
+	stream       bool  // hand off changed segments to the nodes that gain them
+	handQ        []handItem
+	handSet      map[handItem]bool
+	handOps      map[uint64]handOp
+	handInflight map[nodeID]int
+
 	rnd   *rand.Rand
 	out   consistency.Ready
 	dirty bool
@@ -135,6 +148,7 @@ type Stats struct {
 	ReadRepairs, AAEPushed, TombstonesGCed    int
 	Timeouts, Forwarded                       int
 	Corrupt                                   int // records that failed their checksum at recovery
+	HandedOff                                 int // objects a ring change pushed to new owners, acknowledged
 }
 
 // Engine records are sealed with a CRC-32C of their payload, so that a
@@ -219,15 +233,8 @@ func newReplica(cfg consistency.Config, res Resolver) (*Replica, error) {
 	if cfg.Engine == nil {
 		return nil, fmt.Errorf("quorum: no engine")
 	}
-	self := false
-	for _, x := range cfg.Peers {
-		if x == cfg.ID {
-			self = true
-		}
-	}
-	if !self {
-		return nil, fmt.Errorf("quorum: %s is not among the peers %v", cfg.ID, cfg.Peers)
-	}
+	// A replica need not be among the peers: a node that is not (yet, or
+	// no longer) a ring member owns no key and coordinates by forwarding.
 	r := &Replica{
 		id: cfg.ID, p: p, bug: cfg.Bug, resolver: res, eng: cfg.Engine,
 		ring:    newRing(cfg.Peers, p.vnodes, p.n),
@@ -236,6 +243,7 @@ func newReplica(cfg consistency.Config, res Resolver) (*Replica, error) {
 		suspect: map[nodeID]time.Time{}, heard: map[nodeID]time.Time{}, down: map[nodeID]bool{},
 		ops: map[uint64]*op{}, hintOps: map[uint64]hintOp{}, hintInflight: map[nodeID]int{},
 		shared: map[nodeID][]uint32{}, conf: map[string]map[nodeID]uint64{}, recentGC: map[string]uint64{},
+		handSet: map[handItem]bool{}, handOps: map[uint64]handOp{}, handInflight: map[nodeID]int{},
 	}
 	for seg := range r.ring.walks {
 		if !r.ring.isOwner(seg, r.id) {
@@ -366,6 +374,15 @@ func (r *Replica) Holders(key string) []consistency.NodeID {
 	return append([]nodeID(nil), r.ring.owners(r.ring.segment(key))...)
 }
 
+// coord is the ring that coordinates requests: the old one during a ring
+// change.
+func (r *Replica) coord() *ring {
+	if r.prev != nil {
+		return r.prev
+	}
+	return r.ring
+}
+
 // jitter returns a number in [0, n) from the replica's own randomness (0
 // without one).
 func (r *Replica) jitter(n int64) int64 {
@@ -477,6 +494,7 @@ func (r *Replica) mergeMain(key string, o *Object) error {
 	}
 	e.obj, e.digest = n, dg
 	r.objs[key] = e
+	r.enqueueHandoff(key) // during a ring change's stream: push the new version too
 	return nil
 }
 
@@ -597,12 +615,16 @@ func (r *Replica) handleRequest(req consistency.Request, origin nodeID, originOp
 		return
 	}
 	key := string(args[0])
-	seg := r.ring.segment(key)
+	// During a ring change the old ring coordinates (its owners hold the
+	// key's history, so only they mint dots); see rebalance.go.
+	seg := r.coord().segment(key)
 	o := &op{id: r.newID(), req: req, origin: origin, originOp: originOp, key: key, seg: seg,
 		write: ci.write, lin: lin, repair: repair, r: rr, w: ww, deadline: r.now.Add(r.p.timeout)}
-	if o.write && !r.ring.isOwner(seg, r.id) {
+	if o.write && !r.coord().isOwner(seg, r.id) {
 		if origin != "" {
-			fail(core.Errorf(core.CodeErr, "write forwarded to %s, which does not own key %q", r.id, key))
+			// The forwarder's ring differs from ours (a ring change is
+			// under way): not applied, the client may retry.
+			fail(core.Errorf(consistency.CodeUnavailable, "write forwarded to %s, which does not own key %q in ring version %d (a ring change is under way; retry)", r.id, key, r.ringVer))
 			return
 		}
 		r.forward(o)
@@ -610,6 +632,9 @@ func (r *Replica) handleRequest(req consistency.Request, origin nodeID, originOp
 	}
 	r.ops[o.id] = o
 	o.targets = r.targetsFor(seg, req.Opts.Strict || lin)
+	if r.prev != nil {
+		r.jointTargets(o)
+	}
 	if o.write && !lin {
 		e := r.objs[key]
 		var base *Object
@@ -626,7 +651,7 @@ func (r *Replica) handleRequest(req consistency.Request, origin nodeID, originOp
 func (r *Replica) forward(o *op) {
 	// Prefer, in ring order, an owner that is not suspected and that we
 	// heard from recently (it is probably on our side of a partition).
-	owners := r.ring.owners(o.seg)
+	owners := r.coord().owners(o.seg)
 	o.fwdTo = ""
 	for pass := 0; pass < 3 && o.fwdTo == ""; pass++ {
 		for _, x := range owners {
@@ -646,7 +671,7 @@ func (r *Replica) forward(o *op) {
 // owners replaced (sloppy quorum) by the next healthy fallbacks, which hold
 // the write as a hint for the owner.
 func (r *Replica) targetsFor(seg int, strict bool) []target {
-	owners := r.ring.owners(seg)
+	owners := r.coord().owners(seg)
 	ts := make([]target, 0, len(owners))
 	if strict || !r.p.sloppy {
 		for _, x := range owners {
@@ -654,7 +679,7 @@ func (r *Replica) targetsFor(seg int, strict bool) []target {
 		}
 		return ts
 	}
-	fb := r.ring.fallbacks(seg)
+	fb := r.coord().fallbacks(seg)
 	for _, x := range owners {
 		if !r.suspected(x) {
 			ts = append(ts, target{node: x})
@@ -775,6 +800,7 @@ func (r *Replica) resolveCustom(key string, o *Object, live []Sibling, ts Timest
 func (r *Replica) startPhase1(o *op, obj *Object, need int, only map[nodeID]bool) {
 	o.phase = 1
 	o.need = need
+	o.jointAcks = only == nil && o.newOwn != nil
 	o.acks = map[nodeID]bool{}
 	o.sent = map[nodeID]bool{}
 	dg := obj.digest()
@@ -809,7 +835,8 @@ func (r *Replica) startPhase1(o *op, obj *Object, need int, only map[nodeID]bool
 // progress moves an op forward after an answer.
 func (r *Replica) progress(o *op) {
 	if o.phase == 0 {
-		if len(o.resps) < o.r {
+		if o.newOwn == nil && len(o.resps) < o.r ||
+			o.newOwn != nil && !o.met(func(n nodeID) bool { _, ok := o.resps[n]; return ok }, o.r, true) {
 			return
 		}
 		var merged *Object
@@ -855,7 +882,11 @@ func (r *Replica) progress(o *op) {
 		return
 	}
 	// phase 1
-	if len(o.acks) >= o.need && !o.replied {
+	enough := len(o.acks) >= o.need
+	if o.jointAcks {
+		enough = o.met(func(n nodeID) bool { return o.acks[n] }, o.need, true)
+	}
+	if enough && !o.replied {
 		r.respond(o, o.reply)
 	}
 	r.maybeDone(o)

@@ -29,9 +29,10 @@ func hashString(s string) uint64 {
 // are the key's preference list (its owners); the rest are the fallbacks
 // that take hinted writes under sloppy quorum.
 type ring struct {
-	tokens []uint64
-	walks  [][]nodeID // per segment
-	n      int
+	tokens  []uint64
+	walks   [][]nodeID // per segment
+	n       int
+	members []nodeID
 }
 
 func newRing(peers []nodeID, vnodes, n int) *ring {
@@ -51,7 +52,7 @@ func newRing(peers []nodeID, vnodes, n int) *ring {
 		}
 		return toks[i].node < toks[j].node
 	})
-	r := &ring{n: n, tokens: make([]uint64, len(toks)), walks: make([][]nodeID, len(toks))}
+	r := &ring{n: n, members: append([]nodeID(nil), peers...), tokens: make([]uint64, len(toks)), walks: make([][]nodeID, len(toks))}
 	for i, t := range toks {
 		r.tokens[i] = t.t
 	}

@@ -1,0 +1,404 @@
+package quorum
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/dialkv/dialkv/consistency"
+)
+
+// Ring changes (dynamic membership). A change from ring A (the members
+// before) to ring B (after) goes through three states, which the driver
+// (the node, told by `dialkv admin add-node/remove-node`) hands every
+// replica with SetRing, in this order, each one only after every replica
+// of the cluster has taken the one before:
+//
+//  1. joint (Prev=A, Members=B, Stream=false): writes are coordinated by
+//     an owner in A and must be acknowledged by W owners of A and by
+//     min(W, |owners in B|) owners of B; reads ask the owners of A and the
+//     owners of B that are not in A and need R answers among each. So a
+//     write acknowledged under A, B or joint is seen by a read under any
+//     of them.
+//  2. stream (the same, Stream=true): every owner in A of a key whose
+//     preference list gained nodes pushes the key's object (DVV, siblings,
+//     tombstones) to each gained node, batched and throttled, each push
+//     acknowledged once durable; an object that changes meanwhile is
+//     pushed again. The replica reports done (RingStatus pending 0) when
+//     no push is queued or unacknowledged and it holds no hints.
+//  3. stable (Prev=nil, Members=B): the ring is B. A replica whose stream
+//     finished drops the objects it no longer owns (every new owner
+//     acknowledged them); otherwise it turns them into hints for their new
+//     owners, so they leave only once acknowledged. Tombstone-GC
+//     confirmations are reset (segments were renumbered).
+//
+// Anti-entropy and tombstone GC pause during a change (their segments are
+// those of one ring); AAE messages carry the ring version and are ignored
+// by a replica on another version.
+
+// RingState is the membership a replica's ring is built from.
+type RingState struct {
+	// Version orders ring states; a replica ignores a state whose version
+	// is not above the one it has.
+	Version uint64
+	// Members are the ring's nodes (during a change: the ring after it).
+	Members []consistency.NodeID
+	// Prev, during a change, are the ring's nodes before it; nil when the
+	// ring is stable.
+	Prev []consistency.NodeID
+	// Stream, during a change, starts the handoff of changed segments.
+	Stream bool
+}
+
+// RingStatus is what a replica reports about a ring change.
+type RingStatus struct {
+	Version uint64
+	// Pending counts the pushes queued or unacknowledged plus the hints
+	// held; a change may be committed once every replica reports 0 in its
+	// stream state.
+	Pending int
+	// Moved counts the objects pushed to new owners and acknowledged by
+	// them (this incarnation).
+	Moved int
+}
+
+type handItem struct {
+	key  string
+	dest nodeID
+}
+
+type handOp struct {
+	handItem
+	deadline time.Time
+}
+
+// handoffBatch bounds the pushes in flight to one destination (the
+// throttle: a new push starts when an ack comes back).
+const handoffBatch = 64
+
+// SetRing hands the replica a ring state (see the comment above). States
+// must come in order; an older or equal version is ignored.
+func (r *Replica) SetRing(now time.Time, s RingState) error {
+	r.now = now
+	if s.Version <= r.ringVer {
+		return nil
+	}
+	if len(s.Members) == 0 {
+		return fmt.Errorf("quorum: ring version %d has no members", s.Version)
+	}
+	wasStream := r.prev != nil && r.stream
+	done := wasStream && r.pendingHandoff() == 0
+	r.ringVer = s.Version
+	r.ring = newRing(sortedIDs(s.Members), r.p.vnodes, r.p.n)
+	r.handQ, r.handSet, r.handOps, r.handInflight = nil, map[handItem]bool{}, map[uint64]handOp{}, map[nodeID]int{}
+	r.conf = map[string]map[nodeID]uint64{}
+	if s.Prev != nil {
+		r.prev = newRing(sortedIDs(s.Prev), r.p.vnodes, r.p.n)
+		r.stream = s.Stream
+	} else {
+		r.prev, r.stream = nil, false
+	}
+	for k, e := range r.objs {
+		e.seg = r.ring.segment(k)
+	}
+	for _, hm := range r.hints {
+		for k, e := range hm {
+			e.seg = r.ring.segment(k)
+		}
+	}
+	r.rebuildShared()
+	if r.prev != nil {
+		if r.stream {
+			keys := make([]string, 0, len(r.objs))
+			for k := range r.objs {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				r.enqueueHandoff(k)
+			}
+		}
+		return nil
+	}
+	return r.settleRing(done)
+}
+
+// settleRing, on a stable ring, moves out what this replica no longer
+// owns: dropped when its stream finished (the new owners acknowledged
+// it), else kept as hints for the new owners. Hints held for nodes no
+// longer in the ring go to their key's owners the same way.
+func (r *Replica) settleRing(streamed bool) error {
+	members := map[nodeID]bool{}
+	for _, x := range r.ring.members {
+		members[x] = true
+	}
+	var keys []string
+	for k, e := range r.objs {
+		if !r.ring.isOwner(e.seg, r.id) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		e := r.objs[k]
+		if !streamed {
+			for _, o := range r.ring.owners(e.seg) {
+				if err := r.rehome(o, k, e.obj); err != nil {
+					return err
+				}
+			}
+		}
+		if err := r.persist(prefixObj+k, nil); err != nil {
+			return err
+		}
+		delete(r.objs, k)
+	}
+	var gone []nodeID
+	for o := range r.hints {
+		if !members[o] {
+			gone = append(gone, o)
+		}
+	}
+	sort.Slice(gone, func(i, j int) bool { return gone[i] < gone[j] })
+	for _, g := range gone {
+		var hk []string
+		for k := range r.hints[g] {
+			hk = append(hk, k)
+		}
+		sort.Strings(hk)
+		for _, k := range hk {
+			e := r.hints[g][k]
+			for _, o := range r.ring.owners(r.ring.segment(k)) {
+				if err := r.rehome(o, k, e.obj); err != nil {
+					return err
+				}
+			}
+			if err := r.persist(hintKey(g, k), nil); err != nil {
+				return err
+			}
+			delete(r.hints[g], k)
+			r.nhints--
+		}
+		delete(r.hints, g)
+	}
+	return nil
+}
+
+// rehome keeps obj for owner: in the main store if that is us, else as a
+// hint (not bounded by hint_limit: it is data we already hold).
+func (r *Replica) rehome(owner nodeID, key string, obj *Object) error {
+	if owner == r.id {
+		return r.mergeMain(key, obj)
+	}
+	hm := r.hints[owner]
+	if hm == nil {
+		hm = map[string]*entry{}
+		r.hints[owner] = hm
+	}
+	e := hm[key]
+	if e == nil {
+		e = &entry{seg: r.ring.segment(key)}
+		r.nhints++
+	}
+	n := r.merge(e.obj, obj)
+	if err := r.persist(hintKey(owner, key), n); err != nil {
+		return err
+	}
+	e.obj, e.digest = n, n.digest()
+	hm[key] = e
+	return nil
+}
+
+func sortedIDs(ids []consistency.NodeID) []nodeID {
+	out := append([]nodeID(nil), ids...)
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// rebuildShared recomputes the segments this replica shares with each
+// peer (anti-entropy).
+func (r *Replica) rebuildShared() {
+	r.shared = map[nodeID][]uint32{}
+	r.aaePeers = nil
+	for seg := range r.ring.walks {
+		if !r.ring.isOwner(seg, r.id) {
+			continue
+		}
+		for _, o := range r.ring.owners(seg) {
+			if o != r.id {
+				r.shared[o] = append(r.shared[o], uint32(seg))
+			}
+		}
+	}
+	for x := range r.shared {
+		r.aaePeers = append(r.aaePeers, x)
+	}
+	sort.Slice(r.aaePeers, func(i, j int) bool { return r.aaePeers[i] < r.aaePeers[j] })
+	if len(r.aaePeers) > 0 {
+		r.aaePeer = int(r.jitter(int64(len(r.aaePeers))))
+	}
+}
+
+// changing reports whether a ring change is under way.
+func (r *Replica) changing() bool { return r.prev != nil }
+
+// gained lists the owners of key in the new ring that are not owners in
+// the old one (nil when the ring is stable).
+func (r *Replica) gained(key string) []nodeID {
+	if r.prev == nil {
+		return nil
+	}
+	old := r.prev.owners(r.prev.segment(key))
+	var out []nodeID
+	for _, x := range r.ring.owners(r.ring.segment(key)) {
+		if !hasID(old, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func hasID(s []nodeID, x nodeID) bool {
+	for _, y := range s {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+// enqueueHandoff queues key for the nodes that gain it, if we own it in
+// the old ring and the stream runs.
+func (r *Replica) enqueueHandoff(key string) {
+	if r.prev == nil || !r.stream || !r.prev.isOwner(r.prev.segment(key), r.id) {
+		return
+	}
+	for _, d := range r.gained(key) {
+		if d == r.id {
+			continue
+		}
+		it := handItem{key, d}
+		if !r.handSet[it] {
+			r.handSet[it] = true
+			r.handQ = append(r.handQ, it)
+		}
+	}
+}
+
+// pumpHandoff sends queued pushes, at most handoffBatch in flight per
+// destination; pushes that time out are queued again.
+func (r *Replica) pumpHandoff() {
+	if r.prev == nil || !r.stream {
+		return
+	}
+	var ids []uint64
+	for id, h := range r.handOps {
+		if !r.now.Before(h.deadline) {
+			ids = append(ids, id)
+		}
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		h := r.handOps[id]
+		delete(r.handOps, id)
+		r.handInflight[h.dest]--
+		if !r.handSet[h.handItem] {
+			r.handSet[h.handItem] = true
+			r.handQ = append(r.handQ, h.handItem)
+		}
+	}
+	keep := r.handQ[:0]
+	for _, it := range r.handQ {
+		if r.handInflight[it.dest] >= handoffBatch {
+			keep = append(keep, it)
+			continue
+		}
+		delete(r.handSet, it)
+		e := r.objs[it.key]
+		if e == nil {
+			continue // collected meanwhile (GC pauses during a change: not expected)
+		}
+		id := r.newID()
+		r.handOps[id] = handOp{handItem: it, deadline: r.now.Add(r.p.timeout)}
+		r.handInflight[it.dest]++
+		r.send(it.dest, &msg{kind: mPut, op: id, key: it.key, obj: e.obj})
+	}
+	r.handQ = keep
+}
+
+// handAcked ends a push; a refused one is queued again.
+func (r *Replica) handAcked(id uint64, h handOp, ok bool) {
+	delete(r.handOps, id)
+	r.handInflight[h.dest]--
+	if !ok {
+		if !r.handSet[h.handItem] {
+			r.handSet[h.handItem] = true
+			r.handQ = append(r.handQ, h.handItem)
+		}
+		return
+	}
+	r.stats.HandedOff++
+}
+
+func (r *Replica) pendingHandoff() int { return len(r.handQ) + len(r.handOps) + r.nhints }
+
+// RingStatus reports the ring version this replica has and how much of a
+// ring change's handoff is left.
+func (r *Replica) RingStatus() RingStatus {
+	return RingStatus{Version: r.ringVer, Pending: r.pendingHandoff(), Moved: r.stats.HandedOff}
+}
+
+// jointTargets adds to an op's targets (those of the old ring) the nodes
+// that gain its key, and records the two owner groups its quorums count.
+func (r *Replica) jointTargets(o *op) {
+	o.oldOwn = map[nodeID]bool{}
+	o.newOwn = map[nodeID]bool{}
+	for _, x := range r.prev.owners(r.prev.segment(o.key)) {
+		o.oldOwn[x] = true
+	}
+	for _, x := range r.ring.owners(r.ring.segment(o.key)) {
+		o.newOwn[x] = true
+	}
+	has := map[nodeID]bool{}
+	for _, t := range o.targets {
+		has[t.node] = true
+	}
+	for _, x := range r.gained(o.key) {
+		if !has[x] {
+			o.targets = append(o.targets, target{node: x})
+		}
+	}
+}
+
+// met reports whether the nodes that answered (or acked) meet need: a
+// plain count, or during a ring change need among the old owners and
+// min(need, new owners) among the new ones. A hinted answer counts for
+// the owner it stands in for in the old group only.
+func (o *op) met(answered func(nodeID) bool, need int, joint bool) bool {
+	if !joint || o.newOwn == nil {
+		n := 0
+		for _, t := range o.targets {
+			if answered(t.node) {
+				n++
+			}
+		}
+		return n >= need
+	}
+	oldN, newN := 0, 0
+	for _, t := range o.targets {
+		if !answered(t.node) {
+			continue
+		}
+		owner := t.node
+		if t.hintFor != "" {
+			owner = t.hintFor
+		}
+		if o.oldOwn[owner] {
+			oldN++
+		}
+		if t.hintFor == "" && o.newOwn[t.node] {
+			newN++
+		}
+	}
+	return oldN >= need && newN >= min(need, len(o.newOwn))
+}
