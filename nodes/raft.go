@@ -9,12 +9,15 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lni/dragonboat/v4/logger"
 
 	"github.com/dialkv/dialkv/consistency"
 	"github.com/dialkv/dialkv/consistency/raft"
+	"github.com/dialkv/dialkv/nodes/security"
+	"github.com/dialkv/dialkv/transport/raftls"
 )
 
 // dragonboatLogsOnce guards the one process-wide setting of Dragonboat's
@@ -37,21 +40,43 @@ func RaftStrategy(env StrategyEnv) (consistency.Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	// svc is set once raft.New returns; until then (the transport starts
+	// inside it) the identity check uses the node list of the parameters.
+	var svc atomic.Pointer[raft.Service]
 	if f := env.PeerTLS; f.Cert != "" {
-		// Dragonboat's transport dials and accepts Raft connections
-		// itself; it gets the same node certificate as the peer port.
-		cfg.MutualTLS, cfg.CAFile, cfg.CertFile, cfg.KeyFile = true, f.CA, f.Cert, f.Key
+		// Raft traffic runs over transport/raftls with the node's peer
+		// certificate: mutual TLS where both sides must present a node
+		// certificate naming a node of this namespace (a client
+		// certificate of the same CA, or a node outside the namespace, is
+		// refused in the handshake). Dragonboat's own MutualTLS would
+		// accept any certificate of the CA.
+		initial := map[string]bool{}
+		for _, n := range cfg.Nodes {
+			initial[string(n.ID)] = true
+		}
+		isNode := func(name string) bool {
+			if s := svc.Load(); s != nil {
+				return s.IsNode(name)
+			}
+			return initial[name]
+		}
+		server, client, err := security.RaftConfigs(f, isNode)
+		if err != nil {
+			return nil, fmt.Errorf("raft namespace %s: %w", env.Spec.Name, err)
+		}
+		cfg.TransportFactory = raftls.Factory{Server: server, Client: client, Logger: env.Logger}
 	}
 	// Dragonboat's log levels are process-wide: set them once, before
 	// the first NodeHost exists, so no NodeHost is logging while they
 	// change (a data race under -race when namespaces open concurrently).
 	// The first raft namespace's logger decides the level.
 	dragonboatLogsOnce.Do(func() { raft.QuietLogs(dragonboatLevel(env.Logger)) })
-	svc, err := raft.New(cfg)
+	s, err := raft.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("raft namespace %s: %w", env.Spec.Name, err)
 	}
-	return svc, nil
+	svc.Store(s)
+	return s, nil
 }
 
 // dragonboatLevel maps the node's log level onto Dragonboat's

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -98,14 +100,32 @@ func TestSecureRaft(t *testing.T) {
 		at.Close()
 	}
 
-	// Intruders on n1's Raft port: TLS without a client certificate, and a
-	// node certificate of another CA. Both are refused in the handshake.
-	otherCert, err := tls.LoadX509KeyPair(filepath.Join(other, "node-n1.crt"), filepath.Join(other, "node-n1.key"))
-	if err != nil {
-		t.Fatal(err)
+	// Intruders on n1's Raft port: TLS without a client certificate, a
+	// node certificate of another CA, a client certificate of the nodes'
+	// own CA, and a node certificate of that CA for a node (n9) that is
+	// not in the namespace. All are refused in the handshake.
+	if code := security.CertsMain([]string{"--out", certs, "--nodes", "n9"}, &out, &errb); code != 0 {
+		t.Fatalf("dialkv certs (n9): %d %s", code, errb.String())
 	}
-	for name, certs := range map[string][]tls.Certificate{"no certificate": nil, "other CA": {otherCert}} {
-		conn, err := tls.Dial("tcp", raftAddrs[0], &tls.Config{InsecureSkipVerify: true, Certificates: certs})
+	load := func(dir, name string) tls.Certificate {
+		c, err := tls.LoadX509KeyPair(filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	intruders := []struct {
+		name  string
+		certs []tls.Certificate
+		want  string
+	}{
+		{"no certificate", nil, "certificate"},
+		{"other CA", []tls.Certificate{load(other, "node-n1")}, "certificate"},
+		{"client certificate of the node CA", []tls.Certificate{load(certs, "client-alice")}, "certificate"},
+		{"node certificate of a non-member", []tls.Certificate{load(certs, "node-n9")}, "certificate"},
+	}
+	for _, in := range intruders {
+		conn, err := tls.Dial("tcp", raftAddrs[0], &tls.Config{InsecureSkipVerify: true, Certificates: in.certs})
 		if err == nil {
 			// TLS 1.3: the server's verdict on the client certificate
 			// arrives after the client's side of the handshake.
@@ -113,10 +133,29 @@ func TestSecureRaft(t *testing.T) {
 			_, err = conn.Read(make([]byte, 1))
 			conn.Close()
 		}
-		if err == nil || !strings.Contains(err.Error(), "certificate") {
-			t.Fatalf("%s: Raft port accepted the connection (err %v)", name, err)
+		if err == nil || !strings.Contains(err.Error(), in.want) {
+			t.Fatalf("%s: Raft port accepted the connection (err %v)", in.name, err)
 		}
 	}
+	// A member's own node certificate passes the same handshake (so the
+	// refusals above are about identity, not about the dialler).
+	conn, err := tls.Dial("tcp", raftAddrs[0], &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{load(certs, "node-n2")}})
+	if err != nil {
+		t.Fatalf("member n2's certificate refused: %v", err)
+	}
+	conn.SetDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, err := conn.Read(make([]byte, 1)); err == nil || !isTimeout(err) {
+		t.Fatalf("member n2's connection: want it open and silent, got %v", err)
+	}
+	conn.Close()
+	if !strings.Contains(logs.String(), "names no member node") || !strings.Contains(logs.String(), "not a node certificate") {
+		t.Fatalf("refused Raft handshakes not logged:\n%s", logs.String())
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // waitRaftLeadersSpread waits until the namespace has spread to every node

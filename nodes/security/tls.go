@@ -192,3 +192,40 @@ func requireNodeCert(cs tls.ConnectionState) error {
 	}
 	return tlsErr("peer certificate %q is not a node certificate (it does not allow server use)", leaf.Subject.CommonName)
 }
+
+// NodeIdentity returns a tls.Config.VerifyConnection that accepts the
+// other side only if it presented a node certificate (see PeerConfigs)
+// whose name is a node: isNode must accept its common name or one of its
+// DNS names. A client certificate of the same CA, and a node certificate
+// of a machine that is not a member, are refused in the handshake.
+func NodeIdentity(isNode func(name string) bool) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		if err := requireNodeCert(cs); err != nil {
+			return err
+		}
+		leaf := cs.PeerCertificates[0]
+		if leaf.Subject.CommonName != "" && isNode(leaf.Subject.CommonName) {
+			return nil
+		}
+		for _, n := range leaf.DNSNames {
+			if isNode(n) {
+				return nil
+			}
+		}
+		return tlsErr("peer certificate %q names no member node", leaf.Subject.CommonName)
+	}
+}
+
+// RaftConfigs returns the TLS configurations of a Raft transport
+// (transport/raftls) from the peer TLS files: mutual, and on both sides
+// the other end must hold a node certificate of a member (NodeIdentity).
+func RaftConfigs(f TLSFiles, isNode func(name string) bool) (server, client *tls.Config, err error) {
+	server, client, err = PeerConfigs(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	check := NodeIdentity(isNode)
+	server.VerifyConnection = check
+	client.VerifyConnection = check
+	return server, client, nil
+}
