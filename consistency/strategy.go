@@ -84,7 +84,11 @@ type Replica interface {
 	Receive(now time.Time, m Message)
 	// Tick advances the replica's timers (retries, timeouts, anti-entropy).
 	Tick(now time.Time)
-	// Ready returns and clears the outputs accumulated so far.
+	// Ready returns and clears the outputs accumulated so far. The
+	// returned slices are the driver's until it next calls the replica: a
+	// replica may reuse their arrays for its next outputs, so a driver
+	// that keeps a Ready longer copies its slices (message bodies and
+	// replies are never reused).
 	Ready() Ready
 	// Dump renders the replica's user-visible state, one canonical string
 	// per live key, for the convergence check.

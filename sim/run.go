@@ -82,30 +82,31 @@ type call struct {
 
 // runner is one run's state. Everything happens on one goroutine.
 type runner struct {
-	meter    meters
-	opts     simrun.Options
-	userOpts simrun.Options // as given (Horizon not filled in), for the reproducer
-	noCheck  bool
-	strat    Strategy
-	now      int64
-	seq      uint64
-	q        queue
-	net      *netmodel.Net
-	netRand  *rand.Rand
-	cliRand  *rand.Rand
-	nodes    []*node
-	ids      map[consistency.NodeID]int
-	clients  []*client
-	gen      *workload.Generator
-	rec      *checker.Recorder
-	plan     faults.Plan
-	held     map[[2]int][]consistency.Message
-	trace    *bytes.Buffer
-	delays   [2]time.Duration // Decide's reused buffer
-	fns      fnSlab           // closures of scheduled evFn events
-	calls    []*call          // every call, by call.idx
-	msgs     msgSlab          // messages in flight
-	resps    respSlab         // responses in flight
+	meter     meters
+	opts      simrun.Options
+	userOpts  simrun.Options // as given (Horizon not filled in), for the reproducer
+	noCheck   bool
+	strat     Strategy
+	now       int64
+	seq       uint64
+	q         queue
+	net       *netmodel.Net
+	netRand   *rand.Rand
+	cliRand   *rand.Rand
+	nodes     []*node
+	ids       map[consistency.NodeID]int
+	clients   []*client
+	gen       *workload.Generator
+	rec       *checker.Recorder
+	plan      faults.Plan
+	held      map[[2]int][]consistency.Message
+	trace     *bytes.Buffer
+	delays    [2]time.Duration // Decide's reused buffer
+	fns       fnSlab           // closures of scheduled evFn events
+	calls     []*call          // every call, by call.idx
+	callChunk []call           // where newCall takes the next call from
+	msgs      msgSlab          // messages in flight
+	resps     respSlab         // responses in flight
 
 	phase       int // phSafety ... phDone
 	issued      int
@@ -123,6 +124,37 @@ type runner struct {
 	liveOK, liveAll  int
 	corruptReplies   int
 	restartFailures  int
+}
+
+// nodeIndex is the index of the node named id. Node i is named "n<i+1>",
+// so the name is parsed instead of hashed (once per message sent and
+// delivered); the map answers anything else.
+func (r *runner) nodeIndex(id consistency.NodeID) (int, bool) {
+	if len(id) >= 2 && len(id) <= 4 && id[0] == 'n' {
+		i := 0
+		for _, ch := range []byte(id[1:]) {
+			if ch < '0' || ch > '9' {
+				i = -1
+				break
+			}
+			i = i*10 + int(ch-'0')
+		}
+		if i >= 1 && i <= len(r.nodes) && r.nodes[i-1].id == id {
+			return i - 1, true
+		}
+	}
+	i, ok := r.ids[id]
+	return i, ok
+}
+
+// newCall returns a zeroed call from the current chunk (calls are allocated
+// 256 at a time; a call lives as long as the run, so chunks never move).
+func (r *runner) newCall() *call {
+	if len(r.callChunk) == cap(r.callChunk) {
+		r.callChunk = make([]call, 0, 256)
+	}
+	r.callChunk = r.callChunk[:len(r.callChunk)+1]
+	return &r.callChunk[len(r.callChunk)-1]
 }
 
 func (r *runner) at(d int64, fn func()) {
@@ -378,7 +410,7 @@ func (r *runner) drain(n *node) {
 }
 
 func (r *runner) send(n *node, m consistency.Message) {
-	to, ok := r.ids[m.To]
+	to, ok := r.nodeIndex(m.To)
 	if !ok {
 		if r.trace != nil {
 			r.tracef(string(n.id), "drop", "message to unknown node %q", m.To)
@@ -421,7 +453,7 @@ func (r *runner) deliver(to int, m consistency.Message) {
 		n.held = append(n.held, func() { r.deliver(to, m) })
 		return
 	}
-	if r.net.Blocked(r.ids[m.From], to) {
+	if from, _ := r.nodeIndex(m.From); r.net.Blocked(from, to) {
 		// Cut while in flight.
 		if r.trace != nil {
 			r.tracef(string(n.id), "lost", "<-%s %dB (partitioned in flight)", m.From, len(m.Body))
@@ -492,7 +524,8 @@ func (r *runner) next(c *client) {
 	if c.token != nil {
 		rec.TokenIn = hex.EncodeToString(c.token)
 	}
-	cl := &call{idx: int32(len(r.calls)), c: c, op: op, rec: r.rec.Invoke(rec), final: final, live: live}
+	cl := r.newCall()
+	*cl = call{idx: int32(len(r.calls)), c: c, op: op, rec: r.rec.Invoke(rec), final: final, live: live}
 	r.calls = append(r.calls, cl)
 	c.cur = cl
 	target := c.home
@@ -561,7 +594,7 @@ func (r *runner) reply(cl *call, n *node, resp consistency.Response) {
 	}
 	rep := resp.Reply
 	if rep.IsError() && rep.Err != nil && rep.Err.Code == primarybackup.CodeMoved && cl.redirects < maxRedirects {
-		if to, ok := r.ids[consistency.NodeID(rep.Err.Msg)]; ok {
+		if to, ok := r.nodeIndex(consistency.NodeID(rep.Err.Msg)); ok {
 			cl.redirects++
 			if r.trace != nil {
 				r.tracef("c"+strconv.Itoa(cl.c.idx), "moved", "op=%d -> %s", cl.rec.ID, rep.Err.Msg)

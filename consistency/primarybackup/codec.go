@@ -106,17 +106,19 @@ func encodeEntry(e *enc, en entry) {
 	}
 }
 
-func decodeEntry(d *dec) entry {
-	var en entry
+// decodeEntry decodes one entry into en, reusing en's condition, command
+// and argument arrays (sc holds the arguments between calls): the decoded
+// entry lives until the next call with the same en and sc. Byte slices alias
+// the input.
+func decodeEntry(d *dec, en *entry, sc *[][]byte) {
 	en.Seq = d.u()
 	en.Now = int64(d.u())
+	en.Txn.Conds = en.Txn.Conds[:0]
+	en.Txn.Cmds = en.Txn.Cmds[:0]
 	nc := d.u()
 	if nc > uint64(len(d.b)) {
 		d.err = errShort
-		return en
-	}
-	if nc > 0 {
-		en.Txn.Conds = make([]core.Condition, 0, nc)
+		return
 	}
 	for i := uint64(0); i < nc && d.err == nil; i++ {
 		var c core.Condition
@@ -129,19 +131,22 @@ func decodeEntry(d *dec) entry {
 	nm := d.u()
 	if nm > uint64(len(d.b)) {
 		d.err = errShort
-		return en
+		return
 	}
-	en.Txn.Cmds = make([]core.Command, 0, nm+1) // room for the backup's own metadata write
-	var args [][]byte                           // every command's arguments, in one array while it lasts
+	// Every command's arguments sit in one array, *sc, while it lasts; a
+	// command's Args is a full slice expression of it, so appending to one
+	// never overwrites the next.
+	args := (*sc)[:0]
+	defer func() { *sc = args[:0] }()
 	for i := uint64(0); i < nm && d.err == nil; i++ {
 		c := core.Command{Name: d.name()}
 		na := d.u()
 		if na > uint64(len(d.b)) {
 			d.err = errShort
-			return en
+			return
 		}
 		if cap(args)-len(args) < int(na) {
-			args = make([][]byte, 0, max(int(na), 4*int(nm)))
+			args = make([][]byte, 0, max(int(na), 4*int(nm), 2*cap(args)))
 		}
 		start := len(args)
 		for j := uint64(0); j < na && d.err == nil; j++ {
@@ -150,11 +155,10 @@ func decodeEntry(d *dec) entry {
 		c.Args = args[start:len(args):len(args)]
 		en.Txn.Cmds = append(en.Txn.Cmds, c)
 	}
-	return en
 }
 
 // encodeAppend encodes an append of raw (already encoded) entries.
-func encodeAppend(primarySeq uint64, raws [][]byte) []byte {
+func encodeAppend(primarySeq uint64, raws ...[]byte) []byte {
 	n := 1 + 2*binary.MaxVarintLen64
 	for _, r := range raws {
 		n += binary.MaxVarintLen64 + len(r)
@@ -196,11 +200,12 @@ func rawEntry(en entry) []byte {
 	return e.b
 }
 
-func parseRaw(raw []byte) (entry, error) {
+// parseRaw decodes raw into en (see decodeEntry for the reuse of en and sc).
+func parseRaw(raw []byte, en *entry, sc *[][]byte) error {
 	d := dec{b: raw}
-	en := decodeEntry(&d)
+	decodeEntry(&d, en, sc)
 	if d.err != nil {
-		return en, fmt.Errorf("primarybackup: decode entry: %w", d.err)
+		return fmt.Errorf("primarybackup: decode entry: %w", d.err)
 	}
-	return en, nil
+	return nil
 }

@@ -119,6 +119,10 @@ type Replica struct {
 	// appliedArgs is reused for the SET of keyApplied (the store keeps no
 	// argument).
 	appliedArgs [2][]byte
+	// scratch and scratchArgs hold the entry being applied: decoding
+	// reuses their arrays (the store keeps no command or argument).
+	scratch     entry
+	scratchArgs [][]byte
 }
 
 var _ consistency.Replica = (*Replica)(nil)
@@ -297,9 +301,15 @@ func (r *Replica) Request(now time.Time, req consistency.Request) {
 		r.out.Sync = true
 		r.waiting = append(r.waiting, pending{seq: en.Seq, id: req.ID, reply: user})
 	}
+	// One body for every backup: message bodies are never modified (the
+	// driver delivers them as they are; decoding only aliases them).
+	var body []byte
 	for i, b := range r.backups() {
 		if r.known[i] {
-			r.send(b, encodeAppend(r.seq, [][]byte{raw}))
+			if body == nil {
+				body = encodeAppend(r.seq, raw)
+			}
+			r.send(b, body)
 		}
 	}
 	r.release()
@@ -371,8 +381,8 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 			if d.err != nil {
 				break
 			}
-			en, err := parseRaw(raw)
-			if err != nil {
+			en := &r.scratch
+			if err := parseRaw(raw, en, &r.scratchArgs); err != nil {
 				break
 			}
 			if en.Seq > r.applied+1 {
@@ -382,12 +392,11 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 			if en.Seq <= r.applied {
 				continue // a duplicate
 			}
-			// en was decoded for this call: its command list is ours.
+			// en is the replica's scratch entry: its command list is ours.
 			r.appliedArgs[0] = append(r.appliedArgs[0][:0], keyApplied...)
 			r.appliedArgs[1] = strconv.AppendUint(r.appliedArgs[1][:0], en.Seq, 10)
-			full := core.Txn{Conds: en.Txn.Conds, Cmds: append(en.Txn.Cmds,
-				core.Command{Name: "SET", Args: r.appliedArgs[:]})}
-			rep := r.store.ApplyTxn(time.Unix(0, en.Now), full)
+			en.Txn.Cmds = append(en.Txn.Cmds, core.Command{Name: "SET", Args: r.appliedArgs[:]})
+			rep := r.store.ApplyTxn(time.Unix(0, en.Now), en.Txn)
 			if rep.IsError() {
 				// The primary applied it, so only a disk fault fails it
 				// here: do not acknowledge; it will be resent.
@@ -442,7 +451,7 @@ func (r *Replica) sendFrom(b consistency.NodeID, from uint64) {
 		}
 		raws = append(raws, raw)
 	}
-	r.send(b, encodeAppend(r.seq, raws))
+	r.send(b, encodeAppend(r.seq, raws...))
 }
 
 // Tick implements consistency.Replica: the primary probes backups it has not
@@ -457,7 +466,7 @@ func (r *Replica) Tick(now time.Time) {
 	for i, b := range r.backups() {
 		switch {
 		case !r.known[i]:
-			r.send(b, encodeAppend(r.seq, nil))
+			r.send(b, encodeAppend(r.seq))
 			minAck = 0
 		case r.acked[i] < r.seq && r.acked[i] == r.ticked[i]:
 			// No progress since the last tick: resend what it misses.
@@ -485,9 +494,12 @@ func (r *Replica) Tick(now time.Time) {
 }
 
 // Ready implements consistency.Replica.
+//
+// The next outputs reuse the arrays of the slices returned: the driver is
+// done with a Ready before it calls the replica again (consistency.Replica).
 func (r *Replica) Ready() consistency.Ready {
 	out := r.out
-	r.out = consistency.Ready{}
+	r.out = consistency.Ready{Messages: out.Messages[:0], Responses: out.Responses[:0]}
 	return out
 }
 
