@@ -148,7 +148,9 @@ func TestRaftMembershipThroughTheAPI(t *testing.T) {
 		}
 	}
 	write(20)
-	admin(at(0), "RAFT.ADD", "0", "n4")
+	if r, err := at(0).Do(ctx, "RAFT.ADD", "0", "n4"); err != nil || r.Int != 4 {
+		t.Fatalf("RAFT.ADD 0 n4 = %+v, %v; want replica ID 4", r, err)
+	}
 	admin(at(3), "RAFT.JOIN", "0")
 	write(40)
 	// n4 serves stale reads once it has caught up.

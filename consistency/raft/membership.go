@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	pebblevfs "github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/lni/dragonboat/v4"
 	"github.com/lni/vfs"
 
@@ -23,35 +24,40 @@ import (
 // Membership changes move a shard's replicas between the namespace's nodes
 // without stopping it: Dragonboat adds or removes one replica per Raft
 // configuration change, and the shard serves throughout. The namespace's
-// node list (parameter nodes) is fixed at creation; it may hold more nodes
-// than Replicas (the others host nothing at first). A node's replica ID is
-// its index in that list plus one in every shard, so a node removed from a
-// shard cannot rejoin it (Dragonboat rejects removed IDs).
+// node list (parameter nodes) may hold more nodes than Replicas (the
+// others host nothing at first) and grows with SetNodes. A node gets a
+// fresh replica ID each time it is added to a shard (replicaids.go), so a
+// node removed from a shard can rejoin it.
 //
 // The admin commands, sent through the client API to the namespace like any
 // command (`dialkv cli --namespace NS RAFT.ADD 0 n4`):
 //
 //	RAFT.MEMBERS shard       the shard's replicas, "ID node raft-address" (at a node hosting it)
-//	RAFT.ADD shard node      add node's replica to the shard (at a node hosting it)
-//	RAFT.JOIN shard          start this node's replica of the shard, after RAFT.ADD
+//	RAFT.ADD shard node      add node's replica to the shard (at a node hosting it); replies its replica ID
+//	RAFT.JOIN shard [id]     start this node's replica of the shard, after RAFT.ADD (id: its reply; default the legacy ID)
 //	RAFT.REMOVE shard node   remove node's replica from the shard (at a node hosting it)
 //	RAFT.LEAVE shard         stop this node's replica after RAFT.REMOVE
+//	RAFT.SYNCED shard        a ReadIndex round on this node's replica: OK once it has applied everything committed
+//	RAFT.HOSTED              the replicas this node runs: "shard replica-id member|removed|unknown"
 //
-// Moving a replica from node a to node b is ADD b, JOIN at b, (wait until b
-// caught up: RAFT.MEMBERS, or a stale read at b), REMOVE a, LEAVE at a. The
-// shards a node hosts are kept in hosted.json under the NodeHost directory,
-// so a restart starts the right replicas.
+// Moving a replica from node a to node b is ADD b, JOIN at b, SYNCED at b,
+// REMOVE a, LEAVE at a (nodes.MoveRaftShard, `dialkv admin move-shard`).
+// The shards a node hosts, with their replica IDs, are kept in hosted.json
+// under the NodeHost directory, so a restart starts the right replicas.
 const hostedFile = "hosted.json"
 
 // hostedState is hosted.json.
 type hostedState struct {
 	Shards []int `json:"shards"` // shard indexes this node hosts
+	// Replicas: shard index to this node's replica ID in it (absent in
+	// files of older versions, and for a legacy ID).
+	Replicas map[int]uint64 `json:"replicas,omitempty"`
 }
 
 // adminCommand reports whether name is a membership command.
 func adminCommand(name string) bool {
 	switch strings.ToUpper(name) {
-	case "RAFT.MEMBERS", "RAFT.ADD", "RAFT.JOIN", "RAFT.REMOVE", "RAFT.LEAVE":
+	case "RAFT.MEMBERS", "RAFT.ADD", "RAFT.JOIN", "RAFT.REMOVE", "RAFT.LEAVE", "RAFT.SYNCED", "RAFT.HOSTED":
 		return true
 	}
 	return false
@@ -64,9 +70,10 @@ func (s *Service) fs() vfs.FS {
 	return vfs.Default
 }
 
-// loadHosted reads hosted.json (ok false when there is none: the node hosts
-// its shards of the initial placement).
-func (s *Service) loadHosted() (map[int]bool, bool, error) {
+// loadHosted reads hosted.json: shard to replica ID (0: the legacy ID); ok
+// false when there is none (the node hosts its shards of the initial
+// placement).
+func (s *Service) loadHosted() (map[int]uint64, bool, error) {
 	f, err := s.fs().Open(filepath.Join(s.cfg.Dir, hostedFile))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -83,18 +90,21 @@ func (s *Service) loadHosted() (map[int]bool, bool, error) {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return nil, false, fmt.Errorf("raft: parse %s: %w", hostedFile, err)
 	}
-	out := map[int]bool{}
+	out := map[int]uint64{}
 	for _, sh := range st.Shards {
-		out[sh] = true
+		out[sh] = st.Replicas[sh]
 	}
 	return out, true, nil
 }
 
 // saveHosted writes hosted.json (write, sync, rename). s.mu is held.
 func (s *Service) saveHosted() error {
-	st := hostedState{Shards: []int{}}
-	for sh := range s.local {
+	st := hostedState{Shards: []int{}, Replicas: map[int]uint64{}}
+	for sh, rid := range s.local {
 		st.Shards = append(st.Shards, sh)
+		if rid != LegacyReplicaID(s.self) {
+			st.Replicas[sh] = rid
+		}
 	}
 	sort.Ints(st.Shards)
 	b, err := json.Marshal(st)
@@ -126,7 +136,7 @@ func (s *Service) saveHosted() error {
 
 // nodeIndex returns the index of node id in the namespace's node list.
 func (s *Service) nodeIndex(id string) (int, bool) {
-	for i, n := range s.cfg.Nodes {
+	for i, n := range s.nodeList() {
 		if string(n.ID) == id {
 			return i, true
 		}
@@ -134,35 +144,58 @@ func (s *Service) nodeIndex(id string) (int, bool) {
 	return 0, false
 }
 
+// configChangeRetryable reports whether a configuration change may succeed
+// if tried again (with the membership read afresh).
+func configChangeRetryable(err error) bool {
+	return retryable(err) || errors.Is(err, dragonboat.ErrTimeout) || errors.Is(err, dragonboat.ErrRejected) ||
+		errors.Is(err, dragonboat.ErrAborted) || errors.Is(err, dragonboat.ErrShardClosed)
+}
+
 // AddReplica adds node's replica to shard sh (a Raft configuration change
-// proposed through this node, which must host the shard). The node then
-// starts it with JoinShard. A request forwarded from a follower can be
-// lost, so it is sent in attempts of two election timeouts, each followed by
-// a look at the membership (adding is done once the node is a member).
-func (s *Service) AddReplica(ctx context.Context, sh int, node consistency.NodeID) error {
+// proposed through this node, which must host the shard) and returns its
+// replica ID (NextReplicaID: fresh when the node was a member before). The
+// node then starts it with JoinShard(sh, id). Each attempt reads the
+// membership and proposes the change against its ConfigChangeID, so a
+// change that raced it makes the attempt fail and the next one reads the
+// new membership; adding is done once the node's Raft address is a member
+// (a change applied whose result was lost counts).
+func (s *Service) AddReplica(ctx context.Context, sh int, node consistency.NodeID) (uint64, error) {
 	i, ok := s.nodeIndex(string(node))
 	if !ok {
-		return fmt.Errorf("raft: add replica: node %q is not in the namespace's nodes", node)
+		return 0, fmt.Errorf("raft: add replica: node %q is not in the namespace's nodes", node)
 	}
-	err := s.configChange(ctx, sh, ReplicaID(i), true, func(actx context.Context) error {
-		return s.nh.SyncRequestAddReplica(actx, s.ShardID(sh), ReplicaID(i), s.cfg.Nodes[i].RaftAddr, 0)
+	addr := s.nodeList()[i].RaftAddr
+	var rid uint64
+	err := s.configChange(ctx, sh, func(actx context.Context, m *dragonboat.Membership) (bool, error) {
+		if ids := replicasAt(m.Nodes, addr); len(ids) > 0 {
+			rid = ids[0]
+			return true, nil
+		}
+		rid = NextReplicaID(usedIDs(m.Nodes, m.NonVotings, m.Witnesses, m.Removed), i)
+		return false, s.nh.SyncRequestAddReplica(actx, s.ShardID(sh), rid, addr, m.ConfigChangeID)
 	})
 	if err != nil {
-		return fmt.Errorf("raft: add replica of %s to shard %d: %w", node, sh, err)
+		return 0, fmt.Errorf("raft: add replica of %s to shard %d: %w", node, sh, err)
 	}
-	return nil
+	return rid, nil
 }
 
 // RemoveReplica removes node's replica from shard sh (proposed through this
-// node, which must host the shard; attempts as AddReplica). The removed
-// node then stops it with LeaveShard.
+// node, which must host the shard; attempts as AddReplica, done once no
+// replica has the node's Raft address). The removed node then stops it
+// with LeaveShard.
 func (s *Service) RemoveReplica(ctx context.Context, sh int, node consistency.NodeID) error {
 	i, ok := s.nodeIndex(string(node))
 	if !ok {
 		return fmt.Errorf("raft: remove replica: node %q is not in the namespace's nodes", node)
 	}
-	err := s.configChange(ctx, sh, ReplicaID(i), false, func(actx context.Context) error {
-		return s.nh.SyncRequestDeleteReplica(actx, s.ShardID(sh), ReplicaID(i), 0)
+	addr := s.nodeList()[i].RaftAddr
+	err := s.configChange(ctx, sh, func(actx context.Context, m *dragonboat.Membership) (bool, error) {
+		ids := append(replicasAt(m.Nodes, addr), replicasAt(m.NonVotings, addr)...)
+		if len(ids) == 0 {
+			return true, nil
+		}
+		return false, s.nh.SyncRequestDeleteReplica(actx, s.ShardID(sh), ids[0], m.ConfigChangeID)
 	})
 	if err != nil {
 		return fmt.Errorf("raft: remove replica of %s from shard %d: %w", node, sh, err)
@@ -170,52 +203,89 @@ func (s *Service) RemoveReplica(ctx context.Context, sh int, node consistency.No
 	return nil
 }
 
-// configChange runs request in attempts until replica rid is (member) or
-// is not (!member) a voting member of shard sh, or ctx ends.
-func (s *Service) configChange(ctx context.Context, sh int, rid uint64, member bool, request func(context.Context) error) error {
+// configChange runs step in attempts of two election timeouts until it
+// reports done (read from the membership) or fails for good, or ctx ends.
+// step gets the shard's membership, read afresh (a ReadIndex round) before
+// every attempt: a request forwarded from a follower can be lost, and a
+// change can be applied with its result lost. After a request that
+// returned without error, the next attempt confirms it from the
+// membership.
+func (s *Service) configChange(ctx context.Context, sh int, step func(context.Context, *dragonboat.Membership) (bool, error)) error {
 	attempt := 2 * time.Duration(s.cfg.ElectionRTT) * s.cfg.RTT
 	var err error
 	for ctx.Err() == nil {
-		actx, cancel := context.WithTimeout(ctx, attempt)
-		err = request(actx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if !(retryable(err) || errors.Is(err, dragonboat.ErrTimeout) || errors.Is(err, dragonboat.ErrRejected) ||
-			errors.Is(err, dragonboat.ErrAborted) || errors.Is(err, dragonboat.ErrShardClosed)) {
+		var m *dragonboat.Membership
+		m, err = s.membership(ctx, sh)
+		if err != nil {
 			return err
 		}
-		// The change may have been applied (its result lost), or another
-		// change raced it: look.
-		mctx, cancel := context.WithTimeout(ctx, attempt)
-		m, merr := s.Members(mctx, sh)
+		actx, cancel := context.WithTimeout(ctx, attempt)
+		var done bool
+		done, err = step(actx, m)
 		cancel()
-		if merr == nil {
-			if _, ok := m[rid]; ok == member {
-				return nil
+		if done {
+			return nil
+		}
+		if err != nil && !configChangeRetryable(err) {
+			return err
+		}
+		if err != nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(s.cfg.RTT):
 			}
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(s.cfg.RTT):
-		}
+	}
+	if err == nil {
+		err = ctx.Err()
 	}
 	return err
 }
 
-// JoinShard starts this node's replica of shard sh as a joining member
-// (after AddReplica); it catches up from the leader's log or a snapshot.
-func (s *Service) JoinShard(sh int) error {
+// JoinShard starts this node's replica rid of shard sh as a joining member
+// (after AddReplica, which returned rid; 0 means this node's legacy ID);
+// it catches up from the leader's log or a snapshot. A replica of the
+// shard this node ran before under another ID (it left, was removed and is
+// added back) is first waited for until Dragonboat has unloaded it (a
+// NodeHost panics on two incarnations of one shard) and its data is
+// removed, as is the Pebble state machine's directory: the new replica
+// starts empty and gets the shard's state from the leader.
+func (s *Service) JoinShard(sh int, rid uint64) error {
 	if sh < 0 || sh >= s.cfg.Shards {
 		return fmt.Errorf("raft: join: no shard %d (the namespace has %d)", sh, s.cfg.Shards)
+	}
+	if rid == 0 {
+		rid = LegacyReplicaID(s.self)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.local[sh]; ok {
 		return fmt.Errorf("raft: join: %s already hosts shard %d", s.cfg.NodeID, sh)
 	}
-	if err := s.startReplica(sh, nil, true); err != nil {
+	if old, ok := s.left[sh]; ok {
+		if old == rid {
+			return fmt.Errorf("raft: join: %s left shard %d as replica %d, still a member: restart the node to restart it, or remove it (RAFT.REMOVE) and add it again", s.cfg.NodeID, sh, rid)
+		}
+		// AddReplica gave a new ID, so replica old is no longer a member:
+		// its data may go.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := s.nh.SyncRemoveData(ctx, s.ShardID(sh), old)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("raft: join shard %d: remove the data of former replica %d: %w", sh, old, err)
+		}
+		delete(s.left, sh)
+	}
+	if s.cfg.Storage == "pebble" {
+		fs := s.cfg.PebbleFS
+		if fs == nil {
+			fs = pebblevfs.Default
+		}
+		if err := fs.RemoveAll(s.smDir(sh)); err != nil {
+			return fmt.Errorf("raft: join shard %d: remove the former state machine: %w", sh, err)
+		}
+	}
+	if err := s.startReplica(sh, nil, true, rid); err != nil {
 		return err
 	}
 	delete(s.former, sh)
@@ -234,7 +304,7 @@ func (s *Service) LeaveShard(sh int) error {
 	// requests for the shard go from now on.
 	var former []int
 	if m, ok := s.appliedMembers(s.ShardID(sh)); ok {
-		for _, i := range memberIndexes(m, len(s.cfg.Nodes)) {
+		for _, i := range memberIndexes(s.nodes, m) {
 			if i != s.self {
 				former = append(former, i)
 			}
@@ -246,12 +316,13 @@ func (s *Service) LeaveShard(sh int) error {
 	delete(s.local, sh)
 	delete(s.batch, sh)
 	s.former[sh] = former
+	s.left[sh] = rid
 	return s.saveHosted()
 }
 
-// Members returns shard sh's voting replicas: replica ID to node.
-func (s *Service) Members(ctx context.Context, sh int) (map[uint64]consistency.NodeID, error) {
-	// A ReadIndex round; retried like linearizableRead (one can be lost).
+// membership reads shard sh's membership (a ReadIndex round, retried like
+// linearizableRead: one can be lost).
+func (s *Service) membership(ctx context.Context, sh int) (*dragonboat.Membership, error) {
 	attempt := 2 * time.Duration(s.cfg.ElectionRTT) * s.cfg.RTT
 	var m *dragonboat.Membership
 	var err error = dragonboat.ErrShardNotReady
@@ -270,25 +341,138 @@ func (s *Service) Members(ctx context.Context, sh int) (map[uint64]consistency.N
 	if err != nil {
 		return nil, fmt.Errorf("raft: members of shard %d: %w", sh, err)
 	}
+	return m, nil
+}
+
+// Members returns shard sh's voting replicas: replica ID to node.
+func (s *Service) Members(ctx context.Context, sh int) (map[uint64]consistency.NodeID, error) {
+	m, err := s.membership(ctx, sh)
+	if err != nil {
+		return nil, err
+	}
+	nodes := s.nodeList()
 	out := map[uint64]consistency.NodeID{}
 	for id := range m.Nodes {
-		if id >= 1 && int(id) <= len(s.cfg.Nodes) {
-			out[id] = s.cfg.Nodes[id-1].ID
-		} else {
-			out[id] = consistency.NodeID(fmt.Sprintf("replica-%d", id))
-		}
+		out[id] = consistency.NodeID(replicaName(nodes, m.Nodes, id))
 	}
 	return out, nil
+}
+
+// HostedReplica is one replica this node runs (Hosted).
+type HostedReplica struct {
+	Shard     int
+	ReplicaID uint64
+	// State is "member" (a voting member in the membership this replica
+	// applied), "removed" (removed from the shard: waiting for
+	// LeaveShard) or "unknown" (no membership applied yet).
+	State string
+}
+
+// Hosted lists the replicas this node runs, by shard, from local state
+// (no round trip).
+func (s *Service) Hosted() []HostedReplica {
+	s.mu.RLock()
+	local := make(map[int]uint64, len(s.local))
+	for sh, rid := range s.local {
+		local[sh] = rid
+	}
+	s.mu.RUnlock()
+	out := make([]HostedReplica, 0, len(local))
+	for sh, rid := range local {
+		h := HostedReplica{Shard: sh, ReplicaID: rid, State: "unknown"}
+		if m, ok := s.appliedMembers(s.ShardID(sh)); ok {
+			h.State = "removed"
+			if _, member := m[rid]; member {
+				h.State = "member"
+			}
+		}
+		out = append(out, h)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Shard < out[b].Shard })
+	return out
+}
+
+// Synced waits until this node's replica of shard sh has applied every
+// entry committed when it is called (a ReadIndex round through it): a
+// replica that joined has caught up.
+func (s *Service) Synced(ctx context.Context, sh int) error {
+	if !s.Hosts(sh) {
+		return fmt.Errorf("raft: synced: %s hosts no replica of shard %d", s.cfg.NodeID, sh)
+	}
+	q := readQuery{now: s.cfg.Clock().UnixNano(), cmd: core.Cmd("EXISTS", "raft.synced")}
+	if _, err := s.linearizableRead(ctx, s.ShardID(sh), q); err != nil {
+		return fmt.Errorf("raft: synced: shard %d on %s: %w", sh, s.cfg.NodeID, err)
+	}
+	return nil
+}
+
+// Nodes returns the namespace's node list as this node knows it.
+func (s *Service) Nodes() []Node { return append([]Node(nil), s.nodeList()...) }
+
+// Retired returns the nodes that are to host nothing (parameter retired).
+func (s *Service) Retired() []consistency.NodeID {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return append([]consistency.NodeID(nil), s.retired...)
+}
+
+// Replicas returns the replication factor of the namespace's shards.
+func (s *Service) Replicas() int { return s.cfg.Replicas }
+
+// SetNodes replaces the namespace's node list by one that starts with the
+// current list (nodes are only ever appended, so indexes and legacy replica
+// IDs stay valid: the new nodes can then be added to shards), and the
+// retired nodes by retired (nodes of the list that are to host nothing; a
+// node leaves the namespace by being retired). A list that drops,
+// reorders or changes a node is refused.
+func (s *Service) SetNodes(nodes []Node, retired []consistency.NodeID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(nodes) < len(s.nodes) {
+		return fmt.Errorf("raft: set nodes: %d nodes, fewer than the %d known (the list only grows; retire nodes instead)", len(nodes), len(s.nodes))
+	}
+	seen := map[consistency.NodeID]bool{}
+	addrs := map[string]bool{}
+	for i, n := range nodes {
+		if i < len(s.nodes) && n != s.nodes[i] {
+			return fmt.Errorf("raft: set nodes: node %d is %v, was %v (the list only grows at its end)", i, n, s.nodes[i])
+		}
+		if n.ID == "" || n.RaftAddr == "" || seen[n.ID] || addrs[n.RaftAddr] {
+			return fmt.Errorf("raft: set nodes: node %d (%v): empty or repeated ID or Raft address", i, n)
+		}
+		seen[n.ID], addrs[n.RaftAddr] = true, true
+	}
+	for _, r := range retired {
+		if !seen[r] {
+			return fmt.Errorf("raft: set nodes: retired node %q is not in the list", r)
+		}
+	}
+	s.nodes = append([]Node(nil), nodes...)
+	s.retired = append([]consistency.NodeID(nil), retired...)
+	return nil
 }
 
 // admin runs a membership command (adminCommand) and returns its reply.
 func (s *Service) admin(ctx context.Context, cmd core.Command) (core.Reply, error) {
 	name := strings.ToUpper(cmd.Name)
-	want := 2
-	if name == "RAFT.MEMBERS" || name == "RAFT.JOIN" || name == "RAFT.LEAVE" {
+	if name == "RAFT.HOSTED" {
+		if len(cmd.Args) != 0 {
+			return core.ErrorReply(core.Errorf(core.CodeErr, "wrong number of arguments for '%s' (want 0)", name)), nil
+		}
+		var rs []core.Reply
+		for _, h := range s.Hosted() {
+			rs = append(rs, core.Bulk([]byte(fmt.Sprintf("%d %d %s", h.Shard, h.ReplicaID, h.State))))
+		}
+		return core.Array(rs...), nil
+	}
+	want, most := 2, 2
+	switch name {
+	case "RAFT.MEMBERS", "RAFT.LEAVE", "RAFT.SYNCED":
+		want, most = 1, 1
+	case "RAFT.JOIN":
 		want = 1
 	}
-	if len(cmd.Args) != want {
+	if len(cmd.Args) < want || len(cmd.Args) > most {
 		return core.ErrorReply(core.Errorf(core.CodeErr, "wrong number of arguments for '%s' (want %d)", name, want)), nil
 	}
 	sh, err := strconv.Atoi(string(cmd.Args[0]))
@@ -296,7 +480,14 @@ func (s *Service) admin(ctx context.Context, cmd core.Command) (core.Reply, erro
 		return core.ErrorReply(core.Errorf(core.CodeErr, "%s: shard %q: want 0 to %d", name, cmd.Args[0], s.cfg.Shards-1)), nil
 	}
 	var node consistency.NodeID
-	if want == 2 {
+	var rid uint64
+	switch {
+	case name == "RAFT.JOIN" && len(cmd.Args) == 2:
+		rid, err = strconv.ParseUint(string(cmd.Args[1]), 10, 64)
+		if err != nil || rid == 0 {
+			return core.ErrorReply(core.Errorf(core.CodeErr, "%s: replica ID %q: want a positive integer (RAFT.ADD's reply)", name, cmd.Args[1])), nil
+		}
+	case want == 2:
 		node = consistency.NodeID(cmd.Args[1])
 		if _, ok := s.nodeIndex(string(node)); !ok {
 			return core.ErrorReply(core.Errorf(core.CodeErr, "%s: node %q is not in the namespace's nodes", name, node)), nil
@@ -307,32 +498,37 @@ func (s *Service) admin(ctx context.Context, cmd core.Command) (core.Reply, erro
 	}
 	switch name {
 	case "RAFT.MEMBERS":
-		m, err := s.Members(ctx, sh)
+		m, err := s.membership(ctx, sh)
 		if err != nil {
 			return core.Reply{}, fmt.Errorf("%w: %w", consistency.ErrUnavailable, err)
 		}
-		ids := make([]uint64, 0, len(m))
-		for id := range m {
+		nodes := s.nodeList()
+		ids := make([]uint64, 0, len(m.Nodes))
+		for id := range m.Nodes {
 			ids = append(ids, id)
 		}
 		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 		var rs []core.Reply
 		for _, id := range ids {
-			addr := ""
-			if int(id) <= len(s.cfg.Nodes) {
-				addr = s.cfg.Nodes[id-1].RaftAddr
-			}
-			rs = append(rs, core.Bulk([]byte(fmt.Sprintf("%d %s %s", id, m[id], addr))))
+			rs = append(rs, core.Bulk([]byte(fmt.Sprintf("%d %s %s", id, replicaName(nodes, m.Nodes, id), m.Nodes[id]))))
 		}
 		return core.Array(rs...), nil
 	case "RAFT.ADD":
-		err = s.AddReplica(ctx, sh, node)
+		id, err := s.AddReplica(ctx, sh, node)
+		if err != nil {
+			return core.ErrorReply(core.Errorf(core.CodeErr, "%v", err)), nil
+		}
+		return core.Int(int64(id)), nil
 	case "RAFT.REMOVE":
 		err = s.RemoveReplica(ctx, sh, node)
 	case "RAFT.JOIN":
-		err = s.JoinShard(sh)
+		err = s.JoinShard(sh, rid)
 	case "RAFT.LEAVE":
 		err = s.LeaveShard(sh)
+	case "RAFT.SYNCED":
+		if err = s.Synced(ctx, sh); err != nil {
+			return core.Reply{}, fmt.Errorf("%w: %w", consistency.ErrUnavailable, err)
+		}
 	}
 	if err != nil {
 		return core.ErrorReply(core.Errorf(core.CodeErr, "%v", err)), nil

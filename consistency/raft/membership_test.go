@@ -10,6 +10,7 @@ import (
 	"time"
 
 	pebblevfs "github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/lni/vfs"
 
 	"github.com/dialkv/dialkv/consistency"
 	"github.com/dialkv/dialkv/core"
@@ -72,7 +73,7 @@ func TestMembershipMovesReplicaUnderLoad(t *testing.T) {
 				}()
 			}
 			time.Sleep(100 * time.Millisecond)
-			if r := c.admin(1, "RAFT.ADD", "0", "n4"); str(r) != "OK" {
+			if r := c.admin(1, "RAFT.ADD", "0", "n4"); str(r) != "4" { // n4's legacy ID: its first addition
 				t.Fatalf("RAFT.ADD 0 n4 = %s", str(r))
 			}
 			if r := c.admin(3, "RAFT.JOIN", "0"); str(r) != "OK" {
@@ -143,6 +144,10 @@ func TestMembershipAdminErrors(t *testing.T) {
 		{3, []string{"RAFT.MEMBERS", "0"}}, // n4 hosts nothing
 		{3, []string{"RAFT.LEAVE", "0"}},
 		{0, []string{"RAFT.JOIN", "0"}}, // already hosts it
+		{3, []string{"RAFT.JOIN", "0", "x"}},
+		{3, []string{"RAFT.JOIN", "0", "0"}},
+		{3, []string{"RAFT.SYNCED", "0"}}, // n4 hosts nothing
+		{0, []string{"RAFT.HOSTED", "0"}},
 	} {
 		if r := c.admin(tt.node, tt.args...); r.Kind != core.KindError {
 			t.Errorf("%v at n%d = %s, want an error reply", tt.args, tt.node+1, str(r))
@@ -179,7 +184,7 @@ func TestRemovedLeaderNotRedirectedTo(t *testing.T) {
 	c := newTestClusterN(t, 4, 1, func(cfg *Config) { cfg.RedirectToLeader = true })
 	l := c.waitLeader(0, -1)
 	f := (l + 1) % 3 // a member that stays
-	if r := c.admin(f, "RAFT.ADD", "0", "n4"); str(r) != "OK" {
+	if r := c.admin(f, "RAFT.ADD", "0", "n4"); str(r) != "4" {
 		t.Fatalf("RAFT.ADD 0 n4 = %s", str(r))
 	}
 	if r := c.admin(3, "RAFT.JOIN", "0"); str(r) != "OK" {
@@ -246,5 +251,167 @@ func setRetrying(t *testing.T, c *testCluster, i int, key, val string) {
 			t.Fatalf("%s on n%d (attempt %d): %v", cmd, i+1, attempt, err)
 		}
 		t.Logf("%s on n%d timed out (attempt %d), retrying: %v", cmd, i+1, attempt, err)
+	}
+}
+
+// TestNextReplicaID: a node's first addition to a shard uses its legacy
+// ID; once the shard used it (the node was a member, or was removed), the
+// node gets one more than the largest allocated ID the shard ever used.
+func TestNextReplicaID(t *testing.T) {
+	b := AllocatedIDBase
+	for _, tt := range []struct {
+		name string
+		used []uint64
+		i    int
+		want uint64
+	}{
+		{"first addition", []uint64{1, 2, 3}, 3, 4},
+		{"initial member rejoins", []uint64{2, 3, 4, 1}, 0, b + 1},
+		{"second rejoin", []uint64{2, 3, 4, 1, b + 1}, 0, b + 2},
+		{"other node after allocations", []uint64{1, 2, b + 1, b + 7}, 2, 3},
+		{"legacy used, allocations exist", []uint64{1, 2, 3, b + 7}, 2, b + 8},
+		{"empty shard", nil, 5, 6},
+	} {
+		if got := NextReplicaID(tt.used, tt.i); got != tt.want {
+			t.Errorf("%s: NextReplicaID(%v, %d) = %d, want %d", tt.name, tt.used, tt.i, got, tt.want)
+		}
+	}
+}
+
+// TestReplicaRejoins: n3 is removed from shard 0 and added back twice.
+// Each addition gets a fresh replica ID (Dragonboat refuses a removed one:
+// shown first), the rejoined replica catches up and serves, and a restart
+// starts it under its allocated ID (hosted.json).
+func TestReplicaRejoins(t *testing.T) {
+	for _, storage := range []string{"memory", "pebble"} {
+		t.Run(storage, func(t *testing.T) {
+			testReplicaRejoins(t, storage)
+		})
+	}
+}
+
+func testReplicaRejoins(t *testing.T, storage string) {
+	c := newTestCluster(t, 1, func(cfg *Config) {
+		cfg.RedirectToLeader = false
+		cfg.Storage, cfg.PebbleFS = storage, pebblevfs.NewMem()
+	})
+	l := c.waitLeader(0, -1)
+	if l == 2 { // commands go through a member that stays (n3 may lead: it steps down)
+		l = 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for round := 1; round <= 2; round++ {
+		if r := c.admin(l, "RAFT.REMOVE", "0", "n3"); str(r) != "OK" {
+			t.Fatalf("round %d: RAFT.REMOVE 0 n3 = %s", round, str(r))
+		}
+		if r := c.admin(2, "RAFT.LEAVE", "0"); str(r) != "OK" {
+			t.Fatalf("round %d: RAFT.LEAVE 0 at n3 = %s", round, str(r))
+		}
+		setRetrying(t, c, l, "k", fmt.Sprint("gone", round))
+		if round == 1 {
+			// The old scheme (the legacy ID again) is refused.
+			m, err := c.svcs[l].membership(ctx, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			actx, acancel := context.WithTimeout(ctx, 2*time.Second)
+			err = c.svcs[l].NodeHost().SyncRequestAddReplica(actx, c.svcs[l].ShardID(0), LegacyReplicaID(2), c.cfgs[2].Nodes[2].RaftAddr, m.ConfigChangeID)
+			acancel()
+			if err == nil {
+				t.Fatal("Dragonboat accepted the removed legacy ID 3 again")
+			}
+		}
+		r := c.admin(l, "RAFT.ADD", "0", "n3")
+		want := AllocatedIDBase + uint64(round)
+		if r.Kind != core.KindInt || uint64(r.Int) != want {
+			t.Fatalf("round %d: RAFT.ADD 0 n3 = %s, want %d", round, str(r), want)
+		}
+		if r := c.admin(2, "RAFT.JOIN", "0", fmt.Sprint(want)); str(r) != "OK" {
+			t.Fatalf("round %d: RAFT.JOIN 0 %d at n3 = %s", round, want, str(r))
+		}
+		if r := c.admin(2, "RAFT.SYNCED", "0"); str(r) != "OK" {
+			t.Fatalf("round %d: RAFT.SYNCED 0 at n3 = %s", round, str(r))
+		}
+		// Synced: the local state holds the write made while n3 was out.
+		if got := str(c.cmd(2, consistency.Options{Read: "stale"}, "GET", "k")); got != fmt.Sprint("gone", round) {
+			t.Fatalf("round %d: stale GET k at n3 after RAFT.SYNCED = %s", round, got)
+		}
+		members := c.admin(l, "RAFT.MEMBERS", "0")
+		found := false
+		for _, m := range members.Array {
+			found = found || str(m) == fmt.Sprintf("%d n3 %s", want, c.cfgs[2].Nodes[2].RaftAddr)
+		}
+		if len(members.Array) != 3 || !found {
+			t.Fatalf("round %d: RAFT.MEMBERS 0 = %+v", round, members.Array)
+		}
+		hosted := c.admin(2, "RAFT.HOSTED")
+		if len(hosted.Array) != 1 || str(hosted.Array[0]) != fmt.Sprintf("0 %d member", want) {
+			t.Fatalf("round %d: RAFT.HOSTED at n3 = %+v", round, hosted.Array)
+		}
+	}
+	// A restart starts the replica under its allocated ID.
+	if err := c.svcs[2].Close(); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := New(c.cfgs[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.svcs[2] = svc
+	if h := svc.Hosted(); len(h) != 1 || h[0].ReplicaID != AllocatedIDBase+2 {
+		t.Fatalf("restarted n3 hosts %+v, want shard 0 as replica %d", h, AllocatedIDBase+2)
+	}
+	setRetrying(t, c, l, "k", "after-restart")
+	waitStale(t, c, 2, "k", "after-restart")
+}
+
+// TestNodeListGrows: a three-node namespace gets a fourth node after
+// creation: n4 starts with the four-node list and InitialNodes 3 (it hosts
+// nothing), the others learn the list (SetNodes), and n4 is added to the
+// shard, joins and serves; a list that is not an extension is refused.
+func TestNodeListGrows(t *testing.T) {
+	c := newTestCluster(t, 1, func(cfg *Config) { cfg.RedirectToLeader = false })
+	nodes := append(append([]Node(nil), c.cfgs[0].Nodes...), Node{ID: "n4", RaftAddr: freePort(t), ClientAddr: "client-n4"})
+	cfg := c.cfgs[2]
+	cfg.NodeID, cfg.Nodes, cfg.InitialNodes = "n4", nodes, 3
+	cfg.Dir, cfg.NodeHostID = "/n4", "00000000-0000-0000-0000-000000000004"
+	cfg.FS = vfs.Wrap(memDisk{vfs.NewStrictMem()}, noFaults{})
+	svc, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.svcs, c.cfgs = append(c.svcs, svc), append(c.cfgs, cfg)
+	if svc.Hosts(0) {
+		t.Fatal("n4 hosts shard 0 before it was added")
+	}
+	l := c.waitLeader(0, -1)
+	if r := c.admin(l, "RAFT.ADD", "0", "n4"); r.Kind != core.KindError {
+		t.Fatalf("RAFT.ADD 0 n4 before SetNodes = %s, want an error", str(r))
+	}
+	for i := range 3 {
+		if err := c.svcs[i].SetNodes(nodes, []consistency.NodeID{"n1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := c.svcs[0].Retired(); len(got) != 1 || got[0] != "n1" {
+		t.Fatalf("Retired = %v", got)
+	}
+	for _, bad := range [][]Node{nodes[:2], {nodes[1], nodes[0], nodes[2], nodes[3]}, append(append([]Node(nil), nodes...), Node{ID: "n5", RaftAddr: nodes[0].RaftAddr})} {
+		if err := c.svcs[0].SetNodes(bad, nil); err == nil {
+			t.Errorf("SetNodes(%v) accepted", bad)
+		}
+	}
+	r := c.admin(l, "RAFT.ADD", "0", "n4")
+	if str(r) != "4" {
+		t.Fatalf("RAFT.ADD 0 n4 = %s", str(r))
+	}
+	if r := c.admin(3, "RAFT.JOIN", "0", "4"); str(r) != "OK" {
+		t.Fatalf("RAFT.JOIN 0 4 at n4 = %s", str(r))
+	}
+	setRetrying(t, c, l, "grown", "yes")
+	waitStale(t, c, 3, "grown", "yes")
+	if got, ok := c.svcs[3].Leader(0); !ok || got != c.cfgs[l].NodeID {
+		t.Fatalf("n4 sees leader %q (%v), want %s", got, ok, c.cfgs[l].NodeID)
 	}
 }

@@ -11,7 +11,7 @@ import (
 
 // ParamNames lists the namespace parameters ConfigFromParams reads.
 func ParamNames() []string {
-	return []string{"nodes", "raft-addrs", "client-addrs", "shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect", "storage", "batch", "small-engine"}
+	return []string{"nodes", "raft-addrs", "client-addrs", "shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect", "storage", "batch", "small-engine", "initial-nodes", "retired"}
 }
 
 // ConfigFromParams builds a node's Config from a raft namespace's
@@ -29,6 +29,9 @@ func ParamNames() []string {
 //	storage       pebble                        state machine storage: pebble (on disk) or memory
 //	batch         false                         propose concurrent writes of a shard as one entry (batch.go)
 //	small-engine  false                         one Dragonboat worker of each kind instead of 16 (small machines)
+//	initial-nodes 3                             how many of nodes (the first) the initial placement uses (default: all);
+//	                                            set when nodes are appended after creation (nodes/raftnodes.go)
+//	retired       n1                            nodes that are to host nothing: the rebalancer moves their replicas away
 //
 // dir is the node's directory for the namespace (the NodeHost directory).
 func ConfigFromParams(nodeID, dir string, params map[string]string) (Config, error) {
@@ -66,6 +69,24 @@ func ConfigFromParams(nodeID, dir string, params map[string]string) (Config, err
 		var n uint64
 		switch k {
 		case "nodes", "raft-addrs", "client-addrs":
+		case "initial-nodes":
+			n, err = strconv.ParseUint(v, 10, 32)
+			if err == nil && (n == 0 || int(n) > len(ids)) {
+				err = fmt.Errorf("want 1 to the %d nodes", len(ids))
+			}
+			cfg.InitialNodes = int(n)
+		case "retired":
+			known := map[string]bool{}
+			for _, id := range ids {
+				known[id] = true
+			}
+			for _, r := range list("retired") {
+				if !known[r] {
+					err = fmt.Errorf("node %q is not in nodes", r)
+					break
+				}
+				cfg.Retired = append(cfg.Retired, consistency.NodeID(r))
+			}
 		case "shards", "replicas", "election-rtt", "snapshot-entries":
 			n, err = strconv.ParseUint(v, 10, 32)
 			if err == nil && n == 0 {
@@ -106,6 +127,9 @@ func ConfigFromParams(nodeID, dir string, params map[string]string) (Config, err
 		if err != nil {
 			return cfg, fmt.Errorf("raft: parameter %s=%q: %w", k, v, err)
 		}
+	}
+	if cfg.InitialNodes > 0 && cfg.Replicas > cfg.InitialNodes {
+		return cfg, fmt.Errorf("raft: parameter replicas=%d exceeds the %d initial nodes", cfg.Replicas, cfg.InitialNodes)
 	}
 	if cfg.Replicas > len(ids) {
 		return cfg, fmt.Errorf("raft: parameter replicas=%d exceeds the %d nodes", cfg.Replicas, len(ids))

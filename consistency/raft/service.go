@@ -44,6 +44,13 @@ type Config struct {
 	// Shards is the number of shards (default 1); Replicas the replicas per
 	// shard, 3 or 5 (default 3, at most len(Nodes)).
 	Shards, Replicas int
+	// InitialNodes is how many of Nodes (the first ones) the initial
+	// placement spreads the shards over (default len(Nodes)); nodes added
+	// to the list later (SetNodes) host nothing until a replica is added.
+	InitialNodes int
+	// Retired lists nodes that are to host nothing (parameter retired):
+	// read by the rebalancer (Plan), which moves their replicas away.
+	Retired []consistency.NodeID
 	// ShardIDBase is the Dragonboat shard ID of shard 0 (default 1); shard s
 	// is ShardIDBase+s. Namespaces sharing a NodeHost need disjoint ranges.
 	ShardIDBase uint64
@@ -114,6 +121,9 @@ func (c *Config) defaults() error {
 	if c.Replicas > len(c.Nodes) {
 		c.Replicas = len(c.Nodes)
 	}
+	if c.InitialNodes <= 0 || c.InitialNodes > len(c.Nodes) {
+		c.InitialNodes = len(c.Nodes)
+	}
 	if c.ShardIDBase == 0 {
 		c.ShardIDBase = 1
 	}
@@ -160,14 +170,22 @@ type Service struct {
 	cfg   Config
 	self  int // index of this node in cfg.Nodes
 	nh    *dragonboat.NodeHost
-	mu    sync.RWMutex   // guards local, batch and former (membership changes)
+	mu    sync.RWMutex   // guards local, batch, former and nodes (membership changes)
 	local map[int]uint64 // shard index -> this node's replica ID
-	batch map[int]*batcher
+	// nodes is the namespace's node list: cfg.Nodes, grown by SetNodes
+	// (append only, so indexes never change). Read it with nodeList.
+	nodes   []Node
+	retired []consistency.NodeID // see Config.Retired
+	batch   map[int]*batcher
 	// former: for a shard this node left (LeaveShard), the node indexes of
 	// the shard's members as its replica last knew them, where requests
 	// for the shard are redirected (in memory: after a restart, the
 	// initial placement).
 	former map[int][]int
+	// left: shard index to the replica ID this node ran before LeaveShard
+	// (in memory), whose data JoinShard removes before a new replica
+	// starts.
+	left   map[int]uint64
 	closed atomic.Bool
 	// proposer and seq identify proposals for deduplication (dedup.go):
 	// one proposer ID per Service incarnation (a hash of the node, the
@@ -178,16 +196,13 @@ type Service struct {
 
 var _ consistency.Service = (*Service)(nil)
 
-// ReplicaID is the Dragonboat replica ID of node index i in every shard.
-func ReplicaID(i int) uint64 { return uint64(i + 1) }
-
 // New starts the NodeHost and this node's replicas. On a restart (the disk
 // already holds the shards) it recovers them from the disk.
 func New(cfg Config) (*Service, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, self: -1, local: map[int]uint64{}, batch: map[int]*batcher{}, former: map[int][]int{}}
+	s := &Service{cfg: cfg, self: -1, local: map[int]uint64{}, batch: map[int]*batcher{}, former: map[int][]int{}, left: map[int]uint64{}, nodes: cfg.Nodes, retired: cfg.Retired}
 	h := fnv.New64a()
 	fmt.Fprintf(h, "%s\x00%s\x00%d", cfg.NodeID, cfg.NodeHostID, cfg.Clock().UnixNano())
 	s.proposer = h.Sum64() | 1 // never 0 (0: not deduplicated)
@@ -244,24 +259,31 @@ func New(cfg Config) (*Service, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for sh := 0; sh < cfg.Shards; sh++ {
-		place := Placement(sh, cfg.Replicas, len(cfg.Nodes))
+		place := Placement(sh, cfg.Replicas, cfg.InitialNodes)
 		members := map[uint64]dragonboat.Target{}
 		mine := false
 		for _, i := range place {
-			members[ReplicaID(i)] = cfg.Nodes[i].RaftAddr
+			members[LegacyReplicaID(i)] = cfg.Nodes[i].RaftAddr
 			mine = mine || i == s.self
 		}
+		rid := LegacyReplicaID(s.self)
 		if restart {
-			// hosted.json (membership changes happened) decides; the
-			// replicas are bootstrapped: Dragonboat takes their members
-			// from its bootstrap record (and refuses a member list for a
-			// replica that joined).
-			mine, members = hosted[sh], nil
+			// hosted.json (membership changes happened) decides, with the
+			// replica ID this node was added under; the replicas are
+			// bootstrapped: Dragonboat takes their members from its
+			// bootstrap record (and refuses a member list for a replica
+			// that joined).
+			var id uint64
+			id, mine = hosted[sh]
+			if id != 0 {
+				rid = id
+			}
+			members = nil
 		}
 		if !mine {
 			continue
 		}
-		if err := s.startReplica(sh, members, false); err != nil {
+		if err := s.startReplica(sh, members, false, rid); err != nil {
 			s.Close()
 			return nil, err
 		}
@@ -269,13 +291,13 @@ func New(cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// startReplica starts this node's replica of shard sh: a member of the
+// startReplica starts this node's replica rid of shard sh: a member of the
 // initial placement (members), or a replica joining an existing shard
 // (join). s.mu is held.
-func (s *Service) startReplica(sh int, members map[uint64]dragonboat.Target, join bool) error {
+func (s *Service) startReplica(sh int, members map[uint64]dragonboat.Target, join bool, rid uint64) error {
 	cfg := s.cfg
 	rc := config.Config{
-		ReplicaID:          ReplicaID(s.self),
+		ReplicaID:          rid,
 		ShardID:            cfg.ShardIDBase + uint64(sh),
 		ElectionRTT:        cfg.ElectionRTT,
 		HeartbeatRTT:       cfg.HeartbeatRTT,
@@ -287,7 +309,7 @@ func (s *Service) startReplica(sh int, members map[uint64]dragonboat.Target, joi
 	limits := cfg.Limits
 	var err error
 	if cfg.Storage == "pebble" {
-		dir := filepath.Join(cfg.Dir, fmt.Sprintf("sm-%d", rc.ShardID))
+		dir := s.smDir(sh)
 		opts := pebbleengine.Options{FS: cfg.PebbleFS}
 		err = s.nh.StartOnDiskReplica(members, join, func(uint64, uint64) sm.IOnDiskStateMachine {
 			return newDiskSM(dir, opts, limits)
@@ -304,9 +326,14 @@ func (s *Service) startReplica(sh int, members map[uint64]dragonboat.Target, joi
 	if err != nil {
 		return fmt.Errorf("raft: start replica of shard %d on %s: %w", sh, cfg.NodeID, err)
 	}
-	s.local[sh] = ReplicaID(s.self)
+	s.local[sh] = rid
 	s.batch[sh] = &batcher{s: s, shardID: rc.ShardID}
 	return nil
+}
+
+// smDir is the directory of shard sh's Pebble state machine.
+func (s *Service) smDir(sh int) string {
+	return filepath.Join(s.cfg.Dir, fmt.Sprintf("sm-%d", s.ShardID(sh)))
 }
 
 // NodeHost returns the underlying NodeHost (for the simulator and tests).
@@ -341,10 +368,30 @@ func (s *Service) Leader(sh int) (consistency.NodeID, bool) {
 		return "", false
 	}
 	id, _, ok, err := s.nh.GetLeaderID(s.ShardID(sh))
-	if err != nil || !ok || id == 0 || int(id) > len(s.cfg.Nodes) {
+	if err != nil || !ok || id == 0 {
 		return "", false
 	}
-	return s.cfg.Nodes[id-1].ID, true
+	i, ok := s.nodeOfReplica(s.ShardID(sh), id)
+	if !ok {
+		return "", false
+	}
+	return s.nodeList()[i].ID, true
+}
+
+// nodeList returns the namespace's node list (append only: an index stays
+// valid).
+func (s *Service) nodeList() []Node {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.nodes
+}
+
+// nodeOfReplica returns the node index of replica rid of shardID, by its
+// Raft address in the membership this node's replica applied (replica IDs
+// are allocated per addition: replicaids.go), or by its legacy ID.
+func (s *Service) nodeOfReplica(shardID, rid uint64) (int, bool) {
+	m, _ := s.appliedMembers(shardID)
+	return indexOfReplica(s.nodeList(), m, rid)
 }
 
 // Close stops the NodeHost. Dragonboat panics on Close after a disk error;
@@ -484,8 +531,10 @@ func (s *Service) Do(ctx context.Context, req consistency.Request) (consistency.
 			return resp, fmt.Errorf("raft: shard %d on %s: %w: %w", sh, s.cfg.NodeID, consistency.ErrUnavailable, err)
 		}
 	}
-	if s.cfg.RedirectToLeader && !stale && leaderKnown && leader != me && int(leader) <= len(s.cfg.Nodes) {
-		return resp, &consistency.Redirect{Addr: s.cfg.Nodes[leader-1].ClientAddr, Reason: "not the leader of " + shardName(sh, s.cfg.Shards)}
+	if s.cfg.RedirectToLeader && !stale && leaderKnown && leader != me {
+		if i, ok := s.nodeOfReplica(shardID, leader); ok {
+			return resp, &consistency.Redirect{Addr: s.nodeList()[i].ClientAddr, Reason: "not the leader of " + shardName(sh, s.cfg.Shards)}
+		}
 	}
 	if readOnly(req) {
 		q := readQuery{now: s.cfg.Clock().UnixNano(), cmd: *req.Cmd}
@@ -554,33 +603,36 @@ func (s *Service) redirectElsewhere(sh int, why string) error {
 	s.mu.RLock()
 	cands = append(cands, s.former[sh]...)
 	s.mu.RUnlock()
+	nodes := s.nodeList()
 	if m, ok := s.appliedMembers(s.ShardID(sh)); ok {
 		if lead, _, known, _ := s.nh.GetLeaderID(s.ShardID(sh)); known {
-			if _, member := m[lead]; member && int(lead) <= len(s.cfg.Nodes) {
-				cands = append(cands, int(lead)-1)
+			if _, member := m[lead]; member {
+				if i, ok := indexOfReplica(nodes, m, lead); ok {
+					cands = append(cands, i)
+				}
 			}
 		}
-		cands = append(cands, memberIndexes(m, len(s.cfg.Nodes))...)
+		cands = append(cands, memberIndexes(nodes, m)...)
 	}
-	cands = append(cands, Placement(sh, s.cfg.Replicas, len(s.cfg.Nodes))...)
-	to := (s.self + 1) % len(s.cfg.Nodes)
+	cands = append(cands, Placement(sh, s.cfg.Replicas, s.cfg.InitialNodes)...)
+	to := (s.self + 1) % len(nodes)
 	for _, i := range cands {
 		if i != s.self {
 			to = i
 			break
 		}
 	}
-	return &consistency.Redirect{Addr: s.cfg.Nodes[to].ClientAddr,
+	return &consistency.Redirect{Addr: nodes[to].ClientAddr,
 		Reason: fmt.Sprintf("%s %s %s", s.cfg.NodeID, why, shardName(sh, s.cfg.Shards))}
 }
 
-// memberIndexes returns the node indexes of the members in m (replica IDs),
-// in ascending order.
-func memberIndexes(m map[uint64]string, nodes int) []int {
+// memberIndexes returns the node indexes of the members in m (replica ID
+// to Raft address), in ascending order.
+func memberIndexes(nodes []Node, m map[uint64]string) []int {
 	out := make([]int, 0, len(m))
 	for id := range m {
-		if id >= 1 && int(id) <= nodes {
-			out = append(out, int(id)-1)
+		if i, ok := indexOfReplica(nodes, m, id); ok {
+			out = append(out, i)
 		}
 	}
 	sort.Ints(out)
