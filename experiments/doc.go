@@ -16,7 +16,11 @@
 //	raft-vs-etcd     three dialkv nodes (raft) against three etcd members (run.sh; real processes)
 //	causal-real      causal+ against quorum on four loopback nodes in two regions, visibility lag, metadata
 //	jepsen           fault tests on real processes (kill -9, SIGSTOP, rolling restart) checked by the checkers (run.sh)
+//	partition-real   2. on real processes: availability on each side of iptables partitions (root)
 //
 // experiments/internal/expio writes results; experiments/internal/simexp
-// runs simulations and reads their histories and traces back.
+// runs simulations and reads their histories and traces back;
+// experiments/internal/realnodes starts `dialkv node` processes (each on its
+// own loopback address and uid) and experiments/internal/netcut partitions
+// them with iptables.
 package experiments
