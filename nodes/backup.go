@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/dialkv/dialkv/consistency/raft"
 )
 
 // CheckpointFormat is the version of a checkpoint's manifest.json.
@@ -34,9 +36,12 @@ type CheckpointManifest struct {
 	Created time.Time `json:"created"`
 	// Namespaces lists every namespace of the node; Included says whether
 	// its data is in the checkpoint (Pebble-backed: local, quorum,
-	// causal); Reason says why not (raft keeps its state in its own log
-	// and snapshots).
+	// causal, as Pebble checkpoints; raft: as exports of the shards this
+	// node hosts, backup_raft.go); Reason says why not.
 	Namespaces []CheckpointNamespace `json:"namespaces"`
+	// Members is the cluster's member ids as the node knew them (CLUSTER
+	// MEMBERS; empty outside a cluster).
+	Members []string `json:"members,omitempty"`
 }
 
 // CheckpointNamespace is one namespace of a manifest.
@@ -44,6 +49,10 @@ type CheckpointNamespace struct {
 	Spec     NamespaceSpec `json:"spec"`
 	Included bool          `json:"included"`
 	Reason   string        `json:"reason,omitempty"`
+	// RaftShardCount and RaftShards (raft namespaces): the namespace's
+	// shard count and the shards exported (those this node hosts).
+	RaftShardCount int   `json:"raft_shard_count,omitempty"`
+	RaftShards     []int `json:"raft_shards,omitempty"`
 }
 
 // checkpointer is a namespace service that can checkpoint its engine.
@@ -62,6 +71,8 @@ var _ checkpointer = (*clusterService)(nil)
 // must not exist): every Pebble-backed namespace's checkpoint
 // (DIR/ns/NAME/pebble: every batch committed before the call and nothing
 // after it; sstables are hard-linked when dir is on the same file system),
+// every raft namespace's exports of the shards this node hosts
+// (backup_raft.go),
 // the catalog of the namespaces included, and manifest.json. The result is
 // a data directory `dialkv node --data` can start from. Namespace creation
 // and drops wait while it runs.
@@ -71,7 +82,7 @@ func (n *Node) Checkpoint(dir string) (CheckpointManifest, error) {
 	}
 	n.adminMu.Lock()
 	defer n.adminMu.Unlock()
-	m := CheckpointManifest{Format: CheckpointFormat, Node: n.cfg.ID, Created: time.Now().UTC()}
+	m := CheckpointManifest{Format: CheckpointFormat, Node: n.cfg.ID, Created: time.Now().UTC(), Members: n.clusterMemberIDs()}
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return m, fmt.Errorf("checkpoint: %w", err)
 	}
@@ -82,6 +93,13 @@ func (n *Node) Checkpoint(dir string) (CheckpointManifest, error) {
 	for _, ns := range n.namespaceList() {
 		e := CheckpointNamespace{Spec: ns.spec}
 		target := filepath.Join(dir, "ns", ns.spec.Name)
+		if rs, ok := ns.svc.(*raft.Service); ok {
+			// Not in the catalog: a new cluster creates it with its own
+			// addresses and imports the exports.
+			n.exportRaft(dir, rs, &e)
+			m.Namespaces = append(m.Namespaces, e)
+			continue
+		}
 		var cp func(string) error
 		switch {
 		case ns.pebble != nil:
@@ -223,6 +241,7 @@ var backupSeq atomic.Int64
 //	GET  /v1/backup       a tar stream of a fresh checkpoint (Checkpoint)
 //	POST /v1/checkpoints  take a retained checkpoint now
 //	GET  /v1/checkpoints  list the retained checkpoints (JSON)
+//	POST /v1/raft/import  import a raft shard's export (backup_raft.go)
 //
 // It has no authentication: bind it to loopback or a private network.
 func (n *Node) startAdmin() error {
@@ -248,6 +267,7 @@ func (n *Node) startAdmin() error {
 		}
 		writeJSON(w, c)
 	})
+	mux.HandleFunc("POST /v1/raft/import", n.serveRaftImport)
 	mux.HandleFunc("GET /v1/checkpoints", func(w http.ResponseWriter, r *http.Request) {
 		cps, err := ListCheckpoints(filepath.Join(n.cfg.DataDir, checkpointDirName))
 		if err != nil {

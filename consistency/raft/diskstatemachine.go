@@ -261,16 +261,22 @@ func applyProposal(st *core.Store, clock *int64, dd *dedup, index uint64, b []by
 	if p.cmd != nil {
 		return st.Apply(now, *p.cmd)
 	}
+	if p.imp != nil {
+		return applyImport(st, clock, p.imp)
+	}
 	return st.ApplyTxn(now, *p.txn)
 }
 
-// lookup serves a readQuery or a dumpQuery at max(reader's clock, clock).
+// lookup serves a readQuery or a dumpQuery at max(reader's clock, clock),
+// or an exportQuery (export.go).
 func lookup(st *core.Store, clock int64, q any) (any, error) {
 	switch q := q.(type) {
 	case readQuery:
 		return st.Apply(time.Unix(0, max(q.now, clock)), q.cmd), nil
 	case dumpQuery:
 		return st.Dump(time.Unix(0, max(q.now, clock)))
+	case exportQuery:
+		return exportStore(st, clock)
 	}
 	return nil, fmt.Errorf("raft: lookup of %T", q)
 }

@@ -13,16 +13,18 @@ import (
 // transaction.
 //
 //	byte    version (2; 1 has no proposer and seq)
-//	byte    kind: 1 command, 2 transaction (3: a batch, batch.go)
+//	byte    kind: 1 command, 2 transaction (3: a batch, batch.go; 4: an
+//	        import, export.go)
 //	int64   now, Unix nanoseconds of the proposer's clock, little endian
 //	uint64  proposer (version 2), little endian; 0: not deduplicated
 //	uint64  seq (version 2), little endian
-//	rest    core.EncodeCommand or core.EncodeTxn
+//	rest    core.EncodeCommand, core.EncodeTxn or an export
 type proposal struct {
 	now           int64
 	proposer, seq uint64
 	cmd           *core.Command
 	txn           *core.Txn
+	imp           []byte // an export (export.go)
 }
 
 const (
@@ -43,6 +45,10 @@ func encodeProposal(p proposal) []byte {
 	if p.cmd != nil {
 		b[1] = kindCommand
 		return append(b, core.EncodeCommand(*p.cmd)...)
+	}
+	if p.imp != nil {
+		b[1] = kindImport
+		return append(b, p.imp...)
 	}
 	b[1] = kindTxn
 	return append(b, core.EncodeTxn(*p.txn)...)
@@ -76,6 +82,8 @@ func decodeProposal(b []byte) (proposal, error) {
 			return p, fmt.Errorf("%w: %w", errBadProposal, err)
 		}
 		p.txn = &t
+	case kindImport:
+		p.imp = rest
 	default:
 		return p, errBadProposal
 	}

@@ -714,7 +714,7 @@ func retryable(err error) bool {
 // is retried until ctx expires: while the replica knows no leader, and
 // after an attempt that took two election timeouts (a ReadIndex request
 // can be lost, e.g. while the replica installs a snapshot).
-func (s *Service) linearizableRead(ctx context.Context, shardID uint64, q readQuery) (any, error) {
+func (s *Service) linearizableRead(ctx context.Context, shardID uint64, q any) (any, error) {
 	attempt := 2 * time.Duration(s.cfg.ElectionRTT) * s.cfg.RTT
 	var err error = dragonboat.ErrShardNotReady
 	for ctx.Err() == nil {

@@ -35,9 +35,9 @@ func commands() []command {
 		{"members", "--addrs A,B,...", "ping every node (id, version, round trip, up or down) and show the gossip view (CLUSTER MEMBERS)", members},
 		{"namespaces", "[list | create NAME STRATEGY [KEY VALUE]... | drop NAME] --addr A", "list, create or drop namespaces", namespaces},
 		{"where", "KEY --addr A --namespace NS [--members n1,n2,...]", "which nodes (and raft shard) hold a key", where},
-		{"backup", "--admin n1=HOST:PORT,... --out DIR", "online cluster backup: every node's checkpoint and catalog, plus a manifest", backup},
+		{"backup", "--admin n1=HOST:PORT,... --out DIR [--cluster]", "online cluster backup: every node's checkpoint and catalog, raft shards' exports, and a manifest (--cluster: refuse an incomplete one)", backup},
 		{"checkpoint", "--admin HOST:PORT [--list]", "take (or list) a retained checkpoint on one node, for point-in-time restore", checkpoint},
-		{"restore", "--from DIR (--node ID | --at TIME) --data NEWDIR", "restore a cluster backup's node, or the newest retained checkpoint at or before TIME, into a new data directory", restore},
+		{"restore", "--from DIR (--node ID | --at TIME) --data NEWDIR | --from DIR --raft --admin HOST:PORT,...", "restore a cluster backup's node, or the newest retained checkpoint at or before TIME, into a new data directory; --raft: import the backup's raft namespaces into a running cluster", restore},
 		{"add-node", "", "not implemented: membership is static (docs/operations.md)", notYet("add-node")},
 		{"remove-node", "", "not implemented: membership is static (docs/operations.md)", notYet("remove-node")},
 		{"move-shard", "", "raft replicas move with RAFT.ADD / RAFT.JOIN / RAFT.REMOVE (docs/raft.md)", notYet("move-shard")},
@@ -340,6 +340,9 @@ type BackupManifest struct {
 	Format  int          `json:"format"`
 	Created time.Time    `json:"created"`
 	Nodes   []BackupNode `json:"nodes"`
+	// Raft lists the raft namespaces and where each shard's export is
+	// (raftbackup.go).
+	Raft []BackupRaft `json:"raft,omitempty"`
 }
 
 // BackupNode is one node of a cluster backup: its checkpoint is in Dir
@@ -395,6 +398,7 @@ func Backup(admins map[string]string, out string) (BackupManifest, error) {
 		}
 		m.Nodes = append(m.Nodes, BackupNode{ID: id, Admin: admins[id], Dir: id, Manifest: nm})
 	}
+	m.Raft = raftIndex(m.Nodes)
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return m, fmt.Errorf("backup: manifest: %w", err)
@@ -418,9 +422,10 @@ func parseAdmins(s string) (map[string]string, error) {
 }
 
 func backup(args []string, stdout, stderr io.Writer) error {
-	fs := flags("backup", "--admin n1=HOST:PORT,... --out DIR", stdout)
+	fs := flags("backup", "--admin n1=HOST:PORT,... --out DIR [--cluster]", stdout)
 	adm := fs.String("admin", "", "every node's id and admin API address (dialkv node --admin)")
 	out := fs.String("out", "", "backup directory (must not exist)")
+	cluster := fs.Bool("cluster", false, "a whole-cluster backup: fail (exit 1, the backup is kept for inspection) unless every cluster member is in it and every raft shard was exported")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -450,7 +455,13 @@ func backup(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintln(stdout)
 	}
+	for _, r := range m.Raft {
+		fmt.Fprintf(stdout, "raft %s: %d shard(s), exports %s\n", r.Spec.Name, r.Shards, strings.Join(r.Files, ", "))
+	}
 	fmt.Fprintf(stdout, "backup of %d node(s) in %s\n", len(m.Nodes), *out)
+	if *cluster {
+		return checkCluster(m)
+	}
 	return nil
 }
 
@@ -491,13 +502,9 @@ func Restore(from, node string, at time.Time, data string) (string, error) {
 	}
 	var src string
 	if node != "" {
-		b, err := os.ReadFile(filepath.Join(from, "manifest.json"))
+		m, err := readManifest(from)
 		if err != nil {
-			return "", fmt.Errorf("restore: %w", err)
-		}
-		var m BackupManifest
-		if err := json.Unmarshal(b, &m); err != nil {
-			return "", fmt.Errorf("restore: manifest: %w", err)
+			return "", err
 		}
 		for _, n := range m.Nodes {
 			if n.ID == node {
@@ -520,14 +527,36 @@ func Restore(from, node string, at time.Time, data string) (string, error) {
 	return src, nil
 }
 
+// readManifest reads a cluster backup's manifest.json.
+func readManifest(from string) (BackupManifest, error) {
+	var m BackupManifest
+	b, err := os.ReadFile(filepath.Join(from, "manifest.json"))
+	if err != nil {
+		return m, fmt.Errorf("restore: %w", err)
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("restore: manifest: %w", err)
+	}
+	return m, nil
+}
+
 func restore(args []string, stdout, stderr io.Writer) error {
-	fs := flags("restore", "--from DIR (--node ID | --at TIME) --data NEWDIR", stdout)
+	fs := flags("restore", "--from DIR (--node ID | --at TIME) --data NEWDIR | --from DIR --raft --admin HOST:PORT,... [--namespaces A,B]", stdout)
+	raftMode := fs.Bool("raft", false, "import the cluster backup's raft namespaces into a running cluster (create them there first: same name and shard count, the new cluster's addresses)")
+	raftAdmins := fs.String("admin", "", "with --raft: the new cluster's nodes' admin API addresses")
+	raftOnly := fs.String("namespaces", "", "with --raft: only these raft namespaces (default: all)")
 	from := fs.String("from", "", "a cluster backup directory (with --node) or a node's DATA/checkpoints (with --at)")
 	node := fs.String("node", "", "the node of the cluster backup to restore")
 	atS := fs.String("at", "", "restore the newest retained checkpoint at or before this time (RFC 3339, e.g. 2026-11-24T22:00:00Z; \"now\" for the newest)")
 	data := fs.String("data", "", "the new data directory (must not exist); start `dialkv node --data` on it")
 	if _, err := parse(fs, args); err != nil {
 		return err
+	}
+	if *raftMode {
+		if *from == "" || *raftAdmins == "" || *data != "" || *node != "" || *atS != "" {
+			return usageErr("--raft needs --from and --admin (and no --data, --node or --at)")
+		}
+		return RaftRestore(*from, splitList(*raftAdmins), splitList(*raftOnly), stdout)
 	}
 	if *from == "" || *data == "" || (*node == "") == (*atS == "") {
 		return usageErr("--from, --data and exactly one of --node and --at are required")
