@@ -178,9 +178,10 @@ func (r *Recorder) Close() error {
 	if r.w == nil {
 		return nil
 	}
-	enc := json.NewEncoder(r.w)
+	var line []byte
 	for _, p := range r.ops[r.flushed:] {
-		if err := enc.Encode(p); err != nil && r.err == nil {
+		line = AppendOpJSON(line[:0], p)
+		if _, err := r.w.Write(line); err != nil && r.err == nil {
 			r.err = err
 		}
 	}
@@ -197,16 +198,29 @@ func (r *Recorder) Close() error {
 	return r.err
 }
 
-// WriteHistory writes ops as JSON lines.
-func WriteHistory(w io.Writer, ops []Op) error {
-	bw := bufio.NewWriter(w)
-	enc := json.NewEncoder(bw)
+// AppendHistory appends ops as JSON lines to dst: the bytes WriteHistory
+// writes.
+func AppendHistory(dst []byte, ops []Op) []byte {
 	for i := range ops {
-		if err := enc.Encode(&ops[i]); err != nil {
-			return fmt.Errorf("checker: write op %d: %w", ops[i].ID, err)
+		dst = AppendOpJSON(dst, &ops[i])
+	}
+	return dst
+}
+
+// WriteHistory writes ops as JSON lines.
+// The bytes are those of encoding/json (see AppendOpJSON).
+func WriteHistory(w io.Writer, ops []Op) error {
+	var buf []byte
+	for i := range ops {
+		buf = AppendOpJSON(buf, &ops[i])
+		if len(buf) >= 64<<10 || i == len(ops)-1 {
+			if _, err := w.Write(buf); err != nil {
+				return fmt.Errorf("checker: write history (op %d): %w", ops[i].ID, err)
+			}
+			buf = buf[:0]
 		}
 	}
-	return bw.Flush()
+	return nil
 }
 
 // ReadHistory parses a history in the JSON Lines format. Errors name the

@@ -983,12 +983,7 @@ func (r *runner) finish(start time.Time, peers []consistency.NodeID) (*outcome, 
 	}
 	o.replicas = states
 	o.ops = r.rec.Ops()
-	var hist bytes.Buffer
-	hist.Grow(len(o.ops) * 200)
-	if err := checker.WriteHistory(&hist, o.ops); err != nil {
-		return nil, err
-	}
-	o.history = hist.Bytes()
+	o.history = checker.AppendHistory(make([]byte, 0, len(o.ops)*160), o.ops)
 	copts := checker.DefaultOptions()
 	copts.Checks = r.strat.Checks
 	copts.Timeout = checkerBudget

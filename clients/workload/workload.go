@@ -20,6 +20,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/dialkv/dialkv/checker"
 	"github.com/dialkv/dialkv/core"
@@ -69,6 +70,8 @@ type Generator struct {
 	total   float64
 	cdf     []float64 // zipfian key CDF
 	counter map[int]int
+	// clients are counter's keys in order (guess draws from them).
+	clients []int
 }
 
 // New validates cfg and returns a Generator.
@@ -141,13 +144,42 @@ func (g *Generator) key(r *rand.Rand, prefix string) string {
 
 // value returns a value no other call returns: v<client>.<n>.
 func (g *Generator) value(client int) string {
+	if _, ok := g.counter[client]; !ok {
+		i, _ := slices.BinarySearch(g.clients, client)
+		g.clients = slices.Insert(g.clients, i, client)
+	}
 	g.counter[client]++
 	return "v" + strconv.Itoa(client) + "." + strconv.Itoa(g.counter[client])
 }
 
+// cmdBox holds a command and room for its argument list in one allocation.
+type cmdBox struct {
+	c    core.Command
+	args [2][]byte
+}
+
+// cmdOp builds an operation of one command: name (upper case) with key and
+// args as its arguments, whose bytes share one array (full slices of it:
+// appending to one never overwrites another).
 func cmdOp(f, key string, read bool, name string, args ...string) Op {
-	c := core.Cmd(name, append([]string{key}, args...)...)
-	return Op{Cmd: &c, Rec: checker.Op{F: f, Key: key, Args: args}, Read: read}
+	n := len(key)
+	for _, a := range args {
+		n += len(a)
+	}
+	buf := make([]byte, 0, n)
+	box := &cmdBox{c: core.Command{Name: strings.ToUpper(name)}}
+	argv := box.args[:0]
+	for i := -1; i < len(args); i++ {
+		a := key
+		if i >= 0 {
+			a = args[i]
+		}
+		l := len(buf)
+		buf = append(buf, a...)
+		argv = append(argv, buf[l:len(buf):len(buf)])
+	}
+	box.c.Args = argv
+	return Op{Cmd: &box.c, Rec: checker.Op{F: f, Key: key, Args: args}, Read: read}
 }
 
 // Next draws the next operation of client (a process number, unique in
@@ -203,15 +235,10 @@ func (g *Generator) Next(r *rand.Rand, client int) Op {
 
 // guess returns a value some client has probably written.
 func (g *Generator) guess(r *rand.Rand) string {
-	if len(g.counter) == 0 {
+	if len(g.clients) == 0 {
 		return "v0.1"
 	}
-	clients := make([]int, 0, len(g.counter))
-	for c := range g.counter {
-		clients = append(clients, c)
-	}
-	slices.Sort(clients)
-	c := clients[r.IntN(len(clients))]
+	c := g.clients[r.IntN(len(g.clients))]
 	n := g.counter[c]
 	back := r.IntN(3)
 	if n-back >= 1 {

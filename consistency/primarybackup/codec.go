@@ -157,13 +157,19 @@ func decodeEntry(d *dec, en *entry, sc *[][]byte) {
 	}
 }
 
-// encodeAppend encodes an append of raw (already encoded) entries.
-func encodeAppend(primarySeq uint64, raws ...[]byte) []byte {
+// appendBound is an upper bound of the size of an append of raws.
+func appendBound(raws ...[]byte) int {
 	n := 1 + 2*binary.MaxVarintLen64
 	for _, r := range raws {
 		n += binary.MaxVarintLen64 + len(r)
 	}
-	e := enc{b: append(make([]byte, 0, n), msgAppend)}
+	return n
+}
+
+// encodeAppend appends to dst an append message of raw (already encoded)
+// entries.
+func encodeAppend(dst []byte, primarySeq uint64, raws ...[]byte) []byte {
+	e := enc{b: append(dst, msgAppend)}
 	e.u(primarySeq)
 	e.u(uint64(len(raws)))
 	for _, r := range raws {
@@ -172,8 +178,12 @@ func encodeAppend(primarySeq uint64, raws ...[]byte) []byte {
 	return e.b
 }
 
-func encodeAck(applied uint64, gap bool) []byte {
-	e := enc{b: append(make([]byte, 0, 2+binary.MaxVarintLen64), msgAck)}
+// ackBound is an upper bound of the size of an acknowledgement.
+const ackBound = 2 + 2*binary.MaxVarintLen64
+
+// encodeAck appends to dst an acknowledgement.
+func encodeAck(dst []byte, applied uint64, gap bool) []byte {
+	e := enc{b: append(dst, msgAck)}
 	e.u(applied)
 	if gap {
 		e.u(1)
@@ -183,8 +193,8 @@ func encodeAck(applied uint64, gap bool) []byte {
 	return e.b
 }
 
-// rawEntry encodes one entry on its own (the form kept in the log).
-func rawEntry(en entry) []byte {
+// entryBound is an upper bound of the size of en encoded.
+func entryBound(en entry) int {
 	n := 4 * binary.MaxVarintLen64
 	for _, c := range en.Txn.Conds {
 		n += 4*binary.MaxVarintLen64 + len(c.Key) + len(c.Value)
@@ -195,9 +205,44 @@ func rawEntry(en entry) []byte {
 			n += binary.MaxVarintLen64 + len(a)
 		}
 	}
-	e := enc{b: make([]byte, 0, n)}
+	return n
+}
+
+// appendEntry appends en, encoded on its own (the form kept in the log),
+// to dst.
+func appendEntry(dst []byte, en entry) []byte {
+	e := enc{b: dst}
 	encodeEntry(&e, en)
 	return e.b
+}
+
+// arena hands out the bytes of what a replica sends and logs (message
+// bodies, log entries) from shared blocks: they are never modified once
+// made, so many can share one array, and making one costs no allocation of
+// its own. A block lives as long as anything made from it.
+type arena struct{ buf []byte }
+
+const arenaBlock = 8 << 10
+
+// room returns an empty slice with capacity n at the free end of the
+// current block (a new block when too little is left). Fill it (appending
+// at most n bytes), then pass the result to keep.
+func (a *arena) room(n int) []byte {
+	if cap(a.buf)-len(a.buf) < n {
+		a.buf = make([]byte, 0, max(arenaBlock, n))
+	}
+	l := len(a.buf)
+	return a.buf[l : l : l+n]
+}
+
+// keep marks b, filled from the last room, as used and returns it. A b
+// that outgrew its room lives in its own array: the block is not advanced.
+func (a *arena) keep(b []byte) []byte {
+	l := len(a.buf)
+	if len(b) > 0 && l+len(b) <= cap(a.buf) && &a.buf[:l+1][l] == &b[0] {
+		a.buf = a.buf[:l+len(b)]
+	}
+	return b[:len(b):len(b)]
 }
 
 // parseRaw decodes raw into en (see decodeEntry for the reuse of en and sc).

@@ -123,6 +123,13 @@ type Replica struct {
 	// reuses their arrays (the store keeps no command or argument).
 	scratch     entry
 	scratchArgs [][]byte
+
+	// arena makes message bodies and log entries; cmds, keyBuf and
+	// logArgs are the primary's scratch for a write's transaction.
+	arena   arena
+	cmds    []core.Command
+	keyBuf  []byte
+	logArgs [2][]byte
 }
 
 var _ consistency.Replica = (*Replica)(nil)
@@ -267,20 +274,23 @@ func (r *Replica) Request(now time.Time, req consistency.Request) {
 	}
 	// One slice holds the client's commands and, after them, the log
 	// record's SET: the entry replicates the first n, the store applies all.
-	var cmds []core.Command
+	// The slice is the replica's scratch: the store keeps no command or
+	// argument.
 	var conds []core.Condition
+	cmds := r.cmds[:0]
 	if req.Cmd != nil {
-		cmds = make([]core.Command, 1, 2)
-		cmds[0] = *req.Cmd
+		cmds = append(cmds, *req.Cmd)
 	} else {
 		conds = req.Txn.Conds
-		cmds = make([]core.Command, len(req.Txn.Cmds), len(req.Txn.Cmds)+1)
-		copy(cmds, req.Txn.Cmds)
+		cmds = append(cmds, req.Txn.Cmds...)
 	}
 	n := len(cmds)
 	en := entry{Seq: r.seq + 1, Now: now.UnixNano(), Txn: core.Txn{Conds: conds, Cmds: cmds}}
-	raw := rawEntry(en)
-	full := core.Txn{Conds: conds, Cmds: append(cmds, core.Command{Name: "SET", Args: [][]byte{logKey(en.Seq), raw}})}
+	raw := r.arena.keep(appendEntry(r.arena.room(entryBound(en)), en))
+	r.keyBuf = appendLogKey(r.keyBuf[:0], en.Seq)
+	r.logArgs = [2][]byte{r.keyBuf, raw}
+	full := core.Txn{Conds: conds, Cmds: append(cmds, core.Command{Name: "SET", Args: r.logArgs[:]})}
+	r.cmds = full.Cmds[:0]
 	rep := r.store.ApplyTxn(now, full)
 	if rep.IsError() {
 		r.respond(req.ID, userError(rep, req))
@@ -307,7 +317,7 @@ func (r *Replica) Request(now time.Time, req consistency.Request) {
 	for i, b := range r.backups() {
 		if r.known[i] {
 			if body == nil {
-				body = encodeAppend(r.seq, raw)
+				body = r.arena.keep(encodeAppend(r.arena.room(appendBound(raw)), r.seq, raw))
 			}
 			r.send(b, body)
 		}
@@ -326,8 +336,11 @@ func userError(rep core.Reply, req consistency.Request) core.Reply {
 	return rep
 }
 
-func logKey(seq uint64) []byte {
-	return strconv.AppendUint(append(make([]byte, 0, len(logPrefix)+20), logPrefix...), seq, 10)
+func logKey(seq uint64) []byte { return appendLogKey(make([]byte, 0, len(logPrefix)+20), seq) }
+
+// appendLogKey appends the key of log record seq to dst.
+func appendLogKey(dst []byte, seq uint64) []byte {
+	return strconv.AppendUint(append(dst, logPrefix...), seq, 10)
 }
 
 // release answers the waiting writes that enough backups hold.
@@ -406,7 +419,7 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 			r.applied = en.Seq
 			r.out.Sync = true
 		}
-		r.send(m.From, encodeAck(r.applied, gap))
+		r.send(m.From, r.arena.keep(encodeAck(r.arena.room(ackBound), r.applied, gap)))
 	case msgAck:
 		if r.id != r.primary {
 			return
@@ -451,7 +464,7 @@ func (r *Replica) sendFrom(b consistency.NodeID, from uint64) {
 		}
 		raws = append(raws, raw)
 	}
-	r.send(b, encodeAppend(r.seq, raws...))
+	r.send(b, r.arena.keep(encodeAppend(r.arena.room(appendBound(raws...)), r.seq, raws...)))
 }
 
 // Tick implements consistency.Replica: the primary probes backups it has not
@@ -466,7 +479,7 @@ func (r *Replica) Tick(now time.Time) {
 	for i, b := range r.backups() {
 		switch {
 		case !r.known[i]:
-			r.send(b, encodeAppend(r.seq))
+			r.send(b, r.arena.keep(encodeAppend(r.arena.room(appendBound()), r.seq)))
 			minAck = 0
 		case r.acked[i] < r.seq && r.acked[i] == r.ticked[i]:
 			// No progress since the last tick: resend what it misses.
@@ -479,9 +492,13 @@ func (r *Replica) Tick(now time.Time) {
 	}
 	if minAck >= r.low {
 		hi := min(minAck, r.low+truncBatch-1)
+		// The keys share one array (the store keeps no argument).
 		del := core.Command{Name: "DEL", Args: make([][]byte, 0, hi-r.low+1)}
+		keys := make([]byte, 0, int(hi-r.low+1)*(len(logPrefix)+20))
 		for s := r.low; s <= hi; s++ {
-			del.Args = append(del.Args, logKey(s))
+			l := len(keys)
+			keys = appendLogKey(keys, s)
+			del.Args = append(del.Args, keys[l:len(keys):len(keys)])
 		}
 		cmds := []core.Command{del, {Name: "SET", Args: [][]byte{[]byte(keyLow), strconv.AppendUint(nil, hi+1, 10)}}}
 		if rep := r.store.ApplyTxn(now, core.Txn{Cmds: cmds}); !rep.IsError() {

@@ -1,6 +1,7 @@
 package primarybackup
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"reflect"
 	"testing"
@@ -242,6 +243,35 @@ func TestBadConfig(t *testing.T) {
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("config %+v accepted", cfg)
+		}
+	}
+}
+
+// TestArenaKeepsBodiesApart: bodies made from one arena never overlap,
+// whether they fill their room, stay under it, or outgrow it.
+func TestArenaKeepsBodiesApart(t *testing.T) {
+	var a arena
+	var made, want [][]byte
+	for i := 0; i < 3000; i++ {
+		n := 1 + i%700
+		fill := n - i%3 // under, at, or (below) over the room
+		if i%5 == 0 {
+			fill = n + 3 // outgrows its room: its own array
+		}
+		b := a.room(n)
+		for j := 0; j < fill; j++ {
+			b = append(b, byte(i+j))
+		}
+		b = a.keep(b)
+		if len(b) != fill || cap(b) != fill {
+			t.Fatalf("body %d: len %d cap %d, want %d", i, len(b), cap(b), fill)
+		}
+		made = append(made, b)
+		want = append(want, append([]byte(nil), b...))
+	}
+	for i := range made {
+		if !bytes.Equal(made[i], want[i]) {
+			t.Fatalf("body %d was overwritten", i)
 		}
 	}
 }
