@@ -70,24 +70,30 @@ func saveCatalog(dir string, specs []NamespaceSpec) error {
 	if err != nil {
 		return fmt.Errorf("catalog: %w", err)
 	}
-	tmp := filepath.Join(dir, catalogFile+".tmp")
+	return writeDurable(dir, catalogFile, append(b, '\n'))
+}
+
+// writeDurable replaces dir/name with b: a temporary file, fsync, rename,
+// fsync of the directory.
+func writeDurable(dir, name string, b []byte) error {
+	tmp := filepath.Join(dir, name+".tmp")
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
-		return fmt.Errorf("catalog: %w", err)
+		return fmt.Errorf("%s: %w", name, err)
 	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
+	if _, err := f.Write(b); err != nil {
 		f.Close()
-		return fmt.Errorf("catalog: write: %w", err)
+		return fmt.Errorf("%s: write: %w", name, err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return fmt.Errorf("catalog: sync: %w", err)
+		return fmt.Errorf("%s: sync: %w", name, err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("catalog: %w", err)
+		return fmt.Errorf("%s: %w", name, err)
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, catalogFile)); err != nil {
-		return fmt.Errorf("catalog: %w", err)
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	return syncDir(dir)
 }

@@ -106,13 +106,15 @@ var clusterStrategyNames = []string{"quorum", "causal"}
 type cluster struct {
 	self    string
 	cfg     ClusterConfig
-	ids     []consistency.NodeID // every member, sorted: the replicas' Peers
+	dataDir string // where the member list is persisted ("" : not persisted)
 	log     *slog.Logger
 	srv     *transport.PeerServer
-	senders map[string]*transport.PeerSender
 
-	mu    sync.RWMutex
-	hosts map[string]*ReplicaHost // by namespace
+	mu      sync.RWMutex
+	mem     Membership                       // the member list (ring.go)
+	senders map[string]*transport.PeerSender // by node id; grows with the member list
+	hosts   map[string]*ReplicaHost          // by namespace
+	kinds   map[string]string                // strategy of each hosted namespace
 
 	gossip *gossip // nil: no failure detector (static membership only)
 }
@@ -147,8 +149,11 @@ func (c *cluster) command(cmd core.Command) (core.Reply, bool) {
 	if !strings.EqualFold(cmd.Name, "CLUSTER") {
 		return core.Reply{}, false
 	}
+	if len(cmd.Args) >= 1 && strings.EqualFold(string(cmd.Args[0]), "RING") {
+		return c.ringCommand(cmd.Args[1:]), true
+	}
 	if len(cmd.Args) != 1 || !strings.EqualFold(string(cmd.Args[0]), "MEMBERS") {
-		return core.ErrorReply(core.Errorf(core.CodeErr, "syntax: CLUSTER MEMBERS")), true
+		return core.ErrorReply(core.Errorf(core.CodeErr, "syntax: CLUSTER MEMBERS | CLUSTER RING [SET MEMBERSHIP_JSON]")), true
 	}
 	var rs []core.Reply
 	for _, m := range c.members() {
@@ -166,8 +171,9 @@ func (c *cluster) members() []MemberInfo {
 	if c.gossip != nil {
 		return c.gossip.members()
 	}
-	out := make([]MemberInfo, 0, len(c.cfg.Peers))
-	for _, p := range c.cfg.Peers {
+	ps := c.membership().all()
+	out := make([]MemberInfo, 0, len(ps))
+	for _, p := range ps {
 		m := MemberInfo{ID: p.ID, Client: p.Client, Peer: p.Peer, State: "unknown", Self: p.ID == c.self}
 		if m.Self {
 			m.State = "alive"
@@ -178,31 +184,47 @@ func (c *cluster) members() []MemberInfo {
 	return out
 }
 
-func newCluster(self string, cc ClusterConfig, log *slog.Logger) (*cluster, error) {
+// newCluster sets up the peer endpoints. The member list is the one
+// persisted in dataDir if any (a ring change survives restarts), else
+// cc.Peers as version 1. A node not in it is refused unless joining
+// (started with --join only: it runs as a non-member until
+// `dialkv admin add-node` adds it).
+func newCluster(self string, cc ClusterConfig, dataDir string, joining bool, log *slog.Logger) (*cluster, error) {
 	if cc.Name == "" {
 		return nil, errors.New("cluster: --cluster NAME is required with --peers")
 	}
 	if cc.CatalogSync <= 0 {
 		cc.CatalogSync = 2 * time.Second
 	}
-	c := &cluster{self: self, cfg: cc, log: log, senders: map[string]*transport.PeerSender{}, hosts: map[string]*ReplicaHost{}}
-	found := false
-	for _, p := range cc.Peers {
-		c.ids = append(c.ids, consistency.NodeID(p.ID))
-		if p.ID == self {
-			found = true
-			if c.cfg.PeerListen == "" {
-				c.cfg.PeerListen = p.Peer
-			}
-			continue
+	c := &cluster{self: self, cfg: cc, dataDir: dataDir, log: log, senders: map[string]*transport.PeerSender{}, hosts: map[string]*ReplicaHost{}, kinds: map[string]string{}}
+	mem, ok, err := loadMembership(dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	if !ok {
+		mem = Membership{Version: 1, Phase: PhaseStable, Members: cc.Peers}
+		if err := mem.validate(); err != nil {
+			return nil, fmt.Errorf("cluster: --peers: %w", err)
 		}
-		c.senders[p.ID] = transport.NewPeerSender(p.Peer, cc.Name, transport.PeerSenderOptions{Logger: log.With("peer", p.ID), TLS: cc.sec.PeerClientTLS})
+	} else if len(cc.Peers) > 0 && FormatPeers(mem.Members) != FormatPeers(cc.Peers) {
+		log.Info("cluster: using the persisted member list; --peers is only the initial one", "version", mem.Version, "members", FormatPeers(mem.Members))
 	}
-	sort.Slice(c.ids, func(i, j int) bool { return c.ids[i] < c.ids[j] })
-	if !found {
-		c.closeSenders()
-		return nil, fmt.Errorf("cluster: this node (%s) is not in --peers", self)
+	c.mem = mem
+	for _, p := range mem.all() {
+		if p.ID == self && c.cfg.PeerListen == "" {
+			c.cfg.PeerListen = p.Peer
+		}
 	}
+	if !hasPeer(mem.all(), self) {
+		if !joining {
+			return nil, fmt.Errorf("cluster: this node (%s) is not in --peers", self)
+		}
+		if c.cfg.PeerListen == "" {
+			return nil, fmt.Errorf("cluster: %s is not a member yet: --peer-listen is needed", self)
+		}
+		log.Info("cluster: not a member of the ring yet; serving as a proxy until `dialkv admin add-node` adds this node", "members", FormatPeers(mem.Members))
+	}
+	c.addSenders(mem.all())
 	srv, err := transport.ListenPeer(c.cfg.PeerListen, cc.Name, c.deliver, transport.PeerServerOptions{Logger: log, TLS: cc.sec.PeerServerTLS})
 	if err != nil {
 		c.closeSenders()
@@ -218,13 +240,15 @@ func (c *cluster) deliver(m transport.PeerMessage) {
 	c.mu.RLock()
 	h := c.hosts[m.Namespace]
 	c.mu.RUnlock()
-	if h == nil || m.To != c.self {
+	if h == nil || m.To != c.self { // messages from nodes not (yet) in our list are taken: the sender's list may be newer
 		return
 	}
 	h.Deliver(consistency.Message{From: consistency.NodeID(m.From), To: consistency.NodeID(m.To), Body: m.Body})
 }
 
 func (c *cluster) closeSenders() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, s := range c.senders {
 		s.Close()
 	}
@@ -284,7 +308,7 @@ func (c *cluster) startReplica(env StrategyEnv, f consistency.Factory, keyed boo
 		hostEng = noSyncEngine{eng}
 	}
 	send := func(m consistency.Message) {
-		s := c.senders[string(m.To)]
+		s := c.sender(string(m.To))
 		if s == nil {
 			return
 		}
@@ -298,7 +322,11 @@ func (c *cluster) startReplica(env StrategyEnv, f consistency.Factory, keyed boo
 	h := NewReplicaHost(rep, hostEng, send, HostOptions{Tick: c.cfg.Tick, Logger: env.Logger, KeyedBatches: keyed, Samples: env.Samples})
 	c.mu.Lock()
 	c.hosts[name] = h
+	c.kinds[name] = env.Spec.Strategy
 	c.mu.Unlock()
+	// The member list may have changed since the replica was built (from
+	// the list then): hand it the current one, on the host's goroutine.
+	c.applyRing(h)
 	if c.gossip != nil {
 		// Members already found dead; later changes reach the host
 		// through setPeerState, now that it is in c.hosts. The set is read
@@ -328,6 +356,7 @@ func (s *clusterService) Close() error {
 	s.c.mu.Lock()
 	if s.c.hosts[s.name] == s.ReplicaHost {
 		delete(s.c.hosts, s.name)
+		delete(s.c.kinds, s.name)
 	}
 	s.c.mu.Unlock()
 	err := s.ReplicaHost.Close()
@@ -365,6 +394,7 @@ func StartClusterNode(cfg Config, cc ClusterConfig) (*ClusterNode, error) {
 	}
 	cc.sec = cfg.Security
 	var g *gossip
+	joining := false
 	if cc.Gossip == nil && cfg.Security.GossipKey != "" {
 		return nil, errors.New("cluster: --gossip-key-file needs gossip (--gossip is off)")
 	}
@@ -388,6 +418,7 @@ func StartClusterNode(cfg Config, cc ClusterConfig) (*ClusterNode, error) {
 			return nil, err
 		}
 		if len(cc.Peers) == 0 {
+			joining = true
 			if cc.Peers, err = g.waitLearnedPeers(10 * time.Second); err != nil {
 				g.close()
 				return nil, fmt.Errorf("cluster: --join: %w", err)
@@ -395,7 +426,7 @@ func StartClusterNode(cfg Config, cc ClusterConfig) (*ClusterNode, error) {
 			cfg.Logger.Info("cluster: member list learned through gossip", "peers", FormatPeers(cc.Peers))
 		}
 	}
-	c, err := newCluster(cfg.ID, cc, cfg.Logger)
+	c, err := newCluster(cfg.ID, cc, cfg.DataDir, joining, cfg.Logger)
 	if err != nil {
 		if g != nil {
 			g.close()
@@ -404,6 +435,7 @@ func StartClusterNode(cfg Config, cc ClusterConfig) (*ClusterNode, error) {
 	}
 	if g != nil {
 		c.gossip = g
+		g.setPeers(c.membership().all())
 		g.setHandler(c.setPeerState)
 	}
 	cn := &ClusterNode{c: c, stop: make(chan struct{})}
@@ -486,7 +518,7 @@ func (cn *ClusterNode) forwardCreate(spec NamespaceSpec) {
 		return
 	default:
 	}
-	for _, p := range cn.c.cfg.Peers {
+	for _, p := range cn.c.membership().all() {
 		if p.ID == cn.c.self {
 			continue
 		}
@@ -540,7 +572,7 @@ func (cn *ClusterNode) catalogLoop() {
 // another spec is a conflict: the local one is kept and the conflict logged
 // (once).
 func (cn *ClusterNode) pullCatalogs() {
-	for _, p := range cn.c.cfg.Peers {
+	for _, p := range cn.c.membership().all() {
 		if p.ID == cn.c.self {
 			continue
 		}
@@ -549,6 +581,7 @@ func (cn *ClusterNode) pullCatalogs() {
 			return
 		default:
 		}
+		cn.pullRing(p)
 		specs, err := listAt(p.Client, cn.c.clientDial())
 		if err != nil {
 			continue

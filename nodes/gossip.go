@@ -53,10 +53,10 @@ type gossip struct {
 	log   *slog.Logger
 	ml    *memberlist.Memberlist
 	meta  []byte
-	peers []ClusterPeer // the static members; nil until known (--join only)
 	seeds []string
 
 	mu       sync.Mutex
+	peers    []ClusterPeer // the member list (setPeers); nil until known (--join only)
 	learned  []ClusterPeer // peers learned from a seed (--join without --peers)
 	alive    map[string]bool
 	gone     map[string]MemberInfo // last known entry of members no longer in memberlist's table
@@ -88,17 +88,14 @@ func (d *gossipDelegate) NodeMeta(limit int) []byte {
 func (d *gossipDelegate) NotifyMsg([]byte)                {}
 func (d *gossipDelegate) GetBroadcasts(int, int) [][]byte { return nil }
 func (d *gossipDelegate) LocalState(bool) []byte {
-	peers := d.g.peers
-	if peers == nil {
-		d.g.mu.Lock()
-		peers = d.g.learned
-		d.g.mu.Unlock()
-	}
-	b, _ := json.Marshal(gossipState{Peers: peers})
+	b, _ := json.Marshal(gossipState{Peers: d.g.staticPeers()})
 	return b
 }
 func (d *gossipDelegate) MergeRemoteState(buf []byte, _ bool) {
-	if d.g.peers != nil {
+	d.g.mu.Lock()
+	known := d.g.peers != nil
+	d.g.mu.Unlock()
+	if known {
 		return
 	}
 	var s gossipState
@@ -296,12 +293,20 @@ func (g *gossip) rejoin(every time.Duration) {
 // staticPeers is the static member list: --peers, or the one learned from
 // a seed.
 func (g *gossip) staticPeers() []ClusterPeer {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	if g.peers != nil {
 		return g.peers
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
 	return g.learned
+}
+
+// setPeers replaces the member list (a ring change, nodes/ring.go): the
+// members rejoin watches for, and the one handed to --join-only nodes.
+func (g *gossip) setPeers(ps []ClusterPeer) {
+	g.mu.Lock()
+	g.peers = append([]ClusterPeer(nil), ps...)
+	g.mu.Unlock()
 }
 
 // members renders the member table: every static member and every node

@@ -76,7 +76,7 @@ func (c *cluster) tryOpenReplica(env StrategyEnv, f consistency.Factory) (core.E
 	}
 	rep, err := f(consistency.Config{
 		ID:     consistency.NodeID(c.self),
-		Peers:  append([]consistency.NodeID(nil), c.ids...),
+		Peers:  c.ringIDs(),
 		Engine: eng,
 		Rand:   rand.New(rand.NewPCG(seedOf(c.self), seedOf(env.Spec.Name))),
 		Params: env.Spec.Params,

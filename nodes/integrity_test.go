@@ -105,7 +105,7 @@ func TestCorruptRecordRebuilt(t *testing.T) {
 // with a checksum error is moved aside, logged and counted, and the
 // replica restarts empty and is refilled by its peers.
 func TestCorruptStoreRebuilt(t *testing.T) {
-	tc := &cluster{self: "n1", ids: []consistency.NodeID{"n1", "n2"}}
+	tc := &cluster{self: "n1", mem: Membership{Version: 1, Phase: PhaseStable, Members: []ClusterPeer{{ID: "n1", Client: "c1", Peer: "p1"}, {ID: "n2", Client: "c2", Peer: "p2"}}}}
 	dir := t.TempDir()
 	var samples []consistency.Sample
 	var logs syncBuffer

@@ -23,14 +23,19 @@ import (
 //  2. stream (the same, Stream=true): every owner in A of a key whose
 //     preference list gained nodes pushes the key's object (DVV, siblings,
 //     tombstones) to each gained node, batched and throttled, each push
-//     acknowledged once durable; an object that changes meanwhile is
-//     pushed again. The replica reports done (RingStatus pending 0) when
-//     no push is queued or unacknowledged and it holds no hints.
+//     acknowledged once durable. The replica reports done (RingStatus
+//     Pending 0) when no push is queued or unacknowledged and it holds no
+//     hints. Writes during the stream need no push (they are acknowledged
+//     by the new owners too), but an object that changes after its push
+//     for another reason (a hint of a write from before the change
+//     delivered late) is marked dirty — not counted as pending, so that a
+//     steady write load cannot hold the change back.
 //  3. stable (Prev=nil, Members=B): the ring is B. A replica whose stream
 //     finished drops the objects it no longer owns (every new owner
-//     acknowledged them); otherwise it turns them into hints for their new
-//     owners, so they leave only once acknowledged. Tombstone-GC
-//     confirmations are reset (segments were renumbered).
+//     acknowledged them) except dirty ones; those, and all of them when
+//     the stream did not finish, become hints for their new owners, so
+//     they leave only once acknowledged. Tombstone-GC confirmations are
+//     reset (segments were renumbered).
 //
 // Anti-entropy and tombstone GC pause during a change (their segments are
 // those of one ring); AAE messages carry the ring version and are ignored
@@ -52,14 +57,18 @@ type RingState struct {
 
 // RingStatus is what a replica reports about a ring change.
 type RingStatus struct {
-	Version uint64
-	// Pending counts the pushes queued or unacknowledged plus the hints
-	// held; a change may be committed once every replica reports 0 in its
-	// stream state.
-	Pending int
+	Version uint64 `json:"version"`
+	// Pending is Queued+Inflight+Hints; a change may be committed once
+	// every replica reports 0 in its stream state.
+	Pending int `json:"pending"`
+	// Queued and Inflight are the pushes not sent yet and those sent but
+	// not acknowledged; Hints the hints this replica holds for others.
+	Queued   int `json:"queued"`
+	Inflight int `json:"inflight"`
+	Hints    int `json:"hints"`
 	// Moved counts the objects pushed to new owners and acknowledged by
 	// them (this incarnation).
-	Moved int
+	Moved int `json:"moved"`
 }
 
 type handItem struct {
@@ -88,6 +97,15 @@ func (r *Replica) SetRing(now time.Time, s RingState) error {
 	}
 	wasStream := r.prev != nil && r.stream
 	done := wasStream && r.pendingHandoff() == 0
+	// Keys whose last version may not have reached their new owners.
+	unsure := r.handDirty
+	for _, it := range r.handQ {
+		unsure[it.key] = true
+	}
+	for _, h := range r.handOps {
+		unsure[h.key] = true
+	}
+	r.handDirty = map[string]bool{}
 	r.ringVer = s.Version
 	r.ring = newRing(sortedIDs(s.Members), r.p.vnodes, r.p.n)
 	r.handQ, r.handSet, r.handOps, r.handInflight = nil, map[handItem]bool{}, map[uint64]handOp{}, map[nodeID]int{}
@@ -120,14 +138,14 @@ func (r *Replica) SetRing(now time.Time, s RingState) error {
 		}
 		return nil
 	}
-	return r.settleRing(done)
+	return r.settleRing(done, unsure)
 }
 
 // settleRing, on a stable ring, moves out what this replica no longer
 // owns: dropped when its stream finished (the new owners acknowledged
 // it), else kept as hints for the new owners. Hints held for nodes no
 // longer in the ring go to their key's owners the same way.
-func (r *Replica) settleRing(streamed bool) error {
+func (r *Replica) settleRing(streamed bool, unsure map[string]bool) error {
 	members := map[nodeID]bool{}
 	for _, x := range r.ring.members {
 		members[x] = true
@@ -141,7 +159,7 @@ func (r *Replica) settleRing(streamed bool) error {
 	sort.Strings(keys)
 	for _, k := range keys {
 		e := r.objs[k]
-		if !streamed {
+		if !streamed || unsure[k] {
 			for _, o := range r.ring.owners(e.seg) {
 				if err := r.rehome(o, k, e.obj); err != nil {
 					return err
@@ -273,6 +291,7 @@ func (r *Replica) enqueueHandoff(key string) {
 	if r.prev == nil || !r.stream || !r.prev.isOwner(r.prev.segment(key), r.id) {
 		return
 	}
+
 	for _, d := range r.gained(key) {
 		if d == r.id {
 			continue
@@ -283,6 +302,16 @@ func (r *Replica) enqueueHandoff(key string) {
 			r.handQ = append(r.handQ, it)
 		}
 	}
+}
+
+// markDirty notes, during the stream, that an object changed which we
+// own in the old ring only and may already have pushed: settleRing keeps
+// it as hints for its new owners instead of dropping it.
+func (r *Replica) markDirty(key string) {
+	if r.prev == nil || !r.stream || !r.prev.isOwner(r.prev.segment(key), r.id) || r.ring.isOwner(r.ring.segment(key), r.id) {
+		return
+	}
+	r.handDirty[key] = true
 }
 
 // pumpHandoff sends queued pushes, at most handoffBatch in flight per
@@ -345,7 +374,8 @@ func (r *Replica) pendingHandoff() int { return len(r.handQ) + len(r.handOps) + 
 // RingStatus reports the ring version this replica has and how much of a
 // ring change's handoff is left.
 func (r *Replica) RingStatus() RingStatus {
-	return RingStatus{Version: r.ringVer, Pending: r.pendingHandoff(), Moved: r.stats.HandedOff}
+	return RingStatus{Version: r.ringVer, Pending: r.pendingHandoff(), Queued: len(r.handQ), Inflight: len(r.handOps),
+		Hints: r.nhints, Moved: r.stats.HandedOff}
 }
 
 // jointTargets adds to an op's targets (those of the old ring) the nodes

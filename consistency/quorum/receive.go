@@ -57,9 +57,18 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 	case mPut:
 		ok := true
 		var err error
-		if x.hintFor == "" || x.hintFor == r.id {
+		switch {
+		case x.hintFor == "" && r.prev == nil && !r.ring.isOwner(r.ring.segment(x.key), r.id):
+			// A put from a node still in a ring change we finished (we
+			// owned the key in the old ring): keep it for the owners.
+			for _, o := range r.ring.owners(r.ring.segment(x.key)) {
+				if err = r.rehome(o, x.key, x.obj); err != nil {
+					break
+				}
+			}
+		case x.hintFor == "" || x.hintFor == r.id:
 			err = r.mergeMain(x.key, x.obj)
-		} else {
+		default:
 			ok, err = r.storeHint(x.hintFor, x.key, x.obj)
 		}
 		if err != nil {

@@ -135,6 +135,7 @@ type Replica struct {
 	handSet      map[handItem]bool
 	handOps      map[uint64]handOp
 	handInflight map[nodeID]int
+	handDirty    map[string]bool // changed after the stream began (rebalance.go)
 
 	rnd   *rand.Rand
 	out   consistency.Ready
@@ -243,7 +244,7 @@ func newReplica(cfg consistency.Config, res Resolver) (*Replica, error) {
 		suspect: map[nodeID]time.Time{}, heard: map[nodeID]time.Time{}, down: map[nodeID]bool{},
 		ops: map[uint64]*op{}, hintOps: map[uint64]hintOp{}, hintInflight: map[nodeID]int{},
 		shared: map[nodeID][]uint32{}, conf: map[string]map[nodeID]uint64{}, recentGC: map[string]uint64{},
-		handSet: map[handItem]bool{}, handOps: map[uint64]handOp{}, handInflight: map[nodeID]int{},
+		handSet: map[handItem]bool{}, handOps: map[uint64]handOp{}, handInflight: map[nodeID]int{}, handDirty: map[string]bool{},
 	}
 	for seg := range r.ring.walks {
 		if !r.ring.isOwner(seg, r.id) {
@@ -494,7 +495,7 @@ func (r *Replica) mergeMain(key string, o *Object) error {
 	}
 	e.obj, e.digest = n, dg
 	r.objs[key] = e
-	r.enqueueHandoff(key) // during a ring change's stream: push the new version too
+	r.markDirty(key) // during a ring change's stream (rebalance.go)
 	return nil
 }
 

@@ -1,0 +1,230 @@
+package nodes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/dialkv/dialkv/consistency/quorum"
+	"github.com/dialkv/dialkv/transport"
+)
+
+// RingChange asks ChangeRing to add or remove one member.
+type RingChange struct {
+	Add    *ClusterPeer // the node to add (running, started with --join)
+	Remove string       // the id of the member to remove (decommission)
+	// Settle is the pause after every node entered the joint phase and
+	// before the stream starts, so that requests coordinated under the
+	// old ring have ended (longer than the namespaces' request timeout);
+	// default 2s.
+	Settle time.Duration
+	// Poll is how often the handoff's progress is asked; default 200ms.
+	Poll time.Duration
+	// Log, if set, gets one line per step.
+	Log func(format string, args ...any)
+}
+
+// RingChangeResult reports a finished change.
+type RingChangeResult struct {
+	From, To Membership
+	// Moved counts the objects the old owners pushed to new owners and
+	// that were acknowledged (summed over nodes and namespaces).
+	Moved int
+	// Stream is the time from the start of the stream to every node
+	// reporting its handoff done; Total the whole change.
+	Stream, Total time.Duration
+}
+
+// ChangeRing moves the cluster that seed (a member's client API address)
+// belongs to from its member list to the one with ch applied: joint, then
+// (after ch.Settle) stream, then — once every node of both lists reports
+// no pending handoff in every quorum namespace — stable. Every node of
+// both lists must be up; a step that fails leaves the cluster in its
+// phase (requests keep being served), and running ChangeRing again
+// resumes it. ctx bounds the whole change.
+func ChangeRing(ctx context.Context, seed string, dopts transport.DialOptions, ch RingChange) (RingChangeResult, error) {
+	var res RingChangeResult
+	start := time.Now()
+	if ch.Settle <= 0 {
+		ch.Settle = 2 * time.Second
+	}
+	if ch.Poll <= 0 {
+		ch.Poll = 200 * time.Millisecond
+	}
+	logf := ch.Log
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if (ch.Add == nil) == (ch.Remove == "") {
+		return res, errors.New("ring change: give exactly one of add and remove")
+	}
+	rep, err := ringAtCtx(ctx, seed, dopts)
+	if err != nil {
+		return res, err
+	}
+	cur := rep.Membership
+	res.From = cur
+	var next []ClusterPeer
+	if cur.Phase != PhaseStable {
+		// An earlier change stopped half-way: finish it first.
+		logf("a change to version %d is under way (phase %s): finishing it", cur.Version, cur.Phase)
+		next = cur.Members
+		cur = Membership{Version: cur.Version, Members: cur.Prev}
+	} else {
+		switch {
+		case ch.Add != nil:
+			if hasPeer(cur.Members, ch.Add.ID) {
+				return res, fmt.Errorf("ring change: %s is already a member", ch.Add.ID)
+			}
+			next = append(append([]ClusterPeer(nil), cur.Members...), *ch.Add)
+		default:
+			if !hasPeer(cur.Members, ch.Remove) {
+				return res, fmt.Errorf("ring change: %s is not a member", ch.Remove)
+			}
+			for _, p := range cur.Members {
+				if p.ID != ch.Remove {
+					next = append(next, p)
+				}
+			}
+			if len(next) == 0 {
+				return res, errors.New("ring change: cannot remove the last member")
+			}
+		}
+	}
+	sort.Slice(next, func(i, j int) bool { return next[i].ID < next[j].ID })
+	all := Membership{Members: next, Prev: cur.Members}.all()
+	nss := rep.Namespaces
+
+	// Every node must be up and host every quorum namespace (a new node
+	// pulls the catalog every few seconds).
+	for _, p := range all {
+		for {
+			r, err := ringAtCtx(ctx, p.Client, dopts)
+			if err != nil {
+				return res, fmt.Errorf("ring change: every node of both lists must be up: %w", err)
+			}
+			missing := ""
+			for ns := range nss {
+				if _, ok := r.Namespaces[ns]; !ok {
+					missing = ns
+				}
+			}
+			if missing == "" {
+				break
+			}
+			logf("waiting for %s to open namespace %s", p.ID, missing)
+			if err := sleepCtx(ctx, time.Second); err != nil {
+				return res, fmt.Errorf("ring change: %s does not host namespace %s: %w", p.ID, missing, err)
+			}
+		}
+	}
+	push := func(m Membership) error {
+		for _, p := range all {
+			v, err := setRingAtCtx(ctx, p.Client, dopts, m)
+			if err != nil {
+				return fmt.Errorf("ring change: %s to version %d at %s: %w (re-run to resume)", m.Phase, m.Version, p.ID, err)
+			}
+			if v < m.Version {
+				return fmt.Errorf("ring change: %s has version %d after being sent %d", p.ID, v, m.Version)
+			}
+		}
+		logf("version %d (%s) taken by %d nodes", m.Version, m.Phase, len(all))
+		return nil
+	}
+	v := max(rep.Membership.Version, cur.Version)
+	if rep.Membership.Phase != PhaseStream {
+		v++
+		if err := push(Membership{Version: v, Phase: PhaseJoint, Members: next, Prev: cur.Members}); err != nil {
+			return res, err
+		}
+		if err := sleepCtx(ctx, ch.Settle); err != nil {
+			return res, err
+		}
+	}
+	_, moved0, _, err := handoffLeft(ctx, all, dopts, nss, 0)
+	if err != nil {
+		return res, err
+	}
+	v++
+	streamStart := time.Now()
+	if err := push(Membership{Version: v, Phase: PhaseStream, Members: next, Prev: cur.Members}); err != nil {
+		return res, err
+	}
+	for {
+		pending, moved, detail, err := handoffLeft(ctx, all, dopts, nss, v)
+		if err != nil {
+			return res, err
+		}
+		if pending == 0 {
+			res.Moved = moved - moved0 // Moved counts since each replica started
+			break
+		}
+		logf("handoff: %d pending (%s)", pending, detail)
+		if err := sleepCtx(ctx, ch.Poll); err != nil {
+			return res, fmt.Errorf("ring change: handoff not done (%d pending): %w (re-run to resume)", pending, err)
+		}
+	}
+	res.Stream = time.Since(streamStart)
+	v++
+	final := Membership{Version: v, Phase: PhaseStable, Members: next}
+	if err := push(final); err != nil {
+		return res, err
+	}
+	res.To = final
+	res.Total = time.Since(start)
+	return res, nil
+}
+
+// handoffLeft sums, over the nodes, the pending handoff of every quorum
+// namespace at ring version v (a replica not there yet counts as 1).
+func handoffLeft(ctx context.Context, all []ClusterPeer, dopts transport.DialOptions, nss map[string]quorum.RingStatus, v uint64) (pending, moved int, detail string, err error) {
+	var parts []string
+	for _, p := range all {
+		r, err := ringAtCtx(ctx, p.Client, dopts)
+		if err != nil {
+			return 0, 0, "", fmt.Errorf("ring change: handoff status at %s: %w (re-run to resume)", p.ID, err)
+		}
+		for ns := range nss {
+			st, ok := r.Namespaces[ns]
+			switch {
+			case !ok || st.Version < v:
+				pending++
+				parts = append(parts, fmt.Sprintf("%s/%s: not at version %d", p.ID, ns, v))
+			default:
+				pending += st.Pending
+				moved += st.Moved
+				if st.Pending > 0 {
+					parts = append(parts, fmt.Sprintf("%s/%s: %d queued, %d in flight, %d hints", p.ID, ns, st.Queued, st.Inflight, st.Hints))
+				}
+			}
+		}
+	}
+	sort.Strings(parts)
+	return pending, moved, strings.Join(parts, "; "), nil
+}
+
+func ringAtCtx(ctx context.Context, addr string, dopts transport.DialOptions) (RingReport, error) {
+	c, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return RingAt(c, addr, dopts)
+}
+
+func setRingAtCtx(ctx context.Context, addr string, dopts transport.DialOptions, m Membership) (uint64, error) {
+	c, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return SetRingAt(c, addr, dopts, m)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
