@@ -10,6 +10,14 @@
 // n = nodes and majority R and W; raft with replicas = nodes (one shard).
 // The machine is shared: real time depends on its load; CPU time less so.
 //
+// A second table (load.md) holds the virtual/real ratio against the offered
+// load: primary-backup on 5 nodes, register and mixed workloads, 5 and 10
+// clients, mean think times from the default 2 ms to 1 s. A closed-loop
+// cluster serves about clients/(think + latency) operations per virtual
+// second, so the ratio is roughly ops per CPU-second divided by that: the
+// 1000x goal needs 1000 times the cluster's operation rate in simulated
+// operations per CPU-second.
+//
 // Run: go run ./experiments/simspeed [--seeds N] [--ops N] [--quick].
 package main
 
@@ -18,6 +26,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -37,6 +46,20 @@ func options(strategy string, nodes int, seed uint64, ops int) simrun.Options {
 		o.Params = map[string]string{"replicas": strconv.Itoa(nodes)}
 	}
 	return o
+}
+
+// loadAvg is the machine's load average (1, 5 and 15 minutes), as uptime
+// prints it, or "" where /proc/loadavg is missing.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func cpuTime() time.Duration {
@@ -83,6 +106,7 @@ func main() {
 }
 
 func run(out *expio.Out, seeds, ops int, sizes []int, quick bool) error {
+	loadStart := loadAvg()
 	var cells []*cell
 	for _, s := range sim.StrategyNames() {
 		for _, n := range sizes {
@@ -106,14 +130,23 @@ func run(out *expio.Out, seeds, ops int, sizes []int, quick bool) error {
 			cells = append(cells, c)
 		}
 	}
+	loads, err := loadSweep(out, seeds, ops, quick)
+	if err != nil {
+		return err
+	}
 	cmd := fmt.Sprintf("go run ./experiments/simspeed --seeds %d --ops %d", seeds, ops)
 	if quick {
 		cmd = "go run ./experiments/simspeed --quick"
 	}
 	host, _ := os.Hostname()
+	loadEnd := loadAvg()
 	if err := out.Params(cmd, map[string]any{"seeds": fmt.Sprintf("1..%d", seeds), "ops": ops, "sizes": sizes,
 		"faults": "default mix (drawn per seed)", "host": host, "when": time.Now().UTC().Format(time.RFC3339),
+		"load_average_start": loadStart, "load_average_end": loadEnd,
 		"reproduce_one_run": options("quorum", 5, 1, ops).Command()}); err != nil {
+		return err
+	}
+	if err := writeLoad(out, loads, seeds, ops, cmd, loadStart, loadEnd); err != nil {
 		return err
 	}
 	header := []string{"strategy", "nodes", "runs", "ops", "virtual_s", "real_s", "cpu_s", "virtual_per_real", "ops_per_cpu_s", "events_per_cpu_s", "verdicts"}
@@ -133,9 +166,10 @@ func run(out *expio.Out, seeds, ops int, sizes []int, quick bool) error {
 	if err := out.CSV("simspeed", header, rows); err != nil {
 		return err
 	}
-	md := fmt.Sprintf("Simulator speed, one run at a time on the shared 2-core machine: default fault mix, default "+
+	md := fmt.Sprintf("Simulator speed, one run at a time on the shared 2-core machine (load average %s at the start, "+
+		"%s at the end): default fault mix, default "+
 		"workload, %d safety-phase operations per run, seeds 1..%d summed. ops counts both phases; cpu_s is the process's "+
-		"user+system time (getrusage), checkers included, no report written.\n\n", ops, seeds) +
+		"user+system time (getrusage), checkers included, no report written.\n\n", loadStart, loadEnd, ops, seeds) +
 		expio.Table(header, rows) + "\nReproduce: `" + cmd + "`\n"
 	if err := out.Markdown("table", md); err != nil {
 		return err
@@ -158,4 +192,85 @@ func run(out *expio.Out, seeds, ops int, sizes []int, quick bool) error {
 		return err
 	}
 	return out.LinePlot("ops-per-cpu", "simulator: simulated operations per CPU-second", "nodes", "operations per CPU-second", perCPU, false)
+}
+
+// loadCell is one configuration of the load sweep.
+type loadCell struct {
+	workload string
+	clients  int
+	think    time.Duration
+	cell
+}
+
+// loadSweep runs primary-backup on 5 nodes over workloads, client counts
+// and think times (the default configuration's clients and think are 5
+// and 2 ms).
+func loadSweep(out *expio.Out, seeds, ops int, quick bool) ([]*loadCell, error) {
+	workloads, clients := []string{"register", "mixed"}, []int{5, 10}
+	thinks := []time.Duration{2 * time.Millisecond, 20 * time.Millisecond, 100 * time.Millisecond, time.Second}
+	if quick {
+		workloads, clients, thinks = []string{"register"}, []int{5}, thinks[:1]
+	}
+	var cells []*loadCell
+	for _, w := range workloads {
+		for _, nc := range clients {
+			for _, th := range thinks {
+				c := &loadCell{workload: w, clients: nc, think: th,
+					cell: cell{strategy: "primary-backup", nodes: 5, verdicts: map[simrun.Verdict]int{}}}
+				for seed := 1; seed <= seeds; seed++ {
+					o := options("primary-backup", 5, uint64(seed), ops)
+					o.Workload, o.Clients, o.Think = w, nc, th
+					cpu0, t0 := cpuTime(), time.Now()
+					res, err := sim.Run(o)
+					if err != nil {
+						return nil, fmt.Errorf("%s: %w", o.Command(), err)
+					}
+					c.real += time.Since(t0)
+					c.cpu += cpuTime() - cpu0
+					c.virtual += res.Virtual
+					c.ops += res.Ops
+					c.events += res.Events
+					c.verdicts[res.Verdict]++
+					out.Logf("simspeed: load %s clients=%d think=%v seed %d: %s, %d ops, virtual %v, real %v", w, nc, th, seed,
+						res.Verdict, res.Ops, res.Virtual.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
+				}
+				cells = append(cells, c)
+			}
+		}
+	}
+	return cells, nil
+}
+
+// writeLoad writes the load sweep's table (load.csv, load.md).
+func writeLoad(out *expio.Out, cells []*loadCell, seeds, ops int, cmd, loadStart, loadEnd string) error {
+	header := []string{"workload", "clients", "think_ms", "ops", "ops_per_virtual_s", "virtual_s", "cpu_s", "real_s",
+		"ops_per_cpu_s", "virtual_per_cpu", "virtual_per_real", "1000x_real", "verdicts"}
+	var rows [][]string
+	for _, c := range cells {
+		v := ""
+		for _, k := range []simrun.Verdict{simrun.Pass, simrun.Safety, simrun.Liveness} {
+			if c.verdicts[k] > 0 {
+				v += fmt.Sprintf("%s:%d ", k, c.verdicts[k])
+			}
+		}
+		perReal := c.virtual.Seconds() / c.real.Seconds()
+		meets := "no"
+		if perReal >= 1000 {
+			meets = "yes"
+		}
+		rows = append(rows, []string{c.workload, strconv.Itoa(c.clients), simexp.F(float64(c.think)/float64(time.Millisecond), 0),
+			strconv.Itoa(c.ops), simexp.F(float64(c.ops)/c.virtual.Seconds(), 0), simexp.F(c.virtual.Seconds(), 2),
+			simexp.F(c.cpu.Seconds(), 2), simexp.F(c.real.Seconds(), 2), simexp.F(float64(c.ops)/c.cpu.Seconds(), 0),
+			simexp.F(c.virtual.Seconds()/c.cpu.Seconds(), 0), simexp.F(perReal, 0), meets, v})
+	}
+	if err := out.CSV("load", header, rows); err != nil {
+		return err
+	}
+	md := fmt.Sprintf("Virtual/real time against the offered load: primary-backup, 5 nodes, default faults and latencies "+
+		"(exp:1ms one way), %d safety-phase operations per run, seeds 1..%d summed, checkers included; load average %s "+
+		"at the start of the experiment, %s at the end (shared 2-core machine). think_ms is the clients' mean think time "+
+		"(default 2 ms; the default client count is 5); ops_per_virtual_s is the rate the cluster served in virtual time. "+
+		"1000x_real: virtual_per_real of at least 1000.\n\n", ops, seeds, loadStart, loadEnd) +
+		expio.Table(header, rows) + "\nReproduce: `" + cmd + "`\n"
+	return out.Markdown("load", md)
 }
