@@ -45,6 +45,14 @@ var benchEngines = []benchEngine{
 		b.Cleanup(func() { _ = e.Close() })
 		return e
 	}},
+	{"pebble-novaluecache", func(b *testing.B, policy core.SyncPolicy) core.Engine {
+		e, err := Open(b.TempDir(), Options{Sync: policy, ValueCacheSize: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = e.Close() })
+		return e
+	}},
 	{"mem", func(*testing.B, core.SyncPolicy) core.Engine { return core.NewMemEngine() }},
 }
 

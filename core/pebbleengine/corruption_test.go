@@ -123,7 +123,7 @@ func put(t *testing.T, e core.Engine, k, v []byte) {
 func TestStoreSeesPebbleCorruption(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	fs := vfs.NewMem()
-	e, err := Open("db", Options{FS: fs, Sync: core.SyncNever, CacheSize: 1})
+	e, err := Open("db", Options{FS: fs, Sync: core.SyncNever, CacheSize: 1, ValueCacheSize: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestStoreSeesPebbleCorruption(t *testing.T) {
 	if n := flipSSTByte(t, fs, "db", 100); n == 0 {
 		t.Fatal("no sstable to corrupt")
 	}
-	e, err = Open("db", Options{FS: fs, CacheSize: 1})
+	e, err = Open("db", Options{FS: fs, CacheSize: 1, ValueCacheSize: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,7 +57,15 @@ type Options struct {
 	Cache *SharedCache
 	// Logger receives Pebble's log lines; nil discards them (quiet).
 	Logger *slog.Logger
+	// ValueCacheSize bounds the value cache in front of Get (see
+	// valuecache.go): 0 means DefaultValueCacheSize, negative turns it off.
+	ValueCacheSize int64
 }
+
+// DefaultValueCacheSize is the value cache size used when
+// Options.ValueCacheSize is zero: about 150,000 keys with 100-byte values.
+// It grows only as keys are read.
+const DefaultValueCacheSize = 32 << 20
 
 // DefaultSyncInterval is the Sync period used for core.SyncInterval when
 // Options.SyncInterval is zero.
@@ -76,6 +84,7 @@ type Engine struct {
 	interval    time.Duration
 	corruptions *atomic.Int64
 	failed      atomic.Pointer[string] // why the engine failed; nil while healthy
+	vcache      *valueCache            // nil: off
 }
 
 // ErrFailed is returned by every write, Sync and Checkpoint of an engine
@@ -179,7 +188,11 @@ func Open(dir string, opts Options) (_ *Engine, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("pebbleengine: open %s: %w", dir, wrapErr(err))
 	}
-	return &Engine{db: db, dir: dir, policy: opts.Sync, interval: interval, corruptions: corruptions}, nil
+	vsize := opts.ValueCacheSize
+	if vsize == 0 {
+		vsize = DefaultValueCacheSize
+	}
+	return &Engine{db: db, dir: dir, policy: opts.Sync, interval: interval, corruptions: corruptions, vcache: newValueCache(vsize)}, nil
 }
 
 // SharedCache is a block cache several engines share: the memory budget
@@ -228,7 +241,18 @@ func (e *Engine) Corruptions() int64 { return e.corruptions.Load() }
 // Get returns the value of key or core.ErrNotFound.
 func (e *Engine) Get(key []byte) (v []byte, err error) {
 	defer e.recoverFatal(&err, "get")
-	return get(e.db, key)
+	c := e.vcache
+	if c == nil {
+		return get(e.db, key)
+	}
+	v, gen, ok := c.get(key)
+	if ok {
+		return v, nil
+	}
+	if v, err = get(e.db, key); err == nil {
+		c.fill(key, v, gen)
+	}
+	return v, err
 }
 
 // NewIter iterates [lower, upper) in ascending key order.
@@ -479,6 +503,23 @@ func (b *batch) Commit(sync bool) (err error) {
 	wo := pebble.NoSync
 	if sync || b.policy == core.SyncAlways {
 		wo = pebble.Sync
+	}
+	if c := b.e.vcache; c != nil {
+		// Whatever happens below (an error, a Fatalf panic), the cache
+		// must not keep a value this batch may have replaced.
+		committed := false
+		defer func() {
+			if committed {
+				c.committed(b.b.Reader())
+			} else {
+				c.clear()
+			}
+		}()
+		if err := b.b.Commit(wo); err != nil {
+			return fmt.Errorf("pebbleengine: commit %d ops: %w", b.b.Count(), wrapErr(err))
+		}
+		committed = true
+		return nil
 	}
 	if err := b.b.Commit(wo); err != nil {
 		return fmt.Errorf("pebbleengine: commit %d ops: %w", b.b.Count(), wrapErr(err))

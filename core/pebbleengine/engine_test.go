@@ -156,7 +156,7 @@ func TestCheckpoint(t *testing.T) {
 // core.AsError classifies as CodeCorruption, never the damaged data.
 func TestPebbleCorruption(t *testing.T) {
 	fs := vfs.NewMem()
-	e, err := Open("db", Options{FS: fs, Sync: core.SyncNever, CacheSize: 1})
+	e, err := Open("db", Options{FS: fs, Sync: core.SyncNever, CacheSize: 1, ValueCacheSize: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

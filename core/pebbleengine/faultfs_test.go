@@ -20,7 +20,7 @@ func openFaulty(t *testing.T, cfg FaultConfig, n int) (*FaultFS, *Engine, map[st
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := Open("db", Options{FS: fs, Sync: core.SyncAlways, CacheSize: 1})
+	e, err := Open("db", Options{FS: fs, Sync: core.SyncAlways, CacheSize: 1, ValueCacheSize: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestFaultFSCorruptionNeverReturnsData(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		e, err := Open("db", Options{FS: fs, Sync: core.SyncNever, CacheSize: 1})
+		e, err := Open("db", Options{FS: fs, Sync: core.SyncNever, CacheSize: 1, ValueCacheSize: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,7 +141,7 @@ func TestFaultFSCorruptAt(t *testing.T) {
 			}
 		}
 	}
-	e, err = Open("db", Options{FS: fs, CacheSize: 1})
+	e, err = Open("db", Options{FS: fs, CacheSize: 1, ValueCacheSize: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,178 @@
+package pebbleengine
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/batchrepr"
+)
+
+// valueCache is a bounded map from key to value in front of Engine.Get (a
+// row cache): a Pebble point read builds a level iterator, checks the
+// memtables, bloom filters and block cache, and costs several microseconds
+// even when every block is cached; a hit here is one map lookup. Only
+// Engine.Get uses it (snapshots and iterators read Pebble directly).
+//
+// Coherence rules (mu guards everything):
+//
+//   - Reads fill it: a miss notes the generation, reads Pebble, and inserts
+//     the value only if no commit has happened since (the generation is
+//     unchanged). A commit that raced the read may have written a newer
+//     value the read did not see; skipping the insert is always safe.
+//   - A commit, after Pebble has applied it, bumps the generation and
+//     writes its keys through (set: cached with the new value, recently
+//     written keys being likely reads; delete: removed). A range deletion,
+//     an unknown record kind or a failed commit empties the cache.
+//
+// So a Get that starts after a Commit returned never sees the value the
+// commit replaced.
+type valueCache struct {
+	max int64 // bytes (entry cost: key + value + entryOverhead)
+
+	mu   sync.Mutex
+	size int64
+	gen  uint64
+	m    map[string]string
+
+	hits, misses atomic.Int64
+}
+
+// entryOverhead approximates a map entry's bookkeeping beyond its bytes.
+const entryOverhead = 64
+
+// maxEntryFraction: a value larger than max/maxEntryFraction is not cached
+// (large values would evict many small ones and gain little).
+const maxEntryFraction = 256
+
+func newValueCache(max int64) *valueCache {
+	if max <= 0 {
+		return nil
+	}
+	return &valueCache{max: max, m: map[string]string{}}
+}
+
+func entryCost(k, v int) int64 { return int64(k + v + entryOverhead) }
+
+// get returns a copy of key's cached value, or the generation to pass to
+// fill after reading Pebble.
+func (c *valueCache) get(key []byte) (v []byte, gen uint64, ok bool) {
+	c.mu.Lock()
+	s, ok := c.m[string(key)]
+	gen = c.gen
+	c.mu.Unlock()
+	if !ok {
+		c.misses.Add(1)
+		return nil, gen, false
+	}
+	c.hits.Add(1)
+	return []byte(s), gen, true
+}
+
+// fill caches key's value read from Pebble at generation gen, unless a
+// commit has happened since.
+func (c *valueCache) fill(key, val []byte, gen uint64) {
+	cost := entryCost(len(key), len(val))
+	if cost > c.max/maxEntryFraction {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen {
+		return
+	}
+	c.put(key, val)
+	c.evict()
+}
+
+// put caches key's value, replacing any entry; mu is held. Key and value
+// share one allocation (the map keeps the key of the entry it first
+// inserted, so the old entry is deleted first rather than overwritten).
+func (c *valueCache) put(key, val []byte) {
+	if old, ok := c.m[string(key)]; ok {
+		delete(c.m, string(key))
+		c.size -= entryCost(len(key), len(old))
+	}
+	kv := string(key) + string(val)
+	c.m[kv[:len(key)]] = kv[len(key):]
+	c.size += entryCost(len(key), len(val))
+}
+
+// evict removes entries until the cache fits; mu is held. Go's map
+// iteration starts at a random position, so this evicts roughly at random.
+func (c *valueCache) evict() {
+	for k, v := range c.m {
+		if c.size <= c.max {
+			return
+		}
+		delete(c.m, k)
+		c.size -= entryCost(len(k), len(v))
+	}
+}
+
+// committed brings the cache up to date with a batch Pebble has just
+// applied (r reads the batch's records).
+func (c *valueCache) committed(r batchrepr.Reader) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	for {
+		kind, k, v, ok, err := r.Next()
+		if err != nil {
+			c.clearLocked()
+			return
+		}
+		if !ok {
+			c.evict()
+			return
+		}
+		switch kind {
+		case pebble.InternalKeyKindSet:
+			if entryCost(len(k), len(v)) <= c.max/maxEntryFraction {
+				c.put(k, v)
+			} else if old, ok := c.m[string(k)]; ok {
+				delete(c.m, string(k))
+				c.size -= entryCost(len(k), len(old))
+			}
+		case pebble.InternalKeyKindDelete, pebble.InternalKeyKindSingleDelete:
+			if old, ok := c.m[string(k)]; ok {
+				delete(c.m, string(k))
+				c.size -= entryCost(len(k), len(old))
+			}
+		default: // range deletions and anything else: start over
+			c.clearLocked()
+			return
+		}
+	}
+}
+
+// clear empties the cache and invalidates reads in flight.
+func (c *valueCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.clearLocked()
+}
+
+func (c *valueCache) clearLocked() {
+	c.gen++
+	clear(c.m)
+	c.size = 0
+}
+
+// ValueCacheStats are the value cache's counters.
+type ValueCacheStats struct {
+	Hits, Misses int64
+	Entries      int
+	Bytes        int64 // approximate, including per-entry overhead
+}
+
+// ValueCacheStats returns the value cache's counters (zero when it is off).
+func (e *Engine) ValueCacheStats() ValueCacheStats {
+	c := e.vcache
+	if c == nil {
+		return ValueCacheStats{}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return ValueCacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Entries: len(c.m), Bytes: c.size}
+}
