@@ -9,6 +9,16 @@
 // concurrency (SET and GET tests run one after the other; the 70/30 figure
 // is their time-weighted mix: 1 / (0.7/GET rps + 0.3/SET rps)).
 //
+// Latency is measured two ways, labelled in the results: (a) the saturated
+// closed loop above (every connection sends its next request as soon as the
+// last is answered: on a small machine its latencies are mostly queueing
+// behind the other 49 connections), and (b) an open loop at a fixed offered
+// rate, --open-fraction of dialkv's saturated single-command throughput
+// (dialkv bench --rate: requests leave on a schedule and latency counts from
+// the intended send time, so there is no coordinated omission). Redis gets
+// the same offered rate from the same runner over RESP (resp.go):
+// redis-benchmark has no open-loop mode.
+//
 // The machine is shared and small, so besides throughput and latency it
 // records CPU time per operation of each process (from /proc/PID/stat for
 // the servers, from the exit status for the load generators): the server's
@@ -26,6 +36,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -45,6 +56,7 @@ type options struct {
 	keys     int
 	out      string
 	port     int
+	openFrac float64
 }
 
 // RedisTest is one redis-benchmark test line.
@@ -73,10 +85,22 @@ type RedisRun struct {
 	ClientCPUUs float64 `json:"client_cpu_us_per_op"`
 }
 
+// OpenRun is an open-loop run of Redis at a fixed offered rate, driven by
+// dialkv bench's runner over RESP.
+type OpenRun struct {
+	Config string       `json:"config"`
+	Result bench.Result `json:"result"`
+	// ServerCPUUs is redis-server's CPU microseconds per operation.
+	ServerCPUUs float64 `json:"server_cpu_us_per_op"`
+}
+
 // DialkvRun is one dialkv configuration.
 type DialkvRun struct {
-	Fsync  string       `json:"fsync"`
-	Batch  int          `json:"batch"`
+	Fsync string `json:"fsync"`
+	Batch int    `json:"batch"`
+	// Rate is the open-loop offered rate in ops/s (0: saturated closed
+	// loop).
+	Rate   float64      `json:"rate,omitempty"`
 	Result bench.Result `json:"result"`
 	// NodeCPUUs and BenchCPUUs are the node's and `dialkv bench`'s CPU
 	// microseconds per operation during the measured run.
@@ -93,8 +117,14 @@ type Results struct {
 	Keys     int         `json:"keys"`
 	Dialkv   []DialkvRun `json:"dialkv"`
 	Redis    []RedisRun  `json:"redis"`
-	Command  string      `json:"command"`
-	Commit   string      `json:"commit,omitempty"` // git HEAD of the work tree, if known
+	// RedisOpen are Redis's open-loop runs, at the offered rates of
+	// dialkv's open-loop runs.
+	RedisOpen []OpenRun `json:"redis_open"`
+	// OpenFraction is the open-loop rate as a fraction of dialkv's
+	// saturated single-command throughput.
+	OpenFraction float64 `json:"open_fraction"`
+	Command      string  `json:"command"`
+	Commit       string  `json:"commit,omitempty"` // git HEAD of the work tree, if known
 	// LoadAvg is /proc/loadavg at the start and the end: the machine is
 	// shared, and figures only compare within one run.
 	LoadAvg []string `json:"loadavg"`
@@ -116,6 +146,7 @@ func main() {
 	flag.IntVar(&o.keys, "keys", 100000, "distinct keys")
 	flag.StringVar(&o.out, "out", "experiments/results/node-vs-redis", "output directory")
 	flag.IntVar(&o.port, "port", 17390, "first loopback port to use")
+	flag.Float64Var(&o.openFrac, "open-fraction", 0.5, "open-loop offered rate as a fraction of dialkv's saturated single-command throughput (0: no open-loop runs)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "node-vs-redis:", err)
@@ -135,8 +166,8 @@ func run(o options) error {
 	host, _ := os.Hostname()
 	res := Results{
 		Date: time.Now().UTC().Format(time.RFC3339), Host: host, Duration: o.duration.String(),
-		Clients: o.clients, Keys: o.keys,
-		Command: fmt.Sprintf("DURATION=%s CLIENTS=%d KEYS=%d experiments/node-vs-redis/run.sh", o.duration, o.clients, o.keys),
+		Clients: o.clients, Keys: o.keys, OpenFraction: o.openFrac,
+		Command: fmt.Sprintf("DURATION=%s CLIENTS=%d KEYS=%d OPEN_FRACTION=%g experiments/node-vs-redis/run.sh", o.duration, o.clients, o.keys, o.openFrac),
 	}
 	res.LoadAvg = append(res.LoadAvg, loadavg())
 	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
@@ -156,25 +187,40 @@ func run(o options) error {
 			return fmt.Errorf("dialkv node (fsync %s): %w", fsync, err)
 		}
 		// Load every key first, unmeasured (a bench run of 1 ms).
-		if _, _, err := dialkvBench(o, addr, 100, true, time.Millisecond); err != nil {
+		if _, _, err := dialkvBench(o, addr, 100, true, time.Millisecond, 0); err != nil {
 			node.stop()
 			return fmt.Errorf("dialkv bench --load (fsync %s): %w", fsync, err)
 		}
-		for _, batch := range []int{1, 100} {
+		type plan struct {
+			batch int
+			rate  float64
+		}
+		plans := []plan{{1, 0}, {100, 0}}
+		if o.openFrac > 0 {
+			plans = append(plans, plan{1, -1}) // rate: a fraction of the first run's
+		}
+		for _, p := range plans {
+			batch, rate := p.batch, p.rate
+			if rate < 0 {
+				rate = math.Round(o.openFrac * dk(res, fsync, 1, false).Result.OpsPerSec)
+				if rate < 1 {
+					continue
+				}
+			}
 			cpu0 := procCPU(node.cmd.Process.Pid)
-			r, benchCPU, err := dialkvBench(o, addr, batch, false, o.duration)
+			r, benchCPU, err := dialkvBench(o, addr, batch, false, o.duration, rate)
 			if err != nil {
 				node.stop()
-				return fmt.Errorf("dialkv bench (fsync %s, batch %d): %w", fsync, batch, err)
+				return fmt.Errorf("dialkv bench (fsync %s, batch %d, rate %.0f): %w", fsync, batch, rate, err)
 			}
-			run := DialkvRun{Fsync: fsync, Batch: batch, Result: r}
+			run := DialkvRun{Fsync: fsync, Batch: batch, Rate: rate, Result: r}
 			if r.Ops > 0 {
 				run.NodeCPUUs = (procCPU(node.cmd.Process.Pid) - cpu0).Seconds() * 1e6 / float64(r.Ops)
 				run.BenchCPUUs = benchCPU.Seconds() * 1e6 / float64(r.Ops)
 			}
 			res.Dialkv = append(res.Dialkv, run)
-			fmt.Fprintf(os.Stderr, "dialkv fsync=%s batch=%d: %.0f ops/s, read p99 %.3f ms, write p99 %.3f ms, CPU per op: node %.1f µs, bench %.1f µs\n",
-				fsync, batch, r.OpsPerSec, r.Reads.P99Ms, r.Writes.P99Ms, run.NodeCPUUs, run.BenchCPUUs)
+			fmt.Fprintf(os.Stderr, "dialkv fsync=%s batch=%d rate=%.0f: %.0f ops/s, read p99 %.3f ms, write p99 %.3f ms, CPU per op: node %.1f µs, bench %.1f µs\n",
+				fsync, batch, rate, r.OpsPerSec, r.Reads.P99Ms, r.Writes.P99Ms, run.NodeCPUUs, run.BenchCPUUs)
 		}
 		if err := node.stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "dialkv node (fsync %s) exited: %v\n", fsync, err)
@@ -184,11 +230,12 @@ func run(o options) error {
 		name     string
 		args     []string
 		pipeline int
+		fsync    string // the dialkv configuration it pairs with
 	}{
-		{"no persistence", []string{"--save", "", "--appendonly", "no"}, 1},
-		{"appendfsync always", []string{"--save", "", "--appendonly", "yes", "--appendfsync", "always"}, 1},
-		{"no persistence", []string{"--save", "", "--appendonly", "no"}, 100},
-		{"appendfsync always", []string{"--save", "", "--appendonly", "yes", "--appendfsync", "always"}, 100},
+		{"no persistence", []string{"--save", "", "--appendonly", "no"}, 1, "never"},
+		{"appendfsync always", []string{"--save", "", "--appendonly", "yes", "--appendfsync", "always"}, 1, "always"},
+		{"no persistence", []string{"--save", "", "--appendonly", "no"}, 100, "never"},
+		{"appendfsync always", []string{"--save", "", "--appendonly", "yes", "--appendfsync", "always"}, 100, "always"},
 	} {
 		port++
 		dir := filepath.Join(tmp, fmt.Sprintf("redis-%d", port))
@@ -206,10 +253,22 @@ func run(o options) error {
 			return fmt.Errorf("redis-server: %w", err)
 		}
 		rr, err := redisBench(o, port, rc.pipeline, srv.cmd.Process.Pid)
-		srv.stop()
 		if err != nil {
+			srv.stop()
 			return fmt.Errorf("redis-benchmark (%s, pipeline %d): %w", rc.name, rc.pipeline, err)
 		}
+		if rate := dk(res, rc.fsync, 1, true).Rate; rc.pipeline == 1 && rate > 0 {
+			or, err := redisOpen(o, addr, rate, srv.cmd.Process.Pid)
+			if err != nil {
+				srv.stop()
+				return fmt.Errorf("redis open loop (%s, %.0f ops/s): %w", rc.name, rate, err)
+			}
+			or.Config = rc.name
+			res.RedisOpen = append(res.RedisOpen, or)
+			fmt.Fprintf(os.Stderr, "redis %s open loop at %.0f ops/s: %.0f ops/s, read p99 %.3f ms, write p99 %.3f ms, CPU per op: server %.1f µs\n",
+				rc.name, rate, or.Result.OpsPerSec, or.Result.Reads.P99Ms, or.Result.Writes.P99Ms, or.ServerCPUUs)
+		}
+		srv.stop()
 		rr.Config = rc.name
 		res.Redis = append(res.Redis, rr)
 		fmt.Fprintf(os.Stderr, "redis %s pipeline %d: SET %.0f/s GET %.0f/s, 70/30 mix %.0f ops/s\n",
@@ -274,14 +333,15 @@ func waitPort(addr string, within time.Duration) error {
 	}
 }
 
-// dialkvBench runs `dialkv bench` and returns its result and its CPU time.
-func dialkvBench(o options, addr string, batch int, load bool, d time.Duration) (bench.Result, time.Duration, error) {
+// dialkvBench runs `dialkv bench` (open loop at rate ops/s if rate > 0)
+// and returns its result and its CPU time.
+func dialkvBench(o options, addr string, batch int, load bool, d time.Duration, rate float64) (bench.Result, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), d+5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, o.dialkv, "bench", "--addr", addr, "--workload", "70/30",
 		"--clients", strconv.Itoa(o.clients), "--value-size", "100", "--keys", strconv.Itoa(o.keys),
 		"--batch", strconv.Itoa(batch), "--duration", d.String(), "--load="+strconv.FormatBool(load),
-		"--progress", "5s", "--json")
+		"--rate", strconv.FormatFloat(rate, 'f', 0, 64), "--progress", "5s", "--json")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -319,6 +379,36 @@ func procCPU(pid int) time.Duration {
 
 // clockTicks is USER_HZ, which Linux fixes at 100 for /proc.
 const clockTicks = 100
+
+// redisOpen loads every key into the Redis at addr and runs the 70/30 mix
+// in open loop at rate ops/s with dialkv bench's runner over RESP.
+func redisOpen(o options, addr string, rate float64, serverPid int) (OpenRun, error) {
+	cfg := bench.Config{
+		Addr: addr, Workload: "70/30", Keys: o.keys, Dist: "uniform", ValueSize: 100, Clients: o.clients,
+		Batch: 1, Duration: o.duration, Rate: rate, Load: true, Seed: 1, Timeout: 5 * time.Second,
+		Protocol: "resp",
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.duration+5*time.Minute)
+	defer cancel()
+	// The load is measured with the run; take the server's CPU from a
+	// separate load pass.
+	lcfg := cfg
+	lcfg.Duration, lcfg.Rate = time.Millisecond, 0
+	if _, err := bench.Run(ctx, lcfg, respConnector(addr, cfg.Timeout), nil); err != nil {
+		return OpenRun{}, fmt.Errorf("load: %w", err)
+	}
+	cfg.Load = false
+	cpu0 := procCPU(serverPid)
+	r, err := bench.Run(ctx, cfg, respConnector(addr, cfg.Timeout), nil)
+	if err != nil {
+		return OpenRun{}, err
+	}
+	run := OpenRun{Result: r}
+	if r.Ops > 0 {
+		run.ServerCPUUs = (procCPU(serverPid) - cpu0).Seconds() * 1e6 / float64(r.Ops)
+	}
+	return run, nil
+}
 
 func redisBench(o options, port, pipeline, serverPid int) (RedisRun, error) {
 	rr := RedisRun{Pipeline: pipeline, Tests: map[string]RedisTest{}}
@@ -398,9 +488,14 @@ func summary(w io.Writer, r Results) {
 	fmt.Fprintf(w, "#### dialkv node vs Redis (%s, %s, commit %s)\n\n", r.Date, r.Host, r.Commit)
 	fmt.Fprintf(w, "One node on loopback, %d connections, 70/30 GET/SET, 100-byte values, %d keys; dialkv runs %s each.\n", r.Clients, r.Keys, r.Duration)
 	fmt.Fprintf(w, "Load average (1/5/15 min) at the start: %s; at the end: %s.\n\n", r.LoadAvg[0], r.LoadAvg[len(r.LoadAvg)-1])
+	fmt.Fprintln(w, "(a) Saturated closed loop: each connection sends its next request as soon as the last is answered; latencies include queueing behind the other connections.")
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| system | durability | batch | ops/s | read p50 ms | read p99 ms | write p50 ms | write p99 ms | server CPU µs/op | load generator CPU µs/op |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
 	for _, d := range r.Dialkv {
+		if d.Rate > 0 {
+			continue
+		}
 		fmt.Fprintf(w, "| dialkv | fsync %s | %d | %.0f | %.3f | %.3f | %.3f | %.3f | %.1f | %.1f |\n", d.Fsync, d.Batch, d.Result.OpsPerSec,
 			d.Result.Reads.P50Ms, d.Result.Reads.P99Ms, d.Result.Writes.P50Ms, d.Result.Writes.P99Ms, d.NodeCPUUs, d.BenchCPUUs)
 	}
@@ -408,9 +503,52 @@ func summary(w io.Writer, r Results) {
 		fmt.Fprintf(w, "| redis | %s | pipeline %d | %.0f (mix) | %.3f | %.3f | %.3f | %.3f | %.1f | %.1f |\n", x.Config, x.Pipeline, x.Mix7030,
 			x.Tests["GET"].P50Ms, x.Tests["GET"].P99Ms, x.Tests["SET"].P50Ms, x.Tests["SET"].P99Ms, x.ServerCPUUs, x.ClientCPUUs)
 	}
+	if len(r.RedisOpen) > 0 || hasOpen(r) {
+		fmt.Fprintf(w, "\n(b) Open loop at a fixed offered rate, %.0f %% of dialkv's saturated single-command throughput (per durability), single commands: requests leave on a schedule and latency counts from the intended send time (no coordinated omission). Redis gets the same offered rate from the same load generator over RESP (redis-benchmark has no open-loop mode).\n\n", 100*r.OpenFraction)
+		fmt.Fprintln(w, "| system | durability | offered ops/s | achieved ops/s | missed | read p50 ms | read p99 ms | read p99.9 ms | write p50 ms | write p99 ms | write p99.9 ms | server CPU µs/op |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
+		open := func(system, durability string, res bench.Result, cpu float64) {
+			fmt.Fprintf(w, "| %s | %s | %.0f | %.0f | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.1f |\n", system, durability, res.Config.Rate, res.OpsPerSec, res.Missed,
+				res.Reads.P50Ms, res.Reads.P99Ms, res.Reads.P999Ms, res.Writes.P50Ms, res.Writes.P99Ms, res.Writes.P999Ms, cpu)
+		}
+		for _, d := range r.Dialkv {
+			if d.Rate > 0 {
+				open("dialkv", "fsync "+d.Fsync, d.Result, d.NodeCPUUs)
+			}
+		}
+		for _, x := range r.RedisOpen {
+			open("redis", x.Config, x.Result, x.ServerCPUUs)
+		}
+	}
+	fmt.Fprintln(w, "\n| goal (issue 3) | fsync never | fsync always |")
+	fmt.Fprintln(w, "|---|---|---|")
+	for _, g := range []struct {
+		name  string
+		open  bool
+		read  bool
+		limit float64
+	}{{"p99 read < 1 ms, (a) saturated", false, true, 1}, {"p99 read < 1 ms, (b) open loop", true, true, 1},
+		{"p99 write < 5 ms, (a) saturated", false, false, 5}, {"p99 write < 5 ms, (b) open loop", true, false, 5}} {
+		cell := func(fsync string) string {
+			d := dk(r, fsync, 1, g.open)
+			if d.Result.Ops == 0 {
+				return "not run"
+			}
+			v := d.Result.Writes.P99Ms
+			if g.read {
+				v = d.Result.Reads.P99Ms
+			}
+			verdict := "not met"
+			if v < g.limit {
+				verdict = "met"
+			}
+			return fmt.Sprintf("%s (%.3f ms)", verdict, v)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s |\n", g.name, cell("never"), cell("always"))
+	}
 	find := func(fsync string, batch int) *bench.Result {
 		for i := range r.Dialkv {
-			if r.Dialkv[i].Fsync == fsync && r.Dialkv[i].Batch == batch {
+			if r.Dialkv[i].Fsync == fsync && r.Dialkv[i].Batch == batch && r.Dialkv[i].Rate == 0 {
 				return &r.Dialkv[i].Result
 			}
 		}
@@ -433,7 +571,7 @@ func summary(w io.Writer, r Results) {
 		}
 		fmt.Fprintf(w, "| fsync %s vs Redis %s | %.2f | %.2f | %.2f | %.2f |\n", pair.fsync, pair.redis,
 			d.OpsPerSec/x.Mix7030, ratio(d.Reads.P99Ms, x.Tests["GET"].P99Ms), ratio(d.Writes.P99Ms, x.Tests["SET"].P99Ms),
-			ratio(dk(r, pair.fsync, 1).NodeCPUUs, x.ServerCPUUs))
+			ratio(dk(r, pair.fsync, 1, false).NodeCPUUs, x.ServerCPUUs))
 	}
 	for _, pair := range []struct{ fsync, redis string }{{"never", "no persistence"}, {"always", "appendfsync always"}} {
 		d, x := find(pair.fsync, 100), redis(pair.redis, 100)
@@ -441,14 +579,14 @@ func summary(w io.Writer, r Results) {
 			continue
 		}
 		fmt.Fprintf(w, "| fsync %s batch 100 vs Redis %s pipeline 100 | %.2f | | | %.2f |\n", pair.fsync, pair.redis, d.OpsPerSec/x.Mix7030,
-			ratio(dk(r, pair.fsync, 100).NodeCPUUs, x.ServerCPUUs))
+			ratio(dk(r, pair.fsync, 100, false).NodeCPUUs, x.ServerCPUUs))
 	}
 	fmt.Fprintln(w, "\n| batching gain (batch 100 / single) | ops/s | node CPU per op |")
 	fmt.Fprintln(w, "|---|---|---|")
 	for _, fsync := range []string{"never", "always"} {
 		if one, hundred := find(fsync, 1), find(fsync, 100); one != nil && hundred != nil && one.OpsPerSec > 0 {
 			fmt.Fprintf(w, "| dialkv fsync %s | %.1fx | %.1fx less |\n", fsync, hundred.OpsPerSec/one.OpsPerSec,
-				ratio(dk(r, fsync, 1).NodeCPUUs, dk(r, fsync, 100).NodeCPUUs))
+				ratio(dk(r, fsync, 1, false).NodeCPUUs, dk(r, fsync, 100, false).NodeCPUUs))
 		}
 	}
 	for _, cfg := range []string{"no persistence", "appendfsync always"} {
@@ -468,14 +606,25 @@ func summary(w io.Writer, r Results) {
 	fmt.Fprintf(w, "\nReproduce: `%s`. Redis's 70/30 figure is the time-weighted mix of its separate SET and GET runs; dialkv's batch latencies are per batch of 100. CPU µs/op: the server process's and the load generator's user+system CPU time over the measured run (Redis: over the SET and GET tests, mixed 70/30) divided by the operations done; it does not depend on how much of the shared machine the run got.\n", r.Command)
 }
 
-// dk is the dialkv run of fsync and batch (a zero run if there is none).
-func dk(r Results, fsync string, batch int) DialkvRun {
+// dk is the dialkv run of fsync and batch, closed loop (open false) or
+// open loop (open true); a zero run if there is none.
+func dk(r Results, fsync string, batch int, open bool) DialkvRun {
 	for _, d := range r.Dialkv {
-		if d.Fsync == fsync && d.Batch == batch {
+		if d.Fsync == fsync && d.Batch == batch && (d.Rate > 0) == open {
 			return d
 		}
 	}
 	return DialkvRun{}
+}
+
+// hasOpen says whether r has dialkv open-loop runs.
+func hasOpen(r Results) bool {
+	for _, d := range r.Dialkv {
+		if d.Rate > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func ratio(a, b float64) float64 {

@@ -23,6 +23,6 @@ fi
 mkdir -p bin
 CGO_ENABLED=0 go build -o bin/dialkv ./cmd/dialkv
 go build -o bin/node-vs-redis ./experiments/node-vs-redis
-exec bin/node-vs-redis --dialkv bin/dialkv \
+exec bin/node-vs-redis --dialkv bin/dialkv --open-fraction "${OPEN_FRACTION:-0.5}" \
   --duration "${DURATION:-20s}" --clients "${CLIENTS:-50}" --keys "${KEYS:-100000}" \
   --out "${OUT:-experiments/results/node-vs-redis}" "$@"
