@@ -106,9 +106,10 @@ exp-causal-real:
 exp-partition-real: build
 	$(GO) run ./experiments/partition-real
 
-# Real processes: quorum (R=W=1, R=W=2), raft and causal in one run.
-exp-strategies-real:
-	experiments/strategies-real/run.sh
+# Real processes: every strategy and consistency level (local; quorum R/W,
+# strict, ABD; raft linearizable, lease, stale; causal) in one run.
+exp-strategies-real: build
+	$(GO) run ./experiments/strategies-real
 
 exp-%:
 	$(GO) run ./experiments/$*

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"image/color"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
 )
 
 // Out is the results directory of one experiment run.
@@ -118,6 +120,43 @@ func (o *Out) LinePlot(name, title, xlabel, ylabel string, series []Series, logX
 	p.Legend.Left = false
 	path := filepath.Join(o.Dir, name+".png")
 	if err := p.Save(7*vg.Inch, 4.5*vg.Inch, path); err != nil {
+		return fmt.Errorf("expio: save %s: %w", path, err)
+	}
+	return nil
+}
+
+// Bars is one set of bars of a bar plot: a value per label.
+type Bars struct {
+	Name   string
+	Values []float64
+}
+
+// BarPlot writes name.png: for each label a group of bars, one per set.
+func (o *Out) BarPlot(name, title, ylabel string, labels []string, sets []Bars) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.Y.Label.Text = ylabel
+	p.Add(plotter.NewGrid())
+	palette := []color.RGBA{{0x1f, 0x77, 0xb4, 255}, {0xff, 0x7f, 0x0e, 255}, {0x2c, 0xa0, 0x2c, 255}, {0xd6, 0x27, 0x28, 255}}
+	w := vg.Points(math.Max(4, 36/float64(max(len(sets), 1))))
+	for i, s := range sets {
+		b, err := plotter.NewBarChart(plotter.Values(s.Values), w)
+		if err != nil {
+			return fmt.Errorf("expio: plot %s: %w", name, err)
+		}
+		b.Color = palette[i%len(palette)]
+		b.LineStyle.Width = 0
+		b.Offset = w * vg.Length(float64(i)-float64(len(sets)-1)/2)
+		p.Add(b)
+		p.Legend.Add(s.Name, b)
+	}
+	p.Legend.Top, p.Legend.Left = true, true
+	p.NominalX(labels...)
+	p.X.Tick.Label.Rotation = math.Pi / 5
+	p.X.Tick.Label.XAlign = draw.XRight
+	p.X.Tick.Label.YAlign = draw.YCenter
+	path := filepath.Join(o.Dir, name+".png")
+	if err := p.Save(8*vg.Inch, 5*vg.Inch, path); err != nil {
 		return fmt.Errorf("expio: save %s: %w", path, err)
 	}
 	return nil
