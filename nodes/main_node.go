@@ -120,9 +120,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "dialkv node %s listening on %s\n", *id, n.Addr())
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sig)
 	s := <-sig
+	for ; s == syscall.SIGHUP; s = <-sig {
+		reloadSecurity(sec, logger)
+	}
 	logger.Info("shutting down", "signal", s.String())
 	ctx, cancel := context.WithTimeout(context.Background(), *shutdownDur)
 	defer cancel()

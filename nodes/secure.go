@@ -3,6 +3,7 @@ package nodes
 import (
 	"context"
 	"crypto/tls"
+	"log/slog"
 	"net"
 
 	"github.com/apache/thrift/lib/go/thrift"
@@ -59,4 +60,22 @@ func (n *Node) listen() (net.Listener, error) {
 		ln = tls.NewListener(ln, n.cfg.Security.ClientTLS)
 	}
 	return ln, nil
+}
+
+// reloadSecurity re-reads the --auth-file policy (dialkv node on SIGHUP):
+// users, tokens, grants and revoked certificates take effect on the next
+// request of every connection, open ones included. A file that does not
+// parse leaves the previous policy in force; either way the outcome is
+// logged, with counts and the parse error but never a secret.
+func reloadSecurity(sec security.Settings, log *slog.Logger) {
+	if sec.Policy == nil {
+		log.Warn("SIGHUP: nothing to reload (no --auth-file)")
+		return
+	}
+	sum, err := sec.Policy.Reload()
+	if err != nil {
+		log.Error("security policy reload failed; the previous policy stays in force", "err", err)
+		return
+	}
+	log.Info("security policy reloaded", "users", sum.Users, "tokens", sum.Tokens, "grants", sum.Grants, "revoked_certs", sum.RevokedCerts)
 }

@@ -91,6 +91,11 @@ type Principal struct {
 	Name string // user name, token name or certificate common name
 	// Method says how it was authenticated: "password", "token" or "cert".
 	Method string
+	// bind ties a password or token principal to the credential it logged
+	// in with (Policy.Valid); serial is a certificate principal's serial
+	// number (lower-case hex). Neither is a secret.
+	bind   [32]byte
+	serial string
 }
 
 // LogValue logs the principal's name and method (never a credential).

@@ -52,6 +52,9 @@ type Settings struct {
 	PeerTLSFiles  TLSFiles
 	Authorizer    Authorizer    // AllowAll without --auth-file
 	Authenticator Authenticator // checks logins; nil without --auth-file
+	// Policy is the reloadable --auth-file policy (also Authorizer and
+	// Authenticator); nil without --auth-file. Reload it on SIGHUP.
+	Policy *PolicyStore
 	// NewLimiter makes one connection's rate limiter; nil without
 	// --rate-limit.
 	NewLimiter func() *TokenBucket
@@ -96,17 +99,19 @@ func (f *Flags) Load(seed uint64) (Settings, error) {
 			// Passwords and tokens must not cross the network in clear.
 			return bad("--auth-file needs TLS on the client listener (--tls-cert, --tls-key): passwords and tokens must not travel in clear")
 		}
-		p, err := LoadPolicy(f.AuthFile)
+		p, err := OpenPolicyStore(f.AuthFile)
 		if err != nil {
 			return Settings{}, err
 		}
-		s.Authorizer = p
-		s.Authenticator = p
+		s.Policy, s.Authorizer, s.Authenticator = p, p, p
 		if s.ClientTLS.ClientCAs != nil {
 			// A client certificate is one way in among three: clients
 			// without one log in with a password or a token, and requests
 			// with neither are refused by the policy.
 			s.ClientTLS.ClientAuth = tls.VerifyClientCertIfGiven
+			// Revoked certificates (the policy's revoked_certs, reloaded
+			// with it) fail the handshake.
+			s.ClientTLS.VerifyConnection = p.VerifyClientCert
 		}
 	}
 	if f.GossipKeyFile != "" {

@@ -40,7 +40,7 @@ func TestFlags(t *testing.T) {
 			}
 		}},
 		{"mtls + auth", append(tlsArgs, "--tls-ca", p("ca.crt"), "--auth-file", pol), "", func(t *testing.T, s Settings) {
-			if _, ok := s.Authorizer.(*Policy); !ok || s.ClientTLS.ClientCAs == nil {
+			if _, ok := s.Authorizer.(*PolicyStore); !ok || s.Policy == nil || s.ClientTLS.ClientCAs == nil || s.ClientTLS.VerifyConnection == nil {
 				t.Fatal("want mutual TLS and the policy")
 			}
 		}},

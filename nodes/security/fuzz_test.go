@@ -33,7 +33,7 @@ func FuzzParsePolicy(f *testing.F) {
 			t.Fatalf("anonymous read of %q: %v; want unauthenticated", ns, err)
 		}
 		for _, a := range []Action{Read, Write, Admin, Read | Write} {
-			err := p.Authorize(Principal{Name: who, Method: "token"}, ns, a)
+			err := p.Authorize(Principal{Name: who, Method: "cert"}, ns, a)
 			var ae *AuthError
 			if err != nil && !errors.As(err, &ae) {
 				t.Fatalf("Authorize error %v is not an *AuthError", err)

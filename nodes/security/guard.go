@@ -291,7 +291,10 @@ func (g *Guard) Subscribe(ctx context.Context, opts *gen.RequestOptions, channel
 // declare no Unauthenticated exception in the IDL, so the error reaches the
 // client as an application exception naming the cause.
 func (g *Guard) authenticated(ctx context.Context) error {
-	if _, ok := PrincipalFrom(ctx); ok {
+	if p, ok := PrincipalFrom(ctx); ok {
+		if v, ok := g.Auth.(interface{ Valid(Principal) error }); ok {
+			return v.Valid(p) // a revoked credential is refused here too
+		}
 		return nil
 	}
 	if _, open := g.Auth.(AllowAll); open {

@@ -2,12 +2,14 @@ package security
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"os"
 	"regexp"
 	"sort"
@@ -41,6 +43,11 @@ type PolicyFile struct {
 	Users  map[string]UserEntry  `json:"users,omitempty"`
 	Tokens map[string]TokenEntry `json:"tokens,omitempty"`
 	Grants []Grant               `json:"grants"`
+	// RevokedCerts are serial numbers (hex, as `openssl x509 -serial`
+	// prints them; colons allowed) of client certificates that are
+	// refused at the handshake and on every request of a connection
+	// already open, although their CA signed them.
+	RevokedCerts []string `json:"revoked_certs,omitempty"`
 }
 
 // UserEntry is one user: the argon2id PHC hash of the password.
@@ -67,8 +74,13 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$`)
 type Policy struct {
 	users  map[string]passwordHash
 	tokens map[[32]byte]string // digest -> token name
-	grants []grant
-	dummy  passwordHash // verified for unknown users, so timing does not reveal them
+	// binds hold each credential's binding (see Principal.bind): a
+	// session logged in with it stays valid only while the credential is
+	// unchanged in the current policy.
+	userBinds, tokenBinds map[string][32]byte
+	revoked               map[string]bool // certificate serials, lower-case hex
+	grants                []grant
+	dummy                 passwordHash // verified for unknown users, so timing does not reveal them
 }
 
 type grant struct {
@@ -121,7 +133,8 @@ func NewPolicy(f PolicyFile) (*Policy, error) {
 	bad := func(format string, args ...any) (*Policy, error) {
 		return nil, fmt.Errorf("security: %w: "+format, append([]any{ErrBadPolicy}, args...)...)
 	}
-	p := &Policy{users: map[string]passwordHash{}, tokens: map[[32]byte]string{}}
+	p := &Policy{users: map[string]passwordHash{}, tokens: map[[32]byte]string{},
+		userBinds: map[string][32]byte{}, tokenBinds: map[string][32]byte{}, revoked: map[string]bool{}}
 	known := map[string]bool{}
 	for _, name := range sortedKeys(f.Users) {
 		if !nameRE.MatchString(name) {
@@ -132,6 +145,7 @@ func NewPolicy(f PolicyFile) (*Policy, error) {
 			return bad("user %q: %v", name, err)
 		}
 		p.users[name] = h
+		p.userBinds[name] = credentialBind("password", name, f.Users[name].Password)
 		known[name] = true
 	}
 	for _, name := range sortedKeys(f.Tokens) {
@@ -148,6 +162,7 @@ func NewPolicy(f PolicyFile) (*Policy, error) {
 			return bad("tokens %q and %q have the same digest", other, name)
 		}
 		p.tokens[k] = name
+		p.tokenBinds[name] = credentialBind("token", name, hex.EncodeToString(d))
 		known[name] = true
 	}
 	for i, g := range f.Grants {
@@ -178,6 +193,13 @@ func NewPolicy(f PolicyFile) (*Policy, error) {
 	}
 	// A fixed dummy hash with the default parameters: unknown users cost as
 	// much as known ones.
+	for i, serial := range f.RevokedCerts {
+		s, err := normalSerial(serial)
+		if err != nil {
+			return bad("revoked_certs entry %d: %v", i+1, err)
+		}
+		p.revoked[s] = true
+	}
 	p.dummy = passwordHash{p: DefaultHashParams, salt: make([]byte, 16), key: make([]byte, 32)}
 	return p, nil
 }
@@ -202,7 +224,7 @@ func (p *Policy) AuthenticatePassword(user string, password Secret) (Principal, 
 	if !h.verify(password) {
 		return Principal{}, unauthenticated("wrong user name or password")
 	}
-	return Principal{Name: user, Method: "password"}, nil
+	return Principal{Name: user, Method: "password", bind: p.userBinds[user]}, nil
 }
 
 // AuthenticateToken checks a bearer token.
@@ -215,7 +237,7 @@ func (p *Policy) AuthenticateToken(token Secret) (Principal, error) {
 	copy(k[:], d)
 	for digest, name := range p.tokens {
 		if subtle.ConstantTimeCompare(digest[:], k[:]) == 1 {
-			return Principal{Name: name, Method: "token"}, nil
+			return Principal{Name: name, Method: "token", bind: p.tokenBinds[name]}, nil
 		}
 	}
 	return Principal{}, unauthenticated("unknown token")
@@ -226,6 +248,9 @@ func (p *Policy) AuthenticateToken(token Secret) (Principal, error) {
 func (p *Policy) Authorize(pr Principal, namespace string, action Action) error {
 	if pr.Name == "" {
 		return unauthenticated("no credentials")
+	}
+	if err := p.Valid(pr); err != nil {
+		return err
 	}
 	if namespace == "" {
 		namespace = "default"
@@ -267,4 +292,62 @@ func matchAny(patterns []string, s string, prefix bool) bool {
 		}
 	}
 	return false
+}
+
+// credentialBind is the binding of a credential: a digest of its kind,
+// name and stored form (the password's argon2id hash, the token's
+// digest). It reveals neither, and changes when the entry changes.
+func credentialBind(kind, name, stored string) [32]byte {
+	return sha256.Sum256([]byte(kind + "\x00" + name + "\x00" + stored))
+}
+
+// normalSerial parses a certificate serial number in hex (colons and a 0x
+// prefix allowed) into lower-case hex without leading zeros, as
+// big.Int.Text(16) prints x509.Certificate.SerialNumber.
+func normalSerial(s string) (string, error) {
+	h := strings.TrimPrefix(strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), ":", "")), "0x")
+	n, ok := new(big.Int).SetString(h, 16)
+	if h == "" || !ok || n.Sign() < 0 {
+		return "", fmt.Errorf("serial %q: want hex digits", s)
+	}
+	return n.Text(16), nil
+}
+
+// Valid reports whether the credential pr was authenticated with still
+// holds in this policy: a password or token principal's user or token must
+// exist unchanged (same hash or digest), and a certificate principal's
+// serial must not be revoked. Principals of other methods are not checked.
+// A revoked principal gets an *AuthError wrapping ErrUnauthenticated.
+func (p *Policy) Valid(pr Principal) error {
+	switch pr.Method {
+	case "password":
+		if b, ok := p.userBinds[pr.Name]; !ok || b != pr.bind {
+			return unauthenticated("credentials revoked (user removed or password changed): log in again")
+		}
+	case "token":
+		if b, ok := p.tokenBinds[pr.Name]; !ok || b != pr.bind {
+			return unauthenticated("token revoked: log in again")
+		}
+	case "cert":
+		if pr.serial != "" && p.revoked[pr.serial] {
+			return unauthenticated("certificate revoked")
+		}
+	}
+	return nil
+}
+
+// CertRevoked reports whether a certificate with this serial number is in
+// the policy's revoked_certs.
+func (p *Policy) CertRevoked(serial *big.Int) bool {
+	return serial != nil && p.revoked[serial.Text(16)]
+}
+
+// Summary counts the policy's entries, for logs (never a secret).
+func (p *Policy) Summary() PolicySummary {
+	return PolicySummary{Users: len(p.users), Tokens: len(p.tokens), Grants: len(p.grants), RevokedCerts: len(p.revoked)}
+}
+
+// PolicySummary counts a policy's entries.
+type PolicySummary struct {
+	Users, Tokens, Grants, RevokedCerts int
 }

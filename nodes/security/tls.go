@@ -173,7 +173,7 @@ func ConnContext(ctx context.Context, nc net.Conn) (context.Context, error) {
 	if cn == "" {
 		return ctx, nil
 	}
-	return WithPrincipal(ctx, Principal{Name: cn, Method: "cert"}), nil
+	return WithPrincipal(ctx, Principal{Name: cn, Method: "cert", serial: st.PeerCertificates[0].SerialNumber.Text(16)}), nil
 }
 
 // requireNodeCert refuses a peer whose verified certificate is not a node
