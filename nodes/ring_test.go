@@ -7,6 +7,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -276,5 +277,69 @@ func TestClusterRingChange(t *testing.T) {
 	t.Logf("load: %d ok, %d unknown; longest time without a successful op %v", nOK, nUnknown, gap.Round(time.Millisecond))
 	if gap > 3*time.Second {
 		t.Fatalf("no operation succeeded for %v during the ring changes", gap)
+	}
+}
+
+// TestRingChangeRefusedWithCausal: causal namespaces shard each region
+// over a fixed node list, so a ring change is refused (by the driver, and
+// by each node for a joint member list) with an error that says why.
+func TestRingChangeRefusedWithCausal(t *testing.T) {
+	tc := newTestCluster(t, "n1", "n2", "n3")
+	tc.createAt(0, "c", "causal", nil)
+	tc.waitNamespace("c")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := ChangeRing(ctx, tc.peers[0].Client, transport.DialOptions{}, RingChange{Remove: "n3"})
+	if err == nil || !strings.Contains(err.Error(), "causal namespace") {
+		t.Fatalf("remove-node with a causal namespace: %v; want a refusal naming the causal namespace", err)
+	}
+	joint := Membership{Version: 2, Phase: PhaseJoint, Members: tc.peers[:2], Prev: tc.peers}
+	if _, err := SetRingAt(ctx, tc.peers[1].Client, transport.DialOptions{}, joint); err == nil || !strings.Contains(err.Error(), "causal") {
+		t.Fatalf("CLUSTER RING SET joint with a causal namespace: %v; want a refusal", err)
+	}
+	for i := range 3 {
+		if v := tc.nodes[i].Membership().Version; v != 1 {
+			t.Fatalf("%s moved to member list version %d", tc.peers[i].ID, v)
+		}
+	}
+}
+
+// TestMembershipPersisted: a member list a node adopted survives its
+// restart (DATA/members.json), even though --peers says otherwise; older
+// versions are ignored; bad ones are refused.
+func TestMembershipPersisted(t *testing.T) {
+	tc := newTestCluster(t, "n1", "n2")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	extra := ClusterPeer{ID: "n9", Client: "127.0.0.1:1", Peer: "127.0.0.1:2"}
+	m := Membership{Version: 5, Phase: PhaseStable, Members: append(append([]ClusterPeer(nil), tc.peers...), extra)}
+	if v, err := SetRingAt(ctx, tc.peers[0].Client, transport.DialOptions{}, m); err != nil || v != 5 {
+		t.Fatalf("CLUSTER RING SET: %d, %v", v, err)
+	}
+	old := Membership{Version: 3, Phase: PhaseStable, Members: tc.peers}
+	if v, err := SetRingAt(ctx, tc.peers[0].Client, transport.DialOptions{}, old); err != nil || v != 5 {
+		t.Fatalf("an older member list: version %d, %v; want 5 kept", v, err)
+	}
+	for _, bad := range []Membership{
+		{Version: 9, Phase: "half", Members: tc.peers},
+		{Version: 9, Phase: PhaseJoint, Members: tc.peers},
+		{Version: 9, Phase: PhaseStable},
+	} {
+		if _, err := SetRingAt(ctx, tc.peers[0].Client, transport.DialOptions{}, bad); err == nil {
+			t.Errorf("CLUSTER RING SET %+v accepted", bad)
+		}
+	}
+	// n2 pulls it from n1 (catalog sync).
+	deadline := time.Now().Add(10 * time.Second)
+	for tc.nodes[1].Membership().Version != 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("n2 did not pull version 5 from n1: %+v", tc.nodes[1].Membership())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tc.stop(0)
+	tc.start(0)
+	if got := tc.nodes[0].Membership(); got.Version != 5 || !hasPeer(got.Members, "n9") {
+		t.Fatalf("after a restart with the old --peers: %+v; want version 5 with n9", got)
 	}
 }

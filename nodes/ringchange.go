@@ -101,6 +101,15 @@ func ChangeRing(ctx context.Context, seed string, dopts transport.DialOptions, c
 	// Every node must be up and host every quorum namespace (a new node
 	// pulls the catalog every few seconds).
 	for _, p := range all {
+		specs, err := listAt(p.Client, dopts)
+		if err != nil {
+			return res, fmt.Errorf("ring change: every node of both lists must be up: %s: %w", p.ID, err)
+		}
+		for _, sp := range specs {
+			if sp.Strategy == "causal" {
+				return res, fmt.Errorf("ring change refused: %s has causal namespace %s: %w", p.ID, sp.Name, errCausalRing)
+			}
+		}
 		for {
 			r, err := ringAtCtx(ctx, p.Client, dopts)
 			if err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/dialkv/dialkv/consistency/raft"
 	"github.com/dialkv/dialkv/core"
 	"github.com/dialkv/dialkv/nodes"
+	"github.com/dialkv/dialkv/transport"
 	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
 )
 
@@ -38,8 +39,9 @@ func commands() []command {
 		{"backup", "--admin n1=HOST:PORT,... --out DIR [--cluster]", "online cluster backup: every node's checkpoint and catalog, raft shards' exports, and a manifest (--cluster: refuse an incomplete one)", backup},
 		{"checkpoint", "--admin HOST:PORT [--list]", "take (or list) a retained checkpoint on one node, for point-in-time restore", checkpoint},
 		{"restore", "--from DIR (--node ID | --at TIME) --data NEWDIR | --from DIR --raft --admin HOST:PORT,...", "restore a cluster backup's node, or the newest retained checkpoint at or before TIME, into a new data directory; --raft: import the backup's raft namespaces into a running cluster", restore},
-		{"add-node", "", "not implemented: membership is static (docs/operations.md)", notYet("add-node")},
-		{"remove-node", "", "not implemented: membership is static (docs/operations.md)", notYet("remove-node")},
+		{"ring", "[--addr A]", "the quorum ring's member list and each namespace's handoff progress", ringCmd},
+		{"add-node", "ID[=CLIENT@PEER] [--addr A]", "add a node to the quorum ring: joint quorums, hand off the segments it gains, switch (docs/cluster.md)", addNode},
+		{"remove-node", "ID [--addr A]", "decommission a node: its segments are handed off to their new owners before it leaves the ring", removeNode},
 		{"move-shard", "", "raft replicas move with RAFT.ADD / RAFT.JOIN / RAFT.REMOVE (docs/raft.md)", notYet("move-shard")},
 	}
 }
@@ -301,7 +303,7 @@ func where(args []string, stdout, stderr io.Writer) error {
 	fs := flags("where", "KEY [--addr HOST:PORT] --namespace NS [--members n1,n2,...]", stdout)
 	addr := fs.String("addr", "127.0.0.1:7379", "a node's client API address (to read the namespace's spec)")
 	ns := fs.String("namespace", "default", "namespace")
-	mem := fs.String("members", "", "the cluster's node ids (quorum and causal placement)")
+	mem := fs.String("members", "", "the cluster's node ids (quorum and causal placement; default: the member list of the node at --addr)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -320,7 +322,20 @@ func where(args []string, stdout, stderr io.Writer) error {
 	}
 	for _, s := range specs {
 		if s.Name == *ns {
-			what, holders, err := Holders(s, splitList(*mem), pos[0])
+			ids := splitList(*mem)
+			if len(ids) == 0 && (s.Strategy == "quorum" || s.Strategy == "causal") {
+				// The ring's members, as the node knows them.
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				rep, err := nodes.RingAt(ctx, *addr, transport.DialOptions{})
+				cancel()
+				if err != nil {
+					return fmt.Errorf("--members not given and the member list could not be read: %w", err)
+				}
+				for _, p := range rep.Membership.Members {
+					ids = append(ids, p.ID)
+				}
+			}
+			what, holders, err := Holders(s, ids, pos[0])
 			if err != nil {
 				return err
 			}

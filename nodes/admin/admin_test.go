@@ -228,7 +228,7 @@ func TestHelpAndUsage(t *testing.T) {
 	if code := Main([]string{"restore", "--from", "x"}, &out, &errb); code != 2 {
 		t.Errorf("restore without --data: exit %d", code)
 	}
-	if code := Main([]string{"add-node"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "not implemented") {
-		t.Errorf("add-node: exit %d %q", code, errb.String())
+	if code := Main([]string{"add-node"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "add-node ID") {
+		t.Errorf("add-node without an id: exit %d %q", code, errb.String())
 	}
 }

@@ -1,0 +1,150 @@
+package admin
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/dialkv/dialkv/nodes"
+	"github.com/dialkv/dialkv/transport"
+)
+
+// ringCmd is `dialkv admin ring`: a node's member list and, per quorum
+// namespace, its replica's ring version and pending handoff.
+func ringCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flags("ring", "[--addr HOST:PORT]", stdout)
+	addr := fs.String("addr", "127.0.0.1:7379", "a node's client API address")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rep, err := nodes.RingAt(ctx, *addr, transport.DialOptions{})
+	if err != nil {
+		return err
+	}
+	m := rep.Membership
+	fmt.Fprintf(stdout, "member list at %s: version %d, %s\n", rep.Node, m.Version, m.Phase)
+	for _, p := range m.Members {
+		fmt.Fprintf(stdout, "  %-8s client=%s peer=%s\n", p.ID, p.Client, p.Peer)
+	}
+	if len(m.Prev) > 0 {
+		fmt.Fprintf(stdout, "changing from: %s\n", nodes.FormatPeers(m.Prev))
+	}
+	var names []string
+	for n := range rep.Namespaces {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		st := rep.Namespaces[n]
+		fmt.Fprintf(stdout, "namespace %s: ring version %d, handoff %d queued, %d in flight, %d hints, %d pushes acknowledged\n",
+			n, st.Version, st.Queued, st.Inflight, st.Hints, st.Moved)
+	}
+	return nil
+}
+
+// addNode is `dialkv admin add-node ID[=CLIENT@PEER]`.
+func addNode(args []string, stdout, stderr io.Writer) error {
+	fs := flags("add-node", "ID[=CLIENT@PEER] [--addr HOST:PORT] [--timeout 10m]", stdout)
+	addr := fs.String("addr", "127.0.0.1:7379", "a member's client API address")
+	timeout := fs.Duration("timeout", 10*time.Minute, "bound on the whole change (a change cut short is resumed by running the command again)")
+	settle := fs.Duration("settle", 2*time.Second, "pause between the joint phase and the stream (longer than the namespaces' request timeout)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErr("add-node ID[=CLIENT@PEER]")
+	}
+	p, err := nodeToAdd(pos[0], *addr)
+	if err != nil {
+		return err
+	}
+	return runChange(*addr, nodes.RingChange{Add: &p, Settle: *settle}, *timeout, stdout)
+}
+
+// removeNode is `dialkv admin remove-node ID`.
+func removeNode(args []string, stdout, stderr io.Writer) error {
+	fs := flags("remove-node", "ID [--addr HOST:PORT] [--timeout 10m]", stdout)
+	addr := fs.String("addr", "127.0.0.1:7379", "a member's client API address")
+	timeout := fs.Duration("timeout", 10*time.Minute, "bound on the whole change (a change cut short is resumed by running the command again)")
+	settle := fs.Duration("settle", 2*time.Second, "pause between the joint phase and the stream (longer than the namespaces' request timeout)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErr("remove-node ID")
+	}
+	return runChange(*addr, nodes.RingChange{Remove: pos[0], Settle: *settle}, *timeout, stdout)
+}
+
+func runChange(addr string, ch nodes.RingChange, timeout time.Duration, stdout io.Writer) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	last := time.Time{}
+	ch.Log = func(f string, a ...any) {
+		line := fmt.Sprintf(f, a...)
+		// Progress lines at most once a second.
+		if strings.HasPrefix(line, "handoff:") && time.Since(last) < time.Second {
+			return
+		}
+		last = time.Now()
+		fmt.Fprintf(stdout, "%s %s\n", time.Now().UTC().Format("15:04:05"), line)
+	}
+	res, err := nodes.ChangeRing(ctx, addr, transport.DialOptions{}, ch)
+	if err != nil {
+		return err
+	}
+	load := ""
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		load = " (load average " + strings.Join(strings.Fields(string(b))[:3], " ") + ")"
+	}
+	fmt.Fprintf(stdout, "member list version %d -> %d: %s\nhandoff: %d pushes acknowledged in %v; change took %v%s\n",
+		res.From.Version, res.To.Version, nodes.FormatPeers(res.To.Members), res.Moved,
+		res.Stream.Round(time.Millisecond), res.Total.Round(time.Millisecond), load)
+	return nil
+}
+
+// nodeToAdd parses ID=CLIENT@PEER, or looks a bare ID up in the gossip
+// view (CLUSTER MEMBERS) of the member at addr: a node started with
+// --join advertises its addresses there.
+func nodeToAdd(arg, addr string) (nodes.ClusterPeer, error) {
+	if strings.Contains(arg, "=") {
+		ps, err := nodes.ParsePeers(arg)
+		if err != nil {
+			return nodes.ClusterPeer{}, usageErr("%v", err)
+		}
+		return ps[0], nil
+	}
+	lines, err := clusterMembers(addr, 5*time.Second)
+	if err != nil {
+		return nodes.ClusterPeer{}, err
+	}
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) < 4 || f[0] != arg {
+			continue
+		}
+		p := nodes.ClusterPeer{ID: arg}
+		for _, kv := range f[2:] {
+			k, v, _ := strings.Cut(kv, "=")
+			switch k {
+			case "client":
+				p.Client = v
+			case "peer":
+				p.Peer = v
+			}
+		}
+		if p.Client == "" || p.Peer == "" {
+			return p, fmt.Errorf("%s is known to %s's gossip without its addresses; give ID=CLIENT@PEER", arg, addr)
+		}
+		return p, nil
+	}
+	return nodes.ClusterPeer{}, fmt.Errorf("%s is not in the gossip view of %s (start it with --join, or give ID=CLIENT@PEER)", arg, addr)
+}
