@@ -149,6 +149,31 @@ func (bc *backupCluster) create(name, strategy string, params map[string]string)
 	}
 }
 
+// putRetry writes k<from>..k<to-1> = v<i> through addr, retrying a SET
+// that failed (SET is idempotent; a raft namespace just created may still
+// be electing its leaders on a loaded machine) for up to 20 s each.
+func putRetry(t *testing.T, addr, ns string, from, to int) {
+	t.Helper()
+	c, err := client.New([]string{addr}, client.WithNamespace(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := from; i < to; i++ {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			_, err := c.Set(context.Background(), fmt.Sprintf("k%03d", i), []byte(fmt.Sprintf("v%d", i)))
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("SET k%03d in %s: %v", i, ns, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
 // waitContents waits until node i answers want for namespace ns (keys
 // k000..k(n-1)) and returns what it answered last.
 func waitContents(t *testing.T, addr, ns string, n int, want map[string]string) map[string]string {
@@ -183,7 +208,7 @@ func TestClusterBackupRestore(t *testing.T) {
 	a.create("c", "causal", nil)
 	const before, after = 40, 50
 	for _, ns := range []string{"r", "q", "c"} {
-		put(t, a.addr(0), ns, 0, before)
+		putRetry(t, a.addr(0), ns, 0, before)
 	}
 	// Causal replicates after acknowledging: wait until every node has
 	// every write, so each node's checkpoint holds them all.
@@ -216,7 +241,7 @@ func TestClusterBackupRestore(t *testing.T) {
 		t.Errorf("backup --cluster of two members: exit %d, %q", code, se.String())
 	}
 	for _, ns := range []string{"r", "q", "c"} {
-		put(t, a.addr(0), ns, before, after)
+		putRetry(t, a.addr(0), ns, before, after)
 	}
 	step("about to stop")
 	a.stop()
