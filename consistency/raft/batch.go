@@ -105,8 +105,9 @@ type pending struct {
 }
 
 type batchResult struct {
-	reply []byte // core.EncodeReply
-	err   error
+	reply  []byte // core.EncodeReply
+	copies int    // copies of the batch entry that may be in the log (Service.propose)
+	err    error
 }
 
 // batcher groups one shard's concurrent writes (group commit): a writer
@@ -123,7 +124,7 @@ type batcher struct {
 }
 
 // submit proposes data through the batcher and returns its reply.
-func (b *batcher) submit(ctx context.Context, data []byte) ([]byte, error) {
+func (b *batcher) submit(ctx context.Context, data []byte) ([]byte, int, error) {
 	d, _ := ctx.Deadline()
 	p := &pending{data: data, deadline: d, done: make(chan batchResult, 1)}
 	b.mu.Lock()
@@ -139,10 +140,10 @@ func (b *batcher) submit(ctx context.Context, data []byte) ([]byte, error) {
 	}
 	select {
 	case r := <-p.done:
-		return r.reply, r.err
+		return r.reply, r.copies, r.err
 	case <-ctx.Done():
 		// The batch may still commit: the outcome is unknown.
-		return nil, fmt.Errorf("%w: %w", errOutcomeUnknown, ctx.Err())
+		return nil, 0, fmt.Errorf("%w: %w", errOutcomeUnknown, ctx.Err())
 	}
 }
 
@@ -196,15 +197,15 @@ func (b *batcher) propose(batch []*pending) {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	if len(batch) == 1 {
-		res, err := b.s.propose(ctx, b.shardID, batch[0].data)
-		batch[0].done <- batchResult{reply: res.Data, err: err}
+		res, copies, err := b.s.propose(ctx, b.shardID, batch[0].data)
+		batch[0].done <- batchResult{reply: res.Data, copies: copies, err: err}
 		return
 	}
 	ps := make([][]byte, len(batch))
 	for i, p := range batch {
 		ps[i] = p.data
 	}
-	res, err := b.s.propose(ctx, b.shardID, encodeBatch(ps))
+	res, copies, err := b.s.propose(ctx, b.shardID, encodeBatch(ps))
 	var replies [][]byte
 	if err == nil {
 		replies, err = splitList(res.Data, errBadBatch)
@@ -217,6 +218,6 @@ func (b *batcher) propose(batch []*pending) {
 			p.done <- batchResult{err: err}
 			continue
 		}
-		p.done <- batchResult{reply: replies[i]}
+		p.done <- batchResult{reply: replies[i], copies: copies}
 	}
 }

@@ -1,134 +1,191 @@
 package raft
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/dialkv/dialkv/core"
 )
 
-// Proposal deduplication: every proposal carries its proposer's ID (one per
-// Service incarnation) and a sequence number. The state machine remembers,
-// per proposer, the highest sequence number applied and which of the
-// dedupWindow numbers below it were applied, so a proposal that reaches the
-// log twice (a forwarded Propose message delivered twice) is applied once:
-// the copy gets a DUPLICATE error reply, which no caller waits for. A
-// proposal more than dedupWindow numbers older than its proposer's newest
-// applied one cannot be told from a copy and is not applied either
-// (NOTAPPLIED: the Service answers ErrUnavailable). At most maxProposers
-// proposers are remembered; the one applied least recently is forgotten.
+// Proposal deduplication with kept replies: every proposal carries its
+// proposer's ID (one per Service incarnation) and a sequence number. The
+// state machine keeps, per proposer, the reply of each of its last
+// keptReplies applied proposals (by sequence number), so a proposal that
+// reaches the log twice is applied once and every copy gets the first
+// copy's reply: a forwarded Propose delivered twice, and the copies the
+// Service proposes again when no result came back in time (a lost
+// forwarded Propose, an entry this replica learned from a snapshot: no
+// result is ever delivered for those; service.go propose).
+//
+// Decision for proposal (p, seq), all from the applied log (so the same on
+// every replica):
+//
+//   - seq is kept: a copy; it changes nothing and its reply is the kept one
+//     (or, when that was too large to keep, DUPLICATE: applied, reply lost).
+//   - seq <= floor(p), the highest sequence number ever evicted: it cannot
+//     be told from a copy of an evicted one: not applied (NOTAPPLIED).
+//   - otherwise it was never applied (every applied number above the floor
+//     is kept): apply it and keep its reply.
+//
+// Eviction removes the lowest kept sequence number once a proposer has
+// more than keptReplies, and raises the floor to it: the floor only rises,
+// so a proposal refused once is refused forever. At most maxProposers
+// proposers are remembered; the one applied least recently (lowest index of
+// its last applied entry, ties: lowest ID) is forgotten with its replies.
+// A copy arriving after its proposer was forgotten would be applied again
+// (it would have to trail maxProposers more recently active proposers).
+//
+// Ordering: admit runs before the proposal is applied and records the
+// number as applied with no reply yet; keep records the reply right after.
+// The on-disk state machine writes the dedup state in every batch the
+// Store commits (with the entry's writes and applied index), so the mark
+// is atomic with the entry's effects; the reply follows in the next batch
+// (at the latest, the Update's final one). A crash between the two leaves
+// the mark without the reply: a later copy gets DUPLICATE, never a second
+// application. Eviction counts numbers, not bytes, so the decisions do not
+// depend on which replies a replica happened to persist.
+//
+// Bounds: keptReplies per proposer, a kept reply at most maxKeptReply
+// bytes (larger ones are kept as "applied, reply not kept"), so at most
+// maxProposers*keptReplies*(maxKeptReply+keyOverhead) bytes per shard.
 //
 // The state lives in the state machine's engine under keys outside the
-// Store's key space, so snapshots carry it, and on the on-disk state machine
-// it is written in the same batch as the entry's writes:
+// Store's key space, so snapshots carry it:
 //
-//	\xffraft/dedup              the remembered proposer IDs, 8 bytes each, ascending
-//	\xffraft/dedup/<8-byte ID>  high (8) | index of its last applied entry (8) | window bitmap
+//	\xffraft/dedup                     the remembered proposer IDs, 8 bytes each, ascending
+//	\xffraft/dedup/<8-byte ID>         floor (8) | index of its last applied entry (8)
+//	\xffraft/dedup/<8-byte ID>/<8-byte seq>  the kept reply (core.EncodeReply; empty: not kept)
+//
+// Records of the earlier bitmap format (16+128 bytes: high, last, bitmap)
+// load as floor = high with nothing kept: every older number is refused.
 const (
-	dedupWindow  = 1024
+	keptReplies  = 2048
+	maxKeptReply = 256
 	maxProposers = 32
 )
 
 // Codes of the replies to proposals that were not applied.
 const (
-	CodeDuplicate  core.Code = "DUPLICATE"
+	// CodeDuplicate: a copy of a proposal applied before, whose reply was
+	// not kept (too large, or lost in a crash): the write took effect once,
+	// its reply is unknown.
+	CodeDuplicate core.Code = "DUPLICATE"
+	// CodeNotApplied: older than the proposer's kept replies: not applied
+	// now; whether an earlier copy was is unknown.
 	CodeNotApplied core.Code = "NOTAPPLIED"
 )
 
 var (
 	dedupListKey   = []byte("\xffraft/dedup")
 	dedupKeyPrefix = []byte("\xffraft/dedup/")
+	// dedupEnd bounds every dedup key: [dedupListKey, dedupEnd).
+	dedupEnd = []byte("\xffraft/deduq")
 )
 
-// window is one proposer's record: bit i of bits is set when sequence
-// number high-i was applied (i < dedupWindow).
-type window struct {
-	high, last uint64
-	bits       [dedupWindow / 64]uint64
+const legacyRecordLen = 16 + 1024/8
+
+// proposerState is one proposer's record.
+type proposerState struct {
+	floor, last uint64
+	seqs        []uint64          // kept sequence numbers, ascending
+	replies     map[uint64][]byte // seq -> reply (nil: none kept)
+	touched     map[uint64]bool   // seqs set or evicted since the last flush
+	dirty       bool              // floor or last changed since the last flush
 }
 
-func (w *window) has(seq uint64) bool {
-	d := w.high - seq
-	return w.bits[d/64]&(1<<(d%64)) != 0
-}
-
-func (w *window) set(seq uint64) {
-	d := w.high - seq
-	w.bits[d/64] |= 1 << (d % 64)
-}
-
-// shift moves the window up to newHigh.
-func (w *window) shift(newHigh uint64) {
-	n := newHigh - w.high
-	w.high = newHigh
-	if n >= dedupWindow {
-		w.bits = [dedupWindow / 64]uint64{}
-		return
-	}
-	var out [dedupWindow / 64]uint64
-	words, bits := int(n/64), n%64
-	for i := len(out) - 1; i >= words; i-- {
-		v := w.bits[i-words] << bits
-		if bits > 0 && i-words-1 >= 0 {
-			v |= w.bits[i-words-1] >> (64 - bits)
-		}
-		out[i] = v
-	}
-	w.bits = out
+func newProposerState() *proposerState {
+	return &proposerState{replies: map[uint64][]byte{}, touched: map[uint64]bool{}}
 }
 
 // dedup is the state machine's deduplication state.
 type dedup struct {
-	w     map[uint64]*window
-	dirty map[uint64]bool // proposers whose record changed since the last write
-	list  bool            // the proposer list changed
+	p       map[uint64]*proposerState
+	list    bool     // the proposer list changed
+	dropped []uint64 // forgotten proposers whose keys must be deleted
 }
 
-func newDedup() *dedup { return &dedup{w: map[uint64]*window{}, dirty: map[uint64]bool{}} }
+func newDedup() *dedup { return &dedup{p: map[uint64]*proposerState{}} }
 
 // admit decides whether proposal (proposer, seq) of log entry index is
-// applied, and records it. Proposer 0 (proposals of version 1) is always
-// applied.
-func (d *dedup) admit(proposer, seq, index uint64) *core.Error {
+// applied. nil: apply it (it is recorded as applied, with no reply until
+// keep). Otherwise the reply to return instead: the kept reply of the
+// first copy, or an error reply (DUPLICATE, NOTAPPLIED). Proposer 0
+// (proposals of version 1) is always applied.
+func (d *dedup) admit(proposer, seq, index uint64) *core.Reply {
 	if proposer == 0 {
 		return nil
 	}
-	w := d.w[proposer]
-	if w == nil {
-		if len(d.w) >= maxProposers {
-			d.evict()
+	ps := d.p[proposer]
+	if ps == nil {
+		if len(d.p) >= maxProposers {
+			d.evictProposer()
 		}
-		w = &window{high: seq}
-		d.w[proposer] = w
+		ps = newProposerState()
+		d.p[proposer] = ps
 		d.list = true
 	}
-	switch {
-	case seq > w.high:
-		w.shift(seq)
-	case w.high-seq >= dedupWindow:
-		return core.Errorf(CodeNotApplied, "proposal %d of proposer %x is older than the deduplication window: not applied", seq, proposer)
-	case w.has(seq):
-		return core.Errorf(CodeDuplicate, "proposal %d of proposer %x was already applied", seq, proposer)
+	if b, ok := ps.replies[seq]; ok {
+		if b != nil {
+			if r, err := core.DecodeReply(b); err == nil {
+				return &r
+			}
+		}
+		r := core.ErrorReply(core.Errorf(CodeDuplicate, "proposal %d of proposer %x was already applied; its reply was not kept", seq, proposer))
+		return &r
 	}
-	w.set(seq)
-	w.last = index
-	d.dirty[proposer] = true
+	if seq <= ps.floor {
+		r := core.ErrorReply(core.Errorf(CodeNotApplied, "proposal %d of proposer %x is older than its kept replies: not applied", seq, proposer))
+		return &r
+	}
+	i, _ := slices.BinarySearch(ps.seqs, seq)
+	ps.seqs = slices.Insert(ps.seqs, i, seq)
+	ps.replies[seq] = nil
+	ps.touched[seq] = true
+	ps.last = index
+	ps.dirty = true
+	for len(ps.seqs) > keptReplies {
+		old := ps.seqs[0]
+		ps.seqs = ps.seqs[1:]
+		delete(ps.replies, old)
+		ps.touched[old] = true
+		ps.floor = max(ps.floor, old)
+	}
 	return nil
 }
 
-// evict forgets the proposer applied least recently (ties: lowest ID).
-func (d *dedup) evict() {
+// keep records the reply of the applied proposal (proposer, seq).
+func (d *dedup) keep(proposer, seq uint64, reply core.Reply) {
+	ps := d.p[proposer]
+	if ps == nil {
+		return
+	}
+	if _, ok := ps.replies[seq]; !ok {
+		return
+	}
+	b := core.EncodeReply(reply)
+	if len(b) > maxKeptReply {
+		return
+	}
+	ps.replies[seq] = b
+	ps.touched[seq] = true
+}
+
+// evictProposer forgets the proposer applied least recently (ties: lowest
+// ID).
+func (d *dedup) evictProposer() {
 	var victim uint64
 	first := true
-	for p, w := range d.w {
-		if first || w.last < d.w[victim].last || (w.last == d.w[victim].last && p < victim) {
-			victim, first = p, false
+	for id, ps := range d.p {
+		if first || ps.last < d.p[victim].last || (ps.last == d.p[victim].last && id < victim) {
+			victim, first = id, false
 		}
 	}
-	delete(d.w, victim)
-	delete(d.dirty, victim)
+	delete(d.p, victim)
+	d.dropped = append(d.dropped, victim)
 	d.list = true
 }
 
@@ -136,41 +193,89 @@ func dedupKey(p uint64) []byte {
 	return binary.BigEndian.AppendUint64(append([]byte(nil), dedupKeyPrefix...), p)
 }
 
-// flush writes the changed records into b.
+func replyKey(p, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(dedupKey(p), '/'), seq)
+}
+
+// replyRange bounds proposer p's reply keys.
+func replyRange(p uint64) (lo, hi []byte) {
+	return append(dedupKey(p), '/'), append(dedupKey(p), '/'+1)
+}
+
+// flush writes the changes since the last flush into b, in a fixed order.
 func (d *dedup) flush(b core.Batch) {
+	// Deletions first: a proposer forgotten and seen again since the last
+	// flush has its new record and replies written below, after them.
+	for _, p := range d.dropped {
+		b.Delete(dedupKey(p))
+		lo, hi := replyRange(p)
+		b.DeleteRange(lo, hi)
+	}
+	d.dropped = d.dropped[:0]
 	if d.list {
-		ids := make([]uint64, 0, len(d.w))
-		for p := range d.w {
-			ids = append(ids, p)
-		}
-		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-		var v []byte
-		for _, p := range ids {
-			v = binary.BigEndian.AppendUint64(v, p)
-		}
-		b.Set(dedupListKey, v)
+		b.Set(dedupListKey, encodeIDs(d.ids()))
 		d.list = false
 	}
-	for p := range d.dirty {
-		w := d.w[p]
-		v := make([]byte, 0, 16+dedupWindow/8)
-		v = binary.BigEndian.AppendUint64(v, w.high)
-		v = binary.BigEndian.AppendUint64(v, w.last)
-		for _, x := range w.bits {
-			v = binary.BigEndian.AppendUint64(v, x)
+	for _, p := range d.ids() {
+		ps := d.p[p]
+		if ps.dirty {
+			v := binary.BigEndian.AppendUint64(make([]byte, 0, 16), ps.floor)
+			b.Set(dedupKey(p), binary.BigEndian.AppendUint64(v, ps.last))
+			ps.dirty = false
 		}
-		b.Set(dedupKey(p), v)
+		if len(ps.touched) == 0 {
+			continue
+		}
+		seqs := make([]uint64, 0, len(ps.touched))
+		for s := range ps.touched {
+			seqs = append(seqs, s)
+		}
+		slices.Sort(seqs)
+		for _, s := range seqs {
+			if r, ok := ps.replies[s]; ok {
+				b.Set(replyKey(p, s), r)
+			} else {
+				b.Delete(replyKey(p, s))
+			}
+		}
+		clear(ps.touched)
 	}
-	clear(d.dirty)
+}
+
+func (d *dedup) ids() []uint64 {
+	ids := make([]uint64, 0, len(d.p))
+	for p := range d.p {
+		ids = append(ids, p)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids
+}
+
+func encodeIDs(ids []uint64) []byte {
+	var v []byte
+	for _, p := range ids {
+		v = binary.BigEndian.AppendUint64(v, p)
+	}
+	return v
 }
 
 // pending reports whether flush has anything to write.
-func (d *dedup) pending() bool { return d.list || len(d.dirty) > 0 }
+func (d *dedup) pending() bool {
+	if d.list || len(d.dropped) > 0 {
+		return true
+	}
+	for _, ps := range d.p {
+		if ps.dirty || len(ps.touched) > 0 {
+			return true
+		}
+	}
+	return false
+}
 
 // loadDedup reads the state from an engine (empty when there is none).
-func loadDedup(get func([]byte) ([]byte, error)) (*dedup, error) {
+func loadDedup(r core.Reader) (*dedup, error) {
 	d := newDedup()
-	list, err := get(dedupListKey)
+	list, err := r.Get(dedupListKey)
 	if err != nil {
 		if isNotFound(err) {
 			return d, nil
@@ -182,20 +287,51 @@ func loadDedup(get func([]byte) ([]byte, error)) (*dedup, error) {
 	}
 	for i := 0; i < len(list); i += 8 {
 		p := binary.BigEndian.Uint64(list[i:])
-		v, err := get(dedupKey(p))
+		v, err := r.Get(dedupKey(p))
 		if err != nil {
 			return nil, fmt.Errorf("raft: read deduplication record %x: %w", p, err)
 		}
-		if len(v) != 16+dedupWindow/8 {
+		ps := newProposerState()
+		switch len(v) {
+		case 16, legacyRecordLen: // legacy: high | last | bitmap; the floor is high
+			ps.floor, ps.last = binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
+		default:
 			return nil, fmt.Errorf("raft: deduplication record of %d bytes: %w", len(v), core.ErrCorruption)
 		}
-		w := &window{high: binary.BigEndian.Uint64(v), last: binary.BigEndian.Uint64(v[8:])}
-		for j := range w.bits {
-			w.bits[j] = binary.BigEndian.Uint64(v[16+8*j:])
+		if len(v) == 16 {
+			if err := loadReplies(r, p, ps); err != nil {
+				return nil, err
+			}
 		}
-		d.w[p] = w
+		d.p[p] = ps
 	}
 	return d, nil
+}
+
+func loadReplies(r core.Reader, p uint64, ps *proposerState) error {
+	lo, hi := replyRange(p)
+	it := r.NewIter(lo, hi)
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		if len(k) != len(lo)+8 || !bytes.HasPrefix(k, lo) {
+			it.Close()
+			return fmt.Errorf("raft: deduplication reply key of %d bytes: %w", len(k), core.ErrCorruption)
+		}
+		seq := binary.BigEndian.Uint64(k[len(lo):])
+		var reply []byte
+		if v := it.Value(); len(v) > 0 {
+			reply = bytes.Clone(v)
+		}
+		ps.seqs = append(ps.seqs, seq) // ascending: big-endian keys
+		ps.replies[seq] = reply
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("raft: read deduplication replies of %x: %w", p, err)
+	}
+	if len(ps.seqs) > keptReplies {
+		return fmt.Errorf("raft: %d kept replies of proposer %x, more than %d: %w", len(ps.seqs), p, keptReplies, core.ErrCorruption)
+	}
+	return nil
 }
 
 func isNotFound(err error) bool { return errors.Is(err, core.ErrNotFound) }

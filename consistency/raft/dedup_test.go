@@ -2,6 +2,9 @@ package raft
 
 import (
 	"bytes"
+	"fmt"
+	"maps"
+	"slices"
 	"testing"
 
 	pebblevfs "github.com/cockroachdb/pebble/v2/vfs"
@@ -10,66 +13,137 @@ import (
 	"github.com/dialkv/dialkv/core"
 )
 
-// TestDedupAdmit: within the window each (proposer, seq) is admitted once,
-// in any order; older than the window is refused; proposer 0 is never
-// deduplicated; the least recently applied proposer is forgotten first.
+// TestDedupAdmit: each (proposer, seq) is applied once, in any order, and
+// every copy gets the first one's kept reply; a number at or below the
+// floor (the highest evicted) is refused; a reply too large to keep makes
+// copies DUPLICATE; proposer 0 is never deduplicated; the least recently
+// applied proposer is forgotten first; the state round-trips through an
+// engine.
 func TestDedupAdmit(t *testing.T) {
 	d := newDedup()
+	big := core.Reply{Kind: core.KindBulk, Str: bytes.Repeat([]byte("x"), maxKeptReply)}
 	for i, tt := range []struct {
 		proposer, seq uint64
-		want          core.Code // "" admitted
+		want          string // "applied", or the reply a copy gets
 	}{
-		{7, 10, ""},
-		{7, 10, CodeDuplicate},
-		{7, 9, ""},
-		{7, 9, CodeDuplicate},
-		{7, 75, ""}, // shift by 65: across a word boundary
-		{7, 10, CodeDuplicate},
-		{7, 11, ""},
-		{7, 74, ""},
-		{7, 75, CodeDuplicate},
-		{7, 75 + dedupWindow, ""},
-		{7, 75, CodeNotApplied},
-		{7, 76, ""}, // exactly dedupWindow-1 behind
-		{7, 76, CodeDuplicate},
-		{8, 10, ""}, // another proposer
-		{0, 1, ""},
-		{0, 1, ""},
+		{7, 10, "applied"},
+		{7, 10, "r7/10"},
+		{7, 9, "applied"}, // out of order
+		{7, 9, "r7/9"},
+		{7, 500, "applied"},
+		{7, 10, "r7/10"},
+		{8, 10, "applied"}, // another proposer
+		{8, 10, "r8/10"},
+		{8, 11, "applied"}, // its reply is too large to keep
+		{8, 11, "ERR:DUPLICATE"},
+		{0, 1, "applied"},
+		{0, 1, "applied"},
 	} {
-		e := d.admit(tt.proposer, tt.seq, uint64(i+1))
-		got := core.Code("")
-		if e != nil {
-			got = e.Code
+		r := d.admit(tt.proposer, tt.seq, uint64(i+1))
+		got := "applied"
+		if r != nil {
+			got = str(*r)
+		} else if tt.proposer == 8 && tt.seq == 11 {
+			d.keep(tt.proposer, tt.seq, big)
+		} else {
+			d.keep(tt.proposer, tt.seq, core.Reply{Kind: core.KindStatus, Str: fmt.Appendf(nil, "r%d/%d", tt.proposer, tt.seq)})
 		}
 		if got != tt.want {
 			t.Fatalf("step %d: admit(%d, %d) = %q, want %q", i, tt.proposer, tt.seq, got, tt.want)
 		}
 	}
-	for p := uint64(100); p < 100+maxProposers; p++ {
-		d.admit(p, 1, 1000+p)
+	// Eviction by number: keptReplies more from proposer 7 push out 9, 10
+	// and 500 (the lowest); the floor rises to 500, so 11..500 are refused,
+	// 501 is new.
+	for seq := uint64(1000); seq < 1000+keptReplies; seq++ {
+		if r := d.admit(7, seq, 100+seq); r != nil {
+			t.Fatalf("admit(7, %d) = %s, want applied", seq, str(*r))
+		}
+		d.keep(7, seq, core.OK())
 	}
-	if len(d.w) != maxProposers {
-		t.Fatalf("%d proposers remembered, want %d", len(d.w), maxProposers)
+	for _, tt := range []struct {
+		seq  uint64
+		want string
+	}{{9, "ERR:NOTAPPLIED"}, {10, "ERR:NOTAPPLIED"}, {499, "ERR:NOTAPPLIED"}, {500, "ERR:NOTAPPLIED"}, {1000, "OK"}, {501, "applied"}} {
+		got := "applied"
+		if r := d.admit(7, tt.seq, 9000); r != nil {
+			got = str(*r)
+		}
+		if got != tt.want {
+			t.Fatalf("after eviction: admit(7, %d) = %q, want %q", tt.seq, got, tt.want)
+		}
 	}
-	if d.w[8] != nil || d.w[7] != nil {
-		t.Fatalf("the least recently applied proposers were not forgotten")
+	// 501 was applied, then evicted at once as the lowest number kept.
+	if ps := d.p[7]; ps.floor != 501 || len(ps.seqs) != keptReplies {
+		t.Fatalf("proposer 7: floor %d, %d kept; want 501, %d", ps.floor, len(ps.seqs), keptReplies)
 	}
-	// The state round-trips through an engine.
+	if r := d.admit(7, 501, 9000); r == nil || str(*r) != "ERR:NOTAPPLIED" {
+		t.Fatalf("admit(7, 501) again = %v, want NOTAPPLIED", r)
+	}
+
+	// The state round-trips through an engine, flushed in two steps.
 	e := core.NewMemEngine()
-	b := e.NewBatch()
-	d.flush(b)
-	if err := b.Commit(false); err != nil {
-		t.Fatal(err)
+	flush := func() {
+		b := e.NewBatch()
+		d.flush(b)
+		if err := b.Commit(false); err != nil {
+			t.Fatal(err)
+		}
+		b.Close()
 	}
-	d2, err := loadDedup(e.Get)
+	flush()
+	d.admit(8, 12, 9001)
+	d.keep(8, 12, core.Reply{Kind: core.KindInt, Int: 12})
+	flush()
+	if d.pending() {
+		t.Fatal("pending after flush")
+	}
+	d2, err := loadDedup(e)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(d2.w) != len(d.w) || *d2.w[100] != *d.w[100] {
-		t.Fatalf("reloaded state differs")
+	equalDedup(t, d2, d)
+	for seq, want := range map[uint64]string{12: "12", 11: "ERR:DUPLICATE", 10: "r8/10"} {
+		if r := d2.admit(8, seq, 9002); r == nil || str(*r) != want {
+			t.Fatalf("reloaded: admit(8, %d) = %v, want %s", seq, r, want)
+		}
 	}
-	if e := d2.admit(100, 1, 5000); e == nil || e.Code != CodeDuplicate {
-		t.Fatalf("reloaded state admits a duplicate: %v", e)
+
+	// Proposers beyond maxProposers: the least recently applied (7, last
+	// applied at index 9000; 8 at 9001) is forgotten, and its keys
+	// deleted at the next flush.
+	for p := uint64(100); p < 100+maxProposers-1; p++ {
+		d.admit(p, 1, 10000+p)
+		d.keep(p, 1, core.OK())
+	}
+	if len(d.p) != maxProposers || d.p[7] != nil || d.p[8] == nil {
+		t.Fatalf("%d proposers remembered (7: %v), want %d without 7", len(d.p), d.p[7] != nil, maxProposers)
+	}
+	flush()
+	lo, hi := replyRange(7)
+	it := e.NewIter(lo, hi)
+	if it.First() {
+		t.Fatalf("reply key %q of a forgotten proposer left behind", it.Key())
+	}
+	it.Close()
+	d3, err := loadDedup(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	equalDedup(t, d3, d)
+}
+
+func equalDedup(t *testing.T, got, want *dedup) {
+	t.Helper()
+	if len(got.p) != len(want.p) {
+		t.Fatalf("reloaded %d proposers, want %d", len(got.p), len(want.p))
+	}
+	for id, w := range want.p {
+		g := got.p[id]
+		if g == nil || g.floor != w.floor || g.last != w.last || !slices.Equal(g.seqs, w.seqs) ||
+			!maps.EqualFunc(g.replies, w.replies, bytes.Equal) {
+			t.Fatalf("proposer %x reloaded differently", id)
+		}
 	}
 }
 
@@ -106,7 +180,7 @@ func TestDuplicateProposalAppliedOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		r2, _ := m2.Update(sm.Entry{Index: 2, Cmd: prop})
-		check(t, r2.Data, "ERR:DUPLICATE")
+		check(t, r2.Data, "1") // the kept reply of the first copy
 		r3, _ := m2.Update(sm.Entry{Index: 3, Cmd: other})
 		check(t, r3.Data, "2")
 	})
@@ -118,7 +192,7 @@ func TestDuplicateProposalAppliedOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		check(t, out[0].Result.Data, "1")
-		check(t, out[1].Result.Data, "ERR:DUPLICATE")
+		check(t, out[1].Result.Data, "1")
 		if err := m.Sync(); err != nil {
 			t.Fatal(err)
 		}
@@ -134,10 +208,72 @@ func TestDuplicateProposalAppliedOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		check(t, out[0].Result.Data, "ERR:DUPLICATE")
+		check(t, out[0].Result.Data, "1")
 		check(t, out[1].Result.Data, "2")
 		if got := dump(t, m2)["n"]; got == "" {
 			t.Fatalf("n missing from the dump")
+		}
+	})
+}
+
+// TestSnapshotReplacesDedupState: restoring a snapshot replaces the
+// deduplication state, kept replies included, in both state machines (the
+// Store clears only its own key space): a proposal the snapshot has not
+// seen is applied, and no reply key of the old state survives.
+func TestSnapshotReplacesDedupState(t *testing.T) {
+	incr := core.Cmd("INCR", "n")
+	prop := encodeProposal(proposal{now: 1, proposer: 42, seq: 1, cmd: &incr})
+	empty, _ := newMemSM(core.Limits{})
+	var snap bytes.Buffer
+	if err := empty.SaveSnapshot(&snap, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	noReplies := func(t *testing.T, r core.Reader) {
+		t.Helper()
+		it := r.NewIter(dedupListKey, dedupEnd)
+		defer it.Close()
+		if it.First() {
+			t.Fatalf("deduplication key %q survived the restore", it.Key())
+		}
+	}
+	t.Run("memory", func(t *testing.T) {
+		m, _ := newMemSM(core.Limits{})
+		if r, _ := m.Update(sm.Entry{Index: 1, Cmd: prop}); string(r.Data) == "" {
+			t.Fatal("no result")
+		}
+		if err := m.RecoverFromSnapshot(bytes.NewReader(snap.Bytes()), nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		noReplies(t, m.engine)
+		r, _ := m.Update(sm.Entry{Index: 2, Cmd: prop})
+		if got, _ := core.DecodeReply(r.Data); str(got) != "1" {
+			t.Fatalf("after restore: %s, want 1 (applied)", str(got))
+		}
+	})
+	t.Run("pebble", func(t *testing.T) {
+		m, _ := openDisk(t, pebblevfs.NewMem())
+		defer m.Close()
+		if _, err := m.Update([]sm.Entry{{Index: 1, Cmd: prop}}); err != nil {
+			t.Fatal(err)
+		}
+		// A Pebble snapshot of an empty state machine.
+		e, _ := openDisk(t, pebblevfs.NewMem())
+		ctx, _ := e.PrepareSnapshot()
+		var ps bytes.Buffer
+		if err := e.SaveSnapshot(ctx, &ps, nil); err != nil {
+			t.Fatal(err)
+		}
+		e.Close()
+		if err := m.RecoverFromSnapshot(&ps, nil); err != nil {
+			t.Fatal(err)
+		}
+		noReplies(t, m.eng)
+		out, err := m.Update([]sm.Entry{{Index: 2, Cmd: prop}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := core.DecodeReply(out[0].Result.Data); str(got) != "1" {
+			t.Fatalf("after restore: %s, want 1 (applied)", str(got))
 		}
 	})
 }

@@ -52,6 +52,16 @@ type indexBatch struct {
 	e *indexEngine
 }
 
+// DeleteRange widens the Store's clearing of its key space during a
+// snapshot restore to the deduplication keys: the snapshot carries its own,
+// and a kept reply it does not have must not survive.
+func (b *indexBatch) DeleteRange(start, end []byte) {
+	b.Batch.DeleteRange(start, end)
+	if b.e.restoring {
+		b.Batch.DeleteRange(dedupListKey, dedupEnd)
+	}
+}
+
 func (b *indexBatch) Commit(sync bool) error {
 	if !b.e.restoring {
 		b.Batch.Set(appliedKey, encodeApplied(b.e.cur, b.e.clock))
@@ -103,7 +113,7 @@ func (m *diskSM) Open(<-chan struct{}) (uint64, error) {
 		eng.Close()
 		return 0, err
 	}
-	if ie.dd, err = loadDedup(eng.Get); err != nil {
+	if ie.dd, err = loadDedup(eng); err != nil {
 		eng.Close()
 		return 0, err
 	}
@@ -143,7 +153,9 @@ func (m *diskSM) Update(ents []sm.Entry) ([]sm.Entry, error) {
 		m.ie.cur = ents[i].Index
 		ents[i].Result = sm.Result{Value: ents[i].Index, Data: applyEntry(m.store, &m.ie.clock, m.ie.dd, ents[i].Index, ents[i].Cmd)}
 	}
-	if n := len(ents); n > 0 && m.ie.persisted < ents[n-1].Index {
+	// The final batch records the index of trailing entries that wrote
+	// nothing, and the replies kept after the last commit.
+	if n := len(ents); n > 0 && (m.ie.persisted < ents[n-1].Index || m.ie.dd.pending()) {
 		b := m.ie.NewBatch()
 		defer b.Close()
 		if err := b.Commit(false); err != nil {
@@ -204,7 +216,7 @@ func (m *diskSM) RecoverFromSnapshot(r io.Reader, _ <-chan struct{}) error {
 	if _, err = m.ie.readApplied(); err != nil {
 		return err
 	}
-	m.ie.dd, err = loadDedup(m.eng.Get)
+	m.ie.dd, err = loadDedup(m.eng)
 	return err
 }
 
@@ -250,21 +262,30 @@ func applyProposal(st *core.Store, clock *int64, dd *dedup, index uint64, b []by
 		return core.ErrorReply(core.Errorf(core.CodeErr, "%v", err))
 	}
 	if dd != nil {
-		if e := dd.admit(p.proposer, p.seq, index); e != nil {
-			return core.ErrorReply(e)
+		// Ordering (dedup.go): admit marks the proposal applied before the
+		// Store commits its writes (that commit carries the mark); keep
+		// records the reply after.
+		if r := dd.admit(p.proposer, p.seq, index); r != nil {
+			return *r
 		}
 	}
 	if p.now > *clock {
 		*clock = p.now
 	}
 	now := time.Unix(0, *clock)
-	if p.cmd != nil {
-		return st.Apply(now, *p.cmd)
+	var r core.Reply
+	switch {
+	case p.cmd != nil:
+		r = st.Apply(now, *p.cmd)
+	case p.imp != nil:
+		r = applyImport(st, clock, p.imp)
+	default:
+		r = st.ApplyTxn(now, *p.txn)
 	}
-	if p.imp != nil {
-		return applyImport(st, clock, p.imp)
+	if dd != nil {
+		dd.keep(p.proposer, p.seq, r)
 	}
-	return st.ApplyTxn(now, *p.txn)
+	return r
 }
 
 // lookup serves a readQuery or a dumpQuery at max(reader's clock, clock),

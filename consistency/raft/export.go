@@ -159,7 +159,7 @@ func (s *Service) Import(ctx context.Context, sh int, export []byte) error {
 		}
 	}
 	p := proposal{now: s.cfg.Clock().UnixNano(), proposer: s.proposer, seq: s.seq.Add(1), imp: export}
-	res, err := s.propose(ctx, s.ShardID(sh), encodeProposal(p))
+	res, _, err := s.propose(ctx, s.ShardID(sh), encodeProposal(p))
 	if err != nil {
 		return fmt.Errorf("raft: import into shard %d on %s: %w", sh, s.cfg.NodeID, err)
 	}

@@ -11,7 +11,7 @@ import (
 
 // ParamNames lists the namespace parameters ConfigFromParams reads.
 func ParamNames() []string {
-	return []string{"nodes", "raft-addrs", "client-addrs", "shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect", "storage", "batch", "small-engine", "initial-nodes", "retired"}
+	return []string{"nodes", "raft-addrs", "client-addrs", "shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect", "storage", "batch", "small-engine", "initial-nodes", "retired", "repropose"}
 }
 
 // ConfigFromParams builds a node's Config from a raft namespace's
@@ -32,6 +32,7 @@ func ParamNames() []string {
 //	initial-nodes 3                             how many of nodes (the first) the initial placement uses (default: all);
 //	                                            set when nodes are appended after creation (nodes/raftnodes.go)
 //	retired       n1                            nodes that are to host nothing: the rebalancer moves their replicas away
+//	repropose     (2 election timeouts)         propose a write again when no result came in this long; off: never
 //
 // dir is the node's directory for the namespace (the NodeHost directory).
 func ConfigFromParams(nodeID, dir string, params map[string]string) (Config, error) {
@@ -116,6 +117,15 @@ func ConfigFromParams(nodeID, dir string, params map[string]string) (Config, err
 			cfg.BatchProposals, err = strconv.ParseBool(v)
 		case "small-engine":
 			cfg.SmallEngine, err = strconv.ParseBool(v)
+		case "repropose":
+			if v == "off" {
+				cfg.ReproposeAfter = -1
+				break
+			}
+			cfg.ReproposeAfter, err = time.ParseDuration(v)
+			if err == nil && cfg.ReproposeAfter <= 0 {
+				err = fmt.Errorf("want a positive duration or off")
+			}
 		case "storage":
 			cfg.Storage = v
 			if v != "pebble" && v != "memory" {

@@ -8,13 +8,14 @@ import (
 
 func TestConfigFromParams(t *testing.T) {
 	good := map[string]string{"nodes": "n1,n2,n3", "raft-addrs": "h:1, h:2 ,h:3", "client-addrs": "c:1,c:2,c:3",
-		"shards": "4", "replicas": "3", "rtt": "5ms", "redirect": "false"}
+		"shards": "4", "replicas": "3", "rtt": "5ms", "redirect": "false", "repropose": "150ms"}
 	cfg, err := ConfigFromParams("n2", "/d", good)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(cfg.Nodes) != 3 || cfg.Nodes[1].RaftAddr != "h:2" || cfg.Nodes[2].ClientAddr != "c:3" ||
-		cfg.Shards != 4 || cfg.RTT != 5*time.Millisecond || cfg.RedirectToLeader || cfg.Storage != "pebble" || cfg.NodeID != "n2" || cfg.Dir != "/d" {
+		cfg.Shards != 4 || cfg.RTT != 5*time.Millisecond || cfg.RedirectToLeader || cfg.Storage != "pebble" || cfg.NodeID != "n2" || cfg.Dir != "/d" ||
+		cfg.ReproposeAfter != 150*time.Millisecond {
 		t.Errorf("config %+v", cfg)
 	}
 	for _, tc := range []struct {
@@ -28,6 +29,7 @@ func TestConfigFromParams(t *testing.T) {
 		{"bad rtt", "rtt", "fast", "rtt"},
 		{"unknown", "colour", "blue", "unknown parameter"},
 		{"storage", "storage", "tape", "want pebble or memory"},
+		{"repropose", "repropose", "0s", "positive duration or off"},
 	} {
 		p := map[string]string{}
 		for k, v := range good {

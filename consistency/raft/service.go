@@ -109,6 +109,12 @@ type Config struct {
 	// (docs/raft.md); the simulator never uses it (the batcher starts
 	// goroutines).
 	BatchProposals bool
+	// ReproposeAfter is how long a write waits for its result before the
+	// Service proposes the same (deduplicated) proposal again, and again
+	// after each such wait (dedup.go, propose). 0: two election timeouts;
+	// negative: never (a write then waits for its deadline when
+	// Dragonboat gives no result).
+	ReproposeAfter time.Duration
 }
 
 func (c *Config) defaults() error {
@@ -568,15 +574,16 @@ func (s *Service) Do(ctx context.Context, req consistency.Request) (consistency.
 		return resp, nil
 	}
 	var out []byte
+	var copies int
 	var err error
 	if s.cfg.BatchProposals {
-		out, err = bat.submit(ctx, data)
+		out, copies, err = bat.submit(ctx, data)
 		if errors.Is(err, errOutcomeUnknown) {
 			err = fmt.Errorf("%w: %w", consistency.ErrTimeout, err)
 		}
 	} else {
 		var res sm.Result
-		res, err = s.propose(ctx, shardID, data)
+		res, copies, err = s.propose(ctx, shardID, data)
 		out = res.Data
 	}
 	if err != nil {
@@ -586,8 +593,16 @@ func (s *Service) Do(ctx context.Context, req consistency.Request) (consistency.
 	if derr != nil {
 		return resp, fmt.Errorf("raft: decode reply of shard %d: %w", sh, derr)
 	}
-	if reply.IsError() && reply.Err.Code == CodeNotApplied {
-		return resp, fmt.Errorf("raft: write to shard %d on %s: %w: %s", sh, s.cfg.NodeID, consistency.ErrUnavailable, reply.Err.Msg)
+	if reply.IsError() {
+		switch {
+		case reply.Err.Code == CodeNotApplied && copies <= 1:
+			// The only copy in the log was refused: certainly not applied.
+			return resp, fmt.Errorf("raft: write to shard %d on %s: %w: %s", sh, s.cfg.NodeID, consistency.ErrUnavailable, reply.Err.Msg)
+		case reply.Err.Code == CodeNotApplied, reply.Err.Code == CodeDuplicate:
+			// An earlier copy may have been (NOTAPPLIED) or was
+			// (DUPLICATE) applied; its reply is not known.
+			return resp, fmt.Errorf("raft: write to shard %d on %s: %w: %s", sh, s.cfg.NodeID, consistency.ErrTimeout, reply.Err.Msg)
+		}
 	}
 	resp.Reply = reply
 	return resp, nil
@@ -735,49 +750,113 @@ func (s *Service) linearizableRead(ctx context.Context, shardID uint64, q any) (
 	return nil, err
 }
 
+// reproposeAfter is how long propose waits for a result before it
+// proposes the same bytes again (Config.ReproposeAfter; 0: never).
+func (s *Service) reproposeAfter() time.Duration {
+	switch {
+	case s.cfg.ReproposeAfter < 0:
+		return 0
+	case s.cfg.ReproposeAfter > 0:
+		return s.cfg.ReproposeAfter
+	}
+	return 2 * time.Duration(s.cfg.ElectionRTT) * s.cfg.RTT
+}
+
 // propose proposes data and waits for it to be applied. Until the proposal
 // enters Raft, failures are ErrUnavailable (it certainly did not happen);
 // after, a timeout or abort is ErrTimeout (outcome unknown).
-func (s *Service) propose(ctx context.Context, shardID uint64, data []byte) (sm.Result, error) {
+//
+// Dragonboat delivers no result for an accepted proposal whose forwarded
+// Propose message was lost, or whose entry this replica learned from a
+// snapshot instead of applying it. So when no result came within
+// reproposeAfter of the last copy, propose proposes the same
+// bytes again: same proposer and sequence number, so the state machine
+// applies at most one copy and answers every later copy with the first
+// one's kept reply (dedup.go). Every copy's request stays watched; the
+// first result wins. copies is how many copies were proposed: after more
+// than one, a NOTAPPLIED reply no longer means "certainly not applied" (an
+// earlier copy may have been), which Do accounts for.
+func (s *Service) propose(ctx context.Context, shardID uint64, data []byte) (res sm.Result, copies int, err error) {
 	session := s.nh.GetNoOPSession(shardID)
-	for {
-		rs, err := s.nh.Propose(session, data, timeLeft(ctx))
-		if err != nil {
-			if retryable(err) && ctx.Err() == nil {
-				select {
-				case <-ctx.Done():
-				case <-time.After(s.cfg.RTT):
+	var watched []*dragonboat.RequestState // unanswered copies, oldest first
+	// copies counts the copies that may be in the log: accepted by Propose
+	// and not answered Dropped or Rejected.
+	wait := s.reproposeAfter()
+	var next <-chan time.Time // when to propose (another copy)
+	notInLog := func(why string) (sm.Result, int, error) {
+		if copies == 0 {
+			return sm.Result{}, 0, fmt.Errorf("%w: %s", consistency.ErrUnavailable, why)
+		}
+		return sm.Result{}, copies, fmt.Errorf("%w: %s, an earlier copy unanswered", consistency.ErrTimeout, why)
+	}
+	for propose := true; ; {
+		if propose {
+			propose = false
+			rs, err := s.nh.Propose(session, data, timeLeft(ctx))
+			switch {
+			case err == nil:
+				watched = append(watched, rs)
+				copies++
+				if wait > 0 {
+					next = time.After(wait)
 				}
-				continue
+			case retryable(err) && ctx.Err() == nil:
+				next = time.After(s.cfg.RTT) // not in the log: try again
+			case len(watched) == 0:
+				return notInLog(err.Error())
 			}
-			return sm.Result{}, fmt.Errorf("%w: %w", consistency.ErrUnavailable, err)
+		}
+		// Wait for the newest copy's result, the next copy, or the end;
+		// older copies are looked at when the timer fires.
+		var newest chan dragonboat.RequestResult
+		if len(watched) > 0 {
+			newest = watched[len(watched)-1].ResultC()
 		}
 		select {
-		case r := <-rs.ResultC():
-			rs.Release()
+		case r := <-newest:
+			watched[len(watched)-1].Release()
+			watched = watched[:len(watched)-1]
 			switch {
 			case r.Completed():
-				return r.GetResult(), nil
-			case r.Dropped():
-				// Dropped by Raft before it entered the log (no leader):
-				// retry while there is time.
-				if ctx.Err() == nil {
-					select {
-					case <-ctx.Done():
-					case <-time.After(s.cfg.RTT):
-					}
-					if ctx.Err() == nil {
-						continue
-					}
+				return r.GetResult(), copies, nil
+			case r.Dropped() || r.Rejected():
+				// Not in the log (dropped: no leader yet): try again
+				// after an RTT while there is time.
+				copies--
+				if ctx.Err() == nil && r.Dropped() {
+					next = time.After(s.cfg.RTT)
+					continue
 				}
-				return sm.Result{}, fmt.Errorf("%w: proposal dropped", consistency.ErrUnavailable)
-			case r.Rejected():
-				return sm.Result{}, fmt.Errorf("%w: proposal rejected", consistency.ErrUnavailable)
+				if len(watched) == 0 {
+					return notInLog("proposal " + resultString(r))
+				}
 			default: // timeout, aborted, terminated: it may still commit
-				return sm.Result{}, fmt.Errorf("%w: proposal %s", consistency.ErrTimeout, resultString(r))
+				return sm.Result{}, copies, fmt.Errorf("%w: proposal %s", consistency.ErrTimeout, resultString(r))
 			}
+		case <-next:
+			next = nil
+			kept := watched[:0:0]
+			for _, rs := range watched {
+				select {
+				case r := <-rs.ResultC():
+					rs.Release()
+					if r.Completed() {
+						return r.GetResult(), copies, nil
+					}
+					if r.Dropped() || r.Rejected() {
+						copies--
+					}
+				default:
+					kept = append(kept, rs)
+				}
+			}
+			watched = kept
+			propose = ctx.Err() == nil
 		case <-ctx.Done():
-			return sm.Result{}, fmt.Errorf("%w: %w", consistency.ErrTimeout, ctx.Err())
+			if copies == 0 {
+				return sm.Result{}, 0, fmt.Errorf("%w: %w", consistency.ErrUnavailable, ctx.Err())
+			}
+			return sm.Result{}, copies, fmt.Errorf("%w: %w", consistency.ErrTimeout, ctx.Err())
 		}
 	}
 }
@@ -790,6 +869,10 @@ func resultString(r dragonboat.RequestResult) string {
 		return "aborted"
 	case r.Terminated():
 		return "terminated (shard closed)"
+	case r.Dropped():
+		return "dropped"
+	case r.Rejected():
+		return "rejected"
 	}
 	return "failed"
 }

@@ -95,11 +95,21 @@ func (m *memSM) RecoverFromSnapshot(r io.Reader, _ []sm.SnapshotFile, _ <-chan s
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return fmt.Errorf("raft: snapshot header: %w", err)
 	}
+	// The Store clears only its own key space: clear the deduplication
+	// keys first, the snapshot carries its own (a kept reply it does not
+	// have must not survive).
+	b := m.engine.NewBatch()
+	b.DeleteRange(dedupListKey, dedupEnd)
+	err := b.Commit(false)
+	b.Close()
+	if err != nil {
+		return fmt.Errorf("raft: clear deduplication state: %w", err)
+	}
 	if err := m.store.RestoreSnapshot(r); err != nil {
 		return fmt.Errorf("raft: restore snapshot: %w", err)
 	}
 	m.clock = int64(binary.LittleEndian.Uint64(hdr[:]))
-	dd, err := loadDedup(m.engine.Get)
+	dd, err := loadDedup(m.engine)
 	if err != nil {
 		return err
 	}

@@ -52,6 +52,15 @@ type Network struct {
 	// own (params dup-propose, default true): the state machine
 	// deduplicates proposals (consistency/raft dedup.go).
 	DupPropose bool
+	// DropPropose is the fraction of Propose messages (client proposals a
+	// follower forwards to the leader) lost on top of the link's own loss
+	// (params drop-propose, default 0): Dragonboat then never delivers a
+	// result for the proposal, the Service must propose it again.
+	DropPropose float64
+	// onPropose, if set (tests), runs under the network's lock after a
+	// Propose message from node index from to node index to was scheduled
+	// for delivery, with the link model.
+	onPropose func(from, to int, links *netmodel.Net)
 }
 
 type heldBatch struct {
@@ -196,7 +205,7 @@ func (n *Network) send(from, to string, batch pb.MessageBatch) {
 			n.held[l] = append(n.held[l], heldBatch{did: cp.DeploymentId, msgs: []pb.Message{m}})
 			continue
 		}
-		if len(fate.Delays) == 0 {
+		if len(fate.Delays) == 0 || (m.Type == pb.Propose && n.DropPropose > 0 && r.Float64() < n.DropPropose) {
 			n.Dropped.Add(1)
 			continue
 		}
@@ -219,6 +228,9 @@ func (n *Network) send(from, to string, batch pb.MessageBatch) {
 				}
 			}
 			n.schedule(from, to, now, arrive, cp.DeploymentId, m)
+		}
+		if m.Type == pb.Propose && n.onPropose != nil {
+			n.onPropose(fi, ti, n.links)
 		}
 	}
 }

@@ -67,7 +67,10 @@ const (
 // processing; network: only its
 // messages and client requests are held), dup-propose (true, the default:
 // Propose messages are duplicated like the others, the state machine
-// deduplicates proposals; false: never duplicated).
+// deduplicates proposals; false: never duplicated), drop-propose (a
+// fraction of forwarded Propose messages lost, default 0), repropose (how
+// long a write waits for its result before the Service proposes it again:
+// a duration, or off; default two election timeouts).
 type params struct {
 	shards, replicas int
 	rtt              time.Duration
@@ -75,6 +78,8 @@ type params struct {
 	snapshotEntries  uint64
 	redirect         bool
 	dupPropose       bool
+	dropPropose      float64
+	repropose        time.Duration // raft.Config.ReproposeAfter
 	read             string
 	leaderFaults     bool   // crashes and pauses hit the leader of shard 0
 	storage          string // memory or pebble
@@ -83,7 +88,7 @@ type params struct {
 
 // ParamNames lists the parameters Options.Params accepts for raft.
 func ParamNames() []string {
-	return []string{"shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect", "read", "target", "storage", "pause", "dup-propose"}
+	return []string{"shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect", "read", "target", "storage", "pause", "dup-propose", "drop-propose", "repropose"}
 }
 
 func parseParams(m map[string]string, nodes int) (params, error) {
@@ -117,6 +122,20 @@ func parseParams(m map[string]string, nodes int) (params, error) {
 			p.redirect, err = strconv.ParseBool(v)
 		case "dup-propose":
 			p.dupPropose, err = strconv.ParseBool(v)
+		case "drop-propose":
+			p.dropPropose, err = strconv.ParseFloat(v, 64)
+			if err == nil && (p.dropPropose < 0 || p.dropPropose > 1) {
+				err = errors.New("want a fraction from 0 to 1")
+			}
+		case "repropose":
+			if v == "off" {
+				p.repropose = -1
+				break
+			}
+			p.repropose, err = time.ParseDuration(v)
+			if err == nil && p.repropose <= 0 {
+				err = errors.New("want a positive duration or off")
+			}
 		case "pause":
 			switch v {
 			case "freeze":
@@ -288,6 +307,7 @@ func simulate(opts simrun.Options, logf func(string, ...any)) (*Outcome, error) 
 	r.topo = topo
 	r.net = NewNetwork(simrun.DeriveSeed(opts.Seed, "net"), names, links)
 	r.net.DupPropose = p.dupPropose
+	r.net.DropPropose = p.dropPropose
 	r.net.t0 = r.t0
 	seedElectionRand(int64(simrun.DeriveSeed(opts.Seed, "election")))
 
@@ -312,7 +332,8 @@ func simulate(opts simrun.Options, logf func(string, ...any)) (*Outcome, error) 
 			SnapshotEntries: p.snapshotEntries, CompactionOverhead: p.snapshotEntries / 4,
 			TransportFactory: r.net.Factory(), FS: vfs.Wrap(disk{n.fs}, n.disk),
 			LogDBShards: 1, SmallEngine: true, RedirectToLeader: p.redirect, Bug: opts.Bug,
-			RaftEvents: leaderTracer{r: r, node: names[i]},
+			ReproposeAfter: p.repropose,
+			RaftEvents:     leaderTracer{r: r, node: names[i]},
 			Clock: func() time.Time {
 				now := time.Now()
 				return now.Add(clk.Offset + time.Duration(clk.Drift*float64(now.Sub(t0))))
