@@ -77,40 +77,54 @@ func (q *queue) next() (event, bool) {
 
 func (q *queue) less(i, j int) bool { return before(&q.h[i], &q.h[j]) }
 
+// The heap is 4-ary (children of i: 4i+1 ... 4i+4): half the levels of a
+// binary heap, and a pop's comparisons of siblings are adjacent in memory.
+// Any heap yields the same order, (at, seq) being a total order.
 func (q *queue) push(e event) {
 	q.h = append(q.h, e)
-	i := len(q.h) - 1
+	h := q.h
+	i := len(h) - 1
 	for i > 0 {
-		p := (i - 1) / 2
-		if !q.less(i, p) {
+		p := (i - 1) / 4
+		if !before(&e, &h[p]) {
 			break
 		}
-		q.h[i], q.h[p] = q.h[p], q.h[i]
+		h[i] = h[p]
 		i = p
 	}
+	h[i] = e
 }
 
 func (q *queue) pop() event {
-	top := q.h[0]
-	last := len(q.h) - 1
-	q.h[0] = q.h[last]
-	q.h[last] = event{}
-	q.h = q.h[:last]
+	h := q.h
+	top := h[0]
+	last := len(h) - 1
+	e := h[last]
+	h[last] = event{}
+	h = h[:last]
+	q.h = h
+	if last == 0 {
+		return top
+	}
 	i := 0
 	for {
-		l, r, m := 2*i+1, 2*i+2, i
-		if l < len(q.h) && q.less(l, m) {
-			m = l
-		}
-		if r < len(q.h) && q.less(r, m) {
-			m = r
-		}
-		if m == i {
+		c := 4*i + 1
+		if c >= last {
 			break
 		}
-		q.h[i], q.h[m] = q.h[m], q.h[i]
+		m := c
+		for k := c + 1; k < c+4 && k < last; k++ {
+			if before(&h[k], &h[m]) {
+				m = k
+			}
+		}
+		if !before(&h[m], &e) {
+			break
+		}
+		h[i] = h[m]
 		i = m
 	}
+	h[i] = e
 	return top
 }
 
