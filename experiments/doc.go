@@ -17,6 +17,7 @@
 //	strategies-real  1. on real processes: every strategy and consistency level side by side (dialkv bench)
 //	causal-real      causal+ against quorum on four loopback nodes in two regions, visibility lag, metadata
 //	jepsen           fault tests on real processes (kill -9, SIGSTOP, rolling restart) checked by the checkers (run.sh)
+//	rebalance-real   7. on real processes: a quorum ring change (add a node, remove one) under load
 //	partition-real   2. on real processes: availability on each side of iptables partitions (root)
 //
 // experiments/internal/expio writes results; experiments/internal/simexp

@@ -42,6 +42,7 @@ type Node struct {
 	UID                    int
 	Client, Peer, RaftAddr string
 	dir                    string
+	joiner                 bool // started with --join, not --peers
 	cmd                    *exec.Cmd
 	done                   chan struct{}
 }
@@ -96,11 +97,13 @@ func Start(cfg Config) (*Cluster, error) {
 	return c, nil
 }
 
-// PeersFlag is the --peers value: n1=CLIENT@PEER,...
+// PeersFlag is the --peers value of the initial members: n1=CLIENT@PEER,...
 func (c *Cluster) PeersFlag() string {
 	var ps []string
 	for _, n := range c.Nodes {
-		ps = append(ps, n.ID+"="+n.Client+"@"+n.Peer)
+		if !n.joiner {
+			ps = append(ps, n.ID+"="+n.Client+"@"+n.Peer)
+		}
 	}
 	return strings.Join(ps, ",")
 }
@@ -125,6 +128,46 @@ func (c *Cluster) RaftParams() map[string]string {
 		"client-addrs": strings.Join(c.Addrs(), ",")}
 }
 
+// Join starts one more node, n(N+1), that knows only the first node's
+// gossip address (--join): it is not a member of the ring until an admin
+// adds it (nodes.ChangeRing), and serves as a proxy meanwhile. It returns
+// once the node answers PING.
+func (c *Cluster) Join() (*Node, error) {
+	i := len(c.Nodes) + 1
+	ip := fmt.Sprintf("%s%d", c.Cfg.IPPrefix, i)
+	n := &Node{ID: fmt.Sprintf("n%d", i), IP: ip,
+		Client: fmt.Sprintf("%s:%d", ip, c.Cfg.Port), Peer: fmt.Sprintf("%s:%d", ip, c.Cfg.Port+1),
+		RaftAddr: fmt.Sprintf("%s:%d", ip, c.Cfg.Port+5), dir: filepath.Join(c.Cfg.Dir, fmt.Sprintf("n%d", i)), joiner: true}
+	if c.Cfg.UIDBase > 0 {
+		n.UID = c.Cfg.UIDBase + i
+	}
+	c.Nodes = append(c.Nodes, n)
+	if err := c.startNode(n); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := waitPing(ctx, n.Client); err != nil {
+		return nil, fmt.Errorf("realnodes: %s: %w", n.ID, err)
+	}
+	return n, nil
+}
+
+// StopNode terminates one node (SIGTERM, then SIGKILL after 5 s).
+func (c *Cluster) StopNode(n *Node) {
+	if n.cmd == nil {
+		return
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.done:
+	case <-time.After(5 * time.Second):
+		_ = n.cmd.Process.Kill()
+		<-n.done
+	}
+	n.cmd = nil
+}
+
 func (c *Cluster) startNode(n *Node) error {
 	if err := os.MkdirAll(n.dir, 0o755); err != nil {
 		return fmt.Errorf("realnodes: %w", err)
@@ -140,7 +183,12 @@ func (c *Cluster) startNode(n *Node) error {
 		}
 	}
 	args := []string{"node", "--id", n.ID, "--listen", n.Client, "--data", n.dir, "--fsync", c.Cfg.Fsync,
-		"--cluster", c.Cfg.Cluster, "--peers", c.PeersFlag(), "--log-level", "warn"}
+		"--cluster", c.Cfg.Cluster, "--log-level", "warn"}
+	if n.joiner {
+		args = append(args, "--peer-listen", n.Peer, "--join", fmt.Sprintf("%s:%d", c.Nodes[0].IP, c.Cfg.Port+3))
+	} else {
+		args = append(args, "--peers", c.PeersFlag())
+	}
 	args = append(args, c.Cfg.Extra...)
 	cmd := exec.Command(c.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
