@@ -79,22 +79,29 @@ func splitList(b []byte, bad error) ([][]byte, error) {
 func isBatch(b []byte) bool { return len(b) >= 2 && b[0] == proposalVersion && b[1] == kindBatch }
 
 // applyEntry applies one log entry (a proposal or a batch of them) and
-// returns its result data.
-func applyEntry(st *core.Store, clock *int64, dd *dedup, index uint64, b []byte) []byte {
+// returns its result data; c (nil: none) holds each proposal's commit
+// until its reply is kept (applyProposal). An error (a failed commit) must
+// stop the replica.
+func applyEntry(st *core.Store, clock *int64, dd *dedup, index uint64, b []byte, c committer) ([]byte, error) {
 	if !isBatch(b) {
-		return core.EncodeReply(applyProposal(st, clock, dd, index, b))
+		r, err := applyProposal(st, clock, dd, index, b, c)
+		return core.EncodeReply(r), err
 	}
 	ps, err := splitList(b[2:], errBadBatch)
 	if err != nil {
-		return core.EncodeReply(core.ErrorReply(core.Errorf(core.CodeErr, "%v", err)))
+		return core.EncodeReply(core.ErrorReply(core.Errorf(core.CodeErr, "%v", err))), nil
 	}
 	out := binary.AppendUvarint(nil, uint64(len(ps)))
 	for _, p := range ps {
-		r := core.EncodeReply(applyProposal(st, clock, dd, index, p))
-		out = binary.AppendUvarint(out, uint64(len(r)))
-		out = append(out, r...)
+		r, err := applyProposal(st, clock, dd, index, p, c)
+		if err != nil {
+			return nil, err
+		}
+		enc := core.EncodeReply(r)
+		out = binary.AppendUvarint(out, uint64(len(enc)))
+		out = append(out, enc...)
 	}
-	return out
+	return out, nil
 }
 
 // pending is one write waiting in a shard's batcher.

@@ -30,7 +30,11 @@ func TestApplyBatchEntry(t *testing.T) {
 		encodeProposal(proposal{now: 15, cmd: &incr}),
 		encodeProposal(proposal{now: 30, cmd: &wrong}),
 	}
-	out, err := splitList(applyEntry(st, &clock, nil, 1, encodeBatch(ps)), errBadBatch)
+	data, err := applyEntry(st, &clock, nil, 1, encodeBatch(ps), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := splitList(data, errBadBatch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +55,11 @@ func TestApplyBatchEntry(t *testing.T) {
 		append(encodeBatch(ps[:1]), 0),
 		{proposalVersion, kindBatch, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
 	} {
-		r, err := core.DecodeReply(applyEntry(st, &clock, nil, 2, bad))
+		data, err := applyEntry(st, &clock, nil, 2, bad, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := core.DecodeReply(data)
 		if err != nil || r.Kind != core.KindError {
 			t.Errorf("malformed batch %x: %s, %v; want an error reply", bad, str(r), err)
 		}

@@ -41,13 +41,13 @@ import (
 //
 // Ordering: admit runs before the proposal is applied and records the
 // number as applied with no reply yet; keep records the reply right after.
-// The on-disk state machine writes the dedup state in every batch the
-// Store commits (with the entry's writes and applied index), so the mark
-// is atomic with the entry's effects; the reply follows in the next batch
-// (at the latest, the Update's final one). A crash between the two leaves
-// the mark without the reply: a later copy gets DUPLICATE, never a second
-// application. Eviction counts numbers, not bytes, so the decisions do not
-// depend on which replies a replica happened to persist.
+// The on-disk state machine holds the Store's commit of the proposal until
+// then and commits it with the applied index and the dedup state, reply
+// included (indexEngine.hold/release): one atomic batch. A proposal that
+// writes nothing has its mark and reply written with the next commit,
+// together with the applied index, so a crash before it replays the
+// proposal. Eviction counts numbers, not bytes, so the decisions do not
+// depend on reply sizes.
 //
 // Bounds: keptReplies per proposer, a kept reply at most maxKeptReply
 // bytes (larger ones are kept as "applied, reply not kept"), so at most
@@ -93,12 +93,13 @@ type proposerState struct {
 	floor, last uint64
 	seqs        []uint64          // kept sequence numbers, ascending
 	replies     map[uint64][]byte // seq -> reply (nil: none kept)
-	touched     map[uint64]bool   // seqs set or evicted since the last flush
+	touched     []uint64          // seqs set or evicted since the last flush (may repeat)
 	dirty       bool              // floor or last changed since the last flush
+	queued      bool              // in dedup.changed
 }
 
 func newProposerState() *proposerState {
-	return &proposerState{replies: map[uint64][]byte{}, touched: map[uint64]bool{}}
+	return &proposerState{replies: map[uint64][]byte{}}
 }
 
 // dedup is the state machine's deduplication state.
@@ -106,6 +107,16 @@ type dedup struct {
 	p       map[uint64]*proposerState
 	list    bool     // the proposer list changed
 	dropped []uint64 // forgotten proposers whose keys must be deleted
+	changed []uint64 // proposers with changes since the last flush
+}
+
+// touch records that seq of proposer id changed.
+func (d *dedup) touch(id uint64, ps *proposerState, seq uint64) {
+	ps.touched = append(ps.touched, seq)
+	if !ps.queued {
+		ps.queued = true
+		d.changed = append(d.changed, id)
+	}
 }
 
 func newDedup() *dedup { return &dedup{p: map[uint64]*proposerState{}} }
@@ -144,14 +155,14 @@ func (d *dedup) admit(proposer, seq, index uint64) *core.Reply {
 	i, _ := slices.BinarySearch(ps.seqs, seq)
 	ps.seqs = slices.Insert(ps.seqs, i, seq)
 	ps.replies[seq] = nil
-	ps.touched[seq] = true
+	d.touch(proposer, ps, seq)
 	ps.last = index
 	ps.dirty = true
 	for len(ps.seqs) > keptReplies {
 		old := ps.seqs[0]
 		ps.seqs = ps.seqs[1:]
 		delete(ps.replies, old)
-		ps.touched[old] = true
+		d.touch(proposer, ps, old)
 		ps.floor = max(ps.floor, old)
 	}
 	return nil
@@ -171,7 +182,7 @@ func (d *dedup) keep(proposer, seq uint64, reply core.Reply) {
 		return
 	}
 	ps.replies[seq] = b
-	ps.touched[seq] = true
+	d.touch(proposer, ps, seq)
 }
 
 // evictProposer forgets the proposer applied least recently (ties: lowest
@@ -216,30 +227,29 @@ func (d *dedup) flush(b core.Batch) {
 		b.Set(dedupListKey, encodeIDs(d.ids()))
 		d.list = false
 	}
-	for _, p := range d.ids() {
+	slices.Sort(d.changed)
+	for _, p := range d.changed {
 		ps := d.p[p]
+		if ps == nil {
+			continue // forgotten since
+		}
+		ps.queued = false
 		if ps.dirty {
 			v := binary.BigEndian.AppendUint64(make([]byte, 0, 16), ps.floor)
 			b.Set(dedupKey(p), binary.BigEndian.AppendUint64(v, ps.last))
 			ps.dirty = false
 		}
-		if len(ps.touched) == 0 {
-			continue
-		}
-		seqs := make([]uint64, 0, len(ps.touched))
-		for s := range ps.touched {
-			seqs = append(seqs, s)
-		}
-		slices.Sort(seqs)
-		for _, s := range seqs {
+		slices.Sort(ps.touched)
+		for _, s := range slices.Compact(ps.touched) {
 			if r, ok := ps.replies[s]; ok {
 				b.Set(replyKey(p, s), r)
 			} else {
 				b.Delete(replyKey(p, s))
 			}
 		}
-		clear(ps.touched)
+		ps.touched = ps.touched[:0]
 	}
+	d.changed = d.changed[:0]
 }
 
 func (d *dedup) ids() []uint64 {
@@ -260,17 +270,7 @@ func encodeIDs(ids []uint64) []byte {
 }
 
 // pending reports whether flush has anything to write.
-func (d *dedup) pending() bool {
-	if d.list || len(d.dropped) > 0 {
-		return true
-	}
-	for _, ps := range d.p {
-		if ps.dirty || len(ps.touched) > 0 {
-			return true
-		}
-	}
-	return false
-}
+func (d *dedup) pending() bool { return d.list || len(d.dropped) > 0 || len(d.changed) > 0 }
 
 // loadDedup reads the state from an engine (empty when there is none).
 func loadDedup(r core.Reader) (*dedup, error) {

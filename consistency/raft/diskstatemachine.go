@@ -43,6 +43,27 @@ type indexEngine struct {
 	persisted uint64 // index recorded by the last commit
 	restoring bool   // a snapshot restore carries its own record
 	dd        *dedup // deduplication state, written with every commit
+	// holding: the Store's commit of the proposal being applied is held
+	// (held) until its reply is kept, then committed with the applied
+	// record and the deduplication state, reply included (release): one
+	// atomic batch per proposal, as many commits as without replies.
+	holding bool
+	held    *indexBatch
+}
+
+// hold starts holding the Store's next commit.
+func (e *indexEngine) hold() { e.holding = true }
+
+// release stops holding and commits the held batch, if any.
+func (e *indexEngine) release() error {
+	e.holding = false
+	b := e.held
+	if b == nil {
+		return nil
+	}
+	e.held = nil
+	defer b.Batch.Close()
+	return b.commit(false)
 }
 
 func (e *indexEngine) NewBatch() core.Batch { return &indexBatch{Batch: e.Engine.NewBatch(), e: e} }
@@ -62,7 +83,30 @@ func (b *indexBatch) DeleteRange(start, end []byte) {
 	}
 }
 
+// Commit commits the batch with the applied record and the deduplication
+// state, or holds it (indexEngine.hold).
 func (b *indexBatch) Commit(sync bool) error {
+	if b.e.holding && !b.e.restoring && !sync {
+		if b.e.held != nil { // a second commit in one proposal: the first goes now
+			if err := b.e.release(); err != nil {
+				return err
+			}
+			b.e.holding = true
+		}
+		b.e.held = b
+		return nil
+	}
+	return b.commit(sync)
+}
+
+// Close closes the batch unless it is held (release closes it).
+func (b *indexBatch) Close() {
+	if b.e.held != b {
+		b.Batch.Close()
+	}
+}
+
+func (b *indexBatch) commit(sync bool) error {
 	if !b.e.restoring {
 		b.Batch.Set(appliedKey, encodeApplied(b.e.cur, b.e.clock))
 		if b.e.dd != nil {
@@ -151,11 +195,15 @@ func (m *diskSM) Update(ents []sm.Entry) ([]sm.Entry, error) {
 	defer m.mu.Unlock()
 	for i := range ents {
 		m.ie.cur = ents[i].Index
-		ents[i].Result = sm.Result{Value: ents[i].Index, Data: applyEntry(m.store, &m.ie.clock, m.ie.dd, ents[i].Index, ents[i].Cmd)}
+		data, err := applyEntry(m.store, &m.ie.clock, m.ie.dd, ents[i].Index, ents[i].Cmd, m.ie)
+		if err != nil {
+			return nil, fmt.Errorf("raft: apply entry %d: %w", ents[i].Index, err)
+		}
+		ents[i].Result = sm.Result{Value: ents[i].Index, Data: data}
 	}
 	// The final batch records the index of trailing entries that wrote
-	// nothing, and the replies kept after the last commit.
-	if n := len(ents); n > 0 && (m.ie.persisted < ents[n-1].Index || m.ie.dd.pending()) {
+	// nothing (and their deduplication state: every commit writes both).
+	if n := len(ents); n > 0 && m.ie.persisted < ents[n-1].Index {
 		b := m.ie.NewBatch()
 		defer b.Close()
 		if err := b.Commit(false); err != nil {
@@ -256,18 +304,24 @@ func (roBatch) Close()                  {}
 // applyProposal applies one encoded proposal to st, advancing *clock to
 // the largest proposer timestamp seen. Malformed proposals become error
 // replies (an error would stop the replica).
-func applyProposal(st *core.Store, clock *int64, dd *dedup, index uint64, b []byte) core.Reply {
+//
+// Ordering (dedup.go): admit marks the proposal applied before the Store
+// applies it, keep records its reply after. With a committer (the on-disk
+// state machine), the Store's commit is held until then, so the entry's
+// writes, the mark and the reply are one batch; its error stops the
+// replica (a replica must not skip an entry's writes).
+func applyProposal(st *core.Store, clock *int64, dd *dedup, index uint64, b []byte, c committer) (core.Reply, error) {
 	p, err := decodeProposal(b)
 	if err != nil {
-		return core.ErrorReply(core.Errorf(core.CodeErr, "%v", err))
+		return core.ErrorReply(core.Errorf(core.CodeErr, "%v", err)), nil
 	}
 	if dd != nil {
-		// Ordering (dedup.go): admit marks the proposal applied before the
-		// Store commits its writes (that commit carries the mark); keep
-		// records the reply after.
 		if r := dd.admit(p.proposer, p.seq, index); r != nil {
-			return *r
+			return *r, nil
 		}
+	}
+	if c != nil && p.imp == nil { // an import reloads the Store after its commit: not held
+		c.hold()
 	}
 	if p.now > *clock {
 		*clock = p.now
@@ -285,8 +339,22 @@ func applyProposal(st *core.Store, clock *int64, dd *dedup, index uint64, b []by
 	if dd != nil {
 		dd.keep(p.proposer, p.seq, r)
 	}
-	return r
+	if c != nil {
+		if err := c.release(); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
 }
+
+// committer holds the Store's commit of one proposal until its reply is
+// kept (indexEngine).
+type committer interface {
+	hold()
+	release() error
+}
+
+var _ committer = (*indexEngine)(nil)
 
 // lookup serves a readQuery or a dumpQuery at max(reader's clock, clock),
 // or an exportQuery (export.go).

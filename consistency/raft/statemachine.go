@@ -47,7 +47,10 @@ func newMemSM(limits core.Limits) (*memSM, error) {
 func (m *memSM) Update(e sm.Entry) (sm.Result, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	data := applyEntry(m.store, &m.clock, m.dd, e.Index, e.Cmd)
+	data, err := applyEntry(m.store, &m.clock, m.dd, e.Index, e.Cmd, nil)
+	if err != nil {
+		return sm.Result{}, fmt.Errorf("raft: apply entry %d: %w", e.Index, err)
+	}
 	if m.dd.pending() {
 		b := m.engine.NewBatch()
 		m.dd.flush(b)
