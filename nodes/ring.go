@@ -167,11 +167,26 @@ func (c *cluster) membership() Membership {
 // ringIDs are the ring's members, sorted: the replicas' Peers.
 func (c *cluster) ringIDs() []consistency.NodeID { return nodeIDs(c.membership().Members) }
 
-// sender returns the peer sender of a node (nil: not a member we know).
+// sender returns the peer sender of a node. A node in neither member
+// list (one started with --join, not added yet, which sends requests as
+// a proxy and needs the answers) gets one from the peer address it
+// advertises through gossip; nil when gossip does not know it either.
 func (c *cluster) sender(id string) *transport.PeerSender {
 	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.senders[id]
+	s := c.senders[id]
+	c.mu.RUnlock()
+	if s != nil || c.gossip == nil {
+		return s
+	}
+	for _, m := range c.gossip.members() {
+		if m.ID == id && m.Peer != "" {
+			c.addSenders([]ClusterPeer{{ID: m.ID, Client: m.Client, Peer: m.Peer}})
+			c.mu.RLock()
+			defer c.mu.RUnlock()
+			return c.senders[id]
+		}
+	}
+	return nil
 }
 
 // addSenders starts a sender for every node of ps that has none. Senders

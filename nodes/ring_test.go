@@ -183,7 +183,16 @@ func TestClusterRingChange(t *testing.T) {
 	if hasPeer(cn.Membership().Members, "n4") {
 		t.Fatal("n4 is a member before add-node")
 	}
-	load.setTargets(0, 1, 2, 3) // n4 serves as a proxy already
+	// n4 serves as a proxy before it is a member: the members answer it
+	// through the peer address it advertises in gossip.
+	tc.waitNamespace(ns)
+	for _, c := range [][]string{{"SADD", "proxy", "x"}, {"SMEMBERS", "proxy"}} {
+		r, err := tc.call(3, clusterOp{ns: ns}, c[0], c[1:]...)
+		if err != nil || len(r.Replies) != 1 || r.Replies[0].Kind == gen.ReplyKind_ERROR {
+			t.Fatalf("%v through n4 before it is a member: %v %v", c, r, err)
+		}
+	}
+	load.setTargets(0, 1, 2, 3)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
