@@ -220,6 +220,7 @@ func loadSweep(out *expio.Out, seeds, ops int, quick bool) ([]*loadCell, error) 
 				for seed := 1; seed <= seeds; seed++ {
 					o := options("primary-backup", 5, uint64(seed), ops)
 					o.Workload, o.Clients, o.Think = w, nc, th
+					o.LivenessBound = livenessBound(o)
 					cpu0, t0 := cpuTime(), time.Now()
 					res, err := sim.Run(o)
 					if err != nil {
@@ -239,6 +240,15 @@ func loadSweep(out *expio.Out, seeds, ops int, quick bool) ([]*loadCell, error) 
 		}
 	}
 	return cells, nil
+}
+
+// livenessBound leaves the liveness phase the time its operations take at
+// the run's think time (three times the mean, plus the default 10 s): with
+// the default bound alone, 200 operations at 1 s of think time cannot finish
+// and the run ends as a liveness failure.
+func livenessBound(o simrun.Options) time.Duration {
+	n := o.Normalize()
+	return simrun.Defaults().LivenessBound + 3*time.Duration(n.LiveOps/n.Clients)*n.Think
 }
 
 // writeLoad writes the load sweep's table (load.csv, load.md).
@@ -269,7 +279,8 @@ func writeLoad(out *expio.Out, cells []*loadCell, seeds, ops int, cmd, loadStart
 	md := fmt.Sprintf("Virtual/real time against the offered load: primary-backup, 5 nodes, default faults and latencies "+
 		"(exp:1ms one way), %d safety-phase operations per run, seeds 1..%d summed, checkers included; load average %s "+
 		"at the start of the experiment, %s at the end (shared 2-core machine). think_ms is the clients' mean think time "+
-		"(default 2 ms; the default client count is 5); ops_per_virtual_s is the rate the cluster served in virtual time. "+
+		"(default 2 ms; the default client count is 5); the liveness bound is 10 s plus three times the liveness phase's "+
+		"expected length (live ops / clients x think). ops_per_virtual_s is the rate the cluster served in virtual time. "+
 		"1000x_real: virtual_per_real of at least 1000.\n\n", ops, seeds, loadStart, loadEnd) +
 		expio.Table(header, rows) + "\nReproduce: `" + cmd + "`\n"
 	return out.Markdown("load", md)
