@@ -19,11 +19,27 @@ import (
 
 // The epoll connection mode (Linux): idle connections cost no goroutine and
 // no buffer. Accepted sockets are taken out of Go's network poller and
-// registered, one-shot, with an epoll instance of the server's own; one
-// goroutine waits on it, and a readable connection is handed to a
-// short-lived goroutine that reads what is there, serves every complete
-// frame in order, and re-arms the connection. Between requests a
-// connection is a small struct in a table indexed by file descriptor.
+// registered, edge-triggered, with an epoll instance of the server's own;
+// one goroutine waits on it, and a readable connection is handed to a
+// worker goroutine that reads what is there and serves every complete
+// frame in order. Between requests a connection is a small struct in a
+// table indexed by file descriptor.
+//
+// Edge-triggered registration costs no epoll_ctl per request (one-shot
+// registration needed a re-arm after each one). Ownership rules, in
+// econn.state:
+//
+//   - idle -> busy: the event loop (on an event) or the sweeper / shutdown
+//     (to close it) takes an idle connection; only the owner reads, writes
+//     or closes it.
+//   - busy -> pending: an event arrived while it was owned. Every arrival of
+//     data raises an edge, so an event the owner might have missed is
+//     recorded here instead of being lost.
+//   - The owner, after a read that did not fill its buffer (the socket was
+//     drained at that moment) and after serving the frames, releases it:
+//     busy -> idle; if it finds pending instead, it sets busy and reads
+//     again. A read that filled the buffer is followed by another read
+//     without releasing (no new edge comes for bytes already queued).
 
 const epollModeSupported = true
 
@@ -31,9 +47,8 @@ const epollModeSupported = true
 type econn struct {
 	fd  int
 	gen uint32 // matches the epoll event's Pad; stale events are ignored
-	// busy is owned by whoever handles or closes the connection: the
-	// handler between an event and the re-arm, or the closer.
-	busy       atomic.Bool
+	// state is connIdle, connBusy or connPending (see the rules above).
+	state      atomic.Int32
 	lastActive atomic.Int64 // unix nanoseconds of the last byte read
 	// partial holds an incomplete frame's bytes (nil when idle); only the
 	// owner touches it. inFrame mirrors partial != nil for the sweeper.
@@ -55,7 +70,46 @@ type epollState struct {
 	scratch sync.Pool
 }
 
-const epollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+const epollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
+
+// The econn states.
+const (
+	connIdle    int32 = iota // nobody owns it
+	connBusy                 // owned by a worker, the sweeper or shutdown
+	connPending              // owned, and an event arrived meanwhile
+)
+
+// own takes an idle connection (to serve or close it).
+func (c *econn) own() bool { return c.state.CompareAndSwap(connIdle, connBusy) }
+
+// notify records an event: it returns true if the caller now owns the
+// connection and must serve it; otherwise the owner will read again.
+func (c *econn) notify() bool {
+	for {
+		switch c.state.Load() {
+		case connIdle:
+			if c.state.CompareAndSwap(connIdle, connBusy) {
+				return true
+			}
+		case connBusy:
+			if c.state.CompareAndSwap(connBusy, connPending) {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+}
+
+// release gives up ownership; false means an event arrived meanwhile and
+// the caller still owns the connection and must read it again.
+func (c *econn) release() bool {
+	if c.state.CompareAndSwap(connBusy, connIdle) {
+		return true
+	}
+	c.state.Store(connBusy) // was pending
+	return false
+}
 
 // scratchSize is the read buffer a readable connection borrows; frames
 // larger than what one read returns accumulate in the connection's partial
@@ -160,7 +214,7 @@ func (s *Server) epollAdd(st *epollState, fd int) {
 	ev := unix.EpollEvent{Events: epollEvents, Fd: int32(fd), Pad: int32(c.gen)}
 	if err := unix.EpollCtl(st.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		s.cfg.Logger.Error("epoll_ctl add", "err", err)
-		c.busy.Store(true)
+		c.state.Store(connBusy)
 		s.epollClose(st, c, "error")
 	}
 }
@@ -178,7 +232,7 @@ func (st *epollState) lookup(fd int32, gen int32) *econn {
 	return c
 }
 
-// epollClose closes a connection its caller owns (busy is set).
+// epollClose closes a connection its caller owns.
 func (s *Server) epollClose(st *epollState, c *econn, reason string) {
 	unix.EpollCtl(st.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
 	st.mu.Lock()
@@ -211,7 +265,7 @@ func (s *Server) epollLoop(st *epollState) {
 				continue
 			}
 			c := st.lookup(events[i].Fd, events[i].Pad)
-			if c == nil || !c.busy.CompareAndSwap(false, true) {
+			if c == nil || !c.notify() {
 				continue
 			}
 			s.epollDispatch(st, c)
@@ -253,26 +307,49 @@ func (s *Server) epollWorker(st *epollState, c *econn) {
 }
 
 // epollServe reads what a readable connection has, serves its complete
-// frames in order, and re-arms it (or closes it).
+// frames in order, and releases the connection (or closes it).
 func (s *Server) epollServe(st *epollState, c *econn) {
 	bp := st.scratch.Get().(*[]byte)
 	defer st.scratch.Put(bp)
 	buf := *bp
-	n, err := unix.Read(c.fd, buf)
-	switch {
-	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
-		s.epollRearm(st, c)
-		return
-	case err != nil:
-		s.epollClose(st, c, "error")
-		return
-	case n == 0:
-		s.epollClose(st, c, "eof")
-		return
+	for {
+		n, err := unix.Read(c.fd, buf)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case errors.Is(err, unix.EAGAIN):
+			if c.release() {
+				return
+			}
+			continue
+		case err != nil:
+			s.epollClose(st, c, "error")
+			return
+		case n == 0:
+			s.epollClose(st, c, "eof")
+			return
+		}
+		if !s.epollFrames(st, c, buf[:n]) {
+			return // closed
+		}
+		if s.closing.Load() {
+			s.epollClose(st, c, "shutdown")
+			return
+		}
+		// A full buffer may have left bytes in the socket, for which no
+		// new edge will come: read again before releasing.
+		if n < len(buf) && c.release() {
+			return
+		}
 	}
+}
+
+// epollFrames serves the complete frames of what was just read (after any
+// partial frame kept from before) and keeps the rest; false means it
+// closed the connection.
+func (s *Server) epollFrames(st *epollState, c *econn, data []byte) bool {
 	c.lastActive.Store(time.Now().UnixNano())
-	s.cfg.Observer.BytesIn(n)
-	data := buf[:n]
+	s.cfg.Observer.BytesIn(len(data))
 	if c.partial != nil {
 		c.partial = append(c.partial, data...)
 		data = c.partial
@@ -284,7 +361,7 @@ func (s *Server) epollServe(st *epollState, c *econn) {
 			s.epollWrite(c, s.exceptionFrame("", 0, thrift.PROTOCOL_ERROR,
 				fmt.Sprintf("frame size %d is not in 1..%d (max-frame); closing connection", size, s.cfg.MaxFrame)))
 			s.epollClose(st, c, "bad_frame")
-			return
+			return false
 		}
 		if uint32(len(data)-4) < size {
 			break
@@ -294,12 +371,12 @@ func (s *Server) epollServe(st *epollState, c *econn) {
 		if len(resp) > 0 {
 			if err := s.epollWrite(c, resp); err != nil {
 				s.epollClose(st, c, "error")
-				return
+				return false
 			}
 		}
 		if !keep {
 			s.epollClose(st, c, "bad_frame")
-			return
+			return false
 		}
 	}
 	switch {
@@ -311,21 +388,7 @@ func (s *Server) epollServe(st *epollState, c *econn) {
 		c.partial = append(make([]byte, 0, max(len(data), 64)), data...)
 	}
 	c.inFrame.Store(c.partial != nil)
-	if s.closing.Load() {
-		s.epollClose(st, c, "shutdown")
-		return
-	}
-	s.epollRearm(st, c)
-}
-
-func (s *Server) epollRearm(st *epollState, c *econn) {
-	c.busy.Store(false)
-	ev := unix.EpollEvent{Events: epollEvents, Fd: int32(c.fd), Pad: int32(c.gen)}
-	if err := unix.EpollCtl(st.epfd, unix.EPOLL_CTL_MOD, c.fd, &ev); err != nil {
-		if c.busy.CompareAndSwap(false, true) {
-			s.epollClose(st, c, "error")
-		}
-	}
+	return true
 }
 
 // epollWrite writes b completely, waiting (up to the frame timeout) while
@@ -385,7 +448,7 @@ func (s *Server) epollSweep(st *epollState) {
 		}
 		st.mu.RUnlock()
 		for _, c := range victims {
-			if c.busy.CompareAndSwap(false, true) {
+			if c.own() {
 				reason := "idle"
 				if c.inFrame.Load() {
 					reason = "bad_frame"
@@ -412,7 +475,7 @@ func (s *Server) epollShutdown(st *epollState) {
 			break
 		}
 		for _, c := range open {
-			if c.busy.CompareAndSwap(false, true) {
+			if c.own() {
 				s.epollClose(st, c, "shutdown")
 			}
 		}
