@@ -94,6 +94,10 @@ type StrategyEnv struct {
 	// peer traffic). Strategies with a transport of their own (raft) use
 	// them for mutual TLS.
 	PeerTLS security.TLSFiles
+	// ClientDial is how this node dials another node's client API (TLS
+	// with its node certificate when client listeners use TLS), e.g. for
+	// a raft replica's rebuild (RAFT.REMOVE/RAFT.ADD at another node).
+	ClientDial transport.DialOptions
 }
 
 // StrategyFactory starts the Service of one namespace.
@@ -385,7 +389,7 @@ func (n *Node) openNamespace(spec NamespaceSpec) (*namespace, error) {
 		return nil, fmt.Errorf("node: namespace %s: unknown strategy %q (this node has: %v)", spec.Name, spec.Strategy, n.strategyNames())
 	}
 	svc, err := f(StrategyEnv{Spec: spec, Dir: dir, NodeID: n.cfg.ID, Fsync: n.cfg.Fsync, Logger: log, Cache: n.cache,
-		PeerTLS: n.cfg.Security.PeerTLSFiles,
+		PeerTLS: n.cfg.Security.PeerTLSFiles, ClientDial: n.clientDial(),
 		Samples: func(s []consistency.Sample) { n.metrics.samples(spec.Name, s) }})
 	if err != nil {
 		return nil, fmt.Errorf("node: namespace %s (%s): %w", spec.Name, spec.Strategy, err)

@@ -16,8 +16,11 @@ import (
 
 	"github.com/dialkv/dialkv/consistency"
 	"github.com/dialkv/dialkv/consistency/raft"
+	"github.com/dialkv/dialkv/core"
 	"github.com/dialkv/dialkv/nodes/security"
+	"github.com/dialkv/dialkv/transport"
 	"github.com/dialkv/dialkv/transport/raftls"
+	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
 )
 
 // dragonboatLogsOnce guards the one process-wide setting of Dragonboat's
@@ -76,6 +79,9 @@ func RaftStrategy(env StrategyEnv) (consistency.Service, error) {
 		return nil, fmt.Errorf("raft namespace %s: %w", env.Spec.Name, err)
 	}
 	svc.Store(s)
+	for _, c := range s.Corrupt() {
+		go rebuildRaftReplica(env, s, c)
+	}
 	return s, nil
 }
 
@@ -154,4 +160,51 @@ func nsService(ns *namespace) consistency.Service {
 		return nil
 	}
 	return ns.svc
+}
+
+// rebuildRaftReplica restores a replica the raft Service found corrupt
+// at start (raft.Service.Corrupt: its state machine was moved aside): it
+// logs and counts the event (dialkv_corruption_events_total{kind="store"},
+// as for quorum), then has another node of the namespace remove the
+// replica and add it back under a fresh ID, and the new replica gets the
+// shard from the leader (raft.Service.Rebuild). It runs until done or
+// the namespace closes.
+func rebuildRaftReplica(env StrategyEnv, svc *raft.Service, c raft.CorruptReplica) {
+	log := env.Logger.With("shard", c.Shard, "replica", c.ReplicaID)
+	if c.Err != nil {
+		log.Error("raft replica's state machine is corrupt: moved aside; the replica is rebuilt from the other replicas",
+			"err", c.Err, "moved_to", c.MovedTo)
+		if env.Samples != nil {
+			env.Samples([]consistency.Sample{{Name: corruptionSample, Label: corruptStore, Value: 1}})
+		}
+	} else {
+		log.Warn("resuming the rebuild of a raft replica found corrupt before the restart")
+	}
+	start := time.Now()
+	call := func(ctx context.Context, n raft.Node, cmd core.Command) (core.Reply, error) {
+		conn, err := transport.Dial(ctx, n.ClientAddr, env.ClientDial)
+		if err != nil {
+			return core.Reply{}, err
+		}
+		defer conn.Close()
+		if d, ok := ctx.Deadline(); ok {
+			conn.SetDeadline(d)
+		}
+		ns := env.Spec.Name
+		resp, err := conn.Call(ctx, &gen.RequestOptions{Ns: &ns}, transport.CommandFromCore(cmd))
+		if err != nil {
+			return core.Reply{}, err
+		}
+		if len(resp.Replies) != 1 {
+			return core.Reply{}, fmt.Errorf("%d replies to %s", len(resp.Replies), cmd.Name)
+		}
+		return transport.ReplyToCore(resp.Replies[0])
+	}
+	rid, err := svc.Rebuild(context.Background(), c.Shard, call)
+	if err != nil {
+		log.Error("raft replica rebuild failed", "err", err)
+		return
+	}
+	log.Info("raft replica rebuilt: it rejoined under a new replica ID and gets the shard from the leader",
+		"new_replica", rid, "took", time.Since(start).Round(time.Millisecond))
 }

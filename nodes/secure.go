@@ -79,3 +79,13 @@ func reloadSecurity(sec security.Settings, log *slog.Logger) {
 	}
 	log.Info("security policy reloaded", "users", sum.Users, "tokens", sum.Tokens, "grants", sum.Grants, "revoked_certs", sum.RevokedCerts)
 }
+
+// clientDial is how this node dials another node's client API: under TLS
+// with its node certificate (--peer-tls-*) when client listeners use TLS
+// (the same rule as a cluster member's catalog calls).
+func (n *Node) clientDial() transport.DialOptions {
+	if n.cfg.Security.ClientTLS == nil {
+		return transport.DialOptions{}
+	}
+	return transport.DialOptions{TLS: n.cfg.Security.PeerClientTLS}
+}

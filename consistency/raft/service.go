@@ -191,8 +191,11 @@ type Service struct {
 	// left: shard index to the replica ID this node ran before LeaveShard
 	// (in memory), whose data JoinShard removes before a new replica
 	// starts.
-	left   map[int]uint64
-	closed atomic.Bool
+	left map[int]uint64
+	// corrupt: shards whose replica was found corrupt at start and not
+	// started, until Rebuild restores them (rebuild.go).
+	corrupt map[int]CorruptReplica
+	closed  atomic.Bool
 	// proposer and seq identify proposals for deduplication (dedup.go):
 	// one proposer ID per Service incarnation (a hash of the node, the
 	// NodeHost ID and the clock at start), sequence numbers from 1.
@@ -208,7 +211,7 @@ func New(cfg Config) (*Service, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, self: -1, local: map[int]uint64{}, batch: map[int]*batcher{}, former: map[int][]int{}, left: map[int]uint64{}, nodes: cfg.Nodes, retired: cfg.Retired}
+	s := &Service{cfg: cfg, self: -1, local: map[int]uint64{}, batch: map[int]*batcher{}, former: map[int][]int{}, left: map[int]uint64{}, corrupt: map[int]CorruptReplica{}, nodes: cfg.Nodes, retired: cfg.Retired}
 	h := fnv.New64a()
 	fmt.Fprintf(h, "%s\x00%s\x00%d", cfg.NodeID, cfg.NodeHostID, cfg.Clock().UnixNano())
 	s.proposer = h.Sum64() | 1 // never 0 (0: not deduplicated)
@@ -287,6 +290,15 @@ func New(cfg Config) (*Service, error) {
 			members = nil
 		}
 		if !mine {
+			continue
+		}
+		// A replica whose state machine is corrupt (or still being
+		// rebuilt) is not started; Rebuild restores it (rebuild.go).
+		if q, err := s.quarantine(sh, rid); err != nil || q {
+			if err != nil {
+				s.Close()
+				return nil, err
+			}
 			continue
 		}
 		if err := s.startReplica(sh, members, false, rid); err != nil {
