@@ -5,8 +5,8 @@
 // fourth node started with --join (a proxy, not a member) is added to the
 // ring (nodes.ChangeRing: joint phase, settle, streamed handoff of the
 // changed segments, stable), and then n1 is removed the same way, both
-// while --clients clients (spread over n2 and n3, members throughout)
-// send a GET or SET
+// while --clients clients (spread over n2, n3 and n4, which serves as a
+// proxy until it is added; n1 gets none) send a GET or SET
 // every --interval with a --timeout deadline.
 //
 // For each change it reports the objects moved (acknowledged pushes to new
@@ -202,6 +202,11 @@ func run(out *expio.Out, cl *realnodes.Cluster, p params) error {
 		return err
 	}
 	out.Logf("%s started with --join (not a member yet)", n4.ID)
+	// The load starts once n4 serves the namespace as a proxy (it pulls
+	// the catalog every few seconds); the join itself is not measured.
+	if err := waitServes(n4.Client); err != nil {
+		return fmt.Errorf("%s: %w", n4.ID, err)
+	}
 	commit, _ := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
 	loadStart := load1()
 
@@ -211,10 +216,9 @@ func run(out *expio.Out, cl *realnodes.Cluster, p params) error {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range p.Clients {
-		// Every client spreads over n2 and n3, members throughout. (A node
-		// started with --join did not answer as a proxy before it was
-		// added: its GETs timed out for a minute in a trial run.)
-		c, err := client.New([]string{cl.Nodes[1].Client, cl.Nodes[2].Client}, client.WithTimeout(p.Timeout), client.WithNamespace(ns), client.WithCircuitBreaker(0, 0))
+		// Every client spreads over n2, n3 and n4 (a proxy until it is
+		// added); n1, which is removed, gets no client requests.
+		c, err := client.New([]string{cl.Nodes[1].Client, cl.Nodes[2].Client, n4.Client}, client.WithTimeout(p.Timeout), client.WithNamespace(ns), client.WithCircuitBreaker(0, 0))
 		if err != nil {
 			return err
 		}
@@ -310,6 +314,27 @@ func run(out *expio.Out, cl *realnodes.Cluster, p params) error {
 	}
 	out.Logf("final read of %d keys with R=ALL: %d missing, %d failed", p.Keys, missing, failed)
 	return write(out, p, recs, changes, steps, missing, failed, strings.TrimSpace(string(commit)), loadStart, loadEnd)
+}
+
+// waitServes waits until the node at addr answers a GET in the namespace.
+func waitServes(addr string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := client.New([]string{addr}, client.WithTimeout(2*time.Second), client.WithNamespace(ns), client.WithCircuitBreaker(0, 0))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for {
+		_, err := c.NewSession("").Get(ctx, key(0))
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("does not serve namespace %s: %w", ns, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // during summarises the operations invoked in [from, to): how many, the
@@ -441,7 +466,7 @@ func write(out *expio.Out, p params, recs []record, changes []change, steps [][]
 	var b strings.Builder
 	fmt.Fprintf(&b, "Quorum ring changes on real processes: 3 `dialkv node` members on loopback (`--fsync always`), namespace N=3 R=W=2 lww "+
 		"with %d preloaded 100-byte keys; n4 (started with --join) added, then n1 removed (nodes.ChangeRing, settle %s), while %d clients spread "+
-		"over n2 and n3 (members throughout) send a GET or SET every %s (deadline %s). objects_moved: pushes to new owners acknowledged; stream_s: stream phase until "+
+		"over n2, n3 and n4 (a proxy until added) send a GET or SET every %s (deadline %s). objects_moved: pushes to new owners acknowledged; stream_s: stream phase until "+
 		"no node has handoff pending (data rebalanced); total_s: joint phase to stable; ok_pct_during and longest_gap_s: the clients' operations "+
 		"invoked during the change. Commit %s, load average %s at the start and %s at the end.\n\n", p.Keys, p.Settle, p.Clients, p.Interval, p.Timeout, commit, l0, l1)
 	b.WriteString(expio.Table(hdr, rows))
