@@ -54,6 +54,9 @@ type ClusterConfig struct {
 	// member table (CLUSTER MEMBERS). With no Peers, the static member
 	// list is learned from the first Gossip.Join seed that answers.
 	Gossip *GossipOptions
+	// RaftRebalance configures the raft rebalancer (raftrebalance.go);
+	// it runs only with Gossip.
+	RaftRebalance RaftRebalanceOptions
 
 	// sec is the node's Config.Security (set by StartClusterNode): peer
 	// TLS, and the TLS used to call the other members' client API.
@@ -377,6 +380,8 @@ type ClusterNode struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	warned sync.Map // spec conflicts and failures already logged
+	// rebalancer is the raft rebalancer (nil: not running).
+	rebalancer *raftRebalancer
 }
 
 // StartClusterNode starts a node that is a member of the cluster cc. Besides
@@ -470,6 +475,7 @@ func StartClusterNode(cfg Config, cc ClusterConfig) (*ClusterNode, error) {
 	cn.pullCatalogs()
 	cn.wg.Add(1)
 	go cn.catalogLoop()
+	cn.startRaftRebalancer(cc.RaftRebalance)
 	n.log.Info("cluster member started", "cluster", cc.Name, "peer_listen", c.srv.Addr(), "peers", FormatPeers(cc.Peers))
 	return cn, nil
 }
@@ -591,10 +597,18 @@ func (cn *ClusterNode) pullCatalogs() {
 				continue
 			}
 			if have := cn.namespace(s.Name); have != nil {
-				if !sameSpec(have.spec, s) {
-					cn.warnOnce("conflict/"+p.ID+"/"+s.Name, "namespace spec conflict: keeping the local one", "namespace", s.Name, "peer", p.ID,
-						"local", fmt.Sprint(have.spec), "peer_spec", fmt.Sprint(s))
+				if sameSpec(have.spec, s) {
+					continue
 				}
+				// A raft namespace's node list changed (raftnodes.go).
+				if handled, err := cn.adoptRaftNodes(have, s); handled {
+					if err != nil {
+						cn.warnOnce("nodes/"+p.ID+"/"+s.Name+"/"+s.Params["nodes-version"], "adopting a raft node list from a peer failed", "namespace", s.Name, "peer", p.ID, "err", err)
+					}
+					continue
+				}
+				cn.warnOnce("conflict/"+p.ID+"/"+s.Name, "namespace spec conflict: keeping the local one", "namespace", s.Name, "peer", p.ID,
+					"local", fmt.Sprint(have.spec), "peer_spec", fmt.Sprint(s))
 				continue
 			}
 			if err := cn.CreateNamespace(s); err != nil {

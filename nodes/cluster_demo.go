@@ -26,9 +26,11 @@ type demoClusterOptions struct {
 	metrics     string // metrics address of n1 ("" none); the others pick free ports
 	resolve     string // causal: conflict handling, lww or siblings ("": default)
 	shards      int    // raft: number of shards
-	listen      string // first node's client address; the others follow
-	dir         string
-	log         *slog.Logger
+	// raftParams are added to the raft namespace's parameters.
+	raftParams map[string]string
+	listen     string // first node's client address; the others follow
+	dir        string
+	log        *slog.Logger
 }
 
 // demoNamespace is the namespace `dialkv demo --nodes N` creates.
@@ -174,6 +176,9 @@ func startDemoCluster(o demoClusterOptions) ([]*ClusterNode, *NamespaceSpec, err
 		if spec.Params, err = demoRaftParams(o.listen, peers, o.shards); err != nil {
 			closeAll()
 			return nil, nil, err
+		}
+		for k, v := range o.raftParams {
+			spec.Params[k] = v
 		}
 	}
 	if err := nodes[0].CreateNamespace(spec); err != nil {

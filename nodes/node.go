@@ -98,6 +98,10 @@ type StrategyEnv struct {
 	// with its node certificate when client listeners use TLS), e.g. for
 	// a raft replica's rebuild (RAFT.REMOVE/RAFT.ADD at another node).
 	ClientDial transport.DialOptions
+	// UpdateParams merges params into the namespace's parameters and
+	// persists them in the catalog (the cluster spreads the new spec: a
+	// raft namespace's node list, nodes/raftnodes.go).
+	UpdateParams func(params map[string]string) error
 }
 
 // StrategyFactory starts the Service of one namespace.
@@ -390,7 +394,8 @@ func (n *Node) openNamespace(spec NamespaceSpec) (*namespace, error) {
 	}
 	svc, err := f(StrategyEnv{Spec: spec, Dir: dir, NodeID: n.cfg.ID, Fsync: n.cfg.Fsync, Logger: log, Cache: n.cache,
 		PeerTLS: n.cfg.Security.PeerTLSFiles, ClientDial: n.clientDial(),
-		Samples: func(s []consistency.Sample) { n.metrics.samples(spec.Name, s) }})
+		Samples:      func(s []consistency.Sample) { n.metrics.samples(spec.Name, s) },
+		UpdateParams: func(p map[string]string) error { return n.updateParams(spec.Name, p) }})
 	if err != nil {
 		return nil, fmt.Errorf("node: namespace %s (%s): %w", spec.Name, spec.Strategy, err)
 	}

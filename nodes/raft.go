@@ -46,6 +46,9 @@ func RaftStrategy(env StrategyEnv) (consistency.Service, error) {
 	// svc is set once raft.New returns; until then (the transport starts
 	// inside it) the identity check uses the node list of the parameters.
 	var svc atomic.Pointer[raft.Service]
+	// RAFT.NODES changes of the node list go to the catalog, which
+	// spreads them (raftnodes.go).
+	cfg.OnNodesChange = env.UpdateParams
 	if f := env.PeerTLS; f.Cert != "" {
 		// Raft traffic runs over transport/raftls with the node's peer
 		// certificate: mutual TLS where both sides must present a node

@@ -39,6 +39,8 @@ import (
 //	RAFT.LEAVE shard         stop this node's replica after RAFT.REMOVE
 //	RAFT.SYNCED shard        a ReadIndex round on this node's replica: OK once it has applied everything committed
 //	RAFT.HOSTED              the replicas this node runs: "shard replica-id member|removed|unknown"
+//	RAFT.NODES [ADD id raft-addr client-addr | RETIRE id | UNRETIRE id]
+//	                         the namespace's node list, or a change of it (persisted and spread by the node: OnNodesChange)
 //
 // Moving a replica from node a to node b is ADD b, JOIN at b, SYNCED at b,
 // REMOVE a, LEAVE at a (nodes.MoveRaftShard, `dialkv admin move-shard`).
@@ -57,7 +59,7 @@ type hostedState struct {
 // adminCommand reports whether name is a membership command.
 func adminCommand(name string) bool {
 	switch strings.ToUpper(name) {
-	case "RAFT.MEMBERS", "RAFT.ADD", "RAFT.JOIN", "RAFT.REMOVE", "RAFT.LEAVE", "RAFT.SYNCED", "RAFT.HOSTED":
+	case "RAFT.MEMBERS", "RAFT.ADD", "RAFT.JOIN", "RAFT.REMOVE", "RAFT.LEAVE", "RAFT.SYNCED", "RAFT.HOSTED", "RAFT.NODES":
 		return true
 	}
 	return false
@@ -416,6 +418,10 @@ func (s *Service) Retired() []consistency.NodeID {
 	return append([]consistency.NodeID(nil), s.retired...)
 }
 
+// Rebalance reports whether the cluster's rebalancer may move this
+// namespace's replicas (Config.Rebalance).
+func (s *Service) Rebalance() bool { return s.cfg.Rebalance }
+
 // Replicas returns the replication factor of the namespace's shards.
 func (s *Service) Replicas() int { return s.cfg.Replicas }
 
@@ -452,9 +458,119 @@ func (s *Service) SetNodes(nodes []Node, retired []consistency.NodeID) error {
 	return nil
 }
 
+// NodesVersion returns the version of the node list (Config.NodesVersion).
+func (s *Service) NodesVersion() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.version
+}
+
+// AdoptNodes takes a node list spread from another node (a newer version
+// of it, made by RAFT.NODES there): SetNodes, and the version.
+func (s *Service) AdoptNodes(nodes []Node, retired []consistency.NodeID, version uint64) error {
+	if version <= s.NodesVersion() {
+		return nil
+	}
+	if err := s.SetNodes(nodes, retired); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if version > s.version {
+		s.version = version
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// NodesParams renders a node list as the namespace parameters that hold
+// it (nodes, raft-addrs, client-addrs, initial-nodes, retired,
+// nodes-version).
+func NodesParams(nodes []Node, initial int, retired []consistency.NodeID, version uint64) map[string]string {
+	ids, raftAddrs, clientAddrs := make([]string, len(nodes)), make([]string, len(nodes)), make([]string, len(nodes))
+	for i, n := range nodes {
+		ids[i], raftAddrs[i], clientAddrs[i] = string(n.ID), n.RaftAddr, n.ClientAddr
+	}
+	rs := make([]string, len(retired))
+	for i, r := range retired {
+		rs[i] = string(r)
+	}
+	return map[string]string{
+		"nodes": strings.Join(ids, ","), "raft-addrs": strings.Join(raftAddrs, ","), "client-addrs": strings.Join(clientAddrs, ","),
+		"initial-nodes": strconv.Itoa(initial), "retired": strings.Join(rs, ","), "nodes-version": strconv.FormatUint(version, 10),
+	}
+}
+
+// nodesCommand is RAFT.NODES: list the node list, or change it (ADD,
+// RETIRE, UNRETIRE) through Config.OnNodesChange, then SetNodes.
+func (s *Service) nodesCommand(args [][]byte) core.Reply {
+	s.nodesMu.Lock() // one change at a time: each builds on the last
+	defer s.nodesMu.Unlock()
+	nodes, retired, version := s.Nodes(), s.Retired(), s.NodesVersion()
+	isRetired := map[consistency.NodeID]bool{}
+	for _, r := range retired {
+		isRetired[r] = true
+	}
+	if len(args) == 0 {
+		var rs []core.Reply
+		for _, n := range nodes {
+			line := fmt.Sprintf("%s raft=%s client=%s", n.ID, n.RaftAddr, n.ClientAddr)
+			if isRetired[n.ID] {
+				line += " retired"
+			}
+			rs = append(rs, core.Bulk([]byte(line)))
+		}
+		return core.Array(rs...)
+	}
+	sub := strings.ToUpper(string(args[0]))
+	bad := func(format string, a ...any) core.Reply {
+		return core.ErrorReply(core.Errorf(core.CodeErr, "RAFT.NODES "+format, a...))
+	}
+	switch {
+	case sub == "ADD" && len(args) == 4:
+		nodes = append(nodes, Node{ID: consistency.NodeID(args[1]), RaftAddr: string(args[2]), ClientAddr: string(args[3])})
+	case (sub == "RETIRE" || sub == "UNRETIRE") && len(args) == 2:
+		id := consistency.NodeID(args[1])
+		if _, ok := s.nodeIndex(string(id)); !ok {
+			return bad("%s: node %q is not in the namespace's nodes", sub, id)
+		}
+		if sub == "RETIRE" && !isRetired[id] {
+			retired = append(retired, id)
+		}
+		if sub == "UNRETIRE" {
+			out := retired[:0]
+			for _, r := range retired {
+				if r != id {
+					out = append(out, r)
+				}
+			}
+			retired = out
+		}
+	default:
+		return bad("syntax: RAFT.NODES [ADD id raft-addr client-addr | RETIRE id | UNRETIRE id]")
+	}
+	// Validate before persisting: SetNodes on a scratch copy.
+	check := &Service{nodes: s.Nodes()}
+	if err := check.SetNodes(nodes, retired); err != nil {
+		return bad("%s: %v", sub, err)
+	}
+	if s.cfg.OnNodesChange == nil {
+		return bad("%s: this node cannot persist a change of the node list", sub)
+	}
+	if err := s.cfg.OnNodesChange(NodesParams(nodes, s.cfg.InitialNodes, retired, version+1)); err != nil {
+		return bad("%s: %v", sub, err)
+	}
+	if err := s.AdoptNodes(nodes, retired, version+1); err != nil {
+		return bad("%s: %v", sub, err)
+	}
+	return core.OK()
+}
+
 // admin runs a membership command (adminCommand) and returns its reply.
 func (s *Service) admin(ctx context.Context, cmd core.Command) (core.Reply, error) {
 	name := strings.ToUpper(cmd.Name)
+	if name == "RAFT.NODES" {
+		return s.nodesCommand(cmd.Args), nil
+	}
 	if name == "RAFT.HOSTED" {
 		if len(cmd.Args) != 0 {
 			return core.ErrorReply(core.Errorf(core.CodeErr, "wrong number of arguments for '%s' (want 0)", name)), nil

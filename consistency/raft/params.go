@@ -11,7 +11,7 @@ import (
 
 // ParamNames lists the namespace parameters ConfigFromParams reads.
 func ParamNames() []string {
-	return []string{"nodes", "raft-addrs", "client-addrs", "shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect", "storage", "batch", "small-engine", "initial-nodes", "retired", "repropose"}
+	return []string{"nodes", "raft-addrs", "client-addrs", "shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect", "storage", "batch", "small-engine", "initial-nodes", "retired", "nodes-version", "rebalance", "repropose"}
 }
 
 // ConfigFromParams builds a node's Config from a raft namespace's
@@ -32,11 +32,13 @@ func ParamNames() []string {
 //	initial-nodes 3                             how many of nodes (the first) the initial placement uses (default: all);
 //	                                            set when nodes are appended after creation (nodes/raftnodes.go)
 //	retired       n1                            nodes that are to host nothing: the rebalancer moves their replicas away
+//	nodes-version 2                             changes of nodes/retired after creation (RAFT.NODES); newer lists spread
+//	rebalance     true                          let the cluster's rebalancer move this namespace's replicas
 //	repropose     (2 election timeouts)         propose a write again when no result came in this long; off: never
 //
 // dir is the node's directory for the namespace (the NodeHost directory).
 func ConfigFromParams(nodeID, dir string, params map[string]string) (Config, error) {
-	cfg := Config{NodeID: consistency.NodeID(nodeID), Dir: dir, RedirectToLeader: true, Storage: "pebble"}
+	cfg := Config{NodeID: consistency.NodeID(nodeID), Dir: dir, RedirectToLeader: true, Storage: "pebble", Rebalance: true}
 	list := func(k string) []string {
 		v := strings.TrimSpace(params[k])
 		if v == "" {
@@ -111,6 +113,10 @@ func ConfigFromParams(nodeID, dir string, params map[string]string) (Config, err
 			if err == nil && cfg.RTT < time.Millisecond {
 				err = fmt.Errorf("must be at least 1ms")
 			}
+		case "nodes-version":
+			cfg.NodesVersion, err = strconv.ParseUint(v, 10, 64)
+		case "rebalance":
+			cfg.Rebalance, err = strconv.ParseBool(v)
 		case "redirect":
 			cfg.RedirectToLeader, err = strconv.ParseBool(v)
 		case "batch":

@@ -34,15 +34,24 @@ type PlanInput struct {
 // added (and caught up) before From is removed, so the shard never has
 // fewer live replicas than before.
 type Move struct {
+	Kind        string // MoveReplace, MoveAdd, MoveRemove or MoveBalance: Plan's rule
 	Shard       int
 	From, To    string
 	RemoveFirst bool
 	Reason      string
 }
 
+// Move kinds: the rule of Plan that made the move.
+const (
+	MoveReplace = "replace" // a dead or retired member's replica moves or goes
+	MoveAdd     = "add"     // an under-replicated shard gets a replica
+	MoveRemove  = "remove"  // an over-replicated shard loses one
+	MoveBalance = "balance" // a replica moves from the most to the least loaded node
+)
+
 // String renders a move for logs and the admin tool.
 func (m Move) String() string {
-	return fmt.Sprintf("shard %d: %s -> %s (%s)", m.Shard, orDash(m.From), orDash(m.To), m.Reason)
+	return fmt.Sprintf("%s shard %d: %s -> %s (%s)", m.Kind, m.Shard, orDash(m.From), orDash(m.To), m.Reason)
 }
 
 func orDash(s string) string {
@@ -138,10 +147,10 @@ func Plan(in PlanInput) (Move, bool) {
 				why = "retired"
 			}
 			if to, ok := lightest(mset); ok {
-				return Move{Shard: sh, From: m, To: to, RemoveFirst: !alive[m], Reason: m + " is " + why}, true
+				return Move{Kind: MoveReplace, Shard: sh, From: m, To: to, RemoveFirst: !alive[m], Reason: m + " is " + why}, true
 			}
 			if len(ms) > in.Replicas {
-				return Move{Shard: sh, From: m, RemoveFirst: true, Reason: m + " is " + why + ", no other target"}, true
+				return Move{Kind: MoveReplace, Shard: sh, From: m, RemoveFirst: true, Reason: m + " is " + why + ", no other target"}, true
 			}
 		}
 	}
@@ -152,7 +161,7 @@ func Plan(in PlanInput) (Move, bool) {
 			continue
 		}
 		if to, ok := lightest(mset); ok {
-			return Move{Shard: sh, To: to, Reason: fmt.Sprintf("%d of %d replicas", len(ms), in.Replicas)}, true
+			return Move{Kind: MoveAdd, Shard: sh, To: to, Reason: fmt.Sprintf("%d of %d replicas", len(ms), in.Replicas)}, true
 		}
 	}
 	// 3. Over-replicated shards.
@@ -167,7 +176,7 @@ func Plan(in PlanInput) (Move, bool) {
 				from = m
 			}
 		}
-		return Move{Shard: sh, From: from, RemoveFirst: true, Reason: fmt.Sprintf("%d of %d replicas", len(ms), in.Replicas)}, true
+		return Move{Kind: MoveRemove, Shard: sh, From: from, RemoveFirst: true, Reason: fmt.Sprintf("%d of %d replicas", len(ms), in.Replicas)}, true
 	}
 	// 4. Balance.
 	if len(targets) < 2 {
@@ -188,7 +197,7 @@ func Plan(in PlanInput) (Move, bool) {
 	for _, sh := range shards {
 		ms, mset := members(sh)
 		if mset[hi] && !mset[lo] && quorum(ms) {
-			return Move{Shard: sh, From: hi, To: lo, Reason: fmt.Sprintf("balance: %s has %d replicas, %s %d", hi, load[hi], lo, load[lo])}, true
+			return Move{Kind: MoveBalance, Shard: sh, From: hi, To: lo, Reason: fmt.Sprintf("balance: %s has %d replicas, %s %d", hi, load[hi], lo, load[lo])}, true
 		}
 	}
 	return Move{}, false

@@ -51,6 +51,19 @@ type Config struct {
 	// Retired lists nodes that are to host nothing (parameter retired):
 	// read by the rebalancer (Plan), which moves their replicas away.
 	Retired []consistency.NodeID
+	// NodesVersion counts the changes of Nodes and Retired after creation
+	// (parameter nodes-version); a node adopts a peer's list only if it is
+	// newer.
+	NodesVersion uint64
+	// OnNodesChange persists a change of the node list made by RAFT.NODES
+	// (nodes: the namespace's catalog entry, which spreads it to the
+	// other nodes): the parameters nodes, raft-addrs, client-addrs,
+	// initial-nodes, retired and nodes-version. An error refuses the
+	// change. nil: RAFT.NODES cannot change the list.
+	OnNodesChange func(params map[string]string) error
+	// Rebalance lets the cluster's rebalancer move this namespace's
+	// replicas (parameter rebalance, default true; nodes/raftrebalance.go).
+	Rebalance bool
 	// ShardIDBase is the Dragonboat shard ID of shard 0 (default 1); shard s
 	// is ShardIDBase+s. Namespaces sharing a NodeHost need disjoint ranges.
 	ShardIDBase uint64
@@ -182,6 +195,8 @@ type Service struct {
 	// (append only, so indexes never change). Read it with nodeList.
 	nodes   []Node
 	retired []consistency.NodeID // see Config.Retired
+	version uint64               // see Config.NodesVersion
+	nodesMu sync.Mutex           // serialises RAFT.NODES changes
 	batch   map[int]*batcher
 	// former: for a shard this node left (LeaveShard), the node indexes of
 	// the shard's members as its replica last knew them, where requests
@@ -211,7 +226,7 @@ func New(cfg Config) (*Service, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, self: -1, local: map[int]uint64{}, batch: map[int]*batcher{}, former: map[int][]int{}, left: map[int]uint64{}, corrupt: map[int]CorruptReplica{}, nodes: cfg.Nodes, retired: cfg.Retired}
+	s := &Service{cfg: cfg, self: -1, local: map[int]uint64{}, batch: map[int]*batcher{}, former: map[int][]int{}, left: map[int]uint64{}, corrupt: map[int]CorruptReplica{}, nodes: cfg.Nodes, retired: cfg.Retired, version: cfg.NodesVersion}
 	h := fnv.New64a()
 	fmt.Fprintf(h, "%s\x00%s\x00%d", cfg.NodeID, cfg.NodeHostID, cfg.Clock().UnixNano())
 	s.proposer = h.Sum64() | 1 // never 0 (0: not deduplicated)

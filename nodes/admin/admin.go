@@ -42,7 +42,8 @@ func commands() []command {
 		{"ring", "[--addr A]", "the quorum ring's member list and each namespace's handoff progress", ringCmd},
 		{"add-node", "ID[=CLIENT@PEER] [--addr A]", "add a node to the quorum ring: joint quorums, hand off the segments it gains, switch (docs/cluster.md)", addNode},
 		{"remove-node", "ID [--addr A]", "decommission a node: its segments are handed off to their new owners before it leaves the ring", removeNode},
-		{"move-shard", "", "raft replicas move with RAFT.ADD / RAFT.JOIN / RAFT.REMOVE (docs/raft.md)", notYet("move-shard")},
+		{"move-shard", "--namespace NS --shard N --from NODE --to NODE --addr A", "move a raft shard's replica between nodes (docs/raft.md)", moveShard},
+		{"where-shards", "--namespace NS --addr A", "each raft shard's members, replicas per node", whereShards},
 	}
 }
 
@@ -83,18 +84,6 @@ var errUsage = errors.New("usage")
 
 func usageErr(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, a...))
-}
-
-func notYet(name string) func([]string, io.Writer, io.Writer) error {
-	return func(args []string, stdout, _ io.Writer) error {
-		if len(args) > 0 && (args[0] == "--help" || args[0] == "-h") {
-			fmt.Fprintf(stdout, "Usage: dialkv admin %s\n\nNot implemented yet (issue 9): gossip (--join) detects members, but the\n"+
-				"quorum/causal ring is the static --peers list and nothing rebalances. Raft replicas move with\n"+
-				"`dialkv cli --namespace NS RAFT.ADD SHARD NODE`, RAFT.JOIN, RAFT.REMOVE (docs/raft.md).\n", name)
-			return nil
-		}
-		return fmt.Errorf("not implemented: cluster membership is static (--peers); see `dialkv admin %s --help`", name)
-	}
 }
 
 // flags makes a FlagSet whose --help prints usage and the flags to stdout.
