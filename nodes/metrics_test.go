@@ -34,11 +34,17 @@ func TestMetrics(t *testing.T) {
 		`dialkv_group_syncs_total{namespace="default"}`,
 		`dialkv_engine_disk_bytes{namespace="default"}`,
 		`dialkv_engine_wal_bytes_written_total{namespace="default"}`,
+		`dialkv_engine_value_cache_hits_total{namespace="default"}`,
+		`dialkv_engine_value_cache_bytes{namespace="default"}`,
 		`go_goroutines `,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+	// SADD read the key SET had just written through the value cache.
+	if strings.Contains(body, `dialkv_engine_value_cache_hits_total{namespace="default"} 0`+"\n") {
+		t.Error("the value cache reports no hit")
 	}
 	if t.Failed() {
 		t.Logf("metrics:\n%s", body)
