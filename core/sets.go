@@ -55,7 +55,122 @@ func sortedMembers(s map[string]struct{}) Reply {
 	return Array(rs...)
 }
 
-func cmdSAdd(o *op, a [][]byte) Reply {
+// loadSetPayload loads the set at key in its stored form (empty when
+// absent). canonical is false, with a nil error, when the key holds a
+// payload encodeSet cannot have written (members out of order or repeated);
+// the command then runs on the map path (the ...Map handlers), which reads
+// such a payload as it always did.
+func loadSetPayload(o *op, key []byte) (s setPayload, r *record, canonical bool, err error) {
+	r, err = o.loadType(key, TypeSet)
+	if err != nil || r == nil {
+		return setPayload{}, r, err == nil, err
+	}
+	s, canonical, err = parseSetPayload(key, r.payload)
+	if err != nil {
+		o.corrupt++
+	}
+	return s, r, canonical, err
+}
+
+// setSplice runs SADD (add) or SREM on the stored payload: one merge of the
+// sorted arguments into the sorted members, no map and no re-sort.
+func setSplice(o *op, a [][]byte, add bool) Reply {
+	s, r, canonical, err := loadSetPayload(o, a[0])
+	if err != nil {
+		return fail(err)
+	}
+	if !canonical {
+		if add {
+			return cmdSAddMap(o, a)
+		}
+		return cmdSRemMap(o, a)
+	}
+	p, n := spliceSet(s, sortedUnique(a[1:]), add)
+	if n == 0 {
+		return Int(0)
+	}
+	if len(p) == 0 { // empty collections disappear
+		if _, err := o.del(a[0]); err != nil {
+			return fail(err)
+		}
+	} else if err := o.putKeepTTL(a[0], TypeSet, p, r); err != nil {
+		return fail(err)
+	}
+	return Int(int64(n))
+}
+
+func cmdSAdd(o *op, a [][]byte) Reply { return setSplice(o, a, true) }
+func cmdSRem(o *op, a [][]byte) Reply { return setSplice(o, a, false) }
+
+// cmdSMembers replies with the members sorted, for determinism (Redis's
+// order is unspecified): the stored order. The replies share one copy of
+// the members.
+func cmdSMembers(o *op, a [][]byte) Reply {
+	s, _, canonical, err := loadSetPayload(o, a[0])
+	if err != nil {
+		return fail(err)
+	}
+	if !canonical {
+		return cmdSMembersMap(o, a)
+	}
+	buf := make([]byte, 0, len(s.body))
+	rs := make([]Reply, 0, s.n)
+	it := s.iter()
+	for m, ok := it.next(); ok; m, ok = it.next() {
+		buf = append(buf, m...)
+		rs = append(rs, Bulk(buf[len(buf)-len(m):len(buf):len(buf)]))
+	}
+	return Array(rs...)
+}
+
+func cmdSIsMember(o *op, a [][]byte) Reply {
+	s, _, canonical, err := loadSetPayload(o, a[0])
+	if err != nil {
+		return fail(err)
+	}
+	if !canonical {
+		return cmdSIsMemberMap(o, a)
+	}
+	if s.contains(a[1]) {
+		return Int(1)
+	}
+	return Int(0)
+}
+
+func cmdSMIsMember(o *op, a [][]byte) Reply {
+	s, _, canonical, err := loadSetPayload(o, a[0])
+	if err != nil {
+		return fail(err)
+	}
+	if !canonical {
+		return cmdSMIsMemberMap(o, a)
+	}
+	rs := make([]Reply, len(a)-1)
+	for i, m := range a[1:] {
+		if s.contains(m) {
+			rs[i] = Int(1)
+		} else {
+			rs[i] = Int(0)
+		}
+	}
+	return Array(rs...)
+}
+
+func cmdSCard(o *op, a [][]byte) Reply {
+	s, _, canonical, err := loadSetPayload(o, a[0])
+	if err != nil {
+		return fail(err)
+	}
+	if !canonical {
+		return cmdSCardMap(o, a)
+	}
+	return Int(int64(s.n))
+}
+
+// The map path: the set decoded into a map. The commands above fall back
+// to it for a payload that is not canonical; the set algebra uses it.
+
+func cmdSAddMap(o *op, a [][]byte) Reply {
 	s, r, err := loadSet(o, a[0])
 	if err != nil {
 		return fail(err)
@@ -75,7 +190,7 @@ func cmdSAdd(o *op, a [][]byte) Reply {
 	return Int(n)
 }
 
-func cmdSRem(o *op, a [][]byte) Reply {
+func cmdSRemMap(o *op, a [][]byte) Reply {
 	s, r, err := loadSet(o, a[0])
 	if err != nil {
 		return fail(err)
@@ -95,9 +210,9 @@ func cmdSRem(o *op, a [][]byte) Reply {
 	return Int(n)
 }
 
-// cmdSMembers replies with the members sorted, for determinism (Redis's
+// cmdSMembersMap replies with the members sorted, for determinism (Redis's
 // order is unspecified).
-func cmdSMembers(o *op, a [][]byte) Reply {
+func cmdSMembersMap(o *op, a [][]byte) Reply {
 	s, _, err := loadSet(o, a[0])
 	if err != nil {
 		return fail(err)
@@ -105,7 +220,7 @@ func cmdSMembers(o *op, a [][]byte) Reply {
 	return sortedMembers(s)
 }
 
-func cmdSIsMember(o *op, a [][]byte) Reply {
+func cmdSIsMemberMap(o *op, a [][]byte) Reply {
 	s, _, err := loadSet(o, a[0])
 	if err != nil {
 		return fail(err)
@@ -116,7 +231,7 @@ func cmdSIsMember(o *op, a [][]byte) Reply {
 	return Int(0)
 }
 
-func cmdSMIsMember(o *op, a [][]byte) Reply {
+func cmdSMIsMemberMap(o *op, a [][]byte) Reply {
 	s, _, err := loadSet(o, a[0])
 	if err != nil {
 		return fail(err)
@@ -132,7 +247,7 @@ func cmdSMIsMember(o *op, a [][]byte) Reply {
 	return Array(rs...)
 }
 
-func cmdSCard(o *op, a [][]byte) Reply {
+func cmdSCardMap(o *op, a [][]byte) Reply {
 	s, _, err := loadSet(o, a[0])
 	if err != nil {
 		return fail(err)

@@ -1,0 +1,161 @@
+package core
+
+import (
+	"bytes"
+	"encoding/binary"
+	"slices"
+)
+
+// Set payloads worked on in their stored form. encodeSet writes a set as its
+// member count followed by the members, length-prefixed, in strictly
+// increasing bytewise order (sort.Strings order). The set commands' hot
+// paths (SADD, SREM, SISMEMBER, SMISMEMBER, SCARD, SMEMBERS) read and splice
+// that encoding directly instead of decoding it into a map, re-sorting and
+// re-encoding it; the bytes they write are the ones encodeSet would write for
+// the same set (TestSetSpliceMatchesEncoder checks it), so stored data,
+// snapshots and simulator histories do not change.
+
+// setPayload is a set payload checked to be canonical: what encodeSet
+// writes.
+type setPayload struct {
+	n    int    // number of members
+	body []byte // the length-prefixed members, after the count
+}
+
+// parseSetPayload checks p in one pass. It returns an ErrCorruption error,
+// the same one decodeSet returns, when p does not parse, and canonical=false
+// with a nil error when p parses but its members are not strictly increasing
+// (a payload encodeSet cannot have written); callers then take the map path,
+// which reads such a payload as it always did.
+func parseSetPayload(key, p []byte) (s setPayload, canonical bool, err error) {
+	r := payloadReader{b: p}
+	n := r.count()
+	body := r.b
+	canonical = true
+	var prev []byte
+	for i := 0; i < n && !r.bad; i++ {
+		m := r.bytes()
+		if i > 0 && bytes.Compare(prev, m) >= 0 {
+			canonical = false
+		}
+		prev = m
+	}
+	if r.bad || len(r.b) != 0 {
+		return setPayload{}, false, corruptf(key, "bad list payload")
+	}
+	return setPayload{n: n, body: body}, canonical, nil
+}
+
+// setIter walks a checked setPayload's members in order.
+type setIter struct {
+	r payloadReader
+}
+
+func (s setPayload) iter() setIter { return setIter{r: payloadReader{b: s.body}} }
+
+// next returns the next member; ok is false after the last one. The member
+// aliases the payload.
+func (it *setIter) next() (m []byte, ok bool) {
+	if len(it.r.b) == 0 {
+		return nil, false
+	}
+	return it.r.bytes(), true
+}
+
+// contains reports whether m is a member (a linear scan that stops at the
+// first member not below m).
+func (s setPayload) contains(m []byte) bool {
+	it := s.iter()
+	for x, ok := it.next(); ok; x, ok = it.next() {
+		switch c := bytes.Compare(x, m); {
+		case c == 0:
+			return true
+		case c > 0:
+			return false
+		}
+	}
+	return false
+}
+
+// sortedUnique returns ms sorted bytewise without duplicates, without
+// reordering ms itself (it is the caller's command).
+func sortedUnique(ms [][]byte) [][]byte {
+	if len(ms) <= 1 {
+		return ms
+	}
+	out := slices.Clone(ms)
+	slices.SortFunc(out, bytes.Compare)
+	return slices.CompactFunc(out, bytes.Equal)
+}
+
+// spliceSet returns the payload of s with the members ms (sorted, unique:
+// see sortedUnique) added (add) or removed, and how many members that
+// changed. When nothing changes it returns a nil payload and allocates
+// nothing. The result is byte-identical to encodeSet of the changed set: the
+// merge keeps the members in strictly increasing order, and the count and
+// length prefixes are the same minimal uvarints.
+func spliceSet(s setPayload, ms [][]byte, add bool) (payload []byte, changed int) {
+	// The first walk counts the changes and sizes the result; the second
+	// writes it.
+	changed, bodyLen := spliceWalk(s, ms, add, nil)
+	if changed == 0 {
+		return nil, 0
+	}
+	n := s.n - changed
+	if add {
+		n = s.n + changed
+	}
+	if n == 0 {
+		return []byte{}, changed
+	}
+	out := make([]byte, 0, uvarintLen(uint64(n))+bodyLen)
+	out = binary.AppendUvarint(out, uint64(n))
+	spliceWalk(s, ms, add, &out)
+	return out, changed
+}
+
+// spliceWalk merges s's members with ms in order, appending the members of
+// the result to *out when out is not nil. It returns how many members
+// change and the length of the result's body (the members, without the
+// count).
+func spliceWalk(s setPayload, ms [][]byte, add bool, out *[]byte) (changed, bodyLen int) {
+	bodyLen = len(s.body)
+	keep := func(m []byte) {
+		if out != nil {
+			*out = appendBytes(*out, m)
+		}
+	}
+	it := s.iter()
+	cur, have := it.next()
+	for j := 0; have || j < len(ms); {
+		c := -1 // the stored member cur comes first
+		switch {
+		case !have:
+			c = 1
+		case j < len(ms):
+			c = bytes.Compare(cur, ms[j])
+		}
+		switch {
+		case c < 0: // stored, not in ms: kept
+			keep(cur)
+			cur, have = it.next()
+		case c == 0: // stored and in ms: kept by SADD, dropped by SREM
+			if add {
+				keep(cur)
+			} else {
+				changed++
+				bodyLen -= uvarintLen(uint64(len(cur))) + len(cur)
+			}
+			cur, have = it.next()
+			j++
+		default: // in ms, not stored: added by SADD
+			if add {
+				keep(ms[j])
+				changed++
+				bodyLen += uvarintLen(uint64(len(ms[j]))) + len(ms[j])
+			}
+			j++
+		}
+	}
+	return changed, bodyLen
+}
