@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dialkv/dialkv/consistency"
+	"github.com/dialkv/dialkv/consistency/causal"
 	"github.com/dialkv/dialkv/consistency/quorum"
 	"github.com/dialkv/dialkv/core"
 	"github.com/dialkv/dialkv/core/pebbleengine"
@@ -17,7 +18,7 @@ import (
 // corruptionSample is the consistency.Sample a node emits for corruption
 // it found in a hosted replica's store; metrics count it in
 // dialkv_corruption_events_total{namespace, kind}.
-const corruptionSample = "dialkv_corruption_events"
+const corruptionSample = causal.CorruptionMetric
 
 // Kinds of corruption events (the metric's kind label).
 const (

@@ -368,6 +368,11 @@ func (h *ReplicaHost) loop(maxRead int) {
 		if m, ok := h.rep.(consistency.Meter); ok && h.samples != nil {
 			if s := m.TakeSamples(); len(s) > 0 {
 				h.samples(s)
+				for _, x := range s {
+					if x.Name == corruptionSample {
+						h.log.Error("replica met stored data that failed its checksum", "kind", x.Label, "count", x.Value)
+					}
+				}
 			}
 		}
 		if rd.Sync {

@@ -171,6 +171,22 @@ func TestCorruptRecordIsATypedError(t *testing.T) {
 	if r := c.do(ox, nil, "GET", y); replyString(r.Reply) != "vy" {
 		t.Fatalf("GET of a sound key through the same node: %s, want vy", replyString(r.Reply))
 	}
+	// The corrupt read is reported once, as a corruption sample (a node
+	// counts it in dialkv_corruption_events_total{kind="record-read"}).
+	count := func() (n float64) {
+		for _, s := range c.nodes[ox].rep.TakeSamples() {
+			if s.Name == CorruptionMetric && s.Label == "record-read" {
+				n += s.Value
+			}
+		}
+		return n
+	}
+	if n := count(); n < 1 {
+		t.Fatalf("corrupt reads reported: %v; want at least 1", n)
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("corrupt reads reported again: %v", n)
+	}
 }
 
 // TestAckNamesTheVersion: an acknowledgement whose version differs from

@@ -231,7 +231,9 @@ type Replica struct {
 	out      consistency.Ready
 	stats    Stats
 	lags     []consistency.Sample
-	peers    []consistency.NodeID // sorted
+	// corruptReported is stats.CorruptReads as of the last TakeSamples.
+	corruptReported int64
+	peers           []consistency.NodeID // sorted
 	// newStable are local writes that became stable since the last Tick.
 	newStable []Dep
 	// lastRound is when replication and checks were last resent: at most
@@ -268,11 +270,25 @@ const LagMetric = "causal_replication_lag_seconds"
 // TakeSamples implements consistency.Meter: the propagation lags of the
 // remote writes applied since the last call (at most maxLags are kept in
 // between; later ones are dropped).
+//
+// It also reports the reads that met a corrupt record since the last call
+// as one sample named CorruptionMetric, label "record-read" (a node counts
+// it in dialkv_corruption_events_total{kind="record-read"}): such a read
+// is answered with a CORRUPTION error, and the record is not re-fetched
+// from another region.
 func (r *Replica) TakeSamples() []consistency.Sample {
 	out := r.lags
 	r.lags = nil
+	if d := r.stats.CorruptReads - r.corruptReported; d > 0 {
+		out = append(out, consistency.Sample{Name: CorruptionMetric, Label: "record-read", Value: float64(d)})
+		r.corruptReported = r.stats.CorruptReads
+	}
 	return out
 }
+
+// CorruptionMetric is the name of the samples counting reads that met a
+// record failing its checksum (the nodes' corruption-event sample).
+const CorruptionMetric = "dialkv_corruption_events"
 
 // Counters implements consistency.Meter.
 func (r *Replica) Counters() map[string]float64 {
