@@ -5,7 +5,7 @@ BIN       := bin/dialkv
 PKGS      := ./...
 TEST_FLAGS ?= -count=1 -timeout 9m
 
-.PHONY: all build run test test-short soak bench lint gen tidy clean experiments exp-% experiments-sim experiments-real exp-jepsen exp-node-vs-redis exp-raft-vs-etcd exp-causal-real exp-strategies-real exp-partition-real exp-rebalance-real fuzz-short docker compose-up compose-down
+.PHONY: all build run test test-short soak bench lint gen tidy clean experiments exp-% experiments-sim experiments-real exp-jepsen exp-node-vs-redis exp-raft-vs-etcd exp-causal-real exp-strategies-real exp-partition-real exp-rebalance-real exp-raftrebalance-real fuzz-short docker compose-up compose-down
 
 all: build
 
@@ -80,7 +80,7 @@ compose-down:
 # those on real processes (experiments-real; they install redis-server and
 # etcd-server from Debian if missing and take minutes of wall-clock load).
 EXPERIMENTS := staleness latency availability lostwrites sensitivity simspeed failover
-EXPERIMENTS_REAL := node-vs-redis raft-vs-etcd strategies-real causal-real jepsen partition-real rebalance-real
+EXPERIMENTS_REAL := node-vs-redis raft-vs-etcd strategies-real causal-real jepsen partition-real rebalance-real raftrebalance-real
 experiments: experiments-sim experiments-real
 experiments-sim: $(addprefix exp-,$(EXPERIMENTS))
 experiments-real: $(addprefix exp-,$(EXPERIMENTS_REAL))
@@ -110,6 +110,11 @@ exp-partition-real: build
 # load (data moved, time until rebalanced, availability during the change).
 exp-rebalance-real: build
 	$(GO) run ./experiments/rebalance-real
+
+# Real processes: a raft namespace gains a node and retires one under writes
+# (the cluster's rebalancer moves the replicas).
+exp-raftrebalance-real: build
+	$(GO) run ./experiments/raftrebalance-real
 
 # Real processes: every strategy and consistency level (local; quorum R/W,
 # strict, ABD; raft linearizable, lease, stale; causal) in one run.

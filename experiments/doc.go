@@ -18,6 +18,7 @@
 //	causal-real      causal+ against quorum on four loopback nodes in two regions, visibility lag, metadata
 //	jepsen           fault tests on real processes (kill -9, SIGSTOP, rolling restart) checked by the checkers (run.sh)
 //	rebalance-real   7. on real processes: a quorum ring change (add a node, remove one) under load
+//	raftrebalance-real 7. on real processes: raft replicas move to a new node and off a retired one under writes
 //	partition-real   2. on real processes: availability on each side of iptables partitions (root)
 //
 // experiments/internal/expio writes results; experiments/internal/simexp
