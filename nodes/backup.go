@@ -242,6 +242,7 @@ var backupSeq atomic.Int64
 //	POST /v1/checkpoints  take a retained checkpoint now
 //	GET  /v1/checkpoints  list the retained checkpoints (JSON)
 //	POST /v1/raft/import  import a raft shard's export (backup_raft.go)
+//	GET|POST /v1/clock    the clock offset; ?offset=D sets it (clock.go)
 //
 // It has no authentication: bind it to loopback or a private network.
 func (n *Node) startAdmin() error {
@@ -268,6 +269,7 @@ func (n *Node) startAdmin() error {
 		writeJSON(w, c)
 	})
 	mux.HandleFunc("POST /v1/raft/import", n.serveRaftImport)
+	mux.HandleFunc("/v1/clock", n.serveClock)
 	mux.HandleFunc("GET /v1/checkpoints", func(w http.ResponseWriter, r *http.Request) {
 		cps, err := ListCheckpoints(filepath.Join(n.cfg.DataDir, checkpointDirName))
 		if err != nil {

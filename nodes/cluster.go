@@ -322,7 +322,7 @@ func (c *cluster) startReplica(env StrategyEnv, f consistency.Factory, keyed boo
 		}
 		s.Send(pm)
 	}
-	h := NewReplicaHost(rep, hostEng, send, HostOptions{Tick: c.cfg.Tick, Logger: env.Logger, KeyedBatches: keyed, Samples: env.Samples})
+	h := NewReplicaHost(rep, hostEng, send, HostOptions{Tick: c.cfg.Tick, Logger: env.Logger, KeyedBatches: keyed, Samples: env.Samples, Now: env.Clock})
 	c.mu.Lock()
 	c.hosts[name] = h
 	c.kinds[name] = env.Spec.Strategy

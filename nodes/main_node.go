@@ -48,6 +48,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		cpEvery     = fs.Duration("checkpoint-every", 0, "take a checkpoint into DATA/checkpoints every interval, for point-in-time restore (0: off)")
 		cpRetain    = fs.Duration("checkpoint-retain", 24*time.Hour, "remove retained checkpoints older than this (the newest is always kept; 0: keep all)")
 		gossipAddr  = fs.String("gossip", "", "gossip (memberlist failure detector) address HOST:PORT, UDP and TCP (default: the peer address's host and port+2; \"off\": no gossip)")
+		clockOff    = fs.Duration("clock-offset", 0, "fault tests only: shift this node's wall clock (TTLs, LWW and HLC timestamps, raft proposal times) by this much, e.g. -2s; the admin API's POST /v1/clock?offset=D changes it at run time")
 		join        = fs.String("join", "", "gossip addresses to join, ADDR[,ADDR...] (default with --peers: every other member's peer port+2); without --peers the member list is learned from them")
 	)
 	var secFlags security.Flags
@@ -112,7 +113,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		MetricsAddr: *metrics, AdminAddr: *admin, CacheSize: *cacheSize, CheckpointEvery: *cpEvery, CheckpointRetain: *cpRetain, Protocol: proto, ConnMode: mode, MaxConns: *maxConns, IdleTimeout: *idle,
 		MaxFrame: *maxFrame, Engine: *engine, SubscriptionTTL: *subTTL,
 		Limits: core.Limits{MaxValueSize: *maxValue}, Logger: logger, Version: buildVersion(),
-		Strategies: map[string]StrategyFactory{"raft": RaftStrategy}, Security: sec,
+		Strategies: map[string]StrategyFactory{"raft": RaftStrategy}, Security: sec, ClockOffset: *clockOff,
 	}, memberFlags{cluster: *clusterName, peerListen: *peerListen, peers: *peers, gossip: *gossipAddr, join: *join})
 	if err != nil {
 		fmt.Fprintf(stderr, "dialkv node: %v\n", err)

@@ -76,6 +76,9 @@ type Config struct {
 	// Security holds the TLS, authentication and limit settings
 	// (security.Flags.Load); the zero value is a plain, open node.
 	Security security.Settings
+	// ClockOffset shifts the node's wall clock (Clock; --clock-offset, a
+	// fault-test setting); the admin API changes it at run time.
+	ClockOffset time.Duration
 }
 
 // StrategyEnv is what a strategy factory gets to start a namespace.
@@ -102,6 +105,9 @@ type StrategyEnv struct {
 	// persists them in the catalog (the cluster spreads the new spec: a
 	// raft namespace's node list, nodes/raftnodes.go).
 	UpdateParams func(params map[string]string) error
+	// Clock is the node's wall clock (Clock.Now: time.Now plus the
+	// node's offset); services read data timestamps from it.
+	Clock func() time.Time
 }
 
 // StrategyFactory starts the Service of one namespace.
@@ -160,6 +166,7 @@ type Node struct {
 	aln      net.Listener // admin API (nodes/backup.go)
 	cache    *pebbleengine.SharedCache
 	hot      *hotKeys // HOTKEYS (nodes/hotkeys.go)
+	clock    *Clock   // wall time for data (nodes/clock.go)
 	adminSrv *http.Server
 	stop     chan struct{}
 	closing  sync.Once
@@ -187,7 +194,7 @@ func Start(cfg Config) (*Node, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, nss: map[string]*namespace{}, stop: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger, nss: map[string]*namespace{}, stop: make(chan struct{}), clock: NewClock(cfg.ClockOffset)}
 	n.hot = newHotKeys(64, 16, 10*time.Second)
 	if cfg.Engine == "pebble" {
 		size := cfg.CacheSize
@@ -384,7 +391,7 @@ func (n *Node) openNamespace(spec NamespaceSpec) (*namespace, error) {
 			ns.engine.Close()
 			return nil, fmt.Errorf("node: namespace %s: %w", spec.Name, err)
 		}
-		ns.local = NewLocal(LocalConfig{Store: st, Policy: n.cfg.Fsync, SyncInterval: n.cfg.SyncInterval, Logger: log})
+		ns.local = NewLocal(LocalConfig{Store: st, Policy: n.cfg.Fsync, SyncInterval: n.cfg.SyncInterval, Logger: log, Clock: n.clock.Now})
 		ns.svc = ns.local
 		return ns, nil
 	}
@@ -392,7 +399,7 @@ func (n *Node) openNamespace(spec NamespaceSpec) (*namespace, error) {
 	if f == nil {
 		return nil, fmt.Errorf("node: namespace %s: unknown strategy %q (this node has: %v)", spec.Name, spec.Strategy, n.strategyNames())
 	}
-	svc, err := f(StrategyEnv{Spec: spec, Dir: dir, NodeID: n.cfg.ID, Fsync: n.cfg.Fsync, Logger: log, Cache: n.cache,
+	svc, err := f(StrategyEnv{Spec: spec, Dir: dir, NodeID: n.cfg.ID, Fsync: n.cfg.Fsync, Logger: log, Cache: n.cache, Clock: n.clock.Now,
 		PeerTLS: n.cfg.Security.PeerTLSFiles, ClientDial: n.clientDial(),
 		Samples:      func(s []consistency.Sample) { n.metrics.samples(spec.Name, s) },
 		UpdateParams: func(p map[string]string) error { return n.updateParams(spec.Name, p) }})

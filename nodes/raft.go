@@ -49,6 +49,9 @@ func RaftStrategy(env StrategyEnv) (consistency.Service, error) {
 	// RAFT.NODES changes of the node list go to the catalog, which
 	// spreads them (raftnodes.go).
 	cfg.OnNodesChange = env.UpdateParams
+	if env.Clock != nil {
+		cfg.Clock = env.Clock // the proposer's timestamp: TTLs
+	}
 	if f := env.PeerTLS; f.Cert != "" {
 		// Raft traffic runs over transport/raftls with the node's peer
 		// certificate: mutual TLS where both sides must present a node

@@ -23,6 +23,7 @@ type DockerCluster struct {
 	net    string
 	names  []string
 	addrs  map[string]string
+	admins map[string]string // each node's published admin API (clock faults)
 }
 
 var _ Cluster = (*DockerCluster)(nil)
@@ -82,12 +83,12 @@ func BuildImage(bin, tag string) error {
 // the containers (PREFIX-n1, ...), the network and the volumes.
 func StartDockerCluster(spec Spec, image, prefix string) (*DockerCluster, error) {
 	spec.fill()
-	c := &DockerCluster{spec: spec, image: image, prefix: prefix, net: prefix + "-net", names: nodeNames(spec.Nodes), addrs: map[string]string{}}
+	c := &DockerCluster{spec: spec, image: image, prefix: prefix, net: prefix + "-net", names: nodeNames(spec.Nodes), addrs: map[string]string{}, admins: map[string]string{}}
 	c.Close() // leftovers of an earlier run with the same prefix
 	if _, err := docker("network", "create", c.net); err != nil {
 		return nil, err
 	}
-	ports, err := FreePorts(spec.Nodes)
+	ports, err := FreePorts(2 * spec.Nodes)
 	if err != nil {
 		c.Close()
 		return nil, err
@@ -98,9 +99,11 @@ func StartDockerCluster(spec Spec, image, prefix string) (*DockerCluster, error)
 	}
 	for i, n := range c.names {
 		c.addrs[n] = fmt.Sprintf("127.0.0.1:%d", ports[i])
+		c.admins[n] = fmt.Sprintf("127.0.0.1:%d", ports[spec.Nodes+i])
 		args := []string{"create", "--name", c.container(n), "--hostname", n, "--network", c.net, "--network-alias", n,
-			"-p", c.addrs[n] + ":7379", "-v", c.container(n) + "-data:/data", image,
-			"node", "--id", n, "--listen", "0.0.0.0:7379", "--data", "/data", "--fsync", spec.Fsync, "--log-level", "warn"}
+			"-p", c.addrs[n] + ":7379", "-p", c.admins[n] + ":9381", "-v", c.container(n) + "-data:/data", image,
+			"node", "--id", n, "--listen", "0.0.0.0:7379", "--data", "/data", "--fsync", spec.Fsync, "--log-level", "warn",
+			"--admin", "0.0.0.0:9381"}
 		if spec.Nodes > 1 {
 			args = append(args, "--cluster", "jepsen", "--peer-listen", "0.0.0.0:7380", "--peers", strings.Join(peers, ","))
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dialkv/dialkv/checker"
 	"github.com/dialkv/dialkv/clients/cli"
+	"github.com/dialkv/dialkv/clients/client"
 	"github.com/dialkv/dialkv/clients/workload"
 )
 
@@ -330,5 +331,54 @@ func TestCompose(t *testing.T) {
 	}
 	if got := runCLI("--addr", addr(2), "--namespace", "kv", "GET", "greeting"); got != `"hello"` {
 		t.Fatalf("GET at n3 = %q, want \"hello\"", got)
+	}
+}
+
+// TestClockSkew: the clock fault on three processes. First the fault is
+// shown to take effect: a key written with a 60 s TTL at n1 (its local
+// default namespace) is gone once n1's clock is moved 2 minutes ahead.
+// Then a raft namespace under
+// the register workload and a quorum namespace (CRDT sets) under the set
+// workload, each with nodes' clocks skewed by ±10 s in turn: raft stays
+// linearizable (its order is the log's; the state machine's TTL clock
+// only moves forward) and no acknowledged add is lost by the CRDT sets.
+func TestClockSkew(t *testing.T) {
+	cl, err := StartProcCluster(Spec{Nodes: 3, Fsync: "always", Binary: testBinary(t)}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	c, err := client.New([]string{cl.Addr("n1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Do(ctx, "SET", "ttl", "x", "EX", "60"); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Get(ctx, "ttl"); err != nil || !v.Found {
+		t.Fatalf("GET ttl before the skew: %+v %v", v, err)
+	}
+	if err := cl.SetClockOffset("n1", 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Get(ctx, "ttl"); err != nil || v.Found {
+		t.Errorf("GET ttl with n1's clock 2 minutes ahead: %+v %v, want expired", v, err)
+	}
+	if err := cl.SetClockOffset("n1", 0); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, cfg := range []Config{
+		{Namespace: "clockraft", Strategy: "raft", Workload: workload.Config{Kind: "register", Keys: 5}},
+		{Namespace: "clockset", Strategy: "quorum", Workload: workload.Config{Kind: "jepsen-set", Keys: 5}},
+	} {
+		cfg.Clients, cfg.Duration, cfg.Faults = 4, dur(6*time.Second, 2*time.Minute), []string{FaultClock}
+		cfg.FaultEvery, cfg.FaultFor, cfg.ClockSkew, cfg.Seed = 700*time.Millisecond, 1500*time.Millisecond, 10*time.Second, 3
+		res := runAndReport(t, cl, "process", cfg)
+		if countFaults(res, "clock +10s")+countFaults(res, "clock -10s") < 2 {
+			t.Errorf("%s: expected at least 2 clock faults: %v", cfg.Strategy, res.Faults)
+		}
 	}
 }

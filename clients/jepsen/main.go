@@ -34,6 +34,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		faults    = fs.String("faults", "kill", "comma-separated faults to draw from: kill, pause, restart, partition (\"\" for none)")
 		every     = fs.Duration("fault-every", 2*time.Second, "time between a heal and the next fault")
 		faultFor  = fs.Duration("fault-for", time.Second, "how long a fault lasts")
+		clockSkew = fs.Duration("clock-skew", 10*time.Second, "the clock fault's offset: a node's clock moves by + or - this much")
 		rr        = fs.Bool("round-robin", false, "fault the nodes in order n1, n2, ... (with --faults restart: a rolling restart)")
 		fsync     = fs.String("fsync", "always", "nodes' --fsync")
 		seed      = fs.Uint64("seed", 1, "seed of the workload and the fault choices")
@@ -79,7 +80,7 @@ Faults:`)
 		return 3
 	}
 	cfg := Config{Strategy: *strategy, Workload: workload.Config{Kind: *wl, Keys: *keys}, Clients: *clients, Duration: *duration,
-		FaultEvery: *every, FaultFor: *faultFor, RoundRobin: *rr, Seed: *seed, OpTimeout: *opTimeout, Log: stdout,
+		FaultEvery: *every, FaultFor: *faultFor, ClockSkew: *clockSkew, RoundRobin: *rr, Seed: *seed, OpTimeout: *opTimeout, Log: stdout,
 		Command: "dialkv jepsen " + strings.Join(args, " ")}
 	if *faults != "" {
 		cfg.Faults = strings.Split(*faults, ",")

@@ -27,7 +27,8 @@ type ProcCluster struct {
 	cmds    map[string]*exec.Cmd
 	done    map[string]chan struct{}
 	paused  map[string]bool
-	raft    []string // each node's Raft (Dragonboat) address, for raft namespaces
+	raft    []string          // each node's Raft (Dragonboat) address, for raft namespaces
+	admins  map[string]string // each node's admin API (clock faults)
 	cleanup bool
 }
 
@@ -41,7 +42,7 @@ func StartProcCluster(spec Spec, dir string) (*ProcCluster, error) {
 		return nil, errors.New("jepsen: Spec.Binary is required for the process backend")
 	}
 	c := &ProcCluster{spec: spec, dir: dir, names: nodeNames(spec.Nodes), addrs: map[string]string{},
-		args: map[string][]string{}, cmds: map[string]*exec.Cmd{}, done: map[string]chan struct{}{}, paused: map[string]bool{}}
+		args: map[string][]string{}, admins: map[string]string{}, cmds: map[string]*exec.Cmd{}, done: map[string]chan struct{}{}, paused: map[string]bool{}}
 	if dir == "" {
 		d, err := os.MkdirTemp("", "dialkv-jepsen-")
 		if err != nil {
@@ -49,7 +50,7 @@ func StartProcCluster(spec Spec, dir string) (*ProcCluster, error) {
 		}
 		c.dir, c.cleanup = d, true
 	}
-	ports, err := FreePorts(3 * spec.Nodes)
+	ports, err := FreePorts(4 * spec.Nodes)
 	if err != nil {
 		return nil, err
 	}
@@ -59,11 +60,12 @@ func StartProcCluster(spec Spec, dir string) (*ProcCluster, error) {
 	var peers []string
 	for i, n := range c.names {
 		c.addrs[n] = fmt.Sprintf("127.0.0.1:%d", ports[2*i])
+		c.admins[n] = fmt.Sprintf("127.0.0.1:%d", ports[3*spec.Nodes+i])
 		peers = append(peers, fmt.Sprintf("%s=%s@127.0.0.1:%d", n, c.addrs[n], ports[2*i+1]))
 	}
 	for _, n := range c.names {
 		a := []string{"node", "--id", n, "--listen", c.addrs[n], "--data", filepath.Join(c.dir, n),
-			"--fsync", spec.Fsync, "--log-level", "warn"}
+			"--fsync", spec.Fsync, "--log-level", "warn", "--admin", c.admins[n]}
 		if spec.Nodes > 1 {
 			a = append(a, "--cluster", "jepsen", "--peers", strings.Join(peers, ","))
 		}

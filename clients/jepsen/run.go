@@ -24,6 +24,7 @@ const (
 	FaultPause     = "pause"     // SIGSTOP, SIGCONT after the fault's duration
 	FaultPartition = "partition" // isolate one node from the network, then heal
 	FaultRestart   = "restart"   // graceful stop (SIGTERM), start after the fault's duration
+	FaultClock     = "clock"     // shift one node's clock by ±ClockSkew, reset it after the fault's duration
 )
 
 // FaultKinds lists the fault kinds with a description.
@@ -33,6 +34,7 @@ func FaultKinds() [][2]string {
 		{FaultPause, "SIGSTOP one node, SIGCONT after --fault-for"},
 		{FaultRestart, "graceful stop (SIGTERM) of one node, start it again after --fault-for (with --round-robin: a rolling restart)"},
 		{FaultPartition, "cut one node off the network (docker network disconnect), reconnect after --fault-for (docker backend)"},
+		{FaultClock, "shift one node's clock by +--clock-skew or -clock-skew (at random) through its admin API, reset it after --fault-for"},
 	}
 }
 
@@ -53,6 +55,8 @@ type Config struct {
 	Faults     []string
 	FaultEvery time.Duration // default 2 s
 	FaultFor   time.Duration // default 1 s
+	// ClockSkew is the clock fault's offset magnitude (default 10 s).
+	ClockSkew time.Duration
 	// RoundRobin picks the faulty node in order n1, n2, ... instead of at
 	// random (with FaultRestart: a rolling restart).
 	RoundRobin bool
@@ -104,6 +108,9 @@ func (c *Config) fill() error {
 	if c.OpTimeout <= 0 {
 		c.OpTimeout = 2 * time.Second
 	}
+	if c.ClockSkew <= 0 {
+		c.ClockSkew = 10 * time.Second
+	}
 	if c.Converge <= 0 {
 		c.Converge = 30 * time.Second
 	}
@@ -124,9 +131,9 @@ func (c *Config) fill() error {
 	}
 	for _, f := range c.Faults {
 		switch f {
-		case FaultKill, FaultPause, FaultPartition, FaultRestart:
+		case FaultKill, FaultPause, FaultPartition, FaultRestart, FaultClock:
 		default:
-			return fmt.Errorf("jepsen: unknown fault %q (want kill, pause, restart or partition)", f)
+			return fmt.Errorf("jepsen: unknown fault %q (want kill, pause, restart, partition or clock)", f)
 		}
 	}
 	if _, err := workload.New(c.Workload); err != nil {
@@ -488,6 +495,18 @@ func (r *runner) nemesis(ctx context.Context) error {
 			do, undo, doName, undoName = r.cl.Isolate, r.cl.Heal, "isolate", "heal"
 		case FaultRestart:
 			do, undo, doName, undoName = r.cl.Stop, r.cl.Start, "stop", "start"
+		case FaultClock:
+			sk, ok := r.cl.(ClockSkewer)
+			if !ok {
+				return fmt.Errorf("fault clock: %w", ErrUnsupported)
+			}
+			d := r.cfg.ClockSkew
+			if rnd.IntN(2) == 0 {
+				d = -d
+			}
+			do = func(n string) error { return sk.SetClockOffset(n, d) }
+			undo = func(n string) error { return sk.SetClockOffset(n, 0) }
+			doName, undoName = "clock "+signed(d), "clock reset"
 		}
 		r.logf("fault %s %s", doName, n)
 		if err := do(n); err != nil {
@@ -502,6 +521,14 @@ func (r *runner) nemesis(ctx context.Context) error {
 		}
 		r.logf("%s %s", undoName, n)
 	}
+}
+
+// signed renders d with its sign (+10s, -10s).
+func signed(d time.Duration) string {
+	if d >= 0 {
+		return "+" + d.String()
+	}
+	return d.String()
 }
 
 // retryable says whether a failed read is worth repeating: the node was
