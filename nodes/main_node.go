@@ -43,7 +43,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		clusterName = fs.String("cluster", "", "cluster name (with --peers); peer messages of another cluster are rejected")
 		peerListen  = fs.String("peer-listen", "", "peer API address HOST:PORT (default: this node's PEER_ADDR in --peers)")
 		peers       = fs.String("peers", "", "static cluster members, this node included: ID=CLIENT_ADDR@PEER_ADDR,... (empty: a single node; see docs/cluster.md)")
-		cacheSize   = fs.Int64("cache-size", DefaultCacheSize, "block cache budget in bytes, shared by every namespace stored in Pebble (memtables are charged to it too)")
+		cacheSize   = fs.String("cache-size", "256MiB", "block cache budget, shared by every namespace stored in Pebble (memtables are charged to it too): bytes (268435456, 256MiB, 2GiB) or a percentage of the memory available (80%: of the cgroup limit, else the machine's RAM)")
 		admin       = fs.String("admin", "", "serve the admin HTTP API (backup, checkpoints; no authentication: bind to loopback or a private network) at HOST:PORT (empty: off; docs/operations.md)")
 		cpEvery     = fs.Duration("checkpoint-every", 0, "take a checkpoint into DATA/checkpoints every interval, for point-in-time restore (0: off)")
 		cpRetain    = fs.Duration("checkpoint-retain", 24*time.Hour, "remove retained checkpoints older than this (the newest is always kept; 0: keep all)")
@@ -102,6 +102,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dialkv node: %v\n", err)
 		return 2
 	}
+	cache, cacheFrom, err := ParseCacheSize(*cacheSize, osMemory())
+	if err != nil {
+		fmt.Fprintf(stderr, "dialkv node: %v\n", err)
+		return 2
+	}
+	logger.Info("block cache budget", "bytes", cache, "from", cacheFrom)
 	// The shedder's jitter seed only spreads clients' retries apart.
 	sec, err := secFlags.Load(uint64(time.Now().UnixNano()))
 	if err != nil {
@@ -110,7 +116,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	n, err := startMember(Config{
 		ID: *id, Listen: *listen, DataDir: *data, Fsync: policy, SyncInterval: *syncEvery,
-		MetricsAddr: *metrics, AdminAddr: *admin, CacheSize: *cacheSize, CheckpointEvery: *cpEvery, CheckpointRetain: *cpRetain, Protocol: proto, ConnMode: mode, MaxConns: *maxConns, IdleTimeout: *idle,
+		MetricsAddr: *metrics, AdminAddr: *admin, CacheSize: cache, CheckpointEvery: *cpEvery, CheckpointRetain: *cpRetain, Protocol: proto, ConnMode: mode, MaxConns: *maxConns, IdleTimeout: *idle,
 		MaxFrame: *maxFrame, Engine: *engine, SubscriptionTTL: *subTTL,
 		Limits: core.Limits{MaxValueSize: *maxValue}, Logger: logger, Version: buildVersion(),
 		Strategies: map[string]StrategyFactory{"raft": RaftStrategy}, Security: sec, ClockOffset: *clockOff,
