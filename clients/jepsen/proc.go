@@ -29,6 +29,7 @@ type ProcCluster struct {
 	paused  map[string]bool
 	raft    []string          // each node's Raft (Dragonboat) address, for raft namespaces
 	admins  map[string]string // each node's admin API (clock faults)
+	running map[string]string // the binary each node was last started from
 	cleanup bool
 }
 
@@ -42,7 +43,7 @@ func StartProcCluster(spec Spec, dir string) (*ProcCluster, error) {
 		return nil, errors.New("jepsen: Spec.Binary is required for the process backend")
 	}
 	c := &ProcCluster{spec: spec, dir: dir, names: nodeNames(spec.Nodes), addrs: map[string]string{},
-		args: map[string][]string{}, admins: map[string]string{}, cmds: map[string]*exec.Cmd{}, done: map[string]chan struct{}{}, paused: map[string]bool{}}
+		args: map[string][]string{}, admins: map[string]string{}, running: map[string]string{}, cmds: map[string]*exec.Cmd{}, done: map[string]chan struct{}{}, paused: map[string]bool{}}
 	if dir == "" {
 		d, err := os.MkdirTemp("", "dialkv-jepsen-")
 		if err != nil {
@@ -80,6 +81,21 @@ func StartProcCluster(spec Spec, dir string) (*ProcCluster, error) {
 	return c, nil
 }
 
+// SetBinary makes every later Start run bin: with a rolling restart
+// (FaultRestart, RoundRobin) that is a rolling upgrade.
+func (c *ProcCluster) SetBinary(bin string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.spec.Binary = bin
+}
+
+// RunningBinary returns the binary node n was last started from.
+func (c *ProcCluster) RunningBinary(n string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.running[n]
+}
+
 // RaftParams implements RaftCluster.
 func (c *ProcCluster) RaftParams() map[string]string {
 	clients := make([]string, len(c.names))
@@ -114,6 +130,7 @@ func (c *ProcCluster) Start(n string) error {
 		return fmt.Errorf("jepsen: start %s: %w", n, err)
 	}
 	cmd := exec.Command(c.spec.Binary, c.args[n]...)
+	c.running[n] = c.spec.Binary
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
