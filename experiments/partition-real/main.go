@@ -35,12 +35,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/dialkv/dialkv/clients/client"
@@ -202,7 +200,7 @@ func main() {
 	flag.DurationVar(&p.Settle, "settle", 3*time.Second, "the 'settled' columns leave out operations invoked less than this after the cut")
 	flag.DurationVar(&p.Bin, "bin", 500*time.Millisecond, "width of the time bins of timeline.csv and the plots")
 	flag.Uint64Var(&p.Seed, "seed", 1, "seed of the clients' key and operation choices")
-	bin := flag.String("dialkv", envOr("DIALKV_BIN", "bin/dialkv"), "dialkv binary (env DIALKV_BIN)")
+	bin := flag.String("dialkv", realnodes.EnvOr("DIALKV_BIN", "bin/dialkv"), "dialkv binary (env DIALKV_BIN)")
 	port := flag.Int("port", 27400, "client port of every node (peer +1, gossip +3, raft +5)")
 	ipPrefix := flag.String("ip-prefix", "127.0.31.", "node i listens on this prefix + i")
 	uidBase := flag.Int("uid-base", 47300, "node i runs as uid uid-base+i")
@@ -231,49 +229,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "partition-real:", err)
 		os.Exit(1)
 	}
-	work, err := os.MkdirTemp("", "partition-real.")
-	if err == nil {
-		var cl *realnodes.Cluster
-		cl, err = realnodes.Start(realnodes.Config{Bin: *bin, Dir: work, N: p.Nodes, IPPrefix: *ipPrefix, Port: *port,
-			UIDBase: *uidBase, Cluster: "preal", Fsync: "interval"})
-		if err == nil {
-			// SIGINT/SIGTERM: heal, stop the nodes, remove the chain.
-			sig := make(chan os.Signal, 1)
-			signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-			go func() { <-sig; cut.Close(); cl.Stop(); os.RemoveAll(work); os.Exit(1) }()
-			var out *expio.Out
-			out, err = expio.New(*dir, os.Stderr)
-			if err == nil {
-				err = run(out, cl, cut, p)
-			}
-			cl.Stop()
-		}
-		if err != nil && os.Getenv("KEEP") != "" {
-			fmt.Fprintln(os.Stderr, "partition-real: logs kept in", work)
-		} else {
-			os.RemoveAll(work)
-		}
-	}
+	err = realnodes.Run("partition-real", realnodes.Config{Bin: *bin, N: p.Nodes, IPPrefix: *ipPrefix, Port: *port,
+		UIDBase: *uidBase, Cluster: "preal", Fsync: "interval"}, *dir, cut.Close,
+		func(out *expio.Out, cl *realnodes.Cluster) error { return run(out, cl, cut, p) })
 	cut.Close()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "partition-real:", err)
 		os.Exit(1)
 	}
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
-
-func load1() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Fields(string(b))[0]
 }
 
 // setup creates the namespaces and waits until every level serves a SET at
@@ -328,7 +291,7 @@ func run(out *expio.Out, cl *realnodes.Cluster, cut *netcut.Cutter, p params) er
 		return err
 	}
 	commit, _ := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
-	loadStart := load1()
+	loadStart := realnodes.Load1()
 	out.Logf("all levels served at every node; load average %s", loadStart)
 
 	start := time.Now()
@@ -411,7 +374,7 @@ func run(out *expio.Out, cl *realnodes.Cluster, cut *netcut.Cutter, p params) er
 			wg.Wait()
 			return err
 		}
-		out.Logf("round %d: partition {%s} | rest at %.1fs (load %s)", round+1, strings.Join(names, ","), w.Start.Seconds(), load1())
+		out.Logf("round %d: partition {%s} | rest at %.1fs (load %s)", round+1, strings.Join(names, ","), w.Start.Seconds(), realnodes.Load1())
 		v := checkCut(cl, minority)
 		verify = append(verify, fmt.Sprintf("round %d {%s}: %s", round+1, strings.Join(names, ","), v))
 		out.Logf("  cut check: %s", v)
@@ -431,7 +394,7 @@ func run(out *expio.Out, cl *realnodes.Cluster, cut *netcut.Cutter, p params) er
 	time.Sleep(p.Gap)
 	close(stop)
 	wg.Wait()
-	loadEnd := load1()
+	loadEnd := realnodes.Load1()
 	out.Logf("%d operations; load average %s", len(recs), loadEnd)
 	for _, v := range verify {
 		if !strings.HasPrefix(strings.SplitN(v, ": ", 2)[1], "ok") {

@@ -28,13 +28,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/dialkv/dialkv/clients/client"
@@ -81,7 +79,7 @@ func main() {
 	flag.DurationVar(&p.Pause, "pause", 3*time.Second, "load without change before, between and after the changes")
 	flag.DurationVar(&p.Poll, "poll", 200*time.Millisecond, "how often the placement is read")
 	flag.DurationVar(&p.Limit, "limit", 5*time.Minute, "give up on a change not balanced after this long")
-	bin := flag.String("dialkv", envOr("DIALKV_BIN", "bin/dialkv"), "dialkv binary (env DIALKV_BIN)")
+	bin := flag.String("dialkv", realnodes.EnvOr("DIALKV_BIN", "bin/dialkv"), "dialkv binary (env DIALKV_BIN)")
 	port := flag.Int("port", 27800, "client port of every node (peer +1, gossip +3, raft +5)")
 	ipPrefix := flag.String("ip-prefix", "127.0.35.", "node i listens on this prefix + i")
 	quick := flag.Bool("quick", false, "2 shards, 2 s pauses")
@@ -95,47 +93,13 @@ func main() {
 	if *quick {
 		p.Shards, p.Pause = 2, 2*time.Second
 	}
-	work, err := os.MkdirTemp("", "raftrebalance-real.")
-	if err == nil {
-		var cl *realnodes.Cluster
-		cl, err = realnodes.Start(realnodes.Config{Bin: *bin, Dir: work, N: 4, IPPrefix: *ipPrefix, Port: *port,
-			Cluster: "rbreal", Fsync: "always"})
-		if err == nil {
-			sig := make(chan os.Signal, 1)
-			signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-			go func() { <-sig; cl.Stop(); os.RemoveAll(work); os.Exit(1) }()
-			var out *expio.Out
-			out, err = expio.New(*dir, os.Stderr)
-			if err == nil {
-				err = run(out, cl, p)
-			}
-			cl.Stop()
-		}
-		if err != nil && os.Getenv("KEEP") != "" {
-			fmt.Fprintln(os.Stderr, "raftrebalance-real: logs kept in", work)
-		} else {
-			os.RemoveAll(work)
-		}
-	}
+	err := realnodes.Run("raftrebalance-real", realnodes.Config{Bin: *bin, N: 4, IPPrefix: *ipPrefix, Port: *port,
+		Cluster: "rbreal", Fsync: "always"}, *dir, nil,
+		func(out *expio.Out, cl *realnodes.Cluster) error { return run(out, cl, p) })
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "raftrebalance-real:", err)
 		os.Exit(1)
 	}
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
-
-func load1() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Fields(string(b))[0]
 }
 
 // balanced reports whether every shard has the replication factor of
@@ -235,7 +199,7 @@ func run(out *expio.Out, cl *realnodes.Cluster, p params) error {
 		out.Logf("initial placement not balanced yet: %v", load)
 	}
 	commit, _ := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
-	loadStart := load1()
+	loadStart := realnodes.Load1()
 
 	start := time.Now()
 	var mu sync.Mutex
@@ -277,7 +241,7 @@ func run(out *expio.Out, cl *realnodes.Cluster, p params) error {
 		if err != nil {
 			return err
 		}
-		c := change{Name: name, Start: time.Since(start), Before: before.Members, Load1: load1()}
+		c := change{Name: name, Start: time.Since(start), Before: before.Members, Load1: realnodes.Load1()}
 		out.Logf("%s at %.1fs (load %s): RAFT.NODES %s", name, c.Start.Seconds(), c.Load1, strings.Join(args, " "))
 		if _, err := call(ctx, at.Client, ns, append([]string{"RAFT.NODES"}, args...)...); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
@@ -319,7 +283,7 @@ func run(out *expio.Out, cl *realnodes.Cluster, p params) error {
 	if err != nil {
 		return err
 	}
-	loadEnd := load1()
+	loadEnd := realnodes.Load1()
 	// n1 hosts nothing now: stop it, then read every acknowledged write
 	// back linearizably through n2..n4.
 	cl.StopNode(n1)

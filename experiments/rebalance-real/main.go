@@ -31,12 +31,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/dialkv/dialkv/clients/client"
@@ -77,7 +75,7 @@ func main() {
 	flag.DurationVar(&p.Settle, "settle", 2*time.Second, "ChangeRing's pause between the joint phase and the stream")
 	flag.DurationVar(&p.Pause, "pause", 3*time.Second, "load without change before, between and after the changes")
 	flag.Uint64Var(&p.Seed, "seed", 1, "seed of the clients' key and operation choices")
-	bin := flag.String("dialkv", envOr("DIALKV_BIN", "bin/dialkv"), "dialkv binary (env DIALKV_BIN)")
+	bin := flag.String("dialkv", realnodes.EnvOr("DIALKV_BIN", "bin/dialkv"), "dialkv binary (env DIALKV_BIN)")
 	port := flag.Int("port", 27600, "client port of every node (peer +1, gossip +3)")
 	ipPrefix := flag.String("ip-prefix", "127.0.33.", "node i listens on this prefix + i")
 	quick := flag.Bool("quick", false, "2000 keys, 2 s pauses")
@@ -91,47 +89,13 @@ func main() {
 	if *quick {
 		p.Keys, p.Pause = 2000, 2*time.Second
 	}
-	work, err := os.MkdirTemp("", "rebalance-real.")
-	if err == nil {
-		var cl *realnodes.Cluster
-		cl, err = realnodes.Start(realnodes.Config{Bin: *bin, Dir: work, N: 3, IPPrefix: *ipPrefix, Port: *port,
-			Cluster: "rreal", Fsync: "always"})
-		if err == nil {
-			sig := make(chan os.Signal, 1)
-			signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-			go func() { <-sig; cl.Stop(); os.RemoveAll(work); os.Exit(1) }()
-			var out *expio.Out
-			out, err = expio.New(*dir, os.Stderr)
-			if err == nil {
-				err = run(out, cl, p)
-			}
-			cl.Stop()
-		}
-		if err != nil && os.Getenv("KEEP") != "" {
-			fmt.Fprintln(os.Stderr, "rebalance-real: logs kept in", work)
-		} else {
-			os.RemoveAll(work)
-		}
-	}
+	err := realnodes.Run("rebalance-real", realnodes.Config{Bin: *bin, N: 3, IPPrefix: *ipPrefix, Port: *port,
+		Cluster: "rreal", Fsync: "always"}, *dir, nil,
+		func(out *expio.Out, cl *realnodes.Cluster) error { return run(out, cl, p) })
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rebalance-real:", err)
 		os.Exit(1)
 	}
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
-
-func load1() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Fields(string(b))[0]
 }
 
 func key(i int) string { return fmt.Sprintf("key%07d", i) }
@@ -208,7 +172,7 @@ func run(out *expio.Out, cl *realnodes.Cluster, p params) error {
 		return fmt.Errorf("%s: %w", n4.ID, err)
 	}
 	commit, _ := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
-	loadStart := load1()
+	loadStart := realnodes.Load1()
 
 	start := time.Now()
 	var mu sync.Mutex
@@ -259,7 +223,7 @@ func run(out *expio.Out, cl *realnodes.Cluster, p params) error {
 	var steps [][]string
 	doChange := func(name, seed string, ch nodes.RingChange) error {
 		time.Sleep(p.Pause)
-		c := change{Name: name, Start: time.Since(start), Load1: load1()}
+		c := change{Name: name, Start: time.Since(start), Load1: realnodes.Load1()}
 		out.Logf("%s at %.1fs (load %s)", name, c.Start.Seconds(), c.Load1)
 		ch.Settle = p.Settle
 		ch.Log = func(format string, args ...any) {
@@ -290,7 +254,7 @@ func run(out *expio.Out, cl *realnodes.Cluster, p params) error {
 	if err != nil {
 		return err
 	}
-	loadEnd := load1()
+	loadEnd := realnodes.Load1()
 
 	// Every key, read with R=ALL through n2 (a member throughout).
 	missing, failed := 0, 0

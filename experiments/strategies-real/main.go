@@ -34,12 +34,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/dialkv/dialkv/clients/bench"
@@ -85,7 +83,7 @@ func main() {
 	flag.IntVar(&p.Rounds, "rounds", 2, "interleaved rounds")
 	flag.IntVar(&p.Clients, "clients", 50, "bench clients")
 	flag.IntVar(&p.Keys, "keys", 10000, "keys")
-	bin := flag.String("dialkv", envOr("DIALKV_BIN", "bin/dialkv"), "dialkv binary (env DIALKV_BIN)")
+	bin := flag.String("dialkv", realnodes.EnvOr("DIALKV_BIN", "bin/dialkv"), "dialkv binary (env DIALKV_BIN)")
 	port := flag.Int("port", 27500, "client port of every node (peer +1, gossip +3, raft +5)")
 	ipPrefix := flag.String("ip-prefix", "127.0.32.", "node i listens on this prefix + i")
 	quick := flag.Bool("quick", false, "3 s per configuration, one round, 1000 keys")
@@ -99,47 +97,13 @@ func main() {
 	if *quick {
 		p.Duration, p.Rounds, p.Keys = 3*time.Second, 1, 1000
 	}
-	work, err := os.MkdirTemp("", "strategies-real.")
-	if err == nil {
-		var cl *realnodes.Cluster
-		cl, err = realnodes.Start(realnodes.Config{Bin: *bin, Dir: work, N: 3, IPPrefix: *ipPrefix, Port: *port,
-			Cluster: "sreal", Fsync: "always"})
-		if err == nil {
-			sig := make(chan os.Signal, 1)
-			signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-			go func() { <-sig; cl.Stop(); os.RemoveAll(work); os.Exit(1) }()
-			var out *expio.Out
-			out, err = expio.New(*dir, os.Stderr)
-			if err == nil {
-				err = run(out, cl, *bin, p)
-			}
-			cl.Stop()
-		}
-		if err != nil && os.Getenv("KEEP") != "" {
-			fmt.Fprintln(os.Stderr, "strategies-real: logs kept in", work)
-		} else {
-			os.RemoveAll(work)
-		}
-	}
+	err := realnodes.Run("strategies-real", realnodes.Config{Bin: *bin, N: 3, IPPrefix: *ipPrefix, Port: *port,
+		Cluster: "sreal", Fsync: "always"}, *dir, nil,
+		func(out *expio.Out, cl *realnodes.Cluster) error { return run(out, cl, *bin, p) })
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "strategies-real:", err)
 		os.Exit(1)
 	}
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
-
-func load1() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Fields(string(b))[0]
 }
 
 // setup creates the namespaces, waits until each serves a SET at every
@@ -237,7 +201,7 @@ func run(out *expio.Out, cl *realnodes.Cluster, bin string, p params) error {
 				args = append(args, "--namespace", c.NS)
 			}
 			args = append(args, c.Flags...)
-			r := row{Round: round, Cfg: c, Load1: load1(), Cmd: "dialkv " + strings.Join(args, " ")}
+			r := row{Round: round, Cfg: c, Load1: realnodes.Load1(), Cmd: "dialkv " + strings.Join(args, " ")}
 			out.Logf("round %d: %s (load %s)", round, c.label(), r.Load1)
 			var stdout, stderr bytes.Buffer
 			cmd := exec.Command(bin, args...)
