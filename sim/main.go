@@ -77,6 +77,7 @@ func parseArgs(args []string, out io.Writer) (simrun.Options, cliFlags, *flag.Fl
 	fs.DurationVar(&o.LivenessBound, "liveness-bound", d.LivenessBound, "virtual time after the faults stop within which the cluster must serve and converge")
 	fs.DurationVar(&o.Horizon, "horizon", 0, "virtual time the fault plan spans (default: derived from --ops, --clients, --think)")
 	fs.StringVar(&params, "params", "", "strategy parameters k=v,k=v (primary-backup: ack=all|majority, primary=nN)")
+	fs.StringVar(&o.RingChange, "ring-change", "", "quorum only: change the ring during the run: add (the last node starts outside the ring and joins), remove (a member drawn from the seed leaves) or add,remove; at a virtual time drawn from the seed, through the joint, stream and stable states (docs/simulator.md)")
 	fs.StringVar(&keep, "keep-faults", "", "keep only these fault-plan indices, e.g. 0,3 or none (set by --shrink)")
 	fs.StringVar(&o.Out, "out", "", "report directory (default: a temporary directory, written only on failure)")
 	fs.BoolVar(&cf.shrink, "shrink", false, "on failure, shrink the run (faults, operations, clients) and print the smaller reproducer")
@@ -236,6 +237,9 @@ func single(o simrun.Options, shrink bool, stdout, stderr io.Writer) int {
 	}
 	for _, l := range MeasureLines(res.Counters, res.Samples) {
 		fmt.Fprintf(stdout, "measured: %s\n", l)
+	}
+	for _, c := range res.RingChanges {
+		fmt.Fprintf(stdout, "ring change: %s\n", RingChangeLine(c))
 	}
 	if res.Verdict == simrun.Pass {
 		if explicitOut {

@@ -42,6 +42,9 @@ type summary struct {
 	Checks      []checkSummary     `json:"checks"`
 	HistoryHash string             `json:"history_sha256"`
 	TraceHash   string             `json:"trace_sha256,omitempty"`
+	// RingChanges are the run's ring changes (--ring-change), virtual
+	// times in ns since the start of the run.
+	RingChanges []simrun.RingChange `json:"ring_changes,omitempty"`
 }
 
 type checkSummary struct {
@@ -57,7 +60,8 @@ func makeSummary(o *outcome) summary {
 		Ops: res.Ops, OK: res.OK, Failed: res.Failed, Unknown: res.Unknown, Events: res.Events, Messages: res.Messages,
 		VirtualNS: int64(res.Virtual), RealNS: int64(res.Real), SettledNS: int64(res.Settled), ConvergedNS: int64(res.Converged), RecoveredNS: int64(res.Recovered),
 		IOErrors: res.IOErrors, Corruptions: res.Corruptions, CorruptRepl: res.CorruptReplies,
-		Rates: res.Rates, Faults: res.FaultPlan, HistoryHash: res.HistoryHash, TraceHash: res.TraceHash}
+		Rates: res.Rates, Faults: res.FaultPlan, HistoryHash: res.HistoryHash, TraceHash: res.TraceHash,
+		RingChanges: res.RingChanges}
 	if s.Faults == nil {
 		s.Faults = []string{}
 	}

@@ -124,6 +124,8 @@ type runner struct {
 	liveOK, liveAll  int
 	corruptReplies   int
 	restartFailures  int
+
+	ringc *ringDriver // the ring changes (--ring-change); nil without
 }
 
 // nodeIndex is the index of the node named id. Node i is named "n<i+1>",
@@ -278,6 +280,9 @@ func runSansIOWith(opts simrun.Options, strat Strategy, withTrace, noCheck bool)
 		strat.Params(params, opts, peers, topo.Region)
 		r.opts.Params = params
 	}
+	if r.ringc, err = parseRingChange(r.opts, strat, peers); err != nil {
+		return nil, err
+	}
 	for i := range peers {
 		n := &node{idx: i, id: peers[i], disk: newDisk(), clk: plan.Clocks[i],
 			rnd: simrun.NewRand(opts.Seed, "node/"+string(peers[i])), pending: map[uint64]*call{}}
@@ -301,6 +306,15 @@ func runSansIOWith(opts simrun.Options, strat Strategy, withTrace, noCheck bool)
 		if err := r.startNode(n, peers); err != nil {
 			return nil, err
 		}
+	}
+	if r.ringc != nil {
+		// The change starts at a time drawn from the seed, within the
+		// first 20%..60% of the fault plan's horizon.
+		at := time.Duration((0.2 + 0.4*simrun.NewRand(opts.Seed, "ring-change-at").Float64()) * float64(opts.Horizon))
+		if r.trace != nil {
+			r.tracef("sim", "ring", "change %s planned at %v (settle %v)", opts.RingChange, at, r.ringc.settle)
+		}
+		r.at(int64(at), r.ringBegin)
 	}
 	// Faults.
 	r.net.Drop, r.net.Dup = rates["drop"], rates["dup"]
@@ -366,6 +380,11 @@ func idStrings(ids []consistency.NodeID) []string {
 }
 
 func (r *runner) startNode(n *node, peers []consistency.NodeID) error {
+	if r.ringc != nil {
+		// The ring a restarted node reads from its members.json: the
+		// current state, handed over below.
+		peers = r.ringc.cur.Members
+	}
 	cfg := consistency.Config{ID: n.id, Peers: peers, Engine: n.disk, Rand: n.rnd, Params: r.opts.Params, Bug: r.opts.Bug}
 	rep, err := r.strat.Factory(cfg)
 	if err != nil {
@@ -373,6 +392,9 @@ func (r *runner) startNode(n *node, peers []consistency.NodeID) error {
 	}
 	n.rep = rep
 	r.drain(n)
+	if r.ringc != nil {
+		r.ringApply(n)
+	}
 	return nil
 }
 
@@ -638,6 +660,7 @@ func (r *runner) timeout(cl *call) {
 
 func (r *runner) finishCall(cl *call, outcome checker.Outcome) {
 	r.rec.Finish(cl.rec, r.now, outcome)
+	r.ringDuring(outcome == checker.OK)
 	c := cl.c
 	if r.trace != nil {
 		r.tracef("c"+strconv.Itoa(c.idx), "complete", "op=%d %s %s", cl.rec.ID, outcome, resultString(cl.rec))
@@ -753,7 +776,7 @@ func (r *runner) heal() {
 	r.at(int64(r.opts.LivenessBound), func() {
 		if r.phase < phDone {
 			r.liveness = append(r.liveness, fmt.Sprintf("not done %v after the faults stopped (phase %s, %d/%d final reads left, settled=%v, converged=%v%s)",
-				r.opts.LivenessBound, phaseName(r.phase), len(r.finals), len(r.gen.Final()), r.settledAt >= 0, r.convergedAt >= 0, r.unsettledText()))
+				r.opts.LivenessBound, phaseName(r.phase), len(r.finals), len(r.gen.Final()), r.settledAt >= 0, r.convergedAt >= 0, r.unsettledText()+r.ringText()))
 			r.phase = phDone
 			r.stopped = true
 		}
@@ -773,7 +796,7 @@ func (r *runner) poll() {
 		return
 	}
 	states, err := r.states()
-	if err != nil || !agree(states) || (r.phase == phSettle && r.unsettled() > 0) {
+	if err != nil || !agree(states) || (r.phase == phSettle && (r.unsettled() > 0 || !r.ringDone())) {
 		r.at(int64(pollEvery), r.poll)
 		return
 	}
@@ -937,6 +960,9 @@ func (r *runner) resume(n *node) {
 func (r *runner) crash(n *node, down time.Duration) {
 	if n.rep != nil {
 		r.meter.fold(n.rep)
+		if rs, ok := n.rep.(ringSetter); ok && r.ringc != nil {
+			r.ringc.folded += rs.RingStatus().Moved
+		}
 	}
 	n.rep = nil
 	n.paused = false
@@ -1016,6 +1042,9 @@ func (r *runner) finish(start time.Time, peers []consistency.NodeID) (*outcome, 
 		res.Corruptions += n.disk.corruptions
 	}
 	res.CorruptReplies = r.corruptReplies
+	if r.ringc != nil {
+		res.RingChanges = r.ringc.results
+	}
 	for _, n := range r.nodes {
 		if n.rep != nil {
 			r.meter.fold(n.rep)

@@ -181,7 +181,7 @@ func TestArgsRoundTrip(t *testing.T) {
 		Faults: []string{"crash", "partition"}, Rates: map[string]float64{"drop": 0.5, "crash/s": 1},
 		Bug: "stale-backup-read", Workload: "register", Keys: 2, KeyDist: "zipfian", Latency: "uniform:1ms-2ms",
 		Regions: 2, Zones: 2, CrossRegion: "const:30ms", PairLatency: "0>1=const:80ms;1>0=exp:70ms", Think: time.Millisecond, Timeout: time.Second, LivenessBound: 3 * time.Second,
-		Horizon: 2 * time.Second, Params: map[string]string{"ack": "majority"}, KeepFaults: []int{1, 4}}
+		Horizon: 2 * time.Second, Params: map[string]string{"ack": "majority"}, KeepFaults: []int{1, 4}, RingChange: "add,remove"}
 	got, _, _, err := parseArgs(o.Args(), &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)

@@ -90,6 +90,11 @@ type Options struct {
 	// KeepFaults, when not nil, keeps only the planned faults with these
 	// indices (the shrinker's handle on the fault list).
 	KeepFaults []int
+	// RingChange, for the quorum strategy, changes the ring during the
+	// run: "add" (the last node starts outside the ring and joins),
+	// "remove" (a member drawn from the seed leaves), or "add,remove"
+	// (one after the other). "" = no change.
+	RingChange string
 }
 
 // Defaults returns the default options.
@@ -210,6 +215,7 @@ func (o Options) Args() []string {
 	dur("--timeout", o.Timeout, d.Timeout)
 	dur("--liveness-bound", o.LivenessBound, d.LivenessBound)
 	dur("--horizon", o.Horizon, 0)
+	str("--ring-change", o.RingChange, "")
 	if len(o.Params) > 0 {
 		a = append(a, "--params", FormatMap(o.Params))
 	}
@@ -329,6 +335,32 @@ type Result struct {
 	// that measure nothing.
 	Counters map[string]float64
 	Samples  map[string][]float64
+	// RingChanges are the ring changes of the run (Options.RingChange), in
+	// order.
+	RingChanges []RingChange
+}
+
+// RingChange is one ring change of a run, its times in virtual time since
+// the start of the run (-1: not reached).
+type RingChange struct {
+	Kind string   `json:"kind"` // add or remove
+	Node string   `json:"node"` // the node added or removed
+	From []string `json:"from"` // the ring before
+	To   []string `json:"to"`   // the ring after
+	// StartNS is when the joint state was handed out, StreamNS when the
+	// stream state was, StreamEndNS when every replica reported its
+	// handoff done, StableNS when the stable state was handed out.
+	StartNS     int64 `json:"start_ns"`
+	StreamNS    int64 `json:"stream_ns"`
+	StreamEndNS int64 `json:"stream_end_ns"`
+	StableNS    int64 `json:"stable_ns"`
+	// Moved counts the objects pushed to new owners and acknowledged,
+	// summed over the replicas and their incarnations.
+	Moved int `json:"moved"`
+	// OpsDuring and OKDuring count the client operations that completed
+	// between StartNS and StableNS, and those of them that succeeded.
+	OpsDuring int `json:"ops_during"`
+	OKDuring  int `json:"ok_during"`
 }
 
 // DeriveSeed derives a component's seed from the run's seed and the
