@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,7 @@ type Client struct {
 	routes routes  // where NotLeader/Moved answers sent requests
 	health *health // circuit breakers and latency per node
 	ns     nsCache // namespace strategies, for choosing nodes
+	hot    *hotSet // hot keys (nil: WithHotKeySpreading is off)
 
 	mu     sync.Mutex
 	pools  map[string]*pool
@@ -48,12 +50,23 @@ func New(addrs []string, opts ...Option) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, addrs: append([]string(nil), addrs...), pools: map[string]*pool{}, health: newHealth(cfg)}
 	c.Session = &Session{c: c, id: cfg.clientID, recClient: cfg.recClient}
+	if cfg.hotInterval > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		c.hot = &hotSet{interval: cfg.hotInterval, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+		go c.refreshHotKeys()
+	}
 	return c, nil
 }
 
-// Close closes every pooled connection. Calls in flight finish; later calls
-// fail.
+// Close closes every pooled connection and stops the hot-key refresh.
+// Calls in flight finish; later calls fail.
 func (c *Client) Close() error {
+	if c.hot != nil {
+		// Stop the refresh before taking c.mu: it takes c.mu to get
+		// connections.
+		c.hot.cancel()
+		<-c.hot.done
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
@@ -199,13 +212,15 @@ type attempt func(ctx context.Context, conn *transport.Conn, o *gen.RequestOptio
 // documentation for what is retried). idempotent says whether the operation
 // may be repeated when its outcome is unknown.
 func (s *Session) invoke(ctx context.Context, idempotent bool, fn attempt) (meta, error) {
-	return s.invokeRoute(ctx, idempotent, nil, fn)
+	return s.invokeRoute(ctx, idempotent, false, nil, fn)
 }
 
 // invokeRoute is invoke for a request whose shard is decided by key rk
 // (routeKey; nil: none): it starts at the node the routing cache names for
-// it, and records where redirects lead.
-func (s *Session) invokeRoute(ctx context.Context, idempotent bool, rk []byte, fn attempt) (meta, error) {
+// it, and records where redirects lead. read says the request only reads
+// (one read-only command): a read of a hot key that any node may serve
+// starts at the next node in turn instead (WithHotKeySpreading).
+func (s *Session) invokeRoute(ctx context.Context, idempotent, read bool, rk []byte, fn attempt) (meta, error) {
 	c := s.c
 	co := optsFrom(ctx)
 	if co.idempotent {
@@ -223,6 +238,11 @@ func (s *Session) invokeRoute(ctx context.Context, idempotent bool, rk []byte, f
 	h := c.health
 	// addr is the node of the next attempt ("": pick one, avoiding avoid).
 	addr, avoid := c.routes.lookup(co.ns, rk), ""
+	// A hot read overrides the routing cache (a raft stale read may go to
+	// a follower); retries after it use the normal choice.
+	if read && rk != nil && c.hot != nil && len(c.addrs) > 1 && c.hot.has(c.nsName(co), rk) && c.anyNode(ctx, co) {
+		addr = c.hot.pick(c.addrs)
+	}
 	var last *Error
 	// maybe is set once an attempt may have taken effect: every error
 	// returned after it says so (MaybeApplied), even a definite one of a
@@ -386,7 +406,7 @@ func (c *Client) Stats() Stats { return c.health.stats(c.addrs) }
 // call runs one command with the `call` method: errors are typed.
 func (s *Session) call(ctx context.Context, cmd core.Command) (core.Reply, meta, error) {
 	var reply core.Reply
-	m, err := s.invokeRoute(ctx, isIdempotent(cmd), routeKey(cmd), func(ctx context.Context, conn *transport.Conn, o *gen.RequestOptions) (meta, error) {
+	m, err := s.invokeRoute(ctx, isIdempotent(cmd), readOnly[strings.ToUpper(cmd.Name)], routeKey(cmd), func(ctx context.Context, conn *transport.Conn, o *gen.RequestOptions) (meta, error) {
 		resp, err := conn.Call(ctx, o, transport.CommandFromCore(cmd))
 		if err != nil {
 			return meta{}, err
@@ -468,7 +488,7 @@ func (s *Session) Pipeline(ctx context.Context, cmds []core.Command) ([]core.Rep
 		wire[i] = transport.CommandFromCore(c)
 	}
 	var out []core.Reply
-	_, err := s.invokeRoute(ctx, idem, routeKey(cmds...), func(ctx context.Context, conn *transport.Conn, o *gen.RequestOptions) (meta, error) {
+	_, err := s.invokeRoute(ctx, idem, false, routeKey(cmds...), func(ctx context.Context, conn *transport.Conn, o *gen.RequestOptions) (meta, error) {
 		resp, err := conn.Execute(ctx, o, wire)
 		if err != nil {
 			return meta{}, err
@@ -546,7 +566,7 @@ func (s *Session) Txn(ctx context.Context, conds []core.Condition, cmds ...core.
 		rk = conds[0].Key
 	}
 	var out []core.Reply
-	_, err := s.invokeRoute(ctx, false, rk, func(ctx context.Context, conn *transport.Conn, o *gen.RequestOptions) (meta, error) {
+	_, err := s.invokeRoute(ctx, false, false, rk, func(ctx context.Context, conn *transport.Conn, o *gen.RequestOptions) (meta, error) {
 		resp, err := conn.Transaction(ctx, o, wc, wcmds)
 		if err != nil {
 			return meta{}, err

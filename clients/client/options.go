@@ -36,6 +36,8 @@ type config struct {
 	slowFactor      float64
 	slowProbe       time.Duration
 	clock           func() time.Time
+
+	hotInterval time.Duration
 }
 
 func defaults() config {
@@ -129,6 +131,22 @@ func WithBreakerWindow(window time.Duration) Option {
 // 1 s.
 func WithSlowNodeRouting(factor float64, probe time.Duration) Option {
 	return func(c *config) { c.slowFactor, c.slowProbe = factor, probe }
+}
+
+// WithHotKeySpreading turns on hot-key read spreading: every interval the
+// client asks each node for its HOTKEYS and counts as hot the keys some
+// node guarantees at least HotMinCount sampled requests (RefreshHotKeys
+// refreshes at once). A read-only single-command call (GET, SMEMBERS, ...;
+// not pipelines or transactions) on a hot key whose request any node may
+// serve — quorum and causal namespaces, raft reads with ReadMode("stale") —
+// goes to the client's nodes in turn (round-robin over every address: the
+// client does not know a key's replicas; a quorum node that is not one
+// coordinates the read from the replicas, a raft node without the shard
+// redirects) instead of the sticky or latency-preferred node. Raft
+// linearizable and lease reads stay at the shard's leader. interval <= 0
+// (the default) leaves it off.
+func WithHotKeySpreading(interval time.Duration) Option {
+	return func(c *config) { c.hotInterval = interval }
 }
 
 // WithClock replaces the clock of the breakers and the latency averages

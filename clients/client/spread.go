@@ -28,9 +28,11 @@ type noSpreadKey struct{}
 // to a namespace the client does not know asks a node for the namespace
 // list (at most once per nsRefresh).
 func (c *Client) spreads(ctx context.Context, co callOpts) bool {
-	if c.cfg.slowFactor <= 0 || len(c.addrs) < 2 || ctx.Value(noSpreadKey{}) != nil {
-		return false
-	}
+	return c.cfg.slowFactor > 0 && c.anyNode(ctx, co)
+}
+
+// nsName is the namespace a request with options co goes to.
+func (c *Client) nsName(co callOpts) string {
 	ns := co.ns
 	if ns == "" {
 		ns = c.cfg.namespace
@@ -38,6 +40,16 @@ func (c *Client) spreads(ctx context.Context, co callOpts) bool {
 	if ns == "" {
 		ns = "default"
 	}
+	return ns
+}
+
+// anyNode reports whether any node may serve a request with options co
+// (see spreads), whatever the node-choice settings.
+func (c *Client) anyNode(ctx context.Context, co callOpts) bool {
+	if len(c.addrs) < 2 || ctx.Value(noSpreadKey{}) != nil {
+		return false
+	}
+	ns := c.nsName(co)
 	st, ok := c.ns.lookup(ns)
 	if !ok && c.ns.due(time.Now()) {
 		lctx := context.WithValue(ctx, noSpreadKey{}, true)
