@@ -42,14 +42,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		shutdownDur = fs.Duration("shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT, how long requests in flight may take to finish")
 		clusterName = fs.String("cluster", "", "cluster name (with --peers); peer messages of another cluster are rejected")
 		peerListen  = fs.String("peer-listen", "", "peer API address HOST:PORT (default: this node's PEER_ADDR in --peers)")
-		peers       = fs.String("peers", "", "static cluster members, this node included: ID=CLIENT_ADDR@PEER_ADDR,... (empty: a single node; see docs/cluster.md)")
+		peers       = fs.String("peers", "", "the initial cluster members, this node included: ID=CLIENT_ADDR@PEER_ADDR,... (empty: a single node; once the member list changed, the persisted one is used; see docs/cluster.md)")
 		cacheSize   = fs.String("cache-size", "256MiB", "block cache budget, shared by every namespace stored in Pebble (memtables are charged to it too): bytes (268435456, 256MiB, 2GiB) or a percentage of the memory available (80%: of the cgroup limit, else the machine's RAM)")
 		admin       = fs.String("admin", "", "serve the admin HTTP API (backup, checkpoints; no authentication: bind to loopback or a private network) at HOST:PORT (empty: off; docs/operations.md)")
 		cpEvery     = fs.Duration("checkpoint-every", 0, "take a checkpoint into DATA/checkpoints every interval, for point-in-time restore (0: off)")
 		cpRetain    = fs.Duration("checkpoint-retain", 24*time.Hour, "remove retained checkpoints older than this (the newest is always kept; 0: keep all)")
 		gossipAddr  = fs.String("gossip", "", "gossip (memberlist failure detector) address HOST:PORT, UDP and TCP (default: the peer address's host and port+2; \"off\": no gossip)")
 		clockOff    = fs.Duration("clock-offset", 0, "fault tests only: shift this node's wall clock (TTLs, LWW and HLC timestamps, raft proposal times) by this much, e.g. -2s; the admin API's POST /v1/clock?offset=D changes it at run time")
-		join        = fs.String("join", "", "gossip addresses to join, ADDR[,ADDR...] (default with --peers: every other member's peer port+2); without --peers the member list is learned from them")
+		join        = fs.String("join", "", "gossip addresses to join, ADDR[,ADDR...] (default with --peers: every other member's peer port+2); without --peers the member list is learned from them, and a node not in it runs as a non-member proxy until dialkv admin add-node adds it")
 	)
 	var secFlags security.Flags
 	secFlags.Register(fs)
@@ -57,8 +57,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(fs.Output(), "Usage: dialkv node --id NAME --listen HOST:PORT --data DIR [--fsync always|interval|never] [flags]\n\n"+
 			"Runs a dialkv node: the Thrift client API (framed transport) on --listen, data in Pebble under --data,\n"+
 			"one namespace \"default\" (strategy local) at first start. SIGTERM/SIGINT shut it down gracefully.\n"+
-			"With --cluster NAME --peers n1=CLIENT@PEER,n2=... it is a member of a static cluster and also serves\n"+
-			"(with --join ADDR instead of --peers it learns the member list from a running member)\n"+
+			"With --cluster NAME --peers n1=CLIENT@PEER,n2=... it is a cluster member and also serves\n"+
+			"(with --join ADDR instead of --peers it learns the member list from a running member; a new node is\n"+
+			"then added with `dialkv admin add-node ID`)\n"+
 			"namespaces of strategy quorum and causal (docs/cluster.md).\n"+
 			"TLS, mutual TLS between nodes, authentication and per-connection limits: --tls-*, --peer-tls-*,\n"+
 			"--auth-file, --rate-limit, --max-inflight (docs/security.md; `dialkv certs` makes a development CA).\n\nFlags:\n")
