@@ -341,7 +341,10 @@ func TestCompose(t *testing.T) {
 // the register workload and a quorum namespace (CRDT sets) under the set
 // workload, each with nodes' clocks skewed by ±10 s in turn: raft stays
 // linearizable (its order is the log's; the state machine's TTL clock
-// only moves forward) and no acknowledged add is lost by the CRDT sets.
+// only moves forward), no acknowledged add is lost by the CRDT sets, and
+// no operation fails or times out except the register workload's cas
+// refused by its condition (CONDFAILED: a correct answer, most of them
+// fail with or without skew; docs/operations.md "Clock skew").
 func TestClockSkew(t *testing.T) {
 	cl, err := StartProcCluster(Spec{Nodes: 3, Fsync: "always", Binary: testBinary(t)}, "")
 	if err != nil {
@@ -380,5 +383,40 @@ func TestClockSkew(t *testing.T) {
 		if countFaults(res, "clock +10s")+countFaults(res, "clock -10s") < 2 {
 			t.Errorf("%s: expected at least 2 clock faults: %v", cfg.Strategy, res.Faults)
 		}
+		// A skewed clock must cost no availability: the only failures
+		// allowed are the register workload's cas refused by its condition
+		// (it guesses the expected value, so most are refused, skew or not;
+		// docs/operations.md). A refusal of any other kind, or a timeout,
+		// fails the test.
+		casFailed, cas := 0, 0
+		for _, op := range res.History {
+			if op.F == checker.FCAS {
+				cas++
+				if op.Outcome == checker.Fail {
+					casFailed++
+				}
+			}
+		}
+		if bad := skewFailures(res.History); len(bad) > 0 {
+			t.Errorf("%s: %d operations failed or timed out other than a cas refused by its condition; first: %+v", cfg.Strategy, len(bad), bad[0])
+		}
+		t.Logf("%s: %d of %d operations failed; %d of %d cas refused by their condition", cfg.Strategy, res.Failed, res.Ops, casFailed, cas)
 	}
+}
+
+// skewFailures returns the operations of h that failed or timed out, other
+// than a cas whose condition was refused (CONDFAILED: the register did not
+// hold the guessed value, a definite and correct answer).
+func skewFailures(h []checker.Op) []checker.Op {
+	var bad []checker.Op
+	for _, op := range h {
+		if op.Outcome == checker.OK {
+			continue
+		}
+		if op.Outcome == checker.Fail && op.F == checker.FCAS && strings.HasPrefix(op.Error, client.CodeConditionFailed+" ") {
+			continue
+		}
+		bad = append(bad, op)
+	}
+	return bad
 }

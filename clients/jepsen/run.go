@@ -154,8 +154,9 @@ type Result struct {
 	// Converged is how long after the last heal every node answered the
 	// same for every key (-1: not within Config.Converge; 0 for one node).
 	Converged time.Duration
-	// MaxGap is the longest time during the workload with no operation
-	// completing successfully (an availability measure).
+	// MaxGap is the longest time during the workload (from its start,
+	// after the namespace is created, for Config.Duration) with no
+	// operation completing successfully (an availability measure).
 	MaxGap time.Duration
 	// Elapsed is the run's wall time.
 	Elapsed time.Duration
@@ -218,6 +219,10 @@ func Run(ctx context.Context, cl Cluster, cfg Config) (*Result, error) {
 	r.logf("namespace %s (%s %v) on %d nodes; workload %s, %d clients, %v, faults %v", cfg.Namespace, cfg.Strategy, cfg.Params,
 		len(cl.Nodes()), cfg.Workload.Kind, cfg.Clients, cfg.Duration, cfg.Faults)
 
+	// The workload's window in the recorder's time (since r.start): it
+	// starts after the namespace is created, so setting up is not counted
+	// as unavailability by maxGap.
+	wstart := time.Since(r.start)
 	wctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -283,7 +288,7 @@ func Run(ctx context.Context, cl Cluster, cfg Config) (*Result, error) {
 	}
 	res.Ops = len(res.History)
 	res.OK, res.Failed, res.Unknown = checker.Outcomes(res.History)
-	res.MaxGap = maxGap(res.History, cfg.Duration)
+	res.MaxGap = maxGap(res.History, wstart, wstart+cfg.Duration)
 	opts := checker.DefaultOptions()
 	opts.Checks = cfg.Checks
 	opts.Timeout = 60 * time.Second
@@ -411,27 +416,23 @@ func (r *runner) worker(ctx context.Context, i int) {
 // finalProc is the first process number of the final reads.
 const finalProc = 1_000_000
 
-// maxGap returns the longest interval within [0, workload) in which no
-// workload operation completed successfully.
-func maxGap(h []checker.Op, workload time.Duration) time.Duration {
+// maxGap returns the longest interval within the workload's window
+// [from, to) (recorder time) in which no workload operation completed
+// successfully.
+func maxGap(h []checker.Op, from, to time.Duration) time.Duration {
 	var ts []int64
 	for _, op := range h {
-		if op.Outcome == checker.OK && op.Client < finalProc && op.Complete != nil && *op.Complete < int64(workload) {
+		if op.Outcome == checker.OK && op.Client < finalProc && op.Complete != nil && *op.Complete >= int64(from) && *op.Complete < int64(to) {
 			ts = append(ts, *op.Complete)
 		}
 	}
 	slices.Sort(ts)
-	prev, gap := int64(0), int64(0)
+	prev, gap := int64(from), int64(0)
 	for _, t := range ts {
 		gap = max(gap, t-prev)
 		prev = t
 	}
-	if len(ts) > 0 {
-		gap = max(gap, int64(workload)-prev)
-	} else {
-		gap = int64(workload)
-	}
-	return time.Duration(gap)
+	return time.Duration(max(gap, int64(to)-prev))
 }
 
 // do runs op through the session's recording methods.
