@@ -79,7 +79,7 @@ compose-down:
 # `make experiments` runs all of them: the simulator's (experiments-sim) and
 # those on real processes (experiments-real; they install redis-server and
 # etcd-server from Debian if missing and take minutes of wall-clock load).
-EXPERIMENTS := staleness latency availability lostwrites sensitivity simspeed failover
+EXPERIMENTS := staleness latency availability lostwrites sensitivity simspeed failover rebalance-sim
 EXPERIMENTS_REAL := node-vs-redis raft-vs-etcd strategies-real causal-real jepsen partition-real rebalance-real raftrebalance-real
 experiments: experiments-sim experiments-real
 experiments-sim: $(addprefix exp-,$(EXPERIMENTS))
