@@ -48,18 +48,28 @@ func parseSetPayload(key, p []byte) (s setPayload, canonical bool, err error) {
 
 // setIter walks a checked setPayload's members in order.
 type setIter struct {
-	r payloadReader
+	body []byte
+	off  int // offset in body of the next member's length prefix
 }
 
-func (s setPayload) iter() setIter { return setIter{r: payloadReader{b: s.body}} }
+func (s setPayload) iter() setIter { return setIter{body: s.body} }
 
 // next returns the next member; ok is false after the last one. The member
-// aliases the payload.
+// aliases the payload. The payload was checked by parseSetPayload, so the
+// prefixes are minimal uvarints and the lengths in range.
 func (it *setIter) next() (m []byte, ok bool) {
-	if len(it.r.b) == 0 {
+	b := it.body[it.off:]
+	if len(b) == 0 {
 		return nil, false
 	}
-	return it.r.bytes(), true
+	if n := int(b[0]); n < 0x80 { // the common one-byte length
+		it.off += 1 + n
+		return b[1 : 1+n : 1+n], true
+	}
+	r := payloadReader{b: b}
+	m = r.bytes()
+	it.off += len(b) - len(r.b)
+	return m, true
 }
 
 // contains reports whether m is a member (a linear scan that stops at the
@@ -114,18 +124,21 @@ func spliceSet(s setPayload, ms [][]byte, add bool) (payload []byte, changed int
 	return out, changed
 }
 
-// spliceWalk merges s's members with ms in order, appending the members of
-// the result to *out when out is not nil. It returns how many members
-// change and the length of the result's body (the members, without the
-// count).
+// spliceWalk merges s's members with ms in order, appending the result's
+// members to *out when out is not nil: unchanged runs of stored members are
+// copied as they are (their prefixes are already minimal), new members are
+// encoded. It returns how many members change and the length of the
+// result's body (the members, without the count).
 func spliceWalk(s setPayload, ms [][]byte, add bool, out *[]byte) (changed, bodyLen int) {
 	bodyLen = len(s.body)
-	keep := func(m []byte) {
+	run := 0 // start in s.body of the stored members not yet copied to *out
+	flush := func(end int) {
 		if out != nil {
-			*out = appendBytes(*out, m)
+			*out = append(*out, s.body[run:end]...)
 		}
 	}
 	it := s.iter()
+	at := it.off // offset of cur
 	cur, have := it.next()
 	for j := 0; have || j < len(ms); {
 		c := -1 // the stored member cur comes first
@@ -136,26 +149,32 @@ func spliceWalk(s setPayload, ms [][]byte, add bool, out *[]byte) (changed, body
 			c = bytes.Compare(cur, ms[j])
 		}
 		switch {
-		case c < 0: // stored, not in ms: kept
-			keep(cur)
+		case c < 0: // stored, not in ms: kept (stays in the run)
+			at = it.off
 			cur, have = it.next()
 		case c == 0: // stored and in ms: kept by SADD, dropped by SREM
-			if add {
-				keep(cur)
-			} else {
+			if !add {
 				changed++
-				bodyLen -= uvarintLen(uint64(len(cur))) + len(cur)
+				bodyLen -= it.off - at
+				flush(at)
+				run = it.off
 			}
+			at = it.off
 			cur, have = it.next()
 			j++
-		default: // in ms, not stored: added by SADD
+		default: // in ms, not stored: added by SADD before cur
 			if add {
-				keep(ms[j])
 				changed++
 				bodyLen += uvarintLen(uint64(len(ms[j]))) + len(ms[j])
+				if out != nil {
+					flush(at)
+					run = at
+					*out = appendBytes(*out, ms[j])
+				}
 			}
 			j++
 		}
 	}
+	flush(len(s.body))
 	return changed, bodyLen
 }
