@@ -35,6 +35,11 @@
 // node more than 4x slower than the median gets only probes
 // (WithSlowNodeRouting); other requests stay on one node until it fails. Client.Stats reports both.
 //
+// Hot keys (WithHotKeySpreading, off by default): the client refreshes the
+// nodes' HOTKEYS lists and sends reads of a hot key that any node can
+// serve to its nodes in turn; raft linearizable and lease reads stay at the
+// leader.
+//
 // Errors are *Error values with a Code; errors.Is(err, client.ErrWrongType)
 // and friends match by code, and errors.As gives the details (the current
 // version for CONDFAILED, the address for MOVED, the retry-after hint).
