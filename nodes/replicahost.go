@@ -113,6 +113,9 @@ func (h *ReplicaHost) Do(ctx context.Context, req consistency.Request) (consiste
 	if err != nil {
 		return consistency.Response{}, err
 	}
+	if len(rs) != 1 {
+		return consistency.Response{}, fmt.Errorf("nodes: replica host answered %d responses to 1 request: %w", len(rs), consistency.ErrUnavailable)
+	}
 	resp := rs[0]
 	if resp.Reply.IsError() && resp.Reply.Err != nil {
 		switch resp.Reply.Err.Code {
@@ -281,6 +284,11 @@ func (h *ReplicaHost) loop(maxRead int) {
 		now = h.now()
 		switch v := in.(type) {
 		case *hostJob:
+			if v.finished {
+				// Cancelled while still queued (its caller was told it
+				// did not start): it must not start now.
+				return
+			}
 			v.resps = make([]consistency.Response, len(v.reqs))
 			v.chainOf = make([]string, len(v.reqs))
 			v.chains = map[string][]int{}
@@ -310,6 +318,20 @@ func (h *ReplicaHost) loop(maxRead int) {
 	}
 	cancel := func(j *hostJob) {
 		if j.finished {
+			return
+		}
+		if j.resps == nil {
+			// Ordering rule: a caller whose deadline passed while its job
+			// was still in h.reqs sends the job to h.cancels, and the
+			// loop's select may take the cancel first. The job has not
+			// been handled: nothing started, every request gets the
+			// not-started reply (and handle skips the job when it comes).
+			// Replying nil here made Do index an empty slice.
+			j.resps = make([]consistency.Response, len(j.reqs))
+			for i := range j.reqs {
+				j.resps[i] = consistency.Response{ID: j.reqs[i].ID, Reply: core.ErrorReply(&core.Error{Code: consistency.CodeUnavailable, Msg: "deadline passed before the request started"})}
+			}
+			finish(j)
 			return
 		}
 		for id, i := range j.inflight {

@@ -288,3 +288,74 @@ func TestReplicaHostDoBatchOnQuorum(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicaHostCancelBeforeStart is the regression test of the "index out
+// of range [0] with length 0" handler panic seen under load on quorum nodes:
+// a job whose deadline passes while it waits in the request queue (the loop
+// busy) is sent to the cancel queue too, and the loop's select may take the
+// cancel first. The host answered nil then (Do indexed it and panicked) and
+// later started the job anyway. Now every request gets the not-started
+// reply and the replica never sees it. Which queue the loop takes first is
+// random, so the test runs the race several times and checks it was hit.
+func TestReplicaHostCancelBeforeStart(t *testing.T) {
+	rep := &heldReplica{mute: true}
+	h := NewReplicaHost(rep, core.NewMemEngine(), func(consistency.Message) {}, HostOptions{KeyedBatches: true})
+	defer h.Close()
+	cancelFirst := 0
+	for iter := range 40 {
+		entered, release := make(chan struct{}), make(chan struct{})
+		go h.Call(func(consistency.Replica) { close(entered); <-release })
+		<-entered // the loop is busy
+		val := fmt.Sprint("v", iter)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+		type result struct {
+			rs  []consistency.Response
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			rs, err := h.DoBatch(ctx, setReqs("k", val))
+			done <- result{rs, err}
+		}()
+		time.Sleep(30 * time.Millisecond) // queued, deadline passed, cancel queued
+		close(release)
+		res := <-done
+		cancel()
+		if res.err != nil {
+			t.Fatalf("iteration %d: DoBatch: %v", iter, res.err)
+		}
+		if len(res.rs) != 1 {
+			t.Fatalf("iteration %d: %d responses to 1 request", iter, len(res.rs))
+		}
+		r := res.rs[0].Reply
+		if !r.IsError() {
+			t.Fatalf("iteration %d: %+v, want an error (the deadline passed)", iter, r)
+		}
+		h.Call(func(consistency.Replica) {}) // the loop has taken both queues
+		rep.mu.Lock()
+		started := false
+		for _, g := range rep.got {
+			if string(g.Cmd.Args[1]) == val {
+				started = true
+			}
+		}
+		rep.mu.Unlock()
+		switch r.Err.Code {
+		case consistency.CodeUnavailable:
+			cancelFirst++
+			if started {
+				t.Fatalf("iteration %d: the replica got a request its caller was told did not start", iter)
+			}
+		case consistency.CodeTimeout:
+			if !started {
+				t.Fatalf("iteration %d: TIMEOUT (outcome unknown) for a request the replica never got", iter)
+			}
+		default:
+			t.Fatalf("iteration %d: %+v, want UNAVAILABLE or TIMEOUT", iter, r)
+		}
+	}
+	if cancelFirst == 0 {
+		t.Fatal("the loop never took the cancel before the job: the race was not exercised")
+	}
+	t.Logf("cancel taken before the job in %d of 40 iterations", cancelFirst)
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -325,6 +326,18 @@ func (s *Server) exceptionFrame(name string, seq int32, typ int32, msg string) [
 	return c.frame()
 }
 
+// messageHeader decodes the method name and sequence number of a request
+// frame ("" and 0 if its header does not decode).
+func (s *Server) messageHeader(frame []byte) (string, int32) {
+	in := thrift.NewTMemoryBuffer()
+	in.Buffer.Write(frame)
+	name, _, seq, err := s.cfg.Protocol.newProtocol(in, s.tcfg).ReadMessageBegin(s.ctx)
+	if err != nil {
+		return "", 0
+	}
+	return name, seq
+}
+
 func writeException(ctx context.Context, oprot thrift.TProtocol, name string, seq int32, typ int32, msg string) {
 	x := thrift.NewTApplicationException(typ, msg)
 	oprot.WriteMessageBegin(ctx, name, thrift.EXCEPTION, seq)
@@ -486,10 +499,14 @@ func (s *Server) ProcessContext(ctx context.Context, frame []byte) (resp []byte,
 	func() {
 		defer func() {
 			if r := recover(); r != nil {
-				s.cfg.Logger.Error("request handler panicked; closing connection", "panic", fmt.Sprint(r))
+				s.cfg.Logger.Error("request handler panicked; closing connection", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 				c.out.Buffer.Reset()
 				c.out.Buffer.Write([]byte{0, 0, 0, 0})
-				writeException(s.ctx, c.oprot, "", 0, thrift.INTERNAL_ERROR, fmt.Sprintf("internal error: %v", r))
+				// Answer under the request's method name and sequence
+				// number, so the client reads the exception (not "wrong
+				// method name") before the connection closes.
+				name, seq := s.messageHeader(frame)
+				writeException(s.ctx, c.oprot, name, seq, thrift.INTERNAL_ERROR, fmt.Sprintf("internal error: %v", r))
 				keep = false
 			}
 		}()
