@@ -53,6 +53,19 @@ func (r *Replica) readReply(o *op, m *Object) consistency.Response {
 	}
 	switch name {
 	case "GET":
+		if o.lin && m != nil && m.Kind == KindRegister {
+			// ABD: the register's value is its single latest write by
+			// (HLC, dot), tombstones included. Every ABD write is stamped
+			// above all it read from a quorum, so this order extends real
+			// time; concurrent writes that left siblings are ordered by it
+			// rather than all returned (a set of values is no register read).
+			if s, ok := m.latest(); !ok || s.Del {
+				resp.Reply = core.Nil()
+			} else {
+				resp.Reply = core.Bulk(s.Val)
+			}
+			return resp
+		}
 		if m == nil || m.dead() {
 			resp.Reply = core.Nil()
 			return resp
@@ -134,8 +147,9 @@ func (r *Replica) readReply(o *op, m *Object) consistency.Response {
 	return resp
 }
 
-// applyWrite computes the new object for a write command on base.
-func (r *Replica) applyWrite(key string, base *Object, ctx Context, cmd *core.Command, ts Timestamp) (*Object, core.Reply, []byte, *core.Error) {
+// applyWrite computes the new object for a write command on base; lin
+// (ABD) makes DEL report existence by the latest write, as ABD reads do.
+func (r *Replica) applyWrite(key string, base *Object, ctx Context, cmd *core.Command, ts Timestamp, lin bool) (*Object, core.Reply, []byte, *core.Error) {
 	name := strings.ToUpper(cmd.Name)
 	args := cmd.Args
 	kind := KindRegister
@@ -170,6 +184,13 @@ func (r *Replica) applyWrite(key string, base *Object, ctx Context, cmd *core.Co
 				had := int64(0)
 				if base != nil && !base.dead() {
 					had = 1
+				}
+				if lin {
+					// ABD: the key existed iff its latest write is no tombstone.
+					had = 0
+					if s, ok := base.latest(); ok && !s.Del {
+						had = 1
+					}
 				}
 				reply = core.Int(had)
 			}

@@ -215,6 +215,21 @@ func (o *Object) live() []Sibling {
 	return out
 }
 
+// latest is the register's greatest sibling by sibLess, tombstones
+// included (the value of an ABD register); false if it has none.
+func (o *Object) latest() (Sibling, bool) {
+	if o == nil || len(o.Sibs) == 0 {
+		return Sibling{}, false
+	}
+	best := o.Sibs[0]
+	for _, s := range o.Sibs[1:] {
+		if sibLess(best, s) {
+			best = s
+		}
+	}
+	return best, true
+}
+
 func hasDot(ds []Dot, d Dot) bool {
 	for _, x := range ds {
 		if x == d {

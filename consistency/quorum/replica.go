@@ -752,7 +752,7 @@ func (r *Replica) beginPut(o *op, base *Object) {
 			ctx.Dots = append(ctx.Dots, s.Dot)
 		}
 	}
-	nobj, reply, tok, e := r.applyWrite(o.key, base, ctx, o.req.Cmd, ts)
+	nobj, reply, tok, e := r.applyWrite(o.key, base, ctx, o.req.Cmd, ts, o.lin)
 	if e != nil {
 		delete(r.ops, o.id)
 		r.respond(o, errReply(o.req.ID, e))
