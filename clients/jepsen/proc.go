@@ -147,7 +147,23 @@ func (c *ProcCluster) Start(n string) error {
 		logf.Close()
 		close(done)
 	}()
-	return waitListening(c.addrs[n], done, 30*time.Second)
+	if err := waitListening(c.addrs[n], done, 30*time.Second); err != nil {
+		return fmt.Errorf("%w; the end of %s's log: %s", err, n, logTail(filepath.Join(c.dir, n+".log"), 600))
+	}
+	return nil
+}
+
+// logTail is the last max bytes of the file at path, for error messages
+// (a node that exits at start says why in its log).
+func logTail(path string, max int64) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	if int64(len(b)) > max {
+		b = b[int64(len(b))-max:]
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // waitListening waits until addr accepts a TCP connection.
