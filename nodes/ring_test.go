@@ -184,12 +184,23 @@ func TestClusterRingChange(t *testing.T) {
 		t.Fatal("n4 is a member before add-node")
 	}
 	// n4 serves as a proxy before it is a member: the members answer it
-	// through the peer address it advertises in gossip.
+	// through the peer address it advertises in gossip. Until every member
+	// has learned that address from gossip, a request through n4 can time
+	// out (outcome unknown; SADD and SMEMBERS are idempotent), so each is
+	// retried for a while; it must then succeed.
 	tc.waitNamespace(ns)
 	for _, c := range [][]string{{"SADD", "proxy", "x"}, {"SMEMBERS", "proxy"}} {
-		r, err := tc.call(3, clusterOp{ns: ns}, c[0], c[1:]...)
-		if err != nil || len(r.Replies) != 1 || r.Replies[0].Kind == gen.ReplyKind_ERROR {
-			t.Fatalf("%v through n4 before it is a member: %v %v", c, r, err)
+		deadline := time.Now().Add(15 * time.Second)
+		for attempt := 1; ; attempt++ {
+			r, err := tc.call(3, clusterOp{ns: ns}, c[0], c[1:]...)
+			if err == nil && len(r.Replies) == 1 && r.Replies[0].Kind != gen.ReplyKind_ERROR {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%v through n4 before it is a member (%d attempts): %v %v", c, attempt, r, err)
+			}
+			t.Logf("%v through n4, attempt %d: %v %v", c, attempt, r, err)
+			time.Sleep(200 * time.Millisecond)
 		}
 	}
 	load.setTargets(0, 1, 2, 3)
