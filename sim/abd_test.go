@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"fmt"
 	"testing"
 
 	"github.com/dialkv/dialkv/checker"
@@ -25,12 +24,32 @@ func TestQuorumLinearizableModePorcupine(t *testing.T) {
 	if soak() {
 		n = 200
 	}
-	for _, fl := range [][]string{{"none"}, nil, {"all"}} {
-		t.Run(fmt.Sprint(fl), func(t *testing.T) {
+	lin := map[string]string{"mode": "linearizable"}
+	tests := []struct {
+		name  string
+		o     simrun.Options
+		seeds []uint64 // nil: 1..n
+	}{
+		{"none", simrun.Options{Ops: 500, Faults: []string{"none"}}, nil},
+		{"default-faults", simrun.Options{Ops: 500}, nil},
+		{"all-faults", simrun.Options{Ops: 500, Faults: []string{"all"}}, nil},
+		// Sharded (N=3 of 4 nodes): writes at non-owners are forwarded.
+		// Seed 9 failed when a duplicated forward re-ran an ABD DEL after
+		// a later PUT had been acknowledged (now deduplicated).
+		{"4-nodes-forwarding", simrun.Options{Nodes: 4, Ops: 3000, Keys: 50}, []uint64{9}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			o := simrun.Options{Strategy: "quorum", Workload: "register", Ops: 500, Faults: fl,
-				Params: map[string]string{"mode": "linearizable"}}
-			for seed := uint64(1); seed <= uint64(n); seed++ {
+			o := tc.o
+			o.Strategy, o.Workload, o.Params = "quorum", "register", lin
+			seeds := tc.seeds
+			if seeds == nil {
+				for s := uint64(1); s <= uint64(n); s++ {
+					seeds = append(seeds, s)
+				}
+			}
+			for _, seed := range seeds {
 				o.Seed = seed
 				oc, err := run(o, false)
 				if err != nil {

@@ -23,6 +23,9 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 	r.heard[from] = now
 	switch x.kind {
 	case mFwd:
+		if !r.firstForward(fwdKey{from: from, op: x.op, ts: x.ts}) {
+			return // a duplicate delivery of a forward already taken
+		}
 		r.handleRequest(x.req, from, x.op)
 	case mFwdReply:
 		if o := r.ops[x.op]; o != nil && o.fwdTo != "" {
@@ -262,4 +265,32 @@ func (r *Replica) Dump(now time.Time) (map[string]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// fwdKey names one sent forward: the sender stamps every message with a
+// fresh HLC reading (persisted, so greater after a restart too, when its op
+// ids start again), so a duplicate delivery carries the same key and a new
+// forward never does.
+type fwdKey struct {
+	from nodeID
+	op   uint64
+	ts   Timestamp
+}
+
+// fwdSeenMax bounds the forwards remembered for deduplication; a duplicate
+// delivered after this many later forwards would run again.
+const fwdSeenMax = 4096
+
+// firstForward records k and reports whether it was new.
+func (r *Replica) firstForward(k fwdKey) bool {
+	if r.fwdSeen[k] {
+		return false
+	}
+	r.fwdSeen[k] = true
+	r.fwdOrd = append(r.fwdOrd, k)
+	for len(r.fwdOrd) > fwdSeenMax {
+		delete(r.fwdSeen, r.fwdOrd[0])
+		r.fwdOrd = r.fwdOrd[1:]
+	}
+	return true
 }

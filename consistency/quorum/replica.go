@@ -127,6 +127,12 @@ type Replica struct {
 	recentGC  map[string]uint64
 	recentOrd []string
 
+	// forwarded writes already taken (duplicate deliveries are dropped:
+	// a write run twice is not idempotent, e.g. an ABD DEL re-run later
+	// deletes a value written after it was acknowledged); bounded FIFO.
+	fwdSeen map[fwdKey]bool
+	fwdOrd  []fwdKey
+
 	// ring changes (rebalance.go)
 	ringVer      uint64
 	prev         *ring // the ring before the change under way; nil when stable
@@ -244,6 +250,7 @@ func newReplica(cfg consistency.Config, res Resolver) (*Replica, error) {
 		suspect: map[nodeID]time.Time{}, heard: map[nodeID]time.Time{}, down: map[nodeID]bool{},
 		ops: map[uint64]*op{}, hintOps: map[uint64]hintOp{}, hintInflight: map[nodeID]int{},
 		shared: map[nodeID][]uint32{}, conf: map[string]map[nodeID]uint64{}, recentGC: map[string]uint64{},
+		fwdSeen: map[fwdKey]bool{},
 		handSet: map[handItem]bool{}, handOps: map[uint64]handOp{}, handInflight: map[nodeID]int{}, handDirty: map[string]bool{},
 	}
 	for seg := range r.ring.walks {
