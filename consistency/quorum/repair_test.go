@@ -417,3 +417,48 @@ func TestWipedDiskRejoins(t *testing.T) {
 		c.fatalf("counter after rejoin: %s, want 6 increments", got)
 	}
 }
+
+// A forwarded write delivered twice runs once: a duplicate of an old
+// forward must not overwrite a write acknowledged after it (under ABD the
+// re-run would read the newer value and supersede it).
+func TestDuplicateForwardRunsOnce(t *testing.T) {
+	for _, mode := range []string{"", "linearizable"} {
+		t.Run("mode="+mode, func(t *testing.T) {
+			params := append([]string(nil), noAAE...)
+			if mode != "" {
+				params = append(params, "mode", mode)
+			}
+			c := newCluster(t, 4, p(params...), "", 31)
+			x := c.nonOwner("k")
+			if x == "" {
+				c.fatalf("every node owns k")
+			}
+			id := c.submit(x, core.Cmd("SET", "k", "old"), def, nil)
+			var fwd *consistency.Message
+			for _, f := range c.queue {
+				if m, err := decodeMsg(f.m.Body); err == nil && m.kind == mFwd && f.m.From == x {
+					cp := f.m
+					fwd = &cp
+				}
+			}
+			if fwd == nil {
+				c.fatalf("no forward sent by non-owner %s", x)
+			}
+			for end := c.now.Add(3 * time.Second); c.resps[x][id].Reply.Kind == 0 && c.now.Before(end); {
+				c.step()
+			}
+			if r := c.resps[x][id]; str(r) != "OK" {
+				c.fatalf("forwarded SET: %s", str(r))
+			}
+			if r := c.do(c.owners("k")[0], def, nil, "SET", "k", "new"); str(r) != "OK" {
+				c.fatalf("SET new: %s", str(r))
+			}
+			c.reps[fwd.To].Receive(c.local(fwd.To), *fwd) // the duplicate
+			c.collect(fwd.To)
+			c.run(time.Second)
+			if r := c.do(x, consistency.Options{Mode: "linearizable"}, nil, "GET", "k"); str(r) != "new" {
+				c.fatalf("after a duplicate forward of SET old: GET = %s, want new", str(r))
+			}
+		})
+	}
+}
