@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -48,12 +49,19 @@ func ringCmd(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// ringChangeFlags are the flags add-node and remove-node share: the member
+// to send the change to, the bound on the whole change, and the settle pause.
+func ringChangeFlags(name, operand string, stdout io.Writer) (fs *flag.FlagSet, addr *string, timeout, settle *time.Duration) {
+	fs = flags(name, operand+" [--addr HOST:PORT] [--timeout 10m]", stdout)
+	addr = fs.String("addr", "127.0.0.1:7379", "a member's client API address")
+	timeout = fs.Duration("timeout", 10*time.Minute, "bound on the whole change (a change cut short is resumed by running the command again)")
+	settle = fs.Duration("settle", 2*time.Second, "pause between the joint phase and the stream (longer than the namespaces' request timeout)")
+	return fs, addr, timeout, settle
+}
+
 // addNode is `dialkv admin add-node ID[=CLIENT@PEER]`.
 func addNode(args []string, stdout, stderr io.Writer) error {
-	fs := flags("add-node", "ID[=CLIENT@PEER] [--addr HOST:PORT] [--timeout 10m]", stdout)
-	addr := fs.String("addr", "127.0.0.1:7379", "a member's client API address")
-	timeout := fs.Duration("timeout", 10*time.Minute, "bound on the whole change (a change cut short is resumed by running the command again)")
-	settle := fs.Duration("settle", 2*time.Second, "pause between the joint phase and the stream (longer than the namespaces' request timeout)")
+	fs, addr, timeout, settle := ringChangeFlags("add-node", "ID[=CLIENT@PEER]", stdout)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -70,10 +78,7 @@ func addNode(args []string, stdout, stderr io.Writer) error {
 
 // removeNode is `dialkv admin remove-node ID`.
 func removeNode(args []string, stdout, stderr io.Writer) error {
-	fs := flags("remove-node", "ID [--addr HOST:PORT] [--timeout 10m]", stdout)
-	addr := fs.String("addr", "127.0.0.1:7379", "a member's client API address")
-	timeout := fs.Duration("timeout", 10*time.Minute, "bound on the whole change (a change cut short is resumed by running the command again)")
-	settle := fs.Duration("settle", 2*time.Second, "pause between the joint phase and the stream (longer than the namespaces' request timeout)")
+	fs, addr, timeout, settle := ringChangeFlags("remove-node", "ID", stdout)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
