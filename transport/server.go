@@ -141,7 +141,10 @@ func (nopObserver) BytesOut(int)      {}
 // disableConnectivityCheck turns off the generated processors' per-request
 // connectivity-check goroutine: our processors read from memory buffers, so
 // the check could never fire, and it costs a goroutine and a ticker per
-// request. The variable is the thrift library's; it is written once.
+// request. The variable is the thrift library's; it is written once, by
+// whichever of NewServer and ListenPeer runs first, before that server
+// processes anything (a write while a processor reads it can panic:
+// time.NewTicker(0)).
 var disableConnectivityCheck = sync.OnceFunc(func() { thrift.ServerConnectivityCheckInterval = 0 })
 
 // Server serves a Thrift processor over framed TCP connections.
