@@ -1011,7 +1011,7 @@ func (r *runner) finish(start time.Time, peers []consistency.NodeID) (*outcome, 
 	o.ops = r.rec.Ops()
 	o.history = checker.AppendHistory(make([]byte, 0, len(o.ops)*160), o.ops)
 	copts := checker.DefaultOptions()
-	copts.Checks = r.strat.Checks
+	copts.Checks = checksFor(r.strat, r.opts)
 	copts.Timeout = checkerBudget
 	if r.opts.Out == "" {
 		copts.Visualize = 0
@@ -1120,4 +1120,17 @@ func retryable(errText string) bool {
 		return true
 	}
 	return false
+}
+
+// checksFor is the checks a run must pass: the strategy's, plus
+// linearizability for quorum registers in ABD mode (`--params
+// mode=linearizable --workload register`), which promises it. Other
+// workloads in that mode are left to the strategy's checks: ABD covers
+// reads and writes of whole values, not set or counter updates.
+func checksFor(strat Strategy, opts simrun.Options) []string {
+	if strat.Name == "quorum" && opts.Params["mode"] == "linearizable" && opts.Workload == "register" &&
+		!slices.Contains(strat.Checks, checker.CheckLinearizable) {
+		return append(slices.Clone(strat.Checks), checker.CheckLinearizable)
+	}
+	return strat.Checks
 }
