@@ -123,12 +123,20 @@ func TestRaftRebalanceUnderLoad(t *testing.T) {
 	if err := nodes[0].CreateNamespace(spec); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if nodes[1].namespace(ns) != nil && nodes[2].namespace(ns) != nil {
+	// The namespace spreads by forwarding and by the catalog pull; under
+	// load a raft namespace's creation (a NodeHost per node) takes seconds.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var missing []string
+		for i := 1; i < 3; i++ {
+			if nodes[i].namespace(ns) == nil {
+				missing = append(missing, peers[i].ID)
+			}
+		}
+		if len(missing) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the namespace did not reach n2 and n3")
+			t.Fatalf("the namespace did not reach every node within 30 s: missing at %v", missing)
 		}
 	}
 	if err := waitRaftLeaders(nodes[:3], ns, 20*time.Second); err != nil {
