@@ -69,22 +69,7 @@ func TestRaftRebalanceReplacesDeadNode(t *testing.T) {
 	if err := nodes[0].CreateNamespace(spec); err != nil {
 		t.Fatal(err)
 	}
-	// The namespace spreads by forwarding and by the catalog pull; under
-	// load a raft namespace's creation (a NodeHost per node) takes seconds.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		var missing []string
-		for i := 1; i < 4; i++ {
-			if nodes[i].namespace(ns) == nil {
-				missing = append(missing, ids[i])
-			}
-		}
-		if len(missing) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the namespace did not reach every node within 30 s: missing at %v", missing)
-		}
-	}
+	waitNamespaceOn(t, ns, nodes[1:4], ids[1:4])
 	if err := waitRaftLeaders(nodes[:3], ns, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -152,4 +137,26 @@ func TestRaftRebalanceReplacesDeadNode(t *testing.T) {
 		}
 	}
 	t.Logf("n3 stopped: its replica replaced on n4 after %v (grace 1s)", replaced.Round(time.Millisecond))
+}
+
+// waitNamespaceOn waits until every node of on (named by names) has
+// namespace ns. It spreads by forwarding and by the catalog pull; under
+// load a raft namespace's creation (a NodeHost per node) takes seconds, so
+// the limit is 30 s, and a failure names the nodes still missing it.
+func waitNamespaceOn(t *testing.T, ns string, on []*ClusterNode, names []string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var missing []string
+		for i, cn := range on {
+			if cn.namespace(ns) == nil {
+				missing = append(missing, names[i])
+			}
+		}
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the namespace did not reach every node within 30 s: missing at %v", missing)
+		}
+	}
 }

@@ -123,22 +123,7 @@ func TestRaftRebalanceUnderLoad(t *testing.T) {
 	if err := nodes[0].CreateNamespace(spec); err != nil {
 		t.Fatal(err)
 	}
-	// The namespace spreads by forwarding and by the catalog pull; under
-	// load a raft namespace's creation (a NodeHost per node) takes seconds.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		var missing []string
-		for i := 1; i < 3; i++ {
-			if nodes[i].namespace(ns) == nil {
-				missing = append(missing, peers[i].ID)
-			}
-		}
-		if len(missing) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the namespace did not reach every node within 30 s: missing at %v", missing)
-		}
-	}
+	waitNamespaceOn(t, ns, nodes[1:3], []string{peers[1].ID, peers[2].ID})
 	if err := waitRaftLeaders(nodes[:3], ns, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
