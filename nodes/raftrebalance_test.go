@@ -3,34 +3,17 @@ package nodes
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"net"
 	"os"
-	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dialkv/dialkv/clients/client"
-	"github.com/dialkv/dialkv/consistency"
 	"github.com/dialkv/dialkv/consistency/raft"
-	"github.com/dialkv/dialkv/core"
 	"github.com/dialkv/dialkv/transport"
 )
-
-// freeAddr returns a loopback address with a port free right now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // balanced reports whether p has every one of shards shards at replicas
 // members, none on a node of not, and member counts per node of on within
@@ -74,59 +57,13 @@ func TestRaftRebalanceUnderLoad(t *testing.T) {
 		shards, writers = 8, 8
 	}
 	const replicas = 3
-	dir := t.TempDir()
-	log := slog.New(slog.DiscardHandler)
-	peers := make([]ClusterPeer, 4)
-	raftAddrs := make([]string, 4)
-	for i := range peers {
-		peers[i] = ClusterPeer{ID: fmt.Sprintf("n%d", i+1), Client: freeAddr(t), Peer: freeAddr(t)}
-		raftAddrs[i] = freeAddr(t)
-	}
-	ids := func(ps []ClusterPeer) []string {
-		var out []string
-		for _, p := range ps {
-			out = append(out, p.ID)
-		}
-		return out
-	}
-	nodes := make([]*ClusterNode, 4)
-	start := func(i int) {
-		t.Helper()
-		cc := ClusterConfig{Name: "rb", Peers: peers, CatalogSync: 300 * time.Millisecond,
-			Gossip:        &GossipOptions{Listen: "127.0.0.1:0", ProbeInterval: 100 * time.Millisecond, Rejoin: 300 * time.Millisecond},
-			RaftRebalance: RaftRebalanceOptions{Interval: 200 * time.Millisecond, Grace: 2 * time.Second, Settle: 500 * time.Millisecond}}
-		if i > 0 {
-			cc.Gossip.Join = []string{nodes[0].GossipAddr()}
-		}
-		cn, err := StartClusterNode(Config{ID: peers[i].ID, Listen: peers[i].Client, DataDir: filepath.Join(dir, peers[i].ID),
-			Fsync: core.SyncAlways, Logger: log.With("node", peers[i].ID)}, cc)
-		if err != nil {
-			t.Fatalf("start %s: %v", peers[i].ID, err)
-		}
-		nodes[i] = cn
-	}
-	defer func() {
-		for _, cn := range nodes {
-			if cn != nil {
-				cn.Close(context.Background())
-			}
-		}
-	}()
+	c := newRaftTestCluster(t, "rb", 4, RaftRebalanceOptions{Interval: 200 * time.Millisecond, Grace: 2 * time.Second, Settle: 500 * time.Millisecond})
 	for i := range 3 {
-		start(i)
+		c.start(i, 4)
 	}
 	const ns = "rb"
-	spec := NamespaceSpec{Name: ns, Strategy: "raft", Params: map[string]string{
-		"nodes": "n1,n2,n3", "raft-addrs": strings.Join(raftAddrs[:3], ","),
-		"client-addrs": peers[0].Client + "," + peers[1].Client + "," + peers[2].Client,
-		"shards":       fmt.Sprint(shards), "replicas": fmt.Sprint(replicas), "rtt": "5ms", "snapshot-entries": "200"}}
-	if err := nodes[0].CreateNamespace(spec); err != nil {
-		t.Fatal(err)
-	}
-	waitNamespaceOn(t, ns, nodes[1:3], []string{peers[1].ID, peers[2].ID})
-	if err := waitRaftLeaders(nodes[:3], ns, 20*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	c.createRaft(ns, 3, 3, []int{1, 2}, map[string]string{"shards": fmt.Sprint(shards), "replicas": fmt.Sprint(replicas), "snapshot-entries": "200"})
+	peers := c.peers
 
 	// Writers, through a client that knows every node.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -180,13 +117,6 @@ func TestRaftRebalanceUnderLoad(t *testing.T) {
 	time.Sleep(time.Second)
 
 	call := DialRaftCaller(transport.DialOptions{}, 3*time.Second)
-	raftNodes := func(upto int) []raft.Node {
-		var out []raft.Node
-		for i := range upto {
-			out = append(out, raft.Node{ID: nodeIDOf(peers[i]), RaftAddr: raftAddrs[i], ClientAddr: peers[i].Client})
-		}
-		return out
-	}
 	waitBalanced := func(what string, on, not []string, nodes []raft.Node) time.Duration {
 		t.Helper()
 		begin := time.Now()
@@ -206,28 +136,25 @@ func TestRaftRebalanceUnderLoad(t *testing.T) {
 	}
 
 	// A fourth node joins.
-	start(3)
-	if _, err := call(ctx, peers[0].Client, ns, "RAFT.NODES", "ADD", "n4", raftAddrs[3], peers[3].Client); err != nil {
+	c.start(3, 4)
+	if _, err := call(ctx, peers[0].Client, ns, "RAFT.NODES", "ADD", "n4", c.raftAddrs[3], peers[3].Client); err != nil {
 		t.Fatal(err)
 	}
-	joinTime := waitBalanced("n4 joined", ids(peers), nil, raftNodes(4))
+	joinTime := waitBalanced("n4 joined", c.ids(0, 4), nil, c.raftNodes(0, 4))
 
 	// n1 is retired, then stopped.
 	if _, err := call(ctx, peers[1].Client, ns, "RAFT.NODES", "RETIRE", "n1"); err != nil {
 		t.Fatal(err)
 	}
-	retireTime := waitBalanced("n1 retired", ids(peers[1:]), []string{"n1"}, raftNodes(4))
+	retireTime := waitBalanced("n1 retired", c.ids(1, 4), []string{"n1"}, c.raftNodes(0, 4))
 	var moves []string
 	moveLog := func(cn *ClusterNode) {
 		for _, m := range cn.RaftMoves() {
 			moves = append(moves, fmt.Sprintf("%s: %v in %v (err %v)", cn.c.self, m.Move, m.End.Sub(m.Start).Round(time.Millisecond), m.Err))
 		}
 	}
-	moveLog(nodes[0])
-	if err := nodes[0].Close(context.Background()); err != nil {
-		t.Logf("close n1: %v", err)
-	}
-	nodes[0] = nil
+	moveLog(c.nodes[0])
+	c.stop(0)
 	time.Sleep(time.Second) // writes continue on n2..n4
 	stop.Store(true)
 	wg.Wait()
@@ -259,7 +186,7 @@ func TestRaftRebalanceUnderLoad(t *testing.T) {
 			t.Errorf("acknowledged %s=%s, read %q (found %v)", k, acked[k], v.Data, v.Found)
 		}
 	}
-	for _, cn := range nodes[1:] {
+	for _, cn := range c.nodes[1:] {
 		moveLog(cn)
 	}
 	if len(moves) == 0 {
@@ -275,5 +202,3 @@ func TestRaftRebalanceUnderLoad(t *testing.T) {
 		t.Errorf("writes stopped for %v", maxGap)
 	}
 }
-
-func nodeIDOf(p ClusterPeer) consistency.NodeID { return consistency.NodeID(p.ID) }
