@@ -136,7 +136,7 @@ func (s *Server) serveEpoll(ln net.Listener) error {
 		return fmt.Errorf("transport: epoll_create: %w", err)
 	}
 	st := &epollState{epfd: epfd, lfd: lfd, done: make(chan struct{}), work: make(chan *econn)}
-	st.scratch.New = func() any { b := make([]byte, scratchSize); return &b }
+	st.scratch.New = func() any { return &ioBuffers{in: make([]byte, scratchSize)} }
 	// The listener stays Go's (Shutdown closes it); it is also watched,
 	// level-triggered, by this epoll instance, and accepted from here.
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(lfd), Pad: listenerMark}
@@ -306,12 +306,28 @@ func (s *Server) epollWorker(st *epollState, c *econn) {
 	}
 }
 
+// ioBuffers are what a worker serving a connection borrows: the read
+// buffer and the buffer the replies are encoded into.
+type ioBuffers struct {
+	in  []byte
+	out []byte
+}
+
+// maxPendingReplies is how many bytes of replies a worker collects before
+// it writes them even though more complete frames are waiting.
+const maxPendingReplies = 64 << 10
+
 // epollServe reads what a readable connection has, serves its complete
 // frames in order, and releases the connection (or closes it).
 func (s *Server) epollServe(st *epollState, c *econn) {
-	bp := st.scratch.Get().(*[]byte)
-	defer st.scratch.Put(bp)
-	buf := *bp
+	bufs := st.scratch.Get().(*ioBuffers)
+	defer func() {
+		if cap(bufs.out) > maxPendingReplies*2 {
+			bufs.out = nil // do not pool a large reply's buffer
+		}
+		st.scratch.Put(bufs)
+	}()
+	buf := bufs.in
 	for {
 		n, err := unix.Read(c.fd, buf)
 		switch {
@@ -329,7 +345,7 @@ func (s *Server) epollServe(st *epollState, c *econn) {
 			s.epollClose(st, c, "eof")
 			return
 		}
-		if !s.epollFrames(st, c, buf[:n]) {
+		if !s.epollFrames(st, c, buf[:n], bufs) {
 			return // closed
 		}
 		if s.closing.Load() {
@@ -346,30 +362,47 @@ func (s *Server) epollServe(st *epollState, c *econn) {
 
 // epollFrames serves the complete frames of what was just read (after any
 // partial frame kept from before) and keeps the rest; false means it
-// closed the connection.
-func (s *Server) epollFrames(st *epollState, c *econn, data []byte) bool {
+// closed the connection. The replies are encoded one after the other into
+// bufs.out and written with one write once every complete frame is served
+// (or when maxPendingReplies have collected): a client that pipelines
+// requests gets one write per read, not one per request.
+func (s *Server) epollFrames(st *epollState, c *econn, data []byte, bufs *ioBuffers) bool {
 	c.lastActive.Store(time.Now().UnixNano())
 	s.cfg.Observer.BytesIn(len(data))
 	if c.partial != nil {
 		c.partial = append(c.partial, data...)
 		data = c.partial
 	}
+	out := bufs.out[:0]
+	defer func() { bufs.out = out[:0] }()
+	flush := func() error {
+		if len(out) == 0 {
+			return nil
+		}
+		err := s.epollWrite(c, out)
+		out = out[:0]
+		return err
+	}
 	for len(data) >= 4 {
 		size := binary.BigEndian.Uint32(data)
 		if size == 0 || size > uint32(s.cfg.MaxFrame) {
 			s.cfg.Logger.Warn("closing connection: bad frame size", "size", size, "max", s.cfg.MaxFrame)
-			s.epollWrite(c, s.exceptionFrame("", 0, thrift.PROTOCOL_ERROR,
-				fmt.Sprintf("frame size %d is not in 1..%d (max-frame); closing connection", size, s.cfg.MaxFrame)))
+			// Replies to the frames before it first, in order.
+			if flush() == nil {
+				s.epollWrite(c, s.exceptionFrame("", 0, thrift.PROTOCOL_ERROR,
+					fmt.Sprintf("frame size %d is not in 1..%d (max-frame); closing connection", size, s.cfg.MaxFrame)))
+			}
 			s.epollClose(st, c, "bad_frame")
 			return false
 		}
 		if uint32(len(data)-4) < size {
 			break
 		}
-		resp, keep := s.ProcessContext(c.ctx, data[4:4+size])
+		var keep bool
+		out, keep = s.appendProcess(c.ctx, out, data[4:4+size])
 		data = data[4+size:]
-		if len(resp) > 0 {
-			if err := s.epollWrite(c, resp); err != nil {
+		if !keep || len(out) >= maxPendingReplies {
+			if err := flush(); err != nil {
 				s.epollClose(st, c, "error")
 				return false
 			}
@@ -378,6 +411,10 @@ func (s *Server) epollFrames(st *epollState, c *econn, data []byte) bool {
 			s.epollClose(st, c, "bad_frame")
 			return false
 		}
+	}
+	if err := flush(); err != nil {
+		s.epollClose(st, c, "error")
+		return false
 	}
 	switch {
 	case len(data) == 0:
@@ -394,8 +431,8 @@ func (s *Server) epollFrames(st *epollState, c *econn, data []byte) bool {
 // epollWrite writes b completely, waiting (up to the frame timeout) while
 // the socket buffer is full.
 func (s *Server) epollWrite(c *econn, b []byte) error {
-	deadline := time.Now().Add(time.Duration(s.frameTimeout.Load()))
 	total := len(b)
+	var deadline time.Time // set when the socket buffer first fills
 	for len(b) > 0 {
 		n, err := unix.Write(c.fd, b)
 		switch {
@@ -403,6 +440,9 @@ func (s *Server) epollWrite(c *econn, b []byte) error {
 			b = b[n:]
 		case errors.Is(err, unix.EINTR):
 		case errors.Is(err, unix.EAGAIN):
+			if deadline.IsZero() {
+				deadline = time.Now().Add(time.Duration(s.frameTimeout.Load()))
+			}
 			wait := time.Until(deadline)
 			if wait <= 0 {
 				return errors.New("transport: write timed out")

@@ -23,6 +23,7 @@ import (
 type binaryProtocol struct {
 	*thrift.TBinaryProtocol
 	t   thrift.TTransport
+	fr  *frameReader // t, if it is the server's frame reader
 	cfg *thrift.TConfiguration
 }
 
@@ -31,6 +32,7 @@ type compactProtocol struct {
 	*thrift.TCompactProtocol
 	t   thrift.TTransport
 	br  io.ByteReader
+	fr  *frameReader // t, if it is the server's frame reader
 	cfg *thrift.TConfiguration
 }
 
@@ -45,9 +47,97 @@ func (p Protocol) newProtocol(t thrift.TTransport, cfg *thrift.TConfiguration) t
 		if br, ok := t.(io.ByteReader); ok {
 			cp.br = br
 		}
+		cp.fr, _ = t.(*frameReader)
 		return cp
 	}
-	return &binaryProtocol{TBinaryProtocol: thrift.NewTBinaryProtocolConf(t, cfg), t: t, cfg: cfg}
+	bp := &binaryProtocol{TBinaryProtocol: thrift.NewTBinaryProtocolConf(t, cfg), t: t, cfg: cfg}
+	bp.fr, _ = t.(*frameReader)
+	return bp
+}
+
+// ReadMessageBegin is the library's, except that on the server's frame
+// reader the method name costs no allocation (internString).
+func (p *binaryProtocol) ReadMessageBegin(ctx context.Context) (name string, typeID thrift.TMessageType, seqID int32, err error) {
+	if p.fr == nil {
+		return p.TBinaryProtocol.ReadMessageBegin(ctx)
+	}
+	size, err := p.ReadI32(ctx)
+	if err != nil {
+		return "", 0, 0, thrift.NewTProtocolException(err)
+	}
+	if size >= 0 {
+		// The old unversioned header: the name's length comes first.
+		if p.cfg.GetTBinaryStrictRead() {
+			return "", 0, 0, thrift.NewTProtocolExceptionWithType(thrift.BAD_VERSION, fmt.Errorf("missing version in ReadMessageBegin"))
+		}
+		if name, err = p.readName(size); err != nil {
+			return "", 0, 0, err
+		}
+		b, err := p.ReadByte(ctx)
+		if err != nil {
+			return "", 0, 0, err
+		}
+		typeID = thrift.TMessageType(b)
+	} else {
+		typeID = thrift.TMessageType(size & 0x0ff)
+		if int64(size)&thrift.VERSION_MASK != thrift.VERSION_1 {
+			return "", typeID, 0, thrift.NewTProtocolExceptionWithType(thrift.BAD_VERSION, fmt.Errorf("bad version in ReadMessageBegin"))
+		}
+		if name, err = p.ReadString(ctx); err != nil {
+			return "", typeID, 0, err
+		}
+	}
+	if seqID, err = p.ReadI32(ctx); err != nil {
+		return name, typeID, 0, thrift.NewTProtocolException(err)
+	}
+	return name, typeID, seqID, nil
+}
+
+// ReadString reads a string; on the server's frame reader a method or
+// command name costs no allocation (internString).
+func (p *binaryProtocol) ReadString(ctx context.Context) (string, error) {
+	if p.fr == nil {
+		return p.TBinaryProtocol.ReadString(ctx)
+	}
+	size, err := p.ReadI32(ctx)
+	if err != nil {
+		return "", err
+	}
+	return p.readName(size)
+}
+
+// readName reads a string body of size bytes from the frame reader.
+func (p *binaryProtocol) readName(size int32) (string, error) {
+	return frameString(p.fr, int64(size), p.cfg)
+}
+
+// ReadString reads a string; on the server's frame reader a method or
+// command name costs no allocation (internString).
+func (p *compactProtocol) ReadString(ctx context.Context) (string, error) {
+	if p.fr == nil {
+		return p.TCompactProtocol.ReadString(ctx)
+	}
+	size, err := p.readLength()
+	if err != nil {
+		return "", err
+	}
+	return frameString(p.fr, int64(size), p.cfg)
+}
+
+// frameString reads a string of size bytes in place from fr.
+func frameString(fr *frameReader, size int64, cfg *thrift.TConfiguration) (string, error) {
+	switch {
+	case size < 0:
+		return "", thrift.NewTProtocolExceptionWithType(thrift.NEGATIVE_SIZE, fmt.Errorf("negative size: %d", size))
+	case size > int64(cfg.GetMaxMessageSize()):
+		return "", thrift.NewTProtocolExceptionWithType(thrift.SIZE_LIMIT, fmt.Errorf("size exceeded max allowed: %d", size))
+	}
+	b, ok := fr.peek(int(size))
+	if !ok {
+		return "", thrift.NewTProtocolException(fmt.Errorf("string of %d bytes but %d left in the frame: %w", size, fr.RemainingBytes(), io.ErrUnexpectedEOF))
+	}
+	fr.consume(int(size))
+	return internString(b), nil
 }
 
 // ReadBinary reads a length-prefixed byte string with one allocation of
@@ -69,14 +159,24 @@ func (p *compactProtocol) ReadBinary(ctx context.Context) ([]byte, error) {
 	if p.br == nil || p.t.RemainingBytes() == math.MaxUint64 {
 		return p.TCompactProtocol.ReadBinary(ctx)
 	}
+	size, err := p.readLength()
+	if err != nil {
+		return nil, err
+	}
+	return readExact(p.t, int64(size), p.cfg)
+}
+
+// readLength reads the varint length prefix of a binary field or string
+// (p.br must be set).
+func (p *compactProtocol) readLength() (uint64, error) {
 	var size uint64
 	for shift := uint(0); ; shift += 7 {
 		if shift > 28 {
-			return nil, thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("varint length longer than 5 bytes"))
+			return 0, thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("varint length longer than 5 bytes"))
 		}
 		b, err := p.br.ReadByte()
 		if err != nil {
-			return nil, thrift.NewTProtocolException(err)
+			return 0, thrift.NewTProtocolException(err)
 		}
 		size |= uint64(b&0x7f) << shift
 		if b&0x80 == 0 {
@@ -84,9 +184,9 @@ func (p *compactProtocol) ReadBinary(ctx context.Context) ([]byte, error) {
 		}
 	}
 	if size > math.MaxInt32 {
-		return nil, thrift.NewTProtocolExceptionWithType(thrift.NEGATIVE_SIZE, fmt.Errorf("negative size: %d", int32(size)))
+		return 0, thrift.NewTProtocolExceptionWithType(thrift.NEGATIVE_SIZE, fmt.Errorf("negative size: %d", int32(size)))
 	}
-	return readExact(p.t, int64(size), p.cfg)
+	return size, nil
 }
 
 // readExact reads size bytes after checking that the frame holds them.

@@ -98,3 +98,47 @@ func BenchmarkReadBinary(b *testing.B) {
 		})
 	}
 }
+
+// TestFrameStrings: on the server's frame reader, strings decode in place —
+// known names without an allocation, others copied (they must not alias
+// the frame, which is reused) — and a length beyond the frame is an error.
+func TestFrameStrings(t *testing.T) {
+	ctx := context.Background()
+	cfg := &thrift.TConfiguration{}
+	for _, p := range []Protocol{Binary, Compact} {
+		enc := thrift.NewTMemoryBuffer()
+		w := p.newProtocol(enc, cfg)
+		w.WriteString(ctx, "GET")
+		w.WriteString(ctx, "no-such-command")
+		raw := bytes.Clone(enc.Bytes())
+		var fr frameReader
+		fr.reset(raw)
+		r := p.newProtocol(&fr, cfg)
+		known, err := r.ReadString(ctx)
+		if err != nil || known != "GET" {
+			t.Fatalf("%s: known name: %q, %v", p, known, err)
+		}
+		other, err := r.ReadString(ctx)
+		if err != nil || other != "no-such-command" {
+			t.Fatalf("%s: other string: %q, %v", p, other, err)
+		}
+		for i := range raw {
+			raw[i] = 'x' // the frame buffer is reused for the next request
+		}
+		if other != "no-such-command" {
+			t.Fatalf("%s: decoded string aliases the frame: %q", p, other)
+		}
+		fr.reset(raw[:len(raw)-1]) // "GET" then a string one byte short
+		r.ReadString(ctx)
+		if s, err := r.ReadString(ctx); err == nil {
+			t.Fatalf("%s: truncated string decoded as %q", p, s)
+		}
+		fr.reset(enc.Bytes()[:3])
+		if n := testing.AllocsPerRun(100, func() {
+			fr.reset(enc.Bytes())
+			r.ReadString(ctx)
+		}); n != 0 {
+			t.Errorf("%s: decoding a known name allocates %v times", p, n)
+		}
+	}
+}

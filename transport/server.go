@@ -332,9 +332,9 @@ func (s *Server) exceptionFrame(name string, seq int32, typ int32, msg string) [
 // messageHeader decodes the method name and sequence number of a request
 // frame ("" and 0 if its header does not decode).
 func (s *Server) messageHeader(frame []byte) (string, int32) {
-	in := thrift.NewTMemoryBuffer()
-	in.Buffer.Write(frame)
-	name, _, seq, err := s.cfg.Protocol.newProtocol(in, s.tcfg).ReadMessageBegin(s.ctx)
+	var in frameReader
+	in.reset(frame)
+	name, _, seq, err := s.cfg.Protocol.newProtocol(&in, s.tcfg).ReadMessageBegin(s.ctx)
 	if err != nil {
 		return "", 0
 	}
@@ -371,7 +371,7 @@ func (s *Server) serveConn(c *serverConn) {
 	}
 	c.nc.SetDeadline(time.Time{})
 	var hdr [4]byte
-	var buf []byte
+	var buf, out []byte // the request frame, the reply; reused
 	for {
 		if s.closing.Load() {
 			reason = "shutdown"
@@ -405,14 +405,13 @@ func (s *Server) serveConn(c *serverConn) {
 			return
 		}
 		s.cfg.Observer.BytesIn(int(n) + 4)
-		resp, keep := s.ProcessContext(ctx, frame)
-		if len(resp) > 0 {
-			if _, err := c.nc.Write(resp); err != nil {
-				reason = "error"
-				return
-			}
-			s.cfg.Observer.BytesOut(len(resp))
+		var keep bool
+		out, keep = s.appendProcess(ctx, out[:0], frame)
+		if _, err := c.nc.Write(out); err != nil {
+			reason = "error"
+			return
 		}
+		s.cfg.Observer.BytesOut(len(out))
 		if !keep {
 			reason = "bad_frame"
 			return
@@ -420,6 +419,9 @@ func (s *Server) serveConn(c *serverConn) {
 		c.busy.Store(false)
 		if cap(buf) > 64<<10 {
 			buf = nil // do not pin a large frame's buffer on an idle connection
+		}
+		if cap(out) > 64<<10 {
+			out = nil // nor a large reply's
 		}
 	}
 }
@@ -458,27 +460,27 @@ func readFrame(r io.Reader, buf []byte, maxFrame int) ([]byte, error) {
 
 // codec is the per-request decoding state, pooled.
 type codec struct {
-	in, out      *thrift.TMemoryBuffer
+	in           frameReader
+	out          replyWriter
 	iprot, oprot thrift.TProtocol
 }
 
 func (s *Server) newCodec() *codec {
-	c := &codec{in: thrift.NewTMemoryBuffer(), out: thrift.NewTMemoryBufferLen(256)}
-	c.iprot = s.cfg.Protocol.newProtocol(c.in, s.tcfg)
-	c.oprot = s.cfg.Protocol.newProtocol(c.out, s.tcfg)
+	c := &codec{}
+	c.iprot = s.cfg.Protocol.newProtocol(&c.in, s.tcfg)
+	c.oprot = s.cfg.Protocol.newProtocol(&c.out, s.tcfg)
 	return c
 }
 
+// reset points the codec at a request frame and an empty reply.
 func (c *codec) reset(frame []byte) {
-	c.in.Buffer.Reset()
-	c.in.Buffer.Write(frame)
-	c.out.Buffer.Reset()
-	c.out.Buffer.Write([]byte{0, 0, 0, 0}) // frame header, patched by frame()
+	c.in.reset(frame)
+	c.out.b = append(c.out.b[:0], 0, 0, 0, 0) // frame header, patched by frame()
 }
 
 // frame returns the response with its 4-byte length header.
 func (c *codec) frame() []byte {
-	b := c.out.Buffer.Bytes()
+	b := c.out.b
 	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
 	return b
 }
@@ -487,8 +489,7 @@ func (c *codec) frame() []byte {
 // and returns the framed response (nil if there is none) and whether the
 // connection may stay open. A request that does not decode gets a Thrift
 // application exception; the framing is intact, so the connection stays
-// open. A panic in the handler closes the connection and is logged. The
-// returned slice is valid until the next call.
+// open. A panic in the handler closes the connection and is logged.
 func (s *Server) Process(frame []byte) (resp []byte, keep bool) {
 	return s.ProcessContext(s.ctx, frame)
 }
@@ -496,15 +497,25 @@ func (s *Server) Process(frame []byte) (resp []byte, keep bool) {
 // ProcessContext is Process with the request context of a connection (see
 // ServerConfig.ConnContext).
 func (s *Server) ProcessContext(ctx context.Context, frame []byte) (resp []byte, keep bool) {
+	return s.appendProcess(ctx, make([]byte, 0, 128), frame)
+}
+
+// appendProcess is ProcessContext appending the framed response to dst:
+// the connection loops encode replies straight into their write buffer
+// (no copy, no allocation once it has grown) and send the replies of
+// every request a read brought in one write. frame is only read, and not
+// referred to once it returns.
+func (s *Server) appendProcess(ctx context.Context, dst, frame []byte) (out []byte, keep bool) {
 	c := s.codecs.Get().(*codec)
-	c.reset(frame)
+	c.in.reset(frame)
+	start := len(dst)
+	c.out.b = append(dst, 0, 0, 0, 0) // frame header, patched below
 	keep = true
 	func() {
 		defer func() {
 			if r := recover(); r != nil {
 				s.cfg.Logger.Error("request handler panicked; closing connection", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-				c.out.Buffer.Reset()
-				c.out.Buffer.Write([]byte{0, 0, 0, 0})
+				c.out.b = append(c.out.b[:start], 0, 0, 0, 0)
 				// Answer under the request's method name and sequence
 				// number, so the client reads the exception (not "wrong
 				// method name") before the connection closes.
@@ -514,23 +525,17 @@ func (s *Server) ProcessContext(ctx context.Context, frame []byte) (resp []byte,
 			}
 		}()
 		_, err := s.proc.Process(ctx, c.iprot, c.oprot)
-		if err != nil && c.out.Buffer.Len() == 4 {
+		if err != nil && len(c.out.b) == start+4 {
 			// Nothing was written: the message header did not decode.
 			writeException(s.ctx, c.oprot, "", 0, thrift.PROTOCOL_ERROR, "cannot decode request: "+err.Error())
 		}
 	}()
-	out := c.frame()
-	resp = append([]byte(nil), out...)
-	if c.out.Buffer.Cap() > 64<<10 {
-		c.out = thrift.NewTMemoryBufferLen(256)
-		c.oprot = s.cfg.Protocol.newProtocol(c.out, s.tcfg)
-	}
-	if c.in.Buffer.Cap() > 64<<10 {
-		c.in = thrift.NewTMemoryBuffer()
-		c.iprot = s.cfg.Protocol.newProtocol(c.in, s.tcfg)
-	}
+	out = c.out.b
+	binary.BigEndian.PutUint32(out[start:], uint32(len(out)-start-4))
+	c.out.b = nil // the caller's buffer: not the pool's
+	c.in.reset(nil)
 	s.codecs.Put(c)
-	return resp, keep
+	return out, keep
 }
 
 // SetFrameTimeoutForTest changes FrameTimeout on a running server (tests).
