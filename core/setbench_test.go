@@ -95,3 +95,39 @@ func BenchmarkSMembers(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSetAlgebra runs SINTER, SUNION, SDIFF and SUNIONSTORE over two
+// sets of n members that share half of them ("a" holds member-0..n-1, "b"
+// member-n/2..n/2+n-1).
+func BenchmarkSetAlgebra(b *testing.B) {
+	for _, n := range setBenchSizes {
+		s := benchStore(b)
+		for i := 0; i < n; i++ {
+			mustOK(b, s.Apply(t0, Cmd("SADD", "a", "member-"+strconv.Itoa(i))))
+			mustOK(b, s.Apply(t0, Cmd("SADD", "b", "member-"+strconv.Itoa(n/2+i))))
+		}
+		for _, c := range []struct {
+			cmd  Command
+			want int // members in the reply, or the stored set's size
+		}{
+			{Cmd("SINTER", "a", "b"), n - n/2},
+			{Cmd("SUNION", "a", "b"), n + n/2},
+			{Cmd("SDIFF", "a", "b"), n / 2},
+			{Cmd("SUNIONSTORE", "d", "a", "b"), n + n/2},
+		} {
+			b.Run(c.cmd.Name+"/"+strconv.Itoa(n), func(b *testing.B) {
+				b.ReportAllocs()
+				for i := 0; i < b.N; i++ {
+					r := s.Apply(t0, c.cmd)
+					got := len(r.Array)
+					if r.Kind == KindInt {
+						got = int(r.Int)
+					}
+					if got != c.want {
+						b.Fatalf("%s: %s, want %d members", c.cmd.Name, render(r), c.want)
+					}
+				}
+			})
+		}
+	}
+}

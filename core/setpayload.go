@@ -178,3 +178,96 @@ func spliceWalk(s setPayload, ms [][]byte, add bool, out *[]byte) (changed, body
 	flush(len(s.body))
 	return changed, bodyLen
 }
+
+// mergeSets computes the intersection ('i'), union ('u') or difference
+// ('d': the first set minus the others) of checked payloads in one merge of
+// their sorted members: the result comes out in strictly increasing order,
+// as encodeSet would order it, without a map or a sort. size is the total
+// length of the members. The members alias the payloads.
+func mergeSets(sets []setPayload, kind byte) (ms [][]byte, size int) {
+	its := make([]setIter, len(sets))
+	heads := make([][]byte, len(sets))
+	have := make([]bool, len(sets))
+	for i, s := range sets {
+		its[i] = s.iter()
+		heads[i], have[i] = its[i].next()
+	}
+	emit := func(m []byte) {
+		ms = append(ms, m)
+		size += len(m)
+	}
+	// skipBelow advances set j to its first member not below m and reports
+	// whether that member is m.
+	skipBelow := func(j int, m []byte) bool {
+		for have[j] {
+			switch c := bytes.Compare(heads[j], m); {
+			case c == 0:
+				return true
+			case c > 0:
+				return false
+			}
+			heads[j], have[j] = its[j].next()
+		}
+		return false
+	}
+	switch kind {
+	case 'u':
+		for {
+			var min []byte
+			any := false // the empty member is a member: track presence apart
+			for j := range heads {
+				if have[j] && (!any || bytes.Compare(heads[j], min) < 0) {
+					min, any = heads[j], true
+				}
+			}
+			if !any {
+				return ms, size
+			}
+			emit(min)
+			for j := range heads {
+				if have[j] && bytes.Equal(heads[j], min) {
+					heads[j], have[j] = its[j].next()
+				}
+			}
+		}
+	case 'i':
+		for ; have[0]; heads[0], have[0] = its[0].next() {
+			in := true
+			for j := 1; j < len(sets) && in; j++ {
+				in = skipBelow(j, heads[0])
+				if !in && !have[j] {
+					return ms, size // set j has nothing left to meet
+				}
+			}
+			if in {
+				emit(heads[0])
+			}
+		}
+	case 'd':
+		for ; have[0]; heads[0], have[0] = its[0].next() {
+			out := false
+			for j := 1; j < len(sets) && !out; j++ {
+				out = skipBelow(j, heads[0])
+			}
+			if !out {
+				emit(heads[0])
+			}
+		}
+	}
+	return ms, size
+}
+
+// encodeSortedSet encodes members in strictly increasing order (size bytes
+// in all) as a set payload: the bytes encodeSet writes for the same set.
+func encodeSortedSet(ms [][]byte, size int) []byte {
+	n := uvarintLen(uint64(len(ms))) + size
+	for _, m := range ms {
+		n += uvarintLen(uint64(len(m)))
+	}
+	b := make([]byte, 0, n)
+	b = binary.AppendUvarint(b, uint64(len(ms)))
+	for _, m := range ms {
+		b = appendBytes(b, m)
+	}
+	return b
+}

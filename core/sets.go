@@ -255,9 +255,10 @@ func cmdSCardMap(o *op, a [][]byte) Reply {
 	return Int(int64(len(s)))
 }
 
-// setAlgebra computes the intersection, union or difference of the sets at
-// keys. Every key is type-checked, as in Redis.
-func setAlgebra(o *op, keys [][]byte, kind byte) (map[string]struct{}, error) {
+// setAlgebraMap computes the intersection, union or difference of the sets
+// at keys on the map path (the commands fall back to it when a payload is
+// not canonical). Every key is type-checked, as in Redis.
+func setAlgebraMap(o *op, keys [][]byte, kind byte) (map[string]struct{}, error) {
 	sets := make([]map[string]struct{}, len(keys))
 	for i, k := range keys {
 		s, _, err := loadSet(o, k)
@@ -300,31 +301,84 @@ func setAlgebra(o *op, keys [][]byte, kind byte) (map[string]struct{}, error) {
 	return out, nil
 }
 
+// setAlgebra computes the intersection ('i'), union ('u') or difference
+// ('d') of the sets at keys on their stored payloads: a merge of sorted
+// runs (mergeSets). Every key is loaded, and so type-checked, before any
+// is merged, in key order, as on the map path (the same error, the same
+// version recorded for the reply). canonical is false, with a nil error,
+// when a payload is not canonical: the caller then takes the map path.
+// The members alias the loaded payloads.
+func setAlgebra(o *op, keys [][]byte, kind byte) (ms [][]byte, size int, canonical bool, err error) {
+	sets := make([]setPayload, len(keys))
+	for i, k := range keys {
+		s, _, c, err := loadSetPayload(o, k)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		if !c {
+			return nil, 0, false, nil
+		}
+		sets[i] = s
+	}
+	ms, size = mergeSets(sets, kind)
+	return ms, size, true, nil
+}
+
 func setAlgebraCmd(o *op, keys [][]byte, kind byte) Reply {
-	s, err := setAlgebra(o, keys, kind)
+	ms, size, canonical, err := setAlgebra(o, keys, kind)
 	if err != nil {
 		return fail(err)
 	}
-	return sortedMembers(s)
+	if !canonical {
+		s, err := setAlgebraMap(o, keys, kind)
+		if err != nil {
+			return fail(err)
+		}
+		return sortedMembers(s)
+	}
+	// The replies share one copy of the members (the payloads they alias
+	// are the store's).
+	buf := make([]byte, 0, size)
+	rs := make([]Reply, len(ms))
+	for i, m := range ms {
+		buf = append(buf, m...)
+		rs[i] = Bulk(buf[len(buf)-len(m) : len(buf) : len(buf)])
+	}
+	return Array(rs...)
 }
 
 // setAlgebraStore stores the result at dest (replacing whatever it held,
 // dropping its TTL) and replies with its size.
 func setAlgebraStore(o *op, dest []byte, keys [][]byte, kind byte) Reply {
-	s, err := setAlgebra(o, keys, kind)
+	ms, size, canonical, err := setAlgebra(o, keys, kind)
 	if err != nil {
 		return fail(err)
 	}
-	if len(s) == 0 {
+	n := len(ms)
+	var payload []byte
+	if canonical {
+		if n > 0 {
+			payload = encodeSortedSet(ms, size)
+		}
+	} else {
+		s, err := setAlgebraMap(o, keys, kind)
+		if err != nil {
+			return fail(err)
+		}
+		if n = len(s); n > 0 {
+			payload = encodeSet(s)
+		}
+	}
+	if n == 0 {
 		if _, err := o.del(dest); err != nil {
 			return fail(err)
 		}
 		return Int(0)
 	}
-	if err := o.put(dest, TypeSet, encodeSet(s), 0); err != nil {
+	if err := o.put(dest, TypeSet, payload, 0); err != nil {
 		return fail(err)
 	}
-	return Int(int64(len(s)))
+	return Int(int64(n))
 }
 
 func cmdSInter(o *op, a [][]byte) Reply      { return setAlgebraCmd(o, a, 'i') }
