@@ -57,6 +57,13 @@ type ClusterConfig struct {
 	// RaftRebalance configures the raft rebalancer (raftrebalance.go);
 	// it runs only with Gossip.
 	RaftRebalance RaftRebalanceOptions
+	// RaftListen lists Raft addresses this node offers to raft namespaces
+	// that do not list it (dialkv node --raft-listen; advertised in its
+	// gossip metadata). Each raft namespace runs its own Dragonboat
+	// NodeHost, so each needs an address of its own: the rebalancer adds
+	// the node to the node list of a namespace with an address this node
+	// uses in no other raft namespace (raftjoin.go).
+	RaftListen []string
 
 	// sec is the node's Config.Security (set by StartClusterNode): peer
 	// TLS, and the TLS used to call the other members' client API.
@@ -147,7 +154,8 @@ func (c *cluster) setPeerState(id string, alive bool) {
 }
 
 // command answers CLUSTER MEMBERS: one line per member, "ID STATE
-// client=ADDR peer=ADDR gossip=ADDR" (and " self" for this node).
+// client=ADDR peer=ADDR gossip=ADDR" (then " raft=ADDR,..." for a member
+// that offers Raft addresses, and " self" for this node).
 func (c *cluster) command(cmd core.Command) (core.Reply, bool) {
 	if !strings.EqualFold(cmd.Name, "CLUSTER") {
 		return core.Reply{}, false
@@ -161,6 +169,9 @@ func (c *cluster) command(cmd core.Command) (core.Reply, bool) {
 	var rs []core.Reply
 	for _, m := range c.members() {
 		line := fmt.Sprintf("%s %s client=%s peer=%s gossip=%s", m.ID, m.State, m.Client, m.Peer, m.Gossip)
+		if len(m.Raft) > 0 {
+			line += " raft=" + strings.Join(m.Raft, ",")
+		}
 		if m.Self {
 			line += " self"
 		}
@@ -418,6 +429,7 @@ func StartClusterNode(cfg Config, cc ClusterConfig) (*ClusterNode, error) {
 				meta = gossipMeta{Client: p.Client, Peer: p.Peer}
 			}
 		}
+		meta.Raft = cc.RaftListen
 		var err error
 		if g, err = startGossip(cfg.ID, cc.Name, meta, cc.Peers, *cc.Gossip, cfg.Logger); err != nil {
 			return nil, err
@@ -593,7 +605,7 @@ func (cn *ClusterNode) pullCatalogs() {
 			continue
 		}
 		for _, s := range specs {
-			if !spreads(s.Strategy) {
+			if !spreads(s.Strategy) || !raftListsNode(s, cn.c.self) {
 				continue
 			}
 			if have := cn.namespace(s.Name); have != nil {
@@ -620,6 +632,23 @@ func (cn *ClusterNode) pullCatalogs() {
 			}
 		}
 	}
+}
+
+// raftListsNode reports whether spec, if of a raft namespace, lists node
+// id among its nodes (true for other strategies). A raft namespace is
+// created only on its nodes: a node that joined the cluster creates it
+// once the rebalancer has appended it to the list (raftjoin.go), and
+// until then is not warned of a creation that cannot succeed.
+func raftListsNode(spec NamespaceSpec, id string) bool {
+	if spec.Strategy != "raft" {
+		return true
+	}
+	for _, n := range strings.Split(spec.Params["nodes"], ",") {
+		if strings.TrimSpace(n) == id {
+			return true
+		}
+	}
+	return false
 }
 
 func (cn *ClusterNode) warnOnce(key, msg string, args ...any) {
@@ -673,7 +702,7 @@ type member interface {
 
 // memberFlags are dialkv node's cluster flags.
 type memberFlags struct {
-	cluster, peerListen, peers, gossip, join string
+	cluster, peerListen, peers, gossip, join, raftListen string
 }
 
 // portPlus returns addr with its port increased by d.
@@ -752,5 +781,43 @@ func startMember(cfg Config, f memberFlags) (member, error) {
 	} else if len(ps) == 0 {
 		return nil, errors.New("node: --join needs gossip (--gossip is off)")
 	}
+	rl, err := raftListen(f)
+	if err != nil {
+		return nil, err
+	}
+	cc.RaftListen = rl
 	return StartClusterNode(cfg, cc)
+}
+
+// raftListen returns the Raft addresses a member offers to raft
+// namespaces (--raft-listen, ClusterConfig.RaftListen): the flag's list;
+// by default, for a node started with --join and no --peers, one address
+// at its peer port+1 (the layout of dialkv demo: client, peer, Raft and
+// gossip ports in a row); none with "off" or for a static member by
+// default.
+func raftListen(f memberFlags) ([]string, error) {
+	switch f.raftListen {
+	case "off":
+		return nil, nil
+	case "":
+		if f.peers != "" || f.peerListen == "" {
+			return nil, nil
+		}
+		a, err := portPlus(f.peerListen, 1)
+		if err != nil {
+			return nil, fmt.Errorf("node: default --raft-listen from --peer-listen %q: %w", f.peerListen, err)
+		}
+		return []string{a}, nil
+	}
+	var out []string
+	for _, a := range strings.Split(f.raftListen, ",") {
+		if a = strings.TrimSpace(a); a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("node: --raft-listen %q: %w", a, err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }

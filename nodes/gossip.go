@@ -23,6 +23,10 @@ type MemberInfo struct {
 	Client string `json:"client"` // client API address
 	Peer   string `json:"peer"`   // peer API address
 	Gossip string `json:"gossip"` // gossip (memberlist) address; "" if never seen
+	// Raft lists the Raft addresses the node offers to raft namespaces
+	// that do not list it yet (ClusterConfig.RaftListen, from its gossip
+	// metadata); the raft rebalancer adds it to their node lists.
+	Raft []string `json:"raft,omitempty"`
 	// State is "alive" (memberlist counts it as a member: alive or only
 	// suspected), "down" (memberlist declared it dead, or it left), or
 	// "unknown" (listed in --peers, never seen through gossip).
@@ -33,8 +37,9 @@ type MemberInfo struct {
 // gossipMeta is what a node advertises in its memberlist metadata (at most
 // 512 bytes).
 type gossipMeta struct {
-	Client string `json:"c"`
-	Peer   string `json:"p"`
+	Client string   `json:"c"`
+	Peer   string   `json:"p"`
+	Raft   []string `json:"r,omitempty"` // ClusterConfig.RaftListen
 }
 
 // gossipState is what a node hands a node it exchanges full state with
@@ -332,6 +337,7 @@ func (g *gossip) members() []MemberInfo {
 			if m.Peer == "" {
 				m.Peer = meta.Peer
 			}
+			m.Raft = meta.Raft
 		}
 		m.Gossip = n.Address()
 		m.State = "alive" // memberlist lists live and suspected nodes; it does not say which

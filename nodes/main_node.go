@@ -49,6 +49,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		cpRetain    = fs.Duration("checkpoint-retain", 24*time.Hour, "remove retained checkpoints older than this (the newest is always kept; 0: keep all)")
 		gossipAddr  = fs.String("gossip", "", "gossip (memberlist failure detector) address HOST:PORT, UDP and TCP (default: the peer address's host and port+2; \"off\": no gossip)")
 		clockOff    = fs.Duration("clock-offset", 0, "fault tests only: shift this node's wall clock (TTLs, LWW and HLC timestamps, raft proposal times) by this much, e.g. -2s; the admin API's POST /v1/clock?offset=D changes it at run time")
+		raftListen  = fs.String("raft-listen", "", "Raft addresses HOST:PORT[,HOST:PORT...] this node offers to raft namespaces that do not list it: the raft rebalancer adds it to their node lists and moves replicas onto it, one address per namespace (default with --join and no --peers: the --peer-listen port+1; \"off\": none; docs/operations.md)")
 		join        = fs.String("join", "", "gossip addresses to join, ADDR[,ADDR...] (default with --peers: every other member's peer port+2); without --peers the member list is learned from them, and a node not in it runs as a non-member proxy until dialkv admin add-node adds it")
 	)
 	var secFlags security.Flags
@@ -121,7 +122,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		MaxFrame: *maxFrame, Engine: *engine, SubscriptionTTL: *subTTL,
 		Limits: core.Limits{MaxValueSize: *maxValue}, Logger: logger, Version: buildVersion(),
 		Strategies: map[string]StrategyFactory{"raft": RaftStrategy}, Security: sec, ClockOffset: *clockOff,
-	}, memberFlags{cluster: *clusterName, peerListen: *peerListen, peers: *peers, gossip: *gossipAddr, join: *join})
+	}, memberFlags{cluster: *clusterName, peerListen: *peerListen, peers: *peers, gossip: *gossipAddr, join: *join, raftListen: *raftListen})
 	if err != nil {
 		fmt.Fprintf(stderr, "dialkv node: %v\n", err)
 		return 1

@@ -36,7 +36,10 @@ type raftTestCluster struct {
 	raftAddrs []string
 	nodes     []*ClusterNode
 	rebalance RaftRebalanceOptions
-	logs      *testLogs
+	// join: members started with no Peers (dialkv node --join only),
+	// offering their Raft address through gossip (ClusterConfig.RaftListen).
+	join map[int]bool
+	logs *testLogs
 }
 
 // newRaftTestCluster allocates n members' addresses; start starts them.
@@ -48,7 +51,7 @@ func newRaftTestCluster(t *testing.T, name string, n int, rb RaftRebalanceOption
 	}
 	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", ports[i]) }
 	c := &raftTestCluster{t: t, name: name, dir: t.TempDir(), rebalance: rb, nodes: make([]*ClusterNode, n),
-		logs: &testLogs{}}
+		join: map[int]bool{}, logs: &testLogs{}}
 	for i := range n {
 		c.peers = append(c.peers, ClusterPeer{ID: fmt.Sprintf("n%d", i+1), Client: addr(3 * i), Peer: addr(3*i + 1)})
 		c.raftAddrs = append(c.raftAddrs, addr(3*i+2))
@@ -67,12 +70,16 @@ func newRaftTestCluster(t *testing.T, name string, n int, rb RaftRebalanceOption
 }
 
 // start starts member i (again, after stop), joining the gossip of a
-// running member. The first static members are the static member list.
+// running member. The first static members are the static member list;
+// a member marked in join starts with none.
 func (c *raftTestCluster) start(i int, static int) {
 	c.t.Helper()
 	cc := ClusterConfig{Name: c.name, Peers: c.peers[:static], CatalogSync: 300 * time.Millisecond,
 		Gossip:        &GossipOptions{Listen: "127.0.0.1:0", ProbeInterval: 100 * time.Millisecond, Rejoin: 300 * time.Millisecond},
 		RaftRebalance: c.rebalance}
+	if c.join[i] {
+		cc.Peers, cc.PeerListen, cc.RaftListen = nil, c.peers[i].Peer, []string{c.raftAddrs[i]}
+	}
 	for j, cn := range c.nodes {
 		if cn != nil && j != i {
 			cc.Gossip.Join = []string{cn.GossipAddr()}

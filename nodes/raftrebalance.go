@@ -13,9 +13,11 @@ import (
 
 // RaftRebalanceOptions configure a cluster member's raft rebalancer: the
 // loop that keeps every raft namespace's replicas on live nodes and
-// spread evenly (raft.Plan), one move at a time. It runs only with gossip
-// (its failure detector says which nodes are alive), and only on the
-// elected member: the alive member with the smallest ID.
+// spread evenly (raft.Plan), one move at a time, and that appends members
+// that joined the cluster to the namespaces' node lists (raftjoin.go). It
+// runs only with gossip (its failure detector says which nodes are
+// alive), and for each namespace only on the elected member: the alive
+// node of the namespace with the smallest ID.
 type RaftRebalanceOptions struct {
 	// Off disables it.
 	Off bool
@@ -123,17 +125,9 @@ func (rb *raftRebalancer) look(now time.Time) {
 			rb.downSince[m.ID] = now
 		}
 	}
-	var ids []string
-	for id := range alive {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	if len(ids) == 0 || ids[0] != rb.cn.c.self {
-		return // not elected: the alive member with the smallest ID acts
-	}
 	for _, ns := range rb.cn.namespaceList() {
 		svc, ok := ns.svc.(*raft.Service)
-		if !ok || !svc.Rebalance() {
+		if !ok || !svc.Rebalance() || !rb.elected(svc, alive) {
 			continue
 		}
 		select {
@@ -143,6 +137,25 @@ func (rb *raftRebalancer) look(now time.Time) {
 		}
 		rb.namespace(now, ns.spec.Name, svc, alive)
 	}
+}
+
+// elected reports whether this member acts for the namespace: it is the
+// alive node of the namespace's node list with the smallest ID. (Not the
+// smallest alive cluster member: a member that joined with --join may not
+// be a node of the namespace yet, or sort first, e.g. n10 before n2, and
+// would hold the election while unable to act.) Members whose views of
+// the list or of liveness differ for a moment may both act: each
+// configuration change is proposed against the membership it read, so
+// concurrent changes do not mix (membership.go).
+func (rb *raftRebalancer) elected(svc *raft.Service, alive map[string]bool) bool {
+	var ids []string
+	for _, n := range svc.Nodes() {
+		if alive[string(n.ID)] {
+			ids = append(ids, string(n.ID))
+		}
+	}
+	sort.Strings(ids)
+	return len(ids) > 0 && ids[0] == rb.cn.c.self
 }
 
 // namespace plans and makes at most one move in one raft namespace.
@@ -166,6 +179,12 @@ func (rb *raftRebalancer) namespace(now time.Time, name string, svc *raft.Servic
 	}
 	for _, r := range svc.Retired() {
 		in.Retired = append(in.Retired, string(r))
+	}
+	// A member that joined the cluster and offers a Raft address becomes
+	// a node of the namespace first (raftjoin.go); the moves onto it are
+	// planned at the next look, with the new list.
+	if rb.extendRaftNodes(name, svc, call) {
+		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	p, err := ReadRaftPlacement(ctx, call, name, up)
