@@ -89,7 +89,8 @@ func ParseAction(s string) (Action, error) {
 // Principal is an authenticated identity.
 type Principal struct {
 	Name string // user name, token name or certificate common name
-	// Method says how it was authenticated: "password", "token" or "cert".
+	// Method says how it was authenticated: "password", "token", "cert"
+	// or MethodNode.
 	Method string
 	// bind ties a password or token principal to the credential it logged
 	// in with (Policy.Valid); serial is a certificate principal's serial
@@ -97,6 +98,13 @@ type Principal struct {
 	bind   [32]byte
 	serial string
 }
+
+// MethodNode is the Method of a principal that presented a node
+// certificate of the cluster's peer CA on the client listener (IsNodeCert):
+// another node, or an operator holding a node's certificate. It has admin
+// on every namespace and the whole cluster (Policy.Authorize); revoking its
+// serial (revoked_certs) takes that away.
+const MethodNode = "node"
 
 // LogValue logs the principal's name and method (never a credential).
 func (p Principal) LogValue() slog.Value {

@@ -45,3 +45,22 @@ func BenchmarkGuardCall(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCommandNeed is the classification of one command the Guard
+// does per call: a data command (the hot path) and a management one.
+func BenchmarkCommandNeed(b *testing.B) {
+	for _, c := range []*gen.Command{
+		{Name: "SET", Argv: [][]byte{[]byte("k"), []byte("v")}},
+		{Name: "GET", Argv: [][]byte{[]byte("k")}},
+		{Name: "RAFT.ADD", Argv: [][]byte{[]byte("0"), []byte("n2")}},
+	} {
+		b.Run(c.Name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if commandNeed(c).Action == 0 {
+					b.Fatal("no action")
+				}
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package security
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -49,7 +50,11 @@ type Settings struct {
 	// PeerTLSFiles are the files of --peer-tls-cert/-key/-ca (empty
 	// without peer TLS). Raft namespaces hand them to Dragonboat, whose
 	// transport loads them itself (NodeHostConfig.MutualTLS).
-	PeerTLSFiles  TLSFiles
+	PeerTLSFiles TLSFiles
+	// NodeCAs is the --peer-tls-ca pool: on the client listener, a
+	// certificate it signed that allows server use is a node principal
+	// (IsNodeCert, MethodNode). nil without peer TLS.
+	NodeCAs       *x509.CertPool
 	Authorizer    Authorizer    // AllowAll without --auth-file
 	Authenticator Authenticator // checks logins; nil without --auth-file
 	// Policy is the reloadable --auth-file policy (also Authorizer and
@@ -92,6 +97,7 @@ func (f *Flags) Load(seed uint64) (Settings, error) {
 			return Settings{}, err
 		}
 		s.PeerServerTLS, s.PeerClientTLS = srv, cli
+		s.NodeCAs = srv.ClientCAs
 		s.PeerTLSFiles = TLSFiles{Cert: f.PeerTLSCert, Key: f.PeerTLSKey, CA: f.PeerTLSCA}
 	}
 	if f.AuthFile != "" {
@@ -104,6 +110,21 @@ func (f *Flags) Load(seed uint64) (Settings, error) {
 			return Settings{}, err
 		}
 		s.Policy, s.Authorizer, s.Authenticator = p, p, p
+		if f.PeerTLSCA != "" {
+			// Other nodes call this node's client API with their node
+			// certificate (catalog sync, raft rebuild and rebalancing):
+			// the listener also accepts certificates of the peer CA, and
+			// a node certificate among them is a node principal.
+			files := []string{f.PeerTLSCA}
+			if f.TLSCA != "" {
+				files = append(files, f.TLSCA)
+			}
+			pool, err := loadCAPool(files...)
+			if err != nil {
+				return Settings{}, err
+			}
+			s.ClientTLS.ClientCAs = pool
+		}
 		if s.ClientTLS.ClientCAs != nil {
 			// A client certificate is one way in among three: clients
 			// without one log in with a password or a token, and requests
@@ -152,13 +173,14 @@ func (f *Flags) Load(seed uint64) (Settings, error) {
 
 // ConnContext is the transport.ServerConfig.ConnContext of the client
 // listener: it completes a TLS handshake and binds a verified client
-// certificate's common name (see the package-level ConnContext), gives the
+// certificate's common name (see the package-level ConnContext; a node
+// certificate of NodeCAs makes a MethodNode principal), gives the
 // connection a login Session and, with --rate-limit, its own TokenBucket.
 // nc is nil in epoll mode (no TLS).
 func (s Settings) ConnContext(ctx context.Context, nc net.Conn) (context.Context, error) {
 	if nc != nil {
 		var err error
-		if ctx, err = ConnContext(ctx, nc); err != nil {
+		if ctx, err = connContext(ctx, nc, s.NodeCAs); err != nil {
 			return nil, err
 		}
 	}

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strings"
 	"time"
 
-	"github.com/dialkv/dialkv/core"
 	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
 )
 
@@ -17,9 +15,11 @@ import (
 // action, or the request fails with the typed Thrift exception
 // Unauthenticated or Forbidden and the inner handler never sees it.
 //
-// Actions: commands that core reports read-only (GET, SCAN, ...) are reads,
-// every other command is a write (unknown commands too: fail closed); a
-// batch or transaction needs the union of its commands' actions; scan and
+// Actions (CommandNeed): commands that core reports read-only (GET, SCAN,
+// ...) are reads, every other command is a write (unknown commands too:
+// fail closed); cluster-management commands (CLUSTER RING SET, RAFT.ADD,
+// RAFT.REMOVE, ...) need admin; a batch or transaction needs the union of
+// its commands' needs; scan and
 // index queries read; publish writes; subscribe reads; creating or dropping
 // a namespace needs admin on it. Poll and unsubscribe need an authenticated
 // principal only (the subscription id was handed out to an authorized
@@ -187,39 +187,13 @@ func nsOf(opts *gen.RequestOptions) string {
 	return *opts.Ns
 }
 
-// CommandAction is the action a command needs.
-func CommandAction(name string) Action {
-	if core.IsReadOnly(strings.ToUpper(name)) {
-		return Read
-	}
-	return Write
-}
-
-func commandsAction(cmds []*gen.Command) Action {
-	var a Action
-	for _, c := range cmds {
-		if c == nil {
-			a |= Write
-			continue
-		}
-		a |= CommandAction(c.Name)
-	}
-	if a == 0 {
-		a = Read
-	}
-	return a
-}
-
 // Ping is open.
 func (g *Guard) Ping(ctx context.Context) (*gen.NodeInfo, error) { return g.Inner.Ping(ctx) }
 
 // Call checks the command's action.
 func (g *Guard) Call(ctx context.Context, opts *gen.RequestOptions, cmd *gen.Command) (*gen.ExecuteResponse, error) {
-	a := Write
-	if cmd != nil {
-		a = CommandAction(cmd.Name)
-	}
-	release, err := g.gate(ctx, 1, nsOf(opts), a)
+	n := commandNeed(cmd)
+	release, err := g.gate(ctx, 1, n.scope(opts), n.Action)
 	if err != nil {
 		return nil, err
 	}
@@ -227,9 +201,10 @@ func (g *Guard) Call(ctx context.Context, opts *gen.RequestOptions, cmd *gen.Com
 	return g.Inner.Call(ctx, opts, cmd)
 }
 
-// Execute checks the union of the commands' actions.
+// Execute checks the union of the commands' needs.
 func (g *Guard) Execute(ctx context.Context, opts *gen.RequestOptions, cmds []*gen.Command) (*gen.ExecuteResponse, error) {
-	release, err := g.gate(ctx, len(cmds), nsOf(opts), commandsAction(cmds))
+	n := commandsNeed(cmds)
+	release, err := g.gate(ctx, len(cmds), n.scope(opts), n.Action)
 	if err != nil {
 		return nil, err
 	}
@@ -237,13 +212,13 @@ func (g *Guard) Execute(ctx context.Context, opts *gen.RequestOptions, cmds []*g
 	return g.Inner.Execute(ctx, opts, cmds)
 }
 
-// Transaction checks the union of the commands' actions (conditions read).
+// Transaction checks the union of the commands' needs (conditions read).
 func (g *Guard) Transaction(ctx context.Context, opts *gen.RequestOptions, conds []*gen.Condition, cmds []*gen.Command) (*gen.ExecuteResponse, error) {
-	a := commandsAction(cmds)
+	n := commandsNeed(cmds)
 	if len(conds) > 0 {
-		a |= Read
+		n.Action |= Read
 	}
-	release, err := g.gate(ctx, len(cmds), nsOf(opts), a)
+	release, err := g.gate(ctx, len(cmds), n.scope(opts), n.Action)
 	if err != nil {
 		return nil, err
 	}

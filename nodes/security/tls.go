@@ -46,15 +46,18 @@ func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
 	return cert, nil
 }
 
-// loadCAPool loads a PEM bundle of one or more CA certificates.
-func loadCAPool(caFile string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, tlsErr("CA bundle: %v", err)
-	}
+// loadCAPool loads PEM bundles of one or more CA certificates into one
+// pool.
+func loadCAPool(caFiles ...string) (*x509.CertPool, error) {
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, tlsErr("CA bundle %s holds no PEM certificate", caFile)
+	for _, caFile := range caFiles {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, tlsErr("CA bundle: %v", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, tlsErr("CA bundle %s holds no PEM certificate", caFile)
+		}
 	}
 	return pool, nil
 }
@@ -158,6 +161,13 @@ func PeerConfigs(f TLSFiles) (server, client *tls.Config, err error) {
 // (method "cert"). It returns an error if the handshake fails. Use it
 // where the server accepts a connection.
 func ConnContext(ctx context.Context, nc net.Conn) (context.Context, error) {
+	return connContext(ctx, nc, nil)
+}
+
+// connContext is ConnContext; with nodeCAs, a certificate that is a node
+// certificate signed by them (IsNodeCert) makes a node principal (method
+// "node", see NodePrincipal) instead of a "cert" one.
+func connContext(ctx context.Context, nc net.Conn, nodeCAs *x509.CertPool) (context.Context, error) {
 	tc, ok := nc.(*tls.Conn)
 	if !ok {
 		return ctx, nil
@@ -169,11 +179,38 @@ func ConnContext(ctx context.Context, nc net.Conn) (context.Context, error) {
 	if len(st.VerifiedChains) == 0 || len(st.PeerCertificates) == 0 {
 		return ctx, nil
 	}
-	cn := st.PeerCertificates[0].Subject.CommonName
+	leaf := st.PeerCertificates[0]
+	cn := leaf.Subject.CommonName
 	if cn == "" {
 		return ctx, nil
 	}
-	return WithPrincipal(ctx, Principal{Name: cn, Method: "cert", serial: st.PeerCertificates[0].SerialNumber.Text(16)}), nil
+	method := "cert"
+	if nodeCAs != nil && IsNodeCert(st.PeerCertificates, nodeCAs) {
+		method = "node"
+	}
+	return WithPrincipal(ctx, Principal{Name: cn, Method: method, serial: leaf.SerialNumber.Text(16)}), nil
+}
+
+// IsNodeCert reports whether chain (leaf first, as a TLS peer sent it) is
+// a node certificate signed by nodeCAs (the --peer-tls-ca bundle): it
+// verifies against them and allows server use, which `dialkv certs` gives
+// node certificates and never client ones. Such a certificate is trusted
+// on the peer port to replicate every namespace, so on the client
+// listener it is a node principal with admin everywhere (NodePrincipal):
+// nodes call each other's client API for catalog sync, raft rebuilds and
+// rebalancing, and an operator may run `dialkv admin` with a node's
+// certificate.
+func IsNodeCert(chain []*x509.Certificate, nodeCAs *x509.CertPool) bool {
+	if len(chain) == 0 || nodeCAs == nil {
+		return false
+	}
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	_, err := chain[0].Verify(x509.VerifyOptions{Roots: nodeCAs, Intermediates: inter,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	return err == nil && requireNodeCert(tls.ConnectionState{PeerCertificates: chain}) == nil
 }
 
 // requireNodeCert refuses a peer whose verified certificate is not a node

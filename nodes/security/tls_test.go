@@ -38,6 +38,13 @@ func files(dir, base string, withCA bool) TLSFiles {
 // connection context and both errors.
 func handshake(t *testing.T, server, client *tls.Config) (context.Context, error, error) {
 	t.Helper()
+	return handshakeWith(t, server, client, ConnContext)
+}
+
+// handshakeWith is handshake with the server side's connection context
+// made by connCtx (e.g. Settings.ConnContext).
+func handshakeWith(t *testing.T, server, client *tls.Config, connCtx func(context.Context, net.Conn) (context.Context, error)) (context.Context, error, error) {
+	t.Helper()
 	// Loopback TCP, not net.Pipe: a pipe has no buffer, so a side that
 	// aborts mid-flight would deadlock against the other's pending write.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -64,7 +71,7 @@ func handshake(t *testing.T, server, client *tls.Config) (context.Context, error
 	}
 	ch := make(chan res, 1)
 	go func() {
-		ctx, err := ConnContext(context.Background(), tls.Server(a, server))
+		ctx, err := connCtx(context.Background(), tls.Server(a, server))
 		if err != nil {
 			a.Close() // unblock the client
 		}
