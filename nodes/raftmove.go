@@ -72,17 +72,22 @@ type RaftMover struct {
 
 // The steps of a move, as RaftMover.Move logs them.
 const (
-	stepAdd, stepJoin, stepSynced, stepRemove, stepLeave = "add", "join", "synced", "remove", "leave"
+	stepAdd, stepJoin, stepSynced, stepPromote, stepRemove, stepLeave = "add", "join", "synced", "promote", "remove", "leave"
 )
 
 // Move executes mv on a shard whose current voting members are members:
 // the configuration changes go through a member other than mv.From (the
-// first that answers); To's replica is added (RAFT.ADD: its new replica
-// ID), started (RAFT.JOIN) and caught up (RAFT.SYNCED) before From's is
+// first that answers); To's replica is added as a non-voting member
+// (RAFT.ADD ... NONVOTING: its new replica ID), started (RAFT.JOIN ...
+// NONVOTING), caught up (RAFT.SYNCED: it has applied everything committed
+// when asked) and promoted to a voter (RAFT.PROMOTE) before From's is
 // removed (RAFT.REMOVE) and stopped (RAFT.LEAVE, best effort: From may be
-// down) — or, with mv.RemoveFirst, From is removed first. Each step is
-// retried until ctx ends; steps are idempotent (ADD of a member returns
-// its ID, REMOVE of a non-member succeeds).
+// down) — or, with mv.RemoveFirst, From is removed first. While To catches
+// up it does not count in the shard's quorum, so a slow catch-up cannot
+// cost the shard its quorum (a voter added directly would: 3 voters plus
+// one that has nothing need 3 of 4). Each step is retried until ctx ends;
+// steps are idempotent (ADD of a member returns its ID, PROMOTE of a voter
+// and REMOVE of a non-member succeed).
 func (m RaftMover) Move(ctx context.Context, mv raft.Move, members []string) error {
 	var via []string
 	for _, id := range members {
@@ -115,7 +120,7 @@ func (m RaftMover) Move(ctx context.Context, mv raft.Move, members []string) err
 		}
 	}
 	if mv.To != "" {
-		r, err := m.retry(ctx, stepAdd, via, "RAFT.ADD", sh, mv.To)
+		r, err := m.retry(ctx, stepAdd, via, "RAFT.ADD", sh, mv.To, "NONVOTING")
 		if err != nil {
 			return fmt.Errorf("raft move %v: %w", mv, err)
 		}
@@ -123,13 +128,17 @@ func (m RaftMover) Move(ctx context.Context, mv raft.Move, members []string) err
 			return fmt.Errorf("raft move %v: RAFT.ADD replied %v, want a replica ID", mv, r)
 		}
 		rid := strconv.FormatInt(r.Int, 10)
-		if _, err := m.retry(ctx, stepJoin, []string{mv.To}, "RAFT.JOIN", sh, rid); err != nil {
+		if _, err := m.retry(ctx, stepJoin, []string{mv.To}, "RAFT.JOIN", sh, rid, "NONVOTING"); err != nil {
 			// Joined already (a retried join after a lost reply): fine.
 			if !strings.Contains(err.Error(), "already hosts") {
 				return fmt.Errorf("raft move %v: %w", mv, err)
 			}
 		}
+		// Caught up first: promoted, To counts in the quorum at once.
 		if _, err := m.retry(ctx, stepSynced, []string{mv.To}, "RAFT.SYNCED", sh); err != nil {
+			return fmt.Errorf("raft move %v: %w", mv, err)
+		}
+		if _, err := m.retry(ctx, stepPromote, via, "RAFT.PROMOTE", sh, mv.To); err != nil {
 			return fmt.Errorf("raft move %v: %w", mv, err)
 		}
 	}
@@ -188,7 +197,11 @@ func (m RaftMover) log(msg string, args ...any) {
 // after being removed (Stale: node to shards).
 type RaftPlacement struct {
 	Members map[int][]string
-	Stale   map[string][]int
+	// NonVoting: shard to the nodes of its non-voting members (a move
+	// under way: catching up before its promotion); neither members nor
+	// stale.
+	NonVoting map[int][]string
+	Stale     map[string][]int
 	// Hosted: node to the shards it reports (RAFT.HOSTED); nodes that did
 	// not answer are absent.
 	Hosted map[string][]raft.HostedReplica
@@ -199,7 +212,7 @@ type RaftPlacement struct {
 // hosts it as a member. Nodes that do not answer are skipped; a shard no
 // answering node hosts is absent from Members.
 func ReadRaftPlacement(ctx context.Context, call RaftCaller, ns string, nodes []raft.Node) (RaftPlacement, error) {
-	p := RaftPlacement{Members: map[int][]string{}, Stale: map[string][]int{}, Hosted: map[string][]raft.HostedReplica{}}
+	p := RaftPlacement{Members: map[int][]string{}, NonVoting: map[int][]string{}, Stale: map[string][]int{}, Hosted: map[string][]raft.HostedReplica{}}
 	hostsOf := map[int][]string{}
 	for _, n := range nodes {
 		r, err := call(ctx, n.ClientAddr, ns, "RAFT.HOSTED")
@@ -229,22 +242,28 @@ func ReadRaftPlacement(ctx context.Context, call RaftCaller, ns string, nodes []
 			if err != nil {
 				continue
 			}
-			var ms []string
+			var ms, nv []string
 			for _, e := range r.Array {
 				f := strings.Fields(string(e.Str))
-				if len(f) >= 2 {
+				switch {
+				case len(f) >= 4 && f[3] == "nonvoting":
+					nv = append(nv, f[1])
+				case len(f) >= 2:
 					ms = append(ms, f[1])
 				}
 			}
 			p.Members[sh] = ms
+			if len(nv) > 0 {
+				p.NonVoting[sh] = nv
+			}
 			break
 		}
 	}
 	// A replica is stale when the shard's membership does not list its
-	// node (removed, waiting for RAFT.LEAVE; a node down while it was
-	// removed may still believe it is a member). The membership was read
-	// after the replicas: a replica being added (RAFT.ADD precedes
-	// RAFT.JOIN) is in it.
+	// node, as a voter or a non-voting member (removed, waiting for
+	// RAFT.LEAVE; a node down while it was removed may still believe it is
+	// a member). The membership was read after the replicas: a replica
+	// being added (RAFT.ADD precedes RAFT.JOIN) is in it.
 	for node, hs := range p.Hosted {
 		for _, h := range hs {
 			ms, known := p.Members[h.Shard]
@@ -252,7 +271,7 @@ func ReadRaftPlacement(ctx context.Context, call RaftCaller, ns string, nodes []
 				continue
 			}
 			member := false
-			for _, m := range ms {
+			for _, m := range append(ms, p.NonVoting[h.Shard]...) {
 				member = member || m == node
 			}
 			if !member {

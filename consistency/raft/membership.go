@@ -32,9 +32,12 @@ import (
 // The admin commands, sent through the client API to the namespace like any
 // command (`dialkv cli --namespace NS RAFT.ADD 0 n4`):
 //
-//	RAFT.MEMBERS shard       the shard's replicas, "ID node raft-address" (at a node hosting it)
-//	RAFT.ADD shard node      add node's replica to the shard (at a node hosting it); replies its replica ID
-//	RAFT.JOIN shard [id]     start this node's replica of the shard, after RAFT.ADD (id: its reply; default the legacy ID)
+//	RAFT.MEMBERS shard       the shard's replicas, "ID node raft-address", then its non-voting ones with " nonvoting" (at a node hosting it)
+//	RAFT.ADD shard node [NONVOTING]
+//	                         add node's replica to the shard (at a node hosting it), as a voter or a non-voting member; replies its replica ID
+//	RAFT.JOIN shard [id [NONVOTING]]
+//	                         start this node's replica of the shard, after RAFT.ADD (id: its reply; default the legacy ID; NONVOTING: added so)
+//	RAFT.PROMOTE shard node  make node's non-voting replica a voter (at a node hosting the shard), once it has caught up (RAFT.SYNCED)
 //	RAFT.REMOVE shard node   remove node's replica from the shard (at a node hosting it)
 //	RAFT.LEAVE shard         stop this node's replica after RAFT.REMOVE
 //	RAFT.SYNCED shard        a ReadIndex round on this node's replica: OK once it has applied everything committed
@@ -42,8 +45,10 @@ import (
 //	RAFT.NODES [ADD id raft-addr client-addr | RETIRE id | UNRETIRE id]
 //	                         the namespace's node list, or a change of it (persisted and spread by the node: OnNodesChange)
 //
-// Moving a replica from node a to node b is ADD b, JOIN at b, SYNCED at b,
-// REMOVE a, LEAVE at a (nodes.MoveRaftShard, `dialkv admin move-shard`).
+// Moving a replica from node a to node b is ADD b NONVOTING, JOIN at b
+// (NONVOTING), SYNCED at b, PROMOTE b, SYNCED at b, REMOVE a, LEAVE at a
+// (nodes.RaftMover: the rebalancer and `dialkv admin move-shard`): the new
+// replica catches up without counting in the shard's quorum.
 // The shards a node hosts, with their replica IDs, are kept in hosted.json
 // under the NodeHost directory, so a restart starts the right replicas.
 const hostedFile = "hosted.json"
@@ -54,12 +59,20 @@ type hostedState struct {
 	// Replicas: shard index to this node's replica ID in it (absent in
 	// files of older versions, and for a legacy ID).
 	Replicas map[int]uint64 `json:"replicas,omitempty"`
+	// NonVoting: shards whose replica joined as a non-voting member. It
+	// restarts with Dragonboat's IsNonVoting, promoted or not: a replica
+	// started as a voter panics when it replays the entry that added it
+	// as non-voting ("is not a nonVoting": seen in TestCatchUpKeepsQuorum
+	// when the flag was cleared at the promotion), while one started
+	// non-voting becomes a follower when it replays its promotion, or
+	// restores a snapshot whose membership lists it as a voter.
+	NonVoting []int `json:"nonvoting,omitempty"`
 }
 
 // adminCommand reports whether name is a membership command.
 func adminCommand(name string) bool {
 	switch strings.ToUpper(name) {
-	case "RAFT.MEMBERS", "RAFT.ADD", "RAFT.JOIN", "RAFT.REMOVE", "RAFT.LEAVE", "RAFT.SYNCED", "RAFT.HOSTED", "RAFT.NODES":
+	case "RAFT.MEMBERS", "RAFT.ADD", "RAFT.JOIN", "RAFT.PROMOTE", "RAFT.REMOVE", "RAFT.LEAVE", "RAFT.SYNCED", "RAFT.HOSTED", "RAFT.NODES":
 		return true
 	}
 	return false
@@ -96,6 +109,10 @@ func (s *Service) loadHosted() (map[int]uint64, bool, error) {
 	for _, sh := range st.Shards {
 		out[sh] = st.Replicas[sh]
 	}
+	s.nonVoting = map[int]bool{}
+	for _, sh := range st.NonVoting {
+		s.nonVoting[sh] = true
+	}
 	return out, true, nil
 }
 
@@ -107,8 +124,12 @@ func (s *Service) saveHosted() error {
 		if rid != LegacyReplicaID(s.self) {
 			st.Replicas[sh] = rid
 		}
+		if s.nonVoting[sh] {
+			st.NonVoting = append(st.NonVoting, sh)
+		}
 	}
 	sort.Ints(st.Shards)
+	sort.Ints(st.NonVoting)
 	b, err := json.Marshal(st)
 	if err != nil {
 		return err
@@ -153,15 +174,34 @@ func configChangeRetryable(err error) bool {
 		errors.Is(err, dragonboat.ErrAborted) || errors.Is(err, dragonboat.ErrShardClosed)
 }
 
-// AddReplica adds node's replica to shard sh (a Raft configuration change
-// proposed through this node, which must host the shard) and returns its
-// replica ID (NextReplicaID: fresh when the node was a member before). The
-// node then starts it with JoinShard(sh, id). Each attempt reads the
-// membership and proposes the change against its ConfigChangeID, so a
-// change that raced it makes the attempt fail and the next one reads the
-// new membership; adding is done once the node's Raft address is a member
-// (a change applied whose result was lost counts).
+// AddReplica adds node's replica to shard sh as a voting member (a Raft
+// configuration change proposed through this node, which must host the
+// shard) and returns its replica ID (NextReplicaID: fresh when the node was
+// a member before). The node then starts it with JoinShard(sh, id). Each
+// attempt reads the membership and proposes the change against its
+// ConfigChangeID, so a change that raced it makes the attempt fail and the
+// next one reads the new membership; adding is done once the node's Raft
+// address is a member (a change applied whose result was lost counts).
+//
+// A voter added so counts in the shard's quorum at once, before it has
+// caught up: a 3-replica shard then has 4 voters and needs 3 of them, so
+// one more replica down stops its writes until the new one has the log.
+// Moves use AddNonVoting and Promote instead.
 func (s *Service) AddReplica(ctx context.Context, sh int, node consistency.NodeID) (uint64, error) {
+	return s.addReplica(ctx, sh, node, false)
+}
+
+// AddNonVoting adds node's replica to shard sh as a non-voting member
+// (Dragonboat's non-voting replica: it receives the log but neither votes
+// nor counts in the quorum), attempts as AddReplica; done once the node's
+// Raft address is a non-voting member or a voter. The node then starts it
+// with JoinShardAs(sh, id, true); once it has caught up (Synced), Promote
+// makes it a voter. The shard's quorum does not change while it catches up.
+func (s *Service) AddNonVoting(ctx context.Context, sh int, node consistency.NodeID) (uint64, error) {
+	return s.addReplica(ctx, sh, node, true)
+}
+
+func (s *Service) addReplica(ctx context.Context, sh int, node consistency.NodeID, nonVoting bool) (uint64, error) {
 	i, ok := s.nodeIndex(string(node))
 	if !ok {
 		return 0, fmt.Errorf("raft: add replica: node %q is not in the namespace's nodes", node)
@@ -173,11 +213,58 @@ func (s *Service) AddReplica(ctx context.Context, sh int, node consistency.NodeI
 			rid = ids[0]
 			return true, nil
 		}
+		if ids := replicasAt(m.NonVotings, addr); len(ids) > 0 {
+			if nonVoting {
+				rid = ids[0]
+				return true, nil
+			}
+			// A voter wanted where a non-voting member runs: promote it.
+			rid = ids[0]
+			return false, s.nh.SyncRequestAddReplica(actx, s.ShardID(sh), rid, addr, m.ConfigChangeID)
+		}
 		rid = NextReplicaID(usedIDs(m.Nodes, m.NonVotings, m.Witnesses, m.Removed), i)
+		if nonVoting {
+			return false, s.nh.SyncRequestAddNonVoting(actx, s.ShardID(sh), rid, addr, m.ConfigChangeID)
+		}
 		return false, s.nh.SyncRequestAddReplica(actx, s.ShardID(sh), rid, addr, m.ConfigChangeID)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("raft: add replica of %s to shard %d: %w", node, sh, err)
+		kind := "replica"
+		if nonVoting {
+			kind = "non-voting replica"
+		}
+		return 0, fmt.Errorf("raft: add %s of %s to shard %d: %w", kind, node, sh, err)
+	}
+	return rid, nil
+}
+
+// Promote makes node's non-voting replica of shard sh a voter
+// (Dragonboat: adding a replica with the ID and address of a non-voting
+// member promotes it, keeping its log progress); attempts as AddReplica,
+// done once the node's Raft address is a voter. It refuses a node that is
+// neither. Promote only a replica that has caught up (Synced at it).
+func (s *Service) Promote(ctx context.Context, sh int, node consistency.NodeID) (uint64, error) {
+	i, ok := s.nodeIndex(string(node))
+	if !ok {
+		return 0, fmt.Errorf("raft: promote: node %q is not in the namespace's nodes", node)
+	}
+	addr := s.nodeList()[i].RaftAddr
+	var rid uint64
+	errNotMember := errors.New("not a member of the shard (add it with RAFT.ADD ... NONVOTING first)")
+	err := s.configChange(ctx, sh, func(actx context.Context, m *dragonboat.Membership) (bool, error) {
+		if ids := replicasAt(m.Nodes, addr); len(ids) > 0 {
+			rid = ids[0]
+			return true, nil
+		}
+		ids := replicasAt(m.NonVotings, addr)
+		if len(ids) == 0 {
+			return false, errNotMember
+		}
+		rid = ids[0]
+		return false, s.nh.SyncRequestAddReplica(actx, s.ShardID(sh), rid, addr, m.ConfigChangeID)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("raft: promote %s in shard %d: %w", node, sh, err)
 	}
 	return rid, nil
 }
@@ -252,7 +339,13 @@ func (s *Service) configChange(ctx context.Context, sh int, step func(context.Co
 // NodeHost panics on two incarnations of one shard) and its data is
 // removed, as is the Pebble state machine's directory: the new replica
 // starts empty and gets the shard's state from the leader.
-func (s *Service) JoinShard(sh int, rid uint64) error {
+func (s *Service) JoinShard(sh int, rid uint64) error { return s.JoinShardAs(sh, rid, false) }
+
+// JoinShardAs is JoinShard for a replica added as a non-voting member
+// (AddNonVoting) when nonVoting: Dragonboat requires such a replica to
+// start with IsNonVoting. hosted.json records it, so restarts, before or
+// after the promotion, start it the same way (hostedState.NonVoting).
+func (s *Service) JoinShardAs(sh int, rid uint64, nonVoting bool) error {
 	if sh < 0 || sh >= s.cfg.Shards {
 		return fmt.Errorf("raft: join: no shard %d (the namespace has %d)", sh, s.cfg.Shards)
 	}
@@ -287,7 +380,12 @@ func (s *Service) JoinShard(sh int, rid uint64) error {
 			return fmt.Errorf("raft: join shard %d: remove the former state machine: %w", sh, err)
 		}
 	}
+	if s.nonVoting == nil {
+		s.nonVoting = map[int]bool{}
+	}
+	s.nonVoting[sh] = nonVoting
 	if err := s.startReplica(sh, nil, true, rid); err != nil {
+		delete(s.nonVoting, sh)
 		return err
 	}
 	delete(s.former, sh)
@@ -317,6 +415,7 @@ func (s *Service) LeaveShard(sh int) error {
 	}
 	delete(s.local, sh)
 	delete(s.batch, sh)
+	delete(s.nonVoting, sh)
 	s.former[sh] = former
 	s.left[sh] = rid
 	return s.saveHosted()
@@ -365,7 +464,8 @@ type HostedReplica struct {
 	Shard     int
 	ReplicaID uint64
 	// State is "member" (a voting member in the membership this replica
-	// applied), "removed" (removed from the shard: waiting for
+	// applied), "nonvoting" (a non-voting member: catching up, to be
+	// promoted), "removed" (removed from the shard: waiting for
 	// LeaveShard) or "unknown" (no membership applied yet).
 	State string
 }
@@ -386,6 +486,8 @@ func (s *Service) Hosted() []HostedReplica {
 			h.State = "removed"
 			if _, member := m[rid]; member {
 				h.State = "member"
+			} else if s.isNonVoting(s.ShardID(sh)) {
+				h.State = "nonvoting"
 			}
 		}
 		out = append(out, h)
@@ -406,6 +508,21 @@ func (s *Service) Synced(ctx context.Context, sh int) error {
 		return fmt.Errorf("raft: synced: shard %d on %s: %w", sh, s.cfg.NodeID, err)
 	}
 	return nil
+}
+
+// isNonVoting reports whether this node's replica of shardID is a
+// non-voting member in the membership it has applied.
+func (s *Service) isNonVoting(shardID uint64) bool {
+	info := s.nh.GetNodeHostInfo(dragonboat.NodeHostInfoOption{SkipLogInfo: true})
+	if info == nil {
+		return false
+	}
+	for _, si := range info.ShardInfoList {
+		if si.ShardID == shardID && !si.Pending {
+			return si.IsNonVoting
+		}
+	}
+	return false
 }
 
 // Nodes returns the namespace's node list as this node knows it.
@@ -586,7 +703,9 @@ func (s *Service) admin(ctx context.Context, cmd core.Command) (core.Reply, erro
 	case "RAFT.MEMBERS", "RAFT.LEAVE", "RAFT.SYNCED":
 		want, most = 1, 1
 	case "RAFT.JOIN":
-		want = 1
+		want, most = 1, 3
+	case "RAFT.ADD":
+		most = 3
 	}
 	if len(cmd.Args) < want || len(cmd.Args) > most {
 		return core.ErrorReply(core.Errorf(core.CodeErr, "wrong number of arguments for '%s' (want %d)", name, want)), nil
@@ -597,8 +716,15 @@ func (s *Service) admin(ctx context.Context, cmd core.Command) (core.Reply, erro
 	}
 	var node consistency.NodeID
 	var rid uint64
+	nonVoting := false
+	if (name == "RAFT.ADD" || name == "RAFT.JOIN") && len(cmd.Args) == 3 {
+		if !strings.EqualFold(string(cmd.Args[2]), "NONVOTING") {
+			return core.ErrorReply(core.Errorf(core.CodeErr, "%s: %q: want NONVOTING or nothing", name, cmd.Args[2])), nil
+		}
+		nonVoting = true
+	}
 	switch {
-	case name == "RAFT.JOIN" && len(cmd.Args) == 2:
+	case name == "RAFT.JOIN" && len(cmd.Args) >= 2:
 		rid, err = strconv.ParseUint(string(cmd.Args[1]), 10, 64)
 		if err != nil || rid == 0 {
 			return core.ErrorReply(core.Errorf(core.CodeErr, "%s: replica ID %q: want a positive integer (RAFT.ADD's reply)", name, cmd.Args[1])), nil
@@ -628,9 +754,28 @@ func (s *Service) admin(ctx context.Context, cmd core.Command) (core.Reply, erro
 		for _, id := range ids {
 			rs = append(rs, core.Bulk([]byte(fmt.Sprintf("%d %s %s", id, replicaName(nodes, m.Nodes, id), m.Nodes[id]))))
 		}
+		// Non-voting members after the voters, marked: readers that take
+		// the first lines' second field as the voters' nodes stop at the
+		// mark (nodes.ReadRaftPlacement).
+		ids = ids[:0]
+		for id := range m.NonVotings {
+			ids = append(ids, id)
+		}
+		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+		for _, id := range ids {
+			rs = append(rs, core.Bulk([]byte(fmt.Sprintf("%d %s %s nonvoting", id, replicaName(nodes, m.NonVotings, id), m.NonVotings[id]))))
+		}
 		return core.Array(rs...), nil
-	case "RAFT.ADD":
-		id, err := s.AddReplica(ctx, sh, node)
+	case "RAFT.ADD", "RAFT.PROMOTE":
+		var id uint64
+		switch {
+		case name == "RAFT.PROMOTE":
+			id, err = s.Promote(ctx, sh, node)
+		case nonVoting:
+			id, err = s.AddNonVoting(ctx, sh, node)
+		default:
+			id, err = s.AddReplica(ctx, sh, node)
+		}
 		if err != nil {
 			return core.ErrorReply(core.Errorf(core.CodeErr, "%v", err)), nil
 		}
@@ -638,7 +783,7 @@ func (s *Service) admin(ctx context.Context, cmd core.Command) (core.Reply, erro
 	case "RAFT.REMOVE":
 		err = s.RemoveReplica(ctx, sh, node)
 	case "RAFT.JOIN":
-		err = s.JoinShard(sh, rid)
+		err = s.JoinShardAs(sh, rid, nonVoting)
 	case "RAFT.LEAVE":
 		err = s.LeaveShard(sh)
 	case "RAFT.SYNCED":

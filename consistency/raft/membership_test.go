@@ -148,6 +148,12 @@ func TestMembershipAdminErrors(t *testing.T) {
 		{3, []string{"RAFT.JOIN", "0", "0"}},
 		{3, []string{"RAFT.SYNCED", "0"}}, // n4 hosts nothing
 		{0, []string{"RAFT.HOSTED", "0"}},
+		{0, []string{"RAFT.ADD", "0", "n4", "VOTING"}},         // NONVOTING or nothing
+		{0, []string{"RAFT.ADD", "0", "n4", "NONVOTING", "x"}}, // too many
+		{3, []string{"RAFT.JOIN", "0", "4", "x"}},
+		{0, []string{"RAFT.PROMOTE", "0", "n4"}}, // n4 is no member at all
+		{0, []string{"RAFT.PROMOTE", "0"}},
+		{3, []string{"RAFT.PROMOTE", "0", "n4"}}, // n4 hosts nothing
 	} {
 		if r := c.admin(tt.node, tt.args...); r.Kind != core.KindError {
 			t.Errorf("%v at n%d = %s, want an error reply", tt.args, tt.node+1, str(r))

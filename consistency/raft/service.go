@@ -207,6 +207,9 @@ type Service struct {
 	// (in memory), whose data JoinShard removes before a new replica
 	// starts.
 	left map[int]uint64
+	// nonVoting: shards whose replica joined as a non-voting member
+	// (membership.go, hosted.json); started with IsNonVoting.
+	nonVoting map[int]bool
 	// corrupt: shards whose replica was found corrupt at start and not
 	// started, until Rebuild restores them (rebuild.go).
 	corrupt map[int]CorruptReplica
@@ -338,6 +341,7 @@ func (s *Service) startReplica(sh int, members map[uint64]dragonboat.Target, joi
 		PreVote:            true,
 		SnapshotEntries:    cfg.SnapshotEntries,
 		CompactionOverhead: cfg.CompactionOverhead,
+		IsNonVoting:        s.nonVoting[sh],
 	}
 	limits := cfg.Limits
 	var err error

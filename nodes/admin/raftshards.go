@@ -111,7 +111,8 @@ func whereShards(args []string, stdout, _ io.Writer) error {
 }
 
 // moveShard is `dialkv admin move-shard`: one replica of a raft shard
-// from one node to another (add, join, catch up, remove, leave).
+// from one node to another (add as non-voting, join, catch up, promote,
+// remove, leave).
 func moveShard(args []string, stdout, _ io.Writer) error {
 	fs := flags("move-shard", "--namespace NS --shard N --from NODE --to NODE [--addr HOST:PORT]", stdout)
 	addr := fs.String("addr", "127.0.0.1:7379", "a node's client API address (to read the namespace's spec)")
