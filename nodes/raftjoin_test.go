@@ -185,3 +185,27 @@ func TestRaftJoinByGossip(t *testing.T) {
 	t.Logf("n4 joined with --join only: balanced %v after its start; %d writes acknowledged, %d attempts failed, 0 lost; moves: %v",
 		joined.Round(time.Millisecond), len(acked), failed.Load(), moves)
 }
+
+// TestRaftListenFlag: dialkv node's --raft-listen and its default.
+func TestRaftListenFlag(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		f       memberFlags
+		want    []string
+		wantErr bool
+	}{
+		{"join only: peer port+1", memberFlags{join: "h:7382", peerListen: "127.0.0.1:7410"}, []string{"127.0.0.1:7411"}, false},
+		{"static member: none by default", memberFlags{peers: "n1=a:1@a:2", peerListen: "127.0.0.1:7410"}, nil, false},
+		{"off", memberFlags{join: "h:7382", peerListen: "127.0.0.1:7410", raftListen: "off"}, nil, false},
+		{"a list", memberFlags{peers: "n1=a:1@a:2", raftListen: "127.0.0.1:7411, 127.0.0.1:7415"}, []string{"127.0.0.1:7411", "127.0.0.1:7415"}, false},
+		{"bad address", memberFlags{join: "h:7382", raftListen: "nope"}, nil, true},
+		{"bad default", memberFlags{join: "h:7382", peerListen: "127.0.0.1:x"}, nil, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := raftListen(tt.f)
+			if (err != nil) != tt.wantErr || !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("raftListen(%+v) = %v, %v; want %v (error %v)", tt.f, got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
