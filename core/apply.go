@@ -151,7 +151,16 @@ func fail(err error) Reply { return ErrorReply(AsError(err)) }
 // is 3, want 2") with the key's current Version; if a command fails, the
 // reply is that command's error prefixed with its index. Either way nothing
 // changes.
-func (s *Store) ApplyTxn(now time.Time, t Txn) Reply {
+func (s *Store) ApplyTxn(now time.Time, t Txn) Reply { return s.runTxn(now, t, true) }
+
+// TryTxn evaluates a transaction at time now exactly as ApplyTxn does and
+// returns the same reply, but commits nothing: the state is unchanged.
+// Two-phase commit (consistency/raft txn.go) votes with it at prepare and
+// applies the same transaction with ApplyTxn at commit.
+func (s *Store) TryTxn(now time.Time, t Txn) Reply { return s.runTxn(now, t, false) }
+
+// runTxn evaluates t and commits its writes when commit is set.
+func (s *Store) runTxn(now time.Time, t Txn, commit bool) Reply {
 	o := s.newOp(now)
 	for i, c := range t.Conds {
 		if e := o.checkCond(c); e != nil {
@@ -173,6 +182,10 @@ func (s *Store) ApplyTxn(now time.Time, t Txn) Reply {
 			return Reply{Kind: KindError, Err: &e, Version: r.Version}
 		}
 		replies = append(replies, r)
+	}
+	if !commit {
+		o.discard()
+		return Array(replies...)
 	}
 	if err := o.commit(); err != nil {
 		return fail(err)

@@ -18,7 +18,8 @@ import (
 // "demo", two shards): a client that knows only n1 writes keys of both
 // shards (following redirects to each shard's leader), and a client that
 // knows only n3 reads every one back linearizably; multi-key commands on
-// two shards get CROSSSHARD, on one hash tag they work.
+// two shards commit as cross-shard transactions, commands that are not
+// split across shards get CROSSSHARD, on one hash tag everything works.
 func TestDemoRaft(t *testing.T) {
 	nodes, spec, err := startDemoCluster(demoClusterOptions{nodes: 3, strategy: "raft", shards: 2, listen: "127.0.0.1:0", dir: t.TempDir(), log: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -69,29 +70,36 @@ func TestDemoRaft(t *testing.T) {
 	if _, err := r.Do(client.With(ctx, client.ReadMode("stale")), "GET", "k0"); err != nil {
 		t.Fatalf("stale GET through n3: %v", err)
 	}
-	_, err = w.Do(ctx, "MSET", "k0", "x", "k1", "y")
+	// Multi-key commands on two shards are cross-shard transactions
+	// (two-phase commit): the MSET applies on both shards, and a client
+	// that knows only n3 reads both values back in one MGET.
+	a, b := "", ""
+	for i := range 20 {
+		k := fmt.Sprintf("k%d", i)
+		if core.ShardOf([]byte(k), 2) == 0 && a == "" {
+			a = k
+		}
+		if core.ShardOf([]byte(k), 2) == 1 && b == "" {
+			b = k
+		}
+	}
+	if _, err := w.Do(ctx, "MSET", a, "x", b, "y"); err != nil {
+		t.Fatalf("MSET %s %s (two shards): %v", a, b, err)
+	}
+	got, err := r.Do(ctx, "MGET", a, b)
+	if err != nil || len(got.Array) != 2 || string(got.Array[0].Str) != "x" || string(got.Array[1].Str) != "y" {
+		t.Fatalf("MGET %s %s (two shards) through n3 = %+v, %v; want x y", a, b, got, err)
+	}
+	// A command that is not split across shards is still refused.
+	_, err = w.Do(ctx, "SUNIONSTORE", a, b)
 	var ce *client.Error
 	if !errors.As(err, &ce) || ce.Code != string(raft.CodeCrossShard) {
-		// k0 and k1 may share a shard; find two that do not.
-		a, b := "", ""
-		for i := range 20 {
-			k := fmt.Sprintf("k%d", i)
-			if core.ShardOf([]byte(k), 2) == 0 && a == "" {
-				a = k
-			}
-			if core.ShardOf([]byte(k), 2) == 1 && b == "" {
-				b = k
-			}
-		}
-		_, err = w.Do(ctx, "MSET", a, "x", b, "y")
-		if !errors.As(err, &ce) || ce.Code != string(raft.CodeCrossShard) {
-			t.Fatalf("MSET %s %s (two shards) = %v, want CROSSSHARD", a, b, err)
-		}
+		t.Fatalf("SUNIONSTORE %s %s (two shards) = %v, want CROSSSHARD", a, b, err)
 	}
 	if _, err := w.Do(ctx, "MSET", "{u1}:a", "1", "{u1}:b", "2"); err != nil {
 		t.Fatalf("MSET on one hash tag: %v", err)
 	}
-	got, err := r.Do(ctx, "MGET", "{u1}:a", "{u1}:b")
+	got, err = r.Do(ctx, "MGET", "{u1}:a", "{u1}:b")
 	if err != nil || len(got.Array) != 2 || string(got.Array[0].Str) != "1" || string(got.Array[1].Str) != "2" {
 		t.Fatalf("MGET on one hash tag through n3 = %+v, %v", got, err)
 	}

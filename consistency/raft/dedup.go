@@ -108,6 +108,9 @@ type dedup struct {
 	list    bool     // the proposer list changed
 	dropped []uint64 // forgotten proposers whose keys must be deleted
 	changed []uint64 // proposers with changes since the last flush
+	// tx is the shard's two-phase commit table (txn.go): it is written
+	// and loaded with the deduplication state, in the same batches.
+	tx *txnTable
 }
 
 // touch records that seq of proposer id changed.
@@ -119,7 +122,7 @@ func (d *dedup) touch(id uint64, ps *proposerState, seq uint64) {
 	}
 }
 
-func newDedup() *dedup { return &dedup{p: map[uint64]*proposerState{}} }
+func newDedup() *dedup { return &dedup{p: map[uint64]*proposerState{}, tx: newTxnTable()} }
 
 // admit decides whether proposal (proposer, seq) of log entry index is
 // applied. nil: apply it (it is recorded as applied, with no reply until
@@ -250,6 +253,7 @@ func (d *dedup) flush(b core.Batch) {
 		ps.touched = ps.touched[:0]
 	}
 	d.changed = d.changed[:0]
+	d.tx.flush(b)
 }
 
 func (d *dedup) ids() []uint64 {
@@ -270,11 +274,18 @@ func encodeIDs(ids []uint64) []byte {
 }
 
 // pending reports whether flush has anything to write.
-func (d *dedup) pending() bool { return d.list || len(d.dropped) > 0 || len(d.changed) > 0 }
+func (d *dedup) pending() bool {
+	return d.list || len(d.dropped) > 0 || len(d.changed) > 0 || d.tx.pending()
+}
 
 // loadDedup reads the state from an engine (empty when there is none).
 func loadDedup(r core.Reader) (*dedup, error) {
 	d := newDedup()
+	tx, err := loadTxnTable(r)
+	if err != nil {
+		return nil, err
+	}
+	d.tx = tx
 	list, err := r.Get(dedupListKey)
 	if err != nil {
 		if isNotFound(err) {

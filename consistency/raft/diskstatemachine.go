@@ -217,7 +217,7 @@ func (m *diskSM) Update(ents []sm.Entry) ([]sm.Entry, error) {
 func (m *diskSM) Lookup(q any) (any, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return lookup(m.store, m.ie.clock, q)
+	return lookup(m.store, m.ie.clock, m.ie.dd, q)
 }
 
 // Sync makes everything applied durable.
@@ -328,7 +328,17 @@ func applyProposal(st *core.Store, clock *int64, dd *dedup, index uint64, b []by
 	}
 	now := time.Unix(0, *clock)
 	var r core.Reply
+	var locked *core.Reply
+	if dd != nil {
+		locked = dd.tx.blocked(p)
+	}
 	switch {
+	case locked != nil:
+		// A key locked by a prepared cross-shard transaction (txn.go):
+		// refused, nothing applied.
+		r = *locked
+	case p.tx != nil:
+		r = applyTxnOp(dd, st, *clock, *p.tx)
 	case p.cmd != nil:
 		r = st.Apply(now, *p.cmd)
 	case p.imp != nil:
@@ -358,8 +368,13 @@ var _ committer = (*indexEngine)(nil)
 
 // lookup serves a readQuery or a dumpQuery at max(reader's clock, clock),
 // or an exportQuery (export.go).
-func lookup(st *core.Store, clock int64, q any) (any, error) {
+func lookup(st *core.Store, clock int64, dd *dedup, q any) (any, error) {
 	switch q := q.(type) {
+	case txnIntentsQuery:
+		if dd == nil {
+			return []IntentInfo(nil), nil
+		}
+		return dd.tx.intentInfos(), nil
 	case readQuery:
 		return st.Apply(time.Unix(0, max(q.now, clock)), q.cmd), nil
 	case dumpQuery:

@@ -16,7 +16,8 @@
 //   - Keys map to shards by the hash of their Redis-style hash tag (see
 //     core.HashTag), so "{user42}:cart" and "{user42}:orders" share a shard.
 //     Multi-key commands and transactions inside one shard are linearizable;
-//     across shards they are rejected with a CodeCrossShard error reply.
+//     across shards they run as serializable two-phase commit transactions
+//     (txn.go, txncoord.go).
 //
 // Config builds the NodeHost from plain fields, so the simulator
 // (sim/raftsim) injects its own transport (config.TransportFactory), disk

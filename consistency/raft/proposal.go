@@ -14,7 +14,7 @@ import (
 //
 //	byte    version (2; 1 has no proposer and seq)
 //	byte    kind: 1 command, 2 transaction (3: a batch, batch.go; 4: an
-//	        import, export.go)
+//	        import, export.go; 5: a two-phase commit operation, txn.go)
 //	int64   now, Unix nanoseconds of the proposer's clock, little endian
 //	uint64  proposer (version 2), little endian; 0: not deduplicated
 //	uint64  seq (version 2), little endian
@@ -25,6 +25,7 @@ type proposal struct {
 	cmd           *core.Command
 	txn           *core.Txn
 	imp           []byte // an export (export.go)
+	tx            *txnOp // a two-phase commit operation (txn.go)
 }
 
 const (
@@ -49,6 +50,10 @@ func encodeProposal(p proposal) []byte {
 	if p.imp != nil {
 		b[1] = kindImport
 		return append(b, p.imp...)
+	}
+	if p.tx != nil {
+		b[1] = kindTxn2PC
+		return append(b, encodeTxnOp(*p.tx)...)
 	}
 	b[1] = kindTxn
 	return append(b, core.EncodeTxn(*p.txn)...)
@@ -84,6 +89,12 @@ func decodeProposal(b []byte) (proposal, error) {
 		p.txn = &t
 	case kindImport:
 		p.imp = rest
+	case kindTxn2PC:
+		o, err := decodeTxnOp(rest)
+		if err != nil {
+			return p, err
+		}
+		p.tx = &o
 	default:
 		return p, errBadProposal
 	}

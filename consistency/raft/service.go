@@ -128,6 +128,14 @@ type Config struct {
 	// negative: never (a write then waits for its deadline when
 	// Dragonboat gives no result).
 	ReproposeAfter time.Duration
+	// TxnRecoverAfter is how old a prepared cross-shard transaction must
+	// be before a request that meets its locks resolves it (txncoord.go;
+	// default 2 s).
+	TxnRecoverAfter time.Duration
+
+	// brokenTxnCommit: a deliberately broken coordinator (tests only)
+	// that decides commit on the coordinator shard's vote alone.
+	brokenTxnCommit bool
 }
 
 func (c *Config) defaults() error {
@@ -539,6 +547,9 @@ func (s *Service) Do(ctx context.Context, req consistency.Request) (consistency.
 	}
 	sh, rerr := s.route(req)
 	if rerr != nil {
+		if rerr.Code == CodeCrossShard {
+			return s.doCrossShard(ctx, req) // two-phase commit (txncoord.go)
+		}
 		resp.Reply = core.ErrorReply(rerr)
 		return resp, nil
 	}
@@ -633,6 +644,11 @@ func (s *Service) Do(ctx context.Context, req consistency.Request) (consistency.
 			// An earlier copy may have been (NOTAPPLIED) or was
 			// (DUPLICATE) applied; its reply is not known.
 			return resp, fmt.Errorf("raft: write to shard %d on %s: %w: %s", sh, s.cfg.NodeID, consistency.ErrTimeout, reply.Err.Msg)
+		case reply.Err.Code == CodeTxnConflict && ctx.Value(txnRetryKey{}) == nil:
+			// A key locked by a prepared cross-shard transaction: not
+			// applied; wait and retry (txncoord.go).
+			resp.Reply = reply
+			return s.retryConflict(ctx, req, sh, resp)
 		}
 	}
 	resp.Reply = reply

@@ -190,7 +190,8 @@ func TestServiceReadsWritesShards(t *testing.T) {
 	}{
 		{"MSET", []string{"{u1}:a", "1", "{u1}:b", "2"}, "OK"},
 		{"MGET", []string{"{u1}:a", "{u1}:b"}, ""},
-		{"MSET", []string{"k0", "1", "k1", "2"}, "ERR:CROSSSHARD"}, // k0 and k1 live on different shards
+		{"MSET", []string{"k0", "1", "k1", "2"}, "OK"},          // k0 and k1 live on different shards: two-phase commit
+		{"SUNIONSTORE", []string{"k0", "k1"}, "ERR:CROSSSHARD"}, // not split across shards
 		{"NOSUCHCMD", []string{"x"}, "ERR:UNKNOWN"},
 	} {
 		r := c.cmd(0, lin, tc.name, tc.args...)

@@ -72,7 +72,7 @@ type dumpQuery struct{ now int64 }
 func (m *memSM) Lookup(q any) (any, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return lookup(m.store, m.clock, q)
+	return lookup(m.store, m.clock, m.dd, q)
 }
 
 // SaveSnapshot writes the clock then the store's snapshot.

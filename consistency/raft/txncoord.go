@@ -1,0 +1,585 @@
+package raft
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dialkv/dialkv/consistency"
+	"github.com/dialkv/dialkv/core"
+)
+
+// The coordinator of cross-shard transactions (two-phase commit; the state
+// machine's side is txn.go, the design docs/raft.md). The node that
+// receives a request whose keys span shards coordinates it:
+//
+//  1. split it into one part per shard (plan);
+//  2. prepare every part, as a Raft proposal to its shard, concurrently;
+//  3. decide: commit if every shard voted yes, else abort; the decision is
+//     proposed to the coordinator shard (the lowest shard of the
+//     transaction), whose state machine keeps the first decision proposed
+//     and answers it: that answer is the decision;
+//  4. send the decision to every prepared shard and wait for them; the
+//     reply is assembled from the commits' replies.
+//
+// Ordering rules: the decision is proposed only after every prepare
+// answered yes (a commit recorded with a vote missing could apply half a
+// transaction: brokenTxnCommit shows it); the client is answered only
+// after every participant applied the commit (a later read of any key
+// sees the transaction). A transaction that lost a prepare to a lock
+// conflict is aborted and run again (a new ID) after a pause, until the
+// request's deadline. Intents older than Config.TxnRecoverAfter are
+// resolved by anyone who meets them (resolveStale): the decision is
+// asked of the coordinator shard by proposing abort (the first decision
+// wins, so this either aborts an undecided transaction or learns its
+// commit), then applied to the participant.
+
+// txnRetryKey marks a context whose request must not be retried on a
+// TXNCONFLICT reply (the retry loop's own calls).
+type txnRetryKey struct{}
+
+// part is one shard's share of a cross-shard transaction.
+type part struct {
+	txn core.Txn
+	// condIdx and cmdIdx map the part's conditions and commands to the
+	// request's (for error messages and replies).
+	condIdx, cmdIdx []int
+}
+
+// piece locates a piece of a request's command: command cmdIdx of the
+// part of shard sh; keys, for a split MGET/EXISTS, the positions of the
+// piece's keys among the command's keys.
+type piece struct {
+	sh, idx int
+	keys    []int
+}
+
+// plan is a request split into parts.
+type plan struct {
+	parts  map[int]*part
+	shards []int     // ascending
+	pieces [][]piece // per request command
+	names  []string  // per request command, upper case
+	single bool      // the request was one command, not a transaction
+}
+
+// splittable commands are split into one command per shard; their replies
+// are combined (combine).
+var splittable = map[string]int{"MSET": 2, "MGET": 1, "DEL": 1, "UNLINK": 1, "EXISTS": 1} // value: arguments per key
+
+// planTxn splits a request (a command or a transaction) by shard.
+func (s *Service) planTxn(req consistency.Request) (*plan, *core.Error) {
+	t := core.Txn{}
+	p := &plan{parts: map[int]*part{}}
+	switch {
+	case req.Cmd != nil:
+		t.Cmds = []core.Command{*req.Cmd}
+		p.single = true
+	case req.Txn != nil:
+		t = *req.Txn
+	}
+	get := func(sh int) *part {
+		pt, ok := p.parts[sh]
+		if !ok {
+			pt = &part{}
+			p.parts[sh] = pt
+			p.shards = append(p.shards, sh)
+		}
+		return pt
+	}
+	shardOf := func(k []byte) int { return core.ShardOf(k, s.cfg.Shards) }
+	for i, c := range t.Conds {
+		pt := get(shardOf(c.Key))
+		pt.txn.Conds = append(pt.txn.Conds, c)
+		pt.condIdx = append(pt.condIdx, i)
+	}
+	for i, c := range t.Cmds {
+		name := strings.ToUpper(c.Name)
+		p.names = append(p.names, name)
+		keys := core.CommandKeys(c)
+		if len(keys) == 0 {
+			return nil, &core.Error{Code: CodeCrossShard, Msg: fmt.Sprintf(
+				"command %d (%s) of a cross-shard transaction touches no key and would span all %d shards", i, name, s.cfg.Shards)}
+		}
+		sh := shardOf(keys[0])
+		one := true
+		for _, k := range keys[1:] {
+			one = one && shardOf(k) == sh
+		}
+		if one {
+			pt := get(sh)
+			pt.txn.Cmds = append(pt.txn.Cmds, c)
+			pt.cmdIdx = append(pt.cmdIdx, i)
+			p.pieces = append(p.pieces, []piece{{sh: sh, idx: len(pt.txn.Cmds) - 1}})
+			continue
+		}
+		per, ok := splittable[name]
+		if !ok || len(c.Args)%per != 0 {
+			return nil, &core.Error{Code: CodeCrossShard, Msg: fmt.Sprintf(
+				"keys of %s live on several shards and %s is not split across shards (MSET, MGET, DEL, UNLINK and EXISTS are); put them on one shard with a hash tag such as {user42}:key", name, name)}
+		}
+		byShard := map[int]*piece{}
+		var order []int
+		args := map[int][][]byte{}
+		for j := 0; j < len(c.Args); j += per {
+			ksh := shardOf(c.Args[j])
+			pc, ok := byShard[ksh]
+			if !ok {
+				pc = &piece{sh: ksh}
+				byShard[ksh] = pc
+				order = append(order, ksh)
+			}
+			pc.keys = append(pc.keys, j/per)
+			args[ksh] = append(args[ksh], c.Args[j:j+per]...)
+		}
+		var ps []piece
+		for _, ksh := range order {
+			pt := get(ksh)
+			pt.txn.Cmds = append(pt.txn.Cmds, core.Command{Name: c.Name, Args: args[ksh]})
+			pt.cmdIdx = append(pt.cmdIdx, i)
+			pc := byShard[ksh]
+			pc.idx = len(pt.txn.Cmds) - 1
+			ps = append(ps, *pc)
+		}
+		p.pieces = append(p.pieces, ps)
+	}
+	sort.Ints(p.shards)
+	return p, nil
+}
+
+// combine assembles a request's reply from the parts' replies (each an
+// Array, one element per part command).
+func (p *plan) combine(replies map[int]core.Reply) (core.Reply, error) {
+	out := make([]core.Reply, len(p.pieces))
+	elem := func(pc piece) (core.Reply, error) {
+		r := replies[pc.sh]
+		if r.Kind != core.KindArray || pc.idx >= len(r.Array) {
+			return core.Reply{}, fmt.Errorf("raft: reply of shard %d to a cross-shard transaction: %v", pc.sh, r)
+		}
+		return r.Array[pc.idx], nil
+	}
+	for i, ps := range p.pieces {
+		if len(ps) == 1 && ps[0].keys == nil {
+			r, err := elem(ps[0])
+			if err != nil {
+				return r, err
+			}
+			out[i] = r
+			continue
+		}
+		switch p.names[i] {
+		case "MSET":
+			out[i] = core.OK()
+		case "MGET":
+			n := 0
+			for _, pc := range ps {
+				n += len(pc.keys)
+			}
+			arr := make([]core.Reply, n)
+			for _, pc := range ps {
+				r, err := elem(pc)
+				if err != nil {
+					return r, err
+				}
+				if r.Kind != core.KindArray || len(r.Array) != len(pc.keys) {
+					return core.Reply{}, fmt.Errorf("raft: MGET piece of shard %d answered %v", pc.sh, r)
+				}
+				for j, k := range pc.keys {
+					arr[k] = r.Array[j]
+				}
+			}
+			out[i] = core.Array(arr...)
+		default: // DEL, UNLINK, EXISTS: counts
+			var n int64
+			for _, pc := range ps {
+				r, err := elem(pc)
+				if err != nil {
+					return r, err
+				}
+				n += r.Int
+			}
+			out[i] = core.Int(n)
+		}
+	}
+	if p.single {
+		return out[0], nil
+	}
+	return core.Array(out...), nil
+}
+
+// renumber rewrites a part's error reply (a failed condition or command,
+// numbered within the part) with the request's numbering.
+func (p *plan) renumber(sh int, r core.Reply) core.Reply {
+	pt := p.parts[sh]
+	e := *r.Err
+	fix := func(s string, idx []int, pre string) string {
+		var j int
+		var rest string
+		if n, _ := fmt.Sscanf(s, pre+"%d", &j); n == 1 && j >= 0 && j < len(idx) {
+			rest = strings.TrimPrefix(s, fmt.Sprintf(pre+"%d", j))
+			return fmt.Sprintf(pre+"%d", idx[j]) + rest
+		}
+		return s
+	}
+	if e.Code == core.CodeConditionFailed {
+		e.Condition = fix(e.Condition, pt.condIdx, "")
+		e.Msg = fix(e.Msg, pt.condIdx, "")
+	} else {
+		e.Msg = fix(e.Msg, pt.cmdIdx, "command ")
+	}
+	return core.Reply{Kind: core.KindError, Err: &e, Version: r.Version}
+}
+
+// newTxnID returns a fresh transaction ID: this incarnation's proposer ID
+// and a sequence number.
+func (s *Service) newTxnID() TxnID {
+	var id TxnID
+	binary.BigEndian.PutUint64(id[:8], s.proposer)
+	binary.BigEndian.PutUint64(id[8:], s.seq.Add(1))
+	return id
+}
+
+// txnRecoverAfter is Config.TxnRecoverAfter or its default.
+func (s *Service) txnRecoverAfter() time.Duration {
+	if s.cfg.TxnRecoverAfter > 0 {
+		return s.cfg.TxnRecoverAfter
+	}
+	return defaultTxnRecoverAfter
+}
+
+// defaultTxnRecoverAfter is how old a prepared intent must be before
+// anyone who meets it resolves it (Config.TxnRecoverAfter).
+const defaultTxnRecoverAfter = 2 * time.Second
+
+// proposeTxnOp proposes a two-phase commit operation to shard sh (hosted
+// here) and returns its reply. Errors: consistency.ErrUnavailable (not
+// applied) or consistency.ErrTimeout (unknown).
+func (s *Service) proposeTxnOp(ctx context.Context, sh int, o txnOp) (core.Reply, error) {
+	p := proposal{now: s.cfg.Clock().UnixNano(), proposer: s.proposer, seq: s.seq.Add(1), tx: &o}
+	res, copies, err := s.propose(ctx, s.ShardID(sh), encodeProposal(p))
+	if err != nil {
+		return core.Reply{}, fmt.Errorf("raft: transaction %s, shard %d on %s: %w", o.id, sh, s.cfg.NodeID, err)
+	}
+	r, err := core.DecodeReply(res.Data)
+	if err != nil {
+		return core.Reply{}, fmt.Errorf("raft: decode reply of shard %d: %w", sh, err)
+	}
+	if r.IsError() {
+		switch {
+		case r.Err.Code == CodeNotApplied && copies <= 1:
+			return r, fmt.Errorf("raft: transaction %s, shard %d: %w: %s", o.id, sh, consistency.ErrUnavailable, r.Err.Msg)
+		case r.Err.Code == CodeNotApplied, r.Err.Code == CodeDuplicate:
+			return r, fmt.Errorf("raft: transaction %s, shard %d: %w: %s", o.id, sh, consistency.ErrTimeout, r.Err.Msg)
+		}
+	}
+	return r, nil
+}
+
+// each runs f for every shard of shards concurrently and returns the
+// results by shard.
+func each(shards []int, f func(sh int) (core.Reply, error)) (map[int]core.Reply, map[int]error) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	replies, errs := map[int]core.Reply{}, map[int]error{}
+	for _, sh := range shards {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := f(sh)
+			mu.Lock()
+			defer mu.Unlock()
+			replies[sh] = r
+			if err != nil {
+				errs[sh] = err
+			}
+		}()
+	}
+	wg.Wait()
+	return replies, errs
+}
+
+// doCrossShard runs a request whose keys span shards as a cross-shard
+// transaction, again after lock conflicts, until ctx ends.
+func (s *Service) doCrossShard(ctx context.Context, req consistency.Request) (consistency.Response, error) {
+	resp := consistency.Response{ID: req.ID}
+	pl, perr := s.planTxn(req)
+	if perr != nil {
+		resp.Reply = core.ErrorReply(perr)
+		return resp, nil
+	}
+	for _, sh := range pl.shards {
+		if !s.Hosts(sh) {
+			resp.Reply = core.ErrorReply(&core.Error{Code: CodeCrossShard, Msg: fmt.Sprintf(
+				"a cross-shard transaction is coordinated by a node hosting every shard it touches; %s hosts no replica of %s",
+				s.cfg.NodeID, shardName(sh, s.cfg.Shards))})
+			return resp, nil
+		}
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultTimeout)
+		defer cancel()
+	}
+	for attempt := 1; ; attempt++ {
+		r, conflict, err := s.runTxn(ctx, pl)
+		if err != nil || conflict == nil {
+			resp.Reply = r
+			return resp, err
+		}
+		// A lock conflict: nothing was applied. Resolve the holder if it
+		// is stale, pause, and run again.
+		s.resolveStale(ctx, conflict.shard)
+		if !s.txnPause(ctx, attempt) {
+			resp.Reply = conflict.reply
+			return resp, nil
+		}
+	}
+}
+
+// txnPause waits before retry attempt (a few RTTs, growing, plus up to
+// one RTT taken from the sequence counter so that two transactions that
+// keep meeting each other's locks drift apart); false when ctx ended.
+func (s *Service) txnPause(ctx context.Context, attempt int) bool {
+	d := s.cfg.RTT*time.Duration(min(attempt, 8)) + s.cfg.RTT*time.Duration(s.seq.Load()%8)/8
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// txnConflict is a prepare refused by a lock.
+type txnConflict struct {
+	shard int
+	reply core.Reply
+}
+
+// runTxn runs one attempt of a planned transaction. conflict is set when
+// a prepare met a lock (the attempt was aborted, nothing applied).
+func (s *Service) runTxn(ctx context.Context, pl *plan) (core.Reply, *txnConflict, error) {
+	id := s.newTxnID()
+	coord := pl.shards[0]
+	// Phase 1: prepare every part.
+	votes, errs := each(pl.shards, func(sh int) (core.Reply, error) {
+		return s.proposeTxnOp(ctx, sh, txnOp{op: txnOpPrepare, id: id, coord: coord, part: pl.parts[sh].txn})
+	})
+	decision := decisionCommit
+	var no *core.Reply // the first "no" vote, by shard order
+	var conflict *txnConflict
+	for _, sh := range pl.shards {
+		if errs[sh] != nil {
+			decision = decisionAbort
+			continue
+		}
+		if v := votes[sh]; v.IsError() {
+			decision = decisionAbort
+			if v.Err.Code == CodeTxnConflict {
+				if conflict == nil {
+					conflict = &txnConflict{shard: sh, reply: v}
+				}
+			} else if no == nil {
+				r := pl.renumber(sh, v)
+				no = &r
+			}
+		}
+	}
+	if s.cfg.brokenTxnCommit {
+		// BROKEN (tests only): decide on the coordinator shard's vote
+		// alone, as if the others had voted yes.
+		decision = decisionCommit
+		if errs[coord] != nil || votes[coord].IsError() {
+			decision = decisionAbort
+		}
+	}
+	// Phase 2: a commit is recorded on the coordinator shard first; its
+	// answer is the decision (recovery may have recorded abort first). An
+	// abort needs no record: only this coordinator ever proposes commit,
+	// and recovery records abort when it finds none.
+	decided := decisionAbort
+	if decision == decisionCommit {
+		dr, err := s.proposeTxnOp(ctx, coord, txnOp{op: txnOpDecide, id: id, decision: decision})
+		if err != nil {
+			if errors.Is(err, consistency.ErrUnavailable) {
+				decision = decisionAbort // certainly not recorded: abort
+			} else {
+				// Maybe recorded: the intents stay until resolveStale
+				// learns the decision.
+				return core.Reply{}, nil, fmt.Errorf("raft: decide transaction %s: %w", id, err)
+			}
+		} else if dr.Kind != core.KindInt {
+			return core.Reply{}, nil, fmt.Errorf("raft: decide transaction %s: answer %v", id, dr)
+		} else if dr.Int == 1 {
+			decided = decisionCommit
+		}
+	}
+	// Phase 3: apply the decision on every shard that may hold an intent.
+	op := txnOpAbort
+	if decided == decisionCommit {
+		op = txnOpCommit
+	}
+	var targets []int
+	for _, sh := range pl.shards {
+		if decided == decisionCommit || errs[sh] != nil || !votes[sh].IsError() {
+			targets = append(targets, sh)
+		}
+	}
+	replies, cerrs := each(targets, func(sh int) (core.Reply, error) {
+		return s.proposeTxnOp(ctx, sh, txnOp{op: byte(op), id: id})
+	})
+	if decided == decisionAbort {
+		// Intents whose abort failed stay locked until resolveStale.
+		if decision == decisionCommit { // recovery aborted it first
+			return core.Reply{}, nil, fmt.Errorf("raft: transaction %s was aborted by recovery (a prepare took longer than %v): %w",
+				id, s.txnRecoverAfter(), consistency.ErrUnavailable)
+		}
+		if no == nil && conflict == nil && len(errs) == 0 { // the decision could not be recorded
+			return core.Reply{}, nil, fmt.Errorf("raft: transaction %s aborted: its commit could not be recorded: %w", id, consistency.ErrUnavailable)
+		}
+		return s.failedTxn(no, conflict, errs)
+	}
+	for _, sh := range targets {
+		if cerrs[sh] != nil {
+			// Committed (the decision is recorded) but not yet applied
+			// here; resolveStale applies it later. The client learns an
+			// unknown outcome.
+			return core.Reply{}, nil, fmt.Errorf("raft: transaction %s committed, shard %d not yet applied: %w: %w",
+				id, sh, consistency.ErrTimeout, cerrs[sh])
+		}
+		if r := replies[sh]; r.IsError() {
+			if r.Err.Code == CodeTxnUnknown { // another driver committed it: use the vote
+				replies[sh] = votes[sh]
+				continue
+			}
+			return core.Reply{}, nil, fmt.Errorf("raft: transaction %s: commit on shard %d answered %s", id, sh, r.Err.Msg)
+		}
+	}
+	out, err := pl.combine(replies)
+	return out, nil, err
+}
+
+// failedTxn is the outcome of an aborted attempt: the first "no" vote, a
+// conflict (retried), or the error of a prepare.
+func (s *Service) failedTxn(no *core.Reply, conflict *txnConflict, errs map[int]error) (core.Reply, *txnConflict, error) {
+	switch {
+	case no != nil:
+		return *no, nil, nil
+	case conflict != nil:
+		return core.Reply{}, conflict, nil
+	}
+	var shards []int
+	for sh := range errs {
+		shards = append(shards, sh)
+	}
+	sort.Ints(shards)
+	err := errs[shards[0]]
+	if errors.Is(err, consistency.ErrTimeout) {
+		// The prepare may have been applied; the transaction was aborted
+		// (or will be by recovery): it did not take effect.
+		err = fmt.Errorf("%w (the transaction was aborted)", consistency.ErrUnavailable)
+	}
+	return core.Reply{}, nil, err
+}
+
+// retryConflict retries a single-shard request refused by a lock
+// (TXNCONFLICT) until ctx ends, resolving stale intents of shard sh.
+func (s *Service) retryConflict(ctx context.Context, req consistency.Request, sh int, resp consistency.Response) (consistency.Response, error) {
+	ctx = context.WithValue(ctx, txnRetryKey{}, true)
+	for attempt := 1; ; attempt++ {
+		s.resolveStale(ctx, sh)
+		if !s.txnPause(ctx, attempt) {
+			return resp, nil
+		}
+		r, err := s.Do(ctx, req)
+		if err != nil || !r.Reply.IsError() || r.Reply.Err.Code != CodeTxnConflict {
+			return r, err
+		}
+		resp = r
+	}
+}
+
+// resolveStale resolves the intents of shard sh prepared more than
+// Config.TxnRecoverAfter ago (by the state machine's clock against this
+// node's); errors are left for the next caller.
+func (s *Service) resolveStale(ctx context.Context, sh int) {
+	if !s.Hosts(sh) {
+		return
+	}
+	v, err := s.nh.StaleRead(s.ShardID(sh), txnIntentsQuery{})
+	if err != nil {
+		return
+	}
+	cutoff := s.cfg.Clock().Add(-s.txnRecoverAfter()).UnixNano()
+	for _, in := range v.([]IntentInfo) {
+		if in.Now < cutoff {
+			_ = s.ResolveTxn(ctx, sh, in.ID, in.Coord)
+		}
+	}
+}
+
+// ResolveTxn settles transaction id's intent on shard sh: it proposes
+// abort to the coordinator shard coord (the first decision recorded
+// wins, so this aborts an undecided transaction or learns its decision)
+// and applies the decision on sh. Both shards must be hosted here.
+func (s *Service) ResolveTxn(ctx context.Context, sh int, id TxnID, coord int) error {
+	if !s.Hosts(coord) || !s.Hosts(sh) {
+		return fmt.Errorf("raft: resolve transaction %s: %s does not host shards %d and %d: %w", id, s.cfg.NodeID, coord, sh, consistency.ErrUnavailable)
+	}
+	dr, err := s.proposeTxnOp(ctx, coord, txnOp{op: txnOpDecide, id: id, decision: decisionAbort})
+	if err != nil {
+		return err
+	}
+	op := byte(txnOpAbort)
+	if dr.Kind == core.KindInt && dr.Int == 1 {
+		op = txnOpCommit
+	}
+	_, err = s.proposeTxnOp(ctx, sh, txnOp{op: op, id: id})
+	return err
+}
+
+// RecoverTxns resolves every intent on the shards hosted here that was
+// prepared more than olderThan ago (0: Config.TxnRecoverAfter); it
+// returns how many it met. Writers that meet a stale lock resolve it by
+// themselves; this is for operators and tests.
+func (s *Service) RecoverTxns(ctx context.Context, olderThan time.Duration) (int, error) {
+	if olderThan <= 0 {
+		olderThan = s.txnRecoverAfter()
+	}
+	n := 0
+	var errs []error
+	for sh := 0; sh < s.cfg.Shards; sh++ {
+		if !s.Hosts(sh) {
+			continue
+		}
+		v, err := s.nh.StaleRead(s.ShardID(sh), txnIntentsQuery{})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("raft: intents of shard %d: %w", sh, err))
+			continue
+		}
+		cutoff := s.cfg.Clock().Add(-olderThan).UnixNano()
+		for _, in := range v.([]IntentInfo) {
+			if in.Now < cutoff {
+				n++
+				if err := s.ResolveTxn(ctx, sh, in.ID, in.Coord); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
+// Intents lists shard sh's prepared intents as this node's replica has
+// applied them (for tests and operators).
+func (s *Service) Intents(sh int) ([]IntentInfo, error) {
+	v, err := s.nh.StaleRead(s.ShardID(sh), txnIntentsQuery{})
+	if err != nil {
+		return nil, fmt.Errorf("raft: intents of shard %d: %w", sh, err)
+	}
+	return v.([]IntentInfo), nil
+}

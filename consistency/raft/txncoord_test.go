@@ -1,0 +1,307 @@
+package raft
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dialkv/dialkv/consistency"
+	"github.com/dialkv/dialkv/core"
+)
+
+// keysOnShards returns n keys "prefix<i>" for each of the shards, by shard.
+func keysOnShards(prefix string, shards, n int) [][]string {
+	out := make([][]string, shards)
+	for i := 0; ; i++ {
+		k := prefix + strconv.Itoa(i)
+		sh := core.ShardOf([]byte(k), shards)
+		if len(out[sh]) < n {
+			out[sh] = append(out[sh], k)
+		}
+		done := true
+		for _, ks := range out {
+			done = done && len(ks) == n
+		}
+		if done {
+			return out
+		}
+	}
+}
+
+func (c *testCluster) txn(i int, t core.Txn) core.Reply {
+	c.t.Helper()
+	resp, err := c.do(i, consistency.Request{Txn: &t})
+	if err != nil {
+		c.t.Fatalf("transaction on n%d: %v", i+1, err)
+	}
+	return resp.Reply
+}
+
+// TestCrossShardCommands: multi-key commands and transactions over three
+// shards commit atomically through two-phase commit, with the replies of
+// single-shard ones; a failed condition or command on one shard changes
+// nothing on any shard; commands that are not split still get CROSSSHARD.
+func TestCrossShardCommands(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lin := consistency.Options{}
+	ks := keysOnShards("k", 3, 1)
+	a, b, d := ks[0][0], ks[1][0], ks[2][0]
+	if got := str(c.cmd(0, lin, "MSET", a, "1", b, "2", d, "3")); got != "OK" {
+		t.Fatalf("MSET over 3 shards = %s", got)
+	}
+	if got := replyStr(c.cmd(1, lin, "MGET", d, "nokey", a, b)); got != "[3 (nil) 1 2]" {
+		t.Fatalf("MGET over 3 shards = %s, want [3 (nil) 1 2]", got)
+	}
+	if got := str(c.cmd(2, lin, "EXISTS", a, b, d, "nokey", a)); got != "4" {
+		t.Fatalf("EXISTS = %s, want 4", got)
+	}
+	// A transaction: conditions on two shards, commands on three.
+	tx := core.Txn{
+		Conds: []core.Condition{{Key: []byte(a), Kind: core.CondValue, Value: []byte("1")}, {Key: []byte(d), Kind: core.CondExists}},
+		Cmds:  []core.Command{core.Cmd("INCRBY", b, "10"), core.Cmd("SET", a, "x"), core.Cmd("MGET", a, d)},
+	}
+	if got := replyStr(c.txn(1, tx)); got != "[12 OK [x 3]]" {
+		t.Fatalf("cross-shard transaction = %s, want [12 OK [x 3]]", got)
+	}
+	// The same again: condition 0 fails now (a is x): nothing applied.
+	r := c.txn(2, tx)
+	if !r.IsError() || r.Err.Code != core.CodeConditionFailed || r.Err.Condition[:2] != "0:" {
+		t.Fatalf("transaction with a failed condition = %+v, want CONDFAILED on condition 0", r)
+	}
+	// A failing command (INCR of a non-integer) on a's shard: b's INCRBY is
+	// not applied either.
+	r = c.txn(0, core.Txn{Cmds: []core.Command{core.Cmd("INCRBY", b, "1"), core.Cmd("INCR", a)}})
+	if !r.IsError() || r.Err.Msg[:11] != "command 1 (" {
+		t.Fatalf("transaction with a failing command = %+v, want an error naming command 1", r)
+	}
+	if got := replyStr(c.cmd(0, lin, "MGET", a, b, d)); got != "[x 12 3]" {
+		t.Fatalf("after the refused transactions MGET = %s, want [x 12 3]", got)
+	}
+	if got := str(c.cmd(1, lin, "DEL", a, b, "nokey")); got != "2" {
+		t.Fatalf("DEL over 2 shards = %s, want 2", got)
+	}
+	if got := str(c.cmd(1, lin, "SUNIONSTORE", a, b)); got != "ERR:CROSSSHARD" {
+		t.Fatalf("SUNIONSTORE over 2 shards = %s, want CROSSSHARD", got)
+	}
+	c.waitNoIntents(0, 1, 2)
+}
+
+// waitNoIntents waits until the replicas of nodes hold no intent (a
+// replica may lag its leader), failing after 10 s.
+func (c *testCluster) waitNoIntents(nodes ...int) {
+	c.t.Helper()
+	for _, i := range nodes {
+		for sh := 0; sh < c.svcs[i].Shards(); sh++ {
+			in, err := c.svcs[i].Intents(sh)
+			for deadline := time.Now().Add(10 * time.Second); (err != nil || len(in) != 0) && time.Now().Before(deadline); {
+				time.Sleep(10 * time.Millisecond)
+				in, err = c.svcs[i].Intents(sh)
+			}
+			if err != nil || len(in) != 0 {
+				c.t.Fatalf("n%d shard %d intents = %v, %v; want none", i+1, sh, in, err)
+			}
+		}
+	}
+}
+
+// TestTxnCoordinatorCrash: a coordinator (n1) prepares a transaction on
+// two shards by hand and crashes, (a) before recording a decision, (b)
+// after recording commit and committing one shard only. A request on
+// another node that meets the locks resolves the transaction once it is
+// older than TxnRecoverAfter: (a) aborted, nothing applied; (b) the
+// recorded commit is learned and applied on the second shard.
+func TestTxnCoordinatorCrash(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		decide bool
+		want   string
+	}{
+		{"before-decision", false, "[old-a old-b]"},
+		{"after-decision", true, "[new-a new-b]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newTestCluster(t, 2, func(cfg *Config) { cfg.TxnRecoverAfter = 300 * time.Millisecond })
+			ks := keysOnShards("k", 2, 1)
+			a, b := ks[0][0], ks[1][0]
+			lin := consistency.Options{}
+			c.cmd(1, lin, "MSET", a, "old-a", b, "old-b")
+			co := c.svcs[0]
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			id := co.newTxnID()
+			for sh, k := range []string{a, b} {
+				r, err := co.proposeTxnOp(ctx, sh, txnOp{op: txnOpPrepare, id: id, coord: 0, part: core.Txn{Cmds: []core.Command{core.Cmd("SET", k, "new-"+string("ab"[sh]))}}})
+				if err != nil || r.IsError() {
+					t.Fatalf("prepare on shard %d: %v %v", sh, r, err)
+				}
+			}
+			if tc.decide {
+				if r, err := co.proposeTxnOp(ctx, 0, txnOp{op: txnOpDecide, id: id, decision: decisionCommit}); err != nil || r.Int != 1 {
+					t.Fatalf("decide: %v %v", r, err)
+				}
+				if r, err := co.proposeTxnOp(ctx, 0, txnOp{op: txnOpCommit, id: id}); err != nil || r.IsError() {
+					t.Fatalf("commit shard 0: %v %v", r, err)
+				}
+			}
+			if err := co.Close(); err != nil { // the coordinator crashes
+				t.Fatal(err)
+			}
+			// Reads of locked keys see the last committed values.
+			if got := replyStr(c.cmd(1, lin, "GET", b)); got != "old-b" {
+				t.Fatalf("GET %s while prepared = %s, want old-b", b, got)
+			}
+			start := time.Now()
+			// A cross-shard read meets the locks and resolves them.
+			got := replyStr(c.cmd(2, lin, "MGET", a, b))
+			if got != tc.want {
+				t.Fatalf("MGET after the coordinator crash = %s, want %s (waited %v)", got, tc.want, time.Since(start))
+			}
+			t.Logf("resolved after %v", time.Since(start))
+			// No intent is left, and the keys take writes again.
+			c.waitNoIntents(1, 2)
+			if got := str(c.cmd(1, lin, "SET", b, "later")); got != "OK" {
+				t.Fatalf("SET after resolution = %s", got)
+			}
+		})
+	}
+}
+
+// bankResult is what one bank run saw.
+type bankResult struct {
+	transfers, unknown, reads int64
+	bad                       []string // reads whose total was wrong
+	final                     int64
+}
+
+// runBank moves money between accounts spread over shards with concurrent
+// cross-shard transfers (INCRBY -x, INCRBY +x in one transaction) through
+// every node, while readers read every account in one cross-shard MGET.
+// Every read must see the initial total.
+func runBank(t *testing.T, broken bool, seed uint64) bankResult {
+	const (
+		shards, perShard, initial = 3, 2, 100
+		workers, transfers        = 4, 40
+		readers                   = 2
+	)
+	c := newTestCluster(t, shards, func(cfg *Config) { cfg.brokenTxnCommit = broken })
+	var accts []string
+	for _, ks := range keysOnShards("acct", shards, perShard) {
+		accts = append(accts, ks...)
+	}
+	total := int64(initial * len(accts))
+	args := []string{}
+	for _, a := range accts {
+		args = append(args, a, strconv.Itoa(initial))
+	}
+	if got := str(c.cmd(0, consistency.Options{}, "MSET", args...)); got != "OK" {
+		t.Fatalf("MSET of the accounts = %s", got)
+	}
+	sum := func(r core.Reply) (int64, bool) {
+		if r.Kind != core.KindArray || len(r.Array) != len(accts) {
+			return 0, false
+		}
+		var n int64
+		for _, e := range r.Array {
+			v, err := strconv.ParseInt(string(e.Str), 10, 64)
+			if err != nil {
+				return 0, false
+			}
+			n += v
+		}
+		return n, true
+	}
+	mget := core.Cmd("MGET", accts...)
+	var res bankResult
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var stop atomic.Bool
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, uint64(w)))
+			for i := 0; i < transfers && !stop.Load(); i++ {
+				from := accts[rng.IntN(len(accts))]
+				to := accts[rng.IntN(len(accts))]
+				if core.ShardOf([]byte(from), shards) == core.ShardOf([]byte(to), shards) {
+					continue // cross-shard transfers only
+				}
+				x := strconv.Itoa(1 + rng.IntN(20))
+				tx := core.Txn{Cmds: []core.Command{core.Cmd("INCRBY", from, "-"+x), core.Cmd("INCRBY", to, x)}}
+				resp, err := c.do(rng.IntN(3), consistency.Request{Txn: &tx})
+				switch {
+				case err != nil:
+					atomic.AddInt64(&res.unknown, 1)
+				case !resp.Reply.IsError():
+					atomic.AddInt64(&res.transfers, 1)
+				}
+			}
+		}()
+	}
+	var rwg sync.WaitGroup
+	for r := 0; r < readers; r++ {
+		rwg.Add(1)
+		go func() {
+			defer rwg.Done()
+			for i := 0; !stop.Load(); i++ {
+				resp, err := c.do((r+i)%3, consistency.Request{Cmd: &mget})
+				if err != nil || resp.Reply.IsError() {
+					continue
+				}
+				atomic.AddInt64(&res.reads, 1)
+				if n, ok := sum(resp.Reply); !ok || n != total {
+					mu.Lock()
+					res.bad = append(res.bad, fmt.Sprintf("total %d: %s", n, replyStr(resp.Reply)))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	stop.Store(true)
+	rwg.Wait()
+	// Settle what crashed attempts left, then read the final total.
+	for _, s := range c.svcs {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s.RecoverTxns(ctx, time.Nanosecond)
+		cancel()
+	}
+	resp, err := c.do(0, consistency.Request{Cmd: &mget})
+	if err != nil || resp.Reply.IsError() {
+		t.Fatalf("final read: %v %v", resp.Reply, err)
+	}
+	res.final, _ = sum(resp.Reply)
+	return res
+}
+
+// TestBankTransfers: concurrent cross-shard transfers never change the
+// total any cross-shard read sees (atomicity and isolation of two-phase
+// commit), and the final total is the initial one.
+func TestBankTransfers(t *testing.T) {
+	res := runBank(t, false, 1)
+	t.Logf("transfers %d, unknown %d, reads %d", res.transfers, res.unknown, res.reads)
+	if len(res.bad) > 0 || res.final != 600 {
+		t.Fatalf("%d reads saw a wrong total (%q); final total %d, want 600 (go test -run TestBankTransfers ./consistency/raft)",
+			len(res.bad), res.bad, res.final)
+	}
+	if res.transfers == 0 || res.reads == 0 {
+		t.Fatalf("no transfer (%d) or no read (%d) succeeded", res.transfers, res.reads)
+	}
+}
+
+// TestBankTransfersCatchesBrokenCommit: the same run with a coordinator
+// that decides commit on the coordinator shard's vote alone (not waiting
+// for every participant's yes) loses atomicity, and the bank test sees the
+// total change.
+func TestBankTransfersCatchesBrokenCommit(t *testing.T) {
+	res := runBank(t, true, 1)
+	t.Logf("broken: transfers %d, unknown %d, reads %d, bad reads %d, final %d", res.transfers, res.unknown, res.reads, len(res.bad), res.final)
+	if len(res.bad) == 0 && res.final == 600 {
+		t.Fatal("the broken coordinator was not caught: every read saw the total (go test -run TestBankTransfersCatchesBrokenCommit ./consistency/raft)")
+	}
+}
