@@ -335,8 +335,7 @@ func (s *Service) doCrossShard(ctx context.Context, req consistency.Request) (co
 		// is stale, pause, and run again.
 		s.resolveStale(ctx, conflict.shard)
 		if !s.txnPause(ctx, attempt) {
-			resp.Reply = conflict.reply
-			return resp, nil
+			return resp, lockedErr(conflict.reply)
 		}
 	}
 }
@@ -493,7 +492,7 @@ func (s *Service) retryConflict(ctx context.Context, req consistency.Request, sh
 	for attempt := 1; ; attempt++ {
 		s.resolveStale(ctx, sh)
 		if !s.txnPause(ctx, attempt) {
-			return resp, nil
+			return consistency.Response{ID: req.ID}, lockedErr(resp.Reply)
 		}
 		r, err := s.Do(ctx, req)
 		if err != nil || !r.Reply.IsError() || r.Reply.Err.Code != CodeTxnConflict {
@@ -501,6 +500,12 @@ func (s *Service) retryConflict(ctx context.Context, req consistency.Request, sh
 		}
 		resp = r
 	}
+}
+
+// lockedErr is the error of a request still refused by a lock
+// (TXNCONFLICT reply r) at its deadline: it certainly did not take effect.
+func lockedErr(r core.Reply) error {
+	return fmt.Errorf("raft: %s: %w", r.Err.Msg, consistency.ErrUnavailable)
 }
 
 // resolveStale resolves the intents of shard sh prepared more than
