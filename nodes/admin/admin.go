@@ -22,7 +22,6 @@ import (
 	"github.com/dialkv/dialkv/consistency/raft"
 	"github.com/dialkv/dialkv/core"
 	"github.com/dialkv/dialkv/nodes"
-	"github.com/dialkv/dialkv/transport"
 	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
 )
 
@@ -127,7 +126,12 @@ func members(args []string, stdout, stderr io.Writer) error {
 	fs := flags("members", "--addrs HOST:PORT,...", stdout)
 	addrs := fs.String("addrs", "127.0.0.1:7379", "the nodes' client API addresses")
 	timeout := fs.Duration("timeout", 2*time.Second, "ping deadline")
+	cf := connFlags(fs)
 	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	dopts, err := dialOptions(cf)
+	if err != nil {
 		return err
 	}
 	down := 0
@@ -135,7 +139,7 @@ func members(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "%-22s %-8s %-6s %-10s %s\n", "ADDRESS", "ID", "STATUS", "RTT", "VERSION")
 	for _, a := range splitList(*addrs) {
 		start := time.Now()
-		info, err := ping(a, *timeout)
+		info, err := ping(a, *timeout, dopts)
 		rtt := time.Since(start)
 		if err != nil {
 			down++
@@ -151,7 +155,7 @@ func members(args []string, stdout, stderr io.Writer) error {
 	// every member it knows of, with its state, including nodes not in
 	// --addrs.
 	if gossipFrom != "" {
-		r, err := clusterMembers(gossipFrom, *timeout)
+		r, err := clusterMembers(gossipFrom, *timeout, dopts)
 		if err != nil {
 			fmt.Fprintf(stdout, "\n%v\n", err)
 		} else {
@@ -170,11 +174,16 @@ func members(args []string, stdout, stderr io.Writer) error {
 func namespaces(args []string, stdout, stderr io.Writer) error {
 	fs := flags("namespaces", "[list | create NAME STRATEGY [KEY VALUE]... | drop NAME] [--addr HOST:PORT]", stdout)
 	addr := fs.String("addr", "127.0.0.1:7379", "a node's client API address")
+	cf := connFlags(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
-	c, err := dial(*addr, 10*time.Second)
+	dopts, err := dialOptions(cf)
+	if err != nil {
+		return err
+	}
+	c, err := dial(*addr, 10*time.Second, dopts)
 	if err != nil {
 		return err
 	}
@@ -293,6 +302,7 @@ func where(args []string, stdout, stderr io.Writer) error {
 	addr := fs.String("addr", "127.0.0.1:7379", "a node's client API address (to read the namespace's spec)")
 	ns := fs.String("namespace", "default", "namespace")
 	mem := fs.String("members", "", "the cluster's node ids (quorum and causal placement; default: the member list of the node at --addr)")
+	cf := connFlags(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -300,7 +310,11 @@ func where(args []string, stdout, stderr io.Writer) error {
 	if len(pos) != 1 {
 		return usageErr("where KEY")
 	}
-	c, err := dial(*addr, 10*time.Second)
+	dopts, err := dialOptions(cf)
+	if err != nil {
+		return err
+	}
+	c, err := dial(*addr, 10*time.Second, dopts)
 	if err != nil {
 		return err
 	}
@@ -315,7 +329,7 @@ func where(args []string, stdout, stderr io.Writer) error {
 			if len(ids) == 0 && (s.Strategy == "quorum" || s.Strategy == "causal") {
 				// The ring's members, as the node knows them.
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				rep, err := nodes.RingAt(ctx, *addr, transport.DialOptions{})
+				rep, err := nodes.RingAt(ctx, *addr, dopts)
 				cancel()
 				if err != nil {
 					return fmt.Errorf("--members not given and the member list could not be read: %w", err)

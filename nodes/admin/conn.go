@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"time"
 
@@ -25,10 +26,30 @@ type conn struct {
 	timeout time.Duration
 }
 
-func dial(addr string, timeout time.Duration) (*conn, error) {
+// connFlags adds the TLS and login flags (transport.ConnFlags: --tls-ca,
+// --tls-cert, --tls-key, --tls-server-name, --user with --password-file or
+// $DIALKV_PASSWORD, --token-file or $DIALKV_TOKEN) to fs. With
+// authentication on, cluster-management commands need a principal with
+// admin (docs/security.md): an admin user or token, or a node certificate.
+func connFlags(fs *flag.FlagSet) *transport.ConnFlags {
+	var f transport.ConnFlags
+	f.Register(fs)
+	return &f
+}
+
+// dialOptions are the DialOptions the flags ask for.
+func dialOptions(f *transport.ConnFlags) (transport.DialOptions, error) {
+	cfg, login, err := f.Dial()
+	if err != nil {
+		return transport.DialOptions{}, fmt.Errorf("credentials: %w", err)
+	}
+	return transport.DialOptions{TLS: cfg, Login: login}, nil
+}
+
+func dial(addr string, timeout time.Duration, dopts transport.DialOptions) (*conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	c, err := transport.Dial(ctx, addr, transport.DialOptions{})
+	c, err := transport.Dial(ctx, addr, dopts)
 	if err != nil {
 		return nil, err
 	}
@@ -41,8 +62,8 @@ func (c *conn) bound(ctx context.Context) (context.Context, context.CancelFunc) 
 	return context.WithTimeout(ctx, c.timeout)
 }
 
-func ping(addr string, timeout time.Duration) (*gen.NodeInfo, error) {
-	c, err := dial(addr, timeout)
+func ping(addr string, timeout time.Duration, dopts transport.DialOptions) (*gen.NodeInfo, error) {
+	c, err := dial(addr, timeout, dopts)
 	if err != nil {
 		return nil, err
 	}
@@ -58,8 +79,8 @@ func ping(addr string, timeout time.Duration) (*gen.NodeInfo, error) {
 
 // clusterMembers returns the lines of CLUSTER MEMBERS at addr (the node's
 // gossip view).
-func clusterMembers(addr string, timeout time.Duration) ([]string, error) {
-	c, err := dial(addr, timeout)
+func clusterMembers(addr string, timeout time.Duration, dopts transport.DialOptions) ([]string, error) {
+	c, err := dial(addr, timeout, dopts)
 	if err != nil {
 		return nil, err
 	}

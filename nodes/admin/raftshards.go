@@ -17,8 +17,8 @@ import (
 
 // raftNamespace reads a raft namespace's spec at addr and returns its
 // node list (from its parameters) and retired nodes.
-func raftNamespace(addr, ns string) (raft.Config, error) {
-	c, err := dial(addr, 10*time.Second)
+func raftNamespace(addr, ns string, dopts transport.DialOptions) (raft.Config, error) {
+	c, err := dial(addr, 10*time.Second, dopts)
 	if err != nil {
 		return raft.Config{}, err
 	}
@@ -55,17 +55,22 @@ func whereShards(args []string, stdout, _ io.Writer) error {
 	addr := fs.String("addr", "127.0.0.1:7379", "a node's client API address (to read the namespace's spec)")
 	ns := fs.String("namespace", "", "raft namespace")
 	timeout := fs.Duration("timeout", 3*time.Second, "deadline of each call")
+	cf := connFlags(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
 	if *ns == "" {
 		return usageErr("--namespace is required")
 	}
-	cfg, err := raftNamespace(*addr, *ns)
+	dopts, err := dialOptions(cf)
 	if err != nil {
 		return err
 	}
-	call := nodes.DialRaftCaller(transport.DialOptions{}, *timeout)
+	cfg, err := raftNamespace(*addr, *ns, dopts)
+	if err != nil {
+		return err
+	}
+	call := nodes.DialRaftCaller(dopts, *timeout)
 	p, err := nodes.ReadRaftPlacement(context.Background(), call, *ns, cfg.Nodes)
 	if err != nil {
 		return err
@@ -121,13 +126,18 @@ func moveShard(args []string, stdout, _ io.Writer) error {
 	from := fs.String("from", "", "node whose replica moves (empty: only add one on --to)")
 	to := fs.String("to", "", "node that receives the replica (empty: only remove the one on --from)")
 	timeout := fs.Duration("timeout", 60*time.Second, "deadline of the whole move")
+	cf := connFlags(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
 	if *ns == "" || *shard < 0 || (*from == "" && *to == "") || *from == *to {
 		return usageErr("--namespace, --shard and at least one of --from and --to (different) are required")
 	}
-	cfg, err := raftNamespace(*addr, *ns)
+	dopts, err := dialOptions(cf)
+	if err != nil {
+		return err
+	}
+	cfg, err := raftNamespace(*addr, *ns, dopts)
 	if err != nil {
 		return err
 	}
@@ -145,7 +155,7 @@ func moveShard(args []string, stdout, _ io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	call := nodes.DialRaftCaller(transport.DialOptions{}, 5*time.Second)
+	call := nodes.DialRaftCaller(dopts, 5*time.Second)
 	p, err := nodes.ReadRaftPlacement(ctx, call, *ns, cfg.Nodes)
 	if err != nil {
 		return err

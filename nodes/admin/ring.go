@@ -19,12 +19,17 @@ import (
 func ringCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flags("ring", "[--addr HOST:PORT]", stdout)
 	addr := fs.String("addr", "127.0.0.1:7379", "a node's client API address")
+	cf := connFlags(fs)
 	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	dopts, err := dialOptions(cf)
+	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	rep, err := nodes.RingAt(ctx, *addr, transport.DialOptions{})
+	rep, err := nodes.RingAt(ctx, *addr, dopts)
 	if err != nil {
 		return err
 	}
@@ -50,18 +55,20 @@ func ringCmd(args []string, stdout, stderr io.Writer) error {
 }
 
 // ringChangeFlags are the flags add-node and remove-node share: the member
-// to send the change to, the bound on the whole change, and the settle pause.
-func ringChangeFlags(name, operand string, stdout io.Writer) (fs *flag.FlagSet, addr *string, timeout, settle *time.Duration) {
-	fs = flags(name, operand+" [--addr HOST:PORT] [--timeout 10m]", stdout)
+// to send the change to, the bound on the whole change, the settle pause,
+// and the credentials (with authentication on, CLUSTER RING SET needs admin
+// on the whole cluster: an admin of "*" or a node certificate).
+func ringChangeFlags(name, operand string, stdout io.Writer) (fs *flag.FlagSet, addr *string, timeout, settle *time.Duration, cf *transport.ConnFlags) {
+	fs = flags(name, operand+" [--addr HOST:PORT] [--timeout 10m] [credentials]", stdout)
 	addr = fs.String("addr", "127.0.0.1:7379", "a member's client API address")
 	timeout = fs.Duration("timeout", 10*time.Minute, "bound on the whole change (a change cut short is resumed by running the command again)")
 	settle = fs.Duration("settle", 2*time.Second, "pause between the joint phase and the stream (longer than the namespaces' request timeout)")
-	return fs, addr, timeout, settle
+	return fs, addr, timeout, settle, connFlags(fs)
 }
 
 // addNode is `dialkv admin add-node ID[=CLIENT@PEER]`.
 func addNode(args []string, stdout, stderr io.Writer) error {
-	fs, addr, timeout, settle := ringChangeFlags("add-node", "ID[=CLIENT@PEER]", stdout)
+	fs, addr, timeout, settle, cf := ringChangeFlags("add-node", "ID[=CLIENT@PEER]", stdout)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -69,16 +76,20 @@ func addNode(args []string, stdout, stderr io.Writer) error {
 	if len(pos) != 1 {
 		return usageErr("add-node ID[=CLIENT@PEER]")
 	}
-	p, err := nodeToAdd(pos[0], *addr)
+	dopts, err := dialOptions(cf)
 	if err != nil {
 		return err
 	}
-	return runChange(*addr, nodes.RingChange{Add: &p, Settle: *settle}, *timeout, stdout)
+	p, err := nodeToAdd(pos[0], *addr, dopts)
+	if err != nil {
+		return err
+	}
+	return runChange(*addr, dopts, nodes.RingChange{Add: &p, Settle: *settle}, *timeout, stdout)
 }
 
 // removeNode is `dialkv admin remove-node ID`.
 func removeNode(args []string, stdout, stderr io.Writer) error {
-	fs, addr, timeout, settle := ringChangeFlags("remove-node", "ID", stdout)
+	fs, addr, timeout, settle, cf := ringChangeFlags("remove-node", "ID", stdout)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -86,10 +97,14 @@ func removeNode(args []string, stdout, stderr io.Writer) error {
 	if len(pos) != 1 {
 		return usageErr("remove-node ID")
 	}
-	return runChange(*addr, nodes.RingChange{Remove: pos[0], Settle: *settle}, *timeout, stdout)
+	dopts, err := dialOptions(cf)
+	if err != nil {
+		return err
+	}
+	return runChange(*addr, dopts, nodes.RingChange{Remove: pos[0], Settle: *settle}, *timeout, stdout)
 }
 
-func runChange(addr string, ch nodes.RingChange, timeout time.Duration, stdout io.Writer) error {
+func runChange(addr string, dopts transport.DialOptions, ch nodes.RingChange, timeout time.Duration, stdout io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	last := time.Time{}
@@ -102,7 +117,7 @@ func runChange(addr string, ch nodes.RingChange, timeout time.Duration, stdout i
 		last = time.Now()
 		fmt.Fprintf(stdout, "%s %s\n", time.Now().UTC().Format("15:04:05"), line)
 	}
-	res, err := nodes.ChangeRing(ctx, addr, transport.DialOptions{}, ch)
+	res, err := nodes.ChangeRing(ctx, addr, dopts, ch)
 	if err != nil {
 		return err
 	}
@@ -119,7 +134,7 @@ func runChange(addr string, ch nodes.RingChange, timeout time.Duration, stdout i
 // nodeToAdd parses ID=CLIENT@PEER, or looks a bare ID up in the gossip
 // view (CLUSTER MEMBERS) of the member at addr: a node started with
 // --join advertises its addresses there.
-func nodeToAdd(arg, addr string) (nodes.ClusterPeer, error) {
+func nodeToAdd(arg, addr string, dopts transport.DialOptions) (nodes.ClusterPeer, error) {
 	if strings.Contains(arg, "=") {
 		ps, err := nodes.ParsePeers(arg)
 		if err != nil {
@@ -127,7 +142,7 @@ func nodeToAdd(arg, addr string) (nodes.ClusterPeer, error) {
 		}
 		return ps[0], nil
 	}
-	lines, err := clusterMembers(addr, 5*time.Second)
+	lines, err := clusterMembers(addr, 5*time.Second, dopts)
 	if err != nil {
 		return nodes.ClusterPeer{}, err
 	}
