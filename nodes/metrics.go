@@ -8,6 +8,7 @@ import (
 
 	"github.com/dialkv/dialkv/consistency"
 	"github.com/dialkv/dialkv/consistency/causal"
+	"github.com/dialkv/dialkv/nodes/security"
 	"github.com/dialkv/dialkv/transport"
 )
 
@@ -26,6 +27,9 @@ type metrics struct {
 	// Filled by newMetrics, read-only afterwards.
 	ops     map[string]opMetrics
 	corrupt *prometheus.CounterVec
+	// reject caches the series of dialkv_rejected_requests_total, one per
+	// security.RejectReasons; filled by newMetrics, read-only afterwards.
+	reject map[string]prometheus.Counter
 }
 
 // opMetrics are one operation's cached series.
@@ -80,7 +84,15 @@ func newMetrics(n *Node) *metrics {
 		Name: "dialkv_corruption_events_total",
 		Help: "Corruption found in a replicated namespace's store and repaired from the other replicas: kind record (records that failed their checksum at recovery, dropped and refilled) or store (a store that failed with a checksum error, moved aside and rebuilt).",
 	}, []string{"namespace", "kind"})
-	m.reg.MustRegister(m.requests, m.latency, m.openConns, m.conns, m.bytesIn, m.bytesOut, m.lag, m.corrupt,
+	rejected := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dialkv_rejected_requests_total",
+		Help: "Client requests refused before any work by authentication (unauthenticated, failed logins included), authorization (forbidden), the per-connection rate limit (rate_limited) or load shedding (overloaded).",
+	}, []string{"reason"})
+	m.reject = make(map[string]prometheus.Counter, len(security.RejectReasons))
+	for _, r := range security.RejectReasons {
+		m.reject[r] = rejected.WithLabelValues(r) // every reason shows, at 0 until it happens
+	}
+	m.reg.MustRegister(m.requests, m.latency, m.openConns, m.conns, m.bytesIn, m.bytesOut, m.lag, m.corrupt, rejected,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&nodeCollector{n: n})
 	return m
@@ -91,6 +103,14 @@ func (m *metrics) ConnClosed(reason string) {
 	m.openConns.Dec()
 	m.conns.WithLabelValues("closed_" + reason).Inc()
 }
+
+// rejected counts a request the Guard refused (security.Guard.OnReject).
+func (m *metrics) rejected(reason string) {
+	if c, ok := m.reject[reason]; ok {
+		c.Inc()
+	}
+}
+
 func (m *metrics) ConnRejected()  { m.conns.WithLabelValues("rejected").Inc() }
 func (m *metrics) BytesIn(n int)  { m.bytesIn.Add(float64(n)) }
 func (m *metrics) BytesOut(n int) { m.bytesOut.Add(float64(n)) }

@@ -45,7 +45,9 @@ func (n *Node) processor(tc *transport.ServerConfig) thrift.TProcessor {
 	if s.ClientTLS != nil {
 		tc.Mode = transport.ModeGoroutine
 	}
-	return gen.NewDialKVProcessor(s.Guard(h, n.log))
+	g := s.Guard(h, n.log)
+	g.OnReject = n.metrics.rejected
+	return gen.NewDialKVProcessor(g)
 }
 
 // listen opens the client listener, under TLS when configured. The TLS

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
 )
@@ -221,5 +222,56 @@ func TestNodePrincipal(t *testing.T) {
 				t.Fatalf("admin on the cluster for %s/%s: %v", p.Name, p.Method, err)
 			}
 		})
+	}
+}
+
+// TestGuardOnReject: every refusal is reported once with its reason (and
+// an allowed request not at all).
+func TestGuardOnReject(t *testing.T) {
+	pol, _ := testPolicy(t)
+	var got []string
+	now := time.Unix(0, 0)
+	sh, err := NewShedder(ShedderConfig{MaxInFlight: 1, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &Guard{Inner: &fakeKV{}, Auth: pol, Shedder: sh, Now: func() time.Time { return now },
+		OnReject: func(r string) { got = append(got, r) }}
+	reader := WithPrincipal(context.Background(), Principal{Name: "reader", Method: "cert"})
+	bucket, _ := NewTokenBucket(1, 1)
+	limited := WithLimiter(reader, bucket)
+	for _, tc := range []struct {
+		name string
+		do   func() error
+		want string // "" : allowed
+	}{
+		{"allowed", func() error { _, err := g.Call(reader, nil, cmd("GET", "k")); return err }, ""},
+		{"anonymous", func() error { _, err := g.Call(context.Background(), nil, cmd("GET", "k")); return err }, RejectUnauthenticated},
+		{"anonymous poll", func() error { _, err := g.Poll(context.Background(), "s", 1, 0); return err }, RejectUnauthenticated},
+		{"forbidden", func() error { _, err := g.Call(reader, nil, cmd("SET", "k", "v")); return err }, RejectForbidden},
+		{"first of the bucket", func() error { _, err := g.Call(limited, nil, cmd("GET", "k")); return err }, ""},
+		{"rate limited", func() error { _, err := g.Call(limited, nil, cmd("GET", "k")); return err }, RejectRateLimited},
+		{"overloaded", func() error {
+			release, err := sh.Acquire(now) // hold the only slot
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer release()
+			_, err = g.Call(reader, nil, cmd("GET", "k"))
+			return err
+		}, RejectOverloaded},
+	} {
+		got = nil
+		err := tc.do()
+		if (err == nil) != (tc.want == "") {
+			t.Errorf("%s: err %v, want reason %q", tc.name, err, tc.want)
+		}
+		var want []string
+		if tc.want != "" {
+			want = []string{tc.want}
+		}
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("%s: reported %v, want %v (go test ./nodes/security -run TestGuardOnReject)", tc.name, got, want)
+		}
 	}
 }

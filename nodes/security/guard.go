@@ -49,6 +49,37 @@ type Guard struct {
 	Logger *slog.Logger
 	// Now reads the clock for the limiters; nil: time.Now.
 	Now func() time.Time
+	// OnReject, if set, is called once per request the Guard refuses,
+	// with the reason: one of RejectReasons (never a principal or a
+	// secret, so it can label a metric).
+	OnReject func(reason string)
+}
+
+// The reasons OnReject reports.
+const (
+	RejectUnauthenticated = "unauthenticated" // no, wrong or revoked credentials (a failed login included)
+	RejectForbidden       = "forbidden"       // authenticated, but no grant for the action
+	RejectRateLimited     = "rate_limited"    // over the connection's --rate-limit
+	RejectOverloaded      = "overloaded"      // shed: over --max-inflight
+)
+
+// RejectReasons lists every reason OnReject reports.
+var RejectReasons = []string{RejectUnauthenticated, RejectForbidden, RejectRateLimited, RejectOverloaded}
+
+// reject reports a refusal and returns err.
+func (g *Guard) reject(reason string, err error) error {
+	if g.OnReject != nil {
+		g.OnReject(reason)
+	}
+	return err
+}
+
+// authReason is the OnReject reason of an authorization error.
+func authReason(err error) string {
+	if _, ok := err.(*gen.Unauthenticated); ok {
+		return RejectUnauthenticated
+	}
+	return RejectForbidden
 }
 
 // NewLoginSlots returns a semaphore for Guard.Logins allowing n password
@@ -90,7 +121,7 @@ func (g *Guard) Login(ctx context.Context, user string, secret []byte) (string, 
 		if g.Logger != nil {
 			g.Logger.Warn("login failed", "user", user, "method", map[bool]string{true: "token", false: "password"}[user == ""], "err", err)
 		}
-		return "", toThrift(err)
+		return "", g.reject(RejectUnauthenticated, toThrift(err))
 	}
 	sess.set(p)
 	return p.Name, nil
@@ -132,7 +163,7 @@ func (g *Guard) limit(ctx context.Context, cost int) error {
 		return nil
 	}
 	if err := b.AllowN(g.now(), max(cost, 1)); err != nil {
-		return unavailable(err)
+		return g.reject(RejectRateLimited, unavailable(err))
 	}
 	return nil
 }
@@ -146,7 +177,7 @@ func (g *Guard) admit() (func(), error) {
 	}
 	release, err := g.Shedder.Acquire(g.now())
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, g.reject(RejectOverloaded, unavailable(err))
 	}
 	return release, nil
 }
@@ -177,7 +208,10 @@ func toThrift(err error) error {
 
 func (g *Guard) check(ctx context.Context, ns string, a Action) error {
 	p, _ := PrincipalFrom(ctx)
-	return toThrift(g.Auth.Authorize(p, ns, a))
+	if err := toThrift(g.Auth.Authorize(p, ns, a)); err != nil {
+		return g.reject(authReason(err), err)
+	}
+	return nil
 }
 
 func nsOf(opts *gen.RequestOptions) string {
@@ -268,14 +302,16 @@ func (g *Guard) Subscribe(ctx context.Context, opts *gen.RequestOptions, channel
 func (g *Guard) authenticated(ctx context.Context) error {
 	if p, ok := PrincipalFrom(ctx); ok {
 		if v, ok := g.Auth.(interface{ Valid(Principal) error }); ok {
-			return v.Valid(p) // a revoked credential is refused here too
+			if err := v.Valid(p); err != nil { // a revoked credential is refused here too
+				return g.reject(RejectUnauthenticated, err)
+			}
 		}
 		return nil
 	}
 	if _, open := g.Auth.(AllowAll); open {
 		return nil
 	}
-	return unauthenticated("no credentials")
+	return g.reject(RejectUnauthenticated, unauthenticated("no credentials"))
 }
 
 // Poll needs an authenticated principal.
