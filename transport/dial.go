@@ -79,11 +79,7 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Conn, error) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	cfg := &thrift.TConfiguration{MaxMessageSize: int32(opts.MaxFrame), MaxFrameSize: int32(opts.MaxFrame)}
-	framed := thrift.NewTFramedTransportConf(thrift.NewStreamTransportRW(nc), cfg)
-	iprot := opts.Protocol.newProtocol(framed, cfg)
-	oprot := opts.Protocol.newProtocol(framed, cfg)
-	c := &Conn{DialKVClient: gen.NewDialKVClientProtocol(framed, iprot, oprot), nc: nc, addr: addr}
+	c := newConn(nc, addr, opts)
 	if opts.Login != nil {
 		if d, ok := ctx.Deadline(); ok {
 			nc.SetDeadline(d)
@@ -96,6 +92,15 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Conn, error) {
 		}
 	}
 	return c, nil
+}
+
+// newConn is a client connection over nc (opts' defaults filled in).
+func newConn(nc net.Conn, addr string, opts DialOptions) *Conn {
+	cfg := &thrift.TConfiguration{MaxMessageSize: int32(opts.MaxFrame), MaxFrameSize: int32(opts.MaxFrame)}
+	framed := newClientFramed(nc, opts.MaxFrame)
+	iprot := opts.Protocol.newProtocol(framed, cfg)
+	oprot := opts.Protocol.newProtocol(framed, cfg)
+	return &Conn{DialKVClient: gen.NewDialKVClientProtocol(framed, iprot, oprot), nc: nc, addr: addr}
 }
 
 // Addr is the address the connection was dialled to.

@@ -19,11 +19,25 @@ import (
 // against that and allocate exactly once. On a transport that cannot say
 // (RemainingBytes is MaxUint64) they fall back to the library's reader.
 
+// inPlaceReader is a transport that holds a whole frame in memory (the
+// server's frameReader, a client's clientFramed): strings are decoded from
+// it in place.
+type inPlaceReader interface {
+	peek(n int) ([]byte, bool)
+	consume(n int)
+	RemainingBytes() uint64
+}
+
+var (
+	_ inPlaceReader = (*frameReader)(nil)
+	_ inPlaceReader = (*clientFramed)(nil)
+)
+
 // binaryProtocol is TBinaryProtocol with an exact-size ReadBinary.
 type binaryProtocol struct {
 	*thrift.TBinaryProtocol
 	t   thrift.TTransport
-	fr  *frameReader // t, if it is the server's frame reader
+	fr  inPlaceReader // t, if it decodes frames in place
 	cfg *thrift.TConfiguration
 }
 
@@ -32,7 +46,7 @@ type compactProtocol struct {
 	*thrift.TCompactProtocol
 	t   thrift.TTransport
 	br  io.ByteReader
-	fr  *frameReader // t, if it is the server's frame reader
+	fr  inPlaceReader // t, if it decodes frames in place
 	cfg *thrift.TConfiguration
 }
 
@@ -47,11 +61,11 @@ func (p Protocol) newProtocol(t thrift.TTransport, cfg *thrift.TConfiguration) t
 		if br, ok := t.(io.ByteReader); ok {
 			cp.br = br
 		}
-		cp.fr, _ = t.(*frameReader)
+		cp.fr, _ = t.(inPlaceReader)
 		return cp
 	}
 	bp := &binaryProtocol{TBinaryProtocol: thrift.NewTBinaryProtocolConf(t, cfg), t: t, cfg: cfg}
-	bp.fr, _ = t.(*frameReader)
+	bp.fr, _ = t.(inPlaceReader)
 	return bp
 }
 
@@ -125,7 +139,7 @@ func (p *compactProtocol) ReadString(ctx context.Context) (string, error) {
 }
 
 // frameString reads a string of size bytes in place from fr.
-func frameString(fr *frameReader, size int64, cfg *thrift.TConfiguration) (string, error) {
+func frameString(fr inPlaceReader, size int64, cfg *thrift.TConfiguration) (string, error) {
 	switch {
 	case size < 0:
 		return "", thrift.NewTProtocolExceptionWithType(thrift.NEGATIVE_SIZE, fmt.Errorf("negative size: %d", size))
