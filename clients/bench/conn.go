@@ -22,6 +22,16 @@ type thriftConn struct {
 	dopts   transport.DialOptions
 	opts    *gen.RequestOptions
 	c       *transport.Conn
+	// deadline is the socket deadline set last (zero: none). Without a
+	// context deadline a request is bounded by the connection's timeout:
+	// the deadline is moved to now+timeout only once half of it is spent
+	// (setting a socket deadline takes locks and two timer updates), so
+	// a request may fail after between timeout/2 and timeout.
+	deadline time.Time
+	// one and wire are reused for every request's wire commands.
+	one  gen.Command
+	wire []*gen.Command
+	cmds []gen.Command
 }
 
 var _ Conn = (*thriftConn)(nil)
@@ -130,6 +140,7 @@ func (t *thriftConn) dial(ctx context.Context) error {
 		return err
 	}
 	t.c = c
+	t.deadline = time.Time{}
 	return nil
 }
 
@@ -139,23 +150,32 @@ func (t *thriftConn) Do(ctx context.Context, cmds []core.Command) (int, error) {
 			return 0, err
 		}
 	}
-	dl, ok := ctx.Deadline()
-	if !ok {
-		dl = time.Now().Add(t.timeout)
+	if dl, ok := ctx.Deadline(); ok {
+		t.c.SetDeadline(dl)
+		t.deadline = time.Time{} // the next request without one sets its own
+	} else if now := time.Now(); t.deadline.Sub(now) < t.timeout/2 {
+		t.deadline = now.Add(t.timeout)
+		t.c.SetDeadline(t.deadline)
 	}
-	t.c.SetDeadline(dl)
 	var (
 		resp *gen.ExecuteResponse
 		err  error
 	)
 	if len(cmds) == 1 {
-		resp, err = t.c.Call(ctx, t.opts, transport.CommandFromCore(cmds[0]))
+		t.one = gen.Command{Name: cmds[0].Name, Argv: cmds[0].Args}
+		resp, err = t.c.Call(ctx, t.opts, &t.one)
 	} else {
-		wire := make([]*gen.Command, len(cmds))
-		for i, c := range cmds {
-			wire[i] = transport.CommandFromCore(c)
+		if cap(t.cmds) < len(cmds) {
+			t.cmds = make([]gen.Command, len(cmds))
+			t.wire = make([]*gen.Command, len(cmds))
+			for i := range t.cmds {
+				t.wire[i] = &t.cmds[i]
+			}
 		}
-		resp, err = t.c.Execute(ctx, t.opts, wire)
+		for i, c := range cmds {
+			t.cmds[i] = gen.Command{Name: c.Name, Argv: c.Args}
+		}
+		resp, err = t.c.Execute(ctx, t.opts, t.wire[:len(cmds)])
 	}
 	if err != nil {
 		if isException(err) {
@@ -164,6 +184,7 @@ func (t *thriftConn) Do(ctx context.Context, cmds []core.Command) (int, error) {
 		}
 		t.c.Close()
 		t.c = nil
+		t.deadline = time.Time{}
 		return 0, err
 	}
 	if len(resp.Replies) != len(cmds) {

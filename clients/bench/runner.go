@@ -321,17 +321,20 @@ func (w *worker) closedLoop(ctx context.Context, end time.Time) {
 func (w *worker) openLoop(ctx context.Context, first, end time.Time, interval time.Duration) (missed int64) {
 	cmds := make([]core.Command, w.cfg.Batch)
 	next := first
+	// One timer for the whole run, reset for each wait: a timer per
+	// request was an allocation and a timer-heap insertion per operation.
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
 	for next.Before(end) {
 		now := time.Now()
 		if !now.Before(end) || ctx.Err() != nil {
 			break
 		}
 		if d := next.Sub(now); d > 0 {
-			t := time.NewTimer(d)
+			t.Reset(d) // (since Go 1.23 Reset also drains a stale fire)
 			select {
 			case <-t.C:
 			case <-ctx.Done():
-				t.Stop()
 				return 0
 			}
 		}
