@@ -37,7 +37,7 @@ type noFaults struct{}
 
 func (noFaults) MaybeError(vfs.Op) error { return nil }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -50,20 +50,20 @@ func freePort(t *testing.T) string {
 // testCluster is three Services in one process over Dragonboat's TCP
 // transport on loopback, each with its own in-memory disk.
 type testCluster struct {
-	t     *testing.T
+	t     testing.TB
 	cfgs  []Config
 	svcs  []*Service
 	clock atomic.Int64 // offset added to time.Now for proposer timestamps
 }
 
-func newTestCluster(t *testing.T, shards int, mutate func(*Config)) *testCluster {
+func newTestCluster(t testing.TB, shards int, mutate func(*Config)) *testCluster {
 	t.Helper()
 	return newTestClusterN(t, 3, shards, mutate)
 }
 
 // newTestClusterN is newTestCluster with n nodes (replicas stay 3: nodes
 // beyond the placement host nothing at first).
-func newTestClusterN(t *testing.T, n, shards int, mutate func(*Config)) *testCluster {
+func newTestClusterN(t testing.TB, n, shards int, mutate func(*Config)) *testCluster {
 	t.Helper()
 	quiet()
 	c := &testCluster{t: t}
