@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dialkv/dialkv/clients/client"
 	"github.com/dialkv/dialkv/nodes"
 	"github.com/dialkv/dialkv/nodes/security"
 	"github.com/dialkv/dialkv/transport"
@@ -21,13 +23,19 @@ import (
 // that may write everywhere gets FORBIDDEN for namespace creation and for
 // CLUSTER RING SET, and can still read the ring; an admin token and the
 // node's own certificate (a node principal, no grant) succeed.
-func TestAdminCredentials(t *testing.T) {
+// secureEnv makes a development CA with node certificates for ids and a
+// client certificate alice, a policy with a token "writer" (read and write
+// on every namespace) and a token "ops" (admin on every namespace), and
+// the admin tool's credential flags for: none, writer, ops, and the node
+// certificate of ids[0].
+func secureEnv(t *testing.T, ids ...string) (p func(string) string, creds map[string][]string) {
+	t.Helper()
 	dir := t.TempDir()
 	var out, errb bytes.Buffer
-	if code := security.CertsMain([]string{"--out", dir, "--nodes", "n1", "--clients", "alice"}, &out, &errb); code != 0 {
+	if code := security.CertsMain([]string{"--out", dir, "--nodes", strings.Join(ids, ","), "--clients", "alice"}, &out, &errb); code != 0 {
 		t.Fatalf("dialkv certs: %d %s", code, errb.String())
 	}
-	p := func(name string) string { return filepath.Join(dir, name) }
+	p = func(name string) string { return filepath.Join(dir, name) }
 	const writerTok, opsTok = "tok-writer-2b7c1f0e9d8a", "tok-ops-5e4d3c2b1a09"
 	pol, _ := json.Marshal(security.PolicyFile{
 		Tokens: map[string]security.TokenEntry{"writer": {SHA256: security.TokenDigest(writerTok)}, "ops": {SHA256: security.TokenDigest(opsTok)}},
@@ -41,36 +49,60 @@ func TestAdminCredentials(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	creds = map[string][]string{
+		"none":   {"--tls-ca", p("ca.crt")},
+		"writer": {"--tls-ca", p("ca.crt"), "--token-file", p("writer.tok")},
+		"ops":    {"--tls-ca", p("ca.crt"), "--token-file", p("ops.tok")},
+		"node":   {"--tls-ca", p("ca.crt"), "--tls-cert", p("node-" + ids[0] + ".crt"), "--tls-key", p("node-" + ids[0] + ".key")},
+	}
+	return p, creds
+}
+
+// startSecure starts member id of peers with TLS, the policy and peer TLS
+// (the flags of docs/security.md) and stops it at the end of the test.
+func startSecure(t *testing.T, p func(string) string, id string, peers []nodes.ClusterPeer, data string) *nodes.ClusterNode {
+	t.Helper()
 	var f security.Flags
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
 	f.Register(fs)
-	if err := fs.Parse([]string{"--tls-cert", p("node-n1.crt"), "--tls-key", p("node-n1.key"), "--auth-file", p("policy.json"),
-		"--peer-tls-cert", p("node-n1.crt"), "--peer-tls-key", p("node-n1.key"), "--peer-tls-ca", p("ca.crt")}); err != nil {
+	cert, key := p("node-"+id+".crt"), p("node-"+id+".key")
+	if err := fs.Parse([]string{"--tls-cert", cert, "--tls-key", key, "--auth-file", p("policy.json"),
+		"--peer-tls-cert", cert, "--peer-tls-key", key, "--peer-tls-ca", p("ca.crt")}); err != nil {
 		t.Fatal(err)
 	}
 	sec, err := f.Load(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports := loopbackPorts(t, 2)
-	peers := []nodes.ClusterPeer{{ID: "n1", Client: ports[0], Peer: ports[1]}}
-	cn, err := nodes.StartClusterNode(nodes.Config{ID: "n1", Listen: ports[0], Engine: "memory", Security: sec},
-		nodes.ClusterConfig{Name: "sec", Peers: peers})
+	engine := "memory"
+	if data != "" {
+		engine = ""
+	}
+	var listen string
+	for _, pe := range peers {
+		if pe.ID == id {
+			listen = pe.Client
+		}
+	}
+	cn, err := nodes.StartClusterNode(nodes.Config{ID: id, Listen: listen, Engine: engine, DataDir: data, Security: sec},
+		nodes.ClusterConfig{Name: "sec", Peers: peers, CatalogSync: 200 * time.Millisecond})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("start %s: %v", id, err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		cn.Close(ctx)
 	})
+	return cn
+}
+
+func TestAdminCredentials(t *testing.T) {
+	p, creds := secureEnv(t, "n1")
+	ports := loopbackPorts(t, 2)
+	peers := []nodes.ClusterPeer{{ID: "n1", Client: ports[0], Peer: ports[1]}}
+	cn := startSecure(t, p, "n1", peers, "")
 	addr := ports[0]
-	creds := map[string][]string{
-		"none":   {"--tls-ca", p("ca.crt")},
-		"writer": {"--tls-ca", p("ca.crt"), "--token-file", p("writer.tok")},
-		"ops":    {"--tls-ca", p("ca.crt"), "--token-file", p("ops.tok")},
-		"node":   {"--tls-ca", p("ca.crt"), "--tls-cert", p("node-n1.crt"), "--tls-key", p("node-n1.key")},
-	}
 	run := func(who string, args ...string) (int, string) {
 		var o, e bytes.Buffer
 		code := Main(append(append(args, "--addr", addr), creds[who]...), &o, &e)
@@ -116,6 +148,83 @@ func TestAdminCredentials(t *testing.T) {
 			t.Errorf("%s: CLUSTER RING SET: version %d, %v; want %d", who, v, err, m.Version)
 		case wantErr != "" && (err == nil || !strings.Contains(err.Error(), wantErr)):
 			t.Errorf("%s: CLUSTER RING SET: %v; want %s (go test ./nodes/admin -run TestAdminCredentials)", who, err, wantErr)
+		}
+	}
+}
+
+// TestSecureRingChange: `dialkv admin remove-node` on a quorum cluster
+// whose members run TLS, a policy and mutual peer TLS. A token that may
+// write everywhere cannot change the ring (forbidden, nothing changes);
+// with a node certificate the change runs through (joint list, handoff
+// over the secured members' client and peer APIs, stable list) and every
+// key written before is still read from the remaining members.
+func TestSecureRingChange(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a few seconds")
+	}
+	p, creds := secureEnv(t, "n1", "n2", "n3")
+	ports := loopbackPorts(t, 6)
+	var peers []nodes.ClusterPeer
+	for i, id := range []string{"n1", "n2", "n3"} {
+		peers = append(peers, nodes.ClusterPeer{ID: id, Client: ports[2*i], Peer: ports[2*i+1]})
+	}
+	var cns []*nodes.ClusterNode
+	for _, pe := range peers {
+		cns = append(cns, startSecure(t, p, pe.ID, peers, ""))
+	}
+	run := func(who string, args ...string) (int, string) {
+		var o, e bytes.Buffer
+		code := Main(append(append(args, "--addr", peers[0].Client), creds[who]...), &o, &e)
+		return code, o.String() + e.String()
+	}
+	if code, text := run("ops", "namespaces", "create", "kv", "quorum", "n", "2", "r", "1", "w", "2", "timeout", "2s"); code != 0 {
+		t.Fatalf("create kv: exit %d: %s", code, text)
+	}
+	tlsCfg, err := security.ClientConfig(security.TLSFiles{CA: p("ca.crt")}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p("writer.tok"))
+	c, err := client.New([]string{peers[0].Client}, client.WithTLS(tlsCfg), client.WithToken(string(b)), client.WithNamespace("kv"), client.WithTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	const keys = 40
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; i < keys; i++ {
+		// The namespace reaches n2 and n3 by catalog sync (over TLS with
+		// node certificates); until then a W=2 write may fail.
+		if _, err := c.Set(ctx, fmt.Sprintf("k%02d", i), []byte(fmt.Sprint(i))); err != nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("SET k%02d: %v", i, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+			i--
+		}
+	}
+	before := cns[0].Membership().Version
+	if code, text := run("writer", "remove-node", "n3", "--settle", "200ms", "--timeout", "30s"); code != 1 || !strings.Contains(text, "forbidden") {
+		t.Fatalf("remove-node as writer: exit %d, want 1 with forbidden; output:\n%s", code, text)
+	}
+	if v := cns[0].Membership().Version; v != before {
+		t.Fatalf("a refused ring change moved the member list from version %d to %d", before, v)
+	}
+	if code, text := run("node", "remove-node", "n3", "--settle", "200ms", "--timeout", "60s"); code != 0 {
+		t.Fatalf("remove-node with n1's certificate: exit %d; output:\n%s\n(go test ./nodes/admin -run TestSecureRingChange)", code, text)
+	}
+	for i, cn := range cns[:2] {
+		m := cn.Membership()
+		if m.Phase != nodes.PhaseStable || len(m.Members) != 2 || nodes.FormatPeers(m.Members) != nodes.FormatPeers(peers[:2]) {
+			t.Fatalf("n%d's member list after the change: %+v", i+1, m)
+		}
+	}
+	for i := 0; i < keys; i++ {
+		k := fmt.Sprintf("k%02d", i)
+		v, err := c.Get(ctx, k)
+		if err != nil || v.String() != fmt.Sprint(i) {
+			t.Fatalf("GET %s after removing n3 = %q, %v; want %d", k, v, err, i)
 		}
 	}
 }
