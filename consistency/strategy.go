@@ -182,6 +182,20 @@ type Settler interface {
 	Unsettled() int
 }
 
+// Sleeper is implemented by replicas whose Tick does nothing most of the
+// time, so that a driver may leave out the calls that cannot matter (the
+// simulator then schedules no tick event for an idle node). NextTick
+// returns the earliest clock reading at which Tick may change the
+// replica's state or produce output, given its state now; the zero Time
+// when no Tick can until the replica's next Request or Receive. The answer
+// holds until the next call of Request, Receive or Tick: a driver asks
+// again after each. A Tick with an earlier reading must be a no-op, so
+// skipping it is exact: the replica still sees every tick that can matter,
+// with the same clock reading.
+type Sleeper interface {
+	NextTick() time.Time
+}
+
 // Sample is one measurement a replica took, for metrics and experiments:
 // for example the propagation lag of one replicated write.
 type Sample struct {

@@ -44,7 +44,17 @@ type node struct {
 	nextReq uint64
 	pending map[uint64]*call
 	crashes int
+	// tickAt is the virtual time of the node's one live tick event; -1
+	// when none is scheduled. A tick event at another time is stale (a
+	// later input asked for an earlier tick) and does nothing.
+	tickAt int64
 }
+
+// tickBase is the virtual time of node idx's first tick: ticks are
+// staggered (idx·1.37 ms + 333 ns, then every tickEvery) so that nodes
+// never tick at the same instant. Every tick of the node falls on this
+// grid.
+func tickBase(idx int) int64 { return int64(idx)*1_370_000 + 333 }
 
 func (n *node) clock(v int64) time.Time {
 	return epoch.Add(n.clk.Offset + time.Duration(float64(v)*(1+n.clk.Drift)))
@@ -284,7 +294,7 @@ func runSansIOWith(opts simrun.Options, strat Strategy, withTrace, noCheck bool)
 		return nil, err
 	}
 	for i := range peers {
-		n := &node{idx: i, id: peers[i], disk: newDisk(), clk: plan.Clocks[i],
+		n := &node{idx: i, id: peers[i], disk: newDisk(), clk: plan.Clocks[i], tickAt: -1,
 			rnd: simrun.NewRand(opts.Seed, "node/"+string(peers[i])), pending: map[uint64]*call{}}
 		r.nodes = append(r.nodes, n)
 	}
@@ -325,9 +335,11 @@ func runSansIOWith(opts simrun.Options, strat Strategy, withTrace, noCheck bool)
 	for _, f := range plan.Faults {
 		r.at(int64(f.At), func() { r.startFault(f, peers) })
 	}
-	// Ticks, staggered so that nodes never tick at the same instant.
+	// Ticks, staggered so that nodes never tick at the same instant
+	// (tickBase): each node's first, unless its replica sleeps
+	// (consistency.Sleeper: startNode armed it already).
 	for _, n := range r.nodes {
-		r.atEv(int64(n.idx)*1_370_000+333, event{kind: evTick, a: int32(n.idx)})
+		r.armTick(n, 0)
 	}
 	// Clients.
 	var first, last []int // the nodes of region 0 and of the last region
@@ -398,15 +410,86 @@ func (r *runner) startNode(n *node, peers []consistency.NodeID) error {
 	return nil
 }
 
+// tick runs node n's tick event. The node's Tick is called as it always
+// was — at every grid point while the node is up and not paused — except
+// where the replica says the call is a no-op (consistency.Sleeper), and
+// the next tick event is scheduled only for a grid point where a call may
+// matter (armTick): a sleeping node costs no events. Histories and traces
+// are the same as with a tick event at every grid point.
 func (r *runner) tick(n *node) {
+	if r.now != n.tickAt {
+		return // stale: an earlier tick was armed since
+	}
+	n.tickAt = -1
 	if r.phase == phDone {
 		return
 	}
 	if n.rep != nil && !n.paused {
-		n.rep.Tick(n.clock(r.now))
-		r.drain(n)
+		now := n.clock(r.now)
+		call := true
+		if sl, ok := n.rep.(consistency.Sleeper); ok {
+			d := sl.NextTick()
+			call = !d.IsZero() && !now.Before(d)
+		}
+		if call {
+			n.rep.Tick(now)
+			r.drain(n) // arms the next tick
+			return
+		}
 	}
-	r.atEv(int64(tickEvery), event{kind: evTick, a: int32(n.idx)})
+	r.armTick(n, r.now+1)
+}
+
+// armTick makes sure node n has a tick event at the first grid point (see
+// tickBase) at or after from where its Tick may do anything: any grid point
+// for a replica that is not a consistency.Sleeper, the first whose clock
+// reading is at or after NextTick for one that is, none when NextTick is
+// zero, or the node is down or paused (restart and resume arm it again;
+// while down or paused no Tick is called anyway). An armed tick that is
+// earlier stays: when it comes, tick asks the replica again.
+func (r *runner) armTick(n *node, from int64) {
+	if r.phase == phDone || n.rep == nil || n.paused {
+		return
+	}
+	base := tickBase(n.idx)
+	k := int64(0)
+	if from > base {
+		k = (from - base + int64(tickEvery) - 1) / int64(tickEvery)
+	}
+	if sl, ok := n.rep.(consistency.Sleeper); ok {
+		d := sl.NextTick()
+		if d.IsZero() {
+			return
+		}
+		k = n.firstTickAt(d, base, k)
+	}
+	t := base + k*int64(tickEvery)
+	if n.tickAt >= 0 && n.tickAt <= t {
+		return
+	}
+	n.tickAt = t
+	r.atEv(t-r.now, event{kind: evTick, a: int32(n.idx)})
+}
+
+// firstTickAt returns the first k >= k0 whose grid point base+k·tickEvery
+// the node's clock reads at or after d. The clock is non-decreasing in
+// virtual time, so the estimate from inverting it is corrected by stepping
+// with the exact clock function tick uses.
+func (n *node) firstTickAt(d time.Time, base, k0 int64) int64 {
+	at := func(k int64) time.Time { return n.clock(base + k*int64(tickEvery)) }
+	if !at(k0).Before(d) {
+		return k0
+	}
+	// Virtual time v with clock(v) ≈ d.
+	v := float64(d.Sub(epoch)-n.clk.Offset) / (1 + n.clk.Drift)
+	k := max(k0, int64((v-float64(base))/float64(tickEvery))-1)
+	for k > k0 && !at(k-1).Before(d) {
+		k--
+	}
+	for at(k).Before(d) {
+		k++
+	}
+	return k
 }
 
 // drain collects a replica's outputs: sync first, then messages and
@@ -429,6 +512,7 @@ func (r *runner) drain(n *node) {
 	for _, resp := range rd.Responses {
 		r.respond(n, resp)
 	}
+	r.armTick(n, r.now+1)
 }
 
 func (r *runner) send(n *node, m consistency.Message) {
@@ -953,6 +1037,7 @@ func (r *runner) resume(n *node) {
 	for _, fn := range held {
 		r.at(0, fn)
 	}
+	r.armTick(n, r.now+1)
 }
 
 // crash stops a node: its replica is dropped, its disk keeps only what was

@@ -510,6 +510,19 @@ func (r *Replica) Tick(now time.Time) {
 	}
 }
 
+// NextTick implements consistency.Sleeper. A backup's Tick does nothing;
+// the primary's does nothing until resendEvery after its last working tick
+// (Tick returns at once before that: the two conditions are the same
+// comparison, now-lastSend < resendEvery).
+func (r *Replica) NextTick() time.Time {
+	if r.id != r.primary {
+		return time.Time{}
+	}
+	return r.lastSend.Add(resendEvery)
+}
+
+var _ consistency.Sleeper = (*Replica)(nil)
+
 // Ready implements consistency.Replica.
 //
 // The next outputs reuse the arrays of the slices returned: the driver is
