@@ -34,8 +34,16 @@ func parseSetPayload(key, p []byte) (s setPayload, canonical bool, err error) {
 	canonical = true
 	var prev []byte
 	for i := 0; i < n && !r.bad; i++ {
-		m := r.bytes()
-		if i > 0 && bytes.Compare(prev, m) >= 0 {
+		var m []byte
+		if b := r.b; len(b) > 0 && b[0] < 0x80 && int(b[0]) < len(b) {
+			// The common one-byte length prefix (always minimal), read
+			// directly as setIter.next does.
+			l := int(b[0])
+			m, r.b = b[1:1+l:1+l], b[1+l:]
+		} else {
+			m = r.bytes()
+		}
+		if i > 0 && canonical && bytes.Compare(prev, m) >= 0 {
 			canonical = false
 		}
 		prev = m
