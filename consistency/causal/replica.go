@@ -239,6 +239,24 @@ type Replica struct {
 	// lastRound is when replication and checks were last resent: at most
 	// maxResend of each per retry, whatever the tick rate.
 	lastRound time.Time
+
+	// Membership changes (membership.go). memVer is the member list
+	// version taken; during a change (changing) regions is the old
+	// placement and next the new one; streaming: the old owners push the
+	// keys they lose (handoff). paused refuses client requests; after a
+	// change it lasts until every node in waitFor confirmed the version.
+	memVer     uint64
+	changing   bool
+	streaming  bool
+	paused     bool
+	next       []region
+	homeRegion string
+	handoff    map[string]*push
+	waitFor    []consistency.NodeID
+	confirmed  map[consistency.NodeID]bool
+	// skipHandoff is set by this package's tests only (the negative
+	// control of TestAddNodeToRegionHandsOffKeys): nothing is handed off.
+	skipHandoff bool
 }
 
 // Stats are counters for metrics and experiments.
@@ -258,6 +276,8 @@ type Stats struct {
 	CorruptQueue   int64 // outbound replication entries found corrupt at restart (rebuilt from the store)
 	Requeued       int64 // writes queued again for every other region to rebuild lost entries
 	CorruptReads   int64 // records that failed their checksum when read (answered with a CORRUPTION error)
+	HandoffMoved   int64 // records handed off to a new owner and acknowledged (membership changes)
+	HandoffStored  int64 // pushed records stored here (newer than what this node had)
 }
 
 var _ consistency.Meter = (*Replica)(nil)
@@ -308,6 +328,8 @@ func (r *Replica) Counters() map[string]float64 {
 		"causal_corrupt_queue_entries":       float64(s.CorruptQueue),
 		"causal_requeued_writes":             float64(s.Requeued),
 		"causal_corrupt_record_reads":        float64(s.CorruptReads),
+		"causal_handoff_moved":               float64(s.HandoffMoved),
+		"causal_handoff_stored":              float64(s.HandoffStored),
 	}
 }
 
@@ -363,24 +385,26 @@ func NewReplica(cfg consistency.Config) (*Replica, error) {
 		return nil, err
 	}
 	r := &Replica{
-		id:       cfg.ID,
-		region:   regionOf[cfg.ID],
-		eng:      cfg.Engine,
-		bug:      cfg.Bug,
-		timeout:  DefaultTimeout,
-		retry:    DefaultRetry,
-		queue:    map[uint64]*outEntry{},
-		acked:    map[uint64]int{},
-		stable:   map[depKey]Version{},
-		regionOf: regionOf,
-		waiters:  map[uint64]*waiter{},
-		fwds:     map[uint64]*forwarded{},
-		seenFwd:  map[fwdKey]time.Time{},
-		inflight: map[inKey]bool{},
+		id:        cfg.ID,
+		region:    regionOf[cfg.ID],
+		eng:       cfg.Engine,
+		bug:       cfg.Bug,
+		timeout:   DefaultTimeout,
+		retry:     DefaultRetry,
+		queue:     map[uint64]*outEntry{},
+		acked:     map[uint64]int{},
+		stable:    map[depKey]Version{},
+		regionOf:  regionOf,
+		waiters:   map[uint64]*waiter{},
+		fwds:      map[uint64]*forwarded{},
+		seenFwd:   map[fwdKey]time.Time{},
+		inflight:  map[inKey]bool{},
+		handoff:   map[string]*push{},
+		confirmed: map[consistency.NodeID]bool{},
 	}
-	if r.region == "" {
-		return nil, fmt.Errorf("causal: node %s is not among the peers", cfg.ID)
-	}
+	// A node that is not among the peers (started with --join, not added
+	// yet) hosts the namespace as an outsider: it owns no key and refuses
+	// client requests until a member list names it (SetMembership).
 	switch cfg.Params["resolve"] {
 	case "", ResolveLWW:
 	case ResolveSiblings:
@@ -433,14 +457,15 @@ func NewReplica(cfg consistency.Config) (*Replica, error) {
 
 // owner returns the node of region reg that owns key.
 func (r *Replica) owner(reg string, key string) consistency.NodeID {
-	for _, g := range r.regions {
-		if g.name == reg {
-			h := fnv.New64a()
-			h.Write([]byte(key))
-			return g.nodes[h.Sum64()%uint64(len(g.nodes))]
-		}
-	}
-	return ""
+	return ownerIn(r.regions, reg, key)
+}
+
+// fnvKey is the FNV-1a hash of a key: its owner in a region of n nodes is
+// the region's sorted nodes[fnvKey % n].
+func fnvKey(key string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	return h.Sum64()
 }
 
 func (r *Replica) send(to consistency.NodeID, m msg) {
@@ -464,6 +489,10 @@ func (r *Replica) Request(now time.Time, req consistency.Request) {
 	key, err := checkCommand(*req.Cmd)
 	if err != nil {
 		r.respond(req.ID, core.ErrorReply(err), nil, nil)
+		return
+	}
+	if r.paused || r.region == "" {
+		r.respond(req.ID, r.errPaused(), nil, nil)
 		return
 	}
 	deadline := now.Add(r.timeout)
@@ -676,6 +705,7 @@ func (r *Replica) execute(now time.Time, cmd core.Command, tok token) (core.Repl
 	// Ordering rule: the record and its replication entries must be durable
 	// before the client's acknowledgement or any replication message leaves.
 	r.out.Sync = true
+	r.changed(key)
 	for _, e := range entries {
 		r.queue[e.Seq] = e
 		e.sent = now
@@ -965,6 +995,17 @@ func (r *Replica) recheck(now time.Time, key string) {
 	r.checks = kept
 }
 
+// ownsAll reports whether this node owns every dependency's key in its
+// region (a dependency check is answered only by the owner).
+func (r *Replica) ownsAll(deps []Dep) bool {
+	for _, d := range deps {
+		if r.region == "" || r.owner(r.region, d.Key) != r.id {
+			return false
+		}
+	}
+	return true
+}
+
 // hasKey reports whether one of deps is about key.
 func hasKey(deps []Dep, key string) bool {
 	for _, d := range deps {
@@ -1008,7 +1049,18 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 		r.onReplicate(now, m.From, in)
 	case kindReplicateAck:
 		r.onReplicateAck(in)
+	case kindHandoff:
+		r.onHandoff(now, m.From, in)
+	case kindHandoffAck:
+		r.onHandoffAck(in)
+	case kindRingQuery:
+		r.onRingQuery(m.From, in)
+	case kindRingAnswer:
+		r.onRingAnswer(m.From, in)
 	case kindCheck:
+		if !r.ownsAll(in.Deps) {
+			break // asked by a node that routes by another member list: it asks again
+		}
 		c := &inCheck{from: m.From, id: in.ID, deps: in.Deps}
 		if in.Deadline != 0 {
 			c.deadline = time.Unix(0, in.Deadline)
@@ -1064,6 +1116,13 @@ func (r *Replica) onForward(now time.Time, from consistency.NodeID, in msg) {
 	if !now.Before(deadline) {
 		return // the coordinator has given up: do not execute it late
 	}
+	if key, _ := checkCommand(*in.Cmd); r.paused || r.region == "" || r.owner(r.region, key) != r.id {
+		// Paused for a membership change, or the coordinator routed by
+		// another member list: not executed, the client may retry.
+		rep := r.errPaused()
+		r.send(from, msg{Kind: kindForwardReply, ID: in.ID, Reply: &rep})
+		return
+	}
 	r.serve(now, *in.Cmd, in.Token, deadline, func(rep core.Reply, tok []byte, vals [][]byte) {
 		r.send(from, msg{Kind: kindForwardReply, ID: in.ID, Reply: &rep, Token: tok, Values: vals})
 	})
@@ -1074,6 +1133,12 @@ func (r *Replica) onReplicate(now time.Time, from consistency.NodeID, in msg) {
 	if e == nil {
 		return
 	}
+	if r.region == "" || r.owner(r.region, e.Key) != r.id {
+		// Sent by a node that routes by another member list (a change
+		// under way): not acknowledged, so the sender resends it, to the
+		// owner of the list it then has.
+		return
+	}
 	r.clock.observe(e.Rec.V)
 	k := inKey{from: from, seq: e.Seq, v: e.Rec.V}
 	if r.inflight[k] {
@@ -1081,6 +1146,9 @@ func (r *Replica) onReplicate(now time.Time, from consistency.NodeID, in msg) {
 	}
 	apply := func(now time.Time, _ []Dep) {
 		delete(r.inflight, k)
+		if r.region == "" || r.owner(r.region, e.Key) != r.id {
+			return // the key moved while the write waited: resent to its new owner
+		}
 		cur, err := r.load(e.Key)
 		if err != nil {
 			return // not acknowledged: the sender retries
@@ -1102,6 +1170,7 @@ func (r *Replica) onReplicate(now time.Time, from consistency.NodeID, in msg) {
 				return
 			}
 			r.stats.RemoteApplied++
+			r.changed(e.Key)
 			lag := now.Sub(time.UnixMilli(e.Rec.V.Wall))
 			r.stats.LagTotal += lag
 			if lag > r.stats.LagMax {
@@ -1212,6 +1281,7 @@ func (r *Replica) Tick(now time.Time) {
 	if !round {
 		return
 	}
+	r.ringTick(now)
 	for _, seq := range sortedKeys(r.queue) {
 		e := r.queue[seq]
 		if e.every == 0 {
