@@ -324,9 +324,9 @@ func TestPlaceNodes(t *testing.T) {
 	}{
 		{"", []consistency.NodeID{"a", "b"}, nil, "default:a,b"},
 		{"r1:a;r2:b", []consistency.NodeID{"a", "b", "c"}, map[consistency.NodeID]string{"c": "r1"}, "r1:a,c;r2:b"},
-		{"r1:a;r2:b", []consistency.NodeID{"a", "b", "c"}, nil, ""},                                   // c placed nowhere
+		{"r1:a;r2:b", []consistency.NodeID{"a", "b", "c"}, nil, ""},                                      // c placed nowhere
 		{"r1:a;r2:b", []consistency.NodeID{"a", "b", "c"}, map[consistency.NodeID]string{"c": "r3"}, ""}, // a new region
-		{"r1:a,x;r2:b", []consistency.NodeID{"a", "b"}, nil, "r1:a;r2:b"},                              // x removed
+		{"r1:a,x;r2:b", []consistency.NodeID{"a", "b"}, nil, "r1:a;r2:b"},                                // x removed
 	} {
 		got, err := PlaceNodes(tc.spec, tc.nodes, tc.extra)
 		if (err != nil) != (tc.want == "") || (err == nil && FormatRegions(got) != tc.want) {
