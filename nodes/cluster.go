@@ -28,6 +28,10 @@ type ClusterPeer struct {
 	ID     string
 	Client string // client API address (HOST:PORT), for forwarding and redirects
 	Peer   string // peer API address (HOST:PORT), for replication messages
+	// Region places the node in a region of the causal namespaces whose
+	// regions parameter does not name it (a node added after their
+	// creation: dialkv admin add-node --region); empty otherwise.
+	Region string `json:",omitempty"`
 }
 
 // ClusterConfig configures a node's membership of a static cluster.
@@ -125,6 +129,9 @@ type cluster struct {
 	senders map[string]*transport.PeerSender // by node id; grows with the member list
 	hosts   map[string]*ReplicaHost          // by namespace
 	kinds   map[string]string                // strategy of each hosted namespace
+	// regionSpecs is the regions parameter of each hosted causal
+	// namespace (its replicas are placed by it and ClusterPeer.Region).
+	regionSpecs map[string]string
 
 	gossip *gossip // nil: no failure detector (static membership only)
 }
@@ -210,7 +217,7 @@ func newCluster(self string, cc ClusterConfig, dataDir string, joining bool, log
 	if cc.CatalogSync <= 0 {
 		cc.CatalogSync = 2 * time.Second
 	}
-	c := &cluster{self: self, cfg: cc, dataDir: dataDir, log: log, senders: map[string]*transport.PeerSender{}, hosts: map[string]*ReplicaHost{}, kinds: map[string]string{}}
+	c := &cluster{self: self, cfg: cc, dataDir: dataDir, log: log, senders: map[string]*transport.PeerSender{}, hosts: map[string]*ReplicaHost{}, kinds: map[string]string{}, regionSpecs: map[string]string{}}
 	mem, ok, err := loadMembership(dataDir)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
@@ -337,10 +344,13 @@ func (c *cluster) startReplica(env StrategyEnv, f consistency.Factory, keyed boo
 	c.mu.Lock()
 	c.hosts[name] = h
 	c.kinds[name] = env.Spec.Strategy
+	if env.Spec.Strategy == "causal" {
+		c.regionSpecs[name] = env.Spec.Params["regions"]
+	}
 	c.mu.Unlock()
 	// The member list may have changed since the replica was built (from
 	// the list then): hand it the current one, on the host's goroutine.
-	c.applyRing(h)
+	c.applyRing(name, h)
 	if c.gossip != nil {
 		// Members already found dead; later changes reach the host
 		// through setPeerState, now that it is in c.hosts. The set is read
@@ -371,6 +381,7 @@ func (s *clusterService) Close() error {
 	if s.c.hosts[s.name] == s.ReplicaHost {
 		delete(s.c.hosts, s.name)
 		delete(s.c.kinds, s.name)
+		delete(s.c.regionSpecs, s.name)
 	}
 	s.c.mu.Unlock()
 	err := s.ReplicaHost.Close()

@@ -75,16 +75,40 @@ func (c *cluster) tryOpenReplica(env StrategyEnv, f consistency.Factory) (core.E
 		}
 		eng = pe
 	}
+	params := env.Spec.Params
+	if env.Spec.Strategy == "causal" {
+		// The replica's peers are the current members: its regions
+		// parameter must place exactly them.
+		p, err := c.causalParams(params)
+		if err != nil {
+			eng.Close()
+			return nil, nil, fmt.Errorf("namespace %s: %w", env.Spec.Name, err)
+		}
+		params = p
+	}
 	rep, err := f(consistency.Config{
 		ID:     consistency.NodeID(c.self),
 		Peers:  c.ringIDs(),
 		Engine: eng,
 		Rand:   rand.New(rand.NewPCG(seedOf(c.self), seedOf(env.Spec.Name))),
-		Params: env.Spec.Params,
+		Params: params,
 	})
 	if err != nil {
 		eng.Close()
 		return nil, nil, err
+	}
+	if cr, ok := rep.(causalRinger); ok {
+		// Ordering rule: the member list (and a change under way) before
+		// the replica is hosted, so that it never routes by the list it
+		// was built from (the new one) while a change is under way.
+		cm, err := causalMembership(c.membership(), env.Spec.Params["regions"])
+		if err == nil {
+			err = cr.SetMembership(time.Now(), cm)
+		}
+		if err != nil {
+			eng.Close()
+			return nil, nil, fmt.Errorf("namespace %s: %w", env.Spec.Name, err)
+		}
 	}
 	if q, ok := rep.(interface{ Stats() quorum.Stats }); ok {
 		if k := q.Stats().Corrupt; k > 0 {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dialkv/dialkv/consistency"
+	"github.com/dialkv/dialkv/consistency/causal"
 	"github.com/dialkv/dialkv/consistency/quorum"
 	"github.com/dialkv/dialkv/core"
 	"github.com/dialkv/dialkv/transport"
@@ -203,8 +204,51 @@ func (c *cluster) addSenders(ps []ClusterPeer) {
 	}
 }
 
-// errCausalRing refuses ring changes on a cluster with causal namespaces.
-var errCausalRing = errors.New("membership: a causal namespace is open on this node; causal namespaces shard each region over a fixed node list and do not move data, so the member list cannot change while one exists (drop it first; docs/causal.md, \"Membership\")")
+// causalRinger is implemented by replicas that follow the member list
+// through a region placement (causal.Replica).
+type causalRinger interface {
+	SetMembership(now time.Time, m causal.Membership) error
+	RingStatus() causal.RingStatus
+}
+
+// causalMembership is what a causal replica whose regions parameter is
+// spec gets for m: the ids, and every node's region (the parameter, or
+// ClusterPeer.Region for a node it does not name).
+func causalMembership(m Membership, spec string) (causal.Membership, error) {
+	cm := causal.Membership{Version: m.Version, Members: nodeIDs(m.Members), Stream: m.Phase == PhaseStream}
+	if m.Phase != PhaseStable {
+		cm.Prev = nodeIDs(m.Prev)
+	}
+	all := m.all()
+	extra := map[consistency.NodeID]string{}
+	for _, p := range all {
+		if p.Region != "" {
+			extra[consistency.NodeID(p.ID)] = p.Region
+		}
+	}
+	place, err := causal.PlaceNodes(spec, nodeIDs(all), extra)
+	if err != nil {
+		return cm, fmt.Errorf("membership version %d: %w", m.Version, err)
+	}
+	cm.RegionOf = place
+	return cm, nil
+}
+
+// causalParams returns a causal namespace's parameters with its regions
+// rewritten to place exactly the current members (the replica's peers).
+func (c *cluster) causalParams(params map[string]string) (map[string]string, error) {
+	m := c.membership()
+	cm, err := causalMembership(Membership{Version: m.Version, Phase: PhaseStable, Members: m.Members}, params["regions"])
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(params))
+	for k, v := range params {
+		out[k] = v
+	}
+	out["regions"] = causal.FormatRegions(cm.RegionOf)
+	return out, nil
+}
 
 // setMembership adopts m if its version is above the one this node has:
 // persisted first, then handed to every hosted replica that follows the
@@ -218,12 +262,12 @@ func (c *cluster) setMembership(m Membership) (bool, error) {
 		c.mu.Unlock()
 		return false, nil
 	}
-	if m.Phase != PhaseStable {
-		for name, kind := range c.kinds {
-			if kind == "causal" {
-				c.mu.Unlock()
-				return false, fmt.Errorf("%w (namespace %s)", errCausalRing, name)
-			}
+	// A list some causal namespace cannot place (a node without a
+	// region) is refused before it is persisted.
+	for name, spec := range c.regionSpecs {
+		if _, err := causalMembership(m, spec); err != nil {
+			c.mu.Unlock()
+			return false, fmt.Errorf("causal namespace %s: %w", name, err)
 		}
 	}
 	// Ordering rule: persisted before any replica acts on it, so that a
@@ -233,9 +277,9 @@ func (c *cluster) setMembership(m Membership) (bool, error) {
 		return false, err
 	}
 	c.mem = m
-	hosts := make([]*ReplicaHost, 0, len(c.hosts))
-	for _, h := range c.hosts {
-		hosts = append(hosts, h)
+	hosts := make(map[string]*ReplicaHost, len(c.hosts))
+	for n, h := range c.hosts {
+		hosts[n] = h
 	}
 	c.mu.Unlock()
 	c.addSenders(m.all())
@@ -243,8 +287,8 @@ func (c *cluster) setMembership(m Membership) (bool, error) {
 		c.gossip.setPeers(m.all())
 	}
 	c.log.Info("membership changed", "version", m.Version, "phase", m.Phase, "members", FormatPeers(m.Members))
-	for _, h := range hosts {
-		c.applyRing(h)
+	for n, h := range hosts {
+		c.applyRing(n, h)
 	}
 	return true, nil
 }
@@ -253,8 +297,21 @@ func (c *cluster) setMembership(m Membership) (bool, error) {
 // for replicas that do not follow the ring, or that have this version).
 // It reads the membership on the host's goroutine, so two calls racing
 // apply versions in order.
-func (c *cluster) applyRing(h *ReplicaHost) {
+func (c *cluster) applyRing(name string, h *ReplicaHost) {
 	h.Call(func(r consistency.Replica) {
+		if cr, ok := r.(causalRinger); ok {
+			c.mu.RLock()
+			spec := c.regionSpecs[name]
+			c.mu.RUnlock()
+			cm, err := causalMembership(c.membership(), spec)
+			if err == nil {
+				err = cr.SetMembership(time.Now(), cm)
+			}
+			if err != nil {
+				c.log.Error("applying the member list to a causal replica failed", "namespace", name, "err", err)
+			}
+			return
+		}
 		rs, ok := r.(ringSetter)
 		if !ok {
 			return
@@ -266,7 +323,8 @@ func (c *cluster) applyRing(h *ReplicaHost) {
 }
 
 // RingReport is a node's answer to CLUSTER RING: its membership and, per
-// quorum namespace, its replica's ring version and pending handoff.
+// quorum or causal namespace, its replica's ring version and pending
+// handoff (causal: Strategy "causal", and Paused while it refuses clients).
 type RingReport struct {
 	Node       string                       `json:"node"`
 	Membership Membership                   `json:"membership"`
@@ -283,6 +341,11 @@ func (c *cluster) ringReport() RingReport {
 	c.mu.RUnlock()
 	for n, h := range hosts {
 		h.Call(func(r consistency.Replica) {
+			if cr, ok := r.(causalRinger); ok {
+				s := cr.RingStatus()
+				rep.Namespaces[n] = quorum.RingStatus{Version: s.Version, Pending: s.Pending, Queued: s.Queued, Inflight: s.Inflight, Moved: s.Moved, Paused: s.Paused, Strategy: "causal"}
+				return
+			}
 			if rs, ok := r.(ringSetter); ok {
 				rep.Namespaces[n] = rs.RingStatus()
 			}

@@ -300,22 +300,25 @@ func TestClusterRingChange(t *testing.T) {
 	}
 }
 
-// TestRingChangeRefusedWithCausal: causal namespaces shard each region
-// over a fixed node list, so a ring change is refused (by the driver, and
-// by each node for a joint member list) with an error that says why.
-func TestRingChangeRefusedWithCausal(t *testing.T) {
+// TestRingChangeCausalNeedsRegion: a member list that a causal
+// namespace cannot place (a new node without a region, where the
+// namespace's regions parameter names its nodes) is refused by the driver
+// and by each node, before anything moves; with the region it is taken.
+func TestRingChangeCausalNeedsRegion(t *testing.T) {
 	tc := newTestCluster(t, "n1", "n2", "n3")
-	tc.createAt(0, "c", "causal", nil)
+	tc.createAt(0, "c", "causal", map[string]string{"regions": "r1:n1,n2;r2:n3"})
 	tc.waitNamespace("c")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := ChangeRing(ctx, tc.peers[0].Client, transport.DialOptions{}, RingChange{Remove: "n3"})
-	if err == nil || !strings.Contains(err.Error(), "causal namespace") {
-		t.Fatalf("remove-node with a causal namespace: %v; want a refusal naming the causal namespace", err)
+	n9 := ClusterPeer{ID: "n9", Client: "127.0.0.1:1", Peer: "127.0.0.1:2"}
+	joint := Membership{Version: 2, Phase: PhaseJoint, Members: append(append([]ClusterPeer(nil), tc.peers...), n9), Prev: tc.peers}
+	if _, err := SetRingAt(ctx, tc.peers[1].Client, transport.DialOptions{}, joint); err == nil || !strings.Contains(err.Error(), "no region") {
+		t.Fatalf("CLUSTER RING SET joint adding a node without a region: %v; want a refusal", err)
 	}
-	joint := Membership{Version: 2, Phase: PhaseJoint, Members: tc.peers[:2], Prev: tc.peers}
-	if _, err := SetRingAt(ctx, tc.peers[1].Client, transport.DialOptions{}, joint); err == nil || !strings.Contains(err.Error(), "causal") {
-		t.Fatalf("CLUSTER RING SET joint with a causal namespace: %v; want a refusal", err)
+	n9.Region = "r9"
+	joint.Members[3] = n9
+	if _, err := SetRingAt(ctx, tc.peers[1].Client, transport.DialOptions{}, joint); err == nil || !strings.Contains(err.Error(), "not one of the namespace's regions") {
+		t.Fatalf("CLUSTER RING SET joint adding a node to a new region: %v; want a refusal", err)
 	}
 	for i := range 3 {
 		if v := tc.nodes[i].Membership().Version; v != 1 {

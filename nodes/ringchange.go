@@ -36,12 +36,17 @@ type RingChangeResult struct {
 	// Stream is the time from the start of the stream to every node
 	// reporting its handoff done; Total the whole change.
 	Stream, Total time.Duration
+	// CausalPause (with causal namespaces) is the time from the joint
+	// version to every node's causal replicas serving clients again:
+	// they refuse them meanwhile.
+	CausalPause time.Duration
 }
 
 // ChangeRing moves the cluster that seed (a member's client API address)
 // belongs to from its member list to the one with ch applied: joint, then
 // (after ch.Settle) stream, then — once every node of both lists reports
-// no pending handoff in every quorum namespace — stable. Every node of
+// no pending handoff in every quorum and causal namespace — stable; with
+// causal namespaces it then waits until they serve clients again. Every node of
 // both lists must be up; a step that fails leaves the cluster in its
 // phase (requests keep being served), and running ChangeRing again
 // resumes it. ctx bounds the whole change.
@@ -97,6 +102,7 @@ func ChangeRing(ctx context.Context, seed string, dopts transport.DialOptions, c
 	sort.Slice(next, func(i, j int) bool { return next[i].ID < next[j].ID })
 	all := Membership{Members: next, Prev: cur.Members}.all()
 	nss := rep.Namespaces
+	causalNS := false
 
 	// Every node must be up and host every quorum namespace (a new node
 	// pulls the catalog every few seconds).
@@ -106,9 +112,16 @@ func ChangeRing(ctx context.Context, seed string, dopts transport.DialOptions, c
 			return res, fmt.Errorf("ring change: every node of both lists must be up: %s: %w", p.ID, err)
 		}
 		for _, sp := range specs {
-			if sp.Strategy == "causal" {
-				return res, fmt.Errorf("ring change refused: %s has causal namespace %s: %w", p.ID, sp.Name, errCausalRing)
+			if sp.Strategy != "causal" {
+				continue
 			}
+			// Every node of both lists needs a region of every causal
+			// namespace (a new one: --region), checked before any node
+			// moves.
+			if _, err := causalMembership(Membership{Version: 1, Phase: PhaseJoint, Members: next, Prev: cur.Members}, sp.Params["regions"]); err != nil {
+				return res, fmt.Errorf("ring change refused: causal namespace %s: %w", sp.Name, err)
+			}
+			causalNS = true
 		}
 		for {
 			r, err := ringAtCtx(ctx, p.Client, dopts)
@@ -144,6 +157,7 @@ func ChangeRing(ctx context.Context, seed string, dopts transport.DialOptions, c
 		return nil
 	}
 	v := max(rep.Membership.Version, cur.Version)
+	pauseStart := time.Now()
 	if rep.Membership.Phase != PhaseStream {
 		v++
 		if err := push(Membership{Version: v, Phase: PhaseJoint, Members: next, Prev: cur.Members}); err != nil {
@@ -183,8 +197,45 @@ func ChangeRing(ctx context.Context, seed string, dopts transport.DialOptions, c
 		return res, err
 	}
 	res.To = final
+	if causalNS {
+		// Causal namespaces refuse clients from the joint version until
+		// every node confirmed the stable one (docs/causal.md,
+		// "Membership"): wait for that and report the pause.
+		for {
+			paused, err := pausedAt(ctx, all, dopts)
+			if err != nil {
+				return res, err
+			}
+			if paused == "" {
+				break
+			}
+			logf("waiting for causal namespaces to resume: %s", paused)
+			if err := sleepCtx(ctx, ch.Poll); err != nil {
+				return res, fmt.Errorf("ring change: causal namespaces still paused (%s): %w", paused, err)
+			}
+		}
+		res.CausalPause = time.Since(pauseStart)
+	}
 	res.Total = time.Since(start)
 	return res, nil
+}
+
+// pausedAt lists the causal namespaces still paused, as NODE/NAMESPACE.
+func pausedAt(ctx context.Context, all []ClusterPeer, dopts transport.DialOptions) (string, error) {
+	var parts []string
+	for _, p := range all {
+		r, err := ringAtCtx(ctx, p.Client, dopts)
+		if err != nil {
+			return "", fmt.Errorf("ring change: status at %s: %w (re-run to resume)", p.ID, err)
+		}
+		for ns, st := range r.Namespaces {
+			if st.Paused {
+				parts = append(parts, p.ID+"/"+ns)
+			}
+		}
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " "), nil
 }
 
 // handoffLeft sums, over the nodes, the pending handoff of every quorum

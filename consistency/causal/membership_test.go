@@ -33,11 +33,13 @@ func (d *ringDriver) place(ids []consistency.NodeID) map[consistency.NodeID]stri
 	return m
 }
 
-// set hands m to every node that is up.
+// set hands m to every node that is up, of its lists and of the
+// previous version's (the stable list reaches a removed node too).
 func (d *ringDriver) set(m Membership) {
 	m.RegionOf = d.place(unionIDs(m.Prev, m.Members))
+	to := unionIDs(d.all(), unionIDs(m.Prev, m.Members))
 	d.mem = m
-	for _, p := range d.all() {
+	for _, p := range to {
 		n := d.c.nodes[p]
 		if n == nil || n.down {
 			continue
@@ -126,7 +128,7 @@ func (d *ringDriver) waitResumed() time.Duration {
 	for i := 0; i < 100; i++ {
 		paused := ""
 		for _, p := range d.all() {
-			if d.c.nodes[p].rep.RingStatus().Paused {
+			if n := d.c.nodes[p]; n != nil && n.rep.RingStatus().Paused {
 				paused += " " + string(p)
 			}
 		}
@@ -332,5 +334,44 @@ func TestPlaceNodes(t *testing.T) {
 		if (err != nil) != (tc.want == "") || (err == nil && FormatRegions(got) != tc.want) {
 			t.Errorf("PlaceNodes(%q, %v, %v) = %v, %v; want %q", tc.spec, tc.nodes, tc.extra, got, err, tc.want)
 		}
+	}
+}
+
+// TestRemoveNodeFromRegion removes a node from a region: its keys reach
+// the remaining owner before the switch, it then holds nothing and
+// refuses clients, and every acknowledged write reads back everywhere.
+func TestRemoveNodeFromRegion(t *testing.T) {
+	for _, mode := range []string{ResolveLWW, ResolveSiblings} {
+		t.Run(mode, func(t *testing.T) {
+			const spec = "r1:a1,a2;r2:b1"
+			c := newClusterWith(t, 12, spec, "", map[string]string{"resolve": mode})
+			d := &ringDriver{c: c, spec: spec}
+			d.mem = Membership{Members: c.peers}
+			d.set(Membership{Version: 1, Members: []consistency.NodeID{"a1", "a2", "b1"}})
+			acked := map[string]string{}
+			for i := 0; i < 100; i++ {
+				at := []consistency.NodeID{"a1", "a2", "b1"}[i%3]
+				k, v := fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i)
+				if r := c.do(at, nil, "SET", k, v); r.Reply.Err != nil {
+					t.Fatalf("SET %s at %s: %s", k, at, replyString(r.Reply))
+				}
+				acked[k] = v
+			}
+			d.change([]consistency.NodeID{"a1", "b1"}, nil)
+			d.waitResumed()
+			if dump, _ := c.nodes["a2"].rep.Dump(c.now); len(dump) != 0 {
+				t.Fatalf("a2 left the list but holds %d keys", len(dump))
+			}
+			if r := c.do("a2", nil, "GET", "k0"); r.Reply.Err == nil || r.Reply.Err.Code != consistency.CodeUnavailable {
+				t.Fatalf("a removed node served a client: %s", replyString(r.Reply))
+			}
+			for _, at := range []consistency.NodeID{"a1", "b1"} {
+				for k, want := range acked {
+					if r := c.do(at, nil, "GET", k); replyString(r.Reply) != want {
+						t.Fatalf("GET %s at %s = %s after removing a2, want %s (go test -run TestRemoveNodeFromRegion ./consistency/causal)", k, at, replyString(r.Reply), want)
+					}
+				}
+			}
+		})
 	}
 }

@@ -69,6 +69,11 @@ type RingStatus struct {
 	// Moved counts the objects pushed to new owners and acknowledged by
 	// them (this incarnation).
 	Moved int `json:"moved"`
+	// Strategy and Paused are set by nodes for a causal namespace, whose
+	// status CLUSTER RING reports in this form (causal.RingStatus):
+	// Paused while it refuses clients for a change; quorum never pauses.
+	Strategy string `json:"strategy,omitempty"`
+	Paused   bool   `json:"paused,omitempty"`
 }
 
 type handItem struct {

@@ -48,6 +48,15 @@ func ringCmd(args []string, stdout, stderr io.Writer) error {
 	sort.Strings(names)
 	for _, n := range names {
 		st := rep.Namespaces[n]
+		if st.Strategy == "causal" {
+			state := "serving"
+			if st.Paused {
+				state = "paused"
+			}
+			fmt.Fprintf(stdout, "namespace %s (causal, %s): member list version %d, handoff %d unacknowledged, %d in progress, %d pushes acknowledged\n",
+				n, state, st.Version, st.Queued, st.Inflight, st.Moved)
+			continue
+		}
 		fmt.Fprintf(stdout, "namespace %s: ring version %d, handoff %d queued, %d in flight, %d hints, %d pushes acknowledged\n",
 			n, st.Version, st.Queued, st.Inflight, st.Hints, st.Moved)
 	}
@@ -69,6 +78,7 @@ func ringChangeFlags(name, operand string, stdout io.Writer) (fs *flag.FlagSet, 
 // addNode is `dialkv admin add-node ID[=CLIENT@PEER]`.
 func addNode(args []string, stdout, stderr io.Writer) error {
 	fs, addr, timeout, settle, cf := ringChangeFlags("add-node", "ID[=CLIENT@PEER]", stdout)
+	region := fs.String("region", "", "the new node's region in the causal namespaces whose regions parameter does not name it (needed when they have one; docs/causal.md, \"Membership\")")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -84,6 +94,7 @@ func addNode(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	p.Region = *region
 	return runChange(*addr, dopts, nodes.RingChange{Add: &p, Settle: *settle}, *timeout, stdout)
 }
 
@@ -128,6 +139,9 @@ func runChange(addr string, dopts transport.DialOptions, ch nodes.RingChange, ti
 	fmt.Fprintf(stdout, "member list version %d -> %d: %s\nhandoff: %d pushes acknowledged in %v; change took %v%s\n",
 		res.From.Version, res.To.Version, nodes.FormatPeers(res.To.Members), res.Moved,
 		res.Stream.Round(time.Millisecond), res.Total.Round(time.Millisecond), load)
+	if res.CausalPause > 0 {
+		fmt.Fprintf(stdout, "causal namespaces refused clients for %v\n", res.CausalPause.Round(time.Millisecond))
+	}
 	return nil
 }
 
