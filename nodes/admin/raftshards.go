@@ -84,7 +84,13 @@ func whereShards(args []string, stdout, _ io.Writer) error {
 		}
 		ms = append([]string(nil), ms...)
 		sort.Strings(ms)
-		fmt.Fprintf(stdout, "shard %d: %s\n", sh, strings.Join(ms, ", "))
+		line := fmt.Sprintf("shard %d: %s", sh, strings.Join(ms, ", "))
+		if nv := p.NonVoting[sh]; len(nv) > 0 {
+			// A move under way (catching up before its promotion), or one
+			// cut short there.
+			line += " (non-voting: " + strings.Join(nv, ", ") + ")"
+		}
+		fmt.Fprintln(stdout, line)
 	}
 	retired := map[consistency.NodeID]bool{}
 	for _, r := range cfg.Retired {

@@ -13,6 +13,7 @@ import (
 	"github.com/dialkv/dialkv/clients/client"
 	"github.com/dialkv/dialkv/core"
 	"github.com/dialkv/dialkv/nodes"
+	"github.com/dialkv/dialkv/transport"
 )
 
 func freeAddr(t *testing.T) string {
@@ -103,6 +104,13 @@ func TestMoveShard(t *testing.T) {
 		}
 	}
 	check("n1, n2, n3")
+	// A move cut short after its first step leaves a non-voting member:
+	// where-shards shows it, and the next move to that node reuses it.
+	call := nodes.DialRaftCaller(transport.DialOptions{}, 5*time.Second)
+	if _, err := call(ctx, peers[1].Client, "mv", "RAFT.ADD", "0", "n4", "NONVOTING"); err != nil {
+		t.Fatal(err)
+	}
+	check("n1, n2, n3 (non-voting: n4)")
 	out := run("move-shard", "--namespace", "mv", "--shard", "0", "--from", "n1", "--to", "n4", "--addr", peers[1].Client)
 	t.Logf("n1 -> n4:\n%s", out)
 	check("n2, n3, n4")
