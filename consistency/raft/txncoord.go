@@ -152,6 +152,18 @@ func (s *Service) planTxn(req consistency.Request) (*plan, *core.Error) {
 	return p, nil
 }
 
+// readOnly reports whether every command of the transaction only reads.
+func (p *plan) readOnly() bool {
+	for _, pt := range p.parts {
+		for _, c := range pt.txn.Cmds {
+			if !core.IsReadOnly(c.Name) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // combine assembles a request's reply from the parts' replies (each an
 // Array, one element per part command).
 func (p *plan) combine(replies map[int]core.Reply) (core.Reply, error) {
@@ -387,6 +399,17 @@ func (s *Service) runTxn(ctx context.Context, pl *plan) (core.Reply, *txnConflic
 				no = &r
 			}
 		}
+	}
+	if decision == decisionCommit && pl.readOnly() && !s.cfg.brokenTxnCommit {
+		// Every part only reads: every lock was held at once when the
+		// last prepare applied, so the votes read one state of all the
+		// keys. Nothing to commit: release the locks (abort), no decision
+		// record (an intent whose release fails is resolved to abort).
+		each(pl.shards, func(sh int) (core.Reply, error) {
+			return s.proposeTxnOp(ctx, sh, txnOp{op: txnOpAbort, id: id})
+		})
+		out, err := pl.combine(votes)
+		return out, nil, err
 	}
 	if s.cfg.brokenTxnCommit {
 		// BROKEN (tests only): decide on the coordinator shard's vote
