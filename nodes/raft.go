@@ -85,6 +85,9 @@ func RaftStrategy(env StrategyEnv) (consistency.Service, error) {
 		return nil, fmt.Errorf("raft namespace %s: %w", env.Spec.Name, err)
 	}
 	svc.Store(s)
+	// Cross-shard transactions left by a coordinator that died are
+	// resolved in the background too (ends when the Service closes).
+	go s.RecoverTxnsEvery(0)
 	for _, c := range s.Corrupt() {
 		go rebuildRaftReplica(env, s, c)
 	}

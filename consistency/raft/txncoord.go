@@ -602,6 +602,28 @@ func (s *Service) RecoverTxns(ctx context.Context, olderThan time.Duration) (int
 	return n, errors.Join(errs...)
 }
 
+// RecoverTxnsEvery resolves the stale intents of the shards hosted here
+// (RecoverTxns) every period (0: Config.TxnRecoverAfter) until the Service
+// closes. It bounds how long a transaction whose coordinator died after
+// its decision stays half-applied to non-transactional readers, and how
+// long its locks stay when no request meets them. Run it in a goroutine of
+// its own (nodes does); the simulator does not.
+func (s *Service) RecoverTxnsEvery(period time.Duration) {
+	if period <= 0 {
+		period = s.txnRecoverAfter()
+	}
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for range t.C {
+		if s.closed.Load() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), period)
+		_, _ = s.RecoverTxns(ctx, 0) // what fails is retried at the next tick
+		cancel()
+	}
+}
+
 // Intents lists shard sh's prepared intents as this node's replica has
 // applied them (for tests and operators).
 func (s *Service) Intents(sh int) ([]IntentInfo, error) {

@@ -127,31 +127,8 @@ func TestTxnCoordinatorCrash(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newTestCluster(t, 2, func(cfg *Config) { cfg.TxnRecoverAfter = 300 * time.Millisecond })
-			ks := keysOnShards("k", 2, 1)
-			a, b := ks[0][0], ks[1][0]
+			a, b := crashedCoordinator(t, c, tc.decide)
 			lin := consistency.Options{}
-			c.cmd(1, lin, "MSET", a, "old-a", b, "old-b")
-			co := c.svcs[0]
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			id := co.newTxnID()
-			for sh, k := range []string{a, b} {
-				r, err := co.proposeTxnOp(ctx, sh, txnOp{op: txnOpPrepare, id: id, coord: 0, part: core.Txn{Cmds: []core.Command{core.Cmd("SET", k, "new-"+string("ab"[sh]))}}})
-				if err != nil || r.IsError() {
-					t.Fatalf("prepare on shard %d: %v %v", sh, r, err)
-				}
-			}
-			if tc.decide {
-				if r, err := co.proposeTxnOp(ctx, 0, txnOp{op: txnOpDecide, id: id, decision: decisionCommit}); err != nil || r.Int != 1 {
-					t.Fatalf("decide: %v %v", r, err)
-				}
-				if r, err := co.proposeTxnOp(ctx, 0, txnOp{op: txnOpCommit, id: id}); err != nil || r.IsError() {
-					t.Fatalf("commit shard 0: %v %v", r, err)
-				}
-			}
-			if err := co.Close(); err != nil { // the coordinator crashes
-				t.Fatal(err)
-			}
 			// Reads of locked keys see the last committed values.
 			if got := replyStr(c.cmd(1, lin, "GET", b)); got != "old-b" {
 				t.Fatalf("GET %s while prepared = %s, want old-b", b, got)
@@ -170,6 +147,63 @@ func TestTxnCoordinatorCrash(t *testing.T) {
 			}
 		})
 	}
+}
+
+// crashedCoordinator sets keys a (shard 0) and b (shard 1) to old-a and
+// old-b, then n1 coordinates a transaction setting them to new-a and new-b
+// by hand: it prepares both shards, if decide records commit and commits
+// shard 0 only, and crashes (its Service closes).
+func crashedCoordinator(t *testing.T, c *testCluster, decide bool) (a, b string) {
+	t.Helper()
+	ks := keysOnShards("k", 2, 1)
+	a, b = ks[0][0], ks[1][0]
+	c.cmd(1, consistency.Options{}, "MSET", a, "old-a", b, "old-b")
+	co := c.svcs[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	id := co.newTxnID()
+	for sh, k := range []string{a, b} {
+		r, err := co.proposeTxnOp(ctx, sh, txnOp{op: txnOpPrepare, id: id, coord: 0, part: core.Txn{Cmds: []core.Command{core.Cmd("SET", k, "new-"+string("ab"[sh]))}}})
+		if err != nil || r.IsError() {
+			t.Fatalf("prepare on shard %d: %v %v", sh, r, err)
+		}
+	}
+	if decide {
+		if r, err := co.proposeTxnOp(ctx, 0, txnOp{op: txnOpDecide, id: id, decision: decisionCommit}); err != nil || r.Int != 1 {
+			t.Fatalf("decide: %v %v", r, err)
+		}
+		if r, err := co.proposeTxnOp(ctx, 0, txnOp{op: txnOpCommit, id: id}); err != nil || r.IsError() {
+			t.Fatalf("commit shard 0: %v %v", r, err)
+		}
+	}
+	if err := co.Close(); err != nil { // the coordinator crashes
+		t.Fatal(err)
+	}
+	return a, b
+}
+
+// TestTxnBackgroundRecovery: with no request touching the keys, a node
+// running RecoverTxnsEvery applies the recorded commit of a transaction
+// whose coordinator crashed after committing one shard: a plain GET of the
+// other shard's key sees it, and no intent is left. Without the loop the
+// GET keeps seeing the old value (checked first).
+func TestTxnBackgroundRecovery(t *testing.T) {
+	c := newTestCluster(t, 2, func(cfg *Config) { cfg.TxnRecoverAfter = 200 * time.Millisecond })
+	_, b := crashedCoordinator(t, c, true)
+	lin := consistency.Options{}
+	time.Sleep(400 * time.Millisecond) // stale by now, but nobody resolves it
+	if got := str(c.cmd(1, lin, "GET", b)); got != "old-b" {
+		t.Fatalf("GET %s without recovery = %s, want old-b (the intent is not applied)", b, got)
+	}
+	go c.svcs[1].RecoverTxnsEvery(100 * time.Millisecond)
+	deadline := time.Now().Add(10 * time.Second)
+	for str(c.cmd(2, lin, "GET", b)) != "new-b" {
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s still not new-b 10 s after RecoverTxnsEvery started (go test -run TestTxnBackgroundRecovery ./consistency/raft)", b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.waitNoIntents(1, 2)
 }
 
 // bankResult is what one bank run saw.
