@@ -151,8 +151,8 @@ func (m RaftMover) Move(ctx context.Context, mv raft.Move, members []string) err
 }
 
 // retry calls args at the nodes of at in turn until one succeeds or ctx
-// ends. Replies that say the request cannot succeed (already hosts) end
-// it at once.
+// ends. Replies that say the request cannot succeed (already hosts, or
+// refused as unauthenticated or forbidden) end it at once.
 func (m RaftMover) retry(ctx context.Context, step string, at []string, args ...string) (core.Reply, error) {
 	var err error
 	for attempt := 0; ctx.Err() == nil; attempt++ {
@@ -165,6 +165,13 @@ func (m RaftMover) retry(ctx context.Context, step string, at []string, args ...
 		}
 		if strings.Contains(err.Error(), "already hosts") {
 			return r, err
+		}
+		var ue *gen.Unauthenticated
+		var fe *gen.Forbidden
+		if errors.As(err, &ue) || errors.As(err, &fe) {
+			// Refused by the node's policy: another node or another
+			// attempt gets the same answer.
+			return r, fmt.Errorf("%s: %w", step, err)
 		}
 		select {
 		case <-ctx.Done():
