@@ -79,7 +79,8 @@ func reloadSecurity(sec security.Settings, log *slog.Logger) {
 		log.Error("security policy reload failed; the previous policy stays in force", "err", err)
 		return
 	}
-	log.Info("security policy reloaded", "users", sum.Users, "tokens", sum.Tokens, "grants", sum.Grants, "revoked_certs", sum.RevokedCerts)
+	log.Info("security policy reloaded", "users", sum.Users, "tokens", sum.Tokens, "grants", sum.Grants, "revoked_certs", sum.RevokedCerts,
+		"revoked_tokens", sum.RevokedTokens, "revoked_users", sum.RevokedUsers)
 }
 
 // clientDial is how this node dials another node's client API: under TLS

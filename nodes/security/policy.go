@@ -48,6 +48,13 @@ type PolicyFile struct {
 	// refused at the handshake and on every request of a connection
 	// already open, although their CA signed them.
 	RevokedCerts []string `json:"revoked_certs,omitempty"`
+	// RevokedTokens are SHA-256 digests (64 hex digits) of bearer tokens
+	// that are refused whatever name lists them: a leaked token stays
+	// refused even if an entry for it is added back by mistake.
+	RevokedTokens []string `json:"revoked_tokens,omitempty"`
+	// RevokedUsers are user names whose password logins are refused,
+	// while their entry (and hash) stays in the file.
+	RevokedUsers []string `json:"revoked_users,omitempty"`
 }
 
 // UserEntry is one user: the argon2id PHC hash of the password.
@@ -79,8 +86,11 @@ type Policy struct {
 	// unchanged in the current policy.
 	userBinds, tokenBinds map[string][32]byte
 	revoked               map[string]bool // certificate serials, lower-case hex
-	grants                []grant
-	dummy                 passwordHash // verified for unknown users, so timing does not reveal them
+	// revokedTokens and revokedUsers count the entries of revoked_tokens
+	// and revoked_users (for Summary).
+	revokedTokens, revokedUsers int
+	grants                      []grant
+	dummy                       passwordHash // verified for unknown users, so timing does not reveal them
 }
 
 type grant struct {
@@ -199,6 +209,29 @@ func NewPolicy(f PolicyFile) (*Policy, error) {
 			return bad("revoked_certs entry %d: %v", i+1, err)
 		}
 		p.revoked[s] = true
+	}
+	// Revoked tokens and users are dropped, so that both a new login and
+	// every session bound to them (Valid) are refused.
+	for i, d := range f.RevokedTokens {
+		b, err := hex.DecodeString(d)
+		if err != nil || len(b) != 32 {
+			return bad("revoked_tokens entry %d: want a sha256 of 64 hex digits", i+1)
+		}
+		var k [32]byte
+		copy(k[:], b)
+		if name, ok := p.tokens[k]; ok {
+			delete(p.tokens, k)
+			delete(p.tokenBinds, name)
+		}
+		p.revokedTokens++
+	}
+	for i, u := range f.RevokedUsers {
+		if !nameRE.MatchString(u) {
+			return bad("revoked_users entry %d: %q is not a valid user name", i+1, u)
+		}
+		delete(p.users, u)
+		delete(p.userBinds, u)
+		p.revokedUsers++
 	}
 	p.dummy = passwordHash{p: DefaultHashParams, salt: make([]byte, 16), key: make([]byte, 32)}
 	return p, nil
@@ -351,10 +384,13 @@ func (p *Policy) CertRevoked(serial *big.Int) bool {
 
 // Summary counts the policy's entries, for logs (never a secret).
 func (p *Policy) Summary() PolicySummary {
-	return PolicySummary{Users: len(p.users), Tokens: len(p.tokens), Grants: len(p.grants), RevokedCerts: len(p.revoked)}
+	return PolicySummary{Users: len(p.users), Tokens: len(p.tokens), Grants: len(p.grants), RevokedCerts: len(p.revoked),
+		RevokedTokens: p.revokedTokens, RevokedUsers: p.revokedUsers}
 }
 
-// PolicySummary counts a policy's entries.
+// PolicySummary counts a policy's entries (users and tokens in force,
+// revoked ones not included).
 type PolicySummary struct {
 	Users, Tokens, Grants, RevokedCerts int
+	RevokedTokens, RevokedUsers         int
 }

@@ -56,6 +56,14 @@ func TestPolicyReload(t *testing.T) {
 		{"password changed", func(f *PolicyFile) { f.Users["carol"] = UserEntry{Password: hash("new-pw")} }, []string{"carol"}},
 		{"certificate revoked", func(f *PolicyFile) { f.RevokedCerts = []string{"1F:2E"} }, []string{"alice"}},
 		{"other certificate revoked", func(f *PolicyFile) { f.RevokedCerts = []string{"0x1f2f"} }, nil},
+		{"token revoked by digest", func(f *PolicyFile) { f.RevokedTokens = []string{TokenDigest(tok)} }, []string{"ci-bot"}},
+		{"token revoked and listed again under another name", func(f *PolicyFile) {
+			f.Tokens["ci-bot-2"] = f.Tokens["ci-bot"]
+			delete(f.Tokens, "ci-bot")
+			f.RevokedTokens = []string{TokenDigest(tok)}
+		}, []string{"ci-bot"}},
+		{"other token revoked", func(f *PolicyFile) { f.RevokedTokens = []string{TokenDigest(tok2)} }, nil},
+		{"user revoked", func(f *PolicyFile) { f.RevokedUsers = []string{"bob"} }, []string{"bob"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
