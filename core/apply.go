@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,17 +17,25 @@ const (
 	DefaultLargeValueWarn = 512 << 10
 )
 
-// Store is one replica's state machine over an Engine. It is not safe for
-// concurrent use: replication strategies apply commands one at a time, in
-// order, and readers that share a Store must serialise with its writers.
+// Store is one replica's state machine over an Engine. Writes are not safe
+// for concurrent use: replication strategies apply commands one at a time,
+// in order. The one exception is Read: read-only commands may run
+// concurrently with each other (never with a write; a caller guards a Store
+// with a sync.RWMutex, Read under the read lock and everything else under
+// the write lock).
 type Store struct {
 	e           Engine
 	lim         Limits
 	counter     uint64 // store-wide version counter, see op.put
 	indexes     map[string]*indexDef
-	stats       Stats
+	stats       Stats // CorruptionsSeen is kept in corrupt instead
 	syncCommits bool
-	scratch     op // reused by newOp
+	scratch     op // reused by newOp (writers only)
+	// readOps are the ops of concurrent Reads (see newReadOp).
+	readOps sync.Pool
+	// corrupt counts records that failed their checksum; atomic because
+	// concurrent Reads find them too.
+	corrupt atomic.Int64
 }
 
 const (
@@ -98,7 +108,11 @@ func (s *Store) Engine() Engine { return s.e }
 func (s *Store) Limits() Limits { return s.lim }
 
 // Stats returns the store's counters.
-func (s *Store) Stats() Stats { return s.stats }
+func (s *Store) Stats() Stats {
+	st := s.stats
+	st.CorruptionsSeen = s.corrupt.Load()
+	return st
+}
 
 // SetSyncCommits makes every commit synced (Commit(true)) when on; the
 // default leaves syncing to the engine's policy or the caller's Engine.Sync.
@@ -116,6 +130,40 @@ func (s *Store) Apply(now time.Time, c Command) Reply {
 	if err := o.commit(); err != nil {
 		return ErrorReply(AsError(err))
 	}
+	return r
+}
+
+// Read executes a read-only command (one whose table entry is readOnly:
+// GET, MGET, EXISTS, TTL, HGET, LRANGE, SCAN.*, IDX.QUERY, ... see
+// IsReadOnly) at time now. It returns the same reply Apply would.
+//
+// Reads may run concurrently with each other, never with a write (Apply,
+// ApplyTxn, ExpireStep, RestoreSnapshot, ...). That is safe because:
+//
+//   - each Read has an op of its own (newReadOp), not the writers' scratch op;
+//   - a read-only command never writes, not even for a key it finds expired:
+//     reads treat an expired key as absent and leave its removal to the next
+//     write of the key or to ExpireStep, which run under the write lock
+//     (the model tests check that read-only commands leave the engine
+//     byte-for-byte unchanged);
+//   - the only store state a read updates, the corruption counter, is
+//     atomic; the engines' Get and NewIter are safe for concurrent readers.
+//
+// A command that is not read-only gets an ERR reply and changes nothing. A
+// read-only command whose handler buffered a write anyway (a bug) gets an
+// ERR reply too, and the write is dropped.
+func (s *Store) Read(now time.Time, c Command) Reply {
+	spec, ok := commandTable[strings.ToUpper(c.Name)]
+	if ok && !spec.readOnly {
+		return ErrorReply(Errorf(CodeErr, "'%s' is not a read-only command", strings.ToLower(spec.name)))
+	}
+	o := s.newReadOp(now)
+	r := o.run(c)
+	if len(o.writes.ws) != 0 || o.counter != s.counter || len(o.idxChanges) != 0 {
+		r = ErrorReply(Errorf(CodeErr, "read-only command '%s' tried to write (dropped)", c.Name))
+	}
+	o.discard()
+	s.putReadOp(o)
 	return r
 }
 

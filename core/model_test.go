@@ -1120,7 +1120,16 @@ func checkAgainstModel(t *rapid.T, gen func(*rapid.T) Command) {
 				t.Fatal(err)
 			}
 		}
-		got := s.Apply(now, c)
+		var got Reply
+		if IsReadOnly(c.Name) {
+			// Read (the concurrent read path) must answer as Apply does.
+			got = s.Read(now, c)
+			if a := s.Apply(now, c); render(a) != render(got) {
+				t.Fatalf("step %d: %s: Read %s, Apply %s", i, c, render(got), render(a))
+			}
+		} else {
+			got = s.Apply(now, c)
+		}
 		if IsReadOnly(c.Name) {
 			var after bytes.Buffer
 			if err := s.SaveSnapshot(&after); err != nil {

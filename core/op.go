@@ -15,9 +15,9 @@ import (
 // batch. An op that fails is simply dropped, so a failed command or an
 // aborted transaction changes nothing.
 //
-// A Store is single-threaded (replication strategies apply commands in
-// order), so the engine does not change under an op: reads inside an op see
-// one snapshot plus the op's own writes.
+// Writes are single-threaded (replication strategies apply commands in
+// order) and concurrent Reads never write, so the engine does not change
+// under an op: reads inside an op see one snapshot plus the op's own writes.
 type op struct {
 	s      *Store
 	now    time.Time
@@ -110,14 +110,35 @@ func (v *overlay) reset() {
 	v.ws, v.idx = v.ws[:0], nil
 }
 
-// newOp starts an op. The Store reuses one op (and its overlay map) for
-// every call: a Store is single-threaded and ops never nest.
+// newOp starts an op for a write. The Store reuses one op (and its overlay
+// map) for every write: writes are single-threaded and ops never nest.
 func (s *Store) newOp(now time.Time) *op {
 	o := &s.scratch
 	w := o.writes
 	w.reset()
 	*o = op{s: s, now: now, nowMs: now.UnixMilli(), counter: s.counter, writes: w, keyBuf: o.keyBuf[:0]}
 	return o
+}
+
+// newReadOp starts an op for a Read. Concurrent Reads cannot share the
+// writers' scratch op, so each takes one from a pool (keeping its key
+// buffer); putReadOp returns it.
+func (s *Store) newReadOp(now time.Time) *op {
+	o, _ := s.readOps.Get().(*op)
+	if o == nil {
+		o = &op{}
+	}
+	*o = op{s: s, now: now, nowMs: now.UnixMilli(), counter: s.counter, keyBuf: o.keyBuf[:0]}
+	return o
+}
+
+// putReadOp returns a Read's op to the pool; it must not be used after.
+func (s *Store) putReadOp(o *op) {
+	if cap(o.keyBuf) > 1024 {
+		o.keyBuf = nil
+	}
+	*o = op{keyBuf: o.keyBuf[:0]}
+	s.readOps.Put(o)
 }
 
 // get reads an engine key through the overlay.
@@ -362,7 +383,8 @@ func (o *op) commit() error {
 	if o.counter != s.counter {
 		o.set(metaKey(metaCounter), binary.BigEndian.AppendUint64(nil, o.counter))
 	}
-	s.stats.CorruptionsSeen += o.corrupt
+	s.corrupt.Add(o.corrupt)
+	o.corrupt = 0
 	if len(o.writes.ws) == 0 {
 		return nil
 	}
@@ -404,7 +426,8 @@ func (o *op) commit() error {
 
 // discard drops the overlay, keeping only the corruption count.
 func (o *op) discard() {
-	o.s.stats.CorruptionsSeen += o.corrupt
+	o.s.corrupt.Add(o.corrupt)
+	o.corrupt = 0
 }
 
 // ownedSetter is implemented by batches that can take ownership of the

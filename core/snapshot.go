@@ -80,7 +80,7 @@ func (s *Store) Dump(now time.Time) (map[string]string, error) {
 		key := bytes.Clone(it.Key()[1:])
 		r, err := decodeRecord(key, it.Value())
 		if err != nil {
-			s.stats.CorruptionsSeen++
+			s.corrupt.Add(1)
 			return nil, err
 		}
 		if o.isExpired(r) {
@@ -88,7 +88,7 @@ func (s *Store) Dump(now time.Time) (map[string]string, error) {
 		}
 		text, err := renderValue(key, r)
 		if err != nil {
-			s.stats.CorruptionsSeen++
+			s.corrupt.Add(1)
 			return nil, err
 		}
 		out[string(key)] = text

@@ -15,9 +15,14 @@ import (
 // Local is the `local` strategy: one replica, no replication.
 //
 // Requests are applied to the core.Store by the goroutine that serves them,
-// one at a time under a mutex (the Store is single-threaded), so a request
-// costs no hand-off to another goroutine. Under --fsync=always durability
-// is a pipelined group commit:
+// so a request costs no hand-off to another goroutine. Writes run one at a
+// time under the write side of a sync.RWMutex (the Store's writes are
+// single-threaded); a request (or a batch) made only of read-only commands
+// runs under the read side, concurrently with other reads, through
+// core.Store.Read. Reads never write, even a key they find expired (it
+// reads as absent; the next write of the key or the TTL sweep, both under
+// the write lock, removes it). Under --fsync=always durability is a
+// pipelined group commit:
 //
 //   - Writes join the current sync epoch. A syncer goroutine takes the
 //     epoch (the next writes start a new one), syncs the engine once, and
@@ -40,11 +45,23 @@ type Local struct {
 	log    *slog.Logger
 	clock  func() time.Time
 
-	mu     sync.Mutex
-	closed bool
-	cur    *epoch            // collects writes for the next sync (fsync=always)
-	last   *epoch            // the newest epoch that has writes (nil: none yet)
-	dirty  map[string]*epoch // keys written in epochs not yet known durable
+	// mu guards the store: read-only requests hold it shared, everything
+	// else (writes, transactions, the TTL sweep, Close) exclusively.
+	mu     sync.RWMutex
+	closed bool // guarded by mu
+
+	// dmu guards the durability tracking below (fsync=always), which
+	// concurrent readers update too. Lock order: mu (either side), then dmu;
+	// the syncer takes dmu alone. Ordering rules: a writer commits to the
+	// engine before it marks its keys in cur (so the sync of any epoch a
+	// write is marked in covers it: the syncer swaps cur under dmu before it
+	// syncs), and it marks them before it releases mu (so a read that sees
+	// the write, having taken mu after it, also sees the mark); a reader
+	// reads the store first and checks the marks after.
+	dmu   sync.Mutex
+	cur   *epoch            // collects writes for the next sync (fsync=always)
+	last  *epoch            // the newest epoch that has writes (nil: none yet)
+	dirty map[string]*epoch // keys written in epochs not yet known durable
 
 	kick    chan struct{} // capacity 1: cur has writes to sync
 	stop    chan struct{}
@@ -57,7 +74,7 @@ type Local struct {
 }
 
 // epoch is one group commit: the writes applied between two syncs.
-// Fields other than done and seq are guarded by Local.mu until done is
+// Fields other than done and seq are guarded by Local.dmu until done is
 // closed, and read-only afterwards.
 type epoch struct {
 	seq    uint64
@@ -207,20 +224,39 @@ func (e *epoch) result() error {
 	return nil
 }
 
-// apply applies reqs under l.mu and returns their replies and the epoch
-// whose sync they must wait for (nil: none).
+// readOnly reports whether every request of reqs is a read-only command
+// (such a batch runs under the read lock).
+func readOnly(reqs []consistency.Request) bool {
+	for _, r := range reqs {
+		if r.Txn != nil || r.Cmd == nil || !core.IsReadOnly(r.Cmd.Name) {
+			return false
+		}
+	}
+	return true
+}
+
+// apply applies reqs under l.mu (shared if they only read, else exclusive)
+// and returns their replies and the epoch whose sync they must wait for
+// (nil: none).
 func (l *Local) apply(reqs []consistency.Request) ([]consistency.Response, *epoch, error) {
 	resps := make([]consistency.Response, len(reqs))
-	l.mu.Lock()
+	ro := readOnly(reqs)
+	if ro {
+		l.mu.RLock()
+		defer l.mu.RUnlock()
+	} else {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+	}
 	if l.closed {
-		l.mu.Unlock()
 		return nil, nil, fmt.Errorf("local: service closed: %w", consistency.ErrUnavailable)
 	}
 	now := l.clock()
-	var wait *epoch
 	for i, r := range reqs {
 		var rep core.Reply
 		switch {
+		case ro:
+			rep = l.store.Read(now, *r.Cmd)
 		case r.Txn != nil:
 			rep = l.store.ApplyTxn(now, *r.Txn)
 		case r.Cmd != nil:
@@ -229,9 +265,17 @@ func (l *Local) apply(reqs []consistency.Request) ([]consistency.Response, *epoc
 			rep = core.ErrorReply(core.Errorf(core.CodeErr, "empty request"))
 		}
 		resps[i] = consistency.Response{ID: r.ID, Reply: rep}
-		if l.policy == core.SyncAlways {
-			wait = later(wait, l.track(r, rep))
-		}
+	}
+	l.applied.Add(int64(len(reqs)))
+	if l.policy != core.SyncAlways {
+		return resps, nil, nil
+	}
+	// Tracked after every reply is built: the writes are in the engine
+	// (see dmu's ordering rules), and still under mu.
+	var wait *epoch
+	l.dmu.Lock()
+	for i, r := range reqs {
+		wait = later(wait, l.track(r, resps[i].Reply))
 	}
 	if wait != nil && wait == l.cur {
 		select {
@@ -239,14 +283,13 @@ func (l *Local) apply(reqs []consistency.Request) ([]consistency.Response, *epoc
 		default:
 		}
 	}
-	l.mu.Unlock()
-	l.applied.Add(int64(len(reqs)))
+	l.dmu.Unlock()
 	return resps, wait, nil
 }
 
 // track records what request r (just applied, with reply rep) wrote and
-// returns the epoch whose sync its reply must wait for (nil: none). l.mu is
-// held.
+// returns the epoch whose sync its reply must wait for (nil: none). l.mu
+// (exclusive if r wrote) and l.dmu are held.
 func (l *Local) track(r consistency.Request, rep core.Reply) *epoch {
 	if r.Txn != nil {
 		var keys [][]byte
@@ -343,16 +386,18 @@ func (l *Local) syncer() {
 // syncEpoch syncs the current epoch, if it has writes, and releases its
 // waiters.
 func (l *Local) syncEpoch() {
-	l.mu.Lock()
+	l.dmu.Lock()
 	e := l.cur
 	if !e.wrote {
-		l.mu.Unlock()
+		l.dmu.Unlock()
 		return
 	}
 	l.cur = newEpoch(e.seq + 1)
-	l.mu.Unlock()
-	// Every write of e was committed to the engine before the swap above
-	// (under l.mu), so this sync covers them all.
+	l.dmu.Unlock()
+	// Every write marked in e was committed to the engine before it was
+	// marked, and so before the swap above (both under l.dmu): this sync
+	// covers them all. A write committed before the swap but marked after
+	// it lands in the next epoch, which only makes it wait longer.
 	err := l.engine.Sync()
 	l.syncs.Add(1)
 	if err != nil {
@@ -360,7 +405,7 @@ func (l *Local) syncEpoch() {
 		// error, and their keys stay dirty until a later sync succeeds.
 		l.log.Error("group sync failed", "err", err)
 	}
-	l.mu.Lock()
+	l.dmu.Lock()
 	e.synced, e.err = true, err
 	if err == nil {
 		for _, k := range e.keys {
@@ -370,7 +415,7 @@ func (l *Local) syncEpoch() {
 		}
 	}
 	e.keys = nil
-	l.mu.Unlock()
+	l.dmu.Unlock()
 	close(e.done)
 }
 
@@ -408,8 +453,8 @@ func (l *Local) timers(syncEvery time.Duration) {
 
 // Stats returns the store's counters (safe to call concurrently).
 func (l *Local) Stats() core.Stats {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.mu.RLock()
+	defer l.mu.RUnlock()
 	return l.store.Stats()
 }
 
