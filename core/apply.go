@@ -210,9 +210,22 @@ func (s *Store) TryTxn(now time.Time, t Txn) Reply { return s.runTxn(now, t, fal
 // runTxn evaluates t and commits its writes when commit is set.
 func (s *Store) runTxn(now time.Time, t Txn, commit bool) Reply {
 	o := s.newOp(now)
+	r := o.runTxn(t)
+	if r.IsError() || !commit {
+		o.discard()
+		return r
+	}
+	if err := o.commit(); err != nil {
+		return fail(err)
+	}
+	return r
+}
+
+// runTxn runs a transaction's conditions and commands in the op; on an
+// error reply the caller drops the op's writes.
+func (o *op) runTxn(t Txn) Reply {
 	for i, c := range t.Conds {
 		if e := o.checkCond(c); e != nil {
-			o.discard()
 			if e.Code == CodeConditionFailed {
 				e.Condition = fmt.Sprintf("%d: %s", i, e.Condition)
 				e.Msg = e.Condition
@@ -224,21 +237,58 @@ func (s *Store) runTxn(now time.Time, t Txn, commit bool) Reply {
 	for i, c := range t.Cmds {
 		r := o.run(c)
 		if r.IsError() {
-			o.discard()
 			e := *r.Err
 			e.Msg = fmt.Sprintf("command %d (%s): %s", i, strings.ToUpper(c.Name), e.Msg)
 			return Reply{Kind: KindError, Err: &e, Version: r.Version}
 		}
 		replies = append(replies, r)
 	}
-	if !commit {
-		o.discard()
-		return Array(replies...)
+	return Array(replies...)
+}
+
+// BatchEntry is one entry of ApplyBatch: the transaction Txn when it is
+// set, else the command Cmd.
+type BatchEntry struct {
+	Cmd *Command
+	Txn *Txn
+}
+
+// ApplyBatch applies entries in order at time now, with the replies
+// len(entries) calls of Apply (or ApplyTxn) would give, into replies (which
+// must have len(entries) elements), but writes them to the engine as one
+// batch: one commit, one WAL write (and one fsync when commits sync), for
+// a client's batch of commands. Each entry is still atomic on its own: one
+// that fails changes nothing (the op rolls back to a savepoint taken before
+// it) and the others apply; later entries see earlier ones' writes. If the
+// commit itself fails, nothing is written and every entry that had
+// succeeded gets that error instead of its reply. An entry with neither Cmd
+// nor Txn gets an ERR reply.
+func (s *Store) ApplyBatch(now time.Time, entries []BatchEntry, replies []Reply) {
+	o := s.newOp(now)
+	for i, en := range entries {
+		sp := o.save()
+		var r Reply
+		switch {
+		case en.Txn != nil:
+			r = o.runTxn(*en.Txn)
+		case en.Cmd != nil:
+			r = o.run(*en.Cmd)
+		default:
+			r = ErrorReply(Errorf(CodeErr, "empty batch entry"))
+		}
+		if r.IsError() {
+			o.rollback(sp)
+		}
+		replies[i] = r
 	}
 	if err := o.commit(); err != nil {
-		return fail(err)
+		e := ErrorReply(AsError(err))
+		for i := range replies {
+			if !replies[i].IsError() {
+				replies[i] = e
+			}
+		}
 	}
-	return Array(replies...)
 }
 
 // checkCond evaluates one condition; nil when it holds.

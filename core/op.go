@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"maps"
 	"slices"
 	"sort"
 	"time"
@@ -58,6 +59,17 @@ type opWrite struct {
 type overlay struct {
 	ws  []opWrite
 	idx map[string]int // position in ws; nil while small
+	// mark is the length of ws at the op's savepoint (-1: none, see
+	// op.save); undo holds the entries below mark that writes since the
+	// savepoint replaced, oldest first.
+	mark int
+	undo []undoWrite
+}
+
+// undoWrite is an overlay entry as it was before a write replaced it.
+type undoWrite struct {
+	i int
+	w opWrite
 }
 
 const overlaySmall = 8
@@ -86,6 +98,9 @@ func (v *overlay) get(ek []byte) (opWrite, bool) {
 
 func (v *overlay) put(w opWrite) {
 	if i := v.find(w.key); i >= 0 {
+		if i < v.mark {
+			v.undo = append(v.undo, undoWrite{i, v.ws[i]})
+		}
 		v.ws[i] = w
 		return
 	}
@@ -107,7 +122,56 @@ func (v *overlay) reset() {
 		v.ws = nil
 	}
 	clear(v.ws)
-	v.ws, v.idx = v.ws[:0], nil
+	clear(v.undo)
+	v.ws, v.idx, v.mark, v.undo = v.ws[:0], nil, -1, v.undo[:0]
+}
+
+// rollback undoes every put since the savepoint: entries added after it
+// are dropped, entries replaced are restored (newest undo first, so an
+// entry replaced twice gets its oldest value back).
+func (v *overlay) rollback() {
+	for j := len(v.undo) - 1; j >= 0; j-- {
+		v.ws[v.undo[j].i] = v.undo[j].w
+	}
+	clear(v.undo)
+	v.undo = v.undo[:0]
+	for i := v.mark; i < len(v.ws); i++ {
+		if v.idx != nil {
+			delete(v.idx, string(v.ws[i].key))
+		}
+		v.ws[i] = opWrite{}
+	}
+	v.ws = v.ws[:v.mark]
+}
+
+// savepoint is what op.rollback restores besides the overlay.
+type savepoint struct {
+	counter                   uint64
+	keysDelta, expired, warns int64
+	idxChanges                map[string]*indexDef
+}
+
+// save marks a savepoint: rollback returns the op to this state. Used
+// between the commands of ApplyBatch, so that a failing command changes
+// nothing while the others share one engine batch.
+func (o *op) save() savepoint {
+	o.writes.mark = len(o.writes.ws)
+	clear(o.writes.undo)
+	o.writes.undo = o.writes.undo[:0]
+	sp := savepoint{counter: o.counter, keysDelta: o.keysDelta, expired: o.expired, warns: o.warns}
+	if o.idxChanges != nil {
+		sp.idxChanges = maps.Clone(o.idxChanges)
+	}
+	return sp
+}
+
+// rollback returns the op to savepoint sp (the corruption count stays: what
+// was seen was seen).
+func (o *op) rollback(sp savepoint) {
+	o.writes.rollback()
+	o.counter, o.keysDelta, o.expired, o.warns = sp.counter, sp.keysDelta, sp.expired, sp.warns
+	o.idxChanges = sp.idxChanges
+	o.memoOK = false
 }
 
 // newOp starts an op for a write. The Store reuses one op (and its overlay

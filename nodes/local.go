@@ -170,7 +170,8 @@ func (l *Local) Do(ctx context.Context, req consistency.Request) (consistency.Re
 }
 
 // DoBatch applies reqs in order as one unit (no other request runs between
-// them) and answers them together, once the state their replies reveal is
+// them; a batch that writes is one engine batch, see core.Store.ApplyBatch)
+// and answers them together, once the state their replies reveal is
 // durable (--fsync=always).
 func (l *Local) DoBatch(ctx context.Context, reqs []consistency.Request) ([]consistency.Response, error) {
 	if err := ctx.Err(); err != nil {
@@ -252,19 +253,33 @@ func (l *Local) apply(reqs []consistency.Request) ([]consistency.Response, *epoc
 		return nil, nil, fmt.Errorf("local: service closed: %w", consistency.ErrUnavailable)
 	}
 	now := l.clock()
-	for i, r := range reqs {
-		var rep core.Reply
-		switch {
-		case ro:
-			rep = l.store.Read(now, *r.Cmd)
-		case r.Txn != nil:
-			rep = l.store.ApplyTxn(now, *r.Txn)
-		case r.Cmd != nil:
-			rep = l.store.Apply(now, *r.Cmd)
-		default:
-			rep = core.ErrorReply(core.Errorf(core.CodeErr, "empty request"))
+	if !ro && len(reqs) > 1 {
+		// A batch that writes is one engine batch (one WAL write, one
+		// commit), each request still atomic on its own (core.ApplyBatch).
+		entries := make([]core.BatchEntry, len(reqs))
+		replies := make([]core.Reply, len(reqs))
+		for i, r := range reqs {
+			entries[i] = core.BatchEntry{Cmd: r.Cmd, Txn: r.Txn}
 		}
-		resps[i] = consistency.Response{ID: r.ID, Reply: rep}
+		l.store.ApplyBatch(now, entries, replies)
+		for i, r := range reqs {
+			resps[i] = consistency.Response{ID: r.ID, Reply: replies[i]}
+		}
+	} else {
+		for i, r := range reqs {
+			var rep core.Reply
+			switch {
+			case ro:
+				rep = l.store.Read(now, *r.Cmd)
+			case r.Txn != nil:
+				rep = l.store.ApplyTxn(now, *r.Txn)
+			case r.Cmd != nil:
+				rep = l.store.Apply(now, *r.Cmd)
+			default:
+				rep = core.ErrorReply(core.Errorf(core.CodeErr, "empty request"))
+			}
+			resps[i] = consistency.Response{ID: r.ID, Reply: rep}
+		}
 	}
 	l.applied.Add(int64(len(reqs)))
 	if l.policy != core.SyncAlways {

@@ -221,6 +221,43 @@ func BenchmarkStore(b *testing.B) {
 			}
 			return func(i int) core.Reply { return s.Apply(now, cmds[i%keys]) }
 		}},
+		// 100 SETs per iteration: one Apply each, or one ApplyBatch (one
+		// engine batch), side by side (ns/op is per 100 commands).
+		{"Set100-each", []string{"SET"}, false, func(b *testing.B, s *core.Store) func(int) core.Reply {
+			cmds := make([]core.Command, keys)
+			for i := range cmds {
+				cmds[i] = core.Cmd("SET", skey(i), val)
+			}
+			return func(i int) core.Reply {
+				var r core.Reply
+				for j := 0; j < 100; j++ {
+					if r = s.Apply(now, cmds[(i*100+j)%keys]); r.IsError() {
+						return r
+					}
+				}
+				return r
+			}
+		}},
+		{"Set100-batch", []string{"SET"}, false, func(b *testing.B, s *core.Store) func(int) core.Reply {
+			cmds := make([]core.Command, keys)
+			for i := range cmds {
+				cmds[i] = core.Cmd("SET", skey(i), val)
+			}
+			entries := make([]core.BatchEntry, 100)
+			replies := make([]core.Reply, 100)
+			return func(i int) core.Reply {
+				for j := range entries {
+					entries[j].Cmd = &cmds[(i*100+j)%keys]
+				}
+				s.ApplyBatch(now, entries, replies)
+				for _, r := range replies {
+					if r.IsError() {
+						return r
+					}
+				}
+				return replies[99]
+			}
+		}},
 		{"Incr", []string{"INCR"}, false, func(b *testing.B, s *core.Store) func(int) core.Reply {
 			cmds := make([]core.Command, 100)
 			for i := range cmds {

@@ -1,0 +1,107 @@
+package core
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+)
+
+// TestApplyBatchMatchesApply: random commands and transactions of every
+// type, cut into random batches, give the same replies through ApplyBatch
+// (one engine batch per batch, a savepoint per entry) as one Apply or
+// ApplyTxn each, and leave byte-identical engines (records, versions, the
+// version counter, expiry queue, index entries: SaveSnapshot). Failing
+// commands inside a batch must change nothing while the others apply.
+//
+//	go test -run TestApplyBatchMatchesApply -rapid.checks=1000 ./core
+func TestApplyBatchMatchesApply(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		one, _ := NewStore(NewMemEngine(), Limits{MaxValueSize: 300})
+		bat, _ := NewStore(NewMemEngine(), Limits{MaxValueSize: 300})
+		now := t0
+		if rapid.Bool().Draw(t, "index") {
+			c := Cmd("IDX.CREATE", "ix", "ON", "HASH", "PREFIX", "", "FIELD", "f", "TYPE", "string")
+			one.Apply(now, c)
+			bat.Apply(now, c)
+		}
+		for b, nb := 0, rapid.IntRange(1, 8).Draw(t, "batches"); b < nb; b++ {
+			now = now.Add(time.Duration(rapid.IntRange(0, 1500).Draw(t, "advance_ms")) * time.Millisecond)
+			n := rapid.IntRange(0, 12).Draw(t, "entries")
+			entries := make([]BatchEntry, n)
+			want := make([]Reply, n)
+			for i := range entries {
+				if rapid.IntRange(0, 5).Draw(t, "txn") == 0 {
+					txn := genTxn(t)
+					entries[i].Txn = &txn
+					want[i] = one.ApplyTxn(now, txn)
+				} else {
+					c := fixCmd(genAnyCmd(t))
+					entries[i].Cmd = &c
+					want[i] = one.Apply(now, c)
+				}
+			}
+			got := make([]Reply, n)
+			bat.ApplyBatch(now, entries, got)
+			for i := range got {
+				if render(got[i]) != render(want[i]) || got[i].Version != want[i].Version {
+					t.Fatalf("batch %d entry %d (%+v): ApplyBatch %s (version %d), Apply %s (version %d)",
+						b, i, entries[i], render(got[i]), got[i].Version, render(want[i]), want[i].Version)
+				}
+			}
+			var a, c bytes.Buffer
+			if err := one.SaveSnapshot(&a); err != nil {
+				t.Fatal(err)
+			}
+			if err := bat.SaveSnapshot(&c); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(a.Bytes(), c.Bytes()) {
+				t.Fatalf("after batch %d the engines differ (Apply %d bytes, ApplyBatch %d bytes)", b, a.Len(), c.Len())
+			}
+			if one.Stats() != bat.Stats() {
+				t.Fatalf("after batch %d: stats %+v, ApplyBatch %+v", b, one.Stats(), bat.Stats())
+			}
+		}
+	})
+}
+
+// TestApplyBatchOneCommit: a batch is one engine commit, and an entry that
+// fails in the middle leaves no trace while its neighbours apply.
+func TestApplyBatchOneCommit(t *testing.T) {
+	e := &countingEngine{Engine: NewMemEngine()}
+	s, _ := NewStore(e, Limits{})
+	cmds := []Command{Cmd("SET", "a", "1"), Cmd("SET", "b", "x"), Cmd("INCR", "b"), Cmd("LPUSH", "a", "z"), Cmd("INCR", "a"), Cmd("GET", "a")}
+	entries := make([]BatchEntry, len(cmds))
+	for i := range cmds {
+		entries[i].Cmd = &cmds[i]
+	}
+	replies := make([]Reply, len(cmds))
+	s.ApplyBatch(t0, entries, replies)
+	want := []string{"OK", "OK", "(error) ERR value is not an integer or out of range",
+		"(error) WRONGTYPE Operation against a key holding the wrong kind of value", "(integer) 2", `"2"`}
+	for i, r := range replies {
+		if render(r) != want[i] {
+			t.Errorf("entry %d %s: %s, want %s", i, cmds[i], render(r), want[i])
+		}
+	}
+	if e.commits != 1 {
+		t.Errorf("%d engine commits for one batch, want 1", e.commits)
+	}
+}
+
+// countingEngine counts batch commits.
+type countingEngine struct {
+	Engine
+	commits int
+}
+
+func (c *countingEngine) NewBatch() Batch { return &countingBatch{Batch: c.Engine.NewBatch(), e: c} }
+
+type countingBatch struct {
+	Batch
+	e *countingEngine
+}
+
+func (b *countingBatch) Commit(sync bool) error { b.e.commits++; return b.Batch.Commit(sync) }
