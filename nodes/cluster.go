@@ -2,10 +2,13 @@ package nodes
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"reflect"
 	"sort"
@@ -134,6 +137,20 @@ type cluster struct {
 	regionSpecs map[string]string
 
 	gossip *gossip // nil: no failure detector (static membership only)
+
+	// incarnation is drawn from crypto/rand when the node starts and mixed
+	// into every replica's seed (replicaRand): replicas draw request ids
+	// from their Rand, and a node restarted with the same seed would reuse
+	// the ids of its previous life, which peers still remember and drop as
+	// duplicates (forwarded causal requests timed out after a quick
+	// restart). Only the simulator needs replicas seeded reproducibly.
+	incarnation uint64
+}
+
+// replicaRand is the randomness of this node's replica of namespace ns:
+// seeded by the node, the namespace and this process's incarnation.
+func (c *cluster) replicaRand(ns string) *rand.Rand {
+	return rand.New(rand.NewPCG(seedOf(c.self)^c.incarnation, seedOf(ns)))
 }
 
 // peerStater is implemented by replicas that take membership as an input
@@ -218,6 +235,11 @@ func newCluster(self string, cc ClusterConfig, dataDir string, joining bool, log
 		cc.CatalogSync = 2 * time.Second
 	}
 	c := &cluster{self: self, cfg: cc, dataDir: dataDir, log: log, senders: map[string]*transport.PeerSender{}, hosts: map[string]*ReplicaHost{}, kinds: map[string]string{}, regionSpecs: map[string]string{}}
+	var inc [8]byte
+	if _, err := crand.Read(inc[:]); err != nil {
+		return nil, fmt.Errorf("cluster: incarnation: %w", err)
+	}
+	c.incarnation = binary.LittleEndian.Uint64(inc[:])
 	mem, ok, err := loadMembership(dataDir)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)

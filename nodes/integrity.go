@@ -3,7 +3,6 @@ package nodes
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"time"
@@ -90,7 +89,7 @@ func (c *cluster) tryOpenReplica(env StrategyEnv, f consistency.Factory) (core.E
 		ID:     consistency.NodeID(c.self),
 		Peers:  c.ringIDs(),
 		Engine: eng,
-		Rand:   rand.New(rand.NewPCG(seedOf(c.self), seedOf(env.Spec.Name))),
+		Rand:   c.replicaRand(env.Spec.Name),
 		Params: params,
 	})
 	if err != nil {
