@@ -102,13 +102,28 @@ func TestCorruptRaftRebuilt(t *testing.T) {
 	tc.stop(0)
 	tc.stop(2)
 	tc.logw = &logs
+	// The rebuild runs in its own goroutine (nodes/raft.go
+	// rebuildRaftReplica): its log lines and count may come after the
+	// namespace is open, so the checks below wait for them.
+	waitLog := func(what, line string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), line); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s was not logged within 10 s (%q):\n%s", what, line, logs.String())
+			}
+		}
+	}
 	tc.start(1)
 	tc.waitNamespace("rkv")
-	if got := corruptionEvents(t, tc.nodes[1].Node, "rkv", "store"); got != 1 {
-		t.Fatalf("dialkv_corruption_events_total{kind=store} = %v; want 1\nlogs:\n%s", got, logs.String())
-	}
-	if !strings.Contains(logs.String(), "raft replica's state machine is corrupt") {
-		t.Fatalf("the corruption was not logged:\n%s", logs.String())
+	waitLog("the corruption", "raft replica's state machine is corrupt")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		got := corruptionEvents(t, tc.nodes[1].Node, "rkv", "store")
+		if got == 1 {
+			break
+		}
+		if got > 1 || time.Now().After(deadline) {
+			t.Fatalf("dialkv_corruption_events_total{kind=store} = %v; want 1\nlogs:\n%s", got, logs.String())
+		}
 	}
 	marker := filepath.Join(tc.dirs[1], "ns", "rkv", "raft", "rebuild-1.json")
 	if _, err := os.Stat(marker); err != nil {
@@ -117,11 +132,9 @@ func TestCorruptRaftRebuilt(t *testing.T) {
 	tc.stop(1)
 	tc.start(1)
 	tc.waitNamespace("rkv")
+	waitLog("the resumed rebuild", "resuming the rebuild")
 	if got := corruptionEvents(t, tc.nodes[1].Node, "rkv", "store"); got != 0 {
 		t.Fatalf("a resumed rebuild counted again: %v", got)
-	}
-	if !strings.Contains(logs.String(), "resuming the rebuild") {
-		t.Fatalf("the resumed rebuild was not logged:\n%s", logs.String())
 	}
 	tc.start(0)
 	tc.start(2)
