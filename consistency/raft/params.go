@@ -11,7 +11,7 @@ import (
 
 // ParamNames lists the namespace parameters ConfigFromParams reads.
 func ParamNames() []string {
-	return []string{"nodes", "raft-addrs", "client-addrs", "shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect", "storage", "batch", "small-engine", "initial-nodes", "retired", "nodes-version", "rebalance", "repropose"}
+	return []string{"nodes", "raft-addrs", "client-addrs", "shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect", "storage", "batch", "small-engine", "initial-nodes", "retired", "nodes-version", "rebalance", "repropose", "logdb"}
 }
 
 // ConfigFromParams builds a node's Config from a raft namespace's
@@ -35,6 +35,7 @@ func ParamNames() []string {
 //	nodes-version 2                             changes of nodes/retired after creation (RAFT.NODES); newer lists spread
 //	rebalance     true                          let the cluster's rebalancer move this namespace's replicas
 //	repropose     (2 election timeouts)         propose a write again when no result came in this long; off: never
+//	logdb         pebble                        Dragonboat's LogDB: pebble, or tan (no fsync for a commit-index-only change; logdb.go)
 //
 // dir is the node's directory for the namespace (the NodeHost directory).
 func ConfigFromParams(nodeID, dir string, params map[string]string) (Config, error) {
@@ -131,6 +132,11 @@ func ConfigFromParams(nodeID, dir string, params map[string]string) (Config, err
 			cfg.ReproposeAfter, err = time.ParseDuration(v)
 			if err == nil && cfg.ReproposeAfter <= 0 {
 				err = fmt.Errorf("want a positive duration or off")
+			}
+		case "logdb":
+			cfg.LogDB = v
+			if v != LogDBPebble && v != LogDBTan {
+				err = fmt.Errorf("want %s or %s", LogDBPebble, LogDBTan)
 			}
 		case "storage":
 			cfg.Storage = v

@@ -89,6 +89,10 @@ type Config struct {
 	// Simulator plug points (nil: Dragonboat's TCP transport, the OS disk).
 	TransportFactory config.TransportFactory
 	FS               vfs.FS // wrap custom disks with vfs.Wrap (see package doc)
+	// LogDB is Dragonboat's LogDB: LogDBPebble (""; Dragonboat's default)
+	// or LogDBTan (logdb.go; namespace parameter logdb). Dragonboat
+	// refuses to reopen a NodeHost directory with the other kind.
+	LogDB string
 	// LogDBShards sets the LogDB's shard count (0: Dragonboat's default);
 	// 1 keeps goroutines few in the simulator.
 	LogDBShards uint64
@@ -177,6 +181,11 @@ func (c *Config) defaults() error {
 	}
 	if len(c.Nodes) == 0 {
 		return errors.New("raft: Config.Nodes is empty")
+	}
+	switch c.LogDB {
+	case "", LogDBPebble, LogDBTan:
+	default:
+		return fmt.Errorf("raft: unknown logdb %q (want %s or %s)", c.LogDB, LogDBPebble, LogDBTan)
 	}
 	switch c.Storage {
 	case "":
@@ -273,6 +282,9 @@ func New(cfg Config) (*Service, error) {
 		ldb := config.GetTinyMemLogDBConfig()
 		ldb.Shards = cfg.LogDBShards
 		nhc.Expert.LogDB = ldb
+	}
+	if cfg.LogDB == LogDBTan {
+		nhc.Expert.LogDBFactory = tanFactory{}
 	}
 	if cfg.SmallEngine {
 		nhc.Expert.Engine = config.EngineConfig{ExecShards: 1, CommitShards: 1,

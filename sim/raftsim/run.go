@@ -83,12 +83,13 @@ type params struct {
 	read             string
 	leaderFaults     bool   // crashes and pauses hit the leader of shard 0
 	storage          string // memory or pebble
+	logdb            string // raft.Config.LogDB: pebble or tan
 	freeze           bool   // pauses freeze the node's disk (and so its Raft processing)
 }
 
 // ParamNames lists the parameters Options.Params accepts for raft.
 func ParamNames() []string {
-	return []string{"shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect", "read", "target", "storage", "pause", "dup-propose", "drop-propose", "repropose"}
+	return []string{"shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect", "read", "target", "storage", "pause", "dup-propose", "drop-propose", "repropose", "logdb"}
 }
 
 func parseParams(m map[string]string, nodes int) (params, error) {
@@ -145,6 +146,11 @@ func parseParams(m map[string]string, nodes int) (params, error) {
 			default:
 				err = errors.New("want freeze or network")
 			}
+		case "logdb":
+			if v != raft.LogDBPebble && v != raft.LogDBTan {
+				err = fmt.Errorf("want %s or %s", raft.LogDBPebble, raft.LogDBTan)
+			}
+			p.logdb = v
 		case "storage":
 			if v != "memory" && v != "pebble" {
 				err = errors.New("want memory or pebble")
@@ -331,7 +337,7 @@ func simulate(opts simrun.Options, logf func(string, ...any)) (*Outcome, error) 
 			RTT: p.rtt, ElectionRTT: p.electionRTT, HeartbeatRTT: 1,
 			SnapshotEntries: p.snapshotEntries, CompactionOverhead: p.snapshotEntries / 4,
 			TransportFactory: r.net.Factory(), FS: vfs.Wrap(disk{n.fs}, n.disk),
-			LogDBShards: 1, SmallEngine: true, RedirectToLeader: p.redirect, Bug: opts.Bug,
+			LogDBShards: 1, LogDB: p.logdb, SmallEngine: true, RedirectToLeader: p.redirect, Bug: opts.Bug,
 			ReproposeAfter: p.repropose,
 			RaftEvents:     leaderTracer{r: r, node: names[i]},
 			Clock: func() time.Time {
