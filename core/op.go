@@ -39,7 +39,10 @@ type op struct {
 	keyBuf []byte
 	// memo is the last record loadRaw decoded from the engine, valid
 	// until the op's next write (a command loads its key, then put or del
-	// loads it again). Records are never modified in place.
+	// loads it again). Records are never modified in place. memoKey is
+	// the op's own copy: a caller's key may live in a buffer it reuses
+	// (an iterator's key), and an aliased memoKey would then match the
+	// next key and answer it with the previous key's record.
 	memoKey []byte
 	memo    *record
 	memoOK  bool
@@ -250,7 +253,7 @@ func (o *op) loadRaw(key []byte) (*record, error) {
 		o.corrupt++
 		return nil, err
 	}
-	o.memoKey, o.memo, o.memoOK = key, r, true
+	o.memoKey, o.memo, o.memoOK = append(o.memoKey[:0], key...), r, true
 	return r, nil
 }
 
