@@ -124,7 +124,7 @@ func (n *Node) Checkpoint(dir string) (CheckpointManifest, error) {
 		included = append(included, ns.spec)
 		m.Namespaces = append(m.Namespaces, e)
 	}
-	if err := saveCatalog(dir, included); err != nil {
+	if err := saveCatalog(dir, included, nil); err != nil {
 		return m, fmt.Errorf("checkpoint: %w", err)
 	}
 	b, err := json.MarshalIndent(m, "", "  ")

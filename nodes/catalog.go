@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 )
 
 // NamespaceSpec is a namespace's entry in the catalog.
@@ -33,40 +34,115 @@ func validNamespace(name string) error {
 type catalogDoc struct {
 	Version    int             `json:"version"`
 	Namespaces []NamespaceSpec `json:"namespaces"`
+	// Dropped are the tombstones of dropped spreading namespaces: name ->
+	// the highest generation dropped (docs/cluster.md, "Dropping").
+	Dropped map[string]uint64 `json:"dropped,omitempty"`
 }
 
-// loadCatalog reads the catalog; a missing file is an empty catalog.
-func loadCatalog(dir string) ([]NamespaceSpec, error) {
+// GenerationParam is the reserved namespace parameter that holds a
+// spreading namespace's generation: absent is generation 0. A drop leaves a
+// tombstone (name, generation); a tombstone (name, G) drops every
+// incarnation of name with generation <= G, and a create of a name with a
+// tombstone G gets generation G+1, so a re-create wins over the older
+// tombstone and the tombstone wins over the older incarnation wherever
+// either is met first. The parameter is stripped before a strategy sees
+// the spec.
+const GenerationParam = "generation"
+
+// specGeneration returns spec's generation (0 when absent).
+func specGeneration(spec NamespaceSpec) (uint64, error) {
+	v, ok := spec.Params[GenerationParam]
+	if !ok {
+		return 0, nil
+	}
+	g, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("namespace %s: parameter %s=%q: want a non-negative integer", spec.Name, GenerationParam, v)
+	}
+	return g, nil
+}
+
+// withGeneration returns a copy of spec whose generation is g; generation
+// 0 is stored as no parameter (a catalog from before generations reads
+// the same).
+func withGeneration(spec NamespaceSpec, g uint64) NamespaceSpec {
+	p := make(map[string]string, len(spec.Params)+1)
+	for k, v := range spec.Params {
+		p[k] = v
+	}
+	delete(p, GenerationParam)
+	if g > 0 {
+		p[GenerationParam] = strconv.FormatUint(g, 10)
+	}
+	if len(p) == 0 {
+		p = nil
+	}
+	spec.Params = p
+	return spec
+}
+
+// strategySpec is spec as its strategy sees it: without GenerationParam
+// (strategies refuse parameters they do not know).
+func strategySpec(spec NamespaceSpec) NamespaceSpec {
+	if _, ok := spec.Params[GenerationParam]; !ok {
+		return spec
+	}
+	return withGeneration(spec, 0)
+}
+
+// loadCatalog reads the catalog and its tombstones; a missing file is an
+// empty catalog.
+func loadCatalog(dir string) ([]NamespaceSpec, map[string]uint64, error) {
 	b, err := os.ReadFile(filepath.Join(dir, catalogFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("catalog: %w", err)
+		return nil, nil, fmt.Errorf("catalog: %w", err)
 	}
-	return parseCatalog(b, filepath.Join(dir, catalogFile))
+	doc, err := parseCatalogDoc(b, filepath.Join(dir, catalogFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	return doc.Namespaces, doc.Dropped, nil
 }
 
 // parseCatalog decodes a catalog file's content (path names it in errors).
 func parseCatalog(b []byte, path string) ([]NamespaceSpec, error) {
+	doc, err := parseCatalogDoc(b, path)
+	return doc.Namespaces, err
+}
+
+func parseCatalogDoc(b []byte, path string) (catalogDoc, error) {
 	var doc catalogDoc
 	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, fmt.Errorf("catalog %s: %w", path, err)
+		return doc, fmt.Errorf("catalog %s: %w", path, err)
 	}
 	for _, ns := range doc.Namespaces {
 		if err := validNamespace(ns.Name); err != nil {
-			return nil, fmt.Errorf("catalog: %w", err)
+			return doc, fmt.Errorf("catalog: %w", err)
+		}
+		if _, err := specGeneration(ns); err != nil {
+			return doc, fmt.Errorf("catalog: %w", err)
 		}
 	}
-	return doc.Namespaces, nil
+	for name := range doc.Dropped {
+		if err := validNamespace(name); err != nil {
+			return doc, fmt.Errorf("catalog: dropped: %w", err)
+		}
+	}
+	return doc, nil
 }
 
-// saveCatalog writes the catalog durably: a temporary file, fsync, rename,
-// fsync of the directory.
-func saveCatalog(dir string, specs []NamespaceSpec) error {
+// saveCatalog writes the catalog and its tombstones (dropped, may be nil)
+// durably: a temporary file, fsync, rename, fsync of the directory.
+func saveCatalog(dir string, specs []NamespaceSpec, dropped map[string]uint64) error {
 	specs = append([]NamespaceSpec(nil), specs...)
 	sort.Slice(specs, func(i, j int) bool { return specs[i].Name < specs[j].Name })
-	b, err := json.MarshalIndent(catalogDoc{Version: 1, Namespaces: specs}, "", "  ")
+	if len(dropped) == 0 {
+		dropped = nil
+	}
+	b, err := json.MarshalIndent(catalogDoc{Version: 1, Namespaces: specs, Dropped: dropped}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("catalog: %w", err)
 	}

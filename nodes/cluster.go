@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dialkv/dialkv/consistency"
@@ -495,7 +496,15 @@ func StartClusterNode(cfg Config, cc ClusterConfig) (*ClusterNode, error) {
 	}
 	cfg.Strategies = strats
 	prevCmd := cfg.NodeCommand
+	// started is the node once Start returned: CLUSTER DROP/DROPPED need
+	// it, and the client API may answer before then.
+	var started atomic.Pointer[Node]
 	cfg.NodeCommand = func(cmd core.Command) (core.Reply, bool) {
+		if n := started.Load(); n != nil {
+			if r, ok := cn.tombstoneCommand(n, cmd); ok {
+				return r, true
+			}
+		}
 		if r, ok := c.command(cmd); ok {
 			return r, true
 		}
@@ -511,12 +520,20 @@ func StartClusterNode(cfg Config, cc ClusterConfig) (*ClusterNode, error) {
 		}
 		cn.forwardCreate(spec)
 	}
+	prevDrop := cfg.OnNamespaceDropped
+	cfg.OnNamespaceDropped = func(name string, g uint64) {
+		if prevDrop != nil {
+			prevDrop(name, g)
+		}
+		cn.forwardDrop(name, g)
+	}
 	n, err := Start(cfg)
 	if err != nil {
 		c.close()
 		return nil, err
 	}
 	cn.Node = n
+	started.Store(n)
 	cn.pullCatalogs()
 	cn.wg.Add(1)
 	go cn.catalogLoop()
@@ -578,7 +595,7 @@ func (cn *ClusterNode) forwardCreate(spec NamespaceSpec) {
 			defer cn.wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			defer cancel()
-			if err := createAt(ctx, p.Client, cn.c.clientDial(), spec); err != nil {
+			if err := createAt(ctx, p.Client, cn.c.clientDial(), explicitGeneration(spec)); err != nil {
 				cn.c.log.Info("forwarding namespace creation failed; the peer will pull it", "peer", p.ID, "namespace", spec.Name, "err", err)
 			}
 		}()
@@ -633,12 +650,20 @@ func (cn *ClusterNode) pullCatalogs() {
 		default:
 		}
 		cn.pullRing(p)
+		// Tombstones before specs: a peer's spec of a newer generation
+		// implies a tombstone of the older one there, which then drops
+		// the older one here first instead of showing as a conflict.
+		if err := cn.pullTombstones(p); err != nil {
+			cn.warnOnce("tombstones/"+p.ID+"/"+err.Error(), "pulling a peer's namespace tombstones failed", "peer", p.ID, "err", err)
+		}
 		specs, err := listAt(p.Client, cn.c.clientDial())
 		if err != nil {
 			continue
 		}
 		for _, s := range specs {
-			if !spreads(s.Strategy) || !raftListsNode(s, cn.c.self) {
+			// droppedBy: a peer that was down during a drop still lists
+			// the dropped incarnation until it pulls the tombstone.
+			if !spreads(s.Strategy) || !raftListsNode(s, cn.c.self) || cn.droppedBy(s) {
 				continue
 			}
 			if have := cn.namespace(s.Name); have != nil {
@@ -656,9 +681,9 @@ func (cn *ClusterNode) pullCatalogs() {
 					"local", fmt.Sprint(have.spec), "peer_spec", fmt.Sprint(s))
 				continue
 			}
-			if err := cn.CreateNamespace(s); err != nil {
+			if err := cn.CreateNamespace(explicitGeneration(s)); err != nil {
 				var ia *gen.InvalidArgument
-				if errors.As(err, &ia) && ia.Code == "EXISTS" {
+				if errors.As(err, &ia) && (ia.Code == "EXISTS" || ia.Code == "DROPPED") {
 					continue
 				}
 				cn.warnOnce("fail/"+s.Name, "creating a namespace pulled from a peer failed", "namespace", s.Name, "peer", p.ID, "err", err)

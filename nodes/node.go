@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -68,6 +69,10 @@ type Config struct {
 	// namespace (StartClusterNode uses it to spread the creation). It must
 	// not block.
 	OnNamespaceCreated func(NamespaceSpec)
+	// OnNamespaceDropped, if set, is called after DropNamespace dropped a
+	// spreading (non-local) namespace, with its name and generation (the
+	// tombstone; StartClusterNode spreads it). It must not block.
+	OnNamespaceDropped func(name string, generation uint64)
 	Version            string
 	// NodeCommand, if set, answers commands that concern the node rather
 	// than a namespace (StartClusterNode: CLUSTER MEMBERS) before they are
@@ -174,6 +179,9 @@ type Node struct {
 	bg       sync.WaitGroup
 
 	adminMu sync.Mutex // serialises namespace create/drop and catalog writes
+	// dropped are the catalog's tombstones: name -> highest generation
+	// dropped (catalog.go, GenerationParam). Guarded by adminMu.
+	dropped map[string]uint64
 	mu      sync.RWMutex
 	nss     map[string]*namespace
 }
@@ -341,14 +349,14 @@ func (n *Node) openNamespaces() error {
 			return fmt.Errorf("node: data dir: %w", err)
 		}
 		var err error
-		if specs, err = loadCatalog(n.cfg.DataDir); err != nil {
+		if specs, n.dropped, err = loadCatalog(n.cfg.DataDir); err != nil {
 			return fmt.Errorf("node: %w", err)
 		}
 	}
 	if len(specs) == 0 {
 		specs = []NamespaceSpec{{Name: DefaultNamespace, Strategy: "local"}}
 		if n.cfg.Engine == "pebble" {
-			if err := saveCatalog(n.cfg.DataDir, specs); err != nil {
+			if err := saveCatalog(n.cfg.DataDir, specs, n.dropped); err != nil {
 				return fmt.Errorf("node: %w", err)
 			}
 		}
@@ -399,7 +407,7 @@ func (n *Node) openNamespace(spec NamespaceSpec) (*namespace, error) {
 	if f == nil {
 		return nil, fmt.Errorf("node: namespace %s: unknown strategy %q (this node has: %v)", spec.Name, spec.Strategy, n.strategyNames())
 	}
-	svc, err := f(StrategyEnv{Spec: spec, Dir: dir, NodeID: n.cfg.ID, Fsync: n.cfg.Fsync, Logger: log, Cache: n.cache, Clock: n.clock.Now,
+	svc, err := f(StrategyEnv{Spec: strategySpec(spec), Dir: dir, NodeID: n.cfg.ID, Fsync: n.cfg.Fsync, Logger: log, Cache: n.cache, Clock: n.clock.Now,
 		PeerTLS: n.cfg.Security.PeerTLSFiles, ClientDial: n.clientDial(),
 		Samples:      func(s []consistency.Sample) { n.metrics.samples(spec.Name, s) },
 		UpdateParams: func(p map[string]string) error { return n.updateParams(spec.Name, p) }})
@@ -482,11 +490,28 @@ func (n *Node) CreateNamespace(spec NamespaceSpec) error {
 	if spec.Strategy != "local" && n.cfg.Strategies[spec.Strategy] == nil {
 		return &gen.InvalidArgument{Message: fmt.Sprintf("ERR unknown strategy %q (this node has: %v)", spec.Strategy, n.strategyNames()), Code: "ERR"}
 	}
+	g, err := specGeneration(spec)
+	if err != nil {
+		return &gen.InvalidArgument{Message: "ERR " + err.Error(), Code: "ERR"}
+	}
 	n.adminMu.Lock()
 	defer n.adminMu.Unlock()
 	if n.namespace(spec.Name) != nil {
 		return &gen.InvalidArgument{Message: fmt.Sprintf("EXISTS namespace %q already exists", spec.Name), Code: "EXISTS"}
 	}
+	// Generations (catalog.go, GenerationParam): a create without one is a
+	// new incarnation, one above the name's tombstone; a create that names
+	// one (forwarded or pulled from a peer) is refused when a tombstone
+	// covers it, so a drop is never undone by an older creation arriving
+	// late.
+	t, dropped := n.dropped[spec.Name]
+	if _, explicit := spec.Params[GenerationParam]; !explicit && dropped && spec.Strategy != "local" {
+		g = t + 1
+	}
+	if dropped && g <= t && spec.Strategy != "local" {
+		return &gen.InvalidArgument{Message: fmt.Sprintf("DROPPED namespace %q generation %d was dropped (tombstone generation %d)", spec.Name, g, t), Code: "DROPPED"}
+	}
+	spec = withGeneration(spec, g)
 	if n.cfg.Engine == "pebble" {
 		// A directory left by a drop that crashed before removing it.
 		if err := os.RemoveAll(n.nsDir(spec.Name)); err != nil {
@@ -498,7 +523,7 @@ func (n *Node) CreateNamespace(spec NamespaceSpec) error {
 		return err
 	}
 	if n.cfg.Engine == "pebble" {
-		if err := saveCatalog(n.cfg.DataDir, append(n.specs(), spec)); err != nil {
+		if err := saveCatalog(n.cfg.DataDir, append(n.specs(), spec), n.dropped); err != nil {
 			ns.close()
 			os.RemoveAll(n.nsDir(spec.Name))
 			return err
@@ -514,25 +539,102 @@ func (n *Node) CreateNamespace(spec NamespaceSpec) error {
 	return nil
 }
 
-// DropNamespace removes a namespace and its data.
+// DropNamespace removes a namespace and its data. A spreading (non-local)
+// namespace leaves a tombstone of its generation in the catalog, which
+// OnNamespaceDropped spreads.
 func (n *Node) DropNamespace(name string) error {
 	if name == DefaultNamespace {
 		return &gen.InvalidArgument{Message: "ERR the default namespace cannot be dropped", Code: "ERR"}
 	}
 	n.adminMu.Lock()
-	defer n.adminMu.Unlock()
 	ns := n.namespace(name)
 	if ns == nil {
+		n.adminMu.Unlock()
 		return &gen.InvalidArgument{Message: fmt.Sprintf("NONAMESPACE no namespace %q", name), Code: "NONAMESPACE"}
 	}
+	g, _ := specGeneration(ns.spec) // validated when it was created or loaded
+	err := n.dropLocked(ns, g)
+	n.adminMu.Unlock()
+	if err == nil && ns.spec.Strategy != "local" && n.cfg.OnNamespaceDropped != nil {
+		n.cfg.OnNamespaceDropped(name, g)
+	}
+	return err
+}
+
+// ApplyTombstone records the tombstone (name, generation) and drops the
+// namespace called name if its generation is covered (<= generation). It
+// reports whether it changed anything (a newer tombstone, or a drop).
+func (n *Node) ApplyTombstone(name string, generation uint64) (bool, error) {
+	if err := validNamespace(name); err != nil || name == DefaultNamespace {
+		return false, fmt.Errorf("node: tombstone for %q: not a droppable namespace name", name)
+	}
+	n.adminMu.Lock()
+	defer n.adminMu.Unlock()
+	ns := n.namespace(name)
+	if ns != nil && ns.spec.Strategy != "local" {
+		if g, _ := specGeneration(ns.spec); g <= generation {
+			return true, n.dropLocked(ns, generation)
+		}
+	}
+	if t, ok := n.dropped[name]; ok && t >= generation {
+		return false, nil
+	}
+	prev, had := n.dropped[name]
+	n.setTombstone(name, generation)
+	if n.cfg.Engine == "pebble" {
+		if err := saveCatalog(n.cfg.DataDir, n.specs(), n.dropped); err != nil {
+			if had {
+				n.dropped[name] = prev
+			} else {
+				delete(n.dropped, name)
+			}
+			return false, fmt.Errorf("node: tombstone for %s: %w", name, err)
+		}
+	}
+	return true, nil
+}
+
+// Tombstones returns a copy of the catalog's tombstones.
+func (n *Node) Tombstones() map[string]uint64 {
+	n.adminMu.Lock()
+	defer n.adminMu.Unlock()
+	return maps.Clone(n.dropped)
+}
+
+// setTombstone raises name's tombstone to at least g. Caller holds adminMu.
+func (n *Node) setTombstone(name string, g uint64) {
+	if n.dropped == nil {
+		n.dropped = map[string]uint64{}
+	}
+	if t, ok := n.dropped[name]; !ok || g > t {
+		n.dropped[name] = g
+	}
+}
+
+// dropLocked removes ns from the node, records a tombstone of generation g
+// for a spreading namespace, persists the catalog, and then closes ns and
+// removes its data. Caller holds adminMu. Order: the catalog is saved
+// before the data is removed, so a crash in between leaves a directory
+// that CreateNamespace clears, never a catalog entry without data.
+func (n *Node) dropLocked(ns *namespace, g uint64) error {
+	name := ns.spec.Name
 	n.mu.Lock()
 	delete(n.nss, name)
 	n.mu.Unlock()
+	prev, had := n.dropped[name]
+	if ns.spec.Strategy != "local" {
+		n.setTombstone(name, g)
+	}
 	if n.cfg.Engine == "pebble" {
-		if err := saveCatalog(n.cfg.DataDir, n.specs()); err != nil {
+		if err := saveCatalog(n.cfg.DataDir, n.specs(), n.dropped); err != nil {
 			n.mu.Lock()
 			n.nss[name] = ns
 			n.mu.Unlock()
+			if had {
+				n.dropped[name] = prev
+			} else {
+				delete(n.dropped, name)
+			}
 			return err
 		}
 	}

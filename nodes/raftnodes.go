@@ -52,7 +52,7 @@ func (n *Node) updateParams(name string, params map[string]string) error {
 				specs[i] = spec
 			}
 		}
-		if err := saveCatalog(n.cfg.DataDir, specs); err != nil {
+		if err := saveCatalog(n.cfg.DataDir, specs, n.dropped); err != nil {
 			return fmt.Errorf("node: update namespace %s: %w", name, err)
 		}
 	}
