@@ -3,6 +3,7 @@ package nodes
 import (
 	"context"
 	"maps"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -172,5 +173,40 @@ func TestNamespaceGenerations(t *testing.T) {
 	_, dropped, err := loadCatalog(dir)
 	if err != nil || !maps.Equal(dropped, map[string]uint64{"a": 1}) {
 		t.Fatalf("persisted tombstones = %v, %v; want a:1", dropped, err)
+	}
+}
+
+// TestClusterRaftNamespaceDrop: dropping a raft namespace at one member
+// drops it on all three, and every member's NodeHost stops: its Raft
+// address can be listened on again.
+func TestClusterRaftNamespaceDrop(t *testing.T) {
+	c := newRaftTestCluster(t, "rdrop", 3, RaftRebalanceOptions{})
+	for i := range 3 {
+		c.start(i, 3)
+	}
+	c.createRaft("r", 3, 3, []int{0, 1, 2}, nil)
+	if err := c.nodes[0].DropNamespace("r"); err != nil {
+		t.Fatalf("drop at n1: %v", err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var left []string
+		for i, cn := range c.nodes {
+			if cn.namespace("r") != nil {
+				left = append(left, c.peers[i].ID)
+			}
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("raft namespace still on %v 30 s after the drop (rerun: go test -run TestClusterRaftNamespaceDrop ./nodes)", left)
+		}
+	}
+	for i, a := range c.raftAddrs {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			t.Fatalf("n%d's Raft address %s still in use after the drop (NodeHost not stopped?): %v", i+1, a, err)
+		}
+		ln.Close()
 	}
 }
