@@ -45,6 +45,8 @@ type testCluster struct {
 	// memberlist and join each other.
 	gossip []string
 	logw   io.Writer // if set, members log here
+	// nodeCfg, if set, adjusts member i's Config at each start.
+	nodeCfg func(i int, c *Config)
 }
 
 func newTestCluster(t *testing.T, ids ...string) *testCluster {
@@ -95,10 +97,11 @@ func (tc *testCluster) start(i int) {
 		}
 		cc.Gossip = g
 	}
-	cn, err := StartClusterNode(
-		Config{ID: tc.peers[i].ID, Listen: tc.peers[i].Client, DataDir: tc.dirs[i], Fsync: core.SyncAlways, Logger: log},
-		cc,
-	)
+	cfg := Config{ID: tc.peers[i].ID, Listen: tc.peers[i].Client, DataDir: tc.dirs[i], Fsync: core.SyncAlways, Logger: log}
+	if tc.nodeCfg != nil {
+		tc.nodeCfg(i, &cfg)
+	}
+	cn, err := StartClusterNode(cfg, cc)
 	if err != nil {
 		tc.t.Fatalf("start %s: %v", tc.peers[i].ID, err)
 	}

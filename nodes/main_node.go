@@ -50,6 +50,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		gossipAddr  = fs.String("gossip", "", "gossip (memberlist failure detector) address HOST:PORT, UDP and TCP (default: the peer address's host and port+2; \"off\": no gossip)")
 		clockOff    = fs.Duration("clock-offset", 0, "fault tests only: shift this node's wall clock (TTLs, LWW and HLC timestamps, raft proposal times) by this much, e.g. -2s; the admin API's POST /v1/clock?offset=D changes it at run time")
 		raftListen  = fs.String("raft-listen", "", "Raft addresses HOST:PORT[,HOST:PORT...] this node offers to raft namespaces that do not list it: the raft rebalancer adds it to their node lists and moves replicas onto it, one address per namespace (default with --join and no --peers: the --peer-listen port+1; \"off\": none; docs/operations.md)")
+		scrubEvery  = fs.Duration("raft-scrub-every", 24*time.Hour, "check every record of the raft namespaces' on-disk state machines in the background every interval (CRC-32C; a replica found corrupt is rebuilt from the other replicas; 0: off, then corruption is found at the next start; docs/security.md)")
+		scrubRate   = fs.Int("raft-scrub-rate", 5000, "records a second the raft scrub reads, per namespace (0: no limit)")
 		join        = fs.String("join", "", "gossip addresses to join, ADDR[,ADDR...] (default with --peers: every other member's peer port+2); without --peers the member list is learned from them, and a node not in it runs as a non-member proxy until dialkv admin add-node adds it")
 	)
 	var secFlags security.Flags
@@ -122,6 +124,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		MaxFrame: *maxFrame, Engine: *engine, SubscriptionTTL: *subTTL,
 		Limits: core.Limits{MaxValueSize: *maxValue}, Logger: logger, Version: buildVersion(),
 		Strategies: map[string]StrategyFactory{"raft": RaftStrategy}, Security: sec, ClockOffset: *clockOff,
+		RaftScrubEvery: *scrubEvery, RaftScrubRate: *scrubRate,
 	}, memberFlags{cluster: *clusterName, peerListen: *peerListen, peers: *peers, gossip: *gossipAddr, join: *join, raftListen: *raftListen})
 	if err != nil {
 		fmt.Fprintf(stderr, "dialkv node: %v\n", err)

@@ -84,6 +84,12 @@ type Config struct {
 	// ClockOffset shifts the node's wall clock (Clock; --clock-offset, a
 	// fault-test setting); the admin API changes it at run time.
 	ClockOffset time.Duration
+	// RaftScrubEvery > 0 runs the background scrub of every raft
+	// namespace's on-disk state machines every interval (--raft-scrub-every;
+	// consistency/raft/scrub.go); 0: off. RaftScrubRate bounds it in
+	// records a second (0: no limit).
+	RaftScrubEvery time.Duration
+	RaftScrubRate  int
 }
 
 // StrategyEnv is what a strategy factory gets to start a namespace.
@@ -113,6 +119,9 @@ type StrategyEnv struct {
 	// Clock is the node's wall clock (Clock.Now: time.Now plus the
 	// node's offset); services read data timestamps from it.
 	Clock func() time.Time
+	// RaftScrubEvery and RaftScrubRate: see Config.
+	RaftScrubEvery time.Duration
+	RaftScrubRate  int
 }
 
 // StrategyFactory starts the Service of one namespace.
@@ -409,6 +418,7 @@ func (n *Node) openNamespace(spec NamespaceSpec) (*namespace, error) {
 	}
 	svc, err := f(StrategyEnv{Spec: strategySpec(spec), Dir: dir, NodeID: n.cfg.ID, Fsync: n.cfg.Fsync, Logger: log, Cache: n.cache, Clock: n.clock.Now,
 		PeerTLS: n.cfg.Security.PeerTLSFiles, ClientDial: n.clientDial(),
+		RaftScrubEvery: n.cfg.RaftScrubEvery, RaftScrubRate: n.cfg.RaftScrubRate,
 		Samples:      func(s []consistency.Sample) { n.metrics.samples(spec.Name, s) },
 		UpdateParams: func(p map[string]string) error { return n.updateParams(spec.Name, p) }})
 	if err != nil {

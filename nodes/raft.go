@@ -91,6 +91,12 @@ func RaftStrategy(env StrategyEnv) (consistency.Service, error) {
 	for _, c := range s.Corrupt() {
 		go rebuildRaftReplica(env, s, c)
 	}
+	// The background scrub (--raft-scrub-every) quarantines a replica
+	// whose state machine went bad while the node runs; it is rebuilt as
+	// one found corrupt at start.
+	go s.ScrubEvery(env.RaftScrubEvery, env.RaftScrubRate, func(c raft.CorruptReplica) {
+		go rebuildRaftReplica(env, s, c)
+	})
 	return s, nil
 }
 
@@ -172,7 +178,8 @@ func nsService(ns *namespace) consistency.Service {
 }
 
 // rebuildRaftReplica restores a replica the raft Service found corrupt
-// at start (raft.Service.Corrupt: its state machine was moved aside): it
+// at start or by its background scrub (raft.Service.Corrupt: its state
+// machine was moved aside): it
 // logs and counts the event (dialkv_corruption_events_total{kind="store"},
 // as for quorum), then has another node of the namespace remove the
 // replica and add it back under a fresh ID, and the new replica gets the
@@ -180,6 +187,9 @@ func nsService(ns *namespace) consistency.Service {
 // the namespace closes.
 func rebuildRaftReplica(env StrategyEnv, svc *raft.Service, c raft.CorruptReplica) {
 	log := env.Logger.With("shard", c.Shard, "replica", c.ReplicaID)
+	if c.Scrub {
+		log = log.With("found_by", "scrub")
+	}
 	if c.Err != nil {
 		log.Error("raft replica's state machine is corrupt: moved aside; the replica is rebuilt from the other replicas",
 			"err", c.Err, "moved_to", c.MovedTo)

@@ -215,6 +215,9 @@ func (m *diskSM) Update(ents []sm.Entry) ([]sm.Entry, error) {
 
 // Lookup serves a read-only command or a dump (see memSM.Lookup).
 func (m *diskSM) Lookup(q any) (any, error) {
+	if q, ok := q.(scrubQuery); ok { // the background scrub (scrub.go)
+		return m.scrub(q)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return lookup(m.store, m.ie.clock, m.ie.dd, q)

@@ -40,16 +40,20 @@ import (
 //
 // Nothing acknowledged is lost: the shard's other replicas hold every
 // committed entry, and the rebuilt replica gets them from the leader.
-// Corruption found while the node runs (a read answers CORRUPTION) is
-// found by this check at the next restart.
+// Corruption that appears while the node runs is found by the background
+// scrub (scrub.go), which quarantines the replica the same way, or else by
+// this check at the next restart (a read of a bad record answers
+// CORRUPTION).
 const rebuildPrefix = "rebuild-"
 
-// CorruptReplica is a replica found corrupt at start and quarantined.
+// CorruptReplica is a replica found corrupt (at start or by the scrub)
+// and quarantined.
 type CorruptReplica struct {
 	Shard     int
 	ReplicaID uint64
 	MovedTo   string // where its state machine was moved ("" if the rebuild was resumed)
 	Err       error  // what the check found (nil if resumed)
+	Scrub     bool   // found by the background scrub (scrub.go), not at start
 }
 
 // rebuildState is rebuild-SHARDID.json.
@@ -110,16 +114,25 @@ func (s *Service) quarantine(sh int, rid uint64) (bool, error) {
 	if verr == nil || !errors.Is(verr, core.ErrCorruption) {
 		return false, nil // other errors surface when the replica starts
 	}
+	return true, s.quarantineCorrupt(sh, rid, verr)
+}
+
+// quarantineCorrupt records the rebuild of shard sh's replica rid, whose
+// stopped state machine failed its check with verr, and moves the state
+// machine aside. s.mu is held.
+func (s *Service) quarantineCorrupt(sh int, rid uint64, verr error) error {
+	dir := s.smDir(sh)
+	fs := s.pebbleFS()
 	b, _ := json.Marshal(rebuildState{ReplicaID: rid})
 	if err := s.writeFile(s.rebuildFile(sh), b); err != nil {
-		return false, fmt.Errorf("raft: shard %d's state machine is corrupt (%v) and the rebuild cannot be recorded: %w", sh, verr, err)
+		return fmt.Errorf("raft: shard %d's state machine is corrupt (%v) and the rebuild cannot be recorded: %w", sh, verr, err)
 	}
 	aside := fmt.Sprintf("%s.corrupt-%s", dir, s.cfg.Clock().UTC().Format("20060102T150405.000000000"))
 	if err := fs.Rename(dir, aside); err != nil {
-		return false, fmt.Errorf("raft: shard %d's state machine is corrupt (%v) and cannot be moved aside: %w", sh, verr, err)
+		return fmt.Errorf("raft: shard %d's state machine is corrupt (%v) and cannot be moved aside: %w", sh, verr, err)
 	}
 	s.corrupt[sh] = CorruptReplica{Shard: sh, ReplicaID: rid, MovedTo: aside, Err: verr}
-	return true, nil
+	return nil
 }
 
 func (s *Service) readFile(path string) ([]byte, error) {
@@ -153,7 +166,8 @@ func (s *Service) writeFile(path string, b []byte) error {
 	return fs.Rename(tmp, path)
 }
 
-// Corrupt lists the replicas quarantined at start and not rebuilt yet.
+// Corrupt lists the replicas quarantined (at start or by the scrub) and
+// not rebuilt yet.
 func (s *Service) Corrupt() []CorruptReplica {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

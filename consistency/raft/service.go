@@ -230,7 +230,10 @@ type Service struct {
 	// corrupt: shards whose replica was found corrupt at start and not
 	// started, until Rebuild restores them (rebuild.go).
 	corrupt map[int]CorruptReplica
-	closed  atomic.Bool
+	// sms: Dragonboat shard ID to the on-disk state machine last created
+	// for it (scrub.go waits for it to close before quarantining it).
+	sms    sync.Map
+	closed atomic.Bool
 	// proposer and seq identify proposals for deduplication (dedup.go):
 	// one proposer ID per Service incarnation (a hash of the node, the
 	// NodeHost ID and the clock at start), sequence numbers from 1.
@@ -369,7 +372,9 @@ func (s *Service) startReplica(sh int, members map[uint64]dragonboat.Target, joi
 		dir := s.smDir(sh)
 		opts := pebbleengine.Options{FS: cfg.PebbleFS}
 		err = s.nh.StartOnDiskReplica(members, join, func(uint64, uint64) sm.IOnDiskStateMachine {
-			return newDiskSM(dir, opts, limits)
+			m := newDiskSM(dir, opts, limits)
+			s.sms.Store(rc.ShardID, m) // the scrub waits for its Close (scrub.go)
+			return m
 		}, rc)
 	} else {
 		err = s.nh.StartReplica(members, join, func(uint64, uint64) sm.IStateMachine {
