@@ -761,6 +761,8 @@ type member interface {
 // memberFlags are dialkv node's cluster flags.
 type memberFlags struct {
 	cluster, peerListen, peers, gossip, join, raftListen string
+	// rebalance are the raft rebalancer's options (--raft-rebalance*).
+	rebalance RaftRebalanceOptions
 }
 
 // portPlus returns addr with its port increased by d.
@@ -844,6 +846,7 @@ func startMember(cfg Config, f memberFlags) (member, error) {
 		return nil, err
 	}
 	cc.RaftListen = rl
+	cc.RaftRebalance = f.rebalance
 	return StartClusterNode(cfg, cc)
 }
 

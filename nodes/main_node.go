@@ -54,6 +54,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		scrubRate   = fs.Int("raft-scrub-rate", 5000, "records a second the raft scrub reads, per namespace (0: no limit)")
 		join        = fs.String("join", "", "gossip addresses to join, ADDR[,ADDR...] (default with --peers: every other member's peer port+2); without --peers the member list is learned from them, and a node not in it runs as a non-member proxy until dialkv admin add-node adds it")
 	)
+	rebalance := registerRebalanceFlags(fs)
 	var secFlags security.Flags
 	secFlags.Register(fs)
 	fs.Usage = func() {
@@ -125,7 +126,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		Limits: core.Limits{MaxValueSize: *maxValue}, Logger: logger, Version: buildVersion(),
 		Strategies: map[string]StrategyFactory{"raft": RaftStrategy}, Security: sec, ClockOffset: *clockOff,
 		RaftScrubEvery: *scrubEvery, RaftScrubRate: *scrubRate,
-	}, memberFlags{cluster: *clusterName, peerListen: *peerListen, peers: *peers, gossip: *gossipAddr, join: *join, raftListen: *raftListen})
+	}, memberFlags{cluster: *clusterName, peerListen: *peerListen, peers: *peers, gossip: *gossipAddr, join: *join, raftListen: *raftListen, rebalance: *rebalance})
 	if err != nil {
 		fmt.Fprintf(stderr, "dialkv node: %v\n", err)
 		return 1

@@ -2,6 +2,8 @@ package nodes
 
 import (
 	"context"
+	"flag"
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,6 +33,26 @@ type RaftRebalanceOptions struct {
 	Settle time.Duration
 	// MoveTimeout bounds one move (default 60s).
 	MoveTimeout time.Duration
+}
+
+// registerRebalanceFlags adds dialkv node's raft rebalancer flags to fs;
+// the options are filled in when fs is parsed (zero durations take the
+// defaults).
+func registerRebalanceFlags(fs *flag.FlagSet) *RaftRebalanceOptions {
+	o := &RaftRebalanceOptions{}
+	fs.BoolFunc("raft-rebalance", "run the raft rebalancer (true|false, default true): it replaces the replicas of a node gossip has seen down for --raft-rebalance-grace and moves replicas onto joined nodes (docs/node.md)", func(v string) error {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("want true or false: %w", err)
+		}
+		o.Off = !on
+		return nil
+	})
+	fs.DurationVar(&o.Interval, "raft-rebalance-interval", time.Second, "how often the raft rebalancer looks at the shards")
+	fs.DurationVar(&o.Grace, "raft-rebalance-grace", 10*time.Second, "a node down (gossip) this long has its raft replicas replaced")
+	fs.DurationVar(&o.Settle, "raft-rebalance-settle", 3*time.Second, "a shard whose membership changed less than this long ago is left alone (an operator's move may be under way)")
+	fs.DurationVar(&o.MoveTimeout, "raft-move-timeout", 60*time.Second, "bound on one replica move of the raft rebalancer")
+	return o
 }
 
 func (o *RaftRebalanceOptions) defaults() {
