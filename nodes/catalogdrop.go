@@ -70,25 +70,10 @@ func (cn *ClusterNode) tombstoneCommand(n *Node, cmd core.Command) (core.Reply, 
 // forwardDrop sends the tombstone (name, g) to every peer's client API, in
 // the background; peers that miss it pull it later.
 func (cn *ClusterNode) forwardDrop(name string, g uint64) {
-	select {
-	case <-cn.stop:
-		return
-	default:
-	}
-	for _, p := range cn.c.membership().all() {
-		if p.ID == cn.c.self {
-			continue
-		}
-		cn.wg.Add(1)
-		go func() {
-			defer cn.wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			defer cancel()
-			if _, err := clusterCall(ctx, p.Client, cn.c.clientDial(), "DROP", name, strconv.FormatUint(g, 10)); err != nil {
-				cn.c.log.Info("forwarding a namespace drop failed; the peer will pull it", "peer", p.ID, "namespace", name, "err", err)
-			}
-		}()
-	}
+	cn.toEveryPeer("forwarding a namespace drop failed; the peer will pull it", name, func(ctx context.Context, p ClusterPeer) error {
+		_, err := clusterCall(ctx, p.Client, cn.c.clientDial(), "DROP", name, strconv.FormatUint(g, 10))
+		return err
+	})
 }
 
 // pullTombstones asks peer p for its tombstones and applies them.

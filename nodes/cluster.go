@@ -581,6 +581,15 @@ func (cn *ClusterNode) forwardCreate(spec NamespaceSpec) {
 	if !spreads(spec.Strategy) {
 		return
 	}
+	cn.toEveryPeer("forwarding namespace creation failed; the peer will pull it", spec.Name, func(ctx context.Context, p ClusterPeer) error {
+		return createAt(ctx, p.Client, cn.c.clientDial(), explicitGeneration(spec))
+	})
+}
+
+// toEveryPeer runs call for every other member in the background (3 s
+// each), unless the node is stopping; a failure is logged with msg (the
+// catalog pull repairs what a lost call missed).
+func (cn *ClusterNode) toEveryPeer(msg, namespace string, call func(ctx context.Context, p ClusterPeer) error) {
 	select {
 	case <-cn.stop:
 		return
@@ -595,8 +604,8 @@ func (cn *ClusterNode) forwardCreate(spec NamespaceSpec) {
 			defer cn.wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			defer cancel()
-			if err := createAt(ctx, p.Client, cn.c.clientDial(), explicitGeneration(spec)); err != nil {
-				cn.c.log.Info("forwarding namespace creation failed; the peer will pull it", "peer", p.ID, "namespace", spec.Name, "err", err)
+			if err := call(ctx, p); err != nil {
+				cn.c.log.Info(msg, "peer", p.ID, "namespace", namespace, "err", err)
 			}
 		}()
 	}
