@@ -26,17 +26,7 @@ import (
 func TestCorruptRaftRebuilt(t *testing.T) {
 	var logs syncBuffer
 	tc := newTestCluster(t, "n1", "n2", "n3")
-	raftAddrs := freeAddrs(t, 3)
-	var ids, clients []string
-	for _, p := range tc.peers {
-		ids, clients = append(ids, p.ID), append(clients, p.Client)
-	}
-	tc.createAt(0, "rkv", "raft", map[string]string{"nodes": strings.Join(ids, ","), "raft-addrs": strings.Join(raftAddrs, ","),
-		"client-addrs": strings.Join(clients, ","), "rtt": "5ms", "snapshot-entries": "20"})
-	tc.waitNamespace("rkv")
-	if err := waitRaftLeaders(tc.nodes, "rkv", 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	clients := createRKV(tc)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	c, err := client.New(clients, client.WithTimeout(10*time.Second))
@@ -46,11 +36,7 @@ func TestCorruptRaftRebuilt(t *testing.T) {
 	defer c.Close()
 	rkv := client.With(ctx, client.Namespace("rkv"))
 	const n = 60
-	for i := range n {
-		if _, err := c.Set(rkv, fmt.Sprint("k", i), []byte(fmt.Sprint("v", i))); err != nil {
-			t.Fatalf("SET k%d: %v", i, err)
-		}
-	}
+	setKeys(t, c, rkv, n)
 	at := func(i int) *client.Client {
 		cl, err := client.New([]string{clients[i]}, client.WithTimeout(5*time.Second))
 		if err != nil {
@@ -167,4 +153,33 @@ func TestCorruptRaftRebuilt(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitLocal(n2, "after", "rebuild", 20*time.Second)
+}
+
+// createRKV creates raft namespace "rkv" over every member of tc (rtt 5ms,
+// a snapshot every 20 entries), waits until every node has it and every
+// shard a leader, and returns the members' client addresses.
+func createRKV(tc *testCluster) []string {
+	tc.t.Helper()
+	raftAddrs := freeAddrs(tc.t, 3)
+	var ids, clients []string
+	for _, p := range tc.peers {
+		ids, clients = append(ids, p.ID), append(clients, p.Client)
+	}
+	tc.createAt(0, "rkv", "raft", map[string]string{"nodes": strings.Join(ids, ","), "raft-addrs": strings.Join(raftAddrs, ","),
+		"client-addrs": strings.Join(clients, ","), "rtt": "5ms", "snapshot-entries": "20"})
+	tc.waitNamespace("rkv")
+	if err := waitRaftLeaders(tc.nodes, "rkv", 30*time.Second); err != nil {
+		tc.t.Fatal(err)
+	}
+	return clients
+}
+
+// setKeys writes k0..k(n-1) = v0..v(n-1) and fails the test on an error.
+func setKeys(t testing.TB, c *client.Client, ctx context.Context, n int) {
+	t.Helper()
+	for i := range n {
+		if _, err := c.Set(ctx, fmt.Sprint("k", i), []byte(fmt.Sprint("v", i))); err != nil {
+			t.Fatalf("SET k%d: %v", i, err)
+		}
+	}
 }

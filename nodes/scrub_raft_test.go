@@ -44,17 +44,7 @@ func TestRaftScrubRebuilds(t *testing.T) {
 	tc.logw = &logs
 	tc.stop(1)
 	tc.start(1)
-	raftAddrs := freeAddrs(t, 3)
-	var ids, clients []string
-	for _, p := range tc.peers {
-		ids, clients = append(ids, p.ID), append(clients, p.Client)
-	}
-	tc.createAt(0, "rkv", "raft", map[string]string{"nodes": strings.Join(ids, ","), "raft-addrs": strings.Join(raftAddrs, ","),
-		"client-addrs": strings.Join(clients, ","), "rtt": "5ms", "snapshot-entries": "20"})
-	tc.waitNamespace("rkv")
-	if err := waitRaftLeaders(tc.nodes, "rkv", 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	clients := createRKV(tc)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	c, err := client.New(clients, client.WithTimeout(10*time.Second))
@@ -64,11 +54,7 @@ func TestRaftScrubRebuilds(t *testing.T) {
 	defer c.Close()
 	rkv := client.With(ctx, client.Namespace("rkv"))
 	const n = 60
-	for i := range n {
-		if _, err := c.Set(rkv, fmt.Sprint("k", i), []byte(fmt.Sprint("v", i))); err != nil {
-			t.Fatalf("SET k%d: %v", i, err)
-		}
-	}
+	setKeys(t, c, rkv, n)
 	n2, err := client.New([]string{clients[1]}, client.WithTimeout(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
