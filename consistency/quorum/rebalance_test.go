@@ -2,6 +2,10 @@ package quorum
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"strconv"
 	"testing"
 	"time"
 
@@ -22,6 +26,9 @@ type ringTest struct {
 	// staggered hands each state to one replica at a time, with writes
 	// between them.
 	staggered bool
+	// shuffle, if set, orders readAll's reads (DIALKV_RING_SHUFFLE=N:
+	// a sweep over read orders; unset: key order).
+	shuffle *rand.Rand
 }
 
 func (rt *ringTest) setRing(s RingState) {
@@ -131,8 +138,19 @@ func (rt *ringTest) missing() []string {
 // that reading does not fix what it checks) at a rotating node.
 func (rt *ringTest) readAll() {
 	opts := consistency.Options{R: ALL, Repair: RepairOff}
+	// In key order: every read advances virtual time, so an order drawn
+	// from map iteration made the rest of the run differ from run to run.
+	keys := make([]string, 0, len(rt.acked))
+	for k := range rt.acked {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if rt.shuffle != nil {
+		rt.shuffle.Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
+	}
 	i := 0
-	for k, v := range rt.acked {
+	for _, k := range keys {
+		v := rt.acked[k]
 		i++
 		at := rt.c.ids[i%len(rt.c.ids)]
 		r := rt.c.do(at, opts, nil, "GET", k)
@@ -164,6 +182,10 @@ func ringAddThenRemove(t *testing.T, staggered bool) {
 		c.start(id)
 	}
 	rt := &ringTest{c: c, acked: map[string]string{}, staggered: staggered}
+	if v := os.Getenv("DIALKV_RING_SHUFFLE"); v != "" {
+		n, _ := strconv.ParseUint(v, 10, 64)
+		rt.shuffle = rand.New(rand.NewPCG(n, 0))
+	}
 	rt.load(100)
 	if m := rt.missing(); len(m) > 0 {
 		c.fatalf("before the change: %v", m[:min(5, len(m))])
