@@ -23,29 +23,14 @@ OUT=${OUT:-$(mktemp -d /tmp/raft-profile.XXXXXX)}
 DURATION=${DURATION:-5}
 CLIENTS=${CLIENTS:-"1 50"}
 mkdir -p "$OUT"
-WORK=$(mktemp -d /tmp/raft-profile-work.XXXXXX)
-PIDS=()
-stop_all() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  PIDS=()
-}
-trap 'stop_all; [ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
+. experiments/raft-vs-etcd/lib.sh
+start_work raft-profile-work
 PERF=1
 if ! command -v perf >/dev/null || ! timeout 2 perf trace -e fdatasync -- true >/dev/null 2>&1; then
   echo "perf trace not usable: no fsync counts" >&2; PERF=
 fi
 
-echo "building dialkv, the driver and etcd's benchmark" >&2
-mkdir -p bin
-CGO_ENABLED=0 go build -o bin/dialkv ./cmd/dialkv
-go build -o "$WORK/driver" ./experiments/raft-vs-etcd/driver
-mkdir -p "$WORK/etcdbench"
-cp experiments/raft-vs-etcd/etcdbench.go.mod "$WORK/etcdbench/go.mod"
-cp experiments/raft-vs-etcd/etcdbench.go.sum "$WORK/etcdbench/go.sum"
-printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/v3/tools/benchmark"\n' > "$WORK/etcdbench/tools.go"
-(cd "$WORK/etcdbench" && GOFLAGS=-mod=mod go build -o "$WORK/benchmark" go.etcd.io/etcd/v3/tools/benchmark)
-BIN=$ROOT/bin/dialkv
+build_all
 
 cputicks() { # pids...: user+system clock ticks of each, space separated
   for p in "$@"; do awk '{printf "%d ", $14+$15}' "/proc/$p/stat"; done; }

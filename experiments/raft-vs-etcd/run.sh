@@ -22,14 +22,8 @@ DURATION=${DURATION:-10s}
 SCALE=${SCALE:-1}          # etcd request totals are scaled by this
 SHARDS=${SHARDS:-"1 3"}
 mkdir -p "$OUT"
-WORK=$(mktemp -d /tmp/raft-vs-etcd.XXXXXX)
-PIDS=()
-stop_all() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  PIDS=()
-}
-trap 'stop_all; [ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
+. experiments/raft-vs-etcd/lib.sh
+start_work raft-vs-etcd
 
 if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
   echo "installing etcd-server and etcd-client" >&2
@@ -37,20 +31,11 @@ if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
   $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client
 fi
 
-echo "building dialkv, the driver and etcd's benchmark" >&2
-mkdir -p bin
-CGO_ENABLED=0 go build -o bin/dialkv ./cmd/dialkv
-go build -o "$WORK/driver" ./experiments/raft-vs-etcd/driver
-mkdir -p "$WORK/etcdbench"
-cp experiments/raft-vs-etcd/etcdbench.go.mod "$WORK/etcdbench/go.mod"
-cp experiments/raft-vs-etcd/etcdbench.go.sum "$WORK/etcdbench/go.sum"
-printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/v3/tools/benchmark"\n' > "$WORK/etcdbench/tools.go"
-(cd "$WORK/etcdbench" && GOFLAGS=-mod=mod go build -o "$WORK/benchmark" go.etcd.io/etcd/v3/tools/benchmark)
+build_all
 
 CSV=$OUT/results.csv
 echo "system,shards,op,clients,ops_per_sec,p50_ms,p99_ms,errors,load1,command" > "$CSV"
 load1() { cut -d' ' -f1 /proc/loadavg; }
-BIN=$ROOT/bin/dialkv
 
 # ---------------------------------------------------------------- dialkv
 PEERS=n1=127.0.0.1:27379@127.0.0.1:27380,n2=127.0.0.1:27389@127.0.0.1:27390,n3=127.0.0.1:27399@127.0.0.1:27400
