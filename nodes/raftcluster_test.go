@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/dialkv/dialkv/clients/client"
 	"github.com/dialkv/dialkv/clients/jepsen"
 	"github.com/dialkv/dialkv/consistency"
 	"github.com/dialkv/dialkv/consistency/raft"
@@ -203,4 +207,99 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	w.l.mu.Lock()
 	defer w.l.mu.Unlock()
 	return w.l.buf.Write(p)
+}
+
+// raftClient opens a client on members from..to-1 (opTimeout per
+// operation) and a context of limit sending every operation to namespace
+// ns; both end with the test.
+func (c *raftTestCluster) raftClient(ns string, from, to int, limit, opTimeout time.Duration) (context.Context, *client.Client) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	c.t.Cleanup(cancel)
+	cl, err := client.New(c.clientAddrs(from, to), client.WithTimeout(opTimeout))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { cl.Close() })
+	return client.With(ctx, client.Namespace(ns)), cl
+}
+
+// raftLoad is the write load of the raft rebalancing tests: writers
+// goroutines, writer w setting w<w>-<i> = i for i = 0, 1, ... through one
+// client until stopped, each write bounded by 10 s; a failed write is
+// counted and the writer moves on to its next key after 10 ms.
+type raftLoad struct {
+	stopped atomic.Bool
+	wg      sync.WaitGroup
+	failed  atomic.Int64
+	lastErr atomic.Value // string: the last failure
+
+	mu     sync.Mutex
+	acked  map[string]string // key -> value, acknowledged
+	lastOK time.Time
+	maxGap time.Duration // the longest time between two acknowledgements
+}
+
+// startRaftLoad starts the writers on cl with ctx (which names the
+// namespace).
+func startRaftLoad(ctx context.Context, cl *client.Client, writers int) *raftLoad {
+	l := &raftLoad{acked: map[string]string{}, lastOK: time.Now()}
+	for w := range writers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for i := 0; !l.stopped.Load(); i++ {
+				k, v := fmt.Sprintf("w%d-%d", w, i), fmt.Sprint(i)
+				octx, ocancel := context.WithTimeout(ctx, 10*time.Second)
+				_, err := cl.Set(octx, k, []byte(v))
+				ocancel()
+				now := time.Now()
+				if err != nil {
+					l.failed.Add(1)
+					l.lastErr.Store(err.Error())
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				l.mu.Lock()
+				l.acked[k] = v
+				l.maxGap = max(l.maxGap, now.Sub(l.lastOK))
+				l.lastOK = now
+				l.mu.Unlock()
+			}
+		}()
+	}
+	return l
+}
+
+// stop stops the writers and waits for them.
+func (l *raftLoad) stop() {
+	l.stopped.Store(true)
+	l.wg.Wait()
+}
+
+// checkAcked (after stop) fails the test if fewer than atLeast writes were
+// acknowledged, reads every acknowledged write (and every key of extra)
+// back linearizably through rc, reports each one missing or different as
+// an error and returns how many were.
+func (l *raftLoad) checkAcked(t *testing.T, ctx context.Context, rc *client.Client, atLeast int, extra map[string]string) (lost int) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.acked) < atLeast {
+		t.Fatalf("only %d writes acknowledged (%d failed; last error %v)", len(l.acked), l.failed.Load(), l.lastErr.Load())
+	}
+	want := maps.Clone(l.acked)
+	maps.Copy(want, extra)
+	keys := slices.Sorted(maps.Keys(want))
+	for _, k := range keys {
+		v, err := rc.Get(client.With(ctx, client.ReadMode("linearizable")), k)
+		if err != nil {
+			t.Fatalf("GET %s: %v", k, err)
+		}
+		if !v.Found || string(v.Data) != want[k] {
+			lost++
+			t.Errorf("acknowledged %s=%s, read %q (found %v)", k, want[k], v.Data, v.Found)
+		}
+	}
+	return lost
 }

@@ -1,7 +1,6 @@
 package nodes
 
 import (
-	"context"
 	"sort"
 	"strings"
 	"testing"
@@ -26,15 +25,8 @@ func TestRaftRebalanceReplacesDeadNode(t *testing.T) {
 	}
 	const ns = "dead"
 	c.createRaft(ns, 4, 3, []int{1, 2, 3}, map[string]string{"shards": "1", "replicas": "3", "initial-nodes": "3"})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	ctx = client.With(ctx, client.Namespace(ns))
+	ctx, cl := c.raftClient(ns, 0, 4, 2*time.Minute, 5*time.Second)
 	clientAddrs := c.clientAddrs(0, 4)
-	cl, err := client.New(clientAddrs, client.WithTimeout(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	if _, err := cl.Set(ctx, "before", []byte("1")); err != nil {
 		t.Fatal(err)
 	}

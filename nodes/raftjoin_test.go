@@ -1,12 +1,8 @@
 package nodes
 
 import (
-	"context"
 	"fmt"
 	"reflect"
-	"sort"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,41 +68,8 @@ func TestRaftJoinByGossip(t *testing.T) {
 		c.start(i, 3)
 	}
 	c.createRaft(ns, 3, 3, []int{1, 2}, map[string]string{"shards": fmt.Sprint(shards), "replicas": fmt.Sprint(replicas)})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	ctx = client.With(ctx, client.Namespace(ns))
-	wc, err := client.New(c.clientAddrs(0, 3), client.WithTimeout(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer wc.Close()
-	var (
-		mu     sync.Mutex
-		acked  = map[string]string{}
-		failed atomic.Int64
-		stop   atomic.Bool
-		wg     sync.WaitGroup
-	)
-	for w := range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; !stop.Load(); i++ {
-				k, v := fmt.Sprintf("w%d-%d", w, i), fmt.Sprint(i)
-				octx, ocancel := context.WithTimeout(ctx, 10*time.Second)
-				_, err := wc.Set(octx, k, []byte(v))
-				ocancel()
-				if err != nil {
-					failed.Add(1)
-					time.Sleep(10 * time.Millisecond)
-					continue
-				}
-				mu.Lock()
-				acked[k] = v
-				mu.Unlock()
-			}
-		}()
-	}
+	ctx, wc := c.raftClient(ns, 0, 3, 3*time.Minute, 5*time.Second)
+	load := startRaftLoad(ctx, wc, 3)
 	time.Sleep(500 * time.Millisecond)
 
 	// n4 joins with --join only.
@@ -114,24 +77,23 @@ func TestRaftJoinByGossip(t *testing.T) {
 	begin := time.Now()
 	c.start(3, 3)
 	call := DialRaftCaller(transport.DialOptions{}, 3*time.Second)
-	var load map[string]int
+	var perNode map[string]int
 	for deadline := begin.Add(120 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("n4 did not get its replicas within 120 s: replicas per node %v; n1's node list %v (reproduce: go test -count=3 -run TestRaftJoinByGossip ./nodes/)",
-				load, c.nodes[0].namespace(ns).svc.(*raft.Service).Nodes())
+				perNode, c.nodes[0].namespace(ns).svc.(*raft.Service).Nodes())
 		}
 		p, err := ReadRaftPlacement(ctx, call, ns, c.raftNodes(0, 4))
 		if err != nil {
 			continue
 		}
 		var ok bool
-		if ok, load = balanced(p, shards, replicas, c.ids(0, 4), nil); ok {
+		if ok, perNode = balanced(p, shards, replicas, c.ids(0, 4), nil); ok {
 			break
 		}
 	}
 	joined := time.Since(begin)
-	stop.Store(true)
-	wg.Wait()
+	load.stop()
 
 	// n4 serves: a client that knows only n4.
 	c4, err := client.New(c.clientAddrs(3, 4), client.WithTimeout(10*time.Second))
@@ -156,34 +118,15 @@ func TestRaftJoinByGossip(t *testing.T) {
 	}
 
 	// Every acknowledged write, read back linearizably through n4 only.
-	mu.Lock()
-	defer mu.Unlock()
-	if len(acked) < 50 {
-		t.Fatalf("only %d writes acknowledged (%d failed)", len(acked), failed.Load())
-	}
-	acked["via-n4"] = "x"
-	keys := make([]string, 0, len(acked))
-	for k := range acked {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		v, err := c4.Get(client.With(ctx, client.ReadMode("linearizable")), k)
-		if err != nil {
-			t.Fatalf("GET %s through n4: %v", k, err)
-		}
-		if !v.Found || string(v.Data) != acked[k] {
-			t.Errorf("acknowledged %s=%s, read %q (found %v) through n4", k, acked[k], v.Data, v.Found)
-		}
-	}
+	lost := load.checkAcked(t, ctx, c4, 50, map[string]string{"via-n4": "x"})
 	var moves []string
 	for _, cn := range c.nodes {
 		for _, m := range cn.RaftMoves() {
 			moves = append(moves, fmt.Sprintf("%s: %v in %v (err %v)", cn.c.self, m.Move, m.End.Sub(m.Start).Round(time.Millisecond), m.Err))
 		}
 	}
-	t.Logf("n4 joined with --join only: balanced %v after its start; %d writes acknowledged, %d attempts failed, 0 lost; moves: %v",
-		joined.Round(time.Millisecond), len(acked), failed.Load(), moves)
+	t.Logf("n4 joined with --join only: balanced %v after its start; %d writes acknowledged, %d attempts failed, %d lost; moves: %v",
+		joined.Round(time.Millisecond), len(load.acked), load.failed.Load(), lost, moves)
 }
 
 // TestRaftListenFlag: dialkv node's --raft-listen and its default.

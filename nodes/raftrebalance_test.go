@@ -1,16 +1,11 @@
 package nodes
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"sort"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/dialkv/dialkv/clients/client"
 	"github.com/dialkv/dialkv/consistency/raft"
 	"github.com/dialkv/dialkv/transport"
 )
@@ -66,54 +61,8 @@ func TestRaftRebalanceUnderLoad(t *testing.T) {
 	peers := c.peers
 
 	// Writers, through a client that knows every node.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	ctx = client.With(ctx, client.Namespace(ns))
-	var addrs []string
-	for _, p := range peers {
-		addrs = append(addrs, p.Client)
-	}
-	wc, err := client.New(addrs, client.WithTimeout(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer wc.Close()
-	var (
-		mu      sync.Mutex
-		acked   = map[string]string{}
-		lastOK  = time.Now()
-		maxGap  time.Duration
-		failed  atomic.Int64
-		stop    atomic.Bool
-		wg      sync.WaitGroup
-		lastErr atomic.Value
-	)
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; !stop.Load(); i++ {
-				k, v := fmt.Sprintf("w%d-%d", w, i), fmt.Sprint(i)
-				octx, ocancel := context.WithTimeout(ctx, 10*time.Second)
-				_, err := wc.Set(octx, k, []byte(v))
-				ocancel()
-				now := time.Now()
-				if err != nil {
-					failed.Add(1)
-					lastErr.Store(err.Error())
-					time.Sleep(10 * time.Millisecond)
-					continue
-				}
-				mu.Lock()
-				acked[k] = v
-				if g := now.Sub(lastOK); g > maxGap {
-					maxGap = g
-				}
-				lastOK = now
-				mu.Unlock()
-			}
-		}()
-	}
+	ctx, wc := c.raftClient(ns, 0, 4, 5*time.Minute, 5*time.Second)
+	load := startRaftLoad(ctx, wc, writers)
 	time.Sleep(time.Second)
 
 	call := DialRaftCaller(transport.DialOptions{}, 3*time.Second)
@@ -156,36 +105,11 @@ func TestRaftRebalanceUnderLoad(t *testing.T) {
 	moveLog(c.nodes[0])
 	c.stop(0)
 	time.Sleep(time.Second) // writes continue on n2..n4
-	stop.Store(true)
-	wg.Wait()
+	load.stop()
 
 	// Every acknowledged write, read back linearizably through n2..n4.
-	rc, err := client.New(addrs[1:], client.WithTimeout(10*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	mu.Lock()
-	defer mu.Unlock()
-	if len(acked) < 50 {
-		t.Fatalf("only %d writes acknowledged (%d failed; last error %v)", len(acked), failed.Load(), lastErr.Load())
-	}
-	keys := make([]string, 0, len(acked))
-	for k := range acked {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	lost := 0
-	for _, k := range keys {
-		v, err := rc.Get(client.With(ctx, client.ReadMode("linearizable")), k)
-		if err != nil {
-			t.Fatalf("GET %s: %v", k, err)
-		}
-		if !v.Found || string(v.Data) != acked[k] {
-			lost++
-			t.Errorf("acknowledged %s=%s, read %q (found %v)", k, acked[k], v.Data, v.Found)
-		}
-	}
+	_, rc := c.raftClient(ns, 1, 4, time.Minute, 10*time.Second)
+	lost := load.checkAcked(t, ctx, rc, 50, nil)
 	for _, cn := range c.nodes[1:] {
 		moveLog(cn)
 	}
@@ -194,11 +118,11 @@ func TestRaftRebalanceUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d writes acknowledged, %d attempts failed, %d lost; longest gap between successful writes %v; "+
 		"rebalancing after n4 joined %v, after n1 retired %v",
-		len(acked), failed.Load(), lost, maxGap.Round(time.Millisecond), joinTime.Round(time.Millisecond), retireTime.Round(time.Millisecond))
+		len(load.acked), load.failed.Load(), lost, load.maxGap.Round(time.Millisecond), joinTime.Round(time.Millisecond), retireTime.Round(time.Millisecond))
 	for _, m := range moves {
 		t.Logf("move by %s", m)
 	}
-	if maxGap > 20*time.Second {
-		t.Errorf("writes stopped for %v", maxGap)
+	if load.maxGap > 20*time.Second {
+		t.Errorf("writes stopped for %v", load.maxGap)
 	}
 }
