@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dialkv/dialkv/core"
+	"github.com/dialkv/dialkv/internal/freeport"
 )
 
 // demoClusterOptions are `dialkv demo --nodes N`'s settings.
@@ -65,7 +66,7 @@ func demoPortAddrs(listen string, n int, offsets ...int) ([][]string, error) {
 	}
 	var free []string
 	if base == 0 {
-		if free, err = reserveAddrs(host, n*len(offsets)); err != nil {
+		if free, err = freeport.AddrsOn(host, n*len(offsets)); err != nil {
 			return nil, err
 		}
 	}
@@ -79,20 +80,6 @@ func demoPortAddrs(listen string, n int, offsets ...int) ([][]string, error) {
 				out[i][j] = net.JoinHostPort(host, strconv.Itoa(base+10*i+off))
 			}
 		}
-	}
-	return out, nil
-}
-
-// reserveAddrs finds n free ports on host (released again at once).
-func reserveAddrs(host string, n int) ([]string, error) {
-	var out []string
-	for range n {
-		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ln.Addr().String())
-		defer ln.Close()
 	}
 	return out, nil
 }

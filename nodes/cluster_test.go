@@ -4,32 +4,24 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/dialkv/dialkv/core"
+	"github.com/dialkv/dialkv/internal/freeport"
 	"github.com/dialkv/dialkv/transport"
 	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
 )
 
-// freeAddrs reserves n loopback ports (closed again: a restarted node
-// reuses its addresses).
+// freeAddrs returns n distinct free loopback addresses, below the kernel's
+// ephemeral port range (a restarted node reuses its addresses; see
+// internal/freeport for why not ":0").
 func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	var out []string
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
-	}
-	for _, ln := range lns {
-		ln.Close()
+	out, err := freeport.Addrs(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

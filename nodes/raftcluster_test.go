@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/dialkv/dialkv/clients/client"
-	"github.com/dialkv/dialkv/clients/jepsen"
 	"github.com/dialkv/dialkv/consistency"
 	"github.com/dialkv/dialkv/consistency/raft"
 	"github.com/dialkv/dialkv/core"
@@ -25,7 +24,7 @@ import (
 // rebalancer, each with a client, a peer and a Raft address.
 //
 // The addresses are chosen all at once, distinct, and below the kernel's
-// ephemeral port range (jepsen.FreePorts). The tests used to take each one
+// ephemeral port range (internal/freeport). The tests used to take each one
 // from a listener on ":0", closed at once: about 1 run in 100 drew one
 // port twice among its 12 addresses (measured: 26 of 3,000 draws of 12), and
 // any outgoing connection on the machine may take such a port as its
@@ -49,11 +48,8 @@ type raftTestCluster struct {
 // newRaftTestCluster allocates n members' addresses; start starts them.
 func newRaftTestCluster(t *testing.T, name string, n int, rb RaftRebalanceOptions) *raftTestCluster {
 	t.Helper()
-	ports, err := jepsen.FreePorts(3 * n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", ports[i]) }
+	addrs := freeAddrs(t, 3*n)
+	addr := func(i int) string { return addrs[i] }
 	c := &raftTestCluster{t: t, name: name, dir: t.TempDir(), rebalance: rb, nodes: make([]*ClusterNode, n),
 		join: map[int]bool{}, logs: &testLogs{}}
 	for i := range n {

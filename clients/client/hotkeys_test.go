@@ -9,6 +9,7 @@ import (
 
 	"github.com/dialkv/dialkv/clients/client"
 	"github.com/dialkv/dialkv/core"
+	"github.com/dialkv/dialkv/internal/freeport"
 	"github.com/dialkv/dialkv/nodes"
 )
 
@@ -16,18 +17,9 @@ import (
 // their client addresses.
 func startQuorumCluster(t *testing.T) []string {
 	t.Helper()
-	var lns []net.Listener
-	var free []string
-	for range 6 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		free = append(free, ln.Addr().String())
-	}
-	for _, ln := range lns {
-		ln.Close()
+	free, err := freeport.Addrs(6)
+	if err != nil {
+		t.Fatal(err)
 	}
 	var peers []nodes.ClusterPeer
 	var addrs []string

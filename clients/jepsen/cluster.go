@@ -3,16 +3,13 @@ package jepsen
 import (
 	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"time"
+
+	"github.com/dialkv/dialkv/internal/freeport"
 )
 
 // ErrUnsupported is returned by a Cluster for a fault it cannot inject.
@@ -76,59 +73,14 @@ func nodeNames(n int) []string {
 	return out
 }
 
-// FreePorts returns n ports free on 127.0.0.1 right now (TCP and UDP: gossip
-// uses both), chosen below the kernel's ephemeral range
-// (/proc/sys/net/ipv4/ip_local_port_range, 32768 by default). A port the
-// kernel handed out with ":0" comes from that range, so once its node stops
-// (a kill or restart fault), any outgoing connection on the machine may get
-// it as its source port and the node cannot listen on it again: a restart
-// then fails with "address already in use" (seen as a flaky
-// TestRollingRestart).
+// FreePorts returns n ports free on 127.0.0.1 right now, below the
+// kernel's ephemeral range (see package internal/freeport for why).
 func FreePorts(n int) ([]int, error) {
-	var held []io.Closer
-	defer func() {
-		for _, l := range held {
-			l.Close()
-		}
-	}()
-	lo, hi := 10000, ephemeralLow()
-	if hi-lo < 1000 {
-		lo = 1024
+	ports, err := freeport.Ports(n)
+	if err != nil {
+		return nil, fmt.Errorf("jepsen: %w", err)
 	}
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(os.Getpid())))
-	out := make([]int, 0, n)
-	for tries := 0; len(out) < n; tries++ {
-		if tries > 100*n {
-			return nil, fmt.Errorf("jepsen: free port: none free in %d-%d after %d tries", lo, hi, tries)
-		}
-		p := lo + rng.IntN(hi-lo)
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			continue
-		}
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			l.Close()
-			continue
-		}
-		held = append(held, l, u)
-		out = append(out, p)
-	}
-	return out, nil
-}
-
-// ephemeralLow is the first port of the kernel's ephemeral range (32768
-// where it cannot be read).
-func ephemeralLow() int {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if v, err := strconv.Atoi(f[0]); err == nil && v > 1024 {
-				return v
-			}
-		}
-	}
-	return 32768
+	return ports, nil
 }
 
 // ModuleRoot returns the directory of the dialkv go.mod, searching upwards

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/dialkv/dialkv/consistency"
 	"github.com/dialkv/dialkv/core"
+	"github.com/dialkv/dialkv/internal/freeport"
 )
 
 func quiet() {
@@ -37,14 +37,16 @@ type noFaults struct{}
 
 func (noFaults) MaybeError(vfs.Op) error { return nil }
 
+// freePort returns a free loopback address below the kernel's ephemeral
+// range (internal/freeport: a ":0" port released again may be taken as an
+// outgoing connection's source port before the service listens on it).
 func freePort(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addrs(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return a[0]
 }
 
 // testCluster is three Services in one process over Dragonboat's TCP

@@ -31,7 +31,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -45,6 +44,7 @@ import (
 
 	"github.com/dialkv/dialkv/core"
 	"github.com/dialkv/dialkv/experiments/internal/expio"
+	"github.com/dialkv/dialkv/internal/freeport"
 	"github.com/dialkv/dialkv/nodes"
 	"github.com/dialkv/dialkv/sim"
 	"github.com/dialkv/dialkv/sim/simrun"
@@ -209,7 +209,7 @@ func measure(s setup, delay time.Duration, clients, keys int, dur time.Duration)
 		return res, err
 	}
 	defer os.RemoveAll(dir)
-	addrs, err := freeAddrs(12)
+	addrs, err := freeport.Addrs(12)
 	if err != nil {
 		return res, err
 	}
@@ -507,26 +507,6 @@ func metadata(o *expio.Out, seeds int) ([]string, [][]string) {
 			ms(lags.q(0.5)), ms(lags.q(0.99))})
 	}
 	return header, rows
-}
-
-// freeAddrs reserves n free loopback ports (released at once).
-func freeAddrs(n int) ([]string, error) {
-	var out []string
-	var lns []net.Listener
-	defer func() {
-		for _, l := range lns {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, l)
-		out = append(out, l.Addr().String())
-	}
-	return out, nil
 }
 
 // loadAvg is the 1/5/15-minute load average (the machine is shared).

@@ -14,14 +14,16 @@ const module = "github.com/dialkv/dialkv"
 // allowed maps a folder (longest prefix wins) to the folders of ours its
 // packages may depend on, directly or not. A folder may always import its
 // own subpackages. Folders not listed (cmd, experiments) may import anything.
+// internal/freeport (loopback ports for demos and process clusters) is a
+// leaf the node and client folders may use.
 var allowed = map[string][]string{
 	"core":             {},
 	"consistency":      {"core"},
 	"transport":        {"core"},
 	"checker":          {"core"},
 	"sim":              {"core", "consistency", "checker", "clients/workload"},
-	"nodes":            {"core", "consistency", "transport"},
-	"clients":          {"core", "transport", "checker"},
+	"nodes":            {"core", "consistency", "transport", "internal/freeport"},
+	"clients":          {"core", "transport", "checker", "internal/freeport"},
 	"clients/workload": {"core", "checker"},
 	"internal":         {},
 }

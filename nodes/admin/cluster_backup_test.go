@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,24 +13,17 @@ import (
 
 	"github.com/dialkv/dialkv/clients/client"
 	"github.com/dialkv/dialkv/core"
+	"github.com/dialkv/dialkv/internal/freeport"
 	"github.com/dialkv/dialkv/nodes"
 )
 
-// loopbackPorts reserves n loopback ports (closed again at once).
+// loopbackPorts returns n free loopback addresses (internal/freeport: below
+// the ephemeral range, so no outgoing connection takes one meanwhile).
 func loopbackPorts(t *testing.T, n int) []string {
 	t.Helper()
-	var out []string
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
-	}
-	for _, ln := range lns {
-		ln.Close()
+	out, err := freeport.Addrs(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
