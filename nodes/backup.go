@@ -2,11 +2,13 @@ package nodes
 
 import (
 	"archive/tar"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -244,7 +246,12 @@ var backupSeq atomic.Int64
 //	POST /v1/raft/import  import a raft shard's export (backup_raft.go)
 //	GET|POST /v1/clock    the clock offset; ?offset=D sets it (clock.go)
 //
-// It has no authentication: bind it to loopback or a private network.
+// On a node with TLS on the client listener (--tls-cert) it serves HTTPS
+// with the same TLS settings, and with --auth-file every request needs a
+// principal with admin on the whole cluster (security.HTTPAuth: a node
+// certificate, or a client certificate, token or user with an admin grant
+// on "*"); refusals are 401/403 and counted in
+// dialkv_rejected_requests_total (docs/security.md).
 func (n *Node) startAdmin() error {
 	if n.cfg.CheckpointEvery > 0 {
 		n.bg.Add(1)
@@ -258,6 +265,11 @@ func (n *Node) startAdmin() error {
 		return fmt.Errorf("node: admin listen %s: %w", n.cfg.AdminAddr, err)
 	}
 	n.aln = ln
+	if n.cfg.Security.ClientTLS != nil {
+		// The client listener's TLS settings: the same certificates are
+		// required or accepted, and revoked ones fail the handshake.
+		ln = tls.NewListener(ln, n.cfg.Security.ClientTLS.Clone())
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/backup", n.serveBackup)
 	mux.HandleFunc("POST /v1/checkpoints", func(w http.ResponseWriter, r *http.Request) {
@@ -278,7 +290,11 @@ func (n *Node) startAdmin() error {
 		}
 		writeJSON(w, cps)
 	})
-	n.adminSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	guard := n.cfg.Security.AdminHTTP()
+	guard.OnReject = n.metrics.rejected
+	guard.Logger = n.log
+	n.adminSrv = &http.Server{Handler: guard.Wrap(mux), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)}
 	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()

@@ -44,7 +44,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		peerListen  = fs.String("peer-listen", "", "peer API address HOST:PORT (default: this node's PEER_ADDR in --peers)")
 		peers       = fs.String("peers", "", "the initial cluster members, this node included: ID=CLIENT_ADDR@PEER_ADDR,... (empty: a single node; once the member list changed, the persisted one is used; see docs/cluster.md)")
 		cacheSize   = fs.String("cache-size", "256MiB", "block cache budget, shared by every namespace stored in Pebble (memtables are charged to it too): bytes (268435456, 256MiB, 2GiB) or a percentage of the memory available (80%: of the cgroup limit, else the machine's RAM)")
-		admin       = fs.String("admin", "", "serve the admin HTTP API (backup, checkpoints; no authentication: bind to loopback or a private network) at HOST:PORT (empty: off; docs/operations.md)")
+		admin       = fs.String("admin", "", "serve the admin HTTP API (backup, checkpoints, raft import, clock) at HOST:PORT (empty: off; docs/operations.md): HTTPS with the --tls-* settings, and with --auth-file only principals with admin on \"*\" or a node certificate (docs/security.md)")
 		cpEvery     = fs.Duration("checkpoint-every", 0, "take a checkpoint into DATA/checkpoints every interval, for point-in-time restore (0: off)")
 		cpRetain    = fs.Duration("checkpoint-retain", 24*time.Hour, "remove retained checkpoints older than this (the newest is always kept; 0: keep all)")
 		gossipAddr  = fs.String("gossip", "", "gossip (memberlist failure detector) address HOST:PORT, UDP and TCP (default: the peer address's host and port+2; \"off\": no gossip)")

@@ -375,8 +375,14 @@ type BackupNode struct {
 // Backup fetches every node's checkpoint (GET /v1/backup on its admin
 // API) into out/ID and writes out/manifest.json. admins maps node ids to
 // admin addresses. Each node's checkpoint is consistent on its own; the
-// nodes' checkpoints are taken one after the other.
+// nodes' checkpoints are taken one after the other. It speaks plain HTTP
+// without credentials (AdminHTTP.Backup for secured nodes).
 func Backup(admins map[string]string, out string) (BackupManifest, error) {
+	return AdminHTTP{}.Backup(admins, out)
+}
+
+// Backup is the package's Backup through a's connection settings.
+func (a AdminHTTP) Backup(admins map[string]string, out string) (BackupManifest, error) {
 	m := BackupManifest{Format: 1, Created: time.Now().UTC()}
 	if _, err := os.Stat(out); err == nil {
 		return m, fmt.Errorf("backup: %s already exists", out)
@@ -386,16 +392,11 @@ func Backup(admins map[string]string, out string) (BackupManifest, error) {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	hc := &http.Client{Timeout: 30 * time.Minute}
+	hc := a.client(30 * time.Minute)
 	for _, id := range ids {
-		resp, err := hc.Get("http://" + admins[id] + "/v1/backup")
+		resp, err := a.do(hc, http.MethodGet, admins[id], "/v1/backup")
 		if err != nil {
 			return m, fmt.Errorf("backup %s: %w", id, err)
-		}
-		if resp.StatusCode != http.StatusOK {
-			b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-			resp.Body.Close()
-			return m, fmt.Errorf("backup %s: %s: %s", id, resp.Status, strings.TrimSpace(string(b)))
 		}
 		dir := filepath.Join(out, id)
 		err = nodes.ReadTar(resp.Body, dir)
@@ -444,6 +445,7 @@ func backup(args []string, stdout, stderr io.Writer) error {
 	adm := fs.String("admin", "", "every node's id and admin API address (dialkv node --admin)")
 	out := fs.String("out", "", "backup directory (must not exist)")
 	cluster := fs.Bool("cluster", false, "a whole-cluster backup: fail (exit 1, the backup is kept for inspection) unless every cluster member is in it and every raft shard was exported")
+	cf := connFlags(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -454,7 +456,11 @@ func backup(args []string, stdout, stderr io.Writer) error {
 	if *out == "" {
 		return usageErr("--out is required")
 	}
-	m, err := Backup(admins, *out)
+	ah, err := adminHTTP(cf)
+	if err != nil {
+		return err
+	}
+	m, err := ah.Backup(admins, *out)
 	if err != nil {
 		return err
 	}
@@ -487,27 +493,25 @@ func checkpoint(args []string, stdout, stderr io.Writer) error {
 	fs := flags("checkpoint", "--admin HOST:PORT [--list]", stdout)
 	adm := fs.String("admin", "127.0.0.1:9380", "the node's admin API address")
 	list := fs.Bool("list", false, "list the retained checkpoints instead of taking one")
+	cf := connFlags(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	hc := &http.Client{Timeout: 10 * time.Minute}
-	var resp *http.Response
-	var err error
-	if *list {
-		resp, err = hc.Get("http://" + *adm + "/v1/checkpoints")
-	} else {
-		resp, err = hc.Post("http://"+*adm+"/v1/checkpoints", "", nil)
+	ah, err := adminHTTP(cf)
+	if err != nil {
+		return err
 	}
+	method := http.MethodPost
+	if *list {
+		method = http.MethodGet
+	}
+	resp, err := ah.do(ah.client(10*time.Minute), method, *adm, "/v1/checkpoints")
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
-	}
-	stdout.Write(b)
-	return nil
+	_, err = io.Copy(stdout, resp.Body)
+	return err
 }
 
 // Restore makes data, a new data directory, from a backup: with node set,
@@ -567,6 +571,7 @@ func restore(args []string, stdout, stderr io.Writer) error {
 	node := fs.String("node", "", "the node of the cluster backup to restore")
 	atS := fs.String("at", "", "restore the newest retained checkpoint at or before this time (RFC 3339, e.g. 2026-11-24T22:00:00Z; \"now\" for the newest)")
 	data := fs.String("data", "", "the new data directory (must not exist); start `dialkv node --data` on it")
+	cf := connFlags(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -574,7 +579,11 @@ func restore(args []string, stdout, stderr io.Writer) error {
 		if *from == "" || *raftAdmins == "" || *data != "" || *node != "" || *atS != "" {
 			return usageErr("--raft needs --from and --admin (and no --data, --node or --at)")
 		}
-		return RaftRestore(*from, splitList(*raftAdmins), splitList(*raftOnly), stdout)
+		ah, err := adminHTTP(cf)
+		if err != nil {
+			return err
+		}
+		return ah.RaftRestore(*from, splitList(*raftAdmins), splitList(*raftOnly), stdout)
 	}
 	if *from == "" || *data == "" || (*node == "") == (*atS == "") {
 		return usageErr("--from, --data and exactly one of --node and --at are required")

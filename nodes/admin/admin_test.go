@@ -48,9 +48,9 @@ func put(t *testing.T, addr, ns string, from, to int) {
 }
 
 // contents reads k000..k(n-1) and returns the keys found with their values.
-func contents(t *testing.T, addr, ns string, n int) map[string]string {
+func contents(t *testing.T, addr, ns string, n int, opts ...client.Option) map[string]string {
 	t.Helper()
-	c, err := client.New([]string{addr}, client.WithNamespace(ns))
+	c, err := client.New([]string{addr}, append([]client.Option{client.WithNamespace(ns)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,9 +3,11 @@ package admin
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +17,8 @@ import (
 	"github.com/dialkv/dialkv/core"
 	"github.com/dialkv/dialkv/internal/freeport"
 	"github.com/dialkv/dialkv/nodes"
+	"github.com/dialkv/dialkv/nodes/security"
+	"github.com/dialkv/dialkv/transport"
 )
 
 // loopbackPorts returns n free loopback addresses (internal/freeport: below
@@ -35,14 +39,31 @@ type backupCluster struct {
 	raft   []string // Raft addresses, for the raft namespace's parameters
 	nodes  []*nodes.ClusterNode
 	admins map[string]string
+	copts  []client.Option // how a client reaches the members (TLS, login)
 }
 
 // startBackupCluster starts n1..n3 on fresh ports over the data
-// directories dirs.
-func startBackupCluster(t *testing.T, dirs []string) *backupCluster {
+// directories dirs; with p (secureEnv's files), with TLS, the policy and
+// peer TLS (startSecure's flags), and clients log in with the "ops" token.
+func startBackupCluster(t *testing.T, dirs []string, p func(string) string) *backupCluster {
 	t.Helper()
 	addrs := loopbackPorts(t, 3*len(dirs))
 	bc := &backupCluster{t: t, admins: map[string]string{}}
+	secs := make([]security.Settings, len(dirs))
+	if p != nil {
+		for i := range dirs {
+			secs[i] = secureSettings(t, p, fmt.Sprintf("n%d", i+1))
+		}
+		tlsCfg, err := security.ClientConfig(security.TLSFiles{CA: p("ca.crt")}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := os.ReadFile(p("ops.tok"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bc.copts = []client.Option{client.WithTLS(tlsCfg), client.WithToken(string(tok))}
+	}
 	for i := range dirs {
 		bc.peers = append(bc.peers, nodes.ClusterPeer{ID: fmt.Sprintf("n%d", i+1), Client: addrs[3*i], Peer: addrs[3*i+1]})
 		bc.raft = append(bc.raft, addrs[3*i+2])
@@ -53,7 +74,7 @@ func startBackupCluster(t *testing.T, dirs []string) *backupCluster {
 		go func() {
 			cn, err := nodes.StartClusterNode(
 				nodes.Config{ID: bc.peers[i].ID, Listen: bc.peers[i].Client, DataDir: dirs[i], Fsync: core.SyncAlways,
-					AdminAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)},
+					AdminAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler), Security: secs[i]},
 				nodes.ClusterConfig{Name: "bk", Peers: bc.peers, CatalogSync: 200 * time.Millisecond})
 			bc.nodes[i] = cn
 			errs <- err
@@ -109,7 +130,7 @@ func (bc *backupCluster) raftParams() map[string]string {
 // create creates a namespace at n1 and waits until every member lists it.
 func (bc *backupCluster) create(name, strategy string, params map[string]string) {
 	bc.t.Helper()
-	c, err := client.New([]string{bc.addr(0)})
+	c, err := client.New([]string{bc.addr(0)}, bc.copts...)
 	if err != nil {
 		bc.t.Fatal(err)
 	}
@@ -120,7 +141,7 @@ func (bc *backupCluster) create(name, strategy string, params map[string]string)
 	deadline := time.Now().Add(15 * time.Second)
 	for i := range bc.peers {
 		for {
-			c, err := client.New([]string{bc.addr(i)})
+			c, err := client.New([]string{bc.addr(i)}, bc.copts...)
 			if err != nil {
 				bc.t.Fatal(err)
 			}
@@ -144,9 +165,9 @@ func (bc *backupCluster) create(name, strategy string, params map[string]string)
 // putRetry writes k<from>..k<to-1> = v<i> through addr, retrying a SET
 // that failed (SET is idempotent; a raft namespace just created may still
 // be electing its leaders on a loaded machine) for up to 20 s each.
-func putRetry(t *testing.T, addr, ns string, from, to int) {
+func putRetry(t *testing.T, addr, ns string, from, to int, opts ...client.Option) {
 	t.Helper()
-	c, err := client.New([]string{addr}, client.WithNamespace(ns))
+	c, err := client.New([]string{addr}, append([]client.Option{client.WithNamespace(ns)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,11 +189,11 @@ func putRetry(t *testing.T, addr, ns string, from, to int) {
 
 // waitContents waits until node i answers want for namespace ns (keys
 // k000..k(n-1)) and returns what it answered last.
-func waitContents(t *testing.T, addr, ns string, n int, want map[string]string) map[string]string {
+func waitContents(t *testing.T, addr, ns string, n int, want map[string]string, opts ...client.Option) map[string]string {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		got := contents(t, addr, ns, n)
+		got := contents(t, addr, ns, n, opts...)
 		if maps.Equal(got, want) || time.Now().After(deadline) {
 			return got
 		}
@@ -180,18 +201,23 @@ func waitContents(t *testing.T, addr, ns string, n int, want map[string]string) 
 	}
 }
 
-// TestClusterBackupRestore: a three-node cluster with a raft (two shards),
-// a quorum and a causal namespace is backed up online (`backup --cluster`:
-// every node's checkpoint and the raft shards' exports), written to
-// afterwards, stopped, and restored into a new cluster on other ports: the
-// node data directories from the backup, the raft namespace created anew
-// with the new addresses and its shards imported (`restore --raft`). Every
-// node of the new cluster answers exactly the keys written before the
-// backup, in each of the three namespaces.
+// TestClusterBackupRestore: a three-node cluster with TLS, a policy and
+// peer TLS on (secureEnv), holding a raft (two shards), a quorum and a
+// causal namespace, is backed up online (`backup --cluster`: every node's
+// checkpoint and the raft shards' exports, over the nodes' HTTPS admin
+// APIs with an admin token), written to afterwards, stopped, and restored
+// into a new cluster on other ports: the node data directories from the
+// backup, the raft namespace created anew with the new addresses and its
+// shards imported (`restore --raft`, with a node certificate). Every node
+// of the new cluster answers exactly the keys written before the backup,
+// in each of the three namespaces. The admin commands without credentials
+// or with a token that may only read and write are refused (401, 403) and
+// change nothing.
 func TestClusterBackupRestore(t *testing.T) {
+	p, creds := secureEnv(t, "n1", "n2", "n3")
 	root := t.TempDir()
 	dirs := []string{filepath.Join(root, "a1"), filepath.Join(root, "a2"), filepath.Join(root, "a3")}
-	a := startBackupCluster(t, dirs)
+	a := startBackupCluster(t, dirs, p)
 	start := time.Now()
 	step := func(what string) { t.Logf("%6.1fs %s", time.Since(start).Seconds(), what) }
 	a.create("r", "raft", a.raftParams())
@@ -200,13 +226,13 @@ func TestClusterBackupRestore(t *testing.T) {
 	a.create("c", "causal", nil)
 	const before, after = 40, 50
 	for _, ns := range []string{"r", "q", "c"} {
-		putRetry(t, a.addr(0), ns, 0, before)
+		putRetry(t, a.addr(0), ns, 0, before, a.copts...)
 	}
 	// Causal replicates after acknowledging: wait until every node has
 	// every write, so each node's checkpoint holds them all.
 	for i := range a.peers {
 		for _, ns := range []string{"q", "c"} {
-			if got := waitContents(t, a.addr(i), ns, before, want(0, before)); !maps.Equal(got, want(0, before)) {
+			if got := waitContents(t, a.addr(i), ns, before, want(0, before), a.copts...); !maps.Equal(got, want(0, before)) {
 				t.Fatalf("n%d %s before the backup: %d keys", i+1, ns, len(got))
 			}
 		}
@@ -215,7 +241,19 @@ func TestClusterBackupRestore(t *testing.T) {
 	out := filepath.Join(root, "backup")
 	var so, se bytes.Buffer
 	adm := fmt.Sprintf("n1=%s,n2=%s,n3=%s", a.admins["n1"], a.admins["n2"], a.admins["n3"])
-	if code := Main([]string{"backup", "--cluster", "--admin", adm, "--out", out}, &so, &se); code != 0 {
+	for who, status := range map[string]string{"none": "401 Unauthorized", "writer": "403 Forbidden"} {
+		so.Reset()
+		se.Reset()
+		if code := Main(append([]string{"backup", "--admin", adm, "--out", filepath.Join(root, "refused-"+who)}, creds[who]...), &so, &se); code != 1 || !strings.Contains(se.String(), status) {
+			t.Errorf("backup as %s: exit %d, %q; want 1 and %s", who, code, se.String(), status)
+		}
+		if code := Main(append([]string{"checkpoint", "--admin", a.admins["n1"]}, creds[who]...), &so, &se); code != 1 || !strings.Contains(se.String(), status) {
+			t.Errorf("checkpoint as %s: exit %d, %q; want 1 and %s", who, code, se.String(), status)
+		}
+	}
+	so.Reset()
+	se.Reset()
+	if code := Main(append([]string{"backup", "--cluster", "--admin", adm, "--out", out}, creds["ops"]...), &so, &se); code != 0 {
 		t.Fatalf("backup --cluster: exit %d: %s %s", code, so.String(), se.String())
 	}
 	t.Logf("backup:\n%s", so.String())
@@ -229,11 +267,11 @@ func TestClusterBackupRestore(t *testing.T) {
 	// A backup of two of the three members is not a cluster backup.
 	so.Reset()
 	se.Reset()
-	if code := Main([]string{"backup", "--cluster", "--admin", "n1=" + a.admins["n1"] + ",n2=" + a.admins["n2"], "--out", filepath.Join(root, "partial")}, &so, &se); code != 1 || !strings.Contains(se.String(), "member n3") {
+	if code := Main(append([]string{"backup", "--cluster", "--admin", "n1=" + a.admins["n1"] + ",n2=" + a.admins["n2"], "--out", filepath.Join(root, "partial")}, creds["ops"]...), &so, &se); code != 1 || !strings.Contains(se.String(), "member n3") {
 		t.Errorf("backup --cluster of two members: exit %d, %q", code, se.String())
 	}
 	for _, ns := range []string{"r", "q", "c"} {
-		putRetry(t, a.addr(0), ns, before, after)
+		putRetry(t, a.addr(0), ns, before, after, a.copts...)
 	}
 	step("about to stop")
 	a.stop()
@@ -247,18 +285,28 @@ func TestClusterBackupRestore(t *testing.T) {
 		}
 		newDirs = append(newDirs, d)
 	}
-	b := startBackupCluster(t, newDirs)
+	b := startBackupCluster(t, newDirs, p)
 	step("b started")
 	b.create("r", "raft", b.raftParams())
+	for who, status := range map[string]string{"none": "401 Unauthorized", "writer": "403 Forbidden"} {
+		so.Reset()
+		se.Reset()
+		if code := Main(append([]string{"restore", "--from", out, "--raft", "--admin", strings.Join(b.adminList(), ",")}, creds[who]...), &so, &se); code != 1 || !strings.Contains(se.String(), status) {
+			t.Errorf("restore --raft as %s: exit %d, %q; want 1 and %s", who, code, se.String(), status)
+		}
+	}
+	if got := contents(t, b.addr(0), "r", before, b.copts...); len(got) != 0 {
+		t.Fatalf("refused raft imports wrote %d keys", len(got))
+	}
 	so.Reset()
 	se.Reset()
-	if code := Main([]string{"restore", "--from", out, "--raft", "--admin", strings.Join(b.adminList(), ",")}, &so, &se); code != 0 {
+	if code := Main(append([]string{"restore", "--from", out, "--raft", "--admin", strings.Join(b.adminList(), ",")}, creds["node"]...), &so, &se); code != 0 {
 		t.Fatalf("restore --raft: exit %d: %s %s", code, so.String(), se.String())
 	}
 	t.Logf("restore --raft:\n%s", so.String())
 	for i := range b.peers {
 		for _, ns := range []string{"r", "q", "c"} {
-			got := waitContents(t, b.addr(i), ns, after, want(0, before))
+			got := waitContents(t, b.addr(i), ns, after, want(0, before), b.copts...)
 			step(fmt.Sprintf("n%d %s read", i+1, ns))
 			if !maps.Equal(got, want(0, before)) {
 				t.Errorf("restored n%d %s: %d keys, want the %d written before the backup", i+1, ns, len(got), before)
@@ -267,7 +315,22 @@ func TestClusterBackupRestore(t *testing.T) {
 	}
 	step("compared")
 	// A second import finds the shards full.
-	if err := RaftRestore(out, b.adminList(), nil, &so); err == nil || !strings.Contains(err.Error(), "NOTEMPTY") {
+	ah, err := adminHTTP(credFlags(t, creds["ops"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ah.RaftRestore(out, b.adminList(), nil, &so); err == nil || !strings.Contains(err.Error(), "NOTEMPTY") {
 		t.Errorf("second raft restore: %v, want NOTEMPTY", err)
 	}
+}
+
+// credFlags parses connection flags (secureEnv's creds).
+func credFlags(t *testing.T, args []string) *transport.ConnFlags {
+	t.Helper()
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	cf := connFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return cf
 }

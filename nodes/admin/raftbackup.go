@@ -108,8 +108,14 @@ func checkCluster(m BackupManifest) error {
 // admin APIs (admins: addresses). Each namespace must exist there with the
 // backup's shard count and empty shards: create it first (its parameters
 // name the new cluster's addresses). Each shard is imported through the
-// first node that hosts it. out receives one line per shard.
+// first node that hosts it. out receives one line per shard. It speaks
+// plain HTTP without credentials (AdminHTTP.RaftRestore for secured nodes).
 func RaftRestore(from string, admins []string, only []string, out io.Writer) error {
+	return AdminHTTP{}.RaftRestore(from, admins, only, out)
+}
+
+// RaftRestore is the package's RaftRestore through a's connection settings.
+func (a AdminHTTP) RaftRestore(from string, admins []string, only []string, out io.Writer) error {
 	m, err := readManifest(from)
 	if err != nil {
 		return err
@@ -118,7 +124,7 @@ func RaftRestore(from string, admins []string, only []string, out io.Writer) err
 	for _, n := range only {
 		want[n] = true
 	}
-	hc := &http.Client{Timeout: 2 * time.Minute}
+	hc := a.client(2 * time.Minute)
 	done := 0
 	for _, r := range m.Raft {
 		if len(want) > 0 && !want[r.Spec.Name] {
@@ -133,7 +139,7 @@ func RaftRestore(from string, admins []string, only []string, out io.Writer) err
 			if err != nil {
 				return fmt.Errorf("restore raft %s shard %d: %w", r.Spec.Name, sh, err)
 			}
-			at, err := importShard(hc, admins, r.Spec.Name, sh, r.Shards, b)
+			at, err := a.importShard(hc, admins, r.Spec.Name, sh, r.Shards, b)
 			if err != nil {
 				return fmt.Errorf("restore raft %s shard %d: %w", r.Spec.Name, sh, err)
 			}
@@ -154,10 +160,10 @@ func RaftRestore(from string, admins []string, only []string, out io.Writer) err
 // it: only the shard's leader does; the others (and nodes without a
 // replica of the shard) answer 409 and the next is tried, in rounds for up
 // to a minute (a leader is being elected).
-func importShard(hc *http.Client, admins []string, name string, sh, shards int, b []byte) (string, error) {
+func (a AdminHTTP) importShard(hc *http.Client, admins []string, name string, sh, shards int, b []byte) (string, error) {
 	deadline := time.Now().Add(time.Minute)
 	for {
-		at, retry, err := importRound(hc, admins, name, sh, shards, b)
+		at, retry, err := a.importRound(hc, admins, name, sh, shards, b)
 		if !retry || time.Now().After(deadline) {
 			return at, err
 		}
@@ -167,13 +173,13 @@ func importShard(hc *http.Client, admins []string, name string, sh, shards int, 
 
 // importRound is one round of importShard; retry says whether every node
 // refused without importing (409, not NOTEMPTY).
-func importRound(hc *http.Client, admins []string, name string, sh, shards int, b []byte) (at string, retry bool, err error) {
+func (a AdminHTTP) importRound(hc *http.Client, admins []string, name string, sh, shards int, b []byte) (at string, retry bool, err error) {
 	var errs []string
 	retry = true
-	for _, a := range admins {
-		u := "http://" + a + "/v1/raft/import?" + url.Values{"namespace": {name}, "shard": {strconv.Itoa(sh)}, "shards": {strconv.Itoa(shards)}}.Encode()
+	for _, addr := range admins {
+		path := "/v1/raft/import?" + url.Values{"namespace": {name}, "shard": {strconv.Itoa(sh)}, "shards": {strconv.Itoa(shards)}}.Encode()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(b))
+		req, err := a.request(ctx, http.MethodPost, addr, path, bytes.NewReader(b))
 		if err != nil {
 			cancel()
 			return "", false, err
@@ -181,7 +187,7 @@ func importRound(hc *http.Client, admins []string, name string, sh, shards int, 
 		resp, err := hc.Do(req)
 		if err != nil {
 			cancel()
-			errs = append(errs, fmt.Sprintf("%s: %v", a, err))
+			errs = append(errs, fmt.Sprintf("%s: %v", addr, err))
 			continue
 		}
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
@@ -190,15 +196,15 @@ func importRound(hc *http.Client, admins []string, name string, sh, shards int, 
 		text := strings.TrimSpace(string(msg))
 		switch {
 		case resp.StatusCode == http.StatusOK:
-			return a, false, nil
+			return addr, false, nil
 		case resp.StatusCode == http.StatusConflict && strings.Contains(text, "NOTEMPTY"):
-			return "", false, fmt.Errorf("%s: %s", a, text)
+			return "", false, fmt.Errorf("%s: %s", addr, text)
 		case resp.StatusCode != http.StatusConflict:
 			// Failed, possibly after proposing (a timeout): do not
 			// propose again elsewhere.
-			return "", false, fmt.Errorf("%s: %s: %s", a, resp.Status, text)
+			return "", false, fmt.Errorf("%s: %s", addr, statusErr(resp, msg))
 		}
-		errs = append(errs, fmt.Sprintf("%s: %s", a, text))
+		errs = append(errs, fmt.Sprintf("%s: %s", addr, text))
 	}
 	return "", true, fmt.Errorf("no node imported it: %s", strings.Join(errs, "; "))
 }

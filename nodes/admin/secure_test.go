@@ -58,9 +58,9 @@ func secureEnv(t *testing.T, ids ...string) (p func(string) string, creds map[st
 	return p, creds
 }
 
-// startSecure starts member id of peers with TLS, the policy and peer TLS
-// (the flags of docs/security.md) and stops it at the end of the test.
-func startSecure(t *testing.T, p func(string) string, id string, peers []nodes.ClusterPeer, data string) *nodes.ClusterNode {
+// secureSettings are member id's security settings with TLS, the policy
+// and peer TLS (the flags of docs/security.md).
+func secureSettings(t *testing.T, p func(string) string, id string) security.Settings {
 	t.Helper()
 	var f security.Flags
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
@@ -74,6 +74,14 @@ func startSecure(t *testing.T, p func(string) string, id string, peers []nodes.C
 	if err != nil {
 		t.Fatal(err)
 	}
+	return sec
+}
+
+// startSecure starts member id of peers with secureSettings and stops it
+// at the end of the test.
+func startSecure(t *testing.T, p func(string) string, id string, peers []nodes.ClusterPeer, data string) *nodes.ClusterNode {
+	t.Helper()
+	sec := secureSettings(t, p, id)
 	engine := "memory"
 	if data != "" {
 		engine = ""

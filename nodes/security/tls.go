@@ -175,20 +175,10 @@ func connContext(ctx context.Context, nc net.Conn, nodeCAs *x509.CertPool) (cont
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return ctx, fmt.Errorf("security: TLS handshake with %s: %w", nc.RemoteAddr(), err)
 	}
-	st := tc.ConnectionState()
-	if len(st.VerifiedChains) == 0 || len(st.PeerCertificates) == 0 {
-		return ctx, nil
+	if p, ok := statePrincipal(tc.ConnectionState(), nodeCAs); ok {
+		return WithPrincipal(ctx, p), nil
 	}
-	leaf := st.PeerCertificates[0]
-	cn := leaf.Subject.CommonName
-	if cn == "" {
-		return ctx, nil
-	}
-	method := "cert"
-	if nodeCAs != nil && IsNodeCert(st.PeerCertificates, nodeCAs) {
-		method = "node"
-	}
-	return WithPrincipal(ctx, Principal{Name: cn, Method: method, serial: leaf.SerialNumber.Text(16)}), nil
+	return ctx, nil
 }
 
 // IsNodeCert reports whether chain (leaf first, as a TLS peer sent it) is
