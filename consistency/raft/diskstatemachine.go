@@ -378,6 +378,11 @@ func lookup(st *core.Store, clock int64, dd *dedup, q any) (any, error) {
 			return []IntentInfo(nil), nil
 		}
 		return dd.tx.intentInfos(), nil
+	case txnDecisionsQuery:
+		if dd == nil {
+			return decisionsView{Clock: clock}, nil
+		}
+		return dd.tx.decisionInfos(clock), nil
 	case readQuery:
 		return st.Apply(time.Unix(0, max(q.now, clock)), q.cmd), nil
 	case dumpQuery:

@@ -24,7 +24,9 @@ import (
 //     locked;
 //   - locks: key -> the transaction whose intent holds it;
 //   - decisions (on the coordinator shard only): transaction ID -> commit or
-//     abort, the first one proposed wins.
+//     abort (the first one proposed wins), the transaction's reference
+//     time and, for a commit, the participant shards that have not yet
+//     acknowledged applying it.
 //
 // Operations (proposal kind kindTxn2PC, one Raft entry each):
 //
@@ -42,7 +44,31 @@ import (
 //   - decide: records the decision on the coordinator shard unless one is
 //     recorded; the reply is the recorded decision (Int 1 commit, 0 abort),
 //     so a commit by the coordinator and an abort by recovery cannot both
-//     be recorded.
+//     be recorded. A commit applied when the state machine clock is past
+//     the transaction's reference time plus txnDecisionTTL is recorded as
+//     an abort (see "Collection" below).
+//   - ack: participants that applied a recorded commit; the record is
+//     dropped once every participant has acknowledged.
+//   - collect: drops the abort records whose reference time is more than
+//     txnDecisionTTL behind the state machine clock.
+//
+// Collection of decisions. A commit record is needed while an intent of
+// its transaction may exist on some participant: it is dropped when every
+// participant acknowledged applying the commit (the coordinator acks after
+// the commits it saw applied; the recovery sweep commits and acks for a
+// coordinator that died). After that no intent of the transaction exists
+// (a prepare's later copies are deduplicated), so a resolver that still
+// asks (it read the intent list before the commit applied) records an
+// abort that has nothing left to abort. An abort record must outlive any
+// late commit decision of the coordinator (if it were dropped, a delayed
+// decide-commit could record commit after participants aborted): it is
+// kept until the state machine clock passes its reference time plus
+// txnDecisionTTL, and from then on a decide-commit of that transaction is
+// answered abort (its reference time is the coordinator's start, at most
+// the abort record's: see Service.runTxn). The state machine clock never
+// goes back, so every decide-commit applied after the collection is
+// refused. Abort records need no acknowledgement: an intent whose
+// decision is not found is aborted.
 //
 // Any other write (command, transaction, batch item) that touches a locked
 // key is refused with TXNCONFLICT, not applied: nothing writes a key
@@ -60,8 +86,9 @@ import (
 //	\xffraft/dedup~txn/i/<16-byte ID>   an intent (encodeIntent)
 //	\xffraft/dedup~txn/d/<16-byte ID>   a decision: 1 byte, 'c' or 'a'
 //
-// Decisions are never forgotten (16+1 bytes per cross-shard transaction
-// coordinated by the shard, plus Pebble's overhead): not collected yet.
+//	decision value: byte 'c' or 'a' | int64 reference time | uvarint n |
+//	n uvarint participant shards (a 1-byte value: a record written before
+//	collection existed, never collected when it is a commit)
 
 // Codes of the error replies of two-phase commit.
 const (
@@ -83,7 +110,16 @@ const (
 	txnOpCommit  = 2
 	txnOpAbort   = 3
 	txnOpDecide  = 4
+	txnOpAck     = 5
+	txnOpCollect = 6
 )
+
+// txnDecisionTTL is how long (by the coordinator shard's state machine
+// clock, from the transaction's reference time) an abort decision is
+// kept, and after which a commit decision is refused. It bounds the
+// clock skew between coordinators and the time from a transaction's
+// start to its decision that still let it commit.
+const txnDecisionTTL = time.Minute
 
 // The decisions, as recorded.
 const (
@@ -103,13 +139,50 @@ func (id TxnID) String() string { return hex.EncodeToString(id[:]) }
 //	byte    op
 //	16      transaction ID
 //	prepare: uvarint coordinator shard, then core.EncodeTxn(part)
-//	decide:  byte decision
+//	decide:  byte decision [| int64 ref | uvarint n | n uvarint shards]
+//	ack:     uvarint n | n uvarint shards
+//	collect: nothing (the ID is ignored)
 type txnOp struct {
 	op       byte
 	id       TxnID
 	coord    int      // prepare
 	part     core.Txn // prepare
 	decision byte     // decide
+	// ref is the transaction's reference time (decide: the coordinator's
+	// clock at the attempt's start for a commit, the intent's prepare
+	// clock for a recovery's abort); shards are the participants (decide
+	// commit: all of them; ack: those that applied the commit).
+	ref    int64
+	shards []int
+	// legacy: a decide without ref and shards (the format before
+	// collection): recorded without the TTL rule, never collected.
+	legacy bool
+}
+
+func appendShards(b []byte, shards []int) []byte {
+	b = binary.AppendUvarint(b, uint64(len(shards)))
+	for _, sh := range shards {
+		b = binary.AppendUvarint(b, uint64(sh))
+	}
+	return b
+}
+
+// readShards decodes appendShards' encoding; rest is what follows.
+func readShards(b []byte) (shards []int, rest []byte, ok bool) {
+	n, l := binary.Uvarint(b)
+	if l <= 0 || n > 1<<16 {
+		return nil, nil, false
+	}
+	b = b[l:]
+	for i := uint64(0); i < n; i++ {
+		sh, l := binary.Uvarint(b)
+		if l <= 0 || sh > 1<<20 {
+			return nil, nil, false
+		}
+		shards = append(shards, int(sh))
+		b = b[l:]
+	}
+	return shards, b, true
 }
 
 func encodeTxnOp(o txnOp) []byte {
@@ -120,6 +193,12 @@ func encodeTxnOp(o txnOp) []byte {
 		b = append(b, core.EncodeTxn(o.part)...)
 	case txnOpDecide:
 		b = append(b, o.decision)
+		if !o.legacy {
+			b = binary.LittleEndian.AppendUint64(b, uint64(o.ref))
+			b = appendShards(b, o.shards)
+		}
+	case txnOpAck:
+		b = appendShards(b, o.shards)
 	}
 	return b
 }
@@ -144,15 +223,34 @@ func decodeTxnOp(b []byte) (txnOp, error) {
 			return o, fmt.Errorf("%w: %w", errBadProposal, err)
 		}
 		o.part = t
-	case txnOpCommit, txnOpAbort:
+	case txnOpCommit, txnOpAbort, txnOpCollect:
 		if len(rest) != 0 {
 			return o, errBadProposal
 		}
 	case txnOpDecide:
-		if len(rest) != 1 || (rest[0] != decisionCommit && rest[0] != decisionAbort) {
+		if len(rest) < 1 || (rest[0] != decisionCommit && rest[0] != decisionAbort) {
 			return o, errBadProposal
 		}
 		o.decision = rest[0]
+		if len(rest) == 1 {
+			o.legacy = true
+			break
+		}
+		if len(rest) < 9 {
+			return o, errBadProposal
+		}
+		o.ref = int64(binary.LittleEndian.Uint64(rest[1:9]))
+		sh, tail, ok := readShards(rest[9:])
+		if !ok || len(tail) != 0 {
+			return o, errBadProposal
+		}
+		o.shards = sh
+	case txnOpAck:
+		sh, tail, ok := readShards(rest)
+		if !ok || len(tail) != 0 {
+			return o, errBadProposal
+		}
+		o.shards = sh
 	default:
 		return o, errBadProposal
 	}
@@ -225,17 +323,58 @@ func txnKey(prefix []byte, id TxnID) []byte {
 	return append(append([]byte(nil), prefix...), id[:]...)
 }
 
+// decisionRec is a recorded decision.
+type decisionRec struct {
+	d    byte
+	ref  int64 // the transaction's reference time (txnOp.ref)
+	left []int // commit: participants that have not acknowledged, ascending
+	// legacy: recorded before collection existed (no ref, no
+	// participants): a commit is kept for ever.
+	legacy bool
+}
+
+func encodeDecision(r *decisionRec) []byte {
+	b := []byte{r.d}
+	if r.legacy {
+		return b
+	}
+	b = binary.LittleEndian.AppendUint64(b, uint64(r.ref))
+	return appendShards(b, r.left)
+}
+
+func decodeDecision(v []byte) (*decisionRec, error) {
+	bad := fmt.Errorf("raft: transaction decision record: %w", core.ErrCorruption)
+	if len(v) < 1 || (v[0] != decisionCommit && v[0] != decisionAbort) {
+		return nil, bad
+	}
+	r := &decisionRec{d: v[0]}
+	if len(v) == 1 {
+		r.legacy = true
+		return r, nil
+	}
+	if len(v) < 9 {
+		return nil, bad
+	}
+	r.ref = int64(binary.LittleEndian.Uint64(v[1:9]))
+	left, tail, ok := readShards(v[9:])
+	if !ok || len(tail) != 0 {
+		return nil, bad
+	}
+	r.left = left
+	return r, nil
+}
+
 // txnTable is a shard's two-phase commit state.
 type txnTable struct {
 	intents   map[TxnID]*intent
 	locks     map[string]TxnID
-	decisions map[TxnID]byte
+	decisions map[TxnID]*decisionRec
 	// changed intents and decisions since the last flush
 	changedI, changedD []TxnID
 }
 
 func newTxnTable() *txnTable {
-	return &txnTable{intents: map[TxnID]*intent{}, locks: map[string]TxnID{}, decisions: map[TxnID]byte{}}
+	return &txnTable{intents: map[TxnID]*intent{}, locks: map[string]TxnID{}, decisions: map[TxnID]*decisionRec{}}
 }
 
 // pending reports whether flush has anything to write.
@@ -256,7 +395,11 @@ func (t *txnTable) flush(b core.Batch) {
 		}
 	}
 	for _, id := range sortIDs(t.changedD) {
-		b.Set(txnKey(txnDecidePrefix, id), []byte{t.decisions[id]})
+		if r, ok := t.decisions[id]; ok {
+			b.Set(txnKey(txnDecidePrefix, id), encodeDecision(r))
+		} else {
+			b.Delete(txnKey(txnDecidePrefix, id))
+		}
 	}
 	t.changedI, t.changedD = t.changedI[:0], t.changedD[:0]
 }
@@ -300,10 +443,11 @@ func loadTxnTable(r core.Reader) (*txnTable, error) {
 		return nil, err
 	}
 	err = load(txnDecidePrefix, func(id TxnID, v []byte) error {
-		if len(v) != 1 || (v[0] != decisionCommit && v[0] != decisionAbort) {
-			return fmt.Errorf("raft: transaction decision record: %w", core.ErrCorruption)
+		r, err := decodeDecision(v)
+		if err != nil {
+			return err
 		}
-		t.decisions[id] = v[0]
+		t.decisions[id] = r
 		return nil
 	})
 	if err != nil {
@@ -396,16 +540,51 @@ func (t *txnTable) apply(st *core.Store, now int64, o txnOp) core.Reply {
 		}
 		return core.OK()
 	case txnOpDecide:
-		d, ok := t.decisions[o.id]
+		r, ok := t.decisions[o.id]
 		if !ok { // the first decision proposed wins
-			d = o.decision
-			t.decisions[o.id] = d
+			r = &decisionRec{d: o.decision, ref: o.ref, legacy: o.legacy}
+			if r.d == decisionCommit && !o.legacy && now > o.ref+int64(txnDecisionTTL) {
+				// Too late: an abort recorded for it may have been
+				// collected already.
+				r.d = decisionAbort
+			}
+			if r.d == decisionCommit && !o.legacy {
+				r.left = slices.Sorted(slices.Values(o.shards))
+				r.left = slices.Compact(r.left)
+			}
+			t.decisions[o.id] = r
 			t.changedD = append(t.changedD, o.id)
 		}
-		if d == decisionCommit {
+		if r.d == decisionCommit {
 			return core.Int(1)
 		}
 		return core.Int(0)
+	case txnOpAck:
+		r, ok := t.decisions[o.id]
+		if !ok || r.d != decisionCommit || r.legacy {
+			return core.Int(0)
+		}
+		left := slices.DeleteFunc(slices.Clone(r.left), func(sh int) bool { return slices.Contains(o.shards, sh) })
+		if len(left) == len(r.left) {
+			return core.Int(int64(len(left)))
+		}
+		if len(left) == 0 {
+			delete(t.decisions, o.id)
+		} else {
+			r.left = left
+		}
+		t.changedD = append(t.changedD, o.id)
+		return core.Int(int64(len(left)))
+	case txnOpCollect:
+		var n int64
+		for id, r := range t.decisions {
+			if r.d == decisionAbort && now > r.ref+int64(txnDecisionTTL) {
+				delete(t.decisions, id)
+				t.changedD = append(t.changedD, id)
+				n++
+			}
+		}
+		return core.Int(n)
 	}
 	return core.ErrorReply(core.Errorf(core.CodeErr, "unknown transaction operation %d", o.op))
 }
@@ -440,6 +619,35 @@ func (t *txnTable) intentInfos() []IntentInfo {
 	}
 	slices.SortFunc(out, func(a, b IntentInfo) int { return bytes.Compare(a.ID[:], b.ID[:]) })
 	return out
+}
+
+// DecisionInfo describes a recorded decision (txnDecisionsQuery).
+type DecisionInfo struct {
+	ID     TxnID
+	Commit bool
+	Ref    int64 // the transaction's reference time (Unix ns)
+	Left   []int // commit: participants that have not acknowledged it
+	Legacy bool  // recorded before collection existed
+}
+
+// txnDecisionsQuery asks Lookup for the shard's decision records and its
+// state machine clock (decisionsView).
+type txnDecisionsQuery struct{}
+
+// decisionsView is the answer to txnDecisionsQuery.
+type decisionsView struct {
+	Clock     int64 // the state machine clock
+	Decisions []DecisionInfo
+}
+
+// decisionInfos lists the decision records, sorted by ID.
+func (t *txnTable) decisionInfos(clock int64) decisionsView {
+	out := make([]DecisionInfo, 0, len(t.decisions))
+	for id, r := range t.decisions {
+		out = append(out, DecisionInfo{ID: id, Commit: r.d == decisionCommit, Ref: r.ref, Left: slices.Clone(r.left), Legacy: r.legacy})
+	}
+	slices.SortFunc(out, func(a, b DecisionInfo) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	return decisionsView{Clock: clock, Decisions: out}
 }
 
 // applyTxnOp applies a two-phase commit operation (applyProposal); the

@@ -3,6 +3,7 @@ package raft
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -82,9 +83,14 @@ func wrapDisk(t *testing.T, m *diskSM) *txnSM {
 }
 
 func (m *txnSM) propose(p proposal) core.Reply {
+	return m.proposeAt(p, time.Unix(1000, 0).UnixNano()+int64(m.index+1))
+}
+
+// proposeAt applies proposal p stamped now.
+func (m *txnSM) proposeAt(p proposal, now int64) core.Reply {
 	m.index++
 	m.seq++
-	p.now = time.Unix(1000, 0).UnixNano() + int64(m.index)
+	p.now = now
 	p.proposer, p.seq = 7, m.seq
 	return m.update(sm.Entry{Index: m.index, Cmd: encodeProposal(p)})
 }
@@ -104,6 +110,9 @@ func (m *txnSM) get(k string) string {
 func (m *txnSM) intents() []IntentInfo { return m.lookup(txnIntentsQuery{}).([]IntentInfo) }
 
 func tid(n byte) TxnID { return TxnID{15: n} }
+
+// t1000 is the clock of txnSM's proposals (propose).
+var t1000 = time.Unix(1000, 0).UnixNano()
 
 func prepare(id TxnID, coord int, conds []core.Condition, cmds ...core.Command) txnOp {
 	return txnOp{op: txnOpPrepare, id: id, coord: coord, part: core.Txn{Conds: conds, Cmds: cmds}}
@@ -173,16 +182,16 @@ func TestTxnIntents(t *testing.T) {
 		{"aborted: unchanged, unlocked", func(m *txnSM) string { return fmt.Sprintf("%s %d", m.get("a"), len(m.intents())) }, "8 0"},
 		{"abort unknown", func(m *txnSM) string { return replyStr(m.op(txnOp{op: txnOpAbort, id: tid(5)})) }, "OK"},
 		{"decide commit first", func(m *txnSM) string {
-			return replyStr(m.op(txnOp{op: txnOpDecide, id: tid(6), decision: decisionCommit}))
+			return replyStr(m.op(txnOp{op: txnOpDecide, id: tid(6), decision: decisionCommit, ref: t1000}))
 		}, "1"},
 		{"abort after commit loses", func(m *txnSM) string {
-			return replyStr(m.op(txnOp{op: txnOpDecide, id: tid(6), decision: decisionAbort}))
+			return replyStr(m.op(txnOp{op: txnOpDecide, id: tid(6), decision: decisionAbort, ref: t1000}))
 		}, "1"},
 		{"decide abort first", func(m *txnSM) string {
-			return replyStr(m.op(txnOp{op: txnOpDecide, id: tid(7), decision: decisionAbort}))
+			return replyStr(m.op(txnOp{op: txnOpDecide, id: tid(7), decision: decisionAbort, ref: t1000}))
 		}, "0"},
 		{"commit after abort loses", func(m *txnSM) string {
-			return replyStr(m.op(txnOp{op: txnOpDecide, id: tid(7), decision: decisionCommit}))
+			return replyStr(m.op(txnOp{op: txnOpDecide, id: tid(7), decision: decisionCommit, ref: t1000}))
 		}, "0"},
 	}
 	for name, mk := range newTxnSMs(t) {
@@ -206,7 +215,7 @@ func TestTxnTableSurvivesSnapshotAndReopen(t *testing.T) {
 		if got := replyStr(m.cmd("SET", "a", "2")); got != "ERR:TXNCONFLICT" {
 			t.Fatalf("write of a locked key after restore = %s, want TXNCONFLICT", got)
 		}
-		if got := replyStr(m.op(txnOp{op: txnOpDecide, id: tid(2), decision: decisionAbort})); got != "1" {
+		if got := replyStr(m.op(txnOp{op: txnOpDecide, id: tid(2), decision: decisionAbort, ref: t1000})); got != "1" {
 			t.Fatalf("decision after restore = %s, want the recorded commit (1)", got)
 		}
 		if got := replyStr(m.op(txnOp{op: txnOpCommit, id: tid(1)})); got != "[OK]" {
@@ -219,7 +228,7 @@ func TestTxnTableSurvivesSnapshotAndReopen(t *testing.T) {
 	setup := func(m *txnSM) {
 		m.cmd("SET", "a", "1")
 		m.op(prepare(tid(1), 3, nil, core.Cmd("SET", "a", "x")))
-		m.op(txnOp{op: txnOpDecide, id: tid(2), decision: decisionCommit})
+		m.op(txnOp{op: txnOpDecide, id: tid(2), decision: decisionCommit, ref: t1000})
 	}
 	t.Run("memory-snapshot", func(t *testing.T) {
 		a, _ := newMemSM(core.Limits{})
@@ -284,7 +293,7 @@ func TestTxnRecoveryBothWays(t *testing.T) {
 			part.cmd("SET", "k", "1")
 			part.op(prepare(tid(1), 0, nil, core.Cmd("SET", "k", "2")))
 			if tc.recorded != 0 {
-				coord.op(txnOp{op: txnOpDecide, id: tid(1), decision: tc.recorded})
+				coord.op(txnOp{op: txnOpDecide, id: tid(1), decision: tc.recorded, ref: t1000})
 			}
 			// Recovery: propose abort to the coordinator shard, apply
 			// its answer on the participant (Service.ResolveTxn).
@@ -292,7 +301,7 @@ func TestTxnRecoveryBothWays(t *testing.T) {
 			if len(in) != 1 {
 				t.Fatalf("intents = %v", in)
 			}
-			d := coord.op(txnOp{op: txnOpDecide, id: in[0].ID, decision: decisionAbort})
+			d := coord.op(txnOp{op: txnOpDecide, id: in[0].ID, decision: decisionAbort, ref: t1000})
 			op := byte(txnOpAbort)
 			if d.Int == 1 {
 				op = txnOpCommit
@@ -303,7 +312,7 @@ func TestTxnRecoveryBothWays(t *testing.T) {
 			}
 			// The coordinator's own late commit decision loses to the
 			// recovery's abort (and a recorded commit stays).
-			late := coord.op(txnOp{op: txnOpDecide, id: tid(1), decision: decisionCommit})
+			late := coord.op(txnOp{op: txnOpDecide, id: tid(1), decision: decisionCommit, ref: t1000})
 			if want := map[bool]int64{true: 1, false: 0}[tc.recorded == decisionCommit]; late.Int != want {
 				t.Fatalf("late decision = %d, want %d", late.Int, want)
 			}
@@ -318,12 +327,16 @@ func TestTxnOpCodec(t *testing.T) {
 		prepare(tid(1), 5, []core.Condition{{Key: []byte("k"), Kind: core.CondVersion, Version: 3}}, core.Cmd("SET", "k", "v")),
 		{op: txnOpCommit, id: tid(2)},
 		{op: txnOpAbort, id: tid(3)},
-		{op: txnOpDecide, id: tid(4), decision: decisionCommit},
+		{op: txnOpDecide, id: tid(4), decision: decisionCommit, ref: t1000},
+		{op: txnOpDecide, id: tid(5), decision: decisionCommit, ref: -7, shards: []int{0, 3, 9}},
+		{op: txnOpDecide, id: tid(6), decision: decisionAbort, legacy: true},
+		{op: txnOpAck, id: tid(7), shards: []int{2, 1}},
+		{op: txnOpCollect},
 	}
 	for _, o := range ops {
 		p, err := decodeProposal(encodeProposal(proposal{now: 1, proposer: 2, seq: 3, tx: &o}))
 		if err != nil || p.tx == nil || p.tx.op != o.op || p.tx.id != o.id || p.tx.coord != o.coord || p.tx.decision != o.decision ||
-			len(p.tx.part.Cmds) != len(o.part.Cmds) {
+			len(p.tx.part.Cmds) != len(o.part.Cmds) || p.tx.ref != o.ref || !slices.Equal(p.tx.shards, o.shards) || p.tx.legacy != o.legacy {
 			t.Fatalf("round trip of %+v = %+v, %v", o, p.tx, err)
 		}
 	}

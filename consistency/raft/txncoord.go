@@ -272,7 +272,12 @@ const defaultTxnRecoverAfter = 2 * time.Second
 // here) and returns its reply. Errors: consistency.ErrUnavailable (not
 // applied) or consistency.ErrTimeout (unknown).
 func (s *Service) proposeTxnOp(ctx context.Context, sh int, o txnOp) (core.Reply, error) {
-	p := proposal{now: s.cfg.Clock().UnixNano(), proposer: s.proposer, seq: s.seq.Add(1), tx: &o}
+	return s.proposeTxnOpAt(ctx, sh, o, s.cfg.Clock().UnixNano())
+}
+
+// proposeTxnOpAt is proposeTxnOp with the proposal stamped now.
+func (s *Service) proposeTxnOpAt(ctx context.Context, sh int, o txnOp, now int64) (core.Reply, error) {
+	p := proposal{now: now, proposer: s.proposer, seq: s.seq.Add(1), tx: &o}
 	res, copies, err := s.propose(ctx, s.ShardID(sh), encodeProposal(p))
 	if err != nil {
 		return core.Reply{}, fmt.Errorf("raft: transaction %s, shard %d on %s: %w", o.id, sh, s.cfg.NodeID, err)
@@ -376,9 +381,15 @@ type txnConflict struct {
 func (s *Service) runTxn(ctx context.Context, pl *plan) (core.Reply, *txnConflict, error) {
 	id := s.newTxnID()
 	coord := pl.shards[0]
+	// start is the transaction's reference time: its prepares are stamped
+	// with it, so every intent's prepare clock is at least start, and an
+	// abort recorded by a recovery (whose reference is that clock) is
+	// collected only once a commit decision of reference start is refused
+	// (txn.go, "Collection of decisions").
+	start := s.cfg.Clock().UnixNano()
 	// Phase 1: prepare every part.
 	votes, errs := each(pl.shards, func(sh int) (core.Reply, error) {
-		return s.proposeTxnOp(ctx, sh, txnOp{op: txnOpPrepare, id: id, coord: coord, part: pl.parts[sh].txn})
+		return s.proposeTxnOpAt(ctx, sh, txnOp{op: txnOpPrepare, id: id, coord: coord, part: pl.parts[sh].txn}, start)
 	})
 	decision := decisionCommit
 	var no *core.Reply // the first "no" vote, by shard order
@@ -425,7 +436,7 @@ func (s *Service) runTxn(ctx context.Context, pl *plan) (core.Reply, *txnConflic
 	// and recovery records abort when it finds none.
 	decided := decisionAbort
 	if decision == decisionCommit {
-		dr, err := s.proposeTxnOp(ctx, coord, txnOp{op: txnOpDecide, id: id, decision: decision})
+		dr, err := s.proposeTxnOp(ctx, coord, txnOp{op: txnOpDecide, id: id, decision: decision, ref: start, shards: pl.shards})
 		if err != nil {
 			if errors.Is(err, consistency.ErrUnavailable) {
 				decision = decisionAbort // certainly not recorded: abort
@@ -481,6 +492,9 @@ func (s *Service) runTxn(ctx context.Context, pl *plan) (core.Reply, *txnConflic
 			return core.Reply{}, nil, fmt.Errorf("raft: transaction %s: commit on shard %d answered %s", id, sh, r.Err.Msg)
 		}
 	}
+	// Every participant applied the commit: the decision record can go
+	// (if this fails, the recovery sweep acknowledges later).
+	_, _ = s.proposeTxnOp(ctx, coord, txnOp{op: txnOpAck, id: id, shards: targets})
 	out, err := pl.combine(replies)
 	return out, nil, err
 }
@@ -545,35 +559,62 @@ func (s *Service) resolveStale(ctx context.Context, sh int) {
 	cutoff := s.cfg.Clock().Add(-s.txnRecoverAfter()).UnixNano()
 	for _, in := range v.([]IntentInfo) {
 		if in.Now < cutoff {
-			_ = s.ResolveTxn(ctx, sh, in.ID, in.Coord)
+			_ = s.ResolveTxn(ctx, sh, in)
 		}
 	}
 }
 
-// ResolveTxn settles transaction id's intent on shard sh: it proposes
-// abort to the coordinator shard coord (the first decision recorded
-// wins, so this aborts an undecided transaction or learns its decision)
-// and applies the decision on sh. Both shards must be hosted here.
-func (s *Service) ResolveTxn(ctx context.Context, sh int, id TxnID, coord int) error {
-	if !s.Hosts(coord) || !s.Hosts(sh) {
-		return fmt.Errorf("raft: resolve transaction %s: %s does not host shards %d and %d: %w", id, s.cfg.NodeID, coord, sh, consistency.ErrUnavailable)
-	}
-	dr, err := s.proposeTxnOp(ctx, coord, txnOp{op: txnOpDecide, id: id, decision: decisionAbort})
+// ResolveTxn settles intent in of shard sh: it proposes abort to the
+// transaction's coordinator shard (the first decision recorded wins, so
+// this aborts an undecided transaction or learns its decision) and applies
+// the decision on sh; a commit applied is acknowledged to the coordinator
+// shard (the decision record is collected once every participant has).
+func (s *Service) ResolveTxn(ctx context.Context, sh int, in IntentInfo) error {
+	dr, err := s.proposeTxnOp(ctx, in.Coord, txnOp{op: txnOpDecide, id: in.ID, decision: decisionAbort, ref: in.Now})
 	if err != nil {
 		return err
 	}
-	op := byte(txnOpAbort)
-	if dr.Kind == core.KindInt && dr.Int == 1 {
-		op = txnOpCommit
+	if dr.Kind != core.KindInt || dr.Int != 1 {
+		_, err = s.proposeTxnOp(ctx, sh, txnOp{op: txnOpAbort, id: in.ID})
+		return err
 	}
-	_, err = s.proposeTxnOp(ctx, sh, txnOp{op: op, id: id})
-	return err
+	return s.commitAndAck(ctx, in.ID, in.Coord, []int{sh})
+}
+
+// commitAndAck applies the recorded commit of transaction id on shards
+// and acknowledges those that applied it (now or before: TXNUNKNOWN) to
+// the coordinator shard.
+func (s *Service) commitAndAck(ctx context.Context, id TxnID, coord int, shards []int) error {
+	replies, errs := each(shards, func(sh int) (core.Reply, error) {
+		return s.proposeTxnOp(ctx, sh, txnOp{op: txnOpCommit, id: id})
+	})
+	var done []int
+	var all []error
+	for _, sh := range shards {
+		r := replies[sh]
+		switch {
+		case errs[sh] != nil:
+			all = append(all, errs[sh])
+		case r.IsError() && r.Err.Code != CodeTxnUnknown:
+			all = append(all, fmt.Errorf("raft: commit of transaction %s on shard %d answered %s", id, sh, r.Err.Msg))
+		default:
+			done = append(done, sh)
+		}
+	}
+	if len(done) > 0 {
+		if _, err := s.proposeTxnOp(ctx, coord, txnOp{op: txnOpAck, id: id, shards: done}); err != nil {
+			all = append(all, err)
+		}
+	}
+	return errors.Join(all...)
 }
 
 // RecoverTxns resolves every intent on the shards hosted here that was
-// prepared more than olderThan ago (0: Config.TxnRecoverAfter); it
-// returns how many it met. Writers that meet a stale lock resolve it by
-// themselves; this is for operators and tests.
+// prepared more than olderThan ago (0: Config.TxnRecoverAfter), and, on
+// the shards this node leads, sweeps the decision records
+// (CollectDecisions); it returns how many intents it met. Writers that
+// meet a stale lock resolve it by themselves; this is for the background
+// loop (RecoverTxnsEvery), operators and tests.
 func (s *Service) RecoverTxns(ctx context.Context, olderThan time.Duration) (int, error) {
 	if olderThan <= 0 {
 		olderThan = s.txnRecoverAfter()
@@ -593,13 +634,72 @@ func (s *Service) RecoverTxns(ctx context.Context, olderThan time.Duration) (int
 		for _, in := range v.([]IntentInfo) {
 			if in.Now < cutoff {
 				n++
-				if err := s.ResolveTxn(ctx, sh, in.ID, in.Coord); err != nil {
+				if err := s.ResolveTxn(ctx, sh, in); err != nil {
 					errs = append(errs, err)
 				}
 			}
 		}
 	}
+	if _, err := s.CollectDecisions(ctx, olderThan); err != nil {
+		errs = append(errs, err)
+	}
 	return n, errors.Join(errs...)
+}
+
+// CollectDecisions sweeps the decision records of the shards this node
+// leads: a commit record older than olderThan (0: Config.TxnRecoverAfter)
+// whose participants have not all acknowledged it (its coordinator died
+// before its acknowledgement) is committed on them (a participant that
+// applied it already answers TXNUNKNOWN) and acknowledged, which drops it;
+// abort records past txnDecisionTTL are dropped (one collect proposal).
+// It returns how many records it acted on.
+func (s *Service) CollectDecisions(ctx context.Context, olderThan time.Duration) (int, error) {
+	if olderThan <= 0 {
+		olderThan = s.txnRecoverAfter()
+	}
+	n := 0
+	var errs []error
+	for sh := 0; sh < s.cfg.Shards; sh++ {
+		if lead, ok := s.Leader(sh); !ok || lead != s.cfg.NodeID {
+			continue // one sweeper per shard: its leader
+		}
+		v, err := s.nh.StaleRead(s.ShardID(sh), txnDecisionsQuery{})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("raft: decisions of shard %d: %w", sh, err))
+			continue
+		}
+		view := v.(decisionsView)
+		cutoff := s.cfg.Clock().Add(-olderThan).UnixNano()
+		expired := false
+		for _, d := range view.Decisions {
+			switch {
+			case d.Commit && !d.Legacy && d.Ref < cutoff && len(d.Left) > 0:
+				n++
+				if err := s.commitAndAck(ctx, d.ID, sh, d.Left); err != nil {
+					errs = append(errs, err)
+				}
+			case !d.Commit && view.Clock > d.Ref+int64(txnDecisionTTL):
+				n++
+				expired = true
+			}
+		}
+		if expired {
+			if _, err := s.proposeTxnOp(ctx, sh, txnOp{op: txnOpCollect}); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
+// Decisions lists shard sh's decision records as this node's replica has
+// applied them (for tests and operators).
+func (s *Service) Decisions(sh int) ([]DecisionInfo, error) {
+	v, err := s.nh.StaleRead(s.ShardID(sh), txnDecisionsQuery{})
+	if err != nil {
+		return nil, fmt.Errorf("raft: decisions of shard %d: %w", sh, err)
+	}
+	return v.(decisionsView).Decisions, nil
 }
 
 // RecoverTxnsEvery resolves the stale intents of the shards hosted here

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -90,6 +91,7 @@ func TestCrossShardCommands(t *testing.T) {
 		t.Fatalf("SUNIONSTORE over 2 shards = %s, want CROSSSHARD", got)
 	}
 	c.waitNoIntents(0, 1, 2)
+	c.waitNoDecisions(0, 1, 2) // every commit was acknowledged
 }
 
 // waitNoIntents waits until the replicas of nodes hold no intent (a
@@ -169,7 +171,7 @@ func crashedCoordinator(t *testing.T, c *testCluster, decide bool) (a, b string)
 		}
 	}
 	if decide {
-		if r, err := co.proposeTxnOp(ctx, 0, txnOp{op: txnOpDecide, id: id, decision: decisionCommit}); err != nil || r.Int != 1 {
+		if r, err := co.proposeTxnOp(ctx, 0, txnOp{op: txnOpDecide, id: id, decision: decisionCommit, ref: co.cfg.Clock().UnixNano(), shards: []int{0, 1}}); err != nil || r.Int != 1 {
 			t.Fatalf("decide: %v %v", r, err)
 		}
 		if r, err := co.proposeTxnOp(ctx, 0, txnOp{op: txnOpCommit, id: id}); err != nil || r.IsError() {
@@ -195,7 +197,13 @@ func TestTxnBackgroundRecovery(t *testing.T) {
 	if got := str(c.cmd(1, lin, "GET", b)); got != "old-b" {
 		t.Fatalf("GET %s without recovery = %s, want old-b (the intent is not applied)", b, got)
 	}
+	if d, err := c.svcs[1].Decisions(0); err != nil || len(d) != 1 || !d[0].Commit || !slices.Equal(d[0].Left, []int{0, 1}) {
+		t.Fatalf("decisions of shard 0 before recovery = %+v, %v; want one commit, both shards unacknowledged", d, err)
+	}
+	// Only the leader of shard 0 sweeps its decisions: run the loop on
+	// both live nodes.
 	go c.svcs[1].RecoverTxnsEvery(100 * time.Millisecond)
+	go c.svcs[2].RecoverTxnsEvery(100 * time.Millisecond)
 	deadline := time.Now().Add(10 * time.Second)
 	for str(c.cmd(2, lin, "GET", b)) != "new-b" {
 		if time.Now().After(deadline) {
@@ -204,6 +212,35 @@ func TestTxnBackgroundRecovery(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	c.waitNoIntents(1, 2)
+	c.waitNoDecisions(1, 2)
+}
+
+// waitNoDecisions waits until the replicas of nodes hold no commit
+// record (all collected; abort records recovery wrote stay for
+// txnDecisionTTL), failing after 10 s.
+func (c *testCluster) waitNoDecisions(nodes ...int) {
+	c.t.Helper()
+	commits := func(ds []DecisionInfo) int {
+		n := 0
+		for _, d := range ds {
+			if d.Commit {
+				n++
+			}
+		}
+		return n
+	}
+	for _, i := range nodes {
+		for sh := 0; sh < c.svcs[i].Shards(); sh++ {
+			d, err := c.svcs[i].Decisions(sh)
+			for deadline := time.Now().Add(10 * time.Second); (err != nil || commits(d) != 0) && time.Now().Before(deadline); {
+				time.Sleep(10 * time.Millisecond)
+				d, err = c.svcs[i].Decisions(sh)
+			}
+			if err != nil || commits(d) != 0 {
+				c.t.Fatalf("n%d shard %d decisions = %+v, %v; want no commit record (collected)", i+1, sh, d, err)
+			}
+		}
+	}
 }
 
 // bankResult is what one bank run saw.
@@ -311,6 +348,11 @@ func runBank(t *testing.T, broken bool, seed uint64) bankResult {
 		t.Fatalf("final read: %v %v", resp.Reply, err)
 	}
 	res.final, _ = sum(resp.Reply)
+	if !broken {
+		// Every decision record is collected: acknowledged by the
+		// coordinators, or by the sweep of RecoverTxns above.
+		c.waitNoDecisions(0, 1, 2)
+	}
 	return res
 }
 
