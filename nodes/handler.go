@@ -120,13 +120,22 @@ func (h *handler) Ping(ctx context.Context) (*gen.NodeInfo, error) {
 
 func (h *handler) Call(ctx context.Context, o *gen.RequestOptions, cmd *gen.Command) (_ *gen.ExecuteResponse, err error) {
 	start := time.Now()
-	defer func() { h.n.metrics.observe("call", outcome(err), start) }()
+	defer func() {
+		if err != transport.ErrServeOnWorker {
+			h.n.metrics.observe("call", outcome(err), start)
+		}
+	}()
 	if o == nil {
 		o = &gen.RequestOptions{}
 	}
 	c, err := transport.CommandToCore(cmd)
 	if err != nil {
 		return nil, &gen.InvalidArgument{Message: "ERR " + err.Error(), Code: "ERR"}
+	}
+	inline := transport.Inline(ctx)
+	if inline && !core.KnownCommand(c.Name) {
+		// Node commands (HOTKEYS, CLUSTER ...) may block: not on the loop.
+		return nil, transport.ErrServeOnWorker
 	}
 	if r, ok := h.n.hotKeysCommand(c, start); ok {
 		return &gen.ExecuteResponse{Replies: []*gen.Reply{transport.ReplyFromCore(r, nil)}, ServedBy: h.served()}, nil
@@ -140,13 +149,19 @@ func (h *handler) Call(ctx context.Context, o *gen.RequestOptions, cmd *gen.Comm
 	if err != nil {
 		return nil, err
 	}
-	if len(c.Args) > 0 {
-		h.n.hot.observe(ns.spec.Name, c.Args[0], start)
+	if inline && ns.local == nil {
+		return nil, transport.ErrServeOnWorker // replicated: needs the network
 	}
 	dl := h.deadline(o)
 	req := h.request(o)
 	req.Cmd = &c
 	resp, err := h.do(ctx, dl, ns, req)
+	if err == transport.ErrServeOnWorker {
+		return nil, err
+	}
+	if len(c.Args) > 0 {
+		h.n.hot.observe(ns.spec.Name, c.Args[0], start)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +170,11 @@ func (h *handler) Call(ctx context.Context, o *gen.RequestOptions, cmd *gen.Comm
 
 func (h *handler) Execute(ctx context.Context, o *gen.RequestOptions, cmds []*gen.Command) (_ *gen.ExecuteResponse, err error) {
 	start := time.Now()
-	defer func() { h.n.metrics.observe("execute", outcome(err), start) }()
+	defer func() {
+		if err != transport.ErrServeOnWorker {
+			h.n.metrics.observe("execute", outcome(err), start)
+		}
+	}()
 	if o == nil {
 		o = &gen.RequestOptions{}
 	}
@@ -174,7 +193,18 @@ func (h *handler) Execute(ctx context.Context, o *gen.RequestOptions, cmds []*ge
 		reqs[i].Cmd = &cs[i]
 	}
 	var resps []consistency.Response
-	if ns.local != nil {
+	if transport.Inline(ctx) {
+		if ns.local == nil {
+			return nil, transport.ErrServeOnWorker // replicated: needs the network
+		}
+		resps, err = ns.local.TryDoBatchBy(dl, reqs)
+		if err == errWouldBlock {
+			return nil, transport.ErrServeOnWorker
+		}
+		if err != nil {
+			return nil, serviceErr(err)
+		}
+	} else if ns.local != nil {
 		if resps, err = ns.local.DoBatchBy(dl, reqs); err != nil {
 			return nil, serviceErr(err)
 		}
@@ -365,6 +395,9 @@ func (h *handler) IndexQuery(ctx context.Context, o *gen.RequestOptions, q *gen.
 // an error reply both come back as the typed Thrift exception.
 func (h *handler) do(ctx context.Context, dl time.Time, ns *namespace, req consistency.Request) (consistency.Response, error) {
 	resp, err := doOne(ctx, dl, ns, req)
+	if err == errWouldBlock {
+		return resp, transport.ErrServeOnWorker
+	}
 	if err != nil {
 		return resp, serviceErr(err)
 	}
@@ -378,7 +411,11 @@ func (h *handler) do(ctx context.Context, dl time.Time, ns *namespace, req consi
 func doOne(ctx context.Context, dl time.Time, ns *namespace, req consistency.Request) (consistency.Response, error) {
 	if ns.local != nil {
 		one := [1]consistency.Request{req}
-		rs, err := ns.local.DoBatchBy(dl, one[:])
+		do := ns.local.DoBatchBy
+		if transport.Inline(ctx) {
+			do = ns.local.TryDoBatchBy // errWouldBlock instead of waiting
+		}
+		rs, err := do(dl, one[:])
 		if err != nil {
 			return consistency.Response{}, err
 		}

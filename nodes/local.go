@@ -2,6 +2,7 @@ package nodes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -177,7 +178,7 @@ func (l *Local) DoBatch(ctx context.Context, reqs []consistency.Request) ([]cons
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("local: %v before the request was applied: %w", err, consistency.ErrUnavailable)
 	}
-	resps, wait, err := l.apply(reqs)
+	resps, wait, err := l.apply(reqs, false)
 	if err != nil || wait == nil {
 		return resps, err
 	}
@@ -196,7 +197,7 @@ func (l *Local) DoBatchBy(deadline time.Time, reqs []consistency.Request) ([]con
 	if !time.Now().Before(deadline) {
 		return nil, fmt.Errorf("local: deadline passed before the request was applied: %w", consistency.ErrUnavailable)
 	}
-	resps, wait, err := l.apply(reqs)
+	resps, wait, err := l.apply(reqs, false)
 	if err != nil || wait == nil {
 		return resps, err
 	}
@@ -212,6 +213,37 @@ func (l *Local) DoBatchBy(deadline time.Time, reqs []consistency.Request) ([]con
 		return resps, wait.result()
 	case <-t.C:
 		return nil, fmt.Errorf("local: deadline passed while waiting for the sync: %w", consistency.ErrTimeout)
+	}
+}
+
+// errWouldBlock is TryDoBatchBy's answer for a batch it would have to wait
+// for: nothing was changed.
+var errWouldBlock = errors.New("local: the request would block")
+
+// TryDoBatchBy is DoBatchBy for a caller that must not block (the
+// transport's event loop, see transport.Inline): it returns errWouldBlock,
+// having changed nothing, instead of waiting for the lock or a sync —
+// if another request holds the lock, if the batch writes under
+// --fsync=always (its reply waits for a group commit), or if a read's
+// reply would have to wait for the sync of a key it read (reads change
+// nothing, so their replies are simply dropped).
+func (l *Local) TryDoBatchBy(deadline time.Time, reqs []consistency.Request) ([]consistency.Response, error) {
+	if !time.Now().Before(deadline) {
+		return nil, fmt.Errorf("local: deadline passed before the request was applied: %w", consistency.ErrUnavailable)
+	}
+	if l.policy == core.SyncAlways && !readOnly(reqs) {
+		return nil, errWouldBlock
+	}
+	resps, wait, err := l.apply(reqs, true)
+	if err != nil || wait == nil {
+		return resps, err
+	}
+	select {
+	case <-wait.done:
+		return resps, wait.result()
+	default:
+		l.applied.Add(-int64(len(reqs))) // dropped: counted when served again
+		return nil, errWouldBlock
 	}
 }
 
@@ -238,17 +270,29 @@ func readOnly(reqs []consistency.Request) bool {
 
 // apply applies reqs under l.mu (shared if they only read, else exclusive)
 // and returns their replies and the epoch whose sync they must wait for
-// (nil: none).
-func (l *Local) apply(reqs []consistency.Request) ([]consistency.Response, *epoch, error) {
-	resps := make([]consistency.Response, len(reqs))
+// (nil: none). With try set it does not wait for l.mu: errWouldBlock if
+// the lock is taken.
+func (l *Local) apply(reqs []consistency.Request, try bool) ([]consistency.Response, *epoch, error) {
 	ro := readOnly(reqs)
-	if ro {
+	switch {
+	case ro && try:
+		if !l.mu.TryRLock() {
+			return nil, nil, errWouldBlock
+		}
+		defer l.mu.RUnlock()
+	case ro:
 		l.mu.RLock()
 		defer l.mu.RUnlock()
-	} else {
+	case try:
+		if !l.mu.TryLock() {
+			return nil, nil, errWouldBlock
+		}
+		defer l.mu.Unlock()
+	default:
 		l.mu.Lock()
 		defer l.mu.Unlock()
 	}
+	resps := make([]consistency.Response, len(reqs))
 	if l.closed {
 		return nil, nil, fmt.Errorf("local: service closed: %w", consistency.ErrUnavailable)
 	}

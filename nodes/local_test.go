@@ -328,3 +328,74 @@ func TestLocalRepliesRevealOnlyDurableState(t *testing.T) {
 	}
 	t.Logf("%d replies checked, %d syncs", checked, l.Syncs())
 }
+
+// TestLocalTryDoBatchNeverWaits: TryDoBatchBy (the event loop's path)
+// answers errWouldBlock, having changed nothing, where DoBatchBy would wait:
+// a write under fsync=always, a read of a key whose sync is held, any
+// request while another holds the lock. Otherwise it answers like
+// DoBatchBy: a read of a clean key during a held sync, and every request
+// under fsync=never.
+func TestLocalTryDoBatchNeverWaits(t *testing.T) {
+	try := func(l *Local, name string, args ...string) (consistency.Response, error) {
+		c := core.Cmd(name, args...)
+		rs, err := l.TryDoBatchBy(time.Now().Add(10*time.Second), []consistency.Request{{Cmd: &c}})
+		if err != nil {
+			return consistency.Response{}, err
+		}
+		return rs[0], nil
+	}
+	l, g := newGatedLocal(t, core.SyncAlways)
+	first := async(l, "SET", "clean", "v")
+	waitEntered(t, g)
+	g.release <- nil
+	if r := waitResult(t, first, "SET clean"); r.err != nil {
+		t.Fatal(r.err)
+	}
+	slow := async(l, "SET", "dirty", "x")
+	waitEntered(t, g) // the sync of "dirty" is now held
+	applied := l.Applied()
+	for _, c := range [][]string{{"SET", "clean", "new"}, {"GET", "dirty"}, {"SCAN.RANGE", "", "", "", "COUNT", "10"}} {
+		if r, err := try(l, c[0], c[1:]...); err != errWouldBlock {
+			t.Fatalf("fsync=always, sync held: %v = %+v, %v; want errWouldBlock", c, r.Reply, err)
+		}
+	}
+	if r, err := try(l, "GET", "clean"); err != nil || string(r.Reply.Str) != "v" {
+		t.Fatalf("GET clean during a held sync = %+v, %v; want v at once", r.Reply, err)
+	}
+	if got := l.Applied(); got != applied+1 {
+		t.Fatalf("applied %d requests, want %d (the refused ones are not counted)", got, applied+1)
+	}
+	g.release <- nil
+	if r := waitResult(t, slow, "SET dirty"); r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r := waitResult(t, async(l, "GET", "clean"), "GET clean"); string(r.resp.Reply.Str) != "v" {
+		t.Fatalf("GET clean = %+v: the refused SET changed it", r.resp.Reply)
+	}
+
+	n, _ := newGatedLocal(t, core.SyncNever)
+	if r, err := try(n, "SET", "k", "v"); err != nil || r.Reply.IsError() {
+		t.Fatalf("fsync=never: SET = %+v, %v", r.Reply, err)
+	}
+	if r, err := try(n, "GET", "k"); err != nil || string(r.Reply.Str) != "v" {
+		t.Fatalf("fsync=never: GET = %+v, %v", r.Reply, err)
+	}
+	for _, lock := range []struct {
+		name         string
+		lock, unlock func()
+	}{
+		{"write lock", n.mu.Lock, n.mu.Unlock},
+		{"read lock", n.mu.RLock, n.mu.RUnlock},
+	} {
+		lock.lock()
+		_, werr := try(n, "SET", "k", "w")
+		_, rerr := try(n, "GET", "k")
+		lock.unlock()
+		if werr != errWouldBlock || (lock.name == "write lock" && rerr != errWouldBlock) || (lock.name == "read lock" && rerr != nil) {
+			t.Fatalf("fsync=never, %s held: SET %v, GET %v; want errWouldBlock for the SET (and the GET under the write lock)", lock.name, werr, rerr)
+		}
+	}
+	if r, err := try(n, "GET", "k"); err != nil || string(r.Reply.Str) != "v" {
+		t.Fatalf("GET = %+v, %v: a refused SET changed the value", r.Reply, err)
+	}
+}

@@ -34,6 +34,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		maxFrame    = fs.Int("max-frame", transport.DefaultMaxFrame, "largest request frame in bytes; a larger frame closes the connection")
 		protocol    = fs.String("protocol", "binary", "Thrift protocol: binary or compact (clients must match)")
 		connMode    = fs.String("conn-mode", "epoll", "connection handling: epoll (Linux: no goroutine per idle connection) or goroutine")
+		connInline  = fs.Bool("conn-inline", true, "epoll mode: serve small local-strategy commands on the event loop when they need not wait (false: every request on a worker goroutine)")
 		engine      = fs.String("engine", "pebble", "storage engine: pebble, or memory (nothing survives a restart)")
 		subTTL      = fs.Duration("subscription-ttl", 60*time.Second, "pub/sub subscriptions not polled this long expire")
 		maxValue    = fs.Int("max-value", core.DefaultMaxValueSize, "largest value in bytes")
@@ -121,7 +122,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	n, err := startMember(Config{
 		ID: *id, Listen: *listen, DataDir: *data, Fsync: policy, SyncInterval: *syncEvery,
-		MetricsAddr: *metrics, AdminAddr: *admin, CacheSize: cache, CheckpointEvery: *cpEvery, CheckpointRetain: *cpRetain, Protocol: proto, ConnMode: mode, MaxConns: *maxConns, IdleTimeout: *idle,
+		MetricsAddr: *metrics, AdminAddr: *admin, CacheSize: cache, CheckpointEvery: *cpEvery, CheckpointRetain: *cpRetain, Protocol: proto, ConnMode: mode, NoInline: !*connInline, MaxConns: *maxConns, IdleTimeout: *idle,
 		MaxFrame: *maxFrame, Engine: *engine, SubscriptionTTL: *subTTL,
 		Limits: core.Limits{MaxValueSize: *maxValue}, Logger: logger, Version: buildVersion(),
 		Strategies: map[string]StrategyFactory{"raft": RaftStrategy}, Security: sec, ClockOffset: *clockOff,

@@ -48,9 +48,13 @@ type Config struct {
 	CheckpointRetain time.Duration
 	// CacheSize is the node's block cache budget in bytes, shared by
 	// every Pebble-backed namespace; default DefaultCacheSize.
-	CacheSize   int64
-	Protocol    transport.Protocol
-	ConnMode    transport.ConnMode // epoll (default on Linux) or goroutine
+	CacheSize int64
+	Protocol  transport.Protocol
+	ConnMode  transport.ConnMode // epoll (default on Linux) or goroutine
+	// NoInline turns off serving small requests on the epoll event loop
+	// (transport.ServerConfig.InlineMethods; --conn-inline=false): every
+	// request is handed to a worker goroutine.
+	NoInline    bool
 	MaxConns    int
 	IdleTimeout time.Duration
 	MaxFrame    int
@@ -237,6 +241,13 @@ func Start(cfg Config) (*Node, error) {
 		Observer:    n.metrics,
 	}
 	proc := n.processor(&tcfg)
+	if !cfg.NoInline && !secured(cfg.Security) {
+		// Single commands and batches of the local strategy are served on
+		// the event loop when they need not wait (handler.Call, Execute).
+		// Not under security: the Guard's rate limiter and login sessions
+		// are not written for a request that is served twice.
+		tcfg.InlineMethods = []string{"call", "execute"}
+	}
 	n.server = transport.NewServer(proc, tcfg)
 	ln, err := n.listen()
 	if err != nil {

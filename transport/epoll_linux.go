@@ -55,6 +55,12 @@ type econn struct {
 	partial []byte
 	inFrame atomic.Bool
 	ctx     context.Context // request context (ServerConfig.ConnContext)
+	// ictx is ctx marked inline (see inline.go), made at the first request
+	// served on the event loop; queued says that partial may hold complete
+	// frames the event loop left to a worker, to serve before reading.
+	// Both are the owner's.
+	ictx   context.Context
+	queued bool
 }
 
 type epollState struct {
@@ -250,6 +256,7 @@ func (s *Server) epollLoop(st *epollState) {
 	defer s.wg.Done()
 	defer close(st.done)
 	events := make([]unix.EpollEvent, 256)
+	bufs := &ioBuffers{in: make([]byte, scratchSize)} // the loop's, for inline serving
 	for !s.closing.Load() && st.err == nil {
 		n, err := unix.EpollWait(st.epfd, events, 100)
 		if err != nil {
@@ -266,6 +273,10 @@ func (s *Server) epollLoop(st *epollState) {
 			}
 			c := st.lookup(events[i].Fd, events[i].Pad)
 			if c == nil || !c.notify() {
+				continue
+			}
+			if s.inline != nil {
+				s.epollInline(st, c, bufs)
 				continue
 			}
 			s.epollDispatch(st, c)
@@ -327,6 +338,13 @@ func (s *Server) epollServe(st *epollState, c *econn) {
 		}
 		st.scratch.Put(bufs)
 	}()
+	if c.queued {
+		// Frames the event loop left: serve them before reading more.
+		c.queued = false
+		if ok, _ := s.epollFrames(st, c, nil, bufs, false); !ok {
+			return
+		}
+	}
 	buf := bufs.in
 	for {
 		n, err := unix.Read(c.fd, buf)
@@ -345,7 +363,7 @@ func (s *Server) epollServe(st *epollState, c *econn) {
 			s.epollClose(st, c, "eof")
 			return
 		}
-		if !s.epollFrames(st, c, buf[:n], bufs) {
+		if ok, _ := s.epollFrames(st, c, buf[:n], bufs, false); !ok {
 			return // closed
 		}
 		if s.closing.Load() {
@@ -360,15 +378,75 @@ func (s *Server) epollServe(st *epollState, c *econn) {
 	}
 }
 
+// epollInline serves a readable connection on the event loop (see
+// inline.go): one read, the frames it completes that may be served inline,
+// one write of their replies. The connection goes to a worker when a frame
+// may not be served inline, or when the read filled the buffer (more may be
+// waiting in the socket, and no new edge will come for it); otherwise it is
+// released.
+func (s *Server) epollInline(st *epollState, c *econn, bufs *ioBuffers) {
+	buf := bufs.in
+	var n int
+	var err error
+	for {
+		n, err = unix.Read(c.fd, buf)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	switch {
+	case errors.Is(err, unix.EAGAIN):
+		if !c.release() {
+			s.epollDispatch(st, c)
+		}
+		return
+	case err != nil:
+		s.epollClose(st, c, "error")
+		return
+	case n == 0:
+		s.epollClose(st, c, "eof")
+		return
+	}
+	ok, handoff := s.epollFrames(st, c, buf[:n], bufs, true)
+	if cap(bufs.out) > maxPendingReplies*2 {
+		bufs.out = nil // do not keep a large reply's buffer
+	}
+	switch {
+	case !ok:
+		return // closed
+	case s.closing.Load():
+		s.epollClose(st, c, "shutdown")
+	case handoff || n == len(buf) || !c.release():
+		s.epollDispatch(st, c)
+	}
+}
+
 // epollFrames serves the complete frames of what was just read (after any
-// partial frame kept from before) and keeps the rest; false means it
+// partial frame kept from before) and keeps the rest; ok false means it
 // closed the connection. The replies are encoded one after the other into
 // bufs.out and written with one write once every complete frame is served
 // (or when maxPendingReplies have collected): a client that pipelines
 // requests gets one write per read, not one per request.
-func (s *Server) epollFrames(st *epollState, c *econn, data []byte, bufs *ioBuffers) bool {
-	c.lastActive.Store(time.Now().UnixNano())
-	s.cfg.Observer.BytesIn(len(data))
+//
+// On the event loop (inline), it stops at the first frame it may not serve
+// there (see inline.go): that frame and the rest are kept in c.partial
+// with c.queued set, the replies so far are written, and handoff is true:
+// the caller hands the connection to a worker.
+func (s *Server) epollFrames(st *epollState, c *econn, data []byte, bufs *ioBuffers, inline bool) (ok, handoff bool) {
+	if len(data) > 0 {
+		c.lastActive.Store(time.Now().UnixNano())
+		s.cfg.Observer.BytesIn(len(data))
+	}
+	ctx := c.ctx
+	if inline {
+		if c.ictx == nil {
+			c.ictx = s.ictx
+			if c.ctx != s.ctx {
+				c.ictx = withInline(c.ctx)
+			}
+		}
+		ctx = c.ictx
+	}
 	if c.partial != nil {
 		c.partial = append(c.partial, data...)
 		data = c.partial
@@ -393,28 +471,37 @@ func (s *Server) epollFrames(st *epollState, c *econn, data []byte, bufs *ioBuff
 					fmt.Sprintf("frame size %d is not in 1..%d (max-frame); closing connection", size, s.cfg.MaxFrame)))
 			}
 			s.epollClose(st, c, "bad_frame")
-			return false
+			return false, false
 		}
 		if uint32(len(data)-4) < size {
 			break
 		}
-		var keep bool
-		out, keep = s.appendProcess(c.ctx, out, data[4:4+size])
+		frame := data[4 : 4+size]
+		if inline && !s.inlineFrame(frame) {
+			handoff = true
+			break
+		}
+		var keep, abandoned bool
+		out, keep, abandoned = s.appendProcessMode(ctx, out, frame, inline)
+		if abandoned {
+			handoff = true
+			break
+		}
 		data = data[4+size:]
 		if !keep || len(out) >= maxPendingReplies {
 			if err := flush(); err != nil {
 				s.epollClose(st, c, "error")
-				return false
+				return false, false
 			}
 		}
 		if !keep {
 			s.epollClose(st, c, "bad_frame")
-			return false
+			return false, false
 		}
 	}
 	if err := flush(); err != nil {
 		s.epollClose(st, c, "error")
-		return false
+		return false, false
 	}
 	switch {
 	case len(data) == 0:
@@ -425,7 +512,8 @@ func (s *Server) epollFrames(st *epollState, c *econn, data []byte, bufs *ioBuff
 		c.partial = append(make([]byte, 0, max(len(data), 64)), data...)
 	}
 	c.inFrame.Store(c.partial != nil)
-	return true
+	c.queued = handoff
+	return true, handoff
 }
 
 // epollWrite writes b completely, waiting (up to the frame timeout) while

@@ -187,3 +187,38 @@ func TestProcessRecoversPanic(t *testing.T) {
 		t.Fatalf("keep=%v, %d reply bytes, logs %q", keep, len(resp), logs.String())
 	}
 }
+
+// FuzzFrameMethod: the event loop's quick look at a request's method name
+// (frameMethod) agrees with the protocol's own ReadMessageBegin on
+// arbitrary frames, in both protocols: where both decode a name it is the
+// same, and a frame that starts with a header as the protocol writes it
+// (binary: the strict one) has its name found. It never panics. (The
+// library also reads some non-canonical headers, such as over-long
+// varints; frameMethod may refuse those: they are then served by a worker.)
+func FuzzFrameMethod(f *testing.F) {
+	for _, p := range []Protocol{Binary, Compact} {
+		for _, s := range seedRequests(p) {
+			f.Add(s)
+		}
+	}
+	cfg := &thrift.TConfiguration{MaxMessageSize: 1 << 20}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		for _, p := range []Protocol{Binary, Compact} {
+			got, ok := frameMethod(p, frame)
+			var in frameReader
+			in.reset(frame)
+			name, typ, seq, err := p.newProtocol(&in, cfg).ReadMessageBegin(context.Background())
+			if err != nil {
+				continue
+			}
+			if ok && string(got) != name {
+				t.Fatalf("%s: frameMethod = %q, ReadMessageBegin = %q (input %x)", p, got, name, frame)
+			}
+			hdr := thrift.NewTMemoryBuffer()
+			p.newProtocol(hdr, cfg).WriteMessageBegin(context.Background(), name, typ, seq)
+			if !ok && bytes.HasPrefix(frame, hdr.Bytes()) {
+				t.Fatalf("%s: ReadMessageBegin read %q from a canonical header, frameMethod found nothing (input %x)", p, name, frame)
+			}
+		}
+	})
+}

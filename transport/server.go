@@ -85,6 +85,12 @@ type ServerConfig struct {
 	// connection (logged at debug level). In epoll mode nc is nil (epoll
 	// mode reads raw sockets and never carries TLS).
 	ConnContext func(ctx context.Context, nc net.Conn) (context.Context, error)
+	// InlineMethods are the methods whose small requests an epoll-mode
+	// server serves on its event loop instead of a worker goroutine. Their
+	// handlers must check Inline(ctx) and return ErrServeOnWorker for a
+	// request that would block (see inline.go). Empty: every request is
+	// served by a worker.
+	InlineMethods []string
 }
 
 func (c *ServerConfig) fill() {
@@ -160,6 +166,10 @@ type Server struct {
 	// frameTimeout is cfg.FrameTimeout, changeable by tests.
 	frameTimeout atomic.Int64
 	wg           sync.WaitGroup
+	// inline is the set of ServerConfig.InlineMethods (nil: none); ictx is
+	// the inline request context of connections without a ConnContext.
+	inline map[string]struct{}
+	ictx   context.Context
 
 	mu    sync.Mutex
 	lns   map[net.Listener]struct{}
@@ -201,6 +211,13 @@ func NewServer(proc thrift.TProcessor, cfg ServerConfig) *Server {
 	}
 	s.frameTimeout.Store(int64(cfg.FrameTimeout))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.ictx = withInline(s.ctx)
+	if len(cfg.InlineMethods) > 0 && cfg.Mode == ModeEpoll {
+		s.inline = map[string]struct{}{}
+		for _, m := range cfg.InlineMethods {
+			s.inline[m] = struct{}{}
+		}
+	}
 	s.codecs.New = func() any { return s.newCodec() }
 	return s
 }
@@ -506,6 +523,14 @@ func (s *Server) ProcessContext(ctx context.Context, frame []byte) (resp []byte,
 // every request a read brought in one write. frame is only read, and not
 // referred to once it returns.
 func (s *Server) appendProcess(ctx context.Context, dst, frame []byte) (out []byte, keep bool) {
+	out, keep, _ = s.appendProcessMode(ctx, dst, frame, false)
+	return out, keep
+}
+
+// appendProcessMode is appendProcess; with inline set (ctx is an inline
+// context), a request whose handler returned ErrServeOnWorker is dropped:
+// out is dst as it was, and abandoned is true.
+func (s *Server) appendProcessMode(ctx context.Context, dst, frame []byte, inline bool) (out []byte, keep, abandoned bool) {
 	c := s.codecs.Get().(*codec)
 	c.in.reset(frame)
 	start := len(dst)
@@ -525,17 +550,24 @@ func (s *Server) appendProcess(ctx context.Context, dst, frame []byte) (out []by
 			}
 		}()
 		_, err := s.proc.Process(ctx, c.iprot, c.oprot)
+		if inline && err != nil && errors.Is(err, ErrServeOnWorker) {
+			c.out.b = c.out.b[:start]
+			abandoned = true
+			return
+		}
 		if err != nil && len(c.out.b) == start+4 {
 			// Nothing was written: the message header did not decode.
 			writeException(s.ctx, c.oprot, "", 0, thrift.PROTOCOL_ERROR, "cannot decode request: "+err.Error())
 		}
 	}()
 	out = c.out.b
-	binary.BigEndian.PutUint32(out[start:], uint32(len(out)-start-4))
+	if !abandoned {
+		binary.BigEndian.PutUint32(out[start:], uint32(len(out)-start-4))
+	}
 	c.out.b = nil // the caller's buffer: not the pool's
 	c.in.reset(nil)
 	s.codecs.Put(c)
-	return out, keep
+	return out, keep, abandoned
 }
 
 // SetFrameTimeoutForTest changes FrameTimeout on a running server (tests).

@@ -1,0 +1,94 @@
+package transport
+
+import (
+	"context"
+	"encoding/binary"
+
+	"github.com/apache/thrift/lib/go/thrift"
+)
+
+// Serving on the event loop ("inline"). In epoll mode a server configured
+// with ServerConfig.InlineMethods serves a small request of one of those
+// methods on its event-loop goroutine itself, between two epoll_waits,
+// instead of handing the connection to a worker goroutine: a single
+// operation then costs no goroutine wake-up, no channel hand-off and no
+// scheduling delay. The loop must never block, so the handler is told
+// (Inline(ctx) is true) and, when the request would block — it needs the
+// network, a sync, a lock someone else holds — it returns ErrServeOnWorker
+// before doing anything with an effect. The transport then drops whatever
+// the processor wrote for that request, keeps the request and everything
+// after it on the connection, and hands the connection to a worker
+// goroutine, which serves the same request again, this time with a context
+// on which Inline is false. Replies keep their order: the replies of the
+// requests served inline are written before the hand-off.
+
+// ErrServeOnWorker is what a handler returns, when Inline(ctx) is true, for
+// a request it cannot serve without blocking; it must not have changed
+// anything. (It is the Thrift library's ErrAbandonRequest, for which the
+// generated processors write no reply.)
+var ErrServeOnWorker error = thrift.ErrAbandonRequest
+
+// inlineKey marks the context of requests served on the event loop.
+type inlineKey struct{}
+
+// Inline reports whether the request of ctx is being served on the
+// server's event loop, where it must not block (see ErrServeOnWorker).
+func Inline(ctx context.Context) bool { return ctx.Value(inlineKey{}) != nil }
+
+// withInline derives the event loop's request context from a connection's.
+func withInline(ctx context.Context) context.Context {
+	return context.WithValue(ctx, inlineKey{}, true)
+}
+
+// inlineMaxFrame is the largest request frame served on the event loop;
+// larger ones (batches, big values) go to a worker, so that one connection
+// cannot hold the loop for long.
+const inlineMaxFrame = 2 << 10
+
+// frameMethod returns the method name of a request frame (without its
+// length header) in protocol p, without decoding the rest and without
+// allocating; false if the header does not parse (the worker path then
+// answers it with the usual protocol error). Binary frames must use the
+// strict (versioned) header, which every Thrift client writes by default.
+func frameMethod(p Protocol, frame []byte) ([]byte, bool) {
+	if p == Compact {
+		// 0x82, version|type, varint seqid, varint name length, name.
+		if len(frame) < 2 || frame[0] != 0x82 {
+			return nil, false
+		}
+		rest := frame[2:]
+		_, n := binary.Uvarint(rest)
+		if n <= 0 {
+			return nil, false
+		}
+		rest = rest[n:]
+		size, n := binary.Uvarint(rest)
+		if n <= 0 || size > uint64(len(rest)-n) {
+			return nil, false
+		}
+		return rest[n : n+int(size)], true
+	}
+	// Strict binary: version|type (high bit set), int32 name length, name.
+	if len(frame) < 8 || frame[0]&0x80 == 0 {
+		return nil, false
+	}
+	size := binary.BigEndian.Uint32(frame[4:])
+	if uint64(size) > uint64(len(frame)-8) {
+		return nil, false
+	}
+	return frame[8 : 8+size], true
+}
+
+// inlineFrame reports whether a request frame may be served on the event
+// loop: small, and of one of ServerConfig.InlineMethods.
+func (s *Server) inlineFrame(frame []byte) bool {
+	if len(frame) > inlineMaxFrame {
+		return false
+	}
+	name, ok := frameMethod(s.cfg.Protocol, frame)
+	if !ok {
+		return false
+	}
+	_, ok = s.inline[string(name)] // no allocation: map lookup
+	return ok
+}

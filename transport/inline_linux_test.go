@@ -1,0 +1,211 @@
+//go:build linux
+
+package transport
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/apache/thrift/lib/go/thrift"
+
+	"github.com/dialkv/dialkv/core"
+	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
+)
+
+// encodeMessage frames one call of method with args in protocol p.
+func encodeMessage(p Protocol, method string, seq int32, args thrift.TStruct) []byte {
+	buf := thrift.NewTMemoryBuffer()
+	pr := p.newProtocol(buf, &thrift.TConfiguration{})
+	ctx := context.Background()
+	pr.WriteMessageBegin(ctx, method, thrift.CALL, seq)
+	args.Write(ctx, pr)
+	pr.WriteMessageEnd(ctx)
+	pr.Flush(ctx)
+	out := binary.BigEndian.AppendUint32(nil, uint32(buf.Len()))
+	return append(out, buf.Bytes()...)
+}
+
+func TestFrameMethod(t *testing.T) {
+	call := &gen.DialKVCallArgs{Opts: &gen.RequestOptions{}, Cmd: CommandFromCore(core.Cmd("GET", "k"))}
+	for _, p := range []Protocol{Binary, Compact} {
+		frame := encodeMessage(p, "execute", 300, call)[4:] // seq 300: a two-byte varint in compact
+		tests := []struct {
+			name  string
+			frame []byte
+			want  string
+			ok    bool
+		}{
+			{"whole", frame, "execute", true},
+			{"header only", frame[:len(frame)-len(frame)+headerLen(p, "execute")], "execute", true},
+			{"name cut", frame[:headerLen(p, "execute")-1], "", false},
+			{"empty", nil, "", false},
+			{"garbage", []byte{0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09}, "", false},
+			{"huge name length", func() []byte {
+				b := bytes.Clone(frame)
+				if p == Binary {
+					binary.BigEndian.PutUint32(b[4:], 1<<31)
+				} else {
+					b[4] = 0xff // the name length's varint (after 0x82, type, two-byte seq)
+				}
+				return b
+			}(), "", false},
+		}
+		for _, tc := range tests {
+			got, ok := frameMethod(p, tc.frame)
+			if ok != tc.ok || string(got) != tc.want {
+				t.Errorf("%s/%s: frameMethod = %q, %v; want %q, %v", p, tc.name, got, ok, tc.want, tc.ok)
+			}
+		}
+	}
+}
+
+// headerLen is the length of a message header up to the end of the name
+// (seq 300).
+func headerLen(p Protocol, name string) int {
+	if p == Binary {
+		return 8 + len(name)
+	}
+	return 2 + 2 + 1 + len(name)
+}
+
+// inlineHandler records how each command was served; "BLOCK" refuses the
+// event loop (as a request that needs to wait does).
+type inlineHandler struct {
+	stubHandler
+	mu    sync.Mutex
+	log   []string // "GET a inline" / "GET a worker", in serving order
+	moved int      // requests refused on the event loop
+}
+
+func (h *inlineHandler) Call(ctx context.Context, o *gen.RequestOptions, c *gen.Command) (*gen.ExecuteResponse, error) {
+	cc, err := CommandToCore(c)
+	if err != nil {
+		return nil, &gen.InvalidArgument{Message: err.Error()}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	where := "worker"
+	if Inline(ctx) {
+		if cc.Name == "BLOCK" {
+			h.moved++
+			return nil, ErrServeOnWorker
+		}
+		where = "inline"
+	}
+	h.log = append(h.log, fmt.Sprintf("%s %.10s %s", cc.Name, cc.Args[0], where))
+	return &gen.ExecuteResponse{Replies: []*gen.Reply{ReplyFromCore(core.Bulk(cc.Args[0]), nil)}}, nil
+}
+
+// waitIdle waits until no worker owns a connection of srv (the event loop
+// serves a connection only if it finds it idle).
+func waitIdle(t *testing.T, srv *Server) {
+	t.Helper()
+	srv.mu.Lock()
+	st := srv.ep
+	srv.mu.Unlock()
+	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(time.Millisecond) {
+		busy := false
+		st.mu.RLock()
+		for _, c := range st.conns {
+			busy = busy || (c != nil && c.state.Load() != connIdle)
+		}
+		st.mu.RUnlock()
+		if !busy {
+			return
+		}
+	}
+	t.Fatal("a connection stayed owned for 10 s")
+}
+
+// TestInlineServing: with InlineMethods, small requests are served on the
+// event loop; a request its handler refuses there (ErrServeOnWorker), a
+// request too large, a method not listed, and every request after them in
+// the same read go to a worker, each served exactly once, and the replies
+// come back in order. The next read starts on the event loop again.
+func TestInlineServing(t *testing.T) {
+	for _, p := range []Protocol{Binary, Compact} {
+		t.Run(string(p), func(t *testing.T) {
+			h := &inlineHandler{}
+			srv := NewServer(gen.NewDialKVProcessor(h), ServerConfig{Mode: ModeEpoll, Protocol: p, InlineMethods: []string{"call"}})
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go srv.Serve(ln)
+			defer srv.Shutdown(context.Background())
+			nc, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			nc.SetDeadline(time.Now().Add(20 * time.Second))
+
+			big := strings.Repeat("x", inlineMaxFrame)
+			call := func(seq int32, name, arg string) []byte {
+				return encodeMessage(p, "call", seq, &gen.DialKVCallArgs{Opts: &gen.RequestOptions{}, Cmd: CommandFromCore(core.Cmd(name, arg))})
+			}
+			// exchange writes reqs in one write and checks the replies:
+			// seq 1.., each echoing its argument (ping: the node id).
+			exchange := func(args []string, reqs ...[]byte) {
+				t.Helper()
+				if _, err := nc.Write(bytes.Join(reqs, nil)); err != nil {
+					t.Fatal(err)
+				}
+				for i, want := range args {
+					frame, err := readFrame(nc, nil, 1<<20)
+					if err != nil {
+						t.Fatalf("reply %d: %v (reproduce: go test -run TestInlineServing ./transport)", i+1, err)
+					}
+					pr := p.newProtocol(&thrift.TMemoryBuffer{Buffer: bytes.NewBuffer(frame)}, &thrift.TConfiguration{})
+					name, typ, seq, err := pr.ReadMessageBegin(context.Background())
+					if err != nil || typ != thrift.REPLY || seq != int32(i+1) {
+						t.Fatalf("reply %d: %q type %v seq %d, %v; want REPLY seq %d", i+1, name, typ, seq, err, i+1)
+					}
+					got := ""
+					switch name {
+					case "call":
+						var res gen.DialKVCallResult
+						if err := res.Read(context.Background(), pr); err != nil || res.Success == nil {
+							t.Fatalf("reply %d: %+v, %v", i+1, res, err)
+						}
+						got = string(res.Success.Replies[0].Str)
+					case "ping":
+						var res gen.DialKVPingResult
+						if err := res.Read(context.Background(), pr); err != nil || res.Success == nil {
+							t.Fatalf("reply %d: %+v, %v", i+1, res, err)
+						}
+						got = res.Success.ID
+					}
+					if got != want {
+						t.Fatalf("reply %d: %.12q, want %.12q", i+1, got, want)
+					}
+				}
+			}
+			exchange([]string{"a", "b", "c", "n", "d"},
+				call(1, "GET", "a"), call(2, "BLOCK", "b"), call(3, "GET", "c"),
+				encodeMessage(p, "ping", 4, &gen.DialKVPingArgs{}), call(5, "GET", "d"))
+			waitIdle(t, srv)
+			exchange([]string{"e", big, "f"}, call(1, "GET", "e"), call(2, "GET", big), call(3, "GET", "f"))
+			waitIdle(t, srv)
+			exchange([]string{"g"}, call(1, "GET", "g"))
+
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			want := []string{
+				"GET a inline", "BLOCK b worker", "GET c worker", "GET d worker",
+				"GET e inline", "GET xxxxxxxxxx worker", "GET f worker",
+				"GET g inline",
+			}
+			if strings.Join(h.log, "; ") != strings.Join(want, "; ") || h.moved != 1 {
+				t.Fatalf("served:\n  %s\nmoved %d; want\n  %s\nmoved 1", strings.Join(h.log, "; "), h.moved, strings.Join(want, "; "))
+			}
+		})
+	}
+}
