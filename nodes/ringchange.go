@@ -19,7 +19,10 @@ type RingChange struct {
 	// Settle is the pause after every node entered the joint phase and
 	// before the stream starts, so that requests coordinated under the
 	// old ring have ended (longer than the namespaces' request timeout);
-	// default 2s.
+	// default 2s. It is skipped when every namespace that follows the
+	// ring is causal: a causal replica refuses a request for a key that
+	// moves when it would execute it, so nothing started under the old
+	// list has to end first.
 	Settle time.Duration
 	// Poll is how often the handoff's progress is asked; default 200ms.
 	Poll time.Duration
@@ -37,8 +40,9 @@ type RingChangeResult struct {
 	// reporting its handoff done; Total the whole change.
 	Stream, Total time.Duration
 	// CausalPause (with causal namespaces) is the time from the joint
-	// version to every node's causal replicas serving clients again:
-	// they refuse them meanwhile.
+	// version to every node's causal replicas serving the keys that
+	// moved again: they refuse requests for those keys meanwhile (the
+	// other keys are served throughout).
 	CausalPause time.Duration
 }
 
@@ -103,6 +107,10 @@ func ChangeRing(ctx context.Context, seed string, dopts transport.DialOptions, c
 	all := Membership{Members: next, Prev: cur.Members}.all()
 	nss := rep.Namespaces
 	causalNS := false
+	onlyCausal := true
+	for _, st := range nss {
+		onlyCausal = onlyCausal && st.Strategy == "causal"
+	}
 
 	// Every node must be up and host every quorum namespace (a new node
 	// pulls the catalog every few seconds).
@@ -163,8 +171,10 @@ func ChangeRing(ctx context.Context, seed string, dopts transport.DialOptions, c
 		if err := push(Membership{Version: v, Phase: PhaseJoint, Members: next, Prev: cur.Members}); err != nil {
 			return res, err
 		}
-		if err := sleepCtx(ctx, ch.Settle); err != nil {
-			return res, err
+		if !onlyCausal {
+			if err := sleepCtx(ctx, ch.Settle); err != nil {
+				return res, err
+			}
 		}
 	}
 	_, moved0, _, err := handoffLeft(ctx, all, dopts, nss, 0)
@@ -198,9 +208,10 @@ func ChangeRing(ctx context.Context, seed string, dopts transport.DialOptions, c
 	}
 	res.To = final
 	if causalNS {
-		// Causal namespaces refuse clients from the joint version until
-		// every node confirmed the stable one (docs/causal.md,
-		// "Membership"): wait for that and report the pause.
+		// Causal namespaces refuse the keys that move from the joint
+		// version until every node confirmed the stable one
+		// (docs/causal.md, "Membership"): wait for that and report the
+		// pause.
 		for {
 			paused, err := pausedAt(ctx, all, dopts)
 			if err != nil {

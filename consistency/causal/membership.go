@@ -2,6 +2,7 @@ package causal
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -14,21 +15,27 @@ import (
 // a cluster's member list moves through a change (the three versions of
 // nodes.ChangeRing: joint, stream, stable).
 //
-// The change is made with the namespace paused for clients: from the
-// joint version on, every replica refuses new client requests with
-// UNAVAILABLE (certainly not executed, safe to retry) while replication
-// between regions, dependency checks and the requests already started go
-// on under the old list. In the stream version each old owner pushes the
-// records of the keys whose owner in its region changes to their new
-// owner (the whole record: versions, dependencies, siblings, Seen), and
-// pushes a key again whenever it changes before the switch. The driver
-// moves to the stable version once every replica reports nothing pending
-// (no pushes unacknowledged, no outbound replication, no remote write
-// waiting for its dependencies, no request waiting). A replica that came
-// through a change stays paused at the stable version until every node of
-// both lists has told it that it is at that version with no push
-// pending: only then can no request be served by a node that still
-// routes by the old list, nor by a new owner that lacks a key's history
+// Only the keys that move are paused. Placement is rendezvous hashing
+// (ownerIn), so a change of a region's size moves about 1/n of its keys
+// and no key moves between two nodes that both stay. From the joint
+// version on, a replica refuses client requests for a key whose owner in
+// its region changes with UNAVAILABLE (certainly not executed, safe to
+// retry), also when such a request started earlier and is executed only
+// now (it waited for its dependencies), and the old owner's record of
+// such a key is frozen: a remote write of it is left unacknowledged (its
+// sender resends it, after the switch to the new owner). Every other key
+// is served throughout, routed by the old list, which gives it the same
+// owner as the new one. In the stream version each old owner pushes the
+// records of the keys it loses to their new owner (the whole record:
+// versions, dependencies, siblings, Seen), which merges it into what it
+// has (mergeRecords) and acknowledges once durable; the driver moves to
+// the stable version once every replica reports no push unacknowledged.
+// At the switch every waiting dependency check is re-addressed to the
+// owners of the new list (reroute). A replica that came through a change
+// keeps refusing the keys that moved until every node of both lists has
+// told it that it is at the stable version with no push pending: only
+// then can no request for such a key be served by a node that still
+// routes by the old list, nor by a new owner that lacks the key's history
 // (which could show a write before its dependencies). The old owners
 // delete what they handed off once the new owner acknowledged it.
 type Membership struct {
@@ -50,17 +57,20 @@ type Membership struct {
 type RingStatus struct {
 	Version uint64
 	Phase   string // "stable", "joint" or "stream"
-	// Paused: client requests are refused (a change is under way, or it
-	// finished here and not yet everywhere).
+	// Paused: client requests for the keys that move in this node's
+	// region are refused (a change is under way, or it finished here and
+	// not yet everywhere); the other keys are served.
 	Paused bool
 	// Pending is what must reach zero on every replica before the change
-	// may be committed: Queued + Inflight.
+	// may be committed: the handoff pushes not acknowledged (Queued).
 	Pending int
 	// Queued are the handoff pushes not acknowledged yet.
 	Queued int
-	// Inflight is the replication and request work still in progress
-	// during a change: outbound replication entries, remote writes
-	// waiting for their dependencies, requests waiting for theirs.
+	// Inflight (informational, during a change) is the replication and
+	// request work in progress: outbound replication entries, remote
+	// writes waiting for their dependencies, requests waiting for theirs.
+	// The change does not wait for it: work on a key that moves is
+	// refused or left unacknowledged, and resent to the new owner.
 	Inflight int
 	// Moved counts the handoff pushes acknowledged (this incarnation).
 	Moved int
@@ -128,7 +138,7 @@ func FormatRegions(regionOf map[consistency.NodeID]string) string {
 }
 
 // buildRegions groups nodes by region, each region's nodes sorted (the
-// owner of a key in a region is nodes[fnv1a(key) % len(nodes)]).
+// owner of a key in a region is chosen among them by ownerIn).
 func buildRegions(nodes []consistency.NodeID, regionOf map[consistency.NodeID]string) ([]region, error) {
 	by := map[string][]consistency.NodeID{}
 	for _, n := range nodes {
@@ -147,13 +157,50 @@ func buildRegions(nodes []consistency.NodeID, regionOf map[consistency.NodeID]st
 	return out, nil
 }
 
+// ownerIn returns the owner of key in region reg: the region's node with
+// the greatest rendezvous weight (placeWeight) for the key, ties broken by
+// the smaller id. Adding a node to a region of n moves only the keys the
+// new node now wins (about 1/(n+1) of them); removing one moves only the
+// keys it owned. Empty when reg is not one of regions.
 func ownerIn(regions []region, reg, key string) consistency.NodeID {
 	for _, g := range regions {
-		if g.name == reg {
-			return g.nodes[fnvKey(key)%uint64(len(g.nodes))]
+		if g.name != reg {
+			continue
 		}
+		kh := fnvKey(key)
+		var best consistency.NodeID
+		var bestW uint64
+		for _, n := range g.nodes { // sorted: the first of equal weights wins
+			if w := placeWeight(kh, n); best == "" || w > bestW {
+				best, bestW = n, w
+			}
+		}
+		return best
 	}
 	return ""
+}
+
+// placeWeight is the rendezvous (highest-random-weight) weight of a node
+// for a key whose FNV-1a hash is kh: FNV-1a of the node id, mixed with kh
+// through the SplitMix64 finalizer (FNV alone is too weakly mixed for the
+// maximum over nodes to be uniform).
+func placeWeight(kh uint64, node consistency.NodeID) uint64 {
+	x := kh ^ fnvKey(string(node))*0x9e3779b97f4a7c15
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// movedIn reports whether key's owner in region reg differs between the
+// placements from and to (a membership change hands the key off).
+func movedIn(from, to []region, reg, key string) bool {
+	if from == nil || to == nil {
+		return false
+	}
+	return ownerIn(from, reg, key) != ownerIn(to, reg, key)
 }
 
 func regionNames(rs []region) []string {
@@ -213,6 +260,7 @@ func (r *Replica) SetMembership(now time.Time, m Membership) error {
 		}
 	}
 	wasChanging := r.changing
+	oldRouting, oldRegion := r.regions, r.region
 	r.memVer = m.Version
 	for n, reg := range m.RegionOf {
 		r.regionOf[n] = reg
@@ -228,11 +276,14 @@ func (r *Replica) SetMembership(now time.Time, m Membership) error {
 	}
 	home := m.RegionOf[r.id]
 	if changing {
-		// Requests keep being routed by the old list until the switch.
-		r.regions, r.next, r.changing, r.paused = oldR, newR, true, true
+		// Requests keep being routed by the old list until the switch;
+		// the keys that move are refused (keyPaused) and their records
+		// frozen (frozen) from now on.
+		r.regions, r.next, r.changing, r.settling, r.prev = oldR, newR, true, false, nil
 		r.peers = all
 		r.region = home
 		r.homeRegion = home
+		r.reroute(now, oldRouting, oldRegion)
 		if m.Stream && !r.streaming {
 			r.streaming = true
 			if err := r.scanHandoff(home, newR); err != nil {
@@ -264,20 +315,107 @@ func (r *Replica) SetMembership(now time.Time, m Membership) error {
 	r.dropAcked()
 	r.confirmed = map[consistency.NodeID]bool{}
 	r.waitFor = nil
+	r.settling, r.prev = false, nil
 	if wasChanging {
-		// Ordering rule: stay paused until every node of both lists is
-		// at this version with its handoff done (see Membership).
-		r.paused = true
+		// Ordering rule: the keys that moved stay refused until every
+		// node of both lists is at this version with its handoff done
+		// (see Membership).
+		r.settling, r.prev = true, oldRouting
 		for _, n := range all {
 			if n != r.id {
 				r.waitFor = append(r.waitFor, n)
 			}
 		}
 		r.maybeResume()
-	} else {
-		r.paused = false
 	}
+	r.reroute(now, oldRouting, oldRegion)
 	return nil
+}
+
+// keyPaused reports whether client requests for key are refused: its
+// owner in this node's region changes in the change under way, or
+// changed in the one just made and not yet confirmed by every node.
+func (r *Replica) keyPaused(key string) bool {
+	switch {
+	case r.changing:
+		return movedIn(r.regions, r.next, r.region, key)
+	case r.settling:
+		return movedIn(r.prev, r.regions, r.region, key)
+	}
+	return false
+}
+
+// frozen reports whether key's record here must not change: it moves
+// in the change under way (its old owner pushes it to the new owner, and
+// a remote write of it is left unacknowledged, so that its sender resends
+// it to the new owner after the switch). A frozen record needs one push.
+func (r *Replica) frozen(key string) bool {
+	return r.changing && movedIn(r.regions, r.next, r.region, key)
+}
+
+// reroute re-addresses the dependency checks of every waiter after the
+// placement changed from old (in region oldRegion) to the replica's
+// current one: the dependencies still unconfirmed — those asked of other
+// owners, and those this node owned and checks no more — are asked of
+// their owners under the new placement (a dependency this node now owns
+// is checked locally). A check left with an owner that no longer owns
+// its key would never be answered. A node that left every region
+// completes its waiters: their callbacks refuse or drop what they guard.
+func (r *Replica) reroute(now time.Time, old []region, oldRegion string) {
+	if samePlacement(old, r.regions) && oldRegion == r.region {
+		return
+	}
+	// Replication entries whose destination changed are resent at the
+	// next round, not after their backoff: the old owner left them
+	// unacknowledged while the key moved.
+	for _, seq := range sortedKeys(r.queue) {
+		if e := r.queue[seq]; ownerIn(old, e.Region, e.Key) != r.owner(e.Region, e.Key) {
+			e.every, e.sent = 0, time.Time{}
+		}
+	}
+	for _, id := range sortedKeys(r.waiters) {
+		w, ok := r.waiters[id]
+		if !ok {
+			continue
+		}
+		if r.region == "" {
+			delete(r.waiters, id)
+			w.ready(now, w.stable)
+			continue
+		}
+		owners := make([]consistency.NodeID, 0, len(w.pending))
+		for o := range w.pending {
+			owners = append(owners, o)
+		}
+		sort.Slice(owners, func(i, j int) bool { return owners[i] < owners[j] })
+		var open []Dep
+		for _, o := range owners {
+			open = append(open, w.pending[o]...)
+		}
+		for _, d := range w.deps {
+			if oldRegion != "" && ownerIn(old, oldRegion, d.Key) == r.id {
+				open = append(open, d)
+			}
+		}
+		w.pending = map[consistency.NodeID][]Dep{}
+		for _, d := range open {
+			if o := r.owner(r.region, d.Key); o != r.id && !slices.Contains(w.pending[o], d) {
+				w.pending[o] = append(w.pending[o], d)
+			}
+		}
+		if len(w.pending) == 0 && r.localReady(w) {
+			delete(r.waiters, id)
+			w.ready(now, w.stable)
+			continue
+		}
+		w.every = r.retry
+		r.sendChecks(now, w)
+	}
+}
+
+// samePlacement reports whether a and b place every key alike.
+func samePlacement(a, b []region) bool {
+	return slices.EqualFunc(a, b, func(x, y region) bool { return x.name == y.name && slices.Equal(x.nodes, y.nodes) })
 }
 
 func unionIDs(a, b []consistency.NodeID) []consistency.NodeID {
@@ -424,9 +562,9 @@ func (r *Replica) onHandoff(now time.Time, from consistency.NodeID, in msg) {
 	for _, v := range e.Rec.Seen {
 		r.clock.observe(v)
 	}
-	if newer(e.Rec, cur, r.siblings) {
+	if merged, ok := mergeRecords(cur, e.Rec, r.siblings); ok {
 		b := r.eng.NewBatch()
-		b.Set([]byte(prefixValue+e.Key), sealJSON([]byte(prefixValue+e.Key), e.Rec))
+		b.Set([]byte(prefixValue+e.Key), sealJSON([]byte(prefixValue+e.Key), merged))
 		err := b.Commit(false)
 		b.Close()
 		if err != nil {
@@ -441,28 +579,63 @@ func (r *Replica) onHandoff(now time.Time, from consistency.NodeID, in msg) {
 	r.send(from, msg{Kind: kindHandoffAck, Entry: &outEntry{Key: e.Key}, Ver: &v})
 }
 
-// newer reports whether a pushed record should replace the stored one:
-// under last-writer-wins when its version is greater; in siblings mode
-// when it has applied at least what the stored one has from every origin
-// node (the old owner applied every write of the key in its region).
-func newer(pushed, cur record, siblings bool) bool {
-	if cur.V.IsZero() {
-		return true
-	}
-	if !siblings {
-		return cur.V.Less(pushed.V)
-	}
-	more := false
-	for _, v := range cur.Seen {
-		p := seenOf(pushed.Seen, v.Node)
-		if p.Less(v) {
-			return false
+// mergeRecords merges another replica's record of a key (a handoff push,
+// a repair's fetch) into the stored one, and reports whether the result
+// differs from cur. Under last-writer-wins the greater version wins. In
+// siblings mode the records are merged as dotted version vectors: Seen
+// takes, per origin node, the newer of the two; a sibling present in one
+// record is kept unless the other record has seen its version (Seen) and
+// no longer holds it — it was replaced there. This is exact because a
+// region applies one origin's writes of a key in order (every write
+// depends on its origin's previous one), so Seen[n] >= v means that v was
+// applied there. The merge is commutative and idempotent: however a push
+// and writes applied at the new owner interleave, nothing either side
+// applied is lost.
+func mergeRecords(cur, other record, siblings bool) (record, bool) {
+	switch {
+	case other.V.IsZero():
+		return cur, false
+	case cur.V.IsZero():
+		return other, true
+	case !siblings:
+		if cur.V.Less(other.V) {
+			return other, true
 		}
-		if v.Less(p) {
-			more = true
+		return cur, false
+	}
+	holds := func(sibs []record, v Version) bool {
+		return slices.ContainsFunc(sibs, func(s record) bool { return s.V == v })
+	}
+	keep := func(s record, o record) bool { return holds(o.Sibs, s.V) || seenOf(o.Seen, s.V.Node).Less(s.V) }
+	out := record{}
+	for _, s := range cur.Sibs {
+		if keep(s, other) {
+			out.Sibs = append(out.Sibs, s)
 		}
 	}
-	return more || len(pushed.Seen) > len(cur.Seen)
+	for _, s := range other.Sibs {
+		if !holds(cur.Sibs, s.V) && keep(s, cur) {
+			out.Sibs = append(out.Sibs, s)
+		}
+	}
+	sort.Slice(out.Sibs, func(i, j int) bool { return out.Sibs[i].V.Less(out.Sibs[j].V) })
+	out.Seen = append([]Version(nil), cur.Seen...)
+	for _, v := range other.Seen {
+		i := slices.IndexFunc(out.Seen, func(x Version) bool { return x.Node == v.Node })
+		switch {
+		case i < 0:
+			out.Seen = append(out.Seen, v)
+		case out.Seen[i].Less(v):
+			out.Seen[i] = v
+		}
+	}
+	sort.Slice(out.Seen, func(i, j int) bool { return out.Seen[i].Node < out.Seen[j].Node })
+	for _, v := range out.Seen {
+		if out.V.Less(v) {
+			out.V = v
+		}
+	}
+	return out, string(mustJSON(out)) != string(mustJSON(cur))
 }
 
 func (r *Replica) onHandoffAck(in msg) {
@@ -501,7 +674,7 @@ func (r *Replica) handoffLeft() int {
 // maybeResume ends the pause after a change once every node of both
 // lists confirmed the version.
 func (r *Replica) maybeResume() {
-	if !r.paused || r.changing || r.handoffLeft() > 0 {
+	if !r.settling || r.changing || r.handoffLeft() > 0 {
 		return
 	}
 	for _, n := range r.waitFor {
@@ -509,7 +682,7 @@ func (r *Replica) maybeResume() {
 			return
 		}
 	}
-	r.paused = false
+	r.settling, r.prev = false, nil
 	r.waitFor = nil
 }
 
@@ -534,7 +707,7 @@ func (r *Replica) onRingAnswer(from consistency.NodeID, in msg) {
 // nodes that have not confirmed it yet.
 func (r *Replica) ringTick(now time.Time) {
 	r.sendPushes(now)
-	if !r.paused || r.changing {
+	if !r.settling || r.changing {
 		return
 	}
 	r.maybeResume()
@@ -545,17 +718,18 @@ func (r *Replica) ringTick(now time.Time) {
 	}
 }
 
-// errPaused is the reply to a client while the namespace changes members.
-func (r *Replica) errPaused() core.Reply {
+// errPaused is the reply to a client whose key moves in a membership
+// change (or that asked a node that is not a member).
+func (r *Replica) errPaused(key string) core.Reply {
 	if r.region == "" && !r.changing {
 		return errReply(consistency.CodeUnavailable, "node %s is not a member of this causal namespace (member list version %d); use a member", r.id, r.memVer)
 	}
-	return errReply(consistency.CodeUnavailable, "causal namespace paused for a membership change (member list version %d); retry", r.memVer)
+	return errReply(consistency.CodeUnavailable, "key %q moves to another node in a membership change of this causal namespace (member list version %d); retry", key, r.memVer)
 }
 
 // RingStatus reports the replica's progress through a membership change.
 func (r *Replica) RingStatus() RingStatus {
-	s := RingStatus{Version: r.memVer, Phase: "stable", Paused: r.paused, Queued: r.handoffLeft(), Moved: int(r.stats.HandoffMoved)}
+	s := RingStatus{Version: r.memVer, Phase: "stable", Paused: r.changing || r.settling, Queued: r.handoffLeft(), Moved: int(r.stats.HandoffMoved)}
 	if r.changing {
 		s.Phase = "joint"
 		if r.streaming {
@@ -563,6 +737,6 @@ func (r *Replica) RingStatus() RingStatus {
 		}
 		s.Inflight = len(r.queue) + len(r.inflight) + len(r.waiters)
 	}
-	s.Pending = s.Queued + s.Inflight
+	s.Pending = s.Queued
 	return s
 }

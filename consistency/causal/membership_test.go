@@ -99,7 +99,7 @@ func (d *ringDriver) change(next []consistency.NodeID, between func(phase string
 	prev := d.mem.Members
 	v := d.mem.Version
 	d.set(Membership{Version: v + 1, Members: next, Prev: prev})
-	for i := 0; i < 20; i++ { // settle 2 s
+	for i := 0; i < 5; i++ { // joint for 0.5 s (nodes.ChangeRing skips the settle for causal-only clusters)
 		d.c.run(100 * time.Millisecond)
 		if between != nil {
 			between("joint")
@@ -213,19 +213,43 @@ func addNodeScenario(t *testing.T, seed uint64, mode string, skipStream, crash b
 	}
 	c.run(time.Second)
 
+	// During the change, chained writes x_j then y_j (from x_j's token)
+	// through every node: in r1 a key whose owner changes must be
+	// refused (UNAVAILABLE, not executed), every other key served; r2
+	// serves everything.
+	oldR, _ := buildRegions([]consistency.NodeID{"a1", "a2", "b1"}, d.place([]consistency.NodeID{"a1", "a2", "b1"}))
+	newR, _ := buildRegions([]consistency.NodeID{"a1", "a2", "a3", "b1"}, d.place([]consistency.NodeID{"a1", "a2", "a3", "b1"}))
+	movedKeys := 0
+	for k := range acked {
+		if movedIn(oldR, newR, "r1", k) {
+			movedKeys++
+		}
+	}
 	refused, served := 0, 0
 	step := 0
 	var crashed bool
-	d.change([]consistency.NodeID{"a1", "a2", "a3", "b1"}, func(phase string) {
-		step++
-		at := nodes[step%len(nodes)]
-		r := c.do(at, nil, "SET", fmt.Sprintf("x%d", step%120), fmt.Sprintf("during-%d", step))
+	during := func(at consistency.NodeID, tok []byte, key, val string) []byte {
+		r := c.do(at, tok, "SET", key, val)
+		mustRefuse := c.regionOf[at] == "r1" && movedIn(oldR, newR, "r1", key)
 		switch {
-		case r.Reply.Err != nil && r.Reply.Err.Code == consistency.CodeUnavailable:
+		case r.Reply.Err != nil && r.Reply.Err.Code == consistency.CodeUnavailable && mustRefuse:
 			refused++
-		case r.Reply.Err == nil:
+			return nil
+		case r.Reply.Err == nil && !mustRefuse:
 			served++
-			acked[fmt.Sprintf("x%d", step%120)] = fmt.Sprintf("during-%d", step)
+			acked[key] = val
+			return r.Token
+		}
+		t.Fatalf("SET %s at %s during the change (moves in r1: %v): %s", key, at, movedIn(oldR, newR, "r1", key), replyString(r.Reply))
+		return nil
+	}
+	d.change([]consistency.NodeID{"a1", "a2", "a3", "b1"}, func(phase string) {
+		for _, at := range nodes {
+			step++
+			j := (step * 7) % 120
+			if tok := during(at, nil, fmt.Sprintf("x%d", j), fmt.Sprintf("x%d-during-%d", j, step)); tok != nil {
+				during(at, tok, fmt.Sprintf("y%d", j), fmt.Sprintf("y%d-during-%d", j, step))
+			}
 		}
 		if crash && phase == "stream" && !crashed {
 			crashed = true
@@ -233,14 +257,11 @@ func addNodeScenario(t *testing.T, seed uint64, mode string, skipStream, crash b
 			d.start("a1")
 		}
 	})
-	if served > 0 {
-		t.Fatalf("%d writes were served while the namespace was paused (%d refused)", served, refused)
-	}
-	if refused == 0 {
-		t.Fatal("no client request reached the namespace during the change")
+	if refused == 0 || served == 0 {
+		t.Fatalf("during the change %d writes were refused and %d served: want both (keys that move, keys that stay)", refused, served)
 	}
 	pause := d.waitResumed()
-	t.Logf("%s: %d requests refused during the change; resumed %v after the stable list; %d records handed off", mode, refused, pause, sumMoved(c))
+	t.Logf("%s: %d of 240 keys move in r1; during the change %d writes refused (keys that move), %d served; moved keys resumed %v after the stable list; %d records handed off", mode, movedKeys, refused, served, pause, sumMoved(c))
 
 	// After the change: new writes through every node, chained.
 	for i := 0; i < 30; i++ {
@@ -359,6 +380,7 @@ func TestRemoveNodeFromRegion(t *testing.T) {
 			}
 			d.change([]consistency.NodeID{"a1", "b1"}, nil)
 			d.waitResumed()
+			c.run(time.Second) // remote writes of a2's keys refused during the change reach a1
 			if dump, _ := c.nodes["a2"].rep.Dump(c.now); len(dump) != 0 {
 				t.Fatalf("a2 left the list but holds %d keys", len(dump))
 			}
@@ -372,6 +394,58 @@ func TestRemoveNodeFromRegion(t *testing.T) {
 					}
 				}
 			}
+		})
+	}
+}
+
+// TestPlacementMovesFewKeys: rendezvous placement spreads a region's keys
+// evenly, adding a node moves only the keys it now owns (about 1/(n+1)),
+// and removing one moves only the keys it owned. The fnv1a % n placement
+// it replaced moved about n/(n+1) of them.
+func TestPlacementMovesFewKeys(t *testing.T) {
+	const keys = 20000
+	one := func(ids ...consistency.NodeID) []region {
+		return []region{{name: "r", nodes: ids}}
+	}
+	for _, tc := range []struct {
+		name     string
+		from, to []region
+		gone     consistency.NodeID // removed node (its keys, only, move)
+		added    consistency.NodeID // added node (gets every moved key)
+	}{
+		{"add 2->3", one("n1", "n2"), one("n1", "n2", "n3"), "", "n3"},
+		{"add 3->4", one("n1", "n2", "n3"), one("n1", "n2", "n3", "n4"), "", "n4"},
+		{"remove 4->3", one("n1", "n2", "n3", "n4"), one("n1", "n3", "n4"), "n2", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			moved := 0
+			load := map[consistency.NodeID]int{}
+			for i := 0; i < keys; i++ {
+				k := fmt.Sprintf("key-%d", i)
+				a, b := ownerIn(tc.from, "r", k), ownerIn(tc.to, "r", k)
+				load[b]++
+				if a == b {
+					continue
+				}
+				moved++
+				if (tc.added != "" && b != tc.added) || (tc.gone != "" && a != tc.gone) {
+					t.Fatalf("%s moved from %s to %s: only keys of the removed node, or to the added one, may move", k, a, b)
+				}
+			}
+			n := len(tc.to[0].nodes)
+			want := keys / n // expected share of the added node, or of the removed one
+			if tc.gone != "" {
+				want = keys / len(tc.from[0].nodes)
+			}
+			if moved < want*85/100 || moved > want*115/100 {
+				t.Errorf("%d of %d keys moved, want about %d", moved, keys, want)
+			}
+			for id, l := range load {
+				if l < keys/n*85/100 || l > keys/n*115/100 {
+					t.Errorf("%s owns %d of %d keys, want about %d", id, l, keys, keys/n)
+				}
+			}
+			t.Logf("%d of %d keys moved (%.1f%%); load %v", moved, keys, 100*float64(moved)/keys, load)
 		})
 	}
 }

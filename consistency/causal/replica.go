@@ -243,13 +243,16 @@ type Replica struct {
 	// Membership changes (membership.go). memVer is the member list
 	// version taken; during a change (changing) regions is the old
 	// placement and next the new one; streaming: the old owners push the
-	// keys they lose (handoff). paused refuses client requests; after a
-	// change it lasts until every node in waitFor confirmed the version.
+	// keys they lose (handoff). Client requests for the keys whose owner
+	// in this node's region changes are refused during the change, and
+	// after it (settling, prev the placement before it) until every node
+	// in waitFor confirmed the version; the other keys are served.
 	memVer     uint64
 	changing   bool
 	streaming  bool
-	paused     bool
+	settling   bool
 	next       []region
+	prev       []region
 	homeRegion string
 	handoff    map[string]*push
 	waitFor    []consistency.NodeID
@@ -460,8 +463,8 @@ func (r *Replica) owner(reg string, key string) consistency.NodeID {
 	return ownerIn(r.regions, reg, key)
 }
 
-// fnvKey is the FNV-1a hash of a key: its owner in a region of n nodes is
-// the region's sorted nodes[fnvKey % n].
+// fnvKey is the FNV-1a hash of a string (a key or a node id: ownerIn
+// combines the two).
 func fnvKey(key string) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(key))
@@ -491,8 +494,8 @@ func (r *Replica) Request(now time.Time, req consistency.Request) {
 		r.respond(req.ID, core.ErrorReply(err), nil, nil)
 		return
 	}
-	if r.paused || r.region == "" {
-		r.respond(req.ID, r.errPaused(), nil, nil)
+	if r.region == "" || r.keyPaused(key) {
+		r.respond(req.ID, r.errPaused(key), nil, nil)
 		return
 	}
 	deadline := now.Add(r.timeout)
@@ -541,7 +544,15 @@ func (r *Replica) serve(now time.Time, cmd core.Command, tokBytes []byte, deadli
 	if r.bug == BugIgnoreToken || (tok.Region == r.region && len(tok.Deps) <= maxSkipDeps) {
 		wait = nil
 	}
+	key := string(cmd.Args[0])
 	r.await(now, wait, deadline, func(now time.Time, stable []Dep) {
+		// The member list may have changed while the request waited:
+		// a key that moves (or that this node no longer owns) is not
+		// executed here (see Membership).
+		if r.region == "" || r.owner(r.region, key) != r.id || r.keyPaused(key) {
+			reply(r.errPaused(key), tokBytes, nil)
+			return
+		}
 		rep, out, vals := r.execute(now, cmd, tok)
 		reply(rep, r.encodeToken(out, stable), vals)
 	}, func(now time.Time) {
@@ -1116,10 +1127,11 @@ func (r *Replica) onForward(now time.Time, from consistency.NodeID, in msg) {
 	if !now.Before(deadline) {
 		return // the coordinator has given up: do not execute it late
 	}
-	if key, _ := checkCommand(*in.Cmd); r.paused || r.region == "" || r.owner(r.region, key) != r.id {
-		// Paused for a membership change, or the coordinator routed by
-		// another member list: not executed, the client may retry.
-		rep := r.errPaused()
+	if key, _ := checkCommand(*in.Cmd); r.region == "" || r.owner(r.region, key) != r.id || r.keyPaused(key) {
+		// The key moves in a membership change, or the coordinator
+		// routed by another member list: not executed, the client may
+		// retry.
+		rep := r.errPaused(key)
 		r.send(from, msg{Kind: kindForwardReply, ID: in.ID, Reply: &rep})
 		return
 	}
@@ -1133,10 +1145,11 @@ func (r *Replica) onReplicate(now time.Time, from consistency.NodeID, in msg) {
 	if e == nil {
 		return
 	}
-	if r.region == "" || r.owner(r.region, e.Key) != r.id {
-		// Sent by a node that routes by another member list (a change
-		// under way): not acknowledged, so the sender resends it, to the
-		// owner of the list it then has.
+	if r.region == "" || r.owner(r.region, e.Key) != r.id || r.frozen(e.Key) {
+		// Sent by a node that routes by another member list, or the key
+		// moves in a change under way (its record is frozen until the
+		// new owner has it): not acknowledged, so the sender resends
+		// it, to the owner of the list it then has.
 		return
 	}
 	r.clock.observe(e.Rec.V)
@@ -1146,8 +1159,8 @@ func (r *Replica) onReplicate(now time.Time, from consistency.NodeID, in msg) {
 	}
 	apply := func(now time.Time, _ []Dep) {
 		delete(r.inflight, k)
-		if r.region == "" || r.owner(r.region, e.Key) != r.id {
-			return // the key moved while the write waited: resent to its new owner
+		if r.region == "" || r.owner(r.region, e.Key) != r.id || r.frozen(e.Key) {
+			return // the key moves or moved while the write waited: resent to its new owner
 		}
 		cur, err := r.load(e.Key)
 		if err != nil {

@@ -71,7 +71,7 @@ func ringChangeFlags(name, operand string, stdout io.Writer) (fs *flag.FlagSet, 
 	fs = flags(name, operand+" [--addr HOST:PORT] [--timeout 10m] [credentials]", stdout)
 	addr = fs.String("addr", "127.0.0.1:7379", "a member's client API address")
 	timeout = fs.Duration("timeout", 10*time.Minute, "bound on the whole change (a change cut short is resumed by running the command again)")
-	settle = fs.Duration("settle", 2*time.Second, "pause between the joint phase and the stream (longer than the namespaces' request timeout)")
+	settle = fs.Duration("settle", 2*time.Second, "pause between the joint phase and the stream (longer than the namespaces' request timeout); skipped when every ring namespace is causal")
 	return fs, addr, timeout, settle, connFlags(fs)
 }
 
@@ -140,7 +140,7 @@ func runChange(addr string, dopts transport.DialOptions, ch nodes.RingChange, ti
 		res.From.Version, res.To.Version, nodes.FormatPeers(res.To.Members), res.Moved,
 		res.Stream.Round(time.Millisecond), res.Total.Round(time.Millisecond), load)
 	if res.CausalPause > 0 {
-		fmt.Fprintf(stdout, "causal namespaces refused clients for %v\n", res.CausalPause.Round(time.Millisecond))
+		fmt.Fprintf(stdout, "causal namespaces refused the keys that moved for %v\n", res.CausalPause.Round(time.Millisecond))
 	}
 	return nil
 }
