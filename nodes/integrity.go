@@ -19,6 +19,11 @@ import (
 // dialkv_corruption_events_total{namespace, kind}.
 const corruptionSample = causal.CorruptionMetric
 
+// repairSample is the consistency.Sample of corrupt records a causal
+// replica rebuilt from the other regions' copies; metrics count it in
+// dialkv_corruption_events_total{namespace, kind="record-repaired"}.
+const repairSample = causal.RepairMetric
+
 // Kinds of corruption events (the metric's kind label).
 const (
 	// corruptRecord: records that failed their CRC-32C when a quorum

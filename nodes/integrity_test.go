@@ -160,13 +160,14 @@ func TestCorruptStoreRebuilt(t *testing.T) {
 	}
 }
 
-// TestCorruptCausalRecordTyped: a causal record corrupted on a stopped
-// node's disk is answered with a typed CORRUPTION error at restart (never
-// decoded into a wrong value), counted in
-// dialkv_corruption_events_total{kind="record-read"} and logged; the node
-// serves its other keys, and the other region still holds the value. The
-// record is not re-fetched from the other region (docs/security.md).
-func TestCorruptCausalRecordTyped(t *testing.T) {
+// TestCorruptCausalRecordRepaired (issue 11): a causal record corrupted on
+// a stopped node's disk is never decoded into a wrong value: at restart a
+// read of it is refused (UNAVAILABLE, naming the checksum), counted in
+// dialkv_corruption_events_total{kind="record-read"} and logged, while
+// the node serves its other keys; the record is then re-fetched from the
+// other region, the repair counted (kind="record-repaired") and logged,
+// and the key reads its value again.
+func TestCorruptCausalRecordRepaired(t *testing.T) {
 	var logs syncBuffer
 	tc := newTestCluster(t, "n1", "n2")
 	tc.createAt(0, "cz", "causal", map[string]string{"regions": "a:n1;b:n2"})
@@ -200,9 +201,9 @@ func TestCorruptCausalRecordTyped(t *testing.T) {
 	tc.start(0)
 	tc.waitNamespace("cz")
 	r, err := tc.call(0, clusterOp{ns: "cz"}, "GET", "k")
-	var ce *gen.Corruption
-	if !errors.As(err, &ce) {
-		t.Fatalf("GET of the corrupt record: %+v, %v; want the typed Corruption exception", r, err)
+	var ue *gen.Unavailable
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "checksum") {
+		t.Fatalf("GET of the corrupt record: %+v, %v; want the typed Unavailable exception naming the checksum", r, err)
 	}
 	if r, err := tc.call(0, clusterOp{ns: "cz"}, "GET", "j"); err != nil || replyStr(r) != "value-j" {
 		t.Fatalf("GET of a sound key: %s, %v", replyStr(r), err)
@@ -214,6 +215,15 @@ func TestCorruptCausalRecordTyped(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "failed its checksum") {
 		t.Fatalf("the corrupt read was not logged:\n%s", logs.String())
+	}
+	tc.waitGet(0, "cz", "k", "value-k") // re-fetched from the other region
+	for deadline := time.Now().Add(5 * time.Second); corruptionEvents(t, tc.nodes[0].Node, "cz", "record-repaired") != 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("dialkv_corruption_events_total{kind=record-repaired} = %v, want 1\nlogs:\n%s", corruptionEvents(t, tc.nodes[0].Node, "cz", "record-repaired"), logs.String())
+		}
+	}
+	if !strings.Contains(logs.String(), "rebuilt corrupt records") {
+		t.Fatalf("the repair was not logged:\n%s", logs.String())
 	}
 	tc.waitGet(1, "cz", "k", "value-k") // the other region's copy
 }

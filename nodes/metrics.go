@@ -82,7 +82,7 @@ func newMetrics(n *Node) *metrics {
 	}
 	m.corrupt = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "dialkv_corruption_events_total",
-		Help: "Corruption found in a replicated namespace's store and repaired from the other replicas: kind record (records that failed their checksum at recovery, dropped and refilled) or store (a store that failed with a checksum error, moved aside and rebuilt).",
+		Help: "Corruption found in a replicated namespace's store and repaired from the other replicas: kind record (records that failed their checksum at recovery, dropped and refilled), store (a store that failed with a checksum error, moved aside and rebuilt), record-read (causal: reads that met a record failing its checksum; the record is then re-fetched from the other regions) or record-repaired (causal: such records rebuilt from the other regions).",
 	}, []string{"namespace", "kind"})
 	rejected := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "dialkv_rejected_requests_total",
@@ -124,6 +124,8 @@ func (m *metrics) samples(namespace string, ss []consistency.Sample) {
 			m.lag.WithLabelValues(namespace, s.Label).Observe(s.Value)
 		case corruptionSample:
 			m.corrupt.WithLabelValues(namespace, s.Label).Add(s.Value)
+		case repairSample:
+			m.corrupt.WithLabelValues(namespace, "record-repaired").Add(s.Value)
 		}
 	}
 }

@@ -391,8 +391,11 @@ func (h *ReplicaHost) loop(maxRead int) {
 			if s := m.TakeSamples(); len(s) > 0 {
 				h.samples(s)
 				for _, x := range s {
-					if x.Name == corruptionSample {
+					switch x.Name {
+					case corruptionSample:
 						h.log.Error("replica met stored data that failed its checksum", "kind", x.Label, "count", x.Value)
+					case repairSample:
+						h.log.Warn("replica rebuilt corrupt records from the other regions' copies", "kind", x.Label, "count", x.Value)
 					}
 				}
 			}

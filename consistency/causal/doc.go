@@ -62,8 +62,11 @@
 // acknowledged to its sender only after it is durable here.
 //
 // Integrity. Every stored value (records, replication entries, meta) is
-// sealed with a CRC-32C of its key and payload. A corrupt record is a typed
-// CORRUPTION error; a corrupt meta is rebuilt at restart; corrupt
+// sealed with a CRC-32C of its key and payload. A corrupt record is
+// re-fetched from the key's owners in the other regions, merged with this
+// node's unreplicated writes of it and applied like a remote write, after
+// its dependencies (requests for the key are refused meanwhile; with one
+// region it is a typed CORRUPTION error); a corrupt meta is rebuilt at restart; corrupt
 // replication entries are re-derived from the store under last-writer-wins,
 // and fail the restart with core.ErrCorruption in siblings mode (see
 // recover).

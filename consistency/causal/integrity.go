@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"hash/crc32"
 	"sort"
+	"time"
 
+	"github.com/dialkv/dialkv/consistency"
 	"github.com/dialkv/dialkv/core"
 )
 
@@ -176,4 +178,159 @@ func (r *Replica) requeueOwnWrites(lost []uint64) error {
 		r.out.Sync = true
 	}
 	return nil
+}
+
+// Message kinds of a corrupt record's repair.
+const (
+	kindFetch      = "fetch"       // owner -> owner of the key in another region: your record of Entry.Key?
+	kindFetchReply = "fetch-reply" // its record (zero when it has none), from Region
+)
+
+// RepairMetric is the name of the samples counting corrupt records this
+// replica rebuilt from the other regions (label "record"; a node counts
+// them in dialkv_corruption_repairs_total and logs them).
+const RepairMetric = "dialkv_corruption_repairs"
+
+// repair is the re-fetch of a record that failed its checksum: the
+// answers of the key's owner in every other region, then (applying) the
+// wait for the merged record's dependencies.
+type repair struct {
+	answers  map[string]record // region -> its owner's record of the key
+	sent     time.Time
+	applying bool
+}
+
+// noteCorrupt starts the repair of key's record, which failed its
+// checksum here: the owners of the key in the other regions are asked for
+// theirs at the next Tick (repairTick). With a single region there is
+// no other copy and the record stays corrupt (reads answer CORRUPTION).
+func (r *Replica) noteCorrupt(key string) {
+	if _, ok := r.repairs[key]; ok || r.region == "" || len(r.regions) < 2 {
+		return
+	}
+	r.repairs[key] = &repair{answers: map[string]record{}}
+}
+
+// repairTick (re)sends the fetches of the repairs still waiting for
+// answers: at once for a new one, then every 4 retries.
+func (r *Replica) repairTick(now time.Time) {
+	if len(r.repairs) == 0 {
+		return
+	}
+	keys := make([]string, 0, len(r.repairs))
+	for k, rp := range r.repairs {
+		if !rp.applying && (rp.sent.IsZero() || now.Sub(rp.sent) >= 4*r.retry) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		rp := r.repairs[k]
+		rp.sent = now
+		for _, g := range r.regions {
+			if _, ok := rp.answers[g.name]; ok || g.name == r.region {
+				continue
+			}
+			r.send(r.owner(g.name, k), msg{Kind: kindFetch, Entry: &outEntry{Key: k}, Region: r.region})
+		}
+	}
+}
+
+// onFetch answers another region's repair with this node's record of the
+// key, if it owns the key and its record is sound.
+func (r *Replica) onFetch(from consistency.NodeID, in msg) {
+	if in.Entry == nil || r.region == "" || r.owner(r.region, in.Entry.Key) != r.id {
+		return // not the owner under this node's list: the asker resends
+	}
+	rec, err := r.load(in.Entry.Key)
+	if err != nil {
+		return // corrupt here too (and being repaired): no answer
+	}
+	r.send(from, msg{Kind: kindFetchReply, Entry: &outEntry{Key: in.Entry.Key, Rec: rec}, Region: r.region})
+}
+
+// onFetchReply collects a region's answer; once every other region has
+// answered, the merged record is applied like a remote write: after its
+// dependencies are visible here.
+//
+// The merge covers every write the corrupt record can have held: a write
+// from another region is at its origin (or a newer one is); this node's
+// own write is in every other region once they all acknowledged it, and
+// in the outbound queue until then (its entries are merged too).
+func (r *Replica) onFetchReply(now time.Time, in msg) {
+	if in.Entry == nil {
+		return
+	}
+	key := in.Entry.Key
+	rp, ok := r.repairs[key]
+	if !ok || rp.applying {
+		return
+	}
+	rp.answers[in.Region] = in.Entry.Rec
+	for _, g := range r.regions {
+		if _, ok := rp.answers[g.name]; !ok && g.name != r.region {
+			return
+		}
+	}
+	regions := make([]string, 0, len(rp.answers))
+	for reg := range rp.answers {
+		regions = append(regions, reg)
+	}
+	sort.Strings(regions)
+	var merged record
+	for _, reg := range regions {
+		merged, _ = mergeRecords(merged, rp.answers[reg], r.siblings)
+		r.clock.observe(rp.answers[reg].V)
+	}
+	for _, seq := range sortedKeys(r.queue) {
+		e := r.queue[seq]
+		if e.Key != key {
+			continue
+		}
+		switch {
+		case r.siblings && !seenOf(merged.Seen, e.Rec.V.Node).AtLeast(e.Rec.V):
+			merged = applySibling(merged, e.Rec)
+		case !r.siblings && merged.V.Less(e.Rec.V):
+			merged = e.Rec
+		}
+	}
+	// Its dependencies, except on the key itself (the merged record
+	// holds those versions).
+	var deps []Dep
+	for _, s := range append([]record{merged}, merged.Sibs...) {
+		for _, d := range s.Deps {
+			if d.Key != key {
+				deps = r.merge(deps, d)
+			}
+		}
+	}
+	rp.applying = true
+	r.await(now, r.prune(deps), time.Time{}, func(now time.Time, _ []Dep) {
+		if r.repairs[key] != rp {
+			return
+		}
+		delete(r.repairs, key)
+		if r.region == "" || r.owner(r.region, key) != r.id {
+			return // the key moved meanwhile: its new owner has its own copy
+		}
+		b, err := r.eng.Get([]byte(prefixValue + key))
+		if err == nil {
+			var cur record
+			if openJSON([]byte(prefixValue+key), b, &cur) == nil {
+				merged, _ = mergeRecords(cur, merged, r.siblings) // sound again meanwhile
+			}
+		}
+		bt := r.eng.NewBatch()
+		bt.Set([]byte(prefixValue+key), sealJSON([]byte(prefixValue+key), merged))
+		err = bt.Commit(false)
+		bt.Close()
+		if err != nil {
+			r.noteCorrupt(key) // not stored: start again
+			return
+		}
+		r.out.Sync = true
+		r.stats.Repaired++
+		r.changed(key)
+		r.recheck(now, key)
+	}, func(time.Time) {})
 }

@@ -2,6 +2,7 @@ package causal
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -148,12 +149,13 @@ func TestCorruptQueueInSiblingsModeFailsTyped(t *testing.T) {
 	}
 }
 
-// TestCorruptRecordIsATypedError: a record that fails its checksum is
-// answered with a CORRUPTION error, never decoded into a wrong value, and
-// the node keeps serving its other keys.
+// TestCorruptRecordIsATypedError: with a single region (no other copy), a
+// record that fails its checksum is answered with a CORRUPTION error,
+// never decoded into a wrong value, and the node keeps serving its other
+// keys; the corrupt read is reported once as a corruption sample.
 func TestCorruptRecordIsATypedError(t *testing.T) {
-	c := newCluster(t, 14, twoRegions, "")
-	x, y := keysWithOwners(t, c)
+	c := newCluster(t, 14, "us:u1,u2", "")
+	x, y := keysWithOwners1(t, c)
 	ox := c.nodes["u1"].rep.owner("us", x)
 	oy := c.nodes["u1"].rep.owner("us", y)
 	c.do(ox, nil, "SET", x, "vx")
@@ -173,19 +175,152 @@ func TestCorruptRecordIsATypedError(t *testing.T) {
 	}
 	// The corrupt read is reported once, as a corruption sample (a node
 	// counts it in dialkv_corruption_events_total{kind="record-read"}).
-	count := func() (n float64) {
-		for _, s := range c.nodes[ox].rep.TakeSamples() {
-			if s.Name == CorruptionMetric && s.Label == "record-read" {
-				n += s.Value
-			}
-		}
-		return n
-	}
-	if n := count(); n < 1 {
+	if n := countSamples(c.nodes[ox].rep, CorruptionMetric, "record-read"); n < 1 {
 		t.Fatalf("corrupt reads reported: %v; want at least 1", n)
 	}
-	if n := count(); n != 0 {
+	if n := countSamples(c.nodes[ox].rep, CorruptionMetric, "record-read"); n != 0 {
 		t.Fatalf("corrupt reads reported again: %v", n)
+	}
+}
+
+func countSamples(r *Replica, name, label string) (n float64) {
+	for _, s := range r.TakeSamples() {
+		if s.Name == name && s.Label == label {
+			n += s.Value
+		}
+	}
+	return n
+}
+
+// keysWithOwners1 finds two keys with different owners in region us.
+func keysWithOwners1(t *testing.T, c *cluster) (string, string) {
+	r := c.nodes["u1"].rep
+	for i := 0; i < 100; i++ {
+		if x, y := fmt.Sprintf("x%d", i), fmt.Sprintf("y%d", i); r.owner("us", x) != r.owner("us", y) {
+			return x, y
+		}
+	}
+	t.Fatal("no keys with distinct owners")
+	return "", ""
+}
+
+// TestCorruptRecordIsRefetched (issue 11): a record that fails its
+// checksum for good is re-fetched from the key's owners in the other
+// regions and applied like a remote write, after its dependencies are
+// visible here. Cases:
+//   - replicated: the other region has the same version; reads are
+//     refused (UNAVAILABLE, not executed) until the repair, then answer
+//     the value; the repair is counted and reported once;
+//   - own write not replicated yet: the other region has only the older
+//     version, the outbound queue the newer one, which must win;
+//   - newer with a dependency: the other region has a newer version of x
+//     that depends on y, whose replication here is held back; x must not
+//     become visible before y.
+func TestCorruptRecordIsRefetched(t *testing.T) {
+	for _, mode := range []string{ResolveLWW, ResolveSiblings} {
+		t.Run(mode+"/replicated", func(t *testing.T) {
+			c := newClusterWith(t, 14, twoRegions, "", map[string]string{"resolve": mode})
+			x, y := keysWithOwners(t, c)
+			ox := c.nodes["u1"].rep.owner("us", x)
+			oy := c.nodes["u1"].rep.owner("us", y)
+			c.do(ox, nil, "SET", x, "vx")
+			c.do(oy, nil, "SET", y, "vy")
+			c.run(time.Second)
+			c.crash(ox)
+			if corruptStored(t, c, ox, prefixValue+x) != 1 {
+				t.Fatal("record not found")
+			}
+			c.restart(ox)
+			c.partition("us", "eu", true) // the repair cannot finish yet
+			r := c.do(ox, nil, "GET", x)
+			if r.Reply.Kind != core.KindError || r.Reply.Err.Code != consistency.CodeUnavailable || !strings.Contains(r.Reply.Err.Error(), "checksum") {
+				t.Fatalf("GET of a corrupt record being repaired: %s, want UNAVAILABLE naming the checksum", replyString(r.Reply))
+			}
+			if r := c.do(ox, nil, "GET", y); replyString(r.Reply) != "vy" {
+				t.Fatalf("GET of a sound key through the same node: %s, want vy", replyString(r.Reply))
+			}
+			c.partition("us", "eu", false)
+			c.run(time.Second)
+			if r := c.do(ox, nil, "GET", x); replyString(r.Reply) != "vx" {
+				t.Fatalf("GET %s after the repair: %s, want vx (go test -run TestCorruptRecordIsRefetched ./consistency/causal)", x, replyString(r.Reply))
+			}
+			if s := c.nodes[ox].rep.stats; s.Repaired != 1 || s.CorruptReads < 1 {
+				t.Fatalf("stats %+v: want Repaired=1 and the corrupt reads counted", s)
+			}
+			if n := countSamples(c.nodes[ox].rep, RepairMetric, "record"); n != 1 {
+				t.Fatalf("repairs reported: %v, want 1", n)
+			}
+			// Writes go on, and reach the other region.
+			if r := c.do(ox, nil, "SET", x, "vx2"); replyString(r.Reply) != "OK" {
+				t.Fatalf("SET after the repair: %s", replyString(r.Reply))
+			}
+			c.run(time.Second)
+			if r := c.do(c.nodes["e1"].rep.owner("eu", x), nil, "GET", x); replyString(r.Reply) != "vx2" {
+				t.Fatalf("GET %s in eu after a write following the repair: %s, want vx2", x, replyString(r.Reply))
+			}
+		})
+		t.Run(mode+"/own-write-not-replicated", func(t *testing.T) {
+			c := newClusterWith(t, 15, twoRegions, "", map[string]string{"resolve": mode})
+			owner := c.nodes["u1"].rep.owner("us", "k")
+			tok := c.do(owner, nil, "SET", "k", "v1").Token
+			c.run(time.Second)
+			c.partition("us", "eu", true)
+			if r := c.do(owner, tok, "SET", "k", "v2"); replyString(r.Reply) != "OK" {
+				t.Fatalf("SET k v2: %s", replyString(r.Reply))
+			}
+			c.crash(owner)
+			if corruptStored(t, c, owner, prefixValue+"k") != 1 {
+				t.Fatal("record not found")
+			}
+			c.restart(owner)
+			if r := c.do(owner, nil, "GET", "k"); r.Reply.Err == nil || r.Reply.Err.Code != consistency.CodeUnavailable {
+				t.Fatalf("GET k while eu is cut off: %s, want UNAVAILABLE", replyString(r.Reply))
+			}
+			c.partition("us", "eu", false)
+			c.run(2 * time.Second)
+			for _, at := range []consistency.NodeID{owner, c.nodes["e1"].rep.owner("eu", "k")} {
+				if r := c.do(at, nil, "GET", "k"); replyString(r.Reply) != "v2" {
+					t.Fatalf("GET k at %s after the repair: %s, want the acknowledged v2 (go test -run TestCorruptRecordIsRefetched ./consistency/causal)", at, replyString(r.Reply))
+				}
+			}
+		})
+		t.Run(mode+"/newer-with-dependency", func(t *testing.T) {
+			c := newClusterWith(t, 16, twoRegions, "", map[string]string{"resolve": mode})
+			x, y := keysWithOwners(t, c)
+			ux, uy := c.nodes["u1"].rep.owner("us", x), c.nodes["u1"].rep.owner("us", y)
+			ex, ey := c.nodes["e1"].rep.owner("eu", x), c.nodes["e1"].rep.owner("eu", y)
+			c.do(ux, nil, "SET", x, "x1")
+			c.run(time.Second)
+			c.crash(ux)
+			if corruptStored(t, c, ux, prefixValue+x) != 1 {
+				t.Fatal("record not found")
+			}
+			// In eu: y = y1, then x = x2 from y1's session (x2 depends on
+			// y1); y1's replication to us is held back.
+			c.cut[[2]consistency.NodeID{ey, uy}] = true
+			tok := c.do(ey, nil, "SET", y, "y1").Token
+			if r := c.do(ex, tok, "SET", x, "x2"); replyString(r.Reply) != "OK" {
+				t.Fatalf("SET %s x2 in eu: %s", x, replyString(r.Reply))
+			}
+			c.restart(ux)
+			c.do(ux, nil, "GET", x) // starts the repair
+			c.run(2 * time.Second)
+			if r := c.do(ux, nil, "GET", x); replyString(r.Reply) == "x2" {
+				t.Fatalf("GET %s in us = x2 while its dependency %s=y1 is not visible there (GET %s: %s)", x, y, y, replyString(c.do(uy, nil, "GET", y).Reply))
+			}
+			c.cut[[2]consistency.NodeID{ey, uy}] = false
+			c.run(2 * time.Second)
+			r := c.do(ux, nil, "GET", x)
+			if replyString(r.Reply) != "x2" {
+				t.Fatalf("GET %s in us after y1 arrived: %s, want x2 (go test -run TestCorruptRecordIsRefetched ./consistency/causal)", x, replyString(r.Reply))
+			}
+			if ry := c.do(uy, r.Token, "GET", y); replyString(ry.Reply) != "y1" {
+				t.Fatalf("GET %s after reading x2: %s, want its dependency y1", y, replyString(ry.Reply))
+			}
+			if s := c.nodes[ux].rep.stats; s.Repaired != 1 {
+				t.Fatalf("stats %+v: want Repaired=1", s)
+			}
+		})
 	}
 }
 

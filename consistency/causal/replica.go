@@ -231,9 +231,13 @@ type Replica struct {
 	out      consistency.Ready
 	stats    Stats
 	lags     []consistency.Sample
-	// corruptReported is stats.CorruptReads as of the last TakeSamples.
+	// corruptReported and repairReported are stats.CorruptReads and
+	// stats.Repaired as of the last TakeSamples.
 	corruptReported int64
-	peers           []consistency.NodeID // sorted
+	repairReported  int64
+	// repairs are the corrupt records being re-fetched (integrity.go).
+	repairs map[string]*repair
+	peers   []consistency.NodeID // sorted
 	// newStable are local writes that became stable since the last Tick.
 	newStable []Dep
 	// lastRound is when replication and checks were last resent: at most
@@ -278,7 +282,8 @@ type Stats struct {
 	CorruptMeta    int64 // restarts that found the meta (sequence number, clock) corrupt and rebuilt it
 	CorruptQueue   int64 // outbound replication entries found corrupt at restart (rebuilt from the store)
 	Requeued       int64 // writes queued again for every other region to rebuild lost entries
-	CorruptReads   int64 // records that failed their checksum when read (answered with a CORRUPTION error)
+	CorruptReads   int64 // records that failed their checksum when read (the key is then re-fetched from the other regions)
+	Repaired       int64 // corrupt records rebuilt from the other regions' copies
 	HandoffMoved   int64 // records handed off to a new owner and acknowledged (membership changes)
 	HandoffStored  int64 // pushed records stored here (newer than what this node had)
 }
@@ -296,15 +301,19 @@ const LagMetric = "causal_replication_lag_seconds"
 //
 // It also reports the reads that met a corrupt record since the last call
 // as one sample named CorruptionMetric, label "record-read" (a node counts
-// it in dialkv_corruption_events_total{kind="record-read"}): such a read
-// is answered with a CORRUPTION error, and the record is not re-fetched
-// from another region.
+// it in dialkv_corruption_events_total{kind="record-read"}), and the
+// records rebuilt from the other regions as one sample named RepairMetric,
+// label "record" (dialkv_corruption_repairs_total{kind="record"}).
 func (r *Replica) TakeSamples() []consistency.Sample {
 	out := r.lags
 	r.lags = nil
 	if d := r.stats.CorruptReads - r.corruptReported; d > 0 {
 		out = append(out, consistency.Sample{Name: CorruptionMetric, Label: "record-read", Value: float64(d)})
 		r.corruptReported = r.stats.CorruptReads
+	}
+	if d := r.stats.Repaired - r.repairReported; d > 0 {
+		out = append(out, consistency.Sample{Name: RepairMetric, Label: "record", Value: float64(d)})
+		r.repairReported = r.stats.Repaired
 	}
 	return out
 }
@@ -331,6 +340,7 @@ func (r *Replica) Counters() map[string]float64 {
 		"causal_corrupt_queue_entries":       float64(s.CorruptQueue),
 		"causal_requeued_writes":             float64(s.Requeued),
 		"causal_corrupt_record_reads":        float64(s.CorruptReads),
+		"causal_records_repaired":            float64(s.Repaired),
 		"causal_handoff_moved":               float64(s.HandoffMoved),
 		"causal_handoff_stored":              float64(s.HandoffStored),
 	}
@@ -403,6 +413,7 @@ func NewReplica(cfg consistency.Config) (*Replica, error) {
 		seenFwd:   map[fwdKey]time.Time{},
 		inflight:  map[inKey]bool{},
 		handoff:   map[string]*push{},
+		repairs:   map[string]*repair{},
 		confirmed: map[consistency.NodeID]bool{},
 	}
 	// A node that is not among the peers (started with --join, not added
@@ -629,6 +640,10 @@ func (r *Replica) execute(now time.Time, cmd core.Command, tok token) (core.Repl
 	key := string(cmd.Args[0])
 	cur, err := r.load(key)
 	if err != nil {
+		if _, ok := r.repairs[key]; ok {
+			// Certainly not executed; the record is being rebuilt.
+			return errReply(consistency.CodeUnavailable, "the record of %q failed its checksum and is being re-fetched from the other regions; retry", key), tok, nil
+		}
 		return core.ErrorReply(core.AsError(err)), tok, nil
 	}
 	if cmd.Name == "GET" {
@@ -890,6 +905,7 @@ func (r *Replica) load(key string) (record, error) {
 	var rec record
 	if err := openJSON([]byte(prefixValue+key), b, &rec); err != nil {
 		r.stats.CorruptReads++
+		r.noteCorrupt(key)
 		return record{}, fmt.Errorf("causal: read %q: %w", key, err)
 	}
 	return rec, nil
@@ -914,6 +930,7 @@ func (r *Replica) visible(d Dep) bool {
 	default:
 		if openJSON([]byte(prefixValue+d.Key), b, &rec) != nil {
 			r.stats.CorruptReads++
+			r.noteCorrupt(d.Key)
 			return false
 		}
 	}
@@ -1068,6 +1085,10 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 		r.onRingQuery(m.From, in)
 	case kindRingAnswer:
 		r.onRingAnswer(m.From, in)
+	case kindFetch:
+		r.onFetch(m.From, in)
+	case kindFetchReply:
+		r.onFetchReply(now, in)
 	case kindCheck:
 		if !r.ownsAll(in.Deps) {
 			break // asked by a node that routes by another member list: it asks again
@@ -1295,6 +1316,7 @@ func (r *Replica) Tick(now time.Time) {
 		return
 	}
 	r.ringTick(now)
+	r.repairTick(now)
 	for _, seq := range sortedKeys(r.queue) {
 		e := r.queue[seq]
 		if e.every == 0 {
