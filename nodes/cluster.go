@@ -269,7 +269,7 @@ func newCluster(self string, cc ClusterConfig, dataDir string, joining bool, log
 		log.Info("cluster: not a member of the ring yet; serving as a proxy until `dialkv admin add-node` adds this node", "members", FormatPeers(mem.Members))
 	}
 	c.addSenders(mem.all())
-	srv, err := transport.ListenPeer(c.cfg.PeerListen, cc.Name, c.deliver, transport.PeerServerOptions{Logger: log, TLS: cc.sec.PeerServerTLS})
+	srv, err := transport.ListenPeer(c.cfg.PeerListen, cc.Name, c.deliver, transport.PeerServerOptions{Logger: log, TLS: cc.sec.PeerServerTLS, Conns: cc.sec.PeerConns})
 	if err != nil {
 		c.closeSenders()
 		return nil, fmt.Errorf("cluster: peer listen %s: %w", c.cfg.PeerListen, err)

@@ -2,6 +2,7 @@ package nodes
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -112,6 +113,11 @@ type StrategyEnv struct {
 	// peer traffic). Strategies with a transport of their own (raft) use
 	// them for mutual TLS.
 	PeerTLS security.TLSFiles
+	// PeerRevoked and PeerConns: the policy's deny-list check for peer
+	// handshakes and the set of open node-to-node TLS connections
+	// (security.Settings); nil without them.
+	PeerRevoked func(tls.ConnectionState) error
+	PeerConns   *transport.TLSConns
 	// ClientDial is how this node dials another node's client API (TLS
 	// with its node certificate when client listeners use TLS), e.g. for
 	// a raft replica's rebuild (RAFT.REMOVE/RAFT.ADD at another node).
@@ -428,7 +434,7 @@ func (n *Node) openNamespace(spec NamespaceSpec) (*namespace, error) {
 		return nil, fmt.Errorf("node: namespace %s: unknown strategy %q (this node has: %v)", spec.Name, spec.Strategy, n.strategyNames())
 	}
 	svc, err := f(StrategyEnv{Spec: strategySpec(spec), Dir: dir, NodeID: n.cfg.ID, Fsync: n.cfg.Fsync, Logger: log, Cache: n.cache, Clock: n.clock.Now,
-		PeerTLS: n.cfg.Security.PeerTLSFiles, ClientDial: n.clientDial(),
+		PeerTLS: n.cfg.Security.PeerTLSFiles, PeerRevoked: n.cfg.Security.PeerRevoked, PeerConns: n.cfg.Security.PeerConns, ClientDial: n.clientDial(),
 		RaftScrubEvery: n.cfg.RaftScrubEvery, RaftScrubRate: n.cfg.RaftScrubRate,
 		Samples:      func(s []consistency.Sample) { n.metrics.samples(spec.Name, s) },
 		UpdateParams: func(p map[string]string) error { return n.updateParams(spec.Name, p) }})

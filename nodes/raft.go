@@ -69,11 +69,11 @@ func RaftStrategy(env StrategyEnv) (consistency.Service, error) {
 			}
 			return initial[name]
 		}
-		server, client, err := security.RaftConfigs(f, isNode)
+		server, client, err := security.RaftConfigs(f, isNode, env.PeerRevoked)
 		if err != nil {
 			return nil, fmt.Errorf("raft namespace %s: %w", env.Spec.Name, err)
 		}
-		cfg.TransportFactory = raftls.Factory{Server: server, Client: client, Logger: env.Logger}
+		cfg.TransportFactory = raftls.Factory{Server: server, Client: client, Logger: env.Logger, Conns: env.PeerConns}
 	}
 	// Dragonboat's log levels are process-wide: set them once, before
 	// the first NodeHost exists, so no NodeHost is logging while they

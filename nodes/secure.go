@@ -66,7 +66,8 @@ func (n *Node) listen() (net.Listener, error) {
 
 // reloadSecurity re-reads the --auth-file policy (dialkv node on SIGHUP):
 // users, tokens, grants and revoked certificates take effect on the next
-// request of every connection, open ones included. A file that does not
+// request of every connection, open ones included, and the open peer and
+// Raft connections of revoked node certificates are closed. A file that does not
 // parse leaves the previous policy in force; either way the outcome is
 // logged, with counts and the parse error but never a secret.
 func reloadSecurity(sec security.Settings, log *slog.Logger) {
@@ -79,8 +80,11 @@ func reloadSecurity(sec security.Settings, log *slog.Logger) {
 		log.Error("security policy reload failed; the previous policy stays in force", "err", err)
 		return
 	}
+	// Node certificates revoked by this file lose their open peer and
+	// Raft connections now; their next handshake is refused.
+	closed := sec.CloseRevokedPeers()
 	log.Info("security policy reloaded", "users", sum.Users, "tokens", sum.Tokens, "grants", sum.Grants, "revoked_certs", sum.RevokedCerts,
-		"revoked_tokens", sum.RevokedTokens, "revoked_users", sum.RevokedUsers)
+		"revoked_tokens", sum.RevokedTokens, "revoked_users", sum.RevokedUsers, "peer_conns_closed", closed)
 }
 
 // clientDial is how this node dials another node's client API: under TLS

@@ -49,13 +49,15 @@ type PeerServer struct {
 	handle  func(PeerMessage)
 	ln      net.Listener
 	tls     *tls.Config
-	log     *slog.Logger
-	n       peerCounters
-	done    chan struct{}
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	closed  bool
-	conns   map[net.Conn]bool
+	// tlsConns tracks the TLS connections (PeerServerOptions.Conns).
+	tlsConns *TLSConns
+	log      *slog.Logger
+	n        peerCounters
+	done     chan struct{}
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	closed   bool
+	conns    map[net.Conn]bool
 }
 
 var _ peer.Peer = (*peerHandler)(nil)
@@ -93,6 +95,9 @@ type PeerServerOptions struct {
 	// security.PeerConfigs). A connection whose handshake fails is closed
 	// and counted in PeerStats.Rejected.
 	TLS *tls.Config
+	// Conns, if set, tracks the connections whose TLS handshake
+	// succeeded, so a revoked peer's can be closed (TLSConns.CloseIf).
+	Conns *TLSConns
 }
 
 // ListenPeer serves the peer API on addr for the named cluster.
@@ -113,7 +118,7 @@ func ListenPeer(addr, cluster string, handle func(PeerMessage), o PeerServerOpti
 	if err != nil {
 		return nil, fmt.Errorf("transport: peer listen %s: %w", addr, err)
 	}
-	s := &PeerServer{cluster: cluster, handle: handle, ln: ln, tls: o.TLS, log: o.Logger, done: make(chan struct{}), conns: map[net.Conn]bool{}}
+	s := &PeerServer{cluster: cluster, handle: handle, ln: ln, tls: o.TLS, tlsConns: o.Conns, log: o.Logger, done: make(chan struct{}), conns: map[net.Conn]bool{}}
 	cfg := &thrift.TConfiguration{MaxFrameSize: int32(o.MaxFrame)}
 	proc := peer.NewPeerProcessor(&peerHandler{s})
 	go s.accept(proc, cfg)
@@ -157,6 +162,7 @@ func (s *PeerServer) accept(proc thrift.TProcessor, cfg *thrift.TConfiguration) 
 					return
 				}
 				conn = tc
+				defer s.tlsConns.Add(tc)()
 			}
 			tr := thrift.NewTFramedTransportConf(thrift.NewTSocketFromConnConf(conn, cfg), cfg)
 			prot := thrift.NewTBinaryProtocolConf(tr, cfg)
@@ -217,6 +223,31 @@ type PeerSenderOptions struct {
 	// TLS, if set, dials the peer over TLS (security.PeerConfigs' client
 	// side: the node certificate, verified both ways).
 	TLS *tls.Config
+	// Conns, if set, tracks the sender's TLS connection while it is open,
+	// so a revoked peer's can be closed (TLSConns.CloseIf); the sender
+	// then redials, and the handshake refuses the revoked certificate.
+	Conns *TLSConns
+}
+
+// dialTLS connects to the peer and completes the TLS handshake within
+// the sender's timeout. The server name checked is the host of addr,
+// unless the configuration names one.
+func (p *PeerSender) dialTLS() (*tls.Conn, error) {
+	cfg := p.o.TLS
+	if cfg.ServerName == "" {
+		if host, _, err := net.SplitHostPort(p.addr); err == nil {
+			cfg = cfg.Clone()
+			cfg.ServerName = host
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.o.Timeout)
+	defer cancel()
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: p.o.Timeout}, Config: cfg}
+	nc, err := d.DialContext(ctx, "tcp", p.addr)
+	if err != nil {
+		return nil, err
+	}
+	return nc.(*tls.Conn), nil
 }
 
 // NewPeerSender starts a sender to addr.
@@ -278,13 +309,15 @@ func (p *PeerSender) loop() {
 	defer close(p.done)
 	rnd := rand.New(rand.NewPCG(p.o.Seed, 0x5eed))
 	var (
-		trans  thrift.TTransport
-		client *peer.PeerClient
+		trans   thrift.TTransport
+		client  *peer.PeerClient
+		untrack = func() {}
 	)
 	closeConn := func() {
 		if trans != nil {
 			trans.Close()
-			trans, client = nil, nil
+			untrack()
+			trans, client, untrack = nil, nil, func() {}
 		}
 	}
 	defer closeConn()
@@ -312,11 +345,21 @@ func (p *PeerSender) loop() {
 			// socket, so the TLS settings must be in this one.
 			cfg := &thrift.TConfiguration{MaxFrameSize: int32(p.o.MaxFrame), ConnectTimeout: p.o.Timeout, SocketTimeout: p.o.Timeout, TLSConfig: p.o.TLS}
 			var sock thrift.TTransport = thrift.NewTSocketConf(p.addr, cfg)
+			var err error
 			if p.o.TLS != nil {
-				sock = thrift.NewTSSLSocketConf(p.addr, cfg)
+				// Dialled here rather than by thrift's TSSLSocket, so the
+				// *tls.Conn can be tracked (PeerSenderOptions.Conns).
+				var tc *tls.Conn
+				if tc, err = p.dialTLS(); err == nil {
+					untrack = p.o.Conns.Add(tc)
+					sock = thrift.NewTSocketFromConnConf(tc, cfg)
+				}
 			}
 			t := thrift.NewTFramedTransportConf(sock, cfg)
-			if err := t.Open(); err != nil {
+			if err == nil && p.o.TLS == nil {
+				err = t.Open()
+			}
+			if err != nil {
 				p.n.sendErrors.Add(1)
 				p.n.dropped.Add(int64(len(batch)))
 				// Full jitter: sleep uniformly in [0, backoff).

@@ -11,6 +11,7 @@ import (
 	"net"
 	"runtime"
 
+	"github.com/dialkv/dialkv/transport"
 	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
 )
 
@@ -67,6 +68,39 @@ type Settings struct {
 	// GossipKey is memberlist's SecretKey (raw 16, 24 or 32 bytes) from
 	// --gossip-key-file; empty: gossip in clear.
 	GossipKey Secret
+	// PeerRevoked refuses, in a handshake, a peer certificate the current
+	// policy revokes (revoked_certs): with --auth-file and peer TLS it is
+	// in PeerServerTLS and PeerClientTLS already, and the Raft transport
+	// adds it to its own configurations (RaftConfigs); nil otherwise.
+	PeerRevoked func(tls.ConnectionState) error
+	// PeerConns tracks the open node-to-node TLS connections (peer port,
+	// peer senders, Raft), so CloseRevokedPeers can close those of a
+	// certificate revoked by a reload; nil without peer TLS.
+	PeerConns *transport.TLSConns
+}
+
+// CloseRevokedPeers closes the open node-to-node connections whose other
+// end presented a certificate the current policy revokes, and returns how
+// many it closed (call it after Policy.Reload; SIGHUP on dialkv node).
+func (s Settings) CloseRevokedPeers() int {
+	if s.Policy == nil {
+		return 0
+	}
+	return s.PeerConns.CloseIf(func(leaf *x509.Certificate) bool { return s.Policy.Policy().CertRevoked(leaf.SerialNumber) })
+}
+
+// chainVerify returns a VerifyConnection that runs first, then second
+// (either may be nil).
+func chainVerify(first, second func(tls.ConnectionState) error) func(tls.ConnectionState) error {
+	if first == nil {
+		return second
+	}
+	return func(cs tls.ConnectionState) error {
+		if err := first(cs); err != nil {
+			return err
+		}
+		return second(cs)
+	}
 }
 
 // ErrBadFlags is wrapped by errors about flags that do not fit together.
@@ -99,6 +133,7 @@ func (f *Flags) Load(seed uint64) (Settings, error) {
 		s.PeerServerTLS, s.PeerClientTLS = srv, cli
 		s.NodeCAs = srv.ClientCAs
 		s.PeerTLSFiles = TLSFiles{Cert: f.PeerTLSCert, Key: f.PeerTLSKey, CA: f.PeerTLSCA}
+		s.PeerConns = transport.NewTLSConns()
 	}
 	if f.AuthFile != "" {
 		if f.TLSCert == "" {
@@ -110,6 +145,13 @@ func (f *Flags) Load(seed uint64) (Settings, error) {
 			return Settings{}, err
 		}
 		s.Policy, s.Authorizer, s.Authenticator = p, p, p
+		if s.PeerServerTLS != nil {
+			// The deny-list holds node certificates too: a revoked one is
+			// refused by both ends of a peer or Raft handshake.
+			s.PeerRevoked = p.VerifyPeerCert
+			s.PeerServerTLS.VerifyConnection = chainVerify(s.PeerServerTLS.VerifyConnection, p.VerifyPeerCert)
+			s.PeerClientTLS.VerifyConnection = chainVerify(s.PeerClientTLS.VerifyConnection, p.VerifyPeerCert)
+		}
 		if f.PeerTLSCA != "" {
 			// Other nodes call this node's client API with their node
 			// certificate (catalog sync, raft rebuild and rebalancing):

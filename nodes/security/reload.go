@@ -97,3 +97,19 @@ func (s *PolicyStore) VerifyClientCert(cs tls.ConnectionState) error {
 	}
 	return nil
 }
+
+// VerifyPeerCert is a tls.Config.VerifyConnection for node-to-node TLS
+// (peer port, peer senders, Raft): it refuses a peer whose certificate the
+// current policy revokes (revoked_certs), whichever side dialled. The
+// other checks (a node certificate of the CA, of a member) are the
+// configuration's own.
+func (s *PolicyStore) VerifyPeerCert(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return nil
+	}
+	leaf := cs.PeerCertificates[0]
+	if s.cur.Load().CertRevoked(leaf.SerialNumber) {
+		return tlsErr("peer certificate %q (serial %s) is revoked", leaf.Subject.CommonName, leaf.SerialNumber.Text(16))
+	}
+	return nil
+}

@@ -245,13 +245,18 @@ func NodeIdentity(isNode func(name string) bool) func(tls.ConnectionState) error
 
 // RaftConfigs returns the TLS configurations of a Raft transport
 // (transport/raftls) from the peer TLS files: mutual, and on both sides
-// the other end must hold a node certificate of a member (NodeIdentity).
-func RaftConfigs(f TLSFiles, isNode func(name string) bool) (server, client *tls.Config, err error) {
+// the other end must hold a node certificate of a member (NodeIdentity)
+// and pass revoked, if set (Settings.PeerRevoked: the policy's
+// revoked_certs).
+func RaftConfigs(f TLSFiles, isNode func(name string) bool, revoked func(tls.ConnectionState) error) (server, client *tls.Config, err error) {
 	server, client, err = PeerConfigs(f)
 	if err != nil {
 		return nil, nil, err
 	}
 	check := NodeIdentity(isNode)
+	if revoked != nil {
+		check = chainVerify(check, revoked)
+	}
 	server.VerifyConnection = check
 	client.VerifyConnection = check
 	return server, client, nil

@@ -35,6 +35,8 @@ import (
 	"github.com/lni/dragonboat/v4/config"
 	"github.com/lni/dragonboat/v4/raftio"
 	pb "github.com/lni/dragonboat/v4/raftpb"
+
+	"github.com/dialkv/dialkv/transport"
 )
 
 // Name is the transport's name (raftio.ITransport.Name).
@@ -77,6 +79,11 @@ type Factory struct {
 	MaxFrame int
 	// HandshakeTimeout bounds a TLS handshake (0: 5 s).
 	HandshakeTimeout time.Duration
+	// Conns, if set, tracks every connection, accepted and dialled, once
+	// its handshake succeeded, so a revoked peer's can be closed
+	// (transport.TLSConns.CloseIf); Dragonboat then redials, and the
+	// handshake refuses the revoked certificate.
+	Conns *transport.TLSConns
 }
 
 var _ config.TransportFactory = Factory{}
@@ -185,6 +192,7 @@ func (t *Transport) serve(nc net.Conn) {
 		return
 	}
 	tc.SetDeadline(time.Time{})
+	defer t.f.Conns.Add(tc)()
 	var hdr [headerSize]byte
 	for {
 		kind, payload, err := readFrame(tc, hdr[:], t.f.MaxFrame)
@@ -299,7 +307,7 @@ func (t *Transport) GetConnection(ctx context.Context, target string) (raftio.IC
 	if err != nil {
 		return nil, err
 	}
-	return &conn{c: c}, nil
+	return &conn{c: c, untrack: t.f.Conns.Add(c)}, nil
 }
 
 // GetSnapshotConnection implements raftio.ITransport.
@@ -308,13 +316,14 @@ func (t *Transport) GetSnapshotConnection(ctx context.Context, target string) (r
 	if err != nil {
 		return nil, err
 	}
-	return &snapConn{conn{c: c}}, nil
+	return &snapConn{conn{c: c, untrack: t.f.Conns.Add(c)}}, nil
 }
 
 // conn sends message batches; Dragonboat uses each from one goroutine.
 type conn struct {
-	c   *tls.Conn
-	buf []byte
+	c       *tls.Conn
+	buf     []byte
+	untrack func() // removes c from Factory.Conns
 }
 
 var _ raftio.IConnection = (*conn)(nil)
@@ -339,7 +348,10 @@ func (c *conn) SendMessageBatch(b pb.MessageBatch) error {
 }
 
 // Close implements raftio.IConnection.
-func (c *conn) Close() { c.c.Close() }
+func (c *conn) Close() {
+	c.c.Close()
+	c.untrack()
+}
 
 // snapConn sends snapshot chunks.
 type snapConn struct{ conn }
@@ -365,4 +377,5 @@ func (c *snapConn) Close() {
 		io.ReadFull(c.c, ack[:])
 	}
 	c.c.Close()
+	c.untrack()
 }

@@ -91,7 +91,7 @@ func TestTransport(t *testing.T) {
 	var batches []pb.MessageBatch
 	var chunks []pb.Chunk
 	start := func(node string, isNode func(string) bool) *Transport {
-		srv, cli, err := security.RaftConfigs(files(node), isNode)
+		srv, cli, err := security.RaftConfigs(files(node), isNode, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
