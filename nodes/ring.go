@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,6 +42,11 @@ type Membership struct {
 	Phase   string        `json:"phase"`
 	Members []ClusterPeer `json:"members"`
 	Prev    []ClusterPeer `json:"prev,omitempty"`
+	// Down, during a change, are the ids of previous members that leave
+	// while down (`dialkv admin remove-node ID --down`): the driver does
+	// not wait for them, and the quorum replicas hand their keys off from
+	// the surviving copies (quorum.RingState.Down).
+	Down []string `json:"down,omitempty"`
 }
 
 // validate checks a membership received from a peer or the admin tool.
@@ -53,12 +59,17 @@ func (m Membership) validate() error {
 	}
 	switch m.Phase {
 	case PhaseStable:
-		if len(m.Prev) != 0 {
-			return errors.New("membership: a stable ring has no previous members")
+		if len(m.Prev) != 0 || len(m.Down) != 0 {
+			return errors.New("membership: a stable ring has no previous or down members")
 		}
 	case PhaseJoint, PhaseStream:
 		if len(m.Prev) == 0 {
 			return fmt.Errorf("membership: phase %s needs the previous members", m.Phase)
+		}
+		for _, d := range m.Down {
+			if !hasPeer(m.Prev, d) || hasPeer(m.Members, d) {
+				return fmt.Errorf("membership: down node %s must be a previous member that leaves", d)
+			}
 		}
 	default:
 		return fmt.Errorf("membership: unknown phase %q (want stable, joint or stream)", m.Phase)
@@ -93,6 +104,9 @@ func (m Membership) ringState() quorum.RingState {
 	if m.Phase != PhaseStable {
 		s.Prev = nodeIDs(m.Prev)
 		s.Stream = m.Phase == PhaseStream
+		for _, d := range m.Down {
+			s.Down = append(s.Down, consistency.NodeID(d))
+		}
 	}
 	return s
 }
@@ -106,6 +120,17 @@ func (m Membership) all() []ClusterPeer {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// up lists all() without the Down nodes: those the driver talks to.
+func (m Membership) up() []ClusterPeer {
+	var out []ClusterPeer
+	for _, p := range m.all() {
+		if !slices.Contains(m.Down, p.ID) {
+			out = append(out, p)
+		}
+	}
 	return out
 }
 

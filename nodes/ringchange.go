@@ -16,6 +16,11 @@ import (
 type RingChange struct {
 	Add    *ClusterPeer // the node to add (running, started with --join)
 	Remove string       // the id of the member to remove (decommission)
+	// Down, with Remove, removes a member that is down: the change does
+	// not wait for it (it must not answer), and the quorum namespaces
+	// hand its keys off from the surviving replicas' copies. Refused with
+	// causal namespaces (their keys move from their owner).
+	Down bool
 	// Settle is the pause after every node entered the joint phase and
 	// before the stream starts, so that requests coordinated under the
 	// old ring have ended (longer than the namespaces' request timeout);
@@ -51,9 +56,9 @@ type RingChangeResult struct {
 // (after ch.Settle) stream, then — once every node of both lists reports
 // no pending handoff in every quorum and causal namespace — stable; with
 // causal namespaces it then waits until they serve clients again. Every node of
-// both lists must be up; a step that fails leaves the cluster in its
-// phase (requests keep being served), and running ChangeRing again
-// resumes it. ctx bounds the whole change.
+// both lists must be up, except a removed one with ch.Down; a step that
+// fails leaves the cluster in its phase (requests keep being served), and
+// running ChangeRing again resumes it. ctx bounds the whole change.
 func ChangeRing(ctx context.Context, seed string, dopts transport.DialOptions, ch RingChange) (RingChangeResult, error) {
 	var res RingChangeResult
 	start := time.Now()
@@ -70,6 +75,9 @@ func ChangeRing(ctx context.Context, seed string, dopts transport.DialOptions, c
 	if (ch.Add == nil) == (ch.Remove == "") {
 		return res, errors.New("ring change: give exactly one of add and remove")
 	}
+	if ch.Down && ch.Remove == "" {
+		return res, errors.New("ring change: down applies to remove only")
+	}
 	rep, err := ringAtCtx(ctx, seed, dopts)
 	if err != nil {
 		return res, err
@@ -77,10 +85,11 @@ func ChangeRing(ctx context.Context, seed string, dopts transport.DialOptions, c
 	cur := rep.Membership
 	res.From = cur
 	var next []ClusterPeer
+	var down []string
 	if cur.Phase != PhaseStable {
 		// An earlier change stopped half-way: finish it first.
 		logf("a change to version %d is under way (phase %s): finishing it", cur.Version, cur.Phase)
-		next = cur.Members
+		next, down = cur.Members, cur.Down
 		cur = Membership{Version: cur.Version, Members: cur.Prev}
 	} else {
 		switch {
@@ -101,10 +110,25 @@ func ChangeRing(ctx context.Context, seed string, dopts transport.DialOptions, c
 			if len(next) == 0 {
 				return res, errors.New("ring change: cannot remove the last member")
 			}
+			if ch.Down {
+				down = []string{ch.Remove}
+			}
 		}
 	}
 	sort.Slice(next, func(i, j int) bool { return next[i].ID < next[j].ID })
-	all := Membership{Members: next, Prev: cur.Members}.all()
+	all := Membership{Members: next, Prev: cur.Members, Down: down}.up()
+	for _, d := range down {
+		// A node removed as down must be down: one that answers would
+		// keep serving a ring it left without handing its keys off.
+		for _, p := range cur.Members {
+			if p.ID != d {
+				continue
+			}
+			if _, err := ringAtCtx(ctx, p.Client, dopts); err == nil {
+				return res, fmt.Errorf("ring change: %s answers at %s: it is not down (remove it without --down; it hands its keys off itself)", d, p.Client)
+			}
+		}
+	}
 	nss := rep.Namespaces
 	causalNS := false
 	onlyCausal := true
@@ -117,11 +141,18 @@ func ChangeRing(ctx context.Context, seed string, dopts transport.DialOptions, c
 	for _, p := range all {
 		specs, err := listAt(p.Client, dopts)
 		if err != nil {
-			return res, fmt.Errorf("ring change: every node of both lists must be up: %s: %w", p.ID, err)
+			hint := ""
+			if p.ID == ch.Remove {
+				hint = fmt.Sprintf(" (if %s is down for good: remove it with --down, its keys are handed off from the other replicas)", p.ID)
+			}
+			return res, fmt.Errorf("ring change: every node of both lists must be up: %s: %w%s", p.ID, err, hint)
 		}
 		for _, sp := range specs {
 			if sp.Strategy != "causal" {
 				continue
+			}
+			if len(down) > 0 {
+				return res, fmt.Errorf("ring change refused: causal namespace %s: a node that is down cannot be removed while causal namespaces exist (a causal key moves from its owner; docs/causal.md)", sp.Name)
 			}
 			// Every node of both lists needs a region of every causal
 			// namespace (a new one: --region), checked before any node
@@ -168,7 +199,7 @@ func ChangeRing(ctx context.Context, seed string, dopts transport.DialOptions, c
 	pauseStart := time.Now()
 	if rep.Membership.Phase != PhaseStream {
 		v++
-		if err := push(Membership{Version: v, Phase: PhaseJoint, Members: next, Prev: cur.Members}); err != nil {
+		if err := push(Membership{Version: v, Phase: PhaseJoint, Members: next, Prev: cur.Members, Down: down}); err != nil {
 			return res, err
 		}
 		if !onlyCausal {
@@ -183,7 +214,7 @@ func ChangeRing(ctx context.Context, seed string, dopts transport.DialOptions, c
 	}
 	v++
 	streamStart := time.Now()
-	if err := push(Membership{Version: v, Phase: PhaseStream, Members: next, Prev: cur.Members}); err != nil {
+	if err := push(Membership{Version: v, Phase: PhaseStream, Members: next, Prev: cur.Members, Down: down}); err != nil {
 		return res, err
 	}
 	for {

@@ -40,6 +40,23 @@ import (
 // Anti-entropy and tombstone GC pause during a change (their segments are
 // those of one ring); AAE messages carry the ring version and are ignored
 // by a replica on another version.
+//
+// Hints held for a node that leaves (in Prev, not in Members) are, from
+// the stream on, kept for the key's new owners instead (rehomed at the
+// stream's start, and as they arrive): the leaving node would only have
+// to push them on, and a leaving node that is down never takes them.
+//
+// Removing a node that is down (RingState.Down): it takes no state,
+// pushes nothing, and from the joint state on counts in no quorum (it is
+// neither asked nor stood in for by a fallback's hint: the old group of
+// its keys is their other old owners); the replicas that stay hand its
+// keys off from their own copies. A key that loses a down owner is pushed by each of its
+// surviving old owners to every other new owner (not only to the gained
+// ones), so each new owner ends with the merge of the surviving copies:
+// a write acknowledged by W>=2 owners has one on a surviving owner or as
+// a hint, and reaches every new owner. The down node's own copies are not
+// needed; if it comes back, it adopts the stable ring, owns nothing, and
+// its objects become hints for their owners (settleRing).
 
 // RingState is the membership a replica's ring is built from.
 type RingState struct {
@@ -53,6 +70,10 @@ type RingState struct {
 	Prev []consistency.NodeID
 	// Stream, during a change, starts the handoff of changed segments.
 	Stream bool
+	// Down, during a change, are nodes of Prev, not of Members, that are
+	// down and removed without their cooperation (see above): their keys
+	// are handed off from the surviving owners' merged copies.
+	Down []consistency.NodeID
 }
 
 // RingStatus is what a replica reports about a ring change.
@@ -101,7 +122,9 @@ func (r *Replica) SetRing(now time.Time, s RingState) error {
 		return fmt.Errorf("quorum: ring version %d has no members", s.Version)
 	}
 	wasStream := r.prev != nil && r.stream
-	done := wasStream && r.pendingHandoff() == 0
+	// A node removed as down that took part anyway (it pulled the list)
+	// pushed nothing: it keeps what it held as hints (settleRing).
+	done := wasStream && r.pendingHandoff() == 0 && !r.downLeaving[r.id]
 	// Keys whose last version may not have reached their new owners.
 	unsure := r.handDirty
 	for _, it := range r.handQ {
@@ -115,9 +138,15 @@ func (r *Replica) SetRing(now time.Time, s RingState) error {
 	r.ring = newRing(sortedIDs(s.Members), r.p.vnodes, r.p.n)
 	r.handQ, r.handSet, r.handOps, r.handInflight = nil, map[handItem]bool{}, map[uint64]handOp{}, map[nodeID]int{}
 	r.conf = map[string]map[nodeID]uint64{}
+	r.downLeaving = map[nodeID]bool{}
 	if s.Prev != nil {
 		r.prev = newRing(sortedIDs(s.Prev), r.p.vnodes, r.p.n)
 		r.stream = s.Stream
+		for _, d := range s.Down {
+			if !hasID(r.ring.members, d) {
+				r.downLeaving[d] = true
+			}
+		}
 	} else {
 		r.prev, r.stream = nil, false
 	}
@@ -132,6 +161,9 @@ func (r *Replica) SetRing(now time.Time, s RingState) error {
 	r.rebuildShared()
 	if r.prev != nil {
 		if r.stream {
+			if err := r.rehomeLeaving(); err != nil {
+				return err
+			}
 			keys := make([]string, 0, len(r.objs))
 			for k := range r.objs {
 				keys = append(keys, k)
@@ -151,10 +183,6 @@ func (r *Replica) SetRing(now time.Time, s RingState) error {
 // it), else kept as hints for the new owners. Hints held for nodes no
 // longer in the ring go to their key's owners the same way.
 func (r *Replica) settleRing(streamed bool, unsure map[string]bool) error {
-	members := map[nodeID]bool{}
-	for _, x := range r.ring.members {
-		members[x] = true
-	}
 	var keys []string
 	for k, e := range r.objs {
 		if !r.ring.isOwner(e.seg, r.id) {
@@ -176,9 +204,15 @@ func (r *Replica) settleRing(streamed bool, unsure map[string]bool) error {
 		}
 		delete(r.objs, k)
 	}
+	return r.rehomeLeaving()
+}
+
+// rehomeLeaving keeps the hints held for nodes that are not in the (new)
+// ring for their keys' owners in it instead.
+func (r *Replica) rehomeLeaving() error {
 	var gone []nodeID
 	for o := range r.hints {
-		if !members[o] {
+		if !hasID(r.ring.members, o) {
 			gone = append(gone, o)
 		}
 	}
@@ -290,14 +324,27 @@ func hasID(s []nodeID, x nodeID) bool {
 	return false
 }
 
-// enqueueHandoff queues key for the nodes that gain it, if we own it in
-// the old ring and the stream runs.
+// handoffDests are the nodes an old owner pushes key to: those that gain
+// it, or, when one of its old owners is down and removed, every new owner
+// (the surviving copies are merged at each of them).
+func (r *Replica) handoffDests(key string) []nodeID {
+	if len(r.downLeaving) > 0 {
+		for _, x := range r.prev.owners(r.prev.segment(key)) {
+			if r.downLeaving[x] {
+				return r.ring.owners(r.ring.segment(key))
+			}
+		}
+	}
+	return r.gained(key)
+}
+
+// enqueueHandoff queues key for the nodes it is pushed to (handoffDests),
+// if we own it in the old ring and the stream runs.
 func (r *Replica) enqueueHandoff(key string) {
-	if r.prev == nil || !r.stream || !r.prev.isOwner(r.prev.segment(key), r.id) {
+	if r.prev == nil || !r.stream || !r.prev.isOwner(r.prev.segment(key), r.id) || r.downLeaving[r.id] {
 		return
 	}
-
-	for _, d := range r.gained(key) {
+	for _, d := range r.handoffDests(key) {
 		if d == r.id {
 			continue
 		}
@@ -389,7 +436,9 @@ func (r *Replica) jointTargets(o *op) {
 	o.oldOwn = map[nodeID]bool{}
 	o.newOwn = map[nodeID]bool{}
 	for _, x := range r.prev.owners(r.prev.segment(o.key)) {
-		o.oldOwn[x] = true
+		if !r.downLeaving[x] { // removed as down: in no quorum
+			o.oldOwn[x] = true
+		}
 	}
 	for _, x := range r.ring.owners(r.ring.segment(o.key)) {
 		o.newOwn[x] = true
@@ -406,8 +455,9 @@ func (r *Replica) jointTargets(o *op) {
 }
 
 // met reports whether the nodes that answered (or acked) meet need: a
-// plain count, or during a ring change need among the old owners and
-// min(need, new owners) among the new ones. A hinted answer counts for
+// plain count, or during a ring change min(need, old owners) among the old
+// owners and min(need, new owners) among the new ones (the old owners
+// without those removed as down: they count in no quorum). A hinted answer counts for
 // the owner it stands in for in the old group only.
 func (o *op) met(answered func(nodeID) bool, need int, joint bool) bool {
 	if !joint || o.newOwn == nil {
@@ -435,5 +485,5 @@ func (o *op) met(answered func(nodeID) bool, need int, joint bool) bool {
 			newN++
 		}
 	}
-	return oldN >= need && newN >= min(need, len(o.newOwn))
+	return oldN >= min(need, len(o.oldOwn)) && newN >= min(need, len(o.newOwn))
 }

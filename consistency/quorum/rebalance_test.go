@@ -29,12 +29,31 @@ type ringTest struct {
 	// shuffle, if set, orders readAll's reads (DIALKV_RING_SHUFFLE=N:
 	// a sweep over read orders; unset: key order).
 	shuffle *rand.Rand
+	// down are nodes that are down (isolated): they get no ring state,
+	// coordinate nothing, and are left out of the checks; change passes
+	// them as RingState.Down when noDown is false.
+	down   []nodeID
+	noDown bool
+}
+
+// live are the nodes that are not down.
+func (rt *ringTest) live() []nodeID {
+	var out []nodeID
+	for _, id := range rt.c.ids {
+		if !hasID(rt.down, id) {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 func (rt *ringTest) setRing(s RingState) {
 	rt.ver++
 	s.Version = rt.ver
-	for _, id := range rt.c.ids {
+	if s.Prev != nil && !rt.noDown {
+		s.Down = rt.down
+	}
+	for _, id := range rt.live() {
 		if err := rt.c.rep(id).SetRing(rt.c.local(id), s); err != nil {
 			rt.c.fatalf("SetRing %d at %s: %v", s.Version, id, err)
 		}
@@ -53,7 +72,8 @@ func (rt *ringTest) load(n int) {
 	for i := 0; i < n; i++ {
 		rt.next++
 		k := fmt.Sprintf("k%04d", rt.next)
-		at := rt.c.ids[rt.next%len(rt.c.ids)]
+		live := rt.live()
+		at := live[rt.next%len(live)]
 		if r := rt.c.do(at, def, nil, "SET", k, "v"+k); str(r) == "OK" {
 			rt.acked[k] = "v" + k
 		} else {
@@ -94,7 +114,7 @@ func (rt *ringTest) change(prev, next []nodeID, stream bool) time.Duration {
 		for {
 			rt.load(5)
 			pending := 0
-			for _, id := range rt.c.ids {
+			for _, id := range rt.live() {
 				pending += rt.c.rep(id).RingStatus().Pending
 			}
 			if pending == 0 {
@@ -145,21 +165,28 @@ func (rt *ringTest) drain() {
 // missing lists acknowledged live keys that an owner (by the ring) does
 // not hold in its own store, and objects held by non-owners, once the
 // messages in flight have arrived (drain).
-func (rt *ringTest) missing() []string {
+func (rt *ringTest) missing() []string { return rt.missingOf(nil) }
+
+// missingOf is missing for the keys that only accepts (nil: every key).
+func (rt *ringTest) missingOf(only func(key string) bool) []string {
 	rt.drain()
 	dumps := map[nodeID]map[string]string{}
-	for _, id := range rt.c.ids {
+	live := rt.live()
+	for _, id := range live {
 		dumps[id] = rt.c.dump(id)
 	}
 	var out []string
 	for k, v := range rt.acked {
-		owners := rt.c.rep(rt.c.ids[0]).Holders(k)
+		if only != nil && !only(k) {
+			continue
+		}
+		owners := rt.c.rep(live[0]).Holders(k)
 		for _, o := range owners {
 			if _, ok := dumps[o][k]; v != "" && !ok {
 				out = append(out, fmt.Sprintf("%s missing at owner %s", k, o))
 			}
 		}
-		for _, id := range rt.c.ids {
+		for _, id := range live {
 			if _, ok := dumps[id][k]; ok && !hasID(owners, id) {
 				out = append(out, fmt.Sprintf("%s still held by non-owner %s", k, id))
 			}
@@ -183,10 +210,11 @@ func (rt *ringTest) readAll() {
 		rt.shuffle.Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
 	}
 	i := 0
+	live := rt.live()
 	for _, k := range keys {
 		v := rt.acked[k]
 		i++
-		at := rt.c.ids[i%len(rt.c.ids)]
+		at := live[i%len(live)]
 		r := rt.c.do(at, opts, nil, "GET", k)
 		want := v
 		if v == "" {
@@ -309,4 +337,76 @@ func TestRingChangeWithoutStreamIsCaught(t *testing.T) {
 	if held == 0 {
 		c.fatalf("the old owners dropped what they no longer own without keeping it as hints")
 	}
+}
+
+// TestRingChangeRemoveDownNode removes n3 while it is down (isolated for
+// good): the replicas that stay hand its keys off from their own copies.
+// Before, writes at W=2 with strict quorum while n2 was cut off left keys
+// only at n3 and one other owner, and sloppy writes while n3 is down left
+// hints for n3 at fallbacks. Every acknowledged write of a key n3 owned
+// must be at every new owner afterwards (anti-entropy and read repair off;
+// the other keys keep what W=2 gave them), and every acknowledged write
+// reads back with R=ALL. Without RingState.Down the surviving copies are not merged: some
+// key then misses at an owner (the negative control).
+func TestRingChangeRemoveDownNode(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		noDown bool
+	}{{"down", false}, {"without-Down-not-merged", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, rt := ringRemoveDown(t, tc.noDown)
+			switch {
+			case !tc.noDown && len(m) > 0:
+				rt.c.fatalf("after removing down n3: %d problems, e.g. %v", len(m), m[:min(5, len(m))])
+			case tc.noDown && len(m) == 0:
+				rt.c.fatalf("removing down n3 without RingState.Down left no key missing at a new owner: the check cannot fail")
+			}
+			if !tc.noDown {
+				rt.readAll()
+			}
+			t.Logf("%d problems; %d writes failed (n3 not suspected yet), %d refused", len(m), rt.fails, rt.refused)
+		})
+	}
+}
+
+func ringRemoveDown(t *testing.T, noDown bool) ([]string, *ringTest) {
+	n1, n2, n3, n4 := nodeID("n1"), nodeID("n2"), nodeID("n3"), nodeID("n4")
+	four, after := []nodeID{n1, n2, n3, n4}, []nodeID{n1, n2, n4}
+	params := p("n", "3", "r", "2", "w", "2", "aae_interval", "1h", "read_repair", RepairOff)
+	c := newCluster(t, 4, params, "", 5)
+	rt := &ringTest{c: c, acked: map[string]string{}, noDown: noDown}
+	rt.load(40)
+	// n2 cut off: strict W=2 writes reach the two other owners only.
+	c.isolate(n2)
+	strict := consistency.Options{Strict: true}
+	var onlyTwo int
+	for i := 0; i < 60; i++ {
+		k := fmt.Sprintf("s%03d", i)
+		at := []nodeID{n1, n3, n4}[i%3]
+		if r := c.do(at, strict, nil, "SET", k, "v"+k); str(r) == "OK" {
+			rt.acked[k] = "v" + k
+			if hasID(c.owners(k), n2) && hasID(c.owners(k), n3) {
+				onlyTwo++
+			}
+		}
+	}
+	if onlyTwo == 0 {
+		c.fatalf("no acknowledged key lives only on n3 and one other owner: the scenario tests nothing")
+	}
+	c.heal()
+	c.run(500 * time.Millisecond)
+	// n3 goes down for good; sloppy writes leave hints for it.
+	c.isolate(n3)
+	rt.down = []nodeID{n3}
+	rt.load(40)
+	hinted := 0
+	for _, id := range rt.live() {
+		hinted += len(c.rep(id).hints[n3])
+	}
+	if hinted == 0 {
+		c.fatalf("no hint held for n3: the scenario tests nothing")
+	}
+	rt.change(four, after, true)
+	old := newRing(four, c.rep(n1).p.vnodes, 3)
+	return rt.missingOf(func(k string) bool { return old.isOwner(old.segment(k), n3) }), rt
 }

@@ -142,6 +142,7 @@ type Replica struct {
 	handOps      map[uint64]handOp
 	handInflight map[nodeID]int
 	handDirty    map[string]bool // changed after the stream began (rebalance.go)
+	downLeaving  map[nodeID]bool // RingState.Down: removed while down
 
 	rnd   *rand.Rand
 	out   consistency.Ready
@@ -252,6 +253,7 @@ func newReplica(cfg consistency.Config, res Resolver) (*Replica, error) {
 		shared: map[nodeID][]uint32{}, conf: map[string]map[nodeID]uint64{}, recentGC: map[string]uint64{},
 		fwdSeen: map[fwdKey]bool{},
 		handSet: map[handItem]bool{}, handOps: map[uint64]handOp{}, handInflight: map[nodeID]int{}, handDirty: map[string]bool{},
+		downLeaving: map[nodeID]bool{},
 	}
 	for seg := range r.ring.walks {
 		if !r.ring.isOwner(seg, r.id) {
@@ -407,7 +409,7 @@ func (r *Replica) suspected(n nodeID) bool {
 	if n == r.id {
 		return false
 	}
-	if r.down[n] {
+	if r.down[n] || r.downLeaving[n] {
 		return true
 	}
 	t, ok := r.suspect[n]
@@ -507,6 +509,16 @@ func (r *Replica) mergeMain(key string, o *Object) error {
 }
 
 func (r *Replica) storeHint(owner nodeID, key string, o *Object) (bool, error) {
+	if r.prev != nil && r.stream && !hasID(r.ring.members, owner) {
+		// A hint for a node that leaves: kept for the key's new owners
+		// (rebalance.go), so it need not wait for the leaving node.
+		for _, x := range r.ring.owners(r.ring.segment(key)) {
+			if err := r.rehome(x, key, o); err != nil {
+				return false, err
+			}
+		}
+		return true, nil
+	}
 	hm := r.hints[owner]
 	if hm == nil {
 		hm = map[string]*entry{}
@@ -663,6 +675,9 @@ func (r *Replica) forward(o *op) {
 	o.fwdTo = ""
 	for pass := 0; pass < 3 && o.fwdTo == ""; pass++ {
 		for _, x := range owners {
+			if r.downLeaving[x] {
+				continue
+			}
 			recent := r.now.Sub(r.heard[x]) < r.p.suspectFor
 			if pass == 2 || (!r.suspected(x) && (pass == 1 || recent)) {
 				o.fwdTo = x
@@ -679,7 +694,13 @@ func (r *Replica) forward(o *op) {
 // owners replaced (sloppy quorum) by the next healthy fallbacks, which hold
 // the write as a hint for the owner.
 func (r *Replica) targetsFor(seg int, strict bool) []target {
-	owners := r.coord().owners(seg)
+	var owners []nodeID
+	for _, x := range r.coord().owners(seg) {
+		// A node removed as down is in no quorum (rebalance.go).
+		if !r.downLeaving[x] {
+			owners = append(owners, x)
+		}
+	}
 	ts := make([]target, 0, len(owners))
 	if strict || !r.p.sloppy {
 		for _, x := range owners {
@@ -709,6 +730,22 @@ func (r *Replica) targetsFor(seg int, strict bool) []target {
 
 func (r *Replica) localObj(key string, hintFor nodeID) *Object {
 	if hintFor != "" && hintFor != r.id {
+		if r.prev != nil && r.stream && !hasID(r.ring.members, hintFor) {
+			// Hints for a leaving node are kept for the key's new owners
+			// from the stream on (rebalance.go): answer with everything we
+			// hold of the key, so a read still sees what a hint held.
+			var m *Object
+			if e := r.objs[key]; e != nil {
+				m = r.merge(m, e.obj)
+			}
+			owners := append([]nodeID{hintFor}, r.ring.owners(r.ring.segment(key))...)
+			for _, o := range owners {
+				if e := r.hints[o][key]; e != nil {
+					m = r.merge(m, e.obj)
+				}
+			}
+			return m
+		}
 		if e := r.hints[hintFor][key]; e != nil {
 			return e.obj
 		}

@@ -101,6 +101,7 @@ func addNode(args []string, stdout, stderr io.Writer) error {
 // removeNode is `dialkv admin remove-node ID`.
 func removeNode(args []string, stdout, stderr io.Writer) error {
 	fs, addr, timeout, settle, cf := ringChangeFlags("remove-node", "ID", stdout)
+	down := fs.Bool("down", false, "the node is down for good: remove it without waiting for it; its quorum keys are handed off from the other replicas' copies (refused if it answers, or with causal namespaces)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -112,7 +113,7 @@ func removeNode(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return runChange(*addr, dopts, nodes.RingChange{Remove: pos[0], Settle: *settle}, *timeout, stdout)
+	return runChange(*addr, dopts, nodes.RingChange{Remove: pos[0], Down: *down, Settle: *settle}, *timeout, stdout)
 }
 
 func runChange(addr string, dopts transport.DialOptions, ch nodes.RingChange, timeout time.Duration, stdout io.Writer) error {
