@@ -28,6 +28,7 @@ type ProcCluster struct {
 	done    map[string]chan struct{}
 	paused  map[string]bool
 	raft    []string          // each node's Raft (Dragonboat) address, for raft namespaces
+	gossip  []string          // the members' gossip addresses (peer port + 2), for Join
 	admins  map[string]string // each node's admin API (clock faults)
 	running map[string]string // the binary each node was last started from
 	cleanup bool
@@ -63,6 +64,7 @@ func StartProcCluster(spec Spec, dir string) (*ProcCluster, error) {
 		c.addrs[n] = fmt.Sprintf("127.0.0.1:%d", ports[2*i])
 		c.admins[n] = fmt.Sprintf("127.0.0.1:%d", ports[3*spec.Nodes+i])
 		peers = append(peers, fmt.Sprintf("%s=%s@127.0.0.1:%d", n, c.addrs[n], ports[2*i+1]))
+		c.gossip = append(c.gossip, fmt.Sprintf("127.0.0.1:%d", ports[2*i+1]+2)) // dialkv node's default --gossip
 	}
 	for _, n := range c.names {
 		a := []string{"node", "--id", n, "--listen", c.addrs[n], "--data", filepath.Join(c.dir, n),
@@ -79,6 +81,36 @@ func StartProcCluster(spec Spec, dir string) (*ProcCluster, error) {
 		}
 	}
 	return c, nil
+}
+
+// Join starts node n as a non-member: `dialkv node --join` with the
+// members' gossip addresses, its own client, peer, gossip and admin
+// addresses. It answers as a proxy and opens the replicated namespaces;
+// `dialkv admin add-node n` makes it a member. It returns once the node
+// accepts connections; from then on it is one of Nodes (Kill, Start and
+// the others work on it).
+func (c *ProcCluster) Join(n string) error {
+	c.mu.Lock()
+	if _, ok := c.addrs[n]; ok {
+		c.mu.Unlock()
+		return fmt.Errorf("jepsen: join %s: already a node", n)
+	}
+	c.mu.Unlock()
+	ports, err := FreePorts(4)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.names = append(c.names, n)
+	c.addrs[n] = fmt.Sprintf("127.0.0.1:%d", ports[0])
+	c.admins[n] = fmt.Sprintf("127.0.0.1:%d", ports[3])
+	a := []string{"node", "--id", n, "--listen", c.addrs[n], "--data", filepath.Join(c.dir, n),
+		"--fsync", c.spec.Fsync, "--log-level", "warn", "--admin", c.admins[n], "--cluster", "jepsen",
+		"--peer-listen", fmt.Sprintf("127.0.0.1:%d", ports[1]), "--gossip", fmt.Sprintf("127.0.0.1:%d", ports[2]),
+		"--raft-listen", "off", "--join", strings.Join(c.gossip, ",")}
+	c.args[n] = append(a, c.spec.Extra...)
+	c.mu.Unlock()
+	return c.Start(n)
 }
 
 // SetBinary makes every later Start run bin: with a rolling restart
