@@ -31,6 +31,8 @@ type Store struct {
 	stats       Stats // CorruptionsSeen is kept in corrupt instead
 	syncCommits bool
 	scratch     op // reused by newOp (writers only)
+	// fx is ApplyTxnThen's reused Effects (writers only).
+	fx Effects
 	// readOps are the ops of concurrent Reads (see newReadOp).
 	readOps sync.Pool
 	// corrupt counts records that failed their checksum; atomic because

@@ -14,19 +14,25 @@ const (
 	msgAck    byte = 2 // backup -> primary: the highest sequence number applied, and whether it saw a gap
 )
 
-// entry is one replicated write: a transaction applied at the primary's
-// clock reading Now (unix nanoseconds).
+// entry is one replicated write: the effects (engine writes and store
+// bookkeeping, core.Effects) of a transaction the primary applied at its
+// clock reading Now (unix nanoseconds). Backups apply the effects instead
+// of running the transaction again.
 type entry struct {
 	Seq uint64
 	Now int64
-	Txn core.Txn
+	Fx  core.Effects
 }
 
-var errShort = errors.New("primarybackup: message truncated")
+var (
+	errShort    = errors.New("primarybackup: message truncated")
+	errBadWrite = errors.New("primarybackup: bad write kind in an entry")
+)
 
 type enc struct{ b []byte }
 
 func (e *enc) u(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+func (e *enc) i(v int64)  { e.b = binary.AppendVarint(e.b, v) }
 func (e *enc) bytes(p []byte) {
 	e.u(uint64(len(p)))
 	e.b = append(e.b, p...)
@@ -50,6 +56,19 @@ func (d *dec) u() uint64 {
 	return v
 }
 
+func (d *dec) i() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errShort
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
 func (d *dec) bytes() []byte {
 	n := d.u()
 	if d.err != nil {
@@ -64,96 +83,55 @@ func (d *dec) bytes() []byte {
 	return p
 }
 
-// name decodes a command name; the common ones without an allocation.
-func (d *dec) name() string {
-	b := d.bytes()
-	switch string(b) {
-	case "SET":
-		return "SET"
-	case "DEL":
-		return "DEL"
-	case "CAS":
-		return "CAS"
-	case "INCR":
-		return "INCR"
-	case "INCRBY":
-		return "INCRBY"
-	case "SADD":
-		return "SADD"
-	case "SREM":
-		return "SREM"
-	}
-	return string(b)
-}
-
 func encodeEntry(e *enc, en entry) {
 	e.u(en.Seq)
 	e.u(uint64(en.Now))
-	e.u(uint64(len(en.Txn.Conds)))
-	for _, c := range en.Txn.Conds {
-		e.bytes(c.Key)
-		e.u(uint64(c.Kind))
-		e.u(c.Version)
-		e.bytes(c.Value)
-	}
-	e.u(uint64(len(en.Txn.Cmds)))
-	for _, c := range en.Txn.Cmds {
-		e.bytes([]byte(c.Name))
-		e.u(uint64(len(c.Args)))
-		for _, a := range c.Args {
-			e.bytes(a)
+	e.u(en.Fx.Counter)
+	e.i(en.Fx.Keys)
+	e.i(en.Fx.Expired)
+	e.i(en.Fx.Warns)
+	e.u(uint64(len(en.Fx.Writes)))
+	for _, w := range en.Fx.Writes {
+		e.bytes(w.Key)
+		if w.Delete {
+			e.u(1)
+			continue
 		}
+		e.u(0)
+		e.bytes(w.Value)
 	}
 }
 
-// decodeEntry decodes one entry into en, reusing en's condition, command
-// and argument arrays (sc holds the arguments between calls): the decoded
-// entry lives until the next call with the same en and sc. Byte slices alias
-// the input.
-func decodeEntry(d *dec, en *entry, sc *[][]byte) {
+// decodeEntry decodes one entry into en, reusing en's array of writes: the
+// decoded entry lives until the next call with the same en. Byte slices
+// alias the input.
+func decodeEntry(d *dec, en *entry) {
 	en.Seq = d.u()
 	en.Now = int64(d.u())
-	en.Txn.Conds = en.Txn.Conds[:0]
-	en.Txn.Cmds = en.Txn.Cmds[:0]
-	nc := d.u()
-	if nc > uint64(len(d.b)) {
+	en.Fx.Counter = d.u()
+	en.Fx.Keys = d.i()
+	en.Fx.Expired = d.i()
+	en.Fx.Warns = d.i()
+	clear(en.Fx.Writes)
+	en.Fx.Writes = en.Fx.Writes[:0]
+	n := d.u()
+	if n > uint64(len(d.b)) {
 		d.err = errShort
 		return
 	}
-	for i := uint64(0); i < nc && d.err == nil; i++ {
-		var c core.Condition
-		c.Key = d.bytes()
-		c.Kind = core.CondKind(d.u())
-		c.Version = d.u()
-		c.Value = d.bytes()
-		en.Txn.Conds = append(en.Txn.Conds, c)
-	}
-	nm := d.u()
-	if nm > uint64(len(d.b)) {
-		d.err = errShort
-		return
-	}
-	// Every command's arguments sit in one array, *sc, while it lasts; a
-	// command's Args is a full slice expression of it, so appending to one
-	// never overwrites the next.
-	args := (*sc)[:0]
-	defer func() { *sc = args[:0] }()
-	for i := uint64(0); i < nm && d.err == nil; i++ {
-		c := core.Command{Name: d.name()}
-		na := d.u()
-		if na > uint64(len(d.b)) {
-			d.err = errShort
-			return
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		w := core.EffectWrite{Key: d.bytes()}
+		switch d.u() {
+		case 0:
+			w.Value = d.bytes()
+		case 1:
+			w.Delete = true
+		default:
+			if d.err == nil {
+				d.err = errBadWrite
+			}
 		}
-		if cap(args)-len(args) < int(na) {
-			args = make([][]byte, 0, max(int(na), 4*int(nm), 2*cap(args)))
-		}
-		start := len(args)
-		for j := uint64(0); j < na && d.err == nil; j++ {
-			args = append(args, d.bytes())
-		}
-		c.Args = args[start:len(args):len(args)]
-		en.Txn.Cmds = append(en.Txn.Cmds, c)
+		en.Fx.Writes = append(en.Fx.Writes, w)
 	}
 }
 
@@ -195,15 +173,9 @@ func encodeAck(dst []byte, applied uint64, gap bool) []byte {
 
 // entryBound is an upper bound of the size of en encoded.
 func entryBound(en entry) int {
-	n := 4 * binary.MaxVarintLen64
-	for _, c := range en.Txn.Conds {
-		n += 4*binary.MaxVarintLen64 + len(c.Key) + len(c.Value)
-	}
-	for _, c := range en.Txn.Cmds {
-		n += 2*binary.MaxVarintLen64 + len(c.Name)
-		for _, a := range c.Args {
-			n += binary.MaxVarintLen64 + len(a)
-		}
+	n := 7 * binary.MaxVarintLen64
+	for _, w := range en.Fx.Writes {
+		n += 3*binary.MaxVarintLen64 + len(w.Key) + len(w.Value)
 	}
 	return n
 }
@@ -245,10 +217,10 @@ func (a *arena) keep(b []byte) []byte {
 	return b[:len(b):len(b)]
 }
 
-// parseRaw decodes raw into en (see decodeEntry for the reuse of en and sc).
-func parseRaw(raw []byte, en *entry, sc *[][]byte) error {
+// parseRaw decodes raw into en (see decodeEntry for the reuse of en).
+func parseRaw(raw []byte, en *entry) error {
 	d := dec{b: raw}
-	decodeEntry(&d, en, sc)
+	decodeEntry(&d, en)
 	if d.err != nil {
 		return fmt.Errorf("primarybackup: decode entry: %w", d.err)
 	}

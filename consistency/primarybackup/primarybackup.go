@@ -11,11 +11,17 @@
 // with leader election.
 //
 //   - A write (any non-read-only command, or a transaction) sent to the
-//     primary is applied there with the next sequence number, in one atomic
-//     batch together with a log record of it; the primary asks the driver to
-//     sync (Ready.Sync) before the entry is sent to the backups.
-//   - A backup applies entries strictly in sequence order, records the
-//     highest applied number in the same batch, syncs, and acknowledges it.
+//     primary is run there, once: the entry with the next sequence number
+//     holds its effects (core.Effects: the engine writes it made and the
+//     store's bookkeeping, from core.Store.ApplyTxnThen), and its log
+//     record is written in the same atomic batch as the write; the primary
+//     asks the driver to sync (Ready.Sync) before the entry is sent to the
+//     backups.
+//   - A backup applies entries strictly in sequence order — the effects as
+//     they are (core.Store.ApplyEffects), without running the write again,
+//     so its records (values, versions, expiry) are byte for byte the
+//     primary's — records the highest applied number in the same batch,
+//     syncs, and acknowledges it.
 //     Duplicates are ignored; an entry after a gap is refused and the
 //     acknowledgement says so, and the primary resends from the gap at
 //     once (go-back-N). On every tick the primary also resends to a backup
@@ -119,17 +125,24 @@ type Replica struct {
 	// appliedArgs is reused for the SET of keyApplied (the store keeps no
 	// argument).
 	appliedArgs [2][]byte
-	// scratch and scratchArgs hold the entry being applied: decoding
-	// reuses their arrays (the store keeps no command or argument).
-	scratch     entry
-	scratchArgs [][]byte
+	// scratch holds the entry being applied: decoding reuses its array of
+	// writes (the store copies what it keeps).
+	scratch entry
 
-	// arena makes message bodies and log entries; cmds, keyBuf and
-	// logArgs are the primary's scratch for a write's transaction.
+	// arena makes message bodies and log entries; cmds, keyBuf, logArgs
+	// and logCmd are the primary's scratch for a write's transaction (the
+	// store keeps no command or argument).
 	arena   arena
 	cmds    []core.Command
 	keyBuf  []byte
 	logArgs [2][]byte
+	logCmd  [1]core.Command
+	// logFn is logEffects as a func value, made once; logSeq, logNow and
+	// logRaw pass the entry in the making to and from it.
+	logFn  func(*core.Effects) []core.Command
+	logSeq uint64
+	logNow time.Time
+	logRaw []byte
 }
 
 var _ consistency.Replica = (*Replica)(nil)
@@ -180,6 +193,7 @@ func New(cfg consistency.Config) (*Replica, error) {
 		return nil, fmt.Errorf("primarybackup: open store: %w", err)
 	}
 	r.store = st
+	r.logFn = r.logEffects
 	if r.id == r.primary {
 		if r.low, err = r.readMeta(keyLow); err != nil {
 			return nil, err
@@ -272,32 +286,28 @@ func (r *Replica) Request(now time.Time, req consistency.Request) {
 		r.respond(req.ID, r.store.Apply(now, *req.Cmd))
 		return
 	}
-	// One slice holds the client's commands and, after them, the log
-	// record's SET: the entry replicates the first n, the store applies all.
-	// The slice is the replica's scratch: the store keeps no command or
-	// argument.
-	var conds []core.Condition
-	cmds := r.cmds[:0]
+	// The write runs once, here: the entry replicates its effects (the
+	// engine writes it made, core.Effects), which backups apply without
+	// running it again. logEffects encodes them into the entry and adds
+	// its log record to the same transaction. The command slice is the
+	// replica's scratch: the store keeps no command or argument.
+	var txn core.Txn
 	if req.Cmd != nil {
-		cmds = append(cmds, *req.Cmd)
+		r.cmds = append(r.cmds[:0], *req.Cmd)
+		txn.Cmds = r.cmds
 	} else {
-		conds = req.Txn.Conds
-		cmds = append(cmds, req.Txn.Cmds...)
+		txn = *req.Txn
 	}
-	n := len(cmds)
-	en := entry{Seq: r.seq + 1, Now: now.UnixNano(), Txn: core.Txn{Conds: conds, Cmds: cmds}}
-	raw := r.arena.keep(appendEntry(r.arena.room(entryBound(en)), en))
-	r.keyBuf = appendLogKey(r.keyBuf[:0], en.Seq)
-	r.logArgs = [2][]byte{r.keyBuf, raw}
-	full := core.Txn{Conds: conds, Cmds: append(cmds, core.Command{Name: "SET", Args: r.logArgs[:]})}
-	r.cmds = full.Cmds[:0]
-	rep := r.store.ApplyTxn(now, full)
+	n := len(txn.Cmds)
+	r.logSeq, r.logNow, r.logRaw = r.seq+1, now, nil
+	rep := r.store.ApplyTxnThen(now, txn, r.logFn)
 	if rep.IsError() {
 		r.respond(req.ID, userError(rep, req))
 		return
 	}
-	r.seq = en.Seq
-	r.cache[en.Seq] = raw
+	raw := r.logRaw
+	r.seq = r.logSeq
+	r.cache[r.seq] = raw
 	var user core.Reply
 	if req.Cmd != nil {
 		user = rep.Array[0]
@@ -309,7 +319,7 @@ func (r *Replica) Request(now time.Time, req consistency.Request) {
 		r.respond(req.ID, user)
 	} else {
 		r.out.Sync = true
-		r.waiting = append(r.waiting, pending{seq: en.Seq, id: req.ID, reply: user})
+		r.waiting = append(r.waiting, pending{seq: r.seq, id: req.ID, reply: user})
 	}
 	// One body for every backup: message bodies are never modified (the
 	// driver delivers them as they are; decoding only aliases them).
@@ -323,6 +333,18 @@ func (r *Replica) Request(now time.Time, req consistency.Request) {
 		}
 	}
 	r.release()
+}
+
+// logEffects is ApplyTxnThen's then for a write on the primary: it encodes
+// the write's effects as entry logSeq (into logRaw) and returns the SET of
+// its log record, which commits with the write.
+func (r *Replica) logEffects(fx *core.Effects) []core.Command {
+	en := entry{Seq: r.logSeq, Now: r.logNow.UnixNano(), Fx: *fx}
+	r.logRaw = r.arena.keep(appendEntry(r.arena.room(entryBound(en)), en))
+	r.keyBuf = appendLogKey(r.keyBuf[:0], en.Seq)
+	r.logArgs = [2][]byte{r.keyBuf, r.logRaw}
+	r.logCmd[0] = core.Command{Name: "SET", Args: r.logArgs[:]}
+	return r.logCmd[:]
 }
 
 // userError strips the transaction wrapping from a single command's error.
@@ -395,7 +417,7 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 				break
 			}
 			en := &r.scratch
-			if err := parseRaw(raw, en, &r.scratchArgs); err != nil {
+			if err := parseRaw(raw, en); err != nil {
 				break
 			}
 			if en.Seq > r.applied+1 {
@@ -405,11 +427,9 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 			if en.Seq <= r.applied {
 				continue // a duplicate
 			}
-			// en is the replica's scratch entry: its command list is ours.
 			r.appliedArgs[0] = append(r.appliedArgs[0][:0], keyApplied...)
 			r.appliedArgs[1] = strconv.AppendUint(r.appliedArgs[1][:0], en.Seq, 10)
-			en.Txn.Cmds = append(en.Txn.Cmds, core.Command{Name: "SET", Args: r.appliedArgs[:]})
-			rep := r.store.ApplyTxn(time.Unix(0, en.Now), en.Txn)
+			rep := r.store.ApplyEffects(time.Unix(0, en.Now), en.Fx, core.Command{Name: "SET", Args: r.appliedArgs[:]})
 			if rep.IsError() {
 				// The primary applied it, so only a disk fault fails it
 				// here: do not acknowledge; it will be resent.

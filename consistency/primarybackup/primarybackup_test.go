@@ -2,6 +2,7 @@ package primarybackup
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"testing"
@@ -272,6 +273,78 @@ func TestArenaKeepsBodiesApart(t *testing.T) {
 	for i := range made {
 		if !bytes.Equal(made[i], want[i]) {
 			t.Fatalf("body %d was overwritten", i)
+		}
+	}
+}
+
+// TestBackupsMirrorPrimary: backups apply the primary's effects, so every
+// user key ends with the primary's value, version and expiry (versions
+// come from the store-wide counter, which the primary's log records also
+// advance: a backup that re-ran the commands would give a key created after
+// the first write another version). Failed writes replicate nothing.
+func TestBackupsMirrorPrimary(t *testing.T) {
+	c := newCluster(t, 3, "")
+	c.settle()
+	for _, cmd := range []core.Command{
+		core.Cmd("SET", "a", "1"), core.Cmd("SADD", "s", "x", "y"), core.Cmd("INCR", "n"),
+		core.Cmd("SET", "t", "v", "PX", "60000"), core.Cmd("SREM", "s", "x"), core.Cmd("INCR", "a"),
+		core.Cmd("SADD", "a", "wrongtype"), core.Cmd("DEL", "n"), core.Cmd("SET", "b", "2"),
+	} {
+		c.do("n1", cmd)
+		c.settle()
+	}
+	c.nextID++
+	txn := core.Txn{Conds: []core.Condition{{Key: []byte("b"), Kind: core.CondValue, Value: []byte("2")}},
+		Cmds: []core.Command{core.Cmd("SET", "b", "3"), core.Cmd("SADD", "s2", "z")}}
+	c.reps["n1"].Request(c.now, consistency.Request{ID: c.nextID, Txn: &txn})
+	c.collect("n1")
+	c.settle()
+	if r := c.replies[c.nextID]; r.IsError() {
+		t.Fatalf("txn reply %+v", r)
+	}
+	for _, k := range []string{"a", "s", "n", "t", "b", "s2"} {
+		var want string
+		for _, p := range c.peers {
+			st := c.reps[p].store
+			got := ""
+			for _, q := range []string{"VERSION", "PTTL", "TYPE", "GET", "SMEMBERS"} {
+				got += fmt.Sprintf("%s=%+v ", q, st.Apply(c.now, core.Cmd(q, k)))
+			}
+			if p == "n1" {
+				want = got
+				continue
+			}
+			if got != want {
+				t.Errorf("key %s at %s: %s, at the primary %s", k, p, got, want)
+			}
+		}
+	}
+}
+
+// TestEntryCodec: an entry decodes to what was encoded; a truncated one is
+// an error, never a panic.
+func TestEntryCodec(t *testing.T) {
+	en := entry{Seq: 7, Now: 1234567, Fx: core.Effects{Counter: 9, Keys: -1, Expired: 2, Warns: 1,
+		Writes: []core.EffectWrite{{Key: []byte("dk"), Value: []byte("rec")}, {Key: []byte("xk"), Delete: true}, {Key: []byte("dz"), Value: []byte{}}}}}
+	raw := appendEntry(nil, en)
+	var got entry
+	if err := parseRaw(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Seq != en.Seq || got.Now != en.Now || got.Fx.Counter != 9 || got.Fx.Keys != -1 || got.Fx.Expired != 2 || got.Fx.Warns != 1 || len(got.Fx.Writes) != 3 {
+		t.Fatalf("decoded %+v", got)
+	}
+	for i, w := range got.Fx.Writes {
+		if !bytes.Equal(w.Key, en.Fx.Writes[i].Key) || !bytes.Equal(w.Value, en.Fx.Writes[i].Value) || w.Delete != en.Fx.Writes[i].Delete {
+			t.Fatalf("write %d: %+v, want %+v", i, w, en.Fx.Writes[i])
+		}
+	}
+	if len(raw) > entryBound(en) {
+		t.Fatalf("entry of %d bytes above its bound %d", len(raw), entryBound(en))
+	}
+	for n := 0; n < len(raw); n++ {
+		if err := parseRaw(raw[:n], &got); err == nil {
+			t.Fatalf("entry truncated to %d of %d bytes decoded without an error", n, len(raw))
 		}
 	}
 }

@@ -1,0 +1,154 @@
+package core
+
+import (
+	"bytes"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+)
+
+// cloneEffects copies fx (ApplyTxnThen's fx is valid only during then).
+func cloneEffects(fx *Effects) Effects {
+	c := *fx
+	c.Writes = make([]EffectWrite, len(fx.Writes))
+	for i, w := range fx.Writes {
+		c.Writes[i] = EffectWrite{Key: bytes.Clone(w.Key), Value: bytes.Clone(w.Value), Delete: w.Delete}
+	}
+	return c
+}
+
+// TestApplyEffectsMatchesApply: random commands and transactions of every
+// type (TTLs, expiry, indexes) run on one store with ApplyTxnThen; their
+// effects applied to a second store with ApplyEffects leave byte-identical
+// engines (records, versions, the version counter, the expiry queue, index
+// entries and definitions: SaveSnapshot), the same stats and index
+// definitions, after every write. Failed writes have no effects.
+//
+//	go test -run TestApplyEffectsMatchesApply -rapid.checks=1000 ./core
+func TestApplyEffectsMatchesApply(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		pri, _ := NewStore(NewMemEngine(), Limits{MaxValueSize: 300})
+		bk, _ := NewStore(NewMemEngine(), Limits{MaxValueSize: 300})
+		now := t0
+		apply := func(txn Txn) {
+			var fx Effects
+			called := false
+			rep := pri.ApplyTxnThen(now, txn, func(e *Effects) []Command {
+				fx, called = cloneEffects(e), true
+				return nil
+			})
+			if called == rep.IsError() {
+				t.Fatalf("%+v: reply %s, then called: %v", txn, render(rep), called)
+			}
+			if !called {
+				return
+			}
+			if r := bk.ApplyEffects(now, fx); r.IsError() {
+				t.Fatalf("ApplyEffects of %+v: %s", txn, render(r))
+			}
+		}
+		if rapid.Bool().Draw(t, "index") {
+			apply(Txn{Cmds: []Command{Cmd("IDX.CREATE", "ix", "ON", "HASH", "PREFIX", "", "FIELD", "f", "TYPE", "string")}})
+		}
+		for i, n := 0, rapid.IntRange(1, 40).Draw(t, "writes"); i < n; i++ {
+			now = now.Add(time.Duration(rapid.IntRange(0, 1500).Draw(t, "advance_ms")) * time.Millisecond)
+			if rapid.IntRange(0, 4).Draw(t, "txn") == 0 {
+				apply(genTxn(t))
+			} else {
+				apply(Txn{Cmds: []Command{fixCmd(genAnyCmd(t))}})
+			}
+			var a, b bytes.Buffer
+			if err := pri.SaveSnapshot(&a); err != nil {
+				t.Fatal(err)
+			}
+			if err := bk.SaveSnapshot(&b); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(a.Bytes(), b.Bytes()) {
+				t.Fatalf("after write %d the engines differ (%d bytes, from effects %d bytes)", i, a.Len(), b.Len())
+			}
+			if pri.Stats() != bk.Stats() || pri.counter != bk.counter {
+				t.Fatalf("after write %d: stats %+v counter %d, from effects %+v counter %d", i, pri.Stats(), pri.counter, bk.Stats(), bk.counter)
+			}
+			if pk, bkk := slices.Sorted(maps.Keys(pri.indexes)), slices.Sorted(maps.Keys(bk.indexes)); !slices.Equal(pk, bkk) {
+				t.Fatalf("after write %d: indexes %v, from effects %v", i, pk, bkk)
+			}
+		}
+	})
+}
+
+// TestApplyTxnThen: the commands then returns run in the write's
+// transaction (replies appended); a failing one commits nothing; a failed
+// transaction does not call then.
+func TestApplyTxnThen(t *testing.T) {
+	s := newTestStore(t)
+	logCmd := func(*Effects) []Command { return []Command{Cmd("SET", "log", "1")} }
+	rep := s.ApplyTxnThen(t0, Txn{Cmds: []Command{Cmd("SET", "a", "x"), Cmd("SADD", "s", "m")}}, logCmd)
+	if got := render(rep); got != "[OK (integer) 1 OK]" {
+		t.Fatalf("reply %s", got)
+	}
+	if got := render(s.Apply(t0, Cmd("GET", "log"))); got != `"1"` {
+		t.Fatalf("log %s", got)
+	}
+	// A failing extra command: nothing of the write is committed.
+	bad := func(*Effects) []Command { return []Command{Cmd("INCR", "a")} }
+	rep = s.ApplyTxnThen(t0, Txn{Cmds: []Command{Cmd("SET", "b", "y")}}, bad)
+	if !rep.IsError() || !strings.Contains(rep.Err.Msg, "command 1 (INCR)") {
+		t.Fatalf("reply %s, want command 1 (INCR)'s error", render(rep))
+	}
+	if got := render(s.Apply(t0, Cmd("EXISTS", "b"))); got != "(integer) 0" {
+		t.Fatalf("b after a failed extra command: %s", got)
+	}
+	// A failed transaction: then is not called.
+	rep = s.ApplyTxnThen(t0, Txn{Cmds: []Command{Cmd("INCR", "a")}}, func(*Effects) []Command {
+		t.Fatal("then called for a failed transaction")
+		return nil
+	})
+	if !rep.IsError() {
+		t.Fatalf("reply %s", render(rep))
+	}
+}
+
+// TestApplyEffectsChecks: effects with a key outside the store's key
+// spaces, or a bad index definition, are refused and change nothing; a
+// failing command after the effects undoes them.
+func TestApplyEffectsChecks(t *testing.T) {
+	s := newTestStore(t)
+	for _, fx := range []Effects{
+		{Writes: []EffectWrite{{Key: []byte("zzz"), Value: []byte("v")}}},
+		{Writes: []EffectWrite{{Key: []byte{}, Delete: true}}},
+		{Writes: []EffectWrite{{Key: metaKey(metaIndexPfx + "ix"), Value: []byte{7}}}},
+	} {
+		if rep := s.ApplyEffects(t0, fx); !rep.IsError() {
+			t.Fatalf("%+v: reply %s, want an error", fx, render(rep))
+		}
+	}
+	src := newTestStore(t)
+	var fx Effects
+	src.ApplyTxnThen(t0, Txn{Cmds: []Command{Cmd("SET", "k", "v")}}, func(e *Effects) []Command { fx = cloneEffects(e); return nil })
+	if rep := s.ApplyEffects(t0, fx, Cmd("SET", "n", "1"), Cmd("SADD", "n", "x")); !rep.IsError() {
+		t.Fatalf("reply %s, want WRONGTYPE", render(rep))
+	}
+	var b bytes.Buffer
+	if err := s.SaveSnapshot(&b); err != nil {
+		t.Fatal(err)
+	}
+	empty := newTestStore(t)
+	var e bytes.Buffer
+	if err := empty.SaveSnapshot(&e); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b.Bytes(), e.Bytes()) {
+		t.Fatal("refused effects changed the store")
+	}
+	if rep := s.ApplyEffects(t0, fx, Cmd("SET", "n", "1")); render(rep) != "[OK]" {
+		t.Fatalf("reply %s", render(rep))
+	}
+	if got := render(s.Apply(t0, Cmd("GET", "k"))); got != `"v"` {
+		t.Fatalf("k = %s", got)
+	}
+}
