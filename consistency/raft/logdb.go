@@ -1,7 +1,10 @@
 package raft
 
 import (
+	"errors"
+	"fmt"
 	"sync"
+	_ "unsafe" // go:linkname, for Dragonboat's default LogDB (newPebbleLogDB)
 
 	"github.com/lni/dragonboat/v4/config"
 	"github.com/lni/dragonboat/v4/plugin/tan"
@@ -11,9 +14,15 @@ import (
 
 // LogDB kinds (Config.LogDB, namespace parameter logdb).
 const (
-	// LogDBPebble is Dragonboat's default LogDB (Pebble): it fsyncs every
-	// saved update, a commit-index-only state change included.
+	// LogDBPebble is Dragonboat's default LogDB (Pebble) wrapped by
+	// lazyCommitLogDB: a state update that only moves the commit index is
+	// not written on its own (no fsync); it is written with the replica's
+	// next synced save (new entries, a term or vote change, a snapshot).
 	LogDBPebble = "pebble"
+	// LogDBPebbleSync is Dragonboat's default LogDB as it is: it fsyncs
+	// every saved update, a commit-index-only state change included. Same
+	// files as LogDBPebble: a NodeHost directory can switch between them.
+	LogDBPebbleSync = "pebble-sync"
 	// LogDBTan is Dragonboat's tan LogDB (plugin/tan), one log file per
 	// replica, wrapped by tanStateFiller: it fsyncs new entries, snapshots
 	// and term or vote changes, not a commit-index-only change (as etcd's
@@ -117,4 +126,218 @@ func (f *tanStateFiller) RemoveNodeData(shardID, replicaID uint64) error {
 	delete(f.states, replicaKey{shardID, replicaID})
 	f.mu.Unlock()
 	return f.ILogDB.RemoveNodeData(shardID, replicaID)
+}
+
+// newPebbleLogDB is Dragonboat's default LogDB constructor
+// (internal/logdb.NewDefaultLogDB, what NodeHost uses when
+// ExpertConfig.LogDBFactory is nil). Dragonboat does not export it; the
+// signature is that of the pinned version (go.mod), and
+// TestLazyCommitSyncs exercises it.
+//
+//go:linkname newPebbleLogDB github.com/lni/dragonboat/v4/internal/logdb.NewDefaultLogDB
+func newPebbleLogDB(cfg config.NodeHostConfig, cb config.LogDBCallback, dirs, lldirs []string) (raftio.ILogDB, error)
+
+// errLogDBSelfCheck: Dragonboat's self check of its LogDB failed (the
+// check NodeHost runs on its default LogDB, server.ErrLogDBBrokenChange).
+var errLogDBSelfCheck = errors.New("raft: LogDB self check failed (Dragonboat's broken-change check)")
+
+// lazyCommitFactory creates Dragonboat's default LogDB wrapped by
+// lazyCommitLogDB.
+type lazyCommitFactory struct {
+	beforeSave func() // Config.BeforeSave
+}
+
+var _ config.LogDBFactory = lazyCommitFactory{}
+
+// Create creates the LogDB and runs Dragonboat's self check on it (which
+// NodeHost skips for a LogDB from a factory).
+func (f lazyCommitFactory) Create(cfg config.NodeHostConfig, cb config.LogDBCallback, dirs, wals []string) (raftio.ILogDB, error) {
+	db, err := newPebbleLogDB(cfg, cb, dirs, wals)
+	if err != nil {
+		return nil, fmt.Errorf("raft: open LogDB: %w", err)
+	}
+	if c, ok := db.(interface{ SelfCheckFailed() (bool, error) }); ok {
+		failed, err := c.SelfCheckFailed()
+		if err == nil && failed {
+			err = errLogDBSelfCheck
+		}
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	l := newLazyCommitLogDB(db)
+	l.beforeSave = f.beforeSave
+	return l, nil
+}
+
+// Name is the default LogDB's ("sharded-pebble"): the files are the same.
+func (lazyCommitFactory) Name() string { return "sharded-pebble" }
+
+// lazyCommitLogDB wraps a LogDB so that a Raft state update that only
+// moves the commit index is not saved on its own. Dragonboat's default
+// LogDB commits every SaveRaftState with an fsync, so at one client each
+// write cost a node two fsyncs: its entries, then the state update that
+// moves the commit index (internal/logdb/db.go saveState). etcd's
+// raft.MustSync skips the second: the commit index is volatile in Raft,
+// re-learned from the leader after a restart.
+//
+// The rules, per replica, with saved = the last State handed to the LogDB
+// and latest = the last State Dragonboat produced:
+//   - an update with no entries and no snapshot whose State differs from
+//     saved in the commit index only is saved without its State (nothing
+//     is written, no fsync); latest remembers it;
+//   - an update that is synced anyway (entries or a snapshot) and carries
+//     no State gets latest, so the persisted commit trails by one save at
+//     most;
+//   - a term or vote change is saved as it comes (with its fsync): those
+//     must be durable before any message that depends on them is sent;
+//   - before a snapshot record is saved (SaveSnapshots), a State whose
+//     commit is at least the snapshot's index is saved and synced:
+//     Dragonboat restarts a replica with committed = the snapshot's index
+//     and panics if the saved commit is lower (internal/raft raft.loadState).
+//
+// After a crash the saved commit may be lower than the entries the state
+// machine applied. Dragonboat allows that: an on-disk state machine
+// reports its applied index from Open and Dragonboat skips the entries it
+// already holds (internal/rsm entryInInitDiskSM) — with its FastApply the
+// state machine already applies entries before the state that commits
+// them is saved; a memory state machine replays its log up to the saved
+// commit, then the rest once the leader's commit index reaches it.
+type lazyCommitLogDB struct {
+	raftio.ILogDB
+	// mu is held shared by SaveRaftState (step workers save at once) and
+	// exclusively by SaveSnapshots' state save, so that no other save of
+	// a State is in flight while it writes latest: a term or vote must
+	// never be overwritten by an older one.
+	mu sync.RWMutex
+	// smu guards states (several step workers fill at once).
+	smu    sync.Mutex
+	states map[replicaKey]*lazyState
+	// beforeSave is Config.BeforeSave (nil: none).
+	beforeSave func()
+}
+
+// lazyState is a replica's saved and latest State (lazyCommitLogDB).
+type lazyState struct{ saved, latest pb.State }
+
+var _ raftio.ILogDB = (*lazyCommitLogDB)(nil)
+
+func newLazyCommitLogDB(db raftio.ILogDB) *lazyCommitLogDB {
+	return &lazyCommitLogDB{ILogDB: db, states: map[replicaKey]*lazyState{}}
+}
+
+// filter returns the updates to save: commit-only States taken out,
+// deferred States put into updates that are synced anyway. The caller's
+// slice is not changed (Dragonboat goes on using its updates).
+func (l *lazyCommitLogDB) filter(updates []pb.Update) []pb.Update {
+	l.smu.Lock()
+	defer l.smu.Unlock()
+	var out []pb.Update
+	set := func(i int, st pb.State) {
+		if out == nil {
+			out = append([]pb.Update(nil), updates...)
+		}
+		out[i].State = st
+	}
+	for i := range updates {
+		ud := &updates[i]
+		k := replicaKey{ud.ShardID, ud.ReplicaID}
+		s := l.states[k]
+		empty := pb.IsEmptyState(ud.State)
+		synced := len(ud.EntriesToSave) > 0 || !pb.IsEmptySnapshot(ud.Snapshot)
+		switch {
+		case s == nil:
+			if !empty {
+				l.states[k] = &lazyState{saved: ud.State, latest: ud.State}
+			}
+		case !empty && !synced && ud.State.Term == s.saved.Term && ud.State.Vote == s.saved.Vote:
+			s.latest = ud.State // commit only: deferred
+			set(i, pb.State{})
+		case empty && synced && s.latest != s.saved:
+			st := s.latest
+			st.Commit = max(st.Commit, s.saved.Commit)
+			s.saved, s.latest = st, st
+			set(i, st)
+		case !empty:
+			st := ud.State
+			if st.Commit < s.saved.Commit { // defensive: the saved commit never goes back
+				st.Commit = s.saved.Commit
+				set(i, st)
+			}
+			s.saved, s.latest = st, st
+		}
+	}
+	if out == nil {
+		return updates
+	}
+	return out
+}
+
+// SaveRaftState saves the updates, commit-only State changes deferred.
+func (l *lazyCommitLogDB) SaveRaftState(updates []pb.Update, workerID uint64) error {
+	if l.beforeSave != nil && len(updates) > 0 {
+		l.beforeSave()
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.ILogDB.SaveRaftState(l.filter(updates), workerID)
+}
+
+// SaveSnapshots first saves (synced) a State whose commit covers each
+// snapshot's index where the saved one does not, then the snapshots.
+func (l *lazyCommitLogDB) SaveSnapshots(updates []pb.Update) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var force []pb.Update
+	l.smu.Lock()
+	for _, ud := range updates {
+		s := l.states[replicaKey{ud.ShardID, ud.ReplicaID}]
+		if s == nil || pb.IsEmptySnapshot(ud.Snapshot) || s.saved.Commit >= ud.Snapshot.Index {
+			continue
+		}
+		st := s.latest
+		st.Commit = max(st.Commit, s.saved.Commit, ud.Snapshot.Index)
+		s.saved, s.latest = st, st
+		force = append(force, pb.Update{ShardID: ud.ShardID, ReplicaID: ud.ReplicaID, State: st})
+	}
+	l.smu.Unlock()
+	if len(force) > 0 {
+		// Worker 1's save context is free: mu is held exclusively.
+		if err := l.ILogDB.SaveRaftState(force, 1); err != nil {
+			return fmt.Errorf("raft: save state before snapshot: %w", err)
+		}
+	}
+	return l.ILogDB.SaveSnapshots(updates)
+}
+
+// ReadRaftState reads a replica's saved state (at its start) and
+// remembers its State as saved.
+func (l *lazyCommitLogDB) ReadRaftState(shardID, replicaID, lastIndex uint64) (raftio.RaftState, error) {
+	rs, err := l.ILogDB.ReadRaftState(shardID, replicaID, lastIndex)
+	if err == nil && !pb.IsEmptyState(rs.State) {
+		l.smu.Lock()
+		l.states[replicaKey{shardID, replicaID}] = &lazyState{saved: rs.State, latest: rs.State}
+		l.smu.Unlock()
+	}
+	return rs, err
+}
+
+// RemoveNodeData removes a replica's data and forgets its State.
+func (l *lazyCommitLogDB) RemoveNodeData(shardID, replicaID uint64) error {
+	l.forget(shardID, replicaID)
+	return l.ILogDB.RemoveNodeData(shardID, replicaID)
+}
+
+// ImportSnapshot imports a snapshot (which writes its own State) and
+// forgets the replica's.
+func (l *lazyCommitLogDB) ImportSnapshot(ss pb.Snapshot, replicaID uint64) error {
+	l.forget(ss.ShardID, replicaID)
+	return l.ILogDB.ImportSnapshot(ss, replicaID)
+}
+
+func (l *lazyCommitLogDB) forget(shardID, replicaID uint64) {
+	l.smu.Lock()
+	delete(l.states, replicaKey{shardID, replicaID})
+	l.smu.Unlock()
 }

@@ -129,3 +129,108 @@ func TestTanStateFillerFill(t *testing.T) {
 		}
 	}
 }
+
+// openLazy opens Dragonboat's default LogDB on mem (fsyncs counted),
+// through lazyCommitFactory (lazy) or as it is.
+func openLazy(t *testing.T, mem *vfs.MemFS, lazy bool) (raftio.ILogDB, *syncCounter) {
+	t.Helper()
+	c := &syncCounter{}
+	cfg := config.NodeHostConfig{Expert: config.ExpertConfig{FS: vfs.Wrap(mem, c), LogDB: config.GetTinyMemLogDBConfig(), Engine: config.GetDefaultEngineConfig()}}
+	var db raftio.ILogDB
+	var err error
+	if lazy {
+		db, err = lazyCommitFactory{}.Create(cfg, nil, []string{"/logdb"}, []string{"/logdb"})
+	} else {
+		db, err = newPebbleLogDB(cfg, nil, []string{"/logdb"}, []string{"/logdb"})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, c
+}
+
+// TestLazyCommitSyncs: the fsyncs of each kind of update, Dragonboat's
+// default LogDB as it is and wrapped by lazyCommitLogDB, and the State
+// read back after a crash that loses everything not synced: the wrapper
+// must leave only the fsyncs Raft needs (entries, term or vote, snapshot)
+// and never let the saved commit fall below a saved snapshot's index
+// (Dragonboat panics at restart: raft.loadState).
+func TestLazyCommitSyncs(t *testing.T) {
+	st := func(term, vote, commit uint64) pb.State { return pb.State{Term: term, Vote: vote, Commit: commit} }
+	ents := func(from, to uint64) []pb.Entry {
+		var out []pb.Entry
+		for i := from; i <= to; i++ {
+			out = append(out, pb.Entry{Index: i, Term: 1, Cmd: []byte("x")})
+		}
+		return out
+	}
+	snap := func(index uint64) pb.Snapshot {
+		return pb.Snapshot{Index: index, Term: 2, Type: pb.OnDiskStateMachine, Membership: pb.Membership{Addresses: map[uint64]string{1: "a"}}}
+	}
+	type step struct {
+		name        string
+		ud          pb.Update
+		snapshot    bool  // SaveSnapshots instead of SaveRaftState
+		raw, lazy   int64 // fsyncs wanted (-1: not checked)
+		commitAfter uint64
+	}
+	steps := []step{
+		{name: "first state and entries", ud: pb.Update{State: st(1, 1, 0), EntriesToSave: ents(1, 2)}, raw: -1, lazy: -1},
+		{name: "commit only", ud: pb.Update{State: st(1, 1, 2)}, raw: 1, lazy: 0},
+		{name: "nothing new (messages only)", ud: pb.Update{}, raw: 0, lazy: 0},
+		{name: "entries, no state", ud: pb.Update{EntriesToSave: ents(3, 3)}, raw: 1, lazy: 1},
+		{name: "commit only again", ud: pb.Update{State: st(1, 1, 3)}, raw: 1, lazy: 0},
+		{name: "new term", ud: pb.Update{State: st(2, 0, 3)}, raw: 1, lazy: 1},
+		{name: "vote", ud: pb.Update{State: st(2, 2, 3)}, raw: 1, lazy: 1},
+		{name: "entries and commit", ud: pb.Update{State: st(2, 2, 4), EntriesToSave: ents(4, 6)}, raw: 1, lazy: 1},
+		{name: "commit only to 6", ud: pb.Update{State: st(2, 2, 6)}, raw: 1, lazy: 0},
+		// A snapshot at 6 (applied) while the saved commit is 4: the
+		// wrapper saves commit 6 first (one more fsync).
+		{name: "local snapshot", ud: pb.Update{Snapshot: snap(6)}, snapshot: true, raw: 1, lazy: 2},
+	}
+	for _, lazy := range []bool{false, true} {
+		mem := vfs.NewStrictMem()
+		db, c := openLazy(t, mem, lazy)
+		for _, s := range steps {
+			ud := s.ud
+			ud.ShardID, ud.ReplicaID = 1, 1
+			before := c.n.Load()
+			var err error
+			if s.snapshot {
+				err = db.SaveSnapshots([]pb.Update{ud})
+			} else {
+				err = db.SaveRaftState([]pb.Update{ud}, 1)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := s.raw
+			if lazy {
+				want = s.lazy
+			}
+			if got := c.n.Load() - before; want >= 0 && got != want {
+				t.Errorf("lazy=%v, %s: %d fsyncs, want %d (go test -run TestLazyCommitSyncs ./consistency/raft)", lazy, s.name, got, want)
+			}
+		}
+		// Crash: everything not synced is lost.
+		mem.SetIgnoreSyncs(true)
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		mem.ResetToSyncedState()
+		mem.SetIgnoreSyncs(false)
+		db, _ = openLazy(t, mem, lazy)
+		ss, err := db.GetSnapshot(1, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs, err := db.ReadRaftState(1, 1, ss.Index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rs.State.Term != 2 || rs.State.Vote != 2 || rs.State.Commit < ss.Index {
+			t.Errorf("lazy=%v: after a crash, state %+v and snapshot %d: want term 2, vote 2, commit >= the snapshot's index", lazy, rs.State, ss.Index)
+		}
+		db.Close()
+	}
+}

@@ -35,7 +35,8 @@ func ParamNames() []string {
 //	nodes-version 2                             changes of nodes/retired after creation (RAFT.NODES); newer lists spread
 //	rebalance     true                          let the cluster's rebalancer move this namespace's replicas
 //	repropose     (2 election timeouts)         propose a write again when no result came in this long; off: never
-//	logdb         pebble                        Dragonboat's LogDB: pebble, or tan (no fsync for a commit-index-only change; logdb.go)
+//	logdb         pebble                        Dragonboat's LogDB (logdb.go): pebble (no fsync for a commit-index-only change),
+//	                                            pebble-sync (Dragonboat's default as it is: every update fsynced), or tan
 //
 // dir is the node's directory for the namespace (the NodeHost directory).
 func ConfigFromParams(nodeID, dir string, params map[string]string) (Config, error) {
@@ -135,8 +136,8 @@ func ConfigFromParams(nodeID, dir string, params map[string]string) (Config, err
 			}
 		case "logdb":
 			cfg.LogDB = v
-			if v != LogDBPebble && v != LogDBTan {
-				err = fmt.Errorf("want %s or %s", LogDBPebble, LogDBTan)
+			if v != LogDBPebble && v != LogDBPebbleSync && v != LogDBTan {
+				err = fmt.Errorf("want %s, %s or %s", LogDBPebble, LogDBPebbleSync, LogDBTan)
 			}
 		case "storage":
 			cfg.Storage = v

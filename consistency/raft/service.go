@@ -89,15 +89,23 @@ type Config struct {
 	// Simulator plug points (nil: Dragonboat's TCP transport, the OS disk).
 	TransportFactory config.TransportFactory
 	FS               vfs.FS // wrap custom disks with vfs.Wrap (see package doc)
-	// LogDB is Dragonboat's LogDB: LogDBPebble (""; Dragonboat's default)
-	// or LogDBTan (logdb.go; namespace parameter logdb). Dragonboat
-	// refuses to reopen a NodeHost directory with the other kind.
+	// LogDB is Dragonboat's LogDB (logdb.go; namespace parameter logdb):
+	// LogDBPebble ("": Dragonboat's default LogDB without an fsync for a
+	// commit-index-only change), LogDBPebbleSync (the default LogDB as
+	// it is) or LogDBTan. Dragonboat refuses to reopen a NodeHost
+	// directory with tan after Pebble or the other way round.
 	LogDB string
 	// LogDBShards sets the LogDB's shard count (0: Dragonboat's default);
 	// 1 keeps goroutines few in the simulator.
 	LogDBShards uint64
 	// SmallEngine runs Dragonboat with one worker of each kind (simulator).
 	SmallEngine bool
+	// BeforeSave, if set, is called on Dragonboat's step worker before
+	// each save of Raft state with LogDBPebble, whether or not the save
+	// writes anything. The simulator blocks it during a pause: a commit-
+	// only update writes nothing, so a frozen disk alone would no longer
+	// stop the step worker (ticks, CheckQuorum) of a paused node.
+	BeforeSave func()
 	// RaftEvents receives leader changes (optional).
 	RaftEvents raftio.IRaftEventListener
 
@@ -183,9 +191,9 @@ func (c *Config) defaults() error {
 		return errors.New("raft: Config.Nodes is empty")
 	}
 	switch c.LogDB {
-	case "", LogDBPebble, LogDBTan:
+	case "", LogDBPebble, LogDBPebbleSync, LogDBTan:
 	default:
-		return fmt.Errorf("raft: unknown logdb %q (want %s or %s)", c.LogDB, LogDBPebble, LogDBTan)
+		return fmt.Errorf("raft: unknown logdb %q (want %s, %s or %s)", c.LogDB, LogDBPebble, LogDBPebbleSync, LogDBTan)
 	}
 	switch c.Storage {
 	case "":
@@ -286,7 +294,10 @@ func New(cfg Config) (*Service, error) {
 		ldb.Shards = cfg.LogDBShards
 		nhc.Expert.LogDB = ldb
 	}
-	if cfg.LogDB == LogDBTan {
+	switch cfg.LogDB {
+	case "", LogDBPebble:
+		nhc.Expert.LogDBFactory = lazyCommitFactory{beforeSave: cfg.BeforeSave}
+	case LogDBTan:
 		nhc.Expert.LogDBFactory = tanFactory{}
 	}
 	if cfg.SmallEngine {

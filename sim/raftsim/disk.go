@@ -31,11 +31,7 @@ type diskFaults struct {
 var _ vfs.Injector = (*diskFaults)(nil)
 
 func (d *diskFaults) MaybeError(op vfs.Op) error {
-	if u := d.pausedUntil.Load(); u != 0 {
-		if wait := time.Until(time.Unix(0, u)); wait > 0 {
-			time.Sleep(wait)
-		}
-	}
+	d.wait()
 	switch {
 	case op == vfs.OpWrite && d.failWrites.Load(), op == vfs.OpSync && d.failSyncs.Load():
 		return vfs.ErrInjected
@@ -46,6 +42,17 @@ func (d *diskFaults) MaybeError(op vfs.Op) error {
 func (d *diskFaults) set(on bool) {
 	d.failWrites.Store(on)
 	d.failSyncs.Store(on)
+}
+
+// wait blocks until the pause ends (raft.Config.BeforeSave: the LogDB
+// does not write commit-only updates, so a paused node's step worker must
+// also stop at saves that write nothing).
+func (d *diskFaults) wait() {
+	if u := d.pausedUntil.Load(); u != 0 {
+		if wait := time.Until(time.Unix(0, u)); wait > 0 {
+			time.Sleep(wait)
+		}
+	}
 }
 
 // pause freezes the disk until u (zero: no pause).

@@ -83,7 +83,7 @@ type params struct {
 	read             string
 	leaderFaults     bool   // crashes and pauses hit the leader of shard 0
 	storage          string // memory or pebble
-	logdb            string // raft.Config.LogDB: pebble or tan
+	logdb            string // raft.Config.LogDB: pebble, pebble-sync or tan
 	freeze           bool   // pauses freeze the node's disk (and so its Raft processing)
 }
 
@@ -147,8 +147,8 @@ func parseParams(m map[string]string, nodes int) (params, error) {
 				err = errors.New("want freeze or network")
 			}
 		case "logdb":
-			if v != raft.LogDBPebble && v != raft.LogDBTan {
-				err = fmt.Errorf("want %s or %s", raft.LogDBPebble, raft.LogDBTan)
+			if v != raft.LogDBPebble && v != raft.LogDBPebbleSync && v != raft.LogDBTan {
+				err = fmt.Errorf("want %s, %s or %s", raft.LogDBPebble, raft.LogDBPebbleSync, raft.LogDBTan)
 			}
 			p.logdb = v
 		case "storage":
@@ -338,6 +338,7 @@ func simulate(opts simrun.Options, logf func(string, ...any)) (*Outcome, error) 
 			SnapshotEntries: p.snapshotEntries, CompactionOverhead: p.snapshotEntries / 4,
 			TransportFactory: r.net.Factory(), FS: vfs.Wrap(disk{n.fs}, n.disk),
 			LogDBShards: 1, LogDB: p.logdb, SmallEngine: true, RedirectToLeader: p.redirect, Bug: opts.Bug,
+			BeforeSave:     n.disk.wait,
 			ReproposeAfter: p.repropose,
 			RaftEvents:     leaderTracer{r: r, node: names[i]},
 			Clock: func() time.Time {
