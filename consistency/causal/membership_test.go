@@ -449,3 +449,62 @@ func TestPlacementMovesFewKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestRingChangeReroutesDependencyChecks: a remote write y that depends on
+// x waits at y's owner in r1 (y's owner does not change) while x has not
+// arrived in r1; x's owner in r1 changes (a3 is added) before x arrives.
+// After the switch the waiting check must go to x's new owner: the old
+// one no longer owns x and never answers, so y would stay invisible in r1
+// for good (checked to fail with reroute disabled).
+func TestRingChangeReroutesDependencyChecks(t *testing.T) {
+	for _, mode := range []string{ResolveLWW, ResolveSiblings} {
+		t.Run(mode, func(t *testing.T) {
+			const spec = "r1:a1,a2;r2:b1"
+			c := newClusterWith(t, 21, spec, "", map[string]string{"resolve": mode})
+			d := &ringDriver{c: c, spec: spec, extra: map[consistency.NodeID]string{"a3": "r1"}}
+			d.mem = Membership{Members: c.peers}
+			d.set(Membership{Version: 1, Members: []consistency.NodeID{"a1", "a2", "b1"}})
+			c.regionOf["a3"] = "r1"
+			d.start("a3")
+			c.peers = append(c.peers, "a3")
+			oldR, _ := buildRegions([]consistency.NodeID{"a1", "a2"}, map[consistency.NodeID]string{"a1": "r1", "a2": "r1"})
+			newR, _ := buildRegions([]consistency.NodeID{"a1", "a2", "a3"}, map[consistency.NodeID]string{"a1": "r1", "a2": "r1", "a3": "r1"})
+			var x, y string
+			for i := 0; x == "" || y == ""; i++ {
+				k := fmt.Sprintf("k%d", i)
+				switch {
+				case x == "" && ownerIn(newR, "r1", k) == "a3":
+					x = k
+				case x != "" && y == "" && ownerIn(oldR, "r1", k) == ownerIn(newR, "r1", k) && ownerIn(oldR, "r1", k) != ownerIn(oldR, "r1", x):
+					y = k
+				}
+			}
+			oldX := ownerIn(oldR, "r1", x)
+			// x's replication to r1 is held back (to its old and new owner).
+			c.cut[[2]consistency.NodeID{"b1", oldX}] = true
+			c.cut[[2]consistency.NodeID{"b1", "a3"}] = true
+			tok := c.do("b1", nil, "SET", x, "x1").Token
+			if r := c.do("b1", tok, "SET", y, "y1"); replyString(r.Reply) != "OK" {
+				t.Fatalf("SET %s in r2: %s", y, replyString(r.Reply))
+			}
+			c.run(time.Second)
+			oy := ownerIn(oldR, "r1", y)
+			if n := len(c.nodes[oy].rep.waiters); n == 0 {
+				t.Fatalf("%s's owner %s has no waiter: y was applied without x", y, oy)
+			}
+			d.change([]consistency.NodeID{"a1", "a2", "a3", "b1"}, nil)
+			if n := len(c.nodes[oy].rep.waiters); n == 0 {
+				t.Fatalf("%s's owner %s has no waiter after the switch: y was applied without x", y, oy)
+			}
+			c.cut[[2]consistency.NodeID{"b1", oldX}] = false
+			c.cut[[2]consistency.NodeID{"b1", "a3"}] = false
+			d.waitResumed()
+			c.run(3 * time.Second)
+			for _, at := range []consistency.NodeID{"a1", "a2", "a3"} {
+				if r := c.do(at, nil, "GET", y); replyString(r.Reply) != "y1" {
+					t.Fatalf("GET %s at %s = %s after the change, want y1 (its dependency %s moved from %s to a3 while y waited; go test -run TestRingChangeReroutesDependencyChecks ./consistency/causal)", y, at, replyString(r.Reply), x, oldX)
+				}
+			}
+		})
+	}
+}
