@@ -245,6 +245,7 @@ var backupSeq atomic.Int64
 //	GET  /v1/checkpoints  list the retained checkpoints (JSON)
 //	POST /v1/raft/import  import a raft shard's export (backup_raft.go)
 //	GET|POST /v1/clock    the clock offset; ?offset=D sets it (clock.go)
+//	/v1/fence, /v1/snapshot  the write fence and checkpoints under it (fence.go)
 //
 // On a node with TLS on the client listener (--tls-cert) it serves HTTPS
 // with the same TLS settings, and with --auth-file every request needs a
@@ -270,8 +271,10 @@ func (n *Node) startAdmin() error {
 		// required or accepted, and revoked ones fail the handshake.
 		ln = tls.NewListener(ln, n.cfg.Security.ClientTLS.Clone())
 	}
+	n.removeStaleSnapshots()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/backup", n.serveBackup)
+	n.registerFence(mux)
 	mux.HandleFunc("POST /v1/checkpoints", func(w http.ResponseWriter, r *http.Request) {
 		c, err := n.retainCheckpoint(n.cfg.CheckpointRetain)
 		if err != nil {

@@ -152,6 +152,12 @@ func (h *handler) Call(ctx context.Context, o *gen.RequestOptions, cmd *gen.Comm
 	if inline && ns.local == nil {
 		return nil, transport.ErrServeOnWorker // replicated: needs the network
 	}
+	if !core.IsReadOnly(c.Name) {
+		if !h.n.fence.enter() {
+			return nil, errFenced()
+		}
+		defer h.n.fence.exit()
+	}
 	dl := h.deadline(o)
 	req := h.request(o)
 	req.Cmd = &c
@@ -185,6 +191,12 @@ func (h *handler) Execute(ctx context.Context, o *gen.RequestOptions, cmds []*ge
 	ns, err := h.ns(o)
 	if err != nil {
 		return nil, err
+	}
+	if writes(cs) {
+		if !h.n.fence.enter() {
+			return nil, errFenced()
+		}
+		defer h.n.fence.exit()
 	}
 	dl := h.deadline(o)
 	reqs := make([]consistency.Request, len(cs))
@@ -241,6 +253,16 @@ func (h *handler) Execute(ctx context.Context, o *gen.RequestOptions, cmds []*ge
 	return out, nil
 }
 
+// writes reports whether any of cs may write (the write fence gates it).
+func writes(cs []core.Command) bool {
+	for _, c := range cs {
+		if !core.IsReadOnly(c.Name) {
+			return true
+		}
+	}
+	return false
+}
+
 // batchErr turns a request-level exception into a batch reply error.
 func batchErr(err error) *core.Error {
 	switch e := err.(type) {
@@ -272,6 +294,12 @@ func (h *handler) Transaction(ctx context.Context, o *gen.RequestOptions, conds 
 	ns, err := h.ns(o)
 	if err != nil {
 		return nil, err
+	}
+	if writes(txn.Cmds) {
+		if !h.n.fence.enter() {
+			return nil, errFenced()
+		}
+		defer h.n.fence.exit()
 	}
 	dl := h.deadline(o)
 	req := h.request(o)

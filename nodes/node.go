@@ -192,6 +192,7 @@ type Node struct {
 	hot      *hotKeys // HOTKEYS (nodes/hotkeys.go)
 	clock    *Clock   // wall time for data (nodes/clock.go)
 	adminSrv *http.Server
+	fence    writeFence // the write fence of a cluster backup (fence.go)
 	stop     chan struct{}
 	closing  sync.Once
 	closeErr error

@@ -35,7 +35,7 @@ func commands() []command {
 		{"members", "--addrs A,B,...", "ping every node (id, version, round trip, up or down) and show the gossip view (CLUSTER MEMBERS)", members},
 		{"namespaces", "[list | create NAME STRATEGY [KEY VALUE]... | drop NAME] --addr A", "list, create or drop namespaces", namespaces},
 		{"where", "KEY --addr A --namespace NS [--members n1,n2,...]", "which nodes (and raft shard) hold a key", where},
-		{"backup", "--admin n1=HOST:PORT,... --out DIR [--cluster]", "online cluster backup: every node's checkpoint and catalog, raft shards' exports, and a manifest (--cluster: refuse an incomplete one)", backup},
+		{"backup", "--admin n1=HOST:PORT,... --out DIR [--cluster] [--no-fence]", "online cluster backup as one cut (a short cluster-wide write fence): every node's checkpoint and catalog, raft shards' exports, and a manifest (--cluster: refuse an incomplete one)", backup},
 		{"checkpoint", "--admin HOST:PORT [--list]", "take (or list) a retained checkpoint on one node, for point-in-time restore", checkpoint},
 		{"restore", "--from DIR (--node ID | --at TIME) --data NEWDIR | --from DIR --raft --admin HOST:PORT,...", "restore a cluster backup's node, or the newest retained checkpoint at or before TIME, into a new data directory; --raft: import the backup's raft namespaces into a running cluster", restore},
 		{"ring", "[--addr A]", "the quorum ring's member list and each namespace's handoff progress", ringCmd},
@@ -361,6 +361,9 @@ type BackupManifest struct {
 	// Raft lists the raft namespaces and where each shard's export is
 	// (raftbackup.go).
 	Raft []BackupRaft `json:"raft,omitempty"`
+	// Cut says how the checkpoints were taken together (cut.go); nil or
+	// without Fence: one node after the other, not one cut.
+	Cut *CutReport `json:"cut,omitempty"`
 }
 
 // BackupNode is one node of a cluster backup: its checkpoint is in Dir
@@ -372,17 +375,30 @@ type BackupNode struct {
 	Manifest nodes.CheckpointManifest `json:"manifest"`
 }
 
-// Backup fetches every node's checkpoint (GET /v1/backup on its admin
-// API) into out/ID and writes out/manifest.json. admins maps node ids to
-// admin addresses. Each node's checkpoint is consistent on its own; the
-// nodes' checkpoints are taken one after the other. It speaks plain HTTP
-// without credentials (AdminHTTP.Backup for secured nodes).
+// Backup is AdminHTTP{}.Backup: plain HTTP without credentials.
 func Backup(admins map[string]string, out string) (BackupManifest, error) {
 	return AdminHTTP{}.Backup(admins, out)
 }
 
-// Backup is the package's Backup through a's connection settings.
+// BackupWith is AdminHTTP{}.BackupWith: plain HTTP without credentials.
+func BackupWith(admins map[string]string, out string, o BackupOptions) (BackupManifest, error) {
+	return AdminHTTP{}.BackupWith(admins, out, o)
+}
+
+// Backup is BackupWith with the default options: one cut under a write
+// fence.
 func (a AdminHTTP) Backup(admins map[string]string, out string) (BackupManifest, error) {
+	return a.BackupWith(admins, out, BackupOptions{})
+}
+
+// BackupWith fetches every node's checkpoint into out/ID and writes
+// out/manifest.json, through a's connection settings. admins maps node ids
+// to admin addresses. By default the checkpoints are one cut (cut.go):
+// every node's write fence is raised, every node checkpoints, the fences
+// are lowered, then the checkpoints are fetched. With o.NoFence each
+// node's checkpoint (GET /v1/backup) is consistent on its own, and they
+// are taken one after the other while writes go on.
+func (a AdminHTTP) BackupWith(admins map[string]string, out string, o BackupOptions) (BackupManifest, error) {
 	m := BackupManifest{Format: 1, Created: time.Now().UTC()}
 	if _, err := os.Stat(out); err == nil {
 		return m, fmt.Errorf("backup: %s already exists", out)
@@ -392,30 +408,30 @@ func (a AdminHTTP) Backup(admins map[string]string, out string) (BackupManifest,
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	hc := a.client(30 * time.Minute)
-	for _, id := range ids {
-		resp, err := a.do(hc, http.MethodGet, admins[id], "/v1/backup")
+	if o.NoFence {
+		hc := a.client(30 * time.Minute)
+		start := time.Now()
+		for _, id := range ids {
+			if o.beforeCheckpoint != nil {
+				o.beforeCheckpoint(id)
+			}
+			dir := filepath.Join(out, id)
+			if err := a.fetchTar(hc, admins[id], "/v1/backup", dir); err != nil {
+				return m, fmt.Errorf("backup %s: %w", id, err)
+			}
+			nm, err := readNodeManifest(dir, id)
+			if err != nil {
+				return m, err
+			}
+			m.Nodes = append(m.Nodes, BackupNode{ID: id, Admin: admins[id], Dir: id, Manifest: nm})
+		}
+		m.Cut = &CutReport{Window: time.Since(start)}
+	} else {
+		ns, rep, err := a.backupCut(admins, ids, out, o)
 		if err != nil {
-			return m, fmt.Errorf("backup %s: %w", id, err)
+			return m, err
 		}
-		dir := filepath.Join(out, id)
-		err = nodes.ReadTar(resp.Body, dir)
-		resp.Body.Close()
-		if err != nil {
-			return m, fmt.Errorf("backup %s: %w", id, err)
-		}
-		var nm nodes.CheckpointManifest
-		b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
-		if err == nil {
-			err = json.Unmarshal(b, &nm)
-		}
-		if err != nil {
-			return m, fmt.Errorf("backup %s: manifest: %w", id, err)
-		}
-		if nm.Node != id {
-			return m, fmt.Errorf("backup: the admin address given for %s belongs to node %s", id, nm.Node)
-		}
-		m.Nodes = append(m.Nodes, BackupNode{ID: id, Admin: admins[id], Dir: id, Manifest: nm})
+		m.Nodes, m.Cut = ns, rep
 	}
 	m.Raft = raftIndex(m.Nodes)
 	b, err := json.MarshalIndent(m, "", "  ")
@@ -441,10 +457,12 @@ func parseAdmins(s string) (map[string]string, error) {
 }
 
 func backup(args []string, stdout, stderr io.Writer) error {
-	fs := flags("backup", "--admin n1=HOST:PORT,... --out DIR [--cluster]", stdout)
+	fs := flags("backup", "--admin n1=HOST:PORT,... --out DIR [--cluster] [--no-fence] [--fence-timeout D]", stdout)
 	adm := fs.String("admin", "", "every node's id and admin API address (dialkv node --admin)")
 	out := fs.String("out", "", "backup directory (must not exist)")
 	cluster := fs.Bool("cluster", false, "a whole-cluster backup: fail (exit 1, the backup is kept for inspection) unless every cluster member is in it and every raft shard was exported")
+	noFence := fs.Bool("no-fence", false, "no write fence: each node's checkpoint on its own, one after the other, writes going on (not one cut; docs/operations.md)")
+	lease := fs.Duration("fence-timeout", nodes.DefaultFenceLease, "the write fence's lease on each node: the longest the nodes refuse writes if this command dies; the backup fails if its checkpoints take longer")
 	cf := connFlags(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -460,7 +478,7 @@ func backup(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	m, err := ah.Backup(admins, *out)
+	m, err := ah.BackupWith(admins, *out, BackupOptions{NoFence: *noFence, FenceLease: *lease})
 	if err != nil {
 		return err
 	}
@@ -481,6 +499,16 @@ func backup(args []string, stdout, stderr io.Writer) error {
 	}
 	for _, r := range m.Raft {
 		fmt.Fprintf(stdout, "raft %s: %d shard(s), exports %s\n", r.Spec.Name, r.Shards, strings.Join(r.Files, ", "))
+	}
+	if c := m.Cut; c != nil && c.Fence != "" {
+		var per []string
+		for _, n := range c.Nodes {
+			per = append(per, fmt.Sprintf("%s held %v (drain %v, %d writes refused)", n.ID, n.Held.Round(time.Microsecond), n.Drain.Round(time.Microsecond), n.Refused))
+		}
+		fmt.Fprintf(stdout, "one cut: write fence %s, %v from the first raise to the last lowering (checkpoints %v); %s\n",
+			c.Fence, c.Window.Round(time.Microsecond), c.Checkpoints.Round(time.Microsecond), strings.Join(per, "; "))
+	} else {
+		fmt.Fprintln(stdout, "no write fence (--no-fence): each node's checkpoint is consistent on its own; the backup is not one cut")
 	}
 	fmt.Fprintf(stdout, "backup of %d node(s) in %s\n", len(m.Nodes), *out)
 	if *cluster {

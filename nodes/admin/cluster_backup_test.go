@@ -23,7 +23,7 @@ import (
 
 // loopbackPorts returns n free loopback addresses (internal/freeport: below
 // the ephemeral range, so no outgoing connection takes one meanwhile).
-func loopbackPorts(t *testing.T, n int) []string {
+func loopbackPorts(t testing.TB, n int) []string {
 	t.Helper()
 	out, err := freeport.Addrs(n)
 	if err != nil {
@@ -34,7 +34,7 @@ func loopbackPorts(t *testing.T, n int) []string {
 
 // backupCluster is three cluster members on loopback with admin APIs.
 type backupCluster struct {
-	t      *testing.T
+	t      testing.TB
 	peers  []nodes.ClusterPeer
 	raft   []string // Raft addresses, for the raft namespace's parameters
 	nodes  []*nodes.ClusterNode
@@ -45,7 +45,7 @@ type backupCluster struct {
 // startBackupCluster starts n1..n3 on fresh ports over the data
 // directories dirs; with p (secureEnv's files), with TLS, the policy and
 // peer TLS (startSecure's flags), and clients log in with the "ops" token.
-func startBackupCluster(t *testing.T, dirs []string, p func(string) string) *backupCluster {
+func startBackupCluster(t testing.TB, dirs []string, p func(string) string) *backupCluster {
 	t.Helper()
 	addrs := loopbackPorts(t, 3*len(dirs))
 	bc := &backupCluster{t: t, admins: map[string]string{}}

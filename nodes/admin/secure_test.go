@@ -60,7 +60,7 @@ func secureEnv(t *testing.T, ids ...string) (p func(string) string, creds map[st
 
 // secureSettings are member id's security settings with TLS, the policy
 // and peer TLS (the flags of docs/security.md).
-func secureSettings(t *testing.T, p func(string) string, id string) security.Settings {
+func secureSettings(t testing.TB, p func(string) string, id string) security.Settings {
 	t.Helper()
 	var f security.Flags
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
