@@ -209,11 +209,10 @@ func (h *handler) Execute(ctx context.Context, o *gen.RequestOptions, cmds []*ge
 		if ns.local == nil {
 			return nil, transport.ErrServeOnWorker // replicated: needs the network
 		}
-		resps, err = ns.local.TryDoBatchBy(dl, reqs)
-		if err == errWouldBlock {
-			return nil, transport.ErrServeOnWorker
-		}
-		if err != nil {
+		if resps, err = tryLocal(ctx, ns.local, dl, reqs); err != nil {
+			if err == errWouldBlock {
+				return nil, transport.ErrServeOnWorker
+			}
 			return nil, serviceErr(err)
 		}
 	} else if ns.local != nil {
@@ -439,11 +438,13 @@ func (h *handler) do(ctx context.Context, dl time.Time, ns *namespace, req consi
 func doOne(ctx context.Context, dl time.Time, ns *namespace, req consistency.Request) (consistency.Response, error) {
 	if ns.local != nil {
 		one := [1]consistency.Request{req}
-		do := ns.local.DoBatchBy
+		var rs []consistency.Response
+		var err error
 		if transport.Inline(ctx) {
-			do = ns.local.TryDoBatchBy // errWouldBlock instead of waiting
+			rs, err = tryLocal(ctx, ns.local, dl, one[:]) // errWouldBlock instead of waiting
+		} else {
+			rs, err = ns.local.DoBatchBy(dl, one[:])
 		}
-		rs, err := do(dl, one[:])
 		if err != nil {
 			return consistency.Response{}, err
 		}
@@ -452,6 +453,22 @@ func doOne(ctx context.Context, dl time.Time, ns *namespace, req consistency.Req
 	ctx, cancel := context.WithDeadline(ctx, dl)
 	defer cancel()
 	return ns.svc.Do(ctx, req)
+}
+
+// tryLocal runs reqs on the local strategy from the transport's event loop:
+// errWouldBlock if the strategy's lock is taken; replies that must wait for
+// a group commit's sync are held by the transport (transport.Hold) instead
+// of waited for — the loop goes on serving other connections, and every
+// reply held on one sync is sent by one goroutine once it is done. (A held
+// reply is bounded by the server's frame timeout rather than the request's
+// deadline; a failed sync closes the connection instead of answering
+// TIMEOUT: either way the client sees the outcome as unknown.)
+func tryLocal(ctx context.Context, l *Local, dl time.Time, reqs []consistency.Request) ([]consistency.Response, error) {
+	resps, wait, err := l.TryDoBatchBy(dl, reqs)
+	if err != nil || wait == nil || transport.Hold(ctx, wait.done, wait.result) {
+		return resps, err
+	}
+	return l.waitBy(dl, resps, wait)
 }
 
 // cursorCommand runs a command that replies [cursor, [key...]] (SCAN.RANGE,

@@ -198,8 +198,45 @@ func (l *Local) DoBatchBy(deadline time.Time, reqs []consistency.Request) ([]con
 		return nil, fmt.Errorf("local: deadline passed before the request was applied: %w", consistency.ErrUnavailable)
 	}
 	resps, wait, err := l.apply(reqs, false)
+	if err != nil {
+		return nil, err
+	}
+	return l.waitBy(deadline, resps, wait)
+}
+
+// errWouldBlock is TryDoBatchBy's answer when the lock is taken: nothing
+// was changed.
+var errWouldBlock = errors.New("local: the request would block")
+
+// TryDoBatchBy is DoBatchBy for a caller that must not block (the
+// transport's event loop, see transport.Inline). If another request holds
+// the lock it returns errWouldBlock, having changed nothing. If the replies
+// may only be sent once a group commit's sync has finished (a write under
+// --fsync=always, a read of a key not yet synced), it does not wait: it
+// returns them with that epoch (wait non-nil), and the caller must not
+// send them before wait.done is closed, nor at all if wait.result() then
+// reports an error (see transport.Hold).
+func (l *Local) TryDoBatchBy(deadline time.Time, reqs []consistency.Request) (resps []consistency.Response, wait *epoch, err error) {
+	if !time.Now().Before(deadline) {
+		return nil, nil, fmt.Errorf("local: deadline passed before the request was applied: %w", consistency.ErrUnavailable)
+	}
+	resps, wait, err = l.apply(reqs, true)
 	if err != nil || wait == nil {
-		return resps, err
+		return resps, nil, err
+	}
+	select {
+	case <-wait.done:
+		return resps, nil, wait.result()
+	default:
+		return resps, wait, nil
+	}
+}
+
+// waitBy waits, until deadline, for the sync of wait (nil: none) that
+// resps depend on.
+func (l *Local) waitBy(deadline time.Time, resps []consistency.Response, wait *epoch) ([]consistency.Response, error) {
+	if wait == nil {
+		return resps, nil
 	}
 	select {
 	case <-wait.done:
@@ -213,37 +250,6 @@ func (l *Local) DoBatchBy(deadline time.Time, reqs []consistency.Request) ([]con
 		return resps, wait.result()
 	case <-t.C:
 		return nil, fmt.Errorf("local: deadline passed while waiting for the sync: %w", consistency.ErrTimeout)
-	}
-}
-
-// errWouldBlock is TryDoBatchBy's answer for a batch it would have to wait
-// for: nothing was changed.
-var errWouldBlock = errors.New("local: the request would block")
-
-// TryDoBatchBy is DoBatchBy for a caller that must not block (the
-// transport's event loop, see transport.Inline): it returns errWouldBlock,
-// having changed nothing, instead of waiting for the lock or a sync —
-// if another request holds the lock, if the batch writes under
-// --fsync=always (its reply waits for a group commit), or if a read's
-// reply would have to wait for the sync of a key it read (reads change
-// nothing, so their replies are simply dropped).
-func (l *Local) TryDoBatchBy(deadline time.Time, reqs []consistency.Request) ([]consistency.Response, error) {
-	if !time.Now().Before(deadline) {
-		return nil, fmt.Errorf("local: deadline passed before the request was applied: %w", consistency.ErrUnavailable)
-	}
-	if l.policy == core.SyncAlways && !readOnly(reqs) {
-		return nil, errWouldBlock
-	}
-	resps, wait, err := l.apply(reqs, true)
-	if err != nil || wait == nil {
-		return resps, err
-	}
-	select {
-	case <-wait.done:
-		return resps, wait.result()
-	default:
-		l.applied.Add(-int64(len(reqs))) // dropped: counted when served again
-		return nil, errWouldBlock
 	}
 }
 

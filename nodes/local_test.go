@@ -330,19 +330,19 @@ func TestLocalRepliesRevealOnlyDurableState(t *testing.T) {
 }
 
 // TestLocalTryDoBatchNeverWaits: TryDoBatchBy (the event loop's path)
-// answers errWouldBlock, having changed nothing, where DoBatchBy would wait:
-// a write under fsync=always, a read of a key whose sync is held, any
-// request while another holds the lock. Otherwise it answers like
-// DoBatchBy: a read of a clean key during a held sync, and every request
-// under fsync=never.
+// never waits. While a sync is held, a write under fsync=always is applied
+// and returned with the epoch its reply must wait for (closed only once the
+// write is durable), as is a read of a key being synced; a read of a clean
+// key is answered at once. With the lock taken it answers errWouldBlock and
+// changes nothing.
 func TestLocalTryDoBatchNeverWaits(t *testing.T) {
-	try := func(l *Local, name string, args ...string) (consistency.Response, error) {
+	try := func(l *Local, name string, args ...string) (consistency.Response, *epoch, error) {
 		c := core.Cmd(name, args...)
-		rs, err := l.TryDoBatchBy(time.Now().Add(10*time.Second), []consistency.Request{{Cmd: &c}})
+		rs, wait, err := l.TryDoBatchBy(time.Now().Add(10*time.Second), []consistency.Request{{Cmd: &c}})
 		if err != nil {
-			return consistency.Response{}, err
+			return consistency.Response{}, wait, err
 		}
-		return rs[0], nil
+		return rs[0], wait, nil
 	}
 	l, g := newGatedLocal(t, core.SyncAlways)
 	first := async(l, "SET", "clean", "v")
@@ -353,32 +353,47 @@ func TestLocalTryDoBatchNeverWaits(t *testing.T) {
 	}
 	slow := async(l, "SET", "dirty", "x")
 	waitEntered(t, g) // the sync of "dirty" is now held
-	applied := l.Applied()
-	for _, c := range [][]string{{"SET", "clean", "new"}, {"GET", "dirty"}, {"SCAN.RANGE", "", "", "", "COUNT", "10"}} {
-		if r, err := try(l, c[0], c[1:]...); err != errWouldBlock {
-			t.Fatalf("fsync=always, sync held: %v = %+v, %v; want errWouldBlock", c, r.Reply, err)
-		}
+	if r, wait, err := try(l, "GET", "clean"); err != nil || wait != nil || string(r.Reply.Str) != "v" {
+		t.Fatalf("GET clean during a held sync = %+v, %v, %v; want v at once", r.Reply, wait, err)
 	}
-	if r, err := try(l, "GET", "clean"); err != nil || string(r.Reply.Str) != "v" {
-		t.Fatalf("GET clean during a held sync = %+v, %v; want v at once", r.Reply, err)
+	r, getWait, err := try(l, "GET", "dirty")
+	if err != nil || getWait == nil || string(r.Reply.Str) != "x" {
+		t.Fatalf("GET dirty during its held sync = %+v, %v, %v; want x held on its epoch", r.Reply, getWait, err)
 	}
-	if got := l.Applied(); got != applied+1 {
-		t.Fatalf("applied %d requests, want %d (the refused ones are not counted)", got, applied+1)
+	r, setWait, err := try(l, "SET", "new", "n")
+	if err != nil || setWait == nil || r.Reply.IsError() {
+		t.Fatalf("SET new = %+v, %v, %v; want OK held on the next epoch", r.Reply, setWait, err)
 	}
-	g.release <- nil
+	select {
+	case <-getWait.done:
+		t.Fatal("GET dirty's epoch done while its sync is held")
+	case <-setWait.done:
+		t.Fatal("SET new's epoch done before any sync of it")
+	default:
+	}
+	g.release <- nil // the sync of "dirty"
 	if r := waitResult(t, slow, "SET dirty"); r.err != nil {
 		t.Fatal(r.err)
 	}
-	if r := waitResult(t, async(l, "GET", "clean"), "GET clean"); string(r.resp.Reply.Str) != "v" {
-		t.Fatalf("GET clean = %+v: the refused SET changed it", r.resp.Reply)
+	<-getWait.done
+	if err := getWait.result(); err != nil {
+		t.Fatal(err)
+	}
+	waitEntered(t, g) // the next epoch's, with "new"
+	select {
+	case <-setWait.done:
+		t.Fatal("SET new's epoch done before its sync finished")
+	default:
+	}
+	g.release <- nil
+	<-setWait.done
+	if err := setWait.result(); err != nil || g.durableVersion(t, "new") == 0 {
+		t.Fatalf("SET new's epoch: %v, durable version %d; want synced", err, g.durableVersion(t, "new"))
 	}
 
 	n, _ := newGatedLocal(t, core.SyncNever)
-	if r, err := try(n, "SET", "k", "v"); err != nil || r.Reply.IsError() {
-		t.Fatalf("fsync=never: SET = %+v, %v", r.Reply, err)
-	}
-	if r, err := try(n, "GET", "k"); err != nil || string(r.Reply.Str) != "v" {
-		t.Fatalf("fsync=never: GET = %+v, %v", r.Reply, err)
+	if r, wait, err := try(n, "SET", "k", "v"); err != nil || wait != nil || r.Reply.IsError() {
+		t.Fatalf("fsync=never: SET = %+v, %v, %v", r.Reply, wait, err)
 	}
 	for _, lock := range []struct {
 		name         string
@@ -387,15 +402,19 @@ func TestLocalTryDoBatchNeverWaits(t *testing.T) {
 		{"write lock", n.mu.Lock, n.mu.Unlock},
 		{"read lock", n.mu.RLock, n.mu.RUnlock},
 	} {
+		applied := n.Applied()
 		lock.lock()
-		_, werr := try(n, "SET", "k", "w")
-		_, rerr := try(n, "GET", "k")
+		_, _, werr := try(n, "SET", "k", "w")
+		_, _, rerr := try(n, "GET", "k")
 		lock.unlock()
 		if werr != errWouldBlock || (lock.name == "write lock" && rerr != errWouldBlock) || (lock.name == "read lock" && rerr != nil) {
 			t.Fatalf("fsync=never, %s held: SET %v, GET %v; want errWouldBlock for the SET (and the GET under the write lock)", lock.name, werr, rerr)
 		}
+		if want := applied + map[bool]int64{true: 1, false: 0}[rerr == nil]; n.Applied() != want {
+			t.Fatalf("%s held: applied %d, want %d", lock.name, n.Applied(), want)
+		}
 	}
-	if r, err := try(n, "GET", "k"); err != nil || string(r.Reply.Str) != "v" {
+	if r, _, err := try(n, "GET", "k"); err != nil || string(r.Reply.Str) != "v" {
 		t.Fatalf("GET = %+v, %v: a refused SET changed the value", r.Reply, err)
 	}
 }

@@ -3,6 +3,7 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -74,6 +75,20 @@ type epollState struct {
 	conns   []*econn // by fd
 	gen     uint32
 	scratch sync.Pool
+	// holds are the connections whose replies wait (see Hold), by what
+	// they wait for; one goroutine per key finishes them.
+	holdMu sync.Mutex
+	holds  map[<-chan struct{}][]*heldReply
+}
+
+// heldReply is a connection whose replies wait for done (see Hold). Its
+// owner is the goroutine that finishes it.
+type heldReply struct {
+	c     *econn
+	out   []byte // the replies of the read, the held one last
+	done  <-chan struct{}
+	check func() error
+	more  bool // the read filled the buffer: the socket may hold more
 }
 
 const epollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
@@ -141,7 +156,7 @@ func (s *Server) serveEpoll(ln net.Listener) error {
 	if err != nil {
 		return fmt.Errorf("transport: epoll_create: %w", err)
 	}
-	st := &epollState{epfd: epfd, lfd: lfd, done: make(chan struct{}), work: make(chan *econn)}
+	st := &epollState{epfd: epfd, lfd: lfd, done: make(chan struct{}), work: make(chan *econn), holds: map[<-chan struct{}][]*heldReply{}}
 	st.scratch.New = func() any { return &ioBuffers{in: make([]byte, scratchSize)} }
 	// The listener stays Go's (Shutdown closes it); it is also watched,
 	// level-triggered, by this epoll instance, and accepted from here.
@@ -341,7 +356,7 @@ func (s *Server) epollServe(st *epollState, c *econn) {
 	if c.queued {
 		// Frames the event loop left: serve them before reading more.
 		c.queued = false
-		if ok, _ := s.epollFrames(st, c, nil, bufs, false); !ok {
+		if ok, _, _ := s.epollFrames(st, c, nil, bufs, false); !ok {
 			return
 		}
 	}
@@ -363,7 +378,7 @@ func (s *Server) epollServe(st *epollState, c *econn) {
 			s.epollClose(st, c, "eof")
 			return
 		}
-		if ok, _ := s.epollFrames(st, c, buf[:n], bufs, false); !ok {
+		if ok, _, _ := s.epollFrames(st, c, buf[:n], bufs, false); !ok {
 			return // closed
 		}
 		if s.closing.Load() {
@@ -407,13 +422,16 @@ func (s *Server) epollInline(st *epollState, c *econn, bufs *ioBuffers) {
 		s.epollClose(st, c, "eof")
 		return
 	}
-	ok, handoff := s.epollFrames(st, c, buf[:n], bufs, true)
+	ok, handoff, held := s.epollFrames(st, c, buf[:n], bufs, true)
 	if cap(bufs.out) > maxPendingReplies*2 {
 		bufs.out = nil // do not keep a large reply's buffer
 	}
 	switch {
 	case !ok:
 		return // closed
+	case held != nil:
+		held.more = n == len(buf)
+		s.epollHold(st, held)
 	case s.closing.Load():
 		s.epollClose(st, c, "shutdown")
 	case handoff || n == len(buf) || !c.release():
@@ -431,8 +449,11 @@ func (s *Server) epollInline(st *epollState, c *econn, bufs *ioBuffers) {
 // On the event loop (inline), it stops at the first frame it may not serve
 // there (see inline.go): that frame and the rest are kept in c.partial
 // with c.queued set, the replies so far are written, and handoff is true:
-// the caller hands the connection to a worker.
-func (s *Server) epollFrames(st *epollState, c *econn, data []byte, bufs *ioBuffers, inline bool) (ok, handoff bool) {
+// the caller hands the connection to a worker. A request that holds its
+// reply (see Hold) stops it too: the replies so far are not written but
+// returned in held, with the rest of the input kept in c.partial (c.queued
+// set if there is any), for epollHold.
+func (s *Server) epollFrames(st *epollState, c *econn, data []byte, bufs *ioBuffers, inline bool) (ok, handoff bool, held *heldReply) {
 	if len(data) > 0 {
 		c.lastActive.Store(time.Now().UnixNano())
 		s.cfg.Observer.BytesIn(len(data))
@@ -442,7 +463,7 @@ func (s *Server) epollFrames(st *epollState, c *econn, data []byte, bufs *ioBuff
 		if c.ictx == nil {
 			c.ictx = s.ictx
 			if c.ctx != s.ctx {
-				c.ictx = withInline(c.ctx)
+				c.ictx = s.withInline(c.ctx)
 			}
 		}
 		ctx = c.ictx
@@ -471,7 +492,7 @@ func (s *Server) epollFrames(st *epollState, c *econn, data []byte, bufs *ioBuff
 					fmt.Sprintf("frame size %d is not in 1..%d (max-frame); closing connection", size, s.cfg.MaxFrame)))
 			}
 			s.epollClose(st, c, "bad_frame")
-			return false, false
+			return false, false, nil
 		}
 		if uint32(len(data)-4) < size {
 			break
@@ -482,26 +503,41 @@ func (s *Server) epollFrames(st *epollState, c *econn, data []byte, bufs *ioBuff
 			break
 		}
 		var keep, abandoned bool
+		if inline {
+			s.istate.done, s.istate.check = nil, nil // only the loop serves inline
+		}
 		out, keep, abandoned = s.appendProcessMode(ctx, out, frame, inline)
 		if abandoned {
 			handoff = true
 			break
 		}
 		data = data[4+size:]
+		if inline && s.istate.done != nil {
+			held = &heldReply{c: c, out: bytes.Clone(out), done: s.istate.done, check: s.istate.check}
+			s.istate.done, s.istate.check = nil, nil
+			if !keep {
+				// Cannot happen (a panic holds nothing); be safe.
+				s.epollClose(st, c, "bad_frame")
+				return false, false, nil
+			}
+			break
+		}
 		if !keep || len(out) >= maxPendingReplies {
 			if err := flush(); err != nil {
 				s.epollClose(st, c, "error")
-				return false, false
+				return false, false, nil
 			}
 		}
 		if !keep {
 			s.epollClose(st, c, "bad_frame")
-			return false, false
+			return false, false, nil
 		}
 	}
-	if err := flush(); err != nil {
-		s.epollClose(st, c, "error")
-		return false, false
+	if held == nil {
+		if err := flush(); err != nil {
+			s.epollClose(st, c, "error")
+			return false, false, nil
+		}
 	}
 	switch {
 	case len(data) == 0:
@@ -512,8 +548,65 @@ func (s *Server) epollFrames(st *epollState, c *econn, data []byte, bufs *ioBuff
 		c.partial = append(make([]byte, 0, max(len(data), 64)), data...)
 	}
 	c.inFrame.Store(c.partial != nil)
-	c.queued = handoff
-	return true, handoff
+	c.queued = handoff || (held != nil && c.partial != nil)
+	return true, handoff, held
+}
+
+// epollHold parks a connection whose reply waits (see Hold) until its done
+// closes; the first connection to wait on a done starts the goroutine
+// that finishes all of them.
+func (s *Server) epollHold(st *epollState, h *heldReply) {
+	st.holdMu.Lock()
+	hs, waiting := st.holds[h.done]
+	st.holds[h.done] = append(hs, h)
+	st.holdMu.Unlock()
+	if !waiting {
+		s.wg.Add(1)
+		go s.epollHoldWait(st, h.done)
+	}
+}
+
+// epollHoldWait waits for done (at most the frame timeout), then writes
+// the replies of every connection held on it, or closes those whose check
+// fails, and lets each connection go on: to a worker if input is waiting,
+// else released.
+func (s *Server) epollHoldWait(st *epollState, done <-chan struct{}) {
+	defer s.wg.Done()
+	t := time.NewTimer(time.Duration(s.frameTimeout.Load()))
+	defer t.Stop()
+	timedOut := false
+	select {
+	case <-done:
+	case <-t.C:
+		timedOut = true
+	}
+	st.holdMu.Lock()
+	hs := st.holds[done]
+	delete(st.holds, done)
+	st.holdMu.Unlock()
+	for _, h := range hs {
+		c := h.c
+		if timedOut {
+			s.cfg.Logger.Warn("closing connection: a held reply waited longer than the frame timeout")
+			s.epollClose(st, c, "error")
+			continue
+		}
+		if err := h.check(); err != nil {
+			s.cfg.Logger.Warn("closing connection: its held reply cannot be sent", "err", err)
+			s.epollClose(st, c, "error")
+			continue
+		}
+		if err := s.epollWrite(c, h.out); err != nil {
+			s.epollClose(st, c, "error")
+			continue
+		}
+		switch {
+		case s.closing.Load():
+			s.epollClose(st, c, "shutdown")
+		case c.queued || h.more || !c.release():
+			s.epollDispatch(st, c)
+		}
+	}
 }
 
 // epollWrite writes b completely, waiting (up to the frame timeout) while

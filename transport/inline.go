@@ -21,6 +21,15 @@ import (
 // goroutine, which serves the same request again, this time with a context
 // on which Inline is false. Replies keep their order: the replies of the
 // requests served inline are written before the hand-off.
+//
+// A request served on the loop whose reply may only be sent once something
+// has finished — a write under fsync=always, answered after its group
+// commit's sync — calls Hold instead of waiting: the loop moves on to the
+// next ready connection, and the reply (with the replies before it in the
+// same read) is written when done closes. Every connection held on the same
+// done is finished by one goroutine, so a group commit costs one
+// goroutine wake-up, not one per write. The rest of the connection's
+// input is served after the reply, by a worker.
 
 // ErrServeOnWorker is what a handler returns, when Inline(ctx) is true, for
 // a request it cannot serve without blocking; it must not have changed
@@ -28,16 +37,40 @@ import (
 // generated processors write no reply.)
 var ErrServeOnWorker error = thrift.ErrAbandonRequest
 
-// inlineKey marks the context of requests served on the event loop.
+// inlineKey marks the context of requests served on the event loop; its
+// value is the server's *inlineState.
 type inlineKey struct{}
+
+// inlineState is what a request served on the event loop leaves for the
+// loop: a Hold. Only the loop goroutine touches it (one request at a time).
+type inlineState struct {
+	done  <-chan struct{} // nil: no hold
+	check func() error
+}
 
 // Inline reports whether the request of ctx is being served on the
 // server's event loop, where it must not block (see ErrServeOnWorker).
 func Inline(ctx context.Context) bool { return ctx.Value(inlineKey{}) != nil }
 
+// Hold, for a request served on the event loop, makes its reply wait until
+// done is closed; check is then called, and if it returns an error the
+// reply is not sent and the connection is closed (the client sees the
+// outcome as unknown, as it must for a write that may not be durable). A
+// reply held longer than the server's FrameTimeout is not sent either.
+// Hold returns false, and does nothing, if ctx is not an inline request's:
+// the caller must then wait itself. One hold per request.
+func Hold(ctx context.Context, done <-chan struct{}, check func() error) bool {
+	st, ok := ctx.Value(inlineKey{}).(*inlineState)
+	if !ok {
+		return false
+	}
+	st.done, st.check = done, check
+	return true
+}
+
 // withInline derives the event loop's request context from a connection's.
-func withInline(ctx context.Context) context.Context {
-	return context.WithValue(ctx, inlineKey{}, true)
+func (s *Server) withInline(ctx context.Context) context.Context {
+	return context.WithValue(ctx, inlineKey{}, s.istate)
 }
 
 // inlineMaxFrame is the largest request frame served on the event loop;

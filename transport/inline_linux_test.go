@@ -6,8 +6,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -80,8 +83,9 @@ func headerLen(p Protocol, name string) int {
 type inlineHandler struct {
 	stubHandler
 	mu    sync.Mutex
-	log   []string // "GET a inline" / "GET a worker", in serving order
-	moved int      // requests refused on the event loop
+	log   []string      // "GET a inline" / "GET a worker", in serving order
+	moved int           // requests refused on the event loop
+	gate  chan struct{} // what HOLD and FAILHOLD hold their replies on
 }
 
 func (h *inlineHandler) Call(ctx context.Context, o *gen.RequestOptions, c *gen.Command) (*gen.ExecuteResponse, error) {
@@ -98,6 +102,15 @@ func (h *inlineHandler) Call(ctx context.Context, o *gen.RequestOptions, c *gen.
 			return nil, ErrServeOnWorker
 		}
 		where = "inline"
+	}
+	if cc.Name == "HOLD" || cc.Name == "FAILHOLD" {
+		check := func() error { return nil }
+		if cc.Name == "FAILHOLD" {
+			check = func() error { return errors.New("sync failed") }
+		}
+		if !Hold(ctx, h.gate, check) {
+			where += " unheld"
+		}
 	}
 	h.log = append(h.log, fmt.Sprintf("%s %.10s %s", cc.Name, cc.Args[0], where))
 	return &gen.ExecuteResponse{Replies: []*gen.Reply{ReplyFromCore(core.Bulk(cc.Args[0]), nil)}}, nil
@@ -207,5 +220,98 @@ func TestInlineServing(t *testing.T) {
 				t.Fatalf("served:\n  %s\nmoved %d; want\n  %s\nmoved 1", strings.Join(h.log, "; "), h.moved, strings.Join(want, "; "))
 			}
 		})
+	}
+}
+
+// TestInlineHold: a reply held on the event loop (Hold) is sent only once
+// what it waits for is done, with the replies before it, and the requests
+// after it in the same read are then served by a worker; several
+// connections held on one gate all go on; a held reply whose check fails is
+// not sent and its connection alone is closed.
+func TestInlineHold(t *testing.T) {
+	h := &inlineHandler{gate: make(chan struct{})}
+	srv := NewServer(gen.NewDialKVProcessor(h), ServerConfig{Mode: ModeEpoll, InlineMethods: []string{"call"}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Shutdown(context.Background())
+	call := func(seq int32, name, arg string) []byte {
+		return encodeMessage(Binary, "call", seq, &gen.DialKVCallArgs{Opts: &gen.RequestOptions{}, Cmd: CommandFromCore(core.Cmd(name, arg))})
+	}
+	dial := func(reqs ...[]byte) net.Conn {
+		nc, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		if _, err := nc.Write(bytes.Join(reqs, nil)); err != nil {
+			t.Fatal(err)
+		}
+		return nc
+	}
+	expect := func(nc net.Conn, what string, args ...string) {
+		t.Helper()
+		nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+		for i, want := range args {
+			frame, err := readFrame(nc, nil, 1<<20)
+			if err != nil {
+				t.Fatalf("%s: reply %d: %v (reproduce: go test -run TestInlineHold ./transport)", what, i+1, err)
+			}
+			pr := Binary.newProtocol(&thrift.TMemoryBuffer{Buffer: bytes.NewBuffer(frame)}, &thrift.TConfiguration{})
+			var res gen.DialKVCallResult
+			if _, _, seq, err := pr.ReadMessageBegin(context.Background()); err != nil || seq != int32(i+1) {
+				t.Fatalf("%s: reply %d: seq %d, %v", what, i+1, seq, err)
+			}
+			if err := res.Read(context.Background(), pr); err != nil || res.Success == nil || string(res.Success.Replies[0].Str) != want {
+				t.Fatalf("%s: reply %d: %+v, %v; want %q", what, i+1, res.Success, err, want)
+			}
+		}
+	}
+	a := dial(call(1, "GET", "a1"), call(2, "HOLD", "a2"), call(3, "GET", "a3"))
+	b := dial(call(1, "HOLD", "b1"))
+	f := dial(call(1, "GET", "f1"), call(2, "FAILHOLD", "f2"), call(3, "GET", "f3"))
+	// All three are held once the handler has seen their holds.
+	for start := time.Now(); ; time.Sleep(time.Millisecond) {
+		h.mu.Lock()
+		n := len(h.log)
+		h.mu.Unlock()
+		if n >= 5 {
+			break
+		}
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("the handler saw %d requests in 20 s, want 5", n)
+		}
+	}
+	for _, nc := range []net.Conn{a, b, f} {
+		nc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if n, err := nc.Read(make([]byte, 1)); n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("a held connection answered before its gate opened: %d bytes, %v", n, err)
+		}
+	}
+	close(h.gate)
+	expect(a, "a", "a1", "a2", "a3")
+	expect(b, "b", "b1")
+	f.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if n, err := f.Read(make([]byte, 1)); n > 0 || err != io.EOF {
+		t.Fatalf("connection with a failed hold: read %d bytes, %v; want EOF, no reply", n, err)
+	}
+	expect(dial(call(1, "GET", "c1")), "a new connection", "c1")
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, w := range []string{"GET a1 inline", "HOLD a2 inline", "GET a3 worker", "HOLD b1 inline", "GET f1 inline", "FAILHOLD f2 inline", "GET c1 inline"} {
+		found := false
+		for _, l := range h.log {
+			found = found || l == w
+		}
+		if !found {
+			t.Errorf("%q not served; served: %s", w, strings.Join(h.log, "; "))
+		}
+	}
+	for _, l := range h.log {
+		if strings.HasPrefix(l, "GET f3") {
+			t.Errorf("%q served after its connection's held reply failed", l)
+		}
 	}
 }

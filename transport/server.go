@@ -170,6 +170,7 @@ type Server struct {
 	// the inline request context of connections without a ConnContext.
 	inline map[string]struct{}
 	ictx   context.Context
+	istate *inlineState // the event loop's (see Hold)
 
 	mu    sync.Mutex
 	lns   map[net.Listener]struct{}
@@ -211,7 +212,8 @@ func NewServer(proc thrift.TProcessor, cfg ServerConfig) *Server {
 	}
 	s.frameTimeout.Store(int64(cfg.FrameTimeout))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.ictx = withInline(s.ctx)
+	s.istate = &inlineState{}
+	s.ictx = s.withInline(s.ctx)
 	if len(cfg.InlineMethods) > 0 && cfg.Mode == ModeEpoll {
 		s.inline = map[string]struct{}{}
 		for _, m := range cfg.InlineMethods {
