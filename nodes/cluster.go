@@ -374,6 +374,9 @@ func (c *cluster) startReplica(env StrategyEnv, f consistency.Factory, keyed boo
 	// The member list may have changed since the replica was built (from
 	// the list then): hand it the current one, on the host's goroutine.
 	c.applyRing(name, h)
+	if env.ReplicaScrubEvery > 0 {
+		go c.scrubReplica(h, env) // ends when the host stops (scrub_replica.go)
+	}
 	if c.gossip != nil {
 		// Members already found dead; later changes reach the host
 		// through setPeerState, now that it is in c.hosts. The set is read

@@ -95,6 +95,14 @@ type Config struct {
 	// records a second (0: no limit).
 	RaftScrubEvery time.Duration
 	RaftScrubRate  int
+	// ReplicaScrubEvery > 0 runs the background scrub of every quorum and
+	// causal replica's stored records every interval
+	// (--replica-scrub-every; nodes/scrub_replica.go): quorum records
+	// found corrupt are written again from the replica's copy, causal ones
+	// are counted. ReplicaScrubRate bounds it in records a second per
+	// namespace (0: no limit).
+	ReplicaScrubEvery time.Duration
+	ReplicaScrubRate  int
 }
 
 // StrategyEnv is what a strategy factory gets to start a namespace.
@@ -132,6 +140,9 @@ type StrategyEnv struct {
 	// RaftScrubEvery and RaftScrubRate: see Config.
 	RaftScrubEvery time.Duration
 	RaftScrubRate  int
+	// ReplicaScrubEvery and ReplicaScrubRate: see Config.
+	ReplicaScrubEvery time.Duration
+	ReplicaScrubRate  int
 }
 
 // StrategyFactory starts the Service of one namespace.
@@ -437,6 +448,7 @@ func (n *Node) openNamespace(spec NamespaceSpec) (*namespace, error) {
 	svc, err := f(StrategyEnv{Spec: strategySpec(spec), Dir: dir, NodeID: n.cfg.ID, Fsync: n.cfg.Fsync, Logger: log, Cache: n.cache, Clock: n.clock.Now,
 		PeerTLS: n.cfg.Security.PeerTLSFiles, PeerRevoked: n.cfg.Security.PeerRevoked, PeerConns: n.cfg.Security.PeerConns, ClientDial: n.clientDial(),
 		RaftScrubEvery: n.cfg.RaftScrubEvery, RaftScrubRate: n.cfg.RaftScrubRate,
+		ReplicaScrubEvery: n.cfg.ReplicaScrubEvery, ReplicaScrubRate: n.cfg.ReplicaScrubRate,
 		Samples:      func(s []consistency.Sample) { n.metrics.samples(spec.Name, s) },
 		UpdateParams: func(p map[string]string) error { return n.updateParams(spec.Name, p) }})
 	if err != nil {
