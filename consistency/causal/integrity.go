@@ -195,9 +195,17 @@ const RepairMetric = "dialkv_corruption_repairs"
 // answers of the key's owner in every other region, then (applying) the
 // wait for the merged record's dependencies.
 type repair struct {
+	// id tells this repair's answers from those of an earlier one of the
+	// same key (a late or duplicated fetch-reply holds an older state).
+	id       uint64
 	answers  map[string]record // region -> its owner's record of the key
 	sent     time.Time
 	applying bool
+	// own are this node's writes of the key whose last replication entry
+	// was retired during the repair: an answer sent before the other
+	// region applied one of them does not hold it, and the queue no
+	// longer does either.
+	own []record
 }
 
 // noteCorrupt starts the repair of key's record, which failed its
@@ -208,7 +216,16 @@ func (r *Replica) noteCorrupt(key string) {
 	if _, ok := r.repairs[key]; ok || r.region == "" || len(r.regions) < 2 {
 		return
 	}
-	r.repairs[key] = &repair{answers: map[string]record{}}
+	r.nextID++
+	r.repairs[key] = &repair{id: r.nextID, answers: map[string]record{}}
+}
+
+// repairWritten cancels the repair of key after its record was stored
+// by the ordinary path (a write, a remote write or a handoff read it and
+// rewrote it, sealed): the corruption was a failed read, and the record
+// is sound again.
+func (r *Replica) repairWritten(key string) {
+	delete(r.repairs, key)
 }
 
 // repairTick (re)sends the fetches of the repairs still waiting for
@@ -231,7 +248,7 @@ func (r *Replica) repairTick(now time.Time) {
 			if _, ok := rp.answers[g.name]; ok || g.name == r.region {
 				continue
 			}
-			r.send(r.owner(g.name, k), msg{Kind: kindFetch, Entry: &outEntry{Key: k}, Region: r.region})
+			r.send(r.owner(g.name, k), msg{Kind: kindFetch, ID: rp.id, Entry: &outEntry{Key: k}, Region: r.region})
 		}
 	}
 }
@@ -246,7 +263,7 @@ func (r *Replica) onFetch(from consistency.NodeID, in msg) {
 	if err != nil {
 		return // corrupt here too (and being repaired): no answer
 	}
-	r.send(from, msg{Kind: kindFetchReply, Entry: &outEntry{Key: in.Entry.Key, Rec: rec}, Region: r.region})
+	r.send(from, msg{Kind: kindFetchReply, ID: in.ID, Entry: &outEntry{Key: in.Entry.Key, Rec: rec}, Region: r.region})
 }
 
 // onFetchReply collects a region's answer; once every other region has
@@ -263,7 +280,7 @@ func (r *Replica) onFetchReply(now time.Time, in msg) {
 	}
 	key := in.Entry.Key
 	rp, ok := r.repairs[key]
-	if !ok || rp.applying {
+	if !ok || rp.applying || rp.id != in.ID {
 		return
 	}
 	rp.answers[in.Region] = in.Entry.Rec
@@ -282,16 +299,19 @@ func (r *Replica) onFetchReply(now time.Time, in msg) {
 		merged, _ = mergeRecords(merged, rp.answers[reg], r.siblings)
 		r.clock.observe(rp.answers[reg].V)
 	}
+	own := append([]record(nil), rp.own...)
 	for _, seq := range sortedKeys(r.queue) {
-		e := r.queue[seq]
-		if e.Key != key {
-			continue
+		if e := r.queue[seq]; e.Key == key {
+			own = append(own, e.Rec)
 		}
+	}
+	sort.SliceStable(own, func(i, j int) bool { return own[i].V.Less(own[j].V) })
+	for _, w := range own {
 		switch {
-		case r.siblings && !seenOf(merged.Seen, e.Rec.V.Node).AtLeast(e.Rec.V):
-			merged = applySibling(merged, e.Rec)
-		case !r.siblings && merged.V.Less(e.Rec.V):
-			merged = e.Rec
+		case r.siblings && !seenOf(merged.Seen, w.V.Node).AtLeast(w.V):
+			merged = applySibling(merged, w)
+		case !r.siblings && merged.V.Less(w.V):
+			merged = w
 		}
 	}
 	// Its dependencies, except on the key itself (the merged record

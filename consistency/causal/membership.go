@@ -467,8 +467,10 @@ func (r *Replica) scanHandoff(home string, regions []region) error {
 }
 
 // changed is called after a record of key was stored here: a key being
-// handed off is pushed again.
+// handed off is pushed again, and a repair of the key is cancelled (the
+// record was read and rewritten sound).
 func (r *Replica) changed(key string) {
+	r.repairWritten(key)
 	if p, ok := r.handoff[key]; ok {
 		p.acked = false
 		p.sent = time.Time{}

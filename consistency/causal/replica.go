@@ -1242,6 +1242,9 @@ func (r *Replica) onReplicateAck(in msg) {
 	if err != nil {
 		return // the entry stays and is resent; the receiver is idempotent
 	}
+	if rp, ok := r.repairs[e.Key]; ok {
+		rp.own = append(rp.own, e.Rec) // see repair.own
+	}
 	delete(r.queue, e.Seq)
 	r.acked[e.First]++
 	if r.acked[e.First] == len(r.regions)-1 {
