@@ -11,8 +11,10 @@ import (
 )
 
 // corruptScrubbed is the corruption kind of causal records the background
-// scrub found corrupt: detected and counted, not repaired (integrity.go
-// lists the others).
+// scrub found corrupt: counted here; a corrupt record is re-fetched from
+// the other regions by the replica (causal.Replica.ScrubRecords starts
+// it, dialkv_corruption_events_total{kind="record-repaired"} counts it;
+// integrity.go lists the other kinds).
 const corruptScrubbed = "record-scrub"
 
 // Hosted replicas that can check their stored records (on the host's
@@ -108,7 +110,7 @@ func (c *cluster) scrubPass(h *ReplicaHost, env StrategyEnv) bool {
 					"found_by", "scrub", "records", corrupt, "repaired", repair, "keys", keys)
 				c.countCorruption(env, corruptRecord, corrupt)
 			} else {
-				env.Logger.Error("scrub found stored records that failed their checksum: not repaired (a read of the key answers CORRUPTION or re-fetches it; a write replaces it)",
+				env.Logger.Error("scrub found stored records that failed their checksum: causal records are re-fetched from the other regions (single region: a read answers CORRUPTION, a write replaces it); queue and meta values are rebuilt at the next restart",
 					"found_by", "scrub", "records", corrupt, "keys", keys)
 				c.countCorruption(env, corruptScrubbed, corrupt)
 			}

@@ -83,8 +83,15 @@ func TestReplicaScrub(t *testing.T) {
 		}
 	}
 	out := logs.String()
-	if !strings.Contains(out, "written again from the replica's copy") || !strings.Contains(out, "found_by=scrub") || !strings.Contains(out, "not repaired") {
+	if !strings.Contains(out, "written again from the replica's copy") || !strings.Contains(out, "found_by=scrub") || !strings.Contains(out, "re-fetched from the other regions") {
 		t.Fatalf("the scrub's findings are not logged:\n%s", out)
+	}
+	// The causal record the scrub found is re-fetched from the other
+	// region (no request met it).
+	for deadline := time.Now().Add(10 * time.Second); corruptionEvents(t, tc.nodes[1].Node, "cz", "record-repaired") != 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the causal record the scrub found was not re-fetched (record-repaired %v)\nlogs:\n%s", corruptionEvents(t, tc.nodes[1].Node, "cz", "record-repaired"), logs.String())
+		}
 	}
 	// The quorum record on disk is sound again: a restart's recovery finds
 	// nothing, and n2 answers k from its own copy (R=1 at n2, no read

@@ -354,3 +354,42 @@ func TestAckNamesTheVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestScrubStartsRepair: a corrupt record found by the background scrub
+// (no request has met it) is re-fetched from the other region, so the
+// first read of the key answers its value.
+func TestScrubStartsRepair(t *testing.T) {
+	c := newCluster(t, 17, twoRegions, "")
+	owner := c.nodes["u1"].rep.owner("us", "k")
+	c.do(owner, nil, "SET", "k", "v1")
+	c.run(time.Second)
+	c.crash(owner)
+	if corruptStored(t, c, owner, prefixValue+"k") != 1 {
+		t.Fatal("record not found")
+	}
+	c.restart(owner)
+	rep := c.nodes[owner].rep
+	var cursor []byte
+	found := 0
+	for {
+		next, sr, err := rep.ScrubRecords(cursor, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found += sr.Corrupt
+		if next == nil {
+			break
+		}
+		cursor = next
+	}
+	if found != 1 {
+		t.Fatalf("scrub found %d corrupt values, want 1", found)
+	}
+	c.run(time.Second)
+	if s := rep.stats; s.Repaired != 1 {
+		t.Fatalf("stats %+v: want the record repaired after the scrub found it", s)
+	}
+	if r := c.do(owner, nil, "GET", "k"); replyString(r.Reply) != "v1" {
+		t.Fatalf("first GET k after the scrub: %s, want v1 (go test -run TestScrubStartsRepair ./consistency/causal)", replyString(r.Reply))
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"strings"
 )
 
 // ScrubReport is what one ScrubRecords step found.
@@ -18,10 +19,12 @@ type ScrubReport struct {
 // engine-key order, up to limit of them, from cursor (nil: the first), and
 // returns the cursor to continue from (nil once the pass is complete). It
 // is the background check for values that rot on disk while the node runs.
-// It only detects: it reads, never writes, and changes no replica state. A
-// corrupt record stays until the key is written again or a read meets it
-// (which answers CORRUPTION, see integrity.go). Call it on the replica's
-// goroutine like every input.
+// It reads and never writes; a corrupt record (v/KEY) it finds starts the
+// record's re-fetch from the other regions (noteCorrupt, integrity.go),
+// which the next Ticks carry out, as a read that met it would. Other
+// corrupt values (queue entries, meta) are only reported: recovery rebuilds
+// them at the next restart. Call it on the replica's goroutine like every
+// input.
 func (r *Replica) ScrubRecords(cursor []byte, limit int) (next []byte, rep ScrubReport, err error) {
 	if limit <= 0 {
 		limit = 256
@@ -35,6 +38,9 @@ func (r *Replica) ScrubRecords(cursor []byte, limit int) (next []byte, rep Scrub
 		rep.Checked++
 		if !sealed(it.Key(), it.Value()) {
 			rep.Corrupt++
+			if k := string(it.Key()); strings.HasPrefix(k, prefixValue) {
+				r.noteCorrupt(k[len(prefixValue):])
+			}
 			if len(rep.Keys) < 16 {
 				rep.Keys = append(rep.Keys, string(it.Key()))
 			}
