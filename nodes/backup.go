@@ -44,6 +44,9 @@ type CheckpointManifest struct {
 	// Members is the cluster's member ids as the node knew them (CLUSTER
 	// MEMBERS; empty outside a cluster).
 	Members []string `json:"members,omitempty"`
+	// RingVersion is the version of the node's member list (ring) when
+	// the checkpoint started (0 outside a cluster).
+	RingVersion uint64 `json:"ring_version,omitempty"`
 }
 
 // CheckpointNamespace is one namespace of a manifest.
@@ -85,6 +88,7 @@ func (n *Node) Checkpoint(dir string) (CheckpointManifest, error) {
 	n.adminMu.Lock()
 	defer n.adminMu.Unlock()
 	m := CheckpointManifest{Format: CheckpointFormat, Node: n.cfg.ID, Created: time.Now().UTC(), Members: n.clusterMemberIDs()}
+	m.RingVersion, _, _ = n.ringMark()
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return m, fmt.Errorf("checkpoint: %w", err)
 	}

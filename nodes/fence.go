@@ -1,6 +1,7 @@
 package nodes
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dialkv/dialkv/consistency"
+	"github.com/dialkv/dialkv/core"
 	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
 )
 
@@ -52,6 +55,17 @@ var (
 	ErrFenceBusy = errors.New("write fence busy")
 	// ErrFenceNotRaised: the fence named is not (or no longer) raised.
 	ErrFenceNotRaised = errors.New("write fence not raised")
+	// ErrRingChange: a ring change (docs/cluster.md) is under way or
+	// happened during the checkpoint. Its handoff moves data between
+	// nodes, which the fence does not stop: a segment could be in neither
+	// its old owner's checkpoint (dropped) nor its new owner's (not yet
+	// received).
+	ErrRingChange = errors.New("ring change under way")
+	// ErrHandoff: quorum hints were handed off to their owners during the
+	// fence. A delivered hint is deleted at its holder, so the write could
+	// be in neither checkpoint (the owner's taken before it arrived, the
+	// holder's after it was deleted).
+	ErrHandoff = errors.New("hints handed off during the fence")
 )
 
 // writeFence gates the node's client writes. The zero value is lowered.
@@ -72,6 +86,9 @@ type writeFence struct {
 	// lapsed is the id of the last fence that ended by its lease, so a
 	// lift of it says why it is gone.
 	lapsed string
+	// hints is the quorum hints the node held when the fence was raised
+	// (Node.replicaHints).
+	hints int
 }
 
 // enter admits a write unless the fence is raised; an admitted write
@@ -206,6 +223,12 @@ func (n *Node) RaiseFence(id string, lease time.Duration) (FenceStatus, error) {
 	if err != nil {
 		return st, err
 	}
+	h := n.replicaHints()
+	n.fence.mu.Lock()
+	if n.fence.id == id {
+		n.fence.hints = h
+	}
+	n.fence.mu.Unlock()
 	n.log.Info("write fence raised", "fence", id, "lease", lease, "drain", st.Drain)
 	return st, nil
 }
@@ -233,13 +256,58 @@ func (n *Node) snapshotDir(id string) string {
 	return filepath.Join(n.cfg.DataDir, snapshotDirPrefix+id)
 }
 
+// replicaHints is the number of hints the node's quorum replicas hold for
+// other nodes (consistency.Settler).
+func (n *Node) replicaHints() int {
+	total := 0
+	for _, ns := range n.namespaceList() {
+		cs, ok := ns.svc.(*clusterService)
+		if !ok {
+			continue
+		}
+		cs.Call(func(r consistency.Replica) {
+			if st, ok := r.(consistency.Settler); ok {
+				total += st.Unsettled()
+			}
+		})
+	}
+	return total
+}
+
+// ringMark is the node's ring version and phase (ok false outside a
+// cluster).
+func (n *Node) ringMark() (version uint64, phase string, ok bool) {
+	if n.cfg.NodeCommand == nil {
+		return 0, "", false
+	}
+	r, ok := n.cfg.NodeCommand(core.Cmd("CLUSTER", "RING"))
+	if !ok || r.IsError() {
+		return 0, "", false
+	}
+	var rep RingReport
+	if err := json.Unmarshal(r.Str, &rep); err != nil {
+		return 0, "", false
+	}
+	return rep.Membership.Version, rep.Membership.Phase, true
+}
+
 // CheckpointFenced takes the node's checkpoint while fence id is raised
-// into a directory of the data directory, kept until FetchSnapshot (or
-// snapshotKeep). It fails with ErrFenceNotRaised unless the fence is raised both
-// before and after the checkpoint.
+// into a directory of the data directory, kept until it is fetched (GET
+// /v1/snapshot) or snapshotKeep passed. It fails with ErrFenceNotRaised
+// unless the fence is raised both before and after the checkpoint, with
+// ErrRingChange unless the node's ring is stable at one version before and
+// after it (the version is in the manifest: the admin tool checks that
+// every node has the same), and with ErrHandoff if its quorum replicas
+// hold fewer hints after it than when the fence was raised (a hint that
+// ends at a new count after one was delivered and another made is not
+// seen).
 func (n *Node) CheckpointFenced(id string) (CheckpointManifest, error) {
 	if !n.fence.held(id) {
 		return CheckpointManifest{}, fmt.Errorf("%w: fence %s is not raised", ErrFenceNotRaised, id)
+	}
+	v0, p0, inCluster := n.ringMark()
+	if inCluster && p0 != PhaseStable {
+		return CheckpointManifest{}, fmt.Errorf("%w: ring version %d is in phase %s; back up once the change is done", ErrRingChange, v0, p0)
 	}
 	dir := n.snapshotDir(id)
 	m, err := n.Checkpoint(dir)
@@ -250,6 +318,17 @@ func (n *Node) CheckpointFenced(id string) (CheckpointManifest, error) {
 	if !n.fence.held(id) {
 		os.RemoveAll(dir)
 		return m, fmt.Errorf("%w: fence %s was lowered during the checkpoint", ErrFenceNotRaised, id)
+	}
+	if v1, p1, _ := n.ringMark(); inCluster && (v1 != v0 || p1 != PhaseStable || m.RingVersion != v0) {
+		os.RemoveAll(dir)
+		return m, fmt.Errorf("%w: the ring moved from version %d to %d (phase %s) during the checkpoint", ErrRingChange, v0, v1, p1)
+	}
+	n.fence.mu.Lock()
+	h0 := n.fence.hints
+	n.fence.mu.Unlock()
+	if h1 := n.replicaHints(); h1 < h0 {
+		os.RemoveAll(dir)
+		return m, fmt.Errorf("%w: %d hint(s) when the fence was raised, %d after the checkpoint; back up again", ErrHandoff, h0, h1)
 	}
 	time.AfterFunc(snapshotKeep, func() { os.RemoveAll(dir) })
 	return m, nil
@@ -271,7 +350,7 @@ func (n *Node) removeStaleSnapshots() {
 //	POST   /v1/fence?id=ID[&lease=D]  raise, wait for the writes in flight: 200 FenceStatus; 409 another fence; 503 the drain timed out
 //	DELETE /v1/fence?id=ID            lower: 200 FenceStatus (held, refused); 409 not raised (lapsed: the cut is not guaranteed)
 //	GET    /v1/fence                  the fence's state
-//	POST   /v1/snapshot?fence=ID      checkpoint under fence ID: 200 CheckpointManifest; 409 fence not raised
+//	POST   /v1/snapshot?fence=ID      checkpoint under fence ID: 200 CheckpointManifest; 409 fence not raised, or a ring change
 //	GET    /v1/snapshot?fence=ID      that checkpoint as tar, then removed; 404 none
 //	DELETE /v1/snapshot?fence=ID      remove it
 func (n *Node) registerFence(mux *http.ServeMux) {
@@ -329,7 +408,7 @@ func (n *Node) registerFence(mux *http.ServeMux) {
 		switch {
 		case err == nil:
 			writeJSON(w, m)
-		case errors.Is(err, ErrFenceNotRaised):
+		case errors.Is(err, ErrFenceNotRaised), errors.Is(err, ErrRingChange), errors.Is(err, ErrHandoff):
 			http.Error(w, err.Error(), http.StatusConflict)
 		default:
 			http.Error(w, err.Error(), http.StatusInternalServerError)

@@ -3,7 +3,9 @@ package nodes
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -181,5 +183,94 @@ func TestWriteFenceAPI(t *testing.T) {
 	}
 	if _, err := c.Call(ctx, o, cmd("SET", "k", "4")); err != nil {
 		t.Errorf("SET after the fence: %v", err)
+	}
+}
+
+// TestCheckpointFencedRingChange: a checkpoint under the fence is refused
+// while the node's ring is changing (its handoff moves data the fence does
+// not stop) and records the ring version otherwise.
+func TestCheckpointFencedRingChange(t *testing.T) {
+	tc := newTestCluster(t, "n1", "n2")
+	cn := tc.nodes[0]
+	if _, err := cn.RaiseFence("ring", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	m, err := cn.CheckpointFenced("ring")
+	if err != nil || m.RingVersion != 1 {
+		t.Fatalf("checkpoint on a stable ring: version %d, %v; want 1, nil", m.RingVersion, err)
+	}
+	os.RemoveAll(cn.snapshotDir("ring"))
+	if _, err := cn.c.setMembership(Membership{Version: 2, Phase: PhaseJoint, Members: tc.peers, Prev: tc.peers}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cn.CheckpointFenced("ring"); !errors.Is(err, ErrRingChange) {
+		t.Errorf("checkpoint during a ring change: %v, want ErrRingChange", err)
+	}
+	if _, err := os.Stat(cn.snapshotDir("ring")); err == nil {
+		t.Error("a refused checkpoint left its directory")
+	}
+	if _, err := cn.c.setMembership(Membership{Version: 3, Phase: PhaseStable, Members: tc.peers}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := cn.CheckpointFenced("ring"); err != nil || m.RingVersion != 3 {
+		t.Errorf("checkpoint once the change is done: version %d, %v; want 3, nil", m.RingVersion, err)
+	}
+	if _, err := cn.LowerFence("ring"); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestCheckpointFencedHandoff: a quorum hint handed off to its owner while
+// the fence is raised fails the holder's checkpoint (the write could be in
+// neither checkpoint), and a checkpoint with no hint moved passes.
+func TestCheckpointFencedHandoff(t *testing.T) {
+	tc := newTestCluster(t, "n1", "n2", "n3", "n4")
+	tc.createAt(0, "kv", "quorum", map[string]string{"n": "3", "read_repair": "off", "hint_interval": "100ms", "aae_interval": "1h", "timeout": "500ms"})
+	tc.waitNamespace("kv")
+	tc.stop(1)
+	// W=3 with n2 down: the first writes time out and make n1 suspect
+	// n2; then sloppy quorum takes a substitute, which keeps a hint.
+	for i := range 20 {
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			_, err := tc.call(0, clusterOp{ns: "kv", w: 3}, "SET", fmt.Sprintf("k%d", i), "v")
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("SET (W=3) with n2 down: %v", err)
+			}
+		}
+	}
+	holder := -1
+	for deadline := time.Now().Add(10 * time.Second); holder < 0; time.Sleep(20 * time.Millisecond) {
+		for _, i := range []int{0, 2, 3} {
+			if tc.nodes[i].replicaHints() > 0 {
+				holder = i
+			}
+		}
+		if holder < 0 && time.Now().After(deadline) {
+			t.Fatal("no node holds a hint for the stopped n2")
+		}
+	}
+	cn := tc.nodes[holder]
+	if _, err := cn.RaiseFence("hh", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cn.CheckpointFenced("hh"); err != nil {
+		t.Fatalf("checkpoint with the hints still held: %v", err)
+	}
+	os.RemoveAll(cn.snapshotDir("hh"))
+	h0 := cn.replicaHints()
+	tc.start(1)
+	for deadline := time.Now().Add(20 * time.Second); cn.replicaHints() >= h0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the hints (%d) were not handed off to the restarted n2 within 20 s", h0)
+		}
+	}
+	if _, err := cn.CheckpointFenced("hh"); !errors.Is(err, ErrHandoff) {
+		t.Errorf("checkpoint after a handoff under the fence: %v, want ErrHandoff", err)
+	}
+	if _, err := cn.LowerFence("hh"); err != nil {
+		t.Error(err)
 	}
 }

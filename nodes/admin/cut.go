@@ -172,6 +172,9 @@ func (a AdminHTTP) backupCut(admins map[string]string, ids []string, out string,
 		return nil
 	})
 	checkpointed := time.Now()
+	if err == nil {
+		err = sameRing(ids, manifests)
+	}
 	if err != nil {
 		lowerAll()
 		dropAll()
@@ -216,6 +219,18 @@ func (a AdminHTTP) backupCut(admins map[string]string, ids []string, out string,
 		out2 = append(out2, BackupNode{ID: id, Admin: admins[id], Dir: id, Manifest: nm})
 	}
 	return out2, rep, nil
+}
+
+// sameRing checks that every node's checkpoint was taken at the same ring
+// version: a node that had not seen a change yet, or had seen one the
+// others had not, may hold data being handed off (nodes.ErrRingChange).
+func sameRing(ids []string, ms map[string]nodes.CheckpointManifest) error {
+	for _, id := range ids[1:] {
+		if a, b := ms[ids[0]].RingVersion, ms[id].RingVersion; a != b {
+			return fmt.Errorf("%w: %s checkpointed at ring version %d, %s at %d; back up once the change is done", nodes.ErrRingChange, ids[0], a, id, b)
+		}
+	}
+	return nil
 }
 
 // fetchTar extracts the tar stream of path at the admin address addr into

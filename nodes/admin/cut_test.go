@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dialkv/dialkv/clients/client"
+	"github.com/dialkv/dialkv/nodes"
 )
 
 // cutKey is the key of write i of a cutWriter.
@@ -313,4 +315,31 @@ func lastTrue(bs []bool) int {
 		}
 	}
 	return -1
+}
+
+// TestSameRing: a cut whose nodes checkpointed at different ring versions
+// is refused.
+func TestSameRing(t *testing.T) {
+	ms := func(vs ...uint64) map[string]nodes.CheckpointManifest {
+		out := map[string]nodes.CheckpointManifest{}
+		for i, v := range vs {
+			out[fmt.Sprintf("n%d", i+1)] = nodes.CheckpointManifest{RingVersion: v}
+		}
+		return out
+	}
+	ids := []string{"n1", "n2", "n3"}
+	for _, tt := range []struct {
+		name string
+		ms   map[string]nodes.CheckpointManifest
+		ok   bool
+	}{
+		{"same", ms(4, 4, 4), true},
+		{"outside a cluster", ms(0, 0, 0), true},
+		{"one behind", ms(4, 3, 4), false},
+		{"last ahead", ms(4, 4, 5), false},
+	} {
+		if err := sameRing(ids, tt.ms); (err == nil) != tt.ok || (err != nil && !errors.Is(err, nodes.ErrRingChange)) {
+			t.Errorf("%s: sameRing = %v, want ok %v", tt.name, err, tt.ok)
+		}
+	}
 }
