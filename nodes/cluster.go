@@ -53,6 +53,11 @@ type ClusterConfig struct {
 	CatalogSync time.Duration
 	// Tick is the replicas' tick interval; default 10ms.
 	Tick time.Duration
+	// PeerMinBackoff and PeerMaxBackoff bound the peer senders' reconnect
+	// backoff (transport.PeerSenderOptions); defaults 10ms and 2s. A
+	// sender's backoff ends early when its peer reaches us or gossip sees
+	// it alive.
+	PeerMinBackoff, PeerMaxBackoff time.Duration
 	// PeerDelay adds a one-way delay to every peer message this node sends
 	// to the given member (by ID): an injected WAN link, e.g. between the
 	// regions of a causal namespace in `dialkv demo --region-delay`.
@@ -164,6 +169,9 @@ type peerStater interface {
 // one.
 func (c *cluster) setPeerState(id string, alive bool) {
 	c.mu.RLock()
+	if snd := c.senders[id]; alive && snd != nil {
+		snd.Wake() // back: reconnect now rather than after the backoff
+	}
 	hosts := make([]*ReplicaHost, 0, len(c.hosts))
 	for _, h := range c.hosts {
 		hosts = append(hosts, h)
@@ -283,7 +291,14 @@ func newCluster(self string, cc ClusterConfig, dataDir string, joining bool, log
 func (c *cluster) deliver(m transport.PeerMessage) {
 	c.mu.RLock()
 	h := c.hosts[m.Namespace]
+	snd := c.senders[m.From]
 	c.mu.RUnlock()
+	if snd != nil {
+		// The sender is reachable again (it reached us): our sender to it
+		// need not finish a reconnect backoff (up to 2 s, longer than a
+		// request's timeout) before delivering the answers.
+		snd.Wake()
+	}
 	if h == nil || m.To != c.self { // messages from nodes not (yet) in our list are taken: the sender's list may be newer
 		return
 	}

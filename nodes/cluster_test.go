@@ -39,6 +39,8 @@ type testCluster struct {
 	logw   io.Writer // if set, members log here
 	// nodeCfg, if set, adjusts member i's Config at each start.
 	nodeCfg func(i int, c *Config)
+	// clusterCfg, if set, adjusts member i's ClusterConfig at each start.
+	clusterCfg func(i int, c *ClusterConfig)
 }
 
 func newTestCluster(t *testing.T, ids ...string) *testCluster {
@@ -50,8 +52,15 @@ func newTestCluster(t *testing.T, ids ...string) *testCluster {
 // if gossip is set.
 func newTestClusterGossip(t *testing.T, gossip bool, ids ...string) *testCluster {
 	t.Helper()
+	return newTestClusterWith(t, gossip, nil, ids...)
+}
+
+// newTestClusterWith is newTestClusterGossip with clusterCfg applied to
+// every member's ClusterConfig (nil: none).
+func newTestClusterWith(t *testing.T, gossip bool, clusterCfg func(i int, c *ClusterConfig), ids ...string) *testCluster {
+	t.Helper()
 	addrs := freeAddrs(t, 3*len(ids))
-	tc := &testCluster{t: t}
+	tc := &testCluster{t: t, clusterCfg: clusterCfg}
 	if gossip {
 		tc.gossip = addrs[2*len(ids):]
 	}
@@ -88,6 +97,9 @@ func (tc *testCluster) start(i int) {
 			}
 		}
 		cc.Gossip = g
+	}
+	if tc.clusterCfg != nil {
+		tc.clusterCfg(i, &cc)
 	}
 	cfg := Config{ID: tc.peers[i].ID, Listen: tc.peers[i].Client, DataDir: tc.dirs[i], Fsync: core.SyncAlways, Logger: log}
 	if tc.nodeCfg != nil {
@@ -134,10 +146,12 @@ type clusterOp struct {
 
 func (o clusterOp) opts() *gen.RequestOptions {
 	ro := &gen.RequestOptions{Ns: &o.ns, Token: o.token}
-	if o.r > 0 {
+	// Negative values are quorum.ALL and quorum.QUORUM (they were dropped
+	// here before, so R=ALL reads silently ran with the default R).
+	if o.r != 0 {
 		ro.R = &o.r
 	}
-	if o.w > 0 {
+	if o.w != 0 {
 		ro.W = &o.w
 	}
 	ms := int64(3000)

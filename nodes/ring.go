@@ -225,7 +225,7 @@ func (c *cluster) addSenders(ps []ClusterPeer) {
 		if p.ID == c.self || c.senders[p.ID] != nil {
 			continue
 		}
-		c.senders[p.ID] = transport.NewPeerSender(p.Peer, c.cfg.Name, transport.PeerSenderOptions{Logger: c.log.With("peer", p.ID), TLS: c.cfg.sec.PeerClientTLS, Conns: c.cfg.sec.PeerConns})
+		c.senders[p.ID] = transport.NewPeerSender(p.Peer, c.cfg.Name, transport.PeerSenderOptions{Logger: c.log.With("peer", p.ID), TLS: c.cfg.sec.PeerClientTLS, Conns: c.cfg.sec.PeerConns, MinBackoff: c.cfg.PeerMinBackoff, MaxBackoff: c.cfg.PeerMaxBackoff})
 	}
 }
 

@@ -199,12 +199,14 @@ func (s *PeerServer) Close() error {
 // PeerSender carries messages to one remote node: Send queues without
 // blocking (a full queue drops, and the strategies retry), one goroutine
 // sends batches over a framed Thrift connection and reconnects with
-// exponential backoff and full jitter when the connection fails.
+// exponential backoff and full jitter when the connection fails; Wake
+// cuts a backoff short when the peer is known to be back.
 type PeerSender struct {
 	addr, cluster string
 	o             PeerSenderOptions
 	q             chan PeerMessage
 	n             peerCounters
+	wake          chan struct{}
 	stop          chan struct{}
 	done          chan struct{}
 	closeOnce     sync.Once
@@ -215,6 +217,7 @@ type PeerSenderOptions struct {
 	Queue      int           // queued messages before Send drops; default 8192
 	Batch      int           // messages per call; default 256
 	Timeout    time.Duration // per call, and per dial; default 2s
+	MinBackoff time.Duration // the first reconnect delay's bound, doubled per failure up to MaxBackoff; default 10ms
 	MaxBackoff time.Duration // default 2s
 	MaxFrame   int           // default DefaultMaxFrame
 	Logger     *slog.Logger
@@ -264,6 +267,9 @@ func NewPeerSender(addr, cluster string, o PeerSenderOptions) *PeerSender {
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 2 * time.Second
 	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = min(10*time.Millisecond, o.MaxBackoff)
+	}
 	if o.MaxFrame <= 0 {
 		o.MaxFrame = DefaultMaxFrame
 	}
@@ -273,7 +279,7 @@ func NewPeerSender(addr, cluster string, o PeerSenderOptions) *PeerSender {
 	if o.Seed == 0 {
 		o.Seed = uint64(crc32.ChecksumIEEE([]byte(addr))) + 1
 	}
-	p := &PeerSender{addr: addr, cluster: cluster, o: o, q: make(chan PeerMessage, o.Queue), stop: make(chan struct{}), done: make(chan struct{})}
+	p := &PeerSender{addr: addr, cluster: cluster, o: o, q: make(chan PeerMessage, o.Queue), wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go p.loop()
 	return p
 }
@@ -292,6 +298,18 @@ func (p *PeerSender) Send(m PeerMessage) bool {
 	default:
 		p.n.dropped.Add(1)
 		return false
+	}
+}
+
+// Wake tells the sender that its peer is probably reachable again (it
+// sent us something, or gossip saw it alive): a reconnect backoff under way
+// ends now, and the next one starts from MinBackoff. Without it, a peer
+// that restarts can wait up to MaxBackoff for our messages, longer than a
+// request's timeout. It never blocks.
+func (p *PeerSender) Wake() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -321,7 +339,7 @@ func (p *PeerSender) loop() {
 		}
 	}
 	defer closeConn()
-	backoff := 10 * time.Millisecond
+	backoff := p.o.MinBackoff
 	batch := make([]*peer.PeerMessage, 0, p.o.Batch)
 	for {
 		batch = batch[:0]
@@ -365,16 +383,21 @@ func (p *PeerSender) loop() {
 				// Full jitter: sleep uniformly in [0, backoff).
 				sleep := time.Duration(rnd.Int64N(int64(backoff)))
 				backoff = min(2*backoff, p.o.MaxBackoff)
+				t := time.NewTimer(sleep)
 				select {
 				case <-p.stop:
+					t.Stop()
 					return
-				case <-time.After(sleep):
+				case <-t.C:
+				case <-p.wake:
+					t.Stop()
+					backoff = p.o.MinBackoff
 				}
 				continue
 			}
 			trans = t
 			client = peer.NewPeerClientFactory(t, thrift.NewTBinaryProtocolFactoryConf(cfg))
-			backoff = 10 * time.Millisecond
+			backoff = p.o.MinBackoff
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), p.o.Timeout)
 		n, err := client.Deliver(ctx, p.cluster, batch)

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"testing"
@@ -123,6 +124,46 @@ func TestPeerSenderReconnects(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		return srv2.Stats().Delivered > 0
 	})
+}
+
+// Wake ends a reconnect backoff at once: with a backoff of an hour (the
+// seeded jitter's first sleep is checked to be long), a message sent after
+// the peer came back arrives only because of Wake; without it the sender
+// would still be asleep when the wait below gives up.
+func TestPeerSenderWake(t *testing.T) {
+	const seed = 7
+	first := time.Duration(rand.New(rand.NewPCG(seed, 0x5eed)).Int64N(int64(time.Hour)))
+	if first < 10*time.Minute {
+		t.Fatalf("seed %d: the first backoff sleep is %v: pick a seed whose sleep outlasts the test", seed, first)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nobody listens: the first dial is refused
+	snd := NewPeerSender(addr, "c1", PeerSenderOptions{MinBackoff: time.Hour, MaxBackoff: time.Hour, Timeout: time.Second, Seed: seed})
+	defer snd.Close()
+	snd.Send(PeerMessage{Body: []byte("lost")})
+	waitFor(t, "a refused dial", func() bool { return snd.Stats().SendErrors > 0 })
+	var in inbox
+	srv, err := ListenPeer(addr, "c1", in.add, PeerServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	snd.Send(PeerMessage{Body: []byte("after")})
+	snd.Wake()
+	deadline := time.Now().Add(30 * time.Second)
+	for in.len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no delivery 30 s after Wake (the sender sleeps %v without it): %+v", first, snd.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := string(in.msgs[0].Body); got != "after" {
+		t.Fatalf("delivered %q, want \"after\"", got)
+	}
 }
 
 // Garbage on the peer port closes that connection only; the server keeps
