@@ -422,3 +422,25 @@ func TestLagSamplesAndMetadataCounters(t *testing.T) {
 		t.Errorf("samples taken twice: %v", again)
 	}
 }
+
+// TestForwardedRequestsForgottenInOrder: a replica remembers forwarded
+// requests (to drop duplicates) for 4 timeouts and Tick forgets them
+// oldest first, exactly those older than that.
+func TestForwardedRequestsForgottenInOrder(t *testing.T) {
+	c := newCluster(t, 1, twoRegions, "")
+	r := c.nodes["u1"].rep
+	t0 := c.now
+	cmd := core.Cmd("SET", "k", "v")
+	for i := 0; i < 3; i++ {
+		at := t0.Add(time.Duration(i) * time.Second)
+		r.onForward(at, "u2", msg{Kind: kindForward, ID: uint64(i + 1), Cmd: &cmd, Deadline: at.Add(time.Second).UnixNano()})
+	}
+	r.Tick(t0.Add(4*r.timeout + 1500*time.Millisecond)) // past the first two
+	if _, ok := r.seenFwd[fwdKey{"u2", 3}]; !ok || len(r.seenFwd) != 1 || len(r.seenOrder) != 1 {
+		t.Fatalf("after 4 timeouts + 1.5 s: seen %v (order %v), want only request 3", r.seenFwd, r.seenOrder)
+	}
+	r.Tick(t0.Add(4*r.timeout + 3*time.Second))
+	if len(r.seenFwd) != 0 || len(r.seenOrder) != 0 {
+		t.Fatalf("seen %v (order %v), want none", r.seenFwd, r.seenOrder)
+	}
+}

@@ -227,10 +227,14 @@ type Replica struct {
 	checks   []*inCheck
 	fwds     map[uint64]*forwarded
 	seenFwd  map[fwdKey]time.Time
-	inflight map[inKey]bool // remote writes waiting for their deps
-	out      consistency.Ready
-	stats    Stats
-	lags     []consistency.Sample
+	// seenOrder holds seenFwd's keys in the order they were seen (clock
+	// readings never go back), so that Tick forgets the old ones from the
+	// front instead of scanning the whole map on every tick.
+	seenOrder []seenAt
+	inflight  map[inKey]bool // remote writes waiting for their deps
+	out       consistency.Ready
+	stats     Stats
+	lags      []consistency.Sample
 	// corruptReported and repairReported are stats.CorruptReads and
 	// stats.Repaired as of the last TakeSamples.
 	corruptReported int64
@@ -1135,12 +1139,19 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 	}
 }
 
+// seenAt is a forwarded request's key and when it was first seen.
+type seenAt struct {
+	k  fwdKey
+	at time.Time
+}
+
 func (r *Replica) onForward(now time.Time, from consistency.NodeID, in msg) {
 	k := fwdKey{from, in.ID}
 	if _, dup := r.seenFwd[k]; dup || in.Cmd == nil {
 		return // a duplicated request must not write twice
 	}
 	r.seenFwd[k] = now
+	r.seenOrder = append(r.seenOrder, seenAt{k, now})
 	if _, err := checkCommand(*in.Cmd); err != nil {
 		return
 	}
@@ -1301,11 +1312,12 @@ func (r *Replica) Tick(now time.Time) {
 		}
 	}
 	r.checks = kept
-	for k, t := range r.seenFwd {
-		if now.Sub(t) > 4*r.timeout {
-			delete(r.seenFwd, k)
-		}
+	i := 0
+	for ; i < len(r.seenOrder) && now.Sub(r.seenOrder[i].at) > 4*r.timeout; i++ {
+		delete(r.seenFwd, r.seenOrder[i].k)
 	}
+	clear(r.seenOrder[:i])
+	r.seenOrder = r.seenOrder[i:]
 	if len(r.newStable) > 0 {
 		for _, p := range r.peers {
 			if p != r.id {
