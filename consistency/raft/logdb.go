@@ -168,6 +168,10 @@ func (f lazyCommitFactory) Create(cfg config.NodeHostConfig, cb config.LogDBCall
 	}
 	l := newLazyCommitLogDB(db)
 	l.beforeSave = f.beforeSave
+	l.execShards = cfg.Expert.Engine.ExecShards
+	if l.execShards == 0 { // NodeHostConfig.Prepare fills the default
+		l.execShards = config.GetDefaultEngineConfig().ExecShards
+	}
 	return l, nil
 }
 
@@ -216,6 +220,10 @@ type lazyCommitLogDB struct {
 	states map[replicaKey]*lazyState
 	// beforeSave is Config.BeforeSave (nil: none).
 	beforeSave func()
+	// execShards is Dragonboat's step-worker count: shard s is stepped by
+	// worker s%execShards+1, whose save context (write batch) the default
+	// LogDB binds to that shard's LogDB partition for good.
+	execShards uint64
 }
 
 // lazyState is a replica's saved and latest State (lazyCommitLogDB).
@@ -302,13 +310,25 @@ func (l *lazyCommitLogDB) SaveSnapshots(updates []pb.Update) error {
 		force = append(force, pb.Update{ShardID: ud.ShardID, ReplicaID: ud.ReplicaID, State: st})
 	}
 	l.smu.Unlock()
-	if len(force) > 0 {
-		// Worker 1's save context is free: mu is held exclusively.
-		if err := l.ILogDB.SaveRaftState(force, 1); err != nil {
-			return fmt.Errorf("raft: save state before snapshot: %w", err)
+	// Each State is saved through the save context of the step worker
+	// that owns its shard (free: mu is held exclusively). Any other
+	// worker's context may hold a write batch of another LogDB partition,
+	// and the default LogDB panics on it ("pwb.db != r.db": seen with
+	// worker 1 for every shard, TestRaftRebalanceUnderLoad).
+	for _, ud := range force {
+		if err := l.ILogDB.SaveRaftState([]pb.Update{ud}, l.workerOf(ud.ShardID)); err != nil {
+			return fmt.Errorf("raft: save state of shard %d before snapshot: %w", ud.ShardID, err)
 		}
 	}
 	return l.ILogDB.SaveSnapshots(updates)
+}
+
+// workerOf is the step worker (1-based) that saves shardID's updates.
+func (l *lazyCommitLogDB) workerOf(shardID uint64) uint64 {
+	if l.execShards == 0 {
+		return 1
+	}
+	return shardID%l.execShards + 1
 }
 
 // ReadRaftState reads a replica's saved state (at its start) and
