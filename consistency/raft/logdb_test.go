@@ -234,3 +234,38 @@ func TestLazyCommitSyncs(t *testing.T) {
 		db.Close()
 	}
 }
+
+// TestLazyCommitSnapshotOtherPartition: the State SaveSnapshots saves
+// first goes through the save context of the step worker that owns the
+// shard. Dragonboat's default LogDB binds a worker's context to one LogDB
+// partition; saving shard 2's State through worker 1 after worker 1 saved
+// shard 16 (partition 0) panicked "pwb.db != r.db" (seen in
+// TestRaftRebalanceUnderLoad).
+func TestLazyCommitSnapshotOtherPartition(t *testing.T) {
+	db, _ := openLazy(t, vfs.NewStrictMem(), true)
+	defer db.Close()
+	l := db.(*lazyCommitLogDB)
+	ents := []pb.Entry{{Index: 1, Term: 1, Cmd: []byte("x")}, {Index: 2, Term: 1, Cmd: []byte("x")}}
+	for _, shard := range []uint64{16, 2} {
+		ud := pb.Update{ShardID: shard, ReplicaID: 1, State: pb.State{Term: 1, Vote: 1}, EntriesToSave: ents}
+		if err := db.SaveRaftState([]pb.Update{ud}, l.workerOf(shard)); err != nil {
+			t.Fatal(err)
+		}
+		// Commit only: deferred, so the snapshot below must force it.
+		ud = pb.Update{ShardID: shard, ReplicaID: 1, State: pb.State{Term: 1, Vote: 1, Commit: 2}}
+		if err := db.SaveRaftState([]pb.Update{ud}, l.workerOf(shard)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ss := pb.Snapshot{Index: 2, Term: 1, Type: pb.OnDiskStateMachine, Membership: pb.Membership{Addresses: map[uint64]string{1: "a"}}}
+	if err := db.SaveSnapshots([]pb.Update{{ShardID: 2, ReplicaID: 1, Snapshot: ss}}); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := db.ReadRaftState(2, 1, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs.State.Commit < 2 {
+		t.Fatalf("shard 2's saved commit %d is below its snapshot's index 2", rs.State.Commit)
+	}
+}
