@@ -49,6 +49,9 @@ func RaftStrategy(env StrategyEnv) (consistency.Service, error) {
 	// RAFT.NODES changes of the node list go to the catalog, which
 	// spreads them (raftnodes.go).
 	cfg.OnNodesChange = env.UpdateParams
+	// Cross-shard transactions touching shards this node does not host
+	// propose their two-phase commit operations through nodes that do.
+	cfg.Peer = raftPeer(env)
 	if env.Clock != nil {
 		cfg.Clock = env.Clock // the proposer's timestamp: TTLs
 	}
@@ -200,17 +203,36 @@ func rebuildRaftReplica(env StrategyEnv, svc *raft.Service, c raft.CorruptReplic
 		log.Warn("resuming the rebuild of a raft replica found corrupt before the restart")
 	}
 	start := time.Now()
-	call := func(ctx context.Context, n raft.Node, cmd core.Command) (core.Reply, error) {
+	rid, err := svc.Rebuild(context.Background(), c.Shard, raftPeer(env))
+	if err != nil {
+		log.Error("raft replica rebuild failed", "err", err)
+		return
+	}
+	log.Info("raft replica rebuilt: it rejoined under a new replica ID and gets the shard from the leader",
+		"new_replica", rid, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// raftPeer sends one command to the namespace at another node's client
+// API, over a connection of its own dialled with the node's client
+// options (a node certificate: admin commands such as RAFT.TXNOP need
+// it); the request carries ctx's deadline. A failed dial wraps
+// consistency.ErrUnavailable (nothing was sent).
+func raftPeer(env StrategyEnv) raft.AdminCall {
+	return func(ctx context.Context, n raft.Node, cmd core.Command) (core.Reply, error) {
 		conn, err := transport.Dial(ctx, n.ClientAddr, env.ClientDial)
 		if err != nil {
-			return core.Reply{}, err
+			return core.Reply{}, fmt.Errorf("dial %s: %w: %w", n.ClientAddr, consistency.ErrUnavailable, err)
 		}
 		defer conn.Close()
+		opts := &gen.RequestOptions{}
+		ns := env.Spec.Name
+		opts.Ns = &ns
 		if d, ok := ctx.Deadline(); ok {
 			conn.SetDeadline(d)
+			ms := max(time.Until(d).Milliseconds(), 1)
+			opts.DeadlineMs = &ms
 		}
-		ns := env.Spec.Name
-		resp, err := conn.Call(ctx, &gen.RequestOptions{Ns: &ns}, transport.CommandFromCore(cmd))
+		resp, err := conn.Call(ctx, opts, transport.CommandFromCore(cmd))
 		if err != nil {
 			return core.Reply{}, err
 		}
@@ -219,11 +241,4 @@ func rebuildRaftReplica(env StrategyEnv, svc *raft.Service, c raft.CorruptReplic
 		}
 		return transport.ReplyToCore(resp.Replies[0])
 	}
-	rid, err := svc.Rebuild(context.Background(), c.Shard, call)
-	if err != nil {
-		log.Error("raft replica rebuild failed", "err", err)
-		return
-	}
-	log.Info("raft replica rebuilt: it rejoined under a new replica ID and gets the shard from the leader",
-		"new_replica", rid, "took", time.Since(start).Round(time.Millisecond))
 }

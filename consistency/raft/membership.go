@@ -72,7 +72,8 @@ type hostedState struct {
 // adminCommand reports whether name is a membership command.
 func adminCommand(name string) bool {
 	switch strings.ToUpper(name) {
-	case "RAFT.MEMBERS", "RAFT.ADD", "RAFT.JOIN", "RAFT.PROMOTE", "RAFT.REMOVE", "RAFT.LEAVE", "RAFT.SYNCED", "RAFT.HOSTED", "RAFT.NODES":
+	case "RAFT.MEMBERS", "RAFT.ADD", "RAFT.JOIN", "RAFT.PROMOTE", "RAFT.REMOVE", "RAFT.LEAVE", "RAFT.SYNCED", "RAFT.HOSTED", "RAFT.NODES",
+		"RAFT.TXNOP": // not membership: two-phase commit between nodes (txnremote.go)
 		return true
 	}
 	return false
@@ -687,6 +688,9 @@ func (s *Service) admin(ctx context.Context, cmd core.Command) (core.Reply, erro
 	name := strings.ToUpper(cmd.Name)
 	if name == "RAFT.NODES" {
 		return s.nodesCommand(cmd.Args), nil
+	}
+	if name == "RAFT.TXNOP" {
+		return s.txnOpCommand(ctx, cmd.Args), nil
 	}
 	if name == "RAFT.HOSTED" {
 		if len(cmd.Args) != 0 {

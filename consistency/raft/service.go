@@ -144,6 +144,11 @@ type Config struct {
 	// be before a request that meets its locks resolves it (txncoord.go;
 	// default 2 s).
 	TxnRecoverAfter time.Duration
+	// Peer sends a command to this namespace at another node (its client
+	// API): a cross-shard transaction touching a shard this node does not
+	// host proposes its two-phase commit operations there (RAFT.TXNOP,
+	// txnremote.go). nil: such transactions are refused (CROSSSHARD).
+	Peer AdminCall
 
 	// brokenTxnCommit: a deliberately broken coordinator (tests only)
 	// that decides commit on the coordinator shard's vote alone.
@@ -247,6 +252,9 @@ type Service struct {
 	// NodeHost ID and the clock at start), sequence numbers from 1.
 	proposer uint64
 	seq      atomic.Uint64
+	// txnRoute: shard index to the node index that last served a remote
+	// two-phase commit operation for it (txnremote.go).
+	txnRoute sync.Map
 }
 
 var _ consistency.Service = (*Service)(nil)

@@ -275,12 +275,24 @@ func (s *Service) proposeTxnOp(ctx context.Context, sh int, o txnOp) (core.Reply
 	return s.proposeTxnOpAt(ctx, sh, o, s.cfg.Clock().UnixNano())
 }
 
-// proposeTxnOpAt is proposeTxnOp with the proposal stamped now.
+// proposeTxnOpAt is proposeTxnOp with the proposal stamped now. A shard
+// this node does not host is reached through another node
+// (proposeRemote, txnremote.go).
 func (s *Service) proposeTxnOpAt(ctx context.Context, sh int, o txnOp, now int64) (core.Reply, error) {
 	p := proposal{now: now, proposer: s.proposer, seq: s.seq.Add(1), tx: &o}
-	res, copies, err := s.propose(ctx, s.ShardID(sh), encodeProposal(p))
+	data := encodeProposal(p)
+	if s.Hosts(sh) {
+		return s.proposeTxnData(ctx, sh, data)
+	}
+	return s.proposeRemote(ctx, sh, data)
+}
+
+// proposeTxnData proposes an encoded two-phase commit proposal to shard sh,
+// hosted here, and returns its reply.
+func (s *Service) proposeTxnData(ctx context.Context, sh int, data []byte) (core.Reply, error) {
+	res, copies, err := s.propose(ctx, s.ShardID(sh), data)
 	if err != nil {
-		return core.Reply{}, fmt.Errorf("raft: transaction %s, shard %d on %s: %w", o.id, sh, s.cfg.NodeID, err)
+		return core.Reply{}, fmt.Errorf("raft: two-phase commit, shard %d on %s: %w", sh, s.cfg.NodeID, err)
 	}
 	r, err := core.DecodeReply(res.Data)
 	if err != nil {
@@ -289,9 +301,9 @@ func (s *Service) proposeTxnOpAt(ctx context.Context, sh int, o txnOp, now int64
 	if r.IsError() {
 		switch {
 		case r.Err.Code == CodeNotApplied && copies <= 1:
-			return r, fmt.Errorf("raft: transaction %s, shard %d: %w: %s", o.id, sh, consistency.ErrUnavailable, r.Err.Msg)
+			return r, fmt.Errorf("raft: two-phase commit, shard %d: %w: %s", sh, consistency.ErrUnavailable, r.Err.Msg)
 		case r.Err.Code == CodeNotApplied, r.Err.Code == CodeDuplicate:
-			return r, fmt.Errorf("raft: transaction %s, shard %d: %w: %s", o.id, sh, consistency.ErrTimeout, r.Err.Msg)
+			return r, fmt.Errorf("raft: two-phase commit, shard %d: %w: %s", sh, consistency.ErrTimeout, r.Err.Msg)
 		}
 	}
 	return r, nil
@@ -330,9 +342,9 @@ func (s *Service) doCrossShard(ctx context.Context, req consistency.Request) (co
 		return resp, nil
 	}
 	for _, sh := range pl.shards {
-		if !s.Hosts(sh) {
+		if !s.Hosts(sh) && s.cfg.Peer == nil {
 			resp.Reply = core.ErrorReply(&core.Error{Code: CodeCrossShard, Msg: fmt.Sprintf(
-				"a cross-shard transaction is coordinated by a node hosting every shard it touches; %s hosts no replica of %s",
+				"%s hosts no replica of %s and has no way to reach other nodes (Config.Peer): send the transaction to a node hosting every shard it touches",
 				s.cfg.NodeID, shardName(sh, s.cfg.Shards))})
 			return resp, nil
 		}

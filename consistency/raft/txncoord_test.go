@@ -100,6 +100,9 @@ func (c *testCluster) waitNoIntents(nodes ...int) {
 	c.t.Helper()
 	for _, i := range nodes {
 		for sh := 0; sh < c.svcs[i].Shards(); sh++ {
+			if !c.svcs[i].Hosts(sh) {
+				continue
+			}
 			in, err := c.svcs[i].Intents(sh)
 			for deadline := time.Now().Add(10 * time.Second); (err != nil || len(in) != 0) && time.Now().Before(deadline); {
 				time.Sleep(10 * time.Millisecond)
@@ -231,6 +234,9 @@ func (c *testCluster) waitNoDecisions(nodes ...int) {
 	}
 	for _, i := range nodes {
 		for sh := 0; sh < c.svcs[i].Shards(); sh++ {
+			if !c.svcs[i].Hosts(sh) {
+				continue
+			}
 			d, err := c.svcs[i].Decisions(sh)
 			for deadline := time.Now().Add(10 * time.Second); (err != nil || commits(d) != 0) && time.Now().Before(deadline); {
 				time.Sleep(10 * time.Millisecond)
@@ -255,12 +261,18 @@ type bankResult struct {
 // every node, while readers read every account in one cross-shard MGET.
 // Every read must see the initial total.
 func runBank(t *testing.T, broken bool, seed uint64) bankResult {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.brokenTxnCommit = broken })
+	return runBankOn(t, c, broken, seed)
+}
+
+// runBankOn is runBank on cluster c (every node coordinates and reads).
+func runBankOn(t *testing.T, c *testCluster, broken bool, seed uint64) bankResult {
 	const (
-		shards, perShard, initial = 3, 2, 100
-		workers, transfers        = 4, 40
-		readers                   = 2
+		perShard, initial  = 2, 100
+		workers, transfers = 4, 40
+		readers            = 2
 	)
-	c := newTestCluster(t, shards, func(cfg *Config) { cfg.brokenTxnCommit = broken })
+	shards, n := c.svcs[0].Shards(), len(c.svcs)
 	var accts []string
 	for _, ks := range keysOnShards("acct", shards, perShard) {
 		accts = append(accts, ks...)
@@ -305,7 +317,7 @@ func runBank(t *testing.T, broken bool, seed uint64) bankResult {
 				}
 				x := strconv.Itoa(1 + rng.IntN(20))
 				tx := core.Txn{Cmds: []core.Command{core.Cmd("INCRBY", from, "-"+x), core.Cmd("INCRBY", to, x)}}
-				resp, err := c.do(rng.IntN(3), consistency.Request{Txn: &tx})
+				resp, err := c.do(rng.IntN(n), consistency.Request{Txn: &tx})
 				switch {
 				case err != nil:
 					atomic.AddInt64(&res.unknown, 1)
@@ -321,7 +333,7 @@ func runBank(t *testing.T, broken bool, seed uint64) bankResult {
 		go func() {
 			defer rwg.Done()
 			for i := 0; !stop.Load(); i++ {
-				resp, err := c.do((r+i)%3, consistency.Request{Cmd: &mget})
+				resp, err := c.do((r+i)%n, consistency.Request{Cmd: &mget})
 				if err != nil || resp.Reply.IsError() {
 					continue
 				}
@@ -351,7 +363,11 @@ func runBank(t *testing.T, broken bool, seed uint64) bankResult {
 	if !broken {
 		// Every decision record is collected: acknowledged by the
 		// coordinators, or by the sweep of RecoverTxns above.
-		c.waitNoDecisions(0, 1, 2)
+		all := make([]int, n)
+		for i := range all {
+			all[i] = i
+		}
+		c.waitNoDecisions(all...)
 	}
 	return res
 }
