@@ -55,13 +55,11 @@ type econn struct {
 	// owner touches it. inFrame mirrors partial != nil for the sweeper.
 	partial []byte
 	inFrame atomic.Bool
-	ctx     context.Context // request context (ServerConfig.ConnContext)
-	// ictx is ctx marked inline (see inline.go), made at the first request
-	// served on the event loop; queued says that partial may hold complete
-	// frames the event loop left to a worker, to serve before reading.
-	// Both are the owner's.
-	ictx   context.Context
+	// queued says that partial may hold complete frames the event loop
+	// left to a worker, to serve before reading (the owner's; it sits in
+	// inFrame's padding, so an idle connection costs no more).
 	queued bool
+	ctx    context.Context // request context (ServerConfig.ConnContext)
 }
 
 type epollState struct {
@@ -460,13 +458,12 @@ func (s *Server) epollFrames(st *epollState, c *econn, data []byte, bufs *ioBuff
 	}
 	ctx := c.ctx
 	if inline {
-		if c.ictx == nil {
-			c.ictx = s.ictx
-			if c.ctx != s.ctx {
-				c.ictx = s.withInline(c.ctx)
-			}
+		ctx = s.ictx
+		if c.ctx != s.ctx {
+			// A per-connection context (ConnContext): marked per read, which
+			// costs an allocation but keeps idle connections small.
+			ctx = s.withInline(c.ctx)
 		}
-		ctx = c.ictx
 	}
 	if c.partial != nil {
 		c.partial = append(c.partial, data...)
