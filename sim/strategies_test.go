@@ -140,3 +140,27 @@ func TestCausalRecordRepairRegressions(t *testing.T) {
 		}
 	}
 }
+
+// TestCausalLivenessRegressions replays simulator runs of the causal
+// strategy that once failed liveness. Seed 37 (siblings, 4 nodes in 2
+// regions, every fault): a flaky corrupt read of r1 at n4, met while a
+// replicated write of r1 from n1 checked its own node's dependencies,
+// left that write's waiter blocked for good (its remote checks were all
+// answered and nothing re-evaluated it); n1's later writes of r1 chain on
+// it, n3's writes of r0/r2/r3 at n2 on those, so 4 of 5 keys diverged
+// between regions. Fixed by evaluating again, every retry, a waiter whose
+// last evaluation could not read a record (consistency/causal
+// TestWaiterRetriesUnreadableLocalDependency). Seeds 106 and 134 failed
+// the same way (liveness, main 545e118) and pass with the fix.
+func TestCausalLivenessRegressions(t *testing.T) {
+	for _, seed := range []uint64{37, 106, 134} {
+		o := simrun.Options{Strategy: "causal", Seed: seed, Nodes: 4, Regions: 2, Faults: []string{"all"}, Workload: "register", Params: map[string]string{"resolve": "siblings"}}
+		oc, err := run(o, false)
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		if oc.res.Verdict != simrun.Pass {
+			t.Errorf("seed %d: %s: %v\nreproduce: %s", seed, oc.res.Verdict, oc.res.Problems, oc.res.Options.Command())
+		}
+	}
+}

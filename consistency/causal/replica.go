@@ -160,8 +160,18 @@ type waiter struct {
 	deadline time.Time
 	lastSent time.Time
 	every    time.Duration // resend interval of its checks: doubles up to maxCheckBackoff retries
-	ready    func(now time.Time, stable []Dep)
-	expired  func(now time.Time)
+	// reread: its last evaluation could not read one of the records of
+	// its local deps (an I/O error, a checksum failure), so Tick
+	// evaluates it again every retry. A dependency not yet visible is
+	// re-evaluated when its key changes (recheck), but a record that
+	// becomes readable again announces nothing: without this, a waiter
+	// whose checks were all answered stayed blocked for good — in
+	// siblings mode the origin's later writes of the key chain on the
+	// blocked one, so the key and everything depending on it stopped
+	// replicating (simulator seed 37, see TestCausalLivenessRegressions).
+	reread  bool
+	ready   func(now time.Time, stable []Dep)
+	expired func(now time.Time)
 }
 
 // inCheck is another node's question about deps this node owns.
@@ -918,8 +928,11 @@ func (r *Replica) load(key string) (record, error) {
 // visible reports whether dep is visible at this node (which must own it):
 // under last-writer-wins when the key's version is at least the dep's; in
 // siblings mode when the dep's origin node's writes of the key have been
-// applied up to it (they are applied in order).
-func (r *Replica) visible(d Dep) bool {
+// applied up to it (they are applied in order). A record that cannot be
+// read (an I/O error, a checksum failure) is not visible, and the error
+// says so: unlike a version not applied yet, nothing will announce that
+// the record can be read again (see waiter.reread).
+func (r *Replica) visible(d Dep) (bool, error) {
 	// Only the versions: decoding a record's dependencies and siblings
 	// for every dependency checked dominated the owners' CPU (issue #8).
 	var rec struct {
@@ -930,18 +943,18 @@ func (r *Replica) visible(d Dep) bool {
 	switch {
 	case errors.Is(err, core.ErrNotFound):
 	case err != nil:
-		return false
+		return false, fmt.Errorf("causal: read %q: %w", d.Key, err)
 	default:
-		if openJSON([]byte(prefixValue+d.Key), b, &rec) != nil {
+		if err := openJSON([]byte(prefixValue+d.Key), b, &rec); err != nil {
 			r.stats.CorruptReads++
 			r.noteCorrupt(d.Key)
-			return false
+			return false, fmt.Errorf("causal: read %q: %w", d.Key, err)
 		}
 	}
 	if r.siblings {
-		return seenOf(rec.Seen, d.V.Node).AtLeast(d.V)
+		return seenOf(rec.Seen, d.V.Node).AtLeast(d.V), nil
 	}
-	return rec.V.AtLeast(d.V)
+	return rec.V.AtLeast(d.V), nil
 }
 
 // await runs ready once every dep is visible in this region, or expired
@@ -987,10 +1000,19 @@ func (r *Replica) sendChecks(now time.Time, w *waiter) {
 	}
 }
 
-// localReady reports whether the deps this node owns are visible.
+// localReady reports whether the deps this node owns are visible. It
+// sets w.reread when a record could not be read, so that Tick asks again.
 func (r *Replica) localReady(w *waiter) bool {
+	w.reread = false
 	for _, d := range w.deps {
-		if r.owner(r.region, d.Key) == r.id && !r.visible(d) {
+		if r.owner(r.region, d.Key) != r.id {
+			continue
+		}
+		ok, err := r.visible(d)
+		if err != nil {
+			w.reread = true
+		}
+		if !ok {
 			return false
 		}
 	}
@@ -1052,7 +1074,9 @@ func hasKey(deps []Dep, key string) bool {
 func (r *Replica) answerCheck(c *inCheck) bool {
 	var stable []Dep
 	for _, d := range c.deps {
-		if !r.visible(d) {
+		// A record that cannot be read leaves the check pending: the
+		// asker resends it until answered.
+		if ok, _ := r.visible(d); !ok {
 			return false
 		}
 		if s, ok := r.stable[r.dk(d)]; ok && s.AtLeast(d.V) {
@@ -1289,13 +1313,22 @@ func (r *Replica) Tick(now time.Time) {
 	if round {
 		r.lastRound = now
 	}
-	rechecked := 0
+	rechecked, reread := 0, 0
 	for _, id := range sortedKeys(r.waiters) {
-		w := r.waiters[id]
+		w, ok := r.waiters[id]
+		if !ok {
+			continue // made ready by another waiter's callback
+		}
 		switch {
 		case !w.deadline.IsZero() && !now.Before(w.deadline):
 			delete(r.waiters, id)
 			w.expired(now)
+		case round && w.reread && len(w.pending) == 0 && reread < maxResend:
+			reread++
+			if r.localReady(w) {
+				delete(r.waiters, id)
+				w.ready(now, w.stable)
+			}
 		case round && len(w.pending) > 0 && now.Sub(w.lastSent) >= w.every && rechecked < maxResend:
 			// Back off: thousands of waiters resending every retry
 			// flooded the peer links and crowded out forwarded
