@@ -29,10 +29,16 @@ const (
 	CheckConvergence       = "convergence"
 	CheckDurability        = "durability"
 	CheckStaleness         = "staleness"
+	CheckBank              = "bank"
 )
 
 // AllChecks lists every check in report order.
 var AllChecks = []string{CheckLinearizable, CheckSession, CheckCausal, CheckCausalConvergence, CheckCausalMemory, CheckConvergence, CheckDurability, CheckStaleness}
+
+// WorkloadChecks are checks of one workload's invariant (bank: the bank
+// workload's totals). They run only when named, after AllChecks; "all"
+// does not include them.
+var WorkloadChecks = []string{CheckBank}
 
 // DefaultChecks are the checks run when Options.Checks is empty.
 var DefaultChecks = []string{CheckLinearizable, CheckSession, CheckCausal, CheckConvergence, CheckDurability, CheckStaleness}
@@ -148,7 +154,7 @@ func ParseChecks(s string) ([]string, error) {
 		if name == "all" {
 			names = AllChecks
 		} else if !validCheck(name) {
-			return nil, fmt.Errorf("checker: unknown check %q (known: %s, all)", name, strings.Join(AllChecks, ", "))
+			return nil, fmt.Errorf("checker: unknown check %q (known: %s, %s, all)", name, strings.Join(AllChecks, ", "), strings.Join(WorkloadChecks, ", "))
 		}
 		for _, n := range names {
 			if !seen[n] {
@@ -164,7 +170,7 @@ func ParseChecks(s string) ([]string, error) {
 }
 
 func validCheck(name string) bool {
-	for _, c := range AllChecks {
+	for _, c := range append(AllChecks[:len(AllChecks):len(AllChecks)], WorkloadChecks...) {
 		if c == name {
 			return true
 		}
@@ -198,7 +204,7 @@ func Check(ops []Op, replicas []ReplicaState, opts Options) Result {
 	h := newHistory(ops)
 	h.noRealTime = opts.NoRealTimeOrder
 	res := Result{Ops: len(ops), Keys: len(h.keys), Sessions: len(h.sessions), Replicas: len(replicas)}
-	for _, name := range AllChecks {
+	for _, name := range append(AllChecks[:len(AllChecks):len(AllChecks)], WorkloadChecks...) {
 		if !want[name] {
 			continue
 		}
@@ -216,6 +222,8 @@ func Check(ops []Op, replicas []ReplicaState, opts Options) Result {
 			cr = checkDurability(h, opts)
 		case CheckStaleness:
 			cr = checkStaleness(h, opts)
+		case CheckBank:
+			cr = checkBank(h, opts)
 		}
 		cr.Name = name
 		res.Checks = append(res.Checks, cr)

@@ -40,6 +40,10 @@
 //     reads as "the value was not expected"; any other fail is dropped.
 //   - incr: int is the value after the increment (absent counts as 0).
 //   - sadd/srem: int, when present, is 1 if the set changed, else 0.
+//   - transfer [from, to, amount]: one transaction moving amount between
+//     two accounts; balances [accounts...]: values are the accounts'
+//     balances in that order ("" for an absent account: 0). Accounts
+//     start absent, so every balances read must sum to 0.
 //   - Written values (put, cas new, sadd element) should be unique per
 //     key: session, causal and staleness checks skip keys where they are
 //     not (clients/workload makes them unique).
@@ -79,6 +83,11 @@
 //     writes) and reads of values no operation wrote.
 //   - staleness: per read, how many acknowledged writes and how much time
 //     it lagged; percentiles. A violation only with Options.BoundStaleness.
+//   - bank (not a default check): every successful balances read (and
+//     so the final one) sums to 0 — the transfers' total — so a
+//     transfer applied to one account and not the other, or a read that
+//     sees part of a transfer, is caught (cross-shard atomicity and
+//     isolation).
 //
 // Main is `dialkv check`.
 package checker

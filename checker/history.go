@@ -29,6 +29,12 @@ const (
 	FSAdd     = "sadd"
 	FSRem     = "srem"
 	FSMembers = "smembers"
+	// FTransfer [from, to, amount] moves amount from account from to
+	// account to in one transaction; FBalances [accounts...] reads every
+	// account at once, values in the same order ("" for an absent
+	// account, balance 0). The bank check reads them.
+	FTransfer = "transfer"
+	FBalances = "balances"
 )
 
 // Op is one operation of a history: one line of history.jsonl. The package

@@ -2,8 +2,10 @@
 // load generator: registers (get, put, delete, cas), counters (incr) and
 // sets (sadd, srem, smembers), over a uniform, zipfian or hot-key key
 // distribution, with every written value unique so that histories are
-// checkable, and a Jepsen-style set workload (adds, then a final read of
-// every set) for measuring lost writes.
+// checkable, a Jepsen-style set workload (adds, then a final read of
+// every set) for measuring lost writes, and a bank workload (transfers
+// between accounts, each one transaction, and reads of every account in
+// one MGET) whose totals must stay constant (checker.CheckBank).
 //
 // A Generator returns Ops: the core command (or transaction) to send, plus
 // the checker.Op to record. Complete turns the reply into the recorded
@@ -34,6 +36,7 @@ func Kinds() [][2]string {
 		{"set", "sadd/srem/smembers on set keys s0..sK"},
 		{"mixed", "registers, counters and sets together"},
 		{"jepsen-set", "sadd of unique elements to s0..sK, then a final smembers of each (lost writes)"},
+		{"bank", "transfers between accounts a0..aK (INCRBY -x, INCRBY +x in one transaction) and MGETs of every account: totals stay 0 (bank check); spans shards"},
 	}
 }
 
@@ -98,8 +101,13 @@ func New(cfg Config) (*Generator, error) {
 			{checker.FIncr, 15}, {"cget", 5}, {checker.FSAdd, 15}, {checker.FSMembers, 10}}
 	case "jepsen-set":
 		g.mix = []weighted{{checker.FSAdd, 1}}
+	case "bank":
+		if cfg.Keys < 2 {
+			return nil, fmt.Errorf("workload: bank needs at least 2 accounts (keys), not %d", cfg.Keys)
+		}
+		g.mix = []weighted{{checker.FTransfer, 70}, {checker.FBalances, 30}}
 	default:
-		return nil, fmt.Errorf("workload: unknown workload %q (want register, counter, set, mixed or jepsen-set)", cfg.Kind)
+		return nil, fmt.Errorf("workload: unknown workload %q (want register, counter, set, mixed, jepsen-set or bank)", cfg.Kind)
 	}
 	for _, m := range g.mix {
 		g.total += m.w
@@ -229,8 +237,30 @@ func (g *Generator) Next(r *rand.Rand, client int) Op {
 		return cmdOp(checker.FSRem, g.key(r, "s"), false, "SREM", g.guess(r))
 	case checker.FSMembers:
 		return cmdOp(checker.FSMembers, g.key(r, "s"), true, "SMEMBERS")
+	case checker.FTransfer:
+		from := g.key(r, "a")
+		to := g.key(r, "a")
+		for to == from {
+			to = "a" + strconv.Itoa(r.IntN(g.cfg.Keys))
+		}
+		x := strconv.Itoa(1 + r.IntN(20))
+		t := core.Txn{Cmds: []core.Command{core.Cmd("INCRBY", from, "-"+x), core.Cmd("INCRBY", to, x)}}
+		return Op{Txn: &t, Rec: checker.Op{F: checker.FTransfer, Args: []string{from, to, x}}}
+	case checker.FBalances:
+		return g.balances()
 	}
 	panic("workload: unreachable op " + f)
+}
+
+// balances is a read of every account in one MGET.
+func (g *Generator) balances() Op {
+	accts := make([]string, g.cfg.Keys)
+	args := make([][]byte, g.cfg.Keys)
+	for i := range accts {
+		accts[i] = "a" + strconv.Itoa(i)
+		args[i] = []byte(accts[i])
+	}
+	return Op{Cmd: &core.Command{Name: "MGET", Args: args}, Rec: checker.Op{F: checker.FBalances, Args: accts}, Read: true}
 }
 
 // guess returns a value some client has probably written.
@@ -264,6 +294,8 @@ func (g *Generator) Final() []Op {
 		add("c", checker.FGet, "GET")
 	case "set", "jepsen-set":
 		add("s", checker.FSMembers, "SMEMBERS")
+	case "bank":
+		out = append(out, g.balances())
 	case "mixed":
 		add("r", checker.FGet, "GET")
 		add("c", checker.FGet, "GET")
@@ -305,6 +337,13 @@ func Complete(rec *checker.Op, reply core.Reply) checker.Outcome {
 			vals = append(vals, string(a.Str))
 		}
 		sort.Strings(vals)
+		rec.Values = vals
+	case checker.FBalances:
+		// In account order; an absent account is "" (balance 0).
+		vals := make([]string, len(reply.Array))
+		for i, a := range reply.Array {
+			vals[i] = string(a.Str)
+		}
 		rec.Values = vals
 	}
 	return checker.OK

@@ -40,7 +40,7 @@ func TestValuesUniqueAndOpsWellFormed(t *testing.T) {
 					}
 					seen[v] = true
 				}
-				if op.Read != (op.Rec.F == checker.FGet || op.Rec.F == checker.FSMembers) {
+				if op.Read != (op.Rec.F == checker.FGet || op.Rec.F == checker.FSMembers || op.Rec.F == checker.FBalances) {
 					t.Fatalf("%s: Read=%v", op.Rec.F, op.Read)
 				}
 				if op.Cmd != nil && op.Read != core.IsReadOnly(op.Cmd.Name) {
@@ -93,7 +93,7 @@ func TestKeyDistributions(t *testing.T) {
 	if _, err := New(Config{KeyDist: "pareto"}); err == nil {
 		t.Error("unknown distribution accepted")
 	}
-	if _, err := New(Config{Kind: "bank"}); err == nil {
+	if _, err := New(Config{Kind: "ledger"}); err == nil {
 		t.Error("unknown workload accepted")
 	}
 }

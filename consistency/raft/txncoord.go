@@ -279,6 +279,7 @@ func (s *Service) proposeTxnOp(ctx context.Context, sh int, o txnOp) (core.Reply
 // this node does not host is reached through another node
 // (proposeRemote, txnremote.go).
 func (s *Service) proposeTxnOpAt(ctx context.Context, sh int, o txnOp, now int64) (core.Reply, error) {
+	s.stagger(1)
 	p := proposal{now: now, proposer: s.proposer, seq: s.seq.Add(1), tx: &o}
 	data := encodeProposal(p)
 	if s.Hosts(sh) {
@@ -309,16 +310,26 @@ func (s *Service) proposeTxnData(ctx context.Context, sh int, data []byte) (core
 	return r, nil
 }
 
-// each runs f for every shard of shards concurrently and returns the
-// results by shard.
-func each(shards []int, f func(sh int) (core.Reply, error)) (map[int]core.Reply, map[int]error) {
+// stagger sleeps n*Config.TxnStagger (nothing when it is 0): the
+// simulator's virtual clock then moves on, and whatever Raft did at the
+// instant the caller woke up is finished before it proposes or reads.
+func (s *Service) stagger(n int) {
+	if n > 0 && s.cfg.TxnStagger > 0 {
+		time.Sleep(time.Duration(n) * s.cfg.TxnStagger)
+	}
+}
+
+// each runs f for every shard of shards concurrently (the i-th after
+// i*Config.TxnStagger) and returns the results by shard.
+func (s *Service) each(shards []int, f func(sh int) (core.Reply, error)) (map[int]core.Reply, map[int]error) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	replies, errs := map[int]core.Reply{}, map[int]error{}
-	for _, sh := range shards {
+	for i, sh := range shards {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			s.stagger(i)
 			r, err := f(sh)
 			mu.Lock()
 			defer mu.Unlock()
@@ -400,7 +411,7 @@ func (s *Service) runTxn(ctx context.Context, pl *plan) (core.Reply, *txnConflic
 	// (txn.go, "Collection of decisions").
 	start := s.cfg.Clock().UnixNano()
 	// Phase 1: prepare every part.
-	votes, errs := each(pl.shards, func(sh int) (core.Reply, error) {
+	votes, errs := s.each(pl.shards, func(sh int) (core.Reply, error) {
 		return s.proposeTxnOpAt(ctx, sh, txnOp{op: txnOpPrepare, id: id, coord: coord, part: pl.parts[sh].txn}, start)
 	})
 	decision := decisionCommit
@@ -428,7 +439,7 @@ func (s *Service) runTxn(ctx context.Context, pl *plan) (core.Reply, *txnConflic
 		// last prepare applied, so the votes read one state of all the
 		// keys. Nothing to commit: release the locks (abort), no decision
 		// record (an intent whose release fails is resolved to abort).
-		each(pl.shards, func(sh int) (core.Reply, error) {
+		s.each(pl.shards, func(sh int) (core.Reply, error) {
 			return s.proposeTxnOp(ctx, sh, txnOp{op: txnOpAbort, id: id})
 		})
 		out, err := pl.combine(votes)
@@ -474,7 +485,7 @@ func (s *Service) runTxn(ctx context.Context, pl *plan) (core.Reply, *txnConflic
 			targets = append(targets, sh)
 		}
 	}
-	replies, cerrs := each(targets, func(sh int) (core.Reply, error) {
+	replies, cerrs := s.each(targets, func(sh int) (core.Reply, error) {
 		return s.proposeTxnOp(ctx, sh, txnOp{op: byte(op), id: id})
 	})
 	if decided == decisionAbort {
@@ -564,6 +575,7 @@ func (s *Service) resolveStale(ctx context.Context, sh int) {
 	if !s.Hosts(sh) {
 		return
 	}
+	s.stagger(1)
 	v, err := s.nh.StaleRead(s.ShardID(sh), txnIntentsQuery{})
 	if err != nil {
 		return
@@ -597,7 +609,7 @@ func (s *Service) ResolveTxn(ctx context.Context, sh int, in IntentInfo) error {
 // and acknowledges those that applied it (now or before: TXNUNKNOWN) to
 // the coordinator shard.
 func (s *Service) commitAndAck(ctx context.Context, id TxnID, coord int, shards []int) error {
-	replies, errs := each(shards, func(sh int) (core.Reply, error) {
+	replies, errs := s.each(shards, func(sh int) (core.Reply, error) {
 		return s.proposeTxnOp(ctx, sh, txnOp{op: txnOpCommit, id: id})
 	})
 	var done []int
@@ -718,18 +730,23 @@ func (s *Service) Decisions(sh int) ([]DecisionInfo, error) {
 // (RecoverTxns) every period (0: Config.TxnRecoverAfter) until the Service
 // closes. It bounds how long a transaction whose coordinator died after
 // its decision stays half-applied to non-transactional readers, and how
-// long its locks stay when no request meets them. Run it in a goroutine of
-// its own (nodes does); the simulator does not.
+// long its locks stay when no request meets them, and collects decision
+// records (CollectDecisions). Run it in a goroutine of its own (nodes
+// does; the simulator does in bank runs); it returns when the Service
+// closes.
 func (s *Service) RecoverTxnsEvery(period time.Duration) {
 	if period <= 0 {
 		period = s.txnRecoverAfter()
 	}
 	t := time.NewTicker(period)
 	defer t.Stop()
-	for range t.C {
-		if s.closed.Load() {
+	for {
+		select {
+		case <-s.closing:
 			return
+		case <-t.C:
 		}
+		s.stagger(1)
 		ctx, cancel := context.WithTimeout(context.Background(), period)
 		_, _ = s.RecoverTxns(ctx, 0) // what fails is retried at the next tick
 		cancel()

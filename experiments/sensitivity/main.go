@@ -19,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -68,6 +69,13 @@ func setup(bug, strategy string, quick bool) simrun.Options {
 		o.Faults = []string{"pause", "partition", "crash"}
 		o.Rates = map[string]float64{"pause/s": 4, "partition/s": 1, "crash/s": 1, "fault-mean-ms": 300}
 		o.Params = map[string]string{"target": "leader"}
+	case "txn-one-vote":
+		// sim/raftsim's bank configuration (sweep_test.go bankOpts):
+		// cross-shard transfers, the bank check.
+		o.Ops, o.Workload, o.Clients, o.Keys, o.Timeout = 400, "bank", 10, 6, time.Second
+		o.Faults = []string{"pause", "partition", "crash"}
+		o.Rates = map[string]float64{"pause/s": 2, "partition/s": 1, "crash/s": 1, "fault-mean-ms": 300}
+		o.Params = map[string]string{"target": "leader", "shards": "3", "logdb": "tan"}
 	}
 	if quick {
 		o.Ops = 200
@@ -185,7 +193,11 @@ func run(out *expio.Out, seeds, workers int, quick bool) error {
 		}
 		res[i] = result{verdict: r.Res.Verdict, cmd: o.Command()}
 		if !j.correct && r.Res.Verdict == simrun.Safety {
-			res[i].at = caughtAt(r.Ops, r.Replicas, checksFor(o.Strategy))
+			checks := checksFor(o.Strategy)
+			if o.Workload == "bank" {
+				checks = append(slices.Clone(checks), checker.CheckBank)
+			}
+			res[i].at = caughtAt(r.Ops, r.Replicas, checks)
 		}
 		variant := "bug " + j.r.bug
 		if j.correct {

@@ -14,6 +14,8 @@ func TestDeterminism(t *testing.T) {
 		{Strategy: "raft", Seed: 11, Ops: 300, Workload: "mixed", Params: map[string]string{"shards": "2"},
 			Faults: []string{"partition", "crash", "drop", "delay", "pause", "skew"}},
 		hunterOpts(2, "local-read"),
+		// Not bankOpts: runs with cross-shard transactions do not replay
+		// byte for byte yet (docs/raft.md, "Cross-shard transactions").
 	} {
 		var first *Outcome
 		for i := 0; i < 3; i++ {

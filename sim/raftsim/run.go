@@ -340,6 +340,7 @@ func simulate(opts simrun.Options, logf func(string, ...any)) (*Outcome, error) 
 			LogDBShards: 1, LogDB: p.logdb, SmallEngine: true, RedirectToLeader: p.redirect, Bug: opts.Bug,
 			BeforeSave:     n.disk.wait,
 			ReproposeAfter: p.repropose,
+			TxnStagger:     time.Nanosecond, // a transaction's proposals enter in shard order
 			RaftEvents:     leaderTracer{r: r, node: names[i]},
 			Clock: func() time.Time {
 				now := time.Now()
@@ -357,6 +358,7 @@ func simulate(opts simrun.Options, logf func(string, ...any)) (*Outcome, error) 
 			return nil, fmt.Errorf("raftsim: start %s: %w", names[i], err)
 		}
 		n.svc = svc
+		r.startTxnRecovery(svc)
 	}
 	defer r.closeAll()
 	if err := r.waitLeaders(10 * time.Second); err != nil {
@@ -776,7 +778,19 @@ func (r *run) restart(i int) {
 	n.mu.Lock()
 	n.svc = svc
 	n.mu.Unlock()
+	r.startTxnRecovery(svc)
 	r.tracef(n.name, "restart", "from its synced disk")
+}
+
+// startTxnRecovery runs the Service's background resolution of stale
+// cross-shard transactions and collection of their decision records
+// (raft.Service.RecoverTxnsEvery, as real nodes do) in runs of the bank
+// workload, the one whose transactions span shards. It ends at the first
+// tick after the Service closes.
+func (r *run) startTxnRecovery(svc *raft.Service) {
+	if r.opts.Workload == "bank" {
+		go svc.RecoverTxnsEvery(0)
+	}
 }
 
 // measureFailover polls, every millisecond, for another node that
@@ -898,6 +912,10 @@ func (r *run) finish() (*Outcome, error) {
 	o.History = hist.Bytes()
 	copts := checker.DefaultOptions()
 	copts.Checks = Checks
+	if r.opts.Workload == "bank" {
+		// Cross-shard transfers: the totals must stay constant.
+		copts.Checks = append(slices.Clone(Checks), checker.CheckBank)
+	}
 	copts.Timeout = checkerBudget
 	if r.opts.Out == "" {
 		copts.Visualize = 0
