@@ -112,6 +112,46 @@ func (tc *testCluster) holders(i int, ns, key string) []consistency.NodeID {
 	return hs
 }
 
+// checkOwnCopies runs the durability and convergence checkers on ops
+// against members' own copies of the sets s0..s(sets-1) of quorum
+// namespace ns (each member's Holds: the keys whose preference list names
+// it), retrying for up to wait while the copies converge, and reports
+// each checker's verdict as a test error.
+func (tc *testCluster) checkOwnCopies(ops []checker.Op, ns string, sets int, members []int, wait time.Duration) checker.Result {
+	tc.t.Helper()
+	var res checker.Result
+	deadline := time.Now().Add(wait)
+	for {
+		var states []checker.ReplicaState
+		for _, i := range members {
+			st := checker.ReplicaState{Node: tc.peers[i].ID, Data: tc.quorumDump(i, ns), Holds: []string{}}
+			for k := range sets {
+				key := "s" + strconv.Itoa(k)
+				for _, h := range tc.holders(i, ns, key) {
+					if string(h) == tc.peers[i].ID {
+						st.Holds = append(st.Holds, key)
+					}
+				}
+			}
+			sort.Strings(st.Holds)
+			states = append(states, st)
+		}
+		res = checker.Check(ops, states, checker.Options{Checks: []string{"durability", "convergence"}, MaxExamples: 5})
+		if res.Get("convergence").Verdict == checker.VerdictOK || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, name := range []string{"durability", "convergence"} {
+		cr := res.Get(name)
+		tc.t.Logf("%s: %s: %s", name, cr.Verdict, cr.Summary)
+		if cr.Verdict != checker.VerdictOK {
+			tc.t.Errorf("%s: %s %v", name, cr.Summary, cr.Anomalies)
+		}
+	}
+	return res
+}
+
 // TestClusterRingChange (issue 9): three members serve a quorum namespace
 // under a continuous SADD load; n4, started with --join only, is added
 // with ChangeRing (what `dialkv admin add-node` runs), then n1 is
@@ -259,37 +299,7 @@ func TestClusterRingChange(t *testing.T) {
 	}
 	// Each member's own copy of the keys it holds (read repair of the
 	// R=ALL reads and anti-entropy make them agree).
-	var states []checker.ReplicaState
-	deadline := time.Now().Add(10 * time.Second)
-	var res checker.Result
-	for {
-		states = states[:0]
-		for i := 1; i <= 3; i++ {
-			st := checker.ReplicaState{Node: tc.peers[i].ID, Data: tc.quorumDump(i, ns), Holds: []string{}}
-			for k := range sets {
-				key := "s" + strconv.Itoa(k)
-				for _, h := range tc.holders(i, ns, key) {
-					if string(h) == tc.peers[i].ID {
-						st.Holds = append(st.Holds, key)
-					}
-				}
-			}
-			sort.Strings(st.Holds)
-			states = append(states, st)
-		}
-		res = checker.Check(ops, states, checker.Options{Checks: []string{"durability", "convergence"}, MaxExamples: 5})
-		if res.Get("convergence").Verdict == checker.VerdictOK || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	for _, name := range []string{"durability", "convergence"} {
-		cr := res.Get(name)
-		t.Logf("%s: %s: %s", name, cr.Verdict, cr.Summary)
-		if cr.Verdict != checker.VerdictOK {
-			t.Errorf("%s: %s %v", name, cr.Summary, cr.Anomalies)
-		}
-	}
+	res := tc.checkOwnCopies(ops, ns, sets, []int{1, 2, 3}, 10*time.Second)
 	if acked := res.Get("durability").Counts["adds_acknowledged"]; acked < 100 {
 		t.Fatalf("only %d acknowledged adds: the load did not run", acked)
 	}
@@ -445,36 +455,7 @@ func TestClusterRingRemoveDown(t *testing.T) {
 	// The new owners' own copies; anti-entropy and read repair are off,
 	// so only the writes and the handoff can make them agree (a short
 	// wait lets the last writes' third puts land).
-	var res checker.Result
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		var states []checker.ReplicaState
-		for _, i := range []int{0, 1, 3} {
-			st := checker.ReplicaState{Node: tc.peers[i].ID, Data: tc.quorumDump(i, ns), Holds: []string{}}
-			for k := range sets {
-				key := "s" + strconv.Itoa(k)
-				for _, h := range tc.holders(i, ns, key) {
-					if string(h) == tc.peers[i].ID {
-						st.Holds = append(st.Holds, key)
-					}
-				}
-			}
-			sort.Strings(st.Holds)
-			states = append(states, st)
-		}
-		res = checker.Check(ops, states, checker.Options{Checks: []string{"durability", "convergence"}, MaxExamples: 5})
-		if res.Get("convergence").Verdict == checker.VerdictOK || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	for _, name := range []string{"durability", "convergence"} {
-		cr := res.Get(name)
-		t.Logf("%s: %s: %s", name, cr.Verdict, cr.Summary)
-		if cr.Verdict != checker.VerdictOK {
-			t.Errorf("%s: %s %v", name, cr.Summary, cr.Anomalies)
-		}
-	}
+	res := tc.checkOwnCopies(ops, ns, sets, []int{0, 1, 3}, 5*time.Second)
 	if acked := res.Get("durability").Counts["adds_acknowledged"]; acked < 100 {
 		t.Fatalf("only %d acknowledged adds: the load did not run", acked)
 	}
