@@ -116,8 +116,9 @@ func (tc *testCluster) holders(i int, ns, key string) []consistency.NodeID {
 // against members' own copies of the sets s0..s(sets-1) of quorum
 // namespace ns (each member's Holds: the keys whose preference list names
 // it), retrying for up to wait while the copies converge, and reports
-// each checker's verdict as a test error.
-func (tc *testCluster) checkOwnCopies(ops []checker.Op, ns string, sets int, members []int, wait time.Duration) checker.Result {
+// each checker's verdict as a test error; fewer than 100 acknowledged adds
+// (the load did not run) fail the test.
+func (tc *testCluster) checkOwnCopies(ops []checker.Op, ns string, sets int, members []int, wait time.Duration) {
 	tc.t.Helper()
 	var res checker.Result
 	deadline := time.Now().Add(wait)
@@ -149,7 +150,36 @@ func (tc *testCluster) checkOwnCopies(ops []checker.Op, ns string, sets int, mem
 			tc.t.Errorf("%s: %s %v", name, cr.Summary, cr.Anomalies)
 		}
 	}
-	return res
+	if acked := res.Get("durability").Counts["adds_acknowledged"]; acked < 100 {
+		tc.t.Fatalf("only %d acknowledged adds: the load did not run", acked)
+	}
+}
+
+// readBack returns the load's history followed by a final SMEMBERS of
+// every set with read quorum r (named rName in failures) through n2, with
+// op IDs assigned.
+func (l *ringLoad) readBack(r int, rName string) []checker.Op {
+	t := l.tc.t
+	t.Helper()
+	ops := l.ops
+	for k := range l.sets {
+		key := "s" + strconv.Itoa(k)
+		inv := l.now()
+		resp, err := l.tc.call(1, clusterOp{ns: l.ns, r: int32(r)}, "SMEMBERS", key)
+		if err != nil || len(resp.Replies) != 1 || resp.Replies[0].Kind == gen.ReplyKind_ERROR {
+			t.Fatalf("SMEMBERS %s with R=%s at n2: %v %v", key, rName, resp, err)
+		}
+		var vals []string
+		for _, e := range resp.Replies[0].Array {
+			vals = append(vals, string(e.Str))
+		}
+		done := l.now()
+		ops = append(ops, checker.Op{Client: 99, F: checker.FSMembers, Key: key, Invoke: inv, Complete: &done, Outcome: checker.OK, Values: vals, Node: "n2"})
+	}
+	for i := range ops {
+		ops[i].ID = int64(i + 1)
+	}
+	return ops
 }
 
 // TestClusterRingChange (issue 9): three members serve a quorum namespace
@@ -278,31 +308,11 @@ func TestClusterRingChange(t *testing.T) {
 	}
 
 	// Final reads: every set with R=ALL (at its new owners) through n2.
-	ops := load.ops
-	nOK, _, nUnknown := checker.Outcomes(ops)
-	for k := range sets {
-		key := "s" + strconv.Itoa(k)
-		inv := load.now()
-		r, err := tc.call(1, clusterOp{ns: ns, r: int32(quorum.ALL)}, "SMEMBERS", key)
-		if err != nil || len(r.Replies) != 1 || r.Replies[0].Kind == gen.ReplyKind_ERROR {
-			t.Fatalf("SMEMBERS %s with R=ALL at n2: %v %v", key, r, err)
-		}
-		var vals []string
-		for _, e := range r.Replies[0].Array {
-			vals = append(vals, string(e.Str))
-		}
-		done := load.now()
-		ops = append(ops, checker.Op{Client: 99, F: checker.FSMembers, Key: key, Invoke: inv, Complete: &done, Outcome: checker.OK, Values: vals, Node: "n2"})
-	}
-	for i := range ops {
-		ops[i].ID = int64(i + 1)
-	}
+	nOK, _, nUnknown := checker.Outcomes(load.ops)
+	ops := load.readBack(quorum.ALL, "ALL")
 	// Each member's own copy of the keys it holds (read repair of the
 	// R=ALL reads and anti-entropy make them agree).
-	res := tc.checkOwnCopies(ops, ns, sets, []int{1, 2, 3}, 10*time.Second)
-	if acked := res.Get("durability").Counts["adds_acknowledged"]; acked < 100 {
-		t.Fatalf("only %d acknowledged adds: the load did not run", acked)
-	}
+	tc.checkOwnCopies(ops, ns, sets, []int{1, 2, 3}, 10*time.Second)
 	gap := time.Duration(load.maxGap.Load())
 	t.Logf("load: %d ok, %d unknown; longest time without a successful op %v", nOK, nUnknown, gap.Round(time.Millisecond))
 	if gap > 3*time.Second {
@@ -433,31 +443,11 @@ func TestClusterRingRemoveDown(t *testing.T) {
 	close(load.stop)
 	load.wg.Wait()
 
-	ops := load.ops
-	nOK, _, nUnknown := checker.Outcomes(ops)
-	for k := range sets {
-		key := "s" + strconv.Itoa(k)
-		inv := load.now()
-		r, err := tc.call(1, clusterOp{ns: ns, r: int32(quorum.QUORUM)}, "SMEMBERS", key)
-		if err != nil || len(r.Replies) != 1 || r.Replies[0].Kind == gen.ReplyKind_ERROR {
-			t.Fatalf("SMEMBERS %s with R=QUORUM at n2: %v %v", key, r, err)
-		}
-		var vals []string
-		for _, e := range r.Replies[0].Array {
-			vals = append(vals, string(e.Str))
-		}
-		done := load.now()
-		ops = append(ops, checker.Op{Client: 99, F: checker.FSMembers, Key: key, Invoke: inv, Complete: &done, Outcome: checker.OK, Values: vals, Node: "n2"})
-	}
-	for i := range ops {
-		ops[i].ID = int64(i + 1)
-	}
+	nOK, _, nUnknown := checker.Outcomes(load.ops)
+	ops := load.readBack(quorum.QUORUM, "QUORUM")
 	// The new owners' own copies; anti-entropy and read repair are off,
 	// so only the writes and the handoff can make them agree (a short
 	// wait lets the last writes' third puts land).
-	res := tc.checkOwnCopies(ops, ns, sets, []int{0, 1, 3}, 5*time.Second)
-	if acked := res.Get("durability").Counts["adds_acknowledged"]; acked < 100 {
-		t.Fatalf("only %d acknowledged adds: the load did not run", acked)
-	}
+	tc.checkOwnCopies(ops, ns, sets, []int{0, 1, 3}, 5*time.Second)
 	t.Logf("load: %d ok, %d unknown; longest time without a successful op %v", nOK, nUnknown, time.Duration(load.maxGap.Load()).Round(time.Millisecond))
 }
