@@ -185,13 +185,7 @@ func ownerIn(regions []region, reg, key string) consistency.NodeID {
 // through the SplitMix64 finalizer (FNV alone is too weakly mixed for the
 // maximum over nodes to be uniform).
 func placeWeight(kh uint64, node consistency.NodeID) uint64 {
-	x := kh ^ fnvKey(string(node))*0x9e3779b97f4a7c15
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
+	return consistency.Mix64(kh ^ fnvKey(string(node))*0x9e3779b97f4a7c15)
 }
 
 // movedIn reports whether key's owner in region reg differs between the

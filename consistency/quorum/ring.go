@@ -4,18 +4,13 @@ import (
 	"hash/fnv"
 	"sort"
 	"strconv"
+
+	"github.com/dialkv/dialkv/consistency"
 )
 
-// mix64 is the splitmix64 finalizer: it spreads FNV hashes of similar
-// strings over the whole ring.
-func mix64(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
-}
+// mix64 is consistency.Mix64 (the SplitMix64 finalizer): it spreads FNV
+// hashes of similar strings over the whole ring.
+func mix64(x uint64) uint64 { return consistency.Mix64(x) }
 
 func hashString(s string) uint64 {
 	h := fnv.New64a()
