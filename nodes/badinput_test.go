@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -231,5 +232,37 @@ func badInput(t *testing.T, mode transport.ConnMode) {
 				t.Fatalf("acknowledged %s = %v, %v after the bad input", k, r, err)
 			}
 		}
+	}
+}
+
+// TestMaxBatch: a batch or transaction over --max-batch is refused with a
+// typed InvalidArgument naming the limit, and none of it runs; a batch at
+// the limit is served.
+func TestMaxBatch(t *testing.T) {
+	n := startNode(t, Config{Engine: "memory", MaxBatch: 3})
+	c := dial(t, n.Addr())
+	ctx := context.Background()
+	sets := func(k int) []*gen.Command {
+		var out []*gen.Command
+		for i := range k {
+			out = append(out, cmd("SET", fmt.Sprint("k", i), "v"))
+		}
+		return out
+	}
+	var ia *gen.InvalidArgument
+	if _, err := c.Execute(ctx, noOpts(), sets(4)); !errors.As(err, &ia) || !strings.Contains(ia.Message, "--max-batch") {
+		t.Fatalf("batch of 4 over --max-batch 3: %v, want InvalidArgument naming --max-batch", err)
+	}
+	stale := int64(0)
+	conds := []*gen.Condition{{Key: []byte("k0"), Kind: gen.ConditionKind_VERSION, Version: &stale}}
+	if _, err := c.Transaction(ctx, noOpts(), conds, sets(3)); !errors.As(err, &ia) {
+		t.Fatalf("transaction of 1 condition + 3 commands over --max-batch 3: %v, want InvalidArgument", err)
+	}
+	r, err := c.Call(ctx, noOpts(), cmd("EXISTS", "k0", "k1", "k2", "k3"))
+	if err != nil || len(r.Replies) != 1 || r.Replies[0].GetIntVal() != 0 {
+		t.Fatalf("after the refused batches EXISTS = %v, %v; want 0 (nothing ran)", r, err)
+	}
+	if resp, err := c.Execute(ctx, noOpts(), sets(3)); err != nil || len(resp.Replies) != 3 {
+		t.Fatalf("batch of 3 at the limit: %v, %v", resp, err)
 	}
 }

@@ -174,6 +174,18 @@ func (h *handler) Call(ctx context.Context, o *gen.RequestOptions, cmd *gen.Comm
 	return &gen.ExecuteResponse{Replies: []*gen.Reply{transport.ReplyFromCore(resp.Reply, resp.Values)}, Token: resp.Token, ServedBy: h.served()}, nil
 }
 
+// DefaultMaxBatch is the default of Config.MaxBatch (--max-batch).
+const DefaultMaxBatch = 10000
+
+// checkBatch refuses a batch or transaction of n commands (and conditions)
+// over the node's --max-batch, before any of it is decoded or run.
+func (h *handler) checkBatch(n int) error {
+	if n > h.n.cfg.MaxBatch {
+		return &gen.InvalidArgument{Message: fmt.Sprintf("ERR batch of %d commands is over the limit of %d (--max-batch)", n, h.n.cfg.MaxBatch), Code: "ERR"}
+	}
+	return nil
+}
+
 func (h *handler) Execute(ctx context.Context, o *gen.RequestOptions, cmds []*gen.Command) (_ *gen.ExecuteResponse, err error) {
 	start := time.Now()
 	defer func() {
@@ -183,6 +195,9 @@ func (h *handler) Execute(ctx context.Context, o *gen.RequestOptions, cmds []*ge
 	}()
 	if o == nil {
 		o = &gen.RequestOptions{}
+	}
+	if err := h.checkBatch(len(cmds)); err != nil {
+		return nil, err
 	}
 	cs, err := transport.CommandsToCore(cmds)
 	if err != nil {
@@ -280,6 +295,9 @@ func (h *handler) Transaction(ctx context.Context, o *gen.RequestOptions, conds 
 	defer func() { h.n.metrics.observe("transaction", outcome(err), start) }()
 	if o == nil {
 		o = &gen.RequestOptions{}
+	}
+	if err := h.checkBatch(len(cmds) + len(conds)); err != nil {
+		return nil, err
 	}
 	txn := core.Txn{Conds: make([]core.Condition, len(conds))}
 	for i, c := range conds {

@@ -32,6 +32,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		maxConns      = fs.Int("max-conns", transport.DefaultMaxConns, "client connections beyond this are refused with an UNAVAILABLE error")
 		idle          = fs.Duration("idle-timeout", transport.DefaultIdleTimeout, "close client connections silent this long")
 		maxFrame      = fs.Int("max-frame", transport.DefaultMaxFrame, "largest request frame in bytes; a larger frame closes the connection")
+		maxBatch      = fs.Int("max-batch", DefaultMaxBatch, "most commands in one batch or transaction; a larger one is refused with ERR before any of it runs")
 		protocol      = fs.String("protocol", "binary", "Thrift protocol: binary or compact (clients must match)")
 		connMode      = fs.String("conn-mode", "epoll", "connection handling: epoll (Linux: no goroutine per idle connection) or goroutine")
 		connInline    = fs.Bool("conn-inline", true, "epoll mode: serve small local-strategy commands on the event loop when they need not wait (false: every request on a worker goroutine)")
@@ -125,7 +126,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	n, err := startMember(Config{
 		ID: *id, Listen: *listen, DataDir: *data, Fsync: policy, SyncInterval: *syncEvery,
 		MetricsAddr: *metrics, AdminAddr: *admin, CacheSize: cache, CheckpointEvery: *cpEvery, CheckpointRetain: *cpRetain, Protocol: proto, ConnMode: mode, NoInline: !*connInline, MaxConns: *maxConns, IdleTimeout: *idle,
-		MaxFrame: *maxFrame, Engine: *engine, SubscriptionTTL: *subTTL,
+		MaxFrame: *maxFrame, MaxBatch: *maxBatch, Engine: *engine, SubscriptionTTL: *subTTL,
 		Limits: core.Limits{MaxValueSize: *maxValue}, Logger: logger, Version: buildVersion(),
 		Strategies: map[string]StrategyFactory{"raft": RaftStrategy}, Security: sec, ClockOffset: *clockOff,
 		RaftScrubEvery: *scrubEvery, RaftScrubRate: *scrubRate, ReplicaScrubEvery: *repScrubEvery, ReplicaScrubRate: *repScrubRate,

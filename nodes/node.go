@@ -59,6 +59,10 @@ type Config struct {
 	MaxConns    int
 	IdleTimeout time.Duration
 	MaxFrame    int
+	// MaxBatch is the most commands one Execute batch or Transaction may
+	// carry (--max-batch); a larger one is refused with ERR before any of
+	// it runs. Default DefaultMaxBatch.
+	MaxBatch int
 	// Engine is "pebble" (default) or "memory" (tests: nothing survives a
 	// restart).
 	Engine string
@@ -175,6 +179,9 @@ func (c *Config) fill() error {
 	}
 	if c.SubscriptionTTL <= 0 {
 		c.SubscriptionTTL = 60 * time.Second
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = DefaultMaxBatch
 	}
 	if c.DefaultDeadline <= 0 {
 		c.DefaultDeadline = 5 * time.Second
