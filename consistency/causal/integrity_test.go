@@ -149,13 +149,11 @@ func TestCorruptQueueInSiblingsModeFailsTyped(t *testing.T) {
 	}
 }
 
-// TestCorruptRecordIsATypedError: with a single region (no other copy), a
-// record that fails its checksum is answered with a CORRUPTION error,
-// never decoded into a wrong value, and the node keeps serving its other
-// keys; the corrupt read is reported once as a corruption sample.
-func TestCorruptRecordIsATypedError(t *testing.T) {
-	c := newCluster(t, 14, "us:u1,u2", "")
-	x, y := keysWithOwners1(t, c)
+// writeThenCorrupt writes x=vx and y=vy at their us owners, lets them
+// settle, and corrupts x's stored record while its owner is down; it
+// returns x's owner, restarted.
+func writeThenCorrupt(t *testing.T, c *cluster, x, y string) consistency.NodeID {
+	t.Helper()
 	ox := c.nodes["u1"].rep.owner("us", x)
 	oy := c.nodes["u1"].rep.owner("us", y)
 	c.do(ox, nil, "SET", x, "vx")
@@ -166,6 +164,17 @@ func TestCorruptRecordIsATypedError(t *testing.T) {
 		t.Fatal("record not found")
 	}
 	c.restart(ox)
+	return ox
+}
+
+// TestCorruptRecordIsATypedError: with a single region (no other copy), a
+// record that fails its checksum is answered with a CORRUPTION error,
+// never decoded into a wrong value, and the node keeps serving its other
+// keys; the corrupt read is reported once as a corruption sample.
+func TestCorruptRecordIsATypedError(t *testing.T) {
+	c := newCluster(t, 14, "us:u1,u2", "")
+	x, y := keysWithOwners1(t, c)
+	ox := writeThenCorrupt(t, c, x, y)
 	r := c.do(ox, nil, "GET", x)
 	if r.Reply.Kind != core.KindError || r.Reply.Err.Code != core.CodeCorruption {
 		t.Fatalf("GET of a corrupt record: %s, want a CORRUPTION error", replyString(r.Reply))
@@ -221,16 +230,7 @@ func TestCorruptRecordIsRefetched(t *testing.T) {
 		t.Run(mode+"/replicated", func(t *testing.T) {
 			c := newClusterWith(t, 14, twoRegions, "", map[string]string{"resolve": mode})
 			x, y := keysWithOwners(t, c)
-			ox := c.nodes["u1"].rep.owner("us", x)
-			oy := c.nodes["u1"].rep.owner("us", y)
-			c.do(ox, nil, "SET", x, "vx")
-			c.do(oy, nil, "SET", y, "vy")
-			c.run(time.Second)
-			c.crash(ox)
-			if corruptStored(t, c, ox, prefixValue+x) != 1 {
-				t.Fatal("record not found")
-			}
-			c.restart(ox)
+			ox := writeThenCorrupt(t, c, x, y)
 			c.partition("us", "eu", true) // the repair cannot finish yet
 			r := c.do(ox, nil, "GET", x)
 			if r.Reply.Kind != core.KindError || r.Reply.Err.Code != consistency.CodeUnavailable || !strings.Contains(r.Reply.Err.Error(), "checksum") {
