@@ -41,6 +41,12 @@ type msg struct {
 	markers []keyDigest
 	final   bool
 	ringVer uint64 // AAE: the sender's ring version (0: not sent, an older sender)
+	// covered (mPut) says that the sender sends the same object to the
+	// key's new owners itself (a joint write's put, a handoff push): an
+	// old owner that already handed the key off need not push it again.
+	// A put without it (a hint delivered, a read repair) is pushed again
+	// during a ring change's stream (rebalance.go, changedInStream).
+	covered bool
 }
 
 type keyObj struct {
@@ -76,6 +82,11 @@ func encodeMsg(m *msg) []byte {
 		e.str(m.key)
 		e.str(string(m.hintFor))
 		e.bytes(encodeObject(m.obj))
+		if m.covered {
+			// A trailing field: older decoders ignore it (and then push
+			// again, which is only redundant).
+			e.boolean(true)
+		}
 	case mPutAck:
 		e.boolean(m.ok)
 	case mAAERoots, mAAELeaves, mAAEPush:
@@ -143,6 +154,9 @@ func decodeMsg(b []byte) (*msg, error) {
 		m.key = d.str()
 		m.hintFor = nodeID(d.str())
 		m.obj = obj()
+		if d.err == nil && len(d.b) > 0 {
+			m.covered = d.boolean()
+		}
 	case mPutAck:
 		m.ok = d.boolean()
 	case mAAERoots, mAAELeaves, mAAEPush:

@@ -25,11 +25,14 @@ import (
 //     tombstones) to each gained node, batched and throttled, each push
 //     acknowledged once durable. The replica reports done (RingStatus
 //     Pending 0) when no push is queued or unacknowledged and it holds no
-//     hints. Writes during the stream need no push (they are acknowledged
-//     by the new owners too), but an object that changes after its push
-//     for another reason (a hint of a write from before the change
-//     delivered late) is marked dirty — not counted as pending, so that a
-//     steady write load cannot hold the change back.
+//     hints. Writes during the stream need no push (they reach the new
+//     owners too: their puts say so, msg.covered); an object that changes
+//     after its push for another reason (a hint of a write from before
+//     the change delivered late, a read repair) is pushed again
+//     (changedInStream), and a push not acknowledged when the stable ring
+//     comes becomes a hint. A covered change at an owner that leaves the
+//     key is only marked dirty — not counted as pending, so that a steady
+//     write load cannot hold the change back.
 //  3. stable (Prev=nil, Members=B): the ring is B. A replica whose stream
 //     finished drops the objects it no longer owns (every new owner
 //     acknowledged them) except dirty ones; those, and all of them when
@@ -125,13 +128,17 @@ func (r *Replica) SetRing(now time.Time, s RingState) error {
 	// A node removed as down that took part anyway (it pulled the list)
 	// pushed nothing: it keeps what it held as hints (settleRing).
 	done := wasStream && r.pendingHandoff() == 0 && !r.downLeaving[r.id]
-	// Keys whose last version may not have reached their new owners.
+	// Keys whose last version may not have reached their new owners, and
+	// the pushes not acknowledged (a key we keep: only those dests).
 	unsure := r.handDirty
+	var unsent []handItem
 	for _, it := range r.handQ {
 		unsure[it.key] = true
+		unsent = append(unsent, it)
 	}
 	for _, h := range r.handOps {
 		unsure[h.key] = true
+		unsent = append(unsent, h.handItem)
 	}
 	r.handDirty = map[string]bool{}
 	r.ringVer = s.Version
@@ -175,14 +182,32 @@ func (r *Replica) SetRing(now time.Time, s RingState) error {
 		}
 		return nil
 	}
-	return r.settleRing(done, unsure)
+	return r.settleRing(done, unsure, unsent)
 }
 
 // settleRing, on a stable ring, moves out what this replica no longer
 // owns: dropped when its stream finished (the new owners acknowledged
 // it), else kept as hints for the new owners. Hints held for nodes no
-// longer in the ring go to their key's owners the same way.
-func (r *Replica) settleRing(streamed bool, unsure map[string]bool) error {
+// longer in the ring go to their key's owners the same way. A push of a
+// key we keep that was not acknowledged (unsent: a push queued again by
+// changedInStream after the driver last saw the replica idle) becomes a
+// hint for its destination, so it is still delivered.
+func (r *Replica) settleRing(streamed bool, unsure map[string]bool, unsent []handItem) error {
+	sort.Slice(unsent, func(i, j int) bool {
+		if unsent[i].key != unsent[j].key {
+			return unsent[i].key < unsent[j].key
+		}
+		return unsent[i].dest < unsent[j].dest
+	})
+	for _, it := range unsent {
+		e := r.objs[it.key]
+		if e == nil || !r.ring.isOwner(e.seg, r.id) || !r.ring.isOwner(e.seg, it.dest) {
+			continue // a key we drop is handled below
+		}
+		if err := r.rehome(it.dest, it.key, e.obj); err != nil {
+			return err
+		}
+	}
 	var keys []string
 	for k, e := range r.objs {
 		if !r.ring.isOwner(e.seg, r.id) {
@@ -356,14 +381,30 @@ func (r *Replica) enqueueHandoff(key string) {
 	}
 }
 
-// markDirty notes, during the stream, that an object changed which we
-// own in the old ring only and may already have pushed: settleRing keeps
-// it as hints for its new owners instead of dropping it.
-func (r *Replica) markDirty(key string) {
-	if r.prev == nil || !r.stream || !r.prev.isOwner(r.prev.segment(key), r.id) || r.ring.isOwner(r.ring.segment(key), r.id) {
+// changedInStream is called when the main store's object of key changed
+// during a ring change's stream, at an old owner of key (else it does
+// nothing). covered says the write reaches the key's new owners without
+// us (a joint write, a handoff push). One that does not — a hint
+// delivered late, a read repair — is pushed again (queued like the
+// stream's pushes, so the change waits for it; an ordering rule: a hint
+// delivered after this replica pushed the key's segment would otherwise
+// reach the new owners only with anti-entropy after the change, and with
+// the write's coordinator removed as down it may sit on fewer than W of
+// them meanwhile). A covered change at an owner that will not own the key
+// is only marked dirty: settleRing keeps it as hints for the new owners
+// instead of dropping it, and a steady write load on hot keys does not
+// hold the stream back.
+func (r *Replica) changedInStream(key string, covered bool) {
+	if r.prev == nil || !r.stream || r.downLeaving[r.id] || !r.prev.isOwner(r.prev.segment(key), r.id) {
 		return
 	}
-	r.handDirty[key] = true
+	if !covered {
+		r.enqueueHandoff(key)
+		return
+	}
+	if !r.ring.isOwner(r.ring.segment(key), r.id) {
+		r.handDirty[key] = true
+	}
 }
 
 // pumpHandoff sends queued pushes, at most handoffBatch in flight per
@@ -402,7 +443,7 @@ func (r *Replica) pumpHandoff() {
 		id := r.newID()
 		r.handOps[id] = handOp{handItem: it, deadline: r.now.Add(r.p.timeout)}
 		r.handInflight[it.dest]++
-		r.send(it.dest, &msg{kind: mPut, op: id, key: it.key, obj: e.obj})
+		r.send(it.dest, &msg{kind: mPut, op: id, key: it.key, obj: e.obj, covered: true})
 	}
 	r.handQ = keep
 }

@@ -410,3 +410,124 @@ func ringRemoveDown(t *testing.T, noDown bool) ([]string, *ringTest) {
 	old := newRing(four, c.rep(n1).p.vnodes, 3)
 	return rt.missingOf(func(k string) bool { return old.isOwner(old.segment(k), n3) }), rt
 }
+
+// TestRingChangeLateHint: a hint that reaches a surviving old owner during
+// the stream, after that owner pushed the key, must still reach the key's
+// other new owners. n3 coordinates a write while it suspects owner b and
+// cannot reach owner a: it is acknowledged by n3 and by a fallback f that
+// holds it as a hint for b. n3 then goes down for good and is removed
+// with Down; f's hint reaches b only once b has pushed the key. So the
+// write survives only at b (its coordinator is gone, a and f never got
+// it), and every new owner's own copy must have it after the change
+// (anti-entropy and read repair off). "stable-first" makes the driver
+// hand out the stable ring while b's second push to a cannot get through
+// (the driver saw b idle before the hint arrived): b keeps it as a hint.
+// Without the push again (changedInStream), or without those hints
+// (settleRing's unsent), the key misses at a and f.
+func TestRingChangeLateHint(t *testing.T) {
+	for _, stableFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stable-first=%v", stableFirst), func(t *testing.T) {
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Logf("reproduce: go test -count=1 -run 'TestRingChangeLateHint/stable-first=%v' -v ./consistency/quorum", stableFirst)
+				}
+			})
+			ringLateHint(t, stableFirst)
+		})
+	}
+}
+
+func ringLateHint(t *testing.T, stableFirst bool) {
+	n3 := nodeID("n3")
+	params := p("n", "3", "r", "2", "w", "2", "aae_interval", "1h", "read_repair", RepairOff)
+	c := newCluster(t, 5, params, "", 1)
+	all := append([]nodeID(nil), c.ids...)
+	var after []nodeID
+	for _, id := range all {
+		if id != n3 {
+			after = append(after, id)
+		}
+	}
+	// A key n3 owns; a and b are its other owners, f the first fallback.
+	var key string
+	var a, b, f nodeID
+	for i := 0; key == ""; i++ {
+		k := fmt.Sprintf("late%d", i)
+		seg := c.rep(n3).ring.segment(k)
+		own := c.rep(n3).ring.owners(seg)
+		if !hasID(own, n3) {
+			continue
+		}
+		var others []nodeID
+		for _, o := range own {
+			if o != n3 {
+				others = append(others, o)
+			}
+		}
+		key, a, b, f = k, others[0], others[1], c.rep(n3).ring.fallbacks(seg)[0]
+	}
+	rt := &ringTest{c: c, acked: map[string]string{}}
+	c.rep(n3).SetPeerState(b, false)
+	c.blocked[[2]nodeID{n3, a}] = true
+	if r := c.do(n3, def, nil, "SET", key, "late"); str(r) != "OK" {
+		c.fatalf("SET %s at n3 (acked by n3 and %s's hint for %s): %s", key, f, b, str(r))
+	}
+	if c.rep(f).hints[b][key] == nil {
+		c.fatalf("%s holds no hint of %s for %s: the scenario tests nothing", f, key, b)
+	}
+	// n3 goes down for good; f's hints cannot reach b until b pushed.
+	c.isolate(n3)
+	rt.down = []nodeID{n3}
+	c.blocked[[2]nodeID{f, b}] = true
+	rt.setRing(RingState{Members: after, Prev: all})
+	c.run(1500 * time.Millisecond)
+	rt.setRing(RingState{Members: after, Prev: all, Stream: true})
+	idle := func(id nodeID) bool { st := c.rep(id).RingStatus(); return st.Queued+st.Inflight == 0 }
+	for i := 0; !idle(b); i++ {
+		if i > 1000 {
+			c.fatalf("%s did not push its keys", b)
+		}
+		c.step()
+	}
+	delete(c.blocked, [2]nodeID{f, b})
+	if stableFirst {
+		// b's push to a cannot get through; the driver saw b idle before
+		// f's hint arrived and hands out the stable ring once f is done.
+		c.blocked[[2]nodeID{b, a}] = true
+		for i := 0; c.rep(f).RingStatus().Hints > 0; i++ {
+			if i > 1000 {
+				c.fatalf("%s did not hand its hint to %s: %+v %v", f, b, c.rep(f).RingStatus(), c.rep(f).hints)
+			}
+			c.step()
+		}
+		if idle(b) {
+			c.fatalf("%s took the late hint without queuing a push: the scenario tests nothing", b)
+		}
+		rt.setRing(RingState{Members: after})
+		delete(c.blocked, [2]nodeID{b, a})
+		c.run(time.Second) // hinted handoff
+	} else {
+		for i := 0; ; i++ {
+			pending := 0
+			for _, id := range rt.live() {
+				pending += c.rep(id).RingStatus().Pending
+			}
+			if pending == 0 {
+				break
+			}
+			if i > 1000 {
+				c.fatalf("handoff not done: %d pending", pending)
+			}
+			c.step()
+		}
+		rt.setRing(RingState{Members: after})
+	}
+	rt.drain()
+	for _, o := range c.rep(a).Holders(key) {
+		if got := c.dump(o)[key]; got != `"late"` {
+			c.fatalf("%s at new owner %s: %s, want \"late\" (a=%s b=%s f=%s)", key, o, got, a, b, f)
+		}
+	}
+	rt.acked[key] = "late"
+	rt.readAll()
+}

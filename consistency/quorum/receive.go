@@ -70,7 +70,7 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 				}
 			}
 		case x.hintFor == "" || x.hintFor == r.id:
-			err = r.mergeMain(x.key, x.obj)
+			err = r.mergeMainFrom(x.key, x.obj, x.covered)
 		default:
 			ok, err = r.storeHint(x.hintFor, x.key, x.obj)
 		}

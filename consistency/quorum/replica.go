@@ -484,7 +484,12 @@ func (r *Replica) normalize(o *Object) {
 
 // mergeMain merges an object into the main store and persists it if it
 // changed.
-func (r *Replica) mergeMain(key string, o *Object) error {
+func (r *Replica) mergeMain(key string, o *Object) error { return r.mergeMainFrom(key, o, false) }
+
+// mergeMainFrom is mergeMain for a write that covered says reaches the
+// key's new owners during a ring change without this replica's help (a
+// joint write's put, a handoff push; see changedInStream).
+func (r *Replica) mergeMainFrom(key string, o *Object, covered bool) error {
 	e := r.objs[key]
 	if e == nil {
 		if dg, ok := r.recentGC[key]; ok && dg == o.digest() {
@@ -504,7 +509,7 @@ func (r *Replica) mergeMain(key string, o *Object) error {
 	}
 	e.obj, e.digest = n, dg
 	r.objs[key] = e
-	r.markDirty(key) // during a ring change's stream (rebalance.go)
+	r.changedInStream(key, covered) // during a ring change's stream (rebalance.go)
 	return nil
 }
 
@@ -816,7 +821,7 @@ func (r *Replica) beginPut(o *op, base *Object) {
 			return
 		}
 	}
-	if err := r.mergeMain(o.key, nobj); err != nil {
+	if err := r.mergeMainFrom(o.key, nobj, o.newOwn != nil); err != nil {
 		delete(r.ops, o.id)
 		r.respond(o, errReply(o.req.ID, core.AsError(err)))
 		return
@@ -859,7 +864,7 @@ func (r *Replica) startPhase1(o *op, obj *Object, need int, only map[nodeID]bool
 					o.acks[r.id] = true
 					continue
 				}
-				if err := r.mergeMain(o.key, obj); err == nil {
+				if err := r.mergeMainFrom(o.key, obj, o.jointAcks); err == nil {
 					o.acks[r.id] = true
 				}
 			}
@@ -872,7 +877,7 @@ func (r *Replica) startPhase1(o *op, obj *Object, need int, only map[nodeID]bool
 			}
 		}
 		o.sent[t.node] = true
-		r.send(t.node, &msg{kind: mPut, op: o.id, key: o.key, hintFor: t.hintFor, obj: obj})
+		r.send(t.node, &msg{kind: mPut, op: o.id, key: o.key, hintFor: t.hintFor, obj: obj, covered: o.jointAcks})
 	}
 	r.progress(o)
 }
