@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -208,8 +209,17 @@ func validFenceID(id string) bool {
 }
 
 // RaiseFence raises the node's write fence id for lease (0: the default)
-// and waits for the writes in flight (see writeFence).
+// and waits for the writes in flight (see writeFence). The node's causal
+// replicas hold their records until the fence is lowered (holdCausal).
 func (n *Node) RaiseFence(id string, lease time.Duration) (FenceStatus, error) {
+	return n.raiseFence(id, lease, true)
+}
+
+// raiseFence is RaiseFence; hold false leaves the causal replicas
+// applying remote writes during the fence (the cut is then not causally
+// closed with several regions: the control of the cut test,
+// TestClusterBackupCausalRegions, asked for with ?hold=false).
+func (n *Node) raiseFence(id string, lease time.Duration, hold bool) (FenceStatus, error) {
 	if !validFenceID(id) {
 		return FenceStatus{}, fmt.Errorf("write fence: bad id %q (want 1-64 of [A-Za-z0-9_-])", id)
 	}
@@ -218,10 +228,22 @@ func (n *Node) RaiseFence(id string, lease time.Duration) (FenceStatus, error) {
 	}
 	lease = min(lease, MaxFenceLease)
 	st, err := n.fence.raise(id, lease, func(id string, held time.Duration, refused int64) {
+		n.holdCausal(false)
 		n.log.Warn("write fence lapsed: its lease ended before it was lowered", "fence", id, "held", held, "refused", refused)
 	})
 	if err != nil {
 		return st, err
+	}
+	if hold {
+		// Ordering rule: the causal replicas hold their records from
+		// here until the fence is lowered, so that this node's
+		// checkpoint, taken after every node raised its fence, holds no
+		// remote write applied after another node's checkpoint
+		// (causal.Replica.HoldRemote).
+		n.holdCausal(true)
+		if !n.fence.held(id) {
+			n.holdCausal(false) // lapsed meanwhile
+		}
 	}
 	h := n.replicaHints()
 	n.fence.mu.Lock()
@@ -247,8 +269,33 @@ func (n *Node) LowerFence(id string) (FenceStatus, error) {
 		}
 		return st, fmt.Errorf("%w: fence %s is not raised", ErrFenceNotRaised, id)
 	}
+	n.holdCausal(false)
 	n.log.Info("write fence lowered", "fence", id, "held", st.Held, "refused", st.Refused)
 	return st, nil
+}
+
+// remoteHolder is implemented by replicas that can hold their records
+// still for a backup's cut (causal.Replica).
+type remoteHolder interface {
+	HoldRemote(now time.Time, hold bool)
+}
+
+// holdCausal starts or ends the hold of every causal replica of the node
+// (see causal.Replica.HoldRemote): while a fence is raised they apply no
+// remote write, repair or handoff push, so the checkpoints of a
+// multi-region causal namespace are causally closed in every region.
+func (n *Node) holdCausal(hold bool) {
+	for _, ns := range n.namespaceList() {
+		cs, ok := ns.svc.(*clusterService)
+		if !ok {
+			continue
+		}
+		cs.Call(func(r consistency.Replica) {
+			if h, ok := r.(remoteHolder); ok {
+				h.HoldRemote(time.Now(), hold)
+			}
+		})
+	}
 }
 
 // snapshotDir is where the checkpoint under fence id is kept until fetched.
@@ -347,7 +394,8 @@ func (n *Node) removeStaleSnapshots() {
 
 // Admin API of the fence (registered by startAdmin):
 //
-//	POST   /v1/fence?id=ID[&lease=D]  raise, wait for the writes in flight: 200 FenceStatus; 409 another fence; 503 the drain timed out
+//	POST   /v1/fence?id=ID[&lease=D][&hold=false]  raise, wait for the writes in flight: 200 FenceStatus; 409 another fence; 503 the drain timed out
+//	                                  (hold=false: causal replicas keep applying remote writes; not one cut with several regions — a test's control)
 //	DELETE /v1/fence?id=ID            lower: 200 FenceStatus (held, refused); 409 not raised (lapsed: the cut is not guaranteed)
 //	GET    /v1/fence                  the fence's state
 //	POST   /v1/snapshot?fence=ID      checkpoint under fence ID: 200 CheckpointManifest; 409 fence not raised, or a ring change
@@ -376,7 +424,16 @@ func (n *Node) registerFence(mux *http.ServeMux) {
 			}
 			lease = d
 		}
-		st, err := n.RaiseFence(fid, lease)
+		hold := true
+		if v := r.URL.Query().Get("hold"); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				http.Error(w, "hold: want true or false", http.StatusBadRequest)
+				return
+			}
+			hold = b
+		}
+		st, err := n.raiseFence(fid, lease, hold)
 		switch {
 		case err == nil:
 			writeJSON(w, st)

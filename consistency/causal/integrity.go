@@ -325,8 +325,13 @@ func (r *Replica) onFetchReply(now time.Time, in msg) {
 		}
 	}
 	rp.applying = true
-	r.await(now, r.prune(deps), time.Time{}, func(now time.Time, _ []Dep) {
+	var store func(now time.Time, _ []Dep)
+	store = func(now time.Time, _ []Dep) {
 		if r.repairs[key] != rp {
+			return
+		}
+		if r.held {
+			r.deferred = append(r.deferred, func(now time.Time) { store(now, nil) })
 			return
 		}
 		delete(r.repairs, key)
@@ -352,5 +357,6 @@ func (r *Replica) onFetchReply(now time.Time, in msg) {
 		r.stats.Repaired++
 		r.changed(key)
 		r.recheck(now, key)
-	}, func(time.Time) {})
+	}
+	r.await(now, r.prune(deps), time.Time{}, store, func(time.Time) {})
 }

@@ -547,8 +547,8 @@ func (r *Replica) sendPushes(now time.Time) {
 // it once durable.
 func (r *Replica) onHandoff(now time.Time, from consistency.NodeID, in msg) {
 	e := in.Entry
-	if e == nil {
-		return
+	if e == nil || r.held {
+		return // (held: a backup's fence) not acknowledged: the sender retries
 	}
 	cur, err := r.load(e.Key)
 	if err != nil {

@@ -278,6 +278,14 @@ type Replica struct {
 	// skipHandoff is set by this package's tests only (the negative
 	// control of TestAddNodeToRegionHandsOffKeys): nothing is handed off.
 	skipHandoff bool
+
+	// held (HoldRemote, a cluster backup's fence): no record changes
+	// here but by this node's own client writes. Remote writes and
+	// repairs whose dependencies are visible wait in deferred, applied in
+	// order at the release; handoff pushes are not acknowledged (their
+	// sender resends them).
+	held     bool
+	deferred []func(now time.Time)
 }
 
 // Stats are counters for metrics and experiments.
@@ -1213,7 +1221,14 @@ func (r *Replica) onReplicate(now time.Time, from consistency.NodeID, in msg) {
 	if r.inflight[k] {
 		return // already waiting for its dependencies
 	}
-	apply := func(now time.Time, _ []Dep) {
+	var apply func(now time.Time, _ []Dep)
+	apply = func(now time.Time, _ []Dep) {
+		if r.held {
+			// A backup's fence: applied at the release (still in
+			// inflight, so a resend meanwhile is not queued twice).
+			r.deferred = append(r.deferred, func(now time.Time) { apply(now, nil) })
+			return
+		}
 		delete(r.inflight, k)
 		if r.region == "" || r.owner(r.region, e.Key) != r.id || r.frozen(e.Key) {
 			return // the key moves or moved while the write waited: resent to its new owner

@@ -47,6 +47,14 @@ type backupCluster struct {
 // peer TLS (startSecure's flags), and clients log in with the "ops" token.
 func startBackupCluster(t testing.TB, dirs []string, p func(string) string) *backupCluster {
 	t.Helper()
+	return startBackupClusterDelay(t, dirs, p, nil)
+}
+
+// startBackupClusterDelay is startBackupCluster where node i's peer
+// messages to node j are delayed by delay(i, j) (nil: none), as between
+// regions (ClusterConfig.PeerDelay).
+func startBackupClusterDelay(t testing.TB, dirs []string, p func(string) string, delay func(i, j int) time.Duration) *backupCluster {
+	t.Helper()
 	addrs := loopbackPorts(t, 3*len(dirs))
 	bc := &backupCluster{t: t, admins: map[string]string{}}
 	secs := make([]security.Settings, len(dirs))
@@ -71,11 +79,20 @@ func startBackupCluster(t testing.TB, dirs []string, p func(string) string) *bac
 	bc.nodes = make([]*nodes.ClusterNode, len(dirs))
 	errs := make(chan error, len(dirs))
 	for i := range dirs {
+		var pd map[string]time.Duration
+		if delay != nil {
+			pd = map[string]time.Duration{}
+			for j := range dirs {
+				if d := delay(i, j); d > 0 {
+					pd[bc.peers[j].ID] = d
+				}
+			}
+		}
 		go func() {
 			cn, err := nodes.StartClusterNode(
 				nodes.Config{ID: bc.peers[i].ID, Listen: bc.peers[i].Client, DataDir: dirs[i], Fsync: core.SyncAlways,
 					AdminAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler), Security: secs[i]},
-				nodes.ClusterConfig{Name: "bk", Peers: bc.peers, CatalogSync: 200 * time.Millisecond})
+				nodes.ClusterConfig{Name: "bk", Peers: bc.peers, CatalogSync: 200 * time.Millisecond, PeerDelay: pd})
 			bc.nodes[i] = cn
 			errs <- err
 		}()

@@ -43,6 +43,11 @@ type BackupOptions struct {
 	// beforeCheckpoint, if set, runs before a node's checkpoint is asked
 	// for (tests: spread the checkpoints out in time).
 	beforeCheckpoint func(id string)
+	// noCausalHold (tests: the control of TestClusterBackupCausalRegions)
+	// raises the fences with hold=false: causal replicas keep applying
+	// remote writes during the cut, which is then not causally closed
+	// with several regions.
+	noCausalHold bool
 }
 
 // CutReport is how a backup's cut was taken (BackupManifest.Cut).
@@ -144,6 +149,9 @@ func (a AdminHTTP) backupCut(admins map[string]string, ids []string, out string,
 	err = onEach(ids, func(id string) error {
 		var st nodes.FenceStatus
 		q := url.Values{"id": {fid}, "lease": {lease.String()}}
+		if o.noCausalHold {
+			q.Set("hold", "false")
+		}
 		if err := a.call(hc, http.MethodPost, admins[id], "/v1/fence", q, &st); err != nil {
 			return err
 		}
