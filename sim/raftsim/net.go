@@ -3,7 +3,6 @@ package raftsim
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
@@ -18,9 +17,6 @@ import (
 
 	"github.com/dialkv/dialkv/sim/netmodel"
 )
-
-// errUnreachable fails a snapshot stream across a cut link.
-var errUnreachable = errors.New("raftsim: unreachable")
 
 // Network is the simulator-owned transport shared by every NodeHost of a
 // run; the link state (partitions, clogs, drop and duplication rates,
@@ -353,13 +349,25 @@ func (c *conn) SendMessageBatch(batch pb.MessageBatch) error {
 type snapConn struct {
 	t      *transport
 	target string
+	// broken: a chunk of this stream was lost or refused, so the rest of
+	// the stream is lost too (a TCP stream the receiver closed).
+	broken bool
 }
 
 func (c *snapConn) Close() {}
 
 // SendChunk delivers synchronously (the chunks of one snapshot stay in
-// order); a cut link or paused peer fails the stream, which Dragonboat
-// retries later.
+// order). A chunk across a cut or clogged link, to a paused or crashed
+// peer, or refused by the receiver (Dragonboat's chunk tracker refuses
+// out-of-order chunks and snapshots it no longer needs) is lost with the
+// rest of its stream, and SendChunk still reports success: an error would
+// trip Dragonboat's circuit breaker for the peer, which then drops every
+// message to it for a backoff of 500 ms ± 50% drawn from the global
+// math/rand — neither reproducible from the seed nor a fault the plan
+// asked for. For Raft the two outcomes are alike: the leader puts the
+// follower in wait state whether the stream failed or not
+// (handleLeaderSnapshotStatus), and probes it again at its next heartbeat
+// response. Every chunk is traced (sent, lost or refused).
 func (c *snapConn) SendChunk(chunk pb.Chunk) error {
 	n := c.t.net
 	n.mu.Lock()
@@ -367,16 +375,31 @@ func (c *snapConn) SendChunk(chunk pb.Chunk) error {
 	fi, ok1 := n.index[c.t.addr]
 	ti, ok2 := n.index[c.target]
 	cut := !ok1 || !ok2 || n.links.Blocked(fi, ti) || n.links.Clogged(fi, ti) || n.paused[ti].After(time.Now())
+	fate := "ok"
+	if c.broken || dst == nil || cut || dst.closed.Load() {
+		fate = "lost"
+	}
+	n.chunkTrace(c.t.addr, c.target, &chunk, fate)
 	n.mu.Unlock()
-	if dst == nil || cut || dst.closed.Load() {
-		return errUnreachable
+	if fate != "ok" {
+		c.broken = true
+		return nil
 	}
 	var cc pb.Chunk
 	if err := cc.Unmarshal(pb.MustMarshal(&chunk)); err != nil {
 		panic(fmt.Sprintf("raftsim: copy snapshot chunk: %v", err))
 	}
 	if !dst.chunkHandler(cc) {
-		return errUnreachable
+		c.broken = true
+		n.mu.Lock()
+		n.chunkTrace(c.t.addr, c.target, &chunk, "refused")
+		n.mu.Unlock()
 	}
 	return nil
+}
+
+// chunkTrace traces one snapshot chunk; n.mu is held.
+func (n *Network) chunkTrace(from, to string, c *pb.Chunk, fate string) {
+	n.trace = append(n.trace, fmt.Sprintf("%015d %s=>%s s%d chunk %d/%d snapshot i%d t%d %s",
+		time.Since(n.t0).Nanoseconds(), from, to, c.ShardID, c.ChunkId, c.ChunkCount, c.Index, c.Term, fate))
 }
