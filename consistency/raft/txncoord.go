@@ -279,7 +279,7 @@ func (s *Service) proposeTxnOp(ctx context.Context, sh int, o txnOp) (core.Reply
 // this node does not host is reached through another node
 // (proposeRemote, txnremote.go).
 func (s *Service) proposeTxnOpAt(ctx context.Context, sh int, o txnOp, now int64) (core.Reply, error) {
-	s.stagger(1)
+	s.stagger(staggerKey(o.id), 1)
 	p := proposal{now: now, proposer: s.proposer, seq: s.seq.Add(1), tx: &o}
 	data := encodeProposal(p)
 	if s.Hosts(sh) {
@@ -310,17 +310,34 @@ func (s *Service) proposeTxnData(ctx context.Context, sh int, data []byte) (core
 	return r, nil
 }
 
-// stagger sleeps n*Config.TxnStagger (nothing when it is 0): the
-// simulator's virtual clock then moves on, and whatever Raft did at the
-// instant the caller woke up is finished before it proposes or reads.
-func (s *Service) stagger(n int) {
-	if n > 0 && s.cfg.TxnStagger > 0 {
-		time.Sleep(time.Duration(n) * s.cfg.TxnStagger)
+// stagger sleeps (n + staggerSlots*(key%staggerKeys))*Config.TxnStagger
+// (nothing when it is 0): the simulator's virtual clock then moves on, and
+// whatever Raft did at the instant the caller woke up is finished before
+// it proposes or reads. key spreads callers that wake at one instant (the
+// waiters of one applied batch of entries) over distinct instants, so
+// that the order of their proposals is not the goroutine scheduler's: it
+// is the transaction's ID (or the request's), n orders one transaction's
+// concurrent proposals (shard order). Ordering rule: two waiters whose
+// keys differ modulo staggerKeys, each with n < staggerSlots, never
+// propose at the same instant.
+func (s *Service) stagger(key uint64, n int) {
+	if s.cfg.TxnStagger > 0 {
+		time.Sleep(time.Duration(n+staggerSlots*int(key%staggerKeys)) * s.cfg.TxnStagger)
 	}
 }
 
+const (
+	staggerSlots = 16   // n values per key: a transaction's shards, plus one
+	staggerKeys  = 1021 // key classes (prime): at most ~16 µs at 1 ns
+)
+
+// staggerKey is a transaction's stagger key (stagger).
+func staggerKey(id TxnID) uint64 {
+	return binary.BigEndian.Uint64(id[:8])*31 + binary.BigEndian.Uint64(id[8:])
+}
+
 // each runs f for every shard of shards concurrently (the i-th after
-// i*Config.TxnStagger) and returns the results by shard.
+// i*Config.TxnStagger: stagger's n) and returns the results by shard.
 func (s *Service) each(shards []int, f func(sh int) (core.Reply, error)) (map[int]core.Reply, map[int]error) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -329,7 +346,7 @@ func (s *Service) each(shards []int, f func(sh int) (core.Reply, error)) (map[in
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.stagger(i)
+			s.stagger(0, i)
 			r, err := f(sh)
 			mu.Lock()
 			defer mu.Unlock()
@@ -373,7 +390,7 @@ func (s *Service) doCrossShard(ctx context.Context, req consistency.Request) (co
 		}
 		// A lock conflict: nothing was applied. Resolve the holder if it
 		// is stale, pause, and run again.
-		s.resolveStale(ctx, conflict.shard)
+		s.resolveStale(ctx, conflict.shard, req.ID)
 		if !s.txnPause(ctx, attempt) {
 			return resp, lockedErr(conflict.reply)
 		}
@@ -550,7 +567,7 @@ func (s *Service) failedTxn(no *core.Reply, conflict *txnConflict, errs map[int]
 func (s *Service) retryConflict(ctx context.Context, req consistency.Request, sh int, resp consistency.Response) (consistency.Response, error) {
 	ctx = context.WithValue(ctx, txnRetryKey{}, true)
 	for attempt := 1; ; attempt++ {
-		s.resolveStale(ctx, sh)
+		s.resolveStale(ctx, sh, req.ID)
 		if !s.txnPause(ctx, attempt) {
 			return consistency.Response{ID: req.ID}, lockedErr(resp.Reply)
 		}
@@ -570,12 +587,13 @@ func lockedErr(r core.Reply) error {
 
 // resolveStale resolves the intents of shard sh prepared more than
 // Config.TxnRecoverAfter ago (by the state machine's clock against this
-// node's); errors are left for the next caller.
-func (s *Service) resolveStale(ctx context.Context, sh int) {
+// node's); errors are left for the next caller. key is the stagger key of
+// the caller's request.
+func (s *Service) resolveStale(ctx context.Context, sh int, key uint64) {
 	if !s.Hosts(sh) {
 		return
 	}
-	s.stagger(1)
+	s.stagger(key, 1)
 	v, err := s.nh.StaleRead(s.ShardID(sh), txnIntentsQuery{})
 	if err != nil {
 		return
@@ -746,7 +764,7 @@ func (s *Service) RecoverTxnsEvery(period time.Duration) {
 			return
 		case <-t.C:
 		}
-		s.stagger(1)
+		s.stagger(0, 1)
 		ctx, cancel := context.WithTimeout(context.Background(), period)
 		_, _ = s.RecoverTxns(ctx, 0) // what fails is retried at the next tick
 		cancel()
