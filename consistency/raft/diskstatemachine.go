@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -168,6 +169,33 @@ func (m *diskSM) Open(<-chan struct{}) (uint64, error) {
 	}
 	m.eng, m.ie, m.store = eng, ie, st
 	return idx, nil
+}
+
+// diskApplied returns the index of the last entry the on-disk state
+// machine of Dragonboat shard shardID holds (its applied record): 0 when
+// the namespace's state machines are in memory or the shard has none on
+// this node. The state machine must not be open (lazyCommitLogDB calls it
+// from ReadRaftState, before Dragonboat opens it).
+func (s *Service) diskApplied(shardID, _ uint64) (uint64, error) {
+	if s.cfg.Storage != "pebble" {
+		return 0, nil
+	}
+	dir := s.smDirOf(shardID)
+	if _, err := s.pebbleFS().Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	} else if err != nil {
+		return 0, fmt.Errorf("raft: state machine %s: %w", dir, err)
+	}
+	opts := pebbleengine.Options{FS: s.cfg.PebbleFS, Sync: core.SyncNever}
+	eng, err := pebbleengine.Open(dir, opts)
+	if err != nil {
+		return 0, fmt.Errorf("raft: open state machine %s: %w", dir, err)
+	}
+	idx, err := (&indexEngine{Engine: eng}).readApplied()
+	if cerr := eng.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("raft: close state machine %s: %w", dir, cerr)
+	}
+	return idx, err
 }
 
 // readApplied loads the applied record into e (0 when there is none).

@@ -145,6 +145,8 @@ var errLogDBSelfCheck = errors.New("raft: LogDB self check failed (Dragonboat's 
 // lazyCommitLogDB.
 type lazyCommitFactory struct {
 	beforeSave func() // Config.BeforeSave
+	// applied is lazyCommitLogDB.applied (nil: no on-disk state machines).
+	applied func(shardID, replicaID uint64) (uint64, error)
 }
 
 var _ config.LogDBFactory = lazyCommitFactory{}
@@ -168,6 +170,7 @@ func (f lazyCommitFactory) Create(cfg config.NodeHostConfig, cb config.LogDBCall
 	}
 	l := newLazyCommitLogDB(db)
 	l.beforeSave = f.beforeSave
+	l.applied = f.applied
 	l.execShards = cfg.Expert.Engine.ExecShards
 	if l.execShards == 0 { // NodeHostConfig.Prepare fills the default
 		l.execShards = config.GetDefaultEngineConfig().ExecShards
@@ -199,15 +202,30 @@ func (lazyCommitFactory) Name() string { return "sharded-pebble" }
 //   - before a snapshot record is saved (SaveSnapshots), a State whose
 //     commit is at least the snapshot's index is saved and synced:
 //     Dragonboat restarts a replica with committed = the snapshot's index
-//     and panics if the saved commit is lower (internal/raft raft.loadState).
+//     and panics if the saved commit is lower (internal/raft raft.loadState);
+//   - at a restart (ReadRaftState) the commit read back is raised to the
+//     index the replica's on-disk state machine has applied (applied),
+//     capped at the last entry of the log: see below.
 //
-// After a crash the saved commit may be lower than the entries the state
-// machine applied. Dragonboat allows that: an on-disk state machine
-// reports its applied index from Open and Dragonboat skips the entries it
-// already holds (internal/rsm entryInInitDiskSM) — with its FastApply the
-// state machine already applies entries before the state that commits
-// them is saved; a memory state machine replays its log up to the saved
-// commit, then the rest once the leader's commit index reaches it.
+// After a stop or a crash the saved commit may be lower than the entries
+// the state machine applied (the last commit-only State was deferred and
+// never saved). Dragonboat skips the entries an on-disk state machine
+// already holds (internal/rsm entryInInitDiskSM), but it refuses to send
+// a snapshot (rsm ReadyToStream, "not ready to stream snapshot") until
+// the replica has applied up to the index the state machine reported from
+// Open, and it applies only up to its commit index. A restarted leader
+// whose saved commit trailed its state machine could then neither send a
+// snapshot to a follower that needed one nor commit anything without that
+// follower when the third replica was down: the shard hung for good
+// (TestLazyCommitRestartStreamsSnapshot; TestCorruptRaftRebuilt in nodes
+// failed 2 of 3 runs so). Raising the commit is safe: an entry the state
+// machine applied was committed, and Dragonboat saves (synced) every
+// entry before it applies it (internal/raft peer.go setFastApply applies
+// early only entries saved by an earlier update, validateUpdate refuses
+// to apply an entry not saved), and a committed entry is never truncated,
+// so the log holds exactly the committed entries up to that index. A
+// memory state machine replays its log up to the commit and needs none
+// of this (applied reports 0).
 type lazyCommitLogDB struct {
 	raftio.ILogDB
 	// mu is held shared by SaveRaftState (step workers save at once) and
@@ -224,6 +242,11 @@ type lazyCommitLogDB struct {
 	// worker s%execShards+1, whose save context (write batch) the default
 	// LogDB binds to that shard's LogDB partition for good.
 	execShards uint64
+	// applied returns the index of the last entry the on-disk state
+	// machine of a replica holds (0: none, or a memory state machine);
+	// nil: none. Called by ReadRaftState, before Dragonboat opens the
+	// state machine.
+	applied func(shardID, replicaID uint64) (uint64, error)
 }
 
 // lazyState is a replica's saved and latest State (lazyCommitLogDB).
@@ -331,16 +354,41 @@ func (l *lazyCommitLogDB) workerOf(shardID uint64) uint64 {
 	return shardID%l.execShards + 1
 }
 
-// ReadRaftState reads a replica's saved state (at its start) and
-// remembers its State as saved.
+// ReadRaftState reads a replica's saved state (at its start; lastIndex
+// is the index of its latest snapshot), raises the commit to what its
+// on-disk state machine applied (at most the log's last index; see
+// lazyCommitLogDB), and remembers the State read as saved and the raised
+// one as latest (saved with the replica's next synced save).
 func (l *lazyCommitLogDB) ReadRaftState(shardID, replicaID, lastIndex uint64) (raftio.RaftState, error) {
 	rs, err := l.ILogDB.ReadRaftState(shardID, replicaID, lastIndex)
-	if err == nil && !pb.IsEmptyState(rs.State) {
-		l.smu.Lock()
-		l.states[replicaKey{shardID, replicaID}] = &lazyState{saved: rs.State, latest: rs.State}
-		l.smu.Unlock()
+	if err != nil || pb.IsEmptyState(rs.State) {
+		return rs, err
 	}
-	return rs, err
+	saved := rs.State
+	if l.applied != nil {
+		applied, err := l.applied(shardID, replicaID)
+		if err != nil {
+			return raftio.RaftState{}, fmt.Errorf("raft: shard %d replica %d: the state machine's applied index: %w", shardID, replicaID, err)
+		}
+		rs.State.Commit = raiseCommit(rs, lastIndex, applied)
+	}
+	l.smu.Lock()
+	l.states[replicaKey{shardID, replicaID}] = &lazyState{saved: saved, latest: rs.State}
+	l.smu.Unlock()
+	return rs, nil
+}
+
+// raiseCommit returns rs's commit raised to applied, capped at the last
+// index of the log rs describes (Dragonboat's LogReader: the entries
+// FirstIndex..FirstIndex+EntryCount-1 after the snapshot at snapshotIndex;
+// raft.loadState panics on a commit beyond it). The commit never goes
+// down.
+func raiseCommit(rs raftio.RaftState, snapshotIndex, applied uint64) uint64 {
+	last := snapshotIndex
+	if rs.EntryCount > 0 {
+		last = max(last, rs.FirstIndex+rs.EntryCount-1)
+	}
+	return max(rs.State.Commit, min(applied, last))
 }
 
 // RemoveNodeData removes a replica's data and forgets its State.

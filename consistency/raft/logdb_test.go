@@ -1,15 +1,25 @@
 package raft
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"reflect"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	pebblevfs "github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/lni/dragonboat/v4"
 	"github.com/lni/dragonboat/v4/config"
 	"github.com/lni/dragonboat/v4/plugin/tan"
 	"github.com/lni/dragonboat/v4/raftio"
 	pb "github.com/lni/dragonboat/v4/raftpb"
 	"github.com/lni/vfs"
+
+	"github.com/dialkv/dialkv/consistency"
+	"github.com/dialkv/dialkv/core"
 )
 
 // syncCounter counts the fsyncs of a wrapped file system.
@@ -267,5 +277,175 @@ func TestLazyCommitSnapshotOtherPartition(t *testing.T) {
 	}
 	if rs.State.Commit < 2 {
 		t.Fatalf("shard 2's saved commit %d is below its snapshot's index 2", rs.State.Commit)
+	}
+}
+
+// TestLazyCommitRestartStreamsSnapshot: a replica restarted with the lazy
+// store must be able to send a snapshot before it commits anything new.
+// Dragonboat restarts an on-disk state machine replica with its applied
+// index = the saved commit (or the snapshot's index) and refuses to
+// stream a snapshot until it has applied up to the index the state
+// machine reported from Open (rsm ReadyToStream: "not ready to stream
+// snapshot"). With the commit-only State of the last write never saved
+// (lazyCommitLogDB defers it; the node stopped first), the restarted
+// leader could not commit a new entry without a follower that needs a
+// snapshot, nor send the snapshot before committing: the shard hung
+// (TestCorruptRaftRebuilt in nodes, 2 of 3 runs). Here n3 stops early,
+// the leader compacts its log past n3's, writes 3 more entries, and the
+// leader and n3 restart with the third node down.
+func TestLazyCommitRestartStreamsSnapshot(t *testing.T) {
+	c := newTestCluster(t, 1, func(cfg *Config) {
+		cfg.Storage = "pebble"
+		cfg.PebbleFS = pebblevfs.NewMem()
+		cfg.LogDB = LogDBPebble
+		cfg.SnapshotEntries = 1000 // only the snapshot requested below
+	})
+	lin := consistency.Options{}
+	const behind = 2 // n3: its log ends before the compacted part
+	if err := c.svcs[behind].Close(); err != nil {
+		t.Fatal(err)
+	}
+	l := c.waitLeader(0, behind)
+	for i := range 5 {
+		c.cmd(l, lin, "SET", fmt.Sprint("k", i), fmt.Sprint("v", i))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	idx, err := c.svcs[l].nh.SyncRequestSnapshot(ctx, c.svcs[l].ShardID(0),
+		dragonboat.SnapshotOption{OverrideCompactionOverhead: true, CompactionOverhead: 0})
+	cancel()
+	if err != nil {
+		t.Fatalf("snapshot at n%d: %v", l+1, err)
+	}
+	// Applied after the snapshot: the last one's commit-only State is
+	// deferred, so the leader's saved commit trails its state machine.
+	for i := 5; i < 8; i++ {
+		c.cmd(l, lin, "SET", fmt.Sprint("k", i), fmt.Sprint("v", i))
+	}
+	other := 1 - l
+	for _, i := range []int{other, l} {
+		if err := c.svcs[i].Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Restart the leader and n3 (each New waits for nothing from the
+	// other, but start them together as a cluster would).
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for _, i := range []int{l, behind} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.svcs[i], errs[i] = New(c.cfgs[i])
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.svcs[other] = nil // closed
+	const repro = "go test -count=1 -run 'TestLazyCommitRestartStreamsSnapshot$' ./consistency/raft"
+	cmd := core.Cmd("SET", "after", "restart")
+	var last error
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := c.do(l, consistency.Request{Cmd: &cmd, Opts: lin})
+		if err == nil && str(resp.Reply) == "OK" {
+			break
+		}
+		if err == nil {
+			err = fmt.Errorf("reply %s", str(resp.Reply))
+		}
+		last = err
+		if time.Now().After(deadline) {
+			t.Fatalf("n%d and n3 restarted (snapshot at %d, n3 behind it): no write within 30 s, last: %v\n%s", l+1, idx, last, repro)
+		}
+	}
+	// n3 caught up from the leader's snapshot and log.
+	waitStale(t, c, behind, "k7", "v7")
+	waitStale(t, c, behind, "after", "restart")
+}
+
+// TestLazyCommitReadRaisesCommit: at a restart the commit read back is
+// raised to the index the replica's on-disk state machine applied, capped
+// at the log's last entry, never lowered; the raised commit is written
+// with the replica's next synced save; an error reading the state machine
+// fails the read.
+func TestLazyCommitReadRaisesCommit(t *testing.T) {
+	ents := func(from, to uint64) []pb.Entry {
+		var out []pb.Entry
+		for i := from; i <= to; i++ {
+			out = append(out, pb.Entry{Index: i, Term: 1, Cmd: []byte("x")})
+		}
+		return out
+	}
+	errBroken := fmt.Errorf("broken state machine")
+	tests := []struct {
+		name    string
+		applied uint64 // the state machine's applied index
+		err     error  // from applied
+		hook    bool   // an applied hook at all (false: nil, as without on-disk state machines)
+		want    uint64 // commit read back (saved: 3, log 1..6)
+	}{
+		{"no hook", 5, nil, false, 3},
+		{"memory state machine", 0, nil, true, 3},
+		{"behind the saved commit", 2, nil, true, 3},
+		{"at the saved commit", 3, nil, true, 3},
+		{"ahead of the saved commit", 5, nil, true, 5},
+		{"at the last entry", 6, nil, true, 6},
+		{"beyond the log", 9, nil, true, 6},
+		{"error", 5, errBroken, true, 0},
+	}
+	for _, tc := range tests {
+		mem := vfs.NewStrictMem()
+		db, _ := openLazy(t, mem, true)
+		l := db.(*lazyCommitLogDB)
+		ud := pb.Update{ShardID: 1, ReplicaID: 1, State: pb.State{Term: 1, Vote: 1, Commit: 3}, EntriesToSave: ents(1, 6)}
+		if err := db.SaveRaftState([]pb.Update{ud}, 1); err != nil {
+			t.Fatal(err)
+		}
+		if tc.hook {
+			l.applied = func(shardID, replicaID uint64) (uint64, error) {
+				if shardID != 1 || replicaID != 1 {
+					t.Errorf("%s: applied asked for shard %d replica %d", tc.name, shardID, replicaID)
+				}
+				return tc.applied, tc.err
+			}
+		}
+		rs, err := db.ReadRaftState(1, 1, 0)
+		if tc.err != nil {
+			if !errors.Is(err, tc.err) {
+				t.Errorf("%s: ReadRaftState error %v, want %v (go test -run TestLazyCommitReadRaisesCommit ./consistency/raft)", tc.name, err, tc.err)
+			}
+			db.Close()
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rs.State.Commit != tc.want || rs.State.Term != 1 || rs.State.Vote != 1 {
+			t.Errorf("%s: state read %+v, want term 1, vote 1, commit %d (go test -run TestLazyCommitReadRaisesCommit ./consistency/raft)", tc.name, rs.State, tc.want)
+		}
+		// The next synced save (new entries, no State) writes the raised
+		// commit; a crash keeps it.
+		ud = pb.Update{ShardID: 1, ReplicaID: 1, EntriesToSave: ents(7, 7)}
+		if err := db.SaveRaftState([]pb.Update{ud}, 1); err != nil {
+			t.Fatal(err)
+		}
+		mem.SetIgnoreSyncs(true)
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		mem.ResetToSyncedState()
+		mem.SetIgnoreSyncs(false)
+		raw, _ := openLazy(t, mem, false)
+		rs, err = raw.ReadRaftState(1, 1, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rs.State.Commit != tc.want {
+			t.Errorf("%s: commit saved after the next entries %d, want %d (go test -run TestLazyCommitReadRaisesCommit ./consistency/raft)", tc.name, rs.State.Commit, tc.want)
+		}
+		raw.Close()
 	}
 }

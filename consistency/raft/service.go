@@ -92,9 +92,7 @@ type Config struct {
 	// LogDB is Dragonboat's LogDB (logdb.go; namespace parameter logdb):
 	// LogDBPebbleSync ("": Dragonboat's default LogDB as it is),
 	// LogDBPebble (the same without an fsync for a commit-index-only
-	// change; opt-in: a rebuilt replica's RAFT.REMOVE can hang after a
-	// restart with it, TestCorruptRaftRebuilt, not yet understood) or
-	// LogDBTan. Dragonboat refuses to reopen a NodeHost
+	// change; opt-in) or LogDBTan. Dragonboat refuses to reopen a NodeHost
 	// directory with tan after Pebble or the other way round.
 	LogDB string
 	// LogDBShards sets the LogDB's shard count (0: Dragonboat's default);
@@ -321,7 +319,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	switch cfg.LogDB {
 	case LogDBPebble:
-		nhc.Expert.LogDBFactory = lazyCommitFactory{beforeSave: cfg.BeforeSave}
+		nhc.Expert.LogDBFactory = lazyCommitFactory{beforeSave: cfg.BeforeSave, applied: s.diskApplied}
 	case LogDBTan:
 		nhc.Expert.LogDBFactory = tanFactory{}
 	}
@@ -430,8 +428,11 @@ func (s *Service) startReplica(sh int, members map[uint64]dragonboat.Target, joi
 }
 
 // smDir is the directory of shard sh's Pebble state machine.
-func (s *Service) smDir(sh int) string {
-	return filepath.Join(s.cfg.Dir, fmt.Sprintf("sm-%d", s.ShardID(sh)))
+func (s *Service) smDir(sh int) string { return s.smDirOf(s.ShardID(sh)) }
+
+// smDirOf is smDir by Dragonboat shard ID.
+func (s *Service) smDirOf(shardID uint64) string {
+	return filepath.Join(s.cfg.Dir, fmt.Sprintf("sm-%d", shardID))
 }
 
 // NodeHost returns the underlying NodeHost (for the simulator and tests).
