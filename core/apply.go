@@ -43,6 +43,9 @@ type Store struct {
 const (
 	metaCounter  = "counter"
 	metaIndexPfx = "idx/"
+	// metaReplicaPfx is where replicas keep their own bookkeeping
+	// (ApplyEffectsMeta, ReplicaMeta).
+	metaReplicaPfx = "replica/"
 )
 
 func metaKey(name string) []byte { return append([]byte{pfxMeta}, name...) }

@@ -2,6 +2,10 @@ package core
 
 import (
 	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
 	"strconv"
 	"strings"
 	"time"
@@ -81,7 +85,80 @@ func (s *Store) ApplyTxnThen(now time.Time, t Txn, then func(fx *Effects) []Comm
 // applied as they are, only their key spaces are checked.
 func (s *Store) ApplyEffects(now time.Time, fx Effects, cmds ...Command) Reply {
 	o := s.newOp(now)
-	n := 0
+	if _, rep, ok := o.applyEffects(fx, 0); !ok {
+		return rep
+	}
+	replies := make([]Reply, 0, len(cmds))
+	for i, c := range cmds {
+		r := o.run(c)
+		if r.IsError() {
+			o.discard()
+			e := *r.Err
+			e.Msg = "command " + strconv.Itoa(i) + " (" + strings.ToUpper(c.Name) + "): " + e.Msg
+			return Reply{Kind: KindError, Err: &e, Version: r.Version}
+		}
+		replies = append(replies, r)
+	}
+	if err := o.commit(); err != nil {
+		return fail(err)
+	}
+	return Array(replies...)
+}
+
+// ApplyEffectsMeta is ApplyEffects with, instead of commands, one
+// bookkeeping value of the replica (ReplicaMeta) written in the same
+// atomic batch: value under name. It is written raw in the store's
+// metadata key space — no record to read, decode and re-encode, no
+// version, no key counted; commands and Dump never see it — with a
+// CRC32C, so that ReplicaMeta reports a corrupted value as CodeCorruption
+// instead of returning it. The store copies value. A failed commit (an I/O
+// error) returns a CodeIO error and changes nothing.
+func (s *Store) ApplyEffectsMeta(now time.Time, fx Effects, name string, value []byte) error {
+	o := s.newOp(now)
+	k, rep, ok := o.applyEffects(fx, 1+len(metaReplicaPfx)+len(name)+len(value)+4)
+	if !ok {
+		return rep.Err
+	}
+	l := len(k)
+	k = append(append(append(k, pfxMeta), metaReplicaPfx...), name...)
+	key := k[l:len(k):len(k)]
+	l = len(k)
+	k = append(k, value...)
+	k = binary.LittleEndian.AppendUint32(k, crc32.Update(crc32.Checksum(key, castagnoli), castagnoli, value))
+	o.set(key, k[l:len(k):len(k)])
+	if err := o.commit(); err != nil {
+		return AsError(err)
+	}
+	return nil
+}
+
+// ReplicaMeta returns the bookkeeping value name last written by
+// ApplyEffectsMeta, nil when there is none; a value that fails its
+// checksum is a CodeCorruption error, an engine failure a CodeIO one.
+func (s *Store) ReplicaMeta(name string) ([]byte, error) {
+	key := append(append([]byte{pfxMeta}, metaReplicaPfx...), name...)
+	b, err := s.e.Get(key)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, AsError(fmt.Errorf("read replica metadata %q: %w", name, err))
+	case len(b) < 4:
+		return nil, AsError(corruptf(key, "replica metadata of %d bytes", len(b)))
+	}
+	v := b[:len(b)-4]
+	if got, want := crc32.Update(crc32.Checksum(key, castagnoli), castagnoli, v), binary.LittleEndian.Uint32(b[len(b)-4:]); got != want {
+		return nil, AsError(corruptf(key, "checksum %08x, want %08x", got, want))
+	}
+	return bytes.Clone(v), nil
+}
+
+// applyEffects buffers fx's writes in o (keys and values copied into one
+// allocation) and adds its bookkeeping; it returns the rest of that
+// allocation, extra bytes of room for the caller's own writes. On a
+// refused write it discards o and returns the error reply and false.
+func (o *op) applyEffects(fx Effects, extra int) ([]byte, Reply, bool) {
+	n := extra
 	for _, w := range fx.Writes {
 		n += len(w.Key) + len(w.Value)
 	}
@@ -89,7 +166,7 @@ func (s *Store) ApplyEffects(now time.Time, fx Effects, cmds ...Command) Reply {
 	for _, w := range fx.Writes {
 		if len(w.Key) == 0 || !knownPrefix(w.Key[0]) {
 			o.discard()
-			return ErrorReply(Errorf(CodeErr, "effects: engine key %q outside the store's key spaces", w.Key))
+			return nil, ErrorReply(Errorf(CodeErr, "effects: engine key %q outside the store's key spaces", w.Key)), false
 		}
 		l := len(buf)
 		buf = append(buf, w.Key...)
@@ -109,7 +186,7 @@ func (s *Store) ApplyEffects(now time.Time, fx Effects, cmds ...Command) Reply {
 				d, err := decodeIndexDef(w.Value)
 				if err != nil {
 					o.discard()
-					return ErrorReply(Errorf(CodeErr, "effects: index definition %q: %v", name, err))
+					return nil, ErrorReply(Errorf(CodeErr, "effects: index definition %q: %v", name, err)), false
 				}
 				o.setIndexDef(name, d)
 			}
@@ -119,21 +196,7 @@ func (s *Store) ApplyEffects(now time.Time, fx Effects, cmds ...Command) Reply {
 	o.keysDelta += fx.Keys
 	o.expired += fx.Expired
 	o.warns += fx.Warns
-	replies := make([]Reply, 0, len(cmds))
-	for i, c := range cmds {
-		r := o.run(c)
-		if r.IsError() {
-			o.discard()
-			e := *r.Err
-			e.Msg = "command " + strconv.Itoa(i) + " (" + strings.ToUpper(c.Name) + "): " + e.Msg
-			return Reply{Kind: KindError, Err: &e, Version: r.Version}
-		}
-		replies = append(replies, r)
-	}
-	if err := o.commit(); err != nil {
-		return fail(err)
-	}
-	return Array(replies...)
+	return buf[len(buf):len(buf):cap(buf)], Reply{}, true
 }
 
 // setIndexDef records an index definition change for commit without

@@ -2,6 +2,7 @@ package core
 
 import (
 	"bytes"
+	"errors"
 	"maps"
 	"slices"
 	"strings"
@@ -150,5 +151,107 @@ func TestApplyEffectsChecks(t *testing.T) {
 	}
 	if got := render(s.Apply(t0, Cmd("GET", "k"))); got != `"v"` {
 		t.Fatalf("k = %s", got)
+	}
+}
+
+// failCommitEngine fails every batch commit (an I/O error).
+type failCommitEngine struct{ *MemEngine }
+
+func (e failCommitEngine) NewBatch() Batch { return failCommitBatch{e.MemEngine.NewBatch()} }
+
+type failCommitBatch struct{ Batch }
+
+func (failCommitBatch) Commit(bool) error { return errors.New("injected I/O error") }
+
+// TestApplyEffectsMeta: the replica's value commits with the effects, in
+// one batch (a crash before the sync loses both, after it keeps both),
+// ReplicaMeta reads it back; commands, Dump and the key count do not see
+// it; refused effects and a failed commit write neither; a value that
+// fails its checksum is reported as corruption, never returned.
+//
+//	go test -run TestApplyEffectsMeta ./core
+func TestApplyEffectsMeta(t *testing.T) {
+	src := newTestStore(t)
+	fxOf := func(cmd Command) Effects {
+		var fx Effects
+		if rep := src.ApplyTxnThen(t0, Txn{Cmds: []Command{cmd}}, func(e *Effects) []Command { fx = cloneEffects(e); return nil }); rep.IsError() {
+			t.Fatalf("%v: %s", cmd, render(rep))
+		}
+		return fx
+	}
+	eng := NewMemEngine()
+	s, _ := NewStore(eng, Limits{})
+	if v, err := s.ReplicaMeta("applied"); v != nil || err != nil {
+		t.Fatalf("before any write: %q, %v; want nil, nil", v, err)
+	}
+	if err := s.ApplyEffectsMeta(t0, fxOf(Cmd("SET", "k", "v1")), "applied", []byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	buf := []byte{2}
+	if err := s.ApplyEffectsMeta(t0, fxOf(Cmd("SET", "k", "v2")), "applied", buf); err != nil {
+		t.Fatal(err)
+	}
+	buf[0] = 9 // the store copied the value
+	if v, err := s.ReplicaMeta("applied"); err != nil || !bytes.Equal(v, []byte{2}) {
+		t.Fatalf("ReplicaMeta = %v, %v; want [2]", v, err)
+	}
+	if got := render(s.Apply(t0, Cmd("GET", "k"))); got != `"v2"` {
+		t.Fatalf("k = %s", got)
+	}
+	if d, err := s.Dump(t0); err != nil || len(d) != 1 || s.Stats().Keys != 1 {
+		t.Fatalf("Dump %v (%v), %d keys: want only k", d, err, s.Stats().Keys)
+	}
+	if got := render(s.Apply(t0, Cmd("SCAN.PREFIX", "", ""))); !strings.HasSuffix(got, `["k"]]`) {
+		t.Fatalf("SCAN.PREFIX = %s, want only k", got)
+	}
+
+	// A crash keeps what was synced: the first write and its value.
+	crashed, err := NewStore(eng.SyncedClone(), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := crashed.ReplicaMeta("applied"); err != nil || !bytes.Equal(v, []byte{1}) {
+		t.Fatalf("after a crash: ReplicaMeta = %v, %v; want [1]", v, err)
+	}
+	if got := render(crashed.Apply(t0, Cmd("GET", "k"))); got != `"v1"` {
+		t.Fatalf("after a crash: k = %s, want v1", got)
+	}
+
+	// Refused effects and a failed commit change nothing.
+	bad := Effects{Writes: []EffectWrite{{Key: []byte("zzz"), Value: []byte("v")}}}
+	if err := s.ApplyEffectsMeta(t0, bad, "applied", []byte{3}); err == nil {
+		t.Fatal("effects outside the key spaces were accepted")
+	}
+	fe := failCommitEngine{NewMemEngine()}
+	fs, _ := NewStore(fe, Limits{})
+	if err := fs.ApplyEffectsMeta(t0, fxOf(Cmd("SET", "k", "v3")), "applied", []byte{3}); err == nil || AsError(err).Code != CodeIO {
+		t.Fatalf("failed commit: %v, want an IOERR", err)
+	}
+	for _, st := range []*Store{s, fs} {
+		if v, _ := st.ReplicaMeta("applied"); bytes.Equal(v, []byte{3}) {
+			t.Fatal("a refused or failed apply wrote the value")
+		}
+	}
+
+	// A flipped byte anywhere in the stored value is corruption.
+	key := append(append([]byte{pfxMeta}, metaReplicaPfx...), "applied"...)
+	raw, err := eng.Get(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range raw {
+		c := bytes.Clone(raw)
+		c[i] ^= 0x5a
+		b := eng.NewBatch()
+		b.Set(key, c)
+		if err := b.Commit(false); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := s.ReplicaMeta("applied"); err == nil || AsError(err).Code != CodeCorruption || v != nil {
+			t.Fatalf("byte %d flipped: %v, %v; want a CORRUPTION error", i, v, err)
+		}
 	}
 }

@@ -42,11 +42,14 @@
 //     the lowest record kept is recorded in the same batch. A restarted
 //     primary finds its last sequence number as that of its last record.
 //
-// Metadata lives in the store under keys starting with "\x00pb:", which
-// Dump leaves out.
+// The primary's metadata (log records, the lowest kept) lives in the
+// store under keys starting with "\x00pb:", which Dump leaves out; a
+// backup's last applied number is the store's replica metadata
+// (core.Store.ApplyEffectsMeta), outside the keys commands see.
 package primarybackup
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -80,9 +83,14 @@ func Bugs() []consistency.Bug {
 }
 
 const (
-	metaPrefix  = "\x00pb:"
-	keyLow      = metaPrefix + "low"     // primary: lowest log record kept
-	keyApplied  = metaPrefix + "applied" // backup: last applied sequence number
+	metaPrefix = "\x00pb:"
+	keyLow     = metaPrefix + "low" // primary: lowest log record kept
+	// metaApplied names a backup's last applied sequence number (8 bytes,
+	// big-endian) among the store's replica metadata (core.Store.ReplicaMeta):
+	// written raw with each entry's effects (ApplyEffectsMeta) rather than
+	// as a record SET through a command, which read, decoded, checked and
+	// re-encoded the previous record on every entry.
+	metaApplied = "primarybackup/applied"
 	logPrefix   = metaPrefix + "log:"
 	resendEvery = 20 * time.Millisecond
 	maxBatch    = 64
@@ -122,9 +130,9 @@ type Replica struct {
 
 	// backup state
 	applied uint64
-	// appliedArgs is reused for the SET of keyApplied (the store keeps no
-	// argument).
-	appliedArgs [2][]byte
+	// appliedBuf is reused for the encoding of applied (the store copies
+	// it).
+	appliedBuf []byte
 	// scratch holds the entry being applied: decoding reuses its array of
 	// writes (the store copies what it keeps).
 	scratch entry
@@ -219,10 +227,25 @@ func New(cfg consistency.Config) (*Replica, error) {
 		r.known = make([]bool, len(r.backupIDs))
 		r.ticked = make([]uint64, len(r.backupIDs))
 		r.cache = map[uint64][]byte{}
-	} else if r.applied, err = r.readMeta(keyApplied); err != nil {
+	} else if r.applied, err = r.readApplied(); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// readApplied is a backup's last applied sequence number, as its disk
+// holds it (0 before the first entry).
+func (r *Replica) readApplied() (uint64, error) {
+	b, err := r.store.ReplicaMeta(metaApplied)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("primarybackup: read the last applied number: %w", err)
+	case b == nil:
+		return 0, nil
+	case len(b) != 8:
+		return 0, fmt.Errorf("primarybackup: last applied number of %d bytes", len(b))
+	}
+	return binary.BigEndian.Uint64(b), nil
 }
 
 func (r *Replica) readMeta(key string) (uint64, error) {
@@ -427,10 +450,11 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 			if en.Seq <= r.applied {
 				continue // a duplicate
 			}
-			r.appliedArgs[0] = append(r.appliedArgs[0][:0], keyApplied...)
-			r.appliedArgs[1] = strconv.AppendUint(r.appliedArgs[1][:0], en.Seq, 10)
-			rep := r.store.ApplyEffects(time.Unix(0, en.Now), en.Fx, core.Command{Name: "SET", Args: r.appliedArgs[:]})
-			if rep.IsError() {
+			// The applied number commits in the same batch as the
+			// effects: after a crash the backup resumes exactly after
+			// what its disk holds.
+			r.appliedBuf = binary.BigEndian.AppendUint64(r.appliedBuf[:0], en.Seq)
+			if err := r.store.ApplyEffectsMeta(time.Unix(0, en.Now), en.Fx, metaApplied, r.appliedBuf); err != nil {
 				// The primary applied it, so only a disk fault fails it
 				// here: do not acknowledge; it will be resent.
 				gap = true
