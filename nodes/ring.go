@@ -243,6 +243,9 @@ func causalMembership(m Membership, spec string) (causal.Membership, error) {
 	cm := causal.Membership{Version: m.Version, Members: nodeIDs(m.Members), Stream: m.Phase == PhaseStream}
 	if m.Phase != PhaseStable {
 		cm.Prev = nodeIDs(m.Prev)
+		for _, d := range m.Down {
+			cm.Down = append(cm.Down, consistency.NodeID(d))
+		}
 	}
 	all := m.all()
 	extra := map[consistency.NodeID]string{}

@@ -17,9 +17,11 @@ type RingChange struct {
 	Add    *ClusterPeer // the node to add (running, started with --join)
 	Remove string       // the id of the member to remove (decommission)
 	// Down, with Remove, removes a member that is down: the change does
-	// not wait for it (it must not answer), and the quorum namespaces
-	// hand its keys off from the surviving replicas' copies. Refused with
-	// causal namespaces (their keys move from their owner).
+	// not wait for it (it must not answer), the quorum namespaces hand
+	// its keys off from the surviving replicas' copies, and the causal
+	// namespaces seed its keys' new owners from the other regions'
+	// owners (refused for a causal namespace with a single region: there
+	// is no other copy).
 	Down bool
 	// Settle is the pause after every node entered the joint phase and
 	// before the stream starts, so that requests coordinated under the
@@ -131,6 +133,7 @@ func ChangeRing(ctx context.Context, seed string, dopts transport.DialOptions, c
 	}
 	nss := rep.Namespaces
 	causalNS := false
+	seeded := map[string]bool{} // causal namespaces checked for a removal while down
 	onlyCausal := true
 	for _, st := range nss {
 		onlyCausal = onlyCausal && st.Strategy == "causal"
@@ -151,14 +154,27 @@ func ChangeRing(ctx context.Context, seed string, dopts transport.DialOptions, c
 			if sp.Strategy != "causal" {
 				continue
 			}
-			if len(down) > 0 {
-				return res, fmt.Errorf("ring change refused: causal namespace %s: a node that is down cannot be removed while causal namespaces exist (a causal key moves from its owner; docs/causal.md)", sp.Name)
-			}
 			// Every node of both lists needs a region of every causal
 			// namespace (a new one: --region), checked before any node
 			// moves.
-			if _, err := causalMembership(Membership{Version: 1, Phase: PhaseJoint, Members: next, Prev: cur.Members}, sp.Params["regions"]); err != nil {
+			cm, err := causalMembership(Membership{Version: 1, Phase: PhaseJoint, Members: next, Prev: cur.Members}, sp.Params["regions"])
+			if err != nil {
 				return res, fmt.Errorf("ring change refused: causal namespace %s: %w", sp.Name, err)
+			}
+			if len(down) > 0 && !seeded[sp.Name] {
+				seeded[sp.Name] = true
+				// A causal key has one owner per region: the keys of a
+				// node that is down come from the other regions' owners
+				// (docs/causal.md, "Membership"). With one region there
+				// is no other copy.
+				regions := map[string]bool{}
+				for _, r := range cm.RegionOf {
+					regions[r] = true
+				}
+				if len(regions) < 2 {
+					return res, fmt.Errorf("ring change refused: causal namespace %s has a single region, so the keys %s owned have no other copy (a causal region does not replicate within itself): removing it while down would lose them; restart %s (or restore it from a backup) and remove it without --down", sp.Name, down[0], down[0])
+				}
+				logf("causal namespace %s: the keys %s owned are seeded from the other regions; the writes it acknowledged that had not reached another region are lost", sp.Name, down[0])
 			}
 			causalNS = true
 		}

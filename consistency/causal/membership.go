@@ -51,6 +51,22 @@ type Membership struct {
 	// (PlaceNodes); nodes must not move between regions, and every
 	// region must keep at least one node.
 	RegionOf map[consistency.NodeID]string
+	// Down (during a change) are nodes of Prev that leave while down
+	// (`dialkv admin remove-node ID --down`). Nothing is routed to them
+	// from the joint version on: requests, replication and dependency
+	// checks go by Prev without them (which for a removal is Members).
+	// The keys they owned move as in any change — refused until every
+	// node confirmed the stable version, frozen during the change — but
+	// their records cannot come from their owner: in the stream version
+	// every node of every other region seeds the new owner with its own
+	// record of each such key (seed/seed-ack; see onSeed). A region's
+	// copy is causally closed, so the new owner stores a seed once the
+	// dependencies on keys that do not move are visible in its region
+	// (the moving keys' are satisfied by their own seeds, and those keys
+	// are refused until all are in). Lost: the writes a down node
+	// acknowledged that had not reached another region. With a single
+	// region there is no other copy (the node driver refuses).
+	Down []consistency.NodeID
 }
 
 // RingStatus is a causal replica's progress through a membership change.
@@ -253,8 +269,34 @@ func (r *Replica) SetMembership(now time.Time, m Membership) error {
 			return fmt.Errorf("causal: membership version %d moves %s from region %s to %s", m.Version, n, was, reg)
 		}
 	}
+	for _, d := range m.Down {
+		if !changing || !contains(m.Prev, d) || contains(m.Members, d) {
+			return fmt.Errorf("causal: membership version %d: down node %s must be a previous member that leaves", m.Version, d)
+		}
+	}
+	// Routing during a change: the old list, without the nodes that are
+	// down (nothing is asked of them; for a removal that is the new list).
+	routeR := oldR
+	if len(m.Down) > 0 {
+		var up []consistency.NodeID
+		for _, n := range oldIDs {
+			if !contains(m.Down, n) {
+				up = append(up, n)
+			}
+		}
+		if routeR, err = buildRegions(up, m.RegionOf); err != nil {
+			return err
+		}
+		if strings.Join(regionNames(routeR), ",") != strings.Join(regionNames(oldR), ",") {
+			return fmt.Errorf("causal: membership version %d: the down nodes %v leave a region empty", m.Version, m.Down)
+		}
+	}
 	wasChanging := r.changing
 	oldRouting, oldRegion := r.regions, r.region
+	oldFrom := r.moveFrom
+	if oldFrom == nil {
+		oldFrom = oldRouting
+	}
 	r.memVer = m.Version
 	for n, reg := range m.RegionOf {
 		r.regionOf[n] = reg
@@ -273,7 +315,8 @@ func (r *Replica) SetMembership(now time.Time, m Membership) error {
 		// Requests keep being routed by the old list until the switch;
 		// the keys that move are refused (keyPaused) and their records
 		// frozen (frozen) from now on.
-		r.regions, r.next, r.changing, r.settling, r.prev = oldR, newR, true, false, nil
+		r.regions, r.next, r.changing, r.settling, r.prev = routeR, newR, true, false, nil
+		r.moveFrom, r.down = oldR, append([]consistency.NodeID(nil), m.Down...)
 		r.peers = all
 		r.region = home
 		r.homeRegion = home
@@ -283,10 +326,14 @@ func (r *Replica) SetMembership(now time.Time, m Membership) error {
 			if err := r.scanHandoff(home, newR); err != nil {
 				return err
 			}
+			if err := r.scanSeeds(home); err != nil {
+				return err
+			}
 		}
 		return nil
 	}
 	r.regions, r.next, r.changing, r.streaming = newR, nil, false, false
+	r.moveFrom, r.down, r.seeds = nil, nil, map[string]*push{}
 	r.peers = newIDs
 	r.region = ""
 	if contains(newIDs, r.id) {
@@ -314,7 +361,7 @@ func (r *Replica) SetMembership(now time.Time, m Membership) error {
 		// Ordering rule: the keys that moved stay refused until every
 		// node of both lists is at this version with its handoff done
 		// (see Membership).
-		r.settling, r.prev = true, oldRouting
+		r.settling, r.prev = true, oldFrom
 		for _, n := range all {
 			if n != r.id {
 				r.waitFor = append(r.waitFor, n)
@@ -332,7 +379,7 @@ func (r *Replica) SetMembership(now time.Time, m Membership) error {
 func (r *Replica) keyPaused(key string) bool {
 	switch {
 	case r.changing:
-		return movedIn(r.regions, r.next, r.region, key)
+		return movedIn(r.moveFrom, r.next, r.region, key)
 	case r.settling:
 		return movedIn(r.prev, r.regions, r.region, key)
 	}
@@ -344,7 +391,7 @@ func (r *Replica) keyPaused(key string) bool {
 // a remote write of it is left unacknowledged, so that its sender resends
 // it to the new owner after the switch). A frozen record needs one push.
 func (r *Replica) frozen(key string) bool {
-	return r.changing && movedIn(r.regions, r.next, r.region, key)
+	return r.changing && movedIn(r.moveFrom, r.next, r.region, key)
 }
 
 // reroute re-addresses the dependency checks of every waiter after the
@@ -659,9 +706,11 @@ func (r *Replica) handoffLeft() int {
 	if r.skipHandoff {
 		return 0
 	}
-	for _, p := range r.handoff {
-		if !p.acked {
-			n++
+	for _, m := range []map[string]*push{r.handoff, r.seeds} {
+		for _, p := range m {
+			if !p.acked {
+				n++
+			}
 		}
 	}
 	return n
@@ -699,10 +748,11 @@ func (r *Replica) onRingAnswer(from consistency.NodeID, in msg) {
 	}
 }
 
-// ringTick resends pushes and, while paused after a change, asks the
-// nodes that have not confirmed it yet.
+// ringTick resends pushes and seeds and, while paused after a change,
+// asks the nodes that have not confirmed it yet.
 func (r *Replica) ringTick(now time.Time) {
 	r.sendPushes(now)
+	r.sendSeeds(now)
 	if !r.settling || r.changing {
 		return
 	}
@@ -725,7 +775,7 @@ func (r *Replica) errPaused(key string) core.Reply {
 
 // RingStatus reports the replica's progress through a membership change.
 func (r *Replica) RingStatus() RingStatus {
-	s := RingStatus{Version: r.memVer, Phase: "stable", Paused: r.changing || r.settling, Queued: r.handoffLeft(), Moved: int(r.stats.HandoffMoved)}
+	s := RingStatus{Version: r.memVer, Phase: "stable", Paused: r.changing || r.settling, Queued: r.handoffLeft(), Moved: int(r.stats.HandoffMoved + r.stats.Seeded)}
 	if r.changing {
 		s.Phase = "joint"
 		if r.streaming {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -21,6 +22,8 @@ type ringDriver struct {
 	mem   Membership
 	// skipHandoff (negative control): the replicas hand off nothing.
 	skipHandoff bool
+	// down: the nodes the next change removes while down (Membership.Down).
+	down []consistency.NodeID
 }
 
 func (d *ringDriver) all() []consistency.NodeID { return unionIDs(d.mem.Prev, d.mem.Members) }
@@ -78,6 +81,9 @@ func (d *ringDriver) pending() (int, string) {
 	total, detail := 0, ""
 	for _, p := range d.all() {
 		n := d.c.nodes[p]
+		if n.down && slices.Contains(d.down, p) {
+			continue // removed while down: not waited for
+		}
 		if n.down {
 			return 1, string(p) + " down"
 		}
@@ -98,7 +104,7 @@ func (d *ringDriver) pending() (int, string) {
 func (d *ringDriver) change(next []consistency.NodeID, between func(phase string)) {
 	prev := d.mem.Members
 	v := d.mem.Version
-	d.set(Membership{Version: v + 1, Members: next, Prev: prev})
+	d.set(Membership{Version: v + 1, Members: next, Prev: prev, Down: d.down})
 	for i := 0; i < 5; i++ { // joint for 0.5 s (nodes.ChangeRing skips the settle for causal-only clusters)
 		d.c.run(100 * time.Millisecond)
 		if between != nil {
@@ -106,7 +112,7 @@ func (d *ringDriver) change(next []consistency.NodeID, between func(phase string
 		}
 	}
 	{
-		d.set(Membership{Version: v + 2, Members: next, Prev: prev, Stream: true})
+		d.set(Membership{Version: v + 2, Members: next, Prev: prev, Stream: true, Down: d.down})
 		for i := 0; ; i++ {
 			d.c.run(100 * time.Millisecond)
 			if between != nil {
@@ -128,7 +134,7 @@ func (d *ringDriver) waitResumed() time.Duration {
 	for i := 0; i < 100; i++ {
 		paused := ""
 		for _, p := range d.all() {
-			if n := d.c.nodes[p]; n != nil && n.rep.RingStatus().Paused {
+			if n := d.c.nodes[p]; n != nil && !n.down && n.rep.RingStatus().Paused {
 				paused += " " + string(p)
 			}
 		}

@@ -273,8 +273,17 @@ type Replica struct {
 	prev       []region
 	homeRegion string
 	handoff    map[string]*push
-	waitFor    []consistency.NodeID
-	confirmed  map[consistency.NodeID]bool
+	// moveFrom is, during a change, the placement before it (the down
+	// nodes included): a key moves when its owner there differs from
+	// its owner in next. down are the nodes leaving while down, and
+	// seeds the keys they owned in another region that this node seeds
+	// their new owner with (seed.go).
+	moveFrom  []region
+	down      []consistency.NodeID
+	seeds     map[string]*push
+	seeding   map[seedKey]bool
+	waitFor   []consistency.NodeID
+	confirmed map[consistency.NodeID]bool
 	// skipHandoff is set by this package's tests only (the negative
 	// control of TestAddNodeToRegionHandsOffKeys): nothing is handed off.
 	skipHandoff bool
@@ -308,6 +317,8 @@ type Stats struct {
 	Repaired       int64 // corrupt records rebuilt from the other regions' copies
 	HandoffMoved   int64 // records handed off to a new owner and acknowledged (membership changes)
 	HandoffStored  int64 // pushed records stored here (newer than what this node had)
+	Seeded         int64 // records this node seeded another region's new owner with, acknowledged (a down node removed)
+	SeedsStored    int64 // seeds from other regions merged here (newer than what this node had)
 }
 
 var _ consistency.Meter = (*Replica)(nil)
@@ -365,6 +376,8 @@ func (r *Replica) Counters() map[string]float64 {
 		"causal_records_repaired":            float64(s.Repaired),
 		"causal_handoff_moved":               float64(s.HandoffMoved),
 		"causal_handoff_stored":              float64(s.HandoffStored),
+		"causal_seeded":                      float64(s.Seeded),
+		"causal_seeds_stored":                float64(s.SeedsStored),
 	}
 }
 
@@ -435,6 +448,8 @@ func NewReplica(cfg consistency.Config) (*Replica, error) {
 		seenFwd:   map[fwdKey]time.Time{},
 		inflight:  map[inKey]bool{},
 		handoff:   map[string]*push{},
+		seeds:     map[string]*push{},
+		seeding:   map[seedKey]bool{},
 		repairs:   map[string]*repair{},
 		confirmed: map[consistency.NodeID]bool{},
 	}
@@ -1117,6 +1132,10 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 		r.onHandoff(now, m.From, in)
 	case kindHandoffAck:
 		r.onHandoffAck(in)
+	case kindSeed:
+		r.onSeed(now, m.From, in)
+	case kindSeedAck:
+		r.onSeedAck(in)
 	case kindRingQuery:
 		r.onRingQuery(m.From, in)
 	case kindRingAnswer:

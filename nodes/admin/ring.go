@@ -101,7 +101,7 @@ func addNode(args []string, stdout, stderr io.Writer) error {
 // removeNode is `dialkv admin remove-node ID`.
 func removeNode(args []string, stdout, stderr io.Writer) error {
 	fs, addr, timeout, settle, cf := ringChangeFlags("remove-node", "ID", stdout)
-	down := fs.Bool("down", false, "the node is down for good: remove it without waiting for it; its quorum keys are handed off from the other replicas' copies (refused if it answers, or with causal namespaces)")
+	down := fs.Bool("down", false, "the node is down for good: remove it without waiting for it; its quorum keys are handed off from the other replicas' copies and its causal keys seeded from the other regions (refused if it answers, or for a causal namespace with a single region: no other copy)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err

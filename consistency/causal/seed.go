@@ -1,0 +1,185 @@
+package causal
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/dialkv/dialkv/consistency"
+)
+
+// Seeding: the records of a node removed while down (Membership.Down)
+// come from the other regions. Every region holds every key, one owner
+// per region, and each region's copy is causally closed (a region applies
+// a write only once its dependencies are visible there), so in the stream
+// version each node pushes, for every key it holds whose owner in another
+// region was a down node, its record to the key's new owner there. The
+// new owner merges every region's seed (mergeRecords, as a handoff or a
+// repair does) and acknowledges it once durable; the driver moves to the
+// stable version when no seed is unacknowledged.
+//
+// Ordering rule: a seed is stored only once the dependencies it carries
+// on keys that do not move in the receiver's region are visible there
+// (they may still be on their way from their origin, like a remote
+// write's). Its dependencies on keys that move are not waited for: the
+// other seeds satisfy them (they come from closed copies), and waiting
+// could deadlock — two merged records may depend on each other's
+// versions, which no remote write does. That is safe because every key
+// that moves is refused to clients until every node confirmed the stable
+// version, which comes after every seed is stored.
+//
+// What no other region has is lost: the writes the down node
+// acknowledged whose replication had not reached another region (its
+// outbound queue). If it comes back it hands what it holds to the new
+// owners and resends its queue (it is then outside the member list).
+
+// Message kinds of seeding.
+const (
+	kindSeed    = "seed"     // a node of another region -> the new owner: its record of a key whose owner was down
+	kindSeedAck = "seed-ack" // stored there (Ver: the seed's version)
+)
+
+// seedKey identifies a seed being stored (it may wait for dependencies).
+type seedKey struct {
+	from consistency.NodeID
+	key  string
+	v    Version
+}
+
+// scanSeeds queues a seed of every stored key whose owner in another
+// region is a down node, to its new owner there (the placement next).
+func (r *Replica) scanSeeds(home string) error {
+	if len(r.down) == 0 || home == "" || r.region == "" {
+		return nil
+	}
+	it := r.eng.NewIter([]byte(prefixValue), []byte("v0"))
+	for ok := it.First(); ok; ok = it.Next() {
+		key := string(it.Key()[len(prefixValue):])
+		if ownerIn(r.next, home, key) != r.id {
+			continue // not this node's to seed from (a handoff of its own)
+		}
+		for _, g := range r.next {
+			if g.name == home || !slices.Contains(r.down, ownerIn(r.moveFrom, g.name, key)) {
+				continue
+			}
+			if to := ownerIn(r.next, g.name, key); to != "" {
+				r.seeds[key+"\x00"+g.name] = &push{to: to}
+			}
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("causal: scan for seeds: %w", err)
+	}
+	return nil
+}
+
+// sendSeeds (re)sends the seeds due, at most maxPushes per round.
+func (r *Replica) sendSeeds(now time.Time) {
+	if len(r.seeds) == 0 || !r.streaming || r.skipHandoff {
+		return
+	}
+	ids := make([]string, 0, len(r.seeds))
+	for id, p := range r.seeds {
+		if !p.acked && (p.sent.IsZero() || now.Sub(p.sent) >= 4*r.retry) {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	if len(ids) > maxPushes {
+		ids = ids[:maxPushes]
+	}
+	for _, id := range ids {
+		p := r.seeds[id]
+		key, _, _ := strings.Cut(id, "\x00")
+		rec, err := r.load(key)
+		if err != nil {
+			continue // corrupt: re-fetched first (the change waits)
+		}
+		if rec.V.IsZero() {
+			delete(r.seeds, id) // nothing stored any more
+			continue
+		}
+		p.v, p.sent = rec.V, now
+		r.send(p.to, msg{Kind: kindSeed, Entry: &outEntry{Key: key, Rec: rec}, Region: r.region})
+	}
+}
+
+// onSeed stores another region's record of a key this node gained from
+// a down node, merged into what it has, once the seed's dependencies on
+// keys that do not move are visible here; then acknowledges it.
+func (r *Replica) onSeed(now time.Time, from consistency.NodeID, in msg) {
+	e := in.Entry
+	if e == nil || r.held || r.region == "" || r.owner(r.region, e.Key) != r.id {
+		return // not the owner under this node's list, or held: the sender resends
+	}
+	key, rec := e.Key, e.Rec
+	sk := seedKey{from: from, key: key, v: rec.V}
+	if r.seeding[sk] {
+		return // already waiting for its dependencies
+	}
+	r.clock.observe(rec.V)
+	for _, v := range rec.Seen {
+		r.clock.observe(v)
+	}
+	var deps []Dep
+	for _, s := range append([]record{rec}, rec.Sibs...) {
+		for _, d := range s.Deps {
+			if d.Key != key && !r.keyMoves(d.Key) {
+				deps = r.merge(deps, d)
+			}
+		}
+	}
+	r.seeding[sk] = true
+	var store func(now time.Time, _ []Dep)
+	store = func(now time.Time, _ []Dep) {
+		if r.held {
+			r.deferred = append(r.deferred, func(now time.Time) { store(now, nil) })
+			return
+		}
+		delete(r.seeding, sk)
+		if r.region == "" || r.owner(r.region, key) != r.id {
+			return
+		}
+		cur, err := r.load(key)
+		if err != nil {
+			return // not acknowledged: the sender resends
+		}
+		if merged, ok := mergeRecords(cur, rec, r.siblings); ok {
+			b := r.eng.NewBatch()
+			b.Set([]byte(prefixValue+key), sealJSON([]byte(prefixValue+key), merged))
+			err := b.Commit(false)
+			b.Close()
+			if err != nil {
+				return
+			}
+			r.stats.SeedsStored++
+			r.recheck(now, key)
+		}
+		// Ordering rule: acknowledge only what is durable.
+		r.out.Sync = true
+		v := rec.V
+		r.send(from, msg{Kind: kindSeedAck, Entry: &outEntry{Key: key}, Ver: &v, Region: r.region})
+	}
+	r.await(now, r.prune(deps), time.Time{}, store, func(time.Time) { delete(r.seeding, sk) })
+}
+
+// keyMoves reports whether key's owner in this node's region changes in
+// the change under way.
+func (r *Replica) keyMoves(key string) bool {
+	return r.changing && movedIn(r.moveFrom, r.next, r.region, key)
+}
+
+func (r *Replica) onSeedAck(in msg) {
+	if in.Entry == nil || in.Ver == nil {
+		return
+	}
+	p, ok := r.seeds[in.Entry.Key+"\x00"+in.Region]
+	if !ok || p.acked || p.v != *in.Ver {
+		return
+	}
+	p.acked = true
+	r.stats.Seeded++
+	r.maybeResume()
+}
