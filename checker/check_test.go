@@ -291,3 +291,42 @@ func TestHardKeysDoNotStarveOthers(t *testing.T) {
 		t.Errorf("keys_unknown = %d, want the 2 hard keys", c.Counts["keys_unknown"])
 	}
 }
+
+// TestSetMembersAnyBytes: the linearizability model's sets hold members of
+// any bytes — commas, quotes, the empty string, NUL — as the history does.
+// (The model once joined quoted members with commas and split on them,
+// which turned a member with a comma into two mangled ones and flagged
+// linearizable histories.)
+//
+//	go test -run TestSetMembersAnyBytes ./checker
+func TestSetMembersAnyBytes(t *testing.T) {
+	for _, m := range [][2]string{{"a,b", "c"}, {`x","y`, "z"}, {"", "e"}, {"a\x00b", "a"}, {"é,", "ü"}, {"v1.1", "v2.1"}} {
+		smembers := func(id, inv, comp int64, vals ...string) Op {
+			o := op(id, 1, FSMembers, "s", inv, comp)
+			o.Values = vals
+			return o
+		}
+		sorted := func(v ...string) []string { return dedupSorted(sortedCopy(v)) }
+		for _, tc := range []struct {
+			name string
+			ops  []Op
+			want Verdict
+		}{
+			{"add, add, read both", []Op{op(1, 0, FSAdd, "s", 0, 1, m[0]), op(2, 0, FSAdd, "s", 2, 3, m[1]),
+				smembers(3, 4, 5, sorted(m[0], m[1])...)}, VerdictOK},
+			{"add, add, remove, read", []Op{op(1, 0, FSAdd, "s", 0, 1, m[0]), op(2, 0, FSAdd, "s", 2, 3, m[1]),
+				op(3, 0, FSRem, "s", 4, 5, m[0]), smembers(4, 6, 7, m[1])}, VerdictOK},
+			{"add, add, read one: lost add", []Op{op(1, 0, FSAdd, "s", 0, 1, m[0]), op(2, 0, FSAdd, "s", 2, 3, m[1]),
+				smembers(3, 4, 5, m[0])}, VerdictViolation},
+			{"remove, read removed", []Op{op(1, 0, FSAdd, "s", 0, 1, m[0]), op(2, 0, FSRem, "s", 2, 3, m[0]),
+				smembers(3, 4, 5, m[0])}, VerdictViolation},
+		} {
+			opts := DefaultOptions()
+			opts.Checks = []string{CheckLinearizable}
+			c := Check(tc.ops, nil, opts).Get(CheckLinearizable)
+			if c.Verdict != tc.want {
+				t.Errorf("members %q, %s: %s (%s), want %s", m, tc.name, c.Verdict, c.Summary, tc.want)
+			}
+		}
+	}
+}

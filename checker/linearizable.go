@@ -2,6 +2,7 @@ package checker
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"math"
@@ -16,11 +17,11 @@ import (
 )
 
 // kvState is the state of one key in the linearizability model: absent, a
-// string (registers and counters) or a set (canonical sorted encoding).
+// string (registers and counters) or a set (canonical encoding: setState).
 // It is comparable, so Porcupine can compare states with ==.
 type kvState struct {
 	kind byte   // 0 absent, 's' string, 'S' set
-	s    string // the string, or the set's members quoted and joined by ","
+	s    string // the string, or the set's encoding
 }
 
 // kvInput is one operation as the model sees it.
@@ -37,31 +38,98 @@ type kvOutput struct {
 	present bool
 	val     string
 	members []string // sorted, for smembers
-	hasInt  bool
-	n       int64
+	// set is setState(members), made once per operation (smembers):
+	// Porcupine steps an operation many times.
+	set    kvState
+	hasInt bool
+	n      int64
 }
 
-func setMembers(st kvState) []string {
-	if st.kind != 'S' || st.s == "" {
-		return nil
-	}
-	parts := strings.Split(st.s, ",")
-	out := make([]string, len(parts))
-	for i, p := range parts {
-		out[i], _ = strconv.Unquote(p)
-	}
-	return out
-}
-
+// setState is the model state of the set of sorted, distinct members m:
+// each member as its length (uvarint) and its bytes, in order. Members may
+// hold any bytes (the length prefix, unlike a separator, cannot occur
+// inside one). An empty set is the absent state.
 func setState(m []string) kvState {
 	if len(m) == 0 {
 		return kvState{}
 	}
-	q := make([]string, len(m))
-	for i, s := range m {
-		q[i] = strconv.Quote(s)
+	n := 0
+	for _, e := range m {
+		n += binary.MaxVarintLen64 + len(e)
 	}
-	return kvState{kind: 'S', s: strings.Join(q, ",")}
+	b := make([]byte, 0, n)
+	for _, e := range m {
+		b = binary.AppendUvarint(b, uint64(len(e)))
+		b = append(b, e...)
+	}
+	return kvState{kind: 'S', s: string(b)}
+}
+
+// nextMember splits the first member off a set's encoding (setState).
+func nextMember(enc string) (member, rest string) {
+	l, n := uvarintString(enc)
+	return enc[n : n+int(l)], enc[n+int(l):]
+}
+
+// uvarintString is binary.Uvarint of a string (the encoding is the
+// model's own, so always well formed).
+func uvarintString(s string) (uint64, int) {
+	var x uint64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x80 {
+			return x | uint64(c)<<(7*i), i + 1
+		}
+		x |= uint64(c&0x7f) << (7 * i)
+	}
+	return 0, len(s)
+}
+
+// setMembers decodes a set state (for descriptions).
+func setMembers(st kvState) []string {
+	if st.kind != 'S' {
+		return nil
+	}
+	var out []string
+	for rest := st.s; rest != ""; {
+		var m string
+		m, rest = nextMember(rest)
+		out = append(out, m)
+	}
+	return out
+}
+
+// setChange is the state after adding (add) or removing e, and whether
+// that changed the set: one pass over the encoding, no decoding.
+func setChange(st kvState, e string, add bool) (kvState, bool) {
+	enc := st.s
+	pos := 0 // where e is, or goes
+	for rest := enc; rest != ""; {
+		m, r := nextMember(rest)
+		if m >= e {
+			if m == e {
+				if add {
+					return st, false
+				}
+				if out := enc[:pos] + r; out != "" {
+					return kvState{kind: 'S', s: out}, true
+				}
+				return kvState{}, true
+			}
+			break
+		}
+		pos += len(rest) - len(r)
+		rest = r
+	}
+	if !add {
+		return st, false
+	}
+	b := make([]byte, 0, len(enc)+binary.MaxVarintLen64+len(e))
+	b = append(b, enc[:pos]...)
+	b = binary.AppendUvarint(b, uint64(len(e)))
+	b = append(b, e...)
+	b = append(b, enc[pos:]...)
+	return kvState{kind: 'S', s: string(b)}, true
 }
 
 // kvStep is the sequential specification of one key.
@@ -122,30 +190,16 @@ func kvStep(state, input, output interface{}) (bool, interface{}) {
 		if st.kind == 's' {
 			return false, st
 		}
-		m := setMembers(st)
-		i := sort.SearchStrings(m, in.a0)
-		had := i < len(m) && m[i] == in.a0
-		changed := (in.f == FSAdd) != had
+		next, changed := setChange(st, in.a0, in.f == FSAdd)
 		if !in.unknown && out.hasInt && (out.n == 1) != changed {
 			return false, st
 		}
-		if !changed {
-			return true, st
-		}
-		nm := make([]string, 0, len(m)+1)
-		nm = append(nm, m[:i]...)
-		if in.f == FSAdd {
-			nm = append(nm, in.a0)
-			nm = append(nm, m[i:]...)
-		} else {
-			nm = append(nm, m[i+1:]...)
-		}
-		return true, setState(nm)
+		return true, next
 	case FSMembers:
 		if st.kind == 's' {
 			return false, st
 		}
-		return setState(out.members) == st, st
+		return out.set == st, st
 	}
 	return false, st
 }
@@ -189,7 +243,12 @@ func describeKVState(state interface{}) string {
 	case 0:
 		return "nil"
 	case 'S':
-		return "{" + st.s + "}"
+		m := setMembers(st)
+		q := make([]string, len(m))
+		for i, e := range m {
+			q[i] = strconv.Quote(e)
+		}
+		return "{" + strings.Join(q, ",") + "}"
 	}
 	return strconv.Quote(st.s)
 }
@@ -345,6 +404,7 @@ func porcupineOps(h *history, k *keyInfo) (out []porcupine.Operation, idx []int,
 		if op.F == FSMembers {
 			// a set has each member once
 			o.members = dedupSorted(sortedCopy(op.Values))
+			o.set = setState(o.members)
 		}
 		if op.Int != nil {
 			o.hasInt, o.n = true, *op.Int
