@@ -50,6 +50,9 @@ type indexEngine struct {
 	// atomic batch per proposal, as many commits as without replies.
 	holding bool
 	held    *indexBatch
+	// upd, during an Update (begin .. end), gathers the commits of all of
+	// the Update's entries into one engine batch (updateBatch).
+	upd *updateBatch
 }
 
 // hold starts holding the Store's next commit.
@@ -67,7 +70,51 @@ func (e *indexEngine) release() error {
 	return b.commit(false)
 }
 
-func (e *indexEngine) NewBatch() core.Batch { return &indexBatch{Batch: e.Engine.NewBatch(), e: e} }
+// NewBatch starts a batch; during an Update it records its writes for the
+// Update's batch (updateBatch) instead of holding an engine batch.
+func (e *indexEngine) NewBatch() core.Batch {
+	if e.upd != nil && !e.restoring {
+		return &indexBatch{Batch: e.upd.record(), e: e}
+	}
+	return &indexBatch{Batch: e.Engine.NewBatch(), e: e}
+}
+
+// Get reads through the Update's batch: the Store of a later entry sees
+// the writes of the earlier ones before they reach the engine.
+func (e *indexEngine) Get(key []byte) ([]byte, error) {
+	if e.upd != nil {
+		if v, del, ok := e.upd.get(key); ok {
+			if del {
+				return nil, core.ErrNotFound
+			}
+			return v, nil
+		}
+	}
+	return e.Engine.Get(key)
+}
+
+// NewIter commits the Update's batch first (the overlay serves point reads
+// only), so the iterator sees every earlier write.
+func (e *indexEngine) NewIter(lower, upper []byte) core.Iterator {
+	if e.upd != nil {
+		if err := e.upd.flush(); err != nil {
+			return errIter{err}
+		}
+	}
+	return e.Engine.NewIter(lower, upper)
+}
+
+// errIter is an empty iterator that reports err.
+type errIter struct{ err error }
+
+func (errIter) First() bool        { return false }
+func (errIter) SeekGE([]byte) bool { return false }
+func (errIter) Valid() bool        { return false }
+func (errIter) Next() bool         { return false }
+func (errIter) Key() []byte        { return nil }
+func (errIter) Value() []byte      { return nil }
+func (i errIter) Error() error     { return i.err }
+func (i errIter) Close() error     { return i.err }
 
 type indexBatch struct {
 	core.Batch
@@ -135,6 +182,7 @@ type diskSM struct {
 	eng   *pebbleengine.Engine
 	ie    *indexEngine
 	store *core.Store
+	upd   *updateBatch // the batch of the Update being applied (reused)
 }
 
 var _ sm.IOnDiskStateMachine = (*diskSM)(nil)
@@ -167,7 +215,7 @@ func (m *diskSM) Open(<-chan struct{}) (uint64, error) {
 		eng.Close()
 		return 0, fmt.Errorf("raft: open state machine: %w", err)
 	}
-	m.eng, m.ie, m.store = eng, ie, st
+	m.eng, m.ie, m.store, m.upd = eng, ie, st, nil
 	return idx, nil
 }
 
@@ -218,9 +266,22 @@ func (e *indexEngine) readApplied() (uint64, error) {
 
 // Update applies entries in order; entries that wrote nothing are recorded
 // by one final batch.
-func (m *diskSM) Update(ents []sm.Entry) ([]sm.Entry, error) {
+//
+// The commits of all the entries go into one engine batch (updateBatch),
+// committed before Update returns.
+func (m *diskSM) Update(ents []sm.Entry) (_ []sm.Entry, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.upd == nil {
+		m.upd = newUpdateBatch(m.ie.Engine)
+	}
+	m.ie.upd = m.upd
+	defer func() {
+		m.ie.upd = m.upd
+		if err != nil {
+			m.upd.reset()
+		}
+	}()
 	for i := range ents {
 		m.ie.cur = ents[i].Index
 		data, err := applyEntry(m.store, &m.ie.clock, m.ie.dd, ents[i].Index, ents[i].Cmd, m.ie)
@@ -237,6 +298,9 @@ func (m *diskSM) Update(ents []sm.Entry) ([]sm.Entry, error) {
 		if err := b.Commit(false); err != nil {
 			return nil, fmt.Errorf("raft: record applied index: %w", err)
 		}
+	}
+	if err := m.upd.flush(); err != nil {
+		return nil, err
 	}
 	return ents, nil
 }

@@ -155,3 +155,128 @@ func BenchmarkDiskSMUpdate(b *testing.B) {
 		}
 	}
 }
+
+// commitCounter counts the batches committed to the engine below the
+// state machine.
+type commitCounter struct {
+	core.Engine
+	commits int
+}
+
+func (c *commitCounter) NewBatch() core.Batch { return &countedBatch{c.Engine.NewBatch(), c} }
+
+type countedBatch struct {
+	core.Batch
+	c *commitCounter
+}
+
+func (b *countedBatch) Commit(sync bool) error { b.c.commits++; return b.Batch.Commit(sync) }
+
+// The writes of all the entries of one Update are one engine commit
+// (updatebatch.go); an entry reading a key written earlier in the same
+// Update sees the write (INCR of ctr, CAS against the version it set).
+func TestDiskSMOneCommitPerUpdate(t *testing.T) {
+	m, _ := openDisk(t, pebblevfs.NewMem())
+	defer m.Close()
+	cc := &commitCounter{Engine: m.ie.Engine}
+	m.ie.Engine = cc
+	ents := []sm.Entry{
+		entry(1, core.Cmd("SET", "ctr", "10")),
+		entry(2, core.Cmd("INCR", "ctr")),
+		entry(3, core.Cmd("INCR", "ctr")),
+		entry(4, core.Cmd("SET", "a", "x")),
+		entry(5, core.Cmd("CAS", "a", "999", "y")), // fails: writes nothing
+		entry(6, core.Cmd("APPEND", "a", "z")),
+		entry(7, core.Cmd("DEL", "a")),
+		entry(8, core.Cmd("SETNX", "a", "new")),
+	}
+	out, err := m.Update(ents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cc.commits != 1 {
+		t.Errorf("%d engine commits for one Update of %d entries, want 1 (go test -run TestDiskSMOneCommitPerUpdate ./consistency/raft)", cc.commits, len(ents))
+	}
+	if r, err := core.DecodeReply(out[2].Result.Data); err != nil || r.Int != 12 {
+		t.Errorf("the second INCR replied %+v (%v), want 12", r, err)
+	}
+	if want := map[string]string{"ctr": `string "12"`, "a": `string "new"`}; !reflect.DeepEqual(dump(t, m), want) {
+		t.Errorf("state %v, want %v", dump(t, m), want)
+	}
+}
+
+// Applying a log in Updates of many entries gives the replies and the
+// state of applying it one entry per Update, also with commands whose
+// apply iterates the engine (IDX.CREATE, which commits the pending batch
+// first) and with reads of keys written earlier in the same Update.
+func TestDiskSMUpdateBatchEquivalent(t *testing.T) {
+	keys := []string{"k0", "k1", "k2", "{h}:0", "{h}:1"}
+	var cmds []core.Command
+	for i := 0; i < 300; i++ {
+		k := keys[(i*7)%len(keys)]
+		switch i % 11 {
+		case 0, 1:
+			cmds = append(cmds, core.Cmd("SET", k, fmt.Sprint(i)))
+		case 2:
+			cmds = append(cmds, core.Cmd("APPEND", k, "+"))
+		case 3:
+			cmds = append(cmds, core.Cmd("DEL", k))
+		case 4:
+			cmds = append(cmds, core.Cmd("HSET", "h"+k, "f", fmt.Sprint(i%3)))
+		case 5:
+			cmds = append(cmds, core.Cmd("SADD", "s", k))
+		case 6:
+			cmds = append(cmds, core.Cmd("SREM", "s", keys[i%len(keys)]))
+		case 7:
+			cmds = append(cmds, core.Cmd("INCR", "ctr"))
+		case 8:
+			cmds = append(cmds, core.Cmd("SET", k, "ttl", "PX", "50"))
+		case 9:
+			switch i % 33 {
+			case 9:
+				cmds = append(cmds, core.Cmd("IDX.CREATE", fmt.Sprint("ix", i), "ON", "HASH", "PREFIX", "h", "FIELD", "f", "TYPE", "string"))
+			case 20:
+				cmds = append(cmds, core.Cmd("IDX.QUERY", fmt.Sprint("ix", i-11), "RANGE", "-", "+"))
+			default:
+				cmds = append(cmds, core.Cmd("IDX.DROP", fmt.Sprint("ix", i-33)))
+			}
+		case 10:
+			cmds = append(cmds, core.Cmd("LPUSH", "l", k))
+		}
+	}
+	ents := make([]sm.Entry, len(cmds))
+	for i, c := range cmds {
+		ents[i] = entry(uint64(i+1), c)
+	}
+	apply := func(per int) ([]string, map[string]string) {
+		m, _ := openDisk(t, pebblevfs.NewMem())
+		defer m.Close()
+		var replies []string
+		for i := 0; i < len(ents); i += per {
+			batch := make([]sm.Entry, 0, per)
+			for _, e := range ents[i:min(i+per, len(ents))] {
+				batch = append(batch, sm.Entry{Index: e.Index, Cmd: e.Cmd})
+			}
+			out, err := m.Update(batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range out {
+				replies = append(replies, string(e.Result.Data))
+			}
+		}
+		return replies, dump(t, m)
+	}
+	wantR, wantS := apply(1)
+	for _, per := range []int{7, 64, len(ents)} {
+		gotR, gotS := apply(per)
+		for i := range wantR {
+			if gotR[i] != wantR[i] {
+				t.Fatalf("%d entries per Update: entry %d (%v) replied %q, one per Update %q (go test -run TestDiskSMUpdateBatchEquivalent ./consistency/raft)", per, i+1, cmds[i], gotR[i], wantR[i])
+			}
+		}
+		if !reflect.DeepEqual(gotS, wantS) {
+			t.Errorf("%d entries per Update: state %v, one per Update %v (go test -run TestDiskSMUpdateBatchEquivalent ./consistency/raft)", per, gotS, wantS)
+		}
+	}
+}
