@@ -15,7 +15,8 @@
 //	node-vs-redis    one dialkv node against redis-server (run.sh; real processes)
 //	raft-vs-etcd     three dialkv nodes (raft) against three etcd members (run.sh; real processes);
 //	                 profile.sh: fsyncs and CPU per write of each member, both systems;
-//	                 kill9.sh: acknowledged raft writes survive kill -9 of every node
+//	                 kill9.sh: acknowledged raft writes survive kill -9 of every node;
+//	                 ab.sh: builds or namespace parameters side by side (writes/s, CPU per write)
 //	strategies-real  1. on real processes: every strategy and consistency level side by side (dialkv bench)
 //	causal-real      causal+ against quorum on four loopback nodes in two regions, visibility lag, metadata
 //	jepsen           fault tests on real processes (kill -9, SIGSTOP, rolling restart) checked by the checkers (run.sh)

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Side-by-side A/B of dialkv builds or namespace parameters under the raft
+# write load of run.sh (issue 6): one 3-node cluster per argument (raft
+# namespace r1, 1 shard, --fsync always), all started at once on loopback;
+# rows alternate between the clusters, ROUNDS rounds of DURATION seconds of
+# CLIENTS-client SETs (16-byte keys over 100,000, 100-byte values, the
+# driver of run.sh). Per row: writes/s, p50/p99, CPU µs per write of the
+# three node processes together (user+system from /proc: steadier than
+# writes/s on a shared machine), errors, load1. PROFILE=1: a CPU profile of
+# every node during the first round ($OUT/pprof-<label>-n<j>.pprof).
+#
+#   go build -o /tmp/a/dialkv ./cmd/dialkv     # each build to compare (e.g. from git archive)
+#   go build -o /tmp/a/driver ./experiments/raft-vs-etcd/driver
+#   DRIVER=/tmp/a/driver experiments/raft-vs-etcd/ab.sh before=/tmp/a/dialkv-old after=/tmp/a/dialkv
+#   DRIVER=/tmp/a/driver experiments/raft-vs-etcd/ab.sh s1k=/tmp/a/dialkv s10k=/tmp/a/dialkv,snapshot-entries,10000
+#
+# An argument is label=binary[,param,value,...] (namespace parameters of
+# that cluster; NSPARAMS, comma separated, for those without). Ports
+# 20000+1000*i (below the kernel's ephemeral range; run.sh and profile.sh
+# use 23790-27500).
+set -euo pipefail
+OUT=${OUT:-$(mktemp -d /tmp/raft-ab.XXXXXX)}
+DURATION=${DURATION:-8}
+ROUNDS=${ROUNDS:-3}
+CLIENTS=${CLIENTS:-50}
+NSPARAMS=${NSPARAMS:-}
+DRIVER=${DRIVER:?DRIVER=path of experiments/raft-vs-etcd/driver built}
+mkdir -p "$OUT"
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
+declare -A NODES ADDRS
+LABELS=()
+c=0
+for arg in "$@"; do
+  label=${arg%%=*}; rest=${arg#*=}; bin=${rest%%,*}; nsp=$NSPARAMS
+  [ "$rest" = "$bin" ] || nsp="${rest#*,}"
+  LABELS+=("$label")
+  P=$((20000 + 1000*c)); c=$((c+1))
+  peers=""; addrs=""; raddrs=""
+  for j in 0 1 2; do
+    peers+="${peers:+,}n$((j+1))=127.0.0.1:$((P+10*j))@127.0.0.1:$((P+10*j+1))"
+    addrs+="${addrs:+,}127.0.0.1:$((P+10*j))"
+    raddrs+="${raddrs:+,}127.0.0.1:$((P+100+10*j))"
+  done
+  ADDRS[$label]=$addrs
+  pids=""
+  for j in 0 1 2; do
+    rm -rf "$OUT/$label-n$j"
+    "$bin" node --id n$((j+1)) --listen 127.0.0.1:$((P+10*j)) --data "$OUT/$label-n$j" --fsync always \
+      --cluster ab$label --peers "$peers" --log-level warn --metrics 127.0.0.1:$((P+10*j+5)) >> "$OUT/$label-n$j.log" 2>&1 &
+    PIDS+=($!); pids+="$! "
+  done
+  NODES[$label]=$pids
+  for t in $(seq 200); do "$bin" cli --addr 127.0.0.1:$((P+20)) PING >/dev/null 2>&1 && break; sleep 0.1; done
+  "$bin" cli --addr 127.0.0.1:$P NAMESPACE CREATE r1 raft nodes n1,n2,n3 raft-addrs "$raddrs" client-addrs "$addrs" shards 1 ${nsp//,/ } >/dev/null
+  for t in $(seq 200); do "$bin" cli --addr 127.0.0.1:$((P+10)) --namespace r1 SET warm 1 2>/dev/null | grep -q OK && break; sleep 0.2; done
+done
+ticks() { local s=0; for p in "$@"; do s=$((s + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo $s; }
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+echo "| round | build | writes/s | p50 ms | p99 ms | node CPU µs/write | errors | load1 |"
+echo "|---|---|---|---|---|---|---|---|"
+for r in $(seq "$ROUNDS"); do
+  for label in "${LABELS[@]}"; do
+    curls=()
+    if [ -n "${PROFILE:-}" ] && [ "$r" = 1 ]; then
+      i=0; for a in ${ADDRS[$label]//,/ }; do
+        port=${a##*:}; curl -s -o "$OUT/pprof-$label-n$i.pprof" "http://127.0.0.1:$((port+5))/debug/pprof/profile?seconds=$DURATION" & curls+=($!); i=$((i+1))
+      done
+    fi
+    l=$(cut -d' ' -f1 /proc/loadavg)
+    t0=$(ticks ${NODES[$label]})
+    "$DRIVER" --addrs "${ADDRS[$label]}" --namespace r1 --workload write-only --clients "$CLIENTS" --duration "${DURATION}s" --value-size 100 > "$OUT/out.json"
+    t1=$(ticks ${NODES[$label]})
+    for p in "${curls[@]}"; do wait "$p" || true; done
+    python3 - "$OUT/out.json" "$r" "$label" "$t0" "$t1" "$TICK_US" "$l" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1])); w = j["writes"]
+r, label, t0, t1, tick, l = sys.argv[2:]
+ops = max(w["ops"], 1)
+print(f'| {r} | {label} | {w["ops_per_sec"]:.0f} | {w["p50_ms"]:.2f} | {w["p99_ms"]:.2f} | {(int(t1)-int(t0))*int(tick)/ops:.0f} | {j["errors"]} | {l} |')
+PY
+  done
+done
