@@ -201,8 +201,6 @@ func NewPolicy(f PolicyFile) (*Policy, error) {
 		}
 		p.grants = append(p.grants, out)
 	}
-	// A fixed dummy hash with the default parameters: unknown users cost as
-	// much as known ones.
 	for i, serial := range f.RevokedCerts {
 		s, err := normalSerial(serial)
 		if err != nil {
@@ -233,7 +231,15 @@ func NewPolicy(f PolicyFile) (*Policy, error) {
 		delete(p.userBinds, u)
 		p.revokedUsers++
 	}
-	p.dummy = passwordHash{p: DefaultHashParams, salt: make([]byte, 16), key: make([]byte, 32)}
+	// A fixed dummy hash verified for unknown users, with the parameters
+	// of a real user's hash (the first by name; the defaults when there is
+	// none): an unknown user costs as much as a known one, whatever
+	// parameters the policy's hashes were made with.
+	params := DefaultHashParams
+	if names := sortedKeys(p.users); len(names) > 0 {
+		params = p.users[names[0]].p
+	}
+	p.dummy = passwordHash{p: params, salt: make([]byte, 16), key: make([]byte, params.KeyLen)}
 	return p, nil
 }
 

@@ -108,6 +108,11 @@ func TestAuthenticate(t *testing.T) {
 			t.Errorf("error echoes the password: %v", err)
 		}
 	}
+	// The dummy verified for unknown users costs what a real user's hash
+	// costs (the test policy's hashes are cheap; the defaults are not).
+	if got, want := p.dummy.p, p.users["alice"].p; got != want {
+		t.Errorf("dummy hash parameters %+v; want the users' %+v", got, want)
+	}
 	pr, err = p.AuthenticateToken(tok)
 	if err != nil || pr.Name != "ci-bot" || pr.Method != "token" || pr.bind == ([32]byte{}) {
 		t.Fatalf("token: %v %v", pr, err)
