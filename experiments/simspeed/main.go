@@ -12,7 +12,7 @@
 //
 // A second table (load.md) holds the virtual/real ratio against the offered
 // load: primary-backup on 5 nodes, register and mixed workloads, 5 and 10
-// clients, mean think times from the default 2 ms to 1 s. A closed-loop
+// clients, mean think times from none (1 ns) and the default 2 ms to 1 s. A closed-loop
 // cluster serves about clients/(think + latency) operations per virtual
 // second, so the ratio is roughly ops per CPU-second divided by that: the
 // 1000x goal needs 1000 times the cluster's operation rate in simulated
@@ -149,7 +149,7 @@ func run(out *expio.Out, seeds, ops int, sizes []int, quick bool) error {
 	if err := writeLoad(out, loads, seeds, ops, cmd, loadStart, loadEnd); err != nil {
 		return err
 	}
-	header := []string{"strategy", "nodes", "runs", "ops", "virtual_s", "real_s", "cpu_s", "virtual_per_real", "ops_per_cpu_s", "events_per_cpu_s", "verdicts"}
+	header := []string{"strategy", "nodes", "runs", "ops", "virtual_s", "real_s", "cpu_s", "virtual_per_real", "virtual_per_cpu", "ops_per_cpu_s", "events_per_cpu_s", "verdicts"}
 	var rows [][]string
 	for _, c := range cells {
 		v := ""
@@ -160,7 +160,8 @@ func run(out *expio.Out, seeds, ops int, sizes []int, quick bool) error {
 		}
 		rows = append(rows, []string{c.strategy, strconv.Itoa(c.nodes), strconv.Itoa(seeds), strconv.Itoa(c.ops),
 			simexp.F(c.virtual.Seconds(), 2), simexp.F(c.real.Seconds(), 2), simexp.F(c.cpu.Seconds(), 2),
-			simexp.F(c.virtual.Seconds()/c.real.Seconds(), 2), simexp.F(float64(c.ops)/c.cpu.Seconds(), 0),
+			simexp.F(c.virtual.Seconds()/c.real.Seconds(), 2), simexp.F(c.virtual.Seconds()/c.cpu.Seconds(), 0),
+			simexp.F(float64(c.ops)/c.cpu.Seconds(), 0),
 			simexp.F(float64(c.events)/c.cpu.Seconds(), 0), v})
 	}
 	if err := out.CSV("simspeed", header, rows); err != nil {
@@ -207,9 +208,11 @@ type loadCell struct {
 // and 2 ms).
 func loadSweep(out *expio.Out, seeds, ops int, quick bool) ([]*loadCell, error) {
 	workloads, clients := []string{"register", "mixed"}, []int{5, 10}
-	thinks := []time.Duration{2 * time.Millisecond, 20 * time.Millisecond, 100 * time.Millisecond, time.Second}
+	// 1 ns is a closed loop without think time (0 would mean the default):
+	// virtual time then advances only by the network's latencies.
+	thinks := []time.Duration{time.Nanosecond, 2 * time.Millisecond, 20 * time.Millisecond, 100 * time.Millisecond, time.Second}
 	if quick {
-		workloads, clients, thinks = []string{"register"}, []int{5}, thinks[:1]
+		workloads, clients, thinks = []string{"register"}, []int{5}, thinks[1:2]
 	}
 	var cells []*loadCell
 	for _, w := range workloads {
@@ -279,7 +282,7 @@ func writeLoad(out *expio.Out, cells []*loadCell, seeds, ops int, cmd, loadStart
 	md := fmt.Sprintf("Virtual/real time against the offered load: primary-backup, 5 nodes, default faults and latencies "+
 		"(exp:1ms one way), %d safety-phase operations per run, seeds 1..%d summed, checkers included; load average %s "+
 		"at the start of the experiment, %s at the end (shared 2-core machine). think_ms is the clients' mean think time "+
-		"(default 2 ms; the default client count is 5); the liveness bound is 10 s plus three times the liveness phase's "+
+		"(default 2 ms; 0 is 1 ns: no think time, a closed loop paced only by the network; the default client count is 5); the liveness bound is 10 s plus three times the liveness phase's "+
 		"expected length (live ops / clients x think). ops_per_virtual_s is the rate the cluster served in virtual time. "+
 		"1000x_real: virtual_per_real of at least 1000.\n\n", ops, seeds, loadStart, loadEnd) +
 		expio.Table(header, rows) + "\nReproduce: `" + cmd + "`\n"
