@@ -81,6 +81,10 @@ type ClusterConfig struct {
 	// sec is the node's Config.Security (set by StartClusterNode): peer
 	// TLS, and the TLS used to call the other members' client API.
 	sec security.Settings
+	// ringPullHold (tests) skips the member list pulls for this long
+	// after the start: a node that cannot reach its peers' client API yet
+	// keeps the list it persisted (TestClusterRingRemovedComesBack).
+	ringPullHold time.Duration
 }
 
 // ParsePeers parses the --peers flag: "n1=CLIENT@PEER,n2=CLIENT@PEER,...",
@@ -143,6 +147,10 @@ type cluster struct {
 	regionSpecs map[string]string
 
 	gossip *gossip // nil: no failure detector (static membership only)
+
+	// ringPullFrom: member list pulls before it are skipped
+	// (ClusterConfig.ringPullHold).
+	ringPullFrom time.Time
 
 	// incarnation is drawn from crypto/rand when the node starts and mixed
 	// into every replica's seed (replicaRand): replicas draw request ids
@@ -243,7 +251,8 @@ func newCluster(self string, cc ClusterConfig, dataDir string, joining bool, log
 	if cc.CatalogSync <= 0 {
 		cc.CatalogSync = 2 * time.Second
 	}
-	c := &cluster{self: self, cfg: cc, dataDir: dataDir, log: log, senders: map[string]*transport.PeerSender{}, hosts: map[string]*ReplicaHost{}, kinds: map[string]string{}, regionSpecs: map[string]string{}}
+	c := &cluster{self: self, cfg: cc, dataDir: dataDir, log: log, senders: map[string]*transport.PeerSender{}, hosts: map[string]*ReplicaHost{}, kinds: map[string]string{}, regionSpecs: map[string]string{},
+		ringPullFrom: time.Now().Add(cc.ringPullHold)}
 	var inc [8]byte
 	if _, err := crand.Read(inc[:]); err != nil {
 		return nil, fmt.Errorf("cluster: incarnation: %w", err)
@@ -508,6 +517,13 @@ func StartClusterNode(cfg Config, cc ClusterConfig) (*ClusterNode, error) {
 		g.setHandler(c.setPeerState)
 	}
 	cn := &ClusterNode{c: c, stop: make(chan struct{})}
+	// Ordering rule: the member list is pulled from the peers before the
+	// client API serves and the namespaces open, so that a node removed
+	// while it was down (or that missed a change) does not coordinate with
+	// the list it persisted once a peer answers (its replicas would count
+	// themselves as owners; peers refuse their puts meanwhile, see
+	// quorum's staleOutsider). Peers that do not answer are skipped.
+	cn.pullRings()
 	strats := c.strategies()
 	for k, v := range cfg.Strategies {
 		strats[k] = v

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dialkv/dialkv/consistency"
@@ -465,9 +466,29 @@ func clusterCall(ctx context.Context, addr string, dopts transport.DialOptions, 
 	return r.Str, nil
 }
 
+// pullRings pulls every other node's member list at once (pullRing, one
+// second each at most).
+func (cn *ClusterNode) pullRings() {
+	var wg sync.WaitGroup
+	for _, p := range cn.c.membership().all() {
+		if p.ID == cn.c.self {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cn.pullRing(p)
+		}()
+	}
+	wg.Wait()
+}
+
 // pullRing adopts a peer's member list when it is newer (a node that was
 // down, or missed a push, catches up).
 func (cn *ClusterNode) pullRing(p ClusterPeer) {
+	if time.Now().Before(cn.c.ringPullFrom) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	rep, err := RingAt(ctx, p.Client, cn.c.clientDial())

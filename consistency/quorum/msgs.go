@@ -47,6 +47,11 @@ type msg struct {
 	// A put without it (a hint delivered, a read repair) is pushed again
 	// during a ring change's stream (rebalance.go, changedInStream).
 	covered bool
+	// putVer (mPut) is the sender's ring version (0: not sent, an older
+	// sender): a node that is not in the receiver's ring and is behind it
+	// (removed while down, back before it pulled the member list) has its
+	// uncovered puts refused (receive.go).
+	putVer uint64
 }
 
 type keyObj struct {
@@ -82,10 +87,11 @@ func encodeMsg(m *msg) []byte {
 		e.str(m.key)
 		e.str(string(m.hintFor))
 		e.bytes(encodeObject(m.obj))
-		if m.covered {
-			// A trailing field: older decoders ignore it (and then push
-			// again, which is only redundant).
-			e.boolean(true)
+		if m.covered || m.putVer != 0 {
+			// Trailing fields: older decoders ignore them (and then push
+			// again, which is only redundant, and accept the put).
+			e.boolean(m.covered)
+			e.u(m.putVer)
 		}
 	case mPutAck:
 		e.boolean(m.ok)
@@ -156,6 +162,9 @@ func decodeMsg(b []byte) (*msg, error) {
 		m.obj = obj()
 		if d.err == nil && len(d.b) > 0 {
 			m.covered = d.boolean()
+		}
+		if d.err == nil && len(d.b) > 0 {
+			m.putVer = d.u()
 		}
 	case mPutAck:
 		m.ok = d.boolean()

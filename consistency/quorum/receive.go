@@ -58,6 +58,15 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 			r.maybeDone(o)
 		}
 	case mPut:
+		if r.staleOutsider(from, x) {
+			// Refused, not applied: the sender coordinates with a ring it
+			// is no longer in (see staleOutsider); its write gets no ack
+			// from us, and a hint it delivers is retried once it caught up.
+			if x.op != 0 {
+				r.send(from, &msg{kind: mPutAck, op: x.op, ok: false})
+			}
+			return
+		}
 		ok := true
 		var err error
 		switch {
@@ -107,6 +116,24 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 		}
 		r.onAAE(from, x)
 	}
+}
+
+// staleOutsider reports whether a put comes from a node that is in
+// neither of our rings (members, or during a change the previous ones) and
+// is on an older ring version, without the covered flag of a joint write
+// or a handoff push: a node removed while it was down that came back and
+// still coordinates with the member list it had (it pulls the new one
+// within a catalog sync). Acknowledging its writes would count a node
+// that owns nothing towards W: a write acknowledged by it and by one new
+// owner would sit on that owner only. Refused, its writes time out
+// (outcome unknown) until it adopts the new list, which turns what it
+// holds into hints for the owners (settleRing). An older sender (no
+// version) is accepted.
+func (r *Replica) staleOutsider(from nodeID, x *msg) bool {
+	if x.covered || x.putVer == 0 || x.putVer >= r.ringVer || hasID(r.ring.members, from) {
+		return false
+	}
+	return r.prev == nil || !hasID(r.prev.members, from)
 }
 
 func (r *Replica) onAAE(from nodeID, x *msg) {

@@ -427,6 +427,9 @@ func (r *Replica) Ready() consistency.Ready {
 
 func (r *Replica) send(to nodeID, m *msg) {
 	m.ts = r.clock.now(r.now)
+	if m.kind == mPut {
+		m.putVer = r.ringVer
+	}
 	r.out.Messages = append(r.out.Messages, consistency.Message{From: r.id, To: to, Body: encodeMsg(m)})
 }
 
