@@ -328,6 +328,7 @@ func TestValidateAndFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"--workload", "60/30"}, {"--clients", "0"}, {"--batch", "0"}, {"--duration", "0s"},
 		{"--dist", "normal"}, {"--keys", "0"}, {"--rate", "-1"}, {"--value-size", "-1"}, {"extra"},
+		{"--io", "threads"}, {"--io", "loop", "--via-client"},
 	} {
 		if _, _, err := parseFlags(args, &stderr); err == nil {
 			t.Errorf("flags %q accepted", args)

@@ -54,6 +54,23 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("result %+v", r)
 	}
 
+	// The event-loop client (--io loop), single calls and batches.
+	for _, batch := range []string{"1", "10"} {
+		out.Reset()
+		code = Main([]string{"--addr", n.Addr(), "--io", "loop", "--keys", "500", "--clients", "3", "--batch", batch,
+			"--duration", "300ms", "--load=false", "--json", "--value-size", "32"}, &out, &errw)
+		if code != 0 {
+			t.Fatalf("bench --io loop exited %d: %s", code, errw.String())
+		}
+		var r Result
+		if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+			t.Fatalf("--json output: %v\n%s", err, out.String())
+		}
+		if r.Ops == 0 || r.Errors != 0 || r.Reads.P99Ms <= 0 || r.Config.IO != "loop" {
+			t.Errorf("--io loop --batch %s: result %+v", batch, r)
+		}
+	}
+
 	// The load phase wrote every key with a value of the configured size
 	// (and the second run wrote values of the same size).
 	conn, err := connectOnce(n.Addr())

@@ -46,6 +46,11 @@ type Config struct {
 	Namespace string        `json:"namespace,omitempty"`
 	// ViaClient: through the Go client library (ClientConnector).
 	ViaClient bool `json:"via_client,omitempty"`
+	// IO is how the raw connections are driven: "goroutine" (or empty: one
+	// goroutine per connection, through the Connector) or "loop" (Linux:
+	// every connection from one event-loop goroutine with raw sockets; see
+	// loop_linux.go). The loop needs neither TLS, a login nor ViaClient.
+	IO string `json:"io,omitempty"`
 	// Per-request consistency options (0 / "" / false: the namespace's
 	// defaults). R and W: quorum sizes, -2 QUORUM, -1 ALL.
 	R        int           `json:"r,omitempty"`
@@ -123,8 +128,26 @@ func (c *Config) Validate() error {
 	if c.Timeout <= 0 {
 		return fmt.Errorf("--timeout %v: must be positive", c.Timeout)
 	}
+	switch c.IO {
+	case "", IOGoroutine:
+	case IOLoop:
+		if c.ViaClient {
+			return errors.New("--io loop: not with --via-client (the client library has its own connections)")
+		}
+		if !loopSupported {
+			return errors.New("--io loop: only on Linux (use --io goroutine)")
+		}
+	default:
+		return fmt.Errorf("--io %q: want goroutine or loop", c.IO)
+	}
 	return nil
 }
+
+// The --io modes (Config.IO).
+const (
+	IOGoroutine = "goroutine"
+	IOLoop      = "loop"
+)
 
 // maxStatShards bounds the number of histogram pairs of a run.
 const maxStatShards = 64
@@ -142,13 +165,27 @@ func Run(ctx context.Context, cfg Config, connect Connector, progress io.Writer)
 	if err != nil {
 		return Result{}, err
 	}
-	conns := make([]Conn, 0, cfg.Clients)
+	// The event loop (--io loop) dials its own sockets; the Connector's
+	// connections then only load the keys.
+	var lp *eventLoop
+	nconns := cfg.Clients
+	if cfg.IO == IOLoop {
+		if lp, err = newEventLoop(cfg, mix, keys); err != nil {
+			return Result{}, err
+		}
+		defer lp.close()
+		nconns = 0
+		if cfg.Load {
+			nconns = min(cfg.Clients, 16)
+		}
+	}
+	conns := make([]Conn, 0, nconns)
 	defer func() {
 		for _, c := range conns {
 			c.Close()
 		}
 	}()
-	for i := range cfg.Clients {
+	for i := range nconns {
 		c, err := connect(ctx)
 		if err != nil {
 			return Result{}, fmt.Errorf("bench: connection %d of %d: %w", i+1, cfg.Clients, err)
@@ -185,7 +222,16 @@ func Run(ctx context.Context, cfg Config, connect Connector, progress io.Writer)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	for i, c := range conns {
+	workers := conns
+	if lp != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			missed.Add(lp.run(runCtx, start, end, stats[0]))
+		}()
+		workers = nil // the loop drives its own sockets
+	}
+	for i, c := range workers {
 		w := &worker{
 			cfg:   cfg,
 			conn:  c,

@@ -8,6 +8,7 @@
 #   for b in old new old new; do experiments/node-vs-redis/ab.sh bin/dialkv-$b 18311 never 1 8s; done
 #
 # Usage: ab.sh BIN PORT FSYNC BATCH DURATION [extra dialkv bench flags]
+# (node-vs-redis runs the bench with --io loop; pass it here to match.)
 set -euo pipefail
 BIN=$1; PORT=$2; FSYNC=$3; BATCH=$4; DUR=$5; shift 5
 D=$(mktemp -d)

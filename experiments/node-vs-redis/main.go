@@ -57,6 +57,7 @@ type options struct {
 	out      string
 	port     int
 	openFrac float64
+	benchIO  string
 }
 
 // RedisTest is one redis-benchmark test line.
@@ -146,6 +147,7 @@ func main() {
 	flag.IntVar(&o.keys, "keys", 100000, "distinct keys")
 	flag.StringVar(&o.out, "out", "experiments/results/node-vs-redis", "output directory")
 	flag.IntVar(&o.port, "port", 17390, "first loopback port to use")
+	flag.StringVar(&o.benchIO, "bench-io", "loop", "dialkv bench --io: loop (one event-loop goroutine, like redis-benchmark) or goroutine (one goroutine per connection; uses about as much CPU as the node on this machine)")
 	flag.Float64Var(&o.openFrac, "open-fraction", 0.5, "open-loop offered rate as a fraction of dialkv's saturated single-command throughput (0: no open-loop runs)")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -341,7 +343,7 @@ func dialkvBench(o options, addr string, batch int, load bool, d time.Duration, 
 	cmd := exec.CommandContext(ctx, o.dialkv, "bench", "--addr", addr, "--workload", "70/30",
 		"--clients", strconv.Itoa(o.clients), "--value-size", "100", "--keys", strconv.Itoa(o.keys),
 		"--batch", strconv.Itoa(batch), "--duration", d.String(), "--load="+strconv.FormatBool(load),
-		"--rate", strconv.FormatFloat(rate, 'f', 0, 64), "--progress", "5s", "--json")
+		"--rate", strconv.FormatFloat(rate, 'f', 0, 64), "--progress", "5s", "--json", "--io", o.benchIO)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -486,7 +488,11 @@ func redisBenchmark(port, clients, pipeline, keys, n int, test string, serverPid
 
 func summary(w io.Writer, r Results) {
 	fmt.Fprintf(w, "#### dialkv node vs Redis (%s, %s, commit %s)\n\n", r.Date, r.Host, r.Commit)
-	fmt.Fprintf(w, "One node on loopback, %d connections, 70/30 GET/SET, 100-byte values, %d keys; dialkv runs %s each.\n", r.Clients, r.Keys, r.Duration)
+	fmt.Fprintf(w, "One node on loopback, %d connections, 70/30 GET/SET, 100-byte values, %d keys; dialkv runs %s each", r.Clients, r.Keys, r.Duration)
+	if len(r.Dialkv) > 0 && r.Dialkv[0].Result.Config.IO != "" {
+		fmt.Fprintf(w, " (dialkv bench --io %s)", r.Dialkv[0].Result.Config.IO)
+	}
+	fmt.Fprintln(w, ".")
 	fmt.Fprintf(w, "Load average (1/5/15 min) at the start: %s; at the end: %s.\n\n", r.LoadAvg[0], r.LoadAvg[len(r.LoadAvg)-1])
 	fmt.Fprintln(w, "(a) Saturated closed loop: each connection sends its next request as soon as the last is answered; latencies include queueing behind the other connections.")
 	fmt.Fprintln(w)
