@@ -354,6 +354,8 @@ func porcupineOps(h *history, k *keyInfo) (out []porcupine.Operation, idx []int,
 			}
 		}
 	}
+	// At most one operation each: sized once, not grown by append.
+	out, idx = make([]porcupine.Operation, 0, len(k.ops)), make([]int, 0, len(k.ops))
 	for _, i := range k.ops {
 		op := &h.ops[i]
 		if prune[i] {
