@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"runtime"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -21,13 +22,30 @@ func RunT(t *testing.T, opts simrun.Options) (*Outcome, error) {
 	var out *Outcome
 	var err error
 	real := time.Now()
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		out, err = simulate(opts, nil)
 	})
 	if out != nil {
 		out.Result.Real = time.Since(real)
 	}
 	return out, err
+}
+
+// bubble runs f in a new synctest bubble after emptying every sync.Pool of
+// the process. Pebble (Dragonboat's LogDB, v0, and the state machines',
+// v2) keeps the sstable writer's write tasks in a process-wide sync.Pool
+// (writeTaskPool), each with a channel made by whichever goroutine created
+// it; a channel made in an earlier run's bubble belongs to that bubble, so
+// the next run's first multi-block sstable died with "fatal error: send on
+// synctest channel from outside bubble". Two collections empty every pool
+// (the first moves pooled objects to the victim cache, the second drops
+// it), and no goroutine of the finished bubble is left to put anything
+// back. Anything else pooled (buffers, iterators) would only make the
+// allocation pattern, never the run, depend on earlier runs.
+func bubble(t *testing.T, f func(t *testing.T)) {
+	runtime.GC()
+	runtime.GC()
+	synctest.Test(t, f)
 }
 
 // runMu serialises runs in one process: Dragonboat's election-timeout
