@@ -590,6 +590,7 @@ func (s *Service) Do(ctx context.Context, req consistency.Request) (consistency.
 	if s.closed.Load() {
 		return resp, fmt.Errorf("raft: node %s closed: %w", s.cfg.NodeID, consistency.ErrUnavailable)
 	}
+	ctx = s.withStaggerKey(ctx, req.ID)
 	if req.Cmd != nil && adminCommand(req.Cmd.Name) {
 		if _, ok := ctx.Deadline(); !ok {
 			var cancel context.CancelFunc
@@ -802,7 +803,7 @@ func (s *Service) memberLeader(ctx context.Context, sh int, me uint64) (leader u
 		select {
 		case <-ctx.Done():
 			return 0, false, false, fmt.Errorf("leader %d was removed from the shard and no new leader is known yet: %w", leader, ctx.Err())
-		case <-time.After(s.cfg.RTT):
+		case <-time.After(s.retryWait(ctx, shardID)):
 		}
 	}
 }
@@ -846,7 +847,7 @@ func (s *Service) linearizableRead(ctx context.Context, shardID uint64, q any) (
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(s.cfg.RTT):
+		case <-time.After(s.retryWait(ctx, shardID)):
 		}
 	}
 	return nil, err
@@ -862,6 +863,38 @@ func (s *Service) reproposeAfter() time.Duration {
 		return s.cfg.ReproposeAfter
 	}
 	return 2 * time.Duration(s.cfg.ElectionRTT) * s.cfg.RTT
+}
+
+// staggerKeyCtx carries a request's stagger key (Service.withStaggerKey).
+type staggerKeyCtx struct{}
+
+// withStaggerKey gives ctx the stagger key key (the request's ID) when
+// Config.TxnStagger is set (the simulator); otherwise ctx is returned as
+// it is, at no cost.
+func (s *Service) withStaggerKey(ctx context.Context, key uint64) context.Context {
+	if s.cfg.TxnStagger <= 0 {
+		return ctx
+	}
+	if _, ok := ctx.Value(staggerKeyCtx{}).(uint64); ok {
+		return ctx // a request's own sub-requests keep its key
+	}
+	return context.WithValue(ctx, staggerKeyCtx{}, key)
+}
+
+// retryWait is how long a proposal or read that could not enter Raft
+// waits before it tries again: one RTT, plus, with Config.TxnStagger set,
+// a few TxnStaggers taken from the request's stagger key and the shard.
+// Ordering rule: requests that fail at one instant (a leader lost, every
+// waiting proposal dropped at once) retry at distinct instants, so the
+// order they reach Raft in is not the goroutine scheduler's (a bank run
+// diverged so after a paused leader resumed).
+func (s *Service) retryWait(ctx context.Context, shardID uint64) time.Duration {
+	d := s.cfg.RTT
+	if s.cfg.TxnStagger > 0 {
+		key, _ := ctx.Value(staggerKeyCtx{}).(uint64)
+		d += time.Duration(1+int(shardID%staggerSlots)+staggerSlots*int(key%staggerKeys)) * s.cfg.TxnStagger
+	}
+	return d
 }
 
 // propose proposes data and waits for it to be applied. Until the proposal
@@ -903,7 +936,7 @@ func (s *Service) propose(ctx context.Context, shardID uint64, data []byte) (res
 					next = time.After(wait)
 				}
 			case retryable(err) && ctx.Err() == nil:
-				next = time.After(s.cfg.RTT) // not in the log: try again
+				next = time.After(s.retryWait(ctx, shardID)) // not in the log: try again
 			case len(watched) == 0:
 				return notInLog(err.Error())
 			}
@@ -926,7 +959,7 @@ func (s *Service) propose(ctx context.Context, shardID uint64, data []byte) (res
 				// after an RTT while there is time.
 				copies--
 				if ctx.Err() == nil && r.Dropped() {
-					next = time.After(s.cfg.RTT)
+					next = time.After(s.retryWait(ctx, shardID))
 					continue
 				}
 				if len(watched) == 0 {
