@@ -145,12 +145,15 @@ type Config struct {
 	// default 2 s).
 	TxnRecoverAfter time.Duration
 	// TxnStagger: every two-phase commit operation waits TxnStagger
-	// before it is proposed, the i-th of a transaction's concurrent ones
-	// i*TxnStagger more (so they reach Raft in shard order), and the
-	// recovery loop waits it after each tick (0: no wait). The simulator
-	// sets it (1 ns): at one virtual instant, a proposal or a read races
-	// with Raft's own goroutines. It is not enough yet: runs with
-	// cross-shard transactions still do not replay byte for byte.
+	// before it is proposed, plus a multiple of it keyed by the
+	// transaction's ID (waiters woken at one instant propose at distinct
+	// ones), the i-th of a transaction's concurrent ones i*TxnStagger
+	// more (so they reach Raft in shard order); the recovery loop waits
+	// it after each tick; and a proposal or read that could not enter
+	// Raft retries after RTT plus a multiple keyed by request ID and
+	// shard (retryWait). 0: no wait, nothing keyed. The simulator sets it
+	// (1 ns): at one virtual instant, proposals and reads race with each
+	// other and with Raft's own goroutines in the scheduler's order.
 	TxnStagger time.Duration
 	// Peer sends a command to this namespace at another node (its client
 	// API): a cross-shard transaction touching a shard this node does not

@@ -125,14 +125,14 @@ func TestCorrectSweep(t *testing.T) {
 }
 
 // Every deliberately broken variant is caught by the checkers within the
-// bug-hunting sweep (seeds 1..10; the first catching seed ends the sweep).
+// bug-hunting sweep (seeds 1..20; the first catching seed ends the sweep).
 func TestBugsCaught(t *testing.T) {
 	for _, b := range raft.Bugs() {
 		if b.Name == raft.BugTxnOneVote {
 			continue // the bank workload's bug: TestBankSweep
 		}
 		caught := false
-		for seed := uint64(1); seed <= 10 && !caught; seed++ {
+		for seed := uint64(1); seed <= 20 && !caught; seed++ {
 			opts := hunterOpts(seed, b.Name)
 			out := runOne(t, opts)
 			if out.Result.Verdict == simrun.Safety {
@@ -141,7 +141,7 @@ func TestBugsCaught(t *testing.T) {
 			}
 		}
 		if !caught {
-			t.Errorf("bug %s was not caught in seeds 1..10 (dialkv sim %s --seeds 1..10)", b.Name,
+			t.Errorf("bug %s was not caught in seeds 1..20 (dialkv sim %s --seeds 1..20)", b.Name,
 				strings.Join(hunterOpts(1, b.Name).Args()[2:], " "))
 		}
 	}
