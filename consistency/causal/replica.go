@@ -287,6 +287,10 @@ type Replica struct {
 	// skipHandoff is set by this package's tests only (the negative
 	// control of TestAddNodeToRegionHandsOffKeys): nothing is handed off.
 	skipHandoff bool
+	// seedWait is set by this package's tests only (the negative
+	// controls of TestSeedDependencyRule): seedWaitAll makes a seed wait
+	// for every dependency, seedWaitNone for none (see onSeed).
+	seedWait int
 
 	// held (HoldRemote, a cluster backup's fence): no record changes
 	// here but by this node's own client writes. Remote writes and

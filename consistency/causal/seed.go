@@ -41,6 +41,13 @@ const (
 	kindSeedAck = "seed-ack" // stored there (Ver: the seed's version)
 )
 
+// Values of Replica.seedWait (tests only): the default waits for the
+// dependencies on keys that do not move.
+const (
+	seedWaitAll  = 1
+	seedWaitNone = 2
+)
+
 // seedKey identifies a seed being stored (it may wait for dependencies).
 type seedKey struct {
 	from consistency.NodeID
@@ -126,7 +133,7 @@ func (r *Replica) onSeed(now time.Time, from consistency.NodeID, in msg) {
 	var deps []Dep
 	for _, s := range append([]record{rec}, rec.Sibs...) {
 		for _, d := range s.Deps {
-			if d.Key != key && !r.keyMoves(d.Key) {
+			if d.Key != key && (!r.keyMoves(d.Key) || r.seedWait == seedWaitAll) && r.seedWait != seedWaitNone {
 				deps = r.merge(deps, d)
 			}
 		}
