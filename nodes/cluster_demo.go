@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -242,14 +243,27 @@ func runDemoCluster(o demoClusterOptions, keep bool, stdout, stderr io.Writer) i
 	fmt.Fprintf(tw, "  %s cli --addr %s%s GET greeting\tread at %s\n", bin, a3, nsFlag, nodes[len(nodes)-1].cfg.ID)
 	tw.Flush()
 	waitForStop(stdout)
+	// The nodes stop together: closed one after another, the last ones'
+	// requests in flight on a raft shard would wait for a quorum that the
+	// first ones already took away, until the close timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, cn := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = cn.Close(ctx)
+		}()
+	}
+	wg.Wait()
 	code := 0
-	for _, cn := range nodes {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := cn.Close(ctx); err != nil {
-			fmt.Fprintf(stderr, "dialkv demo: close %s: %v\n", cn.cfg.ID, err)
+	for i, err := range errs {
+		if err != nil {
+			fmt.Fprintf(stderr, "dialkv demo: close %s: %v\n", nodes[i].cfg.ID, err)
 			code = 1
 		}
-		cancel()
 	}
 	return code
 }
