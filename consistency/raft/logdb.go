@@ -14,10 +14,11 @@ import (
 
 // LogDB kinds (Config.LogDB, namespace parameter logdb).
 const (
-	// LogDBPebble is Dragonboat's default LogDB (Pebble) wrapped by
-	// lazyCommitLogDB: a state update that only moves the commit index is
-	// not written on its own (no fsync); it is written with the replica's
-	// next synced save (new entries, a term or vote change, a snapshot).
+	// LogDBPebble (the default: Config.LogDB "") is Dragonboat's default
+	// LogDB (Pebble) wrapped by lazyCommitLogDB: a state update that only
+	// moves the commit index is not written on its own (no fsync); it is
+	// written with the replica's next synced save (new entries, a term or
+	// vote change, a snapshot).
 	LogDBPebble = "pebble"
 	// LogDBPebbleSync is Dragonboat's default LogDB as it is: it fsyncs
 	// every saved update, a commit-index-only state change included. Same

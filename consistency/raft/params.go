@@ -35,8 +35,8 @@ func ParamNames() []string {
 //	nodes-version 2                             changes of nodes/retired after creation (RAFT.NODES); newer lists spread
 //	rebalance     true                          let the cluster's rebalancer move this namespace's replicas
 //	repropose     (2 election timeouts)         propose a write again when no result came in this long; off: never
-//	logdb         pebble                        Dragonboat's LogDB (logdb.go): pebble (no fsync for a commit-index-only change),
-//	                                            pebble-sync (Dragonboat's default as it is: every update fsynced), or tan
+//	logdb         pebble                        Dragonboat's LogDB (logdb.go): pebble (the default: no fsync for a commit-index-only
+//	                                            change), pebble-sync (Dragonboat's default as it is: every update fsynced), or tan
 //
 // dir is the node's directory for the namespace (the NodeHost directory).
 func ConfigFromParams(nodeID, dir string, params map[string]string) (Config, error) {

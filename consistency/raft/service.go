@@ -90,9 +90,9 @@ type Config struct {
 	TransportFactory config.TransportFactory
 	FS               vfs.FS // wrap custom disks with vfs.Wrap (see package doc)
 	// LogDB is Dragonboat's LogDB (logdb.go; namespace parameter logdb):
-	// LogDBPebbleSync ("": Dragonboat's default LogDB as it is),
-	// LogDBPebble (the same without an fsync for a commit-index-only
-	// change; opt-in) or LogDBTan. Dragonboat refuses to reopen a NodeHost
+	// LogDBPebble ("": Dragonboat's default LogDB without an fsync for a
+	// commit-index-only change), LogDBPebbleSync (the default LogDB as
+	// it is) or LogDBTan. Dragonboat refuses to reopen a NodeHost
 	// directory with tan after Pebble or the other way round.
 	LogDB string
 	// LogDBShards sets the LogDB's shard count (0: Dragonboat's default);
@@ -321,7 +321,7 @@ func New(cfg Config) (*Service, error) {
 		nhc.Expert.LogDB = ldb
 	}
 	switch cfg.LogDB {
-	case LogDBPebble:
+	case "", LogDBPebble:
 		nhc.Expert.LogDBFactory = lazyCommitFactory{beforeSave: cfg.BeforeSave, applied: s.diskApplied}
 	case LogDBTan:
 		nhc.Expert.LogDBFactory = tanFactory{}
