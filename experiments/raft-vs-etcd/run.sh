@@ -132,11 +132,23 @@ for i in 1 2 3; do
     --log-level warn > "$WORK/m$i.log" 2>&1 &
   PIDS+=($!)
 done
-for t in $(seq 100); do etcdctl --endpoints=$EPS endpoint health >/dev/null 2>&1 && break; sleep 0.2; done
-LEADER=$(etcdctl --endpoints=$EPS endpoint status -w json | python3 -c '
+# Under load etcd may take a while to elect a leader, and endpoint status
+# fails while a member is not up: wait up to a minute, and say why the run
+# stops instead of ending silently (set -e).
+LEADER=
+for t in $(seq 300); do
+  LEADER=$(etcdctl --endpoints=$EPS endpoint status -w json 2>/dev/null | python3 -c '
 import json,sys
 for e in json.load(sys.stdin):
-    if e["Status"]["leader"]==e["Status"]["header"]["member_id"]: print(e["Endpoint"])')
+    if e["Status"]["leader"]==e["Status"]["header"]["member_id"]: print(e["Endpoint"])' 2>/dev/null) || true
+  [ -n "$LEADER" ] && break
+  sleep 0.2
+done
+if [ -z "$LEADER" ]; then
+  echo "etcd: no leader after 60 s; members' logs:" >&2
+  tail -n 5 "$WORK"/m*.log >&2
+  exit 1
+fi
 ETCD_VERSION=$(etcd --version | head -1)
 etcdctl --endpoints=$EPS put foo "$(head -c 100 /dev/zero | tr '\0' v)" >/dev/null
 bench() { # op clients total args...
