@@ -2,6 +2,7 @@ package core
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,3 +106,55 @@ type countingBatch struct {
 }
 
 func (b *countingBatch) Commit(sync bool) error { b.e.commits++; return b.Batch.Commit(sync) }
+
+// prefetchEngine records the keys the Store prefetches.
+type prefetchEngine struct {
+	Engine
+	calls [][]string
+}
+
+func (p *prefetchEngine) Prefetch(keys [][]byte) {
+	var ks []string
+	for _, k := range keys {
+		ks = append(ks, string(k))
+	}
+	p.calls = append(p.calls, ks)
+}
+
+// TestPrefetch: ApplyBatch (and Prefetch, which a caller runs before a
+// batch of Reads) hands a Prefetcher engine the data keys of the batch's
+// commands, every key of a multi-key command, in order, once per batch;
+// unknown commands and transactions add none, and a batch with fewer
+// than prefetchMin keys is not prefetched. The replies are those of the
+// same batch without prefetching.
+func TestPrefetch(t *testing.T) {
+	cmds := []Command{Cmd("MSET", "a", "1", "b", "2"), Cmd("GET", "c"), Cmd("NOSUCH", "x"),
+		Cmd("HSET", "h", "f", "v"), Cmd("SET", "d", "4"), Cmd("MGET", "a", "d")}
+	entries := make([]BatchEntry, len(cmds)+1)
+	for i := range cmds {
+		entries[i].Cmd = &cmds[i]
+	}
+	entries[len(cmds)].Txn = &Txn{Cmds: []Command{Cmd("SET", "t", "1")}}
+	e := &prefetchEngine{Engine: NewMemEngine()}
+	s, _ := NewStore(e, Limits{})
+	plain, _ := NewStore(NewMemEngine(), Limits{})
+	got, want := make([]Reply, len(entries)), make([]Reply, len(entries))
+	s.ApplyBatch(t0, entries, got)
+	plain.ApplyBatch(t0, entries, want)
+	for i := range got {
+		if render(got[i]) != render(want[i]) {
+			t.Errorf("entry %d: %s with prefetching, %s without (reproduce: go test -run TestPrefetch ./core)", i, render(got[i]), render(want[i]))
+		}
+	}
+	var keys []string
+	for _, k := range []string{"a", "b", "c", "h", "d", "a", "d"} {
+		keys = append(keys, string(dataKey([]byte(k))))
+	}
+	if len(e.calls) != 1 || strings.Join(e.calls[0], ",") != strings.Join(keys, ",") {
+		t.Fatalf("prefetched %q, want one call with %q (reproduce: go test -run TestPrefetch ./core)", e.calls, keys)
+	}
+	s.Prefetch(entries[:3]) // MSET a b, GET c: three keys
+	if len(e.calls) != 1 {
+		t.Fatalf("a batch of 3 keys was prefetched: %q (reproduce: go test -run TestPrefetch ./core)", e.calls[1:])
+	}
+}

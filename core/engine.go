@@ -32,6 +32,18 @@ type Reader interface {
 	NewIter(lower, upper []byte) Iterator
 }
 
+// Prefetcher is implemented by engines that can bring what Get would read
+// for a set of keys into the CPU caches ahead of the Gets (pebbleengine:
+// the entries of its value cache). The Store calls it with the data keys
+// of a batch's commands before it runs them: a Get that finds its entry
+// already cached does not wait for memory, and the prefetch itself looks
+// every key up in one pass, where the processor overlaps the misses. It is
+// a hint: it changes no state and no result, only time; it must be safe
+// for concurrent use with Get (and with other Prefetch calls).
+type Prefetcher interface {
+	Prefetch(keys [][]byte)
+}
+
 // Snapshot is a consistent read-only view of an Engine.
 type Snapshot interface {
 	Reader

@@ -34,6 +34,22 @@ func specKeys(s *cmdSpec, args [][]byte) [][]byte {
 	return keys
 }
 
+// keyPositions returns where c's keys are among its arguments (as
+// CommandKeys lists them): c.Args[i-1] for i from first to last by step;
+// first is 0 when there are none (or the command is unknown). It does not
+// allocate.
+func keyPositions(c Command) (first, last, step int) {
+	s, ok := commandTable[strings.ToUpper(c.Name)]
+	if !ok || s.first == 0 || len(c.Args) == 0 {
+		return 0, -1, 1
+	}
+	last = s.last
+	if last < 0 {
+		last = len(c.Args) + 1 + last
+	}
+	return s.first, min(last, len(c.Args)), s.step
+}
+
 // longKey returns the length of the first of the command's keys (as
 // specKeys lists them) longer than max, or -1: specKeys without allocating.
 func longKey(s *cmdSpec, args [][]byte, max int) int {

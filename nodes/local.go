@@ -316,6 +316,15 @@ func (l *Local) apply(reqs []consistency.Request, try bool) ([]consistency.Respo
 			resps[i] = consistency.Response{ID: r.ID, Reply: replies[i]}
 		}
 	} else {
+		if ro && len(reqs) > 1 {
+			// A batch of reads: its keys are looked up in one pass first
+			// (core.Store.Prefetch; ApplyBatch does the same).
+			entries := make([]core.BatchEntry, len(reqs))
+			for i, r := range reqs {
+				entries[i].Cmd = r.Cmd
+			}
+			l.store.Prefetch(entries)
+		}
 		for i, r := range reqs {
 			var rep core.Reply
 			switch {

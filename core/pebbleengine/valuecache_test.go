@@ -105,7 +105,9 @@ func TestValueCacheBounded(t *testing.T) {
 // see that commit's value or a later one. Without the update in Commit,
 // readers see values going back (checked by removing it). The generation
 // check in fill is a narrower window, pinned down directly by
-// TestValueCacheFillAfterCommit.
+// TestValueCacheFillAfterCommit. Half of the readers prefetch the key
+// before each read (Engine.Prefetch, which must be safe alongside commits
+// and change nothing: under -race, unsafe map access is reported).
 func TestValueCacheNoStaleRead(t *testing.T) {
 	e := openCached(t, 1<<20)
 	key := []byte("counter")
@@ -127,6 +129,9 @@ func TestValueCacheNoStaleRead(t *testing.T) {
 				mu.Lock()
 				floor := committed
 				mu.Unlock()
+				if r%2 == 0 {
+					e.Prefetch([][]byte{key, []byte("absent"), key})
+				}
 				v, err := e.Get(key)
 				if err != nil {
 					fail <- err.Error()
