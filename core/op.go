@@ -183,7 +183,7 @@ func (s *Store) newOp(now time.Time) *op {
 	o := &s.scratch
 	w := o.writes
 	w.reset()
-	*o = op{s: s, now: now, nowMs: now.UnixMilli(), counter: s.counter, writes: w, keyBuf: o.keyBuf[:0]}
+	*o = op{s: s, now: now, nowMs: now.UnixMilli(), counter: s.counter, writes: w, keyBuf: o.keyBuf[:0], memoKey: o.memoKey[:0]}
 	return o
 }
 
@@ -195,7 +195,7 @@ func (s *Store) newReadOp(now time.Time) *op {
 	if o == nil {
 		o = &op{}
 	}
-	*o = op{s: s, now: now, nowMs: now.UnixMilli(), counter: s.counter, keyBuf: o.keyBuf[:0]}
+	*o = op{s: s, now: now, nowMs: now.UnixMilli(), counter: s.counter, keyBuf: o.keyBuf[:0], memoKey: o.memoKey[:0]}
 	return o
 }
 
@@ -204,7 +204,10 @@ func (s *Store) putReadOp(o *op) {
 	if cap(o.keyBuf) > 1024 {
 		o.keyBuf = nil
 	}
-	*o = op{keyBuf: o.keyBuf[:0]}
+	if cap(o.memoKey) > 1024 {
+		o.memoKey = nil
+	}
+	*o = op{keyBuf: o.keyBuf[:0], memoKey: o.memoKey[:0]}
 	s.readOps.Put(o)
 }
 

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,7 +21,22 @@ import (
 type handler struct {
 	n     *Node
 	reqID atomic.Uint64
+	// batches holds *batchScratch for Execute on local namespaces.
+	batches sync.Pool
 }
+
+// batchScratch is an `execute` batch's commands and requests, reused from
+// one batch to the next when the namespace is local: Local applies a
+// batch before it returns and keeps no reference to it (a replicated
+// service may still hold its requests after a timeout, so theirs are not
+// reused).
+type batchScratch struct {
+	cs   []core.Command
+	reqs []consistency.Request
+}
+
+// maxScratchBatch: the scratch of a larger batch is not kept.
+const maxScratchBatch = 4096
 
 var _ gen.DialKV = (*handler)(nil)
 
@@ -199,13 +216,32 @@ func (h *handler) Execute(ctx context.Context, o *gen.RequestOptions, cmds []*ge
 	if err := h.checkBatch(len(cmds)); err != nil {
 		return nil, err
 	}
-	cs, err := transport.CommandsToCore(cmds)
-	if err != nil {
-		return nil, &gen.InvalidArgument{Message: "ERR " + err.Error(), Code: "ERR"}
+	for i, c := range cmds {
+		if c == nil { // (transport.CommandsToCore's error)
+			return nil, &gen.InvalidArgument{Message: fmt.Sprintf("ERR transport: command %d: transport: missing command", i), Code: "ERR"}
+		}
 	}
 	ns, err := h.ns(o)
 	if err != nil {
 		return nil, err
+	}
+	var sc *batchScratch
+	if ns.local != nil && len(cmds) <= maxScratchBatch {
+		sc, _ = h.batches.Get().(*batchScratch)
+		if sc == nil {
+			sc = &batchScratch{}
+		}
+		defer func() {
+			clear(sc.cs)
+			clear(sc.reqs)
+			h.batches.Put(sc)
+		}()
+	} else {
+		sc = &batchScratch{}
+	}
+	cs := slices.Grow(sc.cs[:0], len(cmds))[:len(cmds)]
+	for i, c := range cmds {
+		cs[i] = core.Command{Name: c.Name, Args: c.Argv}
 	}
 	if writes(cs) {
 		if !h.n.fence.enter() {
@@ -214,7 +250,8 @@ func (h *handler) Execute(ctx context.Context, o *gen.RequestOptions, cmds []*ge
 		defer h.n.fence.exit()
 	}
 	dl := h.deadline(o)
-	reqs := make([]consistency.Request, len(cs))
+	reqs := slices.Grow(sc.reqs[:0], len(cs))[:len(cs)]
+	sc.cs, sc.reqs = cs, reqs
 	for i := range cs {
 		reqs[i] = h.request(o)
 		reqs[i].Cmd = &cs[i]
@@ -257,9 +294,9 @@ func (h *handler) Execute(ctx context.Context, o *gen.RequestOptions, cmds []*ge
 			resps[i] = resp
 		}
 	}
-	out := &gen.ExecuteResponse{Replies: make([]*gen.Reply, len(resps)), ServedBy: h.served()}
-	for i, r := range resps {
-		out.Replies[i] = transport.ReplyFromCore(r.Reply, r.Values)
+	out := &gen.ExecuteResponse{ServedBy: h.served()}
+	out.Replies = transport.RepliesFromCore(len(resps), func(i int) (core.Reply, [][]byte) { return resps[i].Reply, resps[i].Values })
+	for _, r := range resps {
 		if r.Token != nil {
 			out.Token = r.Token
 		}

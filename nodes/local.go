@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +73,11 @@ type Local struct {
 
 	syncs   atomic.Int64
 	applied atomic.Int64
+
+	// entries and replies are ApplyBatch's arguments, reused from one
+	// batch that writes to the next; guarded by mu (held exclusively).
+	entries []core.BatchEntry
+	replies []core.Reply
 }
 
 // epoch is one group commit: the writes applied between two syncs.
@@ -306,14 +312,20 @@ func (l *Local) apply(reqs []consistency.Request, try bool) ([]consistency.Respo
 	if !ro && len(reqs) > 1 {
 		// A batch that writes is one engine batch (one WAL write, one
 		// commit), each request still atomic on its own (core.ApplyBatch).
-		entries := make([]core.BatchEntry, len(reqs))
-		replies := make([]core.Reply, len(reqs))
+		// (entries and replies are reused: mu is held exclusively.)
+		entries := slices.Grow(l.entries[:0], len(reqs))[:len(reqs)]
+		replies := slices.Grow(l.replies[:0], len(reqs))[:len(reqs)]
 		for i, r := range reqs {
 			entries[i] = core.BatchEntry{Cmd: r.Cmd, Txn: r.Txn}
 		}
 		l.store.ApplyBatch(now, entries, replies)
 		for i, r := range reqs {
 			resps[i] = consistency.Response{ID: r.ID, Reply: replies[i]}
+		}
+		clear(entries) // (no references kept to the batch)
+		clear(replies)
+		if cap(entries) <= maxScratchBatch {
+			l.entries, l.replies = entries, replies
 		}
 	} else {
 		if ro && len(reqs) > 1 {

@@ -92,7 +92,48 @@ const maxReplyDepth = 32
 // ReplyFromCore converts a core reply for the wire. siblings are concurrent
 // values found by a quorum read (nil: none).
 func ReplyFromCore(r core.Reply, siblings [][]byte) *gen.Reply {
-	out := &gen.Reply{Kind: gen.ReplyKind(r.Kind)}
+	out := &gen.Reply{}
+	var version *int64
+	if r.Version != 0 {
+		version = new(int64)
+	}
+	replyFromCore(out, r, siblings, version, nil)
+	return out
+}
+
+// RepliesFromCore converts the n replies of a batch for the wire, as
+// ReplyFromCore converts each (reply(i) returns the i-th reply and its
+// siblings), with the top-level replies, their versions and integers in
+// a few allocations for the whole batch instead of one to three for each
+// reply.
+func RepliesFromCore(n int, reply func(i int) (core.Reply, [][]byte)) []*gen.Reply {
+	out := make([]*gen.Reply, n)
+	rs := make([]gen.Reply, n)
+	var nums []int64 // versions and integers, two slots a reply
+	for i := range rs {
+		r, siblings := reply(i)
+		var version, num *int64
+		if r.Version != 0 || r.Kind == core.KindInt {
+			if nums == nil {
+				nums = make([]int64, 2*(n-i))
+			}
+			version, num = &nums[0], &nums[1]
+			nums = nums[2:]
+		}
+		if r.Version == 0 {
+			version = nil
+		}
+		replyFromCore(&rs[i], r, siblings, version, num)
+		out[i] = &rs[i]
+	}
+	return out
+}
+
+// replyFromCore fills out with r: version (nil if r.Version is 0) and num
+// (nil: allocate one if needed) are where the reply's version and integer
+// are stored.
+func replyFromCore(out *gen.Reply, r core.Reply, siblings [][]byte, version, num *int64) {
+	out.Kind = gen.ReplyKind(r.Kind)
 	switch r.Kind {
 	case core.KindStatus, core.KindBulk:
 		out.Str = r.Str
@@ -100,8 +141,11 @@ func ReplyFromCore(r core.Reply, siblings [][]byte) *gen.Reply {
 			out.Str = []byte{}
 		}
 	case core.KindInt:
-		n := r.Int
-		out.IntVal = &n
+		if num == nil {
+			num = new(int64)
+		}
+		*num = r.Int
+		out.IntVal = num
 	case core.KindFloat:
 		f := r.Float
 		out.Dbl = &f
@@ -114,13 +158,12 @@ func ReplyFromCore(r core.Reply, siblings [][]byte) *gen.Reply {
 		out.Error = ReplyErrorFromCore(r.Err)
 	}
 	if r.Version != 0 {
-		v := int64(r.Version)
-		out.Version = &v
+		*version = int64(r.Version)
+		out.Version = version
 	}
 	if len(siblings) > 0 {
 		out.Siblings = siblings
 	}
-	return out
 }
 
 // ReplyErrorFromCore converts a typed error for a batch reply.
