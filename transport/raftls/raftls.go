@@ -16,6 +16,19 @@
 // connection's last frame; the receiver answers with one byte after it has
 // handed every chunk on, so the sender's Close does not cut off the tail).
 // A frame with a bad magic, kind, length or checksum closes the connection.
+//
+// The receiver of a snapshot stream answers with single bytes: kindClose
+// after the close frame, and kindRefused, at most once and before it, when
+// Dragonboat refused a chunk. A refused stream stays open: the receiver
+// reads and drops its remaining chunks up to the close frame, and the
+// sender, once it has read kindRefused, sends none of the rest and reports
+// every SendChunk as done. Closing the connection instead fails the
+// sender's next chunk, and Dragonboat's transport counts a failed snapshot
+// stream against the circuit breaker it shares with the message connection
+// of that address: one failure trips it, and every message to the peer
+// (heartbeats, appends) is dropped for 500 ms ± 50%. For Raft a refused and
+// a completed stream are alike: the leader puts the follower in wait state
+// after either (handleLeaderSnapshotStatus) and probes it again.
 package raftls
 
 import (
@@ -30,6 +43,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lni/dragonboat/v4/config"
@@ -47,6 +61,9 @@ const (
 	kindBatch byte = 1
 	kindChunk byte = 2
 	kindClose byte = 3
+	// kindRefused is never a frame: it is the byte a snapshot stream's
+	// receiver sends back when Dragonboat refused one of its chunks.
+	kindRefused byte = 4
 )
 
 const headerSize = 11
@@ -194,6 +211,9 @@ func (t *Transport) serve(nc net.Conn) {
 	tc.SetDeadline(time.Time{})
 	defer t.f.Conns.Add(tc)()
 	var hdr [headerSize]byte
+	// refused: Dragonboat refused a chunk of this connection's snapshot
+	// stream; the rest of the stream is read and dropped.
+	refused := false
 	for {
 		kind, payload, err := readFrame(tc, hdr[:], t.f.MaxFrame)
 		if err != nil {
@@ -211,13 +231,22 @@ func (t *Transport) serve(nc net.Conn) {
 			}
 			t.onBatch(b)
 		case kindChunk:
+			if refused {
+				continue
+			}
 			var c pb.Chunk
 			if err := c.Unmarshal(payload); err != nil {
 				t.logf("raft connection dropped: bad snapshot chunk", "remote", nc.RemoteAddr().String(), "err", err)
 				return
 			}
 			if !t.onChunk(c) {
-				return
+				// Keep the connection (see the package comment): tell
+				// the sender to stop and drop what it already sent.
+				refused = true
+				tc.SetWriteDeadline(time.Now().Add(t.f.HandshakeTimeout))
+				if _, err := tc.Write([]byte{kindRefused}); err != nil {
+					return
+				}
 			}
 		case kindClose:
 			tc.SetWriteDeadline(time.Now().Add(t.f.HandshakeTimeout))
@@ -316,7 +345,9 @@ func (t *Transport) GetSnapshotConnection(ctx context.Context, target string) (r
 	if err != nil {
 		return nil, err
 	}
-	return &snapConn{conn{c: c, untrack: t.f.Conns.Add(c)}}, nil
+	sc := &snapConn{conn: conn{c: c, untrack: t.f.Conns.Add(c)}, done: make(chan struct{})}
+	go sc.readReplies()
+	return sc, nil
 }
 
 // conn sends message batches; Dragonboat uses each from one goroutine.
@@ -353,13 +384,42 @@ func (c *conn) Close() {
 	c.untrack()
 }
 
-// snapConn sends snapshot chunks.
-type snapConn struct{ conn }
+// snapConn sends snapshot chunks; Dragonboat uses each from one goroutine,
+// and readReplies reads the receiver's answers beside it.
+type snapConn struct {
+	conn
+	refused atomic.Bool   // the receiver refused a chunk: send no more
+	done    chan struct{} // closed by readReplies after kindClose or an error
+}
 
 var _ raftio.ISnapshotConnection = (*snapConn)(nil)
 
-// SendChunk implements raftio.ISnapshotConnection.
+// readReplies reads the receiver's one-byte answers until kindClose (the
+// acknowledgement Close waits for) or an error (the connection closed).
+func (c *snapConn) readReplies() {
+	defer close(c.done)
+	var b [1]byte
+	for {
+		if _, err := io.ReadFull(c.c, b[:]); err != nil {
+			return
+		}
+		switch b[0] {
+		case kindRefused:
+			c.refused.Store(true)
+		case kindClose:
+			return
+		}
+	}
+}
+
+// SendChunk implements raftio.ISnapshotConnection. Once the receiver has
+// refused a chunk, the rest of the stream is dropped here and reported as
+// sent: an error would trip Dragonboat's breaker for the peer (see the
+// package comment).
 func (c *snapConn) SendChunk(ch pb.Chunk) error {
+	if c.refused.Load() {
+		return nil
+	}
 	data, err := ch.Marshal()
 	if err != nil {
 		return fmt.Errorf("raftls: marshal snapshot chunk: %w", err)
@@ -372,10 +432,12 @@ func (c *snapConn) SendChunk(ch pb.Chunk) error {
 // closes.
 func (c *snapConn) Close() {
 	if c.send(kindClose, nil) == nil {
-		c.c.SetReadDeadline(time.Now().Add(writeTimeout))
-		var ack [1]byte
-		io.ReadFull(c.c, ack[:])
+		select {
+		case <-c.done:
+		case <-time.After(writeTimeout):
+		}
 	}
 	c.c.Close()
+	<-c.done
 	c.untrack()
 }

@@ -169,3 +169,57 @@ func TestTransport(t *testing.T) {
 		t.Fatal("dialling a non-member succeeded")
 	}
 }
+
+// TestRefusedStreamStaysOpen: a receiver that refuses the first chunk of a
+// five-chunk stream keeps the connection; every SendChunk succeeds (an
+// error trips Dragonboat's circuit breaker for the peer), the receiver is
+// handed no chunk after the refused one, and Close is acknowledged.
+//
+// Reproduce: go test -count=1 -run TestRefusedStreamStaysOpen ./transport/raftls/
+func TestRefusedStreamStaysOpen(t *testing.T) {
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	if code := security.CertsMain([]string{"--out", dir, "--nodes", "n1,n2"}, &out, &errb); code != 0 {
+		t.Fatalf("certs: %s", errb.String())
+	}
+	isNode := func(s string) bool { return s == "n1" || s == "n2" }
+	var mu sync.Mutex
+	handed := 0
+	start := func(node string) *Transport {
+		srv, cli, err := security.RaftConfigs(security.TLSFiles{Cert: filepath.Join(dir, "node-"+node+".crt"),
+			Key: filepath.Join(dir, "node-"+node+".key"), CA: filepath.Join(dir, "ca.crt")}, isNode, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := Factory{Server: srv, Client: cli}.Create(config.NodeHostConfig{RaftAddress: "127.0.0.1:0"},
+			func(pb.MessageBatch) {},
+			func(pb.Chunk) bool { mu.Lock(); handed++; mu.Unlock(); return false }).(*Transport)
+		if err := tr.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tr.Close() })
+		return tr
+	}
+	n1, n2 := start("n1"), start("n2")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sc, err := n1.GetSnapshotConnection(ctx, n2.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if err := sc.SendChunk(pb.Chunk{ShardID: 3, ChunkId: uint64(i), ChunkCount: 5, Data: make([]byte, 2<<20)}); err != nil {
+			t.Fatalf("chunk %d after a refusal: %v", i, err)
+		}
+	}
+	began := time.Now()
+	sc.Close()
+	if d := time.Since(began); d > writeTimeout/2 {
+		t.Errorf("Close took %v: not acknowledged", d)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if handed != 1 {
+		t.Fatalf("%d chunks handed to Dragonboat, want 1 (the refused one)", handed)
+	}
+}
