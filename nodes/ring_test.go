@@ -190,16 +190,43 @@ func (l *ringLoad) readBack(r int, rName string) []checker.Op {
 // from each node's own copy), n1 holds nothing, and the load never went
 // without a successful operation for more than 3 s. With DIALKV_SOAK=1
 // the sets are preloaded with more elements (a longer handoff).
+//
+// DIALKV_RING_COMPARE=1 runs it with handoff=each too, first, and logs
+// the two modes' pushes, bytes and times side by side (handoff=one is the
+// default: one old owner pushes, the others offer digests).
 func TestClusterRingChange(t *testing.T) {
 	if testing.Short() {
 		t.Skip("about 15 s")
 	}
+	modes := []string{quorum.HandoffOne}
+	if os.Getenv("DIALKV_RING_COMPARE") != "" {
+		modes = []string{quorum.HandoffEach, quorum.HandoffOne}
+	}
+	res := map[string][2]RingChangeResult{}
+	for _, m := range modes {
+		t.Run("handoff="+m, func(t *testing.T) {
+			add, rm := clusterRingChange(t, m)
+			res[m] = [2]RingChangeResult{add, rm}
+		})
+	}
+	if len(res) == 2 {
+		for i, name := range []string{"add n4", "remove n1"} {
+			e, o := res[quorum.HandoffEach][i], res[quorum.HandoffOne][i]
+			t.Logf("%s: each %d pushes %d bytes stream %v total %v | one %d pushes %d offered %d bytes stream %v total %v | one/each: pushes %.2f bytes %.2f stream %.2f total %.2f",
+				name, e.Moved, e.Bytes, e.Stream.Round(time.Millisecond), e.Total.Round(time.Millisecond),
+				o.Moved, o.Offered, o.Bytes, o.Stream.Round(time.Millisecond), o.Total.Round(time.Millisecond),
+				float64(o.Moved)/float64(e.Moved), float64(o.Bytes)/float64(e.Bytes), o.Stream.Seconds()/e.Stream.Seconds(), o.Total.Seconds()/e.Total.Seconds())
+		}
+	}
+}
+
+func clusterRingChange(t *testing.T, handoff string) (RingChangeResult, RingChangeResult) {
 	tc := newTestClusterGossip(t, true, "n1", "n2", "n3")
 	for i := range 3 {
 		tc.waitMembers(i, map[string]string{"n1": "alive", "n2": "alive", "n3": "alive"})
 	}
 	const ns = "kv"
-	tc.createAt(0, ns, "quorum", map[string]string{"resolve": "crdt", "timeout": "1s"})
+	tc.createAt(0, ns, "quorum", map[string]string{"resolve": "crdt", "timeout": "1s", "handoff": handoff})
 	tc.waitNamespace(ns)
 
 	sets, preload := 64, 0
@@ -283,7 +310,7 @@ func TestClusterRingChange(t *testing.T) {
 	if err != nil {
 		t.Fatalf("add n4: %v", err)
 	}
-	t.Logf("add n4: %d objects moved, stream %v, total %v (loadavg %s)", add.Moved, add.Stream.Round(time.Millisecond), add.Total.Round(time.Millisecond), uptime())
+	t.Logf("add n4: %d objects moved, %d offered and not sent, %d bytes, stream %v, total %v (loadavg %s)", add.Moved, add.Offered, add.Bytes, add.Stream.Round(time.Millisecond), add.Total.Round(time.Millisecond), uptime())
 	if add.Moved == 0 {
 		t.Fatal("adding n4 moved no object")
 	}
@@ -298,7 +325,7 @@ func TestClusterRingChange(t *testing.T) {
 	if err != nil {
 		t.Fatalf("remove n1: %v", err)
 	}
-	t.Logf("remove n1: %d objects moved, stream %v, total %v (loadavg %s)", rm.Moved, rm.Stream.Round(time.Millisecond), rm.Total.Round(time.Millisecond), uptime())
+	t.Logf("remove n1: %d objects moved, %d offered and not sent, %d bytes, stream %v, total %v (loadavg %s)", rm.Moved, rm.Offered, rm.Bytes, rm.Stream.Round(time.Millisecond), rm.Total.Round(time.Millisecond), uptime())
 	load.setTargets(1, 2, 3)
 	time.Sleep(time.Second)
 	close(load.stop)
@@ -318,6 +345,7 @@ func TestClusterRingChange(t *testing.T) {
 	if gap > 3*time.Second {
 		t.Fatalf("no operation succeeded for %v during the ring changes", gap)
 	}
+	return add, rm
 }
 
 // TestRingChangeCausalNeedsRegion: a member list that a causal

@@ -43,6 +43,11 @@ type RingChangeResult struct {
 	// Moved counts the objects the old owners pushed to new owners and
 	// that were acknowledged (summed over nodes and namespaces).
 	Moved int
+	// Offered counts the quorum offers (handoff=one) a new owner answered
+	// with "I have that copy" (objects not sent), and Bytes what the
+	// pushes and offers weighed (message bodies), summed likewise.
+	Offered int
+	Bytes   int64
 	// Stream is the time from the start of the stream to every node
 	// reporting its handoff done; Total the whole change.
 	Stream, Total time.Duration
@@ -224,7 +229,7 @@ func ChangeRing(ctx context.Context, seed string, dopts transport.DialOptions, c
 			}
 		}
 	}
-	_, moved0, _, err := handoffLeft(ctx, all, dopts, nss, 0)
+	_, base, _, err := handoffLeft(ctx, all, dopts, nss, 0)
 	if err != nil {
 		return res, err
 	}
@@ -234,12 +239,13 @@ func ChangeRing(ctx context.Context, seed string, dopts transport.DialOptions, c
 		return res, err
 	}
 	for {
-		pending, moved, detail, err := handoffLeft(ctx, all, dopts, nss, v)
+		pending, sum, detail, err := handoffLeft(ctx, all, dopts, nss, v)
 		if err != nil {
 			return res, err
 		}
 		if pending == 0 {
-			res.Moved = moved - moved0 // Moved counts since each replica started
+			// The counters count since each replica started.
+			res.Moved, res.Offered, res.Bytes = sum.Moved-base.Moved, sum.Offered-base.Offered, sum.Bytes-base.Bytes
 			break
 		}
 		logf("handoff: %d pending (%s)", pending, detail)
@@ -297,13 +303,14 @@ func pausedAt(ctx context.Context, all []ClusterPeer, dopts transport.DialOption
 }
 
 // handoffLeft sums, over the nodes, the pending handoff of every quorum
-// namespace at ring version v (a replica not there yet counts as 1).
-func handoffLeft(ctx context.Context, all []ClusterPeer, dopts transport.DialOptions, nss map[string]quorum.RingStatus, v uint64) (pending, moved int, detail string, err error) {
+// namespace at ring version v (a replica not there yet counts as 1), and
+// their counters (Moved, Offered, Bytes).
+func handoffLeft(ctx context.Context, all []ClusterPeer, dopts transport.DialOptions, nss map[string]quorum.RingStatus, v uint64) (pending int, sum quorum.RingStatus, detail string, err error) {
 	var parts []string
 	for _, p := range all {
 		r, err := ringAtCtx(ctx, p.Client, dopts)
 		if err != nil {
-			return 0, 0, "", fmt.Errorf("ring change: handoff status at %s: %w (re-run to resume)", p.ID, err)
+			return 0, sum, "", fmt.Errorf("ring change: handoff status at %s: %w (re-run to resume)", p.ID, err)
 		}
 		for ns := range nss {
 			st, ok := r.Namespaces[ns]
@@ -313,7 +320,9 @@ func handoffLeft(ctx context.Context, all []ClusterPeer, dopts transport.DialOpt
 				parts = append(parts, fmt.Sprintf("%s/%s: not at version %d", p.ID, ns, v))
 			default:
 				pending += st.Pending
-				moved += st.Moved
+				sum.Moved += st.Moved
+				sum.Offered += st.Offered
+				sum.Bytes += st.Bytes
 				if st.Pending > 0 {
 					parts = append(parts, fmt.Sprintf("%s/%s: %d queued, %d in flight, %d hints", p.ID, ns, st.Queued, st.Inflight, st.Hints))
 				}
@@ -321,7 +330,7 @@ func handoffLeft(ctx context.Context, all []ClusterPeer, dopts transport.DialOpt
 		}
 	}
 	sort.Strings(parts)
-	return pending, moved, strings.Join(parts, "; "), nil
+	return pending, sum, strings.Join(parts, "; "), nil
 }
 
 func ringAtCtx(ctx context.Context, addr string, dopts transport.DialOptions) (RingReport, error) {

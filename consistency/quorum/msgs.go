@@ -18,6 +18,15 @@ const (
 	mAAERoots                  // anti-entropy: Merkle roots of the shared segments
 	mAAELeaves                 // anti-entropy: equal segments; leaves of differing ones
 	mAAEPush                   // anti-entropy: objects of differing leaves (+ GC markers)
+	mOffer                     // ring change: an old owner's digest of a key, for a new owner
+	mOfferResp                 // the new owner's verdict (offerOK, offerLater, offerWant)
+)
+
+// Verdicts of an mOfferResp.
+const (
+	offerOK    byte = iota // the new owner's copy has exactly that digest: nothing to send
+	offerLater             // it differs, first offer: ask again later (the pusher's copy may be on its way)
+	offerWant              // it differs again: send the object
 )
 
 // msg is the decoded body of any message; fields are used per kind.
@@ -52,6 +61,10 @@ type msg struct {
 	// (removed while down, back before it pulled the member list) has its
 	// uncovered puts refused (receive.go).
 	putVer uint64
+	// mOffer, mOfferResp (rebalance.go)
+	digest  uint64
+	retry   bool
+	verdict byte
 }
 
 type keyObj struct {
@@ -95,6 +108,12 @@ func encodeMsg(m *msg) []byte {
 		}
 	case mPutAck:
 		e.boolean(m.ok)
+	case mOffer:
+		e.str(m.key)
+		e.u64(m.digest)
+		e.boolean(m.retry)
+	case mOfferResp:
+		e.byte1(m.verdict)
 	case mAAERoots, mAAELeaves, mAAEPush:
 		u32s := func(v []uint32) {
 			e.u(uint64(len(v)))
@@ -168,6 +187,12 @@ func decodeMsg(b []byte) (*msg, error) {
 		}
 	case mPutAck:
 		m.ok = d.boolean()
+	case mOffer:
+		m.key = d.str()
+		m.digest = d.u64()
+		m.retry = d.boolean()
+	case mOfferResp:
+		m.verdict = d.byte1()
 	case mAAERoots, mAAELeaves, mAAEPush:
 		u32s := func() []uint32 {
 			var v []uint32

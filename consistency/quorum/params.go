@@ -43,7 +43,18 @@ type params struct {
 	hintInterval    time.Duration // hinted-handoff delivery attempts
 	aaeInterval     time.Duration // anti-entropy exchanges (one peer each)
 	gcGrace         time.Duration // minimum age of a tombstone before GC
+	handoff         string        // ring change pushes: HandoffOne or HandoffEach
 }
+
+// Ring change handoff modes (Params "handoff"; rebalance.go).
+const (
+	// HandoffOne: one old owner of a key pushes its object; the others
+	// offer a digest and send theirs only to a new owner that holds a
+	// different copy.
+	HandoffOne = "one"
+	// HandoffEach: every old owner pushes its object (before session 6).
+	HandoffEach = "each"
+)
 
 // paramDefaults lists every Params key with its default.
 var paramDefaults = map[string]string{
@@ -62,6 +73,7 @@ var paramDefaults = map[string]string{
 	"aae_interval":  "500ms",
 	"gc_grace":      "10m",
 	"mode":          "",
+	"handoff":       HandoffOne,
 }
 
 // ParamDefaults returns the Params keys the strategy reads with their
@@ -131,6 +143,10 @@ func parseParams(in map[string]string, npeers int) (params, error) {
 	case RepairSync, RepairAsync, RepairOff:
 	default:
 		return params{}, fmt.Errorf("quorum: param read_repair=%q: want sync, async or off", p.readRepair)
+	}
+	p.handoff = get("handoff")
+	if p.handoff != HandoffOne && p.handoff != HandoffEach {
+		return params{}, fmt.Errorf("quorum: param handoff=%q: want one or each", p.handoff)
 	}
 	p.mode = get("mode")
 	if p.mode != "" && p.mode != "linearizable" {

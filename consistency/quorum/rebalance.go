@@ -21,9 +21,12 @@ import (
 //     write acknowledged under A, B or joint is seen by a read under any
 //     of them.
 //  2. stream (the same, Stream=true): every owner in A of a key whose
-//     preference list gained nodes pushes the key's object (DVV, siblings,
+//     preference list gained nodes hands the key's object (DVV, siblings,
 //     tombstones) to each gained node, batched and throttled, each push
-//     acknowledged once durable. The replica reports done (RingStatus
+//     acknowledged once durable. With handoff=one (the default) only the
+//     key's pusher sends the object; the other owners offer a digest and
+//     send theirs only to a node whose copy differs (pusher,
+//     offerVerdict). The replica reports done (RingStatus
 //     Pending 0) when no push is queued or unacknowledged and it holds no
 //     hints. Writes during the stream need no push (they reach the new
 //     owners too: their puts say so, msg.covered); an object that changes
@@ -93,6 +96,11 @@ type RingStatus struct {
 	// Moved counts the objects pushed to new owners and acknowledged by
 	// them (this incarnation).
 	Moved int `json:"moved"`
+	// Offered counts the offers (handoff=one) a new owner answered with
+	// "I have that copy": objects not sent. Bytes is what the pushes and
+	// offers sent weighed (message bodies, retries included).
+	Offered int   `json:"offered,omitempty"`
+	Bytes   int64 `json:"bytes,omitempty"`
 	// Strategy and Paused are set by nodes for a causal namespace, whose
 	// status CLUSTER RING reports in this form (causal.RingStatus):
 	// Paused while it refuses clients for a change; quorum never pauses.
@@ -108,6 +116,7 @@ type handItem struct {
 type handOp struct {
 	handItem
 	deadline time.Time
+	offer    bool // an mOffer (handoff=one), not an mPut
 }
 
 // handoffBatch bounds the pushes in flight to one destination (the
@@ -144,6 +153,7 @@ func (r *Replica) SetRing(now time.Time, s RingState) error {
 	r.ringVer = s.Version
 	r.ring = newRing(sortedIDs(s.Members), r.p.vnodes, r.p.n)
 	r.handQ, r.handSet, r.handOps, r.handInflight = nil, map[handItem]bool{}, map[uint64]handOp{}, map[nodeID]int{}
+	r.handRetry, r.handFull = map[handItem]bool{}, map[handItem]bool{}
 	r.conf = map[string]map[nodeID]uint64{}
 	r.downLeaving = map[nodeID]bool{}
 	if s.Prev != nil {
@@ -424,6 +434,11 @@ func (r *Replica) pumpHandoff() {
 		h := r.handOps[id]
 		delete(r.handOps, id)
 		r.handInflight[h.dest]--
+		if h.offer {
+			// Unanswered (the new owner may not know offers, or is
+			// slow): fall back to pushing the object.
+			r.handFull[h.handItem] = true
+		}
 		if !r.handSet[h.handItem] {
 			r.handSet[h.handItem] = true
 			r.handQ = append(r.handQ, h.handItem)
@@ -441,11 +456,73 @@ func (r *Replica) pumpHandoff() {
 			continue // collected meanwhile (GC pauses during a change: not expected)
 		}
 		id := r.newID()
-		r.handOps[id] = handOp{handItem: it, deadline: r.now.Add(r.p.timeout)}
+		offer := r.p.handoff == HandoffOne && !r.handFull[it] && r.pusher(it.key) != r.id
+		r.handOps[id] = handOp{handItem: it, deadline: r.now.Add(r.p.timeout), offer: offer}
 		r.handInflight[it.dest]++
-		r.send(it.dest, &msg{kind: mPut, op: id, key: it.key, obj: e.obj, covered: true})
+		if offer {
+			r.send(it.dest, &msg{kind: mOffer, op: id, key: it.key, digest: e.digest, retry: r.handRetry[it]})
+		} else {
+			r.send(it.dest, &msg{kind: mPut, op: id, key: it.key, obj: e.obj, covered: true})
+		}
+		r.stats.HandoffBytes += int64(len(r.out.Messages[len(r.out.Messages)-1].Body))
 	}
 	r.handQ = keep
+}
+
+// pusher is the old owner of key that pushes its object under
+// handoff=one: the first of the old preference list not removed as down.
+// The other old owners offer their copy's digest to each new owner
+// instead (offerVerdict), and send the object only when that owner's copy
+// differs. Electing the pusher alone would not do: a write acknowledged
+// by W=2 of the 3 old owners may be missing from it (it was cut off, and
+// the write's hint went elsewhere or was strict), and pushing only its
+// copy would lose that write once the others leave the key.
+func (r *Replica) pusher(key string) nodeID {
+	for _, x := range r.prev.owners(r.prev.segment(key)) {
+		if !r.downLeaving[x] {
+			return x
+		}
+	}
+	return ""
+}
+
+// offerVerdict is a new owner's answer to an old owner's offer of key
+// with digest: offerOK when its own copy has exactly that digest (it then
+// holds that version: merges only grow, and it was made durable before
+// this answer leaves); else offerLater the first time (the pusher's copy
+// may still be on its way: the offer is queued again behind the other
+// pushes) and offerWant when asked again (then the old owner pushes its
+// object: the new owner ends with every old owner's copy merged, as when
+// each pushed).
+func (r *Replica) offerVerdict(key string, digest uint64, retry bool) byte {
+	if e := r.objs[key]; e != nil && e.digest == digest {
+		return offerOK
+	}
+	if !retry {
+		return offerLater
+	}
+	return offerWant
+}
+
+// offerAnswered ends an offer: done when the new owner holds our copy,
+// else queued again (as a second offer, or as a push of the object).
+func (r *Replica) offerAnswered(id uint64, h handOp, verdict byte) {
+	delete(r.handOps, id)
+	r.handInflight[h.dest]--
+	switch verdict {
+	case offerOK:
+		delete(r.handRetry, h.handItem)
+		r.stats.Offered++
+		return
+	case offerLater:
+		r.handRetry[h.handItem] = true
+	default:
+		r.handFull[h.handItem] = true
+	}
+	if !r.handSet[h.handItem] {
+		r.handSet[h.handItem] = true
+		r.handQ = append(r.handQ, h.handItem)
+	}
 }
 
 // handAcked ends a push; a refused one is queued again.
@@ -459,6 +536,8 @@ func (r *Replica) handAcked(id uint64, h handOp, ok bool) {
 		}
 		return
 	}
+	delete(r.handRetry, h.handItem)
+	delete(r.handFull, h.handItem)
 	r.stats.HandedOff++
 }
 
@@ -468,7 +547,7 @@ func (r *Replica) pendingHandoff() int { return len(r.handQ) + len(r.handOps) + 
 // ring change's handoff is left.
 func (r *Replica) RingStatus() RingStatus {
 	return RingStatus{Version: r.ringVer, Pending: r.pendingHandoff(), Queued: len(r.handQ), Inflight: len(r.handOps),
-		Hints: r.nhints, Moved: r.stats.HandedOff}
+		Hints: r.nhints, Moved: r.stats.HandedOff, Offered: r.stats.Offered, Bytes: r.stats.HandoffBytes}
 }
 
 // jointTargets adds to an op's targets (those of the old ring) the nodes

@@ -6,6 +6,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -530,4 +531,127 @@ func ringLateHint(t *testing.T, stableFirst bool) {
 	}
 	rt.acked[key] = "late"
 	rt.readAll()
+}
+
+// TestRingChangePusherLacksWrite (handoff=one): writes acknowledged by
+// W=2 of the three old owners while the third, n1, was cut off (strict
+// quorum: no hint) are missing from n1; n4 is then added. For the keys
+// whose pusher (first old owner) is n1, only the other old owners' offers
+// bring those writes to n4: n4's own copy must have every acknowledged
+// write of the keys it gains (anti-entropy and read repair off; n1, which
+// stays an owner, keeps lacking them). With the offers
+// answered offerOK whatever the digest (checked by editing offerVerdict),
+// keys miss at n4.
+func TestRingChangePusherLacksWrite(t *testing.T) {
+	n1, n2, n3, n4 := nodeID("n1"), nodeID("n2"), nodeID("n3"), nodeID("n4")
+	three, four := []nodeID{n1, n2, n3}, []nodeID{n1, n2, n3, n4}
+	params := p("n", "3", "r", "2", "w", "2", "aae_interval", "1h", "read_repair", RepairOff)
+	c := newCluster(t, 0, params, "", 3)
+	c.ids, c.peers = four, three
+	for _, id := range c.ids {
+		c.eng[id] = core.NewMemEngine()
+		c.start(id)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("reproduce: go test -count=1 -run TestRingChangePusherLacksWrite -v ./consistency/quorum")
+		}
+	})
+	rt := &ringTest{c: c, acked: map[string]string{}}
+	rt.load(40)
+	c.partition([]nodeID{n1}, []nodeID{n2, n3, n4})
+	strict := consistency.Options{Strict: true}
+	for i := 0; i < 60; i++ {
+		k := fmt.Sprintf("p%03d", i)
+		if r := c.do([]nodeID{n2, n3}[i%2], strict, nil, "SET", k, "v"+k); str(r) == "OK" {
+			rt.acked[k] = "v" + k
+		}
+	}
+	c.heal()
+	c.run(500 * time.Millisecond)
+	old, next := newRing(three, c.rep(n1).p.vnodes, 3), newRing(four, c.rep(n1).p.vnodes, 3)
+	lacking := 0
+	for k := range rt.acked {
+		if k[0] == 'p' && old.owners(old.segment(k))[0] == n1 && hasID(next.owners(next.segment(k)), n4) {
+			lacking++
+		}
+	}
+	if lacking == 0 {
+		c.fatalf("no acknowledged key has pusher n1 and gains n4: the scenario tests nothing")
+	}
+	rt.change(three, four, true)
+	// n1 itself keeps lacking them (anti-entropy off): only n4 is checked.
+	var m []string
+	for _, x := range rt.missing() {
+		if strings.HasSuffix(x, "missing at owner n4") {
+			m = append(m, x)
+		}
+	}
+	if len(m) > 0 {
+		c.fatalf("after adding n4: %d problems, e.g. %v (%d keys had pusher n1 lacking them)", len(m), m[:min(5, len(m))], lacking)
+	}
+	offered := 0
+	for _, id := range three {
+		offered += c.rep(id).RingStatus().Offered
+	}
+	t.Logf("%d keys with pusher n1 lacking them; %d offers answered OK", lacking, offered)
+}
+
+// TestRingHandoffTraffic runs the same ring changes (add n4, then remove
+// n1, with 300 keys of 1 KiB preloaded and a write load) with handoff=each
+// and handoff=one on the same seed, and logs the pushes, offers, bytes and
+// stream time (virtual) of each side by side; one must send fewer bytes.
+// Every owner's own copy is checked after each change (ringTest.missing).
+func TestRingHandoffTraffic(t *testing.T) {
+	type res struct {
+		pushes, offers int
+		bytes          int64
+		stream         time.Duration
+	}
+	run := func(mode string) [2]res {
+		n1, n2, n3, n4 := nodeID("n1"), nodeID("n2"), nodeID("n3"), nodeID("n4")
+		three, four, after := []nodeID{n1, n2, n3}, []nodeID{n1, n2, n3, n4}, []nodeID{n2, n3, n4}
+		params := p("n", "3", "r", "2", "w", "2", "aae_interval", "1h", "read_repair", RepairOff, "handoff", mode)
+		c := newCluster(t, 0, params, "", 9)
+		c.ids, c.peers = four, three
+		for _, id := range c.ids {
+			c.eng[id] = core.NewMemEngine()
+			c.start(id)
+		}
+		rt := &ringTest{c: c, acked: map[string]string{}}
+		big := strings.Repeat("x", 1024)
+		for i := 0; i < 300; i++ {
+			k := fmt.Sprintf("b%03d", i)
+			if r := c.do(c.ids[i%3], def, nil, "SET", k, big); str(r) == "OK" {
+				rt.acked[k] = big
+			}
+		}
+		rt.load(50)
+		var out [2]res
+		for i, ch := range [][2][]nodeID{{three, four}, {four, after}} {
+			before := map[nodeID]RingStatus{}
+			for _, id := range four {
+				before[id] = c.rep(id).RingStatus()
+			}
+			out[i].stream = rt.change(ch[0], ch[1], true)
+			if m := rt.missing(); len(m) > 0 {
+				c.fatalf("handoff=%s, change %d: %d problems, e.g. %v", mode, i+1, len(m), m[:min(5, len(m))])
+			}
+			for _, id := range four {
+				st := c.rep(id).RingStatus()
+				out[i].pushes += st.Moved - before[id].Moved
+				out[i].offers += st.Offered - before[id].Offered
+				out[i].bytes += st.Bytes - before[id].Bytes
+			}
+		}
+		return out
+	}
+	each, one := run(HandoffEach), run(HandoffOne)
+	for i, name := range []string{"add n4", "remove n1"} {
+		t.Logf("%s: handoff=each %d pushes, %d bytes, stream %v; handoff=one %d pushes + %d offers answered OK, %d bytes, stream %v; bytes one/each %.2f",
+			name, each[i].pushes, each[i].bytes, each[i].stream, one[i].pushes, one[i].offers, one[i].bytes, one[i].stream, float64(one[i].bytes)/float64(each[i].bytes))
+		if one[i].bytes >= each[i].bytes {
+			t.Errorf("%s: handoff=one sent %d bytes, handoff=each %d: no saving; reproduce: go test -count=1 -run TestRingHandoffTraffic -v ./consistency/quorum", name, one[i].bytes, each[i].bytes)
+		}
+	}
 }

@@ -108,6 +108,12 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 			delete(o.sent, from) // refused (hint store full): not an ack
 		}
 		r.progress(o)
+	case mOffer:
+		r.send(from, &msg{kind: mOfferResp, op: x.op, verdict: r.offerVerdict(x.key, x.digest, x.retry)})
+	case mOfferResp:
+		if h, found := r.handOps[x.op]; found && h.offer {
+			r.offerAnswered(x.op, h, x.verdict)
+		}
 	case mAAERoots, mAAELeaves, mAAEPush:
 		// Segments are numbered per ring: exchanges across ring versions,
 		// or during a change, are ignored (the stream moves the data).

@@ -141,8 +141,10 @@ type Replica struct {
 	handSet      map[handItem]bool
 	handOps      map[uint64]handOp
 	handInflight map[nodeID]int
-	handDirty    map[string]bool // changed after the stream began (rebalance.go)
-	downLeaving  map[nodeID]bool // RingState.Down: removed while down
+	handDirty    map[string]bool   // changed after the stream began (rebalance.go)
+	downLeaving  map[nodeID]bool   // RingState.Down: removed while down
+	handRetry    map[handItem]bool // offers answered offerLater (handoff=one)
+	handFull     map[handItem]bool // offers answered offerWant or timed out: push the object
 
 	rnd   *rand.Rand
 	out   consistency.Ready
@@ -155,8 +157,10 @@ type Stats struct {
 	HintsStored, HintsDelivered, HintsRefused int
 	ReadRepairs, AAEPushed, TombstonesGCed    int
 	Timeouts, Forwarded                       int
-	Corrupt                                   int // records that failed their checksum at recovery
-	HandedOff                                 int // objects a ring change pushed to new owners, acknowledged
+	Corrupt                                   int   // records that failed their checksum at recovery
+	HandedOff                                 int   // objects a ring change pushed to new owners, acknowledged
+	Offered                                   int   // ring change offers a new owner answered offerOK (no object sent)
+	HandoffBytes                              int64 // bytes of the ring change's pushes and offers sent (retries included)
 }
 
 // Engine records are sealed with a CRC-32C of their payload, so that a
@@ -253,7 +257,7 @@ func newReplica(cfg consistency.Config, res Resolver) (*Replica, error) {
 		shared: map[nodeID][]uint32{}, conf: map[string]map[nodeID]uint64{}, recentGC: map[string]uint64{},
 		fwdSeen: map[fwdKey]bool{},
 		handSet: map[handItem]bool{}, handOps: map[uint64]handOp{}, handInflight: map[nodeID]int{}, handDirty: map[string]bool{},
-		downLeaving: map[nodeID]bool{},
+		downLeaving: map[nodeID]bool{}, handRetry: map[handItem]bool{}, handFull: map[handItem]bool{},
 	}
 	for seg := range r.ring.walks {
 		if !r.ring.isOwner(seg, r.id) {

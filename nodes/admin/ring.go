@@ -137,8 +137,8 @@ func runChange(addr string, dopts transport.DialOptions, ch nodes.RingChange, ti
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		load = " (load average " + strings.Join(strings.Fields(string(b))[:3], " ") + ")"
 	}
-	fmt.Fprintf(stdout, "member list version %d -> %d: %s\nhandoff: %d pushes acknowledged in %v; change took %v%s\n",
-		res.From.Version, res.To.Version, nodes.FormatPeers(res.To.Members), res.Moved,
+	fmt.Fprintf(stdout, "member list version %d -> %d: %s\nhandoff: %d pushes acknowledged, %d copies offered and not sent, %d bytes, in %v; change took %v%s\n",
+		res.From.Version, res.To.Version, nodes.FormatPeers(res.To.Members), res.Moved, res.Offered, res.Bytes,
 		res.Stream.Round(time.Millisecond), res.Total.Round(time.Millisecond), load)
 	if res.CausalPause > 0 {
 		fmt.Fprintf(stdout, "causal namespaces refused the keys that moved for %v\n", res.CausalPause.Round(time.Millisecond))
