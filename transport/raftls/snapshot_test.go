@@ -112,22 +112,25 @@ func (r *refusing) Create(nhc config.NodeHostConfig, mh raftio.MessageHandler, c
 }
 
 // silence is the longest time after the refusal without a message batch
-// arriving, up to the first batch after until.
-func (r *refusing) silence(until time.Time) time.Duration {
+// arriving, up to the first batch after until, and when it began (after
+// the refusal).
+func (r *refusing) silence(until time.Time) (longest, began time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	last, longest := r.refused, time.Duration(0)
+	last := r.refused
 	for _, at := range r.batches {
 		if at.Before(r.refused) {
 			continue
 		}
-		longest = max(longest, at.Sub(last))
+		if d := at.Sub(last); d > longest {
+			longest, began = d, last.Sub(r.refused)
+		}
 		last = at
 		if at.After(until) {
 			break
 		}
 	}
-	return longest
+	return longest, began
 }
 
 // TestRefusedSnapshotKeepsPeerReachable: three NodeHosts over this
@@ -239,8 +242,9 @@ func TestRefusedSnapshotKeepsPeerReachable(t *testing.T) {
 	if refused.IsZero() {
 		t.Fatal("no snapshot chunk reached replica 3: the test did not test anything")
 	}
-	t.Logf("replica 3 caught up %v after its refusal; longest silence from the leader after it: %v",
-		caughtUp.Sub(refused).Round(time.Millisecond), recv.silence(caughtUp).Round(time.Millisecond))
+	longest, began := recv.silence(caughtUp)
+	t.Logf("replica 3 caught up %v after its refusal; longest silence from the leader after it: %v, from %v after it",
+		caughtUp.Sub(refused).Round(time.Millisecond), longest.Round(time.Millisecond), began.Round(time.Millisecond))
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
 	for _, f := range ev.failed {
