@@ -1,7 +1,6 @@
 package core
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -81,10 +80,10 @@ func (s *Store) load() error {
 	case errors.Is(err, ErrNotFound):
 	case err != nil:
 		return fmt.Errorf("core: read version counter: %w", err)
-	case len(b) != 8:
-		return fmt.Errorf("core: version counter of %d bytes: %w", len(b), ErrCorruption)
 	default:
-		s.counter = binary.BigEndian.Uint64(b)
+		if s.counter, err = decodeCounter(b); err != nil {
+			return fmt.Errorf("core: %w", err)
+		}
 	}
 	it := s.e.NewIter(metaKey(metaIndexPfx), prefixEnd(metaKey(metaIndexPfx)))
 	for it.First(); it.Valid(); it.Next() {

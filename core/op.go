@@ -2,7 +2,6 @@ package core
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"maps"
 	"slices"
@@ -451,7 +450,7 @@ func (m *mergeIter) Close() error {
 func (o *op) commit() error {
 	s := o.s
 	if o.counter != s.counter {
-		o.set(metaKey(metaCounter), binary.BigEndian.AppendUint64(nil, o.counter))
+		o.set(metaKey(metaCounter), encodeCounter(o.counter))
 	}
 	s.corrupt.Add(o.corrupt)
 	o.corrupt = 0

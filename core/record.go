@@ -13,7 +13,7 @@ import (
 //	'd' + user key                      -> record (the key's value)
 //	'x' + be64(expire unix ms) + key    -> empty (expiry queue for ExpireStep)
 //	'i' + index name + 0x00 + field + key -> empty (secondary index entry)
-//	'm' + name                          -> store metadata (version counter, index definitions)
+//	'm' + name                          -> store metadata (version counter, see encodeCounter; index definitions)
 const (
 	pfxData   = 'd'
 	pfxExpiry = 'x'
@@ -158,6 +158,42 @@ func decodeRecord(key, b []byte) (*record, error) {
 	}
 	r.payload = p
 	return r, nil
+}
+
+// Version counter format, under engine key 'm' + "counter" (metaCounter):
+//
+//	8 bytes big-endian counter
+//	4 bytes CRC32C (Castagnoli) of the engine key followed by the 8 bytes
+//
+// the records' scheme, so a flipped bit in the counter is ErrCorruption
+// instead of a different counter (versions going backwards or colliding).
+// Builds before session 6 wrote the 8 bytes alone; decodeCounter still reads
+// that form, unchecked (it has nothing to check against), so a data
+// directory or snapshot written by them opens. The next commit that moves
+// the counter rewrites it in the checksummed form.
+const counterLen, legacyCounterLen = 12, 8
+
+func encodeCounter(c uint64) []byte {
+	b := make([]byte, 8, counterLen)
+	binary.BigEndian.PutUint64(b, c)
+	crc := crc32.Update(crc32.Checksum(metaKey(metaCounter), castagnoli), castagnoli, b)
+	return binary.LittleEndian.AppendUint32(b, crc)
+}
+
+// decodeCounter reads a stored version counter in either form; a value of
+// another length or failing its checksum is an error wrapping ErrCorruption.
+func decodeCounter(b []byte) (uint64, error) {
+	switch len(b) {
+	case legacyCounterLen:
+		return binary.BigEndian.Uint64(b), nil
+	case counterLen:
+		want := binary.LittleEndian.Uint32(b[8:])
+		if got := crc32.Update(crc32.Checksum(metaKey(metaCounter), castagnoli), castagnoli, b[:8]); got != want {
+			return 0, fmt.Errorf("version counter: checksum %08x, want %08x: %w", got, want, ErrCorruption)
+		}
+		return binary.BigEndian.Uint64(b), nil
+	}
+	return 0, fmt.Errorf("version counter of %d bytes: %w", len(b), ErrCorruption)
 }
 
 // Payload codecs. Decoders return ErrCorruption-wrapped errors: a payload
