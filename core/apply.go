@@ -87,7 +87,7 @@ func (s *Store) load() error {
 	}
 	it := s.e.NewIter(metaKey(metaIndexPfx), prefixEnd(metaKey(metaIndexPfx)))
 	for it.First(); it.Valid(); it.Next() {
-		def, err := decodeIndexDef(it.Value())
+		def, err := decodeIndexDef(it.Key(), it.Value())
 		if err != nil {
 			it.Close()
 			return fmt.Errorf("core: index definition %q: %w", it.Key(), err)

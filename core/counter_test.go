@@ -91,3 +91,59 @@ func TestVersionCounterFormat(t *testing.T) {
 func crcOf(key, b []byte) uint32 {
 	return crc32.Update(crc32.Checksum(key, castagnoli), castagnoli, b)
 }
+
+// TestIndexDefFormat opens stores holding an index definition in each form
+// a build wrote, or damaged: the checksummed form and the legacy one
+// (builds before session 6: flag 0/1, no checksum) load; every single-bit
+// flip of the checksummed form, and the definition moved under another
+// name, fail NewStore with an error wrapping ErrCorruption.
+//
+// Reproduce: go test ./core -run '^TestIndexDefFormat$' -count=1
+func TestIndexDefFormat(t *testing.T) {
+	const repro = "reproduce: go test ./core -run '^TestIndexDefFormat$' -count=1"
+	def := &indexDef{name: "byage", prefix: []byte("user:"), field: []byte("age"), number: true}
+	key := metaKey(metaIndexPfx + "byage")
+	good := encodeIndexDef(key, def)
+	legacy := appendBytes(appendBytes(appendBytes([]byte{1}, []byte("byage")), []byte("user:")), []byte("age"))
+	type tc struct {
+		name    string
+		key     []byte
+		stored  []byte
+		corrupt bool
+	}
+	tcs := []tc{
+		{name: "checksummed", key: key, stored: good},
+		{name: "legacy", key: key, stored: legacy},
+		{name: "checksummed, under another name", key: metaKey(metaIndexPfx + "byagf"), stored: good, corrupt: true},
+		{name: "truncated", key: key, stored: good[:len(good)-1], corrupt: true},
+	}
+	for bit := 0; bit < 8*len(good); bit++ {
+		b := bytes.Clone(good)
+		b[bit/8] ^= 1 << (bit % 8)
+		tcs = append(tcs, tc{name: fmt.Sprintf("bit %d flipped", bit), key: key, stored: b, corrupt: true})
+	}
+	for _, c := range tcs {
+		t.Run(c.name, func(t *testing.T) {
+			e := NewMemEngine()
+			b := e.NewBatch()
+			b.Set(c.key, c.stored)
+			if err := b.Commit(false); err != nil {
+				t.Fatal(err)
+			}
+			s, err := NewStore(e, Limits{})
+			if c.corrupt {
+				if !errors.Is(err, ErrCorruption) || AsError(err).Code != CodeCorruption {
+					t.Fatalf("NewStore over definition %x: %v, want an error wrapping ErrCorruption\n%s", c.stored, err, repro)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("NewStore over definition %x: %v\n%s", c.stored, err, repro)
+			}
+			got := s.indexes["byage"]
+			if got == nil || got.name != def.name || !bytes.Equal(got.prefix, def.prefix) || !bytes.Equal(got.field, def.field) || got.number != def.number {
+				t.Fatalf("loaded definition %+v, want %+v\n%s", got, def, repro)
+			}
+		})
+	}
+}

@@ -183,7 +183,7 @@ func (o *op) applyEffects(fx Effects, extra int) ([]byte, Reply, bool) {
 			if w.Delete {
 				o.setIndexDef(name, nil)
 			} else {
-				d, err := decodeIndexDef(w.Value)
+				d, err := decodeIndexDef(k, w.Value)
 				if err != nil {
 					o.discard()
 					return nil, ErrorReply(Errorf(CodeErr, "effects: index definition %q: %v", name, err)), false

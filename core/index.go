@@ -3,6 +3,8 @@ package core
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
+	"hash/crc32"
 	"math"
 	"sort"
 )
@@ -32,27 +34,53 @@ type indexDef struct {
 	number bool
 }
 
-func encodeIndexDef(d *indexDef) []byte {
-	b := []byte{0}
+// Index definition format, under engine key 'm' + "idx/" + name: a flag
+// byte (2, or 3 for a number index), the name, prefix and field (each
+// uvarint length, bytes), then 4 bytes little-endian CRC32C of the engine
+// key followed by everything before it (the records' scheme). Builds before
+// session 6 wrote flag 0 or 1 and no checksum; decodeIndexDef still reads
+// that form, unchecked, so their data directories open.
+const (
+	idxFlagLegacy = 0 // +1: number index; no checksum
+	idxFlagSealed = 2 // +1: number index; CRC32C trailer
+)
+
+func encodeIndexDef(key []byte, d *indexDef) []byte {
+	b := []byte{idxFlagSealed}
 	if d.number {
-		b[0] = 1
+		b[0]++
 	}
 	b = appendBytes(b, []byte(d.name))
 	b = appendBytes(b, d.prefix)
-	return appendBytes(b, d.field)
+	b = appendBytes(b, d.field)
+	crc := crc32.Update(crc32.Checksum(key, castagnoli), castagnoli, b)
+	return binary.LittleEndian.AppendUint32(b, crc)
 }
 
-func decodeIndexDef(b []byte) (*indexDef, error) {
-	if len(b) == 0 || b[0] > 1 {
-		return nil, ErrCorruption
+// decodeIndexDef reads the definition stored under engine key key, in
+// either form; a damaged one is an error wrapping ErrCorruption.
+func decodeIndexDef(key, b []byte) (*indexDef, error) {
+	if len(b) == 0 || b[0] > idxFlagSealed+1 {
+		return nil, fmt.Errorf("index definition %q: bad flag: %w", key, ErrCorruption)
 	}
-	r := payloadReader{b: b[1:]}
-	d := &indexDef{number: b[0] == 1}
+	body := b[1:]
+	if b[0] >= idxFlagSealed {
+		if len(b) < 5 {
+			return nil, fmt.Errorf("index definition %q: %d bytes: %w", key, len(b), ErrCorruption)
+		}
+		want := binary.LittleEndian.Uint32(b[len(b)-4:])
+		if got := crc32.Update(crc32.Checksum(key, castagnoli), castagnoli, b[:len(b)-4]); got != want {
+			return nil, fmt.Errorf("index definition %q: checksum %08x, want %08x: %w", key, got, want, ErrCorruption)
+		}
+		body = b[1 : len(b)-4]
+	}
+	r := payloadReader{b: body}
+	d := &indexDef{number: b[0]&1 == 1}
 	d.name = string(r.bytes())
 	d.prefix = bytes.Clone(r.bytes())
 	d.field = bytes.Clone(r.bytes())
 	if r.bad || len(r.b) != 0 {
-		return nil, ErrCorruption
+		return nil, fmt.Errorf("index definition %q: bad encoding: %w", key, ErrCorruption)
 	}
 	return d, nil
 }
@@ -252,7 +280,8 @@ func (o *op) setIndex(name string, d *indexDef) {
 	if d == nil {
 		o.delete(metaKey(metaIndexPfx + name))
 	} else {
-		o.set(metaKey(metaIndexPfx+name), encodeIndexDef(d))
+		k := metaKey(metaIndexPfx + name)
+		o.set(k, encodeIndexDef(k, d))
 	}
 }
 
