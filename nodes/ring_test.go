@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"sort"
 	"strconv"
@@ -427,24 +428,8 @@ func TestClusterRingRemoveDown(t *testing.T) {
 	if testing.Short() {
 		t.Skip("about 10 s")
 	}
-	tc := newTestClusterGossip(t, true, "n1", "n2", "n3", "n4")
-	all := map[string]string{"n1": "alive", "n2": "alive", "n3": "alive", "n4": "alive"}
-	for i := range 4 {
-		tc.waitMembers(i, all)
-	}
-	const ns = "kv"
-	tc.createAt(0, ns, "quorum", map[string]string{"resolve": "crdt", "timeout": "1s", "aae_interval": "1h", "read_repair": "off"})
-	tc.waitNamespace(ns)
-	const sets = 64
-	load := &ringLoad{tc: tc, ns: ns, sets: sets, start: time.Now(), targets: []int{0, 1, 2, 3}, stop: make(chan struct{})}
-	for c := range 4 {
-		load.wg.Add(1)
-		go load.client(c)
-	}
-	time.Sleep(time.Second)
-	load.setTargets(0, 1, 3)
-	tc.stop(2)
-	tc.waitMembers(0, map[string]string{"n3": "down"})
+	tc, load := startLoadThenStopN3(t, nil)
+	const ns, sets = "kv", 64
 	time.Sleep(time.Second) // sloppy writes leave hints for n3
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -501,24 +486,8 @@ func TestClusterRingRemovedComesBack(t *testing.T) {
 	if testing.Short() {
 		t.Skip("about 15 s")
 	}
-	tc := newTestClusterGossip(t, true, "n1", "n2", "n3", "n4")
-	all := map[string]string{"n1": "alive", "n2": "alive", "n3": "alive", "n4": "alive"}
-	for i := range 4 {
-		tc.waitMembers(i, all)
-	}
-	const ns = "kv"
-	tc.createAt(0, ns, "quorum", map[string]string{"resolve": "crdt", "timeout": "1s", "aae_interval": "1h", "read_repair": "off", "w": "3"})
-	tc.waitNamespace(ns)
-	const sets = 64
-	load := &ringLoad{tc: tc, ns: ns, sets: sets, start: time.Now(), targets: []int{0, 1, 2, 3}, stop: make(chan struct{})}
-	for c := range 4 {
-		load.wg.Add(1)
-		go load.client(c)
-	}
-	time.Sleep(time.Second)
-	load.setTargets(0, 1, 3)
-	tc.stop(2)
-	tc.waitMembers(0, map[string]string{"n3": "down"})
+	tc, load := startLoadThenStopN3(t, map[string]string{"w": "3"})
+	const ns, sets = "kv", 64
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -614,4 +583,32 @@ func TestClusterRingRemovedComesBack(t *testing.T) {
 	if d := tc.quorumDump(2, ns); len(d) != 0 {
 		t.Fatalf("n3 was removed but holds %d keys", len(d))
 	}
+}
+
+// startLoadThenStopN3 is the start of the remove-a-down-node tests: four
+// gossiping members, quorum namespace "kv" (CRDT sets, anti-entropy and
+// read repair off, plus extra parameters) under the SADD load of four
+// clients over 64 sets; after a second n3 stops, the load moves off it,
+// and n1 sees n3 down.
+func startLoadThenStopN3(t *testing.T, extra map[string]string) (*testCluster, *ringLoad) {
+	t.Helper()
+	tc := newTestClusterGossip(t, true, "n1", "n2", "n3", "n4")
+	all := map[string]string{"n1": "alive", "n2": "alive", "n3": "alive", "n4": "alive"}
+	for i := range 4 {
+		tc.waitMembers(i, all)
+	}
+	params := map[string]string{"resolve": "crdt", "timeout": "1s", "aae_interval": "1h", "read_repair": "off"}
+	maps.Copy(params, extra)
+	tc.createAt(0, "kv", "quorum", params)
+	tc.waitNamespace("kv")
+	load := &ringLoad{tc: tc, ns: "kv", sets: 64, start: time.Now(), targets: []int{0, 1, 2, 3}, stop: make(chan struct{})}
+	for c := range 4 {
+		load.wg.Add(1)
+		go load.client(c)
+	}
+	time.Sleep(time.Second)
+	load.setTargets(0, 1, 3)
+	tc.stop(2)
+	tc.waitMembers(0, map[string]string{"n3": "down"})
+	return tc, load
 }
