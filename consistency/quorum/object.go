@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dialkv/dialkv/internal/splitmix"
+
 	"github.com/dialkv/dialkv/consistency"
 )
 
@@ -413,7 +415,7 @@ func (o *Object) digest() uint64 {
 	}
 	h := fnv.New64a()
 	h.Write(encodeObject(o))
-	return mix64(h.Sum64())
+	return splitmix.Mix64(h.Sum64())
 }
 
 func encodeObject(o *Object) []byte {

@@ -5,17 +5,13 @@ import (
 	"sort"
 	"strconv"
 
-	"github.com/dialkv/dialkv/consistency"
+	"github.com/dialkv/dialkv/internal/splitmix"
 )
-
-// mix64 is consistency.Mix64 (the SplitMix64 finalizer): it spreads FNV
-// hashes of similar strings over the whole ring.
-func mix64(x uint64) uint64 { return consistency.Mix64(x) }
 
 func hashString(s string) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(s))
-	return mix64(h.Sum64())
+	return splitmix.Mix64(h.Sum64())
 }
 
 // ring is a consistent-hashing ring with virtual nodes. Segment i is the arc

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/dialkv/dialkv/internal/splitmix"
+
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -218,7 +220,7 @@ func (f *FaultFS) hit(rate float64, kind uint8, name string, off int64) (uint64,
 	putU64(buf[17:], uint64(off))
 	h.Write(buf[:])
 	h.Write([]byte(name))
-	x := mix(h.Sum64())
+	x := splitmix.Mix64(h.Sum64()) // FNV alone is poorly distributed in its high bits for inputs that differ in a few bytes
 	return x, float64(x>>11)/float64(1<<53) < rate
 }
 
@@ -226,17 +228,6 @@ func putU64(b []byte, v uint64) {
 	for i := 0; i < 8; i++ {
 		b[i] = byte(v >> (8 * i))
 	}
-}
-
-// mix is splitmix64's finaliser: FNV alone is poorly distributed in its
-// high bits for inputs that differ in a few bytes.
-func mix(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
 }
 
 // faultFile injects faults into one WAL or sstable. pos tracks the

@@ -6,9 +6,9 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/lni/goutils/random"
+	"github.com/dialkv/dialkv/internal/splitmix"
 
-	"github.com/dialkv/dialkv/consistency"
+	"github.com/lni/goutils/random"
 )
 
 // lockedRandLayout mirrors github.com/lni/goutils/random.LockedRand
@@ -50,7 +50,7 @@ type instantSource struct{ seed uint64 }
 var _ rand.Source64 = instantSource{}
 
 func (s instantSource) Uint64() uint64 {
-	return consistency.Mix64(s.seed ^ consistency.Mix64(uint64(time.Now().UnixNano())))
+	return splitmix.Mix64(s.seed ^ splitmix.Mix64(uint64(time.Now().UnixNano())))
 }
 
 func (s instantSource) Int63() int64 { return int64(s.Uint64() >> 1) }
