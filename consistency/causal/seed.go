@@ -133,7 +133,7 @@ func (r *Replica) onSeed(now time.Time, from consistency.NodeID, in msg) {
 	var deps []Dep
 	for _, s := range append([]record{rec}, rec.Sibs...) {
 		for _, d := range s.Deps {
-			if d.Key != key && (!r.keyMoves(d.Key) || r.seedWait == seedWaitAll) && r.seedWait != seedWaitNone {
+			if d.Key != key && (!r.frozen(d.Key) || r.seedWait == seedWaitAll) && r.seedWait != seedWaitNone {
 				deps = r.merge(deps, d)
 			}
 		}
@@ -170,12 +170,6 @@ func (r *Replica) onSeed(now time.Time, from consistency.NodeID, in msg) {
 		r.send(from, msg{Kind: kindSeedAck, Entry: &outEntry{Key: key}, Ver: &v, Region: r.region})
 	}
 	r.await(now, r.prune(deps), time.Time{}, store, func(time.Time) { delete(r.seeding, sk) })
-}
-
-// keyMoves reports whether key's owner in this node's region changes in
-// the change under way.
-func (r *Replica) keyMoves(key string) bool {
-	return r.changing && movedIn(r.moveFrom, r.next, r.region, key)
 }
 
 func (r *Replica) onSeedAck(in msg) {
