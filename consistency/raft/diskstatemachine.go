@@ -277,7 +277,7 @@ func (m *diskSM) Update(ents []sm.Entry) (_ []sm.Entry, err error) {
 	}
 	m.ie.upd = m.upd
 	defer func() {
-		m.ie.upd = m.upd
+		m.ie.upd = nil // writes outside an Update go to the engine directly
 		if err != nil {
 			m.upd.reset()
 		}

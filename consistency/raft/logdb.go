@@ -172,10 +172,7 @@ func (f lazyCommitFactory) Create(cfg config.NodeHostConfig, cb config.LogDBCall
 	l := newLazyCommitLogDB(db)
 	l.beforeSave = f.beforeSave
 	l.applied = f.applied
-	l.execShards = cfg.Expert.Engine.ExecShards
-	if l.execShards == 0 { // NodeHostConfig.Prepare fills the default
-		l.execShards = config.GetDefaultEngineConfig().ExecShards
-	}
+	l.execShards = cfg.Expert.Engine.ExecShards // set: NodeHostConfig.Prepare fills it before the LogDB is created
 	return l, nil
 }
 
