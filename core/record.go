@@ -173,10 +173,14 @@ func decodeRecord(key, b []byte) (*record, error) {
 // the counter rewrites it in the checksummed form.
 const counterLen, legacyCounterLen = 12, 8
 
+// counterKeyCRC is the CRC32C of the counter's engine key, the start of
+// every counter checksum (computed once: the counter moves on every write).
+var counterKeyCRC = crc32.Checksum(metaKey(metaCounter), castagnoli)
+
 func encodeCounter(c uint64) []byte {
 	b := make([]byte, 8, counterLen)
 	binary.BigEndian.PutUint64(b, c)
-	crc := crc32.Update(crc32.Checksum(metaKey(metaCounter), castagnoli), castagnoli, b)
+	crc := crc32.Update(counterKeyCRC, castagnoli, b)
 	return binary.LittleEndian.AppendUint32(b, crc)
 }
 
@@ -188,7 +192,7 @@ func decodeCounter(b []byte) (uint64, error) {
 		return binary.BigEndian.Uint64(b), nil
 	case counterLen:
 		want := binary.LittleEndian.Uint32(b[8:])
-		if got := crc32.Update(crc32.Checksum(metaKey(metaCounter), castagnoli), castagnoli, b[:8]); got != want {
+		if got := crc32.Update(counterKeyCRC, castagnoli, b[:8]); got != want {
 			return 0, fmt.Errorf("version counter: checksum %08x, want %08x: %w", got, want, ErrCorruption)
 		}
 		return binary.BigEndian.Uint64(b), nil
