@@ -129,16 +129,7 @@ func TestQuorumCausalBugsCaught(t *testing.T) {
 // answers to their repair, keeping retired own writes, and cancelling a
 // repair once the key is rewritten sound.
 func TestCausalRecordRepairRegressions(t *testing.T) {
-	for _, seed := range []uint64{3} {
-		o := simrun.Options{Strategy: "causal", Seed: seed, Nodes: 4, Regions: 2, Faults: []string{"all"}, Workload: "register", Params: map[string]string{"resolve": "siblings"}}
-		oc, err := run(o, false)
-		if err != nil {
-			t.Fatalf("seed %d: %v", seed, err)
-		}
-		if oc.res.Verdict != simrun.Pass {
-			t.Errorf("seed %d: %s: %v\nreproduce: %s", seed, oc.res.Verdict, oc.res.Problems, oc.res.Options.Command())
-		}
-	}
+	replayCausalSiblings(t, 3)
 }
 
 // TestCausalLivenessRegressions replays simulator runs of the causal
@@ -153,7 +144,15 @@ func TestCausalRecordRepairRegressions(t *testing.T) {
 // TestWaiterRetriesUnreadableLocalDependency). Seeds 106 and 134 failed
 // the same way (liveness, main 545e118) and pass with the fix.
 func TestCausalLivenessRegressions(t *testing.T) {
-	for _, seed := range []uint64{37, 106, 134} {
+	replayCausalSiblings(t, 37, 106, 134)
+}
+
+// replayCausalSiblings runs the causal strategy in siblings mode on 4
+// nodes in 2 regions with every fault, one run per seed, each of which
+// must pass.
+func replayCausalSiblings(t *testing.T, seeds ...uint64) {
+	t.Helper()
+	for _, seed := range seeds {
 		o := simrun.Options{Strategy: "causal", Seed: seed, Nodes: 4, Regions: 2, Faults: []string{"all"}, Workload: "register", Params: map[string]string{"resolve": "siblings"}}
 		oc, err := run(o, false)
 		if err != nil {
