@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dialkv/dialkv/internal/splitmix"
-
 	"github.com/dialkv/dialkv/consistency"
 	"github.com/dialkv/dialkv/core"
 )
@@ -203,7 +201,7 @@ func ownerIn(regions []region, reg, key string) consistency.NodeID {
 // through the SplitMix64 finalizer (FNV alone is too weakly mixed for the
 // maximum over nodes to be uniform).
 func placeWeight(kh uint64, node consistency.NodeID) uint64 {
-	return splitmix.Mix64(kh ^ fnvKey(string(node))*0x9e3779b97f4a7c15)
+	return core.Mix64(kh ^ fnvKey(string(node))*0x9e3779b97f4a7c15)
 }
 
 // movedIn reports whether key's owner in region reg differs between the

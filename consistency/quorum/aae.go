@@ -3,7 +3,7 @@ package quorum
 import (
 	"sort"
 
-	"github.com/dialkv/dialkv/internal/splitmix"
+	"github.com/dialkv/dialkv/core"
 )
 
 // Active anti-entropy. Every aae_interval a replica picks the next peer it
@@ -22,7 +22,7 @@ import (
 
 const leaves = 16
 
-func leafOf(key string) int { return int(splitmix.Mix64(hashString(key)^0x5bd1e995) % leaves) }
+func leafOf(key string) int { return int(core.Mix64(hashString(key)^0x5bd1e995) % leaves) }
 
 // aaeSkips reports whether anti-entropy leaves this object out (only under
 // the aae-skips-tombstones bug).
@@ -41,7 +41,7 @@ func (r *Replica) trees(segs []uint32) map[uint32]*[leaves]uint64 {
 		if t == nil || r.aaeSkips(e) {
 			continue
 		}
-		t[leafOf(k)] ^= splitmix.Mix64(hashString(k) ^ e.digest)
+		t[leafOf(k)] ^= core.Mix64(hashString(k) ^ e.digest)
 	}
 	return out
 }
@@ -49,7 +49,7 @@ func (r *Replica) trees(segs []uint32) map[uint32]*[leaves]uint64 {
 func root(t *[leaves]uint64) uint64 {
 	h := uint64(14695981039346656037)
 	for _, x := range t {
-		h = splitmix.Mix64(h ^ x)
+		h = core.Mix64(h ^ x)
 	}
 	return h
 }

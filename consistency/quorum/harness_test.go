@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dialkv/dialkv/internal/splitmix"
-
 	"github.com/dialkv/dialkv/consistency"
 	"github.com/dialkv/dialkv/core"
 )
@@ -109,7 +107,7 @@ func (c *cluster) collect(id nodeID) {
 		}
 	}
 	for _, m := range rd.Messages {
-		c.trace = splitmix.Mix64(c.trace ^ hashString(string(m.To)+string(m.Body)))
+		c.trace = core.Mix64(c.trace ^ hashString(string(m.To)+string(m.Body)))
 		if m.From != id {
 			c.fatalf("message from %s emitted by %s", m.From, id)
 		}
@@ -121,7 +119,7 @@ func (c *cluster) collect(id nodeID) {
 		c.queue = append(c.queue, flight{at: c.now.Add(lat), seq: c.seq, m: m})
 	}
 	for _, r := range rd.Responses {
-		c.trace = splitmix.Mix64(c.trace ^ hashString(fmt.Sprint(id, r.ID, str(r), vals(r))))
+		c.trace = core.Mix64(c.trace ^ hashString(fmt.Sprint(id, r.ID, str(r), vals(r))))
 		if c.resps[id] == nil {
 			c.resps[id] = map[uint64]consistency.Response{}
 		}

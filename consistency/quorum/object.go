@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/dialkv/dialkv/internal/splitmix"
+	"github.com/dialkv/dialkv/core"
 
 	"github.com/dialkv/dialkv/consistency"
 )
@@ -415,7 +415,7 @@ func (o *Object) digest() uint64 {
 	}
 	h := fnv.New64a()
 	h.Write(encodeObject(o))
-	return splitmix.Mix64(h.Sum64())
+	return core.Mix64(h.Sum64())
 }
 
 func encodeObject(o *Object) []byte {

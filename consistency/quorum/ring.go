@@ -5,13 +5,13 @@ import (
 	"sort"
 	"strconv"
 
-	"github.com/dialkv/dialkv/internal/splitmix"
+	"github.com/dialkv/dialkv/core"
 )
 
 func hashString(s string) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(s))
-	return splitmix.Mix64(h.Sum64())
+	return core.Mix64(h.Sum64())
 }
 
 // ring is a consistent-hashing ring with virtual nodes. Segment i is the arc

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"github.com/dialkv/dialkv/internal/splitmix"
+	"github.com/dialkv/dialkv/core"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
@@ -220,7 +220,7 @@ func (f *FaultFS) hit(rate float64, kind uint8, name string, off int64) (uint64,
 	putU64(buf[17:], uint64(off))
 	h.Write(buf[:])
 	h.Write([]byte(name))
-	x := splitmix.Mix64(h.Sum64()) // FNV alone is poorly distributed in its high bits for inputs that differ in a few bytes
+	x := core.Mix64(h.Sum64()) // FNV alone is poorly distributed in its high bits for inputs that differ in a few bytes
 	return x, float64(x>>11)/float64(1<<53) < rate
 }
 

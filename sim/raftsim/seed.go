@@ -6,7 +6,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/dialkv/dialkv/internal/splitmix"
+	"github.com/dialkv/dialkv/core"
 
 	"github.com/lni/goutils/random"
 )
@@ -50,7 +50,7 @@ type instantSource struct{ seed uint64 }
 var _ rand.Source64 = instantSource{}
 
 func (s instantSource) Uint64() uint64 {
-	return splitmix.Mix64(s.seed ^ splitmix.Mix64(uint64(time.Now().UnixNano())))
+	return core.Mix64(s.seed ^ core.Mix64(uint64(time.Now().UnixNano())))
 }
 
 func (s instantSource) Int63() int64 { return int64(s.Uint64() >> 1) }

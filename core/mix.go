@@ -1,8 +1,4 @@
-// Package splitmix holds the SplitMix64 finalizer, the one bit mixer of
-// the project: the strategies' placement (quorum's ring, causal's
-// rendezvous weights), the raft simulator's election source and the
-// storage engine's fault injection derive values from it.
-package splitmix
+package core
 
 // Mix64 is the SplitMix64 finalizer: a bijection on uint64 that spreads
 // FNV hashes of similar strings over the whole range. Strategies use it
