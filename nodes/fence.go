@@ -234,18 +234,15 @@ func (n *Node) raiseFence(id string, lease time.Duration, hold bool) (FenceStatu
 	if err != nil {
 		return st, err
 	}
-	if hold {
-		// Ordering rule: the causal replicas hold their records from
-		// here until the fence is lowered, so that this node's
-		// checkpoint, taken after every node raised its fence, holds no
-		// remote write applied after another node's checkpoint
-		// (causal.Replica.HoldRemote).
-		n.holdCausal(true)
-		if !n.fence.held(id) {
-			n.holdCausal(false) // lapsed meanwhile
-		}
+	// Ordering rule: with hold, the causal replicas hold their records
+	// from here until the fence is lowered, so that this node's
+	// checkpoint, taken after every node raised its fence, holds no
+	// remote write applied after another node's checkpoint
+	// (causal.Replica.HoldRemote). The same walk counts the hints.
+	h := n.walkReplicas(true, hold)
+	if hold && !n.fence.held(id) {
+		n.holdCausal(false) // lapsed meanwhile
 	}
-	h := n.replicaHints()
 	n.fence.mu.Lock()
 	if n.fence.id == id {
 		n.fence.hints = h
@@ -284,19 +281,7 @@ type remoteHolder interface {
 // (see causal.Replica.HoldRemote): while a fence is raised they apply no
 // remote write, repair or handoff push, so the checkpoints of a
 // multi-region causal namespace are causally closed in every region.
-func (n *Node) holdCausal(hold bool) {
-	for _, ns := range n.namespaceList() {
-		cs, ok := ns.svc.(*clusterService)
-		if !ok {
-			continue
-		}
-		cs.Call(func(r consistency.Replica) {
-			if h, ok := r.(remoteHolder); ok {
-				h.HoldRemote(time.Now(), hold)
-			}
-		})
-	}
-}
+func (n *Node) holdCausal(hold bool) { n.walkReplicas(hold, true) }
 
 // snapshotDir is where the checkpoint under fence id is kept until fetched.
 func (n *Node) snapshotDir(id string) string {
@@ -305,7 +290,12 @@ func (n *Node) snapshotDir(id string) string {
 
 // replicaHints is the number of hints the node's quorum replicas hold for
 // other nodes (consistency.Settler).
-func (n *Node) replicaHints() int {
+func (n *Node) replicaHints() int { return n.walkReplicas(false, false) }
+
+// walkReplicas visits every replica of the node's cluster namespaces once:
+// with setHold, it starts (hold) or ends the hold of the causal ones
+// (holdCausal); it returns the hints the quorum ones hold (replicaHints).
+func (n *Node) walkReplicas(hold, setHold bool) int {
 	total := 0
 	for _, ns := range n.namespaceList() {
 		cs, ok := ns.svc.(*clusterService)
@@ -313,6 +303,9 @@ func (n *Node) replicaHints() int {
 			continue
 		}
 		cs.Call(func(r consistency.Replica) {
+			if h, ok := r.(remoteHolder); ok && setHold {
+				h.HoldRemote(time.Now(), hold)
+			}
 			if st, ok := r.(consistency.Settler); ok {
 				total += st.Unsettled()
 			}

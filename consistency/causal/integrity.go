@@ -325,14 +325,9 @@ func (r *Replica) onFetchReply(now time.Time, in msg) {
 		}
 	}
 	rp.applying = true
-	var store func(now time.Time, _ []Dep)
-	store = func(now time.Time, _ []Dep) {
+	store := r.unlessHeld(func(now time.Time, _ []Dep) {
 		if r.repairs[key] != rp {
-			return
-		}
-		if r.held {
-			r.deferred = append(r.deferred, func(now time.Time) { store(now, nil) })
-			return
+			return // cancelled meanwhile
 		}
 		delete(r.repairs, key)
 		if r.region == "" || r.owner(r.region, key) != r.id {
@@ -357,6 +352,6 @@ func (r *Replica) onFetchReply(now time.Time, in msg) {
 		r.stats.Repaired++
 		r.changed(key)
 		r.recheck(now, key)
-	}
+	})
 	r.await(now, r.prune(deps), time.Time{}, store, func(time.Time) {})
 }

@@ -323,10 +323,9 @@ func (r *Replica) SetMembership(now time.Time, m Membership) error {
 		r.reroute(now, oldRouting, oldRegion)
 		if m.Stream && !r.streaming {
 			r.streaming = true
-			if err := r.scanHandoff(home, newR); err != nil {
-				return err
-			}
-			if err := r.scanSeeds(home); err != nil {
+			// One scan of the store for both: the keys this node
+			// loses and the down nodes' keys it seeds.
+			if err := r.scanHandoff(home, newR, true); err != nil {
 				return err
 			}
 		}
@@ -350,7 +349,7 @@ func (r *Replica) SetMembership(now time.Time, m Membership) error {
 	// idempotent there) and is deleted once acknowledged; after a restart
 	// at the stable version this finds what the last incarnation did not
 	// delete yet.
-	if err := r.scanHandoff(home, newR); err != nil {
+	if err := r.scanHandoff(home, newR, false); err != nil {
 		return err
 	}
 	r.dropAcked()
@@ -484,14 +483,18 @@ func contains(l []consistency.NodeID, n consistency.NodeID) bool {
 }
 
 // scanHandoff queues every stored key whose owner in region home under
-// regions is another node.
-func (r *Replica) scanHandoff(home string, regions []region) error {
+// regions is another node; with seeds, it also queues the seeds of the
+// down nodes' keys this node holds (seedsOf), in the same scan.
+func (r *Replica) scanHandoff(home string, regions []region, seeds bool) error {
 	if home == "" {
 		return nil
 	}
 	it := r.eng.NewIter([]byte(prefixValue), []byte("v0"))
 	for ok := it.First(); ok; ok = it.Next() {
 		key := string(it.Key()[len(prefixValue):])
+		if seeds {
+			r.seedsOf(home, key)
+		}
 		to := ownerIn(regions, home, key)
 		if to == r.id || to == "" {
 			continue
@@ -564,16 +567,7 @@ func (r *Replica) sendPushes(now time.Time) {
 	if len(r.handoff) == 0 || (r.changing && !r.streaming) {
 		return
 	}
-	keys := make([]string, 0, len(r.handoff))
-	for k, p := range r.handoff {
-		if !p.acked && (p.sent.IsZero() || now.Sub(p.sent) >= 4*r.retry) {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	if len(keys) > maxPushes {
-		keys = keys[:maxPushes]
-	}
+	keys := r.due(now, r.handoff)
 	for _, k := range keys {
 		p := r.handoff[k]
 		rec, err := r.load(k)
@@ -597,29 +591,70 @@ func (r *Replica) onHandoff(now time.Time, from consistency.NodeID, in msg) {
 	if e == nil || r.held {
 		return // (held: a backup's fence) not acknowledged: the sender retries
 	}
-	cur, err := r.load(e.Key)
+	r.observeRecord(e.Rec)
+	stored, err := r.storeMerged(now, e.Key, e.Rec)
 	if err != nil {
 		return // not acknowledged: the sender retries
 	}
-	r.clock.observe(e.Rec.V)
-	for _, v := range e.Rec.Seen {
-		r.clock.observe(v)
-	}
-	if merged, ok := mergeRecords(cur, e.Rec, r.siblings); ok {
-		b := r.eng.NewBatch()
-		b.Set([]byte(prefixValue+e.Key), sealJSON([]byte(prefixValue+e.Key), merged))
-		err := b.Commit(false)
-		b.Close()
-		if err != nil {
-			return
-		}
+	if stored {
 		r.stats.HandoffStored++
-		r.recheck(now, e.Key)
 	}
 	// Ordering rule: acknowledge only what is durable.
 	r.out.Sync = true
 	v := e.Rec.V
 	r.send(from, msg{Kind: kindHandoffAck, Entry: &outEntry{Key: e.Key}, Ver: &v})
+}
+
+// observeRecord moves the clock past every version of another replica's
+// record (its greatest and, in siblings mode, each origin's newest).
+func (r *Replica) observeRecord(rec record) {
+	r.clock.observe(rec.V)
+	for _, v := range rec.Seen {
+		r.clock.observe(v)
+	}
+}
+
+// storeMerged merges another replica's record of key (a handoff push, a
+// seed) into the stored one and stores the result if it differs; it
+// reports whether it stored. Dependencies waiting on the key are
+// re-evaluated after a store. An error (the stored record unreadable, the
+// commit failed) means nothing was stored: the caller does not
+// acknowledge, and the sender resends.
+func (r *Replica) storeMerged(now time.Time, key string, rec record) (bool, error) {
+	cur, err := r.load(key)
+	if err != nil {
+		return false, err
+	}
+	merged, ok := mergeRecords(cur, rec, r.siblings)
+	if !ok {
+		return false, nil
+	}
+	b := r.eng.NewBatch()
+	b.Set([]byte(prefixValue+key), sealJSON([]byte(prefixValue+key), merged))
+	err = b.Commit(false)
+	b.Close()
+	if err != nil {
+		return false, fmt.Errorf("causal: store %q: %w", key, err)
+	}
+	r.recheck(now, key)
+	return true, nil
+}
+
+// due returns the ids of the pushes of m (handoff pushes, seeds) to send
+// now: not acknowledged, and never sent or not within 4 retries; sorted,
+// at most maxPushes.
+func (r *Replica) due(now time.Time, m map[string]*push) []string {
+	ids := make([]string, 0, len(m))
+	for id, p := range m {
+		if !p.acked && (p.sent.IsZero() || now.Sub(p.sent) >= 4*r.retry) {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	if len(ids) > maxPushes {
+		ids = ids[:maxPushes]
+	}
+	return ids
 }
 
 // mergeRecords merges another replica's record of a key (a handoff push,

@@ -1244,14 +1244,9 @@ func (r *Replica) onReplicate(now time.Time, from consistency.NodeID, in msg) {
 	if r.inflight[k] {
 		return // already waiting for its dependencies
 	}
-	var apply func(now time.Time, _ []Dep)
-	apply = func(now time.Time, _ []Dep) {
-		if r.held {
-			// A backup's fence: applied at the release (still in
-			// inflight, so a resend meanwhile is not queued twice).
-			r.deferred = append(r.deferred, func(now time.Time) { apply(now, nil) })
-			return
-		}
+	// Held (a backup's fence): applied at the release, still in
+	// inflight meanwhile, so a resend is not queued twice.
+	apply := r.unlessHeld(func(now time.Time, _ []Dep) {
 		delete(r.inflight, k)
 		if r.region == "" || r.owner(r.region, e.Key) != r.id || r.frozen(e.Key) {
 			return // the key moves or moved while the write waited: resent to its new owner
@@ -1294,13 +1289,29 @@ func (r *Replica) onReplicate(now time.Time, from consistency.NodeID, in msg) {
 		if next != nil {
 			r.recheck(now, e.Key) // only a new version can make something visible
 		}
-	}
+	})
 	deps := e.Deps
 	if r.bug == BugNoDepCheck {
 		deps = nil
 	}
 	r.inflight[k] = true
 	r.await(now, deps, time.Time{}, apply, func(time.Time) { delete(r.inflight, k) })
+}
+
+// unlessHeld wraps the ready callback of a wait that stores a record (a
+// remote write, a seed, a repair): while the replica is held
+// (HoldRemote, a backup's fence) the call is deferred to the release,
+// where the deferred calls run in order (and defer again if held anew).
+func (r *Replica) unlessHeld(f func(now time.Time, stable []Dep)) func(now time.Time, stable []Dep) {
+	var g func(now time.Time, stable []Dep)
+	g = func(now time.Time, stable []Dep) {
+		if r.held {
+			r.deferred = append(r.deferred, func(now time.Time) { g(now, stable) })
+			return
+		}
+		f(now, stable)
+	}
+	return g
 }
 
 func (r *Replica) onReplicateAck(in msg) {

@@ -1,9 +1,7 @@
 package causal
 
 import (
-	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -55,31 +53,22 @@ type seedKey struct {
 	v    Version
 }
 
-// scanSeeds queues a seed of every stored key whose owner in another
-// region is a down node, to its new owner there (the placement next).
-func (r *Replica) scanSeeds(home string) error {
-	if len(r.down) == 0 || home == "" || r.region == "" {
-		return nil
+// seedsOf queues a seed of key (stored here) for every other region whose
+// owner of it is a down node, to its new owner there (the placement next),
+// if this node is the key's owner in home under next (else it is not this
+// node's to seed from: a handoff of its own).
+func (r *Replica) seedsOf(home, key string) {
+	if len(r.down) == 0 || home == "" || r.region == "" || ownerIn(r.next, home, key) != r.id {
+		return
 	}
-	it := r.eng.NewIter([]byte(prefixValue), []byte("v0"))
-	for ok := it.First(); ok; ok = it.Next() {
-		key := string(it.Key()[len(prefixValue):])
-		if ownerIn(r.next, home, key) != r.id {
-			continue // not this node's to seed from (a handoff of its own)
+	for _, g := range r.next {
+		if g.name == home || !slices.Contains(r.down, ownerIn(r.moveFrom, g.name, key)) {
+			continue
 		}
-		for _, g := range r.next {
-			if g.name == home || !slices.Contains(r.down, ownerIn(r.moveFrom, g.name, key)) {
-				continue
-			}
-			if to := ownerIn(r.next, g.name, key); to != "" {
-				r.seeds[key+"\x00"+g.name] = &push{to: to}
-			}
+		if to := ownerIn(r.next, g.name, key); to != "" {
+			r.seeds[key+"\x00"+g.name] = &push{to: to}
 		}
 	}
-	if err := it.Close(); err != nil {
-		return fmt.Errorf("causal: scan for seeds: %w", err)
-	}
-	return nil
 }
 
 // sendSeeds (re)sends the seeds due, at most maxPushes per round.
@@ -87,17 +76,7 @@ func (r *Replica) sendSeeds(now time.Time) {
 	if len(r.seeds) == 0 || !r.streaming || r.skipHandoff {
 		return
 	}
-	ids := make([]string, 0, len(r.seeds))
-	for id, p := range r.seeds {
-		if !p.acked && (p.sent.IsZero() || now.Sub(p.sent) >= 4*r.retry) {
-			ids = append(ids, id)
-		}
-	}
-	sort.Strings(ids)
-	if len(ids) > maxPushes {
-		ids = ids[:maxPushes]
-	}
-	for _, id := range ids {
+	for _, id := range r.due(now, r.seeds) {
 		p := r.seeds[id]
 		key, _, _ := strings.Cut(id, "\x00")
 		rec, err := r.load(key)
@@ -126,10 +105,7 @@ func (r *Replica) onSeed(now time.Time, from consistency.NodeID, in msg) {
 	if r.seeding[sk] {
 		return // already waiting for its dependencies
 	}
-	r.clock.observe(rec.V)
-	for _, v := range rec.Seen {
-		r.clock.observe(v)
-	}
+	r.observeRecord(rec)
 	var deps []Dep
 	for _, s := range append([]record{rec}, rec.Sibs...) {
 		for _, d := range s.Deps {
@@ -139,36 +115,23 @@ func (r *Replica) onSeed(now time.Time, from consistency.NodeID, in msg) {
 		}
 	}
 	r.seeding[sk] = true
-	var store func(now time.Time, _ []Dep)
-	store = func(now time.Time, _ []Dep) {
-		if r.held {
-			r.deferred = append(r.deferred, func(now time.Time) { store(now, nil) })
-			return
-		}
+	store := r.unlessHeld(func(now time.Time, _ []Dep) {
 		delete(r.seeding, sk)
 		if r.region == "" || r.owner(r.region, key) != r.id {
 			return
 		}
-		cur, err := r.load(key)
+		stored, err := r.storeMerged(now, key, rec)
 		if err != nil {
 			return // not acknowledged: the sender resends
 		}
-		if merged, ok := mergeRecords(cur, rec, r.siblings); ok {
-			b := r.eng.NewBatch()
-			b.Set([]byte(prefixValue+key), sealJSON([]byte(prefixValue+key), merged))
-			err := b.Commit(false)
-			b.Close()
-			if err != nil {
-				return
-			}
+		if stored {
 			r.stats.SeedsStored++
-			r.recheck(now, key)
 		}
 		// Ordering rule: acknowledge only what is durable.
 		r.out.Sync = true
 		v := rec.V
 		r.send(from, msg{Kind: kindSeedAck, Entry: &outEntry{Key: key}, Ver: &v, Region: r.region})
-	}
+	})
 	r.await(now, r.prune(deps), time.Time{}, store, func(time.Time) { delete(r.seeding, sk) })
 }
 
