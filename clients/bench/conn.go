@@ -28,10 +28,8 @@ type thriftConn struct {
 	// (setting a socket deadline takes locks and two timer updates), so
 	// a request may fail after between timeout/2 and timeout.
 	deadline time.Time
-	// one and wire are reused for every request's wire commands.
-	one  gen.Command
-	wire []*gen.Command
-	cmds []gen.Command
+	// w is reused for every request's wire commands.
+	w wireCmds
 }
 
 var _ Conn = (*thriftConn)(nil)
@@ -63,12 +61,7 @@ func ThriftConnectorFor(cfg Config, secure ...transport.DialOptions) (Connector,
 	for _, o := range secure {
 		dopts.TLS, dopts.Login = o.TLS, o.Login
 	}
-	var addrs []string
-	for _, a := range strings.Split(cfg.Addr, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			addrs = append(addrs, a)
-		}
-	}
+	addrs := splitAddrs(cfg.Addr)
 	if len(addrs) == 0 {
 		return nil, fmt.Errorf("--addr: no address")
 	}
@@ -162,20 +155,9 @@ func (t *thriftConn) Do(ctx context.Context, cmds []core.Command) (int, error) {
 		err  error
 	)
 	if len(cmds) == 1 {
-		t.one = gen.Command{Name: cmds[0].Name, Argv: cmds[0].Args}
-		resp, err = t.c.Call(ctx, t.opts, &t.one)
+		resp, err = t.c.Call(ctx, t.opts, t.w.single(cmds[0]))
 	} else {
-		if cap(t.cmds) < len(cmds) {
-			t.cmds = make([]gen.Command, len(cmds))
-			t.wire = make([]*gen.Command, len(cmds))
-			for i := range t.cmds {
-				t.wire[i] = &t.cmds[i]
-			}
-		}
-		for i, c := range cmds {
-			t.cmds[i] = gen.Command{Name: c.Name, Argv: c.Args}
-		}
-		resp, err = t.c.Execute(ctx, t.opts, t.wire[:len(cmds)])
+		resp, err = t.c.Execute(ctx, t.opts, t.w.batch(cmds))
 	}
 	if err != nil {
 		if isException(err) {
@@ -187,16 +169,7 @@ func (t *thriftConn) Do(ctx context.Context, cmds []core.Command) (int, error) {
 		t.deadline = time.Time{}
 		return 0, err
 	}
-	if len(resp.Replies) != len(cmds) {
-		return 0, fmt.Errorf("bench: %d replies to %d commands", len(resp.Replies), len(cmds))
-	}
-	failed := 0
-	for _, r := range resp.Replies {
-		if r.Kind == gen.ReplyKind_ERROR {
-			failed++
-		}
-	}
-	return failed, nil
+	return countFailed(resp, len(cmds))
 }
 
 // isException reports whether err is one of the IDL's typed exceptions

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/dialkv/dialkv/clients/client"
 	"github.com/dialkv/dialkv/core"
@@ -25,12 +24,7 @@ var _ Conn = (*libConn)(nil)
 // timeout and per-request options, plus opts), and that client (Stats
 // reports its breakers; the caller closes it).
 func ClientConnector(cfg Config, opts ...client.Option) (Connector, *client.Client, error) {
-	var addrs []string
-	for _, a := range strings.Split(cfg.Addr, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			addrs = append(addrs, a)
-		}
-	}
+	addrs := splitAddrs(cfg.Addr)
 	all := []client.Option{client.WithPoolSize(cfg.Clients + 4), client.WithProtocol(cfg.Protocol), client.WithClientID("dialkv-bench")}
 	if cfg.Timeout > 0 {
 		all = append(all, client.WithTimeout(cfg.Timeout))

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"time"
 	"unsafe"
 
@@ -53,9 +52,7 @@ type loopConn struct {
 	fd     int // -1: not connected
 	gen    *Generator
 	cmds   []core.Command
-	one    gen.Command
-	wcmds  []gen.Command
-	wire   []*gen.Command
+	w      wireCmds // the wire form of its requests
 	seq    int32
 	busy   bool      // a request is in flight
 	read   bool      // the request in flight is a read
@@ -140,13 +137,6 @@ func newEventLoop(cfg Config, mix Mix, keys KeyChooser) (*eventLoop, error) {
 		c := &loopConn{idx: i, sa: sas[i%len(sas)], fd: -1, hidx: -1,
 			gen:  NewGenerator(mix, keys, cfg.ValueSize, cfg.Seed*1_000_003+uint64(i)),
 			cmds: make([]core.Command, cfg.Batch)}
-		if cfg.Batch > 1 {
-			c.wcmds = make([]gen.Command, cfg.Batch)
-			c.wire = make([]*gen.Command, cfg.Batch)
-			for k := range c.wcmds {
-				c.wire[k] = &c.wcmds[k]
-			}
-		}
 		l.conns = append(l.conns, c)
 		if err := l.dial(c); err != nil {
 			l.close()
@@ -154,16 +144,6 @@ func newEventLoop(cfg Config, mix Mix, keys KeyChooser) (*eventLoop, error) {
 		}
 	}
 	return l, nil
-}
-
-func splitAddrs(s string) []string {
-	var out []string
-	for _, a := range strings.Split(s, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			out = append(out, a)
-		}
-	}
-	return out
 }
 
 // resolveSockaddr resolves a HOST:PORT once, for every (re)dial.
@@ -258,10 +238,10 @@ func (l *eventLoop) run(ctx context.Context, start, end time.Time, st *workerSta
 	now := time.Now()
 	for i, c := range l.conns {
 		if l.open {
-			// The goroutine client's schedule: staggered over one interval.
-			perWorker := cfg.Rate / float64(cfg.Clients)
-			l.interval = time.Duration(float64(time.Second) * float64(cfg.Batch) / perWorker)
-			c.next = start.Add(time.Duration(int64(l.interval) * int64(i) / int64(cfg.Clients)))
+			// The goroutine client's schedule (openSlot).
+			var offset time.Duration
+			offset, l.interval = openSlot(cfg, i)
+			c.next = start.Add(offset)
 			heap.Push(&l.wait, c)
 		} else {
 			l.send(c, now, now)
@@ -305,9 +285,7 @@ func (l *eventLoop) run(ctx context.Context, start, end time.Time, st *workerSta
 	}
 	if l.open {
 		for _, c := range l.conns {
-			if c.next.Before(end) {
-				missed += int64((end.Sub(c.next)+l.interval-1)/l.interval) * int64(cfg.Batch)
-			}
+			missed += missedOps(c.next, end, l.interval, cfg.Batch)
 		}
 	}
 	return missed
@@ -362,13 +340,9 @@ func (l *eventLoop) send(c *loopConn, origin, now time.Time) {
 	c.seq++
 	var err error
 	if len(c.cmds) == 1 {
-		c.one = gen.Command{Name: c.cmds[0].Name, Argv: c.cmds[0].Args}
-		c.out, err = l.codec.AppendCall(c.out[:0], c.seq, l.opts, &c.one)
+		c.out, err = l.codec.AppendCall(c.out[:0], c.seq, l.opts, c.w.single(c.cmds[0]))
 	} else {
-		for i, cmd := range c.cmds {
-			c.wcmds[i] = gen.Command{Name: cmd.Name, Argv: cmd.Args}
-		}
-		c.out, err = l.codec.AppendExecute(c.out[:0], c.seq, l.opts, c.wire)
+		c.out, err = l.codec.AppendExecute(c.out[:0], c.seq, l.opts, c.w.batch(c.cmds))
 	}
 	c.busy, c.read, c.origin, c.sentAt = true, read, origin, now
 	l.inFlight++
@@ -476,16 +450,12 @@ func (l *eventLoop) reply(c *loopConn, frame []byte, now time.Time) {
 	case err != nil:
 		l.fail(c, err, now)
 		return
-	case len(resp.Replies) != n:
-		l.st.record(c.read, n, 0, 0, fmt.Errorf("bench: %d replies to %d commands", len(resp.Replies), n))
 	default:
-		failed := 0
-		for _, r := range resp.Replies {
-			if r.Kind == gen.ReplyKind_ERROR {
-				failed++
-			}
+		if failed, err := countFailed(resp, n); err != nil {
+			l.st.record(c.read, n, 0, 0, err)
+		} else {
+			l.st.record(c.read, n, failed, now.Sub(c.origin), nil)
 		}
-		l.st.record(c.read, n, failed, now.Sub(c.origin), nil)
 	}
 	c.busy = false
 	l.inFlight--

@@ -242,10 +242,7 @@ func Run(ctx context.Context, cfg Config, connect Connector, progress io.Writer)
 		go func() {
 			defer wg.Done()
 			if cfg.Rate > 0 {
-				// Stagger the workers' schedules over one interval.
-				perWorker := cfg.Rate / float64(cfg.Clients)
-				interval := time.Duration(float64(time.Second) * float64(cfg.Batch) / perWorker)
-				offset := time.Duration(int64(interval) * int64(i) / int64(cfg.Clients))
+				offset, interval := openSlot(cfg, i)
 				missed.Add(w.openLoop(runCtx, start.Add(offset), end, interval))
 			} else {
 				w.closedLoop(runCtx, end)
@@ -388,10 +385,10 @@ func (w *worker) openLoop(ctx context.Context, first, end time.Time, interval ti
 		w.send(ctx, cmds, read, next)
 		next = next.Add(interval)
 	}
-	if next.Before(end) && ctx.Err() == nil {
-		missed = int64((end.Sub(next)+interval-1)/interval) * int64(w.cfg.Batch)
+	if ctx.Err() != nil {
+		return 0
 	}
-	return missed
+	return missedOps(next, end, interval, w.cfg.Batch)
 }
 
 // load writes every key once, in batches of up to 100, over at most 16
