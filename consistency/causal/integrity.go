@@ -82,6 +82,9 @@ func (r *Replica) recover() error {
 			r.seq, r.clock.wall, r.clock.logical = m.Seq, m.Wall, m.Logical
 		}
 	}
+	if err := r.loadRebuildMark(); err != nil {
+		return err
+	}
 	var lost []uint64
 	it := r.eng.NewIter([]byte(prefixQueue), []byte("q0"))
 	for ok := it.First(); ok; ok = it.Next() {
@@ -105,12 +108,12 @@ func (r *Replica) recover() error {
 	if len(lost) > 0 {
 		r.stats.CorruptQueue += int64(len(lost))
 		if r.siblings {
-			return fmt.Errorf("causal: %d outbound replication entries are corrupt (first seq %d) and siblings-mode writes cannot be rebuilt from the store: %w", len(lost), lost[0], core.ErrCorruption)
+			return fmt.Errorf("causal: %d entries (first seq %d): %w: %w", len(lost), lost[0], ErrLostReplication, core.ErrCorruption)
 		}
 		if err := r.requeueOwnWrites(lost); err != nil {
 			return err
 		}
-	} else if metaLost {
+	} else if metaLost && r.rebuild == nil {
 		// Rewrite the rebuilt meta so that the next restart reads it back.
 		// Best effort: should this fail, the next local write rewrites it,
 		// and until then a restart rebuilds it again the same way.
@@ -256,8 +259,8 @@ func (r *Replica) repairTick(now time.Time) {
 // onFetch answers another region's repair with this node's record of the
 // key, if it owns the key and its record is sound.
 func (r *Replica) onFetch(from consistency.NodeID, in msg) {
-	if in.Entry == nil || r.region == "" || r.owner(r.region, in.Entry.Key) != r.id {
-		return // not the owner under this node's list: the asker resends
+	if in.Entry == nil || r.region == "" || r.owner(r.region, in.Entry.Key) != r.id || r.rebuilds(in.Entry.Key) {
+		return // not the owner under this node's list (or rebuilding it): the asker resends
 	}
 	rec, err := r.load(in.Entry.Key)
 	if err != nil {

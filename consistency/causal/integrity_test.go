@@ -122,30 +122,99 @@ func TestCorruptMetadataIsRebuiltAtRestart(t *testing.T) {
 	}
 }
 
-// TestCorruptQueueInSiblingsModeFailsTyped: siblings-mode writes cannot be
-// rebuilt from the store, so a lost replication entry makes the restart
-// fail with core.ErrCorruption rather than start with a hole.
-func TestCorruptQueueInSiblingsModeFailsTyped(t *testing.T) {
+// TestCorruptQueueInSiblingsModeIsRebuilt: siblings-mode writes cannot be
+// rebuilt from the store, so a lost replication entry fails the restart
+// with ErrLostReplication (and core.ErrCorruption); the store is then
+// rebuilt (PrepareRebuild into a fresh one): the node refuses its keys
+// until every node of the other region seeded them, keeps the salvaged
+// write (whose dependency on a lost entry's write is dropped, else the
+// other region would wait for it for good), reports the write no copy
+// holds, and both regions converge. With a single region it refuses.
+func TestCorruptQueueInSiblingsModeIsRebuilt(t *testing.T) {
 	c := newClusterWith(t, 12, twoRegions, "", map[string]string{"resolve": ResolveSiblings})
+	u1 := c.nodes["u1"].rep
+	a, b, lostKey := keyOwnedBy(t, u1, "us", "u1", "a"), keyOwnedBy(t, u1, "us", "u1", "b"), keyOwnedBy(t, u1, "us", "u1", "k")
+	s := keyOwnedBy(t, u1, "us", "u2", "s")
+	// Before the partition: concurrent writes of a in both regions
+	// (siblings), and a session whose write at u2 depends on u1's.
+	ea := u1.owner("eu", a)
+	c.do("u1", nil, "SET", a, "a-us")
+	c.do(ea, nil, "SET", a, "a-eu")
+	r := c.do("u1", nil, "SET", "d", "d0")
+	c.do("u2", r.Token, "SET", s, "s0")
+	c.run(time.Second)
+	// During it: b twice (the second write depends on the first) and
+	// lostKey once, each queued for eu only.
 	c.partition("us", "eu", true)
-	owner := c.nodes["u1"].rep.owner("us", "k")
-	c.do(owner, nil, "SET", "k", "v1")
-	c.crash(owner)
-	if corruptStored(t, c, owner, prefixQueue) == 0 {
-		t.Fatal("nothing to corrupt")
+	var seqs []uint64
+	for _, w := range [][2]string{{b, "b1"}, {b, "b2"}, {lostKey, "x"}} {
+		if r := c.do("u1", nil, "SET", w[0], w[1]); replyString(r.Reply) != "OK" {
+			t.Fatalf("SET %s: %s", w[0], replyString(r.Reply))
+		}
+		seqs = append(seqs, c.nodes["u1"].rep.seq)
 	}
-	_, err := NewReplica(consistency.Config{ID: owner, Peers: c.peers, Engine: c.nodes[owner].eng, Rand: rand.New(rand.NewPCG(1, 2)), Params: c.params})
-	if !errors.Is(err, core.ErrCorruption) {
-		t.Fatalf("restart: err=%v, want core.ErrCorruption", err)
+	c.crash("u1")
+	for _, seq := range []uint64{seqs[0], seqs[2]} { // b1 and lostKey's entries
+		if corruptStored(t, c, "u1", string(queueKey(seq))) != 1 {
+			t.Fatalf("entry %d not found", seq)
+		}
 	}
-	// Corrupt meta alone is rebuilt in siblings mode too.
-	c2 := newClusterWith(t, 13, twoRegions, "", map[string]string{"resolve": ResolveSiblings})
-	c2.do(owner, nil, "SET", "k", "v1")
-	c2.crash(owner)
-	corruptStored(t, c2, owner, keyMeta)
-	c2.restart(owner)
-	if r := c2.do(owner, nil, "GET", "k"); replyString(r.Reply) != "v1" {
-		t.Fatalf("siblings, after meta rebuild: %s, want v1", replyString(r.Reply))
+	cfg := consistency.Config{ID: "u1", Peers: c.peers, Engine: c.nodes["u1"].eng, Rand: rand.New(rand.NewPCG(1, 2)), Params: c.params}
+	_, err := NewReplica(cfg)
+	if !errors.Is(err, ErrLostReplication) || !errors.Is(err, core.ErrCorruption) {
+		t.Fatalf("restart: err=%v, want ErrLostReplication and core.ErrCorruption", err)
+	}
+	one := cfg
+	one.Peers, one.Params = []consistency.NodeID{"u1", "u2"}, map[string]string{"regions": "us:u1,u2", "resolve": ResolveSiblings}
+	if _, err := PrepareRebuild(one, core.NewMemEngine()); !errors.Is(err, ErrNoOtherRegion) {
+		t.Fatalf("single region: err=%v, want ErrNoOtherRegion", err)
+	}
+	fresh := core.NewMemEngine()
+	rep, err := PrepareRebuild(cfg, fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Salvaged != 1 || len(rep.Lost) != 2 {
+		t.Fatalf("report %+v: want 1 entry salvaged, 2 lost", rep)
+	}
+	c.nodes["u1"].eng = fresh
+	c.restart("u1")
+	if st := c.nodes["u1"].rep.RebuildStatus(); !st.Rebuilding || len(st.Waiting) != 2 {
+		t.Fatalf("status after restart: %+v, want rebuilding, waiting for e1 and e2", st)
+	}
+	if r := c.do("u2", nil, "GET", a); r.Reply.Kind != core.KindError || r.Reply.Err.Code != consistency.CodeUnavailable {
+		t.Fatalf("GET %s while rebuilding: %s, want UNAVAILABLE", a, replyString(r.Reply))
+	}
+	c.partition("us", "eu", false)
+	c.run(3 * time.Second)
+	st := c.nodes["u1"].rep.RebuildStatus()
+	if st.Rebuilding || len(st.Lost) != 1 || st.Lost[0].Key != lostKey || st.Lost[0].Region != "eu" {
+		t.Fatalf("status after the rebuild: %+v, want done, %s lost for eu", st, lostKey)
+	}
+	if n := countSamples(c.nodes["u1"].rep, LostVersionMetric, st.Lost[0].String()); n != 1 {
+		t.Fatalf("lost-version samples: %v, want 1", n)
+	}
+	for _, at := range []consistency.NodeID{"u1", "u2", "e1", "e2"} {
+		if r := c.do(at, nil, "GET", b); replyString(r.Reply) != "b2" {
+			t.Fatalf("GET %s at %s: %s, want b2 (the salvaged write)", b, at, replyString(r.Reply))
+		}
+	}
+	us, eu := c.regionDump("us"), c.regionDump("eu")
+	if fmt.Sprint(us) != fmt.Sprint(eu) {
+		t.Fatalf("regions diverge after the rebuild:\nus %v\neu %v", us, eu)
+	}
+	want := map[string]string{a: `siblings["a-eu","a-us"]`, b: `"b2"`, "d": `"d0"`, s: `"s0"`}
+	if fmt.Sprint(us) != fmt.Sprint(want) {
+		t.Fatalf("after the rebuild: %v, want %v (%s lost)", us, want, lostKey)
+	}
+	// New writes replicate and drain the queue.
+	c.do("u1", nil, "SET", b, "b3")
+	c.run(time.Second)
+	if r := c.do(c.nodes["u1"].rep.owner("eu", b), nil, "GET", b); replyString(r.Reply) != "b3" {
+		t.Fatalf("eu after a new write: %s, want b3", replyString(r.Reply))
+	}
+	if q := len(c.nodes["u1"].rep.queue); q != 0 {
+		t.Errorf("%d replication entries still queued", q)
 	}
 }
 

@@ -377,6 +377,8 @@ func (r *Replica) SetMembership(now time.Time, m Membership) error {
 // changed in the one just made and not yet confirmed by every node.
 func (r *Replica) keyPaused(key string) bool {
 	switch {
+	case r.rebuilds(key):
+		return true // its store is being rebuilt (rebuild.go)
 	case r.changing:
 		return movedIn(r.moveFrom, r.next, r.region, key)
 	case r.settling:
@@ -390,7 +392,7 @@ func (r *Replica) keyPaused(key string) bool {
 // a remote write of it is left unacknowledged, so that its sender resends
 // it to the new owner after the switch). A frozen record needs one push.
 func (r *Replica) frozen(key string) bool {
-	return r.changing && movedIn(r.moveFrom, r.next, r.region, key)
+	return (r.changing && movedIn(r.moveFrom, r.next, r.region, key)) || r.rebuilds(key)
 }
 
 // reroute re-addresses the dependency checks of every waiter after the
@@ -802,6 +804,9 @@ func (r *Replica) ringTick(now time.Time) {
 // errPaused is the reply to a client whose key moves in a membership
 // change (or that asked a node that is not a member).
 func (r *Replica) errPaused(key string) core.Reply {
+	if r.rebuilds(key) {
+		return errReply(consistency.CodeUnavailable, "the store of node %s is being rebuilt from the other regions after corruption; key %q is served again once it is; retry", r.id, key)
+	}
 	if r.region == "" && !r.changing {
 		return errReply(consistency.CodeUnavailable, "node %s is not a member of this causal namespace (member list version %d); use a member", r.id, r.memVer)
 	}

@@ -299,6 +299,16 @@ type Replica struct {
 	// sender resends them).
 	held     bool
 	deferred []func(now time.Time)
+
+	// Store rebuild (rebuild.go): rebuild is set while this node's store
+	// is rebuilt from the other regions; feeds are the seeds this node
+	// owes rebuilding nodes of other regions (by feedKey), feedID the
+	// rebuild each of them asked for last; lost the own writes this
+	// incarnation's rebuild found no copy of.
+	rebuild *rebuilding
+	feeds   map[string]*push
+	feedID  map[consistency.NodeID]uint64
+	lost    []LostVersion
 }
 
 // Stats are counters for metrics and experiments.
@@ -323,6 +333,7 @@ type Stats struct {
 	HandoffStored  int64 // pushed records stored here (newer than what this node had)
 	Seeded         int64 // records this node seeded another region's new owner with, acknowledged (a down node removed)
 	SeedsStored    int64 // seeds from other regions merged here (newer than what this node had)
+	LostVersions   int64 // own writes a store rebuild found no copy of, per key and region (rebuild.go)
 }
 
 var _ consistency.Meter = (*Replica)(nil)
@@ -382,6 +393,7 @@ func (r *Replica) Counters() map[string]float64 {
 		"causal_handoff_stored":              float64(s.HandoffStored),
 		"causal_seeded":                      float64(s.Seeded),
 		"causal_seeds_stored":                float64(s.SeedsStored),
+		"causal_lost_versions":               float64(s.LostVersions),
 	}
 }
 
@@ -456,6 +468,8 @@ func NewReplica(cfg consistency.Config) (*Replica, error) {
 		seeding:   map[seedKey]bool{},
 		repairs:   map[string]*repair{},
 		confirmed: map[consistency.NodeID]bool{},
+		feeds:     map[string]*push{},
+		feedID:    map[consistency.NodeID]uint64{},
 	}
 	// A node that is not among the peers (started with --join, not added
 	// yet) hosts the namespace as an outsider: it owns no key and refuses
@@ -1139,7 +1153,15 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 	case kindSeed:
 		r.onSeed(now, m.From, in)
 	case kindSeedAck:
-		r.onSeedAck(in)
+		if in.ID != 0 {
+			r.onFeedAck(m.From, in) // a seed for this node's rebuild (rebuild.go)
+		} else {
+			r.onSeedAck(in)
+		}
+	case kindRebuildReq:
+		r.onRebuildReq(m.From, in)
+	case kindRebuildDone:
+		r.onRebuildDone(m.From, in)
 	case kindRingQuery:
 		r.onRingQuery(m.From, in)
 	case kindRingAnswer:
@@ -1414,6 +1436,13 @@ func (r *Replica) Tick(now time.Time) {
 	}
 	r.ringTick(now)
 	r.repairTick(now)
+	r.rebuildTick(now)
+	if r.rebuild != nil {
+		// Rebuilding: the salvaged entries' dependencies are checked
+		// against what the other regions hold once every seed is in
+		// (finishRebuild); sent then.
+		return
+	}
 	for _, seq := range sortedKeys(r.queue) {
 		e := r.queue[seq]
 		if e.every == 0 {

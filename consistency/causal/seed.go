@@ -127,10 +127,13 @@ func (r *Replica) onSeed(now time.Time, from consistency.NodeID, in msg) {
 		if stored {
 			r.stats.SeedsStored++
 		}
+		if in.ID != 0 {
+			r.noteRebuildSeed(in.Region, key, rec) // a seed for this node's rebuild
+		}
 		// Ordering rule: acknowledge only what is durable.
 		r.out.Sync = true
 		v := rec.V
-		r.send(from, msg{Kind: kindSeedAck, Entry: &outEntry{Key: key}, Ver: &v, Region: r.region})
+		r.send(from, msg{Kind: kindSeedAck, ID: in.ID, Entry: &outEntry{Key: key}, Ver: &v, Region: r.region})
 	})
 	r.await(now, r.prune(deps), time.Time{}, store, func(time.Time) { delete(r.seeding, sk) })
 }
