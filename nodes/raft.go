@@ -62,6 +62,9 @@ func RaftStrategy(env StrategyEnv) (consistency.Service, error) {
 		// certificate of the same CA, or a node outside the namespace, is
 		// refused in the handshake). Dragonboat's own MutualTLS would
 		// accept any certificate of the CA.
+		if cfg.Transport == raft.TransportDragonboat {
+			return nil, fmt.Errorf("raft namespace %s: parameter transport=%s has no TLS; with --peer-tls-* Raft runs over %s", env.Spec.Name, raft.TransportDragonboat, raft.TransportRaftls)
+		}
 		initial := map[string]bool{}
 		for _, n := range cfg.Nodes {
 			initial[string(n.ID)] = true
@@ -77,6 +80,14 @@ func RaftStrategy(env StrategyEnv) (consistency.Service, error) {
 			return nil, fmt.Errorf("raft namespace %s: %w", env.Spec.Name, err)
 		}
 		cfg.TransportFactory = raftls.Factory{Server: server, Client: client, Logger: env.Logger, Conns: env.PeerConns}
+	} else if cfg.Transport != raft.TransportDragonboat {
+		// Without TLS, transport/raftls in plain mode: a refused snapshot
+		// stream does not trip Dragonboat's breaker for the peer, and a
+		// message batch is one write. It speaks Dragonboat's format with
+		// nodes of older builds (docs/raft.md, "Raft transport"), so a
+		// rolling upgrade needs nothing set. transport dragonboat keeps
+		// Dragonboat's own TCP transport (TransportFactory nil).
+		cfg.TransportFactory = raftls.Factory{Logger: env.Logger}
 	}
 	// Dragonboat's log levels are process-wide: set them once, before
 	// the first NodeHost exists, so no NodeHost is logging while they

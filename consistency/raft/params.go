@@ -9,9 +9,19 @@ import (
 	"github.com/dialkv/dialkv/consistency"
 )
 
+// Values of the namespace parameter transport (Config.Transport).
+const (
+	// TransportRaftls is dialkv's Raft transport (transport/raftls), in
+	// plain mode without peer TLS: the default.
+	TransportRaftls = "raftls"
+	// TransportDragonboat is Dragonboat's own TCP transport, which builds
+	// before session 7 used without peer TLS (docs/raft.md).
+	TransportDragonboat = "dragonboat"
+)
+
 // ParamNames lists the namespace parameters ConfigFromParams reads.
 func ParamNames() []string {
-	return []string{"nodes", "raft-addrs", "client-addrs", "shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect", "storage", "batch", "small-engine", "initial-nodes", "retired", "nodes-version", "rebalance", "repropose", "logdb"}
+	return []string{"nodes", "raft-addrs", "client-addrs", "shards", "replicas", "rtt", "election-rtt", "snapshot-entries", "redirect", "storage", "batch", "small-engine", "initial-nodes", "retired", "nodes-version", "rebalance", "repropose", "logdb", "transport"}
 }
 
 // ConfigFromParams builds a node's Config from a raft namespace's
@@ -37,6 +47,9 @@ func ParamNames() []string {
 //	repropose     (2 election timeouts)         propose a write again when no result came in this long; off: never
 //	logdb         pebble                        Dragonboat's LogDB (logdb.go): pebble (the default: no fsync for a commit-index-only
 //	                                            change), pebble-sync (Dragonboat's default as it is: every update fsynced), or tan
+//	transport     raftls                        the Raft transport without peer TLS: raftls (transport/raftls in plain mode, the
+//	                                            default) or dragonboat (Dragonboat's TCP transport, as builds before session 7);
+//	                                            with peer TLS always raftls
 //
 // dir is the node's directory for the namespace (the NodeHost directory).
 func ConfigFromParams(nodeID, dir string, params map[string]string) (Config, error) {
@@ -138,6 +151,11 @@ func ConfigFromParams(nodeID, dir string, params map[string]string) (Config, err
 			cfg.LogDB = v
 			if v != LogDBPebble && v != LogDBPebbleSync && v != LogDBTan {
 				err = fmt.Errorf("want %s, %s or %s", LogDBPebble, LogDBPebbleSync, LogDBTan)
+			}
+		case "transport":
+			cfg.Transport = v
+			if v != TransportRaftls && v != TransportDragonboat {
+				err = fmt.Errorf("want %s or %s", TransportRaftls, TransportDragonboat)
 			}
 		case "storage":
 			cfg.Storage = v

@@ -18,6 +18,12 @@ func TestConfigFromParams(t *testing.T) {
 		cfg.ReproposeAfter != 150*time.Millisecond {
 		t.Errorf("config %+v", cfg)
 	}
+	for _, v := range []string{TransportRaftls, TransportDragonboat} {
+		p := map[string]string{"nodes": "n1", "raft-addrs": "h:1", "transport": v}
+		if cfg, err := ConfigFromParams("n1", "/d", p); err != nil || cfg.Transport != v {
+			t.Errorf("transport %s: %q, %v", v, cfg.Transport, err)
+		}
+	}
 	for _, tc := range []struct {
 		name, key, val, want string
 	}{
@@ -30,6 +36,7 @@ func TestConfigFromParams(t *testing.T) {
 		{"unknown", "colour", "blue", "unknown parameter"},
 		{"storage", "storage", "tape", "want pebble or memory"},
 		{"repropose", "repropose", "0s", "positive duration or off"},
+		{"transport", "transport", "udp", "want raftls or dragonboat"},
 	} {
 		p := map[string]string{}
 		for k, v := range good {

@@ -89,6 +89,12 @@ type Config struct {
 	// Simulator plug points (nil: Dragonboat's TCP transport, the OS disk).
 	TransportFactory config.TransportFactory
 	FS               vfs.FS // wrap custom disks with vfs.Wrap (see package doc)
+	// Transport is the namespace parameter transport: TransportRaftls
+	// ("": dialkv's transport, transport/raftls) or TransportDragonboat
+	// (Dragonboat's TCP transport). The node that starts the namespace
+	// sets TransportFactory from it (nodes.RaftStrategy); New does not
+	// read it.
+	Transport string
 	// LogDB is Dragonboat's LogDB (logdb.go; namespace parameter logdb):
 	// LogDBPebble ("": Dragonboat's default LogDB without an fsync for a
 	// commit-index-only change), LogDBPebbleSync (the default LogDB as

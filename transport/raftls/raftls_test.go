@@ -1,9 +1,12 @@
 package raftls
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"io"
 	"path/filepath"
 	"sync"
@@ -16,50 +19,110 @@ import (
 	"github.com/dialkv/dialkv/nodes/security"
 )
 
+// dbFrame is a frame in Dragonboat's TCP format (as an older build sends
+// it: internal/transport/tcp.go writeMessage) with method around payload.
+func dbFrame(method uint16, payload []byte) []byte {
+	h := make([]byte, dbHeaderSize)
+	putDragonboatHeader(h, method, payload)
+	return append(h, payload...)
+}
+
+// readOne reads one frame from in.
+func readOne(in []byte, dragonboat bool, maxFrame int) (byte, []byte, bool, error) {
+	fr := frameReader{r: bufio.NewReader(bytes.NewReader(in)), maxFrame: maxFrame, dragonboat: dragonboat}
+	return fr.next()
+}
+
 func TestFrames(t *testing.T) {
 	good := appendFrame(nil, kindBatch, []byte("payload"))
-	flip := func(i int) []byte {
-		b := bytes.Clone(good)
+	flip := func(b []byte, i int) []byte {
+		b = bytes.Clone(b)
 		b[i] ^= 0xff
 		return b
 	}
+	db := dbFrame(dbMethodChunk, []byte("chunk"))
+	// withHeader re-encodes db's header checksum after change altered it.
+	withHeader := func(change func(h []byte)) []byte {
+		b := bytes.Clone(db)
+		h := b[2:dbHeaderSize]
+		change(h)
+		binary.BigEndian.PutUint32(h[10:14], 0)
+		binary.BigEndian.PutUint32(h[10:14], crc32.ChecksumIEEE(h))
+		return b
+	}
 	tests := []struct {
-		name string
-		in   []byte
-		want error // nil: frame read back
+		name       string
+		in         []byte
+		dragonboat bool // plain mode: Dragonboat's format read too
+		want       error
+		wantKind   byte // when want is nil
+		wantOlder  bool
 	}{
-		{"good", good, nil},
-		{"empty close frame", appendFrame(nil, kindClose, nil), nil},
-		{"bad magic", flip(0), ErrBadFrame},
-		{"bad kind", flip(2), ErrBadFrame},
-		{"too long", flip(3), ErrBadFrame},
-		{"bad checksum", flip(8), ErrBadFrame},
-		{"payload changed", flip(len(good) - 1), ErrBadFrame},
-		{"short payload", good[:len(good)-2], ErrBadFrame},
-		{"short header", good[:5], io.ErrUnexpectedEOF},
+		{"good", good, false, nil, kindBatch, false},
+		{"good, plain mode", good, true, nil, kindBatch, false},
+		{"empty close frame", appendFrame(nil, kindClose, nil), false, nil, kindClose, false},
+		{"hello", appendFrame(nil, kindHello, nil), true, nil, kindHello, false},
+		{"bad magic", flip(good, 0), false, ErrBadFrame, 0, false},
+		{"bad kind", flip(good, 2), false, ErrBadFrame, 0, false},
+		{"refused is no frame kind", appendFrame(nil, kindRefused, nil), true, ErrBadFrame, 0, false},
+		{"poison kind is no frame kind", appendFrame(nil, kindPoison, nil), true, ErrBadFrame, 0, false},
+		{"too long", flip(good, 3), false, ErrBadFrame, 0, false},
+		{"bad checksum", flip(good, 8), false, ErrBadFrame, 0, false},
+		{"payload changed", flip(good, len(good)-1), false, ErrBadFrame, 0, false},
+		{"short payload", good[:len(good)-2], false, ErrBadFrame, 0, false},
+		{"short header", good[:5], false, io.ErrUnexpectedEOF, 0, false},
+		{"dragonboat chunk", db, true, nil, kindChunk, true},
+		{"dragonboat batch", dbFrame(dbMethodBatch, []byte("b")), true, nil, kindBatch, true},
+		{"dragonboat frame in TLS mode", db, false, ErrBadFrame, 0, false},
+		{"dragonboat poison", []byte{0, 0}, true, nil, kindPoison, true},
+		{"dragonboat header changed", flip(db, 5), true, ErrBadFrame, 0, false},
+		{"dragonboat header checksum changed", flip(db, 13), true, ErrBadFrame, 0, false},
+		{"dragonboat payload changed", flip(db, len(db)-1), true, ErrBadFrame, 0, false},
+		{"dragonboat payload checksum changed", flip(db, 17), true, ErrBadFrame, 0, false},
+		{"dragonboat bad method", withHeader(func(h []byte) { binary.BigEndian.PutUint16(h, 300) }), true, ErrBadFrame, 0, false},
+		{"dragonboat empty payload", dbFrame(dbMethodBatch, nil), true, ErrBadFrame, 0, false},
+		{"dragonboat too long", withHeader(func(h []byte) { binary.BigEndian.PutUint64(h[2:], 1<<40) }), true, ErrBadFrame, 0, false},
+		{"dragonboat short payload", db[:len(db)-1], true, ErrBadFrame, 0, false},
+		{"dragonboat short header", db[:10], true, io.ErrUnexpectedEOF, 0, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := readFrame(bytes.NewReader(tc.in), make([]byte, headerSize), 1<<20)
+			kind, _, older, err := readOne(tc.in, tc.dragonboat, 1<<20)
 			if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
-				t.Fatalf("readFrame: %v, want %v", err, tc.want)
+				t.Fatalf("next: %v, want %v", err, tc.want)
+			}
+			if tc.want == nil && (kind != tc.wantKind || older != tc.wantOlder) {
+				t.Fatalf("kind %d older %v, want %d %v", kind, older, tc.wantKind, tc.wantOlder)
 			}
 		})
 	}
 }
 
 // FuzzReadFrame: arbitrary bytes never panic, and a frame that is read
-// back re-encodes to the bytes it was read from.
+// back re-encodes to the bytes it was read from, in either format.
 func FuzzReadFrame(f *testing.F) {
 	f.Add(appendFrame(nil, kindBatch, []byte("x")))
 	f.Add(appendFrame(nil, kindChunk, nil))
 	f.Add([]byte("DR\x01\xff\xff\xff\xff"))
+	f.Add(dbFrame(dbMethodBatch, []byte("x")))
+	f.Add([]byte{0, 0})
 	f.Fuzz(func(t *testing.T, in []byte) {
-		kind, payload, err := readFrame(bytes.NewReader(in), make([]byte, headerSize), 1<<16)
+		kind, payload, older, err := readOne(in, true, 1<<16)
 		if err != nil {
 			return
 		}
-		if out := appendFrame(nil, kind, payload); !bytes.Equal(out, in[:len(out)]) {
+		var out []byte
+		switch {
+		case kind == kindPoison:
+			out = []byte{0, 0}
+		case older && kind == kindBatch:
+			out = dbFrame(dbMethodBatch, payload)
+		case older:
+			out = dbFrame(dbMethodChunk, payload)
+		default:
+			out = appendFrame(nil, kind, payload)
+		}
+		if !bytes.Equal(out, in[:len(out)]) {
 			t.Fatalf("frame %x re-encodes as %x", in[:len(out)], out)
 		}
 	})
