@@ -270,13 +270,22 @@ func KVModel() porcupine.Model {
 		DescribeOperation: describeKVOp,
 		DescribeState:     describeKVState,
 		DescribeOperationMetadata: func(info interface{}) string {
-			if info == nil {
+			switch info := info.(type) {
+			case nil:
 				return ""
+			case *Op:
+				// porcupineOps's operations carry their history entry;
+				// it is described only for a visualization, so the
+				// string is made only then.
+				return opMetadata(info)
 			}
 			return fmt.Sprint(info)
 		},
 	}
 }
+
+// opMetadata describes a history entry in Porcupine's visualization.
+func opMetadata(op *Op) string { return fmt.Sprintf("op #%d %s", op.ID, sessionOf(op)) }
 
 // porcupineOps converts one key's operations: fail ops are dropped (except a
 // cas that reported CONDFAILED), reads with an unknown outcome are dropped
@@ -420,7 +429,7 @@ func porcupineOps(h *history, k *keyInfo) (out []porcupine.Operation, idx []int,
 		if op.Complete != nil && op.Outcome != Unknown {
 			ret = *op.Complete
 		}
-		out = append(out, porcupine.Operation{ClientId: c, Input: in, Output: o, Call: op.Invoke, Return: ret, Metadata: fmt.Sprintf("op #%d %s", op.ID, sessionOf(op))})
+		out = append(out, porcupine.Operation{ClientId: c, Input: in, Output: o, Call: op.Invoke, Return: ret, Metadata: op})
 		idx = append(idx, i)
 	}
 	return out, idx, pruned

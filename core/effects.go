@@ -2,10 +2,8 @@ package core
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"strconv"
 	"strings"
 	"time"
@@ -123,8 +121,7 @@ func (s *Store) ApplyEffectsMeta(now time.Time, fx Effects, name string, value [
 	k = append(append(append(k, pfxMeta), metaReplicaPfx...), name...)
 	key := k[l:len(k):len(k)]
 	l = len(k)
-	k = append(k, value...)
-	k = binary.LittleEndian.AppendUint32(k, crc32.Update(crc32.Checksum(key, castagnoli), castagnoli, value))
+	k = seal(append(k, value...), l, keyCRC(key))
 	o.set(key, k[l:len(k):len(k)])
 	if err := o.commit(); err != nil {
 		return AsError(err)
@@ -146,8 +143,8 @@ func (s *Store) ReplicaMeta(name string) ([]byte, error) {
 	case len(b) < 4:
 		return nil, AsError(corruptf(key, "replica metadata of %d bytes", len(b)))
 	}
-	v := b[:len(b)-4]
-	if got, want := crc32.Update(crc32.Checksum(key, castagnoli), castagnoli, v), binary.LittleEndian.Uint32(b[len(b)-4:]); got != want {
+	v, got, want := unseal(b, keyCRC(key))
+	if got != want {
 		return nil, AsError(corruptf(key, "checksum %08x, want %08x", got, want))
 	}
 	return bytes.Clone(v), nil
@@ -178,8 +175,8 @@ func (o *op) applyEffects(fx Effects, extra int) ([]byte, Reply, bool) {
 			buf = append(buf, w.Value...)
 			o.set(k, buf[l:len(buf):len(buf)])
 		}
-		if idx := metaKey(metaIndexPfx); bytes.HasPrefix(k, idx) {
-			name := string(k[len(idx):])
+		if k[0] == pfxMeta && bytes.HasPrefix(k[1:], []byte(metaIndexPfx)) {
+			name := string(k[1+len(metaIndexPfx):])
 			if w.Delete {
 				o.setIndexDef(name, nil)
 			} else {

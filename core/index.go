@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"math"
 	"sort"
 )
@@ -53,8 +52,7 @@ func encodeIndexDef(key []byte, d *indexDef) []byte {
 	b = appendBytes(b, []byte(d.name))
 	b = appendBytes(b, d.prefix)
 	b = appendBytes(b, d.field)
-	crc := crc32.Update(crc32.Checksum(key, castagnoli), castagnoli, b)
-	return binary.LittleEndian.AppendUint32(b, crc)
+	return seal(b, 0, keyCRC(key))
 }
 
 // decodeIndexDef reads the definition stored under engine key key, in
@@ -68,11 +66,11 @@ func decodeIndexDef(key, b []byte) (*indexDef, error) {
 		if len(b) < 5 {
 			return nil, fmt.Errorf("index definition %q: %d bytes: %w", key, len(b), ErrCorruption)
 		}
-		want := binary.LittleEndian.Uint32(b[len(b)-4:])
-		if got := crc32.Update(crc32.Checksum(key, castagnoli), castagnoli, b[:len(b)-4]); got != want {
+		sealed, got, want := unseal(b, keyCRC(key))
+		if got != want {
 			return nil, fmt.Errorf("index definition %q: checksum %08x, want %08x: %w", key, got, want, ErrCorruption)
 		}
-		body = b[1 : len(b)-4]
+		body = sealed[1:]
 	}
 	r := payloadReader{b: body}
 	d := &indexDef{number: b[0]&1 == 1}

@@ -338,7 +338,12 @@ func (o *op) put(key []byte, typ ValueType, payload []byte, expireAt int64) erro
 			return err
 		}
 	}
-	o.set(dataKey(key), encodeRecord(key, &nr))
+	// The engine key and the record share one allocation (the engine
+	// keeps both and never modifies either).
+	kv := append(append(make([]byte, 0, 1+len(key)+recordBound(&nr)), pfxData), key...)
+	l := len(kv)
+	kv = appendRecord(kv, key, &nr)
+	o.set(kv[:l:l], kv[l:len(kv):len(kv)])
 	o.lastVer = version
 	return nil
 }
@@ -450,7 +455,11 @@ func (m *mergeIter) Close() error {
 func (o *op) commit() error {
 	s := o.s
 	if o.counter != s.counter {
-		o.set(metaKey(metaCounter), encodeCounter(o.counter))
+		// Key and value in one allocation, as in put.
+		kv := append(append(make([]byte, 0, 1+len(metaCounter)+counterLen), pfxMeta), metaCounter...)
+		l := len(kv)
+		kv = appendCounter(kv, o.counter)
+		o.set(kv[:l:l], kv[l:])
 	}
 	s.corrupt.Add(o.corrupt)
 	o.corrupt = 0

@@ -3,7 +3,6 @@ package core
 import (
 	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"math"
 	"sort"
 )
@@ -96,8 +95,6 @@ func (t ValueType) String() string {
 //	zset:   uvarint n, then n times member (uvarint len, bytes) and 8-byte float64 bits, sorted by member
 const flagTTL = 0x80
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
 // record is a decoded record header plus its raw payload.
 type record struct {
 	typ      ValueType
@@ -107,11 +104,21 @@ type record struct {
 }
 
 func encodeRecord(key []byte, r *record) []byte {
+	return appendRecord(make([]byte, 0, recordBound(r)), key, r)
+}
+
+// recordBound is the most bytes appendRecord appends for r.
+func recordBound(r *record) int {
 	n := 1 + binary.MaxVarintLen64 + len(r.payload) + 4
 	if r.expireAt != 0 {
 		n += 8
 	}
-	b := make([]byte, 0, n)
+	return n
+}
+
+// appendRecord appends the record r of user key key to b.
+func appendRecord(b, key []byte, r *record) []byte {
+	from := len(b)
 	t := byte(r.typ)
 	if r.expireAt != 0 {
 		t |= flagTTL
@@ -122,8 +129,7 @@ func encodeRecord(key []byte, r *record) []byte {
 		b = binary.LittleEndian.AppendUint64(b, uint64(r.expireAt))
 	}
 	b = append(b, r.payload...)
-	crc := crc32.Update(crc32.Checksum(key, castagnoli), castagnoli, b)
-	return binary.LittleEndian.AppendUint32(b, crc)
+	return seal(b, from, keyCRC(key))
 }
 
 func corruptf(key []byte, format string, args ...any) error {
@@ -134,9 +140,8 @@ func decodeRecord(key, b []byte) (*record, error) {
 	if len(b) < 6 {
 		return nil, corruptf(key, "record too short (%d bytes)", len(b))
 	}
-	body := b[:len(b)-4]
-	want := binary.LittleEndian.Uint32(b[len(b)-4:])
-	if got := crc32.Update(crc32.Checksum(key, castagnoli), castagnoli, body); got != want {
+	body, got, want := unseal(b, keyCRC(key))
+	if got != want {
 		return nil, corruptf(key, "checksum %08x, want %08x", got, want)
 	}
 	r := &record{typ: ValueType(body[0] &^ flagTTL)}
@@ -175,13 +180,14 @@ const counterLen, legacyCounterLen = 12, 8
 
 // counterKeyCRC is the CRC32C of the counter's engine key, the start of
 // every counter checksum (computed once: the counter moves on every write).
-var counterKeyCRC = crc32.Checksum(metaKey(metaCounter), castagnoli)
+var counterKeyCRC = keyCRC(metaKey(metaCounter))
 
-func encodeCounter(c uint64) []byte {
-	b := make([]byte, 8, counterLen)
-	binary.BigEndian.PutUint64(b, c)
-	crc := crc32.Update(counterKeyCRC, castagnoli, b)
-	return binary.LittleEndian.AppendUint32(b, crc)
+func encodeCounter(c uint64) []byte { return appendCounter(make([]byte, 0, counterLen), c) }
+
+// appendCounter appends the stored form of counter c to b.
+func appendCounter(b []byte, c uint64) []byte {
+	from := len(b)
+	return seal(binary.BigEndian.AppendUint64(b, c), from, counterKeyCRC)
 }
 
 // decodeCounter reads a stored version counter in either form; a value of
@@ -191,8 +197,7 @@ func decodeCounter(b []byte) (uint64, error) {
 	case legacyCounterLen:
 		return binary.BigEndian.Uint64(b), nil
 	case counterLen:
-		want := binary.LittleEndian.Uint32(b[8:])
-		if got := crc32.Update(counterKeyCRC, castagnoli, b[:8]); got != want {
+		if _, got, want := unseal(b, counterKeyCRC); got != want {
 			return 0, fmt.Errorf("version counter: checksum %08x, want %08x: %w", got, want, ErrCorruption)
 		}
 		return binary.BigEndian.Uint64(b), nil

@@ -151,6 +151,13 @@ type Replica struct {
 	logSeq uint64
 	logNow time.Time
 	logRaw []byte
+	// raws is sendFrom's scratch list of entries (encodeAppend copies
+	// them into the message).
+	raws [][]byte
+	// moved is a backup's answer to every request, made once: replies
+	// are read-only to the driver and clients, so all responses share
+	// its error.
+	moved core.Reply
 }
 
 var _ consistency.Replica = (*Replica)(nil)
@@ -202,6 +209,7 @@ func New(cfg consistency.Config) (*Replica, error) {
 	}
 	r.store = st
 	r.logFn = r.logEffects
+	r.moved = core.ErrorReply(&core.Error{Code: CodeMoved, Msg: string(r.primary)})
 	if r.id == r.primary {
 		if r.low, err = r.readMeta(keyLow); err != nil {
 			return nil, err
@@ -302,7 +310,7 @@ func (r *Replica) Request(now time.Time, req consistency.Request) {
 			r.respond(req.ID, r.store.Apply(now, *req.Cmd))
 			return
 		}
-		r.respond(req.ID, core.ErrorReply(&core.Error{Code: CodeMoved, Msg: string(r.primary)}))
+		r.respond(req.ID, r.moved)
 		return
 	}
 	if isRead(req) {
@@ -417,7 +425,9 @@ func (r *Replica) release() {
 	for ; i < len(r.waiting) && r.waiting[i].seq <= committed; i++ {
 		r.respond(r.waiting[i].id, r.waiting[i].reply)
 	}
-	r.waiting = r.waiting[i:]
+	// Moved to the front (slices.Delete clears the tail), so the array
+	// is reused instead of regrown as answered writes leave it.
+	r.waiting = slices.Delete(r.waiting, 0, i)
 }
 
 // Receive implements consistency.Replica.
@@ -495,7 +505,7 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 
 // sendFrom sends backup b the entries from seq on (at most maxBatch).
 func (r *Replica) sendFrom(b consistency.NodeID, from uint64) {
-	var raws [][]byte
+	raws := r.raws[:0]
 	for s := from; s <= r.seq && len(raws) < maxBatch; s++ {
 		raw, ok := r.cache[s]
 		if !ok {
@@ -509,6 +519,8 @@ func (r *Replica) sendFrom(b consistency.NodeID, from uint64) {
 		raws = append(raws, raw)
 	}
 	r.send(b, r.arena.keep(encodeAppend(r.arena.room(appendBound(raws...)), r.seq, raws...)))
+	clear(raws)
+	r.raws = raws[:0]
 }
 
 // Tick implements consistency.Replica: the primary probes backups it has not
