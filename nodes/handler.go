@@ -513,14 +513,14 @@ func doOne(ctx context.Context, dl time.Time, ns *namespace, req consistency.Req
 // tryLocal runs reqs on the local strategy from the transport's event loop:
 // errWouldBlock if the strategy's lock is taken; replies that must wait for
 // a group commit's sync are held by the transport (transport.Hold) instead
-// of waited for — the loop goes on serving other connections, and every
-// reply held on one sync is sent by one goroutine once it is done. (A held
+// of waited for — the loop goes on serving other connections, and the
+// syncer writes every reply held on a sync right after it. (A held
 // reply is bounded by the server's frame timeout rather than the request's
 // deadline; a failed sync closes the connection instead of answering
 // TIMEOUT: either way the client sees the outcome as unknown.)
 func tryLocal(ctx context.Context, l *Local, dl time.Time, reqs []consistency.Request) ([]consistency.Response, error) {
 	resps, wait, err := l.TryDoBatchBy(dl, reqs)
-	if err != nil || wait == nil || transport.Hold(ctx, wait.done, wait.result) {
+	if err != nil || wait == nil || transport.Hold(ctx, wait) {
 		return resps, err
 	}
 	return l.waitBy(dl, resps, wait)

@@ -81,8 +81,9 @@ type Local struct {
 }
 
 // epoch is one group commit: the writes applied between two syncs.
-// Fields other than done and seq are guarded by Local.dmu until done is
-// closed, and read-only afterwards.
+// Fields other than done, seq and the notify ones are guarded by Local.dmu
+// until done is closed, and read-only afterwards. It is the
+// transport.Waiter of the replies held on it (OnDone, Err).
 type epoch struct {
 	seq    uint64
 	wrote  bool
@@ -90,6 +91,12 @@ type epoch struct {
 	synced bool     // its sync has finished (err says how)
 	err    error
 	done   chan struct{}
+
+	// nmu guards notify and fired: the callbacks OnDone registered, run by
+	// the syncer once done is closed (fired).
+	nmu    sync.Mutex
+	notify []func()
+	fired  bool
 }
 
 func newEpoch(seq uint64) *epoch { return &epoch{seq: seq, done: make(chan struct{})} }
@@ -256,6 +263,36 @@ func (l *Local) waitBy(deadline time.Time, resps []consistency.Response, wait *e
 		return resps, wait.result()
 	case <-t.C:
 		return nil, fmt.Errorf("local: deadline passed while waiting for the sync: %w", consistency.ErrTimeout)
+	}
+}
+
+// OnDone calls f once the epoch's sync has finished: on the syncer's
+// goroutine, right after it closes done, or at once if that has happened
+// (transport.Waiter). f must not block: it holds up the next sync.
+func (e *epoch) OnDone(f func()) {
+	e.nmu.Lock()
+	if e.fired {
+		e.nmu.Unlock()
+		f()
+		return
+	}
+	e.notify = append(e.notify, f)
+	e.nmu.Unlock()
+}
+
+// Err is the epoch's outcome once it has finished (transport.Waiter).
+func (e *epoch) Err() error { return e.result() }
+
+// finish closes done and runs the OnDone callbacks (the syncer, once the
+// epoch's outcome is set).
+func (e *epoch) finish() {
+	close(e.done)
+	e.nmu.Lock()
+	fs := e.notify
+	e.notify, e.fired = nil, true
+	e.nmu.Unlock()
+	for _, f := range fs {
+		f()
 	}
 }
 
@@ -502,7 +539,10 @@ func (l *Local) syncEpoch() {
 	}
 	e.keys = nil
 	l.dmu.Unlock()
-	close(e.done)
+	// The held replies are written here, by the syncer, before the next
+	// sync starts (each with one write that does not wait): no goroutine
+	// to wake per epoch.
+	e.finish()
 }
 
 // timers drives the TTL sweep and, under --fsync=interval, the periodic

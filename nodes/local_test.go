@@ -418,3 +418,83 @@ func TestLocalTryDoBatchNeverWaits(t *testing.T) {
 		t.Fatalf("GET = %+v, %v: a refused SET changed the value", r.Reply, err)
 	}
 }
+
+// TestLocalEpochOnDone: the callbacks of a held reply (epoch.OnDone, the
+// transport.Waiter the event loop holds replies on) run once the epoch's
+// sync has finished, on the syncer, with done closed and the outcome set —
+// never before the sync, once each; one registered after the sync runs at
+// once; a failed sync's callbacks see its error.
+func TestLocalEpochOnDone(t *testing.T) {
+	l, g := newGatedLocal(t, core.SyncAlways)
+	set := func(key string) *epoch {
+		t.Helper()
+		c := core.Cmd("SET", key, "v")
+		_, wait, err := l.TryDoBatchBy(time.Now().Add(10*time.Second), []consistency.Request{{Cmd: &c}})
+		if err != nil || wait == nil {
+			t.Fatalf("SET %s: wait %v, %v; want held on an epoch", key, wait, err)
+		}
+		return wait
+	}
+	type call struct {
+		closed bool
+		err    error
+	}
+	calls := make(chan call, 4)
+	on := func(e *epoch) {
+		e.OnDone(func() {
+			closed := false
+			select {
+			case <-e.done:
+				closed = true
+			default:
+			}
+			calls <- call{closed, e.Err()}
+		})
+	}
+	e := set("a")
+	on(e)
+	on(e)
+	waitEntered(t, g)
+	select {
+	case c := <-calls:
+		t.Fatalf("OnDone callback ran before the sync finished: %+v", c)
+	case <-time.After(50 * time.Millisecond):
+	}
+	g.release <- nil
+	for i := range 2 {
+		select {
+		case c := <-calls:
+			if !c.closed || c.err != nil {
+				t.Fatalf("callback %d: done closed %v, Err %v; want closed, nil", i, c.closed, c.err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("callback %d did not run within 10 s of the sync", i)
+		}
+	}
+	on(e) // after the sync: at once, on this goroutine
+	select {
+	case c := <-calls:
+		if !c.closed || c.err != nil {
+			t.Fatalf("late callback: %+v", c)
+		}
+	default:
+		t.Fatal("a callback registered after the sync did not run at once")
+	}
+	f := set("b")
+	on(f)
+	waitEntered(t, g)
+	g.release <- errors.New("disk on fire")
+	select {
+	case c := <-calls:
+		if !c.closed || !errors.Is(c.err, consistency.ErrTimeout) {
+			t.Fatalf("failed sync's callback: done closed %v, Err %v; want closed, ErrTimeout", c.closed, c.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a failed sync's callback did not run")
+	}
+	select {
+	case c := <-calls:
+		t.Fatalf("a callback ran twice: %+v", c)
+	default:
+	}
+}

@@ -74,19 +74,25 @@ type epollState struct {
 	gen     uint32
 	scratch sync.Pool
 	// holds are the connections whose replies wait (see Hold), by what
-	// they wait for; one goroutine per key finishes them.
+	// they wait for; whoever takes a group out of the map (the Waiter's
+	// OnDone callback, or the frame-timeout expiry) finishes it.
 	holdMu sync.Mutex
-	holds  map[<-chan struct{}][]*heldReply
+	holds  map[Waiter]*holdGroup
 }
 
-// heldReply is a connection whose replies wait for done (see Hold). Its
+// holdGroup is the connections held on one Waiter.
+type holdGroup struct {
+	since int64 // unix nanoseconds of the first hold
+	hs    []*heldReply
+}
+
+// heldReply is a connection whose replies wait for w (see Hold). Its
 // owner is the goroutine that finishes it.
 type heldReply struct {
-	c     *econn
-	out   []byte // the replies of the read, the held one last
-	done  <-chan struct{}
-	check func() error
-	more  bool // the read filled the buffer: the socket may hold more
+	c    *econn
+	out  []byte // the replies of the read, the held one last
+	w    Waiter
+	more bool // the read filled the buffer: the socket may hold more
 }
 
 const epollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
@@ -154,7 +160,7 @@ func (s *Server) serveEpoll(ln net.Listener) error {
 	if err != nil {
 		return fmt.Errorf("transport: epoll_create: %w", err)
 	}
-	st := &epollState{epfd: epfd, lfd: lfd, done: make(chan struct{}), work: make(chan *econn), holds: map[<-chan struct{}][]*heldReply{}}
+	st := &epollState{epfd: epfd, lfd: lfd, done: make(chan struct{}), work: make(chan *econn), holds: map[Waiter]*holdGroup{}}
 	st.scratch.New = func() any { return &ioBuffers{in: make([]byte, scratchSize)} }
 	// The listener stays Go's (Shutdown closes it); it is also watched,
 	// level-triggered, by this epoll instance, and accepted from here.
@@ -501,7 +507,7 @@ func (s *Server) epollFrames(st *epollState, c *econn, data []byte, bufs *ioBuff
 		}
 		var keep, abandoned bool
 		if inline {
-			s.istate.done, s.istate.check = nil, nil // only the loop serves inline
+			s.istate.w = nil // only the loop serves inline
 		}
 		out, keep, abandoned = s.appendProcessMode(ctx, out, frame, inline)
 		if abandoned {
@@ -509,9 +515,9 @@ func (s *Server) epollFrames(st *epollState, c *econn, data []byte, bufs *ioBuff
 			break
 		}
 		data = data[4+size:]
-		if inline && s.istate.done != nil {
-			held = &heldReply{c: c, out: bytes.Clone(out), done: s.istate.done, check: s.istate.check}
-			s.istate.done, s.istate.check = nil, nil
+		if inline && s.istate.w != nil {
+			held = &heldReply{c: c, out: bytes.Clone(out), w: s.istate.w}
+			s.istate.w = nil
 			if !keep {
 				// Cannot happen (a panic holds nothing); be safe.
 				s.epollClose(st, c, "bad_frame")
@@ -549,59 +555,109 @@ func (s *Server) epollFrames(st *epollState, c *econn, data []byte, bufs *ioBuff
 	return true, handoff, held
 }
 
-// epollHold parks a connection whose reply waits (see Hold) until its done
-// closes; the first connection to wait on a done starts the goroutine
-// that finishes all of them.
+// epollHold parks a connection whose reply waits (see Hold) until its
+// Waiter's wait is over; the first connection held on a Waiter registers
+// the callback that finishes all of them (epollHoldDone).
 func (s *Server) epollHold(st *epollState, h *heldReply) {
 	st.holdMu.Lock()
-	hs, waiting := st.holds[h.done]
-	st.holds[h.done] = append(hs, h)
+	g, waiting := st.holds[h.w]
+	if !waiting {
+		g = &holdGroup{since: time.Now().UnixNano()}
+		st.holds[h.w] = g
+	}
+	g.hs = append(g.hs, h)
 	st.holdMu.Unlock()
 	if !waiting {
-		s.wg.Add(1)
-		go s.epollHoldWait(st, h.done)
+		// (Called without holdMu: OnDone may call back at once. A callback
+		// that finds no group — it expired, or an earlier callback took it
+		// and this hold started a new one — has nothing to do.)
+		w := h.w
+		h.w.OnDone(func() { s.epollHoldDone(st, w) })
 	}
 }
 
-// epollHoldWait waits for done (at most the frame timeout), then writes
-// the replies of every connection held on it, or closes those whose check
-// fails, and lets each connection go on: to a worker if input is waiting,
-// else released.
-func (s *Server) epollHoldWait(st *epollState, done <-chan struct{}) {
-	defer s.wg.Done()
-	t := time.NewTimer(time.Duration(s.frameTimeout.Load()))
-	defer t.Stop()
-	timedOut := false
-	select {
-	case <-done:
-	case <-t.C:
-		timedOut = true
-	}
+// epollHoldDone finishes the connections held on w, now that its wait is
+// over, on the caller's goroutine (the one that ended the wait): each
+// gets its replies in one write that does not wait, or is closed if
+// w.Err() reports an error. A reply the socket cannot take at once is
+// finished by a goroutine of its own (epollHoldFinish).
+func (s *Server) epollHoldDone(st *epollState, w Waiter) {
 	st.holdMu.Lock()
-	hs := st.holds[done]
-	delete(st.holds, done)
+	g := st.holds[w]
+	delete(st.holds, w)
 	st.holdMu.Unlock()
-	for _, h := range hs {
+	if g == nil {
+		return
+	}
+	err := w.Err()
+	for _, h := range g.hs {
 		c := h.c
-		if timedOut {
-			s.cfg.Logger.Warn("closing connection: a held reply waited longer than the frame timeout")
-			s.epollClose(st, c, "error")
-			continue
-		}
-		if err := h.check(); err != nil {
+		if err != nil {
 			s.cfg.Logger.Warn("closing connection: its held reply cannot be sent", "err", err)
 			s.epollClose(st, c, "error")
 			continue
 		}
-		if err := s.epollWrite(c, h.out); err != nil {
-			s.epollClose(st, c, "error")
-			continue
-		}
+		n, werr := unix.Write(c.fd, h.out)
 		switch {
-		case s.closing.Load():
-			s.epollClose(st, c, "shutdown")
-		case c.queued || h.more || !c.release():
-			s.epollDispatch(st, c)
+		case werr == nil && n == len(h.out):
+			s.cfg.Observer.BytesOut(n)
+			s.epollHoldNext(st, h)
+		case werr == nil, errors.Is(werr, unix.EAGAIN), errors.Is(werr, unix.EINTR):
+			// The socket took part of it (or none): the rest may have to
+			// wait for the client, which the caller must not.
+			if n > 0 {
+				s.cfg.Observer.BytesOut(n)
+				h.out = h.out[n:]
+			}
+			s.wg.Add(1)
+			go s.epollHoldFinish(st, h)
+		default:
+			s.epollClose(st, c, "error")
+		}
+	}
+}
+
+// epollHoldFinish writes the rest of a held connection's replies, waiting
+// for the socket as epollWrite does, and lets the connection go on.
+func (s *Server) epollHoldFinish(st *epollState, h *heldReply) {
+	defer s.wg.Done()
+	if err := s.epollWrite(h.c, h.out); err != nil {
+		s.epollClose(st, h.c, "error")
+		return
+	}
+	s.epollHoldNext(st, h)
+}
+
+// epollHoldNext lets a connection whose held replies are written go on:
+// to a worker if input is waiting, else released.
+func (s *Server) epollHoldNext(st *epollState, h *heldReply) {
+	c := h.c
+	switch {
+	case s.closing.Load():
+		s.epollClose(st, c, "shutdown")
+	case c.queued || h.more || !c.release():
+		s.epollDispatch(st, c)
+	}
+}
+
+// epollExpireHolds closes the connections whose replies have been held
+// longer than the frame timeout (a wait that does not end); a callback
+// that comes later finds nothing to do.
+func (s *Server) epollExpireHolds(st *epollState, now int64) {
+	ft := s.frameTimeout.Load()
+	var expired []*holdGroup
+	st.holdMu.Lock()
+	for w, g := range st.holds {
+		if now-g.since > ft {
+			expired = append(expired, g)
+			delete(st.holds, w)
+		}
+	}
+	st.holdMu.Unlock()
+	for _, g := range expired {
+		for _, h := range g.hs {
+			s.cfg.Logger.Warn("closing connection: a held reply waited longer than the frame timeout")
+			s.epollClose(st, h.c, "error")
 		}
 	}
 }
@@ -651,6 +707,7 @@ func (s *Server) epollSweep(st *epollState) {
 			return
 		}
 		now := time.Now().UnixNano()
+		s.epollExpireHolds(st, now)
 		idle := int64(s.cfg.IdleTimeout)
 		ft := s.frameTimeout.Load()
 		victims = victims[:0]
@@ -692,6 +749,7 @@ func (s *Server) epollShutdown(st *epollState) {
 		if len(open) == 0 {
 			break
 		}
+		s.epollExpireHolds(st, time.Now().UnixNano())
 		for _, c := range open {
 			if c.own() {
 				s.epollClose(st, c, "shutdown")

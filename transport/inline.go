@@ -26,10 +26,14 @@ import (
 // has finished — a write under fsync=always, answered after its group
 // commit's sync — calls Hold instead of waiting: the loop moves on to the
 // next ready connection, and the reply (with the replies before it in the
-// same read) is written when done closes. Every connection held on the same
-// done is finished by one goroutine, so a group commit costs one
-// goroutine wake-up, not one per write. The rest of the connection's
-// input is served after the reply, by a worker.
+// same read) is written when the Waiter's wait is over. Every connection
+// held on the same Waiter is finished by the goroutine that ends the wait
+// (the group commit's syncer), right after it ends it, with one write per
+// connection that does not wait: a group commit costs no goroutine and no
+// wake-up of its own for its replies. (A reply the socket cannot take at
+// once is finished by a goroutine of its own, so a slow client never holds
+// up the syncer.) The rest of the connection's input is served after the
+// reply, by a worker.
 
 // ErrServeOnWorker is what a handler returns, when Inline(ctx) is true, for
 // a request it cannot serve without blocking; it must not have changed
@@ -44,8 +48,19 @@ type inlineKey struct{}
 // inlineState is what a request served on the event loop leaves for the
 // loop: a Hold. Only the loop goroutine touches it (one request at a time).
 type inlineState struct {
-	done  <-chan struct{} // nil: no hold
-	check func() error
+	w Waiter // nil: no hold
+}
+
+// A Waiter is what a held reply waits for (see Hold), such as a group
+// commit's sync.
+type Waiter interface {
+	// OnDone arranges for f to be called once, when the wait is over: by
+	// the goroutine that ends it, after it has ended it, or at once by
+	// OnDone's caller if it is already over. f does not block.
+	OnDone(f func())
+	// Err, once the wait is over, is nil if the replies held on it may be
+	// sent; otherwise they are not, and their connections are closed.
+	Err() error
 }
 
 // Inline reports whether the request of ctx is being served on the
@@ -53,18 +68,18 @@ type inlineState struct {
 func Inline(ctx context.Context) bool { return ctx.Value(inlineKey{}) != nil }
 
 // Hold, for a request served on the event loop, makes its reply wait until
-// done is closed; check is then called, and if it returns an error the
-// reply is not sent and the connection is closed (the client sees the
-// outcome as unknown, as it must for a write that may not be durable). A
-// reply held longer than the server's FrameTimeout is not sent either.
-// Hold returns false, and does nothing, if ctx is not an inline request's:
-// the caller must then wait itself. One hold per request.
-func Hold(ctx context.Context, done <-chan struct{}, check func() error) bool {
+// w's wait is over; if w.Err() then reports an error the reply is not sent
+// and the connection is closed (the client sees the outcome as unknown, as
+// it must for a write that may not be durable). A reply held longer than
+// the server's FrameTimeout is not sent either. Hold returns false, and
+// does nothing, if ctx is not an inline request's: the caller must then
+// wait itself. One hold per request.
+func Hold(ctx context.Context, w Waiter) bool {
 	st, ok := ctx.Value(inlineKey{}).(*inlineState)
 	if !ok {
 		return false
 	}
-	st.done, st.check = done, check
+	st.w = w
 	return true
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/apache/thrift/lib/go/thrift"
+	"golang.org/x/sys/unix"
 
 	"github.com/dialkv/dialkv/core"
 	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
@@ -104,17 +105,27 @@ func (h *inlineHandler) Call(ctx context.Context, o *gen.RequestOptions, c *gen.
 		where = "inline"
 	}
 	if cc.Name == "HOLD" || cc.Name == "FAILHOLD" {
-		check := func() error { return nil }
+		w := gateWaiter{gate: h.gate}
 		if cc.Name == "FAILHOLD" {
-			check = func() error { return errors.New("sync failed") }
+			w.err = errors.New("sync failed")
 		}
-		if !Hold(ctx, h.gate, check) {
+		if !Hold(ctx, w) {
 			where += " unheld"
 		}
 	}
 	h.log = append(h.log, fmt.Sprintf("%s %.10s %s", cc.Name, cc.Args[0], where))
 	return &gen.ExecuteResponse{Replies: []*gen.Reply{ReplyFromCore(core.Bulk(cc.Args[0]), nil)}}, nil
 }
+
+// gateWaiter is a Waiter whose wait is over when gate closes; its
+// callbacks run on a goroutine of their own.
+type gateWaiter struct {
+	gate chan struct{}
+	err  error
+}
+
+func (w gateWaiter) OnDone(f func()) { go func() { <-w.gate; f() }() }
+func (w gateWaiter) Err() error      { return w.err }
 
 // waitIdle waits until no worker owns a connection of srv (the event loop
 // serves a connection only if it finds it idle).
@@ -313,5 +324,114 @@ func TestInlineHold(t *testing.T) {
 		if strings.HasPrefix(l, "GET f3") {
 			t.Errorf("%q served after its connection's held reply failed", l)
 		}
+	}
+}
+
+// funcWaiter is a Waiter whose wait the test ends by calling the callback
+// it kept (nil until a hold registers one).
+type funcWaiter struct {
+	mu sync.Mutex
+	f  func()
+}
+
+func (w *funcWaiter) OnDone(f func()) { w.mu.Lock(); w.f = f; w.mu.Unlock() }
+func (w *funcWaiter) Err() error      { return nil }
+
+// TestHeldReplyDoesNotBlockItsWaiter: the goroutine that ends a wait (the
+// group commit's syncer) writes the held replies without waiting for a
+// client: a reply whose socket is full is finished by a goroutine of its
+// own, once the client reads, and the connection is then released. (A
+// callback that waited for the socket would hold up every later sync.)
+func TestHeldReplyDoesNotBlockItsWaiter(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[1])
+	full := make([]byte, 64<<10)
+	sent := 0
+	for {
+		n, err := unix.Write(fds[0], full)
+		if errors.Is(err, unix.EAGAIN) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent += n
+	}
+	srv := NewServer(gen.NewDialKVProcessor(stubHandler{}), ServerConfig{Mode: ModeEpoll})
+	srv.frameTimeout.Store(int64(5 * time.Second))
+	st := &epollState{epfd: -1, holds: map[Waiter]*holdGroup{}}
+	c := &econn{fd: fds[0]}
+	c.state.Store(connBusy)
+	st.conns = make([]*econn, fds[0]+1)
+	st.conns[fds[0]] = c
+	w := &funcWaiter{}
+	srv.epollHold(st, &heldReply{c: c, out: []byte("the held reply"), w: w})
+	w.mu.Lock()
+	f := w.f
+	w.mu.Unlock()
+	if f == nil {
+		t.Fatal("epollHold registered no callback on its Waiter")
+	}
+	start := time.Now()
+	f()
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("the wait's callback took %v with the client's socket full; want no waiting", d)
+	}
+	// The client reads: everything, the held reply last, arrives.
+	var got []byte
+	buf := make([]byte, 64<<10)
+	for deadline := time.Now().Add(10 * time.Second); len(got) < sent+len("the held reply"); {
+		n, err := unix.Read(fds[1], buf)
+		switch {
+		case err == nil && n > 0:
+			got = append(got, buf[:n]...)
+		case errors.Is(err, unix.EAGAIN) && time.Now().Before(deadline):
+			time.Sleep(time.Millisecond)
+		default:
+			t.Fatalf("client read after %d of %d bytes: %d, %v", len(got), sent+len("the held reply"), n, err)
+		}
+	}
+	if !bytes.HasSuffix(got, []byte("the held reply")) {
+		t.Fatalf("the held reply did not arrive last: ...%q", got[max(0, len(got)-20):])
+	}
+	for deadline := time.Now().Add(10 * time.Second); c.state.Load() != connIdle; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("connection state %d after its held reply was written; want idle (released)", c.state.Load())
+		}
+	}
+}
+
+// TestHeldReplyExpires: a reply held on a wait that never ends is not
+// sent, and its connection is closed, once it has waited longer than the
+// frame timeout; other connections are served meanwhile.
+func TestHeldReplyExpires(t *testing.T) {
+	h := &inlineHandler{gate: make(chan struct{})} // never closed
+	srv := NewServer(gen.NewDialKVProcessor(h), ServerConfig{Mode: ModeEpoll, InlineMethods: []string{"call"}})
+	srv.frameTimeout.Store(int64(300 * time.Millisecond))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Shutdown(context.Background())
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	call := encodeMessage(Binary, "call", 1, &gen.DialKVCallArgs{Opts: &gen.RequestOptions{}, Cmd: CommandFromCore(core.Cmd("HOLD", "x"))})
+	if _, err := nc.Write(call); err != nil {
+		t.Fatal(err)
+	}
+	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	if n, err := nc.Read(make([]byte, 1)); n > 0 || err != io.EOF {
+		t.Fatalf("held forever: read %d bytes, %v after %v; want EOF after the 300 ms frame timeout", n, err, time.Since(start))
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Fatalf("closed after %v, before the frame timeout", d)
 	}
 }
