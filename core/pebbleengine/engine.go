@@ -193,7 +193,36 @@ func Open(dir string, opts Options) (_ *Engine, err error) {
 	if vsize == 0 {
 		vsize = DefaultValueCacheSize
 	}
-	return &Engine{db: db, dir: dir, policy: opts.Sync, interval: interval, corruptions: corruptions, vcache: newValueCache(vsize)}, nil
+	e := &Engine{db: db, dir: dir, policy: opts.Sync, interval: interval, corruptions: corruptions, vcache: newValueCache(vsize)}
+	if e.vcache != nil {
+		// Opened empty: the cache starts complete (see valueCache).
+		empty, err := e.empty()
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("pebbleengine: open %s: %w", dir, err)
+		}
+		e.vcache.complete = empty
+	}
+	return e, nil
+}
+
+// empty reports whether the engine holds no key at all. Only an engine
+// without sstables is looked at (an iterator then reads the memtables the
+// WAL was replayed into, no block from disk); one with sstables counts as
+// not empty.
+func (e *Engine) empty() (bool, error) {
+	if t := e.db.Metrics().Total(); t.TablesCount > 0 || t.VirtualTablesCount > 0 {
+		return false, nil
+	}
+	it, err := e.db.NewIter(nil)
+	if err != nil {
+		return false, wrapErr(err)
+	}
+	found := it.First()
+	if err := it.Close(); err != nil {
+		return false, wrapErr(err)
+	}
+	return !found, nil
 }
 
 // SharedCache is a block cache several engines share: the memory budget
@@ -246,9 +275,12 @@ func (e *Engine) Get(key []byte) (v []byte, err error) {
 	if c == nil {
 		return get(e.db, key)
 	}
-	v, gen, ok := c.get(key)
-	if ok {
+	v, gen, ok, absent := c.get(key)
+	switch {
+	case ok:
 		return v, nil
+	case absent:
+		return nil, core.ErrNotFound
 	}
 	if v, err = get(e.db, key); err == nil {
 		c.fill(key, v, gen)

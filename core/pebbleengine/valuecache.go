@@ -28,13 +28,24 @@ import (
 //
 // So a Get that starts after a Commit returned never sees the value the
 // commit replaced.
+//
+// Complete: an engine opened empty starts with a complete cache — every key
+// the engine holds is in it, so a miss means the key is absent and Get
+// answers ErrNotFound without reading Pebble (an insert's read of its key
+// costs one map lookup instead of a memtable seek and a bloom filter probe
+// per level: most of a raft write's state machine reads in a fresh
+// namespace, docs/performance.md). It stays complete while nothing leaves
+// the cache that the engine still holds: an eviction, a value too large to
+// cache, a range deletion, an unknown record kind or a failed commit end it
+// for good (an engine opened with data never has it).
 type valueCache struct {
 	max int64 // bytes (entry cost: key + value + entryOverhead)
 
-	mu   sync.RWMutex
-	size int64
-	gen  uint64
-	m    map[string]string
+	mu       sync.RWMutex
+	size     int64
+	gen      uint64
+	m        map[string]string
+	complete bool // every key of the engine is in m (see above)
 
 	hits, misses atomic.Int64
 }
@@ -55,19 +66,23 @@ func newValueCache(max int64) *valueCache {
 
 func entryCost(k, v int) int64 { return int64(k + v + entryOverhead) }
 
-// get returns a copy of key's cached value, or the generation to pass to
-// fill after reading Pebble.
-func (c *valueCache) get(key []byte) (v []byte, gen uint64, ok bool) {
+// get returns a copy of key's cached value (ok), or absent when the cache
+// is complete and does not have key, or else the generation to pass to fill
+// after reading Pebble.
+func (c *valueCache) get(key []byte) (v []byte, gen uint64, ok, absent bool) {
 	c.mu.RLock()
 	s, ok := c.m[string(key)]
-	gen = c.gen
+	gen, absent = c.gen, !ok && c.complete
 	c.mu.RUnlock()
-	if !ok {
+	if !ok && !absent {
 		c.misses.Add(1)
-		return nil, gen, false
+		return nil, gen, false, false
 	}
 	c.hits.Add(1)
-	return []byte(s), gen, true
+	if absent {
+		return nil, gen, false, true
+	}
+	return []byte(s), gen, true, false
 }
 
 // prefetch looks every key up and reads the first and last byte of its
@@ -121,6 +136,7 @@ func (c *valueCache) put(key, val []byte) {
 
 // evict removes entries until the cache fits; mu is held. Go's map
 // iteration starts at a random position, so this evicts roughly at random.
+// The cache is then no longer complete.
 func (c *valueCache) evict() {
 	for k, v := range c.m {
 		if c.size <= c.max {
@@ -128,6 +144,7 @@ func (c *valueCache) evict() {
 		}
 		delete(c.m, k)
 		c.size -= entryCost(len(k), len(v))
+		c.complete = false
 	}
 }
 
@@ -151,9 +168,12 @@ func (c *valueCache) committed(r batchrepr.Reader) {
 		case pebble.InternalKeyKindSet:
 			if entryCost(len(k), len(v)) <= c.max/maxEntryFraction {
 				c.put(k, v)
-			} else if old, ok := c.m[string(k)]; ok {
-				delete(c.m, string(k))
-				c.size -= entryCost(len(k), len(old))
+			} else {
+				c.complete = false // the engine holds a key the cache does not
+				if old, ok := c.m[string(k)]; ok {
+					delete(c.m, string(k))
+					c.size -= entryCost(len(k), len(old))
+				}
 			}
 		case pebble.InternalKeyKindDelete, pebble.InternalKeyKindSingleDelete:
 			if old, ok := c.m[string(k)]; ok {
@@ -178,13 +198,15 @@ func (c *valueCache) clearLocked() {
 	c.gen++
 	clear(c.m)
 	c.size = 0
+	c.complete = false
 }
 
 // ValueCacheStats are the value cache's counters.
 type ValueCacheStats struct {
-	Hits, Misses int64
+	Hits, Misses int64 // a hit includes an absent key a complete cache answered
 	Entries      int
 	Bytes        int64 // approximate, including per-entry overhead
+	Complete     bool  // it holds every key of the engine (see valueCache)
 }
 
 // ValueCacheStats returns the value cache's counters (zero when it is off).
@@ -195,5 +217,5 @@ func (e *Engine) ValueCacheStats() ValueCacheStats {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return ValueCacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Entries: len(c.m), Bytes: c.size}
+	return ValueCacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Entries: len(c.m), Bytes: c.size, Complete: c.complete}
 }

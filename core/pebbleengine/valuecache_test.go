@@ -183,7 +183,7 @@ func TestValueCacheFillAfterCommit(t *testing.T) {
 	mustCommit(t, e, false, "k", "old")
 	c := e.vcache
 	c.clear() // (commits write through; start with a miss)
-	_, gen, ok := c.get([]byte("k"))
+	_, gen, ok, _ := c.get([]byte("k"))
 	if ok {
 		t.Fatal("cached before any read")
 	}
@@ -192,4 +192,102 @@ func TestValueCacheFillAfterCommit(t *testing.T) {
 	if v, err := e.Get([]byte("k")); err != nil || string(v) != "new" {
 		t.Fatalf("Get = %q, %v; want new", v, err)
 	}
+}
+
+// TestValueCacheComplete: an engine opened empty answers a read of an
+// absent key from its complete cache (a hit, no Pebble read), and every
+// event that lets a key the engine holds be missing from the cache ends
+// that: afterwards such a key is read from Pebble, not reported absent
+// (each case fails if its rule is removed, checked). An engine opened with
+// data is not complete.
+func TestValueCacheComplete(t *testing.T) {
+	const size = 64 << 10
+	val := string(make([]byte, 100))
+	tests := []struct {
+		name string
+		// break_ does what ends completeness and returns a key the engine
+		// holds that the cache may not.
+		break_ func(t *testing.T, e *Engine) string
+	}{
+		{"eviction", func(t *testing.T, e *Engine) string {
+			for i := range 2000 {
+				mustCommit(t, e, false, fmt.Sprintf("k%05d", i), val)
+			}
+			for i := range 2000 { // one of these was evicted
+				k := fmt.Sprintf("k%05d", i)
+				e.vcache.mu.RLock()
+				_, ok := e.vcache.m[k]
+				e.vcache.mu.RUnlock()
+				if !ok {
+					return k
+				}
+			}
+			t.Fatal("nothing was evicted")
+			return ""
+		}},
+		{"value too large to cache", func(t *testing.T, e *Engine) string {
+			mustCommit(t, e, false, "big", string(make([]byte, size/maxEntryFraction)))
+			return "big"
+		}},
+		{"range deletion", func(t *testing.T, e *Engine) string {
+			mustCommit(t, e, false, "kept", "1")
+			b := e.NewBatch()
+			b.DeleteRange([]byte("a"), []byte("b"))
+			if err := b.Commit(false); err != nil {
+				t.Fatal(err)
+			}
+			b.Close()
+			return "kept"
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := openCached(t, size)
+			if _, err := e.Get([]byte("absent")); !errors.Is(err, core.ErrNotFound) {
+				t.Fatalf("Get(absent) = %v, want not found", err)
+			}
+			mustCommit(t, e, false, "x", "1")
+			b := e.NewBatch()
+			b.Delete([]byte("x"))
+			if err := b.Commit(false); err != nil {
+				t.Fatal(err)
+			}
+			b.Close()
+			if _, err := e.Get([]byte("x")); !errors.Is(err, core.ErrNotFound) {
+				t.Fatalf("Get(deleted) = %v, want not found", err)
+			}
+			if st := e.ValueCacheStats(); !st.Complete || st.Misses != 0 || st.Hits != 2 {
+				t.Fatalf("opened empty: stats %+v; want complete, 2 hits, no miss", st)
+			}
+			k := tc.break_(t, e)
+			if st := e.ValueCacheStats(); st.Complete {
+				t.Fatalf("still complete after the %s", tc.name)
+			}
+			if _, err := e.Get([]byte(k)); err != nil {
+				t.Fatalf("Get(%s) after the %s = %v; the engine holds it", k, tc.name, err)
+			}
+		})
+	}
+	t.Run("opened with data", func(t *testing.T) {
+		fs := vfs.NewMem()
+		e, err := Open("db", Options{FS: fs, Sync: core.SyncNever, ValueCacheSize: size})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustCommit(t, e, true, "k", "v")
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+		e, err = Open("db", Options{FS: fs, Sync: core.SyncNever, ValueCacheSize: size})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+		if e.ValueCacheStats().Complete {
+			t.Fatal("an engine opened with data starts complete")
+		}
+		if v, err := e.Get([]byte("k")); err != nil || string(v) != "v" {
+			t.Fatalf("Get(k) = %q, %v; want v", v, err)
+		}
+	})
 }
