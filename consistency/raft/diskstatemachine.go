@@ -192,10 +192,16 @@ func newDiskSM(dir string, opts pebbleengine.Options, limits core.Limits) *diskS
 	return &diskSM{dir: dir, opts: opts, limits: limits}
 }
 
-// Open opens Pebble and returns the index of the last applied entry.
+// Open opens Pebble and returns the index of the last applied entry. A
+// state machine the start-up check left open (openCheckedDiskSM) is not
+// opened again: nothing has been applied since, so its applied record is
+// the one read then.
 func (m *diskSM) Open(<-chan struct{}) (uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.eng != nil {
+		return m.ie.persisted, nil
+	}
 	eng, err := pebbleengine.Open(m.dir, m.opts)
 	if err != nil {
 		return 0, fmt.Errorf("raft: open state machine: %w", err)
@@ -222,11 +228,21 @@ func (m *diskSM) Open(<-chan struct{}) (uint64, error) {
 // diskApplied returns the index of the last entry the on-disk state
 // machine of Dragonboat shard shardID holds (its applied record): 0 when
 // the namespace's state machines are in memory or the shard has none on
-// this node. The state machine must not be open (lazyCommitLogDB calls it
-// from ReadRaftState, before Dragonboat opens it).
+// this node. lazyCommitLogDB calls it from ReadRaftState, before
+// Dragonboat opens the state machine: the state machine the start-up check
+// left open answers (nothing is applied before Dragonboat's Open); else the
+// directory is opened and closed again.
 func (s *Service) diskApplied(shardID, _ uint64) (uint64, error) {
 	if s.cfg.Storage != "pebble" {
 		return 0, nil
+	}
+	if v, ok := s.sms.Load(shardID); ok {
+		// Started with the state machine the start-up check left open
+		// (startReplica): its applied record is at hand, and the
+		// directory is locked by it anyway.
+		if idx, open := v.(*diskSM).openApplied(); open {
+			return idx, nil
+		}
 	}
 	dir := s.smDirOf(shardID)
 	if _, err := s.pebbleFS().Stat(dir); errors.Is(err, os.ErrNotExist) {
@@ -244,6 +260,19 @@ func (s *Service) diskApplied(shardID, _ uint64) (uint64, error) {
 		err = fmt.Errorf("raft: close state machine %s: %w", dir, cerr)
 	}
 	return idx, err
+}
+
+// openApplied returns the applied index of a state machine that is open
+// (false: it is not): diskApplied's answer for one opened before
+// Dragonboat reads the replica's Raft state, when nothing has been applied
+// yet.
+func (m *diskSM) openApplied() (uint64, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.eng == nil {
+		return 0, false
+	}
+	return m.ie.persisted, true
 }
 
 // readApplied loads the applied record into e (0 when there is none).

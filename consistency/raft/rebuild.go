@@ -75,22 +75,36 @@ func (s *Service) pebbleFS() pebblevfs.FS {
 // verifyDiskSM opens the state machine in dir read-through and decodes
 // every record; errors wrap core.ErrCorruption when the data is bad.
 func verifyDiskSM(dir string, opts pebbleengine.Options, limits core.Limits) error {
-	m := newDiskSM(dir, opts, limits)
-	if _, err := m.Open(nil); err != nil {
+	m, err := openCheckedDiskSM(dir, opts, limits)
+	if err != nil {
 		return err
 	}
-	defer m.Close()
+	return m.Close()
+}
+
+// openCheckedDiskSM opens the state machine in dir and decodes every
+// record (as verifyDiskSM); it returns it open: Dragonboat's Open of it is
+// then free (diskSM.Open), and so is the log store's read of its applied
+// index (Service.diskApplied).
+func openCheckedDiskSM(dir string, opts pebbleengine.Options, limits core.Limits) (*diskSM, error) {
+	m := newDiskSM(dir, opts, limits)
+	if _, err := m.Open(nil); err != nil {
+		return nil, err
+	}
 	// Dump decodes every record, checking its checksum, at the epoch (so
 	// nothing counts as expired and everything is read).
 	if _, err := m.store.Dump(time.Unix(0, 0)); err != nil {
-		return fmt.Errorf("raft: verify state machine: %w", err)
+		m.Close()
+		return nil, fmt.Errorf("raft: verify state machine: %w", err)
 	}
-	return nil
+	return m, nil
 }
 
 // quarantine decides whether shard sh's replica rid may start: false if a
 // rebuild is pending (rebuild file) or if its state machine is corrupt (it
-// is then moved aside and the rebuild file written). s.mu is held.
+// is then moved aside and the rebuild file written). A state machine that
+// passes its check is left open for startReplica (s.checked). s.mu is
+// held.
 func (s *Service) quarantine(sh int, rid uint64) (bool, error) {
 	if s.cfg.Storage != "pebble" {
 		return false, nil
@@ -110,8 +124,15 @@ func (s *Service) quarantine(sh int, rid uint64) (bool, error) {
 	if _, err := fs.Stat(dir); err != nil {
 		return false, nil // a new replica: nothing to check
 	}
-	verr := verifyDiskSM(dir, pebbleengine.Options{FS: s.cfg.PebbleFS}, s.cfg.Limits)
-	if verr == nil || !errors.Is(verr, core.ErrCorruption) {
+	m, verr := openCheckedDiskSM(dir, pebbleengine.Options{FS: s.cfg.PebbleFS}, s.cfg.Limits)
+	if verr == nil {
+		if s.checked == nil {
+			s.checked = map[int]*diskSM{}
+		}
+		s.checked[sh] = m
+		return false, nil
+	}
+	if !errors.Is(verr, core.ErrCorruption) {
 		return false, nil // other errors surface when the replica starts
 	}
 	return true, s.quarantineCorrupt(sh, rid, verr)

@@ -266,8 +266,12 @@ type Service struct {
 	corrupt map[int]CorruptReplica
 	// sms: Dragonboat shard ID to the on-disk state machine last created
 	// for it (scrub.go waits for it to close before quarantining it).
-	sms    sync.Map
-	closed atomic.Bool
+	sms sync.Map
+	// checked: shards whose state machine quarantine opened and checked
+	// at start and left open for startReplica, which hands it to
+	// Dragonboat (one Pebble open per replica start, not three).
+	checked map[int]*diskSM
+	closed  atomic.Bool
 	// closing is closed by Close: background loops (RecoverTxnsEvery)
 	// end at once.
 	closing chan struct{}
@@ -414,11 +418,23 @@ func (s *Service) startReplica(sh int, members map[uint64]dragonboat.Target, joi
 	if cfg.Storage == "pebble" {
 		dir := s.smDir(sh)
 		opts := pebbleengine.Options{FS: cfg.PebbleFS}
+		// The state machine quarantine checked is already open: it is
+		// the one Dragonboat gets (the factory runs once, inside
+		// StartOnDiskReplica, on this goroutine).
+		pre := s.checked[sh]
+		delete(s.checked, sh)
 		err = s.nh.StartOnDiskReplica(members, join, func(uint64, uint64) sm.IOnDiskStateMachine {
-			m := newDiskSM(dir, opts, limits)
+			m := pre
+			if m == nil {
+				m = newDiskSM(dir, opts, limits)
+			}
+			pre = nil
 			s.sms.Store(rc.ShardID, m) // the scrub waits for its Close (scrub.go)
 			return m
 		}, rc)
+		if pre != nil { // not handed to Dragonboat
+			pre.Close()
+		}
 	} else {
 		err = s.nh.StartReplica(members, join, func(uint64, uint64) sm.IStateMachine {
 			m, err := newMemSM(limits)
@@ -501,6 +517,11 @@ func (s *Service) nodeOfReplica(shardID, rid uint64) (int, bool) {
 	m, _ := s.appliedMembers(shardID)
 	return indexOfReplica(s.nodeList(), m, rid)
 }
+
+// Closed is closed when Close is called: for the owner's resources that
+// live as long as the Service (the node's pooled connections of
+// Config.Peer).
+func (s *Service) Closed() <-chan struct{} { return s.closing }
 
 // Close stops the NodeHost. Dragonboat panics on Close after a disk error;
 // that panic is returned as an error.
