@@ -3,10 +3,10 @@ package transport
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/apache/thrift/lib/go/thrift"
@@ -114,18 +114,33 @@ func (c *Conn) SetDeadline(t time.Time) error { return c.nc.SetDeadline(t) }
 func (c *Conn) Close() error { return c.nc.Close() }
 
 // Alive reports whether the idle connection still looks usable: the node
-// has not closed it and sent nothing unsolicited. It costs one non-blocking
-// read; call it only on connections that sat idle.
+// has not closed it and, on a plain TCP connection, sent nothing
+// unsolicited (a TLS connection may hold post-handshake records such as
+// session tickets, which the next call reads). It costs one non-blocking
+// peek at the socket (recv with MSG_PEEK|MSG_DONTWAIT); call it only on
+// connections that sat idle. (It used to read with a deadline already
+// past, which Go's poller answers with a timeout without reading: every
+// connection looked alive, a closed one included.)
 func (c *Conn) Alive() bool {
-	if err := c.nc.SetReadDeadline(time.Now().Add(-time.Second)); err != nil {
+	nc := c.nc
+	tlsConn, isTLS := nc.(*tls.Conn)
+	if isTLS {
+		nc = tlsConn.NetConn()
+	}
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return true // cannot tell: the call will
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
 		return false
 	}
-	var b [1]byte
-	n, err := c.nc.Read(b[:])
-	c.nc.SetReadDeadline(time.Time{})
-	if n > 0 {
+	state := peekGone
+	if err := rc.Read(func(fd uintptr) bool {
+		state = peekSocket(fd)
+		return true // never wait
+	}); err != nil {
 		return false
 	}
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+	return state == peekEmpty || (state == peekData && isTLS)
 }
