@@ -50,8 +50,11 @@ func RaftStrategy(env StrategyEnv) (consistency.Service, error) {
 	// spreads them (raftnodes.go).
 	cfg.OnNodesChange = env.UpdateParams
 	// Cross-shard transactions touching shards this node does not host
-	// propose their two-phase commit operations through nodes that do.
-	cfg.Peer = raftPeer(env)
+	// propose their two-phase commit operations through nodes that do,
+	// over pooled connections closed with the Service.
+	peers := newPeerConns(env.ClientDial)
+	peer := raftPeer(env, peers)
+	cfg.Peer = peer
 	if env.Clock != nil {
 		cfg.Clock = env.Clock // the proposer's timestamp: TTLs
 	}
@@ -96,20 +99,25 @@ func RaftStrategy(env StrategyEnv) (consistency.Service, error) {
 	dragonboatLogsOnce.Do(func() { raft.QuietLogs(dragonboatLevel(env.Logger)) })
 	s, err := raft.New(cfg)
 	if err != nil {
+		peers.close()
 		return nil, fmt.Errorf("raft namespace %s: %w", env.Spec.Name, err)
 	}
 	svc.Store(s)
+	go func() {
+		<-s.Closed()
+		peers.close()
+	}()
 	// Cross-shard transactions left by a coordinator that died are
 	// resolved in the background too (ends when the Service closes).
 	go s.RecoverTxnsEvery(0)
 	for _, c := range s.Corrupt() {
-		go rebuildRaftReplica(env, s, c)
+		go rebuildRaftReplica(env, s, c, peer)
 	}
 	// The background scrub (--raft-scrub-every) quarantines a replica
 	// whose state machine went bad while the node runs; it is rebuilt as
 	// one found corrupt at start.
 	go s.ScrubEvery(env.RaftScrubEvery, env.RaftScrubRate, func(c raft.CorruptReplica) {
-		go rebuildRaftReplica(env, s, c)
+		go rebuildRaftReplica(env, s, c, peer)
 	})
 	return s, nil
 }
@@ -197,9 +205,9 @@ func nsService(ns *namespace) consistency.Service {
 // logs and counts the event (dialkv_corruption_events_total{kind="store"},
 // as for quorum), then has another node of the namespace remove the
 // replica and add it back under a fresh ID, and the new replica gets the
-// shard from the leader (raft.Service.Rebuild). It runs until done or
-// the namespace closes.
-func rebuildRaftReplica(env StrategyEnv, svc *raft.Service, c raft.CorruptReplica) {
+// shard from the leader (raft.Service.Rebuild) through call. It runs until
+// done or the namespace closes.
+func rebuildRaftReplica(env StrategyEnv, svc *raft.Service, c raft.CorruptReplica, call raft.AdminCall) {
 	log := env.Logger.With("shard", c.Shard, "replica", c.ReplicaID)
 	if c.Scrub {
 		log = log.With("found_by", "scrub")
@@ -214,7 +222,7 @@ func rebuildRaftReplica(env StrategyEnv, svc *raft.Service, c raft.CorruptReplic
 		log.Warn("resuming the rebuild of a raft replica found corrupt before the restart")
 	}
 	start := time.Now()
-	rid, err := svc.Rebuild(context.Background(), c.Shard, raftPeer(env))
+	rid, err := svc.Rebuild(context.Background(), c.Shard, call)
 	if err != nil {
 		log.Error("raft replica rebuild failed", "err", err)
 		return
@@ -224,32 +232,97 @@ func rebuildRaftReplica(env StrategyEnv, svc *raft.Service, c raft.CorruptReplic
 }
 
 // raftPeer sends one command to the namespace at another node's client
-// API, over a connection of its own dialled with the node's client
-// options (a node certificate: admin commands such as RAFT.TXNOP need
-// it); the request carries ctx's deadline. A failed dial wraps
-// consistency.ErrUnavailable (nothing was sent).
-func raftPeer(env StrategyEnv) raft.AdminCall {
+// API, over a connection of pool (dialled with the node's client options:
+// a node certificate, which admin commands such as RAFT.TXNOP need); the
+// request carries ctx's deadline. A failed dial wraps
+// consistency.ErrUnavailable (nothing was sent). A connection whose call
+// failed is closed, never reused: its stream may hold a late reply.
+func raftPeer(env StrategyEnv, pool *peerConns) raft.AdminCall {
 	return func(ctx context.Context, n raft.Node, cmd core.Command) (core.Reply, error) {
-		conn, err := transport.Dial(ctx, n.ClientAddr, env.ClientDial)
+		conn, err := pool.get(ctx, n.ClientAddr)
 		if err != nil {
 			return core.Reply{}, fmt.Errorf("dial %s: %w: %w", n.ClientAddr, consistency.ErrUnavailable, err)
 		}
-		defer conn.Close()
 		opts := &gen.RequestOptions{}
 		ns := env.Spec.Name
 		opts.Ns = &ns
-		if d, ok := ctx.Deadline(); ok {
-			conn.SetDeadline(d)
+		d, hasDeadline := ctx.Deadline()
+		if hasDeadline {
 			ms := max(time.Until(d).Milliseconds(), 1)
 			opts.DeadlineMs = &ms
 		}
+		conn.SetDeadline(d) // zero: none (a pooled connection keeps no earlier call's)
 		resp, err := conn.Call(ctx, opts, transport.CommandFromCore(cmd))
 		if err != nil {
+			conn.Close()
 			return core.Reply{}, err
 		}
+		pool.put(n.ClientAddr, conn)
 		if len(resp.Replies) != 1 {
 			return core.Reply{}, fmt.Errorf("%d replies to %s", len(resp.Replies), cmd.Name)
 		}
 		return transport.ReplyToCore(resp.Replies[0])
+	}
+}
+
+// peerConns keeps one idle client connection per node address for
+// raftPeer: a cross-shard transaction's two-phase commit sends several
+// operations to the same nodes, and each used to dial (TCP, and TLS with
+// a node certificate) a connection of its own. Concurrent calls to one
+// address dial extra connections; only one goes back to the pool, the
+// others are closed.
+type peerConns struct {
+	opts transport.DialOptions
+
+	mu     sync.Mutex
+	idle   map[string]*transport.Conn
+	closed bool
+}
+
+func newPeerConns(opts transport.DialOptions) *peerConns {
+	return &peerConns{opts: opts, idle: map[string]*transport.Conn{}}
+}
+
+// get takes addr's idle connection, or dials one. An idle connection is
+// checked first (transport.Conn.Alive: one non-blocking read): the node may
+// have closed it (its idle timeout, a restart) while it sat in the pool.
+func (p *peerConns) get(ctx context.Context, addr string) (*transport.Conn, error) {
+	p.mu.Lock()
+	c, ok := p.idle[addr]
+	delete(p.idle, addr)
+	p.mu.Unlock()
+	if ok {
+		if c.Alive() {
+			return c, nil
+		}
+		c.Close()
+	}
+	return transport.Dial(ctx, addr, p.opts)
+}
+
+// put returns a connection whose call succeeded: kept as addr's idle one
+// if there is none (and the pool is open), else closed.
+func (p *peerConns) put(addr string, c *transport.Conn) {
+	p.mu.Lock()
+	_, taken := p.idle[addr]
+	if !taken && !p.closed {
+		p.idle[addr] = c
+		c = nil
+	}
+	p.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+}
+
+// close closes the idle connections; connections put back later are
+// closed too.
+func (p *peerConns) close() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle, p.closed = map[string]*transport.Conn{}, true
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.Close()
 	}
 }
