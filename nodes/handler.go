@@ -138,7 +138,7 @@ func (h *handler) Ping(ctx context.Context) (*gen.NodeInfo, error) {
 func (h *handler) Call(ctx context.Context, o *gen.RequestOptions, cmd *gen.Command) (_ *gen.ExecuteResponse, err error) {
 	start := time.Now()
 	defer func() {
-		if err != transport.ErrServeOnWorker {
+		if !transport.Abandoned(err) {
 			h.n.metrics.observe("call", outcome(err), start)
 		}
 	}()
@@ -167,7 +167,7 @@ func (h *handler) Call(ctx context.Context, o *gen.RequestOptions, cmd *gen.Comm
 		return nil, err
 	}
 	if inline && ns.local == nil {
-		return nil, transport.ErrServeOnWorker // replicated: needs the network
+		return nil, transport.ErrNotInline // replicated: needs the network
 	}
 	if !core.IsReadOnly(c.Name) {
 		if !h.n.fence.enter() {
@@ -206,7 +206,7 @@ func (h *handler) checkBatch(n int) error {
 func (h *handler) Execute(ctx context.Context, o *gen.RequestOptions, cmds []*gen.Command) (_ *gen.ExecuteResponse, err error) {
 	start := time.Now()
 	defer func() {
-		if err != transport.ErrServeOnWorker {
+		if !transport.Abandoned(err) {
 			h.n.metrics.observe("execute", outcome(err), start)
 		}
 	}()
@@ -259,7 +259,7 @@ func (h *handler) Execute(ctx context.Context, o *gen.RequestOptions, cmds []*ge
 	var resps []consistency.Response
 	if transport.Inline(ctx) {
 		if ns.local == nil {
-			return nil, transport.ErrServeOnWorker // replicated: needs the network
+			return nil, transport.ErrNotInline // replicated: needs the network
 		}
 		if resps, err = tryLocal(ctx, ns.local, dl, reqs); err != nil {
 			if err == errWouldBlock {

@@ -59,7 +59,11 @@ type econn struct {
 	// left to a worker, to serve before reading (the owner's; it sits in
 	// inFrame's padding, so an idle connection costs no more).
 	queued bool
-	ctx    context.Context // request context (ServerConfig.ConnContext)
+	// skipInline counts down the readable events the event loop hands
+	// straight to a worker after a request returned ErrNotInline (the
+	// owner's, like queued).
+	skipInline uint8
+	ctx        context.Context // request context (ServerConfig.ConnContext)
 }
 
 type epollState struct {
@@ -294,9 +298,14 @@ func (s *Server) epollLoop(st *epollState) {
 			if c == nil || !c.notify() {
 				continue
 			}
-			if s.inline != nil {
+			if s.inline != nil && c.skipInline == 0 {
 				s.epollInline(st, c, bufs)
 				continue
+			}
+			if c.skipInline > 0 {
+				// Its last request tried on the loop could not be
+				// served there (ErrNotInline): the worker reads.
+				c.skipInline--
 			}
 			s.epollDispatch(st, c)
 		}
@@ -505,13 +514,16 @@ func (s *Server) epollFrames(st *epollState, c *econn, data []byte, bufs *ioBuff
 			handoff = true
 			break
 		}
-		var keep, abandoned bool
+		var keep, abandoned, never bool
 		if inline {
 			s.istate.w = nil // only the loop serves inline
 		}
-		out, keep, abandoned = s.appendProcessMode(ctx, out, frame, inline)
+		out, keep, abandoned, never = s.appendProcessMode(ctx, out, frame, inline)
 		if abandoned {
 			handoff = true
+			if never {
+				c.skipInline = notInlineSkip
+			}
 			break
 		}
 		data = data[4+size:]

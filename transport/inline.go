@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 
 	"github.com/apache/thrift/lib/go/thrift"
 )
@@ -40,6 +41,29 @@ import (
 // anything. (It is the Thrift library's ErrAbandonRequest, for which the
 // generated processors write no reply.)
 var ErrServeOnWorker error = thrift.ErrAbandonRequest
+
+// ErrNotInline is ErrServeOnWorker for a request that could never be
+// served on the event loop, whoever else is running (it needs the network:
+// a replicated namespace's write waits for its log to commit). It is
+// handled as ErrServeOnWorker, and the transport also expects the next
+// requests of the same connection to be alike (a client's connection
+// serves one namespace): the next notInlineSkip times the connection is
+// readable, the event loop hands it straight to a worker, which reads and
+// serves it, instead of reading and decoding each request on the loop only
+// to drop it, and having the worker decode it again after one more read
+// that finds the socket empty. The request after those is tried on the
+// loop again, so a connection that changes namespace is served inline
+// again within notInlineSkip+1 requests.
+var ErrNotInline error = fmt.Errorf("%w: never on the event loop", thrift.ErrAbandonRequest)
+
+// notInlineSkip is how many readable events of a connection go straight to
+// a worker after one of its requests returned ErrNotInline.
+const notInlineSkip = 16
+
+// Abandoned reports whether a handler's err is ErrServeOnWorker or
+// ErrNotInline: the request was not served, it will be served again on a
+// worker (handlers leave it out of their metrics).
+func Abandoned(err error) bool { return err == ErrServeOnWorker || err == ErrNotInline }
 
 // inlineKey marks the context of requests served on the event loop; its
 // value is the server's *inlineState.

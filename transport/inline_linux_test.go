@@ -102,6 +102,10 @@ func (h *inlineHandler) Call(ctx context.Context, o *gen.RequestOptions, c *gen.
 			h.moved++
 			return nil, ErrServeOnWorker
 		}
+		if cc.Name == "REMOTE" {
+			h.moved++
+			return nil, ErrNotInline
+		}
 		where = "inline"
 	}
 	if cc.Name == "HOLD" || cc.Name == "FAILHOLD" {
@@ -231,6 +235,65 @@ func TestInlineServing(t *testing.T) {
 				t.Fatalf("served:\n  %s\nmoved %d; want\n  %s\nmoved 1", strings.Join(h.log, "; "), h.moved, strings.Join(want, "; "))
 			}
 		})
+	}
+}
+
+// TestNotInlineSkips: after a request its handler refuses on the event
+// loop with ErrNotInline (a replicated namespace's write), the loop hands
+// the connection's next notInlineSkip readable events straight to a worker
+// without decoding them; the request after those is tried on the loop
+// again, and a request that can be served there is. Each request is served
+// exactly once, in order.
+func TestNotInlineSkips(t *testing.T) {
+	h := &inlineHandler{}
+	srv := NewServer(gen.NewDialKVProcessor(h), ServerConfig{Mode: ModeEpoll, InlineMethods: []string{"call"}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Shutdown(context.Background())
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(20 * time.Second))
+	var want []string
+	for i := range 2*notInlineSkip + 3 {
+		// REMOTE twice as long as the skip, then GETs: one on a worker
+		// (still skipped), the next inline again.
+		name, where := "REMOTE", "worker"
+		if i >= 2*notInlineSkip+1 {
+			name = "GET"
+		}
+		if i == 2*notInlineSkip+2 {
+			where = "inline"
+		}
+		arg := fmt.Sprint(i)
+		want = append(want, fmt.Sprintf("%s %s %s", name, arg, where))
+		waitIdle(t, srv) // one request per readable event
+		if _, err := nc.Write(encodeMessage(Binary, "call", int32(i+1), &gen.DialKVCallArgs{Opts: &gen.RequestOptions{}, Cmd: CommandFromCore(core.Cmd(name, arg))})); err != nil {
+			t.Fatal(err)
+		}
+		frame, err := readFrame(nc, nil, 1<<20)
+		if err != nil {
+			t.Fatalf("reply %d: %v (reproduce: go test -run TestNotInlineSkips ./transport)", i+1, err)
+		}
+		pr := Binary.newProtocol(&thrift.TMemoryBuffer{Buffer: bytes.NewBuffer(frame)}, &thrift.TConfiguration{})
+		var res gen.DialKVCallResult
+		if _, _, seq, err := pr.ReadMessageBegin(context.Background()); err != nil || seq != int32(i+1) {
+			t.Fatalf("reply %d: seq %d, %v", i+1, seq, err)
+		}
+		if err := res.Read(context.Background(), pr); err != nil || res.Success == nil || string(res.Success.Replies[0].Str) != arg {
+			t.Fatalf("reply %d: %+v, %v; want %q", i+1, res.Success, err, arg)
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	// Tried on the loop: the first REMOTE and the one after the skip.
+	if strings.Join(h.log, "; ") != strings.Join(want, "; ") || h.moved != 2 {
+		t.Fatalf("served:\n  %s\nrefused on the loop %d times; want\n  %s\nrefused 2 times", strings.Join(h.log, "; "), h.moved, strings.Join(want, "; "))
 	}
 }
 
