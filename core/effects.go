@@ -112,6 +112,14 @@ func (s *Store) ApplyEffects(now time.Time, fx Effects, cmds ...Command) Reply {
 // instead of returning it. The store copies value. A failed commit (an I/O
 // error) returns a CodeIO error and changes nothing.
 func (s *Store) ApplyEffectsMeta(now time.Time, fx Effects, name string, value []byte) error {
+	if directEffects(fx) {
+		return s.applyEffectsDirect(fx, name, value)
+	}
+	return s.applyEffectsOp(now, fx, name, value)
+}
+
+// applyEffectsOp is ApplyEffectsMeta through an op (any effects).
+func (s *Store) applyEffectsOp(now time.Time, fx Effects, name string, value []byte) error {
 	o := s.newOp(now)
 	k, rep, ok := o.applyEffects(fx, 1+len(metaReplicaPfx)+len(name)+len(value)+4)
 	if !ok {
@@ -126,6 +134,95 @@ func (s *Store) ApplyEffectsMeta(now time.Time, fx Effects, name string, value [
 	if err := o.commit(); err != nil {
 		return AsError(err)
 	}
+	return nil
+}
+
+// directEffects reports whether fx can skip the op (applyEffectsDirect):
+// every write is a data, expiry or index-entry key. Writes in the metadata
+// space (index definitions, which the store must decode and track) and
+// keys outside the store's spaces (refused) take the op's path.
+func directEffects(fx Effects) bool {
+	for _, w := range fx.Writes {
+		if len(w.Key) == 0 {
+			return false
+		}
+		switch w.Key[0] {
+		case pfxData, pfxExpiry, pfxIndex:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// applyEffectsDirect is ApplyEffectsMeta for effects that directEffects
+// accepts, without an op: nothing is read and there is nothing to roll
+// back or look up, so the writes go straight into one engine batch, each
+// key and value copied once into one allocation (with the replica's value
+// and, when it moves, the version counter), and the store's bookkeeping
+// follows the commit as op.commit's does. The engine ends byte-identical
+// to the op's path (TestApplyEffectsDirectMatchesOp): the effects hold one
+// write per key, and none in the metadata space, so the batch's keys are
+// distinct and the order of its writes does not matter (the op sorts
+// them; this path keeps the primary's order).
+func (s *Store) applyEffectsDirect(fx Effects, name string, value []byte) error {
+	counter := max(s.counter, fx.Counter)
+	n := 1 + len(metaReplicaPfx) + len(name) + len(value) + 4
+	if counter != s.counter {
+		n += 1 + len(metaCounter) + counterLen
+	}
+	for _, w := range fx.Writes {
+		n += len(w.Key) + len(w.Value)
+	}
+	buf := make([]byte, 0, n)
+	b := s.e.NewBatch()
+	defer b.Close()
+	owned, _ := b.(ownedSetter)
+	set := func(k, v []byte) {
+		if owned != nil {
+			owned.setOwned(k, v)
+		} else {
+			b.Set(k, v)
+		}
+	}
+	// piece returns the bytes appended to buf since l, capped.
+	piece := func(l int) []byte { return buf[l:len(buf):len(buf)] }
+	for _, w := range fx.Writes {
+		l := len(buf)
+		buf = append(buf, w.Key...)
+		k := piece(l)
+		switch {
+		case w.Delete && owned != nil:
+			owned.deleteOwned(k)
+		case w.Delete:
+			b.Delete(k)
+		default:
+			l = len(buf)
+			buf = append(buf, w.Value...)
+			set(k, piece(l))
+		}
+	}
+	if counter != s.counter {
+		l := len(buf)
+		buf = append(append(buf, pfxMeta), metaCounter...)
+		k := piece(l)
+		l = len(buf)
+		buf = appendCounter(buf, counter)
+		set(k, piece(l))
+	}
+	l := len(buf)
+	buf = append(append(append(buf, pfxMeta), metaReplicaPfx...), name...)
+	k := piece(l)
+	l = len(buf)
+	buf = seal(append(buf, value...), l, keyCRC(k))
+	set(k, piece(l))
+	if err := b.Commit(s.syncCommits); err != nil {
+		return AsError(Errorf(CodeIO, "commit: %v", err))
+	}
+	s.counter = counter
+	s.stats.Keys += fx.Keys
+	s.stats.Expired += fx.Expired
+	s.stats.LargeValueWarns += fx.Warns
 	return nil
 }
 

@@ -82,6 +82,71 @@ func TestApplyEffectsMatchesApply(t *testing.T) {
 	})
 }
 
+// TestApplyEffectsDirectMatchesOp: ApplyEffectsMeta's path without an op
+// (applyEffectsDirect, for effects with no write in the metadata space)
+// leaves the engine byte-identical to the op's path (applyEffectsOp), with
+// the same stats and version counter, after every write of random commands
+// and transactions of every type (TTLs, expiry, index entries; index
+// definitions take the op's path on both).
+//
+//	go test -run TestApplyEffectsDirectMatchesOp -rapid.checks=1000 ./core
+func TestApplyEffectsDirectMatchesOp(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		pri, _ := NewStore(NewMemEngine(), Limits{MaxValueSize: 300})
+		direct, _ := NewStore(NewMemEngine(), Limits{MaxValueSize: 300})
+		viaOp, _ := NewStore(NewMemEngine(), Limits{MaxValueSize: 300})
+		now := t0
+		if rapid.Bool().Draw(t, "index") {
+			pri.ApplyTxn(now, Txn{Cmds: []Command{Cmd("IDX.CREATE", "ix", "ON", "HASH", "PREFIX", "", "FIELD", "f", "TYPE", "string")}})
+			for _, s := range []*Store{direct, viaOp} {
+				s.ApplyTxn(now, Txn{Cmds: []Command{Cmd("IDX.CREATE", "ix", "ON", "HASH", "PREFIX", "", "FIELD", "f", "TYPE", "string")}})
+			}
+		}
+		directs := 0
+		for i, n := 0, rapid.IntRange(1, 40).Draw(t, "writes"); i < n; i++ {
+			now = now.Add(time.Duration(rapid.IntRange(0, 1500).Draw(t, "advance_ms")) * time.Millisecond)
+			txn := Txn{Cmds: []Command{fixCmd(genAnyCmd(t))}}
+			if rapid.IntRange(0, 4).Draw(t, "txn") == 0 {
+				txn = genTxn(t)
+			}
+			var fx Effects
+			if rep := pri.ApplyTxnThen(now, txn, func(e *Effects) []Command { fx = cloneEffects(e); return nil }); rep.IsError() {
+				continue
+			}
+			applied := []byte{byte(i), 1, 2}
+			var err error
+			if directEffects(fx) {
+				directs++
+				err = direct.applyEffectsDirect(fx, "applied", applied)
+			} else {
+				err = direct.applyEffectsOp(now, fx, "applied", applied)
+			}
+			if err != nil {
+				t.Fatalf("write %d: %v", i, err)
+			}
+			if err := viaOp.applyEffectsOp(now, fx, "applied", applied); err != nil {
+				t.Fatalf("write %d through an op: %v", i, err)
+			}
+			var a, b bytes.Buffer
+			if err := direct.SaveSnapshot(&a); err != nil {
+				t.Fatal(err)
+			}
+			if err := viaOp.SaveSnapshot(&b); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(a.Bytes(), b.Bytes()) {
+				t.Fatalf("after write %d the engines differ (direct %d bytes, op %d bytes)", i, a.Len(), b.Len())
+			}
+			if direct.Stats() != viaOp.Stats() || direct.counter != viaOp.counter {
+				t.Fatalf("after write %d: stats %+v counter %d, through an op %+v counter %d", i, direct.Stats(), direct.counter, viaOp.Stats(), viaOp.counter)
+			}
+		}
+		if v, err := direct.ReplicaMeta("applied"); err != nil || (directs > 0 && v == nil) {
+			t.Fatalf("ReplicaMeta after %d direct applies: %v, %v", directs, v, err)
+		}
+	})
+}
+
 // TestApplyTxnThen: the commands then returns run in the write's
 // transaction (replies appended); a failing one commits nothing; a failed
 // transaction does not call then.
