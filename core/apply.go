@@ -35,6 +35,8 @@ type Store struct {
 	fx Effects
 	// readOps are the ops of concurrent Reads (see newReadOp).
 	readOps sync.Pool
+	// prefetches are PrefetchEach's scratch buffers (*prefetchScratch).
+	prefetches sync.Pool
 	// corrupt counts records that failed their checksum; atomic because
 	// concurrent Reads find them too.
 	corrupt atomic.Int64
@@ -304,41 +306,68 @@ const prefetchMin = 4
 
 // Prefetch hints to the engine (a Prefetcher) that the records of the keys
 // entries name are about to be read: ApplyBatch calls it, and a caller that
-// runs a batch of read-only commands through Read calls it first. It reads
-// nothing that a Read may not (it is safe under the read lock, concurrently
-// with Reads) and changes nothing: replies and state are the same without
-// it, only slower.
+// runs a batch of read-only commands through Read calls it first (or
+// PrefetchEach). It reads nothing that a Read may not (it is safe under the
+// read lock, concurrently with Reads) and changes nothing: replies and
+// state are the same without it, only slower.
 func (s *Store) Prefetch(entries []BatchEntry) {
-	if s.pf == nil || len(entries) < prefetchMin {
-		return
-	}
-	// The data keys in one buffer (two allocations a batch).
-	n, size := 0, 0
-	for _, en := range entries {
-		if en.Cmd != nil {
-			first, last, step := keyPositions(*en.Cmd)
-			for i := first; first > 0 && i <= last; i += step {
-				n, size = n+1, size+1+len(en.Cmd.Args[i-1])
-			}
-		}
-	}
-	if n < prefetchMin {
-		return
-	}
-	buf := make([]byte, 0, size)
-	keys := make([][]byte, 0, n)
-	for _, en := range entries {
-		if en.Cmd != nil {
-			first, last, step := keyPositions(*en.Cmd)
-			for i := first; first > 0 && i <= last; i += step {
-				start := len(buf)
-				buf = append(append(buf, pfxData), en.Cmd.Args[i-1]...)
-				keys = append(keys, buf[start:len(buf):len(buf)])
-			}
-		}
-	}
-	s.pf.Prefetch(keys)
+	s.PrefetchEach(len(entries), func(i int) *Command { return entries[i].Cmd })
 }
+
+// PrefetchEach is Prefetch for the n commands cmd(0), ..., cmd(n-1) (a nil
+// one names no key): for a caller whose batch is not a list of
+// BatchEntry, without building one. cmd is called once per command, in
+// order, during the call.
+func (s *Store) PrefetchEach(n int, cmd func(i int) *Command) {
+	if s.pf == nil || n < prefetchMin {
+		return
+	}
+	// The data keys go into one reused buffer (ends[k] is where key k
+	// ends), in one pass with one command-table lookup per command; the
+	// key slices are cut once the buffer has stopped growing.
+	sc, _ := s.prefetches.Get().(*prefetchScratch)
+	if sc == nil {
+		sc = &prefetchScratch{}
+	}
+	buf, ends := sc.buf[:0], sc.ends[:0]
+	for i := range n {
+		c := cmd(i)
+		if c == nil {
+			continue
+		}
+		first, last, step := keyPositions(*c)
+		for k := first; first > 0 && k <= last; k += step {
+			buf = append(append(buf, pfxData), c.Args[k-1]...)
+			ends = append(ends, len(buf))
+		}
+	}
+	if len(ends) >= prefetchMin {
+		keys, start := sc.keys[:0], 0
+		for _, end := range ends {
+			keys = append(keys, buf[start:end:end])
+			start = end
+		}
+		s.pf.Prefetch(keys)
+		clear(keys) // (no references kept to the buffer's old contents)
+		sc.keys = keys
+	}
+	if cap(buf) <= maxPrefetchScratch {
+		sc.buf, sc.ends = buf, ends
+		s.prefetches.Put(sc)
+	}
+}
+
+// prefetchScratch is PrefetchEach's reused memory (concurrent Reads'
+// prefetches each take their own from Store.prefetches).
+type prefetchScratch struct {
+	buf  []byte
+	ends []int
+	keys [][]byte
+}
+
+// maxPrefetchScratch bounds the key buffer a prefetch gives back for reuse
+// (a batch of huge keys does not keep its buffer).
+const maxPrefetchScratch = 64 << 10
 
 // checkCond evaluates one condition; nil when it holds.
 func (o *op) checkCond(c Condition) *Error {

@@ -2,6 +2,7 @@ package core
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -156,5 +157,40 @@ func TestPrefetch(t *testing.T) {
 	s.Prefetch(entries[:3]) // MSET a b, GET c: three keys
 	if len(e.calls) != 1 {
 		t.Fatalf("a batch of 3 keys was prefetched: %q (reproduce: go test -run TestPrefetch ./core)", e.calls[1:])
+	}
+}
+
+// nopPrefetchEngine is a Prefetcher that does nothing (for counting the
+// Store's own allocations).
+type nopPrefetchEngine struct{ Engine }
+
+func (nopPrefetchEngine) Prefetch([][]byte) {}
+
+// TestPrefetchEach: PrefetchEach hands the engine the same keys as
+// Prefetch of the same commands (nil ones name none), and a batch's
+// prefetch reuses its memory: no allocation per batch once warm (the
+// node's batches of reads built a []BatchEntry, and Prefetch two buffers,
+// per batch).
+func TestPrefetchEach(t *testing.T) {
+	cmds := []*Command{{Name: "GET", Args: [][]byte{[]byte("a")}}, nil, {Name: "mget", Args: [][]byte{[]byte("b"), []byte("c")}},
+		{Name: "NOSUCH", Args: [][]byte{[]byte("x")}}, {Name: "GET", Args: [][]byte{[]byte("d")}}}
+	e := &prefetchEngine{Engine: NewMemEngine()}
+	s, _ := NewStore(e, Limits{})
+	s.PrefetchEach(len(cmds), func(i int) *Command { return cmds[i] })
+	var want []string
+	for _, k := range []string{"a", "b", "c", "d"} {
+		want = append(want, string(dataKey([]byte(k))))
+	}
+	if len(e.calls) != 1 || strings.Join(e.calls[0], ",") != strings.Join(want, ",") {
+		t.Fatalf("prefetched %q, want one call with %q (reproduce: go test -run TestPrefetchEach ./core)", e.calls, want)
+	}
+
+	quiet, _ := NewStore(nopPrefetchEngine{NewMemEngine()}, Limits{})
+	gets := make([]BatchEntry, 100)
+	for i := range gets {
+		gets[i].Cmd = &Command{Name: "GET", Args: [][]byte{fmt.Appendf(nil, "key:%012d", i)}}
+	}
+	if allocs := testing.AllocsPerRun(50, func() { quiet.Prefetch(gets) }); allocs != 0 {
+		t.Errorf("%.1f allocations per prefetch of 100 GETs, want 0 (reproduce: go test -run TestPrefetchEach ./core)", allocs)
 	}
 }

@@ -39,7 +39,9 @@ type Reader interface {
 // already cached does not wait for memory, and the prefetch itself looks
 // every key up in one pass, where the processor overlaps the misses. It is
 // a hint: it changes no state and no result, only time; it must be safe
-// for concurrent use with Get (and with other Prefetch calls).
+// for concurrent use with Get (and with other Prefetch calls). keys and
+// their bytes are the Store's, reused after the call: it must not keep
+// them.
 type Prefetcher interface {
 	Prefetch(keys [][]byte)
 }

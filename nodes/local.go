@@ -367,12 +367,8 @@ func (l *Local) apply(reqs []consistency.Request, try bool) ([]consistency.Respo
 	} else {
 		if ro && len(reqs) > 1 {
 			// A batch of reads: its keys are looked up in one pass first
-			// (core.Store.Prefetch; ApplyBatch does the same).
-			entries := make([]core.BatchEntry, len(reqs))
-			for i, r := range reqs {
-				entries[i].Cmd = r.Cmd
-			}
-			l.store.Prefetch(entries)
+			// (core.Store.PrefetchEach; ApplyBatch does the same).
+			l.store.PrefetchEach(len(reqs), func(i int) *core.Command { return reqs[i].Cmd })
 		}
 		for i, r := range reqs {
 			var rep core.Reply
