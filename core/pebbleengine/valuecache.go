@@ -3,6 +3,7 @@ package pebbleengine
 import (
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/batchrepr"
@@ -41,10 +42,14 @@ import (
 type valueCache struct {
 	max int64 // bytes (entry cost: key + value + entryOverhead)
 
-	mu       sync.RWMutex
-	size     int64
-	gen      uint64
-	m        map[string]string
+	mu   sync.RWMutex
+	size int64
+	gen  uint64
+	// m maps a key to its value. An entry's key and value share one
+	// allocation (newEntry); the value's bytes are overwritten in place by
+	// a write-through of a value of the same length (under mu held
+	// exclusively), so a reader copies them before it releases mu.
+	m        map[string][]byte
 	complete bool // every key of the engine is in m (see above)
 
 	hits, misses atomic.Int64
@@ -61,7 +66,7 @@ func newValueCache(max int64) *valueCache {
 	if max <= 0 {
 		return nil
 	}
-	return &valueCache{max: max, m: map[string]string{}}
+	return &valueCache{max: max, m: map[string][]byte{}}
 }
 
 func entryCost(k, v int) int64 { return int64(k + v + entryOverhead) }
@@ -73,6 +78,10 @@ func (c *valueCache) get(key []byte) (v []byte, gen uint64, ok, absent bool) {
 	c.mu.RLock()
 	s, ok := c.m[string(key)]
 	gen, absent = c.gen, !ok && c.complete
+	if ok {
+		v = make([]byte, len(s))
+		copy(v, s) // under mu: a write-through may overwrite s in place
+	}
 	c.mu.RUnlock()
 	if !ok && !absent {
 		c.misses.Add(1)
@@ -82,7 +91,7 @@ func (c *valueCache) get(key []byte) (v []byte, gen uint64, ok, absent bool) {
 	if absent {
 		return nil, gen, false, true
 	}
-	return []byte(s), gen, true, false
+	return v, gen, true, false
 }
 
 // prefetch looks every key up and reads the first and last byte of its
@@ -121,17 +130,37 @@ func (c *valueCache) fill(key, val []byte, gen uint64) {
 	c.evict()
 }
 
-// put caches key's value, replacing any entry; mu is held. Key and value
-// share one allocation (the map keeps the key of the entry it first
-// inserted, so the old entry is deleted first rather than overwritten).
+// put caches key's value, replacing any entry; mu is held exclusively. A
+// value of the same length as the cached one is copied over it in place
+// (one map lookup, no allocation: a SET of a same-sized value, the common
+// write-through); otherwise the old entry is deleted (the map keeps the
+// key of the entry it first inserted, which shares its allocation with the
+// old value) and a new one inserted.
 func (c *valueCache) put(key, val []byte) {
 	if old, ok := c.m[string(key)]; ok {
+		if len(old) == len(val) {
+			copy(old, val)
+			return
+		}
 		delete(c.m, string(key))
 		c.size -= entryCost(len(key), len(old))
 	}
-	kv := string(key) + string(val)
-	c.m[kv[:len(key)]] = kv[len(key):]
+	k, v := newEntry(key, val)
+	c.m[k] = v
 	c.size += entryCost(len(key), len(val))
+}
+
+// newEntry copies key and val into one allocation: the key as a string
+// (its bytes are never written again) and the value as a slice capped at
+// its length (put overwrites only those bytes).
+func newEntry(key, val []byte) (string, []byte) {
+	if len(key) == 0 {
+		return "", append(make([]byte, 0, len(val)), val...)
+	}
+	kv := make([]byte, len(key)+len(val))
+	copy(kv, key)
+	copy(kv[len(key):], val)
+	return unsafe.String(&kv[0], len(key)), kv[len(key):len(kv):len(kv)]
 }
 
 // evict removes entries until the cache fits; mu is held. Go's map

@@ -291,3 +291,35 @@ func TestValueCacheComplete(t *testing.T) {
 		}
 	})
 }
+
+// TestValueCacheWriteThroughInPlace: writing through a value of the cached
+// value's length overwrites it in place (no allocation: a SET of a
+// same-sized value was a delete, an allocation and an insert), a value
+// returned by an earlier get does not change, the next get sees the new
+// value, and a value of another length replaces the entry with the size
+// accounted.
+func TestValueCacheWriteThroughInPlace(t *testing.T) {
+	c := newValueCache(1 << 20)
+	key := []byte("\x01key")
+	c.put(key, []byte("value-one"))
+	before, _, _, _ := c.get(key)
+	c.put(key, []byte("value-two"))
+	if string(before) != "value-one" {
+		t.Fatalf("a value returned before the write-through became %q", before)
+	}
+	if v, _, ok, _ := c.get(key); !ok || string(v) != "value-two" {
+		t.Fatalf("get after the write-through = %q, %v; want value-two", v, ok)
+	}
+	vals := [][]byte{[]byte("value-333"), []byte("value-444")}
+	i := 0
+	if allocs := testing.AllocsPerRun(100, func() { c.put(key, vals[i%2]); i++ }); allocs != 0 {
+		t.Errorf("%.1f allocations per same-length write-through, want 0", allocs)
+	}
+	c.put(key, []byte("a longer value"))
+	if v, _, _, _ := c.get(key); string(v) != "a longer value" {
+		t.Fatalf("get after a longer write-through = %q", v)
+	}
+	if want := entryCost(len(key), len("a longer value")); c.size != want || len(c.m) != 1 {
+		t.Fatalf("size %d with %d entries, want %d with 1", c.size, len(c.m), want)
+	}
+}
