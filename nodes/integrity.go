@@ -24,6 +24,15 @@ const corruptionSample = causal.CorruptionMetric
 // dialkv_corruption_events_total{namespace, kind="record-repaired"}.
 const repairSample = causal.RepairMetric
 
+// lostSample is the consistency.Sample of a write a causal store rebuild
+// found no region holds (label: key, version, region): logged as
+// "version lost", counted in dialkv_corruption_events_total{kind="version-lost"}.
+const lostSample = causal.LostVersionMetric
+
+// rebuiltSample is the consistency.Sample of a causal store rebuild that
+// completed (logged).
+const rebuiltSample = causal.RebuiltMetric
+
 // Kinds of corruption events (the metric's kind label).
 const (
 	// corruptRecord: records that failed their CRC-32C when a quorum
@@ -52,11 +61,14 @@ func rebuildable(strategy string) bool { return strategy == "quorum" }
 // reported here.
 func (c *cluster) openReplica(env StrategyEnv, f consistency.Factory) (core.Engine, consistency.Replica, error) {
 	eng, rep, err := c.tryOpenReplica(env, f)
+	if err != nil && errors.Is(err, causal.ErrLostReplication) && env.Dir != "" {
+		return c.rebuildCausal(env, f, err)
+	}
 	if err == nil || !errors.Is(err, core.ErrCorruption) || env.Dir == "" || !rebuildable(env.Spec.Strategy) {
 		return eng, rep, err
 	}
 	dir := filepath.Join(env.Dir, "pebble")
-	aside := fmt.Sprintf("%s.corrupt-%s", dir, time.Now().UTC().Format("20060102T150405.000000000"))
+	aside := asideName(dir)
 	if rerr := os.Rename(dir, aside); rerr != nil {
 		return nil, nil, fmt.Errorf("node: namespace %s: store corrupt (%v) and cannot be moved aside: %w", env.Spec.Name, err, rerr)
 	}
@@ -66,11 +78,83 @@ func (c *cluster) openReplica(env StrategyEnv, f consistency.Factory) (core.Engi
 	return c.tryOpenReplica(env, f)
 }
 
+// asideName is where a corrupt store dir is moved: DIR.corrupt-TIME.
+func asideName(dir string) string {
+	return fmt.Sprintf("%s.corrupt-%s", dir, time.Now().UTC().Format("20060102T150405.000000000"))
+}
+
+// rebuildCausal rebuilds a siblings-mode causal store whose replication
+// entries are corrupt (cause wraps causal.ErrLostReplication): the
+// entries that still decode, the clock and a rebuild mark are written
+// into a fresh store at DIR/pebble.rebuild (causal.PrepareRebuild), the
+// corrupt store is moved aside to DIR/pebble.corrupt-TIME (kept for
+// forensics), the fresh one takes its place, and the replica starts
+// rebuilding from the other regions (it refuses its keys until then). A
+// namespace with a single region has no other copy: the open fails,
+// saying so, and nothing is moved.
+func (c *cluster) rebuildCausal(env StrategyEnv, f consistency.Factory, cause error) (core.Engine, consistency.Replica, error) {
+	dir := filepath.Join(env.Dir, "pebble")
+	tmp := dir + ".rebuild"
+	fail := func(err error) (core.Engine, consistency.Replica, error) {
+		os.RemoveAll(tmp)
+		return nil, nil, fmt.Errorf("node: namespace %s: store corrupt (%v) and cannot be rebuilt: %w", env.Spec.Name, cause, err)
+	}
+	if err := os.RemoveAll(tmp); err != nil {
+		return fail(err)
+	}
+	params, err := c.causalParams(env.Spec.Params)
+	if err != nil {
+		return fail(err)
+	}
+	opts := pebbleengine.Options{Sync: core.SyncNever, Logger: env.Logger, Cache: env.Cache}
+	old, err := pebbleengine.Open(dir, opts)
+	if err != nil {
+		return fail(err)
+	}
+	fresh, err := pebbleengine.Open(tmp, opts)
+	if err != nil {
+		old.Close()
+		return fail(err)
+	}
+	rep, err := causal.PrepareRebuild(consistency.Config{ID: consistency.NodeID(c.self), Peers: c.ringIDs(), Engine: old, Params: params}, fresh)
+	old.Close()
+	if cerr := fresh.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fail(err)
+	}
+	// Ordering rule: the corrupt store moves aside before the fresh one
+	// takes its name; a crash in between leaves only DIR/pebble.rebuild,
+	// which tryOpenReplica puts in place.
+	aside := asideName(dir)
+	if err := os.Rename(dir, aside); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return nil, nil, fmt.Errorf("node: namespace %s: rebuilt store not put in place: %w", env.Spec.Name, err)
+	}
+	env.Logger.Error("causal store lost replication entries: moved aside; the node rebuilds it from the other regions (its keys are refused until then) and logs every write no region holds as \"version lost\"",
+		"err", cause, "moved_to", aside, "salvaged_entries", rep.Salvaged, "corrupt_entries", len(rep.Lost), "own_keys", rep.OwnKeys, "unreadable_records", rep.BadRecords)
+	c.countCorruption(env, corruptStore, 1)
+	return c.tryOpenReplica(env, f)
+}
+
 func (c *cluster) tryOpenReplica(env StrategyEnv, f consistency.Factory) (core.Engine, consistency.Replica, error) {
 	var eng core.Engine
 	if env.Dir == "" {
 		eng = core.NewMemEngine()
 	} else {
+		// A crash between rebuildCausal's two renames left the rebuilt
+		// store alone: put it in place.
+		dir := filepath.Join(env.Dir, "pebble")
+		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Stat(dir + ".rebuild"); err == nil {
+				if err := os.Rename(dir+".rebuild", dir); err != nil {
+					return nil, nil, fmt.Errorf("node: namespace %s: put the rebuilt store in place: %w", env.Spec.Name, err)
+				}
+			}
+		}
 		// The host syncs before anything the replica produced leaves the
 		// node (group commit); Pebble's own commits never sync.
 		pe, err := pebbleengine.Open(filepath.Join(env.Dir, "pebble"), pebbleengine.Options{Sync: core.SyncNever, Logger: env.Logger, Cache: env.Cache})

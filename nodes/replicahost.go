@@ -396,6 +396,10 @@ func (h *ReplicaHost) loop(maxRead int) {
 						h.log.Error("replica met stored data that failed its checksum", "kind", x.Label, "count", x.Value)
 					case repairSample:
 						h.log.Warn("replica rebuilt corrupt records from the other regions' copies", "kind", x.Label, "count", x.Value)
+					case lostSample:
+						h.log.Error("version lost: a write of this node that no region holds after its store was rebuilt", "write", x.Label)
+					case rebuiltSample:
+						h.log.Warn("causal store rebuilt from the other regions; its keys are served again", "detail", x.Label)
 					}
 				}
 			}
