@@ -289,3 +289,44 @@ func TestGarbageClosesOnlyItsConnection(t *testing.T) {
 		})
 	}
 }
+
+// countingConn is a net.Conn whose Writes are counted and discarded.
+type countingConn struct {
+	net.Conn // nil: only Write and SetWriteDeadline are called
+	writes   int
+	bytes    int
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	c.writes++
+	c.bytes += len(b)
+	return len(b), nil
+}
+func (c *countingConn) SetWriteDeadline(time.Time) error { return nil }
+
+// TestOneWritePerBatch: a message batch is one Write of the whole frame,
+// in either format, and sending one allocates nothing once the
+// connection's buffer has grown (Dragonboat's TCP transport writes the
+// magic, the header and the payload separately).
+func TestOneWritePerBatch(t *testing.T) {
+	b := pb.MessageBatch{DeploymentId: 1, SourceAddress: "127.0.0.1:7381",
+		Requests: []pb.Message{{Type: pb.Replicate, To: 2, From: 1, ShardID: 1, Entries: []pb.Entry{{Index: 9, Cmd: make([]byte, 150)}}}}}
+	want, _ := b.Marshal()
+	for _, older := range []bool{false, true} {
+		cc := &countingConn{}
+		c := &conn{c: cc, older: older}
+		if err := c.SendMessageBatch(b); err != nil {
+			t.Fatal(err)
+		}
+		hs := headerSize
+		if older {
+			hs = dbHeaderSize
+		}
+		if cc.writes != 1 || cc.bytes != hs+len(want) {
+			t.Errorf("older %v: %d writes of %d bytes, want 1 of %d", older, cc.writes, cc.bytes, hs+len(want))
+		}
+		if n := testing.AllocsPerRun(100, func() { c.SendMessageBatch(b) }); n != 0 {
+			t.Errorf("older %v: %v allocations per batch, want 0", older, n)
+		}
+	}
+}
