@@ -16,13 +16,15 @@
 #
 # An argument is label=binary[,param,value,...] (namespace parameters of
 # that cluster; NSPARAMS, comma separated, for those without). Ports
-# 20000+1000*i (below the kernel's ephemeral range; run.sh and profile.sh
-# use 23790-27500).
+# PORTBASE+1000*i, PORTBASE 20000 by default (below the kernel's ephemeral
+# range; run.sh and profile.sh use 23790-27500): give two A/B runs at once
+# different bases, e.g. PORTBASE=10000.
 set -euo pipefail
 OUT=${OUT:-$(mktemp -d /tmp/raft-ab.XXXXXX)}
 DURATION=${DURATION:-8}
 ROUNDS=${ROUNDS:-3}
 CLIENTS=${CLIENTS:-50}
+PORTBASE=${PORTBASE:-20000}
 NSPARAMS=${NSPARAMS:-}
 DRIVER=${DRIVER:?DRIVER=path of experiments/raft-vs-etcd/driver built}
 mkdir -p "$OUT"
@@ -35,7 +37,7 @@ for arg in "$@"; do
   label=${arg%%=*}; rest=${arg#*=}; bin=${rest%%,*}; nsp=$NSPARAMS
   [ "$rest" = "$bin" ] || nsp="${rest#*,}"
   LABELS+=("$label")
-  P=$((20000 + 1000*c)); c=$((c+1))
+  P=$((PORTBASE + 1000*c)); c=$((c+1))
   peers=""; addrs=""; raddrs=""
   for j in 0 1 2; do
     peers+="${peers:+,}n$((j+1))=127.0.0.1:$((P+10*j))@127.0.0.1:$((P+10*j+1))"
