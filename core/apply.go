@@ -316,8 +316,9 @@ func (s *Store) Prefetch(entries []BatchEntry) {
 
 // PrefetchEach is Prefetch for the n commands cmd(0), ..., cmd(n-1) (a nil
 // one names no key): for a caller whose batch is not a list of
-// BatchEntry, without building one. cmd is called once per command, in
-// order, during the call.
+// BatchEntry, without building one. cmd is called at most once per
+// command (not at all when the engine has no prefetcher or the batch is
+// shorter than prefetchMin), in order, during the call.
 func (s *Store) PrefetchEach(n int, cmd func(i int) *Command) {
 	if s.pf == nil || n < prefetchMin {
 		return

@@ -190,7 +190,9 @@ func TestPrefetchEach(t *testing.T) {
 	for i := range gets {
 		gets[i].Cmd = &Command{Name: "GET", Args: [][]byte{fmt.Appendf(nil, "key:%012d", i)}}
 	}
-	if allocs := testing.AllocsPerRun(50, func() { quiet.Prefetch(gets) }); allocs != 0 {
+	// Under -race sync.Pool drops Puts at random, so the pooled scratch
+	// allocates now and then: the count is only checked without it.
+	if allocs := testing.AllocsPerRun(50, func() { quiet.Prefetch(gets) }); allocs != 0 && !raceEnabled {
 		t.Errorf("%.1f allocations per prefetch of 100 GETs, want 0 (reproduce: go test -run TestPrefetchEach ./core)", allocs)
 	}
 }
