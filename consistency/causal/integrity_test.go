@@ -218,6 +218,49 @@ func TestCorruptQueueInSiblingsModeIsRebuilt(t *testing.T) {
 	}
 }
 
+// TestRebuildKeepsReplacedSiblingReplaced: a salvaged write that replaced
+// another region's sibling (its Over) must leave the rebuilt record having
+// seen that sibling, so that region's seed does not bring it back on the
+// rebuilt node only (the regions would diverge for good). Review finding:
+// the rebuilt record was made from the write alone (Seen held only this
+// node's version).
+func TestRebuildKeepsReplacedSiblingReplaced(t *testing.T) {
+	c := newClusterWith(t, 12, twoRegions, "", map[string]string{"resolve": ResolveSiblings})
+	u1 := c.nodes["u1"].rep
+	a, lostKey := keyOwnedBy(t, u1, "us", "u1", "a"), keyOwnedBy(t, u1, "us", "u1", "k")
+	ea := u1.owner("eu", a)
+	c.do("u1", nil, "SET", a, "a-us")
+	c.do(ea, nil, "SET", a, "a-eu")
+	c.run(time.Second)
+	g := c.do("u1", nil, "GET", a) // both siblings: the next write replaces them
+	c.partition("us", "eu", true)
+	if r := c.do("u1", g.Token, "SET", a, "a-new"); replyString(r.Reply) != "OK" {
+		t.Fatalf("SET %s: %s", a, replyString(r.Reply))
+	}
+	c.do("u1", nil, "SET", lostKey, "x")
+	seq := c.nodes["u1"].rep.seq
+	c.crash("u1")
+	if corruptStored(t, c, "u1", string(queueKey(seq))) != 1 {
+		t.Fatal("entry not found")
+	}
+	cfg := consistency.Config{ID: "u1", Peers: c.peers, Engine: c.nodes["u1"].eng, Rand: rand.New(rand.NewPCG(1, 2)), Params: c.params}
+	fresh := core.NewMemEngine()
+	if _, err := PrepareRebuild(cfg, fresh); err != nil {
+		t.Fatal(err)
+	}
+	c.nodes["u1"].eng = fresh
+	c.restart("u1")
+	c.partition("us", "eu", false)
+	c.run(5 * time.Second)
+	us, eu := c.regionDump("us"), c.regionDump("eu")
+	if fmt.Sprint(us) != fmt.Sprint(eu) {
+		t.Fatalf("regions diverge after the rebuild:\nus %v\neu %v", us, eu)
+	}
+	if got := fmt.Sprint(us[a]); got != `"a-new"` {
+		t.Fatalf("%s after the rebuild: %s, want \"a-new\" (the replaced siblings stay replaced)", a, got)
+	}
+}
+
 // writeThenCorrupt writes x=vx and y=vy at their us owners, lets them
 // settle, and corrupts x's stored record while its owner is down; it
 // returns x's owner, restarted.

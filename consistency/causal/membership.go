@@ -700,21 +700,7 @@ func mergeRecords(cur, other record, siblings bool) (record, bool) {
 	}
 	sort.Slice(out.Sibs, func(i, j int) bool { return out.Sibs[i].V.Less(out.Sibs[j].V) })
 	out.Seen = append([]Version(nil), cur.Seen...)
-	for _, v := range other.Seen {
-		i := slices.IndexFunc(out.Seen, func(x Version) bool { return x.Node == v.Node })
-		switch {
-		case i < 0:
-			out.Seen = append(out.Seen, v)
-		case out.Seen[i].Less(v):
-			out.Seen[i] = v
-		}
-	}
-	sort.Slice(out.Seen, func(i, j int) bool { return out.Seen[i].Node < out.Seen[j].Node })
-	for _, v := range out.Seen {
-		if out.V.Less(v) {
-			out.V = v
-		}
-	}
+	out = seeAll(out, other.Seen)
 	return out, string(mustJSON(out)) != string(mustJSON(cur))
 }
 

@@ -188,10 +188,14 @@ func PrepareRebuild(cfg consistency.Config, fresh core.Engine) (RebuildReport, e
 	}
 	// Ordering rule: the salvaged writes are applied in their order (one
 	// node's writes of a key in sequence order), as their origin did.
+	// A write's Over (the siblings it replaced, other regions' included)
+	// goes into Seen: the record has seen them, so a region's seed that
+	// still holds one does not bring it back here (mergeRecords keeps a
+	// sibling the other record has not seen).
 	recs := map[string]record{}
 	for _, e := range salvaged {
 		if cur := recs[e.Key]; !seenOf(cur.Seen, e.Rec.V.Node).AtLeast(e.Rec.V) {
-			recs[e.Key] = applySibling(cur, e.Rec)
+			recs[e.Key] = seeAll(applySibling(cur, e.Rec), e.Rec.Over)
 		}
 	}
 	mark.Salvaged = len(salvaged)
@@ -215,6 +219,28 @@ func PrepareRebuild(cfg consistency.Config, fresh core.Engine) (RebuildReport, e
 	}
 	rep.Salvaged, rep.Lost, rep.OwnKeys = len(salvaged), mark.Lost, len(mark.Own)
 	return rep, nil
+}
+
+// seeAll returns rec with every version of over in its Seen (the newest
+// per origin node, sorted by node) and V the greatest of Seen; it may
+// write into rec.Seen's array (callers pass a record of their own).
+func seeAll(rec record, over []Version) record {
+	for _, o := range over {
+		i := slices.IndexFunc(rec.Seen, func(x Version) bool { return x.Node == o.Node })
+		switch {
+		case i < 0:
+			rec.Seen = append(rec.Seen, o)
+		case rec.Seen[i].Less(o):
+			rec.Seen[i] = o
+		}
+	}
+	sort.Slice(rec.Seen, func(i, j int) bool { return rec.Seen[i].Node < rec.Seen[j].Node })
+	for _, v := range rec.Seen {
+		if rec.V.Less(v) {
+			rec.V = v
+		}
+	}
+	return rec
 }
 
 // loadRebuildMark starts the rebuild a fresh store's mark asks for (at
