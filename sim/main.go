@@ -74,7 +74,7 @@ func parseArgs(args []string, out io.Writer) (simrun.Options, cliFlags, *flag.Fl
 	fs.StringVar(&o.CrossRegion, "cross-region", d.CrossRegion, "one-way latency between regions (same syntax as --latency)")
 	fs.DurationVar(&o.Think, "think", d.Think, "mean client think time between operations (exponential)")
 	fs.DurationVar(&o.Timeout, "timeout", d.Timeout, "client operation timeout (writes then have an unknown outcome)")
-	fs.DurationVar(&o.LivenessBound, "liveness-bound", d.LivenessBound, "virtual time after the faults stop within which the cluster must serve and converge")
+	fs.DurationVar(&o.LivenessBound, "liveness-bound", 0, "virtual time after the faults stop within which the cluster must serve and converge (default "+d.LivenessBound.String()+", or three times the liveness phase's expected length, --live-ops/--clients x --think, when longer)")
 	fs.DurationVar(&o.Horizon, "horizon", 0, "virtual time the fault plan spans (default: derived from --ops, --clients, --think)")
 	fs.StringVar(&params, "params", "", "strategy parameters k=v,k=v (primary-backup: ack=all|majority, primary=nN)")
 	fs.StringVar(&o.RingChange, "ring-change", "", "quorum only: change the ring during the run: add (the last node starts outside the ring and joins), remove (a member drawn from the seed leaves) or add,remove; at a virtual time drawn from the seed, through the joint, stream and stable states (docs/simulator.md)")

@@ -165,9 +165,24 @@ func (o Options) Normalize() Options {
 		o.Timeout = d.Timeout
 	}
 	if o.LivenessBound == 0 {
-		o.LivenessBound = d.LivenessBound
+		o.LivenessBound = o.defaultLivenessBound()
 	}
 	return o
+}
+
+// defaultLivenessBound is the liveness bound of a run that names none:
+// Defaults().LivenessBound (10 s), or three times the liveness phase's
+// expected length when that is longer — LiveOps/Clients operations per
+// client, a think time apart — so that a run with long think times is not
+// ended as a liveness failure while its clients are still thinking (200
+// operations at 1 s of think time need about 40 s). At the default think
+// time it is 10 s. It needs o's LiveOps, Clients and Think normalized.
+func (o Options) defaultLivenessBound() time.Duration {
+	b := Defaults().LivenessBound
+	if e := 3 * time.Duration(o.LiveOps/max(o.Clients, 1)) * o.Think; e > b {
+		b = e
+	}
+	return b
 }
 
 // Args renders the options as `dialkv sim` flags, every non-default one,
@@ -213,7 +228,7 @@ func (o Options) Args() []string {
 	str("--pair-latency", o.PairLatency, "")
 	dur("--think", o.Think, d.Think)
 	dur("--timeout", o.Timeout, d.Timeout)
-	dur("--liveness-bound", o.LivenessBound, d.LivenessBound)
+	dur("--liveness-bound", o.LivenessBound, o.defaultLivenessBound())
 	dur("--horizon", o.Horizon, 0)
 	str("--ring-change", o.RingChange, "")
 	if len(o.Params) > 0 {

@@ -3,6 +3,7 @@ package simrun
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDeriveSeed(t *testing.T) {
@@ -38,5 +39,36 @@ func TestCommandQuotesAndDefaults(t *testing.T) {
 		if v.ExitCode() < 0 || v.ExitCode() > 2 {
 			t.Errorf("%s exit %d", v, v.ExitCode())
 		}
+	}
+}
+
+// TestDefaultLivenessBound: a run that names no liveness bound gets 10 s, or
+// three times its liveness phase's expected length when that is longer (at
+// 1 s of think time the fixed 10 s ended healthy runs as liveness failures:
+// `dialkv sim --nodes 5 --seed 1 --think 1s` before this); the derived bound
+// is a default, so the reproduce command leaves it out, and a bound given
+// explicitly is kept and printed.
+func TestDefaultLivenessBound(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    Options
+		want time.Duration
+	}{
+		{"defaults", Options{Seed: 1}, 10 * time.Second},
+		{"think 100ms", Options{Seed: 1, Think: 100 * time.Millisecond}, 12 * time.Second},
+		{"think 1s", Options{Seed: 1, Think: time.Second}, 120 * time.Second},
+		{"think 1s, 20 clients", Options{Seed: 1, Think: time.Second, Clients: 20}, 30 * time.Second},
+		{"explicit", Options{Seed: 1, Think: time.Second, LivenessBound: 5 * time.Second}, 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := tc.o.Normalize()
+			if n.LivenessBound != tc.want {
+				t.Errorf("liveness bound %v, want %v", n.LivenessBound, tc.want)
+			}
+			printed := strings.Contains(tc.o.Command(), "--liveness-bound")
+			if explicit := tc.o.LivenessBound != 0; printed != explicit {
+				t.Errorf("command %q: --liveness-bound printed %v, want %v", tc.o.Command(), printed, explicit)
+			}
+		})
 	}
 }
