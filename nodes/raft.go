@@ -284,8 +284,11 @@ func newPeerConns(opts transport.DialOptions) *peerConns {
 }
 
 // get takes addr's idle connection, or dials one. An idle connection is
-// checked first (transport.Conn.Alive: one non-blocking read): the node may
-// have closed it (its idle timeout, a restart) while it sat in the pool.
+// checked first (transport.Conn.Alive: a zero-timeout poll for a hang-up,
+// then on plain TCP a non-blocking peek for unsolicited bytes, both
+// regardless of the past deadline the connection's last call left): the
+// node may have closed it (its idle timeout, a restart) while it sat in
+// the pool.
 func (p *peerConns) get(ctx context.Context, addr string) (*transport.Conn, error) {
 	p.mu.Lock()
 	c, ok := p.idle[addr]

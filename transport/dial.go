@@ -114,13 +114,17 @@ func (c *Conn) SetDeadline(t time.Time) error { return c.nc.SetDeadline(t) }
 func (c *Conn) Close() error { return c.nc.Close() }
 
 // Alive reports whether the idle connection still looks usable: the node
-// has not closed it and, on a plain TCP connection, sent nothing
-// unsolicited (a TLS connection may hold post-handshake records such as
-// session tickets, which the next call reads). It costs one non-blocking
-// peek at the socket (recv with MSG_PEEK|MSG_DONTWAIT); call it only on
-// connections that sat idle. (It used to read with a deadline already
-// past, which Go's poller answers with a timeout without reading: every
-// connection looked alive, a closed one included.)
+// has not closed it (nor half-closed it, nor has the socket an error) and,
+// on a plain TCP connection, sent nothing unsolicited (a TLS connection may
+// hold post-handshake records such as session tickets, which the next call
+// reads). It costs a zero-timeout poll for POLLRDHUP/POLLHUP/POLLERR, then
+// a non-blocking peek (recv with MSG_PEEK|MSG_DONTWAIT), both done through
+// the raw connection's Control, which ignores deadlines: a pooled
+// connection still carrying its last call's past deadline is judged on its
+// socket. (Done through Read, a past deadline made Go's poller answer with
+// a timeout before looking: a healthy pooled connection looked dead. The
+// poll comes first because a TLS peer that closed sends a close_notify
+// alert before its FIN, which the peek alone took for a waiting record.)
 func (c *Conn) Alive() bool {
 	nc := c.nc
 	tlsConn, isTLS := nc.(*tls.Conn)
@@ -136,10 +140,7 @@ func (c *Conn) Alive() bool {
 		return false
 	}
 	state := peekGone
-	if err := rc.Read(func(fd uintptr) bool {
-		state = peekSocket(fd)
-		return true // never wait
-	}); err != nil {
+	if err := rc.Control(func(fd uintptr) { state = socketState(fd) }); err != nil {
 		return false
 	}
 	return state == peekEmpty || (state == peekData && isTLS)
