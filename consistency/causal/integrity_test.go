@@ -261,6 +261,71 @@ func TestRebuildKeepsReplacedSiblingReplaced(t *testing.T) {
 	}
 }
 
+// TestRebuildDropsEveryRegionsLostDeps: with three regions a salvaged
+// write has one entry per region, and each region may have lost a
+// different dependency of it; the stored sibling must lose them all (the
+// union), or a reader of it inherits a dependency that one region will
+// never see and that reader's writes wait there for good. Review finding:
+// each entry rewrote the record as read from the engine, so the last
+// entry's drop overwrote the earlier ones.
+func TestRebuildDropsEveryRegionsLostDeps(t *testing.T) {
+	c := newClusterWith(t, 12, "us:u1,u2;eu:e1,e2;ap:a1", "", map[string]string{"resolve": ResolveSiblings})
+	u1 := c.nodes["u1"].rep
+	l1, l2 := keyOwnedBy(t, u1, "us", "u1", "l"), keyOwnedBy(t, u1, "us", "u1", "m")
+	b, w := keyOwnedBy(t, u1, "us", "u1", "b"), keyOwnedBy(t, u1, "us", "u1", "w")
+	// l1 reaches ap only; l2 and b (which depends on both) reach no one.
+	c.partition("us", "eu", true)
+	r := c.do("u1", nil, "SET", l1, "1")
+	c.run(time.Second)
+	c.partition("us", "ap", true)
+	r = c.do("u1", r.Token, "SET", l2, "2")
+	if r = c.do("u1", r.Token, "SET", b, "b"); replyString(r.Reply) != "OK" {
+		t.Fatalf("SET %s: %s", b, replyString(r.Reply))
+	}
+	// Lose l1's entry for eu and l2's for ap: eu never gets l1, ap never
+	// gets l2 (l2's entry for eu is salvaged).
+	var corrupt []uint64
+	for seq, e := range c.nodes["u1"].rep.queue {
+		if (e.Key == l1 && e.Region == "eu") || (e.Key == l2 && e.Region == "ap") {
+			corrupt = append(corrupt, seq)
+		}
+	}
+	c.crash("u1")
+	if len(corrupt) != 2 {
+		t.Fatalf("entries to corrupt: %v, want 2", corrupt)
+	}
+	for _, seq := range corrupt {
+		if corruptStored(t, c, "u1", string(queueKey(seq))) != 1 {
+			t.Fatalf("entry %d not found", seq)
+		}
+	}
+	cfg := consistency.Config{ID: "u1", Peers: c.peers, Engine: c.nodes["u1"].eng, Rand: rand.New(rand.NewPCG(1, 2)), Params: c.params}
+	fresh := core.NewMemEngine()
+	if _, err := PrepareRebuild(cfg, fresh); err != nil {
+		t.Fatal(err)
+	}
+	c.nodes["u1"].eng = fresh
+	c.restart("u1")
+	c.partition("us", "eu", false)
+	c.partition("us", "ap", false)
+	c.run(3 * time.Second)
+	if st := c.nodes["u1"].rep.RebuildStatus(); st.Rebuilding {
+		t.Fatalf("still rebuilding: %+v", st)
+	}
+	// A reader of b writes w: w must reach every region.
+	g := c.do("u1", nil, "GET", b)
+	if replyString(g.Reply) != "b" {
+		t.Fatalf("GET %s: %s", b, replyString(g.Reply))
+	}
+	c.do("u1", g.Token, "SET", w, "w")
+	c.run(3 * time.Second)
+	for _, reg := range []string{"eu", "ap"} {
+		if r := c.do(u1.owner(reg, w), nil, "GET", w); replyString(r.Reply) != "w" {
+			t.Errorf("GET %s in %s: %s, want w (its write waits for a lost dependency)", w, reg, replyString(r.Reply))
+		}
+	}
+}
+
 // writeThenCorrupt writes x=vx and y=vy at their us owners, lets them
 // settle, and corrupts x's stored record while its owner is down; it
 // returns x's owner, restarted.

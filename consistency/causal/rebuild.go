@@ -442,8 +442,14 @@ func (r *Replica) finishRebuild() error {
 			has[g.name][k] = v
 		}
 	}
-	b := r.eng.NewBatch()
-	defer b.Close()
+	// The changes are collected and written once each, and applied to
+	// the in-memory queue only after the batch committed: with three
+	// regions or more a write has one entry per region, each dropping
+	// its region's lost dependencies from the same stored record (the
+	// record's drops are their union), and a failed commit leaves the
+	// queue as it was for the next attempt.
+	entries := map[uint64]outEntry{}
+	recs := map[string]record{}
 	for _, seq := range sortedKeys(r.queue) {
 		e := r.queue[seq]
 		h, ok := has[e.Region]
@@ -451,24 +457,38 @@ func (r *Replica) finishRebuild() error {
 			continue
 		}
 		gone := func(d Dep) bool { return d.V.Node == string(r.id) && h[d.Key].Less(d.V) }
-		n := len(e.Deps) + len(e.Rec.Deps)
-		e.Deps = slices.DeleteFunc(e.Deps, gone)
-		e.Rec.Deps = slices.DeleteFunc(e.Rec.Deps, gone)
-		if len(e.Deps)+len(e.Rec.Deps) != n {
-			b.Set(queueKey(e.Seq), sealJSON(queueKey(e.Seq), e))
+		if slices.ContainsFunc(e.Deps, gone) || slices.ContainsFunc(e.Rec.Deps, gone) {
+			ne := *e
+			ne.Deps = slices.DeleteFunc(slices.Clone(e.Deps), gone)
+			ne.Rec.Deps = slices.DeleteFunc(slices.Clone(e.Rec.Deps), gone)
+			entries[seq] = ne
 			// The stored sibling too: a reader inherits its
 			// dependencies, and a write of that reader would wait for
 			// the lost one.
-			if cur, err := r.load(e.Key); err == nil {
-				if i := slices.IndexFunc(cur.Sibs, func(x record) bool { return x.V == e.Rec.V }); i >= 0 {
-					cur.Sibs[i].Deps = slices.DeleteFunc(cur.Sibs[i].Deps, gone)
-					b.Set([]byte(prefixValue+e.Key), sealJSON([]byte(prefixValue+e.Key), cur))
+			cur, ok := recs[e.Key]
+			if !ok {
+				var err error
+				if cur, err = r.load(e.Key); err != nil {
+					cur = record{}
 				}
+			}
+			if i := slices.IndexFunc(cur.Sibs, func(x record) bool { return x.V == e.Rec.V }); i >= 0 {
+				cur.Sibs[i].Deps = slices.DeleteFunc(cur.Sibs[i].Deps, gone)
+				recs[e.Key] = cur
 			}
 		}
 		if h[e.Key].Less(e.Rec.V) {
 			h[e.Key] = e.Rec.V
 		}
+	}
+	b := r.eng.NewBatch()
+	defer b.Close()
+	for _, seq := range sortedKeys(entries) {
+		ne := entries[seq]
+		b.Set(queueKey(seq), sealJSON(queueKey(seq), ne))
+	}
+	for _, k := range sortedKeys(recs) {
+		b.Set([]byte(prefixValue+k), sealJSON([]byte(prefixValue+k), recs[k]))
 	}
 	var lost []LostVersion
 	keys := make([]string, 0, len(rb.mark.Own))
@@ -486,6 +506,9 @@ func (r *Replica) finishRebuild() error {
 	b.Delete([]byte(keyRebuild))
 	if err := b.Commit(false); err != nil {
 		return fmt.Errorf("causal: finish rebuild: %w", err)
+	}
+	for seq, ne := range entries {
+		r.queue[seq].Deps, r.queue[seq].Rec.Deps = ne.Deps, ne.Rec.Deps
 	}
 	r.out.Sync = true
 	r.rebuild = nil
