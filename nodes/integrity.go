@@ -72,6 +72,11 @@ func (c *cluster) openReplica(env StrategyEnv, f consistency.Factory) (core.Engi
 	if rerr := os.Rename(dir, aside); rerr != nil {
 		return nil, nil, fmt.Errorf("node: namespace %s: store corrupt (%v) and cannot be moved aside: %w", env.Spec.Name, err, rerr)
 	}
+	// The rename is durable only once the parent directory is synced:
+	// without it a crash could bring the corrupt store back under its name.
+	if serr := syncDir(env.Dir); serr != nil {
+		return nil, nil, fmt.Errorf("node: namespace %s: store corrupt (%v), moved aside: %w", env.Spec.Name, err, serr)
+	}
 	env.Logger.Error("replica store is corrupt: moved aside; the replica restarts empty and the other replicas rebuild it",
 		"err", err, "moved_to", aside)
 	c.countCorruption(env, corruptStore, 1)
@@ -82,6 +87,10 @@ func (c *cluster) openReplica(env StrategyEnv, f consistency.Factory) (core.Engi
 func asideName(dir string) string {
 	return fmt.Sprintf("%s.corrupt-%s", dir, time.Now().UTC().Format("20060102T150405.000000000"))
 }
+
+// rebuildName is where rebuildCausal builds the fresh store before it
+// takes dir's name: DIR.rebuild.
+func rebuildName(dir string) string { return dir + ".rebuild" }
 
 // rebuildCausal rebuilds a siblings-mode causal store whose replication
 // entries are corrupt (cause wraps causal.ErrLostReplication): the
@@ -94,7 +103,7 @@ func asideName(dir string) string {
 // saying so, and nothing is moved.
 func (c *cluster) rebuildCausal(env StrategyEnv, f consistency.Factory, cause error) (core.Engine, consistency.Replica, error) {
 	dir := filepath.Join(env.Dir, "pebble")
-	tmp := dir + ".rebuild"
+	tmp := rebuildName(dir)
 	fail := func(err error) (core.Engine, consistency.Replica, error) {
 		os.RemoveAll(tmp)
 		return nil, nil, fmt.Errorf("node: namespace %s: store corrupt (%v) and cannot be rebuilt: %w", env.Spec.Name, cause, err)
@@ -134,6 +143,10 @@ func (c *cluster) rebuildCausal(env StrategyEnv, f consistency.Factory, cause er
 	if err := os.Rename(tmp, dir); err != nil {
 		return nil, nil, fmt.Errorf("node: namespace %s: rebuilt store not put in place: %w", env.Spec.Name, err)
 	}
+	// Both renames are durable only once the parent directory is synced.
+	if err := syncDir(env.Dir); err != nil {
+		return nil, nil, fmt.Errorf("node: namespace %s: rebuilt store put in place: %w", env.Spec.Name, err)
+	}
 	env.Logger.Error("causal store lost replication entries: moved aside; the node rebuilds it from the other regions (its keys are refused until then) and logs every write no region holds as \"version lost\"",
 		"err", cause, "moved_to", aside, "salvaged_entries", rep.Salvaged, "corrupt_entries", len(rep.Lost), "own_keys", rep.OwnKeys, "unreadable_records", rep.BadRecords)
 	c.countCorruption(env, corruptStore, 1)
@@ -149,9 +162,12 @@ func (c *cluster) tryOpenReplica(env StrategyEnv, f consistency.Factory) (core.E
 		// store alone: put it in place.
 		dir := filepath.Join(env.Dir, "pebble")
 		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-			if _, err := os.Stat(dir + ".rebuild"); err == nil {
-				if err := os.Rename(dir+".rebuild", dir); err != nil {
+			if _, err := os.Stat(rebuildName(dir)); err == nil {
+				if err := os.Rename(rebuildName(dir), dir); err != nil {
 					return nil, nil, fmt.Errorf("node: namespace %s: put the rebuilt store in place: %w", env.Spec.Name, err)
+				}
+				if err := syncDir(env.Dir); err != nil {
+					return nil, nil, fmt.Errorf("node: namespace %s: rebuilt store put in place: %w", env.Spec.Name, err)
 				}
 			}
 		}
