@@ -76,7 +76,10 @@ type inlineState struct {
 }
 
 // A Waiter is what a held reply waits for (see Hold), such as a group
-// commit's sync.
+// commit's sync. Waiters are map keys (the event loop groups the replies
+// held on one wait by their Waiter, compared with ==), so a Waiter must be
+// comparable (a non-comparable one panics the loop) and one wait must be
+// one value: use a pointer type.
 type Waiter interface {
 	// OnDone arranges for f to be called once, when the wait is over: by
 	// the goroutine that ends it, after it has ended it, or at once by
