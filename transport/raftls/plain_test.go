@@ -148,6 +148,22 @@ func startOlderPeer(t *testing.T) *olderPeer {
 	return p
 }
 
+// waitKinds waits up to 5 s until the peer has read n frames.
+func (p *olderPeer) waitKinds(t *testing.T, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		p.mu.Lock()
+		got := len(p.kinds)
+		p.mu.Unlock()
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("older peer read %d frames in 5 s, want %d (go test -run TestPlainSpeaksToOlderBuild ./transport/raftls)", got, n)
+		}
+	}
+}
+
 func (p *olderPeer) serve(nc net.Conn) {
 	defer nc.Close()
 	br := bufio.NewReader(nc)
@@ -188,6 +204,10 @@ func TestPlainSpeaksToOlderBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
+	// The batch's connection and the snapshot's are read by goroutines of
+	// their own: wait for the batch before the chunks are sent, so that the
+	// order checked below is the order sent.
+	old.waitKinds(t, 1)
 	sc, err := n1.GetSnapshotConnection(ctx, old.ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +218,7 @@ func TestPlainSpeaksToOlderBuild(t *testing.T) {
 		}
 	}
 	sc.Close()
-	time.Sleep(50 * time.Millisecond) // the batch's connection is read beside
+	old.waitKinds(t, 4)
 	old.mu.Lock()
 	defer old.mu.Unlock()
 	if want := []byte{kindBatch, kindChunk, kindChunk, kindPoison}; !bytes.Equal(old.kinds, want) {
