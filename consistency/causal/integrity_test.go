@@ -1,6 +1,7 @@
 package causal
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -323,6 +324,76 @@ func TestRebuildDropsEveryRegionsLostDeps(t *testing.T) {
 		if r := c.do(u1.owner(reg, w), nil, "GET", w); replyString(r.Reply) != "w" {
 			t.Errorf("GET %s in %s: %s, want w (its write waits for a lost dependency)", w, reg, replyString(r.Reply))
 		}
+	}
+}
+
+// rebuildingU1 returns a two-region siblings cluster whose u1 is
+// rebuilding its store (a corrupt replication entry), cut off from eu so
+// the rebuild cannot finish until the caller heals the partition.
+func rebuildingU1(t *testing.T) *cluster {
+	t.Helper()
+	c := newClusterWith(t, 12, twoRegions, "", map[string]string{"resolve": ResolveSiblings})
+	u1 := c.nodes["u1"].rep
+	for _, p := range []string{"a", "b", "c"} {
+		k := keyOwnedBy(t, u1, "us", "u1", p)
+		c.do(u1.owner("eu", k), nil, "SET", k, "eu-"+p) // seeds for u1 later
+	}
+	c.run(time.Second)
+	c.partition("us", "eu", true)
+	c.do("u1", nil, "SET", keyOwnedBy(t, u1, "us", "u1", "k"), "x")
+	seq := u1.seq
+	c.crash("u1")
+	if corruptStored(t, c, "u1", string(queueKey(seq))) != 1 {
+		t.Fatal("entry not found")
+	}
+	cfg := consistency.Config{ID: "u1", Peers: c.peers, Engine: c.nodes["u1"].eng, Rand: rand.New(rand.NewPCG(1, 2)), Params: c.params}
+	fresh := core.NewMemEngine()
+	if _, err := PrepareRebuild(cfg, fresh); err != nil {
+		t.Fatal(err)
+	}
+	c.nodes["u1"].eng = fresh
+	c.restart("u1")
+	c.run(time.Second)
+	if !c.nodes["u1"].rep.RebuildStatus().Rebuilding {
+		t.Fatal("u1 is not rebuilding")
+	}
+	return c
+}
+
+// TestRebuildingNodeDoesNotAnswerRebuildReq: a node whose own store is
+// being rebuilt neither seeds another region's rebuilding node from its
+// partial store nor tells it done; it answers once its rebuild finished.
+// Review finding: it seeded and answered done from the partial store.
+func TestRebuildingNodeDoesNotAnswerRebuildReq(t *testing.T) {
+	c := rebuildingU1(t)
+	u1 := c.nodes["u1"].rep
+	ask := func() (feeds int, done bool) {
+		u1.Ready() // drop what was pending
+		body := mustJSON(msg{Kind: kindRebuildReq, ID: 7, Region: "eu"})
+		u1.Receive(c.now, consistency.Message{From: "e1", To: "u1", Body: body})
+		for _, m := range u1.Ready().Messages {
+			var in msg
+			if err := json.Unmarshal(m.Body, &in); err == nil && in.Kind == kindRebuildDone && m.To == "e1" {
+				done = true
+			}
+		}
+		for _, p := range u1.feeds {
+			if p.to == "e1" {
+				feeds++
+			}
+		}
+		return feeds, done
+	}
+	if feeds, done := ask(); feeds != 0 || done {
+		t.Fatalf("rebuilding u1 answered e1's rebuild-req: %d seeds queued, done %v", feeds, done)
+	}
+	c.partition("us", "eu", false)
+	c.run(3 * time.Second)
+	if u1.RebuildStatus().Rebuilding {
+		t.Fatal("u1 still rebuilding")
+	}
+	if feeds, done := ask(); feeds == 0 && !done {
+		t.Fatal("u1 does not answer e1's rebuild-req after its rebuild finished")
 	}
 }
 

@@ -298,9 +298,14 @@ func feedKey(key string, to consistency.NodeID) string { return key + "\x00" + s
 
 // onRebuildReq answers a rebuilding node of another region: a new rebuild
 // (id) queues a seed of every key this node owns whose owner in the
-// asker's region is the asker; once they are all acknowledged, done.
+// asker's region is the asker; once they are all acknowledged, done. A
+// node whose own store is being rebuilt does not answer (its store is
+// partial: its done would make the asker report as lost, or take as
+// held, what this region has not given back yet); the asker asks again
+// every round and is answered once this rebuild finished. Two nodes of
+// different regions rebuilding at once therefore wait for each other.
 func (r *Replica) onRebuildReq(from consistency.NodeID, in msg) {
-	if r.region == "" || in.Region == "" || in.Region == r.region || in.ID == 0 {
+	if r.region == "" || in.Region == "" || in.Region == r.region || in.ID == 0 || r.rebuild != nil {
 		return
 	}
 	if r.feedID[from] != in.ID {
