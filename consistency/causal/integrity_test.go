@@ -397,6 +397,25 @@ func TestRebuildingNodeDoesNotAnswerRebuildReq(t *testing.T) {
 	}
 }
 
+// TestMalformedRebuildSeedAckIsDropped: a seed-ack of a rebuild (ID set)
+// without its entry or version is dropped, not dereferenced. Review
+// finding: onFeedAck lacked onSeedAck's nil check.
+func TestMalformedRebuildSeedAckIsDropped(t *testing.T) {
+	c := newClusterWith(t, 12, twoRegions, "", map[string]string{"resolve": ResolveSiblings})
+	key := "k"
+	for _, m := range []msg{
+		{Kind: kindSeedAck, ID: 3},
+		{Kind: kindSeedAck, ID: 3, Entry: &outEntry{Key: key}},
+		{Kind: kindSeedAck, ID: 3, Ver: &Version{Wall: 1, Node: "u1"}},
+	} {
+		c.nodes["e1"].rep.Receive(c.now, consistency.Message{From: "u1", To: "e1", Body: mustJSON(m)})
+	}
+	c.run(100 * time.Millisecond)
+	if r := c.do("e1", nil, "SET", key, "v"); replyString(r.Reply) != "OK" {
+		t.Fatalf("SET after malformed acks: %s", replyString(r.Reply))
+	}
+}
+
 // writeThenCorrupt writes x=vx and y=vy at their us owners, lets them
 // settle, and corrupts x's stored record while its owner is down; it
 // returns x's owner, restarted.

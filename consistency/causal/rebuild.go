@@ -368,6 +368,9 @@ func (r *Replica) sendFeeds(now time.Time) {
 
 // onFeedAck takes a rebuilding node's acknowledgement of a seed.
 func (r *Replica) onFeedAck(from consistency.NodeID, in msg) {
+	if in.Entry == nil || in.Ver == nil {
+		return // malformed: dropped, as onSeedAck does
+	}
 	p, ok := r.feeds[feedKey(in.Entry.Key, from)]
 	if !ok || p.acked || p.v != *in.Ver || r.feedID[from] != in.ID {
 		return
