@@ -416,6 +416,43 @@ func TestMalformedRebuildSeedAckIsDropped(t *testing.T) {
 	}
 }
 
+// TestCorruptMetaAloneInSiblingsModeIsRebuilt: a siblings-mode store whose
+// meta alone is corrupt (every replication entry decodes) is not rebuilt
+// from the other regions: the restart rebuilds the meta from the store and
+// writes it back, the acknowledged write survives, and a later write wins
+// in both regions.
+func TestCorruptMetaAloneInSiblingsModeIsRebuilt(t *testing.T) {
+	c := newClusterWith(t, 13, twoRegions, "", map[string]string{"resolve": ResolveSiblings})
+	owner := c.nodes["u1"].rep.owner("us", "k")
+	c.partition("us", "eu", true) // k's entry stays queued
+	c.do(owner, nil, "SET", "k", "v1")
+	c.crash(owner)
+	if corruptStored(t, c, owner, keyMeta) != 1 {
+		t.Fatal("meta not found")
+	}
+	c.restart(owner)
+	rep := c.nodes[owner].rep
+	if st := rep.RebuildStatus(); st.Rebuilding || rep.stats.CorruptMeta != 1 || len(rep.queue) != 1 {
+		t.Fatalf("after restart: status %+v, stats %+v, %d queued; want no rebuild, the meta rebuilt, the entry kept", st, rep.stats, len(rep.queue))
+	}
+	b, err := c.nodes[owner].eng.Get([]byte(keyMeta))
+	var m meta
+	if err != nil || openJSON([]byte(keyMeta), b, &m) != nil || m.Seq != rep.seq {
+		t.Fatalf("stored meta after restart: %+v (err %v), want the rebuilt one (seq %d) written back", m, err, rep.seq)
+	}
+	if r := c.do(owner, nil, "GET", "k"); replyString(r.Reply) != "v1" {
+		t.Fatalf("GET k after the meta rebuild: %s, want v1", replyString(r.Reply))
+	}
+	c.partition("us", "eu", false)
+	c.do(owner, nil, "SET", "k", "v2")
+	c.run(2 * time.Second)
+	for _, at := range []consistency.NodeID{owner, rep.owner("eu", "k")} {
+		if r := c.do(at, nil, "GET", "k"); replyString(r.Reply) != "v2" {
+			t.Fatalf("GET k at %s: %s, want v2", at, replyString(r.Reply))
+		}
+	}
+}
+
 // writeThenCorrupt writes x=vx and y=vy at their us owners, lets them
 // settle, and corrupts x's stored record while its owner is down; it
 // returns x's owner, restarted.
