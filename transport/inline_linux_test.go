@@ -131,14 +131,18 @@ type gateWaiter struct {
 func (w gateWaiter) OnDone(f func()) { go func() { <-w.gate; f() }() }
 func (w gateWaiter) Err() error      { return w.err }
 
-// waitIdle waits until no worker owns a connection of srv (the event loop
-// serves a connection only if it finds it idle).
+// waitIdle waits until srv's event loop runs (Serve, started on a
+// goroutine of its own, sets it up) and no worker owns a connection of it
+// (the event loop serves a connection only if it finds it idle).
 func waitIdle(t *testing.T, srv *Server) {
 	t.Helper()
-	srv.mu.Lock()
-	st := srv.ep
-	srv.mu.Unlock()
 	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(time.Millisecond) {
+		srv.mu.Lock()
+		st := srv.ep
+		srv.mu.Unlock()
+		if st == nil {
+			continue
+		}
 		busy := false
 		st.mu.RLock()
 		for _, c := range st.conns {
