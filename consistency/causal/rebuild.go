@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/dialkv/dialkv/consistency"
@@ -281,16 +280,26 @@ func (r *Replica) rebuildTick(now time.Time) {
 		return
 	}
 	rb.sent = now
+	for _, n := range r.rebuildWaiting() {
+		r.send(n, msg{Kind: kindRebuildReq, ID: rb.id, Region: r.region})
+	}
+}
+
+// rebuildWaiting lists the nodes of the other regions that have not yet
+// said they seeded this node's rebuild, in region and node order.
+func (r *Replica) rebuildWaiting() []consistency.NodeID {
+	var w []consistency.NodeID
 	for _, g := range r.regions {
 		if g.name == r.region {
 			continue
 		}
 		for _, n := range g.nodes {
-			if !rb.done[n] {
-				r.send(n, msg{Kind: kindRebuildReq, ID: rb.id, Region: r.region})
+			if !r.rebuild.done[n] {
+				w = append(w, n)
 			}
 		}
 	}
+	return w
 }
 
 // feedKey is the id of a seed for a rebuilding node (Replica.feeds).
@@ -349,21 +358,8 @@ func (r *Replica) maybeFed(to consistency.NodeID) {
 
 // sendFeeds (re)sends the seeds for rebuilding nodes that are due.
 func (r *Replica) sendFeeds(now time.Time) {
-	for _, id := range r.due(now, r.feeds) {
-		p := r.feeds[id]
-		key, _, _ := strings.Cut(id, "\x00")
-		rec, err := r.load(key)
-		if err != nil {
-			continue // corrupt: re-fetched first (the rebuild waits)
-		}
-		if rec.V.IsZero() {
-			delete(r.feeds, id)
-			r.maybeFed(p.to)
-			continue
-		}
-		p.v, p.sent = rec.V, now
-		r.send(p.to, msg{Kind: kindSeed, ID: r.feedID[p.to], Entry: &outEntry{Key: key, Rec: rec}, Region: r.region})
-	}
+	r.sendDueSeeds(now, r.feeds, func(to consistency.NodeID) uint64 { return r.feedID[to] },
+		func(p *push) { r.maybeFed(p.to) })
 }
 
 // onFeedAck takes a rebuilding node's acknowledgement of a seed.
@@ -404,12 +400,8 @@ func (r *Replica) onRebuildDone(from consistency.NodeID, in msg) {
 		return
 	}
 	rb.done[from] = true
-	for _, g := range r.regions {
-		for _, n := range g.nodes {
-			if g.name != r.region && !rb.done[n] {
-				return
-			}
-		}
+	if len(r.rebuildWaiting()) > 0 {
+		return
 	}
 	if err := r.finishRebuild(); err != nil {
 		rb.done = map[consistency.NodeID]bool{} // ask again
@@ -551,14 +543,7 @@ type RebuildStatus struct {
 func (r *Replica) RebuildStatus() RebuildStatus {
 	s := RebuildStatus{Lost: append([]LostVersion(nil), r.lost...)}
 	if rb := r.rebuild; rb != nil {
-		s.Rebuilding, s.Seeded = true, rb.seeded
-		for _, g := range r.regions {
-			for _, n := range g.nodes {
-				if g.name != r.region && !rb.done[n] {
-					s.Waiting = append(s.Waiting, n)
-				}
-			}
-		}
+		s.Rebuilding, s.Seeded, s.Waiting = true, rb.seeded, r.rebuildWaiting()
 	}
 	return s
 }

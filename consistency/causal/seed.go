@@ -76,19 +76,35 @@ func (r *Replica) sendSeeds(now time.Time) {
 	if len(r.seeds) == 0 || !r.streaming || r.skipHandoff {
 		return
 	}
-	for _, id := range r.due(now, r.seeds) {
-		p := r.seeds[id]
+	r.sendDueSeeds(now, r.seeds, nil, nil)
+}
+
+// sendDueSeeds (re)sends the seeds of m that are due (sendSeeds' for a ring
+// change, sendFeeds' for a rebuilding node): each key's current record, in a
+// message with streamID(target) as its ID (nil: none). A key whose record
+// is corrupt waits (it is re-fetched first); one no longer stored leaves m
+// and is handed to gone (nil: nothing more to do).
+func (r *Replica) sendDueSeeds(now time.Time, m map[string]*push, streamID func(consistency.NodeID) uint64, gone func(*push)) {
+	for _, id := range r.due(now, m) {
+		p := m[id]
 		key, _, _ := strings.Cut(id, "\x00")
 		rec, err := r.load(key)
 		if err != nil {
-			continue // corrupt: re-fetched first (the change waits)
+			continue // corrupt: re-fetched first (the seed waits)
 		}
 		if rec.V.IsZero() {
-			delete(r.seeds, id) // nothing stored any more
+			delete(m, id) // nothing stored any more
+			if gone != nil {
+				gone(p)
+			}
 			continue
 		}
 		p.v, p.sent = rec.V, now
-		r.send(p.to, msg{Kind: kindSeed, Entry: &outEntry{Key: key, Rec: rec}, Region: r.region})
+		out := msg{Kind: kindSeed, Entry: &outEntry{Key: key, Rec: rec}, Region: r.region}
+		if streamID != nil {
+			out.ID = streamID(p.to)
+		}
+		r.send(p.to, out)
 	}
 }
 
