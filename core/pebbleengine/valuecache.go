@@ -142,12 +142,19 @@ func (c *valueCache) put(key, val []byte) {
 			copy(old, val)
 			return
 		}
-		delete(c.m, string(key))
-		c.size -= entryCost(len(key), len(old))
+		c.remove(key)
 	}
 	k, v := newEntry(key, val)
 	c.m[k] = v
 	c.size += entryCost(len(key), len(val))
+}
+
+// remove drops key's entry, if any, and its cost; mu is held exclusively.
+func (c *valueCache) remove(key []byte) {
+	if old, ok := c.m[string(key)]; ok {
+		delete(c.m, string(key))
+		c.size -= entryCost(len(key), len(old))
+	}
 }
 
 // newEntry copies key and val into one allocation: the key as a string
@@ -199,16 +206,10 @@ func (c *valueCache) committed(r batchrepr.Reader) {
 				c.put(k, v)
 			} else {
 				c.complete = false // the engine holds a key the cache does not
-				if old, ok := c.m[string(k)]; ok {
-					delete(c.m, string(k))
-					c.size -= entryCost(len(k), len(old))
-				}
+				c.remove(k)
 			}
 		case pebble.InternalKeyKindDelete, pebble.InternalKeyKindSingleDelete:
-			if old, ok := c.m[string(k)]; ok {
-				delete(c.m, string(k))
-				c.size -= entryCost(len(k), len(old))
-			}
+			c.remove(k)
 		default: // range deletions and anything else: start over
 			c.clearLocked()
 			return

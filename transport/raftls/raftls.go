@@ -129,7 +129,10 @@ const readBufSize = 64 << 10
 var (
 	magic   = [2]byte{'D', 'R'}
 	dbMagic = [2]byte{0xAE, 0x7D}
-	crcTab  = crc32.MakeTable(crc32.Castagnoli)
+	// dbPoison ends a snapshot stream in Dragonboat's format; the
+	// receiver answers it with the same two bytes.
+	dbPoison = [2]byte{0, 0}
+	crcTab   = crc32.MakeTable(crc32.Castagnoli)
 )
 
 // ErrBadFrame is wrapped by errors about a malformed frame.
@@ -335,7 +338,7 @@ func (t *Transport) serve(nc net.Conn) {
 			reply(kindClose)
 			return
 		case kindPoison:
-			reply(0, 0)
+			reply(dbPoison[:]...)
 			return
 		case kindHello:
 			if !reply(kindHello) {
@@ -415,7 +418,7 @@ func (fr *frameReader) next() (kind byte, payload []byte, older bool, err error)
 			return 0, nil, true, fmt.Errorf("%w: checksum mismatch", ErrBadFrame)
 		}
 		return kind, payload, true, nil
-	case fr.dragonboat && m[0] == 0 && m[1] == 0:
+	case fr.dragonboat && m[0] == dbPoison[0] && m[1] == dbPoison[1]:
 		return kindPoison, nil, true, nil
 	}
 	return 0, nil, false, fmt.Errorf("%w: magic %x", ErrBadFrame, m)
@@ -719,7 +722,7 @@ func (c *snapConn) Close() {
 	defer c.untrack()
 	if c.older {
 		var ack [2]byte
-		if c.write([]byte{0, 0}) == nil {
+		if c.write(dbPoison[:]) == nil {
 			c.c.SetReadDeadline(time.Now().Add(writeTimeout))
 			io.ReadFull(c.c, ack[:])
 		}
