@@ -131,6 +131,25 @@ type gateWaiter struct {
 func (w gateWaiter) OnDone(f func()) { go func() { <-w.gate; f() }() }
 func (w gateWaiter) Err() error      { return w.err }
 
+// serveEpoll serves srv on a loopback listener until the test ends and
+// returns its address.
+func serveEpoll(t *testing.T, srv *Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	return ln.Addr().String()
+}
+
+// callFrame is a `call` request of the command name arg, sequence number
+// seq, in protocol p.
+func callFrame(p Protocol, seq int32, name, arg string) []byte {
+	return encodeMessage(p, "call", seq, &gen.DialKVCallArgs{Opts: &gen.RequestOptions{}, Cmd: CommandFromCore(core.Cmd(name, arg))})
+}
+
 // waitIdle waits until srv's event loop runs (Serve, started on a
 // goroutine of its own, sets it up) and no worker owns a connection of it
 // (the event loop serves a connection only if it finds it idle).
@@ -166,13 +185,8 @@ func TestInlineServing(t *testing.T) {
 		t.Run(string(p), func(t *testing.T) {
 			h := &inlineHandler{}
 			srv := NewServer(gen.NewDialKVProcessor(h), ServerConfig{Mode: ModeEpoll, Protocol: p, InlineMethods: []string{"call"}})
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			go srv.Serve(ln)
-			defer srv.Shutdown(context.Background())
-			nc, err := net.Dial("tcp", ln.Addr().String())
+			addr := serveEpoll(t, srv)
+			nc, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -181,7 +195,7 @@ func TestInlineServing(t *testing.T) {
 
 			big := strings.Repeat("x", inlineMaxFrame)
 			call := func(seq int32, name, arg string) []byte {
-				return encodeMessage(p, "call", seq, &gen.DialKVCallArgs{Opts: &gen.RequestOptions{}, Cmd: CommandFromCore(core.Cmd(name, arg))})
+				return callFrame(p, seq, name, arg)
 			}
 			// exchange writes reqs in one write and checks the replies:
 			// seq 1.., each echoing its argument (ping: the node id).
@@ -251,13 +265,8 @@ func TestInlineServing(t *testing.T) {
 func TestNotInlineSkips(t *testing.T) {
 	h := &inlineHandler{}
 	srv := NewServer(gen.NewDialKVProcessor(h), ServerConfig{Mode: ModeEpoll, InlineMethods: []string{"call"}})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	defer srv.Shutdown(context.Background())
-	nc, err := net.Dial("tcp", ln.Addr().String())
+	addr := serveEpoll(t, srv)
+	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +286,7 @@ func TestNotInlineSkips(t *testing.T) {
 		arg := fmt.Sprint(i)
 		want = append(want, fmt.Sprintf("%s %s %s", name, arg, where))
 		waitIdle(t, srv) // one request per readable event
-		if _, err := nc.Write(encodeMessage(Binary, "call", int32(i+1), &gen.DialKVCallArgs{Opts: &gen.RequestOptions{}, Cmd: CommandFromCore(core.Cmd(name, arg))})); err != nil {
+		if _, err := nc.Write(callFrame(Binary, int32(i+1), name, arg)); err != nil {
 			t.Fatal(err)
 		}
 		frame, err := readFrame(nc, nil, 1<<20)
@@ -309,17 +318,12 @@ func TestNotInlineSkips(t *testing.T) {
 func TestInlineHold(t *testing.T) {
 	h := &inlineHandler{gate: make(chan struct{})}
 	srv := NewServer(gen.NewDialKVProcessor(h), ServerConfig{Mode: ModeEpoll, InlineMethods: []string{"call"}})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	defer srv.Shutdown(context.Background())
+	addr := serveEpoll(t, srv)
 	call := func(seq int32, name, arg string) []byte {
-		return encodeMessage(Binary, "call", seq, &gen.DialKVCallArgs{Opts: &gen.RequestOptions{}, Cmd: CommandFromCore(core.Cmd(name, arg))})
+		return callFrame(Binary, seq, name, arg)
 	}
 	dial := func(reqs ...[]byte) net.Conn {
-		nc, err := net.Dial("tcp", ln.Addr().String())
+		nc, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -478,18 +482,13 @@ func TestHeldReplyExpires(t *testing.T) {
 	h := &inlineHandler{gate: make(chan struct{})} // never closed
 	srv := NewServer(gen.NewDialKVProcessor(h), ServerConfig{Mode: ModeEpoll, InlineMethods: []string{"call"}})
 	srv.frameTimeout.Store(int64(300 * time.Millisecond))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	defer srv.Shutdown(context.Background())
-	nc, err := net.Dial("tcp", ln.Addr().String())
+	addr := serveEpoll(t, srv)
+	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	call := encodeMessage(Binary, "call", 1, &gen.DialKVCallArgs{Opts: &gen.RequestOptions{}, Cmd: CommandFromCore(core.Cmd("HOLD", "x"))})
+	call := callFrame(Binary, 1, "HOLD", "x")
 	if _, err := nc.Write(call); err != nil {
 		t.Fatal(err)
 	}
