@@ -178,29 +178,20 @@ func (s *Store) applyEffectsDirect(fx Effects, name string, value []byte) error 
 	b := s.e.NewBatch()
 	defer b.Close()
 	owned, _ := b.(ownedSetter)
-	set := func(k, v []byte) {
-		if owned != nil {
-			owned.setOwned(k, v)
-		} else {
-			b.Set(k, v)
-		}
-	}
+	set := func(k, v []byte) { batchWrite(b, owned, k, v, false) }
 	// piece returns the bytes appended to buf since l, capped.
 	piece := func(l int) []byte { return buf[l:len(buf):len(buf)] }
 	for _, w := range fx.Writes {
 		l := len(buf)
 		buf = append(buf, w.Key...)
 		k := piece(l)
-		switch {
-		case w.Delete && owned != nil:
-			owned.deleteOwned(k)
-		case w.Delete:
-			b.Delete(k)
-		default:
-			l = len(buf)
-			buf = append(buf, w.Value...)
-			set(k, piece(l))
+		if w.Delete {
+			batchWrite(b, owned, k, nil, true)
+			continue
 		}
+		l = len(buf)
+		buf = append(buf, w.Value...)
+		set(k, piece(l))
 	}
 	if counter != s.counter {
 		l := len(buf)
@@ -219,10 +210,7 @@ func (s *Store) applyEffectsDirect(fx Effects, name string, value []byte) error 
 	if err := b.Commit(s.syncCommits); err != nil {
 		return AsError(Errorf(CodeIO, "commit: %v", err))
 	}
-	s.counter = counter
-	s.stats.Keys += fx.Keys
-	s.stats.Expired += fx.Expired
-	s.stats.LargeValueWarns += fx.Warns
+	s.committed(counter, fx.Keys, fx.Expired, fx.Warns)
 	return nil
 }
 

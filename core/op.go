@@ -474,21 +474,11 @@ func (o *op) commit() error {
 	defer b.Close()
 	owned, _ := b.(ownedSetter)
 	for _, w := range ws {
-		switch {
-		case w.del && owned != nil:
-			owned.deleteOwned(w.key)
-		case w.del:
-			b.Delete(w.key)
-		case owned != nil:
-			owned.setOwned(w.key, w.val)
-		default:
-			b.Set(w.key, w.val)
-		}
+		batchWrite(b, owned, w.key, w.val, w.del)
 	}
 	if err := b.Commit(s.syncCommits); err != nil {
 		return Errorf(CodeIO, "commit: %v", err)
 	}
-	s.counter = o.counter
 	for n, d := range o.idxChanges {
 		if d == nil {
 			delete(s.indexes, n)
@@ -496,10 +486,33 @@ func (o *op) commit() error {
 			s.indexes[n] = d
 		}
 	}
-	s.stats.Keys += o.keysDelta
-	s.stats.Expired += o.expired
-	s.stats.LargeValueWarns += o.warns
+	s.committed(o.counter, o.keysDelta, o.expired, o.warns)
 	return nil
+}
+
+// batchWrite puts one write into b: a delete, or a set of val. With the
+// batch's ownedSetter (owned, nil when it has none) the slices are handed
+// over instead of copied: they must be fresh and never modified again.
+func batchWrite(b Batch, owned ownedSetter, key, val []byte, del bool) {
+	switch {
+	case del && owned != nil:
+		owned.deleteOwned(key)
+	case del:
+		b.Delete(key)
+	case owned != nil:
+		owned.setOwned(key, val)
+	default:
+		b.Set(key, val)
+	}
+}
+
+// committed takes a committed batch's bookkeeping into the store: the
+// version counter it wrote and its changes to the stats.
+func (s *Store) committed(counter uint64, keys, expired, warns int64) {
+	s.counter = counter
+	s.stats.Keys += keys
+	s.stats.Expired += expired
+	s.stats.LargeValueWarns += warns
 }
 
 // discard drops the overlay, keeping only the corruption count.
