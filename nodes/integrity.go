@@ -67,20 +67,28 @@ func (c *cluster) openReplica(env StrategyEnv, f consistency.Factory) (core.Engi
 	if err == nil || !errors.Is(err, core.ErrCorruption) || env.Dir == "" || !rebuildable(env.Spec.Strategy) {
 		return eng, rep, err
 	}
-	dir := filepath.Join(env.Dir, "pebble")
+	dir := storeDir(env)
 	aside := asideName(dir)
-	if rerr := os.Rename(dir, aside); rerr != nil {
+	if rerr := renameDurably(dir, aside); rerr != nil {
 		return nil, nil, fmt.Errorf("node: namespace %s: store corrupt (%v) and cannot be moved aside: %w", env.Spec.Name, err, rerr)
-	}
-	// The rename is durable only once the parent directory is synced:
-	// without it a crash could bring the corrupt store back under its name.
-	if serr := syncDir(env.Dir); serr != nil {
-		return nil, nil, fmt.Errorf("node: namespace %s: store corrupt (%v), moved aside: %w", env.Spec.Name, err, serr)
 	}
 	env.Logger.Error("replica store is corrupt: moved aside; the replica restarts empty and the other replicas rebuild it",
 		"err", err, "moved_to", aside)
 	c.countCorruption(env, corruptStore, 1)
 	return c.tryOpenReplica(env, f)
+}
+
+// storeDir is the directory of env's replica store: DIR/pebble.
+func storeDir(env StrategyEnv) string { return filepath.Join(env.Dir, "pebble") }
+
+// renameDurably renames from to to, in one directory, and syncs that
+// directory: a rename is durable only once its parent is synced (without
+// it a crash could bring a moved store back under its old name).
+func renameDurably(from, to string) error {
+	if err := os.Rename(from, to); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(to))
 }
 
 // asideName is where a corrupt store dir is moved: DIR.corrupt-TIME.
@@ -102,7 +110,7 @@ func rebuildName(dir string) string { return dir + ".rebuild" }
 // namespace with a single region has no other copy: the open fails,
 // saying so, and nothing is moved.
 func (c *cluster) rebuildCausal(env StrategyEnv, f consistency.Factory, cause error) (core.Engine, consistency.Replica, error) {
-	dir := filepath.Join(env.Dir, "pebble")
+	dir := storeDir(env)
 	tmp := rebuildName(dir)
 	fail := func(err error) (core.Engine, consistency.Replica, error) {
 		os.RemoveAll(tmp)
@@ -160,20 +168,17 @@ func (c *cluster) tryOpenReplica(env StrategyEnv, f consistency.Factory) (core.E
 	} else {
 		// A crash between rebuildCausal's two renames left the rebuilt
 		// store alone: put it in place.
-		dir := filepath.Join(env.Dir, "pebble")
+		dir := storeDir(env)
 		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 			if _, err := os.Stat(rebuildName(dir)); err == nil {
-				if err := os.Rename(rebuildName(dir), dir); err != nil {
+				if err := renameDurably(rebuildName(dir), dir); err != nil {
 					return nil, nil, fmt.Errorf("node: namespace %s: put the rebuilt store in place: %w", env.Spec.Name, err)
-				}
-				if err := syncDir(env.Dir); err != nil {
-					return nil, nil, fmt.Errorf("node: namespace %s: rebuilt store put in place: %w", env.Spec.Name, err)
 				}
 			}
 		}
 		// The host syncs before anything the replica produced leaves the
 		// node (group commit); Pebble's own commits never sync.
-		pe, err := pebbleengine.Open(filepath.Join(env.Dir, "pebble"), pebbleengine.Options{Sync: core.SyncNever, Logger: env.Logger, Cache: env.Cache})
+		pe, err := pebbleengine.Open(dir, pebbleengine.Options{Sync: core.SyncNever, Logger: env.Logger, Cache: env.Cache})
 		if err != nil {
 			return nil, nil, err
 		}
