@@ -244,13 +244,7 @@ func TestRebuildKeepsReplacedSiblingReplaced(t *testing.T) {
 	if corruptStored(t, c, "u1", string(queueKey(seq))) != 1 {
 		t.Fatal("entry not found")
 	}
-	cfg := consistency.Config{ID: "u1", Peers: c.peers, Engine: c.nodes["u1"].eng, Rand: rand.New(rand.NewPCG(1, 2)), Params: c.params}
-	fresh := core.NewMemEngine()
-	if _, err := PrepareRebuild(cfg, fresh); err != nil {
-		t.Fatal(err)
-	}
-	c.nodes["u1"].eng = fresh
-	c.restart("u1")
+	rebuildAndRestart(t, c, "u1")
 	c.partition("us", "eu", false)
 	c.run(5 * time.Second)
 	us, eu := c.regionDump("us"), c.regionDump("eu")
@@ -300,13 +294,7 @@ func TestRebuildDropsEveryRegionsLostDeps(t *testing.T) {
 			t.Fatalf("entry %d not found", seq)
 		}
 	}
-	cfg := consistency.Config{ID: "u1", Peers: c.peers, Engine: c.nodes["u1"].eng, Rand: rand.New(rand.NewPCG(1, 2)), Params: c.params}
-	fresh := core.NewMemEngine()
-	if _, err := PrepareRebuild(cfg, fresh); err != nil {
-		t.Fatal(err)
-	}
-	c.nodes["u1"].eng = fresh
-	c.restart("u1")
+	rebuildAndRestart(t, c, "u1")
 	c.partition("us", "eu", false)
 	c.partition("us", "ap", false)
 	c.run(3 * time.Second)
@@ -346,13 +334,7 @@ func rebuildingU1(t *testing.T) *cluster {
 	if corruptStored(t, c, "u1", string(queueKey(seq))) != 1 {
 		t.Fatal("entry not found")
 	}
-	cfg := consistency.Config{ID: "u1", Peers: c.peers, Engine: c.nodes["u1"].eng, Rand: rand.New(rand.NewPCG(1, 2)), Params: c.params}
-	fresh := core.NewMemEngine()
-	if _, err := PrepareRebuild(cfg, fresh); err != nil {
-		t.Fatal(err)
-	}
-	c.nodes["u1"].eng = fresh
-	c.restart("u1")
+	rebuildAndRestart(t, c, "u1")
 	c.run(time.Second)
 	if !c.nodes["u1"].rep.RebuildStatus().Rebuilding {
 		t.Fatal("u1 is not rebuilding")
@@ -696,4 +678,20 @@ func TestScrubStartsRepair(t *testing.T) {
 	if r := c.do(owner, nil, "GET", "k"); replyString(r.Reply) != "v1" {
 		t.Fatalf("first GET k after the scrub: %s, want v1 (go test -run TestScrubStartsRepair ./consistency/causal)", replyString(r.Reply))
 	}
+}
+
+// rebuildAndRestart prepares a rebuild of crashed node id's store into a
+// fresh memory engine (what the host does with a store whose replication
+// entries are corrupt) and restarts the node on it.
+func rebuildAndRestart(t *testing.T, c *cluster, id consistency.NodeID) RebuildReport {
+	t.Helper()
+	cfg := consistency.Config{ID: id, Peers: c.peers, Engine: c.nodes[id].eng, Rand: rand.New(rand.NewPCG(1, 2)), Params: c.params}
+	fresh := core.NewMemEngine()
+	rep, err := PrepareRebuild(cfg, fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.nodes[id].eng = fresh
+	c.restart(id)
+	return rep
 }
