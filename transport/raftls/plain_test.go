@@ -98,16 +98,7 @@ func TestPlainTransport(t *testing.T) {
 			t.Fatalf("batch %d: entry %+v", i, e)
 		}
 	}
-	sc, err := n1.GetSnapshotConnection(ctx, n2.ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 3 {
-		if err := sc.SendChunk(pb.Chunk{ShardID: 3, ChunkId: uint64(i), Data: bytes.Repeat([]byte{byte(i)}, 1<<20)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sc.Close() // waits for the receiver: every chunk was handed on
+	sendThreeChunks(t, ctx, n1, n2.ln.Addr().String()) // Close waits: every chunk was handed on
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.chunks) != 3 || r.chunks[2].ChunkId != 2 || len(r.chunks[2].Data) != 1<<20 || r.chunks[2].Data[0] != 2 {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lni/dragonboat/v4/config"
+	"github.com/lni/dragonboat/v4/raftio"
 	pb "github.com/lni/dragonboat/v4/raftpb"
 
 	"github.com/dialkv/dialkv/nodes/security"
@@ -180,16 +181,7 @@ func TestTransport(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	sc, err := n1.GetSnapshotConnection(ctx, addr(n2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 3 {
-		if err := sc.SendChunk(pb.Chunk{ShardID: 3, ChunkId: uint64(i), Data: bytes.Repeat([]byte{byte(i)}, 1<<20)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sc.Close() // waits for the receiver: every chunk was handed on
+	sendThreeChunks(t, ctx, n1, addr(n2)) // Close waits: every chunk was handed on
 	mu.Lock()
 	if len(chunks) != 3 || chunks[2].ChunkId != 2 || len(chunks[2].Data) != 1<<20 || chunks[2].Data[0] != 2 {
 		t.Fatalf("chunks after Close: %d", len(chunks))
@@ -285,4 +277,21 @@ func TestRefusedStreamStaysOpen(t *testing.T) {
 	if handed != 1 {
 		t.Fatalf("%d chunks handed to Dragonboat, want 1 (the refused one)", handed)
 	}
+}
+
+// sendThreeChunks streams three 1 MiB chunks (chunk i filled with byte i)
+// of shard 3 from tr to target and closes the stream, which waits for the
+// receiver's acknowledgement.
+func sendThreeChunks(t *testing.T, ctx context.Context, tr raftio.ITransport, target string) {
+	t.Helper()
+	sc, err := tr.GetSnapshotConnection(ctx, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := sc.SendChunk(pb.Chunk{ShardID: 3, ChunkId: uint64(i), Data: bytes.Repeat([]byte{byte(i)}, 1<<20)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sc.Close()
 }
