@@ -239,7 +239,11 @@ func (n *Node) raiseFence(id string, lease time.Duration, hold bool) (FenceStatu
 	// checkpoint, taken after every node raised its fence, holds no
 	// remote write applied after another node's checkpoint
 	// (causal.Replica.HoldRemote). The same walk counts the hints.
-	h := n.walkReplicas(true, hold)
+	change := holdKeep
+	if hold {
+		change = holdStart
+	}
+	h := n.walkReplicas(change)
 	if hold && !n.fence.held(id) {
 		n.holdCausal(false) // lapsed meanwhile
 	}
@@ -281,7 +285,13 @@ type remoteHolder interface {
 // (see causal.Replica.HoldRemote): while a fence is raised they apply no
 // remote write, repair or handoff push, so the checkpoints of a
 // multi-region causal namespace are causally closed in every region.
-func (n *Node) holdCausal(hold bool) { n.walkReplicas(hold, true) }
+func (n *Node) holdCausal(hold bool) {
+	if hold {
+		n.walkReplicas(holdStart)
+	} else {
+		n.walkReplicas(holdEnd)
+	}
+}
 
 // snapshotDir is where the checkpoint under fence id is kept until fetched.
 func (n *Node) snapshotDir(id string) string {
@@ -290,12 +300,21 @@ func (n *Node) snapshotDir(id string) string {
 
 // replicaHints is the number of hints the node's quorum replicas hold for
 // other nodes (consistency.Settler).
-func (n *Node) replicaHints() int { return n.walkReplicas(false, false) }
+func (n *Node) replicaHints() int { return n.walkReplicas(holdKeep) }
+
+// holdChange is what walkReplicas does to the causal replicas' hold.
+type holdChange int
+
+const (
+	holdKeep  holdChange = iota // leave it as it is
+	holdStart                   // start holding (HoldRemote true)
+	holdEnd                     // end the hold (HoldRemote false)
+)
 
 // walkReplicas visits every replica of the node's cluster namespaces once:
-// with setHold, it starts (hold) or ends the hold of the causal ones
-// (holdCausal); it returns the hints the quorum ones hold (replicaHints).
-func (n *Node) walkReplicas(hold, setHold bool) int {
+// it starts or ends the hold of the causal ones as change says
+// (holdCausal), and returns the hints the quorum ones hold (replicaHints).
+func (n *Node) walkReplicas(change holdChange) int {
 	total := 0
 	for _, ns := range n.namespaceList() {
 		cs, ok := ns.svc.(*clusterService)
@@ -303,8 +322,8 @@ func (n *Node) walkReplicas(hold, setHold bool) int {
 			continue
 		}
 		cs.Call(func(r consistency.Replica) {
-			if h, ok := r.(remoteHolder); ok && setHold {
-				h.HoldRemote(time.Now(), hold)
+			if h, ok := r.(remoteHolder); ok && change != holdKeep {
+				h.HoldRemote(time.Now(), change == holdStart)
 			}
 			if st, ok := r.(consistency.Settler); ok {
 				total += st.Unsettled()
