@@ -65,8 +65,16 @@ func RaftStrategy(env StrategyEnv) (consistency.Service, error) {
 		// certificate of the same CA, or a node outside the namespace, is
 		// refused in the handshake). Dragonboat's own MutualTLS would
 		// accept any certificate of the CA.
+		//
+		// Parameter transport=dragonboat names a plain-TCP transport; it
+		// does not outrank the node's TLS settings. A namespace created
+		// with it before --peer-tls-* was turned on must still open (a
+		// refusal here would keep the namespace down on every node
+		// restarted with TLS), so it runs over raftls in TLS mode and the
+		// node says so once per open.
 		if cfg.Transport == raft.TransportDragonboat {
-			return nil, fmt.Errorf("raft namespace %s: parameter transport=%s has no TLS; with --peer-tls-* Raft runs over %s", env.Spec.Name, raft.TransportDragonboat, raft.TransportRaftls)
+			env.Logger.Warn("raft namespace parameter transport=dragonboat ignored: peer TLS is on, Raft runs over raftls with TLS",
+				"namespace", env.Spec.Name)
 		}
 		initial := map[string]bool{}
 		for _, n := range cfg.Nodes {

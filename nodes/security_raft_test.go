@@ -19,7 +19,8 @@ import (
 )
 
 // TestSecureRaft runs a 3-node raft namespace whose Raft traffic
-// (Dragonboat's own transport) runs over mutual TLS with the nodes'
+// (transport/raftls in TLS mode, although the namespace asks for
+// Dragonboat's plain transport) runs over mutual TLS with the nodes'
 // --peer-tls-* certificates: writes replicate to every node, and the Raft
 // port refuses a TLS client without a certificate and one whose
 // certificate another CA signed.
@@ -69,11 +70,19 @@ func TestSecureRaft(t *testing.T) {
 	defer c.Close()
 	if err := c.CreateNamespace(ctx, client.NamespaceSpec{Name: "rkv", Strategy: "raft", Params: map[string]string{
 		"nodes": strings.Join(ids, ","), "raft-addrs": strings.Join(raftAddrs, ","),
-		"client-addrs": strings.Join(clientAddrs, ","), "rtt": "5ms"}}); err != nil {
+		"client-addrs": strings.Join(clientAddrs, ","), "rtt": "5ms",
+		// Dragonboat's plain TCP transport asked for: with peer TLS it is
+		// ignored (a namespace created before TLS was turned on must
+		// still open), and the intruder checks below show TLS guards
+		// the Raft port.
+		"transport": "dragonboat"}}); err != nil {
 		t.Fatalf("create rkv: %v", err)
 	}
 	if err := waitRaftLeadersSpread(nodes, "rkv", 30*time.Second); err != nil {
 		t.Fatalf("%v\nlogs:\n%s", err, logs.String())
+	}
+	if !strings.Contains(logs.String(), "transport=dragonboat ignored") {
+		t.Fatalf("no node said that transport=dragonboat is ignored under peer TLS; logs:\n%s", logs.String())
 	}
 	rkv := client.With(ctx, client.Namespace("rkv"))
 	for i := range 5 {
