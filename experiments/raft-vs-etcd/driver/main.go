@@ -112,7 +112,10 @@ func (l *libConn) Close() error { return nil }
 // redirect a write), kills its process with SIGKILL, and writes key through
 // the other nodes every millisecond until a write succeeds; it prints the
 // leader and the time from the kill to that write (and to the first
-// linearizable read that returns it) as JSON.
+// linearizable read that returns it) as JSON, with the client's breaker
+// trips and a timeline of every attempt (start after the kill, duration,
+// error code, address and message), so a slow round shows where its time
+// went.
 func runFailover(c *client.Client, spec, ns, key string, stdout, stderr io.Writer) int {
 	pids := map[string]int{}
 	var addrs []string
@@ -167,37 +170,74 @@ func runFailover(c *client.Client, spec, ns, key string, stdout, stderr io.Write
 		fmt.Fprintf(stderr, "driver: kill %d: %v\n", pids[leader], err)
 		return 1
 	}
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	// timeline: one entry per attempt (write or read), so a slow round
+	// shows where its time went.
+	var timeline []attemptLog
+	logAttempt := func(op string, start time.Time, err error) {
+		a := attemptLog{Op: op, StartMs: ms(start.Sub(killed)), Ms: ms(time.Since(start))}
+		if err != nil {
+			a.Err = err.Error()
+			var ce *client.Error
+			if errors.As(err, &ce) {
+				a.Code, a.Addr = ce.Code, ce.Addr
+			}
+		}
+		timeline = append(timeline, a)
+	}
 	var writeMs, readMs float64
 	attempts := 0
+	fail := func(msg string) int {
+		fmt.Fprintln(stderr, msg)
+		json.NewEncoder(stderr).Encode(timeline)
+		return 1
+	}
 	for {
 		if time.Since(killed) > 30*time.Second {
-			fmt.Fprintln(stderr, "driver: no successful write within 30 s")
-			return 1
+			return fail("driver: no successful write within 30 s")
 		}
 		attempts++
 		wctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		t0 := time.Now()
 		_, err := oc.Set(wctx, key, []byte("after"))
 		cancel()
+		logAttempt("write", t0, err)
 		if err == nil {
-			writeMs = float64(time.Since(killed).Microseconds()) / 1000
+			writeMs = ms(time.Since(killed))
 			break
 		}
 		time.Sleep(time.Millisecond)
 	}
 	for {
 		rctx, cancel := context.WithTimeout(client.With(ctx, client.ReadMode("linearizable")), 200*time.Millisecond)
+		t0 := time.Now()
 		v, err := oc.Get(rctx, key)
 		cancel()
-		if err == nil && string(v.Data) == "after" {
-			readMs = float64(time.Since(killed).Microseconds()) / 1000
+		if err == nil && string(v.Data) != "after" {
+			err = fmt.Errorf("read %q, want %q", v.Data, "after")
+		}
+		logAttempt("read", t0, err)
+		if err == nil {
+			readMs = ms(time.Since(killed))
 			break
 		}
 		if time.Since(killed) > 30*time.Second {
-			fmt.Fprintln(stderr, "driver: no read of the write within 30 s")
-			return 1
+			return fail("driver: no read of the write within 30 s")
 		}
 		time.Sleep(time.Millisecond)
 	}
-	json.NewEncoder(stdout).Encode(map[string]any{"leader": leader, "write_ms": writeMs, "read_ms": readMs, "attempts": attempts})
+	json.NewEncoder(stdout).Encode(map[string]any{"leader": leader, "write_ms": writeMs, "read_ms": readMs, "attempts": attempts,
+		"breaker_trips": oc.Stats().Trips(), "timeline": timeline})
 	return 0
+}
+
+// attemptLog is one attempt of runFailover's timeline: when it started
+// (ms after the kill), how long it took, and its error ("" = success).
+type attemptLog struct {
+	Op      string  `json:"op"`
+	StartMs float64 `json:"start_ms"`
+	Ms      float64 `json:"ms"`
+	Code    string  `json:"code,omitempty"`
+	Addr    string  `json:"addr,omitempty"`
+	Err     string  `json:"err,omitempty"`
 }
