@@ -145,3 +145,30 @@ func (c *Conn) Alive() bool {
 	}
 	return state == peekEmpty || (state == peekData && isTLS)
 }
+
+// PeerHungUp reports whether the peer of connection nc (TCP, or TLS over
+// TCP) has shut down its side or reset it, or the socket is in error: a
+// zero-timeout poll for POLLRDHUP/POLLHUP/POLLERR through the raw
+// connection's Control, so deadlines do not matter and nothing is read. It
+// is false when it cannot tell (not a socket, or nc already closed here):
+// the caller's next write reports those. raftls checks an idle message
+// connection with it before writing, so a peer that restarted since is
+// dialled again instead of losing the write.
+func PeerHungUp(nc net.Conn) bool {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	gone := false
+	if err := rc.Control(func(fd uintptr) { gone = hungUp(fd) }); err != nil {
+		return false
+	}
+	return gone
+}

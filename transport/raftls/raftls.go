@@ -577,7 +577,7 @@ func (t *Transport) GetConnection(ctx context.Context, target string) (raftio.IC
 	if err != nil {
 		return nil, err
 	}
-	return &conn{c: c, older: older, untrack: t.track(c)}, nil
+	return &conn{c: c, older: older, untrack: t.track(c), t: t, target: target, lastWrite: time.Now()}, nil
 }
 
 // GetSnapshotConnection implements raftio.ITransport.
@@ -604,7 +604,19 @@ type conn struct {
 	buf     []byte    // the frame being sent, reused
 	renewAt time.Time // when the write deadline is next pushed ahead
 	untrack func()    // removes c from Factory.Conns
+	// t and target: a message connection is dialled again to target when
+	// its peer hung up while it was idle (SendMessageBatch); nil t (a
+	// snapshot connection): never.
+	t         *Transport
+	target    string
+	lastWrite time.Time // the last write (or the dial)
 }
+
+// redialIdleAfter: SendMessageBatch checks a message connection that has
+// not been written to for this long before it writes (see there). At the
+// default RTT (10 ms) a leader and its followers write every heartbeat, so
+// busy connections are never checked; a process restarts in far longer.
+const redialIdleAfter = 100 * time.Millisecond
 
 var _ raftio.IConnection = (*conn)(nil)
 
@@ -647,22 +659,59 @@ func (c *conn) finish(kind byte, buf []byte, hs, n int) error {
 // once a second (each SetWriteDeadline re-arms a runtime timer), so a
 // peer that stops reading fails a write within writeTimeout.
 func (c *conn) write(b []byte) error {
-	if now := time.Now(); now.After(c.renewAt) {
+	now := time.Now()
+	if now.After(c.renewAt) {
 		c.c.SetWriteDeadline(now.Add(writeTimeout))
 		c.renewAt = now.Add(time.Second)
 	}
+	c.lastWrite = now
 	_, err := c.c.Write(b)
 	return err
 }
 
 // SendMessageBatch implements raftio.IConnection.
+//
+// A message connection that was idle for redialIdleAfter is first checked
+// for a peer that hung up (transport.PeerHungUp: the peer process died or
+// restarted since the last write); such a connection is replaced by a new
+// one to the same target before the batch is written. Written to the dead
+// connection, the batch would be lost (the first write after the peer's
+// FIN succeeds locally and draws a reset) and the next write would fail,
+// which trips Dragonboat's circuit breaker for the address: every message
+// to the peer is then dropped for 500 ms ± 50%, growing to 1 s. That is
+// what delayed elections after a leader's crash by 0.5–1.8 s: two
+// followers never write to each other while a leader lives, so a
+// follower's connection to a peer that restarted earlier stays dead until
+// the election, whose (pre)vote messages it then drops (docs/raft.md,
+// "Failover outliers").
 func (c *conn) SendMessageBatch(b pb.MessageBatch) error {
+	if c.t != nil && time.Since(c.lastWrite) >= redialIdleAfter && transport.PeerHungUp(c.c) {
+		if err := c.redial(); err != nil {
+			return err
+		}
+	}
 	buf, hs := c.frame(b.SizeUpperLimit())
 	n, err := b.MarshalTo(buf[hs:])
 	if err != nil {
 		return fmt.Errorf("raftls: marshal message batch: %w", err)
 	}
 	return c.finish(kindBatch, buf, hs, n)
+}
+
+// redial replaces the connection by a new one to c.target (the peer hung
+// up). On error the old connection stays (closed), so the caller's error
+// ends it as before: Dragonboat's transport then dials afresh later.
+func (c *conn) redial() error {
+	c.c.Close()
+	c.untrack()
+	c.untrack = func() {}
+	nc, older, err := c.t.dial(context.Background(), c.target)
+	if err != nil {
+		return fmt.Errorf("raftls: peer %s hung up, dial again: %w", c.target, err)
+	}
+	c.c, c.older, c.untrack = nc, older, c.t.track(nc)
+	c.renewAt, c.lastWrite = time.Time{}, time.Now()
+	return nil
 }
 
 // Close implements raftio.IConnection.
