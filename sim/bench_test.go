@@ -18,6 +18,16 @@ func BenchmarkPrimaryBackup5(b *testing.B) {
 
 func benchRun(b *testing.B, o simrun.Options) { benchRunChecked(b, o, false) }
 
+// BenchmarkPrimaryBackup5Keys50 is BenchmarkPrimaryBackup5 over 50 keys
+// per data type instead of 5: the same operation mix, with sets a tenth
+// the size (about 16 members at the end of a run instead of 165), so that
+// side by side with BenchmarkPrimaryBackup5 it shows how much of the
+// mixed workload's cost is the size of its sets (docs/performance.md,
+// issue 4, session 8).
+func BenchmarkPrimaryBackup5Keys50(b *testing.B) {
+	benchRun(b, simrun.Options{Strategy: "primary-backup", Nodes: 5, Clients: 10, Ops: 5000, LiveOps: 500, Keys: 50})
+}
+
 // BenchmarkPrimaryBackup5Defaults is `dialkv sim --nodes 5` as it runs:
 // the default workload (mixed), clients (5), think time (2 ms), faults and
 // latencies, 2000 safety-phase operations, the checkers included (the
