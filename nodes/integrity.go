@@ -33,6 +33,17 @@ const lostSample = causal.LostVersionMetric
 // completed (logged).
 const rebuiltSample = causal.RebuiltMetric
 
+// goneSample is the consistency.Sample of another node's gone notice
+// applied here (label: key, version): a dependency on that lost write is
+// satisfied without its value. Logged as "gone notice applied", counted
+// in dialkv_corruption_events_total{kind="version-gone"}.
+const goneSample = causal.GoneMetric
+
+// stalledSample is the consistency.Sample of a causal store rebuild that
+// waits without progress for nodes of other regions (label: whom, since
+// when): logged at warning level as "causal store rebuild stalled".
+const stalledSample = causal.StalledMetric
+
 // Kinds of corruption events (the metric's kind label).
 const (
 	// corruptRecord: records that failed their CRC-32C when a quorum

@@ -82,7 +82,7 @@ func newMetrics(n *Node) *metrics {
 	}
 	m.corrupt = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "dialkv_corruption_events_total",
-		Help: "Corruption found in a replicated namespace's store and repaired from the other replicas: kind record (records that failed their checksum at recovery, dropped and refilled), store (a store that failed with a checksum error, or a causal siblings-mode store with corrupt replication entries, moved aside and rebuilt), record-read (causal: reads that met a record failing its checksum; the record is then re-fetched from the other regions), record-repaired (causal: such records rebuilt from the other regions), version-lost (causal: a write of this node that no region held after its store was rebuilt, per key and region; logged as \"version lost\") or record-scrub (causal: stored values the background scrub found failing their checksum; a corrupt record is then re-fetched from the other regions). Quorum records the background scrub finds corrupt are written again from the replica's copy and counted as record.",
+		Help: "Corruption found in a replicated namespace's store and repaired from the other replicas: kind record (records that failed their checksum at recovery, dropped and refilled), store (a store that failed with a checksum error, or a causal siblings-mode store with corrupt replication entries, moved aside and rebuilt), record-read (causal: reads that met a record failing its checksum; the record is then re-fetched from the other regions), record-repaired (causal: such records rebuilt from the other regions), version-lost (causal: a write of this node that no region held after its store was rebuilt, per key and region; logged as \"version lost\"), version-gone (causal: a gone notice of another node's lost write applied here, so that what depends on it proceeds; logged as \"gone notice applied\") or record-scrub (causal: stored values the background scrub found failing their checksum; a corrupt record is then re-fetched from the other regions). Quorum records the background scrub finds corrupt are written again from the replica's copy and counted as record.",
 	}, []string{"namespace", "kind"})
 	rejected := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "dialkv_rejected_requests_total",
@@ -128,6 +128,8 @@ func (m *metrics) samples(namespace string, ss []consistency.Sample) {
 			m.corrupt.WithLabelValues(namespace, "record-repaired").Add(s.Value)
 		case lostSample:
 			m.corrupt.WithLabelValues(namespace, "version-lost").Add(s.Value)
+		case goneSample:
+			m.corrupt.WithLabelValues(namespace, "version-gone").Add(s.Value)
 		}
 	}
 }

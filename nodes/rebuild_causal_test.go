@@ -23,8 +23,9 @@ import (
 // corrupted on its disk for good. At restart the store is moved aside
 // (kept), n2 is rebuilt from r2 and serves again: kx reads its second
 // (salvaged) write in both regions, ky — which no copy holds — is
-// reported as "version lost" (log line and
-// dialkv_corruption_events_total{kind="version-lost"}), a second load
+// reported as "version lost" for both regions (log line and
+// dialkv_corruption_events_total{kind="version-lost"}) and r2 applies its
+// gone notice (kind="version-gone"), a second load
 // phase runs through every node, every load key reads its last
 // acknowledged write everywhere, the session and causal checkers pass on
 // the whole history, and the regions converge.
@@ -123,8 +124,18 @@ func TestClusterCausalRebuildAfterCorruptQueue(t *testing.T) {
 			t.Fatalf("GET %s (lost) at %s: %q %v, want nil", ky, tc.peers[i].ID, replyStr(r), err)
 		}
 	}
-	if got := corruptionEvents(t, tc.nodes[1].Node, ns, "version-lost"); got != 1 {
-		t.Fatalf("dialkv_corruption_events_total{kind=version-lost} = %v, want 1 (%s for r2)", got, ky)
+	// ky's only write is lost for both regions (r1's copy was n2's old
+	// store); r2's owner of ky applies the gone notice.
+	if got := corruptionEvents(t, tc.nodes[1].Node, ns, "version-lost"); got != 2 {
+		t.Fatalf("dialkv_corruption_events_total{kind=version-lost} = %v, want 2 (%s for r1 and r2)", got, ky)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for gone := 0.0; gone != 1; {
+		gone = corruptionEvents(t, tc.nodes[2].Node, ns, "version-gone") + corruptionEvents(t, tc.nodes[3].Node, ns, "version-gone")
+		if gone != 1 && time.Now().After(deadline) {
+			t.Fatalf("dialkv_corruption_events_total{kind=version-gone} in r2 = %v, want 1 (%s's gone notice)", gone, ky)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	for _, want := range []string{"causal store lost replication entries: moved aside", "version lost", ky, "causal store rebuilt from the other regions"} {
 		if !strings.Contains(logs.String(), want) {

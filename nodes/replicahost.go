@@ -400,6 +400,10 @@ func (h *ReplicaHost) loop(maxRead int) {
 						h.log.Error("version lost: a write of this node that no region holds after its store was rebuilt", "write", x.Label)
 					case rebuiltSample:
 						h.log.Warn("causal store rebuilt from the other regions; its keys are served again", "detail", x.Label)
+					case goneSample:
+						h.log.Warn("gone notice applied: another node lost this acknowledged write in a store rebuild; what depends on it proceeds without it", "write", x.Label)
+					case stalledSample:
+						h.log.Warn("causal store rebuild stalled: nodes of other regions do not answer (down or cut off); its keys stay refused until they do", "detail", x.Label)
 					}
 				}
 			}

@@ -311,6 +311,9 @@ func (r *Replica) onFetchReply(now time.Time, in msg) {
 	sort.SliceStable(own, func(i, j int) bool { return own[i].V.Less(own[j].V) })
 	for _, w := range own {
 		switch {
+		case w.Gone && r.siblings && !seenOf(merged.Seen, w.V.Node).AtLeast(w.V):
+			merged = applyGone(merged, w.V) // a gone notice of a lost write (rebuild.go)
+		case w.Gone:
 		case r.siblings && !seenOf(merged.Seen, w.V.Node).AtLeast(w.V):
 			merged = applySibling(merged, w)
 		case !r.siblings && merged.V.Less(w.V):

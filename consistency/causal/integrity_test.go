@@ -188,12 +188,22 @@ func TestCorruptQueueInSiblingsModeIsRebuilt(t *testing.T) {
 	}
 	c.partition("us", "eu", false)
 	c.run(3 * time.Second)
+	// lostKey's only write is lost in both regions: eu never got it,
+	// and this region's copy was the old store's record.
 	st := c.nodes["u1"].rep.RebuildStatus()
-	if st.Rebuilding || len(st.Lost) != 1 || st.Lost[0].Key != lostKey || st.Lost[0].Region != "eu" {
-		t.Fatalf("status after the rebuild: %+v, want done, %s lost for eu", st, lostKey)
+	if st.Rebuilding || len(st.Lost) != 2 || st.Lost[0].Key != lostKey || st.Lost[0].Region != "eu" || st.Lost[1].Key != lostKey || st.Lost[1].Region != "us" {
+		t.Fatalf("status after the rebuild: %+v, want done, %s lost for eu and us", st, lostKey)
 	}
-	if n := countSamples(c.nodes["u1"].rep, LostVersionMetric, st.Lost[0].String()); n != 1 {
-		t.Fatalf("lost-version samples: %v, want 1", n)
+	samples := map[string]float64{}
+	for _, x := range c.nodes["u1"].rep.TakeSamples() {
+		if x.Name == LostVersionMetric {
+			samples[x.Label] += x.Value
+		}
+	}
+	for _, l := range st.Lost {
+		if samples[l.String()] != 1 {
+			t.Fatalf("lost-version samples of %s: %v, want 1", l, samples)
+		}
 	}
 	for _, at := range []consistency.NodeID{"u1", "u2", "e1", "e2"} {
 		if r := c.do(at, nil, "GET", b); replyString(r.Reply) != "b2" {
@@ -342,21 +352,23 @@ func rebuildingU1(t *testing.T) *cluster {
 	return c
 }
 
-// TestRebuildingNodeDoesNotAnswerRebuildReq: a node whose own store is
-// being rebuilt neither seeds another region's rebuilding node from its
-// partial store nor tells it done; it answers once its rebuild finished.
-// Review finding: it seeded and answered done from the partial store.
-func TestRebuildingNodeDoesNotAnswerRebuildReq(t *testing.T) {
+// TestRebuildingNodeAnswersRebuildReqPartially: a node whose own store is
+// being rebuilt answers another region's rebuilding node (else two
+// rebuilds wait for each other for good), but marks its seeds and its
+// done Partial (its store is partial: the asker notes, does not store);
+// once its rebuild finished it answers in full. Before session 8 it did
+// not answer at all (TestTwoRegionsRebuildAtOnce hung).
+func TestRebuildingNodeAnswersRebuildReqPartially(t *testing.T) {
 	c := rebuildingU1(t)
 	u1 := c.nodes["u1"].rep
-	ask := func() (feeds int, done bool) {
+	ask := func(id uint64) (feeds int, done, partial bool) {
 		u1.Ready() // drop what was pending
-		body := mustJSON(msg{Kind: kindRebuildReq, ID: 7, Region: "eu"})
+		body := mustJSON(msg{Kind: kindRebuildReq, ID: id, Region: "eu"})
 		u1.Receive(c.now, consistency.Message{From: "e1", To: "u1", Body: body})
 		for _, m := range u1.Ready().Messages {
 			var in msg
 			if err := json.Unmarshal(m.Body, &in); err == nil && in.Kind == kindRebuildDone && m.To == "e1" {
-				done = true
+				done, partial = true, in.Partial
 			}
 		}
 		for _, p := range u1.feeds {
@@ -364,18 +376,19 @@ func TestRebuildingNodeDoesNotAnswerRebuildReq(t *testing.T) {
 				feeds++
 			}
 		}
-		return feeds, done
+		return feeds, done, partial
 	}
-	if feeds, done := ask(); feeds != 0 || done {
-		t.Fatalf("rebuilding u1 answered e1's rebuild-req: %d seeds queued, done %v", feeds, done)
+	if _, done, partial := ask(7); !done || !partial {
+		t.Fatalf("rebuilding u1 and e1's rebuild-req: done %v partial %v, want a partial done", done, partial)
 	}
 	c.partition("us", "eu", false)
 	c.run(3 * time.Second)
 	if u1.RebuildStatus().Rebuilding {
 		t.Fatal("u1 still rebuilding")
 	}
-	if feeds, done := ask(); feeds == 0 && !done {
-		t.Fatal("u1 does not answer e1's rebuild-req after its rebuild finished")
+	feeds, done, partial := ask(8)
+	if feeds == 0 && !done || partial {
+		t.Fatalf("u1 after its rebuild: %d seeds, done %v, partial %v; want a full answer", feeds, done, partial)
 	}
 }
 
@@ -694,4 +707,153 @@ func rebuildAndRestart(t *testing.T, c *cluster, id consistency.NodeID) RebuildR
 	c.nodes[id].eng = fresh
 	c.restart(id)
 	return rep
+}
+
+// keyOwnedByBoth returns a key whose owner is u in region us and e in
+// region eu.
+func keyOwnedByBoth(t *testing.T, r *Replica, u, e consistency.NodeID, prefix string) string {
+	t.Helper()
+	for i := range 10000 {
+		k := fmt.Sprintf("%s%d", prefix, i)
+		if r.owner("us", k) == u && r.owner("eu", k) == e {
+			return k
+		}
+	}
+	t.Fatalf("no key %s* owned by %s and %s", prefix, u, e)
+	return ""
+}
+
+// TestTwoRegionsRebuildAtOnce: u1 (us) and e1 (eu) both restart on
+// stores with a corrupt replication entry and rebuild at once. Each needs
+// the other's seeds; before session 8 neither answered the other while
+// rebuilding, and both refused their keys for good. Now each answers the
+// other Partial: both finish, the salvaged writes reach both regions,
+// what only the two old stores held is reported lost — for both regions,
+// by its origin — the regions converge and new writes replicate.
+func TestTwoRegionsRebuildAtOnce(t *testing.T) {
+	c := newClusterWith(t, 12, twoRegions, "", map[string]string{"resolve": ResolveSiblings})
+	u1 := c.nodes["u1"].rep
+	a, b, x := keyOwnedByBoth(t, u1, "u1", "e1", "a"), keyOwnedByBoth(t, u1, "u1", "e1", "b"), keyOwnedByBoth(t, u1, "u1", "e1", "x")
+	k, z := keyOwnedByBoth(t, u1, "u1", "e1", "k"), keyOwnedByBoth(t, u1, "u1", "e1", "z")
+	o := keyOwnedByBoth(t, u1, "u2", "e2", "o")
+	c.do("u1", nil, "SET", a, "a1") // in both regions, then only in the two old stores
+	c.do("u2", nil, "SET", o, "o1") // neither rebuilding node holds it
+	c.run(time.Second)
+	c.partition("us", "eu", true)
+	var seqs []uint64
+	for _, w := range []struct {
+		at     consistency.NodeID
+		key, v string
+	}{{"u1", b, "b1"}, {"u1", x, "x1"}, {"e1", k, "k1"}, {"e1", z, "z1"}} {
+		if r := c.do(w.at, nil, "SET", w.key, w.v); replyString(r.Reply) != "OK" {
+			t.Fatalf("SET %s at %s: %s", w.key, w.at, replyString(r.Reply))
+		}
+		seqs = append(seqs, c.nodes[w.at].rep.seq)
+	}
+	c.crash("u1")
+	c.crash("e1")
+	if corruptStored(t, c, "u1", string(queueKey(seqs[1]))) != 1 || corruptStored(t, c, "e1", string(queueKey(seqs[3]))) != 1 {
+		t.Fatal("entries not found")
+	}
+	rebuildAndRestart(t, c, "u1")
+	rebuildAndRestart(t, c, "e1")
+	c.partition("us", "eu", false)
+	c.run(5 * time.Second)
+	lost := map[consistency.NodeID][]string{}
+	for _, id := range []consistency.NodeID{"u1", "e1"} {
+		st := c.nodes[id].rep.RebuildStatus()
+		if st.Rebuilding {
+			t.Fatalf("%s still rebuilding: %+v (the two rebuilds wait for each other)", id, st)
+		}
+		if len(st.Partial) != 1 {
+			t.Errorf("%s: partial answers %v, want the other rebuilding node's", id, st.Partial)
+		}
+		for _, l := range st.Lost {
+			lost[id] = append(lost[id], l.Key+"@"+l.Region)
+		}
+	}
+	want := map[consistency.NodeID][]string{"u1": {a + "@eu", a + "@us", x + "@eu", x + "@us"}, "e1": {z + "@eu", z + "@us"}}
+	if fmt.Sprint(lost) != fmt.Sprint(want) {
+		t.Fatalf("lost: %v, want %v", lost, want)
+	}
+	us, eu := c.regionDump("us"), c.regionDump("eu")
+	if fmt.Sprint(us) != fmt.Sprint(eu) {
+		t.Fatalf("regions diverge after the rebuilds:\nus %v\neu %v", us, eu)
+	}
+	if got, wantDump := fmt.Sprint(us), fmt.Sprint(map[string]string{b: `"b1"`, k: `"k1"`, o: `"o1"`}); got != wantDump {
+		t.Fatalf("after the rebuilds: %s, want %s", got, wantDump)
+	}
+	c.do("u1", nil, "SET", a, "a2")
+	c.do("e1", nil, "SET", x, "x2")
+	c.run(time.Second)
+	for _, at := range []consistency.NodeID{"u1", "u2", "e1", "e2"} {
+		if r := c.do(at, nil, "GET", a); replyString(r.Reply) != "a2" {
+			t.Errorf("GET %s at %s: %s, want a2", a, at, replyString(r.Reply))
+		}
+		if r := c.do(at, nil, "GET", x); replyString(r.Reply) != "x2" {
+			t.Errorf("GET %s at %s: %s, want x2", x, at, replyString(r.Reply))
+		}
+	}
+}
+
+// TestGoneNoticeFreesDependents: u1's write x1 is acknowledged during a
+// partition and lost with its replication entry. Before the crash a
+// session read it at u1, then wrote s at u2 (u2's entry for eu depends on
+// x1), and u2 wrote s again (that write depends on the first). Without
+// the gone notice both of u2's writes waited in eu for good, and so did
+// the session when it moved to eu. With it: eu's owner of x applies the
+// notice (counted), the writes of s arrive, the session is served in eu,
+// x reads as missing everywhere (its only write is lost: reported for
+// both regions) and the regions converge.
+func TestGoneNoticeFreesDependents(t *testing.T) {
+	c := newClusterWith(t, 12, twoRegions, "", map[string]string{"resolve": ResolveSiblings})
+	u1 := c.nodes["u1"].rep
+	x, s := keyOwnedBy(t, u1, "us", "u1", "x"), keyOwnedBy(t, u1, "us", "u2", "s")
+	c.partition("us", "eu", true)
+	if r := c.do("u1", nil, "SET", x, "x1"); replyString(r.Reply) != "OK" {
+		t.Fatalf("SET %s: %s", x, replyString(r.Reply))
+	}
+	seq := u1.seq
+	g := c.do("u1", nil, "GET", x)
+	if replyString(g.Reply) != "x1" {
+		t.Fatalf("GET %s: %s", x, replyString(g.Reply))
+	}
+	w := c.do("u2", g.Token, "SET", s, "s1")
+	c.do("u2", nil, "SET", s, "s2")
+	c.crash("u1")
+	if corruptStored(t, c, "u1", string(queueKey(seq))) != 1 {
+		t.Fatal("entry not found")
+	}
+	rebuildAndRestart(t, c, "u1")
+	c.partition("us", "eu", false)
+	c.run(5 * time.Second)
+	st := c.nodes["u1"].rep.RebuildStatus()
+	if st.Rebuilding || len(st.Lost) != 2 {
+		t.Fatalf("u1: %+v, want done, %s lost for eu and us", st, x)
+	}
+	ex, es := u1.owner("eu", x), u1.owner("eu", s)
+	if n := c.nodes[ex].rep.stats.GoneApplied; n != 1 {
+		t.Errorf("gone notices applied at %s: %d, want 1", ex, n)
+	}
+	if r := c.do(es, nil, "GET", s); replyString(r.Reply) != "s2" {
+		t.Fatalf("GET %s in eu: %s, want s2 (u2's writes wait for the lost x1)", s, replyString(r.Reply))
+	}
+	// The session that read x1 (and wrote s1) moves to eu.
+	if r := c.do(es, w.Token, "GET", s); replyString(r.Reply) != "s2" {
+		t.Fatalf("the session in eu: %s, want s2", replyString(r.Reply))
+	}
+	if r := c.do(ex, g.Token, "GET", x); r.Reply.Kind != core.KindNil {
+		t.Fatalf("GET %s in eu: %s, want nil (lost)", x, replyString(r.Reply))
+	}
+	us, eu := c.regionDump("us"), c.regionDump("eu")
+	if fmt.Sprint(us) != fmt.Sprint(eu) {
+		t.Fatalf("regions diverge:\nus %v\neu %v", us, eu)
+	}
+	// Nothing stays queued: the notices were acknowledged.
+	c.run(2 * time.Second)
+	for _, id := range []consistency.NodeID{"u1", "u2"} {
+		if q := len(c.nodes[id].rep.queue); q != 0 {
+			t.Errorf("%s: %d entries still queued", id, q)
+		}
+	}
 }

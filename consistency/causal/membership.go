@@ -791,6 +791,7 @@ func (r *Replica) ringTick(now time.Time) {
 // change (or that asked a node that is not a member).
 func (r *Replica) errPaused(key string) core.Reply {
 	if r.rebuilds(key) {
+		r.noteRefused(key)
 		return errReply(consistency.CodeUnavailable, "the store of node %s is being rebuilt from the other regions after corruption; key %q is served again once it is; retry", r.id, key)
 	}
 	if r.region == "" && !r.changing {

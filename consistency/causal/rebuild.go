@@ -36,12 +36,42 @@ import (
 //     deadlock, two records depending on each other's earlier versions),
 //     which is safe because those keys are refused until every seed is in.
 //   - Once every node of every other region answered done, it compares,
-//     for every region, the newest own write of each key the old store
-//     held with what that region's seed and the salvaged entries give it:
-//     a write no copy holds is lost (LostVersionMetric samples, one per
-//     key and region, and Stats.LostVersions). The salvaged entries'
-//     dependencies on such lost writes are dropped (they can never become
-//     visible there), the mark is deleted, and the node serves again.
+//     for every region (its own included), the newest own write of each
+//     key the old store held with what that region's seed and the
+//     salvaged entries give it: a write no copy holds is lost
+//     (LostVersionMetric samples, one per key and region, and
+//     Stats.LostVersions). The salvaged entries' dependencies on such
+//     lost writes are dropped (they can never become visible there); a
+//     gone notice of each lost write is queued for every other region
+//     and applied here (below); the mark is deleted, and the node serves
+//     again.
+//
+// Two rebuilds at once. A node that is itself rebuilding answers another
+// region's rebuild-req too, with Partial seeds and a Partial done: the
+// asker notes what they hold of its writes but does not store them (a
+// partial record's salvaged writes may depend on writes their node lost;
+// they come by replication once that rebuild finished, checked like any
+// remote write). Nothing else is missed: a rebuilding node's store ends
+// up as its salvaged writes plus the other regions' seeds, which the
+// asker gets from them directly. For the loss report, a region whose
+// owner of a key answered Partial will hold what it holds now plus what
+// the regions that answered in full hold (their seeds reach it too), so
+// both rebuilds finish, in any number of regions.
+//
+// Gone notices. A lost write V of key k may be a dependency elsewhere: a
+// client read it before the crash (its token), or another node of this
+// region queued a write made after reading it. Without a notice such a
+// dependency never becomes visible in a region that lacks V, and the
+// write waiting for it — with every later write of its key from its node
+// — waits for good. The notice is a replication entry whose record is
+// {V, Gone}: applying it moves the record's Seen for this node to V
+// without adding a sibling (the value is lost; the older siblings stay),
+// so every dependency on V, or on an older lost write of k, is visible.
+// Ordering rule: it depends on the newest salvaged write of k queued for
+// its region, so it is applied after it (applied first, it would make the
+// salvaged write look already seen). The receiver counts it
+// (Stats.GoneApplied, GoneMetric samples): an acknowledged write that is
+// lost stays lost — a reader sees the key's older state.
 //
 // The mark is durable, so a crash during the rebuild restarts it (seeds
 // merge idempotently). With a single region there is no other copy:
@@ -74,6 +104,21 @@ const LostVersionMetric = "dialkv_lost_versions"
 // RebuiltMetric is the name of the sample a replica reports when its
 // store's rebuild completed (value: the keys seeded into it).
 const RebuiltMetric = "dialkv_store_rebuilt"
+
+// GoneMetric is the name of the samples a replica reports when it applies
+// another node's gone notice (label "KEY VERSION"): a dependency on that
+// lost write is satisfied here from now on, without its value.
+const GoneMetric = "dialkv_gone_versions"
+
+// StalledMetric is the name of the sample a rebuilding replica reports
+// when a node it waits for has not answered for rebuildStallAfter (label:
+// the nodes it waits for); reported again every rebuildStallAfter while
+// the rebuild waits.
+const StalledMetric = "dialkv_rebuild_stalled"
+
+// rebuildStallAfter (in retries) is how long a rebuild waits without
+// progress before it reports itself stalled.
+const rebuildStallAfter = 100
 
 // rebuildMark is what a rebuilding store remembers of the store it
 // replaces (the rebuild's loss report needs it).
@@ -111,7 +156,19 @@ type rebuilding struct {
 	// holds (its Seen entry for this node).
 	seen   map[string]map[string]Version
 	seeded int
+	// partial: the nodes that answered done while rebuilding themselves.
+	partial map[consistency.NodeID]bool
+	// Status only (RebuildStatus): when this incarnation's rebuild began
+	// and last progressed (a seed or a done), the stall reported last,
+	// and the client requests (and distinct keys, up to maxRefusedKeys)
+	// refused meanwhile.
+	began, progress, stallNoted time.Time
+	refused                     int
+	refusedKeys                 map[string]bool
 }
+
+// maxRefusedKeys bounds the distinct refused keys a rebuild counts.
+const maxRefusedKeys = 10000
 
 // PrepareRebuild fills fresh (an empty engine) for the rebuild of the
 // siblings-mode replica cfg.ID, whose store cfg.Engine failed to recover
@@ -165,7 +222,7 @@ func PrepareRebuild(cfg consistency.Config, fresh core.Engine) (RebuildReport, e
 	if err := it.Close(); err != nil {
 		return rep, fmt.Errorf("causal: rebuild: scan old records: %w", err)
 	}
-	var salvaged []*outEntry
+	var salvaged, gone []*outEntry
 	it = old.NewIter([]byte(prefixQueue), []byte("q0"))
 	for ok := it.First(); ok; ok = it.Next() {
 		k := it.Key()
@@ -177,6 +234,12 @@ func PrepareRebuild(cfg consistency.Config, fresh core.Engine) (RebuildReport, e
 		var e outEntry
 		if openJSON(k, it.Value(), &e) != nil || e.Seq != s {
 			mark.Lost = append(mark.Lost, s)
+			continue
+		}
+		if e.Rec.Gone {
+			// A gone notice of an earlier rebuild still unacknowledged: its
+			// write is lost already; the notice is carried over.
+			gone = append(gone, &e)
 			continue
 		}
 		clock.observe(e.Rec.V)
@@ -198,6 +261,12 @@ func PrepareRebuild(cfg consistency.Config, fresh core.Engine) (RebuildReport, e
 		}
 	}
 	mark.Salvaged = len(salvaged)
+	for _, e := range gone {
+		if cur := recs[e.Key]; !seenOf(cur.Seen, e.Rec.V.Node).AtLeast(e.Rec.V) {
+			recs[e.Key] = applyGone(cur, e.Rec.V)
+		}
+	}
+	salvaged = append(salvaged, gone...)
 	b := fresh.NewBatch()
 	defer b.Close()
 	keys := make([]string, 0, len(recs))
@@ -218,6 +287,14 @@ func PrepareRebuild(cfg consistency.Config, fresh core.Engine) (RebuildReport, e
 	}
 	rep.Salvaged, rep.Lost, rep.OwnKeys = len(salvaged), mark.Lost, len(mark.Own)
 	return rep, nil
+}
+
+// applyGone returns cur with the gone notice of the lost write v applied:
+// Seen moves to v for v's node, no sibling is added or removed (the
+// value is lost; what the region held before stays). cur is not written.
+func applyGone(cur record, v Version) record {
+	cur.Seen = slices.Clone(cur.Seen)
+	return seeAll(cur, []Version{v})
 }
 
 // seeAll returns rec with every version of over in its Seen (the newest
@@ -260,7 +337,8 @@ func (r *Replica) loadRebuildMark() error {
 		return fmt.Errorf("causal: rebuild of %s: %w", r.id, ErrNoOtherRegion)
 	}
 	r.nextID++
-	r.rebuild = &rebuilding{id: r.nextID, mark: m, done: map[consistency.NodeID]bool{}, seen: map[string]map[string]Version{}}
+	r.rebuild = &rebuilding{id: r.nextID, mark: m, done: map[consistency.NodeID]bool{}, seen: map[string]map[string]Version{},
+		partial: map[consistency.NodeID]bool{}, refusedKeys: map[string]bool{}}
 	return nil
 }
 
@@ -280,8 +358,29 @@ func (r *Replica) rebuildTick(now time.Time) {
 		return
 	}
 	rb.sent = now
-	for _, n := range r.rebuildWaiting() {
+	if rb.began.IsZero() {
+		rb.began, rb.progress = now, now
+	}
+	waiting := r.rebuildWaiting()
+	for _, n := range waiting {
 		r.send(n, msg{Kind: kindRebuildReq, ID: rb.id, Region: r.region})
+	}
+	// A node of another region that is down (or cut off) stalls the
+	// rebuild until it answers: say so, once every rebuildStallAfter
+	// retries without progress.
+	if len(waiting) > 0 && now.Sub(rb.progress) >= rebuildStallAfter*r.retry && now.Sub(rb.stallNoted) >= rebuildStallAfter*r.retry {
+		rb.stallNoted = now
+		r.lags = append(r.lags, consistency.Sample{Name: StalledMetric, Label: fmt.Sprintf("waiting for %v since %s without progress", waiting, now.Sub(rb.progress)), Value: float64(len(waiting))})
+	}
+}
+
+// noteRefused counts a client request for key refused while rebuilding.
+func (r *Replica) noteRefused(key string) {
+	if rb := r.rebuild; rb != nil {
+		rb.refused++
+		if len(rb.refusedKeys) < maxRefusedKeys {
+			rb.refusedKeys[key] = true
+		}
 	}
 }
 
@@ -308,17 +407,17 @@ func feedKey(key string, to consistency.NodeID) string { return key + "\x00" + s
 // onRebuildReq answers a rebuilding node of another region: a new rebuild
 // (id) queues a seed of every key this node owns whose owner in the
 // asker's region is the asker; once they are all acknowledged, done. A
-// node whose own store is being rebuilt does not answer (its store is
-// partial: its done would make the asker report as lost, or take as
-// held, what this region has not given back yet); the asker asks again
-// every round and is answered once this rebuild finished. Two nodes of
-// different regions rebuilding at once therefore wait for each other.
+// node whose own store is being rebuilt answers too, its seeds and done
+// marked Partial (see "Two rebuilds at once" above): the asker only notes
+// them, so two rebuilding nodes of different regions do not wait for each
+// other.
 func (r *Replica) onRebuildReq(from consistency.NodeID, in msg) {
-	if r.region == "" || in.Region == "" || in.Region == r.region || in.ID == 0 || r.rebuild != nil {
+	if r.region == "" || in.Region == "" || in.Region == r.region || in.ID == 0 {
 		return
 	}
 	if r.feedID[from] != in.ID {
 		r.dropFeeds(from)
+		r.feedPartial[from] = r.rebuild != nil
 		it := r.eng.NewIter([]byte(prefixValue), []byte("v0"))
 		for ok := it.First(); ok; ok = it.Next() {
 			key := string(it.Key()[len(prefixValue):])
@@ -353,12 +452,12 @@ func (r *Replica) maybeFed(to consistency.NodeID) {
 		}
 	}
 	r.dropFeeds(to)
-	r.send(to, msg{Kind: kindRebuildDone, ID: r.feedID[to]})
+	r.send(to, msg{Kind: kindRebuildDone, ID: r.feedID[to], Partial: r.feedPartial[to]})
 }
 
 // sendFeeds (re)sends the seeds for rebuilding nodes that are due.
 func (r *Replica) sendFeeds(now time.Time) {
-	r.sendDueSeeds(now, r.feeds, func(to consistency.NodeID) uint64 { return r.feedID[to] },
+	r.sendDueSeeds(now, r.feeds, func(m *msg, to consistency.NodeID) { m.ID, m.Partial = r.feedID[to], r.feedPartial[to] },
 		func(p *push) { r.maybeFed(p.to) })
 }
 
@@ -378,11 +477,12 @@ func (r *Replica) onFeedAck(from consistency.NodeID, in msg) {
 
 // noteRebuildSeed records, during a rebuild, the newest own write the
 // seed's region holds of key.
-func (r *Replica) noteRebuildSeed(region, key string, rec record) {
+func (r *Replica) noteRebuildSeed(now time.Time, region, key string, rec record) {
 	rb := r.rebuild
 	if rb == nil {
 		return
 	}
+	rb.progress = now
 	if rb.seen[region] == nil {
 		rb.seen[region] = map[string]Version{}
 	}
@@ -394,17 +494,21 @@ func (r *Replica) noteRebuildSeed(region, key string, rec record) {
 
 // onRebuildDone takes a node's word that it seeded this node; once every
 // node of every other region gave it, the rebuild ends.
-func (r *Replica) onRebuildDone(from consistency.NodeID, in msg) {
+func (r *Replica) onRebuildDone(now time.Time, from consistency.NodeID, in msg) {
 	rb := r.rebuild
 	if rb == nil || in.ID != rb.id {
 		return
 	}
 	rb.done[from] = true
+	rb.progress = now
+	if in.Partial {
+		rb.partial[from] = true
+	}
 	if len(r.rebuildWaiting()) > 0 {
 		return
 	}
-	if err := r.finishRebuild(); err != nil {
-		rb.done = map[consistency.NodeID]bool{} // ask again
+	if err := r.finishRebuild(now); err != nil {
+		rb.done, rb.partial = map[consistency.NodeID]bool{}, map[consistency.NodeID]bool{} // ask again
 	}
 }
 
@@ -421,10 +525,12 @@ func (l LostVersion) String() string {
 }
 
 // finishRebuild ends a rebuild once every seed is in: it reports what no
-// copy holds, drops the salvaged entries' dependencies on it, and deletes
-// the mark.
-func (r *Replica) finishRebuild() error {
+// copy holds, drops the salvaged entries' dependencies on it, queues a
+// gone notice of each lost write for every other region (and applies it
+// here), and deletes the mark.
+func (r *Replica) finishRebuild(now time.Time) error {
 	rb := r.rebuild
+	self := string(r.id)
 	// has[region][key]: the newest own write of key that region holds
 	// (its seed) or will hold once the salvaged entries for it before
 	// the one considered are applied. Ordering rule: in sequence order,
@@ -442,6 +548,38 @@ func (r *Replica) finishRebuild() error {
 			has[g.name][k] = v
 		}
 	}
+	// A region whose owner of a key answered Partial (it is rebuilding
+	// too) will hold of this node's writes what it holds now plus what
+	// the regions that answered in full for the key hold: their seeds
+	// reach it as they reached this node (its salvaged writes are
+	// counted below, as for every region).
+	if len(rb.partial) > 0 {
+		cand := map[string]bool{}
+		for k := range rb.mark.Own {
+			cand[k] = true
+		}
+		for _, e := range r.queue {
+			cand[e.Key] = true
+			for _, d := range append(slices.Clone(e.Deps), e.Rec.Deps...) {
+				cand[d.Key] = true
+			}
+		}
+		for _, k := range sortedKeys(cand) {
+			for _, g := range r.regions {
+				if g.name == r.region || !rb.partial[r.owner(g.name, k)] {
+					continue
+				}
+				for _, f := range r.regions {
+					if f.name == r.region || rb.partial[r.owner(f.name, k)] {
+						continue
+					}
+					if v := rb.seen[f.name][k]; has[g.name][k].Less(v) {
+						has[g.name][k] = v
+					}
+				}
+			}
+		}
+	}
 	// The changes are collected and written once each, and applied to
 	// the in-memory queue only after the batch committed: with three
 	// regions or more a write has one entry per region, each dropping
@@ -450,13 +588,32 @@ func (r *Replica) finishRebuild() error {
 	// queue as it was for the next attempt.
 	entries := map[uint64]outEntry{}
 	recs := map[string]record{}
+	loadRec := func(k string) record {
+		cur, ok := recs[k]
+		if !ok {
+			var err error
+			if cur, err = r.load(k); err != nil {
+				cur = record{}
+			}
+		}
+		return cur
+	}
+	// newest[region][key]: the newest salvaged write of key queued for
+	// region (a gone notice of key follows it there).
+	newest := map[string]map[string]Version{}
 	for _, seq := range sortedKeys(r.queue) {
 		e := r.queue[seq]
 		h, ok := has[e.Region]
 		if !ok {
 			continue
 		}
-		gone := func(d Dep) bool { return d.V.Node == string(r.id) && h[d.Key].Less(d.V) }
+		if newest[e.Region] == nil {
+			newest[e.Region] = map[string]Version{}
+		}
+		if newest[e.Region][e.Key].Less(e.Rec.V) {
+			newest[e.Region][e.Key] = e.Rec.V
+		}
+		gone := func(d Dep) bool { return d.V.Node == self && h[d.Key].Less(d.V) }
 		if slices.ContainsFunc(e.Deps, gone) || slices.ContainsFunc(e.Rec.Deps, gone) {
 			ne := *e
 			ne.Deps = slices.DeleteFunc(slices.Clone(e.Deps), gone)
@@ -465,13 +622,7 @@ func (r *Replica) finishRebuild() error {
 			// The stored sibling too: a reader inherits its
 			// dependencies, and a write of that reader would wait for
 			// the lost one.
-			cur, ok := recs[e.Key]
-			if !ok {
-				var err error
-				if cur, err = r.load(e.Key); err != nil {
-					cur = record{}
-				}
-			}
+			cur := loadRec(e.Key)
 			if i := slices.IndexFunc(cur.Sibs, func(x record) bool { return x.V == e.Rec.V }); i >= 0 {
 				cur.Sibs[i].Deps = slices.DeleteFunc(cur.Sibs[i].Deps, gone)
 				recs[e.Key] = cur
@@ -481,8 +632,60 @@ func (r *Replica) finishRebuild() error {
 			h[e.Key] = e.Rec.V
 		}
 	}
+	var lost []LostVersion
+	goneKeys := map[string]bool{}
+	keys := make([]string, 0, len(rb.mark.Own))
+	for k := range rb.mark.Own {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		own := rb.mark.Own[k]
+		for _, g := range r.regions {
+			var held Version
+			if h, ok := has[g.name]; ok {
+				held = h[k]
+			} else {
+				// This region: what the rebuilt record holds (the
+				// salvaged writes and every region's seed).
+				cur, err := r.load(k)
+				if err != nil {
+					continue // unreadable: re-fetched, not judged
+				}
+				held = seenOf(cur.Seen, self)
+			}
+			if held.Less(own) {
+				lost = append(lost, LostVersion{Key: k, V: own, Region: g.name, Has: held})
+				goneKeys[k] = true
+			}
+		}
+	}
 	b := r.eng.NewBatch()
 	defer b.Close()
+	// Gone notices: one entry per other region (consecutive, as a
+	// write's), each after the newest salvaged write of its key queued
+	// for that region; applied here too where this region lacks it.
+	seq := r.seq
+	var notices []*outEntry
+	for _, k := range sortedKeys(goneKeys) {
+		v := rb.mark.Own[k]
+		first := seq + 1
+		for _, g := range r.regions {
+			if g.name == r.region {
+				continue
+			}
+			seq++
+			e := &outEntry{Seq: seq, First: first, Region: g.name, Key: k, Rec: record{V: v, Gone: true}}
+			if n := newest[g.name][k]; !n.IsZero() {
+				e.Deps = []Dep{{Key: k, V: n}}
+			}
+			notices = append(notices, e)
+			b.Set(queueKey(e.Seq), sealJSON(queueKey(e.Seq), e))
+		}
+		if cur := loadRec(k); seenOf(cur.Seen, self).Less(v) {
+			recs[k] = applyGone(cur, v)
+		}
+	}
 	for _, seq := range sortedKeys(entries) {
 		ne := entries[seq]
 		b.Set(queueKey(seq), sealJSON(queueKey(seq), ne))
@@ -490,19 +693,7 @@ func (r *Replica) finishRebuild() error {
 	for _, k := range sortedKeys(recs) {
 		b.Set([]byte(prefixValue+k), sealJSON([]byte(prefixValue+k), recs[k]))
 	}
-	var lost []LostVersion
-	keys := make([]string, 0, len(rb.mark.Own))
-	for k := range rb.mark.Own {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		for _, g := range r.regions {
-			if h, ok := has[g.name]; ok && h[k].Less(rb.mark.Own[k]) {
-				lost = append(lost, LostVersion{Key: k, V: rb.mark.Own[k], Region: g.name, Has: h[k]})
-			}
-		}
-	}
+	b.Set([]byte(keyMeta), sealJSON([]byte(keyMeta), meta{Seq: seq, Wall: r.clock.wall, Logical: r.clock.logical}))
 	b.Delete([]byte(keyRebuild))
 	if err := b.Commit(false); err != nil {
 		return fmt.Errorf("causal: finish rebuild: %w", err)
@@ -510,40 +701,81 @@ func (r *Replica) finishRebuild() error {
 	for seq, ne := range entries {
 		r.queue[seq].Deps, r.queue[seq].Rec.Deps = ne.Deps, ne.Rec.Deps
 	}
+	r.seq = seq
+	for _, e := range notices {
+		r.queue[e.Seq] = e
+	}
 	r.out.Sync = true
 	r.rebuild = nil
 	r.stats.LostVersions += int64(len(lost))
 	for _, l := range lost {
 		r.lags = append(r.lags, consistency.Sample{Name: LostVersionMetric, Label: l.String(), Value: 1})
 	}
-	r.lags = append(r.lags, consistency.Sample{Name: RebuiltMetric, Label: fmt.Sprintf("seeds=%d salvaged=%d corrupt-entries=%d", rb.seeded, rb.mark.Salvaged, len(rb.mark.Lost)), Value: float64(rb.seeded)})
+	r.lags = append(r.lags, consistency.Sample{Name: RebuiltMetric, Label: fmt.Sprintf("seeds=%d salvaged=%d corrupt-entries=%d gone-notices=%d partial-answers=%d after=%s",
+		rb.seeded, rb.mark.Salvaged, len(rb.mark.Lost), len(goneKeys), len(rb.partial), now.Sub(rb.began)), Value: float64(rb.seeded)})
 	r.lost = append(r.lost, lost...)
-	// The salvaged entries go out at the next round.
+	for _, k := range sortedKeys(goneKeys) {
+		r.recheck(now, k) // a local waiter may wait for the lost write
+	}
+	r.last = &RebuildStatus{Seeded: rb.seeded, SeededBy: sortedKeys(rb.done), Partial: sortedKeys(rb.partial), Refused: rb.refused, RefusedKeys: len(rb.refusedKeys), Began: rb.began, Progress: rb.progress, Finished: now}
+	// The salvaged entries and the notices go out at the next round.
 	for _, seq := range sortedKeys(r.queue) {
 		r.queue[seq].every, r.queue[seq].sent = 0, time.Time{}
 	}
 	return nil
 }
 
-// RebuildStatus is a causal replica's store rebuild (see PrepareRebuild).
+// RebuildStatus is a causal replica's store rebuild (see PrepareRebuild):
+// the one under way, or else the last one this incarnation finished.
 type RebuildStatus struct {
 	// Rebuilding: the keys this node owns are refused until every node
 	// of every other region seeded them.
-	Rebuilding bool
+	Rebuilding bool `json:"rebuilding"`
 	// Waiting are the nodes of other regions not done seeding yet.
-	Waiting []consistency.NodeID
-	// Seeded counts the seeds stored so far (this incarnation).
-	Seeded int
+	Waiting []consistency.NodeID `json:"waiting,omitempty"`
+	// SeededBy are the nodes that said they seeded it; Partial those of
+	// them that were rebuilding themselves (noted, not stored).
+	SeededBy []consistency.NodeID `json:"seeded_by,omitempty"`
+	Partial  []consistency.NodeID `json:"partial,omitempty"`
+	// Seeded counts the seeds stored or noted so far (this incarnation).
+	Seeded int `json:"seeded"`
+	// Refused counts the client requests refused for the keys being
+	// rebuilt, RefusedKeys the distinct keys (at most maxRefusedKeys).
+	Refused     int `json:"refused"`
+	RefusedKeys int `json:"refused_keys"`
+	// Began is the first round of the rebuild, Progress the last seed or
+	// done received, Finished its end (zero while under way); times are
+	// the replica's inputs.
+	Began    time.Time `json:"began,omitzero"`
+	Progress time.Time `json:"progress,omitzero"`
+	Finished time.Time `json:"finished,omitzero"`
 	// Lost are the own writes found lost by the rebuilds of this
 	// incarnation.
-	Lost []LostVersion
+	Lost []LostVersion `json:"lost,omitempty"`
+	// Feeding are the rebuilding nodes of other regions this node is
+	// seeding (not yet acknowledged in full).
+	Feeding []consistency.NodeID `json:"feeding,omitempty"`
+	// GoneApplied counts the gone notices of other nodes' lost writes
+	// applied here (Stats.GoneApplied).
+	GoneApplied int64 `json:"gone_applied"`
 }
 
 // RebuildStatus reports the replica's store rebuild.
 func (r *Replica) RebuildStatus() RebuildStatus {
-	s := RebuildStatus{Lost: append([]LostVersion(nil), r.lost...)}
-	if rb := r.rebuild; rb != nil {
-		s.Rebuilding, s.Seeded, s.Waiting = true, rb.seeded, r.rebuildWaiting()
+	var s RebuildStatus
+	if r.last != nil {
+		s = *r.last
 	}
+	if rb := r.rebuild; rb != nil {
+		s = RebuildStatus{Rebuilding: true, Seeded: rb.seeded, Waiting: r.rebuildWaiting(), SeededBy: sortedKeys(rb.done), Partial: sortedKeys(rb.partial),
+			Refused: rb.refused, RefusedKeys: len(rb.refusedKeys), Began: rb.began, Progress: rb.progress}
+	}
+	s.Lost = append([]LostVersion(nil), r.lost...)
+	feeding := map[consistency.NodeID]bool{}
+	for _, p := range r.feeds {
+		feeding[p.to] = true
+	}
+	s.Feeding = sortedKeys(feeding)
+	s.GoneApplied = r.stats.GoneApplied
 	return s
 }

@@ -86,6 +86,11 @@ type record struct {
 	Sibs []record  `json:"sibs,omitempty"`
 	Seen []Version `json:"seen,omitempty"`
 	Over []Version `json:"over,omitempty"`
+	// Gone (siblings mode, a replication entry's record only): V is an
+	// own write its origin's store rebuild found lost; applying it moves
+	// Seen past V without a sibling, so the dependencies on V (and on the
+	// origin's older lost writes of the key) are satisfied (rebuild.go).
+	Gone bool `json:"gone,omitempty"`
 }
 
 // outEntry is a write waiting to be acknowledged by one other region.
@@ -134,6 +139,9 @@ type msg struct {
 	// Ver (repl-ack) is the acknowledged write's version: a sequence
 	// number reused after a lost meta cannot retire another write's entry.
 	Ver *Version `json:"ver,omitempty"`
+	// Partial (seed, rebuild-done of a rebuild): sent by a node whose own
+	// store is being rebuilt; its records are partial (rebuild.go).
+	Partial bool `json:"partial,omitempty"`
 }
 
 // token is a client's causal context.
@@ -309,7 +317,12 @@ type Replica struct {
 	rebuild *rebuilding
 	feeds   map[string]*push
 	feedID  map[consistency.NodeID]uint64
-	lost    []LostVersion
+	// feedPartial: the feed of that node was queued while this node was
+	// rebuilding itself (its seeds and done say Partial).
+	feedPartial map[consistency.NodeID]bool
+	// last: the status of the last rebuild this incarnation finished.
+	last *RebuildStatus
+	lost []LostVersion
 }
 
 // Stats are counters for metrics and experiments.
@@ -335,6 +348,7 @@ type Stats struct {
 	Seeded         int64 // records this node seeded another region's new owner with, acknowledged (a down node removed)
 	SeedsStored    int64 // seeds from other regions merged here (newer than what this node had)
 	LostVersions   int64 // own writes a store rebuild found no copy of, per key and region (rebuild.go)
+	GoneApplied    int64 // gone notices of another node's lost writes applied here (rebuild.go)
 }
 
 var _ consistency.Meter = (*Replica)(nil)
@@ -395,6 +409,7 @@ func (r *Replica) Counters() map[string]float64 {
 		"causal_seeded":                      float64(s.Seeded),
 		"causal_seeds_stored":                float64(s.SeedsStored),
 		"causal_lost_versions":               float64(s.LostVersions),
+		"causal_gone_applied":                float64(s.GoneApplied),
 	}
 }
 
@@ -450,27 +465,28 @@ func NewReplica(cfg consistency.Config) (*Replica, error) {
 		return nil, err
 	}
 	r := &Replica{
-		id:        cfg.ID,
-		region:    regionOf[cfg.ID],
-		eng:       cfg.Engine,
-		bug:       cfg.Bug,
-		timeout:   DefaultTimeout,
-		retry:     DefaultRetry,
-		queue:     map[uint64]*outEntry{},
-		acked:     map[uint64]int{},
-		stable:    map[depKey]Version{},
-		regionOf:  regionOf,
-		waiters:   map[uint64]*waiter{},
-		fwds:      map[uint64]*forwarded{},
-		seenFwd:   map[fwdKey]time.Time{},
-		inflight:  map[inKey]bool{},
-		handoff:   map[string]*push{},
-		seeds:     map[string]*push{},
-		seeding:   map[seedKey]bool{},
-		repairs:   map[string]*repair{},
-		confirmed: map[consistency.NodeID]bool{},
-		feeds:     map[string]*push{},
-		feedID:    map[consistency.NodeID]uint64{},
+		id:          cfg.ID,
+		region:      regionOf[cfg.ID],
+		eng:         cfg.Engine,
+		bug:         cfg.Bug,
+		timeout:     DefaultTimeout,
+		retry:       DefaultRetry,
+		queue:       map[uint64]*outEntry{},
+		acked:       map[uint64]int{},
+		stable:      map[depKey]Version{},
+		regionOf:    regionOf,
+		waiters:     map[uint64]*waiter{},
+		fwds:        map[uint64]*forwarded{},
+		seenFwd:     map[fwdKey]time.Time{},
+		inflight:    map[inKey]bool{},
+		handoff:     map[string]*push{},
+		seeds:       map[string]*push{},
+		seeding:     map[seedKey]bool{},
+		repairs:     map[string]*repair{},
+		confirmed:   map[consistency.NodeID]bool{},
+		feeds:       map[string]*push{},
+		feedID:      map[consistency.NodeID]uint64{},
+		feedPartial: map[consistency.NodeID]bool{},
 	}
 	// A node that is not among the peers (started with --join, not added
 	// yet) hosts the namespace as an outsider: it owns no key and refuses
@@ -815,7 +831,7 @@ func (r *Replica) execute(now time.Time, cmd core.Command, tok token) (core.Repl
 
 // live reports whether a stored record holds a value (not only tombstones).
 func live(rec record) bool {
-	if rec.Sibs == nil {
+	if rec.Sibs == nil && rec.Seen == nil { // last-writer-wins (siblings mode always has Seen: a gone notice alone leaves no sibling)
 		return !rec.V.IsZero() && !rec.Deleted
 	}
 	vis, _ := shown(rec)
@@ -1162,7 +1178,7 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 	case kindRebuildReq:
 		r.onRebuildReq(m.From, in)
 	case kindRebuildDone:
-		r.onRebuildDone(m.From, in)
+		r.onRebuildDone(now, m.From, in)
 	case kindRingQuery:
 		r.onRingQuery(m.From, in)
 	case kindRingAnswer:
@@ -1280,6 +1296,14 @@ func (r *Replica) onReplicate(now time.Time, from consistency.NodeID, in msg) {
 		}
 		var next *record
 		switch {
+		case e.Rec.Gone && (!r.siblings || seenOf(cur.Seen, e.Rec.V.Node).AtLeast(e.Rec.V)):
+			// A gone notice exists only in siblings mode; one already
+			// covered changes nothing.
+		case e.Rec.Gone:
+			n := applyGone(cur, e.Rec.V)
+			next = &n
+			r.stats.GoneApplied++
+			r.lags = append(r.lags, consistency.Sample{Name: GoneMetric, Label: fmt.Sprintf("%q %s", e.Key, e.Rec.V), Value: 1})
 		case r.siblings && !seenOf(cur.Seen, e.Rec.V.Node).AtLeast(e.Rec.V):
 			n := applySibling(cur, e.Rec)
 			next = &n
@@ -1502,7 +1526,7 @@ func (r *Replica) Dump(now time.Time) (map[string]string, error) {
 // sorted quoted values when there are several, as the quorum strategy
 // renders its siblings.
 func render(rec record) (string, bool) {
-	if rec.Sibs == nil {
+	if rec.Sibs == nil && rec.Seen == nil { // last-writer-wins (see live)
 		return strconv.Quote(string(rec.Value)), !rec.Deleted && !rec.V.IsZero()
 	}
 	var vals []string

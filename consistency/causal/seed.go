@@ -81,10 +81,11 @@ func (r *Replica) sendSeeds(now time.Time) {
 
 // sendDueSeeds (re)sends the seeds of m that are due (sendSeeds' for a ring
 // change, sendFeeds' for a rebuilding node): each key's current record, in a
-// message with streamID(target) as its ID (nil: none). A key whose record
-// is corrupt waits (it is re-fetched first); one no longer stored leaves m
-// and is handed to gone (nil: nothing more to do).
-func (r *Replica) sendDueSeeds(now time.Time, m map[string]*push, streamID func(consistency.NodeID) uint64, gone func(*push)) {
+// message that tag (nil: none) marks for its target (a rebuild's ID and
+// Partial). A key whose record is corrupt waits (it is re-fetched first);
+// one no longer stored leaves m and is handed to gone (nil: nothing more
+// to do).
+func (r *Replica) sendDueSeeds(now time.Time, m map[string]*push, tag func(*msg, consistency.NodeID), gone func(*push)) {
 	for _, id := range r.due(now, m) {
 		p := m[id]
 		key, _, _ := strings.Cut(id, "\x00")
@@ -101,8 +102,8 @@ func (r *Replica) sendDueSeeds(now time.Time, m map[string]*push, streamID func(
 		}
 		p.v, p.sent = rec.V, now
 		out := msg{Kind: kindSeed, Entry: &outEntry{Key: key, Rec: rec}, Region: r.region}
-		if streamID != nil {
-			out.ID = streamID(p.to)
+		if tag != nil {
+			tag(&out, p.to)
 		}
 		r.send(p.to, out)
 	}
@@ -117,6 +118,18 @@ func (r *Replica) onSeed(now time.Time, from consistency.NodeID, in msg) {
 		return // not the owner under this node's list, or held: the sender resends
 	}
 	key, rec := e.Key, e.Rec
+	if in.Partial {
+		// A rebuilding node's record, for this node's rebuild: noted
+		// (what its region holds of this node's writes), not stored —
+		// its salvaged writes may depend on writes it lost, and come
+		// by replication once its rebuild finished (rebuild.go).
+		if rb := r.rebuild; rb != nil && in.ID == rb.id {
+			r.noteRebuildSeed(now, in.Region, key, rec)
+		}
+		v := rec.V
+		r.send(from, msg{Kind: kindSeedAck, ID: in.ID, Entry: &outEntry{Key: key}, Ver: &v, Region: r.region})
+		return
+	}
 	sk := seedKey{from: from, key: key, v: rec.V}
 	if r.seeding[sk] {
 		return // already waiting for its dependencies
@@ -144,7 +157,7 @@ func (r *Replica) onSeed(now time.Time, from consistency.NodeID, in msg) {
 			r.stats.SeedsStored++
 		}
 		if in.ID != 0 {
-			r.noteRebuildSeed(in.Region, key, rec) // a seed for this node's rebuild
+			r.noteRebuildSeed(now, in.Region, key, rec) // a seed for this node's rebuild
 		}
 		// Ordering rule: acknowledge only what is durable.
 		r.out.Sync = true
