@@ -196,7 +196,8 @@ func (c *cluster) setPeerState(id string, alive bool) {
 
 // command answers CLUSTER MEMBERS: one line per member, "ID STATE
 // client=ADDR peer=ADDR gossip=ADDR" (then " raft=ADDR,..." for a member
-// that offers Raft addresses, and " self" for this node).
+// that offers Raft addresses, and " self" for this node); CLUSTER RING
+// (ringCommand) and CLUSTER REBUILD (rebuildCommand).
 func (c *cluster) command(cmd core.Command) (core.Reply, bool) {
 	if !strings.EqualFold(cmd.Name, "CLUSTER") {
 		return core.Reply{}, false
@@ -204,8 +205,11 @@ func (c *cluster) command(cmd core.Command) (core.Reply, bool) {
 	if len(cmd.Args) >= 1 && strings.EqualFold(string(cmd.Args[0]), "RING") {
 		return c.ringCommand(cmd.Args[1:]), true
 	}
+	if len(cmd.Args) >= 1 && strings.EqualFold(string(cmd.Args[0]), "REBUILD") {
+		return c.rebuildCommand(cmd.Args[1:]), true
+	}
 	if len(cmd.Args) != 1 || !strings.EqualFold(string(cmd.Args[0]), "MEMBERS") {
-		return core.ErrorReply(core.Errorf(core.CodeErr, "syntax: CLUSTER MEMBERS | CLUSTER RING [SET MEMBERSHIP_JSON]")), true
+		return core.ErrorReply(core.Errorf(core.CodeErr, "syntax: CLUSTER MEMBERS | CLUSTER RING [SET MEMBERSHIP_JSON] | CLUSTER REBUILD [NAMESPACE]")), true
 	}
 	var rs []core.Reply
 	for _, m := range c.members() {

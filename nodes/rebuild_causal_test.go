@@ -1,6 +1,7 @@
 package nodes
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/dialkv/dialkv/consistency/causal"
 	"github.com/dialkv/dialkv/core"
 	"github.com/dialkv/dialkv/core/pebbleengine"
+	"github.com/dialkv/dialkv/transport"
 )
 
 // TestClusterCausalRebuildAfterCorruptQueue: a siblings-mode causal
@@ -136,6 +138,34 @@ func TestClusterCausalRebuildAfterCorruptQueue(t *testing.T) {
 			t.Fatalf("dialkv_corruption_events_total{kind=version-gone} in r2 = %v, want 1 (%s's gone notice)", gone, ky)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// What dialkv admin rebuild shows (CLUSTER REBUILD): n2 rebuilt,
+	// seeded by both nodes of r2, ky lost for both regions; r2 applied
+	// the gone notice.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rr, err := RebuildAt(ctx, tc.peers[1].Client, transport.DialOptions{}, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := rr.Namespaces[ns]
+	if st.Rebuilding || st.Finished.IsZero() || nodeList(st.SeededBy) != "n3,n4" || len(st.Lost) != 2 {
+		t.Fatalf("CLUSTER REBUILD at n2: %+v, want rebuilt, seeded by n3,n4, 2 versions lost", st)
+	}
+	lines := strings.Join(FormatRebuild(rr.Node, ns, st), "\n")
+	if !strings.Contains(lines, "n2 c: rebuilt") || !strings.Contains(lines, "seeded by n3,n4") || !strings.Contains(lines, "lost: \""+ky+"\"") {
+		t.Fatalf("admin lines:\n%s", lines)
+	}
+	gone := int64(0)
+	for _, i := range []int{2, 3} {
+		rr, err := RebuildAt(ctx, tc.peers[i].Client, transport.DialOptions{}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		gone += rr.Namespaces[ns].GoneApplied
+	}
+	if gone != 1 {
+		t.Fatalf("gone notices applied in r2 (CLUSTER REBUILD): %d, want 1", gone)
 	}
 	for _, want := range []string{"causal store lost replication entries: moved aside", "version lost", ky, "causal store rebuilt from the other regions"} {
 		if !strings.Contains(logs.String(), want) {

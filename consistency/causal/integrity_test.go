@@ -857,3 +857,40 @@ func TestGoneNoticeFreesDependents(t *testing.T) {
 		}
 	}
 }
+
+// TestRebuildStallIsReported: a rebuild whose nodes of the other region do
+// not answer (cut off here; down in practice) reports itself stalled — a
+// StalledMetric sample naming them, once per rebuildStallAfter retries —
+// and its status names whom it waits for and counts the requests it
+// refused; once they answer it finishes.
+func TestRebuildStallIsReported(t *testing.T) {
+	c := rebuildingU1(t)
+	u1 := c.nodes["u1"].rep
+	k := keyOwnedBy(t, u1, "us", "u1", "a")
+	c.do("u2", nil, "GET", k)
+	c.do("u1", nil, "GET", k)
+	stalls := func() (n int, label string) {
+		for _, x := range u1.TakeSamples() {
+			if x.Name == StalledMetric {
+				n++
+				label = x.Label
+			}
+		}
+		return n, label
+	}
+	stalls()
+	c.run(time.Duration(rebuildStallAfter+10) * u1.retry)
+	n, label := stalls()
+	if n != 1 || !strings.Contains(label, "[e1 e2]") {
+		t.Fatalf("stall samples %d (%q), want 1 naming e1 and e2", n, label)
+	}
+	st := u1.RebuildStatus()
+	if !st.Rebuilding || fmt.Sprint(st.Waiting) != "[e1 e2]" || st.Refused != 2 || st.RefusedKeys != 1 || st.Began.IsZero() {
+		t.Fatalf("status %+v: want rebuilding, waiting for e1 e2, 2 requests refused (1 key)", st)
+	}
+	c.partition("us", "eu", false)
+	c.run(3 * time.Second)
+	if st := u1.RebuildStatus(); st.Rebuilding || fmt.Sprint(st.SeededBy) != "[e1 e2]" || st.Finished.IsZero() {
+		t.Fatalf("status after healing: %+v", st)
+	}
+}

@@ -39,6 +39,7 @@ func commands() []command {
 		{"checkpoint", "--admin HOST:PORT [--list]", "take (or list) a retained checkpoint on one node, for point-in-time restore", checkpoint},
 		{"restore", "--from DIR (--node ID | --at TIME) --data NEWDIR | --from DIR --raft --admin HOST:PORT,...", "restore a cluster backup's node, or the newest retained checkpoint at or before TIME, into a new data directory; --raft: import the backup's raft namespaces into a running cluster", restore},
 		{"ring", "[--addr A]", "the quorum ring's member list and each namespace's handoff progress", ringCmd},
+		{"rebuild", "--addrs A,B,... [--namespace NS]", "each node's causal store rebuild: waiting for whom, seeded by whom, requests refused, versions lost (CLUSTER REBUILD)", rebuildCmd},
 		{"add-node", "ID[=CLIENT@PEER] [--addr A]", "add a node to the ring: joint quorums, hand off the segments (quorum) and keys (causal: only the moving keys refused meanwhile; --region R) it gains, switch (docs/cluster.md)", addNode},
 		{"remove-node", "ID [--down] [--addr A]", "decommission a node: its segments are handed off to their new owners before it leaves the ring (--down: it is dead, the other replicas hand its keys off)", removeNode},
 		{"move-shard", "--namespace NS --shard N --from NODE --to NODE --addr A", "move a raft shard's replica between nodes (docs/raft.md)", moveShard},
