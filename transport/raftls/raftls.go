@@ -39,6 +39,9 @@
 // (heartbeats, appends) is dropped for 500 ms ± 50%. For Raft a refused and
 // a completed stream are alike: the leader puts the follower in wait state
 // after either (handleLeaderSnapshotStatus) and probes it again.
+// For the same breaker's sake a message connection that was idle for
+// 100 ms and whose peer hung up (the peer restarted since) is dialled
+// again before its next batch instead of failing it (SendMessageBatch).
 //
 // Older builds (rolling upgrades, plain mode only). Builds before session
 // 7 ran plain-TCP namespaces over Dragonboat's TCP transport, whose frames
@@ -153,8 +156,8 @@ type Factory struct {
 	// Client is the dialling side's configuration (certificate, roots,
 	// VerifyConnection); ServerName is set to the host of each target.
 	Client *tls.Config
-	// Logger receives refused handshakes, bad frames and peers of older
-	// builds (nil: none).
+	// Logger receives refused handshakes, bad frames, peers of older
+	// builds and idle connections dialled again (nil: none).
 	Logger *slog.Logger
 	// MaxFrame bounds a frame's payload (0: DefaultMaxFrame).
 	MaxFrame int
@@ -702,6 +705,9 @@ func (c *conn) SendMessageBatch(b pb.MessageBatch) error {
 // up). On error the old connection stays (closed), so the caller's error
 // ends it as before: Dragonboat's transport then dials afresh later.
 func (c *conn) redial() error {
+	if c.t.f.Logger != nil {
+		c.t.f.Logger.Info("raft peer hung up an idle connection: dialling it again", "target", c.target)
+	}
 	c.c.Close()
 	c.untrack()
 	c.untrack = func() {}
