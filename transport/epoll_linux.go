@@ -12,6 +12,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/apache/thrift/lib/go/thrift"
@@ -67,7 +68,14 @@ type econn struct {
 }
 
 type epollState struct {
-	epfd    int
+	epfd int
+	// epf is epfd as a file of Go's network poller, and erc its raw
+	// access: the event loop waits for epfd to become readable there
+	// instead of blocking in epoll_wait (see epollLoop). Closing epf (at
+	// shutdown) wakes a waiting loop; the descriptor is released once no
+	// call through erc is running.
+	epf     *os.File
+	erc     syscall.RawConn
 	lfd     int           // the listener's descriptor
 	done    chan struct{} // closed when the event loop ends
 	err     error         // why it ended, if not Shutdown
@@ -164,13 +172,24 @@ func (s *Server) serveEpoll(ln net.Listener) error {
 	if err != nil {
 		return fmt.Errorf("transport: epoll_create: %w", err)
 	}
-	st := &epollState{epfd: epfd, lfd: lfd, done: make(chan struct{}), work: make(chan *econn), holds: map[Waiter]*holdGroup{}}
+	// Non-blocking, so that os.NewFile registers it with Go's poller.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return fmt.Errorf("transport: epoll instance: %w", err)
+	}
+	epf := os.NewFile(uintptr(epfd), "epoll")
+	erc, err := epf.SyscallConn()
+	if err != nil {
+		epf.Close()
+		return fmt.Errorf("transport: epoll instance: %w", err)
+	}
+	st := &epollState{epfd: epfd, epf: epf, erc: erc, lfd: lfd, done: make(chan struct{}), work: make(chan *econn), holds: map[Waiter]*holdGroup{}}
 	st.scratch.New = func() any { return &ioBuffers{in: make([]byte, scratchSize)} }
 	// The listener stays Go's (Shutdown closes it); it is also watched,
 	// level-triggered, by this epoll instance, and accepted from here.
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(lfd), Pad: listenerMark}
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, lfd, &ev); err != nil {
-		unix.Close(epfd)
+		epf.Close()
 		return fmt.Errorf("transport: epoll_ctl listener: %w", err)
 	}
 	s.mu.Lock()
@@ -280,12 +299,37 @@ func (s *Server) epollLoop(st *epollState) {
 	defer close(st.done)
 	events := make([]unix.EpollEvent, 256)
 	bufs := &ioBuffers{in: make([]byte, scratchSize)} // the loop's, for inline serving
+	// The loop never blocks in epoll_wait: it asks for the ready events
+	// without waiting and, when there are none, waits in Go's network
+	// poller for epfd to become readable (it is registered there,
+	// edge-triggered; an edge that comes between the empty epoll_wait and
+	// the wait is kept by the poller, so none is missed). A goroutine
+	// blocked in a system call keeps its P, and the runtime's monitor
+	// retakes it after 20 µs when no other P is idle; under --fsync always
+	// the loop waits often while Pebble's WAL goroutine is in fdatasync,
+	// and the monitor then woke every 20 µs (docs/performance.md, issue 3).
+	// Parked in the poller, the loop holds no P.
+	var n int
+	var err error
+	wait := func(fd uintptr) bool {
+		n, err = unix.EpollWait(int(fd), events, 0)
+		if errors.Is(err, unix.EINTR) {
+			// Ask again, without waiting in between: events queued
+			// before this call raised no edge the poller kept.
+			n, err = 0, nil
+			return true
+		}
+		return n > 0 || err != nil
+	}
 	for !s.closing.Load() && st.err == nil {
-		n, err := unix.EpollWait(st.epfd, events, 100)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
+		if rerr := st.erc.Read(wait); rerr != nil {
+			if s.closing.Load() {
+				return // epf closed by the shutdown
 			}
+			st.err = fmt.Errorf("transport: waiting for epoll events: %w", rerr)
+			return
+		}
+		if err != nil {
 			st.err = fmt.Errorf("transport: epoll_wait: %w", err)
 			return
 		}
@@ -769,5 +813,5 @@ func (s *Server) epollShutdown(st *epollState) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	unix.Close(st.epfd)
+	st.epf.Close() // (wakes the event loop if it waits)
 }
