@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dialkv/dialkv/core"
 )
 
 func TestHelp(t *testing.T) {
@@ -63,6 +65,29 @@ func TestGracefulShutdown(t *testing.T) {
 		r, err := c.Call(ctx, noOpts(), cmd("GET", fmt.Sprint("k", i)))
 		if err != nil || string(r.Replies[0].Str) != fmt.Sprint(i) {
 			t.Fatalf("k%d after a graceful restart: %v, %v", i, r, err)
+		}
+	}
+}
+
+// TestNodeProcs: the node's GOMAXPROCS (--procs, the environment, one P
+// more than the CPUs under --fsync always).
+func TestNodeProcs(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		flag   int
+		policy core.SyncPolicy
+		env    bool
+		want   int
+	}{
+		{"always: one more than the CPUs", 0, core.SyncAlways, false, 3},
+		{"always, GOMAXPROCS set: the runtime's", 0, core.SyncAlways, true, 0},
+		{"never: the runtime's", 0, core.SyncNever, false, 0},
+		{"interval: the runtime's", 0, core.SyncInterval, false, 0},
+		{"--procs wins", 5, core.SyncNever, false, 5},
+		{"--procs wins over the environment", 1, core.SyncAlways, true, 1},
+	} {
+		if got := nodeProcs(tc.flag, tc.policy, tc.env, 2); got != tc.want {
+			t.Errorf("%s: nodeProcs = %d, want %d", tc.name, got, tc.want)
 		}
 	}
 }
