@@ -89,7 +89,7 @@ type eventLoop struct {
 	cfg      Config
 	epfd     int
 	conns    []*loopConn
-	codec    *transport.ClientCodec
+	codec    *transport.ClientCodec // nil: RESP (cfg.Protocol resp)
 	opts     *gen.RequestOptions
 	st       *workerStats
 	wait     waitHeap
@@ -112,9 +112,13 @@ const loopReadBuffer = 64 << 10
 // newEventLoop resolves cfg's addresses and connects cfg.Clients sockets,
 // connection i to address i mod n (as the goroutine client does).
 func newEventLoop(cfg Config, mix Mix, keys KeyChooser) (*eventLoop, error) {
-	p, err := transport.ParseProtocol(cfg.Protocol)
-	if err != nil {
-		return nil, fmt.Errorf("--protocol: %w", err)
+	var codec *transport.ClientCodec
+	if cfg.Protocol != ProtocolRESP {
+		p, err := transport.ParseProtocol(cfg.Protocol)
+		if err != nil {
+			return nil, fmt.Errorf("--protocol: %w", err)
+		}
+		codec = transport.NewClientCodec(p, 0)
 	}
 	var sas []unix.Sockaddr
 	for _, a := range splitAddrs(cfg.Addr) {
@@ -131,7 +135,7 @@ func newEventLoop(cfg Config, mix Mix, keys KeyChooser) (*eventLoop, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: epoll_create: %w", err)
 	}
-	l := &eventLoop{cfg: cfg, epfd: epfd, codec: transport.NewClientCodec(p, 0), opts: cfg.requestOptions(),
+	l := &eventLoop{cfg: cfg, epfd: epfd, codec: codec, opts: cfg.requestOptions(),
 		buf: make([]byte, loopReadBuffer)}
 	for i := range cfg.Clients {
 		c := &loopConn{idx: i, sa: sas[i%len(sas)], fd: -1, hidx: -1,
@@ -339,9 +343,12 @@ func (l *eventLoop) send(c *loopConn, origin, now time.Time) {
 	read := c.gen.Batch(c.cmds)
 	c.seq++
 	var err error
-	if len(c.cmds) == 1 {
+	switch {
+	case l.codec == nil:
+		c.out = appendRESP(c.out[:0], c.cmds)
+	case len(c.cmds) == 1:
 		c.out, err = l.codec.AppendCall(c.out[:0], c.seq, l.opts, c.w.single(c.cmds[0]))
-	} else {
+	default:
 		c.out, err = l.codec.AppendExecute(c.out[:0], c.seq, l.opts, c.w.batch(c.cmds))
 	}
 	c.busy, c.read, c.origin, c.sentAt = true, read, origin, now
@@ -400,7 +407,17 @@ func (l *eventLoop) readable(c *loopConn) {
 			data = c.in
 		}
 		for {
-			fl, err := l.codec.FrameLen(data)
+			var (
+				fl, failed int
+				err        error
+			)
+			if l.codec == nil {
+				// RESP has no frame length: a request's replies (one per
+				// command of the pipeline) are its frame.
+				fl, failed, err = respReplies(data, len(c.cmds))
+			} else {
+				fl, err = l.codec.FrameLen(data)
+			}
 			if err != nil {
 				l.fail(c, err, now)
 				return
@@ -408,10 +425,14 @@ func (l *eventLoop) readable(c *loopConn) {
 			if fl == 0 {
 				break
 			}
-			frame := data[4:fl]
+			frame := data[:fl]
 			data = data[fl:]
 			fd := c.fd
-			l.reply(c, frame, now)
+			if l.codec == nil {
+				l.respReply(c, failed, now)
+			} else {
+				l.reply(c, frame[4:], now)
+			}
 			if c.fd != fd {
 				return // failed and closed: the rest was the old socket's
 			}
@@ -457,6 +478,19 @@ func (l *eventLoop) reply(c *loopConn, frame []byte, now time.Time) {
 			l.st.record(c.read, n, failed, now.Sub(c.origin), nil)
 		}
 	}
+	c.busy = false
+	l.inFlight--
+	l.idle(c, now)
+}
+
+// respReply finishes c's request with its RESP replies, failed of them
+// errors (arrived at now), and lets the connection go on.
+func (l *eventLoop) respReply(c *loopConn, failed int, now time.Time) {
+	if !c.busy {
+		l.fail(c, errors.New("bench: a reply with no request in flight"), now)
+		return
+	}
+	l.st.record(c.read, len(c.cmds), failed, now.Sub(c.origin), nil)
 	c.busy = false
 	l.inFlight--
 	l.idle(c, now)

@@ -72,6 +72,15 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		defer lib.Close()
+	} else if cfg.Protocol == ProtocolRESP {
+		if tlsCfg != nil || login != nil {
+			fmt.Fprintln(stderr, "dialkv bench: --protocol resp: no TLS or login")
+			return 2
+		}
+		if connect, err = RESPConnector(cfg); err != nil {
+			fmt.Fprintf(stderr, "dialkv bench: %v\n", err)
+			return 2
+		}
 	} else {
 		connect, err = ThriftConnectorFor(cfg, transport.DialOptions{TLS: tlsCfg, Login: login})
 		if err != nil {
@@ -124,7 +133,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, bool, error) {
 	fs.BoolVar(&cfg.Load, "load", true, "write every key once before measuring")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "random seed of the key and value choices")
 	fs.DurationVar(&cfg.Timeout, "timeout", 5*time.Second, "deadline of each request")
-	fs.StringVar(&cfg.Protocol, "protocol", "binary", "Thrift protocol: binary or compact (must match the node)")
+	fs.StringVar(&cfg.Protocol, "protocol", "binary", "Thrift protocol: binary or compact (must match the node); resp: Redis's RESP2 instead of Thrift, to load redis-server with the same generator (a batch is a pipeline; no request options)")
 	fs.StringVar(&cfg.Namespace, "namespace", "", "namespace (default: the default namespace)")
 	fs.StringVar(&cfg.IO, "io", IOGoroutine, "how connections are driven: goroutine (one goroutine per connection) or loop (Linux: all of them from one epoll event loop, like redis-benchmark: fewer system calls and no goroutine wake-up per request; no TLS, login or --via-client)")
 	fs.BoolVar(&cfg.ViaClient, "via-client", false, "send through the Go client library (its pool, retries, circuit breakers and latency-aware node choice) instead of one raw connection per client; the summary lists per-node breaker trips")

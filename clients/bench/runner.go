@@ -128,6 +128,13 @@ func (c *Config) Validate() error {
 	if c.Timeout <= 0 {
 		return fmt.Errorf("--timeout %v: must be positive", c.Timeout)
 	}
+	if c.Protocol == ProtocolRESP {
+		// RESP carries the commands only: none of the node's request
+		// options, and the client library speaks Thrift.
+		if c.ViaClient || c.Namespace != "" || c.R != 0 || c.W != 0 || c.Strict || c.ReadMode != "" || c.Mode != "" {
+			return errors.New("--protocol resp: not with --via-client, --namespace, --r, --w, --strict, --read-mode or --mode")
+		}
+	}
 	switch c.IO {
 	case "", IOGoroutine:
 	case IOLoop:

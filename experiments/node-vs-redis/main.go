@@ -12,12 +12,16 @@
 // Latency is measured two ways, labelled in the results: (a) the saturated
 // closed loop above (every connection sends its next request as soon as the
 // last is answered: on a small machine its latencies are mostly queueing
-// behind the other 49 connections), and (b) an open loop at a fixed offered
-// rate, --open-fraction of dialkv's saturated single-command throughput
-// (dialkv bench --rate: requests leave on a schedule and latency counts from
-// the intended send time, so there is no coordinated omission). Redis gets
-// the same offered rate from the same runner over RESP (resp.go):
-// redis-benchmark has no open-loop mode.
+// behind the other 49 connections; by Little's law its mean latency is
+// connections / throughput, so a sub-millisecond p99 at 50 connections
+// cannot hold at saturation), and (b) an open-loop sweep of offered rates,
+// --open-fractions of dialkv's saturated single-command throughput
+// (--open-fractions-always for fsync always): requests leave on a
+// schedule and latency counts from the intended send time, so there is no
+// coordinated omission. Both systems get every offered rate from the same
+// load generator, `dialkv bench --io loop` (Redis with --protocol resp),
+// alternating dialkv and Redis at each rate: redis-benchmark has no
+// open-loop mode.
 //
 // The machine is shared and small, so besides throughput and latency it
 // records CPU time per operation of each process (from /proc/PID/stat for
@@ -56,8 +60,13 @@ type options struct {
 	keys     int
 	out      string
 	port     int
-	openFrac float64
 	benchIO  string
+	// openFracs and openFracsAlways are the open-loop sweep's offered
+	// rates as fractions of dialkv's saturated single-command throughput
+	// (fsync never paired with Redis without persistence; fsync always
+	// with appendfsync always); openDur is each open-loop run's length.
+	openFracs, openFracsAlways []float64
+	openDur                    time.Duration
 }
 
 // RedisTest is one redis-benchmark test line.
@@ -87,12 +96,18 @@ type RedisRun struct {
 }
 
 // OpenRun is an open-loop run of Redis at a fixed offered rate, driven by
-// dialkv bench's runner over RESP.
+// `dialkv bench --protocol resp` (the same load generator and flags as
+// dialkv's open-loop run at that rate).
 type OpenRun struct {
-	Config string       `json:"config"`
-	Result bench.Result `json:"result"`
-	// ServerCPUUs is redis-server's CPU microseconds per operation.
+	Config string `json:"config"`
+	// Fraction is the offered rate as a fraction of dialkv's saturated
+	// single-command throughput (of the paired fsync setting).
+	Fraction float64      `json:"fraction,omitempty"`
+	Result   bench.Result `json:"result"`
+	// ServerCPUUs and BenchCPUUs are redis-server's and the load
+	// generator's CPU microseconds per operation.
 	ServerCPUUs float64 `json:"server_cpu_us_per_op"`
+	BenchCPUUs  float64 `json:"bench_cpu_us_per_op,omitempty"`
 }
 
 // DialkvRun is one dialkv configuration.
@@ -101,8 +116,11 @@ type DialkvRun struct {
 	Batch int    `json:"batch"`
 	// Rate is the open-loop offered rate in ops/s (0: saturated closed
 	// loop).
-	Rate   float64      `json:"rate,omitempty"`
-	Result bench.Result `json:"result"`
+	Rate float64 `json:"rate,omitempty"`
+	// Fraction is Rate as a fraction of the saturated single-command
+	// throughput of the same fsync setting (open loop only).
+	Fraction float64      `json:"fraction,omitempty"`
+	Result   bench.Result `json:"result"`
 	// NodeCPUUs and BenchCPUUs are the node's and `dialkv bench`'s CPU
 	// microseconds per operation during the measured run.
 	NodeCPUUs  float64 `json:"node_cpu_us_per_op"`
@@ -121,11 +139,15 @@ type Results struct {
 	// RedisOpen are Redis's open-loop runs, at the offered rates of
 	// dialkv's open-loop runs.
 	RedisOpen []OpenRun `json:"redis_open"`
-	// OpenFraction is the open-loop rate as a fraction of dialkv's
-	// saturated single-command throughput.
-	OpenFraction float64 `json:"open_fraction"`
-	Command      string  `json:"command"`
-	Commit       string  `json:"commit,omitempty"` // git HEAD of the work tree, if known
+	// OpenFractions and OpenFractionsAlways are the open-loop sweep's
+	// offered rates as fractions of dialkv's saturated single-command
+	// throughput, for fsync never and always; OpenDuration is each
+	// open-loop run's length.
+	OpenFractions       []float64 `json:"open_fractions"`
+	OpenFractionsAlways []float64 `json:"open_fractions_always"`
+	OpenDuration        string    `json:"open_duration"`
+	Command             string    `json:"command"`
+	Commit              string    `json:"commit,omitempty"` // git HEAD of the work tree, if known
 	// LoadAvg is /proc/loadavg at the start and the end: the machine is
 	// shared, and figures only compare within one run.
 	LoadAvg []string `json:"loadavg"`
@@ -148,8 +170,19 @@ func main() {
 	flag.StringVar(&o.out, "out", "experiments/results/node-vs-redis", "output directory")
 	flag.IntVar(&o.port, "port", 17390, "first loopback port to use")
 	flag.StringVar(&o.benchIO, "bench-io", "loop", "dialkv bench --io: loop (one event-loop goroutine, like redis-benchmark) or goroutine (one goroutine per connection; uses about as much CPU as the node on this machine)")
-	flag.Float64Var(&o.openFrac, "open-fraction", 0.5, "open-loop offered rate as a fraction of dialkv's saturated single-command throughput (0: no open-loop runs)")
+	fracs := flag.String("open-fractions", "0.1,0.25,0.5,0.75", "open-loop sweep (fsync never, Redis without persistence): offered rates as fractions of dialkv's saturated single-command throughput, comma-separated (empty: none)")
+	fracsAlways := flag.String("open-fractions-always", "0.5", "the same for fsync always and Redis appendfsync always")
+	flag.DurationVar(&o.openDur, "open-duration", 10*time.Second, "measurement time of each open-loop run")
 	flag.Parse()
+	var err error
+	if o.openFracs, err = parseFractions(*fracs); err != nil {
+		fmt.Fprintln(os.Stderr, "node-vs-redis: --open-fractions:", err)
+		os.Exit(2)
+	}
+	if o.openFracsAlways, err = parseFractions(*fracsAlways); err != nil {
+		fmt.Fprintln(os.Stderr, "node-vs-redis: --open-fractions-always:", err)
+		os.Exit(2)
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "node-vs-redis:", err)
 		os.Exit(1)
@@ -168,8 +201,10 @@ func run(o options) error {
 	host, _ := os.Hostname()
 	res := Results{
 		Date: time.Now().UTC().Format(time.RFC3339), Host: host, Duration: o.duration.String(),
-		Clients: o.clients, Keys: o.keys, OpenFraction: o.openFrac,
-		Command: fmt.Sprintf("DURATION=%s CLIENTS=%d KEYS=%d OPEN_FRACTION=%g experiments/node-vs-redis/run.sh", o.duration, o.clients, o.keys, o.openFrac),
+		Clients: o.clients, Keys: o.keys, OpenFractions: o.openFracs, OpenFractionsAlways: o.openFracsAlways,
+		OpenDuration: o.openDur.String(),
+		Command: fmt.Sprintf("DURATION=%s OPEN_DURATION=%s CLIENTS=%d KEYS=%d OPEN_FRACTIONS=%s OPEN_FRACTIONS_ALWAYS=%s experiments/node-vs-redis/run.sh",
+			o.duration, o.openDur, o.clients, o.keys, joinFractions(o.openFracs), joinFractions(o.openFracsAlways)),
 	}
 	res.LoadAvg = append(res.LoadAvg, loadavg())
 	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
@@ -189,40 +224,17 @@ func run(o options) error {
 			return fmt.Errorf("dialkv node (fsync %s): %w", fsync, err)
 		}
 		// Load every key first, unmeasured (a bench run of 1 ms).
-		if _, _, err := dialkvBench(o, addr, 100, true, time.Millisecond, 0); err != nil {
+		if _, _, err := dialkvBench(o, addr, "binary", 100, true, time.Millisecond, 0); err != nil {
 			node.stop()
 			return fmt.Errorf("dialkv bench --load (fsync %s): %w", fsync, err)
 		}
-		type plan struct {
-			batch int
-			rate  float64
-		}
-		plans := []plan{{1, 0}, {100, 0}}
-		if o.openFrac > 0 {
-			plans = append(plans, plan{1, -1}) // rate: a fraction of the first run's
-		}
-		for _, p := range plans {
-			batch, rate := p.batch, p.rate
-			if rate < 0 {
-				rate = math.Round(o.openFrac * dk(res, fsync, 1, false).Result.OpsPerSec)
-				if rate < 1 {
-					continue
-				}
-			}
-			cpu0 := procCPU(node.cmd.Process.Pid)
-			r, benchCPU, err := dialkvBench(o, addr, batch, false, o.duration, rate)
+		for _, batch := range []int{1, 100} {
+			run, err := dialkvRun(o, node, addr, fsync, batch, 0, o.duration)
 			if err != nil {
 				node.stop()
-				return fmt.Errorf("dialkv bench (fsync %s, batch %d, rate %.0f): %w", fsync, batch, rate, err)
-			}
-			run := DialkvRun{Fsync: fsync, Batch: batch, Rate: rate, Result: r}
-			if r.Ops > 0 {
-				run.NodeCPUUs = (procCPU(node.cmd.Process.Pid) - cpu0).Seconds() * 1e6 / float64(r.Ops)
-				run.BenchCPUUs = benchCPU.Seconds() * 1e6 / float64(r.Ops)
+				return err
 			}
 			res.Dialkv = append(res.Dialkv, run)
-			fmt.Fprintf(os.Stderr, "dialkv fsync=%s batch=%d rate=%.0f: %.0f ops/s, read p99 %.3f ms, write p99 %.3f ms, CPU per op: node %.1f µs, bench %.1f µs\n",
-				fsync, batch, rate, r.OpsPerSec, r.Reads.P99Ms, r.Writes.P99Ms, run.NodeCPUUs, run.BenchCPUUs)
 		}
 		if err := node.stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "dialkv node (fsync %s) exited: %v\n", fsync, err)
@@ -259,22 +271,24 @@ func run(o options) error {
 			srv.stop()
 			return fmt.Errorf("redis-benchmark (%s, pipeline %d): %w", rc.name, rc.pipeline, err)
 		}
-		if rate := dk(res, rc.fsync, 1, true).Rate; rc.pipeline == 1 && rate > 0 {
-			or, err := redisOpen(o, addr, rate, srv.cmd.Process.Pid)
-			if err != nil {
-				srv.stop()
-				return fmt.Errorf("redis open loop (%s, %.0f ops/s): %w", rc.name, rate, err)
-			}
-			or.Config = rc.name
-			res.RedisOpen = append(res.RedisOpen, or)
-			fmt.Fprintf(os.Stderr, "redis %s open loop at %.0f ops/s: %.0f ops/s, read p99 %.3f ms, write p99 %.3f ms, CPU per op: server %.1f µs\n",
-				rc.name, rate, or.Result.OpsPerSec, or.Result.Reads.P99Ms, or.Result.Writes.P99Ms, or.ServerCPUUs)
-		}
 		srv.stop()
 		rr.Config = rc.name
 		res.Redis = append(res.Redis, rr)
 		fmt.Fprintf(os.Stderr, "redis %s pipeline %d: SET %.0f/s GET %.0f/s, 70/30 mix %.0f ops/s\n",
 			rc.name, rc.pipeline, rr.Tests["SET"].RPS, rr.Tests["GET"].RPS, rr.Mix7030)
+	}
+	for _, sw := range []struct {
+		fsync, redis string
+		redisArgs    []string
+		fracs        []float64
+	}{
+		{"never", "no persistence", []string{"--save", "", "--appendonly", "no"}, o.openFracs},
+		{"always", "appendfsync always", []string{"--save", "", "--appendonly", "yes", "--appendfsync", "always"}, o.openFracsAlways},
+	} {
+		port += 2
+		if err := sweep(o, &res, tmp, port, sw.fsync, sw.redis, sw.redisArgs, sw.fracs); err != nil {
+			return err
+		}
 	}
 	res.LoadAvg = append(res.LoadAvg, loadavg())
 	b, _ := json.MarshalIndent(res, "", "  ")
@@ -335,12 +349,118 @@ func waitPort(addr string, within time.Duration) error {
 	}
 }
 
+// dialkvRun is one measured `dialkv bench` run against the dialkv node
+// (open loop at rate ops/s if rate > 0) with the node's CPU time.
+func dialkvRun(o options, node *proc, addr, fsync string, batch int, rate float64, d time.Duration) (DialkvRun, error) {
+	cpu0 := procCPU(node.cmd.Process.Pid)
+	r, benchCPU, err := dialkvBench(o, addr, "binary", batch, false, d, rate)
+	if err != nil {
+		return DialkvRun{}, fmt.Errorf("dialkv bench (fsync %s, batch %d, rate %.0f): %w", fsync, batch, rate, err)
+	}
+	run := DialkvRun{Fsync: fsync, Batch: batch, Rate: rate, Result: r}
+	if r.Ops > 0 {
+		run.NodeCPUUs = (procCPU(node.cmd.Process.Pid) - cpu0).Seconds() * 1e6 / float64(r.Ops)
+		run.BenchCPUUs = benchCPU.Seconds() * 1e6 / float64(r.Ops)
+	}
+	fmt.Fprintf(os.Stderr, "dialkv fsync=%s batch=%d rate=%.0f: %.0f ops/s, read p99 %.3f ms, write p99 %.3f ms, CPU per op: node %.1f µs, bench %.1f µs\n",
+		fsync, batch, rate, r.OpsPerSec, r.Reads.P99Ms, r.Writes.P99Ms, run.NodeCPUUs, run.BenchCPUUs)
+	return run, nil
+}
+
+// sweep runs the open-loop sweep of one durability pairing: a fresh dialkv
+// node (--fsync fsync) and a fresh redis-server (redisArgs) side by side,
+// every key loaded into both, then at each offered rate (fracs of dialkv's
+// saturated single-command throughput of that fsync setting, measured
+// before) one dialkv run and one Redis run, alternating, from the same load
+// generator with the same flags.
+func sweep(o options, res *Results, tmp string, port int, fsync, redis string, redisArgs []string, fracs []float64) error {
+	sat := dk(*res, fsync, 1, false).Result.OpsPerSec
+	if len(fracs) == 0 || sat < 1 {
+		return nil
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	node, err := start(o.dialkv, "node", "--id", "bench", "--listen", addr, "--data", filepath.Join(tmp, "sweep-dialkv-"+fsync), "--fsync", fsync, "--log-level", "warn")
+	if err != nil {
+		return err
+	}
+	defer node.stop()
+	dir := filepath.Join(tmp, "sweep-redis-"+fsync)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	raddr := fmt.Sprintf("127.0.0.1:%d", port+1)
+	srv, err := start("redis-server", append([]string{"--port", strconv.Itoa(port + 1), "--bind", "127.0.0.1", "--dir", dir, "--daemonize", "no", "--loglevel", "warning"}, redisArgs...)...)
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	for _, a := range []struct{ addr, proto string }{{addr, "binary"}, {raddr, bench.ProtocolRESP}} {
+		if err := waitPort(a.addr, 15*time.Second); err != nil {
+			return fmt.Errorf("open-loop sweep (fsync %s): %w", fsync, err)
+		}
+		if _, _, err := dialkvBench(o, a.addr, a.proto, 100, true, time.Millisecond, 0); err != nil {
+			return fmt.Errorf("open-loop sweep (fsync %s): load %s: %w", fsync, a.addr, err)
+		}
+	}
+	for _, f := range fracs {
+		rate := math.Round(f * sat)
+		if rate < 1 {
+			continue
+		}
+		run, err := dialkvRun(o, node, addr, fsync, 1, rate, o.openDur)
+		if err != nil {
+			return err
+		}
+		run.Fraction = f
+		res.Dialkv = append(res.Dialkv, run)
+		cpu0 := procCPU(srv.cmd.Process.Pid)
+		r, benchCPU, err := dialkvBench(o, raddr, bench.ProtocolRESP, 1, false, o.openDur, rate)
+		if err != nil {
+			return fmt.Errorf("redis open loop (%s, %.0f ops/s): %w", redis, rate, err)
+		}
+		or := OpenRun{Config: redis, Fraction: f, Result: r}
+		if r.Ops > 0 {
+			or.ServerCPUUs = (procCPU(srv.cmd.Process.Pid) - cpu0).Seconds() * 1e6 / float64(r.Ops)
+			or.BenchCPUUs = benchCPU.Seconds() * 1e6 / float64(r.Ops)
+		}
+		res.RedisOpen = append(res.RedisOpen, or)
+		fmt.Fprintf(os.Stderr, "redis %s open loop at %.0f ops/s: %.0f ops/s, read p99 %.3f ms, write p99 %.3f ms, CPU per op: server %.1f µs, bench %.1f µs\n",
+			redis, rate, r.OpsPerSec, r.Reads.P99Ms, r.Writes.P99Ms, or.ServerCPUUs, or.BenchCPUUs)
+	}
+	return nil
+}
+
+// parseFractions parses a comma-separated list of fractions in (0, 1.5].
+func parseFractions(s string) ([]float64, error) {
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil || v <= 0 || v > 1.5 {
+			return nil, fmt.Errorf("%q: want fractions in (0, 1.5]", f)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func joinFractions(fs []float64) string {
+	s := make([]string, len(fs))
+	for i, f := range fs {
+		s[i] = strconv.FormatFloat(f, 'g', -1, 64)
+	}
+	return strings.Join(s, ",")
+}
+
 // dialkvBench runs `dialkv bench` (open loop at rate ops/s if rate > 0)
-// and returns its result and its CPU time.
-func dialkvBench(o options, addr string, batch int, load bool, d time.Duration, rate float64) (bench.Result, time.Duration, error) {
+// against addr speaking proto ("binary" Thrift to a dialkv node, "resp" to
+// redis-server) and returns its result and its CPU time.
+func dialkvBench(o options, addr, proto string, batch int, load bool, d time.Duration, rate float64) (bench.Result, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), d+5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, o.dialkv, "bench", "--addr", addr, "--workload", "70/30",
+	cmd := exec.CommandContext(ctx, o.dialkv, "bench", "--addr", addr, "--protocol", proto, "--workload", "70/30",
 		"--clients", strconv.Itoa(o.clients), "--value-size", "100", "--keys", strconv.Itoa(o.keys),
 		"--batch", strconv.Itoa(batch), "--duration", d.String(), "--load="+strconv.FormatBool(load),
 		"--rate", strconv.FormatFloat(rate, 'f', 0, 64), "--progress", "5s", "--json", "--io", o.benchIO)
@@ -381,36 +501,6 @@ func procCPU(pid int) time.Duration {
 
 // clockTicks is USER_HZ, which Linux fixes at 100 for /proc.
 const clockTicks = 100
-
-// redisOpen loads every key into the Redis at addr and runs the 70/30 mix
-// in open loop at rate ops/s with dialkv bench's runner over RESP.
-func redisOpen(o options, addr string, rate float64, serverPid int) (OpenRun, error) {
-	cfg := bench.Config{
-		Addr: addr, Workload: "70/30", Keys: o.keys, Dist: "uniform", ValueSize: 100, Clients: o.clients,
-		Batch: 1, Duration: o.duration, Rate: rate, Load: true, Seed: 1, Timeout: 5 * time.Second,
-		Protocol: "resp",
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), o.duration+5*time.Minute)
-	defer cancel()
-	// The load is measured with the run; take the server's CPU from a
-	// separate load pass.
-	lcfg := cfg
-	lcfg.Duration, lcfg.Rate = time.Millisecond, 0
-	if _, err := bench.Run(ctx, lcfg, respConnector(addr, cfg.Timeout), nil); err != nil {
-		return OpenRun{}, fmt.Errorf("load: %w", err)
-	}
-	cfg.Load = false
-	cpu0 := procCPU(serverPid)
-	r, err := bench.Run(ctx, cfg, respConnector(addr, cfg.Timeout), nil)
-	if err != nil {
-		return OpenRun{}, err
-	}
-	run := OpenRun{Result: r}
-	if r.Ops > 0 {
-		run.ServerCPUUs = (procCPU(serverPid) - cpu0).Seconds() * 1e6 / float64(r.Ops)
-	}
-	return run, nil
-}
 
 func redisBench(o options, port, pipeline, serverPid int) (RedisRun, error) {
 	rr := RedisRun{Pipeline: pipeline, Tests: map[string]RedisTest{}}
@@ -510,20 +600,21 @@ func summary(w io.Writer, r Results) {
 			x.Tests["GET"].P50Ms, x.Tests["GET"].P99Ms, x.Tests["SET"].P50Ms, x.Tests["SET"].P99Ms, x.ServerCPUUs, x.ClientCPUUs)
 	}
 	if len(r.RedisOpen) > 0 || hasOpen(r) {
-		fmt.Fprintf(w, "\n(b) Open loop at a fixed offered rate, %.0f %% of dialkv's saturated single-command throughput (per durability), single commands: requests leave on a schedule and latency counts from the intended send time (no coordinated omission). Redis gets the same offered rate from the same load generator over RESP (redis-benchmark has no open-loop mode).\n\n", 100*r.OpenFraction)
-		fmt.Fprintln(w, "| system | durability | offered ops/s | achieved ops/s | missed | read p50 ms | read p99 ms | read p99.9 ms | write p50 ms | write p99 ms | write p99.9 ms | server CPU µs/op |")
-		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
-		open := func(system, durability string, res bench.Result, cpu float64) {
-			fmt.Fprintf(w, "| %s | %s | %.0f | %.0f | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.1f |\n", system, durability, res.Config.Rate, res.OpsPerSec, res.Missed,
-				res.Reads.P50Ms, res.Reads.P99Ms, res.Reads.P999Ms, res.Writes.P50Ms, res.Writes.P99Ms, res.Writes.P999Ms, cpu)
+		fmt.Fprintf(w, "\n(b) Open-loop sweep, single commands, %s per run: offered rates as fractions of dialkv's saturated single-command throughput of the same durability (row (a)); requests leave on a schedule and latency counts from the intended send time (no coordinated omission). Both systems are loaded by the same generator with the same flags, `dialkv bench --io loop` (Redis: `--protocol resp`), dialkv and Redis alternating at each rate (redis-benchmark has no open-loop mode).\n\n", r.OpenDuration)
+		fmt.Fprintln(w, "| system | durability | offered % | offered ops/s | achieved ops/s | missed | read p50 ms | read p99 ms | read p99.9 ms | write p50 ms | write p99 ms | write p99.9 ms | server CPU µs/op | load generator CPU µs/op |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+		open := func(system, durability string, frac float64, res bench.Result, cpu, benchCPU float64) {
+			fmt.Fprintf(w, "| %s | %s | %.0f | %.0f | %.0f | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.1f | %.1f |\n", system, durability, 100*frac, res.Config.Rate, res.OpsPerSec, res.Missed,
+				res.Reads.P50Ms, res.Reads.P99Ms, res.Reads.P999Ms, res.Writes.P50Ms, res.Writes.P99Ms, res.Writes.P999Ms, cpu, benchCPU)
 		}
-		for _, d := range r.Dialkv {
-			if d.Rate > 0 {
-				open("dialkv", "fsync "+d.Fsync, d.Result, d.NodeCPUUs)
+		// Rows in run order: each dialkv run, then Redis's at its rate.
+		for _, pair := range openPairs(r) {
+			if d := pair.dialkv; d != nil {
+				open("dialkv", "fsync "+d.Fsync, d.Fraction, d.Result, d.NodeCPUUs, d.BenchCPUUs)
 			}
-		}
-		for _, x := range r.RedisOpen {
-			open("redis", x.Config, x.Result, x.ServerCPUUs)
+			if x := pair.redis; x != nil {
+				open("redis", x.Config, x.Fraction, x.Result, x.ServerCPUUs, x.BenchCPUUs)
+			}
 		}
 	}
 	fmt.Fprintln(w, "\n| goal (issue 3) | fsync never | fsync always |")
@@ -533,8 +624,8 @@ func summary(w io.Writer, r Results) {
 		open  bool
 		read  bool
 		limit float64
-	}{{"p99 read < 1 ms, (a) saturated", false, true, 1}, {"p99 read < 1 ms, (b) open loop", true, true, 1},
-		{"p99 write < 5 ms, (a) saturated", false, false, 5}, {"p99 write < 5 ms, (b) open loop", true, false, 5}} {
+	}{{"p99 read < 1 ms, (a) saturated", false, true, 1}, {"p99 read < 1 ms, (b) open loop at 50 %", true, true, 1},
+		{"p99 write < 5 ms, (a) saturated", false, false, 5}, {"p99 write < 5 ms, (b) open loop at 50 %", true, false, 5}} {
 		cell := func(fsync string) string {
 			d := dk(r, fsync, 1, g.open)
 			if d.Result.Ops == 0 {
@@ -551,6 +642,28 @@ func summary(w io.Writer, r Results) {
 			return fmt.Sprintf("%s (%.3f ms)", verdict, v)
 		}
 		fmt.Fprintf(w, "| %s | %s | %s |\n", g.name, cell("never"), cell("always"))
+	}
+	if len(r.RedisOpen) > 0 || hasOpen(r) {
+		fmt.Fprintln(w, "\n| (b) highest offered rate of the sweep up to which p99 read < 1 ms and p99 write < 5 ms (% of dialkv's saturated rate) | dialkv | Redis |")
+		fmt.Fprintln(w, "|---|---|---|")
+		for _, pair := range []struct{ fsync, redis string }{{"never", "no persistence"}, {"always", "appendfsync always"}} {
+			var ds, xs []bench.Result
+			var fr []float64
+			for _, p := range openPairs(r) {
+				if p.dialkv != nil && p.dialkv.Fsync == pair.fsync {
+					fr = append(fr, p.dialkv.Fraction)
+					ds = append(ds, p.dialkv.Result)
+					if p.redis != nil {
+						xs = append(xs, p.redis.Result)
+					} else {
+						xs = append(xs, bench.Result{})
+					}
+				}
+			}
+			if len(fr) > 0 {
+				fmt.Fprintf(w, "| fsync %s / Redis %s | %s | %s |\n", pair.fsync, pair.redis, meetsUpTo(fr, ds), meetsUpTo(fr, xs))
+			}
+		}
 	}
 	find := func(fsync string, batch int) *bench.Result {
 		for i := range r.Dialkv {
@@ -613,14 +726,75 @@ func summary(w io.Writer, r Results) {
 }
 
 // dk is the dialkv run of fsync and batch, closed loop (open false) or
-// open loop (open true); a zero run if there is none.
+// open loop (open true: the one offered nearest 50 % of saturation); a
+// zero run if there is none.
 func dk(r Results, fsync string, batch int, open bool) DialkvRun {
+	var best DialkvRun
 	for _, d := range r.Dialkv {
-		if d.Fsync == fsync && d.Batch == batch && (d.Rate > 0) == open {
+		if d.Fsync != fsync || d.Batch != batch || (d.Rate > 0) != open {
+			continue
+		}
+		if !open {
 			return d
 		}
+		if best.Rate == 0 || math.Abs(d.Fraction-0.5) < math.Abs(best.Fraction-0.5) {
+			best = d
+		}
 	}
-	return DialkvRun{}
+	return best
+}
+
+// openPair is a dialkv open-loop run and Redis's at the same offered rate
+// (either may be missing).
+type openPair struct {
+	dialkv *DialkvRun
+	redis  *OpenRun
+}
+
+// openPairs pairs the open-loop runs by offered rate and durability, in
+// run order.
+func openPairs(r Results) []openPair {
+	redisOf := map[string]string{"never": "no persistence", "always": "appendfsync always"}
+	var out []openPair
+	used := make([]bool, len(r.RedisOpen))
+	for i := range r.Dialkv {
+		d := &r.Dialkv[i]
+		if d.Rate <= 0 {
+			continue
+		}
+		p := openPair{dialkv: d}
+		for j := range r.RedisOpen {
+			x := &r.RedisOpen[j]
+			if !used[j] && x.Config == redisOf[d.Fsync] && x.Result.Config.Rate == d.Rate {
+				p.redis, used[j] = x, true
+				break
+			}
+		}
+		out = append(out, p)
+	}
+	for j := range r.RedisOpen {
+		if !used[j] {
+			out = append(out, openPair{redis: &r.RedisOpen[j]})
+		}
+	}
+	return out
+}
+
+// meetsUpTo is the highest of the fractions fr (ascending) up to which
+// every run of rs met both latency goals (p99 read < 1 ms, p99 write <
+// 5 ms) and achieved at least 95 % of its offered rate.
+func meetsUpTo(fr []float64, rs []bench.Result) string {
+	best := -1.0
+	for i, res := range rs {
+		if res.Ops == 0 || res.Reads.P99Ms >= 1 || res.Writes.P99Ms >= 5 || res.OpsPerSec < 0.95*res.Config.Rate {
+			break
+		}
+		best = fr[i]
+	}
+	if best < 0 {
+		return "none of the sweep's rates"
+	}
+	return fmt.Sprintf("%.0f %%", 100*best)
 }
 
 // hasOpen says whether r has dialkv open-loop runs.
