@@ -894,3 +894,64 @@ func TestRebuildStallIsReported(t *testing.T) {
 		t.Fatalf("status after healing: %+v", st)
 	}
 }
+
+// TestTwoRebuildsWithAThirdRegion: u1 (us) and e1 (eu) rebuild at once,
+// ap's a1 does not. a's write, acknowledged by every region long before,
+// is only in ap now; u1 must not report it lost for eu — e1 answered
+// partially, and ap's seed reaches e1 as it reached u1 — nor for us; x's
+// only write is lost for all three regions. Without the partial regions'
+// estimate u1 reported a lost for eu.
+func TestTwoRebuildsWithAThirdRegion(t *testing.T) {
+	c := newClusterWith(t, 12, "us:u1,u2;eu:e1,e2;ap:a1", "", map[string]string{"resolve": ResolveSiblings})
+	u1 := c.nodes["u1"].rep
+	a, x, z := keyOwnedByBoth(t, u1, "u1", "e1", "a"), keyOwnedByBoth(t, u1, "u1", "e1", "x"), keyOwnedByBoth(t, u1, "u1", "e1", "z")
+	c.do("u1", nil, "SET", a, "a1")
+	c.run(time.Second)
+	for _, p := range [][2]string{{"us", "eu"}, {"us", "ap"}, {"eu", "ap"}} {
+		c.partition(p[0], p[1], true)
+	}
+	c.do("u1", nil, "SET", x, "x1")
+	c.do("e1", nil, "SET", z, "z1")
+	seqs := map[consistency.NodeID][]uint64{}
+	for id, key := range map[consistency.NodeID]string{"u1": x, "e1": z} {
+		for seq, e := range c.nodes[id].rep.queue {
+			if e.Key == key {
+				seqs[id] = append(seqs[id], seq)
+			}
+		}
+	}
+	c.crash("u1")
+	c.crash("e1")
+	for id := range seqs {
+		for _, seq := range seqs[id] {
+			if corruptStored(t, c, id, string(queueKey(seq))) != 1 {
+				t.Fatalf("%s: entry %d not found", id, seq)
+			}
+		}
+	}
+	rebuildAndRestart(t, c, "u1")
+	rebuildAndRestart(t, c, "e1")
+	for _, p := range [][2]string{{"us", "eu"}, {"us", "ap"}, {"eu", "ap"}} {
+		c.partition(p[0], p[1], false)
+	}
+	c.run(5 * time.Second)
+	var lost []string
+	for _, id := range []consistency.NodeID{"u1", "e1"} {
+		st := c.nodes[id].rep.RebuildStatus()
+		if st.Rebuilding {
+			t.Fatalf("%s still rebuilding: %+v", id, st)
+		}
+		for _, l := range st.Lost {
+			lost = append(lost, string(id)+":"+l.Key+"@"+l.Region)
+		}
+	}
+	want := []string{"u1:" + x + "@ap", "u1:" + x + "@eu", "u1:" + x + "@us", "e1:" + z + "@ap", "e1:" + z + "@eu", "e1:" + z + "@us"}
+	if fmt.Sprint(lost) != fmt.Sprint(want) {
+		t.Fatalf("lost %v, want %v", lost, want)
+	}
+	for _, reg := range []string{"us", "eu", "ap"} {
+		if d := c.regionDump(reg); fmt.Sprint(d) != fmt.Sprint(map[string]string{a: `"a1"`}) {
+			t.Errorf("%s: %v, want only %s=a1", reg, d, a)
+		}
+	}
+}
