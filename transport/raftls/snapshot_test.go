@@ -212,6 +212,20 @@ func catchUpFromSnapshot(t *testing.T, tfs [3]config.TransportFactory, ev *event
 // failedAfter returns the connection failures Dragonboat reported for addr
 // at or after since (before it, replica 3's NodeHost may not have been
 // listening yet when the others first dialled it).
+// failedWithin polls failedAfter for up to wait, returning as soon as a
+// failure is there: Dragonboat hands ConnectionFailed to the listener from
+// its own event goroutine, so on a loaded machine the report comes after
+// the replica caught up (checking at once missed it: a false "no failure"
+// in the Dragonboat TCP control case, and a failure missed where none is
+// wanted).
+func (e *events) failedWithin(addr string, since time.Time, wait time.Duration) []failure {
+	for deadline := time.Now().Add(wait); ; time.Sleep(20 * time.Millisecond) {
+		if f := e.failedAfter(addr, since); len(f) > 0 || time.Now().After(deadline) {
+			return f
+		}
+	}
+}
+
 func (e *events) failedAfter(addr string, since time.Time) []failure {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -272,7 +286,7 @@ func TestRefusedSnapshotKeepsPeerReachable(t *testing.T) {
 			longest, began := recv.silence(caughtUp)
 			t.Logf("replica 3 caught up %v after its refusal; longest silence from the leader after it: %v, from %v after it",
 				caughtUp.Sub(refused).Round(time.Millisecond), longest.Round(time.Millisecond), began.Round(time.Millisecond))
-			for _, f := range ev.failedAfter(addrs[3], refused) {
+			for _, f := range ev.failedWithin(addrs[3], refused, time.Second) {
 				t.Errorf("Dragonboat reported a failed connection to replica 3 (snapshot connection %v): its breaker dropped every message to it for 250-750 ms", f.SnapshotConnection)
 			}
 		})
@@ -370,7 +384,11 @@ func TestRefusedSnapshotOverTCP(t *testing.T) {
 			if refused.IsZero() {
 				t.Fatal("no snapshot chunk was sent to replica 3: the test did not test anything")
 			}
-			failed := ev.failedAfter(addrs[3], refused)
+			wait := time.Second // time for a late report to arrive
+			if tc.wantFailure {
+				wait = 10 * time.Second
+			}
+			failed := ev.failedWithin(addrs[3], refused, wait)
 			t.Logf("replica 3 caught up %v after the refused chunk was sent; %d failed connections to it reported after",
 				caughtUp.Sub(refused).Round(time.Millisecond), len(failed))
 			if got := len(failed) > 0; got != tc.wantFailure {
