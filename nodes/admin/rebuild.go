@@ -43,7 +43,9 @@ func rebuildCmd(args []string, stdout, stderr io.Writer) error {
 			names = append(names, n)
 		}
 		sort.Strings(names)
-		if len(names) == 0 {
+		if len(names) == 0 && *ns != "" {
+			fmt.Fprintf(stdout, "%s: no causal namespace %q\n", rep.Node, *ns)
+		} else if len(names) == 0 {
 			fmt.Fprintf(stdout, "%s: no causal namespace\n", rep.Node)
 		}
 		for _, n := range names {
