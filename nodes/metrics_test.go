@@ -2,11 +2,12 @@ package nodes
 
 import (
 	"context"
-	"github.com/dialkv/dialkv/core"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/dialkv/dialkv/core"
 )
 
 func TestMetrics(t *testing.T) {
