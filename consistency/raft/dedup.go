@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 
@@ -51,14 +52,52 @@ import (
 //
 // Bounds: keptReplies per proposer, a kept reply at most maxKeptReply
 // bytes (larger ones are kept as "applied, reply not kept"), so at most
-// maxProposers*keptReplies*(maxKeptReply+keyOverhead) bytes per shard.
+// maxProposers*keptReplies*(maxKeptReply+keyOverhead) bytes per shard in
+// memory. On disk, a chunk also holds the evicted replies written with a
+// kept one until that one is evicted (numbers rise, so chunks die about
+// in the order they were written).
 //
 // The state lives in the state machine's engine under keys outside the
 // Store's key space, so snapshots carry it:
 //
 //	\xffraft/dedup                     the remembered proposer IDs, 8 bytes each, ascending
-//	\xffraft/dedup/<8-byte ID>         floor (8) | index of its last applied entry (8)
-//	\xffraft/dedup/<8-byte ID>/<8-byte seq>  the kept reply (core.EncodeReply; empty: not kept)
+//	\xffraft/dedup/<8-byte ID>         floor (8) | index of its last applied entry (8) | 2 (format)
+//	\xffraft/dedup/<8-byte ID>/c<8-byte chunk>  kept replies: repeated uvarint seq | uvarint len+1 | reply (len+1 0: not kept)
+//	\xffraft/dedup/<8-byte ID>/<8-byte seq>  (earlier format) one kept reply (core.EncodeReply; empty: not kept)
+//
+// Reply chunks: a proposer's replies are not one key each (a Set per
+// write and a Delete per eviction were about a third of the on-disk state
+// machine's CPU per write) but one chunk per engine commit holding the
+// replies kept since the previous one (writeChunks). A chunk is deleted
+// once none of its sequence numbers is kept. Loading reads the chunks in
+// ascending chunk order (a later chunk's copy of a number wins) and keeps
+// the numbers above the floor: every kept number is above the floor and
+// every evicted one at or below it, so the dead entries of a chunk still
+// held by a live one are told apart without a record of their own.
+//
+// Ordering rules of the chunks:
+//   - flush seals the changes since the previous flush (the numbers
+//     admitted, kept or evicted, with their replies as of the flush) into
+//     the proposer's open list; it runs at every commit of the state
+//     machine, with the applied record, so what is sealed is the state
+//     after the latest commit.
+//   - writeChunks writes everything sealed as one new chunk per proposer
+//     (and the deletions of dead chunks) into the engine batch that
+//     carries the commits sealed: the on-disk state machine's
+//     updateBatch calls it for every engine batch it commits (it holds
+//     every commit not yet in the engine), the in-memory one after flush.
+//     So a chunk is in the engine batch of the applied record and proposer
+//     record it matches, never in an earlier one.
+//   - A chunk number is never reused by a remembered proposer: they rise
+//     (Open and snapshot restores continue after the highest on disk); a
+//     forgotten proposer's keys are deleted (flush) before any chunk of
+//     its new record is written, in the same or an earlier batch.
+//
+// The record's third field (2) makes an earlier build refuse the state
+// (ErrCorruption, a record of 17 bytes) rather than load a proposer
+// without its kept replies. Records of 16 bytes (kept replies one key
+// each) load, their keys deleted as their numbers are evicted or
+// rewritten.
 //
 // Records of the earlier bitmap format (16+128 bytes: high, last, bitmap)
 // load as floor = high with nothing kept: every older number is refused.
@@ -86,7 +125,14 @@ var (
 	dedupEnd = []byte("\xffraft/deduq")
 )
 
-const legacyRecordLen = 16 + 1024/8
+const (
+	legacyRecordLen = 16 + 1024/8
+	recordLen       = 17 // floor | last | recordFormat
+	recordFormat    = 2  // kept replies in chunks
+	// legacyChunk is the placement of a kept reply of the earlier format
+	// (a key of its own); chunk numbers start at 1.
+	legacyChunk = 0
+)
 
 // proposerState is one proposer's record.
 type proposerState struct {
@@ -96,10 +142,26 @@ type proposerState struct {
 	touched     []uint64          // seqs set or evicted since the last flush (may repeat)
 	dirty       bool              // floor or last changed since the last flush
 	queued      bool              // in dedup.changed
+	// Reply chunks (see the ordering rules above).
+	open   []sealedReply     // sealed by flush, not yet in a chunk, in order
+	where  map[uint64]uint64 // seq -> the chunk holding it (legacyChunk: a key of its own)
+	chunks map[uint64]int    // chunk -> how many kept numbers it holds
+	next   uint64            // the next chunk's number
+	// orphans: chunks found on load holding no kept number, deleted with
+	// the next chunk written.
+	orphans []uint64
+}
+
+// sealedReply is a change sealed by flush: seq kept with reply, or
+// evicted.
+type sealedReply struct {
+	seq     uint64
+	reply   []byte
+	evicted bool
 }
 
 func newProposerState() *proposerState {
-	return &proposerState{replies: map[uint64][]byte{}}
+	return &proposerState{replies: map[uint64][]byte{}, where: map[uint64]uint64{}, chunks: map[uint64]int{}, next: 1}
 }
 
 // dedup is the state machine's deduplication state.
@@ -108,6 +170,7 @@ type dedup struct {
 	list    bool     // the proposer list changed
 	dropped []uint64 // forgotten proposers whose keys must be deleted
 	changed []uint64 // proposers with changes since the last flush
+	sealed  []uint64 // proposers with sealed changes not yet in a chunk (may repeat)
 	// tx is the shard's two-phase commit table (txn.go): it is written
 	// and loaded with the deduplication state, in the same batches.
 	tx *txnTable
@@ -211,6 +274,12 @@ func replyKey(p, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(append(dedupKey(p), '/'), seq)
 }
 
+// chunkKey is the key of proposer p's reply chunk n; it sorts in
+// replyRange(p), so forgetting p deletes its chunks.
+func chunkKey(p, n uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(dedupKey(p), '/', 'c'), n)
+}
+
 // replyRange bounds proposer p's reply keys.
 func replyRange(p uint64) (lo, hi []byte) {
 	return append(dedupKey(p), '/'), append(dedupKey(p), '/'+1)
@@ -238,22 +307,108 @@ func (d *dedup) flush(b core.Batch) {
 		}
 		ps.queued = false
 		if ps.dirty {
-			v := binary.BigEndian.AppendUint64(make([]byte, 0, 16), ps.floor)
-			b.Set(dedupKey(p), binary.BigEndian.AppendUint64(v, ps.last))
+			v := binary.BigEndian.AppendUint64(make([]byte, 0, recordLen), ps.floor)
+			v = binary.BigEndian.AppendUint64(v, ps.last)
+			b.Set(dedupKey(p), append(v, recordFormat))
 			ps.dirty = false
 		}
+		// Seal the replies (writeChunks writes them): a number's state
+		// as of this flush, the commit being made.
 		slices.Sort(ps.touched)
 		for _, s := range slices.Compact(ps.touched) {
-			if r, ok := ps.replies[s]; ok {
-				b.Set(replyKey(p, s), r)
-			} else {
-				b.Delete(replyKey(p, s))
-			}
+			r, ok := ps.replies[s]
+			ps.open = append(ps.open, sealedReply{seq: s, reply: r, evicted: !ok})
+		}
+		if len(ps.touched) > 0 {
+			d.sealed = append(d.sealed, p)
 		}
 		ps.touched = ps.touched[:0]
 	}
 	d.changed = d.changed[:0]
 	d.tx.flush(b)
+}
+
+// chunksPending reports whether writeChunks has anything to write.
+func (d *dedup) chunksPending() bool { return len(d.sealed) > 0 }
+
+// writeChunks writes the replies sealed by flush into b: one new chunk per
+// proposer, and the deletions of the chunks (and earlier-format keys) that
+// no longer hold a kept number. b must carry the commits sealed (see the
+// ordering rules at the top).
+func (d *dedup) writeChunks(b core.Batch) {
+	if len(d.sealed) == 0 {
+		return
+	}
+	slices.Sort(d.sealed)
+	for _, p := range slices.Compact(d.sealed) {
+		ps := d.p[p]
+		if ps == nil || len(ps.open) == 0 {
+			continue // forgotten since: its keys are deleted
+		}
+		ps.writeChunk(p, b)
+	}
+	d.sealed = d.sealed[:0]
+}
+
+// writeChunk writes ps's sealed replies as chunk ps.next.
+func (ps *proposerState) writeChunk(p uint64, b core.Batch) {
+	n := ps.next
+	// The chunk's content: each number's last sealed state. A number
+	// already in another chunk moves out of it.
+	content := make(map[uint64][]byte, len(ps.open))
+	for _, o := range ps.open {
+		if c, ok := ps.where[o.seq]; ok && c != n {
+			ps.unplace(p, o.seq, c, b)
+		}
+		if o.evicted {
+			if _, ok := content[o.seq]; ok {
+				delete(content, o.seq)
+				delete(ps.where, o.seq)
+			}
+			continue
+		}
+		content[o.seq] = o.reply
+		ps.where[o.seq] = n
+	}
+	clear(ps.open)
+	ps.open = ps.open[:0]
+	for _, c := range ps.orphans {
+		b.Delete(chunkKey(p, c))
+	}
+	ps.orphans = nil
+	if len(content) == 0 {
+		return
+	}
+	seqs := slices.Sorted(maps.Keys(content))
+	var v []byte
+	for _, s := range seqs {
+		v = binary.AppendUvarint(v, s)
+		r := content[s]
+		if r == nil {
+			v = append(v, 0)
+			continue
+		}
+		v = binary.AppendUvarint(v, uint64(len(r))+1)
+		v = append(v, r...)
+	}
+	b.Set(chunkKey(p, n), v)
+	ps.chunks[n] = len(seqs)
+	ps.next++
+}
+
+// unplace takes seq out of chunk c, deleting the chunk (or the
+// earlier-format key) once it holds no kept number.
+func (ps *proposerState) unplace(p, seq, c uint64, b core.Batch) {
+	delete(ps.where, seq)
+	if c == legacyChunk {
+		b.Delete(replyKey(p, seq))
+		return
+	}
+	ps.chunks[c]--
+	if ps.chunks[c] <= 0 {
+		delete(ps.chunks, c)
+		b.Delete(chunkKey(p, c))
+	}
 }
 
 func (d *dedup) ids() []uint64 {
@@ -273,9 +428,9 @@ func encodeIDs(ids []uint64) []byte {
 	return v
 }
 
-// pending reports whether flush has anything to write.
+// pending reports whether flush or writeChunks has anything to write.
 func (d *dedup) pending() bool {
-	return d.list || len(d.dropped) > 0 || len(d.changed) > 0 || d.tx.pending()
+	return d.list || len(d.dropped) > 0 || len(d.changed) > 0 || d.tx.pending() || d.chunksPending()
 }
 
 // loadDedup reads the state from an engine (empty when there is none).
@@ -303,13 +458,14 @@ func loadDedup(r core.Reader) (*dedup, error) {
 			return nil, fmt.Errorf("raft: read deduplication record %x: %w", p, err)
 		}
 		ps := newProposerState()
-		switch len(v) {
-		case 16, legacyRecordLen: // legacy: high | last | bitmap; the floor is high
-			ps.floor, ps.last = binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
+		switch {
+		case len(v) == 16, len(v) == legacyRecordLen: // legacy bitmap: high | last | bitmap; the floor is high
+		case len(v) == recordLen && v[16] == recordFormat:
 		default:
 			return nil, fmt.Errorf("raft: deduplication record of %d bytes: %w", len(v), core.ErrCorruption)
 		}
-		if len(v) == 16 {
+		ps.floor, ps.last = binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
+		if len(v) != legacyRecordLen {
 			if err := loadReplies(r, p, ps); err != nil {
 				return nil, err
 			}
@@ -319,28 +475,101 @@ func loadDedup(r core.Reader) (*dedup, error) {
 	return d, nil
 }
 
+// loadReplies reads proposer p's kept replies: the earlier format's keys,
+// then the chunks in ascending order (a later copy of a number wins); the
+// numbers at or below the floor were evicted. A chunk left with no kept
+// number is deleted when a number it holds is next rewritten; one that
+// never held a kept number after the load is deleted by the next chunk
+// written (orphans).
 func loadReplies(r core.Reader, p uint64, ps *proposerState) error {
 	lo, hi := replyRange(p)
 	it := r.NewIter(lo, hi)
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
-		if len(k) != len(lo)+8 || !bytes.HasPrefix(k, lo) {
+		if !bytes.HasPrefix(k, lo) {
+			it.Close()
+			return fmt.Errorf("raft: deduplication reply key %q outside its range: %w", k, core.ErrCorruption)
+		}
+		switch rest := k[len(lo):]; {
+		case len(rest) == 8: // earlier format: one reply
+			seq := binary.BigEndian.Uint64(rest)
+			if seq <= ps.floor {
+				continue
+			}
+			var reply []byte
+			if v := it.Value(); len(v) > 0 {
+				reply = bytes.Clone(v)
+			}
+			if _, ok := ps.replies[seq]; !ok {
+				ps.seqs = append(ps.seqs, seq)
+			}
+			ps.replies[seq] = reply
+			ps.where[seq] = legacyChunk
+		case len(rest) == 9 && rest[0] == 'c':
+			n := binary.BigEndian.Uint64(rest[1:])
+			if n == legacyChunk {
+				it.Close()
+				return fmt.Errorf("raft: deduplication chunk 0 of %x: %w", p, core.ErrCorruption)
+			}
+			if err := ps.loadChunk(n, it.Value()); err != nil {
+				it.Close()
+				return fmt.Errorf("raft: deduplication chunk %d of %x: %w", n, p, err)
+			}
+			ps.next = max(ps.next, n+1)
+		default:
 			it.Close()
 			return fmt.Errorf("raft: deduplication reply key of %d bytes: %w", len(k), core.ErrCorruption)
 		}
-		seq := binary.BigEndian.Uint64(k[len(lo):])
-		var reply []byte
-		if v := it.Value(); len(v) > 0 {
-			reply = bytes.Clone(v)
-		}
-		ps.seqs = append(ps.seqs, seq) // ascending: big-endian keys
-		ps.replies[seq] = reply
 	}
 	if err := it.Close(); err != nil {
 		return fmt.Errorf("raft: read deduplication replies of %x: %w", p, err)
 	}
+	for c, n := range ps.chunks {
+		if n == 0 {
+			delete(ps.chunks, c) // holds only evicted numbers: see orphans
+			ps.orphans = append(ps.orphans, c)
+		}
+	}
+	slices.Sort(ps.orphans)
+	slices.Sort(ps.seqs)
 	if len(ps.seqs) > keptReplies {
 		return fmt.Errorf("raft: %d kept replies of proposer %x, more than %d: %w", len(ps.seqs), p, keptReplies, core.ErrCorruption)
+	}
+	return nil
+}
+
+// loadChunk reads chunk n (chunks come in ascending order).
+func (ps *proposerState) loadChunk(n uint64, v []byte) error {
+	ps.chunks[n] += 0
+	for len(v) > 0 {
+		seq, k := binary.Uvarint(v)
+		if k <= 0 {
+			return fmt.Errorf("bad sequence number: %w", core.ErrCorruption)
+		}
+		v = v[k:]
+		l, k := binary.Uvarint(v)
+		if k <= 0 || l > uint64(len(v)-k)+1 {
+			return fmt.Errorf("bad reply length: %w", core.ErrCorruption)
+		}
+		v = v[k:]
+		var reply []byte
+		if l > 0 {
+			reply = bytes.Clone(v[:l-1])
+			v = v[l-1:]
+		}
+		if seq <= ps.floor {
+			continue // evicted
+		}
+		if c, ok := ps.where[seq]; ok {
+			if c != legacyChunk {
+				ps.chunks[c]--
+			}
+		} else {
+			ps.seqs = append(ps.seqs, seq)
+		}
+		ps.replies[seq] = reply
+		ps.where[seq] = n
+		ps.chunks[n]++
 	}
 	return nil
 }

@@ -2,10 +2,12 @@ package raft
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"slices"
 	"testing"
+	"time"
 
 	pebblevfs "github.com/cockroachdb/pebble/v2/vfs"
 	sm "github.com/lni/dragonboat/v4/statemachine"
@@ -86,6 +88,7 @@ func TestDedupAdmit(t *testing.T) {
 	flush := func() {
 		b := e.NewBatch()
 		d.flush(b)
+		d.writeChunks(b)
 		if err := b.Commit(false); err != nil {
 			t.Fatal(err)
 		}
@@ -276,4 +279,201 @@ func TestSnapshotReplacesDedupState(t *testing.T) {
 			t.Fatalf("after restore: %s, want 1 (applied)", str(got))
 		}
 	})
+}
+
+// TestDedupChunksPersist: the kept replies, written in chunks, give every
+// copy of a proposal the reply a replica that never stopped gives (the
+// in-memory state machine, entry by entry), across restarts between a
+// write and its retry, a crash that loses unsynced Updates (replayed),
+// and a snapshot installed on another replica; an iterating command
+// (SCAN.PREFIX) commits an Update's batch midway. Chunks whose numbers
+// are all evicted are deleted.
+func TestDedupChunksPersist(t *testing.T) {
+	const n = 2*keptReplies + 300
+	incr := core.Cmd("INCR", "n")
+	scan := core.Cmd("SCAN.PREFIX", "", "")
+	var ents []sm.Entry
+	seq := uint64(0)
+	for i := 1; i <= n; i++ {
+		p := proposal{now: int64(i), proposer: 42, cmd: &incr}
+		switch {
+		case i%97 == 0:
+			p.seq = 1 // evicted once keptReplies more are applied: NOTAPPLIED
+		case i%13 == 0:
+			p.seq = seq - 4 // a copy of a recent one: its kept reply
+		case i%50 == 0:
+			seq++
+			p.seq, p.cmd = seq, &scan
+		default:
+			seq++
+			p.seq = seq
+		}
+		ents = append(ents, sm.Entry{Index: uint64(i), Cmd: encodeProposal(p)})
+	}
+	ref, err := newMemSM(core.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]string, n+1)
+	for _, e := range ents {
+		r, err := ref.Update(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[e.Index] = string(r.Data)
+	}
+
+	fs := pebblevfs.NewCrashableMem()
+	m, _ := openDisk(t, fs)
+	apply := func(from, to int) { // entries with index from..to, 7 per Update
+		t.Helper()
+		for i := from; i <= to; i += 7 {
+			batch := slices.Clone(ents[i-1 : min(i+6, to)])
+			out, err := m.Update(batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range out {
+				if got := string(e.Result.Data); got != want[e.Index] {
+					t.Fatalf("entry %d: reply %q, want %q", e.Index, got, want[e.Index])
+				}
+			}
+		}
+	}
+	reopen := func(f pebblevfs.FS) uint64 {
+		t.Helper()
+		var idx uint64
+		m, idx = openDisk(t, f)
+		return idx
+	}
+	next := 1
+	for _, step := range []struct {
+		to   int
+		then string
+	}{
+		{500, "restart"}, {1300, "crash"}, {2600, "snapshot"}, {3200, "restart"}, {3900, "crash"}, {n, ""},
+	} {
+		apply(next, step.to)
+		next = step.to + 1
+		switch step.then {
+		case "restart":
+			if err := m.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			m.Close()
+			if idx := reopen(fs); idx != uint64(step.to) {
+				t.Fatalf("reopened at %d, want %d", idx, step.to)
+			}
+		case "crash": // the last 100 entries are not synced
+			if err := m.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			apply(next, step.to+100)
+			crashed := fs.CrashClone(pebblevfs.CrashCloneCfg{})
+			m.Close()
+			fs = crashed
+			idx := reopen(fs)
+			if idx < uint64(step.to) || idx > uint64(step.to+100) {
+				t.Fatalf("after the crash at %d, want %d..%d", idx, step.to, step.to+100)
+			}
+			next = int(idx) + 1
+		case "snapshot":
+			ctx, err := m.PrepareSnapshot()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			if err := m.SaveSnapshot(ctx, &buf, nil); err != nil {
+				t.Fatal(err)
+			}
+			m.Close()
+			fs = pebblevfs.NewCrashableMem()
+			reopen(fs)
+			if _, err := m.Update(testEntries(3)); err != nil { // state the snapshot replaces
+				t.Fatal(err)
+			}
+			if err := m.RecoverFromSnapshot(&buf, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	defer m.Close()
+	if got, w := dump(t, m), mustDump(t, ref); !maps.Equal(got, w) {
+		t.Fatalf("state %v, want %v", got, w)
+	}
+	chunks := 0
+	lo, hi := replyRange(42)
+	it := m.eng.NewIter(lo, hi)
+	for it.First(); it.Valid(); it.Next() {
+		if k := it.Key(); len(k) != len(lo)+9 || k[len(lo)] != 'c' {
+			t.Errorf("key %q is not a chunk", k)
+		}
+		chunks++
+	}
+	it.Close()
+	if max := keptReplies / 5; chunks == 0 || chunks > max {
+		t.Errorf("%d reply chunks on disk, want 1..%d (chunks whose numbers were all evicted are deleted)", chunks, max)
+	}
+}
+
+func mustDump(t *testing.T, m *memSM) map[string]string {
+	t.Helper()
+	v, err := m.Lookup(dumpQuery{now: time.Unix(2000, 0).UnixNano()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v.(map[string]string)
+}
+
+// TestDedupLoadsEarlierFormat: kept replies of the earlier format (a key
+// each, a 16-byte record) load; evicting them deletes their keys, and
+// the state written since loads the same.
+func TestDedupLoadsEarlierFormat(t *testing.T) {
+	e := core.NewMemEngine()
+	b := e.NewBatch()
+	b.Set(dedupListKey, encodeIDs([]uint64{42}))
+	rec := binary.BigEndian.AppendUint64(nil, 0)
+	b.Set(dedupKey(42), binary.BigEndian.AppendUint64(rec, 3))
+	for s := uint64(1); s <= 3; s++ {
+		b.Set(replyKey(42, s), core.EncodeReply(core.Reply{Kind: core.KindInt, Int: int64(s)}))
+	}
+	if err := b.Commit(false); err != nil {
+		t.Fatal(err)
+	}
+	d, err := loadDedup(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := d.admit(42, 2, 4); r == nil || str(*r) != "2" {
+		t.Fatalf("admit(42, 2) = %v, want the kept reply 2", r)
+	}
+	flush := func() {
+		b := e.NewBatch()
+		d.flush(b)
+		d.writeChunks(b)
+		if err := b.Commit(false); err != nil {
+			t.Fatal(err)
+		}
+		b.Close()
+	}
+	for s := uint64(4); s < 4+keptReplies; s++ { // evicts 1..3
+		if r := d.admit(42, s, s+1); r != nil {
+			t.Fatalf("admit(42, %d) = %s, want applied", s, str(*r))
+		}
+		d.keep(42, s, core.OK())
+		if s%100 == 0 {
+			flush()
+		}
+	}
+	flush()
+	for s := uint64(1); s <= 3; s++ {
+		if _, err := e.Get(replyKey(42, s)); !isNotFound(err) {
+			t.Errorf("earlier-format key of %d after its eviction: %v", s, err)
+		}
+	}
+	d2, err := loadDedup(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	equalDedup(t, d2, d)
 }

@@ -55,6 +55,20 @@ type indexEngine struct {
 	upd *updateBatch
 }
 
+// writeDedupChunks writes the kept replies sealed since the last call
+// into b, an engine batch of the Update's batch (updateBatch.commit).
+func (e *indexEngine) writeDedupChunks(b core.Batch) {
+	if e.dd != nil && !e.restoring {
+		e.dd.writeChunks(b)
+	}
+}
+
+// dedupChunksPending reports whether writeDedupChunks has anything to
+// write.
+func (e *indexEngine) dedupChunksPending() bool {
+	return e.dd != nil && !e.restoring && e.dd.chunksPending()
+}
+
 // hold starts holding the Store's next commit.
 func (e *indexEngine) hold() { e.holding = true }
 
@@ -154,11 +168,18 @@ func (b *indexBatch) Close() {
 	}
 }
 
+// commit commits the batch with the applied record and the deduplication
+// state. During an Update the kept replies flush seals go into the
+// engine with the Update's batch that carries this commit
+// (updateBatch.commit calls writeDedupChunks); otherwise into this batch.
 func (b *indexBatch) commit(sync bool) error {
 	if !b.e.restoring {
 		b.Batch.Set(appliedKey, encodeApplied(b.e.cur, b.e.clock))
 		if b.e.dd != nil {
 			b.e.dd.flush(b.Batch)
+			if _, rec := b.Batch.(*recBatch); !rec {
+				b.e.dd.writeChunks(b.Batch)
+			}
 		}
 	}
 	if err := b.Batch.Commit(sync); err != nil {
@@ -302,7 +323,7 @@ func (m *diskSM) Update(ents []sm.Entry) (_ []sm.Entry, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.upd == nil {
-		m.upd = newUpdateBatch(m.ie.Engine)
+		m.upd = newUpdateBatch(m.ie.Engine, m.ie)
 	}
 	m.ie.upd = m.upd
 	defer func() {

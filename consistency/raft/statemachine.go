@@ -54,6 +54,7 @@ func (m *memSM) Update(e sm.Entry) (sm.Result, error) {
 	if m.dd.pending() {
 		b := m.engine.NewBatch()
 		m.dd.flush(b)
+		m.dd.writeChunks(b)
 		err := b.Commit(false)
 		b.Close()
 		if err != nil {

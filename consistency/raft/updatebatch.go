@@ -30,14 +30,22 @@ import (
 //     the pending writes before the engine; an iterator first commits them
 //     (flush), after which the engine holds everything.
 //   - A commit with a range deletion (which the pending writes cannot
-//     represent: a snapshot restore, a forgotten proposer's replies) first
-//     commits the pending writes, then itself as one engine batch, its
-//     writes in order, as without updateBatch.
+//     represent: a snapshot restore, a forgotten proposer's replies), or a
+//     synced one, is committed at once in one engine batch with the
+//     pending writes before it, its own writes after them in order.
+//   - Every engine batch committed also carries the writes of the extra
+//     writer (the deduplication state's reply chunks, dedup.go
+//     writeChunks), after the batch's own: they match the state after the
+//     latest commit, which the batch holds. So a commit with a range
+//     deletion goes in one engine batch with the pending writes before it
+//     (the same writes in the same order as two batches, and the extra
+//     writes then cannot land in a batch without the commit they match).
 //   - The pending writes are committed (flush) at the end of the Update,
 //     before Dragonboat sees its results: nothing is acknowledged, nor read
 //     by a Lookup, before it is in the engine.
 type updateBatch struct {
 	eng   core.Engine
+	extra extraWriter    // writes added to every engine batch (nil: none)
 	ops   []recOp        // pending writes, one per key, in first-write order
 	idx   map[string]int // key -> its write in ops
 	arena []byte         // backs the keys and values recorded since the last flush
@@ -45,8 +53,14 @@ type updateBatch struct {
 	err   error          // the first failed flush (the Update fails with it)
 }
 
-func newUpdateBatch(eng core.Engine) *updateBatch {
-	return &updateBatch{eng: eng, idx: map[string]int{}}
+// extraWriter adds writes to the engine batches of an updateBatch.
+type extraWriter interface {
+	dedupChunksPending() bool
+	writeDedupChunks(b core.Batch)
+}
+
+func newUpdateBatch(eng core.Engine, extra extraWriter) *updateBatch {
+	return &updateBatch{eng: eng, extra: extra, idx: map[string]int{}}
 }
 
 // get returns key's pending write (ok false: none); the value is the
@@ -91,10 +105,10 @@ func (u *updateBatch) apply(ops []recOp, sync bool) error {
 		ranged = ranged || o.kind == recDeleteRange
 	}
 	if ranged || sync {
-		if err := u.flush(); err != nil {
-			return err
-		}
-		return u.commit(ops, sync)
+		// One engine batch: the pending writes, then ops in order.
+		err := u.commit(append(u.ops, ops...), sync)
+		u.drop()
+		return err
 	}
 	for _, o := range ops {
 		if i, ok := u.idx[string(o.key)]; ok {
@@ -112,7 +126,7 @@ func (u *updateBatch) flush() error {
 	if u.err != nil {
 		return u.err
 	}
-	if len(u.ops) == 0 {
+	if len(u.ops) == 0 && (u.extra == nil || !u.extra.dedupChunksPending()) {
 		return nil
 	}
 	err := u.commit(u.ops, false)
@@ -133,6 +147,9 @@ func (u *updateBatch) commit(ops []recOp, sync bool) error {
 		case recDeleteRange:
 			b.DeleteRange(o.key, o.val)
 		}
+	}
+	if u.extra != nil {
+		u.extra.writeDedupChunks(b)
 	}
 	if err := b.Commit(sync); err != nil {
 		u.err = fmt.Errorf("raft: commit the update's batch (%d ops): %w", len(ops), err)
