@@ -36,7 +36,9 @@ func (n *Node) processor(tc *transport.ServerConfig) thrift.TProcessor {
 	h := &handler{n: n}
 	s := n.cfg.Security
 	if !secured(s) {
-		return gen.NewDialKVProcessor(h)
+		p := gen.NewDialKVProcessor(h)
+		transport.FastExecute(p, h)
+		return p
 	}
 	if s.Authorizer == nil {
 		s.Authorizer = security.AllowAll{}
@@ -47,7 +49,9 @@ func (n *Node) processor(tc *transport.ServerConfig) thrift.TProcessor {
 	}
 	g := s.Guard(h, n.log)
 	g.OnReject = n.metrics.rejected
-	return gen.NewDialKVProcessor(g)
+	p := gen.NewDialKVProcessor(g)
+	transport.FastExecute(p, g)
+	return p
 }
 
 // listen opens the client listener, under TLS when configured. The TLS

@@ -1,0 +1,237 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/apache/thrift/lib/go/thrift"
+
+	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
+)
+
+// The generated `execute` processor decodes a batch of n commands with
+// 2n+1 allocations besides the arguments' bytes: a *Command each, each
+// command's Argv slice, and the list. The node's own decoder below reads the
+// same wire form into three slabs per request (the Command structs, their
+// pointers, every command's Argv headers), so a batch of 100 costs 3
+// allocations instead of 201. Nothing is reused across requests: a handler
+// may keep a command (a worker queue, a held reply) and no later request
+// writes into it. Arguments are still one exact-size allocation each
+// (proto.go): they may be kept longer (a store, a cache), and a shared
+// buffer would pin the whole batch's bytes for the longest-lived one.
+
+// FastExecute replaces p's `execute` function (h must be the handler p was
+// built with) with one that decodes the commands into slabs (above);
+// everything else — the handler call, the typed exceptions, the reply, the
+// request abandoned with thrift.ErrAbandonRequest — is the generated
+// function's.
+func FastExecute(p *gen.DialKVProcessor, h gen.DialKV) {
+	p.AddToProcessorMap("execute", &executeProcessor{h: h})
+}
+
+type executeProcessor struct{ h gen.DialKV }
+
+// readExecuteArgs is DialKVExecuteArgs.Read with the commands decoded by
+// readCommands.
+func readExecuteArgs(ctx context.Context, iprot thrift.TProtocol, args *gen.DialKVExecuteArgs) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", args), err)
+	}
+	for {
+		_, typ, id, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", args, id), err)
+		}
+		if typ == thrift.STOP {
+			break
+		}
+		switch {
+		case id == 1 && typ == thrift.STRUCT:
+			err = args.ReadField1(ctx, iprot)
+		case id == 2 && typ == thrift.LIST:
+			args.Cmds, err = readCommands(ctx, iprot)
+		default:
+			err = iprot.Skip(ctx, typ)
+		}
+		if err != nil {
+			return err
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", args), err)
+	}
+	return nil
+}
+
+// readCommands reads a list<Command> into slabs.
+func readCommands(ctx context.Context, iprot thrift.TProtocol) ([]*gen.Command, error) {
+	_, size, err := iprot.ReadListBegin(ctx)
+	if err != nil {
+		return nil, thrift.PrependError("error reading list begin: ", err)
+	}
+	// Every command takes at least one byte (its STOP): a size beyond the
+	// frame is a bad request, not an allocation of that size.
+	if uint64(size) > iprot.Transport().RemainingBytes() {
+		return nil, thrift.NewTProtocolExceptionWithType(thrift.SIZE_LIMIT, fmt.Errorf("list of %d commands in a frame of %d bytes left", size, iprot.Transport().RemainingBytes()))
+	}
+	cmds := make([]gen.Command, size)
+	ptrs := make([]*gen.Command, size)
+	var argv [][]byte // the Argv headers' slab; refilled when used up
+	for i := range cmds {
+		if argv, err = readCommand(ctx, iprot, &cmds[i], argv, size-i); err != nil {
+			return nil, err
+		}
+		ptrs[i] = &cmds[i]
+	}
+	if err := iprot.ReadListEnd(ctx); err != nil {
+		return nil, thrift.PrependError("error reading list end: ", err)
+	}
+	return ptrs, nil
+}
+
+// readCommand is Command.Read taking c's Argv from the slab argv (a new
+// slab, sized for the left commands at c's argument count, when argv is
+// too short); it returns what is left of the slab.
+func readCommand(ctx context.Context, iprot thrift.TProtocol, c *gen.Command, argv [][]byte, left int) ([][]byte, error) {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return argv, thrift.PrependError(fmt.Sprintf("%T read error: ", c), err)
+	}
+	name := false
+	for {
+		_, typ, id, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return argv, thrift.PrependError(fmt.Sprintf("%T field %d read error: ", c, id), err)
+		}
+		if typ == thrift.STOP {
+			break
+		}
+		switch {
+		case id == 1 && typ == thrift.STRING:
+			err = c.ReadField1(ctx, iprot)
+			name = true
+		case id == 2 && typ == thrift.LIST:
+			argv, err = readArgv(ctx, iprot, c, argv, left)
+		default:
+			err = iprot.Skip(ctx, typ)
+		}
+		if err != nil {
+			return argv, err
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return argv, err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return argv, thrift.PrependError(fmt.Sprintf("%T read struct end error: ", c), err)
+	}
+	if !name {
+		return argv, thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, errors.New("Required field Name is not set"))
+	}
+	return argv, nil
+}
+
+// maxArgvSlab bounds an Argv slab's headers (a batch of commands with many
+// arguments gets several slabs).
+const maxArgvSlab = 4096
+
+// readArgv is Command.ReadField2 with c.Argv cut from the slab argv.
+func readArgv(ctx context.Context, iprot thrift.TProtocol, c *gen.Command, argv [][]byte, left int) ([][]byte, error) {
+	_, size, err := iprot.ReadListBegin(ctx)
+	if err != nil {
+		return argv, thrift.PrependError("error reading list begin: ", err)
+	}
+	// Every argument takes at least its length prefix.
+	if uint64(size) > iprot.Transport().RemainingBytes() {
+		return argv, thrift.NewTProtocolExceptionWithType(thrift.SIZE_LIMIT, fmt.Errorf("%d arguments in a frame of %d bytes left", size, iprot.Transport().RemainingBytes()))
+	}
+	if size == 0 {
+		c.Argv = [][]byte{} // as the generated reader: present, empty
+		return argv, iprot.ReadListEnd(ctx)
+	}
+	if len(argv) < size {
+		argv = make([][]byte, max(size, min(size*left, maxArgvSlab)))
+	}
+	// The command's share of the slab, capped so that an append to it
+	// never writes into the next command's.
+	c.Argv, argv = argv[:0:size], argv[size:]
+	for range size {
+		v, err := iprot.ReadBinary(ctx)
+		if err != nil {
+			return argv, thrift.PrependError("error reading field 0: ", err)
+		}
+		c.Argv = append(c.Argv, v)
+	}
+	if err := iprot.ReadListEnd(ctx); err != nil {
+		return argv, thrift.PrependError("error reading list end: ", err)
+	}
+	return argv, nil
+}
+
+// Process is the generated dialKVProcessorExecute.Process with
+// readExecuteArgs (and without the connectivity-check goroutine, which the
+// server disables).
+func (p *executeProcessor) Process(ctx context.Context, seqID int32, iprot, oprot thrift.TProtocol) (bool, thrift.TException) {
+	var args gen.DialKVExecuteArgs
+	if err := readExecuteArgs(ctx, iprot, &args); err != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err.Error())
+		oprot.WriteMessageBegin(ctx, "execute", thrift.EXCEPTION, seqID)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err)
+	}
+	iprot.ReadMessageEnd(ctx)
+	var (
+		result gen.DialKVExecuteResult
+		err    thrift.TException
+		msg    thrift.TStruct = &result
+		typ                   = thrift.REPLY
+	)
+	if retval, err2 := p.h.Execute(ctx, args.Opts, args.Cmds); err2 != nil {
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *gen.InvalidArgument:
+			result.Invalid = v
+		case *gen.Unavailable:
+			result.Unavailable = v
+		case *gen.Timeout:
+			result.Timeout = v
+		case *gen.NotLeader:
+			result.NotLeader = v
+		case *gen.Unauthenticated:
+			result.Unauthenticated = v
+		case *gen.Forbidden:
+			result.Forbidden = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, err
+			}
+			msg = thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing execute: "+err2.Error())
+			typ = thrift.EXCEPTION
+		}
+	} else {
+		result.Success = retval
+	}
+	var werr error
+	if e := oprot.WriteMessageBegin(ctx, "execute", typ, seqID); e != nil {
+		werr = e
+	}
+	if e := msg.Write(ctx, oprot); werr == nil && e != nil {
+		werr = e
+	}
+	if e := oprot.WriteMessageEnd(ctx); werr == nil && e != nil {
+		werr = e
+	}
+	if e := oprot.Flush(ctx); werr == nil && e != nil {
+		werr = e
+	}
+	if werr != nil {
+		return false, thrift.WrapTException(werr)
+	}
+	return true, err
+}
