@@ -5,8 +5,9 @@
 # rows alternate between the clusters, ROUNDS rounds of DURATION seconds of
 # CLIENTS-client SETs (16-byte keys over 100,000, 100-byte values, the
 # driver of run.sh). Per row: writes/s, p50/p99, CPU µs per write of the
-# three node processes together (user+system from /proc: steadier than
-# writes/s on a shared machine), errors, load1. PROFILE=1: a CPU profile of
+# three node processes together and of each (user+system from /proc:
+# steadier than writes/s on a shared machine; the leader is the busiest),
+# errors, load1. PROFILE=1: a CPU profile of
 # every node during the first round ($OUT/pprof-<label>-n<j>.pprof).
 #
 #   go build -o /tmp/a/dialkv ./cmd/dialkv     # each build to compare (e.g. from git archive)
@@ -16,7 +17,7 @@
 #
 # An argument is label=binary[,param,value,...] (namespace parameters of
 # that cluster; NSPARAMS, comma separated, for those without). Ports
-# PORTBASE+1000*i, PORTBASE 20000 by default (below the kernel's ephemeral
+# PORTBASE+200*i, PORTBASE 20000 by default (below the kernel's ephemeral
 # range; run.sh and profile.sh use 23790-27500): give two A/B runs at once
 # different bases, e.g. PORTBASE=10000.
 set -euo pipefail
@@ -37,7 +38,7 @@ for arg in "$@"; do
   label=${arg%%=*}; rest=${arg#*=}; bin=${rest%%,*}; nsp=$NSPARAMS
   [ "$rest" = "$bin" ] || nsp="${rest#*,}"
   LABELS+=("$label")
-  P=$((PORTBASE + 1000*c)); c=$((c+1))
+  P=$((PORTBASE + 200*c)); c=$((c+1)) # a cluster uses P..P+125
   peers=""; addrs=""; raddrs=""
   for j in 0 1 2; do
     peers+="${peers:+,}n$((j+1))=127.0.0.1:$((P+10*j))@127.0.0.1:$((P+10*j+1))"
@@ -57,10 +58,10 @@ for arg in "$@"; do
   "$bin" cli --addr 127.0.0.1:$P NAMESPACE CREATE r1 raft nodes n1,n2,n3 raft-addrs "$raddrs" client-addrs "$addrs" shards 1 ${nsp//,/ } >/dev/null
   for t in $(seq 200); do "$bin" cli --addr 127.0.0.1:$((P+10)) --namespace r1 SET warm 1 2>/dev/null | grep -q OK && break; sleep 0.2; done
 done
-ticks() { local s=0; for p in "$@"; do s=$((s + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo $s; }
+ticks() { for p in "$@"; do awk '{printf "%d ", $14+$15}' "/proc/$p/stat"; done; } # each node's user+system ticks
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
-echo "| round | build | writes/s | p50 ms | p99 ms | node CPU µs/write | errors | load1 |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| round | build | writes/s | p50 ms | p99 ms | node CPU µs/write | each node (n1 / n2 / n3) | errors | load1 |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for r in $(seq "$ROUNDS"); do
   for label in "${LABELS[@]}"; do
     curls=()
@@ -79,7 +80,9 @@ import json, sys
 j = json.load(open(sys.argv[1])); w = j["writes"]
 r, label, t0, t1, tick, l = sys.argv[2:]
 ops = max(w["ops"], 1)
-print(f'| {r} | {label} | {w["ops_per_sec"]:.0f} | {w["p50_ms"]:.2f} | {w["p99_ms"]:.2f} | {(int(t1)-int(t0))*int(tick)/ops:.0f} | {j["errors"]} | {l} |')
+each = [(int(b) - int(a)) * int(tick) / ops for a, b in zip(t0.split(), t1.split())]
+print(f'| {r} | {label} | {w["ops_per_sec"]:.0f} | {w["p50_ms"]:.2f} | {w["p99_ms"]:.2f} | {sum(each):.0f} | ' +
+      " / ".join(f"{x:.0f}" for x in each) + f' | {j["errors"]} | {l} |')
 PY
   done
 done

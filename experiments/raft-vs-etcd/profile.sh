@@ -15,7 +15,11 @@
 #   experiments/raft-vs-etcd/profile.sh                  # DURATION=5s per row
 #   NSPARAMS=snapshot-entries,10000 experiments/raft-vs-etcd/profile.sh   # namespace parameters (comma separated)
 #
-# Ports 26379-26700 (below the kernel's ephemeral range, apart from run.sh's).
+# Ports PORTBASE to PORTBASE+230 (PORTBASE 26379 by default: below the
+# kernel's ephemeral range, apart from run.sh's); give runs at once
+# different bases. The load generator's own CPU per write (the driver /
+# etcd's benchmark, user+system) is a column of its own: on 2 cores it
+# competes with the members.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -55,9 +59,9 @@ measure() {
   local t1; t1=$(cputicks "${pids[@]}")
   for t in "${tracers[@]}"; do kill -INT "$t" 2>/dev/null || true; done
   for t in "${tracers[@]}"; do wait "$t" 2>/dev/null || true; done
-  python3 - "$name" "$c" "$(cat "$opsf")" "$t0" "$t1" "$TICK_US" "$l" "$WORK" "${#pids[@]}" "$PERF" >> "$WORK/rows" <<'PY'
+  python3 - "$name" "$c" "$(cat "$opsf")" "$t0" "$t1" "$TICK_US" "$l" "$WORK" "${#pids[@]}" "$PERF" "$(cat "$WORK/loadcpu")" >> "$WORK/rows" <<'PY'
 import re, sys
-name, c, line, t0, t1, tick, load, work, n, perf = sys.argv[1:]
+name, c, line, t0, t1, tick, load, work, n, perf, loadcpu = sys.argv[1:]
 ops, ops_s, p50, p99 = line.split()
 ops = max(int(ops), 1)
 cpu = [(int(b) - int(a)) * int(tick) / ops for a, b in zip(t0.split(), t1.split())]
@@ -68,28 +72,32 @@ for i in range(int(n)):
     d = sorted(float(m.group(1)) for m in re.finditer(r'\(\s*([\d.]+) ms\): \S+ f(?:data)?sync', open(f"{work}/pt.{i}").read()))
     fs.append(f"{len(d)/ops:.2f} (med {d[len(d)//2]:.2f} ms)" if d else "0")
 print(f"| {name} | {c} | {float(ops_s):.0f} | {float(p50):.2f} | {float(p99):.2f} | " +
-      " / ".join(f"{x:.0f}" for x in cpu) + f" (sum {sum(cpu):.0f}) | " + " / ".join(fs) + f" | {load} |")
+      " / ".join(f"{x:.0f}" for x in cpu) + f" (sum {sum(cpu):.0f}) | " +
+      f"{sum(float(x) for x in loadcpu.split()) * 1e6 / ops:.0f} | " + " / ".join(fs) + f" | {load} |")
 PY
 }
-echo "| system | clients | writes/s | p50 ms | p99 ms | CPU µs per write, each member (sum) | fsyncs per write (median duration), each member | load1 |" > "$WORK/rows"
-echo "|---|---|---|---|---|---|---|---|" >> "$WORK/rows"
+echo "| system | clients | writes/s | p50 ms | p99 ms | CPU µs per write, each member (sum) | load generator CPU µs per write | fsyncs per write (median duration), each member | load1 |" > "$WORK/rows"
+echo "|---|---|---|---|---|---|---|---|---|" >> "$WORK/rows"
 
 # ---------------------------------------------------------------- dialkv
-PEERS=n1=127.0.0.1:26379@127.0.0.1:26380,n2=127.0.0.1:26389@127.0.0.1:26390,n3=127.0.0.1:26399@127.0.0.1:26400
-ADDRS=127.0.0.1:26379,127.0.0.1:26389,127.0.0.1:26399
+PB=${PORTBASE:-26379}
+# node j (0..2): client port PB+10j, peer port PB+10j+1, raft PB+102+10j,
+# metrics PB+151+j; etcd member j: client PB+221+2j, peer PB+222+2j.
+PEERS=n1=127.0.0.1:$PB@127.0.0.1:$((PB+1)),n2=127.0.0.1:$((PB+10))@127.0.0.1:$((PB+11)),n3=127.0.0.1:$((PB+20))@127.0.0.1:$((PB+21))
+ADDRS=127.0.0.1:$PB,127.0.0.1:$((PB+10)),127.0.0.1:$((PB+20))
 NODES=()
 for i in 1 2 3; do
-  "$BIN" node --id n$i --listen 127.0.0.1:$((26379 + 10*(i-1))) --data "$WORK/n$i" --fsync always \
-    --cluster rpf --peers "$PEERS" --log-level warn --metrics 127.0.0.1:$((26500 + i)) >> "$WORK/n$i.log" 2>&1 &
+  "$BIN" node --id n$i --listen 127.0.0.1:$((PB + 10*(i-1))) --data "$WORK/n$i" --fsync always \
+    --cluster rpf --peers "$PEERS" --log-level warn --metrics 127.0.0.1:$((PB + 150 + i)) >> "$WORK/n$i.log" 2>&1 &
   PIDS+=($!); NODES+=($!)
 done
-for t in $(seq 100); do "$BIN" cli --addr 127.0.0.1:26399 PING >/dev/null 2>&1 && break; sleep 0.1; done
+for t in $(seq 100); do "$BIN" cli --addr 127.0.0.1:$((PB+20)) PING >/dev/null 2>&1 && break; sleep 0.1; done
 NSP=${NSPARAMS:-}
-"$BIN" cli --addr 127.0.0.1:26379 NAMESPACE CREATE r1 raft nodes n1,n2,n3 \
-  raft-addrs 127.0.0.1:26481,127.0.0.1:26491,127.0.0.1:26501 client-addrs $ADDRS shards 1 ${NSP//,/ } >/dev/null
-for t in $(seq 100); do "$BIN" cli --addr 127.0.0.1:26389 --namespace r1 SET warm 1 2>/dev/null | grep -q OK && break; sleep 0.2; done
+"$BIN" cli --addr 127.0.0.1:$PB NAMESPACE CREATE r1 raft nodes n1,n2,n3 \
+  raft-addrs 127.0.0.1:$((PB+102)),127.0.0.1:$((PB+112)),127.0.0.1:$((PB+122)) client-addrs $ADDRS shards 1 ${NSP//,/ } >/dev/null
+for t in $(seq 100); do "$BIN" cli --addr 127.0.0.1:$((PB+10)) --namespace r1 SET warm 1 2>/dev/null | grep -q OK && break; sleep 0.2; done
 dialkv_load() { # clients
-  "$WORK/driver" --addrs "$ADDRS" --namespace r1 --workload write-only --clients "$1" --duration "${DURATION}s" --value-size 100 > "$WORK/out.json"
+  /usr/bin/time -o "$WORK/loadcpu" -f '%U %S' "$WORK/driver" --addrs "$ADDRS" --namespace r1 --workload write-only --clients "$1" --duration "${DURATION}s" --value-size 100 > "$WORK/out.json"
   python3 -c 'import json,sys; w=json.load(open(sys.argv[1]))["writes"]; print(w["ops"], w["ops_per_sec"], w["p50_ms"], w["p99_ms"])' "$WORK/out.json" > "$WORK/ops"
 }
 for c in $CLIENTS; do
@@ -97,7 +105,7 @@ for c in $CLIENTS; do
   CURLS=()
   if [ -n "${PROFILE:-}" ] && [ "$c" = 50 ]; then
     mkdir -p "$OUT/pprof"
-    for i in 1 2 3; do curl -s -o "$OUT/pprof/n$i.pprof" "http://127.0.0.1:$((26500 + i))/debug/pprof/profile?seconds=$DURATION" & CURLS+=($!); done
+    for i in 1 2 3; do curl -s -o "$OUT/pprof/n$i.pprof" "http://127.0.0.1:$((PB + 150 + i))/debug/pprof/profile?seconds=$DURATION" & CURLS+=($!); done
   fi
   measure "dialkv${NSP:+ ($NSP)}" "$c" "$WORK/ops" "${NODES[@]}" -- dialkv_load "$c"
   for p in "${CURLS[@]}"; do wait "$p" || true; done
@@ -106,11 +114,12 @@ stop_all
 
 # ---------------------------------------------------------------- etcd
 export ETCDCTL_API=3
-EPS=127.0.0.1:26600,127.0.0.1:26602,127.0.0.1:26604
-CLUSTER=m1=http://127.0.0.1:26601,m2=http://127.0.0.1:26603,m3=http://127.0.0.1:26605
+EB=$((PB+221))
+EPS=127.0.0.1:$EB,127.0.0.1:$((EB+2)),127.0.0.1:$((EB+4))
+CLUSTER=m1=http://127.0.0.1:$((EB+1)),m2=http://127.0.0.1:$((EB+3)),m3=http://127.0.0.1:$((EB+5))
 MEMBERS=()
 for i in 1 2 3; do
-  c=$((26600 + (i-1)*2)); p=$((c+1))
+  c=$((EB + (i-1)*2)); p=$((c+1))
   etcd --name m$i --data-dir "$WORK/m$i.etcd" \
     --listen-client-urls http://127.0.0.1:$c --advertise-client-urls http://127.0.0.1:$c \
     --listen-peer-urls http://127.0.0.1:$p --initial-advertise-peer-urls http://127.0.0.1:$p \
@@ -125,7 +134,7 @@ for e in json.load(sys.stdin):
     if e["Status"]["leader"]==e["Status"]["header"]["member_id"]: print(e["Endpoint"])')
 etcd_load() { # clients: about DURATION seconds of puts (totals from the dialkv rate)
   local total=$(( $1 == 1 ? 400 * DURATION : 3000 * DURATION ))
-  "$WORK/benchmark" --endpoints="$LEADER" --conns "$1" --clients "$1" put --key-size 16 --val-size 100 \
+  /usr/bin/time -o "$WORK/loadcpu" -f '%U %S' "$WORK/benchmark" --endpoints="$LEADER" --conns "$1" --clients "$1" put --key-size 16 --val-size 100 \
     --key-space-size 100000 --total "$total" > "$WORK/etcd.txt" 2>&1
   python3 - "$WORK/etcd.txt" "$total" > "$WORK/ops" <<'PY'
 import re, sys
