@@ -149,6 +149,11 @@ func (h *handler) Call(ctx context.Context, o *gen.RequestOptions, cmd *gen.Comm
 	if err != nil {
 		return nil, &gen.InvalidArgument{Message: "ERR " + err.Error(), Code: "ERR"}
 	}
+	if d, ok := transport.DeferredOf(ctx).(*deferredWrite); ok {
+		// A raft write started on the event loop is done (raftasync.go).
+		start = d.start
+		return h.answerDeferred(d, c)
+	}
 	inline := transport.Inline(ctx)
 	if inline && !core.KnownCommand(c.Name) {
 		// Node commands (HOTKEYS, CLUSTER ...) may block: not on the loop.
@@ -167,6 +172,9 @@ func (h *handler) Call(ctx context.Context, o *gen.RequestOptions, cmd *gen.Comm
 		return nil, err
 	}
 	if inline && ns.local == nil {
+		if h.startDeferred(ctx, o, ns, c, start) {
+			return nil, transport.ErrDeferred // a raft write, proposed
+		}
 		return nil, transport.ErrNotInline // replicated: needs the network
 	}
 	if !core.IsReadOnly(c.Name) {

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -211,10 +212,13 @@ type Node struct {
 	clock    *Clock   // wall time for data (nodes/clock.go)
 	adminSrv *http.Server
 	fence    writeFence // the write fence of a cluster backup (fence.go)
-	stop     chan struct{}
-	closing  sync.Once
-	closeErr error
-	bg       sync.WaitGroup
+	// loopWrites counts the raft writes proposed from the event loop
+	// (raftasync.go).
+	loopWrites atomic.Int64
+	stop       chan struct{}
+	closing    sync.Once
+	closeErr   error
+	bg         sync.WaitGroup
 
 	adminMu sync.Mutex // serialises namespace create/drop and catalog writes
 	// dropped are the catalog's tombstones: name -> highest generation

@@ -105,6 +105,10 @@ type heldReply struct {
 	out  []byte // the replies of the read, the held one last
 	w    Waiter
 	more bool // the read filled the buffer: the socket may hold more
+	// d: a deferred request (see ErrDeferred), whose frame is served
+	// again once d is done, its reply appended to out (w is nil).
+	d     Deferred
+	frame []byte
 }
 
 const epollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
@@ -486,6 +490,10 @@ func (s *Server) epollInline(st *epollState, c *econn, bufs *ioBuffers) {
 	switch {
 	case !ok:
 		return // closed
+	case held != nil && held.d != nil:
+		held.more = n == len(buf)
+		h := held
+		h.d.OnDone(func() { s.epollDeferDone(st, h) })
 	case held != nil:
 		held.more = n == len(buf)
 		s.epollHold(st, held)
@@ -560,9 +568,17 @@ func (s *Server) epollFrames(st *epollState, c *econn, data []byte, bufs *ioBuff
 		}
 		var keep, abandoned, never bool
 		if inline {
-			s.istate.w = nil // only the loop serves inline
+			s.istate.w, s.istate.d = nil, nil // only the loop serves inline
 		}
 		out, keep, abandoned, never = s.appendProcessMode(ctx, out, frame, inline)
+		if abandoned && inline && s.istate.d != nil {
+			// Started, its reply to come (see ErrDeferred): held like a
+			// Hold's, the frame kept to be served again.
+			held = &heldReply{c: c, out: bytes.Clone(out), d: s.istate.d, frame: bytes.Clone(frame)}
+			s.istate.d = nil
+			data = data[4+size:]
+			break
+		}
 		if abandoned {
 			handoff = true
 			if never {
@@ -647,30 +663,60 @@ func (s *Server) epollHoldDone(st *epollState, w Waiter) {
 	}
 	err := w.Err()
 	for _, h := range g.hs {
-		c := h.c
 		if err != nil {
 			s.cfg.Logger.Warn("closing connection: its held reply cannot be sent", "err", err)
-			s.epollClose(st, c, "error")
+			s.epollClose(st, h.c, "error")
 			continue
 		}
-		n, werr := unix.Write(c.fd, h.out)
-		switch {
-		case werr == nil && n == len(h.out):
-			s.cfg.Observer.BytesOut(n)
-			s.epollHoldNext(st, h)
-		case werr == nil, errors.Is(werr, unix.EAGAIN), errors.Is(werr, unix.EINTR):
-			// The socket took part of it (or none): the rest may have to
-			// wait for the client, which the caller must not.
-			if n > 0 {
-				s.cfg.Observer.BytesOut(n)
-				h.out = h.out[n:]
-			}
-			s.wg.Add(1)
-			go s.epollHoldFinish(st, h)
-		default:
-			s.epollClose(st, c, "error")
-		}
+		s.epollHoldWrite(st, h)
 	}
+}
+
+// epollHoldWrite writes a held connection's replies with one write that
+// does not wait, and lets the connection go on; a reply the socket cannot
+// take at once is finished by a goroutine of its own (epollHoldFinish).
+func (s *Server) epollHoldWrite(st *epollState, h *heldReply) {
+	n, werr := unix.Write(h.c.fd, h.out)
+	switch {
+	case werr == nil && n == len(h.out):
+		s.cfg.Observer.BytesOut(n)
+		s.epollHoldNext(st, h)
+	case werr == nil, errors.Is(werr, unix.EAGAIN), errors.Is(werr, unix.EINTR):
+		// The socket took part of it (or none): the rest may have to
+		// wait for the client, which the caller must not.
+		if n > 0 {
+			s.cfg.Observer.BytesOut(n)
+			h.out = h.out[n:]
+		}
+		s.wg.Add(1)
+		go s.epollHoldFinish(st, h)
+	default:
+		s.epollClose(st, h.c, "error")
+	}
+}
+
+// epollDeferDone finishes a connection whose deferred request (see
+// ErrDeferred) is done, on the goroutine that finished it: the request's
+// frame is served again with a context carrying the Deferred (the handler
+// answers from it, without waiting), its reply appended to the replies
+// before it, and all of them written as a held reply's are.
+func (s *Server) epollDeferDone(st *epollState, h *heldReply) {
+	c := h.c
+	if s.closing.Load() {
+		s.epollClose(st, c, "shutdown")
+		return
+	}
+	ctx := context.WithValue(c.ctx, deferredKey{}, h.d)
+	out, keep, _, _ := s.appendProcessMode(ctx, h.out, h.frame, false)
+	h.out, h.frame, h.d = out, nil, nil
+	if !keep {
+		// The handler panicked: its exception if the socket takes it at
+		// once (this goroutine must not wait), then the connection closes.
+		unix.Write(c.fd, out)
+		s.epollClose(st, c, "bad_frame")
+		return
+	}
+	s.epollHoldWrite(st, h)
 }
 
 // epollHoldFinish writes the rest of a held connection's replies, waiting

@@ -56,23 +56,71 @@ var ErrServeOnWorker error = thrift.ErrAbandonRequest
 // again within notInlineSkip+1 requests.
 var ErrNotInline error = fmt.Errorf("%w: never on the event loop", thrift.ErrAbandonRequest)
 
+// ErrDeferred is what a handler returns, when Inline(ctx) is true, for a
+// request it started without waiting for its outcome (a raft write
+// proposed from the loop) after calling Defer: the transport writes no
+// reply now; once the Deferred is done it serves the same request frame
+// again, on the goroutine that finished it, with a context on which
+// DeferredOf returns the Deferred, and the handler answers from it. It is
+// handled as ErrServeOnWorker by the generated processors (no reply
+// written).
+var ErrDeferred error = fmt.Errorf("%w: deferred", thrift.ErrAbandonRequest)
+
+// A Deferred is a request started on the event loop whose reply is not
+// known yet (see ErrDeferred).
+type Deferred interface {
+	// OnDone arranges for f to be called once, when the request is
+	// finished: by the goroutine that finishes it, or at once by OnDone's
+	// caller if it is finished already. f does not block.
+	OnDone(f func())
+}
+
+// Defer, for a request served on the event loop, registers d as the
+// request's outcome to come; the handler then returns ErrDeferred. It
+// returns false, and does nothing, if ctx is not an inline request's (the
+// handler must then wait itself). One Defer per request, and not with
+// Hold.
+func Defer(ctx context.Context, d Deferred) bool {
+	st, ok := ctx.Value(inlineKey{}).(*inlineState)
+	if !ok {
+		return false
+	}
+	st.d = d
+	return true
+}
+
+// deferredKey marks the context of a deferred request served again (see
+// ErrDeferred); its value is the Deferred.
+type deferredKey struct{}
+
+// DeferredOf returns the Deferred of a request served again once it was
+// done (see ErrDeferred), nil for any other request.
+func DeferredOf(ctx context.Context) Deferred {
+	d, _ := ctx.Value(deferredKey{}).(Deferred)
+	return d
+}
+
 // notInlineSkip is how many readable events of a connection go straight to
 // a worker after one of its requests returned ErrNotInline.
 const notInlineSkip = 16
 
-// Abandoned reports whether a handler's err is ErrServeOnWorker or
-// ErrNotInline: the request was not served, it will be served again on a
-// worker (handlers leave it out of their metrics).
-func Abandoned(err error) bool { return err == ErrServeOnWorker || err == ErrNotInline }
+// Abandoned reports whether a handler's err is ErrServeOnWorker,
+// ErrNotInline or ErrDeferred: the request was not served (yet), it will be
+// served again on a worker or, deferred, once done (handlers leave it out
+// of their metrics).
+func Abandoned(err error) bool {
+	return err == ErrServeOnWorker || err == ErrNotInline || err == ErrDeferred
+}
 
 // inlineKey marks the context of requests served on the event loop; its
 // value is the server's *inlineState.
 type inlineKey struct{}
 
 // inlineState is what a request served on the event loop leaves for the
-// loop: a Hold. Only the loop goroutine touches it (one request at a time).
+// loop: a Hold or a Defer. Only the loop goroutine touches it (one request at a time).
 type inlineState struct {
-	w Waiter // nil: no hold
+	w Waiter   // nil: no hold
+	d Deferred // nil: not deferred
 }
 
 // A Waiter is what a held reply waits for (see Hold), such as a group

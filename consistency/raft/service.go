@@ -280,6 +280,8 @@ type Service struct {
 	// NodeHost ID and the clock at start), sequence numbers from 1.
 	proposer uint64
 	seq      atomic.Uint64
+	// async: the writes started by DoAsync (async.go).
+	async asyncState
 	// txnRoute: shard index to the node index that last served a remote
 	// two-phase commit operation for it (txnremote.go).
 	txnRoute sync.Map
@@ -714,6 +716,17 @@ func (s *Service) Do(ctx context.Context, req consistency.Request) (consistency.
 		res, copies, err = s.propose(ctx, shardID, data)
 		out = res.Data
 	}
+	return s.writeResult(ctx, req, sh, out, copies, err)
+}
+
+// writeResult turns the outcome of a write proposed to shard sh (the
+// applied result out, the copies proposed, the proposal's error) into Do's
+// answer: a NOTAPPLIED or DUPLICATE reply becomes ErrUnavailable or
+// ErrTimeout as the copies say; a TXNCONFLICT reply is retried
+// (retryConflict, which waits: not for a caller that must not block, see
+// async.go).
+func (s *Service) writeResult(ctx context.Context, req consistency.Request, sh int, out []byte, copies int, err error) (consistency.Response, error) {
+	resp := consistency.Response{ID: req.ID}
 	if err != nil {
 		return resp, fmt.Errorf("raft: write to shard %d on %s: %w", sh, s.cfg.NodeID, err)
 	}
@@ -942,19 +955,34 @@ func (s *Service) retryWait(ctx context.Context, shardID uint64) time.Duration {
 // than one, a NOTAPPLIED reply no longer means "certainly not applied" (an
 // earlier copy may have been), which Do accounts for.
 func (s *Service) propose(ctx context.Context, shardID uint64, data []byte) (res sm.Result, copies int, err error) {
+	return s.proposeFrom(ctx, shardID, data, nil)
+}
+
+// proposeFrom is propose; first, if not nil, is a copy already proposed
+// (by DoAsync) and unanswered for reproposeAfter: proposeFrom goes on
+// watching it, and looks at it and proposes the next copy at once, as
+// propose does when its timer fires.
+func (s *Service) proposeFrom(ctx context.Context, shardID uint64, data []byte, first *dragonboat.RequestState) (res sm.Result, copies int, err error) {
 	session := s.nh.GetNoOPSession(shardID)
 	var watched []*dragonboat.RequestState // unanswered copies, oldest first
 	// copies counts the copies that may be in the log: accepted by Propose
 	// and not answered Dropped or Rejected.
 	wait := s.reproposeAfter()
 	var next <-chan time.Time // when to propose (another copy)
+	start := true             // propose the first copy
+	if first != nil {
+		watched, copies, start = append(watched, first), 1, false
+		fired := make(chan time.Time, 1)
+		fired <- time.Time{}
+		next = fired
+	}
 	notInLog := func(why string) (sm.Result, int, error) {
 		if copies == 0 {
 			return sm.Result{}, 0, fmt.Errorf("%w: %s", consistency.ErrUnavailable, why)
 		}
 		return sm.Result{}, copies, fmt.Errorf("%w: %s, an earlier copy unanswered", consistency.ErrTimeout, why)
 	}
-	for propose := true; ; {
+	for propose := start; ; {
 		if propose {
 			propose = false
 			rs, err := s.nh.Propose(session, data, timeLeft(ctx))

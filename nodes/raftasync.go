@@ -1,0 +1,119 @@
+package nodes
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/dialkv/dialkv/consistency"
+	"github.com/dialkv/dialkv/core"
+	"github.com/dialkv/dialkv/transport"
+	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
+)
+
+// Raft writes served from the event loop without a worker. A single
+// command (call) of a raft namespace that the shard's leader receives is
+// proposed on the client transport's event loop (raft.Service.DoAsync)
+// instead of being handed to a worker goroutine that proposes it and
+// waits: the handler returns transport.ErrDeferred, the loop goes on, and
+// the raft Service's completion goroutine, once the write is applied,
+// has the transport serve the request frame again: Call then answers from
+// the finished write (answerDeferred) and the reply is written on that
+// goroutine, with the replies before it, in one write that does not wait.
+// Everything DoAsync does not start (not the leader, reads, other
+// commands, batches) goes to a worker as before (transport.ErrNotInline).
+// The write is answered only once applied, exactly as on a worker.
+
+// asyncDoer is a Service that can start a write without waiting
+// (raft.Service).
+type asyncDoer interface {
+	DoAsync(req consistency.Request, deadline time.Time, done func(consistency.Response, error)) bool
+}
+
+// deferredWrite is a raft write started on the event loop: a
+// transport.Deferred whose outcome Call answers from once it is done.
+type deferredWrite struct {
+	start time.Time  // when Call first saw the request (its latency)
+	ns    *namespace // (hot-key accounting)
+	fence *writeFence
+
+	mu   sync.Mutex
+	done bool
+	f    func() // the transport's callback, once registered
+	resp consistency.Response
+	err  error
+}
+
+var _ transport.Deferred = (*deferredWrite)(nil)
+
+// finish records the write's outcome, leaves the write fence and calls
+// the transport's callback (if registered yet: else OnDone calls it).
+// Called once, by the raft Service's completion goroutine (or one of its
+// own), never by the event loop.
+func (d *deferredWrite) finish(resp consistency.Response, err error) {
+	d.fence.exit()
+	d.mu.Lock()
+	d.resp, d.err, d.done = resp, err, true
+	f := d.f
+	d.mu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+// OnDone implements transport.Deferred.
+func (d *deferredWrite) OnDone(f func()) {
+	d.mu.Lock()
+	if d.done {
+		d.mu.Unlock()
+		f()
+		return
+	}
+	d.f = f
+	d.mu.Unlock()
+}
+
+// startDeferred starts command c of a raft namespace from the event loop
+// and registers it with the transport (transport.Defer); false: nothing
+// was done (not a write DoAsync takes, or the write fence is up), the
+// caller hands the request to a worker.
+func (h *handler) startDeferred(ctx context.Context, o *gen.RequestOptions, ns *namespace, c core.Command, start time.Time) bool {
+	a, ok := ns.svc.(asyncDoer)
+	if !ok || core.IsReadOnly(c.Name) {
+		return false
+	}
+	if !h.n.fence.enter() {
+		return false // the worker answers errFenced
+	}
+	d := &deferredWrite{start: start, ns: ns, fence: &h.n.fence}
+	req := h.request(o)
+	req.Cmd = &c
+	// Ordering rule: Defer is called only once DoAsync accepted the
+	// write, and before Call returns; d.finish may run before the
+	// transport registers its callback (OnDone then calls it at once).
+	if !a.DoAsync(req, h.deadline(o), d.finish) {
+		h.n.fence.exit()
+		return false
+	}
+	transport.Defer(ctx, d)
+	h.n.loopWrites.Add(1)
+	return true
+}
+
+// answerDeferred is Call's answer to a deferred write that is done, as
+// Call answers a write it waited for (h.do).
+func (h *handler) answerDeferred(d *deferredWrite, c core.Command) (*gen.ExecuteResponse, error) {
+	d.mu.Lock()
+	resp, err := d.resp, d.err
+	d.mu.Unlock()
+	if len(c.Args) > 0 {
+		h.n.hot.observe(d.ns.spec.Name, c.Args[0], d.start)
+	}
+	if err != nil {
+		return nil, serviceErr(err)
+	}
+	if resp.Reply.IsError() {
+		return nil, transport.ExceptionFromCore(resp.Reply.Err)
+	}
+	return &gen.ExecuteResponse{Replies: []*gen.Reply{transport.ReplyFromCore(resp.Reply, resp.Values)}, Token: resp.Token, ServedBy: h.served()}, nil
+}

@@ -1,0 +1,153 @@
+//go:build linux
+
+package transport
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/apache/thrift/lib/go/thrift"
+
+	"github.com/dialkv/dialkv/core"
+	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
+)
+
+// deferHandler answers GET x with x; DEFER x, on the event loop, is
+// deferred until gate closes (DEFERNOW x: finished before the transport
+// registers its callback) and answered "done:x" when served again; served
+// anywhere else it answers "worker:x", which the test does not expect.
+type deferHandler struct {
+	stubHandler
+	gate chan struct{}
+	mu   sync.Mutex
+	log  []string // "DEFER a2 inline" / "... again" / "GET a3 worker"
+}
+
+// gateDeferred is a Deferred done when gate closes (its callback then runs
+// on a goroutine of its own), or at once (now).
+type gateDeferred struct {
+	gate chan struct{}
+	now  bool
+}
+
+func (d gateDeferred) OnDone(f func()) {
+	if d.now {
+		f()
+		return
+	}
+	go func() { <-d.gate; f() }()
+}
+
+func (h *deferHandler) Call(ctx context.Context, o *gen.RequestOptions, c *gen.Command) (*gen.ExecuteResponse, error) {
+	cc, err := CommandToCore(c)
+	if err != nil {
+		return nil, &gen.InvalidArgument{Message: err.Error()}
+	}
+	arg := string(cc.Args[0])
+	reply := arg
+	where := "worker"
+	switch {
+	case DeferredOf(ctx) != nil:
+		where, reply = "again", "done:"+arg
+	case Inline(ctx):
+		where = "inline"
+		if cc.Name == "DEFER" || cc.Name == "DEFERNOW" {
+			if !Defer(ctx, gateDeferred{gate: h.gate, now: cc.Name == "DEFERNOW"}) {
+				return nil, errors.New("Defer refused an inline request")
+			}
+			h.note(cc.Name, arg, where)
+			return nil, ErrDeferred
+		}
+	case cc.Name != "GET":
+		reply = "worker:" + arg
+	}
+	h.note(cc.Name, arg, where)
+	return &gen.ExecuteResponse{Replies: []*gen.Reply{ReplyFromCore(core.Bulk([]byte(reply)), nil)}}, nil
+}
+
+func (h *deferHandler) note(name, arg, where string) {
+	h.mu.Lock()
+	h.log = append(h.log, fmt.Sprintf("%s %s %s", name, arg, where))
+	h.mu.Unlock()
+}
+
+// TestInlineDefer: a request deferred on the event loop (ErrDeferred) is
+// answered once its Deferred is done, by serving its frame again, in order
+// with the replies before it (same read) and after it (served by a worker
+// once the deferred reply is written); a Deferred done before the
+// transport registers its callback is answered at once; a new connection
+// is served on the loop meanwhile.
+func TestInlineDefer(t *testing.T) {
+	h := &deferHandler{gate: make(chan struct{})}
+	srv := NewServer(gen.NewDialKVProcessor(h), ServerConfig{Mode: ModeEpoll, InlineMethods: []string{"call"}})
+	addr := serveEpoll(t, srv)
+	dial := func(reqs ...[]byte) net.Conn {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		if _, err := nc.Write(bytes.Join(reqs, nil)); err != nil {
+			t.Fatal(err)
+		}
+		return nc
+	}
+	expect := func(nc net.Conn, what string, want ...string) {
+		t.Helper()
+		nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+		for i, w := range want {
+			frame, err := readFrame(nc, nil, 1<<20)
+			if err != nil {
+				t.Fatalf("%s: reply %d: %v (reproduce: go test -run TestInlineDefer ./transport)", what, i+1, err)
+			}
+			pr := Binary.newProtocol(&thrift.TMemoryBuffer{Buffer: bytes.NewBuffer(frame)}, &thrift.TConfiguration{})
+			var res gen.DialKVCallResult
+			if _, _, seq, err := pr.ReadMessageBegin(context.Background()); err != nil || seq != int32(i+1) {
+				t.Fatalf("%s: reply %d: seq %d, %v", what, i+1, seq, err)
+			}
+			if err := res.Read(context.Background(), pr); err != nil || res.Success == nil || string(res.Success.Replies[0].Str) != w {
+				t.Fatalf("%s: reply %d: %+v, %v; want %q", what, i+1, res.Success, err, w)
+			}
+		}
+	}
+	a := dial(callFrame(Binary, 1, "GET", "a1"), callFrame(Binary, 2, "DEFER", "a2"), callFrame(Binary, 3, "GET", "a3"))
+	for start := time.Now(); ; time.Sleep(time.Millisecond) {
+		h.mu.Lock()
+		n := len(h.log)
+		h.mu.Unlock()
+		if n >= 2 {
+			break
+		}
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("the handler saw %d requests in 20 s, want 2", n)
+		}
+	}
+	// a1's reply waits with the deferred one (one write for the read).
+	a.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, err := a.Read(make([]byte, 1)); n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a deferred connection answered before its request was done: %d bytes, %v", n, err)
+	}
+	expect(dial(callFrame(Binary, 1, "DEFERNOW", "b1"), callFrame(Binary, 2, "GET", "b2")), "done at once", "done:b1", "b2")
+	expect(dial(callFrame(Binary, 1, "GET", "c1")), "a new connection meanwhile", "c1")
+	close(h.gate)
+	expect(a, "deferred", "a1", "done:a2", "a3")
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, w := range []string{"GET a1 inline", "DEFER a2 inline", "DEFER a2 again", "GET a3 worker", "DEFERNOW b1 inline", "DEFERNOW b1 again", "GET c1 inline"} {
+		found := false
+		for _, l := range h.log {
+			found = found || l == w
+		}
+		if !found {
+			t.Errorf("%q not served; served: %s", w, strings.Join(h.log, "; "))
+		}
+	}
+}
