@@ -25,7 +25,7 @@ test: build
 # A short run of every fuzz target (their seed corpora also run in plain
 # `go test`); FUZZTIME=10m for long runs (make soak uses 2m).
 FUZZTIME ?= 8s
-FUZZ_TARGETS := core:FuzzDecodeCommand core:FuzzDecodeReplyTxn transport:FuzzProcess transport:FuzzFrameMethod checker:FuzzReadHistory nodes/security:FuzzParsePolicy nodes/security:FuzzParsePasswordHash nodes/security:FuzzGuardRequest transport:FuzzPeerDeliver nodes:FuzzParsePeers nodes:FuzzParseCatalog transport/raftls:FuzzReadFrame
+FUZZ_TARGETS := core:FuzzDecodeCommand core:FuzzDecodeReplyTxn transport:FuzzProcess transport:FuzzExecuteArgs transport:FuzzFrameMethod checker:FuzzReadHistory nodes/security:FuzzParsePolicy nodes/security:FuzzParsePasswordHash nodes/security:FuzzGuardRequest transport:FuzzPeerDeliver nodes:FuzzParsePeers nodes:FuzzParseCatalog transport/raftls:FuzzReadFrame
 fuzz-short:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz-short.sh $(FUZZ_TARGETS)
 
