@@ -212,7 +212,7 @@ func run(o options) error {
 	}
 	port := o.port
 	for _, fsync := range []string{"never", "always"} {
-		port++
+		port = freePort(port + 1)
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		data := filepath.Join(tmp, "dialkv-"+fsync)
 		node, err := start(o.dialkv, "node", "--id", "bench", "--listen", addr, "--data", data, "--fsync", fsync, "--log-level", "warn")
@@ -251,7 +251,7 @@ func run(o options) error {
 		{"no persistence", []string{"--save", "", "--appendonly", "no"}, 100, "never"},
 		{"appendfsync always", []string{"--save", "", "--appendonly", "yes", "--appendfsync", "always"}, 100, "always"},
 	} {
-		port++
+		port = freePort(port + 1)
 		dir := filepath.Join(tmp, fmt.Sprintf("redis-%d", port))
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
@@ -285,7 +285,7 @@ func run(o options) error {
 		{"never", "no persistence", []string{"--save", "", "--appendonly", "no"}, o.openFracs},
 		{"always", "appendfsync always", []string{"--save", "", "--appendonly", "yes", "--appendfsync", "always"}, o.openFracsAlways},
 	} {
-		port += 2
+		port = freePort(port + 1)
 		if err := sweep(o, &res, tmp, port, sw.fsync, sw.redis, sw.redisArgs, sw.fracs); err != nil {
 			return err
 		}
@@ -332,6 +332,21 @@ func (p *proc) stop() error {
 		<-p.done
 		return errors.New("did not stop within 10 s of SIGTERM; killed")
 	}
+}
+
+// freePort is the first loopback port from p on that can be listened on
+// now: the ports the experiment uses lie in Linux's ephemeral range
+// (32768-60999), where a client connection's local end may hold one (a
+// session-8 run failed with "address already in use").
+func freePort(p int) int {
+	for ; p < 65535; p++ {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err == nil {
+			ln.Close()
+			return p
+		}
+	}
+	return p
 }
 
 func waitPort(addr string, within time.Duration) error {
@@ -388,8 +403,9 @@ func sweep(o options, res *Results, tmp string, port int, fsync, redis string, r
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	raddr := fmt.Sprintf("127.0.0.1:%d", port+1)
-	srv, err := start("redis-server", append([]string{"--port", strconv.Itoa(port + 1), "--bind", "127.0.0.1", "--dir", dir, "--daemonize", "no", "--loglevel", "warning"}, redisArgs...)...)
+	rport := freePort(port + 1)
+	raddr := fmt.Sprintf("127.0.0.1:%d", rport)
+	srv, err := start("redis-server", append([]string{"--port", strconv.Itoa(rport), "--bind", "127.0.0.1", "--dir", dir, "--daemonize", "no", "--loglevel", "warning"}, redisArgs...)...)
 	if err != nil {
 		return err
 	}
