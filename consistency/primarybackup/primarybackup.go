@@ -120,10 +120,14 @@ type Replica struct {
 	// primary state
 	seq uint64
 	low uint64
-	// acked, known and ticked are per backup, in backupIDs order.
-	acked    []uint64
-	known    []bool
-	ticked   []uint64 // acked as of the last tick
+	// acked, known, ticked and sent are per backup, in backupIDs order.
+	acked  []uint64
+	known  []bool
+	ticked []uint64 // acked as of the last tick
+	// sent is the last entry of the latest append sent to the backup: the
+	// append is in flight while acked < sent, and entries made meanwhile
+	// wait for its acknowledgement (group commit).
+	sent     []uint64
 	cache    map[uint64][]byte
 	waiting  []pending
 	lastSend time.Time
@@ -234,6 +238,7 @@ func New(cfg consistency.Config) (*Replica, error) {
 		r.acked = make([]uint64, len(r.backupIDs))
 		r.known = make([]bool, len(r.backupIDs))
 		r.ticked = make([]uint64, len(r.backupIDs))
+		r.sent = make([]uint64, len(r.backupIDs))
 		r.cache = map[uint64][]byte{}
 	} else if r.applied, err = r.readApplied(); err != nil {
 		return nil, err
@@ -352,15 +357,25 @@ func (r *Replica) Request(now time.Time, req consistency.Request) {
 		r.out.Sync = true
 		r.waiting = append(r.waiting, pending{seq: r.seq, id: req.ID, reply: user})
 	}
-	// One body for every backup: message bodies are never modified (the
-	// driver delivers them as they are; decoding only aliases them).
+	// Group commit: the entry goes at once only to the backups with no
+	// append in flight; for the others it waits, with every entry made
+	// meanwhile, for the in-flight append's acknowledgement, and they go
+	// together in one append (Receive). One body for every backup that
+	// needs just this entry: message bodies are never modified (the driver
+	// delivers them as they are; decoding only aliases them).
 	var body []byte
 	for i, b := range r.backups() {
-		if r.known[i] {
+		switch {
+		case !r.known[i] || r.sent[i] > r.acked[i]:
+			// Unknown (Tick probes it) or an append in flight.
+		case r.acked[i]+1 == r.seq:
 			if body == nil {
 				body = r.arena.keep(encodeAppend(r.arena.room(appendBound(raw)), r.seq, raw))
 			}
 			r.send(b, body)
+			r.sent[i] = r.seq
+		default:
+			r.sendFrom(i, r.acked[i]+1)
 		}
 	}
 	r.release()
@@ -493,18 +508,22 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 		}
 		r.known[i] = true
 		r.release()
-		if (gap || !wasKnown) && a < r.seq {
+		if (gap || !wasKnown || a >= r.sent[i]) && a < r.seq {
 			// The backup missed an entry (or answered a probe): resend
-			// from there at once
-			// (otherwise entries still in flight are not resent; Tick
+			// from there at once; or it acknowledged the append in
+			// flight: send the entries made meanwhile, together (group
+			// commit). An acknowledgement of less than the append in
+			// flight without a gap (a late or duplicated one) sends
+			// nothing: entries in flight are not resent here (Tick
 			// resends to a backup that made no progress).
-			r.sendFrom(m.From, a+1)
+			r.sendFrom(i, a+1)
 		}
 	}
 }
 
-// sendFrom sends backup b the entries from seq on (at most maxBatch).
-func (r *Replica) sendFrom(b consistency.NodeID, from uint64) {
+// sendFrom sends backup i (its index in backupIDs) the entries from seq on
+// (at most maxBatch) and records the append as the one in flight.
+func (r *Replica) sendFrom(i int, from uint64) {
 	raws := r.raws[:0]
 	for s := from; s <= r.seq && len(raws) < maxBatch; s++ {
 		raw, ok := r.cache[s]
@@ -518,7 +537,8 @@ func (r *Replica) sendFrom(b consistency.NodeID, from uint64) {
 		}
 		raws = append(raws, raw)
 	}
-	r.send(b, r.arena.keep(encodeAppend(r.arena.room(appendBound(raws...)), r.seq, raws...)))
+	r.send(r.backupIDs[i], r.arena.keep(encodeAppend(r.arena.room(appendBound(raws...)), r.seq, raws...)))
+	r.sent[i] = from + uint64(len(raws)) - 1
 	clear(raws)
 	r.raws = raws[:0]
 }
@@ -539,7 +559,7 @@ func (r *Replica) Tick(now time.Time) {
 			minAck = 0
 		case r.acked[i] < r.seq && r.acked[i] == r.ticked[i]:
 			// No progress since the last tick: resend what it misses.
-			r.sendFrom(b, r.acked[i]+1)
+			r.sendFrom(i, r.acked[i]+1)
 		}
 		r.ticked[i] = r.acked[i]
 		if r.known[i] {
