@@ -17,6 +17,16 @@
 //     record is written in the same atomic batch as the write; the primary
 //     asks the driver to sync (Ready.Sync) before the entry is sent to the
 //     backups.
+//   - Group commit: the primary keeps at most one append with new entries
+//     in flight per backup. An entry goes at once to every backup with
+//     none in flight; for a backup with one in flight it waits, and the
+//     entries made meanwhile go together in one append (at most maxBatch)
+//     when that append is acknowledged. The backup so applies a group
+//     with one message, one sync and one acknowledgement. Each entry is
+//     still synced on the primary before it is sent (the Ready that made
+//     it), and a backup still acknowledges only what it has applied and
+//     synced. A lost append (or acknowledgement) is recovered by the tick's
+//     resend below, not by the next entry's gap.
 //   - A backup applies entries strictly in sequence order — the effects as
 //     they are (core.Store.ApplyEffects), without running the write again,
 //     so its records (values, versions, expiry) are byte for byte the

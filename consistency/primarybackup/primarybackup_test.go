@@ -348,3 +348,86 @@ func TestEntryCodec(t *testing.T) {
 		}
 	}
 }
+
+// appendEntries is the number of entries in an append message body.
+func appendEntries(t *testing.T, body []byte) uint64 {
+	t.Helper()
+	if len(body) == 0 || body[0] != msgAppend {
+		t.Fatalf("not an append: %x", body)
+	}
+	d := dec{b: body[1:]}
+	_ = d.u()
+	n := d.u()
+	if d.err != nil {
+		t.Fatal(d.err)
+	}
+	return n
+}
+
+// TestGroupCommit: with an append in flight to a backup, the entries made
+// meanwhile wait and go together in one append when it is acknowledged;
+// a lost append in flight is resent by Tick, so every write is answered.
+func TestGroupCommit(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		lose bool // drop the first appends
+	}{{"delivered", false}, {"first-append-lost", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, 3, "")
+			c.settle()
+			var ids []uint64
+			for i := 0; i < 5; i++ {
+				id, _ := c.do("n1", core.Cmd("INCRBY", "n", "1"))
+				ids = append(ids, id)
+			}
+			// Only the first write was sent, one append per backup.
+			if len(c.inbox) != 2 {
+				t.Fatalf("%d messages after 5 writes, want 2 (one append per backup)", len(c.inbox))
+			}
+			for _, m := range c.inbox {
+				if n := appendEntries(t, m.Body); n != 1 {
+					t.Fatalf("first append to %s holds %d entries, want 1", m.To, n)
+				}
+			}
+			if tc.lose {
+				c.inbox = nil
+				c.settle() // Tick resends (from entry 1: all five)
+			} else {
+				// Deliver the appends; the acknowledgements bring the
+				// other four entries, together.
+				first := c.inbox
+				c.inbox = nil
+				for _, m := range first {
+					c.reps[m.To].Receive(c.now, m)
+					c.collect(m.To)
+				}
+				acks := c.inbox
+				c.inbox = nil
+				for _, m := range acks {
+					c.reps[m.To].Receive(c.now, m)
+					c.collect(m.To)
+				}
+				if len(c.inbox) != 2 {
+					t.Fatalf("%d messages after the acknowledgements, want 2", len(c.inbox))
+				}
+				for _, m := range c.inbox {
+					if n := appendEntries(t, m.Body); n != 4 {
+						t.Fatalf("second append to %s holds %d entries, want 4", m.To, n)
+					}
+				}
+				c.settle()
+			}
+			for i, id := range ids {
+				if r, ok := c.replies[id]; !ok || r.IsError() || r.Int != int64(i+1) {
+					t.Fatalf("write %d: %+v (answered %v), want %d", i, r, ok, i+1)
+				}
+			}
+			want := c.mustDump("n1")
+			for _, p := range c.peers {
+				if d := c.mustDump(p); !reflect.DeepEqual(d, want) {
+					t.Errorf("%s: %v, the primary %v", p, d, want)
+				}
+			}
+		})
+	}
+}
