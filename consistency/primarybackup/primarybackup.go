@@ -103,8 +103,10 @@ const (
 	metaApplied = "primarybackup/applied"
 	logPrefix   = metaPrefix + "log:"
 	resendEvery = 20 * time.Millisecond
-	maxBatch    = 64
-	truncBatch  = 256
+	// firstGroupWait is groupWait before a round trip was measured.
+	firstGroupWait = 5 * time.Millisecond
+	maxBatch       = 64
+	truncBatch     = 256
 )
 
 type pending struct {
@@ -136,8 +138,12 @@ type Replica struct {
 	ticked []uint64 // acked as of the last tick
 	// sent is the last entry of the latest append sent to the backup: the
 	// append is in flight while acked < sent, and entries made meanwhile
-	// wait for its acknowledgement (group commit).
+	// wait for its acknowledgement (group commit), until groupWait after
+	// sentAt, when it was sent. rtt is the smoothed time from an append to
+	// its acknowledgement (0 before the first).
 	sent     []uint64
+	sentAt   []time.Time
+	rtt      []time.Duration
 	cache    map[uint64][]byte
 	waiting  []pending
 	lastSend time.Time
@@ -249,6 +255,8 @@ func New(cfg consistency.Config) (*Replica, error) {
 		r.known = make([]bool, len(r.backupIDs))
 		r.ticked = make([]uint64, len(r.backupIDs))
 		r.sent = make([]uint64, len(r.backupIDs))
+		r.sentAt = make([]time.Time, len(r.backupIDs))
+		r.rtt = make([]time.Duration, len(r.backupIDs))
 		r.cache = map[uint64][]byte{}
 	} else if r.applied, err = r.readApplied(); err != nil {
 		return nil, err
@@ -376,19 +384,39 @@ func (r *Replica) Request(now time.Time, req consistency.Request) {
 	var body []byte
 	for i, b := range r.backups() {
 		switch {
-		case !r.known[i] || r.sent[i] > r.acked[i]:
-			// Unknown (Tick probes it) or an append in flight.
+		case !r.known[i]:
+			// Tick probes it.
+		case r.sent[i] > r.acked[i] && now.Sub(r.sentAt[i]) < r.groupWait(i):
+			// An append in flight: wait for its acknowledgement.
+		case r.sent[i] > r.acked[i]:
+			// In flight for longer than a round trip takes: perhaps
+			// lost. Send what was made since, without waiting; a
+			// backup that lost it sees the gap and says so, and the
+			// primary resends from there at once (as before group
+			// commit), instead of after Tick's resendEvery.
+			r.sendFrom(now, i, r.sent[i]+1)
 		case r.acked[i]+1 == r.seq:
 			if body == nil {
 				body = r.arena.keep(encodeAppend(r.arena.room(appendBound(raw)), r.seq, raw))
 			}
 			r.send(b, body)
-			r.sent[i] = r.seq
+			r.sent[i], r.sentAt[i] = r.seq, now
 		default:
-			r.sendFrom(i, r.acked[i]+1)
+			r.sendFrom(now, i, r.acked[i]+1)
 		}
 	}
 	r.release()
+}
+
+// groupWait is how long new entries wait for the acknowledgement of the
+// append in flight to backup i before they are sent anyway: twice the
+// smoothed round trip (a retransmission timeout, as TCP's), or
+// firstGroupWait before the first was measured.
+func (r *Replica) groupWait(i int) time.Duration {
+	if r.rtt[i] == 0 {
+		return firstGroupWait
+	}
+	return 2 * r.rtt[i]
 }
 
 // logEffects is ApplyTxnThen's then for a write on the primary: it encodes
@@ -513,6 +541,16 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 			return
 		}
 		wasKnown := r.known[i]
+		if wasKnown && !gap && r.acked[i] < r.sent[i] && a >= r.sent[i] {
+			// The append in flight is acknowledged: a round trip
+			// (smoothed over the last eight or so).
+			rtt := max(now.Sub(r.sentAt[i]), 0)
+			if r.rtt[i] == 0 {
+				r.rtt[i] = rtt
+			} else {
+				r.rtt[i] += (rtt - r.rtt[i]) / 8
+			}
+		}
 		if !wasKnown || a > r.acked[i] {
 			r.acked[i] = a
 		}
@@ -526,14 +564,15 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 			// flight without a gap (a late or duplicated one) sends
 			// nothing: entries in flight are not resent here (Tick
 			// resends to a backup that made no progress).
-			r.sendFrom(i, a+1)
+			r.sendFrom(now, i, a+1)
 		}
 	}
 }
 
 // sendFrom sends backup i (its index in backupIDs) the entries from seq on
-// (at most maxBatch) and records the append as the one in flight.
-func (r *Replica) sendFrom(i int, from uint64) {
+// (at most maxBatch) and records the append as the one in flight, sent at
+// now.
+func (r *Replica) sendFrom(now time.Time, i int, from uint64) {
 	raws := r.raws[:0]
 	for s := from; s <= r.seq && len(raws) < maxBatch; s++ {
 		raw, ok := r.cache[s]
@@ -548,7 +587,7 @@ func (r *Replica) sendFrom(i int, from uint64) {
 		raws = append(raws, raw)
 	}
 	r.send(r.backupIDs[i], r.arena.keep(encodeAppend(r.arena.room(appendBound(raws...)), r.seq, raws...)))
-	r.sent[i] = from + uint64(len(raws)) - 1
+	r.sent[i], r.sentAt[i] = from+uint64(len(raws))-1, now
 	clear(raws)
 	r.raws = raws[:0]
 }
@@ -569,7 +608,7 @@ func (r *Replica) Tick(now time.Time) {
 			minAck = 0
 		case r.acked[i] < r.seq && r.acked[i] == r.ticked[i]:
 			// No progress since the last tick: resend what it misses.
-			r.sendFrom(i, r.acked[i]+1)
+			r.sendFrom(now, i, r.acked[i]+1)
 		}
 		r.ticked[i] = r.acked[i]
 		if r.known[i] {
