@@ -431,3 +431,60 @@ func TestGroupCommit(t *testing.T) {
 		})
 	}
 }
+
+// deliver delivers messages, and those they cause, until none is left,
+// without ticking.
+func (c *cluster) deliver() {
+	for len(c.inbox) > 0 {
+		m := c.inbox[0]
+		c.inbox = c.inbox[1:]
+		if r, ok := c.reps[m.To]; ok {
+			r.Receive(c.now, m)
+			c.collect(m.To)
+		}
+	}
+}
+
+// TestGroupCommitLostAppendOverdue: an append in flight for longer than
+// groupWait is taken as perhaps lost: the next write sends what was made
+// since it at once, the backup reports the gap and the primary resends from
+// there, so every write is answered without a Tick.
+func TestGroupCommitLostAppendOverdue(t *testing.T) {
+	c := newCluster(t, 3, "")
+	c.settle()
+	var ids []uint64
+	for i := 0; i < 5; i++ {
+		id, _ := c.do("n1", core.Cmd("INCRBY", "n", "1"))
+		ids = append(ids, id)
+	}
+	c.inbox = nil // the appends of entry 1 are lost
+	c.now = c.now.Add(firstGroupWait - time.Nanosecond)
+	id, _ := c.do("n1", core.Cmd("INCRBY", "n", "1"))
+	ids = append(ids, id)
+	if len(c.inbox) != 0 {
+		t.Fatalf("%d messages before groupWait passed, want none", len(c.inbox))
+	}
+	c.now = c.now.Add(time.Nanosecond)
+	id, _ = c.do("n1", core.Cmd("INCRBY", "n", "1"))
+	ids = append(ids, id)
+	if len(c.inbox) != 2 {
+		t.Fatalf("%d messages once groupWait passed, want 2", len(c.inbox))
+	}
+	for _, m := range c.inbox {
+		if n := appendEntries(t, m.Body); n != 6 {
+			t.Fatalf("overdue append to %s holds %d entries, want 6 (2..7)", m.To, n)
+		}
+	}
+	c.deliver()
+	for i, id := range ids {
+		if r, ok := c.replies[id]; !ok || r.IsError() || r.Int != int64(i+1) {
+			t.Fatalf("write %d: %+v (answered %v), want %d", i, r, ok, i+1)
+		}
+	}
+	want := c.mustDump("n1")
+	for _, p := range c.peers {
+		if d := c.mustDump(p); !reflect.DeepEqual(d, want) {
+			t.Errorf("%s: %v, the primary %v", p, d, want)
+		}
+	}
+}
