@@ -268,6 +268,9 @@ func Start(cfg Config) (*Node, error) {
 		MaxFrame:    cfg.MaxFrame,
 		Logger:      n.log,
 		Observer:    n.metrics,
+		// Under --fsync always Pebble's WAL goroutine blocks in fdatasync
+		// while the loop waits: waiting in the poller leaves it a P.
+		WaitInPoller: cfg.Fsync == core.SyncAlways,
 	}
 	proc := n.processor(&tcfg)
 	if !cfg.NoInline && !secured(cfg.Security) {

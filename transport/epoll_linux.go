@@ -70,8 +70,9 @@ type econn struct {
 type epollState struct {
 	epfd int
 	// epf is epfd as a file of Go's network poller, and erc its raw
-	// access: the event loop waits for epfd to become readable there
-	// instead of blocking in epoll_wait (see epollLoop). Closing epf (at
+	// access, with ServerConfig.WaitInPoller (else nil): the event loop
+	// waits for epfd to become readable there instead of blocking in
+	// epoll_wait (see epollLoop). Closing epf (at
 	// shutdown) wakes a waiting loop; the descriptor is released once no
 	// call through erc is running.
 	epf     *os.File
@@ -176,24 +177,25 @@ func (s *Server) serveEpoll(ln net.Listener) error {
 	if err != nil {
 		return fmt.Errorf("transport: epoll_create: %w", err)
 	}
-	// Non-blocking, so that os.NewFile registers it with Go's poller.
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		unix.Close(epfd)
-		return fmt.Errorf("transport: epoll instance: %w", err)
+	st := &epollState{epfd: epfd, lfd: lfd, done: make(chan struct{}), work: make(chan *econn), holds: map[Waiter]*holdGroup{}}
+	if s.cfg.WaitInPoller {
+		// Non-blocking, so that os.NewFile registers it with Go's poller.
+		if err := unix.SetNonblock(epfd, true); err != nil {
+			unix.Close(epfd)
+			return fmt.Errorf("transport: epoll instance: %w", err)
+		}
+		st.epf = os.NewFile(uintptr(epfd), "epoll")
+		if st.erc, err = st.epf.SyscallConn(); err != nil {
+			st.closeEpoll()
+			return fmt.Errorf("transport: epoll instance: %w", err)
+		}
 	}
-	epf := os.NewFile(uintptr(epfd), "epoll")
-	erc, err := epf.SyscallConn()
-	if err != nil {
-		epf.Close()
-		return fmt.Errorf("transport: epoll instance: %w", err)
-	}
-	st := &epollState{epfd: epfd, epf: epf, erc: erc, lfd: lfd, done: make(chan struct{}), work: make(chan *econn), holds: map[Waiter]*holdGroup{}}
 	st.scratch.New = func() any { return &ioBuffers{in: make([]byte, scratchSize)} }
 	// The listener stays Go's (Shutdown closes it); it is also watched,
 	// level-triggered, by this epoll instance, and accepted from here.
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(lfd), Pad: listenerMark}
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, lfd, &ev); err != nil {
-		epf.Close()
+		st.closeEpoll()
 		return fmt.Errorf("transport: epoll_ctl listener: %w", err)
 	}
 	s.mu.Lock()
@@ -303,16 +305,21 @@ func (s *Server) epollLoop(st *epollState) {
 	defer close(st.done)
 	events := make([]unix.EpollEvent, 256)
 	bufs := &ioBuffers{in: make([]byte, scratchSize)} // the loop's, for inline serving
-	// The loop never blocks in epoll_wait: it asks for the ready events
-	// without waiting and, when there are none, waits in Go's network
-	// poller for epfd to become readable (it is registered there,
+	// With WaitInPoller the loop never blocks in epoll_wait: it asks for
+	// the ready events without waiting and, when there are none, waits in
+	// Go's network poller for epfd to become readable (it is registered there,
 	// edge-triggered; an edge that comes between the empty epoll_wait and
 	// the wait is kept by the poller, so none is missed). A goroutine
 	// blocked in a system call keeps its P, and the runtime's monitor
 	// retakes it after 20 µs when no other P is idle; under --fsync always
 	// the loop waits often while Pebble's WAL goroutine is in fdatasync,
 	// and the monitor then woke every 20 µs (docs/performance.md, issue 3).
-	// Parked in the poller, the loop holds no P.
+	// Parked in the poller, the loop holds no P. The price is a park and
+	// a wake-up through the runtime's own epoll instance per wait, which
+	// without fdatasync in the picture costs more than it saves (fsync
+	// never, quiet machine: 1.17x node CPU per operation), so without
+	// WaitInPoller the loop blocks in epoll_wait (100 ms at most, so that
+	// it sees s.closing).
 	var n int
 	var err error
 	wait := func(fd uintptr) bool {
@@ -326,7 +333,12 @@ func (s *Server) epollLoop(st *epollState) {
 		return n > 0 || err != nil
 	}
 	for !s.closing.Load() && st.err == nil {
-		if rerr := st.erc.Read(wait); rerr != nil {
+		if st.erc == nil {
+			n, err = unix.EpollWait(st.epfd, events, 100)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+		} else if rerr := st.erc.Read(wait); rerr != nil {
 			if s.closing.Load() {
 				return // epf closed by the shutdown
 			}
@@ -859,5 +871,16 @@ func (s *Server) epollShutdown(st *epollState) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	st.epf.Close() // (wakes the event loop if it waits)
+	st.closeEpoll() // (wakes the event loop if it waits in the poller)
+}
+
+// closeEpoll releases the epoll instance: through epf when it is
+// registered with Go's poller (which wakes a loop waiting there and
+// closes the descriptor once no call through erc runs), else directly.
+func (st *epollState) closeEpoll() {
+	if st.epf != nil {
+		st.epf.Close()
+		return
+	}
+	unix.Close(st.epfd)
 }

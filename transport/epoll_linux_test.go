@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -20,8 +21,16 @@ import (
 // TestEpollPipelinedReplies: requests pipelined in one write are answered
 // in order (their replies share one write buffer), and Shutdown then closes
 // the connection.
+// Both ways of waiting for events: blocking in epoll_wait, and in Go's
+// poller (WaitInPoller), whose wake-up by Shutdown is checked too.
 func TestEpollPipelinedReplies(t *testing.T) {
-	srv := NewServer(gen.NewDialKVProcessor(&benchHandler{value: []byte("v"), name: "n1"}), ServerConfig{Mode: ModeEpoll})
+	for _, poller := range []bool{false, true} {
+		t.Run(fmt.Sprintf("poller=%v", poller), func(t *testing.T) { testEpollPipelinedReplies(t, poller) })
+	}
+}
+
+func testEpollPipelinedReplies(t *testing.T, poller bool) {
+	srv := NewServer(gen.NewDialKVProcessor(&benchHandler{value: []byte("v"), name: "n1"}), ServerConfig{Mode: ModeEpoll, WaitInPoller: poller})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

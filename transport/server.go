@@ -91,6 +91,14 @@ type ServerConfig struct {
 	// request that would block (see inline.go). Empty: every request is
 	// served by a worker.
 	InlineMethods []string
+	// WaitInPoller: an epoll-mode event loop with nothing to do waits in
+	// Go's network poller, holding no P, instead of blocking in
+	// epoll_wait. Worth it when other goroutines often block in system
+	// calls while the loop waits (fdatasync under --fsync always: the
+	// runtime's monitor otherwise retakes the loop's P and wakes every
+	// 20 µs); otherwise the park and wake-up cost more CPU per request
+	// than they save (docs/performance.md, issue 3, session 8).
+	WaitInPoller bool
 }
 
 func (c *ServerConfig) fill() {
