@@ -17,20 +17,6 @@
 //     record is written in the same atomic batch as the write; the primary
 //     asks the driver to sync (Ready.Sync) before the entry is sent to the
 //     backups.
-//   - Group commit: the primary keeps at most one append with new entries
-//     in flight per backup. An entry goes at once to every backup with
-//     none in flight; for a backup with one in flight it waits, and the
-//     entries made meanwhile go together in one append (at most maxBatch)
-//     when that append is acknowledged. The backup so applies a group
-//     with one message, one sync and one acknowledgement. Each entry is
-//     still synced on the primary before it is sent (the Ready that made
-//     it), and a backup still acknowledges only what it has applied and
-//     synced. New entries wait for the append in flight at most twice the
-//     smoothed round trip of the backup's appends (5 ms before one was
-//     measured): past that it is taken as perhaps lost and they go at
-//     once, so a backup that lost it sees the gap (below) and a lost
-//     append costs about a round trip; with no new entries, the tick's
-//     resend recovers it.
 //   - A backup applies entries strictly in sequence order — the effects as
 //     they are (core.Store.ApplyEffects), without running the write again,
 //     so its records (values, versions, expiry) are byte for byte the
@@ -107,10 +93,8 @@ const (
 	metaApplied = "primarybackup/applied"
 	logPrefix   = metaPrefix + "log:"
 	resendEvery = 20 * time.Millisecond
-	// firstGroupWait is groupWait before a round trip was measured.
-	firstGroupWait = 5 * time.Millisecond
-	maxBatch       = 64
-	truncBatch     = 256
+	maxBatch    = 64
+	truncBatch  = 256
 )
 
 type pending struct {
@@ -136,18 +120,10 @@ type Replica struct {
 	// primary state
 	seq uint64
 	low uint64
-	// acked, known, ticked and sent are per backup, in backupIDs order.
-	acked  []uint64
-	known  []bool
-	ticked []uint64 // acked as of the last tick
-	// sent is the last entry of the latest append sent to the backup: the
-	// append is in flight while acked < sent, and entries made meanwhile
-	// wait for its acknowledgement (group commit), until groupWait after
-	// sentAt, when it was sent. rtt is the smoothed time from an append to
-	// its acknowledgement (0 before the first).
-	sent     []uint64
-	sentAt   []time.Time
-	rtt      []time.Duration
+	// acked, known and ticked are per backup, in backupIDs order.
+	acked    []uint64
+	known    []bool
+	ticked   []uint64 // acked as of the last tick
 	cache    map[uint64][]byte
 	waiting  []pending
 	lastSend time.Time
@@ -258,9 +234,6 @@ func New(cfg consistency.Config) (*Replica, error) {
 		r.acked = make([]uint64, len(r.backupIDs))
 		r.known = make([]bool, len(r.backupIDs))
 		r.ticked = make([]uint64, len(r.backupIDs))
-		r.sent = make([]uint64, len(r.backupIDs))
-		r.sentAt = make([]time.Time, len(r.backupIDs))
-		r.rtt = make([]time.Duration, len(r.backupIDs))
 		r.cache = map[uint64][]byte{}
 	} else if r.applied, err = r.readApplied(); err != nil {
 		return nil, err
@@ -379,48 +352,18 @@ func (r *Replica) Request(now time.Time, req consistency.Request) {
 		r.out.Sync = true
 		r.waiting = append(r.waiting, pending{seq: r.seq, id: req.ID, reply: user})
 	}
-	// Group commit: the entry goes at once only to the backups with no
-	// append in flight; for the others it waits, with every entry made
-	// meanwhile, for the in-flight append's acknowledgement, and they go
-	// together in one append (Receive). One body for every backup that
-	// needs just this entry: message bodies are never modified (the driver
-	// delivers them as they are; decoding only aliases them).
+	// One body for every backup: message bodies are never modified (the
+	// driver delivers them as they are; decoding only aliases them).
 	var body []byte
 	for i, b := range r.backups() {
-		switch {
-		case !r.known[i]:
-			// Tick probes it.
-		case r.sent[i] > r.acked[i] && now.Sub(r.sentAt[i]) < r.groupWait(i):
-			// An append in flight: wait for its acknowledgement.
-		case r.sent[i] > r.acked[i]:
-			// In flight for longer than a round trip takes: perhaps
-			// lost. Send what was made since, without waiting; a
-			// backup that lost it sees the gap and says so, and the
-			// primary resends from there at once (as before group
-			// commit), instead of after Tick's resendEvery.
-			r.sendFrom(now, i, r.sent[i]+1)
-		case r.acked[i]+1 == r.seq:
+		if r.known[i] {
 			if body == nil {
 				body = r.arena.keep(encodeAppend(r.arena.room(appendBound(raw)), r.seq, raw))
 			}
 			r.send(b, body)
-			r.sent[i], r.sentAt[i] = r.seq, now
-		default:
-			r.sendFrom(now, i, r.acked[i]+1)
 		}
 	}
 	r.release()
-}
-
-// groupWait is how long new entries wait for the acknowledgement of the
-// append in flight to backup i before they are sent anyway: twice the
-// smoothed round trip (a retransmission timeout, as TCP's), or
-// firstGroupWait before the first was measured.
-func (r *Replica) groupWait(i int) time.Duration {
-	if r.rtt[i] == 0 {
-		return firstGroupWait
-	}
-	return 2 * r.rtt[i]
 }
 
 // logEffects is ApplyTxnThen's then for a write on the primary: it encodes
@@ -545,38 +488,23 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 			return
 		}
 		wasKnown := r.known[i]
-		if wasKnown && !gap && r.acked[i] < r.sent[i] && a >= r.sent[i] {
-			// The append in flight is acknowledged: a round trip
-			// (smoothed over the last eight or so).
-			rtt := max(now.Sub(r.sentAt[i]), 0)
-			if r.rtt[i] == 0 {
-				r.rtt[i] = rtt
-			} else {
-				r.rtt[i] += (rtt - r.rtt[i]) / 8
-			}
-		}
 		if !wasKnown || a > r.acked[i] {
 			r.acked[i] = a
 		}
 		r.known[i] = true
 		r.release()
-		if (gap || !wasKnown || a >= r.sent[i]) && a < r.seq {
+		if (gap || !wasKnown) && a < r.seq {
 			// The backup missed an entry (or answered a probe): resend
-			// from there at once; or it acknowledged the append in
-			// flight: send the entries made meanwhile, together (group
-			// commit). An acknowledgement of less than the append in
-			// flight without a gap (a late or duplicated one) sends
-			// nothing: entries in flight are not resent here (Tick
+			// from there at once
+			// (otherwise entries still in flight are not resent; Tick
 			// resends to a backup that made no progress).
-			r.sendFrom(now, i, a+1)
+			r.sendFrom(m.From, a+1)
 		}
 	}
 }
 
-// sendFrom sends backup i (its index in backupIDs) the entries from seq on
-// (at most maxBatch) and records the append as the one in flight, sent at
-// now.
-func (r *Replica) sendFrom(now time.Time, i int, from uint64) {
+// sendFrom sends backup b the entries from seq on (at most maxBatch).
+func (r *Replica) sendFrom(b consistency.NodeID, from uint64) {
 	raws := r.raws[:0]
 	for s := from; s <= r.seq && len(raws) < maxBatch; s++ {
 		raw, ok := r.cache[s]
@@ -590,8 +518,7 @@ func (r *Replica) sendFrom(now time.Time, i int, from uint64) {
 		}
 		raws = append(raws, raw)
 	}
-	r.send(r.backupIDs[i], r.arena.keep(encodeAppend(r.arena.room(appendBound(raws...)), r.seq, raws...)))
-	r.sent[i], r.sentAt[i] = from+uint64(len(raws))-1, now
+	r.send(b, r.arena.keep(encodeAppend(r.arena.room(appendBound(raws...)), r.seq, raws...)))
 	clear(raws)
 	r.raws = raws[:0]
 }
@@ -612,7 +539,7 @@ func (r *Replica) Tick(now time.Time) {
 			minAck = 0
 		case r.acked[i] < r.seq && r.acked[i] == r.ticked[i]:
 			// No progress since the last tick: resend what it misses.
-			r.sendFrom(now, i, r.acked[i]+1)
+			r.sendFrom(b, r.acked[i]+1)
 		}
 		r.ticked[i] = r.acked[i]
 		if r.known[i] {
