@@ -78,14 +78,26 @@ func readCommands(ctx context.Context, iprot thrift.TProtocol) ([]*gen.Command, 
 	if uint64(size) > iprot.Transport().RemainingBytes() {
 		return nil, thrift.NewTProtocolExceptionWithType(thrift.SIZE_LIMIT, fmt.Errorf("list of %d commands in a frame of %d bytes left", size, iprot.Transport().RemainingBytes()))
 	}
-	cmds := make([]gen.Command, size)
-	ptrs := make([]*gen.Command, size)
-	var argv [][]byte // the Argv headers' slab; refilled when used up
-	for i := range cmds {
-		if argv, err = readCommand(ctx, iprot, &cmds[i], argv, size-i); err != nil {
+	// The slabs are cut for at most maxCommandSlab commands at a time, the
+	// next one when the last is used up: the claimed count is only bounded
+	// by the frame's bytes (one per command), and a 16 MiB frame claiming
+	// 16 M commands must not allocate 48 bytes per frame byte before its
+	// first bad command (or before the token and --max-batch checks).
+	ptrs := make([]*gen.Command, 0, min(size, maxCommandSlab))
+	var (
+		cmds []gen.Command // the Command slab; refilled when used up
+		argv [][]byte      // the Argv headers' slab; refilled when used up
+	)
+	for i := range size {
+		if len(cmds) == 0 {
+			cmds = make([]gen.Command, min(size-i, maxCommandSlab))
+		}
+		c := &cmds[0]
+		cmds = cmds[1:]
+		if argv, err = readCommand(ctx, iprot, c, argv, size-i); err != nil {
 			return nil, err
 		}
-		ptrs[i] = &cmds[i]
+		ptrs = append(ptrs, c)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return nil, thrift.PrependError("error reading list end: ", err)
@@ -135,8 +147,12 @@ func readCommand(ctx context.Context, iprot thrift.TProtocol, c *gen.Command, ar
 }
 
 // maxArgvSlab bounds an Argv slab's headers (a batch of commands with many
-// arguments gets several slabs).
-const maxArgvSlab = 4096
+// arguments gets several slabs); maxCommandSlab bounds a Command slab and
+// the first pointer slab's capacity (a longer batch appends).
+const (
+	maxArgvSlab    = 4096
+	maxCommandSlab = 4096
+)
 
 // readArgv is Command.ReadField2 with c.Argv cut from the slab argv.
 func readArgv(ctx context.Context, iprot thrift.TProtocol, c *gen.Command, argv [][]byte, left int) ([][]byte, error) {
@@ -152,12 +168,20 @@ func readArgv(ctx context.Context, iprot thrift.TProtocol, c *gen.Command, argv 
 		c.Argv = [][]byte{} // as the generated reader: present, empty
 		return argv, iprot.ReadListEnd(ctx)
 	}
-	if len(argv) < size {
-		argv = make([][]byte, max(size, min(size*left, maxArgvSlab)))
+	switch {
+	case size > maxArgvSlab:
+		// Not from a slab, and grown by append as the arguments decode: a
+		// frame claiming as many arguments as it has bytes must not
+		// allocate a header for each before its first bad one.
+		c.Argv = make([][]byte, 0, maxArgvSlab)
+	default:
+		if len(argv) < size {
+			argv = make([][]byte, max(size, min(size*left, maxArgvSlab)))
+		}
+		// The command's share of the slab, capped so that an append to it
+		// never writes into the next command's.
+		c.Argv, argv = argv[:0:size], argv[size:]
 	}
-	// The command's share of the slab, capped so that an append to it
-	// never writes into the next command's.
-	c.Argv, argv = argv[:0:size], argv[size:]
 	for range size {
 		v, err := iprot.ReadBinary(ctx)
 		if err != nil {

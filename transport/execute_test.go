@@ -3,8 +3,10 @@ package transport
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -120,6 +122,44 @@ func TestReadExecuteArgsSlabs(t *testing.T) {
 		}
 	})
 	t.Logf("decoding 100 SETs: %.0f allocations (generated reader: %.0f)", allocs, genAllocs)
+}
+
+// TestReadExecuteArgsClaimedCounts: a frame claiming as many commands (or
+// one command's arguments) as it has bytes, whose first command (argument)
+// is bad, is a typed protocol error after allocating a bounded amount, not
+// 48 (24) bytes per claimed element.
+func TestReadExecuteArgsClaimedCounts(t *testing.T) {
+	const n = 1 << 20
+	be32 := func(v uint32) []byte { return []byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)} }
+	// Binary: field 2 of type LIST, a list of STRUCT of n commands, the
+	// first one only its STOP (no name), then padding.
+	cmds := append(append([]byte{byte(thrift.LIST), 0, 2, byte(thrift.STRUCT)}, be32(n)...), make([]byte, n)...)
+	// One command whose argv field claims n STRING elements; the first
+	// one's length is -1.
+	argv := append(append([]byte{byte(thrift.LIST), 0, 2, byte(thrift.STRUCT)}, be32(1)...),
+		append(append([]byte{byte(thrift.LIST), 0, 2, byte(thrift.STRING)}, be32(n)...), bytes.Repeat([]byte{0xff}, n)...)...)
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{{"commands", cmds}, {"arguments", argv}} {
+		cfg := &thrift.TConfiguration{MaxMessageSize: 1 << 24}
+		var fr frameReader
+		fr.reset(tc.data)
+		pr := Binary.newProtocol(&fr, cfg)
+		var args gen.DialKVExecuteArgs
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		err := readExecuteArgs(context.Background(), pr, &args)
+		runtime.ReadMemStats(&after)
+		var pe thrift.TProtocolException
+		if !errors.As(err, &pe) {
+			t.Fatalf("%s: error %v (%T), want a thrift.TProtocolException", tc.name, err, err)
+		}
+		// Before the bound: 48 MiB (commands), 24 MiB (arguments).
+		if got := after.TotalAlloc - before.TotalAlloc; got > 4<<20 {
+			t.Errorf("%s: decoding a %d-byte frame claiming %d allocated %d bytes; want at most 4 MiB", tc.name, len(tc.data), n, got)
+		}
+	}
 }
 
 // TestFastExecuteReplies: a server whose `execute` is FastExecute's answers
