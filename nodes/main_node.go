@@ -40,7 +40,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		engine        = fs.String("engine", "pebble", "storage engine: pebble, or memory (nothing survives a restart)")
 		subTTL        = fs.Duration("subscription-ttl", 60*time.Second, "pub/sub subscriptions not polled this long expire")
 		maxValue      = fs.Int("max-value", core.DefaultMaxValueSize, "largest value in bytes")
-		procs         = fs.Int("procs", 0, "Go Ps (GOMAXPROCS) for the node; 0: one more than the CPUs under --fsync always (the WAL goroutine's fdatasync then finds an idle P), the runtime's default otherwise. GOMAXPROCS in the environment wins")
+		procs         = fs.Int("procs", 0, "Go Ps (GOMAXPROCS) for the node; N > 0 wins over GOMAXPROCS in the environment; 0: one more than the runtime's default (the CPUs, or the cgroup CPU limit) under --fsync always (the WAL goroutine's fdatasync then finds an idle P), unless GOMAXPROCS is in the environment; the runtime's otherwise")
 		logLevel      = fs.String("log-level", "info", "log level: debug, info, warn, error")
 		logFormat     = fs.String("log-format", "text", "log format: text or json")
 		shutdownDur   = fs.Duration("shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT, how long requests in flight may take to finish")
@@ -139,7 +139,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	// (Set once the node runs: a node that fails to start leaves the
 	// process as it was.)
-	if p := nodeProcs(*procs, policy, os.Getenv("GOMAXPROCS") != "", runtime.NumCPU()); p > 0 {
+	// runtime.GOMAXPROCS(0) is read before the node sets it: the runtime's
+	// default, which honours a cgroup CPU limit (runtime.NumCPU does not).
+	if p := nodeProcs(*procs, policy, os.Getenv("GOMAXPROCS") != "", runtime.GOMAXPROCS(0)); p > 0 {
 		runtime.GOMAXPROCS(p)
 		logger.Info("GOMAXPROCS set", "procs", p)
 	}
@@ -184,19 +186,20 @@ func buildVersion() string {
 }
 
 // nodeProcs is the GOMAXPROCS a node sets (0: leave the runtime's): the
-// --procs flag if set, nothing if GOMAXPROCS is in the environment, and
-// under --fsync always one P more than the CPUs. Pebble's WAL goroutine
+// --procs flag if set (over the environment), nothing if GOMAXPROCS is in
+// the environment, and under --fsync always one P more than defaultProcs,
+// the runtime's default (the CPUs, or fewer under a cgroup CPU limit). Pebble's WAL goroutine
 // blocks in fdatasync for each group commit while the event loop runs on
 // the other P; with no P idle, the runtime's monitor takes the syncing
 // goroutine's P away after 20 µs and then wakes every 20 µs for the next
 // millisecond, one context switch each (docs/performance.md, issue 3,
 // session 8). An extra P stays idle through the sync.
-func nodeProcs(flagProcs int, policy core.SyncPolicy, envSet bool, cpus int) int {
+func nodeProcs(flagProcs int, policy core.SyncPolicy, envSet bool, defaultProcs int) int {
 	switch {
 	case flagProcs > 0:
 		return flagProcs
 	case envSet || policy != core.SyncAlways:
 		return 0
 	}
-	return cpus + 1
+	return defaultProcs + 1
 }

@@ -70,7 +70,8 @@ func TestGracefulShutdown(t *testing.T) {
 }
 
 // TestNodeProcs: the node's GOMAXPROCS (--procs, the environment, one P
-// more than the CPUs under --fsync always).
+// more than the runtime's default under --fsync always; the node passes
+// runtime.GOMAXPROCS(0), which honours a cgroup CPU limit, as the default).
 func TestNodeProcs(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -79,7 +80,7 @@ func TestNodeProcs(t *testing.T) {
 		env    bool
 		want   int
 	}{
-		{"always: one more than the CPUs", 0, core.SyncAlways, false, 3},
+		{"always: one more than the runtime's default", 0, core.SyncAlways, false, 3},
 		{"always, GOMAXPROCS set: the runtime's", 0, core.SyncAlways, true, 0},
 		{"never: the runtime's", 0, core.SyncNever, false, 0},
 		{"interval: the runtime's", 0, core.SyncInterval, false, 0},
