@@ -6,7 +6,8 @@
 # acknowledged key is read back and must hold its value. ROUNDS rounds on
 # the same directory. Exit status 1 if an acknowledged write is missing.
 # CONTROL=1 deletes one acknowledged key per round before the check (which
-# must then report one missing per round).
+# must then report one missing per round). A round without an acknowledged
+# write fails. The writers and the check are experiments/kill9lib.sh's.
 #
 #   experiments/node-vs-redis/kill9.sh [BIN]     (default: builds bin/dialkv)
 #   PORT=33100 ROUNDS=5 experiments/node-vs-redis/kill9.sh
@@ -24,6 +25,7 @@ if [ -z "$BIN" ]; then
   BIN=$PWD/bin/dialkv
 fi
 WORK=$(mktemp -d)
+. experiments/kill9lib.sh
 NODE=
 trap '[ -n "$NODE" ] && { kill -9 "$NODE"; wait "$NODE"; } 2>/dev/null; rm -rf "$WORK"' EXIT
 start_node() {
@@ -33,30 +35,12 @@ start_node() {
   echo "node did not come up" >&2; return 1
 }
 start_node
-total=0; lost=0
 for r in $(seq "$ROUNDS"); do
-  ws=()
-  for j in $(seq "$WRITERS"); do
-    # One SET per line; the n-th output line is the reply to the n-th SET.
-    seq 1 1000000 | sed "s/.*/SET r$r-w$j-& v&/" | "$BIN" cli --addr 127.0.0.1:"$PORT" --timeout 2s > "$WORK/out.$r.$j" 2>/dev/null &
-    ws+=($!)
-  done
+  kill9_writers "$r" 127.0.0.1:"$PORT"
   sleep "$SECONDS_UP"
   kill -9 "$NODE"; wait "$NODE" 2>/dev/null || true
-  for p in "${ws[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  kill9_stop_writers
   start_node
-  : > "$WORK/acked.$r"
-  for j in $(seq "$WRITERS"); do
-    awk -v p="r$r-w$j-" '$0 == "OK" { print p NR, "\"v" NR "\"" }' "$WORK/out.$r.$j" >> "$WORK/acked.$r"
-  done
-  n=$(wc -l < "$WORK/acked.$r")
-  if [ -n "${CONTROL:-}" ]; then # negative control: the check must see a deleted acknowledged key
-    "$BIN" cli --addr 127.0.0.1:"$PORT" DEL "$(head -1 "$WORK/acked.$r" | cut -d' ' -f1)" >/dev/null
-  fi
-  cut -d' ' -f1 "$WORK/acked.$r" | sed 's/^/GET /' | "$BIN" cli --addr 127.0.0.1:"$PORT" > "$WORK/got.$r" 2>&1 || true
-  m=$(paste -d' ' <(cut -d' ' -f2 "$WORK/acked.$r") "$WORK/got.$r" | awk '$1 != $2' | wc -l)
-  echo "round $r: $n acknowledged writes, $m missing or wrong after kill -9 (load $(cut -d' ' -f1 /proc/loadavg))"
-  total=$((total + n)); lost=$((lost + m))
+  kill9_check "$r" "kill -9" --addr 127.0.0.1:"$PORT" || exit 1
 done
-echo "total: $total acknowledged, $lost missing or wrong"
-[ "$lost" = 0 ]
+kill9_summary

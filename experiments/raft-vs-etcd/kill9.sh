@@ -8,7 +8,8 @@
 # back (linearizable GET) and must hold its value. ROUNDS rounds on the
 # same directories. Exit status 1 if an acknowledged write is missing.
 # CONTROL=1 deletes one acknowledged key per round before the check (which
-# must then report one missing per round).
+# must then report one missing per round). A round without an acknowledged
+# write fails. The writers and the check are experiments/kill9lib.sh's.
 #
 #   experiments/raft-vs-etcd/kill9.sh
 #   NSPARAMS="logdb pebble-sync" ROUNDS=3 experiments/raft-vs-etcd/kill9.sh
@@ -21,6 +22,7 @@ SECONDS_UP=${WRITE_SECONDS:-4}
 WRITERS=${WRITERS:-6}
 SNAPSHOT=${SNAPSHOT:-50}
 . experiments/raft-vs-etcd/lib.sh
+. experiments/kill9lib.sh
 start_work raft-kill9
 echo "building dialkv" >&2
 mkdir -p bin
@@ -51,34 +53,15 @@ start_nodes
   raft-addrs 127.0.0.1:28481,127.0.0.1:28491,127.0.0.1:28501 client-addrs $ADDRS shards 1 \
   snapshot-entries "$SNAPSHOT" ${NSPARAMS:-} >/dev/null
 wait_ready
-total=0; lost=0
 for r in $(seq "$ROUNDS"); do
-  ws=()
-  for j in $(seq "$WRITERS"); do
-    addr=127.0.0.1:$((28379 + 10*((j-1)%3)))
-    # One SET per line; the n-th output line is the reply to the n-th SET.
-    seq 1 1000000 | sed "s/.*/SET r$r-w$j-& v&/" | "$BIN" cli --addr "$addr" --namespace r1 --timeout 2s > "$WORK/out.$r.$j" 2>/dev/null &
-    ws+=($!)
-  done
+  kill9_writers "$r" "${ADDRS//,/ }" --namespace r1 # writer j on node ((j-1) mod 3)+1
   sleep "$SECONDS_UP"
   kill -9 "${NODES[@]}"
   for p in "${NODES[@]}"; do wait "$p" 2>/dev/null || true; done
-  for p in "${ws[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  kill9_stop_writers
   PIDS=()
   start_nodes
   wait_ready
-  : > "$WORK/acked.$r"
-  for j in $(seq "$WRITERS"); do
-    awk -v p="r$r-w$j-" '$0 == "OK" { print p NR, "\"v" NR "\"" }' "$WORK/out.$r.$j" >> "$WORK/acked.$r"
-  done
-  n=$(wc -l < "$WORK/acked.$r")
-  if [ -n "${CONTROL:-}" ]; then # negative control: the check must see a deleted acknowledged key
-    "$BIN" cli --addr 127.0.0.1:28379 --namespace r1 DEL "$(head -1 "$WORK/acked.$r" | cut -d' ' -f1)" >/dev/null
-  fi
-  cut -d' ' -f1 "$WORK/acked.$r" | sed 's/^/GET /' | "$BIN" cli --addr 127.0.0.1:28379 --namespace r1 > "$WORK/got.$r" 2>&1 || true
-  m=$(paste -d' ' <(cut -d' ' -f2 "$WORK/acked.$r") "$WORK/got.$r" | awk '$1 != $2' | wc -l)
-  echo "round $r: $n acknowledged writes, $m missing or wrong after kill -9 of all nodes (load $(cut -d' ' -f1 /proc/loadavg))"
-  total=$((total + n)); lost=$((lost + m))
+  kill9_check "$r" "kill -9 of all nodes" --addr 127.0.0.1:28379 --namespace r1 || exit 1
 done
-echo "total: $total acknowledged, $lost missing or wrong"
-[ "$lost" = 0 ]
+kill9_summary
