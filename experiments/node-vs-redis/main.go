@@ -33,6 +33,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -45,6 +46,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -446,7 +448,9 @@ func sweep(o options, res *Results, tmp string, port int, fsync, redis string, r
 	return nil
 }
 
-// parseFractions parses a comma-separated list of fractions in (0, 1.5].
+// parseFractions parses a comma-separated list of fractions in (0, 1.5],
+// sorted ascending without duplicates (the sweep runs in this order, and
+// meetsUpTo reads the highest fraction up to which the goals held).
 func parseFractions(s string) ([]float64, error) {
 	var out []float64
 	for _, f := range strings.Split(s, ",") {
@@ -459,7 +463,8 @@ func parseFractions(s string) ([]float64, error) {
 		}
 		out = append(out, v)
 	}
-	return out, nil
+	slices.Sort(out)
+	return slices.Compact(out), nil
 }
 
 func joinFractions(fs []float64) string {
@@ -640,8 +645,8 @@ func summary(w io.Writer, r Results) {
 		open  bool
 		read  bool
 		limit float64
-	}{{"p99 read < 1 ms, (a) saturated", false, true, 1}, {"p99 read < 1 ms, (b) open loop at 50 %", true, true, 1},
-		{"p99 write < 5 ms, (a) saturated", false, false, 5}, {"p99 write < 5 ms, (b) open loop at 50 %", true, false, 5}} {
+	}{{"p99 read < 1 ms, (a) saturated", false, true, 1}, {"p99 read < 1 ms, (b) open loop, the run nearest 50 %", true, true, 1},
+		{"p99 write < 5 ms, (a) saturated", false, false, 5}, {"p99 write < 5 ms, (b) open loop, the run nearest 50 %", true, false, 5}} {
 		cell := func(fsync string) string {
 			d := dk(r, fsync, 1, g.open)
 			if d.Result.Ops == 0 {
@@ -654,6 +659,9 @@ func summary(w io.Writer, r Results) {
 			verdict := "not met"
 			if v < g.limit {
 				verdict = "met"
+			}
+			if g.open { // the offered rate dk chose (the sweep may lack 50 %)
+				return fmt.Sprintf("%s (%.3f ms at %s %%)", verdict, v, strconv.FormatFloat(100*d.Fraction, 'g', 4, 64))
 			}
 			return fmt.Sprintf("%s (%.3f ms)", verdict, v)
 		}
@@ -796,12 +804,20 @@ func openPairs(r Results) []openPair {
 	return out
 }
 
-// meetsUpTo is the highest of the fractions fr (ascending) up to which
-// every run of rs met both latency goals (p99 read < 1 ms, p99 write <
-// 5 ms) and achieved at least 95 % of its offered rate.
+// meetsUpTo is the highest of the fractions fr (rs[i] ran at fr[i]) up to
+// which every run of rs met both latency goals (p99 read < 1 ms, p99 write
+// < 5 ms) and achieved at least 95 % of its offered rate.
 func meetsUpTo(fr []float64, rs []bench.Result) string {
+	// In ascending fraction (results written by an older build may hold
+	// a sweep in the order it was given).
+	order := make([]int, len(fr))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(fr[a], fr[b]) })
 	best := -1.0
-	for i, res := range rs {
+	for _, i := range order {
+		res := rs[i]
 		if res.Ops == 0 || res.Reads.P99Ms >= 1 || res.Writes.P99Ms >= 5 || res.OpsPerSec < 0.95*res.Config.Rate {
 			break
 		}
