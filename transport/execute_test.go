@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"runtime"
@@ -182,15 +183,57 @@ func TestFastExecuteReplies(t *testing.T) {
 		for i, req := range reqs {
 			want, wantKeep := plain.Process(req)
 			got, gotKeep := fast.Process(req)
-			if wantKeep != gotKeep || (!bytes.Equal(want, got) && !bytes.Contains(got, []byte("execute"))) {
+			if wantKeep != gotKeep {
 				t.Fatalf("%s request %d: generated %q (keep %v), fast %q (keep %v)", p, i, want, wantKeep, got, gotKeep)
 			}
-			if i < len(reqs)-1 && !bytes.Equal(want, got) {
-				t.Fatalf("%s request %d: generated %q, fast %q", p, i, want, got)
+			if i < len(reqs)-1 {
+				if !bytes.Equal(want, got) {
+					t.Fatalf("%s request %d: generated %q, fast %q", p, i, want, got)
+				}
+				continue
+			}
+			// The truncated one: the decoders' error texts differ; the
+			// message name, type and seq id and the exception's type do not.
+			wh, werr := replyException(p, want)
+			gh, gerr := replyException(p, got)
+			if werr != nil || gerr != nil || wh != gh || wh.typ != thrift.EXCEPTION {
+				t.Fatalf("%s truncated request: generated %+v (%v), fast %+v (%v)", p, wh, werr, gh, gerr)
 			}
 		}
 		if strings.Contains(logs.String(), "panicked") {
 			t.Fatal(logs.String())
 		}
 	}
+}
+
+// exceptionReply is the header of a reply and, for an EXCEPTION, its
+// application exception's type.
+type exceptionReply struct {
+	name string
+	typ  thrift.TMessageType
+	seq  int32
+	exc  int32
+}
+
+// replyException decodes resp (a framed reply in protocol p) as far as
+// exceptionReply.
+func replyException(p Protocol, resp []byte) (exceptionReply, error) {
+	var r exceptionReply
+	if len(resp) < 4 {
+		return r, fmt.Errorf("reply of %d bytes", len(resp))
+	}
+	ctx := context.Background()
+	pr := p.newProtocol(&thrift.TMemoryBuffer{Buffer: bytes.NewBuffer(resp[4:])}, &thrift.TConfiguration{})
+	var err error
+	if r.name, r.typ, r.seq, err = pr.ReadMessageBegin(ctx); err != nil {
+		return r, fmt.Errorf("reading the reply header: %w", err)
+	}
+	if r.typ == thrift.EXCEPTION {
+		x := thrift.NewTApplicationException(thrift.UNKNOWN_APPLICATION_EXCEPTION, "")
+		if err := x.Read(ctx, pr); err != nil {
+			return r, fmt.Errorf("reading the exception: %w", err)
+		}
+		r.exc = x.TypeId()
+	}
+	return r, nil
 }
