@@ -17,7 +17,10 @@ import (
 // pointers, every command's Argv headers), so a batch of 100 costs 3
 // allocations instead of 201. Nothing is reused across requests: a handler
 // may keep a command (a worker queue, a held reply) and no later request
-// writes into it. Arguments are still one exact-size allocation each
+// writes into it. A kept command, or its Argv (core.Command.Args), pins the
+// request's slabs (up to maxCommandSlab commands, maxArgvSlab headers):
+// fine for the request's life, but what is kept past the reply must copy
+// Args (docs/node.md). Arguments are still one exact-size allocation each
 // (proto.go): they may be kept longer (a store, a cache), and a shared
 // buffer would pin the whole batch's bytes for the longest-lived one.
 
