@@ -3,7 +3,6 @@
 package transport
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,8 +12,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/apache/thrift/lib/go/thrift"
 
 	"github.com/dialkv/dialkv/core"
 	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
@@ -89,34 +86,10 @@ func TestInlineDefer(t *testing.T) {
 	h := &deferHandler{gate: make(chan struct{})}
 	srv := NewServer(gen.NewDialKVProcessor(h), ServerConfig{Mode: ModeEpoll, InlineMethods: []string{"call"}})
 	addr := serveEpoll(t, srv)
-	dial := func(reqs ...[]byte) net.Conn {
-		nc, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { nc.Close() })
-		if _, err := nc.Write(bytes.Join(reqs, nil)); err != nil {
-			t.Fatal(err)
-		}
-		return nc
-	}
+	dial := func(reqs ...[]byte) net.Conn { return dialSend(t, addr, reqs...) }
 	expect := func(nc net.Conn, what string, want ...string) {
 		t.Helper()
-		nc.SetReadDeadline(time.Now().Add(20 * time.Second))
-		for i, w := range want {
-			frame, err := readFrame(nc, nil, 1<<20)
-			if err != nil {
-				t.Fatalf("%s: reply %d: %v (reproduce: go test -run TestInlineDefer ./transport)", what, i+1, err)
-			}
-			pr := Binary.newProtocol(&thrift.TMemoryBuffer{Buffer: bytes.NewBuffer(frame)}, &thrift.TConfiguration{})
-			var res gen.DialKVCallResult
-			if _, _, seq, err := pr.ReadMessageBegin(context.Background()); err != nil || seq != int32(i+1) {
-				t.Fatalf("%s: reply %d: seq %d, %v", what, i+1, seq, err)
-			}
-			if err := res.Read(context.Background(), pr); err != nil || res.Success == nil || string(res.Success.Replies[0].Str) != w {
-				t.Fatalf("%s: reply %d: %+v, %v; want %q", what, i+1, res.Success, err, w)
-			}
-		}
+		expectCallReplies(t, nc, what, want...)
 	}
 	a := dial(callFrame(Binary, 1, "GET", "a1"), callFrame(Binary, 2, "DEFER", "a2"), callFrame(Binary, 3, "GET", "a3"))
 	for start := time.Now(); ; time.Sleep(time.Millisecond) {

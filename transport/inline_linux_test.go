@@ -322,34 +322,10 @@ func TestInlineHold(t *testing.T) {
 	call := func(seq int32, name, arg string) []byte {
 		return callFrame(Binary, seq, name, arg)
 	}
-	dial := func(reqs ...[]byte) net.Conn {
-		nc, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { nc.Close() })
-		if _, err := nc.Write(bytes.Join(reqs, nil)); err != nil {
-			t.Fatal(err)
-		}
-		return nc
-	}
-	expect := func(nc net.Conn, what string, args ...string) {
+	dial := func(reqs ...[]byte) net.Conn { return dialSend(t, addr, reqs...) }
+	expect := func(nc net.Conn, what string, want ...string) {
 		t.Helper()
-		nc.SetReadDeadline(time.Now().Add(20 * time.Second))
-		for i, want := range args {
-			frame, err := readFrame(nc, nil, 1<<20)
-			if err != nil {
-				t.Fatalf("%s: reply %d: %v (reproduce: go test -run TestInlineHold ./transport)", what, i+1, err)
-			}
-			pr := Binary.newProtocol(&thrift.TMemoryBuffer{Buffer: bytes.NewBuffer(frame)}, &thrift.TConfiguration{})
-			var res gen.DialKVCallResult
-			if _, _, seq, err := pr.ReadMessageBegin(context.Background()); err != nil || seq != int32(i+1) {
-				t.Fatalf("%s: reply %d: seq %d, %v", what, i+1, seq, err)
-			}
-			if err := res.Read(context.Background(), pr); err != nil || res.Success == nil || string(res.Success.Replies[0].Str) != want {
-				t.Fatalf("%s: reply %d: %+v, %v; want %q", what, i+1, res.Success, err, want)
-			}
-		}
+		expectCallReplies(t, nc, what, want...)
 	}
 	a := dial(call(1, "GET", "a1"), call(2, "HOLD", "a2"), call(3, "GET", "a3"))
 	b := dial(call(1, "HOLD", "b1"))
@@ -499,5 +475,41 @@ func TestHeldReplyExpires(t *testing.T) {
 	}
 	if d := time.Since(start); d < 300*time.Millisecond {
 		t.Fatalf("closed after %v, before the frame timeout", d)
+	}
+}
+
+// dialSend dials addr, writes reqs in one write, and closes the connection
+// when the test ends.
+func dialSend(t *testing.T, addr string, reqs ...[]byte) net.Conn {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	if _, err := nc.Write(bytes.Join(reqs, nil)); err != nil {
+		t.Fatal(err)
+	}
+	return nc
+}
+
+// expectCallReplies reads len(want) `call` replies from nc: the i-th must
+// have seq id i+1 and first reply string want[i].
+func expectCallReplies(t *testing.T, nc net.Conn, what string, want ...string) {
+	t.Helper()
+	nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for i, w := range want {
+		frame, err := readFrame(nc, nil, 1<<20)
+		if err != nil {
+			t.Fatalf("%s: reply %d: %v (reproduce: go test -run '^%s$' ./transport)", what, i+1, err, t.Name())
+		}
+		pr := Binary.newProtocol(&thrift.TMemoryBuffer{Buffer: bytes.NewBuffer(frame)}, &thrift.TConfiguration{})
+		var res gen.DialKVCallResult
+		if _, _, seq, err := pr.ReadMessageBegin(context.Background()); err != nil || seq != int32(i+1) {
+			t.Fatalf("%s: reply %d: seq %d, %v", what, i+1, seq, err)
+		}
+		if err := res.Read(context.Background(), pr); err != nil || res.Success == nil || string(res.Success.Replies[0].Str) != w {
+			t.Fatalf("%s: reply %d: %+v, %v; want %q", what, i+1, res.Success, err, w)
+		}
 	}
 }
