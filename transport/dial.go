@@ -126,21 +126,13 @@ func (c *Conn) Close() error { return c.nc.Close() }
 // poll comes first because a TLS peer that closed sends a close_notify
 // alert before its FIN, which the peek alone took for a waiting record.)
 func (c *Conn) Alive() bool {
-	nc := c.nc
-	tlsConn, isTLS := nc.(*tls.Conn)
-	if isTLS {
-		nc = tlsConn.NetConn()
-	}
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return true // cannot tell: the call will
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
+	_, isTLS := c.nc.(*tls.Conn)
 	state := peekGone
-	if err := rc.Control(func(fd uintptr) { state = socketState(fd) }); err != nil {
+	socket, err := rawControl(c.nc, func(fd uintptr) { state = socketState(fd) })
+	switch {
+	case !socket:
+		return true // cannot tell: the call will
+	case err != nil:
 		return false
 	}
 	return state == peekEmpty || (state == peekData && isTLS)
@@ -155,20 +147,31 @@ func (c *Conn) Alive() bool {
 // connection with it before writing, so a peer that restarted since is
 // dialled again instead of losing the write.
 func PeerHungUp(nc net.Conn) bool {
+	gone := false
+	if _, err := rawControl(nc, func(fd uintptr) { gone = hungUp(fd) }); err != nil {
+		return false
+	}
+	return gone // false, f not run, if nc is not a socket
+}
+
+// rawControl runs f on the socket of nc (under TLS, of its TCP connection)
+// through the raw connection's Control, which ignores deadlines. socket is
+// false (and f not run) if nc is not a syscall.Conn; err is the raw
+// connection's (nc already closed here, say).
+func rawControl(nc net.Conn, f func(fd uintptr)) (socket bool, err error) {
 	if tc, ok := nc.(*tls.Conn); ok {
 		nc = tc.NetConn()
 	}
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
-		return false
+		return false, nil
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return false
+		return true, fmt.Errorf("transport: raw connection: %w", err)
 	}
-	gone := false
-	if err := rc.Control(func(fd uintptr) { gone = hungUp(fd) }); err != nil {
-		return false
+	if err := rc.Control(f); err != nil {
+		return true, fmt.Errorf("transport: raw connection control: %w", err)
 	}
-	return gone
+	return true, nil
 }
