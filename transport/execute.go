@@ -200,7 +200,9 @@ func readArgv(ctx context.Context, iprot thrift.TProtocol, c *gen.Command, argv 
 
 // Process is the generated dialKVProcessorExecute.Process with
 // readExecuteArgs (and without the connectivity-check goroutine, which the
-// server disables).
+// server disables). It is a hand copy and must follow thrift regenerations:
+// TestExecuteProcessFollowsGenerated fails when the generated function
+// changes, and TestFastExecuteReplies compares the replies of both.
 func (p *executeProcessor) Process(ctx context.Context, seqID int32, iprot, oprot thrift.TProtocol) (bool, thrift.TException) {
 	var args gen.DialKVExecuteArgs
 	if err := readExecuteArgs(ctx, iprot, &args); err != nil {

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"reflect"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -236,4 +238,33 @@ func replyException(p Protocol, resp []byte) (exceptionReply, error) {
 		r.exc = x.TypeId()
 	}
 	return r, nil
+}
+
+// TestExecuteProcessFollowsGenerated: executeProcessor.Process is a hand
+// copy of the generated dialKVProcessorExecute.Process; the generated one,
+// its numbered temporaries' names aside, is still the one copied
+// (testdata/generated_execute_process.txt). When a regeneration changes it,
+// bring Process in line, then copy the new function into the testdata file
+// (with the numbers after _write_err and _exc removed).
+func TestExecuteProcessFollowsGenerated(t *testing.T) {
+	src, err := os.ReadFile("thrift/gen-go/dialkv/dialkv.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("testdata/generated_execute_process.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(src, []byte("func (p *dialKVProcessorExecute) Process("))
+	if i < 0 {
+		t.Fatal("the generated dialKVProcessorExecute.Process is gone: check executeProcessor.Process")
+	}
+	n := bytes.Index(src[i:], []byte("\n}\n"))
+	if n < 0 {
+		t.Fatal("the generated dialKVProcessorExecute.Process has no end")
+	}
+	got := regexp.MustCompile(`_(write_err|exc)[0-9]+`).ReplaceAll(src[i:i+n+3], []byte("_${1}"))
+	if !bytes.Equal(got, want) {
+		t.Fatalf("the generated dialKVProcessorExecute.Process changed: bring executeProcessor.Process (execute.go) in line, then update testdata/generated_execute_process.txt; now:\n%s", got)
+	}
 }
