@@ -27,7 +27,9 @@ fi
 WORK=$(mktemp -d)
 . experiments/kill9lib.sh
 NODE=
-trap '[ -n "$NODE" ] && { kill -9 "$NODE"; wait "$NODE"; } 2>/dev/null; rm -rf "$WORK"' EXIT
+# (|| true: under set -e the wait's 137 for the killed node ended the
+# script there, with status 137 and $WORK left behind.)
+trap '[ -n "$NODE" ] && { kill -9 "$NODE"; wait "$NODE"; } 2>/dev/null || true; rm -rf "$WORK"' EXIT
 start_node() {
   "$BIN" node --id k9 --listen 127.0.0.1:"$PORT" --data "$WORK/data" --fsync always --log-level warn >> "$WORK/node.log" 2>&1 &
   NODE=$!
