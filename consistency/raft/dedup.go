@@ -95,8 +95,13 @@ import (
 //
 // The record's third field (2) makes an earlier build refuse the state
 // (ErrCorruption, a record of 17 bytes) rather than load a proposer
-// without its kept replies. Records of 16 bytes (kept replies one key
-// each) load, their keys deleted as their numbers are evicted or
+// without its kept replies: builds before it quarantine such a state
+// machine at start-up, so they cannot run on it (docs/operations.md). A
+// record of at least 17 bytes whose third field is above recordFormat was
+// written by a newer build: loading fails with ErrNewerFormat, not
+// ErrCorruption, so the start-up check refuses to start the replica
+// instead of moving its state aside. Records of 16 bytes (kept replies
+// one key each) load, their keys deleted as their numbers are evicted or
 // rewritten.
 //
 // Records of the earlier bitmap format (16+128 bytes: high, last, bitmap)
@@ -117,6 +122,13 @@ const (
 	// now; whether an earlier copy was is unknown.
 	CodeNotApplied core.Code = "NOTAPPLIED"
 )
+
+// ErrNewerFormat: a state machine record is in a format newer than this
+// build knows (written by a later build). It does not wrap
+// core.ErrCorruption: the data is not bad, this build is too old for it,
+// so the start-up check refuses to start the replica and leaves its state
+// as it is rather than quarantine it (rebuild.go).
+var ErrNewerFormat = errors.New("record format newer than this build")
 
 var (
 	dedupListKey   = []byte("\xffraft/dedup")
@@ -461,6 +473,8 @@ func loadDedup(r core.Reader) (*dedup, error) {
 		switch {
 		case len(v) == 16, len(v) == legacyRecordLen: // legacy bitmap: high | last | bitmap; the floor is high
 		case len(v) == recordLen && v[16] == recordFormat:
+		case len(v) >= recordLen && len(v) != legacyRecordLen && v[16] > recordFormat:
+			return nil, fmt.Errorf("raft: deduplication record of proposer %x has format %d, this build reads up to %d: %w", p, v[16], recordFormat, ErrNewerFormat)
 		default:
 			return nil, fmt.Errorf("raft: deduplication record of %d bytes: %w", len(v), core.ErrCorruption)
 		}

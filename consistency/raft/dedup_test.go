@@ -3,6 +3,7 @@ package raft
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	sm "github.com/lni/dragonboat/v4/statemachine"
 
 	"github.com/dialkv/dialkv/core"
+	"github.com/dialkv/dialkv/core/pebbleengine"
 )
 
 // TestDedupAdmit: each (proposer, seq) is applied once, in any order, and
@@ -476,4 +478,70 @@ func TestDedupLoadsEarlierFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 	equalDedup(t, d2, d)
+}
+
+// TestDedupNewerFormatRefused: a proposer record of a format newer than
+// this build's fails to load with ErrNewerFormat, not ErrCorruption, and
+// the start-up check (quarantine) then refuses to start the replica and
+// leaves its state machine in place, with no rebuild recorded; a record
+// of an unknown older shape is still corruption.
+func TestDedupNewerFormatRefused(t *testing.T) {
+	record := func(format byte, extra int) []byte {
+		v := binary.BigEndian.AppendUint64(nil, 5)
+		v = binary.BigEndian.AppendUint64(v, 9)
+		return append(append(v, format), make([]byte, extra)...)
+	}
+	for _, tc := range []struct {
+		name     string
+		rec      []byte
+		newer    bool // else corruption
+		shardDir bool // also run the start-up check on a Pebble state machine
+	}{
+		{"format 3, 17 bytes", record(recordFormat+1, 0), true, true},
+		{"format 9, 25 bytes", record(9, 8), true, false},
+		{"format 1, 17 bytes", record(1, 0), false, false},
+		{"format 2, 18 bytes", record(recordFormat, 1), false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			write := func(e core.Engine) {
+				b := e.NewBatch()
+				defer b.Close()
+				b.Set(dedupListKey, encodeIDs([]uint64{42}))
+				b.Set(dedupKey(42), tc.rec)
+				if err := b.Commit(false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e := core.NewMemEngine()
+			write(e)
+			_, err := loadDedup(e)
+			if newer, corrupt := errors.Is(err, ErrNewerFormat), errors.Is(err, core.ErrCorruption); newer != tc.newer || corrupt == tc.newer {
+				t.Fatalf("loadDedup: %v; want ErrNewerFormat %v, ErrCorruption %v", err, tc.newer, !tc.newer)
+			}
+			if !tc.shardDir {
+				return
+			}
+			fs := pebblevfs.NewMem()
+			s := &Service{cfg: Config{Storage: "pebble", Dir: t.TempDir(), PebbleFS: fs}, corrupt: map[int]CorruptReplica{}}
+			dir := s.smDir(0)
+			m := newDiskSM(dir, pebbleengine.Options{FS: fs}, core.Limits{})
+			if _, err := m.Open(nil); err != nil {
+				t.Fatal(err)
+			}
+			write(m.eng)
+			if err := m.Close(); err != nil {
+				t.Fatal(err)
+			}
+			q, err := s.quarantine(0, 1)
+			if q || !errors.Is(err, ErrNewerFormat) {
+				t.Fatalf("quarantine: %v, %v; want false and an error wrapping ErrNewerFormat", q, err)
+			}
+			if _, serr := fs.Stat(dir); serr != nil || len(s.corrupt) != 0 {
+				t.Fatalf("state machine after the check: %v, quarantined %v; want it in place and nothing quarantined", serr, s.corrupt)
+			}
+			if _, rerr := s.readFile(s.rebuildFile(0)); rerr == nil {
+				t.Fatal("a rebuild was recorded for a state machine of a newer build")
+			}
+		})
+	}
 }

@@ -103,8 +103,9 @@ func openCheckedDiskSM(dir string, opts pebbleengine.Options, limits core.Limits
 // quarantine decides whether shard sh's replica rid may start: false if a
 // rebuild is pending (rebuild file) or if its state machine is corrupt (it
 // is then moved aside and the rebuild file written). A state machine that
-// passes its check is left open for startReplica (s.checked). s.mu is
-// held.
+// passes its check is left open for startReplica (s.checked); one written
+// by a newer build (ErrNewerFormat) is an error: the node does not start,
+// and the state machine stays where it is. s.mu is held.
 func (s *Service) quarantine(sh int, rid uint64) (bool, error) {
 	if s.cfg.Storage != "pebble" {
 		return false, nil
@@ -131,6 +132,12 @@ func (s *Service) quarantine(sh int, rid uint64) (bool, error) {
 		}
 		s.checked[sh] = m
 		return false, nil
+	}
+	if errors.Is(verr, ErrNewerFormat) {
+		// Written by a newer build (a downgrade, or a snapshot from a
+		// newer leader): not corrupt, and a rebuild would only fetch
+		// the same format again. Refuse to start; the state is kept.
+		return false, fmt.Errorf("raft: shard %d's state machine %s was written by a newer build; not starting it (run that build or a later one; the state is left in place): %w", sh, dir, verr)
 	}
 	if !errors.Is(verr, core.ErrCorruption) {
 		return false, nil // other errors surface when the replica starts
