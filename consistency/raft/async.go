@@ -24,7 +24,10 @@ import (
 //
 // Only the common case is started this way: a single-shard write
 // (no transaction, no admin command) on the shard's leader, proposals not
-// batched, no simulator setting (TxnStagger) and no deliberate bug. Every
+// batched, reproposing on (reproposeAfter > 0: the completion goroutine
+// hands a write without a result to a goroutine of its own after it, so
+// one stuck write holds up the others for at most that long), no
+// simulator setting (TxnStagger) and no deliberate bug. Every
 // other request, and a write whose Propose fails (not in the log: nothing
 // happened), is left to Do (DoAsync returns false). Once proposed, the
 // write's outcome is decided as Do decides it (writeResult): a write
@@ -32,7 +35,7 @@ import (
 // TXNCONFLICT reply, a dropped proposal, and a proposal with no result
 // after reproposeAfter are finished by a goroutine of their own running
 // Do's code (proposeFrom, retryConflict), so the completion goroutine
-// never waits for anything but a result. A write is answered only once
+// waits for one write's result at most reproposeAfter. A write is answered only once
 // applied, as in Do: the durability and linearizability of a write do not
 // depend on the path.
 
@@ -66,6 +69,12 @@ type asyncState struct {
 func (s *Service) DoAsync(req consistency.Request, deadline time.Time, done func(consistency.Response, error)) bool {
 	if s.closed.Load() || req.Cmd == nil || req.Txn != nil || adminCommand(req.Cmd.Name) || readOnly(req) ||
 		req.Opts.Read == "stale" || s.cfg.BatchProposals || s.cfg.Bug != "" || s.cfg.TxnStagger > 0 {
+		return false
+	}
+	if s.reproposeAfter() == 0 {
+		// repropose off: a write without a result would hold the
+		// completion goroutine, and every other write behind it, until
+		// its deadline; Do waits for it on its own goroutine instead.
 		return false
 	}
 	sh, rerr := s.route(req)
@@ -161,25 +170,20 @@ func (s *Service) completeAsync() {
 				continue
 			default:
 			}
-			var slow <-chan time.Time
-			if wait > 0 {
-				d := time.Until(w.since.Add(wait))
-				if timer == nil {
-					timer = time.NewTimer(d)
-				} else {
-					timer.Reset(d)
-				}
-				slow = timer.C
+			// DoAsync starts nothing with reproposing off: wait > 0.
+			d := time.Until(w.since.Add(wait))
+			if timer == nil {
+				timer = time.NewTimer(d)
+			} else {
+				timer.Reset(d)
 			}
 			select {
 			case r := <-w.rs.ResultC():
 				s.finishAsync(w, r)
-			case <-slow:
+			case <-timer.C:
 				go s.asyncSlow(w, nil)
 			}
-			if timer != nil {
-				timer.Stop()
-			}
+			timer.Stop()
 		}
 	}
 }

@@ -13,9 +13,10 @@ import (
 
 // TestDoAsync: writes started with DoAsync on the leader are each answered
 // once, with their own applied reply (INCRs: every count from 1 to n once),
-// also when every write outlives reproposeAfter and is finished by
-// proposeFrom (copies proposed again, applied once); DoAsync leaves a
-// follower's write, a read and a write past its deadline to Do.
+// also when writes outlive reproposeAfter and are finished by proposeFrom
+// (copies proposed again, applied once); DoAsync leaves a follower's
+// write, a read and a write past its deadline to Do, and every write when
+// reproposing is off.
 func TestDoAsync(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
@@ -23,11 +24,21 @@ func TestDoAsync(t *testing.T) {
 	}{
 		{"answered by the completion goroutine", 0},
 		{"reproposed after 2ms", 2 * time.Millisecond},
+		{"repropose off: left to Do", -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newTestCluster(t, 1, func(cfg *Config) { cfg.ReproposeAfter = tc.repropose })
 			l := c.waitLeader(0, -1)
 			f := (l + 1) % 3
+			if tc.repropose < 0 {
+				set := core.Cmd("SET", "a", "1")
+				if c.svcs[l].DoAsync(consistency.Request{ID: 1, Cmd: &set}, time.Now().Add(10*time.Second), func(consistency.Response, error) {
+					t.Error("done called for a write DoAsync refused")
+				}) {
+					t.Fatal("DoAsync started a write with repropose off")
+				}
+				return
+			}
 			const n = 200
 			var mu sync.Mutex
 			var got []int64
