@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lni/dragonboat/v4"
@@ -57,6 +58,7 @@ type asyncState struct {
 	queue   []*asyncWrite
 	running bool          // a completion goroutine is running
 	wake    chan struct{} // capacity 1: the queue is not empty
+	slow    atomic.Int64  // writes handed to asyncSlow (tests)
 }
 
 // DoAsync starts req, a write, without waiting (it takes no lock it could
@@ -224,6 +226,7 @@ func (s *Service) finishAsync(w *asyncWrite, r dragonboat.RequestResult) {
 // its result) — propose it again from the start; or unanswered for
 // reproposeAfter (r nil) — go on watching its copy and propose another.
 func (s *Service) asyncSlow(w *asyncWrite, dropped *dragonboat.RequestResult) {
+	s.async.slow.Add(1)
 	ctx, cancel := context.WithDeadline(context.Background(), w.deadline)
 	defer cancel()
 	first := w.rs

@@ -14,7 +14,8 @@ import (
 // TestDoAsync: writes started with DoAsync on the leader are each answered
 // once, with their own applied reply (INCRs: every count from 1 to n once),
 // also when writes outlive reproposeAfter and are finished by proposeFrom
-// (copies proposed again, applied once); DoAsync leaves a follower's
+// (copies proposed again, applied once; with a 2 ms repropose at least one
+// write of 200 is, counted in asyncState.slow); DoAsync leaves a follower's
 // write, a read and a write past its deadline to Do, and every write when
 // reproposing is off.
 func TestDoAsync(t *testing.T) {
@@ -63,6 +64,9 @@ func TestDoAsync(t *testing.T) {
 				if errs[i] != nil || got[i] != int64(i+1) {
 					t.Fatalf("answer %d: %d, %v; want the counts 1..%d once each", i, got[i], errs[i], n)
 				}
+			}
+			if slow := c.svcs[l].async.slow.Load(); tc.repropose > 0 && slow == 0 {
+				t.Fatalf("no write of %d was handed to asyncSlow (proposeFrom) with repropose %v", n, tc.repropose)
 			}
 			if r := c.cmd(f, consistency.Options{}, "GET", "k"); str(r) != fmt.Sprint(n) {
 				t.Fatalf("GET k on a follower: %s, want %d", str(r), n)
