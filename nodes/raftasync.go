@@ -79,7 +79,10 @@ func (d *deferredWrite) OnDone(f func()) {
 // caller hands the request to a worker.
 func (h *handler) startDeferred(ctx context.Context, o *gen.RequestOptions, ns *namespace, c core.Command, start time.Time) bool {
 	a, ok := ns.svc.(asyncDoer)
-	if !ok || core.IsReadOnly(c.Name) {
+	// Ordering rule: whether the transport takes a Deferred (an inline
+	// request: Defer then succeeds) is checked before DoAsync proposes:
+	// once proposed, a write handed to a worker would be proposed again.
+	if !ok || core.IsReadOnly(c.Name) || !transport.Inline(ctx) {
 		return false
 	}
 	if !h.n.fence.enter() {
@@ -95,7 +98,12 @@ func (h *handler) startDeferred(ctx context.Context, o *gen.RequestOptions, ns *
 		h.n.fence.exit()
 		return false
 	}
-	transport.Defer(ctx, d)
+	if !transport.Defer(ctx, d) {
+		// Cannot happen (Inline was checked): the write is proposed and
+		// must not go to a worker. Fail loudly; the transport closes the
+		// connection and the write finishes unanswered.
+		panic("nodes: transport.Defer refused an inline request after DoAsync proposed its write")
+	}
 	h.n.loopWrites.Add(1)
 	return true
 }

@@ -1,10 +1,14 @@
 package nodes
 
 import (
+	"context"
 	"testing"
 	"time"
 
+	"github.com/dialkv/dialkv/consistency"
 	"github.com/dialkv/dialkv/consistency/raft"
+	"github.com/dialkv/dialkv/core"
+	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
 )
 
 // TestRaftWritesOnEventLoop: raft writes at the shard's leader are
@@ -46,4 +50,30 @@ func TestRaftWritesOnEventLoop(t *testing.T) {
 		t.Fatalf("%d acknowledged writes lost", lost)
 	}
 	t.Logf("%d writes proposed from the event loop before the leader stopped; %d acknowledged, %d failed", onLoop, len(load.acked), load.failed.Load())
+}
+
+// countingDoer is an asyncDoer that starts every write and counts them.
+type countingDoer struct {
+	consistency.Service
+	started int
+}
+
+func (d *countingDoer) DoAsync(consistency.Request, time.Time, func(consistency.Response, error)) bool {
+	d.started++
+	return true
+}
+
+// TestStartDeferredNotInline: a request that is not served on the event
+// loop (transport.Defer would refuse it) is not proposed by startDeferred:
+// a write proposed and then handed to a worker would be proposed twice.
+func TestStartDeferredNotInline(t *testing.T) {
+	doer := &countingDoer{}
+	h := &handler{n: &Node{}}
+	ns := &namespace{svc: doer}
+	if h.startDeferred(context.Background(), &gen.RequestOptions{}, ns, core.Cmd("SET", "a", "1"), time.Now()) {
+		t.Fatal("startDeferred took a request not served on the event loop")
+	}
+	if doer.started != 0 || h.n.fence.inflight.Load() != 0 {
+		t.Fatalf("%d writes proposed, %d left in the write fence; want none", doer.started, h.n.fence.inflight.Load())
+	}
 }
