@@ -21,6 +21,7 @@ import (
 // deferred until gate closes (DEFERNOW x: finished before the transport
 // registers its callback) and answered "done:x" when served again; served
 // anywhere else it answers "worker:x", which the test does not expect.
+// BADDEFER x on the loop returns ErrDeferred without calling Defer.
 type deferHandler struct {
 	stubHandler
 	gate chan struct{}
@@ -56,6 +57,10 @@ func (h *deferHandler) Call(ctx context.Context, o *gen.RequestOptions, c *gen.C
 		where, reply = "again", "done:"+arg
 	case Inline(ctx):
 		where = "inline"
+		if cc.Name == "BADDEFER" { // the bug: ErrDeferred without Defer
+			h.note(cc.Name, arg, where)
+			return nil, ErrDeferred
+		}
 		if cc.Name == "DEFER" || cc.Name == "DEFERNOW" {
 			if !Defer(ctx, gateDeferred{gate: h.gate, now: cc.Name == "DEFERNOW"}) {
 				return nil, errors.New("Defer refused an inline request")
@@ -122,5 +127,36 @@ func TestInlineDefer(t *testing.T) {
 		if !found {
 			t.Errorf("%q not served; served: %s", w, strings.Join(h.log, "; "))
 		}
+	}
+}
+
+// TestInlineDeferWithoutDefer: a handler that returns ErrDeferred without
+// calling Defer is a bug the transport does not paper over: the replies
+// before it are written and the connection is closed; the request is not
+// handed to a worker (which would serve it a second time).
+func TestInlineDeferWithoutDefer(t *testing.T) {
+	h := &deferHandler{gate: make(chan struct{})}
+	srv := NewServer(gen.NewDialKVProcessor(h), ServerConfig{Mode: ModeEpoll, InlineMethods: []string{"call"}})
+	nc, err := net.Dial("tcp", serveEpoll(t, srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Write(bytes.Join([][]byte{callFrame(Binary, 1, "GET", "a1"), callFrame(Binary, 2, "BADDEFER", "a2"), callFrame(Binary, 3, "GET", "a3")}, nil)); err != nil {
+		t.Fatal(err)
+	}
+	nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := readFrame(nc, nil, 1<<20); err != nil {
+		t.Fatalf("reply to the request before the bad one: %v", err)
+	}
+	if frame, err := readFrame(nc, nil, 1<<20); err == nil {
+		t.Fatalf("a reply (%d bytes) after a request deferred without Defer; want the connection closed", len(frame))
+	} else if errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("connection still open 20 s after a request deferred without Defer")
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if got := strings.Join(h.log, "; "); got != "GET a1 inline; BADDEFER a2 inline" {
+		t.Fatalf("served: %s; want GET a1 inline; BADDEFER a2 inline", got)
 	}
 }

@@ -578,12 +578,26 @@ func (s *Server) epollFrames(st *epollState, c *econn, data []byte, bufs *ioBuff
 			handoff = true
 			break
 		}
-		var keep, abandoned, never bool
+		var keep, abandoned, never, deferred bool
 		if inline {
 			s.istate.w, s.istate.d = nil, nil // only the loop serves inline
 		}
-		out, keep, abandoned, never = s.appendProcessMode(ctx, out, frame, inline)
-		if abandoned && inline && s.istate.d != nil {
+		out, keep, abandoned, never, deferred = s.appendProcessMode(ctx, out, frame, inline)
+		if abandoned && deferred != (s.istate.d != nil) {
+			// A handler bug: ErrDeferred without a Defer (nothing would
+			// serve the frame again, and a worker could apply a request
+			// already started a second time), or a Defer abandoned
+			// otherwise. Not a hand-off: the replies so far, then close.
+			s.cfg.Logger.Error("closing connection: a request was deferred without transport.Defer, or deferred and handed off (handler bug)", "deferred", deferred, "defer_called", s.istate.d != nil)
+			s.istate.d = nil
+			if flush() == nil {
+				s.epollClose(st, c, "bad_frame")
+			} else {
+				s.epollClose(st, c, "error")
+			}
+			return false, false, nil
+		}
+		if abandoned && s.istate.d != nil {
 			// Started, its reply to come (see ErrDeferred): held like a
 			// Hold's, the frame kept to be served again.
 			held = &heldReply{c: c, out: bytes.Clone(out), d: s.istate.d, frame: bytes.Clone(frame)}
@@ -719,7 +733,7 @@ func (s *Server) epollDeferDone(st *epollState, h *heldReply) {
 		return
 	}
 	ctx := context.WithValue(c.ctx, deferredKey{}, h.d)
-	out, keep, _, _ := s.appendProcessMode(ctx, h.out, h.frame, false)
+	out, keep, _, _, _ := s.appendProcessMode(ctx, h.out, h.frame, false)
 	h.out, h.frame, h.d = out, nil, nil
 	if !keep {
 		// The handler panicked: its exception if the socket takes it at

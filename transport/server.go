@@ -533,15 +533,15 @@ func (s *Server) ProcessContext(ctx context.Context, frame []byte) (resp []byte,
 // every request a read brought in one write. frame is only read, and not
 // referred to once it returns.
 func (s *Server) appendProcess(ctx context.Context, dst, frame []byte) (out []byte, keep bool) {
-	out, keep, _, _ = s.appendProcessMode(ctx, dst, frame, false)
+	out, keep, _, _, _ = s.appendProcessMode(ctx, dst, frame, false)
 	return out, keep
 }
 
 // appendProcessMode is appendProcess; with inline set (ctx is an inline
 // context), a request whose handler returned ErrServeOnWorker is dropped:
 // out is dst as it was, and abandoned is true; never is also true when the
-// handler returned ErrNotInline.
-func (s *Server) appendProcessMode(ctx context.Context, dst, frame []byte, inline bool) (out []byte, keep, abandoned, never bool) {
+// handler returned ErrNotInline, deferred when it returned ErrDeferred.
+func (s *Server) appendProcessMode(ctx context.Context, dst, frame []byte, inline bool) (out []byte, keep, abandoned, never, deferred bool) {
 	c := s.codecs.Get().(*codec)
 	c.in.reset(frame)
 	start := len(dst)
@@ -563,7 +563,7 @@ func (s *Server) appendProcessMode(ctx context.Context, dst, frame []byte, inlin
 		_, err := s.proc.Process(ctx, c.iprot, c.oprot)
 		if inline && err != nil && errors.Is(err, ErrServeOnWorker) {
 			c.out.b = c.out.b[:start]
-			abandoned, never = true, errors.Is(err, ErrNotInline)
+			abandoned, never, deferred = true, errors.Is(err, ErrNotInline), errors.Is(err, ErrDeferred)
 			return
 		}
 		if err != nil && len(c.out.b) == start+4 {
@@ -578,7 +578,7 @@ func (s *Server) appendProcessMode(ctx context.Context, dst, frame []byte, inlin
 	c.out.b = nil // the caller's buffer: not the pool's
 	c.in.reset(nil)
 	s.codecs.Put(c)
-	return out, keep, abandoned, never
+	return out, keep, abandoned, never, deferred
 }
 
 // SetFrameTimeoutForTest changes FrameTimeout on a running server (tests).
