@@ -160,3 +160,58 @@ func TestInlineDeferWithoutDefer(t *testing.T) {
 		t.Fatalf("served: %s; want GET a1 inline; BADDEFER a2 inline", got)
 	}
 }
+
+// TestInlineDeferExpires: a deferred request whose Deferred is never done
+// does not hold its connection forever: the connection is closed once the
+// frame timeout has passed (the late callback finds nothing to do), and
+// Shutdown returns with one still deferred.
+func TestInlineDeferExpires(t *testing.T) {
+	h := &deferHandler{gate: make(chan struct{})}
+	t.Cleanup(func() { close(h.gate) }) // after Shutdown: the late callbacks
+	const ft = 200 * time.Millisecond
+	srv := NewServer(gen.NewDialKVProcessor(h), ServerConfig{Mode: ModeEpoll, InlineMethods: []string{"call"}, FrameTimeout: ft})
+	addr := serveEpoll(t, srv)
+	deferOne := func(arg string) net.Conn {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		if _, err := nc.Write(callFrame(Binary, 1, "DEFER", arg)); err != nil {
+			t.Fatal(err)
+		}
+		return nc
+	}
+	a := deferOne("a1")
+	start := time.Now()
+	a.SetReadDeadline(start.Add(5 * time.Second))
+	if n, err := a.Read(make([]byte, 1)); n > 0 || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a deferred request never done: read %d bytes, %v; want the connection closed after the frame timeout %v", n, err, ft)
+	}
+	if d := time.Since(start); d < ft/2 {
+		t.Fatalf("connection closed after %v, before the frame timeout %v", d, ft)
+	}
+	b := deferOne("b1")
+	for start := time.Now(); ; time.Sleep(time.Millisecond) { // b1 deferred
+		h.mu.Lock()
+		n := len(h.log)
+		h.mu.Unlock()
+		if n >= 2 {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("the handler saw %d requests in 5 s, want 2", n)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(context.Background()) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown did not return with a request deferred for ever")
+	}
+	b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := b.Read(make([]byte, 1)); n > 0 || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("deferred connection after Shutdown: read %d bytes, %v; want it closed", n, err)
+	}
+}

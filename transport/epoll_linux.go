@@ -91,6 +91,11 @@ type epollState struct {
 	// OnDone callback, or the frame-timeout expiry) finishes it.
 	holdMu sync.Mutex
 	holds  map[Waiter]*holdGroup
+	// defers are the connections whose deferred request (see
+	// ErrDeferred) is not done, with when it was deferred (unix
+	// nanoseconds); whoever takes one out (the Deferred's OnDone
+	// callback, or the frame-timeout expiry) finishes it. Under holdMu.
+	defers map[*heldReply]int64
 }
 
 // holdGroup is the connections held on one Waiter.
@@ -177,7 +182,7 @@ func (s *Server) serveEpoll(ln net.Listener) error {
 	if err != nil {
 		return fmt.Errorf("transport: epoll_create: %w", err)
 	}
-	st := &epollState{epfd: epfd, lfd: lfd, done: make(chan struct{}), work: make(chan *econn), holds: map[Waiter]*holdGroup{}}
+	st := &epollState{epfd: epfd, lfd: lfd, done: make(chan struct{}), work: make(chan *econn), holds: map[Waiter]*holdGroup{}, defers: map[*heldReply]int64{}}
 	if s.cfg.WaitInPoller {
 		// Non-blocking, so that os.NewFile registers it with Go's poller.
 		if err := unix.SetNonblock(epfd, true); err != nil {
@@ -504,8 +509,7 @@ func (s *Server) epollInline(st *epollState, c *econn, bufs *ioBuffers) {
 		return // closed
 	case held != nil && held.d != nil:
 		held.more = n == len(buf)
-		h := held
-		h.d.OnDone(func() { s.epollDeferDone(st, h) })
+		s.epollDefer(st, held)
 	case held != nil:
 		held.more = n == len(buf)
 		s.epollHold(st, held)
@@ -721,6 +725,26 @@ func (s *Server) epollHoldWrite(st *epollState, h *heldReply) {
 	}
 }
 
+// epollDefer parks a connection whose request was deferred (see
+// ErrDeferred) until its Deferred is done (epollDeferDone) or the frame
+// timeout expires it (epollExpireHolds), whichever takes it out of
+// st.defers first; the other finds nothing to do.
+func (s *Server) epollDefer(st *epollState, h *heldReply) {
+	st.holdMu.Lock()
+	st.defers[h] = time.Now().UnixNano()
+	st.holdMu.Unlock()
+	// (Called without holdMu: OnDone may call back at once.)
+	h.d.OnDone(func() {
+		st.holdMu.Lock()
+		_, waiting := st.defers[h]
+		delete(st.defers, h)
+		st.holdMu.Unlock()
+		if waiting {
+			s.epollDeferDone(st, h)
+		}
+	})
+}
+
 // epollDeferDone finishes a connection whose deferred request (see
 // ErrDeferred) is done, on the goroutine that finished it: the request's
 // frame is served again with a context carrying the Deferred (the handler
@@ -768,17 +792,25 @@ func (s *Server) epollHoldNext(st *epollState, h *heldReply) {
 	}
 }
 
-// epollExpireHolds closes the connections whose replies have been held
-// longer than the frame timeout (a wait that does not end); a callback
-// that comes later finds nothing to do.
+// epollExpireHolds closes the connections whose replies have been held,
+// or whose deferred request has waited, longer than the frame timeout (a
+// wait that does not end); a callback that comes later finds nothing to
+// do.
 func (s *Server) epollExpireHolds(st *epollState, now int64) {
 	ft := s.frameTimeout.Load()
 	var expired []*holdGroup
+	var deferred []*heldReply
 	st.holdMu.Lock()
 	for w, g := range st.holds {
 		if now-g.since > ft {
 			expired = append(expired, g)
 			delete(st.holds, w)
+		}
+	}
+	for h, since := range st.defers {
+		if now-since > ft {
+			deferred = append(deferred, h)
+			delete(st.defers, h)
 		}
 	}
 	st.holdMu.Unlock()
@@ -787,6 +819,10 @@ func (s *Server) epollExpireHolds(st *epollState, now int64) {
 			s.cfg.Logger.Warn("closing connection: a held reply waited longer than the frame timeout")
 			s.epollClose(st, h.c, "error")
 		}
+	}
+	for _, h := range deferred {
+		s.cfg.Logger.Warn("closing connection: a deferred request waited longer than the frame timeout")
+		s.epollClose(st, h.c, "error")
 	}
 }
 
