@@ -413,8 +413,8 @@ func TestDedupChunksPersist(t *testing.T) {
 		chunks++
 	}
 	it.Close()
-	if max := keptReplies / 5; chunks == 0 || chunks > max {
-		t.Errorf("%d reply chunks on disk, want 1..%d (chunks whose numbers were all evicted are deleted)", chunks, max)
+	if limit := keptReplies / 5; chunks == 0 || chunks > limit {
+		t.Errorf("%d reply chunks on disk, want 1..%d (chunks whose numbers were all evicted are deleted)", chunks, limit)
 	}
 }
 
