@@ -58,26 +58,13 @@ func TestRestartedPeerIsRedialled(t *testing.T) {
 			var r1 received
 			n2 := start(t, factory(t, tc.tls, "n2"), "127.0.0.1:0", &r1)
 			addr := n2.ln.Addr().String()
-			ic, err := n1.GetConnection(testCtx(t), addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ic.Close()
-			c := ic.(*conn)
-			if err := c.SendMessageBatch(pb.MessageBatch{DeploymentId: 1}); err != nil {
-				t.Fatal(err)
-			}
-			r1.waitBatch(t, 1)
+			c := connectAndSend(t, n1, addr, &r1)
 
 			// The peer restarts on the same address.
 			n2.Close()
 			var r2 received
 			start(t, factory(t, tc.tls, "n2"), addr, &r2)
-			for deadline := time.Now().Add(5 * time.Second); !transport.PeerHungUp(c.c); time.Sleep(time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatal("the old peer's close did not arrive")
-				}
-			}
+			waitHungUp(t, c)
 			c.lastWrite = time.Now().Add(-redialIdleAfter) // idle since
 			for did := uint64(2); did <= 3; did++ {
 				if err := c.SendMessageBatch(pb.MessageBatch{DeploymentId: did}); err != nil {
@@ -97,27 +84,41 @@ func TestRestartedPeerIsRedialled(t *testing.T) {
 func TestBusyConnectionIsNotChecked(t *testing.T) {
 	var r1 received
 	n1, n2 := startPlain(t, &received{}), startPlain(t, &r1)
-	addr := n2.ln.Addr().String()
-	ic, err := n1.GetConnection(testCtx(t), addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ic.Close()
-	c := ic.(*conn)
-	if err := c.SendMessageBatch(pb.MessageBatch{DeploymentId: 1}); err != nil {
-		t.Fatal(err)
-	}
-	r1.waitBatch(t, 1)
+	c := connectAndSend(t, n1, n2.ln.Addr().String(), &r1)
 	old := c.c
 	n2.Close()
-	for deadline := time.Now().Add(5 * time.Second); !transport.PeerHungUp(c.c); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the peer's close did not arrive")
-		}
-	}
+	waitHungUp(t, c)
 	c.lastWrite = time.Now()
 	c.SendMessageBatch(pb.MessageBatch{DeploymentId: 2}) // may succeed locally
 	if c.c != old {
 		t.Fatal("a connection written to just now was dialled again")
+	}
+}
+
+// connectAndSend opens n1's message connection to addr and sends a first
+// batch (deployment 1), waiting until r received it; the connection is
+// closed when the test ends.
+func connectAndSend(t *testing.T, n1 *Transport, addr string, r *received) *conn {
+	t.Helper()
+	ic, err := n1.GetConnection(testCtx(t), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ic.Close() })
+	c := ic.(*conn)
+	if err := c.SendMessageBatch(pb.MessageBatch{DeploymentId: 1}); err != nil {
+		t.Fatal(err)
+	}
+	r.waitBatch(t, 1)
+	return c
+}
+
+// waitHungUp waits (up to 5 s) until c's peer has closed it.
+func waitHungUp(t *testing.T, c *conn) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !transport.PeerHungUp(c.c); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the peer's close did not arrive")
+		}
 	}
 }
