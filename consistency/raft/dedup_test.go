@@ -87,15 +87,7 @@ func TestDedupAdmit(t *testing.T) {
 
 	// The state round-trips through an engine, flushed in two steps.
 	e := core.NewMemEngine()
-	flush := func() {
-		b := e.NewBatch()
-		d.flush(b)
-		d.writeChunks(b)
-		if err := b.Commit(false); err != nil {
-			t.Fatal(err)
-		}
-		b.Close()
-	}
+	flush := func() { flushDedup(t, e, d) }
 	flush()
 	d.admit(8, 12, 9001)
 	d.keep(8, 12, core.Reply{Kind: core.KindInt, Int: 12})
@@ -418,6 +410,19 @@ func TestDedupChunksPersist(t *testing.T) {
 	}
 }
 
+// flushDedup writes d's state (flush, then the sealed chunks) to e in one
+// committed batch, as a state machine commit does.
+func flushDedup(t *testing.T, e core.Engine, d *dedup) {
+	t.Helper()
+	b := e.NewBatch()
+	defer b.Close()
+	d.flush(b)
+	d.writeChunks(b)
+	if err := b.Commit(false); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func mustDump(t *testing.T, m *memSM) map[string]string {
 	t.Helper()
 	v, err := m.Lookup(dumpQuery{now: time.Unix(2000, 0).UnixNano()})
@@ -449,15 +454,7 @@ func TestDedupLoadsEarlierFormat(t *testing.T) {
 	if r := d.admit(42, 2, 4); r == nil || str(*r) != "2" {
 		t.Fatalf("admit(42, 2) = %v, want the kept reply 2", r)
 	}
-	flush := func() {
-		b := e.NewBatch()
-		d.flush(b)
-		d.writeChunks(b)
-		if err := b.Commit(false); err != nil {
-			t.Fatal(err)
-		}
-		b.Close()
-	}
+	flush := func() { flushDedup(t, e, d) }
 	for s := uint64(4); s < 4+keptReplies; s++ { // evicts 1..3
 		if r := d.admit(42, s, s+1); r != nil {
 			t.Fatalf("admit(42, %d) = %s, want applied", s, str(*r))
