@@ -190,6 +190,13 @@ func (h *handler) Call(ctx context.Context, o *gen.RequestOptions, cmd *gen.Comm
 	if err == transport.ErrServeOnWorker {
 		return nil, err
 	}
+	return h.callAnswer(ns, c, start, resp, err)
+}
+
+// callAnswer is Call's answer to command c of namespace ns, first seen at
+// start, once done (by h.do, or deferred: answerDeferred): the hot-key
+// observation, then err (as answerErr converts it) or the reply.
+func (h *handler) callAnswer(ns *namespace, c core.Command, start time.Time, resp consistency.Response, err error) (*gen.ExecuteResponse, error) {
 	if len(c.Args) > 0 {
 		h.n.hot.observe(ns.spec.Name, c.Args[0], start)
 	}
@@ -488,13 +495,19 @@ func (h *handler) do(ctx context.Context, dl time.Time, ns *namespace, req consi
 	if err == errWouldBlock {
 		return resp, transport.ErrServeOnWorker
 	}
+	return resp, answerErr(resp, err)
+}
+
+// answerErr is a service's outcome as Call's error: err as serviceErr
+// converts it, else an error reply as its exception; nil: answer resp.
+func answerErr(resp consistency.Response, err error) error {
 	if err != nil {
-		return resp, serviceErr(err)
+		return serviceErr(err)
 	}
 	if resp.Reply.IsError() {
-		return resp, transport.ExceptionFromCore(resp.Reply.Err)
+		return transport.ExceptionFromCore(resp.Reply.Err)
 	}
-	return resp, nil
+	return nil
 }
 
 // doOne runs one request on the namespace's service until dl.

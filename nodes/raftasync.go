@@ -114,14 +114,5 @@ func (h *handler) answerDeferred(d *deferredWrite, c core.Command) (*gen.Execute
 	d.mu.Lock()
 	resp, err := d.resp, d.err
 	d.mu.Unlock()
-	if len(c.Args) > 0 {
-		h.n.hot.observe(d.ns.spec.Name, c.Args[0], d.start)
-	}
-	if err != nil {
-		return nil, serviceErr(err)
-	}
-	if resp.Reply.IsError() {
-		return nil, transport.ExceptionFromCore(resp.Reply.Err)
-	}
-	return &gen.ExecuteResponse{Replies: []*gen.Reply{transport.ReplyFromCore(resp.Reply, resp.Values)}, Token: resp.Token, ServedBy: h.served()}, nil
+	return h.callAnswer(d.ns, c, d.start, resp, answerErr(resp, err))
 }
