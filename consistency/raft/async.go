@@ -213,12 +213,12 @@ func (s *Service) finishAsync(w *asyncWrite, r dragonboat.RequestResult) {
 		// again after an RTT while there is time.
 		w.rs.Release()
 		go s.asyncSlow(w, &r)
-	case r.Rejected():
+	case r.Rejected(): // not in the log, as proposeFrom answers it
 		w.rs.Release()
-		w.done(consistency.Response{ID: w.req.ID}, fmt.Errorf("raft: write to shard %d on %s: %w: proposal %s", w.sh, s.cfg.NodeID, consistency.ErrUnavailable, resultString(r)))
+		w.done(s.writeResult(context.Background(), w.req, w.sh, nil, 0, fmt.Errorf("%w: proposal %s", consistency.ErrUnavailable, resultString(r))))
 	default: // timeout, aborted, terminated: it may still commit
 		w.rs.Release()
-		w.done(consistency.Response{ID: w.req.ID}, fmt.Errorf("raft: write to shard %d on %s: %w: proposal %s", w.sh, s.cfg.NodeID, consistency.ErrTimeout, resultString(r)))
+		w.done(s.writeResult(context.Background(), w.req, w.sh, nil, 1, fmt.Errorf("%w: proposal %s", consistency.ErrTimeout, resultString(r))))
 	}
 }
 
@@ -235,7 +235,7 @@ func (s *Service) asyncSlow(w *asyncWrite, dropped *dragonboat.RequestResult) {
 		// As propose after a dropped copy: wait an RTT first.
 		select {
 		case <-ctx.Done():
-			w.done(consistency.Response{ID: w.req.ID}, fmt.Errorf("raft: write to shard %d on %s: %w: proposal dropped", w.sh, s.cfg.NodeID, consistency.ErrUnavailable))
+			w.done(s.writeResult(ctx, w.req, w.sh, nil, 0, fmt.Errorf("%w: proposal dropped", consistency.ErrUnavailable)))
 			return
 		case <-time.After(s.retryWait(ctx, w.shardID)):
 		}
