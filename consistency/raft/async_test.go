@@ -65,7 +65,9 @@ func TestDoAsync(t *testing.T) {
 					t.Fatalf("answer %d: %d, %v; want the counts 1..%d once each", i, got[i], errs[i], n)
 				}
 			}
-			if slow := c.svcs[l].async.slow.Load(); tc.repropose > 0 && slow == 0 {
+			slow := c.svcs[l].async.slow.Load()
+			t.Logf("%d of %d writes handed to asyncSlow", slow, n)
+			if tc.repropose > 0 && slow == 0 {
 				t.Fatalf("no write of %d was handed to asyncSlow (proposeFrom) with repropose %v", n, tc.repropose)
 			}
 			if r := c.cmd(f, consistency.Options{}, "GET", "k"); str(r) != fmt.Sprint(n) {
