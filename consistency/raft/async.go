@@ -17,7 +17,7 @@ import (
 // serves a request on its event loop, which must not block; a raft write
 // otherwise goes to a worker goroutine that proposes it and waits for its
 // result (Do). DoAsync proposes it on the caller's goroutine and returns;
-// the result is delivered by one completion goroutine per Service, which
+// the result is delivered by one completion goroutine per shard, which
 // waits for the proposals' results in the order they were proposed (the
 // order the leader applies them in) and calls each one's done. A write
 // so costs no hand-off to a worker and no goroutine parked per request;
@@ -27,7 +27,7 @@ import (
 // (no transaction, no admin command) on the shard's leader, proposals not
 // batched, reproposing on (reproposeAfter > 0: the completion goroutine
 // hands a write without a result to a goroutine of its own after it, so
-// one stuck write holds up the others for at most that long), no
+// one stuck write holds up its shard's later writes at most that long), no
 // simulator setting (TxnStagger) and no deliberate bug. Every
 // other request, and a write whose Propose fails (not in the log: nothing
 // happened), is left to Do (DoAsync returns false). Once proposed, the
@@ -52,13 +52,20 @@ type asyncWrite struct {
 	done     func(consistency.Response, error)
 }
 
-// asyncState is the queue of writes started by DoAsync and not finished.
+// asyncState is the writes started by DoAsync and not finished, one
+// queue (and completion goroutine) per shard.
 type asyncState struct {
-	mu      sync.Mutex
+	mu     sync.Mutex
+	queues map[int]*asyncQueue // by shard; never removed
+	slow   atomic.Int64        // writes handed to asyncSlow (tests)
+}
+
+// asyncQueue is one shard's writes started by DoAsync, in the order they
+// were proposed. Its fields are under asyncState.mu.
+type asyncQueue struct {
 	queue   []*asyncWrite
 	running bool          // a completion goroutine is running
 	wake    chan struct{} // capacity 1: the queue is not empty
-	slow    atomic.Int64  // writes handed to asyncSlow (tests)
 }
 
 // DoAsync starts req, a write, without waiting (it takes no lock it could
@@ -74,9 +81,9 @@ func (s *Service) DoAsync(req consistency.Request, deadline time.Time, done func
 		return false
 	}
 	if s.reproposeAfter() == 0 {
-		// repropose off: a write without a result would hold the
-		// completion goroutine, and every other write behind it, until
-		// its deadline; Do waits for it on its own goroutine instead.
+		// repropose off: a write without a result would hold its
+		// shard's completion goroutine, and every write behind it,
+		// until its deadline; Do waits for it on its own goroutine.
 		return false
 	}
 	sh, rerr := s.route(req)
@@ -108,54 +115,66 @@ func (s *Service) DoAsync(req consistency.Request, deadline time.Time, done func
 	if err != nil {
 		return false // not in the log: Do retries or answers
 	}
-	w := &asyncWrite{req: req, sh: sh, shardID: shardID, data: data, rs: rs, deadline: deadline, since: now, done: done}
-	a := &s.async
-	a.mu.Lock()
-	a.queue = append(a.queue, w)
-	if a.wake == nil {
-		a.wake = make(chan struct{}, 1)
-	}
-	if !a.running {
-		a.running = true
-		go s.completeAsync()
-	}
-	a.mu.Unlock()
-	select {
-	case a.wake <- struct{}{}:
-	default: // already signalled
-	}
+	s.enqueueAsync(&asyncWrite{req: req, sh: sh, shardID: shardID, data: data, rs: rs, deadline: deadline, since: now, done: done})
 	return true
 }
 
-// completeAsync is the completion goroutine: it takes the queued writes in
-// the order they were proposed and waits for each one's result in turn.
-// Ordering rule: the leader applies a shard's proposals in log order, which
-// is (for the writes of one Service) about the order they were queued in,
-// so waiting in queue order rarely waits for one write while a later one
-// is ready; a write without a result after reproposeAfter is handed to a
-// goroutine of its own (asyncSlow) so it cannot hold up the rest. It ends
-// when the Service is closed and every queued write is finished (Dragonboat
-// answers every pending proposal when its NodeHost closes).
-func (s *Service) completeAsync() {
+// enqueueAsync queues w, proposed, on its shard's queue, starting the
+// shard's completion goroutine if none runs.
+func (s *Service) enqueueAsync(w *asyncWrite) {
+	a := &s.async
+	a.mu.Lock()
+	q := a.queues[w.sh]
+	if q == nil {
+		if a.queues == nil {
+			a.queues = map[int]*asyncQueue{}
+		}
+		q = &asyncQueue{wake: make(chan struct{}, 1)}
+		a.queues[w.sh] = q
+	}
+	q.queue = append(q.queue, w)
+	if !q.running {
+		q.running = true
+		go s.completeAsync(q)
+	}
+	a.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default: // already signalled
+	}
+}
+
+// completeAsync is shard queue q's completion goroutine: it takes the
+// queued writes in the order they were proposed and waits for each one's
+// result in turn. Ordering rule: the leader applies a shard's proposals in
+// log order, which is (for the writes of one Service) about the order they
+// were queued in, so waiting in queue order rarely waits for one write
+// while a later one is ready; a write without a result after
+// reproposeAfter is handed to a goroutine of its own (asyncSlow) so it
+// holds up the rest of its shard's queue at most that long, and other
+// shards' queues not at all. It ends when the Service is closed and every
+// queued write is finished (Dragonboat answers every pending proposal
+// when its NodeHost closes).
+func (s *Service) completeAsync(q *asyncQueue) {
 	a := &s.async
 	wait := s.reproposeAfter()
 	var timer *time.Timer
 	var batch []*asyncWrite
 	for {
 		a.mu.Lock()
-		batch, a.queue = a.queue, batch[:0]
+		batch, q.queue = q.queue, batch[:0]
 		a.mu.Unlock()
 		if len(batch) == 0 {
 			select {
-			case <-a.wake:
+			case <-q.wake:
 				continue
 			case <-s.closing:
 				a.mu.Lock()
-				empty := len(a.queue) == 0
+				empty := len(q.queue) == 0
 				if empty {
 					// A DoAsync that queues after this starts
 					// another completion goroutine.
-					a.running = false
+					q.running = false
 				}
 				a.mu.Unlock()
 				if empty {

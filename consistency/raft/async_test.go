@@ -1,11 +1,14 @@
 package raft
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lni/dragonboat/v4"
 
 	"github.com/dialkv/dialkv/consistency"
 	"github.com/dialkv/dialkv/core"
@@ -91,5 +94,59 @@ func TestDoAsync(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDoAsyncShardQueues: a write without a result queued for one shard
+// does not hold up another shard's writes started with DoAsync (one
+// completion goroutine per shard): with a 3 s repropose, a write to
+// shard 1 queued behind a stuck write of shard 0 is answered well before
+// the stuck one would be handed to asyncSlow; the stuck one, given a
+// timed-out result, is then answered ErrTimeout.
+func TestDoAsyncShardQueues(t *testing.T) {
+	const wait = 3 * time.Second
+	c := newTestCluster(t, 2, func(cfg *Config) { cfg.ReproposeAfter = wait })
+	l := c.waitLeader(1, -1)
+	s := c.svcs[l]
+	// The stuck write: its result comes only when the test sends one
+	// (its RequestState is not Dragonboat's).
+	set := core.Cmd("SET", "stuck", "1")
+	now := time.Now()
+	rs := &dragonboat.RequestState{CompletedC: make(chan dragonboat.RequestResult, 1)}
+	stuck := make(chan error, 1)
+	s.enqueueAsync(&asyncWrite{
+		req: consistency.Request{ID: 1, Cmd: &set}, sh: 0, shardID: s.ShardID(0),
+		data: encodeProposal(proposal{now: now.UnixNano(), proposer: s.proposer, seq: s.seq.Add(1), cmd: &set}),
+		rs:   rs, deadline: now.Add(wait + 10*time.Second), since: now,
+		done: func(_ consistency.Response, err error) { stuck <- err },
+	})
+	key := ""
+	for i := 0; key == ""; i++ { // a key of shard 1
+		if k := fmt.Sprint("k", i); core.ShardOf([]byte(k), 2) == 1 {
+			key = k
+		}
+	}
+	incr := core.Cmd("INCR", key)
+	answered := make(chan error, 1)
+	start := time.Now()
+	if !s.DoAsync(consistency.Request{ID: 2, Cmd: &incr}, start.Add(10*time.Second), func(_ consistency.Response, err error) { answered <- err }) {
+		t.Fatal("DoAsync refused a write on shard 1's leader")
+	}
+	select {
+	case err := <-answered:
+		if err != nil {
+			t.Fatalf("write to shard 1: %v", err)
+		}
+	case <-time.After(wait / 2):
+		t.Fatalf("write to shard 1 not answered in %v: held up by shard 0's stuck write (repropose %v)", wait/2, wait)
+	}
+	rs.CompletedC <- dragonboat.RequestResult{} // timed out
+	select {
+	case err := <-stuck:
+		if !errors.Is(err, consistency.ErrTimeout) {
+			t.Fatalf("the stuck write, timed out: %v, want ErrTimeout", err)
+		}
+	case <-time.After(wait + 10*time.Second):
+		t.Fatal("the stuck write was never answered")
 	}
 }
