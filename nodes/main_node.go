@@ -141,7 +141,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	// process as it was.)
 	// runtime.GOMAXPROCS(0) is read before the node sets it: the runtime's
 	// default, which honours a cgroup CPU limit (runtime.NumCPU does not).
-	if p := nodeProcs(*procs, policy, os.Getenv("GOMAXPROCS") != "", runtime.GOMAXPROCS(0)); p > 0 {
+	// Capped at the CPUs: a process that runs a node again (a test) reads
+	// what the last one set, and must not add a P each time.
+	if p := nodeProcs(*procs, policy, os.Getenv("GOMAXPROCS") != "", min(runtime.GOMAXPROCS(0), runtime.NumCPU())); p > 0 {
 		runtime.GOMAXPROCS(p)
 		logger.Info("GOMAXPROCS set", "procs", p)
 	}
