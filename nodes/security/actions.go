@@ -39,10 +39,11 @@ func hasPrefixFold(s, prefix string) bool {
 //     cluster (ClusterScope); RAFT.ADD, RAFT.REMOVE, RAFT.JOIN, RAFT.LEAVE,
 //     RAFT.NODES with arguments, and any unknown RAFT.* command, on the
 //     request's namespace;
-//   - their reports read: CLUSTER MEMBERS, CLUSTER RING and CLUSTER
-//     REBUILD [NAMESPACE] on the request's namespace; RAFT.MEMBERS, RAFT.HOSTED, RAFT.SYNCED and RAFT.NODES
-//     without arguments on the request's namespace; HOTKEYS on the whole
-//     cluster (it lists keys of every namespace);
+//   - their reports read: CLUSTER MEMBERS and CLUSTER RING on the
+//     request's namespace; RAFT.MEMBERS, RAFT.HOSTED, RAFT.SYNCED and RAFT.NODES
+//     without arguments on the request's namespace; HOTKEYS and CLUSTER
+//     REBUILD [NAMESPACE] on the whole cluster (they list keys of every
+//     namespace);
 //   - a data command that core reports read-only (GET, EXISTS, ...) reads;
 //     every other command writes, an unknown one included (fail closed).
 //
@@ -57,7 +58,10 @@ func CommandNeed(name string, args [][]byte) Need {
 			return Need{Action: Read}
 		}
 		if len(args) <= 2 && len(args) >= 1 && strings.EqualFold(string(args[0]), "REBUILD") {
-			return Need{Action: Read} // a report: CLUSTER REBUILD [NAMESPACE]
+			// A report, but it names lost keys of any causal namespace
+			// (NAMESPACE is not the request's): read on the whole cluster,
+			// as HOTKEYS.
+			return Need{Action: Read, Cluster: true}
 		}
 		// CLUSTER RING SET changes the member list of every node, and
 		// anything else under CLUSTER is refused unless the caller could
