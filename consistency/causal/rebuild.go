@@ -588,15 +588,19 @@ func (r *Replica) finishRebuild(now time.Time) error {
 	// queue as it was for the next attempt.
 	entries := map[uint64]outEntry{}
 	recs := map[string]record{}
-	loadRec := func(k string) record {
+	// loadRec: the record of k as this batch leaves it; ok false when it
+	// cannot be read (then nothing may be written over it: an empty
+	// record would replace the corrupt one, seeds included, and claim
+	// versions it never saw, so no repair would start).
+	loadRec := func(k string) (record, bool) {
 		cur, ok := recs[k]
 		if !ok {
 			var err error
 			if cur, err = r.load(k); err != nil {
-				cur = record{}
+				return record{}, false
 			}
 		}
-		return cur
+		return cur, true
 	}
 	// newest[region][key]: the newest salvaged write of key queued for
 	// region (a gone notice of key follows it there).
@@ -622,7 +626,7 @@ func (r *Replica) finishRebuild(now time.Time) error {
 			// The stored sibling too: a reader inherits its
 			// dependencies, and a write of that reader would wait for
 			// the lost one.
-			cur := loadRec(e.Key)
+			cur, _ := loadRec(e.Key) // unreadable: no siblings, nothing written
 			if i := slices.IndexFunc(cur.Sibs, func(x record) bool { return x.V == e.Rec.V }); i >= 0 {
 				cur.Sibs[i].Deps = slices.DeleteFunc(cur.Sibs[i].Deps, gone)
 				recs[e.Key] = cur
@@ -682,7 +686,7 @@ func (r *Replica) finishRebuild(now time.Time) error {
 			notices = append(notices, e)
 			b.Set(queueKey(e.Seq), sealJSON(queueKey(e.Seq), e))
 		}
-		if cur := loadRec(k); seenOf(cur.Seen, self).Less(v) {
+		if cur, ok := loadRec(k); ok && seenOf(cur.Seen, self).Less(v) {
 			recs[k] = applyGone(cur, v)
 		}
 	}
