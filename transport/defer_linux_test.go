@@ -31,13 +31,14 @@ type deferHandler struct {
 }
 
 // gateDeferred is a Deferred done when gate closes (its callback then runs
-// on a goroutine of its own), or at once (now).
+// on a goroutine of its own), or at once (now); a pointer, one per request,
+// as Deferred asks.
 type gateDeferred struct {
 	gate chan struct{}
 	now  bool
 }
 
-func (d gateDeferred) OnDone(f func()) {
+func (d *gateDeferred) OnDone(f func()) {
 	if d.now {
 		f()
 		return
@@ -63,7 +64,7 @@ func (h *deferHandler) Call(ctx context.Context, o *gen.RequestOptions, c *gen.C
 			return nil, ErrDeferred
 		}
 		if cc.Name == "DEFER" || cc.Name == "DEFERNOW" {
-			if !Defer(ctx, gateDeferred{gate: h.gate, now: cc.Name == "DEFERNOW"}) {
+			if !Defer(ctx, &gateDeferred{gate: h.gate, now: cc.Name == "DEFERNOW"}) {
 				return nil, errors.New("Defer refused an inline request")
 			}
 			h.note(cc.Name, arg, where)

@@ -87,16 +87,20 @@ type epollState struct {
 	gen     uint32
 	scratch sync.Pool
 	// holds are the connections whose replies wait (see Hold), by what
-	// they wait for; whoever takes a group out of the map (the Waiter's
-	// OnDone callback, or the frame-timeout expiry) finishes it.
+	// they wait for — a deferred request (see ErrDeferred) waits for its
+	// Deferred, as a deferWait —; whoever takes a group out of the map
+	// (the Waiter's OnDone callback, or the frame-timeout expiry)
+	// finishes it.
 	holdMu sync.Mutex
 	holds  map[Waiter]*holdGroup
-	// defers are the connections whose deferred request (see
-	// ErrDeferred) is not done, with when it was deferred (unix
-	// nanoseconds); whoever takes one out (the Deferred's OnDone
-	// callback, or the frame-timeout expiry) finishes it. Under holdMu.
-	defers map[*heldReply]int64
 }
+
+// deferWait is a deferred request's Deferred as the Waiter it is held on:
+// a Deferred has no failure of its own (its outcome is in the reply the
+// frame served again gives).
+type deferWait struct{ Deferred }
+
+func (deferWait) Err() error { return nil }
 
 // holdGroup is the connections held on one Waiter.
 type holdGroup struct {
@@ -112,7 +116,7 @@ type heldReply struct {
 	w    Waiter
 	more bool // the read filled the buffer: the socket may hold more
 	// d: a deferred request (see ErrDeferred), whose frame is served
-	// again once d is done, its reply appended to out (w is nil).
+	// again once d is done, its reply appended to out (w is deferWait{d}).
 	d     Deferred
 	frame []byte
 }
@@ -182,7 +186,7 @@ func (s *Server) serveEpoll(ln net.Listener) error {
 	if err != nil {
 		return fmt.Errorf("transport: epoll_create: %w", err)
 	}
-	st := &epollState{epfd: epfd, lfd: lfd, done: make(chan struct{}), work: make(chan *econn), holds: map[Waiter]*holdGroup{}, defers: map[*heldReply]int64{}}
+	st := &epollState{epfd: epfd, lfd: lfd, done: make(chan struct{}), work: make(chan *econn), holds: map[Waiter]*holdGroup{}}
 	if s.cfg.WaitInPoller {
 		// Non-blocking, so that os.NewFile registers it with Go's poller.
 		if err := unix.SetNonblock(epfd, true); err != nil {
@@ -507,10 +511,7 @@ func (s *Server) epollInline(st *epollState, c *econn, bufs *ioBuffers) {
 	switch {
 	case !ok:
 		return // closed
-	case held != nil && held.d != nil:
-		held.more = n == len(buf)
-		s.epollDefer(st, held)
-	case held != nil:
+	case held != nil: // a Hold's, or a deferred request's
 		held.more = n == len(buf)
 		s.epollHold(st, held)
 	case s.closing.Load():
@@ -604,7 +605,7 @@ func (s *Server) epollFrames(st *epollState, c *econn, data []byte, bufs *ioBuff
 		if abandoned && s.istate.d != nil {
 			// Started, its reply to come (see ErrDeferred): held like a
 			// Hold's, the frame kept to be served again.
-			held = &heldReply{c: c, out: bytes.Clone(out), d: s.istate.d, frame: bytes.Clone(frame)}
+			held = &heldReply{c: c, out: bytes.Clone(out), w: deferWait{s.istate.d}, d: s.istate.d, frame: bytes.Clone(frame)}
 			s.istate.d = nil
 			data = data[4+size:]
 			break
@@ -698,6 +699,10 @@ func (s *Server) epollHoldDone(st *epollState, w Waiter) {
 			s.epollClose(st, h.c, "error")
 			continue
 		}
+		if h.d != nil {
+			s.epollDeferDone(st, h)
+			continue
+		}
 		s.epollHoldWrite(st, h)
 	}
 }
@@ -723,26 +728,6 @@ func (s *Server) epollHoldWrite(st *epollState, h *heldReply) {
 	default:
 		s.epollClose(st, h.c, "error")
 	}
-}
-
-// epollDefer parks a connection whose request was deferred (see
-// ErrDeferred) until its Deferred is done (epollDeferDone) or the frame
-// timeout expires it (epollExpireHolds), whichever takes it out of
-// st.defers first; the other finds nothing to do.
-func (s *Server) epollDefer(st *epollState, h *heldReply) {
-	st.holdMu.Lock()
-	st.defers[h] = time.Now().UnixNano()
-	st.holdMu.Unlock()
-	// (Called without holdMu: OnDone may call back at once.)
-	h.d.OnDone(func() {
-		st.holdMu.Lock()
-		_, waiting := st.defers[h]
-		delete(st.defers, h)
-		st.holdMu.Unlock()
-		if waiting {
-			s.epollDeferDone(st, h)
-		}
-	})
 }
 
 // epollDeferDone finishes a connection whose deferred request (see
@@ -799,7 +784,6 @@ func (s *Server) epollHoldNext(st *epollState, h *heldReply) {
 func (s *Server) epollExpireHolds(st *epollState, now int64) {
 	ft := s.frameTimeout.Load()
 	var expired []*holdGroup
-	var deferred []*heldReply
 	st.holdMu.Lock()
 	for w, g := range st.holds {
 		if now-g.since > ft {
@@ -807,22 +791,16 @@ func (s *Server) epollExpireHolds(st *epollState, now int64) {
 			delete(st.holds, w)
 		}
 	}
-	for h, since := range st.defers {
-		if now-since > ft {
-			deferred = append(deferred, h)
-			delete(st.defers, h)
-		}
-	}
 	st.holdMu.Unlock()
 	for _, g := range expired {
 		for _, h := range g.hs {
-			s.cfg.Logger.Warn("closing connection: a held reply waited longer than the frame timeout")
+			what := "a held reply"
+			if h.d != nil {
+				what = "a deferred request"
+			}
+			s.cfg.Logger.Warn("closing connection: " + what + " waited longer than the frame timeout")
 			s.epollClose(st, h.c, "error")
 		}
-	}
-	for _, h := range deferred {
-		s.cfg.Logger.Warn("closing connection: a deferred request waited longer than the frame timeout")
-		s.epollClose(st, h.c, "error")
 	}
 }
 

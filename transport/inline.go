@@ -67,7 +67,10 @@ var ErrNotInline error = fmt.Errorf("%w: never on the event loop", thrift.ErrAba
 var ErrDeferred error = fmt.Errorf("%w: deferred", thrift.ErrAbandonRequest)
 
 // A Deferred is a request started on the event loop whose reply is not
-// known yet (see ErrDeferred).
+// known yet (see ErrDeferred). The event loop holds the request's
+// connection on it as on a Hold's Waiter (a map key compared with ==), so
+// a Deferred must be comparable and one request one value: use a pointer
+// type.
 type Deferred interface {
 	// OnDone arranges for f to be called once, when the request is
 	// finished: by the goroutine that finishes it, or at once by OnDone's
