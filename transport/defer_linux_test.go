@@ -3,11 +3,9 @@
 package transport
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -93,32 +91,17 @@ func TestInlineDefer(t *testing.T) {
 	h := &deferHandler{gate: make(chan struct{})}
 	srv := NewServer(gen.NewDialKVProcessor(h), ServerConfig{Mode: ModeEpoll, InlineMethods: []string{"call"}})
 	addr := serveEpoll(t, srv)
-	dial := func(reqs ...[]byte) net.Conn { return dialSend(t, addr, reqs...) }
-	expect := func(nc net.Conn, what string, want ...string) {
-		t.Helper()
-		expectCallReplies(t, nc, what, want...)
-	}
-	a := dial(callFrame(Binary, 1, "GET", "a1"), callFrame(Binary, 2, "DEFER", "a2"), callFrame(Binary, 3, "GET", "a3"))
-	for start := time.Now(); ; time.Sleep(time.Millisecond) {
-		h.mu.Lock()
-		n := len(h.log)
-		h.mu.Unlock()
-		if n >= 2 {
-			break
-		}
-		if time.Since(start) > 20*time.Second {
-			t.Fatalf("the handler saw %d requests in 20 s, want 2", n)
-		}
-	}
+	a := dialSend(t, addr, callFrame(Binary, 1, "GET", "a1"), callFrame(Binary, 2, "DEFER", "a2"), callFrame(Binary, 3, "GET", "a3"))
+	waitLogged(t, &h.mu, &h.log, 2, 20*time.Second)
 	// a1's reply waits with the deferred one (one write for the read).
 	a.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 	if n, err := a.Read(make([]byte, 1)); n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("a deferred connection answered before its request was done: %d bytes, %v", n, err)
 	}
-	expect(dial(callFrame(Binary, 1, "DEFERNOW", "b1"), callFrame(Binary, 2, "GET", "b2")), "done at once", "done:b1", "b2")
-	expect(dial(callFrame(Binary, 1, "GET", "c1")), "a new connection meanwhile", "c1")
+	expectCallReplies(t, dialSend(t, addr, callFrame(Binary, 1, "DEFERNOW", "b1"), callFrame(Binary, 2, "GET", "b2")), "done at once", "done:b1", "b2")
+	expectCallReplies(t, dialSend(t, addr, callFrame(Binary, 1, "GET", "c1")), "a new connection meanwhile", "c1")
 	close(h.gate)
-	expect(a, "deferred", "a1", "done:a2", "a3")
+	expectCallReplies(t, a, "deferred", "a1", "done:a2", "a3")
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, w := range []string{"GET a1 inline", "DEFER a2 inline", "DEFER a2 again", "GET a3 worker", "DEFERNOW b1 inline", "DEFERNOW b1 again", "GET c1 inline"} {
@@ -139,14 +122,7 @@ func TestInlineDefer(t *testing.T) {
 func TestInlineDeferWithoutDefer(t *testing.T) {
 	h := &deferHandler{gate: make(chan struct{})}
 	srv := NewServer(gen.NewDialKVProcessor(h), ServerConfig{Mode: ModeEpoll, InlineMethods: []string{"call"}})
-	nc, err := net.Dial("tcp", serveEpoll(t, srv))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	if _, err := nc.Write(bytes.Join([][]byte{callFrame(Binary, 1, "GET", "a1"), callFrame(Binary, 2, "BADDEFER", "a2"), callFrame(Binary, 3, "GET", "a3")}, nil)); err != nil {
-		t.Fatal(err)
-	}
+	nc := dialSend(t, serveEpoll(t, srv), callFrame(Binary, 1, "GET", "a1"), callFrame(Binary, 2, "BADDEFER", "a2"), callFrame(Binary, 3, "GET", "a3"))
 	nc.SetReadDeadline(time.Now().Add(20 * time.Second))
 	if _, err := readFrame(nc, nil, 1<<20); err != nil {
 		t.Fatalf("reply to the request before the bad one: %v", err)
@@ -173,18 +149,7 @@ func TestInlineDeferExpires(t *testing.T) {
 	const ft = 200 * time.Millisecond
 	srv := NewServer(gen.NewDialKVProcessor(h), ServerConfig{Mode: ModeEpoll, InlineMethods: []string{"call"}, FrameTimeout: ft})
 	addr := serveEpoll(t, srv)
-	deferOne := func(arg string) net.Conn {
-		nc, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { nc.Close() })
-		if _, err := nc.Write(callFrame(Binary, 1, "DEFER", arg)); err != nil {
-			t.Fatal(err)
-		}
-		return nc
-	}
-	a := deferOne("a1")
+	a := dialSend(t, addr, callFrame(Binary, 1, "DEFER", "a1"))
 	start := time.Now()
 	a.SetReadDeadline(start.Add(5 * time.Second))
 	if n, err := a.Read(make([]byte, 1)); n > 0 || errors.Is(err, os.ErrDeadlineExceeded) {
@@ -193,18 +158,8 @@ func TestInlineDeferExpires(t *testing.T) {
 	if d := time.Since(start); d < ft/2 {
 		t.Fatalf("connection closed after %v, before the frame timeout %v", d, ft)
 	}
-	b := deferOne("b1")
-	for start := time.Now(); ; time.Sleep(time.Millisecond) { // b1 deferred
-		h.mu.Lock()
-		n := len(h.log)
-		h.mu.Unlock()
-		if n >= 2 {
-			break
-		}
-		if time.Since(start) > 5*time.Second {
-			t.Fatalf("the handler saw %d requests in 5 s, want 2", n)
-		}
-	}
+	b := dialSend(t, addr, callFrame(Binary, 1, "DEFER", "b1"))
+	waitLogged(t, &h.mu, &h.log, 2, 5*time.Second) // b1 deferred
 	done := make(chan error, 1)
 	go func() { done <- srv.Shutdown(context.Background()) }()
 	select {

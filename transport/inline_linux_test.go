@@ -322,26 +322,11 @@ func TestInlineHold(t *testing.T) {
 	call := func(seq int32, name, arg string) []byte {
 		return callFrame(Binary, seq, name, arg)
 	}
-	dial := func(reqs ...[]byte) net.Conn { return dialSend(t, addr, reqs...) }
-	expect := func(nc net.Conn, what string, want ...string) {
-		t.Helper()
-		expectCallReplies(t, nc, what, want...)
-	}
-	a := dial(call(1, "GET", "a1"), call(2, "HOLD", "a2"), call(3, "GET", "a3"))
-	b := dial(call(1, "HOLD", "b1"))
-	f := dial(call(1, "GET", "f1"), call(2, "FAILHOLD", "f2"), call(3, "GET", "f3"))
+	a := dialSend(t, addr, call(1, "GET", "a1"), call(2, "HOLD", "a2"), call(3, "GET", "a3"))
+	b := dialSend(t, addr, call(1, "HOLD", "b1"))
+	f := dialSend(t, addr, call(1, "GET", "f1"), call(2, "FAILHOLD", "f2"), call(3, "GET", "f3"))
 	// All three are held once the handler has seen their holds.
-	for start := time.Now(); ; time.Sleep(time.Millisecond) {
-		h.mu.Lock()
-		n := len(h.log)
-		h.mu.Unlock()
-		if n >= 5 {
-			break
-		}
-		if time.Since(start) > 20*time.Second {
-			t.Fatalf("the handler saw %d requests in 20 s, want 5", n)
-		}
-	}
+	waitLogged(t, &h.mu, &h.log, 5, 20*time.Second)
 	for _, nc := range []net.Conn{a, b, f} {
 		nc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 		if n, err := nc.Read(make([]byte, 1)); n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -349,13 +334,13 @@ func TestInlineHold(t *testing.T) {
 		}
 	}
 	close(h.gate)
-	expect(a, "a", "a1", "a2", "a3")
-	expect(b, "b", "b1")
+	expectCallReplies(t, a, "a", "a1", "a2", "a3")
+	expectCallReplies(t, b, "b", "b1")
 	f.SetReadDeadline(time.Now().Add(20 * time.Second))
 	if n, err := f.Read(make([]byte, 1)); n > 0 || err != io.EOF {
 		t.Fatalf("connection with a failed hold: read %d bytes, %v; want EOF, no reply", n, err)
 	}
-	expect(dial(call(1, "GET", "c1")), "a new connection", "c1")
+	expectCallReplies(t, dialSend(t, addr, call(1, "GET", "c1")), "a new connection", "c1")
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, w := range []string{"GET a1 inline", "HOLD a2 inline", "GET a3 worker", "HOLD b1 inline", "GET f1 inline", "FAILHOLD f2 inline", "GET c1 inline"} {
@@ -491,6 +476,23 @@ func dialSend(t *testing.T, addr string, reqs ...[]byte) net.Conn {
 		t.Fatal(err)
 	}
 	return nc
+}
+
+// waitLogged waits until a test handler's log (under mu) holds at least
+// n entries: the requests it has seen.
+func waitLogged(t *testing.T, mu *sync.Mutex, log *[]string, n int, within time.Duration) {
+	t.Helper()
+	for start := time.Now(); ; time.Sleep(time.Millisecond) {
+		mu.Lock()
+		got := len(*log)
+		mu.Unlock()
+		if got >= n {
+			return
+		}
+		if time.Since(start) > within {
+			t.Fatalf("the handler saw %d requests in %v, want %d", got, within, n)
+		}
+	}
 }
 
 // expectCallReplies reads len(want) `call` replies from nc: the i-th must
