@@ -155,11 +155,7 @@ func TestCorruptQueueInSiblingsModeIsRebuilt(t *testing.T) {
 		seqs = append(seqs, c.nodes["u1"].rep.seq)
 	}
 	c.crash("u1")
-	for _, seq := range []uint64{seqs[0], seqs[2]} { // b1 and lostKey's entries
-		if corruptStored(t, c, "u1", string(queueKey(seq))) != 1 {
-			t.Fatalf("entry %d not found", seq)
-		}
-	}
+	corruptQueue(t, c, "u1", seqs[0], seqs[2]) // b1 and lostKey's entries
 	cfg := consistency.Config{ID: "u1", Peers: c.peers, Engine: c.nodes["u1"].eng, Rand: rand.New(rand.NewPCG(1, 2)), Params: c.params}
 	_, err := NewReplica(cfg)
 	if !errors.Is(err, ErrLostReplication) || !errors.Is(err, core.ErrCorruption) {
@@ -251,9 +247,7 @@ func TestRebuildKeepsReplacedSiblingReplaced(t *testing.T) {
 	c.do("u1", nil, "SET", lostKey, "x")
 	seq := c.nodes["u1"].rep.seq
 	c.crash("u1")
-	if corruptStored(t, c, "u1", string(queueKey(seq))) != 1 {
-		t.Fatal("entry not found")
-	}
+	corruptQueue(t, c, "u1", seq)
 	rebuildAndRestart(t, c, "u1")
 	c.partition("us", "eu", false)
 	c.run(5 * time.Second)
@@ -341,9 +335,7 @@ func rebuildingU1(t *testing.T) *cluster {
 	c.do("u1", nil, "SET", keyOwnedBy(t, u1, "us", "u1", "k"), "x")
 	seq := u1.seq
 	c.crash("u1")
-	if corruptStored(t, c, "u1", string(queueKey(seq))) != 1 {
-		t.Fatal("entry not found")
-	}
+	corruptQueue(t, c, "u1", seq)
 	rebuildAndRestart(t, c, "u1")
 	c.run(time.Second)
 	if !c.nodes["u1"].rep.RebuildStatus().Rebuilding {
@@ -709,6 +701,17 @@ func rebuildAndRestart(t *testing.T, c *cluster, id consistency.NodeID) RebuildR
 	return rep
 }
 
+// corruptQueue corrupts node id's stored replication-queue entries seqs
+// (the node must be down); each must be found.
+func corruptQueue(t *testing.T, c *cluster, id consistency.NodeID, seqs ...uint64) {
+	t.Helper()
+	for _, seq := range seqs {
+		if corruptStored(t, c, id, string(queueKey(seq))) != 1 {
+			t.Fatalf("%s: queue entry %d not found", id, seq)
+		}
+	}
+}
+
 // keyOwnedByBoth returns a key whose owner is u in region us and e in
 // region eu.
 func keyOwnedByBoth(t *testing.T, r *Replica, u, e consistency.NodeID, prefix string) string {
@@ -752,9 +755,8 @@ func TestTwoRegionsRebuildAtOnce(t *testing.T) {
 	}
 	c.crash("u1")
 	c.crash("e1")
-	if corruptStored(t, c, "u1", string(queueKey(seqs[1]))) != 1 || corruptStored(t, c, "e1", string(queueKey(seqs[3]))) != 1 {
-		t.Fatal("entries not found")
-	}
+	corruptQueue(t, c, "u1", seqs[1])
+	corruptQueue(t, c, "e1", seqs[3])
 	rebuildAndRestart(t, c, "u1")
 	rebuildAndRestart(t, c, "e1")
 	c.partition("us", "eu", false)
@@ -821,9 +823,7 @@ func TestGoneNoticeFreesDependents(t *testing.T) {
 	w := c.do("u2", g.Token, "SET", s, "s1")
 	c.do("u2", nil, "SET", s, "s2")
 	c.crash("u1")
-	if corruptStored(t, c, "u1", string(queueKey(seq))) != 1 {
-		t.Fatal("entry not found")
-	}
+	corruptQueue(t, c, "u1", seq)
 	rebuildAndRestart(t, c, "u1")
 	c.partition("us", "eu", false)
 	c.run(5 * time.Second)
@@ -923,11 +923,7 @@ func TestTwoRebuildsWithAThirdRegion(t *testing.T) {
 	c.crash("u1")
 	c.crash("e1")
 	for id := range seqs {
-		for _, seq := range seqs[id] {
-			if corruptStored(t, c, id, string(queueKey(seq))) != 1 {
-				t.Fatalf("%s: entry %d not found", id, seq)
-			}
-		}
+		corruptQueue(t, c, id, seqs[id]...)
 	}
 	rebuildAndRestart(t, c, "u1")
 	rebuildAndRestart(t, c, "e1")
