@@ -721,7 +721,9 @@ func (r *Replica) finishRebuild(now time.Time) error {
 	for _, k := range sortedKeys(goneKeys) {
 		r.recheck(now, k) // a local waiter may wait for the lost write
 	}
-	r.last = &RebuildStatus{Seeded: rb.seeded, SeededBy: sortedKeys(rb.done), Partial: sortedKeys(rb.partial), Refused: rb.refused, RefusedKeys: len(rb.refusedKeys), Began: rb.began, Progress: rb.progress, Finished: now}
+	last := rb.status()
+	last.Finished = now
+	r.last = &last
 	// The salvaged entries and the notices go out at the next round.
 	for _, seq := range sortedKeys(r.queue) {
 		r.queue[seq].every, r.queue[seq].sent = 0, time.Time{}
@@ -764,6 +766,13 @@ type RebuildStatus struct {
 	GoneApplied int64 `json:"gone_applied"`
 }
 
+// status is rb's progress as a RebuildStatus (not Rebuilding, Waiting,
+// Finished, Lost, Feeding or GoneApplied: the replica's).
+func (rb *rebuilding) status() RebuildStatus {
+	return RebuildStatus{Seeded: rb.seeded, SeededBy: sortedKeys(rb.done), Partial: sortedKeys(rb.partial),
+		Refused: rb.refused, RefusedKeys: len(rb.refusedKeys), Began: rb.began, Progress: rb.progress}
+}
+
 // RebuildStatus reports the replica's store rebuild.
 func (r *Replica) RebuildStatus() RebuildStatus {
 	var s RebuildStatus
@@ -771,8 +780,8 @@ func (r *Replica) RebuildStatus() RebuildStatus {
 		s = *r.last
 	}
 	if rb := r.rebuild; rb != nil {
-		s = RebuildStatus{Rebuilding: true, Seeded: rb.seeded, Waiting: r.rebuildWaiting(), SeededBy: sortedKeys(rb.done), Partial: sortedKeys(rb.partial),
-			Refused: rb.refused, RefusedKeys: len(rb.refusedKeys), Began: rb.began, Progress: rb.progress}
+		s = rb.status()
+		s.Rebuilding, s.Waiting = true, r.rebuildWaiting()
 	}
 	s.Lost = append([]LostVersion(nil), r.lost...)
 	feeding := map[consistency.NodeID]bool{}
