@@ -25,7 +25,11 @@ type fakeRedis struct {
 	sent               chan string // the commands read, if not nil (not blocking)
 }
 
-func (f *fakeRedis) start(t *testing.T) string {
+func (f *fakeRedis) start(t *testing.T) string { return listenFake(t, f.serve) }
+
+// listenFake serves every connection to a new loopback listener (closed
+// with the test) with serve, on a goroutine each, and returns its address.
+func listenFake(t *testing.T, serve func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -38,7 +42,7 @@ func (f *fakeRedis) start(t *testing.T) string {
 			if err != nil {
 				return
 			}
-			go f.serve(c)
+			go serve(c)
 		}
 	}()
 	return ln.Addr().String()
@@ -231,17 +235,7 @@ func TestRESPConn(t *testing.T) {
 type fakeBig struct{ size int }
 
 func (f *fakeBig) start(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
+	return listenFake(t, func(c net.Conn) {
 		defer c.Close()
 		r := bufio.NewReader(c)
 		reply := "$" + strconv.Itoa(f.size) + "\r\n" + strings.Repeat("x", f.size) + "\r\n"
@@ -253,8 +247,7 @@ func (f *fakeBig) start(t *testing.T) string {
 				return
 			}
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // TestRESPRun: the runner over RESP, with either client (--io goroutine and,
