@@ -554,7 +554,9 @@ func loadReplies(r core.Reader, p uint64, ps *proposerState) error {
 
 // loadChunk reads chunk n (chunks come in ascending order).
 func (ps *proposerState) loadChunk(n uint64, v []byte) error {
-	ps.chunks[n] += 0
+	if _, ok := ps.chunks[n]; !ok {
+		ps.chunks[n] = 0 // known even if it keeps no number: an orphan (loadReplies)
+	}
 	for len(v) > 0 {
 		seq, k := binary.Uvarint(v)
 		if k <= 0 {
