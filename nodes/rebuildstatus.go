@@ -106,8 +106,8 @@ func FormatRebuild(node, ns string, st causal.RebuildStatus) []string {
 		lines = append(lines, fmt.Sprintf("%s %s: REBUILDING since %s (last progress %s): waiting for %s; seeded by %s (partial: %s); %d seeds; %d requests refused (%d keys)",
 			node, ns, stamp(st.Began), stamp(st.Progress), nodeList(st.Waiting), nodeList(st.SeededBy), nodeList(st.Partial), st.Seeded, st.Refused, st.RefusedKeys))
 	case !st.Finished.IsZero():
-		lines = append(lines, fmt.Sprintf("%s %s: rebuilt %s → %s; seeded by %s (partial: %s); %d seeds; %d requests refused (%d keys); %d versions lost",
-			node, ns, stamp(st.Began), stamp(st.Finished), nodeList(st.SeededBy), nodeList(st.Partial), st.Seeded, st.Refused, st.RefusedKeys, len(st.Lost)))
+		lines = append(lines, fmt.Sprintf("%s %s: rebuilt %s → %s; seeded by %s (partial: %s); %d seeds; %d requests refused (%d keys); %d versions lost; %d re-sent from a surviving copy",
+			node, ns, stamp(st.Began), stamp(st.Finished), nodeList(st.SeededBy), nodeList(st.Partial), st.Seeded, st.Refused, st.RefusedKeys, len(st.Lost), st.Resent))
 	default:
 		lines = append(lines, fmt.Sprintf("%s %s: serving (no rebuild since it started)", node, ns))
 	}

@@ -951,3 +951,140 @@ func TestTwoRebuildsWithAThirdRegion(t *testing.T) {
 		}
 	}
 }
+
+// TestRebuildResendsHeldWritesToTheRegionsLackingThem: three regions, u1
+// rebuilds. Its write x1 is missing in ap (its entry for ap is corrupt)
+// but another copy holds it: eu's (acknowledged before the crash), or the
+// rebuilt record itself (eu's entry is salvaged). x1 must reach ap with
+// its value — in the "replaces" case it replaced ap's concurrent sibling,
+// which must go there too — and the session write s that depends on x1
+// must follow it; y1, whose every entry is corrupt, is the only write
+// reported lost (for all three regions). The assertion is every region's
+// final state. Session 8 review finding: x1 was reported lost for ap and
+// ap applied a gone notice instead of x1, so the regions diverged.
+func TestRebuildResendsHeldWritesToTheRegionsLackingThem(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		euHolds  bool // eu acknowledged x1 before the crash (else its entry is salvaged)
+		replaces bool // x1 replaces ap's concurrent sibling x-ap
+	}{
+		{"held by eu", true, false},
+		{"held by eu, replaces", true, true},
+		{"salvaged for eu", false, false},
+		{"salvaged for eu, replaces", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newClusterWith(t, 12, "us:u1,u2;eu:e1,e2;ap:a1", "", map[string]string{"resolve": ResolveSiblings})
+			u1 := c.nodes["u1"].rep
+			x, y := keyOwnedBy(t, u1, "us", "u1", "x"), keyOwnedBy(t, u1, "us", "u1", "y")
+			s := keyOwnedBy(t, u1, "us", "u2", "s")
+			var tok []byte
+			if tc.replaces {
+				c.do("a1", nil, "SET", x, "x-ap")
+				c.run(time.Second)
+				tok = c.do("u1", nil, "GET", x).Token
+			}
+			c.partition("us", "ap", true)
+			if !tc.euHolds {
+				c.partition("us", "eu", true)
+			}
+			if r := c.do("u1", tok, "SET", x, "x1"); replyString(r.Reply) != "OK" {
+				t.Fatalf("SET %s: %s", x, replyString(r.Reply))
+			}
+			g := c.do("u1", nil, "GET", x)
+			c.do("u2", g.Token, "SET", s, "s1") // u2's entry for ap depends on x1
+			c.run(time.Second)
+			c.partition("us", "eu", true)
+			c.do("u1", nil, "SET", y, "y1")
+			var corrupt []uint64
+			for seq, e := range c.nodes["u1"].rep.queue {
+				if (e.Key == x && e.Region == "ap") || e.Key == y {
+					corrupt = append(corrupt, seq)
+				}
+			}
+			if len(corrupt) != 3 {
+				t.Fatalf("entries to corrupt: %v, want x1's for ap and y1's two", corrupt)
+			}
+			c.crash("u1")
+			corruptQueue(t, c, "u1", corrupt...)
+			rebuildAndRestart(t, c, "u1")
+			c.partition("us", "eu", false)
+			c.partition("us", "ap", false)
+			c.run(5 * time.Second)
+			st := c.nodes["u1"].rep.RebuildStatus()
+			var lost []string
+			for _, l := range st.Lost {
+				lost = append(lost, l.Key+"@"+l.Region)
+			}
+			if st.Rebuilding {
+				t.Fatalf("u1 still rebuilding: %+v", st)
+			}
+			if fmt.Sprint(lost) != fmt.Sprint([]string{y + "@ap", y + "@eu", y + "@us"}) {
+				t.Errorf("u1: lost %v; want only %s lost (for ap, eu, us)", lost, y)
+			}
+			want := fmt.Sprint(map[string]string{x: `"x1"`, s: `"s1"`})
+			for _, reg := range c.regions() {
+				if d := c.regionDump(reg); fmt.Sprint(d) != want {
+					t.Errorf("%s after the rebuild: %v, want %s", reg, d, want)
+				}
+			}
+			c.run(2 * time.Second)
+			for _, id := range []consistency.NodeID{"u1", "u2"} {
+				if q := len(c.nodes[id].rep.queue); q != 0 {
+					t.Errorf("%s: %d entries still queued", id, q)
+				}
+			}
+		})
+	}
+}
+
+// TestResentWriteWaitsForWhatItsCopyHasSeen: ap's x-ap is replaced by eu's
+// y-eu, concurrent with u1's x1; both x1 and y-eu are on their way to ap
+// when u1 rebuilds and x1's entry for ap is lost. The re-sent x1 names
+// x-ap in Over (the merged copy saw it replaced), so ap must not apply it
+// before y-eu, the write that replaced x-ap: applied first it shows x1
+// alone — x-ap gone without the write that replaced it. Once eu and ap
+// are healed every region holds both siblings and nothing is lost.
+func TestResentWriteWaitsForWhatItsCopyHasSeen(t *testing.T) {
+	c := newClusterWith(t, 12, "us:u1,u2;eu:e1,e2;ap:a1", "", map[string]string{"resolve": ResolveSiblings})
+	u1 := c.nodes["u1"].rep
+	x := keyOwnedBy(t, u1, "us", "u1", "x")
+	ex := u1.owner("eu", x)
+	c.do("a1", nil, "SET", x, "x-ap")
+	c.run(time.Second)
+	for _, p := range [][2]string{{"us", "eu"}, {"us", "ap"}, {"eu", "ap"}} {
+		c.partition(p[0], p[1], true)
+	}
+	c.do("u1", nil, "SET", x, "x1") // concurrent with x-ap: a sibling
+	g := c.do(ex, nil, "GET", x)
+	if r := c.do(ex, g.Token, "SET", x, "y-eu"); replyString(r.Reply) != "OK" { // replaces x-ap
+		t.Fatalf("SET %s at %s: %s", x, ex, replyString(r.Reply))
+	}
+	c.partition("us", "eu", false)
+	c.run(time.Second)
+	var corrupt []uint64
+	for seq, e := range c.nodes["u1"].rep.queue {
+		if e.Key == x && e.Region == "ap" {
+			corrupt = append(corrupt, seq)
+		}
+	}
+	c.crash("u1")
+	corruptQueue(t, c, "u1", corrupt...)
+	rebuildAndRestart(t, c, "u1")
+	c.partition("us", "ap", false)
+	c.run(3 * time.Second)
+	if st := c.nodes["u1"].rep.RebuildStatus(); st.Rebuilding || len(st.Lost) != 0 || st.Resent != 1 {
+		t.Fatalf("u1: %+v, want done, nothing lost, x1 re-sent to ap", st)
+	}
+	if got := fmt.Sprint(c.regionDump("ap")[x]); got != `"x-ap"` {
+		t.Errorf("%s in ap before y-eu arrives: %s, want \"x-ap\" (x1 waits for y-eu)", x, got)
+	}
+	c.partition("eu", "ap", false)
+	c.run(3 * time.Second)
+	want := fmt.Sprint(map[string]string{x: `siblings["x1","y-eu"]`})
+	for _, reg := range c.regions() {
+		if d := c.regionDump(reg); fmt.Sprint(d) != want {
+			t.Errorf("%s: %v, want %s", reg, d, want)
+		}
+	}
+}

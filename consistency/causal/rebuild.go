@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"time"
@@ -38,13 +39,17 @@ import (
 //   - Once every node of every other region answered done, it compares,
 //     for every region (its own included), the newest own write of each
 //     key the old store held with what that region's seed and the
-//     salvaged entries give it: a write no copy holds is lost
-//     (LostVersionMetric samples, one per key and region, and
-//     Stats.LostVersions). The salvaged entries' dependencies on such
-//     lost writes are dropped (they can never become visible there); a
-//     gone notice of each lost write is queued for every other region
-//     and applied here (below); the mark is deleted, and the node serves
-//     again.
+//     salvaged entries give it. A write some region lacks that the
+//     rebuilt record holds (it merges the salvaged writes and every full
+//     seed) is re-sent to the regions lacking it as an ordinary
+//     replication entry with its value (resendEntry; Stats.Requeued,
+//     RebuildStatus.Resent). A write the rebuilt record does not hold is
+//     lost (LostVersionMetric samples, one per key and region lacking it,
+//     and Stats.LostVersions). The queued entries' dependencies on own
+//     writes their region will never have are dropped (they can never
+//     become visible there); a gone notice of each lost write is queued
+//     for every other region and applied here (below); the mark is
+//     deleted, and the node serves again.
 //
 // Two rebuilds at once. A node that is itself rebuilding answers another
 // region's rebuild-req too, with Partial seeds and a Partial done: the
@@ -524,69 +529,22 @@ func (l LostVersion) String() string {
 	return fmt.Sprintf("%q %s %s (it has %s)", l.Key, l.V, l.Region, l.Has)
 }
 
-// finishRebuild ends a rebuild once every seed is in: it reports what no
-// copy holds, drops the salvaged entries' dependencies on it, queues a
-// gone notice of each lost write for every other region (and applies it
-// here), and deletes the mark.
+// finishRebuild ends a rebuild once every seed is in: for each own write
+// the old store held that some region lacks, it re-queues the write (its
+// value, from the rebuilt record) for the regions that lack it when a copy
+// still holds it, and otherwise reports it lost, queues a gone notice of
+// it for every other region (and applies it here); it drops the queued
+// entries' dependencies on own writes a region will never have, and
+// deletes the mark.
 func (r *Replica) finishRebuild(now time.Time) error {
 	rb := r.rebuild
-	self := string(r.id)
-	// has[region][key]: the newest own write of key that region holds
-	// (its seed) or will hold once the salvaged entries for it before
-	// the one considered are applied. Ordering rule: in sequence order,
-	// an entry's dependency on an own write its region will never have
-	// is dropped — waiting for it would block the entry (and every later
-	// write of its key) there for good; an entry cannot satisfy its own
-	// or an earlier entry's dependencies.
-	has := map[string]map[string]Version{}
-	for _, g := range r.regions {
-		if g.name == r.region {
-			continue
-		}
-		has[g.name] = map[string]Version{}
-		for k, v := range rb.seen[g.name] {
-			has[g.name][k] = v
-		}
-	}
-	// A region whose owner of a key answered Partial (it is rebuilding
-	// too) will hold of this node's writes what it holds now plus what
-	// the regions that answered in full for the key hold: their seeds
-	// reach it as they reached this node (its salvaged writes are
-	// counted below, as for every region).
-	if len(rb.partial) > 0 {
-		cand := map[string]bool{}
-		for k := range rb.mark.Own {
-			cand[k] = true
-		}
-		for _, e := range r.queue {
-			cand[e.Key] = true
-			for _, d := range append(slices.Clone(e.Deps), e.Rec.Deps...) {
-				cand[d.Key] = true
-			}
-		}
-		for _, k := range sortedKeys(cand) {
-			for _, g := range r.regions {
-				if g.name == r.region || !rb.partial[r.owner(g.name, k)] {
-					continue
-				}
-				for _, f := range r.regions {
-					if f.name == r.region || rb.partial[r.owner(f.name, k)] {
-						continue
-					}
-					if v := rb.seen[f.name][k]; has[g.name][k].Less(v) {
-						has[g.name][k] = v
-					}
-				}
-			}
-		}
-	}
+	has := r.regionHas(rb)
 	// The changes are collected and written once each, and applied to
 	// the in-memory queue only after the batch committed: with three
 	// regions or more a write has one entry per region, each dropping
 	// its region's lost dependencies from the same stored record (the
 	// record's drops are their union), and a failed commit leaves the
 	// queue as it was for the next attempt.
-	entries := map[uint64]outEntry{}
 	recs := map[string]record{}
 	// loadRec: the record of k as this batch leaves it; ok false when it
 	// cannot be read (then nothing may be written over it: an empty
@@ -603,75 +561,36 @@ func (r *Replica) finishRebuild(now time.Time) error {
 		return cur, true
 	}
 	// newest[region][key]: the newest salvaged write of key queued for
-	// region (a gone notice of key follows it there).
+	// region (a gone notice or a re-sent write of key follows it there);
+	// final[region][key]: what the region holds once the salvaged
+	// entries for it are applied.
 	newest := map[string]map[string]Version{}
+	final := map[string]map[string]Version{}
+	for g, h := range has {
+		newest[g], final[g] = map[string]Version{}, maps.Clone(h)
+	}
 	for _, seq := range sortedKeys(r.queue) {
 		e := r.queue[seq]
-		h, ok := has[e.Region]
-		if !ok {
+		if _, ok := has[e.Region]; !ok {
 			continue
-		}
-		if newest[e.Region] == nil {
-			newest[e.Region] = map[string]Version{}
 		}
 		if newest[e.Region][e.Key].Less(e.Rec.V) {
 			newest[e.Region][e.Key] = e.Rec.V
 		}
-		gone := func(d Dep) bool { return d.V.Node == self && h[d.Key].Less(d.V) }
-		if slices.ContainsFunc(e.Deps, gone) || slices.ContainsFunc(e.Rec.Deps, gone) {
-			ne := *e
-			ne.Deps = slices.DeleteFunc(slices.Clone(e.Deps), gone)
-			ne.Rec.Deps = slices.DeleteFunc(slices.Clone(e.Rec.Deps), gone)
-			entries[seq] = ne
-			// The stored sibling too: a reader inherits its
-			// dependencies, and a write of that reader would wait for
-			// the lost one.
-			cur, _ := loadRec(e.Key) // unreadable: no siblings, nothing written
-			if i := slices.IndexFunc(cur.Sibs, func(x record) bool { return x.V == e.Rec.V }); i >= 0 {
-				cur.Sibs[i].Deps = slices.DeleteFunc(cur.Sibs[i].Deps, gone)
-				recs[e.Key] = cur
-			}
-		}
-		if h[e.Key].Less(e.Rec.V) {
-			h[e.Key] = e.Rec.V
+		if final[e.Region][e.Key].Less(e.Rec.V) {
+			final[e.Region][e.Key] = e.Rec.V
 		}
 	}
-	var lost []LostVersion
-	goneKeys := map[string]bool{}
-	keys := make([]string, 0, len(rb.mark.Own))
-	for k := range rb.mark.Own {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		own := rb.mark.Own[k]
-		for _, g := range r.regions {
-			var held Version
-			if h, ok := has[g.name]; ok {
-				held = h[k]
-			} else {
-				// This region: what the rebuilt record holds (the
-				// salvaged writes and every region's seed).
-				cur, err := r.load(k)
-				if err != nil {
-					continue // unreadable: re-fetched, not judged
-				}
-				held = seenOf(cur.Seen, self)
-			}
-			if held.Less(own) {
-				lost = append(lost, LostVersion{Key: k, V: own, Region: g.name, Has: held})
-				goneKeys[k] = true
-			}
-		}
-	}
+	plan := r.judgeOwn(rb, final, newest, loadRec)
+	entries := r.dropLostDeps(has, plan.resend, loadRec, recs)
 	b := r.eng.NewBatch()
 	defer b.Close()
+	seq := r.seq
+	var queued []*outEntry
 	// Gone notices: one entry per other region (consecutive, as a
 	// write's), each after the newest salvaged write of its key queued
 	// for that region; applied here too where this region lacks it.
-	seq := r.seq
-	var notices []*outEntry
-	for _, k := range sortedKeys(goneKeys) {
+	for _, k := range sortedKeys(plan.goneKeys) {
 		v := rb.mark.Own[k]
 		first := seq + 1
 		for _, g := range r.regions {
@@ -683,12 +602,27 @@ func (r *Replica) finishRebuild(now time.Time) error {
 			if n := newest[g.name][k]; !n.IsZero() {
 				e.Deps = []Dep{{Key: k, V: n}}
 			}
-			notices = append(notices, e)
-			b.Set(queueKey(e.Seq), sealJSON(queueKey(e.Seq), e))
+			queued = append(queued, e)
 		}
-		if cur, ok := loadRec(k); ok && seenOf(cur.Seen, self).Less(v) {
+		if cur, ok := loadRec(k); ok && seenOf(cur.Seen, string(r.id)).Less(v) {
 			recs[k] = applyGone(cur, v)
 		}
+	}
+	// Re-sent writes: only for the regions that lack them, so First is
+	// 0 — their acknowledgements do not make the write stable (stability
+	// needs every region's; the write is then merely checked, not pruned,
+	// as a dependency).
+	resent := 0
+	for _, g := range r.regions {
+		for _, e := range plan.resend[g.name] {
+			seq++
+			e.Seq = seq
+			queued = append(queued, e)
+			resent++
+		}
+	}
+	for _, e := range queued {
+		b.Set(queueKey(e.Seq), sealJSON(queueKey(e.Seq), e))
 	}
 	for _, seq := range sortedKeys(entries) {
 		ne := entries[seq]
@@ -706,29 +640,244 @@ func (r *Replica) finishRebuild(now time.Time) error {
 		r.queue[seq].Deps, r.queue[seq].Rec.Deps = ne.Deps, ne.Rec.Deps
 	}
 	r.seq = seq
-	for _, e := range notices {
+	for _, e := range queued {
 		r.queue[e.Seq] = e
 	}
 	r.out.Sync = true
 	r.rebuild = nil
-	r.stats.LostVersions += int64(len(lost))
-	for _, l := range lost {
+	r.stats.LostVersions += int64(len(plan.lost))
+	r.stats.Requeued += int64(resent)
+	for _, l := range plan.lost {
 		r.lags = append(r.lags, consistency.Sample{Name: LostVersionMetric, Label: l.String(), Value: 1})
 	}
-	r.lags = append(r.lags, consistency.Sample{Name: RebuiltMetric, Label: fmt.Sprintf("seeds=%d salvaged=%d corrupt-entries=%d gone-notices=%d partial-answers=%d after=%s",
-		rb.seeded, rb.mark.Salvaged, len(rb.mark.Lost), len(goneKeys), len(rb.partial), now.Sub(rb.began)), Value: float64(rb.seeded)})
-	r.lost = append(r.lost, lost...)
-	for _, k := range sortedKeys(goneKeys) {
+	r.lags = append(r.lags, consistency.Sample{Name: RebuiltMetric, Label: fmt.Sprintf("seeds=%d salvaged=%d corrupt-entries=%d gone-notices=%d resent=%d partial-answers=%d after=%s",
+		rb.seeded, rb.mark.Salvaged, len(rb.mark.Lost), len(plan.goneKeys), resent, len(rb.partial), now.Sub(rb.began)), Value: float64(rb.seeded)})
+	r.lost = append(r.lost, plan.lost...)
+	for _, k := range sortedKeys(plan.goneKeys) {
 		r.recheck(now, k) // a local waiter may wait for the lost write
 	}
 	last := rb.status()
-	last.Finished = now
+	last.Finished, last.Resent = now, resent
 	r.last = &last
-	// The salvaged entries and the notices go out at the next round.
+	// The salvaged entries, the notices and the re-sent writes go out at
+	// the next round.
 	for _, seq := range sortedKeys(r.queue) {
 		r.queue[seq].every, r.queue[seq].sent = 0, time.Time{}
 	}
 	return nil
+}
+
+// regionHas returns, per other region and key, the newest own write that
+// region's seed holds.
+func (r *Replica) regionHas(rb *rebuilding) map[string]map[string]Version {
+	has := map[string]map[string]Version{}
+	for _, g := range r.regions {
+		if g.name != r.region {
+			has[g.name] = maps.Clone(rb.seen[g.name])
+			if has[g.name] == nil {
+				has[g.name] = map[string]Version{}
+			}
+		}
+	}
+	if len(rb.partial) == 0 {
+		return has
+	}
+	// A region whose owner of a key answered Partial (it is rebuilding
+	// too) will hold of this node's writes what it holds now plus what
+	// the regions that answered in full for the key hold: their seeds
+	// reach it as they reached this node (its salvaged writes are
+	// counted by the caller, as for every region).
+	cand := map[string]bool{}
+	for k := range rb.mark.Own {
+		cand[k] = true
+	}
+	for _, e := range r.queue {
+		cand[e.Key] = true
+		for _, d := range append(slices.Clone(e.Deps), e.Rec.Deps...) {
+			cand[d.Key] = true
+		}
+	}
+	for _, k := range sortedKeys(cand) {
+		for _, g := range r.regions {
+			if g.name == r.region || !rb.partial[r.owner(g.name, k)] {
+				continue
+			}
+			for _, f := range r.regions {
+				if f.name == r.region || rb.partial[r.owner(f.name, k)] {
+					continue
+				}
+				if v := rb.seen[f.name][k]; has[g.name][k].Less(v) {
+					has[g.name][k] = v
+				}
+			}
+		}
+	}
+	return has
+}
+
+// rebuildPlan is what a finishing rebuild does with the newest own write
+// of each key the old store held.
+type rebuildPlan struct {
+	// lost: per key and region, the writes no copy holds (reported).
+	lost []LostVersion
+	// goneKeys: the keys whose lost write gets a gone notice in every
+	// other region.
+	goneKeys map[string]bool
+	// resend: per region, the entries (Seq not set yet, in version
+	// order) of the own writes a copy holds that the region lacks.
+	resend map[string][]*outEntry
+}
+
+// judgeOwn decides, for each key's newest own write of the old store,
+// which regions lack it (final: what each other region holds once the
+// salvaged entries are applied; this region holds what the rebuilt record
+// holds, i.e. the salvaged writes and every full seed). A write the
+// rebuilt record holds is re-sent to the regions that lack it (not lost:
+// a copy exists); one it does not hold is lost for every region that
+// lacks it. A key whose record cannot be read is judged from the other
+// regions alone, as a lost write (it is re-fetched, its value unknown).
+func (r *Replica) judgeOwn(rb *rebuilding, final, newest map[string]map[string]Version, loadRec func(string) (record, bool)) rebuildPlan {
+	self := string(r.id)
+	p := rebuildPlan{goneKeys: map[string]bool{}, resend: map[string][]*outEntry{}}
+	for _, k := range sortedKeys(rb.mark.Own) {
+		own := rb.mark.Own[k]
+		cur, readable := loadRec(k)
+		held := readable && seenOf(cur.Seen, self).AtLeast(own)
+		for _, g := range r.regions {
+			h, other := final[g.name]
+			switch {
+			case !other && (!readable || held):
+				// This region: unreadable (re-fetched, not judged), or
+				// the rebuilt record holds the write.
+			case !other:
+				p.lost = append(p.lost, LostVersion{Key: k, V: own, Region: g.name, Has: seenOf(cur.Seen, self)})
+				p.goneKeys[k] = true
+			case !h[k].Less(own):
+			case held:
+				p.resend[g.name] = append(p.resend[g.name], r.resendEntry(g.name, k, own, cur, newest[g.name][k]))
+			default:
+				p.lost = append(p.lost, LostVersion{Key: k, V: own, Region: g.name, Has: h[k]})
+				p.goneKeys[k] = true
+			}
+		}
+	}
+	for g := range p.resend {
+		slices.SortFunc(p.resend[g], func(a, b *outEntry) int {
+			switch {
+			case a.Rec.V.Less(b.Rec.V):
+				return -1
+			case b.Rec.V.Less(a.Rec.V):
+				return 1
+			}
+			return 0
+		})
+	}
+	return p
+}
+
+// resendEntry is the entry re-sending the own write v of key, which the
+// rebuilt record cur holds, to region g, which lacks it (newest: the
+// newest salvaged write of key queued for g). While v is a sibling of cur
+// it is v's write: its value and dependencies, and in Over what it
+// replaced that g may still hold — this node's older writes of key, and
+// the newest version of every other node that cur has seen but does not
+// hold (cur merges every copy: such a sibling was replaced, by v or by a
+// write cur holds). A write cur no longer holds as a sibling was replaced
+// by a newer one, which reaches g from its origin: its value is not
+// needed, and the entry is a gone notice (it moves g's Seen past v without
+// a sibling, as applying v and then its replacement would), so what
+// depends on v is freed there; it is not lost, and not reported.
+//
+// Ordering rules: the entry depends on newest, so it is applied after it
+// as the original write was (a notice applied first would make newest
+// look seen and drop it), and a write also on every version of another
+// node that
+// cur has seen, so g applies it only once it has seen all of them (its
+// Over could otherwise drop a sibling there before the write that
+// replaced it arrived).
+func (r *Replica) resendEntry(g, key string, v Version, cur record, newest Version) *outEntry {
+	e := &outEntry{Region: g, Key: key, Rec: record{V: v, Gone: true}}
+	if !newest.IsZero() {
+		e.Deps = []Dep{{Key: key, V: newest}}
+	}
+	i := slices.IndexFunc(cur.Sibs, func(s record) bool { return s.V == v })
+	if i < 0 {
+		return e
+	}
+	s := cur.Sibs[i]
+	e.Rec = record{Value: s.Value, Deleted: s.Deleted, V: v, Deps: slices.Clone(s.Deps), Over: []Version{v}}
+	e.Deps = r.merge(e.Deps, s.Deps...)
+	for _, o := range cur.Seen {
+		if o.Node == v.Node {
+			continue
+		}
+		e.Deps = r.merge(e.Deps, r.prune([]Dep{{Key: key, V: o}})...)
+		if !slices.ContainsFunc(cur.Sibs, func(s record) bool { return s.V == o }) {
+			e.Rec.Over = append(e.Rec.Over, o)
+		}
+	}
+	return e
+}
+
+// dropLostDeps drops, from the queued entries and the re-sent writes
+// (resend, changed in place), the dependencies on own writes their region
+// will never have, and from the stored siblings of those writes too (a
+// reader inherits a sibling's dependencies, and a write of that reader
+// would wait for the lost one); it returns the changed queued entries by
+// sequence number. has: per other region, what its seed holds (advanced
+// here). Ordering rule: per region in write order — the queue's sequence
+// order, each re-sent write before the first queued write newer than it —
+// an entry's dependency on an own write its region neither holds nor gets
+// from an earlier entry is dropped: waiting for it would block the entry
+// (and every later write of its key) there for good; an entry cannot
+// satisfy its own or a later entry's dependencies.
+func (r *Replica) dropLostDeps(has map[string]map[string]Version, resend map[string][]*outEntry, loadRec func(string) (record, bool), recs map[string]record) map[uint64]outEntry {
+	self := string(r.id)
+	drop := func(e *outEntry, h map[string]Version) bool {
+		gone := func(d Dep) bool { return d.V.Node == self && h[d.Key].Less(d.V) }
+		changed := slices.ContainsFunc(e.Deps, gone) || slices.ContainsFunc(e.Rec.Deps, gone)
+		if changed {
+			e.Deps = slices.DeleteFunc(slices.Clone(e.Deps), gone)
+			e.Rec.Deps = slices.DeleteFunc(slices.Clone(e.Rec.Deps), gone)
+			cur, _ := loadRec(e.Key) // unreadable: no siblings, nothing written
+			if i := slices.IndexFunc(cur.Sibs, func(x record) bool { return x.V == e.Rec.V }); i >= 0 {
+				cur.Sibs[i].Deps = slices.DeleteFunc(cur.Sibs[i].Deps, gone)
+				recs[e.Key] = cur
+			}
+		}
+		if h[e.Key].Less(e.Rec.V) {
+			h[e.Key] = e.Rec.V
+		}
+		return changed
+	}
+	next := map[string]int{} // per region: the re-sent writes handled
+	flush := func(g string, before *Version) {
+		for ; next[g] < len(resend[g]); next[g]++ {
+			e := resend[g][next[g]]
+			if before != nil && !e.Rec.V.Less(*before) {
+				return
+			}
+			drop(e, has[g])
+		}
+	}
+	entries := map[uint64]outEntry{}
+	for _, seq := range sortedKeys(r.queue) {
+		e := r.queue[seq]
+		h, ok := has[e.Region]
+		if !ok {
+			continue
+		}
+		if !e.Rec.Gone { // a carried-over notice holds an old version, not its place in write order
+			flush(e.Region, &e.Rec.V)
+		}
+		if ne := *e; drop(&ne, h) {
+			entries[seq] = ne
+		}
+	}
+	for _, g := range sortedKeys(resend) {
+		flush(g, nil)
+	}
+	return entries
 }
 
 // RebuildStatus is a causal replica's store rebuild (see PrepareRebuild):
@@ -758,6 +907,10 @@ type RebuildStatus struct {
 	// Lost are the own writes found lost by the rebuilds of this
 	// incarnation.
 	Lost []LostVersion `json:"lost,omitempty"`
+	// Resent counts the entries the last finished rebuild queued to
+	// re-send an own write some region lacked but a copy still held (one
+	// per write and region lacking it; not lost).
+	Resent int `json:"resent"`
 	// Feeding are the rebuilding nodes of other regions this node is
 	// seeding (not yet acknowledged in full).
 	Feeding []consistency.NodeID `json:"feeding,omitempty"`

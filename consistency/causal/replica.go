@@ -96,7 +96,7 @@ type record struct {
 // outEntry is a write waiting to be acknowledged by one other region.
 type outEntry struct {
 	Seq    uint64 `json:"seq"`
-	First  uint64 `json:"first"` // Seq of the write's first entry: one entry per other region, consecutive
+	First  uint64 `json:"first"` // Seq of the write's first entry: one entry per other region, consecutive (0: a rebuild's re-sent write, for some regions only)
 	Region string `json:"region"`
 	Key    string `json:"key"`
 	Rec    record `json:"rec"`
@@ -340,7 +340,7 @@ type Stats struct {
 	SiblingReads   int64 // reads that returned more than one value
 	CorruptMeta    int64 // restarts that found the meta (sequence number, clock) corrupt and rebuilt it
 	CorruptQueue   int64 // outbound replication entries found corrupt at restart (rebuilt from the store)
-	Requeued       int64 // writes queued again for every other region to rebuild lost entries
+	Requeued       int64 // writes queued again for every other region to rebuild lost entries (LWW), and a store rebuild's re-sent writes, once per region lacking them (rebuild.go)
 	CorruptReads   int64 // records that failed their checksum when read (the key is then re-fetched from the other regions)
 	Repaired       int64 // corrupt records rebuilt from the other regions' copies
 	HandoffMoved   int64 // records handed off to a new owner and acknowledged (membership changes)
@@ -1377,6 +1377,9 @@ func (r *Replica) onReplicateAck(in msg) {
 		rp.own = append(rp.own, e.Rec) // see repair.own
 	}
 	delete(r.queue, e.Seq)
+	if e.First == 0 {
+		return // a write re-sent by a store rebuild to the regions lacking it only: not counted (rebuild.go)
+	}
 	r.acked[e.First]++
 	if r.acked[e.First] == len(r.regions)-1 {
 		delete(r.acked, e.First)
