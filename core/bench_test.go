@@ -2,6 +2,7 @@ package core
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -266,4 +267,46 @@ func benchCPU(b *testing.B) int64 {
 		b.Fatal(err)
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// BenchmarkMemEngineReplicaWrites is the memory engine under a replica's
+// write pattern in the simulator: per step one batch replacing two of 40
+// record keys and inserting a log record (deleted 200 steps later, as the
+// primary truncates its log), a sync, and four reads of record keys; the
+// B-tree holds about 240 entries. Reports CPU nanoseconds per step.
+func BenchmarkMemEngineReplicaWrites(b *testing.B) {
+	keys := make([][]byte, 40)
+	for i := range keys {
+		keys[i] = []byte("\x01key" + strconv.Itoa(i))
+	}
+	logs := make([][]byte, 1<<16)
+	for i := range logs {
+		logs[i] = []byte("\x01\x00pb:log:" + strconv.Itoa(i))
+	}
+	val := make([]byte, 100)
+	m := NewMemEngine()
+	cpu0 := benchCPU(b)
+	for i := 0; b.Loop(); i++ {
+		bt := m.NewBatch()
+		owned := bt.(ownedSetter)
+		owned.setOwned(keys[i%40], val)
+		owned.setOwned(keys[(i*7)%40], val)
+		owned.setOwned(logs[i%len(logs)], val)
+		if i >= 200 {
+			owned.deleteOwned(logs[(i-200)%len(logs)])
+		}
+		if err := bt.Commit(false); err != nil {
+			b.Fatal(err)
+		}
+		bt.Close()
+		if err := m.Sync(); err != nil {
+			b.Fatal(err)
+		}
+		for j := range 4 {
+			if _, err := m.Get(keys[(i*3+j)%40]); err != nil && !errors.Is(err, ErrNotFound) {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(benchCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
 }

@@ -77,14 +77,45 @@ type memState struct {
 func (s memState) clone() memState { return memState{mem: s.mem.Clone(), l0: s.l0, l1: s.l1} }
 
 // memItem is one B-tree entry; tomb marks a deletion that hides the run's
-// entry. Items are immutable once in a tree.
+// entry. Items are immutable once in a tree. pfx is keyPrefix(key): every
+// item is made by newItem, which sets it.
 type memItem struct {
 	key  []byte
 	val  []byte
+	pfx  uint64
 	tomb bool
 }
 
-func memLess(a, b memItem) bool { return bytes.Compare(a.key, b.key) < 0 }
+// newItem makes the B-tree item of key (a search key when val is nil and
+// tomb false).
+func newItem(key, val []byte, tomb bool) memItem {
+	return memItem{key: key, val: val, pfx: keyPrefix(key), tomb: tomb}
+}
+
+// keyPrefix is the first 8 bytes of key as a big-endian number, shorter
+// keys padded with zeros. Prefixes order as their keys do where they
+// differ (a zero pad sorts a key before every key it is a proper prefix
+// of), so memLess compares whole keys only when the prefixes are equal.
+func keyPrefix(key []byte) uint64 {
+	if len(key) >= 8 {
+		return binary.BigEndian.Uint64(key)
+	}
+	var p uint64
+	for i, c := range key {
+		p |= uint64(c) << (56 - 8*i)
+	}
+	return p
+}
+
+// memLess orders items by key: by their prefixes first, an integer
+// comparison that decides most steps of a B-tree search without a call to
+// bytes.Compare (about 7 % of the simulator's CPU went to the searches).
+func memLess(a, b memItem) bool {
+	if a.pfx != b.pfx {
+		return a.pfx < b.pfx
+	}
+	return bytes.Compare(a.key, b.key) < 0
+}
 
 const (
 	memDegree       = 16
@@ -120,7 +151,7 @@ func (m *MemEngine) syncedLocked() memState {
 		if u.had {
 			st.mem.ReplaceOrInsert(u.prev)
 		} else {
-			st.mem.Delete(memItem{key: u.key})
+			st.mem.Delete(newItem(u.key, nil, false))
 		}
 	}
 	return st
@@ -243,7 +274,7 @@ func (m *MemEngine) Get(key []byte) ([]byte, error) {
 }
 
 func (s memState) get(key []byte) ([]byte, error) {
-	if it, ok := s.mem.Get(memItem{key: key}); ok {
+	if it, ok := s.mem.Get(newItem(key, nil, false)); ok {
 		if it.tomb {
 			return nil, ErrNotFound
 		}
@@ -390,9 +421,9 @@ func (b *memBatch) Commit(sync bool) error {
 	for _, op := range b.ops {
 		switch op.kind {
 		case 0:
-			m.putLocked(memItem{key: op.key, val: op.value})
+			m.putLocked(newItem(op.key, op.value, false))
 		case 1:
-			m.putLocked(memItem{key: op.key, tomb: true})
+			m.putLocked(newItem(op.key, nil, true))
 		case 2:
 			it := newMemIter(m.cur.clone(), op.key, op.value)
 			var doomed [][]byte
@@ -400,7 +431,7 @@ func (b *memBatch) Commit(sync bool) error {
 				doomed = append(doomed, bytes.Clone(it.Key()))
 			}
 			for _, k := range doomed {
-				m.putLocked(memItem{key: k, tomb: true})
+				m.putLocked(newItem(k, nil, true))
 			}
 		}
 	}
@@ -638,7 +669,7 @@ func (it *memIter) fill(from []byte, exclusive bool) {
 	if from == nil {
 		it.st.mem.Ascend(visit)
 	} else {
-		it.st.mem.AscendGreaterOrEqual(memItem{key: from}, visit)
+		it.st.mem.AscendGreaterOrEqual(newItem(from, nil, false), visit)
 	}
 	it.bValid = len(it.buf) > 0
 }

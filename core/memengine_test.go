@@ -3,6 +3,7 @@ package core
 import (
 	"bytes"
 	"errors"
+	"math/rand/v2"
 	"sort"
 	"testing"
 
@@ -200,5 +201,35 @@ func TestMemEngineLarge(t *testing.T) {
 	it.Close()
 	if count != e.Len() || count == 0 || count == n {
 		t.Fatalf("iterated %d keys, Len %d", count, e.Len())
+	}
+}
+
+// TestMemLessMatchesBytesCompare holds the B-tree's order (memLess, which
+// compares keyPrefix first) to bytes.Compare's: keys shorter and longer
+// than the 8-byte prefix, zero bytes (a zero pad must not make "a" equal
+// "a\x00"), 0xff bytes, keys that differ only after the prefix.
+func TestMemLessMatchesBytesCompare(t *testing.T) {
+	keys := [][]byte{
+		nil, {}, {0}, {0, 0}, {0, 1}, {1}, {0xff}, {0xff, 0},
+		[]byte("a"), []byte("a\x00"), []byte("a\x00\x00\x00\x00\x00\x00\x00"), []byte("a\x00\x00\x00\x00\x00\x00\x00\x00"),
+		[]byte("abcdefg"), []byte("abcdefgh"), []byte("abcdefgh\x00"), []byte("abcdefghi"), []byte("abcdefgi"),
+		[]byte("\x01\x00pb:log:1"), []byte("\x01\x00pb:log:10"), []byte("\x01\x00pb:log:9"), []byte("\x01\x00pb:low"),
+		[]byte("\x01r2"), []byte("\x01s3"), []byte("\xff\xff\xff\xff\xff\xff\xff\xff"), []byte("\xff\xff\xff\xff\xff\xff\xff\xff\x00"),
+	}
+	rnd := rand.New(rand.NewPCG(9, 1))
+	for range 500 {
+		k := make([]byte, rnd.IntN(12))
+		for i := range k {
+			k[i] = []byte{0, 1, 'a', 'b', 0xff}[rnd.IntN(5)]
+		}
+		keys = append(keys, k)
+	}
+	for _, a := range keys {
+		for _, b := range keys {
+			want := bytes.Compare(a, b) < 0
+			if got := memLess(newItem(a, nil, false), newItem(b, nil, false)); got != want {
+				t.Fatalf("memLess(%q, %q) = %v, want %v", a, b, got, want)
+			}
+		}
 	}
 }
