@@ -1088,3 +1088,47 @@ func TestResentWriteWaitsForWhatItsCopyHasSeen(t *testing.T) {
 		}
 	}
 }
+
+// TestGoneNoticeIsNotReplicationLag: an ordinary remote write counts as a
+// remote apply with its lag; a gone notice (applied, counted in
+// GoneApplied) does not — its version is the lost write's, an hour old
+// here, and would inflate the lag figures. Session 8 review finding.
+func TestGoneNoticeIsNotReplicationLag(t *testing.T) {
+	for _, tc := range []struct {
+		name               string
+		gone               bool
+		applied, goneCount int64
+		lagSamples         int
+	}{
+		{"write", false, 1, 0, 1},
+		{"gone notice", true, 0, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newClusterWith(t, 12, twoRegions, "", map[string]string{"resolve": ResolveSiblings})
+			u1 := c.nodes["u1"].rep
+			x := keyOwnedBy(t, u1, "us", "u1", "x")
+			ex := u1.owner("eu", x)
+			rep := c.nodes[ex].rep
+			rep.TakeSamples()
+			v := Version{Wall: c.now.Add(-time.Hour).UnixMilli(), Node: "u1"}
+			e := &outEntry{Seq: 1, First: 1, Region: "eu", Key: x, Rec: record{V: v, Value: []byte("x1"), Gone: tc.gone}}
+			if tc.gone {
+				e.Rec.Value = nil
+			}
+			rep.Receive(c.now, consistency.Message{From: "u1", To: ex, Body: mustJSON(msg{Kind: kindReplicate, Entry: e, Region: "us"})})
+			c.collect(ex)
+			c.run(100 * time.Millisecond)
+			lags := 0
+			for _, s := range rep.TakeSamples() {
+				if s.Name == LagMetric {
+					lags++
+				}
+			}
+			st := rep.stats
+			if st.RemoteApplied != tc.applied || st.GoneApplied != tc.goneCount || lags != tc.lagSamples || (st.LagTotal > 0) != (tc.applied > 0) {
+				t.Fatalf("remote applied %d, gone applied %d, lag total %s, lag samples %d; want %d, %d, lag counted %v, %d",
+					st.RemoteApplied, st.GoneApplied, st.LagTotal, lags, tc.applied, tc.goneCount, tc.applied > 0, tc.lagSamples)
+			}
+		})
+	}
+}

@@ -327,8 +327,8 @@ type Replica struct {
 
 // Stats are counters for metrics and experiments.
 type Stats struct {
-	RemoteApplied  int64         // remote writes applied
-	LagTotal       time.Duration // sum over remote writes of (apply time - write's HLC wall time)
+	RemoteApplied  int64         // remote writes applied (not gone notices: GoneApplied)
+	LagTotal       time.Duration // sum over remote writes applied of (apply time - write's HLC wall time); gone notices are not counted
 	LagMax         time.Duration
 	DepBytes       int64 // bytes of dependency metadata shipped with writes (JSON of deps and Over)
 	WritesShipped  int64 // replication messages sent (first sends)
@@ -1318,15 +1318,9 @@ func (r *Replica) onReplicate(now time.Time, from consistency.NodeID, in msg) {
 			if err != nil {
 				return
 			}
-			r.stats.RemoteApplied++
 			r.changed(e.Key)
-			lag := now.Sub(time.UnixMilli(e.Rec.V.Wall))
-			r.stats.LagTotal += lag
-			if lag > r.stats.LagMax {
-				r.stats.LagMax = lag
-			}
-			if len(r.lags) < maxLags {
-				r.lags = append(r.lags, consistency.Sample{Name: LagMetric, Label: in.Region, Value: lag.Seconds()})
+			if !e.Rec.Gone {
+				r.noteApplied(now, e.Rec.V, in.Region)
 			}
 		}
 		// Ordering rule: acknowledge only what is durable.
@@ -1343,6 +1337,23 @@ func (r *Replica) onReplicate(now time.Time, from consistency.NodeID, in msg) {
 	}
 	r.inflight[k] = true
 	r.await(now, deps, time.Time{}, apply, func(time.Time) { delete(r.inflight, k) })
+}
+
+// noteApplied counts a remote write v from region applied here and its
+// propagation lag. A gone notice is not counted (Stats.GoneApplied counts
+// it): its version is the lost write's, often written long before the
+// rebuild that sent it, so its age would inflate the lag figures, and no
+// write's value was applied.
+func (r *Replica) noteApplied(now time.Time, v Version, region string) {
+	r.stats.RemoteApplied++
+	lag := now.Sub(time.UnixMilli(v.Wall))
+	r.stats.LagTotal += lag
+	if lag > r.stats.LagMax {
+		r.stats.LagMax = lag
+	}
+	if len(r.lags) < maxLags {
+		r.lags = append(r.lags, consistency.Sample{Name: LagMetric, Label: region, Value: lag.Seconds()})
+	}
 }
 
 // unlessHeld wraps the ready callback of a wait that stores a record (a
