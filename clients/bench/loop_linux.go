@@ -454,33 +454,47 @@ func (l *eventLoop) reply(c *loopConn, frame []byte, now time.Time) {
 		l.fail(c, errors.New("bench: a reply with no request in flight"), now)
 		return
 	}
-	var (
-		resp *gen.ExecuteResponse
-		err  error
-	)
-	if len(c.cmds) == 1 {
-		resp, err = l.codec.DecodeCall(frame, c.seq)
-	} else {
-		resp, err = l.codec.DecodeExecute(frame, c.seq)
-	}
 	n := len(c.cmds)
+	failed, err := l.decode(c, frame)
 	switch {
 	case err != nil && isException(err):
 		// A typed answer from the node: the connection is fine.
 		l.st.record(c.read, n, n, now.Sub(c.origin), nil)
+	case err != nil && errors.Is(err, errReplyCount):
+		l.st.record(c.read, n, 0, 0, err)
 	case err != nil:
 		l.fail(c, err, now)
 		return
 	default:
-		if failed, err := countFailed(resp, n); err != nil {
-			l.st.record(c.read, n, 0, 0, err)
-		} else {
-			l.st.record(c.read, n, failed, now.Sub(c.origin), nil)
-		}
+		l.st.record(c.read, n, failed, now.Sub(c.origin), nil)
 	}
 	c.busy = false
 	l.inFlight--
 	l.idle(c, now)
+}
+
+// decode decodes c's reply frame and returns how many of its commands
+// failed: a batch's reply is only counted (transport.CountExecute builds
+// no reply per command: the load generator shares the node's cores). A
+// reply with another number of replies than commands is an error wrapping
+// errReplyCount.
+func (l *eventLoop) decode(c *loopConn, frame []byte) (failed int, err error) {
+	n := len(c.cmds)
+	if n == 1 {
+		resp, err := l.codec.DecodeCall(frame, c.seq)
+		if err != nil {
+			return 0, err
+		}
+		return countFailed(resp, n)
+	}
+	replies, failed, err := l.codec.CountExecute(frame, c.seq)
+	if err != nil {
+		return 0, err
+	}
+	if replies != n {
+		return 0, fmt.Errorf("%w: %d replies to %d commands", errReplyCount, replies, n)
+	}
+	return failed, nil
 }
 
 // respReply finishes c's request with its RESP replies, failed of them

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -44,11 +45,17 @@ func (w *wireCmds) batch(cmds []core.Command) []*gen.Command {
 	return w.wire[:len(cmds)]
 }
 
+// errReplyCount is wrapped by the error of a reply with another number
+// of replies than its request had commands: the request's commands count
+// as errors, the connection stays.
+var errReplyCount = errors.New("bench: wrong number of replies")
+
 // countFailed returns how many of the replies to a request of n commands
-// are errors; a reply with another number of replies than n is an error.
+// are errors; a reply with another number of replies than n is an error
+// (errReplyCount).
 func countFailed(resp *gen.ExecuteResponse, n int) (int, error) {
 	if len(resp.Replies) != n {
-		return 0, fmt.Errorf("bench: %d replies to %d commands", len(resp.Replies), n)
+		return 0, fmt.Errorf("%w: %d replies to %d commands", errReplyCount, len(resp.Replies), n)
 	}
 	failed := 0
 	for _, r := range resp.Replies {
