@@ -42,6 +42,40 @@ func TestKey(t *testing.T) {
 	}
 }
 
+// BatchReuse makes Batch's commands (same seed, same draws), with keys of
+// any width, and allocates nothing once its commands have had storage.
+func TestBatchReuse(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		mix   int
+		keys  int
+		batch int
+	}{
+		{"70/30, batches of 100", 70, 100000, 100},
+		{"reads, single", 100, 10, 1},
+		{"writes, batches of 7", 0, 1000, 7},
+		{"50/50, keys wider than 10 digits", 50, 1 << 40, 5},
+	} {
+		a := NewGenerator(Mix{ReadPct: tc.mix}, Uniform{N: tc.keys}, 100, 5)
+		b := NewGenerator(Mix{ReadPct: tc.mix}, Uniform{N: tc.keys}, 100, 5)
+		want, got := make([]core.Command, tc.batch), make([]core.Command, tc.batch)
+		for i := range 200 {
+			wr, gr := a.Batch(want), b.BatchReuse(got)
+			if wr != gr {
+				t.Fatalf("%s: batch %d: read %v, want %v", tc.name, i, gr, wr)
+			}
+			for j := range want {
+				if want[j].String() != got[j].String() {
+					t.Fatalf("%s: batch %d command %d: %v, want %v", tc.name, i, j, got[j], want[j])
+				}
+			}
+		}
+		if allocs := testing.AllocsPerRun(50, func() { b.BatchReuse(got) }); allocs != 0 {
+			t.Errorf("%s: BatchReuse: %.1f allocations a batch, want 0", tc.name, allocs)
+		}
+	}
+}
+
 // The zipfian chooser must be skewed as Zipf's law says: the most popular
 // rank is drawn with probability 1/zeta(n), and the top 1% of ranks take
 // far more than 1% of draws; scrambled indexes stay in range.

@@ -340,7 +340,9 @@ func (l *eventLoop) send(c *loopConn, origin, now time.Time) {
 			return
 		}
 	}
-	read := c.gen.Batch(c.cmds)
+	// (c.cmds' previous batch was encoded into c.out, nothing else refers
+	// to it: its storage is reused.)
+	read := c.gen.BatchReuse(c.cmds)
 	c.seq++
 	var err error
 	switch {

@@ -144,13 +144,18 @@ func NewKeyChooser(dist string, n int) (KeyChooser, error) {
 // Key is the name of key index i ("bench:0000000042"): fixed width, so
 // every key has the same size.
 func Key(i int) []byte {
-	b := make([]byte, 0, 16)
-	b = append(b, "bench:"...)
-	s := strconv.Itoa(i)
+	return appendKey(make([]byte, 0, 16), i)
+}
+
+// appendKey appends the name of key index i (Key) to dst.
+func appendKey(dst []byte, i int) []byte {
+	var digits [20]byte
+	s := strconv.AppendInt(digits[:0], int64(i), 10)
+	dst = append(dst, "bench:"...)
 	for range 10 - len(s) {
-		b = append(b, '0')
+		dst = append(dst, '0')
 	}
-	return append(b, s...)
+	return append(dst, s...)
 }
 
 // Generator makes the commands of one worker. It is not safe for concurrent
@@ -192,6 +197,34 @@ func (g *Generator) Write() core.Command {
 func (g *Generator) Value() []byte {
 	off := g.r.IntN(len(g.pool) - g.vsize + 1)
 	return g.pool[off : off+g.vsize : off+g.vsize]
+}
+
+// BatchReuse is Batch (the same commands from the same draws) for a
+// caller that is done with the batch cmds held before — nothing refers to
+// its keys or argument lists any more (the event-loop client encodes a
+// request before it makes the next): each command's key and argument list
+// are written into the storage of the previous one, so a batch costs no
+// allocation once every command has had one.
+func (g *Generator) BatchReuse(cmds []core.Command) (read bool) {
+	read = g.IsRead()
+	for i := range cmds {
+		c := &cmds[i]
+		var key []byte
+		if len(c.Args) > 0 {
+			key = c.Args[0][:0]
+		}
+		if cap(c.Args) < 2 {
+			c.Args = make([][]byte, 0, 2)
+		}
+		// The draws in Read's and Write's order: the key, then the value.
+		key = appendKey(key, g.keys.Next(g.r))
+		if read {
+			c.Name, c.Args = "GET", append(c.Args[:0], key)
+		} else {
+			c.Name, c.Args = "SET", append(c.Args[:0], key, g.Value())
+		}
+	}
+	return read
 }
 
 // Batch fills cmds with one batch: all reads or all writes, drawn once per
