@@ -199,8 +199,8 @@ func readArgv(ctx context.Context, iprot thrift.TProtocol, c *gen.Command, argv 
 }
 
 // Process is the generated dialKVProcessorExecute.Process with
-// readExecuteArgs (and without the connectivity-check goroutine, which the
-// server disables). It is a hand copy and must follow thrift regenerations:
+// readExecuteArgs and a success written by executeSuccess (and without the
+// connectivity-check goroutine, which the server disables). It is a hand copy and must follow thrift regenerations:
 // TestExecuteProcessFollowsGenerated fails when the generated function
 // changes, and TestFastExecuteReplies compares the replies of both.
 func (p *executeProcessor) Process(ctx context.Context, seqID int32, iprot, oprot thrift.TProtocol) (bool, thrift.TException) {
@@ -244,7 +244,9 @@ func (p *executeProcessor) Process(ctx context.Context, seqID int32, iprot, opro
 			typ = thrift.EXCEPTION
 		}
 	} else {
-		result.Success = retval
+		// The generated writer's bytes, with the common replies appended
+		// directly (execreply.go).
+		msg = &executeSuccess{resp: retval}
 	}
 	var werr error
 	if e := oprot.WriteMessageBegin(ctx, "execute", typ, seqID); e != nil {
