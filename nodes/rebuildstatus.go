@@ -114,6 +114,12 @@ func FormatRebuild(node, ns string, st causal.RebuildStatus) []string {
 	for _, l := range st.Lost {
 		lines = append(lines, "  lost: "+l.String())
 	}
+	switch {
+	case st.Held > 0:
+		lines = append(lines, fmt.Sprintf("  %d keys still refused: each waits for a write it depends on that another rebuilding region holds", st.Held))
+	case st.Held < 0:
+		lines = append(lines, "  keys still refused: scanning for writes whose dependencies have not arrived")
+	}
 	if len(st.Feeding) > 0 {
 		lines = append(lines, fmt.Sprintf("  seeding the rebuild of %s", nodeList(st.Feeding)))
 	}

@@ -85,6 +85,9 @@ func (r *Replica) recover() error {
 	if err := r.loadRebuildMark(); err != nil {
 		return err
 	}
+	if err := r.loadRebuildHeld(); err != nil {
+		return err
+	}
 	var lost []uint64
 	it := r.eng.NewIter([]byte(prefixQueue), []byte("q0"))
 	for ok := it.First(); ok; ok = it.Next() {

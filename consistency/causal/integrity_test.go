@@ -1132,3 +1132,97 @@ func TestGoneNoticeIsNotReplicationLag(t *testing.T) {
 		})
 	}
 }
+
+// TestRebuildHoldsKeysUntilTheirDependencyArrives: u1 and e1 rebuild at
+// once. u1's salvaged write b1 depends on e1's a-e (key a, owned by u1),
+// which u1 had applied but e1 still queues (its acknowledgement was cut):
+// u1's rebuilt a lacks it until e1's rebuild finishes and resends it. e1
+// is kept from finishing (cut off from u2) while u1 has finished: a reader
+// in us must not see b1 without a-e — u1 refuses b until a-e arrives
+// (before session 9 it served b1 while a read as missing). Once e1
+// finishes both are read at every node of us. A restart of u1 in between
+// keeps b refused (what it waits for is stored).
+func TestRebuildHoldsKeysUntilTheirDependencyArrives(t *testing.T) {
+	c := newClusterWith(t, 12, twoRegions, "", map[string]string{"resolve": ResolveSiblings})
+	u1 := c.nodes["u1"].rep
+	a := keyOwnedByBoth(t, u1, "u1", "e1", "a")
+	b, z := keyOwnedBy(t, u1, "us", "u1", "b"), keyOwnedBy(t, u1, "us", "u1", "z")
+	y := keyOwnedByBoth(t, u1, "u2", "e1", "y")
+	cutUsToEu := func(on bool) {
+		for _, x := range []consistency.NodeID{"u1", "u2"} {
+			for _, e := range []consistency.NodeID{"e1", "e2"} {
+				c.cut[[2]consistency.NodeID{x, e}] = on
+			}
+		}
+	}
+	cutUsToEu(true) // eu's writes reach us, the acknowledgements do not
+	c.do("e1", nil, "SET", a, "a-e")
+	c.do("e1", nil, "SET", y, "y1")
+	c.run(time.Second)
+	g := c.do("u1", nil, "GET", a)
+	if replyString(g.Reply) != "a-e" {
+		t.Fatalf("GET %s at u1: %s, want a-e", a, replyString(g.Reply))
+	}
+	c.do("u1", g.Token, "SET", b, "b1") // depends on a-e
+	c.do("u1", nil, "SET", z, "z1")
+	find := func(id consistency.NodeID, key string) (seqs []uint64) {
+		for seq, e := range c.nodes[id].rep.queue {
+			if e.Key == key {
+				seqs = append(seqs, seq)
+			}
+		}
+		return seqs
+	}
+	zs, ys := find("u1", z), find("e1", y)
+	c.crash("u1")
+	c.crash("e1")
+	corruptQueue(t, c, "u1", zs...)
+	corruptQueue(t, c, "e1", ys...)
+	rebuildAndRestart(t, c, "u1")
+	rebuildAndRestart(t, c, "e1")
+	cutUsToEu(false)
+	for _, l := range [][2]consistency.NodeID{{"u2", "e1"}, {"e1", "u2"}} {
+		c.cut[l] = true // e1 waits for u2: its rebuild cannot finish
+	}
+	c.run(2 * time.Second)
+	if !c.nodes["e1"].rep.RebuildStatus().Rebuilding || c.nodes["u1"].rep.RebuildStatus().Rebuilding {
+		t.Fatal("want u1 done and e1 still rebuilding")
+	}
+	check := func(when string) {
+		for _, at := range []consistency.NodeID{"u1", "u2"} {
+			rb := c.do(at, nil, "GET", b)
+			if replyString(rb.Reply) != "b1" {
+				continue // refused: b waits for a-e
+			}
+			if ra := c.do(at, rb.Token, "GET", a); replyString(ra.Reply) != "a-e" {
+				t.Errorf("at %s while e1 rebuilds (%s): %s=b1 is visible but %s=%s (b1 depends on a-e)", at, when, b, a, replyString(ra.Reply))
+			}
+		}
+	}
+	if st := c.nodes["u1"].rep.RebuildStatus(); st.Held != 1 {
+		t.Errorf("u1 status: %d keys held, want 1 (%s)", st.Held, b)
+	}
+	check("u1 finished")
+	c.crash("u1") // what b waits for is durable
+	c.restart("u1")
+	c.run(200 * time.Millisecond)
+	check("u1 restarted")
+	for _, l := range [][2]consistency.NodeID{{"u2", "e1"}, {"e1", "u2"}} {
+		c.cut[l] = false
+	}
+	c.run(3 * time.Second)
+	if st := c.nodes["u1"].rep.RebuildStatus(); st.Held != 0 {
+		t.Errorf("u1 status after e1's rebuild: %d keys held, want 0", st.Held)
+	}
+	for _, at := range []consistency.NodeID{"u1", "u2"} {
+		if r := c.do(at, nil, "GET", b); replyString(r.Reply) != "b1" {
+			t.Errorf("GET %s at %s after both rebuilds: %s, want b1", b, at, replyString(r.Reply))
+		}
+		if r := c.do(at, nil, "GET", a); replyString(r.Reply) != "a-e" {
+			t.Errorf("GET %s at %s after both rebuilds: %s, want a-e", a, at, replyString(r.Reply))
+		}
+	}
+	if us, eu := c.regionDump("us"), c.regionDump("eu"); fmt.Sprint(us) != fmt.Sprint(eu) {
+		t.Errorf("regions diverge:\nus %v\neu %v", us, eu)
+	}
+}

@@ -379,6 +379,8 @@ func (r *Replica) keyPaused(key string) bool {
 	switch {
 	case r.rebuilds(key):
 		return true // its store is being rebuilt (rebuild.go)
+	case r.heldKey(key):
+		return true // it waits for a dependency after the rebuild (rebuildhold.go)
 	case r.changing:
 		return movedIn(r.moveFrom, r.next, r.region, key)
 	case r.settling:
@@ -793,6 +795,9 @@ func (r *Replica) errPaused(key string) core.Reply {
 	if r.rebuilds(key) {
 		r.noteRefused(key)
 		return errReply(consistency.CodeUnavailable, "the store of node %s is being rebuilt from the other regions after corruption; key %q is served again once it is; retry", r.id, key)
+	}
+	if r.heldKey(key) {
+		return errReply(consistency.CodeUnavailable, "the store of node %s was rebuilt after corruption and key %q waits for a write it depends on, which another rebuilding region still holds; retry", r.id, key)
 	}
 	if r.region == "" && !r.changing {
 		return errReply(consistency.CodeUnavailable, "node %s is not a member of this causal namespace (member list version %d); use a member", r.id, r.memVer)

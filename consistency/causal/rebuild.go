@@ -61,7 +61,9 @@ import (
 // asker gets from them directly. For the loss report, a region whose
 // owner of a key answered Partial will hold what it holds now plus what
 // the regions that answered in full hold (their seeds reach it too), so
-// both rebuilds finish, in any number of regions.
+// both rebuilds finish, in any number of regions. The first to finish
+// keeps refusing its keys whose writes depend on a write the other still
+// holds, until it arrives (rebuildhold.go).
 //
 // Gone notices. A lost write V of key k may be a dependency elsewhere: a
 // client read it before the crash (its token), or another node of this
@@ -632,10 +634,14 @@ func (r *Replica) finishRebuild(now time.Time) error {
 		b.Set([]byte(prefixValue+k), sealJSON([]byte(prefixValue+k), recs[k]))
 	}
 	b.Set([]byte(keyMeta), sealJSON([]byte(keyMeta), meta{Seq: seq, Wall: r.clock.wall, Logical: r.clock.logical}))
+	// Ordering rule: the scan for keys still waiting (rebuildhold.go) is
+	// marked pending in the batch that deletes the mark.
+	b.Set([]byte(keyRebuildHeld), sealJSON([]byte(keyRebuildHeld), rebuildHeld{Scan: true}))
 	b.Delete([]byte(keyRebuild))
 	if err := b.Commit(false); err != nil {
 		return fmt.Errorf("causal: finish rebuild: %w", err)
 	}
+	r.postRebuild = &rebuildHeld{Scan: true}
 	for seq, ne := range entries {
 		r.queue[seq].Deps, r.queue[seq].Rec.Deps = ne.Deps, ne.Rec.Deps
 	}
@@ -656,6 +662,7 @@ func (r *Replica) finishRebuild(now time.Time) error {
 	for _, k := range sortedKeys(plan.goneKeys) {
 		r.recheck(now, k) // a local waiter may wait for the lost write
 	}
+	r.tickRebuildHeld()
 	last := rb.status()
 	last.Finished, last.Resent = now, resent
 	r.last = &last
@@ -914,6 +921,10 @@ type RebuildStatus struct {
 	// Feeding are the rebuilding nodes of other regions this node is
 	// seeding (not yet acknowledged in full).
 	Feeding []consistency.NodeID `json:"feeding,omitempty"`
+	// Held counts the keys a finished rebuild still refuses until a
+	// write they depend on, held by another rebuilding region, arrives
+	// (rebuildhold.go; -1 while the records are not scanned yet).
+	Held int `json:"held"`
 	// GoneApplied counts the gone notices of other nodes' lost writes
 	// applied here (Stats.GoneApplied).
 	GoneApplied int64 `json:"gone_applied"`
@@ -943,5 +954,11 @@ func (r *Replica) RebuildStatus() RebuildStatus {
 	}
 	s.Feeding = sortedKeys(feeding)
 	s.GoneApplied = r.stats.GoneApplied
+	if h := r.postRebuild; h != nil {
+		s.Held = len(h.Keys)
+		if h.Scan {
+			s.Held = -1
+		}
+	}
 	return s
 }

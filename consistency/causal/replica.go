@@ -323,6 +323,9 @@ type Replica struct {
 	// last: the status of the last rebuild this incarnation finished.
 	last *RebuildStatus
 	lost []LostVersion
+	// postRebuild: the keys a finished rebuild still refuses until their
+	// dependencies are visible (rebuildhold.go); nil: none.
+	postRebuild *rebuildHeld
 }
 
 // Stats are counters for metrics and experiments.
@@ -1476,6 +1479,7 @@ func (r *Replica) Tick(now time.Time) {
 	r.ringTick(now)
 	r.repairTick(now)
 	r.rebuildTick(now)
+	r.tickRebuildHeld()
 	if r.rebuild != nil {
 		// Rebuilding: the salvaged entries' dependencies are checked
 		// against what the other regions hold once every seed is in
