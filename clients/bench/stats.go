@@ -82,12 +82,21 @@ func (w *workerStats) record(read bool, n, failed int, lat time.Duration, err er
 func (w *workerStats) drainInto(read, write *hdrhistogram.Histogram, c *counts) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	read.Merge(w.read)
-	write.Merge(w.write)
+	drainHist(read, w.read)
+	drainHist(write, w.write)
 	c.add(w.c)
-	w.read.Reset()
-	w.write.Reset()
 	w.c = counts{}
+}
+
+// drainHist adds from to into and zeroes it; an empty from (a read-only or
+// write-only run's other histogram) costs neither the merge's walk nor the
+// reset's clearing of its counts.
+func drainHist(into, from *hdrhistogram.Histogram) {
+	if from.TotalCount() == 0 {
+		return
+	}
+	into.Merge(from)
+	from.Reset()
 }
 
 // LatencyStats summarise one kind of operation.

@@ -67,3 +67,54 @@ func TestCompactProtocol(t *testing.T) {
 		t.Fatal("a binary-protocol client talked to a compact node")
 	}
 }
+
+// TestClientTimeout: without a deadline on the context, the client's own
+// timeout (WithTimeout) bounds the call, and the write whose outcome is
+// unknown is not retried.
+func TestClientTimeout(t *testing.T) {
+	st := &stuckService{}
+	n := startNode(t, nodes.Config{Strategies: map[string]nodes.StrategyFactory{
+		"stuck": func(nodes.StrategyEnv) (consistency.Service, error) { return st, nil },
+	}})
+	c := newClient(t, []string{n.Addr()}, client.WithTimeout(200*time.Millisecond))
+	ctx := context.Background()
+	if err := c.CreateNamespace(ctx, client.NamespaceSpec{Name: "s", Strategy: "stuck"}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err := c.Incr(client.With(ctx, client.Namespace("s")), "k", 1)
+	if !errors.Is(err, client.ErrTimeout) || time.Since(start) > 2*time.Second {
+		t.Fatalf("Incr against a stuck strategy: %v after %v, want TIMEOUT near 200 ms", err, time.Since(start))
+	}
+	if k := st.calls.Load(); k != 1 {
+		t.Fatalf("INCR with an unknown outcome was sent %d times, want 1", k)
+	}
+}
+
+// TestTimeoutCostsNoAllocation: the client's timeout is kept as a time,
+// not a context derived per call: a call bounded by the client's timeout
+// allocates no more than one bounded by its context's deadline (a
+// context.WithTimeout per call was a context and a timer: 2 or more
+// allocations). Both send the node a budget; the node runs in this
+// process, so both counts include its allocations and only the difference
+// is checked.
+func TestTimeoutCostsNoAllocation(t *testing.T) {
+	n := startNode(t, nodes.Config{})
+	allocs := func(ctx context.Context, c *client.Client) float64 {
+		if _, err := c.Set(ctx, "k", []byte("v")); err != nil { // dial and warm up
+			t.Fatal(err)
+		}
+		return testing.AllocsPerRun(500, func() {
+			if _, err := c.Set(ctx, "k", []byte("v")); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	byCtx := allocs(dctx, newClient(t, []string{n.Addr()}, client.WithTimeout(0)))
+	byClient := allocs(context.Background(), newClient(t, []string{n.Addr()}, client.WithTimeout(5*time.Second)))
+	if byClient-byCtx >= 1 {
+		t.Fatalf("a call bounded by the client's timeout made %.1f allocations, by its context's deadline %.1f: the timeout costs allocations", byClient, byCtx)
+	}
+}

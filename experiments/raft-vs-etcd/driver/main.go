@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,6 +44,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	readMode := fs.String("read", "linearizable", "read mode: linearizable or stale")
 	failover := fs.String("failover", "", "instead of a load: `ADDR=PID,...` of the nodes; find the leader of --key's shard, SIGKILL its process, and time the first successful write through the others")
 	key := fs.String("key", "failover", "with --failover: the key written")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the load (the driver's own CPU) to `FILE`")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: driver --addrs A,B,C --namespace NS [flags]\n\nLoads dialkv through the Go client library; prints the result as JSON.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -70,7 +72,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	connect := func(ctx context.Context) (bench.Conn, error) {
 		return &libConn{c: c, opts: opts}, nil
 	}
+	stop, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		fmt.Fprintf(stderr, "driver: %v\n", err)
+		return 1
+	}
 	res, err := bench.Run(context.Background(), cfg, connect, nil)
+	if perr := stop(); perr != nil {
+		fmt.Fprintf(stderr, "driver: %v\n", perr)
+		return 1
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "driver: %v\n", err)
 		return 1
@@ -83,11 +94,38 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// startCPUProfile starts a CPU profile into path ("": none) and returns
+// the function that stops it and closes the file.
+func startCPUProfile(path string) (stop func() error, err error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		return nil
+	}, nil
+}
+
 // libConn is one benchmark worker's connection: a share of the client
 // library's pool (connections are per node address).
 type libConn struct {
 	c    *client.Client
 	opts []client.CallOption
+	// parent and ctx: the last context Do was given and it with opts, so
+	// that a worker's calls (all under the run's context) do not wrap it
+	// again for every call.
+	parent, ctx context.Context
 }
 
 var _ bench.Conn = (*libConn)(nil)
@@ -97,7 +135,10 @@ var _ bench.Conn = (*libConn)(nil)
 // shards, or of shards it does not lead, with per-command MOVED replies,
 // which the client does not re-route.
 func (l *libConn) Do(ctx context.Context, cmds []core.Command) (int, error) {
-	ctx = client.With(ctx, l.opts...)
+	if ctx != l.parent {
+		l.parent, l.ctx = ctx, client.With(ctx, l.opts...)
+	}
+	ctx = l.ctx
 	for _, c := range cmds {
 		if _, err := l.c.DoCmd(ctx, c); err != nil {
 			return 0, err
