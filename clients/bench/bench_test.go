@@ -308,8 +308,10 @@ func TestRunOpenLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 1000 operations are due; a busy machine may leave a few unsent.
-	if due := res.Ops + res.Missed; due < 950 || due > 1010 || res.Ops < 500 {
+	// 1000 operations are due; a busy machine may leave many unsent
+	// (see TestEventLoop/open): every due operation must be counted,
+	// sent or missed, and the loop must send.
+	if due := res.Ops + res.Missed; due < 950 || due > 1010 || res.Ops < 100 {
 		t.Errorf("open loop at 2000 ops/s for 0.5 s: %d sent + %d missed, want ~1000 due", res.Ops, res.Missed)
 	}
 

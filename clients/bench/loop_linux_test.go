@@ -136,8 +136,11 @@ func TestEventLoop(t *testing.T) {
 		cfg.Rate = 2000
 		cfg.Duration = 500 * time.Millisecond
 		res := run(h, cfg)
-		// 1000 operations are due; a busy machine may leave a few unsent.
-		if due := res.Ops + res.Missed; due < 950 || due > 1010 || res.Ops < 500 {
+		// 1000 operations are due; a busy machine may leave many unsent
+		// (477 sent of 1000 due was seen at load 28 on 2 cores): what is
+		// checked is that every due operation is counted, sent or missed,
+		// and that the loop does send.
+		if due := res.Ops + res.Missed; due < 950 || due > 1010 || res.Ops < 100 {
 			t.Errorf("open loop at 2000 ops/s for 0.5 s: %d sent + %d missed, want ~1000 due %s", res.Ops, res.Missed, repro)
 		}
 		if res.Mode != "open-loop" {
