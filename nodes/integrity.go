@@ -39,6 +39,12 @@ const rebuiltSample = causal.RebuiltMetric
 // in dialkv_corruption_events_total{kind="version-gone"}.
 const goneSample = causal.GoneMetric
 
+// replacedSample is the consistency.Sample of another node's re-sent write
+// that a newer write replaced, applied here as a notice (label: key,
+// version): nothing was lost, so it is logged at info level as "re-sent
+// replaced write applied" and not counted as a corruption event.
+const replacedSample = causal.ReplacedMetric
+
 // stalledSample is the consistency.Sample of a causal store rebuild that
 // waits without progress for nodes of other regions (label: whom, since
 // when): logged at warning level as "causal store rebuild stalled".

@@ -116,7 +116,7 @@ func FormatRebuild(node, ns string, st causal.RebuildStatus) []string {
 	}
 	switch {
 	case st.Held > 0:
-		lines = append(lines, fmt.Sprintf("  %d keys still refused: each waits for a write it depends on that another rebuilding region holds", st.Held))
+		lines = append(lines, fmt.Sprintf("  %d keys still refused: each waits for a write (of it, or one it depends on) that another rebuilding region holds", st.Held))
 	case st.Held < 0:
 		lines = append(lines, "  keys still refused: scanning for writes whose dependencies have not arrived")
 	}
@@ -125,6 +125,9 @@ func FormatRebuild(node, ns string, st causal.RebuildStatus) []string {
 	}
 	if st.GoneApplied > 0 {
 		lines = append(lines, fmt.Sprintf("  gone notices applied: %d (other nodes' lost writes)", st.GoneApplied))
+	}
+	if st.ReplacedApplied > 0 {
+		lines = append(lines, fmt.Sprintf("  replaced writes applied: %d (other nodes' re-sent writes that newer writes replaced; not lost)", st.ReplacedApplied))
 	}
 	return lines
 }

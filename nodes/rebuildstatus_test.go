@@ -25,9 +25,10 @@ func TestFormatRebuild(t *testing.T) {
 			[]string{"n2 c: REBUILDING since 2026-12-07T15:00:00.000Z (last progress 2026-12-07T15:00:01.000Z): waiting for n4; seeded by n3 (partial: n3); 7 seeds; 3 requests refused (2 keys)"}},
 		{"finished", causal.RebuildStatus{SeededBy: []consistency.NodeID{"n3", "n4"}, Seeded: 7, Began: t0, Finished: t0.Add(2 * time.Second), Lost: []causal.LostVersion{lost}, Resent: 3, Held: 2},
 			[]string{"n2 c: rebuilt 2026-12-07T15:00:00.000Z → 2026-12-07T15:00:02.000Z; seeded by n3,n4 (partial: -); 7 seeds; 0 requests refused (0 keys); 1 versions lost; 3 re-sent from a surviving copy", "  lost: " + lost.String(),
-				"  2 keys still refused: each waits for a write it depends on that another rebuilding region holds"}},
-		{"seeding", causal.RebuildStatus{Feeding: []consistency.NodeID{"n1"}, GoneApplied: 2},
-			[]string{"n2 c: serving (no rebuild since it started)", "  seeding the rebuild of n1", "  gone notices applied: 2 (other nodes' lost writes)"}},
+				"  2 keys still refused: each waits for a write (of it, or one it depends on) that another rebuilding region holds"}},
+		{"seeding", causal.RebuildStatus{Feeding: []consistency.NodeID{"n1"}, GoneApplied: 2, ReplacedApplied: 1},
+			[]string{"n2 c: serving (no rebuild since it started)", "  seeding the rebuild of n1", "  gone notices applied: 2 (other nodes' lost writes)",
+				"  replaced writes applied: 1 (other nodes' re-sent writes that newer writes replaced; not lost)"}},
 	} {
 		if got := FormatRebuild("n2", "c", tc.st); strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
 			t.Errorf("%s:\n%s\nwant\n%s", tc.name, strings.Join(got, "\n"), strings.Join(tc.want, "\n"))

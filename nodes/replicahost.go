@@ -402,6 +402,8 @@ func (h *ReplicaHost) loop(maxRead int) {
 						h.log.Warn("causal store rebuilt from the other regions; its keys are served again", "detail", x.Label)
 					case goneSample:
 						h.log.Warn("gone notice applied: another node lost this acknowledged write in a store rebuild; what depends on it proceeds without it", "write", x.Label)
+					case replacedSample:
+						h.log.Info("re-sent replaced write applied: another node's store rebuild re-sent a write of it that a newer write replaced; nothing was lost", "write", x.Label)
 					case stalledSample:
 						h.log.Warn("causal store rebuild stalled: nodes of other regions do not answer (down or cut off); its keys stay refused until they do", "detail", x.Label)
 					}

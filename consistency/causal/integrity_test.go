@@ -1089,6 +1089,131 @@ func TestResentWriteWaitsForWhatItsCopyHasSeen(t *testing.T) {
 	}
 }
 
+// TestResentOverSparesANodesSiblingSeenOnlyAsGone: ex (x's owner in eu)
+// replaces its e-old with e-new while eu is cut off, then loses e-new
+// (its entries corrupt): a gone notice moves every region's Seen for ex
+// to e-new while e-old stays their sibling. u1 then writes x1 blind
+// (concurrent with e-old) and loses its entry for ap: the re-sent x1 must
+// not name e-new in Over, which would make ap drop e-old (every sibling of
+// ex up to e-new) while eu and us keep it. Every region ends with both
+// siblings. Session 9 review finding: before the fix ap held x1 alone.
+func TestResentOverSparesANodesSiblingSeenOnlyAsGone(t *testing.T) {
+	c := newClusterWith(t, 12, "us:u1,u2;eu:e1,e2;ap:a1", "", map[string]string{"resolve": ResolveSiblings})
+	u1 := c.nodes["u1"].rep
+	x := keyOwnedBy(t, u1, "us", "u1", "x")
+	ex := u1.owner("eu", x)
+	queued := func(id consistency.NodeID, region string) (seqs []uint64) {
+		for seq, e := range c.nodes[id].rep.queue {
+			if e.Key == x && (region == "" || e.Region == region) {
+				seqs = append(seqs, seq)
+			}
+		}
+		return seqs
+	}
+	c.do(ex, nil, "SET", x, "e-old")
+	c.run(time.Second)
+	c.partition("us", "eu", true)
+	c.partition("eu", "ap", true)
+	g := c.do(ex, nil, "GET", x)
+	if r := c.do(ex, g.Token, "SET", x, "e-new"); replyString(r.Reply) != "OK" { // replaces e-old
+		t.Fatalf("SET e-new at %s: %s", ex, replyString(r.Reply))
+	}
+	lost := queued(ex, "")
+	c.crash(ex)
+	corruptQueue(t, c, ex, lost...)
+	rebuildAndRestart(t, c, ex)
+	c.partition("us", "eu", false)
+	c.partition("eu", "ap", false)
+	c.run(5 * time.Second)
+	if st := c.nodes[ex].rep.RebuildStatus(); st.Rebuilding || len(st.Lost) != 3 {
+		t.Fatalf("%s: %+v, want done with e-new lost for all three regions", ex, st)
+	}
+	want := fmt.Sprint(map[string]string{x: `"e-old"`})
+	for _, reg := range c.regions() {
+		if d := c.regionDump(reg); fmt.Sprint(d) != want {
+			t.Fatalf("%s after %s's rebuild: %v, want %s", reg, ex, d, want)
+		}
+	}
+	c.partition("us", "ap", true)
+	if r := c.do("u1", nil, "SET", x, "x1"); replyString(r.Reply) != "OK" { // blind: concurrent with e-old
+		t.Fatalf("SET x1 at u1: %s", replyString(r.Reply))
+	}
+	c.run(time.Second)
+	lost = queued("u1", "ap")
+	c.crash("u1")
+	corruptQueue(t, c, "u1", lost...)
+	rebuildAndRestart(t, c, "u1")
+	c.partition("us", "ap", false)
+	c.run(5 * time.Second)
+	if st := c.nodes["u1"].rep.RebuildStatus(); st.Rebuilding || len(st.Lost) != 0 || st.Resent != 1 {
+		t.Fatalf("u1: %+v, want done, nothing lost, x1 re-sent to ap", st)
+	}
+	want = fmt.Sprint(map[string]string{x: `siblings["e-old","x1"]`})
+	for _, reg := range c.regions() {
+		if d := c.regionDump(reg); fmt.Sprint(d) != want {
+			t.Errorf("%s: %v, want %s (the regions must not diverge)", reg, d, want)
+		}
+	}
+}
+
+// TestResentReplacedWriteIsNotCountedLost: u1's x1 reaches eu, where y-eu
+// replaces it (eu read x1), while ap is cut off; u1 then loses x1's entry
+// for ap. The rebuilt record has seen x1 but holds y-eu, so x1 is re-sent
+// to ap as a notice without a value (y-eu depends on x1). ap must count
+// it as a replaced write (ReplacedApplied, a ReplacedMetric sample), not
+// as a lost write's gone notice (GoneApplied, GoneMetric: logged as a
+// loss and counted in version-gone) — nothing was lost; u1 counts it
+// re-sent. Every region ends with y-eu. Session 9 review finding.
+func TestResentReplacedWriteIsNotCountedLost(t *testing.T) {
+	c := newClusterWith(t, 12, "us:u1,u2;eu:e1,e2;ap:a1", "", map[string]string{"resolve": ResolveSiblings})
+	u1 := c.nodes["u1"].rep
+	x := keyOwnedBy(t, u1, "us", "u1", "x")
+	ex, ax := u1.owner("eu", x), u1.owner("ap", x)
+	c.partition("us", "ap", true)
+	c.partition("eu", "ap", true)
+	c.do("u1", nil, "SET", x, "x1")
+	c.run(time.Second)
+	g := c.do(ex, nil, "GET", x)
+	if replyString(g.Reply) != "x1" {
+		t.Fatalf("GET %s at %s: %s, want x1", x, ex, replyString(g.Reply))
+	}
+	if r := c.do(ex, g.Token, "SET", x, "y-eu"); replyString(r.Reply) != "OK" { // replaces x1
+		t.Fatalf("SET %s at %s: %s", x, ex, replyString(r.Reply))
+	}
+	c.run(time.Second)
+	var lost []uint64
+	for seq, e := range c.nodes["u1"].rep.queue {
+		if e.Key == x && e.Region == "ap" {
+			lost = append(lost, seq)
+		}
+	}
+	c.crash("u1")
+	corruptQueue(t, c, "u1", lost...)
+	rebuildAndRestart(t, c, "u1")
+	c.nodes[ax].rep.TakeSamples()
+	c.partition("us", "ap", false)
+	c.partition("eu", "ap", false)
+	c.run(3 * time.Second)
+	if st := c.nodes["u1"].rep.RebuildStatus(); st.Rebuilding || len(st.Lost) != 0 || st.Resent != 1 {
+		t.Fatalf("u1: %+v, want done, nothing lost, x1 re-sent to ap", st)
+	}
+	samples := map[string]int{}
+	for _, s := range c.nodes[ax].rep.TakeSamples() {
+		samples[s.Name]++
+	}
+	st := c.nodes[ax].rep.RebuildStatus()
+	if st.ReplacedApplied != 1 || st.GoneApplied != 0 || samples[ReplacedMetric] != 1 || samples[GoneMetric] != 0 {
+		t.Errorf("%s: replaced applied %d, gone applied %d, samples %v; want 1 replaced (one %s sample), no gone notice",
+			ax, st.ReplacedApplied, st.GoneApplied, samples, ReplacedMetric)
+	}
+	want := fmt.Sprint(map[string]string{x: `"y-eu"`})
+	for _, reg := range c.regions() {
+		if d := c.regionDump(reg); fmt.Sprint(d) != want {
+			t.Errorf("%s: %v, want %s", reg, d, want)
+		}
+	}
+}
+
 // TestGoneNoticeIsNotReplicationLag: an ordinary remote write counts as a
 // remote apply with its lag; a gone notice (applied, counted in
 // GoneApplied) does not — its version is the lost write's, an hour old
@@ -1199,8 +1324,8 @@ func TestRebuildHoldsKeysUntilTheirDependencyArrives(t *testing.T) {
 			}
 		}
 	}
-	if st := c.nodes["u1"].rep.RebuildStatus(); st.Held != 1 {
-		t.Errorf("u1 status: %d keys held, want 1 (%s)", st.Held, b)
+	if st := c.nodes["u1"].rep.RebuildStatus(); st.Held != 2 {
+		t.Errorf("u1 status: %d keys held, want 2 (%s, and %s: e1's partial seed holds a-e)", st.Held, b, a)
 	}
 	check("u1 finished")
 	c.crash("u1") // what b waits for is durable
@@ -1224,5 +1349,129 @@ func TestRebuildHoldsKeysUntilTheirDependencyArrives(t *testing.T) {
 	}
 	if us, eu := c.regionDump("us"), c.regionDump("eu"); fmt.Sprint(us) != fmt.Sprint(eu) {
 		t.Errorf("regions diverge:\nus %v\neu %v", us, eu)
+	}
+}
+
+// TestRebuildHoldsAPartialSeedsWritesForOtherNodesKeys: as
+// TestRebuildHoldsKeysUntilTheirDependencyArrives, but b is owned by u2,
+// which was not rebuilt and serves b1 (it depends on a-e, read at u1
+// before u1's crash). While e1 still rebuilds, u1 lacks a-e; e1's partial
+// seed of a holds it, so u1 refuses a until a-e arrives: a reader that
+// sees b1 at u1 or u2 must not read a as missing. Once e1 finishes a-e
+// arrives, a is served at every node of us and the regions converge.
+// Session 9 review finding: before the fix u1 held only its own keys and
+// a read as (nil) after b1.
+func TestRebuildHoldsAPartialSeedsWritesForOtherNodesKeys(t *testing.T) {
+	c := newClusterWith(t, 12, twoRegions, "", map[string]string{"resolve": ResolveSiblings})
+	u1 := c.nodes["u1"].rep
+	a := keyOwnedByBoth(t, u1, "u1", "e1", "a")
+	b, z := keyOwnedBy(t, u1, "us", "u2", "b"), keyOwnedBy(t, u1, "us", "u1", "z")
+	y := keyOwnedByBoth(t, u1, "u2", "e1", "y")
+	cutUsToEu := func(on bool) {
+		for _, x := range []consistency.NodeID{"u1", "u2"} {
+			for _, e := range []consistency.NodeID{"e1", "e2"} {
+				c.cut[[2]consistency.NodeID{x, e}] = on
+			}
+		}
+	}
+	cutUsToEu(true) // eu's writes reach us, the acknowledgements do not
+	c.do("e1", nil, "SET", a, "a-e")
+	c.do("e1", nil, "SET", y, "y1")
+	c.run(time.Second)
+	g := c.do("u1", nil, "GET", a)
+	if replyString(g.Reply) != "a-e" {
+		t.Fatalf("GET %s at u1: %s, want a-e", a, replyString(g.Reply))
+	}
+	if r := c.do("u2", g.Token, "SET", b, "b1"); replyString(r.Reply) != "OK" { // depends on a-e
+		t.Fatalf("SET %s at u2: %s", b, replyString(r.Reply))
+	}
+	c.do("u1", nil, "SET", z, "z1")
+	find := func(id consistency.NodeID, key string) (seqs []uint64) {
+		for seq, e := range c.nodes[id].rep.queue {
+			if e.Key == key {
+				seqs = append(seqs, seq)
+			}
+		}
+		return seqs
+	}
+	zs, ys := find("u1", z), find("e1", y)
+	c.crash("u1")
+	c.crash("e1")
+	corruptQueue(t, c, "u1", zs...)
+	corruptQueue(t, c, "e1", ys...)
+	rebuildAndRestart(t, c, "u1")
+	rebuildAndRestart(t, c, "e1")
+	cutUsToEu(false)
+	for _, l := range [][2]consistency.NodeID{{"u2", "e1"}, {"e1", "u2"}} {
+		c.cut[l] = true // e1 waits for u2: its rebuild cannot finish
+	}
+	c.run(2 * time.Second)
+	if !c.nodes["e1"].rep.RebuildStatus().Rebuilding || c.nodes["u1"].rep.RebuildStatus().Rebuilding {
+		t.Fatal("want u1 done and e1 still rebuilding")
+	}
+	for _, at := range []consistency.NodeID{"u1", "u2"} {
+		rb := c.do(at, nil, "GET", b)
+		if replyString(rb.Reply) != "b1" {
+			t.Fatalf("GET %s at %s: %s, want b1 (u2 serves it)", b, at, replyString(rb.Reply))
+		}
+		ra := c.do(at, rb.Token, "GET", a)
+		refused := ra.Reply.Kind == core.KindError && ra.Reply.Err.Code == consistency.CodeUnavailable
+		if !refused && replyString(ra.Reply) != "a-e" {
+			t.Errorf("at %s while e1 rebuilds: %s=b1 is visible but %s=%s, want a-e or UNAVAILABLE (b1 depends on a-e)", at, b, a, replyString(ra.Reply))
+		}
+	}
+	for _, l := range [][2]consistency.NodeID{{"u2", "e1"}, {"e1", "u2"}} {
+		c.cut[l] = false
+	}
+	c.run(3 * time.Second)
+	if st := c.nodes["u1"].rep.RebuildStatus(); st.Held != 0 {
+		t.Errorf("u1 status after e1's rebuild: %d keys held, want 0", st.Held)
+	}
+	for _, at := range []consistency.NodeID{"u1", "u2"} {
+		if r := c.do(at, nil, "GET", a); replyString(r.Reply) != "a-e" {
+			t.Errorf("GET %s at %s after both rebuilds: %s, want a-e", a, at, replyString(r.Reply))
+		}
+	}
+	if us, eu := c.regionDump("us"), c.regionDump("eu"); fmt.Sprint(us) != fmt.Sprint(eu) {
+		t.Errorf("regions diverge:\nus %v\neu %v", us, eu)
+	}
+}
+
+// TestRebuildHeldDropsKeysNoLongerOwned: a key a finished rebuild still
+// refuses stays held while this node owns it and its dependency is not
+// visible; once its owner is another node (a membership change since),
+// the tick drops it, and with it the stored holds (m/rebuild-held) —
+// before, it stayed in Keys for good (Held > 0). Session 9 review nit.
+func TestRebuildHeldDropsKeysNoLongerOwned(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		owner consistency.NodeID
+		held  int
+	}{
+		{"owned", "u1", 1},
+		{"owned by another node", "u2", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newClusterWith(t, 12, twoRegions, "", map[string]string{"resolve": ResolveSiblings})
+			u1 := c.nodes["u1"].rep
+			k := keyOwnedBy(t, u1, "us", tc.owner, "k")
+			missing := Dep{Key: keyOwnedBy(t, u1, "us", "u1", "d"), V: Version{Wall: 1, Node: "e1"}}
+			h := rebuildHeld{Keys: map[string][]Dep{k: {missing}}}
+			b := c.nodes["u1"].eng.NewBatch()
+			b.Set([]byte(keyRebuildHeld), sealJSON([]byte(keyRebuildHeld), h))
+			if err := b.Commit(false); err != nil {
+				t.Fatal(err)
+			}
+			b.Close()
+			u1.postRebuild = &h
+			u1.tickRebuildHeld()
+			if got := u1.RebuildStatus().Held; got != tc.held {
+				t.Errorf("held %d keys, want %d", got, tc.held)
+			}
+			_, err := c.nodes["u1"].eng.Get([]byte(keyRebuildHeld))
+			if stored := err == nil; stored != (tc.held > 0) {
+				t.Errorf("m/rebuild-held stored: %v (%v), want %v", stored, err, tc.held > 0)
+			}
+		})
 	}
 }

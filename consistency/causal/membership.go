@@ -797,7 +797,7 @@ func (r *Replica) errPaused(key string) core.Reply {
 		return errReply(consistency.CodeUnavailable, "the store of node %s is being rebuilt from the other regions after corruption; key %q is served again once it is; retry", r.id, key)
 	}
 	if r.heldKey(key) {
-		return errReply(consistency.CodeUnavailable, "the store of node %s was rebuilt after corruption and key %q waits for a write it depends on, which another rebuilding region still holds; retry", r.id, key)
+		return errReply(consistency.CodeUnavailable, "the store of node %s was rebuilt after corruption and key %q waits for a write (of it, or one it depends on) that another rebuilding region still holds; retry", r.id, key)
 	}
 	if r.region == "" && !r.changing {
 		return errReply(consistency.CodeUnavailable, "node %s is not a member of this causal namespace (member list version %d); use a member", r.id, r.memVer)

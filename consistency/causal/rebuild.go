@@ -63,7 +63,13 @@ import (
 // the regions that answered in full hold (their seeds reach it too), so
 // both rebuilds finish, in any number of regions. The first to finish
 // keeps refusing its keys whose writes depend on a write the other still
-// holds, until it arrives (rebuildhold.go).
+// holds, and its keys of which the other's partial seed held a write not
+// visible here (a write owned by another node of this region may depend
+// on it), until it arrives (rebuildhold.go).
+//
+// The simulator never rebuilds a store (its corruption is a flaky read;
+// only nodes/integrity.go calls PrepareRebuild): the rebuild is covered
+// by this package's harness tests and a real-node test in package nodes.
 //
 // Gone notices. A lost write V of key k may be a dependency elsewhere: a
 // client read it before the crash (its token), or another node of this
@@ -117,6 +123,12 @@ const RebuiltMetric = "dialkv_store_rebuilt"
 // lost write is satisfied here from now on, without its value.
 const GoneMetric = "dialkv_gone_versions"
 
+// ReplacedMetric is the name of the samples a replica reports when it
+// applies another node's re-send of a write that a newer write replaced
+// (label "KEY VERSION"): applied as a gone notice, though nothing was lost
+// (its replacement reaches the region from its own origin).
+const ReplacedMetric = "dialkv_replaced_versions"
+
 // StalledMetric is the name of the sample a rebuilding replica reports
 // when a node it waits for has not answered for rebuildStallAfter (label:
 // the nodes it waits for); reported again every rebuildStallAfter while
@@ -163,6 +175,9 @@ type rebuilding struct {
 	// holds (its Seen entry for this node).
 	seen   map[string]map[string]Version
 	seeded int
+	// awaited: per key, the newest own write of a partially answering
+	// node its seed held (rebuildhold.go: refused until visible here).
+	awaited map[string][]Dep
 	// partial: the nodes that answered done while rebuilding themselves.
 	partial map[consistency.NodeID]bool
 	// Status only (RebuildStatus): when this incarnation's rebuild began
@@ -345,7 +360,7 @@ func (r *Replica) loadRebuildMark() error {
 	}
 	r.nextID++
 	r.rebuild = &rebuilding{id: r.nextID, mark: m, done: map[consistency.NodeID]bool{}, seen: map[string]map[string]Version{},
-		partial: map[consistency.NodeID]bool{}, refusedKeys: map[string]bool{}}
+		partial: map[consistency.NodeID]bool{}, refusedKeys: map[string]bool{}, awaited: map[string][]Dep{}}
 	return nil
 }
 
@@ -635,13 +650,15 @@ func (r *Replica) finishRebuild(now time.Time) error {
 	}
 	b.Set([]byte(keyMeta), sealJSON([]byte(keyMeta), meta{Seq: seq, Wall: r.clock.wall, Logical: r.clock.logical}))
 	// Ordering rule: the scan for keys still waiting (rebuildhold.go) is
-	// marked pending in the batch that deletes the mark.
-	b.Set([]byte(keyRebuildHeld), sealJSON([]byte(keyRebuildHeld), rebuildHeld{Scan: true}))
+	// marked pending, with the partial seeds' writes, in the batch that
+	// deletes the mark.
+	held := rebuildHeld{Scan: true, Keys: rb.awaited}
+	b.Set([]byte(keyRebuildHeld), sealJSON([]byte(keyRebuildHeld), held))
 	b.Delete([]byte(keyRebuild))
 	if err := b.Commit(false); err != nil {
 		return fmt.Errorf("causal: finish rebuild: %w", err)
 	}
-	r.postRebuild = &rebuildHeld{Scan: true}
+	r.postRebuild = &held
 	for seq, ne := range entries {
 		r.queue[seq].Deps, r.queue[seq].Rec.Deps = ne.Deps, ne.Rec.Deps
 	}
@@ -787,23 +804,28 @@ func (r *Replica) judgeOwn(rb *rebuilding, final, newest map[string]map[string]V
 // newest salvaged write of key queued for g). While v is a sibling of cur
 // it is v's write: its value and dependencies, and in Over what it
 // replaced that g may still hold — this node's older writes of key, and
-// the newest version of every other node that cur has seen but does not
-// hold (cur merges every copy: such a sibling was replaced, by v or by a
-// write cur holds). A write cur no longer holds as a sibling was replaced
+// the newest version of every other node that cur has seen while holding
+// no sibling of that node (cur merges every copy: such a sibling was
+// replaced, by v or by a write cur holds). A node of which cur still
+// holds a sibling is left out of Over even when cur has seen a newer
+// version of it: that newer version reached cur only as a gone notice
+// (applyGone keeps the older sibling), and Over would make g drop every
+// sibling of that node up to it, the held one included (the regions
+// would diverge). A write cur no longer holds as a sibling was replaced
 // by a newer one, which reaches g from its origin: its value is not
 // needed, and the entry is a gone notice (it moves g's Seen past v without
 // a sibling, as applying v and then its replacement would), so what
-// depends on v is freed there; it is not lost, and not reported.
+// depends on v is freed there; it is not lost, and not reported: marked
+// Replaced, g counts it apart from lost writes' notices.
 //
 // Ordering rules: the entry depends on newest, so it is applied after it
 // as the original write was (a notice applied first would make newest
 // look seen and drop it), and a write also on every version of another
-// node that
-// cur has seen, so g applies it only once it has seen all of them (its
-// Over could otherwise drop a sibling there before the write that
-// replaced it arrived).
+// node that cur has seen, so g applies it only once it has seen all of
+// them (its Over could otherwise drop a sibling there before the write
+// that replaced it arrived).
 func (r *Replica) resendEntry(g, key string, v Version, cur record, newest Version) *outEntry {
-	e := &outEntry{Region: g, Key: key, Rec: record{V: v, Gone: true}}
+	e := &outEntry{Region: g, Key: key, Rec: record{V: v, Gone: true}, Replaced: true}
 	if !newest.IsZero() {
 		e.Deps = []Dep{{Key: key, V: newest}}
 	}
@@ -812,6 +834,7 @@ func (r *Replica) resendEntry(g, key string, v Version, cur record, newest Versi
 		return e
 	}
 	s := cur.Sibs[i]
+	e.Replaced = false
 	e.Rec = record{Value: s.Value, Deleted: s.Deleted, V: v, Deps: slices.Clone(s.Deps), Over: []Version{v}}
 	e.Deps = r.merge(e.Deps, s.Deps...)
 	for _, o := range cur.Seen {
@@ -819,8 +842,8 @@ func (r *Replica) resendEntry(g, key string, v Version, cur record, newest Versi
 			continue
 		}
 		e.Deps = r.merge(e.Deps, r.prune([]Dep{{Key: key, V: o}})...)
-		if !slices.ContainsFunc(cur.Sibs, func(s record) bool { return s.V == o }) {
-			e.Rec.Over = append(e.Rec.Over, o)
+		if !slices.ContainsFunc(cur.Sibs, func(s record) bool { return s.V.Node == o.Node }) {
+			e.Rec.Over = append(e.Rec.Over, o) // replaced: cur holds nothing of o's node
 		}
 	}
 	return e
@@ -928,10 +951,14 @@ type RebuildStatus struct {
 	// GoneApplied counts the gone notices of other nodes' lost writes
 	// applied here (Stats.GoneApplied).
 	GoneApplied int64 `json:"gone_applied"`
+	// ReplacedApplied counts the notices of other nodes' re-sent writes
+	// that newer writes replaced, applied here (Stats.ReplacedApplied;
+	// nothing lost).
+	ReplacedApplied int64 `json:"replaced_applied"`
 }
 
 // status is rb's progress as a RebuildStatus (not Rebuilding, Waiting,
-// Finished, Lost, Feeding or GoneApplied: the replica's).
+// Finished, Lost, Feeding, GoneApplied or ReplacedApplied: the replica's).
 func (rb *rebuilding) status() RebuildStatus {
 	return RebuildStatus{Seeded: rb.seeded, SeededBy: sortedKeys(rb.done), Partial: sortedKeys(rb.partial),
 		Refused: rb.refused, RefusedKeys: len(rb.refusedKeys), Began: rb.began, Progress: rb.progress}
@@ -953,7 +980,7 @@ func (r *Replica) RebuildStatus() RebuildStatus {
 		feeding[p.to] = true
 	}
 	s.Feeding = sortedKeys(feeding)
-	s.GoneApplied = r.stats.GoneApplied
+	s.GoneApplied, s.ReplacedApplied = r.stats.GoneApplied, r.stats.ReplacedApplied
 	if h := r.postRebuild; h != nil {
 		s.Held = len(h.Keys)
 		if h.Scan {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/dialkv/dialkv/consistency"
 	"github.com/dialkv/dialkv/core"
 )
 
@@ -17,9 +18,27 @@ import (
 // wait). So a finishing rebuild scans the records this node owns and
 // keeps refusing every key with a sibling whose dependency on a key this
 // node owns is not visible here, until it is (checked every tick).
-// Ordering rule: the finishing batch marks the scan pending (Scan) in the
-// same commit that deletes the rebuild mark, so a crash before the scan
-// is written keeps every own key refused until it is redone.
+//
+// A write owned by another node of this region may depend on such a
+// missing write too (it read it here before the crash); that node does
+// not know this one was rebuilt and serves it. So the finishing rebuild
+// also keeps refusing each own key whose partial seed (the record of its
+// owner in the other rebuilding region) holds a write of that owner not
+// visible here, until it is: the later write is served, but the missing
+// one is not read as absent meanwhile (a same-region session skips the
+// dependency wait, so it would be). The write comes by replication once
+// the other rebuild finished (re-sent if this region lacks it), or, lost,
+// as a gone notice; both make it visible. A write of that owner its
+// partial seed lacks and no region holds is lost, as every lost write (a
+// reader sees the key's older state).
+//
+// Keys this node no longer owns (its region's owners changed) are dropped
+// at each tick: their new owner serves them.
+//
+// Ordering rule: the finishing batch marks the scan pending (Scan), with
+// the partial seeds' writes, in the same commit that deletes the rebuild
+// mark, so a crash before the scan is written keeps every own key refused
+// until it is redone (the partial seeds' writes are kept in Keys).
 
 // keyRebuildHeld stores a rebuildHeld while a finished rebuild still
 // refuses some keys.
@@ -30,8 +49,9 @@ type rebuildHeld struct {
 	// Scan: the records have not been scanned yet (every own key is
 	// refused until they are).
 	Scan bool `json:"scan,omitempty"`
-	// Keys: per key, the dependencies on keys this node owns that are
-	// not visible here yet.
+	// Keys: per key, the dependencies on keys this node owns, and the
+	// writes of the key a partial seed held, that are not visible here
+	// yet.
 	Keys map[string][]Dep `json:"keys,omitempty"`
 }
 
@@ -69,13 +89,21 @@ func (r *Replica) tickRebuildHeld() {
 	next := rebuildHeld{Keys: map[string][]Dep{}}
 	cand := h.Keys
 	if h.Scan {
-		var err error
-		if cand, err = r.scanRebuildHeld(); err != nil {
+		scanned, err := r.scanRebuildHeld()
+		if err != nil {
 			return // every own key stays refused; scanned again next tick
 		}
+		for key, deps := range h.Keys { // the partial seeds' writes
+			scanned[key] = r.merge(scanned[key], deps...)
+		}
+		cand = scanned
 	}
 	changed := h.Scan
 	for key, deps := range cand {
+		if r.region == "" || r.owner(r.region, key) != r.id {
+			changed = true // no longer this node's: its owner serves it
+			continue
+		}
 		for _, d := range deps {
 			if ok, err := r.visible(d); err != nil || !ok {
 				next.Keys[key] = append(next.Keys[key], d)
@@ -126,4 +154,19 @@ func (r *Replica) scanRebuildHeld() (map[string][]Dep, error) {
 		return nil, fmt.Errorf("causal: scan records after the rebuild: %w", err)
 	}
 	return out, nil
+}
+
+// awaitPartialSeed notes, during a rebuild, the writes of node from
+// (which answered this rebuild partially, rebuilding itself) that its
+// record rec of key holds: the finished rebuild refuses key until they are
+// visible here. Only from's own writes: its rebuild ends by re-sending
+// them to this region or sending their gone notices (judgeOwn), so each
+// becomes visible here; another node's version in rec may have been seen
+// only through a write's Over and would never be.
+func (r *Replica) awaitPartialSeed(from consistency.NodeID, key string, rec record) {
+	if rb := r.rebuild; rb != nil {
+		if v := seenOf(rec.Seen, string(from)); !v.IsZero() {
+			rb.awaited[key] = r.merge(rb.awaited[key], Dep{Key: key, V: v})
+		}
+	}
 }

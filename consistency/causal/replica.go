@@ -101,8 +101,13 @@ type outEntry struct {
 	Key    string `json:"key"`
 	Rec    record `json:"rec"`
 	Deps   []Dep  `json:"deps,omitempty"`
-	sent   time.Time
-	every  time.Duration // resend interval: doubles up to maxCheckBackoff retries
+	// Replaced (with Rec.Gone): not a lost write's notice but a rebuild's
+	// re-send of an own write that a newer write replaced (resendEntry):
+	// applied as a gone notice, counted apart (Stats.ReplacedApplied) —
+	// nothing was lost.
+	Replaced bool `json:"replaced,omitempty"`
+	sent     time.Time
+	every    time.Duration // resend interval: doubles up to maxCheckBackoff retries
 }
 
 // meta is persisted with every local write.
@@ -352,6 +357,10 @@ type Stats struct {
 	SeedsStored    int64 // seeds from other regions merged here (newer than what this node had)
 	LostVersions   int64 // own writes a store rebuild found no copy of, per key and region (rebuild.go)
 	GoneApplied    int64 // gone notices of another node's lost writes applied here (rebuild.go)
+	// ReplacedApplied counts the notices of another node's re-sent writes
+	// that a newer write replaced, applied here (rebuild.go; not lost, so
+	// not in GoneApplied).
+	ReplacedApplied int64
 }
 
 var _ consistency.Meter = (*Replica)(nil)
@@ -413,6 +422,7 @@ func (r *Replica) Counters() map[string]float64 {
 		"causal_seeds_stored":                float64(s.SeedsStored),
 		"causal_lost_versions":               float64(s.LostVersions),
 		"causal_gone_applied":                float64(s.GoneApplied),
+		"causal_replaced_applied":            float64(s.ReplacedApplied),
 	}
 }
 
@@ -1305,8 +1315,7 @@ func (r *Replica) onReplicate(now time.Time, from consistency.NodeID, in msg) {
 		case e.Rec.Gone:
 			n := applyGone(cur, e.Rec.V)
 			next = &n
-			r.stats.GoneApplied++
-			r.lags = append(r.lags, consistency.Sample{Name: GoneMetric, Label: fmt.Sprintf("%q %s", e.Key, e.Rec.V), Value: 1})
+			r.noteGone(e)
 		case r.siblings && !seenOf(cur.Seen, e.Rec.V.Node).AtLeast(e.Rec.V):
 			n := applySibling(cur, e.Rec)
 			next = &n
@@ -1340,6 +1349,20 @@ func (r *Replica) onReplicate(now time.Time, from consistency.NodeID, in msg) {
 	}
 	r.inflight[k] = true
 	r.await(now, deps, time.Time{}, apply, func(time.Time) { delete(r.inflight, k) })
+}
+
+// noteGone counts a gone notice e applied here: a lost write's
+// (GoneApplied, a GoneMetric sample), or a replaced write's re-send
+// (ReplacedApplied, a ReplacedMetric sample).
+func (r *Replica) noteGone(e *outEntry) {
+	label := fmt.Sprintf("%q %s", e.Key, e.Rec.V)
+	if e.Replaced {
+		r.stats.ReplacedApplied++
+		r.lags = append(r.lags, consistency.Sample{Name: ReplacedMetric, Label: label, Value: 1})
+		return
+	}
+	r.stats.GoneApplied++
+	r.lags = append(r.lags, consistency.Sample{Name: GoneMetric, Label: label, Value: 1})
 }
 
 // noteApplied counts a remote write v from region applied here and its

@@ -125,6 +125,7 @@ func (r *Replica) onSeed(now time.Time, from consistency.NodeID, in msg) {
 		// by replication once its rebuild finished (rebuild.go).
 		if rb := r.rebuild; rb != nil && in.ID == rb.id {
 			r.noteRebuildSeed(now, in.Region, key, rec)
+			r.awaitPartialSeed(from, key, rec)
 		}
 		v := rec.V
 		r.send(from, msg{Kind: kindSeedAck, ID: in.ID, Entry: &outEntry{Key: key}, Ver: &v, Region: r.region})
