@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/apache/thrift/lib/go/thrift"
 
@@ -17,31 +16,50 @@ import (
 // reply frame (without its 4-byte header) in place and builds nothing —
 // no ExecuteResponse, no Reply per command, no copy of a value — where
 // DecodeExecute allocates a Reply and copies its value for every command.
-// The frame is checked as DecodeExecute checks it (message name, type and
+// Only replies of scalar values (kind, str, int_val, dbl, version) are
+// walked, checked as DecodeExecute checks them (message name, type and
 // sequence number, every field's wire type and length, a kind in every
-// reply, the replies present); a frame that answers with an exception is
-// decoded by DecodeExecute, so errors are DecodeExecute's.
+// reply, the replies present). A frame that answers with an exception, or
+// whose replies nest (an array, an error struct, siblings: field 5, 6 or 8
+// of a Reply), is decoded whole by DecodeExecute, so that the counts and
+// errors are DecodeExecute's by construction.
 func (c *ClientCodec) CountExecute(frame []byte, seq int32) (replies, failed int, err error) {
 	var res executeCount
-	if err := c.recv(frame, seq, "execute", &res); err != nil {
+	err = c.recv(frame, seq, "execute", &res)
+	switch {
+	case errors.Is(err, errCountNested):
+		return c.decodeCount(frame, seq)
+	case err != nil:
 		return 0, 0, err
-	}
-	if res.exception || !res.success {
+	case res.exception || !res.success:
 		// An exception (or no result at all): rare, decoded whole, so
 		// that the answer is DecodeExecute's (its typed error).
-		resp, err := c.DecodeExecute(frame, seq)
-		if err != nil {
-			return 0, 0, err
-		}
-		for _, r := range resp.Replies {
-			if r.Kind == gen.ReplyKind_ERROR {
-				failed++
-			}
-		}
-		return len(resp.Replies), failed, nil
+		return c.decodeCount(frame, seq)
 	}
 	return res.replies, res.failed, nil
 }
+
+// decodeCount is CountExecute by DecodeExecute: the frame decoded whole,
+// its replies and error replies counted.
+func (c *ClientCodec) decodeCount(frame []byte, seq int32) (replies, failed int, err error) {
+	resp, err := c.DecodeExecute(frame, seq)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, r := range resp.Replies {
+		if r.Kind == gen.ReplyKind_ERROR {
+			failed++
+		}
+	}
+	return len(resp.Replies), failed, nil
+}
+
+// errCountNested stops a count at a reply that nests (field 5, 6 or 8 of
+// the type the generated reader decodes): the generated reader checks what
+// is inside (required fields, list element types read as declared by the
+// IDL, no depth limit) and a skip would not, so CountExecute decodes such a
+// frame whole instead.
+var errCountNested = errors.New("transport: a nested reply is decoded, not counted")
 
 // executeCount is a DialKVExecuteResult read by counting: the replies of
 // its success and the error replies among them.
@@ -119,7 +137,8 @@ func (r *executeCount) readReplies(ctx context.Context, p thrift.TProtocol) erro
 }
 
 // readReplyKind walks a Reply and returns its kind (required); its value
-// is skipped in place.
+// is skipped in place. A nested value (array, error, siblings) stops the
+// walk with errCountNested.
 func readReplyKind(ctx context.Context, p thrift.TProtocol) (gen.ReplyKind, error) {
 	var (
 		kind gen.ReplyKind
@@ -127,6 +146,10 @@ func readReplyKind(ctx context.Context, p thrift.TProtocol) (gen.ReplyKind, erro
 	)
 	err := readStruct(ctx, p, "Reply", func(id int16, typ thrift.TType) (bool, error) {
 		switch {
+		case (id == 5 || id == 8) && typ == thrift.LIST, id == 6 && typ == thrift.STRUCT:
+			// Of another wire type the generated reader skips the field
+			// too: only these are decoded (and checked) inside.
+			return true, errCountNested
 		case id == 1 && typ == thrift.I32:
 			v, err := p.ReadI32(ctx)
 			if err != nil {
@@ -211,13 +234,8 @@ func skipBinary(ctx context.Context, p thrift.TProtocol) error {
 		return err
 	}
 	// The checks of readExact, without the copy.
-	switch {
-	case size < 0:
-		return thrift.NewTProtocolExceptionWithType(thrift.NEGATIVE_SIZE, fmt.Errorf("negative size: %d", size))
-	case size > int64(cfg.GetMaxMessageSize()):
-		return thrift.NewTProtocolExceptionWithType(thrift.SIZE_LIMIT, fmt.Errorf("size exceeded max allowed: %d", size))
-	case uint64(size) > fr.RemainingBytes():
-		return thrift.NewTProtocolException(fmt.Errorf("binary field of %d bytes but %d left in the frame: %w", size, fr.RemainingBytes(), io.ErrUnexpectedEOF))
+	if err := checkLength(size, fr.RemainingBytes(), cfg, "binary field"); err != nil {
+		return err
 	}
 	fr.consume(int(size))
 	return nil

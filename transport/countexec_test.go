@@ -59,29 +59,31 @@ func countSeedFrames(p Protocol) map[string][]byte {
 			thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "boom")),
 		"success and exception": executeReplyFrame(p, 7, thrift.REPLY, &gen.DialKVExecuteResult{
 			Success: &gen.ExecuteResponse{Replies: bulk(2)}, Timeout: &gen.Timeout{Message: "late"}}),
-		"reply without kind":      executeReplyFrame(p, 7, thrift.REPLY, &replyWithoutKind{}),
-		"response without list":   executeReplyFrame(p, 7, thrift.REPLY, &responseWithoutList{}),
-		"version, no value":       executeReplyFrame(p, 7, thrift.REPLY, success(&gen.ExecuteResponse{Replies: []*gen.Reply{{Kind: gen.ReplyKind_STATUS, Str: []byte("OK"), Version: &v}}})),
-		"call reply, not execute": callReplyFrame(p),
+		"reply without kind":                    executeReplyFrame(p, 7, thrift.REPLY, &oneRawReply{reply: writeReplyWithoutKind}),
+		"array reply, inner reply without kind": executeReplyFrame(p, 7, thrift.REPLY, &oneRawReply{reply: writeArrayWithoutInnerKind}),
+		"error reply without code":              executeReplyFrame(p, 7, thrift.REPLY, &oneRawReply{reply: writeErrorWithoutCode}),
+		"siblings list of i32 elements":         executeReplyFrame(p, 7, thrift.REPLY, &oneRawReply{reply: writeSiblingsOfI32}),
+		"arrays nested 100 deep":                executeReplyFrame(p, 7, thrift.REPLY, success(&gen.ExecuteResponse{Replies: []*gen.Reply{nestedArray(100)}})),
+		"response without list":                 executeReplyFrame(p, 7, thrift.REPLY, &responseWithoutList{}),
+		"version, no value":                     executeReplyFrame(p, 7, thrift.REPLY, success(&gen.ExecuteResponse{Replies: []*gen.Reply{{Kind: gen.ReplyKind_STATUS, Str: []byte("OK"), Version: &v}}})),
+		"call reply, not execute":               callReplyFrame(p),
 	}
 }
 
-// replyWithoutKind is a DialKVExecuteResult whose one reply has no kind
-// (required): both decoders must refuse it.
-type replyWithoutKind struct{ gen.DialKVExecuteResult }
+// oneRawReply is a DialKVExecuteResult whose success holds one reply,
+// written by reply as no node writes it: both decoders must agree on it.
+type oneRawReply struct {
+	gen.DialKVExecuteResult
+	reply func(ctx context.Context, o thrift.TProtocol)
+}
 
-func (*replyWithoutKind) Write(ctx context.Context, o thrift.TProtocol) error {
+func (r *oneRawReply) Write(ctx context.Context, o thrift.TProtocol) error {
 	_ = o.WriteStructBegin(ctx, "r")
 	_ = o.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0)
 	_ = o.WriteStructBegin(ctx, "resp")
 	_ = o.WriteFieldBegin(ctx, "replies", thrift.LIST, 1)
 	_ = o.WriteListBegin(ctx, thrift.STRUCT, 1)
-	_ = o.WriteStructBegin(ctx, "reply")
-	_ = o.WriteFieldBegin(ctx, "str", thrift.STRING, 2)
-	_ = o.WriteBinary(ctx, []byte("v"))
-	_ = o.WriteFieldEnd(ctx)
-	_ = o.WriteFieldStop(ctx)
-	_ = o.WriteStructEnd(ctx)
+	r.reply(ctx, o)
 	_ = o.WriteListEnd(ctx)
 	_ = o.WriteFieldEnd(ctx)
 	_ = o.WriteFieldStop(ctx)
@@ -89,6 +91,82 @@ func (*replyWithoutKind) Write(ctx context.Context, o thrift.TProtocol) error {
 	_ = o.WriteFieldEnd(ctx)
 	_ = o.WriteFieldStop(ctx)
 	return o.WriteStructEnd(ctx)
+}
+
+// writeRawStruct writes a struct whose fields fields writes.
+func writeRawStruct(ctx context.Context, o thrift.TProtocol, fields func()) {
+	_ = o.WriteStructBegin(ctx, "s")
+	fields()
+	_ = o.WriteFieldStop(ctx)
+	_ = o.WriteStructEnd(ctx)
+}
+
+// writeRawI32 and writeRawBinary write one field.
+func writeRawI32(ctx context.Context, o thrift.TProtocol, id int16, v int32) {
+	_ = o.WriteFieldBegin(ctx, "i", thrift.I32, id)
+	_ = o.WriteI32(ctx, v)
+	_ = o.WriteFieldEnd(ctx)
+}
+
+func writeRawBinary(ctx context.Context, o thrift.TProtocol, id int16, v string) {
+	_ = o.WriteFieldBegin(ctx, "b", thrift.STRING, id)
+	_ = o.WriteBinary(ctx, []byte(v))
+	_ = o.WriteFieldEnd(ctx)
+}
+
+// writeReplyWithoutKind writes a reply with a value but no kind
+// (required): both decoders must refuse it.
+func writeReplyWithoutKind(ctx context.Context, o thrift.TProtocol) {
+	writeRawStruct(ctx, o, func() { writeRawBinary(ctx, o, 2, "v") })
+}
+
+// writeArrayWithoutInnerKind writes an ARRAY reply whose one element has
+// no kind (required): both decoders must refuse it.
+func writeArrayWithoutInnerKind(ctx context.Context, o thrift.TProtocol) {
+	writeRawStruct(ctx, o, func() {
+		writeRawI32(ctx, o, 1, int32(gen.ReplyKind_ARRAY))
+		_ = o.WriteFieldBegin(ctx, "array", thrift.LIST, 5)
+		_ = o.WriteListBegin(ctx, thrift.STRUCT, 1)
+		writeReplyWithoutKind(ctx, o)
+		_ = o.WriteListEnd(ctx)
+		_ = o.WriteFieldEnd(ctx)
+	})
+}
+
+// writeErrorWithoutCode writes an ERROR reply whose error has a message
+// but no code (required): both decoders must refuse it.
+func writeErrorWithoutCode(ctx context.Context, o thrift.TProtocol) {
+	writeRawStruct(ctx, o, func() {
+		writeRawI32(ctx, o, 1, int32(gen.ReplyKind_ERROR))
+		_ = o.WriteFieldBegin(ctx, "error", thrift.STRUCT, 6)
+		writeRawStruct(ctx, o, func() { writeRawBinary(ctx, o, 2, "no code") })
+		_ = o.WriteFieldEnd(ctx)
+	})
+}
+
+// writeSiblingsOfI32 writes a BULK reply whose siblings list claims i32
+// elements but holds a binary: the generated reader reads the elements as
+// binaries whatever the header claims, a skip as the header claims.
+func writeSiblingsOfI32(ctx context.Context, o thrift.TProtocol) {
+	writeRawStruct(ctx, o, func() {
+		writeRawI32(ctx, o, 1, int32(gen.ReplyKind_BULK))
+		_ = o.WriteFieldBegin(ctx, "siblings", thrift.LIST, 8)
+		_ = o.WriteListBegin(ctx, thrift.I32, 1)
+		_ = o.WriteBinary(ctx, []byte("sibling"))
+		_ = o.WriteListEnd(ctx)
+		_ = o.WriteFieldEnd(ctx)
+	})
+}
+
+// nestedArray is an ARRAY reply nested depth deep, a NIL innermost:
+// deeper than the library's skip allows (64), which the generated reader
+// does not limit.
+func nestedArray(depth int) *gen.Reply {
+	r := &gen.Reply{Kind: gen.ReplyKind_NIL}
+	for range depth {
+		r = &gen.Reply{Kind: gen.ReplyKind_ARRAY, Array: []*gen.Reply{r}}
+	}
+	return r
 }
 
 // responseWithoutList is a DialKVExecuteResult whose success has no
@@ -185,6 +263,10 @@ func TestCountExecute(t *testing.T) {
 			{frame: "application exception", seq: 7, wantErr: true},
 			{frame: "success and exception", seq: 7, wantErr: true},
 			{frame: "reply without kind", seq: 7, wantErr: true},
+			{frame: "array reply, inner reply without kind", seq: 7, wantErr: true},
+			{frame: "error reply without code", seq: 7, wantErr: true},
+			{frame: "siblings list of i32 elements", seq: 7, replies: 1},
+			{frame: "arrays nested 100 deep", seq: 7, replies: 1},
 			{frame: "response without list", seq: 7, wantErr: true},
 			{frame: "call reply, not execute", seq: 7, wantErr: true},
 		} {

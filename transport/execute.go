@@ -200,7 +200,8 @@ func readArgv(ctx context.Context, iprot thrift.TProtocol, c *gen.Command, argv 
 
 // Process is the generated dialKVProcessorExecute.Process with
 // readExecuteArgs and a success written by executeSuccess (and without the
-// connectivity-check goroutine, which the server disables). It is a hand copy and must follow thrift regenerations:
+// connectivity-check goroutine, which the server disables). It is a hand
+// copy and must follow thrift regenerations:
 // TestExecuteProcessFollowsGenerated fails when the generated function
 // changes, and TestFastExecuteReplies compares the replies of both.
 func (p *executeProcessor) Process(ctx context.Context, seqID int32, iprot, oprot thrift.TProtocol) (bool, thrift.TException) {

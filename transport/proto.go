@@ -140,18 +140,31 @@ func (p *compactProtocol) ReadString(ctx context.Context) (string, error) {
 
 // frameString reads a string of size bytes in place from fr.
 func frameString(fr inPlaceReader, size int64, cfg *thrift.TConfiguration) (string, error) {
-	switch {
-	case size < 0:
-		return "", thrift.NewTProtocolExceptionWithType(thrift.NEGATIVE_SIZE, fmt.Errorf("negative size: %d", size))
-	case size > int64(cfg.GetMaxMessageSize()):
-		return "", thrift.NewTProtocolExceptionWithType(thrift.SIZE_LIMIT, fmt.Errorf("size exceeded max allowed: %d", size))
+	if err := checkLength(size, fr.RemainingBytes(), cfg, "string"); err != nil {
+		return "", err
 	}
 	b, ok := fr.peek(int(size))
 	if !ok {
-		return "", thrift.NewTProtocolException(fmt.Errorf("string of %d bytes but %d left in the frame: %w", size, fr.RemainingBytes(), io.ErrUnexpectedEOF))
+		// Not after checkLength: peek fails only past RemainingBytes.
+		return "", thrift.NewTProtocolException(fmt.Errorf("string of %d bytes: %w", size, io.ErrUnexpectedEOF))
 	}
 	fr.consume(int(size))
 	return internString(b), nil
+}
+
+// checkLength checks the length prefix of a string or binary (what, for
+// the error) before it is read: not negative, within the configured
+// message size, and held by the left bytes of the frame.
+func checkLength(size int64, left uint64, cfg *thrift.TConfiguration, what string) error {
+	switch {
+	case size < 0:
+		return thrift.NewTProtocolExceptionWithType(thrift.NEGATIVE_SIZE, fmt.Errorf("negative size: %d", size))
+	case size > int64(cfg.GetMaxMessageSize()):
+		return thrift.NewTProtocolExceptionWithType(thrift.SIZE_LIMIT, fmt.Errorf("size exceeded max allowed: %d", size))
+	case uint64(size) > left:
+		return thrift.NewTProtocolException(fmt.Errorf("%s of %d bytes but %d left in the frame: %w", what, size, left, io.ErrUnexpectedEOF))
+	}
+	return nil
 }
 
 // ReadBinary reads a length-prefixed byte string with one allocation of
@@ -205,13 +218,8 @@ func (p *compactProtocol) readLength() (uint64, error) {
 
 // readExact reads size bytes after checking that the frame holds them.
 func readExact(t thrift.TTransport, size int64, cfg *thrift.TConfiguration) ([]byte, error) {
-	switch {
-	case size < 0:
-		return nil, thrift.NewTProtocolExceptionWithType(thrift.NEGATIVE_SIZE, fmt.Errorf("negative size: %d", size))
-	case size > int64(cfg.GetMaxMessageSize()):
-		return nil, thrift.NewTProtocolExceptionWithType(thrift.SIZE_LIMIT, fmt.Errorf("size exceeded max allowed: %d", size))
-	case uint64(size) > t.RemainingBytes():
-		return nil, thrift.NewTProtocolException(fmt.Errorf("binary field of %d bytes but %d left in the frame: %w", size, t.RemainingBytes(), io.ErrUnexpectedEOF))
+	if err := checkLength(size, t.RemainingBytes(), cfg, "binary field"); err != nil {
+		return nil, err
 	}
 	buf := make([]byte, size)
 	if _, err := io.ReadFull(t, buf); err != nil {

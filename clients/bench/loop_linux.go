@@ -477,7 +477,9 @@ func (l *eventLoop) reply(c *loopConn, frame []byte, now time.Time) {
 
 // decode decodes c's reply frame and returns how many of its commands
 // failed: a batch's reply is only counted (transport.CountExecute builds
-// no reply per command: the load generator shares the node's cores). A
+// no reply per command unless a reply nests — an array, an error, siblings
+// — or the node answered with an exception: the load generator shares the
+// node's cores). A
 // reply with another number of replies than commands is an error wrapping
 // errReplyCount.
 func (l *eventLoop) decode(c *loopConn, frame []byte) (failed int, err error) {
