@@ -32,3 +32,13 @@ build_all() {
   (cd "$WORK/etcdbench" && GOFLAGS=-mod=mod go build -o "$WORK/benchmark" go.etcd.io/etcd/v3/tools/benchmark)
   BIN=$PWD/bin/dialkv
 }
+
+# wait_up ADDR LOG: waits up to 30 s for the node at ADDR to answer PING;
+# if it does not, prints the end of its log LOG and exits 1 (a node slow to
+# start on a busy machine is waited for, one that failed says why).
+wait_up() {
+  for _ in $(seq 300); do "$BIN" cli --addr "$1" PING >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "the node at $1 did not answer PING within 30 s; the end of $2:" >&2
+  tail -n 20 "$2" >&2 || true
+  exit 1
+}

@@ -50,7 +50,7 @@ start_node() { # i
   PIDS+=($!); NODEPID[$i]=$!
 }
 for i in 1 2 3; do start_node $i; done
-for t in $(seq 100); do "$BIN" cli --addr 127.0.0.1:27399 PING >/dev/null 2>&1 && break; sleep 0.1; done
+for i in 1 2 3; do wait_up 127.0.0.1:$((27379 + 10*(i-1))) "$WORK/n$i.log"; done
 for s in $SHARDS; do
   "$BIN" cli --addr 127.0.0.1:27379 NAMESPACE CREATE r$s raft nodes n1,n2,n3 raft-addrs "$(raft_addrs $s)" client-addrs $ADDRS shards $s >/dev/null
   for t in $(seq 100); do
