@@ -1268,51 +1268,9 @@ func TestGoneNoticeIsNotReplicationLag(t *testing.T) {
 // finishes both are read at every node of us. A restart of u1 in between
 // keeps b refused (what it waits for is stored).
 func TestRebuildHoldsKeysUntilTheirDependencyArrives(t *testing.T) {
-	c := newClusterWith(t, 12, twoRegions, "", map[string]string{"resolve": ResolveSiblings})
-	u1 := c.nodes["u1"].rep
-	a := keyOwnedByBoth(t, u1, "u1", "e1", "a")
-	b, z := keyOwnedBy(t, u1, "us", "u1", "b"), keyOwnedBy(t, u1, "us", "u1", "z")
-	y := keyOwnedByBoth(t, u1, "u2", "e1", "y")
-	cutUsToEu := func(on bool) {
-		for _, x := range []consistency.NodeID{"u1", "u2"} {
-			for _, e := range []consistency.NodeID{"e1", "e2"} {
-				c.cut[[2]consistency.NodeID{x, e}] = on
-			}
-		}
-	}
-	cutUsToEu(true) // eu's writes reach us, the acknowledgements do not
-	c.do("e1", nil, "SET", a, "a-e")
-	c.do("e1", nil, "SET", y, "y1")
-	c.run(time.Second)
-	g := c.do("u1", nil, "GET", a)
-	if replyString(g.Reply) != "a-e" {
-		t.Fatalf("GET %s at u1: %s, want a-e", a, replyString(g.Reply))
-	}
-	c.do("u1", g.Token, "SET", b, "b1") // depends on a-e
-	c.do("u1", nil, "SET", z, "z1")
-	find := func(id consistency.NodeID, key string) (seqs []uint64) {
-		for seq, e := range c.nodes[id].rep.queue {
-			if e.Key == key {
-				seqs = append(seqs, seq)
-			}
-		}
-		return seqs
-	}
-	zs, ys := find("u1", z), find("e1", y)
-	c.crash("u1")
-	c.crash("e1")
-	corruptQueue(t, c, "u1", zs...)
-	corruptQueue(t, c, "e1", ys...)
-	rebuildAndRestart(t, c, "u1")
-	rebuildAndRestart(t, c, "e1")
-	cutUsToEu(false)
-	for _, l := range [][2]consistency.NodeID{{"u2", "e1"}, {"e1", "u2"}} {
-		c.cut[l] = true // e1 waits for u2: its rebuild cannot finish
-	}
-	c.run(2 * time.Second)
-	if !c.nodes["e1"].rep.RebuildStatus().Rebuilding || c.nodes["u1"].rep.RebuildStatus().Rebuilding {
-		t.Fatal("want u1 done and e1 still rebuilding")
-	}
+	c, a, b := holdScene(t, "u1", func(c *cluster, b string, tok []byte) {
+		c.do("u1", tok, "SET", b, "b1") // depends on a-e
+	})
 	check := func(when string) {
 		for _, at := range []consistency.NodeID{"u1", "u2"} {
 			rb := c.do(at, nil, "GET", b)
@@ -1332,13 +1290,7 @@ func TestRebuildHoldsKeysUntilTheirDependencyArrives(t *testing.T) {
 	c.restart("u1")
 	c.run(200 * time.Millisecond)
 	check("u1 restarted")
-	for _, l := range [][2]consistency.NodeID{{"u2", "e1"}, {"e1", "u2"}} {
-		c.cut[l] = false
-	}
-	c.run(3 * time.Second)
-	if st := c.nodes["u1"].rep.RebuildStatus(); st.Held != 0 {
-		t.Errorf("u1 status after e1's rebuild: %d keys held, want 0", st.Held)
-	}
+	healE1(t, c)
 	for _, at := range []consistency.NodeID{"u1", "u2"} {
 		if r := c.do(at, nil, "GET", b); replyString(r.Reply) != "b1" {
 			t.Errorf("GET %s at %s after both rebuilds: %s, want b1", b, at, replyString(r.Reply))
@@ -1347,9 +1299,7 @@ func TestRebuildHoldsKeysUntilTheirDependencyArrives(t *testing.T) {
 			t.Errorf("GET %s at %s after both rebuilds: %s, want a-e", a, at, replyString(r.Reply))
 		}
 	}
-	if us, eu := c.regionDump("us"), c.regionDump("eu"); fmt.Sprint(us) != fmt.Sprint(eu) {
-		t.Errorf("regions diverge:\nus %v\neu %v", us, eu)
-	}
+	checkRegionsAgree(t, c)
 }
 
 // TestRebuildHoldsAPartialSeedsWritesForOtherNodesKeys: as
@@ -1362,53 +1312,11 @@ func TestRebuildHoldsKeysUntilTheirDependencyArrives(t *testing.T) {
 // Session 9 review finding: before the fix u1 held only its own keys and
 // a read as (nil) after b1.
 func TestRebuildHoldsAPartialSeedsWritesForOtherNodesKeys(t *testing.T) {
-	c := newClusterWith(t, 12, twoRegions, "", map[string]string{"resolve": ResolveSiblings})
-	u1 := c.nodes["u1"].rep
-	a := keyOwnedByBoth(t, u1, "u1", "e1", "a")
-	b, z := keyOwnedBy(t, u1, "us", "u2", "b"), keyOwnedBy(t, u1, "us", "u1", "z")
-	y := keyOwnedByBoth(t, u1, "u2", "e1", "y")
-	cutUsToEu := func(on bool) {
-		for _, x := range []consistency.NodeID{"u1", "u2"} {
-			for _, e := range []consistency.NodeID{"e1", "e2"} {
-				c.cut[[2]consistency.NodeID{x, e}] = on
-			}
+	c, a, b := holdScene(t, "u2", func(c *cluster, b string, tok []byte) {
+		if r := c.do("u2", tok, "SET", b, "b1"); replyString(r.Reply) != "OK" { // depends on a-e
+			t.Fatalf("SET %s at u2: %s", b, replyString(r.Reply))
 		}
-	}
-	cutUsToEu(true) // eu's writes reach us, the acknowledgements do not
-	c.do("e1", nil, "SET", a, "a-e")
-	c.do("e1", nil, "SET", y, "y1")
-	c.run(time.Second)
-	g := c.do("u1", nil, "GET", a)
-	if replyString(g.Reply) != "a-e" {
-		t.Fatalf("GET %s at u1: %s, want a-e", a, replyString(g.Reply))
-	}
-	if r := c.do("u2", g.Token, "SET", b, "b1"); replyString(r.Reply) != "OK" { // depends on a-e
-		t.Fatalf("SET %s at u2: %s", b, replyString(r.Reply))
-	}
-	c.do("u1", nil, "SET", z, "z1")
-	find := func(id consistency.NodeID, key string) (seqs []uint64) {
-		for seq, e := range c.nodes[id].rep.queue {
-			if e.Key == key {
-				seqs = append(seqs, seq)
-			}
-		}
-		return seqs
-	}
-	zs, ys := find("u1", z), find("e1", y)
-	c.crash("u1")
-	c.crash("e1")
-	corruptQueue(t, c, "u1", zs...)
-	corruptQueue(t, c, "e1", ys...)
-	rebuildAndRestart(t, c, "u1")
-	rebuildAndRestart(t, c, "e1")
-	cutUsToEu(false)
-	for _, l := range [][2]consistency.NodeID{{"u2", "e1"}, {"e1", "u2"}} {
-		c.cut[l] = true // e1 waits for u2: its rebuild cannot finish
-	}
-	c.run(2 * time.Second)
-	if !c.nodes["e1"].rep.RebuildStatus().Rebuilding || c.nodes["u1"].rep.RebuildStatus().Rebuilding {
-		t.Fatal("want u1 done and e1 still rebuilding")
-	}
+	})
 	for _, at := range []consistency.NodeID{"u1", "u2"} {
 		rb := c.do(at, nil, "GET", b)
 		if replyString(rb.Reply) != "b1" {
@@ -1420,18 +1328,97 @@ func TestRebuildHoldsAPartialSeedsWritesForOtherNodesKeys(t *testing.T) {
 			t.Errorf("at %s while e1 rebuilds: %s=b1 is visible but %s=%s, want a-e or UNAVAILABLE (b1 depends on a-e)", at, b, a, replyString(ra.Reply))
 		}
 	}
-	for _, l := range [][2]consistency.NodeID{{"u2", "e1"}, {"e1", "u2"}} {
-		c.cut[l] = false
-	}
-	c.run(3 * time.Second)
-	if st := c.nodes["u1"].rep.RebuildStatus(); st.Held != 0 {
-		t.Errorf("u1 status after e1's rebuild: %d keys held, want 0", st.Held)
-	}
+	healE1(t, c)
 	for _, at := range []consistency.NodeID{"u1", "u2"} {
 		if r := c.do(at, nil, "GET", a); replyString(r.Reply) != "a-e" {
 			t.Errorf("GET %s at %s after both rebuilds: %s, want a-e", a, at, replyString(r.Reply))
 		}
 	}
+	checkRegionsAgree(t, c)
+}
+
+// holdScene sets the scene of the rebuild-hold tests and returns the
+// cluster with u1's rebuild finished and e1's still running, and keys a
+// and b. a (owned by u1 and e1) = a-e is written at e1 while us cannot
+// acknowledge eu's writes, so e1 still queues it; u1 reads it and setB
+// writes b (owned by bOwner in us) = b1 with that read's token, so b1
+// depends on a-e. u1 and e1 then crash with a corrupt queue entry each (z
+// at u1, y at e1) and rebuild at once; u2 and e1 stay cut off from each
+// other, so e1's rebuild cannot finish.
+func holdScene(t *testing.T, bOwner consistency.NodeID, setB func(c *cluster, b string, tok []byte)) (c *cluster, a, b string) {
+	t.Helper()
+	c = newClusterWith(t, 12, twoRegions, "", map[string]string{"resolve": ResolveSiblings})
+	u1 := c.nodes["u1"].rep
+	a = keyOwnedByBoth(t, u1, "u1", "e1", "a")
+	b, z := keyOwnedBy(t, u1, "us", bOwner, "b"), keyOwnedBy(t, u1, "us", "u1", "z")
+	y := keyOwnedByBoth(t, u1, "u2", "e1", "y")
+	cutUsToEu(c, true) // eu's writes reach us, the acknowledgements do not
+	c.do("e1", nil, "SET", a, "a-e")
+	c.do("e1", nil, "SET", y, "y1")
+	c.run(time.Second)
+	g := c.do("u1", nil, "GET", a)
+	if replyString(g.Reply) != "a-e" {
+		t.Fatalf("GET %s at u1: %s, want a-e", a, replyString(g.Reply))
+	}
+	setB(c, b, g.Token)
+	c.do("u1", nil, "SET", z, "z1")
+	zs, ys := queuedSeqs(c, "u1", z), queuedSeqs(c, "e1", y)
+	c.crash("u1")
+	c.crash("e1")
+	corruptQueue(t, c, "u1", zs...)
+	corruptQueue(t, c, "e1", ys...)
+	rebuildAndRestart(t, c, "u1")
+	rebuildAndRestart(t, c, "e1")
+	cutUsToEu(c, false)
+	cutU2E1(c, true) // e1 waits for u2: its rebuild cannot finish
+	c.run(2 * time.Second)
+	if !c.nodes["e1"].rep.RebuildStatus().Rebuilding || c.nodes["u1"].rep.RebuildStatus().Rebuilding {
+		t.Fatal("want u1 done and e1 still rebuilding")
+	}
+	return c, a, b
+}
+
+// cutUsToEu cuts (on) or heals the links from us's nodes to eu's.
+func cutUsToEu(c *cluster, on bool) {
+	for _, x := range []consistency.NodeID{"u1", "u2"} {
+		for _, e := range []consistency.NodeID{"e1", "e2"} {
+			c.cut[[2]consistency.NodeID{x, e}] = on
+		}
+	}
+}
+
+// cutU2E1 cuts (on) or heals both links between u2 and e1.
+func cutU2E1(c *cluster, on bool) {
+	for _, l := range [][2]consistency.NodeID{{"u2", "e1"}, {"e1", "u2"}} {
+		c.cut[l] = on
+	}
+}
+
+// queuedSeqs returns the sequence numbers of node id's replication-queue
+// entries for key.
+func queuedSeqs(c *cluster, id consistency.NodeID, key string) (seqs []uint64) {
+	for seq, e := range c.nodes[id].rep.queue {
+		if e.Key == key {
+			seqs = append(seqs, seq)
+		}
+	}
+	return seqs
+}
+
+// healE1 reconnects u2 and e1 of a holdScene, runs until e1's rebuild has
+// finished and checks that u1 then holds no key.
+func healE1(t *testing.T, c *cluster) {
+	t.Helper()
+	cutU2E1(c, false)
+	c.run(3 * time.Second)
+	if st := c.nodes["u1"].rep.RebuildStatus(); st.Held != 0 {
+		t.Errorf("u1 status after e1's rebuild: %d keys held, want 0", st.Held)
+	}
+}
+
+// checkRegionsAgree checks that regions us and eu hold the same data.
+func checkRegionsAgree(t *testing.T, c *cluster) {
+	t.Helper()
 	if us, eu := c.regionDump("us"), c.regionDump("eu"); fmt.Sprint(us) != fmt.Sprint(eu) {
 		t.Errorf("regions diverge:\nus %v\neu %v", us, eu)
 	}
