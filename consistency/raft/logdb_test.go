@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -329,21 +328,7 @@ func TestLazyCommitRestartStreamsSnapshot(t *testing.T) {
 	}
 	// Restart the leader and n3 (each New waits for nothing from the
 	// other, but start them together as a cluster would).
-	var wg sync.WaitGroup
-	errs := make([]error, 3)
-	for _, i := range []int{l, behind} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.svcs[i], errs[i] = New(c.cfgs[i])
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	c.start(l, behind)
 	c.svcs[other] = nil // closed
 	const repro = "go test -count=1 -run 'TestLazyCommitRestartStreamsSnapshot$' ./consistency/raft"
 	cmd := core.Cmd("SET", "after", "restart")

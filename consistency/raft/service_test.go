@@ -87,11 +87,30 @@ func newTestClusterN(t testing.TB, n, shards int, mutate func(*Config)) *testClu
 		}
 		c.cfgs = append(c.cfgs, cfg)
 	}
-	// Start the NodeHosts concurrently: each waits for its peers to elect.
 	c.svcs = make([]*Service, n)
+	// Registered before the start: the nodes that started are closed if
+	// another fails to.
+	t.Cleanup(c.close)
+	c.start()
+	for sh := 0; sh < shards; sh++ {
+		c.waitLeader(sh, -1)
+	}
+	return c
+}
+
+// start starts the services of nodes idx (every node if idx is empty)
+// concurrently, as a cluster would: each New waits for its peers to
+// elect. It fails the test if one does not start.
+func (c *testCluster) start(idx ...int) {
+	c.t.Helper()
+	if len(idx) == 0 {
+		for i := range c.cfgs {
+			idx = append(idx, i)
+		}
+	}
 	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i := range c.cfgs {
+	errs := make([]error, len(c.cfgs))
+	for _, i := range idx {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -99,16 +118,11 @@ func newTestClusterN(t testing.TB, n, shards int, mutate func(*Config)) *testClu
 		}()
 	}
 	wg.Wait()
-	t.Cleanup(c.close)
 	for _, err := range errs {
 		if err != nil {
-			t.Fatal(err)
+			c.t.Fatal(err)
 		}
 	}
-	for sh := 0; sh < shards; sh++ {
-		c.waitLeader(sh, -1)
-	}
-	return c
 }
 
 func (c *testCluster) close() {
@@ -406,21 +420,7 @@ func TestServiceCrashKeepsAcknowledged(t *testing.T) {
 	if behind == 0 {
 		t.Fatal("no state machine lost anything in the crash: nothing is replayed (the test checks nothing)")
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, len(c.cfgs))
-	for i := range c.cfgs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.svcs[i], errs[i] = New(c.cfgs[i])
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	c.start()
 	c.waitLeader(0, -1)
 	for i := 0; i < n; i++ {
 		if got := str(c.cmd(i%3, lin, "GET", fmt.Sprintf("k%d", i))); got != fmt.Sprint(i) {
