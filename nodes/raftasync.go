@@ -23,6 +23,11 @@ import (
 // Everything DoAsync does not start (not the leader, reads, other
 // commands, batches) goes to a worker as before (transport.ErrNotInline).
 // The write is answered only once applied, exactly as on a worker.
+// The transport holds the connection until the later of its frame timeout
+// and the request's deadline (deadline_ms, up to 60 s) plus a grace
+// (deferredWrite.Deadline): DoAsync answers a write not done by its
+// deadline with a Timeout, so a write waits on this path as long as on a
+// worker.
 
 // asyncDoer is a Service that can start a write without waiting
 // (raft.Service).
@@ -33,9 +38,10 @@ type asyncDoer interface {
 // deferredWrite is a raft write started on the event loop: a
 // transport.Deferred whose outcome Call answers from once it is done.
 type deferredWrite struct {
-	start time.Time  // when Call first saw the request (its latency)
-	ns    *namespace // (hot-key accounting)
-	fence *writeFence
+	start    time.Time  // when Call first saw the request (its latency)
+	deadline time.Time  // the request's, as given to DoAsync
+	ns       *namespace // (hot-key accounting)
+	fence    *writeFence
 
 	mu   sync.Mutex
 	done bool
@@ -73,6 +79,10 @@ func (d *deferredWrite) OnDone(f func()) {
 	d.mu.Unlock()
 }
 
+// Deadline implements transport.Deferred: the deadline DoAsync was given
+// (set before Defer, never changed).
+func (d *deferredWrite) Deadline() (time.Time, bool) { return d.deadline, true }
+
 // startDeferred starts command c of a raft namespace from the event loop
 // and registers it with the transport (transport.Defer); false: nothing
 // was done (not a write DoAsync takes, or the write fence is up), the
@@ -88,13 +98,16 @@ func (h *handler) startDeferred(ctx context.Context, o *gen.RequestOptions, ns *
 	if !h.n.fence.enter() {
 		return false // the worker answers errFenced
 	}
-	d := &deferredWrite{start: start, ns: ns, fence: &h.n.fence}
+	// Ordering rule: the deadline is fixed before DoAsync and Defer, so
+	// that the transport's bound on the hold (Deadline) and DoAsync's
+	// Timeout are the same instant.
+	d := &deferredWrite{start: start, deadline: h.deadline(o), ns: ns, fence: &h.n.fence}
 	req := h.request(o)
 	req.Cmd = &c
 	// Ordering rule: Defer is called only once DoAsync accepted the
 	// write, and before Call returns; d.finish may run before the
 	// transport registers its callback (OnDone then calls it at once).
-	if !a.DoAsync(req, h.deadline(o), d.finish) {
+	if !a.DoAsync(req, d.deadline, d.finish) {
 		h.n.fence.exit()
 		return false
 	}

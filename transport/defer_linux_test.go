@@ -20,7 +20,8 @@ import (
 // deferred until gate closes (DEFERNOW x: finished before the transport
 // registers its callback) and answered "done:x" when served again; served
 // anywhere else it answers "worker:x", which the test does not expect.
-// BADDEFER x on the loop returns ErrDeferred without calling Defer.
+// BADDEFER x on the loop returns ErrDeferred without calling Defer. A
+// request's deadline_ms, if set, is its Deferred's deadline.
 type deferHandler struct {
 	stubHandler
 	gate chan struct{}
@@ -30,11 +31,16 @@ type deferHandler struct {
 
 // gateDeferred is a Deferred done when gate closes (its callback then runs
 // on a goroutine of its own), or at once (now); a pointer, one per request,
-// as Deferred asks.
+// as Deferred asks. deadline: the request's, zero for none.
 type gateDeferred struct {
-	gate chan struct{}
-	now  bool
+	gate     chan struct{}
+	now      bool
+	deadline time.Time
 }
+
+var _ Deferred = (*gateDeferred)(nil)
+
+func (d *gateDeferred) Deadline() (time.Time, bool) { return d.deadline, !d.deadline.IsZero() }
 
 func (d *gateDeferred) OnDone(f func()) {
 	if d.now {
@@ -62,7 +68,11 @@ func (h *deferHandler) Call(ctx context.Context, o *gen.RequestOptions, c *gen.C
 			return nil, ErrDeferred
 		}
 		if cc.Name == "DEFER" || cc.Name == "DEFERNOW" {
-			if !Defer(ctx, &gateDeferred{gate: h.gate, now: cc.Name == "DEFERNOW"}) {
+			d := &gateDeferred{gate: h.gate, now: cc.Name == "DEFERNOW"}
+			if ms := o.GetDeadlineMs(); ms > 0 {
+				d.deadline = time.Now().Add(time.Duration(ms) * time.Millisecond)
+			}
+			if !Defer(ctx, d) {
 				return nil, errors.New("Defer refused an inline request")
 			}
 			h.note(cc.Name, arg, where)
@@ -142,7 +152,8 @@ func TestInlineDeferWithoutDefer(t *testing.T) {
 // TestInlineDeferExpires: a deferred request whose Deferred is never done
 // does not hold its connection forever: the connection is closed once the
 // frame timeout has passed (the late callback finds nothing to do), and
-// Shutdown returns with one still deferred.
+// Shutdown returns with one still deferred, within the frame timeout even
+// though its deadline is 60 s away.
 func TestInlineDeferExpires(t *testing.T) {
 	h := &deferHandler{gate: make(chan struct{})}
 	t.Cleanup(func() { close(h.gate) }) // after Shutdown: the late callbacks
@@ -158,7 +169,7 @@ func TestInlineDeferExpires(t *testing.T) {
 	if d := time.Since(start); d < ft/2 {
 		t.Fatalf("connection closed after %v, before the frame timeout %v", d, ft)
 	}
-	b := dialSend(t, addr, callFrame(Binary, 1, "DEFER", "b1"))
+	b := dialSend(t, addr, callFrameDeadline(Binary, 1, "DEFER", "b1", 60_000))
 	waitLogged(t, &h.mu, &h.log, 2, 5*time.Second) // b1 deferred
 	done := make(chan error, 1)
 	go func() { done <- srv.Shutdown(context.Background()) }()
@@ -170,5 +181,92 @@ func TestInlineDeferExpires(t *testing.T) {
 	b.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if n, err := b.Read(make([]byte, 1)); n > 0 || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("deferred connection after Shutdown: read %d bytes, %v; want it closed", n, err)
+	}
+}
+
+// callFrameDeadline is callFrame with deadline_ms set to ms.
+func callFrameDeadline(p Protocol, seq int32, name, arg string, ms int64) []byte {
+	return encodeMessage(p, "call", seq, &gen.DialKVCallArgs{Opts: &gen.RequestOptions{DeadlineMs: &ms}, Cmd: CommandFromCore(core.Cmd(name, arg))})
+}
+
+// TestInlineDeferDeadline: a deferred request waits for its Deferred until
+// the later of the frame timeout and its own deadline plus deferGrace: one
+// with a deadline beyond the frame timeout is answered when its Deferred is
+// done after the frame timeout (the connection used to be closed at the
+// frame timeout), and closed after its deadline plus deferGrace if it is
+// never done; one without a deadline is closed at the frame timeout.
+func TestInlineDeferDeadline(t *testing.T) {
+	const (
+		ft       = 200 * time.Millisecond
+		deadline = time.Second
+	)
+	for _, tc := range []struct {
+		name     string
+		ms       int64         // deadline_ms; 0: none
+		doneAt   time.Duration // when the Deferred is done; 0: never
+		minClose time.Duration // closed no earlier (with no reply)
+		maxClose time.Duration // closed by then
+	}{
+		{name: "done after the frame timeout, before the deadline", ms: deadline.Milliseconds(), doneAt: 3 * ft},
+		{name: "never done, with a deadline", ms: deadline.Milliseconds(), minClose: deadline + deferGrace, maxClose: deadline + deferGrace + 5*time.Second},
+		{name: "never done, without a deadline", minClose: ft, maxClose: deadline + deferGrace},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &deferHandler{gate: make(chan struct{})}
+			var once sync.Once
+			open := func() { once.Do(func() { close(h.gate) }) }
+			t.Cleanup(open) // after Shutdown (registered later, run first): the late callbacks
+			srv := NewServer(gen.NewDialKVProcessor(h), ServerConfig{Mode: ModeEpoll, InlineMethods: []string{"call"}, FrameTimeout: ft})
+			addr := serveEpoll(t, srv)
+			start := time.Now()
+			nc := dialSend(t, addr, callFrameDeadline(Binary, 1, "DEFER", "a1", tc.ms))
+			waitLogged(t, &h.mu, &h.log, 1, 5*time.Second) // deferred
+			if tc.doneAt > 0 {
+				time.Sleep(time.Until(start.Add(tc.doneAt)))
+				// (Past the frame timeout and a few sweeps: the sweeper
+				// ticks every 100 ms with the default idle timeout.)
+				open()
+				expectCallReplies(t, nc, "done after the frame timeout", "done:a1")
+				return
+			}
+			nc.SetReadDeadline(start.Add(tc.maxClose))
+			n, err := nc.Read(make([]byte, 1))
+			d := time.Since(start)
+			if n > 0 || errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("a deferred request never done: read %d bytes, %v after %v; want the connection closed within %v", n, err, d, tc.maxClose)
+			}
+			if d < tc.minClose {
+				t.Fatalf("connection closed after %v, before %v", d, tc.minClose)
+			}
+		})
+	}
+}
+
+// TestHoldGroupExpired: a hold expires once it has waited longer than the
+// frame timeout, and a deferred request with a deadline (until) also not
+// before its deadline plus grace — an earlier deadline does not shorten the
+// frame timeout — except while the server closes.
+func TestHoldGroupExpired(t *testing.T) {
+	const ft, since = int64(10 * time.Second), int64(1000 * time.Second)
+	for _, tc := range []struct {
+		name    string
+		until   int64 // 0: a held reply, or a deferred request without a deadline
+		now     int64
+		closing bool
+		want    bool
+	}{
+		{name: "held reply within the frame timeout", now: since + ft, want: false},
+		{name: "held reply past the frame timeout", now: since + ft + 1, want: true},
+		{name: "deadline later, past the frame timeout", until: since + 3*ft, now: since + 2*ft, want: false},
+		{name: "deadline later, past it", until: since + 3*ft, now: since + 3*ft + 1, want: true},
+		{name: "deadline later, closing", until: since + 3*ft, now: since + ft + 1, closing: true, want: true},
+		{name: "deadline later, closing, within the frame timeout", until: since + 3*ft, now: since + ft, closing: true, want: false},
+		{name: "deadline earlier, within the frame timeout", until: since + ft/2, now: since + ft, want: false},
+		{name: "deadline earlier, past the frame timeout", until: since + ft/2, now: since + ft + 1, want: true},
+	} {
+		g := &holdGroup{since: since, until: tc.until}
+		if got := g.expired(tc.now, ft, tc.closing); got != tc.want {
+			t.Errorf("%s: expired = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -89,7 +89,7 @@ type epollState struct {
 	// holds are the connections whose replies wait (see Hold), by what
 	// they wait for — a deferred request (see ErrDeferred) waits for its
 	// Deferred, as a deferWait —; whoever takes a group out of the map
-	// (the Waiter's OnDone callback, or the frame-timeout expiry)
+	// (the Waiter's OnDone callback, or the expiry: epollExpireHolds)
 	// finishes it.
 	holdMu sync.Mutex
 	holds  map[Waiter]*holdGroup
@@ -105,7 +105,25 @@ func (deferWait) Err() error { return nil }
 // holdGroup is the connections held on one Waiter.
 type holdGroup struct {
 	since int64 // unix nanoseconds of the first hold
+	// until: for a deferred request with a deadline (a group holds one
+	// deferred request: a Deferred is one request's), unix nanoseconds
+	// of its deadline plus deferGrace; 0 otherwise.
+	until int64
 	hs    []*heldReply
+}
+
+// expired reports whether the group has waited too long at now, with
+// frame timeout ft: longer than ft, and, for a deferred request with a
+// deadline, past its deadline plus deferGrace unless the server is closing.
+// Ordering rule: the frame timeout is the bound of every hold, and a
+// deferred request's own deadline only extends it, never shortens it (a
+// held reply, waiting for an fsync epoch, keeps the frame timeout alone);
+// once closing, Shutdown waits for a hold at most the frame timeout.
+func (g *holdGroup) expired(now, ft int64, closing bool) bool {
+	if now-g.since <= ft {
+		return false
+	}
+	return closing || g.until == 0 || now > g.until
 }
 
 // heldReply is a connection whose replies wait for w (see Hold). Its
@@ -662,10 +680,11 @@ func (s *Server) epollFrames(st *epollState, c *econn, data []byte, bufs *ioBuff
 // Waiter's wait is over; the first connection held on a Waiter registers
 // the callback that finishes all of them (epollHoldDone).
 func (s *Server) epollHold(st *epollState, h *heldReply) {
+	until := deferUntil(h.d) // (the Deferred's code, not under holdMu)
 	st.holdMu.Lock()
 	g, waiting := st.holds[h.w]
 	if !waiting {
-		g = &holdGroup{since: time.Now().UnixNano()}
+		g = &holdGroup{since: time.Now().UnixNano(), until: until}
 		st.holds[h.w] = g
 	}
 	g.hs = append(g.hs, h)
@@ -677,6 +696,20 @@ func (s *Server) epollHold(st *epollState, h *heldReply) {
 		w := h.w
 		h.w.OnDone(func() { s.epollHoldDone(st, w) })
 	}
+}
+
+// deferUntil is when a hold of deferred request d (nil: a held reply)
+// may expire at the earliest by d's own deadline: unix nanoseconds of
+// the deadline plus deferGrace, 0 if d is nil or has no deadline.
+func deferUntil(d Deferred) int64 {
+	if d == nil {
+		return 0
+	}
+	dl, ok := d.Deadline()
+	if !ok || dl.IsZero() {
+		return 0
+	}
+	return dl.Add(deferGrace).UnixNano()
 }
 
 // epollHoldDone finishes the connections held on w, now that its wait is
@@ -777,16 +810,19 @@ func (s *Server) epollHoldNext(st *epollState, h *heldReply) {
 	}
 }
 
-// epollExpireHolds closes the connections whose replies have been held,
-// or whose deferred request has waited, longer than the frame timeout (a
-// wait that does not end); a callback that comes later finds nothing to
-// do.
+// epollExpireHolds closes the connections whose replies have been held
+// longer than the frame timeout (a wait that does not end), and those
+// whose deferred request has waited longer than the frame timeout and
+// past its own deadline plus deferGrace (a Deferred never done; once
+// closing, the frame timeout alone: see holdGroup.expired); a callback
+// that comes later finds nothing to do.
 func (s *Server) epollExpireHolds(st *epollState, now int64) {
 	ft := s.frameTimeout.Load()
+	closing := s.closing.Load()
 	var expired []*holdGroup
 	st.holdMu.Lock()
 	for w, g := range st.holds {
-		if now-g.since > ft {
+		if g.expired(now, ft, closing) {
 			expired = append(expired, g)
 			delete(st.holds, w)
 		}
@@ -794,11 +830,14 @@ func (s *Server) epollExpireHolds(st *epollState, now int64) {
 	st.holdMu.Unlock()
 	for _, g := range expired {
 		for _, h := range g.hs {
-			what := "a held reply"
-			if h.d != nil {
-				what = "a deferred request"
+			switch {
+			case h.d == nil:
+				s.cfg.Logger.Warn("closing connection: a held reply waited longer than the frame timeout")
+			case closing:
+				s.cfg.Logger.Warn("closing connection: a deferred request waited longer than the frame timeout while shutting down")
+			default:
+				s.cfg.Logger.Warn("closing connection: a deferred request waited longer than the frame timeout and past its deadline plus grace", "grace", deferGrace)
 			}
-			s.cfg.Logger.Warn("closing connection: " + what + " waited longer than the frame timeout")
 			s.epollClose(st, h.c, "error")
 		}
 	}

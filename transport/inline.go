@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"github.com/apache/thrift/lib/go/thrift"
 )
@@ -71,12 +72,33 @@ var ErrDeferred error = fmt.Errorf("%w: deferred", thrift.ErrAbandonRequest)
 // connection on it as on a Hold's Waiter (a map key compared with ==), so
 // a Deferred must be comparable and one request one value: use a pointer
 // type.
+//
+// A deferred request waits at most the later of the server's FrameTimeout
+// and its own deadline (Deadline) plus a grace of 1 s (deferGrace): its
+// connection is then closed (the guard against a Deferred that is never
+// done; a callback after that does nothing). Its handler must so finish it
+// by its deadline (a raft write is answered with a Timeout then); the
+// grace leaves that answer time to be written. Shutdown waits for a
+// Deferred at most the frame timeout, whatever its deadline.
 type Deferred interface {
 	// OnDone arranges for f to be called once, when the request is
 	// finished: by the goroutine that finishes it, or at once by OnDone's
 	// caller if it is finished already. f does not block.
 	OnDone(f func())
+	// Deadline returns the request's own deadline (its deadline_ms), as
+	// context.Context's Deadline does; ok is false when it has none (it
+	// then waits at most the frame timeout). Called once, by the event
+	// loop, when it holds the request: the value must not change.
+	Deadline() (deadline time.Time, ok bool)
 }
+
+// deferGrace is how long after its own deadline a deferred request (see
+// Deferred) may still be answered before the transport closes its
+// connection: the handler finishes it at its deadline (the raft Service
+// answers a write with a Timeout then), and the grace covers that answer's
+// way to the transport (a completion goroutine's scheduling, Dragonboat's
+// tick-granular proposal timeouts) and the sweeper's period.
+const deferGrace = time.Second
 
 // Defer, for a request served on the event loop, registers d as the
 // request's outcome to come; the handler then returns ErrDeferred. It

@@ -74,7 +74,9 @@ type ServerConfig struct {
 	IdleTimeout time.Duration // a connection silent this long is closed
 	MaxFrame    int           // largest request frame in bytes; larger ones close the connection
 	// FrameTimeout bounds reading the rest of a frame once it has started
-	// and writing a response; a slower peer is disconnected.
+	// and writing a response; a slower peer is disconnected. It also
+	// bounds a held reply's wait (Hold), and a deferred request's unless
+	// its own deadline is later (Deferred).
 	FrameTimeout time.Duration
 	Logger       *slog.Logger // nil: discard
 	Observer     Observer     // nil: none
