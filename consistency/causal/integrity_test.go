@@ -1046,9 +1046,7 @@ func TestRebuildResendsHeldWritesToTheRegionsLackingThem(t *testing.T) {
 // alone — x-ap gone without the write that replaced it. Once eu and ap
 // are healed every region holds both siblings and nothing is lost.
 func TestResentWriteWaitsForWhatItsCopyHasSeen(t *testing.T) {
-	c := newClusterWith(t, 12, "us:u1,u2;eu:e1,e2;ap:a1", "", map[string]string{"resolve": ResolveSiblings})
-	u1 := c.nodes["u1"].rep
-	x := keyOwnedBy(t, u1, "us", "u1", "x")
+	c, u1, x := resentScene(t)
 	ex := u1.owner("eu", x)
 	c.do("a1", nil, "SET", x, "x-ap")
 	c.run(time.Second)
@@ -1062,31 +1060,14 @@ func TestResentWriteWaitsForWhatItsCopyHasSeen(t *testing.T) {
 	}
 	c.partition("us", "eu", false)
 	c.run(time.Second)
-	var corrupt []uint64
-	for seq, e := range c.nodes["u1"].rep.queue {
-		if e.Key == x && e.Region == "ap" {
-			corrupt = append(corrupt, seq)
-		}
-	}
-	c.crash("u1")
-	corruptQueue(t, c, "u1", corrupt...)
-	rebuildAndRestart(t, c, "u1")
-	c.partition("us", "ap", false)
-	c.run(3 * time.Second)
-	if st := c.nodes["u1"].rep.RebuildStatus(); st.Rebuilding || len(st.Lost) != 0 || st.Resent != 1 {
-		t.Fatalf("u1: %+v, want done, nothing lost, x1 re-sent to ap", st)
-	}
+	resendToAp(t, c, x, 3*time.Second)
 	if got := fmt.Sprint(c.regionDump("ap")[x]); got != `"x-ap"` {
 		t.Errorf("%s in ap before y-eu arrives: %s, want \"x-ap\" (x1 waits for y-eu)", x, got)
 	}
 	c.partition("eu", "ap", false)
 	c.run(3 * time.Second)
 	want := fmt.Sprint(map[string]string{x: `siblings["x1","y-eu"]`})
-	for _, reg := range c.regions() {
-		if d := c.regionDump(reg); fmt.Sprint(d) != want {
-			t.Errorf("%s: %v, want %s", reg, d, want)
-		}
-	}
+	checkRegionsHold(t, c, want)
 }
 
 // TestResentOverSparesANodesSiblingSeenOnlyAsGone: ex (x's owner in eu)
@@ -1098,18 +1079,8 @@ func TestResentWriteWaitsForWhatItsCopyHasSeen(t *testing.T) {
 // ex up to e-new) while eu and us keep it. Every region ends with both
 // siblings. Session 9 review finding: before the fix ap held x1 alone.
 func TestResentOverSparesANodesSiblingSeenOnlyAsGone(t *testing.T) {
-	c := newClusterWith(t, 12, "us:u1,u2;eu:e1,e2;ap:a1", "", map[string]string{"resolve": ResolveSiblings})
-	u1 := c.nodes["u1"].rep
-	x := keyOwnedBy(t, u1, "us", "u1", "x")
+	c, u1, x := resentScene(t)
 	ex := u1.owner("eu", x)
-	queued := func(id consistency.NodeID, region string) (seqs []uint64) {
-		for seq, e := range c.nodes[id].rep.queue {
-			if e.Key == x && (region == "" || e.Region == region) {
-				seqs = append(seqs, seq)
-			}
-		}
-		return seqs
-	}
 	c.do(ex, nil, "SET", x, "e-old")
 	c.run(time.Second)
 	c.partition("us", "eu", true)
@@ -1118,7 +1089,7 @@ func TestResentOverSparesANodesSiblingSeenOnlyAsGone(t *testing.T) {
 	if r := c.do(ex, g.Token, "SET", x, "e-new"); replyString(r.Reply) != "OK" { // replaces e-old
 		t.Fatalf("SET e-new at %s: %s", ex, replyString(r.Reply))
 	}
-	lost := queued(ex, "")
+	lost := queuedSeqs(c, ex, x, "")
 	c.crash(ex)
 	corruptQueue(t, c, ex, lost...)
 	rebuildAndRestart(t, c, ex)
@@ -1139,15 +1110,7 @@ func TestResentOverSparesANodesSiblingSeenOnlyAsGone(t *testing.T) {
 		t.Fatalf("SET x1 at u1: %s", replyString(r.Reply))
 	}
 	c.run(time.Second)
-	lost = queued("u1", "ap")
-	c.crash("u1")
-	corruptQueue(t, c, "u1", lost...)
-	rebuildAndRestart(t, c, "u1")
-	c.partition("us", "ap", false)
-	c.run(5 * time.Second)
-	if st := c.nodes["u1"].rep.RebuildStatus(); st.Rebuilding || len(st.Lost) != 0 || st.Resent != 1 {
-		t.Fatalf("u1: %+v, want done, nothing lost, x1 re-sent to ap", st)
-	}
+	resendToAp(t, c, x, 5*time.Second)
 	want = fmt.Sprint(map[string]string{x: `siblings["e-old","x1"]`})
 	for _, reg := range c.regions() {
 		if d := c.regionDump(reg); fmt.Sprint(d) != want {
@@ -1165,9 +1128,7 @@ func TestResentOverSparesANodesSiblingSeenOnlyAsGone(t *testing.T) {
 // loss and counted in version-gone) — nothing was lost; u1 counts it
 // re-sent. Every region ends with y-eu. Session 9 review finding.
 func TestResentReplacedWriteIsNotCountedLost(t *testing.T) {
-	c := newClusterWith(t, 12, "us:u1,u2;eu:e1,e2;ap:a1", "", map[string]string{"resolve": ResolveSiblings})
-	u1 := c.nodes["u1"].rep
-	x := keyOwnedBy(t, u1, "us", "u1", "x")
+	c, u1, x := resentScene(t)
 	ex, ax := u1.owner("eu", x), u1.owner("ap", x)
 	c.partition("us", "ap", true)
 	c.partition("eu", "ap", true)
@@ -1181,12 +1142,7 @@ func TestResentReplacedWriteIsNotCountedLost(t *testing.T) {
 		t.Fatalf("SET %s at %s: %s", x, ex, replyString(r.Reply))
 	}
 	c.run(time.Second)
-	var lost []uint64
-	for seq, e := range c.nodes["u1"].rep.queue {
-		if e.Key == x && e.Region == "ap" {
-			lost = append(lost, seq)
-		}
-	}
+	lost := queuedSeqs(c, "u1", x, "ap")
 	c.crash("u1")
 	corruptQueue(t, c, "u1", lost...)
 	rebuildAndRestart(t, c, "u1")
@@ -1207,11 +1163,7 @@ func TestResentReplacedWriteIsNotCountedLost(t *testing.T) {
 			ax, st.ReplacedApplied, st.GoneApplied, samples, ReplacedMetric)
 	}
 	want := fmt.Sprint(map[string]string{x: `"y-eu"`})
-	for _, reg := range c.regions() {
-		if d := c.regionDump(reg); fmt.Sprint(d) != want {
-			t.Errorf("%s: %v, want %s", reg, d, want)
-		}
-	}
+	checkRegionsHold(t, c, want)
 }
 
 // TestGoneNoticeIsNotReplicationLag: an ordinary remote write counts as a
@@ -1362,7 +1314,7 @@ func holdScene(t *testing.T, bOwner consistency.NodeID, setB func(c *cluster, b 
 	}
 	setB(c, b, g.Token)
 	c.do("u1", nil, "SET", z, "z1")
-	zs, ys := queuedSeqs(c, "u1", z), queuedSeqs(c, "e1", y)
+	zs, ys := queuedSeqs(c, "u1", z, ""), queuedSeqs(c, "e1", y, "")
 	c.crash("u1")
 	c.crash("e1")
 	corruptQueue(t, c, "u1", zs...)
@@ -1395,14 +1347,51 @@ func cutU2E1(c *cluster, on bool) {
 }
 
 // queuedSeqs returns the sequence numbers of node id's replication-queue
-// entries for key.
-func queuedSeqs(c *cluster, id consistency.NodeID, key string) (seqs []uint64) {
+// entries for key to region (to any region if region is "").
+func queuedSeqs(c *cluster, id consistency.NodeID, key, region string) (seqs []uint64) {
 	for seq, e := range c.nodes[id].rep.queue {
-		if e.Key == key {
+		if e.Key == key && (region == "" || e.Region == region) {
 			seqs = append(seqs, seq)
 		}
 	}
 	return seqs
+}
+
+// resentScene returns the cluster of the re-send tests — regions us (u1,
+// u2), eu (e1, e2) and ap (a1), concurrent writes kept as siblings — with
+// u1's replica and a key x that u1 owns in us.
+func resentScene(t *testing.T) (c *cluster, u1 *Replica, x string) {
+	t.Helper()
+	c = newClusterWith(t, 12, "us:u1,u2;eu:e1,e2;ap:a1", "", map[string]string{"resolve": ResolveSiblings})
+	u1 = c.nodes["u1"].rep
+	return c, u1, keyOwnedBy(t, u1, "us", "u1", "x")
+}
+
+// resendToAp crashes u1 with its queued entries of x for ap corrupt,
+// rebuilds it, heals us and ap, runs for d and checks that u1's rebuild is
+// done, lost nothing and re-sent its write of x to ap.
+func resendToAp(t *testing.T, c *cluster, x string, d time.Duration) {
+	t.Helper()
+	lost := queuedSeqs(c, "u1", x, "ap")
+	c.crash("u1")
+	corruptQueue(t, c, "u1", lost...)
+	rebuildAndRestart(t, c, "u1")
+	c.partition("us", "ap", false)
+	c.run(d)
+	if st := c.nodes["u1"].rep.RebuildStatus(); st.Rebuilding || len(st.Lost) != 0 || st.Resent != 1 {
+		t.Fatalf("u1: %+v, want done, nothing lost, x1 re-sent to ap", st)
+	}
+}
+
+// checkRegionsHold checks that every region's data is want (a printed
+// regionDump).
+func checkRegionsHold(t *testing.T, c *cluster, want string) {
+	t.Helper()
+	for _, reg := range c.regions() {
+		if d := c.regionDump(reg); fmt.Sprint(d) != want {
+			t.Errorf("%s: %v, want %s", reg, d, want)
+		}
+	}
 }
 
 // healE1 reconnects u2 and e1 of a holdScene, runs until e1's rebuild has
