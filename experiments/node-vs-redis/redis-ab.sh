@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ab.sh's twin for redis-server: a fresh server, keys loaded, one dialkv bench --protocol resp run
 # (session 9, helper aof: Redis measured with the same load generator as the node, side by side).
-# Usage: redis_ab.sh BIN PORT MODE(always|none) DURATION [extra bench flags]
+# Usage: experiments/node-vs-redis/redis-ab.sh BIN PORT MODE(always|none) DURATION [extra bench flags]
 set -euo pipefail
 BIN=$1; PORT=$2; MODE=$3; DUR=$4; shift 4
 D=$(mktemp -d)
