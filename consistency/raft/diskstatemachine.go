@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	sm "github.com/lni/dragonboat/v4/statemachine"
@@ -223,7 +224,7 @@ func (m *diskSM) Open(<-chan struct{}) (uint64, error) {
 	if m.eng != nil {
 		return m.ie.persisted, nil
 	}
-	eng, err := pebbleengine.Open(m.dir, m.opts)
+	eng, err := openWaitingForLock(m.dir, m.opts)
 	if err != nil {
 		return 0, fmt.Errorf("raft: open state machine: %w", err)
 	}
@@ -281,6 +282,32 @@ func (s *Service) diskApplied(shardID, _ uint64) (uint64, error) {
 		err = fmt.Errorf("raft: close state machine %s: %w", dir, cerr)
 	}
 	return idx, err
+}
+
+// lockWaits and lockWaitStep bound how long openWaitingForLock waits for
+// another instance to release a state machine directory (10 s).
+const (
+	lockWaits    = 1000
+	lockWaitStep = 10 * time.Millisecond
+)
+
+// openWaitingForLock opens Pebble at dir, waiting (up to lockWaits x
+// lockWaitStep) while another instance still holds the directory's lock.
+// When a replica of a shard leaves this node and joins it again
+// (RAFT.LEAVE, then RAFT.JOIN), Dragonboat closes the old replica's state
+// machine asynchronously, and the new replica's Open, from Dragonboat's
+// snapshot worker, can come before that Close; a failed Open makes
+// Dragonboat panic (seen in CI in TestReplicaRejoins: "pebbleengine: open
+// /n3/sm-1: resource temporarily unavailable"). Any other error, or a lock
+// still held after the wait, is returned as it is.
+func openWaitingForLock(dir string, opts pebbleengine.Options) (*pebbleengine.Engine, error) {
+	for i := 0; ; i++ {
+		eng, err := pebbleengine.Open(dir, opts)
+		if err == nil || !errors.Is(err, syscall.EAGAIN) || i == lockWaits {
+			return eng, err
+		}
+		time.Sleep(lockWaitStep)
+	}
 }
 
 // openApplied returns the applied index of a state machine that is open

@@ -2,9 +2,11 @@ package raft
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -304,5 +306,38 @@ func TestDiskSMUpdateBatchEquivalent(t *testing.T) {
 		if !reflect.DeepEqual(gotS, wantS) {
 			t.Errorf("%d entries per Update: state %v, one per Update %v (go test -run TestDiskSMUpdateBatchEquivalent ./consistency/raft)", per, gotS, wantS)
 		}
+	}
+}
+
+// TestOpenWaitsForThePreviousInstance: a state machine's Open while an
+// earlier instance of the same directory is still open (a replica that
+// left and joined again, whose old state machine Dragonboat has not closed
+// yet) waits for that Close instead of failing (a failed Open makes
+// Dragonboat panic); the lock error itself is what the wait keys on.
+func TestOpenWaitsForThePreviousInstance(t *testing.T) {
+	fs := pebblevfs.NewMem()
+	old, _ := openDisk(t, fs)
+	if _, err := pebbleengine.Open("sm", pebbleengine.Options{FS: fs}); !errors.Is(err, syscall.EAGAIN) {
+		t.Fatalf("a second open of a locked directory: %v, want EAGAIN (the error openWaitingForLock waits on)", err)
+	}
+	closed := make(chan struct{})
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		if err := old.Close(); err != nil {
+			t.Error(err)
+		}
+		close(closed)
+	}()
+	m := newDiskSM("sm", pebbleengine.Options{FS: fs}, core.Limits{})
+	start := time.Now()
+	if _, err := m.Open(nil); err != nil {
+		t.Fatalf("Open while the previous instance closes: %v", err)
+	}
+	if d := time.Since(start); d < 90*time.Millisecond {
+		t.Fatalf("Open returned after %v, before the previous instance was closed (100 ms)", d)
+	}
+	<-closed
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
