@@ -273,7 +273,7 @@ func (s *Service) diskApplied(shardID, _ uint64) (uint64, error) {
 		return 0, fmt.Errorf("raft: state machine %s: %w", dir, err)
 	}
 	opts := pebbleengine.Options{FS: s.cfg.PebbleFS, Sync: core.SyncNever}
-	eng, err := pebbleengine.Open(dir, opts)
+	eng, err := openWaitingForLock(dir, opts)
 	if err != nil {
 		return 0, fmt.Errorf("raft: open state machine %s: %w", dir, err)
 	}
@@ -285,7 +285,9 @@ func (s *Service) diskApplied(shardID, _ uint64) (uint64, error) {
 }
 
 // lockWaits and lockWaitStep bound how long openWaitingForLock waits for
-// another instance to release a state machine directory (10 s).
+// another instance to release a state machine directory (10 s). Every open
+// of a state machine directory goes through it: diskSM.Open (and so
+// openCheckedDiskSM) and diskApplied.
 const (
 	lockWaits    = 1000
 	lockWaitStep = 10 * time.Millisecond
