@@ -7,7 +7,9 @@
 # driver of run.sh). Per row: writes/s, p50/p99, CPU µs per write of the
 # three node processes together and of each (user+system from /proc:
 # steadier than writes/s on a shared machine; the leader is the busiest),
-# errors, load1. PROFILE=1: a CPU profile of
+# errors, load1, each node's thread context switches per write (voluntary
+# + involuntary, every thread: the goroutine hand-offs that wake a
+# thread). PROFILE=1: a CPU profile of
 # every node during the first round ($OUT/pprof-<label>-n<j>.pprof).
 #
 #   go build -o /tmp/a/dialkv ./cmd/dialkv     # each build to compare (e.g. from git archive)
@@ -15,8 +17,10 @@
 #   DRIVER=/tmp/a/driver experiments/raft-vs-etcd/ab.sh before=/tmp/a/dialkv-old after=/tmp/a/dialkv
 #   DRIVER=/tmp/a/driver experiments/raft-vs-etcd/ab.sh s1k=/tmp/a/dialkv s10k=/tmp/a/dialkv,snapshot-entries,10000
 #
-# An argument is label=binary[,param,value,...] (namespace parameters of
-# that cluster; NSPARAMS, comma separated, for those without). Ports
+# An argument is label=binary[@ENV][,param,value,...] (environment
+# variables of that cluster's nodes, space separated, e.g.
+# GOMAXPROCS=1; namespace parameters of that cluster; NSPARAMS, comma
+# separated, for those without). Ports
 # PORTBASE+200*i, PORTBASE 20000 by default (below the kernel's ephemeral
 # range; run.sh and profile.sh use 23790-27500): give two A/B runs at once
 # different bases, e.g. PORTBASE=10000.
@@ -35,8 +39,9 @@ declare -A NODES ADDRS
 LABELS=()
 c=0
 for arg in "$@"; do
-  label=${arg%%=*}; rest=${arg#*=}; bin=${rest%%,*}; nsp=$NSPARAMS
-  [ "$rest" = "$bin" ] || nsp="${rest#*,}"
+  label=${arg%%=*}; rest=${arg#*=}; spec=${rest%%,*}; nsp=$NSPARAMS
+  [ "$rest" = "$spec" ] || nsp="${rest#*,}"
+  bin=${spec%%@*}; envs=""; [ "$spec" = "$bin" ] || envs=${spec#*@}
   LABELS+=("$label")
   P=$((PORTBASE + 200*c)); c=$((c+1)) # a cluster uses P..P+125
   peers=""; addrs=""; raddrs=""
@@ -49,7 +54,7 @@ for arg in "$@"; do
   pids=""
   for j in 0 1 2; do
     rm -rf "$OUT/$label-n$j"
-    "$bin" node --id n$((j+1)) --listen 127.0.0.1:$((P+10*j)) --data "$OUT/$label-n$j" --fsync always \
+    env $envs "$bin" node --id n$((j+1)) --listen 127.0.0.1:$((P+10*j)) --data "$OUT/$label-n$j" --fsync always \
       --cluster ab$label --peers "$peers" --log-level warn --metrics 127.0.0.1:$((P+10*j+5)) >> "$OUT/$label-n$j.log" 2>&1 &
     PIDS+=($!); pids+="$! "
   done
@@ -58,10 +63,12 @@ for arg in "$@"; do
   "$bin" cli --addr 127.0.0.1:$P NAMESPACE CREATE r1 raft nodes n1,n2,n3 raft-addrs "$raddrs" client-addrs "$addrs" shards 1 ${nsp//,/ } >/dev/null
   for t in $(seq 200); do "$bin" cli --addr 127.0.0.1:$((P+10)) --namespace r1 SET warm 1 2>/dev/null | grep -q OK && break; sleep 0.2; done
 done
+# every thread's context switches, each process (threads that exited are not counted)
+switches() { for p in "$@"; do cat /proc/"$p"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches/{n+=$2} END{printf "%d ", n}'; done; }
 ticks() { for p in "$@"; do awk '{printf "%d ", $14+$15}' "/proc/$p/stat"; done; } # each node's user+system ticks
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
-echo "| round | build | writes/s | p50 ms | p99 ms | node CPU µs/write | each node (n1 / n2 / n3) | errors | load1 |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| round | build | writes/s | p50 ms | p99 ms | node CPU µs/write | each node (n1 / n2 / n3) | errors | load1 | context switches/write, each node |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 for r in $(seq "$ROUNDS"); do
   for label in "${LABELS[@]}"; do
     curls=()
@@ -71,18 +78,19 @@ for r in $(seq "$ROUNDS"); do
       done
     fi
     l=$(cut -d' ' -f1 /proc/loadavg)
-    t0=$(ticks ${NODES[$label]})
+    t0=$(ticks ${NODES[$label]}); s0=$(switches ${NODES[$label]})
     "$DRIVER" --addrs "${ADDRS[$label]}" --namespace r1 --workload write-only --clients "$CLIENTS" --duration "${DURATION}s" --value-size 100 > "$OUT/out.json"
-    t1=$(ticks ${NODES[$label]})
+    t1=$(ticks ${NODES[$label]}); s1=$(switches ${NODES[$label]})
     for p in "${curls[@]}"; do wait "$p" || true; done
-    python3 - "$OUT/out.json" "$r" "$label" "$t0" "$t1" "$TICK_US" "$l" <<'PY'
+    python3 - "$OUT/out.json" "$r" "$label" "$t0" "$t1" "$TICK_US" "$l" "$s0" "$s1" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1])); w = j["writes"]
-r, label, t0, t1, tick, l = sys.argv[2:]
+r, label, t0, t1, tick, l, s0, s1 = sys.argv[2:]
 ops = max(w["ops"], 1)
 each = [(int(b) - int(a)) * int(tick) / ops for a, b in zip(t0.split(), t1.split())]
 print(f'| {r} | {label} | {w["ops_per_sec"]:.0f} | {w["p50_ms"]:.2f} | {w["p99_ms"]:.2f} | {sum(each):.0f} | ' +
-      " / ".join(f"{x:.0f}" for x in each) + f' | {j["errors"]} | {l} |')
+      " / ".join(f"{x:.0f}" for x in each) + f' | {j["errors"]} | {l} | ' +
+      " / ".join(f"{(int(b) - int(a)) / ops:.1f}" for a, b in zip(s0.split(), s1.split())) + ' |')
 PY
   done
 done

@@ -14,6 +14,7 @@
 #
 #   experiments/raft-vs-etcd/run.sh               # DURATION=10s per dialkv row
 #   DURATION=3s SCALE=0.3 experiments/raft-vs-etcd/run.sh   # a quick look
+#   MEMBER_ENV=GOMAXPROCS=1 experiments/raft-vs-etcd/run.sh  # environment of every dialkv node and etcd member alike
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -21,6 +22,7 @@ OUT=${OUT:-$ROOT/experiments/results/raft-vs-etcd}
 DURATION=${DURATION:-10s}
 SCALE=${SCALE:-1}          # etcd request totals are scaled by this
 SHARDS=${SHARDS:-"1 3"}
+MEMBER_ENV=${MEMBER_ENV:-} # environment variables (space separated) of every node and member, both systems
 mkdir -p "$OUT"
 . experiments/raft-vs-etcd/lib.sh
 start_work raft-vs-etcd
@@ -45,7 +47,7 @@ raft_addrs() { # each namespace runs its own NodeHost: its own Raft ports
 declare -A NODEPID
 start_node() { # i
   local i=$1
-  "$BIN" node --id n$i --listen 127.0.0.1:$((27379 + 10*(i-1))) --data "$WORK/n$i" --fsync always \
+  env $MEMBER_ENV "$BIN" node --id n$i --listen 127.0.0.1:$((27379 + 10*(i-1))) --data "$WORK/n$i" --fsync always \
     --cluster rve --peers "$PEERS" --log-level warn >> "$WORK/n$i.log" 2>&1 &
   PIDS+=($!); NODEPID[$i]=$!
 }
@@ -125,7 +127,7 @@ EPS=127.0.0.1:23790,127.0.0.1:23792,127.0.0.1:23794
 CLUSTER=m1=http://127.0.0.1:23791,m2=http://127.0.0.1:23793,m3=http://127.0.0.1:23795
 for i in 1 2 3; do
   c=$((23790 + (i-1)*2)); p=$((c+1))
-  etcd --name m$i --data-dir "$WORK/m$i.etcd" \
+  env $MEMBER_ENV etcd --name m$i --data-dir "$WORK/m$i.etcd" \
     --listen-client-urls http://127.0.0.1:$c --advertise-client-urls http://127.0.0.1:$c \
     --listen-peer-urls http://127.0.0.1:$p --initial-advertise-peer-urls http://127.0.0.1:$p \
     --initial-cluster $CLUSTER --initial-cluster-token rve --initial-cluster-state new \
@@ -173,13 +175,14 @@ bench read 50 50000 range foo --consistency l
 stop_all
 
 # ---------------------------------------------------------------- summary
-python3 - "$CSV" "$OUT/summary.md" "$DURATION" "$ETCD_VERSION" <<'PY'
+python3 - "$CSV" "$OUT/summary.md" "$DURATION" "$ETCD_VERSION" "$MEMBER_ENV" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 etcd = {(r["op"], r["clients"]): r for r in rows if r["system"] == "etcd"}
 out = ["# dialkv raft vs etcd (experiments/raft-vs-etcd/run.sh)", "",
        f"Three nodes / members on loopback, fsync on, 16-byte keys, 100-byte values; dialkv rows {sys.argv[3]} each;",
-       f"etcd: {sys.argv[4]}, driven at its leader by tools/benchmark v3.5.11. load1 = 1-minute load average before the row.", "",
+       f"etcd: {sys.argv[4]}, driven at its leader by tools/benchmark v3.5.11. load1 = 1-minute load average before the row.",
+       f"Environment of every node and member: {sys.argv[5] or '(none)'} (MEMBER_ENV).", "",
        "| system | shards | op | clients | ops/s | p50 ms | p99 ms | errors | load1 | ops/s ratio vs etcd | p99 ratio vs etcd |",
        "|---|---|---|---|---|---|---|---|---|---|---|"]
 for r in rows:
