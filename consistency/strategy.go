@@ -61,6 +61,17 @@ type Response struct {
 
 // Message is a message between replicas. Body is encoded by the strategy
 // that sent it; the transport never looks inside.
+//
+// A body is immutable from the moment the sender's Ready returns it: the
+// sender never modifies or reuses its array, nor does the driver or its
+// transport, and a receiver only reads it — so a receiving replica may
+// keep slices of the body it was given for as long as it likes
+// (primary-backup's backups keep the entries' keys and values in their
+// stores without copying them). A driver may hand one body to several
+// receivers, or to one receiver twice (a duplicate). A transport that
+// reads bodies into a buffer it reuses must copy each body out of it, once,
+// before delivering it (the nodes' peer transport reads each body into
+// an array of its own: transport.TestPeerBodiesAreNotReused).
 type Message struct {
 	From, To NodeID
 	Body     []byte
@@ -80,7 +91,8 @@ type Ready struct {
 type Replica interface {
 	// Request hands the replica a client request.
 	Request(now time.Time, req Request)
-	// Receive hands the replica a message from a peer.
+	// Receive hands the replica a message from a peer; the replica may
+	// keep slices of m.Body (immutable, see Message).
 	Receive(now time.Time, m Message)
 	// Tick advances the replica's timers (retries, timeouts, anti-entropy).
 	Tick(now time.Time)
@@ -88,7 +100,7 @@ type Replica interface {
 	// returned slices are the driver's until it next calls the replica: a
 	// replica may reuse their arrays for its next outputs, so a driver
 	// that keeps a Ready longer copies its slices (message bodies and
-	// replies are never reused).
+	// replies are never reused: a body is immutable, see Message).
 	Ready() Ready
 	// Dump renders the replica's user-visible state, one canonical string
 	// per live key, for the convergence check.

@@ -243,7 +243,7 @@ func BenchmarkApplyEffectsMeta(b *testing.B) {
 				binary.BigEndian.PutUint64(applied, uint64(i))
 				fx := fxs[i%len(fxs)]
 				if path == "direct" {
-					err = s.applyEffectsDirect(fx, "applied", applied)
+					err = s.applyEffectsDirect(fx, "applied", applied, false)
 				} else {
 					err = s.applyEffectsOp(t0, fx, "applied", applied)
 				}

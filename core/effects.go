@@ -113,7 +113,23 @@ func (s *Store) ApplyEffects(now time.Time, fx Effects, cmds ...Command) Reply {
 // error) returns a CodeIO error and changes nothing.
 func (s *Store) ApplyEffectsMeta(now time.Time, fx Effects, name string, value []byte) error {
 	if directEffects(fx) {
-		return s.applyEffectsDirect(fx, name, value)
+		return s.applyEffectsDirect(fx, name, value, false)
+	}
+	return s.applyEffectsOp(now, fx, name, value)
+}
+
+// ApplyEffectsMetaOwned is ApplyEffectsMeta for a caller that hands fx's
+// byte slices over to the store: it may keep every write's Key and Value
+// as they are, without copying them (the memory engine then holds the
+// caller's bytes), so the caller must never modify them, nor reuse their
+// arrays, after the call — not even when the call fails. A replica
+// applying the entries of a delivered consistency.Message may: a
+// delivered body is immutable (primary-backup's backups do so). value is
+// copied, as by ApplyEffectsMeta. Engines without the memory engine's
+// ownership hand-over (Pebble) copy as before.
+func (s *Store) ApplyEffectsMetaOwned(now time.Time, fx Effects, name string, value []byte) error {
+	if directEffects(fx) {
+		return s.applyEffectsDirect(fx, name, value, true)
 	}
 	return s.applyEffectsOp(now, fx, name, value)
 }
@@ -164,24 +180,35 @@ func directEffects(fx Effects) bool {
 // to the op's path (TestApplyEffectsDirectMatchesOp): the effects hold one
 // write per key, and none in the metadata space, so the batch's keys are
 // distinct and the order of its writes does not matter (the op sorts
-// them; this path keeps the primary's order).
-func (s *Store) applyEffectsDirect(fx Effects, name string, value []byte) error {
+// them; this path keeps the primary's order). With keep, fx's slices
+// go to an ownership-taking batch as they are (ApplyEffectsMetaOwned).
+func (s *Store) applyEffectsDirect(fx Effects, name string, value []byte, keep bool) error {
 	counter := max(s.counter, fx.Counter)
+	b := s.e.NewBatch()
+	defer b.Close()
+	owned, _ := b.(ownedSetter)
+	// Only a batch that takes ownership (the memory engine's) keeps the
+	// caller's slices; for any other the writes are copied into buf as
+	// without keep (Batch does not promise to copy what Set is given).
+	keep = keep && owned != nil
 	n := 1 + len(metaReplicaPfx) + len(name) + len(value) + 4
 	if counter != s.counter {
 		n += 1 + len(metaCounter) + counterLen
 	}
-	for _, w := range fx.Writes {
-		n += len(w.Key) + len(w.Value)
+	if !keep {
+		for _, w := range fx.Writes {
+			n += len(w.Key) + len(w.Value)
+		}
 	}
 	buf := make([]byte, 0, n)
-	b := s.e.NewBatch()
-	defer b.Close()
-	owned, _ := b.(ownedSetter)
 	set := func(k, v []byte) { batchWrite(b, owned, k, v, false) }
 	// piece returns the bytes appended to buf since l, capped.
 	piece := func(l int) []byte { return buf[l:len(buf):len(buf)] }
 	for _, w := range fx.Writes {
+		if keep {
+			batchWrite(b, owned, w.Key, w.Value, w.Delete)
+			continue
+		}
 		l := len(buf)
 		buf = append(buf, w.Key...)
 		k := piece(l)

@@ -117,7 +117,7 @@ func TestApplyEffectsDirectMatchesOp(t *testing.T) {
 			var err error
 			if directEffects(fx) {
 				directs++
-				err = direct.applyEffectsDirect(fx, "applied", applied)
+				err = direct.applyEffectsDirect(fx, "applied", applied, false)
 			} else {
 				err = direct.applyEffectsOp(now, fx, "applied", applied)
 			}
@@ -319,4 +319,100 @@ func TestApplyEffectsMeta(t *testing.T) {
 			t.Fatalf("byte %d flipped: %v, %v; want a CORRUPTION error", i, v, err)
 		}
 	}
+}
+
+// copyingEngine is a memory engine whose batches do not take ownership of
+// what they are given (as Pebble's): every write goes through Batch.Set.
+type copyingEngine struct{ *MemEngine }
+
+func (e copyingEngine) NewBatch() Batch { return copyingBatch{e.MemEngine.NewBatch()} }
+
+type copyingBatch struct{ Batch }
+
+// TestApplyEffectsMetaOwned: ApplyEffectsMetaOwned leaves the engine
+// byte-identical to ApplyEffectsMeta, with the same stats and counter,
+// after every write of random commands and transactions (as
+// TestApplyEffectsDirectMatchesOp), on the memory engine and on one whose
+// batches copy; on the memory engine it stores the caller's slices
+// themselves (no copy: the values' arrays are the caller's), while
+// ApplyEffectsMeta stores copies: overwriting every byte the caller passed
+// to ApplyEffectsMeta after the call changes nothing in its engine (a
+// stored slice that its caller later modifies would be silent
+// corruption). Fails if ApplyEffectsMeta kept the caller's slices, or if
+// ApplyEffectsMetaOwned copied them.
+//
+//	go test -run TestApplyEffectsMetaOwned -rapid.checks=1000 ./core
+func TestApplyEffectsMetaOwned(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		pri, _ := NewStore(NewMemEngine(), Limits{MaxValueSize: 300})
+		ownedEng := NewMemEngine()
+		copied, _ := NewStore(NewMemEngine(), Limits{MaxValueSize: 300})
+		owned, _ := NewStore(ownedEng, Limits{MaxValueSize: 300})
+		viaCopy, _ := NewStore(copyingEngine{NewMemEngine()}, Limits{MaxValueSize: 300})
+		stores := []*Store{copied, owned, viaCopy}
+		now := t0
+		if rapid.Bool().Draw(t, "index") {
+			idx := Txn{Cmds: []Command{Cmd("IDX.CREATE", "ix", "ON", "HASH", "PREFIX", "", "FIELD", "f", "TYPE", "string")}}
+			pri.ApplyTxn(now, idx)
+			for _, s := range stores {
+				s.ApplyTxn(now, idx)
+			}
+		}
+		for i, n := 0, rapid.IntRange(1, 40).Draw(t, "writes"); i < n; i++ {
+			now = now.Add(time.Duration(rapid.IntRange(0, 1500).Draw(t, "advance_ms")) * time.Millisecond)
+			txn := Txn{Cmds: []Command{fixCmd(genAnyCmd(t))}}
+			if rapid.IntRange(0, 4).Draw(t, "txn") == 0 {
+				txn = genTxn(t)
+			}
+			var fx Effects
+			if rep := pri.ApplyTxnThen(now, txn, func(e *Effects) []Command { fx = cloneEffects(e); return nil }); rep.IsError() {
+				continue
+			}
+			applied := []byte{byte(i), 1, 2}
+			fxCopied, fxOwned, fxViaCopy := cloneEffects(&fx), cloneEffects(&fx), cloneEffects(&fx)
+			if err := copied.ApplyEffectsMeta(now, fxCopied, "applied", applied); err != nil {
+				t.Fatalf("write %d: %v", i, err)
+			}
+			for _, w := range fxCopied.Writes { // the caller's bytes are its own again
+				for _, b := range [][]byte{w.Key, w.Value} {
+					for j := range b {
+						b[j] = 0xee
+					}
+				}
+			}
+			if err := owned.ApplyEffectsMetaOwned(now, fxOwned, "applied", applied); err != nil {
+				t.Fatalf("write %d owned: %v", i, err)
+			}
+			if err := viaCopy.ApplyEffectsMetaOwned(now, fxViaCopy, "applied", applied); err != nil {
+				t.Fatalf("write %d owned, copying batch: %v", i, err)
+			}
+			if directEffects(fx) {
+				for _, w := range fxOwned.Writes {
+					if w.Delete || len(w.Value) == 0 {
+						continue
+					}
+					it, ok := ownedEng.cur.mem.Get(newItem(w.Key, nil, false))
+					if !ok || len(it.val) == 0 || &it.val[0] != &w.Value[0] {
+						t.Fatalf("write %d: the engine holds a copy of %q's value, not the caller's slice", i, w.Key)
+					}
+				}
+			}
+			var want bytes.Buffer
+			if err := copied.SaveSnapshot(&want); err != nil {
+				t.Fatal(err)
+			}
+			for j, s := range stores[1:] {
+				var got bytes.Buffer
+				if err := s.SaveSnapshot(&got); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got.Bytes(), want.Bytes()) {
+					t.Fatalf("after write %d store %d's engine differs from ApplyEffectsMeta's (%d bytes, want %d)", i, j+1, got.Len(), want.Len())
+				}
+				if s.Stats() != copied.Stats() || s.counter != copied.counter {
+					t.Fatalf("after write %d store %d: stats %+v counter %d, want %+v counter %d", i, j+1, s.Stats(), s.counter, copied.Stats(), copied.counter)
+				}
+			}
+		}
+	})
 }

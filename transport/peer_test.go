@@ -61,6 +61,51 @@ func TestPeerDeliversInOrderWithChecksums(t *testing.T) {
 	}
 }
 
+// TestPeerBodiesAreNotReused: a delivered body is the receiver's to keep
+// (consistency.Message: immutable, a backup's store keeps slices of it), so
+// the peer server hands each body over in an array of its own — never a
+// read buffer it reuses for the next message, nor the sender's array. The
+// handler keeps every body; after all have arrived, each still holds what
+// was sent and no two share an array. Fails if the server delivered bodies
+// from a reused buffer (checked by copying each into one in Deliver).
+//
+//	go test -run TestPeerBodiesAreNotReused ./transport
+func TestPeerBodiesAreNotReused(t *testing.T) {
+	var in inbox
+	srv, err := ListenPeer("127.0.0.1:0", "c1", in.add, PeerServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	snd := NewPeerSender(srv.Addr(), "c1", PeerSenderOptions{})
+	defer snd.Close()
+	const n = 300
+	sent := make([][]byte, n)
+	for i := range sent {
+		sent[i] = []byte(fmt.Sprintf("body %4d %s", i, string(make([]byte, 40+i%7))))
+		if !snd.Send(PeerMessage{Namespace: "ns", From: "a", To: "b", Body: sent[i]}) {
+			t.Fatalf("message %d dropped by an empty queue", i)
+		}
+	}
+	waitFor(t, "delivery", func() bool { return in.len() == n })
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	arrays := map[*byte]int{}
+	for i, m := range in.msgs {
+		if string(m.Body) != string(sent[i]) {
+			t.Fatalf("message %d holds %q after later deliveries, want %q", i, m.Body, sent[i])
+		}
+		p := &m.Body[:cap(m.Body)][cap(m.Body)-1]
+		if j, ok := arrays[p]; ok {
+			t.Fatalf("messages %d and %d share one array", j, i)
+		}
+		arrays[p] = i
+		if &m.Body[0] == &sent[i][0] {
+			t.Fatalf("message %d was delivered in the sender's array", i)
+		}
+	}
+}
+
 // A message whose body does not match its checksum never reaches the
 // handler; other clusters are refused.
 func TestPeerRejectsCorruptionAndOtherClusters(t *testing.T) {

@@ -78,7 +78,7 @@ func (d *dec) bytes() []byte {
 		d.err = errShort
 		return nil
 	}
-	p := d.b[:n:n] // aliases the message: decoded entries live only as long as the call that decodes them
+	p := d.b[:n:n] // aliases the message, which is immutable (consistency.Message): a backup's store keeps these slices
 	d.b = d.b[n:]
 	return p
 }

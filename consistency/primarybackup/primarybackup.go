@@ -21,7 +21,9 @@
 //     they are (core.Store.ApplyEffects), without running the write again,
 //     so its records (values, versions, expiry) are byte for byte the
 //     primary's — records the highest applied number in the same batch,
-//     syncs, and acknowledges it.
+//     syncs, and acknowledges it. Its store keeps the entry's keys and
+//     values as slices of the delivered message, which is immutable
+//     (consistency.Message; core.Store.ApplyEffectsMetaOwned).
 //     Duplicates are ignored; an entry after a gap is refused and the
 //     acknowledgement says so, and the primary resends from the gap at
 //     once (go-back-N). On every tick the primary also resends to a backup
@@ -463,8 +465,11 @@ func (r *Replica) Receive(now time.Time, m consistency.Message) {
 			// The applied number commits in the same batch as the
 			// effects: after a crash the backup resumes exactly after
 			// what its disk holds.
+			// The entry's keys and values are slices of the message
+			// body, which is immutable (consistency.Message): the store
+			// keeps them as they are instead of copying each entry.
 			r.appliedBuf = binary.BigEndian.AppendUint64(r.appliedBuf[:0], en.Seq)
-			if err := r.store.ApplyEffectsMeta(time.Unix(0, en.Now), en.Fx, metaApplied, r.appliedBuf); err != nil {
+			if err := r.store.ApplyEffectsMetaOwned(time.Unix(0, en.Now), en.Fx, metaApplied, r.appliedBuf); err != nil {
 				// The primary applied it, so only a disk fault fails it
 				// here: do not acknowledge; it will be resent.
 				gap = true
