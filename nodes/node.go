@@ -159,6 +159,12 @@ const DefaultCacheSize = 256 << 20
 // maxDeadline caps a request's deadline_ms.
 const maxDeadline = 60 * time.Second
 
+// walPrefill is how far ahead of its records a local namespace's WAL is
+// written with zeros under --fsync always (pebbleengine.Options.WALPrefill):
+// the file's size then changes once per MiB instead of at every group
+// commit.
+const walPrefill = 1 << 20
+
 func (c *Config) fill() error {
 	if c.ID == "" {
 		return errors.New("node: --id is required")
@@ -439,8 +445,14 @@ func (n *Node) openNamespace(spec NamespaceSpec) (*namespace, error) {
 			ns.engine = core.NewMemEngine()
 		} else {
 			// Local decides when to sync (group commit), so Pebble's own
-			// commits never sync.
-			pe, err := pebbleengine.Open(filepath.Join(dir, "pebble"), pebbleengine.Options{Sync: core.SyncNever, Logger: log, Cache: n.cache})
+			// commits never sync. Under --fsync always the WAL is synced
+			// once per group commit: it is written ahead with zeros, so
+			// that a sync does not also commit the file's new size.
+			po := pebbleengine.Options{Sync: core.SyncNever, Logger: log, Cache: n.cache}
+			if n.cfg.Fsync == core.SyncAlways {
+				po.WALPrefill = walPrefill
+			}
+			pe, err := pebbleengine.Open(filepath.Join(dir, "pebble"), po)
 			if err != nil {
 				return nil, fmt.Errorf("node: namespace %s: %w", spec.Name, err)
 			}

@@ -88,10 +88,11 @@ func applyModel(m map[string]string, b crashBatch) {
 //
 // claimAll makes the check treat every committed batch as durable whatever
 // the policy; the checker's own test uses it to show a lost batch is caught.
-func crashRun(seed uint64, policy core.SyncPolicy, claimAll bool) error {
+// prefill is Options.WALPrefill for both opens (0: off).
+func crashRun(seed uint64, policy core.SyncPolicy, claimAll bool, prefill int64) error {
 	rng := rand.New(rand.NewPCG(seed, uint64(policy)))
 	fs := vfs.NewCrashableMem()
-	e, err := Open("db", Options{FS: fs, Sync: policy})
+	e, err := Open("db", Options{FS: fs, Sync: policy, WALPrefill: prefill})
 	if err != nil {
 		return err
 	}
@@ -138,7 +139,7 @@ func crashRun(seed uint64, policy core.SyncPolicy, claimAll bool) error {
 		return fmt.Errorf("close: %w", err)
 	}
 
-	r, err := Open("db", Options{FS: crashed, Sync: policy})
+	r, err := Open("db", Options{FS: crashed, Sync: policy, WALPrefill: prefill})
 	if err != nil {
 		return fmt.Errorf("reopen after crash (%d%% of unsynced data kept): %w", pct, err)
 	}
@@ -243,7 +244,7 @@ func TestCrash(t *testing.T) {
 				}
 			}
 			for _, seed := range list {
-				if err := crashRun(seed, policy, false); err != nil {
+				if err := crashRun(seed, policy, false, 0); err != nil {
 					t.Errorf("seed %d: %v\nreproduce: go test ./core/pebbleengine -run '^TestCrash$/^%s$' -crash.seed=%d", seed, err, policy, seed)
 				}
 			}
@@ -256,7 +257,7 @@ func TestCrash(t *testing.T) {
 // for some seed, because unsynced WAL data is dropped by the crash clone.
 func TestCrashCheckCatchesLoss(t *testing.T) {
 	for seed := uint64(1); seed <= 20; seed++ {
-		err := crashRun(seed, core.SyncNever, true)
+		err := crashRun(seed, core.SyncNever, true, 0)
 		if err != nil && strings.Contains(err.Error(), "lost a durable batch") {
 			t.Logf("seed %d: caught as expected: %v", seed, err)
 			return

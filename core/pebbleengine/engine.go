@@ -60,6 +60,12 @@ type Options struct {
 	// ValueCacheSize bounds the value cache in front of Get (see
 	// valuecache.go): 0 means DefaultValueCacheSize, negative turns it off.
 	ValueCacheSize int64
+	// WALPrefill, when positive, has each WAL file written ahead with
+	// zeros this many bytes at a time, so that a sync of the WAL does not
+	// also commit the file's new size (walprefill.go). For an engine synced
+	// once per group commit (--fsync always); 0 leaves the WAL as Pebble
+	// writes it.
+	WALPrefill int64
 }
 
 // DefaultValueCacheSize is the value cache size used when
@@ -151,6 +157,9 @@ func Open(dir string, opts Options) (_ *Engine, err error) {
 	fs := opts.FS
 	if fs == nil {
 		fs = vfs.Default
+	}
+	if opts.WALPrefill > 0 {
+		fs = prefillFS{FS: fs, chunk: opts.WALPrefill}
 	}
 	interval := opts.SyncInterval
 	if interval <= 0 {
