@@ -22,6 +22,7 @@ type ClientCodec struct {
 	iprot  thrift.TProtocol
 	std    *thrift.TStandardClient
 	maxLen int
+	binary bool // the binary protocol: execute's fast paths (execbinary.go)
 	call   gen.DialKVCallArgs
 	exec   gen.DialKVExecuteArgs
 }
@@ -36,7 +37,7 @@ func NewClientCodec(p Protocol, maxFrame int) *ClientCodec {
 		maxFrame = DefaultMaxFrame
 	}
 	cfg := &thrift.TConfiguration{MaxMessageSize: int32(maxFrame), MaxFrameSize: int32(maxFrame)}
-	c := &ClientCodec{maxLen: maxFrame}
+	c := &ClientCodec{maxLen: maxFrame, binary: p == Binary}
 	c.oprot = p.newProtocol(&c.w, cfg)
 	c.iprot = p.newProtocol(&c.r, cfg)
 	c.std = thrift.NewTStandardClient(c.iprot, c.oprot)
@@ -55,6 +56,14 @@ func (c *ClientCodec) AppendCall(dst []byte, seq int32, opts *gen.RequestOptions
 // AppendExecute appends to dst the frame of an `execute` request (a batch)
 // with sequence number seq.
 func (c *ClientCodec) AppendExecute(dst []byte, seq int32, opts *gen.RequestOptions, cmds []*gen.Command) ([]byte, error) {
+	if c.binary {
+		// The generated writer's bytes, appended directly (execbinary.go).
+		out, err := c.appendExecuteBinary(append(dst, 0, 0, 0, 0), seq, opts, cmds)
+		if err != nil {
+			return dst, fmt.Errorf("transport: encode execute: %w", err)
+		}
+		return c.finishFrame(dst, out)
+	}
 	c.exec = gen.DialKVExecuteArgs{Opts: opts, Cmds: cmds}
 	out, err := c.appendFrame(dst, seq, "execute", &c.exec)
 	c.exec = gen.DialKVExecuteArgs{}
@@ -62,7 +71,6 @@ func (c *ClientCodec) AppendExecute(dst []byte, seq int32, opts *gen.RequestOpti
 }
 
 func (c *ClientCodec) appendFrame(dst []byte, seq int32, method string, args thrift.TStruct) ([]byte, error) {
-	start := len(dst)
 	c.w.b = append(dst, 0, 0, 0, 0)
 	err := c.std.Send(context.Background(), c.oprot, seq, method, args)
 	out := c.w.b
@@ -70,6 +78,13 @@ func (c *ClientCodec) appendFrame(dst []byte, seq int32, method string, args thr
 	if err != nil {
 		return dst, fmt.Errorf("transport: encode %s: %w", method, err)
 	}
+	return c.finishFrame(dst, out)
+}
+
+// finishFrame fills in the 4-byte header of the frame that out holds after
+// dst, or returns dst and an error if the frame is over the maximum.
+func (c *ClientCodec) finishFrame(dst, out []byte) ([]byte, error) {
+	start := len(dst)
 	size := len(out) - start - 4
 	if size > c.maxLen {
 		return dst, fmt.Errorf("transport: request frame of %d bytes is over the maximum %d", size, c.maxLen)

@@ -24,6 +24,14 @@ import (
 // of a Reply), is decoded whole by DecodeExecute, so that the counts and
 // errors are DecodeExecute's by construction.
 func (c *ClientCodec) CountExecute(frame []byte, seq int32) (replies, failed int, err error) {
+	// The common frame in the binary protocol is counted without the
+	// protocol (execbinary.go); a frame over the maximum is not, so that a
+	// field's length is checked against the maximum as the walk checks it.
+	if c.binary && len(frame) <= c.maxLen {
+		if replies, failed, ok := countBinary(frame, seq); ok {
+			return replies, failed, nil
+		}
+	}
 	var res executeCount
 	err = c.recv(frame, seq, "execute", &res)
 	switch {
