@@ -2,10 +2,14 @@ package transport
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/apache/thrift/lib/go/thrift"
 
 	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
 )
@@ -132,5 +136,98 @@ func BenchmarkAppendExecute100(b *testing.B) {
 	})
 	if !strings.Contains(string(buf), "key:000000000099") {
 		b.Fatal("the batch was not encoded")
+	}
+}
+
+// executeArgsList encodes args (options nil) in the binary protocol and
+// returns the bytes and the offset of the commands' list header: after
+// field 1 (an empty struct: its header and stop) and field 2's header.
+func executeArgsList(cmds []*gen.Command) ([]byte, int) {
+	return encodeStruct(Binary, &gen.DialKVExecuteArgs{Cmds: cmds}), 4 + 3
+}
+
+// TestReadCommandsBinaryRecognises: the node's direct decoder
+// (readCommandsBinary) decodes the common requests itself — the generated
+// reader's commands, every byte of the list read — and leaves every other
+// form to the protocol; readExecuteArgs agrees with the generated reader
+// on all of them (FuzzExecuteArgs explores the rest).
+func TestReadCommandsBinaryRecognises(t *testing.T) {
+	for i, a := range executeArgsSeeds() {
+		data, off := executeArgsList(a.Cmds)
+		got, n, ok := readCommandsBinary(data[off:], 1<<20)
+		var want gen.DialKVExecuteArgs
+		var fr frameReader
+		fr.reset(data)
+		if err := want.Read(context.Background(), Binary.newProtocol(&fr, &thrift.TConfiguration{})); err != nil {
+			t.Fatal(err)
+		}
+		if !ok || n != len(data)-off-1 || !reflect.DeepEqual(got, want.Cmds) {
+			t.Errorf("seed %d: readCommandsBinary = %d commands, %d bytes, %v; want %d commands, %d bytes", i, len(got), n, ok, len(want.Cmds), len(data)-off-1)
+		}
+	}
+	// Forms it leaves to the protocol (decoded, or refused, there).
+	raw := func(fields ...[]byte) []byte {
+		b := []byte{byte(thrift.STRUCT), 0, 2, byte(thrift.LIST), 0, 2, byte(thrift.STRUCT), 0, 0, 0, 1}
+		for _, f := range fields {
+			b = append(b, f...)
+		}
+		return append(b, byte(thrift.STOP), byte(thrift.STOP))
+	}
+	name := []byte{byte(thrift.STRING), 0, 1, 0, 0, 0, 3, 'G', 'E', 'T'}
+	argv := []byte{byte(thrift.LIST), 0, 2, byte(thrift.STRING), 0, 0, 0, 1, 0, 0, 0, 1, 'k'}
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{
+		{"name twice", raw(name, name)},
+		{"argv twice", raw(name, argv, argv)},
+		{"no name", raw(argv)},
+		{"an unknown field", raw(name, []byte{byte(thrift.I32), 0, 9, 0, 0, 0, 1})},
+		{"argv of i32 elements", raw(name, []byte{byte(thrift.LIST), 0, 2, byte(thrift.I32), 0, 0, 0, 1, 0, 0, 0, 1, 'k'})},
+		{"name of a negative length", raw([]byte{byte(thrift.STRING), 0, 1, 0xff, 0xff, 0xff, 0xff})},
+		{"list of i32 elements", append([]byte{byte(thrift.STRUCT), 0, 2, byte(thrift.LIST), 0, 2, byte(thrift.I32), 0, 0, 0, 0}, byte(thrift.STOP), byte(thrift.STOP))},
+	} {
+		// raw's first three bytes are replaced by field 1, an empty
+		// options struct (its header and stop), as executeArgsList's.
+		data := append([]byte{byte(thrift.STRUCT), 0, 1, byte(thrift.STOP)}, tc.data[3:]...)
+		if _, _, ok := readCommandsBinary(data[4+3:], 1<<20); ok {
+			t.Errorf("%s: decoded directly; want the protocol", tc.name)
+		}
+		want, got, wantErr, gotErr := decodeBoth(Binary, data)
+		if (wantErr != nil) != (gotErr != nil) || (wantErr == nil && !reflect.DeepEqual(want, got)) {
+			t.Errorf("%s: generated %+v, %v; readExecuteArgs %+v, %v", tc.name, want, wantErr, got, gotErr)
+		}
+	}
+	// Every prefix of a batch: readExecuteArgs still agrees.
+	data, _ := executeArgsList(executeArgsSeeds()[0].Cmds)
+	for n := range len(data) {
+		want, got, wantErr, gotErr := decodeBoth(Binary, data[:n])
+		if (wantErr != nil) != (gotErr != nil) || (wantErr == nil && !reflect.DeepEqual(want, got)) {
+			t.Errorf("first %d bytes: generated %+v, %v; readExecuteArgs %+v, %v", n, want, wantErr, got, gotErr)
+		}
+	}
+}
+
+// BenchmarkReadCommands100 measures the node's decoding of a batch of 100
+// commands (a third SETs of 100-byte values, the rest GETs) by the
+// protocol and directly:
+//
+//	go test -run '^$' -bench ReadCommands100 -benchmem ./transport
+func BenchmarkReadCommands100(b *testing.B) {
+	data, off := executeArgsList(executeRequests()["batch of 100"].cmds)
+	pr := Binary.newProtocol(new(frameReader), &thrift.TConfiguration{})
+	fr := pr.(*binaryProtocol).fr.(*frameReader)
+	for _, bc := range []struct {
+		name string
+		read func(context.Context, thrift.TProtocol) ([]*gen.Command, error)
+	}{{"protocol", readCommandsProto}, {"direct", readCommands}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				fr.reset(data[off:])
+				if cmds, err := bc.read(context.Background(), pr); err != nil || len(cmds) != 100 {
+					b.Fatal(cmds, err)
+				}
+			}
+		})
 	}
 }
