@@ -21,9 +21,20 @@ import (
 // per write every sync paid for it. Written ahead with zeros, the file's
 // size and extents change once per chunk instead.
 //
-// Durability and recovery are unchanged: a WAL's tail of zeros is what
-// Pebble's own preallocation reads as too (record.ErrZeroedChunk, the end
-// of the last WAL; an older WAL ends with its EOF trailer before it).
+// Durability and recovery are unchanged. Reading past the last record,
+// Pebble (v2.1.7) finds zeros where its own preallocation would have hit
+// the file's end; its reader scans ahead and reports ErrUnexpectedEOF,
+// which replay accepts as the end of the last WAL (open.go), as it does
+// for a recycled WAL file whose old contents follow the last record. An
+// older WAL ends with its EOF trailer before any zeros, and a replayed WAL
+// is flushed before a new one is created, so a zero-tailed WAL never
+// becomes an older one.
+//
+// The gain is a young WAL's: Pebble recycles old WAL files (overwritten in
+// place: their size no longer changes at a sync), so once files are reused
+// (after some tens of MB of WAL since the open) prefill changes little. Its
+// cost: the zeros of a chunk are written back by the next sync, 1 MiB once
+// per chunk (a longer sync then).
 type prefillFS struct {
 	vfs.FS
 	chunk int64

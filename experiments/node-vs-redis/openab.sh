@@ -34,6 +34,8 @@ else
   PROTO=()
 fi
 NP=$!
+# A failing step (set -e) must not leave the server or a recorder running.
+trap 'kill "$NP" ${PP:-} 2>/dev/null || true' EXIT
 echo "$NP" >"$D/server.pid"
 for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && break; sleep 0.1; done
 "$GB" bench --addr 127.0.0.1:"$PORT" "${PROTO[@]}" --clients 50 --keys 100000 --batch 100 \
