@@ -126,7 +126,10 @@ func (s *Store) ApplyEffectsMeta(now time.Time, fx Effects, name string, value [
 // applying the entries of a delivered consistency.Message may: a
 // delivered body is immutable (primary-backup's backups do so). value is
 // copied, as by ApplyEffectsMeta. Engines without the memory engine's
-// ownership hand-over (Pebble) copy as before.
+// ownership hand-over (Pebble) copy as before. The cost: a kept slice keeps
+// its whole backing array (a message body, or the block it was carved
+// from) alive until the key is overwritten or the memory engine packs
+// its entries, so memory held can grow beyond the stored bytes.
 func (s *Store) ApplyEffectsMetaOwned(now time.Time, fx Effects, name string, value []byte) error {
 	if directEffects(fx) {
 		return s.applyEffectsDirect(fx, name, value, true)

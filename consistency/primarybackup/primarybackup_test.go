@@ -25,6 +25,15 @@ type cluster struct {
 	nextID  uint64
 	bug     string
 	dup     bool // deliver every message twice
+	// sent keeps every message body sent with a copy of its bytes at
+	// sending: a delivered body is immutable (consistency.Message) and
+	// backups keep slices of it, so settle checks that none changed.
+	sent []sentBody
+}
+
+type sentBody struct {
+	body []byte
+	at   string
 }
 
 func newCluster(t *testing.T, n int, bug string) *cluster {
@@ -62,6 +71,7 @@ func (c *cluster) collect(p consistency.NodeID) {
 		}
 	}
 	for _, m := range rd.Messages {
+		c.sent = append(c.sent, sentBody{body: m.Body, at: string(m.Body)})
 		c.inbox = append(c.inbox, m)
 		if c.dup {
 			c.inbox = append(c.inbox, m)
@@ -89,6 +99,11 @@ func (c *cluster) settle() {
 				r.Tick(c.now)
 				c.collect(p)
 			}
+		}
+	}
+	for i, b := range c.sent {
+		if string(b.body) != b.at {
+			c.t.Fatalf("message body %d changed after it was sent: a receiver keeps slices of it", i)
 		}
 	}
 }
