@@ -1,6 +1,7 @@
 package core
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math"
 )
@@ -45,20 +46,31 @@ func DecodeCommand(b []byte) (Command, error) {
 	if len(b) == 0 || b[0] != codecCommand {
 		return Command{}, errDecode("command")
 	}
-	r := payloadReader{b: b[1:]}
-	c := readCommand(&r)
+	// One copy of the payload backs every argument (each a capacity-limited
+	// slice of it, so appending to one cannot overwrite the next): one
+	// allocation instead of one per argument. The caller's b is not kept.
+	r := payloadReader{b: bytes.Clone(b[1:])}
+	c := readCommandIn(&r, true)
 	if r.bad || len(r.b) != 0 {
 		return Command{}, errDecode("command")
 	}
 	return c, nil
 }
 
-func readCommand(r *payloadReader) Command {
+func readCommand(r *payloadReader) Command { return readCommandIn(r, false) }
+
+// readCommandIn reads a command; its arguments are copies, or slices of
+// r's buffer if owned (the caller's copy: DecodeCommand).
+func readCommandIn(r *payloadReader, owned bool) Command {
 	name := r.bytes()
 	n := r.count()
 	c := Command{Name: string(name), Args: make([][]byte, 0, n)}
 	for i := 0; i < n && !r.bad; i++ {
-		c.Args = append(c.Args, append([]byte{}, r.bytes()...))
+		a := r.bytes()
+		if !owned {
+			a = append([]byte{}, a...)
+		}
+		c.Args = append(c.Args, a)
 	}
 	return c
 }

@@ -84,8 +84,11 @@ func isBatch(b []byte) bool { return len(b) >= 2 && b[0] == proposalVersion && b
 // stop the replica.
 func applyEntry(st *core.Store, clock *int64, dd *dedup, index uint64, b []byte, c committer) ([]byte, error) {
 	if !isBatch(b) {
-		r, err := applyProposal(st, clock, dd, index, b, c)
-		return core.EncodeReply(r), err
+		r, enc, err := applyProposal(st, clock, dd, index, b, c)
+		if enc == nil {
+			enc = core.EncodeReply(r)
+		}
+		return enc, err
 	}
 	ps, err := splitList(b[2:], errBadBatch)
 	if err != nil {
@@ -93,11 +96,13 @@ func applyEntry(st *core.Store, clock *int64, dd *dedup, index uint64, b []byte,
 	}
 	out := binary.AppendUvarint(nil, uint64(len(ps)))
 	for _, p := range ps {
-		r, err := applyProposal(st, clock, dd, index, p, c)
+		r, enc, err := applyProposal(st, clock, dd, index, p, c)
 		if err != nil {
 			return nil, err
 		}
-		enc := core.EncodeReply(r)
+		if enc == nil {
+			enc = core.EncodeReply(r)
+		}
 		out = binary.AppendUvarint(out, uint64(len(enc)))
 		out = append(out, enc...)
 	}

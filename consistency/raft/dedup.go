@@ -246,21 +246,26 @@ func (d *dedup) admit(proposer, seq, index uint64) *core.Reply {
 	return nil
 }
 
-// keep records the reply of the applied proposal (proposer, seq).
-func (d *dedup) keep(proposer, seq uint64, reply core.Reply) {
+// keep records the reply of the applied proposal (proposer, seq). It
+// returns the reply's encoding when it made one (nil: not kept), for the
+// entry's result: the kept bytes are never modified, and the result gets
+// them with no spare capacity, so its users cannot write into them.
+func (d *dedup) keep(proposer, seq uint64, reply core.Reply) []byte {
 	ps := d.p[proposer]
 	if ps == nil {
-		return
+		return nil
 	}
 	if _, ok := ps.replies[seq]; !ok {
-		return
+		return nil
 	}
 	b := core.EncodeReply(reply)
+	b = b[:len(b):len(b)]
 	if len(b) > maxKeptReply {
-		return
+		return b
 	}
 	ps.replies[seq] = b
 	d.touch(proposer, ps, seq)
+	return b
 }
 
 // evictProposer forgets the proposer applied least recently (ties: lowest
@@ -319,9 +324,15 @@ func (d *dedup) flush(b core.Batch) {
 		}
 		ps.queued = false
 		if ps.dirty {
-			v := binary.BigEndian.AppendUint64(make([]byte, 0, recordLen), ps.floor)
-			v = binary.BigEndian.AppendUint64(v, ps.last)
-			b.Set(dedupKey(p), append(v, recordFormat))
+			// The key and the record in one allocation (b may keep
+			// them: an engine batch's Set need not copy).
+			kv := make([]byte, 0, len(dedupKeyPrefix)+8+recordLen)
+			kv = binary.BigEndian.AppendUint64(append(kv, dedupKeyPrefix...), p)
+			k := len(kv)
+			kv = binary.BigEndian.AppendUint64(kv, ps.floor)
+			kv = binary.BigEndian.AppendUint64(kv, ps.last)
+			kv = append(kv, recordFormat)
+			b.Set(kv[:k:k], kv[k:])
 			ps.dirty = false
 		}
 		// Seal the replies (writeChunks writes them): a number's state

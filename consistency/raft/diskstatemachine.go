@@ -23,7 +23,12 @@ import (
 var appliedKey = []byte("\xffraft/applied")
 
 func encodeApplied(index uint64, clock int64) []byte {
-	b := binary.BigEndian.AppendUint64(nil, index)
+	return appendApplied(make([]byte, 0, 16), index, clock)
+}
+
+// appendApplied appends the applied record of index and clock to b.
+func appendApplied(b []byte, index uint64, clock int64) []byte {
+	b = binary.BigEndian.AppendUint64(b, index)
 	return binary.BigEndian.AppendUint64(b, uint64(clock))
 }
 
@@ -54,6 +59,9 @@ type indexEngine struct {
 	// upd, during an Update (begin .. end), gathers the commits of all of
 	// the Update's entries into one engine batch (updateBatch).
 	upd *updateBatch
+	// applied is scratch for the applied record of a recording batch's
+	// commit (recBatch.Set copies it into the Update's arena).
+	applied [16]byte
 }
 
 // writeDedupChunks writes the kept replies sealed since the last call
@@ -89,7 +97,10 @@ func (e *indexEngine) release() error {
 // Update's batch (updateBatch) instead of holding an engine batch.
 func (e *indexEngine) NewBatch() core.Batch {
 	if e.upd != nil && !e.restoring {
-		return &indexBatch{Batch: e.upd.record(), e: e}
+		// One allocation for the wrapper and the recording batch it wraps.
+		rb := &recIndexBatch{indexBatch: indexBatch{e: e}}
+		rb.Batch = e.upd.record(&rb.rec)
+		return &rb.indexBatch
 	}
 	return &indexBatch{Batch: e.Engine.NewBatch(), e: e}
 }
@@ -136,6 +147,13 @@ type indexBatch struct {
 	e *indexEngine
 }
 
+// recIndexBatch is an indexBatch over a recording batch (NewBatch during
+// an Update), allocated together.
+type recIndexBatch struct {
+	indexBatch
+	rec recBatch
+}
+
 // DeleteRange widens the Store's clearing of its key space during a
 // snapshot restore to the deduplication keys: the snapshot carries its own,
 // and a kept reply it does not have must not survive.
@@ -175,10 +193,15 @@ func (b *indexBatch) Close() {
 // (updateBatch.commit calls writeDedupChunks); otherwise into this batch.
 func (b *indexBatch) commit(sync bool) error {
 	if !b.e.restoring {
-		b.Batch.Set(appliedKey, encodeApplied(b.e.cur, b.e.clock))
+		_, rec := b.Batch.(*recBatch)
+		if rec { // Set copies: the scratch record is free again after it
+			b.Batch.Set(appliedKey, appendApplied(b.e.applied[:0], b.e.cur, b.e.clock))
+		} else {
+			b.Batch.Set(appliedKey, encodeApplied(b.e.cur, b.e.clock))
+		}
 		if b.e.dd != nil {
 			b.e.dd.flush(b.Batch)
-			if _, rec := b.Batch.(*recBatch); !rec {
+			if !rec {
 				b.e.dd.writeChunks(b.Batch)
 			}
 		}
@@ -484,14 +507,17 @@ func (roBatch) Close()                  {}
 // state machine), the Store's commit is held until then, so the entry's
 // writes, the mark and the reply are one batch; its error stops the
 // replica (a replica must not skip an entry's writes).
-func applyProposal(st *core.Store, clock *int64, dd *dedup, index uint64, b []byte, c committer) (core.Reply, error) {
+//
+// enc is the reply's encoding when keeping it made one (nil: the caller
+// encodes r): the entry's result shares the kept bytes.
+func applyProposal(st *core.Store, clock *int64, dd *dedup, index uint64, b []byte, c committer) (r core.Reply, enc []byte, _ error) {
 	p, err := decodeProposal(b)
 	if err != nil {
-		return core.ErrorReply(core.Errorf(core.CodeErr, "%v", err)), nil
+		return core.ErrorReply(core.Errorf(core.CodeErr, "%v", err)), nil, nil
 	}
 	if dd != nil {
 		if r := dd.admit(p.proposer, p.seq, index); r != nil {
-			return *r, nil
+			return *r, nil, nil
 		}
 	}
 	if c != nil && p.imp == nil { // an import reloads the Store after its commit: not held
@@ -501,7 +527,6 @@ func applyProposal(st *core.Store, clock *int64, dd *dedup, index uint64, b []by
 		*clock = p.now
 	}
 	now := time.Unix(0, *clock)
-	var r core.Reply
 	var locked *core.Reply
 	if dd != nil {
 		locked = dd.tx.blocked(p)
@@ -521,14 +546,14 @@ func applyProposal(st *core.Store, clock *int64, dd *dedup, index uint64, b []by
 		r = st.ApplyTxn(now, *p.txn)
 	}
 	if dd != nil {
-		dd.keep(p.proposer, p.seq, r)
+		enc = dd.keep(p.proposer, p.seq, r)
 	}
 	if c != nil {
 		if err := c.release(); err != nil {
-			return r, err
+			return r, enc, err
 		}
 	}
-	return r, nil
+	return r, enc, nil
 }
 
 // committer holds the Store's commit of one proposal until its reply is

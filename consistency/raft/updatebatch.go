@@ -2,6 +2,7 @@ package raft
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/dialkv/dialkv/core"
 )
@@ -47,10 +48,15 @@ type updateBatch struct {
 	eng   core.Engine
 	extra extraWriter    // writes added to every engine batch (nil: none)
 	ops   []recOp        // pending writes, one per key, in first-write order
-	idx   map[string]int // key -> its write in ops
+	idx   map[string]int // key -> its write in ops; the keys are views of arena (arenaString)
 	arena []byte         // backs the keys and values recorded since the last flush
 	open  int            // recBatches neither committed nor closed (their ops are in arena)
 	err   error          // the first failed flush (the Update fails with it)
+	// free holds emptied op slices of committed or closed recBatches, for
+	// the next ones: a recBatch's ops are copied into ops by apply, so its
+	// slice is free once apply returns (saves the slice's growth per
+	// commit).
+	free [][]recOp
 }
 
 // extraWriter adds writes to the engine batches of an updateBatch.
@@ -88,10 +94,37 @@ func (u *updateBatch) copy(b []byte) []byte {
 	return u.arena[n:len(u.arena):len(u.arena)]
 }
 
-// record starts a batch whose Commit merges its writes into u.
-func (u *updateBatch) record() *recBatch {
+// record starts a batch whose Commit merges its writes into u, in rb (the
+// caller's allocation: indexEngine.NewBatch allocates it with its wrapper).
+func (u *updateBatch) record(rb *recBatch) *recBatch {
 	u.open++
-	return &recBatch{u: u}
+	*rb = recBatch{u: u}
+	if n := len(u.free); n > 0 {
+		rb.ops, u.free[n-1] = u.free[n-1], nil
+		u.free = u.free[:n-1]
+	}
+	return rb
+}
+
+// recycle keeps ops's array for a later recBatch (record).
+func (u *updateBatch) recycle(ops []recOp) {
+	if cap(ops) == 0 || len(u.free) >= maxFreeOps {
+		return
+	}
+	clear(ops) // the arena's chunks are not kept alive by a free slice
+	u.free = append(u.free, ops[:0])
+}
+
+// maxFreeOps bounds updateBatch.free: an Update has one or two recBatches
+// open at a time (the Store's held commit and the final record).
+const maxFreeOps = 4
+
+// arenaString returns the bytes of b, a key copied into the arena, as a
+// string without copying them (the map key of idx). It is valid while the
+// key's write is in idx: the arena is append-only until drop, which
+// clears idx before the arena is reused.
+func arenaString(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // apply merges a committed recBatch's writes into the pending writes; a
@@ -115,7 +148,7 @@ func (u *updateBatch) apply(ops []recOp, sync bool) error {
 			u.ops[i] = o
 			continue
 		}
-		u.idx[string(o.key)] = len(u.ops)
+		u.idx[arenaString(o.key)] = len(u.ops)
 		u.ops = append(u.ops, o)
 	}
 	return nil
@@ -221,12 +254,15 @@ func (b *recBatch) Commit(sync bool) error {
 	ops := b.ops
 	b.ops = nil
 	b.done()
-	return b.u.apply(ops, sync)
+	err := b.u.apply(ops, sync)
+	b.u.recycle(ops) // apply copied the ops (into u.ops or an engine batch)
+	return err
 }
 
 func (b *recBatch) Len() int { return len(b.ops) }
 
 func (b *recBatch) Close() {
+	b.u.recycle(b.ops)
 	b.ops = nil
 	b.done()
 }
