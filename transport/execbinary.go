@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	"github.com/apache/thrift/lib/go/thrift"
 
@@ -177,6 +178,22 @@ func (r *frameWalk) field() (thrift.TType, int16, bool) {
 	return typ, id, true
 }
 
+// list reads a list header whose element type must be elem and returns
+// its size: false for another element type, a negative size, or a size
+// over limit or over the bytes left (every element takes at least one
+// byte: a struct's stop, a binary's length prefix being more).
+func (r *frameWalk) list(elem thrift.TType, limit int64) (int, bool) {
+	if len(r.b) < 5 || thrift.TType(r.b[0]) != elem {
+		return 0, false
+	}
+	size := int64(int32(binary.BigEndian.Uint32(r.b[1:])))
+	r.b = r.b[5:]
+	if size < 0 || size > limit || size > int64(len(r.b)) {
+		return 0, false
+	}
+	return int(size), true
+}
+
 // skipBinary skips a binary's length and bytes.
 func (r *frameWalk) skipBinary() bool {
 	n, ok := r.i32()
@@ -189,13 +206,8 @@ func (r *frameWalk) skipBinary() bool {
 // type is not a struct, or a reply with any other field (an array, an
 // error, siblings), is not recognised.
 func (r *frameWalk) plainReplies() (replies, failed int, ok bool) {
-	if len(r.b) < 5 || thrift.TType(r.b[0]) != thrift.STRUCT {
-		return 0, 0, false
-	}
-	n := int32(binary.BigEndian.Uint32(r.b[1:]))
-	r.b = r.b[5:]
-	// Each reply takes at least its stop byte.
-	if n < 0 || int64(n) > int64(len(r.b)) {
+	n, ok := r.list(thrift.STRUCT, math.MaxInt32)
+	if !ok {
 		return 0, 0, false
 	}
 	for range n {
@@ -238,5 +250,5 @@ func (r *frameWalk) plainReplies() (replies, failed int, ok bool) {
 			failed++
 		}
 	}
-	return int(n), failed, true
+	return n, failed, true
 }

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -299,16 +298,10 @@ func (p *executeProcessor) Process(ctx context.Context, seqID int32, iprot, opro
 // reader; TestReadCommandsBinaryRecognises checks what it decodes itself.
 func readCommandsBinary(b []byte, limit int64) ([]*gen.Command, int, bool) {
 	r := frameWalk{b: b}
-	if len(r.b) < 5 || thrift.TType(r.b[0]) != thrift.STRUCT {
+	n, ok := r.list(thrift.STRUCT, limit)
+	if !ok {
 		return nil, 0, false
 	}
-	size := int64(int32(binary.BigEndian.Uint32(r.b[1:])))
-	r.b = r.b[5:]
-	// Every command takes at least one byte (its stop).
-	if size < 0 || size > limit || size > int64(len(r.b)) {
-		return nil, 0, false
-	}
-	n := int(size)
 	// The slabs as readCommandsProto cuts them.
 	ptrs := make([]*gen.Command, 0, min(n, maxCommandSlab))
 	var (
@@ -321,7 +314,6 @@ func readCommandsBinary(b []byte, limit int64) ([]*gen.Command, int, bool) {
 		}
 		c := &cmds[0]
 		cmds = cmds[1:]
-		var ok bool
 		if argv, ok = r.command(c, argv, n-i, limit); !ok {
 			return nil, 0, false
 		}
@@ -364,16 +356,10 @@ func (r *frameWalk) command(c *gen.Command, argv [][]byte, left int, limit int64
 // argv as readArgv does; each argument is copied into an allocation of its
 // own (readExact's: a kept argument pins nothing else).
 func (r *frameWalk) argv(c *gen.Command, argv [][]byte, left int, limit int64) ([][]byte, bool) {
-	if len(r.b) < 5 || thrift.TType(r.b[0]) != thrift.STRING {
+	n, ok := r.list(thrift.STRING, min(limit, maxArgvSlab))
+	if !ok {
 		return argv, false
 	}
-	size := int64(int32(binary.BigEndian.Uint32(r.b[1:])))
-	r.b = r.b[5:]
-	// Every argument takes at least its length prefix.
-	if size < 0 || size > limit || size > int64(len(r.b)) || size > maxArgvSlab {
-		return argv, false
-	}
-	n := int(size)
 	if n == 0 {
 		c.Argv = [][]byte{} // as the generated reader: present, empty
 		return argv, true
