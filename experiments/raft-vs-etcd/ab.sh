@@ -35,6 +35,7 @@ DRIVER=${DRIVER:?DRIVER=path of experiments/raft-vs-etcd/driver built}
 mkdir -p "$OUT"
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
+. "$(dirname "$0")/lib.sh"
 declare -A NODES ADDRS
 LABELS=()
 c=0
@@ -44,29 +45,9 @@ for arg in "$@"; do
   bin=${spec%%@*}; envs=""; [ "$spec" = "$bin" ] || envs=${spec#*@}
   LABELS+=("$label")
   P=$((PORTBASE + 200*c)); c=$((c+1)) # a cluster uses P..P+125
-  peers=""; addrs=""; raddrs=""
-  for j in 0 1 2; do
-    peers+="${peers:+,}n$((j+1))=127.0.0.1:$((P+10*j))@127.0.0.1:$((P+10*j+1))"
-    addrs+="${addrs:+,}127.0.0.1:$((P+10*j))"
-    raddrs+="${raddrs:+,}127.0.0.1:$((P+100+10*j))"
-  done
-  ADDRS[$label]=$addrs
-  pids=""
-  for j in 0 1 2; do
-    rm -rf "$OUT/$label-n$j"
-    env $envs "$bin" node --id n$((j+1)) --listen 127.0.0.1:$((P+10*j)) --data "$OUT/$label-n$j" --fsync always \
-      --cluster ab$label --peers "$peers" --log-level warn --metrics 127.0.0.1:$((P+10*j+5)) >> "$OUT/$label-n$j.log" 2>&1 &
-    PIDS+=($!); pids+="$! "
-  done
-  NODES[$label]=$pids
-  for t in $(seq 200); do "$bin" cli --addr 127.0.0.1:$((P+20)) PING >/dev/null 2>&1 && break; sleep 0.1; done
-  "$bin" cli --addr 127.0.0.1:$P NAMESPACE CREATE r1 raft nodes n1,n2,n3 raft-addrs "$raddrs" client-addrs "$addrs" shards 1 ${nsp//,/ } >/dev/null
-  for t in $(seq 200); do "$bin" cli --addr 127.0.0.1:$((P+10)) --namespace r1 SET warm 1 2>/dev/null | grep -q OK && break; sleep 0.2; done
+  start_ab_cluster "$label" "$P" "$bin" "$envs" "$nsp" "$OUT"
+  NODES[$label]=$AB_PIDS; ADDRS[$label]=$AB_ADDRS
 done
-# every thread's context switches, each process (threads that exited are not counted)
-switches() { for p in "$@"; do cat /proc/"$p"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches/{n+=$2} END{printf "%d ", n}'; done; }
-ticks() { for p in "$@"; do awk '{printf "%d ", $14+$15}' "/proc/$p/stat"; done; } # each node's user+system ticks
-TICK_US=$((1000000 / $(getconf CLK_TCK)))
 echo "| round | build | writes/s | p50 ms | p99 ms | node CPU µs/write | each node (n1 / n2 / n3) | errors | load1 | context switches/write, each node |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 for r in $(seq "$ROUNDS"); do

@@ -1,7 +1,7 @@
-# Shared by run.sh and profile.sh (sourced from the repository's root):
-# a work directory whose processes are stopped and which is removed at exit
-# (KEEP=1 keeps it), and the build of dialkv, the driver and etcd's
-# benchmark tool.
+# Shared by the scripts of this directory (sourced): a work directory whose
+# processes are stopped and which is removed at exit (KEEP=1 keeps it), the
+# build of dialkv, the driver and etcd's benchmark tool, the A/B scripts'
+# cluster start (ab.sh, vs-ab.sh) and their per-process counters.
 
 # start_work PREFIX: WORK=a fresh temporary directory; PIDS (append the
 # processes to stop) are killed and waited for at exit.
@@ -42,3 +42,36 @@ wait_up() {
   tail -n 20 "$2" >&2 || true
   exit 1
 }
+
+# start_ab_cluster LABEL P BIN ENVS NSPARAMS DIR: a 3-node dialkv cluster of
+# BIN on loopback (client ports P, P+10, P+20; raft P+100...; metrics
+# client port + 5; --fsync always; data and logs DIR/LABEL-n<j>), ENVS the
+# nodes' environment (space separated), and its raft namespace r1 (1 shard,
+# NSPARAMS: comma separated parameter,value pairs), warmed by one SET.
+# Appends the nodes to PIDS; sets AB_PIDS (the three, space separated) and
+# AB_ADDRS (the client addresses, comma separated).
+start_ab_cluster() {
+  local label=$1 P=$2 bin=$3 envs=$4 nsp=$5 dir=$6 peers="" raddrs="" j
+  AB_ADDRS=""; AB_PIDS=""
+  for j in 0 1 2; do
+    peers+="${peers:+,}n$((j+1))=127.0.0.1:$((P+10*j))@127.0.0.1:$((P+10*j+1))"
+    AB_ADDRS+="${AB_ADDRS:+,}127.0.0.1:$((P+10*j))"; raddrs+="${raddrs:+,}127.0.0.1:$((P+100+10*j))"
+  done
+  for j in 0 1 2; do
+    rm -rf "$dir/$label-n$j"
+    env $envs "$bin" node --id n$((j+1)) --listen 127.0.0.1:$((P+10*j)) --data "$dir/$label-n$j" --fsync always \
+      --cluster ab$label --peers "$peers" --log-level warn --metrics 127.0.0.1:$((P+10*j+5)) >> "$dir/$label-n$j.log" 2>&1 &
+    PIDS+=($!); AB_PIDS+="$! "
+  done
+  for _ in $(seq 300); do "$bin" cli --addr 127.0.0.1:$((P+20)) PING >/dev/null 2>&1 && break; sleep 0.1; done
+  "$bin" cli --addr 127.0.0.1:$P NAMESPACE CREATE r1 raft nodes n1,n2,n3 raft-addrs "$raddrs" client-addrs "$AB_ADDRS" shards 1 ${nsp//,/ } >/dev/null
+  for _ in $(seq 200); do "$bin" cli --addr 127.0.0.1:$((P+10)) --namespace r1 SET warm 1 2>/dev/null | grep -q OK && break; sleep 0.2; done
+}
+
+# ticks PID...: each process's user+system CPU ticks so far (TICK_US µs each).
+ticks() { for p in "$@"; do awk '{printf "%d ", $14+$15}' "/proc/$p/stat"; done; }
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+
+# switches PID...: each process's context switches so far, every thread's
+# voluntary + involuntary (threads that exited are not counted).
+switches() { for p in "$@"; do cat /proc/"$p"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches/{n+=$2} END{printf "%d ", n}'; done; }

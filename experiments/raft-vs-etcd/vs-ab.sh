@@ -31,23 +31,7 @@ PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
 declare -A NODES TARGET KIND
 LABELS=(); c=0
-start_dialkv() { # label P bin env nsparams
-  local label=$1 P=$2 bin=$3 envs=$4 nsp=$5 peers="" addrs="" raddrs="" j
-  for j in 0 1 2; do
-    peers+="${peers:+,}n$((j+1))=127.0.0.1:$((P+10*j))@127.0.0.1:$((P+10*j+1))"
-    addrs+="${addrs:+,}127.0.0.1:$((P+10*j))"; raddrs+="${raddrs:+,}127.0.0.1:$((P+100+10*j))"
-  done
-  for j in 0 1 2; do
-    rm -rf "$OUT/$label-n$j"
-    env $envs "$bin" node --id n$((j+1)) --listen 127.0.0.1:$((P+10*j)) --data "$OUT/$label-n$j" --fsync always \
-      --cluster ab$label --peers "$peers" --log-level warn --metrics 127.0.0.1:$((P+10*j+5)) >> "$OUT/$label-n$j.log" 2>&1 &
-    PIDS+=($!); NODES[$label]+="$! "
-  done
-  for _ in $(seq 300); do "$bin" cli --addr 127.0.0.1:$((P+20)) PING >/dev/null 2>&1 && break; sleep 0.1; done
-  "$bin" cli --addr 127.0.0.1:$P NAMESPACE CREATE r1 raft nodes n1,n2,n3 raft-addrs "$raddrs" client-addrs "$addrs" shards 1 ${nsp//,/ } >/dev/null
-  for _ in $(seq 200); do "$bin" cli --addr 127.0.0.1:$((P+10)) --namespace r1 SET warm 1 2>/dev/null | grep -q OK && break; sleep 0.2; done
-  TARGET[$label]=$addrs
-}
+. "$(dirname "$0")/lib.sh"
 start_etcd() { # label P env
   local label=$1 P=$2 envs=$3 cluster="" eps="" i cp pp L=""
   for i in 1 2 3; do cluster+="${cluster:+,}m$i=http://127.0.0.1:$((P+2*i-1))"; eps+="${eps:+,}127.0.0.1:$((P+2*i-2))"; done
@@ -77,15 +61,12 @@ for arg in "$@"; do
   if [ "$kind" = d ]; then
     spec=${rest%%,*}; nsp=""; [ "$rest" = "$spec" ] || nsp=${rest#*,}
     bin=${spec%%@*}; envs=""; [ "$spec" = "$bin" ] || envs=${spec#*@}
-    start_dialkv "$label" "$P" "$bin" "$envs" "$nsp"
+    start_ab_cluster "$label" "$P" "$bin" "$envs" "$nsp" "$OUT"
+    NODES[$label]=$AB_PIDS; TARGET[$label]=$AB_ADDRS
   else
     start_etcd "$label" "$P" "$rest"
   fi
 done
-ticks() { for p in "$@"; do awk '{printf "%d ", $14+$15}' "/proc/$p/stat"; done; }
-# every thread's context switches, each process (threads that exited are not counted)
-switches() { for p in "$@"; do cat /proc/"$p"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches/{n+=$2} END{printf "%d ", n}'; done; }
-TICK_US=$((1000000 / $(getconf CLK_TCK)))
 echo "| round | cluster | writes/s | p50 ms | p99 ms | member CPU µs/write | each member | context switches/write, each | load1 |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for r in $(seq "$ROUNDS"); do
