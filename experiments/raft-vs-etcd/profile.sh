@@ -36,9 +36,6 @@ fi
 
 build_all
 
-cputicks() { # pids...: user+system clock ticks of each, space separated
-  for p in "$@"; do awk '{printf "%d ", $14+$15}' "/proc/$p/stat"; done; }
-TICK_US=$((1000000 / $(getconf CLK_TCK)))
 # measure NAME CLIENTS OPSFILE PIDS... -- COMMAND...: runs COMMAND (the load)
 # while counting fsyncs and CPU of PIDS; the load writes its op count to
 # OPSFILE (one number); appends a row to $WORK/rows.
@@ -54,9 +51,9 @@ measure() {
     sleep 0.5
   fi
   local l; l=$(cut -d' ' -f1 /proc/loadavg)
-  local t0; t0=$(cputicks "${pids[@]}")
+  local t0; t0=$(ticks "${pids[@]}")
   "$@"
-  local t1; t1=$(cputicks "${pids[@]}")
+  local t1; t1=$(ticks "${pids[@]}")
   for t in "${tracers[@]}"; do kill -INT "$t" 2>/dev/null || true; done
   for t in "${tracers[@]}"; do wait "$t" 2>/dev/null || true; done
   python3 - "$name" "$c" "$(cat "$opsf")" "$t0" "$t1" "$TICK_US" "$l" "$WORK" "${#pids[@]}" "$PERF" "$(cat "$WORK/loadcpu")" >> "$WORK/rows" <<'PY'
