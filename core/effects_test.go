@@ -95,24 +95,8 @@ func TestApplyEffectsDirectMatchesOp(t *testing.T) {
 		pri, _ := NewStore(NewMemEngine(), Limits{MaxValueSize: 300})
 		direct, _ := NewStore(NewMemEngine(), Limits{MaxValueSize: 300})
 		viaOp, _ := NewStore(NewMemEngine(), Limits{MaxValueSize: 300})
-		now := t0
-		if rapid.Bool().Draw(t, "index") {
-			pri.ApplyTxn(now, Txn{Cmds: []Command{Cmd("IDX.CREATE", "ix", "ON", "HASH", "PREFIX", "", "FIELD", "f", "TYPE", "string")}})
-			for _, s := range []*Store{direct, viaOp} {
-				s.ApplyTxn(now, Txn{Cmds: []Command{Cmd("IDX.CREATE", "ix", "ON", "HASH", "PREFIX", "", "FIELD", "f", "TYPE", "string")}})
-			}
-		}
 		directs := 0
-		for i, n := 0, rapid.IntRange(1, 40).Draw(t, "writes"); i < n; i++ {
-			now = now.Add(time.Duration(rapid.IntRange(0, 1500).Draw(t, "advance_ms")) * time.Millisecond)
-			txn := Txn{Cmds: []Command{fixCmd(genAnyCmd(t))}}
-			if rapid.IntRange(0, 4).Draw(t, "txn") == 0 {
-				txn = genTxn(t)
-			}
-			var fx Effects
-			if rep := pri.ApplyTxnThen(now, txn, func(e *Effects) []Command { fx = cloneEffects(e); return nil }); rep.IsError() {
-				continue
-			}
+		eachPrimaryWrite(t, pri, []*Store{direct, viaOp}, func(i int, now time.Time, fx Effects) {
 			applied := []byte{byte(i), 1, 2}
 			var err error
 			if directEffects(fx) {
@@ -140,7 +124,7 @@ func TestApplyEffectsDirectMatchesOp(t *testing.T) {
 			if direct.Stats() != viaOp.Stats() || direct.counter != viaOp.counter {
 				t.Fatalf("after write %d: stats %+v counter %d, through an op %+v counter %d", i, direct.Stats(), direct.counter, viaOp.Stats(), viaOp.counter)
 			}
-		}
+		})
 		if v, err := direct.ReplicaMeta("applied"); err != nil || (directs > 0 && v == nil) {
 			t.Fatalf("ReplicaMeta after %d direct applies: %v, %v", directs, v, err)
 		}
@@ -350,24 +334,7 @@ func TestApplyEffectsMetaOwned(t *testing.T) {
 		owned, _ := NewStore(ownedEng, Limits{MaxValueSize: 300})
 		viaCopy, _ := NewStore(copyingEngine{NewMemEngine()}, Limits{MaxValueSize: 300})
 		stores := []*Store{copied, owned, viaCopy}
-		now := t0
-		if rapid.Bool().Draw(t, "index") {
-			idx := Txn{Cmds: []Command{Cmd("IDX.CREATE", "ix", "ON", "HASH", "PREFIX", "", "FIELD", "f", "TYPE", "string")}}
-			pri.ApplyTxn(now, idx)
-			for _, s := range stores {
-				s.ApplyTxn(now, idx)
-			}
-		}
-		for i, n := 0, rapid.IntRange(1, 40).Draw(t, "writes"); i < n; i++ {
-			now = now.Add(time.Duration(rapid.IntRange(0, 1500).Draw(t, "advance_ms")) * time.Millisecond)
-			txn := Txn{Cmds: []Command{fixCmd(genAnyCmd(t))}}
-			if rapid.IntRange(0, 4).Draw(t, "txn") == 0 {
-				txn = genTxn(t)
-			}
-			var fx Effects
-			if rep := pri.ApplyTxnThen(now, txn, func(e *Effects) []Command { fx = cloneEffects(e); return nil }); rep.IsError() {
-				continue
-			}
+		eachPrimaryWrite(t, pri, stores, func(i int, now time.Time, fx Effects) {
 			applied := []byte{byte(i), 1, 2}
 			fxCopied, fxOwned, fxViaCopy := cloneEffects(&fx), cloneEffects(&fx), cloneEffects(&fx)
 			if err := copied.ApplyEffectsMeta(now, fxCopied, "applied", applied); err != nil {
@@ -413,6 +380,34 @@ func TestApplyEffectsMetaOwned(t *testing.T) {
 					t.Fatalf("after write %d store %d: stats %+v counter %d, want %+v counter %d", i, j+1, s.Stats(), s.counter, copied.Stats(), copied.counter)
 				}
 			}
-		}
+		})
 	})
+}
+
+// eachPrimaryWrite drives pri as a primary for the effects tests: an index
+// created on pri and every follower (drawn), then 1 to 40 writes, each a
+// random command or transaction at a drawn later time, and calls f with
+// each write that pri applied (its number, time and a clone of its
+// effects), for the test to apply to the followers.
+func eachPrimaryWrite(t *rapid.T, pri *Store, followers []*Store, f func(i int, now time.Time, fx Effects)) {
+	now := t0
+	if rapid.Bool().Draw(t, "index") {
+		idx := Txn{Cmds: []Command{Cmd("IDX.CREATE", "ix", "ON", "HASH", "PREFIX", "", "FIELD", "f", "TYPE", "string")}}
+		pri.ApplyTxn(now, idx)
+		for _, s := range followers {
+			s.ApplyTxn(now, idx)
+		}
+	}
+	for i, n := 0, rapid.IntRange(1, 40).Draw(t, "writes"); i < n; i++ {
+		now = now.Add(time.Duration(rapid.IntRange(0, 1500).Draw(t, "advance_ms")) * time.Millisecond)
+		txn := Txn{Cmds: []Command{fixCmd(genAnyCmd(t))}}
+		if rapid.IntRange(0, 4).Draw(t, "txn") == 0 {
+			txn = genTxn(t)
+		}
+		var fx Effects
+		if rep := pri.ApplyTxnThen(now, txn, func(e *Effects) []Command { fx = cloneEffects(e); return nil }); rep.IsError() {
+			continue
+		}
+		f(i, now, fx)
+	}
 }
