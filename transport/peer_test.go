@@ -32,22 +32,36 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func TestPeerDeliversInOrderWithChecksums(t *testing.T) {
-	var in inbox
+// deliverAll sends one message (namespace ns, from a to b) per body
+// through a fresh sender to a fresh peer server of cluster c1, and waits
+// until every one has reached the server's handler; both are closed when
+// the test ends.
+func deliverAll(t *testing.T, bodies [][]byte) (*inbox, *PeerSender) {
+	t.Helper()
+	in := &inbox{}
 	srv, err := ListenPeer("127.0.0.1:0", "c1", in.add, PeerServerOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	t.Cleanup(func() { srv.Close() })
 	snd := NewPeerSender(srv.Addr(), "c1", PeerSenderOptions{})
-	defer snd.Close()
-	const n = 1000
-	for i := 0; i < n; i++ {
-		if !snd.Send(PeerMessage{Namespace: "ns", From: "a", To: "b", Body: []byte(fmt.Sprint(i))}) {
+	t.Cleanup(func() { snd.Close() })
+	for i, b := range bodies {
+		if !snd.Send(PeerMessage{Namespace: "ns", From: "a", To: "b", Body: b}) {
 			t.Fatalf("message %d dropped by an empty queue", i)
 		}
 	}
-	waitFor(t, "delivery", func() bool { return in.len() == n })
+	waitFor(t, "delivery", func() bool { return in.len() == len(bodies) })
+	return in, snd
+}
+
+func TestPeerDeliversInOrderWithChecksums(t *testing.T) {
+	const n = 1000
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		bodies[i] = []byte(fmt.Sprint(i))
+	}
+	in, snd := deliverAll(t, bodies)
 	for i, m := range in.msgs {
 		if string(m.Body) != fmt.Sprint(i) || m.Namespace != "ns" || m.From != "a" || m.To != "b" {
 			t.Fatalf("message %d arrived as %+v", i, m)
@@ -71,23 +85,12 @@ func TestPeerDeliversInOrderWithChecksums(t *testing.T) {
 //
 //	go test -run TestPeerBodiesAreNotReused ./transport
 func TestPeerBodiesAreNotReused(t *testing.T) {
-	var in inbox
-	srv, err := ListenPeer("127.0.0.1:0", "c1", in.add, PeerServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	snd := NewPeerSender(srv.Addr(), "c1", PeerSenderOptions{})
-	defer snd.Close()
 	const n = 300
 	sent := make([][]byte, n)
 	for i := range sent {
 		sent[i] = []byte(fmt.Sprintf("body %4d %s", i, string(make([]byte, 40+i%7))))
-		if !snd.Send(PeerMessage{Namespace: "ns", From: "a", To: "b", Body: sent[i]}) {
-			t.Fatalf("message %d dropped by an empty queue", i)
-		}
 	}
-	waitFor(t, "delivery", func() bool { return in.len() == n })
+	in, _ := deliverAll(t, sent)
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	arrays := map[*byte]int{}
