@@ -63,7 +63,11 @@ start_ab_cluster() {
       --cluster ab$label --peers "$peers" --log-level warn --metrics 127.0.0.1:$((P+10*j+5)) >> "$dir/$label-n$j.log" 2>&1 &
     PIDS+=($!); AB_PIDS+="$! "
   done
-  for _ in $(seq 300); do "$bin" cli --addr 127.0.0.1:$((P+20)) PING >/dev/null 2>&1 && break; sleep 0.1; done
+  # Every node must answer before the namespace is created: the first
+  # node's NAMESPACE CREATE fails when it is not up yet (seen under load).
+  for j in 0 1 2; do
+    for _ in $(seq 300); do "$bin" cli --addr 127.0.0.1:$((P+10*j)) PING >/dev/null 2>&1 && break; sleep 0.1; done
+  done
   "$bin" cli --addr 127.0.0.1:$P NAMESPACE CREATE r1 raft nodes n1,n2,n3 raft-addrs "$raddrs" client-addrs "$AB_ADDRS" shards 1 ${nsp//,/ } >/dev/null
   for _ in $(seq 200); do "$bin" cli --addr 127.0.0.1:$((P+10)) --namespace r1 SET warm 1 2>/dev/null | grep -q OK && break; sleep 0.2; done
 }
