@@ -73,6 +73,25 @@ type Options struct {
 // It grows only as keys are read.
 const DefaultValueCacheSize = 32 << 20
 
+// l0CompactionThreshold is the read amplification of level 0 (its
+// sublevels: each memtable flush of keys spread over the whole key space is
+// one) at which Pebble compacts level 0 into the base level. Every such
+// compaction rewrites the overlapping part of the base level, which for a
+// small, often overwritten key set (a namespace's 100,000 keys written in
+// batches) is all of it: at Pebble's default of 4, compactions wrote 4.5x
+// the bytes flushed and were ~15 % of a node's CPU under batches. At 8 one
+// compaction takes about twice the flushes: compactions wrote 316 -> 157 MB
+// and read 370 -> 210 MB for the same 70 MB flushed. 16 halves that again
+// but cost reads that miss the value cache ~7 % more CPU (more sublevels
+// to probe); 8 showed no such cost (docs/performance.md, issue 3,
+// session 11).
+const l0CompactionThreshold = 8
+
+// l0StopWritesThreshold is the L0 read amplification at which Pebble
+// stalls writes until compactions catch up: 3x l0CompactionThreshold, as
+// Pebble's defaults (12 and 4).
+const l0StopWritesThreshold = 3 * l0CompactionThreshold
+
 // DefaultSyncInterval is the Sync period used for core.SyncInterval when
 // Options.SyncInterval is zero.
 const DefaultSyncInterval = 100 * time.Millisecond
@@ -177,6 +196,10 @@ func Open(dir string, opts Options) (_ *Engine, err error) {
 		Cache:              opts.Cache.pebbleCache(),
 		Logger:             logger,
 		FormatMajorVersion: pebble.FormatNewest,
+		// Level 0 is compacted into the base level once it holds
+		// l0CompactionThreshold sublevels instead of Pebble's 4: see there.
+		L0CompactionThreshold: l0CompactionThreshold,
+		L0StopWritesThreshold: l0StopWritesThreshold,
 		EventListener: &pebble.EventListener{
 			// Pebble's default is Logger.Fatalf: a node would die on one bad
 			// block. Log it, count it and let the read fail instead; the

@@ -2,6 +2,7 @@ package pebbleengine
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -240,5 +241,44 @@ func TestLogger(t *testing.T) {
 	}()
 	if !strings.Contains(buf.String(), "boom 7") || !strings.Contains(buf.String(), "component=pebble") {
 		t.Fatalf("log output %q lacks the fatal line", buf.String())
+	}
+}
+
+// TestL0CompactionRewrites: a small key set overwritten in batches (a
+// namespace's hot keys) flushes memtables whose keys span the whole key
+// space, each one more L0 sublevel. Level 0 is compacted into the base
+// level (all of which each such compaction rewrites) only at
+// l0CompactionThreshold sublevels, so there are fewer than one compaction
+// per three flushes; at Pebble's default threshold (4) there was about one
+// per two.
+func TestL0CompactionRewrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes ~50 MB of memtables")
+	}
+	e, err := Open("db", Options{FS: vfs.NewMem(), Sync: core.SyncNever, ValueCacheSize: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	const keys, batch = 20000, 100
+	rng := rand.New(rand.NewPCG(1, 2))
+	val := make([]byte, 104)
+	for e.db.Metrics().Flush.Count < 12 {
+		b := e.NewBatch()
+		for range batch {
+			for i := 0; i < len(val); i += 8 {
+				binary.LittleEndian.PutUint64(val[i:], rng.Uint64())
+			}
+			b.Set(fmt.Appendf(nil, "key:%012d", rng.IntN(keys)), val)
+		}
+		if err := b.Commit(false); err != nil {
+			t.Fatal(err)
+		}
+		b.Close()
+	}
+	m := e.db.Metrics()
+	t.Logf("%d flushes wrote %d bytes; %d compactions wrote %d bytes", m.Flush.Count, m.Levels[0].TableBytesFlushed, m.Compact.Count, m.Total().TableBytesCompacted)
+	if m.Compact.Count*3 > m.Flush.Count {
+		t.Errorf("%d compactions for %d flushes, want at most one per three", m.Compact.Count, m.Flush.Count)
 	}
 }
