@@ -199,6 +199,28 @@ func TestCodecRoundTrip(t *testing.T) {
 	}
 }
 
+// TestAppendCommandKeys checks AppendCommandKeys against CommandKeys,
+// KnownCommand and IsReadOnly for every command with 0-5 arguments, an
+// unknown one and a lower-case name, and that it appends to dst.
+func TestAppendCommandKeys(t *testing.T) {
+	names := append(CommandNames(), "NOPE", "get")
+	for _, name := range names {
+		for n := range 6 {
+			c := Command{Name: name}
+			for i := range n {
+				c.Args = append(c.Args, []byte{'a' + byte(i)})
+			}
+			dst := [][]byte{[]byte("x")}
+			keys, known, ro := AppendCommandKeys(dst, c)
+			want := append([][]byte{[]byte("x")}, CommandKeys(c)...)
+			if !reflect.DeepEqual(keys, want) || known != KnownCommand(name) || ro != IsReadOnly(name) {
+				t.Errorf("AppendCommandKeys(%s) = %q, %v, %v; want %q, %v, %v",
+					c, keys, known, ro, want, KnownCommand(name), IsReadOnly(name))
+			}
+		}
+	}
+}
+
 func TestTableQueries(t *testing.T) {
 	if !KnownCommand("get") || KnownCommand("NOPE") || !IsReadOnly("GET") || IsReadOnly("SET") || IsReadOnly("NOPE") {
 		t.Fatal("KnownCommand/IsReadOnly disagree with the table")

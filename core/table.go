@@ -40,14 +40,22 @@ func specKeys(s *cmdSpec, args [][]byte) [][]byte {
 // allocate.
 func keyPositions(c Command) (first, last, step int) {
 	s, ok := commandTable[strings.ToUpper(c.Name)]
-	if !ok || s.first == 0 || len(c.Args) == 0 {
+	if !ok {
+		return 0, -1, 1
+	}
+	return specPositions(s, len(c.Args))
+}
+
+// specPositions is keyPositions for a command of spec s with n arguments.
+func specPositions(s *cmdSpec, n int) (first, last, step int) {
+	if s.first == 0 || n == 0 {
 		return 0, -1, 1
 	}
 	last = s.last
 	if last < 0 {
-		last = len(c.Args) + 1 + last
+		last = n + 1 + last
 	}
-	return s.first, min(last, len(c.Args)), s.step
+	return s.first, min(last, n), s.step
 }
 
 // longKey returns the length of the first of the command's keys (as
@@ -104,6 +112,23 @@ func CommandKeys(c Command) [][]byte {
 		return nil
 	}
 	return specKeys(s, c.Args)
+}
+
+// AppendCommandKeys appends the keys c touches (as CommandKeys lists them)
+// to dst and reports whether c is a known command and whether it is
+// read-only (IsReadOnly): one table lookup for the three, and no allocation
+// when dst has room (the durability tracking of --fsync=always runs it on
+// every request).
+func AppendCommandKeys(dst [][]byte, c Command) (keys [][]byte, known, readOnly bool) {
+	s, ok := commandTable[strings.ToUpper(c.Name)]
+	if !ok {
+		return dst, false, false
+	}
+	first, last, step := specPositions(s, len(c.Args))
+	for i := first; first > 0 && i <= last; i += step {
+		dst = append(dst, c.Args[i-1])
+	}
+	return dst, true, s.readOnly
 }
 
 // IsReadOnly reports whether the named command never writes; false for

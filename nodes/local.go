@@ -64,6 +64,7 @@ type Local struct {
 	cur   *epoch            // collects writes for the next sync (fsync=always)
 	last  *epoch            // the newest epoch that has writes (nil: none yet)
 	dirty map[string]*epoch // keys written in epochs not yet known durable
+	keys  [][]byte          // track's scratch: a command's keys
 
 	kick    chan struct{} // capacity 1: cur has writes to sync
 	stop    chan struct{}
@@ -426,16 +427,24 @@ func (l *Local) track(r consistency.Request, rep core.Reply) *epoch {
 	if r.Cmd == nil {
 		return nil
 	}
-	keys := core.CommandKeys(*r.Cmd)
+	// l.keys is scratch space (guarded by dmu): tracking a single command
+	// allocates nothing but the marks of new dirty keys.
+	keys, known, readOnly := core.AppendCommandKeys(l.keys[:0], *r.Cmd)
+	var e *epoch
 	switch {
-	case !core.IsReadOnly(r.Cmd.Name) && !rep.IsError():
+	case !readOnly && !rep.IsError():
 		// (A command that fails changes nothing; its error may still
-		// reveal the key's state, so it counts as a read.)
-		return l.write(keys)
-	case len(keys) == 0 && core.KnownCommand(r.Cmd.Name):
-		return l.readAll()
+		// reveal the key's state, so it counts as a read. An unknown
+		// command fails.)
+		e = l.write(keys)
+	case len(keys) == 0 && known:
+		e = l.readAll()
+	default:
+		e = l.readNeed(keys)
 	}
-	return l.readNeed(keys)
+	clear(keys) // keeps no reference to the request's arguments
+	l.keys = keys[:0]
+	return e
 }
 
 // write marks keys dirty in the current epoch and returns it.

@@ -56,7 +56,7 @@ func (g *gatedEngine) durableVersion(t *testing.T, key string) uint64 {
 	return r.Version
 }
 
-func newGatedLocal(t *testing.T, policy core.SyncPolicy) (*Local, *gatedEngine) {
+func newGatedLocal(t testing.TB, policy core.SyncPolicy) (*Local, *gatedEngine) {
 	t.Helper()
 	g := newGatedEngine()
 	st, err := core.NewStore(g, core.Limits{})
@@ -496,5 +496,45 @@ func TestLocalEpochOnDone(t *testing.T) {
 	case c := <-calls:
 		t.Fatalf("a callback ran twice: %+v", c)
 	default:
+	}
+}
+
+// TestLocalTrackAllocs: under --fsync=always every request's durability
+// tracking runs on the serving path, under dmu. For a single command it
+// allocates nothing but the mark of a key newly dirty in the epoch: not for
+// reads of clean or dirty keys, keyless commands, or writes of keys
+// already marked in the current epoch.
+func TestLocalTrackAllocs(t *testing.T) {
+	l, _ := newGatedLocal(t, core.SyncAlways)
+	req := func(name string, args ...string) consistency.Request {
+		c := core.Cmd(name, args...)
+		return consistency.Request{Cmd: &c}
+	}
+	track := func(r consistency.Request, rep core.Reply) *epoch {
+		l.dmu.Lock()
+		defer l.dmu.Unlock()
+		return l.track(r, rep)
+	}
+	if e := track(req("MSET", "k", "v", "j", "w"), core.OK()); e == nil {
+		t.Fatal("MSET is not tracked")
+	}
+	for _, tc := range []struct {
+		name string
+		r    consistency.Request
+		rep  core.Reply
+		wait bool
+	}{
+		{"GET of a clean key", req("GET", "clean"), core.Nil(), false},
+		{"GET of a dirty key", req("GET", "k"), core.Bulk([]byte("v")), true},
+		{"SET of a dirty key", req("SET", "k", "v2"), core.OK(), true},
+		{"DEL of two dirty keys", req("DEL", "k", "j"), core.Int(2), true},
+		{"a failed SET of a clean key", req("SET", "clean"), core.ErrorReply(core.Errorf(core.CodeErr, "arity")), false},
+		{"IDX.LIST (keyless)", req("IDX.LIST"), core.Nil(), true},
+	} {
+		var e *epoch
+		allocs := testing.AllocsPerRun(100, func() { e = track(tc.r, tc.rep) })
+		if allocs != 0 || (e != nil) != tc.wait {
+			t.Errorf("%s: %v allocations, waits on an epoch: %v; want 0, %v", tc.name, allocs, e != nil, tc.wait)
+		}
 	}
 }
