@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/apache/thrift/lib/go/thrift"
+
 	"github.com/dialkv/dialkv/consistency"
 	"github.com/dialkv/dialkv/core"
 	"github.com/dialkv/dialkv/transport"
@@ -17,9 +19,13 @@ import (
 // instead of being handed to a worker goroutine that proposes it and
 // waits: the handler returns transport.ErrDeferred, the loop goes on, and
 // the raft Service's completion goroutine, once the write is applied,
-// has the transport serve the request frame again: Call then answers from
-// the finished write (answerDeferred) and the reply is written on that
-// goroutine, with the replies before it, in one write that does not wait.
+// has the transport write its reply: the deferredWrite writes a
+// successful answer itself (WriteAnswer, a transport.DeferredAnswer),
+// without the transport decoding the request frame again and serving it
+// through the processor and Call; any other answer (an error, which the
+// generated processor maps to its exception) is Call's, from the frame
+// served again (answerDeferred). The reply is written on that goroutine,
+// with the replies before it, in one write that does not wait.
 // Everything DoAsync does not start (not the leader, reads, other
 // commands, batches) goes to a worker as before (transport.ErrNotInline).
 // The write is answered only once applied, exactly as on a worker.
@@ -42,6 +48,8 @@ type deferredWrite struct {
 	deadline time.Time  // the request's, as given to DoAsync
 	ns       *namespace // (hot-key accounting)
 	fence    *writeFence
+	h        *handler     // (WriteAnswer)
+	c        core.Command // the command (its arguments are the request's own copies)
 
 	mu   sync.Mutex
 	done bool
@@ -50,7 +58,7 @@ type deferredWrite struct {
 	err  error
 }
 
-var _ transport.Deferred = (*deferredWrite)(nil)
+var _ transport.DeferredAnswer = (*deferredWrite)(nil)
 
 // finish records the write's outcome, leaves the write fence and calls
 // the transport's callback (if registered yet: else OnDone calls it).
@@ -101,7 +109,7 @@ func (h *handler) startDeferred(ctx context.Context, o *gen.RequestOptions, ns *
 	// Ordering rule: the deadline is fixed before DoAsync and Defer, so
 	// that the transport's bound on the hold (Deadline) and DoAsync's
 	// Timeout are the same instant.
-	d := &deferredWrite{start: start, deadline: h.deadline(o), ns: ns, fence: &h.n.fence}
+	d := &deferredWrite{start: start, deadline: h.deadline(o), ns: ns, fence: &h.n.fence, h: h, c: c}
 	req := h.request(o)
 	req.Cmd = &c
 	// Ordering rule: Defer is called only once DoAsync accepted the
@@ -128,4 +136,26 @@ func (h *handler) answerDeferred(d *deferredWrite, c core.Command) (*gen.Execute
 	resp, err := d.resp, d.err
 	d.mu.Unlock()
 	return h.callAnswer(d.ns, c, d.start, resp, answerErr(resp, err))
+}
+
+// WriteAnswer implements transport.DeferredAnswer: a write that succeeded
+// is answered as Call answers it from the frame served again
+// (answerDeferred, then the generated processor's reply to "call"), with
+// the same metrics and hot-key accounting; any other outcome is left to
+// Call (false, nothing written or counted).
+func (d *deferredWrite) WriteAnswer(ctx context.Context, name string, seq int32, oprot thrift.TProtocol) bool {
+	d.mu.Lock()
+	resp, err := d.resp, d.err
+	d.mu.Unlock()
+	if name != "call" || answerErr(resp, err) != nil {
+		return false
+	}
+	r, _ := d.h.callAnswer(d.ns, d.c, d.start, resp, nil)
+	d.h.n.metrics.observe("call", outcome(nil), d.start)
+	// Writes to the transport's reply buffer, which do not fail.
+	_ = oprot.WriteMessageBegin(ctx, name, thrift.REPLY, seq)
+	_ = (&gen.DialKVCallResult{Success: r}).Write(ctx, oprot)
+	_ = oprot.WriteMessageEnd(ctx)
+	_ = oprot.Flush(ctx)
+	return true
 }

@@ -1,9 +1,13 @@
 package nodes
 
 import (
+	"bytes"
 	"context"
 	"testing"
 	"time"
+
+	"github.com/apache/thrift/lib/go/thrift"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dialkv/dialkv/consistency"
 	"github.com/dialkv/dialkv/consistency/raft"
@@ -76,4 +80,112 @@ func TestStartDeferredNotInline(t *testing.T) {
 	if doer.started != 0 || h.n.fence.inflight.Load() != 0 {
 		t.Fatalf("%d writes proposed, %d left in the write fence; want none", doer.started, h.n.fence.inflight.Load())
 	}
+}
+
+// TestDeferredWriteAnswer: a raft write started on the event loop that
+// succeeded is answered by its deferredWrite itself
+// (transport.DeferredAnswer) with the reply Call gives from the frame
+// served again (answerDeferred, in the generated processor's "call"
+// reply), counted once in the metrics; any other outcome writes and
+// counts nothing and is left to Call.
+func TestDeferredWriteAnswer(t *testing.T) {
+	ctx := context.Background()
+	cmd := core.Cmd("SET", "k", "v")
+	for _, tc := range []struct {
+		name    string
+		method  string
+		resp    consistency.Response
+		err     error
+		answers bool
+	}{
+		{name: "ok", method: "call", resp: consistency.Response{Reply: core.OK()}, answers: true},
+		{name: "bulk and token", method: "call", resp: consistency.Response{Reply: core.Bulk([]byte("old")), Token: []byte("t1")}, answers: true},
+		{name: "error reply", method: "call", resp: consistency.Response{Reply: core.ErrorReply(core.Errorf(core.CodeErr, "no"))}},
+		{name: "timeout", method: "call", err: consistency.ErrTimeout},
+		{name: "another method", method: "execute", resp: consistency.Response{Reply: core.OK()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := &Node{}
+			n.cfg.ID = "n1"
+			n.metrics = newMetrics(n)
+			h := &handler{n: n}
+			ns := &namespace{spec: NamespaceSpec{Name: "r"}}
+			done := func() *deferredWrite {
+				d := &deferredWrite{start: time.Now(), ns: ns, fence: &n.fence, h: h, c: cmd}
+				n.fence.enter()
+				d.finish(tc.resp, tc.err)
+				return d
+			}
+			var want []byte
+			if tc.answers {
+				r, err := h.answerDeferred(done(), cmd)
+				if err != nil {
+					t.Fatalf("answerDeferred: %v", err)
+				}
+				want = callReply(t, tc.method, 7, &gen.DialKVCallResult{Success: r})
+			}
+			before := callsOK(t, n)
+			buf := thrift.NewTMemoryBuffer()
+			got := done().WriteAnswer(ctx, tc.method, 7, thrift.NewTBinaryProtocolConf(buf, nil))
+			if got != tc.answers {
+				t.Fatalf("WriteAnswer = %v, want %v", got, tc.answers)
+			}
+			if !bytes.Equal(buf.Bytes(), want) {
+				t.Fatalf("WriteAnswer wrote %x, want %x", buf.Bytes(), want)
+			}
+			if c := callsOK(t, n) - before; (c == 1) != tc.answers || c > 1 {
+				t.Fatalf("WriteAnswer counted %v successful calls; want 1 if it answers, else 0", c)
+			}
+		})
+	}
+}
+
+// callReply is the generated processor's reply message: header, result,
+// end.
+func callReply(t *testing.T, method string, seq int32, r thrift.TStruct) []byte {
+	t.Helper()
+	ctx := context.Background()
+	buf := thrift.NewTMemoryBuffer()
+	p := thrift.NewTBinaryProtocolConf(buf, nil)
+	if err := p.WriteMessageBegin(ctx, method, thrift.REPLY, seq); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Write(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WriteMessageEnd(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// callsOK reads dialkv_requests_total{op="call", outcome="ok"} of a node's
+// metrics (from a registry of that counter alone: the node's own
+// registry's gauges need a running node).
+func callsOK(t *testing.T, n *Node) float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(n.metrics.requests)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "dialkv_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["op"] == "call" && labels["outcome"] == "ok" {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }

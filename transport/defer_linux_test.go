@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/thrift/lib/go/thrift"
+
 	"github.com/dialkv/dialkv/core"
 	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
 )
@@ -67,10 +69,14 @@ func (h *deferHandler) Call(ctx context.Context, o *gen.RequestOptions, c *gen.C
 			h.note(cc.Name, arg, where)
 			return nil, ErrDeferred
 		}
-		if cc.Name == "DEFER" || cc.Name == "DEFERNOW" {
-			d := &gateDeferred{gate: h.gate, now: cc.Name == "DEFERNOW"}
+		if cc.Name == "DEFER" || cc.Name == "DEFERNOW" || cc.Name == "ANSWER" || cc.Name == "DECLINE" {
+			g := &gateDeferred{gate: h.gate, now: cc.Name == "DEFERNOW"}
 			if ms := o.GetDeadlineMs(); ms > 0 {
-				d.deadline = time.Now().Add(time.Duration(ms) * time.Millisecond)
+				g.deadline = time.Now().Add(time.Duration(ms) * time.Millisecond)
+			}
+			var d Deferred = g
+			if cc.Name == "ANSWER" || cc.Name == "DECLINE" {
+				d = &answerDeferred{gateDeferred: g, h: h, arg: arg, answer: cc.Name == "ANSWER"}
 			}
 			if !Defer(ctx, d) {
 				return nil, errors.New("Defer refused an inline request")
@@ -83,6 +89,32 @@ func (h *deferHandler) Call(ctx context.Context, o *gen.RequestOptions, c *gen.C
 	}
 	h.note(cc.Name, arg, where)
 	return &gen.ExecuteResponse{Replies: []*gen.Reply{ReplyFromCore(core.Bulk([]byte(reply)), nil)}}, nil
+}
+
+// answerDeferred is a gateDeferred that writes its own reply
+// ("answered:ARG", DeferredAnswer), or declines to (answer false: the
+// frame is then served again).
+type answerDeferred struct {
+	*gateDeferred
+	h      *deferHandler
+	arg    string
+	answer bool
+}
+
+var _ DeferredAnswer = (*answerDeferred)(nil)
+
+func (d *answerDeferred) WriteAnswer(ctx context.Context, name string, seq int32, oprot thrift.TProtocol) bool {
+	if !d.answer {
+		d.h.note("DECLINE", d.arg, "declined")
+		return false
+	}
+	d.h.note("ANSWER", d.arg, "answered")
+	r := &gen.DialKVCallResult{Success: &gen.ExecuteResponse{Replies: []*gen.Reply{ReplyFromCore(core.Bulk([]byte("answered:"+d.arg)), nil)}}}
+	oprot.WriteMessageBegin(ctx, name, thrift.REPLY, seq)
+	r.Write(ctx, oprot)
+	oprot.WriteMessageEnd(ctx)
+	oprot.Flush(ctx)
+	return true
 }
 
 func (h *deferHandler) note(name, arg, where string) {
@@ -121,6 +153,35 @@ func TestInlineDefer(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("%q not served; served: %s", w, strings.Join(h.log, "; "))
+		}
+	}
+}
+
+// TestInlineDeferAnswer: a deferred request whose Deferred writes its own
+// reply (DeferredAnswer) is answered with it, in order with the replies
+// before and after it, and its frame is not served again; one that
+// declines is served again as before.
+func TestInlineDeferAnswer(t *testing.T) {
+	h := &deferHandler{gate: make(chan struct{})}
+	srv := NewServer(gen.NewDialKVProcessor(h), ServerConfig{Mode: ModeEpoll, InlineMethods: []string{"call"}})
+	addr := serveEpoll(t, srv)
+	a := dialSend(t, addr, callFrame(Binary, 1, "GET", "a1"), callFrame(Binary, 2, "ANSWER", "a2"), callFrame(Binary, 3, "GET", "a3"))
+	c := dialSend(t, addr, callFrame(Binary, 1, "DECLINE", "c1"), callFrame(Binary, 2, "GET", "c2"))
+	waitLogged(t, &h.mu, &h.log, 3, 20*time.Second)
+	close(h.gate)
+	expectCallReplies(t, a, "answered", "a1", "answered:a2", "a3")
+	expectCallReplies(t, c, "declined", "done:c1", "c2")
+	h.mu.Lock()
+	got := strings.Join(h.log, "; ")
+	h.mu.Unlock()
+	for _, l := range []string{"ANSWER a2 again"} {
+		if strings.Contains(got, l) {
+			t.Errorf("%q: a Deferred that answers itself was served again; served: %s", l, got)
+		}
+	}
+	for _, l := range []string{"ANSWER a2 answered", "DECLINE c1 declined", "DECLINE c1 again"} {
+		if !strings.Contains(got, l) {
+			t.Errorf("%q missing; served: %s", l, got)
 		}
 	}
 }

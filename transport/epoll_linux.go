@@ -764,15 +764,23 @@ func (s *Server) epollHoldWrite(st *epollState, h *heldReply) {
 }
 
 // epollDeferDone finishes a connection whose deferred request (see
-// ErrDeferred) is done, on the goroutine that finished it: the request's
-// frame is served again with a context carrying the Deferred (the handler
-// answers from it, without waiting), its reply appended to the replies
-// before it, and all of them written as a held reply's are.
+// ErrDeferred) is done, on the goroutine that finished it: its reply — the
+// Deferred's own (DeferredAnswer), else the request's frame served again
+// with a context carrying the Deferred (the handler answers from it,
+// without waiting) — is appended to the replies before it, and all of
+// them are written as a held reply's are.
 func (s *Server) epollDeferDone(st *epollState, h *heldReply) {
 	c := h.c
 	if s.closing.Load() {
 		s.epollClose(st, c, "shutdown")
 		return
+	}
+	if a, ok := h.d.(DeferredAnswer); ok {
+		if out, ok := s.appendAnswer(c.ctx, h.out, h.frame, a); ok {
+			h.out, h.frame, h.d = out, nil, nil
+			s.epollHoldWrite(st, h)
+			return
+		}
 	}
 	ctx := context.WithValue(c.ctx, deferredKey{}, h.d)
 	out, keep, _, _, _ := s.appendProcessMode(ctx, h.out, h.frame, false)

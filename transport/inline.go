@@ -92,6 +92,23 @@ type Deferred interface {
 	Deadline() (deadline time.Time, ok bool)
 }
 
+// A DeferredAnswer is a Deferred that, once done, can write its reply
+// itself: the transport then writes that reply instead of serving the
+// request's frame again (see ErrDeferred), which saves the second decode
+// of the request and the second pass through the processor and handler.
+type DeferredAnswer interface {
+	Deferred
+	// WriteAnswer writes the done request's whole reply message to oprot
+	// as the processor would — the message header (name, thrift.REPLY,
+	// seq), the method's result struct, the message end and Flush — and
+	// reports whether it did. False: it wrote nothing and changed nothing
+	// (an answer it leaves to the processor, e.g. an exception); the
+	// transport then serves the frame again. Called once, by the
+	// goroutine that finished the request; name and seq are the request
+	// frame's.
+	WriteAnswer(ctx context.Context, name string, seq int32, oprot thrift.TProtocol) bool
+}
+
 // deferGrace is how long after its own deadline a deferred request (see
 // Deferred) may still be answered before the transport closes its
 // connection: the handler finishes it at its deadline (the raft Service

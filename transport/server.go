@@ -583,6 +583,37 @@ func (s *Server) appendProcessMode(ctx context.Context, dst, frame []byte, inlin
 	return out, keep, abandoned, never, deferred
 }
 
+// appendAnswer appends to dst the reply of deferred request frame, done,
+// as d writes it (DeferredAnswer), in a frame of its own; ok false: d
+// wrote nothing (or the frame's header did not decode, or d panicked: the
+// processor then answers), dst is returned as it was.
+func (s *Server) appendAnswer(ctx context.Context, dst, frame []byte, d DeferredAnswer) (out []byte, ok bool) {
+	c := s.codecs.Get().(*codec)
+	c.in.reset(frame)
+	start := len(dst)
+	c.out.b = append(dst, 0, 0, 0, 0) // frame header, patched below
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				s.cfg.Logger.Error("deferred answer panicked; serving the request again", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				ok = false
+			}
+		}()
+		name, _, seq, err := c.iprot.ReadMessageBegin(ctx)
+		ok = err == nil && d.WriteAnswer(ctx, name, seq, c.oprot)
+	}()
+	out = c.out.b
+	if ok {
+		binary.BigEndian.PutUint32(out[start:], uint32(len(out)-start-4))
+	} else {
+		out = out[:start]
+	}
+	c.out.b = nil // the caller's buffer: not the pool's
+	c.in.reset(nil)
+	s.codecs.Put(c)
+	return out, ok
+}
+
 // SetFrameTimeoutForTest changes FrameTimeout on a running server (tests).
 func (s *Server) SetFrameTimeoutForTest(d time.Duration) {
 	s.frameTimeout.Store(int64(d))

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/thrift/lib/go/thrift"
+
 	"github.com/dialkv/dialkv/core"
 	gen "github.com/dialkv/dialkv/transport/thrift/gen-go/dialkv"
 )
@@ -69,6 +71,55 @@ func BenchmarkProcess(b *testing.B) {
 				b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 			})
 		}
+	}
+}
+
+// benchAnswer is a done Deferred that writes benchHandler's answer to a
+// SET itself (DeferredAnswer).
+type benchAnswer struct{ name string }
+
+func (*benchAnswer) OnDone(f func())             { f() }
+func (*benchAnswer) Deadline() (time.Time, bool) { return time.Time{}, false }
+
+func (a *benchAnswer) WriteAnswer(ctx context.Context, name string, seq int32, oprot thrift.TProtocol) bool {
+	r := &gen.DialKVCallResult{Success: &gen.ExecuteResponse{Replies: []*gen.Reply{ReplyFromCore(core.OK(), nil)}, ServedBy: &a.name}}
+	oprot.WriteMessageBegin(ctx, name, thrift.REPLY, seq)
+	r.Write(ctx, oprot)
+	oprot.WriteMessageEnd(ctx)
+	oprot.Flush(ctx)
+	return true
+}
+
+// BenchmarkDeferDone measures the reply of a deferred SET once it is done
+// (see ErrDeferred), the transport's part with a handler that does
+// nothing: "again" serves the request frame again (decode, processor,
+// handler, encode), "answer" has the Deferred write the same reply itself
+// (DeferredAnswer):
+//
+//	go test -run '^$' -bench DeferDone -benchmem ./transport
+func BenchmarkDeferDone(b *testing.B) {
+	_, set := benchRequests(Binary)
+	srv := NewServer(gen.NewDialKVProcessor(&benchHandler{value: make([]byte, 100), name: "n1"}), ServerConfig{})
+	d := &benchAnswer{name: "n1"}
+	ctx := context.WithValue(srv.ctx, deferredKey{}, Deferred(d))
+	for _, rc := range []struct {
+		name string
+		run  func(out []byte) []byte
+	}{
+		{"again", func(out []byte) []byte { out, _, _, _, _ = srv.appendProcessMode(ctx, out, set, false); return out }},
+		{"answer", func(out []byte) []byte { out, _ = srv.appendAnswer(srv.ctx, out, set, d); return out }},
+	} {
+		b.Run(rc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			cpu0 := cpuTime()
+			var out []byte
+			for b.Loop() {
+				if out = rc.run(out[:0]); len(out) < 8 {
+					b.Fatalf("%d reply bytes", len(out))
+				}
+			}
+			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+		})
 	}
 }
 
