@@ -34,7 +34,7 @@ func ParamNames() []string {
 //	replicas      3                             replicas per shard (3 or 5)
 //	rtt           10ms                          Dragonboat's RTT
 //	election-rtt  10                            election timeout in RTTs
-//	snapshot-entries 1000                       snapshot every so many entries
+//	snapshot-entries 10000                      snapshot every so many entries
 //	redirect      true                          redirect requests to the shard leader
 //	storage       pebble                        state machine storage: pebble (on disk) or memory
 //	batch         false                         propose concurrent writes of a shard as one entry (batch.go)

@@ -75,7 +75,10 @@ type Config struct {
 	// ElectionRTT and HeartbeatRTT in RTTs (defaults 10 and 1).
 	ElectionRTT, HeartbeatRTT uint64
 	// SnapshotEntries: take a snapshot every so many entries (default
-	// 1000); CompactionOverhead entries are kept after it (default 100).
+	// 10000: each snapshot of the on-disk state machine is an fsync of its
+	// engine and a synced snapshot record in the LogDB, during which the
+	// LogDB's saves wait; etcd's own default is 100,000);
+	// CompactionOverhead entries are kept after it (default 100).
 	SnapshotEntries, CompactionOverhead uint64
 
 	// MutualTLS runs Dragonboat's TCP transport over mutual TLS
@@ -199,7 +202,7 @@ func (c *Config) defaults() error {
 		c.HeartbeatRTT = 1
 	}
 	if c.SnapshotEntries == 0 {
-		c.SnapshotEntries = 1000
+		c.SnapshotEntries = 10000
 	}
 	if c.CompactionOverhead == 0 {
 		c.CompactionOverhead = 100
