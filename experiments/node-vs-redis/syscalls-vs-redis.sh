@@ -11,12 +11,13 @@
 #     $S node bin/dialkv node 15101 12s; $S redis bin/dialkv redis 15201 12s; done
 #
 # Usage: syscalls-vs-redis.sh KIND BIN TAG PORT [DUR] (needs perf, redis-server, python3).
+# FSYNC=never|always (default always): the node's --fsync (syscalls.sh's runs).
 set -euo pipefail
-K=$1; B=$2; T=$3; P=$4; DUR=${5:-16s}
+K=$1; B=$2; T=$3; P=$4; DUR=${5:-16s}; FSYNC=${FSYNC:-always}
 D=$(mktemp -d)
 trap 'rm -rf "$D"' EXIT
 if [ $K = node ]; then
-  $B node --id p --listen 127.0.0.1:$P --data $D --fsync always --log-level warn > $D/node.log 2>&1 & NP=$!
+  $B node --id p --listen 127.0.0.1:$P --data $D --fsync $FSYNC --log-level warn > $D/node.log 2>&1 & NP=$!
   PROTO=binary
 else
   redis-server --port $P --bind 127.0.0.1 --dir $D --daemonize no --loglevel warning --save "" --appendonly yes --appendfsync always >$D/r.log 2>&1 & NP=$!
