@@ -38,16 +38,7 @@ trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev
 . "$(dirname "$0")/lib.sh"
 declare -A NODES ADDRS
 LABELS=()
-c=0
-for arg in "$@"; do
-  label=${arg%%=*}; rest=${arg#*=}; spec=${rest%%,*}; nsp=$NSPARAMS
-  [ "$rest" = "$spec" ] || nsp="${rest#*,}"
-  bin=${spec%%@*}; envs=""; [ "$spec" = "$bin" ] || envs=${spec#*@}
-  LABELS+=("$label")
-  P=$((PORTBASE + 200*c)); c=$((c+1)) # a cluster uses P..P+125
-  start_ab_cluster "$label" "$P" "$bin" "$envs" "$nsp" "$OUT"
-  NODES[$label]=$AB_PIDS; ADDRS[$label]=$AB_ADDRS
-done
+start_ab_clusters "$@"
 echo "| round | build | writes/s | p50 ms | p99 ms | node CPU µs/write | each node (n1 / n2 / n3) | errors | load1 | context switches/write, each node |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 for r in $(seq "$ROUNDS"); do

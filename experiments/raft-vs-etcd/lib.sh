@@ -72,6 +72,26 @@ start_ab_cluster() {
   for _ in $(seq 200); do "$bin" cli --addr 127.0.0.1:$((P+10)) --namespace r1 SET warm 1 2>/dev/null | grep -q OK && break; sleep 0.2; done
 }
 
+# start_ab_clusters ARG...: start_ab_cluster for every argument
+# label=binary[@ENV][,param,value,...] (environment of that cluster's
+# nodes, space separated; namespace parameters, NSPARAMS for arguments
+# without), the i-th on ports PORTBASE+200*i (it uses P..P+125), under
+# $OUT. Appends each label to LABELS and sets NODES[label] (the pids) and
+# ADDRS[label] (the client addresses): the caller declares them
+# (`declare -A NODES ADDRS; LABELS=()`).
+start_ab_clusters() {
+  local c=0 arg label rest spec nsp bin envs
+  for arg in "$@"; do
+    label=${arg%%=*}; rest=${arg#*=}; spec=${rest%%,*}; nsp=$NSPARAMS
+    [ "$rest" = "$spec" ] || nsp="${rest#*,}"
+    bin=${spec%%@*}; envs=""; [ "$spec" = "$bin" ] || envs=${spec#*@}
+    LABELS+=("$label")
+    start_ab_cluster "$label" $((PORTBASE + 200*c)) "$bin" "$envs" "$nsp" "$OUT"
+    c=$((c+1))
+    NODES[$label]=$AB_PIDS; ADDRS[$label]=$AB_ADDRS
+  done
+}
+
 # ticks PID...: each process's user+system CPU ticks so far (TICK_US µs each).
 ticks() { for p in "$@"; do awk '{printf "%d ", $14+$15}' "/proc/$p/stat"; done; }
 TICK_US=$((1000000 / $(getconf CLK_TCK)))

@@ -31,18 +31,9 @@ mkdir -p "$OUT"
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
 . "$HERE/lib.sh"
-declare -A ADDRS
+declare -A NODES ADDRS
 LABELS=()
-c=0
-for arg in "$@"; do
-  label=${arg%%=*}; rest=${arg#*=}; spec=${rest%%,*}; nsp=$NSPARAMS
-  [ "$rest" = "$spec" ] || nsp="${rest#*,}"
-  bin=${spec%%@*}; envs=""; [ "$spec" = "$bin" ] || envs=${spec#*@}
-  LABELS+=("$label")
-  P=$((PORTBASE + 200*c)); c=$((c+1))
-  start_ab_cluster "$label" "$P" "$bin" "$envs" "$nsp" "$OUT"
-  ADDRS[$label]=$AB_ADDRS
-done
+start_ab_clusters "$@"
 ROWS=()
 for r in $(seq "$ROUNDS"); do
   for label in "${LABELS[@]}"; do
