@@ -18,20 +18,13 @@ type cmdSpec struct {
 	first, last, step int
 }
 
-// specKeys returns the key arguments of a command.
-func specKeys(s *cmdSpec, args [][]byte) [][]byte {
-	if s.first == 0 || len(args) == 0 {
-		return nil
+// appendSpecKeys appends the key arguments of a command of spec s to dst.
+func appendSpecKeys(dst [][]byte, s *cmdSpec, args [][]byte) [][]byte {
+	first, last, step := specPositions(s, len(args))
+	for i := first; first > 0 && i <= last; i += step {
+		dst = append(dst, args[i-1])
 	}
-	last := s.last
-	if last < 0 {
-		last = len(args) + 1 + last
-	}
-	var keys [][]byte
-	for i := s.first; i <= last && i <= len(args); i += s.step {
-		keys = append(keys, args[i-1])
-	}
-	return keys
+	return dst
 }
 
 // keyPositions returns where c's keys are among its arguments (as
@@ -59,16 +52,10 @@ func specPositions(s *cmdSpec, n int) (first, last, step int) {
 }
 
 // longKey returns the length of the first of the command's keys (as
-// specKeys lists them) longer than max, or -1: specKeys without allocating.
+// CommandKeys lists them) longer than max, or -1, without allocating.
 func longKey(s *cmdSpec, args [][]byte, max int) int {
-	if s.first == 0 || len(args) == 0 {
-		return -1
-	}
-	last := s.last
-	if last < 0 {
-		last = len(args) + 1 + last
-	}
-	for i := s.first; i <= last && i <= len(args); i += s.step {
+	first, last, step := specPositions(s, len(args))
+	for i := first; first > 0 && i <= last; i += step {
 		if len(args[i-1]) > max {
 			return len(args[i-1])
 		}
@@ -111,7 +98,7 @@ func CommandKeys(c Command) [][]byte {
 	if !ok {
 		return nil
 	}
-	return specKeys(s, c.Args)
+	return appendSpecKeys(nil, s, c.Args)
 }
 
 // AppendCommandKeys appends the keys c touches (as CommandKeys lists them)
@@ -124,11 +111,7 @@ func AppendCommandKeys(dst [][]byte, c Command) (keys [][]byte, known, readOnly 
 	if !ok {
 		return dst, false, false
 	}
-	first, last, step := specPositions(s, len(c.Args))
-	for i := first; first > 0 && i <= last; i += step {
-		dst = append(dst, c.Args[i-1])
-	}
-	return dst, true, s.readOnly
+	return appendSpecKeys(dst, s, c.Args), true, s.readOnly
 }
 
 // IsReadOnly reports whether the named command never writes; false for

@@ -544,10 +544,7 @@ func (s *Server) appendProcess(ctx context.Context, dst, frame []byte) (out []by
 // out is dst as it was, and abandoned is true; never is also true when the
 // handler returned ErrNotInline, deferred when it returned ErrDeferred.
 func (s *Server) appendProcessMode(ctx context.Context, dst, frame []byte, inline bool) (out []byte, keep, abandoned, never, deferred bool) {
-	c := s.codecs.Get().(*codec)
-	c.in.reset(frame)
-	start := len(dst)
-	c.out.b = append(dst, 0, 0, 0, 0) // frame header, patched below
+	c, start := s.beginFrame(dst, frame)
 	keep = true
 	func() {
 		defer func() {
@@ -564,7 +561,7 @@ func (s *Server) appendProcessMode(ctx context.Context, dst, frame []byte, inlin
 		}()
 		_, err := s.proc.Process(ctx, c.iprot, c.oprot)
 		if inline && err != nil && errors.Is(err, ErrServeOnWorker) {
-			c.out.b = c.out.b[:start]
+			// endFrame cuts what was written (nothing is answered).
 			abandoned, never, deferred = true, errors.Is(err, ErrNotInline), errors.Is(err, ErrDeferred)
 			return
 		}
@@ -573,14 +570,34 @@ func (s *Server) appendProcessMode(ctx context.Context, dst, frame []byte, inlin
 			writeException(s.ctx, c.oprot, "", 0, thrift.PROTOCOL_ERROR, "cannot decode request: "+err.Error())
 		}
 	}()
-	out = c.out.b
-	if !abandoned {
+	return s.endFrame(c, start, !abandoned), keep, abandoned, never, deferred
+}
+
+// beginFrame takes a pooled codec to answer request frame: its input reads
+// frame, its output appends to dst after a frame header placeholder at
+// start (len(dst)). endFrame finishes the frame and returns the codec.
+func (s *Server) beginFrame(dst, frame []byte) (c *codec, start int) {
+	c = s.codecs.Get().(*codec)
+	c.in.reset(frame)
+	start = len(dst)
+	c.out.b = append(dst, 0, 0, 0, 0) // frame header, patched by endFrame
+	return c, start
+}
+
+// endFrame returns what c's output holds: with the frame written after
+// start patched into its header if keep, else cut back to start (dst as it
+// was given to beginFrame). c goes back to the pool.
+func (s *Server) endFrame(c *codec, start int, keep bool) []byte {
+	out := c.out.b
+	if keep {
 		binary.BigEndian.PutUint32(out[start:], uint32(len(out)-start-4))
+	} else {
+		out = out[:start]
 	}
 	c.out.b = nil // the caller's buffer: not the pool's
 	c.in.reset(nil)
 	s.codecs.Put(c)
-	return out, keep, abandoned, never, deferred
+	return out
 }
 
 // appendAnswer appends to dst the reply of deferred request frame, done,
@@ -588,10 +605,7 @@ func (s *Server) appendProcessMode(ctx context.Context, dst, frame []byte, inlin
 // wrote nothing (or the frame's header did not decode, or d panicked: the
 // processor then answers), dst is returned as it was.
 func (s *Server) appendAnswer(ctx context.Context, dst, frame []byte, d DeferredAnswer) (out []byte, ok bool) {
-	c := s.codecs.Get().(*codec)
-	c.in.reset(frame)
-	start := len(dst)
-	c.out.b = append(dst, 0, 0, 0, 0) // frame header, patched below
+	c, start := s.beginFrame(dst, frame)
 	func() {
 		defer func() {
 			if r := recover(); r != nil {
@@ -602,16 +616,7 @@ func (s *Server) appendAnswer(ctx context.Context, dst, frame []byte, d Deferred
 		name, _, seq, err := c.iprot.ReadMessageBegin(ctx)
 		ok = err == nil && d.WriteAnswer(ctx, name, seq, c.oprot)
 	}()
-	out = c.out.b
-	if ok {
-		binary.BigEndian.PutUint32(out[start:], uint32(len(out)-start-4))
-	} else {
-		out = out[:start]
-	}
-	c.out.b = nil // the caller's buffer: not the pool's
-	c.in.reset(nil)
-	s.codecs.Put(c)
-	return out, ok
+	return s.endFrame(c, start, ok), ok
 }
 
 // SetFrameTimeoutForTest changes FrameTimeout on a running server (tests).

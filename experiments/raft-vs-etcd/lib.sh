@@ -80,16 +80,24 @@ start_ab_cluster() {
 # ADDRS[label] (the client addresses): the caller declares them
 # (`declare -A NODES ADDRS; LABELS=()`).
 start_ab_clusters() {
-  local c=0 arg label rest spec nsp bin envs
+  local c=0 arg label
   for arg in "$@"; do
-    label=${arg%%=*}; rest=${arg#*=}; spec=${rest%%,*}; nsp=$NSPARAMS
-    [ "$rest" = "$spec" ] || nsp="${rest#*,}"
-    bin=${spec%%@*}; envs=""; [ "$spec" = "$bin" ] || envs=${spec#*@}
+    label=${arg%%=*}
     LABELS+=("$label")
-    start_ab_cluster "$label" $((PORTBASE + 200*c)) "$bin" "$envs" "$nsp" "$OUT"
+    start_ab_spec "$label" $((PORTBASE + 200*c)) "${arg#*=}" "$NSPARAMS"
     c=$((c+1))
     NODES[$label]=$AB_PIDS; ADDRS[$label]=$AB_ADDRS
   done
+}
+
+# start_ab_spec LABEL P SPEC NSP: start_ab_cluster (under $OUT) from SPEC,
+# binary[@ENV][,param,value,...]; NSP: the namespace parameters when SPEC
+# has none (comma separated).
+start_ab_spec() {
+  local label=$1 P=$2 rest=$3 nsp=$4 spec bin envs
+  spec=${rest%%,*}; [ "$rest" = "$spec" ] || nsp=${rest#*,}
+  bin=${spec%%@*}; envs=""; [ "$spec" = "$bin" ] || envs=${spec#*@}
+  start_ab_cluster "$label" "$P" "$bin" "$envs" "$nsp" "$OUT"
 }
 
 # ticks PID...: each process's user+system CPU ticks so far (TICK_US µs each).

@@ -59,9 +59,7 @@ for arg in "$@"; do
   LABELS+=("$label"); KIND[$label]=$kind; NODES[$label]=""
   P=$((PORTBASE + 200*c)); c=$((c+1))
   if [ "$kind" = d ]; then
-    spec=${rest%%,*}; nsp=""; [ "$rest" = "$spec" ] || nsp=${rest#*,}
-    bin=${spec%%@*}; envs=""; [ "$spec" = "$bin" ] || envs=${spec#*@}
-    start_ab_cluster "$label" "$P" "$bin" "$envs" "$nsp" "$OUT"
+    start_ab_spec "$label" "$P" "$rest" ""
     NODES[$label]=$AB_PIDS; TARGET[$label]=$AB_ADDRS
   else
     start_etcd "$label" "$P" "$rest"
